@@ -1,0 +1,248 @@
+/* edgetrain — fp32 kernels (NCHW), forward and backward.
+ *
+ * Conventions (all kernels):
+ *  - Names: et_<dtype>_<op>_<fwd|bwd...>. This header declares the dispatching
+ *    entry points; SIMD variants (__ref, __avx2, __avx512, __neon) are declared
+ *    in the family's internal header in src/ and tested against __ref.
+ *  - Outputs come first after the parameter struct where practical; pointers are
+ *    restrict-qualified in the implementation; sizes are int64_t.
+ *  - Kernels never allocate. Scratch memory is passed as (ws, ws_bytes); the
+ *    required size comes from the matching *_ws_bytes() query.
+ *  - `nthreads` is decided by the caller; kernels parallelise with
+ *    ET_PARALLEL_FOR(nthreads) (a no-op without OpenMP), static schedules only,
+ *    so results are bitwise reproducible for a given thread count.
+ *  - Backward kernels OVERWRITE their outputs (they do not accumulate); the
+ *    autodiff inserts ADD nodes where a value has several consumers.
+ *  - Every kernel returns et_status; invalid arguments give ET_ERR_ARG /
+ *    ET_ERR_SHAPE, a label out of range ET_ERR_LABEL.
+ */
+#ifndef EDGETRAIN_ET_KERNELS_H
+#define EDGETRAIN_ET_KERNELS_H
+
+#include "et_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ======================================================================= */
+/* GEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major.     */
+/* op(A) = A (lda >= K) or A^T when trans_a (A stored K x M, lda >= M).      */
+/* op(B) = B (ldb >= N) or B^T when trans_b (B stored N x K, ldb >= K).      */
+/* beta == 0 means C is not read (may hold NaN).                              */
+/* ======================================================================= */
+size_t et_f32_gemm_ws_bytes(int64_t M, int64_t N, int64_t K, int nthreads);
+et_status et_f32_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                      float alpha, const float *A, int64_t lda,
+                      const float *B, int64_t ldb,
+                      float beta, float *C, int64_t ldc,
+                      void *ws, size_t ws_bytes, int nthreads);
+
+/* ======================================================================= */
+/* Activations (elementwise). For the backward, `t` is the forward INPUT x   */
+/* for relu, relu6, leaky_relu, hardswish and the forward OUTPUT y for       */
+/* sigmoid and tanh. relu grad at 0 is 0 (PyTorch). relu6 grad is 1 on       */
+/* (0, 6) exclusive. leaky_relu uses alpha as negative slope.                */
+/* ======================================================================= */
+typedef enum et_act {
+    ET_ACT_NONE = 0,
+    ET_ACT_RELU = 1,
+    ET_ACT_RELU6 = 2,
+    ET_ACT_LEAKY_RELU = 3,
+    ET_ACT_SIGMOID = 4,
+    ET_ACT_TANH = 5,
+    ET_ACT_HARDSWISH = 6,
+    ET_ACT_COUNT_
+} et_act;
+
+et_status et_f32_act_fwd(et_act act, float alpha, int64_t n, const float *x, float *y, int nthreads);
+et_status et_f32_act_bwd(et_act act, float alpha, int64_t n, const float *t, const float *dy,
+                         float *dx, int nthreads);
+/* y may alias x in et_f32_act_fwd; dx may alias dy in et_f32_act_bwd. */
+
+/* ======================================================================= */
+/* Convolution 2-D, NCHW, weights [OC, C/groups, KH, KW].                   */
+/* ======================================================================= */
+typedef struct et_conv2d_params {
+    int64_t n, c, h, w;               /* input */
+    int64_t oc, kh, kw;               /* weights */
+    int64_t stride_h, stride_w;
+    int64_t pad_t, pad_l, pad_b, pad_r;
+    int64_t dil_h, dil_w;
+    int64_t groups;
+    et_act act;                       /* fused activation after bias (fwd only); alpha below */
+    float act_alpha;
+    int64_t oh, ow;                   /* output, filled by et_conv2d_params_init */
+} et_conv2d_params;
+
+/* Validates all fields (positive sizes, c and oc divisible by groups, output
+ * at least 1x1) and computes oh, ow. */
+et_status et_conv2d_params_init(et_conv2d_params *p);
+
+size_t et_f32_conv2d_fwd_ws_bytes(const et_conv2d_params *p, int nthreads);
+size_t et_f32_conv2d_bwd_input_ws_bytes(const et_conv2d_params *p, int nthreads);
+size_t et_f32_conv2d_bwd_weight_ws_bytes(const et_conv2d_params *p, int nthreads);
+
+/* y[n,oc,oh,ow] = act(conv(x, w) + b); b may be NULL. */
+et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const float *w,
+                            const float *b, float *y, void *ws, size_t ws_bytes, int nthreads);
+/* dx[n,c,h,w] from dy[n,oc,oh,ow] and w. */
+et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, const float *w,
+                                  float *dx, void *ws, size_t ws_bytes, int nthreads);
+/* dw[oc,c/g,kh,kw] from dy and x. */
+et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, const float *x,
+                                   float *dw, void *ws, size_t ws_bytes, int nthreads);
+/* db[oc] = sum over n, oh, ow of dy. */
+et_status et_f32_conv2d_bwd_bias(const et_conv2d_params *p, const float *dy, float *db, int nthreads);
+
+/* ======================================================================= */
+/* Pooling 2-D, NCHW. Padding is symmetric (PyTorch). ceil_mode as PyTorch: */
+/* the last window must start inside the input or the left padding.         */
+/* Max pool: padded cells are -inf; backward recomputes the argmax from x   */
+/* (first maximum wins, NaN propagates as in PyTorch) — no index storage.   */
+/* ======================================================================= */
+typedef struct et_pool2d_params {
+    int64_t n, c, h, w;
+    int64_t kh, kw;
+    int64_t stride_h, stride_w;
+    int64_t pad_h, pad_w;
+    int64_t dil_h, dil_w;              /* max pool only; 1 for avg pool */
+    int ceil_mode;
+    int count_include_pad;            /* avg pool only */
+    int64_t oh, ow;                   /* filled by et_pool2d_params_init */
+} et_pool2d_params;
+
+et_status et_pool2d_params_init(et_pool2d_params *p); /* validates; pad <= kernel/2 as PyTorch */
+
+et_status et_f32_maxpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads);
+et_status et_f32_maxpool2d_bwd(const et_pool2d_params *p, const float *x, const float *dy,
+                               float *dx, int nthreads);
+et_status et_f32_avgpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads);
+et_status et_f32_avgpool2d_bwd(const et_pool2d_params *p, const float *dy, float *dx, int nthreads);
+/* Global average pool: x[n,c,hw] -> y[n,c]. */
+et_status et_f32_global_avgpool_fwd(int64_t n, int64_t c, int64_t hw, const float *x, float *y,
+                                    int nthreads);
+et_status et_f32_global_avgpool_bwd(int64_t n, int64_t c, int64_t hw, const float *dy, float *dx,
+                                    int nthreads);
+
+/* ======================================================================= */
+/* Broadcast binary ops and reductions. Shapes are given with the same rank */
+/* ndim (<= ET_MAX_DIMS), right-aligned (numpy broadcasting), each input    */
+/* dim equal to the output dim or 1.                                        */
+/* ======================================================================= */
+#define ET_MAX_DIMS 6
+typedef enum et_binop { ET_BIN_ADD = 0, ET_BIN_SUB = 1, ET_BIN_MUL = 2, ET_BIN_DIV = 3, ET_BINOP_COUNT_ } et_binop;
+
+et_status et_f32_binary(et_binop op, int ndim, const int64_t *y_shape,
+                        const int64_t *a_shape, const float *a,
+                        const int64_t *b_shape, const float *b,
+                        float *y, int nthreads);
+/* y = scale * sum of x over the dims where y_shape is 1 and x_shape is not
+ * (y_shape broadcasts to x_shape). Covers sum/mean over any axes and the
+ * gradient of a broadcast. */
+et_status et_f32_reduce_sum_to(int ndim, const int64_t *x_shape, const float *x,
+                               const int64_t *y_shape, float *y, float scale, int nthreads);
+/* y = scale * broadcast(x) from x_shape to y_shape (gradient of a reduction). */
+et_status et_f32_broadcast_to(int ndim, const int64_t *x_shape, const float *x,
+                              const int64_t *y_shape, float *y, float scale, int nthreads);
+/* y = alpha * x + beta (y may alias x). */
+et_status et_f32_affine(int64_t n, float alpha, float beta, const float *x, float *y, int nthreads);
+
+/* ======================================================================= */
+/* Batch normalisation over (N, HW) per channel c. Works for BatchNorm1d    */
+/* with hw = 1. Training uses batch statistics (biased variance for the     */
+/* normalisation) and updates running stats in place with momentum:        */
+/*   running = (1 - momentum) * running + momentum * batch (unbiased var).  */
+/* save_mean / save_invstd [c] are kept for the backward.                   */
+/* ======================================================================= */
+et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                     const float *gamma, const float *beta,
+                                     float *running_mean, float *running_var,
+                                     float momentum, float eps,
+                                     float *y, float *save_mean, float *save_invstd, int nthreads);
+et_status et_f32_batchnorm_infer_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                     const float *gamma, const float *beta,
+                                     const float *running_mean, const float *running_var,
+                                     float eps, float *y, int nthreads);
+/* dgamma, dbeta may be NULL (frozen affine). */
+et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
+                               const float *gamma, const float *save_mean, const float *save_invstd,
+                               float *dx, float *dgamma, float *dbeta, int nthreads);
+
+/* ======================================================================= */
+/* Dropout with a counter-based RNG: element i keeps with probability 1-p,  */
+/* decided by et_rng_u32(seed, offset + i) alone, so the mask is the same   */
+/* on every platform and thread count and the backward recomputes it.      */
+/* ======================================================================= */
+uint32_t et_rng_u32(uint64_t seed, uint64_t counter);
+et_status et_f32_dropout_fwd(int64_t n, float p, uint64_t seed, uint64_t offset,
+                             const float *x, float *y, int nthreads);
+et_status et_f32_dropout_bwd(int64_t n, float p, uint64_t seed, uint64_t offset,
+                             const float *dy, float *dx, int nthreads);
+
+/* ======================================================================= */
+/* Softmax along an axis: data viewed as [outer, len, inner].               */
+/* ======================================================================= */
+et_status et_f32_softmax_fwd(int64_t outer, int64_t len, int64_t inner, int log_softmax,
+                             const float *x, float *y, int nthreads);
+/* dx from y (the forward output) and dy. */
+et_status et_f32_softmax_bwd(int64_t outer, int64_t len, int64_t inner, int log_softmax,
+                             const float *y, const float *dy, float *dx, int nthreads);
+
+/* ======================================================================= */
+/* Losses. All reduce to a scalar mean (PyTorch reduction='mean', KL:       */
+/* 'batchmean'). Backward takes dloss (a scalar) and writes the gradient    */
+/* of the first input.                                                      */
+/* ======================================================================= */
+/* Fused softmax + cross-entropy, integer labels in [0, c): ET_ERR_LABEL otherwise.
+ * probs[n,c] (softmax of logits) is saved for the backward. */
+et_status et_f32_softmax_xent_fwd(int64_t n, int64_t c, const float *logits, const int32_t *labels,
+                                  float *loss, float *probs, int nthreads);
+et_status et_f32_softmax_xent_bwd(int64_t n, int64_t c, const float *probs, const int32_t *labels,
+                                  const float *dloss, float *dlogits, int nthreads);
+/* Probability targets target[n,c] (rows need not be normalised; loss = -sum t*log_softmax / n). */
+et_status et_f32_softmax_xent_prob_fwd(int64_t n, int64_t c, const float *logits, const float *target,
+                                       float *loss, float *probs, int nthreads);
+et_status et_f32_softmax_xent_prob_bwd(int64_t n, int64_t c, const float *probs, const float *target,
+                                       const float *dloss, float *dlogits, int nthreads);
+/* mean((pred - target)^2) over n elements. */
+et_status et_f32_mse_fwd(int64_t n, const float *pred, const float *target, float *loss, int nthreads);
+et_status et_f32_mse_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
+                         float *dpred, int nthreads);
+/* mean(|pred - target|); gradient sign(pred - target), 0 at 0. */
+et_status et_f32_l1_fwd(int64_t n, const float *pred, const float *target, float *loss, int nthreads);
+et_status et_f32_l1_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
+                        float *dpred, int nthreads);
+/* Multi-class hinge (PyTorch MultiMarginLoss, p=1): per row
+ * sum_{i != y} max(0, margin - x[y] + x[i]) / c, then mean over rows. */
+et_status et_f32_hinge_fwd(int64_t n, int64_t c, const float *x, const int32_t *labels, float margin,
+                           float *loss, int nthreads);
+et_status et_f32_hinge_bwd(int64_t n, int64_t c, const float *x, const int32_t *labels, float margin,
+                           const float *dloss, float *dx, int nthreads);
+/* KL divergence, input = log-probabilities, target = probabilities, both
+ * [rows, cols]: sum(t * (log t - input)) / rows, with 0 where t == 0. */
+et_status et_f32_kldiv_fwd(int64_t rows, int64_t cols, const float *input, const float *target,
+                           float *loss, int nthreads);
+et_status et_f32_kldiv_bwd(int64_t rows, int64_t cols, const float *target, const float *dloss,
+                           float *dinput, int nthreads);
+
+/* ======================================================================= */
+/* Optimizer updates (flat loops over one parameter tensor, in place).      */
+/* ======================================================================= */
+/* PyTorch SGD semantics: g = grad + wd * (l1 ? sign(p) : p);
+ * if momentum != 0: buf = first_step ? g : momentum * buf + (1 - dampening) * g;
+ *                   g = nesterov ? g + momentum * buf : buf;
+ * p -= lr * g. momentum_buf may be NULL when momentum == 0. */
+et_status et_f32_sgd_update(int64_t n, float *param, const float *grad, float *momentum_buf,
+                            float lr, float momentum, float dampening, int nesterov,
+                            float weight_decay, int l1, int first_step, int nthreads);
+/* PyTorch Adam / AdamW. step is 1-based (bias correction uses it).
+ * decoupled = 0: g += wd * p (Adam); decoupled = 1: p *= 1 - lr * wd (AdamW). */
+et_status et_f32_adam_update(int64_t n, float *param, const float *grad, float *m, float *v,
+                             float lr, float beta1, float beta2, float eps, float weight_decay,
+                             int decoupled, int64_t step, int nthreads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EDGETRAIN_ET_KERNELS_H */

@@ -1,0 +1,65 @@
+/* edgetrain — the op enum. Mirrors edgetrain/ops.py (a test checks they agree).
+ * Inputs, outputs and attributes of every op are specified in docs/ops.md.
+ * Append new ops at the end (the numbers are stored in .etm files). */
+#ifndef EDGETRAIN_ET_OPS_H
+#define EDGETRAIN_ET_OPS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum et_op {
+    ET_OP_CONV2D = 0,
+    ET_OP_CONV2D_BWD_INPUT = 1,
+    ET_OP_CONV2D_BWD_WEIGHT = 2,
+    ET_OP_CONV2D_BWD_BIAS = 3,
+    ET_OP_MATMUL = 4,
+    ET_OP_ADD = 5,
+    ET_OP_SUB = 6,
+    ET_OP_MUL = 7,
+    ET_OP_DIV = 8,
+    ET_OP_REDUCE_SUM_TO = 9,
+    ET_OP_REDUCE = 10,
+    ET_OP_BROADCAST_TO = 11,
+    ET_OP_RESHAPE = 12,
+    ET_OP_ACT = 13,
+    ET_OP_ACT_BWD = 14,
+    ET_OP_MAXPOOL2D = 15,
+    ET_OP_MAXPOOL2D_BWD = 16,
+    ET_OP_AVGPOOL2D = 17,
+    ET_OP_AVGPOOL2D_BWD = 18,
+    ET_OP_GLOBAL_AVGPOOL = 19,
+    ET_OP_GLOBAL_AVGPOOL_BWD = 20,
+    ET_OP_BATCHNORM_TRAIN = 21,
+    ET_OP_BATCHNORM_INFER = 22,
+    ET_OP_BATCHNORM_BWD = 23,
+    ET_OP_DROPOUT = 24,
+    ET_OP_DROPOUT_BWD = 25,
+    ET_OP_SOFTMAX = 26,
+    ET_OP_SOFTMAX_BWD = 27,
+    ET_OP_SOFTMAX_XENT = 28,
+    ET_OP_SOFTMAX_XENT_BWD = 29,
+    ET_OP_SOFTMAX_XENT_PROB = 30,
+    ET_OP_SOFTMAX_XENT_PROB_BWD = 31,
+    ET_OP_MSE = 32,
+    ET_OP_MSE_BWD = 33,
+    ET_OP_L1 = 34,
+    ET_OP_L1_BWD = 35,
+    ET_OP_HINGE = 36,
+    ET_OP_HINGE_BWD = 37,
+    ET_OP_KLDIV = 38,
+    ET_OP_KLDIV_BWD = 39,
+    ET_OP_SGD_UPDATE = 40,
+    ET_OP_ADAM_UPDATE = 41,
+    ET_OP_AFFINE = 42,
+    ET_OP_COUNT
+} et_op;
+
+/* Name of an op as in edgetrain/ops.py (lower case, e.g. "conv2d_bwd_input");
+ * NULL for an out-of-range value. */
+const char *et_op_name(int op);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EDGETRAIN_ET_OPS_H */

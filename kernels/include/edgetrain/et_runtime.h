@@ -1,0 +1,133 @@
+/* edgetrain — the C runtime: load an .etm, plan memory, run programs, save.
+ *
+ * The same code runs inside the Python extension and the Android trainer.
+ * Errors: every call returns et_status; a human readable message for the
+ * last failed call on a session is et_session_error(s) (for load failures,
+ * et_load_error()). Nothing here calls exit() or prints.
+ */
+#ifndef EDGETRAIN_ET_RUNTIME_H
+#define EDGETRAIN_ET_RUNTIME_H
+
+#include "et_common.h"
+#include "et_ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct et_session et_session;
+
+typedef enum et_program_kind {
+    ET_PROGRAM_EVAL = 0,
+    ET_PROGRAM_GRAD = 1,
+    ET_PROGRAM_TRAIN = 2,
+    ET_PROGRAM_COUNT_
+} et_program_kind;
+
+typedef enum et_tensor_kind {
+    ET_KIND_INPUT = 0,
+    ET_KIND_PARAM = 1,
+    ET_KIND_BUFFER = 2,
+    ET_KIND_GRAD = 3,
+    ET_KIND_OPTSTATE = 4,
+    ET_KIND_CONST = 5,
+    ET_KIND_ACT = 6,
+    ET_KIND_COUNT_
+} et_tensor_kind;
+
+typedef struct et_tensor_info {
+    const char *name;     /* "" if unnamed; valid while the session lives */
+    et_dtype dtype;
+    et_tensor_kind kind;
+    int ndim;
+    int64_t shape[6];
+    int trainable;
+    int64_t numel;
+} et_tensor_info;
+
+typedef struct et_memory_info {
+    size_t params_bytes;      /* PARAM + BUFFER data */
+    size_t grads_bytes;       /* GRAD block */
+    size_t optimizer_bytes;   /* OPTSTATE block */
+    size_t const_bytes;
+    size_t inputs_bytes;
+    size_t activations_bytes; /* planned activation arena (max over programs) */
+    size_t workspace_bytes;   /* kernel scratch */
+    size_t total_bytes;       /* sum of the above */
+    size_t activations_unplanned_bytes; /* what activations would take without reuse */
+} et_memory_info;
+
+/* ---- lifetime ----------------------------------------------------------- */
+et_status et_session_load_file(const char *path, int nthreads, et_session **out);
+et_status et_session_load_memory(const void *data, size_t size, int nthreads, et_session **out);
+const char *et_load_error(void); /* message of the last failed load on this thread */
+void et_session_free(et_session *s);
+const char *et_session_error(const et_session *s);
+
+/* ---- configuration ------------------------------------------------------ */
+et_status et_session_set_threads(et_session *s, int nthreads);
+int et_session_threads(const et_session *s);
+/* Choose the program RunGraph runs (ET_ERR_STATE if the file lacks it). */
+et_status et_session_set_program(et_session *s, et_program_kind kind);
+et_program_kind et_session_program(const et_session *s);
+int et_session_has_program(const et_session *s, et_program_kind kind);
+
+/* New shapes for some INPUT tensors (by name); shapes of everything else are
+ * re-inferred and memory re-planned. Atomic: on error nothing changes. */
+et_status et_session_resize(et_session *s, int count, const char *const *names,
+                            const int *ndims, const int64_t *const *shapes);
+
+/* ---- tensors -------------------------------------------------------------- */
+int et_session_tensor_count(const et_session *s);
+int et_session_find_tensor(const et_session *s, const char *name); /* -1 if absent */
+et_status et_session_tensor_info(const et_session *s, int index, et_tensor_info *info);
+/* Pointer to the tensor's current data (planned arena / persistent block).
+ * For ACT tensors the content is only meaningful right after a run. */
+void *et_session_tensor_data(et_session *s, int index);
+
+/* Copy user data into an INPUT tensor. `dtype` may be ET_F32 for f32 inputs and
+ * ET_I64 or ET_I32 for i32 label inputs (converted, range-checked: a label that
+ * does not fit gives ET_ERR_LABEL). The shape must equal the current planned
+ * shape (call et_session_resize first for a new batch size). */
+et_status et_session_set_input(et_session *s, const char *name, et_dtype dtype, const void *data,
+                               int ndim, const int64_t *shape);
+
+/* Program inputs and outputs by position. */
+int et_session_input_count(const et_session *s);   /* of the current program */
+int et_session_input_tensor(const et_session *s, int i);
+int et_session_output_count(const et_session *s);
+const char *et_session_output_name(const et_session *s, int i);
+int et_session_output_tensor(const et_session *s, int i);
+
+/* ---- running -------------------------------------------------------------- */
+/* Run the current program once. Train: forward, backward, update; then step++
+ * and rng_counter++. No heap allocation happens inside. */
+et_status et_session_run(et_session *s);
+
+/* ---- optimizer state ------------------------------------------------------ */
+float et_session_lr(const et_session *s);             /* lr for the next step (schedule applied) */
+float et_session_base_lr(const et_session *s);
+et_status et_session_set_lr(et_session *s, float lr);  /* sets the base learning rate */
+uint64_t et_session_step(const et_session *s);
+et_status et_session_set_step(et_session *s, uint64_t step);
+uint64_t et_session_epoch(const et_session *s);
+et_status et_session_set_epoch(et_session *s, uint64_t epoch);
+uint64_t et_session_seed(const et_session *s);
+et_status et_session_set_seed(et_session *s, uint64_t seed); /* also resets the RNG counter */
+
+/* ---- saving --------------------------------------------------------------- */
+/* Full training state, atomically (temp file, fsync, rename). */
+et_status et_session_save_file(et_session *s, const char *path);
+
+/* ---- introspection -------------------------------------------------------- */
+et_status et_session_memory_info(const et_session *s, et_memory_info *info);
+int et_session_node_count(const et_session *s, et_program_kind kind);
+
+/* Debug build (ET_DEBUG_ALLOC): number of heap allocations made by the runtime
+ * so far (process-wide). Returns -1 when not counting. */
+int64_t et_debug_alloc_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EDGETRAIN_ET_RUNTIME_H */

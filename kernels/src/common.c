@@ -1,0 +1,129 @@
+/* edgetrain — status names, dtype sizes, CPU feature detection and ISA choice. */
+#include "edgetrain/et_common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *et_status_str(et_status s) {
+    switch (s) {
+    case ET_OK: return "ok";
+    case ET_ERR_ARG: return "invalid argument";
+    case ET_ERR_SHAPE: return "shape mismatch";
+    case ET_ERR_DTYPE: return "wrong dtype";
+    case ET_ERR_LABEL: return "label out of range";
+    case ET_ERR_NOMEM: return "out of memory";
+    case ET_ERR_FORMAT: return "corrupt or unsupported model file";
+    case ET_ERR_IO: return "i/o error";
+    case ET_ERR_UNSUPPORTED: return "unsupported";
+    case ET_ERR_WORKSPACE: return "workspace too small";
+    case ET_ERR_STATE: return "invalid state";
+    case ET_ERR_NOT_FOUND: return "not found";
+    default: return "unknown status";
+    }
+}
+
+size_t et_dtype_size(et_dtype t) {
+    switch (t) {
+    case ET_F32: return 4;
+    case ET_I32: return 4;
+    case ET_I64: return 8;
+    case ET_U8: return 1;
+    case ET_I8: return 1;
+    default: return 0;
+    }
+}
+
+int et_has_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int et_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+/* ---- CPU features --------------------------------------------------------- */
+#if defined(ET_HAVE_X86_SIMD)
+#include <cpuid.h>
+static uint64_t xgetbv0(void) {
+    uint32_t eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((uint64_t)edx << 32) | eax;
+}
+static int cpu_has_avx2_fma(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    if (!(fma && osxsave && avx)) return 0;
+    if ((xgetbv0() & 0x6) != 0x6) return 0; /* XMM and YMM state enabled */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 5) & 1; /* AVX2 */
+}
+static int cpu_has_avx512(void) {
+    unsigned a, b, c, d;
+    if (!cpu_has_avx2_fma()) return 0;
+    if ((xgetbv0() & 0xE6) != 0xE6) return 0; /* opmask, ZMM state enabled */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    return f && dq && bw && vl;
+}
+#endif
+
+int et_isa_supported(et_isa isa) {
+    switch (isa) {
+    case ET_ISA_REF: return 1;
+#if defined(ET_HAVE_X86_SIMD)
+    case ET_ISA_AVX2: return cpu_has_avx2_fma();
+    case ET_ISA_AVX512: return cpu_has_avx512();
+#endif
+#if defined(ET_HAVE_NEON)
+    case ET_ISA_NEON: return 1;
+#endif
+    default: return 0;
+    }
+}
+
+et_isa et_cpu_best_isa(void) {
+    if (et_isa_supported(ET_ISA_AVX512)) return ET_ISA_AVX512;
+    if (et_isa_supported(ET_ISA_AVX2)) return ET_ISA_AVX2;
+    if (et_isa_supported(ET_ISA_NEON)) return ET_ISA_NEON;
+    return ET_ISA_REF;
+}
+
+const char *et_isa_name(et_isa isa) {
+    static const char *names[ET_ISA_COUNT_] = {"ref", "avx2", "avx512", "neon"};
+    return (isa >= 0 && isa < ET_ISA_COUNT_) ? names[isa] : "unknown";
+}
+
+static int g_isa = -1; /* chosen once on first use */
+
+static et_isa isa_from_env(void) {
+    const char *e = getenv("EDGETRAIN_ISA");
+    et_isa best = et_cpu_best_isa();
+    if (!e || !*e) return best;
+    for (int i = 0; i < ET_ISA_COUNT_; i++)
+        if (strcmp(e, et_isa_name((et_isa)i)) == 0 && et_isa_supported((et_isa)i)) return (et_isa)i;
+    return best;
+}
+
+et_isa et_get_isa(void) {
+    int isa = __atomic_load_n(&g_isa, __ATOMIC_RELAXED);
+    if (ET_UNLIKELY(isa < 0)) {
+        isa = (int)isa_from_env();
+        __atomic_store_n(&g_isa, isa, __ATOMIC_RELAXED);
+    }
+    return (et_isa)isa;
+}
+
+et_status et_set_isa(et_isa isa) {
+    if (isa < 0 || isa >= ET_ISA_COUNT_ || !et_isa_supported(isa)) return ET_ERR_UNSUPPORTED;
+    __atomic_store_n(&g_isa, (int)isa, __ATOMIC_RELAXED);
+    return ET_OK;
+}

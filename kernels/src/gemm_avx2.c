@@ -1,0 +1,2 @@
+/* edgetrain — placeholder, implementation pending. */
+typedef int et_placeholder_gemm_avx2;

@@ -1,0 +1,66 @@
+/* edgetrain — kernel test runner: every SIMD variant against __ref.
+ * Prints one line per family and a closing "N passed, N failed" line. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "edgetrain/et_common.h"
+#include "et_test.h"
+
+int et_test_failures = 0;
+int et_test_checks = 0;
+const char *et_test_current = "";
+
+int et_allclose(const float *a, const float *b, int64_t n, float rtol, float atol, const char *what) {
+    int64_t worst = -1;
+    double worst_err = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(b[i])) {
+            if (isnan(a[i]) && isnan(b[i])) continue;
+            worst = i; worst_err = INFINITY; break;
+        }
+        double err = fabs((double)a[i] - (double)b[i]) - (atol + rtol * fabs((double)b[i]));
+        if (err > 0 && err > worst_err) { worst_err = err; worst = i; }
+    }
+    if (worst >= 0) {
+        fprintf(stderr, "  mismatch in %s at %lld: got %.9g want %.9g\n", what, (long long)worst,
+                (double)a[worst], (double)b[worst]);
+        return 0;
+    }
+    return 1;
+}
+
+void et_fill_random(float *x, int64_t n, uint64_t seed, float lo, float hi) {
+    uint64_t s = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        double u = (double)(s >> 11) / 9007199254740992.0;
+        x[i] = (float)(lo + (hi - lo) * u);
+    }
+}
+
+/* One entry per kernel family; each lives in its own test_<family>.c. */
+void test_gemm(void);
+void test_conv(void);
+void test_pool(void);
+void test_misc(void);
+
+static const struct { const char *name; void (*fn)(void); } families[] = {
+    {"gemm", test_gemm}, {"conv", test_conv}, {"pool", test_pool}, {"misc", test_misc},
+};
+
+int main(int argc, char **argv) {
+    int passed = 0, failed = 0;
+    printf("edgetrain kernel tests, best ISA: %s\n", et_isa_name(et_cpu_best_isa()));
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+        if (argc > 1 && strcmp(argv[1], families[i].name) != 0) continue;
+        int before = et_test_failures, checks = et_test_checks;
+        et_test_current = families[i].name;
+        families[i].fn();
+        int f = et_test_failures - before;
+        printf("%-6s %s (%d checks, %d failed)\n", families[i].name, f ? "FAILED" : "ok",
+               et_test_checks - checks, f);
+        if (f) failed++; else passed++;
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
