@@ -1,9 +1,113 @@
-/* edgetrain — GEMM variants (internal; tests call them directly). */
+/* edgetrain — GEMM variants (internal; tests call them directly).
+ *
+ * Layout of the family
+ *   gemm_ref.c     et_f32_gemm__ref: scalar, double accumulation; the test oracle.
+ *   gemm.c         et_f32_gemm: argument checks, ISA dispatch, the shared
+ *                  BLIS-style packed driver (et_f32_gemm_packed), the thread
+ *                  partition and an unpacked path for tiny / vector problems.
+ *   gemm_avx512.c  14x32 zmm microkernel + packers, compiled with ET_TARGET_AVX512.
+ *   gemm_avx2.c    6x16 ymm microkernel + packers, compiled with ET_TARGET_AVX2.
+ *   gemm_neon.c    8x12 aarch64 Advanced SIMD microkernel + packers.
+ *
+ * Packed algorithm (Goto / BLIS), for one thread's block of C:
+ *   for jc in N step NC:            B block  op(B)[pc:pc+kc, jc:jc+nc] packed once (L3)
+ *     for pc in K step KC:          A block  op(A)[ic:ic+mc, pc:pc+kc] packed (L2)
+ *       for ic in M step MC:
+ *         for jr in nc step NR:     B micro-panel kc x NR stays in L1
+ *           for ir in mc step MR:   ukernel: C[MR,NR] (+)= A panel * B panel
+ * Packed A panels are MR rows interleaved per k ("a[k*MR + r]"), packed B
+ * panels NR columns per k ("b[k*NR + c]"), both zero-padded at the edges so
+ * the microkernel always runs a full MR x NR tile and only its stores are
+ * clipped to (mr, nr).
+ *
+ * Determinism: every C element is computed by one thread with an FMA chain in
+ * k order whose KC split depends only on (K, config), so results are bitwise
+ * identical for any thread count on a given ISA.
+ */
 #ifndef EDGETRAIN_GEMM_INTERNAL_H
 #define EDGETRAIN_GEMM_INTERNAL_H
 #include "edgetrain/et_kernels.h"
 
+/* Scalar reference, double accumulation. No workspace, single thread. */
 void et_f32_gemm__ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                       float *C, int64_t ldc);
+
+/* Microkernel: C[0:mr, 0:nr] = alpha * Apanel * Bpanel + beta * C  (mr <= MR, nr <= NR).
+ * a: kc x MR packed panel, b: kc x NR packed panel (both 64-byte aligned).
+ * beta == 0 means C is not read. kc >= 1. */
+typedef void (*et_f32_gemm_ukernel_fn)(int64_t kc, const float *a, const float *b, float *c,
+                                       int64_t ldc, int64_t mr, int64_t nr, float alpha,
+                                       float beta);
+
+/* Packing primitives. Both write `w`-wide panels, dst[k*w + r] for k < kc,
+ * r < w, with zeros for r >= n (n <= w):
+ *  interleave: n source rows of kc contiguous floats, row r at src + r*ld
+ *              (a transpose: A not transposed, or B transposed);
+ *  copy:       kc source rows of n contiguous floats, row k at src + k*ld
+ *              (A transposed, or B not transposed). */
+typedef void (*et_f32_gemm_pack_fn)(int64_t w, int64_t n, int64_t kc, const float *src,
+                                    int64_t ld, float *dst);
+
+/* One ISA's packed-GEMM recipe: tile (MR x NR), cache blocks, kernels. */
+typedef struct et_f32_gemm_config {
+    const char *name;
+    int64_t mr, nr;     /* register tile */
+    int64_t mc, kc, nc; /* cache blocks; mc % mr == 0, nc % nr == 0 */
+    et_f32_gemm_ukernel_fn ukernel;
+    et_f32_gemm_pack_fn pack_interleave;
+    et_f32_gemm_pack_fn pack_copy;
+} et_f32_gemm_config;
+
+/* Shared driver (gemm.c): packed GEMM with `cfg`, or the unpacked path for
+ * problems too small to be worth packing. Arguments already validated. */
+et_status et_f32_gemm_packed(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
+                             int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                             const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                             void *ws, size_t ws_bytes, int nthreads);
+/* Workspace bytes the packed driver needs with `cfg` (0 for the unpacked path). */
+size_t et_f32_gemm_packed_ws_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t N,
+                                   int64_t K, int nthreads);
+/* 1 if (M, N, K) takes the unpacked path (no workspace). */
+int et_f32_gemm_is_small(int64_t M, int64_t N, int64_t K);
+
+/* Portable packers (gemm.c). */
+void et_f32_gemm_pack_interleave__scalar(int64_t w, int64_t n, int64_t kc, const float *src,
+                                         int64_t ld, float *dst);
+void et_f32_gemm_pack_copy__scalar(int64_t w, int64_t n, int64_t kc, const float *src,
+                                   int64_t ld, float *dst);
+
+/* ---- per-ISA variants --------------------------------------------------- */
+/* Each et_f32_gemm__<isa> has et_f32_gemm's contract (arguments validated by
+ * the caller); only call it when et_isa_supported() says the ISA runs here. */
+#if defined(ET_HAVE_X86_SIMD)
+extern const et_f32_gemm_config et_f32_gemm_config_avx512;
+extern const et_f32_gemm_config et_f32_gemm_config_avx2;
+/* AVX2 packers (gemm_avx2.c), shared by the AVX-512 config. */
+void et_f32_gemm_pack_interleave__avx2(int64_t w, int64_t n, int64_t kc, const float *src,
+                                       int64_t ld, float *dst);
+void et_f32_gemm_pack_copy__avx2(int64_t w, int64_t n, int64_t kc, const float *src, int64_t ld,
+                                 float *dst);
+void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float *a, const float *b, float *c,
+                                       int64_t ldc, int64_t mr, int64_t nr, float alpha,
+                                       float beta);
+void et_f32_gemm_ukernel_6x16__avx2(int64_t kc, const float *a, const float *b, float *c,
+                                    int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta);
+et_status et_f32_gemm__avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                              float alpha, const float *A, int64_t lda, const float *B,
+                              int64_t ldb, float beta, float *C, int64_t ldc, void *ws,
+                              size_t ws_bytes, int nthreads);
+et_status et_f32_gemm__avx2(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                            const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                            float *C, int64_t ldc, void *ws, size_t ws_bytes, int nthreads);
+#endif
+#if defined(ET_HAVE_NEON)
+extern const et_f32_gemm_config et_f32_gemm_config_neon;
+void et_f32_gemm_ukernel_8x12__neon(int64_t kc, const float *a, const float *b, float *c,
+                                    int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta);
+et_status et_f32_gemm__neon(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                            const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                            float *C, int64_t ldc, void *ws, size_t ws_bytes, int nthreads);
+#endif
+
 #endif

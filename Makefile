@@ -1,0 +1,49 @@
+# edgetrain — the two commands that do everything on a fresh machine:
+#   make run    set up, train LeNet on MNIST for one epoch, save the model and the plot
+#   make test   set up and run the whole test suite (C kernels on x86 and arm64/qemu, Python)
+# Also: make bench (benchmarks), make bench-quick (CI smoke run), make clean.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-stamp
+BUILT := $(VENV)/.built-stamp
+# torch is a test/benchmark dependency only, and always this CPU build (never plain `torch`).
+TEST_DEPS := numpy Cython setuptools wheel pytest pytest-benchmark Pillow matplotlib torch==2.13.0
+EPOCHS ?= 1
+THREADS ?= 2
+
+.PHONY: run test test-c test-py bench bench-quick build clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q $(TEST_DEPS)
+	touch $@
+
+$(BUILT): $(STAMP) setup.py kernels/sources.txt $(wildcard kernels/*/*.c kernels/*/*.h kernels/include/edgetrain/*.h edgetrain/*.pyx edgetrain/*.pxd edgetrain/data/*.pyx)
+	$(PY) -m pip install -q --no-build-isolation -e .
+	touch $@
+
+build: $(BUILT)
+
+run: $(BUILT)
+	$(PY) -m edgetrain train lenet --data data/mnist --epochs $(EPOCHS) --batch-size 64 \
+		--threads $(THREADS) --out out/lenet.etm
+
+test-c:
+	$(MAKE) -C kernels test
+
+test-py: $(BUILT)
+	$(PY) -m pytest -q
+
+test: $(BUILT)
+	$(PY) -m pytest -q
+
+bench: $(BUILT)
+	$(PY) -m pytest benchmarks -q --benchmark-columns=median,iqr,ops --benchmark-sort=name
+
+bench-quick: $(BUILT)
+	EDGETRAIN_BENCH_QUICK=1 $(PY) -m pytest benchmarks -q --benchmark-disable
+
+clean:
+	rm -rf build kernels/build $(VENV) edgetrain/*.so edgetrain/data/*.so edgetrain/_native.c

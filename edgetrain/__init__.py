@@ -1,0 +1,18 @@
+"""edgetrain — train neural networks on the device where they are used.
+
+Write a model with :mod:`edgetrain.nn` (PyTorch-like), turn it into one ``.etm`` training
+program, and train it with :class:`TrainSession` — from Python here, or with the same C
+runtime on an Android phone.
+"""
+__version__ = "0.1.0"
+
+from . import errors
+from .errors import (EdgetrainError, ModelFormatError, ShapeError, DTypeError, LabelError,
+                     NotDifferentiableError)
+from .session import TrainSession
+from . import nn, optim
+from .nn.init import manual_seed
+
+__all__ = ["TrainSession", "nn", "optim", "errors", "EdgetrainError", "ModelFormatError",
+           "ShapeError", "DTypeError", "LabelError", "NotDifferentiableError", "manual_seed",
+           "__version__"]

@@ -1,0 +1,391 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Thin binding over the C runtime (kernels/include/edgetrain/et_runtime.h).
+
+Converts arrays, checks dtypes and contiguity, releases the GIL while C runs and maps every
+``et_status`` to an exception from :mod:`edgetrain.errors`. No logic lives here.
+"""
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport malloc, free
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+import os
+import numpy as np
+cimport numpy as cnp
+
+from edgetrain._cnative cimport *
+from edgetrain.errors import error_for_status, NotFoundError, ShapeError, DTypeError
+
+cnp.import_array()
+
+KIND_NAMES = ("input", "param", "buffer", "grad", "optstate", "const", "act")
+_NP_OF_DTYPE = {0: np.float32, 1: np.int32, 2: np.int64, 3: np.uint8, 4: np.int8}
+PROGRAMS = {"eval": ET_PROGRAM_EVAL, "grad": ET_PROGRAM_GRAD, "train": ET_PROGRAM_TRAIN}
+
+
+cdef _raise(et_status st, str context):
+    raise error_for_status(<int>st, f"{context}: {et_status_str(st).decode()}")
+
+
+# ---- library facts ------------------------------------------------------------------------
+def op_names():
+    """Names of the C op enum, in order (checked against edgetrain.ops)."""
+    return [et_op_name(i).decode() for i in range(ET_OP_COUNT)]
+
+
+def isa():
+    return et_isa_name(et_get_isa()).decode()
+
+
+def best_isa():
+    return et_isa_name(et_cpu_best_isa()).decode()
+
+
+def set_isa(str name):
+    """Choose the SIMD variant set used by kernels ('ref', 'avx2', 'avx512', 'neon')."""
+    names = {et_isa_name(<et_isa>i).decode(): i for i in range(4)}
+    if name not in names:
+        raise ValueError(f"unknown ISA {name!r}; one of {sorted(names)}")
+    cdef et_status st = et_set_isa(<et_isa>names[name])
+    if st != ET_OK:
+        _raise(st, f"ISA {name!r} is not supported on this CPU/build")
+
+
+def has_openmp():
+    return bool(et_has_openmp())
+
+
+def max_threads():
+    return et_max_threads()
+
+
+def debug_alloc_count():
+    """Heap allocations made by the runtime so far (-1 when the build does not count)."""
+    return et_debug_alloc_count()
+
+
+# ---- kernels called directly (benchmarks and kernel tests) -----------------------------------
+def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c=None, bint trans_a=False,
+         bint trans_b=False, float alpha=1.0, float beta=0.0, int threads=1):
+    """C = alpha * op(A) @ op(B) + beta * C with the native SGEMM. Arrays: float32, C-contiguous."""
+    for name, arr in (("a", a), ("b", b)):
+        if arr.dtype != np.float32 or arr.ndim != 2 or not arr.flags.c_contiguous:
+            raise DTypeError(f"gemm: {name} must be a C-contiguous 2-D float32 array")
+    cdef int64_t M = a.shape[1] if trans_a else a.shape[0]
+    cdef int64_t K = a.shape[0] if trans_a else a.shape[1]
+    cdef int64_t K2 = b.shape[1] if trans_b else b.shape[0]
+    cdef int64_t N = b.shape[0] if trans_b else b.shape[1]
+    if K != K2:
+        raise ShapeError(f"gemm: inner dimensions differ ({K} vs {K2})")
+    if c is None:
+        c = np.zeros((M, N), np.float32)
+    elif c.dtype != np.float32 or c.ndim != 2 or c.shape[0] != M or c.shape[1] != N \
+            or not c.flags.c_contiguous:
+        raise ShapeError(f"gemm: c must be a C-contiguous float32 array of shape ({M}, {N})")
+    cdef size_t wsb = et_f32_gemm_ws_bytes(M, N, K, threads)
+    cdef cnp.ndarray ws = np.empty(max(<size_t>1, wsb), np.uint8)
+    cdef float *pa = <float *>cnp.PyArray_DATA(a)
+    cdef float *pb = <float *>cnp.PyArray_DATA(b)
+    cdef float *pc = <float *>cnp.PyArray_DATA(c)
+    cdef void *pw = cnp.PyArray_DATA(ws)
+    cdef int64_t lda = a.shape[1], ldb = b.shape[1], ldc = N
+    cdef et_status st
+    with nogil:
+        st = et_f32_gemm(trans_a, trans_b, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc,
+                         pw, wsb, threads)
+    if st != ET_OK:
+        _raise(st, "gemm")
+    return c
+
+
+cdef class Conv2dKernel:
+    """Direct access to the conv2d kernels for one fixed problem (benchmarks)."""
+    cdef et_conv2d_params p
+    cdef public int threads
+    cdef cnp.ndarray ws
+
+    def __init__(self, x_shape, w_shape, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
+                 int groups=1, int threads=1):
+        self.p.n, self.p.c, self.p.h, self.p.w = x_shape
+        self.p.oc, _, self.p.kh, self.p.kw = w_shape
+        self.p.stride_h, self.p.stride_w = stride
+        self.p.pad_t, self.p.pad_l, self.p.pad_b, self.p.pad_r = padding
+        self.p.dil_h, self.p.dil_w = dilation
+        self.p.groups = groups
+        self.p.act = ET_ACT_NONE
+        self.p.act_alpha = 0
+        cdef et_status st = et_conv2d_params_init(&self.p)
+        if st != ET_OK:
+            _raise(st, "conv2d parameters")
+        self.threads = threads
+        cdef size_t n = max(et_f32_conv2d_fwd_ws_bytes(&self.p, threads),
+                            et_f32_conv2d_bwd_input_ws_bytes(&self.p, threads),
+                            et_f32_conv2d_bwd_weight_ws_bytes(&self.p, threads))
+        self.ws = np.empty(max(<size_t>1, n), np.uint8)
+
+    @property
+    def out_shape(self):
+        return (self.p.n, self.p.oc, self.p.oh, self.p.ow)
+
+    def forward(self, cnp.ndarray x, cnp.ndarray w, cnp.ndarray y):
+        cdef et_status st
+        cdef float *px = <float *>cnp.PyArray_DATA(x)
+        cdef float *pw = <float *>cnp.PyArray_DATA(w)
+        cdef float *py = <float *>cnp.PyArray_DATA(y)
+        cdef void *ws = cnp.PyArray_DATA(self.ws)
+        cdef size_t wsb = self.ws.nbytes
+        with nogil:
+            st = et_f32_conv2d_fwd(&self.p, px, pw, NULL, py, ws, wsb, self.threads)
+        if st != ET_OK:
+            _raise(st, "conv2d forward")
+
+    def backward_input(self, cnp.ndarray dy, cnp.ndarray w, cnp.ndarray dx):
+        cdef et_status st
+        cdef float *pdy = <float *>cnp.PyArray_DATA(dy)
+        cdef float *pw = <float *>cnp.PyArray_DATA(w)
+        cdef float *pdx = <float *>cnp.PyArray_DATA(dx)
+        cdef void *ws = cnp.PyArray_DATA(self.ws)
+        cdef size_t wsb = self.ws.nbytes
+        with nogil:
+            st = et_f32_conv2d_bwd_input(&self.p, pdy, pw, pdx, ws, wsb, self.threads)
+        if st != ET_OK:
+            _raise(st, "conv2d backward (input)")
+
+    def backward_weight(self, cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dw):
+        cdef et_status st
+        cdef float *pdy = <float *>cnp.PyArray_DATA(dy)
+        cdef float *px = <float *>cnp.PyArray_DATA(x)
+        cdef float *pdw = <float *>cnp.PyArray_DATA(dw)
+        cdef void *ws = cnp.PyArray_DATA(self.ws)
+        cdef size_t wsb = self.ws.nbytes
+        with nogil:
+            st = et_f32_conv2d_bwd_weight(&self.p, pdy, px, pdw, ws, wsb, self.threads)
+        if st != ET_OK:
+            _raise(st, "conv2d backward (weight)")
+
+
+# ---- the session ---------------------------------------------------------------------------
+cdef class Session:
+    """One loaded training program (an ``et_session``)."""
+    cdef et_session *s
+
+    def __dealloc__(self):
+        if self.s != NULL:
+            et_session_free(self.s)
+            self.s = NULL
+
+    cdef _check(self, et_status st, str context):
+        if st != ET_OK:
+            msg = et_session_error(self.s).decode("utf-8", "replace")
+            raise error_for_status(<int>st, f"{context}: {msg}" if msg else
+                                   f"{context}: {et_status_str(st).decode()}")
+
+    @staticmethod
+    def from_bytes(bytes data, int threads=0):
+        cdef Session self = Session.__new__(Session)
+        cdef const char *p = PyBytes_AS_STRING(data)
+        cdef size_t n = PyBytes_GET_SIZE(data)
+        cdef et_status st
+        with nogil:
+            st = et_session_load_memory(p, n, threads, &self.s)
+        if st != ET_OK:
+            raise error_for_status(<int>st, "cannot load model: " +
+                                   et_load_error().decode("utf-8", "replace"))
+        return self
+
+    @staticmethod
+    def from_file(path, int threads=0):
+        cdef Session self = Session.__new__(Session)
+        cdef bytes bpath = os.fsencode(path)
+        cdef const char *p = bpath
+        cdef et_status st
+        with nogil:
+            st = et_session_load_file(p, threads, &self.s)
+        if st != ET_OK:
+            raise error_for_status(<int>st, f"cannot load model {os.fsdecode(bpath)!r}: " +
+                                   et_load_error().decode("utf-8", "replace"))
+        return self
+
+    # -- configuration ----------------------------------------------------------------------
+    @property
+    def threads(self):
+        return et_session_threads(self.s)
+
+    @threads.setter
+    def threads(self, int n):
+        self._check(et_session_set_threads(self.s, n), "set threads")
+
+    def has_program(self, str name):
+        return bool(et_session_has_program(self.s, PROGRAMS[name]))
+
+    def set_program(self, str name):
+        self._check(et_session_set_program(self.s, PROGRAMS[name]), f"select {name} program")
+
+    @property
+    def program(self):
+        cdef int k = et_session_program(self.s)
+        return ("eval", "grad", "train")[k]
+
+    def resize(self, dict shapes):
+        cdef int n = len(shapes), i = 0, j
+        cdef const char **names = <const char **>malloc(n * sizeof(char *) + 1)
+        cdef int *ndims = <int *>malloc(n * sizeof(int) + 1)
+        cdef const int64_t **dims = <const int64_t **>malloc(n * sizeof(int64_t *) + 1)
+        cdef int64_t *flat = <int64_t *>malloc(n * 6 * sizeof(int64_t) + 1)
+        keep = []
+        try:
+            for name, shape in shapes.items():
+                shape = tuple(int(d) for d in shape)
+                if len(shape) > 6:
+                    raise ShapeError(f"Resize: input {name!r} has rank {len(shape)} > 6")
+                b = name.encode()
+                keep.append(b)
+                names[i] = b
+                ndims[i] = len(shape)
+                for j in range(len(shape)):
+                    flat[i * 6 + j] = shape[j]
+                dims[i] = &flat[i * 6]
+                i += 1
+            self._check(et_session_resize(self.s, n, names, ndims, dims), "Resize")
+        finally:
+            free(names); free(ndims); free(dims); free(flat)
+
+    # -- tensors ----------------------------------------------------------------------------
+    def tensor_count(self):
+        return et_session_tensor_count(self.s)
+
+    def find(self, str name):
+        return et_session_find_tensor(self.s, name.encode())
+
+    def info(self, int index):
+        cdef et_tensor_info ti
+        self._check(et_session_tensor_info(self.s, index, &ti), f"tensor {index}")
+        return {"name": ti.name.decode("utf-8", "replace"), "dtype": int(ti.dtype),
+                "kind": KIND_NAMES[ti.kind], "shape": tuple(ti.shape[k] for k in range(ti.ndim)),
+                "trainable": bool(ti.trainable), "numel": ti.numel}
+
+    def get(self, int index):
+        """A copy of tensor ``index``'s current data."""
+        cdef et_tensor_info ti
+        self._check(et_session_tensor_info(self.s, index, &ti), f"tensor {index}")
+        shape = tuple(ti.shape[k] for k in range(ti.ndim))
+        out = np.empty(shape, _NP_OF_DTYPE[ti.dtype])
+        cdef void *src = et_session_tensor_data(self.s, index)
+        if src == NULL:
+            raise NotFoundError(f"tensor {ti.name.decode()!r} has no data")
+        cdef char *dst = <char *>cnp.PyArray_DATA(out)
+        cdef size_t nbytes = out.nbytes
+        with nogil:
+            memcpy_(dst, <const char *>src, nbytes)
+        return out
+
+    def set(self, int index, value):
+        """Overwrite tensor ``index`` (same shape; converted to its dtype)."""
+        cdef et_tensor_info ti
+        self._check(et_session_tensor_info(self.s, index, &ti), f"tensor {index}")
+        name = ti.name.decode()
+        shape = tuple(ti.shape[k] for k in range(ti.ndim))
+        arr = np.asarray(value)
+        if arr.shape != shape:
+            raise ShapeError(f"tensor {name!r}: expected shape {shape}, got {arr.shape}")
+        if not np.can_cast(arr.dtype, _NP_OF_DTYPE[ti.dtype], "same_kind"):
+            raise DTypeError(f"tensor {name!r}: cannot store {arr.dtype} as "
+                             f"{np.dtype(_NP_OF_DTYPE[ti.dtype])}")
+        cdef cnp.ndarray src = np.ascontiguousarray(arr, _NP_OF_DTYPE[ti.dtype])
+        cdef void *dst = et_session_tensor_data(self.s, index)
+        if dst == NULL:
+            raise NotFoundError(f"tensor {name!r} has no data")
+        memcpy_(<char *>dst, <const char *>cnp.PyArray_DATA(src), src.nbytes)
+
+    def set_input(self, str name, cnp.ndarray arr):
+        cdef et_dtype dt
+        if arr.dtype == np.float32:
+            dt = ET_F32
+        elif arr.dtype == np.int64:
+            dt = ET_I64
+        elif arr.dtype == np.int32:
+            dt = ET_I32
+        else:
+            raise DTypeError(f"input {name!r}: unsupported dtype {arr.dtype}")
+        arr = np.ascontiguousarray(arr)
+        cdef int64_t shape[6]
+        cdef int k
+        if arr.ndim > 6:
+            raise ShapeError(f"input {name!r}: rank {arr.ndim} > 6")
+        for k in range(arr.ndim):
+            shape[k] = arr.shape[k]
+        self._check(et_session_set_input(self.s, name.encode(), dt, cnp.PyArray_DATA(arr),
+                                         arr.ndim, shape), f"input {name!r}")
+
+    def inputs(self):
+        return [et_session_input_tensor(self.s, i) for i in range(et_session_input_count(self.s))]
+
+    def outputs(self):
+        return {et_session_output_name(self.s, i).decode(): et_session_output_tensor(self.s, i)
+                for i in range(et_session_output_count(self.s))}
+
+    def run(self):
+        cdef et_status st
+        with nogil:
+            st = et_session_run(self.s)
+        self._check(st, "RunGraph")
+
+    # -- optimizer state --------------------------------------------------------------------
+    @property
+    def lr(self):
+        return et_session_lr(self.s)
+
+    @property
+    def base_lr(self):
+        return et_session_base_lr(self.s)
+
+    @base_lr.setter
+    def base_lr(self, float lr):
+        self._check(et_session_set_lr(self.s, lr), "set learning rate")
+
+    @property
+    def step(self):
+        return et_session_step(self.s)
+
+    @step.setter
+    def step(self, uint64_t v):
+        self._check(et_session_set_step(self.s, v), "set step")
+
+    @property
+    def epoch(self):
+        return et_session_epoch(self.s)
+
+    @epoch.setter
+    def epoch(self, uint64_t v):
+        self._check(et_session_set_epoch(self.s, v), "set epoch")
+
+    @property
+    def seed(self):
+        return et_session_seed(self.s)
+
+    @seed.setter
+    def seed(self, uint64_t v):
+        self._check(et_session_set_seed(self.s, v), "set seed")
+
+    def save(self, path):
+        cdef bytes bpath = os.fsencode(path)
+        cdef const char *p = bpath
+        cdef et_status st
+        with nogil:
+            st = et_session_save_file(self.s, p)
+        self._check(st, f"SaveToFile({os.fsdecode(bpath)!r})")
+
+    def memory_info(self):
+        cdef et_memory_info mi
+        self._check(et_session_memory_info(self.s, &mi), "memory_info")
+        return {"params": mi.params_bytes, "grads": mi.grads_bytes,
+                "optimizer": mi.optimizer_bytes, "consts": mi.const_bytes,
+                "inputs": mi.inputs_bytes, "activations": mi.activations_bytes,
+                "workspace": mi.workspace_bytes, "total": mi.total_bytes,
+                "activations_without_reuse": mi.activations_unplanned_bytes}
+
+    def node_count(self, str program):
+        return et_session_node_count(self.s, PROGRAMS[program])
+
+
+cdef extern from "string.h":
+    void *memcpy_ "memcpy"(void *dst, const void *src, size_t n) nogil

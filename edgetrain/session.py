@@ -1,0 +1,273 @@
+"""``TrainSession``: train and run an ``.etm`` program with the C runtime.
+
+The verbs are MindSpore Lite's (``Train``, ``Eval``, ``RunGraph``, ``SaveToFile``,
+``Resize``); everything else is PEP 8. All execution happens in C (``edgetrain._native``);
+this class converts arguments and results and keeps no model state of its own.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from . import fileformat, ir
+from .errors import (DTypeError, NotFoundError, SessionStateError, ShapeError,
+                     InvalidArgumentError)
+
+try:
+    from . import _native
+except ImportError as e:  # pragma: no cover - only without a build
+    raise ImportError("edgetrain's native extension is not built; run `pip install .` "
+                      f"(or `make test`) first ({e})") from e
+
+
+class TrainSession:
+    """A loaded training program.
+
+    Create one with :meth:`from_module` (trace a :class:`edgetrain.nn.Module`),
+    :meth:`from_graph` or :meth:`load` (an ``.etm`` file).
+    """
+
+    def __init__(self, native: "_native.Session"):
+        self._s = native
+        self._names = {}
+        for i in range(native.tensor_count()):
+            info = native.info(i)
+            if info["name"]:
+                self._names[info["name"]] = i
+
+    # ---- construction ---------------------------------------------------------------
+    @classmethod
+    def from_module(cls, model, inputs: Mapping[str, tuple], loss=None,
+                    labels: Optional[Mapping[str, tuple]] = None, optimizer=None,
+                    scheduler=None, threads: Optional[int] = None,
+                    seed: Optional[int] = None) -> "TrainSession":
+        """Trace ``model`` into a trainable program and load it.
+
+        ``inputs`` maps input names to shapes (float32); ``labels`` maps label names to
+        ``(shape, dtype)`` with dtype ``"int64"`` (class indices) or ``"float32"``;
+        ``loss`` is called as ``loss(output, *labels)`` while tracing.
+        """
+        from .export import build_graph
+
+        graph = build_graph(model, inputs=dict(inputs), loss=loss,
+                            labels=dict(labels) if labels else None,
+                            optimizer=optimizer, scheduler=scheduler)
+        if seed is not None:
+            graph.state.seed = int(seed)
+        return cls.from_graph(graph, threads=threads)
+
+    @classmethod
+    def from_graph(cls, graph: ir.Graph, threads: Optional[int] = None) -> "TrainSession":
+        return cls(_native.Session.from_bytes(fileformat.dumps(graph), _threads(threads)))
+
+    @classmethod
+    def load(cls, path, threads: Optional[int] = None) -> "TrainSession":
+        """Load an ``.etm`` file (full training state or inference-only)."""
+        return cls(_native.Session.from_file(os.fspath(path), _threads(threads)))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, threads: Optional[int] = None) -> "TrainSession":
+        return cls(_native.Session.from_bytes(bytes(data), _threads(threads)))
+
+    # ---- the session verbs -----------------------------------------------------------
+    def Train(self) -> None:
+        """Select the training program (forward, backward, optimizer update)."""
+        if not self._s.has_program("train"):
+            raise SessionStateError("this model has no training program "
+                                    "(inference-only file, or no optimizer at export)")
+        self._s.set_program("train")
+
+    def Eval(self) -> None:
+        """Select the inference program (running statistics, no dropout)."""
+        self._s.set_program("eval")
+
+    def Grad(self) -> None:
+        """Select the gradient program (forward + backward, no update)."""
+        if not self._s.has_program("grad"):
+            raise SessionStateError("this model has no gradient program")
+        self._s.set_program("grad")
+
+    @property
+    def is_train(self) -> bool:
+        return self._s.program == "train"
+
+    @property
+    def mode(self) -> str:
+        return self._s.program
+
+    def RunGraph(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run the selected program once; returns copies of its outputs by name.
+
+        ``feeds`` must hold every input of the program (the labels only for train/grad).
+        Arrays must have the planned shapes; call :meth:`Resize` for another batch size.
+        """
+        needed = [self._s.info(i)["name"] for i in self._s.inputs()]
+        missing = [n for n in needed if n not in feeds]
+        if missing:
+            raise NotFoundError(f"RunGraph ({self.mode}): missing input(s) {missing}; "
+                                f"the program reads {needed}")
+        for name in needed:
+            self._s.set_input(name, _as_input(name, feeds[name]))
+        self._s.run()
+        return {name: self._s.get(t) for name, t in self._s.outputs().items()}
+
+    def Resize(self, shapes: Mapping[str, tuple]) -> None:
+        """Re-plan for new input shapes, e.g. ``{"data": (17, 1, 28, 28), "label": (17,)}``."""
+        self._s.resize({k: tuple(v) for k, v in shapes.items()})
+
+    def SaveToFile(self, path, inference_only: bool = False) -> None:
+        """Save atomically. Full training state by default (resumable); with
+        ``inference_only`` the eval program alone, BatchNorm folded into convolutions."""
+        path = os.fspath(path)
+        if not inference_only:
+            self._s.save(path)
+            return
+        from .export import inference_graph
+
+        fileformat.save_atomic(path, fileformat.dumps(inference_graph(self.to_graph()),
+                                                      inference_only=True))
+
+    def to_graph(self) -> ir.Graph:
+        """The session's program with its current tensors and counters, as a Graph."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "session.etm")
+            self._s.save(p)
+            return fileformat.load(p)
+
+    # ---- inputs, outputs and tensors ------------------------------------------------
+    @property
+    def input_names(self):
+        return [self._s.info(i)["name"] for i in self._s.inputs()]
+
+    @property
+    def output_names(self):
+        return list(self._s.outputs())
+
+    def input_shapes(self) -> Dict[str, tuple]:
+        return {self._s.info(i)["name"]: self._s.info(i)["shape"] for i in self._s.inputs()}
+
+    def _tensors_of(self, kind: str) -> Dict[str, int]:
+        return {name: i for name, i in self._names.items() if self._s.info(i)["kind"] == kind}
+
+    def get_parameters(self, include_buffers: bool = True) -> Dict[str, np.ndarray]:
+        """Copies of the parameters (and BN running statistics) by PyTorch-style name."""
+        kinds = ("param", "buffer") if include_buffers else ("param",)
+        return {name: self._s.get(i) for name, i in self._names.items()
+                if self._s.info(i)["kind"] in kinds}
+
+    def set_parameters(self, values: Mapping[str, np.ndarray], strict: bool = False) -> None:
+        """Overwrite parameters/buffers by name (shapes must match)."""
+        known = {**self._tensors_of("param"), **self._tensors_of("buffer")}
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            raise NotFoundError(f"set_parameters: unknown parameter(s) {unknown}")
+        if strict:
+            missing = [k for k in known if k not in values]
+            if missing:
+                raise NotFoundError(f"set_parameters: missing parameter(s) {missing}")
+        for k, v in values.items():
+            self._s.set(known[k], v)
+
+    def get_gradients(self) -> Dict[str, np.ndarray]:
+        """Gradients of the trainable parameters from the last train/grad run."""
+        out = {}
+        for i in range(self._s.tensor_count()):
+            info = self._s.info(i)
+            if info["kind"] == "grad":
+                name = info["name"]
+                out[name[5:] if name.startswith("grad:") else name] = self._s.get(i)
+        return out
+
+    def get_tensor(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise NotFoundError(f"no tensor named {name!r}")
+        return self._s.get(self._names[name])
+
+    def trainable_parameters(self):
+        return [n for n, i in self._tensors_of("param").items() if self._s.info(i)["trainable"]]
+
+    # ---- optimizer state, threads, memory --------------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        """Learning rate of the next step (schedule applied). Setting it sets the base rate."""
+        return float(self._s.lr)
+
+    @learning_rate.setter
+    def learning_rate(self, lr: float) -> None:
+        if not np.isfinite(lr) or lr < 0:
+            raise InvalidArgumentError(f"learning rate must be a finite number >= 0, got {lr}")
+        self._s.base_lr = float(lr)
+
+    @property
+    def base_learning_rate(self) -> float:
+        return float(self._s.base_lr)
+
+    @property
+    def step(self) -> int:
+        return int(self._s.step)
+
+    @step.setter
+    def step(self, v: int) -> None:
+        self._s.step = int(v)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._s.epoch)
+
+    @epoch.setter
+    def epoch(self, v: int) -> None:
+        self._s.epoch = int(v)
+
+    @property
+    def seed(self) -> int:
+        return int(self._s.seed)
+
+    @seed.setter
+    def seed(self, v: int) -> None:
+        self._s.seed = int(v)
+
+    @property
+    def threads(self) -> int:
+        return self._s.threads
+
+    @threads.setter
+    def threads(self, n: int) -> None:
+        self._s.threads = _threads(n)
+
+    def memory_info(self) -> Dict[str, int]:
+        """Planned arena bytes: params, grads, optimizer, activations, workspace, total."""
+        return self._s.memory_info()
+
+    def summary(self) -> str:
+        from .export import graph_summary
+
+        return graph_summary(self.to_graph())
+
+    def __repr__(self) -> str:
+        return (f"TrainSession(mode={self.mode!r}, inputs={self.input_shapes()}, "
+                f"step={self.step}, threads={self.threads})")
+
+
+def _threads(n: Optional[int]) -> int:
+    if n is None:
+        return 0  # the runtime picks all available cores
+    n = int(n)
+    if n < 1:
+        raise InvalidArgumentError(f"threads must be >= 1, got {n}")
+    return n
+
+
+def _as_input(name: str, value) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    elif arr.dtype.kind in "iu" and arr.dtype not in (np.int32, np.int64):
+        arr = arr.astype(np.int64)
+    elif arr.dtype not in (np.float32, np.int32, np.int64):
+        raise DTypeError(f"input {name!r}: unsupported dtype {arr.dtype} "
+                         "(use float32 data and int64 labels)")
+    return np.ascontiguousarray(arr)

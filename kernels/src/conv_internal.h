@@ -1,0 +1,106 @@
+/* edgetrain — convolution internals: naive references (test oracles), depthwise variants,
+ * and the fused bias + activation helper shared by conv2d.c and conv2d_depthwise.c.
+ * Not part of the public API; tests include it directly. */
+#ifndef EDGETRAIN_CONV_INTERNAL_H
+#define EDGETRAIN_CONV_INTERNAL_H
+#include <math.h>
+
+#include "edgetrain/et_kernels.h"
+
+/* ---- naive direct loops, double accumulation: the oracle for every conv path ---------- */
+/* Arguments as the public entry points; single threaded, no workspace. */
+et_status et_f32_conv2d_fwd__ref(const et_conv2d_params *p, const float *x, const float *w,
+                                 const float *b, float *y);
+et_status et_f32_conv2d_bwd_input__ref(const et_conv2d_params *p, const float *dy, const float *w,
+                                       float *dx);
+et_status et_f32_conv2d_bwd_weight__ref(const et_conv2d_params *p, const float *dy, const float *x,
+                                        float *dw);
+
+/* 1 if p is a depthwise shape (groups == c, so one input channel per group; oc = k*c). */
+int et_conv2d_is_depthwise(const et_conv2d_params *p);
+
+/* ---- depthwise direct kernels (conv2d_depthwise.c); p must be initialised and depthwise.
+ * No workspace. Parallel over (n, channel) planes (fwd, bwd_input) or over oc (bwd_weight,
+ * no reduction), so results do not depend on the thread count. The dispatching versions pick
+ * the variant from et_get_isa(). SIMD variants vectorise along the output width for stride
+ * 1 and 2 (any kernel size / dilation / padding) and fall back to scalar code otherwise. */
+et_status et_f32_dwconv2d_fwd(const et_conv2d_params *p, const float *x, const float *w,
+                              const float *b, float *y, int nthreads);
+et_status et_f32_dwconv2d_bwd_input(const et_conv2d_params *p, const float *dy, const float *w,
+                                    float *dx, int nthreads);
+et_status et_f32_dwconv2d_bwd_weight(const et_conv2d_params *p, const float *dy, const float *x,
+                                     float *dw, int nthreads);
+
+et_status et_f32_dwconv2d_fwd__ref(const et_conv2d_params *p, const float *x, const float *w,
+                                   const float *b, float *y, int nthreads);
+et_status et_f32_dwconv2d_bwd_input__ref(const et_conv2d_params *p, const float *dy,
+                                         const float *w, float *dx, int nthreads);
+et_status et_f32_dwconv2d_bwd_weight__ref(const et_conv2d_params *p, const float *dy,
+                                          const float *x, float *dw, int nthreads);
+#if defined(ET_HAVE_X86_SIMD)
+et_status et_f32_dwconv2d_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w,
+                                   const float *b, float *y, int nthreads);
+et_status et_f32_dwconv2d_bwd_input__avx2(const et_conv2d_params *p, const float *dy,
+                                         const float *w, float *dx, int nthreads);
+et_status et_f32_dwconv2d_bwd_weight__avx2(const et_conv2d_params *p, const float *dy,
+                                          const float *x, float *dw, int nthreads);
+et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x, const float *w,
+                                   const float *b, float *y, int nthreads);
+et_status et_f32_dwconv2d_bwd_input__avx512(const et_conv2d_params *p, const float *dy,
+                                         const float *w, float *dx, int nthreads);
+et_status et_f32_dwconv2d_bwd_weight__avx512(const et_conv2d_params *p, const float *dy,
+                                          const float *x, float *dw, int nthreads);
+#endif
+#if defined(ET_HAVE_NEON)
+et_status et_f32_dwconv2d_fwd__neon(const et_conv2d_params *p, const float *x, const float *w,
+                                   const float *b, float *y, int nthreads);
+et_status et_f32_dwconv2d_bwd_input__neon(const et_conv2d_params *p, const float *dy,
+                                         const float *w, float *dx, int nthreads);
+et_status et_f32_dwconv2d_bwd_weight__neon(const et_conv2d_params *p, const float *dy,
+                                          const float *x, float *dw, int nthreads);
+#endif
+
+/* ---- fused bias + activation (PyTorch semantics, NaN propagates) ---------------------- */
+static inline float et_conv_act_(et_act act, float alpha, float v) {
+    switch (act) {
+    case ET_ACT_RELU: return v < 0.0f ? 0.0f : v;
+    case ET_ACT_RELU6: return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+    case ET_ACT_LEAKY_RELU: return v < 0.0f ? v * alpha : v;
+    case ET_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case ET_ACT_TANH: return tanhf(v);
+    case ET_ACT_HARDSWISH: {
+        float r = v + 3.0f;
+        r = r < 0.0f ? 0.0f : (r > 6.0f ? 6.0f : r);
+        return v * r / 6.0f;
+    }
+    default: return v;
+    }
+}
+
+/* row[i] = act(row[i] + bias) for i < n. The switch sits outside the loops so the simple
+ * cases vectorise. */
+static inline void et_conv_bias_act_(float *row, int64_t n, float bias, et_act act, float alpha) {
+    switch (act) {
+    case ET_ACT_NONE:
+        if (bias != 0.0f)
+            for (int64_t i = 0; i < n; i++) row[i] += bias;
+        break;
+    case ET_ACT_RELU:
+        for (int64_t i = 0; i < n; i++) {
+            float v = row[i] + bias;
+            row[i] = v < 0.0f ? 0.0f : v;
+        }
+        break;
+    case ET_ACT_RELU6:
+        for (int64_t i = 0; i < n; i++) {
+            float v = row[i] + bias;
+            row[i] = v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+        }
+        break;
+    default:
+        for (int64_t i = 0; i < n; i++) row[i] = et_conv_act_(act, alpha, row[i] + bias);
+        break;
+    }
+}
+
+#endif /* EDGETRAIN_CONV_INTERNAL_H */

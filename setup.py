@@ -1,0 +1,61 @@
+"""Build of the edgetrain native extension.
+
+The C sources come from kernels/sources.txt — the same list the standalone C build
+(kernels/Makefile) and the Android build (android/) read, so the builds cannot drift.
+OpenMP is used when the compiler has it (probed); EDGETRAIN_NO_OPENMP=1 forces a serial build.
+No -march flags: x86 SIMD variants are compiled with target attributes and chosen at run time.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+HERE = Path(__file__).resolve().parent
+KERNELS = HERE / "kernels"
+
+
+def c_sources():
+    lines = (KERNELS / "sources.txt").read_text().splitlines()
+    return [str(Path("kernels") / s.strip()) for s in lines if s.strip() and not s.startswith("#")]
+
+
+def has_openmp(cc):
+    if os.environ.get("EDGETRAIN_NO_OPENMP") == "1":
+        return False
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "omp.c"
+        src.write_text("#include <omp.h>\nint main(void){return omp_get_num_threads() < 1;}\n")
+        cmd = [cc, "-fopenmp", str(src), "-o", str(Path(d) / "omp")]
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+cc = os.environ.get("CC", "cc")
+omp = has_openmp(cc)
+compile_args = ["-O3", "-fno-strict-aliasing", "-Wno-unused-function"] + (["-fopenmp"] if omp else [])
+link_args = ["-fopenmp"] if omp else []
+# Runtime allocations are rare (load / resize / save), so they are always counted: the tests
+# check that a training step makes none.
+macros = [("ET_DEBUG_ALLOC", "1"), ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+include_dirs = [str(KERNELS / "include"), str(KERNELS / "src"), str(KERNELS / "runtime"),
+                np.get_include()]
+
+extensions = [
+    Extension("edgetrain._native", ["edgetrain/_native.pyx"] + c_sources(),
+              include_dirs=include_dirs, define_macros=macros,
+              extra_compile_args=compile_args, extra_link_args=link_args),
+]
+if (HERE / "edgetrain" / "data" / "_fastdata.pyx").exists():
+    extensions.append(Extension("edgetrain.data._fastdata", ["edgetrain/data/_fastdata.pyx"],
+                                include_dirs=[np.get_include()], define_macros=macros[1:],
+                                extra_compile_args=["-O3"]))
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives={
+        "language_level": 3, "boundscheck": False, "wraparound": False, "cdivision": True},
+        quiet=True),
+)
