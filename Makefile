@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-stamp
 BUILT := $(VENV)/.built-stamp
 # torch is a test/benchmark dependency only, and always this CPU build (never plain `torch`).
-TEST_DEPS := numpy Cython setuptools wheel pytest pytest-benchmark Pillow matplotlib torch==2.13.0
+TEST_DEPS := numpy Cython setuptools wheel pytest pytest-benchmark Pillow matplotlib torch==2.13.0 threadpoolctl
 EPOCHS ?= 1
 THREADS ?= 2
 
@@ -40,7 +40,7 @@ test: $(BUILT)
 	$(PY) -m pytest -q
 
 bench: $(BUILT)
-	$(PY) -m pytest benchmarks -q --benchmark-columns=median,iqr,ops --benchmark-sort=name
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) -m pytest benchmarks -q --benchmark-columns=median,iqr,ops --benchmark-sort=name
 
 bench-quick: $(BUILT)
 	EDGETRAIN_BENCH_QUICK=1 $(PY) -m pytest benchmarks -q --benchmark-disable

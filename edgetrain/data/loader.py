@@ -43,7 +43,7 @@ def _as_inputs(x):
         return tuple(_as_inputs(v) for v in x)
     if x.dtype == np.float32:
         return np.ascontiguousarray(x)
-    if x.dtype.kind in "fub" :
+    if x.dtype.kind in "fub":
         return np.ascontiguousarray(x, dtype=np.float32)
     return np.ascontiguousarray(x)
 

@@ -1,2 +1,1066 @@
-/* edgetrain — placeholder, implementation pending. */
-typedef int et_placeholder_ops;
+/* edgetrain — the C op table: for every op of enum et_op, its name, arity,
+ * shape inference, workspace size and kernel call (docs/ops.md).
+ *
+ * Shape functions validate everything a kernel relies on (ranks, dtypes,
+ * matching dims, attribute ranges), so a planned node only fails in its
+ * kernel for data-dependent reasons (a label out of range).
+ * Run functions read shapes and attributes only; they never allocate.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime_internal.h"
+
+/* ======================================================================= */
+/* Names and shape helpers                                                  */
+/* ======================================================================= */
+const char *et_dtype_name(et_dtype t) {
+    static const char *names[] = {"f32", "i32", "i64", "u8", "i8"};
+    return (unsigned)t < ET_DTYPE_COUNT_ ? names[t] : "?";
+}
+
+const char *et_kind_name(et_tensor_kind k) {
+    static const char *names[] = {"INPUT", "PARAM", "BUFFER", "GRAD", "OPTSTATE", "CONST", "ACT"};
+    return (unsigned)k < ET_KIND_COUNT_ ? names[k] : "?";
+}
+
+const char *et_program_name(int kind) {
+    static const char *names[] = {"eval", "grad", "train"};
+    return kind >= 0 && kind < ET_PROGRAM_COUNT_ ? names[kind] : "?";
+}
+
+int et_shape_is_sane(const et_tshape *s) {
+    if (s->ndim < 0 || s->ndim > ET_MAX_DIMS || et_dtype_size(s->dtype) == 0) return 0;
+    uint64_t n = 1;
+    for (int d = 0; d < s->ndim; d++) {
+        if (s->dim[d] < 0 || s->dim[d] > ET_MAX_DIM) return 0;
+        n *= (uint64_t)s->dim[d]; /* <= 2^40 * 2^31 before the check below: no overflow */
+        if (n > ET_MAX_BYTES) return 0;
+    }
+    return n * et_dtype_size(s->dtype) <= ET_MAX_BYTES;
+}
+
+int64_t et_shape_numel(const et_tshape *s) {
+    int64_t n = 1;
+    for (int d = 0; d < s->ndim; d++) n *= s->dim[d];
+    return n;
+}
+
+size_t et_shape_bytes(const et_tshape *s) { return (size_t)et_shape_numel(s) * et_dtype_size(s->dtype); }
+
+int et_shape_equal(const et_tshape *a, const et_tshape *b) {
+    if (a->dtype != b->dtype || a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->dim[d] != b->dim[d]) return 0;
+    return 1;
+}
+
+static int same_dims(const et_tshape *a, const et_tshape *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->dim[d] != b->dim[d]) return 0;
+    return 1;
+}
+
+const char *et_shape_str(const et_tshape *s, char *buf, size_t cap) {
+    size_t pos = 0;
+    int n = snprintf(buf, cap, "[");
+    for (int d = 0; d < s->ndim && n >= 0; d++) {
+        pos += (size_t)n;
+        if (pos >= cap) break;
+        n = snprintf(buf + pos, cap - pos, d ? ",%lld" : "%lld", (long long)s->dim[d]);
+    }
+    if (n >= 0) pos += (size_t)n;
+    if (pos < cap) snprintf(buf + pos, cap - pos, "] %s", et_dtype_name(s->dtype));
+    return buf;
+}
+
+void et_msgf(char *buf, size_t cap, const char *fmt, ...) {
+    if (!buf || cap == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+}
+
+static et_status shape_error(char *msg, size_t cap, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static et_status shape_error(char *msg, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (msg && cap) vsnprintf(msg, cap, fmt, ap);
+    va_end(ap);
+    return ET_ERR_SHAPE;
+}
+
+/* Input `t` must have dtype dt and rank ndim (-1: rank >= 1, -2: any rank). */
+static et_status want(const et_tshape *t, et_dtype dt, int ndim, const char *what, char *msg, size_t cap) {
+    char b[128];
+    int rank_ok = ndim == -2 || (ndim == -1 ? t->ndim >= 1 : t->ndim == ndim);
+    if (t->dtype == dt && rank_ok) return ET_OK;
+    if (ndim >= 0)
+        return shape_error(msg, cap, "%s must be %d-D %s, got %s", what, ndim, et_dtype_name(dt), et_shape_str(t, b, sizeof b));
+    return shape_error(msg, cap, "%s must be %s%s, got %s", what, ndim == -1 ? "at least 1-D " : "",
+                       et_dtype_name(dt), et_shape_str(t, b, sizeof b));
+}
+
+static et_status want_same(const et_tshape *a, const et_tshape *b, const char *wa, const char *wb, char *msg,
+                           size_t cap) {
+    char x[128], y[128];
+    if (same_dims(a, b)) return ET_OK;
+    return shape_error(msg, cap, "%s %s and %s %s must have the same shape", wa, et_shape_str(a, x, sizeof x), wb,
+                       et_shape_str(b, y, sizeof y));
+}
+
+/* 1-D f32 tensor of length c. */
+static et_status want_vec(const et_tshape *t, int64_t c, const char *what, char *msg, size_t cap) {
+    char b[128];
+    if (t->dtype == ET_F32 && t->ndim == 1 && t->dim[0] == c) return ET_OK;
+    return shape_error(msg, cap, "%s must be [%lld] f32, got %s", what, (long long)c, et_shape_str(t, b, sizeof b));
+}
+
+static et_status want_scalar(const et_tshape *t, const char *what, char *msg, size_t cap) {
+    char b[128];
+    if (t->dtype == ET_F32 && et_shape_numel(t) == 1) return ET_OK;
+    return shape_error(msg, cap, "%s must be one f32 value, got %s", what, et_shape_str(t, b, sizeof b));
+}
+
+static et_status want_flag(int64_t v, const char *what, char *msg, size_t cap) {
+    if (v == 0 || v == 1) return ET_OK;
+    return shape_error(msg, cap, "attribute %s must be 0 or 1, got %lld", what, (long long)v);
+}
+
+static et_status want_finite(float v, const char *what, char *msg, size_t cap) {
+    if (isfinite(v)) return ET_OK;
+    return shape_error(msg, cap, "attribute %s must be finite, got %g", what, (double)v);
+}
+
+static void set_shape(et_tshape *o, et_dtype dt, int ndim, const int64_t *dims) {
+    memset(o, 0, sizeof *o);
+    o->dtype = dt;
+    o->ndim = ndim;
+    for (int d = 0; d < ndim; d++) o->dim[d] = dims[d];
+}
+
+static void set_like(et_tshape *o, const et_tshape *t, et_dtype dt) {
+    *o = *t;
+    o->dtype = dt;
+}
+
+static void set_scalar(et_tshape *o) { set_shape(o, ET_F32, 0, NULL); }
+
+/* Right-aligns s into rank `ndim` (leading 1s); rank 0 becomes [1]. */
+static int pad_dims(const et_tshape *s, int ndim, int64_t *out) {
+    if (ndim < 1) ndim = 1;
+    int lead = ndim - s->ndim;
+    for (int d = 0; d < ndim; d++) out[d] = d < lead ? 1 : s->dim[d - lead];
+    return ndim;
+}
+
+/* Integer attributes used as sizes must fit the kernels' int64 arithmetic. */
+static et_status want_attr_range(const et_node_def *n, int first, int count, char *msg, size_t cap) {
+    for (int k = first; k < first + count; k++)
+        if (n->iattr[k] < 0 || n->iattr[k] > ET_MAX_DIM)
+            return shape_error(msg, cap, "integer attribute %d = %lld out of range 0..2^31", k, (long long)n->iattr[k]);
+    return ET_OK;
+}
+
+#define TRY(expr)                          \
+    do {                                   \
+        et_status st_ = (expr);            \
+        if (st_ != ET_OK) return st_;      \
+    } while (0)
+
+/* ======================================================================= */
+/* Convolution                                                              */
+/* ======================================================================= */
+/* iattr: stride_h, stride_w, pad_t, pad_l, pad_b, pad_r, dil_h, dil_w, groups, act. */
+static et_status conv_params(const et_node_def *n, const et_tshape *x, const et_tshape *w, int with_act,
+                             et_conv2d_params *p, char *msg, size_t cap) {
+    char a[128], b[128];
+    const int64_t *at = n->iattr;
+    TRY(want(x, ET_F32, 4, "input x", msg, cap));
+    TRY(want(w, ET_F32, 4, "weight w", msg, cap));
+    TRY(want_attr_range(n, 0, 9, msg, cap));
+    memset(p, 0, sizeof *p);
+    p->n = x->dim[0]; p->c = x->dim[1]; p->h = x->dim[2]; p->w = x->dim[3];
+    p->oc = w->dim[0]; p->kh = w->dim[2]; p->kw = w->dim[3];
+    p->stride_h = at[0]; p->stride_w = at[1];
+    p->pad_t = at[2]; p->pad_l = at[3]; p->pad_b = at[4]; p->pad_r = at[5];
+    p->dil_h = at[6]; p->dil_w = at[7];
+    p->groups = at[8];
+    p->act = ET_ACT_NONE;
+    if (with_act) {
+        if (at[9] < 0 || at[9] >= ET_ACT_COUNT_) return shape_error(msg, cap, "activation %lld unknown", (long long)at[9]);
+        p->act = (et_act)at[9];
+        p->act_alpha = n->fattr[0];
+    }
+    if (p->groups < 1 || p->c % p->groups != 0 || p->oc % p->groups != 0 || w->dim[1] * p->groups != p->c)
+        return shape_error(msg, cap, "weight %s does not fit input %s with groups=%lld (need [OC, C/groups, KH, KW])",
+                           et_shape_str(w, b, sizeof b), et_shape_str(x, a, sizeof a), (long long)p->groups);
+    if (et_conv2d_params_init(p) != ET_OK)
+        return shape_error(msg, cap, "invalid convolution: input %s, weight %s, stride %lldx%lld, pad %lld,%lld,%lld,%lld, "
+                           "dilation %lldx%lld (output would be empty)", et_shape_str(x, a, sizeof a),
+                           et_shape_str(w, b, sizeof b), (long long)at[0], (long long)at[1], (long long)at[2],
+                           (long long)at[3], (long long)at[4], (long long)at[5], (long long)at[6], (long long)at[7]);
+    return ET_OK;
+}
+
+static et_status want_conv_dy(const et_tshape *dy, const et_conv2d_params *p, char *msg, size_t cap) {
+    char b[128];
+    TRY(want(dy, ET_F32, 4, "gradient dy", msg, cap));
+    if (dy->dim[0] != p->n || dy->dim[1] != p->oc || dy->dim[2] != p->oh || dy->dim[3] != p->ow)
+        return shape_error(msg, cap, "gradient dy %s must be [%lld,%lld,%lld,%lld] (the convolution's output)",
+                           et_shape_str(dy, b, sizeof b), (long long)p->n, (long long)p->oc, (long long)p->oh,
+                           (long long)p->ow);
+    return ET_OK;
+}
+
+static et_status conv2d_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    et_conv2d_params p = {0};
+    TRY(conv_params(io->node, io->in[0], io->in[1], 1, &p, msg, cap));
+    if (io->in[2]) TRY(want_vec(io->in[2], p.oc, "bias b", msg, cap));
+    int64_t dims[4] = {p.n, p.oc, p.oh, p.ow};
+    set_shape(&out[0], ET_F32, 4, dims);
+    return ET_OK;
+}
+static size_t conv2d_ws(const et_node_io *io, int nthreads) {
+    et_conv2d_params p = {0};
+    return conv_params(io->node, io->in[0], io->in[1], 1, &p, NULL, 0) == ET_OK ? et_f32_conv2d_fwd_ws_bytes(&p, nthreads) : 0;
+}
+static et_status conv2d_run(const et_node_io *io, const et_run_env *e) {
+    et_conv2d_params p = {0};
+    TRY(conv_params(io->node, io->in[0], io->in[1], 1, &p, NULL, 0));
+    return et_f32_conv2d_fwd(&p, io->in_data[0], io->in_data[1], io->in_data[2], io->out_data[0], e->ws, e->ws_bytes,
+                             e->nthreads);
+}
+
+/* conv2d_bwd_input: dy, w, x (shape only) -> dx */
+static et_status conv2d_bwd_input_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    et_conv2d_params p = {0};
+    TRY(conv_params(io->node, io->in[2], io->in[1], 0, &p, msg, cap));
+    TRY(want_conv_dy(io->in[0], &p, msg, cap));
+    set_like(&out[0], io->in[2], ET_F32);
+    return ET_OK;
+}
+static size_t conv2d_bwd_input_ws(const et_node_io *io, int nthreads) {
+    et_conv2d_params p = {0};
+    return conv_params(io->node, io->in[2], io->in[1], 0, &p, NULL, 0) == ET_OK
+               ? et_f32_conv2d_bwd_input_ws_bytes(&p, nthreads) : 0;
+}
+static et_status conv2d_bwd_input_run(const et_node_io *io, const et_run_env *e) {
+    et_conv2d_params p = {0};
+    TRY(conv_params(io->node, io->in[2], io->in[1], 0, &p, NULL, 0));
+    return et_f32_conv2d_bwd_input(&p, io->in_data[0], io->in_data[1], io->out_data[0], e->ws, e->ws_bytes, e->nthreads);
+}
+
+/* conv2d_bwd_weight: dy, x, w (shape only) -> dw */
+static et_status conv2d_bwd_weight_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    et_conv2d_params p = {0};
+    TRY(conv_params(io->node, io->in[1], io->in[2], 0, &p, msg, cap));
+    TRY(want_conv_dy(io->in[0], &p, msg, cap));
+    set_like(&out[0], io->in[2], ET_F32);
+    return ET_OK;
+}
+static size_t conv2d_bwd_weight_ws(const et_node_io *io, int nthreads) {
+    et_conv2d_params p = {0};
+    return conv_params(io->node, io->in[1], io->in[2], 0, &p, NULL, 0) == ET_OK
+               ? et_f32_conv2d_bwd_weight_ws_bytes(&p, nthreads) : 0;
+}
+static et_status conv2d_bwd_weight_run(const et_node_io *io, const et_run_env *e) {
+    et_conv2d_params p = {0};
+    TRY(conv_params(io->node, io->in[1], io->in[2], 0, &p, NULL, 0));
+    return et_f32_conv2d_bwd_weight(&p, io->in_data[0], io->in_data[1], io->out_data[0], e->ws, e->ws_bytes,
+                                    e->nthreads);
+}
+
+/* conv2d_bwd_bias: dy[N,OC,OH,OW] -> db[OC]. The kernel reads n, oc, oh, ow:
+ * describe a 1x1 convolution whose output has dy's shape. */
+static et_status conv2d_bwd_bias_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want(io->in[0], ET_F32, 4, "gradient dy", msg, cap));
+    set_shape(&out[0], ET_F32, 1, &io->in[0]->dim[1]);
+    return ET_OK;
+}
+static et_status conv2d_bwd_bias_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[0]->dim;
+    et_conv2d_params p = {0};
+    memset(&p, 0, sizeof p);
+    p.n = d[0]; p.c = d[1]; p.h = d[2]; p.w = d[3];
+    p.oc = d[1]; p.kh = 1; p.kw = 1;
+    p.stride_h = p.stride_w = p.dil_h = p.dil_w = p.groups = 1;
+    p.oh = d[2]; p.ow = d[3];
+    return et_f32_conv2d_bwd_bias(&p, io->in_data[0], io->out_data[0], e->nthreads);
+}
+
+/* ======================================================================= */
+/* Matmul, broadcast binary ops, reductions, reshape, affine               */
+/* ======================================================================= */
+typedef struct mm_dims { int64_t M, N, K; int ta, tb; } mm_dims;
+
+static et_status matmul_dims(const et_node_io *io, mm_dims *d, char *msg, size_t cap) {
+    char x[128], y[128];
+    const et_tshape *a = io->in[0], *b = io->in[1];
+    TRY(want(a, ET_F32, 2, "input a", msg, cap));
+    TRY(want(b, ET_F32, 2, "input b", msg, cap));
+    TRY(want_flag(io->node->iattr[0], "trans_a", msg, cap));
+    TRY(want_flag(io->node->iattr[1], "trans_b", msg, cap));
+    d->ta = (int)io->node->iattr[0];
+    d->tb = (int)io->node->iattr[1];
+    d->M = d->ta ? a->dim[1] : a->dim[0];
+    d->K = d->ta ? a->dim[0] : a->dim[1];
+    int64_t kb = d->tb ? b->dim[1] : b->dim[0];
+    d->N = d->tb ? b->dim[0] : b->dim[1];
+    if (kb != d->K)
+        return shape_error(msg, cap, "inner dimensions differ: a %s%s, b %s%s", et_shape_str(a, x, sizeof x),
+                           d->ta ? " (transposed)" : "", et_shape_str(b, y, sizeof y), d->tb ? " (transposed)" : "");
+    return ET_OK;
+}
+static et_status matmul_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    mm_dims d = {0};
+    TRY(matmul_dims(io, &d, msg, cap));
+    int64_t dims[2] = {d.M, d.N};
+    set_shape(&out[0], ET_F32, 2, dims);
+    return ET_OK;
+}
+static size_t matmul_ws(const et_node_io *io, int nthreads) {
+    mm_dims d = {0};
+    return matmul_dims(io, &d, NULL, 0) == ET_OK ? et_f32_gemm_ws_bytes(d.M, d.N, d.K, nthreads) : 0;
+}
+static et_status matmul_run(const et_node_io *io, const et_run_env *e) {
+    mm_dims d = {0};
+    TRY(matmul_dims(io, &d, NULL, 0));
+    return et_f32_gemm(d.ta, d.tb, d.M, d.N, d.K, 1.0f, io->in_data[0], io->in[0]->dim[1], io->in_data[1],
+                       io->in[1]->dim[1], 0.0f, io->out_data[0], d.N, e->ws, e->ws_bytes, e->nthreads);
+}
+
+/* numpy broadcasting of a and b, right-aligned, up to 6-D */
+static et_status binary_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char x[128], y[128];
+    const et_tshape *a = io->in[0], *b = io->in[1];
+    TRY(want(a, ET_F32, -2, "input a", msg, cap));
+    TRY(want(b, ET_F32, -2, "input b", msg, cap));
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    int64_t pa[ET_MAX_DIMS], pb[ET_MAX_DIMS], dims[ET_MAX_DIMS];
+    pad_dims(a, nd, pa);
+    pad_dims(b, nd, pb);
+    for (int d = 0; d < nd; d++) {
+        if (pa[d] != pb[d] && pa[d] != 1 && pb[d] != 1)
+            return shape_error(msg, cap, "shapes %s and %s do not broadcast", et_shape_str(a, x, sizeof x),
+                               et_shape_str(b, y, sizeof y));
+        dims[d] = pa[d] == 1 ? pb[d] : pa[d];
+    }
+    set_shape(&out[0], ET_F32, nd, dims);
+    return ET_OK;
+}
+static et_status binary_run(const et_node_io *io, et_binop op, int nthreads) {
+    int64_t ys[ET_MAX_DIMS], as[ET_MAX_DIMS], bs[ET_MAX_DIMS];
+    int nd = pad_dims(io->out[0], io->out[0]->ndim, ys);
+    pad_dims(io->in[0], nd, as);
+    pad_dims(io->in[1], nd, bs);
+    return et_f32_binary(op, nd, ys, as, io->in_data[0], bs, io->in_data[1], io->out_data[0], nthreads);
+}
+static et_status add_run(const et_node_io *io, const et_run_env *e) { return binary_run(io, ET_BIN_ADD, e->nthreads); }
+static et_status sub_run(const et_node_io *io, const et_run_env *e) { return binary_run(io, ET_BIN_SUB, e->nthreads); }
+static et_status mul_run(const et_node_io *io, const et_run_env *e) { return binary_run(io, ET_BIN_MUL, e->nthreads); }
+static et_status div_run(const et_node_io *io, const et_run_env *e) { return binary_run(io, ET_BIN_DIV, e->nthreads); }
+
+/* 1 if `small` broadcasts to `big` (right-aligned, each dim equal or 1). */
+static int broadcasts_to(const et_tshape *small, const et_tshape *big) {
+    if (small->ndim > big->ndim) return 0;
+    int64_t p[ET_MAX_DIMS];
+    int nd = pad_dims(small, big->ndim, p);
+    for (int d = 0; d < nd && big->ndim > 0; d++)
+        if (p[d] != 1 && p[d] != big->dim[d]) return 0;
+    return 1;
+}
+
+/* reduce_sum_to: x, ref (shape only) -> y[shape(ref)] */
+static et_status reduce_sum_to_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char x[128], y[128];
+    TRY(want(io->in[0], ET_F32, -2, "input x", msg, cap));
+    TRY(want_finite(io->node->fattr[0], "scale", msg, cap));
+    if (!broadcasts_to(io->in[1], io->in[0]))
+        return shape_error(msg, cap, "reference %s does not broadcast to x %s", et_shape_str(io->in[1], y, sizeof y),
+                           et_shape_str(io->in[0], x, sizeof x));
+    set_like(&out[0], io->in[1], ET_F32);
+    return ET_OK;
+}
+static et_status reduce_sum_to_run(const et_node_io *io, const et_run_env *e) {
+    int64_t xs[ET_MAX_DIMS], ys[ET_MAX_DIMS];
+    int nd = pad_dims(io->in[0], io->in[0]->ndim, xs);
+    pad_dims(io->out[0], nd, ys);
+    return et_f32_reduce_sum_to(nd, xs, io->in_data[0], ys, io->out_data[0], io->node->fattr[0], e->nthreads);
+}
+
+/* broadcast_to: x, ref (shape only) -> y[shape(ref)] */
+static et_status broadcast_to_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char x[128], y[128];
+    TRY(want(io->in[0], ET_F32, -2, "input x", msg, cap));
+    TRY(want_finite(io->node->fattr[0], "scale", msg, cap));
+    if (!broadcasts_to(io->in[0], io->in[1]))
+        return shape_error(msg, cap, "x %s does not broadcast to the reference %s", et_shape_str(io->in[0], x, sizeof x),
+                           et_shape_str(io->in[1], y, sizeof y));
+    set_like(&out[0], io->in[1], ET_F32);
+    return ET_OK;
+}
+static et_status broadcast_to_run(const et_node_io *io, const et_run_env *e) {
+    int64_t xs[ET_MAX_DIMS], ys[ET_MAX_DIMS];
+    int nd = pad_dims(io->out[0], io->out[0]->ndim, ys);
+    pad_dims(io->in[0], nd, xs);
+    return et_f32_broadcast_to(nd, xs, io->in_data[0], ys, io->out_data[0], io->node->fattr[0], e->nthreads);
+}
+
+/* reduce: iattr mode (0 sum, 1 mean), keepdims, axis_mask (bit d; 0 = all) */
+static et_status reduce_check(const et_node_io *io, char *msg, size_t cap) {
+    const et_tshape *x = io->in[0];
+    int64_t mask = io->node->iattr[2];
+    TRY(want(x, ET_F32, -2, "input x", msg, cap));
+    TRY(want_flag(io->node->iattr[0], "mode", msg, cap));
+    TRY(want_flag(io->node->iattr[1], "keepdims", msg, cap));
+    if (mask < 0 || mask >= ((int64_t)1 << x->ndim))
+        return shape_error(msg, cap, "axis_mask 0x%llx names axes beyond rank %d", (long long)mask, x->ndim);
+    return ET_OK;
+}
+static int reduced_axis(int64_t mask, int d) { return mask == 0 || ((mask >> d) & 1); }
+
+static et_status reduce_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(reduce_check(io, msg, cap));
+    const et_tshape *x = io->in[0];
+    int64_t mask = io->node->iattr[2], dims[ET_MAX_DIMS];
+    int keep = (int)io->node->iattr[1], nd = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (!reduced_axis(mask, d)) dims[nd++] = x->dim[d];
+        else if (keep) dims[nd++] = 1;
+    }
+    set_shape(&out[0], ET_F32, nd, dims);
+    return ET_OK;
+}
+static et_status reduce_run(const et_node_io *io, const et_run_env *e) {
+    const et_tshape *x = io->in[0];
+    int64_t mask = io->node->iattr[2], xs[ET_MAX_DIMS], ys[ET_MAX_DIMS], count = 1;
+    int nd = pad_dims(x, x->ndim, xs);
+    for (int d = 0; d < nd; d++) ys[d] = xs[d];
+    for (int d = 0; d < x->ndim; d++)
+        if (reduced_axis(mask, d)) { ys[d] = 1; count *= x->dim[d]; }
+    float scale = io->node->iattr[0] == 1 ? (count > 0 ? (float)(1.0 / (double)count) : 0.0f) : 1.0f;
+    return et_f32_reduce_sum_to(nd, xs, io->in_data[0], ys, io->out_data[0], scale, e->nthreads);
+}
+
+/* reshape: iattr ndim, d0..d5 (0 = copy input dim, -1 = infer one) */
+static et_status reshape_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char b[128];
+    const et_tshape *x = io->in[0];
+    const et_node_def *n = io->node;
+    int64_t nd = n->iattr[0], dims[ET_MAX_DIMS], known = 1;
+    int infer_at = -1;
+    if (nd < 0 || nd > ET_MAX_DIMS || n->n_iattr < 1 + nd)
+        return shape_error(msg, cap, "target rank %lld invalid or missing dims (%d attributes)", (long long)nd, n->n_iattr);
+    for (int d = 0; d < (int)nd; d++) {
+        int64_t v = n->iattr[1 + d];
+        if (v == 0) {
+            if (d >= x->ndim) return shape_error(msg, cap, "dim %d = 0 copies input dim %d, but the input %s has rank %d",
+                                                 d, d, et_shape_str(x, b, sizeof b), x->ndim);
+            v = x->dim[d];
+        } else if (v == -1) {
+            if (infer_at >= 0) return shape_error(msg, cap, "more than one dim is -1");
+            infer_at = d;
+            v = 1;
+        } else if (v < 0 || v > ET_MAX_DIM) {
+            return shape_error(msg, cap, "dim %d = %lld is invalid", d, (long long)v);
+        }
+        dims[d] = v;
+        known *= v;
+        if (known > (int64_t)ET_MAX_BYTES) return shape_error(msg, cap, "target shape is too large");
+    }
+    int64_t numel = et_shape_numel(x);
+    if (infer_at >= 0) {
+        if (known == 0 || numel % known != 0)
+            return shape_error(msg, cap, "cannot infer the -1 dim: %lld elements of %s into blocks of %lld",
+                               (long long)numel, et_shape_str(x, b, sizeof b), (long long)known);
+        dims[infer_at] = numel / known;
+        known = numel;
+    }
+    if (known != numel)
+        return shape_error(msg, cap, "cannot reshape %s (%lld elements) into %lld elements",
+                           et_shape_str(x, b, sizeof b), (long long)numel, (long long)known);
+    set_shape(&out[0], x->dtype, (int)nd, dims);
+    return ET_OK;
+}
+static et_status reshape_run(const et_node_io *io, const et_run_env *e) {
+    (void)e;
+    if (io->out_data[0] != io->in_data[0]) memcpy(io->out_data[0], io->in_data[0], et_shape_bytes(io->in[0]));
+    return ET_OK;
+}
+
+/* affine: y = alpha * x + beta */
+static et_status unary_f32_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want(io->in[0], ET_F32, -2, "input x", msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status affine_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want_finite(io->node->fattr[0], "alpha", msg, cap));
+    TRY(want_finite(io->node->fattr[1], "beta", msg, cap));
+    return unary_f32_infer(io, out, msg, cap);
+}
+static et_status affine_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_affine(et_shape_numel(io->in[0]), io->node->fattr[0], io->node->fattr[1], io->in_data[0],
+                         io->out_data[0], e->nthreads);
+}
+
+/* ======================================================================= */
+/* Activations, dropout, softmax                                            */
+/* ======================================================================= */
+static et_status want_act(const et_node_def *n, char *msg, size_t cap) {
+    if (n->iattr[0] < 0 || n->iattr[0] >= ET_ACT_COUNT_)
+        return shape_error(msg, cap, "activation %lld unknown (0..%d)", (long long)n->iattr[0], ET_ACT_COUNT_ - 1);
+    return want_finite(n->fattr[0], "alpha", msg, cap);
+}
+static et_status act_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want_act(io->node, msg, cap));
+    return unary_f32_infer(io, out, msg, cap);
+}
+static et_status act_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_act_fwd((et_act)io->node->iattr[0], io->node->fattr[0], et_shape_numel(io->in[0]), io->in_data[0],
+                          io->out_data[0], e->nthreads);
+}
+/* act_bwd: dy, t -> dx */
+static et_status act_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want_act(io->node, msg, cap));
+    TRY(want(io->in[0], ET_F32, -2, "gradient dy", msg, cap));
+    TRY(want(io->in[1], ET_F32, -2, "input t", msg, cap));
+    TRY(want_same(io->in[0], io->in[1], "dy", "t", msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status act_bwd_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_act_bwd((et_act)io->node->iattr[0], io->node->fattr[0], et_shape_numel(io->in[0]), io->in_data[1],
+                          io->in_data[0], io->out_data[0], e->nthreads);
+}
+
+/* dropout / dropout_bwd: iattr stream, fattr p */
+static et_status dropout_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    float p = io->node->fattr[0];
+    if (!(p >= 0.0f && p < 1.0f)) return shape_error(msg, cap, "dropout probability %g outside [0, 1)", (double)p);
+    return unary_f32_infer(io, out, msg, cap);
+}
+static void dropout_rng(const et_node_io *io, const et_run_env *e, uint64_t *seed, uint64_t *offset) {
+    *seed = e->seed + (uint64_t)io->node->iattr[0] * 0x9E3779B97F4A7C15ull;
+    *offset = e->rng_counter << 32;
+}
+static et_status dropout_run(const et_node_io *io, const et_run_env *e) {
+    uint64_t seed, off;
+    dropout_rng(io, e, &seed, &off);
+    return et_f32_dropout_fwd(et_shape_numel(io->in[0]), io->node->fattr[0], seed, off, io->in_data[0],
+                              io->out_data[0], e->nthreads);
+}
+static et_status dropout_bwd_run(const et_node_io *io, const et_run_env *e) {
+    uint64_t seed, off;
+    dropout_rng(io, e, &seed, &off);
+    return et_f32_dropout_bwd(et_shape_numel(io->in[0]), io->node->fattr[0], seed, off, io->in_data[0],
+                              io->out_data[0], e->nthreads);
+}
+
+/* softmax along iattr[0] (negative counts from the end); iattr[1] log */
+typedef struct sm_view { int64_t outer, len, inner; } sm_view;
+
+static et_status softmax_view(const et_node_io *io, const et_tshape *x, sm_view *v, char *msg, size_t cap) {
+    int64_t axis = io->node->iattr[0];
+    TRY(want(x, ET_F32, -1, "input", msg, cap));
+    TRY(want_flag(io->node->iattr[1], "log", msg, cap));
+    if (axis < 0) axis += x->ndim;
+    if (axis < 0 || axis >= x->ndim)
+        return shape_error(msg, cap, "axis %lld out of range for rank %d", (long long)io->node->iattr[0], x->ndim);
+    v->outer = v->inner = 1;
+    for (int d = 0; d < axis; d++) v->outer *= x->dim[d];
+    for (int d = (int)axis + 1; d < x->ndim; d++) v->inner *= x->dim[d];
+    v->len = x->dim[axis];
+    return ET_OK;
+}
+static et_status softmax_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    sm_view v = {0};
+    TRY(softmax_view(io, io->in[0], &v, msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status softmax_run(const et_node_io *io, const et_run_env *e) {
+    sm_view v = {0};
+    TRY(softmax_view(io, io->in[0], &v, NULL, 0));
+    return et_f32_softmax_fwd(v.outer, v.len, v.inner, (int)io->node->iattr[1], io->in_data[0], io->out_data[0],
+                              e->nthreads);
+}
+/* softmax_bwd: dy, y -> dx */
+static et_status softmax_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    sm_view v = {0};
+    TRY(softmax_view(io, io->in[1], &v, msg, cap));
+    TRY(want(io->in[0], ET_F32, -1, "gradient dy", msg, cap));
+    TRY(want_same(io->in[0], io->in[1], "dy", "y", msg, cap));
+    set_like(&out[0], io->in[1], ET_F32);
+    return ET_OK;
+}
+static et_status softmax_bwd_run(const et_node_io *io, const et_run_env *e) {
+    sm_view v = {0};
+    TRY(softmax_view(io, io->in[1], &v, NULL, 0));
+    return et_f32_softmax_bwd(v.outer, v.len, v.inner, (int)io->node->iattr[1], io->in_data[1], io->in_data[0],
+                              io->out_data[0], e->nthreads);
+}
+
+/* ======================================================================= */
+/* Pooling                                                                  */
+/* ======================================================================= */
+/* maxpool iattr: kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, ceil_mode
+ * avgpool iattr: kh, kw, stride_h, stride_w, pad_h, pad_w, ceil_mode, count_include_pad */
+static et_status pool_params(const et_node_io *io, const et_tshape *x, int is_max, et_pool2d_params *p, char *msg,
+                             size_t cap) {
+    char b[128];
+    const int64_t *a = io->node->iattr;
+    TRY(want(x, ET_F32, 4, "input x", msg, cap));
+    TRY(want_attr_range(io->node, 0, is_max ? 8 : 6, msg, cap));
+    TRY(want_flag(a[is_max ? 8 : 6], "ceil_mode", msg, cap));
+    if (!is_max) TRY(want_flag(a[7], "count_include_pad", msg, cap));
+    memset(p, 0, sizeof *p);
+    p->n = x->dim[0]; p->c = x->dim[1]; p->h = x->dim[2]; p->w = x->dim[3];
+    p->kh = a[0]; p->kw = a[1]; p->stride_h = a[2]; p->stride_w = a[3]; p->pad_h = a[4]; p->pad_w = a[5];
+    p->dil_h = is_max ? a[6] : 1;
+    p->dil_w = is_max ? a[7] : 1;
+    p->ceil_mode = (int)a[is_max ? 8 : 6];
+    p->count_include_pad = is_max ? 0 : (int)a[7];
+    if (et_pool2d_params_init(p) != ET_OK)
+        return shape_error(msg, cap, "invalid pooling of %s: kernel %lldx%lld, stride %lldx%lld, pad %lldx%lld "
+                           "(padding must be at most half the kernel, output non-empty)", et_shape_str(x, b, sizeof b),
+                           (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4],
+                           (long long)a[5]);
+    return ET_OK;
+}
+static et_status want_pool_dy(const et_tshape *dy, const et_pool2d_params *p, char *msg, size_t cap) {
+    char b[128];
+    TRY(want(dy, ET_F32, 4, "gradient dy", msg, cap));
+    if (dy->dim[0] != p->n || dy->dim[1] != p->c || dy->dim[2] != p->oh || dy->dim[3] != p->ow)
+        return shape_error(msg, cap, "gradient dy %s must be [%lld,%lld,%lld,%lld] (the pooling's output)",
+                           et_shape_str(dy, b, sizeof b), (long long)p->n, (long long)p->c, (long long)p->oh,
+                           (long long)p->ow);
+    return ET_OK;
+}
+static et_status pool_infer(const et_node_io *io, et_tshape *out, int is_max, char *msg, size_t cap) {
+    et_pool2d_params p = {0};
+    TRY(pool_params(io, io->in[0], is_max, &p, msg, cap));
+    int64_t dims[4] = {p.n, p.c, p.oh, p.ow};
+    set_shape(&out[0], ET_F32, 4, dims);
+    return ET_OK;
+}
+/* backward: dy, x -> dx[shape(x)] */
+static et_status pool_bwd_infer(const et_node_io *io, et_tshape *out, int is_max, char *msg, size_t cap) {
+    et_pool2d_params p = {0};
+    TRY(pool_params(io, io->in[1], is_max, &p, msg, cap));
+    TRY(want_pool_dy(io->in[0], &p, msg, cap));
+    set_like(&out[0], io->in[1], ET_F32);
+    return ET_OK;
+}
+static et_status maxpool2d_infer(const et_node_io *io, et_tshape *o, char *m, size_t c) { return pool_infer(io, o, 1, m, c); }
+static et_status avgpool2d_infer(const et_node_io *io, et_tshape *o, char *m, size_t c) { return pool_infer(io, o, 0, m, c); }
+static et_status maxpool2d_bwd_infer(const et_node_io *io, et_tshape *o, char *m, size_t c) { return pool_bwd_infer(io, o, 1, m, c); }
+static et_status avgpool2d_bwd_infer(const et_node_io *io, et_tshape *o, char *m, size_t c) { return pool_bwd_infer(io, o, 0, m, c); }
+
+static et_status maxpool2d_run(const et_node_io *io, const et_run_env *e) {
+    et_pool2d_params p = {0};
+    TRY(pool_params(io, io->in[0], 1, &p, NULL, 0));
+    return et_f32_maxpool2d_fwd(&p, io->in_data[0], io->out_data[0], e->nthreads);
+}
+static et_status maxpool2d_bwd_run(const et_node_io *io, const et_run_env *e) {
+    et_pool2d_params p = {0};
+    TRY(pool_params(io, io->in[1], 1, &p, NULL, 0));
+    return et_f32_maxpool2d_bwd(&p, io->in_data[1], io->in_data[0], io->out_data[0], e->nthreads);
+}
+static et_status avgpool2d_run(const et_node_io *io, const et_run_env *e) {
+    et_pool2d_params p = {0};
+    TRY(pool_params(io, io->in[0], 0, &p, NULL, 0));
+    return et_f32_avgpool2d_fwd(&p, io->in_data[0], io->out_data[0], e->nthreads);
+}
+static et_status avgpool2d_bwd_run(const et_node_io *io, const et_run_env *e) {
+    et_pool2d_params p = {0};
+    TRY(pool_params(io, io->in[1], 0, &p, NULL, 0));
+    return et_f32_avgpool2d_bwd(&p, io->in_data[0], io->out_data[0], e->nthreads);
+}
+
+/* global_avgpool: x[N,C,H,W] -> y[N,C,1,1]; backward: dy, x (shape only) */
+static et_status global_avgpool_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    const et_tshape *x = io->in[0];
+    TRY(want(x, ET_F32, 4, "input x", msg, cap));
+    int64_t dims[4] = {x->dim[0], x->dim[1], 1, 1};
+    set_shape(&out[0], ET_F32, 4, dims);
+    return ET_OK;
+}
+static et_status global_avgpool_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char b[128];
+    const et_tshape *dy = io->in[0], *x = io->in[1];
+    TRY(want(x, ET_F32, 4, "input x", msg, cap));
+    TRY(want(dy, ET_F32, -1, "gradient dy", msg, cap));
+    if (et_shape_numel(dy) != x->dim[0] * x->dim[1] || dy->dim[0] != x->dim[0])
+        return shape_error(msg, cap, "gradient dy %s must be [%lld,%lld,1,1]", et_shape_str(dy, b, sizeof b),
+                           (long long)x->dim[0], (long long)x->dim[1]);
+    set_like(&out[0], x, ET_F32);
+    return ET_OK;
+}
+static et_status global_avgpool_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[0]->dim;
+    return et_f32_global_avgpool_fwd(d[0], d[1], d[2] * d[3], io->in_data[0], io->out_data[0], e->nthreads);
+}
+static et_status global_avgpool_bwd_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[1]->dim;
+    return et_f32_global_avgpool_bwd(d[0], d[1], d[2] * d[3], io->in_data[0], io->out_data[0], e->nthreads);
+}
+
+/* ======================================================================= */
+/* Batch normalisation: x[N,C,...] viewed as (n, c, hw)                     */
+/* ======================================================================= */
+typedef struct bn_view { int64_t n, c, hw; } bn_view;
+
+static et_status bn_view_of(const et_tshape *x, bn_view *v, char *msg, size_t cap) {
+    char b[128];
+    if (x->dtype != ET_F32 || x->ndim < 2)
+        return shape_error(msg, cap, "input x must be f32 [N,C,...] (rank >= 2), got %s", et_shape_str(x, b, sizeof b));
+    v->n = x->dim[0];
+    v->c = x->dim[1];
+    v->hw = 1;
+    for (int d = 2; d < x->ndim; d++) v->hw *= x->dim[d];
+    return ET_OK;
+}
+/* inputs 1..4 of train/infer: gamma, beta, running_mean, running_var, all [C] */
+static et_status bn_params_infer(const et_node_io *io, bn_view *v, char *msg, size_t cap) {
+    static const char *names[] = {"x", "gamma", "beta", "running_mean", "running_var"};
+    TRY(bn_view_of(io->in[0], v, msg, cap));
+    for (int k = 1; k < 5; k++) TRY(want_vec(io->in[k], v->c, names[k], msg, cap));
+    return ET_OK;
+}
+static et_status want_eps(float eps, char *msg, size_t cap) {
+    if (isfinite(eps) && eps >= 0.0f) return ET_OK;
+    return shape_error(msg, cap, "eps must be finite and >= 0, got %g", (double)eps);
+}
+static et_status batchnorm_train_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    bn_view v = {0};
+    TRY(bn_params_infer(io, &v, msg, cap));
+    TRY(want_finite(io->node->fattr[0], "momentum", msg, cap));
+    TRY(want_eps(io->node->fattr[1], msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    set_shape(&out[1], ET_F32, 1, &v.c);
+    set_shape(&out[2], ET_F32, 1, &v.c);
+    return ET_OK;
+}
+static et_status batchnorm_train_run(const et_node_io *io, const et_run_env *e) {
+    bn_view v = {0};
+    TRY(bn_view_of(io->in[0], &v, NULL, 0));
+    return et_f32_batchnorm_train_fwd(v.n, v.c, v.hw, io->in_data[0], io->in_data[1], io->in_data[2], io->in_data[3],
+                                      io->in_data[4], io->node->fattr[0], io->node->fattr[1], io->out_data[0],
+                                      io->out_data[1], io->out_data[2], e->nthreads);
+}
+static et_status batchnorm_infer_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    bn_view v = {0};
+    TRY(bn_params_infer(io, &v, msg, cap));
+    TRY(want_eps(io->node->fattr[0], msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status batchnorm_infer_run(const et_node_io *io, const et_run_env *e) {
+    bn_view v = {0};
+    TRY(bn_view_of(io->in[0], &v, NULL, 0));
+    return et_f32_batchnorm_infer_fwd(v.n, v.c, v.hw, io->in_data[0], io->in_data[1], io->in_data[2], io->in_data[3],
+                                      io->in_data[4], io->node->fattr[0], io->out_data[0], e->nthreads);
+}
+/* batchnorm_bwd: dy, x, gamma, save_mean, save_invstd -> dx, dgamma?, dbeta? */
+static et_status batchnorm_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    static const char *names[] = {"dy", "x", "gamma", "save_mean", "save_invstd"};
+    bn_view v = {0};
+    TRY(bn_view_of(io->in[1], &v, msg, cap));
+    TRY(want(io->in[0], ET_F32, -1, "gradient dy", msg, cap));
+    TRY(want_same(io->in[0], io->in[1], "dy", "x", msg, cap));
+    for (int k = 2; k < 5; k++) TRY(want_vec(io->in[k], v.c, names[k], msg, cap));
+    set_like(&out[0], io->in[1], ET_F32);
+    set_shape(&out[1], ET_F32, 1, &v.c);
+    set_shape(&out[2], ET_F32, 1, &v.c);
+    return ET_OK;
+}
+static et_status batchnorm_bwd_run(const et_node_io *io, const et_run_env *e) {
+    bn_view v = {0};
+    TRY(bn_view_of(io->in[1], &v, NULL, 0));
+    return et_f32_batchnorm_bwd(v.n, v.c, v.hw, io->in_data[1], io->in_data[0], io->in_data[2], io->in_data[3],
+                                io->in_data[4], io->out_data[0], io->out_data[1], io->out_data[2], e->nthreads);
+}
+
+/* ======================================================================= */
+/* Losses                                                                   */
+/* ======================================================================= */
+/* [N,C] f32 and, for integer targets, labels [N] i32. */
+static et_status want_rows(const et_tshape *x, const char *what, char *msg, size_t cap) {
+    return want(x, ET_F32, 2, what, msg, cap);
+}
+static et_status want_labels(const et_tshape *labels, const et_tshape *x, char *msg, size_t cap) {
+    char b[128];
+    if (labels->dtype == ET_I32 && labels->ndim == 1 && labels->dim[0] == x->dim[0]) return ET_OK;
+    return shape_error(msg, cap, "labels must be [%lld] i32, got %s", (long long)x->dim[0],
+                       et_shape_str(labels, b, sizeof b));
+}
+
+/* softmax_xent: logits[N,C], labels[N] -> loss[], probs[N,C] */
+static et_status softmax_xent_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want_rows(io->in[0], "logits", msg, cap));
+    TRY(want_labels(io->in[1], io->in[0], msg, cap));
+    set_scalar(&out[0]);
+    set_like(&out[1], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status softmax_xent_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[0]->dim;
+    return et_f32_softmax_xent_fwd(d[0], d[1], io->in_data[0], io->in_data[1], io->out_data[0], io->out_data[1],
+                                   e->nthreads);
+}
+/* softmax_xent_bwd: probs, labels, dloss -> dlogits */
+static et_status softmax_xent_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want_rows(io->in[0], "probs", msg, cap));
+    TRY(want_labels(io->in[1], io->in[0], msg, cap));
+    TRY(want_scalar(io->in[2], "dloss", msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status softmax_xent_bwd_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[0]->dim;
+    return et_f32_softmax_xent_bwd(d[0], d[1], io->in_data[0], io->in_data[1], io->in_data[2], io->out_data[0],
+                                   e->nthreads);
+}
+/* softmax_xent_prob: logits[N,C], target[N,C] -> loss[], probs */
+static et_status softmax_xent_prob_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want_rows(io->in[0], "logits", msg, cap));
+    TRY(want(io->in[1], ET_F32, 2, "target", msg, cap));
+    TRY(want_same(io->in[0], io->in[1], "logits", "target", msg, cap));
+    set_scalar(&out[0]);
+    set_like(&out[1], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status softmax_xent_prob_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[0]->dim;
+    return et_f32_softmax_xent_prob_fwd(d[0], d[1], io->in_data[0], io->in_data[1], io->out_data[0], io->out_data[1],
+                                        e->nthreads);
+}
+static et_status softmax_xent_prob_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want_rows(io->in[0], "probs", msg, cap));
+    TRY(want(io->in[1], ET_F32, 2, "target", msg, cap));
+    TRY(want_same(io->in[0], io->in[1], "probs", "target", msg, cap));
+    TRY(want_scalar(io->in[2], "dloss", msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status softmax_xent_prob_bwd_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[0]->dim;
+    return et_f32_softmax_xent_prob_bwd(d[0], d[1], io->in_data[0], io->in_data[1], io->in_data[2], io->out_data[0],
+                                        e->nthreads);
+}
+
+/* mse, l1: pred, target (same shape) -> loss[]; backward adds dloss -> dpred */
+static et_status pair_loss_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want(io->in[0], ET_F32, -2, "pred", msg, cap));
+    TRY(want(io->in[1], ET_F32, -2, "target", msg, cap));
+    TRY(want_same(io->in[0], io->in[1], "pred", "target", msg, cap));
+    set_scalar(&out[0]);
+    return ET_OK;
+}
+static et_status pair_loss_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(pair_loss_infer(io, out, msg, cap));
+    TRY(want_scalar(io->in[2], "dloss", msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status mse_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_mse_fwd(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->out_data[0], e->nthreads);
+}
+static et_status mse_bwd_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_mse_bwd(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2], io->out_data[0],
+                          e->nthreads);
+}
+static et_status l1_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_l1_fwd(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->out_data[0], e->nthreads);
+}
+static et_status l1_bwd_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_l1_bwd(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2], io->out_data[0],
+                         e->nthreads);
+}
+
+/* hinge: x[N,C], labels[N], fattr margin -> loss[]; hinge_bwd: x, labels, dloss -> dx */
+static et_status hinge_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want_rows(io->in[0], "x", msg, cap));
+    TRY(want_labels(io->in[1], io->in[0], msg, cap));
+    TRY(want_finite(io->node->fattr[0], "margin", msg, cap));
+    set_scalar(&out[0]);
+    return ET_OK;
+}
+static et_status hinge_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(hinge_infer(io, out, msg, cap));
+    TRY(want_scalar(io->in[2], "dloss", msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status hinge_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[0]->dim;
+    return et_f32_hinge_fwd(d[0], d[1], io->in_data[0], io->in_data[1], io->node->fattr[0], io->out_data[0],
+                            e->nthreads);
+}
+static et_status hinge_bwd_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[0]->dim;
+    return et_f32_hinge_bwd(d[0], d[1], io->in_data[0], io->in_data[1], io->node->fattr[0], io->in_data[2],
+                            io->out_data[0], e->nthreads);
+}
+
+/* kldiv: input[R,...], target (same shape) -> loss[]; rows = dim 0 */
+static void kl_rows(const et_tshape *t, int64_t *rows, int64_t *cols) {
+    *rows = t->dim[0];
+    *cols = *rows > 0 ? et_shape_numel(t) / *rows : 0;
+}
+static et_status kldiv_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want(io->in[0], ET_F32, -1, "input", msg, cap));
+    TRY(want(io->in[1], ET_F32, -1, "target", msg, cap));
+    TRY(want_same(io->in[0], io->in[1], "input", "target", msg, cap));
+    set_scalar(&out[0]);
+    return ET_OK;
+}
+static et_status kldiv_run(const et_node_io *io, const et_run_env *e) {
+    int64_t r, c;
+    kl_rows(io->in[0], &r, &c);
+    return et_f32_kldiv_fwd(r, c, io->in_data[0], io->in_data[1], io->out_data[0], e->nthreads);
+}
+/* kldiv_bwd: target, dloss -> dinput */
+static et_status kldiv_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want(io->in[0], ET_F32, -1, "target", msg, cap));
+    TRY(want_scalar(io->in[1], "dloss", msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status kldiv_bwd_run(const et_node_io *io, const et_run_env *e) {
+    int64_t r, c;
+    kl_rows(io->in[0], &r, &c);
+    return et_f32_kldiv_bwd(r, c, io->in_data[0], io->in_data[1], io->out_data[0], e->nthreads);
+}
+
+/* ======================================================================= */
+/* Optimizer updates (no outputs; inputs mutated in place)                  */
+/* ======================================================================= */
+static et_status want_param_like(const et_node_io *io, int k, const char *what, char *msg, size_t cap) {
+    TRY(want(io->in[k], ET_F32, -2, what, msg, cap));
+    return want_same(io->in[0], io->in[k], "param", what, msg, cap);
+}
+/* sgd_update: param, grad, momentum_buf?; iattr nesterov, l1; fattr lr_scale, momentum, dampening, weight_decay */
+static et_status sgd_update_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    static const char *fnames[] = {"lr_scale", "momentum", "dampening", "weight_decay"};
+    (void)out;
+    TRY(want(io->in[0], ET_F32, -2, "param", msg, cap));
+    TRY(want_param_like(io, 1, "grad", msg, cap));
+    if (io->in[2]) TRY(want_param_like(io, 2, "momentum_buf", msg, cap));
+    TRY(want_flag(io->node->iattr[0], "nesterov", msg, cap));
+    TRY(want_flag(io->node->iattr[1], "l1", msg, cap));
+    for (int k = 0; k < 4; k++) TRY(want_finite(io->node->fattr[k], fnames[k], msg, cap));
+    if (io->node->fattr[1] != 0.0f && !io->in[2])
+        return shape_error(msg, cap, "momentum %g needs a momentum_buf input", (double)io->node->fattr[1]);
+    return ET_OK;
+}
+static et_status sgd_update_run(const et_node_io *io, const et_run_env *e) {
+    const float *f = io->node->fattr;
+    return et_f32_sgd_update(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2], e->lr * f[0],
+                             f[1], f[2], (int)io->node->iattr[0], f[3], (int)io->node->iattr[1], e->step == 0,
+                             e->nthreads);
+}
+/* adam_update: param, grad, m, v; iattr decoupled; fattr lr_scale, beta1, beta2, eps, weight_decay */
+static et_status adam_update_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    static const char *fnames[] = {"lr_scale", "beta1", "beta2", "eps", "weight_decay"};
+    (void)out;
+    TRY(want(io->in[0], ET_F32, -2, "param", msg, cap));
+    TRY(want_param_like(io, 1, "grad", msg, cap));
+    TRY(want_param_like(io, 2, "m", msg, cap));
+    TRY(want_param_like(io, 3, "v", msg, cap));
+    TRY(want_flag(io->node->iattr[0], "decoupled", msg, cap));
+    for (int k = 0; k < 5; k++) TRY(want_finite(io->node->fattr[k], fnames[k], msg, cap));
+    return ET_OK;
+}
+static et_status adam_update_run(const et_node_io *io, const et_run_env *e) {
+    const float *f = io->node->fattr;
+    return et_f32_adam_update(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2],
+                              io->in_data[3], e->lr * f[0], f[1], f[2], f[3], f[4], (int)io->node->iattr[0],
+                              (int64_t)(e->step + 1), e->nthreads);
+}
+
+/* ======================================================================= */
+/* The table                                                                */
+/* ======================================================================= */
+/* name, inputs min..max, outputs min..max, iattr min..max, fattr min..max,
+ * mutated-input mask, infer, workspace, run */
+static const et_op_desc op_table[] = {
+    [ET_OP_CONV2D] = {"conv2d", 2, 3, 1, 1, 10, 10, 1, 1, 0, conv2d_infer, conv2d_ws, conv2d_run},
+    [ET_OP_CONV2D_BWD_INPUT] = {"conv2d_bwd_input", 3, 3, 1, 1, 9, 10, 0, 1, 0, conv2d_bwd_input_infer,
+                                conv2d_bwd_input_ws, conv2d_bwd_input_run},
+    [ET_OP_CONV2D_BWD_WEIGHT] = {"conv2d_bwd_weight", 3, 3, 1, 1, 9, 10, 0, 1, 0, conv2d_bwd_weight_infer,
+                                 conv2d_bwd_weight_ws, conv2d_bwd_weight_run},
+    [ET_OP_CONV2D_BWD_BIAS] = {"conv2d_bwd_bias", 1, 1, 1, 1, 0, 0, 0, 0, 0, conv2d_bwd_bias_infer, NULL,
+                               conv2d_bwd_bias_run},
+    [ET_OP_MATMUL] = {"matmul", 2, 2, 1, 1, 2, 2, 0, 0, 0, matmul_infer, matmul_ws, matmul_run},
+    [ET_OP_ADD] = {"add", 2, 2, 1, 1, 0, 0, 0, 0, 0, binary_infer, NULL, add_run},
+    [ET_OP_SUB] = {"sub", 2, 2, 1, 1, 0, 0, 0, 0, 0, binary_infer, NULL, sub_run},
+    [ET_OP_MUL] = {"mul", 2, 2, 1, 1, 0, 0, 0, 0, 0, binary_infer, NULL, mul_run},
+    [ET_OP_DIV] = {"div", 2, 2, 1, 1, 0, 0, 0, 0, 0, binary_infer, NULL, div_run},
+    [ET_OP_REDUCE_SUM_TO] = {"reduce_sum_to", 2, 2, 1, 1, 0, 0, 1, 1, 0, reduce_sum_to_infer, NULL, reduce_sum_to_run},
+    [ET_OP_REDUCE] = {"reduce", 1, 1, 1, 1, 3, 3, 0, 0, 0, reduce_infer, NULL, reduce_run},
+    [ET_OP_BROADCAST_TO] = {"broadcast_to", 2, 2, 1, 1, 0, 0, 1, 1, 0, broadcast_to_infer, NULL, broadcast_to_run},
+    [ET_OP_RESHAPE] = {"reshape", 1, 1, 1, 1, 1, 7, 0, 0, 0, reshape_infer, NULL, reshape_run},
+    [ET_OP_ACT] = {"act", 1, 1, 1, 1, 1, 1, 1, 1, 0, act_infer, NULL, act_run},
+    [ET_OP_ACT_BWD] = {"act_bwd", 2, 2, 1, 1, 1, 1, 1, 1, 0, act_bwd_infer, NULL, act_bwd_run},
+    [ET_OP_MAXPOOL2D] = {"maxpool2d", 1, 1, 1, 1, 9, 9, 0, 0, 0, maxpool2d_infer, NULL, maxpool2d_run},
+    [ET_OP_MAXPOOL2D_BWD] = {"maxpool2d_bwd", 2, 2, 1, 1, 9, 9, 0, 0, 0, maxpool2d_bwd_infer, NULL, maxpool2d_bwd_run},
+    [ET_OP_AVGPOOL2D] = {"avgpool2d", 1, 1, 1, 1, 8, 8, 0, 0, 0, avgpool2d_infer, NULL, avgpool2d_run},
+    [ET_OP_AVGPOOL2D_BWD] = {"avgpool2d_bwd", 2, 2, 1, 1, 8, 8, 0, 0, 0, avgpool2d_bwd_infer, NULL, avgpool2d_bwd_run},
+    [ET_OP_GLOBAL_AVGPOOL] = {"global_avgpool", 1, 1, 1, 1, 0, 0, 0, 0, 0, global_avgpool_infer, NULL,
+                              global_avgpool_run},
+    [ET_OP_GLOBAL_AVGPOOL_BWD] = {"global_avgpool_bwd", 2, 2, 1, 1, 0, 0, 0, 0, 0, global_avgpool_bwd_infer, NULL,
+                                  global_avgpool_bwd_run},
+    [ET_OP_BATCHNORM_TRAIN] = {"batchnorm_train", 5, 5, 3, 3, 0, 0, 2, 2, (1u << 3) | (1u << 4),
+                               batchnorm_train_infer, NULL, batchnorm_train_run},
+    [ET_OP_BATCHNORM_INFER] = {"batchnorm_infer", 5, 5, 1, 1, 0, 0, 1, 1, 0, batchnorm_infer_infer, NULL,
+                               batchnorm_infer_run},
+    [ET_OP_BATCHNORM_BWD] = {"batchnorm_bwd", 5, 5, 1, 3, 0, 0, 0, 0, 0, batchnorm_bwd_infer, NULL, batchnorm_bwd_run},
+    [ET_OP_DROPOUT] = {"dropout", 1, 1, 1, 1, 1, 1, 1, 1, 0, dropout_infer, NULL, dropout_run},
+    [ET_OP_DROPOUT_BWD] = {"dropout_bwd", 1, 1, 1, 1, 1, 1, 1, 1, 0, dropout_infer, NULL, dropout_bwd_run},
+    [ET_OP_SOFTMAX] = {"softmax", 1, 1, 1, 1, 2, 2, 0, 0, 0, softmax_infer, NULL, softmax_run},
+    [ET_OP_SOFTMAX_BWD] = {"softmax_bwd", 2, 2, 1, 1, 2, 2, 0, 0, 0, softmax_bwd_infer, NULL, softmax_bwd_run},
+    [ET_OP_SOFTMAX_XENT] = {"softmax_xent", 2, 2, 2, 2, 0, 0, 0, 0, 0, softmax_xent_infer, NULL, softmax_xent_run},
+    [ET_OP_SOFTMAX_XENT_BWD] = {"softmax_xent_bwd", 3, 3, 1, 1, 0, 0, 0, 0, 0, softmax_xent_bwd_infer, NULL,
+                                softmax_xent_bwd_run},
+    [ET_OP_SOFTMAX_XENT_PROB] = {"softmax_xent_prob", 2, 2, 2, 2, 0, 0, 0, 0, 0, softmax_xent_prob_infer, NULL,
+                                 softmax_xent_prob_run},
+    [ET_OP_SOFTMAX_XENT_PROB_BWD] = {"softmax_xent_prob_bwd", 3, 3, 1, 1, 0, 0, 0, 0, 0, softmax_xent_prob_bwd_infer,
+                                     NULL, softmax_xent_prob_bwd_run},
+    [ET_OP_MSE] = {"mse", 2, 2, 1, 1, 0, 0, 0, 0, 0, pair_loss_infer, NULL, mse_run},
+    [ET_OP_MSE_BWD] = {"mse_bwd", 3, 3, 1, 1, 0, 0, 0, 0, 0, pair_loss_bwd_infer, NULL, mse_bwd_run},
+    [ET_OP_L1] = {"l1", 2, 2, 1, 1, 0, 0, 0, 0, 0, pair_loss_infer, NULL, l1_run},
+    [ET_OP_L1_BWD] = {"l1_bwd", 3, 3, 1, 1, 0, 0, 0, 0, 0, pair_loss_bwd_infer, NULL, l1_bwd_run},
+    [ET_OP_HINGE] = {"hinge", 2, 2, 1, 1, 0, 0, 1, 1, 0, hinge_infer, NULL, hinge_run},
+    [ET_OP_HINGE_BWD] = {"hinge_bwd", 3, 3, 1, 1, 0, 0, 1, 1, 0, hinge_bwd_infer, NULL, hinge_bwd_run},
+    [ET_OP_KLDIV] = {"kldiv", 2, 2, 1, 1, 0, 0, 0, 0, 0, kldiv_infer, NULL, kldiv_run},
+    [ET_OP_KLDIV_BWD] = {"kldiv_bwd", 2, 2, 1, 1, 0, 0, 0, 0, 0, kldiv_bwd_infer, NULL, kldiv_bwd_run},
+    [ET_OP_SGD_UPDATE] = {"sgd_update", 2, 3, 0, 0, 2, 2, 4, 4, (1u << 0) | (1u << 2), sgd_update_infer, NULL,
+                          sgd_update_run},
+    [ET_OP_ADAM_UPDATE] = {"adam_update", 4, 4, 0, 0, 1, 1, 5, 5, (1u << 0) | (1u << 2) | (1u << 3),
+                           adam_update_infer, NULL, adam_update_run},
+    [ET_OP_AFFINE] = {"affine", 1, 1, 1, 1, 0, 0, 2, 2, 0, affine_infer, NULL, affine_run},
+};
+
+/* C99 static assert: one table entry per enum value (a new op without an entry
+ * makes the array shorter than ET_OP_COUNT and this a negative-size array). */
+typedef char et_op_table_covers_every_op[(sizeof op_table / sizeof op_table[0] == ET_OP_COUNT) ? 1 : -1];
+
+const et_op_desc *et_op_desc_get(int op) {
+    if (op < 0 || op >= ET_OP_COUNT || !op_table[op].name) return NULL;
+    return &op_table[op];
+}
+
+const char *et_op_name(int op) {
+    const et_op_desc *d = et_op_desc_get(op);
+    return d ? d->name : NULL;
+}

@@ -1,2 +1,415 @@
-/* edgetrain — placeholder, implementation pending. */
-typedef int et_placeholder_plan;
+/* edgetrain — memory: the allocation wrapper, persistent blocks, shape
+ * inference over all programs, and the activation arena planner.
+ *
+ * Activations of one program share one arena: each ACT tensor lives from the
+ * node that computes it to its last reader (program outputs to the end), and
+ * tensors are placed largest first at the lowest 64-byte aligned offset that
+ * does not overlap any already placed tensor whose lifetime overlaps. The
+ * arena is the maximum over programs; the workspace the maximum over nodes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime_internal.h"
+
+/* ======================================================================= */
+/* Allocation wrapper                                                       */
+/* ======================================================================= */
+#ifdef ET_DEBUG_ALLOC
+static int64_t alloc_count = 0; /* process-wide, updated atomically */
+static void count_alloc(void) { __atomic_fetch_add(&alloc_count, 1, __ATOMIC_RELAXED); }
+int64_t et_debug_alloc_count(void) { return __atomic_load_n(&alloc_count, __ATOMIC_RELAXED); }
+#else
+static void count_alloc(void) {}
+int64_t et_debug_alloc_count(void) { return -1; }
+#endif
+
+void *et_malloc(size_t bytes) {
+    if (bytes == 0) bytes = 1;
+    count_alloc();
+    return malloc(bytes);
+}
+
+void *et_calloc(size_t count, size_t size) {
+    if (size != 0 && count > SIZE_MAX / size) return NULL;
+    if (count == 0 || size == 0) count = size = 1;
+    count_alloc();
+    return calloc(count, size);
+}
+
+void et_free(void *p) { free(p); }
+
+/* 64-byte aligned and zeroed; the malloc'd base pointer is stored just before. */
+void *et_aligned_calloc(size_t bytes) {
+    if (bytes > SIZE_MAX - ET_ALIGN - sizeof(void *)) return NULL;
+    uint8_t *base = (uint8_t *)et_calloc(bytes + ET_ALIGN + sizeof(void *), 1);
+    if (!base) return NULL;
+    uintptr_t a = ((uintptr_t)(base + sizeof(void *)) + (ET_ALIGN - 1)) & ~(uintptr_t)(ET_ALIGN - 1);
+    memcpy((uint8_t *)a - sizeof(void *), &base, sizeof base);
+    return (void *)a;
+}
+
+void et_aligned_free(void *p) {
+    if (!p) return;
+    void *base;
+    memcpy(&base, (uint8_t *)p - sizeof(void *), sizeof base);
+    free(base);
+}
+
+/* ======================================================================= */
+/* Persistent blocks                                                        */
+/* ======================================================================= */
+static int block_of(et_tensor_kind k) {
+    switch (k) {
+    case ET_KIND_PARAM:
+    case ET_KIND_BUFFER: return ET_BLOCK_PARAMS;
+    case ET_KIND_GRAD: return ET_BLOCK_GRADS;
+    case ET_KIND_OPTSTATE: return ET_BLOCK_OPTIMIZER;
+    case ET_KIND_CONST: return ET_BLOCK_CONSTS;
+    default: return -1;
+    }
+}
+
+/* Position key: params/consts in file order; grads and optimizer state in the
+ * order of their owning PARAM (ties: file order), so all blocks line up. */
+typedef struct persist_item { uint64_t key; uint32_t t; } persist_item;
+
+static int cmp_persist_item(const void *a, const void *b) {
+    const persist_item *x = (const persist_item *)a, *y = (const persist_item *)b;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+et_status et_persist_build(const et_model *m, et_persist *p, char *err, size_t cap) {
+    memset(p, 0, sizeof *p);
+    persist_item *items = (persist_item *)et_calloc((size_t)m->n_tensors + 1, sizeof *items);
+    size_t *off = (size_t *)et_calloc((size_t)m->n_tensors + 1, sizeof *off);
+    p->ptr = (void **)et_calloc((size_t)m->n_tensors + 1, sizeof(void *));
+    if (!items || !off || !p->ptr) goto nomem;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        const et_tensor_def *t = &m->tensors[i];
+        if (block_of(t->kind) < 0) continue;
+        uint64_t pos = (t->kind == ET_KIND_GRAD || t->kind == ET_KIND_OPTSTATE) ? t->owner : i;
+        items[n].key = (pos << 32) | i;
+        items[n++].t = i;
+    }
+    qsort(items, n, sizeof *items, cmp_persist_item);
+    for (uint32_t k = 0; k < n; k++) {
+        const et_tensor_def *t = &m->tensors[items[k].t];
+        int b = block_of(t->kind);
+        off[items[k].t] = p->bytes[b];
+        p->bytes[b] += et_align_up(et_shape_bytes(&t->shape));
+    }
+    for (int b = 0; b < ET_BLOCK_COUNT_; b++)
+        if (!(p->block[b] = (uint8_t *)et_aligned_calloc(p->bytes[b]))) goto nomem;
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        const et_tensor_def *t = &m->tensors[i];
+        int b = block_of(t->kind);
+        if (b < 0) continue;
+        p->ptr[i] = p->block[b] + off[i];
+        if (et_kind_has_data(t->kind)) memcpy(p->ptr[i], m->data + t->data_off, (size_t)t->data_size);
+    }
+    et_free(items);
+    et_free(off);
+    return ET_OK;
+nomem:
+    et_free(items);
+    et_free(off);
+    et_persist_free(p);
+    et_msgf(err, cap, "out of memory for the model's parameters, gradients and optimizer state");
+    return ET_ERR_NOMEM;
+}
+
+void et_persist_free(et_persist *p) {
+    for (int b = 0; b < ET_BLOCK_COUNT_; b++) et_aligned_free(p->block[b]);
+    et_free(p->ptr);
+    memset(p, 0, sizeof *p);
+}
+
+/* ======================================================================= */
+/* Shape inference                                                          */
+/* ======================================================================= */
+static void node_io_shapes(const et_model *m, const et_node_def *nd, const et_tshape *shape, et_node_io *io) {
+    (void)m;
+    memset(io, 0, sizeof *io);
+    io->node = nd;
+    for (int k = 0; k < ET_NODE_MAX_IN; k++) io->in[k] = nd->in[k] >= 0 ? &shape[nd->in[k]] : NULL;
+    for (int k = 0; k < ET_NODE_MAX_OUT; k++) io->out[k] = nd->out[k] >= 0 ? &shape[nd->out[k]] : NULL;
+}
+
+static et_status node_error(const et_model *m, uint32_t ni, char *err, size_t cap, const char *detail) {
+    const et_node_def *nd = &m->nodes[ni];
+    et_msgf(err, cap, "node %u (%s in layer '%s'): %s", ni, et_op_name(nd->op), nd->layer, detail);
+    return ET_ERR_SHAPE;
+}
+
+/* Stores a node's inferred outputs; a tensor computed before (by another
+ * program's node, or a GRAD with its PARAM's shape) must agree. */
+static et_status store_outputs(const et_model *m, uint32_t ni, const et_tshape *out, et_tshape *shape,
+                               uint8_t *known, char *err, size_t cap) {
+    const et_node_def *nd = &m->nodes[ni];
+    char detail[ET_MSG_CAP], a[128], b[128];
+    for (int k = 0; k < nd->n_out; k++) {
+        int32_t t = nd->out[k];
+        if (t < 0) continue;
+        if (!et_shape_is_sane(&out[k])) {
+            snprintf(detail, sizeof detail, "output %d would have %s, more than 2^40 bytes", k,
+                     et_shape_str(&out[k], a, sizeof a));
+            return node_error(m, ni, err, cap, detail);
+        }
+        if (known[t] && !et_shape_equal(&shape[t], &out[k])) {
+            snprintf(detail, sizeof detail, "output %d (tensor %d '%s') is %s but the node computes %s", k, t,
+                     m->tensors[t].name, et_shape_str(&shape[t], a, sizeof a), et_shape_str(&out[k], b, sizeof b));
+            return node_error(m, ni, err, cap, detail);
+        }
+        shape[t] = out[k];
+        known[t] = 1;
+    }
+    return ET_OK;
+}
+
+static et_status infer_node(const et_model *m, uint32_t ni, et_tshape *shape, uint8_t *known, char *err, size_t cap) {
+    const et_node_def *nd = &m->nodes[ni];
+    const et_op_desc *d = et_op_desc_get(nd->op);
+    char detail[ET_MSG_CAP];
+    et_node_io io;
+    et_tshape out[ET_NODE_MAX_OUT];
+    memset(out, 0, sizeof out);
+    for (int k = 0; k < nd->n_in; k++) {
+        if (nd->in[k] >= 0 && !known[nd->in[k]]) { /* excluded by the reader's dataflow check */
+            snprintf(detail, sizeof detail, "input %d (tensor %d) has no shape yet", k, nd->in[k]);
+            return node_error(m, ni, err, cap, detail);
+        }
+    }
+    node_io_shapes(m, nd, shape, &io);
+    detail[0] = '\0';
+    if (d->infer(&io, out, detail, sizeof detail) != ET_OK) return node_error(m, ni, err, cap, detail);
+    return store_outputs(m, ni, out, shape, known, err, cap);
+}
+
+static et_status infer_all(const et_model *m, et_tshape *shape, uint8_t *known, uint8_t *done, char *err, size_t cap) {
+    for (uint32_t i = 0; i < m->n_tensors; i++) known[i] = m->tensors[i].kind != ET_KIND_ACT;
+    memset(done, 0, m->n_nodes);
+    for (int p = 0; p < ET_PROGRAM_COUNT_; p++) {
+        const et_program_def *pg = &m->programs[p];
+        if (!pg->present) continue;
+        for (uint32_t k = 0; k < pg->n_nodes; k++) {
+            uint32_t ni = pg->nodes[k];
+            if (done[ni]) continue;
+            et_status st = infer_node(m, ni, shape, known, err, cap);
+            if (st != ET_OK) return st;
+            done[ni] = 1;
+        }
+    }
+    return ET_OK;
+}
+
+/* ======================================================================= */
+/* Activation arena                                                         */
+/* ======================================================================= */
+typedef struct act_item {
+    size_t size, off;
+    int64_t first, last; /* node positions; outputs live to n_nodes */
+    uint32_t t;
+} act_item;
+
+typedef struct span { size_t off, end; } span;
+
+static int cmp_act_item(const void *a, const void *b) {
+    const act_item *x = (const act_item *)a, *y = (const act_item *)b;
+    if (x->size != y->size) return x->size > y->size ? -1 : 1;
+    if (x->first != y->first) return x->first < y->first ? -1 : 1;
+    return x->t < y->t ? -1 : x->t > y->t;
+}
+
+static int cmp_span(const void *a, const void *b) {
+    const span *x = (const span *)a, *y = (const span *)b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+typedef struct plan_scratch {
+    int64_t *first, *last; /* per tensor */
+    act_item *items;       /* per tensor (at most) */
+    span *busy;            /* per tensor (at most) */
+} plan_scratch;
+
+/* Lifetimes of the program's activations; returns how many. */
+static uint32_t collect_lifetimes(const et_model *m, const et_program_def *pg, const et_tshape *shape,
+                                  plan_scratch *s) {
+    for (uint32_t i = 0; i < m->n_tensors; i++) s->first[i] = s->last[i] = -1;
+    for (uint32_t k = 0; k < pg->n_nodes; k++) {
+        const et_node_def *nd = &m->nodes[pg->nodes[k]];
+        for (int j = 0; j < nd->n_in; j++)
+            if (nd->in[j] >= 0) s->last[nd->in[j]] = k;
+        for (int j = 0; j < nd->n_out; j++) {
+            int32_t t = nd->out[j];
+            if (t < 0) continue;
+            if (s->first[t] < 0) s->first[t] = k;
+            if (s->last[t] < (int64_t)k) s->last[t] = k;
+        }
+    }
+    for (uint32_t k = 0; k < pg->n_outputs; k++) s->last[pg->outputs[k].tensor] = pg->n_nodes;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        if (m->tensors[i].kind != ET_KIND_ACT || s->first[i] < 0) continue;
+        size_t bytes = et_align_up(et_shape_bytes(&shape[i]));
+        s->items[n] = (act_item){bytes ? bytes : ET_ALIGN, 0, s->first[i], s->last[i], i};
+        n++;
+    }
+    return n;
+}
+
+/* Lowest offset for item i that avoids every placed item alive at the same time. */
+static size_t lowest_free_offset(const act_item *items, uint32_t i, span *busy) {
+    uint32_t nb = 0;
+    for (uint32_t j = 0; j < i; j++)
+        if (items[j].first <= items[i].last && items[i].first <= items[j].last)
+            busy[nb++] = (span){items[j].off, items[j].off + items[j].size};
+    qsort(busy, nb, sizeof *busy, cmp_span);
+    size_t off = 0;
+    for (uint32_t j = 0; j < nb; j++) {
+        if (off + items[i].size <= busy[j].off) break;
+        if (busy[j].end > off) off = busy[j].end;
+    }
+    return off;
+}
+
+static void plan_program(const et_model *m, const et_program_def *pg, const et_tshape *shape, plan_scratch *s,
+                         size_t *off, size_t *arena_bytes, size_t *unplanned) {
+    uint32_t n = collect_lifetimes(m, pg, shape, s);
+    qsort(s->items, n, sizeof *s->items, cmp_act_item);
+    size_t top = 0, sum = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        s->items[i].off = lowest_free_offset(s->items, i, s->busy);
+        if (s->items[i].off + s->items[i].size > top) top = s->items[i].off + s->items[i].size;
+        sum += s->items[i].size;
+    }
+    for (uint32_t i = 0; i < m->n_tensors; i++) off[i] = ET_NO_OFFSET;
+    for (uint32_t i = 0; i < n; i++) off[s->items[i].t] = s->items[i].off;
+    *arena_bytes = top;
+    *unplanned = sum;
+}
+
+/* ======================================================================= */
+/* Workspace, inputs, the whole plan                                        */
+/* ======================================================================= */
+/* Largest workspace any node of any program needs (a node listed by several
+ * programs is simply asked again). */
+static size_t workspace_bytes(const et_model *m, const et_tshape *shape, int nthreads) {
+    size_t ws = 0;
+    for (int p = 0; p < ET_PROGRAM_COUNT_; p++) {
+        for (uint32_t k = 0; k < m->programs[p].n_nodes; k++) {
+            const et_node_def *nd = &m->nodes[m->programs[p].nodes[k]];
+            const et_op_desc *d = et_op_desc_get(nd->op);
+            if (!d->ws_bytes) continue;
+            et_node_io io;
+            node_io_shapes(m, nd, shape, &io);
+            size_t b = d->ws_bytes(&io, nthreads);
+            if (b > ws) ws = b;
+        }
+    }
+    return ws;
+}
+
+static size_t layout_inputs(const et_model *m, const et_tshape *shape, size_t *off) {
+    size_t pos = 0;
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        off[i] = ET_NO_OFFSET;
+        if (m->tensors[i].kind != ET_KIND_INPUT) continue;
+        off[i] = pos;
+        pos += et_align_up(et_shape_bytes(&shape[i]));
+    }
+    return pos;
+}
+
+static et_status plan_memory(const et_model *m, int nthreads, et_plan *p, char *err, size_t cap) {
+    plan_scratch s;
+    size_t n = (size_t)m->n_tensors + 1;
+    s.first = (int64_t *)et_calloc(n, sizeof(int64_t));
+    s.last = (int64_t *)et_calloc(n, sizeof(int64_t));
+    s.items = (act_item *)et_calloc(n, sizeof(act_item));
+    s.busy = (span *)et_calloc(n, sizeof(span));
+    et_status st = ET_ERR_NOMEM;
+    if (!s.first || !s.last || !s.items || !s.busy) goto done;
+    for (int k = 0; k < ET_PROGRAM_COUNT_; k++) {
+        if (!(p->act_off[k] = (size_t *)et_calloc(n, sizeof(size_t)))) goto done;
+        for (size_t i = 0; i < n; i++) p->act_off[k][i] = ET_NO_OFFSET;
+        if (!m->programs[k].present) continue;
+        size_t bytes, unplanned;
+        plan_program(m, &m->programs[k], p->shape, &s, p->act_off[k], &bytes, &unplanned);
+        if (bytes > p->arena_bytes) p->arena_bytes = bytes;
+        if (unplanned > p->act_unplanned_bytes) p->act_unplanned_bytes = unplanned;
+    }
+    if (!(p->input_off = (size_t *)et_calloc(n, sizeof(size_t)))) goto done;
+    p->inputs_bytes = layout_inputs(m, p->shape, p->input_off);
+    p->ws_bytes = workspace_bytes(m, p->shape, nthreads);
+    if ((uint64_t)p->arena_bytes + p->inputs_bytes + p->ws_bytes > ET_MAX_BYTES) {
+        et_msgf(err, cap, "the plan needs %llu bytes of activations, inputs and workspace, more than 2^40",
+                (unsigned long long)((uint64_t)p->arena_bytes + p->inputs_bytes + p->ws_bytes));
+        st = ET_ERR_NOMEM;
+        goto out;
+    }
+    p->inputs = (uint8_t *)et_aligned_calloc(p->inputs_bytes);
+    p->arena = (uint8_t *)et_aligned_calloc(p->arena_bytes);
+    p->ws = (uint8_t *)et_aligned_calloc(p->ws_bytes);
+    if (p->inputs && p->arena && p->ws) st = ET_OK;
+done:
+    if (st == ET_ERR_NOMEM)
+        et_msgf(err, cap, "out of memory planning %llu bytes of activations, %llu of inputs and %llu of workspace",
+                (unsigned long long)p->arena_bytes, (unsigned long long)p->inputs_bytes, (unsigned long long)p->ws_bytes);
+out:
+    et_free(s.first);
+    et_free(s.last);
+    et_free(s.items);
+    et_free(s.busy);
+    return st;
+}
+
+et_status et_plan_build(const et_model *m, const et_tshape *base, int nthreads, et_plan *out, char *err, size_t cap) {
+    et_plan p;
+    memset(&p, 0, sizeof p);
+    uint8_t *known = (uint8_t *)et_calloc((size_t)m->n_tensors + 1, 1);
+    uint8_t *done = (uint8_t *)et_calloc((size_t)m->n_nodes + 1, 1);
+    p.shape = (et_tshape *)et_calloc((size_t)m->n_tensors + 1, sizeof(et_tshape));
+    et_status st = ET_ERR_NOMEM;
+    if (!known || !done || !p.shape) {
+        et_msgf(err, cap, "out of memory for shape inference");
+    } else {
+        memcpy(p.shape, base, (size_t)m->n_tensors * sizeof(et_tshape));
+        st = infer_all(m, p.shape, known, done, err, cap);
+        if (st == ET_OK) st = plan_memory(m, nthreads, &p, err, cap);
+    }
+    et_free(known);
+    et_free(done);
+    if (st != ET_OK) {
+        et_plan_free(&p);
+        return st;
+    }
+    *out = p;
+    return ET_OK;
+}
+
+et_status et_plan_set_threads(const et_model *m, et_plan *p, int nthreads, char *err, size_t cap) {
+    size_t ws = workspace_bytes(m, p->shape, nthreads);
+    if (ws <= p->ws_bytes) return ET_OK;
+    uint8_t *buf = (uint8_t *)et_aligned_calloc(ws);
+    if (!buf) {
+        et_msgf(err, cap, "out of memory for a %llu byte workspace (%d threads)", (unsigned long long)ws, nthreads);
+        return ET_ERR_NOMEM;
+    }
+    et_aligned_free(p->ws);
+    p->ws = buf;
+    p->ws_bytes = ws;
+    return ET_OK;
+}
+
+void et_plan_free(et_plan *p) {
+    et_free(p->shape);
+    for (int k = 0; k < ET_PROGRAM_COUNT_; k++) et_free(p->act_off[k]);
+    et_free(p->input_off);
+    et_aligned_free(p->inputs);
+    et_aligned_free(p->arena);
+    et_aligned_free(p->ws);
+    memset(p, 0, sizeof *p);
+}

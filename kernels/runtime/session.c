@@ -1,2 +1,507 @@
-/* edgetrain — placeholder, implementation pending. */
-typedef int et_placeholder_session;
+/* edgetrain — the session: the public API of et_runtime.h.
+ *
+ * A session owns the validated model (format.c), the persistent parameter,
+ * gradient, optimizer and constant blocks, and the plan (plan.c) for the
+ * current input shapes. Running a program walks its node list and calls each
+ * op's kernel (ops.c) with pointers resolved at planning time; nothing is
+ * allocated while running.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime_internal.h"
+
+struct et_session {
+    et_model model;
+    et_persist persist;
+    et_plan plan;
+    void **ptr;              /* per tensor: data of the current program (NULL: unused) */
+    int nthreads;
+    et_program_kind program;
+    char err[ET_MSG_CAP];
+};
+
+static __thread char load_err[ET_MSG_CAP];
+
+const char *et_load_error(void) { return load_err; }
+
+const char *et_session_error(const et_session *s) { return s ? s->err : "no session"; }
+
+static et_status session_fail(et_session *s, et_status st, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static et_status session_fail(et_session *s, et_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof s->err, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+static int resolve_threads(int nthreads) { return nthreads > 0 ? nthreads : et_max_threads(); }
+
+/* Data pointers of every tensor for the current program and plan. */
+static void bind_pointers(et_session *s) {
+    const et_model *m = &s->model;
+    const size_t *act = s->plan.act_off[s->program];
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        et_tensor_kind k = m->tensors[i].kind;
+        if (k == ET_KIND_INPUT) s->ptr[i] = s->plan.inputs + s->plan.input_off[i];
+        else if (k == ET_KIND_ACT) s->ptr[i] = act[i] == ET_NO_OFFSET ? NULL : s->plan.arena + act[i];
+        else s->ptr[i] = s->persist.ptr[i];
+    }
+}
+
+/* ======================================================================= */
+/* Lifetime                                                                 */
+/* ======================================================================= */
+/* The file's activation shapes must be what the graph computes. */
+static et_status check_act_shapes(const et_model *m, const et_plan *p, char *err, size_t cap) {
+    char a[128], b[128];
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        const et_tensor_def *t = &m->tensors[i];
+        if (t->kind == ET_KIND_ACT && !et_shape_equal(&t->shape, &p->shape[i])) {
+            et_msgf(err, cap, "tensor %u ('%s') is stored as %s, but the graph computes %s", i, t->name,
+                    et_shape_str(&t->shape, a, sizeof a), et_shape_str(&p->shape[i], b, sizeof b));
+            return ET_ERR_FORMAT;
+        }
+    }
+    return ET_OK;
+}
+
+static et_status plan_at_load(et_session *s) {
+    const et_model *m = &s->model;
+    et_tshape *base = (et_tshape *)et_calloc((size_t)m->n_tensors + 1, sizeof(et_tshape));
+    if (!base) {
+        et_msgf(load_err, sizeof load_err, "out of memory planning the model");
+        return ET_ERR_NOMEM;
+    }
+    for (uint32_t i = 0; i < m->n_tensors; i++) base[i] = m->tensors[i].shape;
+    char msg[ET_MSG_CAP];
+    et_status st = et_plan_build(m, base, s->nthreads, &s->plan, msg, sizeof msg);
+    et_free(base);
+    if (st == ET_ERR_SHAPE) st = ET_ERR_FORMAT; /* the file's own shapes do not fit its graph */
+    if (st != ET_OK) {
+        et_msgf(load_err, sizeof load_err, "%s", msg);
+        return st;
+    }
+    st = check_act_shapes(m, &s->plan, msg, sizeof msg);
+    if (st != ET_OK) et_msgf(load_err, sizeof load_err, "%s", msg);
+    return st;
+}
+
+et_status et_session_load_memory(const void *data, size_t size, int nthreads, et_session **out) {
+    load_err[0] = '\0';
+    if (!out) {
+        et_msgf(load_err, sizeof load_err, "et_session_load_memory: out is NULL");
+        return ET_ERR_ARG;
+    }
+    *out = NULL;
+    et_session *s = (et_session *)et_calloc(1, sizeof *s);
+    if (!s) {
+        et_msgf(load_err, sizeof load_err, "out of memory for a session");
+        return ET_ERR_NOMEM;
+    }
+    s->nthreads = resolve_threads(nthreads);
+    et_status st = et_model_parse((const uint8_t *)data, size, &s->model, load_err, sizeof load_err);
+    if (st == ET_OK) st = et_persist_build(&s->model, &s->persist, load_err, sizeof load_err);
+    if (st == ET_OK) st = plan_at_load(s);
+    s->model.data = NULL; /* the caller's bytes are not kept */
+    if (st == ET_OK && !(s->ptr = (void **)et_calloc((size_t)s->model.n_tensors + 1, sizeof(void *)))) {
+        et_msgf(load_err, sizeof load_err, "out of memory for a session");
+        st = ET_ERR_NOMEM;
+    }
+    if (st != ET_OK) {
+        et_session_free(s);
+        return st;
+    }
+    s->program = et_session_has_program(s, ET_PROGRAM_TRAIN) ? ET_PROGRAM_TRAIN
+                 : et_session_has_program(s, ET_PROGRAM_EVAL) ? ET_PROGRAM_EVAL : ET_PROGRAM_GRAD;
+    bind_pointers(s);
+    *out = s;
+    return ET_OK;
+}
+
+/* Reads a whole file into a new buffer. */
+static et_status read_file(const char *path, uint8_t **buf, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        et_msgf(load_err, sizeof load_err, "cannot open '%s': %s", path, strerror(errno));
+        return ET_ERR_IO;
+    }
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        et_msgf(load_err, sizeof load_err, "cannot determine the size of '%s' (not a regular file?)", path);
+        return ET_ERR_IO;
+    }
+    *buf = (uint8_t *)et_malloc((size_t)n);
+    if (!*buf) {
+        fclose(f);
+        et_msgf(load_err, sizeof load_err, "out of memory reading '%s' (%ld bytes)", path, n);
+        return ET_ERR_NOMEM;
+    }
+    size_t got = fread(*buf, 1, (size_t)n, f);
+    int failed = ferror(f) || got != (size_t)n;
+    fclose(f);
+    if (failed) {
+        et_free(*buf);
+        *buf = NULL;
+        et_msgf(load_err, sizeof load_err, "cannot read '%s' (%zu of %ld bytes)", path, got, n);
+        return ET_ERR_IO;
+    }
+    *size = (size_t)n;
+    return ET_OK;
+}
+
+et_status et_session_load_file(const char *path, int nthreads, et_session **out) {
+    load_err[0] = '\0';
+    if (!path || !out) {
+        et_msgf(load_err, sizeof load_err, "et_session_load_file: path or out is NULL");
+        return ET_ERR_ARG;
+    }
+    *out = NULL;
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    et_status st = read_file(path, &buf, &size);
+    if (st != ET_OK) return st;
+    st = et_session_load_memory(buf, size, nthreads, out);
+    et_free(buf);
+    if (st != ET_OK) {
+        char msg[ET_MSG_CAP];
+        memcpy(msg, load_err, sizeof msg);
+        et_msgf(load_err, sizeof load_err, "%s: %s", path, msg);
+    }
+    return st;
+}
+
+void et_session_free(et_session *s) {
+    if (!s) return;
+    et_plan_free(&s->plan);
+    et_persist_free(&s->persist);
+    et_model_free(&s->model);
+    et_free(s->ptr);
+    et_free(s);
+}
+
+/* ======================================================================= */
+/* Configuration                                                            */
+/* ======================================================================= */
+et_status et_session_set_threads(et_session *s, int nthreads) {
+    if (!s) return ET_ERR_ARG;
+    int n = resolve_threads(nthreads);
+    et_status st = et_plan_set_threads(&s->model, &s->plan, n, s->err, sizeof s->err);
+    if (st == ET_OK) s->nthreads = n;
+    return st;
+}
+
+int et_session_threads(const et_session *s) { return s ? s->nthreads : 0; }
+
+int et_session_has_program(const et_session *s, et_program_kind kind) {
+    return s && (unsigned)kind < ET_PROGRAM_COUNT_ && s->model.programs[kind].present;
+}
+
+et_status et_session_set_program(et_session *s, et_program_kind kind) {
+    if (!s) return ET_ERR_ARG;
+    if ((unsigned)kind >= ET_PROGRAM_COUNT_) return session_fail(s, ET_ERR_ARG, "program kind %d unknown", (int)kind);
+    if (!s->model.programs[kind].present)
+        return session_fail(s, ET_ERR_STATE, "this model has no %s program%s", et_program_name(kind),
+                            (s->model.flags & 1u) ? " (it is an inference-only file)" : "");
+    s->program = kind;
+    bind_pointers(s);
+    return ET_OK;
+}
+
+et_program_kind et_session_program(const et_session *s) { return s ? s->program : ET_PROGRAM_EVAL; }
+
+/* Finds an INPUT tensor by name, with a message naming what is wrong. */
+static et_status find_input(et_session *s, const char *name, int *index) {
+    if (!name) return session_fail(s, ET_ERR_ARG, "input name is NULL");
+    int i = et_session_find_tensor(s, name);
+    if (i < 0) return session_fail(s, ET_ERR_NOT_FOUND, "no tensor named '%s' in this model", name);
+    if (s->model.tensors[i].kind != ET_KIND_INPUT)
+        return session_fail(s, ET_ERR_ARG, "tensor '%s' is a %s, not an input", name,
+                            et_kind_name(s->model.tensors[i].kind));
+    *index = i;
+    return ET_OK;
+}
+
+static et_status check_new_shape(et_session *s, const char *name, int ndim, const int64_t *shape, et_tshape *t) {
+    if (ndim < 0 || ndim > ET_MAX_DIMS || (ndim > 0 && !shape))
+        return session_fail(s, ET_ERR_ARG, "input '%s': rank %d invalid (0..%d, shape required)", name, ndim,
+                            ET_MAX_DIMS);
+    t->ndim = ndim;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 1 || shape[d] > ET_MAX_DIM)
+            return session_fail(s, ET_ERR_SHAPE, "input '%s': dim %d = %lld out of range 1..2^31", name, d,
+                                (long long)shape[d]);
+        t->dim[d] = shape[d];
+    }
+    for (int d = ndim; d < ET_MAX_DIMS; d++) t->dim[d] = 0;
+    if (!et_shape_is_sane(t)) return session_fail(s, ET_ERR_SHAPE, "input '%s': more than 2^40 bytes", name);
+    return ET_OK;
+}
+
+et_status et_session_resize(et_session *s, int count, const char *const *names, const int *ndims,
+                            const int64_t *const *shapes) {
+    if (!s) return ET_ERR_ARG;
+    if (count < 0 || (count > 0 && (!names || !ndims || !shapes)))
+        return session_fail(s, ET_ERR_ARG, "et_session_resize: bad count or NULL arrays");
+    const et_model *m = &s->model;
+    et_tshape *base = (et_tshape *)et_calloc((size_t)m->n_tensors + 1, sizeof(et_tshape));
+    if (!base) return session_fail(s, ET_ERR_NOMEM, "out of memory resizing");
+    memcpy(base, s->plan.shape, (size_t)m->n_tensors * sizeof(et_tshape));
+    et_status st = ET_OK;
+    for (int k = 0; k < count && st == ET_OK; k++) {
+        int i = -1;
+        st = find_input(s, names[k], &i);
+        if (st == ET_OK) st = check_new_shape(s, names[k], ndims[k], shapes[k], &base[i]);
+    }
+    et_plan plan;
+    if (st == ET_OK) st = et_plan_build(m, base, s->nthreads, &plan, s->err, sizeof s->err);
+    et_free(base);
+    if (st != ET_OK) return st;
+    et_plan_free(&s->plan);
+    s->plan = plan;
+    bind_pointers(s);
+    return ET_OK;
+}
+
+/* ======================================================================= */
+/* Tensors                                                                  */
+/* ======================================================================= */
+int et_session_tensor_count(const et_session *s) { return s ? (int)s->model.n_tensors : 0; }
+
+int et_session_find_tensor(const et_session *s, const char *name) {
+    if (!s || !name || !name[0]) return -1;
+    for (uint32_t i = 0; i < s->model.n_tensors; i++)
+        if (strcmp(s->model.tensors[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+et_status et_session_tensor_info(const et_session *s, int index, et_tensor_info *info) {
+    if (!s || !info || index < 0 || (uint32_t)index >= s->model.n_tensors) return ET_ERR_ARG;
+    const et_tensor_def *t = &s->model.tensors[index];
+    const et_tshape *sh = &s->plan.shape[index];
+    memset(info, 0, sizeof *info);
+    info->name = t->name;
+    info->dtype = sh->dtype;
+    info->kind = t->kind;
+    info->ndim = sh->ndim;
+    for (int d = 0; d < sh->ndim; d++) info->shape[d] = sh->dim[d];
+    info->trainable = (t->flags & ET_TFLAG_TRAINABLE) != 0;
+    info->numel = et_shape_numel(sh);
+    return ET_OK;
+}
+
+void *et_session_tensor_data(et_session *s, int index) {
+    if (!s || index < 0 || (uint32_t)index >= s->model.n_tensors) return NULL;
+    return s->ptr[index];
+}
+
+/* Copies user labels into an i32 tensor; all are checked before any is written. */
+static et_status copy_labels_i64(et_session *s, const char *name, const int64_t *src, int32_t *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (src[i] < INT32_MIN || src[i] > INT32_MAX)
+            return session_fail(s, ET_ERR_LABEL, "input '%s': label %lld at position %lld does not fit int32", name,
+                                (long long)src[i], (long long)i);
+    for (int64_t i = 0; i < n; i++) dst[i] = (int32_t)src[i];
+    return ET_OK;
+}
+
+et_status et_session_set_input(et_session *s, const char *name, et_dtype dtype, const void *data, int ndim,
+                               const int64_t *shape) {
+    if (!s) return ET_ERR_ARG;
+    int i = -1;
+    et_status st = find_input(s, name, &i);
+    if (st != ET_OK) return st;
+    if (!data) return session_fail(s, ET_ERR_ARG, "input '%s': data is NULL", name);
+    const et_tshape *planned = &s->plan.shape[i];
+    int same = ndim == planned->ndim && (ndim == 0 || shape);
+    for (int d = 0; same && d < ndim; d++) same = shape[d] == planned->dim[d];
+    if (!same) {
+        char a[128];
+        return session_fail(s, ET_ERR_SHAPE, "input '%s' is planned as %s; resize the session before feeding another "
+                            "shape", name, et_shape_str(planned, a, sizeof a));
+    }
+    int64_t n = et_shape_numel(planned);
+    if (dtype == planned->dtype) {
+        memcpy(s->ptr[i], data, et_shape_bytes(planned));
+        return ET_OK;
+    }
+    if (planned->dtype == ET_I32 && dtype == ET_I64) return copy_labels_i64(s, name, (const int64_t *)data, s->ptr[i], n);
+    return session_fail(s, ET_ERR_DTYPE, "input '%s' holds %s; got %s data", name, et_dtype_name(planned->dtype),
+                        et_dtype_name(dtype));
+}
+
+/* ======================================================================= */
+/* Program inputs and outputs                                               */
+/* ======================================================================= */
+static const et_program_def *current(const et_session *s) { return &s->model.programs[s->program]; }
+
+int et_session_input_count(const et_session *s) { return s ? (int)current(s)->n_inputs : 0; }
+
+int et_session_input_tensor(const et_session *s, int i) {
+    if (!s || i < 0 || (uint32_t)i >= current(s)->n_inputs) return -1;
+    return (int)current(s)->inputs[i];
+}
+
+int et_session_output_count(const et_session *s) { return s ? (int)current(s)->n_outputs : 0; }
+
+const char *et_session_output_name(const et_session *s, int i) {
+    if (!s || i < 0 || (uint32_t)i >= current(s)->n_outputs) return NULL;
+    return current(s)->outputs[i].name;
+}
+
+int et_session_output_tensor(const et_session *s, int i) {
+    if (!s || i < 0 || (uint32_t)i >= current(s)->n_outputs) return -1;
+    return (int)current(s)->outputs[i].tensor;
+}
+
+/* ======================================================================= */
+/* Learning rate schedule (docs/format.md, STATE)                           */
+/* ======================================================================= */
+static double scheduled_lr(const et_train_state *st, uint64_t t) {
+    const double pi = 3.14159265358979323846;
+    double lr0 = st->base_lr, lr = lr0, gamma = st->sched_f[0];
+    switch (st->sched_kind) {
+    case ET_SCHED_STEP:
+        lr = lr0 * pow(gamma, (double)(t / (uint64_t)st->sched_i[0]));
+        break;
+    case ET_SCHED_MULTISTEP: {
+        int passed = 0;
+        for (int k = 0; k < 6; k++) passed += st->sched_i[k] > 0 && (uint64_t)st->sched_i[k] <= t;
+        lr = lr0 * pow(gamma, passed);
+        break;
+    }
+    case ET_SCHED_EXPONENTIAL:
+        lr = lr0 * pow(gamma, (double)t);
+        break;
+    case ET_SCHED_COSINE: {
+        double tmax = (double)st->sched_i[0], tt = (double)t < tmax ? (double)t : tmax, eta_min = st->sched_f[0];
+        lr = eta_min + (lr0 - eta_min) * (1.0 + cos(pi * tt / tmax)) / 2.0;
+        break;
+    }
+    case ET_SCHED_INV:
+        lr = lr0 * pow(1.0 + gamma * (double)t, -(double)st->sched_f[1]);
+        break;
+    default:
+        break;
+    }
+    if (t < st->warmup) lr *= (double)(t + 1) / (double)st->warmup;
+    return lr;
+}
+
+float et_session_lr(const et_session *s) { return s ? (float)scheduled_lr(&s->model.state, s->model.state.step) : 0.0f; }
+float et_session_base_lr(const et_session *s) { return s ? s->model.state.base_lr : 0.0f; }
+
+et_status et_session_set_lr(et_session *s, float lr) {
+    if (!s) return ET_ERR_ARG;
+    if (!isfinite(lr)) return session_fail(s, ET_ERR_ARG, "learning rate %g is not finite", (double)lr);
+    s->model.state.base_lr = lr;
+    return ET_OK;
+}
+
+uint64_t et_session_step(const et_session *s) { return s ? s->model.state.step : 0; }
+et_status et_session_set_step(et_session *s, uint64_t step) {
+    if (!s) return ET_ERR_ARG;
+    s->model.state.step = step;
+    return ET_OK;
+}
+uint64_t et_session_epoch(const et_session *s) { return s ? s->model.state.epoch : 0; }
+et_status et_session_set_epoch(et_session *s, uint64_t epoch) {
+    if (!s) return ET_ERR_ARG;
+    s->model.state.epoch = epoch;
+    return ET_OK;
+}
+uint64_t et_session_seed(const et_session *s) { return s ? s->model.state.seed : 0; }
+et_status et_session_set_seed(et_session *s, uint64_t seed) {
+    if (!s) return ET_ERR_ARG;
+    s->model.state.seed = seed;
+    s->model.state.rng_counter = 0;
+    return ET_OK;
+}
+
+/* ======================================================================= */
+/* Running                                                                  */
+/* ======================================================================= */
+static et_status node_failed(et_session *s, uint32_t ni, const et_node_io *io, et_status st) {
+    const et_node_def *nd = &s->model.nodes[ni];
+    const char *op = et_op_name(nd->op);
+    if (st == ET_ERR_LABEL) {
+        for (int k = 0; k < nd->n_in; k++) {
+            if (!io->in[k] || io->in[k]->dtype != ET_I32) continue;
+            return session_fail(s, st, "node %u (%s in layer '%s'): label out of range: input %d ('%s') must hold "
+                                "class indices in [0, %lld)", ni, op, nd->layer, k,
+                                s->model.tensors[nd->in[k]].name, (long long)io->in[0]->dim[1]);
+        }
+    }
+    return session_fail(s, st, "node %u (%s in layer '%s'): %s", ni, op, nd->layer, et_status_str(st));
+}
+
+et_status et_session_run(et_session *s) {
+    if (!s) return ET_ERR_ARG;
+    const et_model *m = &s->model;
+    const et_program_def *pg = current(s);
+    et_train_state *state = &s->model.state;
+    et_run_env env = {(float)scheduled_lr(state, state->step), state->step, state->seed, state->rng_counter,
+                      s->nthreads, s->plan.ws, s->plan.ws_bytes};
+    for (uint32_t k = 0; k < pg->n_nodes; k++) {
+        uint32_t ni = pg->nodes[k];
+        const et_node_def *nd = &m->nodes[ni];
+        et_node_io io;
+        io.node = nd;
+        for (int j = 0; j < ET_NODE_MAX_IN; j++) {
+            io.in[j] = nd->in[j] >= 0 ? &s->plan.shape[nd->in[j]] : NULL;
+            io.in_data[j] = nd->in[j] >= 0 ? s->ptr[nd->in[j]] : NULL;
+        }
+        for (int j = 0; j < ET_NODE_MAX_OUT; j++) {
+            io.out[j] = nd->out[j] >= 0 ? &s->plan.shape[nd->out[j]] : NULL;
+            io.out_data[j] = nd->out[j] >= 0 ? s->ptr[nd->out[j]] : NULL;
+        }
+        et_status st = et_op_desc_get(nd->op)->run(&io, &env);
+        if (st != ET_OK) return node_failed(s, ni, &io, st);
+    }
+    if (s->program == ET_PROGRAM_TRAIN) state->step++;
+    if (s->program == ET_PROGRAM_TRAIN || s->program == ET_PROGRAM_GRAD) state->rng_counter++;
+    return ET_OK;
+}
+
+/* ======================================================================= */
+/* Saving and introspection                                                 */
+/* ======================================================================= */
+et_status et_session_save_file(et_session *s, const char *path) {
+    if (!s) return ET_ERR_ARG;
+    if (!path || !path[0]) return session_fail(s, ET_ERR_ARG, "save: empty path");
+    return et_model_save(&s->model, s->plan.shape, s->persist.ptr, &s->model.state, path, s->err, sizeof s->err);
+}
+
+et_status et_session_memory_info(const et_session *s, et_memory_info *info) {
+    if (!s || !info) return ET_ERR_ARG;
+    memset(info, 0, sizeof *info);
+    info->params_bytes = s->persist.bytes[ET_BLOCK_PARAMS];
+    info->grads_bytes = s->persist.bytes[ET_BLOCK_GRADS];
+    info->optimizer_bytes = s->persist.bytes[ET_BLOCK_OPTIMIZER];
+    info->const_bytes = s->persist.bytes[ET_BLOCK_CONSTS];
+    info->inputs_bytes = s->plan.inputs_bytes;
+    info->activations_bytes = s->plan.arena_bytes;
+    info->workspace_bytes = s->plan.ws_bytes;
+    info->total_bytes = info->params_bytes + info->grads_bytes + info->optimizer_bytes + info->const_bytes +
+                        info->inputs_bytes + info->activations_bytes + info->workspace_bytes;
+    info->activations_unplanned_bytes = s->plan.act_unplanned_bytes;
+    return ET_OK;
+}
+
+int et_session_node_count(const et_session *s, et_program_kind kind) {
+    if (!s || (unsigned)kind >= ET_PROGRAM_COUNT_) return -1;
+    return s->model.programs[kind].present ? (int)s->model.programs[kind].n_nodes : 0;
+}

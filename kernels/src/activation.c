@@ -5,6 +5,8 @@
  * polynomial exp (Cephes expf, ~2 ulp) instead of libm so they vectorise too. The body is
  * force-inlined into target("avx2") / target("avx512...") wrappers on x86 and compiled for the
  * baseline on aarch64 (__neon), giving one source and one semantics for every ISA.
+ * hardswish backward as current PyTorch (checked against torch 2.13): 0 for x <= -3, dy for
+ * x >= 3, dy * (x / 3 + 0.5) strictly inside (so the kinks take the outer slope).
  * Aliasing: y == x (fwd) and dx == dy (bwd) are allowed; each element is read before it is
  * written at the same index, so the restrict-qualified loops stay correct.
  */
@@ -58,7 +60,7 @@ void et_f32_act_bwd__ref(et_act act, float alpha, int64_t n, const float *t, con
         case ET_ACT_SIGMOID: r = g * (1.0f - v) * v; break;
         case ET_ACT_TANH: r = g * (1.0f - v * v); break;
         case ET_ACT_HARDSWISH:
-            r = v < -3.0f ? 0.0f : (v <= 3.0f ? g * (v / 3.0f + 0.5f) : g);
+            r = v <= -3.0f ? 0.0f : (v < 3.0f ? g * (v / 3.0f + 0.5f) : g);
             break;
         default: r = g; break;
         }
@@ -184,8 +186,8 @@ ET_INLINE void act_bwd_body(et_act act, float alpha, int64_t n, const float *ET_
         for (int64_t i = 0; i < n; i++) {
             float v = t[i], g = dy[i];
             float mid = g * (v / 3.0f + 0.5f);
-            float r = v <= 3.0f ? mid : g;
-            dx[i] = v < -3.0f ? 0.0f : r;
+            float r = v < 3.0f ? mid : g;
+            dx[i] = v <= -3.0f ? 0.0f : r;
         }
         break;
     default:

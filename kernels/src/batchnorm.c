@@ -1,2 +1,146 @@
-/* edgetrain — placeholder, implementation pending. */
-typedef int et_placeholder_batchnorm;
+/* edgetrain — batch normalisation over (N, HW) per channel, NCHW (BatchNorm1d: hw = 1).
+ *
+ * Statistics are accumulated in double (two passes: mean, then squared deviations), channels
+ * are independent and processed one per loop iteration (static schedule), so results are
+ * reproducible for a given thread count and no atomics are needed. The per-element transforms
+ * follow PyTorch's CPU kernels: y = x * alpha + shift with alpha = invstd * gamma,
+ * shift = beta - mean * alpha. gamma / beta may be NULL (1 / 0).
+ */
+#include <math.h>
+
+#include "misc_internal.h"
+
+/* Sum over the n planes of channel ch of (x - mean)^2, or of dy * (x - mean) when dy != NULL. */
+static double sum_dev(int64_t n, int64_t c, int64_t hw, int64_t ch, const float *x,
+                      const float *dy, double mean) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = x + (i * c + ch) * hw;
+        const float *ET_RESTRICT gp = dy ? dy + (i * c + ch) * hw : xp;
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t j = 0;
+        if (dy) {
+            for (; j + 8 <= hw; j += 8)
+                for (int l = 0; l < 8; l++) acc[l] += (double)gp[j + l] * ((double)xp[j + l] - mean);
+            for (; j < hw; j++) acc[0] += (double)gp[j] * ((double)xp[j] - mean);
+        } else {
+            for (; j + 8 <= hw; j += 8)
+                for (int l = 0; l < 8; l++) {
+                    double d = (double)xp[j + l] - mean;
+                    acc[l] += d * d;
+                }
+            for (; j < hw; j++) {
+                double d = (double)xp[j] - mean;
+                acc[0] += d * d;
+            }
+        }
+        s += ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    }
+    return s;
+}
+
+static double sum_channel(int64_t n, int64_t c, int64_t hw, int64_t ch, const float *x) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += et_misc_sum_f64(x + (i * c + ch) * hw, hw);
+    return s;
+}
+
+static void scale_shift_channel(int64_t n, int64_t c, int64_t hw, int64_t ch, const float *x,
+                                float alpha, float shift, float *y) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = x + (i * c + ch) * hw;
+        float *ET_RESTRICT yp = y + (i * c + ch) * hw;
+        for (int64_t j = 0; j < hw; j++) yp[j] = xp[j] * alpha + shift;
+    }
+}
+
+et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                     const float *gamma, const float *beta,
+                                     float *running_mean, float *running_var, float momentum,
+                                     float eps, float *y, float *save_mean, float *save_invstd,
+                                     int nthreads) {
+    (void)nthreads; /* unused without OpenMP */
+    if (n < 0 || c < 0 || hw < 0 || !(eps >= 0.0f)) return ET_ERR_ARG;
+    if (c == 0) return ET_OK;
+    /* PyTorch: "Expected more than 1 value per channel when training". */
+    if (n * hw <= 1) return ET_ERR_SHAPE;
+    if (!x || !y) return ET_ERR_ARG;
+    if ((running_mean == NULL) != (running_var == NULL)) return ET_ERR_ARG;
+    const int64_t count = n * hw;
+    const double mom = (double)momentum;
+    const double unbias = (double)count / (double)(count - 1);
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const double mean = sum_channel(n, c, hw, ch, x) / (double)count;
+        const double var = sum_dev(n, c, hw, ch, x, NULL, mean) / (double)count;
+        const double invstd = 1.0 / sqrt(var + (double)eps);
+        const double g = gamma ? (double)gamma[ch] : 1.0, b = beta ? (double)beta[ch] : 0.0;
+        const double alpha = invstd * g;
+        scale_shift_channel(n, c, hw, ch, x, (float)alpha, (float)(b - mean * alpha), y);
+        if (save_mean) save_mean[ch] = (float)mean;
+        if (save_invstd) save_invstd[ch] = (float)invstd;
+        if (running_mean) {
+            running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] + mom * mean);
+            running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * var * unbias);
+        }
+    }
+    return ET_OK;
+}
+
+et_status et_f32_batchnorm_infer_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                     const float *gamma, const float *beta,
+                                     const float *running_mean, const float *running_var,
+                                     float eps, float *y, int nthreads) {
+    (void)nthreads; /* unused without OpenMP */
+    if (n < 0 || c < 0 || hw < 0 || !(eps >= 0.0f)) return ET_ERR_ARG;
+    if (n * c * hw == 0) return ET_OK;
+    if (!x || !y || !running_mean || !running_var) return ET_ERR_ARG;
+    const int64_t planes = n * c;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const int64_t ch = pl % c;
+        const double invstd = 1.0 / sqrt((double)running_var[ch] + (double)eps);
+        const double g = gamma ? (double)gamma[ch] : 1.0, b = beta ? (double)beta[ch] : 0.0;
+        const double alpha = invstd * g;
+        const float a = (float)alpha, sh = (float)(b - (double)running_mean[ch] * alpha);
+        const float *ET_RESTRICT xp = x + pl * hw;
+        float *ET_RESTRICT yp = y + pl * hw;
+        for (int64_t j = 0; j < hw; j++) yp[j] = xp[j] * a + sh;
+    }
+    return ET_OK;
+}
+
+et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
+                               const float *gamma, const float *save_mean,
+                               const float *save_invstd, float *dx, float *dgamma, float *dbeta,
+                               int nthreads) {
+    (void)nthreads; /* unused without OpenMP */
+    if (n < 0 || c < 0 || hw < 0) return ET_ERR_ARG;
+    if (c == 0) return ET_OK;
+    if (!save_mean || !save_invstd) return ET_ERR_ARG;
+    const int64_t count = n * hw;
+    if (count > 0 && (!x || !dy || !dx)) return ET_ERR_ARG;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const float mean = save_mean[ch];
+        const double invstd = (double)save_invstd[ch];
+        const double sum = count ? sum_channel(n, c, hw, ch, dy) : 0.0;
+        const double dotp = count ? sum_dev(n, c, hw, ch, x, dy, mean) : 0.0;
+        if (dgamma) dgamma[ch] = (float)(dotp * invstd);
+        if (dbeta) dbeta[ch] = (float)sum;
+        if (count == 0) continue;
+        const double g = gamma ? (double)gamma[ch] : 1.0;
+        /* dx = (dy - mean(dy) - (x - mean) * invstd^2 * mean(dy * (x - mean))) * invstd * g */
+        const float grad_mean = (float)(sum / (double)count);
+        const float proj = (float)(dotp * invstd * invstd / (double)count);
+        const float gscale = (float)(invstd * g);
+        for (int64_t i = 0; i < n; i++) {
+            const float *ET_RESTRICT xp = x + (i * c + ch) * hw;
+            const float *ET_RESTRICT gp = dy + (i * c + ch) * hw;
+            float *ET_RESTRICT dp = dx + (i * c + ch) * hw;
+            for (int64_t j = 0; j < hw; j++)
+                dp[j] = (gp[j] - grad_mean - (xp[j] - mean) * proj) * gscale;
+        }
+    }
+    return ET_OK;
+}

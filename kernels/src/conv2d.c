@@ -1,2 +1,498 @@
-/* edgetrain — placeholder, implementation pending. */
-typedef int et_placeholder_conv2d;
+/* edgetrain — 2-D convolution, fp32 NCHW: im2col + et_f32_gemm, and the naive references.
+ *
+ * Per image and group g (Cg = c/groups, OCg = oc/groups, Kg = Cg*kh*kw, P = oh*ow):
+ *   fwd        y_g[OCg, P]  = w_g[OCg, Kg] * col_g[Kg, P]
+ *   bwd_input  dcol_g[Kg,P] = w_g^T * dy_g[OCg, P], then col2im (scatter-add) into dx
+ *   bwd_weight dw_g[OCg,Kg] += dy_g[OCg, P] * col_g^T
+ * col holds all groups: row (ci*kh + ky)*kw + kx, the weight layout, so group g is rows
+ * [g*Kg, (g+1)*Kg). The output is processed in bands of whole output rows so the column
+ * buffer stays near L2 size (CONV_COL_TILE_FLOATS). 1x1 / stride 1 / no pad convs use x (dx)
+ * directly as the column matrix.
+ * Threads: with n >= nthreads each thread takes whole images with its own column buffer and
+ * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
+ * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw
+ * itself) and sums them in thread order, so it is deterministic for a thread count.
+ * Depthwise shapes (groups == c) go to the direct kernels in conv2d_depthwise.c.
+ */
+#include <string.h>
+
+#include "conv_internal.h"
+
+#define CONV_COL_TILE_FLOATS ((int64_t)128 * 1024) /* 512 KiB column band per thread */
+#define CONV_ALIGN 64
+
+static size_t align_up(size_t v) { return (v + CONV_ALIGN - 1) & ~(size_t)(CONV_ALIGN - 1); }
+
+et_status et_conv2d_params_init(et_conv2d_params *p) {
+    if (!p) return ET_ERR_ARG;
+    if (p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oc <= 0 || p->kh <= 0 || p->kw <= 0)
+        return ET_ERR_ARG;
+    if (p->groups <= 0 || p->c % p->groups != 0 || p->oc % p->groups != 0) return ET_ERR_ARG;
+    if (p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1) return ET_ERR_ARG;
+    if (p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0) return ET_ERR_ARG;
+    if ((int)p->act < 0 || p->act >= ET_ACT_COUNT_) return ET_ERR_ARG;
+    int64_t nh = p->h + p->pad_t + p->pad_b - p->dil_h * (p->kh - 1) - 1;
+    int64_t nw = p->w + p->pad_l + p->pad_r - p->dil_w * (p->kw - 1) - 1;
+    if (nh < 0 || nw < 0) return ET_ERR_ARG; /* output would be empty */
+    p->oh = nh / p->stride_h + 1;
+    p->ow = nw / p->stride_w + 1;
+    return ET_OK;
+}
+
+/* A kernel's params must be valid and carry the oh/ow that init computes. */
+static int params_ok(const et_conv2d_params *p) {
+    if (!p) return 0;
+    et_conv2d_params q = *p;
+    return et_conv2d_params_init(&q) == ET_OK && q.oh == p->oh && q.ow == p->ow;
+}
+
+int et_conv2d_is_depthwise(const et_conv2d_params *p) {
+    return p->groups == p->c && (p->c > 1 || p->oc == 1);
+}
+
+/* ---- im2col / col2im for output rows [oy0, oy1) -------------------------------------- */
+/* Valid output columns [lo, hi) for an input offset ix = ox*sw + off inside [0, w). */
+static void valid_cols(int64_t off, int64_t sw, int64_t w, int64_t ow, int64_t *lo, int64_t *hi) {
+    int64_t l = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    int64_t h = (w - 1 - off) < 0 ? 0 : (w - 1 - off) / sw + 1;
+    if (l > ow) l = ow;
+    if (h > ow) h = ow;
+    if (h < l) h = l;
+    *lo = l;
+    *hi = h;
+}
+
+static void im2col(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_t oy0, int64_t oy1,
+                   float *ET_RESTRICT col) {
+    const int64_t h = p->h, w = p->w, ow = p->ow, sw = p->stride_w;
+    for (int64_t ci = 0; ci < p->c; ci++) {
+        const float *xc = x + ci * h * w;
+        for (int64_t ky = 0; ky < p->kh; ky++) {
+            for (int64_t kx = 0; kx < p->kw; kx++) {
+                int64_t off = kx * p->dil_w - p->pad_l, lo, hi;
+                valid_cols(off, sw, w, ow, &lo, &hi);
+                for (int64_t oy = oy0; oy < oy1; oy++, col += ow) {
+                    int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                    if (iy < 0 || iy >= h) {
+                        memset(col, 0, (size_t)ow * sizeof(float));
+                        continue;
+                    }
+                    const float *src = xc + iy * w + off;
+                    for (int64_t ox = 0; ox < lo; ox++) col[ox] = 0.0f;
+                    if (sw == 1) {
+                        memcpy(col + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                    } else {
+                        for (int64_t ox = lo; ox < hi; ox++) col[ox] = src[ox * sw];
+                    }
+                    for (int64_t ox = hi; ox < ow; ox++) col[ox] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* dx += col2im(col) for output rows [oy0, oy1). */
+static void col2im_add(const et_conv2d_params *p, const float *ET_RESTRICT col, int64_t oy0,
+                       int64_t oy1, float *ET_RESTRICT dx) {
+    const int64_t h = p->h, w = p->w, ow = p->ow, sw = p->stride_w;
+    for (int64_t ci = 0; ci < p->c; ci++) {
+        float *dc = dx + ci * h * w;
+        for (int64_t ky = 0; ky < p->kh; ky++) {
+            for (int64_t kx = 0; kx < p->kw; kx++) {
+                int64_t off = kx * p->dil_w - p->pad_l, lo, hi;
+                valid_cols(off, sw, w, ow, &lo, &hi);
+                for (int64_t oy = oy0; oy < oy1; oy++, col += ow) {
+                    int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                    if (iy < 0 || iy >= h) continue;
+                    float *dst = dc + iy * w + off;
+                    if (sw == 1) {
+                        for (int64_t ox = lo; ox < hi; ox++) dst[ox] += col[ox];
+                    } else {
+                        for (int64_t ox = lo; ox < hi; ox++) dst[ox * sw] += col[ox];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- plan: sizes, bands, workspace layout --------------------------------------------- */
+enum { CONV_FWD = 0, CONV_BWD_INPUT = 1, CONV_BWD_WEIGHT = 2 };
+
+typedef struct conv_plan {
+    int64_t cg, ocg, kg, kall, np; /* np = oh*ow */
+    int64_t band;                  /* output rows per band */
+    int direct;                    /* 1x1 / stride 1 / no pad: no column buffer */
+    int batch_par;                 /* threads take whole images */
+    int gemm_threads;
+    size_t col_bytes, gemm_bytes, slot_bytes, part_bytes, total;
+} conv_plan;
+
+static size_t gemm_ws_for(int kind, const conv_plan *cp, int64_t pt, int nth) {
+    switch (kind) {
+    case CONV_FWD: return et_f32_gemm_ws_bytes(cp->ocg, pt, cp->kg, nth);
+    case CONV_BWD_INPUT: return et_f32_gemm_ws_bytes(cp->kg, pt, cp->ocg, nth);
+    default: return et_f32_gemm_ws_bytes(cp->ocg, cp->kg, pt, nth);
+    }
+}
+
+static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, conv_plan *cp) {
+    memset(cp, 0, sizeof *cp);
+    if (nthreads < 1) nthreads = 1;
+    cp->cg = p->c / p->groups;
+    cp->ocg = p->oc / p->groups;
+    cp->kg = cp->cg * p->kh * p->kw;
+    cp->kall = p->c * p->kh * p->kw;
+    cp->np = p->oh * p->ow;
+    cp->direct = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
+                 p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
+    if (cp->direct) {
+        cp->band = p->oh;
+    } else {
+        int64_t rows = CONV_COL_TILE_FLOATS / (cp->kall * p->ow);
+        cp->band = rows < 1 ? 1 : (rows > p->oh ? p->oh : rows);
+    }
+    cp->batch_par = nthreads > 1 && p->n >= nthreads;
+    cp->gemm_threads = cp->batch_par ? 1 : nthreads;
+    int nslots = cp->batch_par ? nthreads : 1;
+    cp->col_bytes = cp->direct ? 0 : align_up((size_t)(cp->kall * cp->band * p->ow) * sizeof(float));
+    int64_t last = p->oh % cp->band;
+    size_t g1 = gemm_ws_for(kind, cp, cp->band * p->ow, cp->gemm_threads);
+    size_t g2 = last ? gemm_ws_for(kind, cp, last * p->ow, cp->gemm_threads) : 0;
+    cp->gemm_bytes = align_up(g1 > g2 ? g1 : g2);
+    cp->slot_bytes = cp->col_bytes + cp->gemm_bytes;
+    cp->part_bytes = (kind == CONV_BWD_WEIGHT && cp->batch_par)
+                         ? align_up((size_t)(p->oc * cp->kg) * sizeof(float))
+                         : 0;
+    size_t total = (size_t)nslots * cp->slot_bytes + (size_t)(nslots - 1) * cp->part_bytes;
+    cp->total = total ? total + CONV_ALIGN : 0;
+}
+
+static size_t conv_ws_bytes(const et_conv2d_params *p, int kind, int nthreads) {
+    if (!params_ok(p) || et_conv2d_is_depthwise(p)) return 0;
+    conv_plan cp;
+    conv_plan_make(p, kind, nthreads, &cp);
+    return cp.total;
+}
+
+size_t et_f32_conv2d_fwd_ws_bytes(const et_conv2d_params *p, int nthreads) {
+    return conv_ws_bytes(p, CONV_FWD, nthreads);
+}
+size_t et_f32_conv2d_bwd_input_ws_bytes(const et_conv2d_params *p, int nthreads) {
+    return conv_ws_bytes(p, CONV_BWD_INPUT, nthreads);
+}
+size_t et_f32_conv2d_bwd_weight_ws_bytes(const et_conv2d_params *p, int nthreads) {
+    return conv_ws_bytes(p, CONV_BWD_WEIGHT, nthreads);
+}
+
+/* Slot t of the workspace: column buffer, then gemm workspace. Partial dw buffers (bwd_weight,
+ * threads 1..) follow all slots. */
+typedef struct conv_slot {
+    float *col;
+    void *gws;
+    size_t gws_bytes;
+} conv_slot;
+
+static char *ws_base(void *ws) {
+    uintptr_t a = (uintptr_t)ws;
+    return (char *)((a + CONV_ALIGN - 1) & ~(uintptr_t)(CONV_ALIGN - 1));
+}
+
+static conv_slot slot_at(const conv_plan *cp, char *base, int t) {
+    conv_slot s;
+    char *b = base ? base + (size_t)t * cp->slot_bytes : NULL;
+    s.col = (b && cp->col_bytes) ? (float *)b : NULL;
+    s.gws = (b && cp->gemm_bytes) ? b + cp->col_bytes : NULL;
+    s.gws_bytes = cp->gemm_bytes;
+    return s;
+}
+
+/* ---- one image ------------------------------------------------------------------------- */
+static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const float *x,
+                           const float *w, const float *b, float *y, conv_slot s, int nth) {
+    const int64_t ow = p->ow, np = cp->np;
+    for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
+        int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
+        int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
+        const float *B;
+        int64_t ldb;
+        if (cp->direct) {
+            B = x + p0;
+            ldb = np;
+        } else {
+            im2col(p, x, oy0, oy1, s.col);
+            B = s.col;
+            ldb = pt;
+        }
+        for (int64_t g = 0; g < p->groups; g++) {
+            et_status st = et_f32_gemm(0, 0, cp->ocg, pt, cp->kg, 1.0f, w + g * cp->ocg * cp->kg,
+                                       cp->kg, B + g * cp->kg * ldb, ldb, 0.0f,
+                                       y + g * cp->ocg * np + p0, np, s.gws, s.gws_bytes, nth);
+            if (st != ET_OK) return st;
+        }
+        if (b || p->act != ET_ACT_NONE) {
+            for (int64_t o = 0; o < p->oc; o++)
+                et_conv_bias_act_(y + o * np + p0, pt, b ? b[o] : 0.0f, p->act, p->act_alpha);
+        }
+    }
+    return ET_OK;
+}
+
+static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
+                                 const float *w, float *dx, conv_slot s, int nth) {
+    const int64_t ow = p->ow, np = cp->np;
+    if (!cp->direct) memset(dx, 0, (size_t)(p->c * p->h * p->w) * sizeof(float));
+    for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
+        int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
+        int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
+        float *C = cp->direct ? dx + p0 : s.col;
+        int64_t ldc = cp->direct ? np : pt;
+        for (int64_t g = 0; g < p->groups; g++) {
+            et_status st = et_f32_gemm(1, 0, cp->kg, pt, cp->ocg, 1.0f, w + g * cp->ocg * cp->kg,
+                                       cp->kg, dy + g * cp->ocg * np + p0, np, 0.0f,
+                                       C + g * cp->kg * ldc, ldc, s.gws, s.gws_bytes, nth);
+            if (st != ET_OK) return st;
+        }
+        if (!cp->direct) col2im_add(p, s.col, oy0, oy1, dx);
+    }
+    return ET_OK;
+}
+
+/* dw = (accumulate ? dw : 0) + contribution of this image. */
+static et_status bwd_weight_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
+                                  const float *x, float *dw, int accumulate, conv_slot s, int nth) {
+    const int64_t ow = p->ow, np = cp->np;
+    for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
+        int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
+        int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
+        const float *B;
+        int64_t ldb;
+        if (cp->direct) {
+            B = x + p0;
+            ldb = np;
+        } else {
+            im2col(p, x, oy0, oy1, s.col);
+            B = s.col;
+            ldb = pt;
+        }
+        float beta = (accumulate || oy0 > 0) ? 1.0f : 0.0f;
+        for (int64_t g = 0; g < p->groups; g++) {
+            et_status st = et_f32_gemm(0, 1, cp->ocg, cp->kg, pt, 1.0f, dy + g * cp->ocg * np + p0,
+                                       np, B + g * cp->kg * ldb, ldb, beta,
+                                       dw + g * cp->ocg * cp->kg, cp->kg, s.gws, s.gws_bytes, nth);
+            if (st != ET_OK) return st;
+        }
+    }
+    return ET_OK;
+}
+
+static void note_error(int *err, et_status st) {
+    if (st != ET_OK) __atomic_store_n(err, (int)st, __ATOMIC_RELAXED);
+}
+
+/* ---- public entry points --------------------------------------------------------------- */
+et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const float *w,
+                            const float *b, float *y, void *ws, size_t ws_bytes, int nthreads) {
+    if (!params_ok(p) || !x || !w || !y) return ET_ERR_ARG;
+    if (nthreads < 1) nthreads = 1;
+    if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_fwd(p, x, w, b, y, nthreads);
+    conv_plan cp;
+    conv_plan_make(p, CONV_FWD, nthreads, &cp);
+    if (cp.total && (!ws || ws_bytes < cp.total)) return ET_ERR_WORKSPACE;
+    char *base = cp.total ? ws_base(ws) : NULL;
+    const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np;
+    if (!cp.batch_par) {
+        conv_slot s = slot_at(&cp, base, 0);
+        for (int64_t i = 0; i < p->n; i++) {
+            et_status st = fwd_image(p, &cp, x + i * xs, w, b, y + i * ys, s, cp.gemm_threads);
+            if (st != ET_OK) return st;
+        }
+        return ET_OK;
+    }
+    int err = ET_OK;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t i = 0; i < p->n; i++) {
+        conv_slot s = slot_at(&cp, base, et_thread_id());
+        note_error(&err, fwd_image(p, &cp, x + i * xs, w, b, y + i * ys, s, 1));
+    }
+    return (et_status)err;
+}
+
+et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, const float *w,
+                                  float *dx, void *ws, size_t ws_bytes, int nthreads) {
+    if (!params_ok(p) || !dy || !w || !dx) return ET_ERR_ARG;
+    if (nthreads < 1) nthreads = 1;
+    if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_bwd_input(p, dy, w, dx, nthreads);
+    conv_plan cp;
+    conv_plan_make(p, CONV_BWD_INPUT, nthreads, &cp);
+    if (cp.total && (!ws || ws_bytes < cp.total)) return ET_ERR_WORKSPACE;
+    char *base = cp.total ? ws_base(ws) : NULL;
+    const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np;
+    if (!cp.batch_par) {
+        conv_slot s = slot_at(&cp, base, 0);
+        for (int64_t i = 0; i < p->n; i++) {
+            et_status st = bwd_input_image(p, &cp, dy + i * ys, w, dx + i * xs, s, cp.gemm_threads);
+            if (st != ET_OK) return st;
+        }
+        return ET_OK;
+    }
+    int err = ET_OK;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t i = 0; i < p->n; i++) {
+        conv_slot s = slot_at(&cp, base, et_thread_id());
+        note_error(&err, bwd_input_image(p, &cp, dy + i * ys, w, dx + i * xs, s, 1));
+    }
+    return (et_status)err;
+}
+
+et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, const float *x,
+                                   float *dw, void *ws, size_t ws_bytes, int nthreads) {
+    if (!params_ok(p) || !dy || !x || !dw) return ET_ERR_ARG;
+    if (nthreads < 1) nthreads = 1;
+    if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_bwd_weight(p, dy, x, dw, nthreads);
+    conv_plan cp;
+    conv_plan_make(p, CONV_BWD_WEIGHT, nthreads, &cp);
+    if (cp.total && (!ws || ws_bytes < cp.total)) return ET_ERR_WORKSPACE;
+    char *base = cp.total ? ws_base(ws) : NULL;
+    const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np, wsz = p->oc * cp.kg;
+    if (!cp.batch_par) {
+        conv_slot s = slot_at(&cp, base, 0);
+        for (int64_t i = 0; i < p->n; i++) {
+            et_status st = bwd_weight_image(p, &cp, dy + i * ys, x + i * xs, dw, i > 0, s,
+                                            cp.gemm_threads);
+            if (st != ET_OK) return st;
+        }
+        return ET_OK;
+    }
+    /* Thread t sums its contiguous range of images into dw (t = 0) or its partial buffer. */
+    char *parts = base + (size_t)nthreads * cp.slot_bytes;
+    int err = ET_OK, used = 1;
+    ET_PARALLEL(nthreads) {
+        int t = et_thread_id(), nth = et_thread_count();
+        if (t == 0) used = nth;
+        int64_t i0, i1;
+        et_thread_range(p->n, t, nth, &i0, &i1);
+        float *dst = t == 0 ? dw : (float *)(parts + (size_t)(t - 1) * cp.part_bytes);
+        conv_slot s = slot_at(&cp, base, t);
+        if (i0 == i1) memset(dst, 0, (size_t)wsz * sizeof(float));
+        for (int64_t i = i0; i < i1; i++)
+            note_error(&err, bwd_weight_image(p, &cp, dy + i * ys, x + i * xs, dst, i > i0, s, 1));
+    }
+    if (err != ET_OK) return (et_status)err;
+    if (used > 1) {
+        ET_PARALLEL_FOR(nthreads)
+        for (int64_t j = 0; j < wsz; j++) {
+            float acc = dw[j];
+            for (int t = 1; t < used; t++) acc += ((const float *)(parts + (size_t)(t - 1) * cp.part_bytes))[j];
+            dw[j] = acc;
+        }
+    }
+    return ET_OK;
+}
+
+et_status et_f32_conv2d_bwd_bias(const et_conv2d_params *p, const float *dy, float *db, int nthreads) {
+    if (!params_ok(p) || !dy || !db) return ET_ERR_ARG;
+    if (nthreads < 1) nthreads = 1;
+    const int64_t np = p->oh * p->ow, oc = p->oc, n = p->n;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t o = 0; o < oc; o++) {
+        double total = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *r = dy + (i * oc + o) * np;
+            float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            int64_t j = 0;
+            for (; j + 8 <= np; j += 8)
+                for (int k = 0; k < 8; k++) acc[k] += r[j + k];
+            float s = 0.0f;
+            for (; j < np; j++) s += r[j];
+            for (int k = 0; k < 8; k++) s += acc[k];
+            total += s;
+        }
+        db[o] = (float)total;
+    }
+    return ET_OK;
+}
+
+/* ---- naive references ------------------------------------------------------------------ */
+et_status et_f32_conv2d_fwd__ref(const et_conv2d_params *p, const float *x, const float *w,
+                                 const float *b, float *y) {
+    if (!params_ok(p) || !x || !w || !y) return ET_ERR_ARG;
+    const int64_t cg = p->c / p->groups, ocg = p->oc / p->groups;
+    for (int64_t i = 0; i < p->n; i++)
+        for (int64_t o = 0; o < p->oc; o++) {
+            int64_t g = o / ocg;
+            for (int64_t oy = 0; oy < p->oh; oy++)
+                for (int64_t ox = 0; ox < p->ow; ox++) {
+                    double acc = 0.0;
+                    for (int64_t ci = 0; ci < cg; ci++)
+                        for (int64_t ky = 0; ky < p->kh; ky++) {
+                            int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                            if (iy < 0 || iy >= p->h) continue;
+                            for (int64_t kx = 0; kx < p->kw; kx++) {
+                                int64_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
+                                if (ix < 0 || ix >= p->w) continue;
+                                acc += (double)x[((i * p->c + g * cg + ci) * p->h + iy) * p->w + ix] *
+                                       (double)w[((o * cg + ci) * p->kh + ky) * p->kw + kx];
+                            }
+                        }
+                    float v = (float)acc + (b ? b[o] : 0.0f);
+                    y[((i * p->oc + o) * p->oh + oy) * p->ow + ox] = et_conv_act_(p->act, p->act_alpha, v);
+                }
+        }
+    return ET_OK;
+}
+
+et_status et_f32_conv2d_bwd_input__ref(const et_conv2d_params *p, const float *dy, const float *w,
+                                       float *dx) {
+    if (!params_ok(p) || !dy || !w || !dx) return ET_ERR_ARG;
+    const int64_t cg = p->c / p->groups, ocg = p->oc / p->groups;
+    for (int64_t i = 0; i < p->n; i++)
+        for (int64_t c = 0; c < p->c; c++) {
+            int64_t g = c / cg, ci = c % cg;
+            for (int64_t iy = 0; iy < p->h; iy++)
+                for (int64_t ix = 0; ix < p->w; ix++) {
+                    double acc = 0.0;
+                    for (int64_t o = g * ocg; o < (g + 1) * ocg; o++)
+                        for (int64_t ky = 0; ky < p->kh; ky++) {
+                            int64_t ty = iy + p->pad_t - ky * p->dil_h;
+                            if (ty < 0 || ty % p->stride_h != 0 || ty / p->stride_h >= p->oh) continue;
+                            for (int64_t kx = 0; kx < p->kw; kx++) {
+                                int64_t tx = ix + p->pad_l - kx * p->dil_w;
+                                if (tx < 0 || tx % p->stride_w != 0 || tx / p->stride_w >= p->ow) continue;
+                                acc += (double)dy[((i * p->oc + o) * p->oh + ty / p->stride_h) * p->ow +
+                                                  tx / p->stride_w] *
+                                       (double)w[((o * cg + ci) * p->kh + ky) * p->kw + kx];
+                            }
+                        }
+                    dx[((i * p->c + c) * p->h + iy) * p->w + ix] = (float)acc;
+                }
+        }
+    return ET_OK;
+}
+
+et_status et_f32_conv2d_bwd_weight__ref(const et_conv2d_params *p, const float *dy, const float *x,
+                                        float *dw) {
+    if (!params_ok(p) || !dy || !x || !dw) return ET_ERR_ARG;
+    const int64_t cg = p->c / p->groups, ocg = p->oc / p->groups;
+    for (int64_t o = 0; o < p->oc; o++) {
+        int64_t g = o / ocg;
+        for (int64_t ci = 0; ci < cg; ci++)
+            for (int64_t ky = 0; ky < p->kh; ky++)
+                for (int64_t kx = 0; kx < p->kw; kx++) {
+                    double acc = 0.0;
+                    for (int64_t i = 0; i < p->n; i++)
+                        for (int64_t oy = 0; oy < p->oh; oy++) {
+                            int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                            if (iy < 0 || iy >= p->h) continue;
+                            for (int64_t ox = 0; ox < p->ow; ox++) {
+                                int64_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
+                                if (ix < 0 || ix >= p->w) continue;
+                                acc += (double)dy[((i * p->oc + o) * p->oh + oy) * p->ow + ox] *
+                                       (double)x[((i * p->c + g * cg + ci) * p->h + iy) * p->w + ix];
+                            }
+                        }
+                    dw[((o * cg + ci) * p->kh + ky) * p->kw + kx] = (float)acc;
+                }
+    }
+    return ET_OK;
+}

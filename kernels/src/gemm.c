@@ -1,16 +1,356 @@
-/* edgetrain — GEMM dispatch. PLACEHOLDER: calls the reference until the packed kernels land. */
+/* edgetrain — GEMM: argument checks, ISA dispatch, the shared packed driver,
+ * the thread partition and the unpacked path for tiny / vector problems.
+ * The algorithm is described in gemm_internal.h. */
 #include "gemm_internal.h"
 
+#include <string.h>
+
+#define ET_GEMM_ALIGN 64 /* packed buffers start on a cache line */
+#ifndef ET_GEMM_DIRECT_B_MAX_M
+#define ET_GEMM_DIRECT_B_MAX_M 128 /* rows up to which a plain B is read in place */
+#endif
+
+static int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+/* Block length that splits `total` into the fewest pieces of at most `blk`,
+ * as equal as possible and a multiple of `unit` (blk % unit == 0). Avoids a
+ * thin last block, e.g. K = 800, KC = 256 gives 4 x 200 instead of 3 x 256 + 32. */
+static int64_t balanced_block(int64_t total, int64_t blk, int64_t unit) {
+    if (total <= 0) return unit;
+    int64_t pieces = ceil_div(total, blk);
+    return round_up(ceil_div(total, pieces), unit);
+}
+
+/* ---- portable packers ------------------------------------------------------ */
+void et_f32_gemm_pack_interleave__scalar(int64_t w, int64_t n, int64_t kc, const float *src,
+                                         int64_t ld, float *dst) {
+    for (int64_t r = 0; r < w; r++) {
+        const float *s = src + r * ld;
+        float *d = dst + r;
+        if (r < n)
+            for (int64_t k = 0; k < kc; k++) d[k * w] = s[k];
+        else
+            for (int64_t k = 0; k < kc; k++) d[k * w] = 0.0f;
+    }
+}
+
+void et_f32_gemm_pack_copy__scalar(int64_t w, int64_t n, int64_t kc, const float *src,
+                                   int64_t ld, float *dst) {
+    for (int64_t k = 0; k < kc; k++) {
+        memcpy(dst + k * w, src + k * ld, (size_t)n * sizeof(float));
+        for (int64_t c = n; c < w; c++) dst[k * w + c] = 0.0f;
+    }
+}
+
+/* ---- unpacked path ----------------------------------------------------------
+ * For M == 1, N == 1 or tiny products packing costs more than it saves. Each
+ * element is an independent k-ordered sum, so the result does not depend on
+ * the thread split. */
+int et_f32_gemm_is_small(int64_t M, int64_t N, int64_t K) {
+    return M == 1 || N == 1 || (double)M * (double)N * (double)K <= 4096.0;
+}
+
+#define ET_GEMM_SMALL_COLS 256 /* column chunk accumulated on the stack */
+
+/* sum_k x[k*sx] * y[k*sy] with 8 partial sums (breaks the add latency chain). */
+static inline float dot8(const float *ET_RESTRICT x, int64_t sx, const float *ET_RESTRICT y,
+                         int64_t sy, int64_t K) {
+    float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (int u = 0; u < 8; u++) p[u] += x[(k + u) * sx] * y[(k + u) * sy];
+    for (; k < K; k++) p[0] += x[k * sx] * y[k * sy];
+    return ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
+}
+
+/* C[i0:i1, j0:j1] of the product, unpacked. */
+static void gemm_small_block(int trans_a, int trans_b, int64_t i0, int64_t i1, int64_t j0,
+                             int64_t j1, int64_t K, float alpha, const float *ET_RESTRICT A,
+                             int64_t lda, const float *ET_RESTRICT B, int64_t ldb, float beta,
+                             float *ET_RESTRICT C, int64_t ldc) {
+    const int64_t sak = trans_a ? lda : 1; /* stride of op(A)[i, k] along k */
+    const int64_t sai = trans_a ? 1 : lda; /* ... along i */
+    for (int64_t i = i0; i < i1; i++) {
+        const float *ai = A + i * sai;
+        float *ci = C + i * ldc;
+        if (!trans_b && j1 - j0 >= 16) {
+            /* row form: acc[j] += a[i,k] * B[k, j], contiguous in j (vectorises) */
+            float acc[ET_GEMM_SMALL_COLS];
+            for (int64_t jb = j0; jb < j1; jb += ET_GEMM_SMALL_COLS) {
+                const int64_t nb = min_i64(ET_GEMM_SMALL_COLS, j1 - jb);
+                for (int64_t j = 0; j < nb; j++) acc[j] = 0.0f;
+                for (int64_t k = 0; k < K; k++) {
+                    const float a = ai[k * sak];
+                    const float *ET_RESTRICT bk = B + k * ldb + jb;
+                    for (int64_t j = 0; j < nb; j++) acc[j] += a * bk[j];
+                }
+                float *cj = ci + jb;
+                if (beta == 0.0f)
+                    for (int64_t j = 0; j < nb; j++) cj[j] = alpha * acc[j];
+                else
+                    for (int64_t j = 0; j < nb; j++) cj[j] = alpha * acc[j] + beta * cj[j];
+            }
+        } else {
+            /* dot form: op(B) columns are contiguous (trans_b) or N is narrow */
+            const int64_t sbk = trans_b ? 1 : ldb, sbj = trans_b ? ldb : 1;
+            for (int64_t j = j0; j < j1; j++) {
+                const float *bj = B + j * sbj;
+                /* unit strides get their own inlined copy, which vectorises */
+                const float acc = sak == 1 && sbk == 1 ? dot8(ai, 1, bj, 1, K)
+                                                       : dot8(ai, sak, bj, sbk, K);
+                ci[j] = beta == 0.0f ? alpha * acc : alpha * acc + beta * ci[j];
+            }
+        }
+    }
+}
+
+void et_f32_gemm_small(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc, int nthreads) {
+    /* Threads only pay off with real work; split the longer of M and N. */
+    int nth = (double)M * (double)N * (double)K >= 262144.0 ? nthreads : 1;
+    const int split_m = M >= N;
+    const int64_t len = split_m ? M : N;
+    if (nth > len) nth = (int)len;
+    ET_PARALLEL_FOR(nth)
+    for (int t = 0; t < nth; t++) {
+        int64_t b, e;
+        et_thread_range(len, t, nth, &b, &e);
+        if (split_m)
+            gemm_small_block(trans_a, trans_b, b, e, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        else
+            gemm_small_block(trans_a, trans_b, 0, M, b, e, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+}
+
+/* ---- packed path ------------------------------------------------------------ */
+
+/* Bytes of one task's packing buffers, each padded to a cache line. They
+ * bound the blocks of any sub-problem of M x N x K. */
+static size_t pack_a_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t K) {
+    const int64_t mc = min_i64(cfg->mc, round_up(M, cfg->mr)), kc = min_i64(cfg->kc, K);
+    return (size_t)round_up(mc * kc * (int64_t)sizeof(float), ET_GEMM_ALIGN);
+}
+static size_t pack_b_bytes(const et_f32_gemm_config *cfg, int64_t N, int64_t K) {
+    const int64_t nc = min_i64(cfg->nc, round_up(N, cfg->nr)), kc = min_i64(cfg->kc, K);
+    return (size_t)round_up(kc * nc * (int64_t)sizeof(float), ET_GEMM_ALIGN);
+}
+
+size_t et_f32_gemm_packed_ws_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t N,
+                                   int64_t K, int nthreads) {
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
+    if (nthreads < 1) nthreads = 1;
+    /* one slice per task + slack to align the start */
+    return (size_t)nthreads * (pack_a_bytes(cfg, M, K) + pack_b_bytes(cfg, N, K)) + ET_GEMM_ALIGN;
+}
+
+/* One task's serial BLIS loop nest over its block of C (see gemm_internal.h).
+ * pa, pb: 64-byte aligned packing buffers of pack_a_bytes / pack_b_bytes. */
+static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int trans_b,
+                              int64_t M, int64_t N, int64_t K, float alpha,
+                              const float *ET_RESTRICT A, int64_t lda, const float *ET_RESTRICT B,
+                              int64_t ldb, float beta, float *ET_RESTRICT C, int64_t ldc,
+                              float *ET_RESTRICT pa, float *ET_RESTRICT pb) {
+    const int64_t MR = cfg->mr, NR = cfg->nr;
+    /* kc_blk depends on K only, so every element sums its k blocks identically
+     * whatever the thread split; mc/nc blocks do not affect the arithmetic. */
+    const int64_t kc_blk = balanced_block(K, cfg->kc, 1);
+    const int64_t mc_blk = balanced_block(M, cfg->mc, MR);
+    const int64_t nc_blk = balanced_block(N, cfg->nc, NR);
+    /* With few rows each B panel serves only a few microkernel calls and
+     * packing it would cost more than it saves: full NR-wide panels of a
+     * non-transposed B are then read in place (row stride ldb). The result
+     * is the same bits either way. */
+    const int direct_b = !trans_b && M <= ET_GEMM_DIRECT_B_MAX_M;
+    for (int64_t jc = 0; jc < N; jc += nc_blk) {
+        const int64_t nc = min_i64(nc_blk, N - jc);
+        for (int64_t pc = 0; pc < K; pc += kc_blk) {
+            const int64_t kc = min_i64(kc_blk, K - pc);
+            /* B block op(B)[pc:pc+kc, jc:jc+nc] -> NR-wide panels */
+            for (int64_t jr = 0; jr < nc; jr += NR) {
+                const int64_t n = min_i64(NR, nc - jr);
+                if (trans_b)
+                    cfg->pack_interleave(NR, n, kc, B + (jc + jr) * ldb + pc, ldb, pb + jr * kc);
+                else if (!direct_b || n < NR)
+                    cfg->pack_copy(NR, n, kc, B + pc * ldb + jc + jr, ldb, pb + jr * kc);
+            }
+            /* the first k block applies beta; later ones accumulate */
+            const float beta_k = pc == 0 ? beta : 1.0f;
+            for (int64_t ic = 0; ic < M; ic += mc_blk) {
+                const int64_t mc = min_i64(mc_blk, M - ic);
+                /* A block op(A)[ic:ic+mc, pc:pc+kc] -> MR-wide panels */
+                for (int64_t ir = 0; ir < mc; ir += MR) {
+                    const int64_t m = min_i64(MR, mc - ir);
+                    if (trans_a)
+                        cfg->pack_copy(MR, m, kc, A + pc * lda + ic + ir, lda, pa + ir * kc);
+                    else
+                        cfg->pack_interleave(MR, m, kc, A + (ic + ir) * lda + pc, lda,
+                                             pa + ir * kc);
+                }
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    const int64_t nr = min_i64(NR, nc - jr);
+                    const int in_place = direct_b && nr == NR;
+                    const float *bp = in_place ? B + pc * ldb + jc + jr : pb + jr * kc;
+                    const int64_t bs = in_place ? ldb : NR;
+                    float *cp = C + ic * ldc + jc + jr;
+                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                        const int64_t mr = min_i64(MR, mc - ir);
+                        cfg->ukernel(kc, pa + ir * kc, bp, bs, cp + ir * ldc, ldc, mr, nr, alpha,
+                                     beta_k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Split C into a tm x tn grid of tasks (tm * tn == ntasks) along tile
+ * boundaries, choosing the grid that minimises one task's compute plus
+ * packing estimate. Deterministic in (M, N, ntasks, cfg). */
+static void choose_grid(const et_f32_gemm_config *cfg, int64_t M, int64_t N, int ntasks, int *tm,
+                        int *tn) {
+    const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
+    double best = -1.0;
+    *tm = 1;
+    *tn = ntasks;
+    for (int a = 1; a <= ntasks; a++) {
+        if (ntasks % a) continue;
+        const int b = ntasks / a;
+        const double rows = (double)(ceil_div(mt, a) * cfg->mr);
+        const double cols = (double)(ceil_div(nt, b) * cfg->nr);
+        /* per k: rows*cols FMAs vs (rows+cols) packed elements, one packed
+         * element costing about as much as 32 lanes of FMA */
+        double cost = rows * cols + 32.0 * (rows + cols);
+        if (a > mt || b > nt) cost *= 4.0; /* idle tasks */
+        if (best < 0.0 || cost < best) {
+            best = cost;
+            *tm = a;
+            *tn = b;
+        }
+    }
+}
+
+/* C = beta * C: the whole product when K == 0 or alpha == 0. */
+static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++) {
+        float *ci = C + i * ldc;
+        if (beta == 0.0f)
+            for (int64_t j = 0; j < N; j++) ci[j] = 0.0f;
+        else if (beta != 1.0f)
+            for (int64_t j = 0; j < N; j++) ci[j] *= beta;
+    }
+}
+
+et_status et_f32_gemm_packed(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
+                             int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                             const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                             void *ws, size_t ws_bytes, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    if (M == 0 || N == 0) return ET_OK;
+    if (K == 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return ET_OK;
+    }
+    if (ws_bytes < et_f32_gemm_packed_ws_bytes(cfg, M, N, K, nthreads) || !ws)
+        return ET_ERR_WORKSPACE;
+    /* align the workspace; each task owns one slice */
+    char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
+    const size_t a_bytes = pack_a_bytes(cfg, M, K), slice = a_bytes + pack_b_bytes(cfg, N, K);
+    int tm, tn;
+    choose_grid(cfg, M, N, nthreads, &tm, &tn);
+    const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
+    const int ntasks = nthreads;
+    ET_PARALLEL_FOR(ntasks)
+    for (int t = 0; t < ntasks; t++) {
+        int64_t mb, me, nb, ne;
+        et_thread_range(mt, t / tn, tm, &mb, &me);
+        et_thread_range(nt, t % tn, tn, &nb, &ne);
+        const int64_t i0 = mb * cfg->mr, i1 = min_i64(me * cfg->mr, M);
+        const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, N);
+        if (i1 > i0 && j1 > j0) {
+            float *pa = (float *)(base + (size_t)t * slice);
+            float *pb = (float *)(base + (size_t)t * slice + a_bytes);
+            const float *At = trans_a ? A + i0 : A + i0 * lda;
+            const float *Bt = trans_b ? B + j0 * ldb : B + j0;
+            gemm_packed_block(cfg, trans_a, trans_b, i1 - i0, j1 - j0, K, alpha, At, lda, Bt, ldb,
+                              beta, C + i0 * ldc + j0, ldc, pa, pb);
+        }
+    }
+    return ET_OK;
+}
+
+et_status et_f32_gemm_run(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
+                          int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                          const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                          void *ws, size_t ws_bytes, int nthreads) {
+    if (M == 0 || N == 0) return ET_OK;
+    if (K == 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return ET_OK;
+    }
+    if (et_f32_gemm_is_small(M, N, K)) {
+        et_f32_gemm_small(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                          nthreads < 1 ? 1 : nthreads);
+        return ET_OK;
+    }
+    return et_f32_gemm_packed(cfg, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                              ws, ws_bytes, nthreads);
+}
+
+/* ---- public entry points ------------------------------------------------------ */
+
+/* Configs compiled into this build; the workspace query covers all of them so
+ * its answer does not depend on the ISA chosen at run time. */
+static const et_f32_gemm_config *const g_configs[] = {
+#if defined(ET_HAVE_X86_SIMD)
+    &et_f32_gemm_config_avx512,
+    &et_f32_gemm_config_avx2,
+#endif
+#if defined(ET_HAVE_NEON)
+    &et_f32_gemm_config_neon,
+#endif
+    NULL,
+};
+
 size_t et_f32_gemm_ws_bytes(int64_t M, int64_t N, int64_t K, int nthreads) {
-    (void)M; (void)N; (void)K; (void)nthreads;
-    return 0;
+    size_t bytes = 0;
+    if (et_f32_gemm_is_small(M, N, K)) return 0;
+    for (int i = 0; g_configs[i]; i++) {
+        const size_t b = et_f32_gemm_packed_ws_bytes(g_configs[i], M, N, K, nthreads);
+        if (b > bytes) bytes = b;
+    }
+    return bytes;
 }
 
 et_status et_f32_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                       float *C, int64_t ldc, void *ws, size_t ws_bytes, int nthreads) {
-    (void)ws; (void)ws_bytes; (void)nthreads;
-    if (M < 0 || N < 0 || K < 0 || !A || !B || !C) return ET_ERR_ARG;
-    et_f32_gemm__ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return ET_OK;
+    if (M < 0 || N < 0 || K < 0) return ET_ERR_ARG;
+    if (M == 0 || N == 0) return ET_OK;
+    if (!C || ldc < N) return ET_ERR_ARG;
+    if (K > 0 && (!A || !B || lda < (trans_a ? M : K) || ldb < (trans_b ? K : N)))
+        return ET_ERR_ARG;
+    /* same workspace rule on every ISA, so callers tested on one work on all */
+    const size_t need = et_f32_gemm_ws_bytes(M, N, K, nthreads);
+    if (need > 0 && (ws_bytes < need || !ws)) return ET_ERR_WORKSPACE;
+    switch (et_get_isa()) {
+#if defined(ET_HAVE_X86_SIMD)
+    case ET_ISA_AVX512:
+        return et_f32_gemm_run(&et_f32_gemm_config_avx512, trans_a, trans_b, M, N, K, alpha, A,
+                                  lda, B, ldb, beta, C, ldc, ws, ws_bytes, nthreads);
+    case ET_ISA_AVX2:
+        return et_f32_gemm_run(&et_f32_gemm_config_avx2, trans_a, trans_b, M, N, K, alpha, A,
+                                  lda, B, ldb, beta, C, ldc, ws, ws_bytes, nthreads);
+#endif
+#if defined(ET_HAVE_NEON)
+    case ET_ISA_NEON:
+        return et_f32_gemm_run(&et_f32_gemm_config_neon, trans_a, trans_b, M, N, K, alpha, A,
+                                  lda, B, ldb, beta, C, ldc, ws, ws_bytes, nthreads);
+#endif
+    default:
+        et_f32_gemm__ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return ET_OK;
+    }
 }

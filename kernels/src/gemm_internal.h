@@ -5,20 +5,26 @@
  *   gemm.c         et_f32_gemm: argument checks, ISA dispatch, the shared
  *                  BLIS-style packed driver (et_f32_gemm_packed), the thread
  *                  partition and an unpacked path for tiny / vector problems.
- *   gemm_avx512.c  14x32 zmm microkernel + packers, compiled with ET_TARGET_AVX512.
- *   gemm_avx2.c    6x16 ymm microkernel + packers, compiled with ET_TARGET_AVX2.
+ *   gemm_avx512.c  14x32 zmm microkernel, compiled with ET_TARGET_AVX512.
+ *   gemm_avx2.c    6x16 ymm microkernel + AVX2 packers (also used by the
+ *                  AVX-512 config), compiled with ET_TARGET_AVX2.
  *   gemm_neon.c    8x12 aarch64 Advanced SIMD microkernel + packers.
  *
  * Packed algorithm (Goto / BLIS), for one thread's block of C:
  *   for jc in N step NC:            B block  op(B)[pc:pc+kc, jc:jc+nc] packed once (L3)
  *     for pc in K step KC:          A block  op(A)[ic:ic+mc, pc:pc+kc] packed (L2)
  *       for ic in M step MC:
- *         for jr in nc step NR:     B micro-panel kc x NR stays in L1
+ *         for jr in nc step NR:     B micro-panel kc x NR (L1 or L2)
  *           for ir in mc step MR:   ukernel: C[MR,NR] (+)= A panel * B panel
  * Packed A panels are MR rows interleaved per k ("a[k*MR + r]"), packed B
  * panels NR columns per k ("b[k*NR + c]"), both zero-padded at the edges so
  * the microkernel always runs a full MR x NR tile and only its stores are
- * clipped to (mr, nr).
+ * clipped to (mr, nr). When M is small and B is not transposed, full B panels
+ * are read in place (row stride ldb) instead of being copied.
+ *
+ * Threads: C is cut along tile boundaries into an nthreads = tm x tn grid
+ * (the grid with the least compute + packing per task); each task runs the
+ * loop nest above on its block with its own slice of the workspace.
  *
  * Determinism: every C element is computed by one thread with an FMA chain in
  * k order whose KC split depends only on (K, config), so results are bitwise
@@ -34,11 +40,12 @@ void et_f32_gemm__ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                       float *C, int64_t ldc);
 
 /* Microkernel: C[0:mr, 0:nr] = alpha * Apanel * Bpanel + beta * C  (mr <= MR, nr <= NR).
- * a: kc x MR packed panel, b: kc x NR packed panel (both 64-byte aligned).
+ * a: kc x MR packed panel; b: kc rows of NR floats, row k at b + k*ldb (a packed
+ * panel with ldb == NR, or op(B) itself when it can be read in place).
  * beta == 0 means C is not read. kc >= 1. */
-typedef void (*et_f32_gemm_ukernel_fn)(int64_t kc, const float *a, const float *b, float *c,
-                                       int64_t ldc, int64_t mr, int64_t nr, float alpha,
-                                       float beta);
+typedef void (*et_f32_gemm_ukernel_fn)(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                       float *c, int64_t ldc, int64_t mr, int64_t nr,
+                                       float alpha, float beta);
 
 /* Packing primitives. Both write `w`-wide panels, dst[k*w + r] for k < kc,
  * r < w, with zeros for r >= n (n <= w):
@@ -59,17 +66,27 @@ typedef struct et_f32_gemm_config {
     et_f32_gemm_pack_fn pack_copy;
 } et_f32_gemm_config;
 
-/* Shared driver (gemm.c): packed GEMM with `cfg`, or the unpacked path for
- * problems too small to be worth packing. Arguments already validated. */
+/* Shared drivers (gemm.c); arguments already validated (et_f32_gemm's checks).
+ * et_f32_gemm_run: the full path for one config: the unpacked path for tiny /
+ *   vector problems (et_f32_gemm_is_small), the packed path otherwise.
+ * et_f32_gemm_packed: always packs (tests use it to reach every tile edge). */
+et_status et_f32_gemm_run(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
+                          int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                          const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                          void *ws, size_t ws_bytes, int nthreads);
 et_status et_f32_gemm_packed(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
                              int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                              const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                              void *ws, size_t ws_bytes, int nthreads);
-/* Workspace bytes the packed driver needs with `cfg` (0 for the unpacked path). */
+/* Workspace bytes et_f32_gemm_packed needs with `cfg` (0 if M, N or K is 0). */
 size_t et_f32_gemm_packed_ws_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t N,
                                    int64_t K, int nthreads);
-/* 1 if (M, N, K) takes the unpacked path (no workspace). */
+/* 1 if (M, N, K) takes the unpacked path, which needs no workspace. */
 int et_f32_gemm_is_small(int64_t M, int64_t N, int64_t K);
+/* The unpacked path: plain C, any sizes, no workspace. */
+void et_f32_gemm_small(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc, int nthreads);
 
 /* Portable packers (gemm.c). */
 void et_f32_gemm_pack_interleave__scalar(int64_t w, int64_t n, int64_t kc, const float *src,
@@ -88,11 +105,12 @@ void et_f32_gemm_pack_interleave__avx2(int64_t w, int64_t n, int64_t kc, const f
                                        int64_t ld, float *dst);
 void et_f32_gemm_pack_copy__avx2(int64_t w, int64_t n, int64_t kc, const float *src, int64_t ld,
                                  float *dst);
-void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float *a, const float *b, float *c,
-                                       int64_t ldc, int64_t mr, int64_t nr, float alpha,
+void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                       float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
                                        float beta);
-void et_f32_gemm_ukernel_6x16__avx2(int64_t kc, const float *a, const float *b, float *c,
-                                    int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta);
+void et_f32_gemm_ukernel_6x16__avx2(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                    float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
+                                    float beta);
 et_status et_f32_gemm__avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                               float alpha, const float *A, int64_t lda, const float *B,
                               int64_t ldb, float beta, float *C, int64_t ldc, void *ws,
@@ -103,8 +121,13 @@ et_status et_f32_gemm__avx2(int trans_a, int trans_b, int64_t M, int64_t N, int6
 #endif
 #if defined(ET_HAVE_NEON)
 extern const et_f32_gemm_config et_f32_gemm_config_neon;
-void et_f32_gemm_ukernel_8x12__neon(int64_t kc, const float *a, const float *b, float *c,
-                                    int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta);
+void et_f32_gemm_pack_interleave__neon(int64_t w, int64_t n, int64_t kc, const float *src,
+                                       int64_t ld, float *dst);
+void et_f32_gemm_pack_copy__neon(int64_t w, int64_t n, int64_t kc, const float *src, int64_t ld,
+                                 float *dst);
+void et_f32_gemm_ukernel_8x12__neon(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                    float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
+                                    float beta);
 et_status et_f32_gemm__neon(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                             const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                             float *C, int64_t ldc, void *ws, size_t ws_bytes, int nthreads);

@@ -1,2 +1,299 @@
-/* edgetrain — placeholder, implementation pending. */
-typedef int et_placeholder_loss;
+/* edgetrain — losses, forward (scalar mean) and backward (gradient of the first input).
+ *
+ * Forward sums are taken in double over a FIXED partition of the rows / elements into at most
+ * ET_MISC_NPART parts (independent of the thread count), combined in order: the loss value is
+ * bitwise identical for every thread count. Labels are validated before anything is written.
+ * Reductions follow PyTorch: reduction='mean' (KL: 'batchmean'); an empty batch gives NaN.
+ */
+#include <math.h>
+
+#include "misc_internal.h"
+
+#define LOSS_PART_MIN 256 /* rows / elements per part before splitting pays */
+
+typedef double (*part_fn)(int64_t beg, int64_t end, const void *ctx);
+
+/* Sum of fn over [0, total) split into a fixed number of parts. */
+static double fixed_partition_sum(int64_t total, part_fn fn, const void *ctx, int nthreads) {
+    (void)nthreads; /* unused without OpenMP */
+    double part[ET_MISC_NPART];
+    int64_t np64 = total / LOSS_PART_MIN;
+    const int np = np64 < 1 ? 1 : (np64 > ET_MISC_NPART ? ET_MISC_NPART : (int)np64);
+    ET_PARALLEL_FOR(nthreads)
+    for (int ip = 0; ip < np; ip++) {
+        int64_t beg, end;
+        et_thread_range(total, ip, np, &beg, &end);
+        part[ip] = fn(beg, end, ctx);
+    }
+    double s = 0.0;
+    for (int ip = 0; ip < np; ip++) s += part[ip];
+    return s;
+}
+
+static int labels_ok(int64_t n, int64_t c, const int32_t *labels) {
+    for (int64_t r = 0; r < n; r++)
+        if (labels[r] < 0 || (int64_t)labels[r] >= c) return 0;
+    return 1;
+}
+
+/* ---- softmax cross-entropy, integer labels -------------------------------------------- */
+typedef struct xent_ctx {
+    int64_t c;
+    const float *logits, *target;
+    const int32_t *labels;
+    float *probs;
+} xent_ctx;
+
+static double xent_part(int64_t beg, int64_t end, const void *vctx) {
+    const xent_ctx *k = (const xent_ctx *)vctx;
+    double s = 0.0;
+    for (int64_t r = beg; r < end; r++) {
+        const float *x = k->logits + r * k->c;
+        double lse = et_misc_softmax_row(k->c, x, k->probs ? k->probs + r * k->c : NULL, 0);
+        s += lse - (double)x[k->labels[r]];
+    }
+    return s;
+}
+
+et_status et_f32_softmax_xent_fwd(int64_t n, int64_t c, const float *logits,
+                                  const int32_t *labels, float *loss, float *probs,
+                                  int nthreads) {
+    if (n < 0 || c < 0 || !loss) return ET_ERR_ARG;
+    if (n > 0 && (!logits || !labels)) return ET_ERR_ARG;
+    if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
+    xent_ctx k = {c, logits, NULL, labels, probs};
+    double s = fixed_partition_sum(n, xent_part, &k, nthreads);
+    loss[0] = (float)(s / (double)n);
+    return ET_OK;
+}
+
+et_status et_f32_softmax_xent_bwd(int64_t n, int64_t c, const float *probs, const int32_t *labels,
+                                  const float *dloss, float *dlogits, int nthreads) {
+    (void)nthreads; /* unused without OpenMP */
+    if (n < 0 || c < 0 || !dloss) return ET_ERR_ARG;
+    if (n * c > 0 && (!probs || !labels || !dlogits)) return ET_ERR_ARG;
+    if (n > 0 && !labels) return ET_ERR_ARG;
+    if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
+    const float f = (float)((double)dloss[0] / (double)n);
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t r = 0; r < n; r++) {
+        const float *ET_RESTRICT p = probs + r * c;
+        float *ET_RESTRICT d = dlogits + r * c;
+        for (int64_t i = 0; i < c; i++) d[i] = p[i] * f;
+        d[labels[r]] = (p[labels[r]] - 1.0f) * f;
+    }
+    return ET_OK;
+}
+
+/* ---- softmax cross-entropy, probability targets ---------------------------------------- */
+static double xent_prob_part(int64_t beg, int64_t end, const void *vctx) {
+    const xent_ctx *k = (const xent_ctx *)vctx;
+    double s = 0.0;
+    for (int64_t r = beg; r < end; r++) {
+        const float *x = k->logits + r * k->c, *t = k->target + r * k->c;
+        double lse = et_misc_softmax_row(k->c, x, k->probs ? k->probs + r * k->c : NULL, 0);
+        double row = 0.0;
+        for (int64_t i = 0; i < k->c; i++) row += (double)t[i] * ((double)x[i] - lse);
+        s -= row;
+    }
+    return s;
+}
+
+et_status et_f32_softmax_xent_prob_fwd(int64_t n, int64_t c, const float *logits,
+                                       const float *target, float *loss, float *probs,
+                                       int nthreads) {
+    if (n < 0 || c < 0 || !loss) return ET_ERR_ARG;
+    if (n * c > 0 && (!logits || !target)) return ET_ERR_ARG;
+    xent_ctx k = {c, logits, target, NULL, probs};
+    double s = fixed_partition_sum(n, xent_prob_part, &k, nthreads);
+    loss[0] = (float)(s / (double)n);
+    return ET_OK;
+}
+
+/* dlogits = (probs * sum_j t_j - t) * dloss / n */
+et_status et_f32_softmax_xent_prob_bwd(int64_t n, int64_t c, const float *probs,
+                                       const float *target, const float *dloss, float *dlogits,
+                                       int nthreads) {
+    (void)nthreads; /* unused without OpenMP */
+    if (n < 0 || c < 0 || !dloss) return ET_ERR_ARG;
+    if (n * c == 0) return ET_OK;
+    if (!probs || !target || !dlogits) return ET_ERR_ARG;
+    const float f = (float)((double)dloss[0] / (double)n);
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t r = 0; r < n; r++) {
+        const float *ET_RESTRICT p = probs + r * c;
+        const float *ET_RESTRICT t = target + r * c;
+        float *ET_RESTRICT d = dlogits + r * c;
+        const float ts = (float)et_misc_sum_f64(t, c);
+        for (int64_t i = 0; i < c; i++) d[i] = (p[i] * ts - t[i]) * f;
+    }
+    return ET_OK;
+}
+
+/* ---- elementwise regression losses ----------------------------------------------------- */
+typedef struct pair_ctx {
+    const float *a, *b;
+    int64_t cols;
+} pair_ctx;
+
+static double mse_part(int64_t beg, int64_t end, const void *vctx) {
+    const pair_ctx *k = (const pair_ctx *)vctx;
+    double s = 0.0;
+    for (int64_t i = beg; i < end; i++) {
+        double d = (double)k->a[i] - (double)k->b[i];
+        s += d * d;
+    }
+    return s;
+}
+
+static double l1_part(int64_t beg, int64_t end, const void *vctx) {
+    const pair_ctx *k = (const pair_ctx *)vctx;
+    double s = 0.0;
+    for (int64_t i = beg; i < end; i++) s += fabs((double)k->a[i] - (double)k->b[i]);
+    return s;
+}
+
+et_status et_f32_mse_fwd(int64_t n, const float *pred, const float *target, float *loss,
+                         int nthreads) {
+    if (n < 0 || !loss || (n > 0 && (!pred || !target))) return ET_ERR_ARG;
+    pair_ctx k = {pred, target, 0};
+    loss[0] = (float)(fixed_partition_sum(n, mse_part, &k, nthreads) / (double)n);
+    return ET_OK;
+}
+
+et_status et_f32_mse_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
+                         float *dpred, int nthreads) {
+    if (n < 0 || !dloss || (n > 0 && (!pred || !target || !dpred))) return ET_ERR_ARG;
+    const float f = (float)(2.0 * (double)dloss[0] / (double)n);
+    const int nch = et_misc_nchunks(n, nthreads, 16384);
+    ET_PARALLEL_FOR(nch)
+    for (int ch = 0; ch < nch; ch++) {
+        int64_t beg, end;
+        et_thread_range(n, ch, nch, &beg, &end);
+        const float *ET_RESTRICT p = pred + beg, *ET_RESTRICT t = target + beg;
+        float *ET_RESTRICT d = dpred + beg;
+        for (int64_t i = 0; i < end - beg; i++) d[i] = f * (p[i] - t[i]);
+    }
+    return ET_OK;
+}
+
+et_status et_f32_l1_fwd(int64_t n, const float *pred, const float *target, float *loss,
+                        int nthreads) {
+    if (n < 0 || !loss || (n > 0 && (!pred || !target))) return ET_ERR_ARG;
+    pair_ctx k = {pred, target, 0};
+    loss[0] = (float)(fixed_partition_sum(n, l1_part, &k, nthreads) / (double)n);
+    return ET_OK;
+}
+
+et_status et_f32_l1_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
+                        float *dpred, int nthreads) {
+    if (n < 0 || !dloss || (n > 0 && (!pred || !target || !dpred))) return ET_ERR_ARG;
+    const float f = (float)((double)dloss[0] / (double)n);
+    const int nch = et_misc_nchunks(n, nthreads, 16384);
+    ET_PARALLEL_FOR(nch)
+    for (int ch = 0; ch < nch; ch++) {
+        int64_t beg, end;
+        et_thread_range(n, ch, nch, &beg, &end);
+        const float *ET_RESTRICT p = pred + beg, *ET_RESTRICT t = target + beg;
+        float *ET_RESTRICT d = dpred + beg;
+        for (int64_t i = 0; i < end - beg; i++) {
+            float diff = p[i] - t[i];
+            float sg = diff > 0.0f ? 1.0f : (diff < 0.0f ? -1.0f : 0.0f);
+            d[i] = sg * f;
+        }
+    }
+    return ET_OK;
+}
+
+/* ---- multi-class hinge (MultiMarginLoss, p = 1) ---------------------------------------- */
+typedef struct hinge_ctx {
+    int64_t c;
+    const float *x;
+    const int32_t *labels;
+    float margin;
+} hinge_ctx;
+
+static double hinge_part(int64_t beg, int64_t end, const void *vctx) {
+    const hinge_ctx *k = (const hinge_ctx *)vctx;
+    double s = 0.0;
+    for (int64_t r = beg; r < end; r++) {
+        const float *x = k->x + r * k->c;
+        const int32_t y = k->labels[r];
+        double row = 0.0;
+        for (int64_t i = 0; i < k->c; i++) {
+            if (i == y) continue;
+            double z = (double)k->margin - (double)x[y] + (double)x[i];
+            if (z > 0.0) row += z;
+        }
+        s += row / (double)k->c;
+    }
+    return s;
+}
+
+et_status et_f32_hinge_fwd(int64_t n, int64_t c, const float *x, const int32_t *labels,
+                           float margin, float *loss, int nthreads) {
+    if (n < 0 || c < 0 || !loss || (n > 0 && (!x || !labels))) return ET_ERR_ARG;
+    if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
+    hinge_ctx k = {c, x, labels, margin};
+    loss[0] = (float)(fixed_partition_sum(n, hinge_part, &k, nthreads) / (double)n);
+    return ET_OK;
+}
+
+et_status et_f32_hinge_bwd(int64_t n, int64_t c, const float *x, const int32_t *labels,
+                           float margin, const float *dloss, float *dx, int nthreads) {
+    (void)nthreads; /* unused without OpenMP */
+    if (n < 0 || c < 0 || !dloss || (n > 0 && (!x || !labels || !dx))) return ET_ERR_ARG;
+    if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
+    const float g = (float)((double)dloss[0] / ((double)n * (double)c));
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t r = 0; r < n; r++) {
+        const float *xr = x + r * c;
+        float *d = dx + r * c;
+        const int32_t y = labels[r];
+        int64_t active = 0;
+        for (int64_t i = 0; i < c; i++) {
+            double z = (double)margin - (double)xr[y] + (double)xr[i];
+            int on = i != y && z > 0.0;
+            active += on;
+            d[i] = on ? g : 0.0f;
+        }
+        d[y] = -(float)active * g;
+    }
+    return ET_OK;
+}
+
+/* ---- KL divergence ('batchmean'), input = log-probabilities ----------------------------- */
+static double kldiv_part(int64_t beg, int64_t end, const void *vctx) {
+    const pair_ctx *k = (const pair_ctx *)vctx;
+    double s = 0.0;
+    for (int64_t i = beg; i < end; i++) {
+        double t = (double)k->b[i];
+        if (t != 0.0) s += t * (log(t) - (double)k->a[i]);
+    }
+    return s;
+}
+
+et_status et_f32_kldiv_fwd(int64_t rows, int64_t cols, const float *input, const float *target,
+                           float *loss, int nthreads) {
+    if (rows < 0 || cols < 0 || !loss || (rows * cols > 0 && (!input || !target)))
+        return ET_ERR_ARG;
+    pair_ctx k = {input, target, cols};
+    loss[0] = (float)(fixed_partition_sum(rows * cols, kldiv_part, &k, nthreads) / (double)rows);
+    return ET_OK;
+}
+
+et_status et_f32_kldiv_bwd(int64_t rows, int64_t cols, const float *target, const float *dloss,
+                           float *dinput, int nthreads) {
+    if (rows < 0 || cols < 0 || !dloss || (rows * cols > 0 && (!target || !dinput)))
+        return ET_ERR_ARG;
+    const int64_t n = rows * cols;
+    const float f = (float)(-(double)dloss[0] / (double)rows);
+    const int nch = et_misc_nchunks(n, nthreads, 16384);
+    ET_PARALLEL_FOR(nch)
+    for (int ch = 0; ch < nch; ch++) {
+        int64_t beg, end;
+        et_thread_range(n, ch, nch, &beg, &end);
+        for (int64_t i = beg; i < end; i++) dinput[i] = target[i] * f;
+    }
+    return ET_OK;
+}

@@ -32,7 +32,10 @@ void et_f32_act_bwd__neon(et_act act, float alpha, int64_t n, const float *t, co
 
 /* ---- optimizers (optim.c) -------------------------------------------------------------- */
 /* Scalar factors are precomputed in double by the entry point (as PyTorch does in Python)
- * and passed as floats; the loops run in float. */
+ * and passed as floats; the loops run in float in PyTorch's operation order. __ref is the same
+ * loop compiled for the baseline (SSE2 / NEON, auto-vectorised for SGD), SGD __avx2 / __avx512
+ * the same body compiled with target attributes, Adam __avx2 / __avx512 / __neon intrinsics in
+ * the same operation order; without FP contraction all variants are bitwise equal. */
 typedef struct et_sgd_coef {
     float neg_lr;          /* -lr */
     float momentum;
@@ -70,6 +73,25 @@ void et_f32_adam_update__neon(const et_adam_coef *k, int64_t n, float *param, co
                               float *m, float *v);
 #endif
 
+/* ---- dropout (dropout.c) -------------------------------------------------------------- */
+/* y[i] = x[i] * (keep ? scale : 0), keep = rng(key, c0 + i) >= thr, key = et_misc_rng_key(seed).
+ * Integer mask, so every variant is bitwise identical to __ref. */
+uint64_t et_misc_rng_key(uint64_t seed);
+void et_f32_dropout_mask__ref(int64_t n, const float *x, float *y, uint64_t key, uint64_t c0,
+                              uint32_t thr, float scale);
+#if defined(ET_HAVE_X86_SIMD)
+void et_f32_dropout_mask__avx2(int64_t n, const float *x, float *y, uint64_t key, uint64_t c0,
+                               uint32_t thr, float scale);
+void et_f32_dropout_mask__avx512(int64_t n, const float *x, float *y, uint64_t key, uint64_t c0,
+                                 uint32_t thr, float scale);
+#endif
+
+/* ---- softmax row (softmax.c; shared with the fused cross-entropy in loss.c) --------------- */
+/* y = softmax(x) or log_softmax(x) over one contiguous row (y may be NULL: only the
+ * log-sum-exp is computed). Returns log(sum(exp(x))) in double. */
+double et_misc_softmax_row(int64_t len, const float *ET_RESTRICT x, float *ET_RESTRICT y,
+                           int log_softmax);
+
 /* ---- helpers ---------------------------------------------------------------------------- */
 /* Number of contiguous chunks to split n elementwise items into: one per thread, but no chunk
  * smaller than `grain` items. Elementwise results do not depend on the split. */
@@ -77,6 +99,18 @@ static inline int et_misc_nchunks(int64_t n, int nthreads, int64_t grain) {
     if (nthreads <= 1 || n <= grain) return 1;
     int64_t c = n / grain;
     return (int)(c < nthreads ? c : nthreads);
+}
+
+/* Sum of a contiguous float run in double: 8 independent lanes (vectorisable without
+ * -ffast-math) combined in a fixed order. */
+static inline double et_misc_sum_f64(const float *ET_RESTRICT x, int64_t n) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += (double)x[i + j];
+    double tail = 0.0;
+    for (; i < n; i++) tail += (double)x[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
 /* Fixed number of partial sums used by the loss reductions: the partition of rows does not

@@ -1,2 +1,132 @@
-/* edgetrain — placeholder, implementation pending. */
-typedef int et_placeholder_softmax;
+/* edgetrain — softmax / log-softmax along an axis, data viewed as [outer, len, inner].
+ *
+ * Numerically stable (the row maximum is subtracted), sums in double. inner == 1 walks
+ * contiguous rows; inner > 1 processes blocks of SM_BLOCK neighbouring columns at once so all
+ * loads stay contiguous. One (outer, block) item per loop iteration: deterministic for any
+ * thread count.
+ */
+#include <math.h>
+
+#include "misc_internal.h"
+
+#define SM_BLOCK 64
+
+double et_misc_softmax_row(int64_t len, const float *ET_RESTRICT x, float *ET_RESTRICT y,
+                           int log_softmax) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < len; i++) m = x[i] > m ? x[i] : m;
+    for (int64_t i = 0; i < len; i++)
+        if (isnan(x[i])) m = x[i];
+    double s = 0.0;
+    for (int64_t i = 0; i < len; i++) {
+        float e = expf(x[i] - m);
+        if (y && !log_softmax) y[i] = e;
+        s += (double)e;
+    }
+    const double lse = (double)m + log(s);
+    if (y) {
+        if (log_softmax) {
+            for (int64_t i = 0; i < len; i++) y[i] = (float)((double)x[i] - lse);
+        } else {
+            const float inv = (float)(1.0 / s);
+            for (int64_t i = 0; i < len; i++) y[i] *= inv;
+        }
+    }
+    return lse;
+}
+
+static void softmax_block(int64_t len, int64_t inner, int64_t nb, const float *x, float *y,
+                          int log_softmax) {
+    float mx[SM_BLOCK];
+    double s[SM_BLOCK];
+    for (int64_t j = 0; j < nb; j++) {
+        mx[j] = -INFINITY;
+        s[j] = 0.0;
+    }
+    for (int64_t l = 0; l < len; l++) {
+        const float *xr = x + l * inner;
+        for (int64_t j = 0; j < nb; j++) mx[j] = (xr[j] > mx[j] || isnan(xr[j])) ? xr[j] : mx[j];
+    }
+    for (int64_t l = 0; l < len; l++) {
+        const float *xr = x + l * inner;
+        float *yr = y + l * inner;
+        for (int64_t j = 0; j < nb; j++) {
+            float e = expf(xr[j] - mx[j]);
+            if (!log_softmax) yr[j] = e;
+            s[j] += (double)e;
+        }
+    }
+    if (log_softmax) {
+        double lse[SM_BLOCK];
+        for (int64_t j = 0; j < nb; j++) lse[j] = (double)mx[j] + log(s[j]);
+        for (int64_t l = 0; l < len; l++)
+            for (int64_t j = 0; j < nb; j++)
+                y[l * inner + j] = (float)((double)x[l * inner + j] - lse[j]);
+    } else {
+        float inv[SM_BLOCK];
+        for (int64_t j = 0; j < nb; j++) inv[j] = (float)(1.0 / s[j]);
+        for (int64_t l = 0; l < len; l++)
+            for (int64_t j = 0; j < nb; j++) y[l * inner + j] *= inv[j];
+    }
+}
+
+et_status et_f32_softmax_fwd(int64_t outer, int64_t len, int64_t inner, int log_softmax,
+                             const float *x, float *y, int nthreads) {
+    (void)nthreads; /* unused without OpenMP */
+    if (outer < 0 || len < 0 || inner < 0) return ET_ERR_ARG;
+    if (outer * len * inner == 0) return ET_OK;
+    if (!x || !y) return ET_ERR_ARG;
+    if (inner == 1) {
+        ET_PARALLEL_FOR(nthreads)
+        for (int64_t o = 0; o < outer; o++)
+            et_misc_softmax_row(len, x + o * len, y + o * len, log_softmax);
+        return ET_OK;
+    }
+    const int64_t nblk = (inner + SM_BLOCK - 1) / SM_BLOCK, items = outer * nblk;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t o = it / nblk, j0 = (it % nblk) * SM_BLOCK;
+        const int64_t nb = inner - j0 < SM_BLOCK ? inner - j0 : SM_BLOCK;
+        const int64_t base = o * len * inner + j0;
+        softmax_block(len, inner, nb, x + base, y + base, log_softmax);
+    }
+    return ET_OK;
+}
+
+/* softmax:     dx = y * (dy - sum(dy * y))
+ * log_softmax: dx = dy - exp(y) * sum(dy)        (sums along len) */
+static void softmax_bwd_block(int64_t len, int64_t inner, int64_t nb, const float *y,
+                              const float *dy, float *dx, int log_softmax) {
+    double s[SM_BLOCK];
+    for (int64_t j = 0; j < nb; j++) s[j] = 0.0;
+    for (int64_t l = 0; l < len; l++)
+        for (int64_t j = 0; j < nb; j++) {
+            const int64_t k = l * inner + j;
+            s[j] += log_softmax ? (double)dy[k] : (double)dy[k] * (double)y[k];
+        }
+    float sf[SM_BLOCK];
+    for (int64_t j = 0; j < nb; j++) sf[j] = (float)s[j];
+    for (int64_t l = 0; l < len; l++)
+        for (int64_t j = 0; j < nb; j++) {
+            const int64_t k = l * inner + j;
+            dx[k] = log_softmax ? dy[k] - expf(y[k]) * sf[j] : y[k] * (dy[k] - sf[j]);
+        }
+}
+
+et_status et_f32_softmax_bwd(int64_t outer, int64_t len, int64_t inner, int log_softmax,
+                             const float *y, const float *dy, float *dx, int nthreads) {
+    (void)nthreads; /* unused without OpenMP */
+    if (outer < 0 || len < 0 || inner < 0) return ET_ERR_ARG;
+    if (outer * len * inner == 0) return ET_OK;
+    if (!y || !dy || !dx) return ET_ERR_ARG;
+    const int64_t bw = inner == 1 ? 1 : SM_BLOCK;
+    const int64_t nblk = (inner + bw - 1) / bw, items = outer * nblk;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t o = it / nblk, j0 = (it % nblk) * bw;
+        const int64_t nb = inner - j0 < bw ? inner - j0 : bw;
+        const int64_t base = o * len * inner + j0;
+        softmax_bwd_block(len, inner, nb, y + base, dy + base, dx + base, log_softmax);
+    }
+    return ET_OK;
+}

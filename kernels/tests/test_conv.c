@@ -1,3 +1,260 @@
-/* placeholder: tests for conv pending */
+/* edgetrain — conv2d tests: public entry points (every ISA, 1 and 2 threads) and the
+ * depthwise variants against the naive __ref oracle, over awkward shapes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv_internal.h"
 #include "et_test.h"
-void test_conv(void) {}
+
+typedef struct conv_case {
+    int64_t c, h, w, oc, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, groups;
+} conv_case;
+
+static const conv_case cases[] = {
+    /*  c   h   w  oc kh kw sh sw pt pl pb pr dh dw g */
+    {4, 5, 7, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},       /* 1x1 direct path */
+    {4, 7, 9, 5, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1},       /* 1x1 stride 2 */
+    {3, 9, 17, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},      /* 3x3 same */
+    {4, 11, 16, 6, 3, 3, 2, 2, 0, 1, 1, 0, 1, 1, 1},     /* asymmetric pads, stride 2 */
+    {2, 13, 15, 3, 5, 5, 3, 3, 2, 2, 2, 2, 1, 1, 1},     /* 5x5 stride 3 */
+    {3, 10, 19, 5, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1},     /* dilation 2 */
+    {4, 6, 33, 4, 1, 3, 1, 1, 0, 1, 0, 1, 1, 1, 1},      /* 1x3 kernel */
+    {3, 7, 5, 2, 3, 1, 2, 1, 1, 0, 0, 0, 1, 1, 1},       /* 3x1, mixed strides */
+    {4, 8, 15, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},      /* groups 2 */
+    {6, 9, 10, 3, 3, 3, 2, 1, 1, 2, 0, 1, 1, 2, 3},      /* groups 3, mixed */
+    {1, 12, 12, 4, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* LeNet conv1-like, c = 1 */
+    {16, 40, 40, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* several column bands */
+    /* depthwise */
+    {5, 6, 7, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},
+    {5, 6, 8, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},
+    {5, 5, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},
+    {3, 5, 15, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},
+    {3, 5, 16, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},
+    {3, 5, 17, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},
+    {2, 4, 31, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},
+    {2, 4, 32, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},
+    {2, 4, 33, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},
+    {2, 3, 70, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},
+    {4, 9, 15, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4},      /* dw stride 2 */
+    {4, 9, 16, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4},
+    {4, 9, 17, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4},
+    {2, 7, 33, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2},
+    {2, 7, 34, 2, 3, 3, 2, 2, 0, 0, 1, 1, 1, 1, 2},
+    {2, 7, 67, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2},
+    {3, 8, 19, 6, 3, 3, 1, 1, 1, 0, 0, 1, 1, 1, 3},      /* channel multiplier 2 */
+    {3, 9, 37, 9, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 3},      /* multiplier 3, stride 2 */
+    {3, 11, 21, 3, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 3},     /* dw 5x5 */
+    {3, 11, 21, 3, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 3},     /* dw dilation 2 */
+    {2, 11, 23, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 2},     /* dw stride 3 */
+    {2, 5, 20, 2, 3, 3, 1, 1, 3, 3, 3, 3, 1, 1, 2},      /* dw pad larger than the kernel */
+    {2, 6, 20, 4, 1, 3, 1, 2, 0, 1, 0, 1, 1, 1, 2},      /* dw 1x3, mixed stride */
+    {2, 1, 1, 2, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2},       /* dw 1x1 on 1x1 */
+};
+
+static const et_act acts[] = {ET_ACT_NONE, ET_ACT_RELU, ET_ACT_RELU6, ET_ACT_LEAKY_RELU,
+                              ET_ACT_SIGMOID, ET_ACT_TANH, ET_ACT_HARDSWISH};
+
+static et_conv2d_params make_params(const conv_case *k, int64_t n) {
+    et_conv2d_params p;
+    memset(&p, 0, sizeof p);
+    p.n = n; p.c = k->c; p.h = k->h; p.w = k->w; p.oc = k->oc; p.kh = k->kh; p.kw = k->kw;
+    p.stride_h = k->sh; p.stride_w = k->sw;
+    p.pad_t = k->pt; p.pad_l = k->pl; p.pad_b = k->pb; p.pad_r = k->pr;
+    p.dil_h = k->dh; p.dil_w = k->dw; p.groups = k->groups;
+    p.act = ET_ACT_NONE; p.act_alpha = 0.1f;
+    return p;
+}
+
+static float *alloc_f(int64_t n) { return (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float)); }
+
+static void fill_nan(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+typedef et_status (*dw_fwd_fn)(const et_conv2d_params *, const float *, const float *, const float *,
+                               float *, int);
+typedef et_status (*dw_bwd_fn)(const et_conv2d_params *, const float *, const float *, float *, int);
+typedef struct dw_variant { const char *name; et_isa isa; dw_fwd_fn fwd; dw_bwd_fn bwd_input, bwd_weight; } dw_variant;
+
+static const dw_variant dw_variants[] = {
+    {"ref", ET_ISA_REF, et_f32_dwconv2d_fwd__ref, et_f32_dwconv2d_bwd_input__ref, et_f32_dwconv2d_bwd_weight__ref},
+#if defined(ET_HAVE_X86_SIMD)
+    {"avx2", ET_ISA_AVX2, et_f32_dwconv2d_fwd__avx2, et_f32_dwconv2d_bwd_input__avx2, et_f32_dwconv2d_bwd_weight__avx2},
+    {"avx512", ET_ISA_AVX512, et_f32_dwconv2d_fwd__avx512, et_f32_dwconv2d_bwd_input__avx512, et_f32_dwconv2d_bwd_weight__avx512},
+#endif
+#if defined(ET_HAVE_NEON)
+    {"neon", ET_ISA_NEON, et_f32_dwconv2d_fwd__neon, et_f32_dwconv2d_bwd_input__neon, et_f32_dwconv2d_bwd_weight__neon},
+#endif
+};
+
+/* One shape, one batch size: every ISA, 1 and 2 threads, bias on/off, an activation. */
+static void check_case(int ci, const conv_case *k, int64_t n) {
+    et_conv2d_params p = make_params(k, n);
+    et_status st = et_conv2d_params_init(&p);
+    ET_CHECK(st == ET_OK, "case %d: params_init -> %d", ci, st);
+    if (st != ET_OK) return;
+    const int64_t cg = p.c / p.groups;
+    const int64_t nx = p.n * p.c * p.h * p.w, nw = p.oc * cg * p.kh * p.kw, ny = p.n * p.oc * p.oh * p.ow;
+    float *x = alloc_f(nx), *w = alloc_f(nw), *b = alloc_f(p.oc), *dy = alloc_f(ny);
+    float *y_ref = alloc_f(ny), *y = alloc_f(ny), *dx_ref = alloc_f(nx), *dx = alloc_f(nx);
+    float *dw_ref = alloc_f(nw), *dw = alloc_f(nw), *dw2 = alloc_f(nw), *db = alloc_f(p.oc);
+    et_fill_random(x, nx, 11 + ci, -1.0f, 1.0f);
+    et_fill_random(w, nw, 23 + ci, -1.0f, 1.0f);
+    et_fill_random(b, p.oc, 37 + ci, -1.0f, 1.0f);
+    et_fill_random(dy, ny, 41 + ci, -1.0f, 1.0f);
+    const float rtol = 1e-4f, atol = 1e-4f;
+    char what[160];
+
+    et_f32_conv2d_bwd_input__ref(&p, dy, w, dx_ref);
+    et_f32_conv2d_bwd_weight__ref(&p, dy, x, dw_ref);
+
+    /* bias: sums of dy in double */
+    {
+        float *db_ref = alloc_f(p.oc);
+        for (int64_t o = 0; o < p.oc; o++) {
+            double s = 0.0;
+            for (int64_t i = 0; i < p.n; i++)
+                for (int64_t j = 0; j < p.oh * p.ow; j++) s += dy[(i * p.oc + o) * p.oh * p.ow + j];
+            db_ref[o] = (float)s;
+        }
+        for (int th = 1; th <= 2; th++) {
+            fill_nan(db, p.oc);
+            st = et_f32_conv2d_bwd_bias(&p, dy, db, th);
+            snprintf(what, sizeof what, "case %d n%lld bwd_bias th%d", ci, (long long)n, th);
+            ET_CHECK(st == ET_OK && et_allclose(db, db_ref, p.oc, rtol, atol, what), "%s", what);
+        }
+        free(db_ref);
+    }
+
+    for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
+        if (!et_isa_supported(isa)) continue;
+        et_set_isa(isa);
+        for (int th = 1; th <= 2; th++) {
+            for (int with_bias = 0; with_bias <= 1; with_bias++) {
+                p.act = acts[(ci + 2 * th + with_bias) % 7];
+                et_f32_conv2d_fwd__ref(&p, x, w, with_bias ? b : NULL, y_ref);
+                size_t wsb = et_f32_conv2d_fwd_ws_bytes(&p, th);
+                void *ws = wsb ? malloc(wsb) : NULL;
+                if (wsb) {
+                    st = et_f32_conv2d_fwd(&p, x, w, b, y, ws, wsb - 1, th);
+                    ET_CHECK(st == ET_ERR_WORKSPACE, "case %d: short fwd workspace -> %d", ci, st);
+                }
+                fill_nan(y, ny);
+                st = et_f32_conv2d_fwd(&p, x, w, with_bias ? b : NULL, y, ws, wsb, th);
+                snprintf(what, sizeof what, "case %d n%lld fwd %s th%d bias%d act%d", ci, (long long)n,
+                         et_isa_name(isa), th, with_bias, (int)p.act);
+                ET_CHECK(st == ET_OK && et_allclose(y, y_ref, ny, rtol, atol, what), "%s (st %d)", what, st);
+                free(ws);
+            }
+            p.act = ET_ACT_NONE;
+
+            size_t wsb = et_f32_conv2d_bwd_input_ws_bytes(&p, th);
+            void *ws = wsb ? malloc(wsb) : NULL;
+            fill_nan(dx, nx);
+            st = et_f32_conv2d_bwd_input(&p, dy, w, dx, ws, wsb, th);
+            snprintf(what, sizeof what, "case %d n%lld bwd_input %s th%d", ci, (long long)n, et_isa_name(isa), th);
+            ET_CHECK(st == ET_OK && et_allclose(dx, dx_ref, nx, rtol, atol, what), "%s (st %d)", what, st);
+            free(ws);
+
+            wsb = et_f32_conv2d_bwd_weight_ws_bytes(&p, th);
+            ws = wsb ? malloc(wsb) : NULL;
+            fill_nan(dw, nw);
+            st = et_f32_conv2d_bwd_weight(&p, dy, x, dw, ws, wsb, th);
+            snprintf(what, sizeof what, "case %d n%lld bwd_weight %s th%d", ci, (long long)n, et_isa_name(isa), th);
+            ET_CHECK(st == ET_OK && et_allclose(dw, dw_ref, nw, rtol, atol, what), "%s (st %d)", what, st);
+            /* deterministic for a thread count */
+            fill_nan(dw2, nw);
+            et_f32_conv2d_bwd_weight(&p, dy, x, dw2, ws, wsb, th);
+            ET_CHECK(memcmp(dw, dw2, (size_t)nw * sizeof(float)) == 0, "case %d: bwd_weight th%d not deterministic", ci, th);
+            if (wsb) {
+                st = et_f32_conv2d_bwd_weight(&p, dy, x, dw2, ws, wsb - 1, th);
+                ET_CHECK(st == ET_ERR_WORKSPACE, "case %d: short bwd_weight workspace -> %d", ci, st);
+            }
+            free(ws);
+        }
+    }
+    et_set_isa(et_cpu_best_isa());
+
+    /* depthwise variants called directly */
+    if (et_conv2d_is_depthwise(&p)) {
+        for (size_t v = 0; v < sizeof dw_variants / sizeof dw_variants[0]; v++) {
+            if (!et_isa_supported(dw_variants[v].isa)) continue;
+            for (int th = 1; th <= 2; th++) {
+                p.act = acts[(ci + th + (int)v) % 7];
+                et_f32_conv2d_fwd__ref(&p, x, w, b, y_ref);
+                fill_nan(y, ny);
+                st = dw_variants[v].fwd(&p, x, w, b, y, th);
+                snprintf(what, sizeof what, "case %d n%lld dw fwd__%s th%d act%d", ci, (long long)n,
+                         dw_variants[v].name, th, (int)p.act);
+                ET_CHECK(st == ET_OK && et_allclose(y, y_ref, ny, rtol, atol, what), "%s", what);
+                p.act = ET_ACT_NONE;
+                fill_nan(dx, nx);
+                st = dw_variants[v].bwd_input(&p, dy, w, dx, th);
+                snprintf(what, sizeof what, "case %d n%lld dw bwd_input__%s th%d", ci, (long long)n, dw_variants[v].name, th);
+                ET_CHECK(st == ET_OK && et_allclose(dx, dx_ref, nx, rtol, atol, what), "%s", what);
+                fill_nan(dw, nw);
+                st = dw_variants[v].bwd_weight(&p, dy, x, dw, th);
+                snprintf(what, sizeof what, "case %d n%lld dw bwd_weight__%s th%d", ci, (long long)n, dw_variants[v].name, th);
+                ET_CHECK(st == ET_OK && et_allclose(dw, dw_ref, nw, rtol, atol, what), "%s", what);
+            }
+        }
+    }
+    free(x); free(w); free(b); free(dy); free(y_ref); free(y); free(dx_ref); free(dx);
+    free(dw_ref); free(dw); free(dw2); free(db);
+}
+
+/* Hand-computed: 1x1x3x3 input 1..9, 2x2 kernel of ones, pad 0 -> 2x2 window sums. */
+static void check_tiny(void) {
+    et_conv2d_params p;
+    memset(&p, 0, sizeof p);
+    p.n = 1; p.c = 1; p.h = 3; p.w = 3; p.oc = 1; p.kh = 2; p.kw = 2;
+    p.stride_h = p.stride_w = 1; p.dil_h = p.dil_w = 1; p.groups = 1;
+    ET_CHECK(et_conv2d_params_init(&p) == ET_OK && p.oh == 2 && p.ow == 2, "tiny params");
+    const float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[4] = {1, 1, 1, 1}, want[4] = {12, 16, 24, 28};
+    float y[4];
+    ET_CHECK(et_f32_conv2d_fwd__ref(&p, x, w, NULL, y) == ET_OK && et_allclose(y, want, 4, 0, 0, "tiny ref"), "tiny ref");
+    ET_CHECK(et_f32_conv2d_fwd(&p, x, w, NULL, y, NULL, 0, 1) == ET_OK && et_allclose(y, want, 4, 0, 0, "tiny"), "tiny");
+    /* dx of sum(y): each input cell counts the windows it is in */
+    const float dy[4] = {1, 1, 1, 1}, dx_want[9] = {1, 2, 1, 2, 4, 2, 1, 2, 1};
+    float dx[9];
+    ET_CHECK(et_f32_conv2d_bwd_input__ref(&p, dy, w, dx) == ET_OK && et_allclose(dx, dx_want, 9, 0, 0, "tiny dx"), "tiny dx");
+    /* stride 2, pad 1, w = [[1,2],[3,4]] (checked with torch.nn.functional.conv2d) */
+    p.stride_h = p.stride_w = 2; p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
+    ET_CHECK(et_conv2d_params_init(&p) == ET_OK && p.oh == 2 && p.ow == 2, "tiny s2 params");
+    const float w2[4] = {1, 2, 3, 4}, want2b[4] = {4, 18, 36, 77};
+    ET_CHECK(et_f32_conv2d_fwd__ref(&p, x, w2, NULL, y) == ET_OK && et_allclose(y, want2b, 4, 0, 0, "tiny s2"), "tiny s2");
+}
+
+static void check_params(void) {
+    conv_case k = cases[2];
+    et_conv2d_params p = make_params(&k, 2);
+    ET_CHECK(et_conv2d_params_init(&p) == ET_OK && p.oh == 9 && p.ow == 17, "same-pad oh/ow");
+    et_conv2d_params q = p; q.groups = 2;
+    ET_CHECK(et_conv2d_params_init(&q) == ET_ERR_ARG, "c %% groups");
+    q = p; q.stride_w = 0;
+    ET_CHECK(et_conv2d_params_init(&q) == ET_ERR_ARG, "stride 0");
+    q = p; q.pad_l = -1;
+    ET_CHECK(et_conv2d_params_init(&q) == ET_ERR_ARG, "negative pad");
+    q = p; q.kh = 12; q.pad_t = q.pad_b = 0;
+    ET_CHECK(et_conv2d_params_init(&q) == ET_ERR_ARG, "empty output");
+    q = p; q.dil_h = 0;
+    ET_CHECK(et_conv2d_params_init(&q) == ET_ERR_ARG, "dilation 0");
+    q = p; q.n = 0;
+    ET_CHECK(et_conv2d_params_init(&q) == ET_ERR_ARG, "n 0");
+    ET_CHECK(et_conv2d_params_init(NULL) == ET_ERR_ARG, "null params");
+    float buf[4];
+    ET_CHECK(et_f32_conv2d_fwd(&p, NULL, buf, NULL, buf, NULL, 0, 1) == ET_ERR_ARG, "null x");
+    q = p; q.oh = 3;
+    ET_CHECK(et_f32_conv2d_fwd(&q, buf, buf, NULL, buf, NULL, 0, 1) == ET_ERR_ARG, "stale oh");
+    ET_CHECK(et_f32_conv2d_bwd_bias(&p, buf, NULL, 1) == ET_ERR_ARG, "null db");
+}
+
+void test_conv(void) {
+    check_params();
+    check_tiny();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        check_case((int)i, &cases[i], 1);
+        check_case((int)i, &cases[i], 3);
+    }
+    et_set_isa(et_cpu_best_isa());
+}

@@ -1,3 +1,263 @@
-/* placeholder: tests for gemm pending */
+/* edgetrain — GEMM tests: every SIMD variant this CPU runs against
+ * et_f32_gemm__ref at sizes equal to, one below, one above and not divisible
+ * by the register tile (MR, NR) and the cache blocks (MC, KC, NC), with all
+ * transposes, alpha / beta variants, padded leading dimensions, 1 and 2
+ * threads; plus bitwise repeatability, workspace and argument checks and the
+ * et_f32_gemm dispatch on every supported ISA. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "et_test.h"
-void test_gemm(void) {}
+#include "gemm_internal.h"
+
+typedef et_status (*gemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                             const float *, int64_t, float, float *, int64_t, void *, size_t, int);
+
+/* One variant under test: its config (tile / blocks) and isa. */
+typedef struct variant {
+    const et_f32_gemm_config *cfg;
+    et_isa isa;
+} variant;
+
+static const variant g_variants[] = {
+#if defined(ET_HAVE_X86_SIMD)
+    {&et_f32_gemm_config_avx512, ET_ISA_AVX512},
+    {&et_f32_gemm_config_avx2, ET_ISA_AVX2},
+#endif
+#if defined(ET_HAVE_NEON)
+    {&et_f32_gemm_config_neon, ET_ISA_NEON},
+#endif
+    {NULL, ET_ISA_REF},
+};
+
+/* How a case is run. */
+enum mode {
+    MODE_PACKED = 0, /* et_f32_gemm_packed(cfg): packing at every size */
+    MODE_RUN = 1,    /* et_f32_gemm_run(cfg): small / packed choice as shipped */
+    MODE_PUBLIC = 2, /* et_f32_gemm after et_set_isa(isa) */
+};
+
+typedef struct gemm_case {
+    int ta, tb;
+    int64_t M, N, K;
+    float alpha, beta;
+    int64_t pad; /* extra elements per row of A, B and C */
+    int nthreads;
+} gemm_case;
+
+static float g_nan;
+
+/* Runs one case for `v` in `mode`, compares with the reference and checks
+ * that padding is untouched and C is not read when beta == 0. If `out` is
+ * non-null the result (M x ldc) is copied there. Returns 1 on success. */
+static int run_case(const variant *v, enum mode mode, gemm_case c, float *out) {
+    const int64_t ar = c.ta ? c.K : c.M, ac = c.ta ? c.M : c.K; /* A stored ar x ac */
+    const int64_t br = c.tb ? c.N : c.K, bc = c.tb ? c.K : c.N;
+    const int64_t lda = ac + c.pad, ldb = bc + c.pad, ldc = c.N + c.pad;
+    const int64_t na = ar * lda + 1, nb = br * ldb + 1, nc = c.M * ldc + 1;
+    float *A = malloc(sizeof(float) * (size_t)na), *B = malloc(sizeof(float) * (size_t)nb);
+    float *C = malloc(sizeof(float) * (size_t)nc), *R = malloc(sizeof(float) * (size_t)nc);
+    float *G = malloc(sizeof(float) * (size_t)(c.M * c.N + 1));
+    float *W = malloc(sizeof(float) * (size_t)(c.M * c.N + 1));
+    /* NaN in every padding element of A and B: reading one poisons C */
+    et_fill_random(A, na, (uint64_t)(c.M * 131 + c.K), -1.0f, 1.0f);
+    et_fill_random(B, nb, (uint64_t)(c.N * 137 + c.K + 7), -1.0f, 1.0f);
+    et_fill_random(C, nc, (uint64_t)(c.M + c.N * 3 + 11), -1.0f, 1.0f);
+    for (int64_t i = 0; i < ar; i++)
+        for (int64_t j = ac; j < lda; j++) A[i * lda + j] = g_nan;
+    for (int64_t i = 0; i < br; i++)
+        for (int64_t j = bc; j < ldb; j++) B[i * ldb + j] = g_nan;
+    A[na - 1] = B[nb - 1] = g_nan;
+    if (c.beta == 0.0f) /* C must not be read */
+        for (int64_t i = 0; i < c.M; i++)
+            for (int64_t j = 0; j < c.N; j++) C[i * ldc + j] = g_nan;
+    memcpy(R, C, sizeof(float) * (size_t)nc);
+    et_f32_gemm__ref(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, R, ldc);
+
+    /* exact-size workspace, deliberately misaligned by 4 bytes */
+    size_t ws_bytes = mode == MODE_PACKED
+                          ? et_f32_gemm_packed_ws_bytes(v->cfg, c.M, c.N, c.K, c.nthreads)
+                          : et_f32_gemm_ws_bytes(c.M, c.N, c.K, c.nthreads);
+    char *ws_mem = malloc(ws_bytes + 8);
+    void *ws = ws_mem + 4;
+    et_status st;
+    if (mode == MODE_PACKED)
+        st = et_f32_gemm_packed(v->cfg, c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb,
+                                c.beta, C, ldc, ws, ws_bytes, c.nthreads);
+    else if (mode == MODE_RUN)
+        st = et_f32_gemm_run(v->cfg, c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta,
+                             C, ldc, ws, ws_bytes, c.nthreads);
+    else
+        st = et_f32_gemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, C, ldc, ws,
+                         ws_bytes, c.nthreads);
+
+    int ok = st == ET_OK;
+    for (int64_t i = 0; i < c.M; i++) {
+        memcpy(G + i * c.N, C + i * ldc, sizeof(float) * (size_t)c.N);
+        memcpy(W + i * c.N, R + i * ldc, sizeof(float) * (size_t)c.N);
+    }
+    /* error of a k-long fp32 dot product grows about linearly in the worst case */
+    const float atol = 2e-6f * (float)(c.K + 1) * (fabsf(c.alpha) + fabsf(c.beta));
+    if (ok) ok = et_allclose(G, W, c.M * c.N, 1e-5f, atol, "C");
+    /* padding columns of C and the element past the end are untouched */
+    if (ok && memcmp(C + c.M * ldc, R + c.M * ldc, sizeof(float)) != 0) ok = 0;
+    for (int64_t i = 0; ok && i < c.M; i++)
+        if (memcmp(C + i * ldc + c.N, R + i * ldc + c.N, sizeof(float) * (size_t)c.pad) != 0)
+            ok = 0;
+    ET_CHECK(ok,
+             "%s/%s mode %d: ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g pad=%lld nth=%d "
+             "st=%d",
+             et_isa_name(v->isa), v->cfg ? v->cfg->name : "-", (int)mode, c.ta, c.tb,
+             (long long)c.M, (long long)c.N, (long long)c.K, (double)c.alpha, (double)c.beta,
+             (long long)c.pad, c.nthreads, (int)st);
+    if (out) memcpy(out, C, sizeof(float) * (size_t)nc);
+    free(A), free(B), free(C), free(R), free(G), free(W), free(ws_mem);
+    return ok;
+}
+
+static const float g_alpha[] = {1.0f, 1.0f, -0.5f, 2.0f, 1.0f};
+static const float g_beta[] = {0.0f, 1.0f, 2.5f, 0.0f, -1.0f};
+#define N_AB 5
+
+/* All four transposes for (M, N, K); alpha/beta, padding and threads cycle
+ * with `seed` so the combinations spread over the cases. */
+static void run_all_trans(const variant *v, enum mode mode, int64_t M, int64_t N, int64_t K,
+                          unsigned seed) {
+    for (int t = 0; t < 4; t++) {
+        const unsigned s = seed + (unsigned)t;
+        gemm_case c = {t & 1, t >> 1, M, N, K, g_alpha[s % N_AB], g_beta[s % N_AB],
+                       (s % 3 == 0) ? 3 : (s % 3 == 1 ? 0 : 17), 1 + (int)(s / 3 % 2)};
+        run_case(v, mode, c, NULL);
+    }
+}
+
+/* Tile and cache-block edges for one variant, always through the packed path. */
+static void test_variant_edges(const variant *v) {
+    const et_f32_gemm_config *g = v->cfg;
+    const int64_t ms[] = {1, 2, g->mr - 1, g->mr, g->mr + 1, 2 * g->mr + 3};
+    const int64_t ns[] = {1, 3, g->nr - 1, g->nr, g->nr + 1, 2 * g->nr + 5};
+    const int64_t ks[] = {1, 2, 17, 64};
+    unsigned seed = 0;
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
+            for (size_t k = 0; k < sizeof ks / sizeof ks[0]; k++, seed += 4)
+                run_all_trans(v, MODE_PACKED, ms[i], ns[j], ks[k], seed);
+    /* cache blocks: MC, KC, NC equal, one below, one above, not divisible */
+    const int64_t d[] = {-1, 0, 1, 7};
+    for (int i = 0; i < 4; i++, seed += 4) {
+        run_all_trans(v, MODE_PACKED, g->mc + d[i], g->nr + 3, 9, seed);
+        run_all_trans(v, MODE_PACKED, g->mr + 2, g->nr + 1, g->kc + d[i], seed + 1);
+        run_all_trans(v, MODE_PACKED, g->mr - 1, g->nc + d[i], 5, seed + 2);
+    }
+    run_all_trans(v, MODE_PACKED, 2 * g->mc + 5, 2 * g->nr + 1, 2 * g->kc + 3, seed);
+    run_all_trans(v, MODE_PACKED, g->mr + 1, 2 * g->nc + 3, 3, seed + 1);
+}
+
+/* Shapes like the project's (small versions) through the shipped path. */
+static void test_variant_shapes(const variant *v, enum mode mode) {
+    const int64_t shapes[][3] = {
+        {1, 300, 70},  {1, 1, 50},  {300, 1, 70}, {5, 5, 5},   {16, 16, 16},
+        {20, 150, 25}, {64, 50, 80}, {50, 100, 60}, {97, 211, 129}, {300, 40, 90},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        run_all_trans(v, mode, shapes[i][0], shapes[i][1], shapes[i][2], (unsigned)i * 7);
+    /* the thread grid in both directions */
+    for (int nth = 1; nth <= 3; nth++) {
+        gemm_case wide = {0, 1, 37, 530, 70, 1.0f, 0.5f, 1, nth};
+        gemm_case tall = {1, 0, 530, 37, 70, 1.5f, 0.0f, 2, nth};
+        run_case(v, mode, wide, NULL);
+        run_case(v, mode, tall, NULL);
+    }
+}
+
+/* Same thread count, same bits (the contract). The implementation also gives
+ * the same bits for 1 and 2 threads (gemm_internal.h); checked too. */
+static void test_repeatable(const variant *v) {
+    const int64_t shapes[][3] = {{131, 257, 300}, {300, 40, 1000}, {1, 700, 90}, {10, 10, 10}};
+    for (int s = 0; s < 4; s++) {
+        float *r[3];
+        for (int run = 0; run < 3; run++) {
+            const int nth = run < 2 ? 2 : 1;
+            gemm_case c = {0, s & 1, shapes[s][0], shapes[s][1], shapes[s][2], 0.75f, 0.5f, 2, nth};
+            const size_t n = (size_t)(c.M * (c.N + c.pad) + 1);
+            r[run] = malloc(n * sizeof(float));
+            run_case(v, MODE_RUN, c, r[run]);
+            if (run > 0)
+                ET_CHECK(memcmp(r[0], r[run], n * sizeof(float)) == 0,
+                         "%s: %lldx%lldx%lld not bitwise equal, 2 threads vs %d", v->cfg->name,
+                         (long long)c.M, (long long)c.N, (long long)c.K, nth);
+        }
+        free(r[0]), free(r[1]), free(r[2]);
+    }
+}
+
+/* K == 0, alpha == 0, M or N == 0, workspace and argument errors. */
+static void test_edge_args(void) {
+    float A[64], B[64], C[64], ws[1];
+    et_fill_random(A, 64, 1, -1, 1);
+    et_fill_random(B, 64, 2, -1, 1);
+    for (int i = 0; i < 64; i++) C[i] = (float)i;
+    /* K == 0: C = beta * C; beta == 0 writes zeros over NaN */
+    ET_CHECK(et_f32_gemm(0, 0, 4, 4, 0, 1.0f, A, 0, B, 4, 2.0f, C, 4, NULL, 0, 2) == ET_OK, "K=0");
+    ET_CHECK(C[5] == 10.0f && C[15] == 30.0f && C[16] == 16.0f, "K=0 beta=2 scales C");
+    C[3] = g_nan;
+    ET_CHECK(et_f32_gemm(0, 0, 4, 4, 0, 1.0f, A, 0, B, 4, 0.0f, C, 4, NULL, 0, 1) == ET_OK, "K=0");
+    ET_CHECK(C[3] == 0.0f && C[15] == 0.0f && C[16] == 16.0f, "K=0 beta=0 zeroes C");
+    /* alpha == 0 is C = beta * C as well */
+    C[0] = 3.0f;
+    ET_CHECK(et_f32_gemm(0, 0, 4, 4, 4, 0.0f, A, 4, B, 4, -1.0f, C, 4, NULL, 0, 1) == ET_OK, "a=0");
+    ET_CHECK(C[0] == -3.0f, "alpha=0 gives beta*C");
+    /* M == 0 / N == 0: nothing touched */
+    C[0] = 7.0f;
+    ET_CHECK(et_f32_gemm(0, 0, 0, 4, 4, 1.0f, A, 4, B, 4, 0.0f, C, 4, NULL, 0, 1) == ET_OK, "M=0");
+    ET_CHECK(et_f32_gemm(0, 0, 4, 0, 4, 1.0f, A, 4, B, 0, 0.0f, C, 0, NULL, 0, 1) == ET_OK, "N=0");
+    ET_CHECK(C[0] == 7.0f, "M=0 / N=0 leave C alone");
+    /* bad arguments */
+    ET_CHECK(et_f32_gemm(0, 0, -1, 4, 4, 1.0f, A, 4, B, 4, 0.0f, C, 4, NULL, 0, 1) == ET_ERR_ARG,
+             "negative M");
+    ET_CHECK(et_f32_gemm(0, 0, 4, 4, 4, 1.0f, A, 3, B, 4, 0.0f, C, 4, NULL, 0, 1) == ET_ERR_ARG,
+             "lda < K");
+    ET_CHECK(et_f32_gemm(1, 0, 4, 4, 4, 1.0f, A, 4, B, 4, 0.0f, C, 3, NULL, 0, 1) == ET_ERR_ARG,
+             "ldc < N");
+    ET_CHECK(et_f32_gemm(0, 0, 4, 4, 4, 1.0f, NULL, 4, B, 4, 0.0f, C, 4, NULL, 0, 1) == ET_ERR_ARG,
+             "A null");
+    /* tiny and vector problems need no workspace; bigger ones check it */
+    ET_CHECK(et_f32_gemm_ws_bytes(1, 1000, 1000, 2) == 0, "M=1 needs no workspace");
+    ET_CHECK(et_f32_gemm_ws_bytes(8, 8, 8, 1) == 0, "tiny needs no workspace");
+    const size_t need = et_f32_gemm_ws_bytes(64, 64, 64, 2);
+    ET_CHECK(need > 0 && need >= et_f32_gemm_ws_bytes(64, 64, 64, 1),
+             "workspace grows with threads");
+    float *big = calloc(3 * 64 * 64, sizeof(float));
+    ET_CHECK(et_f32_gemm(0, 0, 64, 64, 64, 1.0f, big, 64, big + 4096, 64, 0.0f, big + 8192, 64, ws,
+                         sizeof ws, 2) == ET_ERR_WORKSPACE,
+             "small workspace rejected");
+    ET_CHECK(et_f32_gemm(0, 0, 64, 64, 64, 1.0f, big, 64, big + 4096, 64, 0.0f, big + 8192, 64,
+                         NULL, need, 2) == ET_ERR_WORKSPACE,
+             "null workspace rejected");
+    free(big);
+}
+
+void test_gemm(void) {
+    const uint32_t nan_bits = 0x7fc00000u;
+    memcpy(&g_nan, &nan_bits, sizeof g_nan);
+    const et_isa saved = et_get_isa();
+    test_edge_args();
+    for (const variant *v = g_variants; v->cfg; v++) {
+        if (!et_isa_supported(v->isa)) {
+            printf("  gemm: %s not supported here, skipped\n", v->cfg->name);
+            continue;
+        }
+        test_variant_edges(v);
+        test_variant_shapes(v, MODE_RUN);
+        test_repeatable(v);
+    }
+    /* the public entry point on every ISA, ref included */
+    for (const variant *v = g_variants;; v++) {
+        if (et_set_isa(v->isa) == ET_OK) {
+            const variant any = {v->cfg ? v->cfg : g_variants[0].cfg, v->isa};
+            if (any.cfg) test_variant_shapes(&any, MODE_PUBLIC);
+        }
+        if (!v->cfg) break;
+    }
+    et_set_isa(saved);
+}

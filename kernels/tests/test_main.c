@@ -43,9 +43,11 @@ void test_gemm(void);
 void test_conv(void);
 void test_pool(void);
 void test_misc(void);
+void test_runtime(void);
 
 static const struct { const char *name; void (*fn)(void); } families[] = {
     {"gemm", test_gemm}, {"conv", test_conv}, {"pool", test_pool}, {"misc", test_misc},
+    {"runtime", test_runtime},
 };
 
 int main(int argc, char **argv) {

@@ -1,3 +1,221 @@
-/* placeholder: tests for pool pending */
+/* edgetrain — pooling tests: the kernels against a naive oracle written here from the PyTorch
+ * definitions (window over the padded input, explicit -inf / zero padding), values checked
+ * with torch 2.x, over ceil_mode, padding, dilation, count_include_pad, 1 and 2 threads. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "edgetrain/et_kernels.h"
 #include "et_test.h"
-void test_pool(void) {}
+
+typedef struct pool_case {
+    int64_t h, w, kh, kw, sh, sw, ph, pw, dh, dw;
+    int ceil_mode;
+} pool_case;
+
+static const pool_case cases[] = {
+    /* h   w  kh kw sh sw ph pw dh dw ceil */
+    {8, 8, 2, 2, 2, 2, 0, 0, 1, 1, 0},
+    {7, 9, 2, 2, 2, 2, 0, 0, 1, 1, 1},   /* ceil adds a partial window */
+    {7, 9, 2, 2, 2, 2, 0, 0, 1, 1, 0},
+    {9, 11, 3, 3, 2, 2, 1, 1, 1, 1, 0},
+    {9, 11, 3, 3, 2, 2, 1, 1, 1, 1, 1},
+    {6, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1},   /* ceil: last window would start in the right pad */
+    {10, 13, 3, 2, 3, 2, 1, 1, 1, 1, 1},
+    {11, 12, 3, 3, 1, 2, 1, 0, 2, 2, 0}, /* dilation (max only) */
+    {12, 10, 3, 3, 3, 3, 1, 1, 2, 1, 1},
+    {5, 33, 5, 5, 1, 1, 2, 2, 1, 1, 0},
+    {1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0},
+    {4, 17, 4, 4, 4, 4, 2, 2, 1, 1, 1},
+};
+
+static et_pool2d_params make_params(const pool_case *k, int64_t n, int64_t c) {
+    et_pool2d_params p;
+    memset(&p, 0, sizeof p);
+    p.n = n; p.c = c; p.h = k->h; p.w = k->w; p.kh = k->kh; p.kw = k->kw;
+    p.stride_h = k->sh; p.stride_w = k->sw; p.pad_h = k->ph; p.pad_w = k->pw;
+    p.dil_h = k->dh; p.dil_w = k->dw; p.ceil_mode = k->ceil_mode;
+    return p;
+}
+
+/* Oracle output size: the PyTorch formula written with doubles. */
+static int64_t oracle_out(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t d, int ceil_mode) {
+    double v = (double)(in + 2 * pad - d * (k - 1) - 1) / (double)s;
+    int64_t out = (int64_t)(ceil_mode ? ceil(v) : floor(v)) + 1;
+    if (ceil_mode && (out - 1) * s >= in + pad) out--;
+    return out;
+}
+
+/* Naive max pool over the padded window; returns the flat plane index of the max (grad target). */
+static void oracle_max(const et_pool2d_params *p, const float *x, float *y, const float *dy, float *dx) {
+    int64_t planes = p->n * p->c;
+    memset(dx, 0, (size_t)(planes * p->h * p->w) * sizeof(float));
+    for (int64_t pl = 0; pl < planes; pl++)
+        for (int64_t oy = 0; oy < p->oh; oy++)
+            for (int64_t ox = 0; ox < p->ow; ox++) {
+                float best = -INFINITY;
+                int64_t arg = -1, first = -1;
+                for (int64_t ky = 0; ky < p->kh; ky++)
+                    for (int64_t kx = 0; kx < p->kw; kx++) {
+                        int64_t iy = oy * p->stride_h - p->pad_h + ky * p->dil_h;
+                        int64_t ix = ox * p->stride_w - p->pad_w + kx * p->dil_w;
+                        if (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w) continue; /* -inf */
+                        int64_t idx = iy * p->w + ix;
+                        if (first < 0) first = idx;
+                        float v = x[pl * p->h * p->w + idx];
+                        if (v > best || isnan(v)) { best = v; arg = idx; }
+                    }
+                if (arg < 0) arg = first;
+                y[(pl * p->oh + oy) * p->ow + ox] = best;
+                if (arg >= 0) dx[pl * p->h * p->w + arg] += dy[(pl * p->oh + oy) * p->ow + ox];
+            }
+}
+
+static void oracle_avg(const et_pool2d_params *p, const float *x, float *y, const float *dy, float *dx) {
+    int64_t planes = p->n * p->c;
+    memset(dx, 0, (size_t)(planes * p->h * p->w) * sizeof(float));
+    for (int64_t pl = 0; pl < planes; pl++)
+        for (int64_t oy = 0; oy < p->oh; oy++)
+            for (int64_t ox = 0; ox < p->ow; ox++) {
+                double s = 0.0;
+                int64_t valid = 0, padded = 0;
+                for (int64_t ky = 0; ky < p->kh; ky++)
+                    for (int64_t kx = 0; kx < p->kw; kx++) {
+                        int64_t iy = oy * p->stride_h - p->pad_h + ky;
+                        int64_t ix = ox * p->stride_w - p->pad_w + kx;
+                        if (iy < p->h + p->pad_h && ix < p->w + p->pad_w) padded++;
+                        if (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w) continue;
+                        valid++;
+                        s += x[(pl * p->h + iy) * p->w + ix];
+                    }
+                double div = p->count_include_pad ? (double)padded : (double)valid;
+                float g = valid ? (float)(dy[(pl * p->oh + oy) * p->ow + ox] / div) : 0.0f;
+                y[(pl * p->oh + oy) * p->ow + ox] = valid ? (float)(s / div) : 0.0f;
+                for (int64_t ky = 0; ky < p->kh; ky++)
+                    for (int64_t kx = 0; kx < p->kw; kx++) {
+                        int64_t iy = oy * p->stride_h - p->pad_h + ky;
+                        int64_t ix = ox * p->stride_w - p->pad_w + kx;
+                        if (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w) continue;
+                        dx[(pl * p->h + iy) * p->w + ix] += g;
+                    }
+            }
+}
+
+static void fill_nan(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+static void check_case(int ci, const pool_case *k, int64_t n) {
+    const int64_t c = 3;
+    et_pool2d_params p = make_params(k, n, c);
+    et_status st = et_pool2d_params_init(&p);
+    ET_CHECK(st == ET_OK, "pool case %d: init -> %d", ci, st);
+    if (st != ET_OK) return;
+    ET_CHECK(p.oh == oracle_out(p.h, p.kh, p.stride_h, p.pad_h, p.dil_h, p.ceil_mode) &&
+                 p.ow == oracle_out(p.w, p.kw, p.stride_w, p.pad_w, p.dil_w, p.ceil_mode),
+             "pool case %d: output size %lldx%lld", ci, (long long)p.oh, (long long)p.ow);
+    const int64_t nx = n * c * p.h * p.w, ny = n * c * p.oh * p.ow;
+    float *x = malloc((size_t)nx * sizeof(float)), *dy = malloc((size_t)ny * sizeof(float));
+    float *y = malloc((size_t)ny * sizeof(float)), *y_ref = malloc((size_t)ny * sizeof(float));
+    float *dx = malloc((size_t)nx * sizeof(float)), *dx_ref = malloc((size_t)nx * sizeof(float));
+    /* coarse values so ties occur (first maximum must win) */
+    et_fill_random(x, nx, 5 + ci, -4.0f, 4.0f);
+    for (int64_t i = 0; i < nx; i++) x[i] = floorf(x[i]);
+    if (nx > 5) x[nx / 2] = NAN; /* NaN propagates */
+    et_fill_random(dy, ny, 9 + ci, -1.0f, 1.0f);
+    char what[128];
+
+    oracle_max(&p, x, y_ref, dy, dx_ref);
+    for (int th = 1; th <= 2; th++) {
+        fill_nan(y, ny);
+        st = et_f32_maxpool2d_fwd(&p, x, y, th);
+        snprintf(what, sizeof what, "pool case %d n%lld maxpool fwd th%d", ci, (long long)n, th);
+        ET_CHECK(st == ET_OK && et_allclose(y, y_ref, ny, 0, 0, what), "%s", what);
+        fill_nan(dx, nx);
+        st = et_f32_maxpool2d_bwd(&p, x, dy, dx, th);
+        snprintf(what, sizeof what, "pool case %d n%lld maxpool bwd th%d", ci, (long long)n, th);
+        ET_CHECK(st == ET_OK && et_allclose(dx, dx_ref, nx, 1e-6f, 1e-6f, what), "%s", what);
+    }
+    if (p.dil_h == 1 && p.dil_w == 1) {
+        et_fill_random(x, nx, 5 + ci, -1.0f, 1.0f);
+        for (int cip = 0; cip <= 1; cip++) {
+            p.count_include_pad = cip;
+            oracle_avg(&p, x, y_ref, dy, dx_ref);
+            for (int th = 1; th <= 2; th++) {
+                fill_nan(y, ny);
+                st = et_f32_avgpool2d_fwd(&p, x, y, th);
+                snprintf(what, sizeof what, "pool case %d n%lld avgpool fwd cip%d th%d", ci, (long long)n, cip, th);
+                ET_CHECK(st == ET_OK && et_allclose(y, y_ref, ny, 1e-5f, 1e-6f, what), "%s", what);
+                fill_nan(dx, nx);
+                st = et_f32_avgpool2d_bwd(&p, dy, dx, th);
+                snprintf(what, sizeof what, "pool case %d n%lld avgpool bwd cip%d th%d", ci, (long long)n, cip, th);
+                ET_CHECK(st == ET_OK && et_allclose(dx, dx_ref, nx, 1e-5f, 1e-6f, what), "%s", what);
+            }
+        }
+    } else {
+        ET_CHECK(et_f32_avgpool2d_fwd(&p, x, y, 1) == ET_ERR_ARG, "avgpool with dilation");
+    }
+    free(x); free(dy); free(y); free(y_ref); free(dx); free(dx_ref);
+}
+
+/* Values from torch 2.13: F.max_pool2d / F.avg_pool2d on arange(1, 26).view(1, 1, 5, 5). */
+static void check_torch_values(void) {
+    float x[25];
+    for (int i = 0; i < 25; i++) x[i] = (float)(i + 1);
+    et_pool2d_params p;
+    memset(&p, 0, sizeof p);
+    p.n = 1; p.c = 1; p.h = 5; p.w = 5; p.kh = p.kw = 2; p.stride_h = p.stride_w = 2;
+    p.dil_h = p.dil_w = 1; p.ceil_mode = 1;
+    ET_CHECK(et_pool2d_params_init(&p) == ET_OK && p.oh == 3 && p.ow == 3, "torch ceil size");
+    float y[9];
+    /* max_pool2d(x, 2, 2, ceil_mode=True) */
+    const float want_max[9] = {7, 9, 10, 17, 19, 20, 22, 24, 25};
+    ET_CHECK(et_f32_maxpool2d_fwd(&p, x, y, 1) == ET_OK && et_allclose(y, want_max, 9, 0, 0, "torch max"), "torch max");
+    /* avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=True) */
+    p.kh = p.kw = 3; p.pad_h = p.pad_w = 1; p.count_include_pad = 1;
+    ET_CHECK(et_pool2d_params_init(&p) == ET_OK && p.oh == 3 && p.ow == 3, "torch avg size");
+    const float want_avg[9] = {1.7777778f, 3.6666667f, 3.1111112f, 7.6666665f, 13.0f, 9.666667f,
+                               8.4444447f, 13.666667f, 9.7777777f};
+    ET_CHECK(et_f32_avgpool2d_fwd(&p, x, y, 1) == ET_OK && et_allclose(y, want_avg, 9, 1e-6f, 0, "torch avg"), "torch avg");
+    p.count_include_pad = 0;
+    const float want_avg2[9] = {4, 5.5f, 7, 11.5f, 13, 14.5f, 19, 20.5f, 22};
+    ET_CHECK(et_f32_avgpool2d_fwd(&p, x, y, 1) == ET_OK && et_allclose(y, want_avg2, 9, 1e-6f, 0, "torch avg2"), "torch avg2");
+    /* errors */
+    p.pad_h = 2;
+    ET_CHECK(et_pool2d_params_init(&p) == ET_ERR_ARG, "pad > kernel/2");
+    p.pad_h = 1; p.stride_w = 0;
+    ET_CHECK(et_pool2d_params_init(&p) == ET_ERR_ARG, "stride 0");
+    ET_CHECK(et_pool2d_params_init(NULL) == ET_ERR_ARG, "null");
+    ET_CHECK(et_f32_maxpool2d_fwd(NULL, x, y, 1) == ET_ERR_ARG, "null params");
+}
+
+static void check_global(void) {
+    const int64_t n = 3, c = 5, hw = 37;
+    float *x = malloc(n * c * hw * sizeof(float)), *dx = malloc(n * c * hw * sizeof(float));
+    float y[15], y_ref[15], dy[15];
+    et_fill_random(x, n * c * hw, 3, -1.0f, 1.0f);
+    et_fill_random(dy, n * c, 4, -1.0f, 1.0f);
+    for (int64_t i = 0; i < n * c; i++) {
+        double s = 0.0;
+        for (int64_t j = 0; j < hw; j++) s += x[i * hw + j];
+        y_ref[i] = (float)(s / hw);
+    }
+    for (int th = 1; th <= 2; th++) {
+        ET_CHECK(et_f32_global_avgpool_fwd(n, c, hw, x, y, th) == ET_OK &&
+                     et_allclose(y, y_ref, n * c, 1e-5f, 1e-6f, "global fwd"), "global fwd th%d", th);
+        ET_CHECK(et_f32_global_avgpool_bwd(n, c, hw, dy, dx, th) == ET_OK, "global bwd th%d", th);
+        int ok = 1;
+        for (int64_t i = 0; i < n * c * hw; i++) ok &= fabsf(dx[i] - dy[i / hw] / hw) <= 1e-7f;
+        ET_CHECK(ok, "global bwd values th%d", th);
+    }
+    ET_CHECK(et_f32_global_avgpool_fwd(0, c, hw, x, y, 1) == ET_ERR_ARG, "global n 0");
+    free(x); free(dx);
+}
+
+void test_pool(void) {
+    check_torch_values();
+    check_global();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        check_case((int)i, &cases[i], 1);
+        check_case((int)i, &cases[i], 2);
+    }
+}

@@ -1,0 +1,106 @@
+"""Reverse-mode autodiff at export time: extend a traced forward with gradient nodes.
+
+The gradient of the scalar loss is seeded with a CONST 1.0 and pulled back through the
+forward nodes in reverse order with each op's backward rule (:mod:`edgetrain.ops`).
+Only values that depend on a trainable parameter get gradients: frozen parameters, inputs and
+labels get no gradient nodes at all. Several contributions to one gradient are summed with
+``add`` nodes. Parameter gradients are GRAD tensors named ``grad:<param name>``.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Set, Tuple
+
+import numpy as np
+
+from . import ir, ops
+from .errors import NotDifferentiableError
+
+
+def requires_grad(graph: ir.Graph, nodes: Sequence[int]) -> Set[int]:
+    """Tensors that depend on a trainable PARAM through ``nodes`` (in execution order)."""
+    req = {t.index for t in graph.tensors if t.kind == ir.PARAM and t.trainable}
+    for n in nodes:
+        node = graph.nodes[n]
+        op = ops.OP_BY_NAME[node.op]
+        if any(t in req for i, t in enumerate(node.inputs)
+               if t >= 0 and op.input_name(i) not in op.mutates):
+            req.update(t for t in node.outputs if t >= 0)
+    return req
+
+
+def backward(graph: ir.Graph, loss: int, nodes: Sequence[int]
+             ) -> Tuple[List[int], Dict[int, int]]:
+    """Append the gradient of scalar tensor ``loss`` through forward ``nodes``.
+
+    Returns the new node indices (in execution order) and ``{param index: grad index}`` for
+    every trainable parameter that receives a gradient.
+    """
+    lt = graph.tensors[loss]
+    if tuple(lt.shape) != () or lt.dtype != ir.F32:
+        raise ValueError(f"the loss must be a float32 scalar, got shape {tuple(lt.shape)} "
+                         f"({lt.dtype})")
+    first_node = len(graph.nodes)
+    req = requires_grad(graph, nodes)
+    if loss not in req:
+        return [], {}
+
+    seed = graph.add_tensor("", ir.F32, ir.CONST, (), data=np.array(1.0, np.float32))
+    # tensor -> list of (gradient tensor, fresh); fresh = made for this tensor alone
+    contrib: Dict[int, List[Tuple[int, bool]]] = {loss: [(seed.index, False)]}
+
+    for n in reversed(list(nodes)):
+        node = graph.nodes[n]
+        if not any(t >= 0 and t in contrib for t in node.outputs):
+            continue
+        op = ops.OP_BY_NAME[node.op]
+        need = [t >= 0 and t in req and op.input_name(i) not in op.mutates
+                and graph.tensors[t].dtype == ir.F32 for i, t in enumerate(node.inputs)]
+        if not any(need):
+            continue
+        if op.backward is None:
+            what = [op.input_name(i) for i, x in enumerate(need) if x]
+            raise NotDifferentiableError(
+                f"op '{op.name}' in layer '{node.layer or '<root>'}' has no gradient "
+                f"(needed for input(s) {', '.join(what)})")
+        dys = [_total(graph, contrib.pop(t), node.layer) if t >= 0 and t in contrib else None
+               for t in node.outputs]
+        start = len(graph.tensors)
+        ctx = ops.GradContext(graph, op, node, need)
+        grads = op.backward(ctx, node, dys)
+        if len(grads) != len(node.inputs):
+            raise RuntimeError(f"backward rule of '{op.name}' returned {len(grads)} gradients "
+                               f"for {len(node.inputs)} inputs")
+        for i, g in enumerate(grads):
+            if g is None or not need[i]:
+                continue
+            fresh = g >= start and grads.count(g) == 1
+            contrib.setdefault(node.inputs[i], []).append((g, fresh))
+
+    param_grads: Dict[int, int] = {}
+    for t in graph.tensors:
+        if t.kind != ir.PARAM or t.index not in contrib:
+            continue
+        g, fresh = _total_fresh(graph, contrib.pop(t.index), _layer_of(t.name))
+        if not fresh:
+            g = ops.emit(graph, "affine", [g], layer=_layer_of(t.name), alpha=1.0, beta=0.0)[0]
+        gd = graph.tensors[g]
+        gd.kind, gd.name, gd.owner = ir.GRAD, f"grad:{t.name}", t.index
+        param_grads[t.index] = g
+    return list(range(first_node, len(graph.nodes))), param_grads
+
+
+def _layer_of(param_name: str) -> str:
+    return param_name.rsplit(".", 1)[0] if "." in param_name else ""
+
+
+def _total_fresh(graph: ir.Graph, items: List[Tuple[int, bool]], layer: str
+                 ) -> Tuple[int, bool]:
+    """Sum of the contributions with ``add`` nodes; (tensor, fresh)."""
+    g, fresh = items[0]
+    for h, _ in items[1:]:
+        g, fresh = ops.emit(graph, "add", [g, h], layer=layer)[0], True
+    return g, fresh
+
+
+def _total(graph: ir.Graph, items: List[Tuple[int, bool]], layer: str) -> int:
+    return _total_fresh(graph, items, layer)[0]

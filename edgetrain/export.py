@@ -1,0 +1,372 @@
+"""Export: turn a Module (+ loss, optimizer, schedule) into an :class:`ir.Graph`.
+
+:func:`build_graph` traces the model twice — in eval mode for the EVAL program and in train
+mode (batch-statistics BatchNorm, active dropout) for the GRAD program (forward + loss +
+backward) — and appends optimizer updates for the TRAIN program. Parameters and buffers are
+tensors shared by all programs. :func:`inference_graph` makes a deployable eval-only graph
+with BatchNorm folded into convolutions; :func:`graph_summary` prints a graph.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import autodiff, ir, ops, tracing
+from .errors import NotDifferentiableError, ShapeError
+from .nn.module import Module
+
+__all__ = ["build_graph", "inference_graph", "graph_summary", "NotDifferentiableError",
+           "ShapeError"]
+
+_INT_DTYPES = {"int64", "int32", "i64", "i32", "long", "int"}
+_FLOAT_DTYPES = {"float32", "float64", "f32", "float", "double"}
+
+
+def _label_dtype(name: str, dtype) -> str:
+    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype.lower()
+    if key in _INT_DTYPES:
+        return ir.I32
+    if key in _FLOAT_DTYPES:
+        return ir.F32
+    raise ValueError(f"label {name!r}: dtype must be int64 (class indices) or float32, "
+                     f"got {dtype!r}")
+
+
+def _shape(name: str, shape) -> Tuple[int, ...]:
+    try:
+        shape = tuple(int(d) for d in shape)
+    except TypeError:
+        raise ValueError(f"{name!r}: shape must be a tuple of ints, got {shape!r}") from None
+    if any(d < 1 for d in shape) or len(shape) > ir.MAX_DIMS:
+        raise ValueError(f"{name!r}: invalid shape {shape}")
+    return shape
+
+
+def _register(names: Dict, paths: Dict, module: Module, prefix: str) -> None:
+    for n, p in module.named_parameters(prefix=prefix):
+        names.setdefault(id(p), (n, p))
+    for n, b in module.named_buffers(prefix=prefix):
+        names.setdefault(id(b), (n, b))
+    for n, m in module.named_modules(prefix=prefix):
+        paths.setdefault(id(m), n)
+
+
+def _single_output(out, what: str):
+    if isinstance(out, (tuple, list)):
+        if len(out) != 1:
+            raise ValueError(f"{what} must return one tensor, got {len(out)}")
+        out = out[0]
+    if not isinstance(out, tracing.Tensor):
+        raise TypeError(f"{what} must return a traced tensor, got {type(out).__name__}")
+    return out
+
+
+def _materialise(tracer: tracing.Tracer, t: tracing.Tensor) -> tracing.Tensor:
+    """Program outputs must be activations: copy inputs/params/consts through affine."""
+    if t._def.kind != ir.ACT:
+        return tracer.emit1("affine", [t], alpha=1.0, beta=0.0)
+    return t
+
+
+def _program_inputs(graph: ir.Graph, nodes: Sequence[int]) -> List[int]:
+    used = {t for n in nodes for t in graph.nodes[n].inputs if t >= 0}
+    return sorted(t for t in used if graph.tensors[t].kind == ir.INPUT)
+
+
+def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
+                labels: Optional[Mapping[str, Tuple[Sequence[int], str]]] = None,
+                optimizer=None, scheduler=None) -> ir.Graph:
+    """Trace ``model`` into a graph with EVAL, and with ``loss`` GRAD (and with
+    ``optimizer`` TRAIN) programs.
+
+    ``inputs`` maps input names to shapes (float32, passed to ``forward`` in order);
+    ``labels`` maps label names to ``(shape, dtype)`` (``"int64"`` class indices become i32
+    inputs, ``"float32"`` targets f32); ``loss`` is called as ``loss(output, *labels)`` and
+    must return a scalar.
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be an edgetrain.nn.Module, got {type(model).__name__}")
+    if optimizer is not None and loss is None:
+        raise ValueError("an optimizer needs a loss")
+    if scheduler is not None and optimizer is None:
+        raise ValueError("a scheduler needs an optimizer")
+    if scheduler is not None and scheduler.optimizer is not optimizer:
+        raise ValueError("the scheduler belongs to another optimizer")
+    labels = dict(labels or {})
+    graph = ir.Graph()
+    names: Dict[int, Tuple[str, object]] = {}
+    paths: Dict[int, str] = {}
+    _register(names, paths, model, "")
+    if isinstance(loss, Module):
+        _register(names, paths, loss, "loss")
+
+    used_names = {n for n, _ in names.values()}
+    in_tensors = []
+    for name, shape in inputs.items():
+        if name in used_names:
+            raise ValueError(f"input name {name!r} clashes with a parameter/buffer name")
+        used_names.add(name)
+        in_tensors.append(graph.add_tensor(name, ir.F32, ir.INPUT, _shape(name, shape)))
+    label_tensors = []
+    for name, spec in labels.items():
+        if name in used_names:
+            raise ValueError(f"label name {name!r} clashes with another name")
+        used_names.add(name)
+        shape, dtype = spec
+        label_tensors.append(graph.add_tensor(name, _label_dtype(name, dtype), ir.INPUT,
+                                              _shape(name, shape)))
+
+    modes = [(m, m.training) for m in model.modules()]
+    holders: Dict[int, int] = {}
+    streams = [0]
+    try:
+        # ---- eval program --------------------------------------------------------
+        model.eval()
+        tr = tracing.Tracer(graph, names, paths, holders, streams)
+        with tr.activate():
+            out = _single_output(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
+            out = _materialise(tr, out)
+        _add_program(graph, ir.EVAL, tr.nodes, {"output": out.index})
+
+        # ---- grad / train programs ----------------------------------------------
+        if loss is not None:
+            model.train()
+            tr = tracing.Tracer(graph, names, paths, holders, streams)
+            with tr.activate():
+                out = _single_output(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
+                out = _materialise(tr, out)
+                with tr.scope(name="loss"):
+                    value = loss(out, *[tr.wrap(t.index) for t in label_tensors])
+                value = _single_output(value, "the loss")
+                if tuple(value.shape) != ():
+                    raise ShapeError(f"the loss must be a scalar, got shape "
+                                     f"{tuple(value.shape)}")
+                value = _materialise(tr, value)
+            bwd_nodes, param_grads = autodiff.backward(graph, value.index, tr.nodes)
+            grad_nodes = tr.nodes + bwd_nodes
+            _add_program(graph, ir.GRAD_PROGRAM, grad_nodes,
+                         {"loss": value.index, "output": out.index})
+            if optimizer is not None:
+                optimizer.configure(graph.state)
+                update_nodes = []
+                by_index = {holders[k]: holder for k, (_, holder) in names.items()
+                            if k in holders}
+                for p_idx, g_idx in param_grads.items():
+                    update_nodes += optimizer.emit(graph, graph.tensors[p_idx],
+                                                   graph.tensors[g_idx], by_index.get(p_idx))
+                _add_program(graph, ir.TRAIN, grad_nodes + update_nodes,
+                             {"loss": value.index, "output": out.index})
+                if scheduler is not None:
+                    scheduler.configure(graph.state)
+    finally:
+        for m, mode in modes:
+            object.__setattr__(m, "training", mode)
+
+    graph.meta = {
+        "model": type(model).__name__,
+        "inputs": {t.name: list(t.shape) for t in in_tensors},
+        "labels": {t.name: [list(t.shape), t.dtype] for t in label_tensors},
+        "loss": type(loss).__name__ if loss is not None else None,
+        "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+        "scheduler": type(scheduler).__name__ if scheduler is not None else None,
+    }
+    return graph
+
+
+def _add_program(graph: ir.Graph, kind: int, nodes: List[int], outputs: Dict[str, int]):
+    for t in outputs.values():
+        graph.tensors[t].is_output = True
+    graph.programs[kind] = ir.Program(kind, list(nodes), _program_inputs(graph, nodes),
+                                      dict(outputs))
+
+
+# =====================================================================================
+# Inference graph: eval program only, BatchNorm folded into convolutions
+# =====================================================================================
+def inference_graph(graph: ir.Graph, fold_activations: bool = True) -> ir.Graph:
+    """A new graph with only the EVAL program and the tensors it uses.
+
+    ``batchnorm_infer`` is folded into the preceding ``conv2d`` when the conv output has no
+    other consumer (weights recomputed in float64 from ``graph.tensors[i].data``); with
+    ``fold_activations`` a following relu/relu6 is fused into the conv's ``act`` attribute.
+    """
+    prog = graph.programs.get(ir.EVAL)
+    if prog is None:
+        raise ValueError("the graph has no eval program")
+    nodes = [_copy_node(graph.nodes[n]) for n in prog.nodes]
+    outputs = set(prog.outputs.values())
+    extra: List[ir.TensorDef] = []  # new tensors, indices >= len(graph.tensors)
+
+    def consumers(t: int) -> List[int]:
+        return [i for i, nd in enumerate(nodes) if nd is not None and t in nd.inputs]
+
+    def tensor(i: int) -> ir.TensorDef:
+        return graph.tensors[i] if i < len(graph.tensors) else extra[i - len(graph.tensors)]
+
+    for i, nd in enumerate(nodes):
+        if nd is None or nd.op != "batchnorm_infer":
+            continue
+        x = nd.inputs[0]
+        prod = [j for j, c in enumerate(nodes) if c is not None and x in c.outputs]
+        if not prod or nodes[prod[0]].op != "conv2d" or x in outputs or consumers(x) != [i]:
+            continue
+        conv = nodes[prod[0]]
+        if conv.iattr[ops.OP_BY_NAME["conv2d"].iattrs.index("act")] != ops.ACT_NONE:
+            continue
+        w_idx, b_idx = conv.inputs[1], conv.inputs[2]
+        vals = [tensor(t).data if t >= 0 else None for t in [w_idx, b_idx] + nd.inputs[1:]]
+        if any(v is None for k, v in enumerate(vals) if k != 1):
+            continue  # data unknown (e.g. a computed weight)
+        w, b, gamma, beta, mean, var = [None if v is None else v.astype(np.float64)
+                                        for v in vals]
+        scale = gamma / np.sqrt(var + np.float64(nd.fattr[0]))
+        w_new = w * scale[:, None, None, None]
+        b_new = ((b if b is not None else 0.0) - mean) * scale + beta
+        w_name = tensor(w_idx).name
+        base = w_name[:-len(".weight")] if w_name.endswith(".weight") else w_name
+        wt = _new_param(graph, extra, w_name, w_new)
+        bt = _new_param(graph, extra, tensor(b_idx).name if b_idx >= 0 else base + ".bias",
+                        b_new)
+        conv.inputs = [conv.inputs[0], wt, bt]
+        conv.outputs = list(nd.outputs)
+        nodes[i] = None
+
+    if fold_activations:
+        act_pos = ops.OP_BY_NAME["conv2d"].iattrs.index("act")
+        for i, nd in enumerate(nodes):
+            if nd is None or nd.op != "act" or nd.iattr[0] not in (ops.ACT_RELU, ops.ACT_RELU6):
+                continue
+            x = nd.inputs[0]
+            prod = [j for j, c in enumerate(nodes) if c is not None and x in c.outputs]
+            if not prod or nodes[prod[0]].op != "conv2d" or x in outputs or \
+                    consumers(x) != [i]:
+                continue
+            conv = nodes[prod[0]]
+            if conv.iattr[act_pos] != ops.ACT_NONE:
+                continue
+            conv.iattr[act_pos] = nd.iattr[0]
+            conv.fattr[0] = nd.fattr[0]
+            conv.outputs = list(nd.outputs)
+            nodes[i] = None
+
+    nodes = [nd for nd in nodes if nd is not None]
+    return _compact(graph, extra, nodes, prog)
+
+
+def _copy_node(nd: ir.Node) -> ir.Node:
+    return ir.Node(nd.op, list(nd.inputs), list(nd.outputs), list(nd.iattr), list(nd.fattr),
+                   nd.layer)
+
+
+def _new_param(graph: ir.Graph, extra: List[ir.TensorDef], name: str, data: np.ndarray) -> int:
+    idx = len(graph.tensors) + len(extra)
+    extra.append(ir.TensorDef(idx, name, ir.F32, ir.PARAM, tuple(data.shape), False,
+                              data.astype(np.float32)))
+    return idx
+
+
+def _compact(graph: ir.Graph, extra: List[ir.TensorDef], nodes: List[ir.Node],
+             prog: ir.Program) -> ir.Graph:
+    """A graph holding ``nodes`` and only the tensors they (and the outputs) use."""
+    def tensor(i):
+        return graph.tensors[i] if i < len(graph.tensors) else extra[i - len(graph.tensors)]
+
+    used = OrderedDict()
+    for nd in nodes:
+        for t in list(nd.inputs) + list(nd.outputs):
+            if t >= 0:
+                used.setdefault(t, None)
+    for t in prog.outputs.values():
+        used.setdefault(t, None)
+    # a folded weight may share its name with the original still used elsewhere
+    out = ir.Graph()
+    remap: Dict[int, int] = {}
+    taken = set()
+    for old in sorted(used):
+        td = tensor(old)
+        name = td.name
+        if name and name in taken:
+            k = 1
+            while f"{name}.{k}" in taken:
+                k += 1
+            name = f"{name}.{k}"
+        if name:
+            taken.add(name)
+        data = td.data
+        kind = td.kind
+        nt = out.add_tensor(name, td.dtype, kind, td.shape,
+                            trainable=False,
+                            data=None if kind not in ir.KINDS_WITH_DATA else
+                            (np.array(data) if data is not None else
+                             np.zeros(td.shape, ir.NUMPY_DTYPE[td.dtype])))
+        nt.is_output = old in prog.outputs.values()
+        remap[old] = nt.index
+    for nd in nodes:
+        out.add_node(ir.Node(nd.op, [remap[t] if t >= 0 else -1 for t in nd.inputs],
+                             [remap[t] if t >= 0 else -1 for t in nd.outputs],
+                             nd.iattr, nd.fattr, nd.layer))
+    out.programs[ir.EVAL] = ir.Program(
+        ir.EVAL, list(range(len(nodes))),
+        sorted(remap[t] for t in prog.inputs if t in remap),
+        {k: remap[t] for k, t in prog.outputs.items()})
+    out.state = ir.TrainState(seed=graph.state.seed)
+    out.meta = dict(graph.meta, inference_only=True)
+    return out
+
+
+# =====================================================================================
+# Summary
+# =====================================================================================
+def graph_summary(graph: ir.Graph) -> str:
+    """A printable table of layers (ops, parameter counts), programs and tensors."""
+    rows: List[Tuple[str, Dict]] = []  # one row per run of nodes of the same layer
+    prog = graph.programs.get(ir.EVAL) or next(iter(graph.programs.values()), None)
+    seen_params = set()
+    for n in (prog.nodes if prog else []):
+        nd = graph.nodes[n]
+        name = nd.layer or "<root>"
+        if not rows or rows[-1][0] != name:
+            rows.append((name, {"ops": [], "params": 0, "out": ()}))
+        row = rows[-1][1]
+        if nd.op not in row["ops"]:
+            row["ops"].append(nd.op)
+        for t in nd.inputs:
+            if t >= 0 and graph.tensors[t].kind == ir.PARAM and t not in seen_params:
+                seen_params.add(t)
+                row["params"] += graph.tensors[t].numel
+        if nd.outputs and nd.outputs[0] >= 0:
+            row["out"] = graph.tensors[nd.outputs[0]].shape
+    params = graph.of_kind(ir.PARAM)
+    trainable = sum(t.numel for t in params if t.trainable)
+    total = sum(t.numel for t in params)
+    w1 = max([len("layer")] + [len(k) for k, _ in rows])
+    w2 = max([len("ops")] + [len(", ".join(r["ops"])) for _, r in rows])
+    lines = [f"{'layer':<{w1}}  {'ops':<{w2}}  {'output shape':<20}  {'params':>10}",
+             "-" * (w1 + w2 + 36)]
+    for name, r in rows:
+        lines.append(f"{name:<{w1}}  {', '.join(r['ops']):<{w2}}  {str(tuple(r['out'])):<20}  "
+                     f"{r['params']:>10,}")
+    lines.append("-" * (w1 + w2 + 36))
+    lines.append(f"parameters: {total:,} ({trainable:,} trainable, {total - trainable:,} frozen)")
+    bufs = graph.of_kind(ir.BUFFER)
+    if bufs:
+        lines.append(f"buffers: {sum(t.numel for t in bufs):,} values in {len(bufs)} tensors")
+    for kind in sorted(graph.programs):
+        p = graph.programs[kind]
+        names = ", ".join(graph.tensors[t].name for t in p.inputs)
+        lines.append(f"program {ir.PROGRAM_NAMES[kind]:<5}: {len(p.nodes):4d} nodes; inputs: "
+                     f"{names or '-'}; outputs: {', '.join(p.outputs)}")
+    counts = {}
+    for t in graph.tensors:
+        counts[ir.KIND_NAMES[t.kind]] = counts.get(ir.KIND_NAMES[t.kind], 0) + 1
+    lines.append("tensors: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    if graph.state.opt_kind:
+        opt = ("none", "sgd", "adam", "adamw")[graph.state.opt_kind]
+        sched = ("constant", "step", "multistep", "exponential", "cosine",
+                 "inv")[graph.state.sched_kind]
+        lines.append(f"optimizer: {opt}, base lr {graph.state.base_lr:g}, schedule {sched}"
+                     + (f", warmup {graph.state.warmup}" if graph.state.warmup else "")
+                     + f"; step {graph.state.step}")
+    return "\n".join(lines)

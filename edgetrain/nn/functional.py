@@ -1,0 +1,392 @@
+"""``edgetrain.nn.functional``: PyTorch-named functions that emit graph nodes while tracing.
+
+Composite functions (linear, relu6, mean, the distillation loss...) are written with the
+primitive ops of :mod:`edgetrain.ops` and need no kernel or gradient of their own.
+Scalar operands of ``+ - * /`` become one ``affine`` node.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import ir, tracing
+from ..ops import (ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU, ACT_RELU6, ACT_SIGMOID, ACT_TANH,
+                   REDUCE_MEAN, REDUCE_SUM, RESHAPE_DIMS)
+from ..tracing import Dim, Tensor
+
+__all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid", "tanh",
+           "hardswish", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten",
+           "reshape", "dropout", "batch_norm", "softmax", "log_softmax", "add", "sub", "mul",
+           "div", "affine", "sum", "mean", "cross_entropy", "mse_loss", "l1_loss",
+           "multi_margin_loss", "kl_div"]
+
+
+def _tr() -> tracing.Tracer:
+    return tracing.require()
+
+
+def _is_scalar(v) -> bool:
+    if isinstance(v, (numbers.Number, np.generic)):
+        return True
+    return isinstance(v, np.ndarray) and v.ndim == 0
+
+
+def _pair(v, name: str) -> Tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def _axis(d: int, ndim: int, what: str = "dim") -> int:
+    if not -ndim <= d < ndim:
+        raise IndexError(f"{what} {d} out of range for a tensor of rank {ndim}")
+    return d % ndim
+
+
+# ------------------------------------------------------------------------------------
+# convolution and linear
+# ------------------------------------------------------------------------------------
+def conv_padding(padding, kernel: Tuple[int, int], dilation: Tuple[int, int]
+                 ) -> Tuple[int, int, int, int]:
+    """(top, left, bottom, right) from an int, a pair, a 4-tuple, 'valid' or 'same'."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if padding == "same":
+            th, tw = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
+            return th // 2, tw // 2, th - th // 2, tw - tw // 2
+        raise ValueError(f"padding must be 'valid', 'same', an int or a tuple, got {padding!r}")
+    if isinstance(padding, (tuple, list)):
+        if len(padding) == 4:
+            return tuple(int(p) for p in padding)
+        ph, pw = _pair(padding, "padding")
+        return ph, pw, ph, pw
+    p = int(padding)
+    return p, p, p, p
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1):
+    """2-D convolution, NCHW, weight [OC, C/groups, KH, KW]. ``padding`` may be a 4-tuple
+    (top, left, bottom, right) for asymmetric padding."""
+    tr = _tr()
+    w = tr.as_tensor(weight)
+    sh, sw = _pair(stride, "stride")
+    dh, dw = _pair(dilation, "dilation")
+    if isinstance(padding, str) and padding == "same" and (sh, sw) != (1, 1):
+        raise ValueError("padding='same' needs stride 1 (as in PyTorch)")
+    pt, pl, pb, pr = conv_padding(padding, tuple(w.shape[2:4]) if w.ndim == 4 else (1, 1),
+                                  (dh, dw))
+    return tr.emit1("conv2d", [input, w, bias], stride_h=sh, stride_w=sw, pad_t=pt, pad_l=pl,
+                    pad_b=pb, pad_r=pr, dil_h=dh, dil_w=dw, groups=groups, act=0)
+
+
+def matmul(a, b):
+    """Matrix product of two 2-D tensors."""
+    return _tr().emit1("matmul", [a, b], trans_a=0, trans_b=0)
+
+
+def linear(input, weight, bias=None):
+    """y = x W^T + b with W [out, in] (PyTorch layout); x must be 2-D."""
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if x.ndim != 2:
+        raise ValueError(f"layer '{tr.layer or '<root>'}': linear expects a 2-D input "
+                         f"[N, in], got shape {tuple(x.shape)} (flatten it first)")
+    y = tr.emit1("matmul", [x, weight], trans_a=0, trans_b=1)
+    if bias is not None:
+        y = tr.emit1("add", [y, bias])
+    return y
+
+
+# ------------------------------------------------------------------------------------
+# activations
+# ------------------------------------------------------------------------------------
+def _act(x, act: int, alpha: float = 0.0):
+    return _tr().emit1("act", [x], act=act, alpha=alpha)
+
+
+def relu(input, inplace: bool = False):
+    return _act(input, ACT_RELU)
+
+
+def relu6(input, inplace: bool = False):
+    return _act(input, ACT_RELU6)
+
+
+def leaky_relu(input, negative_slope: float = 0.01, inplace: bool = False):
+    return _act(input, ACT_LEAKY_RELU, negative_slope)
+
+
+def sigmoid(input):
+    return _act(input, ACT_SIGMOID)
+
+
+def tanh(input):
+    return _act(input, ACT_TANH)
+
+
+def hardswish(input, inplace: bool = False):
+    return _act(input, ACT_HARDSWISH)
+
+
+# ------------------------------------------------------------------------------------
+# pooling and shapes
+# ------------------------------------------------------------------------------------
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    if return_indices:
+        raise NotImplementedError("max_pool2d(return_indices=True) is not supported")
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = _pair(stride if stride is not None else (kh, kw), "stride")
+    ph, pw = _pair(padding, "padding")
+    dh, dw = _pair(dilation, "dilation")
+    return _tr().emit1("maxpool2d", [input], kh=kh, kw=kw, stride_h=sh, stride_w=sw,
+                       pad_h=ph, pad_w=pw, dil_h=dh, dil_w=dw, ceil_mode=int(ceil_mode))
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override=None):
+    if divisor_override is not None:
+        raise NotImplementedError("avg_pool2d(divisor_override=...) is not supported")
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = _pair(stride if stride is not None else (kh, kw), "stride")
+    ph, pw = _pair(padding, "padding")
+    return _tr().emit1("avgpool2d", [input], kh=kh, kw=kw, stride_h=sh, stride_w=sw,
+                       pad_h=ph, pad_w=pw, ceil_mode=int(ceil_mode),
+                       count_include_pad=int(count_include_pad))
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Only output size 1 (global average pooling) is supported."""
+    tr = _tr()
+    x = tr.as_tensor(input)
+    size = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
+    if tuple(size) in ((1, 1),):
+        return tr.emit1("global_avgpool", [x])
+    raise NotImplementedError(f"layer '{tr.layer or '<root>'}': adaptive_avg_pool2d supports "
+                              f"only output_size=1 (global average pooling), got {output_size!r}")
+
+
+def reshape(input, shape: Sequence[int]):
+    """Reshape; one dim may be -1. Dims read from ``x.shape`` / ``x.size(d)`` at the same
+    position stay dynamic (they follow the batch size after ``Resize``)."""
+    tr = _tr()
+    x = tr.as_tensor(input)
+    shape = tuple(shape)
+    if len(shape) > ir.MAX_DIMS:
+        raise ValueError(f"reshape to rank {len(shape)} > {ir.MAX_DIMS}")
+    dims = []
+    for i, d in enumerate(shape):
+        if isinstance(d, Dim) and d.pos == i and i < x.ndim and x.shape[i] == d:
+            dims.append(0)
+        else:
+            dims.append(int(d))
+    kw = dict(zip(RESHAPE_DIMS, dims))
+    return tr.emit1("reshape", [x], ndim=len(dims), **kw)
+
+
+def flatten(input, start_dim: int = 0, end_dim: int = -1):
+    tr = _tr()
+    x = tr.as_tensor(input)
+    nd = max(x.ndim, 1)
+    s, e = _axis(start_dim, nd, "start_dim"), _axis(end_dim, nd, "end_dim")
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} > end_dim {end_dim}")
+    if x.ndim == 0:
+        return reshape(x, [1])
+    if s == e:
+        return x
+    dims = [0] * s + [-1] + [int(n) for n in x.shape[e + 1:]]
+    kw = dict(zip(RESHAPE_DIMS, dims))
+    return tr.emit1("reshape", [x], ndim=len(dims), **kw)
+
+
+# ------------------------------------------------------------------------------------
+# regularisation and normalisation
+# ------------------------------------------------------------------------------------
+def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    tr = _tr()
+    if not training or p == 0.0:
+        return tr.as_tensor(input)
+    if p == 1.0:
+        return tr.emit1("affine", [input], alpha=0.0, beta=0.0)
+    return tr.emit1("dropout", [input], stream=tr.next_stream(), p=p)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None,
+               training: bool = False, momentum: Optional[float] = 0.1, eps: float = 1e-5):
+    """Batch normalisation over channel dim 1. ``training`` uses batch statistics and updates
+    the running statistics (batchnorm_train); otherwise the running statistics are used."""
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if x.ndim < 2:
+        raise ValueError(f"layer '{tr.layer or '<root>'}': batch_norm expects [N, C, ...], "
+                         f"got shape {tuple(x.shape)}")
+    c = int(x.shape[1])
+    gamma = tr.const(np.ones(c, np.float32)) if weight is None else weight
+    beta = tr.const(np.zeros(c, np.float32)) if bias is None else bias
+    if training:
+        if momentum is None:
+            raise NotImplementedError("batch_norm(momentum=None) (cumulative moving average) "
+                                      "is not supported")
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm in training mode needs running_mean and running_var "
+                             "buffers (register non-persistent ones if they are not wanted)")
+        return tr.emit("batchnorm_train", [x, gamma, beta, running_mean, running_var],
+                       momentum=momentum, eps=eps)[0]
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm in eval mode needs running statistics")
+    return tr.emit1("batchnorm_infer", [x, gamma, beta, running_mean, running_var], eps=eps)
+
+
+# ------------------------------------------------------------------------------------
+# softmax
+# ------------------------------------------------------------------------------------
+def _softmax(input, dim, log: bool):
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if dim is None:
+        raise ValueError("softmax needs an explicit dim")
+    return tr.emit1("softmax", [x], axis=_axis(dim, x.ndim), log=int(log))
+
+
+def softmax(input, dim: int = None):
+    return _softmax(input, dim, False)
+
+
+def log_softmax(input, dim: int = None):
+    return _softmax(input, dim, True)
+
+
+# ------------------------------------------------------------------------------------
+# elementwise arithmetic and reductions
+# ------------------------------------------------------------------------------------
+def affine(input, alpha: float = 1.0, beta: float = 0.0):
+    """alpha * x + beta."""
+    return _tr().emit1("affine", [input], alpha=float(alpha), beta=float(beta))
+
+
+def add(a, b):
+    if _is_scalar(b):
+        return affine(a, 1.0, float(b))
+    if _is_scalar(a):
+        return affine(b, 1.0, float(a))
+    return _tr().emit1("add", [a, b])
+
+
+def sub(a, b):
+    if _is_scalar(b):
+        return affine(a, 1.0, -float(b))
+    if _is_scalar(a):
+        return affine(b, -1.0, float(a))
+    return _tr().emit1("sub", [a, b])
+
+
+def mul(a, b):
+    if _is_scalar(b):
+        return affine(a, float(b), 0.0)
+    if _is_scalar(a):
+        return affine(b, float(a), 0.0)
+    return _tr().emit1("mul", [a, b])
+
+
+def div(a, b):
+    if _is_scalar(b):
+        return affine(a, 1.0 / float(b), 0.0)
+    if _is_scalar(a):
+        a = _tr().const(np.float32(a))
+    return _tr().emit1("div", [a, b])
+
+
+def _axis_mask(x: Tensor, dim) -> int:
+    if dim is None:
+        return 0
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    mask = 0
+    for d in dims:
+        mask |= 1 << _axis(d, x.ndim)
+    if mask == (1 << x.ndim) - 1:
+        return 0
+    return mask
+
+
+def _reduce(input, dim, keepdim: bool, mode: int):
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if isinstance(dim, (tuple, list)) and len(dim) == 0:
+        dim = None
+    if x.ndim == 0:
+        return x
+    mask = _axis_mask(x, dim)
+    return tr.emit1("reduce", [x], mode=mode, keepdims=int(keepdim), axis_mask=mask)
+
+
+def sum(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
+    return _reduce(input, dim, keepdim, REDUCE_SUM)
+
+
+def mean(input, dim=None, keepdim: bool = False):
+    return _reduce(input, dim, keepdim, REDUCE_MEAN)
+
+
+# ------------------------------------------------------------------------------------
+# losses (all reduce to a scalar mean, as PyTorch's default)
+# ------------------------------------------------------------------------------------
+def _check_reduction(reduction: str, allowed=("mean",)) -> None:
+    if reduction not in allowed:
+        raise NotImplementedError(f"reduction={reduction!r} is not supported "
+                                  f"(supported: {', '.join(allowed)})")
+
+
+def cross_entropy(input, target, reduction: str = "mean"):
+    """Softmax cross-entropy of logits [N, C]: integer class labels [N] (fused
+    softmax_xent) or class probabilities [N, C] (softmax_xent_prob)."""
+    _check_reduction(reduction)
+    tr = _tr()
+    logits = tr.as_tensor(input)
+    t = tr.as_tensor(target)
+    if t.dtype == ir.I32:
+        return tr.emit("softmax_xent", [logits, t])[0]
+    return tr.emit("softmax_xent_prob", [logits, t])[0]
+
+
+def mse_loss(input, target, reduction: str = "mean"):
+    _check_reduction(reduction)
+    return _tr().emit1("mse", [input, target])
+
+
+def l1_loss(input, target, reduction: str = "mean"):
+    _check_reduction(reduction)
+    return _tr().emit1("l1", [input, target])
+
+
+def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=None,
+                      reduction: str = "mean"):
+    """Multi-class hinge loss (PyTorch MultiMarginLoss, p=1, no class weights)."""
+    if p != 1 or weight is not None:
+        raise NotImplementedError("multi_margin_loss supports only p=1 without weights")
+    _check_reduction(reduction)
+    return _tr().emit1("hinge", [input, target], margin=margin)
+
+
+def kl_div(input, target, reduction: str = "mean", log_target: bool = False):
+    """KL divergence; ``input`` holds log-probabilities, ``target`` probabilities.
+    'batchmean' divides by the batch size (rows), 'mean' by the element count."""
+    if log_target:
+        raise NotImplementedError("kl_div(log_target=True) is not supported")
+    _check_reduction(reduction, ("batchmean", "mean"))
+    tr = _tr()
+    x, t = tr.as_tensor(input), tr.as_tensor(target)
+    if x.ndim != 2:
+        x = flatten(x, 1) if x.ndim > 2 else reshape(x, [1, -1])
+        t = flatten(t, 1) if t.ndim > 2 else reshape(t, [1, -1])
+    loss = tr.emit1("kldiv", [x, t])
+    if reduction == "mean":
+        loss = affine(loss, 1.0 / int(x.shape[1]))
+    return loss

@@ -1,0 +1,290 @@
+"""Tracing: run a Module's ``forward`` on symbolic tensors and record an :class:`ir.Graph`.
+
+While a :class:`Tracer` is active, layers and ``nn.functional`` calls do not compute; they
+append nodes to the tracer's graph and return :class:`Tensor` objects (shape, dtype, tensor
+index). Parameters met during ``forward`` become PARAM tensors named by their dotted path
+(``conv1.weight``), buffers BUFFER tensors (``bn1.running_mean``); every node records the
+path of the module that emitted it as its ``layer``.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import ir, ops
+
+_active: Optional["Tracer"] = None
+
+
+def current() -> Optional["Tracer"]:
+    """The active tracer, or None outside tracing."""
+    return _active
+
+
+def require() -> "Tracer":
+    if _active is None:
+        raise RuntimeError("edgetrain modules and functions build a training program; they run "
+                           "only while tracing (use edgetrain.TrainSession.from_module or "
+                           "edgetrain.export.build_graph)")
+    return _active
+
+
+class Dim(int):
+    """A dimension read from a traced shape; remembers its position so that
+    ``x.reshape(x.size(0), -1)`` keeps the batch dimension dynamic."""
+
+    def __new__(cls, value: int, pos: int):
+        obj = super().__new__(cls, value)
+        obj.pos = pos
+        return obj
+
+
+class Tensor:
+    """A symbolic tensor of the graph being traced."""
+
+    __array_ufunc__ = None  # numpy operands on the left defer to our reflected operators
+
+    def __init__(self, tracer: "Tracer", index: int):
+        self.tracer = tracer
+        self.index = index
+
+    # -- metadata ------------------------------------------------------------------
+    @property
+    def _def(self) -> ir.TensorDef:
+        return self.tracer.graph.tensors[self.index]
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return tuple(Dim(n, i) for i, n in enumerate(self._def.shape))
+
+    @property
+    def dtype(self) -> str:
+        return self._def.dtype
+
+    @property
+    def name(self) -> str:
+        return self._def.name
+
+    @property
+    def ndim(self) -> int:
+        return len(self._def.shape)
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def size(self, d: Optional[int] = None):
+        if d is None:
+            return self.shape
+        return self.shape[d]
+
+    def numel(self) -> int:
+        return self._def.numel
+
+    def __repr__(self) -> str:
+        return (f"Tensor(shape={tuple(self._def.shape)}, dtype={self.dtype}, "
+                f"index={self.index}{', name=' + repr(self.name) if self.name else ''})")
+
+    def __len__(self) -> int:
+        if not self._def.shape:
+            raise TypeError("len() of a scalar tensor")
+        return self._def.shape[0]
+
+    def __bool__(self):
+        raise TypeError("a traced tensor has no value; data-dependent control flow cannot be "
+                        "traced")
+
+    # -- operators (see nn.functional) ------------------------------------------------
+    def __add__(self, other):
+        return _F().add(self, other)
+
+    def __radd__(self, other):
+        return _F().add(other, self)
+
+    def __sub__(self, other):
+        return _F().sub(self, other)
+
+    def __rsub__(self, other):
+        return _F().sub(other, self)
+
+    def __mul__(self, other):
+        return _F().mul(self, other)
+
+    def __rmul__(self, other):
+        return _F().mul(other, self)
+
+    def __truediv__(self, other):
+        return _F().div(self, other)
+
+    def __rtruediv__(self, other):
+        return _F().div(other, self)
+
+    def __neg__(self):
+        return _F().mul(self, -1.0)
+
+    def __pos__(self):
+        return self
+
+    def __matmul__(self, other):
+        return _F().matmul(self, other)
+
+    # -- methods ------------------------------------------------------------------------
+    def reshape(self, *shape):
+        return _F().reshape(self, _shape_args(shape))
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        return _F().flatten(self, start_dim, end_dim)
+
+    def sum(self, dim=None, keepdim: bool = False):
+        return _F().sum(self, dim, keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False):
+        return _F().mean(self, dim, keepdim)
+
+    def relu(self):
+        return _F().relu(self)
+
+    def sigmoid(self):
+        return _F().sigmoid(self)
+
+    def tanh(self):
+        return _F().tanh(self)
+
+    def softmax(self, dim: int):
+        return _F().softmax(self, dim)
+
+    def log_softmax(self, dim: int):
+        return _F().log_softmax(self, dim)
+
+    def t(self):
+        raise NotImplementedError("transpose is not an op; use F.linear or F.matmul")
+
+
+def _shape_args(shape) -> Sequence[int]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _F():
+    from .nn import functional
+    return functional
+
+
+class Tracer:
+    """Records nodes into ``graph``.
+
+    ``names`` maps ``id(Parameter or Buffer)`` to its dotted name; ``module_paths`` maps
+    ``id(module)`` to its path. The two traces of one model (train and eval mode) share a
+    graph, ``names`` and ``tensors`` (so parameters are shared tensors).
+    """
+
+    def __init__(self, graph: ir.Graph, names: Dict[int, Tuple[str, object]],
+                 module_paths: Dict[int, str], holder_tensors: Optional[Dict[int, int]] = None,
+                 streams: Optional[List[int]] = None):
+        self.graph = graph
+        self.names = names
+        self.module_paths = module_paths
+        self.holder_tensors = {} if holder_tensors is None else holder_tensors
+        self._streams = [0] if streams is None else streams
+        self._layers: List[str] = []
+        self.nodes: List[int] = []  # node indices recorded by this tracer, in order
+
+    # -- scope ---------------------------------------------------------------------
+    @property
+    def layer(self) -> str:
+        return self._layers[-1] if self._layers else ""
+
+    @contextlib.contextmanager
+    def scope(self, module=None, name: Optional[str] = None):
+        """Nodes emitted inside belong to ``module`` (its path) or to ``name``."""
+        if name is None:
+            name = self.module_paths.get(id(module))
+            if name is None:  # a module outside the traced model: nest under the caller
+                own = type(module).__name__.lower()
+                name = f"{self.layer}.{own}" if self.layer else own
+        self._layers.append(name)
+        try:
+            yield
+        finally:
+            self._layers.pop()
+
+    @contextlib.contextmanager
+    def activate(self):
+        global _active
+        prev, _active = _active, self
+        try:
+            yield self
+        finally:
+            _active = prev
+
+    def next_stream(self) -> int:
+        s = self._streams[0]
+        self._streams[0] += 1
+        return s
+
+    # -- tensors -------------------------------------------------------------------
+    def wrap(self, index: int) -> Tensor:
+        return Tensor(self, index)
+
+    def holder_tensor(self, holder) -> Tensor:
+        """The PARAM / BUFFER tensor of a Parameter or Buffer (created on first use)."""
+        from .nn.module import Parameter
+        key = id(holder)
+        if key in self.holder_tensors:
+            return self.wrap(self.holder_tensors[key])
+        entry = self.names.get(key)
+        what = "parameter" if isinstance(holder, Parameter) else "buffer"
+        if entry is None:
+            raise ValueError(f"layer '{self.layer or '<root>'}': a {what} of shape "
+                             f"{tuple(holder.data.shape)} is used in forward but is not "
+                             "registered in the model (assign it as an attribute of a Module)")
+        name = entry[0]
+        if isinstance(holder, Parameter):
+            t = self.graph.add_tensor(name, ir.F32, ir.PARAM, holder.data.shape,
+                                      trainable=bool(holder.requires_grad),
+                                      data=np.array(holder.data, dtype=np.float32))
+        else:
+            if not getattr(holder, "traced", True):
+                raise ValueError(f"buffer '{name}' is a Python-side counter and cannot be "
+                                 "used in forward")
+            t = self.graph.add_tensor(name, ir.F32, ir.BUFFER, holder.data.shape,
+                                      data=np.array(holder.data, dtype=np.float32))
+        self.holder_tensors[key] = t.index
+        return self.wrap(t.index)
+
+    def const(self, value, dtype: str = ir.F32) -> Tensor:
+        """A CONST tensor holding ``value`` (read-only data in the file)."""
+        arr = np.asarray(value, dtype=ir.NUMPY_DTYPE[dtype])
+        t = self.graph.add_tensor("", dtype, ir.CONST, arr.shape, data=arr)
+        return self.wrap(t.index)
+
+    def as_tensor(self, value, like: Optional[Tensor] = None) -> Tensor:
+        """Convert a Tensor, Parameter, Buffer or array-like to a traced tensor."""
+        from .nn.module import Buffer, Parameter
+        if isinstance(value, Tensor):
+            if value.tracer.graph is not self.graph:
+                raise ValueError("tensor from another trace")
+            return value
+        if isinstance(value, (Parameter, Buffer)):
+            return self.holder_tensor(value)
+        arr = np.asarray(value)
+        if arr.dtype.kind in "iub":
+            return self.const(arr, ir.I32)
+        if arr.dtype.kind != "f":
+            raise TypeError(f"cannot use a value of type {type(value).__name__} in a traced "
+                            "computation")
+        return self.const(arr, ir.F32)
+
+    # -- nodes ---------------------------------------------------------------------
+    def emit(self, op_name: str, inputs: Sequence[Optional[Tensor]], **attrs) -> List[Tensor]:
+        idx = [-1 if t is None else self.as_tensor(t).index for t in inputs]
+        outs = ops.emit(self.graph, op_name, idx, layer=self.layer, **attrs)
+        self.nodes.append(len(self.graph.nodes) - 1)
+        return [self.wrap(o) if o >= 0 else None for o in outs]
+
+    def emit1(self, op_name: str, inputs: Sequence[Optional[Tensor]], **attrs) -> Tensor:
+        return self.emit(op_name, inputs, **attrs)[0]

@@ -1,0 +1,249 @@
+/* edgetrain — runtime internals shared by crc32.c, ops.c, format.c, plan.c
+ * and session.c. Not installed; the public API is et_runtime.h.
+ *
+ * Data flow:  bytes --format.c--> et_model (validated graph, names, state)
+ *             et_model --plan.c--> et_persist (params/grads/optimizer/consts)
+ *                                  et_plan (shapes, inputs, activation arena, workspace)
+ *             session.c runs a program's nodes with the op table of ops.c.
+ */
+#ifndef EDGETRAIN_RUNTIME_INTERNAL_H
+#define EDGETRAIN_RUNTIME_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "edgetrain/et_common.h"
+#include "edgetrain/et_kernels.h"
+#include "edgetrain/et_ops.h"
+#include "edgetrain/et_runtime.h"
+
+/* ---- limits of the file format (docs/format.md, docs/ops.md) ------------- */
+#define ET_NODE_MAX_IN 8
+#define ET_NODE_MAX_OUT 4
+#define ET_NODE_MAX_IATTR 16
+#define ET_NODE_MAX_FATTR 8
+#define ET_FORMAT_MAJOR 1u
+#define ET_FORMAT_MINOR 0u
+#define ET_MAX_SECTIONS 64u
+#define ET_ALIGN 64u
+#define ET_MAX_DIM ((int64_t)1 << 31)        /* largest single dimension */
+#define ET_MAX_BYTES ((uint64_t)1 << 40)     /* largest tensor / total tensor bytes */
+#define ET_NO_OFFSET ((size_t)-1)
+#define ET_MSG_CAP 512
+
+enum et_section_type {
+    ET_SEC_STRINGS = 1,
+    ET_SEC_TENSORS = 2,
+    ET_SEC_NODES = 3,
+    ET_SEC_PROGRAMS = 4,
+    ET_SEC_STATE = 5,
+    ET_SEC_DATA = 6,
+    ET_SEC_META = 7
+};
+#define ET_HEADER_BYTES 64u
+#define ET_SECTION_ENTRY_BYTES 32u
+#define ET_TENSOR_RECORD_BYTES 96u
+#define ET_NODE_RECORD_BYTES 224u
+#define ET_STATE_BYTES 128u
+
+#define ET_TFLAG_TRAINABLE 1u
+#define ET_TFLAG_OUTPUT 2u
+#define ET_NO_OWNER 0xFFFFFFFFu
+
+/* ---- allocation (the only place the runtime touches the heap) ------------ */
+/* With -DET_DEBUG_ALLOC every allocation is counted (et_debug_alloc_count). */
+void *et_malloc(size_t bytes);                 /* NULL for 0 bytes or failure */
+void *et_calloc(size_t count, size_t size);    /* zeroed; overflow-checked */
+void et_free(void *p);
+void *et_aligned_calloc(size_t bytes);         /* 64-byte aligned, zeroed */
+void et_aligned_free(void *p);
+
+static inline size_t et_align_up(size_t n) { return (n + (ET_ALIGN - 1)) & ~(size_t)(ET_ALIGN - 1); }
+
+/* ---- messages ------------------------------------------------------------- */
+void et_msgf(char *buf, size_t cap, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---- CRC32 (IEEE, identical to zlib.crc32) ---------------------------------- */
+uint32_t et_crc32(uint32_t crc, const void *p, size_t n);
+
+/* ---- shapes ------------------------------------------------------------------ */
+typedef struct et_tshape {
+    et_dtype dtype;
+    int ndim;
+    int64_t dim[ET_MAX_DIMS];
+} et_tshape;
+
+/* numel of a validated shape (dims in [0, ET_MAX_DIM], bytes <= ET_MAX_BYTES). */
+int64_t et_shape_numel(const et_tshape *s);
+size_t et_shape_bytes(const et_tshape *s);
+/* 1 if every dim is in [0, ET_MAX_DIM] and the byte size is at most ET_MAX_BYTES. */
+int et_shape_is_sane(const et_tshape *s);
+int et_shape_equal(const et_tshape *a, const et_tshape *b); /* dtype, rank and dims */
+/* "[2,3,4] f32" into buf; returns buf. */
+const char *et_shape_str(const et_tshape *s, char *buf, size_t cap);
+const char *et_dtype_name(et_dtype t);
+const char *et_kind_name(et_tensor_kind k);
+const char *et_program_name(int kind);
+
+/* ---- the model: what the file says, validated ------------------------------- */
+typedef struct et_tensor_def {
+    const char *name;          /* NUL-terminated copy; "" if unnamed */
+    uint32_t name_off, name_len;
+    et_tensor_kind kind;
+    uint8_t flags;             /* ET_TFLAG_* */
+    uint32_t owner;            /* PARAM index for GRAD/OPTSTATE, else ET_NO_OWNER */
+    et_tshape shape;           /* shape stored in the file */
+    uint64_t data_off, data_size; /* inside DATA, for kinds with data */
+} et_tensor_def;
+
+typedef struct et_node_def {
+    int op;
+    int n_in, n_out, n_iattr, n_fattr;
+    int32_t in[ET_NODE_MAX_IN];    /* -1 = absent (also for slots >= n_in) */
+    int32_t out[ET_NODE_MAX_OUT];
+    int64_t iattr[ET_NODE_MAX_IATTR]; /* 0 beyond n_iattr */
+    float fattr[ET_NODE_MAX_FATTR];   /* 0 beyond n_fattr */
+    uint32_t layer_off, layer_len;
+    const char *layer;             /* NUL-terminated copy; "" if none */
+} et_node_def;
+
+typedef struct et_output_def {
+    uint32_t name_off, name_len;
+    const char *name;
+    uint32_t tensor;
+} et_output_def;
+
+typedef struct et_program_def {
+    int present;
+    uint32_t n_nodes, n_inputs, n_outputs;
+    uint32_t *nodes;
+    uint32_t *inputs;
+    et_output_def *outputs;
+} et_program_def;
+
+typedef struct et_train_state {
+    uint64_t step, epoch, seed, rng_counter;
+    float base_lr;
+    uint32_t sched_kind;
+    float sched_f[6];
+    int64_t sched_i[6];
+    uint32_t warmup;
+    uint32_t opt_kind;
+} et_train_state;
+
+enum { ET_SCHED_CONSTANT, ET_SCHED_STEP, ET_SCHED_MULTISTEP, ET_SCHED_EXPONENTIAL,
+       ET_SCHED_COSINE, ET_SCHED_INV, ET_SCHED_COUNT_ };
+
+typedef struct et_extra_section { /* META and unknown sections, kept verbatim */
+    uint32_t type;
+    uint64_t size;
+    uint8_t *bytes;
+} et_extra_section;
+
+typedef struct et_model {
+    uint32_t flags;                 /* header flags */
+    uint8_t *strings;               /* copy of STRINGS */
+    uint64_t strings_size;
+    uint32_t n_tensors;
+    et_tensor_def *tensors;
+    uint32_t n_nodes;
+    et_node_def *nodes;
+    et_program_def programs[ET_PROGRAM_COUNT_];
+    et_train_state state;
+    uint32_t n_extra;
+    et_extra_section extra[ET_MAX_SECTIONS];
+    char *name_pool[2 + ET_PROGRAM_COUNT_]; /* name copies: tensors, nodes, outputs per program */
+    const uint8_t *data;            /* DATA section inside the loaded bytes: valid during load only */
+    uint64_t data_size;
+} et_model;
+
+static inline int et_kind_has_data(et_tensor_kind k) {
+    return k == ET_KIND_PARAM || k == ET_KIND_BUFFER || k == ET_KIND_OPTSTATE || k == ET_KIND_CONST;
+}
+
+/* format.c: parse and validate the bytes (graph structure, not shapes). */
+et_status et_model_parse(const uint8_t *buf, size_t size, et_model *m, char *err, size_t cap);
+void et_model_free(et_model *m);
+/* Write the model with current shapes, tensor data and state, atomically. */
+et_status et_model_save(const et_model *m, const et_tshape *shapes, void *const *data,
+                        const et_train_state *st, const char *path, char *err, size_t cap);
+
+/* ---- the op table (ops.c) ------------------------------------------------------ */
+typedef struct et_run_env {
+    float lr;                 /* scheduled learning rate for this step */
+    uint64_t step;            /* optimizer steps done before this run */
+    uint64_t seed;            /* session RNG seed */
+    uint64_t rng_counter;     /* session RNG counter */
+    int nthreads;
+    void *ws;
+    size_t ws_bytes;
+} et_run_env;
+
+/* A node's tensors: shapes (and, when running, data). Absent slots are NULL. */
+typedef struct et_node_io {
+    const et_node_def *node;
+    const et_tshape *in[ET_NODE_MAX_IN];
+    const et_tshape *out[ET_NODE_MAX_OUT];
+    void *in_data[ET_NODE_MAX_IN];
+    void *out_data[ET_NODE_MAX_OUT];
+} et_node_io;
+
+typedef struct et_op_desc {
+    const char *name;
+    uint8_t min_in, max_in;       /* slots in [min_in, max_in) are optional (-1) */
+    uint8_t min_out, max_out;
+    uint8_t min_iattr, max_iattr;
+    uint8_t min_fattr, max_fattr;
+    uint8_t mut_in_mask;          /* inputs written in place (must be persistent) */
+    /* Computes out shapes from io->in; on error writes msg and returns ET_ERR_SHAPE. */
+    et_status (*infer)(const et_node_io *io, et_tshape *out, char *msg, size_t cap);
+    size_t (*ws_bytes)(const et_node_io *io, int nthreads); /* NULL: needs none */
+    et_status (*run)(const et_node_io *io, const et_run_env *env);
+} et_op_desc;
+
+const et_op_desc *et_op_desc_get(int op); /* NULL if out of range */
+
+/* ---- memory (plan.c) ------------------------------------------------------------ */
+/* Persistent blocks, allocated once at load, 64-byte aligned, zeroed, then
+ * filled from the file: params (PARAM + BUFFER, file order), grads (GRAD, in
+ * the order of their PARAM owners), optimizer (OPTSTATE, same order), consts. */
+enum { ET_BLOCK_PARAMS, ET_BLOCK_GRADS, ET_BLOCK_OPTIMIZER, ET_BLOCK_CONSTS, ET_BLOCK_COUNT_ };
+
+typedef struct et_persist {
+    uint8_t *block[ET_BLOCK_COUNT_];
+    size_t bytes[ET_BLOCK_COUNT_];
+    void **ptr;                        /* per tensor; NULL for INPUT and ACT */
+} et_persist;
+
+et_status et_persist_build(const et_model *m, et_persist *p, char *err, size_t cap);
+void et_persist_free(et_persist *p);
+
+/* What depends on the input shapes: every tensor's shape, the inputs block,
+ * the activation arena (one layout per program) and the kernel workspace. */
+typedef struct et_plan {
+    et_tshape *shape;                          /* per tensor, current */
+    size_t *act_off[ET_PROGRAM_COUNT_];        /* per tensor: arena offset, ET_NO_OFFSET if unused */
+    size_t *input_off;                         /* per tensor: offset in the inputs block */
+    uint8_t *inputs;
+    size_t inputs_bytes;
+    uint8_t *arena;
+    size_t arena_bytes;                        /* max over programs */
+    uint8_t *ws;
+    size_t ws_bytes;
+    size_t act_unplanned_bytes;                /* max over programs of the sum of ACT sizes */
+} et_plan;
+
+/* Infers every shape from `base` (shapes of all non-ACT tensors; ACT entries
+ * are kept for activations no program computes), plans and allocates. On
+ * error *out is untouched and err holds "node 17 (conv2d in layer 'x'): ...". */
+et_status et_plan_build(const et_model *m, const et_tshape *base, int nthreads, et_plan *out, char *err, size_t cap);
+/* Grows the workspace if the new thread count needs more. */
+et_status et_plan_set_threads(const et_model *m, et_plan *p, int nthreads, char *err, size_t cap);
+void et_plan_free(et_plan *p);
+
+#endif /* EDGETRAIN_RUNTIME_INTERNAL_H */

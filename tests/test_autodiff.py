@@ -1,0 +1,219 @@
+"""Autodiff structure: pruning, frozen parameters, gradient accumulation, clear errors."""
+import numpy as np
+import pytest
+
+from edgetrain import autodiff, ir, nn, ops, optim
+from edgetrain.errors import NotDifferentiableError
+from edgetrain.export import build_graph
+from edgetrain.nn import functional as F
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 3)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.conv2(x))
+        return self.fc(F.flatten(x, 1))
+
+
+def _build(model, optimizer=None):
+    return build_graph(model, {"x": (2, 1, 8, 8)}, loss=nn.CrossEntropyLoss(),
+                       labels={"y": ((2,), "int64")}, optimizer=optimizer)
+
+
+def _bwd_nodes(g):
+    gr = g.programs[ir.GRAD_PROGRAM].nodes
+    n_fwd = next(i for i, n in enumerate(gr) if g.nodes[n].op == "softmax_xent") + 1
+    return [g.nodes[n] for n in gr[n_fwd:]]
+
+
+def test_seed_is_const_one_and_grads_are_named():
+    g = _build(Small())
+    seeds = [t for t in g.tensors if t.kind == ir.CONST and t.shape == () and t.data == 1.0]
+    assert len(seeds) == 1
+    grads = {t.name: t for t in g.of_kind(ir.GRAD)}
+    params = {t.name: t for t in g.of_kind(ir.PARAM)}
+    assert set(grads) == {f"grad:{n}" for n in params}
+    for name, t in grads.items():
+        p = params[name[5:]]
+        assert t.owner == p.index and t.shape == p.shape and t.data is None
+
+
+def test_inputs_and_labels_get_no_gradient():
+    g = _build(Small())
+    bwd = _bwd_nodes(g)
+    # no conv2d_bwd_input for the first conv (its input is the data)
+    assert [n.layer for n in bwd if n.op == "conv2d_bwd_input"] == ["conv2"]
+    x = g.find("x").index
+    produced = {t for n in bwd for t in n.outputs}
+    assert all(g.tensors[t].kind in (ir.ACT, ir.GRAD) for t in produced if t >= 0)
+    assert x not in produced
+
+
+def test_frozen_parameters_get_no_gradient_nodes():
+    m = Small()
+    m.conv1.requires_grad_(False)
+    m.bn1.requires_grad_(False)
+    g = _build(m, optim.SGD(m.parameters(), lr=0.1, momentum=0.9))
+    names = {t.name for t in g.of_kind(ir.GRAD)}
+    assert names == {"grad:conv2.weight", "grad:conv2.bias", "grad:fc.weight", "grad:fc.bias"}
+    bwd = _bwd_nodes(g)
+    assert not [n for n in bwd if n.layer in ("conv1", "bn1")]
+    # nothing flows below conv2: no gradient w.r.t. its input either
+    assert not [n for n in bwd if n.op == "conv2d_bwd_input"]
+    upd = [g.tensors[g.nodes[n].inputs[0]].name for n in g.programs[ir.TRAIN].nodes
+           if g.nodes[n].op == "sgd_update"]
+    assert sorted(upd) == ["conv2.bias", "conv2.weight", "fc.bias", "fc.weight"]
+    assert g.find("conv1.weight").trainable is False
+    assert g.find("momentum:conv1.weight") is None
+
+
+def test_frozen_batchnorm_affine_skips_dgamma():
+    m = Small()
+    m.bn1.weight.requires_grad = False
+    m.bn1.bias.requires_grad = False
+    g = _build(m)
+    bn = [n for n in _bwd_nodes(g) if n.op == "batchnorm_bwd"]
+    assert len(bn) == 1 and bn[0].outputs[1] == -1 and bn[0].outputs[2] == -1
+
+
+def test_multiple_consumers_are_summed_with_add():
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+            self.fc = nn.Linear(2 * 4 * 4, 2)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return self.fc(F.flatten(h + F.relu(h), 1))
+
+    g = build_graph(Res(), {"x": (1, 2, 4, 4)}, loss=nn.MSELoss(),
+                    labels={"y": ((1, 2), "float32")})
+    bwd = _bwd_nodes_generic(g)
+    conv_out = [g.nodes[n] for n in g.programs[ir.GRAD_PROGRAM].nodes
+                if g.nodes[n].op == "conv2d"][0].outputs[0]
+    # the gradient of h has two contributions, summed by one add node
+    adds = [n for n in bwd if n.op == "add"]
+    assert len(adds) == 1
+    dws = [n for n in bwd if n.op == "conv2d_bwd_weight"]
+    assert dws[0].inputs[0] == adds[0].outputs[0]
+    assert conv_out not in [t for n in bwd for t in n.outputs]
+
+
+def _bwd_nodes_generic(g):
+    seed = [t.index for t in g.tensors if t.kind == ir.CONST and t.shape == ()][0]
+    gr = g.programs[ir.GRAD_PROGRAM].nodes
+    start = next(i for i, n in enumerate(gr) if seed in g.nodes[n].inputs)
+    return [g.nodes[n] for n in gr[start:]]
+
+
+def test_parameter_used_twice_gets_one_grad_tensor():
+    lin = nn.Linear(3, 3)
+    m = nn.Sequential(lin, nn.Tanh(), lin)
+    g = build_graph(m, {"x": (2, 3)}, loss=nn.MSELoss(), labels={"y": ((2, 3), "float32")})
+    grads = [t.name for t in g.of_kind(ir.GRAD)]
+    assert sorted(grads) == ["grad:0.bias", "grad:0.weight"]
+    gw = g.find("grad:0.weight").index
+    producers = [n for n in g.nodes if gw in n.outputs]
+    assert len(producers) == 1 and producers[0].op == "add"
+
+
+def test_not_differentiable_error_names_op_and_layer():
+    class FrozenStatsBN(nn.Module):
+        """Uses BN in inference mode on a trainable path: batchnorm_infer has no gradient."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.bn = nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            b = self.bn
+            return F.flatten(F.batch_norm(self.conv(x), b.running_mean, b.running_var,
+                                          b.weight, b.bias, training=False), 1)
+
+    with pytest.raises(NotDifferentiableError,
+                       match=r"op 'batchnorm_infer' in layer '' has no gradient|"
+                             r"op 'batchnorm_infer' in layer '<root>' has no gradient"):
+        build_graph(FrozenStatsBN(), {"x": (2, 1, 5, 5)}, loss=nn.MSELoss(),
+                    labels={"y": ((2, 18), "float32")})
+
+    class Inner(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return F.batch_norm(x, self.bn.running_mean, self.bn.running_var, self.bn.weight,
+                                self.bn.bias, training=False)
+
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), Inner(), nn.Flatten())
+    with pytest.raises(NotDifferentiableError, match=r"op 'batchnorm_infer' in layer '1'"):
+        build_graph(m, {"x": (2, 1, 5, 5)}, loss=nn.MSELoss(),
+                    labels={"y": ((2, 18), "float32")})
+
+
+def test_no_error_when_the_non_differentiable_op_is_not_on_a_trainable_path():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(1)
+            self.bn.requires_grad_(False)
+            self.fc = nn.Linear(25, 2)
+
+        def forward(self, x):
+            b = self.bn
+            x = F.batch_norm(x, b.running_mean, b.running_var, b.weight, b.bias,
+                             training=False)
+            return self.fc(F.flatten(x, 1))
+
+    g = build_graph(M(), {"x": (2, 1, 5, 5)}, loss=nn.MSELoss(),
+                    labels={"y": ((2, 2), "float32")})
+    assert {t.name for t in g.of_kind(ir.GRAD)} == {"grad:fc.weight", "grad:fc.bias"}
+
+
+def test_kl_target_requiring_grad_is_an_error():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(3, 4)
+            self.b = nn.Linear(3, 4)
+
+        def forward(self, x):
+            return F.kl_div(F.log_softmax(self.a(x), 1), F.softmax(self.b(x), 1),
+                            reduction="batchmean")
+
+    with pytest.raises(NotDifferentiableError, match=r"op 'kldiv' in layer '<root>'.*target"):
+        build_graph(M(), {"x": (2, 3)}, loss=lambda out: out)
+
+
+def test_every_op_without_backward_rule_is_a_backward_or_update_op_or_listed():
+    no_rule = {op.name for op in ops.OPS if op.backward is None and op.kind == "forward"}
+    assert no_rule == {"batchnorm_infer"}
+
+
+def test_loss_without_trainable_parameters_has_no_backward():
+    m = nn.Linear(3, 2).requires_grad_(False)
+    g = build_graph(m, {"x": (2, 3)}, loss=nn.MSELoss(), labels={"y": ((2, 2), "float32")})
+    assert not g.of_kind(ir.GRAD)
+    ops_ = [g.nodes[n].op for n in g.programs[ir.GRAD_PROGRAM].nodes]
+    assert ops_ == ["matmul", "add", "mse"]
+
+
+def test_requires_grad_propagation():
+    m = Small()
+    m.conv1.weight.requires_grad = False
+    m.conv1.bias.requires_grad = False
+    g = _build(m)
+    fwd = [n for n in g.programs[ir.EVAL].nodes]
+    req = autodiff.requires_grad(g, fwd)
+    conv1 = [g.nodes[n] for n in fwd if g.nodes[n].op == "conv2d"][0]
+    assert conv1.outputs[0] not in req
+    assert np.isin([g.find("conv2.weight").index], list(req)).all()

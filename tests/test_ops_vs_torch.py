@@ -1,0 +1,586 @@
+"""Every op's forward and gradient against PyTorch (float64), one line per case.
+
+Each case is a tiny Module whose inputs are Parameters, so that the GRAD program computes the
+gradient of every input. The traced scalar objective is ``sum(out * W)`` with a fixed random
+``W`` (for losses ``W`` is a scalar). Forward ops are listed in ``CASES``; backward ops are
+covered through their forward op, update ops through the optimizer tests at the end; a
+meta-test fails when a forward op of ``ops.OPS`` has no case.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import edgetrain as et
+from edgetrain import nn, ops, optim, tracing
+from edgetrain.nn import functional as F
+
+RNG = np.random.default_rng(1234)
+
+
+def rnd(*shape, scale=1.0, offset=0.0):
+    return (RNG.standard_normal(shape) * scale + offset).astype(np.float32)
+
+
+def pos(*shape):
+    return (RNG.uniform(0.5, 2.0, shape)).astype(np.float32)
+
+
+def probs(n, c):
+    p = RNG.uniform(0.05, 1.0, (n, c))
+    return (p / p.sum(1, keepdims=True)).astype(np.float32)
+
+
+@dataclass
+class Case:
+    """``et(m)`` builds the op from the module's parameters (``m.<name>``); ``ref(t)`` is the
+    PyTorch twin on float64 tensors (dict by name); ``frozen`` names inputs without grad."""
+    name: str
+    inputs: Dict[str, np.ndarray]
+    et: Callable
+    ref: Callable
+    frozen: Tuple[str, ...] = ()
+    tol: Tuple[float, float] = (1e-4, 1e-5)  # rtol, atol (atol scaled by max |ref|)
+    check: Optional[Callable] = None  # custom comparison (dropout)
+    setup: Optional[Callable] = None  # adds submodules to the module (batch norm)
+    extra: Dict[str, object] = field(default_factory=dict)
+
+
+def emit(op, inputs, **attrs):
+    """Emit one raw op while tracing (for ops without a functional wrapper)."""
+    return tracing.require().emit1(op, inputs, **attrs)
+
+
+# ---------------------------------------------------------------------------------------------
+# cases, by forward op
+# ---------------------------------------------------------------------------------------------
+def _conv(name, n, c, h, w, oc, k, stride=1, padding=0, dilation=1, groups=1, bias=True,
+          tol=(1e-4, 1e-5)):
+    kh, kw = (k, k) if isinstance(k, int) else k
+    inputs = {"x": rnd(n, c, h, w), "w": rnd(oc, c // groups, kh, kw, scale=0.5)}
+    if bias:
+        inputs["b"] = rnd(oc)
+
+    def et_fn(m):
+        return F.conv2d(m.x, m.w, m.b if bias else None, stride, padding, dilation, groups)
+
+    def ref(t):
+        x = t["x"]
+        pad = padding
+        if isinstance(padding, tuple) and len(padding) == 4:
+            top, left, bottom, right = padding
+            x = TF.pad(x, (left, right, top, bottom))
+            pad = 0
+        return TF.conv2d(x, t["w"], t.get("b"), stride, pad, dilation, groups)
+    return Case(name, inputs, et_fn, ref, tol=tol)
+
+
+def _mm(name, ta, tb, m_, k, n):
+    a = rnd(k, m_) if ta else rnd(m_, k)
+    b = rnd(n, k) if tb else rnd(k, n)
+
+    def ref(t):
+        x = t["a"].T if ta else t["a"]
+        y = t["b"].T if tb else t["b"]
+        return x @ y
+    return Case(name, {"a": a, "b": b},
+                lambda m: emit("matmul", [m.a, m.b], trans_a=ta, trans_b=tb), ref)
+
+
+def _binary(name, fn, tfn, sa, sb, b_positive=False):
+    b = pos(*sb) if b_positive else rnd(*sb)
+    return Case(name, {"a": rnd(*sa), "b": b}, lambda m: fn(m.a, m.b),
+                lambda t: tfn(t["a"], t["b"]))
+
+
+def _act(name, fn, tfn, scale=4.0):
+    return Case(name, {"x": rnd(2, 3, 4, 5, scale=scale)}, lambda m: fn(m.x),
+                lambda t: tfn(t["x"]))
+
+
+def _pool(name, kind, x_shape, **kw):
+    if kind == "max":
+        return Case(name, {"x": rnd(*x_shape)}, lambda m: F.max_pool2d(m.x, **kw),
+                    lambda t: TF.max_pool2d(t["x"], **kw))
+    return Case(name, {"x": rnd(*x_shape)}, lambda m: F.avg_pool2d(m.x, **kw),
+                lambda t: TF.avg_pool2d(t["x"], **kw))
+
+
+def _reduce(name, fn, tfn, shape, dim, keepdim):
+    return Case(name, {"x": rnd(*shape)}, lambda m: fn(m.x, dim, keepdim),
+                lambda t: (tfn(t["x"]) if dim is None else tfn(t["x"], dim, keepdim)))
+
+
+def _bn(name, shape, affine=True, momentum=0.1, eps=1e-5, train=True):
+    c = shape[1]
+
+    def setup(m):
+        m.bn = nn.BatchNorm2d(c, eps=eps, momentum=momentum, affine=False)  # buffers only
+        m.bn.running_mean.data = rnd(c, scale=0.1)
+        m.bn.running_var.data = pos(c)
+        m.bn.training = train
+
+    inputs = {"x": rnd(*shape, scale=2.0, offset=0.5)}
+    if affine:
+        inputs.update(g=pos(c), b=rnd(c))
+
+    def et_fn(m):
+        return F.batch_norm(m.x, m.bn.running_mean, m.bn.running_var,
+                            m.g if affine else None, m.b if affine else None,
+                            training=train, momentum=momentum, eps=eps)
+
+    def ref(t, module=None):
+        rm = torch.tensor(module.bn.running_mean.data, dtype=torch.float64)
+        rv = torch.tensor(module.bn.running_var.data, dtype=torch.float64)
+        y = TF.batch_norm(t["x"], rm, rv, t.get("g"), t.get("b"), training=train,
+                          momentum=momentum, eps=eps)
+        ref.running = {"bn.running_mean": rm.numpy(), "bn.running_var": rv.numpy()}
+        return y
+    return Case(name, inputs, et_fn, ref, frozen=() if train else tuple(inputs),
+                setup=setup, tol=(1e-4, 1e-4), extra={"needs_module": True})
+
+
+def _softmax(name, shape, dim, log):
+    fn = F.log_softmax if log else F.softmax
+    tfn = torch.log_softmax if log else torch.softmax
+    return Case(name, {"x": rnd(*shape, scale=2.0)}, lambda m: fn(m.x, dim),
+                lambda t: tfn(t["x"], dim))
+
+
+def _check_dropout(p):
+    def check(case, out, grads, w, inputs):
+        x = inputs["x"]
+        kept = out != 0
+        frac = kept.mean()
+        assert abs(frac - (1 - p)) < 0.1, f"kept fraction {frac} for p={p}"
+        np.testing.assert_allclose(out[kept], x[kept] / (1 - p), rtol=1e-6)
+        np.testing.assert_allclose(grads["x"], np.where(kept, w / (1 - p), 0.0), rtol=1e-6)
+    return check
+
+
+LABELS = np.array([0, 3, 1, 4, 2, 4], dtype=np.int64)
+PROB_T = probs(4, 6)
+PROB_T2 = probs(4, 5)
+TEACHER = rnd(6, 5, scale=3.0)
+
+CASES = {
+    "conv2d": [
+        _conv("3x3", 2, 3, 7, 6, 4, 3),
+        _conv("stride2_pad1_nobias", 2, 3, 8, 7, 5, 3, stride=2, padding=1, bias=False),
+        _conv("asym_pad", 1, 2, 6, 5, 3, 3, padding=(0, 1, 2, 1)),
+        _conv("asym_pad_stride2", 2, 2, 7, 8, 3, 3, stride=2, padding=(1, 0, 0, 2)),
+        _conv("dilation2", 1, 3, 9, 9, 2, 3, dilation=2, padding=2),
+        _conv("groups2", 2, 4, 6, 6, 6, 3, groups=2, padding=1),
+        _conv("depthwise", 2, 8, 7, 7, 8, 3, groups=8, padding=1),
+        _conv("depthwise_s2_mult2", 1, 4, 8, 8, 8, 3, stride=2, groups=4, padding=1),
+        _conv("pointwise", 2, 16, 5, 5, 24, 1),
+        _conv("rect_kernel_stride", 2, 3, 9, 8, 4, (3, 2), stride=(2, 1), padding=(1, 0)),
+        _conv("same", 1, 3, 6, 7, 4, 4, padding="same"),
+        _conv("wide", 2, 16, 12, 12, 32, 3, padding=1, tol=(2e-4, 2e-5)),
+        _conv("5x5_lenet", 3, 1, 12, 12, 20, 5),
+    ],
+    "matmul": [
+        _mm("nn", 0, 0, 5, 7, 3), _mm("nt", 0, 1, 4, 6, 9), _mm("tn", 1, 0, 3, 5, 2),
+        _mm("tt", 1, 1, 6, 4, 5), _mm("big", 0, 1, 33, 65, 17),
+        Case("linear", {"x": rnd(4, 6), "w": rnd(3, 6), "b": rnd(3)},
+             lambda m: F.linear(m.x, m.w, m.b), lambda t: TF.linear(t["x"], t["w"], t["b"])),
+    ],
+    "add": [
+        _binary("same", F.add, torch.add, (2, 3, 4), (2, 3, 4)),
+        _binary("bias_chw", F.add, torch.add, (2, 3, 4, 5), (3, 1, 1)),
+        _binary("row", F.add, torch.add, (4, 5), (5,)),
+        _binary("both", F.add, torch.add, (3, 1), (1, 4)),
+        _binary("scalar_tensor", F.add, torch.add, (2, 3), ()),
+        Case("python_scalar", {"x": rnd(3, 4)}, lambda m: m.x + 1.5, lambda t: t["x"] + 1.5),
+    ],
+    "sub": [
+        _binary("same", F.sub, torch.sub, (2, 3, 4), (2, 3, 4)),
+        _binary("bcast_left", F.sub, torch.sub, (4,), (3, 4)),
+        _binary("both", F.sub, torch.sub, (2, 1, 5), (3, 1)),
+        Case("rsub_scalar", {"x": rnd(3, 4)}, lambda m: 2.0 - m.x, lambda t: 2.0 - t["x"]),
+    ],
+    "mul": [
+        _binary("same", F.mul, torch.mul, (2, 3, 4), (2, 3, 4)),
+        _binary("chan", F.mul, torch.mul, (2, 3, 4, 4), (1, 3, 1, 1)),
+        _binary("both", F.mul, torch.mul, (3, 1), (1, 4)),
+        Case("operator", {"a": rnd(3, 4), "b": rnd(4)}, lambda m: m.a * m.b,
+             lambda t: t["a"] * t["b"]),
+    ],
+    "div": [
+        _binary("same", F.div, torch.div, (2, 3, 4), (2, 3, 4), b_positive=True),
+        _binary("bcast", F.div, torch.div, (2, 3, 4), (3, 1), b_positive=True),
+        _binary("bcast_num", F.div, torch.div, (4,), (3, 4), b_positive=True),
+        Case("rdiv_scalar", {"x": pos(3, 4)}, lambda m: 1.0 / m.x, lambda t: 1.0 / t["x"]),
+    ],
+    "reduce_sum_to": [
+        Case("to_col", {"x": rnd(2, 3, 4), "r": rnd(3, 1)},
+             lambda m: emit("reduce_sum_to", [m.x, m.r], scale=0.5),
+             lambda t: 0.5 * t["x"].sum(dim=(0, 2)).reshape(3, 1), frozen=("r",)),
+        Case("to_row", {"x": rnd(2, 3, 4), "r": rnd(4)},
+             lambda m: emit("reduce_sum_to", [m.x, m.r], scale=1.0),
+             lambda t: t["x"].sum(dim=(0, 1)), frozen=("r",)),
+    ],
+    "reduce": [
+        _reduce("sum_all", F.sum, torch.sum, (2, 3, 4), None, False),
+        _reduce("mean_all", F.mean, torch.mean, (2, 3, 4), None, False),
+        _reduce("sum_axis1_keep", F.sum, torch.sum, (2, 3, 4), 1, True),
+        _reduce("mean_nhw_keep", F.mean, torch.mean, (2, 3, 4, 5), (0, 2, 3), True),
+        _reduce("sum_axis2", F.sum, torch.sum, (2, 3, 4), 2, False),
+        _reduce("mean_axis1", F.mean, torch.mean, (2, 3, 4), 1, False),
+        _reduce("mean_axis0", F.mean, torch.mean, (5, 3), 0, False),
+    ],
+    "broadcast_to": [
+        Case("col", {"x": rnd(3, 1), "r": rnd(2, 3, 4)},
+             lambda m: emit("broadcast_to", [m.x, m.r], scale=2.0),
+             lambda t: 2.0 * t["x"].expand(2, 3, 4), frozen=("r",)),
+    ],
+    "reshape": [
+        Case("flatten", {"x": rnd(2, 3, 4, 5)}, lambda m: F.flatten(m.x, 1),
+             lambda t: torch.flatten(t["x"], 1)),
+        Case("view_size0", {"x": rnd(2, 3, 4)}, lambda m: m.x.reshape(m.x.size(0), -1),
+             lambda t: t["x"].reshape(2, -1)),
+        Case("to_4d", {"x": rnd(6, 20)}, lambda m: F.reshape(m.x, (3, 2, 4, 5)),
+             lambda t: t["x"].reshape(3, 2, 4, 5)),
+    ],
+    "act": [
+        _act("relu", F.relu, TF.relu), _act("relu6", F.relu6, TF.relu6),
+        _act("leaky_relu", lambda x: F.leaky_relu(x, 0.1), lambda x: TF.leaky_relu(x, 0.1)),
+        _act("sigmoid", F.sigmoid, torch.sigmoid), _act("tanh", F.tanh, torch.tanh, 1.5),
+        _act("hardswish", F.hardswish, TF.hardswish),
+    ],
+    "maxpool2d": [
+        _pool("k2", "max", (2, 3, 8, 8), kernel_size=2),
+        _pool("k3s2p1", "max", (2, 2, 9, 9), kernel_size=3, stride=2, padding=1),
+        _pool("ceil", "max", (1, 2, 7, 7), kernel_size=2, stride=2, ceil_mode=True),
+        _pool("ceil_pad", "max", (1, 2, 8, 8), kernel_size=3, stride=2, padding=1,
+              ceil_mode=True),
+        _pool("dilation", "max", (1, 2, 9, 9), kernel_size=3, stride=1, dilation=2),
+        _pool("rect", "max", (2, 2, 7, 9), kernel_size=(2, 3), stride=(1, 2), padding=(1, 1)),
+    ],
+    "avgpool2d": [
+        _pool("k2", "avg", (2, 3, 8, 8), kernel_size=2),
+        _pool("k3s2p1_incl", "avg", (2, 2, 9, 9), kernel_size=3, stride=2, padding=1),
+        _pool("k3s2p1_excl", "avg", (2, 2, 9, 9), kernel_size=3, stride=2, padding=1,
+              count_include_pad=False),
+        _pool("ceil_incl", "avg", (1, 2, 8, 8), kernel_size=3, stride=2, padding=1,
+              ceil_mode=True),
+        _pool("ceil_excl", "avg", (1, 2, 8, 8), kernel_size=3, stride=2, padding=1,
+              ceil_mode=True, count_include_pad=False),
+        _pool("ceil_nopad", "avg", (1, 2, 7, 7), kernel_size=2, stride=2, ceil_mode=True),
+        _pool("rect", "avg", (2, 2, 7, 9), kernel_size=(2, 3), stride=(1, 2), padding=(1, 1)),
+    ],
+    "global_avgpool": [
+        Case("gap", {"x": rnd(2, 3, 5, 4)}, lambda m: F.adaptive_avg_pool2d(m.x, 1),
+             lambda t: TF.adaptive_avg_pool2d(t["x"], 1)),
+    ],
+    "batchnorm_train": [
+        _bn("affine", (4, 3, 5, 5)),
+        _bn("no_affine", (3, 2, 4, 6), affine=False),
+        _bn("momentum_eps", (2, 5, 3, 3), momentum=0.3, eps=1e-3),
+    ],
+    "batchnorm_infer": [
+        _bn("eval", (2, 3, 4, 4), train=False),
+    ],
+    "dropout": [
+        Case("p0.3", {"x": rnd(8, 64)}, lambda m: F.dropout(m.x, 0.3, True),
+             None, check=_check_dropout(0.3)),
+        Case("p0.5", {"x": rnd(4, 4, 8, 8)}, lambda m: F.dropout(m.x, 0.5, True),
+             None, check=_check_dropout(0.5)),
+    ],
+    "softmax": [
+        _softmax("axis1", (4, 7), 1, False), _softmax("log_axis1", (4, 7), 1, True),
+        _softmax("axis0", (5, 3), 0, False), _softmax("log_nchw_c", (2, 4, 3, 3), 1, True),
+        _softmax("last", (2, 3, 6), -1, False),
+    ],
+    "softmax_xent": [
+        Case("int_labels", {"x": rnd(6, 5, scale=2.0)},
+             lambda m: F.cross_entropy(m.x, LABELS),
+             lambda t: TF.cross_entropy(t["x"], torch.tensor(LABELS))),
+        Case("module", {"x": rnd(6, 5)},
+             lambda m: nn.CrossEntropyLoss()(m.x, LABELS),
+             lambda t: torch.nn.CrossEntropyLoss()(t["x"], torch.tensor(LABELS))),
+    ],
+    "softmax_xent_prob": [
+        Case("probs", {"x": rnd(4, 6, scale=2.0)},
+             lambda m: F.cross_entropy(m.x, PROB_T),
+             lambda t: TF.cross_entropy(t["x"], torch.tensor(PROB_T, dtype=torch.float64))),
+    ],
+    "mse": [
+        Case("both", {"x": rnd(3, 4), "y": rnd(3, 4)}, lambda m: F.mse_loss(m.x, m.y),
+             lambda t: TF.mse_loss(t["x"], t["y"])),
+        Case("4d", {"x": rnd(2, 3, 2, 2), "y": rnd(2, 3, 2, 2)},
+             lambda m: nn.MSELoss()(m.x, m.y), lambda t: TF.mse_loss(t["x"], t["y"]),
+             frozen=("y",)),
+    ],
+    "l1": [
+        Case("both", {"x": rnd(3, 4), "y": rnd(3, 4)}, lambda m: F.l1_loss(m.x, m.y),
+             lambda t: TF.l1_loss(t["x"], t["y"])),
+    ],
+    "hinge": [
+        Case("margin1", {"x": rnd(6, 5)}, lambda m: nn.HingeLoss()(m.x, LABELS),
+             lambda t: TF.multi_margin_loss(t["x"], torch.tensor(LABELS))),
+        Case("margin0.5", {"x": rnd(6, 5)},
+             lambda m: F.multi_margin_loss(m.x, LABELS, margin=0.5),
+             lambda t: TF.multi_margin_loss(t["x"], torch.tensor(LABELS), margin=0.5)),
+    ],
+    "kldiv": [
+        Case("batchmean", {"x": rnd(4, 5)},
+             lambda m: nn.KLDivLoss()(F.log_softmax(m.x, 1), PROB_T2),
+             lambda t: TF.kl_div(torch.log_softmax(t["x"], 1),
+                                 torch.tensor(PROB_T2, dtype=torch.float64),
+                                 reduction="batchmean")),
+        Case("distill", {"s": rnd(6, 5, scale=3.0)},
+             lambda m: nn.DistillLoss(temperature=4.0, alpha=0.7)(m.s, TEACHER, LABELS),
+             lambda t: _torch_distill(t["s"], 4.0, 0.7)),
+    ],
+    "affine": [
+        Case("scale_shift", {"x": rnd(3, 5)}, lambda m: F.affine(m.x, 2.5, -1.0),
+             lambda t: 2.5 * t["x"] - 1.0),
+        Case("neg", {"x": rnd(3, 5)}, lambda m: -m.x, lambda t: -t["x"]),
+    ],
+}
+
+def _torch_distill(s, temp, alpha):
+    q = torch.softmax(torch.tensor(TEACHER, dtype=torch.float64) / temp, 1)
+    soft = TF.kl_div(torch.log_softmax(s / temp, 1), q, reduction="batchmean")
+    hard = TF.cross_entropy(s, torch.tensor(LABELS))
+    return alpha * temp * temp * soft + (1 - alpha) * hard
+
+
+def _forward_ops():
+    return [op.name for op in ops.OPS if op.kind == "forward"]
+
+
+PARAMS = [pytest.param(op, c, id=f"{op}-{c.name}") for op, cs in CASES.items() for c in cs]
+
+
+# ---------------------------------------------------------------------------------------------
+# running one case
+# ---------------------------------------------------------------------------------------------
+class OpModule(nn.Module):
+    def __init__(self, case: Case):
+        super().__init__()
+        self._case = case
+        for name, arr in case.inputs.items():
+            setattr(self, name, nn.Parameter(arr, requires_grad=name not in case.frozen))
+        if case.setup:
+            case.setup(self)
+
+    def forward(self):
+        return self._case.et(self)
+
+
+def run_case(case: Case):
+    model = OpModule(case)
+    holder = {}
+
+    def objective(out):
+        w = rnd(*out.shape)
+        holder["w"] = w
+        return F.sum(F.mul(out, w)) if out.ndim else F.mul(out, float(w))
+
+    sess = et.TrainSession.from_module(model, inputs={}, loss=objective, threads=2)
+    sess.Grad()
+    res = sess.RunGraph({})
+    return model, sess, res, holder["w"]
+
+
+@pytest.mark.parametrize("op_name,case", PARAMS)
+def test_op_vs_torch(op_name, case):
+    model, sess, res, w = run_case(case)
+    out = res["output"]
+    grads = sess.get_gradients()
+    if case.check is not None:
+        case.check(case, out, grads, w, case.inputs)
+        return
+    t = {k: torch.tensor(v, dtype=torch.float64, requires_grad=k not in case.frozen)
+         for k, v in case.inputs.items()}
+    ref = case.ref(t, module=model) if case.extra.get("needs_module") else case.ref(t)
+    rtol, atol = case.tol
+    ref_np = ref.detach().numpy()
+    scale = max(1.0, float(np.abs(ref_np).max())) if ref_np.size else 1.0
+    assert out.shape == ref_np.shape, f"output shape {out.shape} != torch {ref_np.shape}"
+    np.testing.assert_allclose(out, ref_np, rtol=rtol, atol=atol * scale,
+                               err_msg=f"{op_name}/{case.name}: forward")
+    obj = (ref * torch.tensor(w, dtype=torch.float64)).sum()
+    np.testing.assert_allclose(res["loss"], obj.item(), rtol=rtol * 10, atol=atol * scale * 10,
+                               err_msg=f"{op_name}/{case.name}: objective")
+    trainable = [k for k in case.inputs if k not in case.frozen]
+    if trainable:
+        obj.backward()
+    for k in trainable:
+        g_ref = t[k].grad.numpy()
+        assert k in grads, f"{op_name}/{case.name}: no gradient for input {k!r}"
+        gscale = max(1.0, float(np.abs(g_ref).max()))
+        np.testing.assert_allclose(grads[k], g_ref, rtol=rtol, atol=atol * gscale,
+                                   err_msg=f"{op_name}/{case.name}: gradient of {k}")
+    for k in case.frozen:
+        assert k not in grads, f"frozen input {k} got a gradient"
+    running = getattr(case.ref, "running", None)
+    if running:
+        params = sess.get_parameters()
+        for name, val in running.items():
+            np.testing.assert_allclose(params[name], val, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{op_name}/{case.name}: {name}")
+
+
+def test_every_forward_op_has_a_case():
+    missing = [name for name in _forward_ops() if not CASES.get(name)]
+    assert not missing, f"forward ops without a PyTorch comparison case: {missing}"
+    unknown = [name for name in CASES if name not in ops.OP_BY_NAME]
+    assert not unknown, f"cases for unknown ops: {unknown}"
+
+
+def test_every_backward_op_is_reached():
+    """Each backward op is emitted by the autodiff of some case (so it is tested)."""
+    from edgetrain.export import build_graph
+
+    emitted = set()
+    for cs in CASES.values():
+        for case in cs:
+            g = build_graph(OpModule(case), {}, loss=lambda out: F.sum(out))
+            emitted.update(n.op for n in g.nodes)
+    backward_ops = [op.name for op in ops.OPS if op.kind == "backward"]
+    missing = [b for b in backward_ops if b not in emitted]
+    assert not missing, f"backward ops never emitted by the cases: {missing}"
+
+
+def test_update_ops_have_tests():
+    update_ops = {op.name for op in ops.OPS if op.kind == "update"}
+    assert update_ops == {"sgd_update", "adam_update"}, \
+        "a new update op needs an optimizer test below"
+
+
+# ---------------------------------------------------------------------------------------------
+# optimizers (sgd_update, adam_update) vs torch.optim
+# ---------------------------------------------------------------------------------------------
+class Regression(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(F.tanh(self.fc1(x)))
+
+
+class TorchRegression(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(6, 8)
+        self.fc2 = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+OPTIMIZERS = {
+    "sgd": (lambda p: optim.SGD(p, lr=0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+    "sgd_momentum_wd": (
+        lambda p: optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=5e-3),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=5e-3)),
+    "sgd_nesterov": (
+        lambda p: optim.SGD(p, lr=0.05, momentum=0.8, nesterov=True),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, nesterov=True)),
+    "sgd_dampening": (
+        lambda p: optim.SGD(p, lr=0.05, momentum=0.9, dampening=0.3),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, dampening=0.3)),
+    "adam": (lambda p: optim.Adam(p, lr=0.01), lambda p: torch.optim.Adam(p, lr=0.01)),
+    "adam_wd": (
+        lambda p: optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01),
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6,
+                                   weight_decay=0.01)),
+    "adamw": (lambda p: optim.AdamW(p, lr=0.01, weight_decay=0.1),
+              lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1)),
+}
+
+
+def _regression_data(steps=5, n=8):
+    return [(rnd(n, 6), rnd(n, 3)) for _ in range(steps)]
+
+
+def _train_both(make_et, make_torch, groups=False, scheduler=None, steps=5):
+    torch.manual_seed(0)
+    tm = TorchRegression().double()
+    model = Regression()
+    model.load_state_dict(tm.state_dict())
+    if groups:
+        eo = make_et([{"params": model.fc1.parameters(), "lr": 0.02},
+                      {"params": model.fc2.parameters()}])
+        to = make_torch([{"params": tm.fc1.parameters(), "lr": 0.02},
+                         {"params": tm.fc2.parameters()}])
+    else:
+        eo, to = make_et(model.parameters()), make_torch(tm.parameters())
+    es = scheduler[0](eo) if scheduler else None
+    ts = scheduler[1](to) if scheduler else None
+    sess = et.TrainSession.from_module(model, inputs={"x": (8, 6)}, loss=nn.MSELoss(),
+                                       labels={"y": ((8, 3), "float32")}, optimizer=eo,
+                                       scheduler=es, threads=2)
+    sess.Train()
+    for x, y in _regression_data(steps):
+        loss = sess.RunGraph({"x": x, "y": y})["loss"]
+        to.zero_grad()
+        tl = TF.mse_loss(tm(torch.tensor(x, dtype=torch.float64)),
+                         torch.tensor(y, dtype=torch.float64))
+        tl.backward()
+        to.step()
+        if ts is not None:
+            ts.step()
+        np.testing.assert_allclose(loss, tl.item(), rtol=1e-4)
+    params = sess.get_parameters()
+    for k, v in tm.state_dict().items():
+        np.testing.assert_allclose(params[k], v.numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+    return sess
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_optimizer_vs_torch(name):
+    _train_both(*OPTIMIZERS[name])
+
+
+def test_optimizer_param_groups_vs_torch():
+    _train_both(lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+                lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), groups=True)
+
+
+SCHEDULERS = {
+    "step": (lambda o: optim.StepLR(o, 2, 0.5),
+             lambda o: torch.optim.lr_scheduler.StepLR(o, 2, 0.5)),
+    "multistep": (lambda o: optim.MultiStepLR(o, [1, 3], 0.3),
+                  lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [1, 3], 0.3)),
+    "exponential": (lambda o: optim.ExponentialLR(o, 0.8),
+                    lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.8)),
+    "cosine": (lambda o: optim.CosineAnnealingLR(o, 8, 0.01),
+               lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 8, 0.01)),
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_scheduler_vs_torch(name):
+    """Schedules applied per step by the runtime match torch schedulers stepped per step."""
+    make_e, make_t = SCHEDULERS[name]
+    _train_both(lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+                lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+                scheduler=(make_e, make_t), steps=6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda o: optim.StepLR(o, 3, 0.5), lambda o: optim.MultiStepLR(o, [2, 5], 0.1),
+    lambda o: optim.ExponentialLR(o, 0.9), lambda o: optim.CosineAnnealingLR(o, 5, 0.001),
+    lambda o: optim.InvLR(o, 0.1, 0.75), lambda o: optim.LinearWarmup(o, 3),
+    lambda o: optim.LinearWarmup(o, 4, optim.CosineAnnealingLR(o, 8)),
+], ids=["step", "multistep", "exp", "cosine", "inv", "warmup", "warmup_cosine"])
+def test_runtime_learning_rate_matches_lr_at(make):
+    model = Regression()
+    o = optim.SGD(model.parameters(), lr=0.2)
+    s = make(o)
+    sess = et.TrainSession.from_module(model, inputs={"x": (8, 6)}, loss=nn.MSELoss(),
+                                       labels={"y": ((8, 3), "float32")}, optimizer=o,
+                                       scheduler=s, threads=1)
+    sess.Train()
+    for step, (x, y) in enumerate(_regression_data(8)):
+        assert sess.learning_rate == pytest.approx(s.lr_at(step), rel=1e-6)
+        sess.RunGraph({"x": x, "y": y})
