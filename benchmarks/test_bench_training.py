@@ -1,0 +1,114 @@
+"""Training workloads: edgetrain vs PyTorch (and MNN / ONNX Runtime when installed), same run.
+
+Ratios (baseline time / edgetrain time) are printed at the end of the run.
+"""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import workloads
+from conftest import QUICK, median_seconds, record
+
+HERE = Path(__file__).resolve().parent
+IMPLS = ["edgetrain", "torch"]
+CASES = [("lenet", 64, 1), ("lenet", 64, 2), ("lenet", 32, 1), ("lenet", 32, 2),
+         ("mobilenetv2", 32, 1), ("mobilenetv2", 32, 2)]
+if QUICK:
+    CASES = [("lenet", 8, 1), ("mobilenetv2", 2, 1)]
+
+
+def _builder(impl):
+    if impl == "torch":
+        pytest.importorskip("torch")  # a benchmark dependency; `make bench` installs it
+        return workloads.torch_step
+    return workloads.edgetrain_step
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-b{c[1]}-t{c[2]}")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_train_step(benchmark, impl, case):
+    model, batch, threads = case
+    step, _ = _builder(impl)(model, batch, threads)
+    step()  # warm up (first-touch of the arena, torch's allocator)
+    benchmark.pedantic(step, rounds=3 if QUICK else 30, iterations=1, warmup_rounds=1)
+    s = median_seconds(benchmark)
+    if s:
+        record(f"train {model} b{batch} t{threads}", impl, s)
+        benchmark.extra_info["images_per_s"] = batch / s
+
+
+@pytest.mark.parametrize("threads", [1] if QUICK else [1, 2])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_lenet_eval(benchmark, impl, threads):
+    batch = 8 if QUICK else 64
+    step, _ = _builder(impl)("lenet", batch, threads, train=False)
+    step()
+    benchmark.pedantic(step, rounds=3 if QUICK else 50, iterations=1, warmup_rounds=1)
+    s = median_seconds(benchmark)
+    if s:
+        record(f"eval lenet b{batch} t{threads}", impl, s)
+
+
+@pytest.mark.parametrize("case", CASES[:1] if QUICK else [("lenet", 64, 1), ("lenet", 64, 2),
+                                                          ("mobilenetv2", 32, 1)],
+                         ids=lambda c: f"{c[0]}-b{c[1]}-t{c[2]}")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_peak_rss(benchmark, impl, case):
+    """Peak resident memory of a fresh process training the workload (bytes)."""
+    if impl == "torch":
+        pytest.importorskip("torch")
+    model, batch, threads = case
+    steps = 2 if QUICK else 10
+
+    def probe():
+        out = subprocess.run([sys.executable, str(HERE / "rss_probe.py"), impl, model,
+                              str(batch), str(threads), str(steps)], capture_output=True,
+                             text=True, cwd=HERE, check=True)
+        return int(out.stdout.strip().splitlines()[-1])
+
+    rss = benchmark.pedantic(probe, rounds=1, iterations=1)
+    benchmark.extra_info["peak_rss_mib"] = rss / 2**20
+    record(f"peak RSS MiB {model} b{batch} t{threads}", impl + "_MiB", round(rss / 2**20, 1))
+    if impl == "edgetrain":
+        _, sess = workloads.edgetrain_step(model, batch, threads)
+        arena = sess.memory_info()["total"]
+        benchmark.extra_info["arena_mib"] = arena / 2**20
+        record(f"peak RSS MiB {model} b{batch} t{threads}", "arena_MiB", round(arena / 2**20, 1))
+
+
+def test_mnist_epoch(benchmark):
+    """One MNIST epoch at batch 64 on 2 threads, data loading included (edgetrain)."""
+    import edgetrain as et
+    from edgetrain import nn, optim
+    from edgetrain.data import DataLoader, MnistDataset
+    from edgetrain.models import LeNet
+
+    root = HERE.parent / "data" / "mnist"
+    ds = MnistDataset(str(root), train=True)
+    limit = 640 if QUICK else None
+    if limit:
+        from edgetrain.data import TensorDataset
+        xs, ys = ds.get_batch(np.arange(limit))
+        ds = TensorDataset(xs, ys)
+    loader = DataLoader(ds, batch_size=64, shuffle=True, drop_last=True, num_workers=1, seed=0)
+    et.manual_seed(0)
+    model = LeNet()
+    sess = et.TrainSession.from_module(
+        model, inputs={"data": (64, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
+        labels={"label": ((64,), "int64")},
+        optimizer=optim.SGD(model.parameters(), **workloads.LENET_SGD), threads=2)
+    sess.Train()
+
+    def epoch():
+        for x, y in loader:
+            sess.RunGraph({"data": x, "label": y})
+
+    benchmark.pedantic(epoch, rounds=1, iterations=1)
+    s = median_seconds(benchmark)
+    if s:
+        record("mnist epoch b64 t2 (with loading)", "edgetrain", s)
