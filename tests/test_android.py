@@ -220,6 +220,23 @@ def test_cmake_host_build(tmp_path):
     assert sorted(Path(s).stem for s in listed) == sorted(Path(o).name.split(".")[0] for o in ar)
 
 
+def test_cmake_cross_aarch64_static(tmp_path):
+    """The CMake path cross compiles (as with the NDK toolchain file) to a static arm64 binary."""
+    _arm64_tools()
+    if not shutil.which("cmake"):
+        pytest.skip("cmake not installed")
+    build = tmp_path / "cmake-aarch64"
+    proc = _run(["cmake", "-S", ANDROID, "-B", build, "-DCMAKE_SYSTEM_NAME=Linux",
+                 "-DCMAKE_SYSTEM_PROCESSOR=aarch64", "-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc",
+                 "-DEDGETRAIN_STATIC=ON"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = _run(["cmake", "--build", build, "-j", str(os.cpu_count() or 2)], timeout=1200)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    info = _elf_info(build / "et_train")
+    assert info["machine"] == 183 and not info["interp"]
+    assert _run(["qemu-aarch64-static", build / "et_train", "--help"]).returncode == 0
+
+
 # ---- data reader and sample order (no model needed) ------------------------------------------
 def test_check_data_matches_numpy(host_bin, mnist_dir):
     proc = _run([host_bin, "--check-data", "-d", mnist_dir, "--seed", "1234"])

@@ -10,7 +10,6 @@ from edgetrain import ir, nn, optim
 from edgetrain.errors import ShapeError
 from edgetrain.export import build_graph, graph_summary, inference_graph
 from edgetrain.models.lenet import LeNet
-from edgetrain.nn import functional as F
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ typedef struct parse_ctx {
     char *err;
     size_t cap;
     section_ref sec[ET_SEC_DATA + 1]; /* required sections by type */
+    int strict;                       /* minor 0: reserved bytes and padding must be zero */
 } parse_ctx;
 
 static et_status fail(parse_ctx *c, const char *fmt, ...)
@@ -84,6 +85,21 @@ static int string_ok(const et_model *m, uint32_t off, uint32_t len) {
     return len == 0 || memchr(m->strings + off, 0, len) == NULL;
 }
 
+/* 1 if n bytes at p are all zero. */
+static int all_zero(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
+}
+
+/* Version 1.0 defines every byte: reserved fields, unused slots and the
+ * padding between sections are zero (unused tensor slots -1). A later minor
+ * may give reserved bytes a meaning, so these checks apply to minor 0 only. */
+static et_status check_zero(parse_ctx *c, const uint8_t *p, size_t n, const char *what) {
+    if (c->strict && !all_zero(p, n)) return fail(c, "%s: reserved bytes are not zero", what);
+    return ET_OK;
+}
+
 /* ---- header and section table ------------------------------------------- */
 static et_status parse_header(parse_ctx *c, uint32_t *n_sections, uint32_t *flags) {
     const uint8_t *h = c->buf;
@@ -104,6 +120,10 @@ static et_status parse_header(parse_ctx *c, uint32_t *n_sections, uint32_t *flag
                     (unsigned long long)file_size, c->size);
     *n_sections = rd32(h + 24);
     *flags = rd32(h + 28);
+    c->strict = rd32(h + 12) == 0;
+    if (c->strict && (*flags & ~1u))
+        return fail(c, "header: unknown flags 0x%x (version 1.0 defines bit 0 only)", *flags);
+    if (check_zero(c, h + 40, 24, "header") != ET_OK) return ET_ERR_FORMAT;
     if (*n_sections < 1 || *n_sections > ET_MAX_SECTIONS)
         return fail(c, "section count %u out of range 1..%u", *n_sections, ET_MAX_SECTIONS);
     uint64_t table_end = ET_HEADER_BYTES + (uint64_t)*n_sections * ET_SECTION_ENTRY_BYTES;
@@ -112,6 +132,28 @@ static et_status parse_header(parse_ctx *c, uint32_t *n_sections, uint32_t *flag
     crc = et_crc32(0, h + ET_HEADER_BYTES, (size_t)(table_end - ET_HEADER_BYTES));
     if (crc != rd32(h + 32))
         return fail(c, "section table CRC mismatch (stored 0x%08x, computed 0x%08x)", rd32(h + 32), crc);
+    return ET_OK;
+}
+
+/* Bytes outside the header, the table and every section (alignment padding)
+ * are zero. Sections are few (<= 64): walk them in offset order. */
+static et_status check_padding(parse_ctx *c, uint64_t table_end, const uint64_t *offs, const uint64_t *sizes,
+                               uint32_t n) {
+    uint32_t order[ET_MAX_SECTIONS];
+    if (!c->strict) return ET_OK;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k = i;
+        for (; k > 0 && offs[order[k - 1]] > offs[i]; k--) order[k] = order[k - 1];
+        order[k] = i;
+    }
+    uint64_t pos = table_end;
+    for (uint32_t k = 0; k <= n; k++) {
+        uint64_t start = k < n ? offs[order[k]] : c->size;
+        if (start > pos && !all_zero(c->buf + pos, (size_t)(start - pos)))
+            return fail(c, "padding bytes [%llu, %llu) outside the sections are not zero", (unsigned long long)pos,
+                        (unsigned long long)start);
+        if (k < n && start + sizes[order[k]] > pos) pos = start + sizes[order[k]];
+    }
     return ET_OK;
 }
 
@@ -147,6 +189,8 @@ static et_status parse_section_table(parse_ctx *c, et_model *m, uint32_t n) {
                 return fail(c, "section %u (%s) overlaps section %u (%s)", type, section_name(type), types[j],
                             section_name(types[j]));
         }
+        if (c->strict && (rd32(e + 4) != 0 || rd32(e + 28) != 0))
+            return fail(c, "section table entry %u: reserved fields are not zero", i);
         uint32_t crc = et_crc32(0, c->buf + off, (size_t)size);
         if (crc != rd32(e + 24))
             return fail(c, "section %u (%s): CRC mismatch (stored 0x%08x, computed 0x%08x): the file is corrupt",
@@ -165,7 +209,7 @@ static et_status parse_section_table(parse_ctx *c, et_model *m, uint32_t n) {
     }
     for (uint32_t t = ET_SEC_STRINGS; t <= ET_SEC_DATA; t++)
         if (!c->sec[t].present) return fail(c, "required section %u (%s) is missing", t, section_name(t));
-    return ET_OK;
+    return check_padding(c, table_end, offs, sizes, n);
 }
 
 /* ---- STATE ------------------------------------------------------------------ */
@@ -194,7 +238,7 @@ static et_status parse_state(parse_ctx *c, et_train_state *st) {
                     st->sched_kind == ET_SCHED_STEP ? "step" : "cosine",
                     st->sched_kind == ET_SCHED_STEP ? "step_size" : "t_max", (long long)st->sched_i[0]);
     if (st->opt_kind > 3) return fail(c, "section 5 (STATE): optimizer kind %u unknown (0..3)", st->opt_kind);
-    return ET_OK;
+    return check_zero(c, p + 120, 8, "section 5 (STATE)");
 }
 
 /* ---- TENSORS ---------------------------------------------------------------- */
@@ -210,7 +254,7 @@ static et_status record_count(parse_ctx *c, int type, uint32_t record_bytes, uin
     if (n > (uint32_t)INT32_MAX) return fail(c, "section %d (%s): %u records is too many", type,
                                              section_name((uint32_t)type), n);
     *count = n;
-    return ET_OK;
+    return check_zero(c, sec_bytes(c, type) + 4, 4, section_name((uint32_t)type));
 }
 
 static et_status parse_tensor_record(parse_ctx *c, et_model *m, uint32_t i, const uint8_t *r) {
@@ -238,6 +282,10 @@ static et_status parse_tensor_record(parse_ctx *c, et_model *m, uint32_t i, cons
                         (long long)t->shape.dim[d]);
     if (!et_shape_is_sane(&t->shape))
         return fail(c, "section 2 (TENSORS): record %u is larger than 2^40 bytes", i);
+    if (c->strict && ((t->flags & ~3u) || !all_zero(r + 16 + 8 * ndim, 8 * (size_t)(ET_MAX_DIMS - ndim)) ||
+                      !all_zero(r + 80, 16) || (!et_kind_has_data(t->kind) && t->data_off != 0)))
+        return fail(c, "section 2 (TENSORS): record %u has unknown flags or non-zero unused fields "
+                    "(dims beyond ndim, data offset without data, reserved bytes)", i);
     if (t->name_len == 0 && (t->kind == ET_KIND_INPUT || t->kind == ET_KIND_PARAM || t->kind == ET_KIND_BUFFER ||
                              t->kind == ET_KIND_OPTSTATE))
         return fail(c, "section 2 (TENSORS): record %u (%s) must have a name", i, et_kind_name(t->kind));
@@ -422,6 +470,17 @@ static et_status check_node_tensors(parse_ctx *c, const et_model *m, uint32_t i,
     return ET_OK;
 }
 
+/* Unused slots of a version 1.0 node record: tensors -1, attributes 0. */
+static int node_slots_clean(const et_node_def *nd, const uint8_t *r) {
+    if (rd16(r + 6) != 0) return 0;
+    for (int k = nd->n_in; k < ET_NODE_MAX_IN; k++)
+        if (rdi32(r + 8 + 4 * k) != -1) return 0;
+    for (int k = nd->n_out; k < ET_NODE_MAX_OUT; k++)
+        if (rdi32(r + 40 + 4 * k) != -1) return 0;
+    return all_zero(r + 56 + 8 * nd->n_iattr, 8 * (size_t)(ET_NODE_MAX_IATTR - nd->n_iattr)) &&
+           all_zero(r + 184 + 4 * nd->n_fattr, 4 * (size_t)(ET_NODE_MAX_FATTR - nd->n_fattr));
+}
+
 static et_status parse_node_record(parse_ctx *c, et_model *m, uint32_t i, const uint8_t *r) {
     et_node_def *nd = &m->nodes[i];
     nd->op = rd16(r);
@@ -442,6 +501,9 @@ static et_status parse_node_record(parse_ctx *c, et_model *m, uint32_t i, const 
     for (int k = 0; k < ET_NODE_MAX_OUT; k++) nd->out[k] = k < nd->n_out ? rdi32(r + 40 + 4 * k) : -1;
     for (int k = 0; k < ET_NODE_MAX_IATTR; k++) nd->iattr[k] = k < nd->n_iattr ? rdi64(r + 56 + 8 * k) : 0;
     for (int k = 0; k < ET_NODE_MAX_FATTR; k++) nd->fattr[k] = k < nd->n_fattr ? rdf32(r + 184 + 4 * k) : 0.0f;
+    if (c->strict && !node_slots_clean(nd, r))
+        return fail(c, "section 3 (NODES): record %u (%s) has non-zero padding or unused slots (inputs/outputs "
+                    "beyond the count must be -1, attributes 0)", i, d->name);
     nd->layer_off = rd32(r + 216);
     nd->layer_len = rd32(r + 220);
     if (!string_ok(m, nd->layer_off, nd->layer_len))
@@ -523,6 +585,7 @@ static et_status parse_programs(parse_ctx *c, et_model *m) {
     const uint8_t *head;
     if (!take_u32s(&cu, 2, 1, &head)) return fail(c, "section 4 (PROGRAMS): too small for its count");
     uint32_t count = rd32(head);
+    if (check_zero(c, head + 4, 4, "section 4 (PROGRAMS)") != ET_OK) return ET_ERR_FORMAT;
     if (count < 1 || count > ET_PROGRAM_COUNT_)
         return fail(c, "section 4 (PROGRAMS): program count %u out of range 1..3", count);
     for (uint32_t i = 0; i < count; i++) {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "runtime_internal.h"
 
@@ -137,8 +138,9 @@ static et_status read_file(const char *path, uint8_t **buf, size_t *size) {
         et_msgf(load_err, sizeof load_err, "cannot open '%s': %s", path, strerror(errno));
         return ET_ERR_IO;
     }
+    struct stat sb;
     long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && fseek(f, 0, SEEK_END) == 0) n = ftell(f);
     if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
         et_msgf(load_err, sizeof load_err, "cannot determine the size of '%s' (not a regular file?)", path);
