@@ -463,6 +463,39 @@ def test_shuffled_order_matches_python(host_bin, mnist_dir, lenet_etm, tmp_path)
     np.testing.assert_allclose([c[k + 1] for k in range(steps)], py, rtol=1e-5)
 
 
+def test_lenet5_padded_input_matches_mnist_dataset(host_bin, mnist_dir, tmp_path):
+    """A 32x32 model (LeNet-5) gets MNIST padded by 2 with the background value, exactly as
+    MnistDataset(pad=2) gives it, and -b re-plans the file's batch."""
+    et = _python_session()
+    from edgetrain import nn, optim
+    from edgetrain.data import MnistDataset
+    from edgetrain.models import LeNet5
+
+    et.manual_seed(1)
+    model = LeNet5()
+    sess = et.TrainSession.from_module(
+        model, inputs={"data": (8, 1, 32, 32)}, loss=nn.CrossEntropyLoss(),
+        labels={"label": ((8,), "int64")}, optimizer=optim.SGD(model.parameters(), lr=0.05),
+        threads=1)
+    path = tmp_path / "lenet5.etm"
+    sess.SaveToFile(str(path))
+    steps, batch = 6, 16
+    proc = _run([host_bin, "-f", path, "-d", mnist_dir, "-i", steps, "-b", batch, "-t", 1,
+                 "-p", 1, "--test-limit", 100, "-s", tmp_path / "out.etm"])
+    assert proc.returncode == 0, proc.stderr
+    assert "input data [16,1,32,32]" in proc.stdout
+    ds = MnistDataset(str(mnist_dir), train=True, pad=2)
+    py = et.TrainSession.load(str(path), threads=1)
+    py.Resize({"data": (batch, 1, 32, 32), "label": (batch,)})
+    py.Train()
+    losses = []
+    for k in range(steps):
+        x, y = ds.get_batch(np.arange(k * batch, (k + 1) * batch))
+        losses.append(float(np.asarray(py.RunGraph({"data": x, "label": y})["loss"]).reshape(-1)[0]))
+    c = _losses(proc.stdout)
+    np.testing.assert_allclose([c[k + 1] for k in range(steps)], losses, rtol=1e-5)
+
+
 # ---- 3. prepare_and_run.sh ---------------------------------------------------------------------
 def _script(args, timeout=1800):
     env = dict(os.environ, PYTHON=sys.executable)
