@@ -122,4 +122,12 @@ cdef extern from "edgetrain/et_runtime.h":
     et_status et_session_save_file(et_session *s, const char *path) nogil
     et_status et_session_memory_info(const et_session *s, et_memory_info *info)
     int et_session_node_count(const et_session *s, et_program_kind kind)
+    ctypedef struct et_node_profile:
+        int op
+        const char *layer
+        uint64_t ns
+        uint64_t calls
+    et_status et_session_set_profiling(et_session *s, int enabled)
+    int et_session_profiling(const et_session *s)
+    int et_session_profile(const et_session *s, et_node_profile *out, int cap)
     int64_t et_debug_alloc_count()

@@ -386,6 +386,32 @@ cdef class Session:
     def node_count(self, str program):
         return et_session_node_count(self.s, PROGRAMS[program])
 
+    # -- profiling ----------------------------------------------------------------------------
+    @property
+    def profiling(self):
+        return bool(et_session_profiling(self.s))
+
+    @profiling.setter
+    def profiling(self, bint on):
+        """Switching on (again) zeroes the counters."""
+        self._check(et_session_set_profiling(self.s, on), "profiling")
+
+    def profile(self):
+        """Per node (index = node id): (op name, layer, cumulative ns, calls)."""
+        cdef int n = et_session_profile(self.s, NULL, 0), k
+        if n <= 0:
+            return []
+        cdef et_node_profile *buf = <et_node_profile *>malloc(n * sizeof(et_node_profile))
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            et_session_profile(self.s, buf, n)
+            names = op_names()
+            return [(names[buf[k].op], buf[k].layer.decode("utf-8", "replace"), buf[k].ns, buf[k].calls)
+                    for k in range(n)]
+        finally:
+            free(buf)
+
 
 cdef extern from "string.h":
     void *memcpy_ "memcpy"(void *dst, const void *src, size_t n) nogil

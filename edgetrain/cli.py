@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_nonneg_float, default=None,
                    help="learning rate (default 0.01 for sgd, 0.001 for adam)")
     t.add_argument("--momentum", type=_nonneg_float, default=0.9, help="SGD momentum / Adam beta1")
+    t.add_argument("--lr-schedule", choices=("constant", "inv", "cosine"), default="cosine",
+                   help="learning-rate schedule over the whole run, applied by the runtime: "
+                        "cosine annealing to 0 (default), MNN/Caffe 'inv' (gamma 1e-4, "
+                        "power 0.75) or constant")
     t.add_argument("--weight-decay", type=_nonneg_float, default=5e-4)
     t.add_argument("--seed", type=_nonneg_int, default=0,
                    help="seed for initial weights, data order and dropout")
@@ -335,10 +339,11 @@ def cmd_train(args, out=None) -> int:
         else:
             opt = optim.Adam(model.parameters(), lr=lr, betas=(args.momentum, 0.999),
                              weight_decay=args.weight_decay)
+        sched = _make_schedule(args, opt, len(train_ds) // batch)
         sess = et.TrainSession.from_module(
             model, inputs={"data": (batch, 1, size, size)}, loss=nn.CrossEntropyLoss(),
-            labels={"label": ((batch,), "int64")}, optimizer=opt, threads=args.threads,
-            seed=args.seed)
+            labels={"label": ((batch,), "int64")}, optimizer=opt, scheduler=sched,
+            threads=args.threads, seed=args.seed)
 
     if len(train_ds) < batch:
         raise CLIError(f"only {len(train_ds)} training images for a batch of {batch}")
@@ -501,6 +506,18 @@ def _one_line(e: BaseException) -> str:
     text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     text = " ".join(text.split())
     return text or type(e).__name__
+
+
+def _make_schedule(args, opt, steps_per_epoch: int):
+    """The --lr-schedule over the run's planned steps (stored in the model file)."""
+    from . import optim
+
+    if args.lr_schedule == "inv":
+        return optim.lr_scheduler.InvLR(opt, gamma=1e-4, power=0.75)
+    if args.lr_schedule == "cosine":
+        total = args.iterations or (args.epochs or 1) * max(1, steps_per_epoch)
+        return optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.0)
+    return None
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -242,6 +242,38 @@ class TrainSession:
         """Planned arena bytes: params, grads, optimizer, activations, workspace, total."""
         return self._s.memory_info()
 
+    # ---- profiling -----------------------------------------------------------------
+    @property
+    def profiling(self) -> bool:
+        """Per-node timing in the runtime (off by default; ``EDGETRAIN_PROFILE=1`` switches it
+        on at load). Setting it to True (again) zeroes the counters."""
+        return self._s.profiling
+
+    @profiling.setter
+    def profiling(self, on: bool) -> None:
+        self._s.profiling = bool(on)
+
+    def profile(self, by: str = "op") -> Dict[str, Dict[str, float]]:
+        """Cumulative node timings since profiling was switched on.
+
+        ``by="op"`` groups by op type, ``by="node"`` gives one row per node
+        (``"<id> <op> <layer>"``). Each row: ``ms`` (total), ``calls``, ``ms_per_call``.
+        Rows are ordered by decreasing time.
+        """
+        if by not in ("op", "node"):
+            raise InvalidArgumentError(f"profile(by=...) must be 'op' or 'node', got {by!r}")
+        rows: Dict[str, Dict[str, float]] = {}
+        for i, (op, layer, ns, calls) in enumerate(self._s.profile()):
+            if not calls:
+                continue
+            key = op if by == "op" else f"{i} {op} {layer}".rstrip()
+            r = rows.setdefault(key, {"ms": 0.0, "calls": 0})
+            r["ms"] += ns / 1e6
+            r["calls"] += calls
+        for r in rows.values():
+            r["ms_per_call"] = r["ms"] / r["calls"]
+        return dict(sorted(rows.items(), key=lambda kv: -kv[1]["ms"]))
+
     def summary(self) -> str:
         from .export import graph_summary
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "runtime_internal.h"
 
@@ -25,6 +26,8 @@ struct et_session {
     void **ptr;              /* per tensor: data of the current program (NULL: unused) */
     int nthreads;
     et_program_kind program;
+    uint64_t *prof;          /* per node: ns, calls (2 * n_nodes); NULL unless profiling was enabled */
+    int profiling;
     char err[ET_MSG_CAP];
 };
 
@@ -127,6 +130,8 @@ et_status et_session_load_memory(const void *data, size_t size, int nthreads, et
     s->program = et_session_has_program(s, ET_PROGRAM_TRAIN) ? ET_PROGRAM_TRAIN
                  : et_session_has_program(s, ET_PROGRAM_EVAL) ? ET_PROGRAM_EVAL : ET_PROGRAM_GRAD;
     bind_pointers(s);
+    const char *prof_env = getenv("EDGETRAIN_PROFILE");
+    if (prof_env && prof_env[0] && strcmp(prof_env, "0") != 0) et_session_set_profiling(s, 1);
     *out = s;
     return ET_OK;
 }
@@ -192,6 +197,7 @@ void et_session_free(et_session *s) {
     et_persist_free(&s->persist);
     et_model_free(&s->model);
     et_free(s->ptr);
+    et_free(s->prof);
     et_free(s);
 }
 
@@ -450,6 +456,12 @@ static et_status node_failed(et_session *s, uint32_t ni, const et_node_io *io, e
     return session_fail(s, st, "node %u (%s in layer '%s'): %s", ni, op, nd->layer, et_status_str(st));
 }
 
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 et_status et_session_run(et_session *s) {
     if (!s) return ET_ERR_ARG;
     const et_model *m = &s->model;
@@ -470,7 +482,12 @@ et_status et_session_run(et_session *s) {
             io.out[j] = nd->out[j] >= 0 ? &s->plan.shape[nd->out[j]] : NULL;
             io.out_data[j] = nd->out[j] >= 0 ? s->ptr[nd->out[j]] : NULL;
         }
+        uint64_t t0 = s->profiling ? now_ns() : 0;
         et_status st = et_op_desc_get(nd->op)->run(&io, &env);
+        if (s->profiling) {
+            s->prof[2 * ni] += now_ns() - t0;
+            s->prof[2 * ni + 1]++;
+        }
         if (st != ET_OK) return node_failed(s, ni, &io, st);
     }
     if (s->program == ET_PROGRAM_TRAIN) state->step++;
@@ -501,6 +518,30 @@ et_status et_session_memory_info(const et_session *s, et_memory_info *info) {
                         info->inputs_bytes + info->activations_bytes + info->workspace_bytes;
     info->activations_unplanned_bytes = s->plan.act_unplanned_bytes;
     return ET_OK;
+}
+
+et_status et_session_set_profiling(et_session *s, int enabled) {
+    if (!s) return ET_ERR_ARG;
+    if (enabled && !s->prof) {
+        s->prof = (uint64_t *)et_calloc(2 * (size_t)s->model.n_nodes + 1, sizeof(uint64_t));
+        if (!s->prof) return session_fail(s, ET_ERR_NOMEM, "out of memory for profile counters");
+    }
+    if (enabled) memset(s->prof, 0, (2 * (size_t)s->model.n_nodes + 1) * sizeof(uint64_t));
+    s->profiling = enabled != 0;
+    return ET_OK;
+}
+
+int et_session_profiling(const et_session *s) { return s ? s->profiling : 0; }
+
+int et_session_profile(const et_session *s, et_node_profile *out, int cap) {
+    if (!s || (cap > 0 && !out)) return -1;
+    for (uint32_t i = 0; i < s->model.n_nodes && (int64_t)i < cap; i++) {
+        out[i].op = (int)s->model.nodes[i].op;
+        out[i].layer = s->model.nodes[i].layer ? s->model.nodes[i].layer : "";
+        out[i].ns = s->prof ? s->prof[2 * i] : 0;
+        out[i].calls = s->prof ? s->prof[2 * i + 1] : 0;
+    }
+    return (int)s->model.n_nodes;
 }
 
 int et_session_node_count(const et_session *s, et_program_kind kind) {

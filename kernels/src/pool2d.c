@@ -78,10 +78,72 @@ static inline int64_t max_index(const et_pool2d_params *p, const float *xp, int6
     return idx;
 }
 
+/* The common 2x2 / stride 2 / no padding pool with every window inside the input: the same
+ * scan order and NaN rule as max_index, without bounds checks (vectorisable). */
+static int is_k2s2(const et_pool2d_params *p) {
+    return p->kh == 2 && p->kw == 2 && p->stride_h == 2 && p->stride_w == 2 && p->pad_h == 0 &&
+           p->pad_w == 0 && p->dil_h == 1 && p->dil_w == 1 && 2 * p->oh <= p->h && 2 * p->ow <= p->w;
+}
+
+/* Running max step of max_index: v replaces m if v > m or v is NaN. */
+#define POOL_TAKES(v, m) ((v) > (m) || (v) != (v))
+
+static void maxpool_fwd_plane_k2s2(const float *ET_RESTRICT xp, float *ET_RESTRICT yp, int64_t w,
+                                   int64_t oh, int64_t ow) {
+    for (int64_t oy = 0; oy < oh; oy++) {
+        const float *r0 = xp + 2 * oy * w, *r1 = r0 + w;
+        float *yr = yp + oy * ow;
+        for (int64_t ox = 0; ox < ow; ox++) {
+            float m = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+            m = POOL_TAKES(b, m) ? b : m;
+            m = POOL_TAKES(c, m) ? c : m;
+            m = POOL_TAKES(d, m) ? d : m;
+            yr[ox] = m;
+        }
+    }
+}
+
+static void maxpool_bwd_plane_k2s2(const float *ET_RESTRICT xp, const float *ET_RESTRICT gp,
+                                   float *ET_RESTRICT dp, int64_t h, int64_t w, int64_t oh, int64_t ow) {
+    if (2 * oh != h || 2 * ow != w) memset(dp, 0, (size_t)(h * w) * sizeof(float));
+    for (int64_t oy = 0; oy < oh; oy++) {
+        const float *r0 = xp + 2 * oy * w, *r1 = r0 + w, *gr = gp + oy * ow;
+        float *d0 = dp + 2 * oy * w, *d1 = d0 + w;
+        for (int64_t ox = 0; ox < ow; ox++) {
+            /* Branch-free (the data decides the winner, so branches mispredict): without NaN the
+             * winner is the first cell equal to the max, with NaN the last NaN cell (the rule
+             * of max_index). Masks are built with integer ops so the compiler keeps no branch. */
+            float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1], g = gr[ox];
+            float m = a > b ? a : b;
+            m = m > c ? m : c;
+            m = m > d ? m : d; /* the max when no cell is NaN; unused otherwise */
+            uint32_t ea = a == m, eb = b == m, ec = c == m;
+            uint32_t nb = b != b, nc = c != c, nd = d != d, mn = (a != a) | nb | nc | nd;
+            uint32_t wa = (mn & ~(nb | nc | nd)) | (~mn & ea);
+            uint32_t wb = (mn & nb & ~(nc | nd)) | (~mn & eb & ~ea);
+            uint32_t wc = (mn & nc & ~nd) | (~mn & ec & ~(ea | eb));
+            uint32_t wd = (mn & nd) | (~mn & ~(ea | eb | ec));
+            uint32_t gb, o[4];
+            memcpy(&gb, &g, sizeof gb);
+            o[0] = gb & (0u - (wa & 1u));
+            o[1] = gb & (0u - (wb & 1u));
+            o[2] = gb & (0u - (wc & 1u));
+            o[3] = gb & (0u - (wd & 1u));
+            memcpy(d0 + 2 * ox, o, 2 * sizeof(float));
+            memcpy(d1 + 2 * ox, o + 2, 2 * sizeof(float));
+        }
+    }
+}
+
 et_status et_f32_maxpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads) {
     if (!params_ok(p) || !x || !y) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
     const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
+    if (is_k2s2(p)) {
+        ET_PARALLEL_FOR(nthreads)
+        for (int64_t pl = 0; pl < planes; pl++) maxpool_fwd_plane_k2s2(x + pl * xs, y + pl * ys, p->w, p->oh, p->ow);
+        return ET_OK;
+    }
     ET_PARALLEL_FOR(nthreads)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * xs;
@@ -101,6 +163,12 @@ et_status et_f32_maxpool2d_bwd(const et_pool2d_params *p, const float *x, const 
     if (!params_ok(p) || !x || !dy || !dx) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
     const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
+    if (is_k2s2(p)) {
+        ET_PARALLEL_FOR(nthreads)
+        for (int64_t pl = 0; pl < planes; pl++)
+            maxpool_bwd_plane_k2s2(x + pl * xs, dy + pl * ys, dx + pl * xs, p->h, p->w, p->oh, p->ow);
+        return ET_OK;
+    }
     ET_PARALLEL_FOR(nthreads)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * xs, *gp = dy + pl * ys;

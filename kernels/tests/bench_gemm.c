@@ -106,6 +106,17 @@ int main(int argc, char **argv) {
         {"lenet conv2 dcol 500x4096x50 TN", 1, 0, 500, 4096, 50},
         {"lenet conv2 dW 50x500x4096 NT", 0, 1, 50, 500, 4096},
         {"conv1 20x36864x25 NN", 0, 0, 20, 36864, 25},
+        {"conv2 per image 50x64x500 NN", 0, 0, 50, 64, 500},
+        {"conv2 4 images 50x256x500 NN", 0, 0, 50, 256, 500},
+        {"conv2 8 images 50x512x500 NN", 0, 0, 50, 512, 500},
+        {"conv2 dcol 1 image 500x64x50 TN", 1, 0, 500, 64, 50},
+        {"conv2 dcol 8 images 500x512x50 TN", 1, 0, 500, 512, 50},
+        {"conv2 dW 1 image 50x500x64 NT", 0, 1, 50, 500, 64},
+        {"conv2 dW 8 images 50x500x512 NT", 0, 1, 50, 500, 512},
+        {"conv1 per image 20x576x25 NN", 0, 0, 20, 576, 25},
+        {"conv1 8 images 20x4608x25 NN", 0, 0, 20, 4608, 25},
+        {"conv1 dW 1 image 20x25x576 NT", 0, 1, 20, 25, 576},
+        {"conv1 dW 8 images 20x25x4608 NT", 0, 1, 20, 25, 4608},
     };
     enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
     /* all edgetrain runs first, then all OpenBLAS runs: the two thread pools

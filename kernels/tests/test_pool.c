@@ -26,6 +26,8 @@ static const pool_case cases[] = {
     {5, 33, 5, 5, 1, 1, 2, 2, 1, 1, 0},
     {1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0},
     {4, 17, 4, 4, 4, 4, 2, 2, 1, 1, 1},
+    {24, 24, 2, 2, 2, 2, 0, 0, 1, 1, 0}, /* LeNet's pools: the 2x2 / stride 2 fast path */
+    {9, 2, 2, 2, 2, 2, 0, 0, 1, 1, 1},   /* ceil: the partial last row leaves the fast path */
 };
 
 static et_pool2d_params make_params(const pool_case *k, int64_t n, int64_t c) {

@@ -123,6 +123,25 @@ et_status et_session_save_file(et_session *s, const char *path);
 et_status et_session_memory_info(const et_session *s, et_memory_info *info);
 int et_session_node_count(const et_session *s, et_program_kind kind);
 
+/* ---- profiling ------------------------------------------------------------ */
+/* Opt-in per-node timing (off by default; also switched on at load when the
+ * environment variable EDGETRAIN_PROFILE is set to a non-empty value other
+ * than "0"). Enabling allocates the counters (outside any step) and zeroes
+ * them; while on, et_session_run adds each node's wall time (monotonic clock)
+ * and one call to its counters. Off costs one branch per node. */
+typedef struct et_node_profile {
+    int op;               /* et_op */
+    const char *layer;    /* the node's layer name ("" if none); valid while the session lives */
+    uint64_t ns;          /* cumulative wall time in nanoseconds */
+    uint64_t calls;       /* number of times the node ran */
+} et_node_profile;
+
+et_status et_session_set_profiling(et_session *s, int enabled);
+int et_session_profiling(const et_session *s);
+/* Fills out[0 .. min(cap, node count)) with the counters of the model's nodes
+ * (all programs; index = node id); returns the node count (-1 on error). */
+int et_session_profile(const et_session *s, et_node_profile *out, int cap);
+
 /* Debug build (ET_DEBUG_ALLOC): number of heap allocations made by the runtime
  * so far (process-wide). Returns -1 when not counting. */
 int64_t et_debug_alloc_count(void);
