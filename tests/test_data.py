@@ -176,7 +176,6 @@ def test_wrong_image_size_rejected(tmp_path):
         MnistDataset(root)
 
 
-@pytest.mark.skipif(not os.path.isdir(REAL_MNIST), reason="data/mnist not present")
 def test_real_mnist_matches_published_facts():
     train = MnistDataset(REAL_MNIST, train=True)
     test = MnistDataset(REAL_MNIST, train=False)
@@ -187,18 +186,15 @@ def test_real_mnist_matches_published_facts():
     assert abs(train.images.mean() / 255 - 0.1306604763) < 1e-8
 
 
-@pytest.mark.skipif(not os.path.isdir(REAL_MNIST), reason="data/mnist not present")
-def test_mnist_epoch_is_fast_with_the_batch_path():
+def test_mnist_epoch_through_the_batch_path():
+    """A full shuffled epoch goes through get_batch (speed: benchmarks/test_bench_data.py)."""
     ds = MnistDataset(REAL_MNIST, train=True)
     loader = DataLoader(ds, batch_size=64, shuffle=True, seed=0)
-    list(loader)  # warm up
-    best = float("inf")
-    for _ in range(2):
-        t = time.perf_counter()
-        n = sum(len(y) for _, y in loader)
-        best = min(best, time.perf_counter() - t)
+    n = 0
+    for x, y in loader:
+        assert x.dtype == np.float32 and x.shape[1:] == (1, 28, 28)
+        n += len(y)
     assert n == 60000
-    assert best < 1.0, f"one MNIST epoch took {best:.2f} s"
 
 
 # --------------------------------------------------------------------------- DataLoader
