@@ -36,7 +36,9 @@ def has_openmp(cc):
 
 cc = os.environ.get("CC", "cc")
 omp = has_openmp(cc)
-compile_args = ["-O3", "-fno-strict-aliasing", "-Wno-unused-function"] + (["-fopenmp"] if omp else [])
+# -ffp-contract=off: no implicit FMA contraction, so plain C computes the same bits on x86 and
+# aarch64 (explicit FMA intrinsics only); kernels/Makefile and android/ use the same policy.
+compile_args = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing", "-Wno-unused-function"] + (["-fopenmp"] if omp else [])
 link_args = ["-fopenmp"] if omp else []
 # Runtime allocations are rare (load / resize / save), so they are always counted: the tests
 # check that a training step makes none.

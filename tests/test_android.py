@@ -365,8 +365,8 @@ def test_bad_batch_for_data(host_bin, tmp_path, tiny_mnist, lenet_etm):
 
 
 # ---- training -------------------------------------------------------------------------------
-def _python_losses(et, model_path, images, labels, steps, batch, pad=0):
-    sess = et.TrainSession.load(str(model_path), threads=1)
+def _python_losses(et, model_path, images, labels, steps, batch, pad=0, threads=1):
+    sess = et.TrainSession.load(str(model_path), threads=threads)
     sess.Train()
     lut = _lut()
     losses = []
@@ -396,13 +396,20 @@ def _accuracy(sess, images, labels, batch=1000):
 
 def test_lenet_qemu_matches_python(arm64_bin, mnist_dir, lenet_etm, tmp_path, capsys):
     """200 LeNet steps at batch 32 under qemu (arm64, NEON) match the Python session on x86
-    step by step, and the model et_train saves is as good as the one Python trains."""
+    step by step, and the model et_train saves is as good as the one Python trains.
+
+    Training LeNet with SGD momentum is chaotic: a 1-ulp difference grows past 1e-3 within
+    ~60-100 steps. The match holds because the kernels compute the same bits on every ISA
+    (-ffp-contract=off in every build, one GEMM K split, the same epilogues; pinned by
+    kernels/tests/test_gemm.c), so the losses agree to the printed precision, not just to rtol.
+    Both sides use the same thread count (2: qemu-user runs guest threads in parallel), since
+    conv2d's batch-parallel weight gradient sums per-thread partials."""
     et = _python_session()
-    steps, batch = 200, 32
+    steps, batch, threads = 200, 32, 2
     saved = tmp_path / "lenet_arm64.etm"
     proc = _run(["qemu-aarch64-static", arm64_bin, "-f", lenet_etm, "-d", mnist_dir,
-                 "-i", steps, "-b", batch, "-t", 1, "-p", 1, "-s", saved, "--test-limit", 2000],
-                timeout=1800)
+                 "-i", steps, "-b", batch, "-t", threads, "-p", 1, "-s", saved,
+                 "--test-limit", 2000], timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     assert "isa neon" in proc.stdout
     c_losses = _losses(proc.stdout)
@@ -416,7 +423,8 @@ def test_lenet_qemu_matches_python(arm64_bin, mnist_dir, lenet_etm, tmp_path, ca
     train_y = _read_idx(mnist_dir / "train" / "train-labels-idx1-ubyte")
     test_x = _read_idx(mnist_dir / "test" / "t10k-images-idx3-ubyte")
     test_y = _read_idx(mnist_dir / "test" / "t10k-labels-idx1-ubyte")
-    py_sess, py_losses = _python_losses(et, lenet_etm, train_x, train_y, steps, batch)
+    py_sess, py_losses = _python_losses(et, lenet_etm, train_x, train_y, steps, batch,
+                                        threads=threads)
     np.testing.assert_allclose([c_losses[k + 1] for k in range(steps)], py_losses, rtol=1e-3)
 
     arm_sess = et.TrainSession.load(str(saved), threads=1)

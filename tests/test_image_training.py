@@ -51,7 +51,7 @@ def test_image_dataset_mobilenetv2_accuracy_rises(tmp_path):
         optimizer=optim.Adam(model.parameters(), lr=3e-3), threads=2)
     sess.Train()
     losses, accuracy = [], []
-    for epoch in range(8):
+    for epoch in range(12):
         train.set_epoch(epoch)
         hits = 0
         for x, y in train:
@@ -60,7 +60,7 @@ def test_image_dataset_mobilenetv2_accuracy_rises(tmp_path):
             hits += int((out["output"].argmax(1) == y).sum())
         accuracy.append(hits / (len(train) * batch))
     # training accuracy (on the batches as they are trained) rises from chance to near 100 %
-    assert accuracy[0] < 0.6 and max(accuracy[-2:]) >= 0.9, accuracy
+    assert accuracy[0] < 0.6 and max(accuracy[-4:]) >= 0.9, accuracy
     assert np.mean(losses[-4:]) < 0.5 * np.mean(losses[:4]), losses
 
 

@@ -223,6 +223,35 @@ def test_no_heap_allocation_during_a_step(mnist_batches):
     assert _native.debug_alloc_count() == before
 
 
+def test_profile_counts_nodes_without_allocating(mnist_batches):
+    _, sess = make_session(batch=32)
+    batches = mnist_batches(32, 4)
+    sess.Train()
+    assert not sess.profiling and sess.profile() == {}  # off by default: nothing recorded
+    sess.RunGraph({"data": batches[0][0], "label": batches[0][1]})
+    assert sess.profile() == {}
+    sess.profiling = True  # allocates and zeroes the counters (outside a step)
+    before = _native.debug_alloc_count()
+    for x, y in batches[1:]:
+        sess._s.set_input("data", x)
+        sess._s.set_input("label", y)
+        sess._s.run()
+    if before >= 0:
+        assert _native.debug_alloc_count() == before
+    by_op = sess.profile()
+    assert by_op["conv2d"]["calls"] == 2 * 3 and by_op["sgd_update"]["calls"] >= 3
+    assert all(r["ms"] >= 0 and r["ms_per_call"] * r["calls"] == pytest.approx(r["ms"])
+               for r in by_op.values())
+    by_node = sess.profile(by="node")
+    assert sum(r["calls"] for r in by_node.values()) == 3 * sess._s.node_count("train")
+    assert any("conv2d conv1" in k for k in by_node)
+    sess.profiling = True  # switching on again resets
+    assert sess.profile() == {}
+    sess.profiling = False
+    with pytest.raises(Exception):
+        sess.profile(by="layer")
+
+
 def test_bad_inputs_are_clear_errors(tmp_path):
     _, sess = make_session(batch=8)
     x, y = random_batch(8)
@@ -283,7 +312,7 @@ def _mutations(data: bytes, n: int, seed: int = 1234):
         else:  # bit flip in the metadata region, with checksums made valid again
             pos = rnd.randrange(min(len(b), 4096))
             b[pos] ^= 1 << rnd.randrange(8)
-            b = _refresh_checksums(bytes(b))
+            b = bytearray(_refresh_checksums(bytes(b)))
         if bytes(b) == data:  # two flips cancelled out: still make it a mutation
             b[0] ^= 1
         yield bytes(b)

@@ -10,7 +10,7 @@ from typing import Tuple
 
 import numpy as np
 
-_rng = np.random.default_rng()
+_rng = None  # created on first use: importing numpy.random costs ~5 MiB (it loads OpenSSL)
 
 
 def manual_seed(seed: int) -> None:
@@ -19,7 +19,10 @@ def manual_seed(seed: int) -> None:
     _rng = np.random.default_rng(int(seed))
 
 
-def generator() -> np.random.Generator:
+def generator() -> "np.random.Generator":
+    global _rng
+    if _rng is None:
+        _rng = np.random.default_rng()
     return _rng
 
 
@@ -57,11 +60,11 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
 
 
 def uniform_(t, a: float = 0.0, b: float = 1.0):
-    return _fill(t, _rng.uniform(a, b, size=_array(t).shape))
+    return _fill(t, generator().uniform(a, b, size=_array(t).shape))
 
 
 def normal_(t, mean: float = 0.0, std: float = 1.0):
-    return _fill(t, _rng.normal(mean, std, size=_array(t).shape))
+    return _fill(t, generator().normal(mean, std, size=_array(t).shape))
 
 
 def constant_(t, value: float):

@@ -456,6 +456,23 @@ static et_status node_failed(et_session *s, uint32_t ni, const et_node_io *io, e
     return session_fail(s, st, "node %u (%s in layer '%s'): %s", ni, op, nd->layer, et_status_str(st));
 }
 
+/* Nodes without a workspace whose largest tensor has fewer elements than this run on one
+ * thread: an OpenMP fork/join costs more than it saves on them (LeNet's fc-sized activations,
+ * losses, small updates), and far more when the cores are shared. Ops with a workspace (conv,
+ * matmul) were planned for the session's thread count and keep it. The choice depends on
+ * shapes and the thread count only, so results stay reproducible for a thread count. */
+#define ET_SMALL_NODE_ELEMS 32768
+
+static int node_threads(const et_op_desc *d, const et_node_io *io, int nthreads) {
+    if (nthreads <= 1 || d->ws_bytes) return nthreads;
+    int64_t big = 0;
+    for (int j = 0; j < ET_NODE_MAX_IN; j++)
+        if (io->in[j] && et_shape_numel(io->in[j]) > big) big = et_shape_numel(io->in[j]);
+    for (int j = 0; j < ET_NODE_MAX_OUT; j++)
+        if (io->out[j] && et_shape_numel(io->out[j]) > big) big = et_shape_numel(io->out[j]);
+    return big < ET_SMALL_NODE_ELEMS ? 1 : nthreads;
+}
+
 static uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -482,8 +499,10 @@ et_status et_session_run(et_session *s) {
             io.out[j] = nd->out[j] >= 0 ? &s->plan.shape[nd->out[j]] : NULL;
             io.out_data[j] = nd->out[j] >= 0 ? s->ptr[nd->out[j]] : NULL;
         }
+        const et_op_desc *d = et_op_desc_get(nd->op);
+        env.nthreads = node_threads(d, &io, s->nthreads);
         uint64_t t0 = s->profiling ? now_ns() : 0;
-        et_status st = et_op_desc_get(nd->op)->run(&io, &env);
+        et_status st = d->run(&io, &env);
         if (s->profiling) {
             s->prof[2 * ni] += now_ns() - t0;
             s->prof[2 * ni + 1]++;

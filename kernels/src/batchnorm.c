@@ -54,6 +54,115 @@ static void scale_shift_channel(int64_t n, int64_t c, int64_t hw, int64_t ch, co
     }
 }
 
+/* ---- small planes: channel blocks --------------------------------------------------------
+ * With hw <= BN_BLOCK (MobileNetV2 at 32x32: [32, C, 16x16 ... 1x1]) the per-channel loops
+ * above run a few elements per call. Here a block of cb channels (cb * hw <= BN_BLOCK elements,
+ * contiguous in every image) is handled at once: per-element accumulators over the images
+ * (long contiguous loops that vectorise), then a short per-channel reduction, then per-element
+ * scale / shift arrays. Same two-pass double statistics; blocks are independent, so results do
+ * not depend on the thread count. Work below BN_SERIAL elements runs on one thread (an OpenMP
+ * fork costs more than the loop). */
+#define BN_BLOCK 512
+#define BN_SERIAL 32768
+
+static void bn_train_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb,
+                           const float *x, const float *gamma, const float *beta,
+                           float *running_mean, float *running_var, double mom, double unbias,
+                           float eps, float *y, float *save_mean, float *save_invstd) {
+    double acc[BN_BLOCK], mj[BN_BLOCK];
+    float a[BN_BLOCK], sh[BN_BLOCK];
+    const int64_t len = cb * hw, count = n * hw, is = c * hw;
+    const float *xb = x + c0 * hw;
+    for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = xb + i * is;
+        for (int64_t j = 0; j < len; j++) acc[j] += (double)xp[j];
+    }
+    for (int64_t k = 0; k < cb; k++) {
+        double s = 0.0;
+        for (int64_t j = k * hw; j < (k + 1) * hw; j++) s += acc[j];
+        for (int64_t j = k * hw; j < (k + 1) * hw; j++) mj[j] = s / (double)count;
+    }
+    for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = xb + i * is;
+        for (int64_t j = 0; j < len; j++) {
+            double d = (double)xp[j] - mj[j];
+            acc[j] += d * d;
+        }
+    }
+    for (int64_t k = 0; k < cb; k++) {
+        const int64_t ch = c0 + k;
+        double s = 0.0;
+        for (int64_t j = k * hw; j < (k + 1) * hw; j++) s += acc[j];
+        const double mean = mj[k * hw], var = s / (double)count;
+        const double invstd = 1.0 / sqrt(var + (double)eps);
+        const double g = gamma ? (double)gamma[ch] : 1.0, b = beta ? (double)beta[ch] : 0.0;
+        const double alpha = invstd * g;
+        const float fa = (float)alpha, fs = (float)(b - mean * alpha);
+        for (int64_t j = k * hw; j < (k + 1) * hw; j++) {
+            a[j] = fa;
+            sh[j] = fs;
+        }
+        if (save_mean) save_mean[ch] = (float)mean;
+        if (save_invstd) save_invstd[ch] = (float)invstd;
+        if (running_mean) {
+            running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] + mom * mean);
+            running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * var * unbias);
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = xb + i * is;
+        float *ET_RESTRICT yp = y + c0 * hw + i * is;
+        for (int64_t j = 0; j < len; j++) yp[j] = xp[j] * a[j] + sh[j];
+    }
+}
+
+static void bn_bwd_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb, const float *x,
+                         const float *dy, const float *gamma, const float *save_mean,
+                         const float *save_invstd, float *dx, float *dgamma, float *dbeta) {
+    double as[BN_BLOCK], ad[BN_BLOCK];
+    float mf[BN_BLOCK], gm[BN_BLOCK], pr[BN_BLOCK], gs[BN_BLOCK];
+    const int64_t len = cb * hw, count = n * hw, is = c * hw;
+    for (int64_t k = 0; k < cb; k++)
+        for (int64_t j = k * hw; j < (k + 1) * hw; j++) mf[j] = save_mean[c0 + k];
+    for (int64_t j = 0; j < len; j++) as[j] = ad[j] = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = x + c0 * hw + i * is;
+        const float *ET_RESTRICT gp = dy + c0 * hw + i * is;
+        for (int64_t j = 0; j < len; j++) {
+            as[j] += (double)gp[j];
+            ad[j] += (double)gp[j] * ((double)xp[j] - (double)mf[j]);
+        }
+    }
+    for (int64_t k = 0; k < cb; k++) {
+        const int64_t ch = c0 + k;
+        double sum = 0.0, dotp = 0.0;
+        for (int64_t j = k * hw; j < (k + 1) * hw; j++) {
+            sum += as[j];
+            dotp += ad[j];
+        }
+        const double invstd = (double)save_invstd[ch];
+        if (dgamma) dgamma[ch] = (float)(dotp * invstd);
+        if (dbeta) dbeta[ch] = (float)sum;
+        const double g = gamma ? (double)gamma[ch] : 1.0;
+        const float fg = (float)(sum / (double)count);
+        const float fp = (float)(dotp * invstd * invstd / (double)count);
+        const float fs = (float)(invstd * g);
+        for (int64_t j = k * hw; j < (k + 1) * hw; j++) {
+            gm[j] = fg;
+            pr[j] = fp;
+            gs[j] = fs;
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = x + c0 * hw + i * is;
+        const float *ET_RESTRICT gp = dy + c0 * hw + i * is;
+        float *ET_RESTRICT dp = dx + c0 * hw + i * is;
+        for (int64_t j = 0; j < len; j++) dp[j] = (gp[j] - gm[j] - (xp[j] - mf[j]) * pr[j]) * gs[j];
+    }
+}
+
 et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
                                      const float *gamma, const float *beta,
                                      float *running_mean, float *running_var, float momentum,
@@ -69,6 +178,18 @@ et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const flo
     const int64_t count = n * hw;
     const double mom = (double)momentum;
     const double unbias = (double)count / (double)(count - 1);
+    if (hw <= BN_BLOCK) {
+        const int64_t cb = BN_BLOCK / hw, blocks = (c + cb - 1) / cb;
+        const int nth = n * c * hw < BN_SERIAL ? 1 : nthreads;
+        (void)nth; /* unused without OpenMP */
+        ET_PARALLEL_FOR(nth)
+        for (int64_t bi = 0; bi < blocks; bi++) {
+            const int64_t c0 = bi * cb, m = c - c0 < cb ? c - c0 : cb;
+            bn_train_block(n, c, hw, c0, m, x, gamma, beta, running_mean, running_var, mom,
+                           unbias, eps, y, save_mean, save_invstd);
+        }
+        return ET_OK;
+    }
     ET_PARALLEL_FOR(nthreads)
     for (int64_t ch = 0; ch < c; ch++) {
         const double mean = sum_channel(n, c, hw, ch, x) / (double)count;
@@ -120,6 +241,17 @@ et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x,
     if (!save_mean || !save_invstd) return ET_ERR_ARG;
     const int64_t count = n * hw;
     if (count > 0 && (!x || !dy || !dx)) return ET_ERR_ARG;
+    if (count > 0 && hw <= BN_BLOCK) {
+        const int64_t cb = BN_BLOCK / hw, blocks = (c + cb - 1) / cb;
+        const int nth = n * c * hw < BN_SERIAL ? 1 : nthreads;
+        (void)nth; /* unused without OpenMP */
+        ET_PARALLEL_FOR(nth)
+        for (int64_t bi = 0; bi < blocks; bi++) {
+            const int64_t c0 = bi * cb, m = c - c0 < cb ? c - c0 : cb;
+            bn_bwd_block(n, c, hw, c0, m, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+        }
+        return ET_OK;
+    }
     ET_PARALLEL_FOR(nthreads)
     for (int64_t ch = 0; ch < c; ch++) {
         const float mean = save_mean[ch];

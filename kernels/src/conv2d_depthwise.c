@@ -505,18 +505,222 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
         }
 }
 
+/* ---- AVX-512, small power-of-two planes -------------------------------------------------
+ * MobileNetV2 on 32x32 inputs runs its depthwise convs on 16x16 ... 1x1 planes with up to 960
+ * channels, where one plane row fills a few lanes of a vector. Here the lanes run over the flat
+ * NCHW data instead: with a plane of hw = 2^k <= 256 elements, a 16-lane chunk holds 16 / hw
+ * whole channels (hw < 16) or 16 elements of one channel (hw >= 16). A "unit" is the
+ * chunks covering max(1, 16 / hw) channels. A table built once per call gives, for every chunk
+ * of a unit and every tap, the source element of each lane (relative to the unit's source
+ * base) and a mask of lanes whose source lies inside the plane. Taps whose sources are
+ * contiguous use a masked load, others (stride 2) a masked gather; masked lanes never fault.
+ *   fwd:        lanes = output positions, source = x, weight tap t.
+ *   bwd_input:  lanes = input positions, source = dy; tap (ky, kx) reads dy[oy, ox] with
+ *               oy * sh - pt + ky * dh = iy (and the same along x), so any stride gathers.
+ *   bwd_weight: lanes = output positions; dw[c, t] = sum of dy * (fwd source of tap t), one
+ *               vector accumulator per tap over the images, then the lanes of each channel.
+ * Units are independent (parallel over units), so results do not depend on the thread count.
+ * Only for channel multiplier 1 and at most DWS_MAX_TAPS taps; other shapes use the drivers. */
+#define DWS_MAX_TAPS 16
+#define DWS_MAX_HW 256
+#define DWS_IMGS 4 /* images per pass (independent accumulators); the code assumes 4 */
+
+typedef struct dws_table {
+    int64_t hw, src_hw;    /* lane plane size, source plane size */
+    int64_t g, chunks, ks; /* channels per unit, 16-lane chunks per unit, taps */
+    __mmask16 m[DWS_MAX_HW / 16][DWS_MAX_TAPS];
+    uint8_t contig[DWS_MAX_HW / 16][DWS_MAX_TAPS]; /* 1: source = lane + off[][] */
+    int32_t off[DWS_MAX_HW / 16][DWS_MAX_TAPS];
+    int32_t idx[DWS_MAX_HW / 16][DWS_MAX_TAPS][16];
+    int64_t work; /* masked tap loads per image, all units (for the threading decision) */
+} dws_table;
+
+/* Fills t for the forward / weight gradient (bwd_input = 0: lanes over the output) or the
+ * input gradient (bwd_input = 1: lanes over the input). 0 if the shape is not handled. */
+static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
+    const int64_t ks = p->kh * p->kw;
+    const int64_t lh = bwd_input ? p->h : p->oh, lw = bwd_input ? p->w : p->ow;
+    const int64_t srch = bwd_input ? p->oh : p->h, srcw = bwd_input ? p->ow : p->w;
+    const int64_t hw = lh * lw;
+    if (p->oc != p->c || ks > DWS_MAX_TAPS || hw > DWS_MAX_HW || (hw & (hw - 1)) != 0) return 0;
+    t->hw = hw;
+    t->src_hw = srch * srcw;
+    t->g = hw < 16 ? 16 / hw : 1;
+    t->chunks = hw < 16 ? 1 : hw / 16;
+    t->ks = ks;
+    t->work = 0;
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < ks; tap++) {
+            const int64_t ky = tap / p->kw, kx = tap % p->kw;
+            unsigned m = 0;
+            int contig = 1, have = 0;
+            int32_t off = 0;
+            for (int64_t l = 0; l < 16; l++) {
+                const int64_t flat = k * 16 + l, ch = flat / hw, pos = flat % hw;
+                const int64_t y = pos / lw, x = pos % lw;
+                int64_t sy, sx;
+                int ok;
+                if (!bwd_input) {
+                    sy = y * p->stride_h - p->pad_t + ky * p->dil_h;
+                    sx = x * p->stride_w - p->pad_l + kx * p->dil_w;
+                    ok = sy >= 0 && sy < srch && sx >= 0 && sx < srcw;
+                } else {
+                    const int64_t ny = y + p->pad_t - ky * p->dil_h, nx = x + p->pad_l - kx * p->dil_w;
+                    ok = ny >= 0 && nx >= 0 && ny % p->stride_h == 0 && nx % p->stride_w == 0;
+                    sy = ny / p->stride_h;
+                    sx = nx / p->stride_w;
+                    ok = ok && sy < srch && sx < srcw;
+                }
+                const int32_t src = (int32_t)(ch * t->src_hw + sy * srcw + sx);
+                t->idx[k][tap][l] = ok ? src : 0;
+                if (!ok) continue;
+                m |= 1u << l;
+                if (!have) off = src - (int32_t)l;
+                else if (src - (int32_t)l != off) contig = 0;
+                have = 1;
+            }
+            t->m[k][tap] = (__mmask16)m;
+            t->contig[k][tap] = (uint8_t)contig;
+            t->off[k][tap] = off;
+            if (m) t->work++;
+        }
+    t->work *= (p->c + t->g - 1) / t->g;
+    return 1;
+}
+
+/* Lanes of unit u that hold existing channels. */
+static inline __mmask16 dws_unit_mask(const dws_table *t, int64_t c, int64_t u, int64_t *gc) {
+    int64_t n = c - u * t->g < t->g ? c - u * t->g : t->g;
+    *gc = n;
+    return n * t->hw >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n * t->hw)) - 1u);
+}
+
+ET_TARGET_AVX512 static inline __m512 dws_load(const dws_table *t, int64_t k, int64_t tap,
+                                               __mmask16 m, const float *src) {
+    if (t->contig[k][tap]) return _mm512_maskz_loadu_ps(m, src + t->off[k][tap]);
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
+                                    _mm512_loadu_si512((const void *)t->idx[k][tap]), src, 4);
+}
+
+/* Per-lane values v[c0 + lane's channel] (stride vs between channels, tap offset added). */
+ET_TARGET_AVX512 static inline __m512 dws_lane_vec(const dws_table *t, const float *v, int64_t vs,
+                                                   int64_t gc) {
+    if (t->g == 1) return _mm512_set1_ps(v[0]);
+    float tmp[16];
+    for (int64_t l = 0; l < 16; l++) {
+        int64_t ch = l / t->hw;
+        tmp[l] = ch < gc ? v[ch * vs] : 0.0f;
+    }
+    return _mm512_loadu_ps(tmp);
+}
+
+/* dst = act(b + sum_t w[t] * src[tap t]) over n images: the forward (b, act) and bwd_input. */
+ET_TARGET_AVX512 static void dws_apply(const dws_table *t, int64_t n, int64_t c, const float *src,
+                                       const float *w, const float *b, et_act act, float alpha,
+                                       float *dst, int nthreads) {
+    (void)nthreads; /* unused without OpenMP */
+    const int64_t units = (c + t->g - 1) / t->g, ks = t->ks, hw = t->hw, src_hw = t->src_hw;
+    const int nth = t->work * n < 16384 ? 1 : nthreads;
+    (void)nth; /* unused without OpenMP */
+    ET_PARALLEL_FOR(nth)
+    for (int64_t u = 0; u < units; u++) {
+        int64_t gc;
+        const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
+        const int64_t c0 = u * t->g;
+        __m512 wv[DWS_MAX_TAPS];
+        for (int64_t tap = 0; tap < ks; tap++) wv[tap] = dws_lane_vec(t, w + c0 * ks + tap, ks, gc);
+        const __m512 bv = b ? dws_lane_vec(t, b + c0, 1, gc) : _mm512_setzero_ps();
+        /* DWS_IMGS images at a time: independent FMA chains, table entries read once */
+        for (int64_t i0 = 0; i0 < n; i0 += DWS_IMGS) {
+            const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;
+            const float *s = src + (i0 * c + c0) * src_hw;
+            float *d = dst + (i0 * c + c0) * hw;
+            const int64_t ss = c * src_hw, ds = c * hw; /* image strides */
+            for (int64_t k = 0; k < t->chunks; k++) {
+                __m512 acc[DWS_IMGS];
+                for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
+                for (int64_t tap = 0; tap < ks; tap++) {
+                    const __mmask16 m = t->m[k][tap] & vm;
+                    if (!m) continue;
+                    for (int j = 0; j < DWS_IMGS; j++)
+                        if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], dws_load(t, k, tap, m, s + j * ss), acc[j]);
+                }
+                for (int j = 0; j < DWS_IMGS; j++)
+                    if (j < ni) _mm512_mask_storeu_ps(d + j * ds + k * 16, vm, acc[j]);
+            }
+            if (act != ET_ACT_NONE)
+                for (int64_t j = 0; j < ni; j++) et_conv_bias_act_(d + j * ds, gc * hw, 0.0f, act, alpha);
+        }
+    }
+}
+
+ET_TARGET_AVX512 static void dws_wgrad(const dws_table *t, const et_conv2d_params *p,
+                                       const float *dy, const float *x, float *dw, int nthreads) {
+    (void)nthreads; /* unused without OpenMP */
+    const int64_t c = p->c, n = p->n, units = (c + t->g - 1) / t->g, ks = t->ks, hw = t->hw;
+    const int64_t src_hw = t->src_hw;
+    const int nth = t->work * n < 16384 ? 1 : nthreads;
+    (void)nth; /* unused without OpenMP */
+    ET_PARALLEL_FOR(nth)
+    for (int64_t u = 0; u < units; u++) {
+        int64_t gc;
+        const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
+        const int64_t c0 = u * t->g;
+        __m512 acc[DWS_MAX_TAPS];
+        for (int64_t tap = 0; tap < ks; tap++) acc[tap] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < n; i++) {
+            const float *s = x + (i * c + c0) * src_hw, *g = dy + (i * c + c0) * hw;
+            for (int64_t k = 0; k < t->chunks; k++) {
+                const __m512 gv = _mm512_maskz_loadu_ps(vm, g + k * 16);
+                for (int64_t tap = 0; tap < ks; tap++) {
+                    const __mmask16 m = t->m[k][tap] & vm;
+                    if (m) acc[tap] = _mm512_fmadd_ps(gv, dws_load(t, k, tap, m, s), acc[tap]);
+                }
+            }
+        }
+        for (int64_t tap = 0; tap < ks; tap++) {
+            if (t->g == 1) {
+                dw[c0 * ks + tap] = _mm512_reduce_add_ps(acc[tap]);
+                continue;
+            }
+            float tmp[16];
+            _mm512_storeu_ps(tmp, acc[tap]);
+            for (int64_t ch = 0; ch < gc; ch++) {
+                float s = 0.0f;
+                for (int64_t l = ch * hw; l < (ch + 1) * hw; l++) s += tmp[l];
+                dw[(c0 + ch) * ks + tap] = s;
+            }
+        }
+    }
+}
+
 et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x, const float *w,
                                       const float *b, float *y, int nthreads) {
+    dws_table t;
+    if (dws_build(p, 0, &t)) {
+        dws_apply(&t, p->n, p->c, x, w, b, p->act, p->act_alpha, y, nthreads);
+        return ET_OK;
+    }
     dw_fwd(p, x, w, b, y, nthreads, dw_plane__avx512);
     return ET_OK;
 }
 et_status et_f32_dwconv2d_bwd_input__avx512(const et_conv2d_params *p, const float *dy,
                                             const float *w, float *dx, int nthreads) {
+    dws_table t;
+    if (dws_build(p, 1, &t)) {
+        dws_apply(&t, p->n, p->c, dy, w, NULL, ET_ACT_NONE, 0.0f, dx, nthreads);
+        return ET_OK;
+    }
     dw_bwd_input(p, dy, w, dx, nthreads, dw_plane__avx512);
     return ET_OK;
 }
 et_status et_f32_dwconv2d_bwd_weight__avx512(const et_conv2d_params *p, const float *dy,
                                              const float *x, float *dw, int nthreads) {
+    dws_table t;
+    if (dws_build(p, 0, &t)) {
+        dws_wgrad(&t, p, dy, x, dw, nthreads);
+        return ET_OK;
+    }
     dw_bwd_weight(p, dy, x, dw, nthreads, dw_wgrad__avx512);
     return ET_OK;
 }

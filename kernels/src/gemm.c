@@ -130,11 +130,11 @@ void et_f32_gemm_small(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K
 /* Bytes of one task's packing buffers, each padded to a cache line. They
  * bound the blocks of any sub-problem of M x N x K. */
 static size_t pack_a_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t K) {
-    const int64_t mc = min_i64(cfg->mc, round_up(M, cfg->mr)), kc = min_i64(cfg->kc, K);
+    const int64_t mc = min_i64(cfg->mc, round_up(M, cfg->mr)), kc = min_i64(ET_GEMM_KC, K);
     return (size_t)round_up(mc * kc * (int64_t)sizeof(float), ET_GEMM_ALIGN);
 }
 static size_t pack_b_bytes(const et_f32_gemm_config *cfg, int64_t N, int64_t K) {
-    const int64_t nc = min_i64(cfg->nc, round_up(N, cfg->nr)), kc = min_i64(cfg->kc, K);
+    const int64_t nc = min_i64(cfg->nc, round_up(N, cfg->nr)), kc = min_i64(ET_GEMM_KC, K);
     return (size_t)round_up(kc * nc * (int64_t)sizeof(float), ET_GEMM_ALIGN);
 }
 
@@ -154,9 +154,10 @@ static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int tr
                               int64_t ldb, float beta, float *ET_RESTRICT C, int64_t ldc,
                               float *ET_RESTRICT pa, float *ET_RESTRICT pb) {
     const int64_t MR = cfg->mr, NR = cfg->nr;
-    /* kc_blk depends on K only, so every element sums its k blocks identically
-     * whatever the thread split; mc/nc blocks do not affect the arithmetic. */
-    const int64_t kc_blk = balanced_block(K, cfg->kc, 1);
+    /* kc_blk depends on K only (ET_GEMM_KC is shared by all ISAs), so every
+     * element sums its k blocks identically whatever the thread split and the
+     * ISA; mc/nc blocks do not affect the arithmetic. */
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
     const int64_t mc_blk = balanced_block(M, cfg->mc, MR);
     const int64_t nc_blk = balanced_block(N, cfg->nc, NR);
     /* With few rows each B panel serves only a few microkernel calls and

@@ -160,9 +160,12 @@ ET_TARGET_AVX2 void et_f32_gemm_ukernel_6x16__avx2(int64_t kc, const float *a, c
 }
 
 const et_f32_gemm_config et_f32_gemm_config_avx2 = {
-    /* sized for AVX2-only cores (32 KiB L1d, >= 256 KiB L2): the kc x 16 B panel
-     * (24 KiB) stays in L1, the packed A block (180 KiB) in L2 */
-    "avx2", MR, NR, /* mc */ 120, /* kc */ 384, /* nc */ 2048,
+    /* kc is the shared ET_GEMM_KC (768; the bits depend on it, gemm_internal.h).
+     * For AVX2-only cores (32 KiB L1d, >= 256 KiB L2) the kc x 16 B panel (48 KiB)
+     * no longer fits L1 and is read from L2 (it was 24 KiB at kc 384); mc is
+     * halved so the packed A block (180 KiB) stays in L2, the B block (3 MiB) in L3.
+     * mc / nc do not change the bits. Not re-tuned on an AVX2-only core. */
+    "avx2", MR, NR, /* mc */ 60, /* kc */ ET_GEMM_KC, /* nc */ 1024,
     et_f32_gemm_ukernel_6x16__avx2, et_f32_gemm_pack_interleave__avx2, et_f32_gemm_pack_copy__avx2,
 };
 

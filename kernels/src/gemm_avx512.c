@@ -89,7 +89,7 @@ const et_f32_gemm_config et_f32_gemm_config_avx512 = {
     /* Zen 5 (48 KiB L1d, 1 MiB L2), measured with tests/bench_gemm.c: a long kc
      * amortises the C tile update; the 14 x kc A panel (43 KiB) stays near L1,
      * the kc x 32 B panel streams from L2, the packed A block (504 KiB) in L2. */
-    "avx512", MR, NR, /* mc */ 168, /* kc */ 768, /* nc */ 1024,
+    "avx512", MR, NR, /* mc */ 168, /* kc */ ET_GEMM_KC, /* nc */ 1024,
     et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_pack_interleave__avx2,
     et_f32_gemm_pack_copy__avx2,
 };

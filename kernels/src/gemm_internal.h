@@ -27,12 +27,24 @@
  * loop nest above on its block with its own slice of the workspace.
  *
  * Determinism: every C element is computed by one thread with an FMA chain in
- * k order whose KC split depends only on (K, config), so results are bitwise
- * identical for any thread count on a given ISA.
+ * k order (starting from 0) whose KC split depends only on K (ET_GEMM_KC, the
+ * same for every ISA), followed by the same epilogue on every ISA:
+ *   first k block:  c = fma(beta, c_old, alpha * acc)   (c = alpha * acc if beta == 0)
+ *   later blocks:   c = fma(1, c_old, alpha * acc)
+ * and the unpacked path is plain C built with -ffp-contract=off. So results
+ * are bitwise identical for any thread count and on every ISA (AVX-512, AVX2,
+ * NEON); kernels/tests/test_gemm.c pins the bits. (The scalar reference,
+ * et_f32_gemm__ref, accumulates in double and is not bit-compatible.)
  */
 #ifndef EDGETRAIN_GEMM_INTERNAL_H
 #define EDGETRAIN_GEMM_INTERNAL_H
 #include "edgetrain/et_kernels.h"
+
+/* K block of the packed path, shared by every ISA (the bits depend on it):
+ * K is cut into ceil(K / ET_GEMM_KC) nearly equal blocks (the packed driver
+ * and its workspace use ET_GEMM_KC, not cfg->kc; every config's kc states it
+ * and the tests check they agree). 768 is AVX-512's best on Zen 5. */
+#define ET_GEMM_KC 768
 
 /* Scalar reference, double accumulation. No workspace, single thread. */
 void et_f32_gemm__ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,

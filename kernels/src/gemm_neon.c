@@ -119,10 +119,12 @@ void et_f32_gemm_ukernel_8x12__neon(int64_t kc, const float *a, const float *b, 
 }
 
 const et_f32_gemm_config et_f32_gemm_config_neon = {
-    /* sized for Cortex-A7x-class cores (64 KiB L1d, 256-512 KiB L2): the kc x 12
-     * B panel (12 KiB) stays in L1, the packed A block (128 KiB) in L2. Checked
-     * for correctness under qemu only; not yet tuned on hardware. */
-    "neon", MR, NR, /* mc */ 128, /* kc */ 256, /* nc */ 3072,
+    /* kc is the shared ET_GEMM_KC (768; the bits depend on it, gemm_internal.h).
+     * For Cortex-A7x-class cores (64 KiB L1d, 256-512 KiB L2): the kc x 12 B
+     * panel (36 KiB) stays in L1, the packed A block (192 KiB) in L2, the B block
+     * (3 MiB) in L3. mc / nc do not change the bits. Checked for correctness
+     * under qemu only; not yet tuned on hardware. */
+    "neon", MR, NR, /* mc */ 64, /* kc */ ET_GEMM_KC, /* nc */ 1032,
     et_f32_gemm_ukernel_8x12__neon, et_f32_gemm_pack_interleave__neon, et_f32_gemm_pack_copy__neon,
 };
 

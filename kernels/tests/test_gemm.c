@@ -237,6 +237,74 @@ static void test_edge_args(void) {
     free(big);
 }
 
+/* ---- golden bits ------------------------------------------------------------
+ * Every SIMD variant computes the same float expression (gemm_internal.h:
+ * the same K split, FMA chains in k order, the same epilogue; the unpacked
+ * path in plain C without contraction), so its output bits are the same on
+ * x86 (AVX-512, AVX2) and aarch64 (NEON). The hashes below were computed on
+ * x86 with AVX-512; the same test binary checks them on every ISA it can run
+ * (make -C kernels test, make -C kernels TARGET=aarch64 test under qemu). A
+ * change of the arithmetic must update them on purpose. */
+typedef struct golden_case {
+    int ta, tb;
+    int64_t M, N, K;
+    float alpha, beta;
+    uint64_t hash; /* FNV-1a 64 of C's bits, M x N row-major */
+} golden_case;
+
+static const golden_case g_golden[] = {
+    /* LeNet shapes: conv2 fwd per image, fc1 fwd / dX / dW, conv2 dcol / dW */
+    {0, 0, 50, 64, 500, 1.0f, 0.0f, 0x679872a3a527740eULL},
+    {0, 1, 64, 500, 800, 1.0f, 0.0f, 0x0bef4c3a1c98091cULL},
+    {0, 0, 64, 800, 500, 1.0f, 0.0f, 0x656844d2a6dab9e0ULL},
+    {1, 0, 500, 800, 64, 1.0f, 1.0f, 0xdf0162f56f3a44caULL},
+    {1, 0, 500, 256, 50, 1.0f, 0.0f, 0xb565a2f0a137ba90ULL},
+    {0, 1, 50, 500, 1600, 1.0f, 1.0f, 0xcb368f42113365d7ULL},
+    /* several K blocks, odd edges, alpha / beta, transposed both */
+    {1, 1, 37, 29, 2000, 0.75f, -0.5f, 0xb9875a1d6cb4082fULL},
+    {0, 0, 131, 257, 769, -0.5f, 2.5f, 0xe40f15749aeb00c3ULL},
+    /* the unpacked path: tiny, M == 1, N == 1 */
+    {0, 0, 10, 10, 10, 1.0f, 0.0f, 0xb72f18e7be655ae6ULL},
+    {0, 0, 1, 700, 90, 1.0f, 1.0f, 0xc11ffa9f155df0beULL},
+    {1, 1, 1, 300, 1000, 0.5f, 0.0f, 0xd5772d12e6d36cd4ULL},
+    {0, 1, 33, 1, 513, 1.0f, -1.0f, 0xdb52b0002feec770ULL},
+    {1, 0, 20, 25, 8, 1.0f, 0.0f, 0x170f3b92a2a5664aULL},
+};
+
+static uint64_t fnv1a64(const void *p, size_t n) {
+    const unsigned char *b = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Runs every golden case through et_f32_gemm on the current ISA with
+ * `nthreads` and checks the hash of the result bits. */
+static void test_golden_bits(const char *isa_name, int nthreads) {
+    for (size_t g = 0; g < sizeof g_golden / sizeof g_golden[0]; g++) {
+        const golden_case *c = &g_golden[g];
+        const int64_t na = c->M * c->K, nb = c->K * c->N, nc = c->M * c->N;
+        float *A = malloc(sizeof(float) * (size_t)na), *B = malloc(sizeof(float) * (size_t)nb);
+        float *C = malloc(sizeof(float) * (size_t)nc);
+        et_fill_random(A, na, 100 + g, -1.0f, 1.0f);
+        et_fill_random(B, nb, 200 + g, -1.0f, 1.0f);
+        et_fill_random(C, nc, 300 + g, -1.0f, 1.0f);
+        const size_t wsb = et_f32_gemm_ws_bytes(c->M, c->N, c->K, nthreads);
+        void *ws = wsb ? malloc(wsb) : NULL;
+        const et_status st = et_f32_gemm(c->ta, c->tb, c->M, c->N, c->K, c->alpha,
+                                         A, c->ta ? c->M : c->K, B, c->tb ? c->K : c->N, c->beta,
+                                         C, c->N, ws, wsb, nthreads);
+        const uint64_t h = fnv1a64(C, sizeof(float) * (size_t)nc);
+        ET_CHECK(st == ET_OK && h == c->hash,
+                 "%s, %d threads: %s%s %lldx%lldx%lld alpha %g beta %g: bits hash 0x%016llxULL, "
+                 "golden 0x%016llxULL",
+                 isa_name, nthreads, c->ta ? "T" : "N", c->tb ? "T" : "N", (long long)c->M,
+                 (long long)c->N, (long long)c->K, (double)c->alpha, (double)c->beta,
+                 (unsigned long long)h, (unsigned long long)c->hash);
+        free(A), free(B), free(C), free(ws);
+    }
+}
+
 void test_gemm(void) {
     const uint32_t nan_bits = 0x7fc00000u;
     memcpy(&g_nan, &nan_bits, sizeof g_nan);
@@ -258,6 +326,14 @@ void test_gemm(void) {
             if (any.cfg) test_variant_shapes(&any, MODE_PUBLIC);
         }
         if (!v->cfg) break;
+    }
+    /* the same bits on every SIMD ISA and architecture, any thread count */
+    for (const variant *v = g_variants; v->cfg; v++) {
+        if (et_set_isa(v->isa) != ET_OK) continue;
+        ET_CHECK(v->cfg->kc == ET_GEMM_KC, "%s: kc %lld is not the shared ET_GEMM_KC",
+                 v->cfg->name, (long long)v->cfg->kc);
+        test_golden_bits(v->cfg->name, 1);
+        test_golden_bits(v->cfg->name, 2);
     }
     et_set_isa(saved);
 }

@@ -360,8 +360,9 @@ static double bn_loss(int64_t n, int64_t c, int64_t hw, const float *x, const fl
 }
 
 static void test_batchnorm(void) {
-    static const int64_t shapes[][3] = {{4, 3, 35}, {8, 5, 1}, {2, 7, 17}, {3, 2, 1000}};
-    for (int si = 0; si < 4; si++) {
+    static const int64_t shapes[][3] = {{4, 3, 35}, {8, 5, 1}, {2, 7, 17}, {3, 2, 1000},
+                                        {5, 8, 4}, {2, 7, 256}, {9, 8, 2}, {3, 5, 513}};
+    for (int si = 0; si < 8; si++) {
         const int64_t n = shapes[si][0], c = shapes[si][1], hw = shapes[si][2], t = n * c * hw;
         float *x = fbuf(t), *dy = fbuf(t), *y = fbuf(t), *dx = fbuf(t), *y3 = fbuf(t);
         float g[8], b[8], rm[8], rv[8], rm0[8], rv0[8], sm[8], sinv[8], dg[8], db[8];
