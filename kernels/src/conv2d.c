@@ -12,6 +12,13 @@
  * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
  * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw
  * itself) and sums them in thread order, so it is deterministic for a thread count.
+ * Batched pointwise path: 1x1 / stride 1 / no pad / groups 1 convs with a small plane
+ * (np < CONV_BATCH_MAX_NP, n > 1, gathered matrices within CONV_BATCH_MAX_BYTES) gather the
+ * whole batch into [C, n*np] / [OC, n*np] workspace matrices and run one GEMM with all threads:
+ *   fwd        Y'[OC, n*np]  = w[OC, C] * X'[C, n*np], scattered to y with bias + activation
+ *   bwd_input  dX'[C, n*np]  = w^T * dY'[OC, n*np], scattered to dx
+ *   bwd_weight dw[OC, C]     = dY'[OC, n*np] * X'^T (K = n*np: one FMA chain per element, so
+ *              it does not depend on the thread count)
  * Depthwise shapes (groups == c) go to the direct kernels in conv2d_depthwise.c.
  */
 #include <string.h>
@@ -20,6 +27,9 @@
 
 #define CONV_COL_TILE_FLOATS ((int64_t)128 * 1024) /* 512 KiB column band per thread */
 #define CONV_ALIGN 64
+/* Batched pointwise path: planes smaller than this, gathered matrices up to this size. */
+#define CONV_BATCH_MAX_NP 256
+#define CONV_BATCH_MAX_BYTES ((size_t)16 << 20)
 
 static size_t align_up(size_t v) { return (v + CONV_ALIGN - 1) & ~(size_t)(CONV_ALIGN - 1); }
 
@@ -125,6 +135,8 @@ typedef struct conv_plan {
     int direct;                    /* 1x1 / stride 1 / no pad: no column buffer */
     int batch_par;                 /* threads take whole images */
     int gemm_threads;
+    int batched;                   /* batched pointwise path (see the header comment) */
+    size_t in_bytes, out_bytes;    /* batched: gathered input / output matrices */
     size_t col_bytes, gemm_bytes, slot_bytes, part_bytes, total;
 } conv_plan;
 
@@ -146,6 +158,28 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
     cp->np = p->oh * p->ow;
     cp->direct = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
                  p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
+    if (cp->direct && p->groups == 1 && p->n > 1 && cp->np < CONV_BATCH_MAX_NP) {
+        int64_t nn = p->n * cp->np;
+        /* fwd: in = X' [C, nn], out = Y' [OC, nn]; bwd_input: in = dY' [OC, nn], out = dX'
+         * [C, nn]; bwd_weight: in = X' [C, nn], out = dY' [OC, nn]. */
+        int64_t rin = kind == CONV_BWD_INPUT ? p->oc : p->c;
+        int64_t rout = kind == CONV_BWD_INPUT ? p->c : p->oc;
+        size_t in_b = align_up((size_t)(rin * nn) * sizeof(float));
+        size_t out_b = align_up((size_t)(rout * nn) * sizeof(float));
+        if (in_b + out_b <= CONV_BATCH_MAX_BYTES) {
+            size_t g;
+            if (kind == CONV_FWD) g = et_f32_gemm_ws_bytes(p->oc, nn, p->c, nthreads);
+            else if (kind == CONV_BWD_INPUT) g = et_f32_gemm_ws_bytes(p->c, nn, p->oc, nthreads);
+            else g = et_f32_gemm_ws_bytes(p->oc, p->c, nn, nthreads);
+            cp->batched = 1;
+            cp->gemm_threads = nthreads;
+            cp->in_bytes = in_b;
+            cp->out_bytes = out_b;
+            cp->gemm_bytes = align_up(g);
+            cp->total = in_b + out_b + cp->gemm_bytes + CONV_ALIGN;
+            return;
+        }
+    }
     if (cp->direct) {
         cp->band = p->oh;
     } else {
@@ -290,6 +324,85 @@ static void note_error(int *err, et_status st) {
     if (st != ET_OK) __atomic_store_n(err, (int)st, __ATOMIC_RELAXED);
 }
 
+/* ---- batched pointwise path --------------------------------------------------------- */
+/* dst[r, i*np + j] = src[i, r, j] (src [n, rows, np] -> dst [rows, n*np]). */
+static void gather_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, int64_t np,
+                        float *ET_RESTRICT dst, int nth) {
+    const int64_t nn = n * np;
+    ET_PARALLEL_FOR(nth)
+    for (int64_t r = 0; r < rows; r++) {
+        float *d = dst + r * nn;
+        const float *s = src + r * np;
+        if (np == 1) {
+            for (int64_t i = 0; i < n; i++) d[i] = s[i * rows];
+        } else {
+            for (int64_t i = 0; i < n; i++)
+                memcpy(d + i * np, s + i * rows * np, (size_t)np * sizeof(float));
+        }
+    }
+}
+
+/* dst[i, r, j] = act(src[r, i*np + j] + bias[r]) (the inverse of gather_rows, with the
+ * fused bias + activation of fwd_image when b or act is set). */
+static void scatter_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, int64_t np,
+                         float *ET_RESTRICT dst, const float *b, et_act act, float alpha, int nth) {
+    const int64_t nn = n * np;
+    const int fuse = b || act != ET_ACT_NONE;
+    ET_PARALLEL_FOR(nth)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = src + r * nn;
+        float *d = dst + r * np;
+        if (np == 1 && !fuse) {
+            for (int64_t i = 0; i < n; i++) d[i * rows] = s[i];
+            continue;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            float *di = d + i * rows * np;
+            memcpy(di, s + i * np, (size_t)np * sizeof(float));
+            if (fuse) et_conv_bias_act_(di, np, b ? b[r] : 0.0f, act, alpha);
+        }
+    }
+}
+
+static et_status fwd_batched(const et_conv2d_params *p, const conv_plan *cp, const float *x,
+                             const float *w, const float *b, float *y, char *base, int nth) {
+    const int64_t nn = p->n * cp->np;
+    float *X = (float *)base, *Y = (float *)(base + cp->in_bytes);
+    void *gws = cp->gemm_bytes ? base + cp->in_bytes + cp->out_bytes : NULL;
+    gather_rows(x, p->n, p->c, cp->np, X, nth);
+    et_status st = et_f32_gemm(0, 0, p->oc, nn, p->c, 1.0f, w, p->c, X, nn, 0.0f, Y, nn, gws,
+                               cp->gemm_bytes, nth);
+    if (st != ET_OK) return st;
+    scatter_rows(Y, p->n, p->oc, cp->np, y, b, p->act, p->act_alpha, nth);
+    return ET_OK;
+}
+
+static et_status bwd_input_batched(const et_conv2d_params *p, const conv_plan *cp,
+                                   const float *dy, const float *w, float *dx, char *base,
+                                   int nth) {
+    const int64_t nn = p->n * cp->np;
+    float *DY = (float *)base, *DX = (float *)(base + cp->in_bytes);
+    void *gws = cp->gemm_bytes ? base + cp->in_bytes + cp->out_bytes : NULL;
+    gather_rows(dy, p->n, p->oc, cp->np, DY, nth);
+    et_status st = et_f32_gemm(1, 0, p->c, nn, p->oc, 1.0f, w, p->c, DY, nn, 0.0f, DX, nn, gws,
+                               cp->gemm_bytes, nth);
+    if (st != ET_OK) return st;
+    scatter_rows(DX, p->n, p->c, cp->np, dx, NULL, ET_ACT_NONE, 0.0f, nth);
+    return ET_OK;
+}
+
+static et_status bwd_weight_batched(const et_conv2d_params *p, const conv_plan *cp,
+                                    const float *dy, const float *x, float *dw, char *base,
+                                    int nth) {
+    const int64_t nn = p->n * cp->np;
+    float *X = (float *)base, *DY = (float *)(base + cp->in_bytes);
+    void *gws = cp->gemm_bytes ? base + cp->in_bytes + cp->out_bytes : NULL;
+    gather_rows(x, p->n, p->c, cp->np, X, nth);
+    gather_rows(dy, p->n, p->oc, cp->np, DY, nth);
+    return et_f32_gemm(0, 1, p->oc, p->c, nn, 1.0f, DY, nn, X, nn, 0.0f, dw, p->c, gws,
+                       cp->gemm_bytes, nth);
+}
+
 /* ---- public entry points --------------------------------------------------------------- */
 et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const float *w,
                             const float *b, float *y, void *ws, size_t ws_bytes, int nthreads) {
@@ -300,6 +413,7 @@ et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const flo
     conv_plan_make(p, CONV_FWD, nthreads, &cp);
     if (cp.total && (!ws || ws_bytes < cp.total)) return ET_ERR_WORKSPACE;
     char *base = cp.total ? ws_base(ws) : NULL;
+    if (cp.batched) return fwd_batched(p, &cp, x, w, b, y, base, nthreads);
     const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np;
     if (!cp.batch_par) {
         conv_slot s = slot_at(&cp, base, 0);
@@ -327,6 +441,7 @@ et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, co
     conv_plan_make(p, CONV_BWD_INPUT, nthreads, &cp);
     if (cp.total && (!ws || ws_bytes < cp.total)) return ET_ERR_WORKSPACE;
     char *base = cp.total ? ws_base(ws) : NULL;
+    if (cp.batched) return bwd_input_batched(p, &cp, dy, w, dx, base, nthreads);
     const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np;
     if (!cp.batch_par) {
         conv_slot s = slot_at(&cp, base, 0);
@@ -354,6 +469,7 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     conv_plan_make(p, CONV_BWD_WEIGHT, nthreads, &cp);
     if (cp.total && (!ws || ws_bytes < cp.total)) return ET_ERR_WORKSPACE;
     char *base = cp.total ? ws_base(ws) : NULL;
+    if (cp.batched) return bwd_weight_batched(p, &cp, dy, x, dw, base, nthreads);
     const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np, wsz = p->oc * cp.kg;
     if (!cp.batch_par) {
         conv_slot s = slot_at(&cp, base, 0);

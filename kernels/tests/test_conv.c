@@ -266,12 +266,49 @@ static void check_params(void) {
     ET_CHECK(et_f32_conv2d_bwd_bias(&p, buf, NULL, 1) == ET_ERR_ARG, "null db");
 }
 
+/* Pointwise (1x1 / stride 1 / groups 1) shapes on small planes: the batched path for n > 1,
+ * MobileNetV2-like channel counts. */
+static const conv_case pw_cases[] = {
+    /*   c  h  w   oc kh kw sh sw pt pl pb pr dh dw g */
+    {96, 1, 1, 24, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* HW 1 */
+    {24, 2, 2, 144, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},    /* HW 4 */
+    {96, 4, 4, 24, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* HW 16 */
+    {24, 8, 8, 144, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},    /* HW 64 */
+    {320, 1, 1, 1280, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},  /* last 1x1, HW 1 */
+    {320, 2, 2, 1280, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},  /* last 1x1, HW 4 */
+    {13, 3, 5, 7, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},      /* odd sizes, HW 15 */
+};
+
+/* bwd_weight of the batched path does not depend on the thread count. */
+static void check_pw_threads(int ci, const conv_case *k, int64_t n) {
+    et_conv2d_params p = make_params(k, n);
+    if (et_conv2d_params_init(&p) != ET_OK) return;
+    const int64_t nx = p.n * p.c * p.h * p.w, nw = p.oc * p.c, ny = p.n * p.oc * p.oh * p.ow;
+    float *x = alloc_f(nx), *dy = alloc_f(ny), *dw1 = alloc_f(nw), *dw2 = alloc_f(nw);
+    et_fill_random(x, nx, 5 + ci, -1.0f, 1.0f);
+    et_fill_random(dy, ny, 7 + ci, -1.0f, 1.0f);
+    size_t b1 = et_f32_conv2d_bwd_weight_ws_bytes(&p, 1), b2 = et_f32_conv2d_bwd_weight_ws_bytes(&p, 2);
+    void *w1 = b1 ? malloc(b1) : NULL, *w2 = b2 ? malloc(b2) : NULL;
+    et_status s1 = et_f32_conv2d_bwd_weight(&p, dy, x, dw1, w1, b1, 1);
+    et_status s2 = et_f32_conv2d_bwd_weight(&p, dy, x, dw2, w2, b2, 2);
+    ET_CHECK(s1 == ET_OK && s2 == ET_OK && memcmp(dw1, dw2, (size_t)nw * sizeof(float)) == 0,
+             "pw case %d n%lld: bwd_weight th1 != th2", ci, (long long)n);
+    free(x); free(dy); free(dw1); free(dw2); free(w1); free(w2);
+}
+
 void test_conv(void) {
     check_params();
     check_tiny();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_case((int)i, &cases[i], 1);
         check_case((int)i, &cases[i], 3);
+    }
+    for (size_t i = 0; i < sizeof pw_cases / sizeof pw_cases[0]; i++) {
+        int ci = 100 + (int)i;
+        check_case(ci, &pw_cases[i], 1);
+        check_case(ci, &pw_cases[i], 3);
+        check_case(ci, &pw_cases[i], 32);
+        check_pw_threads(ci, &pw_cases[i], 32);
     }
     et_set_isa(et_cpu_best_isa());
 }
