@@ -2,7 +2,6 @@
 
 Usage: python rss_probe.py edgetrain|torch lenet|mobilenetv2 BATCH THREADS STEPS
 """
-import resource
 import sys
 
 import workloads
@@ -12,4 +11,8 @@ builder = workloads.edgetrain_step if impl == "edgetrain" else workloads.torch_s
 step, _ = builder(model, int(batch), int(threads))
 for _ in range(int(steps)):
     step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+# VmHWM is this address space's peak; ru_maxrss would include the parent's RSS, which Linux
+# carries over fork + exec.
+with open("/proc/self/status") as f:
+    hwm_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+print(hwm_kib * 1024)
