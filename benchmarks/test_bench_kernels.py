@@ -17,30 +17,7 @@ def _gflops(m, n, k, seconds):
     return 2.0 * m * n * k / seconds / 1e9
 
 
-@pytest.mark.parametrize("threads", THREADS)
-@pytest.mark.parametrize("size", GEMM_SIZES)
-@pytest.mark.parametrize("impl", ["edgetrain", "numpy"])
-def test_gemm_square(benchmark, impl, size, threads):
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((size, size), dtype=np.float32)
-    b = rng.standard_normal((size, size), dtype=np.float32)
-    c = np.empty((size, size), np.float32)
-    if impl == "edgetrain":
-        benchmark(lambda: _native.gemm(a, b, c, threads=threads))
-    else:
-        with blas_threads(threads):
-            benchmark(lambda: np.matmul(a, b, out=c))
-    s = median_seconds(benchmark)
-    if s:
-        record(f"gemm {size}^3 t{threads}", impl, s)
-        benchmark.extra_info["gflops"] = _gflops(size, size, size, s)
-
-
-@pytest.mark.parametrize("threads", THREADS)
-@pytest.mark.parametrize("shape", GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("impl", ["edgetrain", "numpy"])
-def test_gemm_model_shapes(benchmark, impl, shape, threads):
-    m, n, k = shape
+def _bench_gemm(benchmark, impl, m, n, k, threads, label):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
@@ -52,7 +29,23 @@ def test_gemm_model_shapes(benchmark, impl, shape, threads):
             benchmark(lambda: np.matmul(a, b, out=c))
     s = median_seconds(benchmark)
     if s:
-        record(f"gemm {m}x{n}x{k} t{threads}", impl, s)
+        record(f"gemm {label} t{threads}", impl, s)
+        benchmark.extra_info["gflops"] = _gflops(m, n, k, s)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("size", GEMM_SIZES)
+@pytest.mark.parametrize("impl", ["edgetrain", "numpy"])
+def test_gemm_square(benchmark, impl, size, threads):
+    _bench_gemm(benchmark, impl, size, size, size, threads, f"{size}^3")
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("shape", GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("impl", ["edgetrain", "numpy"])
+def test_gemm_model_shapes(benchmark, impl, shape, threads):
+    m, n, k = shape
+    _bench_gemm(benchmark, impl, m, n, k, threads, f"{m}x{n}x{k}")
 
 
 CONV_CASES = {
