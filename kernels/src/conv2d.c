@@ -72,6 +72,23 @@ static void valid_cols(int64_t off, int64_t sw, int64_t w, int64_t ow, int64_t *
     *hi = h;
 }
 
+/* d[0..n) = s[0..n) for short rows (a few to a few dozen floats), without a memcpy call per
+ * row: fixed-size block copies (inlined as vector moves), the last block overlapping. */
+static inline void copy_row(float *ET_RESTRICT d, const float *ET_RESTRICT s, int64_t n) {
+    if (n >= 8) {
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) memcpy(d + i, s + i, 8 * sizeof(float));
+        if (i < n) memcpy(d + n - 8, s + n - 8, 8 * sizeof(float));
+    } else if (n >= 4) {
+        memcpy(d, s, 4 * sizeof(float));
+        memcpy(d + n - 4, s + n - 4, 4 * sizeof(float));
+    } else {
+        if (n > 0) d[0] = s[0];
+        if (n > 1) d[1] = s[1];
+        if (n > 2) d[2] = s[2];
+    }
+}
+
 static void im2col(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_t oy0, int64_t oy1,
                    float *ET_RESTRICT col) {
     const int64_t h = p->h, w = p->w, ow = p->ow, sw = p->stride_w;
@@ -90,7 +107,7 @@ static void im2col(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_
                     const float *src = xc + iy * w + off;
                     for (int64_t ox = 0; ox < lo; ox++) col[ox] = 0.0f;
                     if (sw == 1) {
-                        memcpy(col + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                        copy_row(col + lo, src + lo, hi - lo);
                     } else {
                         for (int64_t ox = lo; ox < hi; ox++) col[ox] = src[ox * sw];
                     }
@@ -116,7 +133,10 @@ static void col2im_add(const et_conv2d_params *p, const float *ET_RESTRICT col, 
                     if (iy < 0 || iy >= h) continue;
                     float *dst = dc + iy * w + off;
                     if (sw == 1) {
-                        for (int64_t ox = lo; ox < hi; ox++) dst[ox] += col[ox];
+                        int64_t ox = lo;
+                        for (; ox + 8 <= hi; ox += 8)
+                            for (int j = 0; j < 8; j++) dst[ox + j] += col[ox + j];
+                        for (; ox < hi; ox++) dst[ox] += col[ox];
                     } else {
                         for (int64_t ox = lo; ox < hi; ox++) dst[ox * sw] += col[ox];
                     }
