@@ -262,22 +262,27 @@ static conv_slot slot_at(const conv_plan *cp, char *base, int t) {
 }
 
 /* ---- one image ------------------------------------------------------------------------- */
+/* The GEMM operand for output rows [oy0, oy1): x itself for direct (1x1) convs, else the
+ * band's im2col columns in `col`. *ldb receives its row stride. */
+static const float *band_columns(const et_conv2d_params *p, const conv_plan *cp, const float *x,
+                                 int64_t oy0, int64_t oy1, float *col, int64_t *ldb) {
+    if (cp->direct) {
+        *ldb = cp->np;
+        return x + oy0 * p->ow;
+    }
+    im2col(p, x, oy0, oy1, col);
+    *ldb = (oy1 - oy0) * p->ow;
+    return col;
+}
+
 static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const float *x,
                            const float *w, const float *b, float *y, conv_slot s, int nth) {
     const int64_t ow = p->ow, np = cp->np;
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
         int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
-        const float *B;
         int64_t ldb;
-        if (cp->direct) {
-            B = x + p0;
-            ldb = np;
-        } else {
-            im2col(p, x, oy0, oy1, s.col);
-            B = s.col;
-            ldb = pt;
-        }
+        const float *B = band_columns(p, cp, x, oy0, oy1, s.col, &ldb);
         for (int64_t g = 0; g < p->groups; g++) {
             et_status st = et_f32_gemm(0, 0, cp->ocg, pt, cp->kg, 1.0f, w + g * cp->ocg * cp->kg,
                                        cp->kg, B + g * cp->kg * ldb, ldb, 0.0f,
@@ -319,16 +324,8 @@ static et_status bwd_weight_image(const et_conv2d_params *p, const conv_plan *cp
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
         int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
-        const float *B;
         int64_t ldb;
-        if (cp->direct) {
-            B = x + p0;
-            ldb = np;
-        } else {
-            im2col(p, x, oy0, oy1, s.col);
-            B = s.col;
-            ldb = pt;
-        }
+        const float *B = band_columns(p, cp, x, oy0, oy1, s.col, &ldb);
         float beta = (accumulate || oy0 > 0) ? 1.0f : 0.0f;
         for (int64_t g = 0; g < p->groups; g++) {
             et_status st = et_f32_gemm(0, 1, cp->ocg, cp->kg, pt, 1.0f, dy + g * cp->ocg * np + p0,
