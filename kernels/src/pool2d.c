@@ -16,6 +16,13 @@
 
 #include "edgetrain/et_kernels.h"
 
+#if defined(ET_HAVE_X86_SIMD)
+#include <immintrin.h>
+#endif
+#if defined(ET_HAVE_NEON)
+#include <arm_neon.h>
+#endif
+
 /* floor(a / b) for b > 0. */
 static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
@@ -88,18 +95,70 @@ static int is_k2s2(const et_pool2d_params *p) {
 /* Running max step of max_index: v replaces m if v > m or v is NaN. */
 #define POOL_TAKES(v, m) ((v) > (m) || (v) != (v))
 
+/* ---- 2x2 / stride 2 plane kernels -------------------------------------------------------
+ * The scalar kernels below are the reference (ET_ISA_REF) and do the column tails of the SIMD
+ * kernels. Every SIMD variant computes the same bits: the forward max is the value of the
+ * winning cell (blends only, no max instructions), the backward writes the gradient bits to
+ * the winning cell and +0.0 to the other three. The winner follows the scan a, b, c, d with
+ * POOL_TAKES: t_b, t_c, t_d are the take masks against the running max; the winner is the
+ * last cell that took (d if t_d, else c if t_c, else b if t_b, else a). */
+
+/* Forward, output columns [ox0, ow) of one output row. */
+static inline void k2s2_fwd_cols(const float *ET_RESTRICT r0, const float *ET_RESTRICT r1,
+                                 float *ET_RESTRICT yr, int64_t ox0, int64_t ow) {
+    for (int64_t ox = ox0; ox < ow; ox++) {
+        float m = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+        m = POOL_TAKES(b, m) ? b : m;
+        m = POOL_TAKES(c, m) ? c : m;
+        m = POOL_TAKES(d, m) ? d : m;
+        yr[ox] = m;
+    }
+}
+
+/* Backward, output columns [ox0, ow) of one output row: writes d0/d1[2*ox0, 2*ow). */
+static inline void k2s2_bwd_cols(const float *ET_RESTRICT r0, const float *ET_RESTRICT r1,
+                                 const float *ET_RESTRICT gr, float *ET_RESTRICT d0,
+                                 float *ET_RESTRICT d1, int64_t ox0, int64_t ow) {
+    for (int64_t ox = ox0; ox < ow; ox++) {
+        /* Branch-free (the data decides the winner, so branches mispredict): without NaN the
+         * winner is the first cell equal to the max, with NaN the last NaN cell (the rule
+         * of max_index). Masks are built with integer ops so the compiler keeps no branch. */
+        float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1], g = gr[ox];
+        float m = a > b ? a : b;
+        m = m > c ? m : c;
+        m = m > d ? m : d; /* the max when no cell is NaN; unused otherwise */
+        uint32_t ea = a == m, eb = b == m, ec = c == m;
+        uint32_t nb = b != b, nc = c != c, nd = d != d, mn = (a != a) | nb | nc | nd;
+        uint32_t wa = (mn & ~(nb | nc | nd)) | (~mn & ea);
+        uint32_t wb = (mn & nb & ~(nc | nd)) | (~mn & eb & ~ea);
+        uint32_t wc = (mn & nc & ~nd) | (~mn & ec & ~(ea | eb));
+        uint32_t wd = (mn & nd) | (~mn & ~(ea | eb | ec));
+        uint32_t gb, o[4];
+        memcpy(&gb, &g, sizeof gb);
+        o[0] = gb & (0u - (wa & 1u));
+        o[1] = gb & (0u - (wb & 1u));
+        o[2] = gb & (0u - (wc & 1u));
+        o[3] = gb & (0u - (wd & 1u));
+        memcpy(d0 + 2 * ox, o, 2 * sizeof(float));
+        memcpy(d1 + 2 * ox, o + 2, 2 * sizeof(float));
+    }
+}
+
+/* Zero the cells of dx no window covers: columns [2*ow, w) of the row pair d0/d1. */
+static inline void k2s2_zero_tail_cols(float *d0, float *d1, int64_t w, int64_t ow) {
+    for (int64_t x = 2 * ow; x < w; x++) d0[x] = d1[x] = 0.0f;
+}
+
+typedef void (*k2s2_fwd_fn)(const float *ET_RESTRICT xp, float *ET_RESTRICT yp, int64_t w,
+                            int64_t oh, int64_t ow);
+typedef void (*k2s2_bwd_fn)(const float *ET_RESTRICT xp, const float *ET_RESTRICT gp,
+                            float *ET_RESTRICT dp, int64_t h, int64_t w, int64_t oh, int64_t ow);
+
 static void maxpool_fwd_plane_k2s2(const float *ET_RESTRICT xp, float *ET_RESTRICT yp, int64_t w,
                                    int64_t oh, int64_t ow) {
     for (int64_t oy = 0; oy < oh; oy++) {
-        const float *r0 = xp + 2 * oy * w, *r1 = r0 + w;
-        float *yr = yp + oy * ow;
-        for (int64_t ox = 0; ox < ow; ox++) {
-            float m = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
-            m = POOL_TAKES(b, m) ? b : m;
-            m = POOL_TAKES(c, m) ? c : m;
-            m = POOL_TAKES(d, m) ? d : m;
-            yr[ox] = m;
-        }
+        const float *r0 = xp + 2 * oy * w;
+        k2s2_fwd_cols(r0, r0 + w, yp + oy * ow, 0, ow);
     }
 }
 
@@ -107,31 +166,382 @@ static void maxpool_bwd_plane_k2s2(const float *ET_RESTRICT xp, const float *ET_
                                    float *ET_RESTRICT dp, int64_t h, int64_t w, int64_t oh, int64_t ow) {
     if (2 * oh != h || 2 * ow != w) memset(dp, 0, (size_t)(h * w) * sizeof(float));
     for (int64_t oy = 0; oy < oh; oy++) {
+        const float *r0 = xp + 2 * oy * w;
+        float *d0 = dp + 2 * oy * w;
+        k2s2_bwd_cols(r0, r0 + w, gp + oy * ow, d0, d0 + w, 0, ow);
+    }
+}
+
+#if defined(ET_HAVE_X86_SIMD)
+/* ---- AVX2: 8 windows per step ----
+ * shuffle_ps(lo, hi) of 16 input columns gives the even (or odd) columns in the window order
+ * [0 1 4 5 | 2 3 6 7]; unpacklo/hi_ps of two such vectors restores the column order, so only
+ * the gradient load (and the forward store) needs a cross-lane permute. A 4-wide SSE step and
+ * scalar code take the tail. */
+#define K2S2_P4_0213 0xD8 /* _MM_SHUFFLE(3, 1, 2, 0): 64-bit lanes [0 2 1 3], self-inverse */
+
+ET_TARGET_AVX2 static inline __m256 k2s2_takes8(__m256 v, __m256 m) {
+    return _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+ET_TARGET_AVX2 static inline __m128 k2s2_takes4(__m128 v, __m128 m) {
+    return _mm_or_ps(_mm_cmpgt_ps(v, m), _mm_cmpunord_ps(v, v));
+}
+
+/* 8 windows: the 4 windows of the 8 columns at u0 / v0 (top / bottom row) and the 4 at u1 / v1.
+ * Consecutive in one row pair (u1 = u0 + 8) or, when ow == 4, two row pairs at once. The
+ * outputs (and gradients) of the u0 windows come first. */
+ET_TARGET_AVX2 static inline void k2s2_fwd8__avx2(const float *u0, const float *u1,
+                                                  const float *v0, const float *v1, float *y) {
+    __m256 p0 = _mm256_loadu_ps(u0), p1 = _mm256_loadu_ps(u1);
+    __m256 q0 = _mm256_loadu_ps(v0), q1 = _mm256_loadu_ps(v1);
+    __m256 m = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 b = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1));
+    __m256 c = _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 d = _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1));
+    m = _mm256_blendv_ps(m, b, k2s2_takes8(b, m));
+    m = _mm256_blendv_ps(m, c, k2s2_takes8(c, m));
+    m = _mm256_blendv_ps(m, d, k2s2_takes8(d, m));
+    _mm256_storeu_ps(y, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), K2S2_P4_0213)));
+}
+
+/* Backward of k2s2_fwd8__avx2: g holds the 8 gradients, du* / dv* mirror u* / v*. */
+ET_TARGET_AVX2 static inline void k2s2_bwd8__avx2(const float *u0, const float *u1,
+                                                  const float *v0, const float *v1,
+                                                  const float *gs, float *du0, float *du1,
+                                                  float *dv0, float *dv1) {
+    __m256 p0 = _mm256_loadu_ps(u0), p1 = _mm256_loadu_ps(u1);
+    __m256 q0 = _mm256_loadu_ps(v0), q1 = _mm256_loadu_ps(v1);
+    __m256 m = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 b = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1));
+    __m256 c = _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 d = _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1));
+    __m256 tb = k2s2_takes8(b, m);
+    m = _mm256_blendv_ps(m, b, tb);
+    __m256 tc = k2s2_takes8(c, m);
+    m = _mm256_blendv_ps(m, c, tc);
+    __m256 td = k2s2_takes8(d, m);
+    __m256 g = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_loadu_ps(gs)), K2S2_P4_0213));
+    __m256 tcd = _mm256_or_ps(tc, td);
+    __m256 ga = _mm256_andnot_ps(_mm256_or_ps(tb, tcd), g);
+    __m256 gb = _mm256_and_ps(_mm256_andnot_ps(tcd, tb), g);
+    __m256 gc = _mm256_and_ps(_mm256_andnot_ps(td, tc), g);
+    __m256 gd = _mm256_and_ps(td, g);
+    _mm256_storeu_ps(du0, _mm256_unpacklo_ps(ga, gb));
+    _mm256_storeu_ps(du1, _mm256_unpackhi_ps(ga, gb));
+    _mm256_storeu_ps(dv0, _mm256_unpacklo_ps(gc, gd));
+    _mm256_storeu_ps(dv1, _mm256_unpackhi_ps(gc, gd));
+}
+
+/* Forward, output columns [ox, ow) of one output row. */
+ET_TARGET_AVX2 static inline void k2s2_fwd_row__avx2(const float *ET_RESTRICT r0,
+                                                     const float *ET_RESTRICT r1,
+                                                     float *ET_RESTRICT yr, int64_t ox, int64_t ow) {
+    for (; ox + 8 <= ow; ox += 8)
+        k2s2_fwd8__avx2(r0 + 2 * ox, r0 + 2 * ox + 8, r1 + 2 * ox, r1 + 2 * ox + 8, yr + ox);
+    if (ox + 4 <= ow) {
+        __m128 p0 = _mm_loadu_ps(r0 + 2 * ox), p1 = _mm_loadu_ps(r0 + 2 * ox + 4);
+        __m128 q0 = _mm_loadu_ps(r1 + 2 * ox), q1 = _mm_loadu_ps(r1 + 2 * ox + 4);
+        __m128 m = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
+        __m128 b = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 c = _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0));
+        __m128 d = _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1));
+        m = _mm_blendv_ps(m, b, k2s2_takes4(b, m));
+        m = _mm_blendv_ps(m, c, k2s2_takes4(c, m));
+        m = _mm_blendv_ps(m, d, k2s2_takes4(d, m));
+        _mm_storeu_ps(yr + ox, m);
+        ox += 4;
+    }
+    k2s2_fwd_cols(r0, r1, yr, ox, ow);
+}
+
+/* Backward, output columns [ox, ow) of one output row. */
+ET_TARGET_AVX2 static inline void k2s2_bwd_row__avx2(const float *ET_RESTRICT r0,
+                                                     const float *ET_RESTRICT r1,
+                                                     const float *ET_RESTRICT gr,
+                                                     float *ET_RESTRICT d0, float *ET_RESTRICT d1,
+                                                     int64_t ox, int64_t ow) {
+    for (; ox + 8 <= ow; ox += 8)
+        k2s2_bwd8__avx2(r0 + 2 * ox, r0 + 2 * ox + 8, r1 + 2 * ox, r1 + 2 * ox + 8, gr + ox,
+                        d0 + 2 * ox, d0 + 2 * ox + 8, d1 + 2 * ox, d1 + 2 * ox + 8);
+    if (ox + 4 <= ow) {
+        __m128 p0 = _mm_loadu_ps(r0 + 2 * ox), p1 = _mm_loadu_ps(r0 + 2 * ox + 4);
+        __m128 q0 = _mm_loadu_ps(r1 + 2 * ox), q1 = _mm_loadu_ps(r1 + 2 * ox + 4);
+        __m128 m = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
+        __m128 b = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 c = _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0));
+        __m128 d = _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 tb = k2s2_takes4(b, m);
+        m = _mm_blendv_ps(m, b, tb);
+        __m128 tc = k2s2_takes4(c, m);
+        m = _mm_blendv_ps(m, c, tc);
+        __m128 td = k2s2_takes4(d, m);
+        __m128 g = _mm_loadu_ps(gr + ox), tcd = _mm_or_ps(tc, td);
+        __m128 ga = _mm_andnot_ps(_mm_or_ps(tb, tcd), g);
+        __m128 gb = _mm_and_ps(_mm_andnot_ps(tcd, tb), g);
+        __m128 gc = _mm_and_ps(_mm_andnot_ps(td, tc), g);
+        __m128 gd = _mm_and_ps(td, g);
+        _mm_storeu_ps(d0 + 2 * ox, _mm_unpacklo_ps(ga, gb));
+        _mm_storeu_ps(d0 + 2 * ox + 4, _mm_unpackhi_ps(ga, gb));
+        _mm_storeu_ps(d1 + 2 * ox, _mm_unpacklo_ps(gc, gd));
+        _mm_storeu_ps(d1 + 2 * ox + 4, _mm_unpackhi_ps(gc, gd));
+        ox += 4;
+    }
+    k2s2_bwd_cols(r0, r1, gr, d0, d1, ox, ow);
+}
+
+/* Output rows [oy0, oh) of a plane; ow == 4 (LeNet's 8x8 pool) goes two rows per step. */
+ET_TARGET_AVX2 static inline void k2s2_fwd_plane_rows__avx2(const float *ET_RESTRICT xp,
+                                                            float *ET_RESTRICT yp, int64_t w,
+                                                            int64_t oy, int64_t oh, int64_t ow) {
+    if (ow == 4)
+        for (; oy + 2 <= oh; oy += 2) {
+            const float *r = xp + 2 * oy * w;
+            k2s2_fwd8__avx2(r, r + 2 * w, r + w, r + 3 * w, yp + oy * 4);
+        }
+    for (; oy < oh; oy++) {
+        const float *r0 = xp + 2 * oy * w;
+        k2s2_fwd_row__avx2(r0, r0 + w, yp + oy * ow, 0, ow);
+    }
+}
+
+/* Output rows [0, oh) of a plane, including the uncovered columns [2*ow, w) of each row pair. */
+ET_TARGET_AVX2 static inline void k2s2_bwd_plane_rows__avx2(const float *ET_RESTRICT xp,
+                                                            const float *ET_RESTRICT gp,
+                                                            float *ET_RESTRICT dp, int64_t w,
+                                                            int64_t oh, int64_t ow) {
+    int64_t oy = 0;
+    if (ow == 4)
+        for (; oy + 2 <= oh; oy += 2) {
+            const float *r = xp + 2 * oy * w;
+            float *d = dp + 2 * oy * w;
+            k2s2_bwd8__avx2(r, r + 2 * w, r + w, r + 3 * w, gp + oy * 4, d, d + 2 * w, d + w, d + 3 * w);
+            for (int64_t i = 0; i < 4; i++) k2s2_zero_tail_cols(d + i * w, d + i * w, w, ow);
+        }
+    for (; oy < oh; oy++) {
+        const float *r0 = xp + 2 * oy * w;
+        float *d0 = dp + 2 * oy * w;
+        k2s2_bwd_row__avx2(r0, r0 + w, gp + oy * ow, d0, d0 + w, 0, ow);
+        k2s2_zero_tail_cols(d0, d0 + w, w, ow);
+    }
+}
+
+ET_TARGET_AVX2 static void maxpool_fwd_plane_k2s2__avx2(const float *ET_RESTRICT xp,
+                                                        float *ET_RESTRICT yp, int64_t w,
+                                                        int64_t oh, int64_t ow) {
+    k2s2_fwd_plane_rows__avx2(xp, yp, w, 0, oh, ow);
+}
+
+ET_TARGET_AVX2 static void maxpool_bwd_plane_k2s2__avx2(const float *ET_RESTRICT xp,
+                                                        const float *ET_RESTRICT gp,
+                                                        float *ET_RESTRICT dp, int64_t h,
+                                                        int64_t w, int64_t oh, int64_t ow) {
+    k2s2_bwd_plane_rows__avx2(xp, gp, dp, w, oh, ow);
+    if (2 * oh < h) memset(dp + 2 * oh * w, 0, (size_t)((h - 2 * oh) * w) * sizeof(float));
+}
+
+/* ---- AVX-512: 16 windows per step, a tail of 9..15 windows with masks ----
+ * permutex2var_ps splits 32 input columns into even / odd columns and interleaves the
+ * gradients back. Tails of at most 8 windows (e.g. LeNet's 8x8 pool, ow = 4) take the AVX2
+ * row code: a masked 16-wide step costs more there than the 8 / 4-wide steps. */
+ET_TARGET_AVX512 static inline __mmask16 k2s2_takes16(__m512 v, __m512 m) {
+    return _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+}
+
+/* Load masks of the 2*r input columns (lo: columns 0..15, hi: 16..31) of r < 16 windows. */
+static inline void k2s2_tail_masks(int64_t r, __mmask16 *lo, __mmask16 *hi, __mmask16 *out) {
+    uint32_t cols = (uint32_t)((UINT64_C(1) << (2 * r)) - 1u);
+    *lo = (__mmask16)(cols & 0xFFFFu);
+    *hi = (__mmask16)(cols >> 16);
+    *out = (__mmask16)((1u << r) - 1u);
+}
+
+ET_TARGET_AVX512 static void maxpool_fwd_plane_k2s2__avx512(const float *ET_RESTRICT xp,
+                                                            float *ET_RESTRICT yp, int64_t w,
+                                                            int64_t oh, int64_t ow) {
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    if (ow <= 8) {
+        k2s2_fwd_plane_rows__avx2(xp, yp, w, 0, oh, ow);
+        return;
+    }
+    __mmask16 mlo, mhi, mout;
+    k2s2_tail_masks(ow % 16, &mlo, &mhi, &mout);
+    for (int64_t oy = 0; oy < oh; oy++) {
+        const float *r0 = xp + 2 * oy * w, *r1 = r0 + w;
+        float *yr = yp + oy * ow;
+        int64_t ox = 0;
+        for (;; ox += 16) {
+            const int full = ox + 16 <= ow;
+            if (!full && ow - ox <= 8) {
+                k2s2_fwd_row__avx2(r0, r1, yr, ox, ow);
+                break;
+            }
+            __m512 p0, p1, q0, q1;
+            if (full) {
+                p0 = _mm512_loadu_ps(r0 + 2 * ox), p1 = _mm512_loadu_ps(r0 + 2 * ox + 16);
+                q0 = _mm512_loadu_ps(r1 + 2 * ox), q1 = _mm512_loadu_ps(r1 + 2 * ox + 16);
+            } else {
+                p0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * ox), p1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * ox + 16);
+                q0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * ox), q1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * ox + 16);
+            }
+            __m512 m = _mm512_permutex2var_ps(p0, ev, p1), b = _mm512_permutex2var_ps(p0, od, p1);
+            __m512 c = _mm512_permutex2var_ps(q0, ev, q1), d = _mm512_permutex2var_ps(q0, od, q1);
+            m = _mm512_mask_mov_ps(m, k2s2_takes16(b, m), b);
+            m = _mm512_mask_mov_ps(m, k2s2_takes16(c, m), c);
+            m = _mm512_mask_mov_ps(m, k2s2_takes16(d, m), d);
+            if (full) {
+                _mm512_storeu_ps(yr + ox, m);
+            } else {
+                _mm512_mask_storeu_ps(yr + ox, mout, m);
+                break;
+            }
+        }
+    }
+}
+
+ET_TARGET_AVX512 static void maxpool_bwd_plane_k2s2__avx512(const float *ET_RESTRICT xp,
+                                                            const float *ET_RESTRICT gp,
+                                                            float *ET_RESTRICT dp, int64_t h,
+                                                            int64_t w, int64_t oh, int64_t ow) {
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i il = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i ih = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    if (ow <= 8) {
+        k2s2_bwd_plane_rows__avx2(xp, gp, dp, w, oh, ow);
+        if (2 * oh < h) memset(dp + 2 * oh * w, 0, (size_t)((h - 2 * oh) * w) * sizeof(float));
+        return;
+    }
+    __mmask16 mlo, mhi, mout;
+    k2s2_tail_masks(ow % 16, &mlo, &mhi, &mout);
+    for (int64_t oy = 0; oy < oh; oy++) {
         const float *r0 = xp + 2 * oy * w, *r1 = r0 + w, *gr = gp + oy * ow;
         float *d0 = dp + 2 * oy * w, *d1 = d0 + w;
-        for (int64_t ox = 0; ox < ow; ox++) {
-            /* Branch-free (the data decides the winner, so branches mispredict): without NaN the
-             * winner is the first cell equal to the max, with NaN the last NaN cell (the rule
-             * of max_index). Masks are built with integer ops so the compiler keeps no branch. */
-            float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1], g = gr[ox];
-            float m = a > b ? a : b;
-            m = m > c ? m : c;
-            m = m > d ? m : d; /* the max when no cell is NaN; unused otherwise */
-            uint32_t ea = a == m, eb = b == m, ec = c == m;
-            uint32_t nb = b != b, nc = c != c, nd = d != d, mn = (a != a) | nb | nc | nd;
-            uint32_t wa = (mn & ~(nb | nc | nd)) | (~mn & ea);
-            uint32_t wb = (mn & nb & ~(nc | nd)) | (~mn & eb & ~ea);
-            uint32_t wc = (mn & nc & ~nd) | (~mn & ec & ~(ea | eb));
-            uint32_t wd = (mn & nd) | (~mn & ~(ea | eb | ec));
-            uint32_t gb, o[4];
-            memcpy(&gb, &g, sizeof gb);
-            o[0] = gb & (0u - (wa & 1u));
-            o[1] = gb & (0u - (wb & 1u));
-            o[2] = gb & (0u - (wc & 1u));
-            o[3] = gb & (0u - (wd & 1u));
-            memcpy(d0 + 2 * ox, o, 2 * sizeof(float));
-            memcpy(d1 + 2 * ox, o + 2, 2 * sizeof(float));
+        int64_t ox = 0;
+        for (;; ox += 16) {
+            const int full = ox + 16 <= ow;
+            if (!full && ow - ox <= 8) {
+                k2s2_bwd_row__avx2(r0, r1, gr, d0, d1, ox, ow);
+                break;
+            }
+            __m512 p0, p1, q0, q1, g;
+            if (full) {
+                p0 = _mm512_loadu_ps(r0 + 2 * ox), p1 = _mm512_loadu_ps(r0 + 2 * ox + 16);
+                q0 = _mm512_loadu_ps(r1 + 2 * ox), q1 = _mm512_loadu_ps(r1 + 2 * ox + 16);
+                g = _mm512_loadu_ps(gr + ox);
+            } else {
+                p0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * ox), p1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * ox + 16);
+                q0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * ox), q1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * ox + 16);
+                g = _mm512_maskz_loadu_ps(mout, gr + ox);
+            }
+            __m512 m = _mm512_permutex2var_ps(p0, ev, p1), b = _mm512_permutex2var_ps(p0, od, p1);
+            __m512 c = _mm512_permutex2var_ps(q0, ev, q1), d = _mm512_permutex2var_ps(q0, od, q1);
+            __mmask16 tb = k2s2_takes16(b, m);
+            m = _mm512_mask_mov_ps(m, tb, b);
+            __mmask16 tc = k2s2_takes16(c, m);
+            m = _mm512_mask_mov_ps(m, tc, c);
+            __mmask16 td = k2s2_takes16(d, m);
+            __m512 ga = _mm512_maskz_mov_ps((__mmask16)~(tb | tc | td), g);
+            __m512 gb = _mm512_maskz_mov_ps((__mmask16)(tb & ~(tc | td)), g);
+            __m512 gc = _mm512_maskz_mov_ps((__mmask16)(tc & ~td), g);
+            __m512 gd = _mm512_maskz_mov_ps(td, g);
+            if (full) {
+                _mm512_storeu_ps(d0 + 2 * ox, _mm512_permutex2var_ps(ga, il, gb));
+                _mm512_storeu_ps(d0 + 2 * ox + 16, _mm512_permutex2var_ps(ga, ih, gb));
+                _mm512_storeu_ps(d1 + 2 * ox, _mm512_permutex2var_ps(gc, il, gd));
+                _mm512_storeu_ps(d1 + 2 * ox + 16, _mm512_permutex2var_ps(gc, ih, gd));
+            } else {
+                _mm512_mask_storeu_ps(d0 + 2 * ox, mlo, _mm512_permutex2var_ps(ga, il, gb));
+                _mm512_mask_storeu_ps(d0 + 2 * ox + 16, mhi, _mm512_permutex2var_ps(ga, ih, gb));
+                _mm512_mask_storeu_ps(d1 + 2 * ox, mlo, _mm512_permutex2var_ps(gc, il, gd));
+                _mm512_mask_storeu_ps(d1 + 2 * ox + 16, mhi, _mm512_permutex2var_ps(gc, ih, gd));
+                break;
+            }
         }
+        k2s2_zero_tail_cols(d0, d1, w, ow);
+    }
+    if (2 * oh < h) memset(dp + 2 * oh * w, 0, (size_t)((h - 2 * oh) * w) * sizeof(float));
+}
+#endif /* ET_HAVE_X86_SIMD */
+
+#if defined(ET_HAVE_NEON)
+/* ---- NEON: 4 windows per step; vld2q / vst2q (de)interleave the columns ---- */
+static inline uint32x4_t k2s2_takes_neon(float32x4_t v, float32x4_t m) {
+    return vorrq_u32(vcgtq_f32(v, m), vmvnq_u32(vceqq_f32(v, v)));
+}
+
+static void maxpool_fwd_plane_k2s2__neon(const float *ET_RESTRICT xp, float *ET_RESTRICT yp,
+                                         int64_t w, int64_t oh, int64_t ow) {
+    for (int64_t oy = 0; oy < oh; oy++) {
+        const float *r0 = xp + 2 * oy * w, *r1 = r0 + w;
+        float *yr = yp + oy * ow;
+        int64_t ox = 0;
+        for (; ox + 4 <= ow; ox += 4) {
+            float32x4x2_t p = vld2q_f32(r0 + 2 * ox), q = vld2q_f32(r1 + 2 * ox);
+            float32x4_t m = p.val[0];
+            m = vbslq_f32(k2s2_takes_neon(p.val[1], m), p.val[1], m);
+            m = vbslq_f32(k2s2_takes_neon(q.val[0], m), q.val[0], m);
+            m = vbslq_f32(k2s2_takes_neon(q.val[1], m), q.val[1], m);
+            vst1q_f32(yr + ox, m);
+        }
+        k2s2_fwd_cols(r0, r1, yr, ox, ow);
+    }
+}
+
+static void maxpool_bwd_plane_k2s2__neon(const float *ET_RESTRICT xp, const float *ET_RESTRICT gp,
+                                         float *ET_RESTRICT dp, int64_t h, int64_t w, int64_t oh,
+                                         int64_t ow) {
+    for (int64_t oy = 0; oy < oh; oy++) {
+        const float *r0 = xp + 2 * oy * w, *r1 = r0 + w, *gr = gp + oy * ow;
+        float *d0 = dp + 2 * oy * w, *d1 = d0 + w;
+        int64_t ox = 0;
+        for (; ox + 4 <= ow; ox += 4) {
+            float32x4x2_t p = vld2q_f32(r0 + 2 * ox), q = vld2q_f32(r1 + 2 * ox);
+            float32x4_t m = p.val[0];
+            uint32x4_t tb = k2s2_takes_neon(p.val[1], m);
+            m = vbslq_f32(tb, p.val[1], m);
+            uint32x4_t tc = k2s2_takes_neon(q.val[0], m);
+            m = vbslq_f32(tc, q.val[0], m);
+            uint32x4_t td = k2s2_takes_neon(q.val[1], m);
+            uint32x4_t g = vreinterpretq_u32_f32(vld1q_f32(gr + ox)), tcd = vorrq_u32(tc, td);
+            float32x4x2_t o0, o1;
+            o0.val[0] = vreinterpretq_f32_u32(vbicq_u32(g, vorrq_u32(tb, tcd)));
+            o0.val[1] = vreinterpretq_f32_u32(vandq_u32(vbicq_u32(tb, tcd), g));
+            o1.val[0] = vreinterpretq_f32_u32(vandq_u32(vbicq_u32(tc, td), g));
+            o1.val[1] = vreinterpretq_f32_u32(vandq_u32(td, g));
+            vst2q_f32(d0 + 2 * ox, o0);
+            vst2q_f32(d1 + 2 * ox, o1);
+        }
+        k2s2_bwd_cols(r0, r1, gr, d0, d1, ox, ow);
+        k2s2_zero_tail_cols(d0, d1, w, ow);
+    }
+    if (2 * oh < h) memset(dp + 2 * oh * w, 0, (size_t)((h - 2 * oh) * w) * sizeof(float));
+}
+#endif /* ET_HAVE_NEON */
+
+static k2s2_fwd_fn k2s2_fwd_kernel(void) {
+    switch (et_get_isa()) {
+#if defined(ET_HAVE_X86_SIMD)
+    case ET_ISA_AVX512: return maxpool_fwd_plane_k2s2__avx512;
+    case ET_ISA_AVX2: return maxpool_fwd_plane_k2s2__avx2;
+#endif
+#if defined(ET_HAVE_NEON)
+    case ET_ISA_NEON: return maxpool_fwd_plane_k2s2__neon;
+#endif
+    default: return maxpool_fwd_plane_k2s2;
+    }
+}
+
+static k2s2_bwd_fn k2s2_bwd_kernel(void) {
+    switch (et_get_isa()) {
+#if defined(ET_HAVE_X86_SIMD)
+    case ET_ISA_AVX512: return maxpool_bwd_plane_k2s2__avx512;
+    case ET_ISA_AVX2: return maxpool_bwd_plane_k2s2__avx2;
+#endif
+#if defined(ET_HAVE_NEON)
+    case ET_ISA_NEON: return maxpool_bwd_plane_k2s2__neon;
+#endif
+    default: return maxpool_bwd_plane_k2s2;
     }
 }
 
@@ -140,8 +550,9 @@ et_status et_f32_maxpool2d_fwd(const et_pool2d_params *p, const float *x, float 
     if (nthreads < 1) nthreads = 1;
     const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
     if (is_k2s2(p)) {
+        const k2s2_fwd_fn fn = k2s2_fwd_kernel();
         ET_PARALLEL_FOR(nthreads)
-        for (int64_t pl = 0; pl < planes; pl++) maxpool_fwd_plane_k2s2(x + pl * xs, y + pl * ys, p->w, p->oh, p->ow);
+        for (int64_t pl = 0; pl < planes; pl++) fn(x + pl * xs, y + pl * ys, p->w, p->oh, p->ow);
         return ET_OK;
     }
     ET_PARALLEL_FOR(nthreads)
@@ -164,9 +575,10 @@ et_status et_f32_maxpool2d_bwd(const et_pool2d_params *p, const float *x, const 
     if (nthreads < 1) nthreads = 1;
     const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
     if (is_k2s2(p)) {
+        const k2s2_bwd_fn fn = k2s2_bwd_kernel();
         ET_PARALLEL_FOR(nthreads)
         for (int64_t pl = 0; pl < planes; pl++)
-            maxpool_bwd_plane_k2s2(x + pl * xs, dy + pl * ys, dx + pl * xs, p->h, p->w, p->oh, p->ow);
+            fn(x + pl * xs, dy + pl * ys, dx + pl * xs, p->h, p->w, p->oh, p->ow);
         return ET_OK;
     }
     ET_PARALLEL_FOR(nthreads)

@@ -213,9 +213,117 @@ static void check_global(void) {
     free(x); free(dx);
 }
 
+/* ---- 2x2 / stride 2 fast path: every ISA bitwise equal to the scalar (ET_ISA_REF) kernels ----
+ * Inputs are dense in ties, signed zeros, infinities and NaNs with distinct payloads / signs
+ * (so "the last NaN wins" shows in the forward bits); gradients include -0.0, NaN and inf.
+ * Outputs are prefilled with NaN so a cell the kernel does not write shows up. */
+static float bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static void fill_specials(float *x, int64_t n, uint64_t seed, int pct_special) {
+    uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint32_t r = (uint32_t)(s >> 33);
+        if ((int)(r % 100) < pct_special) {
+            switch ((r / 100) % 7) {
+            case 0: x[i] = bits_f32(0x7fc00000u | ((r >> 8) & 0xffffu)); break; /* +qNaN, payload */
+            case 1: x[i] = bits_f32(0xffc00000u | ((r >> 8) & 0xffffu)); break; /* -qNaN, payload */
+            case 2: x[i] = INFINITY; break;
+            case 3: x[i] = -INFINITY; break;
+            case 4: x[i] = -0.0f; break;
+            case 5: x[i] = 0.0f; break;
+            default: x[i] = bits_f32(0x80000001u); break; /* -denormal */
+            }
+        } else {
+            x[i] = (float)((int)((r >> 8) % 5) - 2); /* -2..2: many ties */
+        }
+    }
+}
+
+static void check_k2s2_isas(void) {
+    static const int64_t shapes[][2] = {
+        {24, 24}, {8, 8}, {9, 13}, {7, 5}, {2, 2}, {3, 3}, {4, 6}, {5, 34}, {6, 66},
+        {3, 70}, {2, 67}, {4, 32}, {2, 64}, {3, 17}, {2, 16}, {2, 30}, {3, 18}, {2, 51},
+        {2, 48}, {9, 9}, {6, 8}, {7, 9}, {1, 40},
+    };
+    const et_isa saved = et_get_isa();
+    const int64_t n = 2, c = 3;
+    char what[160];
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        et_pool2d_params p;
+        memset(&p, 0, sizeof p);
+        p.n = n; p.c = c; p.h = shapes[si][0]; p.w = shapes[si][1];
+        p.kh = p.kw = 2; p.stride_h = p.stride_w = 2; p.dil_h = p.dil_w = 1;
+        et_status st = et_pool2d_params_init(&p);
+        if (p.h < 2) {
+            ET_CHECK(st == ET_ERR_ARG, "k2s2 %lldx%lld: init", (long long)p.h, (long long)p.w);
+            continue;
+        }
+        ET_CHECK(st == ET_OK, "k2s2 %lldx%lld: init -> %d", (long long)p.h, (long long)p.w, st);
+        if (st != ET_OK) continue;
+        const int64_t nx = n * c * p.h * p.w, ny = n * c * p.oh * p.ow;
+        float *x = malloc((size_t)nx * sizeof(float)), *dy = malloc((size_t)ny * sizeof(float));
+        float *y = malloc((size_t)ny * sizeof(float)), *y_ref = malloc((size_t)ny * sizeof(float));
+        float *dx = malloc((size_t)nx * sizeof(float)), *dx_ref = malloc((size_t)nx * sizeof(float));
+        float *y_or = malloc((size_t)ny * sizeof(float)), *dx_or = malloc((size_t)nx * sizeof(float));
+        for (int variant = 0; variant < 3; variant++) {
+            /* 0: mostly ties, 1: many specials, 2: all specials */
+            fill_specials(x, nx, 100 + si * 3 + variant, variant == 0 ? 10 : variant == 1 ? 45 : 100);
+            fill_specials(dy, ny, 200 + si * 3 + variant, 30);
+            et_set_isa(ET_ISA_REF);
+            fill_nan(y_ref, ny);
+            fill_nan(dx_ref, nx);
+            ET_CHECK(et_f32_maxpool2d_fwd(&p, x, y_ref, 1) == ET_OK, "k2s2 ref fwd");
+            ET_CHECK(et_f32_maxpool2d_bwd(&p, x, dy, dx_ref, 1) == ET_OK, "k2s2 ref bwd");
+            /* the scalar kernels against the oracle (values; the oracle's += turns -0 into +0) */
+            oracle_max(&p, x, y_or, dy, dx_or);
+            snprintf(what, sizeof what, "k2s2 %lldx%lld v%d ref fwd vs oracle", (long long)p.h, (long long)p.w, variant);
+            ET_CHECK(memcmp(y_ref, y_or, (size_t)ny * sizeof(float)) == 0, "%s", what);
+            snprintf(what, sizeof what, "k2s2 %lldx%lld v%d ref bwd vs oracle", (long long)p.h, (long long)p.w, variant);
+            ET_CHECK(et_allclose(dx_ref, dx_or, nx, 0, 0, what), "%s", what);
+            for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
+                if (!et_isa_supported(isa)) continue;
+                et_set_isa(isa);
+                for (int th = 1; th <= 2; th++) {
+                    fill_nan(y, ny);
+                    st = et_f32_maxpool2d_fwd(&p, x, y, th);
+                    snprintf(what, sizeof what, "k2s2 %lldx%lld v%d fwd %s th%d", (long long)p.h,
+                             (long long)p.w, variant, et_isa_name(isa), th);
+                    ET_CHECK(st == ET_OK && memcmp(y, y_ref, (size_t)ny * sizeof(float)) == 0, "%s", what);
+                    fill_nan(dx, nx);
+                    st = et_f32_maxpool2d_bwd(&p, x, dy, dx, th);
+                    snprintf(what, sizeof what, "k2s2 %lldx%lld v%d bwd %s th%d", (long long)p.h,
+                             (long long)p.w, variant, et_isa_name(isa), th);
+                    ET_CHECK(st == ET_OK && memcmp(dx, dx_ref, (size_t)nx * sizeof(float)) == 0, "%s", what);
+                }
+            }
+        }
+        /* the uncovered last row / column of an odd shape is exactly +0.0 */
+        if (p.h % 2 || p.w % 2) {
+            int ok = 1;
+            for (int64_t pl = 0; pl < n * c; pl++)
+                for (int64_t iy = 0; iy < p.h; iy++)
+                    for (int64_t ix = 0; ix < p.w; ix++) {
+                        if (iy < 2 * p.oh && ix < 2 * p.ow) continue;
+                        uint32_t u;
+                        memcpy(&u, &dx_ref[(pl * p.h + iy) * p.w + ix], sizeof u);
+                        ok &= u == 0u;
+                    }
+            ET_CHECK(ok, "k2s2 %lldx%lld: uncovered dx cells not +0", (long long)p.h, (long long)p.w);
+        }
+        free(x); free(dy); free(y); free(y_ref); free(dx); free(dx_ref); free(y_or); free(dx_or);
+    }
+    et_set_isa(saved);
+}
+
 void test_pool(void) {
     check_torch_values();
     check_global();
+    check_k2s2_isas();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_case((int)i, &cases[i], 1);
         check_case((int)i, &cases[i], 2);
