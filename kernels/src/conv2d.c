@@ -5,7 +5,10 @@
  *   bwd_input  dcol_g[Kg,P] = w_g^T * dy_g[OCg, P], then col2im (scatter-add) into dx
  *   bwd_weight dw_g[OCg,Kg] += dy_g[OCg, P] * col_g^T
  * col holds all groups: row (ci*kh + ky)*kw + kx, the weight layout, so group g is rows
- * [g*Kg, (g+1)*Kg). The output is processed in bands of whole output rows so the column
+ * [g*Kg, (g+1)*Kg). fwd and bwd_input pack w_g (the GEMM's A) once per call, not per image
+ * (et_f32_gemm_pa). bwd_weight with Kg >= CONV_COLT_MIN_K builds the transposed columns
+ * colt[P, Kg] instead, which the GEMM reads in place (dw_g += dy_g * colt_g; the same FMA
+ * order, so the same bits). The output is processed in bands of whole output rows so the column
  * buffer stays near L2 size (CONV_COL_TILE_FLOATS). 1x1 / stride 1 / no pad convs use x (dx)
  * directly as the column matrix.
  * Threads: with n >= nthreads each thread takes whole images with its own column buffer and
@@ -30,6 +33,8 @@
 /* Batched pointwise path: planes smaller than this, gathered matrices up to this size. */
 #define CONV_BATCH_MAX_NP 256
 #define CONV_BATCH_MAX_BYTES ((size_t)16 << 20)
+/* bwd_weight builds transposed columns from this Kg on (see conv_plan_make). */
+#define CONV_COLT_MIN_K 64
 
 static size_t align_up(size_t v) { return (v + CONV_ALIGN - 1) & ~(size_t)(CONV_ALIGN - 1); }
 
@@ -146,6 +151,41 @@ static void col2im_add(const et_conv2d_params *p, const float *ET_RESTRICT col, 
     }
 }
 
+/* Transposed columns for output rows [oy0, oy1): colt[q, ci*kh*kw + ky*kw + kx] for output
+ * pixel q of the band, so the weight gradient dw = dy * colt reads colt in place as a plain
+ * (not transposed) GEMM operand instead of packing a transposed one. */
+static void im2col_t(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_t oy0,
+                     int64_t oy1, float *ET_RESTRICT colt) {
+    const int64_t h = p->h, w = p->w, ow = p->ow, kw = p->kw, khw = p->kh * p->kw;
+    const int64_t kall = p->c * khw, sw = p->stride_w, dw = p->dil_w;
+    for (int64_t oy = oy0; oy < oy1; oy++) {
+        float *rowq = colt + (oy - oy0) * ow * kall;
+        for (int64_t ci = 0; ci < p->c; ci++) {
+            for (int64_t ky = 0; ky < p->kh; ky++) {
+                int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                float *d = rowq + ci * khw + ky * kw;
+                if (iy < 0 || iy >= h) {
+                    for (int64_t ox = 0; ox < ow; ox++, d += kall)
+                        for (int64_t kx = 0; kx < kw; kx++) d[kx] = 0.0f;
+                    continue;
+                }
+                const float *src = x + (ci * h + iy) * w;
+                for (int64_t ox = 0; ox < ow; ox++, d += kall) {
+                    int64_t ix0 = ox * sw - p->pad_l;
+                    if (dw == 1 && ix0 >= 0 && ix0 + kw <= w) {
+                        copy_row(d, src + ix0, kw);
+                    } else {
+                        for (int64_t kx = 0; kx < kw; kx++) {
+                            int64_t ix = ix0 + kx * dw;
+                            d[kx] = ix >= 0 && ix < w ? src[ix] : 0.0f;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* ---- plan: sizes, bands, workspace layout --------------------------------------------- */
 enum { CONV_FWD = 0, CONV_BWD_INPUT = 1, CONV_BWD_WEIGHT = 2 };
 
@@ -156,7 +196,9 @@ typedef struct conv_plan {
     int batch_par;                 /* threads take whole images */
     int gemm_threads;
     int batched;                   /* batched pointwise path (see the header comment) */
+    int colt;                      /* bwd_weight: transposed columns, read in place */
     size_t in_bytes, out_bytes;    /* batched: gathered input / output matrices */
+    size_t pa_one, pa_bytes;       /* the weights packed once per call, per group / in all */
     size_t col_bytes, gemm_bytes, slot_bytes, part_bytes, total;
 } conv_plan;
 
@@ -206,8 +248,18 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
         int64_t rows = CONV_COL_TILE_FLOATS / (cp->kall * p->ow);
         cp->band = rows < 1 ? 1 : (rows > p->oh ? p->oh : rows);
     }
+    /* Transposed columns pay off when dw is wide (the GEMM reads whole NR-wide panels of
+     * them in place); for narrow dw (a first layer: c * kh * kw of a few dozen) building them
+     * costs more short copies than packing ordinary columns transposed. */
+    cp->colt = kind == CONV_BWD_WEIGHT && !cp->direct && cp->kg >= CONV_COLT_MIN_K;
     cp->batch_par = nthreads > 1 && p->n >= nthreads;
     cp->gemm_threads = cp->batch_par ? 1 : nthreads;
+    /* fwd and bwd_input apply the same weight matrix to every image: pack it once */
+    if (kind == CONV_FWD)
+        cp->pa_one = align_up(et_f32_gemm_pack_a_bytes(cp->ocg, cp->kg));
+    else if (kind == CONV_BWD_INPUT)
+        cp->pa_one = align_up(et_f32_gemm_pack_a_bytes(cp->kg, cp->ocg));
+    cp->pa_bytes = cp->pa_one * (size_t)p->groups;
     int nslots = cp->batch_par ? nthreads : 1;
     cp->col_bytes = cp->direct ? 0 : align_up((size_t)(cp->kall * cp->band * p->ow) * sizeof(float));
     int64_t last = p->oh % cp->band;
@@ -218,7 +270,8 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
     cp->part_bytes = (kind == CONV_BWD_WEIGHT && cp->batch_par)
                          ? align_up((size_t)(p->oc * cp->kg) * sizeof(float))
                          : 0;
-    size_t total = (size_t)nslots * cp->slot_bytes + (size_t)(nslots - 1) * cp->part_bytes;
+    size_t total = cp->pa_bytes + (size_t)nslots * cp->slot_bytes +
+                   (size_t)(nslots - 1) * cp->part_bytes;
     cp->total = total ? total + CONV_ALIGN : 0;
 }
 
@@ -239,8 +292,8 @@ size_t et_f32_conv2d_bwd_weight_ws_bytes(const et_conv2d_params *p, int nthreads
     return conv_ws_bytes(p, CONV_BWD_WEIGHT, nthreads);
 }
 
-/* Slot t of the workspace: column buffer, then gemm workspace. Partial dw buffers (bwd_weight,
- * threads 1..) follow all slots. */
+/* Workspace: the packed weights (fwd, bwd_input), then one slot per thread: column buffer,
+ * then gemm workspace. Partial dw buffers (bwd_weight, threads 1..) follow all slots. */
 typedef struct conv_slot {
     float *col;
     void *gws;
@@ -254,7 +307,7 @@ static char *ws_base(void *ws) {
 
 static conv_slot slot_at(const conv_plan *cp, char *base, int t) {
     conv_slot s;
-    char *b = base ? base + (size_t)t * cp->slot_bytes : NULL;
+    char *b = base ? base + cp->pa_bytes + (size_t)t * cp->slot_bytes : NULL;
     s.col = (b && cp->col_bytes) ? (float *)b : NULL;
     s.gws = (b && cp->gemm_bytes) ? b + cp->col_bytes : NULL;
     s.gws_bytes = cp->gemm_bytes;
@@ -275,8 +328,28 @@ static const float *band_columns(const et_conv2d_params *p, const conv_plan *cp,
     return col;
 }
 
+/* The packed weights of group g (NULL when the plan packs none). */
+static const void *packed_w(const conv_plan *cp, const char *base, int64_t g) {
+    return cp->pa_bytes ? base + (size_t)g * cp->pa_one : NULL;
+}
+
+/* Packs each group's weight matrix (op(A) of the per-image GEMMs) once per call. */
+static et_status pack_weights(const et_conv2d_params *p, const conv_plan *cp, const float *w,
+                              char *base, int trans) {
+    for (int64_t g = 0; g < p->groups && cp->pa_bytes; g++) {
+        const float *wg = w + g * cp->ocg * cp->kg;
+        et_status st = trans ? et_f32_gemm_pack_a(1, cp->kg, cp->ocg, wg, cp->kg,
+                                                  base + (size_t)g * cp->pa_one, cp->pa_one)
+                             : et_f32_gemm_pack_a(0, cp->ocg, cp->kg, wg, cp->kg,
+                                                  base + (size_t)g * cp->pa_one, cp->pa_one);
+        if (st != ET_OK) return st;
+    }
+    return ET_OK;
+}
+
 static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const float *x,
-                           const float *w, const float *b, float *y, conv_slot s, int nth) {
+                           const float *w, const float *b, float *y, conv_slot s,
+                           const char *base, int nth) {
     const int64_t ow = p->ow, np = cp->np;
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
@@ -284,9 +357,10 @@ static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const
         int64_t ldb;
         const float *B = band_columns(p, cp, x, oy0, oy1, s.col, &ldb);
         for (int64_t g = 0; g < p->groups; g++) {
-            et_status st = et_f32_gemm(0, 0, cp->ocg, pt, cp->kg, 1.0f, w + g * cp->ocg * cp->kg,
-                                       cp->kg, B + g * cp->kg * ldb, ldb, 0.0f,
-                                       y + g * cp->ocg * np + p0, np, s.gws, s.gws_bytes, nth);
+            et_status st = et_f32_gemm_pa(0, 0, cp->ocg, pt, cp->kg, 1.0f,
+                                          w + g * cp->ocg * cp->kg, cp->kg, packed_w(cp, base, g),
+                                          B + g * cp->kg * ldb, ldb, 0.0f,
+                                          y + g * cp->ocg * np + p0, np, s.gws, s.gws_bytes, nth);
             if (st != ET_OK) return st;
         }
         if (b || p->act != ET_ACT_NONE) {
@@ -298,7 +372,8 @@ static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const
 }
 
 static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
-                                 const float *w, float *dx, conv_slot s, int nth) {
+                                 const float *w, float *dx, conv_slot s, const char *base,
+                                 int nth) {
     const int64_t ow = p->ow, np = cp->np;
     if (!cp->direct) memset(dx, 0, (size_t)(p->c * p->h * p->w) * sizeof(float));
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
@@ -307,9 +382,10 @@ static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp,
         float *C = cp->direct ? dx + p0 : s.col;
         int64_t ldc = cp->direct ? np : pt;
         for (int64_t g = 0; g < p->groups; g++) {
-            et_status st = et_f32_gemm(1, 0, cp->kg, pt, cp->ocg, 1.0f, w + g * cp->ocg * cp->kg,
-                                       cp->kg, dy + g * cp->ocg * np + p0, np, 0.0f,
-                                       C + g * cp->kg * ldc, ldc, s.gws, s.gws_bytes, nth);
+            et_status st = et_f32_gemm_pa(1, 0, cp->kg, pt, cp->ocg, 1.0f,
+                                          w + g * cp->ocg * cp->kg, cp->kg, packed_w(cp, base, g),
+                                          dy + g * cp->ocg * np + p0, np, 0.0f,
+                                          C + g * cp->kg * ldc, ldc, s.gws, s.gws_bytes, nth);
             if (st != ET_OK) return st;
         }
         if (!cp->direct) col2im_add(p, s.col, oy0, oy1, dx);
@@ -324,12 +400,22 @@ static et_status bwd_weight_image(const et_conv2d_params *p, const conv_plan *cp
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
         int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
-        int64_t ldb;
-        const float *B = band_columns(p, cp, x, oy0, oy1, s.col, &ldb);
         float beta = (accumulate || oy0 > 0) ? 1.0f : 0.0f;
+        /* dw_g += dy_g[:, band] * op(B): B = the band's transposed columns [pt, kall], read
+         * in place, or its columns [kall, pt] (x itself for 1x1), read transposed */
+        const int tb = !cp->colt;
+        int64_t ldb, gstep;
+        const float *B;
+        if (cp->colt) {
+            im2col_t(p, x, oy0, oy1, s.col);
+            B = s.col, ldb = cp->kall, gstep = cp->kg;
+        } else {
+            B = band_columns(p, cp, x, oy0, oy1, s.col, &ldb);
+            gstep = cp->kg * ldb;
+        }
         for (int64_t g = 0; g < p->groups; g++) {
-            et_status st = et_f32_gemm(0, 1, cp->ocg, cp->kg, pt, 1.0f, dy + g * cp->ocg * np + p0,
-                                       np, B + g * cp->kg * ldb, ldb, beta,
+            et_status st = et_f32_gemm(0, tb, cp->ocg, cp->kg, pt, 1.0f,
+                                       dy + g * cp->ocg * np + p0, np, B + g * gstep, ldb, beta,
                                        dw + g * cp->ocg * cp->kg, cp->kg, s.gws, s.gws_bytes, nth);
             if (st != ET_OK) return st;
         }
@@ -431,11 +517,14 @@ et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const flo
     if (cp.total && (!ws || ws_bytes < cp.total)) return ET_ERR_WORKSPACE;
     char *base = cp.total ? ws_base(ws) : NULL;
     if (cp.batched) return fwd_batched(p, &cp, x, w, b, y, base, nthreads);
+    et_status pst = pack_weights(p, &cp, w, base, 0);
+    if (pst != ET_OK) return pst;
     const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np;
     if (!cp.batch_par) {
         conv_slot s = slot_at(&cp, base, 0);
         for (int64_t i = 0; i < p->n; i++) {
-            et_status st = fwd_image(p, &cp, x + i * xs, w, b, y + i * ys, s, cp.gemm_threads);
+            et_status st = fwd_image(p, &cp, x + i * xs, w, b, y + i * ys, s, base,
+                                     cp.gemm_threads);
             if (st != ET_OK) return st;
         }
         return ET_OK;
@@ -444,7 +533,7 @@ et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const flo
     ET_PARALLEL_FOR(nthreads)
     for (int64_t i = 0; i < p->n; i++) {
         conv_slot s = slot_at(&cp, base, et_thread_id());
-        note_error(&err, fwd_image(p, &cp, x + i * xs, w, b, y + i * ys, s, 1));
+        note_error(&err, fwd_image(p, &cp, x + i * xs, w, b, y + i * ys, s, base, 1));
     }
     return (et_status)err;
 }
@@ -459,11 +548,14 @@ et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, co
     if (cp.total && (!ws || ws_bytes < cp.total)) return ET_ERR_WORKSPACE;
     char *base = cp.total ? ws_base(ws) : NULL;
     if (cp.batched) return bwd_input_batched(p, &cp, dy, w, dx, base, nthreads);
+    et_status pst = pack_weights(p, &cp, w, base, 1);
+    if (pst != ET_OK) return pst;
     const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np;
     if (!cp.batch_par) {
         conv_slot s = slot_at(&cp, base, 0);
         for (int64_t i = 0; i < p->n; i++) {
-            et_status st = bwd_input_image(p, &cp, dy + i * ys, w, dx + i * xs, s, cp.gemm_threads);
+            et_status st = bwd_input_image(p, &cp, dy + i * ys, w, dx + i * xs, s, base,
+                                           cp.gemm_threads);
             if (st != ET_OK) return st;
         }
         return ET_OK;
@@ -472,7 +564,7 @@ et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, co
     ET_PARALLEL_FOR(nthreads)
     for (int64_t i = 0; i < p->n; i++) {
         conv_slot s = slot_at(&cp, base, et_thread_id());
-        note_error(&err, bwd_input_image(p, &cp, dy + i * ys, w, dx + i * xs, s, 1));
+        note_error(&err, bwd_input_image(p, &cp, dy + i * ys, w, dx + i * xs, s, base, 1));
     }
     return (et_status)err;
 }
@@ -498,7 +590,7 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
         return ET_OK;
     }
     /* Thread t sums its contiguous range of images into dw (t = 0) or its partial buffer. */
-    char *parts = base + (size_t)nthreads * cp.slot_bytes;
+    char *parts = base + cp.pa_bytes + (size_t)nthreads * cp.slot_bytes;
     int err = ET_OK, used = 1;
     ET_PARALLEL(nthreads) {
         int t = et_thread_id(), nth = et_thread_count();

@@ -146,13 +146,22 @@ size_t et_f32_gemm_packed_ws_bytes(const et_f32_gemm_config *cfg, int64_t M, int
     return (size_t)nthreads * (pack_a_bytes(cfg, M, K) + pack_b_bytes(cfg, N, K)) + ET_GEMM_ALIGN;
 }
 
+/* op(A) packed whole by et_f32_gemm_pack_a: for each K block (balanced_block(K, ET_GEMM_KC)),
+ * starting at k = pc, the MR-wide panels of all mp = round_up(M, MR) rows, the panel of
+ * rows [r, r + MR) at data + pc * mp + r * kc: the panels the driver would pack, in place. */
+typedef struct packed_a {
+    const float *data;
+    int64_t mp;
+} packed_a;
+
 /* One task's serial BLIS loop nest over its block of C (see gemm_internal.h).
  * pa, pb: 64-byte aligned packing buffers of pack_a_bytes / pack_b_bytes. */
 static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int trans_b,
                               int64_t M, int64_t N, int64_t K, float alpha,
                               const float *ET_RESTRICT A, int64_t lda, const float *ET_RESTRICT B,
                               int64_t ldb, float beta, float *ET_RESTRICT C, int64_t ldc,
-                              float *ET_RESTRICT pa, float *ET_RESTRICT pb) {
+                              float *ET_RESTRICT pa, float *ET_RESTRICT pb, const packed_a *pre,
+                              int64_t row0) {
     const int64_t MR = cfg->mr, NR = cfg->nr;
     /* kc_blk depends on K only (ET_GEMM_KC is shared by all ISAs), so every
      * element sums its k blocks identically whatever the thread split and the
@@ -181,8 +190,9 @@ static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int tr
             const float beta_k = pc == 0 ? beta : 1.0f;
             for (int64_t ic = 0; ic < M; ic += mc_blk) {
                 const int64_t mc = min_i64(mc_blk, M - ic);
-                /* A block op(A)[ic:ic+mc, pc:pc+kc] -> MR-wide panels */
-                for (int64_t ir = 0; ir < mc; ir += MR) {
+                /* A block op(A)[ic:ic+mc, pc:pc+kc] -> MR-wide panels (or packed before) */
+                const float *ap = pre ? pre->data + pc * pre->mp + (row0 + ic) * kc : pa;
+                for (int64_t ir = 0; ir < mc && !pre; ir += MR) {
                     const int64_t m = min_i64(MR, mc - ir);
                     if (trans_a)
                         cfg->pack_copy(MR, m, kc, A + pc * lda + ic + ir, lda, pa + ir * kc);
@@ -198,7 +208,7 @@ static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int tr
                     float *cp = C + ic * ldc + jc + jr;
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int64_t mr = min_i64(MR, mc - ir);
-                        cfg->ukernel(kc, pa + ir * kc, bp, bs, cp + ir * ldc, ldc, mr, nr, alpha,
+                        cfg->ukernel(kc, ap + ir * kc, bp, bs, cp + ir * ldc, ldc, mr, nr, alpha,
                                      beta_k);
                     }
                 }
@@ -244,10 +254,11 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
     }
 }
 
-et_status et_f32_gemm_packed(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
-                             int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                             const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
-                             void *ws, size_t ws_bytes, int nthreads) {
+static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int trans_b,
+                                 int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                                 int64_t lda, const packed_a *pre, const float *B, int64_t ldb,
+                                 float beta, float *C, int64_t ldc, void *ws, size_t ws_bytes,
+                                 int nthreads) {
     if (nthreads < 1) nthreads = 1;
     if (M == 0 || N == 0) return ET_OK;
     if (K == 0 || alpha == 0.0f) {
@@ -276,10 +287,18 @@ et_status et_f32_gemm_packed(const et_f32_gemm_config *cfg, int trans_a, int tra
             const float *At = trans_a ? A + i0 : A + i0 * lda;
             const float *Bt = trans_b ? B + j0 * ldb : B + j0;
             gemm_packed_block(cfg, trans_a, trans_b, i1 - i0, j1 - j0, K, alpha, At, lda, Bt, ldb,
-                              beta, C + i0 * ldc + j0, ldc, pa, pb);
+                              beta, C + i0 * ldc + j0, ldc, pa, pb, pre, i0);
         }
     }
     return ET_OK;
+}
+
+et_status et_f32_gemm_packed(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
+                             int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                             const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                             void *ws, size_t ws_bytes, int nthreads) {
+    return gemm_packed_pre(cfg, trans_a, trans_b, M, N, K, alpha, A, lda, NULL, B, ldb, beta, C,
+                           ldc, ws, ws_bytes, nthreads);
 }
 
 et_status et_f32_gemm_run(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
@@ -325,9 +344,24 @@ size_t et_f32_gemm_ws_bytes(int64_t M, int64_t N, int64_t K, int nthreads) {
     return bytes;
 }
 
-et_status et_f32_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                      float *C, int64_t ldc, void *ws, size_t ws_bytes, int nthreads) {
+/* The packed-GEMM recipe of the ISA chosen now; NULL for the scalar reference. */
+static const et_f32_gemm_config *current_config(void) {
+    switch (et_get_isa()) {
+#if defined(ET_HAVE_X86_SIMD)
+    case ET_ISA_AVX512: return &et_f32_gemm_config_avx512;
+    case ET_ISA_AVX2: return &et_f32_gemm_config_avx2;
+#endif
+#if defined(ET_HAVE_NEON)
+    case ET_ISA_NEON: return &et_f32_gemm_config_neon;
+#endif
+    default: return NULL;
+    }
+}
+
+static et_status check_args(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                            const float *A, int64_t lda, const float *B, int64_t ldb,
+                            const float *C, int64_t ldc, const void *ws, size_t ws_bytes,
+                            int nthreads) {
     if (M < 0 || N < 0 || K < 0) return ET_ERR_ARG;
     if (M == 0 || N == 0) return ET_OK;
     if (!C || ldc < N) return ET_ERR_ARG;
@@ -336,22 +370,87 @@ et_status et_f32_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
     /* same workspace rule on every ISA, so callers tested on one work on all */
     const size_t need = et_f32_gemm_ws_bytes(M, N, K, nthreads);
     if (need > 0 && (ws_bytes < need || !ws)) return ET_ERR_WORKSPACE;
-    switch (et_get_isa()) {
-#if defined(ET_HAVE_X86_SIMD)
-    case ET_ISA_AVX512:
-        return et_f32_gemm_run(&et_f32_gemm_config_avx512, trans_a, trans_b, M, N, K, alpha, A,
-                                  lda, B, ldb, beta, C, ldc, ws, ws_bytes, nthreads);
-    case ET_ISA_AVX2:
-        return et_f32_gemm_run(&et_f32_gemm_config_avx2, trans_a, trans_b, M, N, K, alpha, A,
-                                  lda, B, ldb, beta, C, ldc, ws, ws_bytes, nthreads);
-#endif
-#if defined(ET_HAVE_NEON)
-    case ET_ISA_NEON:
-        return et_f32_gemm_run(&et_f32_gemm_config_neon, trans_a, trans_b, M, N, K, alpha, A,
-                                  lda, B, ldb, beta, C, ldc, ws, ws_bytes, nthreads);
-#endif
-    default:
+    return ET_OK;
+}
+
+et_status et_f32_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc, void *ws, size_t ws_bytes, int nthreads) {
+    et_status st = check_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, ws, ws_bytes,
+                              nthreads);
+    if (st != ET_OK || M == 0 || N == 0) return st;
+    const et_f32_gemm_config *cfg = current_config();
+    if (!cfg) {
         et_f32_gemm__ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return ET_OK;
     }
+    return et_f32_gemm_run(cfg, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                           ws, ws_bytes, nthreads);
+}
+
+/* ---- pre-packed A ------------------------------------------------------------- */
+/* pa starts with this header (one cache line), then the panels (see packed_a). */
+typedef struct pa_header {
+    uint64_t magic;
+    const et_f32_gemm_config *cfg;
+    int64_t m, k, trans_a;
+} pa_header;
+#define ET_PA_MAGIC 0x41504b4345474d45ull /* "EMGECKPA" */
+
+static float *pa_data(const void *pa) {
+    uintptr_t a = (uintptr_t)pa + sizeof(pa_header);
+    return (float *)((a + ET_GEMM_ALIGN - 1) & ~(uintptr_t)(ET_GEMM_ALIGN - 1));
+}
+
+size_t et_f32_gemm_pack_a_bytes(int64_t M, int64_t K) {
+    if (M <= 0 || K <= 0) return 0;
+    size_t bytes = 0;
+    for (int i = 0; g_configs[i]; i++) {
+        const size_t b = (size_t)(round_up(M, g_configs[i]->mr) * K) * sizeof(float);
+        if (b > bytes) bytes = b;
+    }
+    return bytes + sizeof(pa_header) + ET_GEMM_ALIGN;
+}
+
+et_status et_f32_gemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, int64_t lda,
+                             void *pa, size_t pa_bytes) {
+    if (M <= 0 || K <= 0 || !A || !pa || lda < (trans_a ? M : K)) return ET_ERR_ARG;
+    if (pa_bytes < et_f32_gemm_pack_a_bytes(M, K)) return ET_ERR_WORKSPACE;
+    const et_f32_gemm_config *cfg = current_config();
+    pa_header h = {ET_PA_MAGIC, cfg, M, K, trans_a != 0};
+    memcpy(pa, &h, sizeof h);
+    if (!cfg) return ET_OK; /* nothing to pack for the scalar reference */
+    float *data = pa_data(pa);
+    const int64_t MR = cfg->mr, mp = round_up(M, MR), kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    for (int64_t pc = 0; pc < K; pc += kc_blk) {
+        const int64_t kc = min_i64(kc_blk, K - pc);
+        for (int64_t r = 0; r < mp; r += MR) {
+            const int64_t m = min_i64(MR, M - r);
+            float *dst = data + pc * mp + r * kc;
+            if (trans_a)
+                cfg->pack_copy(MR, m, kc, A + pc * lda + r, lda, dst);
+            else
+                cfg->pack_interleave(MR, m, kc, A + r * lda + pc, lda, dst);
+        }
+    }
+    return ET_OK;
+}
+
+et_status et_f32_gemm_pa(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const void *pa, const float *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc, void *ws, size_t ws_bytes,
+                         int nthreads) {
+    et_status st = check_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, ws, ws_bytes,
+                              nthreads);
+    if (st != ET_OK || M == 0 || N == 0) return st;
+    const et_f32_gemm_config *cfg = current_config();
+    pa_header h;
+    if (pa) memcpy(&h, pa, sizeof h);
+    if (!pa || !cfg || h.magic != ET_PA_MAGIC || h.cfg != cfg || h.m != M || h.k != K ||
+        h.trans_a != (trans_a != 0) || K == 0 || alpha == 0.0f || et_f32_gemm_is_small(M, N, K))
+        return et_f32_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ws,
+                           ws_bytes, nthreads);
+    const packed_a pre = {pa_data(pa), round_up(M, cfg->mr)};
+    return gemm_packed_pre(cfg, trans_a, trans_b, M, N, K, alpha, A, lda, &pre, B, ldb, beta, C,
+                           ldc, ws, ws_bytes, nthreads);
 }

@@ -305,6 +305,63 @@ static void test_golden_bits(const char *isa_name, int nthreads) {
     }
 }
 
+/* et_f32_gemm_pa with A packed once gives et_f32_gemm's bits, also when pa does not fit
+ * (packed under another ISA, for another shape, or NULL) and when the product is tiny. */
+static int pa_case(int ta, int tb, int64_t M, int64_t N, int64_t K, float beta, int nth,
+                   et_isa pack_isa, int64_t pack_m) {
+    const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+    const int64_t na = (ta ? K : M) * lda, nb = (tb ? N : K) * ldb, nc = M * ldc;
+    float *A = malloc(sizeof(float) * (size_t)na), *B = malloc(sizeof(float) * (size_t)nb);
+    float *C1 = malloc(sizeof(float) * (size_t)nc), *C2 = malloc(sizeof(float) * (size_t)nc);
+    et_fill_random(A, na, (uint64_t)(M * 7 + K), -1.0f, 1.0f);
+    et_fill_random(B, nb, (uint64_t)(N * 5 + K), -1.0f, 1.0f);
+    et_fill_random(C1, nc, 3, -1.0f, 1.0f);
+    memcpy(C2, C1, sizeof(float) * (size_t)nc);
+    const size_t wsb = et_f32_gemm_ws_bytes(M, N, K, nth);
+    const size_t pab = et_f32_gemm_pack_a_bytes(pack_m, K);
+    char *ws = malloc(wsb + 1), *pa = malloc(pab + 5);
+    const et_isa run_isa = et_get_isa();
+    int ok = et_set_isa(pack_isa) == ET_OK;
+    ok = ok && et_f32_gemm_pack_a(ta, pack_m, K, A, lda, pa + 5, pab) == ET_OK;
+    ok = ok && et_set_isa(run_isa) == ET_OK;
+    ok = ok && et_f32_gemm(ta, tb, M, N, K, 1.5f, A, lda, B, ldb, beta, C1, ldc, ws, wsb, nth) == ET_OK;
+    ok = ok && et_f32_gemm_pa(ta, tb, M, N, K, 1.5f, A, lda, pa + 5, B, ldb, beta, C2, ldc, ws,
+                              wsb, nth) == ET_OK;
+    ok = ok && memcmp(C1, C2, sizeof(float) * (size_t)nc) == 0;
+    ET_CHECK(ok, "gemm_pa %s (packed under %s, M %lld): ta=%d tb=%d M=%lld N=%lld K=%lld beta=%g nth=%d",
+             et_isa_name(run_isa), et_isa_name(pack_isa), (long long)pack_m, ta, tb, (long long)M,
+             (long long)N, (long long)K, (double)beta, nth);
+    free(A), free(B), free(C1), free(C2), free(ws), free(pa);
+    return ok;
+}
+
+static void test_pack_a(void) {
+    static const int64_t shapes[][3] = {{50, 64, 500}, {500, 64, 50}, {20, 576, 25}, {15, 33, 1600},
+                                        {29, 70, 769}, {1, 40, 30}, {3, 3, 3}, {130, 17, 9}};
+    for (const variant *v = g_variants;; v++) {
+        if (et_set_isa(v->isa) == ET_OK) {
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+                for (int t = 0; t < 4; t++)
+                    for (int nth = 1; nth <= 2; nth++)
+                        pa_case(t & 1, t >> 1, shapes[i][0], shapes[i][1], shapes[i][2],
+                                nth == 1 ? 0.0f : 0.5f, nth, v->isa, shapes[i][0]);
+            /* pa that does not fit: another shape, another ISA */
+            pa_case(0, 0, 50, 64, 500, 1.0f, 1, v->isa, 49);
+            for (const variant *u = g_variants;; u++) {
+                if (et_isa_supported(u->isa)) pa_case(1, 0, 500, 64, 50, 0.0f, 2, u->isa, 500);
+                if (!u->cfg) break;
+            }
+        }
+        if (!v->cfg) break;
+    }
+    float a[4] = {1, 2, 3, 4}, pa[64];
+    ET_CHECK(et_f32_gemm_pack_a(0, 2, 2, a, 2, pa, 8) == ET_ERR_WORKSPACE, "pack_a small buffer");
+    ET_CHECK(et_f32_gemm_pack_a(0, 2, 2, a, 1, pa, sizeof pa) == ET_ERR_ARG, "pack_a lda");
+    ET_CHECK(et_f32_gemm_pack_a(0, 0, 2, a, 2, pa, sizeof pa) == ET_ERR_ARG, "pack_a M = 0");
+    ET_CHECK(et_f32_gemm_pa(0, 0, 2, 2, 2, 1.0f, a, 1, NULL, a, 2, 0.0f, pa, 2, NULL, 0, 1) ==
+                 ET_ERR_ARG, "gemm_pa lda");
+}
+
 void test_gemm(void) {
     const uint32_t nan_bits = 0x7fc00000u;
     memcpy(&g_nan, &nan_bits, sizeof g_nan);
@@ -327,6 +384,7 @@ void test_gemm(void) {
         }
         if (!v->cfg) break;
     }
+    test_pack_a();
     /* the same bits on every SIMD ISA and architecture, any thread count */
     for (const variant *v = g_variants; v->cfg; v++) {
         if (et_set_isa(v->isa) != ET_OK) continue;

@@ -38,6 +38,24 @@ et_status et_f32_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                       float beta, float *C, int64_t ldc,
                       void *ws, size_t ws_bytes, int nthreads);
 
+/* Pre-packed A, for many products with the same op(A) (convolution weights
+ * applied image after image): et_f32_gemm_pack_a packs op(A) once, for the
+ * ISA chosen now, into pa (et_f32_gemm_pack_a_bytes(M, K) bytes, any
+ * alignment); et_f32_gemm_pa then computes exactly what et_f32_gemm computes
+ * (the same bits) without packing A again. A must still be passed and must
+ * hold the values that were packed: when pa does not fit the call (other M,
+ * K or trans_a, another ISA chosen since, NULL) or the product takes the
+ * unpacked path, et_f32_gemm_pa packs A itself. Its workspace rule is
+ * et_f32_gemm's. */
+size_t et_f32_gemm_pack_a_bytes(int64_t M, int64_t K);
+et_status et_f32_gemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, int64_t lda,
+                             void *pa, size_t pa_bytes);
+et_status et_f32_gemm_pa(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                         float alpha, const float *A, int64_t lda, const void *pa,
+                         const float *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc,
+                         void *ws, size_t ws_bytes, int nthreads);
+
 /* ======================================================================= */
 /* Activations (elementwise). For the backward, `t` is the forward INPUT x   */
 /* for relu, relu6, leaky_relu, hardswish and the forward OUTPUT y for       */
