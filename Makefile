@@ -13,7 +13,7 @@ TEST_DEPS := numpy Cython setuptools wheel pytest pytest-benchmark Pillow matplo
 EPOCHS ?= 1
 THREADS ?= 2
 
-.PHONY: run test test-c test-py bench bench-quick build clean
+.PHONY: run test test-c test-py bench bench-deps bench-quick build clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -39,7 +39,13 @@ test-py: $(BUILT)
 test: $(BUILT)
 	$(PY) -m pytest -q
 
-bench: $(BUILT)
+# Optional baselines for `make bench` only (not CI): their benchmarks skip when these are missing.
+BENCH_OPTIONAL_DEPS := MNN==3.6.1 onnxruntime-training==1.19.2 onnx
+
+bench-deps: $(STAMP)
+	$(PY) -m pip install -q $(BENCH_OPTIONAL_DEPS) || echo "bench: MNN / onnxruntime-training optional baselines not installed; their benchmarks will skip"
+
+bench: $(BUILT) bench-deps
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) -m pytest benchmarks -q --benchmark-columns=median,iqr,ops --benchmark-sort=name
 
 bench-quick: $(BUILT)

@@ -1,0 +1,326 @@
+"""Optional baselines: the same workloads on MNN and on ONNX Runtime's on-device training API.
+
+`mnn_step` / `ort_step` mirror `workloads.torch_step`: they return `(step, handle)` where each
+`step()` call runs one real training step (forward, backward, optimizer update) on the fixed
+data of `workloads._data`, or one forward pass when `train=False`.
+
+Optimizers:
+- MNN: `MNN.optim.SGD` with lr 0.01, momentum 0.9, weight decay 5e-4 (L2) for LeNet and lr 0.01,
+  momentum 0.9 for MobileNetV2 -- the same as edgetrain and torch.
+- ONNX Runtime: the training artifacts only offer AdamW and plain SGD (`OptimType.SGD` builds an
+  `SGDOptimizerV2` node: `w -= lr * g`, no momentum, no weight decay), and the C++ training API
+  only runs those two optimizer graphs. We use **plain SGD, lr 0.01** -- the closest in work
+  per step to SGD with momentum (one pass over the parameters); the missing momentum and
+  weight-decay terms are a few elementwise ops per parameter, small next to the backward pass.
+  So ORT's LeNet loss falls more slowly than the others' (it matches torch with plain SGD).
+
+MNN notes: `mnn_step` uses MNN's Python expression API, which builds the graph again on every
+call (lazy evaluation, needed for `Optimizer.step` to find the gradients), so its step time
+includes that Python-side graph construction -- that is how MNN trains from Python. MNN's
+dropout draws the same mask on every call (its random op has a fixed seed); the work is the same.
+
+The ORT training artifacts (training / eval / optimizer graphs and the checkpoint) are made from
+an ONNX export of the same torch models `workloads.torch_step` builds (same seed, so the same
+initial weights). The export runs in a child process (`python others.py export ...`), so the
+peak-RSS probe's process never imports torch (see `ort_lean_import`). ORT's eval benchmark runs an
+`InferenceSession` on an eval-mode export (forward only, like `torch.no_grad`).
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import workloads
+
+HERE = Path(__file__).resolve().parent
+ORT_LR = 0.01
+
+
+class Unsupported(Exception):
+    """The framework is installed but cannot run this workload; the message says why."""
+
+
+def _shape(model_name):
+    return (1, 28, 28) if model_name == "lenet" else (3, 32, 32)
+
+
+# --------------------------------------------------------------------------------------- MNN
+
+def mnn_available():
+    try:
+        import MNN  # noqa: F401
+        return True
+    except Exception:
+        return False
+
+
+def _mnn_models():
+    from MNN import expr as F
+    from MNN import nn
+
+    class LeNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.conv(1, 20, [5, 5])
+            self.conv2 = nn.conv(20, 50, [5, 5])
+            self.fc1 = nn.linear(800, 500)
+            self.fc2 = nn.linear(500, 10)
+            self.dropout = nn.dropout(0.5)
+
+        def forward(self, x):
+            x = F.convert(x, F.NC4HW4)  # MNN's convolutions and pools work in NC4HW4
+            x = F.max_pool(F.relu(self.conv1(x)), [2, 2], [2, 2])
+            x = F.max_pool(F.relu(self.conv2(x)), [2, 2], [2, 2])
+            x = F.reshape(F.convert(x, F.NCHW), [0, -1])
+            x = self.dropout(F.relu(self.fc1(x)))
+            return self.fc2(x)
+
+    def divisible(v, d=8):
+        new = max(d, int(v + d / 2) // d * d)
+        return new + d if new < 0.9 * v else new
+
+    class ConvBN(nn.Module):
+        """conv (no bias) + batch norm [+ relu6]; explicit symmetric padding like torch's."""
+
+        def __init__(self, i, o, k=1, s=1, depthwise=False, act=True):
+            super().__init__()
+            p = (k - 1) // 2
+            self.conv = nn.conv(i, o, [k, k], stride=[s, s], padding=[p, p], depthwise=depthwise,
+                                bias=False, padding_mode=F.CAFFE)
+            self.bn = nn.batch_norm(o)
+            self.act = act
+
+        def forward(self, x):
+            x = self.bn(self.conv(x))
+            return F.relu6(x) if self.act else x
+
+    class InvertedResidual(nn.Module):
+        def __init__(self, i, o, s, t):
+            super().__init__()
+            h = int(round(i * t))
+            self.expand = ConvBN(i, h, 1) if t != 1 else None
+            self.dw = ConvBN(h, h, 3, s, depthwise=True)
+            self.project = ConvBN(h, o, 1, act=False)
+            self.res = s == 1 and i == o
+
+        def forward(self, x):
+            y = self.expand.forward(x) if self.expand is not None else x
+            y = self.project.forward(self.dw.forward(y))
+            return x + y if self.res else y
+
+    class MobileNetV2(nn.Module):
+        """Same layers as `workloads._torch_mobilenet_v2` (width 1.0)."""
+
+        def __init__(self, num_classes=10):
+            super().__init__()
+            cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                   (6, 160, 3, 2), (6, 320, 1, 1)]
+            c = divisible(32)
+            self.stem = ConvBN(3, c, 3, 2)
+            blocks = []
+            for t, ch, n, s in cfg:
+                o = divisible(ch)
+                for i in range(n):
+                    blocks.append(InvertedResidual(c, o, s if i == 0 else 1, t))
+                    c = o
+            # Module.__setattr__ registers submodules and parameters, so set them one by one.
+            self.nblocks = len(blocks)
+            for i, b in enumerate(blocks):
+                setattr(self, f"block{i}", b)
+            self.head = ConvBN(c, 1280, 1)
+            self.dropout = nn.dropout(0.2)
+            self.fc = nn.linear(1280, num_classes)
+
+        def forward(self, x):
+            x = self.stem.forward(F.convert(x, F.NC4HW4))
+            for i in range(self.nblocks):
+                x = getattr(self, f"block{i}").forward(x)
+            x = self.head.forward(x)
+            x = F.reduce_mean(F.convert(x, F.NCHW), [2, 3])
+            return self.fc(self.dropout(x))
+
+    return LeNet, MobileNetV2
+
+
+def mnn_step(model_name, batch, threads, train=True):
+    import numpy as np
+    from MNN import expr as F
+    from MNN import nn, optim
+
+    # Executor config: CPU backend, normal (fp32 on x86) precision, `threads` threads.
+    F.set_global_executor_config(0, 0, threads)
+    # Lazy evaluation keeps the expression graph so `Optimizer.step` can differentiate it
+    # (eager mode computes each op at once and `step` finds no gradient path: it returns False).
+    F.lazy_eval(True)
+    LeNet, MobileNetV2 = _mnn_models()
+    if model_name == "lenet":
+        model = LeNet()
+        opt_args = dict(learning_rate=workloads.LENET_SGD["lr"],
+                        momentum=workloads.LENET_SGD["momentum"],
+                        weight_decay=workloads.LENET_SGD["weight_decay"])
+    else:
+        model = MobileNetV2(10)
+        opt_args = dict(learning_rate=0.01, momentum=0.9, weight_decay=0.0)
+    shape = _shape(model_name)
+    x, y = workloads._data(batch, shape)
+    data = F.const(x, list(x.shape), F.NCHW)
+    onehot = F.const(np.eye(10, dtype=np.float32)[y], [batch, 10], F.NCHW)
+    if train:
+        model.train(True)
+        opt = optim.SGD(model, regularization_method=optim.Regularization_Method.L2, **opt_args)
+
+        def step():
+            # MNN's cross_entropy takes probabilities and one-hot targets.
+            loss = nn.loss.cross_entropy(F.softmax(model.forward(data), 1), onehot)
+            if not opt.step(loss):
+                raise RuntimeError("MNN optimizer step found no trainable parameters")
+            return loss
+        handle = (model, opt)
+    else:
+        model.train(False)
+
+        def step():
+            out = model.forward(data)
+            # read() computes the graph and maps the result without owning it: copy while `out`
+            # is alive (reading a temporary gives freed memory).
+            return np.array(out.read())
+        handle = model
+    return step, handle
+
+
+# ------------------------------------------------------------------------------ ONNX Runtime
+
+def ort_available():
+    try:
+        import importlib.util
+        return (importlib.util.find_spec("onnxruntime") is not None
+                and importlib.util.find_spec("onnxruntime.training") is not None)
+    except Exception:
+        return False
+
+
+def ort_export_available():
+    """generate_artifacts needs onnx, and the export needs torch."""
+    import importlib.util
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "torch"))
+
+
+def ort_lean_import():
+    """Import ONNX Runtime's training API without torch (for the peak-RSS probe).
+
+    The onnxruntime-training wheel imports torch at `import onnxruntime` (a build check for
+    ORTModule) and again in `onnxruntime.training/__init__` (ORTModule, the torch optimizers,
+    the artifact tools). A device build of ORT training has none of these, and the on-device
+    API (`onnxruntime.training.api`) uses only the native module, so we hide torch while
+    `onnxruntime` loads and register `onnxruntime.training` as a bare package.
+    """
+    if "onnxruntime.training" in sys.modules or "torch" in sys.modules:
+        return
+    sys.modules["torch"] = None  # makes `import torch` raise ImportError
+    try:
+        import onnxruntime
+        pkg = types.ModuleType("onnxruntime.training")
+        pkg.__path__ = [os.path.join(os.path.dirname(onnxruntime.__file__), "training")]
+        sys.modules["onnxruntime.training"] = pkg
+        onnxruntime.training = pkg
+    finally:
+        del sys.modules["torch"]
+
+
+def _ort_export(model_name, batch, out_dir):
+    """(Child process.) Export the torch model and generate the ORT training artifacts."""
+    import onnx
+    import torch
+    from onnxruntime.training import artifacts
+
+    out = Path(out_dir)
+    _, model = workloads.torch_step(model_name, batch, 1)
+    x = torch.from_numpy(workloads._data(batch, _shape(model_name))[0])
+    kw = dict(input_names=["input"], output_names=["output"], export_params=True,
+              do_constant_folding=False, opset_version=17, dynamo=False)
+    # Training graph: export in training mode so dropout and batch norm are training ops.
+    model.train()
+    torch.onnx.export(model, (x,), str(out / "base.onnx"),
+                      training=torch.onnx.TrainingMode.TRAINING, **kw)
+    # Forward-only graph for the eval benchmark (dropout removed, batch norm in inference form).
+    model.eval()
+    torch.onnx.export(model, (x,), str(out / "inference.onnx"),
+                      training=torch.onnx.TrainingMode.EVAL, **kw)
+    trainable = [n for n, _ in model.named_parameters()]
+    base = onnx.load(str(out / "base.onnx"))
+    frozen = [i.name for i in base.graph.initializer if i.name not in trainable]
+    artifacts.generate_artifacts(
+        base, requires_grad=trainable, frozen_params=frozen,
+        loss=artifacts.LossType.CrossEntropyLoss,
+        optimizer=artifacts.OptimType.SGD,  # plain SGD: ORT has no SGD-with-momentum block
+        artifact_directory=str(out))
+    # onnxblock builds the optimizer graph from scratch with the installed onnx's newest IR
+    # version (14 for onnx 1.23), which ORT 1.19 refuses to load ("max supported IR version:
+    # 10"). The graph uses nothing newer than the exported model, so give it the model's IR.
+    opt_path = out / "optimizer_model.onnx"
+    opt_model = onnx.load(str(opt_path))
+    if opt_model.ir_version > base.ir_version:
+        opt_model.ir_version = base.ir_version
+        onnx.save(opt_model, str(opt_path))
+
+
+def _ort_artifacts(model_name, batch, out_dir):
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    res = subprocess.run([sys.executable, str(HERE / "others.py"), "export", model_name,
+                          str(batch), str(out_dir)], capture_output=True, text=True, cwd=HERE,
+                         env=env)
+    if res.returncode != 0:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-5:]
+        raise Unsupported(f"ONNX export / generate_artifacts failed for {model_name}: "
+                          + " | ".join(tail))
+    return Path(out_dir)
+
+
+def ort_step(model_name, batch, threads, train=True):
+    import numpy as np
+
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)  # errors only: no per-session graph-merge warnings
+    x, y = workloads._data(batch, _shape(model_name))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    with tempfile.TemporaryDirectory(prefix="edgetrain-ort-") as tmp:
+        d = _ort_artifacts(model_name, batch, tmp)
+        if not train:
+            # Forward only: an inference session on the eval-mode export, like torch.no_grad.
+            sess = ort.InferenceSession(str(d / "inference.onnx"), sess_options=so,
+                                        providers=["CPUExecutionProvider"])
+            feeds = {"input": x}
+            return (lambda: sess.run(None, feeds)), sess
+        from onnxruntime.training.api import CheckpointState, Module, Optimizer
+
+        # Everything is read into memory here; the temp dir can go afterwards.
+        state = CheckpointState.load_checkpoint(str(d / "checkpoint"))
+        # No eval model: for MobileNetV2, ORT 1.19 cannot load the eval graph it generates
+        # (BatchNormalization keeps its training-mode outputs), and eval is benchmarked with
+        # an inference session on the eval-mode export instead (above).
+        module = Module(str(d / "training_model.onnx"), state, None, device="cpu",
+                        session_options=so)
+        opt = Optimizer(str(d / "optimizer_model.onnx"), module)
+    opt.set_learning_rate(ORT_LR)
+    module.train()
+
+    def step():
+        loss = module(x, y)
+        opt.step()
+        module.lazy_reset_grad()
+        return loss
+    return step, (module, opt, state)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "export":
+        _ort_export(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    else:
+        sys.exit("usage: python others.py export lenet|mobilenetv2 BATCH OUT_DIR")
