@@ -128,7 +128,8 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
         with tr.activate():
             out = _single_output(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
             out = _materialise(tr, out)
-        _add_program(graph, ir.EVAL, tr.nodes, {"output": out.index})
+        _add_program(graph, ir.EVAL, fold_conv_activations(graph, tr.nodes, [out.index]),
+                     {"output": out.index})
 
         # ---- grad / train programs ----------------------------------------------
         if loss is not None:
@@ -144,8 +145,9 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
                     raise ShapeError(f"the loss must be a scalar, got shape "
                                      f"{tuple(value.shape)}")
                 value = _materialise(tr, value)
-            bwd_nodes, param_grads = autodiff.backward(graph, value.index, tr.nodes)
-            grad_nodes = tr.nodes + bwd_nodes
+            fwd_nodes = fold_conv_activations(graph, tr.nodes, [out.index, value.index])
+            bwd_nodes, param_grads = autodiff.backward(graph, value.index, fwd_nodes)
+            grad_nodes = fwd_nodes + bwd_nodes
             _add_program(graph, ir.GRAD_PROGRAM, grad_nodes,
                          {"loss": value.index, "output": out.index})
             if optimizer is not None:
@@ -164,6 +166,7 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
         for m, mode in modes:
             object.__setattr__(m, "training", mode)
 
+    _drop_unused_nodes(graph)
     graph.meta = {
         "model": type(model).__name__,
         "inputs": {t.name: list(t.shape) for t in in_tensors},
@@ -173,6 +176,57 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
         "scheduler": type(scheduler).__name__ if scheduler is not None else None,
     }
     return graph
+
+
+# Activations a conv2d can apply itself and whose derivative autodiff reads from the output.
+_FOLDABLE_ACTS = (ops.ACT_RELU, ops.ACT_RELU6)
+
+
+def fold_conv_activations(graph: ir.Graph, node_ids: List[int], keep: List[int]) -> List[int]:
+    """Fuse ``act`` (relu / relu6) into the ``conv2d`` that feeds it when nothing else reads the
+    conv's output (nor is it in ``keep``, the program's outputs): the conv writes the activated
+    result into the act's output tensor and the act node leaves the program. The result is
+    bitwise the same (the conv kernel applies the same activation after the bias), and the
+    backward reads the activation's derivative from its output (relu: y > 0 exactly when
+    x > 0; relu6: 0 < y < 6 exactly when 0 < x < 6), as autodiff already does for a conv with
+    a fused activation. Returns the program's new node list; the dropped act node stays in
+    ``graph.nodes``, unused."""
+    act_pos = ops.OP_BY_NAME["conv2d"].iattrs.index("act")
+    producer = {}
+    readers: Dict[int, int] = {}
+    for n in node_ids:
+        nd = graph.nodes[n]
+        for t in nd.outputs:
+            producer[t] = n
+        for t in nd.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    dropped = set()
+    for n in node_ids:
+        nd = graph.nodes[n]
+        if nd.op != "act" or nd.iattr[0] not in _FOLDABLE_ACTS:
+            continue
+        x = nd.inputs[0]
+        conv = graph.nodes[producer[x]] if x in producer else None
+        if conv is None or conv.op != "conv2d" or conv.iattr[act_pos] != ops.ACT_NONE or \
+                readers.get(x) != 1 or x in keep:
+            continue
+        conv.iattr[act_pos] = nd.iattr[0]
+        conv.fattr[0] = nd.fattr[0]
+        conv.outputs = list(nd.outputs)
+        producer[nd.outputs[0]] = producer[x]
+        dropped.add(n)
+    return [n for n in node_ids if n not in dropped]
+
+
+def _drop_unused_nodes(graph: ir.Graph) -> None:
+    """Remove nodes no program runs (activations folded away), renumbering the programs."""
+    used = sorted({n for p in graph.programs.values() for n in p.nodes})
+    if len(used) == len(graph.nodes):
+        return
+    remap = {old: new for new, old in enumerate(used)}
+    graph.nodes = [graph.nodes[n] for n in used]
+    for p in graph.programs.values():
+        p.nodes = [remap[n] for n in p.nodes]
 
 
 def _add_program(graph: ir.Graph, kind: int, nodes: List[int], outputs: Dict[str, int]):

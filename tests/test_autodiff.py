@@ -217,3 +217,89 @@ def test_requires_grad_propagation():
     conv1 = [g.nodes[n] for n in fwd if g.nodes[n].op == "conv2d"][0]
     assert conv1.outputs[0] not in req
     assert np.isin([g.find("conv2.weight").index], list(req)).all()
+
+
+# ---- conv + activation folding ------------------------------------------------------------
+def _acts_after_conv(g, kind):
+    nodes = [g.nodes[n] for n in g.programs[kind].nodes]
+    made_by_conv = {t for n in nodes if n.op == "conv2d" for t in n.outputs}
+    return [n for n in nodes if n.op == "act" and n.inputs[0] in made_by_conv]
+
+
+def test_relu_after_conv_is_folded_into_the_conv():
+    g = _build(Small(), optim.SGD(Small().parameters(), lr=0.1))
+    act_pos = ops.OP_BY_NAME["conv2d"].iattrs.index("act")
+    for kind in (ir.EVAL, ir.GRAD_PROGRAM, ir.TRAIN):
+        convs = [g.nodes[n] for n in g.programs[kind].nodes if g.nodes[n].op == "conv2d"]
+        # conv1 feeds BatchNorm (not folded); conv2 feeds relu (folded)
+        assert [c.iattr[act_pos] for c in convs] == [ops.ACT_NONE, ops.ACT_RELU]
+        assert _acts_after_conv(g, kind) == []
+    # the backward reads the relu derivative from the fused conv's output
+    conv2 = [g.nodes[n] for n in g.programs[ir.GRAD_PROGRAM].nodes
+             if g.nodes[n].op == "conv2d"][1]
+    act_bwd = [n for n in _bwd_nodes(g) if n.op == "act_bwd"]
+    assert any(n.inputs[1] == conv2.outputs[0] for n in act_bwd)
+    # no node is left behind that no program runs
+    used = {n for p in g.programs.values() for n in p.nodes}
+    assert used == set(range(len(g.nodes)))
+
+
+def test_conv_output_with_another_reader_is_not_folded():
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return F.flatten(h + F.relu(h), 1)
+
+    g = build_graph(Res(), {"x": (1, 2, 4, 4)}, loss=nn.MSELoss(),
+                    labels={"y": ((1, 32), "float32")})
+    for kind in (ir.EVAL, ir.GRAD_PROGRAM):
+        assert len(_acts_after_conv(g, kind)) == 1
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_folded_activation_gradients_match_torch(act):
+    torch = pytest.importorskip("torch")
+    import edgetrain as et
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 3)
+            self.fc = nn.Linear(3 * 4 * 4, 2)
+
+        def forward(self, x):
+            h = self.conv(x)
+            h = F.relu(h) if act == "relu" else F.relu6(h)
+            return self.fc(F.flatten(h, 1))
+
+    et.manual_seed(1)
+    model = Net()
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((4, 2, 6, 6)) * 4).astype(np.float32)  # values past 0 and 6
+    y = rng.standard_normal((4, 2)).astype(np.float32)
+    sess = et.TrainSession.from_module(model, inputs={"x": x.shape}, loss=nn.MSELoss(),
+                                       labels={"y": (y.shape, "float32")})
+    assert _acts_after_conv(sess.to_graph(), ir.GRAD_PROGRAM) == []
+    sess.Grad()
+    sess.RunGraph({"x": x, "y": y})
+    grads = sess.get_gradients()
+
+    tconv, tfc = torch.nn.Conv2d(2, 3, 3), torch.nn.Linear(48, 2)
+    params = sess.get_parameters()
+    with torch.no_grad():
+        for mod, name in ((tconv, "conv"), (tfc, "fc")):
+            mod.weight.copy_(torch.from_numpy(params[name + ".weight"]))
+            mod.bias.copy_(torch.from_numpy(params[name + ".bias"]))
+    h = tconv(torch.from_numpy(x))
+    h = torch.relu(h) if act == "relu" else torch.nn.functional.relu6(h)
+    loss = torch.nn.functional.mse_loss(tfc(h.flatten(1)), torch.from_numpy(y))
+    loss.backward()
+    for mod, name in ((tconv, "conv"), (tfc, "fc")):
+        np.testing.assert_allclose(grads[name + ".weight"], mod.weight.grad.numpy(), rtol=1e-4,
+                                   atol=1e-5)
+        np.testing.assert_allclose(grads[name + ".bias"], mod.bias.grad.numpy(), rtol=1e-4,
+                                   atol=1e-5)

@@ -25,10 +25,58 @@ ET_TARGET_AVX512 static inline void update16(float *c, __m512 acc, __m512 valpha
         c##i##_1 = _mm512_fmadd_ps(ai, b1, c##i##_1); \
     } while (0)
 
+/* Column masks for the (possibly partial) two halves of a 32-wide tile. */
+ET_TARGET_AVX512 static inline void col_masks(int64_t nr, __mmask16 *m0, __mmask16 *m1) {
+    *m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+    *m1 = nr >= 32 ? (__mmask16)0xFFFF
+                   : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1u);
+}
+
+/* Short edge tiles (mr <= ROWS < MR: M = 50 leaves 8 rows, M = 20 leaves 6): the same k-ordered
+ * FMA chain per element as the full kernel, so the same bits, without computing the zero rows
+ * of the packed panel (its stride stays MR). */
+#define SHORT_KERNEL(ROWS, ...)                                                                   \
+    ET_TARGET_AVX512 static void ukernel_##ROWS##x32(int64_t kc, const float *a, const float *b,  \
+                                                     int64_t ldb, float *c, int64_t ldc,         \
+                                                     int64_t mr, int64_t nr, float alpha,        \
+                                                     float beta) {                               \
+        __m512 acc[ROWS][2];                                                                      \
+        for (int i = 0; i < ROWS; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();              \
+        for (int64_t k = 0; k < kc; k++) {                                                        \
+            const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);                   \
+            for (int i = 0; i < ROWS; i++) {                                                      \
+                const __m512 ai = _mm512_set1_ps(a[i]);                                           \
+                acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);                                   \
+                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);                                   \
+            }                                                                                     \
+            a += MR;                                                                              \
+            b += ldb;                                                                             \
+        }                                                                                         \
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                       \
+        const int bz = beta == 0.0f;                                                              \
+        __mmask16 m0, m1;                                                                         \
+        col_masks(nr, &m0, &m1);                                                                  \
+        for (int64_t i = 0; i < mr; i++) {                                                        \
+            float *ci = c + i * ldc;                                                              \
+            update16(ci, acc[i][0], va, vb, bz, m0);                                              \
+            if (m1) update16(ci + 16, acc[i][1], va, vb, bz, m1);                                 \
+        }                                                                                         \
+    }
+SHORT_KERNEL(4)
+SHORT_KERNEL(8)
+
 ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float *a,
                                                         const float *b, int64_t ldb, float *c,
                                                         int64_t ldc, int64_t mr, int64_t nr,
                                                         float alpha, float beta) {
+    if (mr <= 4) {
+        ukernel_4x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    if (mr <= 8) {
+        ukernel_8x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
     __m512 c0_0 = _mm512_setzero_ps(), c0_1 = _mm512_setzero_ps();
     __m512 c1_0 = _mm512_setzero_ps(), c1_1 = _mm512_setzero_ps();
     __m512 c2_0 = _mm512_setzero_ps(), c2_1 = _mm512_setzero_ps();
@@ -74,10 +122,8 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float 
         {c5_0, c5_1},   {c6_0, c6_1},   {c7_0, c7_1},   {c8_0, c8_1},   {c9_0, c9_1},
         {c10_0, c10_1}, {c11_0, c11_1}, {c12_0, c12_1}, {c13_0, c13_1},
     };
-    /* column masks for the (possibly partial) two halves of the tile */
-    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
-    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF
-                                  : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1u);
+    __mmask16 m0, m1;
+    col_masks(nr, &m0, &m1);
     for (int64_t i = 0; i < mr; i++) {
         float *ci = c + i * ldc;
         update16(ci, acc[i][0], va, vb, bz, m0);

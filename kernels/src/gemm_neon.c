@@ -91,9 +91,36 @@ static inline void update4(float *c, float32x4_t acc, float alpha, float beta, i
         c##r3##_2 = vfmaq_laneq_f32(c##r3##_2, b2, av, 3); \
     } while (0)
 
+/* Edge tiles of at most 4 rows (M = 50 leaves 2, M = 20 leaves 4): the full kernel's FMA
+ * chains for rows 0..3 only (same bits), reading the lower half of each 8-wide A panel. */
+static void ukernel_4x12(int64_t kc, const float *a, const float *b, int64_t ldb, float *c,
+                         int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {
+    const float32x4_t z = vdupq_n_f32(0.0f);
+    float32x4_t c0_0 = z, c0_1 = z, c0_2 = z, c1_0 = z, c1_1 = z, c1_2 = z;
+    float32x4_t c2_0 = z, c2_1 = z, c2_2 = z, c3_0 = z, c3_1 = z, c3_2 = z;
+    for (int64_t k = 0; k < kc; k++) {
+        const float32x4_t a0 = vld1q_f32(a);
+        const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8);
+        ROWS_FMA(0, 1, 2, 3, a0);
+        a += MR;
+        b += ldb;
+    }
+    const float32x4_t acc[4][3] = {
+        {c0_0, c0_1, c0_2}, {c1_0, c1_1, c1_2}, {c2_0, c2_1, c2_2}, {c3_0, c3_1, c3_2}};
+    for (int64_t i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+        for (int64_t q = 0; q < 3 && 4 * q < nr; q++)
+            update4(ci + 4 * q, acc[i][q], alpha, beta, nr - 4 * q);
+    }
+}
+
 void et_f32_gemm_ukernel_8x12__neon(int64_t kc, const float *a, const float *b, int64_t ldb,
                                     float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
                                     float beta) {
+    if (mr <= 4) {
+        ukernel_4x12(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
     const float32x4_t z = vdupq_n_f32(0.0f);
     float32x4_t c0_0 = z, c0_1 = z, c0_2 = z, c1_0 = z, c1_1 = z, c1_2 = z;
     float32x4_t c2_0 = z, c2_1 = z, c2_2 = z, c3_0 = z, c3_1 = z, c3_2 = z;
