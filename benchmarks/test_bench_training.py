@@ -121,19 +121,24 @@ def test_peak_rss(benchmark, impl, case):
         record(f"peak RSS MiB {model} b{batch} t{threads}", "arena_MiB", round(arena / 2**20, 1))
 
 
-def test_mnist_epoch(benchmark):
-    """One MNIST epoch at batch 64 on 2 threads, data loading included (edgetrain)."""
+def _mnist_arrays():
+    """MNIST train images (float32 [N, 1, 28, 28], normalised as edgetrain's dataset does) and
+    labels; the first 640 in quick mode."""
+    from edgetrain.data import MnistDataset
+
+    ds = MnistDataset(str(HERE.parent / "data" / "mnist"), train=True)
+    n = 640 if QUICK else len(ds)
+    return ds, ds.get_batch(np.arange(n))
+
+
+def _edgetrain_epoch():
     import edgetrain as et
     from edgetrain import nn, optim
-    from edgetrain.data import DataLoader, MnistDataset
+    from edgetrain.data import DataLoader, TensorDataset
     from edgetrain.models import LeNet
 
-    root = HERE.parent / "data" / "mnist"
-    ds = MnistDataset(str(root), train=True)
-    limit = 640 if QUICK else None
-    if limit:
-        from edgetrain.data import TensorDataset
-        xs, ys = ds.get_batch(np.arange(limit))
+    ds, (xs, ys) = _mnist_arrays()
+    if QUICK:
         ds = TensorDataset(xs, ys)
     loader = DataLoader(ds, batch_size=64, shuffle=True, drop_last=True, num_workers=1, seed=0)
     et.manual_seed(0)
@@ -147,8 +152,37 @@ def test_mnist_epoch(benchmark):
     def epoch():
         for x, y in loader:
             sess.RunGraph({"data": x, "label": y})
+    return epoch
 
+
+def _torch_epoch():
+    """PyTorch's best case: the whole set already a tensor in memory, torch's own DataLoader
+    (shuffle, batch 64, in-process), the same LeNet and SGD."""
+    import torch
+    import torch.nn.functional as F
+
+    _, (xs, ys) = _mnist_arrays()
+    step_model, model = workloads.torch_step("lenet", 64, 2)
+    opt = torch.optim.SGD(model.parameters(), **workloads.LENET_SGD)
+    data = torch.utils.data.TensorDataset(torch.from_numpy(xs), torch.from_numpy(ys))
+    loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True, drop_last=True,
+                                         generator=torch.Generator().manual_seed(0))
+    model.train()
+
+    def epoch():
+        for x, y in loader:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    return epoch
+
+
+@pytest.mark.parametrize("impl", ["edgetrain", "torch"])
+def test_mnist_epoch(benchmark, impl):
+    """One MNIST epoch at batch 64 on 2 threads, data loading included."""
+    _require(impl)
+    epoch = _edgetrain_epoch() if impl == "edgetrain" else _torch_epoch()
     benchmark.pedantic(epoch, rounds=1, iterations=1)
     s = median_seconds(benchmark)
     if s:
-        record("mnist epoch b64 t2 (with loading)", "edgetrain", s)
+        record("mnist epoch b64 t2 (with loading)", impl, s)
