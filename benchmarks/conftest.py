@@ -66,3 +66,19 @@ def pytest_terminal_summary(terminalreporter):
                 parts.append(f"{impl} {v}")
         et_s = f"edgetrain {et * 1e3:.2f} ms" if et else "edgetrain -"
         tr.write_line(f"{workload:40s} {et_s:24s} " + "  ".join(parts))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run every framework's version of a workload back to back (edgetrain, torch, mnn, ...
+    for one case, then the next case) instead of all of edgetrain's cases first: a shared
+    machine's speed drifts over minutes, and a ratio is only fair between neighbours in time."""
+    def case_key(item):
+        cs = getattr(item, "callspec", None)
+        params = {} if cs is None else {k: v for k, v in cs.params.items() if k != "impl"}
+        return (str(item.fspath), item.originalname, repr(sorted(params.items(), key=str)))
+
+    first, order = {}, {}
+    for i, item in enumerate(items):
+        first.setdefault(case_key(item), i)
+        order[id(item)] = i
+    items[:] = sorted(items, key=lambda it: (first[case_key(it)], order[id(it)]))
