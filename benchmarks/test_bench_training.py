@@ -70,6 +70,55 @@ def test_train_step(benchmark, impl, case):
         benchmark.extra_info["images_per_s"] = batch / s
 
 
+def _available_steps(model, batch, threads, train):
+    """{impl: step} for every framework that can run the workload here."""
+    steps = {}
+    for impl in IMPLS:
+        try:
+            steps[impl] = _builder(impl)(model, batch, threads, train=train)[0]
+        except pytest.skip.Exception:
+            continue
+    return steps
+
+
+# One thread only: with two, a framework's idle worker threads keep spinning after its step
+# (onnxruntime's pool does for as long as its session lives) and would take a core from the
+# next framework. Two-thread ratios come from test_train_step / test_lenet_eval, which run the
+# frameworks one after the other.
+PAIRED = [("lenet", 64, 1, True), ("lenet", 32, 1, True), ("lenet", 64, 1, False),
+          ("mobilenetv2", 32, 1, True)]
+if QUICK:
+    PAIRED = [("lenet", 8, 1, True)]
+
+
+@pytest.mark.parametrize("case", PAIRED,
+                         ids=lambda c: f"{'train' if c[3] else 'eval'}-{c[0]}-b{c[1]}-t{c[2]}")
+def test_paired_rounds(benchmark, case):
+    """The same workload for every framework, interleaved: each round runs one step of each in
+    turn, so all see the same machine (its speed drifts on a shared host by up to 1.5x within
+    minutes). The ratios of the per-framework medians are the figures to quote at one thread;
+    pytest-benchmark times whole rounds."""
+    model, batch, threads, train = case
+    steps = _available_steps(model, batch, threads, train)
+    times = {impl: [] for impl in steps}
+
+    def one_round():
+        for impl, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[impl].append(time.perf_counter() - t0)
+
+    for _ in range(2):
+        one_round()  # warm up
+    for t in times.values():
+        t.clear()
+    benchmark.pedantic(one_round, rounds=3 if QUICK else 40, iterations=1)
+    label = f"paired {'train' if train else 'eval'} {model} b{batch} t{threads}"
+    for impl, t in times.items():
+        record(label, impl, float(np.median(t)))
+        benchmark.extra_info[f"{impl}_median_ms"] = float(np.median(t)) * 1e3
+
+
 @pytest.mark.parametrize("threads", [1] if QUICK else [1, 2])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_lenet_eval(benchmark, impl, threads):
