@@ -279,6 +279,18 @@ def _ort_artifacts(model_name, batch, out_dir):
     return Path(out_dir)
 
 
+class Live:
+    """A framework's live objects behind a step function. onnxruntime's idle worker threads
+    keep spinning while its session exists and would slow whatever runs next, so benchmarks
+    call close() when they are done with a step (the step cannot run after that)."""
+
+    def __init__(self, **objs):
+        self.__dict__.update(objs)
+
+    def close(self):
+        self.__dict__.clear()
+
+
 def ort_step(model_name, batch, threads, train=True):
     import numpy as np
 
@@ -294,10 +306,10 @@ def ort_step(model_name, batch, threads, train=True):
         d = _ort_artifacts(model_name, batch, tmp)
         if not train:
             # Forward only: an inference session on the eval-mode export, like torch.no_grad.
-            sess = ort.InferenceSession(str(d / "inference.onnx"), sess_options=so,
-                                        providers=["CPUExecutionProvider"])
+            live = Live(sess=ort.InferenceSession(str(d / "inference.onnx"), sess_options=so,
+                                                  providers=["CPUExecutionProvider"]))
             feeds = {"input": x}
-            return (lambda: sess.run(None, feeds)), sess
+            return (lambda: live.sess.run(None, feeds)), live
         from onnxruntime.training.api import CheckpointState, Module, Optimizer
 
         # Everything is read into memory here; the temp dir can go afterwards.
@@ -310,13 +322,15 @@ def ort_step(model_name, batch, threads, train=True):
         opt = Optimizer(str(d / "optimizer_model.onnx"), module)
     opt.set_learning_rate(ORT_LR)
     module.train()
+    live = Live(module=module, opt=opt, state=state)
+    del module, opt, state
 
     def step():
-        loss = module(x, y)
-        opt.step()
-        module.lazy_reset_grad()
+        loss = live.module(x, y)
+        live.opt.step()
+        live.module.lazy_reset_grad()
         return loss
-    return step, (module, opt, state)
+    return step, live
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Ratios (baseline time / edgetrain time) are printed at the end of the run.
 """
+import gc
 import os
 import subprocess
 import sys
@@ -61,24 +62,34 @@ def _builder(impl):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_train_step(benchmark, impl, case):
     model, batch, threads = case
-    step, _ = _builder(impl)(model, batch, threads)
+    step, handle = _builder(impl)(model, batch, threads)
     step()  # warm up (first-touch of the arena, torch's allocator)
     benchmark.pedantic(step, rounds=3 if QUICK else 30, iterations=1, warmup_rounds=1)
+    _release(handle)
     s = median_seconds(benchmark)
     if s:
         record(f"train {model} b{batch} t{threads}", impl, s)
         benchmark.extra_info["images_per_s"] = batch / s
 
 
+def _release(handle):
+    """Free a baseline's session now (see others.Live), not at the end of the run."""
+    if isinstance(handle, others.Live):
+        handle.close()
+    gc.collect()
+
+
 def _available_steps(model, batch, threads, train):
     """{impl: step} for every framework that can run the workload here."""
-    steps = {}
+    steps, handles = {}, []
     for impl in IMPLS:
         try:
-            steps[impl] = _builder(impl)(model, batch, threads, train=train)[0]
+            step, handle = _builder(impl)(model, batch, threads, train=train)
         except pytest.skip.Exception:
             continue
-    return steps
+        steps[impl] = step
+        handles.append(handle)
+    return steps, handles
 
 
 # One thread only: with two, a framework's idle worker threads keep spinning after its step
@@ -99,7 +110,7 @@ def test_paired_rounds(benchmark, case):
     minutes). The ratios of the per-framework medians are the figures to quote at one thread;
     pytest-benchmark times whole rounds."""
     model, batch, threads, train = case
-    steps = _available_steps(model, batch, threads, train)
+    steps, handles = _available_steps(model, batch, threads, train)
     times = {impl: [] for impl in steps}
 
     def one_round():
@@ -117,15 +128,18 @@ def test_paired_rounds(benchmark, case):
     for impl, t in times.items():
         record(label, impl, float(np.median(t)))
         benchmark.extra_info[f"{impl}_median_ms"] = float(np.median(t)) * 1e3
+    for h in handles:
+        _release(h)
 
 
 @pytest.mark.parametrize("threads", [1] if QUICK else [1, 2])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_lenet_eval(benchmark, impl, threads):
     batch = 8 if QUICK else 64
-    step, _ = _builder(impl)("lenet", batch, threads, train=False)
+    step, handle = _builder(impl)("lenet", batch, threads, train=False)
     step()
     benchmark.pedantic(step, rounds=3 if QUICK else 50, iterations=1, warmup_rounds=1)
+    _release(handle)
     s = median_seconds(benchmark)
     if s:
         record(f"eval lenet b{batch} t{threads}", impl, s)
