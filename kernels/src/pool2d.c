@@ -190,14 +190,35 @@ ET_TARGET_AVX2 static inline __m128 k2s2_takes4(__m128 v, __m128 m) {
 /* 8 windows: the 4 windows of the 8 columns at u0 / v0 (top / bottom row) and the 4 at u1 / v1.
  * Consecutive in one row pair (u1 = u0 + 8) or, when ow == 4, two row pairs at once. The
  * outputs (and gradients) of the u0 windows come first. */
-ET_TARGET_AVX2 static inline void k2s2_fwd8__avx2(const float *u0, const float *u1,
-                                                  const float *v0, const float *v1, float *y) {
+/* The four cells a, b, c, d of 8 windows: rows u = u0|u1 and v = v0|v1 (16 floats each) split
+ * into even / odd columns, in the lane order of _mm256_shuffle_ps (windows 0-1, 4-5, 2-3,
+ * 6-7; the callers restore the order). a is returned in *m (the running max's start). */
+ET_TARGET_AVX2 static inline void k2s2_split8__avx2(const float *u0, const float *u1,
+                                                    const float *v0, const float *v1, __m256 *m,
+                                                    __m256 *b, __m256 *c, __m256 *d) {
     __m256 p0 = _mm256_loadu_ps(u0), p1 = _mm256_loadu_ps(u1);
     __m256 q0 = _mm256_loadu_ps(v0), q1 = _mm256_loadu_ps(v1);
-    __m256 m = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
-    __m256 b = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1));
-    __m256 c = _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0));
-    __m256 d = _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1));
+    *m = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
+    *b = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1));
+    *c = _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0));
+    *d = _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+/* The same for 4 windows (8 floats of each row, in order). */
+ET_TARGET_AVX2 static inline void k2s2_split4__avx2(const float *u, const float *v, __m128 *m,
+                                                    __m128 *b, __m128 *c, __m128 *d) {
+    __m128 p0 = _mm_loadu_ps(u), p1 = _mm_loadu_ps(u + 4);
+    __m128 q0 = _mm_loadu_ps(v), q1 = _mm_loadu_ps(v + 4);
+    *m = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
+    *b = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1));
+    *c = _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0));
+    *d = _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+ET_TARGET_AVX2 static inline void k2s2_fwd8__avx2(const float *u0, const float *u1,
+                                                  const float *v0, const float *v1, float *y) {
+    __m256 m, b, c, d;
+    k2s2_split8__avx2(u0, u1, v0, v1, &m, &b, &c, &d);
     m = _mm256_blendv_ps(m, b, k2s2_takes8(b, m));
     m = _mm256_blendv_ps(m, c, k2s2_takes8(c, m));
     m = _mm256_blendv_ps(m, d, k2s2_takes8(d, m));
@@ -209,12 +230,8 @@ ET_TARGET_AVX2 static inline void k2s2_bwd8__avx2(const float *u0, const float *
                                                   const float *v0, const float *v1,
                                                   const float *gs, float *du0, float *du1,
                                                   float *dv0, float *dv1) {
-    __m256 p0 = _mm256_loadu_ps(u0), p1 = _mm256_loadu_ps(u1);
-    __m256 q0 = _mm256_loadu_ps(v0), q1 = _mm256_loadu_ps(v1);
-    __m256 m = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
-    __m256 b = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1));
-    __m256 c = _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0));
-    __m256 d = _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1));
+    __m256 m, b, c, d;
+    k2s2_split8__avx2(u0, u1, v0, v1, &m, &b, &c, &d);
     __m256 tb = k2s2_takes8(b, m);
     m = _mm256_blendv_ps(m, b, tb);
     __m256 tc = k2s2_takes8(c, m);
@@ -239,12 +256,8 @@ ET_TARGET_AVX2 static inline void k2s2_fwd_row__avx2(const float *ET_RESTRICT r0
     for (; ox + 8 <= ow; ox += 8)
         k2s2_fwd8__avx2(r0 + 2 * ox, r0 + 2 * ox + 8, r1 + 2 * ox, r1 + 2 * ox + 8, yr + ox);
     if (ox + 4 <= ow) {
-        __m128 p0 = _mm_loadu_ps(r0 + 2 * ox), p1 = _mm_loadu_ps(r0 + 2 * ox + 4);
-        __m128 q0 = _mm_loadu_ps(r1 + 2 * ox), q1 = _mm_loadu_ps(r1 + 2 * ox + 4);
-        __m128 m = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
-        __m128 b = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1));
-        __m128 c = _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0));
-        __m128 d = _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 m, b, c, d;
+        k2s2_split4__avx2(r0 + 2 * ox, r1 + 2 * ox, &m, &b, &c, &d);
         m = _mm_blendv_ps(m, b, k2s2_takes4(b, m));
         m = _mm_blendv_ps(m, c, k2s2_takes4(c, m));
         m = _mm_blendv_ps(m, d, k2s2_takes4(d, m));
@@ -264,12 +277,8 @@ ET_TARGET_AVX2 static inline void k2s2_bwd_row__avx2(const float *ET_RESTRICT r0
         k2s2_bwd8__avx2(r0 + 2 * ox, r0 + 2 * ox + 8, r1 + 2 * ox, r1 + 2 * ox + 8, gr + ox,
                         d0 + 2 * ox, d0 + 2 * ox + 8, d1 + 2 * ox, d1 + 2 * ox + 8);
     if (ox + 4 <= ow) {
-        __m128 p0 = _mm_loadu_ps(r0 + 2 * ox), p1 = _mm_loadu_ps(r0 + 2 * ox + 4);
-        __m128 q0 = _mm_loadu_ps(r1 + 2 * ox), q1 = _mm_loadu_ps(r1 + 2 * ox + 4);
-        __m128 m = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
-        __m128 b = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1));
-        __m128 c = _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0));
-        __m128 d = _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 m, b, c, d;
+        k2s2_split4__avx2(r0 + 2 * ox, r1 + 2 * ox, &m, &b, &c, &d);
         __m128 tb = k2s2_takes4(b, m);
         m = _mm_blendv_ps(m, b, tb);
         __m128 tc = k2s2_takes4(c, m);
