@@ -94,9 +94,80 @@ static inline void copy_row(float *ET_RESTRICT d, const float *ET_RESTRICT s, in
     }
 }
 
+/* rows short rows of n floats: d[r*dstep ..] = s[r*sstep ..]. The per-row cost dominates
+ * for short rows (im2col of small planes copies thousands of them per image), so the common
+ * widths get straight-line fixed-size moves instead of copy_row's length tests. */
+static inline void copy_rows(float *ET_RESTRICT d, int64_t dstep, const float *ET_RESTRICT s,
+                             int64_t sstep, int64_t rows, int64_t n) {
+    if (n == 8) {
+        for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep) memcpy(d, s, 8 * sizeof(float));
+    } else if (n % 8 == 0) {
+        for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep)
+            for (int64_t i = 0; i < n; i += 8) memcpy(d + i, s + i, 8 * sizeof(float));
+    } else if (n == 5) {
+        for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep) {
+            memcpy(d, s, 4 * sizeof(float));
+            d[4] = s[4];
+        }
+    } else if (n == 3) {
+        for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep) {
+            d[0] = s[0];
+            d[1] = s[1];
+            d[2] = s[2];
+        }
+    } else {
+        for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep) copy_row(d, s, n);
+    }
+}
+
+/* d[r*dstep + i] += s[r*sstep + i] for i < n, r < rows (col2im's short rows, as copy_rows). */
+static inline void add_rows(float *ET_RESTRICT d, int64_t dstep, const float *ET_RESTRICT s,
+                            int64_t sstep, int64_t rows, int64_t n) {
+    if (n % 8 == 0) {
+        for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep)
+            for (int64_t i = 0; i < n; i += 8)
+                for (int j = 0; j < 8; j++) d[i + j] += s[i + j];
+    } else {
+        for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep) {
+            int64_t i = 0;
+            for (; i + 8 <= n; i += 8)
+                for (int j = 0; j < 8; j++) d[i + j] += s[i + j];
+            for (; i < n; i++) d[i] += s[i];
+        }
+    }
+}
+
+/* 1 if no window of p reaches into padding and the width stride is 1: im2col and col2im are
+ * then plain row copies / adds. */
+static int conv_inside(const et_conv2d_params *p) {
+    return p->stride_w == 1 && p->pad_t == 0 && p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
+}
+
+/* im2col of a window that never leaves the input (no padding in effect: every output pixel
+ * reads valid input), stride 1 along the width: plain row copies. */
+static void im2col_inside(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_t oy0,
+                          int64_t oy1, float *ET_RESTRICT col) {
+    const int64_t h = p->h, w = p->w, ow = p->ow, rows = oy1 - oy0;
+    const int64_t step = p->stride_h * w;
+    for (int64_t ci = 0; ci < p->c; ci++) {
+        for (int64_t ky = 0; ky < p->kh; ky++) {
+            const float *src0 = x + (ci * h + oy0 * p->stride_h - p->pad_t + ky * p->dil_h) * w;
+            for (int64_t kx = 0; kx < p->kw; kx++) {
+                const float *src = src0 + kx * p->dil_w - p->pad_l;
+                copy_rows(col, ow, src, step, rows, ow);
+                col += rows * ow;
+            }
+        }
+    }
+}
+
 static void im2col(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_t oy0, int64_t oy1,
                    float *ET_RESTRICT col) {
     const int64_t h = p->h, w = p->w, ow = p->ow, sw = p->stride_w;
+    if (conv_inside(p)) {
+        im2col_inside(p, x, oy0, oy1, col);
+        return;
+    }
     for (int64_t ci = 0; ci < p->c; ci++) {
         const float *xc = x + ci * h * w;
         for (int64_t ky = 0; ky < p->kh; ky++) {
@@ -127,6 +198,16 @@ static void im2col(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_
 static void col2im_add(const et_conv2d_params *p, const float *ET_RESTRICT col, int64_t oy0,
                        int64_t oy1, float *ET_RESTRICT dx) {
     const int64_t h = p->h, w = p->w, ow = p->ow, sw = p->stride_w;
+    if (conv_inside(p)) {
+        const int64_t rows = oy1 - oy0, step = p->stride_h * w;
+        for (int64_t ci = 0; ci < p->c; ci++)
+            for (int64_t ky = 0; ky < p->kh; ky++) {
+                float *dst0 = dx + (ci * h + oy0 * p->stride_h + ky * p->dil_h) * w;
+                for (int64_t kx = 0; kx < p->kw; kx++, col += rows * ow)
+                    add_rows(dst0 + kx * p->dil_w, step, col, ow, rows, ow);
+            }
+        return;
+    }
     for (int64_t ci = 0; ci < p->c; ci++) {
         float *dc = dx + ci * h * w;
         for (int64_t ky = 0; ky < p->kh; ky++) {
@@ -170,6 +251,10 @@ static void im2col_t(const et_conv2d_params *p, const float *ET_RESTRICT x, int6
                     continue;
                 }
                 const float *src = x + (ci * h + iy) * w;
+                if (dw == 1 && p->pad_l == 0 && (ow - 1) * sw + kw <= w) {
+                    copy_rows(d, kall, src, sw, ow, kw); /* every window inside the row */
+                    continue;
+                }
                 for (int64_t ox = 0; ox < ow; ox++, d += kall) {
                     int64_t ix0 = ox * sw - p->pad_l;
                     if (dw == 1 && ix0 >= 0 && ix0 + kw <= w) {

@@ -24,6 +24,12 @@ static const conv_case cases[] = {
     {6, 9, 10, 3, 3, 3, 2, 1, 1, 2, 0, 1, 1, 2, 3},      /* groups 3, mixed */
     {1, 12, 12, 4, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* LeNet conv1-like, c = 1 */
     {16, 40, 40, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* several column bands */
+    /* no padding, width stride 1: the row-copy im2col / col2im at the widths it special-cases */
+    {20, 12, 12, 50, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},   /* LeNet conv2: rows of 8, kw 5 */
+    {3, 11, 26, 4, 3, 3, 2, 1, 0, 0, 0, 0, 1, 1, 1},     /* rows of 24, kw 3, stride_h 2 */
+    {3, 12, 22, 4, 3, 3, 1, 1, 0, 0, 0, 0, 2, 2, 1},     /* dilation 2: rows of 18 */
+    {2, 9, 14, 3, 2, 4, 1, 1, 0, 0, 0, 0, 1, 1, 1},      /* kw 4, rows of 11 */
+    {70, 6, 6, 3, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1},      /* Kg = 630: transposed columns */
     /* depthwise */
     {5, 6, 7, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},
     {5, 6, 8, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},
