@@ -147,6 +147,8 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
                 value = _materialise(tr, value)
             fwd_nodes = fold_conv_activations(graph, tr.nodes, [out.index, value.index])
             bwd_nodes, param_grads = autodiff.backward(graph, value.index, fwd_nodes)
+            bwd_nodes = mask_before_maxpool_bwd(graph, fwd_nodes, bwd_nodes,
+                                                [out.index, value.index])
             grad_nodes = fwd_nodes + bwd_nodes
             _add_program(graph, ir.GRAD_PROGRAM, grad_nodes,
                          {"loss": value.index, "output": out.index})
@@ -216,6 +218,53 @@ def fold_conv_activations(graph: ir.Graph, node_ids: List[int], keep: List[int])
         producer[nd.outputs[0]] = producer[x]
         dropped.add(n)
     return [n for n in node_ids if n not in dropped]
+
+
+def mask_before_maxpool_bwd(graph: ir.Graph, fwd_nodes: List[int], bwd_nodes: List[int],
+                            keep: List[int]) -> List[int]:
+    """For relu / relu6 followed by a max pool, apply the activation's derivative to the pooled
+    gradient (4x smaller for a 2x2 pool) instead of the unpooled one:
+
+        act_bwd(maxpool2d_bwd(g, y), y)  ->  maxpool2d_bwd(act_bwd(g, pool(y)), y)
+
+    The max pool's backward copies each window's gradient to its winning cell and writes +0
+    elsewhere, and the winner's value is the window's output pool(y), so the derivative mask
+    read from pool(y) is the one read from y at every cell that receives a gradient: the same
+    bits. Returns the new backward node list (the two nodes swap places)."""
+    producer, readers = {}, {}
+    for n in fwd_nodes + bwd_nodes:
+        nd = graph.nodes[n]
+        for t in nd.outputs:
+            producer[t] = n
+        for t in nd.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    pooled = {}  # (input tensor, attrs) -> output of the forward maxpool2d
+    for n in fwd_nodes:
+        nd = graph.nodes[n]
+        if nd.op == "maxpool2d":
+            pooled[(nd.inputs[0], tuple(nd.iattr))] = nd.outputs[0]
+    order = list(bwd_nodes)
+    for n in bwd_nodes:
+        act = graph.nodes[n]
+        if act.op != "act_bwd" or act.iattr[0] not in _FOLDABLE_ACTS:
+            continue
+        d_full, y = act.inputs
+        pn = producer.get(d_full)
+        pool_bwd = graph.nodes[pn] if pn is not None else None
+        if pool_bwd is None or pool_bwd.op != "maxpool2d_bwd" or pool_bwd.inputs[1] != y or \
+                readers.get(d_full) != 1 or d_full in keep or pn not in order:
+            continue
+        y_pool = pooled.get((y, tuple(pool_bwd.iattr)))
+        if y_pool is None:
+            continue
+        g = pool_bwd.inputs[0]
+        masked = graph.add_tensor("", ir.F32, ir.ACT, graph.tensors[g].shape).index
+        act.inputs = [g, y_pool]
+        act.outputs, pool_bwd.outputs = [masked], list(act.outputs)
+        pool_bwd.inputs = [masked, y]
+        i, j = order.index(pn), order.index(n)
+        order[i], order[j] = n, pn
+    return order
 
 
 def _drop_unused_nodes(graph: ir.Graph) -> None:

@@ -303,3 +303,60 @@ def test_folded_activation_gradients_match_torch(act):
                                    atol=1e-5)
         np.testing.assert_allclose(grads[name + ".bias"], mod.bias.grad.numpy(), rtol=1e-4,
                                    atol=1e-5)
+
+
+# ---- relu derivative applied to the pooled gradient ---------------------------------------
+class ConvPool(nn.Module):
+    def __init__(self, act="relu"):
+        super().__init__()
+        self.act = act
+        self.conv = nn.Conv2d(2, 4, 3)
+        self.fc = nn.Linear(4 * 3 * 3, 3)
+
+    def forward(self, x):
+        h = self.conv(x)
+        h = F.relu(h) if self.act == "relu" else F.relu6(h)
+        return self.fc(F.flatten(F.max_pool2d(h, 2), 1))
+
+
+def test_activation_derivative_moves_before_the_max_pool_backward():
+    g = build_graph(ConvPool(), {"x": (2, 2, 8, 8)}, loss=nn.CrossEntropyLoss(),
+                    labels={"y": ((2,), "int64")})
+    nodes = [g.nodes[n] for n in g.programs[ir.GRAD_PROGRAM].nodes]
+    pool = next(n for n in nodes if n.op == "maxpool2d")
+    ops_in_order = [n.op for n in nodes]
+    act_bwd = next(n for n in nodes if n.op == "act_bwd")
+    pool_bwd = next(n for n in nodes if n.op == "maxpool2d_bwd")
+    assert act_bwd.inputs[1] == pool.outputs[0]  # the mask is read from the pooled output
+    assert pool_bwd.inputs[0] == act_bwd.outputs[0]
+    assert ops_in_order.index("act_bwd") < ops_in_order.index("maxpool2d_bwd")
+    assert g.tensors[act_bwd.outputs[0]].shape == (2, 4, 3, 3)
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_pooled_activation_derivative_gives_the_same_bits(act, monkeypatch):
+    import edgetrain as et
+    from edgetrain import export
+
+    rng = np.random.default_rng(0)
+    # wide range: values below 0 and above 6, ties from rounding to a coarse grid
+    xs = [np.round(rng.standard_normal((4, 2, 8, 8)) * 4).astype(np.float32) for _ in range(4)]
+    y = rng.integers(0, 3, 4)
+
+    def train():
+        et.manual_seed(3)
+        model = ConvPool(act)
+        sess = et.TrainSession.from_module(
+            model, inputs={"x": (4, 2, 8, 8)}, loss=nn.CrossEntropyLoss(),
+            labels={"y": ((4,), "int64")}, optimizer=optim.SGD(model.parameters(), lr=0.5))
+        sess.Train()
+        for x in xs:
+            sess.RunGraph({"x": x, "y": y})
+        return sess.get_parameters()
+
+    moved = train()
+    monkeypatch.setattr(export, "mask_before_maxpool_bwd", lambda g, f, b, k: b)
+    plain = train()
+    assert moved.keys() == plain.keys()
+    for k in moved:
+        assert np.array_equal(moved[k], plain[k]), k
