@@ -146,6 +146,14 @@ size_t et_f32_gemm_packed_ws_bytes(const et_f32_gemm_config *cfg, int64_t M, int
     return (size_t)nthreads * (pack_a_bytes(cfg, M, K) + pack_b_bytes(cfg, N, K)) + ET_GEMM_ALIGN;
 }
 
+/* Reading B in place walks its rows at stride ldb for every k: fine for short rows, but a
+ * stride of many pages misses the TLB at every row, and one that is a multiple of 4 KiB maps
+ * every row to the same L1 sets (B = a 4096-wide matrix ran at half speed); such B is packed. */
+static int direct_b_stride_ok(int64_t ldb) {
+    const int64_t bytes = ldb * (int64_t)sizeof(float);
+    return bytes <= 8192 && bytes % 4096 != 0;
+}
+
 /* op(A) packed whole by et_f32_gemm_pack_a: for each K block (balanced_block(K, ET_GEMM_KC)),
  * starting at k = pc, the MR-wide panels of all mp = round_up(M, MR) rows, the panel of
  * rows [r, r + MR) at data + pc * mp + r * kc: the panels the driver would pack, in place. */
@@ -173,7 +181,7 @@ static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int tr
      * packing it would cost more than it saves: full NR-wide panels of a
      * non-transposed B are then read in place (row stride ldb). The result
      * is the same bits either way. */
-    const int direct_b = !trans_b && M <= ET_GEMM_DIRECT_B_MAX_M;
+    const int direct_b = !trans_b && M <= ET_GEMM_DIRECT_B_MAX_M && direct_b_stride_ok(ldb);
     for (int64_t jc = 0; jc < N; jc += nc_blk) {
         const int64_t nc = min_i64(nc_blk, N - jc);
         for (int64_t pc = 0; pc < K; pc += kc_blk) {
