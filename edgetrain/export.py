@@ -184,6 +184,19 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
 _FOLDABLE_ACTS = (ops.ACT_RELU, ops.ACT_RELU6)
 
 
+def _producers_and_readers(graph: ir.Graph, node_ids: List[int]):
+    """{tensor: node that writes it} and {tensor: number of reads} over node_ids."""
+    producer: Dict[int, int] = {}
+    readers: Dict[int, int] = {}
+    for n in node_ids:
+        nd = graph.nodes[n]
+        for t in nd.outputs:
+            producer[t] = n
+        for t in nd.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    return producer, readers
+
+
 def fold_conv_activations(graph: ir.Graph, node_ids: List[int], keep: List[int]) -> List[int]:
     """Fuse ``act`` (relu / relu6) into the ``conv2d`` that feeds it when nothing else reads the
     conv's output (nor is it in ``keep``, the program's outputs): the conv writes the activated
@@ -192,16 +205,9 @@ def fold_conv_activations(graph: ir.Graph, node_ids: List[int], keep: List[int])
     backward reads the activation's derivative from its output (relu: y > 0 exactly when
     x > 0; relu6: 0 < y < 6 exactly when 0 < x < 6), as autodiff already does for a conv with
     a fused activation. Returns the program's new node list; the dropped act node stays in
-    ``graph.nodes``, unused."""
+    ``graph.nodes`` until build_graph drops the nodes no program runs."""
     act_pos = ops.OP_BY_NAME["conv2d"].iattrs.index("act")
-    producer = {}
-    readers: Dict[int, int] = {}
-    for n in node_ids:
-        nd = graph.nodes[n]
-        for t in nd.outputs:
-            producer[t] = n
-        for t in nd.inputs:
-            readers[t] = readers.get(t, 0) + 1
+    producer, readers = _producers_and_readers(graph, node_ids)
     dropped = set()
     for n in node_ids:
         nd = graph.nodes[n]
@@ -231,13 +237,7 @@ def mask_before_maxpool_bwd(graph: ir.Graph, fwd_nodes: List[int], bwd_nodes: Li
     elsewhere, and the winner's value is the window's output pool(y), so the derivative mask
     read from pool(y) is the one read from y at every cell that receives a gradient: the same
     bits. Returns the new backward node list (the two nodes swap places)."""
-    producer, readers = {}, {}
-    for n in fwd_nodes + bwd_nodes:
-        nd = graph.nodes[n]
-        for t in nd.outputs:
-            producer[t] = n
-        for t in nd.inputs:
-            readers[t] = readers.get(t, 0) + 1
+    producer, readers = _producers_and_readers(graph, fwd_nodes + bwd_nodes)
     pooled = {}  # (input tensor, attrs) -> output of the forward maxpool2d
     for n in fwd_nodes:
         nd = graph.nodes[n]

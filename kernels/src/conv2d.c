@@ -151,9 +151,9 @@ static void im2col_inside(const et_conv2d_params *p, const float *ET_RESTRICT x,
     const int64_t step = p->stride_h * w;
     for (int64_t ci = 0; ci < p->c; ci++) {
         for (int64_t ky = 0; ky < p->kh; ky++) {
-            const float *src0 = x + (ci * h + oy0 * p->stride_h - p->pad_t + ky * p->dil_h) * w;
+            const float *src0 = x + (ci * h + oy0 * p->stride_h + ky * p->dil_h) * w;
             for (int64_t kx = 0; kx < p->kw; kx++) {
-                const float *src = src0 + kx * p->dil_w - p->pad_l;
+                const float *src = src0 + kx * p->dil_w;
                 copy_rows(col, ow, src, step, rows, ow);
                 col += rows * ow;
             }
@@ -422,11 +422,10 @@ static const void *packed_w(const conv_plan *cp, const char *base, int64_t g) {
 static et_status pack_weights(const et_conv2d_params *p, const conv_plan *cp, const float *w,
                               char *base, int trans) {
     for (int64_t g = 0; g < p->groups && cp->pa_bytes; g++) {
-        const float *wg = w + g * cp->ocg * cp->kg;
-        et_status st = trans ? et_f32_gemm_pack_a(1, cp->kg, cp->ocg, wg, cp->kg,
-                                                  base + (size_t)g * cp->pa_one, cp->pa_one)
-                             : et_f32_gemm_pack_a(0, cp->ocg, cp->kg, wg, cp->kg,
-                                                  base + (size_t)g * cp->pa_one, cp->pa_one);
+        /* op(A) = w_g [OCg, Kg] (fwd) or its transpose (bwd_input) */
+        et_status st = et_f32_gemm_pack_a(trans, trans ? cp->kg : cp->ocg, trans ? cp->ocg : cp->kg,
+                                          w + g * cp->ocg * cp->kg, cp->kg,
+                                          base + (size_t)g * cp->pa_one, cp->pa_one);
         if (st != ET_OK) return st;
     }
     return ET_OK;

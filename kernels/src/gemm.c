@@ -162,6 +162,15 @@ typedef struct packed_a {
     int64_t mp;
 } packed_a;
 
+/* One MR-wide panel of op(A): rows [r, r + m) (m <= MR, zero-padded), k in [pc, pc + kc). */
+static void pack_a_panel(const et_f32_gemm_config *cfg, int trans_a, int64_t m, int64_t kc,
+                         const float *A, int64_t lda, int64_t r, int64_t pc, float *dst) {
+    if (trans_a)
+        cfg->pack_copy(cfg->mr, m, kc, A + pc * lda + r, lda, dst);
+    else
+        cfg->pack_interleave(cfg->mr, m, kc, A + r * lda + pc, lda, dst);
+}
+
 /* One task's serial BLIS loop nest over its block of C (see gemm_internal.h).
  * pa, pb: 64-byte aligned packing buffers of pack_a_bytes / pack_b_bytes. */
 static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int trans_b,
@@ -200,14 +209,9 @@ static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int tr
                 const int64_t mc = min_i64(mc_blk, M - ic);
                 /* A block op(A)[ic:ic+mc, pc:pc+kc] -> MR-wide panels (or packed before) */
                 const float *ap = pre ? pre->data + pc * pre->mp + (row0 + ic) * kc : pa;
-                for (int64_t ir = 0; ir < mc && !pre; ir += MR) {
-                    const int64_t m = min_i64(MR, mc - ir);
-                    if (trans_a)
-                        cfg->pack_copy(MR, m, kc, A + pc * lda + ic + ir, lda, pa + ir * kc);
-                    else
-                        cfg->pack_interleave(MR, m, kc, A + (ic + ir) * lda + pc, lda,
-                                             pa + ir * kc);
-                }
+                for (int64_t ir = 0; ir < mc && !pre; ir += MR)
+                    pack_a_panel(cfg, trans_a, min_i64(MR, mc - ir), kc, A, lda, ic + ir, pc,
+                                 pa + ir * kc);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int64_t nr = min_i64(NR, nc - jr);
                     const int in_place = direct_b && nr == NR;
@@ -432,14 +436,9 @@ et_status et_f32_gemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, 
     const int64_t MR = cfg->mr, mp = round_up(M, MR), kc_blk = balanced_block(K, ET_GEMM_KC, 1);
     for (int64_t pc = 0; pc < K; pc += kc_blk) {
         const int64_t kc = min_i64(kc_blk, K - pc);
-        for (int64_t r = 0; r < mp; r += MR) {
-            const int64_t m = min_i64(MR, M - r);
-            float *dst = data + pc * mp + r * kc;
-            if (trans_a)
-                cfg->pack_copy(MR, m, kc, A + pc * lda + r, lda, dst);
-            else
-                cfg->pack_interleave(MR, m, kc, A + r * lda + pc, lda, dst);
-        }
+        for (int64_t r = 0; r < mp; r += MR)
+            pack_a_panel(cfg, trans_a, min_i64(MR, M - r), kc, A, lda, r, pc,
+                         data + pc * mp + r * kc);
     }
     return ET_OK;
 }
