@@ -12,6 +12,8 @@ BUILT := $(VENV)/.built-stamp
 TEST_DEPS := numpy Cython setuptools wheel pytest pytest-benchmark Pillow matplotlib torch==2.13.0 threadpoolctl
 EPOCHS ?= 1
 THREADS ?= 2
+# how long `make run` trains (the test of the main job runs it with "--iterations 20")
+RUN_LENGTH ?= --epochs $(EPOCHS)
 
 .PHONY: run test test-c test-py bench bench-deps bench-quick build clean
 
@@ -27,7 +29,7 @@ $(BUILT): $(STAMP) setup.py kernels/sources.txt $(wildcard kernels/*/*.c kernels
 build: $(BUILT)
 
 run: $(BUILT)
-	$(PY) -m edgetrain train lenet --data data/mnist --epochs $(EPOCHS) --batch-size 64 \
+	$(PY) -m edgetrain train lenet --data data/mnist $(RUN_LENGTH) --batch-size 64 \
 		--threads $(THREADS) --out out/lenet.etm
 
 test-c:

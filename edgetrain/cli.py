@@ -164,6 +164,27 @@ def _load_session(path: str, threads: Optional[int]):
     return et.TrainSession.load(path, threads=threads)
 
 
+def prepare_output(path: str, flag: str = "--out") -> None:
+    """Create the folder of ``path`` and check that files can be written there, before any
+    training: a run must never end with a model it cannot save."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CLIError(f"{flag} {path}: is a folder; give a file name such as {path}/model.etm")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"{flag} {path}: cannot create the folder {folder}: "
+                       f"{e.strerror or e}") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".edgetrain-probe-"):
+            pass
+    except OSError as e:
+        raise CLIError(f"{flag} {path}: cannot write in the folder {folder}: "
+                       f"{e.strerror or e}") from None
+
+
 def _stem(path: str) -> str:
     root, ext = os.path.splitext(path)
     return root if ext == ".etm" else path
@@ -298,6 +319,7 @@ def cmd_train(args, out=None) -> int:
     train_ds = MnistDataset(data_dir, train=True, pad=pad, limit=args.limit)
     test_ds = None if args.no_eval else MnistDataset(data_dir, train=False, pad=pad,
                                                       limit=args.limit)
+    prepare_output(args.out)  # model, checkpoint and curve all go next to --out
     stem = _stem(args.out)
     ckpt_path = stem + ".ckpt.etm"
     curve = Curve()
@@ -444,6 +466,7 @@ def cmd_export(args, out=None) -> int:
     sess = _load_session(args.model_file, 1)
     if os.path.abspath(args.output) == os.path.abspath(args.model_file):
         raise CLIError("the output would overwrite the input model; choose another -o")
+    prepare_output(args.output, "-o")
     sess.SaveToFile(args.output, inference_only=args.inference_only)
     kind = "inference-only" if args.inference_only else "full training state"
     out.write(f"wrote {args.output} ({kind}, {os.path.getsize(args.output):,} bytes)\n")
