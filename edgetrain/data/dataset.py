@@ -10,6 +10,8 @@ for random transforms (accepting it is optional).
 from __future__ import annotations
 
 import inspect
+import os
+import stat
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -17,6 +19,23 @@ import numpy as np
 
 class DataError(ValueError):
     """A data file or folder is missing, truncated or malformed. The message names the path."""
+
+
+def check_regular_file(path: str, what: str = "file") -> None:
+    """Raise :class:`DataError` unless ``path`` is a regular file (or a link to one): a FIFO or a
+    device would block or never end when read."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except (OSError, ValueError) as e:  # ValueError: an embedded NUL
+        raise DataError(f"{path!r}: cannot open {what} ({getattr(e, 'strerror', None) or e})") \
+            from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: not a regular file (a FIFO, socket or device); "
+                        f"refusing to read it as a {what}")
 
 
 class Dataset:

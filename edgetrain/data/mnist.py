@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .dataset import DataError, Dataset, check_index, check_indices
+from .dataset import DataError, Dataset, check_index, check_indices, check_regular_file
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -30,53 +30,74 @@ _IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype
                0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-def _read_bytes(path: str) -> bytes:
+# Refuse IDX files whose header announces more data than this (MNIST's largest file is 47 MB).
+MAX_IDX_BYTES = 1 << 31
+
+
+def _open_idx(path: str):
+    """Open ``path`` for reading, through gzip if it starts with the gzip magic."""
+    check_regular_file(path, "IDX file")
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        f = open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    if raw[:2] == b"\x1f\x8b":  # gzip magic: decompress whatever the file is called
-        try:
-            return gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as e:
-            raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
-    return raw
+    if f.read(2) == b"\x1f\x8b":  # gzip magic: decompress whatever the file is called
+        f.seek(0)
+        return gzip.GzipFile(fileobj=f, mode="rb"), f
+    f.seek(0)
+    return f, f
 
 
-def read_idx(path: str, expect_magic: Optional[int] = None) -> np.ndarray:
+def _read_at_most(stream, n: int, path: str) -> bytes:
+    """Up to ``n`` bytes; a gzip stream is decompressed no further than that."""
+    try:
+        return stream.read(n)
+    except (EOFError, OSError, zlib.error) as e:
+        raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
+
+
+def read_idx(path: str, expect_magic: Optional[int] = None,
+             max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read one IDX file (gzipped or raw) into an array, checking the header against the length.
 
-    Raises :class:`DataError` naming ``path`` for a missing file, a bad magic number, a short
-    header, or a data length that does not match the header's dimensions.
+    The header is read first; no more than the data size it declares (plus one byte, to detect
+    trailing data) is ever read or decompressed, so a gzip bomb costs nothing. Raises
+    :class:`DataError` naming ``path`` for a missing file, a bad magic number, a short header, a
+    declared size above ``max_bytes``, or a data length that does not match the header.
     """
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise DataError(f"{path}: too short for an IDX header ({len(data)} bytes)")
-    magic = int.from_bytes(data[:4], "big")
-    if expect_magic is not None and magic != expect_magic:
-        raise DataError(f"{path}: bad magic number {magic} (0x{magic:08x}), expected "
-                        f"{expect_magic} (0x{expect_magic:08x}); not an IDX file of this kind")
-    zero, type_code, ndim = data[0:2], data[2], data[3]
-    if zero != b"\x00\x00" or type_code not in _IDX_DTYPES or ndim == 0:
-        raise DataError(f"{path}: bad magic number 0x{magic:08x}; not an IDX file")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated header: {len(data)} bytes, an IDX file with {ndim} "
-                        f"dimensions needs {header}")
-    dims = tuple(int.from_bytes(data[4 + 4 * k:8 + 4 * k], "big") for k in range(ndim))
-    dtype = _IDX_DTYPES[type_code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    got = len(data) - header
+    stream, raw = _open_idx(path)
+    with raw, stream:
+        head = _read_at_most(stream, 4, path)
+        if len(head) < 4:
+            raise DataError(f"{path}: too short for an IDX header ({len(head)} bytes)")
+        magic = int.from_bytes(head, "big")
+        if expect_magic is not None and magic != expect_magic:
+            raise DataError(f"{path}: bad magic number {magic} (0x{magic:08x}), expected "
+                            f"{expect_magic} (0x{expect_magic:08x}); not an IDX file of this kind")
+        zero, type_code, ndim = head[0:2], head[2], head[3]
+        if zero != b"\x00\x00" or type_code not in _IDX_DTYPES or ndim == 0:
+            raise DataError(f"{path}: bad magic number 0x{magic:08x}; not an IDX file")
+        dim_bytes = _read_at_most(stream, 4 * ndim, path)
+        if len(dim_bytes) < 4 * ndim:
+            raise DataError(f"{path}: truncated header: {4 + len(dim_bytes)} bytes, an IDX file "
+                            f"with {ndim} dimensions needs {4 + 4 * ndim}")
+        dims = tuple(int.from_bytes(dim_bytes[4 * k:4 * k + 4], "big") for k in range(ndim))
+        dtype = _IDX_DTYPES[type_code]
+        expected = int(np.prod(dims, dtype=object)) * dtype.itemsize
+        shape = "x".join(map(str, dims))
+        if expected > max_bytes:
+            raise DataError(f"{path}: header announces {shape} ({expected} data bytes), more "
+                            f"than the limit of {max_bytes}")
+        data = _read_at_most(stream, expected + 1, path)
+    got = len(data)
     if got < expected:
-        raise DataError(f"{path}: truncated: header says {'x'.join(map(str, dims))} "
-                        f"({expected} data bytes) but the file has {got}")
+        raise DataError(f"{path}: truncated: header says {shape} ({expected} data bytes) but "
+                        f"the file has {got}")
     if got > expected:
-        raise DataError(f"{path}: {got - expected} unexpected bytes after the "
-                        f"{'x'.join(map(str, dims))} data the header announces")
-    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+        raise DataError(f"{path}: unexpected bytes after the {shape} data the header announces")
+    arr = np.frombuffer(data, dtype=dtype).reshape(dims)
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
@@ -96,7 +117,7 @@ def find_mnist_file(root: str, prefix: str, kind: str) -> str:
         for name in names:
             for suffix in (".gz", ""):
                 path = os.path.join(folder, name + suffix)
-                if os.path.isfile(path):
+                if os.path.exists(path):
                     return path
             tried.append(os.path.join(folder, name + "[.gz]"))
     raise DataError(f"{os.path.join(root, names[0])}[.gz]: MNIST file not found (looked for "
