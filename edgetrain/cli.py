@@ -1,43 +1,41 @@
-"""The ``edgetrain`` command: train, eval, export and info.
+"""The ``edgetrain`` command: train, eval, predict, export and info.
 
 ::
 
     edgetrain train lenet --data data/mnist --epochs 2 --out lenet.etm
-    edgetrain train lenet5 --iterations 3000 --batch-size 32 --optimizer adam --lr 1e-3
+    edgetrain train mobilenetv2 --data shapes/ --val-split 0.2 --image-size 32 --out shapes.etm
+    edgetrain train mymodels:small_cnn --data list.txt --image-root images/ --out mine.etm
+    edgetrain train lenet.etm --data more_digits/ --out tuned.etm    # fine-tune a saved program
     edgetrain train lenet --resume lenet.ckpt.etm --epochs 4 --out lenet.etm
     edgetrain eval lenet.etm --data data/mnist
+    edgetrain predict shapes.etm a.png b.png --top-k 3
     edgetrain export lenet.etm --inference-only -o lenet_infer.etm
     edgetrain info lenet.etm
 
 ``--epochs`` and ``--iterations`` are totals: a run resumed from a checkpoint continues the step
 and epoch counters and stops at the same target, on the same data order as an uninterrupted run.
-Errors (missing data, corrupt model, bad argument values) print one line to stderr and exit with
-status 2.
+Ctrl-C or SIGTERM during training saves a checkpoint and exits with 130 or 143. Errors (missing
+data, corrupt model, bad argument values) print one line to stderr and exit with status 2.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from typing import List, Optional
 
 import numpy as np
 
+from .cli_inputs import (CLIError, Preprocess, cli_meta, default_data_dir,
+                         image_size_flag, load_session, open_source, programs, read_class_names, read_meta,
+                         resolve_model, resolve_preprocess, split_for_validation)
+
 EXIT_ERROR = 2
 MODEL_CHOICES = ("lenet", "lenet5", "mobilenetv1", "mobilenetv2")
-# image side each model is trained at on MNIST (LeNet-5 gets MNIST padded by 2, as MindSpore's)
-MODEL_IMAGE_SIZE = {"lenet": 28, "lenet5": 32, "mobilenetv1": 28, "mobilenetv2": 28}
-
-
-class CLIError(Exception):
-    """A user error: reported as one line on stderr, exit status 2."""
-
-
-def default_data_dir() -> Optional[str]:
-    """The repository's ``data/mnist`` (a fresh clone trains without ``--data``)."""
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "mnist")
-    return here if os.path.isdir(here) else None
+__all__ = ["main", "CLIError", "default_data_dir", "evaluate", "prepare_output"]
 
 
 # ---------------------------------------------------------------- argument parsing
@@ -69,19 +67,98 @@ def _nonneg_float(text: str) -> float:
     return v
 
 
+def _finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    v = _nonneg_float(text)
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text}")
+    return v
+
+
+def _add_input_flags(p: argparse.ArgumentParser, stored: bool, image_root: bool = True) -> None:
+    """--image-root, --channels, --image-size, --mean, --scale (train, eval, predict)."""
+    note = " (default: what the model file stores)" if stored else ""
+    if image_root:
+        p.add_argument("--image-root", default=None, metavar="DIR",
+                       help="folder the paths of a list file start from (default: the list "
+                            "file's folder)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="1 (gray) or 3 (RGB); default: the model's, else the data's" + note)
+    p.add_argument("--image-size", type=_positive_int, nargs="+", default=None, metavar="N",
+                   help="input side (or H W); default: the model's, else the first image's"
+                        + note)
+    p.add_argument("--mean", type=_finite_float, nargs="+", default=None,
+                   help="per-channel mean in pixel units 0..255, subtracted first (default: "
+                        "MNIST's for MNIST, 127.5 for images)" + note)
+    p.add_argument("--scale", type=_finite_float, nargs="+", default=None,
+                   help="per-channel factor applied after the mean (default: 1/(255*0.3081) "
+                        "for MNIST, 1/127.5 for images)" + note)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgetrain",
                                 description="Train, evaluate and inspect edgetrain models.")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _train_parser(sub)
 
-    t = sub.add_parser("train", help="train a model on MNIST",
-                       description="Train a model on MNIST with the C runtime.")
-    t.add_argument("model", choices=MODEL_CHOICES, help="model to train")
+    e = sub.add_parser("eval", help="accuracy of a model on labelled data")
+    e.add_argument("model_file", metavar="MODEL.etm")
+    e.add_argument("--data", default=None,
+                   help="MNIST folder (its test split), image folder or list file "
+                        "(default: data/mnist)")
+    _add_input_flags(e, stored=True)
+    e.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="evaluation batch size (default: the model's planned batch)")
+    e.add_argument("--threads", type=_positive_int, default=None)
+    e.add_argument("--limit", type=_positive_int, default=None, help=argparse.SUPPRESS)
+
+    r = sub.add_parser("predict", help="top classes of single images")
+    r.add_argument("model_file", metavar="MODEL.etm")
+    r.add_argument("images", nargs="+", metavar="IMAGE")
+    r.add_argument("--top-k", type=_positive_int, default=3)
+    r.add_argument("--classes", default=None, metavar="NAMES.txt",
+                   help="class names, one per line (default: those stored at training)")
+    _add_input_flags(r, stored=True, image_root=False)
+    r.add_argument("--threads", type=_positive_int, default=None)
+
+    x = sub.add_parser("export", help="re-save a model, e.g. for inference only")
+    x.add_argument("model_file", metavar="MODEL.etm")
+    x.add_argument("-o", "--output", required=True, metavar="OUT.etm")
+    x.add_argument("--inference-only", action="store_true",
+                   help="keep only the eval program and weights (BatchNorm folded)")
+
+    i = sub.add_parser("info", help="layers, parameters, programs and planned memory")
+    i.add_argument("model_file", metavar="MODEL.etm")
+    return p
+
+
+def _train_parser(sub) -> None:
+    t = sub.add_parser("train", help="train a model",
+                       description="Train a model with the C runtime.")
+    t.add_argument("model", metavar="MODEL",
+                   help=f"a zoo name ({', '.join(MODEL_CHOICES)}), a saved .etm program "
+                        f"(fine-tuned from its weights and optimizer state, step counter "
+                        f"restarted), or package.module:factory returning an edgetrain.nn.Module")
     t.add_argument("--data", default=None,
-                   help="MNIST folder (IDX files flat, or in train/ and test/); "
-                        "default: the repository's data/mnist")
+                   help="MNIST folder (IDX files), image folder (one sub-folder per class) or "
+                        "list file ('path label' lines); default: the repository's data/mnist")
+    _add_input_flags(t, stored=False)
+    t.add_argument("--val-data", default=None, metavar="PATH",
+                   help="held-out data for the per-epoch accuracy (default for MNIST: its test "
+                        "split)")
+    t.add_argument("--val-split", type=_fraction, default=None, metavar="FRACTION",
+                   help="hold out this fraction of --data instead (chosen by --seed)")
     t.add_argument("--epochs", type=_positive_int, default=None,
                    help="train until this many epochs are done (default 1)")
     t.add_argument("--iterations", type=_positive_int, default=None,
@@ -102,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "power 0.75) or constant")
     t.add_argument("--weight-decay", type=_nonneg_float, default=5e-4)
     t.add_argument("--seed", type=_nonneg_int, default=0,
-                   help="seed for initial weights, data order and dropout")
+                   help="seed for initial weights, data order, validation split and dropout")
     t.add_argument("--num-workers", type=_nonneg_int, default=1,
                    help="data loader threads (0: load in the training thread)")
     t.add_argument("--checkpoint-every", type=_nonneg_int, default=0, metavar="STEPS",
@@ -113,56 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trained model; <stem>.png and <stem>.csv hold the training curve")
     t.add_argument("--log-every", type=_positive_int, default=100, metavar="STEPS",
                    help="progress line interval when stdout is not a terminal")
-    t.add_argument("--no-eval", action="store_true", help="skip the per-epoch test accuracy")
+    t.add_argument("--no-eval", action="store_true", help="skip the per-epoch accuracy")
     t.add_argument("--limit", type=_positive_int, default=None, help=argparse.SUPPRESS)
-
-    e = sub.add_parser("eval", help="test accuracy of a model on MNIST")
-    e.add_argument("model_file", metavar="MODEL.etm")
-    e.add_argument("--data", default=None, help="MNIST folder (default: data/mnist)")
-    e.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="evaluation batch size (default: the model's planned batch)")
-    e.add_argument("--threads", type=_positive_int, default=None)
-    e.add_argument("--limit", type=_positive_int, default=None, help=argparse.SUPPRESS)
-
-    x = sub.add_parser("export", help="re-save a model, e.g. for inference only")
-    x.add_argument("model_file", metavar="MODEL.etm")
-    x.add_argument("-o", "--output", required=True, metavar="OUT.etm")
-    x.add_argument("--inference-only", action="store_true",
-                   help="keep only the eval program and weights (BatchNorm folded)")
-
-    i = sub.add_parser("info", help="layers, parameters, programs and planned memory")
-    i.add_argument("model_file", metavar="MODEL.etm")
-    return p
 
 
 # ---------------------------------------------------------------- helpers
-
-def _import_edgetrain():
-    try:
-        import edgetrain
-        return edgetrain
-    except ImportError as e:
-        raise CLIError(f"cannot load edgetrain's runtime: {e}") from None
-
-
-def _data_dir(path: Optional[str]) -> str:
-    if path is None:
-        path = default_data_dir()
-        if path is None:
-            raise CLIError("no --data given and the repository's data/mnist is not present")
-    if not os.path.isdir(path):
-        raise CLIError(f"{path}: data folder not found")
-    return path
-
-
-def _load_session(path: str, threads: Optional[int]):
-    et = _import_edgetrain()
-    if not os.path.exists(path):
-        raise CLIError(f"{path}: model file not found")
-    if os.path.isdir(path):
-        raise CLIError(f"{path}: is a folder, not a model file")
-    return et.TrainSession.load(path, threads=threads)
-
 
 def prepare_output(path: str, flag: str = "--out") -> None:
     """Create the folder of ``path`` and check that files can be written there, before any
@@ -207,44 +239,68 @@ def _planned_shape(sess, name: str):
 
 def _resize(sess, batch: int, image_shape) -> None:
     """Re-plan for ``batch`` images (and labels, when the model has a label input)."""
-    from .errors import EdgetrainError
-
-    data = (batch,) + tuple(image_shape)
-    try:
-        sess.Resize({"data": data, "label": (batch,)})
-    except EdgetrainError:  # an inference-only model has no label tensor
-        sess.Resize({"data": data})
+    shapes = {"data": (batch,) + tuple(image_shape)}
+    if "label" in sess._names:  # inference-only files have no label tensor
+        shapes["label"] = (batch,)
+    sess.Resize(shapes)
 
 
-def evaluate(sess, dataset, batch_size: int, restore_train: bool = False) -> float:
-    """Accuracy of ``sess`` on ``dataset`` in batches of ``batch_size``; the last partial batch is
-    run after a ``Resize``. Restores the planned shapes (and the train program) afterwards."""
-    from .data import DataLoader
-
+def _run_eval(sess, batches, stop=None):
+    """Run the eval program on each ``(x, y)`` of ``batches``; yield ``(logits, y)``. Re-plans
+    for batches of another size and restores the planned shapes afterwards. Stops early (without
+    error) once ``stop.signum`` is set."""
     sess.Eval()
     planned = _planned_shape(sess, "data")
-    feed_label = "label" in sess.input_shapes()
     image_shape = tuple(planned[1:])
-    correct = total = 0
     current = planned[0]
     try:
-        for x, y in DataLoader(dataset, batch_size=batch_size):
+        for x, y in batches:
+            if stop is not None and stop.signum:
+                return
             if x.shape[1:] != image_shape:
                 raise CLIError(f"the model expects images of shape {list(image_shape)}, "
                                f"the data has {list(x.shape[1:])}")
             if len(x) != current:
                 _resize(sess, len(x), image_shape)
                 current = len(x)
-            feeds = {"data": x, "label": y} if feed_label else {"data": x}
-            logits = sess.RunGraph(feeds)["output"]
-            correct += int(np.sum(np.argmax(logits, axis=1) == y))
-            total += len(y)
+            yield sess.RunGraph({"data": x})["output"], y
     finally:
         if current != planned[0]:
             _resize(sess, planned[0], image_shape)
+
+
+def evaluate_counts(sess, dataset, batch_size: int, num_classes: int, stop=None):
+    """``(correct, total)`` per class of ``sess`` on ``dataset``; None if ``stop`` fired."""
+    from .data import DataLoader
+
+    correct = np.zeros(num_classes, np.int64)
+    total = np.zeros(num_classes, np.int64)
+    for logits, y in _run_eval(sess, DataLoader(dataset, batch_size=batch_size), stop):
+        if y.size and int(y.max()) >= num_classes:
+            raise CLIError(f"label {int(y.max())} in the data, but the model has only "
+                           f"{num_classes} classes")
+        np.add.at(total, y, 1)
+        np.add.at(correct, y[np.argmax(logits, axis=1) == y], 1)
+    if stop is not None and stop.signum:
+        return None
+    return correct, total
+
+
+def evaluate(sess, dataset, batch_size: int, restore_train: bool = False, stop=None):
+    """Accuracy of ``sess`` on ``dataset`` in batches of ``batch_size`` (None if ``stop`` fired
+    first); the last partial batch is run after a ``Resize``. Restores the planned shapes (and
+    the train program) afterwards."""
+    try:
+        counts = evaluate_counts(sess, dataset, batch_size, _num_outputs(sess), stop)
+    finally:
         if restore_train:
             sess.Train()
-    return correct / max(total, 1)
+    return None if counts is None else counts[0].sum() / max(counts[1].sum(), 1)
+
+
+def _num_outputs(sess) -> int:
+    """Width of the model's ``output`` (its class count)."""
+    return int(sess._s.info(sess._s.outputs()["output"])["shape"][-1])
 
 
 class Progress:
@@ -289,9 +345,8 @@ class Progress:
         self.stream.flush()
         self._last_draw = now
         # the loss/acc shown are means since the previous line; the speed too
-        self.win_images = 0
+        self.reset_window()
         self.win_start = now
-        self.loss_sum, self.loss_n, self.correct, self.seen = 0.0, 0, 0, 0
 
     def line(self, text: str):
         if self.tty and self._width:
@@ -301,231 +356,192 @@ class Progress:
         self.stream.flush()
 
 
-# ---------------------------------------------------------------- commands
+class Interrupted(Exception):
+    """Training stopped by a signal; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StopSignals:
+    """While training: SIGINT (Ctrl-C) and SIGTERM (what phones and job schedulers send) only set
+    ``signum``; the loop checks it between steps, so the checkpoint it then saves holds a whole
+    step. A second Ctrl-C raises KeyboardInterrupt at once."""
+
+    NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+    def __init__(self):
+        self.signum = 0
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in self.NAMES:
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        return False
+
+    def _handle(self, signum, frame):
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = self.signum or signum
+
+    def check(self) -> None:
+        if self.signum:
+            raise Interrupted(self.signum)
+
+
+# ---------------------------------------------------------------- train
 
 def cmd_train(args, out=None) -> int:
     out = out or sys.stdout
-    et = _import_edgetrain()
-    from . import nn, optim
-    from .data import DataLoader, MnistDataset
-    from .models import get_model
-    from .plot import Curve, plot_curve, read_csv, write_csv
-
-    data_dir = _data_dir(args.data)
+    _import_edgetrain()
     if args.epochs is not None and args.iterations is not None:
         raise CLIError("give --epochs or --iterations, not both")
-    size = MODEL_IMAGE_SIZE[args.model]
-    pad = (size - 28) // 2
-    train_ds = MnistDataset(data_dir, train=True, pad=pad, limit=args.limit)
-    test_ds = None if args.no_eval else MnistDataset(data_dir, train=False, pad=pad,
-                                                      limit=args.limit)
+    if args.val_data is not None and args.val_split is not None:
+        raise CLIError("give --val-data or --val-split, not both")
+    source = open_source(args.data, args.image_root)
+    spec = resolve_model(args.model, args.threads)
+    resumed = _open_checkpoint(args, spec)
+    prep = _train_preprocess(args, source, spec, resumed)
+    train_ds, val_ds = _train_data(args, source, prep)
     prepare_output(args.out)  # model, checkpoint and curve all go next to --out
-    stem = _stem(args.out)
-    ckpt_path = stem + ".ckpt.etm"
-    curve = Curve()
-
-    if args.resume:
-        sess = _load_session(args.resume, args.threads)
-        planned = _planned_shape(sess, "data")
-        if tuple(planned[1:]) != (1, size, size):
-            raise CLIError(f"{args.resume}: the checkpoint's input is {list(planned[1:])}, "
-                           f"{args.model} on MNIST needs [1, {size}, {size}]")
-        batch = planned[0]
-        if args.batch_size is not None and args.batch_size != batch:
-            _resize(sess, args.batch_size, planned[1:])
-            batch = args.batch_size
-        if args.lr is not None:
-            sess.learning_rate = args.lr
-        if os.path.exists(stem + ".csv"):
-            try:
-                curve = read_csv(stem + ".csv")
-                curve.truncate(sess.step)
-            except (ValueError, KeyError, OSError):
-                curve = Curve()
-        out.write(f"resumed {args.resume}: step {sess.step}, epoch {sess.epoch}\n")
+    if resumed is not None:
+        sess, batch = _resumed_session(args, resumed)
+    elif spec.kind == "file":
+        sess, batch = _file_session(args, spec, source, prep)
     else:
-        batch = args.batch_size or 64
-        nn.init.manual_seed(args.seed)
-        num_classes = 10
-        if args.model in ("mobilenetv1", "mobilenetv2"):
-            model = get_model(args.model, num_classes=num_classes, in_channels=1, input_size=size)
-        else:
-            model = get_model(args.model, num_classes=num_classes)
-        lr = args.lr if args.lr is not None else (0.01 if args.optimizer == "sgd" else 0.001)
-        if args.optimizer == "sgd":
-            opt = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum,
-                            weight_decay=args.weight_decay)
-        else:
-            opt = optim.Adam(model.parameters(), lr=lr, betas=(args.momentum, 0.999),
-                             weight_decay=args.weight_decay)
-        sched = _make_schedule(args, opt, len(train_ds) // batch)
-        sess = et.TrainSession.from_module(
-            model, inputs={"data": (batch, 1, size, size)}, loss=nn.CrossEntropyLoss(),
-            labels={"label": ((batch,), "int64")}, optimizer=opt, scheduler=sched,
-            threads=args.threads, seed=args.seed)
+        sess, batch = _new_session(args, spec, source, prep, len(train_ds))
+    _check_classes(sess, source, args.model)
+    run = TrainRun(args, sess, batch, train_ds, val_ds, out, spec.name)
+    if resumed is not None:
+        run.resume_curve(args.resume)
+    return run.run()
 
-    if len(train_ds) < batch:
-        raise CLIError(f"only {len(train_ds)} training images for a batch of {batch}")
-    loader = DataLoader(train_ds, batch_size=batch, shuffle=True, drop_last=True,
-                        num_workers=args.num_workers, seed=args.seed)
-    steps_per_epoch = len(loader)
-    if args.iterations is not None:
-        total_steps = args.iterations
-    else:
-        total_steps = (args.epochs or 1) * steps_per_epoch
-    test_batch = args.test_batch_size or batch
 
-    progress = Progress(out, args.log_every)
-    sess.Train()
-    out.write(f"training {args.model} on {len(train_ds)} images ({steps_per_epoch} steps of "
-              f"{batch} per epoch) to step {total_steps}, lr {sess.learning_rate:g}, "
-              f"threads {sess.threads}\n")
-    out.flush()
-    step = sess.step
-    epoch_start = time.perf_counter()
+def _import_edgetrain():
     try:
-        while step < total_steps:
-            epoch, start = divmod(step, steps_per_epoch)
-            batches = loader.iter_epoch(epoch, start=start)
-            try:
-                for x, y in batches:
-                    result = sess.RunGraph({"data": x, "label": y})
-                    before, step = step, sess.step
-                    if step == before:  # runtimes that do not count steps themselves
-                        step = before + 1
-                        sess.step = step
-                    loss = float(result["loss"])
-                    if not np.isfinite(loss):
-                        raise CLIError(f"the loss became {loss} at step {step}; "
-                                       f"try a lower --lr")
-                    correct = int(np.sum(np.argmax(result["output"], axis=1) == y))
-                    curve.add_step(step, loss, correct / len(y))
-                    progress.update(step, total_steps, epoch, loss, correct, len(y),
-                                    force=step == total_steps)
-                    epoch_done = step % steps_per_epoch == 0
-                    if epoch_done:
-                        sess.epoch = step // steps_per_epoch
-                    if args.checkpoint_every and step % args.checkpoint_every == 0:
-                        sess.SaveToFile(ckpt_path)
-                    if epoch_done or step == total_steps:
-                        _end_of_epoch(sess, args, progress, curve, test_ds, test_batch, step,
-                                      steps_per_epoch, epoch_start, epoch_done)
-                        epoch_start = time.perf_counter()
-                    if step >= total_steps:
-                        break
-            finally:
-                batches.close()
-    except KeyboardInterrupt:
-        progress.line(f"interrupted at step {step}; saving {ckpt_path}")
-        sess.SaveToFile(ckpt_path)
-        raise
-
-    sess.SaveToFile(args.out)
-    write_csv(stem + ".csv", curve)
-    backend = plot_curve(stem + ".png", curve, title=f"edgetrain {args.model}")
-    progress.line(f"saved {args.out} (step {sess.step}, epoch {sess.epoch}); curve in "
-                  f"{stem}.png ({backend}) and {stem}.csv")
-    return 0
+        import edgetrain
+        return edgetrain
+    except ImportError as e:
+        raise CLIError(f"cannot load edgetrain's runtime: {e}") from None
 
 
-def _end_of_epoch(sess, args, progress, curve, test_ds, test_batch, step, steps_per_epoch,
-                  epoch_start, epoch_done):
-    seconds = time.perf_counter() - epoch_start
-    label = f"epoch {step // steps_per_epoch}" if epoch_done else f"step {step}"
-    if test_ds is None:
-        progress.line(f"{label} done in {seconds:.1f} s")
-        return
-    t = time.perf_counter()
-    acc = evaluate(sess, test_ds, test_batch, restore_train=True)
-    curve.add_epoch(step, step // steps_per_epoch if epoch_done else step / steps_per_epoch, acc)
-    progress.line(f"{label}: test accuracy {acc:.4f} on {len(test_ds)} images; "
-                  f"train {seconds:.1f} s, test {time.perf_counter() - t:.1f} s")
+def _open_checkpoint(args, spec):
+    """``(session, cli meta)`` of ``--resume``, checked to be of the same model; or None."""
+    if not args.resume:
+        return None
+    sess = load_session(args.resume, args.threads)
+    meta = read_meta(args.resume)
+    stored = meta.get("model_name")
+    if stored and stored != spec.name:
+        raise CLIError(f"--resume {args.resume}: the checkpoint is of model {stored!r}, not "
+                       f"{spec.name!r}")
+    return sess, meta
 
 
-def cmd_eval(args, out=None) -> int:
-    out = out or sys.stdout
-    from .data import MnistDataset
+def _train_preprocess(args, source, spec, resumed) -> Preprocess:
+    if resumed is None:
+        return resolve_preprocess(args, source, spec.fixed_shape())
+    sess, meta = resumed
+    stored = Preprocess.from_meta(meta.get("preprocess") or {})
+    if stored is not None and stored.shape == tuple(_planned_shape(sess, "data")[1:]):
+        return stored  # the checkpoint's own preprocessing, whatever the flags say
+    return resolve_preprocess(args, source, _planned_shape(sess, "data")[1:])
 
-    data_dir = _data_dir(args.data)
-    sess = _load_session(args.model_file, args.threads)
+
+def _train_data(args, source, prep):
+    """``(train, validation or None)`` datasets."""
+    train = source.dataset(prep, train=True, limit=args.limit)
+    val = None
+    if args.val_split is not None:
+        train, val = split_for_validation(train, args.val_split, args.seed)
+    elif args.val_data is not None:
+        held_out = open_source(args.val_data, flag="--val-data")
+        if source.classes and held_out.classes and held_out.classes != source.classes:
+            raise CLIError(f"--val-data {args.val_data}: classes {held_out.classes} differ from "
+                           f"--data's {source.classes}")
+        val = held_out.dataset(prep, train=False, limit=args.limit)
+    elif source.kind == "mnist":
+        val = source.dataset(prep, train=False, limit=args.limit)
+    return train, None if args.no_eval else val
+
+
+def _new_session(args, spec, source, prep, n_train: int):
+    """A zoo or factory model traced into a training program."""
+    import edgetrain as et
+    from . import nn
+    from .export import build_graph
+
+    batch = args.batch_size or 64
+    nn.init.manual_seed(args.seed)
+    model = spec.build(source.num_classes, prep)
+    opt = _make_optimizer(args, model)
+    sched = _make_schedule(args, opt, n_train // batch)
+    try:
+        graph = build_graph(model, inputs={"data": (batch,) + prep.shape},
+                            loss=nn.CrossEntropyLoss(), labels={"label": ((batch,), "int64")},
+                            optimizer=opt, scheduler=sched)
+    except (ValueError, TypeError, RuntimeError, AttributeError, IndexError, KeyError,
+            NotImplementedError) as e:
+        raise CLIError(f"model {spec.text}: cannot build its training program for input "
+                       f"{[batch, *prep.shape]}: {_one_line(e)}") from None
+    graph.state.seed = args.seed
+    graph.meta.update(cli_meta(spec.name, prep, source.classes))
+    return et.TrainSession.from_graph(graph, threads=args.threads), batch
+
+
+def _file_session(args, spec, source, prep):
+    """A saved program fine-tuned from its weights and optimizer state; the step and epoch
+    counters restart (``--resume`` continues them instead)."""
+    import edgetrain as et
+
+    graph = spec.session.to_graph()
+    graph.meta.pop("_inference_only", None)
+    classes = source.classes or read_meta(spec.text).get("classes")
+    graph.meta.update(cli_meta(spec.name, prep, classes))
+    graph.state.step = graph.state.epoch = 0
+    sess = et.TrainSession.from_graph(graph, threads=args.threads)
+    return _adjust(args, sess)
+
+
+def _resumed_session(args, resumed):
+    return _adjust(args, resumed[0])
+
+
+def _adjust(args, sess):
+    """Apply --batch-size and --lr to a loaded program; return ``(session, batch)``."""
     planned = _planned_shape(sess, "data")
-    if len(planned) != 4 or planned[1] != 1 or planned[2] != planned[3] or planned[2] < 28:
-        raise CLIError(f"{args.model_file}: input shape {list(planned)} is not an MNIST image "
-                       f"batch [N, 1, S, S] with S >= 28")
-    ds = MnistDataset(data_dir, train=False, pad=(planned[2] - 28) // 2, limit=args.limit)
-    t = time.perf_counter()
-    acc = evaluate(sess, ds, args.batch_size or planned[0])
-    correct = int(round(acc * len(ds)))
-    out.write(f"test accuracy: {acc:.4f} ({correct}/{len(ds)}) in "
-              f"{time.perf_counter() - t:.2f} s\n")
-    return 0
+    batch = planned[0]
+    if args.batch_size is not None and args.batch_size != batch:
+        _resize(sess, args.batch_size, planned[1:])
+        batch = args.batch_size
+    if args.lr is not None:
+        sess.learning_rate = args.lr
+    return sess, batch
 
 
-def cmd_export(args, out=None) -> int:
-    out = out or sys.stdout
-    sess = _load_session(args.model_file, 1)
-    if os.path.abspath(args.output) == os.path.abspath(args.model_file):
-        raise CLIError("the output would overwrite the input model; choose another -o")
-    prepare_output(args.output, "-o")
-    sess.SaveToFile(args.output, inference_only=args.inference_only)
-    kind = "inference-only" if args.inference_only else "full training state"
-    out.write(f"wrote {args.output} ({kind}, {os.path.getsize(args.output):,} bytes)\n")
-    return 0
+def _check_classes(sess, source, what: str) -> None:
+    k = _num_outputs(sess)
+    if source.num_classes > k:
+        raise CLIError(f"{what}: the model has {k} outputs but the data has "
+                       f"{source.num_classes} classes")
 
 
-def _programs(sess) -> List[str]:
-    progs = getattr(sess, "programs", None)
-    if progs is not None:
-        return list(progs() if callable(progs) else progs)
-    native = getattr(sess, "_s", None)
-    if native is not None and hasattr(native, "has_program"):
-        return [p for p in ("eval", "grad", "train") if native.has_program(p)]
-    return []
+def _make_optimizer(args, model):
+    from . import optim
 
-
-def cmd_info(args, out=None) -> int:
-    out = out or sys.stdout
-    sess = _load_session(args.model_file, 1)
-    params = sess.get_parameters(include_buffers=False)
-    trainable = set(sess.trainable_parameters())
-    n_params = sum(int(v.size) for v in params.values())
-    n_train = sum(int(v.size) for k, v in params.items() if k in trainable)
-    programs = _programs(sess)
-    lines = [f"model: {args.model_file} ({os.path.getsize(args.model_file):,} bytes)",
-             f"inputs: " + ", ".join(f"{k} {list(v)}" for k, v in sess.input_shapes().items()),
-             f"outputs: {', '.join(sess.output_names)}",
-             f"programs: {', '.join(programs) or '?'}",
-             f"parameters: {n_params:,} ({n_train:,} trainable) in {len(params)} tensors",
-             f"step {sess.step}, epoch {sess.epoch}"]
-    if "train" in programs:  # inference-only files have no optimizer
-        lines.append(f"learning rate: {sess.learning_rate:g}")
-    mem = sess.memory_info()
-    lines.append("planned memory: " + ", ".join(f"{k} {_human_bytes(int(v))}"
-                                                 for k, v in mem.items()))
-    lines.append("")
-    lines.append(sess.summary().rstrip())
-    out.write("\n".join(lines) + "\n")
-    return 0
-
-
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "info": cmd_info}
-
-
-def _user_errors():
-    """Exceptions that are the user's (data, files, arguments), reported without a traceback."""
-    errors = [CLIError, OSError, ValueError]
-    try:
-        from .errors import EdgetrainError
-        errors.append(EdgetrainError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-    text = " ".join(text.split())
-    return text or type(e).__name__
+    lr = args.lr if args.lr is not None else (0.01 if args.optimizer == "sgd" else 0.001)
+    if args.optimizer == "sgd":
+        return optim.SGD(model.parameters(), lr=lr, momentum=args.momentum,
+                         weight_decay=args.weight_decay)
+    return optim.Adam(model.parameters(), lr=lr, betas=(args.momentum, 0.999),
+                      weight_decay=args.weight_decay)
 
 
 def _make_schedule(args, opt, steps_per_epoch: int):
@@ -538,6 +554,271 @@ def _make_schedule(args, opt, steps_per_epoch: int):
         total = args.iterations or (args.epochs or 1) * max(1, steps_per_epoch)
         return optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.0)
     return None
+
+
+class TrainRun:
+    """The loop of ``edgetrain train`` and what it leaves: model, checkpoint, curve."""
+
+    def __init__(self, args, sess, batch, train_ds, val_ds, out, name):
+        from .data import DataLoader
+        from .plot import Curve
+
+        if len(train_ds) < batch:
+            raise CLIError(f"only {len(train_ds)} training images for a batch of {batch}")
+        self.args, self.sess, self.batch, self.val_ds, self.name = args, sess, batch, val_ds, name
+        self.n_train = len(train_ds)
+        self.loader = DataLoader(train_ds, batch_size=batch, shuffle=True, drop_last=True,
+                                 num_workers=args.num_workers, seed=args.seed)
+        self.steps_per_epoch = len(self.loader)
+        self.total = args.iterations or (args.epochs or 1) * self.steps_per_epoch
+        self.test_batch = args.test_batch_size or batch
+        self.stem = _stem(args.out)
+        self.ckpt = self.stem + ".ckpt.etm"
+        self.progress = Progress(out, args.log_every)
+        self.curve = Curve()
+        self.stop = StopSignals()
+
+    def resume_curve(self, ckpt: str) -> None:
+        """Carry over the curve of the interrupted run up to the checkpoint's step."""
+        from .plot import read_csv
+
+        s = self.sess
+        if s.step >= self.total:
+            raise CLIError(f"--resume {ckpt}: the checkpoint is at step {s.step}, the target "
+                           f"({self.total} steps) is already reached; raise --iterations or "
+                           f"--epochs to train further")
+        if os.path.exists(self.stem + ".csv"):
+            try:
+                self.curve = read_csv(self.stem + ".csv")
+                self.curve.truncate(s.step)
+            except (ValueError, KeyError, OSError):
+                pass
+        self.progress.line(f"resumed {ckpt}: step {s.step}, epoch {s.epoch}")
+
+    def run(self) -> int:
+        s = self.sess
+        self.progress.line(
+            f"training {self.name} on {self.n_train} images ({self.steps_per_epoch} steps of "
+            f"{self.batch} per epoch) to step {self.total}, lr {s.learning_rate:g}, "
+            f"threads {s.threads}")
+        with self.stop:
+            try:
+                self._loop()
+            except Interrupted as e:
+                return self._interrupted(e.signum)
+        return self._finish()
+
+    def _loop(self) -> None:
+        s = self.sess
+        s.Train()
+        self.epoch_start = time.perf_counter()
+        while s.step < self.total:
+            batches = self.loader.iter_epoch(*divmod(s.step, self.steps_per_epoch))
+            try:
+                for x, y in batches:
+                    self.stop.check()
+                    self._step(x, y)
+                    if s.step >= self.total:
+                        break
+            finally:
+                batches.close()
+
+    def _step(self, x, y) -> None:
+        s, spe = self.sess, self.steps_per_epoch
+        result = s.RunGraph({"data": x, "label": y})
+        step = s.step
+        loss = float(result["loss"])
+        if not np.isfinite(loss):
+            raise CLIError(f"the loss became {loss} at step {step}; try a lower --lr")
+        correct = int(np.sum(np.argmax(result["output"], axis=1) == y))
+        self.curve.add_step(step, loss, correct / len(y))
+        self.progress.update(step, self.total, (step - 1) // spe, loss, correct, len(y),
+                             force=step == self.total)
+        epoch_done = step % spe == 0
+        if epoch_done:
+            s.epoch = step // spe
+        if self.args.checkpoint_every and step % self.args.checkpoint_every == 0:
+            self._checkpoint()
+        if epoch_done or step == self.total:
+            self._end_of_epoch(step, epoch_done)
+
+    def _checkpoint(self) -> None:
+        from .plot import write_csv
+
+        self.sess.SaveToFile(self.ckpt)
+        write_csv(self.stem + ".csv", self.curve)  # the curve of the steps the checkpoint holds
+
+    def _end_of_epoch(self, step: int, epoch_done: bool) -> None:
+        spe = self.steps_per_epoch
+        seconds = time.perf_counter() - self.epoch_start
+        label = f"epoch {step // spe}" if epoch_done else f"step {step}"
+        if self.val_ds is None:
+            self.progress.line(f"{label} done in {seconds:.1f} s")
+        else:
+            t = time.perf_counter()
+            acc = evaluate(self.sess, self.val_ds, self.test_batch, restore_train=True,
+                           stop=self.stop)
+            if acc is None:
+                self.progress.line(f"{label}: evaluation stopped by a signal")
+            else:
+                self.curve.add_epoch(step, step // spe if epoch_done else step / spe, acc)
+                self.progress.line(f"{label}: test accuracy {acc:.4f} on {len(self.val_ds)} "
+                                   f"images; train {seconds:.1f} s, test "
+                                   f"{time.perf_counter() - t:.1f} s")
+        self.epoch_start = time.perf_counter()
+
+    def _interrupted(self, signum: int) -> int:
+        s = self.sess
+        self._checkpoint()
+        name = StopSignals.NAMES.get(signum, f"signal {signum}")
+        self.progress.line(f"interrupted by {name}: {self.ckpt} holds step {s.step} (epoch "
+                           f"{s.epoch}); continue with the same command and --resume {self.ckpt}")
+        return 128 + signum
+
+    def _finish(self) -> int:
+        from .plot import plot_curve, write_csv
+
+        s = self.sess
+        s.SaveToFile(self.args.out)
+        write_csv(self.stem + ".csv", self.curve)
+        backend = plot_curve(self.stem + ".png", self.curve, title=f"edgetrain {self.name}")
+        self.progress.line(f"saved {self.args.out} (step {s.step}, epoch {s.epoch}); curve in "
+                           f"{self.stem}.png ({backend}) and {self.stem}.csv")
+        return 0
+
+
+# ---------------------------------------------------------------- eval / predict
+
+def _stored_preprocess(args, sess, meta, default_norm) -> Preprocess:
+    """The model's input shape; mean/scale from the flags, else the model file, else
+    ``default_norm``."""
+    shape = _planned_shape(sess, "data")
+    if len(shape) != 4:
+        raise CLIError(f"the model's input {list(shape)} is not an image batch [N, C, H, W]")
+    channels, size = shape[1], tuple(shape[2:])
+    if args.channels and args.channels != channels:
+        raise CLIError(f"--channels {args.channels}: the model takes {channels} channels")
+    if args.image_size and image_size_flag(args.image_size) != size:
+        raise CLIError(f"--image-size: the model takes {size[0]}x{size[1]} images")
+    stored = Preprocess.from_meta(meta.get("preprocess") or {})
+    mean, scale = (stored.mean, stored.scale) if stored else default_norm
+    return Preprocess(channels, size, args.mean or mean, args.scale or scale)
+
+
+def _class_names(meta, k: int) -> List[str]:
+    names = meta.get("classes")
+    if isinstance(names, list) and len(names) == k:
+        return [str(n) for n in names]
+    return [str(c) for c in range(k)]
+
+
+def cmd_eval(args, out=None) -> int:
+    out = out or sys.stdout
+    sess = load_session(args.model_file, args.threads)
+    meta = read_meta(args.model_file)
+    source = open_source(args.data, args.image_root)
+    prep = _stored_preprocess(args, sess, meta, source.default_norm())
+    ds = source.dataset(prep, train=False, limit=args.limit)
+    k = _num_outputs(sess)
+    t = time.perf_counter()
+    correct, total = evaluate_counts(sess, ds, args.batch_size or _planned_shape(sess, "data")[0],
+                                     k)
+    n, c = int(total.sum()), int(correct.sum())
+    out.write(f"test accuracy: {c / max(n, 1):.4f} ({c}/{n}) in "
+              f"{time.perf_counter() - t:.2f} s\n")
+    if k <= 10:
+        for name, ck, nk in zip(_class_names(meta, k), correct, total):
+            if nk:
+                out.write(f"  {name}: {ck}/{nk} ({ck / nk:.4f})\n")
+    return 0
+
+
+def cmd_predict(args, out=None) -> int:
+    out = out or sys.stdout
+    from .cli_inputs import IMAGE_NORM, MNIST_NORM
+
+    sess = load_session(args.model_file, args.threads)
+    meta = read_meta(args.model_file)
+    channels = _planned_shape(sess, "data")[1]
+    prep = _stored_preprocess(args, sess, meta, MNIST_NORM if channels == 1 else IMAGE_NORM)
+    k = _num_outputs(sess)
+    if args.classes:
+        names = read_class_names(args.classes)
+        if len(names) != k:
+            raise CLIError(f"--classes {args.classes}: {len(names)} names for a model with {k} "
+                           f"outputs")
+    else:
+        names = _class_names(meta, k)
+    batch = _planned_shape(sess, "data")[0]
+    chunks = ((prep.load_images(args.images[i:i + batch]), None)
+              for i in range(0, len(args.images), batch))
+    logits = np.concatenate([z for z, _ in _run_eval(sess, chunks)])
+    z = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    for path, p in zip(args.images, probs):
+        top = np.argsort(-p, kind="stable")[:args.top_k]
+        out.write(f"{path}: " + ", ".join(f"{names[c]} {p[c]:.3f}" for c in top) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------- export / info
+
+def cmd_export(args, out=None) -> int:
+    out = out or sys.stdout
+    sess = load_session(args.model_file, 1)
+    if os.path.abspath(args.output) == os.path.abspath(args.model_file):
+        raise CLIError("the output would overwrite the input model; choose another -o")
+    prepare_output(args.output, "-o")
+    sess.SaveToFile(args.output, inference_only=args.inference_only)
+    kind = "inference-only" if args.inference_only else "full training state"
+    out.write(f"wrote {args.output} ({kind}, {os.path.getsize(args.output):,} bytes)\n")
+    return 0
+
+
+def cmd_info(args, out=None) -> int:
+    out = out or sys.stdout
+    sess = load_session(args.model_file, 1)
+    params = sess.get_parameters(include_buffers=False)
+    trainable = set(sess.trainable_parameters())
+    n_params = sum(int(v.size) for v in params.values())
+    n_train = sum(int(v.size) for k, v in params.items() if k in trainable)
+    progs = programs(sess)
+    lines = [f"model: {args.model_file} ({os.path.getsize(args.model_file):,} bytes)",
+             f"inputs: " + ", ".join(f"{k} {list(v)}" for k, v in sess.input_shapes().items()),
+             f"outputs: {', '.join(sess.output_names)}",
+             f"programs: {', '.join(progs)}",
+             f"parameters: {n_params:,} ({n_train:,} trainable) in {len(params)} tensors",
+             f"step {sess.step}, epoch {sess.epoch}"]
+    if "train" in progs:  # inference-only files have no optimizer
+        lines.append(f"learning rate: {sess.learning_rate:g}")
+    meta = read_meta(args.model_file)
+    if meta.get("model_name"):
+        lines.append(f"trained as: {meta['model_name']}"
+                     + (f", classes {', '.join(map(str, meta['classes']))}"
+                        if isinstance(meta.get("classes"), list) else ""))
+    mem = sess.memory_info()
+    lines.append("planned memory: " + ", ".join(f"{k} {_human_bytes(int(v))}"
+                                                 for k, v in mem.items()))
+    lines.append("")
+    lines.append(sess.summary().rstrip())
+    out.write("\n".join(lines) + "\n")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
+            "export": cmd_export, "info": cmd_info}
+
+
+def _user_errors():
+    """Exceptions that are the user's (data, files, arguments), reported without a traceback."""
+    from .errors import EdgetrainError
+    return (CLIError, OSError, ValueError, EdgetrainError)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    text = " ".join(text.split())
+    return text or type(e).__name__
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -166,10 +166,9 @@ def test_argument_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["train", "lenet", "--batch-size", "0"])
     assert e.value.code == 2
-    with pytest.raises(SystemExit) as e:
-        cli.main(["train", "resnet"])
-    assert e.value.code == 2
     capsys.readouterr()
+    code, _, err = run(capsys, "train", "resnet")
+    assert_one_line_error(code, err, "'resnet'", "zoo name", "package.module:factory")
 
 
 def test_python_dash_m_entry_point(tmp_path):
