@@ -169,7 +169,7 @@ def open_source(path: Optional[str], image_root: Optional[str] = None,
         pass
     subdirs = [e for e in os.scandir(path) if e.is_dir() and not e.name.startswith(".")]
     if not subdirs:
-        raise CLIError(f"{flag} {path}: neither MNIST (no train-images-idx3-ubyte[.gz] IDX file) nor an image folder with one "
+        raise CLIError(f"{flag} {path}: neither MNIST (train-images-idx3-ubyte[.gz] not found) nor an image folder with one "
                        f"sub-folder per class ({', '.join(IMAGE_EXTENSIONS)} images)")
     probe = ImageFolder(path)
     return DataSource(path, "folder", classes=list(probe.classes),
