@@ -512,3 +512,116 @@ def test_image_dataset_unreadable_lazily_and_missing_list(tmp_path, image_folder
         ImageDataset(str(image_folder), write_list(tmp_path, ["# nothing"], "empty.txt"))
     with pytest.raises(ValueError):
         ImageDataset(str(image_folder), lst, color="cmyk")
+
+
+# --------------------------------------------------------------------------- hardening
+
+def _gzip_stream(header, zero_bytes, chunk=1 << 20):
+    """gzip of ``header`` followed by ``zero_bytes`` zeros, built without holding them."""
+    import zlib
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [c.compress(header)]
+    zeros = bytes(chunk)
+    for _ in range(zero_bytes // chunk):
+        parts.append(c.compress(zeros))
+    parts.append(c.flush())
+    return b"".join(parts)
+
+
+def test_gzip_bomb_is_refused_without_decompressing_it(tmp_path):
+    import tracemalloc
+    header = idx_bytes(np.zeros((10, 28, 28), np.uint8), 2051)[:16]
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(_gzip_stream(header, 256 << 20))  # 10 images declared, 256 MiB inside
+    assert bomb.stat().st_size < 1 << 20
+    tracemalloc.start()
+    t = time.perf_counter()
+    with pytest.raises(DataError, match="unexpected bytes after the 10x28x28 data"):
+        read_idx(str(bomb), 2051)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 << 20 and time.perf_counter() - t < 2.0
+    huge = tmp_path / "huge.gz"  # a header announcing 2^32 x 28 x 28 bytes is refused at once
+    huge.write_bytes(gzip.compress((2051).to_bytes(4, "big") + (1 << 32 - 1).to_bytes(4, "big")
+                                   + (28).to_bytes(4, "big") * 2))
+    with pytest.raises(DataError, match="more than the limit"):
+        read_idx(str(huge), 2051)
+
+
+def test_list_paths_stay_inside_the_image_folder(tmp_path, image_folder):
+    outside = tmp_path / "outside.png"
+    import shutil
+    shutil.copy(image_folder / "red.png", outside)
+    for rel in ("../outside.png", str(outside), "sub dir/../../outside.png"):
+        lst = write_list(tmp_path, ["red.png 0", f"{rel} 1"])
+        with pytest.raises(DataError, match=r"list.txt:2: .*leaves the image folder"):
+            ImageDataset(str(image_folder), lst)
+        assert len(ImageDataset(str(image_folder), lst, allow_outside_root=True)) == 2
+    inside = write_list(tmp_path, ["sub dir/../red.png 0"], "in.txt")
+    assert len(ImageDataset(str(image_folder), inside)) == 1
+
+
+def test_decompression_bomb_and_non_utf8_list_are_data_errors(tmp_path, image_folder,
+                                                              monkeypatch):
+    from PIL import Image
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5)  # 4x6 = 24 pixels > 2 * 5: a "bomb"
+    ds = ImageDataset(str(image_folder), write_list(tmp_path, ["red.png 0"]))
+    with pytest.raises(DataError, match=r"list.txt:1: .*red.png: image too large"):
+        ds[0]
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes(b"red.png 0\n# comment\ngr\xfcn.png 1\n")
+    with pytest.raises(DataError, match=r"latin1.txt:3: not UTF-8 text"):
+        ImageDataset(str(image_folder), str(bad))
+
+
+def test_fifos_are_refused_not_read(tmp_path, image_folder):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_idx(str(fifo))
+    with pytest.raises(DataError, match="not a regular file"):
+        ImageDataset(str(image_folder), str(fifo))
+    os.mkfifo(image_folder / "pipe.png")
+    with pytest.raises(DataError, match=r"list.txt:1: pipe.png: not a regular file"):
+        ImageDataset(str(image_folder), write_list(tmp_path, ["pipe.png 0"]))
+    with pytest.raises(DataError, match="not a regular file"):
+        read_idx("/dev/zero")
+    with pytest.raises(DataError, match="cannot open"):
+        read_idx(str(tmp_path / "a\0b"))
+
+
+def test_image_folder_layout(tmp_path):
+    from PIL import Image
+    from edgetrain.data import ImageFolder
+    root = tmp_path / "folder"
+    layout = {"b_dog": ["2.PNG", "1.jpg", "deep/3.bmp", "notes.txt", ".hidden.png"],
+              "a_cat": ["x.pgm", "y.ppm", "z.jpeg"], ".git": ["q.png"]}
+    for cls, files in layout.items():
+        for f in files:
+            p = root / cls / f
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if f.endswith(".txt"):
+                p.write_text("hi")
+                continue
+            mode = "L" if f.endswith(".pgm") else "RGB"
+            fmt = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "bmp": "BMP", "pgm": "PPM",
+                   "ppm": "PPM"}[f.rsplit(".", 1)[1].lower()]
+            Image.new(mode, (5, 3), 200).save(p, format=fmt)
+    ds = ImageFolder(str(root), size=(4, 4), color="gray")
+    assert ds.classes == ["a_cat", "b_dog"] and ds.class_to_idx == {"a_cat": 0, "b_dog": 1}
+    names = [os.path.relpath(p, root) for p, _, _ in ds.entries]
+    assert names == ["a_cat/x.pgm", "a_cat/y.ppm", "a_cat/z.jpeg", "b_dog/1.jpg", "b_dog/2.PNG",
+                     "b_dog/deep/3.bmp"]
+    assert [int(y) for _, y in (ds[k] for k in range(len(ds)))] == [0, 0, 0, 1, 1, 1]
+    x, _ = ds[0]
+    assert x.shape == (1, 4, 4) and x.dtype == np.float32
+    xb, yb = next(iter(DataLoader(ds, batch_size=6)))
+    assert xb.shape == (6, 1, 4, 4) and yb.tolist() == [0, 0, 0, 1, 1, 1]
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders"):
+        ImageFolder(str(tmp_path / "flat"))
+    (tmp_path / "flat" / "c").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        ImageFolder(str(tmp_path / "flat"))
+    with pytest.raises(DataError, match="not found"):
+        ImageFolder(str(tmp_path / "nope"))
