@@ -7,7 +7,8 @@
 #       [-m model.etm] [-i iterations | -e epochs] [-b batch] [-T threads] [-w workdir]
 #       [--test-limit N] [--dry-run]
 #
-# Steps: export LeNet from Python (unless -m is given), gunzip MNIST into
+# Steps: export LeNet from Python (unless -m is given; edgetrain is built first with `make build`
+# when no Python at hand can load it), gunzip MNIST into
 # WORKDIR/MNIST_Data/{train,test}, build et_train for the target, run it, and say where the
 # trained model is. --dry-run (arm64) prints the adb commands instead of running them.
 set -euo pipefail
@@ -90,12 +91,26 @@ mkdir -p "$WORK"
 WORK="$(cd "$WORK" && pwd)"
 
 # ---- the model ------------------------------------------------------------------------------
+can_import() {  # can_import PYTHON: does it load edgetrain with its native runtime?
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$1" -c "import edgetrain._native" >/dev/null 2>&1
+}
+edgetrain_python() {  # $PYTHON if it has edgetrain, else the repository's .venv (built if needed)
+    if command -v "$PYTHON" >/dev/null 2>&1 && can_import "$PYTHON"; then return; fi
+    local venv="$ROOT/.venv/bin/python"
+    if [[ -x "$venv" ]] && can_import "$venv"; then PYTHON="$venv"; return; fi
+    echo "== edgetrain is not built: make -C $ROOT build"
+    command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+    make -s -C "$ROOT" build PYTHON="$PYTHON" >&2 || die "building edgetrain failed (make build)"
+    PYTHON="$venv"
+    can_import "$PYTHON" || die "edgetrain still does not load after make build"
+}
+
 if [[ -z "$MODEL" ]]; then
     MODEL="$WORK/lenet.etm"
+    edgetrain_python
     echo "== exporting LeNet to $MODEL"
-    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PYTHON=...)"
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - "$MODEL" <<'EOF' \
-        || die "exporting LeNet failed (is edgetrain built? see README.md)"
+        || die "exporting LeNet failed"
 import sys
 import edgetrain as et
 from edgetrain import nn, optim

@@ -562,3 +562,27 @@ def test_prepare_and_run_errors(tmp_path):
     assert proc.returncode == 1 and "unknown target" in proc.stderr
     proc = _script(["-D", tmp_path, "-t", "x86", "--dry-run"])
     assert proc.returncode == 1 and "--dry-run" in proc.stderr
+
+
+def test_prepare_and_run_builds_edgetrain_itself(tmp_path):
+    """On a fresh clone (no .venv, no built extension) the script runs `make build` itself instead
+    of failing with "is edgetrain built?". The tree is a copy of android/ beside the real kernels/
+    and a stand-in top-level Makefile whose `build` makes .venv/bin/python (this test's own
+    Python, which has edgetrain) and records that it ran."""
+    tree = tmp_path / "clone"
+    shutil.copytree(ANDROID, tree / "android", ignore=shutil.ignore_patterns("build"))
+    os.symlink(ROOT / "kernels", tree / "kernels")
+    (tree / "Makefile").write_text(
+        "build:\n\tmkdir -p .venv/bin\n"
+        f"\tprintf '#!/bin/sh\\nexec {sys.executable} \"$$@\"\\n' > .venv/bin/python\n"
+        "\tchmod +x .venv/bin/python\n\techo \"$(PYTHON)\" > built-by-make\n")
+    env = dict(os.environ, PYTHON="/bin/false")
+    proc = subprocess.run(["bash", str(tree / "android" / "prepare_and_run.sh"), "-D",
+                           str(_mnist_src()), "-t", "x86", "-i", "3", "-w", str(tmp_path / "w"),
+                           "--test-limit", "50"], capture_output=True, text=True, timeout=900,
+                          env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "edgetrain is not built: make -C" in proc.stdout
+    assert (tree / "built-by-make").read_text().strip() == "/bin/false"
+    assert "exported" in proc.stdout and "accuracy = " in proc.stdout
+    assert (tmp_path / "w" / "lenet_trained.etm").is_file()
