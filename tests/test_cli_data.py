@@ -183,6 +183,16 @@ def test_sigterm_checkpoints_and_resume_is_bit_identical(workdir):
         assert np.array_equal(pa[k], pb[k]), k
     with open(workdir / "cut.csv") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, 121))
+    # Ctrl-C: the same checkpoint, exit status 130
+    proc = subprocess.Popen(_train_cmd("int.etm"), cwd=workdir, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "step 3/120" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted by Ctrl-C: int.ckpt.etm holds step" in rest
     # resuming a finished run says so and fails
     done = subprocess.run(_train_cmd("cut.etm", "--resume", "cut.etm"), cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=300)
