@@ -601,12 +601,12 @@ class TrainRun:
             f"training {self.name} on {self.n_train} images ({self.steps_per_epoch} steps of "
             f"{self.batch} per epoch) to step {self.total}, lr {s.learning_rate:g}, "
             f"threads {s.threads}")
-        with self.stop:
+        with self.stop:  # a signal while the model is saved waits for the save to end
             try:
                 self._loop()
             except Interrupted as e:
                 return self._interrupted(e.signum)
-        return self._finish()
+            return self._finish()
 
     def _loop(self) -> None:
         s = self.sess
