@@ -10,7 +10,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_make_run_on_a_fresh_clone(tmp_path):
-    if shutil.which("git") is None or not os.path.isdir(os.path.join(REPO, ".git")):
+    if shutil.which("git") is None or not os.path.exists(os.path.join(REPO, ".git")):
         pytest.fail("the main-job test needs git and a git checkout of the repository")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", REPO, str(clone)], check=True)
