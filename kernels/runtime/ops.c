@@ -446,7 +446,7 @@ static et_status reduce_run(const et_node_io *io, const et_run_env *e) {
     for (int d = 0; d < nd; d++) ys[d] = xs[d];
     for (int d = 0; d < x->ndim; d++)
         if (reduced_axis(mask, d)) { ys[d] = 1; count *= x->dim[d]; }
-    float scale = io->node->iattr[0] == 1 ? (count > 0 ? (float)(1.0 / (double)count) : 0.0f) : 1.0f;
+    float scale = io->node->iattr[0] == ET_REDUCE_MEAN ? (count > 0 ? (float)(1.0 / (double)count) : 0.0f) : 1.0f;
     return et_f32_reduce_sum_to(nd, xs, io->in_data[0], ys, io->out_data[0], scale, e->nthreads);
 }
 
