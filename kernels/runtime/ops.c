@@ -199,14 +199,22 @@ static et_status conv_params(const et_node_def *n, const et_tshape *x, const et_
         p->act = (et_act)at[9];
         p->act_alpha = n->fattr[0];
     }
-    if (p->groups < 1 || p->c % p->groups != 0 || p->oc % p->groups != 0 || w->dim[1] * p->groups != p->c)
-        return shape_error(msg, cap, "weight %s does not fit input %s with groups=%lld (need [OC, C/groups, KH, KW])",
-                           et_shape_str(w, b, sizeof b), et_shape_str(x, a, sizeof a), (long long)p->groups);
+    if (p->groups < 1) return shape_error(msg, cap, "groups must be >= 1, got %lld", (long long)p->groups);
+    if (w->dim[1] * p->groups != p->c)
+        return shape_error(msg, cap, "input has %lld channels but the weight %s with groups=%lld expects %lld",
+                           (long long)p->c, et_shape_str(w, b, sizeof b), (long long)p->groups,
+                           (long long)(w->dim[1] * p->groups));
+    if (p->oc % p->groups != 0)
+        return shape_error(msg, cap, "%lld output channels not divisible by groups=%lld", (long long)p->oc,
+                           (long long)p->groups);
+    if (p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1)
+        return shape_error(msg, cap, "stride %lldx%lld and dilation %lldx%lld must be >= 1", (long long)at[0],
+                           (long long)at[1], (long long)at[6], (long long)at[7]);
     if (et_conv2d_params_init(p) != ET_OK)
-        return shape_error(msg, cap, "invalid convolution: input %s, weight %s, stride %lldx%lld, pad %lld,%lld,%lld,%lld, "
+        return shape_error(msg, cap, "input %s too small for kernel %lldx%lld with pad %lld,%lld,%lld,%lld and "
                            "dilation %lldx%lld (output would be empty)", et_shape_str(x, a, sizeof a),
-                           et_shape_str(w, b, sizeof b), (long long)at[0], (long long)at[1], (long long)at[2],
-                           (long long)at[3], (long long)at[4], (long long)at[5], (long long)at[6], (long long)at[7]);
+                           (long long)p->kh, (long long)p->kw, (long long)at[2], (long long)at[3], (long long)at[4],
+                           (long long)at[5], (long long)at[6], (long long)at[7]);
     return ET_OK;
 }
 
@@ -631,7 +639,8 @@ static et_status pool_params(const et_node_io *io, const et_tshape *x, int is_ma
     p->count_include_pad = is_max ? 0 : (int)a[7];
     if (et_pool2d_params_init(p) != ET_OK)
         return shape_error(msg, cap, "invalid pooling of %s: kernel %lldx%lld, stride %lldx%lld, pad %lldx%lld "
-                           "(padding must be at most half the kernel, output non-empty)", et_shape_str(x, b, sizeof b),
+                           "(padding must be at most half the kernel; an input too small for the window "
+                           "gives an empty output)", et_shape_str(x, b, sizeof b),
                            (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4],
                            (long long)a[5]);
     return ET_OK;
@@ -1101,4 +1110,67 @@ const et_op_desc *et_op_desc_get(int op) {
 const char *et_op_name(int op) {
     const et_op_desc *d = et_op_desc_get(op);
     return d ? d->name : NULL;
+}
+
+static int counts_fit(const et_op_desc *d, int n_in, int n_iattr, int n_fattr) {
+    return n_in >= d->min_in && n_in <= d->max_in && n_iattr >= d->min_iattr && n_iattr <= d->max_iattr &&
+           n_fattr >= d->min_fattr && n_fattr <= d->max_fattr;
+}
+
+et_status et_op_infer(int op, int n_in, const int *in_dtype, const int *in_ndim, const int64_t *in_dims,
+                      int n_iattr, const int64_t *iattr, int n_fattr, const float *fattr,
+                      int *n_out, int *out_dtype, int *out_ndim, int64_t *out_dims, char *msg, size_t cap) {
+    const et_op_desc *d = et_op_desc_get(op);
+    if (!d) {
+        et_msgf(msg, cap, "unknown op %d", op);
+        return ET_ERR_ARG;
+    }
+    if (!counts_fit(d, n_in, n_iattr, n_fattr) || (n_in && (!in_dtype || !in_ndim || !in_dims)) ||
+        (n_iattr && !iattr) || (n_fattr && !fattr) || !n_out || !out_dtype || !out_ndim || !out_dims) {
+        et_msgf(msg, cap, "op '%s': %d inputs, %d integer and %d float attributes do not fit %d..%d, %d..%d, %d..%d",
+                d->name, n_in, n_iattr, n_fattr, d->min_in, d->max_in, d->min_iattr, d->max_iattr, d->min_fattr,
+                d->max_fattr);
+        return ET_ERR_ARG;
+    }
+    et_node_def nd;
+    et_tshape in[ET_NODE_MAX_IN], out[ET_NODE_MAX_OUT];
+    memset(&nd, 0, sizeof nd);
+    memset(out, 0, sizeof out);
+    nd.op = op;
+    nd.n_in = n_in;
+    nd.n_out = d->max_out;
+    nd.n_iattr = n_iattr;
+    nd.n_fattr = n_fattr;
+    nd.layer = "";
+    for (int k = 0; k < n_iattr; k++) nd.iattr[k] = iattr[k];
+    for (int k = 0; k < n_fattr; k++) nd.fattr[k] = fattr[k];
+    et_node_io io;
+    memset(&io, 0, sizeof io);
+    io.node = &nd;
+    for (int k = 0; k < ET_NODE_MAX_IN; k++) nd.in[k] = -1;
+    for (int k = 0; k < ET_NODE_MAX_OUT; k++) nd.out[k] = k < d->max_out ? k : -1;
+    for (int k = 0; k < n_in; k++) {
+        if (in_dtype[k] < 0) {
+            if (k < d->min_in) return shape_error(msg, cap, "input %d is required", k);
+            continue;
+        }
+        in[k].dtype = (et_dtype)in_dtype[k];
+        in[k].ndim = in_ndim[k];
+        for (int j = 0; j < ET_MAX_DIMS; j++) in[k].dim[j] = j < in_ndim[k] ? in_dims[k * ET_MAX_DIMS + j] : 0;
+        if (!et_shape_is_sane(&in[k])) return shape_error(msg, cap, "input %d: invalid shape", k);
+        nd.in[k] = k;
+        io.in[k] = &in[k];
+    }
+    for (int k = 0; k < d->max_out; k++) io.out[k] = &out[k];
+    if (msg && cap) msg[0] = '\0';
+    et_status st = d->infer(&io, out, msg, cap);
+    if (st != ET_OK) return st;
+    *n_out = d->max_out;
+    for (int k = 0; k < d->max_out; k++) {
+        if (!et_shape_is_sane(&out[k])) return shape_error(msg, cap, "output %d would have more than 2^40 bytes", k);
+        out_dtype[k] = (int)out[k].dtype;
+        out_ndim[k] = out[k].ndim;
+        for (int j = 0; j < ET_MAX_DIMS; j++) out_dims[k * ET_MAX_DIMS + j] = out[k].dim[j];
+    }
+    return ET_OK;
 }
