@@ -51,10 +51,6 @@ extensions = [
               include_dirs=include_dirs, define_macros=macros,
               extra_compile_args=compile_args, extra_link_args=link_args),
 ]
-if (HERE / "edgetrain" / "data" / "_fastdata.pyx").exists():
-    extensions.append(Extension("edgetrain.data._fastdata", ["edgetrain/data/_fastdata.pyx"],
-                                include_dirs=[np.get_include()], define_macros=macros[1:],
-                                extra_compile_args=["-O3"]))
 
 setup(
     ext_modules=cythonize(extensions, compiler_directives={

@@ -9,9 +9,18 @@ __version__ = "0.1.0"
 from . import errors
 from .errors import (EdgetrainError, ModelFormatError, ShapeError, DTypeError, LabelError,
                      NotDifferentiableError)
-from .session import TrainSession
 from . import nn, optim
 from .nn.init import manual_seed
+
+
+def __getattr__(name):
+    """``TrainSession`` loads the compiled runtime on first use, so ``edgetrain.nn`` and
+    ``edgetrain.data`` import without a build."""
+    if name == "TrainSession":
+        from .session import TrainSession
+        return TrainSession
+    raise AttributeError(f"module 'edgetrain' has no attribute {name!r}")
+
 
 __all__ = ["TrainSession", "nn", "optim", "errors", "EdgetrainError", "ModelFormatError",
            "ShapeError", "DTypeError", "LabelError", "NotDifferentiableError", "manual_seed",

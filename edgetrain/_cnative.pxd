@@ -28,6 +28,10 @@ cdef extern from "edgetrain/et_common.h":
 cdef extern from "edgetrain/et_ops.h":
     int ET_OP_COUNT
     const char *et_op_name(int op)
+    et_status et_op_infer(int op, int n_in, const int *in_dtype, const int *in_ndim,
+                          const int64_t *in_dims, int n_iattr, const int64_t *iattr, int n_fattr,
+                          const float *fattr, int *n_out, int *out_dtype, int *out_ndim,
+                          int64_t *out_dims, char *msg, size_t cap)
 
 cdef extern from "edgetrain/et_kernels.h":
     size_t et_f32_gemm_ws_bytes(int64_t M, int64_t N, int64_t K, int nthreads)

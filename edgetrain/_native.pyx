@@ -32,6 +32,48 @@ def op_names():
     return [et_op_name(i).decode() for i in range(ET_OP_COUNT)]
 
 
+def infer_shapes(int op, list inputs, list iattr, list fattr):
+    """Output shapes of one node by the C planner's rule (et_op_infer).
+
+    ``inputs``: per input slot ``(dtype_code, shape)`` or ``None`` (absent optional input).
+    Returns ``[(dtype_code, shape), ...]`` for every output slot of the op; a bad node raises
+    ShapeError (or InvalidArgumentError) with the C message.
+    """
+    cdef int n_in = len(inputs), n_i = len(iattr), n_f = len(fattr), n_out = 0, k, j
+    cdef int in_dtype[8]
+    cdef int in_ndim[8]
+    cdef int64_t in_dims[8 * 6]
+    cdef int64_t ia[16]
+    cdef float fa[8]
+    cdef int out_dtype[4]
+    cdef int out_ndim[4]
+    cdef int64_t out_dims[4 * 6]
+    cdef char msg[512]
+    if n_in > 8 or n_i > 16 or n_f > 8:
+        raise ValueError(f"op {op}: too many inputs or attributes")
+    for k in range(n_in):
+        if inputs[k] is None:
+            in_dtype[k], in_ndim[k] = -1, 0
+            continue
+        code, shape = inputs[k]
+        if len(shape) > 6:
+            raise ShapeError(f"input {k} has rank {len(shape)} > 6")
+        in_dtype[k], in_ndim[k] = code, len(shape)
+        for j in range(len(shape)):
+            in_dims[k * 6 + j] = shape[j]
+    for k in range(n_i):
+        ia[k] = iattr[k]
+    for k in range(n_f):
+        fa[k] = fattr[k]
+    msg[0] = 0
+    cdef et_status st = et_op_infer(op, n_in, in_dtype, in_ndim, in_dims, n_i, ia, n_f, fa, &n_out,
+                                    out_dtype, out_ndim, out_dims, msg, sizeof(msg))
+    if st != ET_OK:
+        raise error_for_status(<int>st, msg.decode("utf-8", "replace"))
+    return [(out_dtype[k], tuple(out_dims[k * 6 + j] for j in range(out_ndim[k])))
+            for k in range(n_out)]
+
+
 def isa():
     return et_isa_name(et_get_isa()).decode()
 

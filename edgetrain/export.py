@@ -128,7 +128,7 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
         with tr.activate():
             out = _single_output(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
             out = _materialise(tr, out)
-        _add_program(graph, ir.EVAL, fold_conv_activations(graph, tr.nodes, [out.index]),
+        _add_program(graph, ir.EVAL, fold_conv_activations(graph.nodes, tr.nodes, [out.index]),
                      {"output": out.index})
 
         # ---- grad / train programs ----------------------------------------------
@@ -145,7 +145,7 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
                     raise ShapeError(f"the loss must be a scalar, got shape "
                                      f"{tuple(value.shape)}")
                 value = _materialise(tr, value)
-            fwd_nodes = fold_conv_activations(graph, tr.nodes, [out.index, value.index])
+            fwd_nodes = fold_conv_activations(graph.nodes, tr.nodes, [out.index, value.index])
             bwd_nodes, param_grads = autodiff.backward(graph, value.index, fwd_nodes)
             bwd_nodes = mask_before_maxpool_bwd(graph, fwd_nodes, bwd_nodes,
                                                 [out.index, value.index])
@@ -184,12 +184,12 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
 _FOLDABLE_ACTS = (ops.ACT_RELU, ops.ACT_RELU6)
 
 
-def _producers_and_readers(graph: ir.Graph, node_ids: List[int]):
+def _producers_and_readers(nodes: Sequence[ir.Node], node_ids: List[int]):
     """{tensor: node that writes it} and {tensor: number of reads} over node_ids."""
     producer: Dict[int, int] = {}
     readers: Dict[int, int] = {}
     for n in node_ids:
-        nd = graph.nodes[n]
+        nd = nodes[n]
         for t in nd.outputs:
             producer[t] = n
         for t in nd.inputs:
@@ -197,7 +197,8 @@ def _producers_and_readers(graph: ir.Graph, node_ids: List[int]):
     return producer, readers
 
 
-def fold_conv_activations(graph: ir.Graph, node_ids: List[int], keep: List[int]) -> List[int]:
+def fold_conv_activations(nodes: Sequence[ir.Node], node_ids: List[int],
+                          keep: Sequence[int]) -> List[int]:
     """Fuse ``act`` (relu / relu6) into the ``conv2d`` that feeds it when nothing else reads the
     conv's output (nor is it in ``keep``, the program's outputs): the conv writes the activated
     result into the act's output tensor and the act node leaves the program. The result is
@@ -205,16 +206,16 @@ def fold_conv_activations(graph: ir.Graph, node_ids: List[int], keep: List[int])
     backward reads the activation's derivative from its output (relu: y > 0 exactly when
     x > 0; relu6: 0 < y < 6 exactly when 0 < x < 6), as autodiff already does for a conv with
     a fused activation. Returns the program's new node list; the dropped act node stays in
-    ``graph.nodes`` until build_graph drops the nodes no program runs."""
+    ``nodes`` (e.g. ``graph.nodes``) until build_graph drops the nodes no program runs."""
     act_pos = ops.OP_BY_NAME["conv2d"].iattrs.index("act")
-    producer, readers = _producers_and_readers(graph, node_ids)
+    producer, readers = _producers_and_readers(nodes, node_ids)
     dropped = set()
     for n in node_ids:
-        nd = graph.nodes[n]
+        nd = nodes[n]
         if nd.op != "act" or nd.iattr[0] not in _FOLDABLE_ACTS:
             continue
         x = nd.inputs[0]
-        conv = graph.nodes[producer[x]] if x in producer else None
+        conv = nodes[producer[x]] if x in producer else None
         if conv is None or conv.op != "conv2d" or conv.iattr[act_pos] != ops.ACT_NONE or \
                 readers.get(x) != 1 or x in keep:
             continue
@@ -237,7 +238,7 @@ def mask_before_maxpool_bwd(graph: ir.Graph, fwd_nodes: List[int], bwd_nodes: Li
     elsewhere, and the winner's value is the window's output pool(y), so the derivative mask
     read from pool(y) is the one read from y at every cell that receives a gradient: the same
     bits. Returns the new backward node list (the two nodes swap places)."""
-    producer, readers = _producers_and_readers(graph, fwd_nodes + bwd_nodes)
+    producer, readers = _producers_and_readers(graph.nodes, fwd_nodes + bwd_nodes)
     pooled = {}  # (input tensor, attrs) -> output of the forward maxpool2d
     for n in fwd_nodes:
         nd = graph.nodes[n]
@@ -336,25 +337,10 @@ def inference_graph(graph: ir.Graph, fold_activations: bool = True) -> ir.Graph:
         conv.outputs = list(nd.outputs)
         nodes[i] = None
 
-    if fold_activations:
-        act_pos = ops.OP_BY_NAME["conv2d"].iattrs.index("act")
-        for i, nd in enumerate(nodes):
-            if nd is None or nd.op != "act" or nd.iattr[0] not in (ops.ACT_RELU, ops.ACT_RELU6):
-                continue
-            x = nd.inputs[0]
-            prod = [j for j, c in enumerate(nodes) if c is not None and x in c.outputs]
-            if not prod or nodes[prod[0]].op != "conv2d" or x in outputs or \
-                    consumers(x) != [i]:
-                continue
-            conv = nodes[prod[0]]
-            if conv.iattr[act_pos] != ops.ACT_NONE:
-                continue
-            conv.iattr[act_pos] = nd.iattr[0]
-            conv.fattr[0] = nd.fattr[0]
-            conv.outputs = list(nd.outputs)
-            nodes[i] = None
-
     nodes = [nd for nd in nodes if nd is not None]
+    if fold_activations:
+        kept = fold_conv_activations(nodes, list(range(len(nodes))), list(outputs))
+        nodes = [nodes[i] for i in kept]
     return _compact(graph, extra, nodes, prog)
 
 

@@ -2,8 +2,9 @@
 
 Each :class:`OpDef` holds the op's id and name (the same as ``enum et_op`` in
 ``kernels/include/edgetrain/et_ops.h``), the names of its inputs, outputs and attributes (in
-the fixed attribute positions of docs/ops.md), a shape function used at trace time, and the
-backward rule used by :mod:`edgetrain.autodiff`.
+the fixed attribute positions of docs/ops.md), its kind, and the backward rule used by
+:mod:`edgetrain.autodiff`. Output shapes come from the C runtime's shape rule
+(:func:`infer_shapes`), the one the planner applies to a loaded file.
 
 Backward rules are written with other ops (few primitives): a rule receives a
 :class:`GradContext` (``ctx``), the forward node and the gradients of the node's outputs, and
@@ -32,14 +33,13 @@ Shape = Tuple[int, ...]
 
 @dataclass
 class OpDef:
-    """One op: its interface, shape function and backward rule."""
+    """One op: its interface and backward rule (its shape rule is C's, see :func:`infer_shapes`)."""
     id: int
     name: str
     inputs: Tuple[str, ...]    # a trailing "?" marks an optional input
     outputs: Tuple[str, ...]   # a trailing "?" marks an optional output
     iattrs: Tuple[str, ...] = ()
     fattrs: Tuple[str, ...] = ()
-    shape: Optional[Callable] = None      # (in_shapes, attrs) -> list of output shapes
     backward: Optional[Callable] = None   # (ctx, node, dys) -> list of input grads
     kind: str = "forward"                 # "forward", "backward" or "update"
     mutates: Tuple[str, ...] = ()         # inputs written in place
@@ -64,348 +64,14 @@ class OpDef:
 
 
 # =====================================================================================
-# Shape helpers
+# Attribute helpers shared by backward rules (shape rules live in C: et_op_infer)
 # =====================================================================================
-def _need(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ShapeError(msg)
-
-
-def broadcast_shapes(a: Shape, b: Shape) -> Shape:
-    """numpy broadcasting of two shapes (ranks right-aligned)."""
-    n = max(len(a), len(b))
-    a2 = (1,) * (n - len(a)) + tuple(a)
-    b2 = (1,) * (n - len(b)) + tuple(b)
-    out = []
-    for x, y in zip(a2, b2):
-        _need(x == y or x == 1 or y == 1, f"shapes {tuple(a)} and {tuple(b)} do not broadcast")
-        out.append(max(x, y) if x and y else 0)
-    return tuple(out)
-
-
-def _broadcasts_to(small: Shape, big: Shape) -> bool:
-    if len(small) > len(big):
-        return False
-    s = (1,) * (len(big) - len(small)) + tuple(small)
-    return all(x == y or x == 1 for x, y in zip(s, big))
-
-
-def conv_out_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dil: int) -> int:
-    return (size + pad_lo + pad_hi - dil * (k - 1) - 1) // stride + 1
-
-
-def pool_out_size(size: int, k: int, stride: int, pad: int, dil: int, ceil_mode: bool) -> int:
-    """PyTorch's pooling output size (the last window starts inside input or left pad)."""
-    span = size + 2 * pad - dil * (k - 1) - 1
-    if ceil_mode:
-        out = -(-span // stride) + 1
-        if (out - 1) * stride >= size + pad:
-            out -= 1
-    else:
-        out = span // stride + 1
-    return out
-
-
-def _rank(shape: Shape, n: int, what: str) -> None:
-    _need(len(shape) == n, f"{what} must have rank {n}, got shape {tuple(shape)}")
-
-
-# =====================================================================================
-# Shape functions: (in_shapes, attrs) -> list of output shapes
-# =====================================================================================
-def _conv_params(x: Shape, w: Shape, a) -> Tuple[int, int]:
-    _rank(x, 4, "conv2d input")
-    _rank(w, 4, "conv2d weight")
-    g = a["groups"]
-    _need(g >= 1, f"groups must be >= 1, got {g}")
-    for k in ("stride_h", "stride_w", "dil_h", "dil_w"):
-        _need(a[k] >= 1, f"{k} must be >= 1, got {a[k]}")
-    for k in ("pad_t", "pad_l", "pad_b", "pad_r"):
-        _need(a[k] >= 0, f"{k} must be >= 0, got {a[k]}")
-    _need(x[1] == w[1] * g, f"input has {x[1]} channels but the weight {tuple(w)} with "
-          f"groups={g} expects {w[1] * g}")
-    _need(w[0] % g == 0, f"{w[0]} output channels not divisible by groups={g}")
-    oh = conv_out_size(x[2], w[2], a["stride_h"], a["pad_t"], a["pad_b"], a["dil_h"])
-    ow = conv_out_size(x[3], w[3], a["stride_w"], a["pad_l"], a["pad_r"], a["dil_w"])
-    _need(oh >= 1 and ow >= 1, f"input {tuple(x)} too small for kernel {tuple(w[2:])} "
-          f"(output would be {oh}x{ow})")
-    return oh, ow
-
-
-def _shape_conv2d(s, a):
-    x, w, b = s
-    oh, ow = _conv_params(x, w, a)
-    if b is not None:
-        _need(tuple(b) == (w[0],), f"bias shape {tuple(b)} != ({w[0]},)")
-    return [(x[0], w[0], oh, ow)]
-
-
-def _shape_conv2d_bwd_input(s, a):
-    dy, w, x = s
-    oh, ow = _conv_params(x, w, a)
-    _need(tuple(dy) == (x[0], w[0], oh, ow), f"dy shape {tuple(dy)} does not match the conv")
-    return [tuple(x)]
-
-
-def _shape_conv2d_bwd_weight(s, a):
-    dy, x, w = s
-    oh, ow = _conv_params(x, w, a)
-    _need(tuple(dy) == (x[0], w[0], oh, ow), f"dy shape {tuple(dy)} does not match the conv")
-    return [tuple(w)]
-
-
-def _shape_conv2d_bwd_bias(s, a):
-    _rank(s[0], 4, "dy")
-    return [(s[0][1],)]
-
-
-def _shape_matmul(s, a):
-    x, y = s
-    _rank(x, 2, "matmul a")
-    _rank(y, 2, "matmul b")
-    m, k = (x[1], x[0]) if a["trans_a"] else (x[0], x[1])
-    k2, n = (y[1], y[0]) if a["trans_b"] else (y[0], y[1])
-    _need(k == k2, f"matmul inner dimensions differ: {tuple(x)}{'^T' if a['trans_a'] else ''}"
-          f" x {tuple(y)}{'^T' if a['trans_b'] else ''}")
-    return [(m, n)]
-
-
-def _shape_binary(s, a):
-    return [broadcast_shapes(s[0], s[1])]
-
-
-def _shape_reduce_sum_to(s, a):
-    x, ref = s
-    _need(_broadcasts_to(ref, x), f"cannot sum {tuple(x)} down to {tuple(ref)}")
-    return [tuple(ref)]
-
-
-def _shape_broadcast_to(s, a):
-    x, ref = s
-    _need(_broadcasts_to(x, ref), f"cannot broadcast {tuple(x)} to {tuple(ref)}")
-    return [tuple(ref)]
+RESHAPE_DIMS = ("d0", "d1", "d2", "d3", "d4", "d5")
 
 
 def reduce_axes(ndim: int, axis_mask: int) -> List[int]:
     """The axes reduced by a reduce node (axis_mask 0 = all)."""
     return list(range(ndim)) if axis_mask == 0 else [d for d in range(ndim) if axis_mask >> d & 1]
-
-
-def _shape_reduce(s, a):
-    x = s[0]
-    _need(a["mode"] in (REDUCE_SUM, REDUCE_MEAN), f"bad reduce mode {a['mode']}")
-    _need(a["axis_mask"] >> len(x) == 0, f"axis_mask {a['axis_mask']:#x} out of range for "
-          f"rank {len(x)}")
-    axes = reduce_axes(len(x), a["axis_mask"])
-    if a["keepdims"]:
-        return [tuple(1 if d in axes else n for d, n in enumerate(x))]
-    return [tuple(n for d, n in enumerate(x) if d not in axes)]
-
-
-RESHAPE_DIMS = ("d0", "d1", "d2", "d3", "d4", "d5")
-
-
-def reshape_target(x: Shape, ndim: int, dims: Sequence[int]) -> Shape:
-    """Resolve reshape dims (0 = copy input dim at that position, -1 = infer one)."""
-    _need(1 <= ndim <= ir.MAX_DIMS or ndim == 0, f"bad reshape rank {ndim}")
-    out = []
-    infer = -1
-    for d in range(ndim):
-        v = dims[d]
-        if v == 0:
-            _need(d < len(x), f"reshape dim {d} = 0 copies a dimension the input {tuple(x)} "
-                  "does not have")
-            out.append(x[d])
-        elif v == -1:
-            _need(infer < 0, "reshape has more than one -1")
-            infer = d
-            out.append(1)
-        else:
-            _need(v > 0, f"bad reshape dim {v}")
-            out.append(v)
-    numel = 1
-    for n in x:
-        numel *= n
-    known = 1
-    for n in out:
-        known *= n
-    if infer >= 0:
-        _need(known > 0 and numel % known == 0, f"cannot reshape {tuple(x)} to "
-              f"{tuple(dims[:ndim])}")
-        out[infer] = numel // known
-    _need(numel == (known if infer < 0 else known * out[infer]),
-          f"cannot reshape {tuple(x)} ({numel} elements) to {tuple(out)}")
-    return tuple(out)
-
-
-def _shape_reshape(s, a):
-    return [reshape_target(s[0], a["ndim"], [a[k] for k in RESHAPE_DIMS])]
-
-
-def _shape_same0(s, a):
-    return [tuple(s[0])]
-
-
-def _shape_act(s, a):
-    _need(0 <= a["act"] < len(ACT_NAMES), f"unknown activation {a['act']}")
-    return [tuple(s[0])]
-
-
-def _shape_act_bwd(s, a):
-    _need(tuple(s[0]) == tuple(s[1]), f"dy {tuple(s[0])} and t {tuple(s[1])} differ")
-    return _shape_act(s, a)
-
-
-def _pool_out(x: Shape, a, dil: bool) -> Shape:
-    _rank(x, 4, "pooling input")
-    dh, dw = (a["dil_h"], a["dil_w"]) if dil else (1, 1)
-    for k in ("kh", "kw", "stride_h", "stride_w"):
-        _need(a[k] >= 1, f"{k} must be >= 1, got {a[k]}")
-    _need(dh >= 1 and dw >= 1, "dilation must be >= 1")
-    _need(0 <= a["pad_h"] <= a["kh"] // 2 and 0 <= a["pad_w"] <= a["kw"] // 2,
-          f"padding ({a['pad_h']}, {a['pad_w']}) must be at most half the kernel "
-          f"({a['kh']}, {a['kw']})")
-    oh = pool_out_size(x[2], a["kh"], a["stride_h"], a["pad_h"], dh, bool(a["ceil_mode"]))
-    ow = pool_out_size(x[3], a["kw"], a["stride_w"], a["pad_w"], dw, bool(a["ceil_mode"]))
-    _need(oh >= 1 and ow >= 1, f"input {tuple(x)} too small for pooling window "
-          f"({a['kh']}, {a['kw']})")
-    return (x[0], x[1], oh, ow)
-
-
-def _shape_maxpool(s, a):
-    return [_pool_out(s[0], a, True)]
-
-
-def _shape_avgpool(s, a):
-    return [_pool_out(s[0], a, False)]
-
-
-def _shape_pool_bwd(dil: bool):
-    def fn(s, a):
-        dy, x = s
-        out = _pool_out(x, a, dil)
-        _need(tuple(dy) == out, f"dy shape {tuple(dy)} != pooled shape {out}")
-        return [tuple(x)]
-    return fn
-
-
-def _shape_global_avgpool(s, a):
-    _rank(s[0], 4, "global_avgpool input")
-    return [(s[0][0], s[0][1], 1, 1)]
-
-
-def _shape_global_avgpool_bwd(s, a):
-    dy, x = s
-    _rank(x, 4, "global_avgpool input")
-    _need(tuple(dy) == (x[0], x[1], 1, 1), f"dy shape {tuple(dy)} does not match {tuple(x)}")
-    return [tuple(x)]
-
-
-def _bn_check(x: Shape, params: Sequence[Shape]) -> int:
-    _need(len(x) >= 2, f"batch norm input must have rank >= 2, got {tuple(x)}")
-    c = x[1]
-    for p in params:
-        _need(tuple(p) == (c,), f"batch norm parameter shape {tuple(p)} != ({c},)")
-    return c
-
-
-def _shape_bn_train(s, a):
-    c = _bn_check(s[0], s[1:5])
-    return [tuple(s[0]), (c,), (c,)]
-
-
-def _shape_bn_infer(s, a):
-    _bn_check(s[0], s[1:5])
-    return [tuple(s[0])]
-
-
-def _shape_bn_bwd(s, a):
-    dy, x = s[0], s[1]
-    _need(tuple(dy) == tuple(x), f"dy {tuple(dy)} != x {tuple(x)}")
-    c = _bn_check(x, s[2:5])
-    return [tuple(x), (c,), (c,)]
-
-
-def _shape_softmax(s, a):
-    _need(0 <= a["axis"] < len(s[0]), f"softmax axis {a['axis']} out of range for "
-          f"{tuple(s[0])}")
-    return [tuple(s[-1])]
-
-
-def _shape_xent(s, a):
-    logits, labels = s
-    _rank(logits, 2, "logits")
-    _need(tuple(labels) == (logits[0],), f"labels shape {tuple(labels)} != ({logits[0]},)")
-    return [(), tuple(logits)]
-
-
-def _shape_xent_bwd(s, a):
-    probs, labels, dloss = s
-    _rank(probs, 2, "probs")
-    _need(tuple(labels) == (probs[0],), f"labels shape {tuple(labels)} != ({probs[0]},)")
-    _need(tuple(dloss) == (), "dloss must be a scalar")
-    return [tuple(probs)]
-
-
-def _shape_xent_prob(s, a):
-    logits, target = s
-    _rank(logits, 2, "logits")
-    _need(tuple(target) == tuple(logits), f"target {tuple(target)} != logits {tuple(logits)}")
-    return [(), tuple(logits)]
-
-
-def _shape_xent_prob_bwd(s, a):
-    probs, target, dloss = s
-    _rank(probs, 2, "probs")
-    _need(tuple(target) == tuple(probs), f"target {tuple(target)} != {tuple(probs)}")
-    _need(tuple(dloss) == (), "dloss must be a scalar")
-    return [tuple(probs)]
-
-
-def _shape_pair_loss(s, a):
-    _need(tuple(s[0]) == tuple(s[1]), f"prediction {tuple(s[0])} and target {tuple(s[1])} "
-          "shapes differ")
-    return [()]
-
-
-def _shape_pair_loss_bwd(s, a):
-    _need(tuple(s[0]) == tuple(s[1]), f"prediction {tuple(s[0])} and target {tuple(s[1])} "
-          "shapes differ")
-    _need(tuple(s[2]) == (), "dloss must be a scalar")
-    return [tuple(s[0])]
-
-
-def _shape_hinge(s, a):
-    x, labels = s
-    _rank(x, 2, "hinge input")
-    _need(tuple(labels) == (x[0],), f"labels shape {tuple(labels)} != ({x[0]},)")
-    return [()]
-
-
-def _shape_hinge_bwd(s, a):
-    x = s[0]
-    _shape_hinge(s[:2], a)
-    _need(tuple(s[2]) == (), "dloss must be a scalar")
-    return [tuple(x)]
-
-
-def _shape_kldiv(s, a):
-    _rank(s[0], 2, "kl_div input")
-    return _shape_pair_loss(s, a)
-
-
-def _shape_kldiv_bwd(s, a):
-    _rank(s[0], 2, "kl_div target")
-    _need(tuple(s[1]) == (), "dloss must be a scalar")
-    return [tuple(s[0])]
-
-
-def _shape_update(s, a):
-    p = tuple(s[0])
-    for other in s[1:]:
-        if other is not None:
-            _need(tuple(other) == p, f"update tensor shape {tuple(other)} != param {p}")
-    return []
 
 
 # =====================================================================================
@@ -627,82 +293,67 @@ _BIN = (("a", "b"), ("y",))
 
 OPS: List[OpDef] = [
     OpDef(0, "conv2d", ("x", "w", "b?"), ("y",), _CONV_I, ("act_alpha",),
-          _shape_conv2d, _bw_conv2d),
+          _bw_conv2d),
     OpDef(1, "conv2d_bwd_input", ("dy", "w", "x"), ("dx",), _CONV_I, (),
-          _shape_conv2d_bwd_input, kind="backward"),
+          kind="backward"),
     OpDef(2, "conv2d_bwd_weight", ("dy", "x", "w"), ("dw",), _CONV_I, (),
-          _shape_conv2d_bwd_weight, kind="backward"),
-    OpDef(3, "conv2d_bwd_bias", ("dy",), ("db",), (), (), _shape_conv2d_bwd_bias,
           kind="backward"),
-    OpDef(4, "matmul", ("a", "b"), ("y",), ("trans_a", "trans_b"), (), _shape_matmul,
-          _bw_matmul),
-    OpDef(5, "add", *_BIN, shape=_shape_binary, backward=_bw_add),
-    OpDef(6, "sub", *_BIN, shape=_shape_binary, backward=_bw_sub),
-    OpDef(7, "mul", *_BIN, shape=_shape_binary, backward=_bw_mul),
-    OpDef(8, "div", *_BIN, shape=_shape_binary, backward=_bw_div),
-    OpDef(9, "reduce_sum_to", ("x", "ref"), ("y",), (), ("scale",), _shape_reduce_sum_to,
-          _bw_reduce_sum_to),
+    OpDef(3, "conv2d_bwd_bias", ("dy",), ("db",), (), (), kind="backward"),
+    OpDef(4, "matmul", ("a", "b"), ("y",), ("trans_a", "trans_b"), (), _bw_matmul),
+    OpDef(5, "add", *_BIN, backward=_bw_add),
+    OpDef(6, "sub", *_BIN, backward=_bw_sub),
+    OpDef(7, "mul", *_BIN, backward=_bw_mul),
+    OpDef(8, "div", *_BIN, backward=_bw_div),
+    OpDef(9, "reduce_sum_to", ("x", "ref"), ("y",), (), ("scale",), _bw_reduce_sum_to),
     OpDef(10, "reduce", ("x",), ("y",), ("mode", "keepdims", "axis_mask"), (),
-          _shape_reduce, _bw_reduce),
-    OpDef(11, "broadcast_to", ("x", "ref"), ("y",), (), ("scale",), _shape_broadcast_to,
-          _bw_broadcast_to),
-    OpDef(12, "reshape", ("x",), ("y",), ("ndim",) + RESHAPE_DIMS, (), _shape_reshape,
-          _bw_reshape),
-    OpDef(13, "act", ("x",), ("y",), ("act",), ("alpha",), _shape_act, _bw_act),
-    OpDef(14, "act_bwd", ("dy", "t"), ("dx",), ("act",), ("alpha",), _shape_act_bwd,
-          kind="backward"),
-    OpDef(15, "maxpool2d", ("x",), ("y",), _MAXPOOL_I, (), _shape_maxpool, _bw_maxpool),
-    OpDef(16, "maxpool2d_bwd", ("dy", "x"), ("dx",), _MAXPOOL_I, (), _shape_pool_bwd(True),
-          kind="backward"),
-    OpDef(17, "avgpool2d", ("x",), ("y",), _AVGPOOL_I, (), _shape_avgpool, _bw_avgpool),
-    OpDef(18, "avgpool2d_bwd", ("dy", "x"), ("dx",), _AVGPOOL_I, (), _shape_pool_bwd(False),
-          kind="backward"),
-    OpDef(19, "global_avgpool", ("x",), ("y",), (), (), _shape_global_avgpool,
-          _bw_global_avgpool),
-    OpDef(20, "global_avgpool_bwd", ("dy", "x"), ("dx",), (), (), _shape_global_avgpool_bwd,
-          kind="backward"),
+          _bw_reduce),
+    OpDef(11, "broadcast_to", ("x", "ref"), ("y",), (), ("scale",), _bw_broadcast_to),
+    OpDef(12, "reshape", ("x",), ("y",), ("ndim",) + RESHAPE_DIMS, (), _bw_reshape),
+    OpDef(13, "act", ("x",), ("y",), ("act",), ("alpha",), _bw_act),
+    OpDef(14, "act_bwd", ("dy", "t"), ("dx",), ("act",), ("alpha",), kind="backward"),
+    OpDef(15, "maxpool2d", ("x",), ("y",), _MAXPOOL_I, (), _bw_maxpool),
+    OpDef(16, "maxpool2d_bwd", ("dy", "x"), ("dx",), _MAXPOOL_I, (), kind="backward"),
+    OpDef(17, "avgpool2d", ("x",), ("y",), _AVGPOOL_I, (), _bw_avgpool),
+    OpDef(18, "avgpool2d_bwd", ("dy", "x"), ("dx",), _AVGPOOL_I, (), kind="backward"),
+    OpDef(19, "global_avgpool", ("x",), ("y",), (), (), _bw_global_avgpool),
+    OpDef(20, "global_avgpool_bwd", ("dy", "x"), ("dx",), (), (), kind="backward"),
     OpDef(21, "batchnorm_train", _BN_IN, ("y", "save_mean", "save_invstd"), (),
-          ("momentum", "eps"), _shape_bn_train, _bw_bn_train,
+          ("momentum", "eps"), _bw_bn_train,
           mutates=("running_mean", "running_var")),
-    OpDef(22, "batchnorm_infer", _BN_IN, ("y",), (), ("eps",), _shape_bn_infer),
+    OpDef(22, "batchnorm_infer", _BN_IN, ("y",), (), ("eps",)),
     OpDef(23, "batchnorm_bwd", ("dy", "x", "gamma", "save_mean", "save_invstd"),
-          ("dx", "dgamma?", "dbeta?"), (), (), _shape_bn_bwd, kind="backward"),
-    OpDef(24, "dropout", ("x",), ("y",), ("stream",), ("p",), _shape_same0, _bw_dropout),
-    OpDef(25, "dropout_bwd", ("dy",), ("dx",), ("stream",), ("p",), _shape_same0,
-          kind="backward"),
-    OpDef(26, "softmax", ("x",), ("y",), ("axis", "log"), (), _shape_softmax, _bw_softmax),
-    OpDef(27, "softmax_bwd", ("dy", "y"), ("dx",), ("axis", "log"), (), _shape_softmax,
-          kind="backward"),
-    OpDef(28, "softmax_xent", ("logits", "labels"), ("loss", "probs"), (), (), _shape_xent,
+          ("dx", "dgamma?", "dbeta?"), (), (), kind="backward"),
+    OpDef(24, "dropout", ("x",), ("y",), ("stream",), ("p",), _bw_dropout),
+    OpDef(25, "dropout_bwd", ("dy",), ("dx",), ("stream",), ("p",), kind="backward"),
+    OpDef(26, "softmax", ("x",), ("y",), ("axis", "log"), (), _bw_softmax),
+    OpDef(27, "softmax_bwd", ("dy", "y"), ("dx",), ("axis", "log"), (), kind="backward"),
+    OpDef(28, "softmax_xent", ("logits", "labels"), ("loss", "probs"), (), (),
           _bw_xent("softmax_xent_bwd"), int_inputs=("labels",)),
     OpDef(29, "softmax_xent_bwd", ("probs", "labels", "dloss"), ("dlogits",), (), (),
-          _shape_xent_bwd, kind="backward", int_inputs=("labels",)),
+          kind="backward", int_inputs=("labels",)),
     OpDef(30, "softmax_xent_prob", ("logits", "target"), ("loss", "probs"), (), (),
-          _shape_xent_prob, _bw_xent("softmax_xent_prob_bwd")),
+          _bw_xent("softmax_xent_prob_bwd")),
     OpDef(31, "softmax_xent_prob_bwd", ("probs", "target", "dloss"), ("dlogits",), (), (),
-          _shape_xent_prob_bwd, kind="backward"),
-    OpDef(32, "mse", ("pred", "target"), ("loss",), (), (), _shape_pair_loss,
-          _bw_pair_loss("mse_bwd")),
+          kind="backward"),
+    OpDef(32, "mse", ("pred", "target"), ("loss",), (), (), _bw_pair_loss("mse_bwd")),
     OpDef(33, "mse_bwd", ("pred", "target", "dloss"), ("dpred",), (), (),
-          _shape_pair_loss_bwd, kind="backward"),
-    OpDef(34, "l1", ("pred", "target"), ("loss",), (), (), _shape_pair_loss,
-          _bw_pair_loss("l1_bwd")),
+          kind="backward"),
+    OpDef(34, "l1", ("pred", "target"), ("loss",), (), (), _bw_pair_loss("l1_bwd")),
     OpDef(35, "l1_bwd", ("pred", "target", "dloss"), ("dpred",), (), (),
-          _shape_pair_loss_bwd, kind="backward"),
-    OpDef(36, "hinge", ("x", "labels"), ("loss",), (), ("margin",), _shape_hinge, _bw_hinge,
+          kind="backward"),
+    OpDef(36, "hinge", ("x", "labels"), ("loss",), (), ("margin",), _bw_hinge,
           int_inputs=("labels",)),
     OpDef(37, "hinge_bwd", ("x", "labels", "dloss"), ("dx",), (), ("margin",),
-          _shape_hinge_bwd, kind="backward", int_inputs=("labels",)),
-    OpDef(38, "kldiv", ("input", "target"), ("loss",), (), (), _shape_kldiv, _bw_kldiv),
-    OpDef(39, "kldiv_bwd", ("target", "dloss"), ("dinput",), (), (), _shape_kldiv_bwd,
-          kind="backward"),
+          kind="backward", int_inputs=("labels",)),
+    OpDef(38, "kldiv", ("input", "target"), ("loss",), (), (), _bw_kldiv),
+    OpDef(39, "kldiv_bwd", ("target", "dloss"), ("dinput",), (), (), kind="backward"),
     OpDef(40, "sgd_update", ("param", "grad", "momentum_buf?"), (), ("nesterov", "l1"),
-          ("lr_scale", "momentum", "dampening", "weight_decay"), _shape_update,
-          kind="update", mutates=("param", "momentum_buf")),
+          ("lr_scale", "momentum", "dampening", "weight_decay"), kind="update",
+          mutates=("param", "momentum_buf")),
     OpDef(41, "adam_update", ("param", "grad", "m", "v"), (), ("decoupled",),
-          ("lr_scale", "beta1", "beta2", "eps", "weight_decay"), _shape_update,
-          kind="update", mutates=("param", "m", "v")),
-    OpDef(42, "affine", ("x",), ("y",), (), ("alpha", "beta"), _shape_same0, _bw_affine),
+          ("lr_scale", "beta1", "beta2", "eps", "weight_decay"), kind="update",
+          mutates=("param", "m", "v")),
+    OpDef(42, "affine", ("x",), ("y",), (), ("alpha", "beta"), _bw_affine),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}
@@ -716,11 +367,25 @@ assert all(len(op.iattrs) <= ir.MAX_IATTR and len(op.fattrs) <= ir.MAX_FATTR
 # =====================================================================================
 # Emitting nodes
 # =====================================================================================
+def infer_shapes(graph: ir.Graph, op: OpDef, inputs: Sequence[int], iattr: Sequence[int],
+                 fattr: Sequence[float]) -> List[Tuple[str, Shape]]:
+    """``(dtype, shape)`` of each output of an ``op`` node reading ``inputs`` (tensor indices,
+    -1 = absent), by the C runtime's shape rule (``et_op_infer``) — the one the planner
+    applies when it loads the file. A bad node raises :class:`ShapeError` with the C message."""
+    from . import _native
+    from .fileformat import CODE_DTYPES, DTYPE_CODES
+
+    specs = [None if t < 0 else (DTYPE_CODES[graph.tensors[t].dtype], graph.tensors[t].shape)
+             for t in inputs]
+    return [(CODE_DTYPES[code], shape)
+            for code, shape in _native.infer_shapes(op.id, specs, list(iattr), list(fattr))]
+
+
 def emit(graph: ir.Graph, op_name: str, inputs: Sequence[int], *, layer: str = "",
          skip_outputs: Sequence[int] = (), **attrs) -> List[int]:
     """Append one ``op_name`` node reading ``inputs`` (tensor indices, -1 = absent).
 
-    Output tensors are created as ACT f32 tensors with shapes from the op's shape function;
+    Output tensors are created as ACT tensors with the dtypes and shapes of the C shape rule;
     outputs listed in ``skip_outputs`` (optional ones) are left absent (-1). Returns the
     output tensor indices. A shape problem raises :class:`ShapeError` naming ``layer``.
     """
@@ -730,35 +395,22 @@ def emit(graph: ir.Graph, op_name: str, inputs: Sequence[int], *, layer: str = "
     inputs = list(inputs)
     if len(inputs) != len(op.inputs):
         raise ValueError(f"op '{op_name}' takes {len(op.inputs)} inputs, got {len(inputs)}")
-    shapes = []
     for i, t in enumerate(inputs):
-        optional = op.inputs[i].endswith("?")
-        if t < 0:
-            if not optional:
-                raise ValueError(f"op '{op_name}': input '{op.input_name(i)}' is required")
-            shapes.append(None)
-            continue
-        td = graph.tensors[t]
-        want = ir.I32 if op.input_name(i) in op.int_inputs else ir.F32
-        if td.dtype != want:
-            raise ShapeError(f"layer '{layer}': op '{op_name}' input '{op.input_name(i)}' must "
-                             f"be {want}, got {td.dtype} (tensor {td.name or t!r})")
-        shapes.append(tuple(td.shape))
+        if t < 0 and not op.inputs[i].endswith("?"):
+            raise ValueError(f"op '{op_name}': input '{op.input_name(i)}' is required")
     iattr, fattr = op.pack_attrs(attrs)
-    named = dict(zip(op.iattrs, iattr))
-    named.update(zip(op.fattrs, fattr))
     try:
-        out_shapes = op.shape(shapes, named)
+        out_shapes = infer_shapes(graph, op, inputs, iattr, fattr)
     except ShapeError as e:
         raise ShapeError(f"layer '{layer or '<root>'}': op '{op_name}': {e}") from None
     outputs = []
-    for k, shp in enumerate(out_shapes):
+    for k, (dtype, shp) in enumerate(out_shapes):
         if k in skip_outputs:
             if not op.outputs[k].endswith("?"):
                 raise ValueError(f"op '{op_name}': output '{op.outputs[k]}' is required")
             outputs.append(-1)
         else:
-            outputs.append(graph.add_tensor("", ir.F32, ir.ACT, shp).index)
+            outputs.append(graph.add_tensor("", dtype, ir.ACT, shp).index)
     graph.add_node(ir.Node(op_name, inputs, outputs, iattr, fattr, layer))
     return outputs
 

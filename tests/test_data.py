@@ -625,3 +625,26 @@ def test_image_folder_layout(tmp_path):
         ImageFolder(str(tmp_path / "flat"))
     with pytest.raises(DataError, match="not found"):
         ImageFolder(str(tmp_path / "nope"))
+
+
+def test_data_and_nn_import_without_the_native_extension():
+    """`edgetrain.data` and `edgetrain.nn` work where the C runtime is not built (a data-prep
+    machine); only TrainSession needs it, and says so when it is missing."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['edgetrain._native'] = None\n"
+            "import edgetrain, edgetrain.data, edgetrain.nn\n"
+            "from edgetrain.data import TensorDataset, DataLoader\n"
+            "import numpy as np\n"
+            "ds = TensorDataset(np.zeros((4, 2), np.float32), np.arange(4))\n"
+            "assert len(list(DataLoader(ds, batch_size=2))) == 2\n"
+            "edgetrain.nn.Linear(2, 3)\n"
+            "assert 'edgetrain.session' not in sys.modules\n"
+            "try:\n"
+            "    edgetrain.TrainSession\n"
+            "except ImportError as e:\n"
+            "    assert 'not built' in str(e), e\n"
+            "else:\n"
+            "    raise AssertionError('TrainSession without the extension')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -12,9 +12,11 @@ from __future__ import annotations
 import inspect
 import os
 import stat
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
+
+from .collate import collate
 
 
 class DataError(ValueError):
@@ -170,7 +172,6 @@ class TransformDataset(Dataset):
         if hasattr(self.dataset, "get_batch"):
             x, y = call_get_batch(self.dataset, indices, rng)
         else:
-            from .loader import collate
             x, y = collate([self.dataset[int(i)] for i in np.asarray(indices).reshape(-1)])
         if self.transform is not None:
             x = _apply_batch(self.transform, x, rng)
@@ -191,10 +192,3 @@ def _apply_batch(transform, xb, rng):
     if isinstance(transform, Transform):
         return transform.apply_batch(xb, rng)
     return np.stack([np.asarray(transform(x)) for x in xb])
-
-
-def describe(x: Any) -> str:
-    """A short description of a sample component for error messages."""
-    if isinstance(x, np.ndarray):
-        return f"array{list(x.shape)} {x.dtype}"
-    return type(x).__name__

@@ -237,7 +237,8 @@ static et_status parse_state(parse_ctx *c, et_train_state *st) {
         return fail(c, "section 5 (STATE): scheduler %s needs a positive %s, got %lld",
                     st->sched_kind == ET_SCHED_STEP ? "step" : "cosine",
                     st->sched_kind == ET_SCHED_STEP ? "step_size" : "t_max", (long long)st->sched_i[0]);
-    if (st->opt_kind > 3) return fail(c, "section 5 (STATE): optimizer kind %u unknown (0..3)", st->opt_kind);
+    if (st->opt_kind >= ET_OPTIM_COUNT_)
+        return fail(c, "section 5 (STATE): optimizer kind %u unknown (0..%d)", st->opt_kind, ET_OPTIM_COUNT_ - 1);
     return check_zero(c, p + 120, 8, "section 5 (STATE)");
 }
 

@@ -199,14 +199,22 @@ static et_status conv_params(const et_node_def *n, const et_tshape *x, const et_
         p->act = (et_act)at[9];
         p->act_alpha = n->fattr[0];
     }
-    if (p->groups < 1 || p->c % p->groups != 0 || p->oc % p->groups != 0 || w->dim[1] * p->groups != p->c)
-        return shape_error(msg, cap, "weight %s does not fit input %s with groups=%lld (need [OC, C/groups, KH, KW])",
-                           et_shape_str(w, b, sizeof b), et_shape_str(x, a, sizeof a), (long long)p->groups);
+    if (p->groups < 1) return shape_error(msg, cap, "groups must be >= 1, got %lld", (long long)p->groups);
+    if (w->dim[1] * p->groups != p->c)
+        return shape_error(msg, cap, "input has %lld channels but the weight %s with groups=%lld expects %lld",
+                           (long long)p->c, et_shape_str(w, b, sizeof b), (long long)p->groups,
+                           (long long)(w->dim[1] * p->groups));
+    if (p->oc % p->groups != 0)
+        return shape_error(msg, cap, "%lld output channels not divisible by groups=%lld", (long long)p->oc,
+                           (long long)p->groups);
+    if (p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1)
+        return shape_error(msg, cap, "stride %lldx%lld and dilation %lldx%lld must be >= 1", (long long)at[0],
+                           (long long)at[1], (long long)at[6], (long long)at[7]);
     if (et_conv2d_params_init(p) != ET_OK)
-        return shape_error(msg, cap, "invalid convolution: input %s, weight %s, stride %lldx%lld, pad %lld,%lld,%lld,%lld, "
+        return shape_error(msg, cap, "input %s too small for kernel %lldx%lld with pad %lld,%lld,%lld,%lld and "
                            "dilation %lldx%lld (output would be empty)", et_shape_str(x, a, sizeof a),
-                           et_shape_str(w, b, sizeof b), (long long)at[0], (long long)at[1], (long long)at[2],
-                           (long long)at[3], (long long)at[4], (long long)at[5], (long long)at[6], (long long)at[7]);
+                           (long long)p->kh, (long long)p->kw, (long long)at[2], (long long)at[3], (long long)at[4],
+                           (long long)at[5], (long long)at[6], (long long)at[7]);
     return ET_OK;
 }
 
@@ -446,7 +454,7 @@ static et_status reduce_run(const et_node_io *io, const et_run_env *e) {
     for (int d = 0; d < nd; d++) ys[d] = xs[d];
     for (int d = 0; d < x->ndim; d++)
         if (reduced_axis(mask, d)) { ys[d] = 1; count *= x->dim[d]; }
-    float scale = io->node->iattr[0] == 1 ? (count > 0 ? (float)(1.0 / (double)count) : 0.0f) : 1.0f;
+    float scale = io->node->iattr[0] == ET_REDUCE_MEAN ? (count > 0 ? (float)(1.0 / (double)count) : 0.0f) : 1.0f;
     return et_f32_reduce_sum_to(nd, xs, io->in_data[0], ys, io->out_data[0], scale, e->nthreads);
 }
 
@@ -631,7 +639,8 @@ static et_status pool_params(const et_node_io *io, const et_tshape *x, int is_ma
     p->count_include_pad = is_max ? 0 : (int)a[7];
     if (et_pool2d_params_init(p) != ET_OK)
         return shape_error(msg, cap, "invalid pooling of %s: kernel %lldx%lld, stride %lldx%lld, pad %lldx%lld "
-                           "(padding must be at most half the kernel, output non-empty)", et_shape_str(x, b, sizeof b),
+                           "(padding must be at most half the kernel; an input too small for the window "
+                           "gives an empty output)", et_shape_str(x, b, sizeof b),
                            (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4],
                            (long long)a[5]);
     return ET_OK;
@@ -991,64 +1000,102 @@ static et_status adam_update_run(const et_node_io *io, const et_run_env *e) {
 /* ======================================================================= */
 /* The table                                                                */
 /* ======================================================================= */
-/* name, inputs min..max, outputs min..max, iattr min..max, fattr min..max,
- * mutated-input mask, infer, workspace, run */
+/* One row per op, fields named (et_op_desc in runtime_internal.h); omitted
+ * counts are 0, an omitted ws_bytes means the op needs no workspace. */
 static const et_op_desc op_table[] = {
-    [ET_OP_CONV2D] = {"conv2d", 2, 3, 1, 1, 10, 10, 1, 1, 0, conv2d_infer, conv2d_ws, conv2d_run},
-    [ET_OP_CONV2D_BWD_INPUT] = {"conv2d_bwd_input", 3, 3, 1, 1, 9, 10, 0, 1, 0, conv2d_bwd_input_infer,
-                                conv2d_bwd_input_ws, conv2d_bwd_input_run},
-    [ET_OP_CONV2D_BWD_WEIGHT] = {"conv2d_bwd_weight", 3, 3, 1, 1, 9, 10, 0, 1, 0, conv2d_bwd_weight_infer,
-                                 conv2d_bwd_weight_ws, conv2d_bwd_weight_run},
-    [ET_OP_CONV2D_BWD_BIAS] = {"conv2d_bwd_bias", 1, 1, 1, 1, 0, 0, 0, 0, 0, conv2d_bwd_bias_infer, NULL,
-                               conv2d_bwd_bias_run},
-    [ET_OP_MATMUL] = {"matmul", 2, 2, 1, 1, 2, 2, 0, 0, 0, matmul_infer, matmul_ws, matmul_run},
-    [ET_OP_ADD] = {"add", 2, 2, 1, 1, 0, 0, 0, 0, 0, binary_infer, NULL, add_run},
-    [ET_OP_SUB] = {"sub", 2, 2, 1, 1, 0, 0, 0, 0, 0, binary_infer, NULL, sub_run},
-    [ET_OP_MUL] = {"mul", 2, 2, 1, 1, 0, 0, 0, 0, 0, binary_infer, NULL, mul_run},
-    [ET_OP_DIV] = {"div", 2, 2, 1, 1, 0, 0, 0, 0, 0, binary_infer, NULL, div_run},
-    [ET_OP_REDUCE_SUM_TO] = {"reduce_sum_to", 2, 2, 1, 1, 0, 0, 1, 1, 0, reduce_sum_to_infer, NULL, reduce_sum_to_run},
-    [ET_OP_REDUCE] = {"reduce", 1, 1, 1, 1, 3, 3, 0, 0, 0, reduce_infer, NULL, reduce_run},
-    [ET_OP_BROADCAST_TO] = {"broadcast_to", 2, 2, 1, 1, 0, 0, 1, 1, 0, broadcast_to_infer, NULL, broadcast_to_run},
-    [ET_OP_RESHAPE] = {"reshape", 1, 1, 1, 1, 1, 7, 0, 0, 0, reshape_infer, NULL, reshape_run},
-    [ET_OP_ACT] = {"act", 1, 1, 1, 1, 1, 1, 1, 1, 0, act_infer, NULL, act_run},
-    [ET_OP_ACT_BWD] = {"act_bwd", 2, 2, 1, 1, 1, 1, 1, 1, 0, act_bwd_infer, NULL, act_bwd_run},
-    [ET_OP_MAXPOOL2D] = {"maxpool2d", 1, 1, 1, 1, 9, 9, 0, 0, 0, maxpool2d_infer, NULL, maxpool2d_run},
-    [ET_OP_MAXPOOL2D_BWD] = {"maxpool2d_bwd", 2, 2, 1, 1, 9, 9, 0, 0, 0, maxpool2d_bwd_infer, NULL, maxpool2d_bwd_run},
-    [ET_OP_AVGPOOL2D] = {"avgpool2d", 1, 1, 1, 1, 8, 8, 0, 0, 0, avgpool2d_infer, NULL, avgpool2d_run},
-    [ET_OP_AVGPOOL2D_BWD] = {"avgpool2d_bwd", 2, 2, 1, 1, 8, 8, 0, 0, 0, avgpool2d_bwd_infer, NULL, avgpool2d_bwd_run},
-    [ET_OP_GLOBAL_AVGPOOL] = {"global_avgpool", 1, 1, 1, 1, 0, 0, 0, 0, 0, global_avgpool_infer, NULL,
-                              global_avgpool_run},
-    [ET_OP_GLOBAL_AVGPOOL_BWD] = {"global_avgpool_bwd", 2, 2, 1, 1, 0, 0, 0, 0, 0, global_avgpool_bwd_infer, NULL,
-                                  global_avgpool_bwd_run},
-    [ET_OP_BATCHNORM_TRAIN] = {"batchnorm_train", 5, 5, 3, 3, 0, 0, 2, 2, (1u << 3) | (1u << 4),
-                               batchnorm_train_infer, NULL, batchnorm_train_run},
-    [ET_OP_BATCHNORM_INFER] = {"batchnorm_infer", 5, 5, 1, 1, 0, 0, 1, 1, 0, batchnorm_infer_infer, NULL,
-                               batchnorm_infer_run},
-    [ET_OP_BATCHNORM_BWD] = {"batchnorm_bwd", 5, 5, 1, 3, 0, 0, 0, 0, 0, batchnorm_bwd_infer, NULL, batchnorm_bwd_run},
-    [ET_OP_DROPOUT] = {"dropout", 1, 1, 1, 1, 1, 1, 1, 1, 0, dropout_infer, NULL, dropout_run},
-    [ET_OP_DROPOUT_BWD] = {"dropout_bwd", 1, 1, 1, 1, 1, 1, 1, 1, 0, dropout_infer, NULL, dropout_bwd_run},
-    [ET_OP_SOFTMAX] = {"softmax", 1, 1, 1, 1, 2, 2, 0, 0, 0, softmax_infer, NULL, softmax_run},
-    [ET_OP_SOFTMAX_BWD] = {"softmax_bwd", 2, 2, 1, 1, 2, 2, 0, 0, 0, softmax_bwd_infer, NULL, softmax_bwd_run},
-    [ET_OP_SOFTMAX_XENT] = {"softmax_xent", 2, 2, 2, 2, 0, 0, 0, 0, 0, softmax_xent_infer, NULL, softmax_xent_run},
-    [ET_OP_SOFTMAX_XENT_BWD] = {"softmax_xent_bwd", 3, 3, 1, 1, 0, 0, 0, 0, 0, softmax_xent_bwd_infer, NULL,
-                                softmax_xent_bwd_run},
-    [ET_OP_SOFTMAX_XENT_PROB] = {"softmax_xent_prob", 2, 2, 2, 2, 0, 0, 0, 0, 0, softmax_xent_prob_infer, NULL,
-                                 softmax_xent_prob_run},
-    [ET_OP_SOFTMAX_XENT_PROB_BWD] = {"softmax_xent_prob_bwd", 3, 3, 1, 1, 0, 0, 0, 0, 0, softmax_xent_prob_bwd_infer,
-                                     NULL, softmax_xent_prob_bwd_run},
-    [ET_OP_MSE] = {"mse", 2, 2, 1, 1, 0, 0, 0, 0, 0, pair_loss_infer, NULL, mse_run},
-    [ET_OP_MSE_BWD] = {"mse_bwd", 3, 3, 1, 1, 0, 0, 0, 0, 0, pair_loss_bwd_infer, NULL, mse_bwd_run},
-    [ET_OP_L1] = {"l1", 2, 2, 1, 1, 0, 0, 0, 0, 0, pair_loss_infer, NULL, l1_run},
-    [ET_OP_L1_BWD] = {"l1_bwd", 3, 3, 1, 1, 0, 0, 0, 0, 0, pair_loss_bwd_infer, NULL, l1_bwd_run},
-    [ET_OP_HINGE] = {"hinge", 2, 2, 1, 1, 0, 0, 1, 1, 0, hinge_infer, NULL, hinge_run},
-    [ET_OP_HINGE_BWD] = {"hinge_bwd", 3, 3, 1, 1, 0, 0, 1, 1, 0, hinge_bwd_infer, NULL, hinge_bwd_run},
-    [ET_OP_KLDIV] = {"kldiv", 2, 2, 1, 1, 0, 0, 0, 0, 0, kldiv_infer, NULL, kldiv_run},
-    [ET_OP_KLDIV_BWD] = {"kldiv_bwd", 2, 2, 1, 1, 0, 0, 0, 0, 0, kldiv_bwd_infer, NULL, kldiv_bwd_run},
-    [ET_OP_SGD_UPDATE] = {"sgd_update", 2, 3, 0, 0, 2, 2, 4, 4, (1u << 0) | (1u << 2), sgd_update_infer, NULL,
-                          sgd_update_run},
-    [ET_OP_ADAM_UPDATE] = {"adam_update", 4, 4, 0, 0, 1, 1, 5, 5, (1u << 0) | (1u << 2) | (1u << 3),
-                           adam_update_infer, NULL, adam_update_run},
-    [ET_OP_AFFINE] = {"affine", 1, 1, 1, 1, 0, 0, 2, 2, 0, affine_infer, NULL, affine_run},
+    [ET_OP_CONV2D] = {.name = "conv2d", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_iattr = 10, .max_iattr = 10, .min_fattr = 1, .max_fattr = 1, .infer = conv2d_infer,
+        .ws_bytes = conv2d_ws, .run = conv2d_run},
+    [ET_OP_CONV2D_BWD_INPUT] = {.name = "conv2d_bwd_input", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_iattr = 9, .max_iattr = 10, .min_fattr = 0, .max_fattr = 1, .infer = conv2d_bwd_input_infer,
+        .ws_bytes = conv2d_bwd_input_ws, .run = conv2d_bwd_input_run},
+    [ET_OP_CONV2D_BWD_WEIGHT] = {.name = "conv2d_bwd_weight", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_iattr = 9, .max_iattr = 10, .min_fattr = 0, .max_fattr = 1, .infer = conv2d_bwd_weight_infer,
+        .ws_bytes = conv2d_bwd_weight_ws, .run = conv2d_bwd_weight_run},
+    [ET_OP_CONV2D_BWD_BIAS] = {.name = "conv2d_bwd_bias", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .infer = conv2d_bwd_bias_infer, .run = conv2d_bwd_bias_run},
+    [ET_OP_MATMUL] = {.name = "matmul", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .infer = matmul_infer, .ws_bytes = matmul_ws, .run = matmul_run},
+    [ET_OP_ADD] = {.name = "add", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = binary_infer,
+        .run = add_run},
+    [ET_OP_SUB] = {.name = "sub", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = binary_infer,
+        .run = sub_run},
+    [ET_OP_MUL] = {.name = "mul", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = binary_infer,
+        .run = mul_run},
+    [ET_OP_DIV] = {.name = "div", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = binary_infer,
+        .run = div_run},
+    [ET_OP_REDUCE_SUM_TO] = {.name = "reduce_sum_to", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_fattr = 1, .max_fattr = 1, .infer = reduce_sum_to_infer, .run = reduce_sum_to_run},
+    [ET_OP_REDUCE] = {.name = "reduce", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 3, .max_iattr = 3, .infer = reduce_infer, .run = reduce_run},
+    [ET_OP_BROADCAST_TO] = {.name = "broadcast_to", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_fattr = 1, .max_fattr = 1, .infer = broadcast_to_infer, .run = broadcast_to_run},
+    [ET_OP_RESHAPE] = {.name = "reshape", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 7, .infer = reshape_infer, .run = reshape_run},
+    [ET_OP_ACT] = {.name = "act", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 1, .min_fattr = 1, .max_fattr = 1, .infer = act_infer, .run = act_run},
+    [ET_OP_ACT_BWD] = {.name = "act_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 1, .min_fattr = 1, .max_fattr = 1, .infer = act_bwd_infer, .run = act_bwd_run},
+    [ET_OP_MAXPOOL2D] = {.name = "maxpool2d", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 9, .max_iattr = 9, .infer = maxpool2d_infer, .run = maxpool2d_run},
+    [ET_OP_MAXPOOL2D_BWD] = {.name = "maxpool2d_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 9, .max_iattr = 9, .infer = maxpool2d_bwd_infer, .run = maxpool2d_bwd_run},
+    [ET_OP_AVGPOOL2D] = {.name = "avgpool2d", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 8, .max_iattr = 8, .infer = avgpool2d_infer, .run = avgpool2d_run},
+    [ET_OP_AVGPOOL2D_BWD] = {.name = "avgpool2d_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 8, .max_iattr = 8, .infer = avgpool2d_bwd_infer, .run = avgpool2d_bwd_run},
+    [ET_OP_GLOBAL_AVGPOOL] = {.name = "global_avgpool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .infer = global_avgpool_infer, .run = global_avgpool_run},
+    [ET_OP_GLOBAL_AVGPOOL_BWD] = {.name = "global_avgpool_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .infer = global_avgpool_bwd_infer, .run = global_avgpool_bwd_run},
+    [ET_OP_BATCHNORM_TRAIN] = {.name = "batchnorm_train", .min_in = 5, .max_in = 5, .min_out = 3, .max_out = 3,
+        .min_fattr = 2, .max_fattr = 2, .mut_in_mask = (1u << 3) | (1u << 4), .infer = batchnorm_train_infer,
+        .run = batchnorm_train_run},
+    [ET_OP_BATCHNORM_INFER] = {.name = "batchnorm_infer", .min_in = 5, .max_in = 5, .min_out = 1, .max_out = 1,
+        .min_fattr = 1, .max_fattr = 1, .infer = batchnorm_infer_infer, .run = batchnorm_infer_run},
+    [ET_OP_BATCHNORM_BWD] = {.name = "batchnorm_bwd", .min_in = 5, .max_in = 5, .min_out = 1, .max_out = 3,
+        .infer = batchnorm_bwd_infer, .run = batchnorm_bwd_run},
+    [ET_OP_DROPOUT] = {.name = "dropout", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 1, .min_fattr = 1, .max_fattr = 1, .infer = dropout_infer, .run = dropout_run},
+    [ET_OP_DROPOUT_BWD] = {.name = "dropout_bwd", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 1, .min_fattr = 1, .max_fattr = 1, .infer = dropout_infer,
+        .run = dropout_bwd_run},
+    [ET_OP_SOFTMAX] = {.name = "softmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .infer = softmax_infer, .run = softmax_run},
+    [ET_OP_SOFTMAX_BWD] = {.name = "softmax_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .infer = softmax_bwd_infer, .run = softmax_bwd_run},
+    [ET_OP_SOFTMAX_XENT] = {.name = "softmax_xent", .min_in = 2, .max_in = 2, .min_out = 2, .max_out = 2,
+        .infer = softmax_xent_infer, .run = softmax_xent_run},
+    [ET_OP_SOFTMAX_XENT_BWD] = {.name = "softmax_xent_bwd", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .infer = softmax_xent_bwd_infer, .run = softmax_xent_bwd_run},
+    [ET_OP_SOFTMAX_XENT_PROB] = {.name = "softmax_xent_prob", .min_in = 2, .max_in = 2, .min_out = 2, .max_out = 2,
+        .infer = softmax_xent_prob_infer, .run = softmax_xent_prob_run},
+    [ET_OP_SOFTMAX_XENT_PROB_BWD] = {.name = "softmax_xent_prob_bwd", .min_in = 3, .max_in = 3,
+        .min_out = 1, .max_out = 1, .infer = softmax_xent_prob_bwd_infer, .run = softmax_xent_prob_bwd_run},
+    [ET_OP_MSE] = {.name = "mse", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = pair_loss_infer,
+        .run = mse_run},
+    [ET_OP_MSE_BWD] = {.name = "mse_bwd", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .infer = pair_loss_bwd_infer, .run = mse_bwd_run},
+    [ET_OP_L1] = {.name = "l1", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = pair_loss_infer,
+        .run = l1_run},
+    [ET_OP_L1_BWD] = {.name = "l1_bwd", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .infer = pair_loss_bwd_infer, .run = l1_bwd_run},
+    [ET_OP_HINGE] = {.name = "hinge", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_fattr = 1, .max_fattr = 1, .infer = hinge_infer, .run = hinge_run},
+    [ET_OP_HINGE_BWD] = {.name = "hinge_bwd", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_fattr = 1, .max_fattr = 1, .infer = hinge_bwd_infer, .run = hinge_bwd_run},
+    [ET_OP_KLDIV] = {.name = "kldiv", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = kldiv_infer,
+        .run = kldiv_run},
+    [ET_OP_KLDIV_BWD] = {.name = "kldiv_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .infer = kldiv_bwd_infer, .run = kldiv_bwd_run},
+    [ET_OP_SGD_UPDATE] = {.name = "sgd_update", .min_in = 2, .max_in = 3, .min_iattr = 2, .max_iattr = 2,
+        .min_fattr = 4, .max_fattr = 4, .mut_in_mask = (1u << 0) | (1u << 2), .infer = sgd_update_infer,
+        .run = sgd_update_run},
+    [ET_OP_ADAM_UPDATE] = {.name = "adam_update", .min_in = 4, .max_in = 4, .min_iattr = 1, .max_iattr = 1,
+        .min_fattr = 5, .max_fattr = 5, .mut_in_mask = (1u << 0) | (1u << 2) | (1u << 3), .infer = adam_update_infer,
+        .run = adam_update_run},
+    [ET_OP_AFFINE] = {.name = "affine", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_fattr = 2, .max_fattr = 2, .infer = affine_infer, .run = affine_run},
 };
 
 /* C99 static assert: one table entry per enum value (a new op without an entry
@@ -1063,4 +1110,67 @@ const et_op_desc *et_op_desc_get(int op) {
 const char *et_op_name(int op) {
     const et_op_desc *d = et_op_desc_get(op);
     return d ? d->name : NULL;
+}
+
+static int counts_fit(const et_op_desc *d, int n_in, int n_iattr, int n_fattr) {
+    return n_in >= d->min_in && n_in <= d->max_in && n_iattr >= d->min_iattr && n_iattr <= d->max_iattr &&
+           n_fattr >= d->min_fattr && n_fattr <= d->max_fattr;
+}
+
+et_status et_op_infer(int op, int n_in, const int *in_dtype, const int *in_ndim, const int64_t *in_dims,
+                      int n_iattr, const int64_t *iattr, int n_fattr, const float *fattr,
+                      int *n_out, int *out_dtype, int *out_ndim, int64_t *out_dims, char *msg, size_t cap) {
+    const et_op_desc *d = et_op_desc_get(op);
+    if (!d) {
+        et_msgf(msg, cap, "unknown op %d", op);
+        return ET_ERR_ARG;
+    }
+    if (!counts_fit(d, n_in, n_iattr, n_fattr) || (n_in && (!in_dtype || !in_ndim || !in_dims)) ||
+        (n_iattr && !iattr) || (n_fattr && !fattr) || !n_out || !out_dtype || !out_ndim || !out_dims) {
+        et_msgf(msg, cap, "op '%s': %d inputs, %d integer and %d float attributes do not fit %d..%d, %d..%d, %d..%d",
+                d->name, n_in, n_iattr, n_fattr, d->min_in, d->max_in, d->min_iattr, d->max_iattr, d->min_fattr,
+                d->max_fattr);
+        return ET_ERR_ARG;
+    }
+    et_node_def nd;
+    et_tshape in[ET_NODE_MAX_IN], out[ET_NODE_MAX_OUT];
+    memset(&nd, 0, sizeof nd);
+    memset(out, 0, sizeof out);
+    nd.op = op;
+    nd.n_in = n_in;
+    nd.n_out = d->max_out;
+    nd.n_iattr = n_iattr;
+    nd.n_fattr = n_fattr;
+    nd.layer = "";
+    for (int k = 0; k < n_iattr; k++) nd.iattr[k] = iattr[k];
+    for (int k = 0; k < n_fattr; k++) nd.fattr[k] = fattr[k];
+    et_node_io io;
+    memset(&io, 0, sizeof io);
+    io.node = &nd;
+    for (int k = 0; k < ET_NODE_MAX_IN; k++) nd.in[k] = -1;
+    for (int k = 0; k < ET_NODE_MAX_OUT; k++) nd.out[k] = k < d->max_out ? k : -1;
+    for (int k = 0; k < n_in; k++) {
+        if (in_dtype[k] < 0) {
+            if (k < d->min_in) return shape_error(msg, cap, "input %d is required", k);
+            continue;
+        }
+        in[k].dtype = (et_dtype)in_dtype[k];
+        in[k].ndim = in_ndim[k];
+        for (int j = 0; j < ET_MAX_DIMS; j++) in[k].dim[j] = j < in_ndim[k] ? in_dims[k * ET_MAX_DIMS + j] : 0;
+        if (!et_shape_is_sane(&in[k])) return shape_error(msg, cap, "input %d: invalid shape", k);
+        nd.in[k] = k;
+        io.in[k] = &in[k];
+    }
+    for (int k = 0; k < d->max_out; k++) io.out[k] = &out[k];
+    if (msg && cap) msg[0] = '\0';
+    et_status st = d->infer(&io, out, msg, cap);
+    if (st != ET_OK) return st;
+    *n_out = d->max_out;
+    for (int k = 0; k < d->max_out; k++) {
+        if (!et_shape_is_sane(&out[k])) return shape_error(msg, cap, "output %d would have more than 2^40 bytes", k);
+        out_dtype[k] = (int)out[k].dtype;
+        out_ndim[k] = out[k].ndim;
+        for (int j = 0; j < ET_MAX_DIMS; j++) out_dims[k * ET_MAX_DIMS + j] = out[k].dim[j];
+    }
+    return ET_OK;
 }

@@ -138,6 +138,10 @@ typedef struct et_train_state {
 
 enum { ET_SCHED_CONSTANT, ET_SCHED_STEP, ET_SCHED_MULTISTEP, ET_SCHED_EXPONENTIAL,
        ET_SCHED_COSINE, ET_SCHED_INV, ET_SCHED_COUNT_ };
+/* STATE opt_kind: the optimizer the train program was exported with (informational) */
+enum { ET_OPTIM_NONE, ET_OPTIM_SGD, ET_OPTIM_ADAM, ET_OPTIM_ADAMW, ET_OPTIM_COUNT_ };
+/* reduce op iattr[0] */
+enum { ET_REDUCE_SUM, ET_REDUCE_MEAN, ET_REDUCE_COUNT_ };
 
 typedef struct et_extra_section { /* META and unknown sections, kept verbatim */
     uint32_t type;

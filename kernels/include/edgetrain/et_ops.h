@@ -4,6 +4,8 @@
 #ifndef EDGETRAIN_ET_OPS_H
 #define EDGETRAIN_ET_OPS_H
 
+#include "et_common.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -58,6 +60,17 @@ typedef enum et_op {
 /* Name of an op as in edgetrain/ops.py (lower case, e.g. "conv2d_bwd_input");
  * NULL for an out-of-range value. */
 const char *et_op_name(int op);
+
+/* Shape inference of one node, for graph builders (the Python tracer): the
+ * same rule the planner applies to a loaded file, so the two cannot disagree.
+ * Inputs k < n_in: in_dtype[k] (et_dtype, or -1 for an absent optional input),
+ * in_ndim[k], dims in in_dims[k * 6 .. k * 6 + ndim). Attributes as stored in
+ * the file. Fills out_dtype/out_ndim/out_dims (same layout) for every output
+ * slot of the op and *n_out. On a bad node returns ET_ERR_SHAPE (or ET_ERR_ARG
+ * for an unknown op or wrong counts) with the reason in msg. */
+et_status et_op_infer(int op, int n_in, const int *in_dtype, const int *in_ndim, const int64_t *in_dims,
+                      int n_iattr, const int64_t *iattr, int n_fattr, const float *fattr,
+                      int *n_out, int *out_dtype, int *out_ndim, int64_t *out_dims, char *msg, size_t cap);
 
 #ifdef __cplusplus
 }
