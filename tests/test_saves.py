@@ -3,8 +3,8 @@
 Both save kinds (full training state and ``inference_only``) go through the one C writer
 (kernels/runtime/atomic_file.c), so every test runs for both. Causes that a test cannot create
 for real (a folder root may not write to, a full quota) use the writer's test hook
-``EDGETRAIN_SAVE_FAULT=<step>:<errno>[:<file name>]``; when the tests run as root, a tiny tmpfs also gives a
-real full disk and a real read-only file system.
+``EDGETRAIN_SAVE_FAULT=<step>:<errno>[:<file name>]``; when the tests run as root, a tiny tmpfs
+also gives a real full disk and a real read-only file system.
 """
 import errno
 import os
@@ -94,6 +94,9 @@ def test_path_is_a_folder(tmp_path, sess, kind):
         save(sess, target, kind)
     check_failure(e, target, "is a folder")
     assert (target / "inside").read_bytes() == b"keep"
+    with pytest.raises(ModelIOError) as e:
+        save(sess, str(tmp_path / "new") + "/", kind)
+    check_failure(e, str(tmp_path / "new") + "/", "the path ends with '/', so it is a folder")
     assert temporaries(tmp_path) == []
 
 

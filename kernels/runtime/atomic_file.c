@@ -260,7 +260,7 @@ static et_status create_temp(et_afile *f, mode_t mode, char *err, size_t cap) {
 /* The folder must exist and the target must be a regular file (or nothing yet). */
 static et_status check_target(et_afile *f, struct stat *old, int *exists, char *err, size_t cap) {
     struct stat st;
-    if (f->base[0] == '\0') return afail(f, err, cap, ": '%s' is a folder, not a file" UNCHANGED, f->target);
+    if (f->base[0] == '\0') return afail(f, err, cap, ": the path ends with '/', so it is a folder, not a file" UNCHANGED);
     if (stat(f->dir, &st) != 0) {
         if (errno == ENOENT) return afail(f, err, cap, ": the folder '%s' does not exist" UNCHANGED, f->dir);
         if (errno == ENOTDIR) return afail(f, err, cap, ": '%s' is not a folder" UNCHANGED, f->dir);
