@@ -193,8 +193,12 @@ def save_bytes_atomic(path, bytes data, str context="save"):
 def _locked(method):
     """Run a Session method holding the session's lock (see Session)."""
     def call(self, *args, **kwargs):
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             return method(self, *args, **kwargs)
+        finally:
+            lock.release()
     call.__name__, call.__qualname__, call.__doc__ = method.__name__, method.__qualname__, method.__doc__
     return call
 
