@@ -110,7 +110,8 @@ static et_status read_fault(et_afile *f, char *err, size_t cap) {
         f->fault_errno = (int)e;
         return ET_OK;
     }
-    return afail(f, err, cap, ": EDGETRAIN_SAVE_FAULT='%s' is not <open|write|fsync|rename>:<errno>[:<name>]" UNCHANGED, v);
+    return afail(f, err, cap, ": EDGETRAIN_SAVE_FAULT='%s' is not <open|write|fsync|rename>:<errno>[:<name>]"
+                 UNCHANGED, v);
 }
 
 /* 1 (with errno set) if the hook fails this step. */
@@ -260,7 +261,8 @@ static et_status create_temp(et_afile *f, mode_t mode, char *err, size_t cap) {
 /* The folder must exist and the target must be a regular file (or nothing yet). */
 static et_status check_target(et_afile *f, struct stat *old, int *exists, char *err, size_t cap) {
     struct stat st;
-    if (f->base[0] == '\0') return afail(f, err, cap, ": the path ends with '/', so it is a folder, not a file" UNCHANGED);
+    if (f->base[0] == '\0')
+        return afail(f, err, cap, ": the path ends with '/', so it is a folder, not a file" UNCHANGED);
     if (stat(f->dir, &st) != 0) {
         if (errno == ENOENT) return afail(f, err, cap, ": the folder '%s' does not exist" UNCHANGED, f->dir);
         if (errno == ENOTDIR) return afail(f, err, cap, ": '%s' is not a folder" UNCHANGED, f->dir);
@@ -269,7 +271,8 @@ static et_status check_target(et_afile *f, struct stat *old, int *exists, char *
     if (!S_ISDIR(st.st_mode)) return afail(f, err, cap, ": '%s' is not a folder" UNCHANGED, f->dir);
     *exists = lstat(f->target, old) == 0;
     if (!*exists && errno != ENOENT) return errno_fail(f, errno, "looking up the file", err, cap);
-    if (*exists && S_ISDIR(old->st_mode)) return afail(f, err, cap, ": '%s' is a folder, not a file" UNCHANGED, f->target);
+    if (*exists && S_ISDIR(old->st_mode))
+        return afail(f, err, cap, ": '%s' is a folder, not a file" UNCHANGED, f->target);
     if (*exists && !S_ISREG(old->st_mode))
         return afail(f, err, cap, ": '%s' is not a regular file (a FIFO, device or socket)" UNCHANGED, f->target);
     return ET_OK;
