@@ -101,6 +101,16 @@ def test_path_is_a_folder(tmp_path, sess, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_path_is_a_fifo(tmp_path, sess, kind):
+    target = tmp_path / "model.etm"
+    os.mkfifo(target)
+    with pytest.raises(ModelIOError) as e:
+        save(sess, target, kind)
+    check_failure(e, target, "is not a regular file")
+    assert target.is_fifo() and temporaries(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_parent_is_a_file(tmp_path, sess, kind):
     (tmp_path / "file").write_bytes(b"x")
     target = tmp_path / "file" / "model.etm"
