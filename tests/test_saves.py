@@ -398,37 +398,61 @@ def test_version_1_1_file_with_reserved_bits_saves_a_loadable_file(tmp_path, ses
 
 
 # ---- kill -9 in the middle of saves ----------------------------------------------------------
+# A single-threaded helper process forks one writer per trial (fork from a clean process is cheap
+# and safe, unlike a fork of the pytest process) and reaps it after the test has killed it.
+ZYGOTE = """
+import os, sys
+import edgetrain as et
+sess = et.TrainSession.load(sys.argv[1], threads=1)
+for line in sys.stdin:
+    trial = int(line)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            i = 0
+            while True:
+                sess.step = trial * 100000 + i
+                sess.SaveToFile(sys.argv[2])
+                i += 1
+        finally:
+            os._exit(1)
+    print(pid, flush=True)
+    os.waitpid(pid, 0)
+    print("reaped", flush=True)
+"""
+
+
 def test_kill_9_during_saves_leaves_a_loadable_file(tmp_path):
-    """A child saves in a loop and is killed at random moments: the file always loads, and the
+    """Writers saving in a loop are killed at random moments: the file always loads, and the
     next save removes the temporaries the dead writers left."""
-    et.manual_seed(0)
     sess = make_session(width=2048)                                # ~0.3 MB per file
     target = tmp_path / "model.etm"
     sess.SaveToFile(target)
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "model.etm"
+    sess.SaveToFile(src)
+    zygote = subprocess.Popen([sys.executable, "-c", ZYGOTE, str(src), str(target)], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).parents[1])
     rnd = np.random.default_rng(5)
-    trials, stale_seen, names = 30, 0, set()
-    for trial in range(trials):
-        pid = os.fork()
-        if pid == 0:  # the child: save until killed
-            try:
-                i = 0
-                while True:
-                    sess.step = trial * 100000 + i
-                    sess.SaveToFile(target)
-                    i += 1
-            finally:
-                os._exit(1)
-        time.sleep(float(rnd.uniform(0.002, 0.03)))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        loaded = et.TrainSession.load(target, threads=1)
-        assert loaded.step == 0 or loaded.step // 100000 <= trial
-        left = temporaries(tmp_path)
-        for name in left:  # .<name>.tmp.<pid>.<16 random hex digits>
-            assert re.fullmatch(rf"\.model\.etm\.tmp\.{pid}\.[0-9a-f]{{16}}", name), name
-        stale_seen += bool(left)
-        names.update(left)
-        sess.SaveToFile(target)
-        assert temporaries(tmp_path) == [], "the next save removes the dead writer's temporary"
+    trials, stale_seen = 30, 0
+    try:
+        for trial in range(1, trials + 1):
+            zygote.stdin.write(f"{trial}\n")
+            zygote.stdin.flush()
+            pid = int(zygote.stdout.readline())
+            time.sleep(float(rnd.uniform(0.005, 0.04)))
+            os.kill(pid, signal.SIGKILL)
+            assert zygote.stdout.readline().strip() == "reaped"
+            loaded = et.TrainSession.load(target, threads=1)
+            assert loaded.step == 0 or loaded.step // 100000 <= trial
+            left = temporaries(tmp_path)
+            for name in left:  # .<name>.tmp.<pid>.<16 random hex digits>
+                assert re.fullmatch(rf"\.model\.etm\.tmp\.{pid}\.[0-9a-f]{{16}}", name), name
+            stale_seen += bool(left)
+            sess.SaveToFile(target)
+            assert temporaries(tmp_path) == [], "the next save removes the dead writer's temporary"
+    finally:
+        zygote.stdin.close()
+        zygote.wait(timeout=30)
     print(f"{stale_seen} of {trials} kills left a temporary file")
     assert stale_seen > 0, "no kill landed during a save: the test did not test anything"
