@@ -124,6 +124,8 @@ cdef extern from "edgetrain/et_runtime.h":
     uint64_t et_session_seed(const et_session *s)
     et_status et_session_set_seed(et_session *s, uint64_t seed)
     et_status et_session_save_file(et_session *s, const char *path) nogil
+    et_status et_file_write_atomic(const char *path, const void *data, size_t size, char *err,
+                                   size_t cap) nogil
     et_status et_session_memory_info(const et_session *s, et_memory_info *info)
     int et_session_node_count(const et_session *s, et_program_kind kind)
     ctypedef struct et_node_profile:

@@ -9,11 +9,13 @@ from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 import os
+import threading
 import numpy as np
 cimport numpy as cnp
 
 from edgetrain._cnative cimport *
-from edgetrain.errors import error_for_status, NotFoundError, ShapeError, DTypeError
+from edgetrain.errors import (error_for_status, NotFoundError, ShapeError, DTypeError,
+                              InvalidArgumentError)
 
 cnp.import_array()
 
@@ -206,9 +208,55 @@ cdef class Conv2dKernel:
 
 
 # ---- the session ---------------------------------------------------------------------------
+def _fs_path(path, str what):
+    """``os.fsencode(path)``, refusing an embedded NUL (C would silently cut the path there)."""
+    cdef bytes b = os.fsencode(path)
+    if b"\0" in b:
+        raise InvalidArgumentError(f"{what}: the path {os.fsdecode(b)!r} contains a NUL byte")
+    return b
+
+
+def save_bytes_atomic(path, bytes data, str context="save"):
+    """Replace ``path`` with ``data`` through the runtime's one atomic writer
+    (``et_file_write_atomic``: unique temporary, fsync, rename, the real cause on failure)."""
+    cdef bytes bpath = _fs_path(path, context)
+    cdef const char *p = bpath
+    cdef const char *d = PyBytes_AS_STRING(data)
+    cdef size_t n = PyBytes_GET_SIZE(data)
+    cdef char err[512]
+    cdef et_status st
+    err[0] = 0
+    with nogil:
+        st = et_file_write_atomic(p, d, n, err, sizeof(err))
+    if st != ET_OK:
+        raise error_for_status(<int>st, f"{context}: {err.decode('utf-8', 'replace')}")
+
+
+def _locked(method):
+    """Run a Session method holding the session's lock (see Session)."""
+    def call(self, *args, **kwargs):
+        lock = self.lock
+        lock.acquire()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            lock.release()
+    call.__name__, call.__qualname__, call.__doc__ = method.__name__, method.__qualname__, method.__doc__
+    return call
+
+
 cdef class Session:
-    """One loaded training program (an ``et_session``)."""
+    """One loaded training program (an ``et_session``).
+
+    Thread safety: an ``et_session`` must not be used by two threads at once (a Resize frees
+    memory a run reads). Every method and property takes ``lock``, a re-entrant lock; waiting
+    for it releases the GIL. ``TrainSession`` holds the same lock across a whole RunGraph.
+    """
     cdef et_session *s
+    cdef readonly object lock
+
+    def __cinit__(self):
+        self.lock = threading.RLock()
 
     def __dealloc__(self):
         if self.s != NULL:
@@ -237,7 +285,7 @@ cdef class Session:
     @staticmethod
     def from_file(path, int threads=0):
         cdef Session self = Session.__new__(Session)
-        cdef bytes bpath = os.fsencode(path)
+        cdef bytes bpath = _fs_path(path, "cannot load model")
         cdef const char *p = bpath
         cdef et_status st
         with nogil:
@@ -250,23 +298,30 @@ cdef class Session:
     # -- configuration ----------------------------------------------------------------------
     @property
     def threads(self):
-        return et_session_threads(self.s)
+        with self.lock:
+            return et_session_threads(self.s)
 
     @threads.setter
     def threads(self, int n):
-        self._check(et_session_set_threads(self.s, n), "set threads")
+        with self.lock:
+            self._check(et_session_set_threads(self.s, n), "set threads")
 
+    @_locked
     def has_program(self, str name):
         return bool(et_session_has_program(self.s, PROGRAMS[name]))
 
+    @_locked
     def set_program(self, str name):
         self._check(et_session_set_program(self.s, PROGRAMS[name]), f"select {name} program")
 
     @property
     def program(self):
-        cdef int k = et_session_program(self.s)
+        cdef int k
+        with self.lock:
+            k = et_session_program(self.s)
         return ("eval", "grad", "train")[k]
 
+    @_locked
     def resize(self, dict shapes):
         cdef int n = len(shapes), i = 0, j
         cdef const char **names = <const char **>malloc(n * sizeof(char *) + 1)
@@ -292,12 +347,15 @@ cdef class Session:
             free(names); free(ndims); free(dims); free(flat)
 
     # -- tensors ----------------------------------------------------------------------------
+    @_locked
     def tensor_count(self):
         return et_session_tensor_count(self.s)
 
+    @_locked
     def find(self, str name):
         return et_session_find_tensor(self.s, name.encode())
 
+    @_locked
     def info(self, int index):
         cdef et_tensor_info ti
         self._check(et_session_tensor_info(self.s, index, &ti), f"tensor {index}")
@@ -305,6 +363,7 @@ cdef class Session:
                 "kind": KIND_NAMES[ti.kind], "shape": tuple(ti.shape[k] for k in range(ti.ndim)),
                 "trainable": bool(ti.trainable), "numel": ti.numel}
 
+    @_locked
     def get(self, int index):
         """A copy of tensor ``index``'s current data."""
         cdef et_tensor_info ti
@@ -320,6 +379,7 @@ cdef class Session:
             memcpy_(dst, <const char *>src, nbytes)
         return out
 
+    @_locked
     def set(self, int index, value):
         """Overwrite tensor ``index`` (same shape; converted to its dtype)."""
         cdef et_tensor_info ti
@@ -338,6 +398,7 @@ cdef class Session:
             raise NotFoundError(f"tensor {name!r} has no data")
         memcpy_(<char *>dst, <const char *>cnp.PyArray_DATA(src), src.nbytes)
 
+    @_locked
     def set_input(self, str name, cnp.ndarray arr):
         cdef et_dtype dt
         if arr.dtype == np.float32:
@@ -358,13 +419,16 @@ cdef class Session:
         self._check(et_session_set_input(self.s, name.encode(), dt, cnp.PyArray_DATA(arr),
                                          arr.ndim, shape), f"input {name!r}")
 
+    @_locked
     def inputs(self):
         return [et_session_input_tensor(self.s, i) for i in range(et_session_input_count(self.s))]
 
+    @_locked
     def outputs(self):
         return {et_session_output_name(self.s, i).decode(): et_session_output_tensor(self.s, i)
                 for i in range(et_session_output_count(self.s))}
 
+    @_locked
     def run(self):
         cdef et_status st
         with nogil:
@@ -374,48 +438,59 @@ cdef class Session:
     # -- optimizer state --------------------------------------------------------------------
     @property
     def lr(self):
-        return et_session_lr(self.s)
+        with self.lock:
+            return et_session_lr(self.s)
 
     @property
     def base_lr(self):
-        return et_session_base_lr(self.s)
+        with self.lock:
+            return et_session_base_lr(self.s)
 
     @base_lr.setter
     def base_lr(self, float lr):
-        self._check(et_session_set_lr(self.s, lr), "set learning rate")
+        with self.lock:
+            self._check(et_session_set_lr(self.s, lr), "set learning rate")
 
     @property
     def step(self):
-        return et_session_step(self.s)
+        with self.lock:
+            return et_session_step(self.s)
 
     @step.setter
     def step(self, uint64_t v):
-        self._check(et_session_set_step(self.s, v), "set step")
+        with self.lock:
+            self._check(et_session_set_step(self.s, v), "set step")
 
     @property
     def epoch(self):
-        return et_session_epoch(self.s)
+        with self.lock:
+            return et_session_epoch(self.s)
 
     @epoch.setter
     def epoch(self, uint64_t v):
-        self._check(et_session_set_epoch(self.s, v), "set epoch")
+        with self.lock:
+            self._check(et_session_set_epoch(self.s, v), "set epoch")
 
     @property
     def seed(self):
-        return et_session_seed(self.s)
+        with self.lock:
+            return et_session_seed(self.s)
 
     @seed.setter
     def seed(self, uint64_t v):
-        self._check(et_session_set_seed(self.s, v), "set seed")
+        with self.lock:
+            self._check(et_session_set_seed(self.s, v), "set seed")
 
+    @_locked
     def save(self, path):
-        cdef bytes bpath = os.fsencode(path)
+        cdef bytes bpath = _fs_path(path, "SaveToFile")
         cdef const char *p = bpath
         cdef et_status st
         with nogil:
             st = et_session_save_file(self.s, p)
-        self._check(st, f"SaveToFile({os.fsdecode(bpath)!r})")
+        self._check(st, "SaveToFile")
 
+    @_locked
     def memory_info(self):
         cdef et_memory_info mi
         self._check(et_session_memory_info(self.s, &mi), "memory_info")
@@ -425,19 +500,23 @@ cdef class Session:
                 "workspace": mi.workspace_bytes, "total": mi.total_bytes,
                 "activations_without_reuse": mi.activations_unplanned_bytes}
 
+    @_locked
     def node_count(self, str program):
         return et_session_node_count(self.s, PROGRAMS[program])
 
     # -- profiling ----------------------------------------------------------------------------
     @property
     def profiling(self):
-        return bool(et_session_profiling(self.s))
+        with self.lock:
+            return bool(et_session_profiling(self.s))
 
     @profiling.setter
     def profiling(self, bint on):
         """Switching on (again) zeroes the counters."""
-        self._check(et_session_set_profiling(self.s, on), "profiling")
+        with self.lock:
+            self._check(et_session_set_profiling(self.s, on), "profiling")
 
+    @_locked
     def profile(self):
         """Per node (index = node id): (op name, layer, cumulative ns, calls)."""
         cdef int n = et_session_profile(self.s, NULL, 0), k

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import zlib
 from typing import Dict, List, Tuple
 
@@ -247,20 +246,10 @@ def load(path) -> ir.Graph:
         raise ModelIOError(f"cannot read model file {path!s}: {e.strerror or e}") from e
 
 
-def save_atomic(path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file, fsync and rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def save_atomic(path, payload: bytes, context: str = "save") -> None:
+    """Replace ``path`` with ``payload`` atomically, through the C runtime's one writer
+    (kernels/runtime/atomic_file.c): a unique temporary file next to the target, fsync, rename,
+    fsync of the folder; ``ModelIOError`` naming the cause on failure, the old file unchanged."""
+    from . import _native
+
+    _native.save_bytes_atomic(os.fspath(path), bytes(payload), context)

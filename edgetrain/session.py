@@ -6,6 +6,7 @@ this class converts arguments and results and keeps no model state of its own.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Dict, Mapping, Optional
 
@@ -22,11 +23,33 @@ except ImportError as e:  # pragma: no cover - only without a build
                       f"(or `make test`) first ({e})") from e
 
 
+def _serialised(method):
+    """Run a TrainSession method as one unit: it holds the session's lock throughout."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with self._s.lock:
+            return method(self, *args, **kwargs)
+    return call
+
+
 class TrainSession:
     """A loaded training program.
 
     Create one with :meth:`from_module` (trace a :class:`edgetrain.nn.Module`),
     :meth:`from_graph` or :meth:`load` (an ``.etm`` file).
+
+    Threads: a session may be shared between threads. Calls on one session are serialised by
+    its lock (:attr:`lock`, re-entrant; a waiting thread releases the GIL), and each call is one
+    unit: ``RunGraph`` feeds its inputs, runs and copies its outputs without another call in
+    between, and ``SaveToFile`` writes one consistent state. To make several calls one unit
+    (``Resize`` + ``RunGraph``, ``Eval`` + ``RunGraph`` + ``step``), hold the lock yourself::
+
+        with sess.lock:
+            sess.Eval()
+            sess.Resize({"data": (n, 1, 28, 28)})
+            out = sess.RunGraph({"data": x})
+
+    Different sessions run in parallel.
     """
 
     def __init__(self, native: "_native.Session"):
@@ -36,6 +59,11 @@ class TrainSession:
             info = native.info(i)
             if info["name"]:
                 self._names[info["name"]] = i
+
+    @property
+    def lock(self):
+        """The session's re-entrant lock: ``with sess.lock:`` makes several calls one unit."""
+        return self._s.lock
 
     # ---- construction ---------------------------------------------------------------
     @classmethod
@@ -72,6 +100,7 @@ class TrainSession:
         return cls(_native.Session.from_bytes(bytes(data), _threads(threads)))
 
     # ---- the session verbs -----------------------------------------------------------
+    @_serialised
     def Train(self) -> None:
         """Select the training program (forward, backward, optimizer update)."""
         if not self._s.has_program("train"):
@@ -83,6 +112,7 @@ class TrainSession:
         """Select the inference program (running statistics, no dropout)."""
         self._s.set_program("eval")
 
+    @_serialised
     def Grad(self) -> None:
         """Select the gradient program (forward + backward, no update)."""
         if not self._s.has_program("grad"):
@@ -97,6 +127,7 @@ class TrainSession:
     def mode(self) -> str:
         return self._s.program
 
+    @_serialised
     def RunGraph(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Run the selected program once; returns copies of its outputs by name.
 
@@ -119,16 +150,25 @@ class TrainSession:
 
     def SaveToFile(self, path, inference_only: bool = False) -> None:
         """Save atomically. Full training state by default (resumable); with
-        ``inference_only`` the eval program alone, BatchNorm folded into convolutions."""
+        ``inference_only`` the eval program alone, BatchNorm folded into convolutions.
+
+        Both kinds go through the runtime's one writer: a unique temporary file in the target's
+        folder, fsync, rename, fsync of the folder. A failed save raises ``ModelIOError`` naming
+        the cause (missing folder, a folder path, read-only or unwritable folder, full disk) and
+        leaves the old file unchanged. The new file keeps the old one's permissions; a symlink is
+        written through to the file it points to. The saved state is the state between two calls.
+        """
         path = os.fspath(path)
         if not inference_only:
             self._s.save(path)
             return
         from .export import inference_graph
 
-        fileformat.save_atomic(path, fileformat.dumps(inference_graph(self.to_graph()),
-                                                      inference_only=True))
+        graph = self.to_graph()  # one consistent snapshot, taken under the lock
+        fileformat.save_atomic(path, fileformat.dumps(inference_graph(graph), inference_only=True),
+                               context="SaveToFile(inference_only=True)")
 
+    @_serialised
     def to_graph(self) -> ir.Graph:
         """The session's program with its current tensors and counters, as a Graph."""
         import tempfile
@@ -140,25 +180,30 @@ class TrainSession:
 
     # ---- inputs, outputs and tensors ------------------------------------------------
     @property
+    @_serialised
     def input_names(self):
         return [self._s.info(i)["name"] for i in self._s.inputs()]
 
     @property
+    @_serialised
     def output_names(self):
         return list(self._s.outputs())
 
+    @_serialised
     def input_shapes(self) -> Dict[str, tuple]:
         return {self._s.info(i)["name"]: self._s.info(i)["shape"] for i in self._s.inputs()}
 
     def _tensors_of(self, kind: str) -> Dict[str, int]:
         return {name: i for name, i in self._names.items() if self._s.info(i)["kind"] == kind}
 
+    @_serialised
     def get_parameters(self, include_buffers: bool = True) -> Dict[str, np.ndarray]:
         """Copies of the parameters (and BN running statistics) by PyTorch-style name."""
         kinds = ("param", "buffer") if include_buffers else ("param",)
         return {name: self._s.get(i) for name, i in self._names.items()
                 if self._s.info(i)["kind"] in kinds}
 
+    @_serialised
     def set_parameters(self, values: Mapping[str, np.ndarray], strict: bool = False) -> None:
         """Overwrite parameters/buffers by name (shapes must match)."""
         known = {**self._tensors_of("param"), **self._tensors_of("buffer")}
@@ -172,6 +217,7 @@ class TrainSession:
         for k, v in values.items():
             self._s.set(known[k], v)
 
+    @_serialised
     def get_gradients(self) -> Dict[str, np.ndarray]:
         """Gradients of the trainable parameters from the last train/grad run."""
         out = {}
@@ -182,11 +228,13 @@ class TrainSession:
                 out[name[5:] if name.startswith("grad:") else name] = self._s.get(i)
         return out
 
+    @_serialised
     def get_tensor(self, name: str) -> np.ndarray:
         if name not in self._names:
             raise NotFoundError(f"no tensor named {name!r}")
         return self._s.get(self._names[name])
 
+    @_serialised
     def trainable_parameters(self):
         return [n for n, i in self._tensors_of("param").items() if self._s.info(i)["trainable"]]
 
@@ -253,6 +301,7 @@ class TrainSession:
     def profiling(self, on: bool) -> None:
         self._s.profiling = bool(on)
 
+    @_serialised
     def profile(self, by: str = "op") -> Dict[str, Dict[str, float]]:
         """Cumulative node timings since profiling was switched on.
 
@@ -274,11 +323,13 @@ class TrainSession:
             r["ms_per_call"] = r["ms"] / r["calls"]
         return dict(sorted(rows.items(), key=lambda kv: -kv[1]["ms"]))
 
+    @_serialised
     def summary(self) -> str:
         from .export import graph_summary
 
         return graph_summary(self.to_graph())
 
+    @_serialised
     def __repr__(self) -> str:
         return (f"TrainSession(mode={self.mode!r}, inputs={self.input_shapes()}, "
                 f"step={self.step}, threads={self.threads})")

@@ -4,7 +4,8 @@
  * before it is used, counts are compared with section sizes before anything
  * is allocated, and every failure is ET_ERR_FORMAT with a message naming the
  * section, record and field. Shapes are checked later by shape inference.
- * The writer produces the same layout and replaces files atomically.
+ * The writer produces the same layout, version 1.0 only, and replaces files
+ * atomically through atomic_file.c.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -121,7 +122,7 @@ static et_status parse_header(parse_ctx *c, uint32_t *n_sections, uint32_t *flag
     *n_sections = rd32(h + 24);
     *flags = rd32(h + 28);
     c->strict = rd32(h + 12) == 0;
-    if (c->strict && (*flags & ~1u))
+    if (c->strict && (*flags & ~ET_HFLAG_KNOWN))
         return fail(c, "header: unknown flags 0x%x (version 1.0 defines bit 0 only)", *flags);
     if (check_zero(c, h + 40, 24, "header") != ET_OK) return ET_ERR_FORMAT;
     if (*n_sections < 1 || *n_sections > ET_MAX_SECTIONS)
@@ -283,7 +284,7 @@ static et_status parse_tensor_record(parse_ctx *c, et_model *m, uint32_t i, cons
                         (long long)t->shape.dim[d]);
     if (!et_shape_is_sane(&t->shape))
         return fail(c, "section 2 (TENSORS): record %u is larger than 2^40 bytes", i);
-    if (c->strict && ((t->flags & ~3u) || !all_zero(r + 16 + 8 * ndim, 8 * (size_t)(ET_MAX_DIMS - ndim)) ||
+    if (c->strict && ((t->flags & ~ET_TFLAG_KNOWN) || !all_zero(r + 16 + 8 * ndim, 8 * (size_t)(ET_MAX_DIMS - ndim)) ||
                       !all_zero(r + 80, 16) || (!et_kind_has_data(t->kind) && t->data_off != 0)))
         return fail(c, "section 2 (TENSORS): record %u has unknown flags or non-zero unused fields "
                     "(dims beyond ndim, data offset without data, reserved bytes)", i);
@@ -746,7 +747,7 @@ static uint8_t *build_tensors(const et_model *m, const et_tshape *shapes, const 
         r[8] = (uint8_t)s->dtype;
         r[9] = (uint8_t)t->kind;
         r[10] = (uint8_t)s->ndim;
-        r[11] = t->flags;
+        r[11] = t->flags & ET_TFLAG_KNOWN; /* the bits version 1.0 defines */
         wr32(r + 12, t->owner);
         for (int d = 0; d < s->ndim; d++) wri64(r + 16 + 8 * d, s->dim[d]);
         if (et_kind_has_data(t->kind)) {
@@ -829,46 +830,24 @@ static void build_state(const et_train_state *st, uint8_t *p) {
 
 static const uint8_t zeros64[64];
 
-static uint32_t data_crc(const et_model *m, const et_tshape *shapes, void *const *data) {
-    uint32_t crc = 0;
+static void w_pad_to(et_afile *f, uint64_t off) {
+    while (!f->err && f->pos < off) {
+        uint64_t gap = off - f->pos;
+        et_afile_write(f, zeros64, gap < sizeof zeros64 ? (size_t)gap : sizeof zeros64);
+    }
+}
+
+static void w_data(et_afile *f, const et_model *m, const et_tshape *shapes, void *const *data) {
     for (uint32_t i = 0; i < m->n_tensors; i++) {
         if (!et_kind_has_data(m->tensors[i].kind)) continue;
         size_t bytes = et_shape_bytes(&shapes[i]);
-        crc = et_crc32(crc, data[i], bytes);
-        crc = et_crc32(crc, zeros64, et_align_up(bytes) - bytes);
-    }
-    return crc;
-}
-
-/* Writes everything after the section table; pos tracks the file offset. */
-typedef struct writer {
-    FILE *f;
-    uint64_t pos;
-    int failed;
-} writer;
-
-static void w_bytes(writer *w, const void *p, size_t n) {
-    if (w->failed || n == 0) return;
-    if (fwrite(p, 1, n, w->f) != n) w->failed = 1;
-    w->pos += n;
-}
-
-static void w_pad_to(writer *w, uint64_t off) {
-    while (!w->failed && w->pos < off) {
-        uint64_t gap = off - w->pos;
-        w_bytes(w, zeros64, gap < sizeof zeros64 ? (size_t)gap : sizeof zeros64);
+        et_afile_write(f, data[i], bytes);
+        et_afile_write(f, zeros64, et_align_up(bytes) - bytes);
     }
 }
 
-static void w_data(writer *w, const et_model *m, const et_tshape *shapes, void *const *data) {
-    for (uint32_t i = 0; i < m->n_tensors; i++) {
-        if (!et_kind_has_data(m->tensors[i].kind)) continue;
-        size_t bytes = et_shape_bytes(&shapes[i]);
-        w_bytes(w, data[i], bytes);
-        w_bytes(w, zeros64, et_align_up(bytes) - bytes);
-    }
-}
-
+/* Version 1.0 header. Only the flag bits 1.0 defines are written: a file of a later
+ * minor may set others, and this writer stamps minor 0, whose reader rejects them. */
 static void make_header(uint8_t *h, uint64_t file_size, uint32_t n_sections, uint32_t flags, uint32_t table_crc) {
     memset(h, 0, ET_HEADER_BYTES);
     memcpy(h, ET_MAGIC, 8);
@@ -876,26 +855,31 @@ static void make_header(uint8_t *h, uint64_t file_size, uint32_t n_sections, uin
     wr32(h + 12, ET_FORMAT_MINOR);
     wr64(h + 16, file_size);
     wr32(h + 24, n_sections);
-    wr32(h + 28, flags);
+    wr32(h + 28, flags & ET_HFLAG_KNOWN);
     wr32(h + 32, table_crc);
     wr32(h + 36, et_crc32(0, h, 36));
 }
 
-static int write_file(const char *tmp, const et_model *m, const et_tshape *shapes, void *const *data,
-                      const out_section *secs, uint32_t ns, const uint8_t *head, size_t head_bytes) {
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return 0;
-    writer w = {f, 0, 0};
-    w_bytes(&w, head, head_bytes);
+/* Streams the sections after a zeroed header and table, each CRC taken over the bytes as
+ * written (tensor data may change meanwhile: the file still checks), then writes the real
+ * header and table at offset 0. */
+static void write_body(et_afile *f, const et_model *m, const et_tshape *shapes, void *const *data, out_section *secs,
+                       uint32_t ns, uint8_t *head, size_t head_bytes) {
+    et_afile_write(f, head, head_bytes);
     for (uint32_t i = 0; i < ns; i++) {
-        w_pad_to(&w, secs[i].off);
-        if (secs[i].bytes) w_bytes(&w, secs[i].bytes, (size_t)secs[i].size);
-        else w_data(&w, m, shapes, data);
+        w_pad_to(f, secs[i].off);
+        f->crc = 0;
+        if (secs[i].bytes) et_afile_write(f, secs[i].bytes, (size_t)secs[i].size);
+        else w_data(f, m, shapes, data);
+        secs[i].crc = f->crc;
+        uint8_t *e = head + ET_HEADER_BYTES + (size_t)i * ET_SECTION_ENTRY_BYTES;
+        wr32(e, secs[i].type);
+        wr64(e + 8, secs[i].off);
+        wr64(e + 16, secs[i].size);
+        wr32(e + 24, secs[i].crc);
     }
-    if (!w.failed && fflush(f) != 0) w.failed = 1;
-    if (!w.failed && fsync(fileno(f)) != 0) w.failed = 1;
-    if (fclose(f) != 0) w.failed = 1;
-    return !w.failed;
+    make_header(head, f->pos, ns, m->flags, et_crc32(0, head + ET_HEADER_BYTES, (size_t)ns * ET_SECTION_ENTRY_BYTES));
+    et_afile_pwrite(f, 0, head, head_bytes);
 }
 
 et_status et_model_save(const et_model *m, const et_tshape *shapes, void *const *data, const et_train_state *st,
@@ -905,7 +889,6 @@ et_status et_model_save(const et_model *m, const et_tshape *shapes, void *const 
     uint64_t *offs = (uint64_t *)et_calloc((size_t)m->n_tensors + 1, sizeof(uint64_t));
     uint64_t tsz = 0, nsz = 0, psz = 0;
     uint8_t *tens = NULL, *nodes = NULL, *progs = NULL, *head = NULL;
-    char *tmp = NULL;
     et_status rc = ET_ERR_NOMEM;
     uint64_t data_size = offs ? layout_data(m, shapes, offs) : 0;
     if (offs) tens = build_tensors(m, shapes, offs, &tsz);
@@ -923,45 +906,26 @@ et_status et_model_save(const et_model *m, const et_tshape *shapes, void *const 
     secs[ns++] = (out_section){ET_SEC_DATA, NULL, data_size, 0, 0};
     size_t head_bytes = ET_HEADER_BYTES + (size_t)ns * ET_SECTION_ENTRY_BYTES;
     head = (uint8_t *)et_calloc(head_bytes, 1);
-    tmp = (char *)et_malloc(strlen(path) + 32);
-    if (!offs || !tens || !nodes || !progs || !head || !tmp) {
-        et_msgf(err, cap, "out of memory preparing the save of '%s'", path);
+    if (!offs || !tens || !nodes || !progs || !head) {
+        et_msgf(err, cap, "cannot save '%s': out of memory preparing the file; the old file, if any, is unchanged",
+                path);
         goto done;
     }
     uint64_t pos = head_bytes;
     for (uint32_t i = 0; i < ns; i++) {
         secs[i].off = et_align_up((size_t)pos);
-        secs[i].crc = secs[i].bytes ? et_crc32(0, secs[i].bytes, (size_t)secs[i].size) : data_crc(m, shapes, data);
         pos = secs[i].off + secs[i].size;
-        uint8_t *e = head + ET_HEADER_BYTES + (size_t)i * ET_SECTION_ENTRY_BYTES;
-        wr32(e, secs[i].type);
-        wr64(e + 8, secs[i].off);
-        wr64(e + 16, secs[i].size);
-        wr32(e + 24, secs[i].crc);
     }
-    make_header(head, pos, ns, m->flags,
-                et_crc32(0, head + ET_HEADER_BYTES, (size_t)ns * ET_SECTION_ENTRY_BYTES));
-    snprintf(tmp, strlen(path) + 32, "%s.tmp.%ld", path, (long)getpid());
-    if (!write_file(tmp, m, shapes, data, secs, ns, head, head_bytes)) {
-        remove(tmp);
-        et_msgf(err, cap, "cannot write '%s' (temporary file '%s'): disk full or not writable; the old file, if any, "
-                "is unchanged", path, tmp);
-        rc = ET_ERR_IO;
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        et_msgf(err, cap, "cannot rename '%s' to '%s'; the old file, if any, is unchanged", tmp, path);
-        rc = ET_ERR_IO;
-        goto done;
-    }
-    rc = ET_OK;
+    et_afile f; /* CRCs, table and header are filled in while writing */
+    rc = et_afile_open(&f, path, err, cap);
+    if (rc != ET_OK) goto done;
+    write_body(&f, m, shapes, data, secs, ns, head, head_bytes);
+    rc = et_afile_commit(&f, err, cap);
 done:
     et_free(offs);
     et_free(tens);
     et_free(nodes);
     et_free(progs);
     et_free(head);
-    et_free(tmp);
     return rc;
 }

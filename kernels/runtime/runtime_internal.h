@@ -49,6 +49,9 @@ enum et_section_type {
 
 #define ET_TFLAG_TRAINABLE 1u
 #define ET_TFLAG_OUTPUT 2u
+#define ET_TFLAG_KNOWN (ET_TFLAG_TRAINABLE | ET_TFLAG_OUTPUT) /* tensor flags of version 1.0 */
+#define ET_HFLAG_INFERENCE_ONLY 1u
+#define ET_HFLAG_KNOWN ET_HFLAG_INFERENCE_ONLY               /* header flags of version 1.0 */
 #define ET_NO_OWNER 0xFFFFFFFFu
 
 /* ---- allocation (the only place the runtime touches the heap) ------------ */
@@ -176,6 +179,31 @@ void et_model_free(et_model *m);
 /* Write the model with current shapes, tensor data and state, atomically. */
 et_status et_model_save(const et_model *m, const et_tshape *shapes, void *const *data,
                         const et_train_state *st, const char *path, char *err, size_t cap);
+
+/* ---- replacing a file atomically (atomic_file.c) ----------------------------- */
+/* Open a unique temporary file next to `path` (symlinks followed), write through a
+ * buffer, then commit: fsync, rename over the target, fsync the folder. Any failure
+ * leaves the target unchanged and no temporary behind; messages name `path`. */
+typedef struct et_afile {
+    int fd;
+    char *shown;            /* the path as given: every message names it */
+    char *target;           /* after following symlinks (== shown when there is none) */
+    char *dir, *tmp;        /* target's folder; the temporary file */
+    const char *base;       /* file name inside target */
+    uint8_t *buf;
+    size_t used;
+    uint64_t pos;           /* bytes passed to et_afile_write so far */
+    uint32_t crc;           /* running CRC32 of those bytes; the caller may reset it to 0 */
+    int err;                /* first errno of writing (sticky) */
+    const char *err_step;
+    int fault_step, fault_errno; /* test hook EDGETRAIN_SAVE_FAULT */
+} et_afile;
+
+et_status et_afile_open(et_afile *f, const char *path, char *err, size_t cap);
+void et_afile_write(et_afile *f, const void *data, size_t n);  /* copies, then checksums the copy */
+void et_afile_pwrite(et_afile *f, uint64_t off, const void *data, size_t n); /* e.g. a header last */
+et_status et_afile_commit(et_afile *f, char *err, size_t cap);  /* always releases f */
+void et_afile_abort(et_afile *f);                                /* removes the temporary */
 
 /* ---- the op table (ops.c) ------------------------------------------------------ */
 typedef struct et_run_env {

@@ -4,6 +4,9 @@
  * Errors: every call returns et_status; a human readable message for the
  * last failed call on a session is et_session_error(s) (for load failures,
  * et_load_error()). Nothing here calls exit() or prints.
+ * Threads: different sessions may be used from different threads at once; one
+ * session must not (Resize frees memory a run reads). Callers serialise the
+ * calls on a session; the Python binding holds a per-session lock.
  */
 #ifndef EDGETRAIN_ET_RUNTIME_H
 #define EDGETRAIN_ET_RUNTIME_H
@@ -118,6 +121,13 @@ et_status et_session_set_seed(et_session *s, uint64_t seed); /* also resets the 
 /* ---- saving --------------------------------------------------------------- */
 /* Full training state, atomically (temp file, fsync, rename). */
 et_status et_session_save_file(et_session *s, const char *path);
+
+/* Replace `path` with `size` bytes atomically: a unique temporary file in the
+ * target's folder (O_EXCL|O_NOFOLLOW), fsync, rename, fsync of the folder. A
+ * symlink is written through to its target; the target's permission bits are
+ * kept. On failure (ET_ERR_IO, message in err naming the cause) the old file is
+ * unchanged. Every save of the runtime goes through this writer. */
+et_status et_file_write_atomic(const char *path, const void *data, size_t size, char *err, size_t cap);
 
 /* ---- introspection -------------------------------------------------------- */
 et_status et_session_memory_info(const et_session *s, et_memory_info *info);
