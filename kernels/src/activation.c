@@ -224,35 +224,18 @@ void et_f32_act_bwd__neon(et_act act, float alpha, int64_t n, const float *t, co
 }
 #endif
 
-/* ---- dispatch ---------------------------------------------------------------------------- */
-typedef void (*act_fwd_fn)(et_act, float, int64_t, const float *, float *);
-typedef void (*act_bwd_fn)(et_act, float, int64_t, const float *, const float *, float *);
-
-static act_fwd_fn pick_fwd(void) {
-    switch (et_get_isa()) {
+/* ---- variant table (variant_internal.h) ------------------------------------------------ */
+const et_f32_act_variant et_f32_act_variants[] = {
+    {{ET_ISA_REF, "ref"}, et_f32_act_fwd__ref, et_f32_act_bwd__ref},
 #if defined(ET_HAVE_X86_SIMD)
-    case ET_ISA_AVX512: return et_f32_act_fwd__avx512;
-    case ET_ISA_AVX2: return et_f32_act_fwd__avx2;
+    {{ET_ISA_AVX2, "avx2"}, et_f32_act_fwd__avx2, et_f32_act_bwd__avx2},
+    {{ET_ISA_AVX512, "avx512"}, et_f32_act_fwd__avx512, et_f32_act_bwd__avx512},
 #endif
 #if defined(ET_HAVE_NEON)
-    case ET_ISA_NEON: return et_f32_act_fwd__neon;
+    {{ET_ISA_NEON, "neon"}, et_f32_act_fwd__neon, et_f32_act_bwd__neon},
 #endif
-    default: return et_f32_act_fwd__ref;
-    }
-}
-
-static act_bwd_fn pick_bwd(void) {
-    switch (et_get_isa()) {
-#if defined(ET_HAVE_X86_SIMD)
-    case ET_ISA_AVX512: return et_f32_act_bwd__avx512;
-    case ET_ISA_AVX2: return et_f32_act_bwd__avx2;
-#endif
-#if defined(ET_HAVE_NEON)
-    case ET_ISA_NEON: return et_f32_act_bwd__neon;
-#endif
-    default: return et_f32_act_bwd__ref;
-    }
-}
+    {{ET_ISA_REF, NULL}, NULL, NULL}, /* end */
+};
 
 #define ACT_GRAIN 16384
 
@@ -261,13 +244,13 @@ et_status et_f32_act_fwd(et_act act, float alpha, int64_t n, const float *x, flo
     if (n < 0 || (int)act < 0 || act >= ET_ACT_COUNT_) return ET_ERR_ARG;
     if (n == 0) return ET_OK;
     if (!x || !y) return ET_ERR_ARG;
-    act_fwd_fn fn = pick_fwd();
+    const et_f32_act_variant *row = ET_VARIANT_PICK(et_f32_act_variants);
     int nch = et_misc_nchunks(n, nthreads, ACT_GRAIN);
     ET_PARALLEL_FOR(nch)
     for (int ch = 0; ch < nch; ch++) {
         int64_t b, e;
         et_thread_range(n, ch, nch, &b, &e);
-        fn(act, alpha, e - b, x + b, y + b);
+        row->fwd(act, alpha, e - b, x + b, y + b);
     }
     return ET_OK;
 }
@@ -277,13 +260,13 @@ et_status et_f32_act_bwd(et_act act, float alpha, int64_t n, const float *t, con
     if (n < 0 || (int)act < 0 || act >= ET_ACT_COUNT_) return ET_ERR_ARG;
     if (n == 0) return ET_OK;
     if (!dy || !dx || (act != ET_ACT_NONE && !t)) return ET_ERR_ARG;
-    act_bwd_fn fn = pick_bwd();
+    const et_f32_act_variant *row = ET_VARIANT_PICK(et_f32_act_variants);
     int nch = et_misc_nchunks(n, nthreads, ACT_GRAIN);
     ET_PARALLEL_FOR(nch)
     for (int ch = 0; ch < nch; ch++) {
         int64_t b, e;
         et_thread_range(n, ch, nch, &b, &e);
-        fn(act, alpha, e - b, t ? t + b : NULL, dy + b, dx + b);
+        row->bwd(act, alpha, e - b, t ? t + b : NULL, dy + b, dx + b);
     }
     return ET_OK;
 }

@@ -1,8 +1,11 @@
-/* edgetrain — status names, dtype sizes, CPU feature detection and ISA choice. */
+/* edgetrain — status names, dtype sizes, CPU feature detection, ISA choice and the variant-table
+ * lookup (variant_internal.h). */
 #include "edgetrain/et_common.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "variant_internal.h"
 
 const char *et_status_str(et_status s) {
     switch (s) {
@@ -126,4 +129,13 @@ et_status et_set_isa(et_isa isa) {
     if (isa < 0 || isa >= ET_ISA_COUNT_ || !et_isa_supported(isa)) return ET_ERR_UNSUPPORTED;
     __atomic_store_n(&g_isa, (int)isa, __ATOMIC_RELAXED);
     return ET_OK;
+}
+
+/* ---- variant tables ------------------------------------------------------------------------ */
+const void *et_variant_pick(const void *table, size_t row_size) {
+    const et_isa isa = et_get_isa();
+    /* a row begins with its et_variant_head, so the cast reads that first member */
+    for (const char *r = table; ((const et_variant_head *)r)->name; r += row_size)
+        if (((const et_variant_head *)r)->isa == isa) return r;
+    return table; /* the __ref row */
 }

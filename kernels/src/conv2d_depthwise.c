@@ -800,45 +800,37 @@ et_status et_f32_dwconv2d_bwd_weight__neon(const et_conv2d_params *p, const floa
 }
 #endif /* ET_HAVE_NEON */
 
-/* ---- dispatch ------------------------------------------------------------------------- */
-et_status et_f32_dwconv2d_fwd(const et_conv2d_params *p, const float *x, const float *w,
-                              const float *b, float *y, int nthreads) {
-    switch (et_get_isa()) {
+/* ---- variant table (variant_internal.h) and dispatch ---------------------------------- */
+const et_f32_dwconv2d_variant et_f32_dwconv2d_variants[] = {
+    {{ET_ISA_REF, "ref"}, et_f32_dwconv2d_fwd__ref, et_f32_dwconv2d_bwd_input__ref,
+     et_f32_dwconv2d_bwd_weight__ref},
 #if defined(ET_HAVE_X86_SIMD)
-    case ET_ISA_AVX512: return et_f32_dwconv2d_fwd__avx512(p, x, w, b, y, nthreads);
-    case ET_ISA_AVX2: return et_f32_dwconv2d_fwd__avx2(p, x, w, b, y, nthreads);
+    {{ET_ISA_AVX2, "avx2"}, et_f32_dwconv2d_fwd__avx2, et_f32_dwconv2d_bwd_input__avx2,
+     et_f32_dwconv2d_bwd_weight__avx2},
+    {{ET_ISA_AVX512, "avx512"}, et_f32_dwconv2d_fwd__avx512, et_f32_dwconv2d_bwd_input__avx512,
+     et_f32_dwconv2d_bwd_weight__avx512},
 #endif
 #if defined(ET_HAVE_NEON)
-    case ET_ISA_NEON: return et_f32_dwconv2d_fwd__neon(p, x, w, b, y, nthreads);
+    {{ET_ISA_NEON, "neon"}, et_f32_dwconv2d_fwd__neon, et_f32_dwconv2d_bwd_input__neon,
+     et_f32_dwconv2d_bwd_weight__neon},
 #endif
-    default: return et_f32_dwconv2d_fwd__ref(p, x, w, b, y, nthreads);
-    }
+    {{ET_ISA_REF, NULL}, NULL, NULL, NULL}, /* end */
+};
+
+et_status et_f32_dwconv2d_fwd(const et_conv2d_params *p, const float *x, const float *w,
+                              const float *b, float *y, int nthreads) {
+    const et_f32_dwconv2d_variant *row = ET_VARIANT_PICK(et_f32_dwconv2d_variants);
+    return row->fwd(p, x, w, b, y, nthreads);
 }
 
 et_status et_f32_dwconv2d_bwd_input(const et_conv2d_params *p, const float *dy, const float *w,
                                     float *dx, int nthreads) {
-    switch (et_get_isa()) {
-#if defined(ET_HAVE_X86_SIMD)
-    case ET_ISA_AVX512: return et_f32_dwconv2d_bwd_input__avx512(p, dy, w, dx, nthreads);
-    case ET_ISA_AVX2: return et_f32_dwconv2d_bwd_input__avx2(p, dy, w, dx, nthreads);
-#endif
-#if defined(ET_HAVE_NEON)
-    case ET_ISA_NEON: return et_f32_dwconv2d_bwd_input__neon(p, dy, w, dx, nthreads);
-#endif
-    default: return et_f32_dwconv2d_bwd_input__ref(p, dy, w, dx, nthreads);
-    }
+    const et_f32_dwconv2d_variant *row = ET_VARIANT_PICK(et_f32_dwconv2d_variants);
+    return row->bwd_input(p, dy, w, dx, nthreads);
 }
 
 et_status et_f32_dwconv2d_bwd_weight(const et_conv2d_params *p, const float *dy, const float *x,
                                      float *dw, int nthreads) {
-    switch (et_get_isa()) {
-#if defined(ET_HAVE_X86_SIMD)
-    case ET_ISA_AVX512: return et_f32_dwconv2d_bwd_weight__avx512(p, dy, x, dw, nthreads);
-    case ET_ISA_AVX2: return et_f32_dwconv2d_bwd_weight__avx2(p, dy, x, dw, nthreads);
-#endif
-#if defined(ET_HAVE_NEON)
-    case ET_ISA_NEON: return et_f32_dwconv2d_bwd_weight__neon(p, dy, x, dw, nthreads);
-#endif
-    default: return et_f32_dwconv2d_bwd_weight__ref(p, dy, x, dw, nthreads);
-    }
+    const et_f32_dwconv2d_variant *row = ET_VARIANT_PICK(et_f32_dwconv2d_variants);
+    return row->bwd_weight(p, dy, x, dw, nthreads);
 }

@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "edgetrain/et_kernels.h"
+#include "variant_internal.h"
 
 /* ---- naive direct loops, double accumulation: the oracle for every conv path ---------- */
 /* Arguments as the public entry points; single threaded, no workspace. */
@@ -22,7 +23,7 @@ int et_conv2d_is_depthwise(const et_conv2d_params *p);
 /* ---- depthwise direct kernels (conv2d_depthwise.c); p must be initialised and depthwise.
  * No workspace. Parallel over (n, channel) planes (fwd, bwd_input) or over oc (bwd_weight,
  * no reduction), so results do not depend on the thread count. The dispatching versions pick
- * the variant from et_get_isa(). SIMD variants vectorise along the output width for stride
+ * the row of et_f32_dwconv2d_variants (below) for et_get_isa(). SIMD variants vectorise along the output width for stride
  * 1 and 2 (any kernel size / dilation / padding) and fall back to scalar code otherwise. */
 et_status et_f32_dwconv2d_fwd(const et_conv2d_params *p, const float *x, const float *w,
                               const float *b, float *y, int nthreads);
@@ -59,6 +60,18 @@ et_status et_f32_dwconv2d_bwd_input__neon(const et_conv2d_params *p, const float
 et_status et_f32_dwconv2d_bwd_weight__neon(const et_conv2d_params *p, const float *dy,
                                           const float *x, float *dw, int nthreads);
 #endif
+typedef et_status (*et_f32_dwconv2d_fwd_fn)(const et_conv2d_params *p, const float *x,
+                                            const float *w, const float *b, float *y,
+                                            int nthreads);
+typedef et_status (*et_f32_dwconv2d_bwd_fn)(const et_conv2d_params *p, const float *dy,
+                                            const float *in, float *out, int nthreads);
+/* Variant table (variant_internal.h); bwd_input's `in` is w, bwd_weight's is x. */
+typedef struct et_f32_dwconv2d_variant {
+    et_variant_head head;
+    et_f32_dwconv2d_fwd_fn fwd;
+    et_f32_dwconv2d_bwd_fn bwd_input, bwd_weight;
+} et_f32_dwconv2d_variant;
+extern const et_f32_dwconv2d_variant et_f32_dwconv2d_variants[];
 
 /* ---- fused bias + activation (PyTorch semantics, NaN propagates) ---------------------- */
 static inline float et_conv_act_(et_act act, float alpha, float v) {

@@ -69,6 +69,16 @@ ET_TARGET_AVX512 void et_f32_dropout_mask__avx512(int64_t n, const float *x, flo
 
 uint64_t et_misc_rng_key(uint64_t seed) { return rng_key(seed); }
 
+/* ---- variant table (variant_internal.h) ------------------------------------------------ */
+const et_f32_dropout_variant et_f32_dropout_variants[] = {
+    {{ET_ISA_REF, "ref"}, et_f32_dropout_mask__ref},
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX2, "avx2"}, et_f32_dropout_mask__avx2},
+    {{ET_ISA_AVX512, "avx512"}, et_f32_dropout_mask__avx512},
+#endif
+    {{ET_ISA_REF, NULL}, NULL}, /* end */
+};
+
 static et_status dropout_apply(int64_t n, float p, uint64_t seed, uint64_t offset, const float *x,
                                float *y, int nthreads) {
     if (n < 0 || !(p >= 0.0f && p <= 1.0f)) return ET_ERR_ARG;
@@ -79,12 +89,7 @@ static et_status dropout_apply(int64_t n, float p, uint64_t seed, uint64_t offse
     const float scale = p < 1.0f ? (float)(1.0 / (1.0 - (double)p)) : 0.0f;
     const uint64_t key = rng_key(seed);
     const int mode = p == 0.0f ? 0 : (p == 1.0f ? 1 : 2);
-    void (*fn)(int64_t, const float *, float *, uint64_t, uint64_t, uint32_t, float) =
-        et_f32_dropout_mask__ref;
-#if defined(ET_HAVE_X86_SIMD)
-    if (et_get_isa() == ET_ISA_AVX512) fn = et_f32_dropout_mask__avx512;
-    else if (et_get_isa() == ET_ISA_AVX2) fn = et_f32_dropout_mask__avx2;
-#endif
+    const et_f32_dropout_variant *row = ET_VARIANT_PICK(et_f32_dropout_variants);
     const int nch = et_misc_nchunks(n, nthreads, DROPOUT_GRAIN);
     ET_PARALLEL_FOR(nch)
     for (int ch = 0; ch < nch; ch++) {
@@ -99,7 +104,7 @@ static et_status dropout_apply(int64_t n, float p, uint64_t seed, uint64_t offse
         } else if (mode == 1) {
             for (int64_t i = 0; i < len; i++) ys[i] = 0.0f;
         } else {
-            fn(len, xs, ys, key, c0, thr, scale);
+            row->mask(len, xs, ys, key, c0, thr, scale);
         }
     }
     return ET_OK;

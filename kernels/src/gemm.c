@@ -333,24 +333,25 @@ et_status et_f32_gemm_run(const et_f32_gemm_config *cfg, int trans_a, int trans_
 
 /* ---- public entry points ------------------------------------------------------ */
 
-/* Configs compiled into this build; the workspace query covers all of them so
- * its answer does not depend on the ISA chosen at run time. */
-static const et_f32_gemm_config *const g_configs[] = {
+const et_f32_gemm_variant et_f32_gemm_variants[] = {
+    {{ET_ISA_REF, "ref"}, NULL},
 #if defined(ET_HAVE_X86_SIMD)
-    &et_f32_gemm_config_avx512,
-    &et_f32_gemm_config_avx2,
+    {{ET_ISA_AVX512, "avx512"}, &et_f32_gemm_config_avx512},
+    {{ET_ISA_AVX2, "avx2"}, &et_f32_gemm_config_avx2},
 #endif
 #if defined(ET_HAVE_NEON)
-    &et_f32_gemm_config_neon,
+    {{ET_ISA_NEON, "neon"}, &et_f32_gemm_config_neon},
 #endif
-    NULL,
+    {{ET_ISA_REF, NULL}, NULL}, /* end */
 };
 
+/* The workspace query covers every config compiled into this build, so its answer does not
+ * depend on the ISA chosen at run time. */
 size_t et_f32_gemm_ws_bytes(int64_t M, int64_t N, int64_t K, int nthreads) {
     size_t bytes = 0;
     if (et_f32_gemm_is_small(M, N, K)) return 0;
-    for (int i = 0; g_configs[i]; i++) {
-        const size_t b = et_f32_gemm_packed_ws_bytes(g_configs[i], M, N, K, nthreads);
+    for (const et_f32_gemm_variant *row = et_f32_gemm_variants + 1; row->head.name; row++) {
+        const size_t b = et_f32_gemm_packed_ws_bytes(row->cfg, M, N, K, nthreads);
         if (b > bytes) bytes = b;
     }
     return bytes;
@@ -358,16 +359,8 @@ size_t et_f32_gemm_ws_bytes(int64_t M, int64_t N, int64_t K, int nthreads) {
 
 /* The packed-GEMM recipe of the ISA chosen now; NULL for the scalar reference. */
 static const et_f32_gemm_config *current_config(void) {
-    switch (et_get_isa()) {
-#if defined(ET_HAVE_X86_SIMD)
-    case ET_ISA_AVX512: return &et_f32_gemm_config_avx512;
-    case ET_ISA_AVX2: return &et_f32_gemm_config_avx2;
-#endif
-#if defined(ET_HAVE_NEON)
-    case ET_ISA_NEON: return &et_f32_gemm_config_neon;
-#endif
-    default: return NULL;
-    }
+    const et_f32_gemm_variant *row = ET_VARIANT_PICK(et_f32_gemm_variants);
+    return row->cfg;
 }
 
 static et_status check_args(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
@@ -417,8 +410,8 @@ static float *pa_data(const void *pa) {
 size_t et_f32_gemm_pack_a_bytes(int64_t M, int64_t K) {
     if (M <= 0 || K <= 0) return 0;
     size_t bytes = 0;
-    for (int i = 0; g_configs[i]; i++) {
-        const size_t b = (size_t)(round_up(M, g_configs[i]->mr) * K) * sizeof(float);
+    for (const et_f32_gemm_variant *row = et_f32_gemm_variants + 1; row->head.name; row++) {
+        const size_t b = (size_t)(round_up(M, row->cfg->mr) * K) * sizeof(float);
         if (b > bytes) bytes = b;
     }
     return bytes + sizeof(pa_header) + ET_GEMM_ALIGN;

@@ -140,14 +140,6 @@ const et_f32_gemm_config et_f32_gemm_config_avx512 = {
     et_f32_gemm_pack_copy__avx2,
 };
 
-et_status et_f32_gemm__avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-                              float alpha, const float *A, int64_t lda, const float *B,
-                              int64_t ldb, float beta, float *C, int64_t ldc, void *ws,
-                              size_t ws_bytes, int nthreads) {
-    return et_f32_gemm_run(&et_f32_gemm_config_avx512, trans_a, trans_b, M, N, K, alpha, A, lda,
-                           B, ldb, beta, C, ldc, ws, ws_bytes, nthreads);
-}
-
 #else
 typedef int et_gemm_avx512_unused; /* keeps the translation unit non-empty */
 #endif

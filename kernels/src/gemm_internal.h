@@ -39,6 +39,7 @@
 #ifndef EDGETRAIN_GEMM_INTERNAL_H
 #define EDGETRAIN_GEMM_INTERNAL_H
 #include "edgetrain/et_kernels.h"
+#include "variant_internal.h"
 
 /* K block of the packed path, shared by every ISA (the bits depend on it):
  * K is cut into ceil(K / ET_GEMM_KC) nearly equal blocks (the packed driver
@@ -106,9 +107,17 @@ void et_f32_gemm_pack_interleave__scalar(int64_t w, int64_t n, int64_t kc, const
 void et_f32_gemm_pack_copy__scalar(int64_t w, int64_t n, int64_t kc, const float *src,
                                    int64_t ld, float *dst);
 
-/* ---- per-ISA variants --------------------------------------------------- */
-/* Each et_f32_gemm__<isa> has et_f32_gemm's contract (arguments validated by
- * the caller); only call it when et_isa_supported() says the ISA runs here. */
+/* ---- variant table (variant_internal.h) ------------------------------------ */
+/* One row per ISA: its packed-GEMM config, NULL in the __ref row (et_f32_gemm__ref,
+ * which needs no workspace). et_f32_gemm runs et_f32_gemm_run(row->cfg, ...) for the
+ * row of et_get_isa(); only run a row when et_isa_supported(row->head.isa). */
+typedef struct et_f32_gemm_variant {
+    et_variant_head head;
+    const et_f32_gemm_config *cfg;
+} et_f32_gemm_variant;
+extern const et_f32_gemm_variant et_f32_gemm_variants[];
+
+/* ---- per-ISA configs and kernels ---------------------------------------- */
 #if defined(ET_HAVE_X86_SIMD)
 extern const et_f32_gemm_config et_f32_gemm_config_avx512;
 extern const et_f32_gemm_config et_f32_gemm_config_avx2;
@@ -123,13 +132,6 @@ void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float *a, const float *
 void et_f32_gemm_ukernel_6x16__avx2(int64_t kc, const float *a, const float *b, int64_t ldb,
                                     float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
                                     float beta);
-et_status et_f32_gemm__avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-                              float alpha, const float *A, int64_t lda, const float *B,
-                              int64_t ldb, float beta, float *C, int64_t ldc, void *ws,
-                              size_t ws_bytes, int nthreads);
-et_status et_f32_gemm__avx2(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                            const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                            float *C, int64_t ldc, void *ws, size_t ws_bytes, int nthreads);
 #endif
 #if defined(ET_HAVE_NEON)
 extern const et_f32_gemm_config et_f32_gemm_config_neon;
@@ -140,9 +142,6 @@ void et_f32_gemm_pack_copy__neon(int64_t w, int64_t n, int64_t kc, const float *
 void et_f32_gemm_ukernel_8x12__neon(int64_t kc, const float *a, const float *b, int64_t ldb,
                                     float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
                                     float beta);
-et_status et_f32_gemm__neon(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                            const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                            float *C, int64_t ldc, void *ws, size_t ws_bytes, int nthreads);
 #endif
 
 #endif

@@ -4,11 +4,14 @@
  *
  * Variant contract: a variant processes the whole range [0, n) it is given, single-threaded;
  * the dispatching entry point in et_kernels.h splits the range across threads and picks the
- * variant from et_get_isa(). __ref is plain scalar C (libm for exp/tanh) and is the oracle.
+ * variant from its family's table (variant_internal.h): et_f32_act_variants,
+ * et_f32_optim_variants, et_f32_dropout_variants. __ref is plain scalar C (libm for exp/tanh)
+ * and is the oracle; it is the first row of each table.
  */
 #ifndef EDGETRAIN_MISC_INTERNAL_H
 #define EDGETRAIN_MISC_INTERNAL_H
 #include "edgetrain/et_kernels.h"
+#include "variant_internal.h"
 
 /* ---- activations (activation.c) ------------------------------------------------------- */
 void et_f32_act_fwd__ref(et_act act, float alpha, int64_t n, const float *x, float *y);
@@ -29,6 +32,15 @@ void et_f32_act_fwd__neon(et_act act, float alpha, int64_t n, const float *x, fl
 void et_f32_act_bwd__neon(et_act act, float alpha, int64_t n, const float *t, const float *dy,
                           float *dx);
 #endif
+typedef void (*et_f32_act_fwd_fn)(et_act act, float alpha, int64_t n, const float *x, float *y);
+typedef void (*et_f32_act_bwd_fn)(et_act act, float alpha, int64_t n, const float *t,
+                                  const float *dy, float *dx);
+typedef struct et_f32_act_variant {
+    et_variant_head head;
+    et_f32_act_fwd_fn fwd;
+    et_f32_act_bwd_fn bwd;
+} et_f32_act_variant;
+extern const et_f32_act_variant et_f32_act_variants[];
 
 /* ---- optimizers (optim.c) -------------------------------------------------------------- */
 /* Scalar factors are precomputed in double by the entry point (as PyTorch does in Python)
@@ -72,6 +84,16 @@ void et_f32_adam_update__avx512(const et_adam_coef *k, int64_t n, float *param,
 void et_f32_adam_update__neon(const et_adam_coef *k, int64_t n, float *param, const float *grad,
                               float *m, float *v);
 #endif
+typedef void (*et_f32_sgd_update_fn)(const et_sgd_coef *k, int64_t n, float *param,
+                                     const float *grad, float *buf);
+typedef void (*et_f32_adam_update_fn)(const et_adam_coef *k, int64_t n, float *param,
+                                      const float *grad, float *m, float *v);
+typedef struct et_f32_optim_variant {
+    et_variant_head head;
+    et_f32_sgd_update_fn sgd;
+    et_f32_adam_update_fn adam;
+} et_f32_optim_variant;
+extern const et_f32_optim_variant et_f32_optim_variants[];
 
 /* ---- dropout (dropout.c) -------------------------------------------------------------- */
 /* y[i] = x[i] * (keep ? scale : 0), keep = rng(key, c0 + i) >= thr, key = et_misc_rng_key(seed).
@@ -85,6 +107,13 @@ void et_f32_dropout_mask__avx2(int64_t n, const float *x, float *y, uint64_t key
 void et_f32_dropout_mask__avx512(int64_t n, const float *x, float *y, uint64_t key, uint64_t c0,
                                  uint32_t thr, float scale);
 #endif
+typedef void (*et_f32_dropout_mask_fn)(int64_t n, const float *x, float *y, uint64_t key,
+                                       uint64_t c0, uint32_t thr, float scale);
+typedef struct et_f32_dropout_variant {
+    et_variant_head head;
+    et_f32_dropout_mask_fn mask;
+} et_f32_dropout_variant;
+extern const et_f32_dropout_variant et_f32_dropout_variants[];
 
 /* ---- softmax row (softmax.c; shared with the fused cross-entropy in loss.c) --------------- */
 /* y = softmax(x) or log_softmax(x) over one contiguous row (y may be NULL: only the

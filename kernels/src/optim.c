@@ -159,8 +159,18 @@ void et_f32_adam_update__neon(const et_adam_coef *k, int64_t n, float *param, co
 }
 #endif
 
-typedef void (*sgd_fn)(const et_sgd_coef *, int64_t, float *, const float *, float *);
-typedef void (*adam_fn)(const et_adam_coef *, int64_t, float *, const float *, float *, float *);
+/* Variant table (variant_internal.h). SGD on NEON is the __ref loop (auto-vectorised). */
+const et_f32_optim_variant et_f32_optim_variants[] = {
+    {{ET_ISA_REF, "ref"}, et_f32_sgd_update__ref, et_f32_adam_update__ref},
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX2, "avx2"}, et_f32_sgd_update__avx2, et_f32_adam_update__avx2},
+    {{ET_ISA_AVX512, "avx512"}, et_f32_sgd_update__avx512, et_f32_adam_update__avx512},
+#endif
+#if defined(ET_HAVE_NEON)
+    {{ET_ISA_NEON, "neon"}, et_f32_sgd_update__ref, et_f32_adam_update__neon},
+#endif
+    {{ET_ISA_REF, NULL}, NULL, NULL}, /* end */
+};
 
 et_status et_f32_sgd_update(int64_t n, float *param, const float *grad, float *momentum_buf,
                             float lr, float momentum, float dampening, int nesterov,
@@ -178,17 +188,13 @@ et_status et_f32_sgd_update(int64_t n, float *param, const float *grad, float *m
     k.nesterov = nesterov != 0;
     k.l1 = l1 != 0;
     k.first_step = first_step != 0;
-    sgd_fn fn = et_f32_sgd_update__ref;
-#if defined(ET_HAVE_X86_SIMD)
-    if (et_get_isa() == ET_ISA_AVX512) fn = et_f32_sgd_update__avx512;
-    else if (et_get_isa() == ET_ISA_AVX2) fn = et_f32_sgd_update__avx2;
-#endif
+    const et_f32_optim_variant *row = ET_VARIANT_PICK(et_f32_optim_variants);
     const int nch = et_misc_nchunks(n, nthreads, OPT_GRAIN);
     ET_PARALLEL_FOR(nch)
     for (int ch = 0; ch < nch; ch++) {
         int64_t b, e;
         et_thread_range(n, ch, nch, &b, &e);
-        fn(&k, e - b, param + b, grad + b, momentum_buf ? momentum_buf + b : NULL);
+        row->sgd(&k, e - b, param + b, grad + b, momentum_buf ? momentum_buf + b : NULL);
     }
     return ET_OK;
 }
@@ -211,20 +217,13 @@ et_status et_f32_adam_update(int64_t n, float *param, const float *grad, float *
     k.bc2_sqrt = (float)sqrt(bc2);
     k.eps = eps;
     k.neg_step_size = (float)(-(dlr / bc1));
-    adam_fn fn = et_f32_adam_update__ref;
-#if defined(ET_HAVE_X86_SIMD)
-    if (et_get_isa() == ET_ISA_AVX512) fn = et_f32_adam_update__avx512;
-    else if (et_get_isa() == ET_ISA_AVX2) fn = et_f32_adam_update__avx2;
-#endif
-#if defined(ET_HAVE_NEON)
-    if (et_get_isa() == ET_ISA_NEON) fn = et_f32_adam_update__neon;
-#endif
+    const et_f32_optim_variant *row = ET_VARIANT_PICK(et_f32_optim_variants);
     const int nch = et_misc_nchunks(n, nthreads, OPT_GRAIN);
     ET_PARALLEL_FOR(nch)
     for (int ch = 0; ch < nch; ch++) {
         int64_t b, e;
         et_thread_range(n, ch, nch, &b, &e);
-        fn(&k, e - b, param + b, grad + b, m + b, v + b);
+        row->adam(&k, e - b, param + b, grad + b, m + b, v + b);
     }
     return ET_OK;
 }

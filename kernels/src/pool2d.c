@@ -9,12 +9,13 @@
  *  - avg pool: divisor = window clipped to the padded bounds [-pad, h + pad) when
  *    count_include_pad, else the number of input cells in the window.
  * Every op runs one (n, c) plane per iteration of a static parallel loop, so results do not
- * depend on the thread count. Backward kernels overwrite dx.
+ * depend on the thread count. Backward kernels overwrite dx. The 2x2 / stride 2 max pool has
+ * SIMD plane kernels, listed in et_f32_maxpool2d_k2s2_variants (pool_internal.h).
  */
 #include <math.h>
 #include <string.h>
 
-#include "edgetrain/et_kernels.h"
+#include "pool_internal.h"
 
 #if defined(ET_HAVE_X86_SIMD)
 #include <immintrin.h>
@@ -149,21 +150,17 @@ static inline void k2s2_zero_tail_cols(float *d0, float *d1, int64_t w, int64_t 
     for (int64_t x = 2 * ow; x < w; x++) d0[x] = d1[x] = 0.0f;
 }
 
-typedef void (*k2s2_fwd_fn)(const float *ET_RESTRICT xp, float *ET_RESTRICT yp, int64_t w,
-                            int64_t oh, int64_t ow);
-typedef void (*k2s2_bwd_fn)(const float *ET_RESTRICT xp, const float *ET_RESTRICT gp,
-                            float *ET_RESTRICT dp, int64_t h, int64_t w, int64_t oh, int64_t ow);
-
-static void maxpool_fwd_plane_k2s2(const float *ET_RESTRICT xp, float *ET_RESTRICT yp, int64_t w,
-                                   int64_t oh, int64_t ow) {
+static void maxpool_fwd_plane_k2s2__ref(const float *ET_RESTRICT xp, float *ET_RESTRICT yp,
+                                        int64_t w, int64_t oh, int64_t ow) {
     for (int64_t oy = 0; oy < oh; oy++) {
         const float *r0 = xp + 2 * oy * w;
         k2s2_fwd_cols(r0, r0 + w, yp + oy * ow, 0, ow);
     }
 }
 
-static void maxpool_bwd_plane_k2s2(const float *ET_RESTRICT xp, const float *ET_RESTRICT gp,
-                                   float *ET_RESTRICT dp, int64_t h, int64_t w, int64_t oh, int64_t ow) {
+static void maxpool_bwd_plane_k2s2__ref(const float *ET_RESTRICT xp, const float *ET_RESTRICT gp,
+                                        float *ET_RESTRICT dp, int64_t h, int64_t w, int64_t oh,
+                                        int64_t ow) {
     if (2 * oh != h || 2 * ow != w) memset(dp, 0, (size_t)(h * w) * sizeof(float));
     for (int64_t oy = 0; oy < oh; oy++) {
         const float *r0 = xp + 2 * oy * w;
@@ -528,40 +525,29 @@ static void maxpool_bwd_plane_k2s2__neon(const float *ET_RESTRICT xp, const floa
 }
 #endif /* ET_HAVE_NEON */
 
-static k2s2_fwd_fn k2s2_fwd_kernel(void) {
-    switch (et_get_isa()) {
+/* ---- variant table (pool_internal.h) ------------------------------------------------------ */
+const et_f32_maxpool2d_k2s2_variant et_f32_maxpool2d_k2s2_variants[] = {
+    {{ET_ISA_REF, "ref"}, maxpool_fwd_plane_k2s2__ref, maxpool_bwd_plane_k2s2__ref},
 #if defined(ET_HAVE_X86_SIMD)
-    case ET_ISA_AVX512: return maxpool_fwd_plane_k2s2__avx512;
-    case ET_ISA_AVX2: return maxpool_fwd_plane_k2s2__avx2;
+    {{ET_ISA_AVX2, "avx2"}, maxpool_fwd_plane_k2s2__avx2, maxpool_bwd_plane_k2s2__avx2},
+    {{ET_ISA_AVX512, "avx512"}, maxpool_fwd_plane_k2s2__avx512, maxpool_bwd_plane_k2s2__avx512},
 #endif
 #if defined(ET_HAVE_NEON)
-    case ET_ISA_NEON: return maxpool_fwd_plane_k2s2__neon;
+    {{ET_ISA_NEON, "neon"}, maxpool_fwd_plane_k2s2__neon, maxpool_bwd_plane_k2s2__neon},
 #endif
-    default: return maxpool_fwd_plane_k2s2;
-    }
-}
-
-static k2s2_bwd_fn k2s2_bwd_kernel(void) {
-    switch (et_get_isa()) {
-#if defined(ET_HAVE_X86_SIMD)
-    case ET_ISA_AVX512: return maxpool_bwd_plane_k2s2__avx512;
-    case ET_ISA_AVX2: return maxpool_bwd_plane_k2s2__avx2;
-#endif
-#if defined(ET_HAVE_NEON)
-    case ET_ISA_NEON: return maxpool_bwd_plane_k2s2__neon;
-#endif
-    default: return maxpool_bwd_plane_k2s2;
-    }
-}
+    {{ET_ISA_REF, NULL}, NULL, NULL}, /* end */
+};
 
 et_status et_f32_maxpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads) {
     if (!params_ok(p) || !x || !y) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
     const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
     if (is_k2s2(p)) {
-        const k2s2_fwd_fn fn = k2s2_fwd_kernel();
+        const et_f32_maxpool2d_k2s2_variant *row =
+            ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants);
         ET_PARALLEL_FOR(nthreads)
-        for (int64_t pl = 0; pl < planes; pl++) fn(x + pl * xs, y + pl * ys, p->w, p->oh, p->ow);
+        for (int64_t pl = 0; pl < planes; pl++)
+            row->fwd(x + pl * xs, y + pl * ys, p->w, p->oh, p->ow);
         return ET_OK;
     }
     ET_PARALLEL_FOR(nthreads)
@@ -584,10 +570,11 @@ et_status et_f32_maxpool2d_bwd(const et_pool2d_params *p, const float *x, const 
     if (nthreads < 1) nthreads = 1;
     const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
     if (is_k2s2(p)) {
-        const k2s2_bwd_fn fn = k2s2_bwd_kernel();
+        const et_f32_maxpool2d_k2s2_variant *row =
+            ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants);
         ET_PARALLEL_FOR(nthreads)
         for (int64_t pl = 0; pl < planes; pl++)
-            fn(x + pl * xs, dy + pl * ys, dx + pl * xs, p->h, p->w, p->oh, p->ow);
+            row->bwd(x + pl * xs, dy + pl * ys, dx + pl * xs, p->h, p->w, p->oh, p->ow);
         return ET_OK;
     }
     ET_PARALLEL_FOR(nthreads)

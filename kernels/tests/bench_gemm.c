@@ -1,13 +1,16 @@
 /* edgetrain — SGEMM benchmark: GFLOP/s of et_f32_gemm at square and LeNet
- * shapes, 1 and 2 threads, best of a few runs; optionally side by side with
- * an OpenBLAS loaded at run time (64-bit-int cblas, e.g. numpy's bundled one).
+ * shapes, 1 and 2 threads, best of a few runs, for one or every row of the
+ * variant table (et_f32_gemm_variants) that runs here; optionally side by side
+ * with an OpenBLAS loaded at run time (64-bit-int cblas, e.g. numpy's bundled one).
  *
  * Build (not part of the library or the test binary):
  *   make -C kernels BUILD=build/gemm
  *   cc -std=c99 -O3 -fopenmp -D_POSIX_C_SOURCE=200809L -Ikernels/include -Ikernels/src \
  *      kernels/tests/bench_gemm.c kernels/build/gemm/libedgetrain.a -lm -ldl -o bench_gemm
  * Run:
- *   ./bench_gemm [isa] [max_seconds_per_case]
+ *   ./bench_gemm [variant | all] [max_seconds_per_case]
+ *     variant: a row name of et_f32_gemm_variants (ref, avx2, ...; default: the ISA chosen
+ *     at start); all: every row this CPU runs, side by side (ref is slow at 2048^3)
  *   ET_BENCH_OPENBLAS=/path/libscipy_openblas64_.so ./bench_gemm   adds an OpenBLAS column
  */
 #include <dlfcn.h>
@@ -16,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "edgetrain/et_kernels.h"
+#include "gemm_internal.h"
 
 static double now(void) {
     struct timespec ts;
@@ -84,13 +87,26 @@ static double bench_one(const shape *s, int nth, int use_blas, double max_s) {
     return 2.0 * (double)M * (double)N * (double)K / best * 1e-9;
 }
 
-int main(int argc, char **argv) {
-    if (argc > 1) {
-        for (int i = 0; i < ET_ISA_COUNT_; i++)
-            if (strcmp(argv[1], et_isa_name((et_isa)i)) == 0 && et_set_isa((et_isa)i) != ET_OK)
-                fprintf(stderr, "isa %s not supported, using %s\n", argv[1],
-                        et_isa_name(et_get_isa()));
+/* The rows of et_f32_gemm_variants to run: the one named `arg` (NULL: the current ISA's),
+ * or every supported row for "all". Returns their number. */
+static int select_rows(const char *arg, const et_f32_gemm_variant **rows) {
+    int n = 0;
+    for (const et_f32_gemm_variant *v = et_f32_gemm_variants; v->head.name; v++) {
+        if (!et_isa_supported(v->head.isa)) continue;
+        if (arg ? strcmp(arg, "all") == 0 || strcmp(arg, v->head.name) == 0
+                : v->head.isa == et_get_isa())
+            rows[n++] = v;
     }
+    if (n == 0) {
+        rows[n++] = et_variant_pick(et_f32_gemm_variants, sizeof et_f32_gemm_variants[0]);
+        fprintf(stderr, "no variant %s runs here, using %s\n", arg ? arg : "", rows[0]->head.name);
+    }
+    return n;
+}
+
+int main(int argc, char **argv) {
+    const et_f32_gemm_variant *rows[ET_ISA_COUNT_];
+    const int nrows = select_rows(argc > 1 ? argv[1] : NULL, rows);
     const double max_s = argc > 2 ? atof(argv[2]) : 0.5;
     load_openblas();
     const shape shapes[] = {
@@ -121,19 +137,24 @@ int main(int argc, char **argv) {
     enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
     /* all edgetrain runs first, then all OpenBLAS runs: the two thread pools
      * spin-wait after a parallel call and would slow each other down */
-    double gf[NSHAPES][4] = {{0}};
-    for (int lib = 0; lib < (g_blas ? 2 : 1); lib++)
+    enum { NCOLS = 2 * (ET_ISA_COUNT_ + 1) };
+    double gf[NSHAPES][NCOLS] = {{0}};
+    for (int r = 0; r < nrows + (g_blas ? 1 : 0); r++) {
+        const int blas = r == nrows;
+        if (!blas) et_set_isa(rows[r]->head.isa);
         for (int i = 0; i < NSHAPES; i++)
             for (int nth = 1; nth <= 2; nth++)
-                gf[i][2 * lib + nth - 1] = bench_one(&shapes[i], nth, lib, max_s);
-    printf("isa %s, openmp %d, %s\n", et_isa_name(et_get_isa()), et_has_openmp(),
+                gf[i][2 * r + nth - 1] = bench_one(&shapes[i], nth, blas, max_s);
+    }
+    printf("openmp %d, %s\n", et_has_openmp(),
            g_blas ? "openblas loaded" : "no openblas (set ET_BENCH_OPENBLAS)");
-    printf("%-34s %9s %9s", "shape (M x N x K, op)", "et 1t", "et 2t");
-    if (g_blas) printf(" %9s %9s", "blas 1t", "blas 2t");
+    printf("%-34s", "shape (M x N x K, op)");
+    for (int r = 0; r < nrows; r++) printf(" %7s 1t %7s 2t", rows[r]->head.name, rows[r]->head.name);
+    if (g_blas) printf(" %7s 1t %7s 2t", "blas", "blas");
     printf("   GFLOP/s\n");
     for (int i = 0; i < NSHAPES; i++) {
-        printf("%-34s %9.1f %9.1f", shapes[i].name, gf[i][0], gf[i][1]);
-        if (g_blas) printf(" %9.1f %9.1f", gf[i][2], gf[i][3]);
+        printf("%-34s", shapes[i].name);
+        for (int c = 0; c < 2 * (nrows + (g_blas ? 1 : 0)); c++) printf(" %10.1f", gf[i][c]);
         printf("\n");
     }
     return 0;

@@ -94,22 +94,6 @@ static void fill_nan(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = NAN;
 }
 
-typedef et_status (*dw_fwd_fn)(const et_conv2d_params *, const float *, const float *, const float *,
-                               float *, int);
-typedef et_status (*dw_bwd_fn)(const et_conv2d_params *, const float *, const float *, float *, int);
-typedef struct dw_variant { const char *name; et_isa isa; dw_fwd_fn fwd; dw_bwd_fn bwd_input, bwd_weight; } dw_variant;
-
-static const dw_variant dw_variants[] = {
-    {"ref", ET_ISA_REF, et_f32_dwconv2d_fwd__ref, et_f32_dwconv2d_bwd_input__ref, et_f32_dwconv2d_bwd_weight__ref},
-#if defined(ET_HAVE_X86_SIMD)
-    {"avx2", ET_ISA_AVX2, et_f32_dwconv2d_fwd__avx2, et_f32_dwconv2d_bwd_input__avx2, et_f32_dwconv2d_bwd_weight__avx2},
-    {"avx512", ET_ISA_AVX512, et_f32_dwconv2d_fwd__avx512, et_f32_dwconv2d_bwd_input__avx512, et_f32_dwconv2d_bwd_weight__avx512},
-#endif
-#if defined(ET_HAVE_NEON)
-    {"neon", ET_ISA_NEON, et_f32_dwconv2d_fwd__neon, et_f32_dwconv2d_bwd_input__neon, et_f32_dwconv2d_bwd_weight__neon},
-#endif
-};
-
 /* One shape, one batch size: every ISA, 1 and 2 threads, bias on/off, an activation. */
 static void check_case(int ci, const conv_case *k, int64_t n) {
     et_conv2d_params p = make_params(k, n);
@@ -198,26 +182,28 @@ static void check_case(int ci, const conv_case *k, int64_t n) {
     }
     et_set_isa(et_cpu_best_isa());
 
-    /* depthwise variants called directly */
+    /* every row of the depthwise variant table that runs here, called directly */
     if (et_conv2d_is_depthwise(&p)) {
-        for (size_t v = 0; v < sizeof dw_variants / sizeof dw_variants[0]; v++) {
-            if (!et_isa_supported(dw_variants[v].isa)) continue;
+        int v = 0;
+        for (const et_f32_dwconv2d_variant *row = et_f32_dwconv2d_variants; row->head.name;
+             row++, v++) {
+            if (!et_isa_supported(row->head.isa)) continue;
             for (int th = 1; th <= 2; th++) {
-                p.act = acts[(ci + th + (int)v) % 7];
+                p.act = acts[(ci + th + v) % 7];
                 et_f32_conv2d_fwd__ref(&p, x, w, b, y_ref);
                 fill_nan(y, ny);
-                st = dw_variants[v].fwd(&p, x, w, b, y, th);
+                st = row->fwd(&p, x, w, b, y, th);
                 snprintf(what, sizeof what, "case %d n%lld dw fwd__%s th%d act%d", ci, (long long)n,
-                         dw_variants[v].name, th, (int)p.act);
+                         row->head.name, th, (int)p.act);
                 ET_CHECK(st == ET_OK && et_allclose(y, y_ref, ny, rtol, atol, what), "%s", what);
                 p.act = ET_ACT_NONE;
                 fill_nan(dx, nx);
-                st = dw_variants[v].bwd_input(&p, dy, w, dx, th);
-                snprintf(what, sizeof what, "case %d n%lld dw bwd_input__%s th%d", ci, (long long)n, dw_variants[v].name, th);
+                st = row->bwd_input(&p, dy, w, dx, th);
+                snprintf(what, sizeof what, "case %d n%lld dw bwd_input__%s th%d", ci, (long long)n, row->head.name, th);
                 ET_CHECK(st == ET_OK && et_allclose(dx, dx_ref, nx, rtol, atol, what), "%s", what);
                 fill_nan(dw, nw);
-                st = dw_variants[v].bwd_weight(&p, dy, x, dw, th);
-                snprintf(what, sizeof what, "case %d n%lld dw bwd_weight__%s th%d", ci, (long long)n, dw_variants[v].name, th);
+                st = row->bwd_weight(&p, dy, x, dw, th);
+                snprintf(what, sizeof what, "case %d n%lld dw bwd_weight__%s th%d", ci, (long long)n, row->head.name, th);
                 ET_CHECK(st == ET_OK && et_allclose(dw, dw_ref, nw, rtol, atol, what), "%s", what);
             }
         }
@@ -303,6 +289,8 @@ static void check_pw_threads(int ci, const conv_case *k, int64_t n) {
 }
 
 void test_conv(void) {
+    et_check_variant_table("dwconv2d", et_f32_dwconv2d_variants,
+                           sizeof et_f32_dwconv2d_variants[0]);
     check_params();
     check_tiny();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -13,22 +13,10 @@
 typedef et_status (*gemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
                              const float *, int64_t, float, float *, int64_t, void *, size_t, int);
 
-/* One variant under test: its config (tile / blocks) and isa. */
-typedef struct variant {
-    const et_f32_gemm_config *cfg;
-    et_isa isa;
-} variant;
-
-static const variant g_variants[] = {
-#if defined(ET_HAVE_X86_SIMD)
-    {&et_f32_gemm_config_avx512, ET_ISA_AVX512},
-    {&et_f32_gemm_config_avx2, ET_ISA_AVX2},
-#endif
-#if defined(ET_HAVE_NEON)
-    {&et_f32_gemm_config_neon, ET_ISA_NEON},
-#endif
-    {NULL, ET_ISA_REF},
-};
+/* One variant under test: a row of et_f32_gemm_variants (its isa and config; the first row,
+ * __ref, has no config). */
+typedef et_f32_gemm_variant variant;
+#define FIRST_SIMD (et_f32_gemm_variants + 1)
 
 /* How a case is run. */
 enum mode {
@@ -107,7 +95,7 @@ static int run_case(const variant *v, enum mode mode, gemm_case c, float *out) {
     ET_CHECK(ok,
              "%s/%s mode %d: ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g pad=%lld nth=%d "
              "st=%d",
-             et_isa_name(v->isa), v->cfg ? v->cfg->name : "-", (int)mode, c.ta, c.tb,
+             et_isa_name(v->head.isa), v->cfg ? v->cfg->name : "-", (int)mode, c.ta, c.tb,
              (long long)c.M, (long long)c.N, (long long)c.K, (double)c.alpha, (double)c.beta,
              (long long)c.pad, c.nthreads, (int)st);
     if (out) memcpy(out, C, sizeof(float) * (size_t)nc);
@@ -338,21 +326,18 @@ static int pa_case(int ta, int tb, int64_t M, int64_t N, int64_t K, float beta, 
 static void test_pack_a(void) {
     static const int64_t shapes[][3] = {{50, 64, 500}, {500, 64, 50}, {20, 576, 25}, {15, 33, 1600},
                                         {29, 70, 769}, {1, 40, 30}, {3, 3, 3}, {130, 17, 9}};
-    for (const variant *v = g_variants;; v++) {
-        if (et_set_isa(v->isa) == ET_OK) {
+    for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
+        if (et_set_isa(v->head.isa) == ET_OK) {
             for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
                 for (int t = 0; t < 4; t++)
                     for (int nth = 1; nth <= 2; nth++)
                         pa_case(t & 1, t >> 1, shapes[i][0], shapes[i][1], shapes[i][2],
-                                nth == 1 ? 0.0f : 0.5f, nth, v->isa, shapes[i][0]);
+                                nth == 1 ? 0.0f : 0.5f, nth, v->head.isa, shapes[i][0]);
             /* pa that does not fit: another shape, another ISA */
-            pa_case(0, 0, 50, 64, 500, 1.0f, 1, v->isa, 49);
-            for (const variant *u = g_variants;; u++) {
-                if (et_isa_supported(u->isa)) pa_case(1, 0, 500, 64, 50, 0.0f, 2, u->isa, 500);
-                if (!u->cfg) break;
-            }
+            pa_case(0, 0, 50, 64, 500, 1.0f, 1, v->head.isa, 49);
+            for (const variant *u = et_f32_gemm_variants; u->head.name; u++)
+                if (et_isa_supported(u->head.isa)) pa_case(1, 0, 500, 64, 50, 0.0f, 2, u->head.isa, 500);
         }
-        if (!v->cfg) break;
     }
     float a[4] = {1, 2, 3, 4}, pa[64];
     ET_CHECK(et_f32_gemm_pack_a(0, 2, 2, a, 2, pa, 8) == ET_ERR_WORKSPACE, "pack_a small buffer");
@@ -367,8 +352,9 @@ void test_gemm(void) {
     memcpy(&g_nan, &nan_bits, sizeof g_nan);
     const et_isa saved = et_get_isa();
     test_edge_args();
-    for (const variant *v = g_variants; v->cfg; v++) {
-        if (!et_isa_supported(v->isa)) {
+    et_check_variant_table("gemm", et_f32_gemm_variants, sizeof et_f32_gemm_variants[0]);
+    for (const variant *v = FIRST_SIMD; v->head.name; v++) {
+        if (!et_isa_supported(v->head.isa)) {
             printf("  gemm: %s not supported here, skipped\n", v->cfg->name);
             continue;
         }
@@ -377,17 +363,17 @@ void test_gemm(void) {
         test_repeatable(v);
     }
     /* the public entry point on every ISA, ref included */
-    for (const variant *v = g_variants;; v++) {
-        if (et_set_isa(v->isa) == ET_OK) {
-            const variant any = {v->cfg ? v->cfg : g_variants[0].cfg, v->isa};
+    for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
+        if (et_set_isa(v->head.isa) == ET_OK) {
+            /* __ref has no tile: its shapes are those of the first SIMD config */
+            const variant any = {v->head, v->cfg ? v->cfg : FIRST_SIMD->cfg};
             if (any.cfg) test_variant_shapes(&any, MODE_PUBLIC);
         }
-        if (!v->cfg) break;
     }
     test_pack_a();
     /* the same bits on every SIMD ISA and architecture, any thread count */
-    for (const variant *v = g_variants; v->cfg; v++) {
-        if (et_set_isa(v->isa) != ET_OK) continue;
+    for (const variant *v = FIRST_SIMD; v->head.name; v++) {
+        if (et_set_isa(v->head.isa) != ET_OK) continue;
         ET_CHECK(v->cfg->kc == ET_GEMM_KC, "%s: kc %lld is not the shared ET_GEMM_KC",
                  v->cfg->name, (long long)v->cfg->kc);
         test_golden_bits(v->cfg->name, 1);

@@ -5,6 +5,7 @@
 
 #include "edgetrain/et_common.h"
 #include "et_test.h"
+#include "variant_internal.h"
 
 int et_test_failures = 0;
 int et_test_checks = 0;
@@ -36,6 +37,36 @@ void et_fill_random(float *x, int64_t n, uint64_t seed, float lo, float hi) {
         double u = (double)(s >> 11) / 9007199254740992.0;
         x[i] = (float)(lo + (hi - lo) * u);
     }
+}
+
+int et_check_variant_table(const char *family, const void *table, size_t row_size) {
+    const et_isa saved = et_get_isa();
+    const et_variant_head *first = table;
+    ET_CHECK(first->name && first->isa == ET_ISA_REF, "%s: the first row is not __ref", family);
+    int has_row[ET_ISA_COUNT_] = {0}, runs = 0;
+    char names[96] = "";
+    for (const char *r = table; ((const et_variant_head *)r)->name; r += row_size) {
+        const et_variant_head *h = (const et_variant_head *)r;
+        const int isa_ok = h->isa >= 0 && h->isa < ET_ISA_COUNT_;
+        ET_CHECK(isa_ok && !has_row[h->isa]++, "%s: row %s: bad or repeated isa", family, h->name);
+        ET_CHECK(strcmp(h->name, et_isa_name(h->isa)) == 0, "%s: row %s is for isa %s", family,
+                 h->name, et_isa_name(h->isa));
+        if (!isa_ok || !et_isa_supported(h->isa)) continue;
+        runs++;
+        strncat(names, " ", sizeof names - strlen(names) - 1);
+        strncat(names, h->name, sizeof names - strlen(names) - 1);
+        et_set_isa(h->isa);
+        ET_CHECK(et_variant_pick(table, row_size) == (const void *)r, "%s: dispatch misses row %s",
+                 family, h->name);
+    }
+    for (int isa = 0; isa < ET_ISA_COUNT_; isa++) {
+        if (has_row[isa] || et_set_isa((et_isa)isa) != ET_OK) continue;
+        ET_CHECK(et_variant_pick(table, row_size) == table, "%s: isa %s does not fall back to ref",
+                 family, et_isa_name((et_isa)isa));
+    }
+    et_set_isa(saved);
+    printf("  variants %s:%s\n", family, names);
+    return runs;
 }
 
 /* One entry per kernel family; each lives in its own test_<family>.c. */

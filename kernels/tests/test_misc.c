@@ -1,6 +1,7 @@
 /* edgetrain — tests of the misc kernel family: activations, broadcast binary ops and
  * reductions, batch norm, dropout, softmax, losses and optimizer updates.
- * SIMD variants are compared with their __ref twins at awkward sizes; everything else with
+ * Every row of the variant tables (activations, dropout, optimizers) that runs here is compared
+ * with the table's __ref row at awkward sizes; everything else with
  * naive double-precision formulas (index-computing loops) and finite differences. */
 #include <math.h>
 #include <stdlib.h>
@@ -37,21 +38,6 @@ static int close_to_f64(const float *a, const double *b, int64_t n, double rtol,
 /* ========================================================================================= */
 /* activations                                                                               */
 /* ========================================================================================= */
-typedef void (*act_fwd_v)(et_act, float, int64_t, const float *, float *);
-typedef void (*act_bwd_v)(et_act, float, int64_t, const float *, const float *, float *);
-typedef struct { et_isa isa; act_fwd_v fwd; act_bwd_v bwd; } act_variant;
-
-static const act_variant kActVariants[] = {
-#if defined(ET_HAVE_X86_SIMD)
-    {ET_ISA_AVX2, et_f32_act_fwd__avx2, et_f32_act_bwd__avx2},
-    {ET_ISA_AVX512, et_f32_act_fwd__avx512, et_f32_act_bwd__avx512},
-#endif
-#if defined(ET_HAVE_NEON)
-    {ET_ISA_NEON, et_f32_act_fwd__neon, et_f32_act_bwd__neon},
-#endif
-    {ET_ISA_REF, NULL, NULL},
-};
-
 static double act_naive(et_act act, double alpha, double x) {
     switch (act) {
     case ET_ACT_RELU: return x > 0 ? x : 0;
@@ -77,6 +63,8 @@ static void test_activations(void) {
     float *r = fbuf(nmax), *v = fbuf(nmax), *rb = fbuf(nmax), *vb = fbuf(nmax);
     double *want = dbuf(nmax);
     const float alpha = 0.1f;
+    const et_f32_act_variant *ref = &et_f32_act_variants[0];
+    et_check_variant_table("act", et_f32_act_variants, sizeof et_f32_act_variants[0]);
     for (int a = 0; a < ET_ACT_COUNT_; a++) {
         const et_act act = (et_act)a;
         const int smooth = act == ET_ACT_SIGMOID || act == ET_ACT_TANH;
@@ -84,27 +72,26 @@ static void test_activations(void) {
             const int64_t n = kSizes[si];
             fill_act_input(x, n, 100 + si);
             et_fill_random(dy, n, 200 + si, -1.0f, 1.0f);
-            et_f32_act_fwd__ref(act, alpha, n, x, r);
+            ref->fwd(act, alpha, n, x, r);
             /* reference vs naive double formula */
             for (int64_t i = 0; i < n; i++) want[i] = act_naive(act, alpha, x[i]);
             ET_CHECK(close_to_f64(r, want, n, 2e-7, 1e-30, "act ref fwd"), "act %d n=%lld ref fwd",
                      a, (long long)n);
             /* backward input t: x, or y for sigmoid / tanh */
             memcpy(t, smooth ? r : x, (size_t)n * sizeof(float));
-            et_f32_act_bwd__ref(act, alpha, n, t, dy, rb);
-            for (size_t k = 0; k < sizeof kActVariants / sizeof kActVariants[0]; k++) {
-                const act_variant *var = &kActVariants[k];
-                if (!var->fwd || !et_isa_supported(var->isa)) continue;
-                var->fwd(act, alpha, n, x, v);
+            ref->bwd(act, alpha, n, t, dy, rb);
+            for (const et_f32_act_variant *row = ref + 1; row->head.name; row++) {
+                if (!et_isa_supported(row->head.isa)) continue;
+                row->fwd(act, alpha, n, x, v);
                 if (smooth)
                     ET_CHECK(et_allclose(v, r, n, 4e-7f, 1e-37f, "act fwd variant"),
-                             "act %d %s n=%lld", a, et_isa_name(var->isa), (long long)n);
+                             "act %d %s n=%lld", a, row->head.name, (long long)n);
                 else
                     ET_CHECK(bitwise_equal(v, r, n), "act %d %s n=%lld fwd not bitwise", a,
-                             et_isa_name(var->isa), (long long)n);
-                var->bwd(act, alpha, n, t, dy, vb);
+                             row->head.name, (long long)n);
+                row->bwd(act, alpha, n, t, dy, vb);
                 ET_CHECK(bitwise_equal(vb, rb, n), "act %d %s n=%lld bwd not bitwise", a,
-                         et_isa_name(var->isa), (long long)n);
+                         row->head.name, (long long)n);
             }
             /* dispatch, 1 and 3 threads, in place */
             for (int nt = 1; nt <= 3; nt += 2) {
@@ -508,20 +495,17 @@ static void test_dropout(void) {
     }
     /* SIMD variants vs __ref, bitwise */
     {
-        typedef void (*maskv)(int64_t, const float *, float *, uint64_t, uint64_t, uint32_t, float);
-        struct { et_isa isa; maskv fn; } vars[] = {
-#if defined(ET_HAVE_X86_SIMD)
-            {ET_ISA_AVX2, et_f32_dropout_mask__avx2}, {ET_ISA_AVX512, et_f32_dropout_mask__avx512},
-#endif
-            {ET_ISA_REF, NULL}};
+        const et_f32_dropout_variant *ref = &et_f32_dropout_variants[0];
         const uint64_t key = et_misc_rng_key(seed);
-        for (size_t vi = 0; vi < sizeof vars / sizeof vars[0]; vi++) {
-            if (!vars[vi].fn || !et_isa_supported(vars[vi].isa)) continue;
+        et_check_variant_table("dropout", et_f32_dropout_variants,
+                               sizeof et_f32_dropout_variants[0]);
+        for (const et_f32_dropout_variant *row = ref + 1; row->head.name; row++) {
+            if (!et_isa_supported(row->head.isa)) continue;
             for (int si = 0; si < NSIZES; si++) {
                 const int64_t m = kSizes[si];
-                et_f32_dropout_mask__ref(m, x, y1, key, offset + 3, 0x40000000u, 1.25f);
-                vars[vi].fn(m, x, y2, key, offset + 3, 0x40000000u, 1.25f);
-                ET_CHECK(bitwise_equal(y1, y2, m), "dropout %s n=%lld", et_isa_name(vars[vi].isa),
+                ref->mask(m, x, y1, key, offset + 3, 0x40000000u, 1.25f);
+                row->mask(m, x, y2, key, offset + 3, 0x40000000u, 1.25f);
+                ET_CHECK(bitwise_equal(y1, y2, m), "dropout %s n=%lld", row->head.name,
                          (long long)m);
             }
         }
@@ -877,39 +861,29 @@ static void test_optim_variants(void) {
                          {-0.05f, 0.0f, 1.0f, 1e-3f, 0, 0, 0}};
     et_adam_coef ac[2] = {{1.0f, 1e-2f, 0.1f, 0.999f, 1e-3f, 0.05f, 1e-8f, -1e-3f},
                           {0.9999f, 0.0f, 0.7f, 0.99f, 1e-2f, 0.3f, 1e-6f, -2e-3f}};
-    typedef void (*sgdv)(const et_sgd_coef *, int64_t, float *, const float *, float *);
-    typedef void (*adamv)(const et_adam_coef *, int64_t, float *, const float *, float *, float *);
-    struct { et_isa isa; sgdv s; adamv a; } vars[] = {
-#if defined(ET_HAVE_X86_SIMD)
-        {ET_ISA_AVX2, et_f32_sgd_update__avx2, et_f32_adam_update__avx2},
-        {ET_ISA_AVX512, et_f32_sgd_update__avx512, et_f32_adam_update__avx512},
-#endif
-#if defined(ET_HAVE_NEON)
-        {ET_ISA_NEON, NULL, et_f32_adam_update__neon},
-#endif
-        {ET_ISA_REF, NULL, NULL},
-    };
-    for (size_t vi = 0; vi < sizeof vars / sizeof vars[0]; vi++) {
-        if (!et_isa_supported(vars[vi].isa) || (!vars[vi].s && !vars[vi].a)) continue;
+    const et_f32_optim_variant *ref = &et_f32_optim_variants[0];
+    et_check_variant_table("optim", et_f32_optim_variants, sizeof et_f32_optim_variants[0]);
+    for (const et_f32_optim_variant *row = ref + 1; row->head.name; row++) {
+        if (!et_isa_supported(row->head.isa)) continue;
         for (int si = 0; si < NSIZES; si++) {
             const int64_t n = kSizes[si];
             const size_t bytes = (size_t)n * sizeof(float);
-            for (int k = 0; k < 3 && vars[vi].s; k++) {
+            for (int k = 0; k < 3; k++) {
                 memcpy(pr, p0, bytes); memcpy(br, b0, bytes);
                 memcpy(pv, p0, bytes); memcpy(bv, b0, bytes);
-                et_f32_sgd_update__ref(&sc[k], n, pr, g, br);
-                vars[vi].s(&sc[k], n, pv, g, bv);
+                ref->sgd(&sc[k], n, pr, g, br);
+                row->sgd(&sc[k], n, pv, g, bv);
                 ET_CHECK(bitwise_equal(pr, pv, n) && bitwise_equal(br, bv, n), "sgd %s case %d n=%lld",
-                         et_isa_name(vars[vi].isa), k, (long long)n);
+                         row->head.name, k, (long long)n);
             }
-            for (int k = 0; k < 2 && vars[vi].a; k++) {
+            for (int k = 0; k < 2; k++) {
                 memcpy(pr, p0, bytes); memcpy(mr, m0, bytes); memcpy(vr, v0, bytes);
                 memcpy(pv, p0, bytes); memcpy(mv, m0, bytes); memcpy(vv, v0, bytes);
-                et_f32_adam_update__ref(&ac[k], n, pr, g, mr, vr);
-                vars[vi].a(&ac[k], n, pv, g, mv, vv);
+                ref->adam(&ac[k], n, pr, g, mr, vr);
+                row->adam(&ac[k], n, pv, g, mv, vv);
                 ET_CHECK(bitwise_equal(pr, pv, n) && bitwise_equal(mr, mv, n) &&
                          bitwise_equal(vr, vv, n), "adam %s case %d n=%lld",
-                         et_isa_name(vars[vi].isa), k, (long long)n);
+                         row->head.name, k, (long long)n);
             }
         }
     }

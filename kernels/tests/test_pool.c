@@ -1,11 +1,12 @@
 /* edgetrain — pooling tests: the kernels against a naive oracle written here from the PyTorch
  * definitions (window over the padded input, explicit -inf / zero padding), values checked
- * with torch 2.x, over ceil_mode, padding, dilation, count_include_pad, 1 and 2 threads. */
+ * with torch 2.x, over ceil_mode, padding, dilation, count_include_pad, 1 and 2 threads; every
+ * row of the 2x2 / stride 2 variant table that runs here bitwise against its __ref row. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "edgetrain/et_kernels.h"
 #include "et_test.h"
+#include "pool_internal.h"
 
 typedef struct pool_case {
     int64_t h, w, kh, kw, sh, sw, ph, pw, dh, dw;
@@ -213,7 +214,7 @@ static void check_global(void) {
     free(x); free(dx);
 }
 
-/* ---- 2x2 / stride 2 fast path: every ISA bitwise equal to the scalar (ET_ISA_REF) kernels ----
+/* ---- 2x2 / stride 2 fast path: every table row bitwise equal to the __ref row ----
  * Inputs are dense in ties, signed zeros, infinities and NaNs with distinct payloads / signs
  * (so "the last NaN wins" shows in the forward bits); gradients include -0.0, NaN and inf.
  * Outputs are prefilled with NaN so a cell the kernel does not write shows up. */
@@ -285,8 +286,23 @@ static void check_k2s2_isas(void) {
             ET_CHECK(memcmp(y_ref, y_or, (size_t)ny * sizeof(float)) == 0, "%s", what);
             snprintf(what, sizeof what, "k2s2 %lldx%lld v%d ref bwd vs oracle", (long long)p.h, (long long)p.w, variant);
             ET_CHECK(et_allclose(dx_ref, dx_or, nx, 0, 0, what), "%s", what);
-            for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
-                if (!et_isa_supported(isa)) continue;
+            for (const et_f32_maxpool2d_k2s2_variant *row = et_f32_maxpool2d_k2s2_variants;
+                 row->head.name; row++) {
+                if (!et_isa_supported(row->head.isa)) continue;
+                const et_isa isa = row->head.isa;
+                /* the row's plane kernels called directly, plane by plane */
+                fill_nan(y, ny);
+                fill_nan(dx, nx);
+                for (int64_t pl = 0; pl < n * c; pl++) {
+                    const int64_t xo = pl * p.h * p.w, yo = pl * p.oh * p.ow;
+                    row->fwd(x + xo, y + yo, p.w, p.oh, p.ow);
+                    row->bwd(x + xo, dy + yo, dx + xo, p.h, p.w, p.oh, p.ow);
+                }
+                snprintf(what, sizeof what, "k2s2 %lldx%lld v%d row %s", (long long)p.h,
+                         (long long)p.w, variant, row->head.name);
+                ET_CHECK(memcmp(y, y_ref, (size_t)ny * sizeof(float)) == 0 &&
+                             memcmp(dx, dx_ref, (size_t)nx * sizeof(float)) == 0, "%s", what);
+                /* and through the public entry points, which must pick this row */
                 et_set_isa(isa);
                 for (int th = 1; th <= 2; th++) {
                     fill_nan(y, ny);
@@ -321,6 +337,8 @@ static void check_k2s2_isas(void) {
 }
 
 void test_pool(void) {
+    et_check_variant_table("maxpool2d_k2s2", et_f32_maxpool2d_k2s2_variants,
+                           sizeof et_f32_maxpool2d_k2s2_variants[0]);
     check_torch_values();
     check_global();
     check_k2s2_isas();
