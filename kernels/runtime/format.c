@@ -745,7 +745,7 @@ static uint8_t *build_tensors(const et_model *m, const et_tshape *shapes, const 
         r[8] = (uint8_t)s->dtype;
         r[9] = (uint8_t)t->kind;
         r[10] = (uint8_t)s->ndim;
-        r[11] = t->flags;
+        r[11] = t->flags & (ET_TFLAG_TRAINABLE | ET_TFLAG_OUTPUT); /* a 1.x file's other bits are not 1.0's */
         wr32(r + 12, t->owner);
         for (int d = 0; d < s->ndim; d++) wri64(r + 16 + 8 * d, s->dim[d]);
         if (et_kind_has_data(t->kind)) {
@@ -938,7 +938,7 @@ et_status et_model_save(const et_model *m, const et_tshape *shapes, void *const 
         wr64(e + 16, secs[i].size);
         wr32(e + 24, secs[i].crc);
     }
-    make_header(head, pos, ns, m->flags,
+    make_header(head, pos, ns, m->flags & 1u, /* the file is written as 1.0: only bit 0 is defined */
                 et_crc32(0, head + ET_HEADER_BYTES, (size_t)ns * ET_SECTION_ENTRY_BYTES));
     snprintf(tmp, strlen(path) + 32, "%s.tmp.%ld", path, (long)getpid());
     if (!write_file(tmp, m, shapes, data, secs, ns, head, head_bytes)) {
