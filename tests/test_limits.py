@@ -53,7 +53,10 @@ def run_capped(code, cap_bytes=1 << 30):
         from edgetrain import errors
         resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
         def report(**kw):
-            kw["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            # VmHWM: this process's peak RSS since exec (ru_maxrss would include the
+            # parent's size at fork)
+            hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+            kw["maxrss_mib"] = int(hwm.split()[1]) / 1024
             print(json.dumps(kw), flush=True)
         def attempt(fn):
             try:
