@@ -15,14 +15,13 @@ import numpy as np
 import pytest
 
 import edgetrain as et
-from edgetrain import _native, fileformat, ir, nn, optim
+from edgetrain import _native, fileformat, nn, optim
 from edgetrain.errors import (InvalidArgumentError, ModelFormatError, ResourceLimitError,
                               EdgetrainError)
 from edgetrain.export import build_graph
 from edgetrain.optim import lr_scheduler
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MiB = 1 << 20
 
 
 def tiny_graph(batch=4, optimizer=True, scheduler=None, lr=0.1):
@@ -243,7 +242,7 @@ def test_set_learning_rate_checked():
     assert sess.base_learning_rate == pytest.approx(0.1)
 
 
-def test_runtime_checks_the_rate_of_each_step():
+def test_rate_is_usable_at_every_step():
     """The schedule check covers steps 0..2^64-1, so a bad rate cannot be reached by the
     counters: the step counter set anywhere still gives a usable rate."""
     sess = et.TrainSession.from_graph(
