@@ -1,7 +1,9 @@
 # edgetrain — the two commands that do everything on a fresh machine:
 #   make run    set up, train LeNet on MNIST for one epoch, save the model and the plot
 #   make test   set up and run the whole test suite (C kernels on x86 and arm64/qemu, Python)
-# Also: make bench (benchmarks), make bench-quick (CI smoke run), make clean.
+# Also: make bench (benchmarks), make bench-quick (CI smoke run), make clean,
+#   make fuzz      libFuzzer campaign over the C runtime (FUZZ_SECONDS, default 600; needs clang)
+#   make fuzz-ci   the C tests under ASan + UBSan, then a 60-second fuzz campaign
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +17,7 @@ THREADS ?= 2
 # how long `make run` trains (the test of the main job runs it with "--iterations 20")
 RUN_LENGTH ?= --epochs $(EPOCHS)
 
-.PHONY: run test test-c test-py bench bench-deps bench-quick build clean
+.PHONY: run test test-c test-py bench bench-deps bench-quick build clean fuzz fuzz-ci
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -34,6 +36,14 @@ run: $(BUILT)
 
 test-c:
 	$(MAKE) -C kernels test
+
+FUZZ_SECONDS ?= 600
+fuzz:
+	$(MAKE) -C kernels fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+fuzz-ci:
+	$(MAKE) -C kernels test-sanitize
+	$(MAKE) -C kernels fuzz FUZZ_SECONDS=60
 
 test-py: $(BUILT)
 	$(PY) -m pytest -q

@@ -33,7 +33,8 @@ static const char USAGE[] =
     "  -e, --epochs N             train N epochs (default 1)\n"
     "  -i, --iterations N         train N steps instead (wraps around the training set)\n"
     "  -b, --batch N              batch size (default: the model's planned batch)\n"
-    "  -t, --threads N            threads (default 1; 0 = all cores)\n"
+    "  -t, --threads N            threads (default 1; 0 = all cores; at most 4 per core)\n"
+    "      --max-memory BYTES     refuse a plan above BYTES (default: half the memory)\n"
     "  -p, --print-every N        print the loss every N steps (default 100)\n"
     "  -c, --checkpoint-every N   save SAVE_PATH.ckpt every N steps (default 0: never)\n"
     "  -s, --save PATH            trained model (default MODEL_trained.etm)\n"
@@ -56,6 +57,7 @@ typedef struct options {
     long long iterations; /* -1: not given */
     long long batch;      /* 0: the model's */
     long long threads;
+    unsigned long long max_memory; /* 0: the runtime's default */
     long long print_every;
     long long checkpoint_every;
     long long limit;      /* -1: all */
@@ -140,7 +142,7 @@ static int parse_double(const char *opt, const char *text, double *out) {
 enum opt_id {
     OPT_MODEL, OPT_DATA, OPT_EPOCHS, OPT_ITERS, OPT_BATCH, OPT_THREADS, OPT_PRINT, OPT_CKPT,
     OPT_SAVE, OPT_RESUME, OPT_EVAL_ONLY, OPT_NO_SHUFFLE, OPT_SEED, OPT_MEAN, OPT_STD, OPT_LIMIT,
-    OPT_TEST_LIMIT, OPT_CHECK_DATA, OPT_HELP
+    OPT_TEST_LIMIT, OPT_CHECK_DATA, OPT_MAX_MEMORY, OPT_HELP
 };
 
 static const struct {
@@ -158,7 +160,7 @@ static const struct {
     {0, "seed", 1, OPT_SEED},              {0, "mean", 1, OPT_MEAN},
     {0, "std", 1, OPT_STD},                {0, "limit", 1, OPT_LIMIT},
     {0, "test-limit", 1, OPT_TEST_LIMIT},  {0, "check-data", 0, OPT_CHECK_DATA},
-    {'h', "help", 0, OPT_HELP},
+    {0, "max-memory", 1, OPT_MAX_MEMORY},  {'h', "help", 0, OPT_HELP},
 };
 #define N_OPTS ((int)(sizeof OPTS / sizeof OPTS[0]))
 
@@ -225,6 +227,10 @@ static int parse_args(int argc, char **argv, options *o) {
         case OPT_LIMIT: rc = parse_int(arg, val, 1, BIG, &o->limit); break;
         case OPT_TEST_LIMIT: rc = parse_int(arg, val, 0, BIG, &o->test_limit); break;
         case OPT_CHECK_DATA: o->check_data = 1; break;
+        case OPT_MAX_MEMORY:
+            rc = parse_u64(arg, val, &o->max_memory);
+            if (!rc && o->max_memory == 0) rc = usage_error("%s expects a byte count >= 1", arg);
+            break;
         case OPT_HELP: fputs(USAGE, stdout); return -1;
         }
         if (rc) return rc;
@@ -499,14 +505,15 @@ static int file_readable(const char *path) {
     return 0;
 }
 
-static int load_session(const char *path, int threads, et_session **s) {
+static int load_session(const char *path, const options *o, et_session **s) {
     int rc = file_readable(path);
     if (rc) return rc;
-    et_status st = et_session_load_file(path, threads, s);
+    et_load_options lo = {(int)o->threads, o->max_memory};
+    et_status st = et_session_load_file_ex(path, &lo, s);
     if (st != ET_OK) {
         const char *m = et_load_error();
         *s = NULL;
-        return fail(st == ET_ERR_NOMEM ? EXIT_RUNTIME : EXIT_MODEL, "%s: cannot load model: %s [%s]",
+        return fail(st == ET_ERR_NOMEM || st == ET_ERR_LIMIT ? EXIT_RUNTIME : EXIT_MODEL, "%s: cannot load model: %s [%s]",
                     path, m && *m ? m : "(no message)", et_status_str(st));
     }
     return 0;
@@ -550,12 +557,12 @@ static int run(const options *o) {
     /* The model; with --resume the checkpoint replaces it (the model only gives the step the
      * run started from, so steps and data order continue where the checkpoint left off). */
     uint64_t start_step;
-    if ((rc = load_session(o->model, (int)o->threads, &s))) goto done;
+    if ((rc = load_session(o->model, o, &s))) goto done;
     start_step = et_session_step(s);
     if (o->resume) {
         et_session_free(s);
         s = NULL;
-        if ((rc = load_session(o->resume, (int)o->threads, &s))) goto done;
+        if ((rc = load_session(o->resume, o, &s))) goto done;
         if (et_session_step(s) < start_step) {
             rc = fail(EXIT_USAGE, "%s is at step %llu, before %s (step %llu): not a checkpoint of "
                       "this model", o->resume, (unsigned long long)et_session_step(s), o->model,

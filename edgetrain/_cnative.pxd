@@ -93,6 +93,19 @@ cdef extern from "edgetrain/et_runtime.h":
     et_status et_session_load_memory(const void *data, size_t size, int nthreads,
                                      et_session **out) nogil
     const char *et_load_error()
+    ctypedef struct et_load_options:
+        int nthreads
+        uint64_t max_memory
+    et_status et_session_load_file_ex(const char *path, const et_load_options *opts,
+                                      et_session **out) nogil
+    et_status et_session_load_memory_ex(const void *data, size_t size, const et_load_options *opts,
+                                        et_session **out) nogil
+    uint64_t et_default_max_memory()
+    int et_thread_limit()
+    et_status et_session_set_max_memory(et_session *s, uint64_t max_memory)
+    uint64_t et_session_max_memory(const et_session *s)
+    et_status et_schedule_check(float base_lr, uint32_t kind, const float *sched_f,
+                                const int64_t *sched_i, uint32_t warmup, char *err, size_t cap)
     void et_session_free(et_session *s)
     const char *et_session_error(const et_session *s)
     et_status et_session_set_threads(et_session *s, int nthreads)

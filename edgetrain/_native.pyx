@@ -4,7 +4,7 @@
 Converts arrays, checks dtypes and contiguity, releases the GIL while C runs and maps every
 ``et_status`` to an exception from :mod:`edgetrain.errors`. No logic lives here.
 """
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t
 from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
@@ -100,6 +100,30 @@ def has_openmp():
 
 def max_threads():
     return et_max_threads()
+
+
+def thread_limit():
+    """Largest thread count a session accepts (ET_MAX_THREADS_PER_CORE x online cores)."""
+    return et_thread_limit()
+
+
+def default_max_memory():
+    """The memory limit of a session loaded without max_memory (half the physical memory)."""
+    return et_default_max_memory()
+
+
+def check_schedule(float base_lr, int kind, sched_f, sched_i, int warmup):
+    """The runtime's whole-range check of a learning-rate schedule; raises InvalidArgumentError."""
+    cdef float f[6]
+    cdef int64_t i[6]
+    cdef char err[512]
+    for k in range(6):
+        f[k] = sched_f[k]
+        i[k] = sched_i[k]
+    err[0] = 0
+    cdef et_status st = et_schedule_check(base_lr, <uint32_t>kind, f, i, <uint32_t>warmup, err, sizeof(err))
+    if st != ET_OK:
+        raise error_for_status(<int>st, err.decode("utf-8", "replace"))
 
 
 def debug_alloc_count():
@@ -270,26 +294,32 @@ cdef class Session:
                                    f"{context}: {et_status_str(st).decode()}")
 
     @staticmethod
-    def from_bytes(bytes data, int threads=0):
+    def from_bytes(bytes data, int threads=0, uint64_t max_memory=0):
         cdef Session self = Session.__new__(Session)
         cdef const char *p = PyBytes_AS_STRING(data)
         cdef size_t n = PyBytes_GET_SIZE(data)
         cdef et_status st
+        cdef et_load_options opts
+        opts.nthreads = threads
+        opts.max_memory = max_memory
         with nogil:
-            st = et_session_load_memory(p, n, threads, &self.s)
+            st = et_session_load_memory_ex(p, n, &opts, &self.s)
         if st != ET_OK:
             raise error_for_status(<int>st, "cannot load model: " +
                                    et_load_error().decode("utf-8", "replace"))
         return self
 
     @staticmethod
-    def from_file(path, int threads=0):
+    def from_file(path, int threads=0, uint64_t max_memory=0):
         cdef Session self = Session.__new__(Session)
         cdef bytes bpath = _fs_path(path, "cannot load model")
         cdef const char *p = bpath
         cdef et_status st
+        cdef et_load_options opts
+        opts.nthreads = threads
+        opts.max_memory = max_memory
         with nogil:
-            st = et_session_load_file(p, threads, &self.s)
+            st = et_session_load_file_ex(p, &opts, &self.s)
         if st != ET_OK:
             raise error_for_status(<int>st, f"cannot load model {os.fsdecode(bpath)!r}: " +
                                    et_load_error().decode("utf-8", "replace"))
@@ -305,6 +335,15 @@ cdef class Session:
     def threads(self, int n):
         with self.lock:
             self._check(et_session_set_threads(self.s, n), "set threads")
+
+    @property
+    def max_memory(self):
+        return et_session_max_memory(self.s)
+
+    @max_memory.setter
+    def max_memory(self, uint64_t n):
+        with self.lock:
+            self._check(et_session_set_max_memory(self.s, n), "set max_memory")
 
     @_locked
     def has_program(self, str name):

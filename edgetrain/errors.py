@@ -48,6 +48,11 @@ class NotFoundError(EdgetrainError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ResourceLimitError(EdgetrainError, MemoryError):
+    """ET_ERR_LIMIT: the plan needs more memory than the session's limit (``max_memory``), or
+    another resource limit would be exceeded; nothing was allocated."""
+
+
 class NotDifferentiableError(EdgetrainError, ValueError):
     """An op on the path to a trainable parameter has no gradient (export time)."""
 
@@ -65,6 +70,7 @@ STATUS_ERRORS = {
     9: InvalidArgumentError,
     10: SessionStateError,
     11: NotFoundError,
+    12: ResourceLimitError,
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import zlib
 from typing import Dict, List, Tuple
@@ -230,12 +231,32 @@ def _parse_sections(secs, flags, ops) -> ir.Graph:
     s.sched_f, s.sched_i = list(st[6:12]), list(st[12:18])
     s.warmup, s.opt_kind = st[18], st[19]
     if META in secs:
-        try:
-            g.meta = json.loads(secs[META].decode("utf-8"))
-        except ValueError:
-            g.meta = {}
+        g.meta = _parse_meta(secs[META])
     g.meta["_inference_only"] = bool(flags & FLAG_INFERENCE_ONLY)
     return g
+
+
+META_MAX_DEPTH = 64  # nesting of JSON arrays/objects in META (deeper: ModelFormatError)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _parse_meta(raw: bytes) -> dict:
+    """The META section: a JSON object, nested at most META_MAX_DEPTH deep (checked before
+    ``json.loads``, which would recurse). Text that is not JSON is ignored, as before."""
+    depth = deepest = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub(b"", raw)):
+        depth += 1 if m.group() in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    if deepest > META_MAX_DEPTH:
+        _fail(f"section 7 (META): JSON nested {deepest} levels deep, more than {META_MAX_DEPTH}")
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        return {}
+    if not isinstance(meta, dict):
+        _fail(f"section 7 (META): a JSON {type(meta).__name__}, expected an object")
+    return meta
 
 
 def load(path) -> ir.Graph:

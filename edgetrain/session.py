@@ -70,12 +70,16 @@ class TrainSession:
     def from_module(cls, model, inputs: Mapping[str, tuple], loss=None,
                     labels: Optional[Mapping[str, tuple]] = None, optimizer=None,
                     scheduler=None, threads: Optional[int] = None,
-                    seed: Optional[int] = None) -> "TrainSession":
+                    seed: Optional[int] = None,
+                    max_memory: Optional[int] = None) -> "TrainSession":
         """Trace ``model`` into a trainable program and load it.
 
         ``inputs`` maps input names to shapes (float32); ``labels`` maps label names to
         ``(shape, dtype)`` with dtype ``"int64"`` (class indices) or ``"float32"``;
         ``loss`` is called as ``loss(output, *labels)`` while tracing.
+        ``max_memory`` (bytes) bounds what the session may plan; by default half the
+        physical memory. A plan above it raises :class:`ResourceLimitError` before any
+        allocation (also at :meth:`Resize`).
         """
         from .export import build_graph
 
@@ -84,20 +88,27 @@ class TrainSession:
                             optimizer=optimizer, scheduler=scheduler)
         if seed is not None:
             graph.state.seed = int(seed)
-        return cls.from_graph(graph, threads=threads)
+        return cls.from_graph(graph, threads=threads, max_memory=max_memory)
 
     @classmethod
-    def from_graph(cls, graph: ir.Graph, threads: Optional[int] = None) -> "TrainSession":
-        return cls(_native.Session.from_bytes(fileformat.dumps(graph), _threads(threads)))
+    def from_graph(cls, graph: ir.Graph, threads: Optional[int] = None,
+                   max_memory: Optional[int] = None) -> "TrainSession":
+        return cls(_native.Session.from_bytes(fileformat.dumps(graph), _threads(threads),
+                                              _max_memory(max_memory)))
 
     @classmethod
-    def load(cls, path, threads: Optional[int] = None) -> "TrainSession":
-        """Load an ``.etm`` file (full training state or inference-only)."""
-        return cls(_native.Session.from_file(os.fspath(path), _threads(threads)))
+    def load(cls, path, threads: Optional[int] = None,
+             max_memory: Optional[int] = None) -> "TrainSession":
+        """Load an ``.etm`` file (full training state or inference-only). ``max_memory``:
+        see :meth:`from_module`."""
+        return cls(_native.Session.from_file(os.fspath(path), _threads(threads),
+                                             _max_memory(max_memory)))
 
     @classmethod
-    def from_bytes(cls, data: bytes, threads: Optional[int] = None) -> "TrainSession":
-        return cls(_native.Session.from_bytes(bytes(data), _threads(threads)))
+    def from_bytes(cls, data: bytes, threads: Optional[int] = None,
+                   max_memory: Optional[int] = None) -> "TrainSession":
+        return cls(_native.Session.from_bytes(bytes(data), _threads(threads),
+                                              _max_memory(max_memory)))
 
     # ---- the session verbs -----------------------------------------------------------
     @_serialised
@@ -286,6 +297,15 @@ class TrainSession:
     def threads(self, n: int) -> None:
         self._s.threads = _threads(n)
 
+    @property
+    def max_memory(self) -> int:
+        """The memory limit (bytes) every plan of this session is checked against."""
+        return int(self._s.max_memory)
+
+    @max_memory.setter
+    def max_memory(self, n: Optional[int]) -> None:
+        self._s.max_memory = _max_memory(n)
+
     def memory_info(self) -> Dict[str, int]:
         """Planned arena bytes: params, grads, optimizer, activations, workspace, total."""
         return self._s.memory_info()
@@ -338,10 +358,27 @@ class TrainSession:
 def _threads(n: Optional[int]) -> int:
     if n is None:
         return 0  # the runtime picks all available cores
-    n = int(n)
-    if n < 1:
-        raise InvalidArgumentError(f"threads must be >= 1, got {n}")
+    n = _int_arg("threads", n)
+    limit = _native.thread_limit()
+    if not 1 <= n <= limit:
+        raise InvalidArgumentError(f"threads must be in 1..{limit} (the runtime's limit on this "
+                                   f"machine, a few per online core), got {n}")
     return n
+
+
+def _max_memory(n: Optional[int]) -> int:
+    if n is None:
+        return 0  # the runtime's default: half the physical memory
+    n = _int_arg("max_memory", n)
+    if not 1 <= n < 2 ** 64:
+        raise InvalidArgumentError(f"max_memory must be a byte count >= 1, got {n}")
+    return n
+
+
+def _int_arg(what: str, n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise InvalidArgumentError(f"{what} must be an integer, got {n!r}")
+    return int(n)
 
 
 def _as_input(name: str, value) -> np.ndarray:

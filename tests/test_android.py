@@ -364,6 +364,20 @@ def test_bad_batch_for_data(host_bin, tmp_path, tiny_mnist, lenet_etm):
     assert proc.returncode == 2 and "fewer than one batch" in proc.stderr
 
 
+def test_max_memory_and_thread_limits(host_bin, tmp_path, tiny_mnist, lenet_etm):
+    """--max-memory bounds the plan (refused at load, naming the limit); threads above the
+    runtime's bound are refused by the runtime, not crashed on."""
+    base = [host_bin, "-f", lenet_etm, "-d", tiny_mnist, "-i", "1", "-s", tmp_path / "o.etm"]
+    proc = _run([*base, "--max-memory", "100000"])
+    assert proc.returncode == 5 and "memory limit of 100000 bytes" in proc.stderr, proc.stderr
+    proc = _run([*base, "--max-memory", "0"])
+    assert proc.returncode == 2 and "byte count" in proc.stderr
+    proc = _run([*base, "--max-memory", str(1 << 30)])
+    assert proc.returncode == 0, proc.stderr
+    proc = _run([*base, "-t", "1024"])
+    assert proc.returncode == 4 and "per online core" in proc.stderr, proc.stderr
+
+
 # ---- training -------------------------------------------------------------------------------
 def _python_losses(et, model_path, images, labels, steps, batch, pad=0, threads=1):
     sess = et.TrainSession.load(str(model_path), threads=threads)

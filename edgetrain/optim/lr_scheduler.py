@@ -43,6 +43,7 @@ class LRScheduler:
         state.sched_f = [float(x) for x in f] + [0.0] * (6 - len(f))
         state.sched_i = [int(x) for x in i] + [0] * (6 - len(i))
         state.warmup = int(self.warmup)
+        check_schedule(state)
 
     def lr_at(self, step: int) -> float:
         """Learning rate used by optimizer step ``step`` (0-based)."""
@@ -187,3 +188,12 @@ class LinearWarmup(LRScheduler):
 
     def _lr(self, t):
         return self.after._lr(t)
+
+
+def check_schedule(state: ir.TrainState) -> None:
+    """Refuse (InvalidArgumentError) a schedule whose learning rate is not finite and >= 0 at
+    some step: the runtime's own whole-range check, so export and load agree."""
+    from .. import _native
+
+    _native.check_schedule(float(state.base_lr), int(state.sched_kind), list(state.sched_f),
+                           list(state.sched_i), int(state.warmup))

@@ -80,6 +80,13 @@ static int cmp_persist_item(const void *a, const void *b) {
     return x->key < y->key ? -1 : x->key > y->key;
 }
 
+uint64_t et_persist_total_bytes(const et_model *m) {
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < m->n_tensors; i++)
+        if (block_of(m->tensors[i].kind) >= 0) total += et_align_up(et_shape_bytes(&m->tensors[i].shape));
+    return total;
+}
+
 et_status et_persist_build(const et_model *m, et_persist *p, char *err, size_t cap) {
     memset(p, 0, sizeof *p);
     persist_item *items = (persist_item *)et_calloc((size_t)m->n_tensors + 1, sizeof *items);
@@ -323,7 +330,8 @@ static size_t layout_inputs(const et_model *m, const et_tshape *shape, size_t *o
     return pos;
 }
 
-static et_status plan_memory(const et_model *m, int nthreads, et_plan *p, char *err, size_t cap) {
+static et_status plan_memory(const et_model *m, int nthreads, et_plan_check_fn check, void *ctx, et_plan *p,
+                             char *err, size_t cap) {
     plan_scratch s;
     size_t n = (size_t)m->n_tensors + 1;
     s.first = (int64_t *)et_calloc(n, sizeof(int64_t));
@@ -350,6 +358,8 @@ static et_status plan_memory(const et_model *m, int nthreads, et_plan *p, char *
         st = ET_ERR_NOMEM;
         goto out;
     }
+    if (check && (st = check(m, p, ctx, err, cap)) != ET_OK) goto out;
+    st = ET_ERR_NOMEM;
     p->inputs = (uint8_t *)et_aligned_calloc(p->inputs_bytes);
     p->arena = (uint8_t *)et_aligned_calloc(p->arena_bytes);
     p->ws = (uint8_t *)et_aligned_calloc(p->ws_bytes);
@@ -367,6 +377,11 @@ out:
 }
 
 et_status et_plan_build(const et_model *m, const et_tshape *base, int nthreads, et_plan *out, char *err, size_t cap) {
+    return et_plan_build_checked(m, base, nthreads, NULL, NULL, out, err, cap);
+}
+
+et_status et_plan_build_checked(const et_model *m, const et_tshape *base, int nthreads, et_plan_check_fn check,
+                                void *ctx, et_plan *out, char *err, size_t cap) {
     et_plan p;
     memset(&p, 0, sizeof p);
     uint8_t *known = (uint8_t *)et_calloc((size_t)m->n_tensors + 1, 1);
@@ -378,7 +393,7 @@ et_status et_plan_build(const et_model *m, const et_tshape *base, int nthreads, 
     } else {
         memcpy(p.shape, base, (size_t)m->n_tensors * sizeof(et_tshape));
         st = infer_all(m, p.shape, known, done, err, cap);
-        if (st == ET_OK) st = plan_memory(m, nthreads, &p, err, cap);
+        if (st == ET_OK) st = plan_memory(m, nthreads, check, ctx, &p, err, cap);
     }
     et_free(known);
     et_free(done);
@@ -388,6 +403,10 @@ et_status et_plan_build(const et_model *m, const et_tshape *base, int nthreads, 
     }
     *out = p;
     return ET_OK;
+}
+
+size_t et_plan_workspace_bytes(const et_model *m, const et_plan *p, int nthreads) {
+    return workspace_bytes(m, p->shape, nthreads);
 }
 
 et_status et_plan_set_threads(const et_model *m, et_plan *p, int nthreads, char *err, size_t cap) {

@@ -274,8 +274,28 @@ typedef struct et_plan {
  * are kept for activations no program computes), plans and allocates. On
  * error *out is untouched and err holds "node 17 (conv2d in layer 'x'): ...". */
 et_status et_plan_build(const et_model *m, const et_tshape *base, int nthreads, et_plan *out, char *err, size_t cap);
+/* et_plan_build with a check called after every shape and size is known and before any of
+ * the plan's buffers is allocated (NULL: none); its failure is the build's. */
+typedef et_status (*et_plan_check_fn)(const et_model *m, const et_plan *p, void *ctx, char *err, size_t cap);
+et_status et_plan_build_checked(const et_model *m, const et_tshape *base, int nthreads, et_plan_check_fn check,
+                                void *ctx, et_plan *out, char *err, size_t cap);
+/* Bytes of the persistent blocks et_persist_build would allocate. */
+uint64_t et_persist_total_bytes(const et_model *m);
+/* Workspace the plan's shapes need with nthreads threads. */
+size_t et_plan_workspace_bytes(const et_model *m, const et_plan *p, int nthreads);
 /* Grows the workspace if the new thread count needs more. */
 et_status et_plan_set_threads(const et_model *m, et_plan *p, int nthreads, char *err, size_t cap);
 void et_plan_free(et_plan *p);
+
+/* ---- limits (limits.c) ----------------------------------------------------------- */
+/* ET_ERR_LIMIT if persistent blocks + the plan's inputs, arena and ws_bytes exceed limit. */
+et_status et_plan_check_memory(const et_model *m, const et_plan *p, size_t ws_bytes, uint64_t limit, char *err,
+                               size_t cap);
+et_status et_threads_check(int nthreads, char *err, size_t cap); /* ET_ERR_ARG above et_thread_limit() */
+double et_scheduled_lr(const et_train_state *st, uint64_t t);    /* lr of optimizer step t */
+et_status et_state_check(const et_train_state *st, char *err, size_t cap); /* schedule, whole range */
+et_status et_lr_check_step(double lr, uint64_t step, char *err, size_t cap); /* ET_ERR_STATE if unusable */
+/* The file's state and inputs within the API's limits (ET_ERR_FORMAT). */
+et_status et_model_check_limits(const et_model *m, char *err, size_t cap);
 
 #endif /* EDGETRAIN_RUNTIME_INTERNAL_H */

@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ struct et_session {
     et_plan plan;
     void **ptr;              /* per tensor: data of the current program (NULL: unused) */
     int nthreads;
+    uint64_t max_memory;     /* every plan is checked against it before allocation (limits.c) */
     et_program_kind program;
     uint64_t *prof;          /* per node: ns, calls (2 * n_nodes); NULL unless profiling was enabled */
     int profiling;
@@ -81,6 +83,18 @@ static et_status check_act_shapes(const et_model *m, const et_plan *p, char *err
     return ET_OK;
 }
 
+/* Called by the planner before it allocates: the file's shapes, then the memory limit. */
+static et_status check_plan_at_load(const et_model *m, const et_plan *p, void *ctx, char *err, size_t cap) {
+    const et_session *s = (const et_session *)ctx;
+    et_status st = check_act_shapes(m, p, err, cap);
+    return st != ET_OK ? st : et_plan_check_memory(m, p, p->ws_bytes, s->max_memory, err, cap);
+}
+
+/* Called by the planner before it allocates a re-plan: the memory limit. */
+static et_status check_plan_limit(const et_model *m, const et_plan *p, void *ctx, char *err, size_t cap) {
+    return et_plan_check_memory(m, p, p->ws_bytes, ((const et_session *)ctx)->max_memory, err, cap);
+}
+
 static et_status plan_at_load(et_session *s) {
     const et_model *m = &s->model;
     et_tshape *base = (et_tshape *)et_calloc((size_t)m->n_tensors + 1, sizeof(et_tshape));
@@ -90,20 +104,25 @@ static et_status plan_at_load(et_session *s) {
     }
     for (uint32_t i = 0; i < m->n_tensors; i++) base[i] = m->tensors[i].shape;
     char msg[ET_MSG_CAP];
-    et_status st = et_plan_build(m, base, s->nthreads, &s->plan, msg, sizeof msg);
+    et_status st = et_plan_build_checked(m, base, s->nthreads, check_plan_at_load, s, &s->plan, msg, sizeof msg);
     et_free(base);
     if (st == ET_ERR_SHAPE) st = ET_ERR_FORMAT; /* the file's own shapes do not fit its graph */
-    if (st != ET_OK) {
-        et_msgf(load_err, sizeof load_err, "%s", msg);
-        return st;
-    }
-    st = check_act_shapes(m, &s->plan, msg, sizeof msg);
     if (st != ET_OK) et_msgf(load_err, sizeof load_err, "%s", msg);
     return st;
 }
 
 et_status et_session_load_memory(const void *data, size_t size, int nthreads, et_session **out) {
+    et_load_options opts = {nthreads, 0};
+    return et_session_load_memory_ex(data, size, &opts, out);
+}
+
+et_status et_session_load_memory_ex(const void *data, size_t size, const et_load_options *opts, et_session **out) {
     load_err[0] = '\0';
+    if (!opts) {
+        et_msgf(load_err, sizeof load_err, "et_session_load_memory_ex: opts is NULL");
+        return ET_ERR_ARG;
+    }
+    if (et_threads_check(opts->nthreads, load_err, sizeof load_err) != ET_OK) return ET_ERR_ARG;
     if (!out) {
         et_msgf(load_err, sizeof load_err, "et_session_load_memory: out is NULL");
         return ET_ERR_ARG;
@@ -114,10 +133,13 @@ et_status et_session_load_memory(const void *data, size_t size, int nthreads, et
         et_msgf(load_err, sizeof load_err, "out of memory for a session");
         return ET_ERR_NOMEM;
     }
-    s->nthreads = resolve_threads(nthreads);
+    s->nthreads = resolve_threads(opts->nthreads);
+    s->max_memory = opts->max_memory ? opts->max_memory : et_default_max_memory();
+    /* every check, the memory limit included, comes before the large allocations */
     et_status st = et_model_parse((const uint8_t *)data, size, &s->model, load_err, sizeof load_err);
-    if (st == ET_OK) st = et_persist_build(&s->model, &s->persist, load_err, sizeof load_err);
+    if (st == ET_OK) st = et_model_check_limits(&s->model, load_err, sizeof load_err);
     if (st == ET_OK) st = plan_at_load(s);
+    if (st == ET_OK) st = et_persist_build(&s->model, &s->persist, load_err, sizeof load_err);
     s->model.data = NULL; /* the caller's bytes are not kept */
     if (st == ET_OK && !(s->ptr = (void **)et_calloc((size_t)s->model.n_tensors + 1, sizeof(void *)))) {
         et_msgf(load_err, sizeof load_err, "out of memory for a session");
@@ -171,6 +193,11 @@ static et_status read_file(const char *path, uint8_t **buf, size_t *size) {
 }
 
 et_status et_session_load_file(const char *path, int nthreads, et_session **out) {
+    et_load_options opts = {nthreads, 0};
+    return et_session_load_file_ex(path, &opts, out);
+}
+
+et_status et_session_load_file_ex(const char *path, const et_load_options *opts, et_session **out) {
     load_err[0] = '\0';
     if (!path || !out) {
         et_msgf(load_err, sizeof load_err, "et_session_load_file: path or out is NULL");
@@ -181,7 +208,7 @@ et_status et_session_load_file(const char *path, int nthreads, et_session **out)
     size_t size = 0;
     et_status st = read_file(path, &buf, &size);
     if (st != ET_OK) return st;
-    st = et_session_load_memory(buf, size, nthreads, out);
+    st = et_session_load_memory_ex(buf, size, opts, out);
     et_free(buf);
     if (st != ET_OK) {
         char msg[ET_MSG_CAP];
@@ -206,13 +233,27 @@ void et_session_free(et_session *s) {
 /* ======================================================================= */
 et_status et_session_set_threads(et_session *s, int nthreads) {
     if (!s) return ET_ERR_ARG;
+    if (et_threads_check(nthreads, s->err, sizeof s->err) != ET_OK) return ET_ERR_ARG;
     int n = resolve_threads(nthreads);
-    et_status st = et_plan_set_threads(&s->model, &s->plan, n, s->err, sizeof s->err);
+    size_t ws = et_plan_workspace_bytes(&s->model, &s->plan, n);
+    et_status st = et_plan_check_memory(&s->model, &s->plan, ws > s->plan.ws_bytes ? ws : s->plan.ws_bytes,
+                                        s->max_memory, s->err, sizeof s->err);
+    if (st == ET_OK) st = et_plan_set_threads(&s->model, &s->plan, n, s->err, sizeof s->err);
     if (st == ET_OK) s->nthreads = n;
     return st;
 }
 
 int et_session_threads(const et_session *s) { return s ? s->nthreads : 0; }
+
+et_status et_session_set_max_memory(et_session *s, uint64_t max_memory) {
+    if (!s) return ET_ERR_ARG;
+    uint64_t limit = max_memory ? max_memory : et_default_max_memory();
+    et_status st = et_plan_check_memory(&s->model, &s->plan, s->plan.ws_bytes, limit, s->err, sizeof s->err);
+    if (st == ET_OK) s->max_memory = limit;
+    return st;
+}
+
+uint64_t et_session_max_memory(const et_session *s) { return s ? s->max_memory : 0; }
 
 int et_session_has_program(const et_session *s, et_program_kind kind) {
     return s && (unsigned)kind < ET_PROGRAM_COUNT_ && s->model.programs[kind].present;
@@ -275,7 +316,7 @@ et_status et_session_resize(et_session *s, int count, const char *const *names, 
         if (st == ET_OK) st = check_new_shape(s, names[k], ndims[k], shapes[k], &base[i]);
     }
     et_plan plan;
-    if (st == ET_OK) st = et_plan_build(m, base, s->nthreads, &plan, s->err, sizeof s->err);
+    if (st == ET_OK) st = et_plan_build_checked(m, base, s->nthreads, check_plan_limit, s, &plan, s->err, sizeof s->err);
     et_free(base);
     if (st != ET_OK) return st;
     et_plan_free(&s->plan);
@@ -376,45 +417,25 @@ int et_session_output_tensor(const et_session *s, int i) {
 }
 
 /* ======================================================================= */
-/* Learning rate schedule (docs/format.md, STATE)                           */
+/* Learning rate (the schedule is et_scheduled_lr, limits.c)                */
 /* ======================================================================= */
-static double scheduled_lr(const et_train_state *st, uint64_t t) {
-    const double pi = 3.14159265358979323846;
-    double lr0 = st->base_lr, lr = lr0, gamma = st->sched_f[0];
-    switch (st->sched_kind) {
-    case ET_SCHED_STEP:
-        lr = lr0 * pow(gamma, (double)(t / (uint64_t)st->sched_i[0]));
-        break;
-    case ET_SCHED_MULTISTEP: {
-        int passed = 0;
-        for (int k = 0; k < 6; k++) passed += st->sched_i[k] > 0 && (uint64_t)st->sched_i[k] <= t;
-        lr = lr0 * pow(gamma, passed);
-        break;
-    }
-    case ET_SCHED_EXPONENTIAL:
-        lr = lr0 * pow(gamma, (double)t);
-        break;
-    case ET_SCHED_COSINE: {
-        double tmax = (double)st->sched_i[0], tt = (double)t < tmax ? (double)t : tmax, eta_min = st->sched_f[0];
-        lr = eta_min + (lr0 - eta_min) * (1.0 + cos(pi * tt / tmax)) / 2.0;
-        break;
-    }
-    case ET_SCHED_INV:
-        lr = lr0 * pow(1.0 + gamma * (double)t, -(double)st->sched_f[1]);
-        break;
-    default:
-        break;
-    }
-    if (t < st->warmup) lr *= (double)(t + 1) / (double)st->warmup;
-    return lr;
+/* double -> float without the undefined conversion of out-of-range values */
+static float lr_as_float(double lr) {
+    if (lr > FLT_MAX) return INFINITY;
+    if (lr < -FLT_MAX) return -INFINITY;
+    return (float)lr; /* NaN stays NaN */
 }
 
-float et_session_lr(const et_session *s) { return s ? (float)scheduled_lr(&s->model.state, s->model.state.step) : 0.0f; }
+float et_session_lr(const et_session *s) { return s ? lr_as_float(et_scheduled_lr(&s->model.state, s->model.state.step)) : 0.0f; }
 float et_session_base_lr(const et_session *s) { return s ? s->model.state.base_lr : 0.0f; }
 
 et_status et_session_set_lr(et_session *s, float lr) {
     if (!s) return ET_ERR_ARG;
-    if (!isfinite(lr)) return session_fail(s, ET_ERR_ARG, "learning rate %g is not finite", (double)lr);
+    if (!isfinite(lr) || !(lr >= 0.0f))
+        return session_fail(s, ET_ERR_ARG, "learning rate %g is not a finite number >= 0", (double)lr);
+    et_train_state next = s->model.state;
+    next.base_lr = lr;
+    if (et_state_check(&next, s->err, sizeof s->err) != ET_OK) return ET_ERR_ARG;
     s->model.state.base_lr = lr;
     return ET_OK;
 }
@@ -484,7 +505,10 @@ et_status et_session_run(et_session *s) {
     const et_model *m = &s->model;
     const et_program_def *pg = current(s);
     et_train_state *state = &s->model.state;
-    et_run_env env = {(float)scheduled_lr(state, state->step), state->step, state->seed, state->rng_counter,
+    double lr = et_scheduled_lr(state, state->step);
+    if (s->program == ET_PROGRAM_TRAIN && et_lr_check_step(lr, state->step, s->err, sizeof s->err) != ET_OK)
+        return ET_ERR_STATE;
+    et_run_env env = {lr_as_float(lr), state->step, state->seed, state->rng_counter,
                       s->nthreads, s->plan.ws, s->plan.ws_bytes};
     for (uint32_t k = 0; k < pg->n_nodes; k++) {
         uint32_t ni = pg->nodes[k];

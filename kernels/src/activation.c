@@ -69,10 +69,11 @@ void et_f32_act_bwd__ref(et_act act, float alpha, int64_t n, const float *t, con
 }
 
 /* ---- vectorisable math ------------------------------------------------------------------ */
-/* exp(a) for a <= 0 (Cephes expf polynomial). Results below exp(-87.3) flush to 0. */
+/* exp(a) for a <= 0 (Cephes expf polynomial). Results below exp(-87.3) flush to 0; NaN stays
+ * NaN (the polynomial then runs on `lo`, so the float->int conversion below is always defined). */
 ET_INLINE float exp_nonpos(float a) {
     const float lo = -87.3f;
-    float ac = a < lo ? lo : a;
+    float ac = a >= lo ? a : lo;
     float t = ac * 1.44269504088896341f;
     float fn = (t + 12582912.0f) - 12582912.0f; /* round to nearest (|t| < 2^22) */
     int32_t n = (int32_t)fn;
@@ -88,7 +89,7 @@ ET_INLINE float exp_nonpos(float a) {
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     float e = p * scale;
-    return a < lo ? 0.0f : e;
+    return a < lo ? 0.0f : (a == a ? e : a);
 }
 
 ET_INLINE float sigmoid_fast(float x) {

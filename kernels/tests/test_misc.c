@@ -959,8 +959,28 @@ static void test_optim(void) {
     free(p); free(buf); free(m); free(v); free(g); free(pd); free(bd); free(md); free(vd);
 }
 
+/* Non-finite inputs (a fuzzed model's NaN weights reach them): NaN stays NaN, infinities
+ * saturate, and no float->int conversion is undefined (regression: UBSan in exp_nonpos). */
+static void test_activations_nonfinite(void) {
+    const float x[4] = {NAN, INFINITY, -INFINITY, 0.0f};
+    for (int isa = 0; isa < ET_ISA_COUNT_; isa++) {
+        if (!et_isa_supported((et_isa)isa)) continue;
+        et_isa prev = et_get_isa();
+        et_set_isa((et_isa)isa);
+        float s[4], t[4];
+        ET_CHECK(et_f32_act_fwd(ET_ACT_SIGMOID, 0.0f, 4, x, s, 1) == ET_OK, "sigmoid");
+        ET_CHECK(et_f32_act_fwd(ET_ACT_TANH, 0.0f, 4, x, t, 1) == ET_OK, "tanh");
+        ET_CHECK(isnan(s[0]) && s[1] == 1.0f && s[2] == 0.0f && s[3] == 0.5f, "sigmoid(nan, inf, -inf, 0) on %s: "
+                 "%g %g %g %g", et_isa_name((et_isa)isa), s[0], s[1], s[2], s[3]);
+        ET_CHECK(isnan(t[0]) && t[1] == 1.0f && t[2] == -1.0f && t[3] == 0.0f, "tanh(nan, inf, -inf, 0) on %s: "
+                 "%g %g %g %g", et_isa_name((et_isa)isa), t[0], t[1], t[2], t[3]);
+        et_set_isa(prev);
+    }
+}
+
 void test_misc(void) {
     test_activations();
+    test_activations_nonfinite();
     test_binary();
     test_batchnorm();
     test_dropout();

@@ -748,6 +748,129 @@ static void test_fuzz(const uint8_t *img, size_t size) {
     free(b);
 }
 
+/* ======================================================================= */
+/* Limits (runtime/limits.c)                                                */
+/* ======================================================================= */
+et_status et_lr_check_step(double lr, uint64_t step, char *err, size_t cap); /* runtime internal */
+
+static void test_memory_limit(const uint8_t *img, size_t size) {
+    et_session *s = NULL;
+    et_memory_info mi;
+    ET_CHECK(et_session_load_memory(img, size, 1, &s) == ET_OK, "load: %s", et_load_error());
+    et_session_memory_info(s, &mi);
+    ET_CHECK(et_session_max_memory(s) == et_default_max_memory() && et_default_max_memory() > 0, "default limit");
+    et_session_free(s);
+    /* the limit is exact: the plan's total passes, one byte less is refused with a message */
+    et_load_options opts = {1, mi.total_bytes};
+    ET_CHECK(et_session_load_memory_ex(img, size, &opts, &s) == ET_OK, "limit == total: %s", et_load_error());
+    et_session_free(s);
+    s = NULL;
+    opts.max_memory = mi.total_bytes - 1;
+    ET_CHECK(et_session_load_memory_ex(img, size, &opts, &s) == ET_ERR_LIMIT && !s &&
+             strstr(et_load_error(), "memory limit") && strstr(et_load_error(), "largest part"),
+             "limit below total: %s", et_load_error());
+    /* Resize above the limit: refused, nothing changes; set_max_memory below the plan: refused */
+    opts.max_memory = mi.total_bytes + 256;
+    ET_CHECK(et_session_load_memory_ex(img, size, &opts, &s) == ET_OK, "load: %s", et_load_error());
+    if (!s) return;
+    const char *names[2] = {"x", "labels"};
+    int ndims[2] = {2, 1};
+    int64_t xs[2] = {1000, D}, ys[1] = {1000};
+    const int64_t *shapes[2] = {xs, ys};
+    ET_CHECK(et_session_resize(s, 2, names, ndims, shapes) == ET_ERR_LIMIT && strstr(et_session_error(s), "memory limit"),
+             "resize above the limit: %s", et_session_error(s));
+    et_tensor_info ti;
+    et_session_tensor_info(s, et_session_find_tensor(s, "x"), &ti);
+    ET_CHECK(ti.shape[0] == N0, "a refused resize changes nothing");
+    ET_CHECK(et_session_set_max_memory(s, 64) == ET_ERR_LIMIT && et_session_max_memory(s) == mi.total_bytes + 256,
+             "set_max_memory below the plan");
+    ET_CHECK(et_session_set_max_memory(s, 0) == ET_OK && et_session_max_memory(s) == et_default_max_memory(),
+             "set_max_memory(0) restores the default");
+    ET_CHECK(et_session_resize(s, 2, names, ndims, shapes) == ET_OK, "resize under the default: %s",
+             et_session_error(s));
+    et_session_free(s);
+}
+
+static void test_thread_limit(const uint8_t *img, size_t size) {
+    int limit = et_thread_limit();
+    et_session *s = NULL;
+    ET_CHECK(limit >= ET_MAX_THREADS_PER_CORE, "thread limit %d", limit);
+    ET_CHECK(et_session_load_memory(img, size, limit + 1, &s) == ET_ERR_ARG && !s &&
+             strstr(et_load_error(), "per online core"), "threads above the limit: %s", et_load_error());
+    ET_CHECK(et_session_load_memory(img, size, 100000, &s) == ET_ERR_ARG, "threads = 100000");
+    ET_CHECK(et_session_load_memory(img, size, limit, &s) == ET_OK, "threads = limit: %s", et_load_error());
+    if (!s) return;
+    ET_CHECK(et_session_set_threads(s, 100000) == ET_ERR_ARG && et_session_threads(s) == limit, "set_threads");
+    et_session_free(s);
+}
+
+static void test_schedules_and_file_limits(tt_model *m) {
+    char err[512];
+    float f[6] = {0};
+    int64_t i6[6] = {0};
+    f[0] = 1e30f;
+    ET_CHECK(et_schedule_check(0.1f, 3, f, i6, 0, err, sizeof err) == ET_ERR_ARG && strstr(err, "at step 2"),
+             "exponential 1e30: %s", err);
+    f[0] = -1.0f, f[1] = 0.75f;
+    ET_CHECK(et_schedule_check(0.1f, 5, f, i6, 0, err, sizeof err) == ET_ERR_ARG, "inv gamma -1");
+    f[0] = 0.5f;
+    ET_CHECK(et_schedule_check(0.1f, 5, f, i6, 0, err, sizeof err) == ET_OK, "inv gamma 0.5: %s", err);
+    ET_CHECK(et_schedule_check(-1.0f, 0, f, i6, 0, err, sizeof err) == ET_ERR_ARG, "negative base");
+    f[0] = 10.0f, i6[0] = 2, i6[1] = 4;
+    ET_CHECK(et_schedule_check(0.1f, 2, f, i6, 3, err, sizeof err) == ET_OK, "multistep, finite range: %s", err);
+    /* the per-step check the runtime makes before a train run */
+    ET_CHECK(et_lr_check_step(NAN, 5, err, sizeof err) == ET_ERR_STATE && strstr(err, "step 5"), "nan lr");
+    ET_CHECK(et_lr_check_step(-0.5, 7, err, sizeof err) == ET_ERR_STATE && strstr(err, "-0.5"), "negative lr");
+    ET_CHECK(et_lr_check_step(1e39, 7, err, sizeof err) == ET_ERR_STATE, "lr beyond float");
+    ET_CHECK(et_lr_check_step(0.0, 7, err, sizeof err) == ET_OK, "lr 0");
+    /* a file is held to the API's limits */
+    size_t size;
+    et_session *s = NULL;
+    float lr = m->base_lr;
+    m->base_lr = -1.0f;
+    uint8_t *b = tt_write(m, &size);
+    ET_CHECK(et_session_load_memory(b, size, 1, &s) == ET_ERR_FORMAT && strstr(et_load_error(), "STATE"),
+             "file with lr -1: %s", et_load_error());
+    free(b);
+    m->base_lr = lr;
+    int64_t batch = m->t[T_X].shape[0];
+    m->t[T_X].shape[0] = 0;
+    b = tt_write(m, &size);
+    ET_CHECK(et_session_load_memory(b, size, 1, &s) == ET_ERR_FORMAT && strstr(et_load_error(), "dimension 0 is 0"),
+             "file with batch 0: %s", et_load_error());
+    free(b);
+    m->t[T_X].shape[0] = batch;
+    b = tt_write(m, &size);
+    ET_CHECK(et_session_load_memory(b, size, 1, &s) == ET_OK, "restored model loads: %s", et_load_error());
+    ET_CHECK(s && et_session_set_lr(s, -0.1f) == ET_ERR_ARG && et_session_set_lr(s, NAN) == ET_ERR_ARG, "set_lr");
+    et_session_free(s);
+    free(b);
+}
+
+/* A version 1.1 file may set bits 1.0 reserves; the reader accepts them, and the writer (which
+ * writes 1.0) must drop them so its file loads (regression: found by kernels/fuzz). */
+static void test_minor_version_roundtrip(const uint8_t *img, size_t size) {
+    uint8_t *b = (uint8_t *)malloc(size);
+    memcpy(b, img, size);
+    uint32_t minor = 1, hflags = 0x10;
+    memcpy(b + 12, &minor, 4);
+    memcpy(b + 28, &hflags, 4);
+    b[section_offset(b, 2) + 8 + 11] |= 0x80; /* tensor record 0: an unknown flag bit */
+    fix_crcs(b, size);
+    et_session *s = NULL, *r = NULL;
+    ET_CHECK(et_session_load_memory(b, size, 1, &s) == ET_OK, "1.1 file with reserved bits: %s", et_load_error());
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/et_test_minor_%ld.etm", (long)getpid());
+    if (s) {
+        ET_CHECK(et_session_save_file(s, path) == ET_OK, "save: %s", et_session_error(s));
+        ET_CHECK(et_session_load_file(path, 1, &r) == ET_OK, "the saved file loads: %s", et_load_error());
+    }
+    et_session_free(r);
+    et_session_free(s);
+    remove(path);
+    free(b);
+}
+
 void test_runtime(void) {
     tt_model m;
     build_mlp(&m);
@@ -759,5 +882,9 @@ void test_runtime(void) {
     test_resize_save_reload(img, size);
     test_targeted_corruptions(img, size);
     test_fuzz(img, size);
+    test_minor_version_roundtrip(img, size);
+    test_memory_limit(img, size);
+    test_thread_limit(img, size);
+    test_schedules_and_file_limits(&m);
     free(img);
 }

@@ -64,6 +64,33 @@ typedef struct et_memory_info {
 et_status et_session_load_file(const char *path, int nthreads, et_session **out);
 et_status et_session_load_memory(const void *data, size_t size, int nthreads, et_session **out);
 const char *et_load_error(void); /* message of the last failed load on this thread */
+
+/* ---- limits (runtime/limits.c) -------------------------------------------- */
+/* Every plan (persistent blocks + inputs + activation arena + workspace) is
+ * compared with the session's memory limit before anything is allocated, at
+ * load, Resize and set_threads; above it the call fails with ET_ERR_LIMIT and
+ * a message naming the total, the limit and the largest tensor. */
+typedef struct et_load_options {
+    int nthreads;        /* 0: every online core; at most et_thread_limit() */
+    uint64_t max_memory; /* bytes; 0: et_default_max_memory() */
+} et_load_options;
+
+#define ET_MAX_THREADS_PER_CORE 4
+/* Default memory limit: half of the smallest of physical memory, RLIMIT_AS and the cgroup limit. */
+uint64_t et_default_max_memory(void);
+/* Largest accepted thread count: ET_MAX_THREADS_PER_CORE x online cores. */
+int et_thread_limit(void);
+
+et_status et_session_load_file_ex(const char *path, const et_load_options *opts, et_session **out);
+et_status et_session_load_memory_ex(const void *data, size_t size, const et_load_options *opts,
+                                    et_session **out);
+/* New limit (0: the default). ET_ERR_LIMIT, and no change, if the current plan is above it. */
+et_status et_session_set_max_memory(et_session *s, uint64_t max_memory);
+uint64_t et_session_max_memory(const et_session *s);
+/* ET_OK if the schedule (kind, floats, ints, warmup as in the STATE section) gives a finite
+ * learning rate >= 0 at every step 0 .. 2^64-1; else ET_ERR_ARG and a message in err. */
+et_status et_schedule_check(float base_lr, uint32_t kind, const float *sched_f, const int64_t *sched_i,
+                            uint32_t warmup, char *err, size_t cap);
 void et_session_free(et_session *s);
 const char *et_session_error(const et_session *s);
 
@@ -104,13 +131,15 @@ int et_session_output_tensor(const et_session *s, int i);
 
 /* ---- running -------------------------------------------------------------- */
 /* Run the current program once. Train: forward, backward, update; then step++
- * and rng_counter++. No heap allocation happens inside. */
+ * and rng_counter++. No heap allocation happens inside. A train run whose
+ * scheduled learning rate is not finite or negative fails (ET_ERR_STATE)
+ * before any node runs. */
 et_status et_session_run(et_session *s);
 
 /* ---- optimizer state ------------------------------------------------------ */
 float et_session_lr(const et_session *s);             /* lr for the next step (schedule applied) */
 float et_session_base_lr(const et_session *s);
-et_status et_session_set_lr(et_session *s, float lr);  /* sets the base learning rate */
+et_status et_session_set_lr(et_session *s, float lr);  /* sets the base learning rate (finite, >= 0, schedule checked) */
 uint64_t et_session_step(const et_session *s);
 et_status et_session_set_step(et_session *s, uint64_t step);
 uint64_t et_session_epoch(const et_session *s);

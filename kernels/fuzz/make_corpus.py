@@ -1,0 +1,104 @@
+"""Writes the fuzz seed corpus: small real .etm files from tiny models (kernels/fuzz/corpus/).
+
+Each file covers other ops, optimizers, schedules or file kinds; all are small so that the
+fuzzer's mutations stay fast. Run from the repository root with the project's Python:
+    .venv/bin/python kernels/fuzz/make_corpus.py
+"""
+import os
+import sys
+
+import numpy as np
+
+import edgetrain as et
+from edgetrain import nn, optim
+from edgetrain.optim import lr_scheduler
+
+F = nn.functional
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+class ConvNet(nn.Module):
+    def __init__(self, bn=True, depthwise=False, pool="max"):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4) if depthwise else None
+        self.bn = nn.BatchNorm2d(4) if bn else None
+        self.pool = nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2)
+        self.drop = nn.Dropout(0.25)
+        self.fc = nn.Linear(4 * 3 * 3, 3)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.dw is not None:
+            x = F.relu6(self.dw(x))
+        if self.bn is not None:
+            x = self.bn(x)
+        x = self.pool(F.relu(x))
+        return self.fc(self.drop(F.flatten(x, 1)))
+
+
+class MLP(nn.Module):
+    def __init__(self, act=nn.Tanh):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 5)
+        self.act = act()
+        self.fc2 = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def session(model, shape, batch, loss=None, opt=None, sched=None, label="int64"):
+    lab = ((batch,), "int64") if label == "int64" else ((batch, 3), "float32")
+    o = opt(model.parameters()) if opt else None
+    return et.TrainSession.from_module(
+        model, inputs={"data": (batch, *shape)}, loss=loss or nn.CrossEntropyLoss(),
+        labels={"label": lab} if o or loss else None, optimizer=o,
+        scheduler=sched(o) if sched else None, threads=1)
+
+
+def step(sess, batch, shape, label="int64", n=2):
+    rng = np.random.default_rng(0)
+    sess.Train()
+    for _ in range(n):
+        y = (rng.integers(0, 3, batch) if label == "int64"
+             else rng.standard_normal((batch, 3)).astype(np.float32))
+        sess.RunGraph({"data": rng.standard_normal((batch, *shape)).astype(np.float32),
+                       "label": y})
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    et.manual_seed(0)
+    img = (1, 6, 6)
+    cases = {
+        "conv_bn_sgd": (ConvNet(), img, dict(opt=lambda p: optim.SGD(p, lr=0.1, momentum=0.9))),
+        "conv_dw_adam_cosine": (ConvNet(depthwise=True, pool="avg"), img, dict(
+            opt=lambda p: optim.Adam(p, lr=1e-3),
+            sched=lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=10))),
+        "mlp_adamw_step": (MLP(), (6,), dict(
+            opt=lambda p: optim.AdamW(p, lr=1e-2),
+            sched=lambda o: lr_scheduler.StepLR(o, step_size=2, gamma=0.5))),
+        "mlp_sgd_inv_warmup": (MLP(nn.Sigmoid), (6,), dict(
+            opt=lambda p: optim.SGD(p, lr=0.05),
+            sched=lambda o: lr_scheduler.LinearWarmup(o, 3, lr_scheduler.InvLR(o, 0.1, 0.75)))),
+        "mlp_mse_multistep": (MLP(nn.ReLU), (6,), dict(
+            loss=nn.MSELoss(), label="float32", opt=lambda p: optim.SGD(p, lr=0.01),
+            sched=lambda o: lr_scheduler.MultiStepLR(o, [1, 3], 0.5))),
+    }
+    for name, (model, shape, kw) in cases.items():
+        label = kw.pop("label", "int64")
+        sess = session(model, shape, 2, label=label, **kw)
+        step(sess, 2, shape, label)
+        sess.SaveToFile(os.path.join(OUT, name + ".etm"))
+        if name == "conv_bn_sgd":
+            sess.SaveToFile(os.path.join(OUT, name + "_inference.etm"), inference_only=True)
+    eval_only = et.TrainSession.from_module(ConvNet(bn=False), inputs={"data": (1, *img)}, threads=1)
+    eval_only.SaveToFile(os.path.join(OUT, "conv_eval_only.etm"))
+    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
+    print(f"{len(os.listdir(OUT))} files, {total} bytes in {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
