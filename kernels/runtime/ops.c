@@ -949,7 +949,18 @@ static et_status want_param_like(const et_node_io *io, int k, const char *what, 
     TRY(want(io->in[k], ET_F32, -2, what, msg, cap));
     return want_same(io->in[0], io->in[k], "param", what, msg, cap);
 }
-/* sgd_update: param, grad, momentum_buf?; iattr nesterov, l1; fattr lr_scale, momentum, dampening, weight_decay */
+/* FedProx: an optional prox_anchor input (input k) and the prox_mu fattr (position j; 0 when
+ * an older file has fewer fattrs) go together. */
+static et_status want_prox(const et_node_io *io, int k, int j, char *msg, size_t cap) {
+    const float mu = io->node->fattr[j];
+    if (io->in[k]) TRY(want_param_like(io, k, "prox_anchor", msg, cap));
+    TRY(want_finite(mu, "prox_mu", msg, cap));
+    if (mu < 0.0f) return shape_error(msg, cap, "prox_mu must be >= 0, got %g", (double)mu);
+    if (mu != 0.0f && !io->in[k]) return shape_error(msg, cap, "prox_mu %g needs a prox_anchor input", (double)mu);
+    return ET_OK;
+}
+/* sgd_update: param, grad, momentum_buf?, prox_anchor?; iattr nesterov, l1;
+ * fattr lr_scale, momentum, dampening, weight_decay, prox_mu? */
 static et_status sgd_update_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     static const char *fnames[] = {"lr_scale", "momentum", "dampening", "weight_decay"};
     (void)out;
@@ -961,15 +972,16 @@ static et_status sgd_update_infer(const et_node_io *io, et_tshape *out, char *ms
     for (int k = 0; k < 4; k++) TRY(want_finite(io->node->fattr[k], fnames[k], msg, cap));
     if (io->node->fattr[1] != 0.0f && !io->in[2])
         return shape_error(msg, cap, "momentum %g needs a momentum_buf input", (double)io->node->fattr[1]);
-    return ET_OK;
+    return want_prox(io, 3, 4, msg, cap);
 }
 static et_status sgd_update_run(const et_node_io *io, const et_run_env *e) {
     const float *f = io->node->fattr;
-    return et_f32_sgd_update(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2], e->lr * f[0],
-                             f[1], f[2], (int)io->node->iattr[0], f[3], (int)io->node->iattr[1], e->step == 0,
-                             e->nthreads);
+    return et_f32_sgd_update(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2],
+                             io->in_data[3], e->lr * f[0], f[1], f[2], (int)io->node->iattr[0], f[3],
+                             (int)io->node->iattr[1], f[4], e->step == 0, e->nthreads);
 }
-/* adam_update: param, grad, m, v; iattr decoupled; fattr lr_scale, beta1, beta2, eps, weight_decay */
+/* adam_update: param, grad, m, v, prox_anchor?; iattr decoupled;
+ * fattr lr_scale, beta1, beta2, eps, weight_decay, prox_mu? */
 static et_status adam_update_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     static const char *fnames[] = {"lr_scale", "beta1", "beta2", "eps", "weight_decay"};
     (void)out;
@@ -979,13 +991,13 @@ static et_status adam_update_infer(const et_node_io *io, et_tshape *out, char *m
     TRY(want_param_like(io, 3, "v", msg, cap));
     TRY(want_flag(io->node->iattr[0], "decoupled", msg, cap));
     for (int k = 0; k < 5; k++) TRY(want_finite(io->node->fattr[k], fnames[k], msg, cap));
-    return ET_OK;
+    return want_prox(io, 4, 5, msg, cap);
 }
 static et_status adam_update_run(const et_node_io *io, const et_run_env *e) {
     const float *f = io->node->fattr;
     return et_f32_adam_update(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2],
-                              io->in_data[3], e->lr * f[0], f[1], f[2], f[3], f[4], (int)io->node->iattr[0],
-                              (int64_t)(e->step + 1), e->nthreads);
+                              io->in_data[3], io->in_data[4], e->lr * f[0], f[1], f[2], f[3], f[4],
+                              (int)io->node->iattr[0], f[5], (int64_t)(e->step + 1), e->nthreads);
 }
 
 /* ======================================================================= */
@@ -1044,9 +1056,9 @@ static const et_op_desc op_table[] = {
     [ET_OP_HINGE_BWD] = {"hinge_bwd", 3, 3, 1, 1, 0, 0, 1, 1, 0, hinge_bwd_infer, NULL, hinge_bwd_run},
     [ET_OP_KLDIV] = {"kldiv", 2, 2, 1, 1, 0, 0, 0, 0, 0, kldiv_infer, NULL, kldiv_run},
     [ET_OP_KLDIV_BWD] = {"kldiv_bwd", 2, 2, 1, 1, 0, 0, 0, 0, 0, kldiv_bwd_infer, NULL, kldiv_bwd_run},
-    [ET_OP_SGD_UPDATE] = {"sgd_update", 2, 3, 0, 0, 2, 2, 4, 4, (1u << 0) | (1u << 2), sgd_update_infer, NULL,
+    [ET_OP_SGD_UPDATE] = {"sgd_update", 2, 4, 0, 0, 2, 2, 4, 5, (1u << 0) | (1u << 2), sgd_update_infer, NULL,
                           sgd_update_run},
-    [ET_OP_ADAM_UPDATE] = {"adam_update", 4, 4, 0, 0, 1, 1, 5, 5, (1u << 0) | (1u << 2) | (1u << 3),
+    [ET_OP_ADAM_UPDATE] = {"adam_update", 4, 5, 0, 0, 1, 1, 5, 6, (1u << 0) | (1u << 2) | (1u << 3),
                            adam_update_infer, NULL, adam_update_run},
     [ET_OP_AFFINE] = {"affine", 1, 1, 1, 1, 0, 0, 2, 2, 0, affine_infer, NULL, affine_run},
 };
