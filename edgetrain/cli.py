@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="layers, parameters, programs and planned memory")
     i.add_argument("model_file", metavar="MODEL.etm")
+    add_federate_parser(sub)
     return p
 
 
@@ -508,7 +509,10 @@ def cmd_info(args, out=None) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "info": cmd_info}
+from .cli_federate import add_federate_parser, cmd_federate  # noqa: E402 (Flower: lazily)
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "info": cmd_info,
+            "federate": cmd_federate}
 
 
 def _user_errors():

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -106,7 +107,13 @@ def make_strategy(name: str, num_clients: int, proximal_mu: float = 0.0, eta: fl
             return arrays, metrics
 
     Recording.__name__ = base.__name__
-    return Recording(**common, **extra)
+    logger = logging.getLogger("flwr")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # not the warning that client-side evaluation is off
+    try:
+        return Recording(**common, **extra)
+    finally:
+        logger.setLevel(level)
 
 
 class RoundLog:

@@ -5,7 +5,8 @@ A round's local work is a :class:`~edgetrain.TrainSession` loaded from the task'
 bytes (so every round starts with fresh optimizer state and step 0, as a new optimizer per
 round would), given the global parameters and buffers by name, the FedProx anchor (the same
 global weights) and the round's learning rate, then trained for some local epochs or steps on
-the client's shard. Shuffling is seeded by (seed, round, client), so a round is reproducible.
+the client's shard. The sample order is et_train's (seeded by seed, round and client), so a
+round is reproducible and a phone running et_train computes the same update.
 """
 from __future__ import annotations
 
@@ -140,19 +141,20 @@ def train_round(task: Task, data: LocalData, params: Mapping[str, np.ndarray], *
     sess = new_session(task, prox_mu)
     load_global(sess, params, prox_mu)
     sess.learning_rate = float(lr)
-    sess.seed = task.seed + 7919 * server_round + client
+    seed = shuffle_seed(task, server_round, client)
+    sess.seed = seed  # dropout masks: fresh each round, the same on a device client
     sess.Train()
     b = min(task.batch_size, len(data))
     s = task.image_size
     if b != task.batch_size:
         sess.Resize({"data": (b, 1, s, s), "label": (b,)})
-    rng = np.random.default_rng([task.seed, server_round, client])
     per_epoch = len(data) // b
     total = steps if steps > 0 else epochs * per_epoch
-    order = np.concatenate([rng.permutation(len(data)) for _ in range(-(-total * b // len(data)))])
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, correct, seen, order = 0.0, 0, 0, None
     for k in range(total):
-        idx = order[k * b:(k + 1) * b]
+        if k % per_epoch == 0:
+            order = et_train_order(len(data), seed, k // per_epoch)
+        idx = order[(k % per_epoch) * b:(k % per_epoch + 1) * b]
         out = sess.RunGraph({"data": data.x[idx], "label": data.y[idx]})
         loss_sum += float(out["loss"])
         correct += int((out["output"].argmax(1) == data.y[idx]).sum())
@@ -160,6 +162,32 @@ def train_round(task: Task, data: LocalData, params: Mapping[str, np.ndarray], *
     metrics = {"loss": loss_sum / total, "accuracy": correct / seen,
                "num-examples": int(len(data)), "steps": int(total)}
     return sess.get_parameters(), metrics
+
+
+def shuffle_seed(task: Task, server_round: int, client: int) -> int:
+    """The seed of a client's sample order and dropout in a round (the same for et_train
+    clients)."""
+    return (task.seed * 1000003 + server_round * 7919 + client) & 0x7FFFFFFF
+
+
+_GAMMA, _MASK = 0x9E3779B97F4A7C15, (1 << 64) - 1
+
+
+def et_train_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The sample order of epoch ``epoch`` as ``et_train --seed`` draws it (android/mnist_idx.c:
+    Fisher-Yates driven by splitmix64), so a Python client and a device client given the same
+    shard, seed and global model produce the same update, bit for bit."""
+    state = (seed + epoch * (n - 1) * _GAMMA) & _MASK
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        state = (state + _GAMMA) & _MASK
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        z ^= z >> 31
+        j = z % (i + 1)
+        order[i], order[j] = order[j], order[i]
+    return np.array(order, dtype=np.int64)
 
 
 class Evaluator:
