@@ -2,8 +2,8 @@
 
 - :func:`client_app`: a ``ClientApp`` whose ``train`` runs :func:`task.train_round` (or a
   device client's round, :mod:`edgetrain.federated.device`) on the client's shard. It reads
-  ``lr``, ``local-epochs``, ``local-steps`` and ``proximal-mu`` (FedProx's key) from the
-  round's config and replies with the parameters and BN buffers by name and the metrics
+  ``lr``, ``local-epochs``, ``local-steps``, ``round`` and ``proximal-mu`` (FedProx's key)
+  from the round's config and replies with the parameters and BN buffers by name and the metrics
   ``loss``, ``accuracy``, ``num-examples``.
 - :func:`server_app`: a ``ServerApp`` running Flower's FedAvg (weighted by ``num-examples``),
   FedProx or FedAdam with central evaluation every round; after each round the global model is
@@ -69,7 +69,8 @@ def client_app(task: T.Task, data_fn: Callable[[int, int], "T.LocalData"],
                               prox_mu=float(cfg.get("proximal-mu", 0.0)),
                               epochs=int(cfg.get("local-epochs", 1)),
                               steps=int(cfg.get("local-steps", 0)),
-                              server_round=int(cfg.get("server-round", 0)), client=pid)
+                              server_round=int(cfg.get("round", cfg.get("server-round", 0))),
+                              client=pid)
         return Message(RecordDict({"arrays": to_record(params),
                                    "metrics": MetricRecord(metrics)}), reply_to=msg)
 
@@ -100,7 +101,7 @@ def make_strategy(name: str, num_clients: int, proximal_mu: float = 0.0, eta: fl
         last_failures: int = 0
 
         def aggregate_train(self, server_round, replies):
-            replies = list(replies)
+            replies = sorted(replies, key=_reply_key)  # not arrival order: a fixed sum order
             self.last_failures = sum(1 for r in replies if r.has_error())
             arrays, metrics = super().aggregate_train(server_round, replies)
             self.last_train = metrics
@@ -114,6 +115,15 @@ def make_strategy(name: str, num_clients: int, proximal_mu: float = 0.0, eta: fl
         return Recording(**common, **extra)
     finally:
         logger.setLevel(level)
+
+
+def _reply_key(msg):
+    """Order replies by their content (examples, loss), so the float sums of the aggregation
+    do not depend on the order the clients answered in: the same seed, the same model."""
+    if msg.has_error():
+        return (0, 0.0, 0.0)
+    m = msg.content["metrics"]
+    return (1, float(m.get("num-examples", 0)), float(m.get("loss", 0.0)))
 
 
 class RoundLog:
@@ -220,13 +230,14 @@ def server_app(task: T.Task, evaluator: Callable[[], "T.Evaluator"], *, num_clie
 
 
 def _start(strat, grid, arrays, rounds, cfg, evaluate_fn, offset):
-    """``strategy.start`` with the absolute round number in each round's config (clients seed
-    their shuffles with it, so a resumed run trains as the uninterrupted one would)."""
+    """``strategy.start`` with the absolute round number in each round's config as ``round``
+    (Flower's ``server-round`` restarts at 1 in a resumed run; clients seed their shuffles with
+    ``round``, so a resumed run trains as the uninterrupted one would)."""
     base_configure = strat.configure_train
 
     def configure_train(server_round, arrays_, config, grid_):
         config = ConfigRecord(dict(config))
-        config["server-round"] = offset + server_round
+        config["round"] = offset + server_round
         return base_configure(server_round, arrays_, config, grid_)
 
     strat.configure_train = configure_train
