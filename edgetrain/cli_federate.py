@@ -15,7 +15,6 @@ accuracy curve ``federate.csv`` / ``federate.png``. Flower is imported only here
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys

@@ -341,3 +341,10 @@ def test_cli_federate_on_ray(tmp_path):
     bad = subprocess.run(cmd[:-2] + ["--partition", "shards:3", "--out", str(out)],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert bad.returncode == 2 and "unknown partition" in bad.stderr
+
+
+def test_core_imports_without_flower():
+    code = ("import sys, edgetrain, edgetrain.cli, edgetrain.federated, edgetrain.federated.task; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('flwr', 'ray')], 'flwr'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -25,7 +25,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
