@@ -348,3 +348,19 @@ def test_core_imports_without_flower():
             "assert not [m for m in sys.modules if m.split('.')[0] in ('flwr', 'ray')], 'flwr'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_device_errors_are_clear(tmp_path):
+    from edgetrain.errors import DeviceError
+    from edgetrain.federated.device import DeviceTrainer, LocalTransport
+
+    with pytest.raises(InvalidArgumentError, match="et_train binary not found"):
+        LocalTransport(str(tmp_path / "missing"))
+    fake = tmp_path / "et_train"
+    fake.write_text("#!/bin/sh\necho 'et_train: error: cannot read round.etm' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    task = T.Task(batch_size=4)
+    raw = (np.zeros((8, 28, 28), np.uint8), np.arange(8) % 10)
+    dev = DeviceTrainer(LocalTransport(str(fake), workdir=str(tmp_path / "d")), lambda pid: raw)
+    with pytest.raises(DeviceError, match="exited with 3: et_train: error: cannot read"):
+        dev(task, None, T.initial_parameters(task), lr=0.1, steps=1)

@@ -29,15 +29,11 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import EdgetrainError, InvalidArgumentError
+from ..errors import DeviceError, InvalidArgumentError
 from . import task as T
 
 STEP_RE = re.compile(r"^step (\d+): loss (\S+)$", re.M)
 IDX_IMAGES, IDX_LABELS = 0x00000803, 0x00000801
-
-
-class DeviceError(EdgetrainError, RuntimeError):
-    """The device run failed (the transport or et_train reported an error)."""
 
 
 def write_idx(path: str, array: np.ndarray, magic: int) -> None:
