@@ -7,10 +7,11 @@ and cover every sample:
 - ``dirichlet:ALPHA``: for every class, the class's samples are split among the clients in
   proportions drawn from Dirichlet(ALPHA) (small ALPHA = strong label skew), the usual
   non-IID benchmark of the federated learning literature;
-- ``classes:K``: every client holds samples of exactly K classes (fewer only when there are
-  more class slots than samples); class ``c`` goes to the clients whose slots name it, in
-  near-equal shards. The slots are assigned round-robin over a seeded permutation so that
-  every class is used (when ``clients * K >= classes``).
+- ``classes:K``: every client holds samples of exactly K distinct classes; class ``c`` is cut
+  into near-equal shards among the clients whose slots name it. Slots are assigned round-robin
+  over a seeded permutation of the classes, so every class is used when
+  ``clients * K >= classes``; otherwise the classes left over go to the clients with the
+  fewest samples (which then hold more than K), so the split still covers the set.
 
 :func:`parse_partition` reads the command line's ``iid`` / ``dirichlet:0.5`` / ``classes:2``.
 """
