@@ -213,6 +213,8 @@ def test_fedavg_improves_and_is_weighted_by_examples(tmp_path, shards):
 
 
 def test_resume_continues_the_saved_run(tmp_path, shards):
+    with pytest.raises(InvalidArgumentError, match="nothing to resume"):
+        _run(tmp_path, rounds=1, resume=True)
     _run(tmp_path, rounds=1)
     res, log = _run(tmp_path, rounds=1, resume=True)
     assert [r for r, _, _ in res["history"]] == [1, 2] and "round 2/2" in log

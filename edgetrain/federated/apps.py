@@ -149,6 +149,9 @@ class RoundLog:
         from ..plot import read_csv
         from ..session import TrainSession
 
+        if not os.path.exists(self.path(STATE_FILE)):
+            raise InvalidArgumentError(f"nothing to resume in {self.out_dir}: no {STATE_FILE} "
+                                       "(a run saves it after its first round)")
         with open(self.path(STATE_FILE)) as f:
             state = json.load(f)
         if state.get("task") != self.task.to_dict():
