@@ -29,6 +29,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from .cli_federate import add_federate_parser, cmd_federate
 from .cli_inputs import (CLIError, Preprocess, cli_meta, default_data_dir,
                          image_size_flag, load_session, open_source, programs, read_class_names, read_meta,
                          resolve_model, resolve_preprocess, split_for_validation)
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="layers, parameters, programs and planned memory")
     i.add_argument("model_file", metavar="MODEL.etm")
+    add_federate_parser(sub)
     return p
 
 
@@ -806,7 +808,7 @@ def cmd_info(args, out=None) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
-            "export": cmd_export, "info": cmd_info}
+            "export": cmd_export, "info": cmd_info, "federate": cmd_federate}
 
 
 def _user_errors():

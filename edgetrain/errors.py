@@ -57,6 +57,10 @@ class NotDifferentiableError(EdgetrainError, ValueError):
     """An op on the path to a trainable parameter has no gradient (export time)."""
 
 
+class DeviceError(EdgetrainError, RuntimeError):
+    """A federated device client failed: the transport (adb) or et_train reported an error."""
+
+
 # status code -> exception class (order of enum et_status)
 STATUS_ERRORS = {
     1: InvalidArgumentError,

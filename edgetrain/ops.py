@@ -347,12 +347,12 @@ OPS: List[OpDef] = [
           kind="backward", int_inputs=("labels",)),
     OpDef(38, "kldiv", ("input", "target"), ("loss",), (), (), _bw_kldiv),
     OpDef(39, "kldiv_bwd", ("target", "dloss"), ("dinput",), (), (), kind="backward"),
-    OpDef(40, "sgd_update", ("param", "grad", "momentum_buf?"), (), ("nesterov", "l1"),
-          ("lr_scale", "momentum", "dampening", "weight_decay"), kind="update",
-          mutates=("param", "momentum_buf")),
-    OpDef(41, "adam_update", ("param", "grad", "m", "v"), (), ("decoupled",),
-          ("lr_scale", "beta1", "beta2", "eps", "weight_decay"), kind="update",
-          mutates=("param", "m", "v")),
+    OpDef(40, "sgd_update", ("param", "grad", "momentum_buf?", "prox_anchor?"), (),
+          ("nesterov", "l1"), ("lr_scale", "momentum", "dampening", "weight_decay", "prox_mu"),
+          kind="update", mutates=("param", "momentum_buf")),
+    OpDef(41, "adam_update", ("param", "grad", "m", "v", "prox_anchor?"), (), ("decoupled",),
+          ("lr_scale", "beta1", "beta2", "eps", "weight_decay", "prox_mu"),
+          kind="update", mutates=("param", "m", "v")),
     OpDef(42, "affine", ("x",), ("y",), (), ("alpha", "beta"), _bw_affine),
 ]
 

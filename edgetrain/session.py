@@ -246,6 +246,14 @@ class TrainSession:
         return self._s.get(self._names[name])
 
     @_serialised
+    def set_tensor(self, name: str, value: np.ndarray) -> None:
+        """Overwrite any named tensor (e.g. an optimizer state such as
+        ``prox_anchor:<param>``); the shape must match."""
+        if name not in self._names:
+            raise NotFoundError(f"no tensor named {name!r}")
+        self._s.set(self._names[name], value)
+
+    @_serialised
     def trainable_parameters(self):
         return [n for n, i in self._tensors_of("param").items() if self._s.info(i)["trainable"]]
 

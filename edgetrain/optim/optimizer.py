@@ -5,6 +5,11 @@ parameter (``sgd_update`` / ``adam_update``) to the training program, with its s
 (momentum, Adam moments) as zero-initialised OPTSTATE tensors, and records the base
 learning rate and kind in the graph's STATE. Per-group learning rates become the node's
 ``lr_scale`` attribute (group lr / base lr); the runtime multiplies it with the scheduled lr.
+
+``prox_mu > 0`` (FedProx, federated training) adds the gradient of the proximal term
+``prox_mu/2 * ||w - w_global||^2`` inside the update node: the anchor ``w_global`` is an
+OPTSTATE tensor ``prox_anchor:<param>`` (initialised to the exported weights; a federated client
+sets it to each round's global weights), so a device trains FedProx with no Python.
 """
 from __future__ import annotations
 
@@ -50,6 +55,9 @@ class Optimizer:
             raise ValueError(f"invalid learning rate {group['lr']}")
         if group.get("weight_decay", 0) < 0:
             raise ValueError(f"invalid weight_decay {group['weight_decay']}")
+        mu = group.get("prox_mu", 0.0)
+        if not np.isfinite(mu) or mu < 0:
+            raise ValueError(f"invalid prox_mu {mu} (must be a finite number >= 0)")
 
     def group_of(self, param) -> Optional[Dict]:
         """The group holding ``param`` (a Parameter object), or None."""
@@ -76,6 +84,19 @@ class Optimizer:
         t = graph.add_tensor(f"{prefix}:{param.name}", ir.F32, ir.OPTSTATE, param.shape,
                              data=np.zeros(param.shape, np.float32), owner=param.index)
         return t.index
+
+    def _prox(self, graph: ir.Graph, param: ir.TensorDef, group: Dict, node: ir.Node) -> ir.Node:
+        """Append the FedProx anchor input and ``prox_mu`` attribute when the group has one
+        (nodes without it keep the short form older files have)."""
+        mu = float(group.get("prox_mu", 0.0))
+        if mu == 0.0:
+            return node
+        init = param.data if param.data is not None else np.zeros(param.shape, np.float32)
+        t = graph.add_tensor(f"prox_anchor:{param.name}", ir.F32, ir.OPTSTATE, param.shape,
+                             data=np.array(init, np.float32), owner=param.index)
+        node.inputs = list(node.inputs) + [t.index]
+        node.fattr = list(node.fattr) + [mu]
+        return node
 
     def emit(self, graph: ir.Graph, param_tensor: ir.TensorDef, grad_tensor: ir.TensorDef,
              param=None) -> List[int]:
@@ -108,10 +129,10 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0,
-                 regularization: str = "l2"):
+                 regularization: str = "l2", prox_mu: float = 0.0):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       nesterov=nesterov, weight_decay=weight_decay,
-                                      regularization=regularization))
+                                      regularization=regularization, prox_mu=prox_mu))
 
     def _check_group(self, group: Dict) -> None:
         super()._check_group(group)
@@ -127,10 +148,11 @@ class SGD(Optimizer):
         mom = -1
         if group["momentum"] != 0:
             mom = self._state(graph, "momentum", param_tensor)
-        return ir.Node("sgd_update", [param_tensor.index, grad_tensor.index, mom], [],
+        node = ir.Node("sgd_update", [param_tensor.index, grad_tensor.index, mom], [],
                        [int(bool(group["nesterov"])), int(group["regularization"] == "l1")],
                        [self.lr_scale(group), float(group["momentum"]),
                         float(group["dampening"]), float(group["weight_decay"])])
+        return self._prox(graph, param_tensor, group, node)
 
 
 class Adam(Optimizer):
@@ -140,11 +162,11 @@ class Adam(Optimizer):
     decoupled = 0
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False):
+                 weight_decay: float = 0.0, amsgrad: bool = False, prox_mu: float = 0.0):
         if amsgrad:
             raise NotImplementedError("amsgrad is not supported")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay))
+                                      weight_decay=weight_decay, prox_mu=prox_mu))
 
     def _check_group(self, group: Dict) -> None:
         super()._check_group(group)
@@ -158,10 +180,11 @@ class Adam(Optimizer):
         m = self._state(graph, "adam_m", param_tensor)
         v = self._state(graph, "adam_v", param_tensor)
         b1, b2 = group["betas"]
-        return ir.Node("adam_update", [param_tensor.index, grad_tensor.index, m, v], [],
+        node = ir.Node("adam_update", [param_tensor.index, grad_tensor.index, m, v], [],
                        [self.decoupled],
                        [self.lr_scale(group), float(b1), float(b2), float(group["eps"]),
                         float(group["weight_decay"])])
+        return self._prox(graph, param_tensor, group, node)
 
 
 class AdamW(Adam):
@@ -171,5 +194,5 @@ class AdamW(Adam):
     decoupled = 1
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+                 weight_decay: float = 1e-2, amsgrad: bool = False, prox_mu: float = 0.0):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, prox_mu)

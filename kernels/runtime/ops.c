@@ -958,7 +958,18 @@ static et_status want_param_like(const et_node_io *io, int k, const char *what, 
     TRY(want(io->in[k], ET_F32, -2, what, msg, cap));
     return want_same(io->in[0], io->in[k], "param", what, msg, cap);
 }
-/* sgd_update: param, grad, momentum_buf?; iattr nesterov, l1; fattr lr_scale, momentum, dampening, weight_decay */
+/* FedProx: an optional prox_anchor input (input k) and the prox_mu fattr (position j; 0 when
+ * an older file has fewer fattrs) go together. */
+static et_status want_prox(const et_node_io *io, int k, int j, char *msg, size_t cap) {
+    const float mu = io->node->fattr[j];
+    if (io->in[k]) TRY(want_param_like(io, k, "prox_anchor", msg, cap));
+    TRY(want_finite(mu, "prox_mu", msg, cap));
+    if (mu < 0.0f) return shape_error(msg, cap, "prox_mu must be >= 0, got %g", (double)mu);
+    if (mu != 0.0f && !io->in[k]) return shape_error(msg, cap, "prox_mu %g needs a prox_anchor input", (double)mu);
+    return ET_OK;
+}
+/* sgd_update: param, grad, momentum_buf?, prox_anchor?; iattr nesterov, l1;
+ * fattr lr_scale, momentum, dampening, weight_decay, prox_mu? */
 static et_status sgd_update_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     static const char *fnames[] = {"lr_scale", "momentum", "dampening", "weight_decay"};
     (void)out;
@@ -970,15 +981,16 @@ static et_status sgd_update_infer(const et_node_io *io, et_tshape *out, char *ms
     for (int k = 0; k < 4; k++) TRY(want_finite(io->node->fattr[k], fnames[k], msg, cap));
     if (io->node->fattr[1] != 0.0f && !io->in[2])
         return shape_error(msg, cap, "momentum %g needs a momentum_buf input", (double)io->node->fattr[1]);
-    return ET_OK;
+    return want_prox(io, 3, 4, msg, cap);
 }
 static et_status sgd_update_run(const et_node_io *io, const et_run_env *e) {
     const float *f = io->node->fattr;
-    return et_f32_sgd_update(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2], e->lr * f[0],
-                             f[1], f[2], (int)io->node->iattr[0], f[3], (int)io->node->iattr[1], e->step == 0,
-                             e->nthreads);
+    return et_f32_sgd_update(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2],
+                             io->in_data[3], e->lr * f[0], f[1], f[2], (int)io->node->iattr[0], f[3],
+                             (int)io->node->iattr[1], f[4], e->step == 0, e->nthreads);
 }
-/* adam_update: param, grad, m, v; iattr decoupled; fattr lr_scale, beta1, beta2, eps, weight_decay */
+/* adam_update: param, grad, m, v, prox_anchor?; iattr decoupled;
+ * fattr lr_scale, beta1, beta2, eps, weight_decay, prox_mu? */
 static et_status adam_update_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     static const char *fnames[] = {"lr_scale", "beta1", "beta2", "eps", "weight_decay"};
     (void)out;
@@ -988,13 +1000,13 @@ static et_status adam_update_infer(const et_node_io *io, et_tshape *out, char *m
     TRY(want_param_like(io, 3, "v", msg, cap));
     TRY(want_flag(io->node->iattr[0], "decoupled", msg, cap));
     for (int k = 0; k < 5; k++) TRY(want_finite(io->node->fattr[k], fnames[k], msg, cap));
-    return ET_OK;
+    return want_prox(io, 4, 5, msg, cap);
 }
 static et_status adam_update_run(const et_node_io *io, const et_run_env *e) {
     const float *f = io->node->fattr;
     return et_f32_adam_update(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2],
-                              io->in_data[3], e->lr * f[0], f[1], f[2], f[3], f[4], (int)io->node->iattr[0],
-                              (int64_t)(e->step + 1), e->nthreads);
+                              io->in_data[3], io->in_data[4], e->lr * f[0], f[1], f[2], f[3], f[4],
+                              (int)io->node->iattr[0], f[5], (int64_t)(e->step + 1), e->nthreads);
 }
 
 /* ======================================================================= */
@@ -1088,11 +1100,11 @@ static const et_op_desc op_table[] = {
         .run = kldiv_run},
     [ET_OP_KLDIV_BWD] = {.name = "kldiv_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
         .infer = kldiv_bwd_infer, .run = kldiv_bwd_run},
-    [ET_OP_SGD_UPDATE] = {.name = "sgd_update", .min_in = 2, .max_in = 3, .min_iattr = 2, .max_iattr = 2,
-        .min_fattr = 4, .max_fattr = 4, .mut_in_mask = (1u << 0) | (1u << 2), .infer = sgd_update_infer,
+    [ET_OP_SGD_UPDATE] = {.name = "sgd_update", .min_in = 2, .max_in = 4, .min_iattr = 2, .max_iattr = 2,
+        .min_fattr = 4, .max_fattr = 5, .mut_in_mask = (1u << 0) | (1u << 2), .infer = sgd_update_infer,
         .run = sgd_update_run},
-    [ET_OP_ADAM_UPDATE] = {.name = "adam_update", .min_in = 4, .max_in = 4, .min_iattr = 1, .max_iattr = 1,
-        .min_fattr = 5, .max_fattr = 5, .mut_in_mask = (1u << 0) | (1u << 2) | (1u << 3), .infer = adam_update_infer,
+    [ET_OP_ADAM_UPDATE] = {.name = "adam_update", .min_in = 4, .max_in = 5, .min_iattr = 1, .max_iattr = 1,
+        .min_fattr = 5, .max_fattr = 6, .mut_in_mask = (1u << 0) | (1u << 2) | (1u << 3), .infer = adam_update_infer,
         .run = adam_update_run},
     [ET_OP_AFFINE] = {.name = "affine", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
         .min_fattr = 2, .max_fattr = 2, .infer = affine_infer, .run = affine_run},

@@ -54,6 +54,7 @@ typedef struct et_sgd_coef {
     float one_minus_damp;  /* 1 - dampening */
     float weight_decay;
     int nesterov, l1, first_step;
+    float prox_mu;         /* FedProx: g += prox_mu * (p - anchor) (0 when unused) */
 } et_sgd_coef;
 
 typedef struct et_adam_coef {
@@ -64,30 +65,31 @@ typedef struct et_adam_coef {
     float bc2_sqrt;        /* sqrt(1 - beta2^step) */
     float eps;
     float neg_step_size;   /* -lr / (1 - beta1^step) */
+    float prox_mu;         /* FedProx: g += prox_mu * (p - anchor) (0 when unused) */
 } et_adam_coef;
 
 void et_f32_sgd_update__ref(const et_sgd_coef *k, int64_t n, float *param, const float *grad,
-                            float *buf);
+                            float *buf, const float *anchor);
 void et_f32_adam_update__ref(const et_adam_coef *k, int64_t n, float *param, const float *grad,
-                             float *m, float *v);
+                             float *m, float *v, const float *anchor);
 #if defined(ET_HAVE_X86_SIMD)
 void et_f32_sgd_update__avx2(const et_sgd_coef *k, int64_t n, float *param, const float *grad,
-                             float *buf);
+                             float *buf, const float *anchor);
 void et_f32_adam_update__avx2(const et_adam_coef *k, int64_t n, float *param, const float *grad,
-                              float *m, float *v);
+                              float *m, float *v, const float *anchor);
 void et_f32_sgd_update__avx512(const et_sgd_coef *k, int64_t n, float *param, const float *grad,
-                               float *buf);
+                               float *buf, const float *anchor);
 void et_f32_adam_update__avx512(const et_adam_coef *k, int64_t n, float *param,
-                                const float *grad, float *m, float *v);
+                                const float *grad, float *m, float *v, const float *anchor);
 #endif
 #if defined(ET_HAVE_NEON)
 void et_f32_adam_update__neon(const et_adam_coef *k, int64_t n, float *param, const float *grad,
-                              float *m, float *v);
+                              float *m, float *v, const float *anchor);
 #endif
 typedef void (*et_f32_sgd_update_fn)(const et_sgd_coef *k, int64_t n, float *param,
-                                     const float *grad, float *buf);
+                                     const float *grad, float *buf, const float *anchor);
 typedef void (*et_f32_adam_update_fn)(const et_adam_coef *k, int64_t n, float *param,
-                                      const float *grad, float *m, float *v);
+                                      const float *grad, float *m, float *v, const float *anchor);
 typedef struct et_f32_optim_variant {
     et_variant_head head;
     et_f32_sgd_update_fn sgd;

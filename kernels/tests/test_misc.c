@@ -850,17 +850,22 @@ static void test_optim_variants(void) {
     float *g = fbuf(nmax), *p0 = fbuf(nmax), *b0 = fbuf(nmax), *m0 = fbuf(nmax), *v0 = fbuf(nmax);
     float *pr = fbuf(nmax), *br = fbuf(nmax), *mr = fbuf(nmax), *vr = fbuf(nmax);
     float *pv = fbuf(nmax), *bv = fbuf(nmax), *mv = fbuf(nmax), *vv = fbuf(nmax);
+    float *anc = fbuf(nmax);
     et_fill_random(g, nmax, 1, -1.0f, 1.0f);
+    et_fill_random(anc, nmax, 6, -1.0f, 1.0f);
     et_fill_random(p0, nmax, 2, -1.0f, 1.0f);
     et_fill_random(b0, nmax, 3, -0.1f, 0.1f);
     et_fill_random(m0, nmax, 4, -0.1f, 0.1f);
     et_fill_random(v0, nmax, 5, 0.0f, 0.01f);
     p0[0] = 0.0f; /* sign(0) for L1 */
-    et_sgd_coef sc[3] = {{-0.1f, 0.9f, 0.9f, 1e-2f, 1, 1, 0},
-                         {-0.1f, 0.9f, 1.0f, 0.0f, 0, 0, 1},
-                         {-0.05f, 0.0f, 1.0f, 1e-3f, 0, 0, 0}};
-    et_adam_coef ac[2] = {{1.0f, 1e-2f, 0.1f, 0.999f, 1e-3f, 0.05f, 1e-8f, -1e-3f},
-                          {0.9999f, 0.0f, 0.7f, 0.99f, 1e-2f, 0.3f, 1e-6f, -2e-3f}};
+    /* the last case of each adds the FedProx term (prox_mu != 0, an anchor) */
+    et_sgd_coef sc[4] = {{-0.1f, 0.9f, 0.9f, 1e-2f, 1, 1, 0, 0.0f},
+                         {-0.1f, 0.9f, 1.0f, 0.0f, 0, 0, 1, 0.0f},
+                         {-0.05f, 0.0f, 1.0f, 1e-3f, 0, 0, 0, 0.0f},
+                         {-0.1f, 0.9f, 1.0f, 1e-3f, 0, 0, 0, 0.3f}};
+    et_adam_coef ac[3] = {{1.0f, 1e-2f, 0.1f, 0.999f, 1e-3f, 0.05f, 1e-8f, -1e-3f, 0.0f},
+                          {0.9999f, 0.0f, 0.7f, 0.99f, 1e-2f, 0.3f, 1e-6f, -2e-3f, 0.0f},
+                          {0.9999f, 1e-3f, 0.1f, 0.99f, 1e-2f, 0.3f, 1e-6f, -2e-3f, 0.05f}};
     const et_f32_optim_variant *ref = &et_f32_optim_variants[0];
     et_check_variant_table("optim", et_f32_optim_variants, sizeof et_f32_optim_variants[0]);
     for (const et_f32_optim_variant *row = ref + 1; row->head.name; row++) {
@@ -868,19 +873,21 @@ static void test_optim_variants(void) {
         for (int si = 0; si < NSIZES; si++) {
             const int64_t n = kSizes[si];
             const size_t bytes = (size_t)n * sizeof(float);
-            for (int k = 0; k < 3; k++) {
+            for (int k = 0; k < 4; k++) {
+                const float *a = sc[k].prox_mu != 0.0f ? anc : NULL;
                 memcpy(pr, p0, bytes); memcpy(br, b0, bytes);
                 memcpy(pv, p0, bytes); memcpy(bv, b0, bytes);
-                ref->sgd(&sc[k], n, pr, g, br);
-                row->sgd(&sc[k], n, pv, g, bv);
+                ref->sgd(&sc[k], n, pr, g, br, a);
+                row->sgd(&sc[k], n, pv, g, bv, a);
                 ET_CHECK(bitwise_equal(pr, pv, n) && bitwise_equal(br, bv, n), "sgd %s case %d n=%lld",
                          row->head.name, k, (long long)n);
             }
-            for (int k = 0; k < 2; k++) {
+            for (int k = 0; k < 3; k++) {
+                const float *a = ac[k].prox_mu != 0.0f ? anc : NULL;
                 memcpy(pr, p0, bytes); memcpy(mr, m0, bytes); memcpy(vr, v0, bytes);
                 memcpy(pv, p0, bytes); memcpy(mv, m0, bytes); memcpy(vv, v0, bytes);
-                ref->adam(&ac[k], n, pr, g, mr, vr);
-                row->adam(&ac[k], n, pv, g, mv, vv);
+                ref->adam(&ac[k], n, pr, g, mr, vr, a);
+                row->adam(&ac[k], n, pv, g, mv, vv, a);
                 ET_CHECK(bitwise_equal(pr, pv, n) && bitwise_equal(mr, mv, n) &&
                          bitwise_equal(vr, vv, n), "adam %s case %d n=%lld",
                          row->head.name, k, (long long)n);
@@ -888,22 +895,24 @@ static void test_optim_variants(void) {
         }
     }
     free(g); free(p0); free(b0); free(m0); free(v0); free(pr); free(br); free(mr); free(vr);
-    free(pv); free(bv); free(mv); free(vv);
+    free(pv); free(bv); free(mv); free(vv); free(anc);
 }
 
-typedef struct sgd_case { float lr, mom, damp, wd; int nesterov, l1; } sgd_case;
-typedef struct adam_case { float lr, b1, b2, eps, wd; int decoupled; } adam_case;
+typedef struct sgd_case { float lr, mom, damp, wd; int nesterov, l1; float mu; } sgd_case;
+typedef struct adam_case { float lr, b1, b2, eps, wd; int decoupled; float mu; } adam_case;
 
 static void test_optim(void) {
     test_optim_variants();
     const int64_t n = 1000;
     const int steps = 6;
-    float *p = fbuf(n), *buf = fbuf(n), *m = fbuf(n), *v = fbuf(n), *g = fbuf(n);
+    float *p = fbuf(n), *buf = fbuf(n), *m = fbuf(n), *v = fbuf(n), *g = fbuf(n), *anc = fbuf(n);
+    et_fill_random(anc, n, 7, -1.0f, 1.0f);
     double *pd = dbuf(n), *bd = dbuf(n), *md = dbuf(n), *vd = dbuf(n);
     static const sgd_case sgd_cases[] = {
         {0.1f, 0.0f, 0.0f, 0.0f, 0, 0},     {0.1f, 0.9f, 0.0f, 0.0f, 0, 0},
         {0.05f, 0.9f, 0.3f, 0.0f, 0, 0},    {0.1f, 0.9f, 0.0f, 1e-2f, 1, 0},
         {0.1f, 0.5f, 0.1f, 1e-2f, 0, 1},    {0.1f, 0.0f, 0.0f, 5e-2f, 0, 1},
+        {0.1f, 0.9f, 0.0f, 1e-2f, 0, 0, 0.5f}, {0.05f, 0.0f, 0.0f, 0.0f, 0, 0, 2.0f},
     };
     for (size_t ci = 0; ci < sizeof sgd_cases / sizeof sgd_cases[0]; ci++) {
         const sgd_case *c = &sgd_cases[ci];
@@ -912,10 +921,11 @@ static void test_optim(void) {
         for (int64_t i = 0; i < n; i++) { pd[i] = p[i]; bd[i] = 0; }
         for (int s = 0; s < steps; s++) {
             et_fill_random(g, n, 100 * ci + s, -1.0f, 1.0f);
-            ET_CHECK(et_f32_sgd_update(n, p, g, c->mom != 0 ? buf : NULL, c->lr, c->mom, c->damp,
-                                       c->nesterov, c->wd, c->l1, s == 0, 2) == ET_OK, "sgd status");
+            ET_CHECK(et_f32_sgd_update(n, p, g, c->mom != 0 ? buf : NULL, c->mu != 0 ? anc : NULL,
+                                       c->lr, c->mom, c->damp, c->nesterov, c->wd, c->l1, c->mu,
+                                       s == 0, 2) == ET_OK, "sgd status");
             for (int64_t i = 0; i < n; i++) {
-                double gi = g[i];
+                double gi = g[i] + (double)c->mu * (pd[i] - anc[i]);
                 if (c->wd != 0) gi += (double)c->wd * (c->l1 ? (pd[i] > 0) - (pd[i] < 0) : pd[i]);
                 if (c->mom != 0) {
                     bd[i] = s == 0 ? gi : c->mom * bd[i] + (1.0 - c->damp) * gi;
@@ -929,6 +939,7 @@ static void test_optim(void) {
     static const adam_case adam_cases[] = {
         {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0},  {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 0},
         {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 1}, {5e-3f, 0.3f, 0.95f, 1e-6f, 0.1f, 1},
+        {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 1, 0.5f}, {1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, 1.0f},
     };
     for (size_t ci = 0; ci < sizeof adam_cases / sizeof adam_cases[0]; ci++) {
         const adam_case *c = &adam_cases[ci];
@@ -936,11 +947,12 @@ static void test_optim(void) {
         for (int64_t i = 0; i < n; i++) { pd[i] = p[i]; md[i] = vd[i] = 0; m[i] = v[i] = 0; }
         for (int s = 1; s <= steps; s++) {
             et_fill_random(g, n, 1000 * ci + s, -1.0f, 1.0f);
-            ET_CHECK(et_f32_adam_update(n, p, g, m, v, c->lr, c->b1, c->b2, c->eps, c->wd,
-                                        c->decoupled, s, 3) == ET_OK, "adam status");
+            ET_CHECK(et_f32_adam_update(n, p, g, m, v, c->mu != 0 ? anc : NULL, c->lr, c->b1, c->b2,
+                                        c->eps, c->wd, c->decoupled, c->mu, s, 3) == ET_OK,
+                     "adam status");
             const double bc1 = 1 - pow(c->b1, s), bc2 = 1 - pow(c->b2, s);
             for (int64_t i = 0; i < n; i++) {
-                double gi = g[i];
+                double gi = g[i] + (double)c->mu * (pd[i] - anc[i]);
                 if (c->decoupled) pd[i] *= 1.0 - (double)c->lr * c->wd;
                 else gi += (double)c->wd * pd[i];
                 md[i] = c->b1 * md[i] + (1.0 - c->b1) * gi;
@@ -952,11 +964,15 @@ static void test_optim(void) {
         ET_CHECK(close_to_f64(m, md, n, 1e-5, 1e-7, "adam m"), "adam m case %zu", ci);
         ET_CHECK(close_to_f64(v, vd, n, 1e-5, 1e-9, "adam v"), "adam v case %zu", ci);
     }
-    ET_CHECK(et_f32_sgd_update(4, p, g, NULL, 0.1f, 0.9f, 0, 0, 0, 0, 1, 1) == ET_ERR_ARG,
+    ET_CHECK(et_f32_sgd_update(4, p, g, NULL, NULL, 0.1f, 0.9f, 0, 0, 0, 0, 0, 1, 1) == ET_ERR_ARG,
              "sgd momentum without buffer");
-    ET_CHECK(et_f32_adam_update(4, p, g, m, v, 0.1f, 0.9f, 0.99f, 1e-8f, 0, 0, 0, 1) == ET_ERR_ARG,
+    ET_CHECK(et_f32_sgd_update(4, p, g, NULL, NULL, 0.1f, 0, 0, 0, 0, 0, 0.1f, 1, 1) == ET_ERR_ARG,
+             "sgd prox_mu without anchor");
+    ET_CHECK(et_f32_adam_update(4, p, g, m, v, NULL, 0.1f, 0.9f, 0.99f, 1e-8f, 0, 0, 0, 0, 1) == ET_ERR_ARG,
              "adam step 0");
-    free(p); free(buf); free(m); free(v); free(g); free(pd); free(bd); free(md); free(vd);
+    ET_CHECK(et_f32_adam_update(4, p, g, m, v, NULL, 0.1f, 0.9f, 0.99f, 1e-8f, 0, 0, 0.1f, 1, 1) ==
+             ET_ERR_ARG, "adam prox_mu without anchor");
+    free(p); free(buf); free(m); free(v); free(g); free(anc); free(pd); free(bd); free(md); free(vd);
 }
 
 /* Non-finite inputs (a fuzzed model's NaN weights reach them): NaN stays NaN, infinities

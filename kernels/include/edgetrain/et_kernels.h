@@ -247,18 +247,22 @@ et_status et_f32_kldiv_bwd(int64_t rows, int64_t cols, const float *target, cons
 /* ======================================================================= */
 /* Optimizer updates (flat loops over one parameter tensor, in place).      */
 /* ======================================================================= */
-/* PyTorch SGD semantics: g = grad + wd * (l1 ? sign(p) : p);
+/* PyTorch SGD semantics: g = grad (+ prox_mu * (p - prox_anchor)) + wd * (l1 ? sign(p) : p);
  * if momentum != 0: buf = first_step ? g : momentum * buf + (1 - dampening) * g;
  *                   g = nesterov ? g + momentum * buf : buf;
- * p -= lr * g. momentum_buf may be NULL when momentum == 0. */
+ * p -= lr * g. momentum_buf may be NULL when momentum == 0; prox_anchor (FedProx: the round's
+ * global weights, the gradient of prox_mu/2 * ||p - anchor||^2) may be NULL when prox_mu == 0. */
 et_status et_f32_sgd_update(int64_t n, float *param, const float *grad, float *momentum_buf,
-                            float lr, float momentum, float dampening, int nesterov,
-                            float weight_decay, int l1, int first_step, int nthreads);
-/* PyTorch Adam / AdamW. step is 1-based (bias correction uses it).
+                            const float *prox_anchor, float lr, float momentum, float dampening,
+                            int nesterov, float weight_decay, int l1, float prox_mu, int first_step,
+                            int nthreads);
+/* PyTorch Adam / AdamW. step is 1-based (bias correction uses it). The FedProx term
+ * g += prox_mu * (p - prox_anchor) comes first (p before the AdamW decay).
  * decoupled = 0: g += wd * p (Adam); decoupled = 1: p *= 1 - lr * wd (AdamW). */
 et_status et_f32_adam_update(int64_t n, float *param, const float *grad, float *m, float *v,
-                             float lr, float beta1, float beta2, float eps, float weight_decay,
-                             int decoupled, int64_t step, int nthreads);
+                             const float *prox_anchor, float lr, float beta1, float beta2, float eps,
+                             float weight_decay, int decoupled, float prox_mu, int64_t step,
+                             int nthreads);
 
 #ifdef __cplusplus
 }
