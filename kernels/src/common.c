@@ -18,6 +18,7 @@ const char *et_status_str(et_status s) {
     case ET_ERR_WORKSPACE: return "workspace too small";
     case ET_ERR_STATE: return "invalid state";
     case ET_ERR_NOT_FOUND: return "not found";
+    case ET_ERR_NONFINITE: return "non-finite loss or gradient";
     default: return "unknown status";
     }
 }
