@@ -8,11 +8,12 @@ __version__ = "0.1.0"
 
 from . import errors
 from .errors import (EdgetrainError, ModelFormatError, ShapeError, DTypeError, LabelError,
-                     NotDifferentiableError)
+                     NotDifferentiableError, NonFiniteError)
 from .session import TrainSession
 from . import nn, optim
 from .nn.init import manual_seed
 
 __all__ = ["TrainSession", "nn", "optim", "errors", "EdgetrainError", "ModelFormatError",
-           "ShapeError", "DTypeError", "LabelError", "NotDifferentiableError", "manual_seed",
+           "ShapeError", "DTypeError", "LabelError", "NotDifferentiableError", "NonFiniteError",
+           "manual_seed",
            "__version__"]

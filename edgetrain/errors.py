@@ -48,6 +48,11 @@ class NotFoundError(EdgetrainError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class NonFiniteError(EdgetrainError, FloatingPointError):
+    """ET_ERR_NONFINITE: a training step met a NaN or Inf loss or gradient. The message names
+    the step; nothing was updated (weights, optimizer state, BatchNorm statistics, step)."""
+
+
 class NotDifferentiableError(EdgetrainError, ValueError):
     """An op on the path to a trainable parameter has no gradient (export time)."""
 
@@ -65,6 +70,7 @@ STATUS_ERRORS = {
     9: InvalidArgumentError,
     10: SessionStateError,
     11: NotFoundError,
+    12: NonFiniteError,
 }
 
 

@@ -230,7 +230,7 @@ def _parse_sections(secs, flags, ops) -> ir.Graph:
     s.step, s.epoch, s.seed, s.rng_counter, s.base_lr, s.sched_kind = st[:6]
     s.sched_f, s.sched_i = list(st[6:12]), list(st[12:18])
     s.warmup, s.opt_kind = st[18], st[19]
-    s.max_batch = struct.unpack_from("<I", secs[STATE], 120)[0] if _minor >= 1 else 0
+    s.max_batch = struct.unpack_from("<I", secs[STATE], 120)[0]  # minor 1; zero in minor 0
     if META in secs:
         try:
             g.meta = json.loads(secs[META].decode("utf-8"))

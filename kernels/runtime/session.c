@@ -558,13 +558,14 @@ static et_status run_nodes(et_session *s, uint32_t from, uint32_t to, et_run_env
     return ET_OK;
 }
 
-/* After an automatic batch change every input of the program must be fed again. */
+/* After an automatic batch change every input of the program must be fed again
+ * (an input fed with another batch than the others ends here too). */
 static et_status check_inputs_fed(et_session *s) {
     const et_program_def *pg = current(s);
     for (uint32_t k = 0; k < pg->n_inputs; k++) {
         uint32_t t = pg->inputs[k];
         if (s->cache.stale[t])
-            return session_fail(s, ET_ERR_STATE, "input '%s' was not fed since the batch changed to %lld; feed every "
+            return session_fail(s, ET_ERR_SHAPE, "input '%s' was not fed since the batch changed to %lld; feed every "
                                 "input of the %s program with the same batch", s->model.tensors[t].name,
                                 (long long)(s->plan.shape[t].ndim ? s->plan.shape[t].dim[0] : 0),
                                 et_program_name(s->program));

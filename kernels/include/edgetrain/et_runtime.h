@@ -94,7 +94,7 @@ void *et_session_tensor_data(et_session *s, int index);
  * plan for those shapes: one of the cached plans (et_session_cached_plans, at
  * most 4, least recently used dropped; switching to a cached plan allocates
  * nothing) or a new one. After such a switch every input of a program must be
- * fed again before it runs (else et_session_run gives ET_ERR_STATE). Other
+ * fed again before it runs (else et_session_run gives ET_ERR_SHAPE). Other
  * shape changes, or a larger batch, need et_session_resize. */
 et_status et_session_set_input(et_session *s, const char *name, et_dtype dtype, const void *data,
                                int ndim, const int64_t *shape);
