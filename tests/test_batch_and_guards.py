@@ -90,6 +90,7 @@ def assert_bit_identical(a, b):
 # ================================================================================================
 # Any batch size
 # ================================================================================================
+@pytest.mark.slow
 def test_full_epoch_with_partial_batches_no_resize():
     """60000 = 937 x 64 + 32 training images, 10000 = 156 x 64 + 16 test images."""
     root = str(mnist_dir())
@@ -365,3 +366,46 @@ def test_several_outputs(as_dict):
         et.TrainSession.from_module(TwoHeads(as_dict), inputs={"data": (8, 1, 28, 28)},
                                     loss=nn.CrossEntropyLoss(),
                                     labels={"label": ((8,), "int64")}, output="nope")
+
+
+# ================================================================================================
+# The Android trainer reports the guard too
+# ================================================================================================
+def test_et_train_reports_nonfinite_steps(tmp_path):
+    import subprocess
+    import struct
+    from pathlib import Path
+
+    android = Path(__file__).resolve().parents[1] / "android"
+    proc = subprocess.run(["make", "-s", "-C", str(android), "TARGET=host", "all"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exe = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(android), "TARGET=host",
+                          "print-binary"], capture_output=True, text=True).stdout.strip()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 64), ("t10k", 16)):
+        img = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8)
+        lab = rng.integers(0, 10, n).astype(np.uint8)
+        (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(
+            struct.pack(">IIII", 0x803, n, 28, 28) + img.tobytes())
+        (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            struct.pack(">II", 0x801, n) + lab.tobytes())
+    model = LeNet()
+    sess = et.TrainSession.from_module(  # a learning rate that blows up at the second step
+        model, inputs={"data": (16, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
+        labels={"label": ((16,), "int64")}, optimizer=optim.SGD(model.parameters(), lr=1e30),
+        threads=1)
+    sess.SaveToFile(tmp_path / "m.etm")
+    base = [exe, "-f", str(tmp_path / "m.etm"), "-d", str(tmp_path), "-i", "4", "--test-limit", "0",
+            "-s", str(tmp_path / "out.etm")]
+    stop = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert stop.returncode != 0
+    assert "training step 2" in stop.stderr and "step 1: the loss is NaN" in stop.stderr, stop.stderr
+    assert "--skip-nonfinite" in stop.stderr and "not applied" in stop.stderr
+    skip = subprocess.run(base + ["--skip-nonfinite"], capture_output=True, text=True, timeout=300)
+    assert skip.returncode == 0, skip.stderr
+    assert "step 2: skipped" in skip.stdout and "skipped: 3 steps" in skip.stdout, skip.stdout
+    # the saved model holds the weights of the one good step
+    out = et.TrainSession.load(tmp_path / "out.etm")
+    assert out.step == 1
+    assert all(np.isfinite(v).all() for v in out.get_parameters().values())

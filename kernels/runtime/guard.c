@@ -9,6 +9,7 @@
  * load and copied back when the check fails. So a failed step leaves weights,
  * optimizer state, buffers, the step and the RNG counter exactly as they were.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -97,6 +98,8 @@ void et_guard_restore(const et_guard *g, const et_model *m, void *const *ptr) {
     }
 }
 
+static const char *value_name(float v) { return isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf"; }
+
 /* Index of the first f32 value with an all-ones exponent (NaN or Inf), or n. */
 static size_t first_nonfinite(const void *data, size_t n) {
     const uint32_t *u = (const uint32_t *)data;
@@ -117,7 +120,7 @@ et_status et_guard_check(const et_guard *g, const et_model *m, const et_persist 
         size_t n = (size_t)et_shape_numel(&shape[g->loss]);
         size_t i = first_nonfinite(ptr[g->loss], n);
         if (i < n) {
-            et_msgf(err, cap, "the loss is %g", (double)((const float *)ptr[g->loss])[i]);
+            et_msgf(err, cap, "the loss is %s", value_name(((const float *)ptr[g->loss])[i]));
             return ET_ERR_NONFINITE;
         }
     }
@@ -130,9 +133,9 @@ et_status et_guard_check(const et_guard *g, const et_model *m, const et_persist 
         size_t i = first_nonfinite(ptr[t], c);
         if (i < c) {
             uint32_t owner = m->tensors[t].owner;
-            et_msgf(err, cap, "the gradient of '%s' holds %g at element %zu",
+            et_msgf(err, cap, "the gradient of '%s' holds %s at element %zu",
                     owner < m->n_tensors ? m->tensors[owner].name : m->tensors[t].name,
-                    (double)((const float *)ptr[t])[i], i);
+                    value_name(((const float *)ptr[t])[i]), i);
             return ET_ERR_NONFINITE;
         }
     }
