@@ -65,8 +65,9 @@ def _plan_batch(inputs: Mapping, labels: Mapping, max_batch: Optional[int]):
     if max_batch is not None and fixed and max(fixed) > max_batch:
         raise ValueError(f"max_batch={max_batch} is smaller than the batch {max(fixed)} of the "
                          "inputs")
-    if open_batch:
-        return 1, int(max_batch) if max_batch is not None else DEFAULT_MAX_BATCH
+    if open_batch:  # planned at the batch of the fixed shapes, else 1
+        return (max(fixed) if fixed else 1,
+                int(max_batch) if max_batch is not None else max(DEFAULT_MAX_BATCH, *fixed, 1))
     return None, int(max_batch) if max_batch is not None else 0
 
 
