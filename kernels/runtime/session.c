@@ -389,15 +389,18 @@ et_status et_session_set_input(et_session *s, const char *name, et_dtype dtype, 
         if (st != ET_OK) return st;
         planned = &s->plan.shape[i];
     }
-    s->cache.stale[i] = 0;
     int64_t n = et_shape_numel(planned);
     if (dtype == planned->dtype) {
         memcpy(s->ptr[i], data, et_shape_bytes(planned));
-        return ET_OK;
+        st = ET_OK;
+    } else if (planned->dtype == ET_I32 && dtype == ET_I64) {
+        st = copy_labels_i64(s, name, (const int64_t *)data, s->ptr[i], n);
+    } else {
+        st = session_fail(s, ET_ERR_DTYPE, "input '%s' holds %s; got %s data", name, et_dtype_name(planned->dtype),
+                          et_dtype_name(dtype));
     }
-    if (planned->dtype == ET_I32 && dtype == ET_I64) return copy_labels_i64(s, name, (const int64_t *)data, s->ptr[i], n);
-    return session_fail(s, ET_ERR_DTYPE, "input '%s' holds %s; got %s data", name, et_dtype_name(planned->dtype),
-                        et_dtype_name(dtype));
+    if (st == ET_OK) s->cache.stale[i] = 0;
+    return st;
 }
 
 /* ======================================================================= */

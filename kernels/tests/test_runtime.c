@@ -785,6 +785,21 @@ static void expect_format_error(const uint8_t *img, size_t size, size_t at, cons
     free(b);
 }
 
+/* STATE byte 120 is max_batch from minor 1 on; reserved (zero) in minor 0; 124.. stay zero. */
+static void test_max_batch_field(const uint8_t *img0, size_t size0) {
+    size_t st0 = section_offset(img0, 5);
+    const uint32_t seven = 7;
+    expect_format_error(img0, size0, st0 + 120, &seven, 4, "reserved bytes are not zero");
+    tt_model m;
+    build_mlp(&m);
+    m.max_batch = 6;
+    size_t size = 0;
+    uint8_t *img = tt_write(&m, &size);
+    size_t st = section_offset(img, 5);
+    expect_format_error(img, size, st + 124, &seven, 4, "reserved bytes are not zero");
+    free(img);
+}
+
 static void test_targeted_corruptions(const uint8_t *img, size_t size) {
     size_t ten = section_offset(img, 2) + 8, nod = section_offset(img, 3) + 8;
     int32_t big = 9999;
@@ -897,6 +912,7 @@ void test_runtime(void) {
     test_train_matches_reference(img, size);
     test_resize_save_reload(img, size);
     test_batch_switch();
+    test_max_batch_field(img, size);
     test_nonfinite_guard(img, size);
     test_targeted_corruptions(img, size);
     test_fuzz(img, size);

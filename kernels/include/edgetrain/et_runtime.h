@@ -149,7 +149,9 @@ uint64_t et_session_seed(const et_session *s);
 et_status et_session_set_seed(et_session *s, uint64_t seed); /* also resets the RNG counter */
 
 /* ---- saving --------------------------------------------------------------- */
-/* Full training state, atomically (temp file, fsync, rename). */
+/* Full training state, atomically (temp file, fsync, rename). The input shapes
+ * written are those of the load or of the last et_session_resize, not of an
+ * automatic batch change. */
 et_status et_session_save_file(et_session *s, const char *path);
 
 /* ---- introspection -------------------------------------------------------- */
