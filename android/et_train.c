@@ -46,6 +46,8 @@ static const char USAGE[] =
     "      --limit N              use only the first N samples of each split\n"
     "      --test-limit N         use only the first N test samples (0: no evaluation)\n"
     "      --check-data           validate the MNIST files, print a summary and exit\n"
+    "      --skip-nonfinite       skip (and count) a step whose loss or gradient is NaN/Inf\n"
+    "                             instead of stopping; either way such a step changes nothing\n"
     "  -h, --help                 this text\n";
 
 typedef struct options {
@@ -65,6 +67,7 @@ typedef struct options {
     int eval_only;
     int shuffle;
     int check_data;
+    int skip_nonfinite;
     unsigned long long seed;
     double mean, std;
 } options;
@@ -142,7 +145,7 @@ static int parse_double(const char *opt, const char *text, double *out) {
 enum opt_id {
     OPT_MODEL, OPT_DATA, OPT_EPOCHS, OPT_ITERS, OPT_BATCH, OPT_THREADS, OPT_PRINT, OPT_CKPT,
     OPT_SAVE, OPT_RESUME, OPT_EVAL_ONLY, OPT_NO_SHUFFLE, OPT_SEED, OPT_MEAN, OPT_STD, OPT_LIMIT,
-    OPT_TEST_LIMIT, OPT_CHECK_DATA, OPT_MAX_MEMORY, OPT_HELP
+    OPT_TEST_LIMIT, OPT_CHECK_DATA, OPT_MAX_MEMORY, OPT_SKIP_NONFINITE, OPT_HELP
 };
 
 static const struct {
@@ -160,7 +163,8 @@ static const struct {
     {0, "seed", 1, OPT_SEED},              {0, "mean", 1, OPT_MEAN},
     {0, "std", 1, OPT_STD},                {0, "limit", 1, OPT_LIMIT},
     {0, "test-limit", 1, OPT_TEST_LIMIT},  {0, "check-data", 0, OPT_CHECK_DATA},
-    {0, "max-memory", 1, OPT_MAX_MEMORY},  {'h', "help", 0, OPT_HELP},
+    {0, "max-memory", 1, OPT_MAX_MEMORY},  {0, "skip-nonfinite", 0, OPT_SKIP_NONFINITE},
+    {'h', "help", 0, OPT_HELP},
 };
 #define N_OPTS ((int)(sizeof OPTS / sizeof OPTS[0]))
 
@@ -231,6 +235,7 @@ static int parse_args(int argc, char **argv, options *o) {
             rc = parse_u64(arg, val, &o->max_memory);
             if (!rc && o->max_memory == 0) rc = usage_error("%s expects a byte count >= 1", arg);
             break;
+        case OPT_SKIP_NONFINITE: o->skip_nonfinite = 1; break;
         case OPT_HELP: fputs(USAGE, stdout); return -1;
         }
         if (rc) return rc;
@@ -572,6 +577,7 @@ static int run(const options *o) {
     }
     model_io io;
     if ((rc = inspect_model(s, o->eval_only, &io))) goto done;
+    if (o->skip_nonfinite) et_session_set_nonfinite_policy(s, ET_NONFINITE_SKIP);
 
     int64_t batch = o->batch > 0 ? o->batch : io.batch;
     if (batch != io.batch && (rc = resize_batch(s, &io, batch))) goto done;
@@ -652,20 +658,24 @@ static int run(const options *o) {
             et_mnist_fill_batch(&train, order + i * batch, batch, lut, io.pad, x, y);
             if ((rc = feed(s, &io, batch, x, y))) goto done;
             if ((st = et_session_run(s)) != ET_OK) {
-                char what[64];
-                snprintf(what, sizeof what, "training step %lld", (long long)(k + 1));
+                char what[96];
+                snprintf(what, sizeof what, "training step %lld%s", (long long)(k + 1),
+                         st == ET_ERR_NONFINITE ? " (--skip-nonfinite skips such batches)" : "");
                 rc = runtime_fail(s, st, what);
                 goto done;
             }
             ran++;
             const float *loss = (const float *)et_session_tensor_data(s, io.loss);
             float lv = loss ? loss[0] : NAN;
-            if (!isfinite(lv)) {
+            if (et_session_last_step_skipped(s))
+                printf("step %lld: skipped (non-finite loss or gradient; nothing changed)\n", (long long)(k + 1));
+            else if (!isfinite(lv)) {
                 rc = fail(EXIT_RUNTIME, "step %lld: loss is %f; training diverged (lower the "
                           "learning rate?)", (long long)(k + 1), lv);
                 goto done;
             }
-            if ((k + 1) % o->print_every == 0) printf("step %lld: loss %.6f\n", (long long)(k + 1), lv);
+            if (!et_session_last_step_skipped(s) && (k + 1) % o->print_every == 0)
+                printf("step %lld: loss %.6f\n", (long long)(k + 1), lv);
             if (o->checkpoint_every > 0 && (k + 1) % o->checkpoint_every == 0 && k + 1 < total &&
                 (rc = save(s, ckpt_path, "checkpoint")))
                 goto done;
@@ -673,6 +683,9 @@ static int run(const options *o) {
         double dt = now_seconds() - t0;
         printf("time: %.3f s, %.3f ms/step (%lld steps)\n", dt, ran ? 1e3 * dt / (double)ran : 0.0,
                (long long)ran);
+        if (et_session_skipped_steps(s))
+            printf("skipped: %llu steps with a non-finite loss or gradient\n",
+                   (unsigned long long)et_session_skipped_steps(s));
         if ((rc = save(s, save_path, "trained model"))) goto done;
         printf("saved: %s\n", save_path);
     }

@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 from . import errors
 from .errors import (EdgetrainError, ModelFormatError, ShapeError, DTypeError, LabelError,
-                     NotDifferentiableError)
+                     NotDifferentiableError, NonFiniteError, ResourceLimitError)
 from . import nn, optim
 from .nn.init import manual_seed
 
@@ -23,5 +23,7 @@ def __getattr__(name):
 
 
 __all__ = ["TrainSession", "nn", "optim", "errors", "EdgetrainError", "ModelFormatError",
-           "ShapeError", "DTypeError", "LabelError", "NotDifferentiableError", "manual_seed",
+           "ShapeError", "DTypeError", "LabelError", "NotDifferentiableError", "NonFiniteError",
+           "ResourceLimitError",
+           "manual_seed",
            "__version__"]

@@ -150,3 +150,14 @@ cdef extern from "edgetrain/et_runtime.h":
     int et_session_profiling(const et_session *s)
     int et_session_profile(const et_session *s, et_node_profile *out, int cap)
     int64_t et_debug_alloc_count()
+    int64_t et_session_max_batch(const et_session *s)
+    int et_session_cached_plans(const et_session *s)
+    ctypedef enum et_nonfinite_policy:
+        ET_NONFINITE_RAISE
+        ET_NONFINITE_SKIP
+        ET_NONFINITE_OFF
+    et_status et_session_set_nonfinite_policy(et_session *s, et_nonfinite_policy policy)
+    et_nonfinite_policy et_session_nonfinite_policy(const et_session *s)
+    uint64_t et_session_skipped_steps(const et_session *s)
+    et_status et_session_set_skipped_steps(et_session *s, uint64_t n)
+    int et_session_last_step_skipped(const et_session *s)

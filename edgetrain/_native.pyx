@@ -22,6 +22,7 @@ cnp.import_array()
 KIND_NAMES = ("input", "param", "buffer", "grad", "optstate", "const", "act")
 _NP_OF_DTYPE = {0: np.float32, 1: np.int32, 2: np.int64, 3: np.uint8, 4: np.int8}
 PROGRAMS = {"eval": ET_PROGRAM_EVAL, "grad": ET_PROGRAM_GRAD, "train": ET_PROGRAM_TRAIN}
+NONFINITE_POLICIES = ("raise", "skip", "off")  # enum et_nonfinite_policy
 
 
 cdef _raise(et_status st, str context):
@@ -542,6 +543,39 @@ cdef class Session:
     @_locked
     def node_count(self, str program):
         return et_session_node_count(self.s, PROGRAMS[program])
+
+    # -- batch size and the non-finite guard -------------------------------------------------
+    @property
+    def max_batch(self):
+        return et_session_max_batch(self.s)
+
+    @property
+    def cached_plans(self):
+        return et_session_cached_plans(self.s)
+
+    @property
+    def nonfinite(self):
+        return NONFINITE_POLICIES[<int>et_session_nonfinite_policy(self.s)]
+
+    @nonfinite.setter
+    def nonfinite(self, str policy):
+        if policy not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {policy!r}")
+        cdef int k = NONFINITE_POLICIES.index(policy)
+        self._check(et_session_set_nonfinite_policy(self.s, <et_nonfinite_policy>k),
+                    "nonfinite policy")
+
+    @property
+    def skipped_steps(self):
+        return et_session_skipped_steps(self.s)
+
+    @skipped_steps.setter
+    def skipped_steps(self, uint64_t n):
+        self._check(et_session_set_skipped_steps(self.s, n), "skipped_steps")
+
+    @property
+    def last_step_skipped(self):
+        return bool(et_session_last_step_skipped(self.s))
 
     # -- profiling ----------------------------------------------------------------------------
     @property

@@ -53,6 +53,11 @@ class ResourceLimitError(EdgetrainError, MemoryError):
     another resource limit would be exceeded; nothing was allocated."""
 
 
+class NonFiniteError(EdgetrainError, FloatingPointError):
+    """ET_ERR_NONFINITE: a training step met a NaN or Inf loss or gradient. The message names
+    the step; nothing was updated (weights, optimizer state, BatchNorm statistics, step)."""
+
+
 class NotDifferentiableError(EdgetrainError, ValueError):
     """An op on the path to a trainable parameter has no gradient (export time)."""
 
@@ -75,6 +80,7 @@ STATUS_ERRORS = {
     10: SessionStateError,
     11: NotFoundError,
     12: ResourceLimitError,
+    13: NonFiniteError,
 }
 
 

@@ -34,14 +34,80 @@ def _label_dtype(name: str, dtype) -> str:
                      f"got {dtype!r}")
 
 
-def _shape(name: str, shape) -> Tuple[int, ...]:
+# Largest batch accepted without an explicit Resize when the batch is left open (None) and
+# no max_batch is given.
+DEFAULT_MAX_BATCH = 1024
+
+
+def _shape(name: str, shape, batch: Optional[int] = None) -> Tuple[int, ...]:
+    """A shape of ints; an open batch (None as dim 0) becomes ``batch``."""
     try:
+        shape = tuple(shape)
+        if shape and shape[0] is None and batch is not None:
+            shape = (batch,) + shape[1:]
         shape = tuple(int(d) for d in shape)
     except TypeError:
-        raise ValueError(f"{name!r}: shape must be a tuple of ints, got {shape!r}") from None
+        raise ValueError(f"{name!r}: shape must be a tuple of ints (None allowed as the batch, "
+                         f"dim 0), got {shape!r}") from None
     if any(d < 1 for d in shape) or len(shape) > ir.MAX_DIMS:
         raise ValueError(f"{name!r}: invalid shape {shape}")
     return shape
+
+
+def _plan_batch(inputs: Mapping, labels: Mapping, max_batch: Optional[int]):
+    """(batch planned for an open batch dim, max_batch stored in the file)."""
+    shapes = list(inputs.values()) + [spec[0] for spec in labels.values()]
+    open_batch = any(len(tuple(s)) and tuple(s)[0] is None for s in shapes)
+    if max_batch is not None and (int(max_batch) != max_batch or max_batch < 1
+                                  or max_batch > 0xFFFFFFFF):
+        raise ValueError(f"max_batch must be an integer in 1..2^32-1, got {max_batch!r}")
+    fixed = [int(tuple(s)[0]) for s in shapes if len(tuple(s)) and tuple(s)[0] is not None]
+    if max_batch is not None and fixed and max(fixed) > max_batch:
+        raise ValueError(f"max_batch={max_batch} is smaller than the batch {max(fixed)} of the "
+                         "inputs")
+    if open_batch:  # planned at the batch of the fixed shapes, else 1
+        return (max(fixed) if fixed else 1,
+                int(max_batch) if max_batch is not None else max(DEFAULT_MAX_BATCH, *fixed, 1))
+    return None, int(max_batch) if max_batch is not None else 0
+
+
+def _named_outputs(out, what: str) -> "OrderedDict[str, tracing.Tensor]":
+    """The outputs of ``forward`` by name: one tensor is "output"; a tuple or list gives
+    "output0", "output1", ...; a dict keeps its keys."""
+    if isinstance(out, (tuple, list)) and len(out) == 1:
+        out = out[0]
+    if isinstance(out, dict):
+        named = OrderedDict((str(k), v) for k, v in out.items())
+    elif isinstance(out, (tuple, list)):
+        named = OrderedDict((f"output{i}", v) for i, v in enumerate(out))
+    else:
+        named = OrderedDict(output=out)
+    if not named:
+        raise ValueError(f"{what} returned no tensor")
+    for k, v in named.items():
+        if not isinstance(v, tracing.Tensor):
+            raise TypeError(f"{what} must return traced tensors (one, a tuple or a dict); "
+                            f"{k!r} is a {type(v).__name__}")
+    if "loss" in named:
+        raise ValueError(f"{what}: an output may not be named 'loss' (the loss's name)")
+    return named
+
+
+def _loss_target(named: Mapping[str, "tracing.Tensor"], output) -> str:
+    """Name of the output the loss is applied to (``output``: a name or an index)."""
+    names = list(named)
+    if output is None:
+        if len(names) == 1:
+            return names[0]
+        raise ValueError(f"the model returns {len(names)} outputs {names}; name the one the loss "
+                         "applies to with output=<name or index>")
+    if isinstance(output, int) and not isinstance(output, bool):
+        if not -len(names) <= output < len(names):
+            raise ValueError(f"output={output} is out of range for the outputs {names}")
+        return names[output]
+    if output not in named:
+        raise ValueError(f"output={output!r} is not one of the model's outputs {names}")
+    return output
 
 
 def _register(names: Dict, paths: Dict, module: Module, prefix: str) -> None:
@@ -77,7 +143,8 @@ def _program_inputs(graph: ir.Graph, nodes: Sequence[int]) -> List[int]:
 
 def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
                 labels: Optional[Mapping[str, Tuple[Sequence[int], str]]] = None,
-                optimizer=None, scheduler=None) -> ir.Graph:
+                optimizer=None, scheduler=None, max_batch: Optional[int] = None,
+                output=None) -> ir.Graph:
     """Trace ``model`` into a graph with EVAL, and with ``loss`` GRAD (and with
     ``optimizer`` TRAIN) programs.
 
@@ -85,6 +152,13 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
     ``labels`` maps label names to ``(shape, dtype)`` (``"int64"`` class indices become i32
     inputs, ``"float32"`` targets f32); ``loss`` is called as ``loss(output, *labels)`` and
     must return a scalar.
+
+    The batch (dim 0) may be left open with ``None``: the file is planned at batch 1 and
+    accepts any batch up to ``max_batch`` (default :data:`DEFAULT_MAX_BATCH`). With fixed
+    shapes ``max_batch`` raises the limit above the planned batch (smaller batches are always
+    accepted). A ``forward`` that returns a tuple or dict gives one program output per entry
+    ("output0", "output1", ... or the dict keys); ``output`` (a name or index) says which one
+    the loss is applied to.
     """
     if not isinstance(model, Module):
         raise TypeError(f"model must be an edgetrain.nn.Module, got {type(model).__name__}")
@@ -95,7 +169,9 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
     if scheduler is not None and scheduler.optimizer is not optimizer:
         raise ValueError("the scheduler belongs to another optimizer")
     labels = dict(labels or {})
+    planned_batch, stored_max_batch = _plan_batch(inputs, labels, max_batch)
     graph = ir.Graph()
+    graph.state.max_batch = stored_max_batch
     names: Dict[int, Tuple[str, object]] = {}
     paths: Dict[int, str] = {}
     _register(names, paths, model, "")
@@ -108,7 +184,8 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
         if name in used_names:
             raise ValueError(f"input name {name!r} clashes with a parameter/buffer name")
         used_names.add(name)
-        in_tensors.append(graph.add_tensor(name, ir.F32, ir.INPUT, _shape(name, shape)))
+        in_tensors.append(graph.add_tensor(name, ir.F32, ir.INPUT,
+                                           _shape(name, shape, planned_batch)))
     label_tensors = []
     for name, spec in labels.items():
         if name in used_names:
@@ -116,7 +193,7 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
         used_names.add(name)
         shape, dtype = spec
         label_tensors.append(graph.add_tensor(name, _label_dtype(name, dtype), ir.INPUT,
-                                              _shape(name, shape)))
+                                              _shape(name, shape, planned_batch)))
 
     modes = [(m, m.training) for m in model.modules()]
     holders: Dict[int, int] = {}
@@ -126,18 +203,20 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
         model.eval()
         tr = tracing.Tracer(graph, names, paths, holders, streams)
         with tr.activate():
-            out = _single_output(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
-            out = _materialise(tr, out)
-        _add_program(graph, ir.EVAL, fold_conv_activations(graph.nodes, tr.nodes, [out.index]),
-                     {"output": out.index})
+            outs = _named_outputs(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
+            outs = {k: _materialise(tr, v).index for k, v in outs.items()}
+        _add_program(graph, ir.EVAL, fold_conv_activations(graph.nodes, tr.nodes, list(outs.values())),
+                     outs)
 
         # ---- grad / train programs ----------------------------------------------
         if loss is not None:
             model.train()
             tr = tracing.Tracer(graph, names, paths, holders, streams)
             with tr.activate():
-                out = _single_output(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
-                out = _materialise(tr, out)
+                named = _named_outputs(model(*[tr.wrap(t.index) for t in in_tensors]),
+                                       "forward")
+                named = OrderedDict((k, _materialise(tr, v)) for k, v in named.items())
+                out = named[_loss_target(named, output)]
                 with tr.scope(name="loss"):
                     value = loss(out, *[tr.wrap(t.index) for t in label_tensors])
                 value = _single_output(value, "the loss")
@@ -145,13 +224,13 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
                     raise ShapeError(f"the loss must be a scalar, got shape "
                                      f"{tuple(value.shape)}")
                 value = _materialise(tr, value)
-            fwd_nodes = fold_conv_activations(graph.nodes, tr.nodes, [out.index, value.index])
+            outs = OrderedDict([("loss", value.index)] + [(k, v.index) for k, v in named.items()])
+            keep = list(outs.values())
+            fwd_nodes = fold_conv_activations(graph.nodes, tr.nodes, keep)
             bwd_nodes, param_grads = autodiff.backward(graph, value.index, fwd_nodes)
-            bwd_nodes = mask_before_maxpool_bwd(graph, fwd_nodes, bwd_nodes,
-                                                [out.index, value.index])
+            bwd_nodes = mask_before_maxpool_bwd(graph, fwd_nodes, bwd_nodes, keep)
             grad_nodes = fwd_nodes + bwd_nodes
-            _add_program(graph, ir.GRAD_PROGRAM, grad_nodes,
-                         {"loss": value.index, "output": out.index})
+            _add_program(graph, ir.GRAD_PROGRAM, grad_nodes, outs)
             if optimizer is not None:
                 optimizer.configure(graph.state)
                 update_nodes = []
@@ -160,8 +239,7 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
                 for p_idx, g_idx in param_grads.items():
                     update_nodes += optimizer.emit(graph, graph.tensors[p_idx],
                                                    graph.tensors[g_idx], by_index.get(p_idx))
-                _add_program(graph, ir.TRAIN, grad_nodes + update_nodes,
-                             {"loss": value.index, "output": out.index})
+                _add_program(graph, ir.TRAIN, grad_nodes + update_nodes, outs)
                 if scheduler is not None:
                     scheduler.configure(graph.state)
     finally:
@@ -177,6 +255,8 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
         "optimizer": type(optimizer).__name__ if optimizer is not None else None,
         "scheduler": type(scheduler).__name__ if scheduler is not None else None,
     }
+    if stored_max_batch:
+        graph.meta["max_batch"] = stored_max_batch
     return graph
 
 
@@ -400,7 +480,7 @@ def _compact(graph: ir.Graph, extra: List[ir.TensorDef], nodes: List[ir.Node],
         ir.EVAL, list(range(len(nodes))),
         sorted(remap[t] for t in prog.inputs if t in remap),
         {k: remap[t] for k, t in prog.outputs.items()})
-    out.state = ir.TrainState(seed=graph.state.seed)
+    out.state = ir.TrainState(seed=graph.state.seed, max_batch=graph.state.max_batch)
     out.meta = dict(graph.meta, inference_only=True)
     return out
 

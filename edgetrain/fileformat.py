@@ -19,7 +19,7 @@ from . import ir
 from .errors import ModelFormatError, ModelIOError
 
 MAGIC = b"EDGETRN\0"
-VERSION_MAJOR, VERSION_MINOR = 1, 0
+VERSION_MAJOR, VERSION_MINOR = 1, 1
 HEADER_SIZE, SECTION_ENTRY_SIZE = 64, 32
 TENSOR_RECORD, NODE_RECORD, STATE_SIZE = 96, 224, 128
 ALIGN = 64
@@ -98,9 +98,9 @@ def dumps(graph: ir.Graph, *, inference_only: bool = False) -> bytes:
             programs += struct.pack("<III", off, ln, tid)
 
     s = graph.state
-    state = struct.pack("<QQQQfI6f6qII8x", s.step, s.epoch, s.seed, s.rng_counter,
+    state = struct.pack("<QQQQfI6f6qIII4x", s.step, s.epoch, s.seed, s.rng_counter,
                         s.base_lr, s.sched_kind, *[float(v) for v in s.sched_f],
-                        *[int(v) for v in s.sched_i], s.warmup, s.opt_kind)
+                        *[int(v) for v in s.sched_i], s.warmup, s.opt_kind, s.max_batch)
     assert len(state) == STATE_SIZE
 
     sections = [(STRINGS, bytes(strings.buf)), (TENSORS, bytes(tensors)), (NODES, bytes(nodes)),
@@ -230,6 +230,7 @@ def _parse_sections(secs, flags, ops) -> ir.Graph:
     s.step, s.epoch, s.seed, s.rng_counter, s.base_lr, s.sched_kind = st[:6]
     s.sched_f, s.sched_i = list(st[6:12]), list(st[12:18])
     s.warmup, s.opt_kind = st[18], st[19]
+    s.max_batch = struct.unpack_from("<I", secs[STATE], 120)[0]  # minor 1; zero in minor 0
     if META in secs:
         g.meta = _parse_meta(secs[META])
     g.meta["_inference_only"] = bool(flags & FLAG_INFERENCE_ONLY)

@@ -76,6 +76,7 @@ class TrainState:
     sched_i: List[int] = field(default_factory=lambda: [0] * 6)
     warmup: int = 0
     opt_kind: int = 0  # 0 none, 1 sgd, 2 adam, 3 adamw
+    max_batch: int = 0  # largest batch fed without an explicit Resize; 0 = the inputs' batch
 
 
 class Graph:

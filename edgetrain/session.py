@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import OrderedDict
 from typing import Dict, Mapping, Optional
 
 import numpy as np
@@ -70,22 +71,26 @@ class TrainSession:
     def from_module(cls, model, inputs: Mapping[str, tuple], loss=None,
                     labels: Optional[Mapping[str, tuple]] = None, optimizer=None,
                     scheduler=None, threads: Optional[int] = None,
-                    seed: Optional[int] = None,
-                    max_memory: Optional[int] = None) -> "TrainSession":
+                    seed: Optional[int] = None, max_batch: Optional[int] = None,
+                    output=None, max_memory: Optional[int] = None) -> "TrainSession":
         """Trace ``model`` into a trainable program and load it.
 
         ``inputs`` maps input names to shapes (float32); ``labels`` maps label names to
         ``(shape, dtype)`` with dtype ``"int64"`` (class indices) or ``"float32"``;
-        ``loss`` is called as ``loss(output, *labels)`` while tracing.
+        ``loss`` is called as ``loss(output, *labels)`` while tracing. The batch may be left
+        open (``(None, 1, 28, 28)``); ``max_batch`` is the largest batch accepted without a
+        :meth:`Resize`. For a model returning a tuple or dict, ``output`` (name or index)
+        names the output the loss applies to; :meth:`RunGraph` returns all of them.
         ``max_memory`` (bytes) bounds what the session may plan; by default half the
         physical memory. A plan above it raises :class:`ResourceLimitError` before any
-        allocation (also at :meth:`Resize`).
+        allocation (also at :meth:`Resize` and at an automatic batch change).
         """
         from .export import build_graph
 
         graph = build_graph(model, inputs=dict(inputs), loss=loss,
                             labels=dict(labels) if labels else None,
-                            optimizer=optimizer, scheduler=scheduler)
+                            optimizer=optimizer, scheduler=scheduler, max_batch=max_batch,
+                            output=output)
         if seed is not None:
             graph.state.seed = int(seed)
         return cls.from_graph(graph, threads=threads, max_memory=max_memory)
@@ -143,7 +148,11 @@ class TrainSession:
         """Run the selected program once; returns copies of its outputs by name.
 
         ``feeds`` must hold every input of the program (the labels only for train/grad).
-        Arrays must have the planned shapes; call :meth:`Resize` for another batch size.
+        Arrays must have the planned shapes except for the batch (dim 0): any batch up to
+        :attr:`max_batch` re-plans in the runtime (recent plans are cached); call
+        :meth:`Resize` for a larger batch or another shape. A train step whose loss or
+        gradient is NaN/Inf raises :class:`~edgetrain.errors.NonFiniteError` and changes
+        nothing (see :attr:`nonfinite`).
         """
         needed = [self._s.info(i)["name"] for i in self._s.inputs()]
         missing = [n for n in needed if n not in feeds]
@@ -154,6 +163,68 @@ class TrainSession:
             self._s.set_input(name, _as_input(name, feeds[name]))
         self._s.run()
         return {name: self._s.get(t) for name, t in self._s.outputs().items()}
+
+    @_serialised
+    def predict(self, x, batch_size: Optional[int] = None):
+        """Run the eval program on ``x`` (an array for the model's one input, or a dict by
+        input name) of any batch size, in chunks of at most ``batch_size`` (default
+        :attr:`max_batch`). Returns the output array (a dict for a model with several
+        outputs). The selected program (train/grad/eval) is restored afterwards."""
+        prev = self.mode
+        self._s.set_program("eval")
+        try:
+            names = self.input_names
+            if isinstance(x, Mapping):
+                feeds = {k: _as_input(k, v) for k, v in x.items()}
+            elif len(names) == 1:
+                feeds = {names[0]: _as_input(names[0], x)}
+            else:
+                raise InvalidArgumentError(f"predict: the model reads {names}; pass a dict")
+            n = len(next(iter(feeds.values())))
+            step = int(batch_size) if batch_size is not None else self.max_batch
+            if step < 1:
+                raise InvalidArgumentError(f"predict: batch_size must be >= 1, got {step}")
+            parts = [self.RunGraph({k: v[i:i + step] for k, v in feeds.items()})
+                     for i in range(0, max(n, 1), step)]
+        finally:
+            self._s.set_program(prev)
+        out = {k: (parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts]))
+               for k in parts[0]}
+        return out["output"] if list(out) == ["output"] else out
+
+    @property
+    def max_batch(self) -> int:
+        """Largest batch :meth:`RunGraph` accepts without :meth:`Resize` (set at export)."""
+        return int(self._s.max_batch)
+
+    @property
+    def cached_plans(self) -> int:
+        """Memory plans the runtime holds (the current one and up to 3 other batch sizes)."""
+        return int(self._s.cached_plans)
+
+    @property
+    def nonfinite(self) -> str:
+        """What a train step with a NaN/Inf loss or gradient does: ``"raise"`` (default,
+        :class:`~edgetrain.errors.NonFiniteError`), ``"skip"`` (the step is skipped and
+        counted in :attr:`skipped_steps`) or ``"off"`` (no check). Either way a bad step
+        changes no weight, optimizer state, BatchNorm statistic or step counter."""
+        return self._s.nonfinite
+
+    @nonfinite.setter
+    def nonfinite(self, policy: str) -> None:
+        if policy not in ("raise", "skip", "off"):
+            raise InvalidArgumentError(f"nonfinite must be 'raise', 'skip' or 'off', got "
+                                       f"{policy!r}")
+        self._s.nonfinite = policy
+
+    @property
+    def skipped_steps(self) -> int:
+        """Train steps skipped for a non-finite loss or gradient (``nonfinite="skip"``)."""
+        return int(self._s.skipped_steps)
+
+    @property
+    def last_step_skipped(self) -> bool:
+        return bool(self._s.last_step_skipped)
 
     def Resize(self, shapes: Mapping[str, tuple]) -> None:
         """Re-plan for new input shapes, e.g. ``{"data": (17, 1, 28, 28), "label": (17,)}``."""
@@ -229,6 +300,48 @@ class TrainSession:
             self._s.set(known[k], v)
 
     @_serialised
+    def state_dict(self, as_torch: bool = False) -> "OrderedDict[str, np.ndarray]":
+        """Parameters and buffers by PyTorch name and shape, ready for
+        ``model.load_state_dict`` (an ``edgetrain.nn.Module``, or a ``torch.nn.Module`` with
+        ``as_torch=True``, which returns torch tensors). Every BatchNorm also gets
+        ``num_batches_tracked``: the session's step (train steps run; each one showed every
+        BatchNorm one batch), as an int64 scalar."""
+        out = OrderedDict()
+        names = {self._s.info(i)["name"] for i in range(self._s.tensor_count())}
+        for i in range(self._s.tensor_count()):
+            info = self._s.info(i)
+            if info["kind"] not in ("param", "buffer"):
+                continue
+            out[info["name"]] = self._s.get(i)
+            prefix = info["name"][:-len("running_var")]
+            if info["name"].endswith("running_var") and prefix + "running_mean" in names:
+                out[prefix + "num_batches_tracked"] = np.array(self.step, np.int64)
+        if as_torch:
+            import torch
+
+            out = OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v)))
+                              for k, v in out.items())
+        return out
+
+    @_serialised
+    def update_module(self, model, strict: bool = True) -> None:
+        """Copy the trained values back into ``model`` (the ``edgetrain.nn.Module`` the
+        session was made from, or one with the same structure), including BatchNorm
+        running statistics and ``num_batches_tracked``. With ``strict`` every parameter and
+        persistent buffer of ``model`` must be in the session."""
+        own = OrderedDict(model._state_items())
+        values = self.state_dict()
+        missing = [k for k in own if k not in values]
+        if strict and missing:
+            raise NotFoundError(f"update_module: the session has no value for {missing}")
+        for k, holder in own.items():
+            if k not in values:
+                continue
+            if tuple(values[k].shape) != tuple(holder.data.shape):
+                raise ShapeError(f"update_module: {k!r} has shape {tuple(values[k].shape)} in "
+                                 f"the session but {tuple(holder.data.shape)} in the model")
+            holder.data = values[k]
+
     def get_gradients(self) -> Dict[str, np.ndarray]:
         """Gradients of the trainable parameters from the last train/grad run."""
         out = {}

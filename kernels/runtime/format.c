@@ -61,7 +61,8 @@ typedef struct parse_ctx {
     char *err;
     size_t cap;
     section_ref sec[ET_SEC_DATA + 1]; /* required sections by type */
-    int strict;                       /* minor 0: reserved bytes and padding must be zero */
+    int strict;                       /* a minor this reader knows: reserved bytes and padding must be zero */
+    uint32_t minor;                   /* the file's minor version */
 } parse_ctx;
 
 static et_status fail(parse_ctx *c, const char *fmt, ...)
@@ -93,9 +94,10 @@ static int all_zero(const uint8_t *p, size_t n) {
     return 1;
 }
 
-/* Version 1.0 defines every byte: reserved fields, unused slots and the
+/* Versions 1.0 and 1.1 define every byte: reserved fields, unused slots and the
  * padding between sections are zero (unused tensor slots -1). A later minor
- * may give reserved bytes a meaning, so these checks apply to minor 0 only. */
+ * may give reserved bytes a meaning, so these checks apply to the minors this
+ * reader knows (up to ET_FORMAT_MINOR) only. */
 static et_status check_zero(parse_ctx *c, const uint8_t *p, size_t n, const char *what) {
     if (c->strict && !all_zero(p, n)) return fail(c, "%s: reserved bytes are not zero", what);
     return ET_OK;
@@ -121,9 +123,10 @@ static et_status parse_header(parse_ctx *c, uint32_t *n_sections, uint32_t *flag
                     (unsigned long long)file_size, c->size);
     *n_sections = rd32(h + 24);
     *flags = rd32(h + 28);
-    c->strict = rd32(h + 12) == 0;
+    c->minor = rd32(h + 12);
+    c->strict = c->minor <= ET_FORMAT_MINOR;
     if (c->strict && (*flags & ~ET_HFLAG_KNOWN))
-        return fail(c, "header: unknown flags 0x%x (version 1.0 defines bit 0 only)", *flags);
+        return fail(c, "header: unknown flags 0x%x (version 1.%u defines bit 0 only)", *flags, c->minor);
     if (check_zero(c, h + 40, 24, "header") != ET_OK) return ET_ERR_FORMAT;
     if (*n_sections < 1 || *n_sections > ET_MAX_SECTIONS)
         return fail(c, "section count %u out of range 1..%u", *n_sections, ET_MAX_SECTIONS);
@@ -240,7 +243,10 @@ static et_status parse_state(parse_ctx *c, et_train_state *st) {
                     st->sched_kind == ET_SCHED_STEP ? "step_size" : "t_max", (long long)st->sched_i[0]);
     if (st->opt_kind >= ET_OPTIM_COUNT_)
         return fail(c, "section 5 (STATE): optimizer kind %u unknown (0..%d)", st->opt_kind, ET_OPTIM_COUNT_ - 1);
-    return check_zero(c, p + 120, 8, "section 5 (STATE)");
+    st->max_batch = 0;
+    if (c->minor == 0) return check_zero(c, p + 120, 8, "section 5 (STATE)");
+    st->max_batch = rd32(p + 120); /* minor 1 */
+    return check_zero(c, p + 124, 4, "section 5 (STATE)");
 }
 
 /* ---- TENSORS ---------------------------------------------------------------- */
@@ -747,7 +753,7 @@ static uint8_t *build_tensors(const et_model *m, const et_tshape *shapes, const 
         r[8] = (uint8_t)s->dtype;
         r[9] = (uint8_t)t->kind;
         r[10] = (uint8_t)s->ndim;
-        r[11] = t->flags & ET_TFLAG_KNOWN; /* the bits version 1.0 defines */
+        r[11] = t->flags & ET_TFLAG_KNOWN; /* the bits this version defines */
         wr32(r + 12, t->owner);
         for (int d = 0; d < s->ndim; d++) wri64(r + 16 + 8 * d, s->dim[d]);
         if (et_kind_has_data(t->kind)) {
@@ -826,6 +832,7 @@ static void build_state(const et_train_state *st, uint8_t *p) {
     for (int i = 0; i < 6; i++) wri64(p + 64 + 8 * i, st->sched_i[i]);
     wr32(p + 112, st->warmup);
     wr32(p + 116, st->opt_kind);
+    wr32(p + 120, st->max_batch);
 }
 
 static const uint8_t zeros64[64];

@@ -24,7 +24,7 @@
 #define ET_NODE_MAX_IATTR 16
 #define ET_NODE_MAX_FATTR 8
 #define ET_FORMAT_MAJOR 1u
-#define ET_FORMAT_MINOR 0u
+#define ET_FORMAT_MINOR 1u
 #define ET_MAX_SECTIONS 64u
 #define ET_ALIGN 64u
 #define ET_MAX_DIM ((int64_t)1 << 31)        /* largest single dimension */
@@ -49,9 +49,9 @@ enum et_section_type {
 
 #define ET_TFLAG_TRAINABLE 1u
 #define ET_TFLAG_OUTPUT 2u
-#define ET_TFLAG_KNOWN (ET_TFLAG_TRAINABLE | ET_TFLAG_OUTPUT) /* tensor flags of version 1.0 */
+#define ET_TFLAG_KNOWN (ET_TFLAG_TRAINABLE | ET_TFLAG_OUTPUT) /* tensor flags of versions 1.0, 1.1 */
 #define ET_HFLAG_INFERENCE_ONLY 1u
-#define ET_HFLAG_KNOWN ET_HFLAG_INFERENCE_ONLY               /* header flags of version 1.0 */
+#define ET_HFLAG_KNOWN ET_HFLAG_INFERENCE_ONLY               /* header flags of versions 1.0, 1.1 */
 #define ET_NO_OWNER 0xFFFFFFFFu
 
 /* ---- allocation (the only place the runtime touches the heap) ------------ */
@@ -137,6 +137,7 @@ typedef struct et_train_state {
     int64_t sched_i[6];
     uint32_t warmup;
     uint32_t opt_kind;
+    uint32_t max_batch;      /* minor 1: largest batch fed without an explicit resize; 0 = the file's batch */
 } et_train_state;
 
 enum { ET_SCHED_CONSTANT, ET_SCHED_STEP, ET_SCHED_MULTISTEP, ET_SCHED_EXPONENTIAL,
@@ -297,5 +298,58 @@ et_status et_state_check(const et_train_state *st, char *err, size_t cap); /* sc
 et_status et_lr_check_step(double lr, uint64_t step, char *err, size_t cap); /* ET_ERR_STATE if unusable */
 /* The file's state and inputs within the API's limits (ET_ERR_FORMAT). */
 et_status et_model_check_limits(const et_model *m, char *err, size_t cap);
+
+/* ---- plans for other batch sizes (plan_cache.c) ------------------------------ */
+/* A session keeps its current plan plus up to ET_PLAN_CACHE - 1 spare plans for
+ * other input shapes (most recently used first). Switching to a spare swaps two
+ * structs and allocates nothing; a new shape builds a plan and frees the least
+ * recently used spare. */
+#define ET_PLAN_CACHE 4
+
+typedef struct et_plan_cache {
+    et_plan spare[ET_PLAN_CACHE - 1]; /* shape == NULL: empty slot */
+    et_tshape *home;                  /* shapes SaveToFile writes: those of the load or the last resize */
+    et_tshape *scratch;               /* per tensor: a key built without allocating */
+    uint8_t *stale;                   /* per tensor: an INPUT not fed since an automatic re-plan */
+    int64_t batch_limit;              /* largest batch an automatic re-plan accepts */
+} et_plan_cache;
+
+et_status et_plan_cache_init(et_plan_cache *c, const et_model *m, const et_plan *cur, char *err, size_t cap);
+void et_plan_cache_free(et_plan_cache *c);
+/* Makes *cur the plan for `base` (shapes of all tensors; only INPUT shapes are
+ * compared): kept, swapped with a spare, or built (a new plan must pass `check`,
+ * the session's memory limit). Spares are then freed, least recently used
+ * first, until the current plan and the spares together fit `budget` bytes.
+ * On error nothing changes. */
+et_status et_plan_cache_use(et_plan_cache *c, const et_model *m, const et_tshape *base, int nthreads,
+                            et_plan_check_fn check, void *ctx, uint64_t budget, et_plan *cur, char *err,
+                            size_t cap);
+void et_plan_cache_drop_spares(et_plan_cache *c); /* e.g. after the thread count grew the workspace */
+int et_plan_cache_count(const et_plan_cache *c);   /* spare plans held */
+
+/* ---- the non-finite guard of a TRAIN step (guard.c) ---------------------------- */
+/* Before the first node that updates a PARAM or OPTSTATE tensor, the loss and
+ * the gradient block are checked; BUFFER tensors the forward writes in place
+ * (BatchNorm running statistics) are backed up at the start of the step into a
+ * buffer allocated at load, and restored when the check fails. */
+typedef struct et_guard {
+    int policy;                /* et_nonfinite_policy */
+    uint32_t at;               /* position in the TRAIN program of the first update node */
+    int32_t loss;              /* the TRAIN program's "loss" output, -1 if none */
+    uint32_t n_saved;
+    uint32_t *saved;           /* BUFFER tensors written before `at` */
+    uint8_t *backup;
+    uint64_t skipped;          /* steps skipped under ET_NONFINITE_SKIP */
+    int last_skipped;          /* the last TRAIN run was skipped */
+} et_guard;
+
+et_status et_guard_init(et_guard *g, const et_model *m, char *err, size_t cap);
+void et_guard_free(et_guard *g);
+void et_guard_backup(const et_guard *g, const et_model *m, void *const *ptr);
+void et_guard_restore(const et_guard *g, const et_model *m, void *const *ptr);
+/* ET_OK when the loss and every gradient are finite; else ET_ERR_NONFINITE with
+ * a message naming the loss value or the first non-finite gradient. */
+et_status et_guard_check(const et_guard *g, const et_model *m, const et_persist *p, void *const *ptr,
+                         const et_tshape *shape, char *err, size_t cap);
 
 #endif /* EDGETRAIN_RUNTIME_INTERNAL_H */

@@ -24,6 +24,8 @@ struct et_session {
     et_model model;
     et_persist persist;
     et_plan plan;
+    et_plan_cache cache;     /* spare plans for other batch sizes (plan_cache.c) */
+    et_guard guard;          /* non-finite check of TRAIN steps (guard.c) */
     void **ptr;              /* per tensor: data of the current program (NULL: unused) */
     int nthreads;
     uint64_t max_memory;     /* every plan is checked against it before allocation (limits.c) */
@@ -95,6 +97,12 @@ static et_status check_plan_limit(const et_model *m, const et_plan *p, void *ctx
     return et_plan_check_memory(m, p, p->ws_bytes, ((const et_session *)ctx)->max_memory, err, cap);
 }
 
+/* What the plans (current and cached) may hold together: the limit less the persistent blocks. */
+static uint64_t plan_budget(const et_session *s) {
+    uint64_t persist = et_persist_total_bytes(&s->model);
+    return s->max_memory > persist ? s->max_memory - persist : 0;
+}
+
 static et_status plan_at_load(et_session *s) {
     const et_model *m = &s->model;
     et_tshape *base = (et_tshape *)et_calloc((size_t)m->n_tensors + 1, sizeof(et_tshape));
@@ -140,6 +148,8 @@ et_status et_session_load_memory_ex(const void *data, size_t size, const et_load
     if (st == ET_OK) st = et_model_check_limits(&s->model, load_err, sizeof load_err);
     if (st == ET_OK) st = plan_at_load(s);
     if (st == ET_OK) st = et_persist_build(&s->model, &s->persist, load_err, sizeof load_err);
+    if (st == ET_OK) st = et_plan_cache_init(&s->cache, &s->model, &s->plan, load_err, sizeof load_err);
+    if (st == ET_OK) st = et_guard_init(&s->guard, &s->model, load_err, sizeof load_err);
     s->model.data = NULL; /* the caller's bytes are not kept */
     if (st == ET_OK && !(s->ptr = (void **)et_calloc((size_t)s->model.n_tensors + 1, sizeof(void *)))) {
         et_msgf(load_err, sizeof load_err, "out of memory for a session");
@@ -221,6 +231,8 @@ et_status et_session_load_file_ex(const char *path, const et_load_options *opts,
 void et_session_free(et_session *s) {
     if (!s) return;
     et_plan_free(&s->plan);
+    et_plan_cache_free(&s->cache);
+    et_guard_free(&s->guard);
     et_persist_free(&s->persist);
     et_model_free(&s->model);
     et_free(s->ptr);
@@ -239,6 +251,7 @@ et_status et_session_set_threads(et_session *s, int nthreads) {
     et_status st = et_plan_check_memory(&s->model, &s->plan, ws > s->plan.ws_bytes ? ws : s->plan.ws_bytes,
                                         s->max_memory, s->err, sizeof s->err);
     if (st == ET_OK) st = et_plan_set_threads(&s->model, &s->plan, n, s->err, sizeof s->err);
+    if (st == ET_OK && n != s->nthreads) et_plan_cache_drop_spares(&s->cache); /* planned for the old count */
     if (st == ET_OK) s->nthreads = n;
     return st;
 }
@@ -300,6 +313,18 @@ static et_status check_new_shape(et_session *s, const char *name, int ndim, cons
     return ET_OK;
 }
 
+/* An explicit resize sets the shapes SaveToFile writes and may raise the batch limit. */
+static void resized_explicitly(et_session *s) {
+    const et_model *m = &s->model;
+    memcpy(s->cache.home, s->plan.shape, (size_t)m->n_tensors * sizeof(et_tshape));
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        s->cache.stale[i] = 0;
+        if (m->tensors[i].kind == ET_KIND_INPUT && s->plan.shape[i].ndim > 0 &&
+            s->plan.shape[i].dim[0] > s->cache.batch_limit)
+            s->cache.batch_limit = s->plan.shape[i].dim[0];
+    }
+}
+
 et_status et_session_resize(et_session *s, int count, const char *const *names, const int *ndims,
                             const int64_t *const *shapes) {
     if (!s) return ET_ERR_ARG;
@@ -315,12 +340,12 @@ et_status et_session_resize(et_session *s, int count, const char *const *names, 
         st = find_input(s, names[k], &i);
         if (st == ET_OK) st = check_new_shape(s, names[k], ndims[k], shapes[k], &base[i]);
     }
-    et_plan plan;
-    if (st == ET_OK) st = et_plan_build_checked(m, base, s->nthreads, check_plan_limit, s, &plan, s->err, sizeof s->err);
+    if (st == ET_OK)
+        st = et_plan_cache_use(&s->cache, m, base, s->nthreads, check_plan_limit, s, plan_budget(s), &s->plan, s->err,
+                               sizeof s->err);
     et_free(base);
     if (st != ET_OK) return st;
-    et_plan_free(&s->plan);
-    s->plan = plan;
+    resized_explicitly(s);
     bind_pointers(s);
     return ET_OK;
 }
@@ -367,6 +392,38 @@ static et_status copy_labels_i64(et_session *s, const char *name, const int64_t 
     return ET_OK;
 }
 
+/* A shape that differs from the planned one in dim 0 only is a new batch size:
+ * every INPUT whose dim 0 is the old batch gets the new one and the session
+ * switches to the plan for those shapes (a cached one allocates nothing). The
+ * other inputs must be fed again before the next run (their data is in the
+ * other plan). Other differences, or a batch above the limit, are errors. */
+static et_status switch_batch(et_session *s, int i, int ndim, const int64_t *shape) {
+    const et_model *m = &s->model;
+    const et_tshape *planned = &s->plan.shape[i];
+    const char *name = m->tensors[i].name;
+    char a[128];
+    int batch_only = ndim == planned->ndim && ndim > 0 && shape;
+    for (int d = 1; batch_only && d < ndim; d++) batch_only = shape[d] == planned->dim[d];
+    if (!batch_only)
+        return session_fail(s, ET_ERR_SHAPE, "input '%s' is planned as %s; only the batch (dim 0) may change without "
+                            "a resize", name, et_shape_str(planned, a, sizeof a));
+    if (shape[0] < 1 || shape[0] > s->cache.batch_limit)
+        return session_fail(s, ET_ERR_SHAPE, "input '%s': batch %lld is outside 1..%lld, the largest batch this "
+                            "model accepts (max_batch at export; resize the session for a larger one)", name,
+                            (long long)shape[0], (long long)s->cache.batch_limit);
+    int64_t old = planned->dim[0];
+    et_tshape *base = s->cache.scratch;
+    memcpy(base, s->plan.shape, (size_t)m->n_tensors * sizeof(et_tshape));
+    for (uint32_t t = 0; t < m->n_tensors; t++)
+        if (m->tensors[t].kind == ET_KIND_INPUT && base[t].ndim > 0 && base[t].dim[0] == old) base[t].dim[0] = shape[0];
+    et_status st = et_plan_cache_use(&s->cache, m, base, s->nthreads, check_plan_limit, s, plan_budget(s), &s->plan,
+                                     s->err, sizeof s->err);
+    if (st != ET_OK) return st;
+    bind_pointers(s);
+    for (uint32_t t = 0; t < m->n_tensors; t++) s->cache.stale[t] = m->tensors[t].kind == ET_KIND_INPUT;
+    return ET_OK;
+}
+
 et_status et_session_set_input(et_session *s, const char *name, et_dtype dtype, const void *data, int ndim,
                                const int64_t *shape) {
     if (!s) return ET_ERR_ARG;
@@ -378,18 +435,22 @@ et_status et_session_set_input(et_session *s, const char *name, et_dtype dtype, 
     int same = ndim == planned->ndim && (ndim == 0 || shape);
     for (int d = 0; same && d < ndim; d++) same = shape[d] == planned->dim[d];
     if (!same) {
-        char a[128];
-        return session_fail(s, ET_ERR_SHAPE, "input '%s' is planned as %s; resize the session before feeding another "
-                            "shape", name, et_shape_str(planned, a, sizeof a));
+        st = switch_batch(s, i, ndim, shape);
+        if (st != ET_OK) return st;
+        planned = &s->plan.shape[i];
     }
     int64_t n = et_shape_numel(planned);
     if (dtype == planned->dtype) {
         memcpy(s->ptr[i], data, et_shape_bytes(planned));
-        return ET_OK;
+        st = ET_OK;
+    } else if (planned->dtype == ET_I32 && dtype == ET_I64) {
+        st = copy_labels_i64(s, name, (const int64_t *)data, s->ptr[i], n);
+    } else {
+        st = session_fail(s, ET_ERR_DTYPE, "input '%s' holds %s; got %s data", name, et_dtype_name(planned->dtype),
+                          et_dtype_name(dtype));
     }
-    if (planned->dtype == ET_I32 && dtype == ET_I64) return copy_labels_i64(s, name, (const int64_t *)data, s->ptr[i], n);
-    return session_fail(s, ET_ERR_DTYPE, "input '%s' holds %s; got %s data", name, et_dtype_name(planned->dtype),
-                        et_dtype_name(dtype));
+    if (st == ET_OK) s->cache.stale[i] = 0;
+    return st;
 }
 
 /* ======================================================================= */
@@ -500,17 +561,11 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-et_status et_session_run(et_session *s) {
-    if (!s) return ET_ERR_ARG;
+/* Runs nodes [from, to) of the current program. */
+static et_status run_nodes(et_session *s, uint32_t from, uint32_t to, et_run_env *env) {
     const et_model *m = &s->model;
     const et_program_def *pg = current(s);
-    et_train_state *state = &s->model.state;
-    double lr = et_scheduled_lr(state, state->step);
-    if (s->program == ET_PROGRAM_TRAIN && et_lr_check_step(lr, state->step, s->err, sizeof s->err) != ET_OK)
-        return ET_ERR_STATE;
-    et_run_env env = {lr_as_float(lr), state->step, state->seed, state->rng_counter,
-                      s->nthreads, s->plan.ws, s->plan.ws_bytes};
-    for (uint32_t k = 0; k < pg->n_nodes; k++) {
+    for (uint32_t k = from; k < to; k++) {
         uint32_t ni = pg->nodes[k];
         const et_node_def *nd = &m->nodes[ni];
         et_node_io io;
@@ -524,17 +579,104 @@ et_status et_session_run(et_session *s) {
             io.out_data[j] = nd->out[j] >= 0 ? s->ptr[nd->out[j]] : NULL;
         }
         const et_op_desc *d = et_op_desc_get(nd->op);
-        env.nthreads = node_threads(d, &io, s->nthreads);
+        env->nthreads = node_threads(d, &io, s->nthreads);
         uint64_t t0 = s->profiling ? now_ns() : 0;
-        et_status st = d->run(&io, &env);
+        et_status st = d->run(&io, env);
         if (s->profiling) {
             s->prof[2 * ni] += now_ns() - t0;
             s->prof[2 * ni + 1]++;
         }
         if (st != ET_OK) return node_failed(s, ni, &io, st);
     }
+    return ET_OK;
+}
+
+/* After an automatic batch change every input of the program must be fed again
+ * (an input fed with another batch than the others ends here too). */
+static et_status check_inputs_fed(et_session *s) {
+    const et_program_def *pg = current(s);
+    for (uint32_t k = 0; k < pg->n_inputs; k++) {
+        uint32_t t = pg->inputs[k];
+        if (s->cache.stale[t])
+            return session_fail(s, ET_ERR_SHAPE, "input '%s' was not fed since the batch changed to %lld; feed every "
+                                "input of the %s program with the same batch", s->model.tensors[t].name,
+                                (long long)(s->plan.shape[t].ndim ? s->plan.shape[t].dim[0] : 0),
+                                et_program_name(s->program));
+    }
+    return ET_OK;
+}
+
+/* The TRAIN step up to its first update node has run: on a non-finite loss or
+ * gradient, undo the in-place buffer writes and stop (raise) or count (skip). */
+static et_status guard_step(et_session *s, int *skip) {
+    char msg[ET_MSG_CAP];
+    et_status st = et_guard_check(&s->guard, &s->model, &s->persist, s->ptr, s->plan.shape, msg, sizeof msg);
+    if (st == ET_OK) return ET_OK;
+    et_guard_restore(&s->guard, &s->model, s->ptr);
+    if (s->guard.policy == ET_NONFINITE_SKIP) {
+        s->guard.skipped++;
+        *skip = 1;
+        return ET_OK;
+    }
+    return session_fail(s, st, "step %llu: %s; the step was not applied (weights, optimizer state, BatchNorm "
+                        "statistics and the step counter are unchanged)", (unsigned long long)s->model.state.step, msg);
+}
+
+et_status et_session_run(et_session *s) {
+    if (!s) return ET_ERR_ARG;
+    et_status st = check_inputs_fed(s);
+    if (st != ET_OK) return st;
+    const et_program_def *pg = current(s);
+    et_train_state *state = &s->model.state;
+    double lr = et_scheduled_lr(state, state->step);
+    if (s->program == ET_PROGRAM_TRAIN && et_lr_check_step(lr, state->step, s->err, sizeof s->err) != ET_OK)
+        return ET_ERR_STATE;
+    et_run_env env = {lr_as_float(lr), state->step, state->seed, state->rng_counter,
+                      s->nthreads, s->plan.ws, s->plan.ws_bytes};
+    int guarded = s->program == ET_PROGRAM_TRAIN && s->guard.policy != ET_NONFINITE_OFF, skip = 0;
+    uint32_t at = guarded ? s->guard.at : pg->n_nodes;
+    if (guarded) et_guard_backup(&s->guard, &s->model, s->ptr);
+    s->guard.last_skipped = 0;
+    st = run_nodes(s, 0, at, &env);
+    if (st == ET_OK && guarded) st = guard_step(s, &skip);
+    if (st != ET_OK && guarded && st != ET_ERR_NONFINITE) et_guard_restore(&s->guard, &s->model, s->ptr);
+    if (st != ET_OK || skip) {
+        s->guard.last_skipped = skip;
+        return st;
+    }
+    st = run_nodes(s, at, pg->n_nodes, &env);
+    if (st != ET_OK) return st;
     if (s->program == ET_PROGRAM_TRAIN) state->step++;
     if (s->program == ET_PROGRAM_TRAIN || s->program == ET_PROGRAM_GRAD) state->rng_counter++;
+    return ET_OK;
+}
+
+/* ======================================================================= */
+/* Batch size and the non-finite guard                                      */
+/* ======================================================================= */
+int64_t et_session_max_batch(const et_session *s) { return s ? s->cache.batch_limit : 0; }
+
+int et_session_cached_plans(const et_session *s) { return s ? 1 + et_plan_cache_count(&s->cache) : 0; }
+
+et_status et_session_set_nonfinite_policy(et_session *s, et_nonfinite_policy policy) {
+    if (!s) return ET_ERR_ARG;
+    if ((unsigned)policy >= ET_NONFINITE_COUNT_)
+        return session_fail(s, ET_ERR_ARG, "non-finite policy %d unknown (0 raise, 1 skip, 2 off)", (int)policy);
+    s->guard.policy = (int)policy;
+    return ET_OK;
+}
+
+et_nonfinite_policy et_session_nonfinite_policy(const et_session *s) {
+    return s ? (et_nonfinite_policy)s->guard.policy : ET_NONFINITE_RAISE;
+}
+
+uint64_t et_session_skipped_steps(const et_session *s) { return s ? s->guard.skipped : 0; }
+
+int et_session_last_step_skipped(const et_session *s) { return s ? s->guard.last_skipped : 0; }
+
+et_status et_session_set_skipped_steps(et_session *s, uint64_t n) {
+    if (!s) return ET_ERR_ARG;
+    s->guard.skipped = n;
     return ET_OK;
 }
 
@@ -544,7 +686,7 @@ et_status et_session_run(et_session *s) {
 et_status et_session_save_file(et_session *s, const char *path) {
     if (!s) return ET_ERR_ARG;
     if (!path || !path[0]) return session_fail(s, ET_ERR_ARG, "save: empty path");
-    return et_model_save(&s->model, s->plan.shape, s->persist.ptr, &s->model.state, path, s->err, sizeof s->err);
+    return et_model_save(&s->model, s->cache.home, s->persist.ptr, &s->model.state, path, s->err, sizeof s->err);
 }
 
 et_status et_session_memory_info(const et_session *s, et_memory_info *info) {

@@ -22,6 +22,7 @@ const char *et_status_str(et_status s) {
     case ET_ERR_STATE: return "invalid state";
     case ET_ERR_NOT_FOUND: return "not found";
     case ET_ERR_LIMIT: return "resource limit exceeded";
+    case ET_ERR_NONFINITE: return "non-finite loss or gradient";
     default: return "unknown status";
     }
 }

@@ -909,9 +909,9 @@ static void test_optim(void) {
     et_fill_random(anc, n, 7, -1.0f, 1.0f);
     double *pd = dbuf(n), *bd = dbuf(n), *md = dbuf(n), *vd = dbuf(n);
     static const sgd_case sgd_cases[] = {
-        {0.1f, 0.0f, 0.0f, 0.0f, 0, 0},     {0.1f, 0.9f, 0.0f, 0.0f, 0, 0},
-        {0.05f, 0.9f, 0.3f, 0.0f, 0, 0},    {0.1f, 0.9f, 0.0f, 1e-2f, 1, 0},
-        {0.1f, 0.5f, 0.1f, 1e-2f, 0, 1},    {0.1f, 0.0f, 0.0f, 5e-2f, 0, 1},
+        {0.1f, 0.0f, 0.0f, 0.0f, 0, 0, 0.0f},  {0.1f, 0.9f, 0.0f, 0.0f, 0, 0, 0.0f},
+        {0.05f, 0.9f, 0.3f, 0.0f, 0, 0, 0.0f}, {0.1f, 0.9f, 0.0f, 1e-2f, 1, 0, 0.0f},
+        {0.1f, 0.5f, 0.1f, 1e-2f, 0, 1, 0.0f}, {0.1f, 0.0f, 0.0f, 5e-2f, 0, 1, 0.0f},
         {0.1f, 0.9f, 0.0f, 1e-2f, 0, 0, 0.5f}, {0.05f, 0.0f, 0.0f, 0.0f, 0, 0, 2.0f},
     };
     for (size_t ci = 0; ci < sizeof sgd_cases / sizeof sgd_cases[0]; ci++) {
@@ -937,8 +937,8 @@ static void test_optim(void) {
         ET_CHECK(close_to_f64(p, pd, n, 1e-5, 1e-6, "sgd"), "sgd case %zu", ci);
     }
     static const adam_case adam_cases[] = {
-        {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0},  {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 0},
-        {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 1}, {5e-3f, 0.3f, 0.95f, 1e-6f, 0.1f, 1},
+        {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, 0.0f},  {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 0, 0.0f},
+        {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 1, 0.0f}, {5e-3f, 0.3f, 0.95f, 1e-6f, 0.1f, 1, 0.0f},
         {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 1, 0.5f}, {1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, 1.0f},
     };
     for (size_t ci = 0; ci < sizeof adam_cases / sizeof adam_cases[0]; ci++) {

@@ -87,6 +87,7 @@ typedef struct tt_model {
     int64_t sched_i[6];
     uint32_t warmup;
     uint64_t seed;
+    uint32_t max_batch; /* non-zero: written as format minor 1 */
 } tt_model;
 
 static int64_t tt_numel(const tt_tensor *t) {
@@ -157,7 +158,7 @@ static uint8_t *tt_write(const tt_model *m, size_t *size) {
     put_f32(&sta, m->base_lr); put_u32(&sta, m->sched_kind);
     for (int k = 0; k < 6; k++) put_f32(&sta, m->sched_f[k]);
     for (int k = 0; k < 6; k++) put_i64(&sta, m->sched_i[k]);
-    put_u32(&sta, m->warmup); put_u32(&sta, 1); put_zeros(&sta, 8);
+    put_u32(&sta, m->warmup); put_u32(&sta, 1); put_u32(&sta, m->max_batch); put_zeros(&sta, 4);
     put(&meta, "{\"test\": true}", 14);
 
     bytes *secs[7] = {&str, &ten, &nod, &pro, &sta, &dat, &meta};
@@ -176,7 +177,7 @@ static uint8_t *tt_write(const tt_model *m, size_t *size) {
     uint8_t head[64];
     memset(head, 0, 64);
     memcpy(head, "EDGETRN", 8);
-    uint32_t major = 1, minor = 0, nsec = 7, flags = 0, tcrc = et_crc32(0, table, sizeof table);
+    uint32_t major = 1, minor = m->max_batch ? 1 : 0, nsec = 7, flags = 0, tcrc = et_crc32(0, table, sizeof table);
     memcpy(head + 8, &major, 4); memcpy(head + 12, &minor, 4); memcpy(head + 16, &pos, 8);
     memcpy(head + 24, &nsec, 4); memcpy(head + 28, &flags, 4); memcpy(head + 32, &tcrc, 4);
     uint32_t hcrc = et_crc32(0, head, 36);
@@ -596,6 +597,144 @@ static void test_resize_save_reload(const uint8_t *img, size_t size) {
              "load of a missing file");
 }
 
+/* ---- batch sizes: automatic re-plan, cached plans, the limit -------------- */
+static int64_t input_batch(et_session *s, int t) {
+    et_tensor_info info;
+    et_session_tensor_info(s, t, &info);
+    return info.shape[0];
+}
+
+static void test_batch_switch(void) {
+    tt_model m;
+    build_mlp(&m);
+    m.max_batch = 9;
+    size_t size = 0;
+    uint8_t *img = tt_write(&m, &size);
+    et_session *s = NULL;
+    et_status st = et_session_load_memory(img, size, 1, &s);
+    free(img);
+    ET_CHECK(st == ET_OK, "load a minor-1 file with max_batch: %s", et_load_error());
+    if (!s) return;
+    ET_CHECK(et_session_max_batch(s) == 9 && et_session_cached_plans(s) == 1, "max_batch from STATE");
+    ref_state r;
+    ref_init(&r);
+    float x[9 * D];
+    int32_t y[9];
+    int64_t y64[9];
+    double logits[9 * C];
+    /* batches 4, 2 (partial), 9 (the limit), then 4 and 2 again from the cache */
+    const int batches[5] = {N0, 2, 9, N0, 2};
+    int64_t before = 0;
+    for (int it = 0; it < 5; it++) {
+        int n = batches[it];
+        if (it == 3) before = et_debug_alloc_count();
+        make_batch(n, 40 + it, x, y, y64);
+        ET_CHECK(feed(s, n, x, y64) == ET_OK, "feed batch %d: %s", n, et_session_error(s));
+        ET_CHECK(input_batch(s, T_X) == n && input_batch(s, T_Y) == n && input_batch(s, T_LOGITS) == n,
+                 "every batch input and activation follows the batch %d", n);
+        ET_CHECK(et_session_run(s) == ET_OK, "train at batch %d: %s", n, et_session_error(s));
+        double lr = 0.1 * pow(0.5, it);
+        double want = ref_step(&r, n, x, y, lr, logits);
+        float got = output_value(s, "loss");
+        ET_CHECK(fabs(got - want) < 1e-5 * (1 + fabs(want)), "loss (mean over the real batch %d): %g vs %g", n,
+                 (double)got, want);
+    }
+    check_params(s, &r, "after 5 steps of 4 batch sizes");
+    ET_CHECK(before < 0 || et_debug_alloc_count() == before, "steps on cached plans allocate nothing (%lld)",
+             (long long)(et_debug_alloc_count() - before));
+    ET_CHECK(et_session_cached_plans(s) == 3, "three plans cached: %d", et_session_cached_plans(s));
+    /* a batch above the limit, another feature size, and a half-fed batch are errors */
+    make_batch(9, 50, x, y, y64);
+    ET_CHECK(et_session_set_input(s, "x", ET_F32, x, 2, (int64_t[]){10, D}) == ET_ERR_SHAPE &&
+             strstr(et_session_error(s), "1..9"), "batch above max_batch: %s", et_session_error(s));
+    ET_CHECK(et_session_set_input(s, "x", ET_F32, x, 2, (int64_t[]){2, D + 1}) == ET_ERR_SHAPE,
+             "only dim 0 changes automatically");
+    ET_CHECK(et_session_set_input(s, "x", ET_F32, x, 2, (int64_t[]){3, D}) == ET_OK, "feed x at batch 3");
+    st = et_session_run(s);
+    ET_CHECK(st == ET_ERR_SHAPE && strstr(et_session_error(s), "'labels'"), "labels still at the old batch: %d %s",
+             st, et_session_error(s));
+    ET_CHECK(et_session_step(s) == 5, "the refused run did not step");
+    /* SaveToFile writes the shapes of the load, not of the last automatic batch */
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/et_rt_batch_%ld.etm", (long)getpid());
+    ET_CHECK(et_session_save_file(s, path) == ET_OK, "save: %s", et_session_error(s));
+    et_session *s2 = NULL;
+    ET_CHECK(et_session_load_file(path, 1, &s2) == ET_OK, "reload: %s", et_load_error());
+    if (s2) {
+        ET_CHECK(input_batch(s2, T_X) == N0 && et_session_max_batch(s2) == 9, "saved at batch %lld, limit %lld",
+                 (long long)input_batch(s2, T_X), (long long)et_session_max_batch(s2));
+        et_session_free(s2);
+    }
+    remove(path);
+    /* a thread count change drops the spare plans (their workspace was sized for the old count) */
+    ET_CHECK(et_session_set_threads(s, 2) == ET_OK && et_session_cached_plans(s) == 1, "spares dropped");
+    et_session_free(s);
+}
+
+/* ---- the non-finite guard ---------------------------------------------------- */
+typedef struct snapshot {
+    float w[D * H + H + H * C + C + D * H];
+    uint64_t step;
+} snapshot;
+
+static void take(et_session *s, snapshot *p) {
+    memset(p, 0, sizeof *p); /* padding too: snapshots are compared with memcmp */
+    float *o = p->w;
+    const char *names[5] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc1.weight.momentum"};
+    const int sizes[5] = {D * H, H, H * C, C, D * H};
+    for (int k = 0; k < 5; k++) {
+        memcpy(o, tensor_f32(s, names[k]), sizeof(float) * (size_t)sizes[k]);
+        o += sizes[k];
+    }
+    p->step = et_session_step(s);
+}
+
+static void test_nonfinite_guard(const uint8_t *img, size_t size) {
+    et_session *s = NULL;
+    if (et_session_load_memory(img, size, 2, &s) != ET_OK) { ET_CHECK(0, "load: %s", et_load_error()); return; }
+    float x[N0 * D];
+    int32_t y[N0];
+    int64_t y64[N0];
+    make_batch(N0, 60, x, y, y64);
+    ET_CHECK(feed(s, N0, x, y64) == ET_OK && et_session_run(s) == ET_OK, "a good step");
+    ET_CHECK(et_session_nonfinite_policy(s) == ET_NONFINITE_RAISE, "raise by default");
+    snapshot a, b;
+    const float bad[2] = {NAN, INFINITY};
+    for (int policy = 0; policy < 2; policy++) {
+        for (int v = 0; v < 2; v++) {
+            et_session_set_nonfinite_policy(s, (et_nonfinite_policy)policy);
+            take(s, &a);
+            float xb[N0 * D];
+            memcpy(xb, x, sizeof xb);
+            xb[D + 1] = bad[v];
+            int64_t before = et_debug_alloc_count();
+            ET_CHECK(feed(s, N0, xb, y64) == ET_OK, "feed a bad sample");
+            et_status st = et_session_run(s);
+            ET_CHECK(before < 0 || et_debug_alloc_count() == before, "the guard allocates nothing");
+            take(s, &b);
+            ET_CHECK(memcmp(&a, &b, sizeof a) == 0, "policy %d, %s: weights, momentum and step bit-identical", policy,
+                     v ? "Inf" : "NaN");
+            if (policy == ET_NONFINITE_RAISE) {
+                ET_CHECK(st == ET_ERR_NONFINITE && strstr(et_session_error(s), "step 1:") &&
+                         strstr(et_session_error(s), "not applied"), "raise: %d %s", st, et_session_error(s));
+            } else {
+                ET_CHECK(st == ET_OK && et_session_last_step_skipped(s), "skip: %d %s", st, et_session_error(s));
+            }
+        }
+    }
+    ET_CHECK(et_session_skipped_steps(s) == 2, "two skipped steps counted: %llu",
+             (unsigned long long)et_session_skipped_steps(s));
+    ET_CHECK(feed(s, N0, x, y64) == ET_OK && et_session_run(s) == ET_OK && !et_session_last_step_skipped(s) &&
+             et_session_step(s) == 2, "a good step after the skipped ones");
+    /* off: the NaN reaches the weights (what the guard prevents) */
+    et_session_set_nonfinite_policy(s, ET_NONFINITE_OFF);
+    x[0] = NAN;
+    feed(s, N0, x, y64);
+    ET_CHECK(et_session_run(s) == ET_OK && isnan(tensor_f32(s, "fc1.weight")[0]), "off: no check");
+    ET_CHECK(et_session_set_nonfinite_policy(s, (et_nonfinite_policy)7) == ET_ERR_ARG, "unknown policy");
+    et_session_free(s);
+}
+
 /* ---- targeted corruptions with the message they must produce ------------ */
 static void fix_crcs(uint8_t *b, size_t size) {
     if (size < 64) return;
@@ -644,6 +783,21 @@ static void expect_format_error(const uint8_t *img, size_t size, size_t at, cons
              "corruption at %zu: status %d, message '%s' (want '%s')", at, st, et_load_error(), needle);
     et_session_free(s);
     free(b);
+}
+
+/* STATE byte 120 is max_batch from minor 1 on; reserved (zero) in minor 0; 124.. stay zero. */
+static void test_max_batch_field(const uint8_t *img0, size_t size0) {
+    size_t st0 = section_offset(img0, 5);
+    const uint32_t seven = 7;
+    expect_format_error(img0, size0, st0 + 120, &seven, 4, "reserved bytes are not zero");
+    tt_model m;
+    build_mlp(&m);
+    m.max_batch = 6;
+    size_t size = 0;
+    uint8_t *img = tt_write(&m, &size);
+    size_t st = section_offset(img, 5);
+    expect_format_error(img, size, st + 124, &seven, 4, "reserved bytes are not zero");
+    free(img);
 }
 
 static void test_targeted_corruptions(const uint8_t *img, size_t size) {
@@ -880,6 +1034,9 @@ void test_runtime(void) {
     test_load_and_introspect(img, size);
     test_train_matches_reference(img, size);
     test_resize_save_reload(img, size);
+    test_batch_switch();
+    test_max_batch_field(img, size);
+    test_nonfinite_guard(img, size);
     test_targeted_corruptions(img, size);
     test_fuzz(img, size);
     test_minor_version_roundtrip(img, size);

@@ -28,6 +28,7 @@ typedef enum et_status {
     ET_ERR_STATE = 10,      /* call not valid in the current session state */
     ET_ERR_NOT_FOUND = 11,  /* name not found */
     ET_ERR_LIMIT = 12,      /* a resource limit (memory, threads) would be exceeded; nothing was allocated */
+    ET_ERR_NONFINITE = 13,  /* a TRAIN step met a NaN/Inf loss or gradient; nothing was updated */
     ET_STATUS_COUNT_
 } et_status;
 

@@ -117,8 +117,15 @@ void *et_session_tensor_data(et_session *s, int index);
 
 /* Copy user data into an INPUT tensor. `dtype` may be ET_F32 for f32 inputs and
  * ET_I64 or ET_I32 for i32 label inputs (converted, range-checked: a label that
- * does not fit gives ET_ERR_LABEL). The shape must equal the current planned
- * shape (call et_session_resize first for a new batch size). */
+ * does not fit gives ET_ERR_LABEL).
+ * The shape must equal the planned shape, except for dim 0 (the batch): a new
+ * batch in 1..et_session_max_batch() re-plans automatically. Every INPUT whose
+ * dim 0 was the old batch takes the new one, and the session switches to the
+ * plan for those shapes: one of the cached plans (et_session_cached_plans, at
+ * most 4, least recently used dropped; switching to a cached plan allocates
+ * nothing) or a new one. After such a switch every input of a program must be
+ * fed again before it runs (else et_session_run gives ET_ERR_SHAPE). Other
+ * shape changes, or a larger batch, need et_session_resize. */
 et_status et_session_set_input(et_session *s, const char *name, et_dtype dtype, const void *data,
                                int ndim, const int64_t *shape);
 
@@ -129,12 +136,38 @@ int et_session_output_count(const et_session *s);
 const char *et_session_output_name(const et_session *s, int i);
 int et_session_output_tensor(const et_session *s, int i);
 
+/* Largest batch an automatic re-plan accepts: the file's max_batch (STATE,
+ * format minor 1), at least the batch of the inputs at load or of the largest
+ * explicit resize. */
+int64_t et_session_max_batch(const et_session *s);
+int et_session_cached_plans(const et_session *s); /* plans held, the current one included (1..4) */
+
 /* ---- running -------------------------------------------------------------- */
 /* Run the current program once. Train: forward, backward, update; then step++
  * and rng_counter++. No heap allocation happens inside. A train run whose
  * scheduled learning rate is not finite or negative fails (ET_ERR_STATE)
- * before any node runs. */
+ * before any node runs.
+ * Non-finite guard (TRAIN only): after the backward pass and before the first
+ * node that updates a parameter or optimizer state, the loss and every
+ * gradient are checked. A NaN or Inf undoes the forward's in-place writes
+ * (BatchNorm running statistics) and, by policy, returns ET_ERR_NONFINITE
+ * naming the step (RAISE, the default) or returns ET_OK and counts the step as
+ * skipped (SKIP). Either way weights, optimizer state, buffers, the step and
+ * the RNG counter are unchanged. OFF runs without the check. */
 et_status et_session_run(et_session *s);
+
+typedef enum et_nonfinite_policy {
+    ET_NONFINITE_RAISE = 0,
+    ET_NONFINITE_SKIP = 1,
+    ET_NONFINITE_OFF = 2,
+    ET_NONFINITE_COUNT_
+} et_nonfinite_policy;
+
+et_status et_session_set_nonfinite_policy(et_session *s, et_nonfinite_policy policy);
+et_nonfinite_policy et_session_nonfinite_policy(const et_session *s);
+uint64_t et_session_skipped_steps(const et_session *s);       /* steps skipped under SKIP */
+et_status et_session_set_skipped_steps(et_session *s, uint64_t n);
+int et_session_last_step_skipped(const et_session *s);        /* 1 if the last run was skipped */
 
 /* ---- optimizer state ------------------------------------------------------ */
 float et_session_lr(const et_session *s);             /* lr for the next step (schedule applied) */
@@ -148,7 +181,9 @@ uint64_t et_session_seed(const et_session *s);
 et_status et_session_set_seed(et_session *s, uint64_t seed); /* also resets the RNG counter */
 
 /* ---- saving --------------------------------------------------------------- */
-/* Full training state, atomically (temp file, fsync, rename). */
+/* Full training state, atomically (temp file, fsync, rename). The input shapes
+ * written are those of the load or of the last et_session_resize, not of an
+ * automatic batch change. */
 et_status et_session_save_file(et_session *s, const char *path);
 
 /* Replace `path` with `size` bytes atomically: a unique temporary file in the

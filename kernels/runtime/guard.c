@@ -1,0 +1,144 @@
+/* edgetrain — the non-finite guard of a TRAIN step.
+ *
+ * One NaN image turns the loss into NaN, the gradients into NaN and, after
+ * the optimizer update, every weight. The guard stops the step between the
+ * backward pass and the first update node: it checks the loss output and the
+ * whole gradient block (one pass over the exponent bits, no branch per value).
+ * The only state a forward writes in place, BUFFER tensors (BatchNorm running
+ * statistics), is copied at the start of the step into a backup allocated at
+ * load and copied back when the check fails. So a failed step leaves weights,
+ * optimizer state, buffers, the step and the RNG counter exactly as they were.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime_internal.h"
+
+/* 1 if an input slot of node nd is written in place and holds a tensor of `kind`. */
+static int mutates_kind(const et_model *m, const et_node_def *nd, et_tensor_kind kind) {
+    const et_op_desc *d = et_op_desc_get(nd->op);
+    for (int k = 0; k < nd->n_in; k++)
+        if ((d->mut_in_mask >> k) & 1u && nd->in[k] >= 0 && m->tensors[nd->in[k]].kind == kind) return 1;
+    return 0;
+}
+
+static int32_t loss_output(const et_program_def *pg) {
+    for (uint32_t k = 0; k < pg->n_outputs; k++)
+        if (strcmp(pg->outputs[k].name, "loss") == 0) return (int32_t)pg->outputs[k].tensor;
+    return -1;
+}
+
+et_status et_guard_init(et_guard *g, const et_model *m, char *err, size_t cap) {
+    memset(g, 0, sizeof *g);
+    g->loss = -1;
+    const et_program_def *pg = &m->programs[ET_PROGRAM_TRAIN];
+    if (!pg->present) return ET_OK;
+    g->loss = loss_output(pg);
+    g->at = pg->n_nodes;
+    for (uint32_t k = 0; k < pg->n_nodes && g->at == pg->n_nodes; k++) {
+        const et_node_def *nd = &m->nodes[pg->nodes[k]];
+        if (mutates_kind(m, nd, ET_KIND_PARAM) || mutates_kind(m, nd, ET_KIND_OPTSTATE)) g->at = k;
+    }
+    uint8_t *mark = (uint8_t *)et_calloc((size_t)m->n_tensors + 1, 1);
+    if (!mark) goto nomem;
+    size_t bytes = 0;
+    for (uint32_t k = 0; k < g->at; k++) {
+        const et_node_def *nd = &m->nodes[pg->nodes[k]];
+        const et_op_desc *d = et_op_desc_get(nd->op);
+        for (int j = 0; j < nd->n_in; j++) {
+            int32_t t = nd->in[j];
+            if (!((d->mut_in_mask >> j) & 1u) || t < 0 || m->tensors[t].kind != ET_KIND_BUFFER || mark[t]) continue;
+            mark[t] = 1;
+            g->n_saved++;
+            bytes += et_shape_bytes(&m->tensors[t].shape);
+        }
+    }
+    g->saved = (uint32_t *)et_calloc((size_t)g->n_saved + 1, sizeof(uint32_t));
+    g->backup = (uint8_t *)et_malloc(bytes);
+    if (!g->saved || !g->backup) {
+        et_free(mark);
+        goto nomem;
+    }
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < m->n_tensors; t++)
+        if (mark[t]) g->saved[n++] = t;
+    et_free(mark);
+    return ET_OK;
+nomem:
+    et_guard_free(g);
+    et_msgf(err, cap, "out of memory for the non-finite guard's backup of the running statistics");
+    return ET_ERR_NOMEM;
+}
+
+void et_guard_free(et_guard *g) {
+    et_free(g->saved);
+    et_free(g->backup);
+    g->saved = NULL;
+    g->backup = NULL;
+    g->n_saved = 0;
+}
+
+/* Persistent tensors keep the shapes of the file, whatever the plan. */
+void et_guard_backup(const et_guard *g, const et_model *m, void *const *ptr) {
+    size_t off = 0;
+    for (uint32_t k = 0; k < g->n_saved; k++) {
+        size_t b = et_shape_bytes(&m->tensors[g->saved[k]].shape);
+        memcpy(g->backup + off, ptr[g->saved[k]], b);
+        off += b;
+    }
+}
+
+void et_guard_restore(const et_guard *g, const et_model *m, void *const *ptr) {
+    size_t off = 0;
+    for (uint32_t k = 0; k < g->n_saved; k++) {
+        size_t b = et_shape_bytes(&m->tensors[g->saved[k]].shape);
+        memcpy(ptr[g->saved[k]], g->backup + off, b);
+        off += b;
+    }
+}
+
+static const char *value_name(float v) { return isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf"; }
+
+/* Index of the first f32 value with an all-ones exponent (NaN or Inf), or n. */
+static size_t first_nonfinite(const void *data, size_t n) {
+    const uint32_t *u = (const uint32_t *)data;
+    for (size_t i0 = 0; i0 < n; i0 += 1024) {
+        size_t e = n - i0 < 1024 ? n : i0 + 1024;
+        uint32_t any = 0;
+        for (size_t i = i0; i < e; i++) any |= (uint32_t)((u[i] & 0x7f800000u) == 0x7f800000u);
+        if (!any) continue;
+        for (size_t i = i0; i < e; i++)
+            if ((u[i] & 0x7f800000u) == 0x7f800000u) return i;
+    }
+    return n;
+}
+
+et_status et_guard_check(const et_guard *g, const et_model *m, const et_persist *p, void *const *ptr,
+                         const et_tshape *shape, char *err, size_t cap) {
+    if (g->loss >= 0 && shape[g->loss].dtype == ET_F32) {
+        size_t n = (size_t)et_shape_numel(&shape[g->loss]);
+        size_t i = first_nonfinite(ptr[g->loss], n);
+        if (i < n) {
+            et_msgf(err, cap, "the loss is %s", value_name(((const float *)ptr[g->loss])[i]));
+            return ET_ERR_NONFINITE;
+        }
+    }
+    /* the gradient block: GRAD tensors back to back, padding zero */
+    size_t n = p->bytes[ET_BLOCK_GRADS] / sizeof(float);
+    if (first_nonfinite(p->block[ET_BLOCK_GRADS], n) == n) return ET_OK;
+    for (uint32_t t = 0; t < m->n_tensors; t++) {
+        if (m->tensors[t].kind != ET_KIND_GRAD || m->tensors[t].shape.dtype != ET_F32) continue;
+        size_t c = (size_t)et_shape_numel(&m->tensors[t].shape);
+        size_t i = first_nonfinite(ptr[t], c);
+        if (i < c) {
+            uint32_t owner = m->tensors[t].owner;
+            et_msgf(err, cap, "the gradient of '%s' holds %s at element %zu",
+                    owner < m->n_tensors ? m->tensors[owner].name : m->tensors[t].name,
+                    value_name(((const float *)ptr[t])[i]), i);
+            return ET_ERR_NONFINITE;
+        }
+    }
+    et_msgf(err, cap, "the gradient block holds a non-finite value");
+    return ET_ERR_NONFINITE;
+}
