@@ -374,12 +374,16 @@ def _tensors_offset(b):
     raise AssertionError("no TENSORS section")
 
 
-def as_version_1_1_with_reserved_bits(data: bytes) -> bytes:
-    """A file of a later minor: reserved header flag bits and tensor flag bits set."""
+LATER_MINOR = fileformat.VERSION_MINOR + 1
+
+
+def as_later_minor_with_reserved_bits(data: bytes) -> bytes:
+    """A file of a later minor than this reader's: reserved header flag bits and tensor flag
+    bits set (a later minor may define them)."""
     b = bytearray(data)
-    struct.pack_into("<I", b, 12, 1)                                  # minor 1
+    struct.pack_into("<I", b, 12, LATER_MINOR)
     flags = struct.unpack_from("<I", b, 28)[0]
-    struct.pack_into("<I", b, 28, flags | 0x40 | 0x100)               # bits 1.0 does not define
+    struct.pack_into("<I", b, 28, flags | 0x40 | 0x100)               # bits 1.x does not define
     t = _tensors_offset(b)
     n = struct.unpack_from("<I", b, t)[0]
     for i in range(n):
@@ -391,11 +395,11 @@ def as_version_1_1_with_reserved_bits(data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("kind", ["full", "inference-file"])
-def test_version_1_1_file_with_reserved_bits_saves_a_loadable_file(tmp_path, sess, kind):
+def test_later_minor_file_with_reserved_bits_saves_a_loadable_file(tmp_path, sess, kind):
     src = tmp_path / "src.etm"
     sess.SaveToFile(src, inference_only=(kind != "full"))
     v11 = tmp_path / "v11.etm"
-    v11.write_bytes(as_version_1_1_with_reserved_bits(src.read_bytes()))
+    v11.write_bytes(as_later_minor_with_reserved_bits(src.read_bytes()))
     loaded = et.TrainSession.load(v11, threads=1)       # a later minor loads (reserved bits ignored)
     out = tmp_path / "out.etm"
     loaded.SaveToFile(out)
@@ -403,8 +407,8 @@ def test_version_1_1_file_with_reserved_bits_saves_a_loadable_file(tmp_path, ses
     b = out.read_bytes()
     major, minor = struct.unpack_from("<II", b, 8)
     flags = struct.unpack_from("<I", b, 28)[0]
-    assert (major, minor) == (1, 0)
-    assert flags == (0 if kind == "full" else 1), "only the flag bits of version 1.0 are written"
+    assert (major, minor) == (fileformat.VERSION_MAJOR, fileformat.VERSION_MINOR)
+    assert flags == (0 if kind == "full" else 1), "only the flag bits this version defines"
     t = _tensors_offset(b)
     n = struct.unpack_from("<I", b, t)[0]
     assert all(b[t + 8 + 96 * i + 11] & ~3 == 0 for i in range(n))
