@@ -13,7 +13,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import ir, ops
+from . import ir, ops, tensor_ops as T
+from .tensor_ops import Dim
 
 _active: Optional["Tracer"] = None
 
@@ -29,16 +30,6 @@ def require() -> "Tracer":
                            "only while tracing (use edgetrain.TrainSession.from_module or "
                            "edgetrain.export.build_graph)")
     return _active
-
-
-class Dim(int):
-    """A dimension read from a traced shape; remembers its position so that
-    ``x.reshape(x.size(0), -1)`` keeps the batch dimension dynamic."""
-
-    def __new__(cls, value: int, pos: int):
-        obj = super().__new__(cls, value)
-        obj.pos = pos
-        return obj
 
 
 class Tensor:
@@ -95,69 +86,69 @@ class Tensor:
         raise TypeError("a traced tensor has no value; data-dependent control flow cannot be "
                         "traced")
 
-    # -- operators (see nn.functional) ------------------------------------------------
+    # -- operators (see tensor_ops; nn.functional gives them PyTorch's names) ------------
     def __add__(self, other):
-        return _F().add(self, other)
+        return T.add(require(), self, other)
 
     def __radd__(self, other):
-        return _F().add(other, self)
+        return T.add(require(), other, self)
 
     def __sub__(self, other):
-        return _F().sub(self, other)
+        return T.sub(require(), self, other)
 
     def __rsub__(self, other):
-        return _F().sub(other, self)
+        return T.sub(require(), other, self)
 
     def __mul__(self, other):
-        return _F().mul(self, other)
+        return T.mul(require(), self, other)
 
     def __rmul__(self, other):
-        return _F().mul(other, self)
+        return T.mul(require(), other, self)
 
     def __truediv__(self, other):
-        return _F().div(self, other)
+        return T.div(require(), self, other)
 
     def __rtruediv__(self, other):
-        return _F().div(other, self)
+        return T.div(require(), other, self)
 
     def __neg__(self):
-        return _F().mul(self, -1.0)
+        return T.mul(require(), self, -1.0)
 
     def __pos__(self):
         return self
 
     def __matmul__(self, other):
-        return _F().matmul(self, other)
+        return T.matmul(require(), self, other)
 
     # -- methods ------------------------------------------------------------------------
     def reshape(self, *shape):
-        return _F().reshape(self, _shape_args(shape))
+        return T.reshape(require(), self, _shape_args(shape))
 
     view = reshape
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
-        return _F().flatten(self, start_dim, end_dim)
+        return T.flatten(require(), self, start_dim, end_dim)
 
     def sum(self, dim=None, keepdim: bool = False):
-        return _F().sum(self, dim, keepdim)
+        return T.sum(require(), self, dim, keepdim)
 
     def mean(self, dim=None, keepdim: bool = False):
-        return _F().mean(self, dim, keepdim)
+        return T.mean(require(), self, dim, keepdim)
 
     def relu(self):
-        return _F().relu(self)
+        return T.relu(require(), self)
 
     def sigmoid(self):
-        return _F().sigmoid(self)
+        return T.sigmoid(require(), self)
 
     def tanh(self):
-        return _F().tanh(self)
+        return T.tanh(require(), self)
 
     def softmax(self, dim: int):
-        return _F().softmax(self, dim)
+        return T.softmax(require(), self, dim)
 
     def log_softmax(self, dim: int):
-        return _F().log_softmax(self, dim)
+        return T.log_softmax(require(), self, dim)
 
     def t(self):
         raise NotImplementedError("transpose is not an op; use F.linear or F.matmul")
@@ -169,9 +160,71 @@ def _shape_args(shape) -> Sequence[int]:
     return tuple(shape)
 
 
-def _F():
-    from .nn import functional
-    return functional
+class Holder:
+    """Base of ``nn.Parameter`` and ``nn.Buffer``: an array owned by a module. ``kind`` is
+    ``ir.PARAM`` or ``ir.BUFFER`` (the tensor kind it becomes when traced). Inside ``forward``
+    its arithmetic and tensor methods go through the active tracer."""
+
+    kind: int = ir.PARAM
+
+    __array_ufunc__ = None
+
+    _TENSOR_METHODS = frozenset(("reshape", "view", "flatten", "sum", "mean", "relu", "sigmoid",
+                                 "tanh", "softmax", "log_softmax"))
+
+    def _t(self):
+        return require().holder_tensor(self)
+
+    def __getattr__(self, name: str):
+        if name in Holder._TENSOR_METHODS:
+            return getattr(self._t(), name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __add__(self, o):
+        return self._t() + o
+
+    def __radd__(self, o):
+        return o + self._t()
+
+    def __sub__(self, o):
+        return self._t() - o
+
+    def __rsub__(self, o):
+        return o - self._t()
+
+    def __mul__(self, o):
+        return self._t() * o
+
+    def __rmul__(self, o):
+        return o * self._t()
+
+    def __truediv__(self, o):
+        return self._t() / o
+
+    def __rtruediv__(self, o):
+        return o / self._t()
+
+    def __neg__(self):
+        return -self._t()
+
+    def __matmul__(self, o):
+        return self._t() @ o
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return self.data.shape
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def size(self, d: Optional[int] = None):
+        return self.data.shape if d is None else self.data.shape[d]
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def numpy(self) -> np.ndarray:
+        return self.data
 
 
 class Tracer:
@@ -230,20 +283,20 @@ class Tracer:
     def wrap(self, index: int) -> Tensor:
         return Tensor(self, index)
 
-    def holder_tensor(self, holder) -> Tensor:
+    def holder_tensor(self, holder: Holder) -> Tensor:
         """The PARAM / BUFFER tensor of a Parameter or Buffer (created on first use)."""
-        from .nn.module import Parameter
         key = id(holder)
         if key in self.holder_tensors:
             return self.wrap(self.holder_tensors[key])
         entry = self.names.get(key)
-        what = "parameter" if isinstance(holder, Parameter) else "buffer"
+        param = holder.kind == ir.PARAM
+        what = "parameter" if param else "buffer"
         if entry is None:
             raise ValueError(f"layer '{self.layer or '<root>'}': a {what} of shape "
                              f"{tuple(holder.data.shape)} is used in forward but is not "
                              "registered in the model (assign it as an attribute of a Module)")
         name = entry[0]
-        if isinstance(holder, Parameter):
+        if param:
             t = self.graph.add_tensor(name, ir.F32, ir.PARAM, holder.data.shape,
                                       trainable=bool(holder.requires_grad),
                                       data=np.array(holder.data, dtype=np.float32))
@@ -264,12 +317,11 @@ class Tracer:
 
     def as_tensor(self, value, like: Optional[Tensor] = None) -> Tensor:
         """Convert a Tensor, Parameter, Buffer or array-like to a traced tensor."""
-        from .nn.module import Buffer, Parameter
         if isinstance(value, Tensor):
             if value.tracer.graph is not self.graph:
                 raise ValueError("tensor from another trace")
             return value
-        if isinstance(value, (Parameter, Buffer)):
+        if isinstance(value, Holder):
             return self.holder_tensor(value)
         arr = np.asarray(value)
         if arr.dtype.kind in "iub":

@@ -263,6 +263,34 @@ def test_residual_add_and_add_module():
     assert _ops(g, ir.EVAL).count("add") == 2
 
 
+def test_parameter_and_buffer_operands_trace_by_kind():
+    """Parameters and Buffers (tracing.Holder) take part in arithmetic and tensor methods and
+    become PARAM / BUFFER tensors; an unregistered one is named as a parameter or buffer."""
+    class M(nn.Module):
+        def __init__(self, stray=None):
+            super().__init__()
+            self.scale = nn.Parameter(np.full((1, 3), 2.0, np.float32))
+            self.register_buffer("shift", np.ones((1, 3), np.float32))
+            self.stray = stray
+
+        def forward(self, x):
+            y = 1.0 - self.scale * x / 2.0 + self.shift.sigmoid() + (-self.scale)
+            return y + self.stray if self.stray is not None else y
+
+    assert nn.Parameter(np.zeros(1)).kind == ir.PARAM and nn.Buffer(np.zeros(1)).kind == ir.BUFFER
+    g = build_graph(M(), {"x": (2, 3)})
+    kinds = {t.name: t.kind for t in g.tensors if t.name in ("scale", "shift")}
+    assert kinds == {"scale": ir.PARAM, "shift": ir.BUFFER}
+    assert _ops(g, ir.EVAL) == ["mul", "affine", "affine", "act", "add", "affine", "add"]
+    m = M()
+    object.__setattr__(m, "stray", nn.Buffer(np.zeros((1, 3), np.float32)))
+    with pytest.raises(ValueError, match="a buffer of shape \\(1, 3\\) is used in forward"):
+        build_graph(m, {"x": (2, 3)})
+    object.__setattr__(m, "stray", nn.Parameter(np.zeros((1, 3), np.float32)))
+    with pytest.raises(ValueError, match="a parameter of shape"):
+        build_graph(m, {"x": (2, 3)})
+
+
 def test_distill_loss_traces_with_teacher_input():
     model = nn.Linear(6, 5)
     g = build_graph(model, {"x": (4, 6)}, loss=nn.DistillLoss(4.0, 0.7),

@@ -2,19 +2,18 @@
 
 Composite functions (linear, relu6, mean, the distillation loss...) are written with the
 primitive ops of :mod:`edgetrain.ops` and need no kernel or gradient of their own.
-Scalar operands of ``+ - * /`` become one ``affine`` node.
+The operations behind the traced Tensor's operators and methods (``add``, ``reshape``,
+``sum``, ``relu``, ``softmax``...) live in :mod:`edgetrain.tensor_ops`; here they get the
+active tracer. Scalar operands of ``+ - * /`` become one ``affine`` node.
 """
 from __future__ import annotations
 
-import numbers
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import ir, tracing
-from ..ops import (ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU, ACT_RELU6, ACT_SIGMOID, ACT_TANH,
-                   REDUCE_MEAN, REDUCE_SUM, RESHAPE_DIMS)
-from ..tracing import Dim, Tensor
+from .. import ir, tensor_ops as T, tracing
+from ..ops import ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU6
 
 __all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid", "tanh",
            "hardswish", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten",
@@ -27,24 +26,12 @@ def _tr() -> tracing.Tracer:
     return tracing.require()
 
 
-def _is_scalar(v) -> bool:
-    if isinstance(v, (numbers.Number, np.generic)):
-        return True
-    return isinstance(v, np.ndarray) and v.ndim == 0
-
-
 def _pair(v, name: str) -> Tuple[int, int]:
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             raise ValueError(f"{name} must be an int or a pair, got {v!r}")
         return int(v[0]), int(v[1])
     return int(v), int(v)
-
-
-def _axis(d: int, ndim: int, what: str = "dim") -> int:
-    if not -ndim <= d < ndim:
-        raise IndexError(f"{what} {d} out of range for a tensor of rank {ndim}")
-    return d % ndim
 
 
 # ------------------------------------------------------------------------------------
@@ -86,7 +73,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
 
 def matmul(a, b):
     """Matrix product of two 2-D tensors."""
-    return _tr().emit1("matmul", [a, b], trans_a=0, trans_b=0)
+    return T.matmul(_tr(), a, b)
 
 
 def linear(input, weight, bias=None):
@@ -105,32 +92,28 @@ def linear(input, weight, bias=None):
 # ------------------------------------------------------------------------------------
 # activations
 # ------------------------------------------------------------------------------------
-def _act(x, act: int, alpha: float = 0.0):
-    return _tr().emit1("act", [x], act=act, alpha=alpha)
-
-
 def relu(input, inplace: bool = False):
-    return _act(input, ACT_RELU)
+    return T.relu(_tr(), input)
 
 
 def relu6(input, inplace: bool = False):
-    return _act(input, ACT_RELU6)
+    return T.act(_tr(), input, ACT_RELU6)
 
 
 def leaky_relu(input, negative_slope: float = 0.01, inplace: bool = False):
-    return _act(input, ACT_LEAKY_RELU, negative_slope)
+    return T.act(_tr(), input, ACT_LEAKY_RELU, negative_slope)
 
 
 def sigmoid(input):
-    return _act(input, ACT_SIGMOID)
+    return T.sigmoid(_tr(), input)
 
 
 def tanh(input):
-    return _act(input, ACT_TANH)
+    return T.tanh(_tr(), input)
 
 
 def hardswish(input, inplace: bool = False):
-    return _act(input, ACT_HARDSWISH)
+    return T.act(_tr(), input, ACT_HARDSWISH)
 
 
 # ------------------------------------------------------------------------------------
@@ -174,35 +157,11 @@ def adaptive_avg_pool2d(input, output_size):
 def reshape(input, shape: Sequence[int]):
     """Reshape; one dim may be -1. Dims read from ``x.shape`` / ``x.size(d)`` at the same
     position stay dynamic (they follow the batch size after ``Resize``)."""
-    tr = _tr()
-    x = tr.as_tensor(input)
-    shape = tuple(shape)
-    if len(shape) > ir.MAX_DIMS:
-        raise ValueError(f"reshape to rank {len(shape)} > {ir.MAX_DIMS}")
-    dims = []
-    for i, d in enumerate(shape):
-        if isinstance(d, Dim) and d.pos == i and i < x.ndim and x.shape[i] == d:
-            dims.append(0)
-        else:
-            dims.append(int(d))
-    kw = dict(zip(RESHAPE_DIMS, dims))
-    return tr.emit1("reshape", [x], ndim=len(dims), **kw)
+    return T.reshape(_tr(), input, shape)
 
 
 def flatten(input, start_dim: int = 0, end_dim: int = -1):
-    tr = _tr()
-    x = tr.as_tensor(input)
-    nd = max(x.ndim, 1)
-    s, e = _axis(start_dim, nd, "start_dim"), _axis(end_dim, nd, "end_dim")
-    if s > e:
-        raise ValueError(f"flatten: start_dim {start_dim} > end_dim {end_dim}")
-    if x.ndim == 0:
-        return reshape(x, [1])
-    if s == e:
-        return x
-    dims = [0] * s + [-1] + [int(n) for n in x.shape[e + 1:]]
-    kw = dict(zip(RESHAPE_DIMS, dims))
-    return tr.emit1("reshape", [x], ndim=len(dims), **kw)
+    return T.flatten(_tr(), input, start_dim, end_dim)
 
 
 # ------------------------------------------------------------------------------------
@@ -248,20 +207,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,
 # ------------------------------------------------------------------------------------
 # softmax
 # ------------------------------------------------------------------------------------
-def _softmax(input, dim, log: bool):
-    tr = _tr()
-    x = tr.as_tensor(input)
-    if dim is None:
-        raise ValueError("softmax needs an explicit dim")
-    return tr.emit1("softmax", [x], axis=_axis(dim, x.ndim), log=int(log))
-
-
 def softmax(input, dim: int = None):
-    return _softmax(input, dim, False)
+    return T.softmax(_tr(), input, dim)
 
 
 def log_softmax(input, dim: int = None):
-    return _softmax(input, dim, True)
+    return T.log_softmax(_tr(), input, dim)
 
 
 # ------------------------------------------------------------------------------------
@@ -269,70 +220,31 @@ def log_softmax(input, dim: int = None):
 # ------------------------------------------------------------------------------------
 def affine(input, alpha: float = 1.0, beta: float = 0.0):
     """alpha * x + beta."""
-    return _tr().emit1("affine", [input], alpha=float(alpha), beta=float(beta))
+    return T.affine(_tr(), input, alpha, beta)
 
 
 def add(a, b):
-    if _is_scalar(b):
-        return affine(a, 1.0, float(b))
-    if _is_scalar(a):
-        return affine(b, 1.0, float(a))
-    return _tr().emit1("add", [a, b])
+    return T.add(_tr(), a, b)
 
 
 def sub(a, b):
-    if _is_scalar(b):
-        return affine(a, 1.0, -float(b))
-    if _is_scalar(a):
-        return affine(b, -1.0, float(a))
-    return _tr().emit1("sub", [a, b])
+    return T.sub(_tr(), a, b)
 
 
 def mul(a, b):
-    if _is_scalar(b):
-        return affine(a, float(b), 0.0)
-    if _is_scalar(a):
-        return affine(b, float(a), 0.0)
-    return _tr().emit1("mul", [a, b])
+    return T.mul(_tr(), a, b)
 
 
 def div(a, b):
-    if _is_scalar(b):
-        return affine(a, 1.0 / float(b), 0.0)
-    if _is_scalar(a):
-        a = _tr().const(np.float32(a))
-    return _tr().emit1("div", [a, b])
-
-
-def _axis_mask(x: Tensor, dim) -> int:
-    if dim is None:
-        return 0
-    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
-    mask = 0
-    for d in dims:
-        mask |= 1 << _axis(d, x.ndim)
-    if mask == (1 << x.ndim) - 1:
-        return 0
-    return mask
-
-
-def _reduce(input, dim, keepdim: bool, mode: int):
-    tr = _tr()
-    x = tr.as_tensor(input)
-    if isinstance(dim, (tuple, list)) and len(dim) == 0:
-        dim = None
-    if x.ndim == 0:
-        return x
-    mask = _axis_mask(x, dim)
-    return tr.emit1("reduce", [x], mode=mode, keepdims=int(keepdim), axis_mask=mask)
+    return T.div(_tr(), a, b)
 
 
 def sum(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
-    return _reduce(input, dim, keepdim, REDUCE_SUM)
+    return T.sum(_tr(), input, dim, keepdim)
 
 
 def mean(input, dim=None, keepdim: bool = False):
-    return _reduce(input, dim, keepdim, REDUCE_MEAN)
+    return T.mean(_tr(), input, dim, keepdim)
 
 
 # ------------------------------------------------------------------------------------

@@ -12,74 +12,13 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from .. import tracing
+from .. import ir, tracing
 
 
-class _Operand:
-    """Arithmetic on Parameters/Buffers inside ``forward`` goes through the tracer."""
-
-    __array_ufunc__ = None
-
-    _TENSOR_METHODS = frozenset(("reshape", "view", "flatten", "sum", "mean", "relu", "sigmoid",
-                                 "tanh", "softmax", "log_softmax"))
-
-    def _t(self):
-        return tracing.require().holder_tensor(self)
-
-    def __getattr__(self, name: str):
-        if name in _Operand._TENSOR_METHODS:
-            return getattr(self._t(), name)
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
-
-    def __add__(self, o):
-        return self._t() + o
-
-    def __radd__(self, o):
-        return o + self._t()
-
-    def __sub__(self, o):
-        return self._t() - o
-
-    def __rsub__(self, o):
-        return o - self._t()
-
-    def __mul__(self, o):
-        return self._t() * o
-
-    def __rmul__(self, o):
-        return o * self._t()
-
-    def __truediv__(self, o):
-        return self._t() / o
-
-    def __rtruediv__(self, o):
-        return o / self._t()
-
-    def __neg__(self):
-        return -self._t()
-
-    def __matmul__(self, o):
-        return self._t() @ o
-
-    @property
-    def shape(self) -> Tuple[int, ...]:
-        return self.data.shape
-
-    def numel(self) -> int:
-        return int(self.data.size)
-
-    def size(self, d: Optional[int] = None):
-        return self.data.shape if d is None else self.data.shape[d]
-
-    def dim(self) -> int:
-        return self.data.ndim
-
-    def numpy(self) -> np.ndarray:
-        return self.data
-
-
-class Parameter(_Operand):
+class Parameter(tracing.Holder):
     """A trainable float32 array. ``requires_grad=False`` freezes it (no gradient nodes)."""
+
+    kind = ir.PARAM
 
     def __init__(self, data, requires_grad: bool = True):
         self.data = data
@@ -102,12 +41,14 @@ class Parameter(_Operand):
                 f"requires_grad={self.requires_grad})")
 
 
-class Buffer(_Operand):
+class Buffer(tracing.Holder):
     """A persistent, non-trained array (BatchNorm running statistics).
 
     ``persistent=False`` keeps it out of ``state_dict``; ``traced=False`` marks a Python-side
     value (``num_batches_tracked``) that never enters the graph.
     """
+
+    kind = ir.BUFFER
 
     def __init__(self, data, persistent: bool = True, traced: bool = True,
                  dtype=np.float32):
