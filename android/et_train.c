@@ -73,23 +73,25 @@ typedef struct options {
 } options;
 
 /* ---- messages ----------------------------------------------------------------------------- */
+static void verror(const char *fmt, va_list ap) {
+    fputs("et_train: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 static int fail(int code, const char *fmt, ...) {
     va_list ap;
-    fputs("et_train: error: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    verror(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return code;
 }
 
 static int usage_error(const char *fmt, ...) {
     va_list ap;
-    fputs("et_train: error: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    verror(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     fputs(USAGE, stderr);
     return EXIT_USAGE;
 }
