@@ -22,6 +22,7 @@ MAGIC = b"EDGETRN\0"
 VERSION_MAJOR, VERSION_MINOR = 1, 1
 HEADER_SIZE, SECTION_ENTRY_SIZE = 64, 32
 TENSOR_RECORD, NODE_RECORD, STATE_SIZE = 96, 224, 128
+PROGRAM_HEAD, PROGRAM_OUTPUT = 16, 12
 ALIGN = 64
 FLAG_INFERENCE_ONLY = 1
 
@@ -35,6 +36,8 @@ TREC_OWNER, TREC_SHAPE, TREC_DATA_OFF, TREC_DATA_SIZE, TREC_ZERO = 12, 16, 64, 7
 NREC_OP, NREC_N_IN, NREC_N_OUT, NREC_N_IATTR, NREC_N_FATTR, NREC_ZERO = 0, 2, 3, 4, 5, 6
 NREC_IN, NREC_OUT, NREC_IATTR, NREC_FATTR = 8, 40, 56, 184
 NREC_LAYER_OFF, NREC_LAYER_LEN = 216, 220
+PREC_KIND, PREC_N_NODES, PREC_N_INPUTS, PREC_N_OUTPUTS = 0, 4, 8, 12
+POUT_NAME_OFF, POUT_NAME_LEN, POUT_TENSOR = 0, 4, 8
 SREC_STEP, SREC_EPOCH, SREC_SEED, SREC_RNG_COUNTER, SREC_BASE_LR = 0, 8, 16, 24, 32
 SREC_SCHED_KIND, SREC_SCHED_F, SREC_SCHED_I, SREC_WARMUP = 36, 40, 64, 112
 SREC_OPT_KIND, SREC_MAX_BATCH, SREC_ZERO = 116, 120, 124
@@ -136,12 +139,21 @@ def dumps(graph: ir.Graph, *, inference_only: bool = False) -> bytes:
     programs = bytearray(struct.pack("<II", len(graph.programs), 0))
     for kind in sorted(graph.programs):
         p = graph.programs[kind]
-        programs += struct.pack("<IIII", kind, len(p.nodes), len(p.inputs), len(p.outputs))
+        head = bytearray(PROGRAM_HEAD)
+        _put(head, PREC_KIND, "I", kind)
+        _put(head, PREC_N_NODES, "I", len(p.nodes))
+        _put(head, PREC_N_INPUTS, "I", len(p.inputs))
+        _put(head, PREC_N_OUTPUTS, "I", len(p.outputs))
+        programs += head
         programs += struct.pack(f"<{len(p.nodes)}I", *p.nodes)
         programs += struct.pack(f"<{len(p.inputs)}I", *p.inputs)
         for name, tid in p.outputs.items():
             off, ln = strings.ref(name)
-            programs += struct.pack("<III", off, ln, tid)
+            r = bytearray(PROGRAM_OUTPUT)
+            _put(r, POUT_NAME_OFF, "I", off)
+            _put(r, POUT_NAME_LEN, "I", ln)
+            _put(r, POUT_TENSOR, "I", tid)
+            programs += r
 
     sections = [(STRINGS, bytes(strings.buf)), (TENSORS, bytes(tensors)), (NODES, bytes(nodes)),
                 (PROGRAMS, bytes(programs)), (STATE, _state_record(graph.state)),
@@ -292,13 +304,16 @@ def _parse_sections(secs, flags, ops) -> ir.Graph:
     (count, _) = struct.unpack_from("<II", pb, 0)
     pos = 8
     for _ in range(count):
-        kind, nn_, ni, no = struct.unpack_from("<IIII", pb, pos)
-        pos += 16
+        kind, nn_ = _get(pb, pos + PREC_KIND, "I"), _get(pb, pos + PREC_N_NODES, "I")
+        ni, no = _get(pb, pos + PREC_N_INPUTS, "I"), _get(pb, pos + PREC_N_OUTPUTS, "I")
+        pos += PROGRAM_HEAD
         prog = ir.Program(kind)
         prog.nodes = list(struct.unpack_from(f"<{nn_}I", pb, pos)); pos += 4 * nn_
         prog.inputs = list(struct.unpack_from(f"<{ni}I", pb, pos)); pos += 4 * ni
         for _o in range(no):
-            off, ln, tid = struct.unpack_from("<III", pb, pos); pos += 12
+            off, ln = _get(pb, pos + POUT_NAME_OFF, "I"), _get(pb, pos + POUT_NAME_LEN, "I")
+            tid = _get(pb, pos + POUT_TENSOR, "I")
+            pos += PROGRAM_OUTPUT
             prog.outputs[string(off, ln)] = tid
         g.programs[kind] = prog
     _parse_state(secs[STATE], g.state)

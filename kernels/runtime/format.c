@@ -574,10 +574,10 @@ static et_status parse_program_lists(parse_ctx *c, et_model *m, et_program_def *
     }
     for (uint32_t k = 0; k < pg->n_outputs; k++) {
         et_output_def *o = &pg->outputs[k];
-        const uint8_t *r = outputs + 12 * (size_t)k;
-        o->name_off = rd32(r);
-        o->name_len = rd32(r + 4);
-        o->tensor = rd32(r + 8);
+        const uint8_t *r = outputs + ET_PROGRAM_OUTPUT_BYTES * (size_t)k;
+        o->name_off = rd32(r + ET_POUT_NAME_OFF);
+        o->name_len = rd32(r + ET_POUT_NAME_LEN);
+        o->tensor = rd32(r + ET_POUT_TENSOR);
         if (!string_ok(m, o->name_off, o->name_len))
             return fail(c, "section 4 (PROGRAMS): program %s output %u name is not a valid string in STRINGS", pname, k);
         if (o->tensor >= m->n_tensors)
@@ -599,17 +599,17 @@ static et_status parse_programs(parse_ctx *c, et_model *m) {
         return fail(c, "section 4 (PROGRAMS): program count %u out of range 1..3", count);
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *nodes, *inputs, *outputs;
-        if (!take_u32s(&cu, 4, 1, &head)) return fail(c, "section 4 (PROGRAMS): program record %u is truncated", i);
-        uint32_t kind = rd32(head);
+        if (!take_u32s(&cu, ET_PROGRAM_HEAD_BYTES / 4, 1, &head)) return fail(c, "section 4 (PROGRAMS): program record %u is truncated", i);
+        uint32_t kind = rd32(head + ET_PREC_KIND);
         if (kind >= ET_PROGRAM_COUNT_) return fail(c, "section 4 (PROGRAMS): program record %u kind %u unknown", i, kind);
         et_program_def *pg = &m->programs[kind];
         if (pg->present) return fail(c, "section 4 (PROGRAMS): program %s appears twice", et_program_name((int)kind));
         pg->present = 1;
-        pg->n_nodes = rd32(head + 4);
-        pg->n_inputs = rd32(head + 8);
-        pg->n_outputs = rd32(head + 12);
+        pg->n_nodes = rd32(head + ET_PREC_N_NODES);
+        pg->n_inputs = rd32(head + ET_PREC_N_INPUTS);
+        pg->n_outputs = rd32(head + ET_PREC_N_OUTPUTS);
         if (!take_u32s(&cu, pg->n_nodes, 1, &nodes) || !take_u32s(&cu, pg->n_inputs, 1, &inputs) ||
-            !take_u32s(&cu, pg->n_outputs, 3, &outputs))
+            !take_u32s(&cu, pg->n_outputs, ET_PROGRAM_OUTPUT_BYTES / 4, &outputs))
             return fail(c, "section 4 (PROGRAMS): program %s lists (%u nodes, %u inputs, %u outputs) run past the "
                         "section end", et_program_name((int)kind), pg->n_nodes, pg->n_inputs, pg->n_outputs);
         et_status st = parse_program_lists(c, m, pg, et_program_name((int)kind), nodes, inputs, outputs);
@@ -795,7 +795,8 @@ static uint8_t *build_programs(const et_model *m, uint64_t *size) {
         const et_program_def *pg = &m->programs[k];
         if (!pg->present) continue;
         count++;
-        n += 16 + 4 * ((uint64_t)pg->n_nodes + pg->n_inputs) + 12 * (uint64_t)pg->n_outputs;
+        n += ET_PROGRAM_HEAD_BYTES + 4 * ((uint64_t)pg->n_nodes + pg->n_inputs) +
+             ET_PROGRAM_OUTPUT_BYTES * (uint64_t)pg->n_outputs;
     }
     uint8_t *b = (uint8_t *)et_calloc((size_t)n, 1);
     if (!b) return NULL;
@@ -805,17 +806,17 @@ static uint8_t *build_programs(const et_model *m, uint64_t *size) {
     for (int k = 0; k < ET_PROGRAM_COUNT_; k++) {
         const et_program_def *pg = &m->programs[k];
         if (!pg->present) continue;
-        wr32(p, (uint32_t)k);
-        wr32(p + 4, pg->n_nodes);
-        wr32(p + 8, pg->n_inputs);
-        wr32(p + 12, pg->n_outputs);
-        p += 16;
+        wr32(p + ET_PREC_KIND, (uint32_t)k);
+        wr32(p + ET_PREC_N_NODES, pg->n_nodes);
+        wr32(p + ET_PREC_N_INPUTS, pg->n_inputs);
+        wr32(p + ET_PREC_N_OUTPUTS, pg->n_outputs);
+        p += ET_PROGRAM_HEAD_BYTES;
         for (uint32_t i = 0; i < pg->n_nodes; i++, p += 4) wr32(p, pg->nodes[i]);
         for (uint32_t i = 0; i < pg->n_inputs; i++, p += 4) wr32(p, pg->inputs[i]);
-        for (uint32_t i = 0; i < pg->n_outputs; i++, p += 12) {
-            wr32(p, pg->outputs[i].name_off);
-            wr32(p + 4, pg->outputs[i].name_len);
-            wr32(p + 8, pg->outputs[i].tensor);
+        for (uint32_t i = 0; i < pg->n_outputs; i++, p += ET_PROGRAM_OUTPUT_BYTES) {
+            wr32(p + ET_POUT_NAME_OFF, pg->outputs[i].name_off);
+            wr32(p + ET_POUT_NAME_LEN, pg->outputs[i].name_len);
+            wr32(p + ET_POUT_TENSOR, pg->outputs[i].tensor);
         }
     }
     return b;

@@ -46,6 +46,8 @@ enum et_section_type {
 #define ET_TENSOR_RECORD_BYTES 96u
 #define ET_NODE_RECORD_BYTES 224u
 #define ET_STATE_BYTES 128u
+#define ET_PROGRAM_HEAD_BYTES 16u   /* a PROGRAMS record's head; its lists follow */
+#define ET_PROGRAM_OUTPUT_BYTES 12u /* one entry of a program's output list */
 
 /* Byte offsets of the fields inside each record (docs/format.md; edgetrain/fileformat.py mirrors
  * them without the ET_ prefix, checked by tests/test_mirrors.py). */
@@ -94,6 +96,17 @@ enum et_node_record_field {
     ET_NREC_FATTR = 184,     /* f32[8] */
     ET_NREC_LAYER_OFF = 216, /* u32 */
     ET_NREC_LAYER_LEN = 220  /* u32 */
+};
+enum et_program_head_field {
+    ET_PREC_KIND = 0,      /* u32, et_program_kind */
+    ET_PREC_N_NODES = 4,   /* u32; then u32[n_nodes] node indices */
+    ET_PREC_N_INPUTS = 8,  /* u32; then u32[n_inputs] tensor indices */
+    ET_PREC_N_OUTPUTS = 12 /* u32; then n_outputs entries of ET_PROGRAM_OUTPUT_BYTES */
+};
+enum et_program_output_field {
+    ET_POUT_NAME_OFF = 0, /* u32 */
+    ET_POUT_NAME_LEN = 4, /* u32 */
+    ET_POUT_TENSOR = 8    /* u32 */
 };
 enum et_state_record_field {
     ET_SREC_STEP = 0,         /* u64 */
