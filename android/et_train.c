@@ -73,23 +73,25 @@ typedef struct options {
 } options;
 
 /* ---- messages ----------------------------------------------------------------------------- */
+static void verror(const char *fmt, va_list ap) {
+    fputs("et_train: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 static int fail(int code, const char *fmt, ...) {
     va_list ap;
-    fputs("et_train: error: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    verror(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return code;
 }
 
 static int usage_error(const char *fmt, ...) {
     va_list ap;
-    fputs("et_train: error: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    verror(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     fputs(USAGE, stderr);
     return EXIT_USAGE;
 }
@@ -534,173 +536,196 @@ static int save(et_session *s, const char *path, const char *what) {
     return 0;
 }
 
-static int run(const options *o) {
-    int rc = 0;
-    et_session *s = NULL;
-    et_mnist_split train = {0}, test = {0};
-    float *x = NULL;
-    int32_t *y = NULL;
-    int64_t *order = NULL;
-    char *default_save = NULL;
-    char *ckpt_path = NULL;
-    char err[ET_MNIST_ERR_MAX];
-    et_status st;
-
-    /* Files first: cheap checks before any heavy work. */
-    if ((rc = file_readable(o->model))) goto done;
-    if (o->resume && (rc = file_readable(o->resume))) goto done;
-    if (!o->eval_only && et_mnist_load(o->data_dir, 1, o->limit, &train, err, sizeof err) != 0) {
-        rc = fail(EXIT_DATA, "%s", err);
-        goto done;
-    }
-    if (o->test_limit != 0 &&
-        et_mnist_load(o->data_dir, 0, o->test_limit, &test, err, sizeof err) != 0) {
-        rc = fail(EXIT_DATA, "%s", err);
-        goto done;
-    }
-
-    /* The model; with --resume the checkpoint replaces it (the model only gives the step the
-     * run started from, so steps and data order continue where the checkpoint left off). */
-    uint64_t start_step;
-    if ((rc = load_session(o->model, o, &s))) goto done;
-    start_step = et_session_step(s);
-    if (o->resume) {
-        et_session_free(s);
-        s = NULL;
-        if ((rc = load_session(o->resume, o, &s))) goto done;
-        if (et_session_step(s) < start_step) {
-            rc = fail(EXIT_USAGE, "%s is at step %llu, before %s (step %llu): not a checkpoint of "
-                      "this model", o->resume, (unsigned long long)et_session_step(s), o->model,
-                      (unsigned long long)start_step);
-            goto done;
-        }
-    }
+/* ---- the run: data, model, buffers, training, evaluation ----------------------------------- */
+typedef struct run_ctx {
+    et_session *s;
+    et_mnist_split train, test;
     model_io io;
-    if ((rc = inspect_model(s, o->eval_only, &io))) goto done;
-    if (o->skip_nonfinite) et_session_set_nonfinite_policy(s, ET_NONFINITE_SKIP);
-
-    int64_t batch = o->batch > 0 ? o->batch : io.batch;
-    if (batch != io.batch && (rc = resize_batch(s, &io, batch))) goto done;
-
-    size_t plane = (size_t)io.side * (size_t)io.side;
-    int64_t norder = train.count > test.count ? train.count : test.count;
-    x = (float *)malloc((size_t)batch * plane * sizeof *x);
-    y = (int32_t *)malloc((size_t)batch * sizeof *y);
-    order = (int64_t *)malloc((size_t)(norder > 0 ? norder : 1) * sizeof *order);
-    if (!x || !y || !order) {
-        rc = fail(EXIT_RUNTIME, "out of memory for a batch of %lld", (long long)batch);
-        goto done;
-    }
+    uint64_t start_step; /* the model's step (with --resume, the checkpoint's may be later) */
+    int64_t batch;
+    float *x;
+    int32_t *y;
+    int64_t *order;
     float lut[256];
-    et_mnist_make_lut(o->mean, o->std, lut);
+    char *default_save, *ckpt_path;
+} run_ctx;
 
+/* Files first: cheap checks before any heavy work. */
+static int load_data(const options *o, run_ctx *r) {
+    char err[ET_MNIST_ERR_MAX];
+    int rc;
+    if ((rc = file_readable(o->model))) return rc;
+    if (o->resume && (rc = file_readable(o->resume))) return rc;
+    if (!o->eval_only && et_mnist_load(o->data_dir, 1, o->limit, &r->train, err, sizeof err) != 0)
+        return fail(EXIT_DATA, "%s", err);
+    if (o->test_limit != 0 && et_mnist_load(o->data_dir, 0, o->test_limit, &r->test, err, sizeof err) != 0)
+        return fail(EXIT_DATA, "%s", err);
+    return 0;
+}
+
+/* The model; with --resume the checkpoint replaces it (the model only gives the step the run
+ * started from, so steps and data order continue where the checkpoint left off). */
+static int open_model(const options *o, run_ctx *r) {
+    int rc;
+    if ((rc = load_session(o->model, o, &r->s))) return rc;
+    r->start_step = et_session_step(r->s);
+    if (o->resume) {
+        et_session_free(r->s);
+        r->s = NULL;
+        if ((rc = load_session(o->resume, o, &r->s))) return rc;
+        if (et_session_step(r->s) < r->start_step)
+            return fail(EXIT_USAGE, "%s is at step %llu, before %s (step %llu): not a checkpoint of this model",
+                        o->resume, (unsigned long long)et_session_step(r->s), o->model,
+                        (unsigned long long)r->start_step);
+    }
+    if ((rc = inspect_model(r->s, o->eval_only, &r->io))) return rc;
+    if (o->skip_nonfinite) et_session_set_nonfinite_policy(r->s, ET_NONFINITE_SKIP);
+    r->batch = o->batch > 0 ? o->batch : r->io.batch;
+    if (r->batch != r->io.batch) return resize_batch(r->s, &r->io, r->batch);
+    return 0;
+}
+
+/* One batch of images and labels, the sample order and the pixel table. */
+static int alloc_buffers(const options *o, run_ctx *r) {
+    size_t plane = (size_t)r->io.side * (size_t)r->io.side;
+    int64_t norder = r->train.count > r->test.count ? r->train.count : r->test.count;
+    r->x = (float *)malloc((size_t)r->batch * plane * sizeof *r->x);
+    r->y = (int32_t *)malloc((size_t)r->batch * sizeof *r->y);
+    r->order = (int64_t *)malloc((size_t)(norder > 0 ? norder : 1) * sizeof *r->order);
+    if (!r->x || !r->y || !r->order)
+        return fail(EXIT_RUNTIME, "out of memory for a batch of %lld", (long long)r->batch);
+    et_mnist_make_lut(o->mean, o->std, r->lut);
+    return 0;
+}
+
+static void print_setup(const options *o, const run_ctx *r) {
     et_memory_info mem;
-    if (et_session_memory_info(s, &mem) != ET_OK) memset(&mem, 0, sizeof mem);
+    if (et_session_memory_info(r->s, &mem) != ET_OK) memset(&mem, 0, sizeof mem);
     printf("model: %s%s%s (step %llu), input %s [%lld,1,%lld,%lld], threads %d, isa %s, "
            "openmp %s, memory %.2f MB\n", o->resume ? o->resume : o->model,
            o->resume ? " resuming " : "", o->resume ? o->model : "",
-           (unsigned long long)et_session_step(s), io.data_name, (long long)batch,
-           (long long)io.side, (long long)io.side, et_session_threads(s),
+           (unsigned long long)et_session_step(r->s), r->io.data_name, (long long)r->batch,
+           (long long)r->io.side, (long long)r->io.side, et_session_threads(r->s),
            et_isa_name(et_get_isa()), et_has_openmp() ? "yes" : "no",
            (double)mem.total_bytes / (1024.0 * 1024.0));
-    printf("data: %s: %lld train, %lld test images\n", o->data_dir, (long long)train.count,
-           (long long)test.count);
+    printf("data: %s: %lld train, %lld test images\n", o->data_dir, (long long)r->train.count,
+           (long long)r->test.count);
+}
 
-    if (!o->eval_only) {
-        int64_t per_epoch = train.count / batch; /* the last partial batch of an epoch is dropped */
-        if (per_epoch < 1) {
-            rc = fail(EXIT_USAGE, "the training set has %lld samples, fewer than one batch of %lld",
-                      (long long)train.count, (long long)batch);
-            goto done;
-        }
-        int64_t total = o->iterations >= 0 ? o->iterations
-                                           : (o->epochs >= 0 ? o->epochs : 1) * per_epoch;
-        int64_t done_steps = (int64_t)(et_session_step(s) - start_step);
-        const char *save_path = o->save_path;
-        if (!save_path) {
-            /* MODEL.etm -> MODEL_trained.etm */
-            size_t len = strlen(o->model);
-            const char *dot = strrchr(o->model, '.');
-            const char *slash = strrchr(o->model, '/');
-            if (!dot || (slash && dot < slash)) dot = o->model + len;
-            default_save = (char *)malloc(len + 16);
-            if (!default_save) {
-                rc = fail(EXIT_RUNTIME, "out of memory");
-                goto done;
-            }
-            memcpy(default_save, o->model, (size_t)(dot - o->model));
-            strcpy(default_save + (dot - o->model), "_trained.etm");
-            save_path = default_save;
-        }
-        ckpt_path = (char *)malloc(strlen(save_path) + 6);
-        if (!ckpt_path) {
-            rc = fail(EXIT_RUNTIME, "out of memory");
-            goto done;
-        }
-        sprintf(ckpt_path, "%s.ckpt", save_path);
-        printf("training: %lld steps (%lld batches of %lld per epoch, %s order%s), %lld done\n",
-               (long long)total, (long long)per_epoch, (long long)batch,
-               o->shuffle ? "shuffled" : "sequential", o->shuffle ? " from --seed" : "",
-               (long long)(done_steps < total ? done_steps : total));
-
-        if ((st = et_session_set_program(s, ET_PROGRAM_TRAIN)) != ET_OK) {
-            rc = runtime_fail(s, st, "selecting the training program");
-            goto done;
-        }
-        int64_t cur_epoch = -1, ran = 0;
-        double t0 = now_seconds();
-        for (int64_t k = done_steps; k < total; k++) {
-            int64_t epoch = k / per_epoch, i = k % per_epoch;
-            if (epoch != cur_epoch) {
-                et_mnist_epoch_order(order, train.count, o->shuffle, o->seed, (uint64_t)epoch);
-                cur_epoch = epoch;
-            }
-            et_mnist_fill_batch(&train, order + i * batch, batch, lut, io.pad, x, y);
-            if ((rc = feed(s, &io, batch, x, y))) goto done;
-            if ((st = et_session_run(s)) != ET_OK) {
-                char what[96];
-                snprintf(what, sizeof what, "training step %lld%s", (long long)(k + 1),
-                         st == ET_ERR_NONFINITE ? " (--skip-nonfinite skips such batches)" : "");
-                rc = runtime_fail(s, st, what);
-                goto done;
-            }
-            ran++;
-            const float *loss = (const float *)et_session_tensor_data(s, io.loss);
-            float lv = loss ? loss[0] : NAN;
-            if (et_session_last_step_skipped(s))
-                printf("step %lld: skipped (non-finite loss or gradient; nothing changed)\n", (long long)(k + 1));
-            else if (!isfinite(lv)) {
-                rc = fail(EXIT_RUNTIME, "step %lld: loss is %f; training diverged (lower the "
-                          "learning rate?)", (long long)(k + 1), lv);
-                goto done;
-            }
-            if (!et_session_last_step_skipped(s) && (k + 1) % o->print_every == 0)
-                printf("step %lld: loss %.6f\n", (long long)(k + 1), lv);
-            if (o->checkpoint_every > 0 && (k + 1) % o->checkpoint_every == 0 && k + 1 < total &&
-                (rc = save(s, ckpt_path, "checkpoint")))
-                goto done;
-        }
-        double dt = now_seconds() - t0;
-        printf("time: %.3f s, %.3f ms/step (%lld steps)\n", dt, ran ? 1e3 * dt / (double)ran : 0.0,
-               (long long)ran);
-        if (et_session_skipped_steps(s))
-            printf("skipped: %llu steps with a non-finite loss or gradient\n",
-                   (unsigned long long)et_session_skipped_steps(s));
-        if ((rc = save(s, save_path, "trained model"))) goto done;
-        printf("saved: %s\n", save_path);
+/* The trained model's path (-s, else MODEL.etm -> MODEL_trained.etm) and its checkpoint's. */
+static int save_paths(const options *o, run_ctx *r, const char **save_path) {
+    *save_path = o->save_path;
+    if (!*save_path) {
+        size_t len = strlen(o->model);
+        const char *dot = strrchr(o->model, '.');
+        const char *slash = strrchr(o->model, '/');
+        if (!dot || (slash && dot < slash)) dot = o->model + len;
+        r->default_save = (char *)malloc(len + 16);
+        if (!r->default_save) return fail(EXIT_RUNTIME, "out of memory");
+        memcpy(r->default_save, o->model, (size_t)(dot - o->model));
+        strcpy(r->default_save + (dot - o->model), "_trained.etm");
+        *save_path = r->default_save;
     }
-    if (test.count > 0 && (rc = evaluate(s, &io, &test, batch, lut, x, y, order))) goto done;
+    r->ckpt_path = (char *)malloc(strlen(*save_path) + 6);
+    if (!r->ckpt_path) return fail(EXIT_RUNTIME, "out of memory");
+    sprintf(r->ckpt_path, "%s.ckpt", *save_path);
+    return 0;
+}
 
-done:
+/* Step k (0-based) of the run: feed batch i of the epoch, run, check and print the loss, and
+ * checkpoint when due. */
+static int train_step(const options *o, run_ctx *r, int64_t k, int64_t i, int64_t total) {
+    et_mnist_fill_batch(&r->train, r->order + i * r->batch, r->batch, r->lut, r->io.pad, r->x, r->y);
+    int rc = feed(r->s, &r->io, r->batch, r->x, r->y);
+    if (rc) return rc;
+    et_status st = et_session_run(r->s);
+    if (st != ET_OK) {
+        char what[96];
+        snprintf(what, sizeof what, "training step %lld%s", (long long)(k + 1),
+                 st == ET_ERR_NONFINITE ? " (--skip-nonfinite skips such batches)" : "");
+        return runtime_fail(r->s, st, what);
+    }
+    const float *loss = (const float *)et_session_tensor_data(r->s, r->io.loss);
+    float lv = loss ? loss[0] : NAN;
+    if (et_session_last_step_skipped(r->s))
+        printf("step %lld: skipped (non-finite loss or gradient; nothing changed)\n", (long long)(k + 1));
+    else if (!isfinite(lv))
+        return fail(EXIT_RUNTIME, "step %lld: loss is %f; training diverged (lower the learning rate?)",
+                    (long long)(k + 1), lv);
+    if (!et_session_last_step_skipped(r->s) && (k + 1) % o->print_every == 0)
+        printf("step %lld: loss %.6f\n", (long long)(k + 1), lv);
+    if (o->checkpoint_every > 0 && (k + 1) % o->checkpoint_every == 0 && k + 1 < total)
+        return save(r->s, r->ckpt_path, "checkpoint");
+    return 0;
+}
+
+/* Steps done_steps..total-1, a new sample order at each epoch; prints the time per step. */
+static int train_loop(const options *o, run_ctx *r, int64_t per_epoch, int64_t done_steps, int64_t total) {
+    et_status st = et_session_set_program(r->s, ET_PROGRAM_TRAIN);
+    if (st != ET_OK) return runtime_fail(r->s, st, "selecting the training program");
+    int64_t cur_epoch = -1, ran = 0;
+    double t0 = now_seconds();
+    for (int64_t k = done_steps; k < total; k++) {
+        int64_t epoch = k / per_epoch;
+        if (epoch != cur_epoch) {
+            et_mnist_epoch_order(r->order, r->train.count, o->shuffle, o->seed, (uint64_t)epoch);
+            cur_epoch = epoch;
+        }
+        int rc = train_step(o, r, k, k % per_epoch, total);
+        if (rc) return rc;
+        ran++;
+    }
+    double dt = now_seconds() - t0;
+    printf("time: %.3f s, %.3f ms/step (%lld steps)\n", dt, ran ? 1e3 * dt / (double)ran : 0.0, (long long)ran);
+    return 0;
+}
+
+/* Plan the steps (-i, else -e epochs; the last partial batch of an epoch is dropped), train,
+ * save the trained model. */
+static int train(const options *o, run_ctx *r) {
+    int64_t per_epoch = r->train.count / r->batch;
+    if (per_epoch < 1)
+        return fail(EXIT_USAGE, "the training set has %lld samples, fewer than one batch of %lld",
+                    (long long)r->train.count, (long long)r->batch);
+    int64_t total = o->iterations >= 0 ? o->iterations : (o->epochs >= 0 ? o->epochs : 1) * per_epoch;
+    int64_t done_steps = (int64_t)(et_session_step(r->s) - r->start_step);
+    const char *save_path;
+    int rc = save_paths(o, r, &save_path);
+    if (rc) return rc;
+    printf("training: %lld steps (%lld batches of %lld per epoch, %s order%s), %lld done\n", (long long)total,
+           (long long)per_epoch, (long long)r->batch, o->shuffle ? "shuffled" : "sequential",
+           o->shuffle ? " from --seed" : "", (long long)(done_steps < total ? done_steps : total));
+    if ((rc = train_loop(o, r, per_epoch, done_steps, total))) return rc;
+    if (et_session_skipped_steps(r->s))
+        printf("skipped: %llu steps with a non-finite loss or gradient\n",
+               (unsigned long long)et_session_skipped_steps(r->s));
+    if ((rc = save(r->s, save_path, "trained model"))) return rc;
+    printf("saved: %s\n", save_path);
+    return 0;
+}
+
+static void run_free(run_ctx *r) {
+    if (r->s) et_session_free(r->s);
+    et_mnist_free(&r->train);
+    et_mnist_free(&r->test);
+    free(r->x);
+    free(r->y);
+    free(r->order);
+    free(r->default_save);
+    free(r->ckpt_path);
+}
+
+static int run(const options *o) {
+    run_ctx r;
+    memset(&r, 0, sizeof r);
+    int rc = load_data(o, &r);
+    if (!rc) rc = open_model(o, &r);
+    if (!rc) rc = alloc_buffers(o, &r);
+    if (!rc) print_setup(o, &r);
+    if (!rc && !o->eval_only) rc = train(o, &r);
+    if (!rc && r.test.count > 0) rc = evaluate(r.s, &r.io, &r.test, r.batch, r.lut, r.x, r.y, r.order);
     fflush(stdout);
-    if (s) et_session_free(s);
-    et_mnist_free(&train);
-    et_mnist_free(&test);
-    free(x);
-    free(y);
-    free(order);
-    free(default_save);
-    free(ckpt_path);
+    run_free(&r);
     return rc;
 }
 

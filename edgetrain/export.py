@@ -160,6 +160,31 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
     ("output0", "output1", ... or the dict keys); ``output`` (a name or index) says which one
     the loss is applied to.
     """
+    _check_build_args(model, loss, optimizer, scheduler)
+    labels = dict(labels or {})
+    planned_batch, stored_max_batch = _plan_batch(inputs, labels, max_batch)
+    graph = ir.Graph()
+    graph.state.max_batch = stored_max_batch
+    ctx = _TraceContext(graph, model, loss)
+    in_tensors, label_tensors = _add_inputs(ctx, inputs, labels, planned_batch)
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        _eval_program(ctx, model, in_tensors)
+        if loss is not None:
+            grad_nodes, outs, param_grads = _grad_program(ctx, model, loss, output, in_tensors,
+                                                          label_tensors)
+            if optimizer is not None:
+                _train_program(ctx, optimizer, scheduler, grad_nodes, outs, param_grads)
+    finally:
+        for m, mode in modes:
+            object.__setattr__(m, "training", mode)
+    _drop_unused_nodes(graph)
+    graph.meta = _graph_meta(model, loss, optimizer, scheduler, in_tensors, label_tensors,
+                             stored_max_batch)
+    return graph
+
+
+def _check_build_args(model, loss, optimizer, scheduler) -> None:
     if not isinstance(model, Module):
         raise TypeError(f"model must be an edgetrain.nn.Module, got {type(model).__name__}")
     if optimizer is not None and loss is None:
@@ -168,86 +193,114 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
         raise ValueError("a scheduler needs an optimizer")
     if scheduler is not None and scheduler.optimizer is not optimizer:
         raise ValueError("the scheduler belongs to another optimizer")
-    labels = dict(labels or {})
-    planned_batch, stored_max_batch = _plan_batch(inputs, labels, max_batch)
-    graph = ir.Graph()
-    graph.state.max_batch = stored_max_batch
-    names: Dict[int, Tuple[str, object]] = {}
-    paths: Dict[int, str] = {}
-    _register(names, paths, model, "")
-    if isinstance(loss, Module):
-        _register(names, paths, loss, "loss")
 
-    used_names = {n for n, _ in names.values()}
-    in_tensors = []
+
+class _TraceContext:
+    """What the traces of one graph share: the graph, the names of parameters and buffers
+    (model first, then a Module loss under "loss"), module paths, and the tracer's holders
+    and random-stream counter."""
+
+    def __init__(self, graph: ir.Graph, model: Module, loss) -> None:
+        self.graph = graph
+        self.names: Dict[int, Tuple[str, object]] = {}
+        self.paths: Dict[int, str] = {}
+        self.holders: Dict[int, int] = {}
+        self.streams = [0]
+        _register(self.names, self.paths, model, "")
+        if isinstance(loss, Module):
+            _register(self.names, self.paths, loss, "loss")
+
+    def tracer(self) -> tracing.Tracer:
+        return tracing.Tracer(self.graph, self.names, self.paths, self.holders, self.streams)
+
+
+def _add_inputs(ctx: _TraceContext, inputs: Mapping, labels: Mapping, planned_batch):
+    """The INPUT tensors of the data inputs (f32) and of the labels, names checked unique."""
+    used_names = {n for n, _ in ctx.names.values()}
+
+    def claim(name, clash: str) -> None:
+        if name in used_names:
+            raise ValueError(f"{clash} name {name!r} clashes with "
+                             + ("a parameter/buffer name" if clash == "input" else "another name"))
+        used_names.add(name)
+
+    def add(name, dtype, shape):
+        return ctx.graph.add_tensor(name, dtype, ir.INPUT, _shape(name, shape, planned_batch))
+
+    in_tensors, label_tensors = [], []
     for name, shape in inputs.items():
-        if name in used_names:
-            raise ValueError(f"input name {name!r} clashes with a parameter/buffer name")
-        used_names.add(name)
-        in_tensors.append(graph.add_tensor(name, ir.F32, ir.INPUT,
-                                           _shape(name, shape, planned_batch)))
-    label_tensors = []
+        claim(name, "input")
+        in_tensors.append(add(name, ir.F32, shape))
     for name, spec in labels.items():
-        if name in used_names:
-            raise ValueError(f"label name {name!r} clashes with another name")
-        used_names.add(name)
+        claim(name, "label")
         shape, dtype = spec
-        label_tensors.append(graph.add_tensor(name, _label_dtype(name, dtype), ir.INPUT,
-                                              _shape(name, shape, planned_batch)))
+        label_tensors.append(add(name, _label_dtype(name, dtype), shape))
+    return in_tensors, label_tensors
 
-    modes = [(m, m.training) for m in model.modules()]
-    holders: Dict[int, int] = {}
-    streams = [0]
-    try:
-        # ---- eval program --------------------------------------------------------
-        model.eval()
-        tr = tracing.Tracer(graph, names, paths, holders, streams)
-        with tr.activate():
-            outs = _named_outputs(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
-            outs = {k: _materialise(tr, v).index for k, v in outs.items()}
-        _add_program(graph, ir.EVAL, fold_conv_activations(graph.nodes, tr.nodes, list(outs.values())),
-                     outs)
 
-        # ---- grad / train programs ----------------------------------------------
-        if loss is not None:
-            model.train()
-            tr = tracing.Tracer(graph, names, paths, holders, streams)
-            with tr.activate():
-                named = _named_outputs(model(*[tr.wrap(t.index) for t in in_tensors]),
-                                       "forward")
-                named = OrderedDict((k, _materialise(tr, v)) for k, v in named.items())
-                out = named[_loss_target(named, output)]
-                with tr.scope(name="loss"):
-                    value = loss(out, *[tr.wrap(t.index) for t in label_tensors])
-                value = _single_output(value, "the loss")
-                if tuple(value.shape) != ():
-                    raise ShapeError(f"the loss must be a scalar, got shape "
-                                     f"{tuple(value.shape)}")
-                value = _materialise(tr, value)
-            outs = OrderedDict([("loss", value.index)] + [(k, v.index) for k, v in named.items()])
-            keep = list(outs.values())
-            fwd_nodes = fold_conv_activations(graph.nodes, tr.nodes, keep)
-            bwd_nodes, param_grads = autodiff.backward(graph, value.index, fwd_nodes)
-            bwd_nodes = mask_before_maxpool_bwd(graph, fwd_nodes, bwd_nodes, keep)
-            grad_nodes = fwd_nodes + bwd_nodes
-            _add_program(graph, ir.GRAD_PROGRAM, grad_nodes, outs)
-            if optimizer is not None:
-                optimizer.configure(graph.state)
-                update_nodes = []
-                by_index = {holders[k]: holder for k, (_, holder) in names.items()
-                            if k in holders}
-                for p_idx, g_idx in param_grads.items():
-                    update_nodes += optimizer.emit(graph, graph.tensors[p_idx],
-                                                   graph.tensors[g_idx], by_index.get(p_idx))
-                _add_program(graph, ir.TRAIN, grad_nodes + update_nodes, outs)
-                if scheduler is not None:
-                    scheduler.configure(graph.state)
-    finally:
-        for m, mode in modes:
-            object.__setattr__(m, "training", mode)
+def _eval_program(ctx: _TraceContext, model: Module, in_tensors) -> None:
+    """Trace ``model`` in eval mode into the EVAL program."""
+    model.eval()
+    tr = ctx.tracer()
+    with tr.activate():
+        outs = _named_outputs(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
+        outs = {k: _materialise(tr, v).index for k, v in outs.items()}
+    _add_program(ctx.graph, ir.EVAL,
+                 fold_conv_activations(ctx.graph.nodes, tr.nodes, list(outs.values())), outs)
 
-    _drop_unused_nodes(graph)
-    graph.meta = {
+
+def _trace_loss(ctx: _TraceContext, model: Module, loss, output, in_tensors, label_tensors):
+    """Trace ``model`` in train mode and ``loss`` on its chosen output: (tracer, the named
+    outputs, the scalar loss tensor)."""
+    model.train()
+    tr = ctx.tracer()
+    with tr.activate():
+        named = _named_outputs(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
+        named = OrderedDict((k, _materialise(tr, v)) for k, v in named.items())
+        out = named[_loss_target(named, output)]
+        with tr.scope(name="loss"):
+            value = loss(out, *[tr.wrap(t.index) for t in label_tensors])
+        value = _single_output(value, "the loss")
+        if tuple(value.shape) != ():
+            raise ShapeError(f"the loss must be a scalar, got shape {tuple(value.shape)}")
+        value = _materialise(tr, value)
+    return tr, named, value
+
+
+def _grad_program(ctx: _TraceContext, model: Module, loss, output, in_tensors, label_tensors):
+    """The GRAD program (forward + loss + backward): (its nodes, its outputs, {param: grad})."""
+    tr, named, value = _trace_loss(ctx, model, loss, output, in_tensors, label_tensors)
+    graph = ctx.graph
+    outs = OrderedDict([("loss", value.index)] + [(k, v.index) for k, v in named.items()])
+    keep = list(outs.values())
+    fwd_nodes = fold_conv_activations(graph.nodes, tr.nodes, keep)
+    bwd_nodes, param_grads = autodiff.backward(graph, value.index, fwd_nodes)
+    bwd_nodes = mask_before_maxpool_bwd(graph, fwd_nodes, bwd_nodes, keep)
+    grad_nodes = fwd_nodes + bwd_nodes
+    _add_program(graph, ir.GRAD_PROGRAM, grad_nodes, outs)
+    return grad_nodes, outs, param_grads
+
+
+def _train_program(ctx: _TraceContext, optimizer, scheduler, grad_nodes, outs,
+                   param_grads) -> None:
+    """The TRAIN program: the GRAD program's nodes followed by the optimizer's updates."""
+    graph = ctx.graph
+    optimizer.configure(graph.state)
+    by_index = {ctx.holders[k]: holder for k, (_, holder) in ctx.names.items()
+                if k in ctx.holders}
+    update_nodes = []
+    for p_idx, g_idx in param_grads.items():
+        update_nodes += optimizer.emit(graph, graph.tensors[p_idx], graph.tensors[g_idx],
+                                       by_index.get(p_idx))
+    _add_program(graph, ir.TRAIN, grad_nodes + update_nodes, outs)
+    if scheduler is not None:
+        scheduler.configure(graph.state)
+
+
+def _graph_meta(model, loss, optimizer, scheduler, in_tensors, label_tensors,
+                stored_max_batch) -> dict:
+    """The META section: what was exported, for tools."""
+    meta = {
         "model": type(model).__name__,
         "inputs": {t.name: list(t.shape) for t in in_tensors},
         "labels": {t.name: [list(t.shape), t.dtype] for t in label_tensors},
@@ -256,8 +309,8 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
         "scheduler": type(scheduler).__name__ if scheduler is not None else None,
     }
     if stored_max_batch:
-        graph.meta["max_batch"] = stored_max_batch
-    return graph
+        meta["max_batch"] = stored_max_batch
+    return meta
 
 
 # Activations a conv2d can apply itself and whose derivative autodiff reads from the output.

@@ -22,8 +22,25 @@ MAGIC = b"EDGETRN\0"
 VERSION_MAJOR, VERSION_MINOR = 1, 1
 HEADER_SIZE, SECTION_ENTRY_SIZE = 64, 32
 TENSOR_RECORD, NODE_RECORD, STATE_SIZE = 96, 224, 128
+PROGRAM_HEAD, PROGRAM_OUTPUT = 16, 12
 ALIGN = 64
 FLAG_INFERENCE_ONLY = 1
+
+# Byte offsets of the fields inside each record (docs/format.md), named as the C enums of
+# kernels/runtime/runtime_internal.h without the ET_ prefix (tests/test_mirrors.py checks them).
+HDR_MAGIC, HDR_MAJOR, HDR_MINOR, HDR_FILE_SIZE = 0, 8, 12, 16
+HDR_NSECTIONS, HDR_FLAGS, HDR_TABLE_CRC, HDR_CRC, HDR_ZERO = 24, 28, 32, 36, 40
+SENT_TYPE, SENT_RESERVED, SENT_OFFSET, SENT_SIZE, SENT_CRC, SENT_RESERVED2 = 0, 4, 8, 16, 24, 28
+TREC_NAME_OFF, TREC_NAME_LEN, TREC_DTYPE, TREC_KIND, TREC_NDIM, TREC_FLAGS = 0, 4, 8, 9, 10, 11
+TREC_OWNER, TREC_SHAPE, TREC_DATA_OFF, TREC_DATA_SIZE, TREC_ZERO = 12, 16, 64, 72, 80
+NREC_OP, NREC_N_IN, NREC_N_OUT, NREC_N_IATTR, NREC_N_FATTR, NREC_ZERO = 0, 2, 3, 4, 5, 6
+NREC_IN, NREC_OUT, NREC_IATTR, NREC_FATTR = 8, 40, 56, 184
+NREC_LAYER_OFF, NREC_LAYER_LEN = 216, 220
+PREC_KIND, PREC_N_NODES, PREC_N_INPUTS, PREC_N_OUTPUTS = 0, 4, 8, 12
+POUT_NAME_OFF, POUT_NAME_LEN, POUT_TENSOR = 0, 4, 8
+SREC_STEP, SREC_EPOCH, SREC_SEED, SREC_RNG_COUNTER, SREC_BASE_LR = 0, 8, 16, 24, 32
+SREC_SCHED_KIND, SREC_SCHED_F, SREC_SCHED_I, SREC_WARMUP = 36, 40, 64, 112
+SREC_OPT_KIND, SREC_MAX_BATCH, SREC_ZERO = 116, 120, 124
 
 STRINGS, TENSORS, NODES, PROGRAMS, STATE, DATA, META = 1, 2, 3, 4, 5, 6, 7
 REQUIRED = (STRINGS, TENSORS, NODES, PROGRAMS, STATE, DATA)
@@ -34,6 +51,17 @@ NONE32 = 0xFFFFFFFF
 
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _put(buf: bytearray, off: int, fmt: str, *values) -> None:
+    """Write little-endian ``values`` (struct ``fmt``) at byte ``off`` of a record."""
+    struct.pack_into("<" + fmt, buf, off, *values)
+
+
+def _get(buf: bytes, off: int, fmt: str):
+    """Read little-endian struct ``fmt`` at byte ``off`` of a record (one value or a tuple)."""
+    got = struct.unpack_from("<" + fmt, buf, off)
+    return got[0] if len(got) == 1 else got
 
 
 class _Strings:
@@ -73,8 +101,18 @@ def dumps(graph: ir.Graph, *, inference_only: bool = False) -> bytes:
             data_off, data_size = len(data), arr.nbytes
             data += arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
         owner = NONE32 if t.owner is None else t.owner
-        tensors += struct.pack("<IIBBBBI6qQQ16x", off, ln, DTYPE_CODES[t.dtype], t.kind,
-                               len(t.shape), flags, owner, *shape, data_off, data_size)
+        r = bytearray(TENSOR_RECORD)
+        _put(r, TREC_NAME_OFF, "I", off)
+        _put(r, TREC_NAME_LEN, "I", ln)
+        _put(r, TREC_DTYPE, "B", DTYPE_CODES[t.dtype])
+        _put(r, TREC_KIND, "B", t.kind)
+        _put(r, TREC_NDIM, "B", len(t.shape))
+        _put(r, TREC_FLAGS, "B", flags)
+        _put(r, TREC_OWNER, "I", owner)
+        _put(r, TREC_SHAPE, f"{ir.MAX_DIMS}q", *shape)
+        _put(r, TREC_DATA_OFF, "Q", data_off)
+        _put(r, TREC_DATA_SIZE, "Q", data_size)
+        tensors += r
 
     nodes = bytearray(struct.pack("<II", len(graph.nodes), 0))
     for n in graph.nodes:
@@ -84,30 +122,61 @@ def dumps(graph: ir.Graph, *, inference_only: bool = False) -> bytes:
         ia = [int(v) for v in n.iattr] + [0] * (ir.MAX_IATTR - len(n.iattr))
         fa = [float(v) for v in n.fattr] + [0.0] * (ir.MAX_FATTR - len(n.fattr))
         loff, lln = strings.ref(n.layer)
-        nodes += struct.pack("<HBBBBH8i4i16q8fII", op, len(n.inputs), len(n.outputs),
-                             len(n.iattr), len(n.fattr), 0, *ins, *outs, *ia, *fa, loff, lln)
+        r = bytearray(NODE_RECORD)
+        _put(r, NREC_OP, "H", op)
+        _put(r, NREC_N_IN, "B", len(n.inputs))
+        _put(r, NREC_N_OUT, "B", len(n.outputs))
+        _put(r, NREC_N_IATTR, "B", len(n.iattr))
+        _put(r, NREC_N_FATTR, "B", len(n.fattr))
+        _put(r, NREC_IN, f"{ir.MAX_INPUTS}i", *ins)
+        _put(r, NREC_OUT, f"{ir.MAX_OUTPUTS}i", *outs)
+        _put(r, NREC_IATTR, f"{ir.MAX_IATTR}q", *ia)
+        _put(r, NREC_FATTR, f"{ir.MAX_FATTR}f", *fa)
+        _put(r, NREC_LAYER_OFF, "I", loff)
+        _put(r, NREC_LAYER_LEN, "I", lln)
+        nodes += r
 
     programs = bytearray(struct.pack("<II", len(graph.programs), 0))
     for kind in sorted(graph.programs):
         p = graph.programs[kind]
-        programs += struct.pack("<IIII", kind, len(p.nodes), len(p.inputs), len(p.outputs))
+        head = bytearray(PROGRAM_HEAD)
+        _put(head, PREC_KIND, "I", kind)
+        _put(head, PREC_N_NODES, "I", len(p.nodes))
+        _put(head, PREC_N_INPUTS, "I", len(p.inputs))
+        _put(head, PREC_N_OUTPUTS, "I", len(p.outputs))
+        programs += head
         programs += struct.pack(f"<{len(p.nodes)}I", *p.nodes)
         programs += struct.pack(f"<{len(p.inputs)}I", *p.inputs)
         for name, tid in p.outputs.items():
             off, ln = strings.ref(name)
-            programs += struct.pack("<III", off, ln, tid)
-
-    s = graph.state
-    state = struct.pack("<QQQQfI6f6qIII4x", s.step, s.epoch, s.seed, s.rng_counter,
-                        s.base_lr, s.sched_kind, *[float(v) for v in s.sched_f],
-                        *[int(v) for v in s.sched_i], s.warmup, s.opt_kind, s.max_batch)
-    assert len(state) == STATE_SIZE
+            r = bytearray(PROGRAM_OUTPUT)
+            _put(r, POUT_NAME_OFF, "I", off)
+            _put(r, POUT_NAME_LEN, "I", ln)
+            _put(r, POUT_TENSOR, "I", tid)
+            programs += r
 
     sections = [(STRINGS, bytes(strings.buf)), (TENSORS, bytes(tensors)), (NODES, bytes(nodes)),
-                (PROGRAMS, bytes(programs)), (STATE, state), (DATA, bytes(data))]
+                (PROGRAMS, bytes(programs)), (STATE, _state_record(graph.state)),
+                (DATA, bytes(data))]
     if graph.meta:
         sections.append((META, json.dumps(graph.meta, sort_keys=True).encode("utf-8")))
     return _assemble(sections, FLAG_INFERENCE_ONLY if inference_only else 0)
+
+
+def _state_record(s: ir.TrainState) -> bytes:
+    r = bytearray(STATE_SIZE)
+    _put(r, SREC_STEP, "Q", s.step)
+    _put(r, SREC_EPOCH, "Q", s.epoch)
+    _put(r, SREC_SEED, "Q", s.seed)
+    _put(r, SREC_RNG_COUNTER, "Q", s.rng_counter)
+    _put(r, SREC_BASE_LR, "f", s.base_lr)
+    _put(r, SREC_SCHED_KIND, "I", s.sched_kind)
+    _put(r, SREC_SCHED_F, "6f", *[float(v) for v in s.sched_f])
+    _put(r, SREC_SCHED_I, "6q", *[int(v) for v in s.sched_i])
+    _put(r, SREC_WARMUP, "I", s.warmup)
+    _put(r, SREC_OPT_KIND, "I", s.opt_kind)
+    _put(r, SREC_MAX_BATCH, "I", s.max_batch)
+    return bytes(r)
 
 
 def _assemble(sections: List[Tuple[int, bytes]], flags: int) -> bytes:
@@ -115,16 +184,24 @@ def _assemble(sections: List[Tuple[int, bytes]], flags: int) -> bytes:
     body = bytearray()
     pos = _align(HEADER_SIZE + SECTION_ENTRY_SIZE * len(sections))
     for kind, payload in sections:
-        table += struct.pack("<IIQQII", kind, 0, pos + len(body), len(payload),
-                             zlib.crc32(payload), 0)
+        e = bytearray(SECTION_ENTRY_SIZE)
+        _put(e, SENT_TYPE, "I", kind)
+        _put(e, SENT_OFFSET, "Q", pos + len(body))
+        _put(e, SENT_SIZE, "Q", len(payload))
+        _put(e, SENT_CRC, "I", zlib.crc32(payload))
+        table += e
         body += payload
         body += b"\0" * (_align(len(body)) - len(body))
-    total = pos + len(body)
-    head = MAGIC + struct.pack("<IIQIII", VERSION_MAJOR, VERSION_MINOR, total, len(sections),
-                               flags, zlib.crc32(bytes(table)))
-    head += struct.pack("<I", zlib.crc32(head))
-    head += b"\0" * (HEADER_SIZE - len(head))
-    out = head + bytes(table)
+    head = bytearray(HEADER_SIZE)
+    head[HDR_MAGIC:HDR_MAGIC + len(MAGIC)] = MAGIC
+    _put(head, HDR_MAJOR, "I", VERSION_MAJOR)
+    _put(head, HDR_MINOR, "I", VERSION_MINOR)
+    _put(head, HDR_FILE_SIZE, "Q", pos + len(body))
+    _put(head, HDR_NSECTIONS, "I", len(sections))
+    _put(head, HDR_FLAGS, "I", flags)
+    _put(head, HDR_TABLE_CRC, "I", zlib.crc32(bytes(table)))
+    _put(head, HDR_CRC, "I", zlib.crc32(bytes(head[:HDR_CRC])))
+    out = bytes(head) + bytes(table)
     out += b"\0" * (pos - len(out))
     return out + bytes(body)
 
@@ -142,23 +219,26 @@ def loads(buf: bytes) -> ir.Graph:
     from .ops import OPS
 
     buf = bytes(buf)
-    if len(buf) < HEADER_SIZE or buf[:8] != MAGIC:
+    if len(buf) < HEADER_SIZE or buf[HDR_MAGIC:HDR_MAGIC + len(MAGIC)] != MAGIC:
         _fail("not an edgetrain model (bad magic)")
-    major, _minor, size, nsec, flags, table_crc = struct.unpack_from("<IIQIII", buf, 8)
+    major, size = _get(buf, HDR_MAJOR, "I"), _get(buf, HDR_FILE_SIZE, "Q")
+    nsec, flags = _get(buf, HDR_NSECTIONS, "I"), _get(buf, HDR_FLAGS, "I")
     if major != VERSION_MAJOR:
         _fail(f"unsupported version {major}")
-    if struct.unpack_from("<I", buf, 36)[0] != zlib.crc32(buf[:36]):
+    if _get(buf, HDR_CRC, "I") != zlib.crc32(buf[:HDR_CRC]):
         _fail("header checksum mismatch")
     if size != len(buf):
         _fail(f"file size {len(buf)} differs from the header's {size}")
     if not 1 <= nsec <= 64 or HEADER_SIZE + nsec * SECTION_ENTRY_SIZE > len(buf):
         _fail("bad section count")
     table = buf[HEADER_SIZE:HEADER_SIZE + nsec * SECTION_ENTRY_SIZE]
-    if zlib.crc32(table) != table_crc:
+    if zlib.crc32(table) != _get(buf, HDR_TABLE_CRC, "I"):
         _fail("section table checksum mismatch")
     secs: Dict[int, bytes] = {}
     for i in range(nsec):
-        kind, _r, off, ln, crc, _r2 = struct.unpack_from("<IIQQII", table, i * SECTION_ENTRY_SIZE)
+        e = table[i * SECTION_ENTRY_SIZE:(i + 1) * SECTION_ENTRY_SIZE]
+        kind, off, ln = _get(e, SENT_TYPE, "I"), _get(e, SENT_OFFSET, "Q"), _get(e, SENT_SIZE, "Q")
+        crc = _get(e, SENT_CRC, "I")
         if off + ln > len(buf):
             _fail(f"section {kind} outside the file")
         payload = buf[off:off + ln]
@@ -187,10 +267,13 @@ def _parse_sections(secs, flags, ops) -> ir.Graph:
     tb = secs[TENSORS]
     (count, _) = struct.unpack_from("<II", tb, 0)
     for i in range(count):
-        rec = struct.unpack_from("<IIBBBBI6qQQ", tb, 8 + i * TENSOR_RECORD)
-        noff, nlen, dt, kind, ndim, tflags, owner = rec[:7]
-        shape = rec[7:7 + ndim]
-        doff, dsize = rec[13], rec[14]
+        r = tb[8 + i * TENSOR_RECORD:8 + (i + 1) * TENSOR_RECORD]
+        noff, nlen = _get(r, TREC_NAME_OFF, "I"), _get(r, TREC_NAME_LEN, "I")
+        dt, kind = _get(r, TREC_DTYPE, "B"), _get(r, TREC_KIND, "B")
+        ndim, tflags = _get(r, TREC_NDIM, "B"), _get(r, TREC_FLAGS, "B")
+        owner = _get(r, TREC_OWNER, "I")
+        shape = _get(r, TREC_SHAPE, f"{ir.MAX_DIMS}q")[:ndim]
+        doff, dsize = _get(r, TREC_DATA_OFF, "Q"), _get(r, TREC_DATA_SIZE, "Q")
         dtype = CODE_DTYPES.get(dt) or _fail(f"tensor {i}: bad dtype {dt}")
         arr = None
         if kind in ir.KINDS_WITH_DATA:
@@ -205,36 +288,48 @@ def _parse_sections(secs, flags, ops) -> ir.Graph:
     nb = secs[NODES]
     (count, _) = struct.unpack_from("<II", nb, 0)
     for i in range(count):
-        rec = struct.unpack_from("<HBBBBH8i4i16q8fII", nb, 8 + i * NODE_RECORD)
-        op, nin, nout, nia, nfa = rec[:5]
+        r = nb[8 + i * NODE_RECORD:8 + (i + 1) * NODE_RECORD]
+        op = _get(r, NREC_OP, "H")
+        nin, nout = _get(r, NREC_N_IN, "B"), _get(r, NREC_N_OUT, "B")
+        nia, nfa = _get(r, NREC_N_IATTR, "B"), _get(r, NREC_N_FATTR, "B")
         if op >= len(ops):
             _fail(f"node {i}: unknown op {op}")
-        ins, outs = list(rec[6:6 + nin]), list(rec[14:14 + nout])
-        ia, fa = list(rec[18:18 + nia]), list(rec[34:34 + nfa])
-        g.nodes.append(ir.Node(ops[op].name, ins, outs, ia, fa, string(rec[42], rec[43])))
+        ins = list(_get(r, NREC_IN, f"{ir.MAX_INPUTS}i")[:nin])
+        outs = list(_get(r, NREC_OUT, f"{ir.MAX_OUTPUTS}i")[:nout])
+        ia = list(_get(r, NREC_IATTR, f"{ir.MAX_IATTR}q")[:nia])
+        fa = list(_get(r, NREC_FATTR, f"{ir.MAX_FATTR}f")[:nfa])
+        layer = string(_get(r, NREC_LAYER_OFF, "I"), _get(r, NREC_LAYER_LEN, "I"))
+        g.nodes.append(ir.Node(ops[op].name, ins, outs, ia, fa, layer))
     pb = secs[PROGRAMS]
     (count, _) = struct.unpack_from("<II", pb, 0)
     pos = 8
     for _ in range(count):
-        kind, nn_, ni, no = struct.unpack_from("<IIII", pb, pos)
-        pos += 16
+        kind, nn_ = _get(pb, pos + PREC_KIND, "I"), _get(pb, pos + PREC_N_NODES, "I")
+        ni, no = _get(pb, pos + PREC_N_INPUTS, "I"), _get(pb, pos + PREC_N_OUTPUTS, "I")
+        pos += PROGRAM_HEAD
         prog = ir.Program(kind)
         prog.nodes = list(struct.unpack_from(f"<{nn_}I", pb, pos)); pos += 4 * nn_
         prog.inputs = list(struct.unpack_from(f"<{ni}I", pb, pos)); pos += 4 * ni
         for _o in range(no):
-            off, ln, tid = struct.unpack_from("<III", pb, pos); pos += 12
+            off, ln = _get(pb, pos + POUT_NAME_OFF, "I"), _get(pb, pos + POUT_NAME_LEN, "I")
+            tid = _get(pb, pos + POUT_TENSOR, "I")
+            pos += PROGRAM_OUTPUT
             prog.outputs[string(off, ln)] = tid
         g.programs[kind] = prog
-    st = struct.unpack_from("<QQQQfI6f6qII", secs[STATE], 0)
-    s = g.state
-    s.step, s.epoch, s.seed, s.rng_counter, s.base_lr, s.sched_kind = st[:6]
-    s.sched_f, s.sched_i = list(st[6:12]), list(st[12:18])
-    s.warmup, s.opt_kind = st[18], st[19]
-    s.max_batch = struct.unpack_from("<I", secs[STATE], 120)[0]  # minor 1; zero in minor 0
+    _parse_state(secs[STATE], g.state)
     if META in secs:
         g.meta = _parse_meta(secs[META])
     g.meta["_inference_only"] = bool(flags & FLAG_INFERENCE_ONLY)
     return g
+
+
+def _parse_state(r: bytes, s: ir.TrainState) -> None:
+    s.step, s.epoch = _get(r, SREC_STEP, "Q"), _get(r, SREC_EPOCH, "Q")
+    s.seed, s.rng_counter = _get(r, SREC_SEED, "Q"), _get(r, SREC_RNG_COUNTER, "Q")
+    s.base_lr, s.sched_kind = _get(r, SREC_BASE_LR, "f"), _get(r, SREC_SCHED_KIND, "I")
+    s.sched_f, s.sched_i = list(_get(r, SREC_SCHED_F, "6f")), list(_get(r, SREC_SCHED_I, "6q"))
+    s.warmup, s.opt_kind = _get(r, SREC_WARMUP, "I"), _get(r, SREC_OPT_KIND, "I")
+    s.max_batch = _get(r, SREC_MAX_BATCH, "I")  # minor 1; zero in minor 0
 
 
 META_MAX_DEPTH = 64  # nesting of JSON arrays/objects in META (deeper: ModelFormatError)

@@ -116,6 +116,8 @@ def test_optimizer_kinds():
     ("ET_TENSOR_RECORD_BYTES", fileformat.TENSOR_RECORD),
     ("ET_NODE_RECORD_BYTES", fileformat.NODE_RECORD),
     ("ET_STATE_BYTES", fileformat.STATE_SIZE),
+    ("ET_PROGRAM_HEAD_BYTES", fileformat.PROGRAM_HEAD),
+    ("ET_PROGRAM_OUTPUT_BYTES", fileformat.PROGRAM_OUTPUT),
     ("ET_NO_OWNER", fileformat.NONE32),
 ])
 def test_limits_and_sizes(c_name, py_value):
@@ -135,3 +137,34 @@ def test_the_checker_catches_a_one_sided_change(monkeypatch):
     with pytest.raises(AssertionError):
         test_reduce_modes()
     assert c_define("ET_MAX_DIMS") == 6 and c_enum("ET_OK")["ET_ERR_NOT_FOUND"] == 11
+
+
+RECORD_FIELDS = [  # (first enumerator of the C enum, record size in C)
+    ("ET_HDR_MAGIC", "ET_HEADER_BYTES"),
+    ("ET_SENT_TYPE", "ET_SECTION_ENTRY_BYTES"),
+    ("ET_TREC_NAME_OFF", "ET_TENSOR_RECORD_BYTES"),
+    ("ET_NREC_OP", "ET_NODE_RECORD_BYTES"),
+    ("ET_SREC_STEP", "ET_STATE_BYTES"),
+    ("ET_PREC_KIND", "ET_PROGRAM_HEAD_BYTES"),
+    ("ET_POUT_NAME_OFF", "ET_PROGRAM_OUTPUT_BYTES"),
+]
+
+
+@pytest.mark.parametrize("first, size", RECORD_FIELDS)
+def test_record_field_offsets(first, size):
+    """Each byte offset the Python codec uses (fileformat.TREC_DTYPE, ...) equals the C one
+    (ET_TREC_DTYPE, ...), and the Python module has no offset of that record the C lacks."""
+    fields = c_enum(first)
+    assert len(fields) >= 3
+    prefix = first[len("ET_"):].split("_")[0] + "_"
+    py = {n: v for n, v in vars(fileformat).items() if n.startswith(prefix) and isinstance(v, int)}
+    assert py == {n[len("ET_"):]: v for n, v in fields.items()}
+    offsets = sorted(fields.values())
+    assert offsets[0] == 0 and offsets[-1] < c_define(size)
+    assert offsets == list(fields.values()), "fields in byte order"
+
+
+def test_the_offset_checker_catches_a_one_sided_change(monkeypatch):
+    monkeypatch.setattr(fileformat, "TREC_DTYPE", 9)
+    with pytest.raises(AssertionError):
+        test_record_field_offsets("ET_TREC_NAME_OFF", "ET_TENSOR_RECORD_BYTES")

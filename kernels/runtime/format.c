@@ -108,34 +108,35 @@ static et_status parse_header(parse_ctx *c, uint32_t *n_sections, uint32_t *flag
     const uint8_t *h = c->buf;
     if (c->size < ET_HEADER_BYTES)
         return fail(c, "file too small: %zu bytes (the header alone is %u)", c->size, ET_HEADER_BYTES);
-    if (memcmp(h, ET_MAGIC, 8) != 0) return fail(c, "not an edgetrain model: bad magic (expected \"EDGETRN\\0\")");
-    uint32_t major = rd32(h + 8);
+    if (memcmp(h + ET_HDR_MAGIC, ET_MAGIC, 8) != 0) return fail(c, "not an edgetrain model: bad magic (expected \"EDGETRN\\0\")");
+    uint32_t major = rd32(h + ET_HDR_MAJOR);
     if (major != ET_FORMAT_MAJOR)
         return fail(c, "unsupported format version %u.%u (this runtime reads version %u.x)", major,
-                    rd32(h + 12), ET_FORMAT_MAJOR);
-    uint32_t crc = et_crc32(0, h, 36);
-    if (crc != rd32(h + 36))
+                    rd32(h + ET_HDR_MINOR), ET_FORMAT_MAJOR);
+    uint32_t crc = et_crc32(0, h, ET_HDR_CRC);
+    if (crc != rd32(h + ET_HDR_CRC))
         return fail(c, "header CRC mismatch (stored 0x%08x, computed 0x%08x): the file is corrupt",
-                    rd32(h + 36), crc);
-    uint64_t file_size = rd64(h + 16);
+                    rd32(h + ET_HDR_CRC), crc);
+    uint64_t file_size = rd64(h + ET_HDR_FILE_SIZE);
     if (file_size != (uint64_t)c->size)
         return fail(c, "file size mismatch: header says %llu bytes, the file has %zu (truncated?)",
                     (unsigned long long)file_size, c->size);
-    *n_sections = rd32(h + 24);
-    *flags = rd32(h + 28);
-    c->minor = rd32(h + 12);
+    *n_sections = rd32(h + ET_HDR_NSECTIONS);
+    *flags = rd32(h + ET_HDR_FLAGS);
+    c->minor = rd32(h + ET_HDR_MINOR);
     c->strict = c->minor <= ET_FORMAT_MINOR;
     if (c->strict && (*flags & ~ET_HFLAG_KNOWN))
         return fail(c, "header: unknown flags 0x%x (version 1.%u defines bit 0 only)", *flags, c->minor);
-    if (check_zero(c, h + 40, 24, "header") != ET_OK) return ET_ERR_FORMAT;
+    if (check_zero(c, h + ET_HDR_ZERO, ET_HEADER_BYTES - ET_HDR_ZERO, "header") != ET_OK) return ET_ERR_FORMAT;
     if (*n_sections < 1 || *n_sections > ET_MAX_SECTIONS)
         return fail(c, "section count %u out of range 1..%u", *n_sections, ET_MAX_SECTIONS);
     uint64_t table_end = ET_HEADER_BYTES + (uint64_t)*n_sections * ET_SECTION_ENTRY_BYTES;
     if (table_end > c->size)
         return fail(c, "section table (%u entries) extends past the end of the file", *n_sections);
     crc = et_crc32(0, h + ET_HEADER_BYTES, (size_t)(table_end - ET_HEADER_BYTES));
-    if (crc != rd32(h + 32))
-        return fail(c, "section table CRC mismatch (stored 0x%08x, computed 0x%08x)", rd32(h + 32), crc);
+    if (crc != rd32(h + ET_HDR_TABLE_CRC))
+        return fail(c, "section table CRC mismatch (stored 0x%08x, computed 0x%08x)", rd32(h + ET_HDR_TABLE_CRC),
+                    crc);
     return ET_OK;
 }
 
@@ -178,8 +179,8 @@ static et_status parse_section_table(parse_ctx *c, et_model *m, uint32_t n) {
     uint32_t types[ET_MAX_SECTIONS];
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *e = c->buf + ET_HEADER_BYTES + (size_t)i * ET_SECTION_ENTRY_BYTES;
-        uint32_t type = rd32(e);
-        uint64_t off = rd64(e + 8), size = rd64(e + 16);
+        uint32_t type = rd32(e + ET_SENT_TYPE);
+        uint64_t off = rd64(e + ET_SENT_OFFSET), size = rd64(e + ET_SENT_SIZE);
         if (off % ET_ALIGN != 0)
             return fail(c, "section %u (%s): offset %llu is not 64-byte aligned", type, section_name(type),
                         (unsigned long long)off);
@@ -193,12 +194,12 @@ static et_status parse_section_table(parse_ctx *c, et_model *m, uint32_t n) {
                 return fail(c, "section %u (%s) overlaps section %u (%s)", type, section_name(type), types[j],
                             section_name(types[j]));
         }
-        if (c->strict && (rd32(e + 4) != 0 || rd32(e + 28) != 0))
+        if (c->strict && (rd32(e + ET_SENT_RESERVED) != 0 || rd32(e + ET_SENT_RESERVED2) != 0))
             return fail(c, "section table entry %u: reserved fields are not zero", i);
         uint32_t crc = et_crc32(0, c->buf + off, (size_t)size);
-        if (crc != rd32(e + 24))
+        if (crc != rd32(e + ET_SENT_CRC))
             return fail(c, "section %u (%s): CRC mismatch (stored 0x%08x, computed 0x%08x): the file is corrupt",
-                        type, section_name(type), rd32(e + 24), crc);
+                        type, section_name(type), rd32(e + ET_SENT_CRC), crc);
         types[i] = type;
         offs[i] = off;
         sizes[i] = size;
@@ -222,16 +223,16 @@ static et_status parse_state(parse_ctx *c, et_train_state *st) {
         return fail(c, "section 5 (STATE): %llu bytes, expected at least %u",
                     (unsigned long long)sec_size(c, ET_SEC_STATE), ET_STATE_BYTES);
     const uint8_t *p = sec_bytes(c, ET_SEC_STATE);
-    st->step = rd64(p);
-    st->epoch = rd64(p + 8);
-    st->seed = rd64(p + 16);
-    st->rng_counter = rd64(p + 24);
-    st->base_lr = rdf32(p + 32);
-    st->sched_kind = rd32(p + 36);
-    for (int i = 0; i < 6; i++) st->sched_f[i] = rdf32(p + 40 + 4 * i);
-    for (int i = 0; i < 6; i++) st->sched_i[i] = rdi64(p + 64 + 8 * i);
-    st->warmup = rd32(p + 112);
-    st->opt_kind = rd32(p + 116);
+    st->step = rd64(p + ET_SREC_STEP);
+    st->epoch = rd64(p + ET_SREC_EPOCH);
+    st->seed = rd64(p + ET_SREC_SEED);
+    st->rng_counter = rd64(p + ET_SREC_RNG_COUNTER);
+    st->base_lr = rdf32(p + ET_SREC_BASE_LR);
+    st->sched_kind = rd32(p + ET_SREC_SCHED_KIND);
+    for (int i = 0; i < 6; i++) st->sched_f[i] = rdf32(p + ET_SREC_SCHED_F + 4 * i);
+    for (int i = 0; i < 6; i++) st->sched_i[i] = rdi64(p + ET_SREC_SCHED_I + 8 * i);
+    st->warmup = rd32(p + ET_SREC_WARMUP);
+    st->opt_kind = rd32(p + ET_SREC_OPT_KIND);
     if (!isfinite(st->base_lr)) return fail(c, "section 5 (STATE): base learning rate is not finite");
     if (st->sched_kind >= ET_SCHED_COUNT_)
         return fail(c, "section 5 (STATE): scheduler kind %u unknown (0..%d)", st->sched_kind, ET_SCHED_COUNT_ - 1);
@@ -244,9 +245,9 @@ static et_status parse_state(parse_ctx *c, et_train_state *st) {
     if (st->opt_kind >= ET_OPTIM_COUNT_)
         return fail(c, "section 5 (STATE): optimizer kind %u unknown (0..%d)", st->opt_kind, ET_OPTIM_COUNT_ - 1);
     st->max_batch = 0;
-    if (c->minor == 0) return check_zero(c, p + 120, 8, "section 5 (STATE)");
-    st->max_batch = rd32(p + 120); /* minor 1 */
-    return check_zero(c, p + 124, 4, "section 5 (STATE)");
+    if (c->minor == 0) return check_zero(c, p + ET_SREC_MAX_BATCH, ET_STATE_BYTES - ET_SREC_MAX_BATCH, "section 5 (STATE)");
+    st->max_batch = rd32(p + ET_SREC_MAX_BATCH); /* minor 1 */
+    return check_zero(c, p + ET_SREC_ZERO, ET_STATE_BYTES - ET_SREC_ZERO, "section 5 (STATE)");
 }
 
 /* ---- TENSORS ---------------------------------------------------------------- */
@@ -267,13 +268,13 @@ static et_status record_count(parse_ctx *c, int type, uint32_t record_bytes, uin
 
 static et_status parse_tensor_record(parse_ctx *c, et_model *m, uint32_t i, const uint8_t *r) {
     et_tensor_def *t = &m->tensors[i];
-    t->name_off = rd32(r);
-    t->name_len = rd32(r + 4);
-    uint8_t dtype = r[8], kind = r[9], ndim = r[10];
-    t->flags = r[11];
-    t->owner = rd32(r + 12);
-    t->data_off = rd64(r + 64);
-    t->data_size = rd64(r + 72);
+    t->name_off = rd32(r + ET_TREC_NAME_OFF);
+    t->name_len = rd32(r + ET_TREC_NAME_LEN);
+    uint8_t dtype = r[ET_TREC_DTYPE], kind = r[ET_TREC_KIND], ndim = r[ET_TREC_NDIM];
+    t->flags = r[ET_TREC_FLAGS];
+    t->owner = rd32(r + ET_TREC_OWNER);
+    t->data_off = rd64(r + ET_TREC_DATA_OFF);
+    t->data_size = rd64(r + ET_TREC_DATA_SIZE);
     if (!string_ok(m, t->name_off, t->name_len))
         return fail(c, "section 2 (TENSORS): record %u name [%u, +%u) is not a valid string in STRINGS (%llu bytes)",
                     i, t->name_off, t->name_len, (unsigned long long)m->strings_size);
@@ -283,15 +284,15 @@ static et_status parse_tensor_record(parse_ctx *c, et_model *m, uint32_t i, cons
     t->kind = (et_tensor_kind)kind;
     t->shape.dtype = (et_dtype)dtype;
     t->shape.ndim = ndim;
-    for (int d = 0; d < ET_MAX_DIMS; d++) t->shape.dim[d] = d < ndim ? rdi64(r + 16 + 8 * d) : 0;
+    for (int d = 0; d < ET_MAX_DIMS; d++) t->shape.dim[d] = d < ndim ? rdi64(r + ET_TREC_SHAPE + 8 * d) : 0;
     for (int d = 0; d < ndim; d++)
         if (t->shape.dim[d] < 0 || t->shape.dim[d] > ET_MAX_DIM)
             return fail(c, "section 2 (TENSORS): record %u dim %d = %lld out of range 0..2^31", i, d,
                         (long long)t->shape.dim[d]);
     if (!et_shape_is_sane(&t->shape))
         return fail(c, "section 2 (TENSORS): record %u is larger than 2^40 bytes", i);
-    if (c->strict && ((t->flags & ~ET_TFLAG_KNOWN) || !all_zero(r + 16 + 8 * ndim, 8 * (size_t)(ET_MAX_DIMS - ndim)) ||
-                      !all_zero(r + 80, 16) || (!et_kind_has_data(t->kind) && t->data_off != 0)))
+    if (c->strict && ((t->flags & ~ET_TFLAG_KNOWN) || !all_zero(r + ET_TREC_SHAPE + 8 * ndim, 8 * (size_t)(ET_MAX_DIMS - ndim)) ||
+                      !all_zero(r + ET_TREC_ZERO, ET_TENSOR_RECORD_BYTES - ET_TREC_ZERO) || (!et_kind_has_data(t->kind) && t->data_off != 0)))
         return fail(c, "section 2 (TENSORS): record %u has unknown flags or non-zero unused fields "
                     "(dims beyond ndim, data offset without data, reserved bytes)", i);
     if (t->name_len == 0 && (t->kind == ET_KIND_INPUT || t->kind == ET_KIND_PARAM || t->kind == ET_KIND_BUFFER ||
@@ -480,22 +481,22 @@ static et_status check_node_tensors(parse_ctx *c, const et_model *m, uint32_t i,
 
 /* Unused slots of a version 1.0 node record: tensors -1, attributes 0. */
 static int node_slots_clean(const et_node_def *nd, const uint8_t *r) {
-    if (rd16(r + 6) != 0) return 0;
+    if (rd16(r + ET_NREC_ZERO) != 0) return 0;
     for (int k = nd->n_in; k < ET_NODE_MAX_IN; k++)
-        if (rdi32(r + 8 + 4 * k) != -1) return 0;
+        if (rdi32(r + ET_NREC_IN + 4 * k) != -1) return 0;
     for (int k = nd->n_out; k < ET_NODE_MAX_OUT; k++)
-        if (rdi32(r + 40 + 4 * k) != -1) return 0;
-    return all_zero(r + 56 + 8 * nd->n_iattr, 8 * (size_t)(ET_NODE_MAX_IATTR - nd->n_iattr)) &&
-           all_zero(r + 184 + 4 * nd->n_fattr, 4 * (size_t)(ET_NODE_MAX_FATTR - nd->n_fattr));
+        if (rdi32(r + ET_NREC_OUT + 4 * k) != -1) return 0;
+    return all_zero(r + ET_NREC_IATTR + 8 * nd->n_iattr, 8 * (size_t)(ET_NODE_MAX_IATTR - nd->n_iattr)) &&
+           all_zero(r + ET_NREC_FATTR + 4 * nd->n_fattr, 4 * (size_t)(ET_NODE_MAX_FATTR - nd->n_fattr));
 }
 
 static et_status parse_node_record(parse_ctx *c, et_model *m, uint32_t i, const uint8_t *r) {
     et_node_def *nd = &m->nodes[i];
-    nd->op = rd16(r);
-    nd->n_in = r[2];
-    nd->n_out = r[3];
-    nd->n_iattr = r[4];
-    nd->n_fattr = r[5];
+    nd->op = rd16(r + ET_NREC_OP);
+    nd->n_in = r[ET_NREC_N_IN];
+    nd->n_out = r[ET_NREC_N_OUT];
+    nd->n_iattr = r[ET_NREC_N_IATTR];
+    nd->n_fattr = r[ET_NREC_N_FATTR];
     const et_op_desc *d = et_op_desc_get(nd->op);
     if (!d) return fail(c, "section 3 (NODES): record %u op %d unknown (this runtime knows 0..%d)", i, nd->op,
                         ET_OP_COUNT - 1);
@@ -505,15 +506,15 @@ static et_status parse_node_record(parse_ctx *c, et_model *m, uint32_t i, const 
                     d->name, nd->n_in, nd->n_out, nd->n_iattr, nd->n_fattr);
     et_status st = check_node_counts(c, i, nd, d);
     if (st != ET_OK) return st;
-    for (int k = 0; k < ET_NODE_MAX_IN; k++) nd->in[k] = k < nd->n_in ? rdi32(r + 8 + 4 * k) : -1;
-    for (int k = 0; k < ET_NODE_MAX_OUT; k++) nd->out[k] = k < nd->n_out ? rdi32(r + 40 + 4 * k) : -1;
-    for (int k = 0; k < ET_NODE_MAX_IATTR; k++) nd->iattr[k] = k < nd->n_iattr ? rdi64(r + 56 + 8 * k) : 0;
-    for (int k = 0; k < ET_NODE_MAX_FATTR; k++) nd->fattr[k] = k < nd->n_fattr ? rdf32(r + 184 + 4 * k) : 0.0f;
+    for (int k = 0; k < ET_NODE_MAX_IN; k++) nd->in[k] = k < nd->n_in ? rdi32(r + ET_NREC_IN + 4 * k) : -1;
+    for (int k = 0; k < ET_NODE_MAX_OUT; k++) nd->out[k] = k < nd->n_out ? rdi32(r + ET_NREC_OUT + 4 * k) : -1;
+    for (int k = 0; k < ET_NODE_MAX_IATTR; k++) nd->iattr[k] = k < nd->n_iattr ? rdi64(r + ET_NREC_IATTR + 8 * k) : 0;
+    for (int k = 0; k < ET_NODE_MAX_FATTR; k++) nd->fattr[k] = k < nd->n_fattr ? rdf32(r + ET_NREC_FATTR + 4 * k) : 0.0f;
     if (c->strict && !node_slots_clean(nd, r))
         return fail(c, "section 3 (NODES): record %u (%s) has non-zero padding or unused slots (inputs/outputs "
                     "beyond the count must be -1, attributes 0)", i, d->name);
-    nd->layer_off = rd32(r + 216);
-    nd->layer_len = rd32(r + 220);
+    nd->layer_off = rd32(r + ET_NREC_LAYER_OFF);
+    nd->layer_len = rd32(r + ET_NREC_LAYER_LEN);
     if (!string_ok(m, nd->layer_off, nd->layer_len))
         return fail(c, "section 3 (NODES): record %u (%s) layer name [%u, +%u) is not a valid string in STRINGS", i,
                     d->name, nd->layer_off, nd->layer_len);
@@ -573,10 +574,10 @@ static et_status parse_program_lists(parse_ctx *c, et_model *m, et_program_def *
     }
     for (uint32_t k = 0; k < pg->n_outputs; k++) {
         et_output_def *o = &pg->outputs[k];
-        const uint8_t *r = outputs + 12 * (size_t)k;
-        o->name_off = rd32(r);
-        o->name_len = rd32(r + 4);
-        o->tensor = rd32(r + 8);
+        const uint8_t *r = outputs + ET_PROGRAM_OUTPUT_BYTES * (size_t)k;
+        o->name_off = rd32(r + ET_POUT_NAME_OFF);
+        o->name_len = rd32(r + ET_POUT_NAME_LEN);
+        o->tensor = rd32(r + ET_POUT_TENSOR);
         if (!string_ok(m, o->name_off, o->name_len))
             return fail(c, "section 4 (PROGRAMS): program %s output %u name is not a valid string in STRINGS", pname, k);
         if (o->tensor >= m->n_tensors)
@@ -598,17 +599,17 @@ static et_status parse_programs(parse_ctx *c, et_model *m) {
         return fail(c, "section 4 (PROGRAMS): program count %u out of range 1..3", count);
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *nodes, *inputs, *outputs;
-        if (!take_u32s(&cu, 4, 1, &head)) return fail(c, "section 4 (PROGRAMS): program record %u is truncated", i);
-        uint32_t kind = rd32(head);
+        if (!take_u32s(&cu, ET_PROGRAM_HEAD_BYTES / 4, 1, &head)) return fail(c, "section 4 (PROGRAMS): program record %u is truncated", i);
+        uint32_t kind = rd32(head + ET_PREC_KIND);
         if (kind >= ET_PROGRAM_COUNT_) return fail(c, "section 4 (PROGRAMS): program record %u kind %u unknown", i, kind);
         et_program_def *pg = &m->programs[kind];
         if (pg->present) return fail(c, "section 4 (PROGRAMS): program %s appears twice", et_program_name((int)kind));
         pg->present = 1;
-        pg->n_nodes = rd32(head + 4);
-        pg->n_inputs = rd32(head + 8);
-        pg->n_outputs = rd32(head + 12);
+        pg->n_nodes = rd32(head + ET_PREC_N_NODES);
+        pg->n_inputs = rd32(head + ET_PREC_N_INPUTS);
+        pg->n_outputs = rd32(head + ET_PREC_N_OUTPUTS);
         if (!take_u32s(&cu, pg->n_nodes, 1, &nodes) || !take_u32s(&cu, pg->n_inputs, 1, &inputs) ||
-            !take_u32s(&cu, pg->n_outputs, 3, &outputs))
+            !take_u32s(&cu, pg->n_outputs, ET_PROGRAM_OUTPUT_BYTES / 4, &outputs))
             return fail(c, "section 4 (PROGRAMS): program %s lists (%u nodes, %u inputs, %u outputs) run past the "
                         "section end", et_program_name((int)kind), pg->n_nodes, pg->n_inputs, pg->n_outputs);
         et_status st = parse_program_lists(c, m, pg, et_program_name((int)kind), nodes, inputs, outputs);
@@ -748,17 +749,17 @@ static uint8_t *build_tensors(const et_model *m, const et_tshape *shapes, const 
         const et_tensor_def *t = &m->tensors[i];
         const et_tshape *s = &shapes[i];
         uint8_t *r = b + 8 + (size_t)i * ET_TENSOR_RECORD_BYTES;
-        wr32(r, t->name_off);
-        wr32(r + 4, t->name_len);
-        r[8] = (uint8_t)s->dtype;
-        r[9] = (uint8_t)t->kind;
-        r[10] = (uint8_t)s->ndim;
-        r[11] = t->flags & ET_TFLAG_KNOWN; /* the bits this version defines */
-        wr32(r + 12, t->owner);
-        for (int d = 0; d < s->ndim; d++) wri64(r + 16 + 8 * d, s->dim[d]);
+        wr32(r + ET_TREC_NAME_OFF, t->name_off);
+        wr32(r + ET_TREC_NAME_LEN, t->name_len);
+        r[ET_TREC_DTYPE] = (uint8_t)s->dtype;
+        r[ET_TREC_KIND] = (uint8_t)t->kind;
+        r[ET_TREC_NDIM] = (uint8_t)s->ndim;
+        r[ET_TREC_FLAGS] = t->flags & ET_TFLAG_KNOWN; /* the bits this version defines */
+        wr32(r + ET_TREC_OWNER, t->owner);
+        for (int d = 0; d < s->ndim; d++) wri64(r + ET_TREC_SHAPE + 8 * d, s->dim[d]);
         if (et_kind_has_data(t->kind)) {
-            wr64(r + 64, offs[i]);
-            wr64(r + 72, (uint64_t)et_shape_bytes(s));
+            wr64(r + ET_TREC_DATA_OFF, offs[i]);
+            wr64(r + ET_TREC_DATA_SIZE, (uint64_t)et_shape_bytes(s));
         }
     }
     return b;
@@ -772,17 +773,17 @@ static uint8_t *build_nodes(const et_model *m, uint64_t *size) {
     for (uint32_t i = 0; i < m->n_nodes; i++) {
         const et_node_def *nd = &m->nodes[i];
         uint8_t *r = b + 8 + (size_t)i * ET_NODE_RECORD_BYTES;
-        wr16(r, (uint16_t)nd->op);
-        r[2] = (uint8_t)nd->n_in;
-        r[3] = (uint8_t)nd->n_out;
-        r[4] = (uint8_t)nd->n_iattr;
-        r[5] = (uint8_t)nd->n_fattr;
-        for (int k = 0; k < ET_NODE_MAX_IN; k++) wri32(r + 8 + 4 * k, k < nd->n_in ? nd->in[k] : -1);
-        for (int k = 0; k < ET_NODE_MAX_OUT; k++) wri32(r + 40 + 4 * k, k < nd->n_out ? nd->out[k] : -1);
-        for (int k = 0; k < nd->n_iattr; k++) wri64(r + 56 + 8 * k, nd->iattr[k]);
-        for (int k = 0; k < nd->n_fattr; k++) wrf32(r + 184 + 4 * k, nd->fattr[k]);
-        wr32(r + 216, nd->layer_off);
-        wr32(r + 220, nd->layer_len);
+        wr16(r + ET_NREC_OP, (uint16_t)nd->op);
+        r[ET_NREC_N_IN] = (uint8_t)nd->n_in;
+        r[ET_NREC_N_OUT] = (uint8_t)nd->n_out;
+        r[ET_NREC_N_IATTR] = (uint8_t)nd->n_iattr;
+        r[ET_NREC_N_FATTR] = (uint8_t)nd->n_fattr;
+        for (int k = 0; k < ET_NODE_MAX_IN; k++) wri32(r + ET_NREC_IN + 4 * k, k < nd->n_in ? nd->in[k] : -1);
+        for (int k = 0; k < ET_NODE_MAX_OUT; k++) wri32(r + ET_NREC_OUT + 4 * k, k < nd->n_out ? nd->out[k] : -1);
+        for (int k = 0; k < nd->n_iattr; k++) wri64(r + ET_NREC_IATTR + 8 * k, nd->iattr[k]);
+        for (int k = 0; k < nd->n_fattr; k++) wrf32(r + ET_NREC_FATTR + 4 * k, nd->fattr[k]);
+        wr32(r + ET_NREC_LAYER_OFF, nd->layer_off);
+        wr32(r + ET_NREC_LAYER_LEN, nd->layer_len);
     }
     return b;
 }
@@ -794,7 +795,8 @@ static uint8_t *build_programs(const et_model *m, uint64_t *size) {
         const et_program_def *pg = &m->programs[k];
         if (!pg->present) continue;
         count++;
-        n += 16 + 4 * ((uint64_t)pg->n_nodes + pg->n_inputs) + 12 * (uint64_t)pg->n_outputs;
+        n += ET_PROGRAM_HEAD_BYTES + 4 * ((uint64_t)pg->n_nodes + pg->n_inputs) +
+             ET_PROGRAM_OUTPUT_BYTES * (uint64_t)pg->n_outputs;
     }
     uint8_t *b = (uint8_t *)et_calloc((size_t)n, 1);
     if (!b) return NULL;
@@ -804,17 +806,17 @@ static uint8_t *build_programs(const et_model *m, uint64_t *size) {
     for (int k = 0; k < ET_PROGRAM_COUNT_; k++) {
         const et_program_def *pg = &m->programs[k];
         if (!pg->present) continue;
-        wr32(p, (uint32_t)k);
-        wr32(p + 4, pg->n_nodes);
-        wr32(p + 8, pg->n_inputs);
-        wr32(p + 12, pg->n_outputs);
-        p += 16;
+        wr32(p + ET_PREC_KIND, (uint32_t)k);
+        wr32(p + ET_PREC_N_NODES, pg->n_nodes);
+        wr32(p + ET_PREC_N_INPUTS, pg->n_inputs);
+        wr32(p + ET_PREC_N_OUTPUTS, pg->n_outputs);
+        p += ET_PROGRAM_HEAD_BYTES;
         for (uint32_t i = 0; i < pg->n_nodes; i++, p += 4) wr32(p, pg->nodes[i]);
         for (uint32_t i = 0; i < pg->n_inputs; i++, p += 4) wr32(p, pg->inputs[i]);
-        for (uint32_t i = 0; i < pg->n_outputs; i++, p += 12) {
-            wr32(p, pg->outputs[i].name_off);
-            wr32(p + 4, pg->outputs[i].name_len);
-            wr32(p + 8, pg->outputs[i].tensor);
+        for (uint32_t i = 0; i < pg->n_outputs; i++, p += ET_PROGRAM_OUTPUT_BYTES) {
+            wr32(p + ET_POUT_NAME_OFF, pg->outputs[i].name_off);
+            wr32(p + ET_POUT_NAME_LEN, pg->outputs[i].name_len);
+            wr32(p + ET_POUT_TENSOR, pg->outputs[i].tensor);
         }
     }
     return b;
@@ -822,17 +824,17 @@ static uint8_t *build_programs(const et_model *m, uint64_t *size) {
 
 static void build_state(const et_train_state *st, uint8_t *p) {
     memset(p, 0, ET_STATE_BYTES);
-    wr64(p, st->step);
-    wr64(p + 8, st->epoch);
-    wr64(p + 16, st->seed);
-    wr64(p + 24, st->rng_counter);
-    wrf32(p + 32, st->base_lr);
-    wr32(p + 36, st->sched_kind);
-    for (int i = 0; i < 6; i++) wrf32(p + 40 + 4 * i, st->sched_f[i]);
-    for (int i = 0; i < 6; i++) wri64(p + 64 + 8 * i, st->sched_i[i]);
-    wr32(p + 112, st->warmup);
-    wr32(p + 116, st->opt_kind);
-    wr32(p + 120, st->max_batch);
+    wr64(p + ET_SREC_STEP, st->step);
+    wr64(p + ET_SREC_EPOCH, st->epoch);
+    wr64(p + ET_SREC_SEED, st->seed);
+    wr64(p + ET_SREC_RNG_COUNTER, st->rng_counter);
+    wrf32(p + ET_SREC_BASE_LR, st->base_lr);
+    wr32(p + ET_SREC_SCHED_KIND, st->sched_kind);
+    for (int i = 0; i < 6; i++) wrf32(p + ET_SREC_SCHED_F + 4 * i, st->sched_f[i]);
+    for (int i = 0; i < 6; i++) wri64(p + ET_SREC_SCHED_I + 8 * i, st->sched_i[i]);
+    wr32(p + ET_SREC_WARMUP, st->warmup);
+    wr32(p + ET_SREC_OPT_KIND, st->opt_kind);
+    wr32(p + ET_SREC_MAX_BATCH, st->max_batch);
 }
 
 static const uint8_t zeros64[64];
@@ -857,14 +859,14 @@ static void w_data(et_afile *f, const et_model *m, const et_tshape *shapes, void
  * minor may set others, and this writer stamps minor 0, whose reader rejects them. */
 static void make_header(uint8_t *h, uint64_t file_size, uint32_t n_sections, uint32_t flags, uint32_t table_crc) {
     memset(h, 0, ET_HEADER_BYTES);
-    memcpy(h, ET_MAGIC, 8);
-    wr32(h + 8, ET_FORMAT_MAJOR);
-    wr32(h + 12, ET_FORMAT_MINOR);
-    wr64(h + 16, file_size);
-    wr32(h + 24, n_sections);
-    wr32(h + 28, flags & ET_HFLAG_KNOWN);
-    wr32(h + 32, table_crc);
-    wr32(h + 36, et_crc32(0, h, 36));
+    memcpy(h + ET_HDR_MAGIC, ET_MAGIC, 8);
+    wr32(h + ET_HDR_MAJOR, ET_FORMAT_MAJOR);
+    wr32(h + ET_HDR_MINOR, ET_FORMAT_MINOR);
+    wr64(h + ET_HDR_FILE_SIZE, file_size);
+    wr32(h + ET_HDR_NSECTIONS, n_sections);
+    wr32(h + ET_HDR_FLAGS, flags & ET_HFLAG_KNOWN);
+    wr32(h + ET_HDR_TABLE_CRC, table_crc);
+    wr32(h + ET_HDR_CRC, et_crc32(0, h, ET_HDR_CRC));
 }
 
 /* Streams the sections after a zeroed header and table, each CRC taken over the bytes as
@@ -880,10 +882,10 @@ static void write_body(et_afile *f, const et_model *m, const et_tshape *shapes, 
         else w_data(f, m, shapes, data);
         secs[i].crc = f->crc;
         uint8_t *e = head + ET_HEADER_BYTES + (size_t)i * ET_SECTION_ENTRY_BYTES;
-        wr32(e, secs[i].type);
-        wr64(e + 8, secs[i].off);
-        wr64(e + 16, secs[i].size);
-        wr32(e + 24, secs[i].crc);
+        wr32(e + ET_SENT_TYPE, secs[i].type);
+        wr64(e + ET_SENT_OFFSET, secs[i].off);
+        wr64(e + ET_SENT_SIZE, secs[i].size);
+        wr32(e + ET_SENT_CRC, secs[i].crc);
     }
     make_header(head, f->pos, ns, m->flags, et_crc32(0, head + ET_HEADER_BYTES, (size_t)ns * ET_SECTION_ENTRY_BYTES));
     et_afile_pwrite(f, 0, head, head_bytes);

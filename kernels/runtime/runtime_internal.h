@@ -46,6 +46,82 @@ enum et_section_type {
 #define ET_TENSOR_RECORD_BYTES 96u
 #define ET_NODE_RECORD_BYTES 224u
 #define ET_STATE_BYTES 128u
+#define ET_PROGRAM_HEAD_BYTES 16u   /* a PROGRAMS record's head; its lists follow */
+#define ET_PROGRAM_OUTPUT_BYTES 12u /* one entry of a program's output list */
+
+/* Byte offsets of the fields inside each record (docs/format.md; edgetrain/fileformat.py mirrors
+ * them without the ET_ prefix, checked by tests/test_mirrors.py). */
+enum et_header_field {
+    ET_HDR_MAGIC = 0,      /* u8[8] "EDGETRN\0" */
+    ET_HDR_MAJOR = 8,      /* u32 */
+    ET_HDR_MINOR = 12,     /* u32 */
+    ET_HDR_FILE_SIZE = 16, /* u64 */
+    ET_HDR_NSECTIONS = 24, /* u32 */
+    ET_HDR_FLAGS = 28,     /* u32 */
+    ET_HDR_TABLE_CRC = 32, /* u32, CRC32 of the section table */
+    ET_HDR_CRC = 36,       /* u32, CRC32 of header bytes [0, ET_HDR_CRC) */
+    ET_HDR_ZERO = 40       /* u8[24] */
+};
+enum et_section_entry_field {
+    ET_SENT_TYPE = 0,       /* u32 */
+    ET_SENT_RESERVED = 4,   /* u32, 0 */
+    ET_SENT_OFFSET = 8,     /* u64 */
+    ET_SENT_SIZE = 16,      /* u64 */
+    ET_SENT_CRC = 24,       /* u32 */
+    ET_SENT_RESERVED2 = 28  /* u32, 0 */
+};
+enum et_tensor_record_field {
+    ET_TREC_NAME_OFF = 0,   /* u32 */
+    ET_TREC_NAME_LEN = 4,   /* u32 */
+    ET_TREC_DTYPE = 8,      /* u8 */
+    ET_TREC_KIND = 9,       /* u8 */
+    ET_TREC_NDIM = 10,      /* u8 */
+    ET_TREC_FLAGS = 11,     /* u8 */
+    ET_TREC_OWNER = 12,     /* u32 */
+    ET_TREC_SHAPE = 16,     /* i64[6] */
+    ET_TREC_DATA_OFF = 64,  /* u64 */
+    ET_TREC_DATA_SIZE = 72, /* u64 */
+    ET_TREC_ZERO = 80       /* u8[16] */
+};
+enum et_node_record_field {
+    ET_NREC_OP = 0,          /* u16 */
+    ET_NREC_N_IN = 2,        /* u8 */
+    ET_NREC_N_OUT = 3,       /* u8 */
+    ET_NREC_N_IATTR = 4,     /* u8 */
+    ET_NREC_N_FATTR = 5,     /* u8 */
+    ET_NREC_ZERO = 6,        /* u16 */
+    ET_NREC_IN = 8,          /* i32[8] */
+    ET_NREC_OUT = 40,        /* i32[4] */
+    ET_NREC_IATTR = 56,      /* i64[16] */
+    ET_NREC_FATTR = 184,     /* f32[8] */
+    ET_NREC_LAYER_OFF = 216, /* u32 */
+    ET_NREC_LAYER_LEN = 220  /* u32 */
+};
+enum et_program_head_field {
+    ET_PREC_KIND = 0,      /* u32, et_program_kind */
+    ET_PREC_N_NODES = 4,   /* u32; then u32[n_nodes] node indices */
+    ET_PREC_N_INPUTS = 8,  /* u32; then u32[n_inputs] tensor indices */
+    ET_PREC_N_OUTPUTS = 12 /* u32; then n_outputs entries of ET_PROGRAM_OUTPUT_BYTES */
+};
+enum et_program_output_field {
+    ET_POUT_NAME_OFF = 0, /* u32 */
+    ET_POUT_NAME_LEN = 4, /* u32 */
+    ET_POUT_TENSOR = 8    /* u32 */
+};
+enum et_state_record_field {
+    ET_SREC_STEP = 0,         /* u64 */
+    ET_SREC_EPOCH = 8,        /* u64 */
+    ET_SREC_SEED = 16,        /* u64 */
+    ET_SREC_RNG_COUNTER = 24, /* u64 */
+    ET_SREC_BASE_LR = 32,     /* f32 */
+    ET_SREC_SCHED_KIND = 36,  /* u32 */
+    ET_SREC_SCHED_F = 40,     /* f32[6] */
+    ET_SREC_SCHED_I = 64,     /* i64[6] */
+    ET_SREC_WARMUP = 112,     /* u32 */
+    ET_SREC_OPT_KIND = 116,   /* u32 */
+    ET_SREC_MAX_BATCH = 120,  /* u32, minor 1 (zero in minor 0) */
+    ET_SREC_ZERO = 124        /* u8[4] */
+};
 
 #define ET_TFLAG_TRAINABLE 1u
 #define ET_TFLAG_OUTPUT 2u

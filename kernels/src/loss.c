@@ -153,12 +153,18 @@ static double l1_part(int64_t beg, int64_t end, const void *vctx) {
     return s;
 }
 
-et_status et_f32_mse_fwd(int64_t n, const float *pred, const float *target, float *loss,
-                         int nthreads) {
+/* loss[0] = the mean over n of part(pred[i], target[i]), summed in fixed partitions. */
+static et_status pair_mean(int64_t n, const float *pred, const float *target, float *loss,
+                           part_fn part, int nthreads) {
     if (n < 0 || !loss || (n > 0 && (!pred || !target))) return ET_ERR_ARG;
     pair_ctx k = {pred, target, 0};
-    loss[0] = (float)(fixed_partition_sum(n, mse_part, &k, nthreads) / (double)n);
+    loss[0] = (float)(fixed_partition_sum(n, part, &k, nthreads) / (double)n);
     return ET_OK;
+}
+
+et_status et_f32_mse_fwd(int64_t n, const float *pred, const float *target, float *loss,
+                         int nthreads) {
+    return pair_mean(n, pred, target, loss, mse_part, nthreads);
 }
 
 et_status et_f32_mse_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
@@ -179,10 +185,7 @@ et_status et_f32_mse_bwd(int64_t n, const float *pred, const float *target, cons
 
 et_status et_f32_l1_fwd(int64_t n, const float *pred, const float *target, float *loss,
                         int nthreads) {
-    if (n < 0 || !loss || (n > 0 && (!pred || !target))) return ET_ERR_ARG;
-    pair_ctx k = {pred, target, 0};
-    loss[0] = (float)(fixed_partition_sum(n, l1_part, &k, nthreads) / (double)n);
-    return ET_OK;
+    return pair_mean(n, pred, target, loss, l1_part, nthreads);
 }
 
 et_status et_f32_l1_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
