@@ -42,6 +42,10 @@ class InProcessGrid(Grid):
 
     @property
     def run(self):
+        if self._run is None:  # Flower's legacy workflows (SecAgg+) read the run's id
+            from flwr.common.typing import Run
+
+            self._run = Run.create_empty(self._run_id)
         return self._run
 
     def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
