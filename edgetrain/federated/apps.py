@@ -213,6 +213,10 @@ class RoundLog:
         T.check_parameters(self.sess.get_parameters(), params, self.path(MODEL_FILE))
         self.saved_opt = None
         if state.get("opt-state"):
+            if not os.path.exists(self.path(OPT_FILE)):
+                raise InvalidArgumentError(f"cannot resume {self.out_dir}: {STATE_FILE} says "
+                                           f"the server optimizer's state is in {OPT_FILE}, "
+                                           "which is missing")
             with np.load(self.path(OPT_FILE)) as z:
                 self.saved_opt = {k: z[k] for k in z.files}
             if int(self.saved_opt.pop("__round__")) != self.start_round:
