@@ -9,8 +9,12 @@
   FedProx or FedAdam with central evaluation every round; after each round the global model is
   saved atomically as ``global.etm`` (a complete, resumable training file) together with
   ``federate.json`` (the round) and the accuracy curve ``federate.csv`` / ``federate.png``.
-  ``resume=True`` continues from them. A client that fails in a round is counted as a failure
-  by the strategy and the round goes on with the others.
+  ``resume=True`` continues from them (FedAdam's server moments too: ``federate_opt.npz``).
+  A client that fails in a round is counted as a failure by the strategy and the round goes on
+  with the others.
+- Privacy options: SecAgg+ (``secaggplus_mod`` + ``SecAggPlusWorkflow``) and central DP with
+  client-side fixed clipping (``fixedclipping_mod`` +
+  ``DifferentialPrivacyClientSideFixedClipping``); :func:`client_mods` gives the client side.
 """
 from __future__ import annotations
 
@@ -73,13 +77,12 @@ def client_app(task: T.Task, data_fn: Callable[[int, int], "T.LocalData"],
     @app.train()
     def train(msg: Message, context) -> Message:
         if "fitins.parameters" in msg.content.array_records:  # legacy fit (SecAgg+ workflow)
-            from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+            from flwr.common import (Code, FitRes, Status, ndarrays_to_parameters,
+                                     parameters_to_ndarrays)
             from flwr.compat.common import recorddict_compat as compat
 
             ins = compat.recorddict_to_fitins(msg.content, keep_input=True)
             order = param_order(task)
-            from flwr.common import parameters_to_ndarrays
-
             arrays = parameters_to_ndarrays(ins.parameters)
             params, metrics = local(ins.config, dict(zip(order, arrays)), context)
             res = FitRes(Status(Code.OK, ""), ndarrays_to_parameters([params[k] for k in order]),
