@@ -1,7 +1,8 @@
 """edgetrain.federated on Flower's deployment runtime: a SuperLink and two SuperNodes on loopback
 (separate processes, insecure HTTP on free ports), the app project ``edgetrain/federated/
-flwr_app`` submitted with ``flwr run``. The global model must be written, improve, and equal
-the in-process simulation's with the same seed, bit for bit.
+flwr_app`` submitted with ``flwr run``, with DP clipping (``fixedclipping_mod`` on the
+SuperNodes) active. The global model must be written, improve, and equal the in-process
+simulation's with the same seed and options, bit for bit.
 
 Every process is started in its own session and its whole group is killed in ``finally``.
 """
@@ -108,7 +109,7 @@ def test_superlink_and_two_supernodes_on_loopback(tmp_path):
                            f"partition-id={i} num-partitions=2")
             _wait_port(port, p, log)
         cfg = (f'data="{DATA}" out="{out}" rounds=2 num-clients=2 partition="iid" '
-               f'local-steps=10 train-limit=1500 test-limit=500')
+               f'local-steps=10 train-limit=1500 test-limit=500 dp-clip=0.5')
         run = subprocess.run([str(BIN / "flwr"), "run", str(APP), "loopback", "--run-config",
                               cfg, "--stream"], capture_output=True, text=True, env=env,
                              cwd=tmp_path, timeout=100)
@@ -117,7 +118,11 @@ def test_superlink_and_two_supernodes_on_loopback(tmp_path):
     finally:
         _stop(procs)
     assert all(p.poll() is not None for p in procs)
-    lines = (out / "federate.log").read_text().splitlines()
+    log = (out / "federate.log").read_text()
+    # DP through the deployment runtime: Flower's fixedclipping_mod on each SuperNode
+    assert log.startswith("differential privacy: client-side fixed clipping of each update to "
+                          "L2 norm 0.5"), log
+    lines = [ln for ln in log.splitlines() if ln.startswith("round ")]
     assert [ln.split(":")[0] for ln in lines] == ["round 0/2", "round 1/2", "round 2/2"], lines
     acc = [float(ln.split("test accuracy ")[1].split("%")[0]) for ln in lines]
     assert acc[2] > acc[0] + 20 and acc[2] > acc[1], acc
@@ -130,7 +135,7 @@ def test_superlink_and_two_supernodes_on_loopback(tmp_path):
 
     sim = run_federation(T.Task(), DATA, clients=2, rounds=2, out_dir=str(tmp_path / "sim"),
                          partition_spec="iid", local_steps=10, train_limit=1500, test_limit=500,
-                         backend="inprocess", stream=open(os.devnull, "w"))
+                         backend="inprocess", dp_clip=0.5, stream=open(os.devnull, "w"))
     assert sorted(deployed) == sorted(sim["arrays"])
     for k, v in sim["arrays"].items():
         np.testing.assert_array_equal(deployed[k], v)
