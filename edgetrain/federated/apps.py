@@ -276,7 +276,7 @@ class RoundLog:
         write_csv(self.path(CSV_FILE), self.curve)
         plot_curve(self.path(PNG_FILE), self.curve, title=self.title)
         fail = f", {failures} client(s) failed" if failures else ""
-        train_txt = f"train loss {loss:.4f}, " if rnd > 0 else ""
+        train_txt = f"train loss {loss:.4f}, " if rnd > 0 and loss == loss else ""  # not NaN
         self.stream.write(f"round {r}/{self.start_round + self.rounds}: {train_txt}"
                           f"test accuracy {100 * result['accuracy']:.2f}%, test loss "
                           f"{result['loss']:.4f}{fail} ({time.perf_counter() - self.t0:.1f} s)\n")
