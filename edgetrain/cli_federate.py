@@ -8,6 +8,8 @@ clients, with Flower (``pip install edgetrain[federated]``).
     edgetrain federate --strategy fedprox --mu 0.01 --partition classes:2 --local-epochs 1
     edgetrain federate --rounds 30 --resume --out out/federated   # continue a run
     edgetrain federate --device qemu    # client 0 trains in et_train (arm64 under qemu)
+    edgetrain federate --secagg                        # Flower's SecAgg+
+    edgetrain federate --dp-clip 1.0 --dp-noise 0.5    # central DP, client-side clipping
 
 Prints one line per round (training loss, central test accuracy) and leaves in ``--out`` the
 global model ``global.etm`` (saved every round), ``federate.json`` (for ``--resume``) and the
@@ -58,6 +60,14 @@ def add_federate_parser(sub) -> None:
                    help="evaluate on the first N test images")
     f.add_argument("--out", default="out/federated", help="output folder")
     f.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    f.add_argument("--secagg", action="store_true",
+                   help="secure aggregation with Flower's SecAgg+ (fedavg/fedprox, >= 2 clients)")
+    f.add_argument("--dp-clip", type=_nonneg_float, default=0.0,
+                   help="differential privacy: clip each client's update to this L2 norm "
+                        "(Flower's fixedclipping_mod + client-side fixed clipping wrapper)")
+    f.add_argument("--dp-noise", type=_nonneg_float, default=0.0,
+                   help="DP noise multiplier (Gaussian noise of std NOISE*CLIP/clients on the "
+                        "aggregate; needs --dp-clip)")
     f.add_argument("--device", choices=DEVICE_CHOICES, default=None,
                    help="client 0 trains in et_train: on this machine (local), the arm64 "
                         "build under qemu-aarch64-static (qemu) or a phone over adb")
@@ -126,6 +136,14 @@ def cmd_federate(args, out=None) -> int:
         shards = MnistShards(data, task, args.partition, args.clients, args.seed,
                              args.train_limit)
         trainer = MixedTrainer(D.DeviceTrainer(transport, shards.raw))
+    from .errors import InvalidArgumentError
+    from .federated.apps import check_privacy_options
+
+    try:
+        check_privacy_options(args.strategy, args.clients, args.fraction, args.secagg,
+                              args.dp_clip, args.dp_noise)
+    except InvalidArgumentError as e:
+        raise CLIError(str(e)) from None
     out.write(f"federate: {args.clients} clients, {args.partition} partition, "
               f"{args.strategy}{f' (mu {mu:g})' if mu else ''}, {args.rounds} rounds of "
               + (f"{args.local_steps} local steps" if args.local_steps else
@@ -138,7 +156,8 @@ def cmd_federate(args, out=None) -> int:
                          local_epochs=args.local_epochs, local_steps=args.local_steps,
                          server_lr=args.server_lr, fraction=args.fraction, resume=args.resume,
                          backend=args.backend, train_limit=args.train_limit,
-                         test_limit=args.test_limit, stream=out, trainer=trainer)
+                         test_limit=args.test_limit, stream=out, trainer=trainer,
+                         secagg=args.secagg, dp_clip=args.dp_clip, dp_noise=args.dp_noise)
     rnd, acc, _ = res["history"][-1]
     out.write(f"global model after round {rnd}: test accuracy {100 * acc:.2f}% "
               f"({time.perf_counter() - t0:.1f} s); saved {os.path.join(args.out, 'global.etm')}"

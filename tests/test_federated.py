@@ -366,3 +366,96 @@ def test_device_errors_are_clear(tmp_path):
     dev = DeviceTrainer(LocalTransport(str(fake), workdir=str(tmp_path / "d")), lambda pid: raw)
     with pytest.raises(DeviceError, match="exited with 3: et_train: error: cannot read"):
         dev(task, None, T.initial_parameters(task), lr=0.1, steps=1)
+
+
+# ---- FedAdam's resumable server state, SecAgg+, differential privacy ---------------------------
+def test_fedadam_resume_restores_server_moments(tmp_path, shards):
+    straight, _ = _run(tmp_path / "straight", strategy="fedadam", rounds=2, server_lr=0.01)
+    _run(tmp_path / "split", strategy="fedadam", rounds=1, server_lr=0.01)
+    assert (tmp_path / "split" / "federate_opt.npz").stat().st_size > 0
+    resumed, log = _run(tmp_path / "split", strategy="fedadam", rounds=1, server_lr=0.01,
+                        resume=True)
+    assert "round 2/2" in log
+    for k, v in straight["arrays"].items():  # moments and bias correction of round 2 restored
+        np.testing.assert_array_equal(resumed["arrays"][k], v)
+    # without the moments, round 2 would start Adam afresh: a different model
+    (tmp_path / "split").rename(tmp_path / "fresh")
+    import json
+    state = json.loads((tmp_path / "fresh" / "federate.json").read_text())
+    state["round"] = 1
+    (tmp_path / "fresh" / "federate.json").write_text(json.dumps(state))
+    (tmp_path / "fresh" / "federate_opt.npz").unlink()
+    with pytest.raises(InvalidArgumentError, match="federate_opt.npz, which is missing"):
+        _run(tmp_path / "fresh", strategy="fedadam", rounds=1, server_lr=0.01, resume=True)
+
+
+def test_secagg_gives_the_fedavg_aggregate(tmp_path, shards):
+    plain, _ = _run(tmp_path / "plain", rounds=1)
+    sec, log = _run(tmp_path / "sec", rounds=2, secagg=True)
+    assert "SecAgg+ among 3 clients" in log and "failed" not in log
+    one, _ = _run(tmp_path / "sec1", rounds=1, secagg=True)
+    diff = max(float(np.abs(one["arrays"][k] - plain["arrays"][k]).max()) for k in plain["arrays"])
+    # SecAgg+ quantizes [-8, 8] to 2**22 levels (and the weights to 1/1000 steps): close to,
+    # but not bit-equal to, the plain weighted mean
+    assert 0 < diff < 1e-4, diff
+    acc = [a for _, a, _ in sec["history"]]
+    assert acc[2] > acc[0] + 0.4 and acc[2] > acc[1], acc
+    assert et.TrainSession.load(tmp_path / "sec" / "global.etm").get_parameters()
+    with pytest.raises(InvalidArgumentError, match="fedavg or fedprox"):
+        _run(tmp_path / "bad", rounds=1, secagg=True, strategy="fedadam")
+    with pytest.raises(InvalidArgumentError, match="not supported"):
+        _run(tmp_path / "bad", rounds=1, secagg=True, dp_clip=1.0)
+
+
+def test_dp_clipping_bounds_the_update_and_noise_is_as_configured(tmp_path, shards):
+    g = T.initial_parameters(TASK)
+
+    def norm(p):
+        return np.sqrt(sum(float(((p[k].astype(np.float64) - g[k]) ** 2).sum()) for k in g))
+
+    plain, _ = _run(tmp_path / "plain", rounds=1)
+    assert norm(plain["arrays"]) > 0.6  # so a clip at 0.3 is active
+    clipped, log = _run(tmp_path / "clip", rounds=1, dp_clip=0.3)
+    assert "clipping of each update to L2 norm 0.3" in log
+    # each client's update is clipped to 0.3, so is their weighted mean
+    assert 0.15 < norm(clipped["arrays"]) <= 0.3 + 1e-5, norm(clipped["arrays"])
+    # a client's own update, through the ClientApp with Flower's fixedclipping_mod
+    from flwr.app import ConfigRecord, RecordDict
+    from flwr.app.message_type import MessageType
+    from edgetrain.federated.apps import client_app, client_mods, from_record, to_record
+    from edgetrain.federated.grid import InProcessGrid
+
+    app = client_app(TASK, shards, mods=client_mods(dp=True))
+    grid = InProcessGrid(app, 3)
+    msg = grid.create_message(RecordDict({"arrays": to_record(g), "config": ConfigRecord(
+        {"lr": 0.05, "local-epochs": 1, "round": 1, "clipping_norm": 0.25})}),
+        MessageType.TRAIN, list(grid.get_node_ids())[0], "1")
+    reply = grid.send_and_receive([msg])[0]
+    assert not reply.has_error(), reply.error if reply.has_error() else ""
+    np.testing.assert_allclose(norm(from_record(reply.content["arrays"])), 0.25, rtol=1e-4)
+
+    noisy, log = _run(tmp_path / "noise", rounds=1, dp_clip=0.3, dp_noise=2.0)
+    assert "noise multiplier 2 (std 0.2 on the aggregate of 3 clients)" in log
+    d = np.concatenate([(noisy["arrays"][k] - clipped["arrays"][k]).ravel() for k in g])
+    assert abs(float(d.std()) - 2.0 * 0.3 / 3) < 0.01 and abs(float(d.mean())) < 0.01
+    with pytest.raises(InvalidArgumentError, match="needs a clipping norm"):
+        _run(tmp_path / "bad", rounds=1, dp_noise=1.0)
+
+
+def test_cli_federate_privacy_flags(tmp_path):
+    _flwr()
+    base = [sys.executable, "-m", "edgetrain", "federate", "--clients", "3", "--rounds", "1",
+            "--data", DATA, "--local-steps", "5", "--train-limit", "900", "--test-limit", "200",
+            "--backend", "inprocess"]
+    proc = subprocess.run(base + ["--dp-clip", "1.0", "--dp-noise", "0.1", "--out",
+                                  str(tmp_path / "dp")], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "L2 norm 1, Gaussian noise multiplier 0.1" in proc.stdout
+    proc = subprocess.run(base + ["--secagg", "--out", str(tmp_path / "sa")],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "SecAgg+ among 3 clients" in proc.stdout and (tmp_path / "sa" / "global.etm").exists()
+    bad = subprocess.run(base + ["--secagg", "--strategy", "fedadam"], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "fedavg or fedprox" in bad.stderr

@@ -10,7 +10,9 @@ phone without Python, with ``et_train``); Flower's strategies aggregate the upda
 - :mod:`.device` — a client whose local training runs in ``et_train`` over adb (or locally /
   under qemu);
 - :mod:`.grid` — an in-process Flower ``Grid``; :mod:`.simulation` — runs a federation with
-  Flower's simulation runtime (Ray) or in process.
+  Flower's simulation runtime (Ray) or in process;
+- :mod:`.deploy` and the app project ``flwr_app/`` — the same apps under Flower's deployment
+  runtime (``flwr run`` to a SuperLink with SuperNodes).
 
 Only :mod:`.partition` and :mod:`.task` import without Flower; ``flwr`` is imported by the
 other modules, so ``import edgetrain`` never needs it.

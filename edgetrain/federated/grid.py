@@ -6,6 +6,7 @@ reply, which the strategy counts as a failure (as the simulation runtime does).
 """
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Dict, Iterable, List, Optional
 
@@ -42,6 +43,10 @@ class InProcessGrid(Grid):
 
     @property
     def run(self):
+        if self._run is None:  # Flower's legacy workflows (SecAgg+) read the run's id
+            from flwr.supercore.run import Run
+
+            self._run = Run.create_empty(self._run_id)
         return self._run
 
     def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
@@ -70,7 +75,12 @@ class InProcessGrid(Grid):
     # -- one node ---------------------------------------------------------------------------
     def _handle(self, msg: Message) -> Message:
         ctx = self._contexts[msg.metadata.dst_node_id]
+        msg = copy.deepcopy(msg)  # as if sent over the wire: mods may change what they got
         try:
-            return self._app(msg, ctx)
+            reply = self._app(msg, ctx)
         except Exception as e:  # the client failed: an error reply, as the runtimes send
-            return Message(Error(CLIENT_APP_EXCEPTION, f"{type(e).__name__}: {e}"), reply_to=msg)
+            reply = Message(Error(CLIENT_APP_EXCEPTION, f"{type(e).__name__}: {e}"),
+                            reply_to=msg)
+        # the sender is the node (as a SuperNode stamps it; SecAgg+ tells nodes apart by it)
+        reply.metadata.__dict__["_src_node_id"] = msg.metadata.dst_node_id
+        return reply

@@ -70,9 +70,15 @@ def run_federation(task: T.Task, data_dir: str, *, clients: int, rounds: int, ou
                    local_epochs: int = 1, local_steps: int = 0, server_lr: float = 1e-2,
                    fraction: float = 1.0, resume: bool = False, backend: str = "ray",
                    train_limit: Optional[int] = None, test_limit: Optional[int] = None,
-                   cpus: Optional[int] = None, stream=None, trainer=None) -> dict:
-    """Run the federation; returns ``{"history": [(round, accuracy, loss)], "arrays": ...}``."""
-    from .apps import client_app, server_app
+                   cpus: Optional[int] = None, stream=None, trainer=None,
+                   secagg: bool = False, dp_clip: float = 0.0, dp_noise: float = 0.0) -> dict:
+    """Run the federation; returns ``{"history": [(round, accuracy, loss)], "arrays": ...}``.
+
+    ``secagg=True``: Flower's SecAgg+ (the server sees only the masked sum of the updates);
+    ``dp_clip > 0``: central DP with client-side clipping of each update to that L2 norm and
+    server-side Gaussian noise of multiplier ``dp_noise`` (see :func:`apps.server_app`).
+    """
+    from .apps import client_app, client_mods, server_app
 
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"unknown backend {backend!r}: use one of {BACKENDS}")
@@ -83,8 +89,9 @@ def run_federation(task: T.Task, data_dir: str, *, clients: int, rounds: int, ou
     server = server_app(task, MnistTest(data_dir, task, test_limit), num_clients=clients,
                         rounds=rounds, out_dir=out_dir, strategy=strategy, proximal_mu=mu,
                         local_epochs=local_epochs, local_steps=local_steps, server_lr=server_lr,
-                        fraction=fraction, resume=resume, stream=stream, results=results)
-    client = client_app(task, shards, trainer)
+                        fraction=fraction, resume=resume, secagg=secagg, dp_clip=dp_clip,
+                        dp_noise=dp_noise, stream=stream, results=results)
+    client = client_app(task, shards, trainer, mods=client_mods(secagg, dp_clip > 0))
     logging.getLogger("flwr").setLevel(logging.WARNING)
     if backend == "inprocess":
         from flwr.app import Context, RecordDict
