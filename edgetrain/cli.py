@@ -30,9 +30,10 @@ from typing import List, Optional
 import numpy as np
 
 from .cli_federate import add_federate_parser, cmd_federate
-from .cli_inputs import (CLIError, Preprocess, cli_meta, default_data_dir,
-                         image_size_flag, load_session, open_source, programs, read_class_names, read_meta,
-                         resolve_model, resolve_preprocess, split_for_validation)
+from .cli_inputs import (CLIError, Preprocess, _finite_float, _nonneg_float, _nonneg_int,
+                         _positive_int, cli_meta, default_data_dir, image_size_flag, load_session,
+                         open_source, programs, read_class_names, read_meta, resolve_model,
+                         resolve_preprocess, split_for_validation)
 
 EXIT_ERROR = 2
 MODEL_CHOICES = ("lenet", "lenet5", "mobilenetv1", "mobilenetv2")
@@ -40,43 +41,6 @@ __all__ = ["main", "CLIError", "default_data_dir", "evaluate", "prepare_output"]
 
 
 # ---------------------------------------------------------------- argument parsing
-
-def _int_at_least(lo: int, what: str):
-    """An argparse type: an integer >= lo."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
-        return v
-    return parse
-
-
-_positive_int = _int_at_least(1, "a positive integer")
-_nonneg_int = _int_at_least(0, "an integer >= 0")
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return v
-
-
-def _finite_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return v
-
 
 def _fraction(text: str) -> float:
     v = _nonneg_float(text)
@@ -786,7 +750,7 @@ def cmd_info(args, out=None) -> int:
     n_train = sum(int(v.size) for k, v in params.items() if k in trainable)
     progs = programs(sess)
     lines = [f"model: {args.model_file} ({os.path.getsize(args.model_file):,} bytes)",
-             f"inputs: " + ", ".join(f"{k} {list(v)}" for k, v in sess.input_shapes().items()),
+             "inputs: " + ", ".join(f"{k} {list(v)}" for k, v in sess.input_shapes().items()),
              f"outputs: {', '.join(sess.output_names)}",
              f"programs: {', '.join(progs)}",
              f"parameters: {n_params:,} ({n_train:,} trainable) in {len(params)} tensors",

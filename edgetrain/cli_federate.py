@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def add_federate_parser(sub) -> None:
-    from .cli import _int_at_least, _nonneg_float
+    from .cli_inputs import _int_at_least, _nonneg_float
 
     f = sub.add_parser("federate", help="federated training with Flower (simulated clients)",
                        description="Federated training on MNIST with Flower: each client "
@@ -82,7 +82,7 @@ def _et_train_binary(kind: str, given) -> str:
     proc = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "android"), f"TARGET={target}",
                            "all"], capture_output=True, text=True)
     if proc.returncode != 0:
-        from .cli import CLIError
+        from .cli_inputs import CLIError
         raise CLIError(f"building et_train ({target}) failed: {proc.stderr.strip()[-300:]}")
     return os.path.join(ROOT, "android", "build", target, "et_train")
 

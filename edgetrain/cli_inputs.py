@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import os
@@ -35,6 +36,45 @@ IMAGE_NORM = ([127.5], [1.0 / 127.5])
 
 class CLIError(Exception):
     """A user error: reported as one line on stderr, exit status 2."""
+
+
+# ---------------------------------------------------------------- argparse value types
+
+def _int_at_least(lo: int, what: str):
+    """An argparse type: an integer >= lo."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
+        return v
+    return parse
+
+
+_positive_int = _int_at_least(1, "a positive integer")
+_nonneg_int = _int_at_least(0, "an integer >= 0")
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return v
+
+
+def _finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return v
 
 
 # ---------------------------------------------------------------- preprocessing

@@ -15,6 +15,8 @@ import numpy as np
 F32, I32, I64, U8, I8 = "f32", "i32", "i64", "u8", "i8"
 DTYPES = (F32, I32, I64, U8, I8)
 NUMPY_DTYPE = {F32: np.float32, I32: np.int32, I64: np.int64, U8: np.uint8, I8: np.int8}
+DTYPE_CODES = {F32: 0, I32: 1, I64: 2, U8: 3, I8: 4}  # enum et_dtype (tests/test_mirrors.py)
+CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
 
 # tensor kinds (docs/format.md, TENSORS.kind)
 INPUT, PARAM, BUFFER, GRAD, OPTSTATE, CONST, ACT = range(7)

@@ -373,11 +373,10 @@ def infer_shapes(graph: ir.Graph, op: OpDef, inputs: Sequence[int], iattr: Seque
     -1 = absent), by the C runtime's shape rule (``et_op_infer``) — the one the planner
     applies when it loads the file. A bad node raises :class:`ShapeError` with the C message."""
     from . import _native
-    from .fileformat import CODE_DTYPES, DTYPE_CODES
 
-    specs = [None if t < 0 else (DTYPE_CODES[graph.tensors[t].dtype], graph.tensors[t].shape)
+    specs = [None if t < 0 else (ir.DTYPE_CODES[graph.tensors[t].dtype], graph.tensors[t].shape)
              for t in inputs]
-    return [(CODE_DTYPES[code], shape)
+    return [(ir.CODE_DTYPES[code], shape)
             for code, shape in _native.infer_shapes(op.id, specs, list(iattr), list(fattr))]
 
 

@@ -18,14 +18,17 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 LAYERS = [
     ("edgetrain.errors",),
     ("edgetrain.ir", "edgetrain._native", "edgetrain.data", "edgetrain.plot"),
-    ("edgetrain.ops", "edgetrain.fileformat"),
+    ("edgetrain.ops",),
+    ("edgetrain.fileformat",),  # reads op ids from the op table
     ("edgetrain.tensor_ops",),
     ("edgetrain.tracing",),
     ("edgetrain.nn", "edgetrain.optim"),
     ("edgetrain.autodiff", "edgetrain.export", "edgetrain.models"),
     ("edgetrain.session", "edgetrain"),  # the package re-exports TrainSession (lazily)
     ("edgetrain.federated",),
-    ("edgetrain.cli", "edgetrain.cli_inputs", "edgetrain.cli_federate", "edgetrain.__main__"),
+    ("edgetrain.cli_inputs",),
+    ("edgetrain.cli_federate",),
+    ("edgetrain.cli", "edgetrain.__main__"),
 ]
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
 PACKAGES = ("edgetrain.data", "edgetrain.nn", "edgetrain.optim", "edgetrain.models",
