@@ -25,6 +25,10 @@ from .errors import NotDifferentiableError, ShapeError
 ACT_NONE, ACT_RELU, ACT_RELU6, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_HARDSWISH = range(7)
 ACT_NAMES = ("none", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "hardswish")
 
+# enum et_unary (kernels/include/edgetrain/et_kernels.h): the fn of the "unary" op
+(UN_EXP, UN_LOG, UN_SQRT, UN_RSQRT, UN_ABS, UN_ERF, UN_SIGN, UN_POW, UN_CLAMP,
+ UN_IN_RANGE) = range(10)
+
 # reduce modes
 REDUCE_SUM, REDUCE_MEAN = 0, 1
 
@@ -279,6 +283,44 @@ def _bw_affine(ctx, node, dys):
     return [ctx.emit("affine", [dys[0]], alpha=node.fattr[0], beta=0.0)[0]]
 
 
+def _bw_unary(ctx, node, dys):
+    """Gradients of y = f(x; a, b) written with mul/div/affine and unary itself."""
+    x, y, dy = node.inputs[0], node.outputs[0], dys[0]
+    fn, (a, b) = node.iattr[0], node.fattr
+
+    def e(op, ins, **kw):
+        return ctx.emit(op, ins, **kw)[0]
+
+    def scale(t, s):
+        return e("affine", [t], alpha=s, beta=0.0)
+
+    def un(t, f, a_=0.0, b_=0.0):
+        return e("unary", [t], fn=f, a=a_, b=b_)
+
+    if fn == UN_EXP:                      # dy * y
+        return [e("mul", [dy, y])]
+    if fn == UN_LOG:                      # dy / x
+        return [e("div", [dy, x])]
+    if fn == UN_SQRT:                     # dy / (2 y)
+        return [scale(e("div", [dy, y]), 0.5)]
+    if fn == UN_RSQRT:                    # -dy y / (2 x)
+        return [scale(e("div", [e("mul", [dy, y]), x]), -0.5)]
+    if fn == UN_ABS:                      # dy * sign(x)
+        return [e("mul", [dy, un(x, UN_SIGN)])]
+    if fn == UN_ERF:                      # dy * 2/sqrt(pi) * exp(-x^2)
+        g = un(scale(e("mul", [x, x]), -1.0), UN_EXP)
+        return [e("mul", [dy, scale(g, 1.1283791670955126)])]
+    if fn == UN_POW:                      # dy * a x^(a-1)
+        if a == 0.0:
+            return [scale(dy, 0.0)]
+        if a == 1.0:
+            return [dy]
+        return [e("mul", [dy, scale(un(x, UN_POW, a - 1.0), a)])]
+    if fn == UN_CLAMP:                    # dy where min <= x <= max (PyTorch), else 0
+        return [e("mul", [dy, un(x, UN_IN_RANGE, a, b)])]
+    return [scale(dy, 0.0)]               # sign, in_range: piecewise constant
+
+
 # =====================================================================================
 # The table (order = ids = enum et_op)
 # =====================================================================================
@@ -354,6 +396,7 @@ OPS: List[OpDef] = [
           ("lr_scale", "beta1", "beta2", "eps", "weight_decay", "prox_mu"),
           kind="update", mutates=("param", "m", "v")),
     OpDef(42, "affine", ("x",), ("y",), (), ("alpha", "beta"), _bw_affine),
+    OpDef(43, "unary", ("x",), ("y",), ("fn",), ("a", "b"), _bw_unary),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

@@ -14,7 +14,9 @@ from typing import Sequence
 import numpy as np
 
 from . import ir
-from .ops import (ACT_RELU, ACT_SIGMOID, ACT_TANH, REDUCE_MEAN, REDUCE_SUM, RESHAPE_DIMS)
+from .errors import InvalidArgumentError, UnsupportedError
+from .ops import (ACT_RELU, ACT_SIGMOID, ACT_TANH, REDUCE_MEAN, REDUCE_SUM, RESHAPE_DIMS, UN_ABS,
+                  UN_CLAMP, UN_ERF, UN_EXP, UN_LOG, UN_POW, UN_RSQRT, UN_SQRT)
 
 
 class Dim(int):
@@ -150,6 +152,67 @@ def sum(tr, input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's n
 
 def mean(tr, input, dim=None, keepdim: bool = False):
     return _reduce(tr, input, dim, keepdim, REDUCE_MEAN)
+
+
+# ------------------------------------------------------------------------------------
+# elementwise math (one ``unary`` node each; neg is ``affine``)
+# ------------------------------------------------------------------------------------
+def unary(tr, input, fn: int, a: float = 0.0, b: float = 0.0):
+    """One ``unary`` node computing ``fn`` (an ``ops.UN_*`` value)."""
+    return tr.emit1("unary", [input], fn=fn, a=float(a), b=float(b))
+
+
+def exp(tr, input):
+    return unary(tr, input, UN_EXP)
+
+
+def log(tr, input):
+    return unary(tr, input, UN_LOG)
+
+
+def sqrt(tr, input):
+    return unary(tr, input, UN_SQRT)
+
+
+def rsqrt(tr, input):
+    return unary(tr, input, UN_RSQRT)
+
+
+def abs(tr, input):  # noqa: A001 - PyTorch's name
+    return unary(tr, input, UN_ABS)
+
+
+def neg(tr, input):
+    return affine(tr, input, -1.0, 0.0)
+
+
+def erf(tr, input):
+    return unary(tr, input, UN_ERF)
+
+
+def pow(tr, input, exponent):  # noqa: A001 - PyTorch's name
+    if not is_scalar(exponent):
+        raise UnsupportedError("pow: only a scalar (Python number) exponent is supported")
+    e = float(exponent)
+    if e == 1.0:
+        return affine(tr, input, 1.0, 0.0)
+    return unary(tr, input, UN_POW, e)
+
+
+def clamp(tr, input, min=None, max=None):  # noqa: A002 - PyTorch's names
+    if min is None and max is None:
+        raise InvalidArgumentError("clamp: at least one of min and max must be given")
+    for v, name in ((min, "min"), (max, "max")):
+        if v is not None and not is_scalar(v):
+            raise UnsupportedError(f"clamp: {name} must be a Python number (tensor bounds are "
+                                    "not supported)")
+    lo = float("-inf") if min is None else float(min)
+    hi = float("inf") if max is None else float(max)
+    if lo != lo or hi != hi:
+        raise InvalidArgumentError("clamp: min and max must not be NaN")
+    if lo > hi:
+        raise InvalidArgumentError(f"clamp: min {lo} > max {hi}")
+    return unary(tr, input, UN_CLAMP, lo, hi)
 
 
 # ------------------------------------------------------------------------------------

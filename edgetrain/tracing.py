@@ -138,6 +138,39 @@ class Tensor:
     def relu(self):
         return T.relu(require(), self)
 
+    def exp(self):
+        return T.exp(require(), self)
+
+    def log(self):
+        return T.log(require(), self)
+
+    def sqrt(self):
+        return T.sqrt(require(), self)
+
+    def rsqrt(self):
+        return T.rsqrt(require(), self)
+
+    def abs(self):
+        return T.abs(require(), self)
+
+    def neg(self):
+        return T.neg(require(), self)
+
+    def erf(self):
+        return T.erf(require(), self)
+
+    def pow(self, exponent):
+        return T.pow(require(), self, exponent)
+
+    def clamp(self, min=None, max=None):  # noqa: A002 - PyTorch's names
+        return T.clamp(require(), self, min, max)
+
+    def __pow__(self, exponent):
+        return T.pow(require(), self, exponent)
+
+    def __abs__(self):
+        return T.abs(require(), self)
+
     def sigmoid(self):
         return T.sigmoid(require(), self)
 
@@ -170,7 +203,8 @@ class Holder:
     __array_ufunc__ = None
 
     _TENSOR_METHODS = frozenset(("reshape", "view", "flatten", "sum", "mean", "relu", "sigmoid",
-                                 "tanh", "softmax", "log_softmax"))
+                                 "tanh", "softmax", "log_softmax", "exp", "log", "sqrt",
+                                 "rsqrt", "abs", "neg", "erf", "pow", "clamp"))
 
     def _t(self):
         return require().holder_tensor(self)
@@ -206,6 +240,12 @@ class Holder:
 
     def __neg__(self):
         return -self._t()
+
+    def __pow__(self, o):
+        return self._t() ** o
+
+    def __abs__(self):
+        return abs(self._t())
 
     def __matmul__(self, o):
         return self._t() @ o

@@ -82,6 +82,12 @@ def test_activation_kinds():
                             ops.ACT_SIGMOID, ops.ACT_TANH, ops.ACT_HARDSWISH]
 
 
+def test_unary_functions():
+    fns = c_enum("ET_UN_EXP")
+    assert {n[len("ET_"):]: v for n, v in fns.items()} == {
+        n: getattr(ops, n) for n in dir(ops) if n.startswith("UN_")}
+
+
 def test_reduce_modes():
     assert c_enum("ET_REDUCE_SUM") == {"ET_REDUCE_SUM": ops.REDUCE_SUM,
                                        "ET_REDUCE_MEAN": ops.REDUCE_MEAN}

@@ -19,7 +19,8 @@ __all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid
            "hardswish", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten",
            "reshape", "dropout", "batch_norm", "softmax", "log_softmax", "add", "sub", "mul",
            "div", "affine", "sum", "mean", "cross_entropy", "mse_loss", "l1_loss",
-           "multi_margin_loss", "kl_div"]
+           "multi_margin_loss", "kl_div", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "erf",
+           "pow", "clamp"]
 
 
 def _tr() -> tracing.Tracer:
@@ -221,6 +222,44 @@ def log_softmax(input, dim: int = None):
 def affine(input, alpha: float = 1.0, beta: float = 0.0):
     """alpha * x + beta."""
     return T.affine(_tr(), input, alpha, beta)
+
+
+def exp(input):
+    return T.exp(_tr(), input)
+
+
+def log(input):
+    return T.log(_tr(), input)
+
+
+def sqrt(input):
+    return T.sqrt(_tr(), input)
+
+
+def rsqrt(input):
+    return T.rsqrt(_tr(), input)
+
+
+def abs(input):  # noqa: A001 - PyTorch's name
+    return T.abs(_tr(), input)
+
+
+def neg(input):
+    return T.neg(_tr(), input)
+
+
+def erf(input):
+    return T.erf(_tr(), input)
+
+
+def pow(input, exponent):  # noqa: A001 - PyTorch's name
+    """``input ** exponent`` for a scalar exponent."""
+    return T.pow(_tr(), input, exponent)
+
+
+def clamp(input, min=None, max=None):  # noqa: A002 - PyTorch's names
+    """Clamp to [min, max] (either may be None); gradient 0 outside, as PyTorch."""
+    return T.clamp(_tr(), input, min, max)
 
 
 def add(a, b):

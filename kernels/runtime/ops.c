@@ -520,6 +520,23 @@ static et_status affine_run(const et_node_io *io, const et_run_env *e) {
                          io->out_data[0], e->nthreads);
 }
 
+/* unary: y = f(x; a, b), iattr fn (et_unary), fattr a, b */
+static et_status unary_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    const int64_t fn = io->node->iattr[0];
+    const float a = io->node->fattr[0], b = io->node->fattr[1];
+    if (fn < 0 || fn >= ET_UNARY_COUNT_)
+        return shape_error(msg, cap, "unary function %lld unknown (0..%d)", (long long)fn, ET_UNARY_COUNT_ - 1);
+    if (isnan(a) || isnan(b)) return shape_error(msg, cap, "unary attribute a or b is NaN");
+    if (fn == ET_UN_POW) TRY(want_finite(a, "exponent", msg, cap));
+    if ((fn == ET_UN_CLAMP || fn == ET_UN_IN_RANGE) && a > b)
+        return shape_error(msg, cap, "clamp range min %g > max %g", (double)a, (double)b);
+    return unary_f32_infer(io, out, msg, cap);
+}
+static et_status unary_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_unary((et_unary)io->node->iattr[0], io->node->fattr[0], io->node->fattr[1],
+                        et_shape_numel(io->in[0]), io->in_data[0], io->out_data[0], e->nthreads);
+}
+
 /* ======================================================================= */
 /* Activations, dropout, softmax                                            */
 /* ======================================================================= */
@@ -1108,6 +1125,8 @@ static const et_op_desc op_table[] = {
         .run = adam_update_run},
     [ET_OP_AFFINE] = {.name = "affine", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
         .min_fattr = 2, .max_fattr = 2, .infer = affine_infer, .run = affine_run},
+    [ET_OP_UNARY] = {.name = "unary", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 1, .min_fattr = 2, .max_fattr = 2, .infer = unary_infer, .run = unary_run},
 };
 
 /* C99 static assert: one table entry per enum value (a new op without an entry

@@ -1,4 +1,4 @@
-/* edgetrain — broadcast binary ops, reduce-sum-to, broadcast-to and affine.
+/* edgetrain — broadcast binary ops, reduce-sum-to, broadcast-to, affine and unary math.
  *
  * Shapes are first collapsed: output dims of size 1 are dropped and neighbouring dims with the
  * same broadcast pattern are merged, so the common cases become one long contiguous inner row:
@@ -11,6 +11,7 @@
  * Reductions accumulate in double and each output element is produced by one thread in a fixed
  * order, so results are bitwise reproducible for any thread count.
  */
+#include <math.h>
 #include <string.h>
 
 #include "misc_internal.h"
@@ -178,6 +179,39 @@ et_status et_f32_affine(int64_t n, float alpha, float beta, const float *x, floa
         const float *ET_RESTRICT xs = x + beg;
         float *ET_RESTRICT ys = y + beg;
         for (int64_t i = 0; i < end - beg; i++) ys[i] = alpha * xs[i] + beta;
+    }
+    return ET_OK;
+}
+
+/* ---- unary math -------------------------------------------------------------------------- */
+static float unary_one(et_unary fn, double a, double b, float xf) {
+    const double x = (double)xf;
+    switch (fn) {
+    case ET_UN_EXP: return (float)exp(x);
+    case ET_UN_LOG: return (float)log(x);
+    case ET_UN_SQRT: return sqrtf(xf);
+    case ET_UN_RSQRT: return (float)(1.0 / sqrt(x));
+    case ET_UN_ABS: return fabsf(xf);
+    case ET_UN_ERF: return (float)erf(x);
+    case ET_UN_SIGN: return xf > 0.0f ? 1.0f : (xf < 0.0f ? -1.0f : xf);
+    case ET_UN_POW: return (float)pow(x, a);
+    case ET_UN_CLAMP: return isnan(xf) ? xf : (float)(x < a ? a : (x > b ? b : x));
+    case ET_UN_IN_RANGE: return (x >= a && x <= b) ? 1.0f : 0.0f;
+    default: return xf;
+    }
+}
+
+et_status et_f32_unary(et_unary fn, float a, float b, int64_t n, const float *x, float *y,
+                       int nthreads) {
+    if (n < 0 || (int)fn < 0 || fn >= ET_UNARY_COUNT_) return ET_ERR_ARG;
+    if (n == 0) return ET_OK;
+    if (!x || !y) return ET_ERR_ARG;
+    const int nch = et_misc_nchunks(n, nthreads, BIN_GRAIN / 8);
+    ET_PARALLEL_FOR(nch)
+    for (int ch = 0; ch < nch; ch++) {
+        int64_t beg, end;
+        et_thread_range(n, ch, nch, &beg, &end);
+        for (int64_t i = beg; i < end; i++) y[i] = unary_one(fn, a, b, x[i]);
     }
     return ET_OK;
 }

@@ -277,6 +277,50 @@ static void test_binary(void) {
         et_f32_affine(33, 1.5f, -0.25f, x, x, 1);
         ET_CHECK(bitwise_equal(x, w, 33), "affine in place");
     }
+    /* unary math: every fn against a double reference, threads, in place, NaN, errors */
+    {
+        enum { UN = 40000 };
+        float *x = malloc(UN * sizeof(float)), *y = malloc(UN * sizeof(float));
+        float *y4 = malloc(UN * sizeof(float));
+        double *r = malloc(UN * sizeof(double));
+        const float a = 1.7f, b = 0.0f;
+        for (int fn = 0; fn < ET_UNARY_COUNT_; fn++) {
+            const int positive = fn == ET_UN_LOG || fn == ET_UN_SQRT || fn == ET_UN_RSQRT ||
+                                 fn == ET_UN_POW;
+            et_fill_random(x, UN, 11 + fn, positive ? 0.01f : -4.0f, 4.0f);
+            const float lo = fn == ET_UN_POW ? a : -0.5f, hi = fn == ET_UN_POW ? b : 1.25f;
+            for (int64_t i = 0; i < UN; i++) {
+                double v = x[i];
+                switch (fn) {
+                case ET_UN_EXP: r[i] = exp(v); break;
+                case ET_UN_LOG: r[i] = log(v); break;
+                case ET_UN_SQRT: r[i] = sqrt(v); break;
+                case ET_UN_RSQRT: r[i] = 1.0 / sqrt(v); break;
+                case ET_UN_ABS: r[i] = fabs(v); break;
+                case ET_UN_ERF: r[i] = erf(v); break;
+                case ET_UN_SIGN: r[i] = v > 0 ? 1.0 : (v < 0 ? -1.0 : 0.0); break;
+                case ET_UN_POW: r[i] = pow(v, lo); break;
+                case ET_UN_CLAMP: r[i] = v < lo ? lo : (v > hi ? hi : v); break;
+                default: r[i] = (v >= lo && v <= hi) ? 1.0 : 0.0; break;
+                }
+            }
+            ET_CHECK(et_f32_unary((et_unary)fn, lo, hi, UN, x, y, 1) == ET_OK, "unary %d", fn);
+            ET_CHECK(close_to_f64(y, r, UN, 1.5e-7, 0, "unary"), "unary %d values", fn);
+            et_f32_unary((et_unary)fn, lo, hi, UN, x, y4, 4);
+            ET_CHECK(bitwise_equal(y, y4, UN), "unary %d thread-count dependent", fn);
+            et_f32_unary((et_unary)fn, lo, hi, UN, x, x, 2);
+            ET_CHECK(bitwise_equal(y, x, UN), "unary %d in place", fn);
+        }
+        float nan_in = NAN, nan_out = 0.0f;
+        et_f32_unary(ET_UN_CLAMP, -1.0f, 1.0f, 1, &nan_in, &nan_out, 1);
+        ET_CHECK(isnan(nan_out), "clamp keeps NaN");
+        et_f32_unary(ET_UN_SIGN, 0.0f, 0.0f, 1, &nan_in, &nan_out, 1);
+        ET_CHECK(isnan(nan_out), "sign keeps NaN");
+        ET_CHECK(et_f32_unary(ET_UNARY_COUNT_, 0, 0, 3, x, y, 1) == ET_ERR_ARG, "unary fn");
+        ET_CHECK(et_f32_unary(ET_UN_EXP, 0, 0, -1, x, y, 1) == ET_ERR_ARG, "unary n");
+        ET_CHECK(et_f32_unary(ET_UN_EXP, 0, 0, 3, NULL, y, 1) == ET_ERR_ARG, "unary NULL");
+        free(x); free(y); free(y4); free(r);
+    }
     /* errors */
     {
         const int64_t s23[2] = {2, 3}, s33[2] = {3, 3}, s13[2] = {1, 3}, sneg[2] = {-1, 3};

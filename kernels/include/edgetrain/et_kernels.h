@@ -165,6 +165,23 @@ et_status et_f32_broadcast_to(int ndim, const int64_t *x_shape, const float *x,
                               const int64_t *y_shape, float *y, float scale, int nthreads);
 /* y = alpha * x + beta (y may alias x). */
 et_status et_f32_affine(int64_t n, float alpha, float beta, const float *x, float *y, int nthreads);
+/* Elementwise math y = f(x; a, b) (y may alias x). Computed in double with libm and rounded to
+ * float: sqrt is exact everywhere; exp/log/erf/pow are glibc's double routines (< 1 ulp), so x86
+ * and aarch64 agree unless a double result lies within 1 double-ulp of a float rounding tie. */
+typedef enum et_unary {
+    ET_UN_EXP = 0,
+    ET_UN_LOG = 1,
+    ET_UN_SQRT = 2,
+    ET_UN_RSQRT = 3,
+    ET_UN_ABS = 4,
+    ET_UN_ERF = 5,
+    ET_UN_SIGN = 6,     /* -1, 0, 1 (NaN stays NaN) */
+    ET_UN_POW = 7,      /* x^a */
+    ET_UN_CLAMP = 8,    /* min(max(x, a), b); NaN stays NaN */
+    ET_UN_IN_RANGE = 9, /* 1 if a <= x <= b else 0 (the clamp gradient mask) */
+    ET_UNARY_COUNT_
+} et_unary;
+et_status et_f32_unary(et_unary fn, float a, float b, int64_t n, const float *x, float *y, int nthreads);
 
 /* ======================================================================= */
 /* Batch normalisation over (N, HW) per channel c. Works for BatchNorm1d    */

@@ -54,6 +54,7 @@ typedef enum et_op {
     ET_OP_SGD_UPDATE = 40,
     ET_OP_ADAM_UPDATE = 41,
     ET_OP_AFFINE = 42,
+    ET_OP_UNARY = 43,
     ET_OP_COUNT
 } et_op;
 
