@@ -365,6 +365,21 @@ CASES = {
              lambda t: t["x"].clamp(min=0.3)),
         Case("clamp_max", {"x": rnd(6, 11)}, lambda m: F.clamp(m.x, max=-0.2),
              lambda t: torch.clamp(t["x"], max=-0.2)),
+        # activations written as composites of unary/act/affine/mul/add (no op of their own)
+        _act("silu", F.silu, TF.silu),
+        _act("SiLU_layer", nn.SiLU(), torch.nn.SiLU()),
+        _act("gelu", F.gelu, TF.gelu),
+        _act("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"),
+             lambda x: TF.gelu(x, approximate="tanh")),
+        _act("GELU_layer", nn.GELU("tanh"), torch.nn.GELU("tanh")),
+        _act("hardsigmoid", F.hardsigmoid, TF.hardsigmoid),
+        _act("Hardsigmoid_layer", nn.Hardsigmoid(), torch.nn.Hardsigmoid()),
+        _act("elu", F.elu, TF.elu),
+        _act("ELU_layer", nn.ELU(0.7), torch.nn.ELU(0.7)),
+        _act("softplus", F.softplus, TF.softplus, 8.0),
+        _act("softplus_beta", lambda x: F.softplus(x, 2.0, 3.0),
+             lambda x: TF.softplus(x, 2.0, 3.0)),
+        _act("Softplus_layer", nn.Softplus(0.5, 1.0), torch.nn.Softplus(0.5, 1.0)),
     ],
 }
 
@@ -450,6 +465,27 @@ def test_op_vs_torch(op_name, case):
         for name, val in running.items():
             np.testing.assert_allclose(params[name], val, rtol=1e-4, atol=1e-5,
                                        err_msg=f"{op_name}/{case.name}: {name}")
+
+
+BAD_UNARY_ARGS = [
+    (lambda x: F.clamp(x, 2.0, 1.0), et.errors.InvalidArgumentError, "min 2.0 > max 1.0"),
+    (lambda x: F.clamp(x), et.errors.InvalidArgumentError, "at least one"),
+    (lambda x: F.clamp(x, float("nan")), et.errors.InvalidArgumentError, "NaN"),
+    (lambda x: F.clamp(x, x), et.errors.UnsupportedError, "min must be a Python number"),
+    (lambda x: F.pow(x, x), et.errors.UnsupportedError, "scalar"),
+    (lambda x: F.gelu(x, "fast"), et.errors.InvalidArgumentError, "approximate"),
+    (lambda x: F.softplus(x, beta=0.0), et.errors.InvalidArgumentError, "beta"),
+    (lambda x: emit("unary", [x], fn=99), et.errors.ShapeError, "unary function 99 unknown"),
+    (lambda x: emit("unary", [x], fn=ops.UN_POW, a=float("inf")), et.errors.ShapeError,
+     "exponent"),
+]
+
+
+@pytest.mark.parametrize("fn,exc,text", BAD_UNARY_ARGS)
+def test_unary_bad_arguments(fn, exc, text):
+    case = Case("bad", {"x": rnd(2, 3)}, lambda m: fn(m.x), None)
+    with pytest.raises(exc, match=text):
+        run_case(case)
 
 
 def test_every_forward_op_has_a_case():

@@ -13,14 +13,15 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .. import ir, tensor_ops as T, tracing
-from ..ops import ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU6
+from ..errors import InvalidArgumentError
+from ..ops import ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU6, UN_IN_RANGE
 
 __all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid", "tanh",
            "hardswish", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten",
            "reshape", "dropout", "batch_norm", "softmax", "log_softmax", "add", "sub", "mul",
            "div", "affine", "sum", "mean", "cross_entropy", "mse_loss", "l1_loss",
            "multi_margin_loss", "kl_div", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "erf",
-           "pow", "clamp"]
+           "pow", "clamp", "silu", "gelu", "hardsigmoid", "elu", "softplus"]
 
 
 def _tr() -> tracing.Tracer:
@@ -115,6 +116,65 @@ def tanh(input):
 
 def hardswish(input, inplace: bool = False):
     return T.act(_tr(), input, ACT_HARDSWISH)
+
+
+# composites: built from existing ops, so they need no kernel and no gradient rule of their own
+def silu(input, inplace: bool = False):
+    """x * sigmoid(x)."""
+    tr = _tr()
+    return T.mul(tr, input, T.sigmoid(tr, input))
+
+
+def gelu(input, approximate: str = "none"):
+    """0.5 x (1 + erf(x / sqrt 2)); ``approximate='tanh'``: 0.5 x (1 + tanh(sqrt(2/pi) (x +
+    0.044715 x^3)))."""
+    tr = _tr()
+    if approximate == "none":
+        phi = T.erf(tr, T.affine(tr, input, 0.7071067811865476, 0.0))
+    elif approximate == "tanh":
+        inner = T.add(tr, input, T.affine(tr, T.pow(tr, input, 3), 0.044715, 0.0))
+        phi = T.tanh(tr, T.affine(tr, inner, 0.7978845608028654, 0.0))
+    else:
+        raise InvalidArgumentError(f"gelu: approximate must be 'none' or 'tanh', not "
+                                   f"{approximate!r}")
+    return T.mul(tr, input, T.affine(tr, phi, 0.5, 0.5))
+
+
+def hardsigmoid(input, inplace: bool = False):
+    """relu6(x + 3) / 6."""
+    tr = _tr()
+    return T.affine(tr, T.act(tr, T.affine(tr, input, 1.0, 3.0), ACT_RELU6), 1.0 / 6.0, 0.0)
+
+
+def elu(input, alpha: float = 1.0, inplace: bool = False):
+    """x for x > 0, alpha (exp(x) - 1) otherwise: relu(x) + alpha (exp(min(x, 0)) - 1)."""
+    tr = _tr()
+    neg = T.affine(tr, T.exp(tr, T.clamp(tr, input, None, 0.0)), float(alpha), -float(alpha))
+    return T.add(tr, T.relu(tr, input), neg)
+
+
+# below this threshold the exact switch to x is emitted; above it the stable form already
+# equals x to float32 precision (log1p(exp(-16)) / 16 < 1e-8)
+_SOFTPLUS_EXACT_BELOW = 16.0
+
+
+def softplus(input, beta: float = 1.0, threshold: float = 20.0):
+    """log(1 + exp(beta x)) / beta, as relu(z) + log(1 + exp(-|z|)) with z = beta x (stable);
+    x where beta x > threshold."""
+    beta, threshold = float(beta), float(threshold)
+    if not beta > 0.0:
+        raise InvalidArgumentError(f"softplus: beta must be > 0, not {beta}")
+    tr = _tr()
+    z = T.affine(tr, input, beta, 0.0) if beta != 1.0 else input
+    tail = T.exp(tr, T.affine(tr, T.abs(tr, z), -1.0, 0.0))
+    sp = T.add(tr, T.relu(tr, z), T.log(tr, T.affine(tr, tail, 1.0, 1.0)))
+    if beta != 1.0:
+        sp = T.affine(tr, sp, 1.0 / beta, 0.0)
+    if threshold >= _SOFTPLUS_EXACT_BELOW:
+        return sp
+    above = T.unary(tr, z, UN_IN_RANGE, float(np.nextafter(np.float32(threshold), np.float32(np.inf))),
+                    float("inf"))
+    return T.add(tr, sp, T.mul(tr, above, T.sub(tr, input, sp)))
 
 
 # ------------------------------------------------------------------------------------

@@ -6,13 +6,15 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from . import functional as F
 from . import init
 from .module import Buffer, Module, Parameter
 
 __all__ = ["Conv2d", "Linear", "BatchNorm2d", "Dropout", "ReLU", "ReLU6", "LeakyReLU",
            "Sigmoid", "Tanh", "Hardswish", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-           "Flatten", "Sequential", "ModuleList", "Identity", "Softmax", "LogSoftmax", "Add"]
+           "Flatten", "Sequential", "ModuleList", "Identity", "Softmax", "LogSoftmax", "Add",
+           "SiLU", "GELU", "Hardsigmoid", "ELU", "Softplus"]
 
 
 class Conv2d(Module):
@@ -155,6 +157,53 @@ class Tanh(_Activation):
 
 class Hardswish(_Activation):
     _fn = staticmethod(F.hardswish)
+
+
+class SiLU(_Activation):
+    _fn = staticmethod(F.silu)
+
+
+class Hardsigmoid(_Activation):
+    _fn = staticmethod(F.hardsigmoid)
+
+
+class GELU(Module):
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise InvalidArgumentError(f"GELU: approximate must be 'none' or 'tanh', not "
+                                       f"{approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class ELU(Module):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x):
+        return F.elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Softplus(Module):
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x):
+        return F.softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
 
 
 class LeakyReLU(Module):
