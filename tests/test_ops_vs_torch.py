@@ -365,6 +365,12 @@ CASES = {
              lambda t: t["x"].clamp(min=0.3)),
         Case("clamp_max", {"x": rnd(6, 11)}, lambda m: F.clamp(m.x, max=-0.2),
              lambda t: torch.clamp(t["x"], max=-0.2)),
+        # kinks hit exactly: the gradient there must be PyTorch's choice
+        Case("kinks", {"x": np.array([[-3.0, -0.5, 0.0, 1.25, 3.0, 2.0, -1.0]], np.float32)},
+             lambda m: F.abs(m.x) + F.clamp(m.x, -0.5, 1.25) + F.hardsigmoid(m.x)
+             + F.elu(m.x, 0.7) + F.pow(m.x, 2),
+             lambda t: (t["x"].abs() + t["x"].clamp(-0.5, 1.25) + TF.hardsigmoid(t["x"])
+                        + TF.elu(t["x"], 0.7) + t["x"].pow(2))),
         # activations written as composites of unary/act/affine/mul/add (no op of their own)
         _act("silu", F.silu, TF.silu),
         _act("SiLU_layer", nn.SiLU(), torch.nn.SiLU()),
