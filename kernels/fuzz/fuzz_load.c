@@ -21,32 +21,10 @@
 #include <unistd.h>
 
 #include "edgetrain/et_runtime.h"
+#include "../tests/etm_fix_crcs.h"
 
-uint32_t et_crc32(uint32_t crc, const void *p, size_t n); /* runtime internal */
 
 #define FUZZ_MAX_MEMORY ((uint64_t)64 << 20)
-
-static void fix_crcs(uint8_t *b, size_t size) {
-    if (size < 64) return;
-    uint32_t n;
-    memcpy(&n, b + 24, 4);
-    if (n >= 1 && n <= 64 && 64 + (size_t)n * 32 <= size) {
-        for (uint32_t i = 0; i < n; i++) {
-            uint8_t *e = b + 64 + 32 * i;
-            uint64_t off, sz;
-            memcpy(&off, e + 8, 8);
-            memcpy(&sz, e + 16, 8);
-            if (off <= size && sz <= size - off) {
-                uint32_t crc = et_crc32(0, b + off, (size_t)sz);
-                memcpy(e + 24, &crc, 4);
-            }
-        }
-        uint32_t tcrc = et_crc32(0, b + 64, (size_t)n * 32);
-        memcpy(b + 32, &tcrc, 4);
-    }
-    uint32_t hcrc = et_crc32(0, b, 36);
-    memcpy(b + 36, &hcrc, 4);
-}
 
 static void contract_broken(const char *what, const char *msg) {
     fprintf(stderr, "fuzz_load: contract broken: %s: %s\n", what, msg ? msg : "");
@@ -101,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *b = (uint8_t *)malloc(size ? size : 1);
     if (!b) return 0;
     if (size) memcpy(b, data, size);
-    fix_crcs(b, size);
+    etm_fix_crcs(b, size);
     et_session *s = NULL;
     et_load_options opts = {1, FUZZ_MAX_MEMORY};
     et_status st = et_session_load_memory_ex(b, size, &opts, &s);

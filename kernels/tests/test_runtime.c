@@ -15,8 +15,8 @@
 #include "edgetrain/et_kernels.h"
 #include "et_test.h"
 #include "runtime_internal.h" /* ET_FORMAT_MINOR: the minor this reader knows */
+#include "etm_fix_crcs.h"
 
-uint32_t et_crc32(uint32_t crc, const void *p, size_t n); /* runtime internal */
 
 /* ======================================================================= */
 /* A byte buffer and a minimal .etm writer (mirrors edgetrain/fileformat.py) */
@@ -737,28 +737,6 @@ static void test_nonfinite_guard(const uint8_t *img, size_t size) {
 }
 
 /* ---- targeted corruptions with the message they must produce ------------ */
-static void fix_crcs(uint8_t *b, size_t size) {
-    if (size < 64) return;
-    uint32_t n;
-    memcpy(&n, b + 24, 4);
-    if (n >= 1 && n <= 64 && 64 + (size_t)n * 32 <= size) {
-        for (uint32_t i = 0; i < n; i++) {
-            uint8_t *e = b + 64 + 32 * i;
-            uint64_t off, sz;
-            memcpy(&off, e + 8, 8);
-            memcpy(&sz, e + 16, 8);
-            if (off <= size && sz <= size - off) {
-                uint32_t crc = et_crc32(0, b + off, (size_t)sz);
-                memcpy(e + 24, &crc, 4);
-            }
-        }
-        uint32_t tcrc = et_crc32(0, b + 64, (size_t)n * 32);
-        memcpy(b + 32, &tcrc, 4);
-    }
-    uint32_t hcrc = et_crc32(0, b, 36);
-    memcpy(b + 36, &hcrc, 4);
-}
-
 static size_t section_offset(const uint8_t *b, uint32_t type) {
     uint32_t n;
     memcpy(&n, b + 24, 4);
@@ -777,7 +755,7 @@ static void expect_format_error(const uint8_t *img, size_t size, size_t at, cons
     uint8_t *b = (uint8_t *)malloc(size);
     memcpy(b, img, size);
     memcpy(b + at, val, n);
-    fix_crcs(b, size);
+    etm_fix_crcs(b, size);
     et_session *s = NULL;
     et_status st = et_session_load_memory(b, size, 1, &s);
     ET_CHECK(st == ET_ERR_FORMAT && s == NULL && strstr(et_load_error(), needle),
@@ -883,7 +861,7 @@ static void test_fuzz(const uint8_t *img, size_t size) {
             at &= ~(size_t)7;
             if (at + 8 <= size) memcpy(b + at, &v, 8);
         }
-        if (kind != 0 && (rng_next(&rng) & 1)) fix_crcs(b, n); /* reach the checks behind the CRCs */
+        if (kind != 0 && (rng_next(&rng) & 1)) etm_fix_crcs(b, n); /* reach the checks behind the CRCs */
         et_session *s = NULL;
         et_status st = et_session_load_memory(b, n, 1, &s);
         if (st == ET_OK) {
@@ -1012,7 +990,7 @@ static void test_minor_version_roundtrip(const uint8_t *img, size_t size) {
     memcpy(b + 12, &minor, 4);
     memcpy(b + 28, &hflags, 4);
     b[section_offset(b, 2) + 8 + 11] |= 0x80; /* tensor record 0: an unknown flag bit */
-    fix_crcs(b, size);
+    etm_fix_crcs(b, size);
     et_session *s = NULL, *r = NULL;
     ET_CHECK(et_session_load_memory(b, size, 1, &s) == ET_OK, "later-minor file with reserved bits: %s", et_load_error());
     char path[64];
