@@ -117,6 +117,23 @@ def test_full_epoch_with_partial_batches_no_resize():
     assert sess.cached_plans >= 2
 
 
+def _steps_match_torch(sess, tm, topt, sizes):
+    """Train ``sess`` and the float64 torch model ``tm`` on consecutive MNIST batches of
+    ``sizes``; every step's loss agrees."""
+    x_all, y_all = mnist_arrays(True)
+    sess.Train()
+    start = 0
+    for n in sizes:
+        x, y = x_all[start:start + n], y_all[start:start + n]
+        start += n
+        loss = float(sess.RunGraph({"data": x, "label": y})["loss"])
+        topt.zero_grad()
+        tl = TF.cross_entropy(tm(torch.tensor(x, dtype=torch.float64)), torch.tensor(y))
+        tl.backward()
+        topt.step()
+        assert loss == pytest.approx(tl.item(), rel=1e-4), n
+
+
 def test_partial_batch_loss_matches_torch(mnist_batches):
     """A trajectory with batches 64, 32 (partial), 64, 20: mean over the real batch."""
     torch.manual_seed(0)
@@ -130,18 +147,7 @@ def test_partial_batch_loss_matches_torch(mnist_batches):
         model, inputs={"data": (64, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
         labels={"label": ((64,), "int64")}, optimizer=opt, threads=2)
     topt = torch.optim.SGD(tm.parameters(), lr=LR, momentum=0.9, weight_decay=5e-4)
-    x_all, y_all = mnist_arrays(True)
-    sess.Train()
-    start = 0
-    for n in (64, 32, 64, 20):
-        x, y = x_all[start:start + n], y_all[start:start + n]
-        start += n
-        loss = float(sess.RunGraph({"data": x, "label": y})["loss"])
-        topt.zero_grad()
-        tl = TF.cross_entropy(tm(torch.tensor(x, dtype=torch.float64)), torch.tensor(y))
-        tl.backward()
-        topt.step()
-        assert loss == pytest.approx(tl.item(), rel=1e-4), n
+    _steps_match_torch(sess, tm, topt, (64, 32, 64, 20))
     params = sess.get_parameters()
     for k, v in tm.state_dict().items():
         np.testing.assert_allclose(params[k], v.numpy(), atol=1e-4, rtol=0, err_msg=k)
@@ -157,18 +163,7 @@ def test_batchnorm_partial_batch_matches_torch():
                         else torch.tensor(v) for k, v in model.state_dict().items()})
     _, sess = bn_session(batch=16, model=model)
     topt = torch.optim.SGD(tm.parameters(), lr=0.05, momentum=0.9)
-    x_all, y_all = mnist_arrays(True)
-    sess.Train()
-    start = 0
-    for n in (16, 5, 16, 3):
-        x, y = x_all[start:start + n], y_all[start:start + n]
-        start += n
-        loss = float(sess.RunGraph({"data": x, "label": y})["loss"])
-        topt.zero_grad()
-        tl = TF.cross_entropy(tm(torch.tensor(x, dtype=torch.float64)), torch.tensor(y))
-        tl.backward()
-        topt.step()
-        assert loss == pytest.approx(tl.item(), rel=1e-4), n
+    _steps_match_torch(sess, tm, topt, (16, 5, 16, 3))
     sd = sess.state_dict()
     for k, v in tm.state_dict().items():
         np.testing.assert_allclose(sd[k], v.numpy(), atol=1e-4, rtol=1e-4, err_msg=k)
