@@ -212,13 +212,13 @@ def _resize(sess, batch: int, image_shape) -> None:
 
 
 def _run_eval(sess, batches, stop=None):
-    """Run the eval program on each ``(x, y)`` of ``batches``; yield ``(logits, y)``. Re-plans
-    for batches of another size and restores the planned shapes afterwards. Stops early (without
-    error) once ``stop.signum`` is set."""
+    """Run the eval program on each ``(x, y)`` of ``batches``; yield ``(logits, y)``. A smaller
+    batch is re-planned by the runtime itself; a batch above the session's ``max_batch`` needs a
+    ``Resize``, undone afterwards. Stops early (without error) once ``stop.signum`` is set."""
     sess.Eval()
     planned = _planned_shape(sess, "data")
     image_shape = tuple(planned[1:])
-    current = planned[0]
+    resized = False
     try:
         for x, y in batches:
             if stop is not None and stop.signum:
@@ -226,12 +226,12 @@ def _run_eval(sess, batches, stop=None):
             if x.shape[1:] != image_shape:
                 raise CLIError(f"the model expects images of shape {list(image_shape)}, "
                                f"the data has {list(x.shape[1:])}")
-            if len(x) != current:
+            if len(x) > sess.max_batch:
                 _resize(sess, len(x), image_shape)
-                current = len(x)
+                resized = True
             yield sess.RunGraph({"data": x})["output"], y
     finally:
-        if current != planned[0]:
+        if resized:
             _resize(sess, planned[0], image_shape)
 
 
@@ -254,8 +254,7 @@ def evaluate_counts(sess, dataset, batch_size: int, num_classes: int, stop=None)
 
 def evaluate(sess, dataset, batch_size: int, restore_train: bool = False, stop=None):
     """Accuracy of ``sess`` on ``dataset`` in batches of ``batch_size`` (None if ``stop`` fired
-    first); the last partial batch is run after a ``Resize``. Restores the planned shapes (and
-    the train program) afterwards."""
+    first); with ``restore_train`` the train program is selected again afterwards."""
     try:
         counts = evaluate_counts(sess, dataset, batch_size, _num_outputs(sess), stop)
     finally:
