@@ -65,6 +65,21 @@ static void scale_shift_channel(int64_t n, int64_t c, int64_t hw, int64_t ch, co
 #define BN_BLOCK 512
 #define BN_SERIAL 32768
 
+/* The channel blocks of the small-plane path: cb channels each, on one thread below
+ * BN_SERIAL elements. */
+typedef struct bn_blocks {
+    int64_t cb, count;
+    int nth;
+} bn_blocks;
+
+static bn_blocks bn_blocks_of(int64_t n, int64_t c, int64_t hw, int nthreads) {
+    bn_blocks bb;
+    bb.cb = BN_BLOCK / hw;
+    bb.count = (c + bb.cb - 1) / bb.cb;
+    bb.nth = n * c * hw < BN_SERIAL ? 1 : nthreads;
+    return bb;
+}
+
 static void bn_train_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb,
                            const float *x, const float *gamma, const float *beta,
                            float *running_mean, float *running_var, double mom, double unbias,
@@ -179,12 +194,10 @@ et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const flo
     const double mom = (double)momentum;
     const double unbias = (double)count / (double)(count - 1);
     if (hw <= BN_BLOCK) {
-        const int64_t cb = BN_BLOCK / hw, blocks = (c + cb - 1) / cb;
-        const int nth = n * c * hw < BN_SERIAL ? 1 : nthreads;
-        (void)nth; /* unused without OpenMP */
-        ET_PARALLEL_FOR(nth)
-        for (int64_t bi = 0; bi < blocks; bi++) {
-            const int64_t c0 = bi * cb, m = c - c0 < cb ? c - c0 : cb;
+        const bn_blocks bb = bn_blocks_of(n, c, hw, nthreads);
+        ET_PARALLEL_FOR(bb.nth)
+        for (int64_t bi = 0; bi < bb.count; bi++) {
+            const int64_t c0 = bi * bb.cb, m = c - c0 < bb.cb ? c - c0 : bb.cb;
             bn_train_block(n, c, hw, c0, m, x, gamma, beta, running_mean, running_var, mom,
                            unbias, eps, y, save_mean, save_invstd);
         }
@@ -242,12 +255,10 @@ et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x,
     const int64_t count = n * hw;
     if (count > 0 && (!x || !dy || !dx)) return ET_ERR_ARG;
     if (count > 0 && hw <= BN_BLOCK) {
-        const int64_t cb = BN_BLOCK / hw, blocks = (c + cb - 1) / cb;
-        const int nth = n * c * hw < BN_SERIAL ? 1 : nthreads;
-        (void)nth; /* unused without OpenMP */
-        ET_PARALLEL_FOR(nth)
-        for (int64_t bi = 0; bi < blocks; bi++) {
-            const int64_t c0 = bi * cb, m = c - c0 < cb ? c - c0 : cb;
+        const bn_blocks bb = bn_blocks_of(n, c, hw, nthreads);
+        ET_PARALLEL_FOR(bb.nth)
+        for (int64_t bi = 0; bi < bb.count; bi++) {
+            const int64_t c0 = bi * bb.cb, m = c - c0 < bb.cb ? c - c0 : bb.cb;
             bn_bwd_block(n, c, hw, c0, m, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
         }
         return ET_OK;

@@ -456,8 +456,9 @@ static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const
 }
 
 static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
-                                 const float *w, float *dx, conv_slot s, const char *base,
-                                 int nth) {
+                                 const float *w, const float *b_unused, float *dx, conv_slot s,
+                                 const char *base, int nth) {
+    (void)b_unused;
     const int64_t ow = p->ow, np = cp->np;
     if (!cp->direct) memset(dx, 0, (size_t)(p->c * p->h * p->w) * sizeof(float));
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
@@ -590,25 +591,20 @@ static et_status bwd_weight_batched(const et_conv2d_params *p, const conv_plan *
                        cp->gemm_bytes, nth);
 }
 
-/* ---- public entry points --------------------------------------------------------------- */
-et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const float *w,
-                            const float *b, float *y, void *ws, size_t ws_bytes, int nthreads) {
-    if (!params_ok(p) || !x || !w || !y) return ET_ERR_ARG;
-    if (nthreads < 1) nthreads = 1;
-    if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_fwd(p, x, w, b, y, nthreads);
-    conv_plan cp;
-    conv_plan_make(p, CONV_FWD, nthreads, &cp);
-    if (cp.total && (!ws || ws_bytes < cp.total)) return ET_ERR_WORKSPACE;
-    char *base = cp.total ? ws_base(ws) : NULL;
-    if (cp.batched) return fwd_batched(p, &cp, x, w, b, y, base, nthreads);
-    et_status pst = pack_weights(p, &cp, w, base, 0);
-    if (pst != ET_OK) return pst;
-    const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np;
-    if (!cp.batch_par) {
-        conv_slot s = slot_at(&cp, base, 0);
+/* ---- per-image driver (forward and input gradient) ---------------------------------- */
+typedef et_status (*image_fn)(const et_conv2d_params *p, const conv_plan *cp, const float *src,
+                              const float *w, const float *b, float *dst, conv_slot s,
+                              const char *base, int nth);
+
+/* Runs fn on each image (src stride ss, dst stride ds): one after the other with the GEMM
+ * threaded, or images in parallel (batch_par), each thread in its own workspace slot. */
+static et_status per_image(const et_conv2d_params *p, const conv_plan *cp, image_fn fn,
+                           const float *src, int64_t ss, const float *w, const float *b,
+                           float *dst, int64_t ds, char *base, int nthreads) {
+    if (!cp->batch_par) {
+        conv_slot s = slot_at(cp, base, 0);
         for (int64_t i = 0; i < p->n; i++) {
-            et_status st = fwd_image(p, &cp, x + i * xs, w, b, y + i * ys, s, base,
-                                     cp.gemm_threads);
+            et_status st = fn(p, cp, src + i * ss, w, b, dst + i * ds, s, base, cp->gemm_threads);
             if (st != ET_OK) return st;
         }
         return ET_OK;
@@ -616,10 +612,36 @@ et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const flo
     int err = ET_OK;
     ET_PARALLEL_FOR(nthreads)
     for (int64_t i = 0; i < p->n; i++) {
-        conv_slot s = slot_at(&cp, base, et_thread_id());
-        note_error(&err, fwd_image(p, &cp, x + i * xs, w, b, y + i * ys, s, base, 1));
+        conv_slot s = slot_at(cp, base, et_thread_id());
+        note_error(&err, fn(p, cp, src + i * ss, w, b, dst + i * ds, s, base, 1));
     }
     return (et_status)err;
+}
+
+/* Plans one call and checks its workspace; *base is the workspace's aligned start (NULL when
+ * the plan needs none). */
+static et_status plan_in(const et_conv2d_params *p, int kind, int nthreads, void *ws,
+                         size_t ws_bytes, conv_plan *cp, char **base) {
+    conv_plan_make(p, kind, nthreads, cp);
+    if (cp->total && (!ws || ws_bytes < cp->total)) return ET_ERR_WORKSPACE;
+    *base = cp->total ? ws_base(ws) : NULL;
+    return ET_OK;
+}
+
+/* ---- public entry points --------------------------------------------------------------- */
+et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const float *w,
+                            const float *b, float *y, void *ws, size_t ws_bytes, int nthreads) {
+    if (!params_ok(p) || !x || !w || !y) return ET_ERR_ARG;
+    if (nthreads < 1) nthreads = 1;
+    if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_fwd(p, x, w, b, y, nthreads);
+    conv_plan cp;
+    char *base;
+    if (plan_in(p, CONV_FWD, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
+    if (cp.batched) return fwd_batched(p, &cp, x, w, b, y, base, nthreads);
+    et_status pst = pack_weights(p, &cp, w, base, 0);
+    if (pst != ET_OK) return pst;
+    return per_image(p, &cp, fwd_image, x, p->c * p->h * p->w, w, b, y, p->oc * cp.np, base,
+                     nthreads);
 }
 
 et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, const float *w,
@@ -628,29 +650,13 @@ et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, co
     if (nthreads < 1) nthreads = 1;
     if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_bwd_input(p, dy, w, dx, nthreads);
     conv_plan cp;
-    conv_plan_make(p, CONV_BWD_INPUT, nthreads, &cp);
-    if (cp.total && (!ws || ws_bytes < cp.total)) return ET_ERR_WORKSPACE;
-    char *base = cp.total ? ws_base(ws) : NULL;
+    char *base;
+    if (plan_in(p, CONV_BWD_INPUT, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
     if (cp.batched) return bwd_input_batched(p, &cp, dy, w, dx, base, nthreads);
     et_status pst = pack_weights(p, &cp, w, base, 1);
     if (pst != ET_OK) return pst;
-    const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np;
-    if (!cp.batch_par) {
-        conv_slot s = slot_at(&cp, base, 0);
-        for (int64_t i = 0; i < p->n; i++) {
-            et_status st = bwd_input_image(p, &cp, dy + i * ys, w, dx + i * xs, s, base,
-                                           cp.gemm_threads);
-            if (st != ET_OK) return st;
-        }
-        return ET_OK;
-    }
-    int err = ET_OK;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t i = 0; i < p->n; i++) {
-        conv_slot s = slot_at(&cp, base, et_thread_id());
-        note_error(&err, bwd_input_image(p, &cp, dy + i * ys, w, dx + i * xs, s, base, 1));
-    }
-    return (et_status)err;
+    return per_image(p, &cp, bwd_input_image, dy, p->oc * cp.np, w, NULL, dx,
+                     p->c * p->h * p->w, base, nthreads);
 }
 
 et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, const float *x,
@@ -659,9 +665,8 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     if (nthreads < 1) nthreads = 1;
     if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_bwd_weight(p, dy, x, dw, nthreads);
     conv_plan cp;
-    conv_plan_make(p, CONV_BWD_WEIGHT, nthreads, &cp);
-    if (cp.total && (!ws || ws_bytes < cp.total)) return ET_ERR_WORKSPACE;
-    char *base = cp.total ? ws_base(ws) : NULL;
+    char *base;
+    if (plan_in(p, CONV_BWD_WEIGHT, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
     if (cp.batched) return bwd_weight_batched(p, &cp, dy, x, dw, base, nthreads);
     const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np, wsz = p->oc * cp.kg;
     if (!cp.batch_par) {

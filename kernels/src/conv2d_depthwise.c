@@ -221,6 +221,34 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
     for (int64_t o = 0; o < p->oc; o++) wgrad(p, dy, x, o, dw + o * ks);
 }
 
+/* The plane and weight-gradient helpers and the three entry points of the variant X, built
+ * from its row kernel dw_row__X and dot kernel dw_dot__X (the AVX2 and NEON rows; __ref uses
+ * the scatter for its input gradient and AVX-512 adds its table path, so theirs are written
+ * out). */
+#define DW_VARIANT(X)                                                                          \
+    static void dw_plane__##X(const dw_geom *g, const float *in, const float *w0, float *out) { \
+        dw_accum_plane(g, in, w0, out, dw_row__##X);                                           \
+    }                                                                                          \
+    static void dw_wgrad__##X(const et_conv2d_params *p, const float *dy, const float *x,      \
+                              int64_t o, float *dwo) {                                         \
+        dw_wgrad_dot(p, dy, x, o, dwo, dw_dot__##X);                                           \
+    }                                                                                          \
+    et_status et_f32_dwconv2d_fwd__##X(const et_conv2d_params *p, const float *x,              \
+                                       const float *w, const float *b, float *y, int nth) {    \
+        dw_fwd(p, x, w, b, y, nth, dw_plane__##X);                                             \
+        return ET_OK;                                                                          \
+    }                                                                                          \
+    et_status et_f32_dwconv2d_bwd_input__##X(const et_conv2d_params *p, const float *dy,       \
+                                             const float *w, float *dx, int nth) {             \
+        dw_bwd_input(p, dy, w, dx, nth, dw_plane__##X);                                        \
+        return ET_OK;                                                                          \
+    }                                                                                          \
+    et_status et_f32_dwconv2d_bwd_weight__##X(const et_conv2d_params *p, const float *dy,      \
+                                              const float *x, float *dw, int nth) {            \
+        dw_bwd_weight(p, dy, x, dw, nth, dw_wgrad__##X);                                       \
+        return ET_OK;                                                                          \
+    }
+
 /* ---- scalar variant ------------------------------------------------------------------- */
 static void dw_plane__ref(const dw_geom *g, const float *in, const float *w0, float *out) {
     dw_accum_plane(g, in, w0, out, dw_row__ref);
@@ -324,29 +352,7 @@ ET_TARGET_AVX2 static float dw_dot__avx2(const float *a, const float *b, int64_t
     return acc;
 }
 
-static void dw_plane__avx2(const dw_geom *g, const float *in, const float *w0, float *out) {
-    dw_accum_plane(g, in, w0, out, dw_row__avx2);
-}
-static void dw_wgrad__avx2(const et_conv2d_params *p, const float *dy, const float *x, int64_t o,
-                          float *dwo) {
-    dw_wgrad_dot(p, dy, x, o, dwo, dw_dot__avx2);
-}
-
-et_status et_f32_dwconv2d_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w,
-                                    const float *b, float *y, int nthreads) {
-    dw_fwd(p, x, w, b, y, nthreads, dw_plane__avx2);
-    return ET_OK;
-}
-et_status et_f32_dwconv2d_bwd_input__avx2(const et_conv2d_params *p, const float *dy,
-                                          const float *w, float *dx, int nthreads) {
-    dw_bwd_input(p, dy, w, dx, nthreads, dw_plane__avx2);
-    return ET_OK;
-}
-et_status et_f32_dwconv2d_bwd_weight__avx2(const et_conv2d_params *p, const float *dy,
-                                           const float *x, float *dw, int nthreads) {
-    dw_bwd_weight(p, dy, x, dw, nthreads, dw_wgrad__avx2);
-    return ET_OK;
-}
+DW_VARIANT(avx2)
 
 /* ---- AVX-512 --------------------------------------------------------------------------- */
 ET_TARGET_AVX512 static inline __m512 evens16(const float *q) {
@@ -775,29 +781,7 @@ static float dw_dot__neon(const float *a, const float *b, int64_t s, int64_t cnt
     return acc;
 }
 
-static void dw_plane__neon(const dw_geom *g, const float *in, const float *w0, float *out) {
-    dw_accum_plane(g, in, w0, out, dw_row__neon);
-}
-static void dw_wgrad__neon(const et_conv2d_params *p, const float *dy, const float *x, int64_t o,
-                          float *dwo) {
-    dw_wgrad_dot(p, dy, x, o, dwo, dw_dot__neon);
-}
-
-et_status et_f32_dwconv2d_fwd__neon(const et_conv2d_params *p, const float *x, const float *w,
-                                    const float *b, float *y, int nthreads) {
-    dw_fwd(p, x, w, b, y, nthreads, dw_plane__neon);
-    return ET_OK;
-}
-et_status et_f32_dwconv2d_bwd_input__neon(const et_conv2d_params *p, const float *dy,
-                                          const float *w, float *dx, int nthreads) {
-    dw_bwd_input(p, dy, w, dx, nthreads, dw_plane__neon);
-    return ET_OK;
-}
-et_status et_f32_dwconv2d_bwd_weight__neon(const et_conv2d_params *p, const float *dy,
-                                           const float *x, float *dw, int nthreads) {
-    dw_bwd_weight(p, dy, x, dw, nthreads, dw_wgrad__neon);
-    return ET_OK;
-}
+DW_VARIANT(neon)
 #endif /* ET_HAVE_NEON */
 
 /* ---- variant table (variant_internal.h) and dispatch ---------------------------------- */

@@ -167,10 +167,12 @@ et_status et_f32_mse_fwd(int64_t n, const float *pred, const float *target, floa
     return pair_mean(n, pred, target, loss, mse_part, nthreads);
 }
 
-et_status et_f32_mse_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
-                         float *dpred, int nthreads) {
+/* dpred[i] = f * (pred[i] - target[i]) (mse) or f * sign(pred[i] - target[i]) (l1), with
+ * f = scale * dloss[0] / n, in fixed chunks. */
+static et_status pair_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
+                          float *dpred, double scale, int sign, int nthreads) {
     if (n < 0 || !dloss || (n > 0 && (!pred || !target || !dpred))) return ET_ERR_ARG;
-    const float f = (float)(2.0 * (double)dloss[0] / (double)n);
+    const float f = (float)(scale * (double)dloss[0] / (double)n);
     const int nch = et_misc_nchunks(n, nthreads, 16384);
     ET_PARALLEL_FOR(nch)
     for (int ch = 0; ch < nch; ch++) {
@@ -178,9 +180,22 @@ et_status et_f32_mse_bwd(int64_t n, const float *pred, const float *target, cons
         et_thread_range(n, ch, nch, &beg, &end);
         const float *ET_RESTRICT p = pred + beg, *ET_RESTRICT t = target + beg;
         float *ET_RESTRICT d = dpred + beg;
-        for (int64_t i = 0; i < end - beg; i++) d[i] = f * (p[i] - t[i]);
+        if (!sign) {
+            for (int64_t i = 0; i < end - beg; i++) d[i] = f * (p[i] - t[i]);
+            continue;
+        }
+        for (int64_t i = 0; i < end - beg; i++) {
+            float diff = p[i] - t[i];
+            float sg = diff > 0.0f ? 1.0f : (diff < 0.0f ? -1.0f : 0.0f);
+            d[i] = sg * f;
+        }
     }
     return ET_OK;
+}
+
+et_status et_f32_mse_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
+                         float *dpred, int nthreads) {
+    return pair_bwd(n, pred, target, dloss, dpred, 2.0, 0, nthreads);
 }
 
 et_status et_f32_l1_fwd(int64_t n, const float *pred, const float *target, float *loss,
@@ -190,22 +205,7 @@ et_status et_f32_l1_fwd(int64_t n, const float *pred, const float *target, float
 
 et_status et_f32_l1_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
                         float *dpred, int nthreads) {
-    if (n < 0 || !dloss || (n > 0 && (!pred || !target || !dpred))) return ET_ERR_ARG;
-    const float f = (float)((double)dloss[0] / (double)n);
-    const int nch = et_misc_nchunks(n, nthreads, 16384);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        const float *ET_RESTRICT p = pred + beg, *ET_RESTRICT t = target + beg;
-        float *ET_RESTRICT d = dpred + beg;
-        for (int64_t i = 0; i < end - beg; i++) {
-            float diff = p[i] - t[i];
-            float sg = diff > 0.0f ? 1.0f : (diff < 0.0f ? -1.0f : 0.0f);
-            d[i] = sg * f;
-        }
-    }
-    return ET_OK;
+    return pair_bwd(n, pred, target, dloss, dpred, 1.0, 1, nthreads);
 }
 
 /* ---- multi-class hinge (MultiMarginLoss, p = 1) ---------------------------------------- */

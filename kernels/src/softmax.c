@@ -70,6 +70,15 @@ static void softmax_block(int64_t len, int64_t inner, int64_t nb, const float *x
     }
 }
 
+/* Work item it of the [outer, nblk] grid of column blocks of width bw over [outer, len, inner]:
+ * returns the offset of its first element and sets *nb to its width. */
+static int64_t block_at(int64_t it, int64_t nblk, int64_t bw, int64_t len, int64_t inner,
+                        int64_t *nb) {
+    const int64_t o = it / nblk, j0 = (it % nblk) * bw;
+    *nb = inner - j0 < bw ? inner - j0 : bw;
+    return o * len * inner + j0;
+}
+
 et_status et_f32_softmax_fwd(int64_t outer, int64_t len, int64_t inner, int log_softmax,
                              const float *x, float *y, int nthreads) {
     (void)nthreads; /* unused without OpenMP */
@@ -85,9 +94,8 @@ et_status et_f32_softmax_fwd(int64_t outer, int64_t len, int64_t inner, int log_
     const int64_t nblk = (inner + SM_BLOCK - 1) / SM_BLOCK, items = outer * nblk;
     ET_PARALLEL_FOR(nthreads)
     for (int64_t it = 0; it < items; it++) {
-        const int64_t o = it / nblk, j0 = (it % nblk) * SM_BLOCK;
-        const int64_t nb = inner - j0 < SM_BLOCK ? inner - j0 : SM_BLOCK;
-        const int64_t base = o * len * inner + j0;
+        int64_t nb;
+        const int64_t base = block_at(it, nblk, SM_BLOCK, len, inner, &nb);
         softmax_block(len, inner, nb, x + base, y + base, log_softmax);
     }
     return ET_OK;
@@ -123,9 +131,8 @@ et_status et_f32_softmax_bwd(int64_t outer, int64_t len, int64_t inner, int log_
     const int64_t nblk = (inner + bw - 1) / bw, items = outer * nblk;
     ET_PARALLEL_FOR(nthreads)
     for (int64_t it = 0; it < items; it++) {
-        const int64_t o = it / nblk, j0 = (it % nblk) * bw;
-        const int64_t nb = inner - j0 < bw ? inner - j0 : bw;
-        const int64_t base = o * len * inner + j0;
+        int64_t nb;
+        const int64_t base = block_at(it, nblk, bw, len, inner, &nb);
         softmax_bwd_block(len, inner, nb, y + base, dy + base, dx + base, log_softmax);
     }
     return ET_OK;
