@@ -552,30 +552,21 @@ static void scatter_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, 
     }
 }
 
-static et_status fwd_batched(const et_conv2d_params *p, const conv_plan *cp, const float *x,
-                             const float *w, const float *b, float *y, char *base, int nth) {
+/* Y = op(W) X over the whole batch at once (a 1x1, stride-1 convolution): the forward
+ * (op = W, rows c -> oc, fused bias + activation) or the input gradient (op = W^T, rows
+ * oc -> c). */
+static et_status pointwise_batched(const et_conv2d_params *p, const conv_plan *cp, int trans_w,
+                                   const float *src, const float *w, const float *b, float *dst,
+                                   char *base, int nth) {
     const int64_t nn = p->n * cp->np;
+    const int64_t rin = trans_w ? p->oc : p->c, rout = trans_w ? p->c : p->oc;
     float *X = (float *)base, *Y = (float *)(base + cp->in_bytes);
     void *gws = cp->gemm_bytes ? base + cp->in_bytes + cp->out_bytes : NULL;
-    gather_rows(x, p->n, p->c, cp->np, X, nth);
-    et_status st = et_f32_gemm(0, 0, p->oc, nn, p->c, 1.0f, w, p->c, X, nn, 0.0f, Y, nn, gws,
+    gather_rows(src, p->n, rin, cp->np, X, nth);
+    et_status st = et_f32_gemm(trans_w, 0, rout, nn, rin, 1.0f, w, p->c, X, nn, 0.0f, Y, nn, gws,
                                cp->gemm_bytes, nth);
     if (st != ET_OK) return st;
-    scatter_rows(Y, p->n, p->oc, cp->np, y, b, p->act, p->act_alpha, nth);
-    return ET_OK;
-}
-
-static et_status bwd_input_batched(const et_conv2d_params *p, const conv_plan *cp,
-                                   const float *dy, const float *w, float *dx, char *base,
-                                   int nth) {
-    const int64_t nn = p->n * cp->np;
-    float *DY = (float *)base, *DX = (float *)(base + cp->in_bytes);
-    void *gws = cp->gemm_bytes ? base + cp->in_bytes + cp->out_bytes : NULL;
-    gather_rows(dy, p->n, p->oc, cp->np, DY, nth);
-    et_status st = et_f32_gemm(1, 0, p->c, nn, p->oc, 1.0f, w, p->c, DY, nn, 0.0f, DX, nn, gws,
-                               cp->gemm_bytes, nth);
-    if (st != ET_OK) return st;
-    scatter_rows(DX, p->n, p->c, cp->np, dx, NULL, ET_ACT_NONE, 0.0f, nth);
+    scatter_rows(Y, p->n, rout, cp->np, dst, b, trans_w ? ET_ACT_NONE : p->act, p->act_alpha, nth);
     return ET_OK;
 }
 
@@ -637,7 +628,7 @@ et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const flo
     conv_plan cp;
     char *base;
     if (plan_in(p, CONV_FWD, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
-    if (cp.batched) return fwd_batched(p, &cp, x, w, b, y, base, nthreads);
+    if (cp.batched) return pointwise_batched(p, &cp, 0, x, w, b, y, base, nthreads);
     et_status pst = pack_weights(p, &cp, w, base, 0);
     if (pst != ET_OK) return pst;
     return per_image(p, &cp, fwd_image, x, p->c * p->h * p->w, w, b, y, p->oc * cp.np, base,
@@ -652,7 +643,7 @@ et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, co
     conv_plan cp;
     char *base;
     if (plan_in(p, CONV_BWD_INPUT, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
-    if (cp.batched) return bwd_input_batched(p, &cp, dy, w, dx, base, nthreads);
+    if (cp.batched) return pointwise_batched(p, &cp, 1, dy, w, NULL, dx, base, nthreads);
     et_status pst = pack_weights(p, &cp, w, base, 1);
     if (pst != ET_OK) return pst;
     return per_image(p, &cp, bwd_input_image, dy, p->oc * cp.np, w, NULL, dx,
