@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--output", required=True, metavar="OUT.etm")
     x.add_argument("--inference-only", action="store_true",
                    help="keep only the eval program and weights (BatchNorm folded)")
+    x.add_argument("--onnx", action="store_true",
+                   help="write the eval program as ONNX (needs the 'onnx' extra)")
+    x.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (13-21)")
 
     i = sub.add_parser("info", help="layers, parameters, programs and planned memory")
     i.add_argument("model_file", metavar="MODEL.etm")
@@ -734,8 +737,12 @@ def cmd_export(args, out=None) -> int:
     if os.path.abspath(args.output) == os.path.abspath(args.model_file):
         raise CLIError("the output would overwrite the input model; choose another -o")
     prepare_output(args.output, "-o")
-    sess.SaveToFile(args.output, inference_only=args.inference_only)
-    kind = "inference-only" if args.inference_only else "full training state"
+    if args.onnx:
+        sess.export_onnx(args.output, opset=args.opset, inference_only=args.inference_only)
+        kind = f"ONNX opset {args.opset}" + (", BatchNorm folded" if args.inference_only else "")
+    else:
+        sess.SaveToFile(args.output, inference_only=args.inference_only)
+        kind = "inference-only" if args.inference_only else "full training state"
     out.write(f"wrote {args.output} ({kind}, {os.path.getsize(args.output):,} bytes)\n")
     return 0
 

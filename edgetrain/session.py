@@ -250,6 +250,18 @@ class TrainSession:
         fileformat.save_atomic(path, fileformat.dumps(inference_graph(graph), inference_only=True),
                                context="SaveToFile(inference_only=True)")
 
+    def export_onnx(self, path, opset: int = 17, inference_only: bool = False) -> None:
+        """Write the eval program as an ONNX model (``onnx`` optional extra) that onnxruntime
+        runs with the session's current weights; with ``inference_only`` BatchNorm is folded
+        into the convolutions first, as in :meth:`SaveToFile`. The batch dimension stays
+        symbolic. Written atomically; the old file stays on error."""
+        from . import onnx_export
+        from .export import inference_graph
+
+        graph = self.to_graph()
+        onnx_export.save(inference_graph(graph) if inference_only else graph, os.fspath(path),
+                         opset=opset)
+
     @_serialised
     def to_graph(self) -> ir.Graph:
         """The session's program with its current tensors and counters, as a Graph."""
