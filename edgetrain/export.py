@@ -144,7 +144,7 @@ def _program_inputs(graph: ir.Graph, nodes: Sequence[int]) -> List[int]:
 def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
                 labels: Optional[Mapping[str, Tuple[Sequence[int], str]]] = None,
                 optimizer=None, scheduler=None, max_batch: Optional[int] = None,
-                output=None) -> ir.Graph:
+                output=None, teacher: Optional[Module] = None) -> ir.Graph:
     """Trace ``model`` into a graph with EVAL, and with ``loss`` GRAD (and with
     ``optimizer`` TRAIN) programs.
 
@@ -159,15 +159,23 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
     accepted). A ``forward`` that returns a tuple or dict gives one program output per entry
     ("output0", "output1", ... or the dict keys); ``output`` (a name or index) says which one
     the loss is applied to.
+
+    With a ``teacher`` module (distillation), the loss is called as
+    ``loss(output, teacher_output, *labels)``: the teacher runs forward only, in eval form,
+    on the same inputs inside the GRAD/TRAIN programs; its parameters and buffers are CONST
+    tensors named ``teacher.<name>`` (stored once, no gradient, never updated). The EVAL
+    program, inference-only saves and exports hold the student only.
     """
     _check_build_args(model, loss, optimizer, scheduler)
+    _check_teacher(model, loss, teacher)
     labels = dict(labels or {})
     planned_batch, stored_max_batch = _plan_batch(inputs, labels, max_batch)
     graph = ir.Graph()
     graph.state.max_batch = stored_max_batch
-    ctx = _TraceContext(graph, model, loss)
+    ctx = _TraceContext(graph, model, loss, teacher)
     in_tensors, label_tensors = _add_inputs(ctx, inputs, labels, planned_batch)
     modes = [(m, m.training) for m in model.modules()]
+    modes += [(m, m.training) for m in (teacher.modules() if teacher is not None else ())]
     try:
         _eval_program(ctx, model, in_tensors)
         if loss is not None:
@@ -181,6 +189,8 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
     _drop_unused_nodes(graph)
     graph.meta = _graph_meta(model, loss, optimizer, scheduler, in_tensors, label_tensors,
                              stored_max_batch)
+    if teacher is not None:
+        graph.meta["teacher"] = type(teacher).__name__
     return graph
 
 
@@ -197,21 +207,29 @@ def _check_build_args(model, loss, optimizer, scheduler) -> None:
 
 class _TraceContext:
     """What the traces of one graph share: the graph, the names of parameters and buffers
-    (model first, then a Module loss under "loss"), module paths, and the tracer's holders
-    and random-stream counter."""
+    (model first, then a Module loss under "loss", then a distillation teacher under
+    "teacher", whose holders are constants), module paths, and the tracer's holders and
+    random-stream counter."""
 
-    def __init__(self, graph: ir.Graph, model: Module, loss) -> None:
+    def __init__(self, graph: ir.Graph, model: Module, loss, teacher=None) -> None:
         self.graph = graph
         self.names: Dict[int, Tuple[str, object]] = {}
         self.paths: Dict[int, str] = {}
         self.holders: Dict[int, int] = {}
         self.streams = [0]
+        self.teacher = teacher
+        self.constants: set = set()
         _register(self.names, self.paths, model, "")
         if isinstance(loss, Module):
             _register(self.names, self.paths, loss, "loss")
+        if teacher is not None:
+            before = set(self.names)
+            _register(self.names, self.paths, teacher, "teacher")
+            self.constants = set(self.names) - before
 
     def tracer(self) -> tracing.Tracer:
-        return tracing.Tracer(self.graph, self.names, self.paths, self.holders, self.streams)
+        return tracing.Tracer(self.graph, self.names, self.paths, self.holders, self.streams,
+                              self.constants)
 
 
 def _add_inputs(ctx: _TraceContext, inputs: Mapping, labels: Mapping, planned_batch):
@@ -258,13 +276,39 @@ def _trace_loss(ctx: _TraceContext, model: Module, loss, output, in_tensors, lab
         named = _named_outputs(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
         named = OrderedDict((k, _materialise(tr, v)) for k, v in named.items())
         out = named[_loss_target(named, output)]
+        extra = [_teacher_output(ctx, tr, in_tensors, output)] if ctx.teacher is not None else []
         with tr.scope(name="loss"):
-            value = loss(out, *[tr.wrap(t.index) for t in label_tensors])
+            value = loss(out, *extra, *[tr.wrap(t.index) for t in label_tensors])
         value = _single_output(value, "the loss")
         if tuple(value.shape) != ():
             raise ShapeError(f"the loss must be a scalar, got shape {tuple(value.shape)}")
         value = _materialise(tr, value)
     return tr, named, value
+
+
+def _check_teacher(model, loss, teacher) -> None:
+    if teacher is None:
+        return
+    if not isinstance(teacher, Module):
+        raise TypeError(f"teacher must be an edgetrain.nn.Module, got {type(teacher).__name__}")
+    if teacher is model:
+        raise ValueError("the teacher must be another module than the model it teaches")
+    if loss is None:
+        raise ValueError("a teacher needs a loss taking (output, teacher_output, *labels), "
+                         "e.g. nn.DistillLoss(temperature, alpha)")
+    shared = {id(p) for p in model.parameters()} & {id(p) for p in teacher.parameters()}
+    if shared:
+        raise ValueError(f"the teacher shares {len(shared)} parameter(s) with the model; "
+                         "distil from a separate copy")
+
+
+def _teacher_output(ctx: _TraceContext, tr: tracing.Tracer, in_tensors, output):
+    """The teacher's forward (eval form, constants only) on the program's inputs."""
+    ctx.teacher.eval()
+    with tr.scope(name="teacher"):
+        named = _named_outputs(ctx.teacher(*[tr.wrap(t.index) for t in in_tensors]),
+                               "the teacher's forward")
+        return named[_loss_target(named, output)]
 
 
 def _grad_program(ctx: _TraceContext, model: Module, loss, output, in_tensors, label_tensors):

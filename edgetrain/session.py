@@ -72,7 +72,8 @@ class TrainSession:
                     labels: Optional[Mapping[str, tuple]] = None, optimizer=None,
                     scheduler=None, threads: Optional[int] = None,
                     seed: Optional[int] = None, max_batch: Optional[int] = None,
-                    output=None, max_memory: Optional[int] = None) -> "TrainSession":
+                    output=None, max_memory: Optional[int] = None,
+                    teacher=None) -> "TrainSession":
         """Trace ``model`` into a trainable program and load it.
 
         ``inputs`` maps input names to shapes (float32); ``labels`` maps label names to
@@ -84,13 +85,16 @@ class TrainSession:
         ``max_memory`` (bytes) bounds what the session may plan; by default half the
         physical memory. A plan above it raises :class:`ResourceLimitError` before any
         allocation (also at :meth:`Resize` and at an automatic batch change).
+        ``teacher`` (a module) distils into ``model``: the loss is called as
+        ``loss(output, teacher_output, *labels)`` (e.g. ``nn.DistillLoss(20, 0.9)``); the
+        teacher runs forward only, in eval form, inside each training step, as constants.
         """
         from .export import build_graph
 
         graph = build_graph(model, inputs=dict(inputs), loss=loss,
                             labels=dict(labels) if labels else None,
                             optimizer=optimizer, scheduler=scheduler, max_batch=max_batch,
-                            output=output)
+                            output=output, teacher=teacher)
         if seed is not None:
             graph.state.seed = int(seed)
         return cls.from_graph(graph, threads=threads, max_memory=max_memory)

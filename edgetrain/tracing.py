@@ -272,13 +272,16 @@ class Tracer:
 
     ``names`` maps ``id(Parameter or Buffer)`` to its dotted name; ``module_paths`` maps
     ``id(module)`` to its path. The two traces of one model (train and eval mode) share a
-    graph, ``names`` and ``tensors`` (so parameters are shared tensors).
+    graph, ``names`` and ``tensors`` (so parameters are shared tensors). Holders whose id is in
+    ``constants`` (a distillation teacher's parameters and buffers) become named CONST tensors:
+    read-only, never given a gradient, never updated.
     """
 
     def __init__(self, graph: ir.Graph, names: Dict[int, Tuple[str, object]],
                  module_paths: Dict[int, str], holder_tensors: Optional[Dict[int, int]] = None,
-                 streams: Optional[List[int]] = None):
+                 streams: Optional[List[int]] = None, constants: Optional[set] = None):
         self.graph = graph
+        self.constants = constants or set()
         self.names = names
         self.module_paths = module_paths
         self.holder_tensors = {} if holder_tensors is None else holder_tensors
@@ -336,7 +339,10 @@ class Tracer:
                              f"{tuple(holder.data.shape)} is used in forward but is not "
                              "registered in the model (assign it as an attribute of a Module)")
         name = entry[0]
-        if param:
+        if key in self.constants:
+            t = self.graph.add_tensor(name, ir.F32, ir.CONST, holder.data.shape,
+                                      data=np.array(holder.data, dtype=np.float32))
+        elif param:
             t = self.graph.add_tensor(name, ir.F32, ir.PARAM, holder.data.shape,
                                       trainable=bool(holder.requires_grad),
                                       data=np.array(holder.data, dtype=np.float32))

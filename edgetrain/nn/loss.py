@@ -80,9 +80,11 @@ class DistillLoss(Module):
              + (1 - alpha) * cross_entropy(student, labels)
 
     ``labels`` are class indices [N] (int64 labels at export) or class probabilities [N, C]
-    (e.g. one-hot, float32). The teacher logits are an input of the program (export them
-    with ``labels={"teacher": ((N, C), "float32"), "label": ((N,), "int64")}``); no gradient
-    flows into them.
+    (e.g. one-hot, float32). The teacher logits either come from a teacher module run inside
+    the training step (``TrainSession.from_module(student, ..., teacher=teacher_module)``:
+    forward only, eval form, its weights constants) or are an input of the program (export
+    them with ``labels={"teacher": ((N, C), "float32"), "label": ((N,), "int64")}``); no
+    gradient flows into them.
     """
 
     def __init__(self, temperature: float = 20.0, alpha: float = 0.9):
