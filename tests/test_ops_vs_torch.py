@@ -506,8 +506,8 @@ CASES = {
              lambda t: TF.nll_loss(t["x"], torch.tensor(SEG_LABELS), weight=_t64(CLS_W3),
                                    reduction="none")),
         Case("3d_mean_ignore", {"x": rnd(3, 4, 1)},
-             lambda m: F.nll_loss(m.x, SEQ_LABELS), lambda t: TF.nll_loss(t["x"],
-                                                                          torch.tensor(SEQ_LABELS))),
+             lambda m: F.nll_loss(m.x, SEQ_LABELS),
+             lambda t: TF.nll_loss(t["x"], torch.tensor(SEQ_LABELS))),
         # cross_entropy with weight / label_smoothing / ignore_index: log_softmax + nll
         Case("ce_weight_smooth_ignore", {"x": rnd(7, 4, scale=2.0)},
              lambda m: nn.CrossEntropyLoss(weight=CLS_W4, label_smoothing=0.1)(m.x, IGN_LABELS),
