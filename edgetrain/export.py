@@ -54,9 +54,19 @@ def _shape(name: str, shape, batch: Optional[int] = None) -> Tuple[int, ...]:
     return shape
 
 
+def _input_spec(name: str, spec) -> Tuple[Sequence, str]:
+    """``(shape, dtype)`` of a data input: a shape (float32), or ``(shape, "int64")`` for
+    integer data (e.g. Embedding indices; i32 inside the program, as labels)."""
+    if (isinstance(spec, (tuple, list)) and len(spec) == 2
+            and isinstance(spec[0], (tuple, list)) and not isinstance(spec[1], (int, type(None)))):
+        return spec[0], _label_dtype(name, spec[1])
+    return spec, ir.F32
+
+
 def _plan_batch(inputs: Mapping, labels: Mapping, max_batch: Optional[int]):
     """(batch planned for an open batch dim, max_batch stored in the file)."""
-    shapes = list(inputs.values()) + [spec[0] for spec in labels.values()]
+    shapes = ([_input_spec(k, v)[0] for k, v in inputs.items()]
+              + [spec[0] for spec in labels.values()])
     open_batch = any(len(tuple(s)) and tuple(s)[0] is None for s in shapes)
     if max_batch is not None and (int(max_batch) != max_batch or max_batch < 1
                                   or max_batch > 0xFFFFFFFF):
@@ -148,7 +158,8 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
     """Trace ``model`` into a graph with EVAL, and with ``loss`` GRAD (and with
     ``optimizer`` TRAIN) programs.
 
-    ``inputs`` maps input names to shapes (float32, passed to ``forward`` in order);
+    ``inputs`` maps input names to shapes (float32, passed to ``forward`` in order; ``(shape,
+    "int64")`` for integer data such as Embedding indices, i32 in the program);
     ``labels`` maps label names to ``(shape, dtype)`` (``"int64"`` class indices become i32
     inputs, ``"float32"`` targets f32); ``loss`` is called as ``loss(output, *labels)`` and
     must return a scalar.
@@ -246,9 +257,10 @@ def _add_inputs(ctx: _TraceContext, inputs: Mapping, labels: Mapping, planned_ba
         return ctx.graph.add_tensor(name, dtype, ir.INPUT, _shape(name, shape, planned_batch))
 
     in_tensors, label_tensors = [], []
-    for name, shape in inputs.items():
+    for name, spec in inputs.items():
         claim(name, "input")
-        in_tensors.append(add(name, ir.F32, shape))
+        shape, dtype = _input_spec(name, spec)
+        in_tensors.append(add(name, dtype, shape))
     for name, spec in labels.items():
         claim(name, "label")
         shape, dtype = spec

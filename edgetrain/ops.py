@@ -32,6 +32,9 @@ ACT_NAMES = ("none", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "hardswis
 # reduce modes
 REDUCE_SUM, REDUCE_MEAN = 0, 1
 
+# enum et_reduction (kernels/include/edgetrain/et_kernels.h): the reduction of the "nll" op
+REDUCTION_NONE, REDUCTION_SUM, REDUCTION_MEAN = 0, 1, 2
+
 Shape = Tuple[int, ...]
 
 
@@ -321,6 +324,58 @@ def _bw_unary(ctx, node, dys):
     return [scale(dy, 0.0)]               # sign, in_range: piecewise constant
 
 
+def _bw_embedding(ctx, node, dys):
+    weight, indices = node.inputs
+    _no_grad_to(ctx, [1], "indices are integers")
+    return [ctx.emit("embedding_bwd", [weight, indices, dys[0]], **ctx.attrs(node))[0], None]
+
+
+def _bw_bce(ctx, node, dys):
+    x, target = node.inputs
+    dl = dys[0]
+    dx = ctx.emit("bce_bwd", [x, target, dl])[0] if ctx.need(0) else None
+    dt = None
+    if ctx.need(1):   # PyTorch: -logit(x) dl = (log(1 - x) - log(x)) dl
+        one_minus = ctx.emit("affine", [x], alpha=-1.0, beta=1.0)[0]
+        lx = ctx.emit("unary", [x], fn=UN_LOG, a=0.0, b=0.0)[0]
+        l1x = ctx.emit("unary", [one_minus], fn=UN_LOG, a=0.0, b=0.0)[0]
+        dt = ctx.emit("mul", [dl, ctx.emit("sub", [l1x, lx])[0]])[0]
+    return [dx, dt]
+
+
+def _bw_bce_logits(ctx, node, dys):
+    x, target, lw = node.inputs
+    dl = dys[0]
+
+    def e(op, ins, **kw):
+        return ctx.emit(op, ins, **kw)[0]
+
+    dx = e("bce_logits_bwd", [x, target, dl, lw]) if ctx.need(0) else None
+    dt = e("mul", [dl, e("affine", [x], alpha=-1.0, beta=0.0)]) if ctx.need(1) else None
+    dlw = None
+    if lw >= 0 and ctx.need(2):   # dl * softplus(-x) = dl (relu(-x) + log(1 + exp(-|x|)))
+        tail = e("unary", [e("affine", [e("unary", [x], fn=UN_ABS, a=0.0, b=0.0)], alpha=-1.0,
+                                 beta=0.0)], fn=UN_EXP, a=0.0, b=0.0)
+        sp = e("add", [e("act", [e("affine", [x], alpha=-1.0, beta=0.0)], act=ACT_RELU, alpha=0.0),
+                       e("unary", [e("affine", [tail], alpha=1.0, beta=1.0)], fn=UN_LOG, a=0.0,
+                         b=0.0)])
+        dlw = e("mul", [dl, sp])
+    return [dx, dt, dlw]
+
+
+def _bw_huber(ctx, node, dys):
+    x, target = node.inputs
+    g = ctx.emit("huber_bwd", [x, target, dys[0]], **ctx.attrs(node))[0]
+    dt = ctx.emit("affine", [g], alpha=-1.0, beta=0.0)[0] if ctx.need(1) else None
+    return [g if ctx.need(0) else None, dt]
+
+
+def _bw_nll(ctx, node, dys):
+    x, target, weight = node.inputs
+    _no_grad_to(ctx, [1, 2], "class weights and targets are constants")
+    return [ctx.emit("nll_bwd", [x, target, dys[0], weight], **ctx.attrs(node))[0], None, None]
+
+
 # =====================================================================================
 # The table (order = ids = enum et_op)
 # =====================================================================================
@@ -397,6 +452,24 @@ OPS: List[OpDef] = [
           kind="update", mutates=("param", "m", "v")),
     OpDef(42, "affine", ("x",), ("y",), (), ("alpha", "beta"), _bw_affine),
     OpDef(43, "unary", ("x",), ("y",), ("fn",), ("a", "b"), _bw_unary),
+    OpDef(44, "embedding", ("weight", "indices"), ("y",), ("padding_idx",), (), _bw_embedding,
+          int_inputs=("indices",)),
+    OpDef(45, "embedding_bwd", ("weight", "indices", "dy"), ("dweight",), ("padding_idx",), (),
+          kind="backward", int_inputs=("indices",)),
+    OpDef(46, "bce", ("input", "target"), ("loss",), (), (), _bw_bce),
+    OpDef(47, "bce_bwd", ("input", "target", "dloss"), ("dinput",), (), (), kind="backward"),
+    OpDef(48, "bce_logits", ("input", "target", "log_weight?"), ("loss",), (), (),
+          _bw_bce_logits),
+    OpDef(49, "bce_logits_bwd", ("input", "target", "dloss", "log_weight?"), ("dinput",), (),
+          (), kind="backward"),
+    OpDef(50, "huber", ("input", "target"), ("loss",), (), ("delta", "scale"), _bw_huber),
+    OpDef(51, "huber_bwd", ("input", "target", "dloss"), ("dinput",), (), ("delta", "scale"),
+          kind="backward"),
+    OpDef(52, "nll", ("input", "target", "weight?"), ("loss",), ("ignore_index", "reduction"),
+          ("label_smoothing",), _bw_nll, int_inputs=("target",)),
+    OpDef(53, "nll_bwd", ("input", "target", "dloss", "weight?"), ("dinput",),
+          ("ignore_index", "reduction"), ("label_smoothing",), kind="backward",
+          int_inputs=("target",)),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

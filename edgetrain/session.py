@@ -76,7 +76,8 @@ class TrainSession:
                     teacher=None) -> "TrainSession":
         """Trace ``model`` into a trainable program and load it.
 
-        ``inputs`` maps input names to shapes (float32); ``labels`` maps label names to
+        ``inputs`` maps input names to shapes (float32; ``(shape, "int64")`` for integer data
+        such as Embedding indices); ``labels`` maps label names to
         ``(shape, dtype)`` with dtype ``"int64"`` (class indices) or ``"float32"``;
         ``loss`` is called as ``loss(output, *labels)`` while tracing. The batch may be left
         open (``(None, 1, 28, 28)``); ``max_batch`` is the largest batch accepted without a

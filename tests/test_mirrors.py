@@ -174,3 +174,9 @@ def test_the_offset_checker_catches_a_one_sided_change(monkeypatch):
     monkeypatch.setattr(fileformat, "TREC_DTYPE", 9)
     with pytest.raises(AssertionError):
         test_record_field_offsets("ET_TREC_NAME_OFF", "ET_TENSOR_RECORD_BYTES")
+
+
+def test_nll_reductions():
+    assert c_enum("ET_REDUCTION_NONE") == {"ET_REDUCTION_NONE": ops.REDUCTION_NONE,
+                                           "ET_REDUCTION_SUM": ops.REDUCTION_SUM,
+                                           "ET_REDUCTION_MEAN": ops.REDUCTION_MEAN}

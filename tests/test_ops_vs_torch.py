@@ -29,6 +29,10 @@ def pos(*shape):
     return (RNG.uniform(0.5, 2.0, shape)).astype(np.float32)
 
 
+def prob01(*shape):
+    return RNG.uniform(0.05, 0.95, shape).astype(np.float32)
+
+
 def probs(n, c):
     p = RNG.uniform(0.05, 1.0, (n, c))
     return (p / p.sum(1, keepdims=True)).astype(np.float32)
@@ -165,6 +169,34 @@ LABELS = np.array([0, 3, 1, 4, 2, 4], dtype=np.int64)
 PROB_T = probs(4, 6)
 PROB_T2 = probs(4, 5)
 TEACHER = rnd(6, 5, scale=3.0)
+
+
+# embedding and the losses added with it
+def _t64(a):
+    return torch.tensor(a, dtype=torch.float64)
+
+
+def _emb_layer(w, padding_idx):
+    layer = nn.Embedding(w.data.shape[0], w.data.shape[1], padding_idx=padding_idx)
+    return lambda idx: F.embedding(idx, w, layer.padding_idx)
+
+
+EMB_IDX = np.array([[0, 3, 6, 3], [1, 1, 5, 2], [4, 0, 6, 6]], np.int64)
+EMB_IDX1 = np.array([4, 0, 4, 3, 1, 2, 2], np.int64)
+BCE_W3 = np.array([0.5, 2.0, 1.25], np.float32)
+POS_W3 = np.array([3.0, 0.5, 1.0], np.float32)
+BIN_T43 = np.array([[1, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 1]], np.float32)
+BIN_T71 = np.array([[1], [0], [0], [1], [1], [0], [1]], np.float32)
+KINK_X = np.array([[0.75, -0.25, 0.25, 1.5, -1.0, 0.3, 0.0]], np.float32)
+KINK_Y = np.array([[0.25, 0.25, 0.25, 0.0, 0.0, 0.5, -0.5]], np.float32)  # d = ±0.5 at 0, 1, 6
+CLS_W3 = np.array([0.3, 1.7, 1.0], np.float32)
+CLS_W4 = np.array([0.5, 2.0, 1.0, 0.25], np.float32)
+CLS_W5 = np.array([1.0, 0.2, 3.0, 0.7, 1.1], np.float32)
+CLS_W6 = np.array([1.0, 0.2, 3.0, 0.7, 1.1, 0.4], np.float32)
+IGN_LABELS = np.array([1, -100, 3, 0, 2, -100, 1], np.int64)
+SEG_LABELS = np.array([[[0, 2, 1, 1, 0], [2, 2, 0, 1, 2]], [[1, 0, 0, 2, 1], [0, 1, 2, 2, 0]]],
+                      np.int64)
+SEQ_LABELS = np.array([[3], [-100], [0]], np.int64)
 
 CASES = {
     "conv2d": [
@@ -387,7 +419,123 @@ CASES = {
              lambda x: TF.softplus(x, 2.0, 3.0)),
         _act("Softplus_layer", nn.Softplus(0.5, 1.0), torch.nn.Softplus(0.5, 1.0)),
     ],
+    # embedding and the losses added with it (constants and torch helpers below CASES)
+    "embedding": [
+        Case("idx2d_repeats", {"w": rnd(7, 5)}, lambda m: F.embedding(EMB_IDX, m.w),
+             lambda t: TF.embedding(torch.tensor(EMB_IDX), t["w"])),
+        Case("padding_idx", {"w": rnd(6, 3)}, lambda m: F.embedding(EMB_IDX % 6, m.w, 2),
+             lambda t: TF.embedding(torch.tensor(EMB_IDX % 6), t["w"], padding_idx=2)),
+        Case("layer_neg_padding", {"w": rnd(5, 1)},
+             lambda m: _emb_layer(m.w, -1)(EMB_IDX1),
+             lambda t: TF.embedding(torch.tensor(EMB_IDX1), t["w"], padding_idx=4)),
+        Case("scalar_index_one_row", {"w": rnd(1, 9)}, lambda m: F.embedding(np.int64(0), m.w),
+             lambda t: TF.embedding(torch.tensor(0), t["w"])),
+    ],
+    "bce": [
+        Case("both", {"x": prob01(3, 5), "y": prob01(3, 5)},
+             lambda m: F.binary_cross_entropy(m.x, m.y),
+             lambda t: TF.binary_cross_entropy(t["x"], t["y"])),
+        Case("weight_sum", {"x": prob01(4, 3)},
+             lambda m: nn.BCELoss(weight=BCE_W3, reduction="sum")(m.x, BIN_T43),
+             lambda t: TF.binary_cross_entropy(t["x"], torch.tensor(BIN_T43, dtype=torch.float64),
+                                               weight=torch.tensor(BCE_W3, dtype=torch.float64),
+                                               reduction="sum")),
+        Case("none_3d", {"x": prob01(2, 3, 4), "y": prob01(2, 3, 4)},
+             lambda m: F.binary_cross_entropy(m.x, m.y, reduction="none"),
+             lambda t: TF.binary_cross_entropy(t["x"], t["y"], reduction="none"), frozen=("y",)),
+        # x = 0 or 1 exactly: logs clamped at -100, gradient divided by max(x(1-x), 1e-12)
+        Case("clamp_edges", {"x": np.array([[0.0, 1.0, 0.5, 0.0, 1.0]], np.float32),
+                             "y": np.array([[1.0, 0.0, 0.3, 0.0, 1.0]], np.float32)},
+             lambda m: F.binary_cross_entropy(m.x, m.y, reduction="none"),
+             lambda t: TF.binary_cross_entropy(t["x"], t["y"], reduction="none"), frozen=("y",)),
+    ],
+    "bce_logits": [
+        Case("soft_targets", {"x": rnd(4, 3, scale=2.0), "y": prob01(4, 3)},
+             lambda m: F.binary_cross_entropy_with_logits(m.x, m.y),
+             lambda t: TF.binary_cross_entropy_with_logits(t["x"], t["y"])),
+        # large |x| (stable form), pos_weight [C] and weight [C], sum
+        Case("pos_weight_weight_sum", {"x": rnd(5, 3, scale=30.0), "y": prob01(5, 3)},
+             lambda m: nn.BCEWithLogitsLoss(weight=BCE_W3, reduction="sum",
+                                            pos_weight=POS_W3)(m.x, m.y),
+             lambda t: TF.binary_cross_entropy_with_logits(
+                 t["x"], t["y"], weight=torch.tensor(BCE_W3, dtype=torch.float64),
+                 pos_weight=torch.tensor(POS_W3, dtype=torch.float64), reduction="sum")),
+        Case("pos_weight_param_none", {"x": rnd(2, 3, 5), "y": prob01(2, 3, 5), "pw": pos(5)},
+             lambda m: F.binary_cross_entropy_with_logits(m.x, m.y, reduction="none",
+                                                          pos_weight=m.pw),
+             lambda t: TF.binary_cross_entropy_with_logits(t["x"], t["y"], reduction="none",
+                                                           pos_weight=t["pw"]),
+             frozen=("pw",)),  # torch has no gradient for pos_weight
+        Case("binary_labels_mean", {"x": rnd(7, 1)},
+             lambda m: F.binary_cross_entropy_with_logits(m.x, BIN_T71, pos_weight=[3.0]),
+             lambda t: TF.binary_cross_entropy_with_logits(
+                 t["x"], torch.tensor(BIN_T71, dtype=torch.float64),
+                 pos_weight=torch.tensor([3.0], dtype=torch.float64))),
+    ],
+    "huber": [
+        Case("smooth_l1", {"x": rnd(3, 7, scale=2.0), "y": rnd(3, 7)},
+             lambda m: F.smooth_l1_loss(m.x, m.y), lambda t: TF.smooth_l1_loss(t["x"], t["y"])),
+        # |x - y| == beta exactly (and on both sides of it)
+        Case("smooth_l1_kink", {"x": KINK_X, "y": KINK_Y},
+             lambda m: nn.SmoothL1Loss(reduction="none", beta=0.5)(m.x, m.y),
+             lambda t: TF.smooth_l1_loss(t["x"], t["y"], reduction="none", beta=0.5)),
+        Case("smooth_l1_beta0_sum", {"x": rnd(4, 5), "y": rnd(4, 5)},
+             lambda m: F.smooth_l1_loss(m.x, m.y, reduction="sum", beta=0.0),
+             lambda t: TF.smooth_l1_loss(t["x"], t["y"], reduction="sum", beta=0.0)),
+        Case("huber_kink", {"x": KINK_X, "y": KINK_Y},
+             lambda m: nn.HuberLoss(reduction="none", delta=0.5)(m.x, m.y),
+             lambda t: TF.huber_loss(t["x"], t["y"], reduction="none", delta=0.5)),
+        Case("huber_delta2_sum", {"x": rnd(2, 3, 5, scale=3.0), "y": rnd(2, 3, 5)},
+             lambda m: F.huber_loss(m.x, m.y, reduction="sum", delta=2.0),
+             lambda t: TF.huber_loss(t["x"], t["y"], reduction="sum", delta=2.0), frozen=("y",)),
+        Case("huber_mean", {"x": rnd(9, 1, scale=2.0), "y": rnd(9, 1)},
+             lambda m: F.huber_loss(m.x, m.y), lambda t: TF.huber_loss(t["x"], t["y"])),
+    ],
+    "nll": [
+        Case("plain", {"x": rnd(6, 5)}, lambda m: F.nll_loss(F.log_softmax(m.x, 1), LABELS),
+             lambda t: TF.nll_loss(torch.log_softmax(t["x"], 1), torch.tensor(LABELS))),
+        Case("weight_ignore_index", {"x": rnd(7, 4)},
+             lambda m: nn.NLLLoss(weight=CLS_W4)(m.x, IGN_LABELS),
+             lambda t: TF.nll_loss(t["x"], torch.tensor(IGN_LABELS), weight=_t64(CLS_W4))),
+        Case("ignore_index_set_sum", {"x": rnd(7, 4)},
+             lambda m: F.nll_loss(m.x, IGN_LABELS % 4, ignore_index=2, reduction="sum"),
+             lambda t: TF.nll_loss(t["x"], torch.tensor(IGN_LABELS % 4), ignore_index=2,
+                                   reduction="sum")),
+        Case("4d_weight_none", {"x": rnd(2, 3, 2, 5)},
+             lambda m: F.nll_loss(m.x, SEG_LABELS, weight=CLS_W3, reduction="none"),
+             lambda t: TF.nll_loss(t["x"], torch.tensor(SEG_LABELS), weight=_t64(CLS_W3),
+                                   reduction="none")),
+        Case("3d_mean_ignore", {"x": rnd(3, 4, 1)},
+             lambda m: F.nll_loss(m.x, SEQ_LABELS),
+             lambda t: TF.nll_loss(t["x"], torch.tensor(SEQ_LABELS))),
+        # cross_entropy with weight / label_smoothing / ignore_index: log_softmax + nll
+        Case("ce_weight_smooth_ignore", {"x": rnd(7, 4, scale=2.0)},
+             lambda m: nn.CrossEntropyLoss(weight=CLS_W4, label_smoothing=0.1)(m.x, IGN_LABELS),
+             lambda t: TF.cross_entropy(t["x"], torch.tensor(IGN_LABELS), weight=_t64(CLS_W4),
+                                        label_smoothing=0.1)),
+        Case("ce_smooth", {"x": rnd(6, 5)},
+             lambda m: F.cross_entropy(m.x, LABELS, label_smoothing=0.25),
+             lambda t: TF.cross_entropy(t["x"], torch.tensor(LABELS), label_smoothing=0.25)),
+        Case("ce_weight_sum", {"x": rnd(6, 5)},
+             lambda m: F.cross_entropy(m.x, LABELS, weight=CLS_W5, reduction="sum"),
+             lambda t: TF.cross_entropy(t["x"], torch.tensor(LABELS), weight=_t64(CLS_W5),
+                                        reduction="sum")),
+        Case("ce_4d_smooth_weight_none", {"x": rnd(2, 3, 2, 5)},
+             lambda m: F.cross_entropy(m.x, SEG_LABELS, weight=CLS_W3, reduction="none",
+                                       label_smoothing=0.1),
+             lambda t: TF.cross_entropy(t["x"], torch.tensor(SEG_LABELS), weight=_t64(CLS_W3),
+                                        reduction="none", label_smoothing=0.1)),
+        Case("ce_ignore_index_default", {"x": rnd(7, 4)},
+             lambda m: F.cross_entropy(m.x, IGN_LABELS, ignore_index=-100, reduction="sum"),
+             lambda t: TF.cross_entropy(t["x"], torch.tensor(IGN_LABELS), reduction="sum")),
+        # probability targets with weight and smoothing: a composite (no nll node)
+        Case("ce_probs_weight_smooth", {"x": rnd(4, 6, scale=2.0)},
+             lambda m: F.cross_entropy(m.x, PROB_T, weight=CLS_W6, label_smoothing=0.1),
+             lambda t: TF.cross_entropy(t["x"], _t64(PROB_T), weight=_t64(CLS_W6),
+                                        label_smoothing=0.1)),
+    ],
 }
+
 
 def _torch_distill(s, temp, alpha):
     q = torch.softmax(torch.tensor(TEACHER, dtype=torch.float64) / temp, 1)

@@ -4,12 +4,15 @@ from .layers import (ELU, GELU, Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, 
                      Flatten, Hardsigmoid, Hardswish, Identity, LeakyReLU, Linear, LogSoftmax,
                      MaxPool2d, ModuleList, ReLU, ReLU6, Sequential, Sigmoid, SiLU, Softmax,
                      Softplus, Tanh)
+from .layers import Embedding
 from .loss import (CrossEntropyLoss, DistillLoss, HingeLoss, KLDivLoss, L1Loss, MSELoss,
                    MultiMarginLoss)
+from .loss import BCELoss, BCEWithLogitsLoss, HuberLoss, NLLLoss, SmoothL1Loss
 from .module import Buffer, Module, Parameter
 
 __all__ = ["functional", "init", "Module", "Parameter", "Buffer", "Conv2d", "Linear",
            "BatchNorm2d", "Dropout", "ReLU", "ReLU6", "LeakyReLU", "Sigmoid", "Tanh",
            "Hardswish", "SiLU", "GELU", "Hardsigmoid", "ELU", "Softplus", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Sequential",
            "ModuleList", "Identity", "Softmax", "LogSoftmax", "Add", "CrossEntropyLoss",
-           "MSELoss", "L1Loss", "HingeLoss", "MultiMarginLoss", "KLDivLoss", "DistillLoss"]
+           "MSELoss", "L1Loss", "HingeLoss", "MultiMarginLoss", "KLDivLoss", "DistillLoss",
+           "Embedding", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "SmoothL1Loss", "HuberLoss"]

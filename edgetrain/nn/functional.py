@@ -14,14 +14,17 @@ import numpy as np
 
 from .. import ir, tensor_ops as T, tracing
 from ..errors import InvalidArgumentError
-from ..ops import ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU6, UN_IN_RANGE
+from ..ops import (ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU6, REDUCTION_MEAN, REDUCTION_NONE,
+                   REDUCTION_SUM, UN_IN_RANGE)
 
 __all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid", "tanh",
            "hardswish", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten",
            "reshape", "dropout", "batch_norm", "softmax", "log_softmax", "add", "sub", "mul",
            "div", "affine", "sum", "mean", "cross_entropy", "mse_loss", "l1_loss",
            "multi_margin_loss", "kl_div", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "erf",
-           "pow", "clamp", "silu", "gelu", "hardsigmoid", "elu", "softplus"]
+           "pow", "clamp", "silu", "gelu", "hardsigmoid", "elu", "softplus", "embedding",
+           "binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss",
+           "smooth_l1_loss", "huber_loss"]
 
 
 def _tr() -> tracing.Tracer:
@@ -355,16 +358,93 @@ def _check_reduction(reduction: str, allowed=("mean",)) -> None:
                                   f"(supported: {', '.join(allowed)})")
 
 
-def cross_entropy(input, target, reduction: str = "mean"):
-    """Softmax cross-entropy of logits [N, C]: integer class labels [N] (fused
-    softmax_xent) or class probabilities [N, C] (softmax_xent_prob)."""
-    _check_reduction(reduction)
+_REDUCTIONS = ("mean", "sum", "none")
+_NLL_REDUCTION = {"none": REDUCTION_NONE, "sum": REDUCTION_SUM, "mean": REDUCTION_MEAN}
+
+
+def _no_legacy_reduction(size_average, reduce) -> None:
+    if size_average is not None or reduce is not None:
+        raise NotImplementedError("size_average / reduce are deprecated in PyTorch and not "
+                                  "supported; use reduction='mean', 'sum' or 'none'")
+
+
+def _reduce_loss(tr, loss, reduction: str):
+    """An elementwise loss reduced as PyTorch's ``reduction`` ('none' returns it)."""
+    if reduction == "mean":
+        return T.mean(tr, loss)
+    if reduction == "sum":
+        return T.sum(tr, loss)
+    return loss
+
+
+def _weighted(tr, loss, weight):
+    return loss if weight is None else T.mul(tr, loss, weight)
+
+
+def _nll(tr, logp, target, weight, ignore_index: int, reduction: str, eps: float = 0.0):
+    logp = tr.as_tensor(logp)
+    w = None
+    if weight is not None:
+        if logp.ndim < 2:
+            raise InvalidArgumentError(f"layer '{tr.layer or '<root>'}': the input must be "
+                                       f"[N, C, ...], got shape {tuple(logp.shape)}")
+        w = _class_weight(tr, weight, int(logp.shape[1]), 2)
+    return tr.emit1("nll", [logp, target, w], ignore_index=int(ignore_index),
+                    reduction=_NLL_REDUCTION[reduction], label_smoothing=float(eps))
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index: int = -100,
+                  reduce=None, reduction: str = "mean", label_smoothing: float = 0.0):
+    """Softmax cross-entropy of logits [N, C] (or [N, C, d...]): integer class labels [N]
+    or class probabilities [N, C]. The defaults on 2-D logits use the fused ops
+    (softmax_xent, softmax_xent_prob; a label of -100 is then out of range); class ``weight``,
+    ``label_smoothing``, another reduction or more dims use log_softmax + nll (PyTorch's
+    formula, ``ignore_index`` honoured)."""
+    _no_legacy_reduction(size_average, reduce)
+    _check_reduction(reduction, _REDUCTIONS)
+    label_smoothing = float(label_smoothing)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise InvalidArgumentError(f"cross_entropy: label_smoothing must be in [0, 1], got "
+                                   f"{label_smoothing}")
     tr = _tr()
     logits = tr.as_tensor(input)
     t = tr.as_tensor(target)
+    plain = (weight is None and label_smoothing == 0.0 and reduction == "mean"
+             and logits.ndim == 2)
     if t.dtype == ir.I32:
-        return tr.emit("softmax_xent", [logits, t])[0]
-    return tr.emit("softmax_xent_prob", [logits, t])[0]
+        if plain and ignore_index == -100:
+            return tr.emit("softmax_xent", [logits, t])[0]
+        return _nll(tr, T.log_softmax(tr, logits, 1), t, weight, ignore_index, reduction,
+                    label_smoothing)
+    if plain:
+        return tr.emit("softmax_xent_prob", [logits, t])[0]
+    return _soft_target_xent(tr, logits, t, weight, reduction, label_smoothing)
+
+
+def _soft_target_xent(tr, logits, t, weight, reduction: str, eps: float):
+    """-sum_c w_c t'_c log_softmax(x)_c with t' = (1 - eps) t + eps / C; 'mean' divides by the
+    number of rows (N times the trailing dims), as PyTorch for probability targets."""
+    if logits.ndim < 2:
+        raise InvalidArgumentError(f"layer '{tr.layer or '<root>'}': cross_entropy expects "
+                                   f"logits [N, C, ...], got shape {tuple(logits.shape)}")
+    c = int(logits.shape[1])
+    logp = T.log_softmax(tr, logits, 1)
+    if eps != 0.0:
+        t = T.affine(tr, t, 1.0 - eps, eps / c)
+    prod = T.mul(tr, logp, t)
+    if weight is not None:
+        prod = T.mul(tr, prod, _class_weight(tr, weight, c, logits.ndim))
+    return _reduce_loss(tr, T.neg(tr, T.sum(tr, prod, 1)), reduction)
+
+
+def _class_weight(tr, weight, c: int, ndim: int):
+    """``weight`` [C] as a tensor broadcasting along dim 1 of an ``ndim``-D input."""
+    traced = isinstance(weight, (tracing.Tensor, tracing.Holder))
+    w = tr.as_tensor(weight if traced else np.asarray(weight, np.float32))
+    if tuple(w.shape) != (c,):
+        raise InvalidArgumentError(f"layer '{tr.layer or '<root>'}': weight must have one value "
+                                   f"per class ({c}), got shape {tuple(w.shape)}")
+    return T.reshape(tr, w, [c] + [1] * (ndim - 2)) if ndim > 2 else w
 
 
 def mse_loss(input, target, reduction: str = "mean"):
@@ -401,3 +481,98 @@ def kl_div(input, target, reduction: str = "mean", log_target: bool = False):
     if reduction == "mean":
         loss = affine(loss, 1.0 / int(x.shape[1]))
     return loss
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
+                         reduction: str = "mean"):
+    """-w (t log x + (1 - t) log(1 - x)) of probabilities ``input`` (logs clamped at -100, as
+    PyTorch); ``weight`` broadcasts against the input."""
+    _no_legacy_reduction(size_average, reduce)
+    _check_reduction(reduction, _REDUCTIONS)
+    tr = _tr()
+    loss = tr.emit1("bce", [input, target])
+    return _reduce_loss(tr, _weighted(tr, loss, weight), reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction: str = "mean", pos_weight=None):
+    """BCE of sigmoid(``input``) in the stable form (1 - t) x + lw softplus(-x) with
+    lw = 1 + (pos_weight - 1) t (``pos_weight`` broadcasts against the target, e.g. [C])."""
+    _no_legacy_reduction(size_average, reduce)
+    _check_reduction(reduction, _REDUCTIONS)
+    tr = _tr()
+    lw = None
+    if pos_weight is not None:
+        pw = T.affine(tr, pos_weight, 1.0, -1.0)
+        lw = T.affine(tr, T.mul(tr, target, pw), 1.0, 1.0)
+    loss = tr.emit1("bce_logits", [input, target, lw])
+    return _reduce_loss(tr, _weighted(tr, loss, weight), reduction)
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = -100,
+             reduce=None, reduction: str = "mean"):
+    """Negative log-likelihood of log-probabilities [N, C] or [N, C, d...] with integer
+    targets [N] or [N, d...]; 'mean' divides by the summed class weights of the targets
+    that are not ``ignore_index`` (PyTorch)."""
+    _no_legacy_reduction(size_average, reduce)
+    _check_reduction(reduction, _REDUCTIONS)
+    tr = _tr()
+    return _nll(tr, input, target, weight, ignore_index, reduction)
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
+                   beta: float = 1.0):
+    """0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (d = input - target); beta = 0 is
+    the L1 loss."""
+    _no_legacy_reduction(size_average, reduce)
+    _check_reduction(reduction, _REDUCTIONS)
+    beta = float(beta)
+    if not beta >= 0.0 or not np.isfinite(beta):
+        raise InvalidArgumentError(f"smooth_l1_loss: beta must be a finite number >= 0, got "
+                                   f"{beta}")
+    tr = _tr()
+    if beta == 0.0:
+        loss = T.abs(tr, T.sub(tr, input, target))
+    else:
+        loss = tr.emit1("huber", [input, target], delta=beta, scale=1.0 / beta)
+    return _reduce_loss(tr, loss, reduction)
+
+
+def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0):
+    """0.5 d^2 where |d| < delta, else delta (|d| - delta / 2) (d = input - target)."""
+    _check_reduction(reduction, _REDUCTIONS)
+    delta = float(delta)
+    if not delta > 0.0 or not np.isfinite(delta):
+        raise InvalidArgumentError(f"huber_loss: delta must be a finite number > 0, got {delta}")
+    tr = _tr()
+    return _reduce_loss(tr, tr.emit1("huber", [input, target], delta=delta, scale=1.0),
+                        reduction)
+
+
+# ------------------------------------------------------------------------------------
+# embedding
+# ------------------------------------------------------------------------------------
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type: float = 2.0,
+              scale_grad_by_freq: bool = False, sparse: bool = False):
+    """Rows of ``weight`` [V, D] picked by the integer ``input`` (any shape): output
+    ``input.shape + (D,)``. An index outside [0, V) is an error at run time. No gradient
+    flows into row ``padding_idx``."""
+    tr = _tr()
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise NotImplementedError(f"layer '{tr.layer or '<root>'}': embedding with max_norm, "
+                                  "scale_grad_by_freq or sparse is not supported")
+    w = tr.as_tensor(weight)
+    idx = tr.as_tensor(input)
+    if idx.dtype != ir.I32:
+        raise InvalidArgumentError(f"layer '{tr.layer or '<root>'}': embedding indices must be "
+                                   f"integers (int64 data, an int64 input or label), got "
+                                   f"{idx.dtype}")
+    pad = -1
+    if padding_idx is not None:
+        v = int(w.shape[0]) if w.ndim == 2 else 0
+        pad = int(padding_idx)
+        if not -v <= pad < v:
+            raise InvalidArgumentError(f"layer '{tr.layer or '<root>'}': padding_idx {padding_idx} "
+                                       f"must be within num_embeddings ({v})")
+        pad = pad % v
+    return tr.emit1("embedding", [w, idx], padding_idx=pad)

@@ -14,7 +14,7 @@ from .module import Buffer, Module, Parameter
 __all__ = ["Conv2d", "Linear", "BatchNorm2d", "Dropout", "ReLU", "ReLU6", "LeakyReLU",
            "Sigmoid", "Tanh", "Hardswish", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "Flatten", "Sequential", "ModuleList", "Identity", "Softmax", "LogSoftmax", "Add",
-           "SiLU", "GELU", "Hardsigmoid", "ELU", "Softplus"]
+           "SiLU", "GELU", "Hardsigmoid", "ELU", "Softplus", "Embedding"]
 
 
 class Conv2d(Module):
@@ -364,3 +364,49 @@ class ModuleList(Module):
 
     def __getitem__(self, idx):
         return list(self._modules.values())[idx]
+
+
+class Embedding(Module):
+    """A lookup table ``weight`` [num_embeddings, embedding_dim] (PyTorch ``nn.Embedding``):
+    integer indices of any shape -> their rows. Initialised N(0, 1), row ``padding_idx`` zero
+    (it gets no gradient)."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None,
+                 max_norm=None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+                 sparse: bool = False, _weight=None, _freeze: bool = False):
+        super().__init__()
+        if max_norm is not None or scale_grad_by_freq or sparse:
+            raise NotImplementedError("Embedding with max_norm, scale_grad_by_freq or sparse "
+                                      "is not supported")
+        if num_embeddings < 1 or embedding_dim < 1:
+            raise InvalidArgumentError(f"Embedding needs num_embeddings >= 1 and embedding_dim "
+                                       f">= 1, got {num_embeddings}, {embedding_dim}")
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise InvalidArgumentError(f"padding_idx {padding_idx} must be within "
+                                           f"num_embeddings ({num_embeddings})")
+            padding_idx = padding_idx % num_embeddings
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.padding_idx = padding_idx
+        if _weight is not None:
+            w = np.asarray(_weight, np.float32)
+            if w.shape != (num_embeddings, embedding_dim):
+                raise InvalidArgumentError(f"_weight must be [{num_embeddings}, "
+                                           f"{embedding_dim}], got {w.shape}")
+            self.weight = Parameter(w, requires_grad=not _freeze)
+        else:
+            self.weight = Parameter(np.zeros((num_embeddings, embedding_dim), np.float32),
+                                    requires_grad=not _freeze)
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            self.weight.data[self.padding_idx] = 0.0
+
+    def forward(self, input):
+        return F.embedding(input, self.weight, self.padding_idx)
+
+    def extra_repr(self) -> str:
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        return s + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")

@@ -8,7 +8,8 @@ from . import functional as F
 from .module import Module
 
 __all__ = ["CrossEntropyLoss", "MSELoss", "L1Loss", "HingeLoss", "MultiMarginLoss",
-           "KLDivLoss", "DistillLoss"]
+           "KLDivLoss", "DistillLoss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "SmoothL1Loss",
+           "HuberLoss"]
 
 
 class _Loss(Module):
@@ -18,11 +19,21 @@ class _Loss(Module):
 
 
 class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy of logits [N, C]. Integer labels [N] use the fused
-    ``softmax_xent`` op; float targets [N, C] (class probabilities) ``softmax_xent_prob``."""
+    """Softmax cross-entropy of logits [N, C] (or [N, C, d...]). With the defaults, integer
+    labels [N] use the fused ``softmax_xent`` op and float targets [N, C] (class
+    probabilities) ``softmax_xent_prob``; class ``weight``, ``ignore_index``,
+    ``label_smoothing`` and the reductions 'sum' / 'none' follow PyTorch (log_softmax + nll)."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean", label_smoothing: float = 0.0):
+        super().__init__(reduction)
+        F._no_legacy_reduction(size_average, reduce)
+        self.weight, self.ignore_index = weight, int(ignore_index)
+        self.label_smoothing = float(label_smoothing)
 
     def forward(self, input, target):
-        return F.cross_entropy(input, target, reduction=self.reduction)
+        return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
 
 
 class MSELoss(_Loss):
@@ -105,3 +116,69 @@ class DistillLoss(Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, alpha={self.alpha}"
+
+
+class BCELoss(_Loss):
+    """Binary cross-entropy of probabilities (PyTorch ``nn.BCELoss``, logs clamped at -100)."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction: str = "mean"):
+        super().__init__(reduction)
+        F._no_legacy_reduction(size_average, reduce)
+        self.weight = weight
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy(input, target, weight=self.weight,
+                                      reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Sigmoid + binary cross-entropy in one stable op (PyTorch ``nn.BCEWithLogitsLoss``)."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction: str = "mean",
+                 pos_weight=None):
+        super().__init__(reduction)
+        F._no_legacy_reduction(size_average, reduce)
+        self.weight, self.pos_weight = weight, pos_weight
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, weight=self.weight,
+                                                  reduction=self.reduction,
+                                                  pos_weight=self.pos_weight)
+
+
+class NLLLoss(_Loss):
+    """Negative log-likelihood of log-probabilities (PyTorch ``nn.NLLLoss``)."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean"):
+        super().__init__(reduction)
+        F._no_legacy_reduction(size_average, reduce)
+        self.weight, self.ignore_index = weight, int(ignore_index)
+
+    def forward(self, input, target):
+        return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                          reduction=self.reduction)
+
+
+class SmoothL1Loss(_Loss):
+    """PyTorch ``nn.SmoothL1Loss(beta)``."""
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean",
+                 beta: float = 1.0):
+        super().__init__(reduction)
+        F._no_legacy_reduction(size_average, reduce)
+        self.beta = float(beta)
+
+    def forward(self, input, target):
+        return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class HuberLoss(_Loss):
+    """PyTorch ``nn.HuberLoss(delta)``."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0):
+        super().__init__(reduction)
+        self.delta = float(delta)
+
+    def forward(self, input, target):
+        return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta)

@@ -1027,6 +1027,188 @@ static et_status adam_update_run(const et_node_io *io, const et_run_env *e) {
 }
 
 /* ======================================================================= */
+/* Embedding and more losses (embedding.c, loss_extra.c)                    */
+/* ======================================================================= */
+/* embedding: weight[V,D], indices[...] i32 -> y[..., D]; iattr padding_idx (-1: none) */
+static et_status embedding_check(const et_node_io *io, const et_tshape *idx, char *msg, size_t cap) {
+    char b[128];
+    const et_tshape *w = io->in[0];
+    const int64_t pad = io->node->iattr[0];
+    TRY(want(w, ET_F32, 2, "weight", msg, cap));
+    if (idx->dtype != ET_I32 || idx->ndim > ET_MAX_DIMS - 1)
+        return shape_error(msg, cap, "indices must be i32 of rank 0..%d, got %s", ET_MAX_DIMS - 1,
+                           et_shape_str(idx, b, sizeof b));
+    if (pad < -1 || pad >= w->dim[0])
+        return shape_error(msg, cap, "padding_idx %lld must be in [0, %lld) or -1 (none)", (long long)pad,
+                           (long long)w->dim[0]);
+    return ET_OK;
+}
+static void embedding_out(const et_tshape *idx, int64_t d, et_tshape *out) {
+    int64_t dims[ET_MAX_DIMS];
+    for (int k = 0; k < idx->ndim; k++) dims[k] = idx->dim[k];
+    dims[idx->ndim] = d;
+    set_shape(out, ET_F32, idx->ndim + 1, dims);
+}
+static et_status embedding_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(embedding_check(io, io->in[1], msg, cap));
+    embedding_out(io->in[1], io->in[0]->dim[1], &out[0]);
+    return ET_OK;
+}
+static et_status embedding_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *w = io->in[0]->dim;
+    return et_f32_embedding_fwd__ref(et_shape_numel(io->in[1]), w[0], w[1], io->in_data[0], io->in_data[1],
+                                     io->out_data[0], e->nthreads);
+}
+/* embedding_bwd: weight (shape only), indices, dy[..., D] -> dweight[V,D] */
+static et_status embedding_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    et_tshape want_dy;
+    TRY(embedding_check(io, io->in[1], msg, cap));
+    embedding_out(io->in[1], io->in[0]->dim[1], &want_dy);
+    TRY(want(io->in[2], ET_F32, -1, "gradient dy", msg, cap));
+    TRY(want_same(io->in[2], &want_dy, "dy", "the lookup", msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status embedding_bwd_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *w = io->in[0]->dim;
+    return et_f32_embedding_bwd__ref(et_shape_numel(io->in[1]), w[0], w[1], io->in_data[1], io->in_data[2],
+                                     io->node->iattr[0], io->out_data[0], e->nthreads);
+}
+
+/* Elementwise losses: x, target and the optional inputs from `first_opt` on all of x's shape. */
+static et_status elem_loss_check(const et_node_io *io, int n_req, char *msg, size_t cap) {
+    static const char *fwd[] = {"input", "target", "log_weight", ""}, *bwd[] = {"input", "target", "dloss",
+                                                                                "log_weight"};
+    const char **names = n_req == 3 ? bwd : fwd;
+    TRY(want(io->in[0], ET_F32, -2, "input", msg, cap));
+    for (int k = 1; k < 4; k++) {
+        if (!io->in[k]) {
+            if (k < n_req) return shape_error(msg, cap, "%s is required", names[k]);
+            continue;
+        }
+        TRY(want(io->in[k], ET_F32, -2, names[k], msg, cap));
+        TRY(want_same(io->in[0], io->in[k], "input", names[k], msg, cap));
+    }
+    return ET_OK;
+}
+/* bce: x, target -> loss (shape of x); bce_bwd: x, target, dloss -> dx */
+static et_status bce_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(elem_loss_check(io, 2, msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status bce_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(elem_loss_check(io, 3, msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status bce_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_bce_fwd__ref(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->out_data[0],
+                               e->nthreads);
+}
+static et_status bce_bwd_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_bce_bwd__ref(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2],
+                               io->out_data[0], e->nthreads);
+}
+/* bce_logits: x, target, log_weight? -> loss; bce_logits_bwd: x, target, dloss, log_weight? -> dx */
+static et_status bce_logits_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_bce_logits_fwd__ref(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2],
+                                      io->out_data[0], e->nthreads);
+}
+static et_status bce_logits_bwd_run(const et_node_io *io, const et_run_env *e) {
+    return et_f32_bce_logits_bwd__ref(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[3],
+                                      io->in_data[2], io->out_data[0], e->nthreads);
+}
+/* huber: x, target -> loss; fattr delta (> 0), scale; huber_bwd: x, target, dloss -> dx */
+static et_status huber_attrs(const et_node_io *io, char *msg, size_t cap) {
+    TRY(want_finite(io->node->fattr[0], "delta", msg, cap));
+    TRY(want_finite(io->node->fattr[1], "scale", msg, cap));
+    if (!(io->node->fattr[0] > 0.0f))
+        return shape_error(msg, cap, "delta must be > 0, got %g", (double)io->node->fattr[0]);
+    return ET_OK;
+}
+static et_status huber_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(huber_attrs(io, msg, cap));
+    return bce_infer(io, out, msg, cap);
+}
+static et_status huber_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(huber_attrs(io, msg, cap));
+    return bce_bwd_infer(io, out, msg, cap);
+}
+static et_status huber_run(const et_node_io *io, const et_run_env *e) {
+    const float *f = io->node->fattr;
+    return et_f32_huber_fwd__ref(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], f[0], f[1],
+                                 io->out_data[0], e->nthreads);
+}
+static et_status huber_bwd_run(const et_node_io *io, const et_run_env *e) {
+    const float *f = io->node->fattr;
+    return et_f32_huber_bwd__ref(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], f[0], f[1],
+                                 io->in_data[2], io->out_data[0], e->nthreads);
+}
+
+/* nll: x[N,C,d...], target[N,d...] i32, weight[C]?; iattr ignore_index, reduction (et_reduction);
+ * fattr label_smoothing -> loss (target's shape for 'none', else []) */
+static et_status nll_check(const et_node_io *io, const et_tshape *weight, char *msg, size_t cap) {
+    char a[128], b[128];
+    const et_tshape *x = io->in[0], *t = io->in[1];
+    const int64_t red = io->node->iattr[1];
+    const float eps = io->node->fattr[0];
+    TRY(want(x, ET_F32, -1, "input", msg, cap));
+    if (x->ndim < 2) return shape_error(msg, cap, "input must be [N, C, ...], got %s", et_shape_str(x, a, sizeof a));
+    int ok = t->dtype == ET_I32 && t->ndim == x->ndim - 1 && t->dim[0] == x->dim[0];
+    for (int d = 1; ok && d < t->ndim; d++) ok = t->dim[d] == x->dim[d + 1];
+    if (!ok)
+        return shape_error(msg, cap, "target must be i32 class indices shaped as input %s without dim 1, got %s",
+                           et_shape_str(x, a, sizeof a), et_shape_str(t, b, sizeof b));
+    if (x->dim[1] < 1) return shape_error(msg, cap, "input has no classes (dim 1 is 0)");
+    if (weight) TRY(want_vec(weight, x->dim[1], "weight", msg, cap));
+    if (red < ET_REDUCTION_NONE || red > ET_REDUCTION_MEAN)
+        return shape_error(msg, cap, "reduction %lld unknown (0 none, 1 sum, 2 mean)", (long long)red);
+    if (!(eps >= 0.0f && eps <= 1.0f))
+        return shape_error(msg, cap, "label_smoothing must be in [0, 1], got %g", (double)eps);
+    return ET_OK;
+}
+static void nll_dims(const et_tshape *x, int64_t *n, int64_t *c, int64_t *s) {
+    *n = x->dim[0];
+    *c = x->dim[1];
+    *s = 1;
+    for (int d = 2; d < x->ndim; d++) *s *= x->dim[d];
+}
+static et_status nll_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(nll_check(io, io->in[2], msg, cap));
+    if (io->node->iattr[1] == ET_REDUCTION_NONE) set_like(&out[0], io->in[1], ET_F32);
+    else set_scalar(&out[0]);
+    return ET_OK;
+}
+static et_status nll_run(const et_node_io *io, const et_run_env *e) {
+    int64_t n, c, s;
+    nll_dims(io->in[0], &n, &c, &s);
+    return et_f32_nll_fwd__ref(n, c, s, io->in_data[0], io->in_data[1], io->in_data[2], io->node->iattr[0],
+                               (int)io->node->iattr[1], io->node->fattr[0], io->out_data[0], e->nthreads);
+}
+/* nll_bwd: x (shape only), target, dloss, weight? -> dx */
+static et_status nll_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char a[128];
+    TRY(nll_check(io, io->in[3], msg, cap));
+    const et_tshape *dl = io->in[2];
+    if (io->node->iattr[1] == ET_REDUCTION_NONE) {
+        TRY(want(dl, ET_F32, -2, "dloss", msg, cap));
+        if (!same_dims(dl, io->in[1]))
+            return shape_error(msg, cap, "dloss %s must have the target's shape", et_shape_str(dl, a, sizeof a));
+    } else {
+        TRY(want_scalar(dl, "dloss", msg, cap));
+    }
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status nll_bwd_run(const et_node_io *io, const et_run_env *e) {
+    int64_t n, c, s;
+    nll_dims(io->in[0], &n, &c, &s);
+    return et_f32_nll_bwd__ref(n, c, s, io->in_data[1], io->in_data[3], io->node->iattr[0], (int)io->node->iattr[1],
+                               io->node->fattr[0], io->in_data[2], io->out_data[0], e->nthreads);
+}
+
+/* ======================================================================= */
 /* The table                                                                */
 /* ======================================================================= */
 /* One row per op, fields named (et_op_desc in runtime_internal.h); omitted
@@ -1127,6 +1309,26 @@ static const et_op_desc op_table[] = {
         .min_fattr = 2, .max_fattr = 2, .infer = affine_infer, .run = affine_run},
     [ET_OP_UNARY] = {.name = "unary", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
         .min_iattr = 1, .max_iattr = 1, .min_fattr = 2, .max_fattr = 2, .infer = unary_infer, .run = unary_run},
+    [ET_OP_EMBEDDING] = {.name = "embedding", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 1, .infer = embedding_infer, .run = embedding_run},
+    [ET_OP_EMBEDDING_BWD] = {.name = "embedding_bwd", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 1, .infer = embedding_bwd_infer, .run = embedding_bwd_run},
+    [ET_OP_BCE] = {.name = "bce", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = bce_infer,
+        .run = bce_run},
+    [ET_OP_BCE_BWD] = {.name = "bce_bwd", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .infer = bce_bwd_infer, .run = bce_bwd_run},
+    [ET_OP_BCE_LOGITS] = {.name = "bce_logits", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
+        .infer = bce_infer, .run = bce_logits_run},
+    [ET_OP_BCE_LOGITS_BWD] = {.name = "bce_logits_bwd", .min_in = 3, .max_in = 4, .min_out = 1, .max_out = 1,
+        .infer = bce_bwd_infer, .run = bce_logits_bwd_run},
+    [ET_OP_HUBER] = {.name = "huber", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_fattr = 2, .max_fattr = 2, .infer = huber_infer, .run = huber_run},
+    [ET_OP_HUBER_BWD] = {.name = "huber_bwd", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_fattr = 2, .max_fattr = 2, .infer = huber_bwd_infer, .run = huber_bwd_run},
+    [ET_OP_NLL] = {.name = "nll", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1, .min_iattr = 2,
+        .max_iattr = 2, .min_fattr = 1, .max_fattr = 1, .infer = nll_infer, .run = nll_run},
+    [ET_OP_NLL_BWD] = {.name = "nll_bwd", .min_in = 3, .max_in = 4, .min_out = 1, .max_out = 1, .min_iattr = 2,
+        .max_iattr = 2, .min_fattr = 1, .max_fattr = 1, .infer = nll_bwd_infer, .run = nll_bwd_run},
 };
 
 /* C99 static assert: one table entry per enum value (a new op without an entry

@@ -524,6 +524,13 @@ et_status et_session_set_seed(et_session *s, uint64_t seed) {
 /* ======================================================================= */
 /* Running                                                                  */
 /* ======================================================================= */
+/* The number of classes an i32 input of a failed node indexes: dim 1 of input 0 (logits
+ * [N, C, ...]), or for the embedding ops the rows of the weight (input 0, [V, D]). */
+static int64_t label_count(const et_node_def *nd, const et_node_io *io) {
+    const int rows = nd->op == ET_OP_EMBEDDING || nd->op == ET_OP_EMBEDDING_BWD;
+    return io->in[0]->ndim > 1 ? io->in[0]->dim[rows ? 0 : 1] : 0;
+}
+
 static et_status node_failed(et_session *s, uint32_t ni, const et_node_io *io, et_status st) {
     const et_node_def *nd = &s->model.nodes[ni];
     const char *op = et_op_name(nd->op);
@@ -532,7 +539,7 @@ static et_status node_failed(et_session *s, uint32_t ni, const et_node_io *io, e
             if (!io->in[k] || io->in[k]->dtype != ET_I32) continue;
             return session_fail(s, st, "node %u (%s in layer '%s'): label out of range: input %d ('%s') must hold "
                                 "class indices in [0, %lld)", ni, op, nd->layer, k,
-                                s->model.tensors[nd->in[k]].name, (long long)io->in[0]->dim[1]);
+                                s->model.tensors[nd->in[k]].name, (long long)label_count(nd, io));
         }
     }
     return session_fail(s, st, "node %u (%s in layer '%s'): %s", ni, op, nd->layer, et_status_str(st));

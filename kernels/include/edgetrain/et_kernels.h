@@ -281,6 +281,49 @@ et_status et_f32_adam_update(int64_t n, float *param, const float *grad, float *
                              float weight_decay, int decoupled, float prox_mu, int64_t step,
                              int nthreads);
 
+/* ======================================================================= */
+/* More losses (loss_extra.c) and the embedding lookup (embedding.c).       */
+/* ======================================================================= */
+/* Reduction of the NLL op (PyTorch's reduction argument). */
+typedef enum et_reduction { ET_REDUCTION_NONE = 0, ET_REDUCTION_SUM = 1, ET_REDUCTION_MEAN = 2 } et_reduction;
+
+/* Elementwise losses over n elements, no reduction (loss[i]); backward: dx[i] from dl[i].
+ * BCE on probabilities: -(y log x + (1 - y) log(1 - x)), logs clamped at -100 (PyTorch);
+ * backward dl (x - y) / max(x (1 - x), 1e-12). */
+et_status et_f32_bce_fwd__ref(int64_t n, const float *x, const float *y, float *loss, int nthreads);
+et_status et_f32_bce_bwd__ref(int64_t n, const float *x, const float *y, const float *dl, float *dx,
+                              int nthreads);
+/* BCE on logits, stable: (1 - y) x + lw softplus(-x), lw = 1 + (pos_weight - 1) y per element
+ * (NULL: 1); backward dl (lw sigmoid(x) + 1 - lw - y). */
+et_status et_f32_bce_logits_fwd__ref(int64_t n, const float *x, const float *y, const float *lw,
+                                     float *loss, int nthreads);
+et_status et_f32_bce_logits_bwd__ref(int64_t n, const float *x, const float *y, const float *lw,
+                                     const float *dl, float *dx, int nthreads);
+/* Huber: scale * (|d| < delta ? d^2 / 2 : delta (|d| - delta / 2)), d = x - y (SmoothL1(beta):
+ * delta = beta, scale = 1 / beta); backward dl scale clamp(d, -delta, delta). */
+et_status et_f32_huber_fwd__ref(int64_t n, const float *x, const float *y, float delta, float scale,
+                                float *loss, int nthreads);
+et_status et_f32_huber_bwd__ref(int64_t n, const float *x, const float *y, float delta, float scale,
+                                const float *dl, float *dx, int nthreads);
+/* NLL of log-probabilities x[n, c, s] (s = product of trailing dims, 1 for [n, c]) with targets
+ * t[n, s] in [0, c) or == ignore_index (ET_ERR_LABEL otherwise), optional class weights w[c],
+ * label smoothing eps in [0, 1]: per counted target (1 - eps) w[t] (-x[t]) + eps/c sum_k w[k] (-x[k]).
+ * reduction (et_reduction): NONE writes loss[n, s] (0 where ignored), SUM / MEAN one value; MEAN
+ * divides by the summed w[t] of the counted targets (PyTorch). Backward: dl has the loss's shape. */
+et_status et_f32_nll_fwd__ref(int64_t n, int64_t c, int64_t s, const float *x, const int32_t *target,
+                              const float *weight, int64_t ignore_index, int reduction, float eps, float *loss,
+                              int nthreads);
+et_status et_f32_nll_bwd__ref(int64_t n, int64_t c, int64_t s, const int32_t *target, const float *weight,
+                              int64_t ignore_index, int reduction, float eps, const float *dl, float *dx,
+                              int nthreads);
+/* Embedding: y[i, :] = weight[idx[i], :] (weight [v, d], n indices); ET_ERR_LABEL when an index
+ * is outside [0, v). Backward: dw = 0, then dw[idx[i], :] += dy[i, :] in index order except
+ * where idx[i] == padding_idx (< 0: none); bitwise identical for every thread count. */
+et_status et_f32_embedding_fwd__ref(int64_t n, int64_t v, int64_t d, const float *weight, const int32_t *idx,
+                                    float *y, int nthreads);
+et_status et_f32_embedding_bwd__ref(int64_t n, int64_t v, int64_t d, const int32_t *idx, const float *dy,
+                                    int64_t padding_idx, float *dw, int nthreads);
+
 #ifdef __cplusplus
 }
 #endif

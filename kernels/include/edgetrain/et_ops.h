@@ -55,6 +55,16 @@ typedef enum et_op {
     ET_OP_ADAM_UPDATE = 41,
     ET_OP_AFFINE = 42,
     ET_OP_UNARY = 43,
+    ET_OP_EMBEDDING = 44,
+    ET_OP_EMBEDDING_BWD = 45,
+    ET_OP_BCE = 46,
+    ET_OP_BCE_BWD = 47,
+    ET_OP_BCE_LOGITS = 48,
+    ET_OP_BCE_LOGITS_BWD = 49,
+    ET_OP_HUBER = 50,
+    ET_OP_HUBER_BWD = 51,
+    ET_OP_NLL = 52,
+    ET_OP_NLL_BWD = 53,
     ET_OP_COUNT
 } et_op;
 
