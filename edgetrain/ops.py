@@ -397,6 +397,19 @@ OPS: List[OpDef] = [
           kind="update", mutates=("param", "m", "v")),
     OpDef(42, "affine", ("x",), ("y",), (), ("alpha", "beta"), _bw_affine),
     OpDef(43, "unary", ("x",), ("y",), ("fn",), ("a", "b"), _bw_unary),
+    OpDef(44, "rmsprop_update",
+          ("param", "grad", "square_avg", "grad_avg?", "momentum_buf?", "prox_anchor?"), (),
+          ("centered",), ("lr_scale", "alpha", "eps", "weight_decay", "momentum", "prox_mu"),
+          kind="update", mutates=("param", "square_avg", "grad_avg", "momentum_buf")),
+    OpDef(45, "adagrad_update", ("param", "grad", "sum", "prox_anchor?"), (), (),
+          ("lr_scale", "lr_decay", "eps", "weight_decay", "prox_mu"),
+          kind="update", mutates=("param", "sum")),
+    OpDef(46, "grad_norm", ("x0", "x1?", "x2?", "x3?", "x4?", "x5?", "x6?", "x7?"),
+          ("norm", "scale?"), (), ("max_norm",), kind="update"),
+    OpDef(47, "grad_accumulate", ("acc", "grad", "count"), (), (), ("scale",), kind="update",
+          mutates=("acc",), int_inputs=("count",)),
+    OpDef(48, "accum_step", ("count",), (), ("k",), (), kind="update", mutates=("count",),
+          int_inputs=("count",)),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

@@ -55,6 +55,11 @@ typedef enum et_op {
     ET_OP_ADAM_UPDATE = 41,
     ET_OP_AFFINE = 42,
     ET_OP_UNARY = 43,
+    ET_OP_RMSPROP_UPDATE = 44,
+    ET_OP_ADAGRAD_UPDATE = 45,
+    ET_OP_GRAD_NORM = 46,
+    ET_OP_GRAD_ACCUMULATE = 47,
+    ET_OP_ACCUM_STEP = 48,
     ET_OP_COUNT
 } et_op;
 
