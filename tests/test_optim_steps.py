@@ -328,3 +328,47 @@ def test_bad_arguments(make, text):
 def test_bad_argument_types(make):
     with pytest.raises(TypeError):
         make(Net().parameters())
+
+
+# --------------------------------------------------------------------------- CLI
+def _cli_train(tmp_path, capsys, out, *extra, iterations=4):
+    import os
+
+    from edgetrain import cli
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    mnist = os.path.join(repo, "data", "mnist")
+    argv = ["train", "lenet", "--data", mnist, "--limit", 160, "--batch-size", 8,
+            "--iterations", iterations, "--threads", 1, "--num-workers", 0, "--seed", 3,
+            "--no-eval", "--out", tmp_path / out, *extra]
+    code = cli.main([str(a) for a in argv])
+    o, e = capsys.readouterr()
+    assert code == 0, e
+    return et.TrainSession.load(str(tmp_path / out))
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adagrad"])
+def test_cli_optimizer_clip_accumulate_and_resume(name, tmp_path, capsys):
+    """--optimizer rmsprop|adagrad --clip-grad-norm --accumulate: steps count updates, and a
+    resume from the step-3 checkpoint ends bit-identical to the uninterrupted run."""
+    flags = ["--optimizer", name, "--clip-grad-norm", "1.0", "--accumulate", "2"]
+    full = _cli_train(tmp_path, capsys, "m.etm", *flags, "--checkpoint-every", 3,
+                      iterations=5)
+    assert full.step == 5 and full.micro_step == 0
+    assert et.TrainSession.load(str(tmp_path / "m.ckpt.etm")).step == 3
+    kinds = {n.op for n in full.to_graph().nodes}
+    assert {f"{name}_update", "grad_norm", "grad_accumulate", "accum_step"} <= kinds
+    resumed = _cli_train(tmp_path, capsys, "r.etm", *flags[:2], "--resume",
+                         tmp_path / "m.ckpt.etm", iterations=5)
+    assert resumed.step == 5
+    a, b = full.get_parameters(), resumed.get_parameters()
+    assert all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+
+def test_cli_bad_step_flags(capsys):
+    from edgetrain import cli
+
+    for flags in (["--clip-grad-norm", "0"], ["--clip-grad-norm", "-1"], ["--accumulate", "0"]):
+        with pytest.raises(SystemExit):
+            cli.main(["train", "lenet", *flags])
+        assert "expected" in capsys.readouterr().err
