@@ -372,3 +372,43 @@ def test_cli_bad_step_flags(capsys):
         with pytest.raises(SystemExit):
             cli.main(["train", "lenet", *flags])
         assert "expected" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- C trainer
+def test_et_train_accumulation_resume(tmp_path):
+    """The C trainer (host build of android/et_train) runs a program with RMSprop,
+    clip_grad_norm and accumulate=4: after 10 batches the step is 2; a run checkpointed after 6
+    batches (in the middle of an accumulation) and resumed ends with the same file."""
+    import test_android as ta
+    from edgetrain.models import LeNet
+
+    binary = ta._make("host")
+    rng = np.random.default_rng(0)
+    d = tmp_path / "tiny"
+    d.mkdir()
+    for prefix, n in (("train", 96), ("t10k", 16)):
+        ta._write_idx(d / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        ta._write_idx(d / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    et.manual_seed(0)
+    model = LeNet()
+    sess = et.TrainSession.from_module(
+        model, inputs={"data": (8, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
+        labels={"label": ((8,), "int64")},
+        optimizer=optim.RMSprop(model.parameters(), lr=1e-3, momentum=0.5, clip_grad_norm=1.0,
+                                accumulate=4), threads=1)
+    etm = tmp_path / "lenet.etm"
+    sess.SaveToFile(str(etm))
+    common = ["-f", etm, "-d", d, "-i", 10, "-t", 1, "-p", 1, "--seed", 5, "--test-limit", 0]
+    full = ta._run([binary, *common, "-s", tmp_path / "full.etm"])
+    assert full.returncode == 0, full.stderr
+    assert "one update per 4 batches" in full.stdout
+    done = et.TrainSession.load(str(tmp_path / "full.etm"))
+    assert done.step == 2 and done.micro_step == 2
+    part = ta._run([binary, *common, "-c", 6, "-s", tmp_path / "part.etm"])
+    assert part.returncode == 0, part.stderr
+    ckpt = et.TrainSession.load(str(tmp_path / "part.etm.ckpt"))
+    assert ckpt.step == 1 and ckpt.micro_step == 2
+    resumed = ta._run([binary, *common, "-r", tmp_path / "part.etm.ckpt",
+                       "-s", tmp_path / "resumed.etm"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "resumed.etm").read_bytes() == (tmp_path / "full.etm").read_bytes()

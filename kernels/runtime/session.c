@@ -728,6 +728,15 @@ et_status et_session_set_skipped_steps(et_session *s, uint64_t n) {
     return ET_OK;
 }
 
+int et_session_accumulation(const et_session *s, int *micro) {
+    if (micro) *micro = 0;
+    if (!s || s->guard.accum_count < 0) return 1;
+    const et_program_def *pg = &s->model.programs[ET_PROGRAM_TRAIN];
+    const et_node_def *nd = &s->model.nodes[pg->nodes[s->guard.accum_after - 1]];
+    if (micro) *micro = *(const int32_t *)s->persist.ptr[s->guard.accum_count];
+    return (int)nd->iattr[0];
+}
+
 /* ======================================================================= */
 /* Saving and introspection                                                 */
 /* ======================================================================= */
