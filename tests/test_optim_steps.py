@@ -412,3 +412,21 @@ def test_et_train_accumulation_resume(tmp_path):
                        "-s", tmp_path / "resumed.etm"])
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "resumed.etm").read_bytes() == (tmp_path / "full.etm").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["rmsprop_all", "adagrad_all"])
+def test_fedprox_term_vs_torch(name):
+    """prox_mu (FedProx): the update adds the gradient of mu/2 * ||w - w0||^2, w0 the exported
+    weights, as torch does with that term added to the loss."""
+    make_et, make_torch = OPTIMIZERS[name]
+    model, tm = _models()
+    sess = _session(model, make_et(model.parameters(), prox_mu=0.3))
+    to = make_torch(tm.parameters())
+    anchor = [p.detach().clone() for p in tm.parameters()]
+    for x, y in DATA[:6]:
+        sess.RunGraph({"x": x, "y": y})
+        to.zero_grad()
+        loss = TF.mse_loss(tm(torch.from_numpy(x)), torch.from_numpy(y))
+        (loss + 0.15 * sum(((p - a) ** 2).sum() for p, a in zip(tm.parameters(), anchor))).backward()
+        to.step()
+    _compare(sess, tm, 1e-5, 1e-6)
