@@ -430,3 +430,54 @@ def test_fedprox_term_vs_torch(name):
         (loss + 0.15 * sum(((p - a) ** 2).sum() for p, a in zip(tm.parameters(), anchor))).backward()
         to.step()
     _compare(sess, tm, 1e-5, 1e-6)
+
+
+def _infer(op_name, shapes, iattr, fattr):
+    from edgetrain import ir, ops
+
+    g = ir.Graph()
+    idx = [g.add_tensor(f"t{i}", dt, ir.OPTSTATE if dt == ir.F32 else ir.BUFFER, s).index
+           if s is not None else -1 for i, (dt, s) in enumerate(shapes)]
+    return ops.infer_shapes(g, ops.OP_BY_NAME[op_name], idx, iattr, fattr)
+
+
+F32, I32 = "f32", "i32"
+P = (F32, (3, 4))
+
+
+@pytest.mark.parametrize("op, shapes, iattr, fattr, text", [
+    ("rmsprop_update", [P, P, P], [0], [1, -0.5, 1e-8, 0, 0], "alpha must be >= 0"),
+    ("rmsprop_update", [P, P, P], [0], [1, 0.9, -1e-8, 0, 0], "eps must be >= 0"),
+    ("rmsprop_update", [P, P, P], [1], [1, 0.9, 1e-8, 0, 0], "centered needs a grad_avg"),
+    ("rmsprop_update", [P, P, P, (F32, None), (F32, None)], [0], [1, 0.9, 1e-8, 0, 0.5],
+     "momentum 0.5 needs a momentum_buf"),
+    ("rmsprop_update", [P, P, (F32, (4, 3))], [0], [1, 0.9, 1e-8, 0, 0], "same shape"),
+    ("adagrad_update", [P, P, P], [], [1, -1, 1e-10, 0], "lr_decay must be >= 0"),
+    ("adagrad_update", [P, P, P], [], [1, 0, 1e-10, float("nan")], "weight_decay"),
+    ("grad_norm", [P, P], [], [0.0], "max_norm must be > 0"),
+    ("grad_norm", [P, (I32, ())], [], [1.0], "must be"),
+    ("grad_accumulate", [P, P, (F32, ())], [], [0.25], "count must be one i32"),
+    ("accum_step", [(I32, ())], [0], [], "k must be in 1"),
+])
+def test_step_ops_shape_rules(op, shapes, iattr, fattr, text):
+    """The C rules (et_op_infer) reject bad update/clip/accumulate nodes with a message."""
+    with pytest.raises(et.errors.ShapeError, match=text):
+        _infer(op, shapes, iattr, fattr)
+
+
+def test_accumulate_nonfinite_micro_batch_changes_nothing():
+    """A NaN micro-batch is stopped before it reaches the accumulators: raise leaves the
+    counter and accumulators as they were; the next micro-batches complete the update."""
+    model, _ = _models()
+    sess = _accum_session(2, model)
+    (x, y), (x2, y2) = DATA[0], DATA[1]
+    sess.RunGraph({"x": x, "y": y})
+    acc = sess.get_tensor("grad_acc:fc1.weight").copy()
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(et.errors.NonFiniteError):
+        sess.RunGraph({"x": bad, "y": y})
+    assert sess.micro_step == 1 and sess.step == 0
+    assert sess.get_tensor("grad_acc:fc1.weight").tobytes() == acc.tobytes()
+    sess.RunGraph({"x": x2, "y": y2})
+    assert sess.micro_step == 0 and sess.step == 1
