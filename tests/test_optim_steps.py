@@ -375,14 +375,11 @@ def test_cli_bad_step_flags(capsys):
 
 
 # --------------------------------------------------------------------------- C trainer
-def test_et_train_accumulation_resume(tmp_path):
-    """The C trainer (host build of android/et_train) runs a program with RMSprop,
-    clip_grad_norm and accumulate=4: after 10 batches the step is 2; a run checkpointed after 6
-    batches (in the middle of an accumulation) and resumed ends with the same file."""
+def _et_train_setup(tmp_path, make_opt):
+    """Tiny MNIST-shaped IDX data and a LeNet file (batch 8) with the optimizer of make_opt."""
     import test_android as ta
     from edgetrain.models import LeNet
 
-    binary = ta._make("host")
     rng = np.random.default_rng(0)
     d = tmp_path / "tiny"
     d.mkdir()
@@ -393,12 +390,19 @@ def test_et_train_accumulation_resume(tmp_path):
     model = LeNet()
     sess = et.TrainSession.from_module(
         model, inputs={"data": (8, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
-        labels={"label": ((8,), "int64")},
-        optimizer=optim.RMSprop(model.parameters(), lr=1e-3, momentum=0.5, clip_grad_norm=1.0,
-                                accumulate=4), threads=1)
+        labels={"label": ((8,), "int64")}, optimizer=make_opt(model.parameters()), threads=1)
     etm = tmp_path / "lenet.etm"
     sess.SaveToFile(str(etm))
-    common = ["-f", etm, "-d", d, "-i", 10, "-t", 1, "-p", 1, "--seed", 5, "--test-limit", 0]
+    return ta, ["-f", etm, "-d", d, "-i", 10, "-t", 1, "-p", 1, "--seed", 5, "--test-limit", 0]
+
+
+def test_et_train_accumulation_resume(tmp_path):
+    """The C trainer (host build of android/et_train) runs a program with RMSprop,
+    clip_grad_norm and accumulate=4: after 10 batches the step is 2; a run checkpointed after 6
+    batches (in the middle of an accumulation) and resumed ends with the same file."""
+    ta, common = _et_train_setup(tmp_path, lambda p: optim.RMSprop(
+        p, lr=1e-3, momentum=0.5, clip_grad_norm=1.0, accumulate=4))
+    binary = ta._make("host")
     full = ta._run([binary, *common, "-s", tmp_path / "full.etm"])
     assert full.returncode == 0, full.stderr
     assert "one update per 4 batches" in full.stdout
@@ -481,3 +485,22 @@ def test_accumulate_nonfinite_micro_batch_changes_nothing():
     assert sess.get_tensor("grad_acc:fc1.weight").tobytes() == acc.tobytes()
     sess.RunGraph({"x": x2, "y": y2})
     assert sess.micro_step == 0 and sess.step == 1
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda p: optim.RMSprop(p, lr=1e-3, momentum=0.5, centered=True, weight_decay=1e-3,
+                            clip_grad_norm=0.5, accumulate=2),
+    lambda p: optim.Adagrad(p, lr=1e-2, lr_decay=1e-2, weight_decay=1e-3,
+                            initial_accumulator_value=0.1, clip_grad_norm=0.5, accumulate=3),
+], ids=["rmsprop", "adagrad"])
+def test_et_train_arm64_matches_x86(make_opt, tmp_path):
+    """The static arm64 et_train under qemu writes the same bytes as the x86 build after 10
+    batches of RMSprop / Adagrad with clipping and accumulation (and prints the same losses)."""
+    ta, common = _et_train_setup(tmp_path, make_opt)
+    ta._arm64_tools()
+    host, arm = ta._make("host"), ta._make("aarch64")
+    a = ta._run([host, *common, "-s", tmp_path / "x86.etm"])
+    b = ta._run(["qemu-aarch64-static", arm, *common, "-s", tmp_path / "arm64.etm"])
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert ta._losses(a.stdout) == ta._losses(b.stdout)
+    assert (tmp_path / "x86.etm").read_bytes() == (tmp_path / "arm64.etm").read_bytes()
