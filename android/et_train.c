@@ -688,13 +688,17 @@ static int train(const options *o, run_ctx *r) {
         return fail(EXIT_USAGE, "the training set has %lld samples, fewer than one batch of %lld",
                     (long long)r->train.count, (long long)r->batch);
     int64_t total = o->iterations >= 0 ? o->iterations : (o->epochs >= 0 ? o->epochs : 1) * per_epoch;
-    int64_t done_steps = (int64_t)(et_session_step(r->s) - r->start_step);
+    /* steps here are batches; with gradient accumulation the session's step counts updates */
+    int micro = 0;
+    const int accum = et_session_accumulation(r->s, &micro);
+    int64_t done_steps = (int64_t)(et_session_step(r->s) - r->start_step) * accum + micro;
     const char *save_path;
     int rc = save_paths(o, r, &save_path);
     if (rc) return rc;
     printf("training: %lld steps (%lld batches of %lld per epoch, %s order%s), %lld done\n", (long long)total,
            (long long)per_epoch, (long long)r->batch, o->shuffle ? "shuffled" : "sequential",
            o->shuffle ? " from --seed" : "", (long long)(done_steps < total ? done_steps : total));
+    if (accum > 1) printf("gradient accumulation: one update per %d batches\n", accum);
     if ((rc = train_loop(o, r, per_epoch, done_steps, total))) return rc;
     if (et_session_skipped_steps(r->s))
         printf("skipped: %llu steps with a non-finite loss or gradient\n",

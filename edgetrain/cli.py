@@ -31,7 +31,7 @@ import numpy as np
 
 from .cli_federate import add_federate_parser, cmd_federate
 from .cli_inputs import (CLIError, Preprocess, _finite_float, _nonneg_float, _nonneg_int,
-                         _positive_int, cli_meta, default_data_dir, image_size_flag, load_session,
+                         _positive_float, _positive_int, cli_meta, default_data_dir, image_size_flag, load_session,
                          open_source, programs, read_class_names, read_meta, resolve_model,
                          resolve_preprocess, split_for_validation)
 
@@ -138,10 +138,18 @@ def _train_parser(sub) -> None:
                    help="evaluation batch size (default: the training batch size)")
     t.add_argument("--threads", type=_positive_int, default=None,
                    help="runtime threads (default: all cores)")
-    t.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    t.add_argument("--optimizer", choices=("sgd", "adam", "rmsprop", "adagrad"), default="sgd")
     t.add_argument("--lr", type=_nonneg_float, default=None,
-                   help="learning rate (default 0.01 for sgd, 0.001 for adam)")
-    t.add_argument("--momentum", type=_nonneg_float, default=0.9, help="SGD momentum / Adam beta1")
+                   help="learning rate (default 0.01 for sgd and adagrad, 0.001 for adam and "
+                        "rmsprop)")
+    t.add_argument("--momentum", type=_nonneg_float, default=None,
+                   help="SGD momentum / Adam beta1 (default 0.9) / RMSprop momentum (default 0)")
+    t.add_argument("--clip-grad-norm", type=_positive_float, default=None, metavar="MAX_NORM",
+                   help="scale the gradients to a global L2 norm of at most MAX_NORM before "
+                        "each update (torch.nn.utils.clip_grad_norm_), inside the program")
+    t.add_argument("--accumulate", type=_positive_int, default=None, metavar="K",
+                   help="gradient accumulation: one update per K batches (gradients averaged), "
+                        "so --batch-size B trains like batch K*B; steps count updates")
     t.add_argument("--lr-schedule", choices=("constant", "inv", "cosine"), default="cosine",
                    help="learning-rate schedule over the whole run, applied by the runtime: "
                         "cosine annealing to 0 (default), MNN/Caffe 'inv' (gamma 1e-4, "
@@ -450,7 +458,7 @@ def _new_session(args, spec, source, prep, n_train: int):
     nn.init.manual_seed(args.seed)
     model = spec.build(source.num_classes, prep)
     opt = _make_optimizer(args, model)
-    sched = _make_schedule(args, opt, n_train // batch)
+    sched = _make_schedule(args, opt, n_train // batch // (args.accumulate or 1))
     try:
         graph = build_graph(model, inputs={"data": (batch,) + prep.shape},
                             loss=nn.CrossEntropyLoss(), labels={"label": ((batch,), "int64")},
@@ -504,12 +512,32 @@ def _check_classes(sess, source, what: str) -> None:
 def _make_optimizer(args, model):
     from . import optim
 
-    lr = args.lr if args.lr is not None else (0.01 if args.optimizer == "sgd" else 0.001)
-    if args.optimizer == "sgd":
-        return optim.SGD(model.parameters(), lr=lr, momentum=args.momentum,
-                         weight_decay=args.weight_decay)
-    return optim.Adam(model.parameters(), lr=lr, betas=(args.momentum, 0.999),
-                      weight_decay=args.weight_decay)
+    name = args.optimizer
+    lr = args.lr if args.lr is not None else (0.01 if name in ("sgd", "adagrad") else 0.001)
+    step = dict(clip_grad_norm=args.clip_grad_norm, accumulate=args.accumulate or 1)
+    wd = args.weight_decay
+    if name == "rmsprop":
+        return optim.RMSprop(model.parameters(), lr=lr, momentum=args.momentum or 0.0,
+                             weight_decay=wd, **step)
+    if name == "adagrad":
+        return optim.Adagrad(model.parameters(), lr=lr, weight_decay=wd, **step)
+    momentum = 0.9 if args.momentum is None else args.momentum
+    if name == "sgd":
+        return optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd, **step)
+    return optim.Adam(model.parameters(), lr=lr, betas=(momentum, 0.999), weight_decay=wd,
+                      **step)
+
+
+def _accumulation(sess) -> int:
+    """K of a program exported with gradient accumulation (``accumulate=K``), else 1."""
+    from .errors import NotFoundError
+    from .optim.optimizer import ACCUM_COUNT
+
+    try:
+        sess.get_tensor(ACCUM_COUNT)
+    except NotFoundError:
+        return 1
+    return next((int(n.iattr[0]) for n in sess.to_graph().nodes if n.op == "accum_step"), 1)
 
 
 def _make_schedule(args, opt, steps_per_epoch: int):
@@ -537,7 +565,13 @@ class TrainRun:
         self.n_train = len(train_ds)
         self.loader = DataLoader(train_ds, batch_size=batch, shuffle=True, drop_last=True,
                                  num_workers=args.num_workers, seed=args.seed)
-        self.steps_per_epoch = len(self.loader)
+        self.k = _accumulation(sess)
+        if args.accumulate is not None and args.accumulate != self.k:
+            raise CLIError(f"--accumulate {args.accumulate}: the program was exported with "
+                           f"{self.k} batch(es) per update; a saved program keeps it")
+        if len(self.loader) < self.k:
+            raise CLIError(f"only {len(self.loader)} batches per epoch for --accumulate {self.k}")
+        self.steps_per_epoch = len(self.loader) // self.k  # updates
         self.total = args.iterations or (args.epochs or 1) * self.steps_per_epoch
         self.test_batch = args.test_batch_size or batch
         self.stem = _stem(args.out)
@@ -581,13 +615,16 @@ class TrainRun:
         s.Train()
         self.epoch_start = time.perf_counter()
         while s.step < self.total:
-            batches = self.loader.iter_epoch(*divmod(s.step, self.steps_per_epoch))
+            epoch, done = divmod(s.step, self.steps_per_epoch)
+            # with accumulation, the micro-batches already in the accumulators are skipped
+            batches = self.loader.iter_epoch(epoch, done * self.k + s.micro_step)
             try:
                 for x, y in batches:
                     self.stop.check()
                     self._step(x, y)
-                    if s.step >= self.total:
-                        break
+                    if s.step >= self.total or (s.micro_step == 0 and
+                                                s.step % self.steps_per_epoch == 0):
+                        break  # the epoch's last update (batches left over with --accumulate)
             finally:
                 batches.close()
 
@@ -598,6 +635,8 @@ class TrainRun:
         loss = float(result["loss"])
         if not np.isfinite(loss):
             raise CLIError(f"the loss became {loss} at step {step}; try a lower --lr")
+        if s.micro_step:  # --accumulate: a micro-batch, no update yet
+            return
         correct = int(np.sum(np.argmax(result["output"], axis=1) == y))
         self.curve.add_step(step, loss, correct / len(y))
         self.progress.update(step, self.total, (step - 1) // spe, loss, correct, len(y),

@@ -344,11 +344,10 @@ def _train_program(ctx: _TraceContext, optimizer, scheduler, grad_nodes, outs,
     optimizer.configure(graph.state)
     by_index = {ctx.holders[k]: holder for k, (_, holder) in ctx.names.items()
                 if k in ctx.holders}
-    update_nodes = []
-    for p_idx, g_idx in param_grads.items():
-        update_nodes += optimizer.emit(graph, graph.tensors[p_idx], graph.tensors[g_idx],
-                                       by_index.get(p_idx))
-    _add_program(graph, ir.TRAIN, grad_nodes + update_nodes, outs)
+    items = [(graph.tensors[p_idx], graph.tensors[g_idx], by_index.get(p_idx))
+             for p_idx, g_idx in param_grads.items()]
+    update_nodes, step_outs = optimizer.emit_step(graph, items)
+    _add_program(graph, ir.TRAIN, grad_nodes + update_nodes, {**outs, **step_outs})
     if scheduler is not None:
         scheduler.configure(graph.state)
 
@@ -641,7 +640,8 @@ def graph_summary(graph: ir.Graph) -> str:
         counts[ir.KIND_NAMES[t.kind]] = counts.get(ir.KIND_NAMES[t.kind], 0) + 1
     lines.append("tensors: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     if graph.state.opt_kind:
-        opt = ("none", "sgd", "adam", "adamw")[graph.state.opt_kind]
+        from .optim.optimizer import OPT_NAMES
+        opt = OPT_NAMES[graph.state.opt_kind] if graph.state.opt_kind < len(OPT_NAMES) else "?"
         sched = ("constant", "step", "multistep", "exponential", "cosine",
                  "inv")[graph.state.sched_kind]
         lines.append(f"optimizer: {opt}, base lr {graph.state.base_lr:g}, schedule {sched}"

@@ -470,6 +470,19 @@ OPS: List[OpDef] = [
     OpDef(53, "nll_bwd", ("input", "target", "dloss", "weight?"), ("dinput",),
           ("ignore_index", "reduction"), ("label_smoothing",), kind="backward",
           int_inputs=("target",)),
+    OpDef(54, "rmsprop_update",
+          ("param", "grad", "square_avg", "grad_avg?", "momentum_buf?", "prox_anchor?"), (),
+          ("centered",), ("lr_scale", "alpha", "eps", "weight_decay", "momentum", "prox_mu"),
+          kind="update", mutates=("param", "square_avg", "grad_avg", "momentum_buf")),
+    OpDef(55, "adagrad_update", ("param", "grad", "sum", "prox_anchor?"), (), (),
+          ("lr_scale", "lr_decay", "eps", "weight_decay", "prox_mu"),
+          kind="update", mutates=("param", "sum")),
+    OpDef(56, "grad_norm", ("x0", "x1?", "x2?", "x3?", "x4?", "x5?", "x6?", "x7?"),
+          ("norm", "scale?"), (), ("max_norm",), kind="update"),
+    OpDef(57, "grad_accumulate", ("acc", "grad", "count"), (), (), ("scale",), kind="update",
+          mutates=("acc",), int_inputs=("count",)),
+    OpDef(58, "accum_step", ("count",), (), ("k",), (), kind="update", mutates=("count",),
+          int_inputs=("count",)),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

@@ -14,6 +14,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 
 from . import fileformat, ir
+from .optim.optimizer import ACCUM_COUNT
 from .errors import (DTypeError, NotFoundError, SessionStateError, ShapeError,
                      InvalidArgumentError)
 
@@ -300,7 +301,7 @@ class TrainSession:
         """Copies of the parameters (and BN running statistics) by PyTorch-style name."""
         kinds = ("param", "buffer") if include_buffers else ("param",)
         return {name: self._s.get(i) for name, i in self._names.items()
-                if self._s.info(i)["kind"] in kinds}
+                if self._s.info(i)["kind"] in kinds and name != ACCUM_COUNT}
 
     @_serialised
     def set_parameters(self, values: Mapping[str, np.ndarray], strict: bool = False) -> None:
@@ -327,8 +328,8 @@ class TrainSession:
         names = {self._s.info(i)["name"] for i in range(self._s.tensor_count())}
         for i in range(self._s.tensor_count()):
             info = self._s.info(i)
-            if info["kind"] not in ("param", "buffer"):
-                continue
+            if info["kind"] not in ("param", "buffer") or info["name"] == ACCUM_COUNT:
+                continue  # the accumulation counter belongs to the optimizer, not the model
             out[info["name"]] = self._s.get(i)
             prefix = info["name"][:-len("running_var")]
             if info["name"].endswith("running_var") and prefix + "running_mean" in names:
@@ -410,6 +411,13 @@ class TrainSession:
     @step.setter
     def step(self, v: int) -> None:
         self._s.step = int(v)
+
+    @property
+    def micro_step(self) -> int:
+        """Gradient accumulation (``accumulate=k``): micro-batches accumulated since the last
+        update (0..k-1; 0 right after an update, and always 0 without accumulation)."""
+        i = self._names.get(ACCUM_COUNT)
+        return 0 if i is None else int(self._s.get(i))
 
     @property
     def epoch(self) -> int:

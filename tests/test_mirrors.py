@@ -105,7 +105,8 @@ def test_schedule_kinds():
 
 def test_optimizer_kinds():
     assert values(c_enum("ET_OPTIM_NONE")) == [optimizer.OPT_NONE, optimizer.OPT_SGD,
-                                               optimizer.OPT_ADAM, optimizer.OPT_ADAMW]
+                                               optimizer.OPT_ADAM, optimizer.OPT_ADAMW,
+                                               optimizer.OPT_RMSPROP, optimizer.OPT_ADAGRAD]
 
 
 @pytest.mark.parametrize("c_name, py_value", [

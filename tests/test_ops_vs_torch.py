@@ -665,8 +665,11 @@ def test_every_backward_op_is_reached():
 
 def test_update_ops_have_tests():
     update_ops = {op.name for op in ops.OPS if op.kind == "update"}
-    assert update_ops == {"sgd_update", "adam_update"}, \
-        "a new update op needs an optimizer test below"
+    # rmsprop_update, adagrad_update, grad_norm, grad_accumulate, accum_step: the optimizer,
+    # clipping and accumulation tests in tests/test_optim_steps.py (and below)
+    assert update_ops == {"sgd_update", "adam_update", "rmsprop_update", "adagrad_update",
+                          "grad_norm", "grad_accumulate", "accum_step"}, \
+        "a new update op needs an optimizer test below or in tests/test_optim_steps.py"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -710,6 +713,14 @@ OPTIMIZERS = {
                                    weight_decay=0.01)),
     "adamw": (lambda p: optim.AdamW(p, lr=0.01, weight_decay=0.1),
               lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1)),
+    "rmsprop_centered_momentum": (
+        lambda p: optim.RMSprop(p, lr=0.01, momentum=0.5, centered=True, weight_decay=0.01),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, momentum=0.5, centered=True,
+                                      weight_decay=0.01)),
+    "adagrad": (lambda p: optim.Adagrad(p, lr=0.1, lr_decay=0.05, weight_decay=0.01,
+                                        initial_accumulator_value=0.1),
+                lambda p: torch.optim.Adagrad(p, lr=0.1, lr_decay=0.05, weight_decay=0.01,
+                                              initial_accumulator_value=0.1)),
 }
 
 

@@ -2,8 +2,8 @@
 from . import lr_scheduler
 from .lr_scheduler import (ConstantLR, CosineAnnealingLR, ExponentialLR, InvLR, LinearWarmup,
                            LRScheduler, MultiStepLR, StepLR)
-from .optimizer import SGD, Adam, AdamW, Optimizer
+from .optimizer import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler", "LRScheduler", "ConstantLR",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "lr_scheduler", "LRScheduler", "ConstantLR",
            "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "InvLR",
            "LinearWarmup"]

@@ -23,18 +23,38 @@ static int mutates_kind(const et_model *m, const et_node_def *nd, et_tensor_kind
     return 0;
 }
 
-static int32_t loss_output(const et_program_def *pg) {
+static int32_t named_output(const et_program_def *pg, const char *name) {
     for (uint32_t k = 0; k < pg->n_outputs; k++)
-        if (strcmp(pg->outputs[k].name, "loss") == 0) return (int32_t)pg->outputs[k].tensor;
+        if (strcmp(pg->outputs[k].name, name) == 0) return (int32_t)pg->outputs[k].tensor;
     return -1;
+}
+
+/* The clip norm (output "grad_norm", checked after the node that writes it) and the
+ * accumulation counter (input of the accum_step node; the session stops a TRAIN run after
+ * that node while the counter is not 0). */
+static void find_step_nodes(et_guard *g, const et_model *m, const et_program_def *pg) {
+    g->norm = named_output(pg, "grad_norm");
+    g->accum_count = -1;
+    for (uint32_t k = 0; k < pg->n_nodes; k++) {
+        const et_node_def *nd = &m->nodes[pg->nodes[k]];
+        for (int j = 0; j < nd->n_out && g->norm >= 0; j++)
+            if (nd->out[j] == g->norm) g->norm_after = k + 1;
+        if (nd->op == ET_OP_ACCUM_STEP && g->accum_count < 0) {
+            g->accum_count = nd->in[0];
+            g->accum_after = k + 1;
+        }
+    }
 }
 
 et_status et_guard_init(et_guard *g, const et_model *m, char *err, size_t cap) {
     memset(g, 0, sizeof *g);
     g->loss = -1;
+    g->norm = -1;
+    g->accum_count = -1;
     const et_program_def *pg = &m->programs[ET_PROGRAM_TRAIN];
     if (!pg->present) return ET_OK;
-    g->loss = loss_output(pg);
+    g->loss = named_output(pg, "loss");
+    find_step_nodes(g, m, pg);
     g->at = pg->n_nodes;
     for (uint32_t k = 0; k < pg->n_nodes && g->at == pg->n_nodes; k++) {
         const et_node_def *nd = &m->nodes[pg->nodes[k]];
@@ -124,6 +144,10 @@ et_status et_guard_check(const et_guard *g, const et_model *m, const et_persist 
             return ET_ERR_NONFINITE;
         }
     }
+    if (g->norm >= 0 && g->norm_after <= g->at) {
+        et_status st = et_guard_check_norm(g, ptr, err, cap);
+        if (st != ET_OK) return st;
+    }
     /* the gradient block: GRAD tensors back to back, padding zero */
     size_t n = p->bytes[ET_BLOCK_GRADS] / sizeof(float);
     if (first_nonfinite(p->block[ET_BLOCK_GRADS], n) == n) return ET_OK;
@@ -140,5 +164,13 @@ et_status et_guard_check(const et_guard *g, const et_model *m, const et_persist 
         }
     }
     et_msgf(err, cap, "the gradient block holds a non-finite value");
+    return ET_ERR_NONFINITE;
+}
+
+et_status et_guard_check_norm(const et_guard *g, void *const *ptr, char *err, size_t cap) {
+    if (g->norm < 0) return ET_OK;
+    const float v = *(const float *)ptr[g->norm];
+    if (isfinite(v)) return ET_OK;
+    et_msgf(err, cap, "the gradient norm (clip_grad_norm) is %s", value_name(v));
     return ET_ERR_NONFINITE;
 }

@@ -1026,6 +1026,127 @@ static et_status adam_update_run(const et_node_io *io, const et_run_env *e) {
                               (int)io->node->iattr[0], f[5], (int64_t)(e->step + 1), e->nthreads);
 }
 
+/* rmsprop_update: param, grad, square_avg, grad_avg?, momentum_buf?, prox_anchor?; iattr centered;
+ * fattr lr_scale, alpha, eps, weight_decay, momentum, prox_mu? */
+static et_status want_nonneg(float v, const char *what, char *msg, size_t cap) {
+    TRY(want_finite(v, what, msg, cap));
+    if (v < 0.0f) return shape_error(msg, cap, "%s must be >= 0, got %g", what, (double)v);
+    return ET_OK;
+}
+static et_status rmsprop_update_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    static const char *fnames[] = {"lr_scale", "alpha", "eps", "weight_decay", "momentum"};
+    const float *f = io->node->fattr;
+    (void)out;
+    TRY(want(io->in[0], ET_F32, -2, "param", msg, cap));
+    TRY(want_param_like(io, 1, "grad", msg, cap));
+    TRY(want_param_like(io, 2, "square_avg", msg, cap));
+    if (io->in[3]) TRY(want_param_like(io, 3, "grad_avg", msg, cap));
+    if (io->in[4]) TRY(want_param_like(io, 4, "momentum_buf", msg, cap));
+    TRY(want_flag(io->node->iattr[0], "centered", msg, cap));
+    for (int k = 0; k < 5; k++) TRY(want_nonneg(f[k], fnames[k], msg, cap));
+    if (io->node->iattr[0] && !io->in[3]) return shape_error(msg, cap, "centered needs a grad_avg input");
+    if (f[4] > 0.0f && !io->in[4])
+        return shape_error(msg, cap, "momentum %g needs a momentum_buf input", (double)f[4]);
+    return want_prox(io, 5, 5, msg, cap);
+}
+static et_status rmsprop_update_run(const et_node_io *io, const et_run_env *e) {
+    const float *f = io->node->fattr;
+    return et_f32_rmsprop_update(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2],
+                                 io->in_data[3], io->in_data[4], io->in_data[5], e->lr * f[0], f[1], f[2], f[3],
+                                 f[4], (int)io->node->iattr[0], f[5], e->nthreads);
+}
+/* adagrad_update: param, grad, sum, prox_anchor?; fattr lr_scale, lr_decay, eps, weight_decay, prox_mu? */
+static et_status adagrad_update_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    static const char *fnames[] = {"lr_scale", "lr_decay", "eps", "weight_decay"};
+    (void)out;
+    TRY(want(io->in[0], ET_F32, -2, "param", msg, cap));
+    TRY(want_param_like(io, 1, "grad", msg, cap));
+    TRY(want_param_like(io, 2, "sum", msg, cap));
+    for (int k = 0; k < 4; k++) TRY(want_nonneg(io->node->fattr[k], fnames[k], msg, cap));
+    return want_prox(io, 3, 4, msg, cap);
+}
+static et_status adagrad_update_run(const et_node_io *io, const et_run_env *e) {
+    const float *f = io->node->fattr;
+    return et_f32_adagrad_update(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->in_data[2],
+                                 io->in_data[3], e->lr * f[0], f[1], f[2], f[3], f[4], (int64_t)(e->step + 1),
+                                 e->nthreads);
+}
+
+/* ======================================================================= */
+/* Gradient clipping and accumulation                                       */
+/* ======================================================================= */
+/* grad_norm: x0..x7 (f32, any shapes) -> norm[] = sqrt(sum of squares of all inputs), and with
+ * fattr max_norm the optional scale[] = min(1, max_norm / (norm + 1e-6)) (float, as
+ * torch.nn.utils.clip_grad_norm_). A tree of these nodes gives the global norm of any number
+ * of gradients (an inner node's inputs are the norms below it). */
+static et_status grad_norm_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    for (int k = 0; k < io->node->n_in; k++) {
+        if (!io->in[k]) return shape_error(msg, cap, "input %d is required", k);
+        TRY(want(io->in[k], ET_F32, -2, "input", msg, cap));
+    }
+    if (io->node->n_fattr >= 1) {
+        const float mx = io->node->fattr[0];
+        TRY(want_finite(mx, "max_norm", msg, cap));
+        if (!(mx > 0.0f)) return shape_error(msg, cap, "max_norm must be > 0, got %g", (double)mx);
+    }
+    set_shape(&out[0], ET_F32, 0, NULL);
+    set_shape(&out[1], ET_F32, 0, NULL);
+    return ET_OK;
+}
+static et_status grad_norm_run(const et_node_io *io, const et_run_env *e) {
+    double ss = 0.0;
+    for (int k = 0; k < io->node->n_in; k++)
+        ss += et_f32_sum_squares(et_shape_numel(io->in[k]), (const float *)io->in_data[k], e->nthreads);
+    const float norm = (float)sqrt(ss);
+    *(float *)io->out_data[0] = norm;
+    if (io->out_data[1] && io->node->n_fattr >= 1) {
+        float c = io->node->fattr[0] / (norm + 1e-6f);
+        *(float *)io->out_data[1] = c < 1.0f ? c : 1.0f; /* NaN stays NaN (torch.clamp) */
+    } else if (io->out_data[1]) {
+        *(float *)io->out_data[1] = 1.0f; /* no max_norm: no clipping */
+    }
+    return ET_OK;
+}
+/* The accumulation counter: one i32 value in a BUFFER tensor. */
+static et_status want_counter(const et_tshape *t, char *msg, size_t cap) {
+    char b[128];
+    if (t->dtype == ET_I32 && et_shape_numel(t) == 1) return ET_OK;
+    return shape_error(msg, cap, "count must be one i32 value, got %s", et_shape_str(t, b, sizeof b));
+}
+/* grad_accumulate: acc (mut), grad, count; fattr scale: acc = scale * grad when count == 0, else
+ * acc + scale * grad. */
+static et_status grad_accumulate_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    (void)out;
+    TRY(want(io->in[0], ET_F32, -2, "acc", msg, cap));
+    TRY(want(io->in[1], ET_F32, -2, "grad", msg, cap));
+    TRY(want_same(io->in[0], io->in[1], "acc", "grad", msg, cap));
+    TRY(want_counter(io->in[2], msg, cap));
+    TRY(want_finite(io->node->fattr[0], "scale", msg, cap));
+    return ET_OK;
+}
+static et_status grad_accumulate_run(const et_node_io *io, const et_run_env *e) {
+    const int first = *(const int32_t *)io->in_data[2] == 0;
+    return et_f32_grad_accumulate(et_shape_numel(io->in[0]), io->in_data[0], io->in_data[1], io->node->fattr[0],
+                                  first, e->nthreads);
+}
+/* accum_step: count (mut); iattr k: count = (count + 1) mod k. The session stops a TRAIN run
+ * after this node while count != 0 (the updates and the step wait for the k-th micro-batch). */
+static et_status accum_step_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    (void)out;
+    TRY(want_counter(io->in[0], msg, cap));
+    const int64_t k = io->node->iattr[0];
+    if (k < 1 || k > INT32_MAX) return shape_error(msg, cap, "accumulation steps k must be in 1..2^31-1, got %lld", (long long)k);
+    return ET_OK;
+}
+static et_status accum_step_run(const et_node_io *io, const et_run_env *e) {
+    (void)e;
+    int32_t *c = (int32_t *)io->in_data[0];
+    const int64_t k = io->node->iattr[0];
+    if (*c < 0 || *c >= k) return ET_ERR_STATE; /* a counter no run could have written */
+    *c = (int32_t)((*c + 1) % k);
+    return ET_OK;
+}
+
 /* ======================================================================= */
 /* Embedding and more losses (embedding.c, loss_extra.c)                    */
 /* ======================================================================= */
@@ -1329,6 +1450,17 @@ static const et_op_desc op_table[] = {
         .max_iattr = 2, .min_fattr = 1, .max_fattr = 1, .infer = nll_infer, .run = nll_run},
     [ET_OP_NLL_BWD] = {.name = "nll_bwd", .min_in = 3, .max_in = 4, .min_out = 1, .max_out = 1, .min_iattr = 2,
         .max_iattr = 2, .min_fattr = 1, .max_fattr = 1, .infer = nll_bwd_infer, .run = nll_bwd_run},
+    [ET_OP_RMSPROP_UPDATE] = {.name = "rmsprop_update", .min_in = 3, .max_in = 6, .min_iattr = 1, .max_iattr = 1,
+        .min_fattr = 5, .max_fattr = 6, .mut_in_mask = (1u << 0) | (1u << 2) | (1u << 3) | (1u << 4),
+        .infer = rmsprop_update_infer, .run = rmsprop_update_run},
+    [ET_OP_ADAGRAD_UPDATE] = {.name = "adagrad_update", .min_in = 3, .max_in = 4, .min_fattr = 4, .max_fattr = 5,
+        .mut_in_mask = (1u << 0) | (1u << 2), .infer = adagrad_update_infer, .run = adagrad_update_run},
+    [ET_OP_GRAD_NORM] = {.name = "grad_norm", .min_in = 1, .max_in = 8, .min_out = 1, .max_out = 2,
+        .min_fattr = 0, .max_fattr = 1, .infer = grad_norm_infer, .run = grad_norm_run},
+    [ET_OP_GRAD_ACCUMULATE] = {.name = "grad_accumulate", .min_in = 3, .max_in = 3, .min_fattr = 1, .max_fattr = 1,
+        .mut_in_mask = (1u << 0), .infer = grad_accumulate_infer, .run = grad_accumulate_run},
+    [ET_OP_ACCUM_STEP] = {.name = "accum_step", .min_in = 1, .max_in = 1, .min_iattr = 1, .max_iattr = 1,
+        .mut_in_mask = (1u << 0), .infer = accum_step_infer, .run = accum_step_run},
 };
 
 /* C99 static assert: one table entry per enum value (a new op without an entry

@@ -219,7 +219,8 @@ typedef struct et_train_state {
 enum { ET_SCHED_CONSTANT, ET_SCHED_STEP, ET_SCHED_MULTISTEP, ET_SCHED_EXPONENTIAL,
        ET_SCHED_COSINE, ET_SCHED_INV, ET_SCHED_COUNT_ };
 /* STATE opt_kind: the optimizer the train program was exported with (informational) */
-enum { ET_OPTIM_NONE, ET_OPTIM_SGD, ET_OPTIM_ADAM, ET_OPTIM_ADAMW, ET_OPTIM_COUNT_ };
+enum { ET_OPTIM_NONE, ET_OPTIM_SGD, ET_OPTIM_ADAM, ET_OPTIM_ADAMW, ET_OPTIM_RMSPROP, ET_OPTIM_ADAGRAD,
+       ET_OPTIM_COUNT_ };
 /* reduce op iattr[0] */
 enum { ET_REDUCE_SUM, ET_REDUCE_MEAN, ET_REDUCE_COUNT_ };
 
@@ -417,6 +418,10 @@ typedef struct et_guard {
     uint8_t *backup;
     uint64_t skipped;          /* steps skipped under ET_NONFINITE_SKIP */
     int last_skipped;          /* the last TRAIN run was skipped */
+    int32_t norm;              /* the TRAIN program's "grad_norm" output (clip_grad_norm), -1 if none */
+    uint32_t norm_after;       /* position after the node that computes it */
+    int32_t accum_count;       /* gradient accumulation: the counter accum_step writes, -1 if none */
+    uint32_t accum_after;      /* position after the accum_step node */
 } et_guard;
 
 et_status et_guard_init(et_guard *g, const et_model *m, char *err, size_t cap);
@@ -427,5 +432,7 @@ void et_guard_restore(const et_guard *g, const et_model *m, void *const *ptr);
  * a message naming the loss value or the first non-finite gradient. */
 et_status et_guard_check(const et_guard *g, const et_model *m, const et_persist *p, void *const *ptr,
                          const et_tshape *shape, char *err, size_t cap);
+/* ET_OK when the "grad_norm" output (if any) is finite, else ET_ERR_NONFINITE naming it. */
+et_status et_guard_check_norm(const et_guard *g, void *const *ptr, char *err, size_t cap);
 
 #endif /* EDGETRAIN_RUNTIME_INTERNAL_H */

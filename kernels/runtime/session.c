@@ -629,6 +629,43 @@ static et_status guard_step(et_session *s, int *skip) {
                         "statistics and the step counter are unchanged)", (unsigned long long)s->model.state.step, msg);
 }
 
+/* The TRAIN program from `at` (after the guard's check): gradient accumulation stops the run
+ * after accum_step while its counter is not 0 (*stop = 2); the clip norm computed after `at`
+ * (with accumulation) is checked after its node like the guard's values (*stop = 1: skipped). */
+static et_status run_step_tail(et_session *s, uint32_t at, et_run_env *env, int *stop) {
+    const et_guard *g = &s->guard;
+    uint32_t from = at;
+    et_status st;
+    *stop = 0;
+    if (g->accum_count >= 0) {
+        if (g->accum_after > from) {
+            if ((st = run_nodes(s, from, g->accum_after, env)) != ET_OK) return st;
+            from = g->accum_after;
+        }
+        if (*(const int32_t *)s->ptr[g->accum_count] != 0) {
+            *stop = 2;
+            return ET_OK;
+        }
+    }
+    if (g->norm >= 0 && g->norm_after > from && g->policy != ET_NONFINITE_OFF) {
+        if ((st = run_nodes(s, from, g->norm_after, env)) != ET_OK) return st;
+        from = g->norm_after;
+        char msg[ET_MSG_CAP];
+        if (et_guard_check_norm(g, s->ptr, msg, sizeof msg) != ET_OK) {
+            et_guard_restore(g, &s->model, s->ptr);
+            if (g->policy == ET_NONFINITE_SKIP) {
+                s->guard.skipped++;
+                *stop = 1;
+                return ET_OK;
+            }
+            return session_fail(s, ET_ERR_NONFINITE, "step %llu: %s; the accumulated update was dropped (weights, "
+                                "optimizer state and the step counter are unchanged)",
+                                (unsigned long long)s->model.state.step, msg);
+        }
+    }
+    return run_nodes(s, from, current(s)->n_nodes, env);
+}
+
 et_status et_session_run(et_session *s) {
     if (!s) return ET_ERR_ARG;
     et_status st = check_inputs_fed(s);
@@ -640,8 +677,9 @@ et_status et_session_run(et_session *s) {
         return ET_ERR_STATE;
     et_run_env env = {lr_as_float(lr), state->step, state->seed, state->rng_counter,
                       s->nthreads, s->plan.ws, s->plan.ws_bytes};
-    int guarded = s->program == ET_PROGRAM_TRAIN && s->guard.policy != ET_NONFINITE_OFF, skip = 0;
-    uint32_t at = guarded ? s->guard.at : pg->n_nodes;
+    const int train = s->program == ET_PROGRAM_TRAIN;
+    int guarded = train && s->guard.policy != ET_NONFINITE_OFF, skip = 0;
+    uint32_t at = guarded ? s->guard.at : train ? 0 : pg->n_nodes;
     if (guarded) et_guard_backup(&s->guard, &s->model, s->ptr);
     s->guard.last_skipped = 0;
     st = run_nodes(s, 0, at, &env);
@@ -651,8 +689,18 @@ et_status et_session_run(et_session *s) {
         s->guard.last_skipped = skip;
         return st;
     }
-    st = run_nodes(s, at, pg->n_nodes, &env);
-    if (st != ET_OK) return st;
+    if (train) {
+        st = run_step_tail(s, at, &env, &skip);
+        s->guard.last_skipped = skip == 1;
+        if (st != ET_OK) return st;
+        if (skip) {
+            if (skip == 2) state->rng_counter++; /* a micro-batch: accumulated, no update yet */
+            return ET_OK;
+        }
+    } else {
+        st = run_nodes(s, at, pg->n_nodes, &env);
+        if (st != ET_OK) return st;
+    }
     if (s->program == ET_PROGRAM_TRAIN) state->step++;
     if (s->program == ET_PROGRAM_TRAIN || s->program == ET_PROGRAM_GRAD) state->rng_counter++;
     return ET_OK;
@@ -685,6 +733,15 @@ et_status et_session_set_skipped_steps(et_session *s, uint64_t n) {
     if (!s) return ET_ERR_ARG;
     s->guard.skipped = n;
     return ET_OK;
+}
+
+int et_session_accumulation(const et_session *s, int *micro) {
+    if (micro) *micro = 0;
+    if (!s || s->guard.accum_count < 0) return 1;
+    const et_program_def *pg = &s->model.programs[ET_PROGRAM_TRAIN];
+    const et_node_def *nd = &s->model.nodes[pg->nodes[s->guard.accum_after - 1]];
+    if (micro) *micro = *(const int32_t *)s->persist.ptr[s->guard.accum_count];
+    return (int)nd->iattr[0];
 }
 
 /* ======================================================================= */

@@ -97,6 +97,27 @@ typedef struct et_f32_optim_variant {
 } et_f32_optim_variant;
 extern const et_f32_optim_variant et_f32_optim_variants[];
 
+/* RMSprop and Adagrad (optim_adaptive.c): scalar __ref loops only (see the file's note). */
+typedef struct et_rmsprop_coef {
+    float neg_lr;          /* -lr */
+    float alpha, one_minus_alpha;
+    float eps, weight_decay;
+    float momentum;        /* used when a momentum buffer is given */
+    float prox_mu;         /* FedProx (0 when unused) */
+} et_rmsprop_coef;
+
+typedef struct et_adagrad_coef {
+    float neg_clr;         /* -lr / (1 + (step - 1) * lr_decay) */
+    float eps, weight_decay;
+    float prox_mu;         /* FedProx (0 when unused) */
+} et_adagrad_coef;
+
+/* grad_avg NULL: not centered; buf NULL: no momentum; anchor NULL: no FedProx term. */
+void et_f32_rmsprop_update__ref(const et_rmsprop_coef *k, int64_t n, float *param, const float *grad,
+                                float *square_avg, float *grad_avg, float *buf, const float *anchor);
+void et_f32_adagrad_update__ref(const et_adagrad_coef *k, int64_t n, float *param, const float *grad,
+                                float *sum, const float *anchor);
+
 /* ---- dropout (dropout.c) -------------------------------------------------------------- */
 /* y[i] = x[i] * (keep ? scale : 0), keep = rng(key, c0 + i) >= thr, key = et_misc_rng_key(seed).
  * Integer mask, so every variant is bitwise identical to __ref. */

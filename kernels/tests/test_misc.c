@@ -1019,6 +1019,108 @@ static void test_optim(void) {
     free(p); free(buf); free(m); free(v); free(g); free(anc); free(pd); free(bd); free(md); free(vd);
 }
 
+/* RMSprop / Adagrad (optim_adaptive.c) against double loops in PyTorch's formulas over several
+ * steps; one thread and three threads give the same bits (n above the parallel grain). */
+typedef struct rms_case { float lr, alpha, eps, wd, mom; int centered; float mu; } rms_case;
+typedef struct adagrad_case { float lr, lr_decay, eps, wd, init; float mu; } adagrad_case;
+
+static void test_optim_adaptive(void) {
+    const int64_t n = 40000;
+    const int steps = 6;
+    float *p = fbuf(n), *sq = fbuf(n), *ga = fbuf(n), *buf = fbuf(n), *g = fbuf(n), *anc = fbuf(n);
+    float *p1 = fbuf(n), *sq1 = fbuf(n), *ga1 = fbuf(n), *buf1 = fbuf(n);
+    double *pd = dbuf(n), *sqd = dbuf(n), *gad = dbuf(n), *bd = dbuf(n);
+    et_fill_random(anc, n, 8, -1.0f, 1.0f);
+    static const rms_case rms_cases[] = {
+        {1e-2f, 0.99f, 1e-8f, 0.0f, 0.0f, 0, 0.0f}, {5e-3f, 0.9f, 1e-6f, 1e-2f, 0.8f, 1, 0.0f},
+        {1e-2f, 0.95f, 1e-8f, 0.0f, 0.0f, 1, 0.0f}, {1e-2f, 0.99f, 1e-8f, 1e-3f, 0.9f, 0, 0.5f},
+    };
+    for (size_t ci = 0; ci < sizeof rms_cases / sizeof rms_cases[0]; ci++) {
+        const rms_case *c = &rms_cases[ci];
+        et_fill_random(p, n, 40 + ci, -1.0f, 1.0f);
+        memcpy(p1, p, (size_t)n * sizeof(float));
+        for (int64_t i = 0; i < n; i++) { pd[i] = p[i]; sqd[i] = gad[i] = bd[i] = 0; sq[i] = ga[i] = buf[i] = 0; }
+        memset(sq1, 0, (size_t)n * sizeof(float)); memset(ga1, 0, (size_t)n * sizeof(float));
+        memset(buf1, 0, (size_t)n * sizeof(float));
+        for (int s = 1; s <= steps; s++) {
+            et_fill_random(g, n, 2000 * ci + s, -1.0f, 1.0f);
+            const float *a = c->mu != 0 ? anc : NULL;
+            ET_CHECK(et_f32_rmsprop_update(n, p, g, sq, ga, buf, a, c->lr, c->alpha, c->eps, c->wd, c->mom,
+                                           c->centered, c->mu, 3) == ET_OK, "rmsprop status");
+            ET_CHECK(et_f32_rmsprop_update(n, p1, g, sq1, ga1, buf1, a, c->lr, c->alpha, c->eps, c->wd, c->mom,
+                                           c->centered, c->mu, 1) == ET_OK, "rmsprop status 1 thread");
+            for (int64_t i = 0; i < n; i++) {
+                double gi = g[i] + (double)c->mu * (pd[i] - anc[i]) + (double)c->wd * pd[i];
+                sqd[i] = c->alpha * sqd[i] + (1.0 - c->alpha) * gi * gi;
+                double avg = sqd[i];
+                if (c->centered) {
+                    gad[i] = c->alpha * gad[i] + (1.0 - c->alpha) * gi;
+                    avg -= gad[i] * gad[i];
+                }
+                avg = sqrt(avg) + c->eps;
+                if (c->mom > 0) {
+                    bd[i] = c->mom * bd[i] + gi / avg;
+                    pd[i] -= c->lr * bd[i];
+                } else {
+                    pd[i] -= c->lr * gi / avg;
+                }
+            }
+        }
+        ET_CHECK(close_to_f64(p, pd, n, 1e-5, 1e-6, "rmsprop"), "rmsprop case %zu", ci);
+        ET_CHECK(bitwise_equal(p, p1, n) && bitwise_equal(sq, sq1, n) && bitwise_equal(buf, buf1, n) &&
+                 bitwise_equal(ga, ga1, n), "rmsprop case %zu: 1 and 3 threads differ", ci);
+    }
+    static const adagrad_case ada_cases[] = {
+        {1e-2f, 0.0f, 1e-10f, 0.0f, 0.0f, 0.0f}, {5e-2f, 0.1f, 1e-8f, 1e-2f, 0.3f, 0.0f},
+        {5e-2f, 0.0f, 1e-10f, 0.0f, 0.1f, 0.5f},
+    };
+    for (size_t ci = 0; ci < sizeof ada_cases / sizeof ada_cases[0]; ci++) {
+        const adagrad_case *c = &ada_cases[ci];
+        et_fill_random(p, n, 60 + ci, -1.0f, 1.0f);
+        memcpy(p1, p, (size_t)n * sizeof(float));
+        for (int64_t i = 0; i < n; i++) { pd[i] = p[i]; sqd[i] = c->init; sq[i] = sq1[i] = c->init; }
+        for (int s = 1; s <= steps; s++) {
+            et_fill_random(g, n, 3000 * ci + s, -1.0f, 1.0f);
+            const float *a = c->mu != 0 ? anc : NULL;
+            ET_CHECK(et_f32_adagrad_update(n, p, g, sq, a, c->lr, c->lr_decay, c->eps, c->wd, c->mu, s, 3) == ET_OK,
+                     "adagrad status");
+            ET_CHECK(et_f32_adagrad_update(n, p1, g, sq1, a, c->lr, c->lr_decay, c->eps, c->wd, c->mu, s, 1) == ET_OK,
+                     "adagrad status 1 thread");
+            const double clr = c->lr / (1.0 + (s - 1) * (double)c->lr_decay);
+            for (int64_t i = 0; i < n; i++) {
+                double gi = g[i] + (double)c->mu * (pd[i] - anc[i]) + (double)c->wd * pd[i];
+                sqd[i] += gi * gi;
+                pd[i] -= clr * gi / (sqrt(sqd[i]) + c->eps);
+            }
+        }
+        ET_CHECK(close_to_f64(p, pd, n, 1e-5, 1e-6, "adagrad"), "adagrad case %zu", ci);
+        ET_CHECK(bitwise_equal(p, p1, n) && bitwise_equal(sq, sq1, n), "adagrad case %zu: threads differ", ci);
+    }
+    ET_CHECK(et_f32_rmsprop_update(4, p, g, sq, NULL, NULL, NULL, 0.1f, 0.9f, 1e-8f, 0, 0, 1, 0, 1) == ET_ERR_ARG,
+             "rmsprop centered without grad_avg");
+    ET_CHECK(et_f32_rmsprop_update(4, p, g, sq, NULL, NULL, NULL, 0.1f, 0.9f, 1e-8f, 0, 0.5f, 0, 0, 1) == ET_ERR_ARG,
+             "rmsprop momentum without buffer");
+    ET_CHECK(et_f32_adagrad_update(4, p, g, sq, NULL, 0.1f, 0, 1e-10f, 0, 0, 0, 1) == ET_ERR_ARG, "adagrad step 0");
+    /* clipping norm: fixed partition, the same bits for 1 and 4 threads, close to a long double sum */
+    const int64_t sizes[] = {1, 7, 1023, 1025, 70001};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        et_fill_random(g, sizes[k] < n ? sizes[k] : n, 70 + k, -3.0f, 3.0f);
+        const int64_t m = sizes[k] < n ? sizes[k] : n;
+        double a = et_f32_sum_squares(m, g, 1), b = et_f32_sum_squares(m, g, 4);
+        long double want = 0;
+        for (int64_t i = 0; i < m; i++) want += (long double)g[i] * g[i];
+        ET_CHECK(memcmp(&a, &b, sizeof a) == 0, "sum_squares n=%lld: 1 and 4 threads differ", (long long)m);
+        ET_CHECK(fabs(a - (double)want) <= 1e-12 * (double)want, "sum_squares n=%lld", (long long)m);
+    }
+    /* accumulation: acc = s * g, then acc + s * g */
+    et_fill_random(g, 5, 80, -1.0f, 1.0f);
+    ET_CHECK(et_f32_grad_accumulate(5, sq, g, 0.25f, 1, 2) == ET_OK, "accumulate status");
+    ET_CHECK(et_f32_grad_accumulate(5, sq, g, 0.25f, 0, 2) == ET_OK, "accumulate status");
+    for (int i = 0; i < 5; i++) ET_CHECK(sq[i] == 0.5f * g[i], "accumulate %d", i);
+    free(p); free(sq); free(ga); free(buf); free(g); free(anc); free(p1); free(sq1); free(ga1); free(buf1);
+    free(pd); free(sqd); free(gad); free(bd);
+}
+
 /* Non-finite inputs (a fuzzed model's NaN weights reach them): NaN stays NaN, infinities
  * saturate, and no float->int conversion is undefined (regression: UBSan in exp_nonpos). */
 static void test_activations_nonfinite(void) {
@@ -1047,4 +1149,5 @@ void test_misc(void) {
     test_softmax();
     test_losses();
     test_optim();
+    test_optim_adaptive();
 }

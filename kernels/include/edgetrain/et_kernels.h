@@ -280,6 +280,24 @@ et_status et_f32_adam_update(int64_t n, float *param, const float *grad, float *
                              const float *prox_anchor, float lr, float beta1, float beta2, float eps,
                              float weight_decay, int decoupled, float prox_mu, int64_t step,
                              int nthreads);
+/* PyTorch RMSprop: g (+ prox) + wd * p; sq = alpha * sq + (1 - alpha) * g^2;
+ * centered: grad_avg = lerp(grad_avg, g, 1 - alpha), avg = sqrt(sq - grad_avg^2) + eps, else
+ * avg = sqrt(sq) + eps; momentum > 0: buf = momentum * buf + g / avg, p -= lr * buf; else
+ * p -= lr * g / avg. grad_avg may be NULL unless centered, momentum_buf unless momentum > 0. */
+et_status et_f32_rmsprop_update(int64_t n, float *param, const float *grad, float *square_avg,
+                                float *grad_avg, float *momentum_buf, const float *prox_anchor, float lr,
+                                float alpha, float eps, float weight_decay, float momentum, int centered,
+                                float prox_mu, int nthreads);
+/* PyTorch Adagrad: g (+ prox) + wd * p; sum += g^2; p -= clr * g / (sqrt(sum) + eps) with
+ * clr = lr / (1 + (step - 1) * lr_decay); step is 1-based. */
+et_status et_f32_adagrad_update(int64_t n, float *param, const float *grad, float *sum, const float *prox_anchor,
+                                float lr, float lr_decay, float eps, float weight_decay, float prox_mu, int64_t step,
+                                int nthreads);
+/* Gradient clipping: the sum of the squares of x[0..n) in double, over a fixed partition
+ * (bitwise the same for every thread count). */
+double et_f32_sum_squares(int64_t n, const float *x, int nthreads);
+/* Gradient accumulation: acc = scale * grad (first) or acc + scale * grad. */
+et_status et_f32_grad_accumulate(int64_t n, float *acc, const float *grad, float scale, int first, int nthreads);
 
 /* ======================================================================= */
 /* More losses (loss_extra.c) and the embedding lookup (embedding.c).       */

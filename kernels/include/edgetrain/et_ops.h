@@ -65,6 +65,11 @@ typedef enum et_op {
     ET_OP_HUBER_BWD = 51,
     ET_OP_NLL = 52,
     ET_OP_NLL_BWD = 53,
+    ET_OP_RMSPROP_UPDATE = 54,
+    ET_OP_ADAGRAD_UPDATE = 55,
+    ET_OP_GRAD_NORM = 56,
+    ET_OP_GRAD_ACCUMULATE = 57,
+    ET_OP_ACCUM_STEP = 58,
     ET_OP_COUNT
 } et_op;
 

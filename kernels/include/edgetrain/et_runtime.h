@@ -180,6 +180,11 @@ et_status et_session_set_epoch(et_session *s, uint64_t epoch);
 uint64_t et_session_seed(const et_session *s);
 et_status et_session_set_seed(et_session *s, uint64_t seed); /* also resets the RNG counter */
 
+/* Gradient accumulation (a TRAIN program exported with accumulate=k): returns k (1 without
+ * accumulation) and, in *micro (may be NULL), the micro-batches accumulated since the last
+ * update (0..k-1). A TRAIN run that is not the k-th leaves the step counter unchanged. */
+int et_session_accumulation(const et_session *s, int *micro);
+
 /* ---- saving --------------------------------------------------------------- */
 /* Full training state, atomically (temp file, fsync, rename). The input shapes
  * written are those of the load or of the last et_session_resize, not of an
