@@ -14,5 +14,6 @@ __all__ = ["functional", "init", "Module", "Parameter", "Buffer", "Conv2d", "Lin
            "BatchNorm2d", "Dropout", "ReLU", "ReLU6", "LeakyReLU", "Sigmoid", "Tanh",
            "Hardswish", "SiLU", "GELU", "Hardsigmoid", "ELU", "Softplus", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Sequential",
            "ModuleList", "Identity", "Softmax", "LogSoftmax", "Add", "CrossEntropyLoss",
-           "MSELoss", "L1Loss", "HingeLoss", "MultiMarginLoss", "KLDivLoss", "DistillLoss", "Conv1d", "ConvTranspose2d", "Upsample",
-           "UpsamplingNearest2d", "UpsamplingBilinear2d"]
+           "MSELoss", "L1Loss", "HingeLoss", "MultiMarginLoss", "KLDivLoss", "DistillLoss",
+           "Conv1d", "ConvTranspose2d", "Upsample", "UpsamplingNearest2d",
+           "UpsamplingBilinear2d"]
