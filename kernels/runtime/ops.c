@@ -1064,7 +1064,7 @@ static et_status convt_params(const et_node_def *n, const et_tshape *x, const et
     return ET_OK;
 }
 static et_status conv_transpose2d_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
-    et_conv_transpose2d_params p;
+    et_conv_transpose2d_params p = {0};
     TRY(convt_params(io->node, io->in[0], io->in[1], &p, msg, cap));
     if (io->in[2]) TRY(want_vec(io->in[2], p.oc, "bias b", msg, cap));
     int64_t dims[4] = {p.n, p.oc, p.oh, p.ow};
@@ -1072,12 +1072,12 @@ static et_status conv_transpose2d_infer(const et_node_io *io, et_tshape *out, ch
     return ET_OK;
 }
 static size_t conv_transpose2d_ws(const et_node_io *io, int nthreads) {
-    et_conv_transpose2d_params p;
+    et_conv_transpose2d_params p = {0};
     return convt_params(io->node, io->in[0], io->in[1], &p, NULL, 0) == ET_OK
                ? et_f32_conv_transpose2d_fwd_ws_bytes(&p, nthreads) : 0;
 }
 static et_status conv_transpose2d_run(const et_node_io *io, const et_run_env *e) {
-    et_conv_transpose2d_params p;
+    et_conv_transpose2d_params p = {0};
     TRY(convt_params(io->node, io->in[0], io->in[1], &p, NULL, 0));
     return et_f32_conv_transpose2d_fwd(&p, io->in_data[0], io->in_data[1], io->in_data[2], io->out_data[0], e->ws,
                                        e->ws_bytes, e->nthreads);
@@ -1108,7 +1108,7 @@ static et_status interp_params(const et_node_def *n, const et_tshape *x, et_inte
     return ET_OK;
 }
 static et_status interpolate_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
-    et_interp2d_params p;
+    et_interp2d_params p = {0};
     TRY(interp_params(io->node, io->in[0], &p, msg, cap));
     int64_t dims[4] = {io->in[0]->dim[0], io->in[0]->dim[1], p.oh, p.ow};
     set_shape(&out[0], ET_F32, 4, dims);
@@ -1125,19 +1125,19 @@ static et_status want_resample_dy(const et_tshape *dy, const et_tshape *x, int64
     return ET_OK;
 }
 static et_status interpolate_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
-    et_interp2d_params p;
+    et_interp2d_params p = {0};
     TRY(interp_params(io->node, io->in[1], &p, msg, cap));
     TRY(want_resample_dy(io->in[0], io->in[1], p.oh, p.ow, msg, cap));
     set_like(&out[0], io->in[1], ET_F32);
     return ET_OK;
 }
 static et_status interpolate_run(const et_node_io *io, const et_run_env *e) {
-    et_interp2d_params p;
+    et_interp2d_params p = {0};
     TRY(interp_params(io->node, io->in[0], &p, NULL, 0));
     return et_f32_interp2d_fwd(&p, io->in_data[0], io->out_data[0], e->nthreads);
 }
 static et_status interpolate_bwd_run(const et_node_io *io, const et_run_env *e) {
-    et_interp2d_params p;
+    et_interp2d_params p = {0};
     TRY(interp_params(io->node, io->in[1], &p, NULL, 0));
     return et_f32_interp2d_bwd(&p, io->in_data[0], io->out_data[0], e->nthreads);
 }
