@@ -351,6 +351,10 @@ def _bw_adaptive_avgpool(ctx, node, dys):
     return [ctx.emit("adaptive_avgpool2d_bwd", [dys[0], node.inputs[0]], **ctx.attrs(node))[0]]
 
 
+def _bw_adaptive_maxpool(ctx, node, dys):
+    return [ctx.emit("adaptive_maxpool2d_bwd", [dys[0], node.inputs[0]], **ctx.attrs(node))[0]]
+
+
 # =====================================================================================
 # The table (order = ids = enum et_op)
 # =====================================================================================
@@ -438,6 +442,9 @@ OPS: List[OpDef] = [
           kind="backward"),
     OpDef(47, "adaptive_avgpool2d", ("x",), ("y",), ("oh", "ow"), (), _bw_adaptive_avgpool),
     OpDef(48, "adaptive_avgpool2d_bwd", ("dy", "x"), ("dx",), ("oh", "ow"), (),
+          kind="backward"),
+    OpDef(49, "adaptive_maxpool2d", ("x",), ("y",), ("oh", "ow"), (), _bw_adaptive_maxpool),
+    OpDef(50, "adaptive_maxpool2d_bwd", ("dy", "x"), ("dx",), ("oh", "ow"), (),
           kind="backward"),
 ]
 

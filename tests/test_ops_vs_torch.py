@@ -491,6 +491,21 @@ CASES = {
              lambda t: torch.nn.AdaptiveAvgPool2d((2, 3))(t["x"]),
              setup=lambda m: setattr(m, "pool", nn.AdaptiveAvgPool2d((2, 3)))),
     ],
+    "adaptive_maxpool2d": [
+        Case("7x9_to_3x4", {"x": rnd(2, 3, 7, 9)}, lambda m: F.adaptive_max_pool2d(m.x, (3, 4)),
+             lambda t: TF.adaptive_max_pool2d(t["x"], (3, 4))),
+        Case("up_4x5_to_6x7", {"x": rnd(1, 2, 4, 5)}, lambda m: F.adaptive_max_pool2d(m.x, (6, 7)),
+             lambda t: TF.adaptive_max_pool2d(t["x"], (6, 7))),
+        Case("none_keeps", {"x": rnd(2, 2, 6, 5)},
+             lambda m: F.adaptive_max_pool2d(m.x, (4, None)),
+             lambda t: TF.adaptive_max_pool2d(t["x"], (4, None))),
+        Case("ties_first_wins", {"x": np.repeat(rnd(1, 2, 3, 5), 2, axis=2)},
+             lambda m: F.adaptive_max_pool2d(m.x, (2, 2)),
+             lambda t: TF.adaptive_max_pool2d(t["x"], (2, 2))),
+        Case("layer", {"x": rnd(2, 3, 5, 7)}, lambda m: m.pool(m.x),
+             lambda t: torch.nn.AdaptiveMaxPool2d((2, 3))(t["x"]),
+             setup=lambda m: setattr(m, "pool", nn.AdaptiveMaxPool2d((2, 3)))),
+    ],
 }
 
 def _torch_distill(s, temp, alpha):

@@ -4,8 +4,8 @@ from .layers import (ELU, GELU, Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, 
                      Flatten, Hardsigmoid, Hardswish, Identity, LeakyReLU, Linear, LogSoftmax,
                      MaxPool2d, ModuleList, ReLU, ReLU6, Sequential, Sigmoid, SiLU, Softmax,
                      Softplus, Tanh)
-from .layers import (Conv1d, ConvTranspose2d, Upsample, UpsamplingBilinear2d,
-                     UpsamplingNearest2d)
+from .layers import (AdaptiveMaxPool2d, Conv1d, ConvTranspose2d, Upsample,
+                     UpsamplingBilinear2d, UpsamplingNearest2d)
 from .loss import (CrossEntropyLoss, DistillLoss, HingeLoss, KLDivLoss, L1Loss, MSELoss,
                    MultiMarginLoss)
 from .module import Buffer, Module, Parameter
@@ -16,4 +16,4 @@ __all__ = ["functional", "init", "Module", "Parameter", "Buffer", "Conv2d", "Lin
            "ModuleList", "Identity", "Softmax", "LogSoftmax", "Add", "CrossEntropyLoss",
            "MSELoss", "L1Loss", "HingeLoss", "MultiMarginLoss", "KLDivLoss", "DistillLoss",
            "Conv1d", "ConvTranspose2d", "Upsample", "UpsamplingNearest2d",
-           "UpsamplingBilinear2d"]
+           "UpsamplingBilinear2d", "AdaptiveMaxPool2d"]

@@ -23,7 +23,7 @@ __all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid
            "div", "affine", "sum", "mean", "cross_entropy", "mse_loss", "l1_loss",
            "multi_margin_loss", "kl_div", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "erf",
            "pow", "clamp", "silu", "gelu", "hardsigmoid", "elu", "softplus", "conv1d",
-           "conv_transpose2d", "interpolate"]
+           "conv_transpose2d", "interpolate", "adaptive_max_pool2d"]
 
 
 def _tr() -> tracing.Tracer:
@@ -215,6 +215,17 @@ def adaptive_avg_pool2d(input, output_size):
     if (oh, ow) == (1, 1):
         return tr.emit1("global_avgpool", [x])
     return tr.emit1("adaptive_avgpool2d", [x], oh=oh, ow=ow)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
+    """Maximum over PyTorch's adaptive windows (the first maximum; a NaN wins)."""
+    tr = _tr()
+    if return_indices:
+        raise UnsupportedError(f"layer '{tr.layer or '<root>'}': adaptive_max_pool2d"
+                               "(return_indices=True) is not supported")
+    x = tr.as_tensor(input)
+    oh, ow = _out_size2(tr, x, output_size, "adaptive_max_pool2d")
+    return tr.emit1("adaptive_maxpool2d", [x], oh=oh, ow=ow)
 
 
 def _out_size2(tr, x, size, what: str) -> Tuple[int, int]:

@@ -15,7 +15,7 @@ __all__ = ["Conv2d", "Linear", "BatchNorm2d", "Dropout", "ReLU", "ReLU6", "Leaky
            "Sigmoid", "Tanh", "Hardswish", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "Flatten", "Sequential", "ModuleList", "Identity", "Softmax", "LogSoftmax", "Add",
            "SiLU", "GELU", "Hardsigmoid", "ELU", "Softplus", "Conv1d", "ConvTranspose2d",
-           "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d"]
+           "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "AdaptiveMaxPool2d"]
 
 
 class Conv2d(Module):
@@ -504,3 +504,19 @@ class UpsamplingBilinear2d(Upsample):
 
     def __init__(self, size=None, scale_factor=None):
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
+
+
+class AdaptiveMaxPool2d(Module):
+    """Max pooling to ``output_size`` over PyTorch's adaptive windows (no indices)."""
+
+    def __init__(self, output_size, return_indices: bool = False):
+        super().__init__()
+        if return_indices:
+            raise UnsupportedError("AdaptiveMaxPool2d: return_indices=True is not supported")
+        self.output_size = output_size
+
+    def forward(self, x):
+        return F.adaptive_max_pool2d(x, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"

@@ -1142,7 +1142,7 @@ static et_status interpolate_bwd_run(const et_node_io *io, const et_run_env *e) 
     return et_f32_interp2d_bwd(&p, io->in_data[0], io->out_data[0], e->nthreads);
 }
 
-/* adaptive_avgpool2d: x[N,C,H,W] -> y[N,C,OH,OW]; backward: dy, x (shape only). iattr: oh, ow */
+/* adaptive_avgpool2d, adaptive_maxpool2d: x[N,C,H,W] -> y[N,C,OH,OW]; backward: dy, x. iattr: oh, ow */
 static et_status adaptive_params(const et_node_def *n, const et_tshape *x, char *msg, size_t cap) {
     TRY(want(x, ET_F32, 4, "input x", msg, cap));
     TRY(want_attr_range(n, 0, 2, msg, cap));
@@ -1151,13 +1151,13 @@ static et_status adaptive_params(const et_node_def *n, const et_tshape *x, char 
                            (long long)n->iattr[1]);
     return ET_OK;
 }
-static et_status adaptive_avgpool2d_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+static et_status adaptive_pool2d_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     TRY(adaptive_params(io->node, io->in[0], msg, cap));
     int64_t dims[4] = {io->in[0]->dim[0], io->in[0]->dim[1], io->node->iattr[0], io->node->iattr[1]};
     set_shape(&out[0], ET_F32, 4, dims);
     return ET_OK;
 }
-static et_status adaptive_avgpool2d_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+static et_status adaptive_pool2d_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     TRY(adaptive_params(io->node, io->in[1], msg, cap));
     TRY(want_resample_dy(io->in[0], io->in[1], io->node->iattr[0], io->node->iattr[1], msg, cap));
     set_like(&out[0], io->in[1], ET_F32);
@@ -1172,6 +1172,17 @@ static et_status adaptive_avgpool2d_bwd_run(const et_node_io *io, const et_run_e
     const int64_t *d = io->in[1]->dim;
     return et_f32_adaptive_avgpool2d_bwd(d[0] * d[1], d[2], d[3], io->node->iattr[0], io->node->iattr[1],
                                          io->in_data[0], io->out_data[0], e->nthreads);
+}
+/* adaptive_maxpool2d: shapes as adaptive_avgpool2d; backward: dy, x (read: the argmax) */
+static et_status adaptive_maxpool2d_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[0]->dim;
+    return et_f32_adaptive_maxpool2d_fwd(d[0] * d[1], d[2], d[3], io->node->iattr[0], io->node->iattr[1],
+                                         io->in_data[0], io->out_data[0], e->nthreads);
+}
+static et_status adaptive_maxpool2d_bwd_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[1]->dim;
+    return et_f32_adaptive_maxpool2d_bwd(d[0] * d[1], d[2], d[3], io->node->iattr[0], io->node->iattr[1],
+                                         io->in_data[1], io->in_data[0], io->out_data[0], e->nthreads);
 }
 
 /* ======================================================================= */
@@ -1285,11 +1296,17 @@ static const et_op_desc op_table[] = {
         .min_iattr = 4, .max_iattr = 4, .min_fattr = 2, .max_fattr = 2, .infer = interpolate_bwd_infer,
         .run = interpolate_bwd_run},
     [ET_OP_ADAPTIVE_AVGPOOL2D] = {.name = "adaptive_avgpool2d", .min_in = 1, .max_in = 1, .min_out = 1,
-        .max_out = 1, .min_iattr = 2, .max_iattr = 2, .infer = adaptive_avgpool2d_infer,
+        .max_out = 1, .min_iattr = 2, .max_iattr = 2, .infer = adaptive_pool2d_infer,
         .run = adaptive_avgpool2d_run},
     [ET_OP_ADAPTIVE_AVGPOOL2D_BWD] = {.name = "adaptive_avgpool2d_bwd", .min_in = 2, .max_in = 2, .min_out = 1,
-        .max_out = 1, .min_iattr = 2, .max_iattr = 2, .infer = adaptive_avgpool2d_bwd_infer,
+        .max_out = 1, .min_iattr = 2, .max_iattr = 2, .infer = adaptive_pool2d_bwd_infer,
         .run = adaptive_avgpool2d_bwd_run},
+    [ET_OP_ADAPTIVE_MAXPOOL2D] = {.name = "adaptive_maxpool2d", .min_in = 1, .max_in = 1, .min_out = 1,
+        .max_out = 1, .min_iattr = 2, .max_iattr = 2, .infer = adaptive_pool2d_infer,
+        .run = adaptive_maxpool2d_run},
+    [ET_OP_ADAPTIVE_MAXPOOL2D_BWD] = {.name = "adaptive_maxpool2d_bwd", .min_in = 2, .max_in = 2, .min_out = 1,
+        .max_out = 1, .min_iattr = 2, .max_iattr = 2, .infer = adaptive_pool2d_bwd_infer,
+        .run = adaptive_maxpool2d_bwd_run},
 };
 
 /* C99 static assert: one table entry per enum value (a new op without an entry

@@ -2,6 +2,8 @@
  * average pooling, forward and backward. Plain loops (they are the reference; no SIMD rows):
  * every kernel runs over the n*c planes with ET_PARALLEL_FOR, and a plane's result is
  * computed by one thread in a fixed order, so the bits do not depend on the thread count.
+ * Adaptive max pooling takes the first maximum of a window (a NaN wins, as in PyTorch); its
+ * backward recomputes that index from x (no index storage, like maxpool2d).
  * Index formulas are PyTorch's (aten/src/ATen/native/UpSample.h), in float as its fp32 CPU
  * kernels compute them.
  */
@@ -169,6 +171,53 @@ et_status et_f32_adaptive_avgpool2d_bwd(int64_t nc, int64_t h, int64_t w, int64_
                     for (int64_t c = x0; c < x1; c++) dxp[r * w + c] += g;
             }
         }
+    }
+    return ET_OK;
+}
+
+/* ---- adaptive max pooling ------------------------------------------------------------------ */
+/* Index (r*w + c) of the window's first maximum; the first NaN if there is one. */
+static int64_t window_argmax(const float *xp, int64_t w, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+    int64_t best = y0 * w + x0;
+    float m = xp[best];
+    for (int64_t r = y0; r < y1 && !isnan(m); r++)
+        for (int64_t c = x0; c < x1; c++) {
+            const float v = xp[r * w + c];
+            if (v > m || isnan(v)) {
+                m = v;
+                best = r * w + c;
+                if (isnan(v)) break;
+            }
+        }
+    return best;
+}
+
+et_status et_f32_adaptive_maxpool2d_fwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                        const float *x, float *y, int nthreads) {
+    if (!adaptive_ok(nc, h, w, oh, ow) || !x || !y) return ET_ERR_ARG;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t q = 0; q < nc; q++) {
+        const float *xp = x + q * h * w;
+        for (int64_t i = 0; i < oh; i++)
+            for (int64_t j = 0; j < ow; j++)
+                y[(q * oh + i) * ow + j] = xp[window_argmax(xp, w, win_start(i, h, oh), win_end(i, h, oh),
+                                                            win_start(j, w, ow), win_end(j, w, ow))];
+    }
+    return ET_OK;
+}
+
+et_status et_f32_adaptive_maxpool2d_bwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                        const float *x, const float *dy, float *dx, int nthreads) {
+    if (!adaptive_ok(nc, h, w, oh, ow) || !x || !dy || !dx) return ET_ERR_ARG;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t q = 0; q < nc; q++) {
+        const float *xp = x + q * h * w;
+        float *dxp = dx + q * h * w;
+        memset(dxp, 0, (size_t)(h * w) * sizeof(float));
+        for (int64_t i = 0; i < oh; i++)
+            for (int64_t j = 0; j < ow; j++)
+                dxp[window_argmax(xp, w, win_start(i, h, oh), win_end(i, h, oh), win_start(j, w, ow),
+                                  win_end(j, w, ow))] += dy[(q * oh + i) * ow + j];
     }
     return ET_OK;
 }

@@ -243,9 +243,46 @@ static void check_adaptive(void) {
     ET_CHECK(et_f32_adaptive_avgpool2d_bwd(1, 2, 2, 1, 1, NULL, &v, 1) == ET_ERR_ARG, "NULL accepted");
 }
 
+/* Max over the same windows: the first maximum in row-major order, NaN wins; dy goes there. */
+static void check_adaptive_max(void) {
+    const int64_t nc = 2, h = 7, w = 6, oh = 3, ow = 4;
+    float x[2 * 7 * 6], y[2 * 3 * 4], dy[2 * 3 * 4], dx[2 * 7 * 6], y3[2 * 3 * 4], dx3[2 * 7 * 6];
+    float dxr[2 * 7 * 6] = {0};
+    et_fill_random(x, nc * h * w, 61, -1.0f, 1.0f);
+    for (int64_t i = 0; i < w; i++) x[2 * w + i] = x[w + i]; /* tied rows 1 and 2 */
+    x[nc * h * w - 1] = NAN;                                 /* last window holds a NaN */
+    et_fill_random(dy, nc * oh * ow, 62, -1.0f, 1.0f);
+    int ok = 1;
+    for (int64_t q = 0; q < nc; q++)
+        for (int64_t i = 0; i < oh; i++)
+            for (int64_t j = 0; j < ow; j++) {
+                const int64_t r0 = (int64_t)floor((double)i * h / oh), r1 = (int64_t)ceil((double)(i + 1) * h / oh);
+                const int64_t c0 = (int64_t)floor((double)j * w / ow), c1 = (int64_t)ceil((double)(j + 1) * w / ow);
+                int64_t best = -1;
+                for (int64_t r = r0; r < r1; r++)
+                    for (int64_t c = c0; c < c1; c++) {
+                        const int64_t k = (q * h + r) * w + c;
+                        if (best < 0 || (!isnan(x[best]) && (x[k] > x[best] || isnan(x[k])))) best = k;
+                    }
+                dxr[best] += dy[(q * oh + i) * ow + j];
+                y3[(q * oh + i) * ow + j] = x[best];
+            }
+    ET_CHECK(et_f32_adaptive_maxpool2d_fwd(nc, h, w, oh, ow, x, y, 1) == ET_OK, "adaptive max fwd");
+    ET_CHECK(et_f32_adaptive_maxpool2d_bwd(nc, h, w, oh, ow, x, dy, dx, 1) == ET_OK, "adaptive max bwd");
+    for (int64_t i = 0; i < nc * oh * ow; i++) ok &= (isnan(y[i]) && isnan(y3[i])) || y[i] == y3[i];
+    ET_CHECK(ok, "adaptive max values");
+    ET_CHECK(isnan(y[nc * oh * ow - 1]), "adaptive max keeps NaN");
+    ET_CHECK(bitwise_same(dx, dxr, nc * h * w), "adaptive max gradient routing");
+    et_f32_adaptive_maxpool2d_fwd(nc, h, w, oh, ow, x, y3, 3);
+    et_f32_adaptive_maxpool2d_bwd(nc, h, w, oh, ow, x, dy, dx3, 3);
+    ET_CHECK(bitwise_same(y, y3, nc * oh * ow) && bitwise_same(dx, dx3, nc * h * w), "adaptive max threads");
+    ET_CHECK(et_f32_adaptive_maxpool2d_bwd(nc, h, w, oh, ow, NULL, dy, dx, 1) == ET_ERR_ARG, "NULL x accepted");
+}
+
 void test_resample(void) {
     check_conv_transpose_params();
     for (size_t i = 0; i < sizeof ct_cases / sizeof ct_cases[0]; i++) check_conv_transpose((int)i, &ct_cases[i]);
     check_interp();
     check_adaptive();
+    check_adaptive_max();
 }

@@ -339,6 +339,12 @@ et_status et_f32_adaptive_avgpool2d_fwd(int64_t nc, int64_t h, int64_t w, int64_
                                         const float *x, float *y, int nthreads);
 et_status et_f32_adaptive_avgpool2d_bwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                         const float *dy, float *dx, int nthreads);
+/* Adaptive max pooling over the same windows: the first maximum (a NaN wins); the backward
+ * recomputes that position from x and routes dy there. */
+et_status et_f32_adaptive_maxpool2d_fwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                        const float *x, float *y, int nthreads);
+et_status et_f32_adaptive_maxpool2d_bwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                        const float *x, const float *dy, float *dx, int nthreads);
 
 #ifdef __cplusplus
 }
