@@ -112,6 +112,24 @@ def test_conv1d_net_matches_torch_over_5_sgd_steps():
                     ((n,), "int64"))
 
 
+def test_unet_like_eval_follows_the_batch_size():
+    """An open batch: the reshapes of Conv1d and the resampling ops are re-planned for any N."""
+    torch.manual_seed(2)
+    tm = make_unet(torch.nn, torch.nn.Module, TF)().double()
+    model = make_unet(nn, nn.Module, F)()
+    model.load_state_dict(tm.state_dict())
+    sess = et.TrainSession.from_module(model, inputs={"data": (None, 1, 28, 28)}, max_batch=6,
+                                       threads=2)
+    sess.Eval()
+    rng = np.random.default_rng(3)
+    for n in (6, 3, 1):
+        x = rng.uniform(0, 1, (n, 1, 28, 28)).astype(np.float32)
+        out = sess.RunGraph({"data": x})["output"]
+        with torch.no_grad():
+            ref = tm(torch.tensor(x, dtype=torch.float64)).numpy()
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5, err_msg=f"batch {n}")
+
+
 # ---------------------------------------------------------------------------------------------
 # bad arguments: a clear edgetrain error naming the layer
 # ---------------------------------------------------------------------------------------------
