@@ -29,6 +29,9 @@ ACT_NAMES = ("none", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "hardswis
 (UN_EXP, UN_LOG, UN_SQRT, UN_RSQRT, UN_ABS, UN_ERF, UN_SIGN, UN_POW, UN_CLAMP,
  UN_IN_RANGE) = range(10)
 
+# enum et_interp_mode (kernels/include/edgetrain/et_kernels.h): the mode of "interpolate"
+INTERP_NEAREST, INTERP_BILINEAR = range(2)
+
 # reduce modes
 REDUCE_SUM, REDUCE_MEAN = 0, 1
 
@@ -374,6 +377,35 @@ def _bw_nll(ctx, node, dys):
     x, target, weight = node.inputs
     _no_grad_to(ctx, [1, 2], "class weights and targets are constants")
     return [ctx.emit("nll_bwd", [x, target, dys[0], weight], **ctx.attrs(node))[0], None, None]
+def _bw_conv_transpose2d(ctx, node, dys):
+    """conv_transpose2d is conv2d's input gradient, so its gradients are conv2d ops: dx is the
+    convolution of dy with w, dw that convolution's weight gradient with x as "dy"."""
+    x, w, b = node.inputs
+    a = ctx.attrs(node)
+    dy = dys[0]
+    conv = dict(stride_h=a["stride_h"], stride_w=a["stride_w"], pad_t=a["pad_h"],
+                pad_l=a["pad_w"], pad_b=a["pad_h"], pad_r=a["pad_w"], dil_h=a["dil_h"],
+                dil_w=a["dil_w"], groups=a["groups"])
+    dx = dw = db = None
+    if ctx.need(0):
+        dx = ctx.emit("conv2d", [dy, w, -1], act=ACT_NONE, **conv)[0]
+    if ctx.need(1):
+        dw = ctx.emit("conv2d_bwd_weight", [x, dy, w], **conv)[0]
+    if b >= 0 and ctx.need(2):
+        db = ctx.emit("conv2d_bwd_bias", [dy])[0]
+    return [dx, dw, db]
+
+
+def _bw_interpolate(ctx, node, dys):
+    return [ctx.emit("interpolate_bwd", [dys[0], node.inputs[0]], **ctx.attrs(node))[0]]
+
+
+def _bw_adaptive_avgpool(ctx, node, dys):
+    return [ctx.emit("adaptive_avgpool2d_bwd", [dys[0], node.inputs[0]], **ctx.attrs(node))[0]]
+
+
+def _bw_adaptive_maxpool(ctx, node, dys):
+    return [ctx.emit("adaptive_maxpool2d_bwd", [dys[0], node.inputs[0]], **ctx.attrs(node))[0]]
 
 
 # =====================================================================================
@@ -385,6 +417,9 @@ _MAXPOOL_I = ("kh", "kw", "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "di
               "ceil_mode")
 _AVGPOOL_I = ("kh", "kw", "stride_h", "stride_w", "pad_h", "pad_w", "ceil_mode",
               "count_include_pad")
+_CONVT_I = ("stride_h", "stride_w", "pad_h", "pad_w", "out_pad_h", "out_pad_w", "dil_h",
+            "dil_w", "groups")
+_INTERP_I = ("mode", "align_corners", "oh", "ow")
 _BN_IN = ("x", "gamma", "beta", "running_mean", "running_var")
 _BIN = (("a", "b"), ("y",))
 
@@ -483,6 +518,18 @@ OPS: List[OpDef] = [
           mutates=("acc",), int_inputs=("count",)),
     OpDef(58, "accum_step", ("count",), (), ("k",), (), kind="update", mutates=("count",),
           int_inputs=("count",)),
+    OpDef(59, "conv_transpose2d", ("x", "w", "b?"), ("y",), _CONVT_I, (),
+          _bw_conv_transpose2d),
+    OpDef(60, "interpolate", ("x",), ("y",), _INTERP_I, ("scale_h", "scale_w"),
+          _bw_interpolate),
+    OpDef(61, "interpolate_bwd", ("dy", "x"), ("dx",), _INTERP_I, ("scale_h", "scale_w"),
+          kind="backward"),
+    OpDef(62, "adaptive_avgpool2d", ("x",), ("y",), ("oh", "ow"), (), _bw_adaptive_avgpool),
+    OpDef(63, "adaptive_avgpool2d_bwd", ("dy", "x"), ("dx",), ("oh", "ow"), (),
+          kind="backward"),
+    OpDef(64, "adaptive_maxpool2d", ("x",), ("y",), ("oh", "ow"), (), _bw_adaptive_maxpool),
+    OpDef(65, "adaptive_maxpool2d_bwd", ("dy", "x"), ("dx",), ("oh", "ow"), (),
+          kind="backward"),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

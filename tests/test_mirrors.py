@@ -88,6 +88,12 @@ def test_unary_functions():
         n: getattr(ops, n) for n in dir(ops) if n.startswith("UN_")}
 
 
+def test_interpolation_modes():
+    modes = c_enum("ET_INTERP_NEAREST")
+    assert {n[len("ET_"):]: v for n, v in modes.items()} == {
+        n: getattr(ops, n) for n in dir(ops) if n.startswith("INTERP_")}
+
+
 def test_reduce_modes():
     assert c_enum("ET_REDUCE_SUM") == {"ET_REDUCE_SUM": ops.REDUCE_SUM,
                                        "ET_REDUCE_MEAN": ops.REDUCE_MEAN}

@@ -165,6 +165,40 @@ def _check_dropout(p):
     return check
 
 
+def _conv1d(name, n, c, length, oc, k, stride=1, padding=0, dilation=1, groups=1, bias=True):
+    inputs = {"x": rnd(n, c, length), "w": rnd(oc, c // groups, k, scale=0.5)}
+    if bias:
+        inputs["b"] = rnd(oc)
+    return Case(name, inputs,
+                lambda m: F.conv1d(m.x, m.w, m.b if bias else None, stride, padding, dilation,
+                                   groups),
+                lambda t: TF.conv1d(t["x"], t["w"], t.get("b"), stride, padding, dilation,
+                                    groups))
+
+
+def _convt(name, x_shape, oc, k, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+           bias=True):
+    kh, kw = (k, k) if isinstance(k, int) else k
+    c = x_shape[1]
+    inputs = {"x": rnd(*x_shape), "w": rnd(c, oc // groups, kh, kw, scale=0.5)}
+    if bias:
+        inputs["b"] = rnd(oc)
+    args = (stride, padding, output_padding, groups, dilation)
+    return Case(name, inputs,
+                lambda m: F.conv_transpose2d(m.x, m.w, m.b if bias else None, *args),
+                lambda t: TF.conv_transpose2d(t["x"], t["w"], t.get("b"), *args))
+
+
+def _interp(name, x_shape, **kw):
+    return Case(name, {"x": rnd(*x_shape)}, lambda m: F.interpolate(m.x, **kw),
+                lambda t: TF.interpolate(t["x"], **kw))
+
+
+def _adaptive(name, x_shape, size):
+    return Case(name, {"x": rnd(*x_shape)}, lambda m: F.adaptive_avg_pool2d(m.x, size),
+                lambda t: TF.adaptive_avg_pool2d(t["x"], size))
+
+
 LABELS = np.array([0, 3, 1, 4, 2, 4], dtype=np.int64)
 PROB_T = probs(4, 6)
 PROB_T2 = probs(4, 5)
@@ -213,6 +247,13 @@ CASES = {
         _conv("same", 1, 3, 6, 7, 4, 4, padding="same"),
         _conv("wide", 2, 16, 12, 12, 32, 3, padding=1, tol=(2e-4, 2e-5)),
         _conv("5x5_lenet", 3, 1, 12, 12, 20, 5),
+        _conv1d("conv1d", 2, 3, 11, 4, 3),
+        _conv1d("conv1d_s2_p1_d2_g2", 2, 4, 13, 6, 3, stride=2, padding=1, dilation=2, groups=2),
+        _conv1d("conv1d_same_even", 1, 3, 10, 2, 4, padding="same"),
+        _conv1d("conv1d_same_dil2", 2, 2, 9, 3, 3, padding="same", dilation=2),
+        _conv1d("conv1d_valid_s3_nobias", 3, 5, 17, 4, 5, stride=3, padding="valid",
+                bias=False),
+        _conv1d("conv1d_depthwise", 2, 4, 8, 4, 3, padding=1, groups=4),
     ],
     "matmul": [
         _mm("nn", 0, 0, 5, 7, 3), _mm("nt", 0, 1, 4, 6, 9), _mm("tn", 1, 0, 3, 5, 2),
@@ -533,6 +574,84 @@ CASES = {
              lambda m: F.cross_entropy(m.x, PROB_T, weight=CLS_W6, label_smoothing=0.1),
              lambda t: TF.cross_entropy(t["x"], _t64(PROB_T), weight=_t64(CLS_W6),
                                         label_smoothing=0.1)),
+    ],
+    "conv_transpose2d": [
+        _convt("k3", (2, 3, 5, 4), 4, 3),
+        _convt("s2_p1_op1", (2, 4, 5, 6), 3, 3, stride=2, padding=1, output_padding=1),
+        _convt("g2_s2_op1_d2", (1, 4, 4, 5), 6, 3, stride=2, output_padding=1, groups=2,
+               dilation=2),
+        _convt("s3_p2_op2_rect_nobias", (2, 2, 4, 3), 5, (2, 4), stride=3, padding=2,
+               output_padding=2, bias=False),
+        _convt("rect_stride_pad", (2, 3, 5, 4), 2, 3, stride=(2, 1), padding=(1, 0),
+               output_padding=(1, 0)),
+        _convt("depthwise_s2", (2, 4, 5, 5), 4, 3, stride=2, padding=1, groups=4),
+        _convt("unet_up_k2s2", (2, 8, 7, 7), 4, 2, stride=2),
+        _convt("1x1_pixel", (1, 3, 1, 1), 2, 3),
+        _convt("wide", (2, 16, 6, 6), 12, 4, stride=2, padding=1),
+        Case("layer", {"x": rnd(2, 4, 3, 5)},
+             lambda m: m.ct(m.x), lambda t, module: TF.conv_transpose2d(
+                 t["x"], torch.tensor(module.ct.weight.data, dtype=torch.float64),
+                 torch.tensor(module.ct.bias.data, dtype=torch.float64), 2, 1, 1, 2),
+             setup=lambda m: setattr(m, "ct", nn.ConvTranspose2d(4, 6, 3, 2, 1, 1, groups=2)),
+             extra={"needs_module": True}),
+    ],
+    "interpolate": [
+        _interp("nearest_x2", (2, 3, 4, 5), scale_factor=2),
+        _interp("nearest_size_up", (1, 2, 4, 5), size=(7, 9)),
+        _interp("nearest_size_down", (2, 2, 7, 5), size=(3, 2)),
+        _interp("nearest_scale_1_5", (1, 3, 5, 7), scale_factor=1.5),
+        _interp("nearest_scale_pair", (2, 1, 6, 5), scale_factor=(0.5, 2.5)),
+        _interp("nearest_scale_1_7", (1, 2, 3, 7), scale_factor=1.7),
+        _interp("nearest_recompute", (1, 2, 5, 7), scale_factor=1.5,
+                recompute_scale_factor=True),
+        _interp("bilinear_x2", (2, 3, 4, 5), scale_factor=2, mode="bilinear"),
+        _interp("bilinear_x2_ac", (2, 3, 4, 5), scale_factor=2, mode="bilinear",
+                align_corners=True),
+        _interp("bilinear_size_up", (1, 2, 5, 4), size=(9, 7), mode="bilinear",
+                align_corners=False),
+        _interp("bilinear_size_up_ac", (1, 2, 5, 4), size=(9, 7), mode="bilinear",
+                align_corners=True),
+        _interp("bilinear_down", (2, 2, 7, 9), size=(3, 4), mode="bilinear"),
+        _interp("bilinear_down_ac", (2, 2, 7, 9), size=(3, 4), mode="bilinear",
+                align_corners=True),
+        _interp("bilinear_scale_2_5", (1, 3, 3, 5), scale_factor=(2.5, 1.5), mode="bilinear"),
+        _interp("bilinear_scale_1_7", (1, 2, 7, 3), scale_factor=1.7, mode="bilinear"),
+        _interp("bilinear_to_1_ac", (1, 2, 4, 3), size=(1, 5), mode="bilinear",
+                align_corners=True),
+        _interp("bilinear_same_h", (2, 1, 4, 3), size=(4, 7), mode="bilinear"),
+        Case("Upsample_layer", {"x": rnd(2, 2, 3, 4)}, lambda m: m.up(m.x),
+             lambda t: torch.nn.UpsamplingBilinear2d(scale_factor=2)(t["x"]),
+             setup=lambda m: setattr(m, "up", nn.UpsamplingBilinear2d(scale_factor=2))),
+    ],
+    "adaptive_avgpool2d": [
+        _adaptive("7x9_to_3x4", (2, 3, 7, 9), (3, 4)),
+        _adaptive("same_size", (1, 2, 5, 5), 5),
+        _adaptive("6x8_to_4x3", (2, 2, 6, 8), (4, 3)),
+        _adaptive("up_4x5_to_6x7", (1, 3, 4, 5), (6, 7)),
+        _adaptive("none_keeps", (2, 2, 9, 7), (None, 3)),
+        _adaptive("1x3", (1, 2, 5, 6), (1, 3)),
+        _adaptive("divisible", (2, 4, 8, 8), 2),
+        Case("area", {"x": rnd(1, 2, 7, 6)},
+             lambda m: F.interpolate(m.x, size=(3, 4), mode="area"),
+             lambda t: TF.interpolate(t["x"], size=(3, 4), mode="area")),
+        Case("layer", {"x": rnd(2, 3, 5, 7)}, lambda m: m.pool(m.x),
+             lambda t: torch.nn.AdaptiveAvgPool2d((2, 3))(t["x"]),
+             setup=lambda m: setattr(m, "pool", nn.AdaptiveAvgPool2d((2, 3)))),
+    ],
+    "adaptive_maxpool2d": [
+        Case("7x9_to_3x4", {"x": rnd(2, 3, 7, 9)}, lambda m: F.adaptive_max_pool2d(m.x, (3, 4)),
+             lambda t: TF.adaptive_max_pool2d(t["x"], (3, 4))),
+        Case("up_4x5_to_6x7", {"x": rnd(1, 2, 4, 5)}, lambda m: F.adaptive_max_pool2d(m.x, (6, 7)),
+             lambda t: TF.adaptive_max_pool2d(t["x"], (6, 7))),
+        Case("none_keeps", {"x": rnd(2, 2, 6, 5)},
+             lambda m: F.adaptive_max_pool2d(m.x, (4, None)),
+             lambda t: TF.adaptive_max_pool2d(t["x"], (4, None))),
+        Case("ties_first_wins", {"x": np.repeat(rnd(1, 2, 3, 5), 2, axis=2)},
+             lambda m: F.adaptive_max_pool2d(m.x, (2, 2)),
+             lambda t: TF.adaptive_max_pool2d(t["x"], (2, 2))),
+        Case("layer", {"x": rnd(2, 3, 5, 7)}, lambda m: m.pool(m.x),
+             lambda t: torch.nn.AdaptiveMaxPool2d((2, 3))(t["x"]),
+             setup=lambda m: setattr(m, "pool", nn.AdaptiveMaxPool2d((2, 3)))),
     ],
 }
 

@@ -5,6 +5,8 @@ from .layers import (ELU, GELU, Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, 
                      MaxPool2d, ModuleList, ReLU, ReLU6, Sequential, Sigmoid, SiLU, Softmax,
                      Softplus, Tanh)
 from .layers import Embedding
+from .layers import (AdaptiveMaxPool2d, Conv1d, ConvTranspose2d, Upsample,
+                     UpsamplingBilinear2d, UpsamplingNearest2d)
 from .loss import (CrossEntropyLoss, DistillLoss, HingeLoss, KLDivLoss, L1Loss, MSELoss,
                    MultiMarginLoss)
 from .loss import BCELoss, BCEWithLogitsLoss, HuberLoss, NLLLoss, SmoothL1Loss
@@ -15,4 +17,6 @@ __all__ = ["functional", "init", "Module", "Parameter", "Buffer", "Conv2d", "Lin
            "Hardswish", "SiLU", "GELU", "Hardsigmoid", "ELU", "Softplus", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Sequential",
            "ModuleList", "Identity", "Softmax", "LogSoftmax", "Add", "CrossEntropyLoss",
            "MSELoss", "L1Loss", "HingeLoss", "MultiMarginLoss", "KLDivLoss", "DistillLoss",
-           "Embedding", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "SmoothL1Loss", "HuberLoss"]
+           "Embedding", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "SmoothL1Loss", "HuberLoss",
+           "Conv1d", "ConvTranspose2d", "Upsample", "UpsamplingNearest2d",
+           "UpsamplingBilinear2d", "AdaptiveMaxPool2d"]

@@ -13,9 +13,9 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .. import ir, tensor_ops as T, tracing
-from ..errors import InvalidArgumentError
-from ..ops import (ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU6, REDUCTION_MEAN, REDUCTION_NONE,
-                   REDUCTION_SUM, UN_IN_RANGE)
+from ..errors import InvalidArgumentError, UnsupportedError
+from ..ops import (ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU6, INTERP_BILINEAR, INTERP_NEAREST,
+                   REDUCTION_MEAN, REDUCTION_NONE, REDUCTION_SUM, UN_IN_RANGE)
 
 __all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid", "tanh",
            "hardswish", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten",
@@ -24,7 +24,8 @@ __all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid
            "multi_margin_loss", "kl_div", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "erf",
            "pow", "clamp", "silu", "gelu", "hardsigmoid", "elu", "softplus", "embedding",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss",
-           "smooth_l1_loss", "huber_loss"]
+           "smooth_l1_loss", "huber_loss", "conv1d", "conv_transpose2d", "interpolate",
+           "adaptive_max_pool2d"]
 
 
 def _tr() -> tracing.Tracer:
@@ -208,14 +209,40 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = Fal
 
 
 def adaptive_avg_pool2d(input, output_size):
-    """Only output size 1 (global average pooling) is supported."""
+    """Average over PyTorch's adaptive windows (rows floor(i*H/OH) .. ceil((i+1)*H/OH)) to any
+    output size; ``None`` in ``output_size`` keeps that input size. Size 1 is global pooling."""
     tr = _tr()
     x = tr.as_tensor(input)
-    size = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
-    if tuple(size) in ((1, 1),):
+    oh, ow = _out_size2(tr, x, output_size, "adaptive_avg_pool2d")
+    if (oh, ow) == (1, 1):
         return tr.emit1("global_avgpool", [x])
-    raise NotImplementedError(f"layer '{tr.layer or '<root>'}': adaptive_avg_pool2d supports "
-                              f"only output_size=1 (global average pooling), got {output_size!r}")
+    return tr.emit1("adaptive_avgpool2d", [x], oh=oh, ow=ow)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
+    """Maximum over PyTorch's adaptive windows (the first maximum; a NaN wins)."""
+    tr = _tr()
+    if return_indices:
+        raise UnsupportedError(f"layer '{tr.layer or '<root>'}': adaptive_max_pool2d"
+                               "(return_indices=True) is not supported")
+    x = tr.as_tensor(input)
+    oh, ow = _out_size2(tr, x, output_size, "adaptive_max_pool2d")
+    return tr.emit1("adaptive_maxpool2d", [x], oh=oh, ow=ow)
+
+
+def _out_size2(tr, x, size, what: str) -> Tuple[int, int]:
+    """(oh, ow) from an int or a pair (None keeps the input size) for a 4-D input."""
+    where = f"layer '{tr.layer or '<root>'}': {what}"
+    if x.ndim != 4:
+        raise UnsupportedError(f"{where} supports 4-D input [N, C, H, W] only, got shape "
+                               f"{tuple(x.shape)}")
+    pair = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    if len(pair) != 2:
+        raise InvalidArgumentError(f"{where}: output size must be an int or a pair, got {size!r}")
+    out = tuple(int(x.shape[2 + i]) if v is None else int(v) for i, v in enumerate(pair))
+    if min(out) < 1:
+        raise InvalidArgumentError(f"{where}: output size must be positive, got {size!r}")
+    return out
 
 
 def reshape(input, shape: Sequence[int]):
@@ -576,3 +603,96 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type: float =
                                        f"must be within num_embeddings ({v})")
         pad = pad % v
     return tr.emit1("embedding", [w, idx], padding_idx=pad)
+# ------------------------------------------------------------------------------------
+# 1-D and transposed convolution, resampling
+# ------------------------------------------------------------------------------------
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1):
+    """1-D convolution, x [N, C, L], weight [OC, C/groups, K] (PyTorch layout); computed as
+    conv2d on [N, C, 1, L]. ``padding``: int, (p,), 'valid' or 'same'."""
+    tr = _tr()
+    x, w = tr.as_tensor(input), tr.as_tensor(weight)
+    where = f"layer '{tr.layer or '<root>'}': conv1d"
+    if x.ndim != 3 or w.ndim != 3:
+        raise InvalidArgumentError(f"{where} expects input [N, C, L] and weight [OC, C/groups, K], "
+                                   f"got {tuple(x.shape)} and {tuple(w.shape)}")
+    s, d = _single(stride, "stride"), _single(dilation, "dilation")
+    if isinstance(padding, str):
+        if padding == "same" and s != 1:
+            raise InvalidArgumentError(f"{where}: padding='same' needs stride 1 (as in PyTorch)")
+        _, pl, _, pr = conv_padding(padding, (1, int(w.shape[2])), (1, d))
+    else:
+        pl = pr = _single(padding, "padding")
+    x4 = tr.emit1("reshape", [x], ndim=4, d0=0, d1=int(x.shape[1]), d2=1, d3=int(x.shape[2]))
+    w4 = tr.emit1("reshape", [w], ndim=4, d0=int(w.shape[0]), d1=int(w.shape[1]), d2=1,
+                  d3=int(w.shape[2]))
+    y = tr.emit1("conv2d", [x4, w4, bias], stride_h=1, stride_w=s, pad_t=0, pad_l=pl, pad_b=0,
+                 pad_r=pr, dil_h=1, dil_w=d, groups=groups, act=0)
+    return tr.emit1("reshape", [y], ndim=3, d0=0, d1=int(y.shape[1]), d2=int(y.shape[3]))
+
+
+def _single(v, name: str) -> int:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise InvalidArgumentError(f"{name} must be an int or a 1-tuple, got {v!r}")
+        return int(v[0])
+    return int(v)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups: int = 1, dilation=1):
+    """Transposed 2-D convolution, NCHW, weight [C, OC/groups, KH, KW] (PyTorch layout);
+    output size (H-1)*stride - 2*padding + dilation*(KH-1) + output_padding + 1."""
+    tr = _tr()
+    sh, sw = _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    oph, opw = _pair(output_padding, "output_padding")
+    dh, dw = _pair(dilation, "dilation")
+    return tr.emit1("conv_transpose2d", [input, weight, bias], stride_h=sh, stride_w=sw,
+                    pad_h=ph, pad_w=pw, out_pad_h=oph, out_pad_w=opw, dil_h=dh, dil_w=dw,
+                    groups=groups)
+
+
+_INTERP_MODES = {"nearest": INTERP_NEAREST, "bilinear": INTERP_BILINEAR}
+
+
+def interpolate(input, size=None, scale_factor=None, mode: str = "nearest",
+                align_corners: Optional[bool] = None, recompute_scale_factor: Optional[bool] = None,
+                antialias: bool = False):
+    """Resize a 4-D input by ``size`` or ``scale_factor`` (PyTorch's index formulas):
+    mode 'nearest' (floor(dst * in/out)), 'bilinear' (``align_corners`` both ways) or 'area'
+    (adaptive average pooling)."""
+    tr = _tr()
+    x = tr.as_tensor(input)
+    where = f"layer '{tr.layer or '<root>'}': interpolate"
+    if mode not in _INTERP_MODES and mode != "area":
+        raise UnsupportedError(f"{where}: mode {mode!r} is not supported (nearest, bilinear, "
+                               "area)")
+    if antialias:
+        raise UnsupportedError(f"{where}: antialias=True is not supported")
+    if align_corners is not None and mode != "bilinear":
+        raise InvalidArgumentError(f"{where}: align_corners can only be set with mode "
+                                   f"'bilinear', got mode {mode!r}")
+    if (size is None) == (scale_factor is None):
+        raise InvalidArgumentError(f"{where}: give exactly one of size or scale_factor")
+    if x.ndim != 4:
+        raise UnsupportedError(f"{where} supports 4-D input [N, C, H, W] only, got shape "
+                               f"{tuple(x.shape)}")
+    scales = (0.0, 0.0)
+    if size is not None:
+        oh, ow = _out_size2(tr, x, size, "interpolate")
+    else:
+        sf = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
+        if len(sf) != 2 or not all(float(v) > 0 and np.isfinite(float(v)) for v in sf):
+            raise InvalidArgumentError(f"{where}: scale_factor must be a positive number or a "
+                                       f"pair, got {scale_factor!r}")
+        oh, ow = (int(np.floor(int(x.shape[2 + i]) * float(sf[i]))) for i in range(2))
+        if min(oh, ow) < 1:
+            raise InvalidArgumentError(f"{where}: scale_factor {scale_factor!r} gives an empty "
+                                       f"output for input {tuple(x.shape)}")
+        if not recompute_scale_factor:
+            scales = (float(sf[0]), float(sf[1]))
+    if mode == "area":
+        return adaptive_avg_pool2d(x, (oh, ow))
+    return tr.emit1("interpolate", [x], mode=_INTERP_MODES[mode],
+                    align_corners=int(bool(align_corners)), oh=oh, ow=ow, scale_h=scales[0],
+                    scale_w=scales[1])

@@ -6,7 +6,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, UnsupportedError
 from . import functional as F
 from . import init
 from .module import Buffer, Module, Parameter
@@ -14,7 +14,8 @@ from .module import Buffer, Module, Parameter
 __all__ = ["Conv2d", "Linear", "BatchNorm2d", "Dropout", "ReLU", "ReLU6", "LeakyReLU",
            "Sigmoid", "Tanh", "Hardswish", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "Flatten", "Sequential", "ModuleList", "Identity", "Softmax", "LogSoftmax", "Add",
-           "SiLU", "GELU", "Hardsigmoid", "ELU", "Softplus", "Embedding"]
+           "SiLU", "GELU", "Hardsigmoid", "ELU", "Softplus", "Embedding", "Conv1d", "ConvTranspose2d",
+           "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "AdaptiveMaxPool2d"]
 
 
 class Conv2d(Module):
@@ -255,18 +256,15 @@ class AvgPool2d(Module):
 
 
 class AdaptiveAvgPool2d(Module):
-    """Only ``output_size=1`` (global average pooling) is supported."""
+    """Average pooling to ``output_size`` (int or pair, ``None`` keeps that input size) over
+    PyTorch's adaptive windows; any size, divisible or not."""
 
     def __init__(self, output_size):
         super().__init__()
-        size = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
-        if tuple(size) != (1, 1):
-            raise NotImplementedError("AdaptiveAvgPool2d supports only output_size=1 (global "
-                                      f"average pooling), got {output_size!r}")
         self.output_size = output_size
 
     def forward(self, x):
-        return F.adaptive_avg_pool2d(x, 1)
+        return F.adaptive_avg_pool2d(x, self.output_size)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -410,3 +408,159 @@ class Embedding(Module):
     def extra_repr(self) -> str:
         s = f"{self.num_embeddings}, {self.embedding_dim}"
         return s + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+class Conv1d(Module):
+    """1-D convolution over [N, C, L]. ``padding``: int, 'valid' or 'same'. Weight
+    [out_channels, in_channels / groups, kernel_size] (PyTorch's layout)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros"):
+        super().__init__()
+        _check_conv_args("Conv1d", in_channels, out_channels, groups, padding_mode)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = (F._single(kernel_size, "kernel_size"),)
+        self.stride = (F._single(stride, "stride"),)
+        self.dilation = (F._single(dilation, "dilation"),)
+        if isinstance(padding, str) and padding not in ("same", "valid"):
+            raise InvalidArgumentError(f"Conv1d: padding must be 'valid', 'same' or an int, "
+                                       f"got {padding!r}")
+        if padding == "same" and self.stride != (1,):
+            raise InvalidArgumentError("Conv1d: padding='same' needs stride 1 (as in PyTorch)")
+        self.padding = padding if isinstance(padding, str) else (F._single(padding, "padding"),)
+        self.weight = Parameter(np.zeros((out_channels, in_channels // groups)
+                                         + self.kernel_size, np.float32))
+        self.bias = Parameter(np.zeros(out_channels, np.float32)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.default_weight_and_bias_(self.weight, self.bias)
+
+    def forward(self, x):
+        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, padding={self.padding}")
+        if self.dilation != (1,):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+def _check_conv_args(layer: str, in_channels: int, out_channels: int, groups: int,
+                     padding_mode: str) -> None:
+    if padding_mode != "zeros":
+        raise UnsupportedError(f"{layer}: padding_mode={padding_mode!r} is not supported")
+    if groups < 1 or in_channels % groups or out_channels % groups:
+        raise InvalidArgumentError(f"{layer}: in_channels ({in_channels}) and out_channels "
+                                   f"({out_channels}) must be divisible by groups ({groups})")
+
+
+class ConvTranspose2d(Module):
+    """Transposed 2-D convolution. Weight [in_channels, out_channels / groups, kh, kw]
+    (PyTorch's layout); ``output_padding`` must be smaller than ``stride``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
+                 padding_mode: str = "zeros"):
+        super().__init__()
+        _check_conv_args("ConvTranspose2d", in_channels, out_channels, groups, padding_mode)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = F._pair(kernel_size, "kernel_size")
+        self.stride = F._pair(stride, "stride")
+        self.padding = F._pair(padding, "padding")
+        self.output_padding = F._pair(output_padding, "output_padding")
+        self.dilation = F._pair(dilation, "dilation")
+        if any(o >= s for o, s in zip(self.output_padding, self.stride)) or \
+                min(self.output_padding) < 0:
+            raise InvalidArgumentError(f"ConvTranspose2d: output_padding {self.output_padding} "
+                                       f"must be >= 0 and smaller than stride {self.stride}")
+        self.weight = Parameter(np.zeros((in_channels, out_channels // groups)
+                                         + self.kernel_size, np.float32))
+        self.bias = Parameter(np.zeros(out_channels, np.float32)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.default_weight_and_bias_(self.weight, self.bias)
+
+    def forward(self, x, output_size=None):
+        if output_size is not None:
+            raise UnsupportedError("ConvTranspose2d: forward(output_size=...) is not supported; "
+                                   "set output_padding")
+        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
+                                  self.output_padding, self.groups, self.dilation)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.output_padding != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class Upsample(Module):
+    """F.interpolate as a layer: ``size`` or ``scale_factor``, mode 'nearest' or 'bilinear'."""
+
+    def __init__(self, size=None, scale_factor=None, mode: str = "nearest",
+                 align_corners: Optional[bool] = None,
+                 recompute_scale_factor: Optional[bool] = None):
+        super().__init__()
+        if (size is None) == (scale_factor is None):
+            raise InvalidArgumentError(f"{type(self).__name__}: give exactly one of size or "
+                                       "scale_factor")
+        if mode not in ("nearest", "bilinear"):
+            raise UnsupportedError(f"{type(self).__name__}: mode {mode!r} is not supported "
+                                   "(nearest, bilinear)")
+        if align_corners is not None and mode != "bilinear":
+            raise InvalidArgumentError(f"{type(self).__name__}: align_corners can only be set "
+                                       f"with mode 'bilinear', got mode {mode!r}")
+        self.size, self.scale_factor, self.mode = size, scale_factor, mode
+        self.align_corners, self.recompute_scale_factor = align_corners, recompute_scale_factor
+
+    def forward(self, x):
+        return F.interpolate(x, self.size, self.scale_factor, self.mode, self.align_corners,
+                             self.recompute_scale_factor)
+
+    def extra_repr(self) -> str:
+        what = f"size={self.size}" if self.size is not None else \
+            f"scale_factor={self.scale_factor}"
+        return f"{what}, mode={self.mode!r}"
+
+
+class UpsamplingNearest2d(Upsample):
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="nearest")
+
+
+class UpsamplingBilinear2d(Upsample):
+    """Bilinear with ``align_corners=True`` (as PyTorch's)."""
+
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
+
+
+class AdaptiveMaxPool2d(Module):
+    """Max pooling to ``output_size`` over PyTorch's adaptive windows (no indices)."""
+
+    def __init__(self, output_size, return_indices: bool = False):
+        super().__init__()
+        if return_indices:
+            raise UnsupportedError("AdaptiveMaxPool2d: return_indices=True is not supported")
+        self.output_size = output_size
+
+    def forward(self, x):
+        return F.adaptive_max_pool2d(x, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"

@@ -1330,6 +1330,165 @@ static et_status nll_bwd_run(const et_node_io *io, const et_run_env *e) {
 }
 
 /* ======================================================================= */
+/* Transposed convolution and resampling                                    */
+/* ======================================================================= */
+/* conv_transpose2d: x[N,C,H,W], w[C,OC/g,KH,KW], b[OC]? -> y[N,OC,OH,OW]
+ * iattr: stride_h, stride_w, pad_h, pad_w, out_pad_h, out_pad_w, dil_h, dil_w, groups */
+static et_status convt_params(const et_node_def *n, const et_tshape *x, const et_tshape *w,
+                              et_conv_transpose2d_params *p, char *msg, size_t cap) {
+    char a[128], b[128];
+    const int64_t *at = n->iattr;
+    TRY(want(x, ET_F32, 4, "input x", msg, cap));
+    TRY(want(w, ET_F32, 4, "weight w", msg, cap));
+    TRY(want_attr_range(n, 0, 9, msg, cap));
+    memset(p, 0, sizeof *p);
+    p->n = x->dim[0]; p->c = x->dim[1]; p->h = x->dim[2]; p->w = x->dim[3];
+    p->groups = at[8];
+    p->oc = w->dim[1] * p->groups; p->kh = w->dim[2]; p->kw = w->dim[3];
+    p->stride_h = at[0]; p->stride_w = at[1]; p->pad_h = at[2]; p->pad_w = at[3];
+    p->out_pad_h = at[4]; p->out_pad_w = at[5]; p->dil_h = at[6]; p->dil_w = at[7];
+    if (p->groups < 1) return shape_error(msg, cap, "groups must be >= 1, got %lld", (long long)p->groups);
+    if (w->dim[0] != p->c)
+        return shape_error(msg, cap, "input has %lld channels but the weight %s (in_channels, out_channels/groups, "
+                           "kh, kw) expects %lld", (long long)p->c, et_shape_str(w, b, sizeof b), (long long)w->dim[0]);
+    if (p->c % p->groups != 0)
+        return shape_error(msg, cap, "%lld input channels not divisible by groups=%lld", (long long)p->c,
+                           (long long)p->groups);
+    if (p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1)
+        return shape_error(msg, cap, "stride %lldx%lld and dilation %lldx%lld must be >= 1", (long long)at[0],
+                           (long long)at[1], (long long)at[6], (long long)at[7]);
+    if (p->out_pad_h >= p->stride_h || p->out_pad_w >= p->stride_w)
+        return shape_error(msg, cap, "output_padding %lldx%lld must be smaller than stride %lldx%lld",
+                           (long long)at[4], (long long)at[5], (long long)at[0], (long long)at[1]);
+    if (et_conv_transpose2d_params_init(p) != ET_OK || p->oh > ET_MAX_DIM || p->ow > ET_MAX_DIM)
+        return shape_error(msg, cap, "input %s with kernel %lldx%lld, stride %lldx%lld, padding %lldx%lld: output "
+                           "would be empty", et_shape_str(x, a, sizeof a), (long long)p->kh, (long long)p->kw,
+                           (long long)at[0], (long long)at[1], (long long)at[2], (long long)at[3]);
+    return ET_OK;
+}
+static et_status conv_transpose2d_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    et_conv_transpose2d_params p = {0};
+    TRY(convt_params(io->node, io->in[0], io->in[1], &p, msg, cap));
+    if (io->in[2]) TRY(want_vec(io->in[2], p.oc, "bias b", msg, cap));
+    int64_t dims[4] = {p.n, p.oc, p.oh, p.ow};
+    set_shape(&out[0], ET_F32, 4, dims);
+    return ET_OK;
+}
+static size_t conv_transpose2d_ws(const et_node_io *io, int nthreads) {
+    et_conv_transpose2d_params p = {0};
+    return convt_params(io->node, io->in[0], io->in[1], &p, NULL, 0) == ET_OK
+               ? et_f32_conv_transpose2d_fwd_ws_bytes(&p, nthreads) : 0;
+}
+static et_status conv_transpose2d_run(const et_node_io *io, const et_run_env *e) {
+    et_conv_transpose2d_params p = {0};
+    TRY(convt_params(io->node, io->in[0], io->in[1], &p, NULL, 0));
+    return et_f32_conv_transpose2d_fwd(&p, io->in_data[0], io->in_data[1], io->in_data[2], io->out_data[0], e->ws,
+                                       e->ws_bytes, e->nthreads);
+}
+
+/* interpolate: x[N,C,H,W] -> y[N,C,OH,OW]; backward: dy, x (shape only)
+ * iattr: mode (et_interp_mode), align_corners, oh, ow; fattr: scale_h, scale_w (0 = sizes) */
+static et_status interp_params(const et_node_def *n, const et_tshape *x, et_interp2d_params *p, char *msg,
+                               size_t cap) {
+    const int64_t *at = n->iattr;
+    TRY(want(x, ET_F32, 4, "input x", msg, cap));
+    if (at[0] < 0 || at[0] >= ET_INTERP_COUNT_)
+        return shape_error(msg, cap, "interpolation mode %lld unknown (0 nearest, 1 bilinear)", (long long)at[0]);
+    TRY(want_flag(at[1], "align_corners", msg, cap));
+    if (at[0] == ET_INTERP_NEAREST && at[1])
+        return shape_error(msg, cap, "align_corners applies to mode bilinear only");
+    TRY(want_attr_range(n, 2, 2, msg, cap));
+    if (at[2] < 1 || at[3] < 1)
+        return shape_error(msg, cap, "output size %lldx%lld must be at least 1x1", (long long)at[2], (long long)at[3]);
+    const float sh = n->fattr[0], sw = n->fattr[1];
+    if (!(sh >= 0.0f) || !(sw >= 0.0f) || !isfinite(sh) || !isfinite(sw))
+        return shape_error(msg, cap, "scale factors %g, %g must be finite and >= 0", (double)sh, (double)sw);
+    memset(p, 0, sizeof *p);
+    p->nc = x->dim[0] * x->dim[1]; p->h = x->dim[2]; p->w = x->dim[3];
+    p->oh = at[2]; p->ow = at[3];
+    p->mode = (et_interp_mode)at[0]; p->align_corners = (int)at[1];
+    p->scale_h = sh; p->scale_w = sw;
+    return ET_OK;
+}
+static et_status interpolate_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    et_interp2d_params p = {0};
+    TRY(interp_params(io->node, io->in[0], &p, msg, cap));
+    int64_t dims[4] = {io->in[0]->dim[0], io->in[0]->dim[1], p.oh, p.ow};
+    set_shape(&out[0], ET_F32, 4, dims);
+    return ET_OK;
+}
+/* dy must be [N, C, oh, ow] of the 4-D input x; out: dx shaped like x. */
+static et_status want_resample_dy(const et_tshape *dy, const et_tshape *x, int64_t oh, int64_t ow, char *msg,
+                                  size_t cap) {
+    char b[128];
+    TRY(want(dy, ET_F32, 4, "gradient dy", msg, cap));
+    if (dy->dim[0] != x->dim[0] || dy->dim[1] != x->dim[1] || dy->dim[2] != oh || dy->dim[3] != ow)
+        return shape_error(msg, cap, "gradient dy %s must be [%lld,%lld,%lld,%lld]", et_shape_str(dy, b, sizeof b),
+                           (long long)x->dim[0], (long long)x->dim[1], (long long)oh, (long long)ow);
+    return ET_OK;
+}
+static et_status interpolate_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    et_interp2d_params p = {0};
+    TRY(interp_params(io->node, io->in[1], &p, msg, cap));
+    TRY(want_resample_dy(io->in[0], io->in[1], p.oh, p.ow, msg, cap));
+    set_like(&out[0], io->in[1], ET_F32);
+    return ET_OK;
+}
+static et_status interpolate_run(const et_node_io *io, const et_run_env *e) {
+    et_interp2d_params p = {0};
+    TRY(interp_params(io->node, io->in[0], &p, NULL, 0));
+    return et_f32_interp2d_fwd(&p, io->in_data[0], io->out_data[0], e->nthreads);
+}
+static et_status interpolate_bwd_run(const et_node_io *io, const et_run_env *e) {
+    et_interp2d_params p = {0};
+    TRY(interp_params(io->node, io->in[1], &p, NULL, 0));
+    return et_f32_interp2d_bwd(&p, io->in_data[0], io->out_data[0], e->nthreads);
+}
+
+/* adaptive_avgpool2d, adaptive_maxpool2d: x[N,C,H,W] -> y[N,C,OH,OW]; backward: dy, x. iattr: oh, ow */
+static et_status adaptive_params(const et_node_def *n, const et_tshape *x, char *msg, size_t cap) {
+    TRY(want(x, ET_F32, 4, "input x", msg, cap));
+    TRY(want_attr_range(n, 0, 2, msg, cap));
+    if (n->iattr[0] < 1 || n->iattr[1] < 1)
+        return shape_error(msg, cap, "output size %lldx%lld must be at least 1x1", (long long)n->iattr[0],
+                           (long long)n->iattr[1]);
+    return ET_OK;
+}
+static et_status adaptive_pool2d_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(adaptive_params(io->node, io->in[0], msg, cap));
+    int64_t dims[4] = {io->in[0]->dim[0], io->in[0]->dim[1], io->node->iattr[0], io->node->iattr[1]};
+    set_shape(&out[0], ET_F32, 4, dims);
+    return ET_OK;
+}
+static et_status adaptive_pool2d_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(adaptive_params(io->node, io->in[1], msg, cap));
+    TRY(want_resample_dy(io->in[0], io->in[1], io->node->iattr[0], io->node->iattr[1], msg, cap));
+    set_like(&out[0], io->in[1], ET_F32);
+    return ET_OK;
+}
+static et_status adaptive_avgpool2d_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[0]->dim;
+    return et_f32_adaptive_avgpool2d_fwd(d[0] * d[1], d[2], d[3], io->node->iattr[0], io->node->iattr[1],
+                                         io->in_data[0], io->out_data[0], e->nthreads);
+}
+static et_status adaptive_avgpool2d_bwd_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[1]->dim;
+    return et_f32_adaptive_avgpool2d_bwd(d[0] * d[1], d[2], d[3], io->node->iattr[0], io->node->iattr[1],
+                                         io->in_data[0], io->out_data[0], e->nthreads);
+}
+/* adaptive_maxpool2d: shapes as adaptive_avgpool2d; backward: dy, x (read: the argmax) */
+static et_status adaptive_maxpool2d_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[0]->dim;
+    return et_f32_adaptive_maxpool2d_fwd(d[0] * d[1], d[2], d[3], io->node->iattr[0], io->node->iattr[1],
+                                         io->in_data[0], io->out_data[0], e->nthreads);
+}
+static et_status adaptive_maxpool2d_bwd_run(const et_node_io *io, const et_run_env *e) {
+    const int64_t *d = io->in[1]->dim;
+    return et_f32_adaptive_maxpool2d_bwd(d[0] * d[1], d[2], d[3], io->node->iattr[0], io->node->iattr[1],
+                                         io->in_data[1], io->in_data[0], io->out_data[0], e->nthreads);
+}
+
+/* ======================================================================= */
 /* The table                                                                */
 /* ======================================================================= */
 /* One row per op, fields named (et_op_desc in runtime_internal.h); omitted
@@ -1461,6 +1620,27 @@ static const et_op_desc op_table[] = {
         .mut_in_mask = (1u << 0), .infer = grad_accumulate_infer, .run = grad_accumulate_run},
     [ET_OP_ACCUM_STEP] = {.name = "accum_step", .min_in = 1, .max_in = 1, .min_iattr = 1, .max_iattr = 1,
         .mut_in_mask = (1u << 0), .infer = accum_step_infer, .run = accum_step_run},
+    [ET_OP_CONV_TRANSPOSE2D] = {.name = "conv_transpose2d", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_iattr = 9, .max_iattr = 9, .infer = conv_transpose2d_infer, .ws_bytes = conv_transpose2d_ws,
+        .run = conv_transpose2d_run},
+    [ET_OP_INTERPOLATE] = {.name = "interpolate", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 4, .max_iattr = 4, .min_fattr = 2, .max_fattr = 2, .infer = interpolate_infer,
+        .run = interpolate_run},
+    [ET_OP_INTERPOLATE_BWD] = {.name = "interpolate_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 4, .max_iattr = 4, .min_fattr = 2, .max_fattr = 2, .infer = interpolate_bwd_infer,
+        .run = interpolate_bwd_run},
+    [ET_OP_ADAPTIVE_AVGPOOL2D] = {.name = "adaptive_avgpool2d", .min_in = 1, .max_in = 1, .min_out = 1,
+        .max_out = 1, .min_iattr = 2, .max_iattr = 2, .infer = adaptive_pool2d_infer,
+        .run = adaptive_avgpool2d_run},
+    [ET_OP_ADAPTIVE_AVGPOOL2D_BWD] = {.name = "adaptive_avgpool2d_bwd", .min_in = 2, .max_in = 2, .min_out = 1,
+        .max_out = 1, .min_iattr = 2, .max_iattr = 2, .infer = adaptive_pool2d_bwd_infer,
+        .run = adaptive_avgpool2d_bwd_run},
+    [ET_OP_ADAPTIVE_MAXPOOL2D] = {.name = "adaptive_maxpool2d", .min_in = 1, .max_in = 1, .min_out = 1,
+        .max_out = 1, .min_iattr = 2, .max_iattr = 2, .infer = adaptive_pool2d_infer,
+        .run = adaptive_maxpool2d_run},
+    [ET_OP_ADAPTIVE_MAXPOOL2D_BWD] = {.name = "adaptive_maxpool2d_bwd", .min_in = 2, .max_in = 2, .min_out = 1,
+        .max_out = 1, .min_iattr = 2, .max_iattr = 2, .infer = adaptive_pool2d_bwd_infer,
+        .run = adaptive_maxpool2d_bwd_run},
 };
 
 /* C99 static assert: one table entry per enum value (a new op without an entry

@@ -342,6 +342,71 @@ et_status et_f32_embedding_fwd__ref(int64_t n, int64_t v, int64_t d, const float
 et_status et_f32_embedding_bwd__ref(int64_t n, int64_t v, int64_t d, const int32_t *idx, const float *dy,
                                     int64_t padding_idx, float *dw, int nthreads);
 
+/* ======================================================================= */
+/* Transposed convolution 2-D, NCHW (conv_transpose.c). PyTorch layout:     */
+/* x[N,C,H,W], w[C, OC/groups, KH, KW], y[N,OC,OH,OW] with                  */
+/* OH = (H-1)*stride_h - 2*pad_h + dil_h*(KH-1) + out_pad_h + 1.            */
+/* It is the input gradient of the convolution et_conv_transpose2d_as_conv  */
+/* describes (input shaped like y, output shaped like x, weight w), so the  */
+/* forward runs conv2d's GEMM + col2im path; its gradients are conv2d ops.  */
+/* ======================================================================= */
+typedef struct et_conv_transpose2d_params {
+    int64_t n, c, h, w;               /* input x */
+    int64_t oc, kh, kw;               /* output channels, kernel */
+    int64_t stride_h, stride_w, pad_h, pad_w, out_pad_h, out_pad_w, dil_h, dil_w, groups;
+    int64_t oh, ow;                   /* output, filled by et_conv_transpose2d_params_init */
+} et_conv_transpose2d_params;
+
+/* Validates (positive sizes, channels divisible by groups, out_pad < stride, output at
+ * least 1x1) and computes oh, ow. */
+et_status et_conv_transpose2d_params_init(et_conv_transpose2d_params *p);
+/* The convolution (input [n, oc, oh, ow], weight w, output [n, c, h, w]) whose input
+ * gradient is this transposed convolution. */
+et_status et_conv_transpose2d_as_conv(const et_conv_transpose2d_params *p, et_conv2d_params *conv);
+size_t et_f32_conv_transpose2d_fwd_ws_bytes(const et_conv_transpose2d_params *p, int nthreads);
+/* y = conv_transpose(x, w) + b; b may be NULL. */
+et_status et_f32_conv_transpose2d_fwd(const et_conv_transpose2d_params *p, const float *x,
+                                      const float *w, const float *b, float *y, void *ws,
+                                      size_t ws_bytes, int nthreads);
+/* Naive gather loop with double accumulation (the oracle). */
+et_status et_f32_conv_transpose2d_fwd__ref(const et_conv_transpose2d_params *p, const float *x,
+                                           const float *w, const float *b, float *y);
+
+/* ======================================================================= */
+/* Resampling 2-D, NCHW planes (resample.c; plain loops, the reference).    */
+/* ======================================================================= */
+/* PyTorch's F.interpolate on 4-D input. scale_h/scale_w are the user's scale_factor (used
+ * in the source-index formulas as PyTorch does) or 0 to use in/out sizes.
+ *   nearest:  src = min(floor(dst * (1/scale or in/out)), in - 1) (float, as PyTorch)
+ *   bilinear: src = align_corners ? dst * (in-1)/(out-1) : max((dst + 0.5) * s - 0.5, 0)
+ * Backward scatter-adds dy with the forward's weights (dx overwritten). */
+typedef enum et_interp_mode {
+    ET_INTERP_NEAREST = 0,
+    ET_INTERP_BILINEAR = 1,
+    ET_INTERP_COUNT_
+} et_interp_mode;
+typedef struct et_interp2d_params {
+    int64_t nc, h, w, oh, ow;         /* planes (n*c), input and output sizes */
+    et_interp_mode mode;
+    int align_corners;                /* bilinear only */
+    float scale_h, scale_w;           /* scale_factor, or 0 */
+} et_interp2d_params;
+et_status et_f32_interp2d_fwd(const et_interp2d_params *p, const float *x, float *y, int nthreads);
+et_status et_f32_interp2d_bwd(const et_interp2d_params *p, const float *dy, float *dx, int nthreads);
+
+/* Adaptive average pooling to [oh, ow]: output cell (i, j) averages rows
+ * [floor(i*h/oh), ceil((i+1)*h/oh)) and the same for columns (PyTorch's windows). */
+et_status et_f32_adaptive_avgpool2d_fwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                        const float *x, float *y, int nthreads);
+et_status et_f32_adaptive_avgpool2d_bwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                        const float *dy, float *dx, int nthreads);
+/* Adaptive max pooling over the same windows: the first maximum (a NaN wins); the backward
+ * recomputes that position from x and routes dy there. */
+et_status et_f32_adaptive_maxpool2d_fwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                        const float *x, float *y, int nthreads);
+et_status et_f32_adaptive_maxpool2d_bwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                        const float *x, const float *dy, float *dx, int nthreads);
+
 #ifdef __cplusplus
 }
 #endif
