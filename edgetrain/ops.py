@@ -321,6 +321,16 @@ def _bw_unary(ctx, node, dys):
     return [scale(dy, 0.0)]               # sign, in_range: piecewise constant
 
 
+def _bw_fake_quant(ctx, node, dys):
+    """Straight-through estimator: dy where the unclamped level is inside [qmin, qmax]."""
+    x, scale, zero_point = node.inputs
+    for i, what in ((1, "scale"), (2, "zero_point")):
+        if ctx.need(i):
+            ctx.fail(what, "quantization parameters are observed, not learned")
+    a = ctx.attrs(node)
+    return [ctx.emit("fake_quant_bwd", [dys[0], x, scale, zero_point], **a)[0], None, None]
+
+
 # =====================================================================================
 # The table (order = ids = enum et_op)
 # =====================================================================================
@@ -332,6 +342,7 @@ _AVGPOOL_I = ("kh", "kw", "stride_h", "stride_w", "pad_h", "pad_w", "ceil_mode",
               "count_include_pad")
 _BN_IN = ("x", "gamma", "beta", "running_mean", "running_var")
 _BIN = (("a", "b"), ("y",))
+_FQ_I = ("axis", "qmin", "qmax")
 
 OPS: List[OpDef] = [
     OpDef(0, "conv2d", ("x", "w", "b?"), ("y",), _CONV_I, ("act_alpha",),
@@ -397,6 +408,12 @@ OPS: List[OpDef] = [
           kind="update", mutates=("param", "m", "v")),
     OpDef(42, "affine", ("x",), ("y",), (), ("alpha", "beta"), _bw_affine),
     OpDef(43, "unary", ("x",), ("y",), ("fn",), ("a", "b"), _bw_unary),
+    OpDef(44, "fake_quant", ("x", "scale", "zero_point"), ("y",), _FQ_I, (), _bw_fake_quant),
+    OpDef(45, "fake_quant_bwd", ("dy", "x", "scale", "zero_point"), ("dx",), _FQ_I, (),
+          kind="backward"),
+    OpDef(46, "quant_observe", ("x", "min_val", "max_val", "scale", "zero_point"), (),
+          _FQ_I + ("symmetric", "ema", "until_step"), ("averaging_constant",), kind="update",
+          mutates=("min_val", "max_val", "scale", "zero_point")),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

@@ -72,7 +72,8 @@ class TrainSession:
                     labels: Optional[Mapping[str, tuple]] = None, optimizer=None,
                     scheduler=None, threads: Optional[int] = None,
                     seed: Optional[int] = None, max_batch: Optional[int] = None,
-                    output=None, max_memory: Optional[int] = None) -> "TrainSession":
+                    output=None, max_memory: Optional[int] = None,
+                    quantize=None) -> "TrainSession":
         """Trace ``model`` into a trainable program and load it.
 
         ``inputs`` maps input names to shapes (float32); ``labels`` maps label names to
@@ -84,9 +85,14 @@ class TrainSession:
         ``max_memory`` (bytes) bounds what the session may plan; by default half the
         physical memory. A plan above it raises :class:`ResourceLimitError` before any
         allocation (also at :meth:`Resize` and at an automatic batch change).
+        ``quantize`` (an :class:`edgetrain.quant.QConfig`) traces a copy of ``model`` prepared
+        for quantization-aware training (:func:`edgetrain.quant.prepare_qat`).
         """
         from .export import build_graph
 
+        if quantize is not None:
+            from .quant import prepare_qat
+            model = prepare_qat(model, quantize)
         graph = build_graph(model, inputs=dict(inputs), loss=loss,
                             labels=dict(labels) if labels else None,
                             optimizer=optimizer, scheduler=scheduler, max_batch=max_batch,

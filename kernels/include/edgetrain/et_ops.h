@@ -55,6 +55,9 @@ typedef enum et_op {
     ET_OP_ADAM_UPDATE = 41,
     ET_OP_AFFINE = 42,
     ET_OP_UNARY = 43,
+    ET_OP_FAKE_QUANT = 44,
+    ET_OP_FAKE_QUANT_BWD = 45,
+    ET_OP_QUANT_OBSERVE = 46,
     ET_OP_COUNT
 } et_op;
 
