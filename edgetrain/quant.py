@@ -15,7 +15,8 @@ optimizer step, read from the runtime's step counter (so it also holds in ``et_t
 :func:`prepare_qat` (used by ``TrainSession.from_module(..., quantize=QConfig(...))``) returns a
 copy of a model in which Conv2d and Linear weights are fake-quantized per output channel
 (symmetric, ``±(2^(b-1) - 1)``) and their outputs and residual adds per tensor (affine,
-``0 .. 2^b - 1``); parameter names are those of the float model, so a float ``state_dict`` or
+``0 .. 2^b - 1``); a Conv2d followed by a BatchNorm2d in a Sequential simulates the fold
+(weights quantized as they will be folded, :class:`QATConvBn2d`); parameter names are those of the float model, so a float ``state_dict`` or
 ``.etm`` initialises the QAT model.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from . import tracing
 from .errors import InvalidArgumentError
 from .nn import functional as F
-from .nn.layers import Add, Conv2d, Linear
+from .nn.layers import Add, BatchNorm2d, Conv2d, Linear, Sequential
 from .nn.module import Buffer, Module
 from .models.mobilenet import InvertedResidual
 
@@ -67,14 +68,16 @@ def activation_range(bits: int):
 class QConfig:
     """How to quantize: bits of weights and activations (2..8 each), the observer ("ema" or
     "minmax"), its averaging constant, the optimizer step at which observers stop
-    (``None``: never) and the step at which BatchNorm freezes (not simulated yet: must be
-    ``None``)."""
+    (``None``: never), the step at which BatchNorm freezes (not implemented yet: must be
+    ``None``) and whether Conv2d + BatchNorm2d pairs simulate their fold (``fold_bn``,
+    torch.ao.nn.intrinsic.qat.ConvBn2d semantics)."""
     weight_bits: int = 8
     act_bits: int = 8
     observer: str = "ema"
     averaging_constant: float = 0.01
     observe_until_step: Optional[int] = None
     freeze_bn_step: Optional[int] = None
+    fold_bn: bool = True
 
     def __post_init__(self):
         weight_range(self.weight_bits)
@@ -210,7 +213,53 @@ class QATAdd(Add):
         return self.activation_post_process(F.add(x, y))
 
 
+class QATConvBn2d(Conv2d):
+    """Conv2d followed by its BatchNorm2d with the fold simulated as
+    torch.ao.nn.intrinsic.qat.ConvBn2d does: the weight is scaled by gamma / sqrt(running_var +
+    eps) and fake-quantized as it will be folded, the convolution's output is divided by that
+    factor again (plus the conv bias) and batch-normalised (batch statistics in training,
+    running ones in eval); the BatchNorm module stays in place (same names) as an identity."""
+
+    def forward(self, x):
+        bn = self._folded_bn
+        std = (tracing.require().as_tensor(bn.running_var) + bn.eps).sqrt()
+        factor = tracing.require().as_tensor(bn.weight) / std
+        w = self.weight_fake_quant(self.weight * factor.reshape(-1, 1, 1, 1))
+        y = F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
+        y = y / factor.reshape(1, -1, 1, 1)
+        if self.bias is not None:
+            y = y + tracing.require().as_tensor(self.bias).reshape(1, -1, 1, 1)
+        y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                         training=self.training, momentum=bn.momentum, eps=bn.eps)
+        return self.activation_post_process(y)
+
+
+class FoldedBatchNorm2d(BatchNorm2d):
+    """A BatchNorm2d computed by the QATConvBn2d before it: an identity here."""
+
+    def forward(self, x):
+        return x
+
+
+def _fold_conv_bn(m: Module, qc: QConfig) -> None:
+    """In a Sequential, each Conv2d directly followed by an affine BatchNorm2d with running
+    statistics becomes a QATConvBn2d (the BatchNorm an identity, its tensors read by the conv)."""
+    if not isinstance(m, Sequential):
+        return
+    kids = list(m.children())
+    for conv, bn in zip(kids, kids[1:]):
+        if type(conv) is Conv2d and type(bn) is BatchNorm2d and bn.affine and \
+                bn.track_running_stats and bn.num_features == conv.out_channels:
+            conv.__class__ = QATConvBn2d
+            object.__setattr__(conv, "_folded_bn", bn)   # not a child: names stay the same
+            conv.weight_fake_quant = _weight_fq(qc, conv.out_channels)
+            conv.activation_post_process = _act_fq(qc)
+            bn.__class__ = FoldedBatchNorm2d
+
+
 def _convert(m: Module, qc: QConfig) -> None:
+    if qc.fold_bn:
+        _fold_conv_bn(m, qc)
     for child in m.children():
         _convert(child, qc)
     if type(m) is Conv2d:

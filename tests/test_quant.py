@@ -153,7 +153,8 @@ def test_ties_round_half_even():
     s = np.array([0.25], np.float32)
     x = np.array([0.125, 0.375, -0.125, -0.375, 0.625], np.float32)   # 0.5, 1.5, -0.5, -1.5, 2.5
     y, _ = run_op(x, s, np.zeros(1, np.float32), None, -8, 7, np.ones(5, np.float32))
-    np.testing.assert_array_equal(y, np.array([0.0, 0.5, -0.0, -0.5, 0.5], np.float32))
+    np.testing.assert_array_equal(y, np.array([0.0, 0.5, 0.0, -0.5, 0.5], np.float32))
+    assert not np.signbit(y[2])   # -0.0 + zero point 0.0 = +0.0, as PyTorch (an integer there)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,3 +469,68 @@ def test_cli_qat_from_a_float_model(tmp_path, capsys):
     assert e.value.code == 2 and "bits from 2 to 8" in capsys.readouterr().err
     code, out, err = _cli(capsys, "train", fp, *common, "--qat-bits", "8")
     assert code == 2 and "--init" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Conv + BatchNorm fold simulation vs torch.ao.nn.intrinsic.qat.ConvBn2d
+# ---------------------------------------------------------------------------------------------
+def test_conv_bn_fold_step_matches_torch_convbn2d():
+    import torch.ao.nn.intrinsic.qat as niq
+
+    n, c, oc, hw = 3, 3, 5, 7
+    x = RNG.standard_normal((n, c, hw, hw)).astype(np.float32)
+    w = (RNG.standard_normal((oc, c, 3, 3)) * 0.3).astype(np.float32)
+    b = (RNG.standard_normal(oc) * 0.1).astype(np.float32)
+    gamma = RNG.uniform(0.5, 1.5, oc).astype(np.float32)
+    beta = (RNG.standard_normal(oc) * 0.1).astype(np.float32)
+    rmean = (RNG.standard_normal(oc) * 0.1).astype(np.float32)
+    rvar = RNG.uniform(0.5, 2.0, oc).astype(np.float32)
+    wout = RNG.standard_normal((n, oc, hw, hw)).astype(np.float32)
+
+    model = nn.Sequential(nn.Conv2d(c, oc, 3, padding=1), nn.BatchNorm2d(oc))
+    model[0].weight.data, model[0].bias.data = w, b
+    model[1].weight.data, model[1].bias.data = gamma, beta
+    model[1].running_mean.data, model[1].running_var.data = rmean, rvar
+    sess = et.TrainSession.from_module(model, inputs={"x": x.shape},
+                                       loss=lambda y: F.sum(F.mul(y, wout)),
+                                       quantize=quant.QConfig(), threads=2)
+    names = set(sess.get_parameters(include_buffers=False))
+    assert names == {"0.weight", "0.bias", "1.weight", "1.bias"}
+    sess.Grad()
+    out = sess.RunGraph({"x": x})["output"]
+    grads = sess.get_gradients()
+    state = sess.get_parameters()
+
+    wq = tq.FakeQuantize.with_args(observer=tq.MovingAveragePerChannelMinMaxObserver,
+                                   quant_min=-127, quant_max=127, dtype=torch.qint8,
+                                   qscheme=torch.per_channel_symmetric, ch_axis=0)
+    aq = tq.FakeQuantize.with_args(observer=tq.MovingAverageMinMaxObserver, quant_min=0,
+                                   quant_max=255, dtype=torch.quint8,
+                                   qscheme=torch.per_tensor_affine)
+    ref = niq.ConvBn2d(c, oc, 3, padding=1, bias=True, qconfig=tq.QConfig(activation=aq, weight=wq))
+    act = aq()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(w))
+        ref.bias.copy_(torch.tensor(b))
+        ref.bn.weight.copy_(torch.tensor(gamma))
+        ref.bn.bias.copy_(torch.tensor(beta))
+        ref.bn.running_mean.copy_(torch.tensor(rmean))
+        ref.bn.running_var.copy_(torch.tensor(rvar))
+    ref.train()
+    y = act(ref(torch.tensor(x)))
+    (y * torch.tensor(wout)).sum().backward()
+    y = y.detach().numpy()
+    np.testing.assert_allclose(out, y, rtol=1e-6, atol=1e-6 * np.abs(y).max())
+    # the conv bias's true gradient is 0 (batch statistics remove it): both sides are rounding
+    # noise, compared on the scale of the BatchNorm bias gradient
+    gscale = float(np.abs(ref.bn.bias.grad.numpy()).max())
+    for ours, theirs in (("0.weight", ref.weight), ("0.bias", ref.bias),
+                         ("1.weight", ref.bn.weight), ("1.bias", ref.bn.bias)):
+        g = theirs.grad.numpy()
+        np.testing.assert_allclose(grads[ours], g, rtol=1e-5,
+                                   atol=1e-5 * max(np.abs(g).max(), gscale if ours == "0.bias"
+                                                   else 0.0), err_msg=ours)
+    np.testing.assert_allclose(state["1.running_mean"], ref.bn.running_mean.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(state["1.running_var"], ref.bn.running_var.numpy(), rtol=1e-6)
+    bits_equal(state["0.weight_fake_quant.scale"], ref.weight_fake_quant.scale.numpy(),
+               "folded weight scale")
