@@ -432,6 +432,29 @@ def test_bad_fake_quantize_module():
         quant.FakeQuantize(0, 7, observer="max")
 
 
+def test_mobilenetv2_qat_folds_bn_and_quantizes_residual_adds():
+    from edgetrain.models import MobileNetV2
+
+    model = MobileNetV2(num_classes=10, in_channels=1)
+    kw = dict(inputs={"x": (2, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
+              labels={"y": ((2,), "int64")}, threads=2)
+    qat = et.TrainSession.from_module(model, optimizer=optim.SGD(model.parameters(), lr=0.01),
+                                      quantize=quant.QConfig(weight_bits=4, act_bits=8), **kw)
+    fp = et.TrainSession.from_module(model, **kw)
+    assert set(qat.get_parameters(include_buffers=False)) == \
+        set(fp.get_parameters(include_buffers=False))
+    g = qat.to_graph()
+    train_ops = [g.nodes[n].op for n in g.programs[2].nodes]
+    n_conv, n_res = train_ops.count("conv2d"), 10     # MobileNetV2 has 10 residual blocks
+    assert train_ops.count("quant_observe") == 2 * n_conv + 2 + n_res   # + the classifier
+    assert train_ops.count("batchnorm_train") == n_conv                # every conv folds a BN
+    x = RNG.standard_normal((2, 1, 28, 28)).astype(np.float32)
+    qat.Train()
+    loss = qat.RunGraph({"x": x, "y": np.array([3, 7])})["loss"]
+    assert np.isfinite(loss)
+    assert "features.1.conv.1.weight_fake_quant.scale" in qat.get_parameters()
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI: --qat-bits W[,A] --init fp32.etm
 # ---------------------------------------------------------------------------------------------
