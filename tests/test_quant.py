@@ -307,7 +307,7 @@ def test_qat_model_keeps_the_float_parameter_names():
 
 def test_qat_checkpoint_resumes_bit_identically(tmp_path):
     x, y = mnist_arrays(True)
-    steps = [(x[i * 32:(i + 1) * 32], y[i * 32:(i + 1) * 32]) for i in range(8)]
+    steps = [(x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16]) for i in range(8)]
     sess = lenet_session(LeNet(), quant.QConfig(observer="ema", observe_until_step=6))
     sess.Train()
     for xb, yb in steps[:4]:
