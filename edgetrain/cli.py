@@ -33,7 +33,7 @@ from .cli_federate import add_federate_parser, cmd_federate
 from .cli_inputs import (CLIError, Preprocess, _finite_float, _nonneg_float, _nonneg_int,
                          _positive_float, _positive_int, cli_meta, default_data_dir, image_size_flag, load_session,
                          open_source, programs, read_class_names, read_meta, resolve_model,
-                         resolve_preprocess, split_for_validation)
+                         resolve_preprocess, split_for_validation, qat_bits, init_from_file)
 
 EXIT_ERROR = 2
 MODEL_CHOICES = ("lenet", "lenet5", "mobilenetv1", "mobilenetv2")
@@ -169,6 +169,12 @@ def _train_parser(sub) -> None:
                    help="progress line interval when stdout is not a terminal")
     t.add_argument("--no-eval", action="store_true", help="skip the per-epoch accuracy")
     t.add_argument("--limit", type=_positive_int, default=None, help=argparse.SUPPRESS)
+    t.add_argument("--qat-bits", type=qat_bits, default=None, metavar="W[,A]",
+                   help="quantization-aware training: weights fake-quantized per channel to W "
+                        "bits, activations per tensor to A bits (default W; 2..8)")
+    t.add_argument("--init", default=None, metavar="MODEL.etm",
+                   help="initial weights (and BatchNorm statistics) from a model file, e.g. "
+                        "the float model a --qat-bits run starts from")
 
 
 # ---------------------------------------------------------------- helpers
@@ -383,6 +389,7 @@ def cmd_train(args, out=None) -> int:
         raise CLIError("give --val-data or --val-split, not both")
     source = open_source(args.data, args.image_root)
     spec = resolve_model(args.model, args.threads)
+    _check_qat_flags(args, spec)
     resumed = _open_checkpoint(args, spec)
     prep = _train_preprocess(args, source, spec, resumed)
     train_ds, val_ds = _train_data(args, source, prep)
@@ -393,11 +400,23 @@ def cmd_train(args, out=None) -> int:
         sess, batch = _file_session(args, spec, source, prep)
     else:
         sess, batch = _new_session(args, spec, source, prep, len(train_ds))
+    if args.init:
+        init_from_file(sess, args.init, args.threads)
     _check_classes(sess, source, args.model)
     run = TrainRun(args, sess, batch, train_ds, val_ds, out, spec.name)
     if resumed is not None:
         run.resume_curve(args.resume)
     return run.run()
+
+
+def _check_qat_flags(args, spec) -> None:
+    if args.resume and (args.qat_bits or args.init):
+        raise CLIError("--resume continues the checkpoint's own program and weights; drop "
+                       "--qat-bits / --init")
+    if args.qat_bits and spec.kind == "file":
+        raise CLIError(f"--qat-bits needs a zoo or factory model to quantize, not the program "
+                       f"{args.model}; start from the float weights with "
+                       f"'edgetrain train <model name> --qat-bits ... --init {args.model}'")
 
 
 def _import_edgetrain():
@@ -457,6 +476,10 @@ def _new_session(args, spec, source, prep, n_train: int):
     batch = args.batch_size or 64
     nn.init.manual_seed(args.seed)
     model = spec.build(source.num_classes, prep)
+    if args.qat_bits:
+        from .quant import QConfig, prepare_qat
+        model = prepare_qat(model, QConfig(weight_bits=args.qat_bits[0],
+                                           act_bits=args.qat_bits[1]))
     opt = _make_optimizer(args, model)
     sched = _make_schedule(args, opt, n_train // batch // (args.accumulate or 1))
     try:

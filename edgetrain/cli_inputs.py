@@ -84,6 +84,40 @@ def _finite_float(text: str) -> float:
     return v
 
 
+def qat_bits(text: str) -> Tuple[int, int]:
+    """``--qat-bits W[,A]``: weight and activation bits, 2..8 each (A defaults to W)."""
+    parts = text.split(",")
+    try:
+        bits = [int(p) for p in parts]
+    except ValueError:
+        bits = []
+    if len(bits) not in (1, 2) or not all(2 <= b <= 8 for b in bits):
+        raise argparse.ArgumentTypeError(f"expected W or W,A with bits from 2 to 8 (e.g. 8 or "
+                                         f"4,8), got {text!r}")
+    return bits[0], bits[-1]
+
+
+def init_from_file(sess, path: str, threads: Optional[int]) -> int:
+    """``--init``: copy every parameter and buffer of the model file at ``path`` that ``sess``
+    has under the same name (a float model initialising its QAT version); returns the count.
+    A model with none of them, or a shape mismatch, is a one-line error."""
+    src = load_session(path, threads).get_parameters()
+    own = sess.get_parameters()
+    common = {k: v for k, v in src.items() if k in own}
+    params = set(sess.get_parameters(include_buffers=False))
+    if not params & set(common):
+        raise CLIError(f"--init {path}: no parameter name in common with the model")
+    bad = [k for k, v in common.items() if v.shape != own[k].shape]
+    if bad:
+        raise CLIError(f"--init {path}: {bad[0]} has shape {common[bad[0]].shape}, the model "
+                       f"{own[bad[0]].shape}")
+    missing = sorted(params - set(common))
+    if missing:
+        raise CLIError(f"--init {path}: parameter {missing[0]} is not in the file")
+    sess.set_parameters(common)
+    return len(common)
+
+
 # ---------------------------------------------------------------- preprocessing
 
 @dataclass

@@ -406,6 +406,14 @@ def _bw_adaptive_avgpool(ctx, node, dys):
 
 def _bw_adaptive_maxpool(ctx, node, dys):
     return [ctx.emit("adaptive_maxpool2d_bwd", [dys[0], node.inputs[0]], **ctx.attrs(node))[0]]
+def _bw_fake_quant(ctx, node, dys):
+    """Straight-through estimator: dy where the unclamped level is inside [qmin, qmax]."""
+    x, scale, zero_point = node.inputs
+    for i, what in ((1, "scale"), (2, "zero_point")):
+        if ctx.need(i):
+            ctx.fail(what, "quantization parameters are observed, not learned")
+    a = ctx.attrs(node)
+    return [ctx.emit("fake_quant_bwd", [dys[0], x, scale, zero_point], **a)[0], None, None]
 
 
 # =====================================================================================
@@ -422,6 +430,7 @@ _CONVT_I = ("stride_h", "stride_w", "pad_h", "pad_w", "out_pad_h", "out_pad_w", 
 _INTERP_I = ("mode", "align_corners", "oh", "ow")
 _BN_IN = ("x", "gamma", "beta", "running_mean", "running_var")
 _BIN = (("a", "b"), ("y",))
+_FQ_I = ("axis", "qmin", "qmax")
 
 OPS: List[OpDef] = [
     OpDef(0, "conv2d", ("x", "w", "b?"), ("y",), _CONV_I, ("act_alpha",),
@@ -530,6 +539,12 @@ OPS: List[OpDef] = [
     OpDef(64, "adaptive_maxpool2d", ("x",), ("y",), ("oh", "ow"), (), _bw_adaptive_maxpool),
     OpDef(65, "adaptive_maxpool2d_bwd", ("dy", "x"), ("dx",), ("oh", "ow"), (),
           kind="backward"),
+    OpDef(66, "fake_quant", ("x", "scale", "zero_point"), ("y",), _FQ_I, (), _bw_fake_quant),
+    OpDef(67, "fake_quant_bwd", ("dy", "x", "scale", "zero_point"), ("dx",), _FQ_I, (),
+          kind="backward"),
+    OpDef(68, "quant_observe", ("x", "min_val", "max_val", "scale", "zero_point"), (),
+          _FQ_I + ("symmetric", "ema", "until_step"), ("averaging_constant",), kind="update",
+          mutates=("min_val", "max_val", "scale", "zero_point")),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

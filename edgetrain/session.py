@@ -74,7 +74,7 @@ class TrainSession:
                     scheduler=None, threads: Optional[int] = None,
                     seed: Optional[int] = None, max_batch: Optional[int] = None,
                     output=None, max_memory: Optional[int] = None,
-                    teacher=None) -> "TrainSession":
+                    teacher=None, quantize=None) -> "TrainSession":
         """Trace ``model`` into a trainable program and load it.
 
         ``inputs`` maps input names to shapes (float32; ``(shape, "int64")`` for integer data
@@ -90,9 +90,14 @@ class TrainSession:
         ``teacher`` (a module) distils into ``model``: the loss is called as
         ``loss(output, teacher_output, *labels)`` (e.g. ``nn.DistillLoss(20, 0.9)``); the
         teacher runs forward only, in eval form, inside each training step, as constants.
+        ``quantize`` (an :class:`edgetrain.quant.QConfig`) traces a copy of ``model`` prepared
+        for quantization-aware training (:func:`edgetrain.quant.prepare_qat`).
         """
         from .export import build_graph
 
+        if quantize is not None:
+            from .quant import prepare_qat
+            model = prepare_qat(model, quantize)
         graph = build_graph(model, inputs=dict(inputs), loss=loss,
                             labels=dict(labels) if labels else None,
                             optimizer=optimizer, scheduler=scheduler, max_batch=max_batch,

@@ -232,6 +232,32 @@ SEG_LABELS = np.array([[[0, 2, 1, 1, 0], [2, 2, 0, 1, 2]], [[1, 0, 0, 2, 1], [0,
                       np.int64)
 SEQ_LABELS = np.array([[3], [-100], [0]], np.int64)
 
+def _fake_quant(name, x, scale, zp, axis, qmin, qmax):
+    """fake_quant vs torch.fake_quantize_per_{tensor,channel}_affine (float32 in torch, the
+    gradient through its straight-through mask); scale / zero_point are frozen inputs."""
+    from edgetrain import quant
+
+    s = np.array(scale, np.float32)
+    z = np.array(zp, np.float32)
+
+    def et_fn(m):
+        if axis is None:
+            return quant.fake_quantize_per_tensor_affine(m.x, m.scale, m.zero_point, qmin, qmax)
+        return quant.fake_quantize_per_channel_affine(m.x, m.scale, m.zero_point, axis, qmin,
+                                                      qmax)
+
+    def ref(t):
+        x32 = t["x"].float()
+        if axis is None:
+            y = torch.fake_quantize_per_tensor_affine(x32, float(s[0]), int(z[0]), qmin, qmax)
+        else:
+            y = torch.fake_quantize_per_channel_affine(
+                x32, torch.tensor(s), torch.tensor(z.astype(np.int32)), axis, qmin, qmax)
+        return y.double()
+    return Case(name, {"x": x, "scale": s, "zero_point": z}, et_fn, ref,
+                frozen=("scale", "zero_point"), tol=(1e-5, 1e-6))
+
+
 CASES = {
     "conv2d": [
         _conv("3x3", 2, 3, 7, 6, 4, 3),
@@ -653,6 +679,17 @@ CASES = {
              lambda t: torch.nn.AdaptiveMaxPool2d((2, 3))(t["x"]),
              setup=lambda m: setattr(m, "pool", nn.AdaptiveMaxPool2d((2, 3)))),
     ],
+    # bit-exactness, ties and the observers: tests/test_quant.py
+    "fake_quant": [
+        _fake_quant("per_tensor_u8", rnd(3, 5, 7, scale=2.0), [0.02], [100], None, 0, 255),
+        _fake_quant("per_tensor_u2_scalar", rnd(17, 3), [0.7], [1], None, 0, 3),
+        _fake_quant("per_channel_axis1_s4", rnd(2, 3, 4, 5), [0.1, 0.3, 0.05], [0, 0, 0], 1,
+                    -7, 7),
+        _fake_quant("per_channel_axis0_s2", rnd(5, 3, 3, 1), [0.5, 1.0, 0.25, 2.0, 0.6],
+                    [0, 0, 0, 0, 0], 0, -1, 1),
+        _fake_quant("per_channel_last_u8_zp", rnd(4, 1, 6, scale=3.0),
+                    [0.02, 0.03, 0.01, 0.05, 0.04, 0.025], [128, 0, 255, 17, 90, 200], 2, 0, 255),
+    ],
 }
 
 
@@ -785,9 +822,10 @@ def test_every_backward_op_is_reached():
 def test_update_ops_have_tests():
     update_ops = {op.name for op in ops.OPS if op.kind == "update"}
     # rmsprop_update, adagrad_update, grad_norm, grad_accumulate, accum_step: the optimizer,
-    # clipping and accumulation tests in tests/test_optim_steps.py (and below)
+    # clipping and accumulation tests in tests/test_optim_steps.py (and below); quant_observe
+    # (observers) is compared with PyTorch's observers in tests/test_quant.py
     assert update_ops == {"sgd_update", "adam_update", "rmsprop_update", "adagrad_update",
-                          "grad_norm", "grad_accumulate", "accum_step"}, \
+                          "grad_norm", "grad_accumulate", "accum_step", "quant_observe"}, \
         "a new update op needs an optimizer test below or in tests/test_optim_steps.py"
 
 

@@ -1489,6 +1489,114 @@ static et_status adaptive_maxpool2d_bwd_run(const et_node_io *io, const et_run_e
 }
 
 /* ======================================================================= */
+/* Fake quantization and observers (quant.c)                                */
+/* ======================================================================= */
+/* iattr axis (-1: per tensor), qmin, qmax: x viewed as [outer, c, inner] around the axis;
+ * the qparam inputs k0, k0 + 1 (scale, zero_point) and, for the observer, its min_val /
+ * max_val must hold c values ([c], or one value per tensor). */
+typedef struct fq_view { int64_t outer, c, inner; } fq_view;
+
+static et_status fq_view_of(const et_node_io *io, int x_slot, fq_view *v, char *msg, size_t cap) {
+    const et_tshape *x = io->in[x_slot];
+    const int64_t axis = io->node->iattr[0], qmin = io->node->iattr[1], qmax = io->node->iattr[2];
+    TRY(want(x, ET_F32, -2, "input x", msg, cap));
+    if (qmin < -32768 || qmax > 65535 || qmin >= qmax)
+        return shape_error(msg, cap, "quantization range qmin %lld .. qmax %lld must satisfy -32768 <= qmin < qmax "
+                           "<= 65535", (long long)qmin, (long long)qmax);
+    if (axis < -1 || axis >= x->ndim)
+        return shape_error(msg, cap, "channel axis %lld out of range for a %d-D input (-1: per tensor)",
+                           (long long)axis, x->ndim);
+    v->outer = 1;
+    v->c = axis < 0 ? 1 : x->dim[axis];
+    v->inner = 1;
+    for (int d = 0; d < x->ndim; d++) {
+        if (axis >= 0 && d < axis) v->outer *= x->dim[d];
+        else if (d != axis) v->inner *= x->dim[d];
+    }
+    if (v->c < 1) return shape_error(msg, cap, "channel axis %lld has size 0", (long long)axis);
+    return ET_OK;
+}
+static et_status want_qvec(const et_tshape *t, const fq_view *v, int per_tensor, const char *what, char *msg,
+                           size_t cap) {
+    char b[128];
+    if (per_tensor) {
+        if (t->dtype == ET_F32 && et_shape_numel(t) == 1 && t->ndim <= 1) return ET_OK;
+        return shape_error(msg, cap, "%s of a per-tensor quantization must be [] or [1] f32, got %s", what,
+                           et_shape_str(t, b, sizeof b));
+    }
+    return want_vec(t, v->c, what, msg, cap);
+}
+static et_status fq_params(const et_node_io *io, int x_slot, int first_q, int nq, fq_view *v, char *msg, size_t cap) {
+    static const char *names[] = {"scale", "zero_point", "min_val", "max_val"};
+    static const int order[] = {2, 3, 0, 1}; /* observer inputs: min_val, max_val, scale, zero_point */
+    TRY(fq_view_of(io, x_slot, v, msg, cap));
+    for (int k = 0; k < nq; k++) {
+        const char *what = nq == 4 ? names[order[k]] : names[k];
+        TRY(want_qvec(io->in[first_q + k], v, io->node->iattr[0] < 0, what, msg, cap));
+    }
+    return ET_OK;
+}
+/* fake_quant: x, scale, zero_point -> y */
+static et_status fake_quant_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    fq_view v;
+    TRY(fq_params(io, 0, 1, 2, &v, msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status fake_quant_run(const et_node_io *io, const et_run_env *e) {
+    fq_view v;
+    TRY(fq_params(io, 0, 1, 2, &v, NULL, 0));
+    return et_f32_fake_quant_fwd__ref(v.outer, v.c, v.inner, io->in_data[0], io->in_data[1], io->in_data[2],
+                                      io->node->iattr[1], io->node->iattr[2], io->out_data[0], e->nthreads);
+}
+/* fake_quant_bwd: dy, x, scale, zero_point -> dx */
+static et_status fake_quant_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    fq_view v;
+    TRY(fq_params(io, 1, 2, 2, &v, msg, cap));
+    TRY(want(io->in[0], ET_F32, -2, "gradient dy", msg, cap));
+    TRY(want_same(io->in[0], io->in[1], "dy", "x", msg, cap));
+    set_like(&out[0], io->in[1], ET_F32);
+    return ET_OK;
+}
+static et_status fake_quant_bwd_run(const et_node_io *io, const et_run_env *e) {
+    fq_view v;
+    TRY(fq_params(io, 1, 2, 2, &v, NULL, 0));
+    return et_f32_fake_quant_bwd__ref(v.outer, v.c, v.inner, io->in_data[0], io->in_data[1], io->in_data[2],
+                                      io->in_data[3], io->node->iattr[1], io->node->iattr[2], io->out_data[0],
+                                      e->nthreads);
+}
+/* quant_observe: x, min_val, max_val, scale, zero_point (all four mut); iattr axis, qmin, qmax,
+ * symmetric, ema, until_step (-1: always); fattr averaging_constant. Does nothing once the
+ * session's step counter reaches until_step. */
+static et_status quant_observe_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    fq_view v;
+    const float c = io->node->fattr[0];
+    (void)out;
+    TRY(fq_params(io, 0, 1, 4, &v, msg, cap));
+    TRY(want_flag(io->node->iattr[3], "symmetric", msg, cap));
+    TRY(want_flag(io->node->iattr[4], "ema", msg, cap));
+    if (io->node->iattr[5] < -1)
+        return shape_error(msg, cap, "until_step must be >= 0 (or -1: never stop), got %lld",
+                           (long long)io->node->iattr[5]);
+    if (!(c > 0.0f && c <= 1.0f))
+        return shape_error(msg, cap, "averaging_constant must be in (0, 1], got %g", (double)c);
+    if (io->node->iattr[3] && (io->node->iattr[1] > 0 || io->node->iattr[2] < 0))
+        return shape_error(msg, cap, "a symmetric range qmin %lld .. qmax %lld must contain 0",
+                           (long long)io->node->iattr[1], (long long)io->node->iattr[2]);
+    if (et_shape_numel(io->in[0]) < 1) return shape_error(msg, cap, "the observed input is empty");
+    return ET_OK;
+}
+static et_status quant_observe_run(const et_node_io *io, const et_run_env *e) {
+    fq_view v;
+    const int64_t *a = io->node->iattr;
+    if (a[5] >= 0 && e->step >= (uint64_t)a[5]) return ET_OK;
+    TRY(fq_params(io, 0, 1, 4, &v, NULL, 0));
+    return et_f32_quant_observe__ref(v.outer, v.c, v.inner, io->in_data[0], io->in_data[1], io->in_data[2],
+                                     io->in_data[3], io->in_data[4], a[1], a[2], (int)a[3], (int)a[4],
+                                     io->node->fattr[0], e->nthreads);
+}
+
+/* ======================================================================= */
 /* The table                                                                */
 /* ======================================================================= */
 /* One row per op, fields named (et_op_desc in runtime_internal.h); omitted
@@ -1641,6 +1749,13 @@ static const et_op_desc op_table[] = {
     [ET_OP_ADAPTIVE_MAXPOOL2D_BWD] = {.name = "adaptive_maxpool2d_bwd", .min_in = 2, .max_in = 2, .min_out = 1,
         .max_out = 1, .min_iattr = 2, .max_iattr = 2, .infer = adaptive_pool2d_bwd_infer,
         .run = adaptive_maxpool2d_bwd_run},
+    [ET_OP_FAKE_QUANT] = {.name = "fake_quant", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_iattr = 3, .max_iattr = 3, .infer = fake_quant_infer, .run = fake_quant_run},
+    [ET_OP_FAKE_QUANT_BWD] = {.name = "fake_quant_bwd", .min_in = 4, .max_in = 4, .min_out = 1, .max_out = 1,
+        .min_iattr = 3, .max_iattr = 3, .infer = fake_quant_bwd_infer, .run = fake_quant_bwd_run},
+    [ET_OP_QUANT_OBSERVE] = {.name = "quant_observe", .min_in = 5, .max_in = 5, .min_iattr = 6, .max_iattr = 6,
+        .min_fattr = 1, .max_fattr = 1, .mut_in_mask = (1u << 1) | (1u << 2) | (1u << 3) | (1u << 4),
+        .infer = quant_observe_infer, .run = quant_observe_run},
 };
 
 /* C99 static assert: one table entry per enum value (a new op without an entry

@@ -78,11 +78,19 @@ void test_runtime(void);
 void test_atomic_file(void);
 void test_loss_extra(void);
 void test_resample(void);
+void test_quant(void);
 
+/* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
-    {"gemm", test_gemm}, {"conv", test_conv}, {"pool", test_pool}, {"misc", test_misc},
-    {"runtime", test_runtime}, {"atomic", test_atomic_file}, {"lossx", test_loss_extra},
+    {"gemm", test_gemm},
+    {"conv", test_conv},
+    {"pool", test_pool},
+    {"misc", test_misc},
+    {"runtime", test_runtime},
+    {"atomic", test_atomic_file},
+    {"lossx", test_loss_extra},
     {"resample", test_resample},
+    {"quant", test_quant},
 };
 
 int main(int argc, char **argv) {

@@ -407,6 +407,25 @@ et_status et_f32_adaptive_maxpool2d_fwd(int64_t nc, int64_t h, int64_t w, int64_
 et_status et_f32_adaptive_maxpool2d_bwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                         const float *x, const float *dy, float *dx, int nthreads);
 
+/* ======================================================================= */
+/* Fake quantization and observers (quant.c): x viewed as [outer, c, inner],  */
+/* scale / zero_point (integer-valued floats) of c channels (c = 1: per tensor). */
+/* ======================================================================= */
+/* y = (clamp(nearbyint(x * (1 / s)) + zp, qmin, qmax) - zp) * s, round-half-even (PyTorch's
+ * fake_quantize_per_tensor_affine / _per_channel_affine, bit for bit). */
+et_status et_f32_fake_quant_fwd__ref(int64_t outer, int64_t c, int64_t inner, const float *x, const float *scale,
+                                     const float *zero_point, int64_t qmin, int64_t qmax, float *y, int nthreads);
+/* Straight-through: dx = dy * (qmin <= nearbyint(x * (1 / s)) + zp <= qmax). */
+et_status et_f32_fake_quant_bwd__ref(int64_t outer, int64_t c, int64_t inner, const float *dy, const float *x,
+                                     const float *scale, const float *zero_point, int64_t qmin, int64_t qmax,
+                                     float *dx, int nthreads);
+/* Observer step (torch.ao MinMaxObserver, ema: MovingAverageMinMaxObserver with
+ * averaging_constant): updates min_val / max_val per channel (+inf / -inf: nothing observed
+ * yet) and recomputes scale / zero_point (symmetric: zp = 0; affine: zp clamped to the range). */
+et_status et_f32_quant_observe__ref(int64_t outer, int64_t c, int64_t inner, const float *x, float *min_val,
+                                    float *max_val, float *scale, float *zero_point, int64_t qmin, int64_t qmax,
+                                    int symmetric, int ema, float averaging_constant, int nthreads);
+
 #ifdef __cplusplus
 }
 #endif

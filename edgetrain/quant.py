@@ -1,0 +1,311 @@
+"""Quantization-aware training (QAT) in float simulation: fake quantization and observers.
+
+One number rule (PyTorch's and ONNX's): ``q = clamp(nearbyint(x * (1/s)) + zp, qmin, qmax)``
+with round-half-even, ``y = (q - zp) * s`` — bit for bit PyTorch's
+``fake_quantize_per_tensor_affine`` / ``fake_quantize_per_channel_affine`` (op ``fake_quant``);
+the gradient is straight-through inside the range, zero outside (op ``fake_quant_bwd``).
+
+Scales and zero points are observed (op ``quant_observe``, in training programs only: an eval
+never moves a scale) from running min / max ("minmax", PyTorch's MinMaxObserver) or their
+moving average ("ema", MovingAverageMinMaxObserver), and computed as PyTorch's observers do.
+Their state (``scale``, ``zero_point``, ``min_val``, ``max_val``) is a buffer of the model, saved
+and resumed like BatchNorm running statistics. ``observe_until_step`` stops the observers at an
+optimizer step, read from the runtime's step counter (so it also holds in ``et_train``).
+
+:func:`prepare_qat` (used by ``TrainSession.from_module(..., quantize=QConfig(...))``) returns a
+copy of a model in which Conv2d and Linear weights are fake-quantized per output channel
+(symmetric, ``±(2^(b-1) - 1)``) and their outputs and residual adds per tensor (affine,
+``0 .. 2^b - 1``); a Conv2d followed by a BatchNorm2d in a Sequential simulates the fold
+(weights quantized as they will be folded, :class:`QATConvBn2d`); parameter names are those of the float model, so a float ``state_dict`` or
+``.etm`` initialises the QAT model.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import tracing
+from .errors import InvalidArgumentError
+from .nn import functional as F
+from .nn.layers import Add, BatchNorm2d, Conv2d, Linear, Sequential
+from .nn.module import Buffer, Module
+from .models.mobilenet import InvertedResidual
+
+__all__ = ["QConfig", "FakeQuantize", "prepare_qat", "fake_quantize_per_tensor_affine",
+           "fake_quantize_per_channel_affine", "weight_range", "activation_range",
+           "QuantConfigError"]
+
+OBSERVERS = ("ema", "minmax")
+
+
+class QuantConfigError(InvalidArgumentError):
+    """A quantization setting out of range (bits outside 2..8, unknown observer, ...)."""
+
+
+def _bits(what: str, bits) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
+        raise QuantConfigError(f"{what} must be an integer from 2 to 8, got {bits!r}")
+    return int(bits)
+
+
+def weight_range(bits: int):
+    """(qmin, qmax) of symmetric per-channel weights: ±(2^(bits-1) - 1)."""
+    b = _bits("weight_bits", bits)
+    return -(2 ** (b - 1) - 1), 2 ** (b - 1) - 1
+
+
+def activation_range(bits: int):
+    """(qmin, qmax) of affine per-tensor activations: 0 .. 2^bits - 1."""
+    b = _bits("act_bits", bits)
+    return 0, 2 ** b - 1
+
+
+@dataclass(frozen=True)
+class QConfig:
+    """How to quantize: bits of weights and activations (2..8 each), the observer ("ema" or
+    "minmax"), its averaging constant, the optimizer step at which observers stop
+    (``None``: never), the step at which BatchNorm freezes (not implemented yet: must be
+    ``None``) and whether Conv2d + BatchNorm2d pairs simulate their fold (``fold_bn``,
+    torch.ao.nn.intrinsic.qat.ConvBn2d semantics)."""
+    weight_bits: int = 8
+    act_bits: int = 8
+    observer: str = "ema"
+    averaging_constant: float = 0.01
+    observe_until_step: Optional[int] = None
+    freeze_bn_step: Optional[int] = None
+    fold_bn: bool = True
+
+    def __post_init__(self):
+        weight_range(self.weight_bits)
+        activation_range(self.act_bits)
+        if self.observer not in OBSERVERS:
+            raise QuantConfigError(f"observer must be one of {OBSERVERS}, got {self.observer!r}")
+        c = self.averaging_constant
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.0 < float(c) <= 1.0:
+            raise QuantConfigError(f"averaging_constant must be a number in (0, 1], got {c!r}")
+        s = self.observe_until_step
+        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0):
+            raise QuantConfigError(f"observe_until_step must be None or an integer >= 0, "
+                                   f"got {s!r}")
+        if self.freeze_bn_step is not None:
+            raise QuantConfigError("freeze_bn_step: Conv+BatchNorm fold simulation is not "
+                                   "implemented yet; leave it None")
+
+
+# ------------------------------------------------------------------------------------------
+# functions (traced)
+# ------------------------------------------------------------------------------------------
+def _check_range(quant_min, quant_max):
+    for v in (quant_min, quant_max):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise QuantConfigError(f"quant_min / quant_max must be integers, got {v!r}")
+    if not quant_min < quant_max:
+        raise QuantConfigError(f"quant_min {quant_min} must be < quant_max {quant_max}")
+
+
+def fake_quantize_per_tensor_affine(input, scale, zero_point, quant_min: int, quant_max: int):
+    """PyTorch's ``torch.fake_quantize_per_tensor_affine``; ``scale`` and ``zero_point`` are
+    one-element tensors (buffers), the zero point an integer-valued float."""
+    _check_range(quant_min, quant_max)
+    return tracing.require().emit1("fake_quant", [input, scale, zero_point], axis=-1,
+                                   qmin=quant_min, qmax=quant_max)
+
+
+def fake_quantize_per_channel_affine(input, scale, zero_point, axis: int, quant_min: int,
+                                     quant_max: int):
+    """PyTorch's ``torch.fake_quantize_per_channel_affine``: ``scale`` / ``zero_point`` hold one
+    value per index of dimension ``axis``."""
+    _check_range(quant_min, quant_max)
+    tr = tracing.require()
+    x = tr.as_tensor(input)
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
+        raise QuantConfigError(f"layer '{tr.layer or '<root>'}': axis {axis!r} out of range "
+                               f"for a {x.ndim}-D input")
+    return tr.emit1("fake_quant", [x, scale, zero_point], axis=axis % x.ndim, qmin=quant_min,
+                    qmax=quant_max)
+
+
+# ------------------------------------------------------------------------------------------
+# the observed fake-quantizer module
+# ------------------------------------------------------------------------------------------
+class FakeQuantize(Module):
+    """Observer + fake quantization (PyTorch's FakeQuantize). Per tensor (``channels=None``)
+    or per channel along ``axis``. Buffers: ``scale`` (1.0), ``zero_point`` (0), ``min_val``
+    (+inf) and ``max_val`` (-inf) until the first observation."""
+
+    def __init__(self, quant_min: int, quant_max: int, channels: Optional[int] = None,
+                 axis: int = 0, symmetric: bool = False, observer: str = "ema",
+                 averaging_constant: float = 0.01, observe_until_step: Optional[int] = None):
+        super().__init__()
+        _check_range(quant_min, quant_max)
+        if observer not in OBSERVERS:
+            raise QuantConfigError(f"observer must be one of {OBSERVERS}, got {observer!r}")
+        if symmetric and not quant_min <= 0 <= quant_max:
+            raise QuantConfigError(f"a symmetric range {quant_min}..{quant_max} must contain 0")
+        self.quant_min, self.quant_max = int(quant_min), int(quant_max)
+        self.axis = -1 if channels is None else int(axis)
+        self.symmetric, self.observer = bool(symmetric), observer
+        self.averaging_constant = float(averaging_constant)
+        self.observe_until_step = -1 if observe_until_step is None else int(observe_until_step)
+        c = 1 if channels is None else int(channels)
+        self.scale = Buffer(np.ones(c, np.float32))
+        self.zero_point = Buffer(np.zeros(c, np.float32))
+        self.min_val = Buffer(np.full(c, math.inf, np.float32))
+        self.max_val = Buffer(np.full(c, -math.inf, np.float32))
+
+    def forward(self, x):
+        tr = tracing.require()
+        q = dict(axis=self.axis, qmin=self.quant_min, qmax=self.quant_max)
+        if self.training:
+            tr.emit("quant_observe", [x, self.min_val, self.max_val, self.scale, self.zero_point],
+                    symmetric=int(self.symmetric), ema=int(self.observer == "ema"),
+                    until_step=self.observe_until_step,
+                    averaging_constant=self.averaging_constant, **q)
+        return tr.emit1("fake_quant", [x, self.scale, self.zero_point], **q)
+
+    def extra_repr(self) -> str:
+        kind = "per_tensor" if self.axis < 0 else f"per_channel(axis={self.axis})"
+        return (f"{kind}, quant_min={self.quant_min}, quant_max={self.quant_max}, "
+                f"symmetric={self.symmetric}, observer={self.observer!r}")
+
+
+# ------------------------------------------------------------------------------------------
+# QAT versions of the layers (same parameters, extra quantizer submodules)
+# ------------------------------------------------------------------------------------------
+def _weight_fq(qc: QConfig, channels: int) -> FakeQuantize:
+    lo, hi = weight_range(qc.weight_bits)
+    return FakeQuantize(lo, hi, channels=channels, axis=0, symmetric=True, observer=qc.observer,
+                        averaging_constant=qc.averaging_constant,
+                        observe_until_step=qc.observe_until_step)
+
+
+def _act_fq(qc: QConfig) -> FakeQuantize:
+    lo, hi = activation_range(qc.act_bits)
+    return FakeQuantize(lo, hi, observer=qc.observer, averaging_constant=qc.averaging_constant,
+                        observe_until_step=qc.observe_until_step)
+
+
+class QATConv2d(Conv2d):
+    """Conv2d with per-channel fake-quantized weights and a fake-quantized output."""
+
+    def forward(self, x):
+        w = self.weight_fake_quant(self.weight)
+        y = F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return self.activation_post_process(y)
+
+
+class QATLinear(Linear):
+    """Linear with per-channel fake-quantized weights and a fake-quantized output."""
+
+    def forward(self, x):
+        y = F.linear(x, self.weight_fake_quant(self.weight), self.bias)
+        return self.activation_post_process(y)
+
+
+class QATAdd(Add):
+    """x + y with a fake-quantized sum (residual connections)."""
+
+    def forward(self, x, y):
+        return self.activation_post_process(F.add(x, y))
+
+
+class QATConvBn2d(Conv2d):
+    """Conv2d followed by its BatchNorm2d with the fold simulated as
+    torch.ao.nn.intrinsic.qat.ConvBn2d does: the weight is scaled by gamma / sqrt(running_var +
+    eps) and fake-quantized as it will be folded, the convolution's output is divided by that
+    factor again (plus the conv bias) and batch-normalised (batch statistics in training,
+    running ones in eval); the BatchNorm module stays in place (same names) as an identity."""
+
+    def forward(self, x):
+        bn = self._folded_bn
+        std = (tracing.require().as_tensor(bn.running_var) + bn.eps).sqrt()
+        factor = tracing.require().as_tensor(bn.weight) / std
+        w = self.weight_fake_quant(self.weight * factor.reshape(-1, 1, 1, 1))
+        y = F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
+        y = y / factor.reshape(1, -1, 1, 1)
+        if self.bias is not None:
+            y = y + tracing.require().as_tensor(self.bias).reshape(1, -1, 1, 1)
+        y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                         training=self.training, momentum=bn.momentum, eps=bn.eps)
+        return self.activation_post_process(y)
+
+
+class FoldedBatchNorm2d(BatchNorm2d):
+    """A BatchNorm2d computed by the QATConvBn2d before it: an identity here."""
+
+    def forward(self, x):
+        return x
+
+
+def _fold_conv_bn(m: Module, qc: QConfig) -> None:
+    """In a Sequential, each Conv2d directly followed by an affine BatchNorm2d with running
+    statistics becomes a QATConvBn2d (the BatchNorm an identity, its tensors read by the conv)."""
+    if not isinstance(m, Sequential):
+        return
+    kids = list(m.children())
+    for conv, bn in zip(kids, kids[1:]):
+        if type(conv) is Conv2d and type(bn) is BatchNorm2d and bn.affine and \
+                bn.track_running_stats and bn.num_features == conv.out_channels:
+            conv.__class__ = QATConvBn2d
+            object.__setattr__(conv, "_folded_bn", bn)   # not a child: names stay the same
+            conv.weight_fake_quant = _weight_fq(qc, conv.out_channels)
+            conv.activation_post_process = _act_fq(qc)
+            bn.__class__ = FoldedBatchNorm2d
+
+
+def _convert(m: Module, qc: QConfig) -> None:
+    if qc.fold_bn:
+        _fold_conv_bn(m, qc)
+    for child in m.children():
+        _convert(child, qc)
+    if type(m) is Conv2d:
+        m.__class__ = QATConv2d
+        m.weight_fake_quant = _weight_fq(qc, m.out_channels)
+        m.activation_post_process = _act_fq(qc)
+    elif type(m) is Linear:
+        m.__class__ = QATLinear
+        m.weight_fake_quant = _weight_fq(qc, m.out_features)
+        m.activation_post_process = _act_fq(qc)
+    elif type(m) is Add:
+        m.__class__ = QATAdd
+        m.activation_post_process = _act_fq(qc)
+    else:
+        _convert_residual(m, qc)
+
+
+def _convert_residual(m: Module, qc: QConfig) -> None:
+    """MobileNetV2's inverted residual block writes its add as ``x + self.conv(x)``: its sum
+    is fake-quantized too."""
+    if type(m) is InvertedResidual and m.use_res_connect:
+        m.__class__ = QATInvertedResidual
+        m.add_fake_quant = _act_fq(qc)
+
+
+class QATInvertedResidual(InvertedResidual):
+    """MobileNetV2 block with a fake-quantized residual sum."""
+
+    def forward(self, x):
+        if self.use_res_connect:
+            return self.add_fake_quant(x + self.conv(x))
+        return self.conv(x)
+
+
+def prepare_qat(model: Module, qconfig: QConfig) -> Module:
+    """A copy of ``model`` for quantization-aware training (MNN's toTrainQuant): the same
+    parameter names, plus the quantizers' buffers (``<layer>.weight_fake_quant.*``,
+    ``<layer>.activation_post_process.*``)."""
+    if not isinstance(qconfig, QConfig):
+        raise TypeError(f"quantize must be an edgetrain.quant.QConfig, got "
+                        f"{type(qconfig).__name__}")
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be an edgetrain.nn.Module, got {type(model).__name__}")
+    # the copy shares the Parameter and Buffer objects (optimizer groups find them)
+    memo = {id(h): h for _, h in model.named_parameters()}
+    memo.update({id(h): h for _, h in model.named_buffers()})
+    qat = copy.deepcopy(model, memo)
+    _convert(qat, qconfig)
+    return qat

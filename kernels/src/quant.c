@@ -1,0 +1,137 @@
+/* edgetrain — fake quantization (quantization-aware training in float) and its observers.
+ *
+ * One number rule (PyTorch's and ONNX's), for x viewed as [outer, c, inner] with scale s and
+ * zero point zp of channel k (c = 1: per tensor):
+ *   q = clamp(nearbyint(x * inv_s) + zp, qmin, qmax),  y = (q - zp) * s,  inv_s = 1.0f / s
+ * in float, round-half-even (the default rounding mode), as PyTorch's CPU kernels
+ * (fake_quantize_tensor_cachemask_kernel / fake_quant_per_channel_cachemask_cpu) compute it:
+ * there the sum zp + nearbyint(..) is a float sum, the clamp is done on the integer value of
+ * that float and (q - zp) * s is a double product of an integer below 2^17 and a float —
+ * exact, so rounding it to float equals the float product here. A NaN input stays NaN (PyTorch
+ * converts it to an integer, undefined behaviour; keeping it lets the non-finite guard see it).
+ * The straight-through gradient is dx = dy * (qmin <= q <= qmax ? 1 : 0) with the unclamped q,
+ * PyTorch's cachemask backward (dy * mask, so -0 where a negative dy is masked).
+ *
+ * The observer (torch.ao.quantization MinMaxObserver / MovingAverageMinMaxObserver and their
+ * per-channel versions) keeps running min_val / max_val per channel (+inf / -inf before the
+ * first observation) and recomputes scale and zero point (torch's _calculate_qparams):
+ *   minmax: min_val = min(min_val, min(x)), max_val likewise
+ *   ema:    first observation sets them, later min_val = min_val + c * (min(x) - min_val)
+ *   lo = min(min_val, 0), hi = max(max_val, 0)
+ *   symmetric: s = max(max(-lo, hi) / ((qmax - qmin) / 2), eps), zp = 0
+ *   affine:    s = max((hi - lo) / (qmax - qmin), eps), zp = clamp(qmin - round(lo / s), qmin, qmax)
+ * with eps = FLT_EPSILON, everything in float. Minimum and maximum are exact, so the result does
+ * not depend on the partition of the work.
+ */
+#include <float.h>
+#include <math.h>
+
+#include "misc_internal.h"
+
+/* The unclamped level nearbyint(x * inv_s) + zp (an integer-valued float, or NaN). */
+static inline float fq_level(float x, float inv_s, float zp) { return nearbyintf(x * inv_s) + zp; }
+
+static inline float fq_clamp(float q, float qmin, float qmax) {
+    return q < qmin ? qmin : (q > qmax ? qmax : q);
+}
+
+static et_status fq_check(int64_t outer, int64_t c, int64_t inner, int64_t qmin, int64_t qmax) {
+    if (outer < 0 || c < 1 || inner < 0 || qmin >= qmax) return ET_ERR_ARG;
+    return ET_OK;
+}
+
+et_status et_f32_fake_quant_fwd__ref(int64_t outer, int64_t c, int64_t inner, const float *x, const float *scale,
+                                     const float *zero_point, int64_t qmin, int64_t qmax, float *y, int nthreads) {
+    if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || !x || !scale || !zero_point || !y) return ET_ERR_ARG;
+    const float lo = (float)qmin, hi = (float)qmax;
+    const int64_t rows = outer * c;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t k = r % c;
+        const float s = scale[k], zp = zero_point[k], inv_s = 1.0f / s;
+        const float *ET_RESTRICT xr = x + r * inner;
+        float *ET_RESTRICT yr = y + r * inner;
+        for (int64_t i = 0; i < inner; i++) yr[i] = (fq_clamp(fq_level(xr[i], inv_s, zp), lo, hi) - zp) * s;
+    }
+    return ET_OK;
+}
+
+et_status et_f32_fake_quant_bwd__ref(int64_t outer, int64_t c, int64_t inner, const float *dy, const float *x,
+                                     const float *scale, const float *zero_point, int64_t qmin, int64_t qmax,
+                                     float *dx, int nthreads) {
+    if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || !dy || !x || !scale || !zero_point || !dx)
+        return ET_ERR_ARG;
+    const float lo = (float)qmin, hi = (float)qmax;
+    const int64_t rows = outer * c;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t k = r % c;
+        const float zp = zero_point[k], inv_s = 1.0f / scale[k];
+        const float *ET_RESTRICT xr = x + r * inner;
+        const float *ET_RESTRICT gr = dy + r * inner;
+        float *ET_RESTRICT dr = dx + r * inner;
+        for (int64_t i = 0; i < inner; i++) {
+            const float q = fq_level(xr[i], inv_s, zp);
+            dr[i] = gr[i] * (q >= lo && q <= hi ? 1.0f : 0.0f);
+        }
+    }
+    return ET_OK;
+}
+
+/* min and max of channel k over [outer, c, inner] (NaN ignored, as fminf / fmaxf). */
+static void channel_minmax(int64_t outer, int64_t c, int64_t inner, const float *x, int64_t k, float *mn,
+                           float *mx) {
+    float a = INFINITY, b = -INFINITY;
+    for (int64_t o = 0; o < outer; o++) {
+        const float *ET_RESTRICT xr = x + (o * c + k) * inner;
+        for (int64_t i = 0; i < inner; i++) {
+            a = fminf(a, xr[i]);
+            b = fmaxf(b, xr[i]);
+        }
+    }
+    *mn = a;
+    *mx = b;
+}
+
+/* scale and zero point of one channel from its running min / max (torch's _calculate_qparams). */
+static void qparams(float min_val, float max_val, int64_t qmin, int64_t qmax, int symmetric, float *scale,
+                    float *zero_point) {
+    const float lo = fminf(min_val, 0.0f), hi = fmaxf(max_val, 0.0f);
+    float s, zp = 0.0f;
+    if (symmetric) {
+        s = fmaxf(-lo, hi) / ((float)(qmax - qmin) / 2.0f);
+        s = fmaxf(s, FLT_EPSILON);
+    } else {
+        s = (hi - lo) / (float)(qmax - qmin);
+        s = fmaxf(s, FLT_EPSILON);
+        zp = (float)qmin - nearbyintf(lo / s);
+        zp = fq_clamp(zp, (float)qmin, (float)qmax);
+    }
+    *scale = s;
+    *zero_point = zp;
+}
+
+et_status et_f32_quant_observe__ref(int64_t outer, int64_t c, int64_t inner, const float *x, float *min_val,
+                                    float *max_val, float *scale, float *zero_point, int64_t qmin, int64_t qmax,
+                                    int symmetric, int ema, float averaging_constant, int nthreads) {
+    if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || outer * inner < 1 || !x || !min_val || !max_val ||
+        !scale || !zero_point)
+        return ET_ERR_ARG;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t k = 0; k < c; k++) {
+        float mn, mx;
+        channel_minmax(outer, c, inner, x, k, &mn, &mx);
+        const int first = min_val[k] == INFINITY && max_val[k] == -INFINITY;
+        if (ema && !first) {
+            mn = min_val[k] + averaging_constant * (mn - min_val[k]);
+            mx = max_val[k] + averaging_constant * (mx - max_val[k]);
+        } else if (!ema) {
+            mn = fminf(mn, min_val[k]);
+            mx = fmaxf(mx, max_val[k]);
+        }
+        min_val[k] = mn;
+        max_val[k] = mx;
+        qparams(mn, mx, qmin, qmax, symmetric, &scale[k], &zero_point[k]);
+    }
+    return ET_OK;
+}
