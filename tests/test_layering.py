@@ -23,7 +23,8 @@ LAYERS = [
     ("edgetrain.tensor_ops",),
     ("edgetrain.tracing",),
     ("edgetrain.nn", "edgetrain.optim"),
-    ("edgetrain.autodiff", "edgetrain.export", "edgetrain.models", "edgetrain.onnx_export"),
+    ("edgetrain.autodiff", "edgetrain.export", "edgetrain.models", "edgetrain.onnx_export",
+     "edgetrain.quant"),
     ("edgetrain.session", "edgetrain"),  # the package re-exports TrainSession (lazily)
     ("edgetrain.federated",),
     ("edgetrain.cli_inputs",),
