@@ -13,3 +13,8 @@ __all__ = ["functional", "init", "Module", "Parameter", "Buffer", "Conv2d", "Lin
            "Hardswish", "SiLU", "GELU", "Hardsigmoid", "ELU", "Softplus", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Sequential",
            "ModuleList", "Identity", "Softmax", "LogSoftmax", "Add", "CrossEntropyLoss",
            "MSELoss", "L1Loss", "HingeLoss", "MultiMarginLoss", "KLDivLoss", "DistillLoss"]
+
+# normalisation over trailing dims, BatchNorm1d, PReLU
+from .layers import BatchNorm1d, GroupNorm, InstanceNorm2d, LayerNorm, PReLU  # noqa: E402
+
+__all__ += ["LayerNorm", "GroupNorm", "InstanceNorm2d", "BatchNorm1d", "PReLU"]

@@ -8,13 +8,14 @@ active tracer. Scalar operands of ``+ - * /`` become one ``affine`` node.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import ir, tensor_ops as T, tracing
-from ..errors import InvalidArgumentError
-from ..ops import ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU6, UN_IN_RANGE
+from ..errors import InvalidArgumentError, UnsupportedError
+from ..ops import ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU6, RESHAPE_DIMS, UN_IN_RANGE
 
 __all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid", "tanh",
            "hardswish", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten",
@@ -74,20 +75,28 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
 
 
 def matmul(a, b):
-    """Matrix product of two 2-D tensors."""
+    """Matrix product: two 2-D tensors (matmul op) or [..., M, K] @ [..., K, N] with broadcast
+    batch dims (bmm op)."""
     return T.matmul(_tr(), a, b)
 
 
 def linear(input, weight, bias=None):
-    """y = x W^T + b with W [out, in] (PyTorch layout); x must be 2-D."""
+    """y = x W^T + b with W [out, in] (PyTorch layout); x [N, in] or [N, *, in] (the leading
+    dims are flattened for one 2-D matmul and restored)."""
     tr = _tr()
     x = tr.as_tensor(input)
-    if x.ndim != 2:
-        raise ValueError(f"layer '{tr.layer or '<root>'}': linear expects a 2-D input "
-                         f"[N, in], got shape {tuple(x.shape)} (flatten it first)")
+    if x.ndim < 2:
+        raise ValueError(f"layer '{tr.layer or '<root>'}': linear expects an input [N, in] or "
+                         f"[N, *, in], got shape {tuple(x.shape)}")
+    lead = [int(n) for n in x.shape[1:-1]]
+    if lead:
+        x = tr.emit1("reshape", [x], ndim=2, d0=-1, d1=int(x.shape[-1]))
     y = tr.emit1("matmul", [x, weight], trans_a=0, trans_b=1)
     if bias is not None:
         y = tr.emit1("add", [y, bias])
+    if lead:
+        dims = [-1] + lead + [int(y.shape[-1])]
+        y = tr.emit1("reshape", [y], ndim=len(dims), **dict(zip(RESHAPE_DIMS, dims)))
     return y
 
 
@@ -401,3 +410,262 @@ def kl_div(input, target, reduction: str = "mean", log_target: bool = False):
     if reduction == "mean":
         loss = affine(loss, 1.0 / int(x.shape[1]))
     return loss
+
+
+# ------------------------------------------------------------------------------------
+# normalisation over trailing dims, PReLU, max / min, batched matmul and attention
+# ------------------------------------------------------------------------------------
+__all__ += ["layer_norm", "group_norm", "instance_norm", "prelu", "maximum", "minimum", "amax",
+            "amin", "max", "min", "argmax", "argmin", "bmm", "scaled_dot_product_attention"]
+
+
+def _where(tr) -> str:
+    return f"layer '{tr.layer or '<root>'}'"
+
+
+def _channel_view(tr, p, ndim: int):
+    """A per-channel vector [C] reshaped to [C, 1, ...] so it broadcasts over [N, C, *]."""
+    p = tr.as_tensor(p)
+    if ndim <= 2:
+        return p
+    return T.reshape(tr, p, [int(p.shape[0])] + [1] * (ndim - 2))
+
+
+def _channel_affine(tr, y, weight, bias, ndim: int):
+    if weight is not None:
+        y = T.mul(tr, y, _channel_view(tr, weight, ndim))
+    if bias is not None:
+        y = T.add(tr, y, _channel_view(tr, bias, ndim))
+    return y
+
+
+def _check_channel_param(tr, p, c: int, what: str, fn: str) -> None:
+    if p is not None and tuple(tr.as_tensor(p).shape) != (c,):
+        raise InvalidArgumentError(f"{_where(tr)}: {fn}: {what} must have shape ({c},), got "
+                                   f"{tuple(tr.as_tensor(p).shape)}")
+
+
+def _normalize(tr, x, naxes: int, eps: float):
+    """One ``normalize`` node: (x - mean) / sqrt(var + eps) over the trailing ``naxes`` dims."""
+    return tr.emit("normalize", [x], naxes=naxes, eps=float(eps))[0]
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
+    """Normalise over the trailing dims ``normalized_shape``, then ``* weight + bias``
+    (both of shape ``normalized_shape``)."""
+    tr = _tr()
+    x = tr.as_tensor(input)
+    ns = (int(normalized_shape),) if isinstance(normalized_shape, numbers.Integral) \
+        else tuple(int(n) for n in normalized_shape)
+    if not ns or len(ns) > x.ndim or tuple(x.shape[x.ndim - len(ns):]) != ns:
+        raise InvalidArgumentError(f"{_where(tr)}: layer_norm: normalized_shape {ns} does not "
+                                   f"match the trailing dims of the input {tuple(x.shape)}")
+    for p, what in ((weight, "weight"), (bias, "bias")):
+        if p is not None and tuple(tr.as_tensor(p).shape) != ns:
+            raise InvalidArgumentError(f"{_where(tr)}: layer_norm: {what} must have shape {ns}, "
+                                       f"got {tuple(tr.as_tensor(p).shape)}")
+    y = _normalize(tr, x, len(ns), eps)
+    if weight is not None:
+        y = T.mul(tr, y, weight)
+    if bias is not None:
+        y = T.add(tr, y, bias)
+    return y
+
+
+def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
+    """Normalise each of ``num_groups`` channel groups of x[N, C, *] per sample, then a
+    per-channel ``* weight + bias``."""
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if x.ndim < 2:
+        raise InvalidArgumentError(f"{_where(tr)}: group_norm expects [N, C, *], got shape "
+                                   f"{tuple(x.shape)}")
+    c = int(x.shape[1])
+    if num_groups < 1 or c % num_groups:
+        raise InvalidArgumentError(f"{_where(tr)}: group_norm: {c} channels are not divisible "
+                                   f"into num_groups={num_groups}")
+    _check_channel_param(tr, weight, c, "weight", "group_norm")
+    _check_channel_param(tr, bias, c, "bias", "group_norm")
+    g = tr.emit1("reshape", [x], ndim=3, d0=0, d1=int(num_groups), d2=-1)
+    y = _normalize(tr, g, 1, eps)
+    back = [0] + [int(n) for n in x.shape[1:]]
+    y = tr.emit1("reshape", [y], ndim=len(back), **dict(zip(RESHAPE_DIMS, back)))
+    return _channel_affine(tr, y, weight, bias, x.ndim)
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats: bool = True, momentum: float = 0.1, eps: float = 1e-5):
+    """Normalise each channel of each sample of x[N, C, *] over its spatial dims, then a
+    per-channel ``* weight + bias``. Running statistics are not supported."""
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if running_mean is not None or running_var is not None or not use_input_stats:
+        raise UnsupportedError(f"{_where(tr)}: instance_norm with running statistics "
+                               "(track_running_stats=True) is not supported")
+    if x.ndim < 3:
+        raise InvalidArgumentError(f"{_where(tr)}: instance_norm expects [N, C, *] with at least "
+                                   f"one spatial dim, got shape {tuple(x.shape)}")
+    c = int(x.shape[1])
+    _check_channel_param(tr, weight, c, "weight", "instance_norm")
+    _check_channel_param(tr, bias, c, "bias", "instance_norm")
+    return _channel_affine(tr, _normalize(tr, x, x.ndim - 2, eps), weight, bias, x.ndim)
+
+
+def prelu(input, weight):
+    """max(0, x) + weight * min(0, x), weight [1] or [C] (channel dim 1), written as
+    relu(x) + weight * (x - relu(x)) (its gradient at x = 0 is weight, as PyTorch's)."""
+    tr = _tr()
+    x, w = tr.as_tensor(input), tr.as_tensor(weight)
+    n = int(np.prod(w.shape)) if w.ndim else 1
+    if w.ndim != 1 or (n != 1 and (x.ndim < 2 or int(x.shape[1]) != n)):
+        raise InvalidArgumentError(f"{_where(tr)}: prelu: weight must be [1] or [C] with C the "
+                                   f"input's dim 1; got weight {tuple(w.shape)} for input "
+                                   f"{tuple(x.shape)}")
+    r = T.relu(tr, x)
+    wv = _channel_view(tr, w, x.ndim) if n != 1 else w
+    return T.add(tr, r, T.mul(tr, wv, T.sub(tr, x, r)))
+
+
+def maximum(input, other):
+    """Elementwise max with broadcasting; at ties each input gets half the gradient."""
+    tr = _tr()
+    return tr.emit1("maximum", [tr.as_tensor(input), tr.as_tensor(other)])
+
+
+def minimum(input, other):
+    """Elementwise min with broadcasting; at ties each input gets half the gradient."""
+    tr = _tr()
+    return tr.emit1("minimum", [tr.as_tensor(input), tr.as_tensor(other)])
+
+
+def _extreme(input, dim, keepdim: bool, mode: int):
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if x.ndim == 0:
+        return x
+    if isinstance(dim, (tuple, list)) and len(dim) == 0:
+        dim = None
+    mask = T._axis_mask(x, dim)
+    return tr.emit1("reduce_max", [x], mode=mode, keepdims=int(keepdim), axis_mask=mask)
+
+
+def amax(input, dim=(), keepdim: bool = False):
+    """Max over ``dim`` (an int, a tuple, or () / None for all); the gradient is shared evenly
+    by the elements equal to the max (PyTorch's rule)."""
+    return _extreme(input, dim, keepdim, 0)
+
+
+def amin(input, dim=(), keepdim: bool = False):
+    return _extreme(input, dim, keepdim, 1)
+
+
+def _arg_extreme(input, dim, keepdim: bool, is_min: int):
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if dim is None:
+        if keepdim:
+            raise UnsupportedError(f"{_where(tr)}: argmax(dim=None, keepdim=True) is not "
+                                   "supported")
+        x = T.reshape(tr, x, [-1])
+        dim = 0
+    if not isinstance(dim, numbers.Integral):
+        raise InvalidArgumentError(f"{_where(tr)}: argmax / argmin take one int dim, got {dim!r}")
+    return tr.emit1("argmax", [x], axis=T.axis(int(dim), x.ndim or 1), keepdims=int(keepdim),
+                    min=is_min)
+
+
+def argmax(input, dim=None, keepdim: bool = False):
+    """Position of the first max along ``dim`` (flattened when None), as an i32 tensor (PyTorch:
+    int64); no gradient."""
+    return _arg_extreme(input, dim, keepdim, 0)
+
+
+def argmin(input, dim=None, keepdim: bool = False):
+    return _arg_extreme(input, dim, keepdim, 1)
+
+
+class _MinMax(tuple):
+    """(values, indices) as returned by ``max(x, dim)`` / ``min(x, dim)``."""
+
+    @property
+    def values(self):
+        return self[0]
+
+    @property
+    def indices(self):
+        return self[1]
+
+
+def max(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
+    """``max(x)``: the max of all elements; ``max(x, dim)``: (values, indices) along one dim
+    (indices i32); ``max(x, other)`` with a tensor: :func:`maximum`. The gradient of the values
+    is shared evenly among tied elements (PyTorch routes it to the one returned index; the two
+    differ only at exact ties)."""
+    if dim is not None and not isinstance(dim, numbers.Integral):
+        return maximum(input, dim)
+    if dim is None:
+        return amax(input, None, False)
+    return _MinMax((amax(input, dim, keepdim), argmax(input, dim, keepdim)))
+
+
+def min(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
+    """As :func:`max`, for the minimum."""
+    if dim is not None and not isinstance(dim, numbers.Integral):
+        return minimum(input, dim)
+    if dim is None:
+        return amin(input, None, False)
+    return _MinMax((amin(input, dim, keepdim), argmin(input, dim, keepdim)))
+
+
+def bmm(input, mat2, transpose_a: bool = False, transpose_b: bool = False):
+    """Batched matrix product of [..., M, K] and [..., K, N] with broadcast batch dims.
+    ``transpose_a`` / ``transpose_b`` (edgetrain's flags, no copy) read the operand's last two
+    dims transposed: ``bmm(q, k, transpose_b=True)`` is ``q @ k.transpose(-2, -1)``."""
+    tr = _tr()
+    return tr.emit1("bmm", [tr.as_tensor(input), tr.as_tensor(mat2)],
+                    trans_a=int(transpose_a), trans_b=int(transpose_b))
+
+
+# additive mask value for masked-out positions (PyTorch uses -inf; the lowest finite float32
+# gives the same softmax, exp(-3.4e38 - max) == 0, and keeps the file free of infinities)
+MASKED = float(np.finfo(np.float32).min)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale=None, enable_gqa: bool = False):
+    """softmax(q k^T * scale + mask) v over [..., L, E] / [..., S, E] / [..., S, Ev] with
+    broadcast batch dims, written with bmm, softmax and add. ``attn_mask``: a float mask added
+    to the scores, or a boolean array (True = attend) that becomes an additive constant;
+    ``is_causal`` adds a constant [L, S] mask of :data:`MASKED` above the diagonal (masked
+    positions get probability 0 and no gradient). ``scale`` defaults to 1 / sqrt(E)."""
+    tr = _tr()
+    q, k, v = tr.as_tensor(query), tr.as_tensor(key), tr.as_tensor(value)
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise InvalidArgumentError(f"{_where(tr)}: scaled_dot_product_attention expects "
+                                   f"[..., L, E] query, key and value, got {tuple(q.shape)}, "
+                                   f"{tuple(k.shape)}, {tuple(v.shape)}")
+    if enable_gqa:
+        raise UnsupportedError(f"{_where(tr)}: scaled_dot_product_attention(enable_gqa=True) is "
+                               "not supported")
+    if is_causal and attn_mask is not None:
+        raise InvalidArgumentError(f"{_where(tr)}: scaled_dot_product_attention: give attn_mask "
+                                   "or is_causal, not both (as PyTorch)")
+    L, S = int(q.shape[-2]), int(k.shape[-2])
+    s = 1.0 / float(np.sqrt(int(q.shape[-1]))) if scale is None else float(scale)
+    scores = T.affine(tr, bmm(q, k, transpose_b=True), s, 0.0)
+    if is_causal:
+        attn_mask = np.tril(np.ones((L, S), bool))
+    if attn_mask is not None:
+        if not isinstance(attn_mask, tracing.Tensor):
+            m = np.asarray(attn_mask)
+            if m.dtype == bool:
+                m = np.where(m, 0.0, MASKED)
+            attn_mask = tr.const(m.astype(np.float32))
+        elif attn_mask.dtype != ir.F32:
+            raise UnsupportedError(f"{_where(tr)}: a traced attn_mask must be float (additive); "
+                                   "pass a boolean mask as a numpy array")
+        scores = T.add(tr, scores, attn_mask)
+    p = T.softmax(tr, scores, -1)
+    if dropout_p > 0.0:
+        p = dropout(p, dropout_p, True)
+    return bmm(p, v)

@@ -55,6 +55,14 @@ typedef enum et_op {
     ET_OP_ADAM_UPDATE = 41,
     ET_OP_AFFINE = 42,
     ET_OP_UNARY = 43,
+    ET_OP_NORMALIZE = 44,
+    ET_OP_NORMALIZE_BWD = 45,
+    ET_OP_MAXIMUM = 46,
+    ET_OP_MINIMUM = 47,
+    ET_OP_TIE_WEIGHT = 48,
+    ET_OP_REDUCE_MAX = 49,
+    ET_OP_ARGMAX = 50,
+    ET_OP_BMM = 51,
     ET_OP_COUNT
 } et_op;
 
