@@ -17,38 +17,49 @@ RNG = np.random.default_rng(7)
 N, L, E, HIDDEN, CLASSES = 6, 5, 12, 20, 4
 
 
-def block_class(nn_, F_):
+CAUSAL = ~np.tril(np.ones((L, L), bool))   # True = not allowed (nn.MultiheadAttention's rule)
+
+
+def block_class(nn_, F_, heads=0):
     """One pre-norm transformer block + mean-pool classifier, in PyTorch names: the same code
-    builds the edgetrain model (nn, F) and its PyTorch twin (torch.nn, torch.nn.functional)."""
+    builds the edgetrain model (nn, F) and its PyTorch twin (torch.nn, torch.nn.functional).
+    Causal single-head SDPA on q/k/v Linears, or nn.MultiheadAttention with ``heads``."""
 
     class Block(nn_.Module):
         def __init__(self):
             super().__init__()
             self.ln1 = nn_.LayerNorm(E)
-            self.q, self.k, self.v = nn_.Linear(E, E), nn_.Linear(E, E), nn_.Linear(E, E)
-            self.proj = nn_.Linear(E, E)
+            if heads:
+                self.attn = nn_.MultiheadAttention(E, heads, batch_first=True)
+            else:
+                self.q, self.k, self.v = nn_.Linear(E, E), nn_.Linear(E, E), nn_.Linear(E, E)
+                self.proj = nn_.Linear(E, E)
             self.ln2 = nn_.LayerNorm(E)
             self.fc1, self.act, self.fc2 = nn_.Linear(E, HIDDEN), nn_.GELU(), nn_.Linear(HIDDEN, E)
             self.head = nn_.Linear(E, CLASSES)
 
         def forward(self, x):
             h = self.ln1(x)
-            a = F_.scaled_dot_product_attention(self.q(h), self.k(h), self.v(h), is_causal=True)
-            x = x + self.proj(a)
+            if heads:
+                mask = CAUSAL if nn_ is nn else torch.tensor(CAUSAL)
+                x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False, is_causal=True)[0]
+            else:
+                a = F_.scaled_dot_product_attention(self.q(h), self.k(h), self.v(h), is_causal=True)
+                x = x + self.proj(a)
             x = x + self.fc2(self.act(self.fc1(self.ln2(x))))
             return self.head(x.mean(1))
     return Block
 
 
-def _twins():
+def _twins(heads=0):
     torch.manual_seed(0)
     rng = np.random.default_rng(3)
-    tm = block_class(torch.nn, TF)().double()
+    tm = block_class(torch.nn, TF, heads)().double()
     with torch.no_grad():   # non-trivial LayerNorm affine parameters
         for name, p in tm.named_parameters():
             if name.startswith("ln"):
                 p.add_(torch.tensor(rng.standard_normal(p.shape) * 0.3))
-    model = block_class(nn, F)()
+    model = block_class(nn, F, heads)()
     model.load_state_dict(tm.state_dict())
     tm.load_state_dict({k: torch.tensor(v, dtype=torch.float64)
                         for k, v in model.state_dict().items()})
@@ -60,8 +71,9 @@ def _batches(steps):
              RNG.integers(0, CLASSES, N).astype(np.int64)) for _ in range(steps)]
 
 
-def test_transformer_block_trains_like_torch():
-    model, tm = _twins()
+@pytest.mark.parametrize("heads", [0, 3], ids=["sdpa", "MultiheadAttention"])
+def test_transformer_block_trains_like_torch(heads):
+    model, tm = _twins(heads)
     # SGD, not Adam: the key bias has a zero gradient in exact arithmetic (softmax is
     # invariant to q.b_k, constant along the keys), and Adam would scale its rounding noise up
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -182,6 +194,10 @@ BAD = [
     ("sdpa_mask_and_causal", lambda q: F.scaled_dot_product_attention(
         q, q, q, attn_mask=np.zeros((3, 3), np.float32), is_causal=True), [(2, 3, 4)],
      errors.InvalidArgumentError, "not both"),
+    ("mha_rank", lambda q: nn.MultiheadAttention(4, 2, batch_first=True)(q, q, q), [(3, 4)],
+     errors.InvalidArgumentError, r"\[N, L, 4\] query"),
+    ("mha_causal_hint", lambda q: nn.MultiheadAttention(4, 2, batch_first=True)(
+        q, q, q, is_causal=True), [(2, 3, 4)], errors.InvalidArgumentError, "needs attn_mask"),
     ("sdpa_rank", lambda q: F.scaled_dot_product_attention(q, q, q), [(4,)],
      errors.InvalidArgumentError, "scaled_dot_product_attention"),
     ("normalize_naxes", lambda x: _emit("normalize", [x], naxes=3, eps=1e-5), [(2, 3)],
@@ -202,6 +218,15 @@ def test_bad_arguments(fn, shapes, exc, text):
     with pytest.raises(exc, match=text):
         et.TrainSession.from_module(_Probe(fn, shapes), inputs={},
                                     loss=lambda out: F.sum(out), threads=1)
+
+
+def test_layer_constructor_errors_mha():
+    with pytest.raises(errors.UnsupportedError, match="batch_first=False"):
+        nn.MultiheadAttention(8, 2)
+    with pytest.raises(errors.InvalidArgumentError, match="divisible"):
+        nn.MultiheadAttention(8, 3, batch_first=True)
+    with pytest.raises(errors.UnsupportedError, match="kdim"):
+        nn.MultiheadAttention(8, 2, kdim=4, batch_first=True)
 
 
 def test_layer_constructor_errors():

@@ -546,6 +546,43 @@ CASES["act"] += [
 ]
 
 
+
+def _mha(name, n, l, s, e, h, mask=None, weights=False):
+    """nn.MultiheadAttention (batch_first) vs PyTorch's, its parameters as case inputs;
+    cross-attention when s != l; ``weights`` compares the head-averaged weights instead."""
+    tl = torch.nn.MultiheadAttention(e, h, batch_first=True).double()
+    names = {"win": "in_proj_weight", "bin": "in_proj_bias", "wo": "out_proj.weight",
+             "bo": "out_proj.bias"}
+    inputs = {"x": rnd(n, l, e), "mem": rnd(n, s, e)}
+    inputs.update({k: rnd(*dict(tl.named_parameters())[v].shape, scale=0.5)
+                   for k, v in names.items()})
+
+    def et_fn(m):
+        layer = nn.MultiheadAttention(e, h, batch_first=True)
+        layer.in_proj_weight, layer.in_proj_bias = m.win, m.bin
+        layer.out_proj.weight, layer.out_proj.bias = m.wo, m.bo
+        out, w = layer(m.x, m.mem, m.mem, attn_mask=mask, need_weights=weights)
+        return w if weights else out
+
+    def ref(t):
+        tm = None if mask is None else torch.tensor(mask)
+        tm = tm.double() if tm is not None and tm.dtype != torch.bool else tm
+        out, w = torch.func.functional_call(
+            tl, {v: t[k] for k, v in names.items()}, (t["x"], t["mem"], t["mem"]),
+            {"attn_mask": tm, "need_weights": weights})
+        return w if weights else out
+    return Case(name, inputs, et_fn, ref, frozen=("wo", "bo") if weights else ())
+
+
+CASES["bmm"] += [
+    _mha("MultiheadAttention", 2, 5, 5, 8, 2),
+    _mha("MultiheadAttention_cross_3heads", 3, 4, 6, 9, 3, mask=rnd(4, 6)),
+    _mha("MultiheadAttention_bool_mask_weights", 2, 3, 4, 4, 2, weights=True,
+         mask=~CAUSAL_FREE_MASK),
+    _mha("MultiheadAttention_1head", 1, 3, 2, 5, 1),
+]
+
+
 def _torch_distill(s, temp, alpha):
     q = torch.softmax(torch.tensor(TEACHER, dtype=torch.float64) / temp, 1)
     soft = TF.kl_div(torch.log_softmax(s / temp, 1), q, reduction="batchmean")

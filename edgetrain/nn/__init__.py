@@ -15,6 +15,8 @@ __all__ = ["functional", "init", "Module", "Parameter", "Buffer", "Conv2d", "Lin
            "MSELoss", "L1Loss", "HingeLoss", "MultiMarginLoss", "KLDivLoss", "DistillLoss"]
 
 # normalisation over trailing dims, BatchNorm1d, PReLU
-from .layers import BatchNorm1d, GroupNorm, InstanceNorm2d, LayerNorm, PReLU  # noqa: E402
+from .layers import (BatchNorm1d, GroupNorm, InstanceNorm2d, LayerNorm,  # noqa: E402
+                     MultiheadAttention, PReLU)
 
-__all__ += ["LayerNorm", "GroupNorm", "InstanceNorm2d", "BatchNorm1d", "PReLU"]
+__all__ += ["LayerNorm", "GroupNorm", "InstanceNorm2d", "BatchNorm1d", "PReLU",
+            "MultiheadAttention"]

@@ -8,6 +8,7 @@ active tracer. Scalar operands of ``+ - * /`` become one ``affine`` node.
 """
 from __future__ import annotations
 
+import builtins
 import numbers
 from typing import Optional, Sequence, Tuple
 
@@ -416,7 +417,8 @@ def kl_div(input, target, reduction: str = "mean", log_target: bool = False):
 # normalisation over trailing dims, PReLU, max / min, batched matmul and attention
 # ------------------------------------------------------------------------------------
 __all__ += ["layer_norm", "group_norm", "instance_norm", "prelu", "maximum", "minimum", "amax",
-            "amin", "max", "min", "argmax", "argmin", "bmm", "scaled_dot_product_attention"]
+            "amin", "max", "min", "argmax", "argmin", "bmm", "scaled_dot_product_attention",
+            "multi_head_attention"]
 
 
 def _where(tr) -> str:
@@ -601,6 +603,8 @@ def max(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
     (indices i32); ``max(x, other)`` with a tensor: :func:`maximum`. The gradient of the values
     is shared evenly among tied elements (PyTorch routes it to the one returned index; the two
     differ only at exact ties)."""
+    if isinstance(input, numbers.Number):   # plain numbers (this name shadows the builtin)
+        return builtins.max(input, dim)
     if dim is not None and not isinstance(dim, numbers.Integral):
         return maximum(input, dim)
     if dim is None:
@@ -610,6 +614,8 @@ def max(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
 
 def min(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
     """As :func:`max`, for the minimum."""
+    if isinstance(input, numbers.Number):   # plain numbers (this name shadows the builtin)
+        return builtins.min(input, dim)
     if dim is not None and not isinstance(dim, numbers.Integral):
         return minimum(input, dim)
     if dim is None:
@@ -631,6 +637,33 @@ def bmm(input, mat2, transpose_a: bool = False, transpose_b: bool = False):
 MASKED = float(np.finfo(np.float32).min)
 
 
+def _attention(tr, q, k, v, mask, dropout_p: float, scale):
+    """(softmax(q k^T * scale + mask) v, the probabilities); ``mask`` additive or None."""
+    s = 1.0 / float(np.sqrt(int(q.shape[-1]))) if scale is None else float(scale)
+    scores = T.affine(tr, bmm(q, k, transpose_b=True), s, 0.0)
+    if mask is not None:
+        scores = T.add(tr, scores, mask)
+    p = T.softmax(tr, scores, -1)
+    pd = dropout(p, dropout_p, True) if dropout_p > 0.0 else p
+    return bmm(pd, v), p
+
+
+def _additive_mask(tr, attn_mask, allowed_if_true: bool):
+    """A float mask as given, or a boolean numpy mask made an additive constant (0 where
+    attention is allowed, :data:`MASKED` elsewhere)."""
+    if attn_mask is None:
+        return None
+    if isinstance(attn_mask, tracing.Tensor):
+        if attn_mask.dtype != ir.F32:
+            raise UnsupportedError(f"{_where(tr)}: a traced attention mask must be float "
+                                   "(additive); pass a boolean mask as a numpy array")
+        return attn_mask
+    m = np.asarray(attn_mask)
+    if m.dtype == bool:
+        m = np.where(m if allowed_if_true else ~m, 0.0, MASKED)
+    return tr.const(m.astype(np.float32))
+
+
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
                                  is_causal: bool = False, scale=None, enable_gqa: bool = False):
     """softmax(q k^T * scale + mask) v over [..., L, E] / [..., S, E] / [..., S, Ev] with
@@ -650,22 +683,57 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
     if is_causal and attn_mask is not None:
         raise InvalidArgumentError(f"{_where(tr)}: scaled_dot_product_attention: give attn_mask "
                                    "or is_causal, not both (as PyTorch)")
-    L, S = int(q.shape[-2]), int(k.shape[-2])
-    s = 1.0 / float(np.sqrt(int(q.shape[-1]))) if scale is None else float(scale)
-    scores = T.affine(tr, bmm(q, k, transpose_b=True), s, 0.0)
     if is_causal:
-        attn_mask = np.tril(np.ones((L, S), bool))
-    if attn_mask is not None:
-        if not isinstance(attn_mask, tracing.Tensor):
-            m = np.asarray(attn_mask)
-            if m.dtype == bool:
-                m = np.where(m, 0.0, MASKED)
-            attn_mask = tr.const(m.astype(np.float32))
-        elif attn_mask.dtype != ir.F32:
-            raise UnsupportedError(f"{_where(tr)}: a traced attn_mask must be float (additive); "
-                                   "pass a boolean mask as a numpy array")
-        scores = T.add(tr, scores, attn_mask)
-    p = T.softmax(tr, scores, -1)
-    if dropout_p > 0.0:
-        p = dropout(p, dropout_p, True)
-    return bmm(p, v)
+        attn_mask = np.tril(np.ones((int(q.shape[-2]), int(k.shape[-2])), bool))
+    return _attention(tr, q, k, v, _additive_mask(tr, attn_mask, True), dropout_p, scale)[0]
+
+
+def _rows_selector(rows: Sequence[int], n: int) -> np.ndarray:
+    """The constant [len(rows), n] 0/1 matrix whose product with a [n, ...] matrix picks
+    ``rows`` (exact: each output is one value times 1 plus zeros)."""
+    sel = np.zeros((len(rows), n), np.float32)
+    sel[np.arange(len(rows)), list(rows)] = 1.0
+    return sel
+
+
+def multi_head_attention(query, key, value, num_heads: int, in_proj_weight, in_proj_bias,
+                         out_proj_weight, out_proj_bias, attn_mask=None, dropout_p: float = 0.0,
+                         need_weights: bool = True):
+    """Multi-head attention of batch-first [N, L, E] query and [N, S, E] key / value with
+    PyTorch's packed parameters (in_proj_weight [3E, E], out_proj_weight [E, E]). Each head's
+    projection rows (and out-projection columns) are picked from the packed weights by constant
+    0/1 selector matmuls, so the heads need no transpose: out = sum_h attn_h W_o[:, h]^T + b_o.
+    ``attn_mask`` [L, S]: float (added) or boolean (True = not allowed, PyTorch's MHA rule).
+    Returns (output, weights averaged over heads or None)."""
+    tr = _tr()
+    q, k, v = tr.as_tensor(query), tr.as_tensor(key), tr.as_tensor(value)
+    e = int(np.shape(getattr(out_proj_weight, "data", out_proj_weight))[0]) \
+        if not isinstance(out_proj_weight, tracing.Tensor) else int(out_proj_weight.shape[0])
+    for t, what in ((q, "query"), (k, "key"), (v, "value")):
+        if t.ndim != 3 or int(t.shape[-1]) != e:
+            raise InvalidArgumentError(f"{_where(tr)}: multi-head attention expects batch-first "
+                                       f"[N, L, {e}] {what}, got {tuple(t.shape)}")
+    d = e // num_heads
+    mask = _additive_mask(tr, attn_mask, False)
+    w_in = tr.as_tensor(in_proj_weight)
+    b_in = None if in_proj_bias is None else \
+        T.reshape(tr, tr.as_tensor(in_proj_bias), [1, 3 * e])
+    out = weights = None
+    for h in range(num_heads):
+        proj = []
+        for j, src in enumerate((q, k, v)):
+            sel = tr.const(_rows_selector(range(j * e + h * d, j * e + (h + 1) * d), 3 * e))
+            b = None if b_in is None else tr.emit1("matmul", [b_in, sel], trans_a=0, trans_b=1)
+            proj.append(linear(src, matmul(sel, w_in), b))
+        o, p = _attention(tr, *proj, mask, dropout_p, None)
+        sel_o = tr.const(_rows_selector(range(h * d, (h + 1) * d), e))
+        w_o = tr.emit1("matmul", [out_proj_weight, sel_o], trans_a=0, trans_b=1)   # [E, d]
+        y = linear(o, w_o)
+        out = y if out is None else T.add(tr, out, y)
+        if need_weights:
+            weights = p if weights is None else T.add(tr, weights, p)
+    if out_proj_bias is not None:
+        out = T.add(tr, out, out_proj_bias)
+    if need_weights and num_heads > 1:
+        weights = T.affine(tr, weights, 1.0 / num_heads, 0.0)
+    return out, weights

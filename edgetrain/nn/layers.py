@@ -370,7 +370,8 @@ class ModuleList(Module):
 # ------------------------------------------------------------------------------------
 # normalisation over trailing dims, BatchNorm1d, PReLU
 # ------------------------------------------------------------------------------------
-__all__ += ["LayerNorm", "GroupNorm", "InstanceNorm2d", "BatchNorm1d", "PReLU"]
+__all__ += ["LayerNorm", "GroupNorm", "InstanceNorm2d", "BatchNorm1d", "PReLU",
+            "MultiheadAttention"]
 
 
 class LayerNorm(Module):
@@ -490,3 +491,54 @@ class PReLU(Module):
 
     def extra_repr(self) -> str:
         return f"num_parameters={self.num_parameters}"
+
+
+class MultiheadAttention(Module):
+    """PyTorch's ``nn.MultiheadAttention`` for ``batch_first=True`` inputs with PyTorch's
+    parameter names (``in_proj_weight`` [3E, E], ``in_proj_bias``, ``out_proj.weight``,
+    ``out_proj.bias``). ``forward(query, key, value, attn_mask=None, need_weights=True)``
+    returns (output [N, L, E], weights averaged over heads [N, L, S] or None). Not supported:
+    batch_first=False, kdim / vdim, add_bias_kv, add_zero_attn, key_padding_mask,
+    average_attn_weights=False."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim=None, vdim=None,
+                 batch_first: bool = False):
+        super().__init__()
+        if num_heads < 1 or embed_dim % num_heads:
+            raise InvalidArgumentError(f"MultiheadAttention: embed_dim ({embed_dim}) must be "
+                                       f"divisible by num_heads ({num_heads})")
+        if not batch_first:
+            raise UnsupportedError("MultiheadAttention(batch_first=False) is not supported; "
+                                   "use batch_first=True ([N, L, E] inputs)")
+        for flag, name in ((add_bias_kv, "add_bias_kv"), (add_zero_attn, "add_zero_attn"),
+                           (kdim not in (None, embed_dim), "kdim"),
+                           (vdim not in (None, embed_dim), "vdim")):
+            if flag:
+                raise UnsupportedError(f"MultiheadAttention({name}=...) is not supported")
+        self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
+        self.batch_first = batch_first
+        self.in_proj_weight = Parameter(np.zeros((3 * embed_dim, embed_dim), np.float32))
+        self.in_proj_bias = Parameter(np.zeros(3 * embed_dim, np.float32)) if bias else None
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
+        init.xavier_uniform_(self.in_proj_weight)
+        if bias:
+            init.zeros_(self.out_proj.bias)
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True,
+                attn_mask=None, average_attn_weights: bool = True, is_causal: bool = False):
+        if key_padding_mask is not None:
+            raise UnsupportedError("MultiheadAttention: key_padding_mask is not supported")
+        if need_weights and not average_attn_weights:
+            raise UnsupportedError("MultiheadAttention: average_attn_weights=False is not "
+                                   "supported")
+        if is_causal and attn_mask is None:
+            raise InvalidArgumentError("MultiheadAttention: is_causal needs attn_mask (it is a "
+                                       "hint, as in PyTorch)")
+        return F.multi_head_attention(query, key, value, self.num_heads, self.in_proj_weight,
+                                      self.in_proj_bias, self.out_proj.weight,
+                                      self.out_proj.bias, attn_mask,
+                                      self.dropout if self.training else 0.0, need_weights)
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first=True"
