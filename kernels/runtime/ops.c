@@ -1215,7 +1215,10 @@ static et_status bmm_infer(const et_node_io *io, et_tshape *out, char *msg, size
 static size_t bmm_ws(const et_node_io *io, int nthreads) {
     bmm_dims d;
     memset(&d, 0, sizeof d);
-    return bmm_dims_of(io, &d, NULL, 0) == ET_OK ? et_f32_gemm_ws_bytes(d.M, d.N, d.K, nthreads) : 0;
+    if (bmm_dims_of(io, &d, NULL, 0) != ET_OK) return 0;
+    int64_t batches = 1;
+    for (int k = 0; k < d.nb; k++) batches *= d.yb[k];
+    return et_f32_bmm_ws_bytes(batches, d.M, d.N, d.K, nthreads);
 }
 static et_status bmm_run(const et_node_io *io, const et_run_env *e) {
     bmm_dims d;

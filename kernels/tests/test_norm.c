@@ -114,7 +114,7 @@ static void test_bmm(void) {
     double *want = calloc((size_t)(6 * M * N), sizeof(double));
     et_fill_random(a, 2 * M * K, 3, -1.0f, 1.0f);
     et_fill_random(b, 3 * K * N, 4, -1.0f, 1.0f);
-    size_t ws_bytes = et_f32_gemm_ws_bytes(M, N, K, 3);
+    size_t ws_bytes = et_f32_bmm_ws_bytes(6, M, N, K, 3);
     void *ws = malloc(ws_bytes ? ws_bytes : 1);
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {

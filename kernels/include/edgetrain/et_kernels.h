@@ -314,9 +314,10 @@ et_status et_f32_reduce_max(int nd, const int64_t *xs, const float *x, const int
 
 /* ======================================================================= */
 /* Batched matmul (bmm.c): y[batch, M, N] = op(a) op(b) per batch, batch     */
-/* dims (nb of them) broadcast right-aligned; a, b, y contiguous. ws as for  */
-/* et_f32_gemm(M, N, K).                                                     */
+/* dims (nb of them) broadcast right-aligned; a, b, y contiguous. ws of     */
+/* et_f32_bmm_ws_bytes(number of batches, M, N, K, nthreads).                */
 /* ======================================================================= */
+size_t et_f32_bmm_ws_bytes(int64_t batches, int64_t M, int64_t N, int64_t K, int nthreads);
 et_status et_f32_bmm(int trans_a, int trans_b, int nb, const int64_t *y_batch,
                      const int64_t *a_batch, const int64_t *b_batch, int64_t M, int64_t N, int64_t K,
                      const float *a, const float *b, float *y, void *ws, size_t ws_bytes, int nthreads);
