@@ -414,6 +414,78 @@ def _bw_fake_quant(ctx, node, dys):
             ctx.fail(what, "quantization parameters are observed, not learned")
     a = ctx.attrs(node)
     return [ctx.emit("fake_quant_bwd", [dys[0], x, scale, zero_point], **a)[0], None, None]
+def _bw_normalize(ctx, node, dys):
+    if dys[1] is not None:
+        ctx.fail("invstd", "gradient through the saved statistics")
+    y, invstd = node.outputs
+    return [ctx.emit("normalize_bwd", [dys[0], y, invstd], naxes=node.iattr[0])[0]]
+
+
+def _bw_extreme(is_max: bool):
+    """maximum / minimum: the gradient goes to the larger (smaller) input, split half/half at
+    ties (PyTorch); tie_weight(a, b) is 1 where a > b, 0.5 where a == b, else 0."""
+    def rule(ctx, node, dys):
+        a, b = node.inputs
+        dy = dys[0]
+        da = db = None
+        if ctx.need(0):
+            w = ctx.emit("tie_weight", [a, b] if is_max else [b, a])[0]
+            da = ctx.sum_to(ctx.emit("mul", [dy, w])[0], a)
+        if ctx.need(1):
+            w = ctx.emit("tie_weight", [b, a] if is_max else [a, b])[0]
+            db = ctx.sum_to(ctx.emit("mul", [dy, w])[0], b)
+        return [da, db]
+    return rule
+
+
+def _keepdims_view(ctx, t: int, x: int, axis_mask: int) -> int:
+    """``t`` (a reduction of ``x`` without keepdims) reshaped to the keepdims shape."""
+    xs = ctx.shape(x)
+    axes = reduce_axes(len(xs), axis_mask)
+    dims, pos = [], 0
+    for d in range(len(xs)):
+        if d in axes:
+            dims.append(1)
+        else:
+            dims.append(0 if pos == d else xs[d])
+            pos += 1
+    return ctx.reshape(t, dims)
+
+
+def _bw_reduce_max(ctx, node, dys):
+    """amax / amin: dy shared evenly by the elements equal to the result (PyTorch's rule)."""
+    x, y = node.inputs[0], node.outputs[0]
+    a = ctx.attrs(node)
+    dy = dys[0]
+    if not a["keepdims"]:
+        y = _keepdims_view(ctx, y, x, a["axis_mask"])
+        dy = _keepdims_view(ctx, dy, x, a["axis_mask"])
+    # x <= y (max) or x >= y (min): tie_weight is 0.5 exactly where x == y, else 0
+    half = ctx.emit("tie_weight", [x, y] if a["mode"] == 0 else [y, x])[0]
+    count = ctx.emit("reduce", [half], mode=REDUCE_SUM, keepdims=1, axis_mask=a["axis_mask"])[0]
+    share = ctx.emit("div", [dy, count])[0]          # dy / (count / 2)
+    return [ctx.emit("mul", [half, share])[0]]       # (1/2) * 2 dy / count on the ties
+
+
+def _bw_bmm(ctx, node, dys):
+    """As matmul, batched; a gradient over broadcast batch dims is summed back (sum_to)."""
+    a_, b_ = node.inputs
+    dy = dys[0]
+    ta, tb = node.iattr[0], node.iattr[1]
+    da = db = None
+    if ctx.need(0):
+        if not ta:
+            da = ctx.emit("bmm", [dy, b_], trans_a=0, trans_b=0 if tb else 1)[0]
+        else:
+            da = ctx.emit("bmm", [b_, dy], trans_a=1 if tb else 0, trans_b=1)[0]
+        da = ctx.sum_to(da, a_)
+    if ctx.need(1):
+        if not tb:
+            db = ctx.emit("bmm", [a_, dy], trans_a=0 if ta else 1, trans_b=0)[0]
+        else:
+            db = ctx.emit("bmm", [dy, a_], trans_a=1, trans_b=1 if ta else 0)[0]
+        db = ctx.sum_to(db, b_)
+    return [da, db]
 
 
 # =====================================================================================
@@ -545,6 +617,16 @@ OPS: List[OpDef] = [
     OpDef(68, "quant_observe", ("x", "min_val", "max_val", "scale", "zero_point"), (),
           _FQ_I + ("symmetric", "ema", "until_step"), ("averaging_constant",), kind="update",
           mutates=("min_val", "max_val", "scale", "zero_point")),
+    OpDef(69, "normalize", ("x",), ("y", "invstd"), ("naxes",), ("eps",), _bw_normalize),
+    OpDef(70, "normalize_bwd", ("dy", "y", "invstd"), ("dx",), ("naxes",), (),
+          kind="backward"),
+    OpDef(71, "maximum", *_BIN, backward=_bw_extreme(True)),
+    OpDef(72, "minimum", *_BIN, backward=_bw_extreme(False)),
+    OpDef(73, "tie_weight", *_BIN, kind="backward"),
+    OpDef(74, "reduce_max", ("x",), ("y",), ("mode", "keepdims", "axis_mask"), (),
+          _bw_reduce_max),
+    OpDef(75, "argmax", ("x",), ("indices",), ("axis", "keepdims", "min"), ()),
+    OpDef(76, "bmm", ("a", "b"), ("y",), ("trans_a", "trans_b"), (), _bw_bmm),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

@@ -82,8 +82,15 @@ def div(tr, a, b):
 
 
 def matmul(tr, a, b):
-    """Matrix product of two 2-D tensors."""
-    return tr.emit1("matmul", [a, b], trans_a=0, trans_b=0)
+    """Matrix product of two 2-D tensors (matmul op), or batched [..., M, K] @ [..., K, N]
+    with broadcast batch dims (bmm op)."""
+    a, b = tr.as_tensor(a), tr.as_tensor(b)
+    if a.ndim < 2 or b.ndim < 2:
+        raise UnsupportedError(f"matmul of 1-D operands (shapes {tuple(a.shape)} and "
+                               f"{tuple(b.shape)}) is not supported; reshape to 2-D")
+    if a.ndim == 2 and b.ndim == 2:
+        return tr.emit1("matmul", [a, b], trans_a=0, trans_b=0)
+    return tr.emit1("bmm", [a, b], trans_a=0, trans_b=0)
 
 
 # ------------------------------------------------------------------------------------

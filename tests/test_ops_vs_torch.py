@@ -693,6 +693,199 @@ CASES = {
 }
 
 
+# ---------------------------------------------------------------------------------------------
+# normalisation over trailing dims, PReLU, max / min, argmax, batched matmul, attention
+# ---------------------------------------------------------------------------------------------
+def _ties(*shape):
+    """Small integers: many exact ties (max / min gradients split among them)."""
+    return RNG.integers(-2, 3, shape).astype(np.float32)
+
+
+def _norm_layer(name, et_layer, t_layer, shape, scale=2.0, offset=0.5):
+    """A layer with its parameters set from random values shared with its PyTorch twin."""
+    tl = t_layer.double()
+    with torch.no_grad():
+        for p in tl.parameters():
+            p.copy_(torch.tensor(rnd(*p.shape) + 1.0, dtype=torch.float64))
+    inputs = {"x": rnd(*shape, scale=scale, offset=offset)}
+    inputs.update({f"p_{k}": v.detach().numpy().astype(np.float32)
+                   for k, v in tl.named_parameters()})
+
+    def et_fn(m):
+        layer = et_layer
+        for k in dict(tl.named_parameters()):
+            setattr(layer, k, getattr(m, f"p_{k}"))
+        return layer(m.x)
+
+    def ref(t):
+        fn = torch.func.functional_call
+        return fn(tl, {k: t[f"p_{k}"] for k in dict(tl.named_parameters())}, (t["x"],))
+    return Case(name, inputs, et_fn, ref)
+
+
+def _bmm(name, sa, sb, ta=0, tb=0):
+    def ref(t):
+        a = t["a"].transpose(-2, -1) if ta else t["a"]
+        b = t["b"].transpose(-2, -1) if tb else t["b"]
+        return torch.matmul(a, b)
+    return Case(name, {"a": rnd(*sa), "b": rnd(*sb)},
+                lambda m: F.bmm(m.a, m.b, transpose_a=bool(ta), transpose_b=bool(tb)), ref)
+
+
+def _sdpa(name, sq, sk, sv, **kw):
+    mask = kw.pop("mask", None)
+
+    def et_fn(m):
+        return F.scaled_dot_product_attention(m.q, m.k, m.v, attn_mask=mask, **kw)
+
+    def ref(t):
+        tm = None if mask is None else torch.tensor(mask)
+        if tm is not None and tm.dtype != torch.bool:
+            tm = tm.double()
+        return TF.scaled_dot_product_attention(t["q"], t["k"], t["v"], attn_mask=tm, **kw)
+    return Case(name, {"q": rnd(*sq), "k": rnd(*sk), "v": rnd(*sv)}, et_fn, ref)
+
+
+def _with_indices(name, x, et_fn, ref):
+    return Case(name, {"x": x}, et_fn, ref, extra={"indices": True})
+
+
+CAUSAL_FREE_MASK = np.array([[True, False, True, True], [False, True, True, False],
+                             [True, True, True, True]])
+ADDITIVE_MASK = rnd(3, 4)
+
+CASES.update({
+    "normalize": [
+        Case("layer_norm_last", {"x": rnd(3, 7, scale=2.0, offset=1.0), "w": rnd(7), "b": rnd(7)},
+             lambda m: F.layer_norm(m.x, 7, m.w, m.b),
+             lambda t: TF.layer_norm(t["x"], (7,), t["w"], t["b"])),
+        Case("layer_norm_2dims_eps", {"x": rnd(2, 1, 3, 5, scale=3.0), "w": rnd(3, 5)},
+             lambda m: F.layer_norm(m.x, (3, 5), m.w, eps=1e-2),
+             lambda t: TF.layer_norm(t["x"], (3, 5), t["w"], eps=1e-2)),
+        Case("layer_norm_no_affine_k1", {"x": rnd(4, 1)}, lambda m: F.layer_norm(m.x, [1]) + m.x,
+             lambda t: TF.layer_norm(t["x"], [1]) + t["x"]),
+        _norm_layer("LayerNorm", nn.LayerNorm((4, 3)), torch.nn.LayerNorm((4, 3)), (2, 5, 4, 3)),
+        _norm_layer("LayerNorm_3d_tokens", nn.LayerNorm(9), torch.nn.LayerNorm(9), (2, 7, 9)),
+        _norm_layer("GroupNorm", nn.GroupNorm(2, 6), torch.nn.GroupNorm(2, 6), (3, 6, 5, 3)),
+        _norm_layer("GroupNorm_1group_1d", nn.GroupNorm(1, 3), torch.nn.GroupNorm(1, 3), (2, 3, 7)),
+        _norm_layer("GroupNorm_per_channel", nn.GroupNorm(5, 5), torch.nn.GroupNorm(5, 5),
+                    (1, 5, 2, 3)),
+        Case("group_norm_no_affine", {"x": rnd(2, 4, 3)}, lambda m: F.group_norm(m.x, 2),
+             lambda t: TF.group_norm(t["x"], 2)),
+        Case("InstanceNorm2d", {"x": rnd(2, 3, 5, 4, scale=2.0, offset=1.0)},
+             lambda m: nn.InstanceNorm2d(3)(m.x), lambda t: torch.nn.InstanceNorm2d(3)(t["x"])),
+        _norm_layer("InstanceNorm2d_affine", nn.InstanceNorm2d(3, affine=True),
+                    torch.nn.InstanceNorm2d(3, affine=True), (2, 3, 3, 5)),
+    ],
+    "maximum": [
+        _binary("same", F.maximum, torch.maximum, (3, 5), (3, 5)),
+        _binary("bcast", F.maximum, torch.maximum, (2, 3, 1, 5), (4, 1)),
+        Case("ties", {"a": _ties(4, 7), "b": _ties(4, 7)}, lambda m: F.maximum(m.a, m.b),
+             lambda t: torch.maximum(t["a"], t["b"])),
+        Case("ties_bcast_max", {"a": _ties(3, 5), "b": _ties(5)}, lambda m: F.max(m.a, m.b),
+             lambda t: torch.max(t["a"], t["b"])),
+    ],
+    "minimum": [
+        _binary("same", F.minimum, torch.minimum, (2, 3, 4), (2, 3, 4)),
+        _binary("bcast_scalar", F.minimum, torch.minimum, (5, 3), ()),
+        Case("ties", {"a": _ties(3, 1, 5), "b": _ties(4, 1)}, lambda m: F.minimum(m.a, m.b),
+             lambda t: torch.minimum(t["a"], t["b"])),
+    ],
+    "reduce_max": [
+        Case("amax_all", {"x": rnd(3, 4, 5)}, lambda m: F.amax(m.x),
+             lambda t: torch.amax(t["x"])),
+        Case("amax_axis_neg_keep", {"x": rnd(3, 5, 7)}, lambda m: F.amax(m.x, -1, True),
+             lambda t: torch.amax(t["x"], -1, True)),
+        Case("amin_axes02", {"x": rnd(3, 4, 5)}, lambda m: F.amin(m.x, (0, 2)),
+             lambda t: torch.amin(t["x"], (0, 2))),
+        Case("amax_ties_axes", {"x": _ties(4, 3, 5)}, lambda m: F.amax(m.x, (0, -1)),
+             lambda t: torch.amax(t["x"], (0, -1))),
+        Case("amin_ties_all_keep", {"x": _ties(3, 1, 4)}, lambda m: F.amin(m.x, None, True),
+             lambda t: torch.amin(t["x"], (0, 1, 2), True)),
+        Case("amax_size1_axis", {"x": rnd(3, 1, 4)}, lambda m: F.amax(m.x, 1),
+             lambda t: torch.amax(t["x"], 1)),
+        Case("max_all", {"x": rnd(5, 3)}, lambda m: F.max(m.x), lambda t: torch.max(t["x"])),
+        _with_indices("max_dim", rnd(4, 6, 3), lambda m: tuple(F.max(m.x, 1)),
+                      lambda t: tuple(torch.max(t["x"], 1))),
+        _with_indices("min_dim_neg_keep", rnd(2, 3, 7), lambda m: tuple(F.min(m.x, -1, True)),
+                      lambda t: tuple(torch.min(t["x"], -1, True))),
+    ],
+    "argmax": [
+        _with_indices("argmax_axis0", _ties(5, 4),
+                      lambda m: (F.amax(m.x, 0), F.argmax(m.x, 0)),
+                      lambda t: (torch.amax(t["x"], 0), torch.argmax(t["x"], 0))),
+        _with_indices("argmin_neg_keep", rnd(3, 4, 5),
+                      lambda m: (F.amin(m.x, -2, True), F.argmin(m.x, -2, True)),
+                      lambda t: (torch.amin(t["x"], -2, True), torch.argmin(t["x"], -2, True))),
+        _with_indices("argmax_flat", rnd(3, 5),
+                      lambda m: (F.amax(m.x), F.argmax(m.x)),
+                      lambda t: (torch.amax(t["x"]), torch.argmax(t["x"]))),
+    ],
+    "bmm": [
+        _bmm("3d", (3, 4, 5), (3, 5, 2)),
+        _bmm("4d_bcast", (2, 1, 3, 5), (1, 4, 5, 3)),
+        _bmm("nt_heads", (2, 3, 5, 4), (2, 3, 7, 4), tb=1),
+        _bmm("tn_bcast_2d_b", (2, 6, 3), (6, 5), ta=1),
+        _bmm("tt_size1", (1, 4, 1), (3, 2, 4), ta=1, tb=1),
+        Case("matmul_operator_3d_2d", {"a": rnd(2, 3, 4), "b": rnd(4, 5)},
+             lambda m: m.a @ m.b, lambda t: t["a"] @ t["b"]),
+        Case("linear_3d", {"x": rnd(2, 5, 6), "w": rnd(3, 6), "b": rnd(3)},
+             lambda m: F.linear(m.x, m.w, m.b), lambda t: TF.linear(t["x"], t["w"], t["b"])),
+        _sdpa("sdpa", (2, 5, 4), (2, 6, 4), (2, 6, 3)),
+        _sdpa("sdpa_causal_heads", (2, 3, 5, 4), (2, 3, 5, 4), (2, 3, 5, 4), is_causal=True),
+        _sdpa("sdpa_bool_mask_scale", (2, 3, 4), (2, 4, 4), (2, 4, 2), mask=CAUSAL_FREE_MASK,
+              scale=0.3),
+        _sdpa("sdpa_float_mask", (1, 2, 3, 5), (1, 2, 4, 5), (1, 2, 4, 5), mask=ADDITIVE_MASK),
+    ],
+})
+CASES["act"] += [
+    Case("prelu_channels", {"x": rnd(2, 3, 4, 5), "w": rnd(3, scale=0.3)},
+         lambda m: F.prelu(m.x, m.w), lambda t: TF.prelu(t["x"], t["w"])),
+    _norm_layer("PReLU_single_2d", nn.PReLU(), torch.nn.PReLU(), (4, 7), offset=0.0),
+    _norm_layer("PReLU_channels_3d", nn.PReLU(5), torch.nn.PReLU(5), (2, 5, 3), offset=0.0),
+    Case("prelu_kink", {"x": np.array([[-1.0, 0.0, 2.0], [0.0, -3.0, 0.5]], np.float32),
+                        "w": np.array([0.2, -0.4, 0.7], np.float32)},
+         lambda m: F.prelu(m.x, m.w), lambda t: TF.prelu(t["x"], t["w"])),
+]
+
+
+
+def _mha(name, n, l, s, e, h, mask=None, weights=False):
+    """nn.MultiheadAttention (batch_first) vs PyTorch's, its parameters as case inputs;
+    cross-attention when s != l; ``weights`` compares the head-averaged weights instead."""
+    tl = torch.nn.MultiheadAttention(e, h, batch_first=True).double()
+    names = {"win": "in_proj_weight", "bin": "in_proj_bias", "wo": "out_proj.weight",
+             "bo": "out_proj.bias"}
+    inputs = {"x": rnd(n, l, e), "mem": rnd(n, s, e)}
+    inputs.update({k: rnd(*dict(tl.named_parameters())[v].shape, scale=0.5)
+                   for k, v in names.items()})
+
+    def et_fn(m):
+        layer = nn.MultiheadAttention(e, h, batch_first=True)
+        layer.in_proj_weight, layer.in_proj_bias = m.win, m.bin
+        layer.out_proj.weight, layer.out_proj.bias = m.wo, m.bo
+        out, w = layer(m.x, m.mem, m.mem, attn_mask=mask, need_weights=weights)
+        return w if weights else out
+
+    def ref(t):
+        tm = None if mask is None else torch.tensor(mask)
+        tm = tm.double() if tm is not None and tm.dtype != torch.bool else tm
+        out, w = torch.func.functional_call(
+            tl, {v: t[k] for k, v in names.items()}, (t["x"], t["mem"], t["mem"]),
+            {"attn_mask": tm, "need_weights": weights})
+        return w if weights else out
+    return Case(name, inputs, et_fn, ref, frozen=("wo", "bo") if weights else ())
+
+
+CASES["bmm"] += [
+    _mha("MultiheadAttention", 2, 5, 5, 8, 2),
+    _mha("MultiheadAttention_cross_3heads", 3, 4, 6, 9, 3, mask=rnd(4, 6)),
+    _mha("MultiheadAttention_bool_mask_weights", 2, 3, 4, 4, 2, weights=True,
+         mask=~CAUSAL_FREE_MASK),
+    _mha("MultiheadAttention_1head", 1, 3, 2, 5, 1),
+]
+
+
 def _torch_distill(s, temp, alpha):
     q = torch.softmax(torch.tensor(TEACHER, dtype=torch.float64) / temp, 1)
     soft = TF.kl_div(torch.log_softmax(s / temp, 1), q, reduction="batchmean")
@@ -732,7 +925,9 @@ def run_case(case: Case):
         holder["w"] = w
         return F.sum(F.mul(out, w)) if out.ndim else F.mul(out, float(w))
 
-    sess = et.TrainSession.from_module(model, inputs={}, loss=objective, threads=2)
+    # a case returning (values, indices) applies the objective to the values
+    sess = et.TrainSession.from_module(model, inputs={}, loss=objective, threads=2,
+                                       output=0 if case.extra.get("indices") else None)
     sess.Grad()
     res = sess.RunGraph({})
     return model, sess, res, holder["w"]
@@ -741,7 +936,7 @@ def run_case(case: Case):
 @pytest.mark.parametrize("op_name,case", PARAMS)
 def test_op_vs_torch(op_name, case):
     model, sess, res, w = run_case(case)
-    out = res["output"]
+    out = res["output0" if case.extra.get("indices") else "output"]
     grads = sess.get_gradients()
     if case.check is not None:
         case.check(case, out, grads, w, case.inputs)
@@ -749,6 +944,11 @@ def test_op_vs_torch(op_name, case):
     t = {k: torch.tensor(v, dtype=torch.float64, requires_grad=k not in case.frozen)
          for k, v in case.inputs.items()}
     ref = case.ref(t, module=model) if case.extra.get("needs_module") else case.ref(t)
+    if case.extra.get("indices"):   # i32 positions, exactly PyTorch's (int64)
+        ref, ref_idx = ref
+        assert res["output1"].dtype == np.int32
+        np.testing.assert_array_equal(res["output1"], ref_idx.numpy(),
+                                      err_msg=f"{op_name}/{case.name}: indices")
     rtol, atol = case.tol
     ref_np = ref.detach().numpy()
     scale = max(1.0, float(np.abs(ref_np).max())) if ref_np.size else 1.0
@@ -812,7 +1012,8 @@ def test_every_backward_op_is_reached():
     emitted = set()
     for cs in CASES.values():
         for case in cs:
-            g = build_graph(OpModule(case), {}, loss=lambda out: F.sum(out))
+            g = build_graph(OpModule(case), {}, loss=lambda out: F.sum(out),
+                            output=0 if case.extra.get("indices") else None)
             emitted.update(n.op for n in g.nodes)
     backward_ops = [op.name for op in ops.OPS if op.kind == "backward"]
     missing = [b for b in backward_ops if b not in emitted]

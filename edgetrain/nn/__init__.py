@@ -20,3 +20,10 @@ __all__ = ["functional", "init", "Module", "Parameter", "Buffer", "Conv2d", "Lin
            "Embedding", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "SmoothL1Loss", "HuberLoss",
            "Conv1d", "ConvTranspose2d", "Upsample", "UpsamplingNearest2d",
            "UpsamplingBilinear2d", "AdaptiveMaxPool2d"]
+
+# normalisation over trailing dims, BatchNorm1d, PReLU
+from .layers import (BatchNorm1d, GroupNorm, InstanceNorm2d, LayerNorm,  # noqa: E402
+                     MultiheadAttention, PReLU)
+
+__all__ += ["LayerNorm", "GroupNorm", "InstanceNorm2d", "BatchNorm1d", "PReLU",
+            "MultiheadAttention"]

@@ -8,6 +8,8 @@ active tracer. Scalar operands of ``+ - * /`` become one ``affine`` node.
 """
 from __future__ import annotations
 
+import builtins
+import numbers
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -15,7 +17,7 @@ import numpy as np
 from .. import ir, tensor_ops as T, tracing
 from ..errors import InvalidArgumentError, UnsupportedError
 from ..ops import (ACT_HARDSWISH, ACT_LEAKY_RELU, ACT_RELU6, INTERP_BILINEAR, INTERP_NEAREST,
-                   REDUCTION_MEAN, REDUCTION_NONE, REDUCTION_SUM, UN_IN_RANGE)
+                   REDUCTION_MEAN, REDUCTION_NONE, REDUCTION_SUM, RESHAPE_DIMS, UN_IN_RANGE)
 
 __all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid", "tanh",
            "hardswish", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten",
@@ -78,20 +80,28 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
 
 
 def matmul(a, b):
-    """Matrix product of two 2-D tensors."""
+    """Matrix product: two 2-D tensors (matmul op) or [..., M, K] @ [..., K, N] with broadcast
+    batch dims (bmm op)."""
     return T.matmul(_tr(), a, b)
 
 
 def linear(input, weight, bias=None):
-    """y = x W^T + b with W [out, in] (PyTorch layout); x must be 2-D."""
+    """y = x W^T + b with W [out, in] (PyTorch layout); x [N, in] or [N, *, in] (the leading
+    dims are flattened for one 2-D matmul and restored)."""
     tr = _tr()
     x = tr.as_tensor(input)
-    if x.ndim != 2:
-        raise ValueError(f"layer '{tr.layer or '<root>'}': linear expects a 2-D input "
-                         f"[N, in], got shape {tuple(x.shape)} (flatten it first)")
+    if x.ndim < 2:
+        raise ValueError(f"layer '{tr.layer or '<root>'}': linear expects an input [N, in] or "
+                         f"[N, *, in], got shape {tuple(x.shape)}")
+    lead = [int(n) for n in x.shape[1:-1]]
+    if lead:
+        x = tr.emit1("reshape", [x], ndim=2, d0=-1, d1=int(x.shape[-1]))
     y = tr.emit1("matmul", [x, weight], trans_a=0, trans_b=1)
     if bias is not None:
         y = tr.emit1("add", [y, bias])
+    if lead:
+        dims = [-1] + lead + [int(y.shape[-1])]
+        y = tr.emit1("reshape", [y], ndim=len(dims), **dict(zip(RESHAPE_DIMS, dims)))
     return y
 
 
@@ -696,3 +706,327 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest",
     return tr.emit1("interpolate", [x], mode=_INTERP_MODES[mode],
                     align_corners=int(bool(align_corners)), oh=oh, ow=ow, scale_h=scales[0],
                     scale_w=scales[1])
+# ------------------------------------------------------------------------------------
+# normalisation over trailing dims, PReLU, max / min, batched matmul and attention
+# ------------------------------------------------------------------------------------
+__all__ += ["layer_norm", "group_norm", "instance_norm", "prelu", "maximum", "minimum", "amax",
+            "amin", "max", "min", "argmax", "argmin", "bmm", "scaled_dot_product_attention",
+            "multi_head_attention"]
+
+
+def _where(tr) -> str:
+    return f"layer '{tr.layer or '<root>'}'"
+
+
+def _channel_view(tr, p, ndim: int):
+    """A per-channel vector [C] reshaped to [C, 1, ...] so it broadcasts over [N, C, *]."""
+    p = tr.as_tensor(p)
+    if ndim <= 2:
+        return p
+    return T.reshape(tr, p, [int(p.shape[0])] + [1] * (ndim - 2))
+
+
+def _channel_affine(tr, y, weight, bias, ndim: int):
+    if weight is not None:
+        y = T.mul(tr, y, _channel_view(tr, weight, ndim))
+    if bias is not None:
+        y = T.add(tr, y, _channel_view(tr, bias, ndim))
+    return y
+
+
+def _check_channel_param(tr, p, c: int, what: str, fn: str) -> None:
+    if p is not None and tuple(tr.as_tensor(p).shape) != (c,):
+        raise InvalidArgumentError(f"{_where(tr)}: {fn}: {what} must have shape ({c},), got "
+                                   f"{tuple(tr.as_tensor(p).shape)}")
+
+
+def _normalize(tr, x, naxes: int, eps: float):
+    """One ``normalize`` node: (x - mean) / sqrt(var + eps) over the trailing ``naxes`` dims."""
+    return tr.emit("normalize", [x], naxes=naxes, eps=float(eps))[0]
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
+    """Normalise over the trailing dims ``normalized_shape``, then ``* weight + bias``
+    (both of shape ``normalized_shape``)."""
+    tr = _tr()
+    x = tr.as_tensor(input)
+    ns = (int(normalized_shape),) if isinstance(normalized_shape, numbers.Integral) \
+        else tuple(int(n) for n in normalized_shape)
+    if not ns or len(ns) > x.ndim or tuple(x.shape[x.ndim - len(ns):]) != ns:
+        raise InvalidArgumentError(f"{_where(tr)}: layer_norm: normalized_shape {ns} does not "
+                                   f"match the trailing dims of the input {tuple(x.shape)}")
+    for p, what in ((weight, "weight"), (bias, "bias")):
+        if p is not None and tuple(tr.as_tensor(p).shape) != ns:
+            raise InvalidArgumentError(f"{_where(tr)}: layer_norm: {what} must have shape {ns}, "
+                                       f"got {tuple(tr.as_tensor(p).shape)}")
+    y = _normalize(tr, x, len(ns), eps)
+    if weight is not None:
+        y = T.mul(tr, y, weight)
+    if bias is not None:
+        y = T.add(tr, y, bias)
+    return y
+
+
+def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
+    """Normalise each of ``num_groups`` channel groups of x[N, C, *] per sample, then a
+    per-channel ``* weight + bias``."""
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if x.ndim < 2:
+        raise InvalidArgumentError(f"{_where(tr)}: group_norm expects [N, C, *], got shape "
+                                   f"{tuple(x.shape)}")
+    c = int(x.shape[1])
+    if num_groups < 1 or c % num_groups:
+        raise InvalidArgumentError(f"{_where(tr)}: group_norm: {c} channels are not divisible "
+                                   f"into num_groups={num_groups}")
+    _check_channel_param(tr, weight, c, "weight", "group_norm")
+    _check_channel_param(tr, bias, c, "bias", "group_norm")
+    g = tr.emit1("reshape", [x], ndim=3, d0=0, d1=int(num_groups), d2=-1)
+    y = _normalize(tr, g, 1, eps)
+    back = [0] + [int(n) for n in x.shape[1:]]
+    y = tr.emit1("reshape", [y], ndim=len(back), **dict(zip(RESHAPE_DIMS, back)))
+    return _channel_affine(tr, y, weight, bias, x.ndim)
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats: bool = True, momentum: float = 0.1, eps: float = 1e-5):
+    """Normalise each channel of each sample of x[N, C, *] over its spatial dims, then a
+    per-channel ``* weight + bias``. Running statistics are not supported."""
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if running_mean is not None or running_var is not None or not use_input_stats:
+        raise UnsupportedError(f"{_where(tr)}: instance_norm with running statistics "
+                               "(track_running_stats=True) is not supported")
+    if x.ndim < 3:
+        raise InvalidArgumentError(f"{_where(tr)}: instance_norm expects [N, C, *] with at least "
+                                   f"one spatial dim, got shape {tuple(x.shape)}")
+    c = int(x.shape[1])
+    _check_channel_param(tr, weight, c, "weight", "instance_norm")
+    _check_channel_param(tr, bias, c, "bias", "instance_norm")
+    return _channel_affine(tr, _normalize(tr, x, x.ndim - 2, eps), weight, bias, x.ndim)
+
+
+def prelu(input, weight):
+    """max(0, x) + weight * min(0, x), weight [1] or [C] (channel dim 1), written as
+    relu(x) + weight * (x - relu(x)) (its gradient at x = 0 is weight, as PyTorch's)."""
+    tr = _tr()
+    x, w = tr.as_tensor(input), tr.as_tensor(weight)
+    n = int(np.prod(w.shape)) if w.ndim else 1
+    if w.ndim != 1 or (n != 1 and (x.ndim < 2 or int(x.shape[1]) != n)):
+        raise InvalidArgumentError(f"{_where(tr)}: prelu: weight must be [1] or [C] with C the "
+                                   f"input's dim 1; got weight {tuple(w.shape)} for input "
+                                   f"{tuple(x.shape)}")
+    r = T.relu(tr, x)
+    wv = _channel_view(tr, w, x.ndim) if n != 1 else w
+    return T.add(tr, r, T.mul(tr, wv, T.sub(tr, x, r)))
+
+
+def maximum(input, other):
+    """Elementwise max with broadcasting; at ties each input gets half the gradient."""
+    tr = _tr()
+    return tr.emit1("maximum", [tr.as_tensor(input), tr.as_tensor(other)])
+
+
+def minimum(input, other):
+    """Elementwise min with broadcasting; at ties each input gets half the gradient."""
+    tr = _tr()
+    return tr.emit1("minimum", [tr.as_tensor(input), tr.as_tensor(other)])
+
+
+def _extreme(input, dim, keepdim: bool, mode: int):
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if x.ndim == 0:
+        return x
+    if isinstance(dim, (tuple, list)) and len(dim) == 0:
+        dim = None
+    mask = T._axis_mask(x, dim)
+    return tr.emit1("reduce_max", [x], mode=mode, keepdims=int(keepdim), axis_mask=mask)
+
+
+def amax(input, dim=(), keepdim: bool = False):
+    """Max over ``dim`` (an int, a tuple, or () / None for all); the gradient is shared evenly
+    by the elements equal to the max (PyTorch's rule)."""
+    return _extreme(input, dim, keepdim, 0)
+
+
+def amin(input, dim=(), keepdim: bool = False):
+    return _extreme(input, dim, keepdim, 1)
+
+
+def _arg_extreme(input, dim, keepdim: bool, is_min: int):
+    tr = _tr()
+    x = tr.as_tensor(input)
+    if dim is None:
+        if keepdim:
+            raise UnsupportedError(f"{_where(tr)}: argmax(dim=None, keepdim=True) is not "
+                                   "supported")
+        x = T.reshape(tr, x, [-1])
+        dim = 0
+    if not isinstance(dim, numbers.Integral):
+        raise InvalidArgumentError(f"{_where(tr)}: argmax / argmin take one int dim, got {dim!r}")
+    return tr.emit1("argmax", [x], axis=T.axis(int(dim), x.ndim or 1), keepdims=int(keepdim),
+                    min=is_min)
+
+
+def argmax(input, dim=None, keepdim: bool = False):
+    """Position of the first max along ``dim`` (flattened when None), as an i32 tensor (PyTorch:
+    int64); no gradient."""
+    return _arg_extreme(input, dim, keepdim, 0)
+
+
+def argmin(input, dim=None, keepdim: bool = False):
+    return _arg_extreme(input, dim, keepdim, 1)
+
+
+class _MinMax(tuple):
+    """(values, indices) as returned by ``max(x, dim)`` / ``min(x, dim)``."""
+
+    @property
+    def values(self):
+        return self[0]
+
+    @property
+    def indices(self):
+        return self[1]
+
+
+def max(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
+    """``max(x)``: the max of all elements; ``max(x, dim)``: (values, indices) along one dim
+    (indices i32); ``max(x, other)`` with a tensor: :func:`maximum`. The gradient of the values
+    is shared evenly among tied elements (PyTorch routes it to the one returned index; the two
+    differ only at exact ties)."""
+    if isinstance(input, numbers.Number):   # plain numbers (this name shadows the builtin)
+        return builtins.max(input, dim)
+    if dim is not None and not isinstance(dim, numbers.Integral):
+        return maximum(input, dim)
+    if dim is None:
+        return amax(input, None, False)
+    return _MinMax((amax(input, dim, keepdim), argmax(input, dim, keepdim)))
+
+
+def min(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
+    """As :func:`max`, for the minimum."""
+    if isinstance(input, numbers.Number):   # plain numbers (this name shadows the builtin)
+        return builtins.min(input, dim)
+    if dim is not None and not isinstance(dim, numbers.Integral):
+        return minimum(input, dim)
+    if dim is None:
+        return amin(input, None, False)
+    return _MinMax((amin(input, dim, keepdim), argmin(input, dim, keepdim)))
+
+
+def bmm(input, mat2, transpose_a: bool = False, transpose_b: bool = False):
+    """Batched matrix product of [..., M, K] and [..., K, N] with broadcast batch dims.
+    ``transpose_a`` / ``transpose_b`` (edgetrain's flags, no copy) read the operand's last two
+    dims transposed: ``bmm(q, k, transpose_b=True)`` is ``q @ k.transpose(-2, -1)``."""
+    tr = _tr()
+    return tr.emit1("bmm", [tr.as_tensor(input), tr.as_tensor(mat2)],
+                    trans_a=int(transpose_a), trans_b=int(transpose_b))
+
+
+# additive mask value for masked-out positions (PyTorch uses -inf; the lowest finite float32
+# gives the same softmax, exp(-3.4e38 - max) == 0, and keeps the file free of infinities)
+MASKED = float(np.finfo(np.float32).min)
+
+
+def _attention(tr, q, k, v, mask, dropout_p: float, scale):
+    """(softmax(q k^T * scale + mask) v, the probabilities); ``mask`` additive or None."""
+    s = 1.0 / float(np.sqrt(int(q.shape[-1]))) if scale is None else float(scale)
+    scores = T.affine(tr, bmm(q, k, transpose_b=True), s, 0.0)
+    if mask is not None:
+        scores = T.add(tr, scores, mask)
+    p = T.softmax(tr, scores, -1)
+    pd = dropout(p, dropout_p, True) if dropout_p > 0.0 else p
+    return bmm(pd, v), p
+
+
+def _additive_mask(tr, attn_mask, allowed_if_true: bool):
+    """A float mask as given, or a boolean numpy mask made an additive constant (0 where
+    attention is allowed, :data:`MASKED` elsewhere)."""
+    if attn_mask is None:
+        return None
+    if isinstance(attn_mask, tracing.Tensor):
+        if attn_mask.dtype != ir.F32:
+            raise UnsupportedError(f"{_where(tr)}: a traced attention mask must be float "
+                                   "(additive); pass a boolean mask as a numpy array")
+        return attn_mask
+    m = np.asarray(attn_mask)
+    if m.dtype == bool:
+        m = np.where(m if allowed_if_true else ~m, 0.0, MASKED)
+    return tr.const(m.astype(np.float32))
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale=None, enable_gqa: bool = False):
+    """softmax(q k^T * scale + mask) v over [..., L, E] / [..., S, E] / [..., S, Ev] with
+    broadcast batch dims, written with bmm, softmax and add. ``attn_mask``: a float mask added
+    to the scores, or a boolean array (True = attend) that becomes an additive constant;
+    ``is_causal`` adds a constant [L, S] mask of :data:`MASKED` above the diagonal (masked
+    positions get probability 0 and no gradient). ``scale`` defaults to 1 / sqrt(E)."""
+    tr = _tr()
+    q, k, v = tr.as_tensor(query), tr.as_tensor(key), tr.as_tensor(value)
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise InvalidArgumentError(f"{_where(tr)}: scaled_dot_product_attention expects "
+                                   f"[..., L, E] query, key and value, got {tuple(q.shape)}, "
+                                   f"{tuple(k.shape)}, {tuple(v.shape)}")
+    if enable_gqa:
+        raise UnsupportedError(f"{_where(tr)}: scaled_dot_product_attention(enable_gqa=True) is "
+                               "not supported")
+    if is_causal and attn_mask is not None:
+        raise InvalidArgumentError(f"{_where(tr)}: scaled_dot_product_attention: give attn_mask "
+                                   "or is_causal, not both (as PyTorch)")
+    if is_causal:
+        attn_mask = np.tril(np.ones((int(q.shape[-2]), int(k.shape[-2])), bool))
+    return _attention(tr, q, k, v, _additive_mask(tr, attn_mask, True), dropout_p, scale)[0]
+
+
+def _rows_selector(rows: Sequence[int], n: int) -> np.ndarray:
+    """The constant [len(rows), n] 0/1 matrix whose product with a [n, ...] matrix picks
+    ``rows`` (exact: each output is one value times 1 plus zeros)."""
+    sel = np.zeros((len(rows), n), np.float32)
+    sel[np.arange(len(rows)), list(rows)] = 1.0
+    return sel
+
+
+def multi_head_attention(query, key, value, num_heads: int, in_proj_weight, in_proj_bias,
+                         out_proj_weight, out_proj_bias, attn_mask=None, dropout_p: float = 0.0,
+                         need_weights: bool = True):
+    """Multi-head attention of batch-first [N, L, E] query and [N, S, E] key / value with
+    PyTorch's packed parameters (in_proj_weight [3E, E], out_proj_weight [E, E]). Each head's
+    projection rows (and out-projection columns) are picked from the packed weights by constant
+    0/1 selector matmuls, so the heads need no transpose: out = sum_h attn_h W_o[:, h]^T + b_o.
+    ``attn_mask`` [L, S]: float (added) or boolean (True = not allowed, PyTorch's MHA rule).
+    Returns (output, weights averaged over heads or None)."""
+    tr = _tr()
+    q, k, v = tr.as_tensor(query), tr.as_tensor(key), tr.as_tensor(value)
+    e = int(np.shape(getattr(out_proj_weight, "data", out_proj_weight))[0]) \
+        if not isinstance(out_proj_weight, tracing.Tensor) else int(out_proj_weight.shape[0])
+    for t, what in ((q, "query"), (k, "key"), (v, "value")):
+        if t.ndim != 3 or int(t.shape[-1]) != e:
+            raise InvalidArgumentError(f"{_where(tr)}: multi-head attention expects batch-first "
+                                       f"[N, L, {e}] {what}, got {tuple(t.shape)}")
+    d = e // num_heads
+    mask = _additive_mask(tr, attn_mask, False)
+    w_in = tr.as_tensor(in_proj_weight)
+    b_in = None if in_proj_bias is None else \
+        T.reshape(tr, tr.as_tensor(in_proj_bias), [1, 3 * e])
+    out = weights = None
+    for h in range(num_heads):
+        proj = []
+        for j, src in enumerate((q, k, v)):
+            sel = tr.const(_rows_selector(range(j * e + h * d, j * e + (h + 1) * d), 3 * e))
+            b = None if b_in is None else tr.emit1("matmul", [b_in, sel], trans_a=0, trans_b=1)
+            proj.append(linear(src, matmul(sel, w_in), b))
+        o, p = _attention(tr, *proj, mask, dropout_p, None)
+        sel_o = tr.const(_rows_selector(range(h * d, (h + 1) * d), e))
+        w_o = tr.emit1("matmul", [out_proj_weight, sel_o], trans_a=0, trans_b=1)   # [E, d]
+        y = linear(o, w_o)
+        out = y if out is None else T.add(tr, out, y)
+        if need_weights:
+            weights = p if weights is None else T.add(tr, weights, p)
+    if out_proj_bias is not None:
+        out = T.add(tr, out, out_proj_bias)
+    if need_weights and num_heads > 1:
+        weights = T.affine(tr, weights, 1.0 / num_heads, 0.0)
+    return out, weights

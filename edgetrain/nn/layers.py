@@ -6,6 +6,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from .. import tracing
 from ..errors import InvalidArgumentError, UnsupportedError
 from . import functional as F
 from . import init
@@ -564,3 +565,178 @@ class AdaptiveMaxPool2d(Module):
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
+# ------------------------------------------------------------------------------------
+# normalisation over trailing dims, BatchNorm1d, PReLU
+# ------------------------------------------------------------------------------------
+__all__ += ["LayerNorm", "GroupNorm", "InstanceNorm2d", "BatchNorm1d", "PReLU",
+            "MultiheadAttention"]
+
+
+class LayerNorm(Module):
+    """Normalisation over the trailing dims ``normalized_shape`` (weight and bias of that
+    shape when ``elementwise_affine``)."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True):
+        super().__init__()
+        ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if not ns or any(int(n) < 1 for n in ns):
+            raise InvalidArgumentError(f"LayerNorm: normalized_shape must be positive dims, got "
+                                       f"{normalized_shape!r}")
+        self.normalized_shape = tuple(int(n) for n in ns)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        self.weight = Parameter(np.ones(self.normalized_shape, np.float32)) \
+            if elementwise_affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, np.float32)) \
+            if elementwise_affine and bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
+
+
+class GroupNorm(Module):
+    """Per-sample normalisation of ``num_groups`` channel groups, per-channel affine."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True):
+        super().__init__()
+        if num_groups < 1 or num_channels % num_groups:
+            raise InvalidArgumentError(f"GroupNorm: num_channels ({num_channels}) must be "
+                                       f"divisible by num_groups ({num_groups})")
+        self.num_groups, self.num_channels, self.eps, self.affine = (num_groups, num_channels,
+                                                                     eps, affine)
+        self.weight = Parameter(np.ones(num_channels, np.float32)) if affine else None
+        self.bias = Parameter(np.zeros(num_channels, np.float32)) if affine else None
+
+    def forward(self, x):
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class InstanceNorm2d(Module):
+    """Per-sample, per-channel normalisation of x[N, C, H, W] over H, W (PyTorch defaults:
+    affine=False, no running statistics; track_running_stats=True is not supported)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = False, track_running_stats: bool = False):
+        super().__init__()
+        if track_running_stats:
+            raise UnsupportedError("InstanceNorm2d(track_running_stats=True) is not supported")
+        self.num_features, self.eps, self.momentum, self.affine = (num_features, eps, momentum,
+                                                                   affine)
+        self.weight = Parameter(np.ones(num_features, np.float32)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, np.float32)) if affine else None
+
+    def forward(self, x):
+        x = tracing.require().as_tensor(x)
+        if x.ndim != 4:
+            raise InvalidArgumentError(f"InstanceNorm2d expects a 4-D input [N, C, H, W], got "
+                                       f"shape {tuple(x.shape)}")
+        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
+
+
+class BatchNorm1d(Module):
+    """Batch normalisation of [N, C] or [N, C, L] over N (and L): the same parameters,
+    buffers and running-statistics update as BatchNorm2d (not a subclass, as in PyTorch)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
+                 affine: bool = True, track_running_stats: bool = True):
+        super().__init__()
+        if momentum is None:
+            raise NotImplementedError("BatchNorm1d(momentum=None) is not supported")
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = Parameter(np.ones(num_features, np.float32)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, np.float32)) if affine else None
+        persistent = bool(track_running_stats)
+        self.running_mean = Buffer(np.zeros(num_features), persistent=persistent)
+        self.running_var = Buffer(np.ones(num_features), persistent=persistent)
+        if track_running_stats:
+            self.num_batches_tracked = Buffer(np.array(0), traced=False, dtype=np.int64)
+
+    extra_repr = BatchNorm2d.extra_repr
+
+    def forward(self, x):
+        x = tracing.require().as_tensor(x)
+        if x.ndim not in (2, 3):
+            raise InvalidArgumentError(f"BatchNorm1d expects a 2-D or 3-D input [N, C] / "
+                                       f"[N, C, L], got shape {tuple(x.shape)}")
+        return BatchNorm2d.forward(self, x)
+
+
+class PReLU(Module):
+    """max(0, x) + weight * min(0, x) with a learnable weight of ``num_parameters`` (1 or the
+    channel count, dim 1 of the input), initialised to ``init``."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25):
+        super().__init__()
+        if num_parameters < 1:
+            raise InvalidArgumentError(f"PReLU: num_parameters must be >= 1, got {num_parameters}")
+        self.num_parameters = num_parameters
+        self.weight = Parameter(np.full(num_parameters, init, np.float32))
+
+    def forward(self, x):
+        return F.prelu(x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+
+class MultiheadAttention(Module):
+    """PyTorch's ``nn.MultiheadAttention`` for ``batch_first=True`` inputs with PyTorch's
+    parameter names (``in_proj_weight`` [3E, E], ``in_proj_bias``, ``out_proj.weight``,
+    ``out_proj.bias``). ``forward(query, key, value, attn_mask=None, need_weights=True)``
+    returns (output [N, L, E], weights averaged over heads [N, L, S] or None). Not supported:
+    batch_first=False, kdim / vdim, add_bias_kv, add_zero_attn, key_padding_mask,
+    average_attn_weights=False."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim=None, vdim=None,
+                 batch_first: bool = False):
+        super().__init__()
+        if num_heads < 1 or embed_dim % num_heads:
+            raise InvalidArgumentError(f"MultiheadAttention: embed_dim ({embed_dim}) must be "
+                                       f"divisible by num_heads ({num_heads})")
+        if not batch_first:
+            raise UnsupportedError("MultiheadAttention(batch_first=False) is not supported; "
+                                   "use batch_first=True ([N, L, E] inputs)")
+        for flag, name in ((add_bias_kv, "add_bias_kv"), (add_zero_attn, "add_zero_attn"),
+                           (kdim not in (None, embed_dim), "kdim"),
+                           (vdim not in (None, embed_dim), "vdim")):
+            if flag:
+                raise UnsupportedError(f"MultiheadAttention({name}=...) is not supported")
+        self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
+        self.batch_first = batch_first
+        self.in_proj_weight = Parameter(np.zeros((3 * embed_dim, embed_dim), np.float32))
+        self.in_proj_bias = Parameter(np.zeros(3 * embed_dim, np.float32)) if bias else None
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
+        init.xavier_uniform_(self.in_proj_weight)
+        if bias:
+            init.zeros_(self.out_proj.bias)
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True,
+                attn_mask=None, average_attn_weights: bool = True, is_causal: bool = False):
+        if key_padding_mask is not None:
+            raise UnsupportedError("MultiheadAttention: key_padding_mask is not supported")
+        if need_weights and not average_attn_weights:
+            raise UnsupportedError("MultiheadAttention: average_attn_weights=False is not "
+                                   "supported")
+        if is_causal and attn_mask is None:
+            raise InvalidArgumentError("MultiheadAttention: is_causal needs attn_mask (it is a "
+                                       "hint, as in PyTorch)")
+        return F.multi_head_attention(query, key, value, self.num_heads, self.in_proj_weight,
+                                      self.in_proj_bias, self.out_proj.weight,
+                                      self.out_proj.bias, attn_mask,
+                                      self.dropout if self.training else 0.0, need_weights)
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first=True"

@@ -1597,6 +1597,208 @@ static et_status quant_observe_run(const et_node_io *io, const et_run_env *e) {
 }
 
 /* ======================================================================= */
+/* Row normalisation, max / min, argmax, batched matmul                     */
+/* ======================================================================= */
+/* normalize: the trailing iattr[0] (naxes) dims of x form one row; the invstd output keeps x's
+ * rank with those dims 1 (normalize_bwd's third input has the same shape). */
+typedef struct nr_view { int64_t rows, k; } nr_view;
+
+static et_status normalize_view(const et_tshape *x, int64_t naxes, nr_view *v, et_tshape *stat, char *msg,
+                                size_t cap) {
+    TRY(want(x, ET_F32, -1, "input x", msg, cap));
+    if (naxes < 1 || naxes > x->ndim)
+        return shape_error(msg, cap, "naxes %lld must be in 1..%d (the rank of x)", (long long)naxes, x->ndim);
+    int64_t dims[ET_MAX_DIMS];
+    v->rows = v->k = 1;
+    for (int d = 0; d < x->ndim; d++) {
+        int normed = d >= x->ndim - (int)naxes;
+        dims[d] = normed ? 1 : x->dim[d];
+        if (normed) v->k *= x->dim[d];
+        else v->rows *= x->dim[d];
+    }
+    if (v->k == 0) return shape_error(msg, cap, "the normalised dims of x are empty");
+    if (stat) set_shape(stat, ET_F32, x->ndim, dims);
+    return ET_OK;
+}
+static et_status normalize_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    nr_view v = {0};
+    TRY(normalize_view(io->in[0], io->node->iattr[0], &v, &out[1], msg, cap));
+    TRY(want_eps(io->node->fattr[0], msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status normalize_run(const et_node_io *io, const et_run_env *e) {
+    nr_view v = {0};
+    TRY(normalize_view(io->in[0], io->node->iattr[0], &v, NULL, NULL, 0));
+    return et_f32_normalize_rows_fwd(v.rows, v.k, io->node->fattr[0], io->in_data[0], io->out_data[0],
+                                     io->out_data[1], e->nthreads);
+}
+/* normalize_bwd: dy, y, invstd -> dx */
+static et_status normalize_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    nr_view v = {0};
+    et_tshape stat;
+    memset(&stat, 0, sizeof stat);
+    TRY(normalize_view(io->in[1], io->node->iattr[0], &v, &stat, msg, cap));
+    TRY(want(io->in[0], ET_F32, -1, "gradient dy", msg, cap));
+    TRY(want_same(io->in[0], io->in[1], "dy", "y", msg, cap));
+    TRY(want(io->in[2], ET_F32, -1, "invstd", msg, cap));
+    TRY(want_same(io->in[2], &stat, "invstd", "the statistics shape", msg, cap));
+    set_like(&out[0], io->in[1], ET_F32);
+    return ET_OK;
+}
+static et_status normalize_bwd_run(const et_node_io *io, const et_run_env *e) {
+    nr_view v = {0};
+    TRY(normalize_view(io->in[1], io->node->iattr[0], &v, NULL, NULL, 0));
+    return et_f32_normalize_rows_bwd(v.rows, v.k, io->in_data[1], io->in_data[2], io->in_data[0], io->out_data[0],
+                                     e->nthreads);
+}
+
+/* maximum, minimum, tie_weight: broadcast binary ops (binary_infer) */
+static et_status maximum_run(const et_node_io *io, const et_run_env *e) { return binary_run(io, ET_BIN_MAX, e->nthreads); }
+static et_status minimum_run(const et_node_io *io, const et_run_env *e) { return binary_run(io, ET_BIN_MIN, e->nthreads); }
+static et_status tie_weight_run(const et_node_io *io, const et_run_env *e) {
+    return binary_run(io, ET_BIN_TIE_WEIGHT, e->nthreads);
+}
+
+/* reduce_max: iattr mode (0 max, 1 min), keepdims, axis_mask, as reduce */
+static et_status reduce_max_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(reduce_check(io, msg, cap));
+    const et_tshape *x = io->in[0];
+    for (int d = 0; d < x->ndim; d++)
+        if (reduced_axis(io->node->iattr[2], d) && x->dim[d] == 0)
+            return shape_error(msg, cap, "max / min over the empty dim %d of x", d);
+    return reduce_infer(io, out, msg, cap);
+}
+static et_status reduce_max_run(const et_node_io *io, const et_run_env *e) {
+    const et_tshape *x = io->in[0];
+    int64_t mask = io->node->iattr[2], xs[ET_MAX_DIMS], ys[ET_MAX_DIMS];
+    int nd = pad_dims(x, x->ndim, xs), nred = 0, axis = 0, is_min = (int)io->node->iattr[0];
+    for (int d = 0; d < nd; d++) {
+        ys[d] = reduced_axis(mask, d) ? 1 : xs[d];
+        if (reduced_axis(mask, d) && xs[d] != 1) {
+            nred++;
+            axis = d;
+        }
+    }
+    if (nred <= 1) { /* one axis (none: a copy, len 1): the parallel [outer, len, inner] kernel */
+        int64_t outer = 1, inner = 1, len = nred ? xs[axis] : 1;
+        for (int d = 0; d < nd; d++) {
+            if (d < axis || !nred) outer *= xs[d];
+            else if (d > axis) inner *= xs[d];
+        }
+        return et_f32_max_axis(outer, len, inner, is_min, io->in_data[0], io->out_data[0], NULL, e->nthreads);
+    }
+    return et_f32_reduce_max(nd, xs, io->in_data[0], ys, io->out_data[0], is_min);
+}
+
+/* argmax: iattr axis (negative counts from the end), keepdims, min -> i32 positions */
+static et_status argmax_axis(const et_node_io *io, int *axis, char *msg, size_t cap) {
+    const et_tshape *x = io->in[0];
+    int64_t a = io->node->iattr[0];
+    TRY(want(x, ET_F32, -1, "input x", msg, cap));
+    TRY(want_flag(io->node->iattr[1], "keepdims", msg, cap));
+    TRY(want_flag(io->node->iattr[2], "min", msg, cap));
+    if (a < 0) a += x->ndim;
+    if (a < 0 || a >= x->ndim)
+        return shape_error(msg, cap, "axis %lld out of range for rank %d", (long long)io->node->iattr[0], x->ndim);
+    if (x->dim[a] == 0 || x->dim[a] > INT32_MAX)
+        return shape_error(msg, cap, "argmax over dim %d of size %lld", (int)a, (long long)x->dim[a]);
+    *axis = (int)a;
+    return ET_OK;
+}
+static et_status argmax_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    int axis = 0, nd = 0;
+    TRY(argmax_axis(io, &axis, msg, cap));
+    const et_tshape *x = io->in[0];
+    int64_t dims[ET_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) {
+        if (d != axis) dims[nd++] = x->dim[d];
+        else if (io->node->iattr[1]) dims[nd++] = 1;
+    }
+    set_shape(&out[0], ET_I32, nd, dims);
+    return ET_OK;
+}
+static et_status argmax_run(const et_node_io *io, const et_run_env *e) {
+    int axis = 0;
+    TRY(argmax_axis(io, &axis, NULL, 0));
+    const et_tshape *x = io->in[0];
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < axis; d++) outer *= x->dim[d];
+    for (int d = axis + 1; d < x->ndim; d++) inner *= x->dim[d];
+    return et_f32_max_axis(outer, x->dim[axis], inner, (int)io->node->iattr[2], io->in_data[0], NULL,
+                           (int32_t *)io->out_data[0], e->nthreads);
+}
+
+/* bmm: a[..., M, K] (or [..., K, M] with trans_a), b[..., K, N] (or [..., N, K] with trans_b);
+ * the batch dims (all but the last two) broadcast right-aligned. */
+typedef struct bmm_dims {
+    int nb, ta, tb;
+    int64_t M, N, K, yb[ET_MAX_DIMS], ab[ET_MAX_DIMS], bb[ET_MAX_DIMS];
+} bmm_dims;
+
+static void batch_dims(const et_tshape *t, int nb, int64_t *out) {
+    int tb = t->ndim - 2;
+    for (int d = 0; d < nb; d++) out[d] = d < nb - tb ? 1 : t->dim[d - (nb - tb)];
+}
+static et_status bmm_dims_of(const et_node_io *io, bmm_dims *d, char *msg, size_t cap) {
+    char x[128], y[128];
+    const et_tshape *a = io->in[0], *b = io->in[1];
+    TRY(want(a, ET_F32, -1, "input a", msg, cap));
+    TRY(want(b, ET_F32, -1, "input b", msg, cap));
+    if (a->ndim < 2 || b->ndim < 2)
+        return shape_error(msg, cap, "bmm needs a and b of rank >= 2, got a %s, b %s", et_shape_str(a, x, sizeof x),
+                           et_shape_str(b, y, sizeof y));
+    TRY(want_flag(io->node->iattr[0], "trans_a", msg, cap));
+    TRY(want_flag(io->node->iattr[1], "trans_b", msg, cap));
+    d->ta = (int)io->node->iattr[0];
+    d->tb = (int)io->node->iattr[1];
+    d->nb = (a->ndim > b->ndim ? a->ndim : b->ndim) - 2;
+    const int64_t *ad = a->dim + a->ndim - 2, *bd = b->dim + b->ndim - 2;
+    d->M = d->ta ? ad[1] : ad[0];
+    d->K = d->ta ? ad[0] : ad[1];
+    int64_t kb = d->tb ? bd[1] : bd[0];
+    d->N = d->tb ? bd[0] : bd[1];
+    if (kb != d->K)
+        return shape_error(msg, cap, "inner dimensions differ: a %s%s, b %s%s", et_shape_str(a, x, sizeof x),
+                           d->ta ? " (transposed)" : "", et_shape_str(b, y, sizeof y), d->tb ? " (transposed)" : "");
+    batch_dims(a, d->nb, d->ab);
+    batch_dims(b, d->nb, d->bb);
+    for (int k = 0; k < d->nb; k++) {
+        if (d->ab[k] != d->bb[k] && d->ab[k] != 1 && d->bb[k] != 1)
+            return shape_error(msg, cap, "batch dims of a %s and b %s do not broadcast", et_shape_str(a, x, sizeof x),
+                               et_shape_str(b, y, sizeof y));
+        d->yb[k] = d->ab[k] == 1 ? d->bb[k] : d->ab[k];
+    }
+    return ET_OK;
+}
+static et_status bmm_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    bmm_dims d;
+    memset(&d, 0, sizeof d);
+    TRY(bmm_dims_of(io, &d, msg, cap));
+    int64_t dims[ET_MAX_DIMS];
+    for (int k = 0; k < d.nb; k++) dims[k] = d.yb[k];
+    dims[d.nb] = d.M;
+    dims[d.nb + 1] = d.N;
+    set_shape(&out[0], ET_F32, d.nb + 2, dims);
+    return ET_OK;
+}
+static size_t bmm_ws(const et_node_io *io, int nthreads) {
+    bmm_dims d;
+    memset(&d, 0, sizeof d);
+    if (bmm_dims_of(io, &d, NULL, 0) != ET_OK) return 0;
+    int64_t batches = 1;
+    for (int k = 0; k < d.nb; k++) batches *= d.yb[k];
+    return et_f32_bmm_ws_bytes(batches, d.M, d.N, d.K, nthreads);
+}
+static et_status bmm_run(const et_node_io *io, const et_run_env *e) {
+    bmm_dims d;
+    memset(&d, 0, sizeof d);
+    TRY(bmm_dims_of(io, &d, NULL, 0));
+    return et_f32_bmm(d.ta, d.tb, d.nb, d.yb, d.ab, d.bb, d.M, d.N, d.K, io->in_data[0], io->in_data[1],
+                      io->out_data[0], e->ws, e->ws_bytes, e->nthreads);
+}
+
+/* ======================================================================= */
 /* The table                                                                */
 /* ======================================================================= */
 /* One row per op, fields named (et_op_desc in runtime_internal.h); omitted
@@ -1756,6 +1958,23 @@ static const et_op_desc op_table[] = {
     [ET_OP_QUANT_OBSERVE] = {.name = "quant_observe", .min_in = 5, .max_in = 5, .min_iattr = 6, .max_iattr = 6,
         .min_fattr = 1, .max_fattr = 1, .mut_in_mask = (1u << 1) | (1u << 2) | (1u << 3) | (1u << 4),
         .infer = quant_observe_infer, .run = quant_observe_run},
+        .min_iattr = 1, .max_iattr = 1, .min_fattr = 2, .max_fattr = 2, .infer = unary_infer, .run = unary_run},    [ET_OP_NORMALIZE] = {.name = "normalize", .min_in = 1, .max_in = 1, .min_out = 2, .max_out = 2,
+        .min_iattr = 1, .max_iattr = 1, .min_fattr = 1, .max_fattr = 1, .infer = normalize_infer,
+        .run = normalize_run},
+    [ET_OP_NORMALIZE_BWD] = {.name = "normalize_bwd", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 1, .infer = normalize_bwd_infer, .run = normalize_bwd_run},
+    [ET_OP_MAXIMUM] = {.name = "maximum", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .infer = binary_infer, .run = maximum_run},
+    [ET_OP_MINIMUM] = {.name = "minimum", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .infer = binary_infer, .run = minimum_run},
+    [ET_OP_TIE_WEIGHT] = {.name = "tie_weight", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .infer = binary_infer, .run = tie_weight_run},
+    [ET_OP_REDUCE_MAX] = {.name = "reduce_max", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 3, .max_iattr = 3, .infer = reduce_max_infer, .run = reduce_max_run},
+    [ET_OP_ARGMAX] = {.name = "argmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 3, .max_iattr = 3, .infer = argmax_infer, .run = argmax_run},
+    [ET_OP_BMM] = {.name = "bmm", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .infer = bmm_infer, .ws_bytes = bmm_ws, .run = bmm_run},
 };
 
 /* C99 static assert: one table entry per enum value (a new op without an entry

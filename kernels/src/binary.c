@@ -99,6 +99,9 @@ static void bin_row(et_binop op, int64_t n, const float *ET_RESTRICT a, int64_t 
     case ET_BIN_ADD: ROW_PATTERNS(u + w); break;
     case ET_BIN_SUB: ROW_PATTERNS(u - w); break;
     case ET_BIN_MUL: ROW_PATTERNS(u * w); break;
+    case ET_BIN_MAX: ROW_PATTERNS((u > w || u != u) ? u : w); break;
+    case ET_BIN_MIN: ROW_PATTERNS((u < w || u != u) ? u : w); break;
+    case ET_BIN_TIE_WEIGHT: ROW_PATTERNS(u > w ? 1.0f : (u == w ? 0.5f : 0.0f)); break;
     default: ROW_PATTERNS(u / w); break;
     }
 }

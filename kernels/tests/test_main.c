@@ -79,6 +79,7 @@ void test_atomic_file(void);
 void test_loss_extra(void);
 void test_resample(void);
 void test_quant(void);
+void test_norm(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -91,6 +92,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"lossx", test_loss_extra},
     {"resample", test_resample},
     {"quant", test_quant},
+    {"norm", test_norm},
 };
 
 int main(int argc, char **argv) {

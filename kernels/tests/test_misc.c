@@ -182,6 +182,9 @@ static float bin_naive(et_binop op, float u, float w) {
     case ET_BIN_ADD: return u + w;
     case ET_BIN_SUB: return u - w;
     case ET_BIN_MUL: return u * w;
+    case ET_BIN_MAX: return (isnan(u) || u > w) ? u : w;
+    case ET_BIN_MIN: return (isnan(u) || u < w) ? u : w;
+    case ET_BIN_TIE_WEIGHT: return u > w ? 1.0f : (u == w ? 0.5f : 0.0f);
     default: return u / w;
     }
 }

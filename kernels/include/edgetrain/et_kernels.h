@@ -149,7 +149,18 @@ et_status et_f32_global_avgpool_bwd(int64_t n, int64_t c, int64_t hw, const floa
 /* dim equal to the output dim or 1.                                        */
 /* ======================================================================= */
 #define ET_MAX_DIMS 6
-typedef enum et_binop { ET_BIN_ADD = 0, ET_BIN_SUB = 1, ET_BIN_MUL = 2, ET_BIN_DIV = 3, ET_BINOP_COUNT_ } et_binop;
+/* MAX / MIN propagate NaN; TIE_WEIGHT is 1 where a > b, 0.5 where a == b, else 0 (the gradient
+ * share of maximum's a, PyTorch's even split at ties). */
+typedef enum et_binop {
+    ET_BIN_ADD = 0,
+    ET_BIN_SUB = 1,
+    ET_BIN_MUL = 2,
+    ET_BIN_DIV = 3,
+    ET_BIN_MAX = 4,
+    ET_BIN_MIN = 5,
+    ET_BIN_TIE_WEIGHT = 6,
+    ET_BINOP_COUNT_
+} et_binop;
 
 et_status et_f32_binary(et_binop op, int ndim, const int64_t *y_shape,
                         const int64_t *a_shape, const float *a,
@@ -425,6 +436,36 @@ et_status et_f32_fake_quant_bwd__ref(int64_t outer, int64_t c, int64_t inner, co
 et_status et_f32_quant_observe__ref(int64_t outer, int64_t c, int64_t inner, const float *x, float *min_val,
                                     float *max_val, float *scale, float *zero_point, int64_t qmin, int64_t qmax,
                                     int symmetric, int ema, float averaging_constant, int nthreads);
+
+/* ======================================================================= */
+/* Row normalisation (layernorm.c): x[rows, k] -> y = (x - mean) * invstd,  */
+/* invstd[rows] = 1 / sqrt(biased var + eps); backward from y and invstd:   */
+/* dx = invstd * (dy - mean(dy) - y * mean(dy * y)).                        */
+/* ======================================================================= */
+et_status et_f32_normalize_rows_fwd(int64_t rows, int64_t k, float eps, const float *x, float *y,
+                                    float *invstd, int nthreads);
+et_status et_f32_normalize_rows_bwd(int64_t rows, int64_t k, const float *y, const float *invstd,
+                                    const float *dy, float *dx, int nthreads);
+
+/* ======================================================================= */
+/* Max / min reductions (reduce_max.c). One axis of the [outer, len, inner] */
+/* view: values y and/or first extreme position idx (either may be NULL);    */
+/* NaN is an extreme. Several axes: ys (same rank as xs) is 1 where reduced. */
+/* ======================================================================= */
+et_status et_f32_max_axis(int64_t outer, int64_t len, int64_t inner, int is_min, const float *x,
+                          float *y, int32_t *idx, int nthreads);
+et_status et_f32_reduce_max(int nd, const int64_t *xs, const float *x, const int64_t *ys, float *y,
+                            int is_min);
+
+/* ======================================================================= */
+/* Batched matmul (bmm.c): y[batch, M, N] = op(a) op(b) per batch, batch     */
+/* dims (nb of them) broadcast right-aligned; a, b, y contiguous. ws of     */
+/* et_f32_bmm_ws_bytes(number of batches, M, N, K, nthreads).                */
+/* ======================================================================= */
+size_t et_f32_bmm_ws_bytes(int64_t batches, int64_t M, int64_t N, int64_t K, int nthreads);
+et_status et_f32_bmm(int trans_a, int trans_b, int nb, const int64_t *y_batch,
+                     const int64_t *a_batch, const int64_t *b_batch, int64_t M, int64_t N, int64_t K,
+                     const float *a, const float *b, float *y, void *ws, size_t ws_bytes, int nthreads);
 
 #ifdef __cplusplus
 }

@@ -80,6 +80,14 @@ typedef enum et_op {
     ET_OP_FAKE_QUANT = 66,
     ET_OP_FAKE_QUANT_BWD = 67,
     ET_OP_QUANT_OBSERVE = 68,
+    ET_OP_NORMALIZE = 69,
+    ET_OP_NORMALIZE_BWD = 70,
+    ET_OP_MAXIMUM = 71,
+    ET_OP_MINIMUM = 72,
+    ET_OP_TIE_WEIGHT = 73,
+    ET_OP_REDUCE_MAX = 74,
+    ET_OP_ARGMAX = 75,
+    ET_OP_BMM = 76,
     ET_OP_COUNT
 } et_op;
 

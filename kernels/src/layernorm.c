@@ -1,0 +1,98 @@
+/* edgetrain — normalisation of the rows of x[rows, k] (LayerNorm, GroupNorm, InstanceNorm).
+ *
+ * y = (x - mean) * invstd with the biased variance, invstd = 1 / sqrt(var + eps); invstd[rows]
+ * is saved for the backward, which needs only y and invstd:
+ *   dx = invstd * (dy - mean(dy) - y * mean(dy * y)).
+ * Sums run in double over one row in a fixed order (et_misc_sum_f64 lanes); rows are split
+ * across threads in contiguous blocks, each row computed by one thread, so results are bitwise
+ * the same for every thread count.
+ */
+#include <math.h>
+
+#include "misc_internal.h"
+#include "norm_internal.h"
+
+#define NORM_GRAIN 4096 /* elements per chunk, at least */
+
+void et_f32_normalize_rows_fwd__ref(int64_t r0, int64_t r1, int64_t k, float eps, const float *x,
+                                    float *y, float *invstd) {
+    for (int64_t r = r0; r < r1; r++) {
+        const float *ET_RESTRICT xr = x + r * k;
+        float *ET_RESTRICT yr = y + r * k;
+        const double mean = et_misc_sum_f64(xr, k) / (double)k;
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t j = 0;
+        for (; j + 8 <= k; j += 8)
+            for (int l = 0; l < 8; l++) {
+                double d = (double)xr[j + l] - mean;
+                acc[l] += d * d;
+            }
+        for (; j < k; j++) {
+            double d = (double)xr[j] - mean;
+            acc[0] += d * d;
+        }
+        const double var = ((acc[0] + acc[1]) + (acc[2] + acc[3]) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) / (double)k;
+        const double is = 1.0 / sqrt(var + (double)eps);
+        for (j = 0; j < k; j++) yr[j] = (float)(((double)xr[j] - mean) * is);
+        invstd[r] = (float)is;
+    }
+}
+
+void et_f32_normalize_rows_bwd__ref(int64_t r0, int64_t r1, int64_t k, const float *y,
+                                    const float *invstd, const float *dy, float *dx) {
+    for (int64_t r = r0; r < r1; r++) {
+        const float *ET_RESTRICT yr = y + r * k;
+        const float *ET_RESTRICT gr = dy + r * k;
+        float *ET_RESTRICT dr = dx + r * k;
+        double sg[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sgy[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t j = 0;
+        for (; j + 8 <= k; j += 8)
+            for (int l = 0; l < 8; l++) {
+                sg[l] += (double)gr[j + l];
+                sgy[l] += (double)gr[j + l] * (double)yr[j + l];
+            }
+        for (; j < k; j++) {
+            sg[0] += (double)gr[j];
+            sgy[0] += (double)gr[j] * (double)yr[j];
+        }
+        const double mg = ((sg[0] + sg[1]) + (sg[2] + sg[3]) + ((sg[4] + sg[5]) + (sg[6] + sg[7]))) / (double)k;
+        const double mgy = ((sgy[0] + sgy[1]) + (sgy[2] + sgy[3]) + ((sgy[4] + sgy[5]) + (sgy[6] + sgy[7]))) / (double)k;
+        const double is = (double)invstd[r];
+        for (j = 0; j < k; j++) dr[j] = (float)(is * ((double)gr[j] - mg - (double)yr[j] * mgy));
+    }
+}
+
+static int row_chunks(int64_t rows, int64_t k, int nthreads) {
+    int64_t per = k > 0 ? (NORM_GRAIN + k - 1) / k : rows; /* rows per chunk, at least */
+    return et_misc_nchunks(rows, nthreads, per > 0 ? per : 1);
+}
+
+et_status et_f32_normalize_rows_fwd(int64_t rows, int64_t k, float eps, const float *x, float *y,
+                                    float *invstd, int nthreads) {
+    if (rows < 0 || k <= 0 || !(eps >= 0.0f) || !isfinite(eps)) return ET_ERR_ARG;
+    if (rows == 0) return ET_OK;
+    if (!x || !y || !invstd) return ET_ERR_ARG;
+    const int nch = row_chunks(rows, k, nthreads);
+    ET_PARALLEL_FOR(nch)
+    for (int ch = 0; ch < nch; ch++) {
+        int64_t b, e;
+        et_thread_range(rows, ch, nch, &b, &e);
+        et_f32_normalize_rows_fwd__ref(b, e, k, eps, x, y, invstd);
+    }
+    return ET_OK;
+}
+
+et_status et_f32_normalize_rows_bwd(int64_t rows, int64_t k, const float *y, const float *invstd,
+                                    const float *dy, float *dx, int nthreads) {
+    if (rows < 0 || k <= 0) return ET_ERR_ARG;
+    if (rows == 0) return ET_OK;
+    if (!y || !invstd || !dy || !dx) return ET_ERR_ARG;
+    const int nch = row_chunks(rows, k, nthreads);
+    ET_PARALLEL_FOR(nch)
+    for (int ch = 0; ch < nch; ch++) {
+        int64_t b, e;
+        et_thread_range(rows, ch, nch, &b, &e);
+        et_f32_normalize_rows_bwd__ref(b, e, k, y, invstd, dy, dx);
+    }
+    return ET_OK;
+}
