@@ -250,7 +250,7 @@ def _out_size2(tr, x, size, what: str) -> Tuple[int, int]:
     if len(pair) != 2:
         raise InvalidArgumentError(f"{where}: output size must be an int or a pair, got {size!r}")
     out = tuple(int(x.shape[2 + i]) if v is None else int(v) for i, v in enumerate(pair))
-    if min(out) < 1:
+    if builtins.min(out) < 1:
         raise InvalidArgumentError(f"{where}: output size must be positive, got {size!r}")
     return out
 
@@ -696,7 +696,7 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest",
             raise InvalidArgumentError(f"{where}: scale_factor must be a positive number or a "
                                        f"pair, got {scale_factor!r}")
         oh, ow = (int(np.floor(int(x.shape[2 + i]) * float(sf[i]))) for i in range(2))
-        if min(oh, ow) < 1:
+        if builtins.min(oh, ow) < 1:
             raise InvalidArgumentError(f"{where}: scale_factor {scale_factor!r} gives an empty "
                                        f"output for input {tuple(x.shape)}")
         if not recompute_scale_factor:

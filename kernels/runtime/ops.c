@@ -1958,7 +1958,7 @@ static const et_op_desc op_table[] = {
     [ET_OP_QUANT_OBSERVE] = {.name = "quant_observe", .min_in = 5, .max_in = 5, .min_iattr = 6, .max_iattr = 6,
         .min_fattr = 1, .max_fattr = 1, .mut_in_mask = (1u << 1) | (1u << 2) | (1u << 3) | (1u << 4),
         .infer = quant_observe_infer, .run = quant_observe_run},
-        .min_iattr = 1, .max_iattr = 1, .min_fattr = 2, .max_fattr = 2, .infer = unary_infer, .run = unary_run},    [ET_OP_NORMALIZE] = {.name = "normalize", .min_in = 1, .max_in = 1, .min_out = 2, .max_out = 2,
+    [ET_OP_NORMALIZE] = {.name = "normalize", .min_in = 1, .max_in = 1, .min_out = 2, .max_out = 2,
         .min_iattr = 1, .max_iattr = 1, .min_fattr = 1, .max_fattr = 1, .infer = normalize_infer,
         .run = normalize_run},
     [ET_OP_NORMALIZE_BWD] = {.name = "normalize_bwd", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
