@@ -21,7 +21,9 @@ __all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid
            "reshape", "dropout", "batch_norm", "softmax", "log_softmax", "add", "sub", "mul",
            "div", "affine", "sum", "mean", "cross_entropy", "mse_loss", "l1_loss",
            "multi_margin_loss", "kl_div", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "erf",
-           "pow", "clamp", "silu", "gelu", "hardsigmoid", "elu", "softplus"]
+           "pow", "clamp", "silu", "gelu", "hardsigmoid", "elu", "softplus",
+           "cat", "concat", "stack", "split", "chunk", "narrow", "transpose", "permute",
+           "squeeze", "unsqueeze", "expand", "pad", "gather", "index_select"]
 
 
 def _tr() -> tracing.Tracer:
@@ -401,3 +403,73 @@ def kl_div(input, target, reduction: str = "mean", log_target: bool = False):
     if reduction == "mean":
         loss = affine(loss, 1.0 / int(x.shape[1]))
     return loss
+
+
+# ------------------------------------------------------------------------------------
+# tensor copies (ops concat, slice, transpose, pad, gather, expand); also ``edgetrain.cat``...
+# ------------------------------------------------------------------------------------
+def cat(tensors, dim: int = 0):
+    """Concatenate along ``dim`` (``torch.cat``); any number of tensors."""
+    return T.cat(_tr(), tensors, dim)
+
+
+concat = cat
+
+
+def stack(tensors, dim: int = 0):
+    """Stack along a new ``dim`` (``torch.stack``)."""
+    return T.stack(_tr(), tensors, dim)
+
+
+def split(tensor, split_size_or_sections, dim: int = 0):
+    """``torch.split``: a tuple of slices of one size (the last may be smaller) or of the
+    given sizes."""
+    return T.split(_tr(), tensor, split_size_or_sections, dim)
+
+
+def chunk(input, chunks: int, dim: int = 0):
+    return T.chunk(_tr(), input, chunks, dim)
+
+
+def narrow(input, dim: int, start: int, length: int):
+    return T.narrow(_tr(), input, dim, start, length)
+
+
+def transpose(input, dim0: int, dim1: int):
+    return T.transpose(_tr(), input, dim0, dim1)
+
+
+def permute(input, dims):
+    return T.permute(_tr(), input, dims)
+
+
+def squeeze(input, dim=None):
+    return T.squeeze(_tr(), input, dim)
+
+
+def unsqueeze(input, dim: int):
+    return T.unsqueeze(_tr(), input, dim)
+
+
+def expand(input, *sizes):
+    """``x.expand(*sizes)`` as a function (-1 keeps a dim)."""
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    return T.expand(_tr(), input, sizes)
+
+
+def pad(input, pad, mode: str = "constant", value=None):
+    """``F.pad``: (before, after) pairs from the last dim backwards; modes 'constant',
+    'reflect' (pads < the dim) and 'replicate'."""
+    return T.pad(_tr(), input, pad, mode, value)
+
+
+def gather(input, dim: int, index):
+    """``torch.gather`` (index: an int32 tensor or an integer array); the gradient is a
+    deterministic scatter-add."""
+    return T.gather(_tr(), input, dim, index)
+
+
+def index_select(input, dim: int, index):
+    """``torch.index_select`` with a 1-D index (an int32 tensor or an integer array)."""
+    return T.index_select(_tr(), input, dim, index)

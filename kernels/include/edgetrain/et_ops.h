@@ -55,6 +55,15 @@ typedef enum et_op {
     ET_OP_ADAM_UPDATE = 41,
     ET_OP_AFFINE = 42,
     ET_OP_UNARY = 43,
+    ET_OP_CONCAT = 44,
+    ET_OP_SLICE = 45,
+    ET_OP_SLICE_BWD = 46,
+    ET_OP_TRANSPOSE = 47,
+    ET_OP_PAD = 48,
+    ET_OP_PAD_BWD = 49,
+    ET_OP_GATHER = 50,
+    ET_OP_GATHER_BWD = 51,
+    ET_OP_EXPAND = 52,
     ET_OP_COUNT
 } et_op;
 
