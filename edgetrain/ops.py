@@ -366,7 +366,8 @@ def _bw_gather(ctx, node, dys):
 
 
 def _bw_expand(ctx, node, dys):
-    return [ctx.sum_to(dys[0], node.inputs[0])]
+    # always a reduce_sum_to: equal shapes at trace time may differ after Resize
+    return [ctx.emit("reduce_sum_to", [dys[0], node.inputs[0]], scale=1.0)[0], None]
 
 
 # =====================================================================================
@@ -456,7 +457,7 @@ OPS: List[OpDef] = [
           int_inputs=("index",)),
     OpDef(51, "gather_bwd", ("dy", "index", "x"), ("dx",), ("axis", "select"), (),
           kind="backward", int_inputs=("index",)),
-    OpDef(52, "expand", ("x",), ("y",), ("ndim",) + RESHAPE_DIMS, (), _bw_expand),
+    OpDef(52, "expand", ("x", "like?"), ("y",), ("ndim",) + RESHAPE_DIMS, (), _bw_expand),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

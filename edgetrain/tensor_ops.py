@@ -22,12 +22,14 @@ from .ops import (ACT_RELU, ACT_SIGMOID, ACT_TANH, PAD_CONSTANT, PAD_REFLECT, PA
 
 
 class Dim(int):
-    """A dimension read from a traced shape; remembers its position so that
-    ``x.reshape(x.size(0), -1)`` keeps the batch dimension dynamic."""
+    """A dimension read from a traced shape; remembers its position (and the tensor it was
+    read from, ``src``) so that ``x.reshape(x.size(0), -1)`` and ``w.expand(x.size(0), -1)``
+    keep the batch dimension dynamic."""
 
-    def __new__(cls, value: int, pos: int):
+    def __new__(cls, value: int, pos: int, src: int = -1):
         obj = super().__new__(cls, value)
         obj.pos = pos
+        obj.src = src
         return obj
 
 
@@ -434,15 +436,28 @@ def t(tr, input):
 def expand(tr, input, sizes: Sequence[int]):
     """Broadcast to ``sizes`` (-1 keeps a dim); the gradient sums over the expanded dims."""
     x = tr.as_tensor(input)
-    sizes = [_int_arg(tr, s, "expand: size") for s in sizes]
+    sizes = list(sizes)
+    for s in sizes:
+        _int_arg(tr, s, "expand: size")
     lead = len(sizes) - x.ndim
     if lead < 0:
         raise ShapeError(f"{_where(tr)}: expand to {len(sizes)} dims is fewer than the "
                          f"tensor's {x.ndim}")
-    out = [-1 if i >= lead and s == _dims(x)[i - lead] else s for i, s in enumerate(sizes)]
+    # sizes read from another traced tensor's shape follow it at run time (input `like`)
+    like = next((s.src for s in sizes if isinstance(s, Dim) and s.src not in (-1, x.index)), -1)
+    out = []
+    for i, s in enumerate(sizes):
+        have = _dims(x)[i - lead] if i >= lead else None
+        if isinstance(s, Dim) and s.src == like >= 0:
+            out.append(-2 - s.pos)
+        elif s == -1 or s == have:
+            out.append(-1)
+        else:
+            out.append(int(s))
     if lead == 0 and all(s == -1 for s in out):
         return x
-    return tr.emit1("expand", [x], ndim=len(out), **dict(zip(RESHAPE_DIMS, out)))
+    return tr.emit1("expand", [x, tr.wrap(like) if like >= 0 else None], ndim=len(out),
+                    **dict(zip(RESHAPE_DIMS, out)))
 
 
 _PAD_MODES = {"constant": PAD_CONSTANT, "reflect": PAD_REFLECT, "replicate": PAD_REPLICATE}

@@ -49,7 +49,7 @@ class Tensor:
 
     @property
     def shape(self) -> Tuple[int, ...]:
-        return tuple(Dim(n, i) for i, n in enumerate(self._def.shape))
+        return tuple(Dim(n, i, self.index) for i, n in enumerate(self._def.shape))
 
     @property
     def dtype(self) -> str:
@@ -215,7 +215,7 @@ class Tensor:
         return T.expand(require(), self, _shape_args(sizes))
 
     def expand_as(self, other):
-        return T.expand(require(), self, [int(n) for n in other.shape])
+        return T.expand(require(), self, other.shape)
 
     def split(self, split_size, dim: int = 0):
         return T.split(require(), self, split_size, dim)

@@ -1292,10 +1292,11 @@ static et_status gather_bwd_run(const et_node_io *io, const et_run_env *e) {
                              io->in_data[0], io->in_data[1], io->out_data[0], e->nthreads);
 }
 
-/* expand: iattr ndim, d0..d5; x broadcast (right-aligned) to the dims, -1 = keep x's dim */
+/* expand: x, like? (shape only); iattr ndim, d0..d5; x broadcast (right-aligned) to the dims,
+ * -1 = keep x's dim, -2 - k = dim k of `like` (a size read from another tensor's shape). */
 static et_status expand_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     char b[128];
-    const et_tshape *x = io->in[0];
+    const et_tshape *x = io->in[0], *like = io->in[1];
     const int64_t *at = io->node->iattr;
     int64_t dims[ET_MAX_DIMS];
     TRY(want(x, ET_F32, -2, "input x", msg, cap));
@@ -1305,6 +1306,12 @@ static et_status expand_infer(const et_node_io *io, et_tshape *out, char *msg, s
     for (int d = 0; d < nd; d++) {
         int64_t v = at[1 + d], have = d < lead ? -1 : x->dim[d - lead];
         if (v == -1 && have >= 0) v = have;
+        if (v <= -2) {
+            if (!like || -2 - v >= like->ndim)
+                return shape_error(msg, cap, "size %lld of dim %d reads dim %lld of the `like` input, which is %s",
+                                   (long long)v, d, (long long)(-2 - v), like ? "of lower rank" : "absent");
+            v = like->dim[-2 - v];
+        }
         if (v < 0 || v > ET_MAX_DIM || (have >= 0 && have != 1 && have != v))
             return shape_error(msg, cap, "cannot expand %s: size %lld in dim %d (new leading dims need a size, "
                                "existing ones must be 1 or kept)", et_shape_str(x, b, sizeof b), (long long)at[1 + d], d);
@@ -1438,7 +1445,7 @@ static const et_op_desc op_table[] = {
         .min_iattr = 2, .max_iattr = 2, .infer = gather_infer, .run = gather_run},
     [ET_OP_GATHER_BWD] = {.name = "gather_bwd", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
         .min_iattr = 2, .max_iattr = 2, .infer = gather_bwd_infer, .run = gather_bwd_run},
-    [ET_OP_EXPAND] = {.name = "expand", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+    [ET_OP_EXPAND] = {.name = "expand", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1,
         .min_iattr = 1, .max_iattr = 7, .infer = expand_infer, .run = expand_run},
 };
 
