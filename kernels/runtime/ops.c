@@ -1107,14 +1107,14 @@ static et_status slice_view_of(const et_node_io *io, const et_tshape *x, slice_v
     return ET_OK;
 }
 static et_status slice_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
-    slice_view v;
+    slice_view v = {0};
     TRY(slice_view_of(io, io->in[0], &v, msg, cap));
     set_like(&out[0], io->in[0], ET_F32);
     out[0].dim[v.axis] = v.count;
     return ET_OK;
 }
 static et_status slice_run(const et_node_io *io, const et_run_env *e) {
-    slice_view v;
+    slice_view v = {0};
     TRY(slice_view_of(io, io->in[0], &v, NULL, 0));
     return et_f32_slice_fwd(v.outer, io->in[0]->dim[v.axis], v.inner, v.start, v.step, v.count, io->in_data[0],
                             io->out_data[0], e->nthreads);
@@ -1122,7 +1122,7 @@ static et_status slice_run(const et_node_io *io, const et_run_env *e) {
 /* slice_bwd: dy, x (shape only) -> dx */
 static et_status slice_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     char a[128], b[128];
-    slice_view v;
+    slice_view v = {0};
     TRY(slice_view_of(io, io->in[1], &v, msg, cap));
     et_tshape sliced = *io->in[1];
     sliced.dim[v.axis] = v.count;
@@ -1134,7 +1134,7 @@ static et_status slice_bwd_infer(const et_node_io *io, et_tshape *out, char *msg
     return ET_OK;
 }
 static et_status slice_bwd_run(const et_node_io *io, const et_run_env *e) {
-    slice_view v;
+    slice_view v = {0};
     TRY(slice_view_of(io, io->in[1], &v, NULL, 0));
     return et_f32_slice_bwd(v.outer, io->in[1]->dim[v.axis], v.inner, v.start, v.step, v.count, io->in_data[0],
                             io->out_data[0], e->nthreads);
@@ -1206,13 +1206,13 @@ static void padded_shape(const et_tshape *x, const pad_attrs *p, et_tshape *y) {
     for (int d = 0; d < x->ndim; d++) y->dim[d] = p->before[d] + x->dim[d] + p->after[d];
 }
 static et_status pad_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
-    pad_attrs p;
+    pad_attrs p = {0};
     TRY(pad_attrs_of(io, io->in[0], &p, msg, cap));
     padded_shape(io->in[0], &p, &out[0]);
     return ET_OK;
 }
 static et_status pad_run(const et_node_io *io, const et_run_env *e) {
-    pad_attrs p;
+    pad_attrs p = {0};
     TRY(pad_attrs_of(io, io->in[0], &p, NULL, 0));
     return et_f32_pad_fwd(io->in[0]->ndim, io->in[0]->dim, p.before, p.after, p.mode, io->node->fattr[0],
                           io->in_data[0], io->out_data[0], e->nthreads);
@@ -1220,7 +1220,7 @@ static et_status pad_run(const et_node_io *io, const et_run_env *e) {
 /* pad_bwd: dy, x (shape only) -> dx */
 static et_status pad_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     char a[128], b[128];
-    pad_attrs p;
+    pad_attrs p = {0};
     et_tshape padded;
     TRY(pad_attrs_of(io, io->in[1], &p, msg, cap));
     padded_shape(io->in[1], &p, &padded);
@@ -1232,7 +1232,7 @@ static et_status pad_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, 
     return ET_OK;
 }
 static et_status pad_bwd_run(const et_node_io *io, const et_run_env *e) {
-    pad_attrs p;
+    pad_attrs p = {0};
     TRY(pad_attrs_of(io, io->in[1], &p, NULL, 0));
     return et_f32_pad_bwd(io->in[1]->ndim, io->in[1]->dim, p.before, p.after, p.mode, io->in_data[0],
                           io->out_data[0], e->nthreads);

@@ -76,10 +76,12 @@ void test_pool(void);
 void test_misc(void);
 void test_runtime(void);
 void test_atomic_file(void);
+void test_tensor(void);
 
 static const struct { const char *name; void (*fn)(void); } families[] = {
     {"gemm", test_gemm}, {"conv", test_conv}, {"pool", test_pool}, {"misc", test_misc},
     {"runtime", test_runtime}, {"atomic", test_atomic_file},
+    {"tensor", test_tensor},
 };
 
 int main(int argc, char **argv) {
