@@ -75,7 +75,7 @@ class OpDef:
 # =====================================================================================
 RESHAPE_DIMS = ("d0", "d1", "d2", "d3", "d4", "d5")
 PERM_DIMS = ("p0", "p1", "p2", "p3", "p4", "p5")
-SLICE_ATTRS = ("axis", "start", "stop", "step")
+SLICE_ATTRS = ("axis", "start", "stop", "step", "drop")
 PAD_ATTRS = ("mode",) + tuple(f"{w}{d}" for d in range(6) for w in ("before", "after"))
 SLICE_END = 2 ** 63 - 1   # a slice stop meaning "to the end" (C clamps it to the dim)
 

@@ -279,10 +279,12 @@ def _dims(x):
 def reshape_moved(tr, x, dims: Sequence[int], src: Sequence[object]):
     """Reshape ``x`` to ``dims`` where new dim i comes from input dim ``src[i]`` (None: a new
     size-1 dim). Dims that stay in place are copied (0) and, when none is, the one fed by
-    input dim 0 is inferred (-1), so the batch size stays dynamic after ``Resize``."""
+    input dim 0 (else the first kept one) is inferred (-1), so the batch size stays dynamic
+    after ``Resize``."""
     out = [0 if s == i else int(n) for i, (n, s) in enumerate(zip(dims, src))]
-    if 0 not in out and 0 in src:
-        out[list(src).index(0)] = -1
+    kept = [i for i, s in enumerate(src) if s is not None]
+    if 0 not in out and kept:   # infer the dim fed by input dim 0, else the first kept one
+        out[list(src).index(0) if 0 in src else kept[0]] = -1
     if list(dims) == _dims(x) and list(src) == list(range(x.ndim)):
         return x
     return tr.emit1("reshape", [x], ndim=len(out), **dict(zip(RESHAPE_DIMS, out)))
@@ -325,8 +327,13 @@ def squeeze(tr, input, dim=None):
         ds = dim if isinstance(dim, (tuple, list)) else (dim,)
         drop = {axis(_int_arg(tr, d, "squeeze: dim"), max(x.ndim, 1)) for d in ds}
         drop = {d for d in drop if d < x.ndim and _dims(x)[d] == 1}
-    keep = [d for d in range(x.ndim) if d not in drop]
-    return reshape_moved(tr, x, [_dims(x)[d] for d in keep], keep)
+    # leading dims go with a dropping slice (a reshape's gradient could not tell which dim
+    # is the batch), the others with one reshape that keeps dim 0 in place
+    y, gone = x, 0
+    while gone in drop:
+        y, gone = slice_(tr, y, 0, 0, 1, drop=True), gone + 1
+    keep = [d - gone for d in range(gone, x.ndim) if d not in drop]
+    return reshape_moved(tr, y, [_dims(y)[d] for d in keep], keep)
 
 
 def stack(tr, tensors, dim: int = 0):
@@ -343,16 +350,17 @@ def stack(tr, tensors, dim: int = 0):
     return cat(tr, [unsqueeze(tr, x, d) for x in xs], d)
 
 
-def slice_(tr, input, dim: int, start, stop, step: int = 1):
+def slice_(tr, input, dim: int, start, stop, step: int = 1, drop: bool = False):
     """One ``slice`` node: ``x[..., start:stop:step, ...]`` along ``dim`` (Python bounds;
-    None = open end)."""
+    None = open end); ``drop`` removes the dim (an integer index, one element)."""
     start = 0 if start is None else _int_arg(tr, start, "slice start")
     stop = SLICE_END if stop is None else _int_arg(tr, stop, "slice stop")
     step = 1 if step is None else _int_arg(tr, step, "slice step")
     if step <= 0:
         raise InvalidArgumentError(f"{_where(tr)}: slice step must be greater than zero "
                                    f"(got {step}; PyTorch has no negative steps either)")
-    return tr.emit1("slice", [input], axis=dim, start=start, stop=stop, step=step)
+    return tr.emit1("slice", [input], axis=dim, start=start, stop=stop, step=step,
+                    drop=int(drop))
 
 
 def narrow(tr, input, dim: int, start: int, length: int):
@@ -531,7 +539,7 @@ def getitem(tr, input, key):
         items[at:at + 1] = [slice(None)] * (x.ndim - used)
     else:
         items += [slice(None)] * (x.ndim - used)
-    y, d, dims, src = x, 0, [], []
+    y, d, yd, dims, src = x, 0, 0, [], []   # d: dim of x, yd: the same dim in y
     for it in items:
         if it is None:
             dims.append(1)
@@ -540,15 +548,16 @@ def getitem(tr, input, key):
         n = _dims(x)[d]
         if isinstance(it, slice):
             if (it.step is not None and it.step <= 0) or it.indices(n) != (0, n, 1):
-                y = slice_(tr, y, d, it.start, it.stop, it.step)
-            dims.append(_dims(y)[d])
-            src.append(d)
+                y = slice_(tr, y, yd, it.start, it.stop, it.step)
+            dims.append(_dims(y)[yd])
+            src.append(yd)
+            yd += 1
         else:
             i = int(it)
             if not -n <= i < n:
                 raise IndexError(f"{_where(tr)}: index {i} is out of bounds for dim {d} with "
                                  f"size {n}")
             i %= n
-            y = slice_(tr, y, d, i, i + 1)
+            y = slice_(tr, y, yd, i, i + 1, drop=True)
         d += 1
     return reshape_moved(tr, y, dims, src)

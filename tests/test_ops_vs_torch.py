@@ -445,6 +445,7 @@ CASES = {
         _idx("chunk_neg", (2, 4, 8), lambda x: _cat_any(x, list(x.chunk(3, -1)[::-1]), -1)),
         _idx("narrow", (3, 6), lambda x: x.narrow(1, -4, 3)),
         _idx("iter_rows", (3, 2), lambda x: _cat_any(x, [r for r in x][::-1], 0)),
+        _idx("squeeze_leading", (1, 1, 3, 1, 2), lambda x: x.squeeze() + x.squeeze(0)[0, :, 0]),
     ],
     "transpose": [
         _idx("permute_201", (2, 3, 5), lambda x: x.permute(2, 0, 1)),

@@ -7,9 +7,11 @@ from .layers import (ELU, GELU, Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, 
 from .loss import (CrossEntropyLoss, DistillLoss, HingeLoss, KLDivLoss, L1Loss, MSELoss,
                    MultiMarginLoss)
 from .module import Buffer, Module, Parameter
+from .recurrent import GRU, LSTM
 
 __all__ = ["functional", "init", "Module", "Parameter", "Buffer", "Conv2d", "Linear",
            "BatchNorm2d", "Dropout", "ReLU", "ReLU6", "LeakyReLU", "Sigmoid", "Tanh",
            "Hardswish", "SiLU", "GELU", "Hardsigmoid", "ELU", "Softplus", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Sequential",
            "ModuleList", "Identity", "Softmax", "LogSoftmax", "Add", "CrossEntropyLoss",
-           "MSELoss", "L1Loss", "HingeLoss", "MultiMarginLoss", "KLDivLoss", "DistillLoss"]
+           "MSELoss", "L1Loss", "HingeLoss", "MultiMarginLoss", "KLDivLoss", "DistillLoss",
+           "LSTM", "GRU"]

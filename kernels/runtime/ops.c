@@ -1082,8 +1082,9 @@ static et_status concat_run(const et_node_io *io, const et_run_env *e) {
     return et_f32_concat(n, x, len, outer, inner, io->out_data[0], e->nthreads);
 }
 
-/* slice / slice_bwd: iattr axis, start, stop, step. start and stop as Python slice bounds
- * (negative counts from the end, clamped to [0, dim]); step >= 1; an empty slice is an error. */
+/* slice / slice_bwd: iattr axis, start, stop, step, drop. start and stop as Python slice bounds
+ * (negative counts from the end, clamped to [0, dim]); step >= 1; an empty slice is an error;
+ * drop = 1 (an integer index, x[i]) removes the axis, which must then keep one element. */
 typedef struct slice_view { int64_t axis, start, step, count, outer, inner; } slice_view;
 
 static et_status slice_view_of(const et_node_io *io, const et_tshape *x, slice_view *v, char *msg, size_t cap) {
@@ -1103,14 +1104,25 @@ static et_status slice_view_of(const et_node_io *io, const et_tshape *x, slice_v
     if (v->count == 0)
         return shape_error(msg, cap, "slice %lld:%lld:%lld of dim %lld (size %lld) selects no elements",
                            (long long)at[1], (long long)at[2], (long long)at[3], (long long)v->axis, (long long)n);
+    TRY(want_flag(at[4], "drop", msg, cap));
+    if (at[4] && v->count != 1)
+        return shape_error(msg, cap, "slice with drop = 1 must select one element of dim %lld, got %lld",
+                           (long long)v->axis, (long long)v->count);
     axis_view(x, v->axis, &v->outer, &v->inner);
     return ET_OK;
+}
+/* The slice's output shape: x with dim axis = count, or without it (drop). */
+static void sliced_shape(const et_node_io *io, const et_tshape *x, const slice_view *v, et_tshape *y) {
+    set_like(y, x, ET_F32);
+    y->dim[v->axis] = v->count;
+    if (!io->node->iattr[4]) return;
+    for (int d = (int)v->axis; d + 1 < x->ndim; d++) y->dim[d] = x->dim[d + 1];
+    y->dim[--y->ndim] = 0;
 }
 static et_status slice_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     slice_view v = {0};
     TRY(slice_view_of(io, io->in[0], &v, msg, cap));
-    set_like(&out[0], io->in[0], ET_F32);
-    out[0].dim[v.axis] = v.count;
+    sliced_shape(io, io->in[0], &v, &out[0]);
     return ET_OK;
 }
 static et_status slice_run(const et_node_io *io, const et_run_env *e) {
@@ -1124,8 +1136,8 @@ static et_status slice_bwd_infer(const et_node_io *io, et_tshape *out, char *msg
     char a[128], b[128];
     slice_view v = {0};
     TRY(slice_view_of(io, io->in[1], &v, msg, cap));
-    et_tshape sliced = *io->in[1];
-    sliced.dim[v.axis] = v.count;
+    et_tshape sliced;
+    sliced_shape(io, io->in[1], &v, &sliced);
     TRY(want(io->in[0], ET_F32, -1, "gradient dy", msg, cap));
     if (!same_dims(io->in[0], &sliced))
         return shape_error(msg, cap, "gradient dy %s must have the slice's shape %s",
@@ -1431,9 +1443,9 @@ static const et_op_desc op_table[] = {
     [ET_OP_CONCAT] = {.name = "concat", .min_in = 1, .max_in = 8, .min_out = 1, .max_out = 1,
         .min_iattr = 1, .max_iattr = 1, .infer = concat_infer, .run = concat_run},
     [ET_OP_SLICE] = {.name = "slice", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-        .min_iattr = 4, .max_iattr = 4, .infer = slice_infer, .run = slice_run},
+        .min_iattr = 5, .max_iattr = 5, .infer = slice_infer, .run = slice_run},
     [ET_OP_SLICE_BWD] = {.name = "slice_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-        .min_iattr = 4, .max_iattr = 4, .infer = slice_bwd_infer, .run = slice_bwd_run},
+        .min_iattr = 5, .max_iattr = 5, .infer = slice_bwd_infer, .run = slice_bwd_run},
     [ET_OP_TRANSPOSE] = {.name = "transpose", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
         .min_iattr = 1, .max_iattr = 7, .infer = transpose_infer, .run = transpose_run},
     [ET_OP_PAD] = {.name = "pad", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
