@@ -37,6 +37,7 @@ class Tensor:
     """A symbolic tensor of the graph being traced."""
 
     __array_ufunc__ = None  # numpy operands on the left defer to our reflected operators
+    __torch_function__ = classmethod(lambda cls, *a, **k: _torch_function(cls, *a, **k))
 
     def __init__(self, tracer: "Tracer", index: int):
         self.tracer = tracer
@@ -242,6 +243,34 @@ class Tensor:
         raise not_supported(self.tracer, name)
 
 
+# torch functions that dispatch to us (``__torch_function__``) when PyTorch code is traced
+# unchanged, e.g. ``torch.cat([a, b], 1)``: same name and positional signature in tensor_ops
+_TORCH_FUNCTIONS = frozenset((
+    "cat", "concat", "stack", "split", "chunk", "narrow", "transpose", "permute", "squeeze",
+    "unsqueeze", "gather", "index_select", "reshape", "flatten", "pad", "relu", "sigmoid",
+    "tanh", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "erf", "add", "sub", "mul", "div",
+    "sum", "mean", "softmax", "log_softmax", "matmul", "clamp", "pow"))
+_TORCH_ALIASES = {"concat": "cat"}
+
+
+def _torch_function(cls, func, types, args=(), kwargs=None):
+    """``torch.<func>`` called with traced tensors: the edgetrain op of the same name, or a
+    NotSupportedError naming it and the layer (never PyTorch's 'expected Tensor')."""
+    tr = require()
+    name = getattr(func, "__name__", str(func))
+    # defaults spelled out (dtype=None, inplace=False) are dropped; out= / inplace=True are not
+    # supported
+    kwargs = {k: v for k, v in (kwargs or {}).items()
+              if v is not None and not (k == "inplace" and v is False)}
+    if name in _TORCH_FUNCTIONS and not {"out", "inplace"} & set(kwargs):
+        fn = getattr(T, _TORCH_ALIASES.get(name, name))
+        return fn(tr, *args, **kwargs)
+    raise NotSupportedError(
+        f"layer '{tr.layer or '<root>'}': torch.{name} on a traced tensor is not supported; "
+        "use edgetrain's function of the same name (edgetrain.cat, edgetrain.nn.functional...) "
+        "or the ops in docs/ops.md")
+
+
 def not_supported(tracer, name: str) -> Exception:
     """The error for a PyTorch tensor attribute the traced tensor lacks."""
     return NotSupportedError(
@@ -263,6 +292,7 @@ class Holder:
     kind: int = ir.PARAM
 
     __array_ufunc__ = None
+    __torch_function__ = classmethod(lambda cls, *a, **k: _torch_function(cls, *a, **k))
 
     _TENSOR_METHODS = frozenset(("reshape", "view", "flatten", "sum", "mean", "relu", "sigmoid",
                                  "tanh", "softmax", "log_softmax", "exp", "log", "sqrt",

@@ -124,3 +124,47 @@ def test_gather_backward_is_bitwise_identical_for_any_thread_count():
         sess.RunGraph({})
         grads.append(sess.get_gradients()["w"])
     assert grads[0].tobytes() == grads[1].tobytes() == grads[2].tobytes()
+
+
+class TorchStyle(nn.Module):
+    """PyTorch code traced unchanged: torch.* functions dispatch to edgetrain's ops."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x):                                     # [N, 2, 3]
+        y = torch.cat([x, torch.relu(x)], dim=1)             # [N, 4, 3]
+        y = TF.pad(y, (0, 1), mode="replicate")              # [N, 4, 4]
+        y = torch.flatten(torch.transpose(y, 1, 2)[:, :3], 1)
+        return self.fc(y)
+
+
+def test_torch_functions_dispatch_to_edgetrain():
+    model = TorchStyle()
+    sess = et.TrainSession.from_module(model, inputs={"x": (2, 2, 3)}, loss=nn.MSELoss(),
+                                       labels={"t": ((2, 3), "float32")}, threads=1)
+    x = RNG.standard_normal((2, 2, 3)).astype(np.float32)
+    out = sess.RunGraph({"x": x})["output"]
+    tx = torch.tensor(x, dtype=torch.float64)
+    y = TF.pad(torch.cat([tx, torch.relu(tx)], 1), (0, 1), mode="replicate")
+    ref = torch.flatten(y.transpose(1, 2)[:, :3], 1) @ torch.tensor(model.fc.weight.data,
+                                                                     dtype=torch.float64).T
+    np.testing.assert_allclose(out, ref.numpy() + model.fc.bias.data, rtol=1e-5, atol=1e-6)
+
+
+def test_unsupported_torch_function_names_itself_and_the_layer():
+    class Blk(nn.Module):
+        def forward(self, x):
+            return torch.cumsum(x, 1)
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blk = Blk()
+
+        def forward(self, x):
+            return self.blk(x)
+
+    with pytest.raises(et.errors.NotSupportedError, match="layer 'blk': torch.cumsum"):
+        et.TrainSession.from_module(Outer(), inputs={"x": (2, 3)})
