@@ -1326,7 +1326,8 @@ static et_status expand_infer(const et_node_io *io, et_tshape *out, char *msg, s
         }
         if (v < 0 || v > ET_MAX_DIM || (have >= 0 && have != 1 && have != v))
             return shape_error(msg, cap, "cannot expand %s: size %lld in dim %d (new leading dims need a size, "
-                               "existing ones must be 1 or kept)", et_shape_str(x, b, sizeof b), (long long)at[1 + d], d);
+                               "existing ones must be 1 or kept)", et_shape_str(x, b, sizeof b),
+                               (long long)at[1 + d], d);
         dims[d] = v;
     }
     set_shape(&out[0], ET_F32, nd, dims);
