@@ -485,8 +485,15 @@ def pad(tr, input, pad: Sequence[int], mode: str = "constant", value=None):
     attrs = {"mode": _PAD_MODES[mode]}
     for k in range(len(pad) // 2):
         d = x.ndim - 1 - k
-        attrs[f"before{d}"] = _int_arg(tr, pad[2 * k], "F.pad size")
-        attrs[f"after{d}"] = _int_arg(tr, pad[2 * k + 1], "F.pad size")
+        before = _int_arg(tr, pad[2 * k], "F.pad size")
+        after = _int_arg(tr, pad[2 * k + 1], "F.pad size")
+        if mode == "constant" and (before < 0 or after < 0):   # negative = crop (a slice)
+            n = _dims(x)[d]
+            x = slice_(tr, x, d, -min(before, 0), n + min(after, 0))
+            before, after = max(before, 0), max(after, 0)
+        attrs[f"before{d}"], attrs[f"after{d}"] = before, after
+    if all(v == 0 for k, v in attrs.items() if k != "mode"):
+        return x
     return tr.emit1("pad", [x], value=0.0 if value is None else float(value), **attrs)
 
 

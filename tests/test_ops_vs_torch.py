@@ -467,6 +467,7 @@ CASES = {
         _pad("reflect_2d", (1, 2, 5, 4), (1, 3, 2, 1), "reflect"),
         _pad("replicate_2d", (2, 2, 3, 4), (2, 1, 0, 3), "replicate"),
         _pad("replicate_size1", (1, 2, 1), (3, 2), "replicate"),
+        _pad("const_negative_crops", (2, 3, 6, 5), (-1, 2, 1, -2), value=0.25),
     ],
     "gather": [
         _gather("dim1_small_index", (3, 5, 2), 1, RNG.integers(0, 5, (2, 4, 1))),
@@ -629,7 +630,8 @@ BAD_TENSOR_ARGS = [
     (lambda x: F.pad(x, (1, 1), "circular"), et.errors.NotSupportedError, "circular"),
     (lambda x: F.pad(x, (4, 0), "reflect"), et.errors.ShapeError, "must be < its size 4"),
     (lambda x: F.pad(x, (1, 2, 3)), et.errors.InvalidArgumentError, "even number"),
-    (lambda x: F.pad(x, (-1, 0)), et.errors.ShapeError, "must be >= 0"),
+    (lambda x: F.pad(x, (-1, 0), "reflect"), et.errors.ShapeError, "must be >= 0"),
+    (lambda x: F.pad(x, (-2, -2)), et.errors.ShapeError, "selects no elements"),
     (lambda x: F.pad(x, (1, 1), "reflect", value=1.0), et.errors.InvalidArgumentError,
      "constant"),
     (lambda x: et.gather(x, 1, np.zeros((4, 2), np.float32)), et.errors.InvalidArgumentError,
