@@ -302,10 +302,12 @@ class Holder:
         return require().holder_tensor(self)
 
     def __getattr__(self, name: str):
-        if name in Holder._TENSOR_METHODS or (not name.startswith("_") and hasattr(Tensor, name)):
+        if name in Holder._TENSOR_METHODS:
             return getattr(self._t(), name)
-        if name.startswith("_") or _active is None:
+        if name.startswith("_") or _active is None:   # outside tracing: a plain object
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        if hasattr(Tensor, name):
+            return getattr(self._t(), name)
         raise not_supported(_active, name)
 
     def __getitem__(self, key):
