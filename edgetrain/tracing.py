@@ -261,7 +261,7 @@ def _torch_function(cls, func, types, args=(), kwargs=None):
     # defaults spelled out (dtype=None, inplace=False) are dropped; out= / inplace=True are not
     # supported
     kwargs = {k: v for k, v in (kwargs or {}).items()
-              if v is not None and not (k == "inplace" and v is False)}
+              if v is not None and not k.startswith("_") and not (k == "inplace" and v is False)}
     if name in _TORCH_FUNCTIONS and not {"out", "inplace"} & set(kwargs):
         fn = getattr(T, _TORCH_ALIASES.get(name, name))
         return fn(tr, *args, **kwargs)
