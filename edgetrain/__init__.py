@@ -11,6 +11,8 @@ from .errors import (EdgetrainError, ModelFormatError, ShapeError, DTypeError, L
                      NotDifferentiableError, NonFiniteError, ResourceLimitError)
 from . import nn, optim
 from .nn.init import manual_seed
+from .nn.functional import (cat, chunk, concat, gather, index_select, narrow, permute, split,
+                            squeeze, stack, transpose, unsqueeze)
 
 
 def __getattr__(name):
@@ -26,4 +28,6 @@ __all__ = ["TrainSession", "nn", "optim", "errors", "EdgetrainError", "ModelForm
            "ShapeError", "DTypeError", "LabelError", "NotDifferentiableError", "NonFiniteError",
            "ResourceLimitError",
            "manual_seed",
+           "cat", "concat", "stack", "split", "chunk", "narrow", "transpose", "permute",
+           "squeeze", "unsqueeze", "gather", "index_select",
            "__version__"]

@@ -87,3 +87,10 @@ STATUS_ERRORS = {
 def error_for_status(status: int, message: str) -> Exception:
     cls = STATUS_ERRORS.get(status, EdgetrainError)
     return cls(message)
+
+
+class NotSupportedError(UnsupportedError, AttributeError):
+    """A PyTorch construct edgetrain cannot trace (a tensor method or attribute it lacks,
+    advanced indexing, a padding mode...). The message names the construct and the layer.
+    It is also an ``AttributeError``, so ``hasattr`` / ``getattr(x, name, default)`` on a traced
+    tensor keep their meaning."""

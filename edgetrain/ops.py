@@ -37,6 +37,8 @@ REDUCE_SUM, REDUCE_MEAN = 0, 1
 
 # enum et_reduction (kernels/include/edgetrain/et_kernels.h): the reduction of the "nll" op
 REDUCTION_NONE, REDUCTION_SUM, REDUCTION_MEAN = 0, 1, 2
+# enum et_pad_mode (kernels/include/edgetrain/et_kernels.h): the mode of the "pad" op
+PAD_CONSTANT, PAD_REFLECT, PAD_REPLICATE = range(3)
 
 Shape = Tuple[int, ...]
 
@@ -77,6 +79,10 @@ class OpDef:
 # Attribute helpers shared by backward rules (shape rules live in C: et_op_infer)
 # =====================================================================================
 RESHAPE_DIMS = ("d0", "d1", "d2", "d3", "d4", "d5")
+PERM_DIMS = ("p0", "p1", "p2", "p3", "p4", "p5")
+SLICE_ATTRS = ("axis", "start", "stop", "step", "drop")
+PAD_ATTRS = ("mode",) + tuple(f"{w}{d}" for d in range(6) for w in ("before", "after"))
+SLICE_END = 2 ** 63 - 1   # a slice stop meaning "to the end" (C clamps it to the dim)
 
 
 def reduce_axes(ndim: int, axis_mask: int) -> List[int]:
@@ -486,6 +492,46 @@ def _bw_bmm(ctx, node, dys):
             db = ctx.emit("bmm", [dy, a_], trans_a=1, trans_b=1 if ta else 0)[0]
         db = ctx.sum_to(db, b_)
     return [da, db]
+def _bw_concat(ctx, node, dys):
+    nd = len(ctx.shape(node.outputs[0]))
+    axis = node.iattr[0] % nd
+    grads, start = [], 0
+    for i, t in enumerate(node.inputs):
+        if t < 0:
+            grads.append(None)
+            continue
+        n = ctx.shape(t)[axis]
+        grads.append(ctx.emit("slice", [dys[0]], axis=axis, start=start, stop=start + n, step=1)[0]
+                     if ctx.need(i) else None)
+        start += n
+    return grads
+
+
+def _bw_slice(ctx, node, dys):
+    return [ctx.emit("slice_bwd", [dys[0], node.inputs[0]], **ctx.attrs(node))[0]]
+
+
+def _bw_transpose(ctx, node, dys):
+    nd = node.iattr[0]
+    perm = node.iattr[1:1 + nd]
+    inv = [0] * nd
+    for d, p in enumerate(perm):
+        inv[p] = d
+    return [ctx.emit("transpose", [dys[0]], ndim=nd, **dict(zip(PERM_DIMS, inv)))[0]]
+
+
+def _bw_pad(ctx, node, dys):
+    return [ctx.emit("pad_bwd", [dys[0], node.inputs[0]], **ctx.attrs(node))[0]]
+
+
+def _bw_gather(ctx, node, dys):
+    x, index = node.inputs
+    return [ctx.emit("gather_bwd", [dys[0], index, x], **ctx.attrs(node))[0], None]
+
+
+def _bw_expand(ctx, node, dys):
+    # always a reduce_sum_to: equal shapes at trace time may differ after Resize
+    return [ctx.emit("reduce_sum_to", [dys[0], node.inputs[0]], scale=1.0)[0], None]
 
 
 # =====================================================================================
@@ -627,6 +673,18 @@ OPS: List[OpDef] = [
           _bw_reduce_max),
     OpDef(75, "argmax", ("x",), ("indices",), ("axis", "keepdims", "min"), ()),
     OpDef(76, "bmm", ("a", "b"), ("y",), ("trans_a", "trans_b"), (), _bw_bmm),
+    OpDef(77, "concat", ("x0",) + tuple(f"x{k}?" for k in range(1, 8)), ("y",), ("axis",), (),
+          _bw_concat),
+    OpDef(78, "slice", ("x",), ("y",), SLICE_ATTRS, (), _bw_slice),
+    OpDef(79, "slice_bwd", ("dy", "x"), ("dx",), SLICE_ATTRS, (), kind="backward"),
+    OpDef(80, "transpose", ("x",), ("y",), ("ndim",) + PERM_DIMS, (), _bw_transpose),
+    OpDef(81, "pad", ("x",), ("y",), PAD_ATTRS, ("value",), _bw_pad),
+    OpDef(82, "pad_bwd", ("dy", "x"), ("dx",), PAD_ATTRS, ("value",), kind="backward"),
+    OpDef(83, "gather", ("x", "index"), ("y",), ("axis", "select"), (), _bw_gather,
+          int_inputs=("index",)),
+    OpDef(84, "gather_bwd", ("dy", "index", "x"), ("dx",), ("axis", "select"), (),
+          kind="backward", int_inputs=("index",)),
+    OpDef(85, "expand", ("x", "like?"), ("y",), ("ndim",) + RESHAPE_DIMS, (), _bw_expand),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

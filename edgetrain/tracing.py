@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import ir, ops, tensor_ops as T
+from .errors import NotSupportedError
 from .tensor_ops import Dim
 
 _active: Optional["Tracer"] = None
@@ -36,6 +37,7 @@ class Tensor:
     """A symbolic tensor of the graph being traced."""
 
     __array_ufunc__ = None  # numpy operands on the left defer to our reflected operators
+    __torch_function__ = classmethod(lambda cls, *a, **k: _torch_function(cls, *a, **k))
 
     def __init__(self, tracer: "Tracer", index: int):
         self.tracer = tracer
@@ -48,7 +50,7 @@ class Tensor:
 
     @property
     def shape(self) -> Tuple[int, ...]:
-        return tuple(Dim(n, i) for i, n in enumerate(self._def.shape))
+        return tuple(Dim(n, i, self.index) for i, n in enumerate(self._def.shape))
 
     @property
     def dtype(self) -> str:
@@ -183,8 +185,97 @@ class Tensor:
     def log_softmax(self, dim: int):
         return T.log_softmax(require(), self, dim)
 
+    # -- shapes and copies (ops concat, slice, transpose, pad, gather, expand) ------------
+    def __getitem__(self, key):
+        return T.getitem(require(), self, key)
+
+    def permute(self, *dims):
+        return T.permute(require(), self, _shape_args(dims))
+
+    def transpose(self, dim0: int, dim1: int):
+        return T.transpose(require(), self, dim0, dim1)
+
     def t(self):
-        raise NotImplementedError("transpose is not an op; use F.linear or F.matmul")
+        return T.t(require(), self)
+
+    @property
+    def mT(self):  # noqa: N802 - PyTorch's name
+        return T.transpose(require(), self, -2, -1)
+
+    @property
+    def T(self):  # noqa: N802 - PyTorch's name: all dims reversed
+        return T.permute(require(), self, list(range(self.ndim))[::-1])
+
+    def squeeze(self, dim=None):
+        return T.squeeze(require(), self, dim)
+
+    def unsqueeze(self, dim: int):
+        return T.unsqueeze(require(), self, dim)
+
+    def expand(self, *sizes):
+        return T.expand(require(), self, _shape_args(sizes))
+
+    def expand_as(self, other):
+        return T.expand(require(), self, other.shape)
+
+    def split(self, split_size, dim: int = 0):
+        return T.split(require(), self, split_size, dim)
+
+    def chunk(self, chunks: int, dim: int = 0):
+        return T.chunk(require(), self, chunks, dim)
+
+    def narrow(self, dim: int, start: int, length: int):
+        return T.narrow(require(), self, dim, start, length)
+
+    def gather(self, dim: int, index):
+        return T.gather(require(), self, dim, index)
+
+    def index_select(self, dim: int, index):
+        return T.index_select(require(), self, dim, index)
+
+    def contiguous(self, memory_format=None):
+        return self
+
+    def __getattr__(self, name: str):
+        # only reached for names the class lacks: a PyTorch attribute edgetrain cannot trace
+        if name.startswith("_"):
+            raise AttributeError(f"'Tensor' object has no attribute '{name}'")
+        raise not_supported(self.tracer, name)
+
+
+# torch functions that dispatch to us (``__torch_function__``) when PyTorch code is traced
+# unchanged, e.g. ``torch.cat([a, b], 1)``: same name and positional signature in tensor_ops
+_TORCH_FUNCTIONS = frozenset((
+    "cat", "concat", "stack", "split", "chunk", "narrow", "transpose", "permute", "squeeze",
+    "unsqueeze", "gather", "index_select", "reshape", "flatten", "pad", "relu", "sigmoid",
+    "tanh", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "erf", "add", "sub", "mul", "div",
+    "sum", "mean", "softmax", "log_softmax", "matmul", "clamp", "pow"))
+_TORCH_ALIASES = {"concat": "cat"}
+
+
+def _torch_function(cls, func, types, args=(), kwargs=None):
+    """``torch.<func>`` called with traced tensors: the edgetrain op of the same name, or a
+    NotSupportedError naming it and the layer (never PyTorch's 'expected Tensor')."""
+    tr = require()
+    name = getattr(func, "__name__", str(func))
+    # defaults spelled out (dtype=None, inplace=False) are dropped; out= / inplace=True are not
+    # supported
+    kwargs = {k: v for k, v in (kwargs or {}).items()
+              if v is not None and not k.startswith("_") and not (k == "inplace" and v is False)}
+    if name in _TORCH_FUNCTIONS and not {"out", "inplace"} & set(kwargs):
+        fn = getattr(T, _TORCH_ALIASES.get(name, name))
+        return fn(tr, *args, **kwargs)
+    raise NotSupportedError(
+        f"layer '{tr.layer or '<root>'}': torch.{name} on a traced tensor is not supported; "
+        "use edgetrain's function of the same name (edgetrain.cat, edgetrain.nn.functional...) "
+        "or the ops in docs/ops.md")
+
+
+def not_supported(tracer, name: str) -> Exception:
+    """The error for a PyTorch tensor attribute the traced tensor lacks."""
+    return NotSupportedError(
+        f"layer '{tracer.layer or '<root>'}': Tensor.{name} is not supported by the edgetrain "
+        "tracer (docs/ops.md lists the ops; write it with them or open an issue)")
 
 
 def _shape_args(shape) -> Sequence[int]:
@@ -201,6 +292,7 @@ class Holder:
     kind: int = ir.PARAM
 
     __array_ufunc__ = None
+    __torch_function__ = classmethod(lambda cls, *a, **k: _torch_function(cls, *a, **k))
 
     _TENSOR_METHODS = frozenset(("reshape", "view", "flatten", "sum", "mean", "relu", "sigmoid",
                                  "tanh", "softmax", "log_softmax", "exp", "log", "sqrt",
@@ -212,7 +304,16 @@ class Holder:
     def __getattr__(self, name: str):
         if name in Holder._TENSOR_METHODS:
             return getattr(self._t(), name)
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        if name.startswith("_") or _active is None:   # outside tracing: a plain object
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        if hasattr(Tensor, name):
+            return getattr(self._t(), name)
+        raise not_supported(_active, name)
+
+    def __getitem__(self, key):
+        if _active is None:   # outside tracing: the array itself
+            return self.data[key]
+        return self._t()[key]
 
     def __add__(self, o):
         return self._t() + o
@@ -360,6 +461,10 @@ class Tracer:
         arr = np.asarray(value, dtype=ir.NUMPY_DTYPE[dtype])
         t = self.graph.add_tensor("", dtype, ir.CONST, arr.shape, data=arr)
         return self.wrap(t.index)
+
+    def is_tensor(self, value) -> bool:
+        """True for a traced Tensor, a Parameter or a Buffer."""
+        return isinstance(value, (Tensor, Holder))
 
     def as_tensor(self, value, like: Optional[Tensor] = None) -> Tensor:
         """Convert a Tensor, Parameter, Buffer or array-like to a traced tensor."""

@@ -99,6 +99,12 @@ def test_reduce_modes():
                                        "ET_REDUCE_MEAN": ops.REDUCE_MEAN}
 
 
+def test_pad_modes():
+    assert c_enum("ET_PAD_CONSTANT") == {"ET_PAD_CONSTANT": ops.PAD_CONSTANT,
+                                         "ET_PAD_REFLECT": ops.PAD_REFLECT,
+                                         "ET_PAD_REPLICATE": ops.PAD_REPLICATE}
+
+
 def test_schedule_kinds():
     sched = c_enum("ET_SCHED_CONSTANT")
     assert values(sched) == [lr_scheduler.SCHED_CONSTANT, lr_scheduler.SCHED_STEP,

@@ -197,6 +197,35 @@ def _interp(name, x_shape, **kw):
 def _adaptive(name, x_shape, size):
     return Case(name, {"x": rnd(*x_shape)}, lambda m: F.adaptive_avg_pool2d(m.x, size),
                 lambda t: TF.adaptive_avg_pool2d(t["x"], size))
+def _cat_any(x, parts, dim):
+    """torch.cat or et.cat, whichever matches the tensors."""
+    return (torch.cat if isinstance(x, torch.Tensor) else et.cat)(parts, dim)
+
+
+def _cat(name, shapes, dim, twice=False):
+    inputs = {f"x{k}": rnd(*s) for k, s in enumerate(shapes)}
+    names = list(inputs) * (2 if twice else 1)
+    return Case(name, inputs, lambda m: et.cat([getattr(m, k) for k in names], dim),
+                lambda t: torch.cat([t[k] for k in names], dim))
+
+
+def _idx(name, shape, fn):
+    """``fn`` applied to the same tensor code in both libraries (methods and indexing)."""
+    return Case(name, {"x": rnd(*shape)}, lambda m: fn(m.x), lambda t: fn(t["x"]))
+
+
+def _pad(name, shape, pad, mode="constant", value=None):
+    kw = {} if value is None else {"value": value}
+    return Case(name, {"x": rnd(*shape)}, lambda m: F.pad(m.x, pad, mode, **kw),
+                lambda t: TF.pad(t["x"], pad, mode, **kw))
+
+
+def _gather(name, shape, dim, index, select=False):
+    if select:
+        return Case(name, {"x": rnd(*shape)}, lambda m: et.index_select(m.x, dim, index),
+                    lambda t: torch.index_select(t["x"], dim, torch.tensor(index)))
+    return Case(name, {"x": rnd(*shape)}, lambda m: et.gather(m.x, dim, index),
+                lambda t: torch.gather(t["x"], dim, torch.tensor(index)))
 
 
 LABELS = np.array([0, 3, 1, 4, 2, 4], dtype=np.int64)
@@ -690,6 +719,76 @@ CASES = {
         _fake_quant("per_channel_last_u8_zp", rnd(4, 1, 6, scale=3.0),
                     [0.02, 0.03, 0.01, 0.05, 0.04, 0.025], [128, 0, 255, 17, 90, 200], 2, 0, 255),
     ],
+    # tensor copies (kernels/src/tensor.c); composites (stack, split, squeeze...) ride along
+    "concat": [
+        _cat("axis1", [(2, 3, 5), (2, 1, 5)], 1),
+        _cat("neg_axis_3", [(3, 1, 2), (3, 1, 5), (3, 1, 1)], -1),
+        _cat("axis0", [(1, 4), (3, 4)], 0),
+        _cat("eleven_chained", [(2, k % 3 + 1) for k in range(11)], 1),
+        _cat("same_twice", [(2, 3)], 0, twice=True),
+        Case("stack_neg", {"a": rnd(3, 4), "b": rnd(3, 4), "c": rnd(3, 4)},
+             lambda m: et.stack([m.a, m.b, m.c], -1),
+             lambda t: torch.stack([t["a"], t["b"], t["c"]], -1)),
+        Case("stack_nine", {f"x{k}": rnd(2, 1, 3) for k in range(9)},
+             lambda m: et.stack([getattr(m, f"x{k}") for k in range(9)], 1),
+             lambda t: torch.stack([t[f"x{k}"] for k in range(9)], 1)),
+    ],
+    "slice": [
+        _idx("cols", (2, 5, 3), lambda x: x[:, 1:4]),
+        _idx("step2_odd", (3, 2, 7), lambda x: x[..., ::2]),
+        _idx("neg_bounds_step3", (4, 9), lambda x: x[-3:, -8:-1:3]),
+        _idx("int_drop_none_add", (3, 4, 5), lambda x: x[1, None, -3:, -1]),
+        _idx("ellipsis_int", (2, 3, 4, 5), lambda x: x[..., 2, 1::2]),
+        _idx("overlap", (2, 6), lambda x: x[:, :4] * x[:, 2:] + x[:, 1:5]),
+        _idx("split_sizes", (7, 5),
+             lambda x: _cat_any(x, list(x.split([2, 4, 1])[::-1]), 0)),
+        _idx("split_int", (7, 5), lambda x: _cat_any(x, list(x.split(3)[::-1]), 0)),
+        _idx("chunk_neg", (2, 4, 8), lambda x: _cat_any(x, list(x.chunk(3, -1)[::-1]), -1)),
+        _idx("narrow", (3, 6), lambda x: x.narrow(1, -4, 3)),
+        _idx("iter_rows", (3, 2), lambda x: _cat_any(x, [r for r in x][::-1], 0)),
+        _idx("squeeze_leading", (1, 1, 3, 1, 2), lambda x: x.squeeze() + x.squeeze(0)[0, :, 0]),
+    ],
+    "transpose": [
+        _idx("permute_201", (2, 3, 5), lambda x: x.permute(2, 0, 1)),
+        _idx("transpose_0_neg1", (2, 1, 3, 4), lambda x: x.transpose(0, -1)),
+        _idx("t", (3, 7), lambda x: x.t()),
+        _idx("mT", (2, 3, 5), lambda x: x.mT),
+        _idx("T", (4, 3), lambda x: x.T),
+        _idx("perm_6d", (2, 1, 3, 1, 2, 3), lambda x: x.permute(5, 3, 1, 0, 2, 4)),
+        _idx("squeeze_unsqueeze", (3, 1, 4),
+             lambda x: x.squeeze().unsqueeze(-1).permute(2, 0, 1).unsqueeze(0).squeeze(1)),
+        _idx("contiguous_view", (2, 3, 4),
+             lambda x: x.transpose(1, 2).contiguous().view(2, -1)),
+    ],
+    "pad": [
+        _pad("const_1d", (2, 3, 5), (1, 2), value=0.5),
+        _pad("const_2d", (2, 3, 4, 5), (1, 0, 2, 3)),
+        _pad("const_all_dims", (2, 3, 4), (1, 1, 0, 2, 1, 0), value=-1.0),
+        _pad("reflect_1d", (2, 3, 6), (2, 3), "reflect"),
+        _pad("reflect_2d", (1, 2, 5, 4), (1, 3, 2, 1), "reflect"),
+        _pad("replicate_2d", (2, 2, 3, 4), (2, 1, 0, 3), "replicate"),
+        _pad("replicate_size1", (1, 2, 1), (3, 2), "replicate"),
+        _pad("const_negative_crops", (2, 3, 6, 5), (-1, 2, 1, -2), value=0.25),
+    ],
+    "gather": [
+        _gather("dim1_small_index", (3, 5, 2), 1, RNG.integers(0, 5, (2, 4, 1))),
+        _gather("dim_neg1", (2, 3, 4), -1, RNG.integers(0, 4, (2, 3, 6))),
+        _gather("dim0_repeats", (4, 3), 0, np.array([[3, 0, 3], [3, 3, 1]])),
+        _gather("select_dim0", (3, 4), 0, np.array([2, 0, 2, 1]), select=True),
+        _gather("select_neg", (2, 3, 5), -1, np.array([4, 4, 0]), select=True),
+        Case("methods", {"x": rnd(4, 6)},
+             lambda m: m.x.gather(1, np.array([[5, 0]] * 4)) * m.x.index_select(1, [1, 1]),
+             lambda t: t["x"].gather(1, torch.tensor([[5, 0]] * 4))
+             * t["x"].index_select(1, torch.tensor([1, 1]))),
+    ],
+    "expand": [
+        _idx("new_dims", (3, 1), lambda x: x.expand(2, 3, 4)),
+        _idx("keep_minus1", (2, 1, 4, 1), lambda x: x.expand(-1, 3, -1, 5)),
+        Case("expand_as", {"x": rnd(1, 5), "y": rnd(3, 5)}, lambda m: m.x.expand_as(m.y) * m.y,
+             lambda t: t["x"].expand_as(t["y"]) * t["y"]),
+        Case("F.expand", {"x": rnd(4)}, lambda m: F.expand(m.x, (2, 4)),
+             lambda t: t["x"].expand(2, 4)),
+    ],
 }
 
 
@@ -996,6 +1095,80 @@ def test_unary_bad_arguments(fn, exc, text):
     case = Case("bad", {"x": rnd(2, 3)}, lambda m: fn(m.x), None)
     with pytest.raises(exc, match=text):
         run_case(case)
+
+
+def _in_layer(fn):
+    """Run ``fn(x)`` inside a submodule named ``blk`` (so errors name that layer)."""
+    class Blk(nn.Module):
+        def forward(self, x):
+            return fn(x)
+
+    def build(m):
+        if not hasattr(m, "blk"):
+            m.blk = Blk()
+        return m.blk(m.x)
+    return build
+
+
+BAD_TENSOR_ARGS = [
+    (lambda x: et.cat([x, x[:, :2, None]], 1), et.errors.ShapeError, "rank"),
+    (lambda x: et.cat([x, x[:2]], 1), et.errors.ShapeError, "does not match input 0"),
+    (lambda x: et.cat([x, x], 2), et.errors.ShapeError, "axis 2 out of range for rank 2"),
+    (lambda x: et.cat([x, 3.0]), et.errors.InvalidArgumentError, "element 1 must be a tensor"),
+    (lambda x: et.cat(x), et.errors.InvalidArgumentError, "list or tuple"),
+    (lambda x: et.cat([]), et.errors.InvalidArgumentError, "empty"),
+    (lambda x: et.stack([x, x[:, :2]]), et.errors.ShapeError, "one shape"),
+    (lambda x: x[[0, 1]], et.errors.NotSupportedError, "list .advanced indexing"),
+    (lambda x: x[x], et.errors.NotSupportedError, "advanced indexing"),
+    (lambda x: x[::-1], et.errors.InvalidArgumentError, "step must be greater than zero"),
+    (lambda x: x[5], IndexError, "index 5 is out of bounds for dim 0 with size 4"),
+    (lambda x: x[0, 0, 0], IndexError, "too many indices"),
+    (lambda x: x[:, 3:3], et.errors.ShapeError, "selects no elements"),
+    (lambda x: x.permute(1, 0, 2), et.errors.ShapeError, "needs 2 dims"),
+    (lambda x: x.permute(1, 1), et.errors.ShapeError, "repeat"),
+    (lambda x: x.narrow(1, 3, 4), IndexError, "out of range"),
+    (lambda x: x.split([2, 3]), et.errors.ShapeError, "sum to 4"),
+    (lambda x: x.expand(3, 4), et.errors.ShapeError, "cannot expand"),
+    (lambda x: F.pad(x, (1, 1), "circular"), et.errors.NotSupportedError, "circular"),
+    (lambda x: F.pad(x, (4, 0), "reflect"), et.errors.ShapeError, "must be < its size 4"),
+    (lambda x: F.pad(x, (1, 2, 3)), et.errors.InvalidArgumentError, "even number"),
+    (lambda x: F.pad(x, (-1, 0), "reflect"), et.errors.ShapeError, "must be >= 0"),
+    (lambda x: F.pad(x, (-2, -2)), et.errors.ShapeError, "selects no elements"),
+    (lambda x: F.pad(x, (1, 1), "reflect", value=1.0), et.errors.InvalidArgumentError,
+     "constant"),
+    (lambda x: et.gather(x, 1, np.zeros((4, 2), np.float32)), et.errors.InvalidArgumentError,
+     "integers"),
+    (lambda x: et.gather(x, 1, np.zeros((5, 2), np.int64)), et.errors.ShapeError,
+     "larger than the input"),
+    (lambda x: et.gather(x, 1, np.zeros(2, np.int64)), et.errors.ShapeError, "2-D i32"),
+    (lambda x: et.index_select(x, 0, np.array([0, 4])), et.errors.InvalidArgumentError,
+     "index out of range"),
+    (lambda x: et.gather(x, 1, np.array([[0], [1], [-1], [2]])), et.errors.InvalidArgumentError,
+     "index out of range"),
+    (lambda x: x.flip(0), et.errors.NotSupportedError, "Tensor.flip is not supported"),
+    (lambda x: x.masked_fill, AttributeError, "layer 'blk'"),
+]
+
+
+@pytest.mark.parametrize("fn,exc,text", BAD_TENSOR_ARGS)
+def test_tensor_op_bad_arguments(fn, exc, text):
+    case = Case("bad", {"x": rnd(4, 4)}, _in_layer(fn), None)
+    with pytest.raises(exc, match=text):
+        run_case(case)
+
+
+def test_missing_tensor_attributes():
+    """hasattr keeps working; a Parameter forwards to the traced tensor's error."""
+    seen = {}
+
+    def probe(m):
+        seen["hasattr"] = hasattr(m.x, "scatter_")
+        seen["default"] = getattr(m.x[0], "bogus", 7)
+        with pytest.raises(et.errors.NotSupportedError, match="Tensor.cumsum"):
+            m.x.cumsum(0)
+        return m.x.T
+    run_case(Case("probe", {"x": rnd(3, 2)}, probe, None))
+    assert seen == {"hasattr": False, "default": 7}
 
 
 def test_every_forward_op_has_a_case():

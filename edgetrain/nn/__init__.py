@@ -11,6 +11,7 @@ from .loss import (CrossEntropyLoss, DistillLoss, HingeLoss, KLDivLoss, L1Loss, 
                    MultiMarginLoss)
 from .loss import BCELoss, BCEWithLogitsLoss, HuberLoss, NLLLoss, SmoothL1Loss
 from .module import Buffer, Module, Parameter
+from .recurrent import GRU, LSTM
 
 __all__ = ["functional", "init", "Module", "Parameter", "Buffer", "Conv2d", "Linear",
            "BatchNorm2d", "Dropout", "ReLU", "ReLU6", "LeakyReLU", "Sigmoid", "Tanh",
@@ -27,3 +28,4 @@ from .layers import (BatchNorm1d, GroupNorm, InstanceNorm2d, LayerNorm,  # noqa:
 
 __all__ += ["LayerNorm", "GroupNorm", "InstanceNorm2d", "BatchNorm1d", "PReLU",
             "MultiheadAttention"]
+__all__ += ["LSTM", "GRU"]

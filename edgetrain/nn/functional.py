@@ -27,7 +27,9 @@ __all__ = ["conv2d", "linear", "matmul", "relu", "relu6", "leaky_relu", "sigmoid
            "pow", "clamp", "silu", "gelu", "hardsigmoid", "elu", "softplus", "embedding",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "nll_loss",
            "smooth_l1_loss", "huber_loss", "conv1d", "conv_transpose2d", "interpolate",
-           "adaptive_max_pool2d"]
+           "adaptive_max_pool2d",
+           "cat", "concat", "stack", "split", "chunk", "narrow", "transpose", "permute",
+           "squeeze", "unsqueeze", "expand", "pad", "gather", "index_select"]
 
 
 def _tr() -> tracing.Tracer:
@@ -1030,3 +1032,71 @@ def multi_head_attention(query, key, value, num_heads: int, in_proj_weight, in_p
     if need_weights and num_heads > 1:
         weights = T.affine(tr, weights, 1.0 / num_heads, 0.0)
     return out, weights
+# ------------------------------------------------------------------------------------
+# tensor copies (ops concat, slice, transpose, pad, gather, expand); also ``edgetrain.cat``...
+# ------------------------------------------------------------------------------------
+def cat(tensors, dim: int = 0):
+    """Concatenate along ``dim`` (``torch.cat``); any number of tensors."""
+    return T.cat(_tr(), tensors, dim)
+
+
+concat = cat
+
+
+def stack(tensors, dim: int = 0):
+    """Stack along a new ``dim`` (``torch.stack``)."""
+    return T.stack(_tr(), tensors, dim)
+
+
+def split(tensor, split_size_or_sections, dim: int = 0):
+    """``torch.split``: a tuple of slices of one size (the last may be smaller) or of the
+    given sizes."""
+    return T.split(_tr(), tensor, split_size_or_sections, dim)
+
+
+def chunk(input, chunks: int, dim: int = 0):
+    return T.chunk(_tr(), input, chunks, dim)
+
+
+def narrow(input, dim: int, start: int, length: int):
+    return T.narrow(_tr(), input, dim, start, length)
+
+
+def transpose(input, dim0: int, dim1: int):
+    return T.transpose(_tr(), input, dim0, dim1)
+
+
+def permute(input, dims):
+    return T.permute(_tr(), input, dims)
+
+
+def squeeze(input, dim=None):
+    return T.squeeze(_tr(), input, dim)
+
+
+def unsqueeze(input, dim: int):
+    return T.unsqueeze(_tr(), input, dim)
+
+
+def expand(input, *sizes):
+    """``x.expand(*sizes)`` as a function (-1 keeps a dim)."""
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    return T.expand(_tr(), input, sizes)
+
+
+def pad(input, pad, mode: str = "constant", value=None):
+    """``F.pad``: (before, after) pairs from the last dim backwards; modes 'constant',
+    'reflect' (pads < the dim) and 'replicate'."""
+    return T.pad(_tr(), input, pad, mode, value)
+
+
+def gather(input, dim: int, index):
+    """``torch.gather`` (index: an int32 tensor or an integer array); the gradient is a
+    deterministic scatter-add."""
+    return T.gather(_tr(), input, dim, index)
+
+
+def index_select(input, dim: int, index):
+    """``torch.index_select`` with a 1-D index (an int32 tensor or an integer array)."""
+    return T.index_select(_tr(), input, dim, index)

@@ -1799,6 +1799,320 @@ static et_status bmm_run(const et_node_io *io, const et_run_env *e) {
 }
 
 /* ======================================================================= */
+/* Tensor copies: concat, slice, transpose, pad, gather, expand             */
+/* ======================================================================= */
+/* Axis attribute `a` (negative counts from the end) as 0..ndim-1. */
+static et_status want_axis(int64_t a, int ndim, int64_t *axis, char *msg, size_t cap) {
+    *axis = a < 0 ? a + ndim : a;
+    if (*axis >= 0 && *axis < ndim) return ET_OK;
+    return shape_error(msg, cap, "axis %lld out of range for rank %d", (long long)a, ndim);
+}
+
+/* x viewed as [outer, dim axis, inner] */
+static void axis_view(const et_tshape *x, int64_t axis, int64_t *outer, int64_t *inner) {
+    *outer = *inner = 1;
+    for (int d = 0; d < x->ndim; d++) {
+        if (d < axis) *outer *= x->dim[d];
+        if (d > axis) *inner *= x->dim[d];
+    }
+}
+
+/* concat: x0, x1?, ... x7?; iattr axis. (The tracer chains nodes for more than 8 inputs.) */
+static et_status concat_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char a[128], b[128];
+    const et_tshape *first = io->in[0];
+    int64_t axis, total = 0;
+    TRY(want(first, ET_F32, -1, "input x0", msg, cap));
+    TRY(want_axis(io->node->iattr[0], first->ndim, &axis, msg, cap));
+    for (int k = 0; k < ET_NODE_MAX_IN; k++) {
+        const et_tshape *x = io->in[k];
+        if (!x) continue;
+        if (x->dtype != ET_F32 || x->ndim != first->ndim)
+            return shape_error(msg, cap, "input %d %s must be f32 of rank %d like input 0 %s", k,
+                               et_shape_str(x, a, sizeof a), first->ndim, et_shape_str(first, b, sizeof b));
+        for (int d = 0; d < x->ndim; d++)
+            if (d != axis && x->dim[d] != first->dim[d])
+                return shape_error(msg, cap, "input %d %s does not match input 0 %s off axis %lld", k,
+                                   et_shape_str(x, a, sizeof a), et_shape_str(first, b, sizeof b), (long long)axis);
+        total += x->dim[axis];
+    }
+    set_like(&out[0], first, ET_F32);
+    out[0].dim[axis] = total;
+    return ET_OK;
+}
+static et_status concat_run(const et_node_io *io, const et_run_env *e) {
+    const float *x[ET_NODE_MAX_IN];
+    int64_t len[ET_NODE_MAX_IN], axis, outer, inner;
+    int n = 0;
+    TRY(want_axis(io->node->iattr[0], io->in[0]->ndim, &axis, NULL, 0));
+    axis_view(io->in[0], axis, &outer, &inner);
+    for (int k = 0; k < ET_NODE_MAX_IN; k++) {
+        if (!io->in[k]) continue;
+        x[n] = io->in_data[k];
+        len[n++] = io->in[k]->dim[axis];
+    }
+    return et_f32_concat(n, x, len, outer, inner, io->out_data[0], e->nthreads);
+}
+
+/* slice / slice_bwd: iattr axis, start, stop, step, drop. start and stop as Python slice bounds
+ * (negative counts from the end, clamped to [0, dim]); step >= 1; an empty slice is an error;
+ * drop = 1 (an integer index, x[i]) removes the axis, which must then keep one element. */
+typedef struct slice_view { int64_t axis, start, step, count, outer, inner; } slice_view;
+
+static et_status slice_view_of(const et_node_io *io, const et_tshape *x, slice_view *v, char *msg, size_t cap) {
+    const int64_t *at = io->node->iattr;
+    TRY(want(x, ET_F32, -1, "input x", msg, cap));
+    TRY(want_axis(at[0], x->ndim, &v->axis, msg, cap));
+    const int64_t n = x->dim[v->axis];
+    int64_t start = at[1], stop = at[2];
+    if (at[3] < 1) return shape_error(msg, cap, "slice step must be >= 1, got %lld", (long long)at[3]);
+    if (start < 0) start = start < -n ? 0 : start + n;
+    if (stop < 0) stop = stop < -n ? 0 : stop + n;
+    if (start > n) start = n;
+    if (stop > n) stop = n;
+    v->start = start;
+    v->step = at[3];
+    v->count = stop > start ? (stop - start - 1) / v->step + 1 : 0;
+    if (v->count == 0)
+        return shape_error(msg, cap, "slice %lld:%lld:%lld of dim %lld (size %lld) selects no elements",
+                           (long long)at[1], (long long)at[2], (long long)at[3], (long long)v->axis, (long long)n);
+    TRY(want_flag(at[4], "drop", msg, cap));
+    if (at[4] && v->count != 1)
+        return shape_error(msg, cap, "slice with drop = 1 must select one element of dim %lld, got %lld",
+                           (long long)v->axis, (long long)v->count);
+    axis_view(x, v->axis, &v->outer, &v->inner);
+    return ET_OK;
+}
+/* The slice's output shape: x with dim axis = count, or without it (drop). */
+static void sliced_shape(const et_node_io *io, const et_tshape *x, const slice_view *v, et_tshape *y) {
+    set_like(y, x, ET_F32);
+    y->dim[v->axis] = v->count;
+    if (!io->node->iattr[4]) return;
+    for (int d = (int)v->axis; d + 1 < x->ndim; d++) y->dim[d] = x->dim[d + 1];
+    y->dim[--y->ndim] = 0;
+}
+static et_status slice_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    slice_view v = {0};
+    TRY(slice_view_of(io, io->in[0], &v, msg, cap));
+    sliced_shape(io, io->in[0], &v, &out[0]);
+    return ET_OK;
+}
+static et_status slice_run(const et_node_io *io, const et_run_env *e) {
+    slice_view v = {0};
+    TRY(slice_view_of(io, io->in[0], &v, NULL, 0));
+    return et_f32_slice_fwd(v.outer, io->in[0]->dim[v.axis], v.inner, v.start, v.step, v.count, io->in_data[0],
+                            io->out_data[0], e->nthreads);
+}
+/* slice_bwd: dy, x (shape only) -> dx */
+static et_status slice_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char a[128], b[128];
+    slice_view v = {0};
+    TRY(slice_view_of(io, io->in[1], &v, msg, cap));
+    et_tshape sliced;
+    sliced_shape(io, io->in[1], &v, &sliced);
+    TRY(want(io->in[0], ET_F32, -1, "gradient dy", msg, cap));
+    if (!same_dims(io->in[0], &sliced))
+        return shape_error(msg, cap, "gradient dy %s must have the slice's shape %s",
+                           et_shape_str(io->in[0], a, sizeof a), et_shape_str(&sliced, b, sizeof b));
+    set_like(&out[0], io->in[1], ET_F32);
+    return ET_OK;
+}
+static et_status slice_bwd_run(const et_node_io *io, const et_run_env *e) {
+    slice_view v = {0};
+    TRY(slice_view_of(io, io->in[1], &v, NULL, 0));
+    return et_f32_slice_bwd(v.outer, io->in[1]->dim[v.axis], v.inner, v.start, v.step, v.count, io->in_data[0],
+                            io->out_data[0], e->nthreads);
+}
+
+/* transpose: iattr ndim, p0..p5; y dim d = x dim p_d */
+static et_status transpose_perm(const et_node_io *io, int *perm, char *msg, size_t cap) {
+    const et_tshape *x = io->in[0];
+    const int64_t *at = io->node->iattr;
+    int seen = 0;
+    TRY(want(x, ET_F32, -2, "input x", msg, cap));
+    if (at[0] != x->ndim || io->node->n_iattr < 1 + x->ndim)
+        return shape_error(msg, cap, "permutation of %lld dims for an input of rank %d", (long long)at[0], x->ndim);
+    for (int d = 0; d < x->ndim; d++) {
+        int64_t p = at[1 + d];
+        if (p < 0 || p >= x->ndim || (seen >> p & 1))
+            return shape_error(msg, cap, "dims (%lld,%lld,%lld,%lld,%lld,%lld) are not a permutation of 0..%d",
+                               (long long)at[1], (long long)at[2], (long long)at[3], (long long)at[4],
+                               (long long)at[5], (long long)at[6], x->ndim - 1);
+        seen |= 1 << p;
+        perm[d] = (int)p;
+    }
+    return ET_OK;
+}
+static et_status transpose_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    int perm[ET_MAX_DIMS];
+    TRY(transpose_perm(io, perm, msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    for (int d = 0; d < io->in[0]->ndim; d++) out[0].dim[d] = io->in[0]->dim[perm[d]];
+    return ET_OK;
+}
+static et_status transpose_run(const et_node_io *io, const et_run_env *e) {
+    int perm[ET_MAX_DIMS];
+    TRY(transpose_perm(io, perm, NULL, 0));
+    return et_f32_transpose(io->in[0]->ndim, io->in[0]->dim, perm, io->in_data[0], io->out_data[0], e->nthreads);
+}
+
+/* pad / pad_bwd: iattr mode, then (before, after) for dims 0..5; fattr value (constant mode) */
+typedef struct pad_attrs { et_pad_mode mode; int64_t before[ET_MAX_DIMS], after[ET_MAX_DIMS]; } pad_attrs;
+
+static et_status pad_attrs_of(const et_node_io *io, const et_tshape *x, pad_attrs *p, char *msg, size_t cap) {
+    static const char *modes[] = {"constant", "reflect", "replicate"};
+    const int64_t *at = io->node->iattr;
+    TRY(want(x, ET_F32, -1, "input x", msg, cap));
+    if (at[0] < 0 || at[0] >= ET_PAD_MODE_COUNT_)
+        return shape_error(msg, cap, "pad mode %lld unknown (0..%d)", (long long)at[0], ET_PAD_MODE_COUNT_ - 1);
+    if (isnan(io->node->fattr[0])) return shape_error(msg, cap, "pad value is NaN");
+    p->mode = (et_pad_mode)at[0];
+    for (int d = 0; d < ET_MAX_DIMS; d++) {
+        int64_t b = at[1 + 2 * d], a = at[2 + 2 * d];
+        if (d >= x->ndim) {
+            if (a || b) return shape_error(msg, cap, "padding of dim %d but the input has rank %d", d, x->ndim);
+            continue;
+        }
+        if (a < 0 || b < 0 || a > ET_MAX_DIM || b > ET_MAX_DIM)
+            return shape_error(msg, cap, "padding (%lld, %lld) of dim %d must be >= 0", (long long)b, (long long)a, d);
+        if (p->mode == ET_PAD_REFLECT && (a || b) && (a >= x->dim[d] || b >= x->dim[d]))
+            return shape_error(msg, cap, "reflect padding (%lld, %lld) of dim %d must be < its size %lld",
+                               (long long)b, (long long)a, d, (long long)x->dim[d]);
+        if (p->mode == ET_PAD_REPLICATE && (a || b) && x->dim[d] == 0)
+            return shape_error(msg, cap, "%s padding of the empty dim %d", modes[p->mode], d);
+        p->before[d] = b;
+        p->after[d] = a;
+    }
+    return ET_OK;
+}
+static void padded_shape(const et_tshape *x, const pad_attrs *p, et_tshape *y) {
+    set_like(y, x, ET_F32);
+    for (int d = 0; d < x->ndim; d++) y->dim[d] = p->before[d] + x->dim[d] + p->after[d];
+}
+static et_status pad_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    pad_attrs p = {0};
+    TRY(pad_attrs_of(io, io->in[0], &p, msg, cap));
+    padded_shape(io->in[0], &p, &out[0]);
+    return ET_OK;
+}
+static et_status pad_run(const et_node_io *io, const et_run_env *e) {
+    pad_attrs p = {0};
+    TRY(pad_attrs_of(io, io->in[0], &p, NULL, 0));
+    return et_f32_pad_fwd(io->in[0]->ndim, io->in[0]->dim, p.before, p.after, p.mode, io->node->fattr[0],
+                          io->in_data[0], io->out_data[0], e->nthreads);
+}
+/* pad_bwd: dy, x (shape only) -> dx */
+static et_status pad_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char a[128], b[128];
+    pad_attrs p = {0};
+    et_tshape padded;
+    TRY(pad_attrs_of(io, io->in[1], &p, msg, cap));
+    padded_shape(io->in[1], &p, &padded);
+    TRY(want(io->in[0], ET_F32, -1, "gradient dy", msg, cap));
+    if (!same_dims(io->in[0], &padded))
+        return shape_error(msg, cap, "gradient dy %s must have the padded shape %s",
+                           et_shape_str(io->in[0], a, sizeof a), et_shape_str(&padded, b, sizeof b));
+    set_like(&out[0], io->in[1], ET_F32);
+    return ET_OK;
+}
+static et_status pad_bwd_run(const et_node_io *io, const et_run_env *e) {
+    pad_attrs p = {0};
+    TRY(pad_attrs_of(io, io->in[1], &p, NULL, 0));
+    return et_f32_pad_bwd(io->in[1]->ndim, io->in[1]->dim, p.before, p.after, p.mode, io->in_data[0],
+                          io->out_data[0], e->nthreads);
+}
+
+/* gather: x, index (i32); iattr axis, select. select 0 = torch.gather (index of x's rank, its
+ * dims <= x's off the axis; y has index's shape), 1 = torch.index_select (1-D index [L]; y is
+ * x with dim axis = L). gather_bwd: dy, index, x (shape only) -> dx (scatter-add). */
+static et_status gather_shape(const et_node_io *io, const et_tshape *x, const et_tshape *idx, int64_t *axis,
+                              et_tshape *y, char *msg, size_t cap) {
+    char a[128], b[128];
+    TRY(want(x, ET_F32, -1, "input x", msg, cap));
+    TRY(want_axis(io->node->iattr[0], x->ndim, axis, msg, cap));
+    TRY(want_flag(io->node->iattr[1], "select", msg, cap));
+    set_like(y, x, ET_F32);
+    if (io->node->iattr[1]) {
+        TRY(want(idx, ET_I32, 1, "index", msg, cap));
+        y->dim[*axis] = idx->dim[0];
+        return ET_OK;
+    }
+    TRY(want(idx, ET_I32, x->ndim, "index", msg, cap));
+    for (int d = 0; d < x->ndim; d++)
+        if (d != *axis && idx->dim[d] > x->dim[d])
+            return shape_error(msg, cap, "index %s is larger than the input %s in dim %d (off axis %lld)",
+                               et_shape_str(idx, a, sizeof a), et_shape_str(x, b, sizeof b), d, (long long)*axis);
+    set_like(y, idx, ET_F32);
+    return ET_OK;
+}
+static et_status gather_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    int64_t axis;
+    return gather_shape(io, io->in[0], io->in[1], &axis, &out[0], msg, cap);
+}
+static et_status gather_run(const et_node_io *io, const et_run_env *e) {
+    int64_t axis;
+    et_tshape y;
+    TRY(gather_shape(io, io->in[0], io->in[1], &axis, &y, NULL, 0));
+    return et_f32_gather_fwd(io->in[0]->ndim, io->in[0]->dim, io->in[1]->dim, (int)axis, (int)io->node->iattr[1],
+                             io->in_data[0], io->in_data[1], io->out_data[0], e->nthreads);
+}
+static et_status gather_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char a[128], b[128];
+    int64_t axis;
+    et_tshape y;
+    TRY(gather_shape(io, io->in[2], io->in[1], &axis, &y, msg, cap));
+    TRY(want(io->in[0], ET_F32, -1, "gradient dy", msg, cap));
+    if (!same_dims(io->in[0], &y))
+        return shape_error(msg, cap, "gradient dy %s must have the gathered shape %s",
+                           et_shape_str(io->in[0], a, sizeof a), et_shape_str(&y, b, sizeof b));
+    set_like(&out[0], io->in[2], ET_F32);
+    return ET_OK;
+}
+static et_status gather_bwd_run(const et_node_io *io, const et_run_env *e) {
+    int64_t axis;
+    et_tshape y;
+    TRY(gather_shape(io, io->in[2], io->in[1], &axis, &y, NULL, 0));
+    return et_f32_gather_bwd(io->in[2]->ndim, io->in[2]->dim, io->in[1]->dim, (int)axis, (int)io->node->iattr[1],
+                             io->in_data[0], io->in_data[1], io->out_data[0], e->nthreads);
+}
+
+/* expand: x, like? (shape only); iattr ndim, d0..d5; x broadcast (right-aligned) to the dims,
+ * -1 = keep x's dim, -2 - k = dim k of `like` (a size read from another tensor's shape). */
+static et_status expand_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char b[128];
+    const et_tshape *x = io->in[0], *like = io->in[1];
+    const int64_t *at = io->node->iattr;
+    int64_t dims[ET_MAX_DIMS];
+    TRY(want(x, ET_F32, -2, "input x", msg, cap));
+    if (at[0] < x->ndim || at[0] > ET_MAX_DIMS || io->node->n_iattr < 1 + at[0])
+        return shape_error(msg, cap, "cannot expand %s to %lld dims", et_shape_str(x, b, sizeof b), (long long)at[0]);
+    const int nd = (int)at[0], lead = nd - x->ndim;
+    for (int d = 0; d < nd; d++) {
+        int64_t v = at[1 + d], have = d < lead ? -1 : x->dim[d - lead];
+        if (v == -1 && have >= 0) v = have;
+        if (v <= -2) {
+            if (!like || -2 - v >= like->ndim)
+                return shape_error(msg, cap, "size %lld of dim %d reads dim %lld of the `like` input, which is %s",
+                                   (long long)v, d, (long long)(-2 - v), like ? "of lower rank" : "absent");
+            v = like->dim[-2 - v];
+        }
+        if (v < 0 || v > ET_MAX_DIM || (have >= 0 && have != 1 && have != v))
+            return shape_error(msg, cap, "cannot expand %s: size %lld in dim %d (new leading dims need a size, "
+                               "existing ones must be 1 or kept)", et_shape_str(x, b, sizeof b),
+                               (long long)at[1 + d], d);
+        dims[d] = v;
+    }
+    set_shape(&out[0], ET_F32, nd, dims);
+    return ET_OK;
+}
+static et_status expand_run(const et_node_io *io, const et_run_env *e) {
+    int64_t xs[ET_MAX_DIMS], ys[ET_MAX_DIMS];
+    int nd = pad_dims(io->out[0], io->out[0]->ndim, ys);
+    pad_dims(io->in[0], nd, xs);
+    return et_f32_broadcast_to(nd, xs, io->in_data[0], ys, io->out_data[0], 1.0f, e->nthreads);
+}
+
+/* ======================================================================= */
 /* The table                                                                */
 /* ======================================================================= */
 /* One row per op, fields named (et_op_desc in runtime_internal.h); omitted
@@ -1975,6 +2289,25 @@ static const et_op_desc op_table[] = {
         .min_iattr = 3, .max_iattr = 3, .infer = argmax_infer, .run = argmax_run},
     [ET_OP_BMM] = {.name = "bmm", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
         .min_iattr = 2, .max_iattr = 2, .infer = bmm_infer, .ws_bytes = bmm_ws, .run = bmm_run},
+    [ET_OP_CONCAT] = {.name = "concat", .min_in = 1, .max_in = 8, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 1, .infer = concat_infer, .run = concat_run},
+    [ET_OP_SLICE] = {.name = "slice", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 5, .max_iattr = 5, .infer = slice_infer, .run = slice_run},
+    [ET_OP_SLICE_BWD] = {.name = "slice_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 5, .max_iattr = 5, .infer = slice_bwd_infer, .run = slice_bwd_run},
+    [ET_OP_TRANSPOSE] = {.name = "transpose", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 7, .infer = transpose_infer, .run = transpose_run},
+    [ET_OP_PAD] = {.name = "pad", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 13, .max_iattr = 13, .min_fattr = 1, .max_fattr = 1, .infer = pad_infer, .run = pad_run},
+    [ET_OP_PAD_BWD] = {.name = "pad_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 13, .max_iattr = 13, .min_fattr = 1, .max_fattr = 1, .infer = pad_bwd_infer,
+        .run = pad_bwd_run},
+    [ET_OP_GATHER] = {.name = "gather", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .infer = gather_infer, .run = gather_run},
+    [ET_OP_GATHER_BWD] = {.name = "gather_bwd", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .infer = gather_bwd_infer, .run = gather_bwd_run},
+    [ET_OP_EXPAND] = {.name = "expand", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 1, .max_iattr = 7, .infer = expand_infer, .run = expand_run},
 };
 
 /* C99 static assert: one table entry per enum value (a new op without an entry

@@ -542,6 +542,10 @@ static et_status node_failed(et_session *s, uint32_t ni, const et_node_io *io, e
                                 s->model.tensors[nd->in[k]].name, (long long)label_count(nd, io));
         }
     }
+    if (st == ET_ERR_ARG && (nd->op == ET_OP_GATHER || nd->op == ET_OP_GATHER_BWD))
+        return session_fail(s, st, "node %u (%s in layer '%s'): index out of range: the index (input 1%s%s) "
+                            "must hold values in [0, size of the gathered dim)", ni, op, nd->layer,
+                            s->model.tensors[nd->in[1]].name[0] ? ", " : "", s->model.tensors[nd->in[1]].name);
     return session_fail(s, st, "node %u (%s in layer '%s'): %s", ni, op, nd->layer, et_status_str(st));
 }
 

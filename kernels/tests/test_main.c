@@ -80,6 +80,7 @@ void test_loss_extra(void);
 void test_resample(void);
 void test_quant(void);
 void test_norm(void);
+void test_tensor(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -93,6 +94,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"resample", test_resample},
     {"quant", test_quant},
     {"norm", test_norm},
+    {"tensor", test_tensor},
 };
 
 int main(int argc, char **argv) {

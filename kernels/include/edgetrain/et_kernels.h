@@ -467,6 +467,44 @@ et_status et_f32_bmm(int trans_a, int trans_b, int nb, const int64_t *y_batch,
                      const int64_t *a_batch, const int64_t *b_batch, int64_t M, int64_t N, int64_t K,
                      const float *a, const float *b, float *y, void *ws, size_t ws_bytes, int nthreads);
 
+/* ======================================================================= */
+/* Tensor copies (tensor.c): concat, slice, transpose, pad, gather.         */
+/* ======================================================================= */
+/* Padding modes of the pad op (edgetrain/ops.py PAD_*). */
+typedef enum et_pad_mode {
+    ET_PAD_CONSTANT = 0,   /* the value outside */
+    ET_PAD_REFLECT = 1,    /* mirror without repeating the edge (pad < dim) */
+    ET_PAD_REPLICATE = 2,  /* repeat the edge element */
+    ET_PAD_MODE_COUNT_
+} et_pad_mode;
+/* n inputs viewed as [outer, len[k], inner] -> y [outer, sum len, inner]. */
+et_status et_f32_concat(int n, const float *const *x, const int64_t *len, int64_t outer,
+                        int64_t inner, float *y, int nthreads);
+/* x [outer, dim, inner] -> y [outer, count, inner], y[o,j,i] = x[o, start + j*step, i]
+ * (step >= 1, the last index < dim); the backward writes dy into zeros of x's shape. */
+et_status et_f32_slice_fwd(int64_t outer, int64_t dim, int64_t inner, int64_t start, int64_t step,
+                           int64_t count, const float *x, float *y, int nthreads);
+et_status et_f32_slice_bwd(int64_t outer, int64_t dim, int64_t inner, int64_t start, int64_t step,
+                           int64_t count, const float *dy, float *dx, int nthreads);
+/* y dim d = x dim perm[d] (perm a permutation of 0..ndim-1, ndim <= 6). */
+et_status et_f32_transpose(int ndim, const int64_t *x_shape, const int *perm, const float *x,
+                           float *y, int nthreads);
+/* y dim d = before[d] + x dim d + after[d]; backward sums every dy element into the x element
+ * it was copied from (a fixed order per element: bitwise identical for any thread count). */
+et_status et_f32_pad_fwd(int ndim, const int64_t *x_shape, const int64_t *before, const int64_t *after,
+                         et_pad_mode mode, float value, const float *x, float *y, int nthreads);
+et_status et_f32_pad_bwd(int ndim, const int64_t *x_shape, const int64_t *before, const int64_t *after,
+                         et_pad_mode mode, const float *dy, float *dx, int nthreads);
+/* select = 0 (torch.gather): index has x's rank, each dim <= x's off the axis, y has index's
+ * shape, y[c] = x[c with c[axis] = index[c]]. select = 1 (torch.index_select): index is 1-D
+ * [L], y is x with dim axis = L, y[.., j, ..] = x[.., index[j], ..]. An index outside
+ * [0, x dim axis) returns ET_ERR_ARG. The backward scatter-adds dy into zeros of x's shape,
+ * each dx element summed in a fixed order (bitwise identical for any thread count). */
+et_status et_f32_gather_fwd(int ndim, const int64_t *x_shape, const int64_t *idx_shape, int axis,
+                            int select, const float *x, const int32_t *index, float *y, int nthreads);
+et_status et_f32_gather_bwd(int ndim, const int64_t *x_shape, const int64_t *idx_shape, int axis,
+                            int select, const float *dy, const int32_t *index, float *dx, int nthreads);
+
 #ifdef __cplusplus
 }
 #endif

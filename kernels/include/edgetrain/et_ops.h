@@ -88,6 +88,15 @@ typedef enum et_op {
     ET_OP_REDUCE_MAX = 74,
     ET_OP_ARGMAX = 75,
     ET_OP_BMM = 76,
+    ET_OP_CONCAT = 77,
+    ET_OP_SLICE = 78,
+    ET_OP_SLICE_BWD = 79,
+    ET_OP_TRANSPOSE = 80,
+    ET_OP_PAD = 81,
+    ET_OP_PAD_BWD = 82,
+    ET_OP_GATHER = 83,
+    ET_OP_GATHER_BWD = 84,
+    ET_OP_EXPAND = 85,
     ET_OP_COUNT
 } et_op;
 
