@@ -83,6 +83,14 @@ class OnnxGraph:
         return names
 
 
+def _text(v) -> str:
+    """A protobuf string field as str: the runtime hands back bytes when the field holds
+    invalid UTF-8 (a corrupt file)."""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
 def _onnx():
     try:
         import onnx  # noqa: F401
@@ -152,25 +160,30 @@ def _graph_of(model, file: str, base_dir: Optional[str]) -> OnnxGraph:
     g = model.graph
     if g.sparse_initializer:
         raise UnsupportedError(f"{file}: sparse initializers are not supported "
-                               f"('{g.sparse_initializer[0].values.name}')")
+                               f"('{_text(g.sparse_initializer[0].values.name)}')")
     inits: Dict[str, np.ndarray] = {}
     for t in g.initializer:
-        if not t.name:
+        name = _text(t.name)
+        if not name:
             raise ModelFormatError(f"{file}: an initializer has no name")
-        if t.name in inits:
-            raise ModelFormatError(f"{file}: initializer '{t.name}' is defined twice")
-        inits[t.name] = decode_tensor(t, f"{file}: initializer '{t.name}'", base_dir)
+        if name in inits:
+            raise ModelFormatError(f"{file}: initializer '{name}' is defined twice")
+        inits[name] = decode_tensor(t, f"{file}: initializer '{name}'", base_dir)
     inputs = []
     for vi in g.input:
-        if vi.name in inits:  # IR < 4 lists initializers among the inputs
+        name = _text(vi.name)
+        if name in inits:  # IR < 4 lists initializers among the inputs
             continue
-        inputs.append((vi.name, _input_shape(vi, file)))
+        if not name or name in dict(inputs):
+            raise ModelFormatError(f"{file}: a graph input has no name or a repeated one "
+                                   f"('{name}')")
+        inputs.append((name, _input_shape(vi, name, file)))
     if not inputs:
         raise ModelFormatError(f"{file}: the graph has no input")
     nodes = [_node(n, i, file, base_dir) for i, n in enumerate(g.node)]
     if not nodes:
         raise ModelFormatError(f"{file}: the graph has no node")
-    outputs = [o.name for o in g.output]
+    outputs = [_text(o.name) for o in g.output]
     if not outputs or any(not o for o in outputs):
         raise ModelFormatError(f"{file}: the graph has no (named) output")
     order, resorted = _topological(nodes, [n for n, _ in inputs], inits, file)
@@ -178,12 +191,13 @@ def _graph_of(model, file: str, base_dir: Optional[str]) -> OnnxGraph:
     for o in outputs:
         if o not in produced:
             raise ModelFormatError(f"{file}: graph output '{o}' is produced by no node")
-    return OnnxGraph(file, opset, int(model.ir_version), model.producer_name, inputs, outputs,
-                     inits, order, resorted)
+    return OnnxGraph(file, opset, int(model.ir_version), _text(model.producer_name), inputs,
+                     outputs, inits, order, resorted)
 
 
 def _default_opset(model, file: str) -> int:
-    versions = [int(o.version) for o in model.opset_import if o.domain in DEFAULT_DOMAINS]
+    versions = [int(o.version) for o in model.opset_import
+                if _text(o.domain) in DEFAULT_DOMAINS]
     if not versions:
         raise ModelFormatError(f"{file}: the model imports no opset of the default ONNX domain")
     v = max(versions)
@@ -193,12 +207,12 @@ def _default_opset(model, file: str) -> int:
     return v
 
 
-def _input_shape(vi, file: str):
+def _input_shape(vi, name: str, file: str):
     tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
     if tt is None:
-        raise UnsupportedError(f"{file}: graph input '{vi.name}' is not a tensor")
+        raise UnsupportedError(f"{file}: graph input '{name}' is not a tensor")
     if tt.elem_type not in (0, 1):
-        raise UnsupportedError(f"{file}: graph input '{vi.name}' has element type "
+        raise UnsupportedError(f"{file}: graph input '{name}' has element type "
                                f"{_dtype_name(tt.elem_type)}; only float32 inputs are supported")
     if not tt.HasField("shape"):
         return None
@@ -206,7 +220,7 @@ def _input_shape(vi, file: str):
     for d in tt.shape.dim:
         dims.append(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None)
     if len(dims) > MAX_RANK:
-        raise UnsupportedError(f"{file}: graph input '{vi.name}' has rank {len(dims)}")
+        raise UnsupportedError(f"{file}: graph input '{name}' has rank {len(dims)}")
     return tuple(dims)
 
 
@@ -220,16 +234,18 @@ def _dtype_name(code: int) -> str:
 # nodes
 # ------------------------------------------------------------------------------------
 def _node(n, index: int, file: str, base_dir) -> OnnxNode:
-    node = OnnxNode(index, n.name or f"{n.op_type or 'node'}_{index}", n.op_type,
-                    n.domain, list(n.input), list(n.output))
-    if not n.op_type:
+    op = _text(n.op_type)
+    node = OnnxNode(index, _text(n.name) or f"{op or 'node'}_{index}", op, _text(n.domain),
+                    [_text(i) for i in n.input], [_text(o) for o in n.output])
+    if not op:
         raise ModelFormatError(f"{file}: node {index} ('{node.name}') has no op type")
     if not any(node.outputs):
         raise ModelFormatError(f"{node.where(file)}: has no output")
     for a in n.attribute:
-        if not a.name:
+        name = _text(a.name)
+        if not name:
             raise ModelFormatError(f"{node.where(file)}: an attribute has no name")
-        node.attrs[a.name] = _attr(a, f"{node.where(file)}: attribute '{a.name}'", base_dir)
+        node.attrs[name] = _attr(a, f"{node.where(file)}: attribute '{name}'", base_dir)
     return node
 
 
@@ -240,7 +256,7 @@ def _attr(a, where: str, base_dir):
     if kind == 2:
         return int(a.i)
     if kind == 3:
-        return bytes(a.s).decode("utf-8", "replace")
+        return _text(bytes(a.s))
     if kind == 4:
         return decode_tensor(a.t, where, base_dir)
     if kind == 6:
@@ -248,7 +264,7 @@ def _attr(a, where: str, base_dir):
     if kind == 7:
         return [int(v) for v in a.ints]
     if kind == 8:
-        return [bytes(s).decode("utf-8", "replace") for s in a.strings]
+        return [_text(bytes(s)) for s in a.strings]
     if kind in (5, 9, 10, 11, 12, 13, 14):  # graphs, tensors, sparse tensors, type protos
         return _Unreadable(kind)
     raise ModelFormatError(f"{where}: unknown attribute type {kind}")
@@ -358,7 +374,7 @@ def decode_tensor(t, where: str, base_dir: Optional[str]) -> np.ndarray:
 
 def _external(t, where: str, base_dir: Optional[str], nbytes: int) -> bytes:
     """The bytes of an external-data tensor, read only from a file inside ``base_dir``."""
-    info = {e.key: e.value for e in t.external_data}
+    info = {_text(e.key): _text(e.value) for e in t.external_data}
     loc = info.get("location", "")
     if base_dir is None:
         raise ModelFormatError(f"{where}: stored in external file '{loc}'; load the model from "
