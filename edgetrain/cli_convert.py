@@ -104,8 +104,7 @@ def _build_model(args, net, shapes):
 
 
 def cmd_convert(args, out=None) -> int:
-    from . import convert, nn, optim
-    from .cli import prepare_output
+    from . import convert, optim
     from .cli_inputs import CLIError
     from .session import TrainSession
 
@@ -114,7 +113,9 @@ def cmd_convert(args, out=None) -> int:
         return _check(args.model_file, out)
     if not args.output:
         raise CLIError("give -o OUT.etm (or --check to only inspect the model)")
-    prepare_output(args.output, "-o")
+    if os.path.isdir(args.output):
+        raise CLIError(f"-o {args.output}: is a folder; give a file name such as "
+                       f"{args.output}/model.etm")
     given = _parse_inputs(args.input)
     net = convert.from_onnx(args.model_file, inputs=given or None, bn=args.bn or "follow",
                             dropout=args.dropout)
