@@ -270,6 +270,28 @@ def test_from_torch_leaves_the_module_untouched_and_matches_it():
     np.testing.assert_allclose(sess.predict(x), ref, rtol=1e-5, atol=1e-5)
 
 
+def test_file_names_never_displace_the_modules_own_attributes():
+    class Odd(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = tnn.BatchNorm2d(3)
+            self.dropout = tnn.Conv2d(3, 2, 1)
+            self.forward_ = tnn.Linear(2 * HW * HW, 3)
+
+        def forward(self, x):
+            return self.forward_(torch.flatten(self.dropout(self.bn(x)), 1))
+
+    tm = Odd()
+    net = convert.from_torch(tm, torch.randn(N, 3, HW, HW), bn="frozen")
+    assert net.bn == "frozen" and net.dropout == "follow"
+    assert list(net.state_dict()) == list(tm.state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 3, HW, HW)).astype(np.float32)
+    sess = et.TrainSession.from_module(net, inputs={"data": (2, 3, HW, HW)}, threads=1)
+    with torch.no_grad():
+        np.testing.assert_allclose(sess.predict(x), tm.eval()(torch.from_numpy(x)).numpy(),
+                                   rtol=1e-5, atol=1e-5)
+
+
 def test_batch_stays_resizable_and_dropout_follows_the_file():
     tm = make_model("small_cnn")
     data = export_torchscript(tm)
@@ -281,6 +303,13 @@ def test_batch_stays_resizable_and_dropout_follows_the_file():
         with torch.no_grad():
             np.testing.assert_allclose(sess.predict(x), tm(torch.from_numpy(x)).numpy(),
                                        rtol=1e-5, atol=1e-5)
+    static = export_torchscript(tm, dynamic=False)  # batch N written as a constant
+    sess = et.TrainSession.from_module(convert.from_onnx(static), inputs={"data": (None, 3, HW, HW)},
+                                       threads=1)
+    x = np.random.default_rng(9).standard_normal((3, 3, HW, HW)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(sess.predict(x), torch_from_file(tm, static).eval()(
+            torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-5)
     for mode, expect in (("follow", 1), ("off", 0)):
         g = build_graph(convert.from_onnx(data, dropout=mode), inputs={"data": (N, 3, HW, HW)},
                         loss=nn.CrossEntropyLoss(), labels={"label": ((N,), "int64")})

@@ -59,11 +59,15 @@ class OnnxModule(Module):
         object.__setattr__(self, "_statics", {})
         object.__setattr__(self, "_bn_modes", {})
         object.__setattr__(self, "_dropout_off", set())  # Dropout nodes switched off
-        self.bn, self.dropout = bn, dropout
-        self.file_batch = _file_batch(graph)
+        # plain attributes set past Module.__setattr__: a child module of the file may have
+        # any name ("bn", "dropout"...) and must not replace them
+        object.__setattr__(self, "_bn", bn)
+        object.__setattr__(self, "_dropout", dropout)
+        object.__setattr__(self, "_file_batch", _file_batch(graph))
         self._register_state(analysis)
-        self.input_shapes = _input_shapes(graph, inputs)
-        self._layers = {nd.name: _layer_of(nd, self._holders) for nd in self._nodes}
+        object.__setattr__(self, "_input_shapes", _input_shapes(graph, inputs))
+        object.__setattr__(self, "_layers",
+                           {nd.name: _layer_of(nd, self._holders) for nd in self._nodes})
 
     # -- construction helpers --------------------------------------------------------
     def _register_state(self, analysis: "O.Analysis") -> None:
@@ -90,6 +94,31 @@ class OnnxModule(Module):
         return self._statics[nd.outputs[0]]
 
     # -- modes -----------------------------------------------------------------------
+    @property
+    def bn(self) -> str:
+        """The BatchNorm mode set at conversion or by :meth:`set_bn` without patterns."""
+        return self._bn
+
+    @property
+    def dropout(self) -> str:
+        """``"follow"`` (dropout where the file's Dropout trains) or ``"off"``."""
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, mode: str) -> None:
+        _check_choice("dropout", mode, DROPOUT_MODES)
+        object.__setattr__(self, "_dropout", mode)
+
+    @property
+    def input_shapes(self) -> "OrderedDict[str, tuple]":
+        """Input name -> shape (None for the batch and unknown dims)."""
+        return OrderedDict(self._input_shapes)
+
+    @property
+    def file_batch(self) -> Optional[int]:
+        """The static batch the file's inputs declare (a Reshape to it keeps the batch)."""
+        return self._file_batch
+
     def bn_mode_of(self, nd: OnnxNode) -> str:
         """"train" or "frozen" for BatchNormalization node ``nd``."""
         mode = self._bn_modes.get(nd.name, self.bn)
@@ -105,7 +134,7 @@ class OnnxModule(Module):
         _check_choice("bn", mode, BN_MODES)
         bns = [nd for nd in self._nodes if nd.op == "BatchNormalization"]
         if not patterns:
-            self.bn = mode
+            object.__setattr__(self, "_bn", mode)
             self._bn_modes.clear()
             return self
         names = {nd.name: [nd.name, self._layers[nd.name]] for nd in bns}
@@ -215,7 +244,7 @@ class OnnxModule(Module):
         out = OnnxModule(sub, bn=bn, dropout=self.dropout)
         if bn == self.bn:
             out._bn_modes.update({k: v for k, v in self._bn_modes.items()})
-        out.file_batch = self.file_batch
+        object.__setattr__(out, "_file_batch", self.file_batch)
         out._dropout_off.update(self._dropout_off)
         own = dict(self.named_parameters())
         for name, p in out.named_parameters():
@@ -382,7 +411,8 @@ def _shape_str(shape) -> str:
 
 def _place(root: Module, name: str, holder) -> None:
     """Register ``holder`` under dotted ``name``: in nested containers when the parts are
-    plain names, else at the root under the whole name (state_dict keys are the same)."""
+    plain names, else at the root under the whole name (state_dict keys are the same). The
+    dicts are written directly: a file's name never displaces an attribute of the module."""
     parts = name.split(".")
     node = root
     ok = all(parts) and len(parts) > 1
@@ -394,17 +424,16 @@ def _place(root: Module, name: str, holder) -> None:
                     ok = False
                     break
                 child = OnnxContainer()
-                node.add_module(p, child)
+                node._modules[p] = child
             node = child
         leaf = parts[-1]
         if ok and (leaf in node._modules or leaf in node._parameters or leaf in node._buffers):
             ok = False
     if not ok:
         node, leaf = root, name
-    if isinstance(holder, Parameter):
-        node.register_parameter(leaf, holder)
-    else:
-        node.register_buffer(leaf, holder)
+    if leaf in node._modules or leaf in node._parameters or leaf in node._buffers:
+        raise ModelFormatError(f"tensor name {name!r} is used twice")
+    (node._parameters if isinstance(holder, Parameter) else node._buffers)[leaf] = holder
 
 
 def _unalias_identities(graph: OnnxGraph) -> None:
