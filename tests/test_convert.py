@@ -304,8 +304,8 @@ def test_batch_stays_resizable_and_dropout_follows_the_file():
             np.testing.assert_allclose(sess.predict(x), tm(torch.from_numpy(x)).numpy(),
                                        rtol=1e-5, atol=1e-5)
     static = export_torchscript(tm, dynamic=False)  # batch N written as a constant
-    sess = et.TrainSession.from_module(convert.from_onnx(static), inputs={"data": (None, 3, HW, HW)},
-                                       threads=1)
+    sess = et.TrainSession.from_module(convert.from_onnx(static),
+                                       inputs={"data": (None, 3, HW, HW)}, threads=1)
     x = np.random.default_rng(9).standard_normal((3, 3, HW, HW)).astype(np.float32)
     with torch.no_grad():
         np.testing.assert_allclose(sess.predict(x), torch_from_file(tm, static).eval()(
@@ -342,7 +342,8 @@ def test_extract_freeze_and_unknown_names():
     net = convert.from_onnx(export_torchscript(make_model("small_cnn")))
     with pytest.raises(errors.NotFoundError,
                        match="closest: '/features/features.0/features.0.0/Conv_output_0'"):
-        net.extract(inputs=["input"], outputs=["/features/features.0/features.0.0/Conv_outptu_0"])
+        net.extract(inputs=["input"],
+                    outputs=["/features/features.0/features.0.0/Conv_outptu_0"])
     with pytest.raises(errors.InvalidArgumentError, match="depend on 'input'"):
         net.extract(inputs=["/features/features.0/features.0.1/BatchNormalization_output_0"],
                     outputs=["/features/features.0/features.0.0/Conv_output_0", "logits"])
@@ -374,7 +375,8 @@ def test_extract_freeze_and_unknown_names():
 def small_model_proto():
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 2, 5, 5])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 3])
-    w = numpy_helper.from_array(np.arange(36, dtype=np.float32).reshape(2, 2, 3, 3) / 36, "c.weight")
+    w = numpy_helper.from_array(np.arange(36, dtype=np.float32).reshape(2, 2, 3, 3) / 36,
+                                "c.weight")
     fc = numpy_helper.from_array(np.ones((3, 2), np.float32) / 2, "fc.weight")
     nodes = [helper.make_node("Conv", ["x", "c.weight"], ["h"], "conv", pads=[1, 1, 1, 1],
                               strides=[2, 2]),

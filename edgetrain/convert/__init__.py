@@ -22,8 +22,9 @@ from .module import BN_MODES, DROPOUT_MODES, OnnxContainer, OnnxModule, WithHead
 from .onnx_file import MAX_OPSET, MIN_OPSET, OnnxGraph, read_model
 from .onnx_ops import analyse, supported_ops
 
-__all__ = ["from_onnx", "from_torch", "check_onnx", "OnnxModule", "WithHead", "supported_ops",
-           "read_model", "MIN_OPSET", "MAX_OPSET"]
+__all__ = ["from_onnx", "from_torch", "check_onnx", "OnnxModule", "OnnxContainer", "WithHead",
+           "OnnxGraph", "supported_ops", "read_model", "MIN_OPSET", "MAX_OPSET", "BN_MODES",
+           "DROPOUT_MODES"]
 
 
 def from_onnx(path_or_bytes, inputs: Optional[Mapping[str, Sequence]] = None,
