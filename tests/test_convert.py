@@ -20,6 +20,15 @@ N, HW, STEPS = 8, 16, 10
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """PyTorch's small reference runs are fastest on one thread on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ----------------------------------------------------------------------------- models
 def conv_bn(cin, cout, k, stride=1, groups=1, act=tnn.ReLU6):
     layers = [tnn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
@@ -478,7 +487,9 @@ def test_external_data_only_from_beside_the_model(tmp_path):
         convert.from_onnx((tmp_path / "m.onnx").read_bytes())
     (tmp_path / "sub").mkdir()
     (tmp_path / "secret.bin").write_bytes(b"\0" * 4096)
+    (tmp_path / "sub" / "link.bin").symlink_to(tmp_path / "secret.bin")
     for loc, pattern in (("../secret.bin", "leaves the model's folder"),
+                         ("link.bin", r"leaves the model's folder \(through a link\)"),
                          (str(tmp_path / "secret.bin"), "not a file name beside the model"),
                          ("missing.bin", "cannot read external data")):
         mm = onnx.load(tmp_path / "m.onnx", load_external_data=False)
