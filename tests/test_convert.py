@@ -563,3 +563,81 @@ def test_cli_check_info_and_convert(tmp_path, capsys):
     assert "Mystery x1" in capsys.readouterr().out
     assert main(["convert", str(bad), "-o", str(tmp_path / "x.etm")]) == 2
     assert "Mystery x1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- single ops vs onnxruntime
+def _w(name, shape, seed=0):
+    return numpy_helper.from_array(
+        np.random.default_rng(seed).standard_normal(shape).astype(np.float32) * 0.5, name)
+
+
+def _i64(name, values):
+    return numpy_helper.from_array(np.array(values, np.int64), name)
+
+
+def _f(name, value):
+    return numpy_helper.from_array(np.array(value, np.float32), name)
+
+
+# name -> (nodes reading "x" and writing "y", initializers, input shape[, opset])
+OP_CASES = {
+    "conv_same_upper": ([helper.make_node("Conv", ["x", "w", "b"], ["y"], auto_pad="SAME_UPPER",
+                                          strides=[2, 2])],
+                        [_w("w", (4, 3, 3, 3)), _w("b", (4,), 1)], (2, 3, 7, 6)),
+    "conv_asym_pads_groups": ([helper.make_node("Conv", ["x", "w"], ["y"], pads=[0, 1, 2, 0],
+                                                group=3, dilations=[2, 1])],
+                              [_w("w", (6, 1, 3, 2))], (2, 3, 7, 6)),
+    "avgpool_exclude_pad_ceil": ([helper.make_node("AveragePool", ["x"], ["y"],
+                                                   kernel_shape=[3, 3], strides=[2, 2],
+                                                   pads=[1, 1, 1, 1], ceil_mode=1)],
+                                 [], (2, 3, 8, 7)),
+    "maxpool_pads": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3],
+                                       strides=[2, 2], pads=[1, 1, 1, 1])], [], (2, 3, 8, 7)),
+    "reduce_mean_softmax": ([helper.make_node("ReduceMean", ["x"], ["m"], axes=[2, -1],
+                                              keepdims=0),
+                             helper.make_node("Softmax", ["m"], ["y"], axis=1)],
+                            [], (2, 5, 3, 4)),
+    "gemm_transA_alpha_beta": ([helper.make_node("Flatten", ["x"], ["f"], axis=2),
+                                helper.make_node("Gemm", ["f", "w", "c"], ["y"], transA=1,
+                                                 alpha=0.5, beta=2.0)],
+                               [_w("w", (6, 4)), _w("c", (4,), 2)], (3, 2, 3, 4)),
+    "matmul_scalar_arith": ([helper.make_node("Flatten", ["x"], ["f"]),
+                             helper.make_node("MatMul", ["f", "w"], ["m"]),
+                             helper.make_node("Sub", ["m", "s"], ["d"]),
+                             helper.make_node("Div", ["d", "t"], ["q"]),
+                             helper.make_node("Pow", ["q", "two"], ["y"])],
+                            [_w("w", (12, 5)), _f("s", 0.25), _f("t", 4.0), _f("two", 2.0)],
+                            (3, 3, 2, 2)),
+    "reduce_mean_axes_input_opset18": ([helper.make_node("ReduceMean", ["x", "ax"], ["y"])],
+                                       [_i64("ax", [1, 3])], (2, 5, 3, 4), 18),
+    "activations": ([helper.make_node("HardSigmoid", ["x"], ["a"], alpha=0.2, beta=0.4),
+                     helper.make_node("Elu", ["a"], ["b"], alpha=0.7),
+                     helper.make_node("Tanh", ["b"], ["c"]),
+                     helper.make_node("LeakyRelu", ["x"], ["d"], alpha=0.2),
+                     helper.make_node("Sigmoid", ["d"], ["e"]),
+                     helper.make_node("Mul", ["c", "e"], ["g"]),
+                     helper.make_node("Clip", ["g", "lo", "hi"], ["y"])],
+                    [_f("lo", -0.1), _f("hi", 0.3)], (2, 3, 4, 5)),
+    "unsqueeze_squeeze_add": ([helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+                               helper.make_node("Squeeze", ["p", "ax"], ["s"]),
+                               helper.make_node("Unsqueeze", ["s", "ax1"], ["u"]),
+                               helper.make_node("Add", ["u", "bias"], ["y"])],
+                              [_i64("ax", [2, 3]), _i64("ax1", [1]), _w("bias", (1, 1, 3))],
+                              (4, 3, 5, 5)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OP_CASES))
+def test_single_ops_match_onnxruntime(case):
+    ort = pytest.importorskip("onnxruntime")
+    nodes, inits, shape, *opset = OP_CASES[case]
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(shape))
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    model = helper.make_model(helper.make_graph(nodes, case, [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", (opset or [17])[0])],
+                              ir_version=8)
+    data = model.SerializeToString()
+    xv = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": xv})[0]
+    sess = et.TrainSession.from_module(convert.from_onnx(data), inputs={"x": shape}, threads=1)
+    np.testing.assert_allclose(sess.predict(xv), ref, rtol=1e-5, atol=1e-5)
