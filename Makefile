@@ -12,7 +12,9 @@ STAMP := $(VENV)/.deps-stamp
 BUILT := $(VENV)/.built-stamp
 # torch is a test/benchmark dependency only, and always this CPU build (never plain `torch`).
 # flwr (with Ray, its simulation runtime) is the federated extra: tests/test_federated.py needs it.
-TEST_DEPS := numpy Cython setuptools wheel pytest pytest-benchmark Pillow matplotlib torch==2.13.0 threadpoolctl "flwr[simulation]==1.42.0" onnx==1.23.2 "onnxruntime>=1.20"
+# onnx + onnxruntime are the onnx extra (tests/test_onnx_export.py, tests/test_convert.py);
+# onnxscript lets torch's dynamo exporter run there.
+TEST_DEPS := numpy Cython setuptools wheel pytest pytest-benchmark Pillow matplotlib torch==2.13.0 threadpoolctl "flwr[simulation]==1.42.0" onnx==1.23.2 onnxruntime==1.32.0 onnxscript==0.7.2
 EPOCHS ?= 1
 THREADS ?= 2
 # how long `make run` trains (the test of the main job runs it with "--iterations 20")

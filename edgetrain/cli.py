@@ -29,6 +29,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from .cli_convert import add_convert_parser, cmd_convert, cmd_info_onnx, is_onnx_file
 from .cli_federate import add_federate_parser, cmd_federate
 from .cli_inputs import (CLIError, Preprocess, _finite_float, _nonneg_float, _nonneg_int,
                          _positive_float, _positive_int, cli_meta, default_data_dir, image_size_flag, load_session,
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="layers, parameters, programs and planned memory")
     i.add_argument("model_file", metavar="MODEL.etm")
     add_federate_parser(sub)
+    add_convert_parser(sub)
     return p
 
 
@@ -811,6 +813,8 @@ def cmd_export(args, out=None) -> int:
 
 def cmd_info(args, out=None) -> int:
     out = out or sys.stdout
+    if is_onnx_file(args.model_file):
+        return cmd_info_onnx(args, out)
     sess = load_session(args.model_file, 1)
     params = sess.get_parameters(include_buffers=False)
     trainable = set(sess.trainable_parameters())
@@ -840,7 +844,8 @@ def cmd_info(args, out=None) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
-            "export": cmd_export, "info": cmd_info, "federate": cmd_federate}
+            "export": cmd_export, "info": cmd_info, "federate": cmd_federate,
+            "convert": cmd_convert}
 
 
 def _user_errors():

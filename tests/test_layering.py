@@ -24,16 +24,16 @@ LAYERS = [
     ("edgetrain.tracing",),
     ("edgetrain.nn", "edgetrain.optim"),
     ("edgetrain.autodiff", "edgetrain.export", "edgetrain.models", "edgetrain.onnx_export",
-     "edgetrain.quant"),
+     "edgetrain.quant", "edgetrain.convert"),
     ("edgetrain.session", "edgetrain"),  # the package re-exports TrainSession (lazily)
     ("edgetrain.federated",),
     ("edgetrain.cli_inputs",),
-    ("edgetrain.cli_federate",),
+    ("edgetrain.cli_federate", "edgetrain.cli_convert"),
     ("edgetrain.cli", "edgetrain.__main__"),
 ]
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
 PACKAGES = ("edgetrain.data", "edgetrain.nn", "edgetrain.optim", "edgetrain.models",
-            "edgetrain.federated")
+            "edgetrain.federated", "edgetrain.convert")
 # (importer, imported) prefixes that are refused whatever the layers say
 FORBIDDEN = [("edgetrain.data", "edgetrain._native"), ("edgetrain.data", "edgetrain.session")]
 

@@ -231,6 +231,39 @@ class Module:
             p.requires_grad = bool(requires_grad)
         return self
 
+    def freeze(self, *patterns: str) -> "Module":
+        """Stop training the parameters whose dotted name matches one of the globs
+        (``"features.*"``, ``"*.bias"``) or lies under a matching module path
+        (``"features"``); all parameters without a pattern. A pattern that matches nothing
+        raises ``NotFoundError`` naming the closest names."""
+        return self._set_requires_grad(patterns, False)
+
+    def unfreeze(self, *patterns: str) -> "Module":
+        """Train again the parameters :meth:`freeze` would select."""
+        return self._set_requires_grad(patterns, True)
+
+    def _set_requires_grad(self, patterns, flag: bool) -> "Module":
+        import difflib
+        import fnmatch
+
+        from ..errors import NotFoundError
+
+        params = list(self.named_parameters())
+        if not patterns:
+            patterns = ("*",)
+        for pat in patterns:
+            hits = [p for n, p in params
+                    if fnmatch.fnmatchcase(n, pat) or n.startswith(pat + ".")]
+            if not hits:
+                names = [n for n, _ in params] + [n for n, _ in self.named_modules() if n]
+                close = difflib.get_close_matches(pat, names, n=5, cutoff=0.4)
+                raise NotFoundError(f"{type(self).__name__}: no parameter matches {pat!r}"
+                                    + (f"; closest: {', '.join(map(repr, close))}"
+                                       if close else ""))
+            for p in hits:
+                p.requires_grad = flag
+        return self
+
     # -- state -----------------------------------------------------------------------
     def _state_items(self, prefix: str = ""):
         """(name, holder) in PyTorch's state_dict order: own params, own buffers, children."""
