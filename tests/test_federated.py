@@ -244,11 +244,18 @@ def test_failing_client_is_dropped_and_mismatch_named(tmp_path, shards):
     def trainer(task, data, params, **kw):
         if kw["client"] == 1:
             raise RuntimeError("battery died")
+        if kw["client"] == 2:  # this device was given another model (LeNet-5: 32x32 inputs)
+            return T.train_round(T.Task(model="lenet5"), data, params, **kw)
         return T.train_round(task, data, params, **kw)
 
     res, log = _run(tmp_path, rounds=2, trainer=trainer)
-    assert log.count("1 client(s) failed") == 2
-    assert res["history"][-1][1] > res["history"][0][1]
+    # both are dropped, every round goes on with client 0, and the server's log says why
+    fails = re.findall(r"^round \d/2: .*, 2 client\(s\) failed \((.*)\) \(", log, re.M)
+    assert len(fails) == 2, log
+    assert "RuntimeError: battery died" in fails[0]
+    assert re.search(r"ShapeError: client: (model does not match|parameter '\w+\.\w+' has "
+                     r"shape)", fails[0]), fails[0]
+    assert res["history"][-1][1] > res["history"][0][1] + 0.2
     g = T.initial_parameters(TASK)
     bad = dict(g, **{"fc1.weight": g["fc1.weight"][:10]})
     with pytest.raises(ShapeError, match="fc1.weight"):
@@ -256,6 +263,26 @@ def test_failing_client_is_dropped_and_mismatch_named(tmp_path, shards):
     with pytest.raises(ShapeError, match="conv9.weight"):
         T.train_round(TASK, shards(0, 3), dict(g, **{"conv9.weight": g["fc1.bias"]}), lr=0.1,
                       steps=1)
+
+
+def test_failed_save_keeps_the_last_round(tmp_path, shards, monkeypatch):
+    """A save of the global model that fails (here: a full disk, the C writer's fault hook)
+    stops the server with the cause named; the files of the last saved round stay whole, and
+    the run resumes from them."""
+    import errno
+
+    from edgetrain.errors import ModelIOError
+
+    _run(tmp_path, rounds=1)
+    saved = {f: (tmp_path / f).read_bytes() for f in ("global.etm", "federate.json")}
+    monkeypatch.setenv("EDGETRAIN_SAVE_FAULT", f"write:{errno.ENOSPC}:global.etm")
+    with pytest.raises(ModelIOError, match="the disk is full.*unchanged"):
+        _run(tmp_path, rounds=1, resume=True)
+    assert {f: (tmp_path / f).read_bytes() for f in saved} == saved
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+    monkeypatch.delenv("EDGETRAIN_SAVE_FAULT")
+    res, log = _run(tmp_path, rounds=1, resume=True)
+    assert [r for r, _, _ in res["history"]] == [1, 2] and "round 2/2" in log
 
 
 # ---- the et_train device client --------------------------------------------------------------
