@@ -285,6 +285,28 @@ def test_failed_save_keeps_the_last_round(tmp_path, shards, monkeypatch):
     assert [r for r, _, _ in res["history"]] == [1, 2] and "round 2/2" in log
 
 
+@pytest.mark.slow
+def test_ten_dirichlet_clients_reach_98_percent(tmp_path):
+    """Issue 16: 10 clients, Dirichlet(0.5) label skew over all of MNIST's training set, LeNet,
+    FedAvg, 1 local epoch per round: >= 98.0 % central test accuracy (full test set) within 20
+    rounds. Runs in blocks of 4 rounds, each resuming the last (bit for bit the uninterrupted
+    run, see test_resume_continues_the_saved_run), and stops at the first block that gets
+    there (measured: 98.10 % at round 6, 98.44 % at round 8; docs/federated.md)."""
+    _flwr()
+    from edgetrain.federated.simulation import run_federation
+
+    acc = []
+    for block in range(5):
+        res = run_federation(T.Task(), DATA, clients=10, rounds=4, out_dir=str(tmp_path),
+                             partition_spec="dirichlet:0.5", local_epochs=1, resume=block > 0,
+                             backend="inprocess", stream=open(os.devnull, "w"))
+        acc += [a for r, a, _ in res["history"] if r > 0]
+        if max(acc) >= 0.980:
+            break
+    assert max(acc) >= 0.980, acc
+    assert (tmp_path / "federate.csv").read_text().count("\n") == len(acc) + 2  # header, round 0
+
+
 # ---- the et_train device client --------------------------------------------------------------
 def _make(target):
     proc = subprocess.run(["make", "-s", "-C", str(ROOT / "android"), f"TARGET={target}", "all"],
