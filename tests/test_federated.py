@@ -158,6 +158,25 @@ def test_fedprox_structure_and_checks():
         et.TrainSession.from_graph(g)
 
 
+def test_variable_local_work_is_seeded_and_in_range():
+    from edgetrain.federated.simulation import VariableLocalWork
+
+    work = VariableLocalWork(10, 100)
+    steps = [[work.steps(TASK, r, c) for c in range(5)] for r in range(1, 6)]
+    assert all(10 <= n <= 100 for row in steps for n in row)
+    assert len({n for row in steps for n in row}) > 5  # clients and rounds differ
+    assert steps == [[VariableLocalWork(10, 100).steps(TASK, r, c) for c in range(5)]
+                     for r in range(1, 6)]  # the same for every run with this seed
+    other = T.Task(batch_size=32, lr=0.05, threads=1, seed=1)
+    assert steps != [[work.steps(other, r, c) for c in range(5)] for r in range(1, 6)]
+    seen = []
+    work = VariableLocalWork(3, 3, trainer=lambda task, data, params, **kw: seen.append(kw))
+    work(TASK, None, {}, lr=0.1, epochs=1, steps=0, server_round=2, client=1)
+    assert seen[0]["steps"] == 3 and seen[0]["client"] == 1
+    with pytest.raises(InvalidArgumentError, match="1 <= min <= max"):
+        VariableLocalWork(5, 4)
+
+
 # ---- Flower apps in process ------------------------------------------------------------------
 TASK = T.Task(batch_size=32, lr=0.05, threads=1)
 
