@@ -158,6 +158,25 @@ def test_fedprox_structure_and_checks():
         et.TrainSession.from_graph(g)
 
 
+def test_variable_local_work_is_seeded_and_in_range():
+    from edgetrain.federated.simulation import VariableLocalWork
+
+    work = VariableLocalWork(10, 100)
+    steps = [[work.steps(TASK, r, c) for c in range(5)] for r in range(1, 6)]
+    assert all(10 <= n <= 100 for row in steps for n in row)
+    assert len({n for row in steps for n in row}) > 5  # clients and rounds differ
+    assert steps == [[VariableLocalWork(10, 100).steps(TASK, r, c) for c in range(5)]
+                     for r in range(1, 6)]  # the same for every run with this seed
+    other = T.Task(batch_size=32, lr=0.05, threads=1, seed=1)
+    assert steps != [[work.steps(other, r, c) for c in range(5)] for r in range(1, 6)]
+    seen = []
+    work = VariableLocalWork(3, 3, trainer=lambda task, data, params, **kw: seen.append(kw))
+    work(TASK, None, {}, lr=0.1, epochs=1, steps=0, server_round=2, client=1)
+    assert seen[0]["steps"] == 3 and seen[0]["client"] == 1
+    with pytest.raises(InvalidArgumentError, match="1 <= min <= max"):
+        VariableLocalWork(5, 4)
+
+
 # ---- Flower apps in process ------------------------------------------------------------------
 TASK = T.Task(batch_size=32, lr=0.05, threads=1)
 
@@ -244,11 +263,18 @@ def test_failing_client_is_dropped_and_mismatch_named(tmp_path, shards):
     def trainer(task, data, params, **kw):
         if kw["client"] == 1:
             raise RuntimeError("battery died")
+        if kw["client"] == 2:  # this device was given another model (LeNet-5: 32x32 inputs)
+            return T.train_round(T.Task(model="lenet5"), data, params, **kw)
         return T.train_round(task, data, params, **kw)
 
     res, log = _run(tmp_path, rounds=2, trainer=trainer)
-    assert log.count("1 client(s) failed") == 2
-    assert res["history"][-1][1] > res["history"][0][1]
+    # both are dropped, every round goes on with client 0, and the server's log says why
+    fails = re.findall(r"^round \d/2: .*, 2 client\(s\) failed \((.*)\) \(", log, re.M)
+    assert len(fails) == 2, log
+    assert "RuntimeError: battery died" in fails[0]
+    assert re.search(r"ShapeError: client: (model does not match|parameter '\w+\.\w+' has "
+                     r"shape)", fails[0]), fails[0]
+    assert res["history"][-1][1] > res["history"][0][1] + 0.2
     g = T.initial_parameters(TASK)
     bad = dict(g, **{"fc1.weight": g["fc1.weight"][:10]})
     with pytest.raises(ShapeError, match="fc1.weight"):
@@ -256,6 +282,48 @@ def test_failing_client_is_dropped_and_mismatch_named(tmp_path, shards):
     with pytest.raises(ShapeError, match="conv9.weight"):
         T.train_round(TASK, shards(0, 3), dict(g, **{"conv9.weight": g["fc1.bias"]}), lr=0.1,
                       steps=1)
+
+
+def test_failed_save_keeps_the_last_round(tmp_path, shards, monkeypatch):
+    """A save of the global model that fails (here: a full disk, the C writer's fault hook)
+    stops the server with the cause named; the files of the last saved round stay whole, and
+    the run resumes from them."""
+    import errno
+
+    from edgetrain.errors import ModelIOError
+
+    _run(tmp_path, rounds=1)
+    saved = {f: (tmp_path / f).read_bytes() for f in ("global.etm", "federate.json")}
+    monkeypatch.setenv("EDGETRAIN_SAVE_FAULT", f"write:{errno.ENOSPC}:global.etm")
+    with pytest.raises(ModelIOError, match="the disk is full.*unchanged"):
+        _run(tmp_path, rounds=1, resume=True)
+    assert {f: (tmp_path / f).read_bytes() for f in saved} == saved
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+    monkeypatch.delenv("EDGETRAIN_SAVE_FAULT")
+    res, log = _run(tmp_path, rounds=1, resume=True)
+    assert [r for r, _, _ in res["history"]] == [1, 2] and "round 2/2" in log
+
+
+@pytest.mark.slow
+def test_ten_dirichlet_clients_reach_98_percent(tmp_path):
+    """Issue 16: 10 clients, Dirichlet(0.5) label skew over all of MNIST's training set, LeNet,
+    FedAvg, 1 local epoch per round: >= 98.0 % central test accuracy (full test set) within 20
+    rounds. Runs in blocks of 4 rounds, each resuming the last (bit for bit the uninterrupted
+    run, see test_resume_continues_the_saved_run), and stops at the first block that gets
+    there (measured: 98.10 % at round 6, 98.44 % at round 8; docs/federated.md)."""
+    _flwr()
+    from edgetrain.federated.simulation import run_federation
+
+    acc = []
+    for block in range(5):
+        res = run_federation(T.Task(), DATA, clients=10, rounds=4, out_dir=str(tmp_path),
+                             partition_spec="dirichlet:0.5", local_epochs=1, resume=block > 0,
+                             backend="inprocess", stream=open(os.devnull, "w"))
+        acc += [a for r, a, _ in res["history"] if r > len(acc)]  # not the resumed round
+        if max(acc) >= 0.980:
+            break
+    assert max(acc) >= 0.980, acc
+    assert (tmp_path / "federate.csv").read_text().count("\n") == len(acc) + 2  # header, round 0
 
 
 # ---- the et_train device client --------------------------------------------------------------

@@ -2,7 +2,9 @@
 (separate processes, insecure HTTP on free ports), the app project ``edgetrain/federated/
 flwr_app`` submitted with ``flwr run``, with DP clipping (``fixedclipping_mod`` on the
 SuperNodes) active. The global model must be written, improve, and equal the in-process
-simulation's with the same seed and options, bit for bit.
+simulation's with the same seed and options, bit for bit. A second run on the same SuperLink
+aggregates with SecAgg+ (``secaggplus_mod`` on the SuperNodes): its round-1 model equals plain
+FedAvg's within SecAgg+'s stochastic quantization.
 
 Every process is started in its own session and its whole group is killed in ``finally``.
 """
@@ -99,7 +101,7 @@ def test_superlink_and_two_supernodes_on_loopback(tmp_path):
         f.close()
         return procs[-1], log
 
-    out = tmp_path / "out"
+    out, out_sa = tmp_path / "out", tmp_path / "out-secagg"
     try:
         p, log = start("superlink", "flower-superlink", "--insecure", "--port", str(link))
         _wait_port(link, p, log)
@@ -110,6 +112,13 @@ def test_superlink_and_two_supernodes_on_loopback(tmp_path):
             _wait_port(port, p, log)
         cfg = (f'data="{DATA}" out="{out}" rounds=2 num-clients=2 partition="iid" '
                f'local-steps=10 train-limit=1500 test-limit=500 dp-clip=0.5')
+        run = subprocess.run([str(BIN / "flwr"), "run", str(APP), "loopback", "--run-config",
+                              cfg, "--stream"], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=100)
+        text = run.stdout + run.stderr
+        assert run.returncode == 0, text[-3000:]
+        cfg = (f'data="{DATA}" out="{out_sa}" rounds=1 num-clients=2 partition="iid" '
+               f'local-steps=10 train-limit=1500 test-limit=500 secagg=true')
         run = subprocess.run([str(BIN / "flwr"), "run", str(APP), "loopback", "--run-config",
                               cfg, "--stream"], capture_output=True, text=True, env=env,
                              cwd=tmp_path, timeout=100)
@@ -139,3 +148,14 @@ def test_superlink_and_two_supernodes_on_loopback(tmp_path):
     assert sorted(deployed) == sorted(sim["arrays"])
     for k, v in sim["arrays"].items():
         np.testing.assert_array_equal(deployed[k], v)
+
+    # SecAgg+ through the deployment runtime: the masked sum, unmasked, is FedAvg's aggregate
+    log = (out_sa / "federate.log").read_text()
+    assert log.startswith("secure aggregation: SecAgg+ among 2 clients"), log
+    assert "round 1/1" in log and "failed" not in log, log
+    secure = et.TrainSession.load(out_sa / "global.etm").get_parameters()
+    plain = run_federation(T.Task(), DATA, clients=2, rounds=1, out_dir=str(tmp_path / "plain"),
+                           partition_spec="iid", local_steps=10, train_limit=1500,
+                           test_limit=500, backend="inprocess", stream=open(os.devnull, "w"))
+    diff = max(float(np.abs(secure[k] - v).max()) for k, v in plain["arrays"].items())
+    assert 0 < diff < 1e-4, diff  # stochastic rounding of [-8, 8] to 2**22 levels

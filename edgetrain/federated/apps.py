@@ -127,7 +127,8 @@ def make_strategy(name: str, num_clients: int, proximal_mu: float = 0.0, eta: fl
                   fraction: float = 1.0):
     """Flower's strategy ``name`` (clients sampled with ``fraction``; no client-side evaluation:
     the server evaluates centrally). The instance records the last round's aggregated train
-    metrics and its failures in ``last_train`` / ``last_failures``."""
+    metrics, its failures and their reasons in ``last_train`` / ``last_failures`` /
+    ``last_errors``."""
     name = name.lower()
     if name not in STRATEGIES:
         raise InvalidArgumentError(f"unknown strategy {name!r}: use one of {STRATEGIES}")
@@ -144,11 +145,13 @@ def make_strategy(name: str, num_clients: int, proximal_mu: float = 0.0, eta: fl
     class Recording(base):
         last_train: Optional[MetricRecord] = None
         last_failures: int = 0
+        last_errors: tuple = ()
         round_offset: int = 0  # rounds done before a resume (FedAdam's bias correction)
 
         def aggregate_train(self, server_round, replies):
             replies = sorted(replies, key=_reply_key)  # not arrival order: a fixed sum order
             self.last_failures = sum(1 for r in replies if r.has_error())
+            self.last_errors = tuple(_error_text(r) for r in replies if r.has_error())
             arrays, metrics = super().aggregate_train(server_round + self.round_offset, replies)
             if arrays is not None:  # the global model is float32, as global.etm stores it
                 arrays = to_record({k: np.asarray(v, np.float32)
@@ -166,6 +169,12 @@ def make_strategy(name: str, num_clients: int, proximal_mu: float = 0.0, eta: fl
         return Recording(**common, **extra)
     finally:
         logger.setLevel(level)
+
+
+def _error_text(msg, limit: int = 300) -> str:
+    """The reason of a failed client's reply, on one line (the runtimes may add a traceback)."""
+    reason = " ".join(str(msg.error.reason or f"error code {msg.error.code}").split())
+    return reason if len(reason) <= limit else reason[:limit - 3] + "..."
 
 
 def _reply_key(msg):
@@ -249,7 +258,8 @@ class RoundLog:
         return True
 
     def end_round(self, rnd: int, params: Mapping[str, np.ndarray], result: Dict[str, float],
-                  train: Optional[Mapping[str, float]], failures: int) -> None:
+                  train: Optional[Mapping[str, float]], failures: int,
+                  errors: tuple = ()) -> None:
         from ..plot import plot_curve, write_csv
 
         r = self.start_round + rnd
@@ -276,6 +286,8 @@ class RoundLog:
         write_csv(self.path(CSV_FILE), self.curve)
         plot_curve(self.path(PNG_FILE), self.curve, title=self.title)
         fail = f", {failures} client(s) failed" if failures else ""
+        if errors:  # why, once per distinct reason (a mismatching model names the parameter)
+            fail += " (" + "; ".join(dict.fromkeys(errors)) + ")"
         train_txt = f"train loss {loss:.4f}, " if rnd > 0 and loss == loss else ""  # not NaN
         self.stream.write(f"round {r}/{self.start_round + self.rounds}: {train_txt}"
                           f"test accuracy {100 * result['accuracy']:.2f}%, test loss "
@@ -314,7 +326,8 @@ def server_app(task: T.Task, evaluator: Callable[[], "T.Evaluator"], *, num_clie
         def evaluate_cb(rnd: int, p: Dict[str, np.ndarray]) -> Dict[str, float]:
             res = ev(p)
             log.end_round(rnd, p, res, strat.last_train if rnd and strat else None,
-                          strat.last_failures if rnd and strat else 0)
+                          strat.last_failures if rnd and strat else 0,
+                          strat.last_errors if rnd and strat else ())
             history.append((log.start_round + rnd, res["accuracy"], res["loss"]))
             last["arrays"] = p
             return res

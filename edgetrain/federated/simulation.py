@@ -65,6 +65,29 @@ class MnistTest:
         return T.Evaluator(self.task, T.LocalData(x, y))
 
 
+class VariableLocalWork:
+    """Systems heterogeneity, as the FedProx paper's stragglers: in round ``r`` client ``c``
+    trains a number of local steps drawn uniformly from ``[min_steps, max_steps]``, seeded by
+    (task seed, r, c), so a FedAvg and a FedProx run with the same seed give every client the
+    same amount of work. A trainer for :func:`run_federation` / :func:`apps.client_app`
+    (wrapping ``trainer``, default :func:`task.train_round`); it replaces the server's
+    ``local-epochs`` / ``local-steps``."""
+
+    def __init__(self, min_steps: int, max_steps: int, trainer=None):
+        if not 1 <= int(min_steps) <= int(max_steps):
+            raise InvalidArgumentError(f"local steps range needs 1 <= min <= max, got "
+                                       f"[{min_steps}, {max_steps}]")
+        self.min_steps, self.max_steps, self.trainer = int(min_steps), int(max_steps), trainer
+
+    def steps(self, task: T.Task, server_round: int, client: int) -> int:
+        rng = np.random.default_rng([int(task.seed), int(server_round), int(client)])
+        return int(rng.integers(self.min_steps, self.max_steps + 1))
+
+    def __call__(self, task, data, params, **kw):
+        kw["steps"] = self.steps(task, kw.get("server_round", 0), kw.get("client", 0))
+        return (self.trainer or T.train_round)(task, data, params, **kw)
+
+
 def run_federation(task: T.Task, data_dir: str, *, clients: int, rounds: int, out_dir: str,
                    partition_spec: str = "iid", strategy: str = "fedavg", mu: float = 0.0,
                    local_epochs: int = 1, local_steps: int = 0, server_lr: float = 1e-2,
