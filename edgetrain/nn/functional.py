@@ -893,29 +893,29 @@ class _MinMax(tuple):
         return self[1]
 
 
+def _max_or_min(input, dim, keepdim, py_fn, pairwise, reduce, arg):
+    """:func:`max` / :func:`min` with their four helpers (builtin, elementwise, reduction,
+    index)."""
+    if isinstance(input, numbers.Number):   # plain numbers (this name shadows the builtin)
+        return py_fn(input, dim)
+    if dim is not None and not isinstance(dim, numbers.Integral):
+        return pairwise(input, dim)
+    if dim is None:
+        return reduce(input, None, False)
+    return _MinMax((reduce(input, dim, keepdim), arg(input, dim, keepdim)))
+
+
 def max(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
     """``max(x)``: the max of all elements; ``max(x, dim)``: (values, indices) along one dim
     (indices i32); ``max(x, other)`` with a tensor: :func:`maximum`. The gradient of the values
     is shared evenly among tied elements (PyTorch routes it to the one returned index; the two
     differ only at exact ties)."""
-    if isinstance(input, numbers.Number):   # plain numbers (this name shadows the builtin)
-        return builtins.max(input, dim)
-    if dim is not None and not isinstance(dim, numbers.Integral):
-        return maximum(input, dim)
-    if dim is None:
-        return amax(input, None, False)
-    return _MinMax((amax(input, dim, keepdim), argmax(input, dim, keepdim)))
+    return _max_or_min(input, dim, keepdim, builtins.max, maximum, amax, argmax)
 
 
 def min(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
     """As :func:`max`, for the minimum."""
-    if isinstance(input, numbers.Number):   # plain numbers (this name shadows the builtin)
-        return builtins.min(input, dim)
-    if dim is not None and not isinstance(dim, numbers.Integral):
-        return minimum(input, dim)
-    if dim is None:
-        return amin(input, None, False)
-    return _MinMax((amin(input, dim, keepdim), argmin(input, dim, keepdim)))
+    return _max_or_min(input, dim, keepdim, builtins.min, minimum, amin, argmin)
 
 
 def bmm(input, mat2, transpose_a: bool = False, transpose_b: bool = False):
