@@ -184,16 +184,7 @@ def _bw_reduce(ctx, node, dys):
     dy = dys[0]
     if not a["keepdims"] and axes != list(range(len(axes))):
         # bring dy to the keepdims shape so that it broadcasts (ranks right-aligned)
-        kept = [1 if d in axes else n for d, n in enumerate(xs)]
-        dims = []
-        pos = 0  # position of this dim in dy
-        for d in range(len(xs)):
-            if d in axes:
-                dims.append(1)
-            else:
-                dims.append(0 if pos == d else kept[d])
-                pos += 1
-        dy = ctx.reshape(dy, dims)
+        dy = _keepdims_view(ctx, dy, x, a["axis_mask"])
     if a["mode"] == REDUCE_MEAN:
         # divide by the element count computed at run time (correct after Resize)
         ones = ctx.emit("affine", [x], alpha=0.0, beta=1.0)[0]
