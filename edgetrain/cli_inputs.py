@@ -64,24 +64,23 @@ def _positive_float(text: str) -> float:
     return v
 
 
-def _nonneg_float(text: str) -> float:
+def _float_where(text: str, ok, what: str) -> float:
+    """``text`` as a finite float for which ``ok(v)`` holds, else an error naming ``what``."""
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    if not np.isfinite(v) or not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
     return v
+
+
+def _nonneg_float(text: str) -> float:
+    return _float_where(text, lambda v: v >= 0, "a finite number >= 0")
 
 
 def _finite_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return v
+    return _float_where(text, lambda v: True, "a finite number")
 
 
 def qat_bits(text: str) -> Tuple[int, int]:

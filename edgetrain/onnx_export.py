@@ -122,22 +122,25 @@ def _conv2d(w: _Writer, nd: ir.Node) -> None:
         _activation(w, act, a["act_alpha"], y, out, nd.layer)
 
 
+def _pool_window(a) -> dict:
+    """kernel_shape, strides and pads of a maxpool2d / avgpool2d node's attributes."""
+    return dict(kernel_shape=[int(a["kh"]), int(a["kw"])],
+                strides=[int(a["stride_h"]), int(a["stride_w"])],
+                pads=[int(a["pad_h"]), int(a["pad_w"]), int(a["pad_h"]), int(a["pad_w"])])
+
+
 def _maxpool2d(w: _Writer, nd: ir.Node) -> None:
     a = w.attrs(nd)
     w.node("MaxPool", [w.name(nd.inputs[0])], [w.name(nd.outputs[0])], nd.layer,
-           kernel_shape=[int(a["kh"]), int(a["kw"])],
-           strides=[int(a["stride_h"]), int(a["stride_w"])],
-           pads=[int(a["pad_h"]), int(a["pad_w"]), int(a["pad_h"]), int(a["pad_w"])],
-           dilations=[int(a["dil_h"]), int(a["dil_w"])], ceil_mode=int(a["ceil_mode"]))
+           **_pool_window(a), dilations=[int(a["dil_h"]), int(a["dil_w"])],
+           ceil_mode=int(a["ceil_mode"]))
 
 
 def _avgpool2d(w: _Writer, nd: ir.Node) -> None:
     a = w.attrs(nd)
     w.node("AveragePool", [w.name(nd.inputs[0])], [w.name(nd.outputs[0])], nd.layer,
-           kernel_shape=[int(a["kh"]), int(a["kw"])],
-           strides=[int(a["stride_h"]), int(a["stride_w"])],
-           pads=[int(a["pad_h"]), int(a["pad_w"]), int(a["pad_h"]), int(a["pad_w"])],
-           ceil_mode=int(a["ceil_mode"]), count_include_pad=int(a["count_include_pad"]))
+           **_pool_window(a), ceil_mode=int(a["ceil_mode"]),
+           count_include_pad=int(a["count_include_pad"]))
 
 
 def _global_avgpool(w: _Writer, nd: ir.Node) -> None:

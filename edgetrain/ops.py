@@ -115,22 +115,32 @@ def _bw_conv2d(ctx, node, dys):
     return [dx, dw, db]
 
 
-def _bw_matmul(ctx, node, dys):
+def _matmul_grads(ctx, node, dys, op: str, batched: bool):
+    """da, db of ``op`` (matmul or bmm) with the transpose flags in iattr[0..1], written with
+    ``op`` itself; ``batched``: a gradient over broadcast batch dims is summed back."""
     a_, b_ = node.inputs
     dy = dys[0]
     ta, tb = node.iattr[0], node.iattr[1]
     da = db = None
     if ctx.need(0):
         if not ta:   # op(a) = a: da = dy op(b)^T
-            da = ctx.emit("matmul", [dy, b_], trans_a=0, trans_b=0 if tb else 1)[0]
+            da = ctx.emit(op, [dy, b_], trans_a=0, trans_b=0 if tb else 1)[0]
         else:        # a stored [K, M]: da = op(b) dy^T
-            da = ctx.emit("matmul", [b_, dy], trans_a=1 if tb else 0, trans_b=1)[0]
+            da = ctx.emit(op, [b_, dy], trans_a=1 if tb else 0, trans_b=1)[0]
+        if batched:
+            da = ctx.sum_to(da, a_)
     if ctx.need(1):
         if not tb:   # db = op(a)^T dy
-            db = ctx.emit("matmul", [a_, dy], trans_a=0 if ta else 1, trans_b=0)[0]
+            db = ctx.emit(op, [a_, dy], trans_a=0 if ta else 1, trans_b=0)[0]
         else:        # b stored [N, K]: db = dy^T op(a)
-            db = ctx.emit("matmul", [dy, a_], trans_a=1, trans_b=1 if ta else 0)[0]
+            db = ctx.emit(op, [dy, a_], trans_a=1, trans_b=1 if ta else 0)[0]
+        if batched:
+            db = ctx.sum_to(db, b_)
     return [da, db]
+
+
+def _bw_matmul(ctx, node, dys):
+    return _matmul_grads(ctx, node, dys, "matmul", batched=False)
 
 
 def _bw_add(ctx, node, dys):
@@ -184,16 +194,7 @@ def _bw_reduce(ctx, node, dys):
     dy = dys[0]
     if not a["keepdims"] and axes != list(range(len(axes))):
         # bring dy to the keepdims shape so that it broadcasts (ranks right-aligned)
-        kept = [1 if d in axes else n for d, n in enumerate(xs)]
-        dims = []
-        pos = 0  # position of this dim in dy
-        for d in range(len(xs)):
-            if d in axes:
-                dims.append(1)
-            else:
-                dims.append(0 if pos == d else kept[d])
-                pos += 1
-        dy = ctx.reshape(dy, dims)
+        dy = _keepdims_view(ctx, dy, x, a["axis_mask"])
     if a["mode"] == REDUCE_MEAN:
         # divide by the element count computed at run time (correct after Resize)
         ones = ctx.emit("affine", [x], alpha=0.0, beta=1.0)[0]
@@ -475,23 +476,9 @@ def _bw_reduce_max(ctx, node, dys):
 
 def _bw_bmm(ctx, node, dys):
     """As matmul, batched; a gradient over broadcast batch dims is summed back (sum_to)."""
-    a_, b_ = node.inputs
-    dy = dys[0]
-    ta, tb = node.iattr[0], node.iattr[1]
-    da = db = None
-    if ctx.need(0):
-        if not ta:
-            da = ctx.emit("bmm", [dy, b_], trans_a=0, trans_b=0 if tb else 1)[0]
-        else:
-            da = ctx.emit("bmm", [b_, dy], trans_a=1 if tb else 0, trans_b=1)[0]
-        da = ctx.sum_to(da, a_)
-    if ctx.need(1):
-        if not tb:
-            db = ctx.emit("bmm", [a_, dy], trans_a=0 if ta else 1, trans_b=0)[0]
-        else:
-            db = ctx.emit("bmm", [dy, a_], trans_a=1, trans_b=1 if ta else 0)[0]
-        db = ctx.sum_to(db, b_)
-    return [da, db]
+    return _matmul_grads(ctx, node, dys, "bmm", batched=True)
+
+
 def _bw_concat(ctx, node, dys):
     nd = len(ctx.shape(node.outputs[0]))
     axis = node.iattr[0] % nd

@@ -66,25 +66,24 @@ def _ints(v, what: str) -> List[int]:
     return list(v)
 
 
-def _int(nd: OnnxNode, name: str, default: int) -> int:
+def _attr(nd: OnnxNode, name: str, default, types, what: str):
+    """Attribute ``name`` (or ``default``), which must be an instance of ``types``."""
     v = nd.attrs.get(name, default)
-    if not isinstance(v, int):
-        raise NodeError(f"attribute {name} must be an integer, got {v!r}")
+    if not isinstance(v, types):
+        raise NodeError(f"attribute {name} must be {what}, got {v!r}")
     return v
+
+
+def _int(nd: OnnxNode, name: str, default: int) -> int:
+    return _attr(nd, name, default, int, "an integer")
 
 
 def _float(nd: OnnxNode, name: str, default: float) -> float:
-    v = nd.attrs.get(name, default)
-    if not isinstance(v, (int, float)):
-        raise NodeError(f"attribute {name} must be a number, got {v!r}")
-    return float(v)
+    return float(_attr(nd, name, default, (int, float), "a number"))
 
 
 def _str(nd: OnnxNode, name: str, default: str) -> str:
-    v = nd.attrs.get(name, default)
-    if not isinstance(v, str):
-        raise NodeError(f"attribute {name} must be a string, got {v!r}")
-    return v
+    return _attr(nd, name, default, str, "a string")
 
 
 def _arg(nd: OnnxNode, k: int) -> str:

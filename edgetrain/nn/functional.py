@@ -287,10 +287,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,
     the running statistics (batchnorm_train); otherwise the running statistics are used."""
     tr = _tr()
     x = tr.as_tensor(input)
-    if x.ndim < 2:
-        raise ValueError(f"layer '{tr.layer or '<root>'}': batch_norm expects [N, C, ...], "
-                         f"got shape {tuple(x.shape)}")
-    c = int(x.shape[1])
+    c = _channels(tr, x, "batch_norm", 2, "[N, C, ...]")
     gamma = tr.const(np.ones(c, np.float32)) if weight is None else weight
     beta = tr.const(np.zeros(c, np.float32)) if bias is None else bias
     if training:
@@ -720,6 +717,14 @@ def _where(tr) -> str:
     return f"layer '{tr.layer or '<root>'}'"
 
 
+def _channels(tr, x, op: str, min_ndim: int, layout: str) -> int:
+    """C = dim 1 of a normalisation's input x, which must have at least ``min_ndim`` dims."""
+    if x.ndim < min_ndim:
+        raise InvalidArgumentError(f"{_where(tr)}: {op} expects {layout}, got shape "
+                                   f"{tuple(x.shape)}")
+    return int(x.shape[1])
+
+
 def _channel_view(tr, p, ndim: int):
     """A per-channel vector [C] reshaped to [C, 1, ...] so it broadcasts over [N, C, *]."""
     p = tr.as_tensor(p)
@@ -774,10 +779,7 @@ def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5
     per-channel ``* weight + bias``."""
     tr = _tr()
     x = tr.as_tensor(input)
-    if x.ndim < 2:
-        raise InvalidArgumentError(f"{_where(tr)}: group_norm expects [N, C, *], got shape "
-                                   f"{tuple(x.shape)}")
-    c = int(x.shape[1])
+    c = _channels(tr, x, "group_norm", 2, "[N, C, *]")
     if num_groups < 1 or c % num_groups:
         raise InvalidArgumentError(f"{_where(tr)}: group_norm: {c} channels are not divisible "
                                    f"into num_groups={num_groups}")
@@ -799,10 +801,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     if running_mean is not None or running_var is not None or not use_input_stats:
         raise UnsupportedError(f"{_where(tr)}: instance_norm with running statistics "
                                "(track_running_stats=True) is not supported")
-    if x.ndim < 3:
-        raise InvalidArgumentError(f"{_where(tr)}: instance_norm expects [N, C, *] with at least "
-                                   f"one spatial dim, got shape {tuple(x.shape)}")
-    c = int(x.shape[1])
+    c = _channels(tr, x, "instance_norm", 3, "[N, C, *] with at least one spatial dim")
     _check_channel_param(tr, weight, c, "weight", "instance_norm")
     _check_channel_param(tr, bias, c, "bias", "instance_norm")
     return _channel_affine(tr, _normalize(tr, x, x.ndim - 2, eps), weight, bias, x.ndim)
@@ -893,29 +892,29 @@ class _MinMax(tuple):
         return self[1]
 
 
+def _max_or_min(input, dim, keepdim, py_fn, pairwise, reduce, arg):
+    """:func:`max` / :func:`min` with their four helpers (builtin, elementwise, reduction,
+    index)."""
+    if isinstance(input, numbers.Number):   # plain numbers (this name shadows the builtin)
+        return py_fn(input, dim)
+    if dim is not None and not isinstance(dim, numbers.Integral):
+        return pairwise(input, dim)
+    if dim is None:
+        return reduce(input, None, False)
+    return _MinMax((reduce(input, dim, keepdim), arg(input, dim, keepdim)))
+
+
 def max(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
     """``max(x)``: the max of all elements; ``max(x, dim)``: (values, indices) along one dim
     (indices i32); ``max(x, other)`` with a tensor: :func:`maximum`. The gradient of the values
     is shared evenly among tied elements (PyTorch routes it to the one returned index; the two
     differ only at exact ties)."""
-    if isinstance(input, numbers.Number):   # plain numbers (this name shadows the builtin)
-        return builtins.max(input, dim)
-    if dim is not None and not isinstance(dim, numbers.Integral):
-        return maximum(input, dim)
-    if dim is None:
-        return amax(input, None, False)
-    return _MinMax((amax(input, dim, keepdim), argmax(input, dim, keepdim)))
+    return _max_or_min(input, dim, keepdim, builtins.max, maximum, amax, argmax)
 
 
 def min(input, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
     """As :func:`max`, for the minimum."""
-    if isinstance(input, numbers.Number):   # plain numbers (this name shadows the builtin)
-        return builtins.min(input, dim)
-    if dim is not None and not isinstance(dim, numbers.Integral):
-        return minimum(input, dim)
-    if dim is None:
-        return amin(input, None, False)
-    return _MinMax((amin(input, dim, keepdim), argmin(input, dim, keepdim)))
+    return _max_or_min(input, dim, keepdim, builtins.min, minimum, amin, argmin)
 
 
 def bmm(input, mat2, transpose_a: bool = False, transpose_b: bool = False):

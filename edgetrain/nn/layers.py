@@ -19,31 +19,53 @@ __all__ = ["Conv2d", "Linear", "BatchNorm2d", "Dropout", "ReLU", "ReLU6", "Leaky
            "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "AdaptiveMaxPool2d"]
 
 
-class Conv2d(Module):
+class _ConvNd(Module):
+    """What Conv1d, Conv2d and ConvTranspose2d share: the argument checks, the weight and bias
+    (default init) and the tail of extra_repr."""
+
+    def _conv_args(self, in_channels: int, out_channels: int, groups: int,
+                   padding_mode: str) -> None:
+        layer = type(self).__name__
+        if padding_mode != "zeros":
+            raise UnsupportedError(f"{layer}: padding_mode={padding_mode!r} is not supported")
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise InvalidArgumentError(f"{layer}: in_channels ({in_channels}) and out_channels "
+                                       f"({out_channels}) must be divisible by groups ({groups})")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+
+    def _weight_and_bias(self, weight_shape, bias: bool) -> None:
+        self.weight = Parameter(np.zeros(weight_shape, np.float32))
+        self.bias = Parameter(np.zeros(self.out_channels, np.float32)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.default_weight_and_bias_(self.weight, self.bias)
+
+    def _repr_tail(self) -> str:
+        s = ""
+        if any(d != 1 for d in self.dilation):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class Conv2d(_ConvNd):
     """2-D convolution. ``padding``: int, (ph, pw), (top, left, bottom, right), 'valid' or
     'same'. Weight [out_channels, in_channels / groups, kh, kw]."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros"):
         super().__init__()
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"padding_mode={padding_mode!r} is not supported")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) "
-                             f"must be divisible by groups ({groups})")
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self._conv_args(in_channels, out_channels, groups, padding_mode)
         self.kernel_size = F._pair(kernel_size, "kernel_size")
         self.stride = F._pair(stride, "stride")
         self.dilation = F._pair(dilation, "dilation")
         self.padding = padding
         F.conv_padding(padding, self.kernel_size, self.dilation)  # validate early
-        self.weight = Parameter(np.zeros((out_channels, in_channels // groups)
-                                         + self.kernel_size, np.float32))
-        self.bias = Parameter(np.zeros(out_channels, np.float32)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        init.default_weight_and_bias_(self.weight, self.bias)
+        self._weight_and_bias((out_channels, in_channels // groups) + self.kernel_size, bias)
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
@@ -54,13 +76,7 @@ class Conv2d(Module):
              f"stride={self.stride}")
         if self.padding not in (0, (0, 0)):
             s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
+        return s + self._repr_tail()
 
 
 class Linear(Module):
@@ -84,23 +100,18 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
-class BatchNorm2d(Module):
-    """Batch normalisation over channels. Training mode normalises with batch statistics
-    and updates running_mean / running_var in place (momentum as PyTorch);
-    ``num_batches_tracked`` is kept as a Python-side counter for state_dict compatibility."""
+class _BatchNorm(Module):
+    """What BatchNorm2d and BatchNorm1d share: parameters, buffers and the normalisation."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
                  affine: bool = True, track_running_stats: bool = True):
         super().__init__()
         if momentum is None:
-            raise NotImplementedError("BatchNorm2d(momentum=None) is not supported")
+            raise NotImplementedError(f"{type(self).__name__}(momentum=None) is not supported")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = Parameter(np.ones(num_features, np.float32))
-            self.bias = Parameter(np.zeros(num_features, np.float32))
-        else:
-            self.weight = self.bias = None
+        self.weight = Parameter(np.ones(num_features, np.float32)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, np.float32)) if affine else None
         persistent = bool(track_running_stats)
         self.running_mean = Buffer(np.zeros(num_features), persistent=persistent)
         self.running_var = Buffer(np.ones(num_features), persistent=persistent)
@@ -115,6 +126,12 @@ class BatchNorm2d(Module):
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation over channels. Training mode normalises with batch statistics
+    and updates running_mean / running_var in place (momentum as PyTorch);
+    ``num_batches_tracked`` is kept as a Python-side counter for state_dict compatibility."""
 
 
 class Dropout(Module):
@@ -311,7 +328,21 @@ class Add(Module):
         return F.add(x, y)
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: children named "0", "1", ... in order."""
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module: Module):
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+
+class Sequential(_ModuleSequence):
     """Children called in order; built from modules or an OrderedDict of named modules."""
 
     def __init__(self, *args):
@@ -323,21 +354,11 @@ class Sequential(Module):
             for i, m in enumerate(args):
                 self.add_module(str(i), m)
 
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
     def __getitem__(self, idx):
         if isinstance(idx, slice):
             return Sequential(OrderedDict(list(self._modules.items())[idx]))
         keys = list(self._modules)
         return self._modules[keys[idx]]
-
-    def append(self, module: Module) -> "Sequential":
-        self.add_module(str(len(self)), module)
-        return self
 
     def forward(self, x):
         for m in self._modules.values():
@@ -345,21 +366,11 @@ class Sequential(Module):
         return x
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     def __init__(self, modules: Optional[Iterable[Module]] = None):
         super().__init__()
         for m in modules or ():
             self.append(m)
-
-    def append(self, module: Module) -> "ModuleList":
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def __getitem__(self, idx):
         return list(self._modules.values())[idx]
@@ -409,15 +420,14 @@ class Embedding(Module):
     def extra_repr(self) -> str:
         s = f"{self.num_embeddings}, {self.embedding_dim}"
         return s + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
-class Conv1d(Module):
+class Conv1d(_ConvNd):
     """1-D convolution over [N, C, L]. ``padding``: int, 'valid' or 'same'. Weight
     [out_channels, in_channels / groups, kernel_size] (PyTorch's layout)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros"):
         super().__init__()
-        _check_conv_args("Conv1d", in_channels, out_channels, groups, padding_mode)
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self._conv_args(in_channels, out_channels, groups, padding_mode)
         self.kernel_size = (F._single(kernel_size, "kernel_size"),)
         self.stride = (F._single(stride, "stride"),)
         self.dilation = (F._single(dilation, "dilation"),)
@@ -427,13 +437,7 @@ class Conv1d(Module):
         if padding == "same" and self.stride != (1,):
             raise InvalidArgumentError("Conv1d: padding='same' needs stride 1 (as in PyTorch)")
         self.padding = padding if isinstance(padding, str) else (F._single(padding, "padding"),)
-        self.weight = Parameter(np.zeros((out_channels, in_channels // groups)
-                                         + self.kernel_size, np.float32))
-        self.bias = Parameter(np.zeros(out_channels, np.float32)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        init.default_weight_and_bias_(self.weight, self.bias)
+        self._weight_and_bias((out_channels, in_channels // groups) + self.kernel_size, bias)
 
     def forward(self, x):
         return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
@@ -442,25 +446,10 @@ class Conv1d(Module):
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}, padding={self.padding}")
-        if self.dilation != (1,):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
+        return s + self._repr_tail()
 
 
-def _check_conv_args(layer: str, in_channels: int, out_channels: int, groups: int,
-                     padding_mode: str) -> None:
-    if padding_mode != "zeros":
-        raise UnsupportedError(f"{layer}: padding_mode={padding_mode!r} is not supported")
-    if groups < 1 or in_channels % groups or out_channels % groups:
-        raise InvalidArgumentError(f"{layer}: in_channels ({in_channels}) and out_channels "
-                                   f"({out_channels}) must be divisible by groups ({groups})")
-
-
-class ConvTranspose2d(Module):
+class ConvTranspose2d(_ConvNd):
     """Transposed 2-D convolution. Weight [in_channels, out_channels / groups, kh, kw]
     (PyTorch's layout); ``output_padding`` must be smaller than ``stride``."""
 
@@ -468,8 +457,7 @@ class ConvTranspose2d(Module):
                  output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
                  padding_mode: str = "zeros"):
         super().__init__()
-        _check_conv_args("ConvTranspose2d", in_channels, out_channels, groups, padding_mode)
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self._conv_args(in_channels, out_channels, groups, padding_mode)
         self.kernel_size = F._pair(kernel_size, "kernel_size")
         self.stride = F._pair(stride, "stride")
         self.padding = F._pair(padding, "padding")
@@ -479,13 +467,7 @@ class ConvTranspose2d(Module):
                 min(self.output_padding) < 0:
             raise InvalidArgumentError(f"ConvTranspose2d: output_padding {self.output_padding} "
                                        f"must be >= 0 and smaller than stride {self.stride}")
-        self.weight = Parameter(np.zeros((in_channels, out_channels // groups)
-                                         + self.kernel_size, np.float32))
-        self.bias = Parameter(np.zeros(out_channels, np.float32)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        init.default_weight_and_bias_(self.weight, self.bias)
+        self._weight_and_bias((in_channels, out_channels // groups) + self.kernel_size, bias)
 
     def forward(self, x, output_size=None):
         if output_size is not None:
@@ -501,13 +483,7 @@ class ConvTranspose2d(Module):
             s += f", padding={self.padding}"
         if self.output_padding != (0, 0):
             s += f", output_padding={self.output_padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
+        return s + self._repr_tail()
 
 
 class Upsample(Module):
@@ -644,33 +620,17 @@ class InstanceNorm2d(Module):
         return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
 
 
-class BatchNorm1d(Module):
+class BatchNorm1d(_BatchNorm):
     """Batch normalisation of [N, C] or [N, C, L] over N (and L): the same parameters,
-    buffers and running-statistics update as BatchNorm2d (not a subclass, as in PyTorch)."""
-
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
-                 affine: bool = True, track_running_stats: bool = True):
-        super().__init__()
-        if momentum is None:
-            raise NotImplementedError("BatchNorm1d(momentum=None) is not supported")
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self.weight = Parameter(np.ones(num_features, np.float32)) if affine else None
-        self.bias = Parameter(np.zeros(num_features, np.float32)) if affine else None
-        persistent = bool(track_running_stats)
-        self.running_mean = Buffer(np.zeros(num_features), persistent=persistent)
-        self.running_var = Buffer(np.ones(num_features), persistent=persistent)
-        if track_running_stats:
-            self.num_batches_tracked = Buffer(np.array(0), traced=False, dtype=np.int64)
-
-    extra_repr = BatchNorm2d.extra_repr
+    buffers and running-statistics update as BatchNorm2d (both derive from _BatchNorm, not
+    from each other, as in PyTorch)."""
 
     def forward(self, x):
         x = tracing.require().as_tensor(x)
         if x.ndim not in (2, 3):
             raise InvalidArgumentError(f"BatchNorm1d expects a 2-D or 3-D input [N, C] / "
                                        f"[N, C, L], got shape {tuple(x.shape)}")
-        return BatchNorm2d.forward(self, x)
+        return super().forward(x)
 
 
 class PReLU(Module):

@@ -39,6 +39,14 @@ GRAD_NORM = "grad_norm"      # the TRAIN program output of clip_grad_norm
 _NORM_FANIN = 8              # inputs of one grad_norm node
 
 
+def _check_nonneg(group: Dict, keys) -> None:
+    """Each of ``keys`` in ``group`` must be a finite number >= 0."""
+    for key in keys:
+        v = group[key]
+        if not np.isfinite(v) or v < 0:
+            raise ValueError(f"invalid {key} {v} (must be a finite number >= 0)")
+
+
 class Optimizer:
     """Base class: parameter groups and OPTSTATE creation."""
 
@@ -328,10 +336,7 @@ class RMSprop(Optimizer):
 
     def _check_group(self, group: Dict) -> None:
         super()._check_group(group)
-        for key in ("alpha", "eps", "momentum", "weight_decay"):
-            v = group[key]
-            if not np.isfinite(v) or v < 0:
-                raise ValueError(f"invalid {key} {v} (must be a finite number >= 0)")
+        _check_nonneg(group, ("alpha", "eps", "momentum", "weight_decay"))
 
     def _node(self, graph, param_tensor, grad_tensor, group) -> ir.Node:
         sq = self._state(graph, "rmsprop_square_avg", param_tensor)
@@ -365,10 +370,7 @@ class Adagrad(Optimizer):
 
     def _check_group(self, group: Dict) -> None:
         super()._check_group(group)
-        for key in ("lr_decay", "eps", "weight_decay", "initial_accumulator_value"):
-            v = group[key]
-            if not np.isfinite(v) or v < 0:
-                raise ValueError(f"invalid {key} {v} (must be a finite number >= 0)")
+        _check_nonneg(group, ("lr_decay", "eps", "weight_decay", "initial_accumulator_value"))
 
     def _node(self, graph, param_tensor, grad_tensor, group) -> ir.Node:
         t = graph.tensors[self._state(graph, "adagrad_sum", param_tensor)]

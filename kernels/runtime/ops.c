@@ -178,14 +178,27 @@ static et_status want_attr_range(const et_node_def *n, int first, int count, cha
 /* ======================================================================= */
 /* Convolution                                                              */
 /* ======================================================================= */
+/* What conv2d and conv_transpose2d check alike: x and w 4-D f32, 9 integer attributes
+ * (at least) with stride at[0..1] and dilation at[6..7]. */
+static et_status want_conv_args(const et_node_def *n, const et_tshape *x, const et_tshape *w, char *msg,
+                                size_t cap) {
+    TRY(want(x, ET_F32, 4, "input x", msg, cap));
+    TRY(want(w, ET_F32, 4, "weight w", msg, cap));
+    return want_attr_range(n, 0, 9, msg, cap);
+}
+static et_status want_stride_dilation(const int64_t *at, char *msg, size_t cap) {
+    if (at[0] < 1 || at[1] < 1 || at[6] < 1 || at[7] < 1)
+        return shape_error(msg, cap, "stride %lldx%lld and dilation %lldx%lld must be >= 1", (long long)at[0],
+                           (long long)at[1], (long long)at[6], (long long)at[7]);
+    return ET_OK;
+}
+
 /* iattr: stride_h, stride_w, pad_t, pad_l, pad_b, pad_r, dil_h, dil_w, groups, act. */
 static et_status conv_params(const et_node_def *n, const et_tshape *x, const et_tshape *w, int with_act,
                              et_conv2d_params *p, char *msg, size_t cap) {
     char a[128], b[128];
     const int64_t *at = n->iattr;
-    TRY(want(x, ET_F32, 4, "input x", msg, cap));
-    TRY(want(w, ET_F32, 4, "weight w", msg, cap));
-    TRY(want_attr_range(n, 0, 9, msg, cap));
+    TRY(want_conv_args(n, x, w, msg, cap));
     memset(p, 0, sizeof *p);
     p->n = x->dim[0]; p->c = x->dim[1]; p->h = x->dim[2]; p->w = x->dim[3];
     p->oc = w->dim[0]; p->kh = w->dim[2]; p->kw = w->dim[3];
@@ -207,9 +220,7 @@ static et_status conv_params(const et_node_def *n, const et_tshape *x, const et_
     if (p->oc % p->groups != 0)
         return shape_error(msg, cap, "%lld output channels not divisible by groups=%lld", (long long)p->oc,
                            (long long)p->groups);
-    if (p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1)
-        return shape_error(msg, cap, "stride %lldx%lld and dilation %lldx%lld must be >= 1", (long long)at[0],
-                           (long long)at[1], (long long)at[6], (long long)at[7]);
+    TRY(want_stride_dilation(at, msg, cap));
     if (et_conv2d_params_init(p) != ET_OK)
         return shape_error(msg, cap, "input %s too small for kernel %lldx%lld with pad %lld,%lld,%lld,%lld and "
                            "dilation %lldx%lld (output would be empty)", et_shape_str(x, a, sizeof a),
@@ -218,14 +229,18 @@ static et_status conv_params(const et_node_def *n, const et_tshape *x, const et_
     return ET_OK;
 }
 
-static et_status want_conv_dy(const et_tshape *dy, const et_conv2d_params *p, char *msg, size_t cap) {
+/* dy must be f32 [n, c, oh, ow], the shape of `op`'s output. */
+static et_status want_dy4(const et_tshape *dy, int64_t n, int64_t c, int64_t oh, int64_t ow, const char *op,
+                          char *msg, size_t cap) {
     char b[128];
     TRY(want(dy, ET_F32, 4, "gradient dy", msg, cap));
-    if (dy->dim[0] != p->n || dy->dim[1] != p->oc || dy->dim[2] != p->oh || dy->dim[3] != p->ow)
-        return shape_error(msg, cap, "gradient dy %s must be [%lld,%lld,%lld,%lld] (the convolution's output)",
-                           et_shape_str(dy, b, sizeof b), (long long)p->n, (long long)p->oc, (long long)p->oh,
-                           (long long)p->ow);
+    if (dy->dim[0] != n || dy->dim[1] != c || dy->dim[2] != oh || dy->dim[3] != ow)
+        return shape_error(msg, cap, "gradient dy %s must be [%lld,%lld,%lld,%lld] (the %s's output)",
+                           et_shape_str(dy, b, sizeof b), (long long)n, (long long)c, (long long)oh, (long long)ow, op);
     return ET_OK;
+}
+static et_status want_conv_dy(const et_tshape *dy, const et_conv2d_params *p, char *msg, size_t cap) {
+    return want_dy4(dy, p->n, p->oc, p->oh, p->ow, "convolution", msg, cap);
 }
 
 static et_status conv2d_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
@@ -247,13 +262,19 @@ static et_status conv2d_run(const et_node_io *io, const et_run_env *e) {
                              e->nthreads);
 }
 
-/* conv2d_bwd_input: dy, w, x (shape only) -> dx */
-static et_status conv2d_bwd_input_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+/* The two convolution input gradients: dy = in[0], x = in[xi], w = in[wi]; the output has
+ * in[2]'s shape (the tensor whose gradient it is). */
+static et_status conv_bwd_infer(const et_node_io *io, int xi, int wi, et_tshape *out, char *msg, size_t cap) {
     et_conv2d_params p = {0};
-    TRY(conv_params(io->node, io->in[2], io->in[1], 0, &p, msg, cap));
+    TRY(conv_params(io->node, io->in[xi], io->in[wi], 0, &p, msg, cap));
     TRY(want_conv_dy(io->in[0], &p, msg, cap));
     set_like(&out[0], io->in[2], ET_F32);
     return ET_OK;
+}
+
+/* conv2d_bwd_input: dy, w, x (shape only) -> dx */
+static et_status conv2d_bwd_input_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    return conv_bwd_infer(io, 2, 1, out, msg, cap);
 }
 static size_t conv2d_bwd_input_ws(const et_node_io *io, int nthreads) {
     et_conv2d_params p = {0};
@@ -268,11 +289,7 @@ static et_status conv2d_bwd_input_run(const et_node_io *io, const et_run_env *e)
 
 /* conv2d_bwd_weight: dy, x, w (shape only) -> dw */
 static et_status conv2d_bwd_weight_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
-    et_conv2d_params p = {0};
-    TRY(conv_params(io->node, io->in[1], io->in[2], 0, &p, msg, cap));
-    TRY(want_conv_dy(io->in[0], &p, msg, cap));
-    set_like(&out[0], io->in[2], ET_F32);
-    return ET_OK;
+    return conv_bwd_infer(io, 1, 2, out, msg, cap);
 }
 static size_t conv2d_bwd_weight_ws(const et_node_io *io, int nthreads) {
     et_conv2d_params p = {0};
@@ -663,13 +680,7 @@ static et_status pool_params(const et_node_io *io, const et_tshape *x, int is_ma
     return ET_OK;
 }
 static et_status want_pool_dy(const et_tshape *dy, const et_pool2d_params *p, char *msg, size_t cap) {
-    char b[128];
-    TRY(want(dy, ET_F32, 4, "gradient dy", msg, cap));
-    if (dy->dim[0] != p->n || dy->dim[1] != p->c || dy->dim[2] != p->oh || dy->dim[3] != p->ow)
-        return shape_error(msg, cap, "gradient dy %s must be [%lld,%lld,%lld,%lld] (the pooling's output)",
-                           et_shape_str(dy, b, sizeof b), (long long)p->n, (long long)p->c, (long long)p->oh,
-                           (long long)p->ow);
-    return ET_OK;
+    return want_dy4(dy, p->n, p->c, p->oh, p->ow, "pooling", msg, cap);
 }
 static et_status pool_infer(const et_node_io *io, et_tshape *out, int is_max, char *msg, size_t cap) {
     et_pool2d_params p = {0};
@@ -1338,9 +1349,7 @@ static et_status convt_params(const et_node_def *n, const et_tshape *x, const et
                               et_conv_transpose2d_params *p, char *msg, size_t cap) {
     char a[128], b[128];
     const int64_t *at = n->iattr;
-    TRY(want(x, ET_F32, 4, "input x", msg, cap));
-    TRY(want(w, ET_F32, 4, "weight w", msg, cap));
-    TRY(want_attr_range(n, 0, 9, msg, cap));
+    TRY(want_conv_args(n, x, w, msg, cap));
     memset(p, 0, sizeof *p);
     p->n = x->dim[0]; p->c = x->dim[1]; p->h = x->dim[2]; p->w = x->dim[3];
     p->groups = at[8];
@@ -1354,9 +1363,7 @@ static et_status convt_params(const et_node_def *n, const et_tshape *x, const et
     if (p->c % p->groups != 0)
         return shape_error(msg, cap, "%lld input channels not divisible by groups=%lld", (long long)p->c,
                            (long long)p->groups);
-    if (p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1)
-        return shape_error(msg, cap, "stride %lldx%lld and dilation %lldx%lld must be >= 1", (long long)at[0],
-                           (long long)at[1], (long long)at[6], (long long)at[7]);
+    TRY(want_stride_dilation(at, msg, cap));
     if (p->out_pad_h >= p->stride_h || p->out_pad_w >= p->stride_w)
         return shape_error(msg, cap, "output_padding %lldx%lld must be smaller than stride %lldx%lld",
                            (long long)at[4], (long long)at[5], (long long)at[0], (long long)at[1]);
