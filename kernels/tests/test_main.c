@@ -77,11 +77,12 @@ void test_misc(void);
 void test_runtime(void);
 void test_atomic_file(void);
 void test_loss_extra(void);
+void test_threadpool(void);
 
 static const struct { const char *name; void (*fn)(void); } families[] = {
     {"gemm", test_gemm}, {"conv", test_conv}, {"pool", test_pool}, {"misc", test_misc},
     {"runtime", test_runtime}, {"atomic", test_atomic_file},
-    {"lossx", test_loss_extra},
+    {"lossx", test_loss_extra}, {"threadpool", test_threadpool},
 };
 
 int main(int argc, char **argv) {
