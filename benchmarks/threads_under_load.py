@@ -43,9 +43,9 @@ def step_ms(sess, feeds, steps):
 
 
 def idle_cpu_percent(sess, feeds, seconds=0.5):
-    """CPU of this process (all threads) while the session waits after a step, % of a core."""
+    """CPU of this process (all threads) from the end of a step through `seconds` of waiting
+    (any spinning of idle workers included), % of a core."""
     sess.RunGraph(feeds)
-    time.sleep(0.05)  # past any bounded spin
     c0, t0 = time.process_time(), time.perf_counter()
     time.sleep(seconds)
     return 100.0 * (time.process_time() - c0) / (time.perf_counter() - t0)
