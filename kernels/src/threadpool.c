@@ -164,7 +164,7 @@ static int grow(int team) {
         int rc = pthread_create(&th, &at, worker_main, (void *)(intptr_t)(P.nworkers + 1));
         pthread_attr_destroy(&at);
         if (rc != 0) break;
-        P.nworkers++;
+        __atomic_store_n(&P.nworkers, P.nworkers + 1, __ATOMIC_RELAXED);
     }
     return team < P.nworkers + 1 ? team : P.nworkers + 1;
 }
