@@ -38,8 +38,11 @@ cc = os.environ.get("CC", "cc")
 omp = has_openmp(cc)
 # -ffp-contract=off: no implicit FMA contraction, so plain C computes the same bits on x86 and
 # aarch64 (explicit FMA intrinsics only); kernels/Makefile and android/ use the same policy.
-compile_args = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing", "-Wno-unused-function"] + (["-fopenmp"] if omp else [])
-link_args = ["-fopenmp"] if omp else []
+# The kernels run on edgetrain's own thread pool (POSIX threads, kernels/src/threadpool.c);
+# -fopenmp only keeps the deprecated ET_PARALLEL_FOR macro working for kernels not yet converted.
+compile_args = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing", "-Wno-unused-function",
+                "-pthread"] + (["-fopenmp"] if omp else [])
+link_args = ["-pthread"] + (["-fopenmp"] if omp else [])
 # Runtime allocations are rare (load / resize / save), so they are always counted: the tests
 # check that a training step makes none.
 macros = [("ET_DEBUG_ALLOC", "1"), ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]

@@ -240,19 +240,34 @@ const et_f32_act_variant et_f32_act_variants[] = {
 
 #define ACT_GRAIN 16384
 
+typedef struct act_job {
+    const et_f32_act_variant *row;
+    et_act act;
+    float alpha;
+    const float *x, *t, *dy;
+    float *y, *dx;
+} act_job;
+
+static void act_fwd_range(void *ctx, int64_t b, int64_t e, int tid) {
+    const act_job *k = (const act_job *)ctx;
+    (void)tid;
+    k->row->fwd(k->act, k->alpha, e - b, k->x + b, k->y + b);
+}
+
+static void act_bwd_range(void *ctx, int64_t b, int64_t e, int tid) {
+    const act_job *k = (const act_job *)ctx;
+    (void)tid;
+    k->row->bwd(k->act, k->alpha, e - b, k->t ? k->t + b : NULL, k->dy + b, k->dx + b);
+}
+
 et_status et_f32_act_fwd(et_act act, float alpha, int64_t n, const float *x, float *y,
                          int nthreads) {
     if (n < 0 || (int)act < 0 || act >= ET_ACT_COUNT_) return ET_ERR_ARG;
     if (n == 0) return ET_OK;
     if (!x || !y) return ET_ERR_ARG;
     const et_f32_act_variant *row = ET_VARIANT_PICK(et_f32_act_variants);
-    int nch = et_misc_nchunks(n, nthreads, ACT_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t b, e;
-        et_thread_range(n, ch, nch, &b, &e);
-        row->fwd(act, alpha, e - b, x + b, y + b);
-    }
+    act_job k = {row, act, alpha, x, NULL, NULL, y, NULL};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ACT_GRAIN), nthreads, act_fwd_range, &k);
     return ET_OK;
 }
 
@@ -262,12 +277,7 @@ et_status et_f32_act_bwd(et_act act, float alpha, int64_t n, const float *t, con
     if (n == 0) return ET_OK;
     if (!dy || !dx || (act != ET_ACT_NONE && !t)) return ET_ERR_ARG;
     const et_f32_act_variant *row = ET_VARIANT_PICK(et_f32_act_variants);
-    int nch = et_misc_nchunks(n, nthreads, ACT_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t b, e;
-        et_thread_range(n, ch, nch, &b, &e);
-        row->bwd(act, alpha, e - b, t ? t + b : NULL, dy + b, dx + b);
-    }
+    act_job k = {row, act, alpha, NULL, t, dy, NULL, dx};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ACT_GRAIN), nthreads, act_bwd_range, &k);
     return ET_OK;
 }

@@ -178,12 +178,26 @@ static void bn_bwd_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t c
     }
 }
 
+/* Every channel is computed on its own (fixed blocks of channels): any split of the channels
+ * over threads gives the same bits. */
+typedef struct bn_job {
+    int64_t n, c, hw, cb;
+    const float *x, *dy, *gamma, *beta;
+    float *running_mean, *running_var;
+    const float *rmean, *rvar, *save_mean_in, *save_invstd_in; /* infer / bwd inputs */
+    double mom, unbias;
+    float eps;
+    float *y, *save_mean, *save_invstd, *dgamma, *dbeta;
+} bn_job;
+
+static void bn_train_blocks(void *ctx, int64_t b0, int64_t b1, int tid);
+static void bn_train_channels(void *ctx, int64_t c0, int64_t c1, int tid);
+
 et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
                                      const float *gamma, const float *beta,
                                      float *running_mean, float *running_var, float momentum,
                                      float eps, float *y, float *save_mean, float *save_invstd,
                                      int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
     if (n < 0 || c < 0 || hw < 0 || !(eps >= 0.0f)) return ET_ERR_ARG;
     if (c == 0) return ET_OK;
     /* PyTorch: "Expected more than 1 value per channel when training". */
@@ -193,18 +207,41 @@ et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const flo
     const int64_t count = n * hw;
     const double mom = (double)momentum;
     const double unbias = (double)count / (double)(count - 1);
+    bn_job k = {0};
+    k.n = n, k.c = c, k.hw = hw, k.x = x, k.gamma = gamma, k.beta = beta;
+    k.running_mean = running_mean, k.running_var = running_var, k.mom = mom, k.unbias = unbias;
+    k.eps = eps, k.y = y, k.save_mean = save_mean, k.save_invstd = save_invstd;
     if (hw <= BN_BLOCK) {
         const bn_blocks bb = bn_blocks_of(n, c, hw, nthreads);
-        ET_PARALLEL_FOR(bb.nth)
-        for (int64_t bi = 0; bi < bb.count; bi++) {
-            const int64_t c0 = bi * bb.cb, m = c - c0 < bb.cb ? c - c0 : bb.cb;
-            bn_train_block(n, c, hw, c0, m, x, gamma, beta, running_mean, running_var, mom,
-                           unbias, eps, y, save_mean, save_invstd);
-        }
+        k.cb = bb.cb;
+        et_parallel_ranges(bb.count, et_split_chunks(bb.count, bb.nth), bb.nth, bn_train_blocks, &k);
         return ET_OK;
     }
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t ch = 0; ch < c; ch++) {
+    et_parallel_ranges(c, et_split_chunks(c, nthreads), nthreads, bn_train_channels, &k);
+    return ET_OK;
+}
+
+static void bn_train_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    (void)tid;
+    for (int64_t bi = b0; bi < b1; bi++) {
+        const int64_t c0 = bi * k->cb, m = k->c - c0 < k->cb ? k->c - c0 : k->cb;
+        bn_train_block(k->n, k->c, k->hw, c0, m, k->x, k->gamma, k->beta, k->running_mean,
+                       k->running_var, k->mom, k->unbias, k->eps, k->y, k->save_mean,
+                       k->save_invstd);
+    }
+}
+
+static void bn_train_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    const int64_t n = k->n, c = k->c, hw = k->hw, count = n * hw;
+    const float *x = k->x, *gamma = k->gamma, *beta = k->beta;
+    float *y = k->y, *save_mean = k->save_mean, *save_invstd = k->save_invstd;
+    float *running_mean = k->running_mean, *running_var = k->running_var;
+    const double mom = k->mom, unbias = k->unbias;
+    const float eps = k->eps;
+    (void)tid;
+    for (int64_t ch = c0; ch < c1; ch++) {
         const double mean = sum_channel(n, c, hw, ch, x) / (double)count;
         const double var = sum_dev(n, c, hw, ch, x, NULL, mean) / (double)count;
         const double invstd = 1.0 / sqrt(var + (double)eps);
@@ -218,53 +255,82 @@ et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const flo
             running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * var * unbias);
         }
     }
-    return ET_OK;
+}
+
+static void bn_infer_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    const int64_t c = k->c, hw = k->hw;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const int64_t ch = pl % c;
+        const double invstd = 1.0 / sqrt((double)k->rvar[ch] + (double)k->eps);
+        const double g = k->gamma ? (double)k->gamma[ch] : 1.0, b = k->beta ? (double)k->beta[ch] : 0.0;
+        const double alpha = invstd * g;
+        const float a = (float)alpha, sh = (float)(b - (double)k->rmean[ch] * alpha);
+        const float *ET_RESTRICT xp = k->x + pl * hw;
+        float *ET_RESTRICT yp = k->y + pl * hw;
+        for (int64_t j = 0; j < hw; j++) yp[j] = xp[j] * a + sh;
+    }
 }
 
 et_status et_f32_batchnorm_infer_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
                                      const float *gamma, const float *beta,
                                      const float *running_mean, const float *running_var,
                                      float eps, float *y, int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
     if (n < 0 || c < 0 || hw < 0 || !(eps >= 0.0f)) return ET_ERR_ARG;
     if (n * c * hw == 0) return ET_OK;
     if (!x || !y || !running_mean || !running_var) return ET_ERR_ARG;
     const int64_t planes = n * c;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const int64_t ch = pl % c;
-        const double invstd = 1.0 / sqrt((double)running_var[ch] + (double)eps);
-        const double g = gamma ? (double)gamma[ch] : 1.0, b = beta ? (double)beta[ch] : 0.0;
-        const double alpha = invstd * g;
-        const float a = (float)alpha, sh = (float)(b - (double)running_mean[ch] * alpha);
-        const float *ET_RESTRICT xp = x + pl * hw;
-        float *ET_RESTRICT yp = y + pl * hw;
-        for (int64_t j = 0; j < hw; j++) yp[j] = xp[j] * a + sh;
-    }
+    bn_job k = {0};
+    k.c = c, k.hw = hw, k.x = x, k.gamma = gamma, k.beta = beta, k.rmean = running_mean;
+    k.rvar = running_var, k.eps = eps, k.y = y;
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, bn_infer_planes, &k);
     return ET_OK;
 }
+
+static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid);
+static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid);
 
 et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
                                const float *gamma, const float *save_mean,
                                const float *save_invstd, float *dx, float *dgamma, float *dbeta,
                                int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
     if (n < 0 || c < 0 || hw < 0) return ET_ERR_ARG;
     if (c == 0) return ET_OK;
     if (!save_mean || !save_invstd) return ET_ERR_ARG;
     const int64_t count = n * hw;
     if (count > 0 && (!x || !dy || !dx)) return ET_ERR_ARG;
+    bn_job k = {0};
+    k.n = n, k.c = c, k.hw = hw, k.x = x, k.dy = dy, k.gamma = gamma, k.save_mean_in = save_mean;
+    k.save_invstd_in = save_invstd, k.y = dx, k.dgamma = dgamma, k.dbeta = dbeta;
     if (count > 0 && hw <= BN_BLOCK) {
         const bn_blocks bb = bn_blocks_of(n, c, hw, nthreads);
-        ET_PARALLEL_FOR(bb.nth)
-        for (int64_t bi = 0; bi < bb.count; bi++) {
-            const int64_t c0 = bi * bb.cb, m = c - c0 < bb.cb ? c - c0 : bb.cb;
-            bn_bwd_block(n, c, hw, c0, m, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
-        }
+        k.cb = bb.cb;
+        et_parallel_ranges(bb.count, et_split_chunks(bb.count, bb.nth), bb.nth, bn_bwd_blocks, &k);
         return ET_OK;
     }
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t ch = 0; ch < c; ch++) {
+    et_parallel_ranges(c, et_split_chunks(c, nthreads), nthreads, bn_bwd_channels, &k);
+    return ET_OK;
+}
+
+static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    (void)tid;
+    for (int64_t bi = b0; bi < b1; bi++) {
+        const int64_t c0 = bi * k->cb, m = k->c - c0 < k->cb ? k->c - c0 : k->cb;
+        bn_bwd_block(k->n, k->c, k->hw, c0, m, k->x, k->dy, k->gamma, k->save_mean_in,
+                     k->save_invstd_in, k->y, k->dgamma, k->dbeta);
+    }
+}
+
+static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    const int64_t n = k->n, c = k->c, hw = k->hw, count = n * hw;
+    const float *x = k->x, *dy = k->dy, *gamma = k->gamma;
+    const float *save_mean = k->save_mean_in, *save_invstd = k->save_invstd_in;
+    float *dx = k->y, *dgamma = k->dgamma, *dbeta = k->dbeta;
+    (void)tid;
+    for (int64_t ch = c0; ch < c1; ch++) {
         const float mean = save_mean[ch];
         const double invstd = (double)save_invstd[ch];
         const double sum = count ? sum_channel(n, c, hw, ch, dy) : 0.0;
@@ -285,5 +351,4 @@ et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x,
                 dp[j] = (gp[j] - grad_mean - (xp[j] - mean) * proj) * gscale;
         }
     }
-    return ET_OK;
 }

@@ -107,16 +107,24 @@ static void bin_row(et_binop op, int64_t n, const float *ET_RESTRICT a, int64_t 
 }
 #undef ROW_PATTERNS
 
-static void run_plan(et_binop op, const bcast_plan *p, const float *a, const float *b, float *y,
-                     int nthreads) {
+typedef struct bin_job {
+    et_binop op;
+    const bcast_plan *p;
+    const float *a, *b;
+    float *y;
+} bin_job;
+
+/* Output elements [beg, end). */
+static void bin_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const bin_job *j = (const bin_job *)ctx;
+    const et_binop op = j->op;
+    const bcast_plan *p = j->p;
+    const float *a = j->a, *b = j->b;
+    float *y = j->y;
     const int nd = p->nd;
-    const int64_t inner = p->dim[nd - 1], total = p->total;
-    const int nch = et_misc_nchunks(total, nthreads, BIN_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(total, ch, nch, &beg, &end);
-        if (beg >= end) continue;
+    const int64_t inner = p->dim[nd - 1];
+    (void)tid;
+    {
         /* odometer over the outer dims, starting at row beg / inner */
         int64_t idx[ET_MAX_DIMS] = {0};
         int64_t row = beg / inner, col = beg % inner, oa = 0, ob = 0;
@@ -145,6 +153,13 @@ static void run_plan(et_binop op, const bcast_plan *p, const float *a, const flo
     }
 }
 
+static void run_plan(et_binop op, const bcast_plan *p, const float *a, const float *b, float *y,
+                     int nthreads) {
+    bin_job j = {op, p, a, b, y};
+    et_parallel_ranges(p->total, et_misc_nchunks(p->total, nthreads, BIN_GRAIN), nthreads,
+                       bin_range, &j);
+}
+
 et_status et_f32_binary(et_binop op, int ndim, const int64_t *y_shape, const int64_t *a_shape,
                         const float *a, const int64_t *b_shape, const float *b, float *y,
                         int nthreads) {
@@ -169,20 +184,30 @@ et_status et_f32_broadcast_to(int ndim, const int64_t *x_shape, const float *x,
     return ET_OK;
 }
 
+/* Elementwise jobs: y = alpha * x + beta (affine), y = fn(x) (unary). */
+typedef struct ew_job {
+    const float *x;
+    float *y;
+    float alpha, beta;
+    et_unary fn;
+} ew_job;
+
+static void affine_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const ew_job *k = (const ew_job *)ctx;
+    (void)tid;
+    const float *ET_RESTRICT xs = k->x + beg;
+    float *ET_RESTRICT ys = k->y + beg;
+    const float alpha = k->alpha, beta = k->beta;
+    for (int64_t i = 0; i < end - beg; i++) ys[i] = alpha * xs[i] + beta;
+}
+
 et_status et_f32_affine(int64_t n, float alpha, float beta, const float *x, float *y,
                         int nthreads) {
     if (n < 0) return ET_ERR_ARG;
     if (n == 0) return ET_OK;
     if (!x || !y) return ET_ERR_ARG;
-    const int nch = et_misc_nchunks(n, nthreads, BIN_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        const float *ET_RESTRICT xs = x + beg;
-        float *ET_RESTRICT ys = y + beg;
-        for (int64_t i = 0; i < end - beg; i++) ys[i] = alpha * xs[i] + beta;
-    }
+    ew_job k = {x, y, alpha, beta, 0};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, BIN_GRAIN), nthreads, affine_range, &k);
     return ET_OK;
 }
 
@@ -204,18 +229,19 @@ static float unary_one(et_unary fn, double a, double b, float xf) {
     }
 }
 
+static void unary_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const ew_job *k = (const ew_job *)ctx;
+    (void)tid;
+    for (int64_t i = beg; i < end; i++) k->y[i] = unary_one(k->fn, k->alpha, k->beta, k->x[i]);
+}
+
 et_status et_f32_unary(et_unary fn, float a, float b, int64_t n, const float *x, float *y,
                        int nthreads) {
     if (n < 0 || (int)fn < 0 || fn >= ET_UNARY_COUNT_) return ET_ERR_ARG;
     if (n == 0) return ET_OK;
     if (!x || !y) return ET_ERR_ARG;
-    const int nch = et_misc_nchunks(n, nthreads, BIN_GRAIN / 8);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        for (int64_t i = beg; i < end; i++) y[i] = unary_one(fn, a, b, x[i]);
-    }
+    ew_job k = {x, y, a, b, fn};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, BIN_GRAIN / 8), nthreads, unary_range, &k);
     return ET_OK;
 }
 
@@ -250,6 +276,67 @@ static int next_reduced(const red_plan *p, int upto, int64_t *idx, int64_t *off)
         idx[k] = 0;
     }
     return 0;
+}
+
+typedef struct red_job {
+    const red_plan *p;
+    const float *x;
+    float *y;
+    double sc;
+    int64_t xtotal, nblk;
+    double *part; /* everything summed: one partial per chunk */
+} red_job;
+
+/* Everything summed: chunk ip of a fixed partition (combined in order by the caller). */
+static void red_part(void *ctx, int64_t ip, int tid) {
+    const red_job *j = (const red_job *)ctx;
+    (void)tid;
+    const int np = j->xtotal >= ET_MISC_NPART * 4096 ? ET_MISC_NPART : 1;
+    int64_t beg, end;
+    et_thread_range(j->xtotal, (int)ip, np, &beg, &end);
+    j->part[ip] = et_misc_sum_f64(j->x + beg, end - beg);
+}
+
+/* Last dim kept: items [beg, end) = (output index, block of RED_BLOCK columns), each summed
+ * on its own in double. */
+static void red_cols(void *ctx, int64_t beg, int64_t end, int tid) {
+    const red_job *j = (const red_job *)ctx;
+    const red_plan *p = j->p;
+    const int last = p->nd - 1;
+    const int64_t kin = p->dim[last], nblk = j->nblk;
+    (void)tid;
+    for (int64_t it = beg; it < end; it++) {
+        const int64_t o = it / nblk, k0 = (it % nblk) * RED_BLOCK;
+        const int64_t len = kin - k0 < RED_BLOCK ? kin - k0 : RED_BLOCK;
+        double acc[RED_BLOCK];
+        for (int64_t c = 0; c < len; c++) acc[c] = 0.0;
+        int64_t idx[ET_MAX_DIMS] = {0};
+        int64_t off = kept_offset(p, o, 1) + k0;
+        do {
+            const float *ET_RESTRICT xr = j->x + off;
+            for (int64_t c = 0; c < len; c++) acc[c] += (double)xr[c];
+        } while (next_reduced(p, last, idx, &off));
+        float *yr = j->y + o * kin + k0;
+        for (int64_t c = 0; c < len; c++) yr[c] = (float)(j->sc * acc[c]);
+    }
+}
+
+/* Last dim summed: outputs [beg, end), each the sum of contiguous runs. */
+static void red_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+    const red_job *j = (const red_job *)ctx;
+    const red_plan *p = j->p;
+    const int last = p->nd - 1;
+    const int64_t rin = p->dim[last];
+    (void)tid;
+    for (int64_t o = beg; o < end; o++) {
+        int64_t idx[ET_MAX_DIMS] = {0};
+        int64_t off = kept_offset(p, o, 0);
+        double s = 0.0;
+        do {
+            s += et_misc_sum_f64(j->x + off, rin);
+        } while (next_reduced(p, last, idx, &off));
+        j->y[o] = (float)(j->sc * s);
+    }
 }
 
 et_status et_f32_reduce_sum_to(int ndim, const int64_t *x_shape, const float *x,
@@ -293,25 +380,17 @@ et_status et_f32_reduce_sum_to(int ndim, const int64_t *x_shape, const float *x,
     const double sc = (double)scale;
 
     if (rtotal == 1) { /* nothing summed: y = scale * x */
-        const int nch = et_misc_nchunks(xtotal, nthreads, BIN_GRAIN);
-        ET_PARALLEL_FOR(nch)
-        for (int ch = 0; ch < nch; ch++) {
-            int64_t beg, end;
-            et_thread_range(xtotal, ch, nch, &beg, &end);
-            for (int64_t i = beg; i < end; i++) y[i] = scale * x[i];
-        }
+        ew_job k = {x, y, scale, 0.0f, 0};
+        et_parallel_ranges(xtotal, et_misc_nchunks(xtotal, nthreads, BIN_GRAIN), nthreads,
+                           affine_range, &k);
         return ET_OK;
     }
 
     if (ytotal == 1) { /* everything summed: x is one contiguous run; fixed partition */
         double part[ET_MISC_NPART];
         const int np = xtotal >= ET_MISC_NPART * 4096 ? ET_MISC_NPART : 1;
-        ET_PARALLEL_FOR(nthreads)
-        for (int ip = 0; ip < np; ip++) {
-            int64_t beg, end;
-            et_thread_range(xtotal, ip, np, &beg, &end);
-            part[ip] = et_misc_sum_f64(x + beg, end - beg);
-        }
+        red_job j = {&p, x, y, sc, xtotal, 0, part};
+        et_parallel_for(np, nthreads, red_part, &j);
         double s = 0.0;
         for (int ip = 0; ip < np; ip++) s += part[ip];
         y[0] = (float)(sc * s);
@@ -325,34 +404,12 @@ et_status et_f32_reduce_sum_to(int ndim, const int64_t *x_shape, const float *x,
         const int64_t kin = p.dim[last];
         const int64_t nblk = (kin + RED_BLOCK - 1) / RED_BLOCK;
         const int64_t items = (ytotal / kin) * nblk;
-        ET_PARALLEL_FOR(nthreads)
-        for (int64_t it = 0; it < items; it++) {
-            const int64_t o = it / nblk, k0 = (it % nblk) * RED_BLOCK;
-            const int64_t len = kin - k0 < RED_BLOCK ? kin - k0 : RED_BLOCK;
-            double acc[RED_BLOCK];
-            for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
-            int64_t idx[ET_MAX_DIMS] = {0};
-            int64_t off = kept_offset(&p, o, 1) + k0;
-            do {
-                const float *ET_RESTRICT xr = x + off;
-                for (int64_t j = 0; j < len; j++) acc[j] += (double)xr[j];
-            } while (next_reduced(&p, last, idx, &off));
-            float *yr = y + o * kin + k0;
-            for (int64_t j = 0; j < len; j++) yr[j] = (float)(sc * acc[j]);
-        }
+        red_job j = {&p, x, y, sc, xtotal, nblk, NULL};
+        et_parallel_ranges(items, et_split_chunks(items, nthreads), nthreads, red_cols, &j);
     } else {
         /* Last dim summed ([N,C,HW]->[C], row sums): each output sums contiguous runs. */
-        const int64_t rin = p.dim[last];
-        ET_PARALLEL_FOR(nthreads)
-        for (int64_t o = 0; o < ytotal; o++) {
-            int64_t idx[ET_MAX_DIMS] = {0};
-            int64_t off = kept_offset(&p, o, 0);
-            double s = 0.0;
-            do {
-                s += et_misc_sum_f64(x + off, rin);
-            } while (next_reduced(&p, last, idx, &off));
-            y[o] = (float)(sc * s);
-        }
+        red_job j = {&p, x, y, sc, xtotal, 0, NULL};
+        et_parallel_ranges(ytotal, et_split_chunks(ytotal, nthreads), nthreads, red_rows, &j);
     }
     return ET_OK;
 }

@@ -3,6 +3,7 @@
 #include "edgetrain/et_common.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "variant_internal.h"
@@ -47,11 +48,8 @@ int et_has_openmp(void) {
 }
 
 int et_max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_num_procs();
-#else
-    return 1;
-#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > ET_POOL_MAX_THREADS ? ET_POOL_MAX_THREADS : (int)n);
 }
 
 /* ---- CPU features --------------------------------------------------------- */

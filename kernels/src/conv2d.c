@@ -35,6 +35,12 @@
 #define CONV_BATCH_MAX_BYTES ((size_t)16 << 20)
 /* bwd_weight builds transposed columns from this Kg on (see conv_plan_make). */
 #define CONV_COLT_MIN_K 64
+/* bwd_weight sums the images of each of at most CONV_WCHUNKS fixed chunks into its own partial
+ * dw (combined in chunk order), when one partial is at most CONV_WPART_MAX_BYTES; larger dw
+ * sum the images one after the other with the GEMM threaded. Both depend on the shapes only,
+ * so dw is bit-identical for every thread count. */
+#define CONV_WCHUNKS 8
+#define CONV_WPART_MAX_BYTES ((size_t)1 << 20)
 
 static size_t align_up(size_t v) { return (v + CONV_ALIGN - 1) & ~(size_t)(CONV_ALIGN - 1); }
 
@@ -278,7 +284,9 @@ typedef struct conv_plan {
     int64_t cg, ocg, kg, kall, np; /* np = oh*ow */
     int64_t band;                  /* output rows per band */
     int direct;                    /* 1x1 / stride 1 / no pad: no column buffer */
-    int batch_par;                 /* threads take whole images */
+    int batch_par;                 /* threads take whole images (fwd, bwd_input) */
+    int wchunks;                   /* bwd_weight: image chunks with their own partial dw */
+    int nslots;                    /* workspace slots (one per thread that may run at once) */
     int gemm_threads;
     int batched;                   /* batched pointwise path (see the header comment) */
     int colt;                      /* bwd_weight: transposed columns, read in place */
@@ -338,6 +346,12 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
      * costs more short copies than packing ordinary columns transposed. */
     cp->colt = kind == CONV_BWD_WEIGHT && !cp->direct && cp->kg >= CONV_COLT_MIN_K;
     cp->batch_par = nthreads > 1 && p->n >= nthreads;
+    if (kind == CONV_BWD_WEIGHT) {
+        const size_t part = (size_t)(p->oc * cp->kg) * sizeof(float);
+        const int64_t wc = p->n < CONV_WCHUNKS ? p->n : CONV_WCHUNKS;
+        cp->wchunks = part <= CONV_WPART_MAX_BYTES && wc > 1 ? (int)wc : 1;
+        cp->batch_par = cp->wchunks > 1 && nthreads > 1;
+    }
     cp->gemm_threads = cp->batch_par ? 1 : nthreads;
     /* fwd and bwd_input apply the same weight matrix to every image: pack it once */
     if (kind == CONV_FWD)
@@ -346,17 +360,19 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
         cp->pa_one = align_up(et_f32_gemm_pack_a_bytes(cp->kg, cp->ocg));
     cp->pa_bytes = cp->pa_one * (size_t)p->groups;
     int nslots = cp->batch_par ? nthreads : 1;
+    if (kind == CONV_BWD_WEIGHT && cp->wchunks > 1 && nslots > cp->wchunks) nslots = cp->wchunks;
+    cp->nslots = nslots;
     cp->col_bytes = cp->direct ? 0 : align_up((size_t)(cp->kall * cp->band * p->ow) * sizeof(float));
     int64_t last = p->oh % cp->band;
     size_t g1 = gemm_ws_for(kind, cp, cp->band * p->ow, cp->gemm_threads);
     size_t g2 = last ? gemm_ws_for(kind, cp, last * p->ow, cp->gemm_threads) : 0;
     cp->gemm_bytes = align_up(g1 > g2 ? g1 : g2);
     cp->slot_bytes = cp->col_bytes + cp->gemm_bytes;
-    cp->part_bytes = (kind == CONV_BWD_WEIGHT && cp->batch_par)
+    cp->part_bytes = (kind == CONV_BWD_WEIGHT && cp->wchunks > 1)
                          ? align_up((size_t)(p->oc * cp->kg) * sizeof(float))
                          : 0;
     size_t total = cp->pa_bytes + (size_t)nslots * cp->slot_bytes +
-                   (size_t)(nslots - 1) * cp->part_bytes;
+                   (size_t)(cp->wchunks > 1 ? cp->wchunks - 1 : 0) * cp->part_bytes;
     cp->total = total ? total + CONV_ALIGN : 0;
 }
 
@@ -514,11 +530,22 @@ static void note_error(int *err, et_status st) {
 
 /* ---- batched pointwise path --------------------------------------------------------- */
 /* dst[r, i*np + j] = src[i, r, j] (src [n, rows, np] -> dst [rows, n*np]). */
-static void gather_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, int64_t np,
-                        float *ET_RESTRICT dst, int nth) {
-    const int64_t nn = n * np;
-    ET_PARALLEL_FOR(nth)
-    for (int64_t r = 0; r < rows; r++) {
+typedef struct rows_job {
+    const float *src;
+    float *dst;
+    int64_t n, rows, np;
+    const float *b;
+    et_act act;
+    float alpha;
+} rows_job;
+
+static void gather_range(void *ctx, int64_t r0, int64_t r1, int tid) {
+    const rows_job *k = (const rows_job *)ctx;
+    const float *ET_RESTRICT src = k->src;
+    float *ET_RESTRICT dst = k->dst;
+    const int64_t n = k->n, rows = k->rows, np = k->np, nn = n * np;
+    (void)tid;
+    for (int64_t r = r0; r < r1; r++) {
         float *d = dst + r * nn;
         const float *s = src + r * np;
         if (np == 1) {
@@ -530,14 +557,23 @@ static void gather_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, i
     }
 }
 
+static void gather_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, int64_t np,
+                        float *ET_RESTRICT dst, int nth) {
+    rows_job k = {src, dst, n, rows, np, NULL, ET_ACT_NONE, 0.0f};
+    et_parallel_ranges(rows, et_split_chunks(rows, nth), nth, gather_range, &k);
+}
+
 /* dst[i, r, j] = act(src[r, i*np + j] + bias[r]) (the inverse of gather_rows, with the
  * fused bias + activation of fwd_image when b or act is set). */
-static void scatter_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, int64_t np,
-                         float *ET_RESTRICT dst, const float *b, et_act act, float alpha, int nth) {
-    const int64_t nn = n * np;
-    const int fuse = b || act != ET_ACT_NONE;
-    ET_PARALLEL_FOR(nth)
-    for (int64_t r = 0; r < rows; r++) {
+static void scatter_range(void *ctx, int64_t r0, int64_t r1, int tid) {
+    const rows_job *k = (const rows_job *)ctx;
+    const float *ET_RESTRICT src = k->src;
+    float *ET_RESTRICT dst = k->dst;
+    const float *b = k->b;
+    const int64_t n = k->n, rows = k->rows, np = k->np, nn = n * np;
+    const int fuse = b || k->act != ET_ACT_NONE;
+    (void)tid;
+    for (int64_t r = r0; r < r1; r++) {
         const float *s = src + r * nn;
         float *d = dst + r * np;
         if (np == 1 && !fuse) {
@@ -547,9 +583,15 @@ static void scatter_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, 
         for (int64_t i = 0; i < n; i++) {
             float *di = d + i * rows * np;
             memcpy(di, s + i * np, (size_t)np * sizeof(float));
-            if (fuse) et_conv_bias_act_(di, np, b ? b[r] : 0.0f, act, alpha);
+            if (fuse) et_conv_bias_act_(di, np, b ? b[r] : 0.0f, k->act, k->alpha);
         }
     }
+}
+
+static void scatter_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, int64_t np,
+                         float *ET_RESTRICT dst, const float *b, et_act act, float alpha, int nth) {
+    rows_job k = {src, dst, n, rows, np, b, act, alpha};
+    et_parallel_ranges(rows, et_split_chunks(rows, nth), nth, scatter_range, &k);
 }
 
 /* Y = op(W) X over the whole batch at once (a 1x1, stride-1 convolution): the forward
@@ -587,6 +629,27 @@ typedef et_status (*image_fn)(const et_conv2d_params *p, const conv_plan *cp, co
                               const float *w, const float *b, float *dst, conv_slot s,
                               const char *base, int nth);
 
+typedef struct image_job {
+    const et_conv2d_params *p;
+    const conv_plan *cp;
+    image_fn fn;
+    const float *src;
+    int64_t ss;
+    const float *w, *b;
+    float *dst;
+    int64_t ds;
+    char *base;
+    int err;
+} image_job;
+
+/* Image i, in the workspace slot of the thread running it. */
+static void image_chunk(void *ctx, int64_t i, int tid) {
+    image_job *k = (image_job *)ctx;
+    conv_slot s = slot_at(k->cp, k->base, tid);
+    note_error(&k->err, k->fn(k->p, k->cp, k->src + i * k->ss, k->w, k->b, k->dst + i * k->ds, s,
+                              k->base, 1));
+}
+
 /* Runs fn on each image (src stride ss, dst stride ds): one after the other with the GEMM
  * threaded, or images in parallel (batch_par), each thread in its own workspace slot. */
 static et_status per_image(const et_conv2d_params *p, const conv_plan *cp, image_fn fn,
@@ -600,13 +663,9 @@ static et_status per_image(const et_conv2d_params *p, const conv_plan *cp, image
         }
         return ET_OK;
     }
-    int err = ET_OK;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t i = 0; i < p->n; i++) {
-        conv_slot s = slot_at(cp, base, et_thread_id());
-        note_error(&err, fn(p, cp, src + i * ss, w, b, dst + i * ds, s, base, 1));
-    }
-    return (et_status)err;
+    image_job k = {p, cp, fn, src, ss, w, b, dst, ds, base, ET_OK};
+    et_parallel_for(p->n, nthreads, image_chunk, &k);
+    return (et_status)k.err;
 }
 
 /* Plans one call and checks its workspace; *base is the workspace's aligned start (NULL when
@@ -650,6 +709,44 @@ et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, co
                      p->c * p->h * p->w, base, nthreads);
 }
 
+typedef struct wchunk_job {
+    const et_conv2d_params *p;
+    const conv_plan *cp;
+    const float *dy, *x;
+    float *dw;
+    char *base, *parts;
+    int64_t xs, ys, wsz;
+    int gemm_threads;
+    int err;
+} wchunk_job;
+
+static float *wchunk_dst(const wchunk_job *k, int64_t c) {
+    return c == 0 ? k->dw : (float *)(k->parts + (size_t)(c - 1) * k->cp->part_bytes);
+}
+
+/* Chunk c: its images summed in order (GEMM single-threaded when chunks run in parallel). */
+static void wchunk_sum(void *ctx, int64_t c, int tid) {
+    wchunk_job *k = (wchunk_job *)ctx;
+    int64_t i0, i1;
+    et_thread_range(k->p->n, (int)c, k->cp->wchunks, &i0, &i1);
+    float *dst = wchunk_dst(k, c);
+    conv_slot s = slot_at(k->cp, k->base, tid);
+    const int nth = k->cp->batch_par ? 1 : k->gemm_threads;
+    for (int64_t i = i0; i < i1; i++)
+        note_error(&k->err, bwd_weight_image(k->p, k->cp, k->dy + i * k->ys, k->x + i * k->xs, dst,
+                                             i > i0, s, nth));
+}
+
+/* dw[j] = ((dw[j] + part1[j]) + part2[j]) + ... for j in [j0, j1). */
+static void wchunk_combine(void *ctx, int64_t j0, int64_t j1, int tid) {
+    const wchunk_job *k = (const wchunk_job *)ctx;
+    (void)tid;
+    for (int64_t c = 1; c < k->cp->wchunks; c++) {
+        const float *part = wchunk_dst(k, c);
+        for (int64_t j = j0; j < j1; j++) k->dw[j] += part[j];
+    }
+}
+
 et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, const float *x,
                                    float *dw, void *ws, size_t ws_bytes, int nthreads) {
     if (!params_ok(p) || !dy || !x || !dw) return ET_ERR_ARG;
@@ -660,7 +757,7 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     if (plan_in(p, CONV_BWD_WEIGHT, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
     if (cp.batched) return bwd_weight_batched(p, &cp, dy, x, dw, base, nthreads);
     const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np, wsz = p->oc * cp.kg;
-    if (!cp.batch_par) {
+    if (cp.wchunks == 1) {
         conv_slot s = slot_at(&cp, base, 0);
         for (int64_t i = 0; i < p->n; i++) {
             et_status st = bwd_weight_image(p, &cp, dy + i * ys, x + i * xs, dw, i > 0, s,
@@ -669,38 +766,38 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
         }
         return ET_OK;
     }
-    /* Thread t sums its contiguous range of images into dw (t = 0) or its partial buffer. */
-    char *parts = base + cp.pa_bytes + (size_t)nthreads * cp.slot_bytes;
-    int err = ET_OK, used = 1;
-    ET_PARALLEL(nthreads) {
-        int t = et_thread_id(), nth = et_thread_count();
-        if (t == 0) used = nth;
-        int64_t i0, i1;
-        et_thread_range(p->n, t, nth, &i0, &i1);
-        float *dst = t == 0 ? dw : (float *)(parts + (size_t)(t - 1) * cp.part_bytes);
-        conv_slot s = slot_at(&cp, base, t);
-        if (i0 == i1) memset(dst, 0, (size_t)wsz * sizeof(float));
-        for (int64_t i = i0; i < i1; i++)
-            note_error(&err, bwd_weight_image(p, &cp, dy + i * ys, x + i * xs, dst, i > i0, s, 1));
-    }
-    if (err != ET_OK) return (et_status)err;
-    if (used > 1) {
-        ET_PARALLEL_FOR(nthreads)
-        for (int64_t j = 0; j < wsz; j++) {
-            float acc = dw[j];
-            for (int t = 1; t < used; t++) acc += ((const float *)(parts + (size_t)(t - 1) * cp.part_bytes))[j];
-            dw[j] = acc;
-        }
-    }
+    /* Chunk c (a fixed range of images) sums its images into dw (c = 0) or its partial; the
+     * partials are then added in chunk order: the same bits for every thread count. */
+    wchunk_job k = {p, &cp, dy, x, dw, base, base + cp.pa_bytes + (size_t)cp.nslots * cp.slot_bytes,
+                    xs, ys, wsz, cp.gemm_threads, ET_OK};
+    et_parallel_for(cp.wchunks, cp.batch_par ? nthreads : 1, wchunk_sum, &k);
+    if (k.err != ET_OK) return (et_status)k.err;
+    et_parallel_ranges(wsz, et_split_chunks(wsz, nthreads), nthreads, wchunk_combine, &k);
     return ET_OK;
 }
+
+typedef struct bias_job {
+    const et_conv2d_params *p;
+    const float *dy;
+    float *db;
+} bias_job;
+
+static void bias_grad_range(void *ctx, int64_t o0, int64_t o1, int tid);
 
 et_status et_f32_conv2d_bwd_bias(const et_conv2d_params *p, const float *dy, float *db, int nthreads) {
     if (!params_ok(p) || !dy || !db) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
-    const int64_t np = p->oh * p->ow, oc = p->oc, n = p->n;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t o = 0; o < oc; o++) {
+    bias_job k = {p, dy, db};
+    et_parallel_ranges(p->oc, et_split_chunks(p->oc, nthreads), nthreads, bias_grad_range, &k);
+    return ET_OK;
+}
+
+static void bias_grad_range(void *ctx, int64_t o0, int64_t o1, int tid) {
+    const bias_job *k = (const bias_job *)ctx;
+    const int64_t np = k->p->oh * k->p->ow, oc = k->p->oc, n = k->p->n;
+    const float *dy = k->dy;
+    (void)tid;
+    for (int64_t o = o0; o < o1; o++) {
         double total = 0.0;
         for (int64_t i = 0; i < n; i++) {
             const float *r = dy + (i * oc + o) * np;
@@ -713,9 +810,8 @@ et_status et_f32_conv2d_bwd_bias(const et_conv2d_params *p, const float *dy, flo
             for (int k = 0; k < 8; k++) s += acc[k];
             total += s;
         }
-        db[o] = (float)total;
+        k->db[o] = (float)total;
     }
-    return ET_OK;
 }
 
 /* ---- naive references ------------------------------------------------------------------ */

@@ -123,23 +123,44 @@ static void dw_accum_plane(const dw_geom *g, const float *in, const float *w0, f
     }
 }
 
-static void dw_fwd(const et_conv2d_params *p, const float *x, const float *w, const float *b,
-                   float *y, int nthreads, dw_plane_fn plane) {
-    (void)nthreads; /* unused without OpenMP */
-    const int64_t mult = p->oc / p->c, planes = p->n * p->oc;
+/* One job of the generic paths: planes (fwd, bwd_input) or output channels (bwd_weight), each
+ * computed on its own, so any split gives the same bits. */
+typedef struct dw_job {
+    const et_conv2d_params *p;
+    const dw_geom *g;
+    dw_plane_fn plane;
+    dw_wgrad_fn wgrad;
+    const float *x, *w, *b, *dy;
+    float *out;
+    int flip;
+} dw_job;
+
+static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dw_job *k = (const dw_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    const float *x = k->x, *w = k->w, *b = k->b;
+    float *y = k->out;
+    const int64_t mult = p->oc / p->c;
     const int64_t xs = p->h * p->w, ys = p->oh * p->ow, ks = p->kh * p->kw;
-    const dw_geom g = {p->h, p->w, p->oh, p->ow, p->kh, p->kw, p->kw, 1,
-                       p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l};
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t pl = 0; pl < planes; pl++) {
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
         int64_t i = pl / p->oc, o = pl % p->oc;
         const float *xp = x + (i * p->c + o / mult) * xs;
         float *yp = y + pl * ys;
         float bias = b ? b[o] : 0.0f;
         for (int64_t j = 0; j < ys; j++) yp[j] = bias;
-        plane(&g, xp, w + o * ks, yp);
+        k->plane(k->g, xp, w + o * ks, yp);
         if (p->act != ET_ACT_NONE) et_conv_bias_act_(yp, ys, 0.0f, p->act, p->act_alpha);
     }
+}
+
+static void dw_fwd(const et_conv2d_params *p, const float *x, const float *w, const float *b,
+                   float *y, int nthreads, dw_plane_fn plane) {
+    const int64_t planes = p->n * p->oc;
+    const dw_geom g = {p->h, p->w, p->oh, p->ow, p->kh, p->kw, p->kw, 1,
+                       p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l};
+    dw_job k = {p, &g, plane, NULL, x, w, b, NULL, y, 0};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw_fwd_planes, &k);
 }
 
 /* dx plane += scatter of dy plane through kernel wk (any stride). */
@@ -159,30 +180,39 @@ static void dw_scatter_plane(const et_conv2d_params *p, const float *dyp, const 
         }
 }
 
-static void dw_bwd_input(const et_conv2d_params *p, const float *dy, const float *w, float *dx,
-                         int nthreads, dw_plane_fn plane) {
-    (void)nthreads; /* unused without OpenMP */
-    const int64_t mult = p->oc / p->c, planes = p->n * p->c;
+static void dw_bwd_input_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dw_job *k = (const dw_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    const float *dy = k->dy, *w = k->w;
+    float *dx = k->out;
+    const int64_t mult = p->oc / p->c;
     const int64_t xs = p->h * p->w, ys = p->oh * p->ow, ks = p->kh * p->kw;
-    /* stride 1: forward conv of dy with the flipped kernel */
-    const int flip = plane != NULL && p->stride_h == 1 && p->stride_w == 1;
-    const dw_geom g = {p->oh, p->ow, p->h, p->w, p->kh, p->kw, -p->kw, -1, 1, 1, p->dil_h, p->dil_w,
-                       (p->kh - 1) * p->dil_h - p->pad_t, (p->kw - 1) * p->dil_w - p->pad_l};
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t pl = 0; pl < planes; pl++) {
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
         int64_t i = pl / p->c, ci = pl % p->c;
         float *dxp = dx + pl * xs;
         memset(dxp, 0, (size_t)xs * sizeof(float));
         for (int64_t m = 0; m < mult; m++) {
             int64_t o = ci * mult + m;
             const float *dyp = dy + (i * p->oc + o) * ys, *wk = w + o * ks;
-            if (flip) {
-                plane(&g, dyp, wk + ks - 1, dxp);
+            if (k->flip) {
+                k->plane(k->g, dyp, wk + ks - 1, dxp);
             } else {
                 dw_scatter_plane(p, dyp, wk, dxp);
             }
         }
     }
+}
+
+static void dw_bwd_input(const et_conv2d_params *p, const float *dy, const float *w, float *dx,
+                         int nthreads, dw_plane_fn plane) {
+    const int64_t planes = p->n * p->c;
+    /* stride 1: forward conv of dy with the flipped kernel */
+    const int flip = plane != NULL && p->stride_h == 1 && p->stride_w == 1;
+    const dw_geom g = {p->oh, p->ow, p->h, p->w, p->kh, p->kw, -p->kw, -1, 1, 1, p->dil_h, p->dil_w,
+                       (p->kh - 1) * p->dil_h - p->pad_t, (p->kw - 1) * p->dil_w - p->pad_l};
+    dw_job k = {p, &g, plane, NULL, NULL, w, NULL, dy, dx, flip};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw_bwd_input_planes, &k);
 }
 
 /* Weight gradient of output channel o with a dot primitive: one dot per (tap, image, row). */
@@ -213,12 +243,17 @@ static void dw_wgrad_dot(const et_conv2d_params *p, const float *dy, const float
     }
 }
 
+static void dw_bwd_weight_channels(void *ctx, int64_t o0, int64_t o1, int tid) {
+    const dw_job *k = (const dw_job *)ctx;
+    const int64_t ks = k->p->kh * k->p->kw;
+    (void)tid;
+    for (int64_t o = o0; o < o1; o++) k->wgrad(k->p, k->dy, k->x, o, k->out + o * ks);
+}
+
 static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const float *x, float *dw,
                           int nthreads, dw_wgrad_fn wgrad) {
-    (void)nthreads; /* unused without OpenMP */
-    const int64_t ks = p->kh * p->kw;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t o = 0; o < p->oc; o++) wgrad(p, dy, x, o, dw + o * ks);
+    dw_job k = {p, NULL, NULL, wgrad, x, NULL, NULL, dy, dw, 0};
+    et_parallel_ranges(p->oc, et_split_chunks(p->oc, nthreads), nthreads, dw_bwd_weight_channels, &k);
 }
 
 /* The plane and weight-gradient helpers and the three entry points of the variant X, built
@@ -621,15 +656,27 @@ ET_TARGET_AVX512 static inline __m512 dws_lane_vec(const dws_table *t, const flo
 }
 
 /* dst = act(b + sum_t w[t] * src[tap t]) over n images: the forward (b, act) and bwd_input. */
-ET_TARGET_AVX512 static void dws_apply(const dws_table *t, int64_t n, int64_t c, const float *src,
-                                       const float *w, const float *b, et_act act, float alpha,
-                                       float *dst, int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
-    const int64_t units = (c + t->g - 1) / t->g, ks = t->ks, hw = t->hw, src_hw = t->src_hw;
-    const int nth = t->work * n < 16384 ? 1 : nthreads;
-    (void)nth; /* unused without OpenMP */
-    ET_PARALLEL_FOR(nth)
-    for (int64_t u = 0; u < units; u++) {
+typedef struct dws_job {
+    const dws_table *t;
+    const et_conv2d_params *p;
+    int64_t n, c;
+    const float *src, *w, *b, *dy;
+    et_act act;
+    float alpha;
+    float *dst;
+} dws_job;
+
+/* Units [u0, u1) (groups of channels, each computed on its own). */
+ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, int tid) {
+    const dws_job *j = (const dws_job *)ctx;
+    const dws_table *t = j->t;
+    const int64_t n = j->n, c = j->c, ks = t->ks, hw = t->hw, src_hw = t->src_hw;
+    const float *src = j->src, *w = j->w, *b = j->b;
+    const et_act act = j->act;
+    const float alpha = j->alpha;
+    float *dst = j->dst;
+    (void)tid;
+    for (int64_t u = u0; u < u1; u++) {
         int64_t gc;
         const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
         const int64_t c0 = u * t->g;
@@ -660,15 +707,25 @@ ET_TARGET_AVX512 static void dws_apply(const dws_table *t, int64_t n, int64_t c,
     }
 }
 
-ET_TARGET_AVX512 static void dws_wgrad(const dws_table *t, const et_conv2d_params *p,
-                                       const float *dy, const float *x, float *dw, int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
-    const int64_t c = p->c, n = p->n, units = (c + t->g - 1) / t->g, ks = t->ks, hw = t->hw;
-    const int64_t src_hw = t->src_hw;
+ET_TARGET_AVX512 static void dws_apply(const dws_table *t, int64_t n, int64_t c, const float *src,
+                                       const float *w, const float *b, et_act act, float alpha,
+                                       float *dst, int nthreads) {
+    const int64_t units = (c + t->g - 1) / t->g;
     const int nth = t->work * n < 16384 ? 1 : nthreads;
-    (void)nth; /* unused without OpenMP */
-    ET_PARALLEL_FOR(nth)
-    for (int64_t u = 0; u < units; u++) {
+    dws_job j = {t, NULL, n, c, src, w, b, NULL, act, alpha, dst};
+    et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws_apply_units, &j);
+}
+
+ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, int tid) {
+    const dws_job *j = (const dws_job *)ctx;
+    const dws_table *t = j->t;
+    const et_conv2d_params *p = j->p;
+    const int64_t c = p->c, n = p->n, ks = t->ks, hw = t->hw;
+    const int64_t src_hw = t->src_hw;
+    const float *dy = j->dy, *x = j->src;
+    float *dw = j->dst;
+    (void)tid;
+    for (int64_t u = u0; u < u1; u++) {
         int64_t gc;
         const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
         const int64_t c0 = u * t->g;
@@ -698,6 +755,14 @@ ET_TARGET_AVX512 static void dws_wgrad(const dws_table *t, const et_conv2d_param
             }
         }
     }
+}
+
+ET_TARGET_AVX512 static void dws_wgrad(const dws_table *t, const et_conv2d_params *p,
+                                       const float *dy, const float *x, float *dw, int nthreads) {
+    const int64_t units = (p->c + t->g - 1) / t->g;
+    const int nth = t->work * p->n < 16384 ? 1 : nthreads;
+    dws_job j = {t, p, p->n, p->c, x, NULL, NULL, dy, ET_ACT_NONE, 0.0f, dw};
+    et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws_wgrad_units, &j);
 }
 
 et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x, const float *w,

@@ -79,6 +79,32 @@ const et_f32_dropout_variant et_f32_dropout_variants[] = {
     {{ET_ISA_REF, NULL}, NULL}, /* end */
 };
 
+typedef struct dropout_job {
+    const et_f32_dropout_variant *row;
+    const float *x;
+    float *y;
+    uint64_t key, offset;
+    uint32_t thr;
+    float scale;
+    int mode; /* 0: copy (p = 0), 1: zero (p = 1), 2: mask */
+} dropout_job;
+
+/* The mask of element i depends on (key, offset + i) only, so any split gives the same bits. */
+static void dropout_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const dropout_job *k = (const dropout_job *)ctx;
+    (void)tid;
+    const float *ET_RESTRICT xs = k->x + beg;
+    float *ET_RESTRICT ys = k->y + beg;
+    const int64_t len = end - beg;
+    if (k->mode == 0) {
+        for (int64_t i = 0; i < len; i++) ys[i] = xs[i];
+    } else if (k->mode == 1) {
+        for (int64_t i = 0; i < len; i++) ys[i] = 0.0f;
+    } else {
+        k->row->mask(len, xs, ys, k->key, k->offset + (uint64_t)beg, k->thr, k->scale);
+    }
+}
+
 static et_status dropout_apply(int64_t n, float p, uint64_t seed, uint64_t offset, const float *x,
                                float *y, int nthreads) {
     if (n < 0 || !(p >= 0.0f && p <= 1.0f)) return ET_ERR_ARG;
@@ -90,23 +116,8 @@ static et_status dropout_apply(int64_t n, float p, uint64_t seed, uint64_t offse
     const uint64_t key = rng_key(seed);
     const int mode = p == 0.0f ? 0 : (p == 1.0f ? 1 : 2);
     const et_f32_dropout_variant *row = ET_VARIANT_PICK(et_f32_dropout_variants);
-    const int nch = et_misc_nchunks(n, nthreads, DROPOUT_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        const float *ET_RESTRICT xs = x + beg;
-        float *ET_RESTRICT ys = y + beg;
-        const int64_t len = end - beg;
-        const uint64_t c0 = offset + (uint64_t)beg;
-        if (mode == 0) {
-            for (int64_t i = 0; i < len; i++) ys[i] = xs[i];
-        } else if (mode == 1) {
-            for (int64_t i = 0; i < len; i++) ys[i] = 0.0f;
-        } else {
-            row->mask(len, xs, ys, key, c0, thr, scale);
-        }
-    }
+    dropout_job k = {row, x, y, key, offset, thr, scale, mode};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, DROPOUT_GRAIN), nthreads, dropout_range, &k);
     return ET_OK;
 }
 

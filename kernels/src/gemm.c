@@ -106,6 +106,31 @@ static void gemm_small_block(int trans_a, int trans_b, int64_t i0, int64_t i1, i
     }
 }
 
+typedef struct small_job {
+    int trans_a, trans_b, split_m;
+    int64_t M, N, K;
+    float alpha;
+    const float *A;
+    int64_t lda;
+    const float *B;
+    int64_t ldb;
+    float beta;
+    float *C;
+    int64_t ldc;
+} small_job;
+
+/* Rows (split_m) or columns [b, e) of C. */
+static void small_range(void *ctx, int64_t b, int64_t e, int tid) {
+    const small_job *j = (const small_job *)ctx;
+    (void)tid;
+    if (j->split_m)
+        gemm_small_block(j->trans_a, j->trans_b, b, e, 0, j->N, j->K, j->alpha, j->A, j->lda, j->B,
+                         j->ldb, j->beta, j->C, j->ldc);
+    else
+        gemm_small_block(j->trans_a, j->trans_b, 0, j->M, b, e, j->K, j->alpha, j->A, j->lda, j->B,
+                         j->ldb, j->beta, j->C, j->ldc);
+}
+
 void et_f32_gemm_small(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                        float *C, int64_t ldc, int nthreads) {
@@ -113,16 +138,9 @@ void et_f32_gemm_small(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K
     int nth = (double)M * (double)N * (double)K >= 262144.0 ? nthreads : 1;
     const int split_m = M >= N;
     const int64_t len = split_m ? M : N;
-    if (nth > len) nth = (int)len;
-    ET_PARALLEL_FOR(nth)
-    for (int t = 0; t < nth; t++) {
-        int64_t b, e;
-        et_thread_range(len, t, nth, &b, &e);
-        if (split_m)
-            gemm_small_block(trans_a, trans_b, b, e, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        else
-            gemm_small_block(trans_a, trans_b, 0, M, b, e, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    }
+    small_job j = {trans_a, trans_b, split_m, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+    /* every element of C is one K loop whatever the split: any chunking gives the same bits */
+    et_parallel_ranges(len, nth > 1 ? et_split_chunks(len, nth) : 1, nth, small_range, &j);
 }
 
 /* ---- packed path ------------------------------------------------------------ */
@@ -266,6 +284,45 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
     }
 }
 
+typedef struct packed_job {
+    const et_f32_gemm_config *cfg;
+    int trans_a, trans_b;
+    int64_t M, N, K;
+    float alpha;
+    const float *A;
+    int64_t lda;
+    const packed_a *pre;
+    const float *B;
+    int64_t ldb;
+    float beta;
+    float *C;
+    int64_t ldc;
+    char *base;
+    size_t a_bytes, slice;
+    int64_t mt, nt;
+    int tm, tn;
+} packed_job;
+
+/* Task t of the tm x tn grid of C blocks (whole MR x NR tiles; every element of C is the same
+ * K loop whatever the grid). Packing buffers: the slice of the thread running it. */
+static void packed_task(void *ctx, int64_t t, int tid) {
+    const packed_job *j = (const packed_job *)ctx;
+    const et_f32_gemm_config *cfg = j->cfg;
+    int64_t mb, me, nb, ne;
+    et_thread_range(j->mt, (int)(t / j->tn), j->tm, &mb, &me);
+    et_thread_range(j->nt, (int)(t % j->tn), j->tn, &nb, &ne);
+    const int64_t i0 = mb * cfg->mr, i1 = min_i64(me * cfg->mr, j->M);
+    const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, j->N);
+    if (i1 > i0 && j1 > j0) {
+        float *pa = (float *)(j->base + (size_t)tid * j->slice);
+        float *pb = (float *)(j->base + (size_t)tid * j->slice + j->a_bytes);
+        const float *At = j->trans_a ? j->A + i0 : j->A + i0 * j->lda;
+        const float *Bt = j->trans_b ? j->B + j0 * j->ldb : j->B + j0;
+        gemm_packed_block(cfg, j->trans_a, j->trans_b, i1 - i0, j1 - j0, j->K, j->alpha, At, j->lda,
+                          Bt, j->ldb, j->beta, j->C + i0 * j->ldc + j0, j->ldc, pa, pb, j->pre, i0);
+    }
+}
+
 static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int trans_b,
                                  int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                                  int64_t lda, const packed_a *pre, const float *B, int64_t ldb,
@@ -282,26 +339,14 @@ static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int
     /* align the workspace; each task owns one slice */
     char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
     const size_t a_bytes = pack_a_bytes(cfg, M, K), slice = a_bytes + pack_b_bytes(cfg, N, K);
+    /* more tasks than threads: a thread preempted by another process holds up one task only
+     * (the grid changes no result bit: every element of C is the same K loop) */
     int tm, tn;
-    choose_grid(cfg, M, N, nthreads, &tm, &tn);
+    choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
     const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
-    const int ntasks = nthreads;
-    ET_PARALLEL_FOR(ntasks)
-    for (int t = 0; t < ntasks; t++) {
-        int64_t mb, me, nb, ne;
-        et_thread_range(mt, t / tn, tm, &mb, &me);
-        et_thread_range(nt, t % tn, tn, &nb, &ne);
-        const int64_t i0 = mb * cfg->mr, i1 = min_i64(me * cfg->mr, M);
-        const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, N);
-        if (i1 > i0 && j1 > j0) {
-            float *pa = (float *)(base + (size_t)t * slice);
-            float *pb = (float *)(base + (size_t)t * slice + a_bytes);
-            const float *At = trans_a ? A + i0 : A + i0 * lda;
-            const float *Bt = trans_b ? B + j0 * ldb : B + j0;
-            gemm_packed_block(cfg, trans_a, trans_b, i1 - i0, j1 - j0, K, alpha, At, lda, Bt, ldb,
-                              beta, C + i0 * ldc + j0, ldc, pa, pb, pre, i0);
-        }
-    }
+    packed_job j = {cfg, trans_a, trans_b, M, N, K, alpha, A, lda, pre, B, ldb, beta, C, ldc,
+                    base, a_bytes, slice, mt, nt, tm, tn};
+    et_parallel_for(tm * tn, nthreads, packed_task, &j);
     return ET_OK;
 }
 

@@ -13,18 +13,29 @@
 
 typedef double (*part_fn)(int64_t beg, int64_t end, const void *ctx);
 
+typedef struct part_job {
+    int64_t total;
+    int np;
+    part_fn fn;
+    const void *ctx;
+    double *part;
+} part_job;
+
+static void part_chunk(void *vctx, int64_t ip, int tid) {
+    const part_job *j = (const part_job *)vctx;
+    int64_t beg, end;
+    (void)tid;
+    et_thread_range(j->total, (int)ip, j->np, &beg, &end);
+    j->part[ip] = j->fn(beg, end, j->ctx);
+}
+
 /* Sum of fn over [0, total) split into a fixed number of parts. */
 static double fixed_partition_sum(int64_t total, part_fn fn, const void *ctx, int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
     double part[ET_MISC_NPART];
     int64_t np64 = total / LOSS_PART_MIN;
     const int np = np64 < 1 ? 1 : (np64 > ET_MISC_NPART ? ET_MISC_NPART : (int)np64);
-    ET_PARALLEL_FOR(nthreads)
-    for (int ip = 0; ip < np; ip++) {
-        int64_t beg, end;
-        et_thread_range(total, ip, np, &beg, &end);
-        part[ip] = fn(beg, end, ctx);
-    }
+    part_job j = {total, np, fn, ctx, part};
+    et_parallel_for(np, nthreads, part_chunk, &j);
     double s = 0.0;
     for (int ip = 0; ip < np; ip++) s += part[ip];
     return s;
@@ -67,21 +78,50 @@ et_status et_f32_softmax_xent_fwd(int64_t n, int64_t c, const float *logits,
     return ET_OK;
 }
 
+typedef struct xent_bwd_job {
+    int64_t c;
+    const float *probs, *target;
+    const int32_t *labels;
+    float *dlogits;
+    float f; /* dloss / n */
+} xent_bwd_job;
+
+static void xent_bwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+    const xent_bwd_job *j = (const xent_bwd_job *)ctx;
+    const int64_t c = j->c;
+    const float f = j->f;
+    (void)tid;
+    for (int64_t r = beg; r < end; r++) {
+        const float *ET_RESTRICT p = j->probs + r * c;
+        float *ET_RESTRICT d = j->dlogits + r * c;
+        const int32_t l = j->labels[r];
+        for (int64_t i = 0; i < c; i++) d[i] = p[i] * f;
+        d[l] = (p[l] - 1.0f) * f;
+    }
+}
+
+static void xent_prob_bwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+    const xent_bwd_job *j = (const xent_bwd_job *)ctx;
+    const int64_t c = j->c;
+    const float f = j->f;
+    (void)tid;
+    for (int64_t r = beg; r < end; r++) {
+        const float *ET_RESTRICT p = j->probs + r * c;
+        const float *ET_RESTRICT t = j->target + r * c;
+        float *ET_RESTRICT d = j->dlogits + r * c;
+        const float ts = (float)et_misc_sum_f64(t, c);
+        for (int64_t i = 0; i < c; i++) d[i] = (p[i] * ts - t[i]) * f;
+    }
+}
+
 et_status et_f32_softmax_xent_bwd(int64_t n, int64_t c, const float *probs, const int32_t *labels,
                                   const float *dloss, float *dlogits, int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
     if (n < 0 || c < 0 || !dloss) return ET_ERR_ARG;
     if (n * c > 0 && (!probs || !labels || !dlogits)) return ET_ERR_ARG;
     if (n > 0 && !labels) return ET_ERR_ARG;
     if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
-    const float f = (float)((double)dloss[0] / (double)n);
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t r = 0; r < n; r++) {
-        const float *ET_RESTRICT p = probs + r * c;
-        float *ET_RESTRICT d = dlogits + r * c;
-        for (int64_t i = 0; i < c; i++) d[i] = p[i] * f;
-        d[labels[r]] = (p[labels[r]] - 1.0f) * f;
-    }
+    xent_bwd_job j = {c, probs, NULL, labels, dlogits, (float)((double)dloss[0] / (double)n)};
+    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, xent_bwd_rows, &j);
     return ET_OK;
 }
 
@@ -114,19 +154,11 @@ et_status et_f32_softmax_xent_prob_fwd(int64_t n, int64_t c, const float *logits
 et_status et_f32_softmax_xent_prob_bwd(int64_t n, int64_t c, const float *probs,
                                        const float *target, const float *dloss, float *dlogits,
                                        int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
     if (n < 0 || c < 0 || !dloss) return ET_ERR_ARG;
     if (n * c == 0) return ET_OK;
     if (!probs || !target || !dlogits) return ET_ERR_ARG;
-    const float f = (float)((double)dloss[0] / (double)n);
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t r = 0; r < n; r++) {
-        const float *ET_RESTRICT p = probs + r * c;
-        const float *ET_RESTRICT t = target + r * c;
-        float *ET_RESTRICT d = dlogits + r * c;
-        const float ts = (float)et_misc_sum_f64(t, c);
-        for (int64_t i = 0; i < c; i++) d[i] = (p[i] * ts - t[i]) * f;
-    }
+    xent_bwd_job j = {c, probs, target, NULL, dlogits, (float)((double)dloss[0] / (double)n)};
+    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, xent_prob_bwd_rows, &j);
     return ET_OK;
 }
 
@@ -169,27 +201,40 @@ et_status et_f32_mse_fwd(int64_t n, const float *pred, const float *target, floa
 
 /* dpred[i] = f * (pred[i] - target[i]) (mse) or f * sign(pred[i] - target[i]) (l1), with
  * f = scale * dloss[0] / n, in fixed chunks. */
+typedef struct pair_bwd_job {
+    const float *pred, *target;
+    float *dpred;
+    float f;
+    int sign; /* 2: dpred = f * target (kldiv) */
+} pair_bwd_job;
+
+static void pair_bwd_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const pair_bwd_job *j = (const pair_bwd_job *)ctx;
+    const float f = j->f;
+    const float *ET_RESTRICT t = j->target + beg;
+    float *ET_RESTRICT d = j->dpred + beg;
+    (void)tid;
+    if (j->sign == 2) {
+        for (int64_t i = 0; i < end - beg; i++) d[i] = t[i] * f;
+        return;
+    }
+    const float *ET_RESTRICT p = j->pred + beg;
+    if (!j->sign) {
+        for (int64_t i = 0; i < end - beg; i++) d[i] = f * (p[i] - t[i]);
+        return;
+    }
+    for (int64_t i = 0; i < end - beg; i++) {
+        float diff = p[i] - t[i];
+        float sg = diff > 0.0f ? 1.0f : (diff < 0.0f ? -1.0f : 0.0f);
+        d[i] = sg * f;
+    }
+}
+
 static et_status pair_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
                           float *dpred, double scale, int sign, int nthreads) {
     if (n < 0 || !dloss || (n > 0 && (!pred || !target || !dpred))) return ET_ERR_ARG;
-    const float f = (float)(scale * (double)dloss[0] / (double)n);
-    const int nch = et_misc_nchunks(n, nthreads, 16384);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        const float *ET_RESTRICT p = pred + beg, *ET_RESTRICT t = target + beg;
-        float *ET_RESTRICT d = dpred + beg;
-        if (!sign) {
-            for (int64_t i = 0; i < end - beg; i++) d[i] = f * (p[i] - t[i]);
-            continue;
-        }
-        for (int64_t i = 0; i < end - beg; i++) {
-            float diff = p[i] - t[i];
-            float sg = diff > 0.0f ? 1.0f : (diff < 0.0f ? -1.0f : 0.0f);
-            d[i] = sg * f;
-        }
-    }
+    pair_bwd_job j = {pred, target, dpred, (float)(scale * (double)dloss[0] / (double)n), sign};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, 16384), nthreads, pair_bwd_range, &j);
     return ET_OK;
 }
 
@@ -242,26 +287,38 @@ et_status et_f32_hinge_fwd(int64_t n, int64_t c, const float *x, const int32_t *
     return ET_OK;
 }
 
-et_status et_f32_hinge_bwd(int64_t n, int64_t c, const float *x, const int32_t *labels,
-                           float margin, const float *dloss, float *dx, int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
-    if (n < 0 || c < 0 || !dloss || (n > 0 && (!x || !labels || !dx))) return ET_ERR_ARG;
-    if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
-    const float g = (float)((double)dloss[0] / ((double)n * (double)c));
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t r = 0; r < n; r++) {
-        const float *xr = x + r * c;
-        float *d = dx + r * c;
-        const int32_t y = labels[r];
+typedef struct hinge_bwd_job {
+    hinge_ctx k;
+    float *dx;
+    float g; /* dloss / (n c) */
+} hinge_bwd_job;
+
+static void hinge_bwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+    const hinge_bwd_job *j = (const hinge_bwd_job *)ctx;
+    const int64_t c = j->k.c;
+    const float g = j->g;
+    (void)tid;
+    for (int64_t r = beg; r < end; r++) {
+        const float *xr = j->k.x + r * c;
+        float *d = j->dx + r * c;
+        const int32_t y = j->k.labels[r];
         int64_t active = 0;
         for (int64_t i = 0; i < c; i++) {
-            double z = (double)margin - (double)xr[y] + (double)xr[i];
+            double z = (double)j->k.margin - (double)xr[y] + (double)xr[i];
             int on = i != y && z > 0.0;
             active += on;
             d[i] = on ? g : 0.0f;
         }
         d[y] = -(float)active * g;
     }
+}
+
+et_status et_f32_hinge_bwd(int64_t n, int64_t c, const float *x, const int32_t *labels,
+                           float margin, const float *dloss, float *dx, int nthreads) {
+    if (n < 0 || c < 0 || !dloss || (n > 0 && (!x || !labels || !dx))) return ET_ERR_ARG;
+    if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
+    hinge_bwd_job j = {{c, x, labels, margin}, dx, (float)((double)dloss[0] / ((double)n * (double)c))};
+    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, hinge_bwd_rows, &j);
     return ET_OK;
 }
 
@@ -290,13 +347,7 @@ et_status et_f32_kldiv_bwd(int64_t rows, int64_t cols, const float *target, cons
     if (rows < 0 || cols < 0 || !dloss || (rows * cols > 0 && (!target || !dinput)))
         return ET_ERR_ARG;
     const int64_t n = rows * cols;
-    const float f = (float)(-(double)dloss[0] / (double)rows);
-    const int nch = et_misc_nchunks(n, nthreads, 16384);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        for (int64_t i = beg; i < end; i++) dinput[i] = target[i] * f;
-    }
+    pair_bwd_job j = {NULL, target, dinput, (float)(-(double)dloss[0] / (double)rows), 2};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, 16384), nthreads, pair_bwd_range, &j);
     return ET_OK;
 }

@@ -22,18 +22,96 @@ static double log_clamped(double v) {
     return l < -100.0 ? -100.0 : l;
 }
 
+/* Elementwise jobs: every element computed on its own (any split gives the same bits). */
+typedef struct ew_job {
+    const float *x, *y, *lw, *dl;
+    float *out;
+    double dt, sc; /* Huber: delta, scale */
+} ew_job;
+
+static void bce_fwd_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const ew_job *k = (const ew_job *)ctx;
+    const float *x = k->x, *y = k->y;
+    float *out = k->out;
+    (void)tid;
+    for (int64_t i = beg; i < end; i++) {
+        const double p = x[i], t = y[i];
+        out[i] = (float)((t - 1.0) * log_clamped(1.0 - p) - t * log_clamped(p));
+    }
+}
+
+static void bce_bwd_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const ew_job *k = (const ew_job *)ctx;
+    const float *x = k->x, *y = k->y;
+    const float *dl = k->dl;
+    float *out = k->out;
+    (void)tid;
+    for (int64_t i = beg; i < end; i++) {
+        const double p = x[i];
+        double den = p * (1.0 - p);
+        if (den < 1e-12) den = 1e-12;
+        out[i] = (float)((double)dl[i] * (p - (double)y[i]) / den);
+    }
+}
+
+static void bce_logits_fwd_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const ew_job *k = (const ew_job *)ctx;
+    const float *x = k->x, *y = k->y;
+    const float *lw = k->lw;
+    float *out = k->out;
+    (void)tid;
+    for (int64_t i = beg; i < end; i++) {
+        const double v = x[i], t = y[i], w = lw ? (double)lw[i] : 1.0;
+        const double sp = log1p(exp(-fabs(v))) + (v < 0.0 ? -v : 0.0); /* softplus(-x) */
+        out[i] = (float)((1.0 - t) * v + w * sp);
+    }
+}
+
+static void bce_logits_bwd_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const ew_job *k = (const ew_job *)ctx;
+    const float *x = k->x, *y = k->y;
+    const float *lw = k->lw;
+    const float *dl = k->dl;
+    float *out = k->out;
+    (void)tid;
+    for (int64_t i = beg; i < end; i++) {
+        const double v = x[i], t = y[i], w = lw ? (double)lw[i] : 1.0;
+        const double e = exp(-fabs(v));
+        const double sig = v >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+        out[i] = (float)((double)dl[i] * (w * (sig - 1.0) + 1.0 - t));
+    }
+}
+
+static void huber_fwd_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const ew_job *k = (const ew_job *)ctx;
+    const float *x = k->x, *y = k->y;
+    float *out = k->out;
+    const double dt = k->dt, sc = k->sc;
+    (void)tid;
+    for (int64_t i = beg; i < end; i++) {
+        const double a = fabs((double)x[i] - (double)y[i]);
+        out[i] = (float)(sc * (a < dt ? 0.5 * a * a : dt * (a - 0.5 * dt)));
+    }
+}
+
+static void huber_bwd_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const ew_job *k = (const ew_job *)ctx;
+    const float *x = k->x, *y = k->y;
+    const float *dl = k->dl;
+    float *out = k->out;
+    const double dt = k->dt, sc = k->sc;
+    (void)tid;
+    for (int64_t i = beg; i < end; i++) {
+        double d = (double)x[i] - (double)y[i];
+        d = d < -dt ? -dt : (d > dt ? dt : d);
+        out[i] = (float)((double)dl[i] * sc * d);
+    }
+}
+
 et_status et_f32_bce_fwd__ref(int64_t n, const float *x, const float *y, float *loss, int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !loss))) return ET_ERR_ARG;
-    const int nch = et_misc_nchunks(n, nthreads, ELEM_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        for (int64_t i = beg; i < end; i++) {
-            const double p = x[i], t = y[i];
-            loss[i] = (float)((t - 1.0) * log_clamped(1.0 - p) - t * log_clamped(p));
-        }
-    }
+    ew_job k = {x, y, NULL, NULL, loss, 0.0, 0.0};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, bce_fwd_range, &k);
     return ET_OK;
 }
 
@@ -41,18 +119,8 @@ et_status et_f32_bce_fwd__ref(int64_t n, const float *x, const float *y, float *
 et_status et_f32_bce_bwd__ref(int64_t n, const float *x, const float *y, const float *dl, float *dx,
                               int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !dl || !dx))) return ET_ERR_ARG;
-    const int nch = et_misc_nchunks(n, nthreads, ELEM_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        for (int64_t i = beg; i < end; i++) {
-            const double p = x[i];
-            double den = p * (1.0 - p);
-            if (den < 1e-12) den = 1e-12;
-            dx[i] = (float)((double)dl[i] * (p - (double)y[i]) / den);
-        }
-    }
+    ew_job k = {x, y, NULL, dl, dx, 0.0, 0.0};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, bce_bwd_range, &k);
     return ET_OK;
 }
 
@@ -62,17 +130,8 @@ et_status et_f32_bce_bwd__ref(int64_t n, const float *x, const float *y, const f
 et_status et_f32_bce_logits_fwd__ref(int64_t n, const float *x, const float *y, const float *lw,
                                      float *loss, int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !loss))) return ET_ERR_ARG;
-    const int nch = et_misc_nchunks(n, nthreads, ELEM_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        for (int64_t i = beg; i < end; i++) {
-            const double v = x[i], t = y[i], w = lw ? (double)lw[i] : 1.0;
-            const double sp = log1p(exp(-fabs(v))) + (v < 0.0 ? -v : 0.0); /* softplus(-x) */
-            loss[i] = (float)((1.0 - t) * v + w * sp);
-        }
-    }
+    ew_job k = {x, y, lw, NULL, loss, 0.0, 0.0};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, bce_logits_fwd_range, &k);
     return ET_OK;
 }
 
@@ -80,18 +139,8 @@ et_status et_f32_bce_logits_fwd__ref(int64_t n, const float *x, const float *y, 
 et_status et_f32_bce_logits_bwd__ref(int64_t n, const float *x, const float *y, const float *lw,
                                      const float *dl, float *dx, int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !dl || !dx))) return ET_ERR_ARG;
-    const int nch = et_misc_nchunks(n, nthreads, ELEM_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        for (int64_t i = beg; i < end; i++) {
-            const double v = x[i], t = y[i], w = lw ? (double)lw[i] : 1.0;
-            const double e = exp(-fabs(v));
-            const double sig = v >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-            dx[i] = (float)((double)dl[i] * (w * (sig - 1.0) + 1.0 - t));
-        }
-    }
+    ew_job k = {x, y, lw, dl, dx, 0.0, 0.0};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, bce_logits_bwd_range, &k);
     return ET_OK;
 }
 
@@ -101,17 +150,8 @@ et_status et_f32_bce_logits_bwd__ref(int64_t n, const float *x, const float *y, 
 et_status et_f32_huber_fwd__ref(int64_t n, const float *x, const float *y, float delta, float scale,
                                 float *loss, int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !loss))) return ET_ERR_ARG;
-    const double dt = delta, sc = scale;
-    const int nch = et_misc_nchunks(n, nthreads, ELEM_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        for (int64_t i = beg; i < end; i++) {
-            const double a = fabs((double)x[i] - (double)y[i]);
-            loss[i] = (float)(sc * (a < dt ? 0.5 * a * a : dt * (a - 0.5 * dt)));
-        }
-    }
+    ew_job k = {x, y, NULL, NULL, loss, delta, scale};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, huber_fwd_range, &k);
     return ET_OK;
 }
 
@@ -119,18 +159,8 @@ et_status et_f32_huber_fwd__ref(int64_t n, const float *x, const float *y, float
 et_status et_f32_huber_bwd__ref(int64_t n, const float *x, const float *y, float delta, float scale,
                                 const float *dl, float *dx, int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !dl || !dx))) return ET_ERR_ARG;
-    const double dt = delta, sc = scale;
-    const int nch = et_misc_nchunks(n, nthreads, ELEM_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t beg, end;
-        et_thread_range(n, ch, nch, &beg, &end);
-        for (int64_t i = beg; i < end; i++) {
-            double d = (double)x[i] - (double)y[i];
-            d = d < -dt ? -dt : (d > dt ? dt : d);
-            dx[i] = (float)((double)dl[i] * sc * d);
-        }
-    }
+    ew_job k = {x, y, NULL, dl, dx, delta, scale};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, huber_bwd_range, &k);
     return ET_OK;
 }
 
@@ -191,16 +221,26 @@ static int nll_parts(int64_t rows) {
 }
 
 /* Sums of the losses and of the weights over all rows (fixed partition, combined in order). */
+typedef struct nll_sums_job {
+    const nll_ctx *k;
+    int64_t rows;
+    int np;
+    double *lp, *wp;
+} nll_sums_job;
+
+static void nll_part(void *ctx, int64_t ip, int tid) {
+    const nll_sums_job *j = (const nll_sums_job *)ctx;
+    int64_t beg, end;
+    (void)tid;
+    et_thread_range(j->rows, (int)ip, j->np, &beg, &end);
+    nll_rows(j->k, beg, end, &j->lp[ip], &j->wp[ip]);
+}
+
 static void nll_sums(const nll_ctx *k, int64_t rows, double *lsum, double *wsum, int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
     double lp[ET_MISC_NPART], wp[ET_MISC_NPART];
     const int np = nll_parts(rows);
-    ET_PARALLEL_FOR(nthreads)
-    for (int ip = 0; ip < np; ip++) {
-        int64_t beg, end;
-        et_thread_range(rows, ip, np, &beg, &end);
-        nll_rows(k, beg, end, &lp[ip], &wp[ip]);
-    }
+    nll_sums_job j = {k, rows, np, lp, wp};
+    et_parallel_for(np, nthreads, nll_part, &j);
     *lsum = *wsum = 0.0;
     for (int ip = 0; ip < np; ip++) {
         *lsum += lp[ip];
@@ -231,12 +271,42 @@ et_status et_f32_nll_fwd__ref(int64_t n, int64_t c, int64_t s, const float *x, c
     return ET_OK;
 }
 
+typedef struct nll_bwd_job {
+    int64_t c, s;
+    const int32_t *target;
+    const float *weight;
+    int64_t ignore_index;
+    int reduction;
+    double eps, g0;
+    const float *dl;
+    float *dx;
+} nll_bwd_job;
+
+static void nll_bwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+    const nll_bwd_job *k = (const nll_bwd_job *)ctx;
+    const int64_t c = k->c, s = k->s;
+    const double e = k->eps, ec = k->eps / (double)c;
+    (void)tid;
+    for (int64_t r = beg; r < end; r++) {
+        float *d = k->dx + r * c * s;
+        for (int64_t si = 0; si < s; si++) {
+            const int64_t t = k->target[r * s + si];
+            const double g = k->reduction == ET_REDUCTION_NONE ? (double)k->dl[r * s + si] : k->g0;
+            const int on = t != k->ignore_index;
+            for (int64_t j = 0; j < c; j++) {
+                double v = on ? -g * ec * weight_of(k->weight, j) : 0.0;
+                if (on && j == t) v -= g * (1.0 - e) * weight_of(k->weight, t);
+                d[j * s + si] = (float)v;
+            }
+        }
+    }
+}
+
 /* dx[n,k,s] = -g (eps / c w[k] + (1 - eps) w[t] [k == t]); g = dl[n,s] ('none'), dl ('sum'),
  * dl / sum of counted weights ('mean'); 0 for ignored targets. */
 et_status et_f32_nll_bwd__ref(int64_t n, int64_t c, int64_t s, const int32_t *target, const float *weight,
                               int64_t ignore_index, int reduction, float eps, const float *dl, float *dx,
                               int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
     et_status st = nll_args(n, c, s, dx, target, reduction, eps);
     if (st != ET_OK || !dl) return st != ET_OK ? st : ET_ERR_ARG;
     if (!targets_ok(n * s, c, target, ignore_index)) return ET_ERR_LABEL;
@@ -247,20 +317,7 @@ et_status et_f32_nll_bwd__ref(int64_t n, int64_t c, int64_t s, const int32_t *ta
             if ((int64_t)target[i] != ignore_index) ws += weight_of(weight, target[i]);
         g0 /= ws;
     }
-    const double e = eps, ec = (double)eps / (double)c;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t r = 0; r < n; r++) {
-        float *d = dx + r * c * s;
-        for (int64_t si = 0; si < s; si++) {
-            const int64_t t = target[r * s + si];
-            const double g = reduction == ET_REDUCTION_NONE ? (double)dl[r * s + si] : g0;
-            const int on = t != ignore_index;
-            for (int64_t j = 0; j < c; j++) {
-                double v = on ? -g * ec * weight_of(weight, j) : 0.0;
-                if (on && j == t) v -= g * (1.0 - e) * weight_of(weight, t);
-                d[j * s + si] = (float)v;
-            }
-        }
-    }
+    nll_bwd_job k = {c, s, target, weight, ignore_index, reduction, eps, g0, dl, dx};
+    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, nll_bwd_rows, &k);
     return ET_OK;
 }

@@ -145,12 +145,13 @@ double et_misc_softmax_row(int64_t len, const float *ET_RESTRICT x, float *ET_RE
                            int log_softmax);
 
 /* ---- helpers ---------------------------------------------------------------------------- */
-/* Number of contiguous chunks to split n elementwise items into: one per thread, but no chunk
+/* Number of contiguous chunks to split n elementwise items into: up to
+ * ET_POOL_CHUNKS_PER_THREAD per thread (dynamic hand-out balances load), but no chunk
  * smaller than `grain` items. Elementwise results do not depend on the split. */
 static inline int et_misc_nchunks(int64_t n, int nthreads, int64_t grain) {
     if (nthreads <= 1 || n <= grain) return 1;
-    int64_t c = n / grain;
-    return (int)(c < nthreads ? c : nthreads);
+    int64_t c = n / grain, cap = (int64_t)nthreads * ET_POOL_CHUNKS_PER_THREAD;
+    return (int)(c < cap ? c : cap);
 }
 
 /* Sum of a contiguous float run in double: 8 independent lanes (vectorisable without

@@ -185,6 +185,39 @@ const et_f32_optim_variant et_f32_optim_variants[] = {
     {{ET_ISA_REF, NULL}, NULL, NULL}, /* end */
 };
 
+/* One contiguous range of the parameters per chunk (elementwise: any split gives the same bits). */
+typedef struct sgd_job {
+    const et_f32_optim_variant *row;
+    const et_sgd_coef *k;
+    float *param;
+    const float *grad;
+    float *mom;
+    const float *anchor;
+} sgd_job;
+
+static void sgd_range(void *ctx, int64_t b, int64_t e, int tid) {
+    const sgd_job *j = (const sgd_job *)ctx;
+    (void)tid;
+    j->row->sgd(j->k, e - b, j->param + b, j->grad + b, j->mom ? j->mom + b : NULL,
+                j->anchor ? j->anchor + b : NULL);
+}
+
+typedef struct adam_job {
+    const et_f32_optim_variant *row;
+    const et_adam_coef *k;
+    float *param;
+    const float *grad;
+    float *m, *v;
+    const float *anchor;
+} adam_job;
+
+static void adam_range(void *ctx, int64_t b, int64_t e, int tid) {
+    const adam_job *j = (const adam_job *)ctx;
+    (void)tid;
+    j->row->adam(j->k, e - b, j->param + b, j->grad + b, j->m + b, j->v + b,
+                 j->anchor ? j->anchor + b : NULL);
+}
+
 et_status et_f32_sgd_update(int64_t n, float *param, const float *grad, float *momentum_buf,
                             const float *prox_anchor, float lr, float momentum, float dampening,
                             int nesterov, float weight_decay, int l1, float prox_mu, int first_step,
@@ -206,14 +239,8 @@ et_status et_f32_sgd_update(int64_t n, float *param, const float *grad, float *m
     k.prox_mu = prox_mu;
     if (prox_mu == 0.0f) prox_anchor = NULL;
     const et_f32_optim_variant *row = ET_VARIANT_PICK(et_f32_optim_variants);
-    const int nch = et_misc_nchunks(n, nthreads, OPT_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t b, e;
-        et_thread_range(n, ch, nch, &b, &e);
-        row->sgd(&k, e - b, param + b, grad + b, momentum_buf ? momentum_buf + b : NULL,
-                 prox_anchor ? prox_anchor + b : NULL);
-    }
+    sgd_job j = {row, &k, param, grad, momentum_buf, prox_anchor};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, OPT_GRAIN), nthreads, sgd_range, &j);
     return ET_OK;
 }
 
@@ -240,12 +267,7 @@ et_status et_f32_adam_update(int64_t n, float *param, const float *grad, float *
     k.prox_mu = prox_mu;
     if (prox_mu == 0.0f) prox_anchor = NULL;
     const et_f32_optim_variant *row = ET_VARIANT_PICK(et_f32_optim_variants);
-    const int nch = et_misc_nchunks(n, nthreads, OPT_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t b, e;
-        et_thread_range(n, ch, nch, &b, &e);
-        row->adam(&k, e - b, param + b, grad + b, m + b, v + b, prox_anchor ? prox_anchor + b : NULL);
-    }
+    adam_job j = {row, &k, param, grad, m, v, prox_anchor};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, OPT_GRAIN), nthreads, adam_range, &j);
     return ET_OK;
 }

@@ -538,20 +538,38 @@ const et_f32_maxpool2d_k2s2_variant et_f32_maxpool2d_k2s2_variants[] = {
     {{ET_ISA_REF, NULL}, NULL, NULL}, /* end */
 };
 
-et_status et_f32_maxpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads) {
-    if (!params_ok(p) || !x || !y) return ET_ERR_ARG;
-    if (nthreads < 1) nthreads = 1;
-    const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
-    if (is_k2s2(p)) {
-        const et_f32_maxpool2d_k2s2_variant *row =
-            ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants);
-        ET_PARALLEL_FOR(nthreads)
-        for (int64_t pl = 0; pl < planes; pl++)
-            row->fwd(x + pl * xs, y + pl * ys, p->w, p->oh, p->ow);
-        return ET_OK;
+/* Planes (one image channel each) are computed on their own: any split gives the same bits. */
+typedef struct pool_job {
+    const et_pool2d_params *p;
+    const et_f32_maxpool2d_k2s2_variant *row;
+    const float *x, *dy;
+    float *y, *dx;
+    int64_t xs, ys, hw; /* input / output plane sizes; hw: global pool */
+} pool_job;
+
+static void maxpool_k2s2_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const pool_job *k = (const pool_job *)ctx;
+    const et_pool2d_params *p = k->p;
+    const float *x = k->x;
+    float *y = k->y;
+    const int64_t xs = k->xs;
+    const int64_t ys = k->ys;
+    const et_f32_maxpool2d_k2s2_variant *row = k->row;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        row->fwd(x + pl * xs, y + pl * ys, p->w, p->oh, p->ow);
     }
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t pl = 0; pl < planes; pl++) {
+}
+
+static void maxpool_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const pool_job *k = (const pool_job *)ctx;
+    const et_pool2d_params *p = k->p;
+    const float *x = k->x;
+    float *y = k->y;
+    const int64_t xs = k->xs;
+    const int64_t ys = k->ys;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
         const float *xp = x + pl * xs;
         float *yp = y + pl * ys;
         for (int64_t oy = 0; oy < p->oh; oy++)
@@ -561,6 +579,58 @@ et_status et_f32_maxpool2d_fwd(const et_pool2d_params *p, const float *x, float 
                 yp[oy * p->ow + ox] = m;
             }
     }
+}
+
+static void maxpool_k2s2_bwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const pool_job *k = (const pool_job *)ctx;
+    const et_pool2d_params *p = k->p;
+    const float *x = k->x;
+    const float *dy = k->dy;
+    float *dx = k->dx;
+    const int64_t xs = k->xs;
+    const int64_t ys = k->ys;
+    const et_f32_maxpool2d_k2s2_variant *row = k->row;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        row->bwd(x + pl * xs, dy + pl * ys, dx + pl * xs, p->h, p->w, p->oh, p->ow);
+    }
+}
+
+static void maxpool_bwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const pool_job *k = (const pool_job *)ctx;
+    const et_pool2d_params *p = k->p;
+    const float *x = k->x;
+    const float *dy = k->dy;
+    float *dx = k->dx;
+    const int64_t xs = k->xs;
+    const int64_t ys = k->ys;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const float *xp = x + pl * xs, *gp = dy + pl * ys;
+        float *dp = dx + pl * xs;
+        memset(dp, 0, (size_t)xs * sizeof(float));
+        for (int64_t oy = 0; oy < p->oh; oy++)
+            for (int64_t ox = 0; ox < p->ow; ox++) {
+                float m;
+                int64_t idx = max_index(p, xp, oy, ox, &m);
+                if (idx >= 0) dp[idx] += gp[oy * p->ow + ox];
+            }
+    }
+}
+
+et_status et_f32_maxpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads) {
+    if (!params_ok(p) || !x || !y) return ET_ERR_ARG;
+    if (nthreads < 1) nthreads = 1;
+    const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
+    if (is_k2s2(p)) {
+        const et_f32_maxpool2d_k2s2_variant *row =
+            ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants);
+        pool_job k = {p, row, x, NULL, y, NULL, xs, ys, 0};
+        et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, maxpool_k2s2_fwd_planes, &k);
+        return ET_OK;
+    }
+    pool_job k = {p, NULL, x, NULL, y, NULL, xs, ys, 0};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, maxpool_fwd_planes, &k);
     return ET_OK;
 }
 
@@ -572,23 +642,12 @@ et_status et_f32_maxpool2d_bwd(const et_pool2d_params *p, const float *x, const 
     if (is_k2s2(p)) {
         const et_f32_maxpool2d_k2s2_variant *row =
             ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants);
-        ET_PARALLEL_FOR(nthreads)
-        for (int64_t pl = 0; pl < planes; pl++)
-            row->bwd(x + pl * xs, dy + pl * ys, dx + pl * xs, p->h, p->w, p->oh, p->ow);
+        pool_job k = {p, row, x, dy, NULL, dx, xs, ys, 0};
+        et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, maxpool_k2s2_bwd_planes, &k);
         return ET_OK;
     }
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * xs, *gp = dy + pl * ys;
-        float *dp = dx + pl * xs;
-        memset(dp, 0, (size_t)xs * sizeof(float));
-        for (int64_t oy = 0; oy < p->oh; oy++)
-            for (int64_t ox = 0; ox < p->ow; ox++) {
-                float m;
-                int64_t idx = max_index(p, xp, oy, ox, &m);
-                if (idx >= 0) dp[idx] += gp[oy * p->ow + ox];
-            }
-    }
+    pool_job k = {p, NULL, x, dy, NULL, dx, xs, ys, 0};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, maxpool_bwd_planes, &k);
     return ET_OK;
 }
 
@@ -614,12 +673,15 @@ static inline float avg_window(const et_pool2d_params *p, int64_t oy, int64_t ox
     return (float)(p->count_include_pad ? padded : (he - hs) * (we - ws));
 }
 
-et_status et_f32_avgpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads) {
-    if (!params_ok(p) || !x || !y || p->dil_h != 1 || p->dil_w != 1) return ET_ERR_ARG;
-    if (nthreads < 1) nthreads = 1;
-    const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t pl = 0; pl < planes; pl++) {
+static void avgpool_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const pool_job *k = (const pool_job *)ctx;
+    const et_pool2d_params *p = k->p;
+    const float *x = k->x;
+    float *y = k->y;
+    const int64_t xs = k->xs;
+    const int64_t ys = k->ys;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
         const float *xp = x + pl * xs;
         float *yp = y + pl * ys;
         for (int64_t oy = 0; oy < p->oh; oy++)
@@ -632,15 +694,17 @@ et_status et_f32_avgpool2d_fwd(const et_pool2d_params *p, const float *x, float 
                 yp[oy * p->ow + ox] = div > 0.0f ? s / div : 0.0f;
             }
     }
-    return ET_OK;
 }
 
-et_status et_f32_avgpool2d_bwd(const et_pool2d_params *p, const float *dy, float *dx, int nthreads) {
-    if (!params_ok(p) || !dy || !dx || p->dil_h != 1 || p->dil_w != 1) return ET_ERR_ARG;
-    if (nthreads < 1) nthreads = 1;
-    const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t pl = 0; pl < planes; pl++) {
+static void avgpool_bwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const pool_job *k = (const pool_job *)ctx;
+    const et_pool2d_params *p = k->p;
+    const float *dy = k->dy;
+    float *dx = k->dx;
+    const int64_t xs = k->xs;
+    const int64_t ys = k->ys;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
         const float *gp = dy + pl * ys;
         float *dp = dx + pl * xs;
         memset(dp, 0, (size_t)xs * sizeof(float));
@@ -654,17 +718,34 @@ et_status et_f32_avgpool2d_bwd(const et_pool2d_params *p, const float *dy, float
                     for (int64_t ix = x0; ix < x1; ix++) dp[iy * p->w + ix] += g;
             }
     }
+}
+
+et_status et_f32_avgpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads) {
+    if (!params_ok(p) || !x || !y || p->dil_h != 1 || p->dil_w != 1) return ET_ERR_ARG;
+    if (nthreads < 1) nthreads = 1;
+    const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
+    pool_job k = {p, NULL, x, NULL, y, NULL, xs, ys, 0};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, avgpool_fwd_planes, &k);
+    return ET_OK;
+}
+
+et_status et_f32_avgpool2d_bwd(const et_pool2d_params *p, const float *dy, float *dx, int nthreads) {
+    if (!params_ok(p) || !dy || !dx || p->dil_h != 1 || p->dil_w != 1) return ET_ERR_ARG;
+    if (nthreads < 1) nthreads = 1;
+    const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
+    pool_job k = {p, NULL, NULL, dy, NULL, dx, xs, ys, 0};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, avgpool_bwd_planes, &k);
     return ET_OK;
 }
 
 /* ---- global average pool --------------------------------------------------------------- */
-et_status et_f32_global_avgpool_fwd(int64_t n, int64_t c, int64_t hw, const float *x, float *y,
-                                    int nthreads) {
-    if (n <= 0 || c <= 0 || hw <= 0 || !x || !y) return ET_ERR_ARG;
-    if (nthreads < 1) nthreads = 1;
-    const int64_t planes = n * c;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t pl = 0; pl < planes; pl++) {
+static void gavg_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const pool_job *k = (const pool_job *)ctx;
+    const float *x = k->x;
+    float *y = k->y;
+    const int64_t hw = k->hw;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
         const float *r = x + pl * hw;
         float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         int64_t j = 0;
@@ -675,6 +756,28 @@ et_status et_f32_global_avgpool_fwd(int64_t n, int64_t c, int64_t hw, const floa
         for (int k = 0; k < 8; k++) s += acc[k];
         y[pl] = s / (float)hw;
     }
+}
+
+static void gavg_bwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const pool_job *k = (const pool_job *)ctx;
+    const float *dy = k->dy;
+    float *dx = k->dx;
+    const int64_t hw = k->hw;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        float g = dy[pl] / (float)hw;
+        float *r = dx + pl * hw;
+        for (int64_t j = 0; j < hw; j++) r[j] = g;
+    }
+}
+
+et_status et_f32_global_avgpool_fwd(int64_t n, int64_t c, int64_t hw, const float *x, float *y,
+                                    int nthreads) {
+    if (n <= 0 || c <= 0 || hw <= 0 || !x || !y) return ET_ERR_ARG;
+    if (nthreads < 1) nthreads = 1;
+    const int64_t planes = n * c;
+    pool_job k = {NULL, NULL, x, NULL, y, NULL, 0, 0, hw};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, gavg_fwd_planes, &k);
     return ET_OK;
 }
 
@@ -683,11 +786,7 @@ et_status et_f32_global_avgpool_bwd(int64_t n, int64_t c, int64_t hw, const floa
     if (n <= 0 || c <= 0 || hw <= 0 || !dy || !dx) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
     const int64_t planes = n * c;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        float g = dy[pl] / (float)hw;
-        float *r = dx + pl * hw;
-        for (int64_t j = 0; j < hw; j++) r[j] = g;
-    }
+    pool_job k = {NULL, NULL, NULL, dy, NULL, dx, 0, 0, hw};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, gavg_bwd_planes, &k);
     return ET_OK;
 }

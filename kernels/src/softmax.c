@@ -79,25 +79,45 @@ static int64_t block_at(int64_t it, int64_t nblk, int64_t bw, int64_t len, int64
     return o * len * inner + j0;
 }
 
+/* Rows (inner == 1) or blocks of columns, each computed on its own: any split gives the
+ * same bits. x: the input (forward) or y (backward); d: dy (backward); out: y or dx. */
+typedef struct sm_job {
+    int64_t len, inner, nblk, bw;
+    int log_softmax;
+    const float *x, *d;
+    float *out;
+} sm_job;
+
+static void sm_fwd_rows(void *ctx, int64_t o0, int64_t o1, int tid) {
+    const sm_job *k = (const sm_job *)ctx;
+    (void)tid;
+    for (int64_t o = o0; o < o1; o++)
+        et_misc_softmax_row(k->len, k->x + o * k->len, k->out + o * k->len, k->log_softmax);
+}
+
+static void sm_fwd_blocks(void *ctx, int64_t i0, int64_t i1, int tid) {
+    const sm_job *k = (const sm_job *)ctx;
+    (void)tid;
+    for (int64_t it = i0; it < i1; it++) {
+        int64_t nb;
+        const int64_t base = block_at(it, k->nblk, k->bw, k->len, k->inner, &nb);
+        softmax_block(k->len, k->inner, nb, k->x + base, k->out + base, k->log_softmax);
+    }
+}
+
 et_status et_f32_softmax_fwd(int64_t outer, int64_t len, int64_t inner, int log_softmax,
                              const float *x, float *y, int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
     if (outer < 0 || len < 0 || inner < 0) return ET_ERR_ARG;
     if (outer * len * inner == 0) return ET_OK;
     if (!x || !y) return ET_ERR_ARG;
     if (inner == 1) {
-        ET_PARALLEL_FOR(nthreads)
-        for (int64_t o = 0; o < outer; o++)
-            et_misc_softmax_row(len, x + o * len, y + o * len, log_softmax);
+        sm_job k = {len, inner, 0, 0, log_softmax, x, NULL, y};
+        et_parallel_ranges(outer, et_split_chunks(outer, nthreads), nthreads, sm_fwd_rows, &k);
         return ET_OK;
     }
     const int64_t nblk = (inner + SM_BLOCK - 1) / SM_BLOCK, items = outer * nblk;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t it = 0; it < items; it++) {
-        int64_t nb;
-        const int64_t base = block_at(it, nblk, SM_BLOCK, len, inner, &nb);
-        softmax_block(len, inner, nb, x + base, y + base, log_softmax);
-    }
+    sm_job k = {len, inner, nblk, SM_BLOCK, log_softmax, x, NULL, y};
+    et_parallel_ranges(items, et_split_chunks(items, nthreads), nthreads, sm_fwd_blocks, &k);
     return ET_OK;
 }
 
@@ -121,19 +141,25 @@ static void softmax_bwd_block(int64_t len, int64_t inner, int64_t nb, const floa
         }
 }
 
+static void sm_bwd_blocks(void *ctx, int64_t i0, int64_t i1, int tid) {
+    const sm_job *k = (const sm_job *)ctx;
+    (void)tid;
+    for (int64_t it = i0; it < i1; it++) {
+        int64_t nb;
+        const int64_t base = block_at(it, k->nblk, k->bw, k->len, k->inner, &nb);
+        softmax_bwd_block(k->len, k->inner, nb, k->x + base, k->d + base, k->out + base,
+                          k->log_softmax);
+    }
+}
+
 et_status et_f32_softmax_bwd(int64_t outer, int64_t len, int64_t inner, int log_softmax,
                              const float *y, const float *dy, float *dx, int nthreads) {
-    (void)nthreads; /* unused without OpenMP */
     if (outer < 0 || len < 0 || inner < 0) return ET_ERR_ARG;
     if (outer * len * inner == 0) return ET_OK;
     if (!y || !dy || !dx) return ET_ERR_ARG;
     const int64_t bw = inner == 1 ? 1 : SM_BLOCK;
     const int64_t nblk = (inner + bw - 1) / bw, items = outer * nblk;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t it = 0; it < items; it++) {
-        int64_t nb;
-        const int64_t base = block_at(it, nblk, bw, len, inner, &nb);
-        softmax_bwd_block(len, inner, nb, y + base, dy + base, dx + base, log_softmax);
-    }
+    sm_job k = {len, inner, nblk, bw, log_softmax, y, dy, dx};
+    et_parallel_ranges(items, et_split_chunks(items, nthreads), nthreads, sm_bwd_blocks, &k);
     return ET_OK;
 }

@@ -1,6 +1,6 @@
 /* edgetrain — common definitions shared by kernels and runtime.
  *
- * Status codes, ISA selection, the OpenMP helper and small utilities.
+ * Status codes, ISA selection, the thread pool API and small utilities.
  * Plain C99; no allocation, no Python.
  */
 #ifndef EDGETRAIN_ET_COMMON_H
@@ -66,9 +66,38 @@ et_status et_set_isa(et_isa isa);   /* ET_ERR_UNSUPPORTED if not supported */
 const char *et_isa_name(et_isa isa);
 
 /* ---- threads ------------------------------------------------------------- */
-/* OpenMP is optional. Kernels take `nthreads` from the caller and use
- * ET_PARALLEL_FOR(nthreads) before a `for` loop; without OpenMP it is a no-op.
- * Loops use static schedules so results are deterministic for a thread count. */
+/* Kernels parallelise with the edgetrain thread pool (kernels/src/threadpool.c, docs/threads.md):
+ * the output is split into n_chunks pieces whose bounds depend on the shapes only, the loop body
+ * is a static function + ctx struct, and
+ *     et_parallel_for(n_chunks, nthreads, body, &ctx);
+ * runs body(ctx, chunk, tid) once for every chunk in [0, n_chunks), chunks handed out one by one
+ * to at most nthreads threads. tid (< nthreads; 0 = the calling thread) indexes per-thread
+ * workspace slots only: a chunk's result must not depend on it, and reductions combine
+ * per-chunk partials in chunk order, so results are bit-identical for every thread count.
+ * No OpenMP is involved and no global thread setting of the process is changed. */
+typedef void (*et_pool_body)(void *ctx, int64_t chunk, int tid);
+#define ET_POOL_MAX_THREADS 64 /* threads one call may use (more are clamped) */
+#define ET_POOL_SPIN_US 20     /* default spin before an idle thread sleeps (EDGETRAIN_SPIN_US) */
+void et_parallel_for(int64_t n_chunks, int nthreads, et_pool_body body, void *ctx);
+/* Workers the pool has created so far (lazily; the calling thread is not counted). */
+int et_pool_workers(void);
+/* ceil(total / grain) chunks, at most max_chunks (when >= 1); 0 for total <= 0. Use it with a
+ * grain and cap that depend on the shapes only, never on the thread count, whenever chunks
+ * hold partial sums. */
+int64_t et_chunk_count(int64_t total, int64_t grain, int64_t max_chunks);
+/* The common case: [0, total) cut into n_chunks contiguous ranges (et_thread_range bounds);
+ * body(ctx, beg, end, tid) runs once per range. */
+typedef void (*et_range_body)(void *ctx, int64_t beg, int64_t end, int tid);
+void et_parallel_ranges(int64_t total, int64_t n_chunks, int nthreads, et_range_body body,
+                        void *ctx);
+/* Chunks for a loop of n INDEPENDENT iterations (no partial sums): 1 on one thread, else up to
+ * ET_POOL_CHUNKS_PER_THREAD per thread, so a preempted thread holds up little work. */
+#define ET_POOL_CHUNKS_PER_THREAD 4
+int64_t et_split_chunks(int64_t n, int nthreads);
+
+/* DEPRECATED — the OpenMP loop macro, kept so kernels written against it still compile (it is a
+ * no-op in a build without OpenMP). No edgetrain kernel uses it any more; convert a site with
+ * the recipe in docs/threads.md ("Converting an ET_PARALLEL_FOR loop"). */
 #ifdef _OPENMP
 #include <omp.h>
 #define ET_PRAGMA_(x) _Pragma(#x)
@@ -84,9 +113,10 @@ static inline int et_thread_count(void) { return 1; }
 #endif
 
 int et_has_openmp(void);
-int et_max_threads(void); /* hardware threads available (1 without OpenMP) */
+int et_max_threads(void); /* processors online (the default thread count) */
 
-/* Split [0, total) into nth nearly equal contiguous parts; part ith is [*b, *e). */
+/* Split [0, total) into nth nearly equal contiguous parts; part ith is [*b, *e) (also the
+ * bounds of chunk ith of nth chunks). */
 static inline void et_thread_range(int64_t total, int ith, int nth, int64_t *b, int64_t *e) {
     int64_t per = total / nth, rem = total % nth;
     *b = ith * per + (ith < rem ? ith : rem);

@@ -9,8 +9,8 @@
  *  - Kernels never allocate. Scratch memory is passed as (ws, ws_bytes); the
  *    required size comes from the matching *_ws_bytes() query.
  *  - `nthreads` is decided by the caller; kernels parallelise with
- *    ET_PARALLEL_FOR(nthreads) (a no-op without OpenMP), static schedules only,
- *    so results are bitwise reproducible for a given thread count.
+ *    et_parallel_for (the edgetrain thread pool, see et_common.h) over chunks
+ *    fixed by the shapes, so results are bit-identical for every thread count.
  *  - Backward kernels OVERWRITE their outputs (they do not accumulate); the
  *    autodiff inserts ADD nodes where a value has several consumers.
  *  - Every kernel returns et_status; invalid arguments give ET_ERR_ARG /

@@ -1,0 +1,267 @@
+/* edgetrain — the thread pool every parallel kernel loop runs on (see docs/threads.md).
+ *
+ * How a kernel parallelises: it splits its output into n_chunks pieces whose bounds depend on
+ * the shapes only (never on the thread count), writes the loop body as a small static function
+ * body(ctx, chunk, tid) plus a ctx struct, and calls
+ *     et_parallel_for(n_chunks, nthreads, body, &ctx);
+ * Chunks are handed out one at a time from an atomic counter, so a thread that another process
+ * preempts delays the call by at most the chunk it holds; a chunk's result never depends on
+ * which thread ran it, and reductions combine per-CHUNK partials in chunk order, so results are
+ * bit-identical for every thread count. `tid` (0 = the calling thread, 1.. = workers, always
+ * < nthreads) indexes per-thread workspace slots; it must not influence any result.
+ *
+ * Design: one process-wide pool of POSIX threads (no OpenMP; the user's OpenMP settings are
+ * never touched). Workers are created lazily, up to the largest nthreads asked for (at most
+ * ET_POOL_MAX_THREADS). Between jobs a worker spins for a bounded time (ET_POOL_SPIN_US, default
+ * 20 µs, pausing the core each round; EDGETRAIN_SPIN_US overrides it) and then sleeps on a
+ * condition variable, so an idle session uses no CPU. The caller takes part as thread 0 and,
+ * when the chunks are gone, waits (spin, then sleep) until the chunks in flight are done — never
+ * for a worker that has not woken up yet.
+ *
+ * Job hand-out: one 64-bit ticket = generation (32 bits) | team size (8) | chunks left (24).
+ * A thread claims chunk `left - 1` by compare-and-swap while the generation is its job's, so a
+ * late worker can never take a chunk of a newer job by mistake; the job's body and ctx are
+ * read only after a successful claim, while the job cannot complete.
+ *
+ * Two callers at once (two sessions run from two threads, or a body that calls
+ * et_parallel_for): the pool serves one call at a time; a call that finds it busy runs its
+ * chunks inline on the calling thread (same chunks, same bits) with tid 0 — tids index the
+ * workspace passed to THIS call, and a nested call's workspace comes from its caller's chunk.
+ * So a second concurrent session runs single-threaded instead of waiting, and nesting is safe.
+ */
+#include "edgetrain/et_common.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ET_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__) || defined(__arm__)
+#define ET_CPU_RELAX() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define ET_CPU_RELAX() ((void)0)
+#endif
+
+#define LEFT_BITS 24
+#define TEAM_BITS 8
+#define LEFT_MASK ((UINT64_C(1) << LEFT_BITS) - 1)
+#define TEAM_MASK ((UINT64_C(1) << TEAM_BITS) - 1)
+#define MAX_JOB_CHUNKS ((int64_t)LEFT_MASK)
+
+static uint64_t ticket_make(uint32_t gen, int team, int64_t left) {
+    return ((uint64_t)gen << (LEFT_BITS + TEAM_BITS)) | ((uint64_t)team << LEFT_BITS) | (uint64_t)left;
+}
+static uint32_t ticket_gen(uint64_t t) { return (uint32_t)(t >> (LEFT_BITS + TEAM_BITS)); }
+static int ticket_team(uint64_t t) { return (int)((t >> LEFT_BITS) & TEAM_MASK); }
+static int64_t ticket_left(uint64_t t) { return (int64_t)(t & LEFT_MASK); }
+
+static struct {
+    pthread_mutex_t mu;     /* guards sleeping workers' wake-up and the caller's done wait */
+    pthread_cond_t wake;    /* workers: a new job was published */
+    pthread_cond_t done;    /* caller: the last chunk finished */
+    uint64_t ticket;        /* atomic: the current job (see the file-top note) */
+    int64_t pending;        /* atomic: chunks of the current job not finished yet */
+    int busy;               /* atomic: 1 while a call owns the pool */
+    int caller_waiting;     /* under mu */
+    int nworkers;           /* workers created (only the pool owner changes it) */
+    et_pool_body body;      /* the current job; stable while it has chunks pending */
+    void *ctx;
+} P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+       0, 0, 0, 0, 0, NULL, NULL};
+
+static int64_t spin_ns(void) {
+    static int64_t ns = -1;
+    int64_t v = __atomic_load_n(&ns, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *e = getenv("EDGETRAIN_SPIN_US");
+        long us = e && *e ? strtol(e, NULL, 10) : ET_POOL_SPIN_US;
+        if (us < 0) us = 0;
+        if (us > 100000) us = 100000;
+        v = (int64_t)us * 1000;
+        __atomic_store_n(&ns, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Spins until pred(arg) holds or the spin budget is spent; returns the last pred value. */
+static int spin_until(int (*pred)(const void *), const void *arg) {
+    const int64_t budget = spin_ns();
+    if (budget == 0) return pred(arg);
+    const int64_t end = now_ns() + budget;
+    for (;;) {
+        for (int i = 0; i < 32; i++) {
+            if (pred(arg)) return 1;
+            ET_CPU_RELAX();
+        }
+        if (now_ns() >= end) return pred(arg);
+    }
+}
+
+/* Claims one chunk of job `gen`; returns its index or -1 when the job has none left. */
+static int64_t claim(uint32_t gen) {
+    uint64_t t = __atomic_load_n(&P.ticket, __ATOMIC_ACQUIRE);
+    for (;;) {
+        if (ticket_gen(t) != gen || ticket_left(t) == 0) return -1;
+        if (__atomic_compare_exchange_n(&P.ticket, &t, t - 1, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return ticket_left(t) - 1;
+    }
+}
+
+/* Runs chunks of job `gen` until none are left. */
+static void work(uint32_t gen, int tid) {
+    int64_t c;
+    while ((c = claim(gen)) >= 0) {
+        P.body(P.ctx, c, tid);
+        if (__atomic_sub_fetch(&P.pending, 1, __ATOMIC_ACQ_REL) == 0) {
+            pthread_mutex_lock(&P.mu);
+            if (P.caller_waiting) pthread_cond_signal(&P.done);
+            pthread_mutex_unlock(&P.mu);
+        }
+    }
+}
+
+typedef struct { uint32_t seen; } gen_wait;
+static int gen_changed(const void *a) {
+    const gen_wait *g = (const gen_wait *)a;
+    return ticket_gen(__atomic_load_n(&P.ticket, __ATOMIC_ACQUIRE)) != g->seen;
+}
+
+static void *worker_main(void *arg) {
+    const int tid = (int)(intptr_t)arg;
+    gen_wait g = {ticket_gen(__atomic_load_n(&P.ticket, __ATOMIC_ACQUIRE))};
+    for (;;) {
+        if (!spin_until(gen_changed, &g)) {
+            pthread_mutex_lock(&P.mu);
+            while (!gen_changed(&g)) pthread_cond_wait(&P.wake, &P.mu);
+            pthread_mutex_unlock(&P.mu);
+        }
+        uint64_t t = __atomic_load_n(&P.ticket, __ATOMIC_ACQUIRE);
+        g.seen = ticket_gen(t);
+        if (tid < ticket_team(t)) work(g.seen, tid);
+    }
+    return NULL;
+}
+
+static int pending_zero(const void *a) {
+    (void)a;
+    return __atomic_load_n(&P.pending, __ATOMIC_ACQUIRE) == 0;
+}
+
+/* Creates workers up to team - 1; returns the team size actually available. */
+static int grow(int team) {
+    while (P.nworkers < team - 1) {
+        pthread_t th;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&th, &at, worker_main, (void *)(intptr_t)(P.nworkers + 1));
+        pthread_attr_destroy(&at);
+        if (rc != 0) break;
+        __atomic_store_n(&P.nworkers, P.nworkers + 1, __ATOMIC_RELAXED);
+    }
+    return team < P.nworkers + 1 ? team : P.nworkers + 1;
+}
+
+/* tid 0: the call's own workspace slot 0 (a nested call gets its workspace from its caller's
+ * chunk, so slot 0 of it is free). */
+static void run_inline(int64_t n_chunks, et_pool_body body, void *ctx) {
+    for (int64_t c = 0; c < n_chunks; c++) body(ctx, c, 0);
+}
+
+/* One job of at most MAX_JOB_CHUNKS chunks, offset by `first` (the caller owns the pool). */
+typedef struct { et_pool_body body; void *ctx; int64_t first; } offset_job;
+static void offset_body(void *ctx, int64_t chunk, int tid) {
+    const offset_job *o = (const offset_job *)ctx;
+    o->body(o->ctx, o->first + chunk, tid);
+}
+
+static void run_job(int64_t n_chunks, int team, et_pool_body body, void *ctx) {
+    P.body = body;
+    P.ctx = ctx;
+    __atomic_store_n(&P.pending, n_chunks, __ATOMIC_RELAXED);
+    uint32_t gen = ticket_gen(__atomic_load_n(&P.ticket, __ATOMIC_RELAXED)) + 1;
+    __atomic_store_n(&P.ticket, ticket_make(gen, team, n_chunks), __ATOMIC_RELEASE);
+    pthread_mutex_lock(&P.mu);
+    pthread_cond_broadcast(&P.wake);
+    pthread_mutex_unlock(&P.mu);
+    work(gen, 0);
+    if (!spin_until(pending_zero, NULL)) {
+        pthread_mutex_lock(&P.mu);
+        P.caller_waiting = 1;
+        while (!pending_zero(NULL)) pthread_cond_wait(&P.done, &P.mu);
+        P.caller_waiting = 0;
+        pthread_mutex_unlock(&P.mu);
+    }
+}
+
+void et_parallel_for(int64_t n_chunks, int nthreads, et_pool_body body, void *ctx) {
+    if (n_chunks <= 0) return;
+    if (nthreads > ET_POOL_MAX_THREADS) nthreads = ET_POOL_MAX_THREADS;
+    int team = (int64_t)nthreads < n_chunks ? nthreads : (int)n_chunks;
+    int expected = 0;
+    if (team <= 1 ||
+        !__atomic_compare_exchange_n(&P.busy, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        run_inline(n_chunks, body, ctx);
+        return;
+    }
+    team = grow(team);
+    if (team <= 1) {
+        run_inline(n_chunks, body, ctx);
+    } else if (n_chunks <= MAX_JOB_CHUNKS) {
+        run_job(n_chunks, team, body, ctx);
+    } else {
+        for (int64_t first = 0; first < n_chunks; first += MAX_JOB_CHUNKS) {
+            offset_job o = {body, ctx, first};
+            int64_t n = n_chunks - first < MAX_JOB_CHUNKS ? n_chunks - first : MAX_JOB_CHUNKS;
+            run_job(n, team, offset_body, &o);
+        }
+    }
+    __atomic_store_n(&P.busy, 0, __ATOMIC_RELEASE);
+}
+
+int et_pool_workers(void) {
+    return __atomic_load_n(&P.nworkers, __ATOMIC_RELAXED);
+}
+
+int64_t et_chunk_count(int64_t total, int64_t grain, int64_t max_chunks) {
+    if (total <= 0) return 0;
+    if (grain < 1) grain = 1;
+    int64_t n = (total + grain - 1) / grain;
+    if (max_chunks >= 1 && n > max_chunks) n = max_chunks;
+    return n;
+}
+
+int64_t et_split_chunks(int64_t n, int nthreads) {
+    if (n <= 0) return 0;
+    if (nthreads <= 1) return 1;
+    const int64_t c = (int64_t)nthreads * ET_POOL_CHUNKS_PER_THREAD;
+    return n < c ? n : c;
+}
+
+typedef struct { int64_t total, n_chunks; et_range_body body; void *ctx; } range_job;
+static void range_chunk(void *ctx, int64_t chunk, int tid) {
+    const range_job *r = (const range_job *)ctx;
+    int64_t b, e;
+    et_thread_range(r->total, (int)chunk, (int)r->n_chunks, &b, &e);
+    if (e > b) r->body(r->ctx, b, e, tid);
+}
+
+void et_parallel_ranges(int64_t total, int64_t n_chunks, int nthreads, et_range_body body,
+                        void *ctx) {
+    if (total <= 0 || n_chunks <= 0) return;
+    if (n_chunks > total) n_chunks = total;
+    if (n_chunks > INT32_MAX) n_chunks = INT32_MAX;
+    if (n_chunks == 1) {
+        body(ctx, 0, total, 0);
+        return;
+    }
+    range_job r = {total, n_chunks, body, ctx};
+    et_parallel_for(n_chunks, nthreads, range_chunk, &r);
+}
