@@ -197,3 +197,23 @@ def test_exported_model_converts_evaluates_and_trains_like_torch(name):
         tl.backward()
         topt.step()
         np.testing.assert_allclose(loss, tl.item(), rtol=1e-4, err_msg=f"step {step}")
+
+
+@pytest.mark.parametrize("name", ["unet", "resnet18", "vit", "lstm"])
+def test_onnx_to_etm_to_onnx_round_trips(tmp_path, name):
+    """Import a PyTorch export (eval form), export the session as ONNX: onnxruntime gives the
+    same outputs for both files (1e-6)."""
+    onnx = pytest.importorskip("onnx")
+    tm = make(name)
+    shape, n = MODELS[name][1], BATCH.get(name, N)
+    x = np.random.default_rng(3).standard_normal((n, *shape)).astype(np.float32)
+    data = eval_onnx(tm, torch.from_numpy(x))
+    sess = et.TrainSession.from_module(convert.from_onnx(data), inputs={"input": (n, *shape)},
+                                       threads=1)
+    path = tmp_path / "back.onnx"
+    sess.export_onnx(path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    run = lambda b: ort.InferenceSession(b, providers=["CPUExecutionProvider"]).run(  # noqa
+        None, {"input": x})[0]
+    np.testing.assert_allclose(run(path.read_bytes()), run(data), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(sess.predict(x), run(data), rtol=1e-5, atol=1e-5)

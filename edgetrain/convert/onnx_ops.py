@@ -381,8 +381,8 @@ def _reshape_to(env, x, dims: List[int], batch_kept: bool):
     """Reshape traced ``x`` to ``dims`` (0 = copy, -1 = infer); ``batch_kept``: dim 0 of the
     result is x's batch, so it stays dynamic (0)."""
     dims = list(dims)
-    if batch_kept and dims and x.ndim:
-        dims[0] = 0
+    if batch_kept and dims and x.ndim and dims[0] > 0 and dims[0] == int(x.shape[0]):
+        dims[0] = 0  # only when x's dim 0 is that batch (not [N * heads, ...] of attention)
     return T.reshape(env.tracer, x, [int(d) for d in dims])
 
 
