@@ -377,12 +377,22 @@ def matmul(env, nd):
     return [F.matmul(env.tensor(nd.inputs[0]), env.tensor(_arg(nd, 1)))]
 
 
+def _traced_batch(env) -> Optional[int]:
+    """Dim 0 of the model's first input as traced (the batch), or None."""
+    first = env.values.get(env.module.input_names[0]) if env.module.input_names else None
+    if first is None or isinstance(first, Static) or not first.ndim:
+        return None
+    return int(first.shape[0])
+
+
 def _reshape_to(env, x, dims: List[int], batch_kept: bool):
     """Reshape traced ``x`` to ``dims`` (0 = copy, -1 = infer); ``batch_kept``: dim 0 of the
     result is x's batch, so it stays dynamic (0)."""
     dims = list(dims)
-    if batch_kept and dims and x.ndim and dims[0] > 0 and dims[0] == int(x.shape[0]):
-        dims[0] = 0  # only when x's dim 0 is that batch (not [N * heads, ...] of attention)
+    traced = _traced_batch(env)
+    if batch_kept and dims and x.ndim and dims[0] > 0 and \
+            int(x.shape[0]) == (dims[0] if traced is None else traced):
+        dims[0] = 0  # only when x's dim 0 is the batch (not [N * heads, ...] of attention)
     return T.reshape(env.tracer, x, [int(d) for d in dims])
 
 
@@ -505,9 +515,7 @@ def constant(env, nd):
 def shape(env, nd):
     x = env.value(nd.inputs[0])
     dims = list(x.value.shape) if isinstance(x, Static) else _shape(x)
-    first = env.values.get(env.module.input_names[0]) if env.module.input_names else None
-    traced = int(first.shape[0]) if first is not None and not isinstance(first, Static) \
-        and first.ndim else None
+    traced = _traced_batch(env)
     # dim 0 of a traced tensor is the batch unless its size shows otherwise (the sequence
     # dim of [L, N, E] after a transpose)
     batch = [not isinstance(x, Static) and i == 0 and (traced is None or dims[0] == traced)
