@@ -43,8 +43,9 @@ def source_net(x, y, steps, seed):
     return src
 
 
-def cut(net, trainable, bn):
-    name = [n for n in net.nodes() if n[1] == "Gemm"][-1][2][0]
+def cut(net, trainable, bn, where="classifier"):
+    """Cut before the classifier (64 features) or before fc (256 conv features)."""
+    name = [n for n in net.nodes() if n[1] == "Gemm"][0 if where == "fc" else -1][2][0]
     return net.extract(["input"], [name], trainable=trainable, bn=bn)
 
 
@@ -53,6 +54,8 @@ def main():
     ap.add_argument("--pools", type=int, nargs="+", default=[100, 1000, 0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--cut", choices=("classifier", "fc"), default="classifier")
+    ap.add_argument("--arms", nargs="+", default=["transfer", "scratch"])
     args = ap.parse_args()
     torch.set_num_threads(1)
     x, y = mnist_arrays(True)
@@ -71,25 +74,24 @@ def main():
             pick = rng.permutation(len(xh))[:pool] if pool else np.arange(len(xh))
             xp, yp = xh[pick], yh[pick]
             best = {}
-            for arm in ("transfer", "scratch"):
+            width = 256 if args.cut == "fc" else 64
+            for arm in args.arms:
                 for lr, opt in GRID:
                     t0 = time.time()
                     if arm == "transfer":
                         body = cut(convert.from_torch(src, example, dropout="off"), False,
-                                   "frozen")
+                                   "frozen", args.cut)
                     else:
                         body = cut(convert.from_torch(fresh, example, dropout="off"), True,
-                                   "train")
-                    test, val = train_etm(body, 64, xp, yp, xe, ye, args.steps, seed, lr, opt,
+                                   "train", args.cut)
+                    test, val = train_etm(body, width, xp, yp, xe, ye, args.steps, seed, lr, opt,
                                           evals=((xv, yv),))
                     print(f"seed {seed} pool {pool or len(xh)} {arm} {opt} lr {lr}: val "
                           f"{val:.4f} test {test:.4f} [{time.time() - t0:.0f} s]", flush=True)
                     if arm not in best or val > best[arm][0]:
                         best[arm] = (val, test, opt, lr)
-            tr, sc = best["transfer"], best["scratch"]
-            print(f"RESULT seed {seed} pool {pool or len(xh)}: transfer {tr[1]:.4f} "
-                  f"({tr[2]} {tr[3]}) vs scratch {sc[1]:.4f} ({sc[2]} {sc[3]}) -> "
-                  f"{'transfer' if tr[1] > sc[1] else 'scratch'} wins", flush=True)
+            print(f"RESULT seed {seed} pool {pool or len(xh)} cut {args.cut}: " + ", ".join(
+                f"{arm} {b[1]:.4f} ({b[2]} {b[3]})" for arm, b in best.items()), flush=True)
 
 
 if __name__ == "__main__":

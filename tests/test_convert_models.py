@@ -217,3 +217,44 @@ def test_onnx_to_etm_to_onnx_round_trips(tmp_path, name):
         None, {"input": x})[0]
     np.testing.assert_allclose(run(path.read_bytes()), run(data), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(sess.predict(x), run(data), rtol=1e-5, atol=1e-5)
+
+
+def _train_export(m, shape, n):
+    buf = io.BytesIO()
+    torch.onnx.export(copy.deepcopy(m).train(), (torch.randn(n, *shape),), buf, dynamo=False,
+                      training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False,
+                      opset_version=17, input_names=["input"])
+    return buf.getvalue()
+
+
+def test_cli_convert_distill_and_export_back(tmp_path, capsys):
+    """The command-line story: convert a student with a teacher (both PyTorch exports), train
+    it, export it as ONNX: the ONNX file holds the student only and runs in onnxruntime."""
+    onnx = pytest.importorskip("onnx")
+    from edgetrain.cli import main
+
+    shape = (3, 16, 16)
+    (tmp_path / "student.onnx").write_bytes(_train_export(make("vit"), shape, N))
+    (tmp_path / "teacher.onnx").write_bytes(_train_export(make("resnet18", 1), shape, N))
+    etm, back = tmp_path / "s.etm", tmp_path / "s.onnx"
+    assert main(["convert", str(tmp_path / "student.onnx"), "-o", str(etm), "--input",
+                 f"input:{N}x3x16x16", "--teacher", str(tmp_path / "teacher.onnx"),
+                 "--temperature", "4", "--alpha", "0.7", "--lr", "0.01"]) == 0
+    assert main(["convert", str(tmp_path / "student.onnx"), "-o", str(etm), "--teacher",
+                 str(tmp_path / "teacher.onnx"), "--alpha", "1.5"]) != 0
+    sess = et.TrainSession.load(str(etm), threads=1)
+    assert not any(k.startswith("layers.") for k in sess.get_parameters())
+    rng = np.random.default_rng(0)
+    sess.Train()
+    losses = [float(sess.RunGraph({"data": rng.standard_normal((N, *shape)).astype(np.float32),
+                                   "label": rng.integers(0, 4, N)})["loss"]) for _ in range(3)]
+    assert all(np.isfinite(losses))
+    sess.SaveToFile(str(etm))
+    assert main(["export", str(etm), "--onnx", "-o", str(back)]) == 0
+    model = onnx.load(str(back))
+    assert not any(i.name.startswith(("layers.", "bn1.", "fc.")) for i in model.graph.initializer)
+    x = rng.standard_normal((N, *shape)).astype(np.float32)
+    got = ort.InferenceSession(back.read_bytes(), providers=["CPUExecutionProvider"]).run(
+        None, {model.graph.input[0].name: x})[0]
+    sess.Eval()
+    np.testing.assert_allclose(got, sess.predict(x), rtol=1e-5, atol=1e-5)
