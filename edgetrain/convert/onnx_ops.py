@@ -261,9 +261,13 @@ def _softmax(log: bool) -> Callable:
         x = env.tensor(nd.inputs[0])
         axis = _int(nd, "axis", 1 if env.opset < 13 else -1)
         axis = _norm_axes([axis], x.ndim)[0]
-        if env.opset < 13 and axis != x.ndim - 1:
-            raise unsupported(f"opset {env.opset} softmax over the flattened dims from axis "
-                              f"{axis} of {_shape(x)} (only the last axis)")
+        if env.opset < 13 and axis != x.ndim - 1:  # over the dims from axis on, flattened
+            dims = _shape(x)
+            flat = T.reshape_moved(env.tracer, x, dims[:axis] + [int(np.prod(dims[axis:]))],
+                                   list(range(axis)) + [None])
+            y = F.log_softmax(flat, axis) if log else F.softmax(flat, axis)
+            return [T.reshape_moved(env.tracer, y, dims, list(range(axis)) +
+                                    [None] * (len(dims) - axis))]
         return [F.log_softmax(x, axis) if log else F.softmax(x, axis)]
     return handler
 
