@@ -54,6 +54,8 @@ def main():
     ap.add_argument("--pools", type=int, nargs="+", default=[100, 1000, 0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--source-steps", type=int, default=300,
+                    help="PyTorch training steps of the source network on digits 0-4")
     ap.add_argument("--cut", choices=("classifier", "fc"), default="classifier")
     ap.add_argument("--arms", nargs="+", default=["transfer", "scratch"])
     args = ap.parse_args()
@@ -66,7 +68,7 @@ def main():
     xe, ye = xt[yt >= 5], yt[yt >= 5] - 5
     example = torch.randn(B, 1, 28, 28)
     for seed in args.seeds:
-        src = source_net(x, y, args.steps, seed)
+        src = source_net(x, y, args.source_steps, seed)
         torch.manual_seed(100 + seed)
         fresh = Net()
         for pool in args.pools:
