@@ -258,3 +258,22 @@ def test_cli_convert_distill_and_export_back(tmp_path, capsys):
         None, {model.graph.input[0].name: x})[0]
     sess.Eval()
     np.testing.assert_allclose(got, sess.predict(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["unet", "resnet18"])
+def test_batch_stays_resizable(name):
+    """A dynamic-batch export predicts at any batch size (the ViT's attention and the LSTM's
+    exported reshapes compute N * heads / N * hidden from the batch: those keep it fixed)."""
+    tm = make(name).eval()
+    shape = MODELS[name][1]
+    buf = io.BytesIO()
+    torch.onnx.export(copy.deepcopy(tm), (torch.randn(N, *shape),), buf, dynamo=False,
+                      opset_version=17, input_names=["input"], dynamic_axes={"input": {0: "b"}})
+    sess = et.TrainSession.from_module(
+        convert.from_onnx(buf.getvalue(), inputs={"input": (None, *shape)}),
+        inputs={"data": (None, *shape)}, threads=1)
+    for n in (1, 3):
+        x = np.random.default_rng(n).standard_normal((n, *shape)).astype(np.float32)
+        with torch.no_grad():
+            np.testing.assert_allclose(sess.predict(x), tm(torch.from_numpy(x)).numpy(),
+                                       rtol=1e-5, atol=1e-5)

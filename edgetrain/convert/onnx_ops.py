@@ -418,6 +418,8 @@ def reshape(env, nd):
     keep = bool(dims) and (mask[0] or dims[0] == 0 or
                            (env.file_batch is not None and dims[0] == env.file_batch
                             and x.ndim and env.file_batch != 1))
+    if any(mask[1:]) and -1 not in dims:  # the batch read into another dim: inferred
+        dims[mask.index(True, 1)] = -1
     return [_reshape_to(env, x, dims, keep)]
 
 
@@ -776,10 +778,10 @@ def expand(env, nd):
         if a != b and a != 1 and b != 1:
             raise NodeError(f"cannot expand shape {_shape(x)} to {dims}")
         out = max(a, b)
-        if i >= rank - x.ndim and out == a:
-            sizes.append(-1)
-        elif m and a == 1:
+        if m and a == 1:
             sizes.append(_batch_dim(env, out))
+        elif i >= rank - x.ndim and out == a:
+            sizes.append(-1)
         else:
             sizes.append(out)
     return [T.expand(env.tracer, x, sizes)]
