@@ -42,20 +42,27 @@ class Net(tnn.Module):
         return self.classifier(self.fc(x.view(x.size(0), -1)))
 
 
-def train_etm(body, width, x, y, xt, yt, steps, seed):
+def train_etm(body, width, x, y, xt, yt, steps, seed, lr=0.05, opt="sgd", evals=()):
+    """Train ``body`` + a new Linear(width, 5) head; accuracy on (xt, yt) and on each
+    (x, y) pair of ``evals``."""
+    et.nn.init.manual_seed(seed)
     model = nn.Sequential(body, nn.Linear(width, 5))
     params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = optim.Adam(params, lr=lr) if opt == "adam" else \
+        optim.SGD(params, lr=lr, momentum=0.9)
     sess = et.TrainSession.from_module(model, inputs={"data": (B, 1, 28, 28)},
                                        loss=nn.CrossEntropyLoss(),
                                        labels={"label": ((B,), "int64")},
-                                       optimizer=optim.SGD(params, lr=0.05, momentum=0.9),
-                                       threads=1)
+                                       optimizer=optimizer, threads=1)
     rng = np.random.default_rng(seed)
     sess.Train()
     for _ in range(steps):
         i = rng.integers(0, len(x), B)
         sess.RunGraph({"data": x[i], "label": y[i]})
-    return float((sess.predict(xt, batch_size=B).argmax(1) == yt).mean())
+    sess.Eval()
+    accs = [float((sess.predict(a, batch_size=B).argmax(1) == b).mean())
+            for a, b in ((xt, yt),) + tuple(evals)]
+    return accs[0] if not evals else accs
 
 
 def main():

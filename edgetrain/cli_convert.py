@@ -5,6 +5,7 @@
     edgetrain convert model.onnx -o model.etm --input input:32x3x32x32 --loss cross_entropy \\
         --optimizer sgd --lr 0.01 --trainable 'classifier.*'
     edgetrain convert model.onnx -o tuned.etm --cut-at /Flatten_output_0 --num-classes 4
+    edgetrain convert student.onnx -o s.etm --teacher teacher.onnx --temperature 20 --alpha 0.9
     edgetrain convert --check model.onnx          # what is supported; nothing is written
     edgetrain info model.onnx                     # inputs, ops, parameters, tensor names
 
@@ -47,6 +48,11 @@ def add_convert_parser(sub) -> None:
                    help="BatchNorm in training: as in the file (default), batch statistics, "
                         "or frozen running statistics")
     c.add_argument("--dropout", choices=("follow", "off"), default="follow")
+    c.add_argument("--teacher", default=None, metavar="TEACHER.onnx",
+                   help="distil from this model (forward only, eval form, inside each step); "
+                        "the loss becomes DistillLoss(--temperature, --alpha)")
+    c.add_argument("--temperature", type=_nonneg_float, default=20.0)
+    c.add_argument("--alpha", type=_nonneg_float, default=0.9)
 
 
 def _parse_inputs(specs):
@@ -140,14 +146,37 @@ def cmd_convert(args, out=None) -> int:
     opt = (optim.SGD(params, lr=args.lr if args.lr is not None else 0.01,
                      momentum=args.momentum) if args.optimizer == "sgd" else
            optim.Adam(params, lr=args.lr if args.lr is not None else 1e-3))
+    teacher = _teacher(args, shape)
+    if teacher is not None:
+        from .nn import DistillLoss
+        loss = DistillLoss(args.temperature, args.alpha)
     sess = TrainSession.from_module(model, inputs={"data": shape}, loss=loss, labels=labels,
-                                    optimizer=opt, threads=1)
+                                    optimizer=opt, threads=1, teacher=teacher)
     sess.SaveToFile(args.output)
     n_all = sum(int(p.data.size) for p in model.parameters())
     n_train = sum(int(p.data.size) for p in params)
     out.write(f"wrote {args.output}: input data {list(shape)}, {n_all:,} parameters "
               f"({n_train:,} trainable), loss {args.loss}, optimizer {args.optimizer}\n")
     return 0
+
+
+def _teacher(args, shape):
+    """The --teacher model (one input, given the student's input shape), or None."""
+    from .cli_inputs import CLIError
+    from .convert import check_onnx, from_onnx
+
+    if args.teacher is None:
+        return None
+    if args.loss != "cross_entropy":
+        raise CLIError("--teacher distils class logits: it needs --loss cross_entropy")
+    if not 0.0 <= args.alpha <= 1.0 or args.temperature <= 0:
+        raise CLIError(f"--alpha must be in [0, 1] and --temperature > 0, got {args.alpha} / "
+                       f"{args.temperature}")
+    names = list(check_onnx(args.teacher)["inputs"])
+    if len(names) != 1:
+        raise CLIError(f"--teacher {args.teacher}: has {len(names)} inputs {names}; one is "
+                       "needed")
+    return from_onnx(args.teacher, inputs={names[0]: shape})
 
 
 def _loss(args, model, shape):

@@ -255,6 +255,200 @@ EMITTERS: Dict[str, Callable[[_Writer, ir.Node], None]] = {
 }
 
 
+# ---- tensor manipulation, normalisation, max / min, batched matmul, resampling ------------
+def _concat(w: _Writer, nd: ir.Node) -> None:
+    w.node("Concat", [w.name(t) for t in nd.inputs if t >= 0], [w.name(nd.outputs[0])],
+           nd.layer, axis=int(w.attrs(nd)["axis"]))
+
+
+def _slice(w: _Writer, nd: ir.Node) -> None:
+    a = w.attrs(nd)
+    axis, y = int(a["axis"]), w.name(nd.outputs[0])
+    out = w.fresh(y + "_kept") if int(a["drop"]) else y
+    w.node("Slice", [w.name(nd.inputs[0]), w.const([int(a["start"])], "starts", np.int64),
+                     w.const([int(a["stop"])], "ends", np.int64),
+                     w.const([axis], "axes", np.int64),
+                     w.const([int(a["step"])], "steps", np.int64)], [out], nd.layer)
+    if int(a["drop"]):
+        w.node("Squeeze", [out, w.const([axis], "axes", np.int64)], [y], nd.layer)
+
+
+def _transpose(w: _Writer, nd: ir.Node) -> None:
+    a = w.attrs(nd)
+    perm = [int(a[p]) for p in ops.PERM_DIMS[:int(a["ndim"])]]
+    w.node("Transpose", [w.name(nd.inputs[0])], [w.name(nd.outputs[0])], nd.layer, perm=perm)
+
+
+_PAD_ONNX = {ops.PAD_CONSTANT: "constant", ops.PAD_REFLECT: "reflect", ops.PAD_REPLICATE: "edge"}
+
+
+def _pad(w: _Writer, nd: ir.Node) -> None:
+    a = w.attrs(nd)
+    rank = len(w.g.tensors[nd.inputs[0]].shape)
+    pads = [int(a[f"before{d}"]) for d in range(rank)] + [int(a[f"after{d}"]) for d in range(rank)]
+    mode = _PAD_ONNX[int(a["mode"])]
+    ins = [w.name(nd.inputs[0]), w.const(pads, "pads", np.int64)]
+    if mode == "constant":
+        ins.append(w.const(a["value"], "value"))
+    w.node("Pad", ins, [w.name(nd.outputs[0])], nd.layer, mode=mode)
+
+
+def _gather(w: _Writer, nd: ir.Node) -> None:
+    a = w.attrs(nd)
+    op_type = "Gather" if int(a["select"]) else "GatherElements"
+    w.node(op_type, [w.name(nd.inputs[0]), w.name(nd.inputs[1])], [w.name(nd.outputs[0])],
+           nd.layer, axis=int(a["axis"]))
+
+
+def _embedding(w: _Writer, nd: ir.Node) -> None:
+    w.node("Gather", [w.name(nd.inputs[0]), w.name(nd.inputs[1])], [w.name(nd.outputs[0])],
+           nd.layer, axis=0)
+
+
+def _dim_of(w: _Writer, t: int, k: int, layer: str) -> str:
+    """A 1-element int64 tensor holding dim ``k`` of tensor ``t`` at run time."""
+    shape, out = w.fresh(w.name(t) + "_shape"), w.fresh(w.name(t) + f"_dim{k}")
+    w.node("Shape", [w.name(t)], [shape], layer)
+    w.node("Slice", [shape, w.const([k], "start", np.int64), w.const([k + 1], "end", np.int64)],
+           [out], layer)
+    return out
+
+
+def _expand(w: _Writer, nd: ir.Node) -> None:
+    a = w.attrs(nd)
+    dims = [int(a[d]) for d in ops.RESHAPE_DIMS[:int(a["ndim"])]]
+    like = nd.inputs[1] if len(nd.inputs) > 1 else -1
+    out_shape = list(w.g.tensors[nd.outputs[0]].shape)
+    parts, static = [], []
+    for i, d in enumerate(dims):
+        if d <= -2 and like >= 0:
+            if static:
+                parts.append(w.const(static, "dims", np.int64))
+                static = []
+            parts.append(_dim_of(w, like, -2 - d, nd.layer))
+        else:
+            static.append(1 if d == -1 else (out_shape[i] if d < 0 else d))
+    if static:
+        parts.append(w.const(static, "dims", np.int64))
+    shape = parts[0]
+    if len(parts) > 1:
+        shape = w.fresh(w.name(nd.outputs[0]) + "_dims")
+        w.node("Concat", parts, [shape], nd.layer, axis=0)
+    w.node("Expand", [w.name(nd.inputs[0]), shape], [w.name(nd.outputs[0])], nd.layer)
+
+
+def _normalize(w: _Writer, nd: ir.Node) -> None:
+    a = w.attrs(nd)
+    shape = list(w.g.tensors[nd.inputs[0]].shape)
+    naxes = int(a["naxes"])
+    if w.opset < 17:
+        raise UnsupportedError(f"layer '{nd.layer}': normalize (layer norm) needs opset >= 17 "
+                               f"(LayerNormalization), got {w.opset}")
+    trailing = shape[len(shape) - naxes:]
+    w.node("LayerNormalization", [w.name(nd.inputs[0]), w.const(np.ones(trailing), "ln_scale"),
+                                  w.const(np.zeros(trailing), "ln_bias")],
+           [w.name(nd.outputs[0])], nd.layer, axis=-naxes, epsilon=float(a["eps"]))
+
+
+def _reduce_max(w: _Writer, nd: ir.Node) -> None:
+    a = w.attrs(nd)
+    rank = len(w.g.tensors[nd.inputs[0]].shape)
+    mask = int(a["axis_mask"])
+    axes = [d for d in range(rank) if mask == 0 or mask >> d & 1]
+    op_type = "ReduceMin" if int(a["mode"]) else "ReduceMax"
+    x, y, keep = w.name(nd.inputs[0]), w.name(nd.outputs[0]), int(a["keepdims"])
+    if w.opset >= 18:
+        w.node(op_type, [x, w.const(axes, "axes", np.int64)], [y], nd.layer, keepdims=keep)
+    else:
+        w.node(op_type, [x], [y], nd.layer, axes=axes, keepdims=keep)
+
+
+def _argmax(w: _Writer, nd: ir.Node) -> None:
+    a = w.attrs(nd)
+    y = w.name(nd.outputs[0])
+    i64 = w.fresh(y + "_i64")
+    w.node("ArgMin" if int(a["min"]) else "ArgMax", [w.name(nd.inputs[0])], [i64], nd.layer,
+           axis=int(a["axis"]), keepdims=int(a["keepdims"]))
+    w.node("Cast", [i64], [y], nd.layer, to=6)  # edgetrain's indices are int32
+
+
+def _bmm(w: _Writer, nd: ir.Node) -> None:
+    a = w.attrs(nd)
+    ins = []
+    for t, flag in zip(nd.inputs[:2], (a["trans_a"], a["trans_b"])):
+        name = w.name(t)
+        if int(flag):
+            rank = len(w.g.tensors[t].shape)
+            moved = w.fresh(name + "_T")
+            w.node("Transpose", [name], [moved], nd.layer,
+                   perm=list(range(rank - 2)) + [rank - 1, rank - 2])
+            name = moved
+        ins.append(name)
+    w.node("MatMul", ins, [w.name(nd.outputs[0])], nd.layer)
+
+
+def _conv_transpose2d(w: _Writer, nd: ir.Node) -> None:
+    a = w.attrs(nd)
+    ph, pw = int(a["pad_h"]), int(a["pad_w"])
+    w.node("ConvTranspose", [w.name(t) for t in nd.inputs if t >= 0], [w.name(nd.outputs[0])],
+           nd.layer, strides=[int(a["stride_h"]), int(a["stride_w"])], pads=[ph, pw, ph, pw],
+           output_padding=[int(a["out_pad_h"]), int(a["out_pad_w"])],
+           dilations=[int(a["dil_h"]), int(a["dil_w"])], group=int(a["groups"]),
+           kernel_shape=list(w.g.tensors[nd.inputs[1]].shape[2:]))
+
+
+def _interpolate(w: _Writer, nd: ir.Node) -> None:
+    a = w.attrs(nd)
+    x, y = nd.inputs[0], w.name(nd.outputs[0])
+    if int(a["mode"]) == ops.INTERP_NEAREST:
+        attrs = dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                     nearest_mode="floor")
+    else:
+        attrs = dict(mode="linear", coordinate_transformation_mode="align_corners"
+                     if int(a["align_corners"]) else "pytorch_half_pixel")
+    if a["scale_h"] > 0 and a["scale_w"] > 0:
+        ins = [w.name(x), "", w.const([1.0, 1.0, a["scale_h"], a["scale_w"]], "scales")]
+    else:
+        nc = w.fresh(w.name(x) + "_nc")
+        shape = w.fresh(w.name(x) + "_shape")
+        w.node("Shape", [w.name(x)], [shape], nd.layer)
+        w.node("Slice", [shape, w.const([0], "start", np.int64), w.const([2], "end", np.int64)],
+               [nc], nd.layer)
+        sizes = w.fresh(y + "_sizes")
+        w.node("Concat", [nc, w.const([int(a["oh"]), int(a["ow"])], "hw", np.int64)], [sizes],
+               nd.layer, axis=0)
+        ins = [w.name(x), "", "", sizes]
+    w.node("Resize", ins, [y], nd.layer, **attrs)
+
+
+def _adaptive_pool(op_type: str, global_type: str) -> Callable:
+    def emit(w: _Writer, nd: ir.Node) -> None:
+        a = w.attrs(nd)
+        h, wd = w.g.tensors[nd.inputs[0]].shape[2:]
+        oh, ow = int(a["oh"]), int(a["ow"])
+        x, y = w.name(nd.inputs[0]), w.name(nd.outputs[0])
+        if (oh, ow) == (1, 1):
+            w.node(global_type, [x], [y], nd.layer)
+        elif h % oh == 0 and wd % ow == 0:
+            k = [h // oh, wd // ow]
+            w.node(op_type, [x], [y], nd.layer, kernel_shape=k, strides=k)
+        else:
+            raise UnsupportedError(f"layer '{nd.layer}': adaptive pooling of {h}x{wd} to "
+                                   f"{oh}x{ow} (not a divisor) has no ONNX mapping")
+    return emit
+
+
+EMITTERS.update({
+    "concat": _concat, "slice": _slice, "transpose": _transpose, "pad": _pad,
+    "gather": _gather, "embedding": _embedding, "expand": _expand, "normalize": _normalize,
+    "maximum": _binary("Max"), "minimum": _binary("Min"), "reduce_max": _reduce_max,
+    "argmax": _argmax, "bmm": _bmm, "conv_transpose2d": _conv_transpose2d,
+    "interpolate": _interpolate,
+    "adaptive_avgpool2d": _adaptive_pool("AveragePool", "GlobalAveragePool"),
+    "adaptive_maxpool2d": _adaptive_pool("MaxPool", "GlobalMaxPool"),
+})
+
+
 def _check_supported(graph: ir.Graph, prog: ir.Program) -> None:
     missing = Counter(graph.nodes[i].op for i in prog.nodes if graph.nodes[i].op not in EMITTERS)
     if missing:

@@ -134,3 +134,45 @@ def test_cli_export_onnx(tmp_path):
     sess.Eval()
     np.testing.assert_allclose(ort_run(out.read_bytes(), x), sess.RunGraph({"x": x})["output"],
                                rtol=0, atol=1e-5)
+
+
+def test_tensor_and_resampling_ops_export():
+    """pad (3 modes), gather / index_select, expand, amax / amin, argmax, maximum / minimum,
+    bilinear interpolate (both corner rules, by size), adaptive pools, layer norm, bmm with a
+    transposed operand: onnxruntime within 1e-5 of Eval."""
+    class Net(et.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = et.nn.Conv2d(3, 4, 3, padding=1)
+            self.norm = et.nn.LayerNorm(6)
+
+        def forward(self, x):
+            h = self.conv(x)                                            # [N, 4, 6, 6]
+            h = F.pad(h, (1, 0, 0, 2), mode="reflect") + 0.5
+            h = F.pad(h, (1, 1, 1, 1), mode="replicate")
+            h = F.pad(h, (0, 1, 2, 0), value=-0.25)                     # [N, 4, 11, 10]
+            h = F.interpolate(h, size=(7, 9), mode="bilinear", align_corners=True) + \
+                F.interpolate(h, size=(7, 9), mode="bilinear")
+            a = F.adaptive_avg_pool2d(h, (7, 3)) + F.adaptive_max_pool2d(h, (1, 3))
+            g = et.index_select(a, 1, [3, 0, 0]) * et.gather(a, 2, np.zeros((1, 4, 2, 3),
+                                                                            np.int64))[:, :3, :1]
+            m = F.maximum(g, F.amax(g, dim=(2,), keepdim=True) * 0.5)
+            m = F.minimum(m, F.amin(a, dim=1, keepdim=True)[:, :, :, :1].expand(-1, 3, 7, 3))
+            t = self.norm(m.reshape(m.shape[0], 3, 7, 3).permute(0, 1, 3, 2)[:, :, :, :6])
+            s = F.bmm(t, t, transpose_b=True)                          # [N, 3, 3, 3]
+            idx = F.argmax(s, dim=3)
+            return s.reshape(s.shape[0], -1), idx
+
+    et.nn.init.manual_seed(0)
+    m = Net()
+    sess = et.TrainSession.from_module(m, inputs={"x": (None, 3, 6, 6)})
+    onnx_model = onnx_export.to_onnx(sess.to_graph())
+    rt = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess.Eval()
+    for n in (1, 3):
+        x = np.random.default_rng(n).standard_normal((n, 3, 6, 6)).astype(np.float32)
+        want = sess.RunGraph({"x": x})
+        got = rt.run(None, {"x": x})
+        outs = [o.name for o in onnx_model.graph.output]
+        for name, g in zip(outs, got):
+            np.testing.assert_allclose(g, want[name], rtol=1e-5, atol=1e-5, err_msg=name)

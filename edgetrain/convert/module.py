@@ -372,7 +372,7 @@ class _Env:
         return self.tensor(name)
 
     def run(self, nd: OnnxNode) -> None:
-        handler = O.FOLD.get(nd.op) or O.COMPUTE[nd.op][0]
+        handler = O.pick(self, nd)
         layer = self.module._layers[nd.name]
         prefix = self.tracer.layer
         try:

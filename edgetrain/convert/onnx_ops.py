@@ -260,9 +260,13 @@ def _softmax(log: bool) -> Callable:
         x = env.tensor(nd.inputs[0])
         axis = _int(nd, "axis", 1 if env.opset < 13 else -1)
         axis = _norm_axes([axis], x.ndim)[0]
-        if env.opset < 13 and axis != x.ndim - 1:
-            raise unsupported(f"opset {env.opset} softmax over the flattened dims from axis "
-                              f"{axis} of {_shape(x)} (only the last axis)")
+        if env.opset < 13 and axis != x.ndim - 1:  # over the dims from axis on, flattened
+            dims = _shape(x)
+            flat = T.reshape_moved(env.tracer, x, dims[:axis] + [int(np.prod(dims[axis:]))],
+                                   list(range(axis)) + [None])
+            y = F.log_softmax(flat, axis) if log else F.softmax(flat, axis)
+            return [T.reshape_moved(env.tracer, y, dims, list(range(axis)) +
+                                    [None] * (len(dims) - axis))]
         return [F.log_softmax(x, axis) if log else F.softmax(x, axis)]
     return handler
 
@@ -376,12 +380,22 @@ def matmul(env, nd):
     return [F.matmul(env.tensor(nd.inputs[0]), env.tensor(_arg(nd, 1)))]
 
 
+def _traced_batch(env) -> Optional[int]:
+    """Dim 0 of the model's first input as traced (the batch), or None."""
+    first = env.values.get(env.module.input_names[0]) if env.module.input_names else None
+    if first is None or isinstance(first, Static) or not first.ndim:
+        return None
+    return int(first.shape[0])
+
+
 def _reshape_to(env, x, dims: List[int], batch_kept: bool):
     """Reshape traced ``x`` to ``dims`` (0 = copy, -1 = infer); ``batch_kept``: dim 0 of the
     result is x's batch, so it stays dynamic (0)."""
     dims = list(dims)
-    if batch_kept and dims and x.ndim:
-        dims[0] = 0
+    traced = _traced_batch(env)
+    if batch_kept and dims and x.ndim and dims[0] > 0 and \
+            int(x.shape[0]) == (dims[0] if traced is None else traced):
+        dims[0] = 0  # only when x's dim 0 is the batch (not [N * heads, ...] of attention)
     return T.reshape(env.tracer, x, [int(d) for d in dims])
 
 
@@ -403,6 +417,8 @@ def reshape(env, nd):
     keep = bool(dims) and (mask[0] or dims[0] == 0 or
                            (env.file_batch is not None and dims[0] == env.file_batch
                             and x.ndim and env.file_batch != 1))
+    if any(mask[1:]) and -1 not in dims:  # the batch read into another dim: inferred
+        dims[mask.index(True, 1)] = -1
     return [_reshape_to(env, x, dims, keep)]
 
 
@@ -504,7 +520,11 @@ def constant(env, nd):
 def shape(env, nd):
     x = env.value(nd.inputs[0])
     dims = list(x.value.shape) if isinstance(x, Static) else _shape(x)
-    batch = [not isinstance(x, Static) and i == 0 for i in range(len(dims))]
+    traced = _traced_batch(env)
+    # dim 0 of a traced tensor is the batch unless its size shows otherwise (the sequence
+    # dim of [L, N, E] after a transpose)
+    batch = [not isinstance(x, Static) and i == 0 and (traced is None or dims[0] == traced)
+             for i in range(len(dims))]
     start, end = _int(nd, "start", 0), nd.attrs.get("end")
     end = len(dims) if end is None else int(end)
     sl = slice(*slice(start, end).indices(len(dims))[:2])
@@ -575,6 +595,379 @@ def constant_of_shape(env, nd):
     return [Static(np.full(dims, fill[0], dtype=fill.dtype))]
 
 
+# ------------------------------------------------------------------------------------
+# ops that PyTorch's exporters write for cat / slicing / permute / pad / gather / expand,
+# ConvTranspose2d, interpolate, LayerNorm, amax / argmax, max / min, PReLU and LSTM
+# (a node whose inputs are all static is still folded in numpy: see :func:`pick`)
+# ------------------------------------------------------------------------------------
+def _all_static(env, nd) -> bool:
+    for name in nd.inputs:
+        if name and (env.is_holder(name) or not isinstance(env.value(name), Static)):
+            return False
+    return True
+
+
+def pick(env, nd) -> Callable:
+    """The handler of ``nd``: the numpy fold when every input is static, else the compute one."""
+    if nd.op in FOLD and (nd.op not in COMPUTE or _all_static(env, nd)):
+        return FOLD[nd.op]
+    return COMPUTE[nd.op][0]
+
+
+def concat_t(env, nd):
+    names = [n for n in nd.inputs if n]
+    if not names:
+        raise NodeError("needs inputs")
+    xs = [env.tensor(n) for n in names]
+    rank = xs[0].ndim
+    if any(x.ndim != rank for x in xs):
+        raise NodeError(f"inputs have different ranks {[x.ndim for x in xs]}")
+    axis = _norm_axes([_int(nd, "axis", 0)], rank)[0]
+    return [T.cat(env.tracer, xs, axis)]
+
+
+def _slice_args(env, nd):
+    if env.opset < 10:
+        starts = _ints(nd.attrs.get("starts", []), "starts")
+        ends = _ints(nd.attrs.get("ends", []), "ends")
+        axes, steps = nd.attrs.get("axes"), None
+    else:
+        starts = [int(v) for v in env.static(_arg(nd, 1)).value.reshape(-1)]
+        ends = [int(v) for v in env.static(_arg(nd, 2)).value.reshape(-1)]
+        axes = [int(v) for v in env.static(_arg(nd, 3)).value.reshape(-1)] if _arg(nd, 3) \
+            else None
+        steps = [int(v) for v in env.static(_arg(nd, 4)).value.reshape(-1)] if _arg(nd, 4) \
+            else None
+    axes = list(range(len(starts))) if axes is None else list(axes)
+    steps = [1] * len(starts) if steps is None else steps
+    if not (len(starts) == len(ends) == len(axes) == len(steps)) or 0 in steps:
+        raise NodeError("starts, ends, axes and steps must have one length, steps non-zero")
+    return starts, ends, axes, steps
+
+
+def slice_t(env, nd):
+    x = env.tensor(nd.inputs[0])
+    starts, ends, axes, steps = _slice_args(env, nd)
+    for a, s, e, st in zip(_norm_axes(axes, x.ndim), starts, ends, steps):
+        if st < 0:
+            raise unsupported(f"negative step {st} (flip) on axis {a}")
+        n = _shape(x)[a]
+        s, e, _ = slice(s, e, st).indices(n)
+        if e <= s:
+            raise unsupported(f"an empty slice [{s}:{e}] of axis {a} (zero-size tensors)")
+        if (s, e, st) != (0, n, 1):
+            x = T.slice_(env.tracer, x, a, s, e, st)
+    return [x]
+
+
+def split_t(env, nd):
+    x = env.tensor(nd.inputs[0])
+    axis = _norm_axes([_int(nd, "axis", 0)], x.ndim)[0]
+    n = _shape(x)[axis]
+    if env.opset < 13:
+        sizes = nd.attrs.get("split")
+        sizes = None if sizes is None else _ints(sizes, "split")
+    else:
+        sizes = [int(v) for v in env.static(_arg(nd, 1)).value.reshape(-1)] if _arg(nd, 1) \
+            else None
+    outs = len(nd.outputs)
+    if sizes is None:
+        parts = _int(nd, "num_outputs", outs) if env.opset >= 18 else outs
+        size = -(-n // parts)
+        sizes = [min(size, n - s) for s in range(0, n, size)]
+    if len(sizes) != outs or sum(sizes) != n or min(sizes) <= 0:
+        raise NodeError(f"split sizes {sizes} do not give {outs} positive parts summing to "
+                        f"{n} (axis {axis})")
+    res = T.split(env.tracer, x, sizes, axis)
+    return list(res)
+
+
+def transpose(env, nd):
+    x = env.tensor(nd.inputs[0])
+    perm = nd.attrs.get("perm")
+    perm = list(range(x.ndim))[::-1] if perm is None else _ints(perm, "perm")
+    if sorted(_norm_axes(perm, x.ndim)) != list(range(x.ndim)):
+        raise NodeError(f"perm {perm} is not a permutation of {x.ndim} axes")
+    return [T.permute(env.tracer, x, perm)]
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
+
+
+def pad(env, nd):
+    x = env.tensor(nd.inputs[0])
+    mode = _str(nd, "mode", "constant")
+    if mode not in _PAD_MODES:
+        raise unsupported(f"mode {mode!r} (constant, reflect, edge)")
+    if env.opset < 11:
+        pads, value = _ints(nd.attrs.get("pads", []), "pads"), _float(nd, "value", 0.0)
+        axes = None
+    else:
+        pads = [int(v) for v in env.static(_arg(nd, 1)).value.reshape(-1)]
+        value = float(_scalar(env, nd, 2, 0.0))
+        axes = [int(v) for v in env.static(_arg(nd, 3)).value.reshape(-1)] if _arg(nd, 3) \
+            else None
+    axes = list(range(x.ndim)) if axes is None else _norm_axes(axes, x.ndim)
+    if len(pads) != 2 * len(axes):
+        raise NodeError(f"pads {pads} must hold 2 values per padded axis ({len(axes)})")
+    before = dict(zip(axes, pads[:len(axes)]))
+    after = dict(zip(axes, pads[len(axes):]))
+    flat = []
+    for d in range(x.ndim - 1, -1, -1):
+        flat += [before.get(d, 0), after.get(d, 0)]
+    while flat and flat[-2:] == [0, 0]:
+        flat = flat[:-2]
+    if not flat:
+        return [x]
+    if mode != "constant" and min(flat) < 0:
+        raise unsupported(f"negative pads {pads} in mode {mode!r}")
+    return [T.pad(env.tracer, x, flat, _PAD_MODES[mode], value if mode == "constant" else None)]
+
+
+def gather_t(env, nd):
+    x = env.tensor(nd.inputs[0])
+    axis = _norm_axes([_int(nd, "axis", 0)], max(x.ndim, 1))[0]
+    idx_name = _arg(nd, 1)
+    idx_v = env.value(idx_name)
+    if not isinstance(idx_v, Static) or env.is_holder(idx_name):
+        if axis != 0 or x.ndim != 2:
+            raise unsupported("gather with computed indices other than an embedding lookup "
+                              "(2-D data, axis 0)")
+        return [F.embedding(env.tensor(idx_name), x)]
+    idx = idx_v.value
+    if idx.dtype.kind not in "iu":
+        raise NodeError(f"indices must be integers, got {idx.dtype}")
+    n = _shape(x)[axis]
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise NodeError(f"index out of range for axis {axis} of size {n}")
+    idx = np.where(idx < 0, idx + n, idx).astype(np.int64)
+    if idx.ndim == 0:
+        i = int(idx)
+        return [T.slice_(env.tracer, x, axis, i, i + 1, drop=True)]
+    flat = idx.reshape(-1)
+    if flat.size and np.array_equal(flat, np.arange(flat[0], flat[0] + flat.size)):
+        y = T.slice_(env.tracer, x, axis, int(flat[0]), int(flat[0]) + flat.size) \
+            if flat.size != n else x
+    else:
+        y = T.index_select(env.tracer, x, axis, flat)
+    if idx.ndim == 1:
+        return [y]
+    dims = _shape(x)[:axis] + list(idx.shape) + _shape(x)[axis + 1:]
+    src = list(range(axis)) + [None] * idx.ndim + list(range(axis + 1, x.ndim))
+    return [T.reshape_moved(env.tracer, y, dims, src)]
+
+
+def _batch_dim(env, value: int):
+    """``value`` as a dim that follows the batch of the model's first input at run time."""
+    first = env.values.get(env.module.input_names[0])
+    return T.Dim(value, 0, first.index) if first is not None and \
+        hasattr(first, "index") else value
+
+
+def expand(env, nd):
+    x = env.tensor(nd.inputs[0])
+    sh = env.static(_arg(nd, 1))
+    dims, mask = [int(v) for v in sh.value.reshape(-1)], list(sh.mask().reshape(-1))
+    rank = max(len(dims), x.ndim)
+    xs = [1] * (rank - x.ndim) + _shape(x)
+    ds = [1] * (rank - len(dims)) + dims
+    ms = [False] * (rank - len(dims)) + mask
+    sizes = []
+    for i, (a, b, m) in enumerate(zip(xs, ds, ms)):
+        if a != b and a != 1 and b != 1:
+            raise NodeError(f"cannot expand shape {_shape(x)} to {dims}")
+        out = max(a, b)
+        if m and a == 1:
+            sizes.append(_batch_dim(env, out))
+        elif i >= rank - x.ndim and out == a:
+            sizes.append(-1)
+        else:
+            sizes.append(out)
+    return [T.expand(env.tracer, x, sizes)]
+
+
+def conv_transpose(env, nd):
+    x, w = env.tensor(nd.inputs[0]), env.tensor(_arg(nd, 1))
+    b = env.tensor(_arg(nd, 2)) if _arg(nd, 2) else None
+    _want_4d(x)
+    if w.ndim != 4:
+        raise unsupported(f"weight has shape {_shape(w)}; only 2-D transposed convolution")
+    if _str(nd, "auto_pad", "NOTSET") != "NOTSET" or "output_shape" in nd.attrs:
+        raise unsupported("auto_pad / output_shape (give pads and output_padding)")
+    strides, dil = _pair_attr(nd, "strides", 1), _pair_attr(nd, "dilations", 1)
+    group = _int(nd, "group", 1)
+    pads = _ints(nd.attrs.get("pads", [0, 0, 0, 0]), "pads")
+    out_pad = _ints(nd.attrs.get("output_padding", [0, 0]), "output_padding")
+    if len(pads) != 4 or min(pads) < 0 or len(out_pad) != 2 or min(out_pad) < 0:
+        raise NodeError(f"pads {pads} / output_padding {out_pad} are invalid")
+    if pads[0] != pads[2] or pads[1] != pads[3]:
+        raise unsupported(f"asymmetric pads {pads} [t, l, b, r]")
+    return [F.conv_transpose2d(x, w, b, strides, pads[:2], out_pad, group, dil)]
+
+
+def resize(env, nd):
+    x = env.tensor(nd.inputs[0])
+    _want_4d(x)
+    mode = _str(nd, "mode", "nearest")
+    coord = _str(nd, "coordinate_transformation_mode",
+                 "half_pixel" if env.opset >= 11 else "asymmetric")
+    if _int(nd, "antialias", 0) or nd.attrs.get("axes") is not None or \
+            _str(nd, "keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise unsupported("antialias / axes / keep_aspect_ratio_policy")
+    if env.opset < 11:
+        scales, sizes = env.static(_arg(nd, 1)).value, None
+    else:
+        sc, sz = _arg(nd, 2), _arg(nd, 3)
+        scales = env.static(sc).value if sc else None
+        sizes = env.static(sz).value if sz else None
+        if scales is not None and scales.size == 0:
+            scales = None
+    hw = _shape(x)[2:]
+    if sizes is not None and sizes.size:
+        size = [int(v) for v in sizes.reshape(-1)]
+        if len(size) != 4 or size[:2] != _shape(x)[:2]:
+            raise unsupported(f"sizes {size} resize other than the spatial dims")
+        kw = {"size": tuple(size[2:])}
+    elif scales is not None:
+        s = [float(v) for v in scales.reshape(-1)]
+        if len(s) != 4 or s[:2] != [1.0, 1.0]:
+            raise unsupported(f"scales {s} resize other than the spatial dims")
+        kw = {"scale_factor": tuple(s[2:])}
+    else:
+        raise NodeError("needs scales or sizes")
+    if mode == "nearest":
+        nmode = _str(nd, "nearest_mode", "round_prefer_floor")
+        if coord != "asymmetric" or nmode != "floor":
+            raise unsupported(f"nearest with coordinate_transformation_mode {coord!r} and "
+                              f"nearest_mode {nmode!r} (only asymmetric + floor, PyTorch's)")
+        return [F.interpolate(x, mode="nearest", **kw)]
+    if mode == "linear":
+        if coord == "align_corners":
+            return [F.interpolate(x, mode="bilinear", align_corners=True, **kw)]
+        if coord in ("half_pixel", "pytorch_half_pixel"):
+            if coord == "half_pixel" and "size" in kw and 1 in kw["size"] and hw != [1, 1]:
+                raise unsupported("half_pixel linear resize to a size-1 dim")
+            return [F.interpolate(x, mode="bilinear", align_corners=False, **kw)]
+        raise unsupported(f"linear with coordinate_transformation_mode {coord!r}")
+    raise unsupported(f"mode {mode!r} (nearest, linear)")
+
+
+def layer_norm(env, nd):
+    x = env.tensor(nd.inputs[0])
+    axis = _norm_axes([_int(nd, "axis", -1)], x.ndim)[0]
+    if _int(nd, "stash_type", 1) != 1:
+        raise unsupported("stash_type other than float")
+    w = env.tensor(_arg(nd, 1)) if _arg(nd, 1) else None
+    b = env.tensor(_arg(nd, 2)) if _arg(nd, 2) else None
+    eps = _float(nd, "epsilon", 1e-5)
+    return [F.layer_norm(x, _shape(x)[axis:], w, b, eps)]
+
+
+def arg_max(env, nd):
+    x = env.tensor(nd.inputs[0])
+    if _int(nd, "select_last_index", 0):
+        raise unsupported("select_last_index=1")
+    axis = _norm_axes([_int(nd, "axis", 0)], x.ndim)[0]
+    fn = F.argmin if nd.op == "ArgMin" else F.argmax
+    return [fn(x, axis, bool(_int(nd, "keepdims", 1)))]
+
+
+def max_min(env, nd):
+    names = [n for n in nd.inputs if n]
+    if not names:
+        raise NodeError("needs inputs")
+    fn = F.maximum if nd.op == "Max" else F.minimum
+    y = env.tensor(names[0])
+    for n in names[1:]:
+        y = fn(y, env.tensor(n))
+    return [y]
+
+
+def prelu(env, nd):
+    x, w = env.tensor(nd.inputs[0]), env.tensor(_arg(nd, 1))
+    r = F.relu(x)
+    return [F.add(r, F.mul(w, F.sub(x, r)))]
+
+
+def lstm(env, nd):
+    """ONNX LSTM (gates i, o, f, c) as PyTorch's recurrence (gates i, f, g, o) on the file's
+    W [1, 4H, I], R [1, 4H, H] and B [1, 8H]: forward direction, default activations."""
+    tr = env.tracer
+    x, w, r = env.tensor(nd.inputs[0]), env.tensor(_arg(nd, 1)), env.tensor(_arg(nd, 2))
+    if _str(nd, "direction", "forward") != "forward" or _int(nd, "input_forget", 0) or \
+            nd.attrs.get("activations") is not None or nd.attrs.get("clip") is not None or \
+            _int(nd, "layout", 0) or _arg(nd, 4) or _arg(nd, 7):
+        raise unsupported("only the forward direction with default activations, no clip, "
+                          "layout 0, no sequence_lens, no peepholes")
+    if x.ndim != 3:
+        raise NodeError(f"X must be [seq, batch, input], got {_shape(x)}")
+    hid = _int(nd, "hidden_size", _shape(r)[-1])
+    bias = env.tensor(_arg(nd, 3)) if _arg(nd, 3) else None
+    h = T.reshape(tr, env.tensor(_arg(nd, 5)), [-1, hid]) \
+        if _arg(nd, 5) else None
+    c = T.reshape(tr, env.tensor(_arg(nd, 6)), [-1, hid]) if _arg(nd, 6) else None
+    wk = T.reshape(tr, w, [4 * hid, -1])
+    rk = T.reshape(tr, r, [4 * hid, hid])
+    bk = None
+    if bias is not None:
+        bb = T.reshape(tr, bias, [2, 4 * hid])
+        bk = T.add(tr, T.slice_(tr, bb, 0, 0, 1, drop=True), T.slice_(tr, bb, 0, 1, 2, drop=True))
+    hs = []
+    for t in range(_shape(x)[0]):
+        xt = T.slice_(tr, x, 0, t, t + 1, drop=True)
+        g = F.linear(xt, wk, bk)
+        if h is not None:
+            g = T.add(tr, g, F.linear(h, rk))
+        i, o, f, cc = T.chunk(tr, g, 4, 1)
+        i, o, f = T.sigmoid(tr, i), T.sigmoid(tr, o), T.sigmoid(tr, f)
+        ig = T.mul(tr, i, T.tanh(tr, cc))
+        c = ig if c is None else T.add(tr, T.mul(tr, f, c), ig)
+        h = T.mul(tr, o, T.tanh(tr, c))
+        hs.append(T.unsqueeze(tr, h, 0))
+    y = T.unsqueeze(tr, T.cat(tr, hs, 0), 1)
+    return [y, T.unsqueeze(tr, h, 0), T.unsqueeze(tr, c, 0)]
+
+
+def _fold_np(fn: Callable, keep_batch: bool = False) -> Callable:
+    """A numpy fold of an elementwise op on static inputs (shape arithmetic the exporters
+    write, e.g. ``Where(Equal(shape, -1), ...)`` for ``x.expand(x.size(0), -1)``)."""
+    def handler(env, nd):
+        vals = [env.static(n) for n in nd.inputs if n]
+        if not vals:
+            raise NodeError("needs inputs")
+        with np.errstate(all="ignore"):
+            v = np.asarray(fn(nd, *[x.value for x in vals]))
+        mask = None
+        if keep_batch:  # an element taken unchanged from a batch-marked input stays marked
+            mask = np.zeros(v.shape, bool)
+            for x in vals:
+                if x.batch is not None and x.value.dtype.kind in "iu":
+                    xb = np.broadcast_to(x.value, v.shape)
+                    mask |= np.broadcast_to(x.mask(), v.shape) & (xb == v)
+        return [Static(v, mask)]
+    return handler
+
+
+def _np_mod(nd, a, b):
+    if _int(nd, "fmod", 0):
+        return np.fmod(a, b)
+    if np.any(b == 0):
+        raise NodeError("modulo by zero in a constant")
+    return np.mod(a, b)
+
+
+def _np_where(nd, c, a, b):
+    return np.where(c.astype(bool), a, b)
+
+
+def _np_maxmin(nd, *vals):
+    fn = np.maximum if nd.op == "Max" else np.minimum
+    out = vals[0]
+    for v in vals[1:]:
+        out = fn(out, v)
+    return out
+
+
 # op -> (handler, input positions that must be static)
 COMPUTE: Dict[str, tuple] = {
     "Conv": (conv, ()),
@@ -616,6 +1009,25 @@ COMPUTE: Dict[str, tuple] = {
     "Dropout": (dropout, (1, 2)),
     "Identity": (identity, ()),
     "Cast": (cast, ()),
+    "Concat": (concat_t, ()),
+    "Slice": (slice_t, (1, 2, 3, 4)),
+    "Split": (split_t, (1,)),
+    "Transpose": (transpose, ()),
+    "Pad": (pad, (1, 2, 3)),
+    "Gather": (gather_t, ()),
+    "Expand": (expand, (1,)),
+    "ConvTranspose": (conv_transpose, ()),
+    "Resize": (resize, (1, 2, 3)),
+    "Upsample": (resize, (1,)),
+    "LayerNormalization": (layer_norm, ()),
+    "ReduceMax": (_reduce(F.amax, 18), (1,)),
+    "ReduceMin": (_reduce(F.amin, 18), (1,)),
+    "ArgMax": (arg_max, ()),
+    "ArgMin": (arg_max, ()),
+    "Max": (max_min, ()),
+    "Min": (max_min, ()),
+    "PRelu": (prelu, ()),
+    "LSTM": (lstm, ()),
 }
 # evaluated in numpy; supported only when every input is static
 FOLD: Dict[str, Callable] = {
@@ -625,15 +1037,25 @@ FOLD: Dict[str, Callable] = {
     "Concat": concat,
     "Slice": slice_,
     "ConstantOfShape": constant_of_shape,
+    "Equal": _fold_np(lambda nd, a, b: np.equal(a, b)),
+    "Less": _fold_np(lambda nd, a, b: np.less(a, b)),
+    "Greater": _fold_np(lambda nd, a, b: np.greater(a, b)),
+    "Not": _fold_np(lambda nd, a: np.logical_not(a)),
+    "Where": _fold_np(_np_where, keep_batch=True),
+    "Mod": _fold_np(_np_mod),
+    "Max": _fold_np(_np_maxmin, keep_batch=True),
+    "Min": _fold_np(_np_maxmin, keep_batch=True),
 }
 # ops whose outputs are static whatever their input (the shape of a traced tensor is)
 ALWAYS_STATIC = ("Constant", "Shape")
 # the weight-like inputs: float initializers read there are parameters
 WEIGHT_INPUTS = {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1),
-                 "BatchNormalization": (1, 2)}
+                 "BatchNormalization": (1, 2), "ConvTranspose": (1, 2),
+                 "LayerNormalization": (1, 2), "PRelu": (1,), "LSTM": (1, 2, 3)}
 # optional outputs that no mapped op produces: reading them is unsupported
 UNUSABLE_OUTPUTS = {"BatchNormalization": "running statistics / saved statistics",
-                    "Dropout": "mask", "MaxPool": "indices"}
+                    "Dropout": "mask", "MaxPool": "indices",
+                    "LayerNormalization": "mean / inverse standard deviation"}
 
 
 def supported_ops() -> List[str]:
@@ -697,10 +1119,12 @@ def analyse(graph: OnnxGraph, nodes: Optional[List[OnnxNode]] = None) -> Analysi
             res.add(f"{nd.op} (domain '{nd.domain}')", nd)
             continue
         ins = [i for i in nd.inputs if i]
-        if nd.op in ALWAYS_STATIC or (nd.op in FOLD and all(i in static for i in ins)):
+        reads_weight = nd.op in COMPUTE and any(_is_weight(graph, i) for i in ins)
+        if nd.op in ALWAYS_STATIC or (nd.op in FOLD and all(i in static for i in ins)
+                                      and not reads_weight):
             static.update(o for o in nd.outputs if o)
             continue
-        if nd.op in FOLD:
+        if nd.op in FOLD and nd.op not in COMPUTE:
             res.add(f"{nd.op} (of computed tensors)", nd)
             continue
         if nd.op not in COMPUTE:
