@@ -28,6 +28,21 @@ def requires_grad(graph: ir.Graph, nodes: Sequence[int]) -> Set[int]:
     return req
 
 
+def follows_batch(graph: ir.Graph, nodes: Sequence[int]) -> Set[int]:
+    """Tensors whose shape follows the batch: those computed from an INPUT through ``nodes``.
+
+    The rest (parameters, constants and what is computed from them alone) keep their traced
+    shape when the batch changes, so a size-1 dim of theirs that met the traced batch of 1
+    must still be summed over in their gradient (:meth:`ops.GradContext.sum_to`).
+    """
+    dep = {t.index for t in graph.tensors if t.kind == ir.INPUT}
+    for n in nodes:
+        node = graph.nodes[n]
+        if any(t >= 0 and t in dep for t in node.inputs):
+            dep.update(t for t in node.outputs if t >= 0)
+    return dep
+
+
 def backward(graph: ir.Graph, loss: int, nodes: Sequence[int]
              ) -> Tuple[List[int], Dict[int, int]]:
     """Append the gradient of scalar tensor ``loss`` through forward ``nodes``.
@@ -44,6 +59,7 @@ def backward(graph: ir.Graph, loss: int, nodes: Sequence[int]
     if loss not in req:
         return [], {}
 
+    batched = follows_batch(graph, nodes)
     seed = graph.add_tensor("", ir.F32, ir.CONST, (), data=np.array(1.0, np.float32))
     # tensor -> list of (gradient tensor, fresh); fresh = made for this tensor alone
     contrib: Dict[int, List[Tuple[int, bool]]] = {loss: [(seed.index, False)]}
@@ -65,7 +81,7 @@ def backward(graph: ir.Graph, loss: int, nodes: Sequence[int]
         dys = [_total(graph, contrib.pop(t), node.layer) if t >= 0 and t in contrib else None
                for t in node.outputs]
         start = len(graph.tensors)
-        ctx = ops.GradContext(graph, op, node, need)
+        ctx = ops.GradContext(graph, op, node, need, batched)
         grads = op.backward(ctx, node, dys)
         if len(grads) != len(node.inputs):
             raise RuntimeError(f"backward rule of '{op.name}' returned {len(grads)} gradients "

@@ -16,7 +16,7 @@ returns one gradient tensor index (or ``None``) per input. Ops without a rule ra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import ir
 from .errors import NotDifferentiableError, ShapeError
@@ -738,11 +738,13 @@ class GradContext:
     Nodes emitted through the context carry the forward node's layer name.
     """
 
-    def __init__(self, graph: ir.Graph, op: OpDef, node: ir.Node, need: Sequence[bool]):
+    def __init__(self, graph: ir.Graph, op: OpDef, node: ir.Node, need: Sequence[bool],
+                 batched: Optional[AbstractSet[int]] = None):
         self.graph = graph
         self.op = op
         self.node = node
         self._need = list(need)
+        self._batched = batched  # tensors whose shape follows the batch; None = all
 
     def need(self, i: int) -> bool:
         return self._need[i]
@@ -766,8 +768,15 @@ class GradContext:
         return self.emit("reshape", [t], ndim=len(dims), **kw)[0]
 
     def sum_to(self, g: int, target: int, scale: float = 1.0) -> int:
-        """``g`` summed over the dims ``target`` was broadcast along (and scaled)."""
-        if self.shape(g) == self.shape(target):
+        """``g`` summed over the dims ``target`` was broadcast along (and scaled).
+
+        Equal traced shapes need no sum unless ``target`` keeps its shape when the batch
+        changes (a parameter or constant, or a value computed from them alone) and has a size-1
+        dim: traced at batch 1, that dim may meet a larger batch later (a ViT's [1, T, D]
+        position embedding), so the reduction is always emitted then."""
+        tshape = self.shape(target)
+        if self.shape(g) == tshape and not (
+                1 in tshape and self._batched is not None and target not in self._batched):
             if scale == 1.0:
                 return g
             return self.emit("affine", [g], alpha=scale, beta=0.0)[0]

@@ -360,3 +360,51 @@ def test_pooled_activation_derivative_gives_the_same_bits(act, monkeypatch):
     assert moved.keys() == plain.keys()
     for k in moved:
         assert np.array_equal(moved[k], plain[k]), k
+
+
+def test_batch_one_parameter_broadcast_is_reduced_after_a_batch_change():
+    """An open batch is traced at batch 1, where a [1, T, D] parameter (a ViT's learned position
+    embedding) and the [N, T, D] activation it is added to have equal shapes: its gradient must
+    still be summed over the batch once 8 samples are fed. Trained against PyTorch (float64)."""
+    import torch
+
+    import edgetrain as et
+
+    def make(lib, param):
+        class Pos(lib.Module):
+            def __init__(self):
+                super().__init__()
+                self.pos = param(np.linspace(-0.5, 0.5, 4 * 6).reshape(1, 4, 6))
+                self.scale = param(np.linspace(0.5, 1.5, 6).reshape(1, 1, 6))
+                self.fc = lib.Linear(6, 3)
+
+            def forward(self, x):
+                return self.fc(((x + self.pos) * self.scale).mean(1))
+        return Pos()
+
+    model = make(nn, nn.Parameter)
+    tm = make(torch.nn, lambda a: torch.nn.Parameter(torch.tensor(a))).double()
+    tm.fc.load_state_dict({k: torch.tensor(v, dtype=torch.float64)
+                           for k, v in model.fc.state_dict().items()})
+    opt = optim.Adam(model.parameters(), lr=0.05)
+    topt = torch.optim.Adam(tm.parameters(), lr=0.05)
+    sess = et.TrainSession.from_module(model, inputs={"x": (None, 4, 6)},
+                                       loss=nn.CrossEntropyLoss(),
+                                       labels={"y": ((None,), "int64")}, optimizer=opt,
+                                       max_batch=8)
+    assert sess.input_shapes()["x"] == (1, 4, 6)
+    sess.Train()
+    rng = np.random.default_rng(1)
+    for step in range(5):
+        x = rng.standard_normal((8, 4, 6)).astype(np.float32)
+        y = rng.integers(0, 3, 8).astype(np.int64)
+        loss = float(sess.RunGraph({"x": x, "y": y})["loss"])
+        topt.zero_grad()
+        tl = torch.nn.functional.cross_entropy(tm(torch.tensor(x, dtype=torch.float64)),
+                                               torch.tensor(y))
+        tl.backward()
+        topt.step()
+        np.testing.assert_allclose(loss, tl.item(), rtol=1e-5, err_msg=f"step {step}")
+    params = sess.get_parameters()
+    for k, v in tm.state_dict().items():
+        np.testing.assert_allclose(params[k], v.numpy(), rtol=1e-4, atol=1e-6, err_msg=k)
