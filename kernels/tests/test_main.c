@@ -81,6 +81,7 @@ void test_resample(void);
 void test_quant(void);
 void test_norm(void);
 void test_tensor(void);
+void test_qgemm(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -95,6 +96,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"quant", test_quant},
     {"norm", test_norm},
     {"tensor", test_tensor},
+    {"qgemm", test_qgemm},
 };
 
 int main(int argc, char **argv) {
