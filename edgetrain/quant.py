@@ -475,3 +475,67 @@ def int8_graph(graph):
     out = _compact(g, [], nodes, g.programs[ir.EVAL])
     out.meta = dict(out.meta, int8=True)
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# integer chains in the eval program
+# ------------------------------------------------------------------------------------------
+_TO_INT = {"maxpool2d": "qmaxpool2d", "reshape": "reshape", "act": "qrelu"}
+
+
+def integer_chains(graph, node_ids, outputs):
+    """Rewrite the eval program's ``dequantize -> (relu | maxpool2d | reshape)* -> quantize``
+    chains on one grid (same scale and zero-point tensors) into the integer ops on the u8
+    tensor (qrelu = max(q, zp), qmaxpool2d, reshape), and ``fake_quant -> quantize`` on one
+    grid into ``quantize``. Exact: on a grid, relu and max pooling commute with dequantize
+    (s > 0, zp on the grid) and requantizing a grid value gives its level back. Applied when
+    the eval program is built, so the session's Eval() and the int8 file run the same nodes.
+    Returns the new node list."""
+    nodes = list(node_ids)
+    keep_out = set(outputs)
+    producer = {o: n for n in nodes for o in graph.nodes[n].outputs if o >= 0}
+    readers = {}
+    for n in nodes:
+        for t in graph.nodes[n].inputs:
+            if t >= 0:
+                readers.setdefault(t, []).append(n)
+
+    def sole_reader(t, n):
+        return t not in keep_out and readers.get(t) == [n]
+
+    dropped = set()
+    for qn in nodes:
+        q = graph.nodes[qn]
+        if q.op != "quantize":
+            continue
+        chain, t, cur = [], q.inputs[0], qn
+        while t in producer and sole_reader(t, cur):
+            nd = graph.nodes[producer[t]]
+            relu = nd.op == "act" and nd.iattr[0] == 1
+            if not (relu or nd.op in ("maxpool2d", "reshape")):
+                break
+            chain.append(producer[t])
+            cur, t = producer[t], nd.inputs[0]
+        src = graph.nodes[producer[t]] if t in producer and sole_reader(t, cur) else None
+        if src is None or list(src.inputs[1:3]) != list(q.inputs[1:3]):
+            continue
+        if src.op == "fake_quant" and not chain and src.iattr[:3] == [-1] + list(q.iattr[:2]):
+            q.inputs = [src.inputs[0]] + list(q.inputs[1:])
+            dropped.add(producer[t])
+            continue
+        if src.op != "dequantize" or not chain:
+            continue
+        u8, zp = src.inputs[0], q.inputs[2]
+        for k, n in enumerate(reversed(chain)):      # from the dequantize towards the quantize
+            nd = graph.nodes[n]
+            x = u8 if k == 0 else graph.nodes[list(reversed(chain))[k - 1]].outputs[0]
+            if nd.op == "act":
+                nd.op, nd.inputs, nd.iattr, nd.fattr = "qrelu", [x, zp], [], []
+            else:
+                nd.op, nd.inputs = _TO_INT[nd.op], [x]
+            if k == len(chain) - 1:
+                nd.outputs = list(q.outputs)
+            else:
+                graph.tensors[nd.outputs[0]].dtype = "u8"
+        dropped.update((producer[t], qn))
+    return [n for n in nodes if n not in dropped]

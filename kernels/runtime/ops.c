@@ -1520,6 +1520,11 @@ static et_status q_zp(const void *p, int32_t lo, int32_t hi, int32_t *zp) {
     return ET_OK;
 }
 static float q_f(const void *p) { return *(const float *)p; }
+static et_status want_present(const et_node_io *io, int from, int to, char *msg, size_t cap) {
+    for (int k = from; k < to; k++)
+        if (!io->in[k]) return shape_error(msg, cap, "input %d is required", k);
+    return ET_OK;
+}
 
 /* quantize: x f32, scale, zero_point -> y u8; iattr qmin, qmax */
 static et_status quantize_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
@@ -1557,6 +1562,7 @@ static et_status dequantize_run(const et_node_io *io, const et_run_env *e) {
  * iattr wqmin, wqmax */
 static et_status qprep_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     const et_tshape *w = io->in[0];
+    TRY(want_present(io, 3, 5, msg, cap));
     TRY(want(w, ET_F32, -1, "weight w", msg, cap));
     if (w->ndim < 2) return shape_error(msg, cap, "weight w must have rank >= 2, got %d", w->ndim);
     TRY(want_vec(io->in[1], w->dim[0], "weight scale", msg, cap));
@@ -1582,6 +1588,7 @@ static et_status qprep_run(const et_node_io *io, const et_run_env *e) {
  * x_zp (4), y_zp (5); iattr qmin, qmax at `at`. */
 static et_status want_requant(const et_node_io *io, int64_t oc, int at, char *msg, size_t cap) {
     char b[128];
+    TRY(want_present(io, 3, 6, msg, cap));
     if (io->in[2] && !(io->in[2]->dtype == ET_I32 && io->in[2]->ndim == 1 && io->in[2]->dim[0] == oc))
         return shape_error(msg, cap, "bias b must be [%lld] i32, got %s", (long long)oc,
                            et_shape_str(io->in[2], b, sizeof b));
@@ -2512,11 +2519,11 @@ static const et_op_desc op_table[] = {
         .min_iattr = 2, .max_iattr = 2, .infer = quantize_infer, .run = quantize_run},
     [ET_OP_DEQUANTIZE] = {.name = "dequantize", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
         .infer = dequantize_infer, .run = dequantize_run},
-    [ET_OP_QPREP] = {.name = "qprep", .min_in = 5, .max_in = 5, .min_out = 3, .max_out = 3,
+    [ET_OP_QPREP] = {.name = "qprep", .min_in = 2, .max_in = 5, .min_out = 3, .max_out = 3,
         .min_iattr = 2, .max_iattr = 2, .infer = qprep_infer, .run = qprep_run},
-    [ET_OP_QCONV2D] = {.name = "qconv2d", .min_in = 6, .max_in = 6, .min_out = 1, .max_out = 1,
+    [ET_OP_QCONV2D] = {.name = "qconv2d", .min_in = 2, .max_in = 6, .min_out = 1, .max_out = 1,
         .min_iattr = 11, .max_iattr = 11, .infer = qconv2d_infer, .ws_bytes = qconv2d_ws, .run = qconv2d_run},
-    [ET_OP_QLINEAR] = {.name = "qlinear", .min_in = 6, .max_in = 6, .min_out = 1, .max_out = 1,
+    [ET_OP_QLINEAR] = {.name = "qlinear", .min_in = 2, .max_in = 6, .min_out = 1, .max_out = 1,
         .min_iattr = 2, .max_iattr = 2, .infer = qlinear_infer, .run = qlinear_run},
     [ET_OP_QMAXPOOL2D] = {.name = "qmaxpool2d", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
         .min_iattr = 9, .max_iattr = 9, .infer = qmaxpool2d_infer, .run = qmaxpool2d_run},
