@@ -345,3 +345,21 @@ def test_bad_int8_files_are_rejected_at_load(trained, name, fn, text):
     _, _, d = trained
     with pytest.raises(errors.ModelFormatError, match=text):
         et.TrainSession.from_bytes(_mutated(d, fn))
+
+
+def test_cli_export_int8(trained, tmp_path, capsys):
+    from edgetrain.cli import main
+
+    _, sess, _ = trained
+    ckpt, out = tmp_path / "qat.etm", tmp_path / "q8.etm"
+    sess.SaveToFile(ckpt)
+    assert main(["export", str(ckpt), "--inference-only", "--int8", "-o", str(out)]) == 0
+    assert "int8 inference-only" in capsys.readouterr().out
+    x, _ = mnist_arrays(False)
+    resumed = et.TrainSession.load(ckpt)
+    resumed.Eval()
+    want = resumed.RunGraph({"x": x[:17]})["output"]
+    got = et.TrainSession.load(out).RunGraph({"x": x[:17]})["output"]
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert main(["export", str(ckpt), "--int8", "-o", str(tmp_path / "z.etm")]) != 0
+    assert "--inference-only" in capsys.readouterr().err
