@@ -1631,7 +1631,7 @@ static et_status qconv2d_run(const et_node_io *io, const et_run_env *e) {
     int32_t x_zp, y_zp;
     TRY(qconv_params(io, &p, NULL, 0));
     TRY(q_zps(io, 9, &x_zp, &y_zp));
-    return et_q_conv2d__ref(&p, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3], y_zp,
+    return et_q_conv2d(&p, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3], y_zp,
                             (int32_t)io->node->iattr[9], (int32_t)io->node->iattr[10], io->out_data[0], e->ws,
                             e->ws_bytes, e->nthreads);
 }
@@ -1657,7 +1657,7 @@ static et_status qlinear_run(const et_node_io *io, const et_run_env *e) {
     int32_t x_zp, y_zp;
     TRY(q_zps(io, 0, &x_zp, &y_zp));
     const int64_t N = io->in[0]->dim[0], OC = io->in[1]->dim[0], K = io->in[1]->dim[1];
-    return et_q_gemm_requant__ref(N, OC, K, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3],
+    return et_q_gemm_requant(N, OC, K, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3],
                                   y_zp, (int32_t)io->node->iattr[0], (int32_t)io->node->iattr[1], io->out_data[0],
                                   OC, 1, e->nthreads);
 }

@@ -15,13 +15,22 @@
  * formed in int64 here (a SIMD variant may use int32: the result is the same).
  *
  * __ref kernels: plain loops. The GEMM is written as the definition above (no column sums;
- * a packed variant subtracts a_zp * colsum(w) instead, the same integer).
+ * a packed variant subtracts a_zp * colsum(w) instead, the same integer). The GEMM has a
+ * variant table (qgemm_internal.h): __avx2 widens a - a_zp and w to int16 and sums pairs with
+ * vpmaddwd (|pair| <= 2 * 255 * 128, no saturation) into int32 lanes, __avx512 the same on
+ * zmm registers; the requantization is
+ * the same scalar code. et_q_gemm_requant / et_q_conv2d dispatch on et_get_isa().
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "misc_internal.h"
+#include "qgemm_internal.h"
+
+#if defined(ET_HAVE_X86_SIMD)
+#include <immintrin.h>
+#endif
 
 static inline int32_t q_clamp(float r, int32_t zp, int32_t qmin, int32_t qmax) {
     /* r is an integer-valued float; clamp before converting so that huge values stay defined */
@@ -60,23 +69,93 @@ static int requant_ok(int64_t n, const float *mult, int32_t y_zp, int32_t qmin, 
     return 1;
 }
 
+static int64_t q_dot__ref(int64_t K, const uint8_t *ET_RESTRICT a, int32_t a_zp, const int8_t *ET_RESTRICT w) {
+    int64_t acc = 0;
+    for (int64_t k = 0; k < K; k++) acc += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return acc;
+}
+
+#define Q_GEMM_BODY(DOT)                                                                                   \
+    if (M < 0 || N < 0 || K < 0 || K > ET_Q_MAX_K || !a || !w || !y || a_zp < 0 || a_zp > 255 ||           \
+        !requant_ok(N, mult, y_zp, qmin, qmax))                                                            \
+        return ET_ERR_ARG;                                                                                 \
+    ET_PARALLEL_FOR(nthreads)                                                                              \
+    for (int64_t m = 0; m < M; m++) {                                                                      \
+        for (int64_t n = 0; n < N; n++) {                                                                  \
+            const int64_t acc = (bias ? bias[n] : 0) + DOT(K, a + m * K, a_zp, w + n * K);                 \
+            y[m * y_rs + n * y_cs] = (uint8_t)q_clamp(nearbyintf((float)acc * mult[n]), y_zp, qmin, qmax); \
+        }                                                                                                  \
+    }                                                                                                      \
+    return ET_OK;
+
 et_status et_q_gemm_requant__ref(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w,
                                  const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
                                  uint8_t *y, int64_t y_rs, int64_t y_cs, int nthreads) {
-    if (M < 0 || N < 0 || K < 0 || K > ET_Q_MAX_K || !a || !w || !y || a_zp < 0 || a_zp > 255 ||
-        !requant_ok(N, mult, y_zp, qmin, qmax))
-        return ET_ERR_ARG;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t m = 0; m < M; m++) {
-        const uint8_t *ET_RESTRICT am = a + m * K;
-        for (int64_t n = 0; n < N; n++) {
-            const int8_t *ET_RESTRICT wn = w + n * K;
-            int64_t acc = bias ? bias[n] : 0;
-            for (int64_t k = 0; k < K; k++) acc += (int64_t)((int32_t)am[k] - a_zp) * wn[k];
-            y[m * y_rs + n * y_cs] = (uint8_t)q_clamp(nearbyintf((float)acc * mult[n]), y_zp, qmin, qmax);
-        }
+    Q_GEMM_BODY(q_dot__ref)
+}
+
+#if defined(ET_HAVE_X86_SIMD)
+ET_TARGET_AVX2 static int64_t q_dot__avx2(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    __m256i acc = _mm256_setzero_si256();
+    const __m256i zp = _mm256_set1_epi16((short)a_zp);
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        const __m256i av = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + k))), zp);
+        const __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + k)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(av, wv));
     }
-    return ET_OK;
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    int64_t r = _mm_cvtsi128_si32(s);
+    for (; k < K; k++) r += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return r;
+}
+
+ET_TARGET_AVX2 static et_status et_q_gemm_requant__avx2(int64_t M, int64_t N, int64_t K, const uint8_t *a,
+                                                        int32_t a_zp, const int8_t *w, const int32_t *bias,
+                                                        const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                                                        uint8_t *y, int64_t y_rs, int64_t y_cs, int nthreads) {
+    Q_GEMM_BODY(q_dot__avx2)
+}
+
+ET_TARGET_AVX512 static int64_t q_dot__avx512(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    __m512i acc = _mm512_setzero_si512();
+    const __m512i zp = _mm512_set1_epi16((short)a_zp);
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        const __m512i av = _mm512_sub_epi16(_mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(a + k))), zp);
+        const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k)));
+        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(av, wv));
+    }
+    int64_t r = _mm512_reduce_add_epi32(acc); /* |sum| < 2^31: no wrap in any lane order */
+    for (; k < K; k++) r += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return r;
+}
+
+ET_TARGET_AVX512 static et_status et_q_gemm_requant__avx512(int64_t M, int64_t N, int64_t K, const uint8_t *a,
+                                                            int32_t a_zp, const int8_t *w, const int32_t *bias,
+                                                            const float *mult, int32_t y_zp, int32_t qmin,
+                                                            int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
+                                                            int nthreads) {
+    Q_GEMM_BODY(q_dot__avx512)
+}
+#endif
+
+const et_q_gemm_variant et_q_gemm_variants[] = {
+    {{ET_ISA_REF, "ref"}, et_q_gemm_requant__ref},
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX2, "avx2"}, et_q_gemm_requant__avx2},
+    {{ET_ISA_AVX512, "avx512"}, et_q_gemm_requant__avx512},
+#endif
+    {{ET_ISA_REF, NULL}, NULL},
+};
+
+et_status et_q_gemm_requant(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w,
+                            const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                            uint8_t *y, int64_t y_rs, int64_t y_cs, int nthreads) {
+    const et_q_gemm_variant *row = ET_VARIANT_PICK(et_q_gemm_variants);
+    return row->gemm(M, N, K, a, a_zp, w, bias, mult, y_zp, qmin, qmax, y, y_rs, y_cs, nthreads);
 }
 
 size_t et_q_conv2d_ws_bytes(const et_conv2d_params *p) {
@@ -103,7 +182,7 @@ static void q_im2col(const et_conv2d_params *p, const uint8_t *x, int64_t g, uin
         }
 }
 
-et_status et_q_conv2d__ref(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+static et_status q_conv2d(et_q_gemm_fn gemm, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
                            const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
                            uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
     if (!p || !x || !w || !y || !mult || x_zp < 0 || x_zp > 255) return ET_ERR_ARG;
@@ -114,12 +193,23 @@ et_status et_q_conv2d__ref(const et_conv2d_params *p, const uint8_t *x, int32_t 
         for (int64_t g = 0; g < p->groups; g++) {
             q_im2col(p, x + n * p->c * p->h * p->w, g, (uint8_t)x_zp, cols);
             /* rows = pixels, columns = this group's output channels; y[n, oc, pixel] */
-            et_status st = et_q_gemm_requant__ref(P, ocg, K, cols, x_zp, w + g * ocg * K, bias ? bias + g * ocg : NULL,
-                                                  mult + g * ocg, y_zp, qmin, qmax,
-                                                  y + (n * p->oc + g * ocg) * P, 1, P, nthreads);
+            et_status st = gemm(P, ocg, K, cols, x_zp, w + g * ocg * K, bias ? bias + g * ocg : NULL, mult + g * ocg,
+                                y_zp, qmin, qmax, y + (n * p->oc + g * ocg) * P, 1, P, nthreads);
             if (st != ET_OK) return st;
         }
     return ET_OK;
+}
+
+et_status et_q_conv2d__ref(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                           const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                           uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
+    return q_conv2d(et_q_gemm_requant__ref, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
+}
+
+et_status et_q_conv2d(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w, const int32_t *bias,
+                      const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y, void *ws,
+                      size_t ws_bytes, int nthreads) {
+    return q_conv2d(et_q_gemm_requant, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
 }
 
 et_status et_q_maxpool2d__ref(const et_pool2d_params *p, const uint8_t *x, uint8_t *y, int nthreads) {

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "edgetrain/et_common.h"
 #include "edgetrain/et_kernels.h"
+#include "../src/qgemm_internal.h"
 #include "et_test.h"
 
 static uint64_t q_rng = 0x1234567u;
@@ -144,7 +146,40 @@ static void test_maxpool(void) {
     ET_CHECK(memcmp(y, y3, (size_t)(p.n * p.c * p.oh * p.ow)) == 0, "pool threads");
 }
 
+/* every GEMM row the CPU runs == the __ref row, K below, at, above and not divisible by the
+ * SIMD widths (16, 32), extreme values (a - a_zp = -255 / 255, w = -128 / 127) */
+static void test_variants(void) {
+    et_check_variant_table("qgemm", et_q_gemm_variants, sizeof et_q_gemm_variants[0]);
+    static const int64_t Ks[] = {1, 7, 15, 16, 17, 31, 32, 33, 64, 100, 801, 65536};
+    for (size_t t = 0; t < sizeof Ks / sizeof Ks[0]; t++) {
+        const int64_t M = 3, N = 5, K = Ks[t];
+        uint8_t *a = malloc((size_t)(M * K)), y0[15], y1[15];
+        int8_t *w = malloc((size_t)(N * K));
+        int32_t b[5];
+        float m[5];
+        const int extreme = K == 65536;
+        for (int64_t i = 0; i < M * K; i++) a[i] = extreme ? (uint8_t)(i % 2 ? 255 : 0) : (uint8_t)(q_next() % 256);
+        for (int64_t i = 0; i < N * K; i++) w[i] = extreme ? (int8_t)(i % 2 ? 127 : -128) : (int8_t)(q_next() % 256 - 128);
+        for (int i = 0; i < 5; i++) {
+            b[i] = (int32_t)(q_next() % 2001) - 1000;
+            m[i] = extreme ? 1e-9f : 1e-4f;
+        }
+        const int32_t zp = extreme ? (int32_t)(K % 3 ? 0 : 255) : (int32_t)(q_next() % 256);
+        ET_CHECK(et_q_gemm_variants[0].gemm(M, N, K, a, zp, w, b, m, 128, 0, 255, y0, N, 1, 1) == ET_OK, "ref K=%lld",
+                 (long long)K);
+        for (const et_q_gemm_variant *row = et_q_gemm_variants + 1; row->head.name; row++) {
+            if (!et_isa_supported(row->head.isa)) continue;
+            memset(y1, 0, sizeof y1);
+            ET_CHECK(row->gemm(M, N, K, a, zp, w, b, m, 128, 0, 255, y1, N, 1, 2) == ET_OK, "%s", row->head.name);
+            ET_CHECK(memcmp(y0, y1, (size_t)(M * N)) == 0, "qgemm %s != ref at K=%lld", row->head.name, (long long)K);
+        }
+        free(a);
+        free(w);
+    }
+}
+
 void test_qgemm(void) {
+    test_variants();
     test_quantize_rules();
     test_prep();
     test_maxpool();

@@ -517,7 +517,14 @@ et_status et_q_dequantize__ref(int64_t n, const uint8_t *x, float scale, int32_t
 et_status et_q_gemm_requant__ref(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w,
                                  const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
                                  uint8_t *y, int64_t y_rs, int64_t y_cs, int nthreads);
+/* the same, dispatched to the variant of et_get_isa() (identical bytes) */
+et_status et_q_gemm_requant(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w,
+                            const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                            uint8_t *y, int64_t y_rs, int64_t y_cs, int nthreads);
 size_t et_q_conv2d_ws_bytes(const et_conv2d_params *p);
+et_status et_q_conv2d(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w, const int32_t *bias,
+                      const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y, void *ws,
+                      size_t ws_bytes, int nthreads);
 et_status et_q_conv2d__ref(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
                            const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
                            uint8_t *y, void *ws, size_t ws_bytes, int nthreads);
