@@ -236,6 +236,41 @@ def test_lenet_int8_file_is_bit_identical_to_eval(trained, batch, threads):
     assert len(np.unique(got)) > 5    # real logits, not a saturated constant
 
 
+def _isas():
+    from edgetrain import _native
+    out = []
+    for name in ("ref", "avx2", "avx512", "neon"):
+        try:
+            _native.set_isa(name)
+            out.append(name)
+        except Exception:
+            pass
+    return out
+
+
+def test_int8_file_and_eval_identical_under_every_isa(trained):
+    """The int8 GEMM has ref / avx2 / avx512 rows: Eval() and the file give the same bits
+    under each ISA the CPU runs (and the same as under 'ref')."""
+    from edgetrain import _native
+
+    _, sess, d = trained
+    x, _ = mnist_arrays(False)
+    before = _native.isa()
+    outs = {}
+    try:
+        for name in _isas():
+            _native.set_isa(name)
+            f = et.TrainSession.load(d / "int8.etm", threads=2)
+            outs[name] = (sess.RunGraph({"x": x[:64]})["output"], f.RunGraph({"x": x[:64]})["output"])
+    finally:
+        _native.set_isa(before)
+    ref = outs["ref"][0].view(np.uint32)
+    for name, (a, b) in outs.items():
+        np.testing.assert_array_equal(a.view(np.uint32), ref, err_msg=f"Eval under {name}")
+        np.testing.assert_array_equal(b.view(np.uint32), ref, err_msg=f"file under {name}")
+    print(f"\nISAs compared: {sorted(outs)}")
+
+
 def test_eval_same_bits_for_every_thread_count_and_batch(trained):
     _, sess, d = trained
     x, _ = mnist_arrays(False)
