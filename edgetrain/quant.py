@@ -18,6 +18,13 @@ copy of a model in which Conv2d and Linear weights are fake-quantized per output
 ``0 .. 2^b - 1``); a Conv2d followed by a BatchNorm2d in a Sequential simulates the fold
 (weights quantized as they will be folded, :class:`QATConvBn2d`); parameter names are those of the float model, so a float ``state_dict`` or
 ``.etm`` initialises the QAT model.
+
+In eval mode a QATConv2d / QATLinear on a quantized input runs the int8 kernels (ops quantize,
+qprep, qconv2d / qlinear, dequantize; relu and max pooling on the u8 grid after
+:func:`integer_chains`), and :func:`int8_graph` (``SaveToFile(..., inference_only=True,
+int8=True)``) writes that eval program with the weight quantization folded to int8 / int32 /
+fp32 constants by the same kernel: the int8 file's logits are ``Eval()``'s bit for bit
+(docs/int8.md).
 """
 from __future__ import annotations
 

@@ -398,3 +398,24 @@ def test_cli_export_int8(trained, tmp_path, capsys):
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
     assert main(["export", str(ckpt), "--int8", "-o", str(tmp_path / "z.etm")]) != 0
     assert "--inference-only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("wb,ab", [(4, 4), (2, 8), (8, 3)])
+def test_low_bit_int8_file_is_bit_identical_to_eval(tmp_path, wb, ab):
+    np.random.seed(5)
+    model = LeNet()
+    sess = et.TrainSession.from_module(
+        model, inputs={"x": (None, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
+        labels={"y": ((None,), "int64")},
+        optimizer=optim.SGD(model.parameters(), lr=0.02, momentum=0.9),
+        quantize=quant.QConfig(weight_bits=wb, act_bits=ab, quantize_input=True), threads=2,
+        max_batch=64)
+    train(sess, 5)
+    sess.SaveToFile(tmp_path / "q.etm", inference_only=True, int8=True)
+    x, _ = mnist_arrays(False)
+    want = sess.RunGraph({"x": x[:17]})["output"]
+    got = et.TrainSession.load(tmp_path / "q.etm").RunGraph({"x": x[:17]})["output"]
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    g = fileformat.load(tmp_path / "q.etm")
+    w = g.find("fc1.weight_int8").data
+    assert np.abs(w).max() <= 2 ** (wb - 1) - 1
