@@ -181,7 +181,7 @@ QC = quant.QConfig(quantize_input=True)
 
 
 def lenet_qat(seed=3, threads=2):
-    np.random.seed(seed)
+    et.manual_seed(seed)
     model = LeNet()
     return model, et.TrainSession.from_module(
         model, inputs={"x": (None, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
@@ -402,7 +402,7 @@ def test_cli_export_int8(trained, tmp_path, capsys):
 
 @pytest.mark.parametrize("wb,ab", [(4, 4), (2, 8), (8, 3)])
 def test_low_bit_int8_file_is_bit_identical_to_eval(tmp_path, wb, ab):
-    np.random.seed(5)
+    et.manual_seed(5)
     model = LeNet()
     sess = et.TrainSession.from_module(
         model, inputs={"x": (None, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
