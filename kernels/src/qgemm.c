@@ -18,7 +18,7 @@
  * a packed variant subtracts a_zp * colsum(w) instead, the same integer). The GEMM has a
  * variant table (qgemm_internal.h): __avx2 widens a - a_zp and w to int16 and sums pairs with
  * vpmaddwd (|pair| <= 2 * 255 * 128, no saturation) into int32 lanes, __avx512 the same on
- * zmm registers; the requantization is
+ * zmm registers, __neon with vmlal_s16 (aarch64); the requantization is
  * the same scalar code. et_q_gemm_requant / et_q_conv2d dispatch on et_get_isa().
  */
 #include <math.h>
@@ -30,6 +30,9 @@
 
 #if defined(ET_HAVE_X86_SIMD)
 #include <immintrin.h>
+#endif
+#if defined(ET_HAVE_NEON)
+#include <arm_neon.h>
 #endif
 
 static inline int32_t q_clamp(float r, int32_t zp, int32_t qmin, int32_t qmax) {
@@ -142,11 +145,38 @@ ET_TARGET_AVX512 static et_status et_q_gemm_requant__avx512(int64_t M, int64_t N
 }
 #endif
 
+#if defined(ET_HAVE_NEON)
+static int64_t q_dot__neon(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    int32x4_t acc0 = vdupq_n_s32(0), acc1 = vdupq_n_s32(0);
+    const int16x8_t zp = vdupq_n_s16((int16_t)a_zp);
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        const int16x8_t av = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vld1_u8(a + k))), zp);
+        const int16x8_t wv = vmovl_s8(vld1_s8(w + k));
+        acc0 = vmlal_s16(acc0, vget_low_s16(av), vget_low_s16(wv));
+        acc1 = vmlal_s16(acc1, vget_high_s16(av), vget_high_s16(wv));
+    }
+    int64_t r = vaddvq_s32(vaddq_s32(acc0, acc1));
+    for (; k < K; k++) r += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return r;
+}
+
+static et_status et_q_gemm_requant__neon(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp,
+                                         const int8_t *w, const int32_t *bias, const float *mult, int32_t y_zp,
+                                         int32_t qmin, int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
+                                         int nthreads) {
+    Q_GEMM_BODY(q_dot__neon)
+}
+#endif
+
 const et_q_gemm_variant et_q_gemm_variants[] = {
     {{ET_ISA_REF, "ref"}, et_q_gemm_requant__ref},
 #if defined(ET_HAVE_X86_SIMD)
     {{ET_ISA_AVX2, "avx2"}, et_q_gemm_requant__avx2},
     {{ET_ISA_AVX512, "avx512"}, et_q_gemm_requant__avx512},
+#endif
+#if defined(ET_HAVE_NEON)
+    {{ET_ISA_NEON, "neon"}, et_q_gemm_requant__neon},
 #endif
     {{ET_ISA_REF, NULL}, NULL},
 };
