@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep only the eval program and weights (BatchNorm folded)")
     x.add_argument("--onnx", action="store_true",
                    help="write the eval program as ONNX (needs the 'onnx' extra)")
+    x.add_argument("--int8", action="store_true",
+                   help="with --inference-only, for a QAT model: the int8 model (int8 weights, "
+                        "the eval program's integer kernels; logits identical to its eval)")
     x.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (13-21)")
 
     i = sub.add_parser("info", help="layers, parameters, programs and planned memory")
@@ -800,8 +803,14 @@ def cmd_export(args, out=None) -> int:
     sess = load_session(args.model_file, 1)
     if os.path.abspath(args.output) == os.path.abspath(args.model_file):
         raise CLIError("the output would overwrite the input model; choose another -o")
+    if args.int8 and (args.onnx or not args.inference_only):
+        raise CLIError("--int8 writes an int8 .etm inference file: use it with --inference-only "
+                       "and without --onnx")
     prepare_output(args.output, "-o")
-    if args.onnx:
+    if args.int8:
+        sess.SaveToFile(args.output, inference_only=True, int8=True)
+        kind = "int8 inference-only"
+    elif args.onnx:
         sess.export_onnx(args.output, opset=args.opset, inference_only=args.inference_only)
         kind = f"ONNX opset {args.opset}" + (", BatchNorm folded" if args.inference_only else "")
     else:

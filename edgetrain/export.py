@@ -275,8 +275,12 @@ def _eval_program(ctx: _TraceContext, model: Module, in_tensors) -> None:
     with tr.activate():
         outs = _named_outputs(model(*[tr.wrap(t.index) for t in in_tensors]), "forward")
         outs = {k: _materialise(tr, v).index for k, v in outs.items()}
+    nodes = tr.nodes
+    if any(ctx.graph.nodes[n].op == "quantize" for n in nodes):   # a QAT model's int8 path
+        from .quant import integer_chains
+        nodes = integer_chains(ctx.graph, nodes, list(outs.values()))
     _add_program(ctx.graph, ir.EVAL,
-                 fold_conv_activations(ctx.graph.nodes, tr.nodes, list(outs.values())), outs)
+                 fold_conv_activations(ctx.graph.nodes, nodes, list(outs.values())), outs)
 
 
 def _trace_loss(ctx: _TraceContext, model: Module, loss, output, in_tensors, label_tensors):

@@ -53,7 +53,7 @@ class OpDef:
     iattrs: Tuple[str, ...] = ()
     fattrs: Tuple[str, ...] = ()
     backward: Optional[Callable] = None   # (ctx, node, dys) -> list of input grads
-    kind: str = "forward"                 # "forward", "backward" or "update"
+    kind: str = "forward"                 # "forward", "backward", "update" or "inference"
     mutates: Tuple[str, ...] = ()         # inputs written in place
     int_inputs: Tuple[str, ...] = ()      # inputs of dtype i32 (labels)
 
@@ -672,6 +672,19 @@ OPS: List[OpDef] = [
     OpDef(84, "gather_bwd", ("dy", "index", "x"), ("dx",), ("axis", "select"), (),
           kind="backward", int_inputs=("index",)),
     OpDef(85, "expand", ("x", "like?"), ("y",), ("ndim",) + RESHAPE_DIMS, (), _bw_expand),
+    # int8 inference (kernels/src/qgemm.c): eval programs of QAT models and int8 files only;
+    # checked bit for bit against a numpy integer reference in tests/test_int8.py
+    OpDef(86, "quantize", ("x", "scale", "zero_point"), ("y",), ("qmin", "qmax"), (),
+          kind="inference"),
+    OpDef(87, "dequantize", ("x", "scale", "zero_point"), ("y",), (), (), kind="inference"),
+    OpDef(88, "qprep", ("w", "w_scale", "b?", "s_in", "s_out"), ("wq", "bq?", "mult"),
+          ("wqmin", "wqmax"), (), kind="inference"),
+    OpDef(89, "qconv2d", ("x", "w", "b?", "mult", "x_zp", "y_zp"), ("y",),
+          _CONV_I[:9] + ("qmin", "qmax"), (), kind="inference"),
+    OpDef(90, "qlinear", ("x", "w", "b?", "mult", "x_zp", "y_zp"), ("y",), ("qmin", "qmax"), (),
+          kind="inference"),
+    OpDef(91, "qmaxpool2d", ("x",), ("y",), _MAXPOOL_I, (), kind="inference"),
+    OpDef(92, "qrelu", ("x", "zero_point"), ("y",), (), (), kind="inference"),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

@@ -18,6 +18,13 @@ copy of a model in which Conv2d and Linear weights are fake-quantized per output
 ``0 .. 2^b - 1``); a Conv2d followed by a BatchNorm2d in a Sequential simulates the fold
 (weights quantized as they will be folded, :class:`QATConvBn2d`); parameter names are those of the float model, so a float ``state_dict`` or
 ``.etm`` initialises the QAT model.
+
+In eval mode a QATConv2d / QATLinear on a quantized input runs the int8 kernels (ops quantize,
+qprep, qconv2d / qlinear, dequantize; relu and max pooling on the u8 grid after
+:func:`integer_chains`), and :func:`int8_graph` (``SaveToFile(..., inference_only=True,
+int8=True)``) writes that eval program with the weight quantization folded to int8 / int32 /
+fp32 constants by the same kernel: the int8 file's logits are ``Eval()``'s bit for bit
+(docs/int8.md).
 """
 from __future__ import annotations
 
@@ -70,7 +77,9 @@ class QConfig:
     "minmax"), its averaging constant, the optimizer step at which observers stop
     (``None``: never), the step at which BatchNorm freezes (not implemented yet: must be
     ``None``) and whether Conv2d + BatchNorm2d pairs simulate their fold (``fold_bn``,
-    torch.ao.nn.intrinsic.qat.ConvBn2d semantics)."""
+    torch.ao.nn.intrinsic.qat.ConvBn2d semantics). ``quantize_input`` fake-quantizes the input
+    of the first Conv2d / Linear (PyTorch's QuantStub), so that in eval the whole chain runs the
+    int8 kernels."""
     weight_bits: int = 8
     act_bits: int = 8
     observer: str = "ema"
@@ -78,6 +87,7 @@ class QConfig:
     observe_until_step: Optional[int] = None
     freeze_bn_step: Optional[int] = None
     fold_bn: bool = True
+    quantize_input: bool = False
 
     def __post_init__(self):
         weight_range(self.weight_bits)
@@ -189,19 +199,103 @@ def _act_fq(qc: QConfig) -> FakeQuantize:
                         observe_until_step=qc.observe_until_step)
 
 
+# ------------------------------------------------------------------------------------------
+# the integer eval path (issue 14's invariant): in eval mode a QATConv2d / QATLinear whose input
+# lies on a known per-tensor grid runs the int8 kernels (kernels/src/qgemm.c) instead of the
+# float simulation, and an int8 file (export.int8_graph) is that program with qprep folded.
+# ------------------------------------------------------------------------------------------
+# ops through which a tensor on a quantization grid stays on it (relu: 0 is on every grid)
+_GRID_KEEPING = ("maxpool2d", "reshape")
+
+
+def _grid_of(tr, x):
+    """(scale, zero_point, qmin, qmax) tensors / ints of the per-tensor grid ``x`` lies on —
+    the output of a per-tensor ``fake_quant`` or of a ``dequantize``, possibly through relu,
+    max pooling and reshapes — or None."""
+    if not isinstance(x, tracing.Tensor):
+        return None
+    g, t = tr.graph, x.index
+    producer = {o: nd for nd in g.nodes for o in nd.outputs if o >= 0}
+    while t in producer:
+        nd = producer[t]
+        if nd.op == "fake_quant":
+            axis, qmin, qmax = nd.iattr[:3]
+            if axis != -1 or qmin < 0 or qmax > 255:
+                return None
+            return tr.wrap(nd.inputs[1]), tr.wrap(nd.inputs[2]), qmin, qmax
+        if nd.op == "dequantize":
+            q = producer.get(nd.inputs[0])
+            lim = q.iattr[-2:] if q is not None and q.op in ("qconv2d", "qlinear", "quantize") \
+                else None
+            return None if lim is None else (tr.wrap(nd.inputs[1]), tr.wrap(nd.inputs[2]),
+                                             lim[0], lim[1])
+        relu = nd.op == "act" and nd.iattr[0] == 1   # ACT_RELU
+        if not (relu or nd.op in _GRID_KEEPING):
+            return None
+        t = nd.inputs[0]
+    return None
+
+
+def _int_layer(m, x, conv: bool):
+    """The integer eval path of a QATConv2d / QATLinear, or None when it does not apply."""
+    tr = tracing.require()
+    grid = _grid_of(tr, x)
+    apq, wfq = m.activation_post_process, m.weight_fake_quant
+    if grid is None or apq.axis != -1 or not 0 <= apq.quant_min < apq.quant_max <= 255:
+        return None
+    if wfq.quant_min < -128 or wfq.quant_max > 127:
+        return None
+    s_in, zp_in, qmin_in, qmax_in = grid
+    x = tr.as_tensor(x)
+    if conv:
+        if getattr(m, "padding_mode", "zeros") != "zeros" or x.ndim != 4:
+            return None
+        sh, sw = F._pair(m.stride, "stride")
+        dh, dw = F._pair(m.dilation, "dilation")
+        if isinstance(m.padding, str) and m.padding == "same" and (sh, sw) != (1, 1):
+            return None
+        pt, pl, pb, pr = F.conv_padding(m.padding, tuple(m.weight.data.shape[2:4]), (dh, dw))
+        geom = dict(stride_h=sh, stride_w=sw, pad_t=pt, pad_l=pl, pad_b=pb, pad_r=pr, dil_h=dh,
+                    dil_w=dw, groups=m.groups)
+    elif x.ndim != 2:
+        return None
+    xq = tr.emit1("quantize", [x, s_in, zp_in], qmin=qmin_in, qmax=qmax_in)
+    wq, bq, mult = tr.emit("qprep", [m.weight, wfq.scale, m.bias, s_in, apq.scale],
+                           wqmin=wfq.quant_min, wqmax=wfq.quant_max,
+                           skip_outputs=() if m.bias is not None else (1,))
+    ins = [xq, wq, bq, mult, zp_in, apq.zero_point]
+    lim = dict(qmin=apq.quant_min, qmax=apq.quant_max)
+    yq = tr.emit1("qconv2d", ins, **geom, **lim) if conv else tr.emit1("qlinear", ins, **lim)
+    return tr.emit1("dequantize", [yq, apq.scale, apq.zero_point])
+
+
 class QATConv2d(Conv2d):
-    """Conv2d with per-channel fake-quantized weights and a fake-quantized output."""
+    """Conv2d with per-channel fake-quantized weights and a fake-quantized output; in eval
+    mode, on a quantized input, the int8 kernels."""
 
     def forward(self, x):
+        if hasattr(self, "input_fake_quant"):
+            x = self.input_fake_quant(x)
+        if not self.training:
+            y = _int_layer(self, x, conv=True)
+            if y is not None:
+                return y
         w = self.weight_fake_quant(self.weight)
         y = F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return self.activation_post_process(y)
 
 
 class QATLinear(Linear):
-    """Linear with per-channel fake-quantized weights and a fake-quantized output."""
+    """Linear with per-channel fake-quantized weights and a fake-quantized output; in eval
+    mode, on a quantized 2-D input, the int8 kernels."""
 
     def forward(self, x):
+        if hasattr(self, "input_fake_quant"):
+            x = self.input_fake_quant(x)
+        if not self.training:
+            y = _int_layer(self, x, conv=False)
+            if y is not None:
+                return y
         y = F.linear(x, self.weight_fake_quant(self.weight), self.bias)
         return self.activation_post_process(y)
 
@@ -308,4 +402,147 @@ def prepare_qat(model: Module, qconfig: QConfig) -> Module:
     memo.update({id(h): h for _, h in model.named_buffers()})
     qat = copy.deepcopy(model, memo)
     _convert(qat, qconfig)
+    if qconfig.quantize_input:
+        first = next((m for m in qat.modules() if isinstance(m, (QATConv2d, QATLinear))), None)
+        if first is not None:
+            first.input_fake_quant = _act_fq(qconfig)
     return qat
+
+
+# ------------------------------------------------------------------------------------------
+# the int8 file: the eval program with the weight quantization folded to constants
+# ------------------------------------------------------------------------------------------
+def _run_qprep(graph, nodes):
+    """Outputs of the ``qprep`` nodes (indices into graph.nodes), computed by the runtime's own
+    kernel (the one the session's eval program runs): {tensor index: array}."""
+    from . import ir
+    from .session import TrainSession
+
+    mini = ir.Graph()
+    remap, outs = {}, {}
+    for ni in nodes:
+        nd = graph.nodes[ni]
+        ins = []
+        for t in nd.inputs:
+            if t < 0:
+                ins.append(-1)
+                continue
+            if t not in remap:
+                td = graph.tensors[t]
+                remap[t] = mini.add_tensor(td.name or f"t{t}", td.dtype, ir.CONST, td.shape,
+                                           data=td.data).index
+            ins.append(remap[t])
+        new_outs = []
+        for t in nd.outputs:
+            if t < 0:
+                new_outs.append(-1)
+                continue
+            td = graph.tensors[t]
+            new_outs.append(mini.add_tensor("", td.dtype, ir.ACT, td.shape).index)
+            outs[f"o{t}"] = (t, new_outs[-1])
+        mini.add_node(ir.Node(nd.op, ins, new_outs, list(nd.iattr), list(nd.fattr), nd.layer))
+    for _, i in outs.values():
+        mini.tensors[i].is_output = True
+    mini.programs[ir.EVAL] = ir.Program(ir.EVAL, list(range(len(mini.nodes))), [],
+                                        {k: i for k, (_, i) in outs.items()})
+    res = TrainSession.from_graph(mini, threads=1).RunGraph({})
+    return {t: np.asarray(res[k]) for k, (t, _) in outs.items()}
+
+
+def int8_graph(graph):
+    """The int8 inference graph of a QAT session's graph: its eval program (as
+    ``export.inference_graph``) with every ``qprep`` node replaced by its outputs — int8
+    weights, int32 biases and fp32 requantize multipliers as constants, computed by the same
+    kernel the eval program runs — so the file's logits are the session's ``Eval()`` ones bit
+    for bit. Layers the integer path does not cover stay float."""
+    from . import ir
+    from .export import _compact, inference_graph
+
+    g = inference_graph(graph)
+    preps = [i for i, nd in enumerate(g.nodes) if nd.op == "qprep"]
+    if not preps:
+        raise QuantConfigError("int8=True needs a QAT model whose eval program runs the int8 "
+                               "kernels (a session built with quantize=QConfig(...))")
+    for i in preps:
+        for t in g.nodes[i].inputs:
+            if t >= 0 and g.tensors[t].data is None:
+                raise QuantConfigError(f"layer '{g.nodes[i].layer}': weight quantization "
+                                       "depends on a computed tensor; cannot fold it")
+    values = _run_qprep(g, preps)
+    suffix = (".weight_int8", ".bias_int32", ".multiplier")
+    for i in preps:
+        nd = g.nodes[i]
+        for k, t in enumerate(nd.outputs):
+            if t < 0:
+                continue
+            td = g.tensors[t]
+            td.kind, td.data = ir.CONST, values[t].astype(ir.NUMPY_DTYPE[td.dtype]).reshape(td.shape)
+            td.name = (nd.layer or "qprep") + suffix[k]
+    nodes = [nd for i, nd in enumerate(g.nodes) if i not in set(preps)]
+    out = _compact(g, [], nodes, g.programs[ir.EVAL])
+    out.meta = dict(out.meta, int8=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# integer chains in the eval program
+# ------------------------------------------------------------------------------------------
+_TO_INT = {"maxpool2d": "qmaxpool2d", "reshape": "reshape", "act": "qrelu"}
+
+
+def integer_chains(graph, node_ids, outputs):
+    """Rewrite the eval program's ``dequantize -> (relu | maxpool2d | reshape)* -> quantize``
+    chains on one grid (same scale and zero-point tensors) into the integer ops on the u8
+    tensor (qrelu = max(q, zp), qmaxpool2d, reshape), and ``fake_quant -> quantize`` on one
+    grid into ``quantize``. Exact: on a grid, relu and max pooling commute with dequantize
+    (s > 0, zp on the grid) and requantizing a grid value gives its level back. Applied when
+    the eval program is built, so the session's Eval() and the int8 file run the same nodes.
+    Returns the new node list."""
+    nodes = list(node_ids)
+    keep_out = set(outputs)
+    producer = {o: n for n in nodes for o in graph.nodes[n].outputs if o >= 0}
+    readers = {}
+    for n in nodes:
+        for t in graph.nodes[n].inputs:
+            if t >= 0:
+                readers.setdefault(t, []).append(n)
+
+    def sole_reader(t, n):
+        return t not in keep_out and readers.get(t) == [n]
+
+    dropped = set()
+    for qn in nodes:
+        q = graph.nodes[qn]
+        if q.op != "quantize":
+            continue
+        chain, t, cur = [], q.inputs[0], qn
+        while t in producer and sole_reader(t, cur):
+            nd = graph.nodes[producer[t]]
+            relu = nd.op == "act" and nd.iattr[0] == 1
+            if not (relu or nd.op in ("maxpool2d", "reshape")):
+                break
+            chain.append(producer[t])
+            cur, t = producer[t], nd.inputs[0]
+        src = graph.nodes[producer[t]] if t in producer and sole_reader(t, cur) else None
+        if src is None or list(src.inputs[1:3]) != list(q.inputs[1:3]):
+            continue
+        if src.op == "fake_quant" and not chain and src.iattr[:3] == [-1] + list(q.iattr[:2]):
+            q.inputs = [src.inputs[0]] + list(q.inputs[1:])
+            dropped.add(producer[t])
+            continue
+        if src.op != "dequantize" or not chain:
+            continue
+        u8, zp = src.inputs[0], q.inputs[2]
+        for k, n in enumerate(reversed(chain)):      # from the dequantize towards the quantize
+            nd = graph.nodes[n]
+            x = u8 if k == 0 else graph.nodes[list(reversed(chain))[k - 1]].outputs[0]
+            if nd.op == "act":
+                nd.op, nd.inputs, nd.iattr, nd.fattr = "qrelu", [x, zp], [], []
+            else:
+                nd.op, nd.inputs = _TO_INT[nd.op], [x]
+            if k == len(chain) - 1:
+                nd.outputs = list(q.outputs)
+            else:
+                graph.tensors[nd.outputs[0]].dtype = "u8"
+        dropped.update((producer[t], qn))
+    return [n for n in nodes if n not in dropped]

@@ -241,7 +241,7 @@ class TrainSession:
         """Re-plan for new input shapes, e.g. ``{"data": (17, 1, 28, 28), "label": (17,)}``."""
         self._s.resize({k: tuple(v) for k, v in shapes.items()})
 
-    def SaveToFile(self, path, inference_only: bool = False) -> None:
+    def SaveToFile(self, path, inference_only: bool = False, int8: bool = False) -> None:
         """Save atomically. Full training state by default (resumable); with
         ``inference_only`` the eval program alone, BatchNorm folded into convolutions.
 
@@ -250,8 +250,22 @@ class TrainSession:
         the cause (missing folder, a folder path, read-only or unwritable folder, full disk) and
         leaves the old file unchanged. The new file keeps the old one's permissions; a symlink is
         written through to the file it points to. The saved state is the state between two calls.
+
+        ``int8=True`` (with ``inference_only``, for a QAT session) writes the int8 model: the eval
+        program, which runs the int8 kernels, with int8 weights, int32 biases and fp32
+        requantize multipliers as constants (``edgetrain.quant.int8_graph``): its outputs are
+        those of ``Eval()`` bit for bit.
         """
         path = os.fspath(path)
+        if int8:
+            if not inference_only:
+                raise ValueError("int8=True writes an inference file: pass inference_only=True")
+            from .quant import int8_graph
+
+            fileformat.save_atomic(path, fileformat.dumps(int8_graph(self.to_graph()),
+                                                          inference_only=True),
+                                   context="SaveToFile(int8=True)")
+            return
         if not inference_only:
             self._s.save(path)
             return

@@ -67,6 +67,20 @@ def step(sess, batch, shape, label="int64", n=2):
                        "label": y})
 
 
+def qat_int8(img):
+    """A QAT checkpoint (integer eval program) and its int8 inference file (ops 86-92)."""
+    from edgetrain import quant
+
+    model = ConvNet(bn=False)
+    sess = et.TrainSession.from_module(
+        model, inputs={"data": (2, *img)}, loss=nn.CrossEntropyLoss(),
+        labels={"label": ((2,), "int64")}, optimizer=optim.SGD(model.parameters(), lr=0.1),
+        quantize=quant.QConfig(quantize_input=True), threads=1)
+    step(sess, 2, img)
+    sess.SaveToFile(os.path.join(OUT, "qat_conv.etm"))
+    sess.SaveToFile(os.path.join(OUT, "qat_conv_int8.etm"), inference_only=True, int8=True)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     et.manual_seed(0)
@@ -93,6 +107,7 @@ def main():
         sess.SaveToFile(os.path.join(OUT, name + ".etm"))
         if name == "conv_bn_sgd":
             sess.SaveToFile(os.path.join(OUT, name + "_inference.etm"), inference_only=True)
+    qat_int8(img)
     eval_only = et.TrainSession.from_module(ConvNet(bn=False), inputs={"data": (1, *img)}, threads=1)
     eval_only.SaveToFile(os.path.join(OUT, "conv_eval_only.etm"))
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))

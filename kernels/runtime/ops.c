@@ -1496,6 +1496,213 @@ static et_status adaptive_maxpool2d_bwd_run(const et_node_io *io, const et_run_e
 }
 
 /* ======================================================================= */
+/* int8 inference (qgemm.c): u8 activations, i8 weights, i32 bias         */
+/* ======================================================================= */
+/* Per-tensor quantization parameters are one-value f32 tensors (the observers' buffers in a
+ * QAT eval program, constants in an int8 file); a zero point must hold an integer in
+ * [qmin, qmax] and a scale / multiplier be finite and > 0 — checked when the node runs and,
+ * for constants, when the file is loaded (et_q_check_const). */
+static et_status want_q1(const et_tshape *t, const char *what, char *msg, size_t cap) {
+    char b[128];
+    if (t->dtype == ET_F32 && et_shape_numel(t) == 1 && t->ndim <= 1) return ET_OK;
+    return shape_error(msg, cap, "%s must be [] or [1] f32, got %s", what, et_shape_str(t, b, sizeof b));
+}
+static et_status want_qrange(const et_node_def *n, int at, int lo, int hi, char *msg, size_t cap) {
+    const int64_t qmin = n->iattr[at], qmax = n->iattr[at + 1];
+    if (qmin < lo || qmax > hi || qmin >= qmax)
+        return shape_error(msg, cap, "quantization range qmin %lld .. qmax %lld must satisfy %d <= qmin < qmax <= %d",
+                           (long long)qmin, (long long)qmax, lo, hi);
+    return ET_OK;
+}
+static et_status want_dtype(const et_tshape *t, et_dtype dt, const char *what, char *msg, size_t cap) {
+    char b[128];
+    if (t->dtype == dt) return ET_OK;
+    return shape_error(msg, cap, "%s must be %s, got %s", what, et_dtype_name(dt), et_shape_str(t, b, sizeof b));
+}
+/* A zero point read at run time: an integer-valued float in [lo, hi]. */
+static et_status q_zp(const void *p, int32_t lo, int32_t hi, int32_t *zp) {
+    const float v = *(const float *)p;
+    if (!(v >= (float)lo && v <= (float)hi) || v != nearbyintf(v)) return ET_ERR_ARG;
+    *zp = (int32_t)v;
+    return ET_OK;
+}
+static float q_f(const void *p) { return *(const float *)p; }
+static et_status want_present(const et_node_io *io, int from, int to, char *msg, size_t cap) {
+    for (int k = from; k < to; k++)
+        if (!io->in[k]) return shape_error(msg, cap, "input %d is required", k);
+    return ET_OK;
+}
+
+/* quantize: x f32, scale, zero_point -> y u8; iattr qmin, qmax */
+static et_status quantize_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want(io->in[0], ET_F32, -2, "input x", msg, cap));
+    TRY(want_q1(io->in[1], "scale", msg, cap));
+    TRY(want_q1(io->in[2], "zero_point", msg, cap));
+    TRY(want_qrange(io->node, 0, 0, 255, msg, cap));
+    set_like(&out[0], io->in[0], ET_U8);
+    return ET_OK;
+}
+static et_status quantize_run(const et_node_io *io, const et_run_env *e) {
+    const int32_t qmin = (int32_t)io->node->iattr[0], qmax = (int32_t)io->node->iattr[1];
+    int32_t zp;
+    TRY(q_zp(io->in_data[2], qmin, qmax, &zp));
+    return et_q_quantize__ref(et_shape_numel(io->in[0]), io->in_data[0], q_f(io->in_data[1]), zp, qmin, qmax,
+                              io->out_data[0], e->nthreads);
+}
+
+/* dequantize: x u8, scale, zero_point -> y f32 */
+static et_status dequantize_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want_dtype(io->in[0], ET_U8, "input x", msg, cap));
+    TRY(want_q1(io->in[1], "scale", msg, cap));
+    TRY(want_q1(io->in[2], "zero_point", msg, cap));
+    set_like(&out[0], io->in[0], ET_F32);
+    return ET_OK;
+}
+static et_status dequantize_run(const et_node_io *io, const et_run_env *e) {
+    int32_t zp;
+    TRY(q_zp(io->in_data[2], 0, 255, &zp));
+    return et_q_dequantize__ref(et_shape_numel(io->in[0]), io->in_data[0], q_f(io->in_data[1]), zp, io->out_data[0],
+                                e->nthreads);
+}
+
+/* qprep: w f32 [OC, ...], w_scale [OC], b [OC]?, s_in, s_out -> wq i8 shape(w), bq i32 [OC]?, mult f32 [OC];
+ * iattr wqmin, wqmax */
+static et_status qprep_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    const et_tshape *w = io->in[0];
+    TRY(want_present(io, 3, 5, msg, cap));
+    TRY(want(w, ET_F32, -1, "weight w", msg, cap));
+    if (w->ndim < 2) return shape_error(msg, cap, "weight w must have rank >= 2, got %d", w->ndim);
+    TRY(want_vec(io->in[1], w->dim[0], "weight scale", msg, cap));
+    if (io->in[2]) TRY(want_vec(io->in[2], w->dim[0], "bias b", msg, cap));
+    TRY(want_q1(io->in[3], "input scale", msg, cap));
+    TRY(want_q1(io->in[4], "output scale", msg, cap));
+    TRY(want_qrange(io->node, 0, -128, 127, msg, cap));
+    set_like(&out[0], w, ET_I8);
+    set_shape(&out[1], ET_I32, 1, w->dim);
+    set_shape(&out[2], ET_F32, 1, w->dim);
+    return ET_OK;
+}
+static et_status qprep_run(const et_node_io *io, const et_run_env *e) {
+    (void)e;
+    const int64_t oc = io->in[0]->dim[0], k = oc ? et_shape_numel(io->in[0]) / oc : 0;
+    return et_q_prep_weights__ref(oc, k, io->in_data[0], io->in_data[1], io->in[2] ? io->in_data[2] : NULL,
+                                  q_f(io->in_data[3]), q_f(io->in_data[4]), (int32_t)io->node->iattr[0],
+                                  (int32_t)io->node->iattr[1], io->out_data[0],
+                                  io->in[2] ? io->out_data[1] : NULL, io->out_data[2]);
+}
+
+/* The requantize inputs shared by qconv2d and qlinear: b i32 [OC]? (slot 2), mult f32 [OC] (3),
+ * x_zp (4), y_zp (5); iattr qmin, qmax at `at`. */
+static et_status want_requant(const et_node_io *io, int64_t oc, int at, char *msg, size_t cap) {
+    char b[128];
+    TRY(want_present(io, 3, 6, msg, cap));
+    if (io->in[2] && !(io->in[2]->dtype == ET_I32 && io->in[2]->ndim == 1 && io->in[2]->dim[0] == oc))
+        return shape_error(msg, cap, "bias b must be [%lld] i32, got %s", (long long)oc,
+                           et_shape_str(io->in[2], b, sizeof b));
+    TRY(want_vec(io->in[3], oc, "multiplier", msg, cap));
+    TRY(want_q1(io->in[4], "input zero_point", msg, cap));
+    TRY(want_q1(io->in[5], "output zero_point", msg, cap));
+    return want_qrange(io->node, at, 0, 255, msg, cap);
+}
+static et_status q_zps(const et_node_io *io, int at, int32_t *x_zp, int32_t *y_zp) {
+    TRY(q_zp(io->in_data[4], 0, 255, x_zp));
+    return q_zp(io->in_data[5], (int32_t)io->node->iattr[at], (int32_t)io->node->iattr[at + 1], y_zp);
+}
+
+/* qconv2d: x u8 [N,C,H,W], w i8, b i32?, mult, x_zp, y_zp -> y u8; iattr as conv2d (without act), qmin, qmax */
+static et_status qconv_params(const et_node_io *io, et_conv2d_params *p, char *msg, size_t cap) {
+    et_tshape x = *io->in[0], w = *io->in[1];
+    TRY(want_dtype(&x, ET_U8, "input x", msg, cap));
+    TRY(want_dtype(&w, ET_I8, "weight w", msg, cap));
+    x.dtype = w.dtype = ET_F32;
+    TRY(conv_params(io->node, &x, &w, 0, p, msg, cap));
+    if ((p->c / p->groups) * p->kh * p->kw > ET_Q_MAX_K)
+        return shape_error(msg, cap, "dot products of %lld terms exceed the int32 accumulator's %d",
+                           (long long)((p->c / p->groups) * p->kh * p->kw), ET_Q_MAX_K);
+    return want_requant(io, p->oc, 9, msg, cap);
+}
+static et_status qconv2d_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    et_conv2d_params p = {0};
+    TRY(qconv_params(io, &p, msg, cap));
+    int64_t dims[4] = {p.n, p.oc, p.oh, p.ow};
+    set_shape(&out[0], ET_U8, 4, dims);
+    return ET_OK;
+}
+static size_t qconv2d_ws(const et_node_io *io, int nthreads) {
+    (void)nthreads;
+    et_conv2d_params p = {0};
+    return qconv_params(io, &p, NULL, 0) == ET_OK ? et_q_conv2d_ws_bytes(&p) : 0;
+}
+static et_status qconv2d_run(const et_node_io *io, const et_run_env *e) {
+    et_conv2d_params p = {0};
+    int32_t x_zp, y_zp;
+    TRY(qconv_params(io, &p, NULL, 0));
+    TRY(q_zps(io, 9, &x_zp, &y_zp));
+    return et_q_conv2d(&p, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3], y_zp,
+                            (int32_t)io->node->iattr[9], (int32_t)io->node->iattr[10], io->out_data[0], e->ws,
+                            e->ws_bytes, e->nthreads);
+}
+
+/* qlinear: x u8 [N,K], w i8 [OC,K], b i32?, mult, x_zp, y_zp -> y u8 [N,OC]; iattr qmin, qmax */
+static et_status qlinear_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char a[128], b[128];
+    const et_tshape *x = io->in[0], *w = io->in[1];
+    TRY(want_dtype(x, ET_U8, "input x", msg, cap));
+    TRY(want_dtype(w, ET_I8, "weight w", msg, cap));
+    if (x->ndim != 2 || w->ndim != 2 || x->dim[1] != w->dim[1])
+        return shape_error(msg, cap, "input %s and weight %s must be [N,K] and [OC,K]", et_shape_str(x, a, sizeof a),
+                           et_shape_str(w, b, sizeof b));
+    if (w->dim[1] > ET_Q_MAX_K)
+        return shape_error(msg, cap, "dot products of %lld terms exceed the int32 accumulator's %d",
+                           (long long)w->dim[1], ET_Q_MAX_K);
+    TRY(want_requant(io, w->dim[0], 0, msg, cap));
+    int64_t dims[2] = {x->dim[0], w->dim[0]};
+    set_shape(&out[0], ET_U8, 2, dims);
+    return ET_OK;
+}
+static et_status qlinear_run(const et_node_io *io, const et_run_env *e) {
+    int32_t x_zp, y_zp;
+    TRY(q_zps(io, 0, &x_zp, &y_zp));
+    const int64_t N = io->in[0]->dim[0], OC = io->in[1]->dim[0], K = io->in[1]->dim[1];
+    return et_q_gemm_requant(N, OC, K, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3],
+                                  y_zp, (int32_t)io->node->iattr[0], (int32_t)io->node->iattr[1], io->out_data[0],
+                                  OC, 1, e->nthreads);
+}
+
+/* qmaxpool2d: x u8 -> y u8; iattr as maxpool2d */
+static et_status qmaxpool_params(const et_node_io *io, et_pool2d_params *p, char *msg, size_t cap) {
+    et_tshape x = *io->in[0];
+    TRY(want_dtype(&x, ET_U8, "input x", msg, cap));
+    x.dtype = ET_F32;
+    return pool_params(io, &x, 1, p, msg, cap);
+}
+static et_status qmaxpool2d_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    et_pool2d_params p = {0};
+    TRY(qmaxpool_params(io, &p, msg, cap));
+    int64_t dims[4] = {p.n, p.c, p.oh, p.ow};
+    set_shape(&out[0], ET_U8, 4, dims);
+    return ET_OK;
+}
+static et_status qmaxpool2d_run(const et_node_io *io, const et_run_env *e) {
+    et_pool2d_params p = {0};
+    TRY(qmaxpool_params(io, &p, NULL, 0));
+    return et_q_maxpool2d__ref(&p, io->in_data[0], io->out_data[0], e->nthreads);
+}
+
+/* qrelu: x u8, zero_point -> y u8 = max(x, zero_point) */
+static et_status qrelu_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    TRY(want_dtype(io->in[0], ET_U8, "input x", msg, cap));
+    TRY(want_q1(io->in[1], "zero_point", msg, cap));
+    set_like(&out[0], io->in[0], ET_U8);
+    return ET_OK;
+}
+static et_status qrelu_run(const et_node_io *io, const et_run_env *e) {
+    int32_t zp;
+    TRY(q_zp(io->in_data[1], 0, 255, &zp));
+    return et_q_relu__ref(et_shape_numel(io->in[0]), io->in_data[0], zp, io->out_data[0], e->nthreads);
+}
+
+/* ======================================================================= */
 /* Fake quantization and observers (quant.c)                                */
 /* ======================================================================= */
 /* iattr axis (-1: per tensor), qmin, qmax: x viewed as [outer, c, inner] around the axis;
@@ -2315,6 +2522,20 @@ static const et_op_desc op_table[] = {
         .min_iattr = 2, .max_iattr = 2, .infer = gather_bwd_infer, .run = gather_bwd_run},
     [ET_OP_EXPAND] = {.name = "expand", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1,
         .min_iattr = 1, .max_iattr = 7, .infer = expand_infer, .run = expand_run},
+    [ET_OP_QUANTIZE] = {.name = "quantize", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .infer = quantize_infer, .run = quantize_run},
+    [ET_OP_DEQUANTIZE] = {.name = "dequantize", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .infer = dequantize_infer, .run = dequantize_run},
+    [ET_OP_QPREP] = {.name = "qprep", .min_in = 2, .max_in = 5, .min_out = 3, .max_out = 3,
+        .min_iattr = 2, .max_iattr = 2, .infer = qprep_infer, .run = qprep_run},
+    [ET_OP_QCONV2D] = {.name = "qconv2d", .min_in = 2, .max_in = 6, .min_out = 1, .max_out = 1,
+        .min_iattr = 11, .max_iattr = 11, .infer = qconv2d_infer, .ws_bytes = qconv2d_ws, .run = qconv2d_run},
+    [ET_OP_QLINEAR] = {.name = "qlinear", .min_in = 2, .max_in = 6, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .infer = qlinear_infer, .run = qlinear_run},
+    [ET_OP_QMAXPOOL2D] = {.name = "qmaxpool2d", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+        .min_iattr = 9, .max_iattr = 9, .infer = qmaxpool2d_infer, .run = qmaxpool2d_run},
+    [ET_OP_QRELU] = {.name = "qrelu", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .infer = qrelu_infer, .run = qrelu_run},
 };
 
 /* C99 static assert: one table entry per enum value (a new op without an entry

@@ -119,6 +119,47 @@ static et_status plan_at_load(et_session *s) {
     return st;
 }
 
+/* The quantization parameters an int8 node reads from stored tensors (constants of an int8
+ * file, observer buffers of a QAT file): zero points integers in range, scales and requantize
+ * multipliers finite and > 0 (docs/ops.md, ops 86-92). Checked at load so that a bad file is
+ * rejected with the node, the tensor and the value, not at its first run. */
+typedef struct q_rule { int op, slot, kind, lo_attr; } q_rule; /* kind 0 scale(s), 1 zero point */
+static const q_rule q_rules[] = {
+    {ET_OP_QUANTIZE, 1, 0, -1},   {ET_OP_QUANTIZE, 2, 1, 0},   {ET_OP_DEQUANTIZE, 1, 0, -1},
+    {ET_OP_DEQUANTIZE, 2, 1, -1}, {ET_OP_QPREP, 1, 0, -1},     {ET_OP_QPREP, 3, 0, -1},
+    {ET_OP_QPREP, 4, 0, -1},      {ET_OP_QCONV2D, 3, 0, -1},   {ET_OP_QCONV2D, 4, 1, -1},
+    {ET_OP_QCONV2D, 5, 1, 9},     {ET_OP_QLINEAR, 3, 0, -1},   {ET_OP_QLINEAR, 4, 1, -1},
+    {ET_OP_QLINEAR, 5, 1, 0},     {ET_OP_QRELU, 1, 1, -1},
+};
+static et_status check_qparams(et_session *s) {
+    const et_model *m = &s->model;
+    for (uint32_t ni = 0; ni < m->n_nodes; ni++) {
+        const et_node_def *nd = &m->nodes[ni];
+        for (size_t r = 0; r < sizeof q_rules / sizeof q_rules[0]; r++) {
+            const q_rule *q = &q_rules[r];
+            const int32_t t = q->op == nd->op ? nd->in[q->slot] : -1;
+            if (t < 0 || !et_kind_has_data(m->tensors[t].kind) || !s->ptr[t]) continue;
+            const float *v = (const float *)s->ptr[t];
+            const int64_t n = et_shape_numel(&s->plan.shape[t]);
+            const int64_t lo = q->lo_attr < 0 ? 0 : nd->iattr[q->lo_attr], hi = q->lo_attr < 0 ? 255 : nd->iattr[q->lo_attr + 1];
+            for (int64_t i = 0; i < n; i++) {
+                const int bad = q->kind == 0 ? !(isfinite(v[i]) && v[i] > 0.0f)
+                                             : !(v[i] >= (float)lo && v[i] <= (float)hi && v[i] == nearbyintf(v[i]));
+                if (!bad) continue;
+                et_msgf(load_err, sizeof load_err, "node %u (%s in layer '%s'): input %d ('%s') holds %g at %lld; %s",
+                        ni, et_op_name(nd->op), nd->layer, q->slot, m->tensors[t].name, (double)v[i], (long long)i,
+                        q->kind == 0 ? "scales and requantize multipliers must be finite and > 0"
+                                     : "a zero point must be an integer inside the quantization range");
+                if (q->kind == 1)
+                    et_msgf(load_err + strlen(load_err), sizeof load_err - strlen(load_err), " %lld..%lld",
+                            (long long)lo, (long long)hi);
+                return ET_ERR_FORMAT;
+            }
+        }
+    }
+    return ET_OK;
+}
+
 et_status et_session_load_memory(const void *data, size_t size, int nthreads, et_session **out) {
     et_load_options opts = {nthreads, 0};
     return et_session_load_memory_ex(data, size, &opts, out);
@@ -162,6 +203,10 @@ et_status et_session_load_memory_ex(const void *data, size_t size, const et_load
     s->program = et_session_has_program(s, ET_PROGRAM_TRAIN) ? ET_PROGRAM_TRAIN
                  : et_session_has_program(s, ET_PROGRAM_EVAL) ? ET_PROGRAM_EVAL : ET_PROGRAM_GRAD;
     bind_pointers(s);
+    if ((st = check_qparams(s)) != ET_OK) {
+        et_session_free(s);
+        return st;
+    }
     const char *prof_env = getenv("EDGETRAIN_PROFILE");
     if (prof_env && prof_env[0] && strcmp(prof_env, "0") != 0) et_session_set_profiling(s, 1);
     *out = s;
@@ -546,6 +591,10 @@ static et_status node_failed(et_session *s, uint32_t ni, const et_node_io *io, e
         return session_fail(s, st, "node %u (%s in layer '%s'): index out of range: the index (input 1%s%s) "
                             "must hold values in [0, size of the gathered dim)", ni, op, nd->layer,
                             s->model.tensors[nd->in[1]].name[0] ? ", " : "", s->model.tensors[nd->in[1]].name);
+    if (st == ET_ERR_ARG && nd->op >= ET_OP_QUANTIZE && nd->op <= ET_OP_QRELU)
+        return session_fail(s, st, "node %u (%s in layer '%s'): bad quantization parameters: zero points must be "
+                            "integers inside the quantization range, scales and multipliers finite and > 0", ni, op,
+                            nd->layer);
     return session_fail(s, st, "node %u (%s in layer '%s'): %s", ni, op, nd->layer, et_status_str(st));
 }
 

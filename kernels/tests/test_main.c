@@ -82,6 +82,7 @@ void test_quant(void);
 void test_norm(void);
 void test_tensor(void);
 void test_threadpool(void);
+void test_qgemm(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -97,6 +98,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"norm", test_norm},
     {"tensor", test_tensor},
     {"threadpool", test_threadpool},
+    {"qgemm", test_qgemm},
 };
 
 int main(int argc, char **argv) {

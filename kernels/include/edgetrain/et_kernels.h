@@ -505,6 +505,37 @@ et_status et_f32_gather_fwd(int ndim, const int64_t *x_shape, const int64_t *idx
 et_status et_f32_gather_bwd(int ndim, const int64_t *x_shape, const int64_t *idx_shape, int axis,
                             int select, const float *dy, const int32_t *index, float *dx, int nthreads);
 
+/* ======================================================================= */
+/* int8 inference (src/qgemm.c): u8 activations with a zero point, i8 weights per output  */
+/* channel (zero point 0), i32 bias, one fp32 requantize multiplier per output channel.     */
+/* ======================================================================= */
+#define ET_Q_MAX_K 65536 /* longest dot product: 65536 * 255 * 128 < 2^31 */
+et_status et_q_quantize__ref(int64_t n, const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+                             uint8_t *y, int nthreads);
+et_status et_q_dequantize__ref(int64_t n, const uint8_t *x, float scale, int32_t zp, float *y, int nthreads);
+/* y[m * y_rs + n * y_cs] = requant(sum_k (a[m,k] - a_zp) * w[n,k] + bias[n], mult[n]); bias may be NULL. */
+et_status et_q_gemm_requant__ref(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w,
+                                 const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                                 uint8_t *y, int64_t y_rs, int64_t y_cs, int nthreads);
+/* the same, dispatched to the variant of et_get_isa() (identical bytes) */
+et_status et_q_gemm_requant(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w,
+                            const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                            uint8_t *y, int64_t y_rs, int64_t y_cs, int nthreads);
+size_t et_q_conv2d_ws_bytes(const et_conv2d_params *p);
+et_status et_q_conv2d(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w, const int32_t *bias,
+                      const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y, void *ws,
+                      size_t ws_bytes, int nthreads);
+et_status et_q_conv2d__ref(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                           const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                           uint8_t *y, void *ws, size_t ws_bytes, int nthreads);
+et_status et_q_maxpool2d__ref(const et_pool2d_params *p, const uint8_t *x, uint8_t *y, int nthreads);
+et_status et_q_relu__ref(int64_t n, const uint8_t *x, int32_t zp, uint8_t *y, int nthreads);
+/* wq = clamp(nearbyint(w * (1/w_scale[c])), wqmin, wqmax), bq = nearbyint(b / (s_in * w_scale[c])),
+ * mult = s_in * w_scale[c] / s_out (w as [oc, k]; b, bq may be NULL). */
+et_status et_q_prep_weights__ref(int64_t oc, int64_t k, const float *w, const float *w_scale, const float *b,
+                                 float s_in, float s_out, int32_t wqmin, int32_t wqmax, int8_t *wq, int32_t *bq,
+                                 float *mult);
+
 #ifdef __cplusplus
 }
 #endif

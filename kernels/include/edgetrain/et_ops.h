@@ -97,6 +97,13 @@ typedef enum et_op {
     ET_OP_GATHER = 83,
     ET_OP_GATHER_BWD = 84,
     ET_OP_EXPAND = 85,
+    ET_OP_QUANTIZE = 86,
+    ET_OP_DEQUANTIZE = 87,
+    ET_OP_QPREP = 88,
+    ET_OP_QCONV2D = 89,
+    ET_OP_QLINEAR = 90,
+    ET_OP_QMAXPOOL2D = 91,
+    ET_OP_QRELU = 92,
     ET_OP_COUNT
 } et_op;
 

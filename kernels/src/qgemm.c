@@ -1,0 +1,300 @@
+/* edgetrain — int8 inference kernels: the integer path of a QAT model's eval program and of
+ * its int8 file (issue 14).
+ *
+ * Number rules (one for every kernel and every variant):
+ *   quantize    q = clamp(nearbyintf(x * (1.0f / s)) + zp, qmin, qmax)   (the fake_quant level)
+ *   dequantize  y = (float)(q - zp) * s
+ *   GEMM        acc[m, n] = sum_k (a[m, k] - a_zp) * w[n, k]  (+ bias[n]), exact in integers
+ *   requantize  q = clamp(nearbyintf((float)acc * mult[n]) + y_zp, qmin, qmax)
+ * Activations are u8 with a zero point, weights i8 symmetric per output channel (zero point 0),
+ * bias i32 in units of s_in * s_w[n], mult[n] = s_in * s_w[n] / s_out in float. nearbyintf
+ * rounds half to even in the default rounding mode. Integer sums do not depend on the order
+ * of the terms, so every partition of the work (threads, SIMD) gives the same bits; the one
+ * float operation per output (the multiply) is the same everywhere.
+ * |a - a_zp| <= 255 and |w| <= 128, so K <= ET_Q_MAX_K keeps the sum inside int32; the sum is
+ * formed in int64 here (a SIMD variant may use int32: the result is the same).
+ *
+ * __ref kernels: plain loops. The GEMM is written as the definition above (no column sums;
+ * a packed variant subtracts a_zp * colsum(w) instead, the same integer). The GEMM has a
+ * variant table (qgemm_internal.h): __avx2 widens a - a_zp and w to int16 and sums pairs with
+ * vpmaddwd (|pair| <= 2 * 255 * 128, no saturation) into int32 lanes, __avx512 the same on
+ * zmm registers, __neon with vmlal_s16 (aarch64); the requantization is
+ * the same scalar code. et_q_gemm_requant / et_q_conv2d dispatch on et_get_isa().
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "misc_internal.h"
+#include "qgemm_internal.h"
+
+#if defined(ET_HAVE_X86_SIMD)
+#include <immintrin.h>
+#endif
+#if defined(ET_HAVE_NEON)
+#include <arm_neon.h>
+#endif
+
+static inline int32_t q_clamp(float r, int32_t zp, int32_t qmin, int32_t qmax) {
+    /* r is an integer-valued float; clamp before converting so that huge values stay defined */
+    const float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
+    r = r < lo ? lo : (r > hi ? hi : r);
+    return (int32_t)r + zp;
+}
+
+static int q_params_ok(float s, int32_t zp, int32_t qmin, int32_t qmax) {
+    return isfinite(s) && s > 0.0f && qmin >= 0 && qmax <= 255 && qmin < qmax && zp >= qmin && zp <= qmax;
+}
+
+et_status et_q_quantize__ref(int64_t n, const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+                             uint8_t *y, int nthreads) {
+    if (n < 0 || !x || !y || !q_params_ok(scale, zp, qmin, qmax)) return ET_ERR_ARG;
+    const float inv_s = 1.0f / scale;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t i = 0; i < n; i++) {
+        const float r = nearbyintf(x[i] * inv_s);
+        y[i] = (uint8_t)q_clamp(r != r ? 0.0f : r, zp, qmin, qmax); /* NaN -> the zero point */
+    }
+    return ET_OK;
+}
+
+et_status et_q_dequantize__ref(int64_t n, const uint8_t *x, float scale, int32_t zp, float *y, int nthreads) {
+    if (n < 0 || !x || !y || !q_params_ok(scale, zp, 0, 255)) return ET_ERR_ARG;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t i = 0; i < n; i++) y[i] = (float)((int32_t)x[i] - zp) * scale;
+    return ET_OK;
+}
+
+static int requant_ok(int64_t n, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax) {
+    if (!mult || !q_params_ok(1.0f, y_zp, qmin, qmax)) return 0;
+    for (int64_t j = 0; j < n; j++)
+        if (!isfinite(mult[j]) || !(mult[j] > 0.0f)) return 0;
+    return 1;
+}
+
+static int64_t q_dot__ref(int64_t K, const uint8_t *ET_RESTRICT a, int32_t a_zp, const int8_t *ET_RESTRICT w) {
+    int64_t acc = 0;
+    for (int64_t k = 0; k < K; k++) acc += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return acc;
+}
+
+#define Q_GEMM_BODY(DOT)                                                                                   \
+    if (M < 0 || N < 0 || K < 0 || K > ET_Q_MAX_K || !a || !w || !y || a_zp < 0 || a_zp > 255 ||           \
+        !requant_ok(N, mult, y_zp, qmin, qmax))                                                            \
+        return ET_ERR_ARG;                                                                                 \
+    ET_PARALLEL_FOR(nthreads)                                                                              \
+    for (int64_t m = 0; m < M; m++) {                                                                      \
+        for (int64_t n = 0; n < N; n++) {                                                                  \
+            const int64_t acc = (bias ? bias[n] : 0) + DOT(K, a + m * K, a_zp, w + n * K);                 \
+            y[m * y_rs + n * y_cs] = (uint8_t)q_clamp(nearbyintf((float)acc * mult[n]), y_zp, qmin, qmax); \
+        }                                                                                                  \
+    }                                                                                                      \
+    return ET_OK;
+
+et_status et_q_gemm_requant__ref(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w,
+                                 const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                                 uint8_t *y, int64_t y_rs, int64_t y_cs, int nthreads) {
+    Q_GEMM_BODY(q_dot__ref)
+}
+
+#if defined(ET_HAVE_X86_SIMD)
+ET_TARGET_AVX2 static int64_t q_dot__avx2(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    __m256i acc = _mm256_setzero_si256();
+    const __m256i zp = _mm256_set1_epi16((short)a_zp);
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        const __m256i av = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + k))), zp);
+        const __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + k)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(av, wv));
+    }
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    int64_t r = _mm_cvtsi128_si32(s);
+    for (; k < K; k++) r += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return r;
+}
+
+ET_TARGET_AVX2 static et_status et_q_gemm_requant__avx2(int64_t M, int64_t N, int64_t K, const uint8_t *a,
+                                                        int32_t a_zp, const int8_t *w, const int32_t *bias,
+                                                        const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                                                        uint8_t *y, int64_t y_rs, int64_t y_cs, int nthreads) {
+    Q_GEMM_BODY(q_dot__avx2)
+}
+
+ET_TARGET_AVX512 static int64_t q_dot__avx512(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    __m512i acc = _mm512_setzero_si512();
+    const __m512i zp = _mm512_set1_epi16((short)a_zp);
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        const __m512i av = _mm512_sub_epi16(_mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(a + k))), zp);
+        const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k)));
+        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(av, wv));
+    }
+    int64_t r = _mm512_reduce_add_epi32(acc); /* |sum| < 2^31: no wrap in any lane order */
+    for (; k < K; k++) r += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return r;
+}
+
+ET_TARGET_AVX512 static et_status et_q_gemm_requant__avx512(int64_t M, int64_t N, int64_t K, const uint8_t *a,
+                                                            int32_t a_zp, const int8_t *w, const int32_t *bias,
+                                                            const float *mult, int32_t y_zp, int32_t qmin,
+                                                            int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
+                                                            int nthreads) {
+    Q_GEMM_BODY(q_dot__avx512)
+}
+#endif
+
+#if defined(ET_HAVE_NEON)
+static int64_t q_dot__neon(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    int32x4_t acc0 = vdupq_n_s32(0), acc1 = vdupq_n_s32(0);
+    const int16x8_t zp = vdupq_n_s16((int16_t)a_zp);
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        const int16x8_t av = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vld1_u8(a + k))), zp);
+        const int16x8_t wv = vmovl_s8(vld1_s8(w + k));
+        acc0 = vmlal_s16(acc0, vget_low_s16(av), vget_low_s16(wv));
+        acc1 = vmlal_s16(acc1, vget_high_s16(av), vget_high_s16(wv));
+    }
+    int64_t r = vaddvq_s32(vaddq_s32(acc0, acc1));
+    for (; k < K; k++) r += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return r;
+}
+
+static et_status et_q_gemm_requant__neon(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp,
+                                         const int8_t *w, const int32_t *bias, const float *mult, int32_t y_zp,
+                                         int32_t qmin, int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
+                                         int nthreads) {
+    Q_GEMM_BODY(q_dot__neon)
+}
+#endif
+
+const et_q_gemm_variant et_q_gemm_variants[] = {
+    {{ET_ISA_REF, "ref"}, et_q_gemm_requant__ref},
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX2, "avx2"}, et_q_gemm_requant__avx2},
+    {{ET_ISA_AVX512, "avx512"}, et_q_gemm_requant__avx512},
+#endif
+#if defined(ET_HAVE_NEON)
+    {{ET_ISA_NEON, "neon"}, et_q_gemm_requant__neon},
+#endif
+    {{ET_ISA_REF, NULL}, NULL},
+};
+
+et_status et_q_gemm_requant(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w,
+                            const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                            uint8_t *y, int64_t y_rs, int64_t y_cs, int nthreads) {
+    const et_q_gemm_variant *row = ET_VARIANT_PICK(et_q_gemm_variants);
+    return row->gemm(M, N, K, a, a_zp, w, bias, mult, y_zp, qmin, qmax, y, y_rs, y_cs, nthreads);
+}
+
+size_t et_q_conv2d_ws_bytes(const et_conv2d_params *p) {
+    return (size_t)(p->oh * p->ow * (p->c / p->groups) * p->kh * p->kw);
+}
+
+/* Patches of group g of image x[c, h, w]: cols[pixel, (ci, i, j)], padding = the zero point. */
+static void q_im2col(const et_conv2d_params *p, const uint8_t *x, int64_t g, uint8_t pad, uint8_t *cols) {
+    const int64_t cg = p->c / p->groups, K = cg * p->kh * p->kw;
+    for (int64_t oy = 0; oy < p->oh; oy++)
+        for (int64_t ox = 0; ox < p->ow; ox++) {
+            uint8_t *col = cols + (oy * p->ow + ox) * K;
+            for (int64_t ci = 0; ci < cg; ci++) {
+                const uint8_t *xc = x + (g * cg + ci) * p->h * p->w;
+                for (int64_t i = 0; i < p->kh; i++) {
+                    const int64_t iy = oy * p->stride_h - p->pad_t + i * p->dil_h;
+                    for (int64_t j = 0; j < p->kw; j++) {
+                        const int64_t ix = ox * p->stride_w - p->pad_l + j * p->dil_w;
+                        const int in = iy >= 0 && iy < p->h && ix >= 0 && ix < p->w;
+                        *col++ = in ? xc[iy * p->w + ix] : pad;
+                    }
+                }
+            }
+        }
+}
+
+static et_status q_conv2d(et_q_gemm_fn gemm, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                           const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                           uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
+    if (!p || !x || !w || !y || !mult || x_zp < 0 || x_zp > 255) return ET_ERR_ARG;
+    if (!ws || ws_bytes < et_q_conv2d_ws_bytes(p)) return ET_ERR_WORKSPACE;
+    const int64_t cg = p->c / p->groups, ocg = p->oc / p->groups, K = cg * p->kh * p->kw, P = p->oh * p->ow;
+    uint8_t *cols = (uint8_t *)ws;
+    for (int64_t n = 0; n < p->n; n++)
+        for (int64_t g = 0; g < p->groups; g++) {
+            q_im2col(p, x + n * p->c * p->h * p->w, g, (uint8_t)x_zp, cols);
+            /* rows = pixels, columns = this group's output channels; y[n, oc, pixel] */
+            et_status st = gemm(P, ocg, K, cols, x_zp, w + g * ocg * K, bias ? bias + g * ocg : NULL, mult + g * ocg,
+                                y_zp, qmin, qmax, y + (n * p->oc + g * ocg) * P, 1, P, nthreads);
+            if (st != ET_OK) return st;
+        }
+    return ET_OK;
+}
+
+et_status et_q_conv2d__ref(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                           const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                           uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
+    return q_conv2d(et_q_gemm_requant__ref, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
+}
+
+et_status et_q_conv2d(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w, const int32_t *bias,
+                      const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y, void *ws,
+                      size_t ws_bytes, int nthreads) {
+    return q_conv2d(et_q_gemm_requant, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
+}
+
+et_status et_q_maxpool2d__ref(const et_pool2d_params *p, const uint8_t *x, uint8_t *y, int nthreads) {
+    if (!p || !x || !y) return ET_ERR_ARG;
+    const int64_t planes = p->n * p->c;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const uint8_t *xp = x + pl * p->h * p->w;
+        uint8_t *yp = y + pl * p->oh * p->ow;
+        for (int64_t oy = 0; oy < p->oh; oy++)
+            for (int64_t ox = 0; ox < p->ow; ox++) {
+                int best = 0; /* every window holds at least one input cell (pad <= kernel / 2) */
+                for (int64_t i = 0; i < p->kh; i++) {
+                    const int64_t iy = oy * p->stride_h - p->pad_h + i * p->dil_h;
+                    if (iy < 0 || iy >= p->h) continue;
+                    for (int64_t j = 0; j < p->kw; j++) {
+                        const int64_t ix = ox * p->stride_w - p->pad_w + j * p->dil_w;
+                        if (ix >= 0 && ix < p->w && xp[iy * p->w + ix] > best) best = xp[iy * p->w + ix];
+                    }
+                }
+                yp[oy * p->ow + ox] = (uint8_t)best;
+            }
+    }
+    return ET_OK;
+}
+
+et_status et_q_relu__ref(int64_t n, const uint8_t *x, int32_t zp, uint8_t *y, int nthreads) {
+    if (n < 0 || !x || !y || zp < 0 || zp > 255) return ET_ERR_ARG;
+    ET_PARALLEL_FOR(nthreads)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] < zp ? (uint8_t)zp : x[i];
+    return ET_OK;
+}
+
+et_status et_q_prep_weights__ref(int64_t oc, int64_t k, const float *w, const float *w_scale, const float *b,
+                                 float s_in, float s_out, int32_t wqmin, int32_t wqmax, int8_t *wq, int32_t *bq,
+                                 float *mult) {
+    if (oc < 0 || k < 0 || !w || !w_scale || !wq || !mult || (b && !bq) || wqmin < -128 || wqmax > 127 ||
+        wqmin >= wqmax || !isfinite(s_in) || !(s_in > 0.0f) || !isfinite(s_out) || !(s_out > 0.0f))
+        return ET_ERR_ARG;
+    for (int64_t c = 0; c < oc; c++)
+        if (!isfinite(w_scale[c]) || !(w_scale[c] > 0.0f)) return ET_ERR_ARG;
+    const float lo = (float)wqmin, hi = (float)wqmax;
+    for (int64_t c = 0; c < oc; c++) {
+        const float inv_s = 1.0f / w_scale[c], bs = s_in * w_scale[c];
+        for (int64_t i = 0; i < k; i++) {
+            float r = nearbyintf(w[c * k + i] * inv_s) + 0.0f; /* the fake_quant level, zp 0 */
+            r = r != r ? 0.0f : (r < lo ? lo : (r > hi ? hi : r));
+            wq[c * k + i] = (int8_t)r;
+        }
+        mult[c] = bs / s_out;
+        if (b) {
+            float r = nearbyintf(b[c] / bs);
+            r = r != r ? 0.0f : (r < -2147483520.0f ? -2147483520.0f : (r > 2147483520.0f ? 2147483520.0f : r));
+            bq[c] = (int32_t)r;
+        }
+    }
+    return ET_OK;
+}

@@ -1,0 +1,191 @@
+/* edgetrain — int8 inference kernels (src/qgemm.c) against a direct integer reference written
+ * here (a plain convolution without im2col, the requantization in double-free integer terms):
+ * exact equality at awkward sizes (odd, 1, padding, stride, dilation, groups), 1 and 3 threads
+ * bit-identical, round half to even, clamping, zero-point padding and the argument checks. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edgetrain/et_common.h"
+#include "edgetrain/et_kernels.h"
+#include "../src/qgemm_internal.h"
+#include "et_test.h"
+
+static uint64_t q_rng = 0x1234567u;
+static uint32_t q_next(void) {
+    q_rng = q_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(q_rng >> 33);
+}
+
+static uint8_t ref_requant(int64_t acc, float mult, int32_t zp, int32_t qmin, int32_t qmax) {
+    float r = nearbyintf((float)acc * mult);
+    double v = (double)r + zp; /* r is an integer: the sum is exact in double */
+    return (uint8_t)(v < qmin ? qmin : (v > qmax ? qmax : v));
+}
+
+static void ref_conv(const et_conv2d_params *p, const uint8_t *x, int32_t xz, const int8_t *w, const int32_t *b,
+                     const float *m, int32_t yz, int32_t qmin, int32_t qmax, uint8_t *y) {
+    const int64_t cg = p->c / p->groups, ocg = p->oc / p->groups;
+    for (int64_t n = 0; n < p->n; n++)
+        for (int64_t o = 0; o < p->oc; o++)
+            for (int64_t oy = 0; oy < p->oh; oy++)
+                for (int64_t ox = 0; ox < p->ow; ox++) {
+                    int64_t acc = b ? b[o] : 0;
+                    for (int64_t ci = 0; ci < cg; ci++)
+                        for (int64_t i = 0; i < p->kh; i++)
+                            for (int64_t j = 0; j < p->kw; j++) {
+                                int64_t iy = oy * p->stride_h - p->pad_t + i * p->dil_h;
+                                int64_t ix = ox * p->stride_w - p->pad_l + j * p->dil_w;
+                                if (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w) continue; /* pad = zp: adds 0 */
+                                int64_t c = (o / ocg) * cg + ci;
+                                acc += (int64_t)(x[((n * p->c + c) * p->h + iy) * p->w + ix] - xz) *
+                                       w[((o * cg + ci) * p->kh + i) * p->kw + j];
+                            }
+                    y[((n * p->oc + o) * p->oh + oy) * p->ow + ox] = ref_requant(acc, m[o], yz, qmin, qmax);
+                }
+}
+
+static void check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t k, int64_t stride,
+                       int64_t pad, int64_t dil, int64_t groups, int bias) {
+    et_conv2d_params p;
+    memset(&p, 0, sizeof p);
+    p.n = n; p.c = c; p.h = h; p.w = w; p.oc = oc; p.kh = k; p.kw = k;
+    p.stride_h = p.stride_w = stride; p.pad_t = p.pad_l = p.pad_b = p.pad_r = pad;
+    p.dil_h = p.dil_w = dil; p.groups = groups;
+    ET_CHECK(et_conv2d_params_init(&p) == ET_OK, "params");
+    const int64_t nx = n * c * h * w, nw = oc * (c / groups) * k * k, ny = n * oc * p.oh * p.ow;
+    uint8_t *x = malloc((size_t)nx), *y1 = malloc((size_t)ny), *y3 = malloc((size_t)ny), *yr = malloc((size_t)ny);
+    int8_t *wt = malloc((size_t)nw);
+    int32_t *b = malloc((size_t)oc * sizeof *b);
+    float *m = malloc((size_t)oc * sizeof *m);
+    for (int64_t i = 0; i < nx; i++) x[i] = (uint8_t)(q_next() % 256);
+    for (int64_t i = 0; i < nw; i++) wt[i] = (int8_t)((int)(q_next() % 255) - 127);
+    for (int64_t i = 0; i < oc; i++) {
+        b[i] = (int32_t)(q_next() % 20001) - 10000;
+        m[i] = (float)(q_next() % 1000 + 1) * 1e-6f;
+    }
+    const int32_t xz = (int32_t)(q_next() % 256), yz = (int32_t)(q_next() % 200) + 20;
+    size_t wsb = et_q_conv2d_ws_bytes(&p);
+    void *ws = malloc(wsb ? wsb : 1);
+    ref_conv(&p, x, xz, wt, bias ? b : NULL, m, yz, 3, 250, yr);
+    ET_CHECK(et_q_conv2d__ref(&p, x, xz, wt, bias ? b : NULL, m, yz, 3, 250, y1, ws, wsb, 1) == ET_OK, "conv");
+    ET_CHECK(et_q_conv2d__ref(&p, x, xz, wt, bias ? b : NULL, m, yz, 3, 250, y3, ws, wsb, 3) == ET_OK, "conv 3t");
+    ET_CHECK(memcmp(y1, yr, (size_t)ny) == 0, "qconv2d vs direct reference (n%lld c%lld %lldx%lld oc%lld k%lld s%lld "
+             "p%lld d%lld g%lld)", (long long)n, (long long)c, (long long)h, (long long)w, (long long)oc,
+             (long long)k, (long long)stride, (long long)pad, (long long)dil, (long long)groups);
+    ET_CHECK(memcmp(y1, y3, (size_t)ny) == 0, "1 and 3 threads differ");
+    ET_CHECK(et_q_conv2d__ref(&p, x, xz, wt, b, m, yz, 3, 250, y1, ws, wsb ? wsb - 1 : 0, 1) == ET_ERR_WORKSPACE,
+             "small workspace");
+    free(x); free(y1); free(y3); free(yr); free(wt); free(b); free(m); free(ws);
+}
+
+static void test_quantize_rules(void) {
+    /* s = 0.5: x / s = 0.5, 1.5, 2.5, -0.5 (ties -> 0, 2, 2, -0), 1000 (clamp), NaN (-> zp) */
+    const float x[6] = {0.25f, 0.75f, 1.25f, -0.25f, 500.0f, NAN};
+    uint8_t q[6];
+    float d[6];
+    ET_CHECK(et_q_quantize__ref(6, x, 0.5f, 10, 0, 255, q, 1) == ET_OK, "quantize");
+    const uint8_t want[6] = {10, 12, 12, 10, 255, 10};
+    ET_CHECK(memcmp(q, want, 6) == 0, "quantize ties/clamp: %d %d %d %d %d %d", q[0], q[1], q[2], q[3], q[4], q[5]);
+    ET_CHECK(et_q_dequantize__ref(6, q, 0.5f, 10, d, 1) == ET_OK && d[1] == 1.0f && d[4] == 122.5f, "dequantize");
+    ET_CHECK(et_q_quantize__ref(6, x, 0.5f, 256, 0, 255, q, 1) == ET_ERR_ARG, "zero point out of range");
+    ET_CHECK(et_q_quantize__ref(6, x, 0.0f, 0, 0, 255, q, 1) == ET_ERR_ARG, "scale 0");
+    ET_CHECK(et_q_quantize__ref(6, x, NAN, 0, 0, 255, q, 1) == ET_ERR_ARG, "scale NaN");
+    /* requantize ties: acc * mult = 2.5 -> 2, 3.5 -> 4 */
+    const uint8_t a[2] = {5, 7};
+    const int8_t w1[1] = {1};
+    const float m[1] = {0.5f};
+    uint8_t y[2];
+    ET_CHECK(et_q_gemm_requant__ref(2, 1, 1, a, 0, w1, NULL, m, 0, 0, 255, y, 1, 1, 1) == ET_OK && y[0] == 2 &&
+             y[1] == 4, "requantize half to even: %d %d", y[0], y[1]);
+    const float bad[1] = {-1.0f};
+    ET_CHECK(et_q_gemm_requant__ref(2, 1, 1, a, 0, w1, NULL, bad, 0, 0, 255, y, 1, 1, 1) == ET_ERR_ARG,
+             "negative multiplier");
+    const uint8_t r[4] = {0, 9, 10, 200};
+    uint8_t ry[4];
+    ET_CHECK(et_q_relu__ref(4, r, 10, ry, 1) == ET_OK && ry[0] == 10 && ry[1] == 10 && ry[3] == 200, "relu");
+}
+
+static void test_prep(void) {
+    const float w[4] = {0.3f, -0.25f, 10.0f, 0.05f}, ws[2] = {0.1f, 0.5f}, b[2] = {0.015f, -1.0f};
+    int8_t wq[4];
+    int32_t bq[2];
+    float m[2];
+    ET_CHECK(et_q_prep_weights__ref(2, 2, w, ws, b, 0.1f, 0.2f, -7, 7, wq, bq, m) == ET_OK, "prep");
+    /* 0.3/0.1 = 3 (float: 2.9999998 * ... rounds to 3), -0.25/0.1 = -2.5 -> -2, 10/0.5 = 20 -> 7, 0.1 -> 0 */
+    ET_CHECK(wq[0] == 3 && wq[1] == -2 && wq[2] == 7 && wq[3] == 0, "wq %d %d %d %d", wq[0], wq[1], wq[2], wq[3]);
+    ET_CHECK(m[0] == (0.1f * 0.1f) / 0.2f && m[1] == (0.1f * 0.5f) / 0.2f, "multipliers");
+    ET_CHECK(bq[1] == -20, "bias -1 / 0.05 = %d", bq[1]);
+    const float bad[2] = {0.1f, 0.0f};
+    ET_CHECK(et_q_prep_weights__ref(2, 2, w, bad, b, 0.1f, 0.2f, -7, 7, wq, bq, m) == ET_ERR_ARG, "scale 0");
+}
+
+static void test_maxpool(void) {
+    et_pool2d_params p;
+    memset(&p, 0, sizeof p);
+    p.n = 2; p.c = 3; p.h = 7; p.w = 5; p.kh = 3; p.kw = 2; p.stride_h = 2; p.stride_w = 2;
+    p.pad_h = 1; p.pad_w = 1; p.dil_h = 1; p.dil_w = 1; p.ceil_mode = 1;
+    ET_CHECK(et_pool2d_params_init(&p) == ET_OK, "pool params");
+    uint8_t x[2 * 3 * 7 * 5], y[2 * 3 * 4 * 4], y3[2 * 3 * 4 * 4];
+    for (size_t i = 0; i < sizeof x; i++) x[i] = (uint8_t)(q_next() % 256);
+    ET_CHECK(et_q_maxpool2d__ref(&p, x, y, 1) == ET_OK && et_q_maxpool2d__ref(&p, x, y3, 3) == ET_OK, "pool");
+    int ok = 1;
+    for (int64_t pl = 0; pl < p.n * p.c; pl++)
+        for (int64_t oy = 0; oy < p.oh; oy++)
+            for (int64_t ox = 0; ox < p.ow; ox++) {
+                int best = -1;
+                for (int64_t i = 0; i < p.kh; i++)
+                    for (int64_t j = 0; j < p.kw; j++) {
+                        int64_t iy = oy * 2 - 1 + i, ix = ox * 2 - 1 + j;
+                        if (iy >= 0 && iy < p.h && ix >= 0 && ix < p.w && x[(pl * p.h + iy) * p.w + ix] > best)
+                            best = x[(pl * p.h + iy) * p.w + ix];
+                    }
+                ok &= y[(pl * p.oh + oy) * p.ow + ox] == best;
+            }
+    ET_CHECK(ok, "qmaxpool2d vs reference");
+    ET_CHECK(memcmp(y, y3, (size_t)(p.n * p.c * p.oh * p.ow)) == 0, "pool threads");
+}
+
+/* every GEMM row the CPU runs == the __ref row, K below, at, above and not divisible by the
+ * SIMD widths (16, 32), extreme values (a - a_zp = -255 / 255, w = -128 / 127) */
+static void test_variants(void) {
+    et_check_variant_table("qgemm", et_q_gemm_variants, sizeof et_q_gemm_variants[0]);
+    static const int64_t Ks[] = {1, 7, 15, 16, 17, 31, 32, 33, 64, 100, 801, 65536};
+    for (size_t t = 0; t < sizeof Ks / sizeof Ks[0]; t++) {
+        const int64_t M = 3, N = 5, K = Ks[t];
+        uint8_t *a = malloc((size_t)(M * K)), y0[15], y1[15];
+        int8_t *w = malloc((size_t)(N * K));
+        int32_t b[5];
+        float m[5];
+        const int extreme = K == 65536;
+        for (int64_t i = 0; i < M * K; i++) a[i] = extreme ? (uint8_t)(i % 2 ? 255 : 0) : (uint8_t)(q_next() % 256);
+        for (int64_t i = 0; i < N * K; i++) w[i] = extreme ? (int8_t)(i % 2 ? 127 : -128) : (int8_t)(q_next() % 256 - 128);
+        for (int i = 0; i < 5; i++) {
+            b[i] = (int32_t)(q_next() % 2001) - 1000;
+            m[i] = extreme ? 1e-9f : 1e-4f;
+        }
+        const int32_t zp = extreme ? (int32_t)(K % 3 ? 0 : 255) : (int32_t)(q_next() % 256);
+        ET_CHECK(et_q_gemm_variants[0].gemm(M, N, K, a, zp, w, b, m, 128, 0, 255, y0, N, 1, 1) == ET_OK, "ref K=%lld",
+                 (long long)K);
+        for (const et_q_gemm_variant *row = et_q_gemm_variants + 1; row->head.name; row++) {
+            if (!et_isa_supported(row->head.isa)) continue;
+            memset(y1, 0, sizeof y1);
+            ET_CHECK(row->gemm(M, N, K, a, zp, w, b, m, 128, 0, 255, y1, N, 1, 2) == ET_OK, "%s", row->head.name);
+            ET_CHECK(memcmp(y0, y1, (size_t)(M * N)) == 0, "qgemm %s != ref at K=%lld", row->head.name, (long long)K);
+        }
+        free(a);
+        free(w);
+    }
+}
+
+void test_qgemm(void) {
+    test_variants();
+    test_quantize_rules();
+    test_prep();
+    test_maxpool();
+    check_conv(1, 1, 28, 28, 20, 5, 1, 0, 1, 1, 1);  /* LeNet conv1 */
+    check_conv(2, 20, 12, 12, 50, 5, 1, 0, 1, 1, 1); /* LeNet conv2, batch 2 */
+    check_conv(3, 3, 7, 5, 5, 3, 2, 1, 1, 1, 0);     /* odd sizes, stride, padding, no bias */
+    check_conv(1, 4, 9, 9, 6, 3, 1, 2, 2, 2, 1);     /* dilation, groups */
+    check_conv(1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1);     /* 1x1 */
+}
