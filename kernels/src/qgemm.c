@@ -46,22 +46,55 @@ static int q_params_ok(float s, int32_t zp, int32_t qmin, int32_t qmax) {
     return isfinite(s) && s > 0.0f && qmin >= 0 && qmax <= 255 && qmin < qmax && zp >= qmin && zp <= qmax;
 }
 
+/* Elementwise jobs on the thread pool: each element depends on itself only, so any chunking
+ * gives the same bytes. */
+typedef struct q_elem_job {
+    const float *xf;
+    const uint8_t *xq;
+    float *yf;
+    uint8_t *yq;
+    float scale;
+    int32_t zp, qmin, qmax;
+} q_elem_job;
+
+static void q_quantize_range(void *ctx, int64_t i0, int64_t i1, int tid) {
+    const q_elem_job *k = (const q_elem_job *)ctx;
+    const float inv_s = 1.0f / k->scale;
+    (void)tid;
+    for (int64_t i = i0; i < i1; i++) {
+        const float r = nearbyintf(k->xf[i] * inv_s);
+        k->yq[i] = (uint8_t)q_clamp(r != r ? 0.0f : r, k->zp, k->qmin, k->qmax); /* NaN -> the zero point */
+    }
+}
+
+static void q_dequantize_range(void *ctx, int64_t i0, int64_t i1, int tid) {
+    const q_elem_job *k = (const q_elem_job *)ctx;
+    (void)tid;
+    for (int64_t i = i0; i < i1; i++) k->yf[i] = (float)((int32_t)k->xq[i] - k->zp) * k->scale;
+}
+
+static void q_relu_range(void *ctx, int64_t i0, int64_t i1, int tid) {
+    const q_elem_job *k = (const q_elem_job *)ctx;
+    (void)tid;
+    for (int64_t i = i0; i < i1; i++) k->yq[i] = k->xq[i] < k->zp ? (uint8_t)k->zp : k->xq[i];
+}
+
+static void q_elem_run(et_range_body body, int64_t n, const q_elem_job *k, int nthreads) {
+    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, body, (void *)k);
+}
+
 et_status et_q_quantize__ref(int64_t n, const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
                              uint8_t *y, int nthreads) {
     if (n < 0 || !x || !y || !q_params_ok(scale, zp, qmin, qmax)) return ET_ERR_ARG;
-    const float inv_s = 1.0f / scale;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t i = 0; i < n; i++) {
-        const float r = nearbyintf(x[i] * inv_s);
-        y[i] = (uint8_t)q_clamp(r != r ? 0.0f : r, zp, qmin, qmax); /* NaN -> the zero point */
-    }
+    const q_elem_job k = {x, NULL, NULL, y, scale, zp, qmin, qmax};
+    q_elem_run(q_quantize_range, n, &k, nthreads);
     return ET_OK;
 }
 
 et_status et_q_dequantize__ref(int64_t n, const uint8_t *x, float scale, int32_t zp, float *y, int nthreads) {
     if (n < 0 || !x || !y || !q_params_ok(scale, zp, 0, 255)) return ET_ERR_ARG;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t i = 0; i < n; i++) y[i] = (float)((int32_t)x[i] - zp) * scale;
+    const q_elem_job k = {NULL, x, y, NULL, scale, zp, 0, 255};
+    q_elem_run(q_dequantize_range, n, &k, nthreads);
     return ET_OK;
 }
 
@@ -78,17 +111,36 @@ static int64_t q_dot__ref(int64_t K, const uint8_t *ET_RESTRICT a, int32_t a_zp,
     return acc;
 }
 
+/* Rows [m0, m1) of the requantized GEMM: exact integer dots, one fp32 multiply per output. */
+typedef int64_t (*q_dot_fn)(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w);
+typedef struct q_gemm_job {
+    int64_t N, K, y_rs, y_cs;
+    const uint8_t *a;
+    const int8_t *w;
+    const int32_t *bias;
+    const float *mult;
+    uint8_t *y;
+    int32_t a_zp, y_zp, qmin, qmax;
+    q_dot_fn dot;
+} q_gemm_job;
+
+static void q_gemm_rows(void *ctx, int64_t m0, int64_t m1, int tid) {
+    const q_gemm_job *k = (const q_gemm_job *)ctx;
+    (void)tid;
+    for (int64_t m = m0; m < m1; m++)
+        for (int64_t n = 0; n < k->N; n++) {
+            const int64_t acc = (k->bias ? k->bias[n] : 0) + k->dot(k->K, k->a + m * k->K, k->a_zp, k->w + n * k->K);
+            k->y[m * k->y_rs + n * k->y_cs] =
+                (uint8_t)q_clamp(nearbyintf((float)acc * k->mult[n]), k->y_zp, k->qmin, k->qmax);
+        }
+}
+
 #define Q_GEMM_BODY(DOT)                                                                                   \
     if (M < 0 || N < 0 || K < 0 || K > ET_Q_MAX_K || !a || !w || !y || a_zp < 0 || a_zp > 255 ||           \
         !requant_ok(N, mult, y_zp, qmin, qmax))                                                            \
         return ET_ERR_ARG;                                                                                 \
-    ET_PARALLEL_FOR(nthreads)                                                                              \
-    for (int64_t m = 0; m < M; m++) {                                                                      \
-        for (int64_t n = 0; n < N; n++) {                                                                  \
-            const int64_t acc = (bias ? bias[n] : 0) + DOT(K, a + m * K, a_zp, w + n * K);                 \
-            y[m * y_rs + n * y_cs] = (uint8_t)q_clamp(nearbyintf((float)acc * mult[n]), y_zp, qmin, qmax); \
-        }                                                                                                  \
-    }                                                                                                      \
+    const q_gemm_job job = {N, K, y_rs, y_cs, a, w, bias, mult, y, a_zp, y_zp, qmin, qmax, DOT};          \
+    et_parallel_ranges(M, et_split_chunks(M, nthreads), nthreads, q_gemm_rows, (void *)&job);             \
     return ET_OK;
 
 et_status et_q_gemm_requant__ref(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w,
@@ -242,11 +294,19 @@ et_status et_q_conv2d(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp,
     return q_conv2d(et_q_gemm_requant, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
 }
 
-et_status et_q_maxpool2d__ref(const et_pool2d_params *p, const uint8_t *x, uint8_t *y, int nthreads) {
-    if (!p || !x || !y) return ET_ERR_ARG;
-    const int64_t planes = p->n * p->c;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t pl = 0; pl < planes; pl++) {
+typedef struct q_pool_job {
+    const et_pool2d_params *p;
+    const uint8_t *x;
+    uint8_t *y;
+} q_pool_job;
+
+static void q_maxpool_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const q_pool_job *k = (const q_pool_job *)ctx;
+    const et_pool2d_params *p = k->p;
+    const uint8_t *x = k->x;
+    uint8_t *y = k->y;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
         const uint8_t *xp = x + pl * p->h * p->w;
         uint8_t *yp = y + pl * p->oh * p->ow;
         for (int64_t oy = 0; oy < p->oh; oy++)
@@ -263,13 +323,20 @@ et_status et_q_maxpool2d__ref(const et_pool2d_params *p, const uint8_t *x, uint8
                 yp[oy * p->ow + ox] = (uint8_t)best;
             }
     }
+}
+
+et_status et_q_maxpool2d__ref(const et_pool2d_params *p, const uint8_t *x, uint8_t *y, int nthreads) {
+    if (!p || !x || !y) return ET_ERR_ARG;
+    const int64_t planes = p->n * p->c;
+    q_pool_job job = {p, x, y};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, q_maxpool_planes, &job);
     return ET_OK;
 }
 
 et_status et_q_relu__ref(int64_t n, const uint8_t *x, int32_t zp, uint8_t *y, int nthreads) {
     if (n < 0 || !x || !y || zp < 0 || zp > 255) return ET_ERR_ARG;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] < zp ? (uint8_t)zp : x[i];
+    const q_elem_job k = {NULL, x, NULL, y, 1.0f, zp, 0, 255};
+    q_elem_run(q_relu_range, n, &k, nthreads);
     return ET_OK;
 }
 
