@@ -2,13 +2,9 @@
 
 The C sources come from kernels/sources.txt — the same list the standalone C build
 (kernels/Makefile) and the Android build (android/) read, so the builds cannot drift.
-OpenMP is used when the compiler has it (probed); EDGETRAIN_NO_OPENMP=1 forces a serial build.
+No OpenMP: the kernels run on edgetrain's own thread pool (POSIX threads).
 No -march flags: x86 SIMD variants are compiled with target attributes and chosen at run time.
 """
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,25 +20,13 @@ def c_sources():
     return [str(Path("kernels") / s.strip()) for s in lines if s.strip() and not s.startswith("#")]
 
 
-def has_openmp(cc):
-    if os.environ.get("EDGETRAIN_NO_OPENMP") == "1":
-        return False
-    with tempfile.TemporaryDirectory() as d:
-        src = Path(d) / "omp.c"
-        src.write_text("#include <omp.h>\nint main(void){return omp_get_num_threads() < 1;}\n")
-        cmd = [cc, "-fopenmp", str(src), "-o", str(Path(d) / "omp")]
-        return subprocess.run(cmd, capture_output=True).returncode == 0
-
-
-cc = os.environ.get("CC", "cc")
-omp = has_openmp(cc)
 # -ffp-contract=off: no implicit FMA contraction, so plain C computes the same bits on x86 and
 # aarch64 (explicit FMA intrinsics only); kernels/Makefile and android/ use the same policy.
-# The kernels run on edgetrain's own thread pool (POSIX threads, kernels/src/threadpool.c);
-# -fopenmp only keeps the deprecated ET_PARALLEL_FOR macro working for kernels not yet converted.
+# The kernels run on edgetrain's own thread pool (POSIX threads, kernels/src/threadpool.c), no
+# OpenMP.
 compile_args = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing", "-Wno-unused-function",
-                "-pthread"] + (["-fopenmp"] if omp else [])
-link_args = ["-pthread"] + (["-fopenmp"] if omp else [])
+                "-pthread"]
+link_args = ["-pthread"]
 # Runtime allocations are rare (load / resize / save), so they are always counted: the tests
 # check that a training step makes none.
 macros = [("ET_DEBUG_ALLOC", "1"), ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]

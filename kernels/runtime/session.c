@@ -599,7 +599,7 @@ static et_status node_failed(et_session *s, uint32_t ni, const et_node_io *io, e
 }
 
 /* Nodes without a workspace whose largest tensor has fewer elements than this run on one
- * thread: an OpenMP fork/join costs more than it saves on them (LeNet's fc-sized activations,
+ * thread: a pool hand-out costs more than it saves on them (LeNet's fc-sized activations,
  * losses, small updates), and far more when the cores are shared. Ops with a workspace (conv,
  * matmul) were planned for the session's thread count and keep it. The choice depends on
  * shapes and the thread count only, so results stay reproducible for a thread count. */

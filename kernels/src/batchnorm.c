@@ -60,8 +60,8 @@ static void scale_shift_channel(int64_t n, int64_t c, int64_t hw, int64_t ch, co
  * contiguous in every image) is handled at once: per-element accumulators over the images
  * (long contiguous loops that vectorise), then a short per-channel reduction, then per-element
  * scale / shift arrays. Same two-pass double statistics; blocks are independent, so results do
- * not depend on the thread count. Work below BN_SERIAL elements runs on one thread (an OpenMP
- * fork costs more than the loop). */
+ * not depend on the thread count. Work below BN_SERIAL elements runs on one thread (a pool job
+ * costs more than the loop). */
 #define BN_BLOCK 512
 #define BN_SERIAL 32768
 

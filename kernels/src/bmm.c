@@ -3,7 +3,8 @@
  * the flag is set (a stored [.., K, M], b stored [.., N, K]). Batch dims are right-aligned and
  * each is equal to y's or 1 (broadcast). Every batch is one et_f32_gemm call (its variants, its
  * fixed K split: the same bits for any thread count). With at least as many batches as threads,
- * the batches are split across threads in contiguous blocks, each gemm single-threaded (attention
+ * the batches are split into nthreads contiguous chunks (one workspace slot each) on the thread
+ * pool, each gemm single-threaded (attention
  * has many small matrices); otherwise the batches run in order, each gemm with all threads.
  */
 #include "misc_internal.h"
@@ -22,6 +23,33 @@ static void batch_offsets(int nb, const int64_t *y_batch, const int64_t *sa, con
         t /= y_batch[d];
         *oa += i * sa[d];
         *ob += i * sb[d];
+    }
+}
+
+typedef struct bmm_job {
+    int trans_a, trans_b, nb;
+    const int64_t *y_batch, *sa, *sb;
+    int64_t total, M, N, K, lda, ldb;
+    const float *a, *b;
+    float *y;
+    char *ws;
+    size_t per; /* workspace bytes of one chunk */
+    int nch;
+    int err;    /* atomic: an et_status of a failed GEMM (all are argument errors) */
+} bmm_job;
+
+/* Chunk ch of nch: its batch range, one single-threaded GEMM each, in workspace slot ch. */
+static void bmm_chunk(void *ctx, int64_t ch, int tid) {
+    bmm_job *j = (bmm_job *)ctx;
+    int64_t beg, end, oa, ob;
+    (void)tid;
+    et_thread_range(j->total, (int)ch, j->nch, &beg, &end);
+    for (int64_t t = beg; t < end; t++) {
+        batch_offsets(j->nb, j->y_batch, j->sa, j->sb, t, &oa, &ob);
+        et_status s = et_f32_gemm(j->trans_a, j->trans_b, j->M, j->N, j->K, 1.0f, j->a + oa, j->lda, j->b + ob,
+                                  j->ldb, 0.0f, j->y + t * j->M * j->N, j->N,
+                                  j->per ? j->ws + (size_t)ch * j->per : NULL, j->per, 1);
+        if (s != ET_OK) __atomic_store_n(&j->err, (int)s, __ATOMIC_RELAXED);
     }
 }
 
@@ -44,20 +72,10 @@ et_status et_f32_bmm(int trans_a, int trans_b, int nb, const int64_t *y_batch,
     if (ws_bytes < et_f32_bmm_ws_bytes(total, M, N, K, nthreads)) return ET_ERR_ARG;
     const int64_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
     if (nthreads > 1 && total >= nthreads) {
-        const size_t per = et_f32_gemm_ws_bytes(M, N, K, 1);
-        et_status st = ET_OK;
-        ET_PARALLEL_FOR(nthreads)
-        for (int ch = 0; ch < nthreads; ch++) {
-            int64_t beg, end, oa, ob;
-            et_thread_range(total, ch, nthreads, &beg, &end);
-            for (int64_t t = beg; t < end; t++) {
-                batch_offsets(nb, y_batch, sa, sb, t, &oa, &ob);
-                et_status s = et_f32_gemm(trans_a, trans_b, M, N, K, 1.0f, a + oa, lda, b + ob, ldb, 0.0f,
-                                          y + t * M * N, N, per ? (char *)ws + (size_t)ch * per : NULL, per, 1);
-                if (s != ET_OK) st = s; /* any failure is reported (all are argument errors) */
-            }
-        }
-        return st;
+        bmm_job j = {trans_a, trans_b, nb, y_batch, sa, sb, total, M, N, K, lda, ldb, a, b, y, (char *)ws,
+                     et_f32_gemm_ws_bytes(M, N, K, 1), nthreads, ET_OK};
+        et_parallel_for(nthreads, nthreads, bmm_chunk, &j);
+        return (et_status)j.err;
     }
     for (int64_t t = 0; t < total; t++) {
         int64_t oa, ob;

@@ -40,11 +40,7 @@ size_t et_dtype_size(et_dtype t) {
 }
 
 int et_has_openmp(void) {
-#ifdef _OPENMP
-    return 1;
-#else
     return 0;
-#endif
 }
 
 int et_max_threads(void) {

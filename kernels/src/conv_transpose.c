@@ -56,6 +56,22 @@ size_t et_f32_conv_transpose2d_fwd_ws_bytes(const et_conv_transpose2d_params *p,
     return et_f32_conv2d_bwd_input_ws_bytes(&conv, nthreads);
 }
 
+typedef struct bias_job {
+    int64_t oc, np;
+    const float *b;
+    float *y;
+} bias_job;
+
+static void add_bias_planes(void *ctx, int64_t beg, int64_t end, int tid) {
+    const bias_job *k = (const bias_job *)ctx;
+    (void)tid;
+    for (int64_t q = beg; q < end; q++) {
+        const float bias = k->b[q % k->oc];
+        float *row = k->y + q * k->np;
+        for (int64_t i = 0; i < k->np; i++) row[i] += bias;
+    }
+}
+
 et_status et_f32_conv_transpose2d_fwd(const et_conv_transpose2d_params *p, const float *x,
                                       const float *w, const float *b, float *y, void *ws,
                                       size_t ws_bytes, int nthreads) {
@@ -64,13 +80,9 @@ et_status et_f32_conv_transpose2d_fwd(const et_conv_transpose2d_params *p, const
     if (nthreads < 1) nthreads = 1;
     et_status st = et_f32_conv2d_bwd_input(&conv, x, w, y, ws, ws_bytes, nthreads);
     if (st != ET_OK || !b) return st;
-    const int64_t planes = p->n * p->oc, np = p->oh * p->ow;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t q = 0; q < planes; q++) {
-        const float bias = b[q % p->oc];
-        float *row = y + q * np;
-        for (int64_t i = 0; i < np; i++) row[i] += bias;
-    }
+    const int64_t planes = p->n * p->oc;
+    bias_job k = {p->oc, p->oh * p->ow, b, y};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, add_bias_planes, &k);
     return ET_OK;
 }
 

@@ -4,7 +4,7 @@
  * is saved for the backward, which needs only y and invstd:
  *   dx = invstd * (dy - mean(dy) - y * mean(dy * y)).
  * Sums run in double over one row in a fixed order (et_misc_sum_f64 lanes); rows are split
- * across threads in contiguous blocks, each row computed by one thread, so results are bitwise
+ * into contiguous chunks (et_parallel_ranges), each row computed by one thread, so results are bitwise
  * the same for every thread count.
  */
 #include <math.h>
@@ -62,6 +62,25 @@ void et_f32_normalize_rows_bwd__ref(int64_t r0, int64_t r1, int64_t k, const flo
     }
 }
 
+typedef struct norm_rows_job {
+    int64_t k;
+    float eps;
+    const float *x, *y, *invstd, *dy;
+    float *out, *out_invstd;
+} norm_rows_job;
+
+static void norm_fwd_rows(void *ctx, int64_t b, int64_t e, int tid) {
+    const norm_rows_job *j = (const norm_rows_job *)ctx;
+    (void)tid;
+    et_f32_normalize_rows_fwd__ref(b, e, j->k, j->eps, j->x, j->out, j->out_invstd);
+}
+
+static void norm_bwd_rows(void *ctx, int64_t b, int64_t e, int tid) {
+    const norm_rows_job *j = (const norm_rows_job *)ctx;
+    (void)tid;
+    et_f32_normalize_rows_bwd__ref(b, e, j->k, j->y, j->invstd, j->dy, j->out);
+}
+
 static int row_chunks(int64_t rows, int64_t k, int nthreads) {
     int64_t per = k > 0 ? (NORM_GRAIN + k - 1) / k : rows; /* rows per chunk, at least */
     return et_misc_nchunks(rows, nthreads, per > 0 ? per : 1);
@@ -72,13 +91,8 @@ et_status et_f32_normalize_rows_fwd(int64_t rows, int64_t k, float eps, const fl
     if (rows < 0 || k <= 0 || !(eps >= 0.0f) || !isfinite(eps)) return ET_ERR_ARG;
     if (rows == 0) return ET_OK;
     if (!x || !y || !invstd) return ET_ERR_ARG;
-    const int nch = row_chunks(rows, k, nthreads);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t b, e;
-        et_thread_range(rows, ch, nch, &b, &e);
-        et_f32_normalize_rows_fwd__ref(b, e, k, eps, x, y, invstd);
-    }
+    norm_rows_job j = {k, eps, x, NULL, NULL, NULL, y, invstd};
+    et_parallel_ranges(rows, row_chunks(rows, k, nthreads), nthreads, norm_fwd_rows, &j);
     return ET_OK;
 }
 
@@ -87,12 +101,7 @@ et_status et_f32_normalize_rows_bwd(int64_t rows, int64_t k, const float *y, con
     if (rows < 0 || k <= 0) return ET_ERR_ARG;
     if (rows == 0) return ET_OK;
     if (!y || !invstd || !dy || !dx) return ET_ERR_ARG;
-    const int nch = row_chunks(rows, k, nthreads);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t b, e;
-        et_thread_range(rows, ch, nch, &b, &e);
-        et_f32_normalize_rows_bwd__ref(b, e, k, y, invstd, dy, dx);
-    }
+    norm_rows_job j = {k, 0.0f, NULL, y, invstd, dy, dx, NULL};
+    et_parallel_ranges(rows, row_chunks(rows, k, nthreads), nthreads, norm_bwd_rows, &j);
     return ET_OK;
 }

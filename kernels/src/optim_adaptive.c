@@ -64,6 +64,20 @@ void et_f32_adagrad_update__ref(const et_adagrad_coef *k, int64_t n, float *para
     }
 }
 
+typedef struct rmsprop_job {
+    const et_rmsprop_coef *k;
+    float *param, *square_avg, *grad_avg, *buf;
+    const float *grad, *anchor;
+} rmsprop_job;
+
+static void rmsprop_range(void *ctx, int64_t b, int64_t e, int tid) {
+    const rmsprop_job *j = (const rmsprop_job *)ctx;
+    (void)tid;
+    et_f32_rmsprop_update__ref(j->k, e - b, j->param + b, j->grad + b, j->square_avg + b,
+                               j->grad_avg ? j->grad_avg + b : NULL, j->buf ? j->buf + b : NULL,
+                               j->anchor ? j->anchor + b : NULL);
+}
+
 et_status et_f32_rmsprop_update(int64_t n, float *param, const float *grad, float *square_avg,
                                 float *grad_avg, float *momentum_buf, const float *prox_anchor, float lr,
                                 float alpha, float eps, float weight_decay, float momentum, int centered,
@@ -84,15 +98,22 @@ et_status et_f32_rmsprop_update(int64_t n, float *param, const float *grad, floa
     if (!centered) grad_avg = NULL;
     if (!(momentum > 0.0f)) momentum_buf = NULL;
     if (prox_mu == 0.0f) prox_anchor = NULL;
-    const int nch = et_misc_nchunks(n, nthreads, OPT_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t b, e;
-        et_thread_range(n, ch, nch, &b, &e);
-        et_f32_rmsprop_update__ref(&k, e - b, param + b, grad + b, square_avg + b, grad_avg ? grad_avg + b : NULL,
-                                   momentum_buf ? momentum_buf + b : NULL, prox_anchor ? prox_anchor + b : NULL);
-    }
+    rmsprop_job j = {&k, param, square_avg, grad_avg, momentum_buf, grad, prox_anchor};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, OPT_GRAIN), nthreads, rmsprop_range, &j);
     return ET_OK;
+}
+
+typedef struct adagrad_job {
+    const et_adagrad_coef *k;
+    float *param, *sum;
+    const float *grad, *anchor;
+} adagrad_job;
+
+static void adagrad_range(void *ctx, int64_t b, int64_t e, int tid) {
+    const adagrad_job *j = (const adagrad_job *)ctx;
+    (void)tid;
+    et_f32_adagrad_update__ref(j->k, e - b, j->param + b, j->grad + b, j->sum + b,
+                               j->anchor ? j->anchor + b : NULL);
 }
 
 et_status et_f32_adagrad_update(int64_t n, float *param, const float *grad, float *sum, const float *prox_anchor,
@@ -108,13 +129,8 @@ et_status et_f32_adagrad_update(int64_t n, float *param, const float *grad, floa
     k.weight_decay = weight_decay;
     k.prox_mu = prox_mu;
     if (prox_mu == 0.0f) prox_anchor = NULL;
-    const int nch = et_misc_nchunks(n, nthreads, OPT_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t b, e;
-        et_thread_range(n, ch, nch, &b, &e);
-        et_f32_adagrad_update__ref(&k, e - b, param + b, grad + b, sum + b, prox_anchor ? prox_anchor + b : NULL);
-    }
+    adagrad_job j = {&k, param, sum, grad, prox_anchor};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, OPT_GRAIN), nthreads, adagrad_range, &j);
     return ET_OK;
 }
 
@@ -122,41 +138,66 @@ et_status et_f32_adagrad_update(int64_t n, float *param, const float *grad, floa
 /* Sum of squares in double over a fixed partition (ET_MISC_NPART parts, a function of n only),
  * partials combined in order: the same bits for every thread count. A float's square is exact
  * in double, so only the additions round, in a fixed order. */
+typedef struct sumsq_job {
+    int64_t n;
+    int np;
+    const float *x;
+    double *part;
+} sumsq_job;
+
+/* Part k of the fixed partition [0, n) into np parts (np depends on n only). */
+static void sumsq_part(void *ctx, int64_t k, int tid) {
+    const sumsq_job *j = (const sumsq_job *)ctx;
+    const float *x = j->x;
+    int64_t b, e;
+    (void)tid;
+    et_thread_range(j->n, (int)k, j->np, &b, &e);
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = b;
+    for (; i + 8 <= e; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (double)x[i + l] * (double)x[i + l];
+    double tail = 0.0;
+    for (; i < e; i++) tail += (double)x[i] * (double)x[i];
+    j->part[k] = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
 double et_f32_sum_squares(int64_t n, const float *x, int nthreads) {
     if (n <= 0 || !x) return 0.0;
     double part[ET_MISC_NPART];
     const int np = n < (int64_t)ET_MISC_NPART * 1024 ? (int)((n + 1023) / 1024) : ET_MISC_NPART;
-    const int nth = et_misc_nchunks(n, nthreads, OPT_GRAIN) < np ? et_misc_nchunks(n, nthreads, OPT_GRAIN) : np;
-    ET_PARALLEL_FOR(nth)
-    for (int k = 0; k < np; k++) {
-        int64_t b, e;
-        et_thread_range(n, k, np, &b, &e);
-        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        int64_t i = b;
-        for (; i + 8 <= e; i += 8)
-            for (int j = 0; j < 8; j++) acc[j] += (double)x[i + j] * (double)x[i + j];
-        double tail = 0.0;
-        for (; i < e; i++) tail += (double)x[i] * (double)x[i];
-        part[k] = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
-    }
+    const int nch = et_misc_nchunks(n, nthreads, OPT_GRAIN);
+    sumsq_job j = {n, np, x, part};
+    /* at most nch threads, as before: small tensors stay on the calling thread */
+    et_parallel_for(np, nch < nthreads ? nch : nthreads, sumsq_part, &j);
     double total = 0.0;
     for (int k = 0; k < np; k++) total += part[k];
     return total;
+}
+
+typedef struct grad_acc_job {
+    float *acc;
+    const float *grad;
+    float scale;
+    int first;
+} grad_acc_job;
+
+static void grad_acc_range(void *ctx, int64_t b, int64_t e, int tid) {
+    const grad_acc_job *j = (const grad_acc_job *)ctx;
+    float *acc = j->acc;
+    const float *grad = j->grad;
+    const float scale = j->scale;
+    (void)tid;
+    if (j->first)
+        for (int64_t i = b; i < e; i++) acc[i] = scale * grad[i];
+    else
+        for (int64_t i = b; i < e; i++) acc[i] = acc[i] + scale * grad[i];
 }
 
 et_status et_f32_grad_accumulate(int64_t n, float *acc, const float *grad, float scale, int first, int nthreads) {
     if (n < 0) return ET_ERR_ARG;
     if (n == 0) return ET_OK;
     if (!acc || !grad) return ET_ERR_ARG;
-    const int nch = et_misc_nchunks(n, nthreads, OPT_GRAIN);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t b, e;
-        et_thread_range(n, ch, nch, &b, &e);
-        if (first)
-            for (int64_t i = b; i < e; i++) acc[i] = scale * grad[i];
-        else
-            for (int64_t i = b; i < e; i++) acc[i] = acc[i] + scale * grad[i];
-    }
+    grad_acc_job j = {acc, grad, scale, first};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, OPT_GRAIN), nthreads, grad_acc_range, &j);
     return ET_OK;
 }

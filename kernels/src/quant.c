@@ -40,19 +40,52 @@ static et_status fq_check(int64_t outer, int64_t c, int64_t inner, int64_t qmin,
     return ET_OK;
 }
 
+typedef struct fq_job {
+    int64_t c, inner;
+    float lo, hi;
+    const float *x, *dy, *scale, *zero_point;
+    float *out; /* y (forward) or dx (backward) */
+} fq_job;
+
+static void fq_fwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+    const fq_job *j = (const fq_job *)ctx;
+    const int64_t c = j->c, inner = j->inner;
+    const float lo = j->lo, hi = j->hi;
+    (void)tid;
+    for (int64_t r = beg; r < end; r++) {
+        const int64_t k = r % c;
+        const float s = j->scale[k], zp = j->zero_point[k], inv_s = 1.0f / s;
+        const float *ET_RESTRICT xr = j->x + r * inner;
+        float *ET_RESTRICT yr = j->out + r * inner;
+        for (int64_t i = 0; i < inner; i++) yr[i] = (fq_clamp(fq_level(xr[i], inv_s, zp), lo, hi) - zp) * s;
+    }
+}
+
+static void fq_bwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+    const fq_job *j = (const fq_job *)ctx;
+    const int64_t c = j->c, inner = j->inner;
+    const float lo = j->lo, hi = j->hi;
+    (void)tid;
+    for (int64_t r = beg; r < end; r++) {
+        const int64_t k = r % c;
+        const float zp = j->zero_point[k], inv_s = 1.0f / j->scale[k];
+        const float *ET_RESTRICT xr = j->x + r * inner;
+        const float *ET_RESTRICT gr = j->dy + r * inner;
+        float *ET_RESTRICT dr = j->out + r * inner;
+        for (int64_t i = 0; i < inner; i++) {
+            const float q = fq_level(xr[i], inv_s, zp);
+            dr[i] = gr[i] * (q >= lo && q <= hi ? 1.0f : 0.0f);
+        }
+    }
+}
+
 et_status et_f32_fake_quant_fwd__ref(int64_t outer, int64_t c, int64_t inner, const float *x, const float *scale,
                                      const float *zero_point, int64_t qmin, int64_t qmax, float *y, int nthreads) {
     if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || !x || !scale || !zero_point || !y) return ET_ERR_ARG;
     const float lo = (float)qmin, hi = (float)qmax;
     const int64_t rows = outer * c;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t r = 0; r < rows; r++) {
-        const int64_t k = r % c;
-        const float s = scale[k], zp = zero_point[k], inv_s = 1.0f / s;
-        const float *ET_RESTRICT xr = x + r * inner;
-        float *ET_RESTRICT yr = y + r * inner;
-        for (int64_t i = 0; i < inner; i++) yr[i] = (fq_clamp(fq_level(xr[i], inv_s, zp), lo, hi) - zp) * s;
-    }
+    fq_job j = {c, inner, lo, hi, x, NULL, scale, zero_point, y};
+    et_parallel_ranges(rows, et_split_chunks(rows, nthreads), nthreads, fq_fwd_rows, &j);
     return ET_OK;
 }
 
@@ -63,18 +96,8 @@ et_status et_f32_fake_quant_bwd__ref(int64_t outer, int64_t c, int64_t inner, co
         return ET_ERR_ARG;
     const float lo = (float)qmin, hi = (float)qmax;
     const int64_t rows = outer * c;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t r = 0; r < rows; r++) {
-        const int64_t k = r % c;
-        const float zp = zero_point[k], inv_s = 1.0f / scale[k];
-        const float *ET_RESTRICT xr = x + r * inner;
-        const float *ET_RESTRICT gr = dy + r * inner;
-        float *ET_RESTRICT dr = dx + r * inner;
-        for (int64_t i = 0; i < inner; i++) {
-            const float q = fq_level(xr[i], inv_s, zp);
-            dr[i] = gr[i] * (q >= lo && q <= hi ? 1.0f : 0.0f);
-        }
-    }
+    fq_job j = {c, inner, lo, hi, x, dy, scale, zero_point, dx};
+    et_parallel_ranges(rows, et_split_chunks(rows, nthreads), nthreads, fq_bwd_rows, &j);
     return ET_OK;
 }
 
@@ -111,27 +134,43 @@ static void qparams(float min_val, float max_val, int64_t qmin, int64_t qmax, in
     *zero_point = zp;
 }
 
+typedef struct observe_job {
+    int64_t outer, c, inner, qmin, qmax;
+    int symmetric, ema;
+    float averaging_constant;
+    const float *x;
+    float *min_val, *max_val, *scale, *zero_point;
+} observe_job;
+
+static void observe_channels(void *ctx, int64_t beg, int64_t end, int tid) {
+    const observe_job *j = (const observe_job *)ctx;
+    float *min_val = j->min_val, *max_val = j->max_val;
+    (void)tid;
+    for (int64_t k = beg; k < end; k++) {
+        float mn, mx;
+        channel_minmax(j->outer, j->c, j->inner, j->x, k, &mn, &mx);
+        const int first = min_val[k] == INFINITY && max_val[k] == -INFINITY;
+        if (j->ema && !first) {
+            mn = min_val[k] + j->averaging_constant * (mn - min_val[k]);
+            mx = max_val[k] + j->averaging_constant * (mx - max_val[k]);
+        } else if (!j->ema) {
+            mn = fminf(mn, min_val[k]);
+            mx = fmaxf(mx, max_val[k]);
+        }
+        min_val[k] = mn;
+        max_val[k] = mx;
+        qparams(mn, mx, j->qmin, j->qmax, j->symmetric, &j->scale[k], &j->zero_point[k]);
+    }
+}
+
 et_status et_f32_quant_observe__ref(int64_t outer, int64_t c, int64_t inner, const float *x, float *min_val,
                                     float *max_val, float *scale, float *zero_point, int64_t qmin, int64_t qmax,
                                     int symmetric, int ema, float averaging_constant, int nthreads) {
     if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || outer * inner < 1 || !x || !min_val || !max_val ||
         !scale || !zero_point)
         return ET_ERR_ARG;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t k = 0; k < c; k++) {
-        float mn, mx;
-        channel_minmax(outer, c, inner, x, k, &mn, &mx);
-        const int first = min_val[k] == INFINITY && max_val[k] == -INFINITY;
-        if (ema && !first) {
-            mn = min_val[k] + averaging_constant * (mn - min_val[k]);
-            mx = max_val[k] + averaging_constant * (mx - max_val[k]);
-        } else if (!ema) {
-            mn = fminf(mn, min_val[k]);
-            mx = fmaxf(mx, max_val[k]);
-        }
-        min_val[k] = mn;
-        max_val[k] = mx;
-        qparams(mn, mx, qmin, qmax, symmetric, &scale[k], &zero_point[k]);
-    }
+    observe_job j = {outer, c, inner, qmin, qmax, symmetric, ema, averaging_constant, x, min_val, max_val,
+                     scale, zero_point};
+    et_parallel_ranges(c, et_split_chunks(c, nthreads), nthreads, observe_channels, &j);
     return ET_OK;
 }

@@ -28,24 +28,34 @@ void et_f32_max_axis__ref(int64_t o, int64_t j0, int64_t j1, int64_t len, int64_
     }
 }
 
+typedef struct max_axis_job {
+    int64_t len, inner;
+    int is_min;
+    const float *x;
+    float *y;
+    int32_t *idx;
+} max_axis_job;
+
+static void max_axis_range(void *ctx, int64_t b, int64_t e, int tid) {
+    const max_axis_job *k = (const max_axis_job *)ctx;
+    (void)tid;
+    while (b < e) { /* split [b, e) at outer boundaries */
+        int64_t o = b / k->inner, j = b % k->inner;
+        int64_t stop = (o + 1) * k->inner < e ? (o + 1) * k->inner : e;
+        et_f32_max_axis__ref(o, j, j + (stop - b), k->len, k->inner, k->is_min, k->x, k->y, k->idx);
+        b = stop;
+    }
+}
+
 et_status et_f32_max_axis(int64_t outer, int64_t len, int64_t inner, int is_min, const float *x,
                           float *y, int32_t *idx, int nthreads) {
     if (outer < 0 || len <= 0 || inner < 0 || len > INT32_MAX) return ET_ERR_ARG;
     const int64_t total = outer * inner;
     if (total == 0) return ET_OK;
     if (!x || (!y && !idx)) return ET_ERR_ARG;
-    const int nch = et_misc_nchunks(total, nthreads, MAX_GRAIN / len + 1);
-    ET_PARALLEL_FOR(nch)
-    for (int ch = 0; ch < nch; ch++) {
-        int64_t b, e;
-        et_thread_range(total, ch, nch, &b, &e);
-        while (b < e) { /* split [b, e) at outer boundaries */
-            int64_t o = b / inner, j = b % inner;
-            int64_t stop = (o + 1) * inner < e ? (o + 1) * inner : e;
-            et_f32_max_axis__ref(o, j, j + (stop - b), len, inner, is_min, x, y, idx);
-            b = stop;
-        }
-    }
+    max_axis_job k = {len, inner, is_min, x, y, idx};
+    et_parallel_ranges(total, et_misc_nchunks(total, nthreads, MAX_GRAIN / len + 1), nthreads,
+                       max_axis_range, &k);
     return ET_OK;
 }
 

@@ -1,7 +1,7 @@
 /* edgetrain — resampling of NCHW planes: F.interpolate (nearest, bilinear) and adaptive
  * average pooling, forward and backward. Plain loops (they are the reference; no SIMD rows):
- * every kernel runs over the n*c planes with ET_PARALLEL_FOR, and a plane's result is
- * computed by one thread in a fixed order, so the bits do not depend on the thread count.
+ * every kernel runs over the n*c planes on the thread pool (et_parallel_ranges over planes,
+ * plane_range below), and a plane's result is computed by one thread in a fixed order, so the bits do not depend on the thread count.
  * Adaptive max pooling takes the first maximum of a window (a NaN wins, as in PyTorch); its
  * backward recomputes that index from x (no index storage, like maxpool2d).
  * Index formulas are PyTorch's (aten/src/ATen/native/UpSample.h), in float as its fp32 CPU
@@ -104,25 +104,52 @@ static void bilinear_plane_bwd(const et_interp2d_params *p, const float *dy, flo
     }
 }
 
+/* ---- plane loops on the thread pool ------------------------------------------------------ */
+typedef struct resample_job resample_job;
+typedef void (*plane_fn)(const resample_job *j, int64_t q);
+struct resample_job {
+    plane_fn fn;                   /* computes plane q */
+    const et_interp2d_params *p;   /* interpolate only */
+    int64_t h, w, oh, ow;          /* adaptive pooling only */
+    const float *x, *dy;
+    float *out;                    /* y (forward) or dx (backward) */
+};
+
+static void plane_range(void *ctx, int64_t beg, int64_t end, int tid) {
+    const resample_job *j = (const resample_job *)ctx;
+    (void)tid;
+    for (int64_t q = beg; q < end; q++) j->fn(j, q);
+}
+
+static void run_planes(resample_job *j, int64_t nc, int nthreads) {
+    et_parallel_ranges(nc, et_split_chunks(nc, nthreads), nthreads, plane_range, j);
+}
+
+static void interp_fwd_q(const resample_job *j, int64_t q) {
+    const et_interp2d_params *p = j->p;
+    const int64_t xs = p->h * p->w, ys = p->oh * p->ow;
+    if (p->mode == ET_INTERP_NEAREST) nearest_plane(p, j->x + q * xs, j->out + q * ys);
+    else bilinear_plane(p, j->x + q * xs, j->out + q * ys);
+}
+
+static void interp_bwd_q(const resample_job *j, int64_t q) {
+    const et_interp2d_params *p = j->p;
+    const int64_t xs = p->h * p->w, ys = p->oh * p->ow;
+    if (p->mode == ET_INTERP_NEAREST) nearest_plane_bwd(p, j->dy + q * ys, j->out + q * xs);
+    else bilinear_plane_bwd(p, j->dy + q * ys, j->out + q * xs);
+}
+
 et_status et_f32_interp2d_fwd(const et_interp2d_params *p, const float *x, float *y, int nthreads) {
     if (!interp_ok(p) || !x || !y) return ET_ERR_ARG;
-    const int64_t xs = p->h * p->w, ys = p->oh * p->ow;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t q = 0; q < p->nc; q++) {
-        if (p->mode == ET_INTERP_NEAREST) nearest_plane(p, x + q * xs, y + q * ys);
-        else bilinear_plane(p, x + q * xs, y + q * ys);
-    }
+    resample_job j = {interp_fwd_q, p, 0, 0, 0, 0, x, NULL, y};
+    run_planes(&j, p->nc, nthreads);
     return ET_OK;
 }
 
 et_status et_f32_interp2d_bwd(const et_interp2d_params *p, const float *dy, float *dx, int nthreads) {
     if (!interp_ok(p) || !dy || !dx) return ET_ERR_ARG;
-    const int64_t xs = p->h * p->w, ys = p->oh * p->ow;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t q = 0; q < p->nc; q++) {
-        if (p->mode == ET_INTERP_NEAREST) nearest_plane_bwd(p, dy + q * ys, dx + q * xs);
-        else bilinear_plane_bwd(p, dy + q * ys, dx + q * xs);
-    }
+    resample_job j = {interp_bwd_q, p, 0, 0, 0, 0, NULL, dy, dx};
+    run_planes(&j, p->nc, nthreads);
     return ET_OK;
 }
 
@@ -135,43 +162,53 @@ static int adaptive_ok(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow)
     return nc > 0 && h > 0 && w > 0 && oh > 0 && ow > 0;
 }
 
+static void avgpool_fwd_q(const resample_job *jb, int64_t q) {
+    const int64_t h = jb->h, w = jb->w, oh = jb->oh, ow = jb->ow;
+    const float *x = jb->x;
+    float *y = jb->out;
+    const float *xp = x + q * h * w;
+    for (int64_t i = 0; i < oh; i++) {
+        const int64_t y0 = win_start(i, h, oh), y1 = win_end(i, h, oh);
+        for (int64_t j = 0; j < ow; j++) {
+            const int64_t x0 = win_start(j, w, ow), x1 = win_end(j, w, ow);
+            float acc = 0.0f;
+            for (int64_t r = y0; r < y1; r++)
+                for (int64_t c = x0; c < x1; c++) acc += xp[r * w + c];
+            y[(q * oh + i) * ow + j] = acc / (float)((y1 - y0) * (x1 - x0));
+        }
+    }
+}
+
+static void avgpool_bwd_q(const resample_job *jb, int64_t q) {
+    const int64_t h = jb->h, w = jb->w, oh = jb->oh, ow = jb->ow;
+    const float *dy = jb->dy;
+    float *dx = jb->out;
+    float *dxp = dx + q * h * w;
+    memset(dxp, 0, (size_t)(h * w) * sizeof(float));
+    for (int64_t i = 0; i < oh; i++) {
+        const int64_t y0 = win_start(i, h, oh), y1 = win_end(i, h, oh);
+        for (int64_t j = 0; j < ow; j++) {
+            const int64_t x0 = win_start(j, w, ow), x1 = win_end(j, w, ow);
+            const float g = dy[(q * oh + i) * ow + j] / (float)((y1 - y0) * (x1 - x0));
+            for (int64_t r = y0; r < y1; r++)
+                for (int64_t c = x0; c < x1; c++) dxp[r * w + c] += g;
+        }
+    }
+}
+
 et_status et_f32_adaptive_avgpool2d_fwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                         const float *x, float *y, int nthreads) {
     if (!adaptive_ok(nc, h, w, oh, ow) || !x || !y) return ET_ERR_ARG;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t q = 0; q < nc; q++) {
-        const float *xp = x + q * h * w;
-        for (int64_t i = 0; i < oh; i++) {
-            const int64_t y0 = win_start(i, h, oh), y1 = win_end(i, h, oh);
-            for (int64_t j = 0; j < ow; j++) {
-                const int64_t x0 = win_start(j, w, ow), x1 = win_end(j, w, ow);
-                float acc = 0.0f;
-                for (int64_t r = y0; r < y1; r++)
-                    for (int64_t c = x0; c < x1; c++) acc += xp[r * w + c];
-                y[(q * oh + i) * ow + j] = acc / (float)((y1 - y0) * (x1 - x0));
-            }
-        }
-    }
+    resample_job j = {avgpool_fwd_q, NULL, h, w, oh, ow, x, NULL, y};
+    run_planes(&j, nc, nthreads);
     return ET_OK;
 }
 
 et_status et_f32_adaptive_avgpool2d_bwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                         const float *dy, float *dx, int nthreads) {
     if (!adaptive_ok(nc, h, w, oh, ow) || !dy || !dx) return ET_ERR_ARG;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t q = 0; q < nc; q++) {
-        float *dxp = dx + q * h * w;
-        memset(dxp, 0, (size_t)(h * w) * sizeof(float));
-        for (int64_t i = 0; i < oh; i++) {
-            const int64_t y0 = win_start(i, h, oh), y1 = win_end(i, h, oh);
-            for (int64_t j = 0; j < ow; j++) {
-                const int64_t x0 = win_start(j, w, ow), x1 = win_end(j, w, ow);
-                const float g = dy[(q * oh + i) * ow + j] / (float)((y1 - y0) * (x1 - x0));
-                for (int64_t r = y0; r < y1; r++)
-                    for (int64_t c = x0; c < x1; c++) dxp[r * w + c] += g;
-            }
-        }
-    }
+    resample_job j = {avgpool_bwd_q, NULL, h, w, oh, ow, NULL, dy, dx};
+    run_planes(&j, nc, nthreads);
     return ET_OK;
 }
 
@@ -192,32 +229,42 @@ static int64_t window_argmax(const float *xp, int64_t w, int64_t y0, int64_t y1,
     return best;
 }
 
+static void maxpool_fwd_q(const resample_job *jb, int64_t q) {
+    const int64_t h = jb->h, w = jb->w, oh = jb->oh, ow = jb->ow;
+    const float *x = jb->x;
+    float *y = jb->out;
+    const float *xp = x + q * h * w;
+    for (int64_t i = 0; i < oh; i++)
+        for (int64_t j = 0; j < ow; j++)
+            y[(q * oh + i) * ow + j] = xp[window_argmax(xp, w, win_start(i, h, oh), win_end(i, h, oh),
+                                                        win_start(j, w, ow), win_end(j, w, ow))];
+}
+
+static void maxpool_bwd_q(const resample_job *jb, int64_t q) {
+    const int64_t h = jb->h, w = jb->w, oh = jb->oh, ow = jb->ow;
+    const float *x = jb->x, *dy = jb->dy;
+    float *dx = jb->out;
+    const float *xp = x + q * h * w;
+    float *dxp = dx + q * h * w;
+    memset(dxp, 0, (size_t)(h * w) * sizeof(float));
+    for (int64_t i = 0; i < oh; i++)
+        for (int64_t j = 0; j < ow; j++)
+            dxp[window_argmax(xp, w, win_start(i, h, oh), win_end(i, h, oh), win_start(j, w, ow),
+                              win_end(j, w, ow))] += dy[(q * oh + i) * ow + j];
+}
+
 et_status et_f32_adaptive_maxpool2d_fwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                         const float *x, float *y, int nthreads) {
     if (!adaptive_ok(nc, h, w, oh, ow) || !x || !y) return ET_ERR_ARG;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t q = 0; q < nc; q++) {
-        const float *xp = x + q * h * w;
-        for (int64_t i = 0; i < oh; i++)
-            for (int64_t j = 0; j < ow; j++)
-                y[(q * oh + i) * ow + j] = xp[window_argmax(xp, w, win_start(i, h, oh), win_end(i, h, oh),
-                                                            win_start(j, w, ow), win_end(j, w, ow))];
-    }
+    resample_job j = {maxpool_fwd_q, NULL, h, w, oh, ow, x, NULL, y};
+    run_planes(&j, nc, nthreads);
     return ET_OK;
 }
 
 et_status et_f32_adaptive_maxpool2d_bwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                         const float *x, const float *dy, float *dx, int nthreads) {
     if (!adaptive_ok(nc, h, w, oh, ow) || !x || !dy || !dx) return ET_ERR_ARG;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t q = 0; q < nc; q++) {
-        const float *xp = x + q * h * w;
-        float *dxp = dx + q * h * w;
-        memset(dxp, 0, (size_t)(h * w) * sizeof(float));
-        for (int64_t i = 0; i < oh; i++)
-            for (int64_t j = 0; j < ow; j++)
-                dxp[window_argmax(xp, w, win_start(i, h, oh), win_end(i, h, oh), win_start(j, w, ow),
-                                  win_end(j, w, ow))] += dy[(q * oh + i) * ow + j];
-    }
+    resample_job j = {maxpool_bwd_q, NULL, h, w, oh, ow, x, dy, dx};
+    run_planes(&j, nc, nthreads);
     return ET_OK;
 }

@@ -3,7 +3,8 @@
  * scatter-add backward).
  *
  * These are memory-bound copies, so each has only a scalar __ref body; the entry points of
- * et_kernels.h call it. Every output element is written by exactly one thread, and every sum
+ * et_kernels.h call it. Loops over independent rows run on the thread pool
+ * (run_rows: et_parallel_ranges); every output element is written by exactly one thread, and every sum
  * (the pad and gather backwards) runs over its terms in one fixed order, so the results are
  * bitwise identical for any thread count. Shapes arrive validated by the op's shape rule
  * (kernels/runtime/ops.c); the kernels still refuse negative sizes and null pointers.
@@ -34,7 +35,33 @@ static void strides_of(int ndim, const int64_t *s, int64_t *st) {
     }
 }
 
+/* Rows [0, n) of a loop of independent rows, on the thread pool (docs/threads.md). */
+static void run_rows(int64_t n, et_range_body fn, void *ctx, int nthreads) {
+    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, fn, ctx);
+}
+
 /* ---- concat ---------------------------------------------------------------------------- */
+typedef struct concat_job {
+    int n;
+    const float *const *x;
+    const int64_t *len;
+    int64_t inner, total;
+    float *y;
+} concat_job;
+
+static void concat_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+    const concat_job *j = (const concat_job *)ctx;
+    (void)tid;
+    for (int64_t o = beg; o < end; o++) {
+        float *dst = j->y + o * j->total * j->inner;
+        for (int k = 0; k < j->n; k++) {
+            size_t row = (size_t)(j->len[k] * j->inner);
+            if (row) memcpy(dst, j->x[k] + o * (int64_t)row, row * sizeof(float));
+            dst += row;
+        }
+    }
+}
+
 et_status et_f32_concat__ref(int n, const float *const *x, const int64_t *len, int64_t outer,
                              int64_t inner, float *y, int nthreads) {
     if (n < 1 || !x || !len || !y || outer < 0 || inner < 0) return ET_ERR_ARG;
@@ -43,15 +70,8 @@ et_status et_f32_concat__ref(int n, const float *const *x, const int64_t *len, i
         if (len[k] < 0 || (!x[k] && len[k] > 0)) return ET_ERR_ARG;
         total += len[k];
     }
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t o = 0; o < outer; o++) {
-        float *dst = y + o * total * inner;
-        for (int k = 0; k < n; k++) {
-            size_t row = (size_t)(len[k] * inner);
-            if (row) memcpy(dst, x[k] + o * (int64_t)row, row * sizeof(float));
-            dst += row;
-        }
-    }
+    concat_job j = {n, x, len, inner, total, y};
+    run_rows(outer, concat_rows, &j, nthreads);
     return ET_OK;
 }
 
@@ -63,16 +83,42 @@ static et_status slice_args(int64_t outer, int64_t dim, int64_t inner, int64_t s
     return ET_OK;
 }
 
+typedef struct slice_job {
+    int64_t dim, inner, start, step, count;
+    const float *src;
+    float *dst;
+} slice_job;
+
+static void slice_fwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+    const slice_job *k = (const slice_job *)ctx;
+    (void)tid;
+    for (int64_t r = beg; r < end; r++) {
+        int64_t o = r / k->count, j = r % k->count;
+        memcpy(k->dst + r * k->inner, k->src + (o * k->dim + k->start + j * k->step) * k->inner,
+               (size_t)k->inner * sizeof(float));
+    }
+}
+
+static void slice_bwd_slabs(void *ctx, int64_t beg, int64_t end, int tid) {
+    const slice_job *k = (const slice_job *)ctx;
+    const int64_t inner = k->inner;
+    (void)tid;
+    for (int64_t o = beg; o < end; o++) {
+        float *slab = k->dst + o * k->dim * inner;
+        memset(slab, 0, (size_t)(k->dim * inner) * sizeof(float));
+        for (int64_t j = 0; j < k->count; j++)
+            memcpy(slab + (k->start + j * k->step) * inner, k->src + (o * k->count + j) * inner,
+                   (size_t)inner * sizeof(float));
+    }
+}
+
 et_status et_f32_slice_fwd__ref(int64_t outer, int64_t dim, int64_t inner, int64_t start,
                                 int64_t step, int64_t count, const float *x, float *y,
                                 int nthreads) {
     et_status st = slice_args(outer, dim, inner, start, step, count, x, y);
     if (st != ET_OK) return st;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t r = 0; r < outer * count; r++) {
-        int64_t o = r / count, j = r % count;
-        memcpy(y + r * inner, x + (o * dim + start + j * step) * inner, (size_t)inner * sizeof(float));
-    }
+    slice_job k = {dim, inner, start, step, count, x, y};
+    run_rows(outer * count, slice_fwd_rows, &k, nthreads);
     return ET_OK;
 }
 
@@ -81,17 +127,34 @@ et_status et_f32_slice_bwd__ref(int64_t outer, int64_t dim, int64_t inner, int64
                                 int nthreads) {
     et_status st = slice_args(outer, dim, inner, start, step, count, dy, dx);
     if (st != ET_OK) return st;
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t o = 0; o < outer; o++) {
-        float *slab = dx + o * dim * inner;
-        memset(slab, 0, (size_t)(dim * inner) * sizeof(float));
-        for (int64_t j = 0; j < count; j++)
-            memcpy(slab + (start + j * step) * inner, dy + (o * count + j) * inner, (size_t)inner * sizeof(float));
-    }
+    slice_job k = {dim, inner, start, step, count, dy, dx};
+    run_rows(outer, slice_bwd_slabs, &k, nthreads);
     return ET_OK;
 }
 
 /* ---- transpose ------------------------------------------------------------------------- */
+typedef struct transpose_job {
+    int ndim;
+    const int64_t *ys, *sx;
+    int64_t last, step;
+    const float *x;
+    float *y;
+} transpose_job;
+
+static void transpose_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+    const transpose_job *k = (const transpose_job *)ctx;
+    (void)tid;
+    for (int64_t r = beg; r < end; r++) {
+        int64_t off = 0, rest = r;
+        for (int d = k->ndim - 2; d >= 0; d--) {
+            off += (rest % k->ys[d]) * k->sx[d];
+            rest /= k->ys[d];
+        }
+        float *dst = k->y + r * k->last;
+        for (int64_t j = 0; j < k->last; j++) dst[j] = k->x[off + j * k->step];
+    }
+}
+
 et_status et_f32_transpose__ref(int ndim, const int64_t *x_shape, const int *perm,
                                 const float *x, float *y, int nthreads) {
     if (bad_sizes(ndim, x_shape) || (ndim > 0 && !perm) || !x || !y) return ET_ERR_ARG;
@@ -111,16 +174,8 @@ et_status et_f32_transpose__ref(int ndim, const int64_t *x_shape, const int *per
         sx[d] = xst[perm[d]]; /* x stride of y's dim d */
     }
     const int64_t last = ys[ndim - 1], step = sx[ndim - 1], rows = prod(ys, 0, ndim - 1);
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t off = 0, rest = r;
-        for (int d = ndim - 2; d >= 0; d--) {
-            off += (rest % ys[d]) * sx[d];
-            rest /= ys[d];
-        }
-        float *dst = y + r * last;
-        for (int64_t j = 0; j < last; j++) dst[j] = x[off + j * step];
-    }
+    transpose_job k = {ndim, ys, sx, last, step, x, y};
+    run_rows(rows, transpose_rows, &k, nthreads);
     return ET_OK;
 }
 
@@ -167,6 +222,37 @@ static et_status pad_args(int ndim, const int64_t *xs, const int64_t *before, co
     return ET_OK;
 }
 
+typedef struct pad_fwd_job {
+    int l;
+    et_pad_mode mode;
+    float value;
+    const int64_t *xs, *before, *ys, *xst;
+    const float *x;
+    float *y;
+} pad_fwd_job;
+
+static void pad_fwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+    const pad_fwd_job *k = (const pad_fwd_job *)ctx;
+    const int l = k->l;
+    const int64_t last = k->ys[l];
+    (void)tid;
+    for (int64_t r = beg; r < end; r++) {
+        float *dst = k->y + r * last;
+        int64_t off = 0, rest = r;
+        int outside = 0;
+        for (int d = l - 1; d >= 0; d--) {
+            int64_t s = pad_src(k->mode, rest % k->ys[d], k->before[d], k->xs[d]);
+            rest /= k->ys[d];
+            if (s < 0) outside = 1;
+            else off += s * k->xst[d];
+        }
+        for (int64_t j = 0; j < last; j++) {
+            int64_t s = outside ? -1 : pad_src(k->mode, j, k->before[l], k->xs[l]);
+            dst[j] = s < 0 ? k->value : k->x[off + s];
+        }
+    }
+}
+
 et_status et_f32_pad_fwd__ref(int ndim, const int64_t *x_shape, const int64_t *before,
                               const int64_t *after, et_pad_mode mode, float value,
                               const float *x, float *y, int nthreads) {
@@ -176,23 +262,9 @@ et_status et_f32_pad_fwd__ref(int ndim, const int64_t *x_shape, const int64_t *b
     for (int d = 0; d < ndim; d++) ys[d] = before[d] + x_shape[d] + after[d];
     strides_of(ndim, x_shape, xst);
     const int l = ndim - 1;
-    const int64_t last = ys[l], rows = prod(ys, 0, l);
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t r = 0; r < rows; r++) {
-        float *dst = y + r * last;
-        int64_t off = 0, rest = r;
-        int outside = 0;
-        for (int d = l - 1; d >= 0; d--) {
-            int64_t s = pad_src(mode, rest % ys[d], before[d], x_shape[d]);
-            rest /= ys[d];
-            if (s < 0) outside = 1;
-            else off += s * xst[d];
-        }
-        for (int64_t j = 0; j < last; j++) {
-            int64_t s = outside ? -1 : pad_src(mode, j, before[l], x_shape[l]);
-            dst[j] = s < 0 ? value : x[off + s];
-        }
-    }
+    const int64_t rows = prod(ys, 0, l);
+    pad_fwd_job k = {l, mode, value, x_shape, before, ys, xst, x, y};
+    run_rows(rows, pad_fwd_rows, &k, nthreads);
     return ET_OK;
 }
 
@@ -214,6 +286,26 @@ static double pad_gather_sum(const pad_view *v, int d, const int64_t *xc, int64_
     return s;
 }
 
+typedef struct pad_bwd_job {
+    const pad_view *v;
+    const float *dy;
+    float *dx;
+} pad_bwd_job;
+
+static void pad_bwd_elems(void *ctx, int64_t beg, int64_t end, int tid) {
+    const pad_bwd_job *k = (const pad_bwd_job *)ctx;
+    const pad_view *v = k->v;
+    (void)tid;
+    for (int64_t e = beg; e < end; e++) {
+        int64_t xc[ET_MAX_DIMS], rest = e;
+        for (int d = v->ndim - 1; d >= 0; d--) {
+            xc[d] = rest % v->xs[d];
+            rest /= v->xs[d];
+        }
+        k->dx[e] = (float)pad_gather_sum(v, 0, xc, 0, k->dy);
+    }
+}
+
 et_status et_f32_pad_bwd__ref(int ndim, const int64_t *x_shape, const int64_t *before,
                               const int64_t *after, et_pad_mode mode, const float *dy,
                               float *dx, int nthreads) {
@@ -224,15 +316,8 @@ et_status et_f32_pad_bwd__ref(int ndim, const int64_t *x_shape, const int64_t *b
     for (int d = 0; d < ndim; d++) ys[d] = before[d] + x_shape[d] + after[d];
     strides_of(ndim, ys, v.yst);
     const int64_t total = prod(x_shape, 0, ndim);
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t e = 0; e < total; e++) {
-        int64_t xc[ET_MAX_DIMS], rest = e;
-        for (int d = ndim - 1; d >= 0; d--) {
-            xc[d] = rest % x_shape[d];
-            rest /= x_shape[d];
-        }
-        dx[e] = (float)pad_gather_sum(&v, 0, xc, 0, dy);
-    }
+    pad_bwd_job k = {&v, dy, dx};
+    run_rows(total, pad_bwd_elems, &k, nthreads);
     return ET_OK;
 }
 
@@ -283,6 +368,41 @@ static int64_t gather_col_off(const gather_view *v, int64_t o, int64_t i) {
     return off;
 }
 
+typedef struct gather_job {
+    const gather_view *v;
+    int64_t ast;
+    const float *src;
+    const int32_t *index;
+    float *dst;
+} gather_job;
+
+static void gather_fwd_cols(void *ctx, int64_t beg, int64_t end, int tid) {
+    const gather_job *k = (const gather_job *)ctx;
+    const gather_view *v = k->v;
+    (void)tid;
+    for (int64_t c = beg; c < end; c++) {
+        int64_t o = c / v->inner, i = c % v->inner, base = gather_col_off(v, o, i);
+        for (int64_t j = 0; j < v->len; j++) {
+            int64_t at = (o * v->len + j) * v->inner + i;
+            k->dst[at] = k->src[base + (int64_t)k->index[v->select ? j : at] * k->ast];
+        }
+    }
+}
+
+/* a column of dy adds only into the matching column of dx: columns are independent */
+static void gather_bwd_cols(void *ctx, int64_t beg, int64_t end, int tid) {
+    const gather_job *k = (const gather_job *)ctx;
+    const gather_view *v = k->v;
+    (void)tid;
+    for (int64_t c = beg; c < end; c++) {
+        int64_t o = c / v->inner, i = c % v->inner, base = gather_col_off(v, o, i);
+        for (int64_t j = 0; j < v->len; j++) {
+            int64_t at = (o * v->len + j) * v->inner + i;
+            k->dst[base + (int64_t)k->index[v->select ? j : at] * k->ast] += k->src[at];
+        }
+    }
+}
+
 et_status et_f32_gather_fwd__ref(int ndim, const int64_t *x_shape, const int64_t *idx_shape,
                                  int axis, int select, const float *x, const int32_t *index,
                                  float *y, int nthreads) {
@@ -290,14 +410,8 @@ et_status et_f32_gather_fwd__ref(int ndim, const int64_t *x_shape, const int64_t
     et_status st = gather_view_of(ndim, x_shape, idx_shape, axis, select, x, index, y, &v);
     if (st != ET_OK) return st;
     const int64_t ast = v.xst[axis];
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t c = 0; c < v.outer * v.inner; c++) {
-        int64_t o = c / v.inner, i = c % v.inner, base = gather_col_off(&v, o, i);
-        for (int64_t j = 0; j < v.len; j++) {
-            int64_t at = (o * v.len + j) * v.inner + i;
-            y[at] = x[base + (int64_t)index[select ? j : at] * ast];
-        }
-    }
+    gather_job k = {&v, ast, x, index, y};
+    run_rows(v.outer * v.inner, gather_fwd_cols, &k, nthreads);
     return ET_OK;
 }
 
@@ -309,15 +423,8 @@ et_status et_f32_gather_bwd__ref(int ndim, const int64_t *x_shape, const int64_t
     if (st != ET_OK) return st;
     const int64_t ast = v.xst[axis];
     memset(dx, 0, (size_t)prod(x_shape, 0, ndim) * sizeof(float));
-    /* a column of dy adds only into the matching column of dx: columns are independent */
-    ET_PARALLEL_FOR(nthreads)
-    for (int64_t c = 0; c < v.outer * v.inner; c++) {
-        int64_t o = c / v.inner, i = c % v.inner, base = gather_col_off(&v, o, i);
-        for (int64_t j = 0; j < v.len; j++) {
-            int64_t at = (o * v.len + j) * v.inner + i;
-            dx[base + (int64_t)index[select ? j : at] * ast] += dy[at];
-        }
-    }
+    gather_job k = {&v, ast, dy, index, dx};
+    run_rows(v.outer * v.inner, gather_bwd_cols, &k, nthreads);
     return ET_OK;
 }
 

@@ -4,7 +4,7 @@
  *
  * Build (not part of the library or the test binary):
  *   make -C kernels BUILD=build/conv
- *   cc -std=c99 -O3 -fopenmp -D_POSIX_C_SOURCE=200809L -Ikernels/include -Ikernels/src \
+ *   cc -std=c99 -O3 -pthread -D_POSIX_C_SOURCE=200809L -Ikernels/include -Ikernels/src \
  *      kernels/tests/bench_conv.c kernels/build/conv/libedgetrain.a -lm -o bench_conv
  * Run:
  *   ./bench_conv [runs]

@@ -5,7 +5,7 @@
  *
  * Build (not part of the library or the test binary):
  *   make -C kernels BUILD=build/gemm
- *   cc -std=c99 -O3 -fopenmp -D_POSIX_C_SOURCE=200809L -Ikernels/include -Ikernels/src \
+ *   cc -std=c99 -O3 -pthread -D_POSIX_C_SOURCE=200809L -Ikernels/include -Ikernels/src \
  *      kernels/tests/bench_gemm.c kernels/build/gemm/libedgetrain.a -lm -ldl -o bench_gemm
  * Run:
  *   ./bench_gemm [variant | all] [max_seconds_per_case]

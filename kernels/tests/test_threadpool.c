@@ -1,12 +1,15 @@
 /* edgetrain — tests of the thread pool (src/threadpool.c): every chunk runs exactly once for
  * awkward chunk counts and thread counts, tids stay below the thread count, two pthreads may
  * call at once and a body may call et_parallel_for (nested: it runs inline), and an idle pool
- * sleeps (CPU time of the process over 200 ms of idling < 1 % of a core). */
+ * sleeps (CPU time of the process over 200 ms of idling < 1 % of a core). The kernels converted
+ * from OpenMP give the same bytes at 1, 2, 3 and 5 threads (test_converted_bits). */
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
 
-#include "edgetrain/et_common.h"
+#include <stdlib.h>
+
+#include "edgetrain/et_kernels.h"
 #include "et_test.h"
 
 #define MAX_CHUNKS 1000
@@ -86,6 +89,72 @@ static void spin_body(void *ctx, int64_t chunk, int tid) {
     for (int i = 0; i < 20000; i++) *x += 1.0; /* only burns time */
 }
 
+/* ---- kernels converted from OpenMP: the same bytes for every thread count ------------------ */
+static void fill(float *x, int64_t n, unsigned seed) {
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        x[i] = (float)((seed >> 8) & 0xffff) / 8192.0f - 4.0f;
+    }
+}
+
+#define NTH_CASES 4
+static const int nth_cases[NTH_CASES] = {1, 2, 3, 5};
+
+/* Runs CALL (which writes OUT, n floats, from fresh inputs) at every thread count `nth` and
+ * compares the bytes with the nth = 1 run. */
+#define SAME_BITS(name, out, nbytes, SETUP, CALL)                                               \
+    do {                                                                                        \
+        unsigned char *ref_ = malloc(nbytes);                                                   \
+        for (int c_ = 0; c_ < NTH_CASES; c_++) {                                                \
+            const int nth = nth_cases[c_];                                                      \
+            SETUP;                                                                              \
+            et_status st_ = (CALL);                                                             \
+            ET_CHECK(st_ == ET_OK, "%s: status %d at %d threads", name, (int)st_, nth);         \
+            if (c_ == 0) memcpy(ref_, out, nbytes);                                             \
+            else ET_CHECK(memcmp(ref_, out, nbytes) == 0, "%s: bits differ at %d threads", name, nth); \
+        }                                                                                       \
+        free(ref_);                                                                             \
+    } while (0)
+
+static void test_converted_bits(void) {
+    enum { N = 100003 };
+    float *a = malloc(N * sizeof(float)), *b = malloc(N * sizeof(float)), *c = malloc(N * sizeof(float));
+    float *d = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float)), *z = malloc(N * sizeof(float));
+    int32_t *idx = malloc(N * sizeof(int32_t));
+    fill(a, N, 1);
+    fill(b, N, 2);
+    for (int64_t i = 0; i < N; i++) d[i] = b[i] * b[i];
+
+    SAME_BITS("max_axis", idx, 5005 * sizeof(int32_t), (void)0,
+              et_f32_max_axis(5, 3, 1001, 0, a, y, idx, nth));
+    SAME_BITS("normalize_rows_fwd", y, 1003 * 37 * sizeof(float), (void)0,
+              et_f32_normalize_rows_fwd(1003, 37, 1e-5f, a, y, z, nth));
+    SAME_BITS("normalize_rows_bwd", z, 1003 * 37 * sizeof(float), (void)0,
+              et_f32_normalize_rows_bwd(1003, 37, a, d, b, z, nth));
+    double ss[NTH_CASES];
+    for (int k = 0; k < NTH_CASES; k++) ss[k] = et_f32_sum_squares(N, a, nth_cases[k]);
+    for (int k = 1; k < NTH_CASES; k++)
+        ET_CHECK(memcmp(&ss[0], &ss[k], sizeof(double)) == 0, "sum_squares: bits differ at %d threads", nth_cases[k]);
+    SAME_BITS("adagrad", y, 70001 * sizeof(float),
+              (memcpy(y, a, 70001 * sizeof(float)), memcpy(z, d, 70001 * sizeof(float))),
+              et_f32_adagrad_update(70001, y, b, z, NULL, 0.01f, 0.0f, 1e-10f, 0.0f, 0.0f, 1, nth));
+    SAME_BITS("adaptive_avgpool2d_fwd", y, 13 * 4 * 5 * sizeof(float), (void)0,
+              et_f32_adaptive_avgpool2d_fwd(13, 11, 9, 4, 5, a, y, nth));
+    et_interp2d_params ip = {11, 5, 7, 13, 17, ET_INTERP_BILINEAR, 0, 0.0f, 0.0f};
+    SAME_BITS("interp2d_bwd", y, 11 * 5 * 7 * sizeof(float), (void)0, et_f32_interp2d_bwd(&ip, a, y, nth));
+    const int64_t ts[3] = {7, 9, 11};
+    const int perm[3] = {2, 0, 1};
+    SAME_BITS("transpose", y, 7 * 9 * 11 * sizeof(float), (void)0, et_f32_transpose(3, ts, perm, a, y, nth));
+    const int64_t ps[2] = {9, 13}, pb[2] = {2, 3}, pa[2] = {1, 4};
+    SAME_BITS("pad_bwd", y, 9 * 13 * sizeof(float), (void)0,
+              et_f32_pad_bwd(2, ps, pb, pa, ET_PAD_REFLECT, a, y, nth));
+    const int64_t yb[1] = {7};
+    static unsigned char ws[1 << 20];
+    SAME_BITS("bmm", y, 7 * 5 * 6 * sizeof(float), (void)0,
+              et_f32_bmm(0, 1, 1, yb, yb, yb, 5, 6, 9, a, b, y, ws, et_f32_bmm_ws_bytes(7, 5, 6, 9, nth), nth));
+    free(a), free(b), free(c), free(d), free(y), free(z), free(idx);
+}
+
 void test_threadpool(void) {
     static const int64_t ns[] = {0, 1, 7, 1000};
     for (int k = 0; k < 4; k++)
@@ -137,4 +206,5 @@ void test_threadpool(void) {
     const double used = cpu_seconds() - c0;
     printf("  threadpool: %d workers, idle CPU %.3f ms over 200 ms\n", et_pool_workers(), used * 1e3);
     ET_CHECK(used < 0.002, "idle pool used %.3f ms of CPU in 200 ms (>= 1%% of a core)", used * 1e3);
+    test_converted_bits();
 }

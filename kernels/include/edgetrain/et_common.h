@@ -95,23 +95,8 @@ void et_parallel_ranges(int64_t total, int64_t n_chunks, int nthreads, et_range_
 #define ET_POOL_CHUNKS_PER_THREAD 4
 int64_t et_split_chunks(int64_t n, int nthreads);
 
-/* DEPRECATED — the OpenMP loop macro, kept so kernels written against it still compile (it is a
- * no-op in a build without OpenMP). No edgetrain kernel uses it any more; convert a site with
- * the recipe in docs/threads.md ("Converting an ET_PARALLEL_FOR loop"). */
-#ifdef _OPENMP
-#include <omp.h>
-#define ET_PRAGMA_(x) _Pragma(#x)
-#define ET_PARALLEL_FOR(nth) ET_PRAGMA_(omp parallel for schedule(static) num_threads(nth) if(nth > 1))
-#define ET_PARALLEL(nth) ET_PRAGMA_(omp parallel num_threads(nth) if(nth > 1))
-static inline int et_thread_id(void) { return omp_get_thread_num(); }
-static inline int et_thread_count(void) { return omp_get_num_threads(); }
-#else
-#define ET_PARALLEL_FOR(nth)
-#define ET_PARALLEL(nth)
-static inline int et_thread_id(void) { return 0; }
-static inline int et_thread_count(void) { return 1; }
-#endif
-
+/* Always 0: no edgetrain build uses OpenMP any more (kept for the API: _native.has_openmp,
+ * et_train --version). */
 int et_has_openmp(void);
 int et_max_threads(void); /* processors online (the default thread count) */
 
