@@ -412,11 +412,11 @@ def prepare_qat(model: Module, qconfig: QConfig) -> Module:
 # ------------------------------------------------------------------------------------------
 # the int8 file: the eval program with the weight quantization folded to constants
 # ------------------------------------------------------------------------------------------
-def _run_qprep(graph, nodes):
+def _run_qprep(graph, nodes, run):
     """Outputs of the ``qprep`` nodes (indices into graph.nodes), computed by the runtime's own
-    kernel (the one the session's eval program runs): {tensor index: array}."""
+    kernel (the one the session's eval program runs) through ``run(graph) -> outputs`` (the
+    session layer passes a one-thread session's eval): {tensor index: array}."""
     from . import ir
-    from .session import TrainSession
 
     mini = ir.Graph()
     remap, outs = {}, {}
@@ -445,16 +445,17 @@ def _run_qprep(graph, nodes):
         mini.tensors[i].is_output = True
     mini.programs[ir.EVAL] = ir.Program(ir.EVAL, list(range(len(mini.nodes))), [],
                                         {k: i for k, (_, i) in outs.items()})
-    res = TrainSession.from_graph(mini, threads=1).RunGraph({})
+    res = run(mini)
     return {t: np.asarray(res[k]) for k, (t, _) in outs.items()}
 
 
-def int8_graph(graph):
+def int8_graph(graph, run):
     """The int8 inference graph of a QAT session's graph: its eval program (as
     ``export.inference_graph``) with every ``qprep`` node replaced by its outputs — int8
     weights, int32 biases and fp32 requantize multipliers as constants, computed by the same
-    kernel the eval program runs — so the file's logits are the session's ``Eval()`` ones bit
-    for bit. Layers the integer path does not cover stay float."""
+    kernel the eval program runs (``run(graph)`` evaluates a graph's eval program, e.g.
+    ``TrainSession.from_graph(g, threads=1).RunGraph({})``) — so the file's logits are the
+    session's ``Eval()`` ones bit for bit. Layers the integer path does not cover stay float."""
     from . import ir
     from .export import _compact, inference_graph
 
@@ -468,7 +469,7 @@ def int8_graph(graph):
             if t >= 0 and g.tensors[t].data is None:
                 raise QuantConfigError(f"layer '{g.nodes[i].layer}': weight quantization "
                                        "depends on a computed tensor; cannot fold it")
-    values = _run_qprep(g, preps)
+    values = _run_qprep(g, preps, run)
     suffix = (".weight_int8", ".bias_int32", ".multiplier")
     for i in preps:
         nd = g.nodes[i]

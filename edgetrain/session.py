@@ -262,7 +262,10 @@ class TrainSession:
                 raise ValueError("int8=True writes an inference file: pass inference_only=True")
             from .quant import int8_graph
 
-            fileformat.save_atomic(path, fileformat.dumps(int8_graph(self.to_graph()),
+            def run(g):
+                return TrainSession.from_graph(g, threads=1).RunGraph({})
+
+            fileformat.save_atomic(path, fileformat.dumps(int8_graph(self.to_graph(), run),
                                                           inference_only=True),
                                    context="SaveToFile(int8=True)")
             return
