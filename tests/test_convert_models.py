@@ -12,6 +12,7 @@ import torch.nn.functional as TF
 
 import edgetrain as et
 from edgetrain import convert, nn, optim
+from test_convert import BasicBlock as Block
 
 ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
@@ -24,22 +25,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-class Block(tnn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = tnn.BatchNorm2d(cout)
-        self.conv2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = tnn.BatchNorm2d(cout)
-        self.down = None if stride == 1 and cin == cout else tnn.Sequential(
-            tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        y = TF.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return TF.relu(y + (x if self.down is None else self.down(x)))
 
 
 class ResNet18(tnn.Module):
