@@ -382,6 +382,26 @@ def test_bad_int8_files_are_rejected_at_load(trained, name, fn, text):
         et.TrainSession.from_bytes(_mutated(d, fn))
 
 
+def test_observer_state_gone_bad_still_saves_loads_and_names_the_value(tmp_path):
+    # An inf weight makes its observer's scale inf during a GRAD run (PyTorch's observers do
+    # the same). The session saved that state, so its own file must load again (a lost model
+    # otherwise); the int8 eval then fails naming the tensor and the value.
+    _, sess = lenet_qat()
+    w = sess.get_tensor("fc2.weight").copy()
+    w[0, 0] = np.inf
+    sess.set_tensor("fc2.weight", w)
+    sess.Grad()
+    x, y = np.zeros((4, 1, 28, 28), np.float32), np.zeros(4, np.int64)
+    sess.RunGraph({"x": x, "y": y})
+    assert np.isinf(sess.get_tensor("fc2.weight_fake_quant.scale")[0])
+    sess.SaveToFile(tmp_path / "qat.etm")
+    back = et.TrainSession.load(tmp_path / "qat.etm")
+    back.Eval()
+    with pytest.raises(errors.InvalidArgumentError,
+                       match=r"qprep in layer 'fc2'.*'fc2.weight_fake_quant.scale'\) holds inf at 0"):
+        back.RunGraph({"x": x})
+
+
 def test_cli_export_int8(trained, tmp_path, capsys):
     from edgetrain.cli import main
 

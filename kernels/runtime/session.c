@@ -119,10 +119,13 @@ static et_status plan_at_load(et_session *s) {
     return st;
 }
 
-/* The quantization parameters an int8 node reads from stored tensors (constants of an int8
- * file, observer buffers of a QAT file): zero points integers in range, scales and requantize
+/* The quantization parameters an int8 node reads from stored tensors that no node writes
+ * (the constants of an int8 file): zero points integers in range, scales and requantize
  * multipliers finite and > 0 (docs/ops.md, ops 86-92). Checked at load so that a bad file is
- * rejected with the node, the tensor and the value, not at its first run. */
+ * rejected with the node, the tensor and the value, not at its first run. A tensor some node
+ * updates in place (the observer buffers of a QAT file) is state: a TRAIN or GRAD run may give
+ * it any value, so the int8 kernels check it at each run instead; refusing it here would make
+ * a file the session itself saved fail to load. */
 typedef struct q_rule { int op, slot, kind, lo_attr; } q_rule; /* kind 0 scale(s), 1 zero point */
 static const q_rule q_rules[] = {
     {ET_OP_QUANTIZE, 1, 0, -1},   {ET_OP_QUANTIZE, 2, 1, 0},   {ET_OP_DEQUANTIZE, 1, 0, -1},
@@ -131,32 +134,49 @@ static const q_rule q_rules[] = {
     {ET_OP_QCONV2D, 5, 1, 9},     {ET_OP_QLINEAR, 3, 0, -1},   {ET_OP_QLINEAR, 4, 1, -1},
     {ET_OP_QLINEAR, 5, 1, 0},     {ET_OP_QRELU, 1, 1, -1},
 };
-static et_status check_qparams(et_session *s) {
-    const et_model *m = &s->model;
+/* 1 if some node of the model updates tensor t in place. */
+static int written_in_place(const et_model *m, int32_t t) {
     for (uint32_t ni = 0; ni < m->n_nodes; ni++) {
         const et_node_def *nd = &m->nodes[ni];
-        for (size_t r = 0; r < sizeof q_rules / sizeof q_rules[0]; r++) {
-            const q_rule *q = &q_rules[r];
-            const int32_t t = q->op == nd->op ? nd->in[q->slot] : -1;
-            if (t < 0 || !et_kind_has_data(m->tensors[t].kind) || !s->ptr[t]) continue;
-            const float *v = (const float *)s->ptr[t];
-            const int64_t n = et_shape_numel(&s->plan.shape[t]);
-            const int64_t lo = q->lo_attr < 0 ? 0 : nd->iattr[q->lo_attr], hi = q->lo_attr < 0 ? 255 : nd->iattr[q->lo_attr + 1];
-            for (int64_t i = 0; i < n; i++) {
-                const int bad = q->kind == 0 ? !(isfinite(v[i]) && v[i] > 0.0f)
-                                             : !(v[i] >= (float)lo && v[i] <= (float)hi && v[i] == nearbyintf(v[i]));
-                if (!bad) continue;
-                et_msgf(load_err, sizeof load_err, "node %u (%s in layer '%s'): input %d ('%s') holds %g at %lld; %s",
-                        ni, et_op_name(nd->op), nd->layer, q->slot, m->tensors[t].name, (double)v[i], (long long)i,
-                        q->kind == 0 ? "scales and requantize multipliers must be finite and > 0"
-                                     : "a zero point must be an integer inside the quantization range");
-                if (q->kind == 1)
-                    et_msgf(load_err + strlen(load_err), sizeof load_err - strlen(load_err), " %lld..%lld",
-                            (long long)lo, (long long)hi);
-                return ET_ERR_FORMAT;
-            }
+        const uint8_t mask = et_op_desc_get(nd->op)->mut_in_mask;
+        for (int k = 0; k < nd->n_in; k++)
+            if ((mask >> k) & 1u && nd->in[k] == t) return 1;
+    }
+    return 0;
+}
+
+/* The first bad quantization parameter node ni reads from a stored tensor (skipping those
+ * written in place when skip_written): 1 and its description in msg, else 0. */
+static int bad_qparam(const et_session *s, uint32_t ni, int skip_written, char *msg, size_t cap) {
+    const et_model *m = &s->model;
+    const et_node_def *nd = &m->nodes[ni];
+    for (size_t r = 0; r < sizeof q_rules / sizeof q_rules[0]; r++) {
+        const q_rule *q = &q_rules[r];
+        const int32_t t = q->op == nd->op ? nd->in[q->slot] : -1;
+        if (t < 0 || !et_kind_has_data(m->tensors[t].kind) || !s->ptr[t]) continue;
+        if (skip_written && written_in_place(m, t)) continue;
+        const float *v = (const float *)s->ptr[t];
+        const int64_t n = et_shape_numel(&s->plan.shape[t]);
+        const int64_t lo = q->lo_attr < 0 ? 0 : nd->iattr[q->lo_attr], hi = q->lo_attr < 0 ? 255 : nd->iattr[q->lo_attr + 1];
+        for (int64_t i = 0; i < n; i++) {
+            const int bad = q->kind == 0 ? !(isfinite(v[i]) && v[i] > 0.0f)
+                                         : !(v[i] >= (float)lo && v[i] <= (float)hi && v[i] == nearbyintf(v[i]));
+            if (!bad) continue;
+            et_msgf(msg, cap, "node %u (%s in layer '%s'): input %d ('%s') holds %g at %lld; %s", ni,
+                    et_op_name(nd->op), nd->layer, q->slot, m->tensors[t].name, (double)v[i], (long long)i,
+                    q->kind == 0 ? "scales and requantize multipliers must be finite and > 0"
+                                 : "a zero point must be an integer inside the quantization range");
+            if (q->kind == 1)
+                et_msgf(msg + strlen(msg), cap - strlen(msg), " %lld..%lld", (long long)lo, (long long)hi);
+            return 1;
         }
     }
+    return 0;
+}
+
+static et_status check_qparams(et_session *s) {
+    for (uint32_t ni = 0; ni < s->model.n_nodes; ni++)
+        if (bad_qparam(s, ni, 1, load_err, sizeof load_err)) return ET_ERR_FORMAT;
     return ET_OK;
 }
 
@@ -591,6 +611,9 @@ static et_status node_failed(et_session *s, uint32_t ni, const et_node_io *io, e
         return session_fail(s, st, "node %u (%s in layer '%s'): index out of range: the index (input 1%s%s) "
                             "must hold values in [0, size of the gathered dim)", ni, op, nd->layer,
                             s->model.tensors[nd->in[1]].name[0] ? ", " : "", s->model.tensors[nd->in[1]].name);
+    char why[ET_MSG_CAP];
+    if (st == ET_ERR_ARG && nd->op >= ET_OP_QUANTIZE && nd->op <= ET_OP_QRELU && bad_qparam(s, ni, 0, why, sizeof why))
+        return session_fail(s, st, "%s", why);
     if (st == ET_ERR_ARG && nd->op >= ET_OP_QUANTIZE && nd->op <= ET_OP_QRELU)
         return session_fail(s, st, "node %u (%s in layer '%s'): bad quantization parameters: zero points must be "
                             "integers inside the quantization range, scales and multipliers finite and > 0", ni, op,
