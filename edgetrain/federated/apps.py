@@ -36,6 +36,7 @@ from ..errors import InvalidArgumentError
 from . import task as T
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
+PLOT_EVERY_S = 30.0  # the longest a run's federate.png lags behind its federate.csv
 STATE_FILE, MODEL_FILE, CSV_FILE, PNG_FILE = ("federate.json", "global.etm", "federate.csv",
                                               "federate.png")
 OPT_FILE = "federate_opt.npz"  # FedAdam's server moments m_t / v_t of the saved round
@@ -199,6 +200,7 @@ class RoundLog:
         self.start_round = 0
         self.sess = T.new_session(task)
         self.t0 = time.perf_counter()
+        self.plotted = None  # when the PNG was last drawn (perf_counter), None: never
         self.strategy = None  # a FedAdam strategy whose moments are saved with each round
         os.makedirs(out_dir, exist_ok=True)
 
@@ -284,7 +286,12 @@ class RoundLog:
                                       for k, v in params.items()})
             self.sess.SaveToFile(self.path(MODEL_FILE))
         write_csv(self.path(CSV_FILE), self.curve)
-        plot_curve(self.path(PNG_FILE), self.curve, title=self.title)
+        # The CSV is written each round; the PNG (a matplotlib figure, ~0.3 s, the largest fixed
+        # cost of a short round) after the first and last round and at most every PLOT_EVERY_S.
+        now = time.perf_counter()
+        if rnd in (0, self.rounds) or self.plotted is None or now - self.plotted >= PLOT_EVERY_S:
+            plot_curve(self.path(PNG_FILE), self.curve, title=self.title)
+            self.plotted = now
         fail = f", {failures} client(s) failed" if failures else ""
         if errors:  # why, once per distinct reason (a mismatching model names the parameter)
             fail += " (" + "; ".join(dict.fromkeys(errors)) + ")"
