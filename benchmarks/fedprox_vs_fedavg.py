@@ -10,7 +10,7 @@ import sys
 import time
 
 from edgetrain.federated import task as T
-from edgetrain.federated.simulation import VariableLocalWork, run_federation
+from edgetrain.federated.simulation import Stragglers, VariableLocalWork, run_federation
 
 
 def main(argv=None):
@@ -24,12 +24,20 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", default="5:60", help="MIN:MAX local steps per client and round")
+    p.add_argument("--stragglers", type=float, default=None, metavar="FRACTION",
+                   help="the FedProx paper's protocol instead of MIN:MAX: every client is asked "
+                        "for MAX steps, a FRACTION of them (per round, seeded) are stragglers "
+                        "that finish fewer; FedAvg drops their work, FedProx keeps it")
+    p.add_argument("--keep-mu0", action="store_true",
+                   help="with --stragglers: also run mu = 0 keeping the partial work (FedProx "
+                        "without its proximal term)")
     p.add_argument("--mus", default="0,0.01,0.1,0.3,1", help="0 is FedAvg")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--out", default="out/fedprox")
     p.add_argument("--csv", default="out/fedprox/curves.csv")
     a = p.parse_args(argv)
     lo, hi = (int(v) for v in a.steps.split(":"))
+    setting = a.steps if a.stragglers is None else f"{hi} steps, {a.stragglers:g} stragglers"
     os.makedirs(os.path.dirname(a.csv) or ".", exist_ok=True)
     new = not os.path.exists(a.csv)
     with open(a.csv, "a", newline="") as f:
@@ -39,18 +47,26 @@ def main(argv=None):
                         "clients", "partition", "train_limit", "test_limit", "lr", "steps"])
         for seed in (int(s) for s in a.seeds.split(",")):
             task = T.Task(batch_size=a.batch_size, lr=a.lr, threads=1, seed=seed)
-            for mu in (float(m) for m in a.mus.split(",")):
-                strat = "fedprox" if mu > 0 else "fedavg"
+            # (label, Flower strategy, mu); FedProx with mu = 0 is FedAvg keeping partial work
+            runs = [("fedprox" if float(m) > 0 else "fedavg", float(m)) for m in a.mus.split(",")]
+            if a.stragglers is not None and a.keep_mu0:
+                runs.insert(1, ("fedprox", 0.0))
+            for strat, mu in runs:
+                if a.stragglers is None:
+                    work = VariableLocalWork(lo, hi)
+                else:
+                    work = Stragglers(hi, a.stragglers, drop=strat == "fedavg")
+                flower = "fedprox" if mu > 0 else "fedavg"
                 t0 = time.perf_counter()
                 res = run_federation(task, a.data, clients=a.clients, rounds=a.rounds,
                                      out_dir=f"{a.out}/s{seed}_{strat}_{mu:g}",
-                                     partition_spec=a.partition, strategy=strat, mu=mu,
+                                     partition_spec=a.partition, strategy=flower, mu=mu,
                                      backend="inprocess", train_limit=a.train_limit,
                                      test_limit=a.test_limit, stream=open(os.devnull, "w"),
-                                     trainer=VariableLocalWork(lo, hi))
+                                     trainer=work)
                 for r, acc, loss in res["history"]:
                     w.writerow([seed, strat, mu, r, f"{acc:.4f}", f"{loss:.4f}", a.clients,
-                                a.partition, a.train_limit, a.test_limit, a.lr, a.steps])
+                                a.partition, a.train_limit, a.test_limit, a.lr, setting])
                 f.flush()
                 accs = " ".join(f"{100 * acc:.1f}" for _, acc, _ in res["history"])
                 print(f"seed {seed} {strat} mu={mu:g}: {accs} ({time.perf_counter() - t0:.0f} s)",

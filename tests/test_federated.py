@@ -177,6 +177,33 @@ def test_variable_local_work_is_seeded_and_in_range():
         VariableLocalWork(5, 4)
 
 
+def test_stragglers_are_seeded_and_dropped_only_by_fedavg():
+    from edgetrain.federated.simulation import StragglerDropped, Stragglers
+
+    drop = Stragglers(50, 0.5, drop=True)
+    steps = [[drop.steps(TASK, r, c) for c in range(10)] for r in range(1, 11)]
+    flat = [n for row in steps for n in row]
+    assert all(1 <= n <= 50 for n in flat)
+    late = [n for n in flat if n < 50]
+    assert 30 <= len(late) <= 70 and len(set(late)) > 10  # about half, random partial work
+    keep = Stragglers(50, 0.5, drop=False)
+    assert steps == [[keep.steps(TASK, r, c) for c in range(10)] for r in range(1, 11)]
+    assert all(Stragglers(50, 0.0, True).steps(TASK, r, 0) == 50 for r in range(20))
+    assert all(Stragglers(50, 1.0, True).steps(TASK, r, 0) < 50 for r in range(20))
+    seen = []
+    record = lambda task, data, params, **kw: seen.append(kw["steps"])  # noqa: E731
+    r, c = next((r, c) for r in range(1, 11) for c in range(10) if steps[r - 1][c] < 50)
+    Stragglers(50, 0.5, drop=False, trainer=record)(TASK, None, {}, steps=0, server_round=r,
+                                                   client=c)
+    assert seen == [steps[r - 1][c]]
+    with pytest.raises(StragglerDropped, match=f"{steps[r - 1][c]} of 50 local steps"):
+        Stragglers(50, 0.5, drop=True, trainer=record)(TASK, None, {}, server_round=r, client=c)
+    with pytest.raises(InvalidArgumentError, match="fraction"):
+        Stragglers(50, 1.5, drop=True)
+    with pytest.raises(InvalidArgumentError, match="at least 2"):
+        Stragglers(1, 0.5, drop=True)
+
+
 # ---- Flower apps in process ------------------------------------------------------------------
 TASK = T.Task(batch_size=32, lr=0.05, threads=1)
 

@@ -88,6 +88,46 @@ class VariableLocalWork:
         return (self.trainer or T.train_round)(task, data, params, **kw)
 
 
+class StragglerDropped(RuntimeError):
+    """A straggler's partial work, dropped by FedAvg's deadline rule (:class:`Stragglers`)."""
+
+
+class Stragglers:
+    """The FedProx paper's systems heterogeneity (Li et al., MLSys 2020, section 5.1): every
+    client is asked for ``steps`` local steps; in each round each client is, with probability
+    ``fraction`` (seeded by task seed, round and client, so every strategy sees the same
+    stragglers), a straggler that finishes only a uniform random number of them in
+    ``[1, steps - 1]`` by the round's deadline. ``drop=True`` is FedAvg's rule there: a
+    straggler's update is dropped (its client answers with :class:`StragglerDropped`, which
+    the server counts as a failure and leaves out of the aggregate); ``drop=False`` is
+    FedProx's: the partial work is aggregated. A trainer for :func:`run_federation`; it
+    replaces the server's ``local-epochs`` / ``local-steps``."""
+
+    def __init__(self, steps: int, fraction: float, drop: bool, trainer=None):
+        if int(steps) < 2:
+            raise InvalidArgumentError(f"stragglers need at least 2 local steps, got {steps}")
+        if not 0.0 <= float(fraction) <= 1.0:
+            raise InvalidArgumentError(f"the straggler fraction must be in [0, 1], got {fraction}")
+        self.full, self.fraction, self.drop = int(steps), float(fraction), bool(drop)
+        self.trainer = trainer
+
+    def steps(self, task: T.Task, server_round: int, client: int) -> int:
+        """The steps client ``client`` finishes in round ``server_round`` (``full`` unless it
+        is a straggler)."""
+        rng = np.random.default_rng([int(task.seed), int(server_round), int(client), 1])
+        if rng.random() >= self.fraction:
+            return self.full
+        return int(rng.integers(1, self.full))
+
+    def __call__(self, task, data, params, **kw):
+        done = self.steps(task, kw.get("server_round", 0), kw.get("client", 0))
+        if done < self.full and self.drop:
+            raise StragglerDropped(f"straggler: {done} of {self.full} local steps by the "
+                                   f"deadline, dropped (FedAvg)")
+        kw["steps"] = done
+        return (self.trainer or T.train_round)(task, data, params, **kw)
+
+
 def run_federation(task: T.Task, data_dir: str, *, clients: int, rounds: int, out_dir: str,
                    partition_spec: str = "iid", strategy: str = "fedavg", mu: float = 0.0,
                    local_epochs: int = 1, local_steps: int = 0, server_lr: float = 1e-2,
