@@ -41,6 +41,18 @@ static double fixed_partition_sum(int64_t total, part_fn fn, const void *ctx, in
     return s;
 }
 
+/* Rows [0, n) of a backward on the thread pool (fixed chunks: any thread count, same bits). */
+static et_status run_rows(int64_t n, et_range_body fn, void *ctx, int nthreads) {
+    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, fn, ctx);
+    return ET_OK;
+}
+
+/* Elements [0, n) of an elementwise backward, in chunks of at least 16384 elements. */
+static et_status run_elems(int64_t n, et_range_body fn, void *ctx, int nthreads) {
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, 16384), nthreads, fn, ctx);
+    return ET_OK;
+}
+
 static int labels_ok(int64_t n, int64_t c, const int32_t *labels) {
     for (int64_t r = 0; r < n; r++)
         if (labels[r] < 0 || (int64_t)labels[r] >= c) return 0;
@@ -121,8 +133,7 @@ et_status et_f32_softmax_xent_bwd(int64_t n, int64_t c, const float *probs, cons
     if (n > 0 && !labels) return ET_ERR_ARG;
     if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
     xent_bwd_job j = {c, probs, NULL, labels, dlogits, (float)((double)dloss[0] / (double)n)};
-    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, xent_bwd_rows, &j);
-    return ET_OK;
+    return run_rows(n, xent_bwd_rows, &j, nthreads);
 }
 
 /* ---- softmax cross-entropy, probability targets ---------------------------------------- */
@@ -158,8 +169,7 @@ et_status et_f32_softmax_xent_prob_bwd(int64_t n, int64_t c, const float *probs,
     if (n * c == 0) return ET_OK;
     if (!probs || !target || !dlogits) return ET_ERR_ARG;
     xent_bwd_job j = {c, probs, target, NULL, dlogits, (float)((double)dloss[0] / (double)n)};
-    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, xent_prob_bwd_rows, &j);
-    return ET_OK;
+    return run_rows(n, xent_prob_bwd_rows, &j, nthreads);
 }
 
 /* ---- elementwise regression losses ----------------------------------------------------- */
@@ -234,8 +244,7 @@ static et_status pair_bwd(int64_t n, const float *pred, const float *target, con
                           float *dpred, double scale, int sign, int nthreads) {
     if (n < 0 || !dloss || (n > 0 && (!pred || !target || !dpred))) return ET_ERR_ARG;
     pair_bwd_job j = {pred, target, dpred, (float)(scale * (double)dloss[0] / (double)n), sign};
-    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, 16384), nthreads, pair_bwd_range, &j);
-    return ET_OK;
+    return run_elems(n, pair_bwd_range, &j, nthreads);
 }
 
 et_status et_f32_mse_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
@@ -318,8 +327,7 @@ et_status et_f32_hinge_bwd(int64_t n, int64_t c, const float *x, const int32_t *
     if (n < 0 || c < 0 || !dloss || (n > 0 && (!x || !labels || !dx))) return ET_ERR_ARG;
     if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
     hinge_bwd_job j = {{c, x, labels, margin}, dx, (float)((double)dloss[0] / ((double)n * (double)c))};
-    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, hinge_bwd_rows, &j);
-    return ET_OK;
+    return run_rows(n, hinge_bwd_rows, &j, nthreads);
 }
 
 /* ---- KL divergence ('batchmean'), input = log-probabilities ----------------------------- */
@@ -348,6 +356,5 @@ et_status et_f32_kldiv_bwd(int64_t rows, int64_t cols, const float *target, cons
         return ET_ERR_ARG;
     const int64_t n = rows * cols;
     pair_bwd_job j = {NULL, target, dinput, (float)(-(double)dloss[0] / (double)rows), 2};
-    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, 16384), nthreads, pair_bwd_range, &j);
-    return ET_OK;
+    return run_elems(n, pair_bwd_range, &j, nthreads);
 }
