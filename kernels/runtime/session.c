@@ -566,24 +566,26 @@ et_status et_session_set_lr(et_session *s, float lr) {
     return ET_OK;
 }
 
+/* *field = v, for a counter of a session's state (field NULL when the session is NULL). */
+static et_status set_counter(uint64_t *field, uint64_t v) {
+    if (!field) return ET_ERR_ARG;
+    *field = v;
+    return ET_OK;
+}
+
 uint64_t et_session_step(const et_session *s) { return s ? s->model.state.step : 0; }
 et_status et_session_set_step(et_session *s, uint64_t step) {
-    if (!s) return ET_ERR_ARG;
-    s->model.state.step = step;
-    return ET_OK;
+    return set_counter(s ? &s->model.state.step : NULL, step);
 }
 uint64_t et_session_epoch(const et_session *s) { return s ? s->model.state.epoch : 0; }
 et_status et_session_set_epoch(et_session *s, uint64_t epoch) {
-    if (!s) return ET_ERR_ARG;
-    s->model.state.epoch = epoch;
-    return ET_OK;
+    return set_counter(s ? &s->model.state.epoch : NULL, epoch);
 }
 uint64_t et_session_seed(const et_session *s) { return s ? s->model.state.seed : 0; }
 et_status et_session_set_seed(et_session *s, uint64_t seed) {
-    if (!s) return ET_ERR_ARG;
-    s->model.state.seed = seed;
-    s->model.state.rng_counter = 0;
-    return ET_OK;
+    et_status st = set_counter(s ? &s->model.state.seed : NULL, seed);
+    if (st == ET_OK) s->model.state.rng_counter = 0;
+    return st;
 }
 
 /* ======================================================================= */

@@ -197,32 +197,23 @@ ET_INLINE void act_bwd_body(et_act act, float alpha, int64_t n, const float *ET_
     }
 }
 
+/* One fwd / bwd wrapper pair per ISA around the shared bodies (a macro: C has no other way
+ * to compile one body under several target attributes). Declared in misc_internal.h. */
+#define ACT_ISA_WRAPPERS(isa, target)                                                        \
+    target void et_f32_act_fwd__##isa(et_act act, float alpha, int64_t n, const float *x,   \
+                                      float *y) {                                            \
+        act_fwd_body(act, alpha, n, x, y);                                                   \
+    }                                                                                        \
+    target void et_f32_act_bwd__##isa(et_act act, float alpha, int64_t n, const float *t,   \
+                                      const float *dy, float *dx) {                          \
+        act_bwd_body(act, alpha, n, t, dy, dx);                                              \
+    }
 #if defined(ET_HAVE_X86_SIMD)
-ET_TARGET_AVX2 void et_f32_act_fwd__avx2(et_act act, float alpha, int64_t n, const float *x,
-                                         float *y) {
-    act_fwd_body(act, alpha, n, x, y);
-}
-ET_TARGET_AVX2 void et_f32_act_bwd__avx2(et_act act, float alpha, int64_t n, const float *t,
-                                         const float *dy, float *dx) {
-    act_bwd_body(act, alpha, n, t, dy, dx);
-}
-ET_TARGET_AVX512 void et_f32_act_fwd__avx512(et_act act, float alpha, int64_t n, const float *x,
-                                             float *y) {
-    act_fwd_body(act, alpha, n, x, y);
-}
-ET_TARGET_AVX512 void et_f32_act_bwd__avx512(et_act act, float alpha, int64_t n, const float *t,
-                                             const float *dy, float *dx) {
-    act_bwd_body(act, alpha, n, t, dy, dx);
-}
+ACT_ISA_WRAPPERS(avx2, ET_TARGET_AVX2)
+ACT_ISA_WRAPPERS(avx512, ET_TARGET_AVX512)
 #endif
 #if defined(ET_HAVE_NEON)
-void et_f32_act_fwd__neon(et_act act, float alpha, int64_t n, const float *x, float *y) {
-    act_fwd_body(act, alpha, n, x, y);
-}
-void et_f32_act_bwd__neon(et_act act, float alpha, int64_t n, const float *t, const float *dy,
-                          float *dx) {
-    act_bwd_body(act, alpha, n, t, dy, dx);
-}
+ACT_ISA_WRAPPERS(neon, )
 #endif
 
 /* ---- variant table (variant_internal.h) ------------------------------------------------ */

@@ -190,6 +190,20 @@ typedef struct bn_job {
     float *y, *save_mean, *save_invstd, *dgamma, *dbeta;
 } bn_job;
 
+/* A training-mode pass (forward or backward) over the channels: in blocks of k->cb channels
+ * (blocked, small planes) or one channel at a time. */
+static et_status run_bn(bn_job *k, int blocked, et_range_body blocks, et_range_body channels,
+                        int nthreads) {
+    if (blocked) {
+        const bn_blocks bb = bn_blocks_of(k->n, k->c, k->hw, nthreads);
+        k->cb = bb.cb;
+        et_parallel_ranges(bb.count, et_split_chunks(bb.count, bb.nth), bb.nth, blocks, k);
+        return ET_OK;
+    }
+    et_parallel_ranges(k->c, et_split_chunks(k->c, nthreads), nthreads, channels, k);
+    return ET_OK;
+}
+
 static void bn_train_blocks(void *ctx, int64_t b0, int64_t b1, int tid);
 static void bn_train_channels(void *ctx, int64_t c0, int64_t c1, int tid);
 
@@ -211,14 +225,7 @@ et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const flo
     k.n = n, k.c = c, k.hw = hw, k.x = x, k.gamma = gamma, k.beta = beta;
     k.running_mean = running_mean, k.running_var = running_var, k.mom = mom, k.unbias = unbias;
     k.eps = eps, k.y = y, k.save_mean = save_mean, k.save_invstd = save_invstd;
-    if (hw <= BN_BLOCK) {
-        const bn_blocks bb = bn_blocks_of(n, c, hw, nthreads);
-        k.cb = bb.cb;
-        et_parallel_ranges(bb.count, et_split_chunks(bb.count, bb.nth), bb.nth, bn_train_blocks, &k);
-        return ET_OK;
-    }
-    et_parallel_ranges(c, et_split_chunks(c, nthreads), nthreads, bn_train_channels, &k);
-    return ET_OK;
+    return run_bn(&k, hw <= BN_BLOCK, bn_train_blocks, bn_train_channels, nthreads);
 }
 
 static void bn_train_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
@@ -303,14 +310,7 @@ et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x,
     bn_job k = {0};
     k.n = n, k.c = c, k.hw = hw, k.x = x, k.dy = dy, k.gamma = gamma, k.save_mean_in = save_mean;
     k.save_invstd_in = save_invstd, k.y = dx, k.dgamma = dgamma, k.dbeta = dbeta;
-    if (count > 0 && hw <= BN_BLOCK) {
-        const bn_blocks bb = bn_blocks_of(n, c, hw, nthreads);
-        k.cb = bb.cb;
-        et_parallel_ranges(bb.count, et_split_chunks(bb.count, bb.nth), bb.nth, bn_bwd_blocks, &k);
-        return ET_OK;
-    }
-    et_parallel_ranges(c, et_split_chunks(c, nthreads), nthreads, bn_bwd_channels, &k);
-    return ET_OK;
+    return run_bn(&k, count > 0 && hw <= BN_BLOCK, bn_bwd_blocks, bn_bwd_channels, nthreads);
 }
 
 static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {

@@ -678,20 +678,29 @@ static et_status plan_in(const et_conv2d_params *p, int kind, int nthreads, void
     return ET_OK;
 }
 
+/* The forward (CONV_FWD: x -> y, bias + activation) and the input gradient (CONV_BWD_INPUT:
+ * dy -> dx, W transposed) of a non-depthwise convolution: the same plan, packing and drivers. */
+static et_status data_pass(const et_conv2d_params *p, int kind, const float *src, const float *w,
+                           const float *b, float *dst, void *ws, size_t ws_bytes, int nthreads) {
+    const int bwd = kind == CONV_BWD_INPUT;
+    conv_plan cp;
+    char *base;
+    if (plan_in(p, kind, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
+    if (cp.batched) return pointwise_batched(p, &cp, bwd, src, w, b, dst, base, nthreads);
+    et_status pst = pack_weights(p, &cp, w, base, bwd);
+    if (pst != ET_OK) return pst;
+    const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np;
+    return per_image(p, &cp, bwd ? bwd_input_image : fwd_image, src, bwd ? ys : xs, w, b, dst,
+                     bwd ? xs : ys, base, nthreads);
+}
+
 /* ---- public entry points --------------------------------------------------------------- */
 et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const float *w,
                             const float *b, float *y, void *ws, size_t ws_bytes, int nthreads) {
     if (!params_ok(p) || !x || !w || !y) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
     if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_fwd(p, x, w, b, y, nthreads);
-    conv_plan cp;
-    char *base;
-    if (plan_in(p, CONV_FWD, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
-    if (cp.batched) return pointwise_batched(p, &cp, 0, x, w, b, y, base, nthreads);
-    et_status pst = pack_weights(p, &cp, w, base, 0);
-    if (pst != ET_OK) return pst;
-    return per_image(p, &cp, fwd_image, x, p->c * p->h * p->w, w, b, y, p->oc * cp.np, base,
-                     nthreads);
+    return data_pass(p, CONV_FWD, x, w, b, y, ws, ws_bytes, nthreads);
 }
 
 et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, const float *w,
@@ -699,14 +708,7 @@ et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, co
     if (!params_ok(p) || !dy || !w || !dx) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
     if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_bwd_input(p, dy, w, dx, nthreads);
-    conv_plan cp;
-    char *base;
-    if (plan_in(p, CONV_BWD_INPUT, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
-    if (cp.batched) return pointwise_batched(p, &cp, 1, dy, w, NULL, dx, base, nthreads);
-    et_status pst = pack_weights(p, &cp, w, base, 1);
-    if (pst != ET_OK) return pst;
-    return per_image(p, &cp, bwd_input_image, dy, p->oc * cp.np, w, NULL, dx,
-                     p->c * p->h * p->w, base, nthreads);
+    return data_pass(p, CONV_BWD_INPUT, dy, w, NULL, dx, ws, ws_bytes, nthreads);
 }
 
 typedef struct wchunk_job {

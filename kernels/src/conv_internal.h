@@ -32,40 +32,27 @@ et_status et_f32_dwconv2d_bwd_input(const et_conv2d_params *p, const float *dy, 
 et_status et_f32_dwconv2d_bwd_weight(const et_conv2d_params *p, const float *dy, const float *x,
                                      float *dw, int nthreads);
 
-et_status et_f32_dwconv2d_fwd__ref(const et_conv2d_params *p, const float *x, const float *w,
-                                   const float *b, float *y, int nthreads);
-et_status et_f32_dwconv2d_bwd_input__ref(const et_conv2d_params *p, const float *dy,
-                                         const float *w, float *dx, int nthreads);
-et_status et_f32_dwconv2d_bwd_weight__ref(const et_conv2d_params *p, const float *dy,
-                                          const float *x, float *dw, int nthreads);
+/* One variant's kernels (function types; bwd_input's `in` is w, bwd_weight's is x). */
+typedef et_status et_f32_dwconv2d_fwd_kernel(const et_conv2d_params *p, const float *x,
+                                             const float *w, const float *b, float *y,
+                                             int nthreads);
+typedef et_status et_f32_dwconv2d_bwd_kernel(const et_conv2d_params *p, const float *dy,
+                                             const float *in, float *out, int nthreads);
+typedef et_f32_dwconv2d_fwd_kernel *et_f32_dwconv2d_fwd_fn;
+typedef et_f32_dwconv2d_bwd_kernel *et_f32_dwconv2d_bwd_fn;
+
+et_f32_dwconv2d_fwd_kernel et_f32_dwconv2d_fwd__ref;
+et_f32_dwconv2d_bwd_kernel et_f32_dwconv2d_bwd_input__ref, et_f32_dwconv2d_bwd_weight__ref;
 #if defined(ET_HAVE_X86_SIMD)
-et_status et_f32_dwconv2d_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w,
-                                   const float *b, float *y, int nthreads);
-et_status et_f32_dwconv2d_bwd_input__avx2(const et_conv2d_params *p, const float *dy,
-                                         const float *w, float *dx, int nthreads);
-et_status et_f32_dwconv2d_bwd_weight__avx2(const et_conv2d_params *p, const float *dy,
-                                          const float *x, float *dw, int nthreads);
-et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x, const float *w,
-                                   const float *b, float *y, int nthreads);
-et_status et_f32_dwconv2d_bwd_input__avx512(const et_conv2d_params *p, const float *dy,
-                                         const float *w, float *dx, int nthreads);
-et_status et_f32_dwconv2d_bwd_weight__avx512(const et_conv2d_params *p, const float *dy,
-                                          const float *x, float *dw, int nthreads);
+et_f32_dwconv2d_fwd_kernel et_f32_dwconv2d_fwd__avx2, et_f32_dwconv2d_fwd__avx512;
+et_f32_dwconv2d_bwd_kernel et_f32_dwconv2d_bwd_input__avx2, et_f32_dwconv2d_bwd_weight__avx2;
+et_f32_dwconv2d_bwd_kernel et_f32_dwconv2d_bwd_input__avx512, et_f32_dwconv2d_bwd_weight__avx512;
 #endif
 #if defined(ET_HAVE_NEON)
-et_status et_f32_dwconv2d_fwd__neon(const et_conv2d_params *p, const float *x, const float *w,
-                                   const float *b, float *y, int nthreads);
-et_status et_f32_dwconv2d_bwd_input__neon(const et_conv2d_params *p, const float *dy,
-                                         const float *w, float *dx, int nthreads);
-et_status et_f32_dwconv2d_bwd_weight__neon(const et_conv2d_params *p, const float *dy,
-                                          const float *x, float *dw, int nthreads);
+et_f32_dwconv2d_fwd_kernel et_f32_dwconv2d_fwd__neon;
+et_f32_dwconv2d_bwd_kernel et_f32_dwconv2d_bwd_input__neon, et_f32_dwconv2d_bwd_weight__neon;
 #endif
-typedef et_status (*et_f32_dwconv2d_fwd_fn)(const et_conv2d_params *p, const float *x,
-                                            const float *w, const float *b, float *y,
-                                            int nthreads);
-typedef et_status (*et_f32_dwconv2d_bwd_fn)(const et_conv2d_params *p, const float *dy,
-                                            const float *in, float *out, int nthreads);
-/* Variant table (variant_internal.h); bwd_input's `in` is w, bwd_weight's is x. */
+/* Variant table (variant_internal.h). */
 typedef struct et_f32_dwconv2d_variant {
     et_variant_head head;
     et_f32_dwconv2d_fwd_fn fwd;

@@ -110,15 +110,23 @@ ET_TARGET_AVX2 static inline void update8(float *c, __m256 acc, __m256 valpha, _
     }
 }
 
+/* Row i of the tile: c{i}_0, c{i}_1 += a[i] * (b0, b1) (the accumulators stay in registers). */
+#define ROW_FMA(i)                                    \
+    do {                                              \
+        const __m256 ai = _mm256_broadcast_ss(a + i); \
+        c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0); \
+        c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1); \
+    } while (0)
+
 ET_TARGET_AVX2 void et_f32_gemm_ukernel_6x16__avx2(int64_t kc, const float *a, const float *b,
                                                    int64_t ldb, float *c, int64_t ldc, int64_t mr,
                                                    int64_t nr, float alpha, float beta) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    __m256 c0_0 = _mm256_setzero_ps(), c0_1 = _mm256_setzero_ps();
+    __m256 c1_0 = _mm256_setzero_ps(), c1_1 = _mm256_setzero_ps();
+    __m256 c2_0 = _mm256_setzero_ps(), c2_1 = _mm256_setzero_ps();
+    __m256 c3_0 = _mm256_setzero_ps(), c3_1 = _mm256_setzero_ps();
+    __m256 c4_0 = _mm256_setzero_ps(), c4_1 = _mm256_setzero_ps();
+    __m256 c5_0 = _mm256_setzero_ps(), c5_1 = _mm256_setzero_ps();
     /* pull the C tile towards L1 while the k loop runs */
     for (int64_t i = 0; i < mr; i++) {
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
@@ -126,32 +134,19 @@ ET_TARGET_AVX2 void et_f32_gemm_ukernel_6x16__avx2(int64_t kc, const float *a, c
     }
     for (int64_t k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-        __m256 ak;
-        ak = _mm256_broadcast_ss(a + 0);
-        c00 = _mm256_fmadd_ps(ak, b0, c00);
-        c01 = _mm256_fmadd_ps(ak, b1, c01);
-        ak = _mm256_broadcast_ss(a + 1);
-        c10 = _mm256_fmadd_ps(ak, b0, c10);
-        c11 = _mm256_fmadd_ps(ak, b1, c11);
-        ak = _mm256_broadcast_ss(a + 2);
-        c20 = _mm256_fmadd_ps(ak, b0, c20);
-        c21 = _mm256_fmadd_ps(ak, b1, c21);
-        ak = _mm256_broadcast_ss(a + 3);
-        c30 = _mm256_fmadd_ps(ak, b0, c30);
-        c31 = _mm256_fmadd_ps(ak, b1, c31);
-        ak = _mm256_broadcast_ss(a + 4);
-        c40 = _mm256_fmadd_ps(ak, b0, c40);
-        c41 = _mm256_fmadd_ps(ak, b1, c41);
-        ak = _mm256_broadcast_ss(a + 5);
-        c50 = _mm256_fmadd_ps(ak, b0, c50);
-        c51 = _mm256_fmadd_ps(ak, b1, c51);
+        ROW_FMA(0);
+        ROW_FMA(1);
+        ROW_FMA(2);
+        ROW_FMA(3);
+        ROW_FMA(4);
+        ROW_FMA(5);
         a += MR;
         b += ldb;
     }
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
     const int bz = beta == 0.0f;
-    const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                               {c30, c31}, {c40, c41}, {c50, c51}};
+    const __m256 acc[MR][2] = {{c0_0, c0_1}, {c1_0, c1_1}, {c2_0, c2_1},
+                               {c3_0, c3_1}, {c4_0, c4_1}, {c5_0, c5_1}};
     for (int64_t i = 0; i < mr; i++) {
         float *ci = c + i * ldc;
         update8(ci, acc[i][0], va, vb, bz, nr);

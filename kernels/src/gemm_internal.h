@@ -56,9 +56,10 @@ void et_f32_gemm__ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
  * a: kc x MR packed panel; b: kc rows of NR floats, row k at b + k*ldb (a packed
  * panel with ldb == NR, or op(B) itself when it can be read in place).
  * beta == 0 means C is not read. kc >= 1. */
-typedef void (*et_f32_gemm_ukernel_fn)(int64_t kc, const float *a, const float *b, int64_t ldb,
-                                       float *c, int64_t ldc, int64_t mr, int64_t nr,
-                                       float alpha, float beta);
+typedef void et_f32_gemm_ukernel(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                 float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
+                                 float beta);
+typedef et_f32_gemm_ukernel *et_f32_gemm_ukernel_fn;
 
 /* Packing primitives. Both write `w`-wide panels, dst[k*w + r] for k < kc,
  * r < w, with zeros for r >= n (n <= w):
@@ -66,8 +67,9 @@ typedef void (*et_f32_gemm_ukernel_fn)(int64_t kc, const float *a, const float *
  *              (a transpose: A not transposed, or B transposed);
  *  copy:       kc source rows of n contiguous floats, row k at src + k*ld
  *              (A transposed, or B not transposed). */
-typedef void (*et_f32_gemm_pack_fn)(int64_t w, int64_t n, int64_t kc, const float *src,
-                                    int64_t ld, float *dst);
+typedef void et_f32_gemm_pack(int64_t w, int64_t n, int64_t kc, const float *src, int64_t ld,
+                              float *dst);
+typedef et_f32_gemm_pack *et_f32_gemm_pack_fn;
 
 /* One ISA's packed-GEMM recipe: tile (MR x NR), cache blocks, kernels. */
 typedef struct et_f32_gemm_config {
@@ -102,10 +104,7 @@ void et_f32_gemm_small(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K
                        float *C, int64_t ldc, int nthreads);
 
 /* Portable packers (gemm.c). */
-void et_f32_gemm_pack_interleave__scalar(int64_t w, int64_t n, int64_t kc, const float *src,
-                                         int64_t ld, float *dst);
-void et_f32_gemm_pack_copy__scalar(int64_t w, int64_t n, int64_t kc, const float *src,
-                                   int64_t ld, float *dst);
+et_f32_gemm_pack et_f32_gemm_pack_interleave__scalar, et_f32_gemm_pack_copy__scalar;
 
 /* ---- variant table (variant_internal.h) ------------------------------------ */
 /* One row per ISA: its packed-GEMM config, NULL in the __ref row (et_f32_gemm__ref,
@@ -122,26 +121,13 @@ extern const et_f32_gemm_variant et_f32_gemm_variants[];
 extern const et_f32_gemm_config et_f32_gemm_config_avx512;
 extern const et_f32_gemm_config et_f32_gemm_config_avx2;
 /* AVX2 packers (gemm_avx2.c), shared by the AVX-512 config. */
-void et_f32_gemm_pack_interleave__avx2(int64_t w, int64_t n, int64_t kc, const float *src,
-                                       int64_t ld, float *dst);
-void et_f32_gemm_pack_copy__avx2(int64_t w, int64_t n, int64_t kc, const float *src, int64_t ld,
-                                 float *dst);
-void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float *a, const float *b, int64_t ldb,
-                                       float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
-                                       float beta);
-void et_f32_gemm_ukernel_6x16__avx2(int64_t kc, const float *a, const float *b, int64_t ldb,
-                                    float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
-                                    float beta);
+et_f32_gemm_pack et_f32_gemm_pack_interleave__avx2, et_f32_gemm_pack_copy__avx2;
+et_f32_gemm_ukernel et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_ukernel_6x16__avx2;
 #endif
 #if defined(ET_HAVE_NEON)
 extern const et_f32_gemm_config et_f32_gemm_config_neon;
-void et_f32_gemm_pack_interleave__neon(int64_t w, int64_t n, int64_t kc, const float *src,
-                                       int64_t ld, float *dst);
-void et_f32_gemm_pack_copy__neon(int64_t w, int64_t n, int64_t kc, const float *src, int64_t ld,
-                                 float *dst);
-void et_f32_gemm_ukernel_8x12__neon(int64_t kc, const float *a, const float *b, int64_t ldb,
-                                    float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
-                                    float beta);
+et_f32_gemm_pack et_f32_gemm_pack_interleave__neon, et_f32_gemm_pack_copy__neon;
+et_f32_gemm_ukernel et_f32_gemm_ukernel_8x12__neon;
 #endif
 
 #endif

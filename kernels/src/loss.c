@@ -41,29 +41,58 @@ static double fixed_partition_sum(int64_t total, part_fn fn, const void *ctx, in
     return s;
 }
 
+/* Rows [0, n) of a backward on the thread pool (fixed chunks: any thread count, same bits). */
+static et_status run_rows(int64_t n, et_range_body fn, void *ctx, int nthreads) {
+    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, fn, ctx);
+    return ET_OK;
+}
+
+/* Elements [0, n) of an elementwise backward, in chunks of at least 16384 elements. */
+static et_status run_elems(int64_t n, et_range_body fn, void *ctx, int nthreads) {
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, 16384), nthreads, fn, ctx);
+    return ET_OK;
+}
+
 static int labels_ok(int64_t n, int64_t c, const int32_t *labels) {
     for (int64_t r = 0; r < n; r++)
         if (labels[r] < 0 || (int64_t)labels[r] >= c) return 0;
     return 1;
 }
 
-/* ---- softmax cross-entropy, integer labels -------------------------------------------- */
-typedef struct xent_ctx {
+/* Row losses (softmax cross-entropy with labels or probability targets, hinge): the loss is
+ * the mean over the rows of a term per row, summed in fixed partitions. */
+typedef struct row_ctx row_ctx;
+typedef double (*row_term_fn)(const row_ctx *k, int64_t r);
+struct row_ctx {
+    row_term_fn term;
     int64_t c;
-    const float *logits, *target;
+    const float *x, *target; /* logits / input [n, c]; probability targets [n, c] */
     const int32_t *labels;
-    float *probs;
-} xent_ctx;
+    float *probs;            /* softmax output, or NULL */
+    float margin;            /* hinge */
+};
 
-static double xent_part(int64_t beg, int64_t end, const void *vctx) {
-    const xent_ctx *k = (const xent_ctx *)vctx;
+static double rows_part(int64_t beg, int64_t end, const void *vctx) {
+    const row_ctx *k = (const row_ctx *)vctx;
     double s = 0.0;
-    for (int64_t r = beg; r < end; r++) {
-        const float *x = k->logits + r * k->c;
-        double lse = et_misc_softmax_row(k->c, x, k->probs ? k->probs + r * k->c : NULL, 0);
-        s += lse - (double)x[k->labels[r]];
-    }
+    for (int64_t r = beg; r < end; r++) s += k->term(k, r);
     return s;
+}
+
+static et_status rows_mean(int64_t n, const row_ctx *k, float *loss, int nthreads) {
+    loss[0] = (float)(fixed_partition_sum(n, rows_part, k, nthreads) / (double)n);
+    return ET_OK;
+}
+
+/* log-sum-exp of row r of the logits (writing its softmax to probs when given). */
+static double row_lse(const row_ctx *k, int64_t r) {
+    return et_misc_softmax_row(k->c, k->x + r * k->c, k->probs ? k->probs + r * k->c : NULL, 0);
+}
+
+/* ---- softmax cross-entropy, integer labels -------------------------------------------- */
+static double xent_term(const row_ctx *k, int64_t r) {
+    const double lse = row_lse(k, r); /* before x is read: probs may be the logits' buffer */
+    return lse - (double)k->x[r * k->c + k->labels[r]];
 }
 
 et_status et_f32_softmax_xent_fwd(int64_t n, int64_t c, const float *logits,
@@ -72,10 +101,8 @@ et_status et_f32_softmax_xent_fwd(int64_t n, int64_t c, const float *logits,
     if (n < 0 || c < 0 || !loss) return ET_ERR_ARG;
     if (n > 0 && (!logits || !labels)) return ET_ERR_ARG;
     if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
-    xent_ctx k = {c, logits, NULL, labels, probs};
-    double s = fixed_partition_sum(n, xent_part, &k, nthreads);
-    loss[0] = (float)(s / (double)n);
-    return ET_OK;
+    const row_ctx k = {xent_term, c, logits, NULL, labels, probs, 0.0f};
+    return rows_mean(n, &k, loss, nthreads);
 }
 
 typedef struct xent_bwd_job {
@@ -86,6 +113,8 @@ typedef struct xent_bwd_job {
     float f; /* dloss / n */
 } xent_bwd_job;
 
+/* dlogits row r: (probs - onehot(label)) * f, or with probability targets
+ * (probs * sum_j t_j - t) * f. */
 static void xent_bwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
     const xent_bwd_job *j = (const xent_bwd_job *)ctx;
     const int64_t c = j->c;
@@ -94,23 +123,15 @@ static void xent_bwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
     for (int64_t r = beg; r < end; r++) {
         const float *ET_RESTRICT p = j->probs + r * c;
         float *ET_RESTRICT d = j->dlogits + r * c;
+        if (j->target) {
+            const float *ET_RESTRICT t = j->target + r * c;
+            const float ts = (float)et_misc_sum_f64(t, c);
+            for (int64_t i = 0; i < c; i++) d[i] = (p[i] * ts - t[i]) * f;
+            continue;
+        }
         const int32_t l = j->labels[r];
         for (int64_t i = 0; i < c; i++) d[i] = p[i] * f;
         d[l] = (p[l] - 1.0f) * f;
-    }
-}
-
-static void xent_prob_bwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
-    const xent_bwd_job *j = (const xent_bwd_job *)ctx;
-    const int64_t c = j->c;
-    const float f = j->f;
-    (void)tid;
-    for (int64_t r = beg; r < end; r++) {
-        const float *ET_RESTRICT p = j->probs + r * c;
-        const float *ET_RESTRICT t = j->target + r * c;
-        float *ET_RESTRICT d = j->dlogits + r * c;
-        const float ts = (float)et_misc_sum_f64(t, c);
-        for (int64_t i = 0; i < c; i++) d[i] = (p[i] * ts - t[i]) * f;
     }
 }
 
@@ -121,22 +142,17 @@ et_status et_f32_softmax_xent_bwd(int64_t n, int64_t c, const float *probs, cons
     if (n > 0 && !labels) return ET_ERR_ARG;
     if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
     xent_bwd_job j = {c, probs, NULL, labels, dlogits, (float)((double)dloss[0] / (double)n)};
-    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, xent_bwd_rows, &j);
-    return ET_OK;
+    return run_rows(n, xent_bwd_rows, &j, nthreads);
 }
 
 /* ---- softmax cross-entropy, probability targets ---------------------------------------- */
-static double xent_prob_part(int64_t beg, int64_t end, const void *vctx) {
-    const xent_ctx *k = (const xent_ctx *)vctx;
-    double s = 0.0;
-    for (int64_t r = beg; r < end; r++) {
-        const float *x = k->logits + r * k->c, *t = k->target + r * k->c;
-        double lse = et_misc_softmax_row(k->c, x, k->probs ? k->probs + r * k->c : NULL, 0);
-        double row = 0.0;
-        for (int64_t i = 0; i < k->c; i++) row += (double)t[i] * ((double)x[i] - lse);
-        s -= row;
-    }
-    return s;
+/* -sum_i t_i (x_i - lse) */
+static double xent_prob_term(const row_ctx *k, int64_t r) {
+    const float *x = k->x + r * k->c, *t = k->target + r * k->c;
+    const double lse = row_lse(k, r);
+    double row = 0.0;
+    for (int64_t i = 0; i < k->c; i++) row += (double)t[i] * ((double)x[i] - lse);
+    return -row; /* s + -row: the bits of s - row */
 }
 
 et_status et_f32_softmax_xent_prob_fwd(int64_t n, int64_t c, const float *logits,
@@ -144,10 +160,8 @@ et_status et_f32_softmax_xent_prob_fwd(int64_t n, int64_t c, const float *logits
                                        int nthreads) {
     if (n < 0 || c < 0 || !loss) return ET_ERR_ARG;
     if (n * c > 0 && (!logits || !target)) return ET_ERR_ARG;
-    xent_ctx k = {c, logits, target, NULL, probs};
-    double s = fixed_partition_sum(n, xent_prob_part, &k, nthreads);
-    loss[0] = (float)(s / (double)n);
-    return ET_OK;
+    const row_ctx k = {xent_prob_term, c, logits, target, NULL, probs, 0.0f};
+    return rows_mean(n, &k, loss, nthreads);
 }
 
 /* dlogits = (probs * sum_j t_j - t) * dloss / n */
@@ -158,8 +172,7 @@ et_status et_f32_softmax_xent_prob_bwd(int64_t n, int64_t c, const float *probs,
     if (n * c == 0) return ET_OK;
     if (!probs || !target || !dlogits) return ET_ERR_ARG;
     xent_bwd_job j = {c, probs, target, NULL, dlogits, (float)((double)dloss[0] / (double)n)};
-    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, xent_prob_bwd_rows, &j);
-    return ET_OK;
+    return run_rows(n, xent_bwd_rows, &j, nthreads);
 }
 
 /* ---- elementwise regression losses ----------------------------------------------------- */
@@ -234,8 +247,7 @@ static et_status pair_bwd(int64_t n, const float *pred, const float *target, con
                           float *dpred, double scale, int sign, int nthreads) {
     if (n < 0 || !dloss || (n > 0 && (!pred || !target || !dpred))) return ET_ERR_ARG;
     pair_bwd_job j = {pred, target, dpred, (float)(scale * (double)dloss[0] / (double)n), sign};
-    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, 16384), nthreads, pair_bwd_range, &j);
-    return ET_OK;
+    return run_elems(n, pair_bwd_range, &j, nthreads);
 }
 
 et_status et_f32_mse_bwd(int64_t n, const float *pred, const float *target, const float *dloss,
@@ -254,41 +266,28 @@ et_status et_f32_l1_bwd(int64_t n, const float *pred, const float *target, const
 }
 
 /* ---- multi-class hinge (MultiMarginLoss, p = 1) ---------------------------------------- */
-typedef struct hinge_ctx {
-    int64_t c;
-    const float *x;
-    const int32_t *labels;
-    float margin;
-} hinge_ctx;
-
-static double hinge_part(int64_t beg, int64_t end, const void *vctx) {
-    const hinge_ctx *k = (const hinge_ctx *)vctx;
-    double s = 0.0;
-    for (int64_t r = beg; r < end; r++) {
-        const float *x = k->x + r * k->c;
-        const int32_t y = k->labels[r];
-        double row = 0.0;
-        for (int64_t i = 0; i < k->c; i++) {
-            if (i == y) continue;
-            double z = (double)k->margin - (double)x[y] + (double)x[i];
-            if (z > 0.0) row += z;
-        }
-        s += row / (double)k->c;
+static double hinge_term(const row_ctx *k, int64_t r) {
+    const float *x = k->x + r * k->c;
+    const int32_t y = k->labels[r];
+    double row = 0.0;
+    for (int64_t i = 0; i < k->c; i++) {
+        if (i == y) continue;
+        double z = (double)k->margin - (double)x[y] + (double)x[i];
+        if (z > 0.0) row += z;
     }
-    return s;
+    return row / (double)k->c;
 }
 
 et_status et_f32_hinge_fwd(int64_t n, int64_t c, const float *x, const int32_t *labels,
                            float margin, float *loss, int nthreads) {
     if (n < 0 || c < 0 || !loss || (n > 0 && (!x || !labels))) return ET_ERR_ARG;
     if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
-    hinge_ctx k = {c, x, labels, margin};
-    loss[0] = (float)(fixed_partition_sum(n, hinge_part, &k, nthreads) / (double)n);
-    return ET_OK;
+    const row_ctx k = {hinge_term, c, x, NULL, labels, NULL, margin};
+    return rows_mean(n, &k, loss, nthreads);
 }
 
 typedef struct hinge_bwd_job {
-    hinge_ctx k;
+    row_ctx k;
     float *dx;
     float g; /* dloss / (n c) */
 } hinge_bwd_job;
@@ -317,9 +316,8 @@ et_status et_f32_hinge_bwd(int64_t n, int64_t c, const float *x, const int32_t *
                            float margin, const float *dloss, float *dx, int nthreads) {
     if (n < 0 || c < 0 || !dloss || (n > 0 && (!x || !labels || !dx))) return ET_ERR_ARG;
     if (!labels_ok(n, c, labels)) return ET_ERR_LABEL;
-    hinge_bwd_job j = {{c, x, labels, margin}, dx, (float)((double)dloss[0] / ((double)n * (double)c))};
-    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, hinge_bwd_rows, &j);
-    return ET_OK;
+    hinge_bwd_job j = {{hinge_term, c, x, NULL, labels, NULL, margin}, dx, (float)((double)dloss[0] / ((double)n * (double)c))};
+    return run_rows(n, hinge_bwd_rows, &j, nthreads);
 }
 
 /* ---- KL divergence ('batchmean'), input = log-probabilities ----------------------------- */
@@ -348,6 +346,5 @@ et_status et_f32_kldiv_bwd(int64_t rows, int64_t cols, const float *target, cons
         return ET_ERR_ARG;
     const int64_t n = rows * cols;
     pair_bwd_job j = {NULL, target, dinput, (float)(-(double)dloss[0] / (double)rows), 2};
-    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, 16384), nthreads, pair_bwd_range, &j);
-    return ET_OK;
+    return run_elems(n, pair_bwd_range, &j, nthreads);
 }

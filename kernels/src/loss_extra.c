@@ -108,20 +108,25 @@ static void huber_bwd_range(void *ctx, int64_t beg, int64_t end, int tid) {
     }
 }
 
+/* Elements [0, n) of one elementwise kernel fn, in chunks of at least ELEM_GRAIN. */
+static et_status run_ew(et_range_body fn, int64_t n, const float *x, const float *y,
+                        const float *lw, const float *dl, float *out, double dt, double sc,
+                        int nthreads) {
+    ew_job k = {x, y, lw, dl, out, dt, sc};
+    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, fn, &k);
+    return ET_OK;
+}
+
 et_status et_f32_bce_fwd__ref(int64_t n, const float *x, const float *y, float *loss, int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !loss))) return ET_ERR_ARG;
-    ew_job k = {x, y, NULL, NULL, loss, 0.0, 0.0};
-    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, bce_fwd_range, &k);
-    return ET_OK;
+    return run_ew(bce_fwd_range, n, x, y, NULL, NULL, loss, 0.0, 0.0, nthreads);
 }
 
 /* dx = dl * (x - y) / max(x (1 - x), 1e-12) */
 et_status et_f32_bce_bwd__ref(int64_t n, const float *x, const float *y, const float *dl, float *dx,
                               int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !dl || !dx))) return ET_ERR_ARG;
-    ew_job k = {x, y, NULL, dl, dx, 0.0, 0.0};
-    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, bce_bwd_range, &k);
-    return ET_OK;
+    return run_ew(bce_bwd_range, n, x, y, NULL, dl, dx, 0.0, 0.0, nthreads);
 }
 
 /* ---- binary cross-entropy on logits ------------------------------------------------------ */
@@ -130,18 +135,14 @@ et_status et_f32_bce_bwd__ref(int64_t n, const float *x, const float *y, const f
 et_status et_f32_bce_logits_fwd__ref(int64_t n, const float *x, const float *y, const float *lw,
                                      float *loss, int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !loss))) return ET_ERR_ARG;
-    ew_job k = {x, y, lw, NULL, loss, 0.0, 0.0};
-    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, bce_logits_fwd_range, &k);
-    return ET_OK;
+    return run_ew(bce_logits_fwd_range, n, x, y, lw, NULL, loss, 0.0, 0.0, nthreads);
 }
 
 /* dx = dl * (lw sigmoid(x) + 1 - lw - y)  (= (sigmoid(x) - y) dl when lw = 1) */
 et_status et_f32_bce_logits_bwd__ref(int64_t n, const float *x, const float *y, const float *lw,
                                      const float *dl, float *dx, int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !dl || !dx))) return ET_ERR_ARG;
-    ew_job k = {x, y, lw, dl, dx, 0.0, 0.0};
-    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, bce_logits_bwd_range, &k);
-    return ET_OK;
+    return run_ew(bce_logits_bwd_range, n, x, y, lw, dl, dx, 0.0, 0.0, nthreads);
 }
 
 /* ---- Huber / SmoothL1 --------------------------------------------------------------------- */
@@ -150,18 +151,14 @@ et_status et_f32_bce_logits_bwd__ref(int64_t n, const float *x, const float *y, 
 et_status et_f32_huber_fwd__ref(int64_t n, const float *x, const float *y, float delta, float scale,
                                 float *loss, int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !loss))) return ET_ERR_ARG;
-    ew_job k = {x, y, NULL, NULL, loss, delta, scale};
-    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, huber_fwd_range, &k);
-    return ET_OK;
+    return run_ew(huber_fwd_range, n, x, y, NULL, NULL, loss, delta, scale, nthreads);
 }
 
 /* dx = dl * scale * clamp(d, -delta, delta) (at |d| = delta both sides agree) */
 et_status et_f32_huber_bwd__ref(int64_t n, const float *x, const float *y, float delta, float scale,
                                 const float *dl, float *dx, int nthreads) {
     if (n < 0 || (n > 0 && (!x || !y || !dl || !dx))) return ET_ERR_ARG;
-    ew_job k = {x, y, NULL, dl, dx, delta, scale};
-    et_parallel_ranges(n, et_misc_nchunks(n, nthreads, ELEM_GRAIN), nthreads, huber_bwd_range, &k);
-    return ET_OK;
+    return run_ew(huber_bwd_range, n, x, y, NULL, dl, dx, delta, scale, nthreads);
 }
 
 /* ---- negative log-likelihood (+ label smoothing) ------------------------------------------ */

@@ -538,117 +538,91 @@ const et_f32_maxpool2d_k2s2_variant et_f32_maxpool2d_k2s2_variants[] = {
     {{ET_ISA_REF, NULL}, NULL, NULL}, /* end */
 };
 
-/* Planes (one image channel each) are computed on their own: any split gives the same bits. */
-typedef struct pool_job {
+/* Planes (one image channel each) are computed on their own: any split gives the same bits.
+ * Every pooling entry fills one pool_job naming its plane function; one worker runs it. */
+typedef struct pool_job pool_job;
+typedef void (*pool_plane_fn)(const pool_job *k, int64_t pl);
+struct pool_job {
+    pool_plane_fn plane;
     const et_pool2d_params *p;
     const et_f32_maxpool2d_k2s2_variant *row;
     const float *x, *dy;
     float *y, *dx;
     int64_t xs, ys, hw; /* input / output plane sizes; hw: global pool */
-} pool_job;
+};
 
-static void maxpool_k2s2_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+static void pool_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
     const pool_job *k = (const pool_job *)ctx;
-    const et_pool2d_params *p = k->p;
-    const float *x = k->x;
-    float *y = k->y;
-    const int64_t xs = k->xs;
-    const int64_t ys = k->ys;
-    const et_f32_maxpool2d_k2s2_variant *row = k->row;
     (void)tid;
-    for (int64_t pl = p0; pl < p1; pl++) {
-        row->fwd(x + pl * xs, y + pl * ys, p->w, p->oh, p->ow);
-    }
+    for (int64_t pl = p0; pl < p1; pl++) k->plane(k, pl);
 }
 
-static void maxpool_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const pool_job *k = (const pool_job *)ctx;
-    const et_pool2d_params *p = k->p;
-    const float *x = k->x;
-    float *y = k->y;
-    const int64_t xs = k->xs;
-    const int64_t ys = k->ys;
-    (void)tid;
-    for (int64_t pl = p0; pl < p1; pl++) {
-        const float *xp = x + pl * xs;
-        float *yp = y + pl * ys;
-        for (int64_t oy = 0; oy < p->oh; oy++)
-            for (int64_t ox = 0; ox < p->ow; ox++) {
-                float m;
-                max_index(p, xp, oy, ox, &m);
-                yp[oy * p->ow + ox] = m;
-            }
-    }
+/* Runs k->plane on every one of `planes` planes, split in fixed chunks. */
+static et_status run_planes(pool_job *k, int64_t planes, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, pool_planes, k);
+    return ET_OK;
 }
 
-static void maxpool_k2s2_bwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const pool_job *k = (const pool_job *)ctx;
-    const et_pool2d_params *p = k->p;
-    const float *x = k->x;
-    const float *dy = k->dy;
-    float *dx = k->dx;
-    const int64_t xs = k->xs;
-    const int64_t ys = k->ys;
-    const et_f32_maxpool2d_k2s2_variant *row = k->row;
-    (void)tid;
-    for (int64_t pl = p0; pl < p1; pl++) {
-        row->bwd(x + pl * xs, dy + pl * ys, dx + pl * xs, p->h, p->w, p->oh, p->ow);
-    }
+/* A job over the n*c planes of p (x / dy inputs, y / dx outputs; unused ones NULL). */
+static et_status run_pool(const et_pool2d_params *p, pool_plane_fn plane,
+                          const et_f32_maxpool2d_k2s2_variant *row, const float *x,
+                          const float *dy, float *y, float *dx, int nthreads) {
+    pool_job k = {plane, p, row, x, dy, y, dx, p->h * p->w, p->oh * p->ow, 0};
+    return run_planes(&k, p->n * p->c, nthreads);
 }
 
-static void maxpool_bwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const pool_job *k = (const pool_job *)ctx;
+static void maxpool_k2s2_fwd_plane(const pool_job *k, int64_t pl) {
     const et_pool2d_params *p = k->p;
-    const float *x = k->x;
-    const float *dy = k->dy;
-    float *dx = k->dx;
-    const int64_t xs = k->xs;
-    const int64_t ys = k->ys;
-    (void)tid;
-    for (int64_t pl = p0; pl < p1; pl++) {
-        const float *xp = x + pl * xs, *gp = dy + pl * ys;
-        float *dp = dx + pl * xs;
-        memset(dp, 0, (size_t)xs * sizeof(float));
-        for (int64_t oy = 0; oy < p->oh; oy++)
-            for (int64_t ox = 0; ox < p->ow; ox++) {
-                float m;
-                int64_t idx = max_index(p, xp, oy, ox, &m);
-                if (idx >= 0) dp[idx] += gp[oy * p->ow + ox];
-            }
-    }
+    k->row->fwd(k->x + pl * k->xs, k->y + pl * k->ys, p->w, p->oh, p->ow);
+}
+
+static void maxpool_fwd_plane(const pool_job *k, int64_t pl) {
+    const et_pool2d_params *p = k->p;
+    const float *xp = k->x + pl * k->xs;
+    float *yp = k->y + pl * k->ys;
+    for (int64_t oy = 0; oy < p->oh; oy++)
+        for (int64_t ox = 0; ox < p->ow; ox++) {
+            float m;
+            max_index(p, xp, oy, ox, &m);
+            yp[oy * p->ow + ox] = m;
+        }
+}
+
+static void maxpool_k2s2_bwd_plane(const pool_job *k, int64_t pl) {
+    const et_pool2d_params *p = k->p;
+    k->row->bwd(k->x + pl * k->xs, k->dy + pl * k->ys, k->dx + pl * k->xs, p->h, p->w, p->oh,
+                p->ow);
+}
+
+static void maxpool_bwd_plane(const pool_job *k, int64_t pl) {
+    const et_pool2d_params *p = k->p;
+    const float *xp = k->x + pl * k->xs, *gp = k->dy + pl * k->ys;
+    float *dp = k->dx + pl * k->xs;
+    memset(dp, 0, (size_t)k->xs * sizeof(float));
+    for (int64_t oy = 0; oy < p->oh; oy++)
+        for (int64_t ox = 0; ox < p->ow; ox++) {
+            float m;
+            int64_t idx = max_index(p, xp, oy, ox, &m);
+            if (idx >= 0) dp[idx] += gp[oy * p->ow + ox];
+        }
 }
 
 et_status et_f32_maxpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads) {
     if (!params_ok(p) || !x || !y) return ET_ERR_ARG;
-    if (nthreads < 1) nthreads = 1;
-    const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
-    if (is_k2s2(p)) {
-        const et_f32_maxpool2d_k2s2_variant *row =
-            ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants);
-        pool_job k = {p, row, x, NULL, y, NULL, xs, ys, 0};
-        et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, maxpool_k2s2_fwd_planes, &k);
-        return ET_OK;
-    }
-    pool_job k = {p, NULL, x, NULL, y, NULL, xs, ys, 0};
-    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, maxpool_fwd_planes, &k);
-    return ET_OK;
+    if (is_k2s2(p))
+        return run_pool(p, maxpool_k2s2_fwd_plane, ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants),
+                        x, NULL, y, NULL, nthreads);
+    return run_pool(p, maxpool_fwd_plane, NULL, x, NULL, y, NULL, nthreads);
 }
 
 et_status et_f32_maxpool2d_bwd(const et_pool2d_params *p, const float *x, const float *dy,
                                float *dx, int nthreads) {
     if (!params_ok(p) || !x || !dy || !dx) return ET_ERR_ARG;
-    if (nthreads < 1) nthreads = 1;
-    const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
-    if (is_k2s2(p)) {
-        const et_f32_maxpool2d_k2s2_variant *row =
-            ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants);
-        pool_job k = {p, row, x, dy, NULL, dx, xs, ys, 0};
-        et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, maxpool_k2s2_bwd_planes, &k);
-        return ET_OK;
-    }
-    pool_job k = {p, NULL, x, dy, NULL, dx, xs, ys, 0};
-    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, maxpool_bwd_planes, &k);
-    return ET_OK;
+    if (is_k2s2(p))
+        return run_pool(p, maxpool_k2s2_bwd_plane, ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants),
+                        x, dy, NULL, dx, nthreads);
+    return run_pool(p, maxpool_bwd_plane, NULL, x, dy, NULL, dx, nthreads);
 }
 
 /* ---- average pool ---------------------------------------------------------------------- */
@@ -673,120 +647,78 @@ static inline float avg_window(const et_pool2d_params *p, int64_t oy, int64_t ox
     return (float)(p->count_include_pad ? padded : (he - hs) * (we - ws));
 }
 
-static void avgpool_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const pool_job *k = (const pool_job *)ctx;
+static void avgpool_fwd_plane(const pool_job *k, int64_t pl) {
     const et_pool2d_params *p = k->p;
-    const float *x = k->x;
-    float *y = k->y;
-    const int64_t xs = k->xs;
-    const int64_t ys = k->ys;
-    (void)tid;
-    for (int64_t pl = p0; pl < p1; pl++) {
-        const float *xp = x + pl * xs;
-        float *yp = y + pl * ys;
-        for (int64_t oy = 0; oy < p->oh; oy++)
-            for (int64_t ox = 0; ox < p->ow; ox++) {
-                int64_t y0, y1, x0, x1;
-                float div = avg_window(p, oy, ox, &y0, &y1, &x0, &x1);
-                float s = 0.0f;
-                for (int64_t iy = y0; iy < y1; iy++)
-                    for (int64_t ix = x0; ix < x1; ix++) s += xp[iy * p->w + ix];
-                yp[oy * p->ow + ox] = div > 0.0f ? s / div : 0.0f;
-            }
-    }
+    const float *xp = k->x + pl * k->xs;
+    float *yp = k->y + pl * k->ys;
+    for (int64_t oy = 0; oy < p->oh; oy++)
+        for (int64_t ox = 0; ox < p->ow; ox++) {
+            int64_t y0, y1, x0, x1;
+            float div = avg_window(p, oy, ox, &y0, &y1, &x0, &x1);
+            float s = 0.0f;
+            for (int64_t iy = y0; iy < y1; iy++)
+                for (int64_t ix = x0; ix < x1; ix++) s += xp[iy * p->w + ix];
+            yp[oy * p->ow + ox] = div > 0.0f ? s / div : 0.0f;
+        }
 }
 
-static void avgpool_bwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const pool_job *k = (const pool_job *)ctx;
+static void avgpool_bwd_plane(const pool_job *k, int64_t pl) {
     const et_pool2d_params *p = k->p;
-    const float *dy = k->dy;
-    float *dx = k->dx;
-    const int64_t xs = k->xs;
-    const int64_t ys = k->ys;
-    (void)tid;
-    for (int64_t pl = p0; pl < p1; pl++) {
-        const float *gp = dy + pl * ys;
-        float *dp = dx + pl * xs;
-        memset(dp, 0, (size_t)xs * sizeof(float));
-        for (int64_t oy = 0; oy < p->oh; oy++)
-            for (int64_t ox = 0; ox < p->ow; ox++) {
-                int64_t y0, y1, x0, x1;
-                float div = avg_window(p, oy, ox, &y0, &y1, &x0, &x1);
-                if (div == 0.0f) continue;
-                float g = gp[oy * p->ow + ox] / div;
-                for (int64_t iy = y0; iy < y1; iy++)
-                    for (int64_t ix = x0; ix < x1; ix++) dp[iy * p->w + ix] += g;
-            }
-    }
+    const float *gp = k->dy + pl * k->ys;
+    float *dp = k->dx + pl * k->xs;
+    memset(dp, 0, (size_t)k->xs * sizeof(float));
+    for (int64_t oy = 0; oy < p->oh; oy++)
+        for (int64_t ox = 0; ox < p->ow; ox++) {
+            int64_t y0, y1, x0, x1;
+            float div = avg_window(p, oy, ox, &y0, &y1, &x0, &x1);
+            if (div == 0.0f) continue;
+            float g = gp[oy * p->ow + ox] / div;
+            for (int64_t iy = y0; iy < y1; iy++)
+                for (int64_t ix = x0; ix < x1; ix++) dp[iy * p->w + ix] += g;
+        }
 }
 
 et_status et_f32_avgpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads) {
     if (!params_ok(p) || !x || !y || p->dil_h != 1 || p->dil_w != 1) return ET_ERR_ARG;
-    if (nthreads < 1) nthreads = 1;
-    const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
-    pool_job k = {p, NULL, x, NULL, y, NULL, xs, ys, 0};
-    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, avgpool_fwd_planes, &k);
-    return ET_OK;
+    return run_pool(p, avgpool_fwd_plane, NULL, x, NULL, y, NULL, nthreads);
 }
 
 et_status et_f32_avgpool2d_bwd(const et_pool2d_params *p, const float *dy, float *dx, int nthreads) {
     if (!params_ok(p) || !dy || !dx || p->dil_h != 1 || p->dil_w != 1) return ET_ERR_ARG;
-    if (nthreads < 1) nthreads = 1;
-    const int64_t planes = p->n * p->c, xs = p->h * p->w, ys = p->oh * p->ow;
-    pool_job k = {p, NULL, NULL, dy, NULL, dx, xs, ys, 0};
-    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, avgpool_bwd_planes, &k);
-    return ET_OK;
+    return run_pool(p, avgpool_bwd_plane, NULL, NULL, dy, NULL, dx, nthreads);
 }
 
 /* ---- global average pool --------------------------------------------------------------- */
-static void gavg_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const pool_job *k = (const pool_job *)ctx;
-    const float *x = k->x;
-    float *y = k->y;
+static void gavg_fwd_plane(const pool_job *k, int64_t pl) {
     const int64_t hw = k->hw;
-    (void)tid;
-    for (int64_t pl = p0; pl < p1; pl++) {
-        const float *r = x + pl * hw;
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        int64_t j = 0;
-        for (; j + 8 <= hw; j += 8)
-            for (int k = 0; k < 8; k++) acc[k] += r[j + k];
-        float s = 0.0f;
-        for (; j < hw; j++) s += r[j];
-        for (int k = 0; k < 8; k++) s += acc[k];
-        y[pl] = s / (float)hw;
-    }
+    const float *r = k->x + pl * hw;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= hw; j += 8)
+        for (int i = 0; i < 8; i++) acc[i] += r[j + i];
+    float s = 0.0f;
+    for (; j < hw; j++) s += r[j];
+    for (int i = 0; i < 8; i++) s += acc[i];
+    k->y[pl] = s / (float)hw;
 }
 
-static void gavg_bwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const pool_job *k = (const pool_job *)ctx;
-    const float *dy = k->dy;
-    float *dx = k->dx;
+static void gavg_bwd_plane(const pool_job *k, int64_t pl) {
     const int64_t hw = k->hw;
-    (void)tid;
-    for (int64_t pl = p0; pl < p1; pl++) {
-        float g = dy[pl] / (float)hw;
-        float *r = dx + pl * hw;
-        for (int64_t j = 0; j < hw; j++) r[j] = g;
-    }
+    float g = k->dy[pl] / (float)hw;
+    float *r = k->dx + pl * hw;
+    for (int64_t j = 0; j < hw; j++) r[j] = g;
 }
 
 et_status et_f32_global_avgpool_fwd(int64_t n, int64_t c, int64_t hw, const float *x, float *y,
                                     int nthreads) {
     if (n <= 0 || c <= 0 || hw <= 0 || !x || !y) return ET_ERR_ARG;
-    if (nthreads < 1) nthreads = 1;
-    const int64_t planes = n * c;
-    pool_job k = {NULL, NULL, x, NULL, y, NULL, 0, 0, hw};
-    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, gavg_fwd_planes, &k);
-    return ET_OK;
+    pool_job k = {gavg_fwd_plane, NULL, NULL, x, NULL, y, NULL, 0, 0, hw};
+    return run_planes(&k, n * c, nthreads);
 }
 
 et_status et_f32_global_avgpool_bwd(int64_t n, int64_t c, int64_t hw, const float *dy, float *dx,
                                     int nthreads) {
     if (n <= 0 || c <= 0 || hw <= 0 || !dy || !dx) return ET_ERR_ARG;
-    if (nthreads < 1) nthreads = 1;
-    const int64_t planes = n * c;
-    pool_job k = {NULL, NULL, NULL, dy, NULL, dx, 0, 0, hw};
-    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, gavg_bwd_planes, &k);
-    return ET_OK;
+    pool_job k = {gavg_bwd_plane, NULL, NULL, NULL, dy, NULL, dx, 0, 0, hw};
+    return run_planes(&k, n * c, nthreads);
 }

@@ -43,11 +43,13 @@ static et_status fq_check(int64_t outer, int64_t c, int64_t inner, int64_t qmin,
 typedef struct fq_job {
     int64_t c, inner;
     float lo, hi;
-    const float *x, *dy, *scale, *zero_point;
+    const float *x, *dy, *scale, *zero_point; /* dy NULL: the forward */
     float *out; /* y (forward) or dx (backward) */
 } fq_job;
 
-static void fq_fwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+/* Rows r = (o, k) of x: the forward y = (clamp(q) - zp) * s, or with dy the straight-through
+ * backward dx = dy * (lo <= q <= hi), q = fq_level(x). */
+static void fq_rows(void *ctx, int64_t beg, int64_t end, int tid) {
     const fq_job *j = (const fq_job *)ctx;
     const int64_t c = j->c, inner = j->inner;
     const float lo = j->lo, hi = j->hi;
@@ -56,37 +58,32 @@ static void fq_fwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
         const int64_t k = r % c;
         const float s = j->scale[k], zp = j->zero_point[k], inv_s = 1.0f / s;
         const float *ET_RESTRICT xr = j->x + r * inner;
-        float *ET_RESTRICT yr = j->out + r * inner;
-        for (int64_t i = 0; i < inner; i++) yr[i] = (fq_clamp(fq_level(xr[i], inv_s, zp), lo, hi) - zp) * s;
+        float *ET_RESTRICT dst = j->out + r * inner;
+        if (!j->dy) {
+            for (int64_t i = 0; i < inner; i++) dst[i] = (fq_clamp(fq_level(xr[i], inv_s, zp), lo, hi) - zp) * s;
+            continue;
+        }
+        const float *ET_RESTRICT gr = j->dy + r * inner;
+        for (int64_t i = 0; i < inner; i++) {
+            const float q = fq_level(xr[i], inv_s, zp);
+            dst[i] = gr[i] * (q >= lo && q <= hi ? 1.0f : 0.0f);
+        }
     }
 }
 
-static void fq_bwd_rows(void *ctx, int64_t beg, int64_t end, int tid) {
-    const fq_job *j = (const fq_job *)ctx;
-    const int64_t c = j->c, inner = j->inner;
-    const float lo = j->lo, hi = j->hi;
-    (void)tid;
-    for (int64_t r = beg; r < end; r++) {
-        const int64_t k = r % c;
-        const float zp = j->zero_point[k], inv_s = 1.0f / j->scale[k];
-        const float *ET_RESTRICT xr = j->x + r * inner;
-        const float *ET_RESTRICT gr = j->dy + r * inner;
-        float *ET_RESTRICT dr = j->out + r * inner;
-        for (int64_t i = 0; i < inner; i++) {
-            const float q = fq_level(xr[i], inv_s, zp);
-            dr[i] = gr[i] * (q >= lo && q <= hi ? 1.0f : 0.0f);
-        }
-    }
+static et_status run_fq(int64_t outer, int64_t c, int64_t inner, const float *x, const float *dy,
+                        const float *scale, const float *zero_point, int64_t qmin, int64_t qmax,
+                        float *out, int nthreads) {
+    const int64_t rows = outer * c;
+    fq_job j = {c, inner, (float)qmin, (float)qmax, x, dy, scale, zero_point, out};
+    et_parallel_ranges(rows, et_split_chunks(rows, nthreads), nthreads, fq_rows, &j);
+    return ET_OK;
 }
 
 et_status et_f32_fake_quant_fwd__ref(int64_t outer, int64_t c, int64_t inner, const float *x, const float *scale,
                                      const float *zero_point, int64_t qmin, int64_t qmax, float *y, int nthreads) {
     if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || !x || !scale || !zero_point || !y) return ET_ERR_ARG;
-    const float lo = (float)qmin, hi = (float)qmax;
-    const int64_t rows = outer * c;
-    fq_job j = {c, inner, lo, hi, x, NULL, scale, zero_point, y};
-    et_parallel_ranges(rows, et_split_chunks(rows, nthreads), nthreads, fq_fwd_rows, &j);
-    return ET_OK;
+    return run_fq(outer, c, inner, x, NULL, scale, zero_point, qmin, qmax, y, nthreads);
 }
 
 et_status et_f32_fake_quant_bwd__ref(int64_t outer, int64_t c, int64_t inner, const float *dy, const float *x,
@@ -94,11 +91,7 @@ et_status et_f32_fake_quant_bwd__ref(int64_t outer, int64_t c, int64_t inner, co
                                      float *dx, int nthreads) {
     if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || !dy || !x || !scale || !zero_point || !dx)
         return ET_ERR_ARG;
-    const float lo = (float)qmin, hi = (float)qmax;
-    const int64_t rows = outer * c;
-    fq_job j = {c, inner, lo, hi, x, dy, scale, zero_point, dx};
-    et_parallel_ranges(rows, et_split_chunks(rows, nthreads), nthreads, fq_bwd_rows, &j);
-    return ET_OK;
+    return run_fq(outer, c, inner, x, dy, scale, zero_point, qmin, qmax, dx, nthreads);
 }
 
 /* min and max of channel k over [outer, c, inner] (NaN ignored, as fminf / fmaxf). */

@@ -121,8 +121,9 @@ static void plane_range(void *ctx, int64_t beg, int64_t end, int tid) {
     for (int64_t q = beg; q < end; q++) j->fn(j, q);
 }
 
-static void run_planes(resample_job *j, int64_t nc, int nthreads) {
+static et_status run_planes(resample_job *j, int64_t nc, int nthreads) {
     et_parallel_ranges(nc, et_split_chunks(nc, nthreads), nthreads, plane_range, j);
+    return ET_OK;
 }
 
 static void interp_fwd_q(const resample_job *j, int64_t q) {
@@ -142,15 +143,13 @@ static void interp_bwd_q(const resample_job *j, int64_t q) {
 et_status et_f32_interp2d_fwd(const et_interp2d_params *p, const float *x, float *y, int nthreads) {
     if (!interp_ok(p) || !x || !y) return ET_ERR_ARG;
     resample_job j = {interp_fwd_q, p, 0, 0, 0, 0, x, NULL, y};
-    run_planes(&j, p->nc, nthreads);
-    return ET_OK;
+    return run_planes(&j, p->nc, nthreads);
 }
 
 et_status et_f32_interp2d_bwd(const et_interp2d_params *p, const float *dy, float *dx, int nthreads) {
     if (!interp_ok(p) || !dy || !dx) return ET_ERR_ARG;
     resample_job j = {interp_bwd_q, p, 0, 0, 0, 0, NULL, dy, dx};
-    run_planes(&j, p->nc, nthreads);
-    return ET_OK;
+    return run_planes(&j, p->nc, nthreads);
 }
 
 /* ---- adaptive average pooling ------------------------------------------------------------ */
@@ -160,6 +159,14 @@ static int64_t win_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * i
 
 static int adaptive_ok(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow) {
     return nc > 0 && h > 0 && w > 0 && oh > 0 && ow > 0;
+}
+
+/* nc planes h x w -> oh x ow through fn (the caller checks the inputs fn reads). */
+static et_status run_adaptive(plane_fn fn, int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                              const float *x, const float *dy, float *out, int nthreads) {
+    if (!adaptive_ok(nc, h, w, oh, ow) || !out) return ET_ERR_ARG;
+    resample_job j = {fn, NULL, h, w, oh, ow, x, dy, out};
+    return run_planes(&j, nc, nthreads);
 }
 
 static void avgpool_fwd_q(const resample_job *jb, int64_t q) {
@@ -198,18 +205,14 @@ static void avgpool_bwd_q(const resample_job *jb, int64_t q) {
 
 et_status et_f32_adaptive_avgpool2d_fwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                         const float *x, float *y, int nthreads) {
-    if (!adaptive_ok(nc, h, w, oh, ow) || !x || !y) return ET_ERR_ARG;
-    resample_job j = {avgpool_fwd_q, NULL, h, w, oh, ow, x, NULL, y};
-    run_planes(&j, nc, nthreads);
-    return ET_OK;
+    if (!x) return ET_ERR_ARG;
+    return run_adaptive(avgpool_fwd_q, nc, h, w, oh, ow, x, NULL, y, nthreads);
 }
 
 et_status et_f32_adaptive_avgpool2d_bwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                         const float *dy, float *dx, int nthreads) {
-    if (!adaptive_ok(nc, h, w, oh, ow) || !dy || !dx) return ET_ERR_ARG;
-    resample_job j = {avgpool_bwd_q, NULL, h, w, oh, ow, NULL, dy, dx};
-    run_planes(&j, nc, nthreads);
-    return ET_OK;
+    if (!dy) return ET_ERR_ARG;
+    return run_adaptive(avgpool_bwd_q, nc, h, w, oh, ow, NULL, dy, dx, nthreads);
 }
 
 /* ---- adaptive max pooling ------------------------------------------------------------------ */
@@ -255,16 +258,12 @@ static void maxpool_bwd_q(const resample_job *jb, int64_t q) {
 
 et_status et_f32_adaptive_maxpool2d_fwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                         const float *x, float *y, int nthreads) {
-    if (!adaptive_ok(nc, h, w, oh, ow) || !x || !y) return ET_ERR_ARG;
-    resample_job j = {maxpool_fwd_q, NULL, h, w, oh, ow, x, NULL, y};
-    run_planes(&j, nc, nthreads);
-    return ET_OK;
+    if (!x) return ET_ERR_ARG;
+    return run_adaptive(maxpool_fwd_q, nc, h, w, oh, ow, x, NULL, y, nthreads);
 }
 
 et_status et_f32_adaptive_maxpool2d_bwd(int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                         const float *x, const float *dy, float *dx, int nthreads) {
-    if (!adaptive_ok(nc, h, w, oh, ow) || !x || !dy || !dx) return ET_ERR_ARG;
-    resample_job j = {maxpool_bwd_q, NULL, h, w, oh, ow, x, dy, dx};
-    run_planes(&j, nc, nthreads);
-    return ET_OK;
+    if (!x || !dy) return ET_ERR_ARG;
+    return run_adaptive(maxpool_bwd_q, nc, h, w, oh, ow, x, dy, dx, nthreads);
 }

@@ -88,39 +88,6 @@ typedef struct sm_job {
     float *out;
 } sm_job;
 
-static void sm_fwd_rows(void *ctx, int64_t o0, int64_t o1, int tid) {
-    const sm_job *k = (const sm_job *)ctx;
-    (void)tid;
-    for (int64_t o = o0; o < o1; o++)
-        et_misc_softmax_row(k->len, k->x + o * k->len, k->out + o * k->len, k->log_softmax);
-}
-
-static void sm_fwd_blocks(void *ctx, int64_t i0, int64_t i1, int tid) {
-    const sm_job *k = (const sm_job *)ctx;
-    (void)tid;
-    for (int64_t it = i0; it < i1; it++) {
-        int64_t nb;
-        const int64_t base = block_at(it, k->nblk, k->bw, k->len, k->inner, &nb);
-        softmax_block(k->len, k->inner, nb, k->x + base, k->out + base, k->log_softmax);
-    }
-}
-
-et_status et_f32_softmax_fwd(int64_t outer, int64_t len, int64_t inner, int log_softmax,
-                             const float *x, float *y, int nthreads) {
-    if (outer < 0 || len < 0 || inner < 0) return ET_ERR_ARG;
-    if (outer * len * inner == 0) return ET_OK;
-    if (!x || !y) return ET_ERR_ARG;
-    if (inner == 1) {
-        sm_job k = {len, inner, 0, 0, log_softmax, x, NULL, y};
-        et_parallel_ranges(outer, et_split_chunks(outer, nthreads), nthreads, sm_fwd_rows, &k);
-        return ET_OK;
-    }
-    const int64_t nblk = (inner + SM_BLOCK - 1) / SM_BLOCK, items = outer * nblk;
-    sm_job k = {len, inner, nblk, SM_BLOCK, log_softmax, x, NULL, y};
-    et_parallel_ranges(items, et_split_chunks(items, nthreads), nthreads, sm_fwd_blocks, &k);
-    return ET_OK;
-}
-
 /* softmax:     dx = y * (dy - sum(dy * y))
  * log_softmax: dx = dy - exp(y) * sum(dy)        (sums along len) */
 static void softmax_bwd_block(int64_t len, int64_t inner, int64_t nb, const float *y,
@@ -141,15 +108,47 @@ static void softmax_bwd_block(int64_t len, int64_t inner, int64_t nb, const floa
         }
 }
 
-static void sm_bwd_blocks(void *ctx, int64_t i0, int64_t i1, int tid) {
+/* Items (o, block of up to bw inner positions): softmax_block, or with k->d (dy) its backward. */
+static void sm_blocks(void *ctx, int64_t i0, int64_t i1, int tid) {
     const sm_job *k = (const sm_job *)ctx;
     (void)tid;
     for (int64_t it = i0; it < i1; it++) {
         int64_t nb;
         const int64_t base = block_at(it, k->nblk, k->bw, k->len, k->inner, &nb);
-        softmax_bwd_block(k->len, k->inner, nb, k->x + base, k->d + base, k->out + base,
-                          k->log_softmax);
+        if (k->d)
+            softmax_bwd_block(k->len, k->inner, nb, k->x + base, k->d + base, k->out + base,
+                              k->log_softmax);
+        else
+            softmax_block(k->len, k->inner, nb, k->x + base, k->out + base, k->log_softmax);
     }
+}
+
+static et_status run_blocks(int64_t outer, int64_t len, int64_t inner, int64_t bw, int log_softmax,
+                            const float *x, const float *d, float *out, int nthreads) {
+    const int64_t nblk = (inner + bw - 1) / bw, items = outer * nblk;
+    sm_job k = {len, inner, nblk, bw, log_softmax, x, d, out};
+    et_parallel_ranges(items, et_split_chunks(items, nthreads), nthreads, sm_blocks, &k);
+    return ET_OK;
+}
+
+static void sm_fwd_rows(void *ctx, int64_t o0, int64_t o1, int tid) {
+    const sm_job *k = (const sm_job *)ctx;
+    (void)tid;
+    for (int64_t o = o0; o < o1; o++)
+        et_misc_softmax_row(k->len, k->x + o * k->len, k->out + o * k->len, k->log_softmax);
+}
+
+et_status et_f32_softmax_fwd(int64_t outer, int64_t len, int64_t inner, int log_softmax,
+                             const float *x, float *y, int nthreads) {
+    if (outer < 0 || len < 0 || inner < 0) return ET_ERR_ARG;
+    if (outer * len * inner == 0) return ET_OK;
+    if (!x || !y) return ET_ERR_ARG;
+    if (inner == 1) {
+        sm_job k = {len, inner, 0, 0, log_softmax, x, NULL, y};
+        et_parallel_ranges(outer, et_split_chunks(outer, nthreads), nthreads, sm_fwd_rows, &k);
+        return ET_OK;
+    }
+    return run_blocks(outer, len, inner, SM_BLOCK, log_softmax, x, NULL, y, nthreads);
 }
 
 et_status et_f32_softmax_bwd(int64_t outer, int64_t len, int64_t inner, int log_softmax,
@@ -157,9 +156,5 @@ et_status et_f32_softmax_bwd(int64_t outer, int64_t len, int64_t inner, int log_
     if (outer < 0 || len < 0 || inner < 0) return ET_ERR_ARG;
     if (outer * len * inner == 0) return ET_OK;
     if (!y || !dy || !dx) return ET_ERR_ARG;
-    const int64_t bw = inner == 1 ? 1 : SM_BLOCK;
-    const int64_t nblk = (inner + bw - 1) / bw, items = outer * nblk;
-    sm_job k = {len, inner, nblk, bw, log_softmax, y, dy, dx};
-    et_parallel_ranges(items, et_split_chunks(items, nthreads), nthreads, sm_bwd_blocks, &k);
-    return ET_OK;
+    return run_blocks(outer, len, inner, inner == 1 ? 1 : SM_BLOCK, log_softmax, y, dy, dx, nthreads);
 }

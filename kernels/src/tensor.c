@@ -112,24 +112,27 @@ static void slice_bwd_slabs(void *ctx, int64_t beg, int64_t end, int tid) {
     }
 }
 
+/* Forward: rows (o, j) of y copied from x; backward: slabs o of dx zeroed and filled from dy. */
+static et_status run_slice(int64_t outer, int64_t dim, int64_t inner, int64_t start, int64_t step,
+                           int64_t count, const float *src, float *dst, int bwd, int nthreads) {
+    et_status st = slice_args(outer, dim, inner, start, step, count, src, dst);
+    if (st != ET_OK) return st;
+    slice_job k = {dim, inner, start, step, count, src, dst};
+    if (bwd) run_rows(outer, slice_bwd_slabs, &k, nthreads);
+    else run_rows(outer * count, slice_fwd_rows, &k, nthreads);
+    return ET_OK;
+}
+
 et_status et_f32_slice_fwd__ref(int64_t outer, int64_t dim, int64_t inner, int64_t start,
                                 int64_t step, int64_t count, const float *x, float *y,
                                 int nthreads) {
-    et_status st = slice_args(outer, dim, inner, start, step, count, x, y);
-    if (st != ET_OK) return st;
-    slice_job k = {dim, inner, start, step, count, x, y};
-    run_rows(outer * count, slice_fwd_rows, &k, nthreads);
-    return ET_OK;
+    return run_slice(outer, dim, inner, start, step, count, x, y, 0, nthreads);
 }
 
 et_status et_f32_slice_bwd__ref(int64_t outer, int64_t dim, int64_t inner, int64_t start,
                                 int64_t step, int64_t count, const float *dy, float *dx,
                                 int nthreads) {
-    et_status st = slice_args(outer, dim, inner, start, step, count, dy, dx);
-    if (st != ET_OK) return st;
-    slice_job k = {dim, inner, start, step, count, dy, dx};
-    run_rows(outer, slice_bwd_slabs, &k, nthreads);
-    return ET_OK;
+    return run_slice(outer, dim, inner, start, step, count, dy, dx, 1, nthreads);
 }
 
 /* ---- transpose ------------------------------------------------------------------------- */
@@ -368,15 +371,18 @@ static int64_t gather_col_off(const gather_view *v, int64_t o, int64_t i) {
     return off;
 }
 
+/* Forward: dst = y, dst[at] = src[x offset]. Backward (scatter): dst = dx, dst[x offset] +=
+ * src[at]; a column of dy adds only into the matching column of dx: columns are independent. */
 typedef struct gather_job {
     const gather_view *v;
     int64_t ast;
     const float *src;
     const int32_t *index;
     float *dst;
+    int scatter;
 } gather_job;
 
-static void gather_fwd_cols(void *ctx, int64_t beg, int64_t end, int tid) {
+static void gather_cols(void *ctx, int64_t beg, int64_t end, int tid) {
     const gather_job *k = (const gather_job *)ctx;
     const gather_view *v = k->v;
     (void)tid;
@@ -384,48 +390,35 @@ static void gather_fwd_cols(void *ctx, int64_t beg, int64_t end, int tid) {
         int64_t o = c / v->inner, i = c % v->inner, base = gather_col_off(v, o, i);
         for (int64_t j = 0; j < v->len; j++) {
             int64_t at = (o * v->len + j) * v->inner + i;
-            k->dst[at] = k->src[base + (int64_t)k->index[v->select ? j : at] * k->ast];
+            int64_t xat = base + (int64_t)k->index[v->select ? j : at] * k->ast;
+            if (k->scatter) k->dst[xat] += k->src[at];
+            else k->dst[at] = k->src[xat];
         }
     }
 }
 
-/* a column of dy adds only into the matching column of dx: columns are independent */
-static void gather_bwd_cols(void *ctx, int64_t beg, int64_t end, int tid) {
-    const gather_job *k = (const gather_job *)ctx;
-    const gather_view *v = k->v;
-    (void)tid;
-    for (int64_t c = beg; c < end; c++) {
-        int64_t o = c / v->inner, i = c % v->inner, base = gather_col_off(v, o, i);
-        for (int64_t j = 0; j < v->len; j++) {
-            int64_t at = (o * v->len + j) * v->inner + i;
-            k->dst[base + (int64_t)k->index[v->select ? j : at] * k->ast] += k->src[at];
-        }
-    }
+static et_status run_gather(int ndim, const int64_t *x_shape, const int64_t *idx_shape, int axis,
+                            int select, const float *src, const int32_t *index, float *dst,
+                            int scatter, int nthreads) {
+    gather_view v;
+    et_status st = gather_view_of(ndim, x_shape, idx_shape, axis, select, src, index, dst, &v);
+    if (st != ET_OK) return st;
+    if (scatter) memset(dst, 0, (size_t)prod(x_shape, 0, ndim) * sizeof(float));
+    gather_job k = {&v, v.xst[axis], src, index, dst, scatter};
+    run_rows(v.outer * v.inner, gather_cols, &k, nthreads);
+    return ET_OK;
 }
 
 et_status et_f32_gather_fwd__ref(int ndim, const int64_t *x_shape, const int64_t *idx_shape,
                                  int axis, int select, const float *x, const int32_t *index,
                                  float *y, int nthreads) {
-    gather_view v;
-    et_status st = gather_view_of(ndim, x_shape, idx_shape, axis, select, x, index, y, &v);
-    if (st != ET_OK) return st;
-    const int64_t ast = v.xst[axis];
-    gather_job k = {&v, ast, x, index, y};
-    run_rows(v.outer * v.inner, gather_fwd_cols, &k, nthreads);
-    return ET_OK;
+    return run_gather(ndim, x_shape, idx_shape, axis, select, x, index, y, 0, nthreads);
 }
 
 et_status et_f32_gather_bwd__ref(int ndim, const int64_t *x_shape, const int64_t *idx_shape,
                                  int axis, int select, const float *dy, const int32_t *index,
                                  float *dx, int nthreads) {
-    gather_view v;
-    et_status st = gather_view_of(ndim, x_shape, idx_shape, axis, select, dy, index, dx, &v);
-    if (st != ET_OK) return st;
-    const int64_t ast = v.xst[axis];
-    memset(dx, 0, (size_t)prod(x_shape, 0, ndim) * sizeof(float));
-    gather_job k = {&v, ast, dy, index, dx};
-    run_rows(v.outer * v.inner, gather_bwd_cols, &k, nthreads);
-    return ET_OK;
+    return run_gather(ndim, x_shape, idx_shape, axis, select, dy, index, dx, 1, nthreads);
 }
 
 /* ---- entry points (one variant each) ----------------------------------------------------- */
