@@ -1,8 +1,10 @@
 """FedAvg against FedProx on k-classes-per-client MNIST shards with heterogeneous local work
 (not a pytest file: ``python benchmarks/fedprox_vs_fedavg.py --help``). Both strategies get the
-same seed, clients, shards, rounds, learning rate and the same per-client, per-round number of
-local steps (``VariableLocalWork``); only the proximal weight differs. Writes one CSV row per
-(seed, strategy, mu, round) with the central test accuracy and loss."""
+same seed, clients, shards, rounds and learning rate, and either the same per-client, per-round
+number of local steps (``VariableLocalWork``, only the proximal weight differs) or, with
+``--stragglers``, the FedProx paper's protocol (``Stragglers``: FedAvg drops the stragglers'
+partial work, FedProx keeps it). Writes one CSV row per (seed, strategy, mu, round) with the
+central test accuracy and loss (docs/federated.md, docs/federated_fedprox.csv)."""
 import argparse
 import csv
 import os

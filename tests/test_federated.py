@@ -353,6 +353,31 @@ def test_ten_dirichlet_clients_reach_98_percent(tmp_path):
     assert (tmp_path / "federate.csv").read_text().count("\n") == len(acc) + 2  # header, round 0
 
 
+@pytest.mark.slow
+def test_fedprox_beats_fedavg_under_the_papers_straggler_protocol(tmp_path):
+    """Issue 16: FedProx beats FedAvg on 2-classes-per-client shards at the same round count,
+    in the FedProx paper's setting (section 5.1): 90 % of the clients of a round are
+    stragglers that finish a random part of their 50 local steps; FedAvg drops their work,
+    FedProx aggregates it with mu = 0.1. Measured (docs/federated.md, section f): round 6
+    FedAvg 20.2 %, FedProx 71.0 %. The gain is the partial work: mu = 0 keeping it does as
+    well (the same table), so this is not a claim for the proximal term itself."""
+    _flwr()
+    from edgetrain.federated.simulation import Stragglers, run_federation
+
+    task = T.Task(batch_size=32, lr=0.1, threads=1, seed=0)
+    acc = {}
+    for strat, mu in (("fedavg", 0.0), ("fedprox", 0.1)):
+        res = run_federation(task, DATA, clients=10, rounds=6, out_dir=str(tmp_path / strat),
+                             partition_spec="classes:2", strategy=strat, mu=mu,
+                             backend="inprocess", train_limit=5000, test_limit=2000,
+                             stream=open(os.devnull, "w"),
+                             trainer=Stragglers(50, 0.9, drop=strat == "fedavg"))
+        acc[strat] = [a for _, a, _ in res["history"]]
+    assert acc["fedavg"][0] == acc["fedprox"][0]  # the same initial model
+    assert acc["fedprox"][-1] >= acc["fedavg"][-1] + 0.30, acc
+    assert acc["fedprox"][-1] >= 0.60, acc
+
+
 # ---- the et_train device client --------------------------------------------------------------
 def _make(target):
     proc = subprocess.run(["make", "-s", "-C", str(ROOT / "android"), f"TARGET={target}", "all"],
