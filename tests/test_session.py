@@ -202,7 +202,7 @@ def test_partial_batch_via_resize(mnist_batches):
     twin = Twin()
     twin.load_state_dict({k: torch.from_numpy(v) for k, v in params0.items()})
     ref = torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)), torch.from_numpy(y))
-    assert loss == pytest.approx(float(ref), rel=1e-4)
+    assert loss == pytest.approx(ref.item(), rel=1e-4)
     sess.Eval()
     out = sess.RunGraph({"data": x})["output"]
     assert out.shape == (17, 10)
