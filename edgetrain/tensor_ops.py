@@ -173,32 +173,22 @@ def unary(tr, input, fn: int, a: float = 0.0, b: float = 0.0):
     return tr.emit1("unary", [input], fn=fn, a=float(a), b=float(b))
 
 
-def exp(tr, input):
-    return unary(tr, input, UN_EXP)
+def _of_one(emit, kind: int, name: str):
+    """The PyTorch-named function of one tensor that is ``emit(tr, input, kind)``."""
+    def fn(tr, input):
+        return emit(tr, input, kind)
+    fn.__name__ = fn.__qualname__ = name
+    return fn
 
 
-def log(tr, input):
-    return unary(tr, input, UN_LOG)
-
-
-def sqrt(tr, input):
-    return unary(tr, input, UN_SQRT)
-
-
-def rsqrt(tr, input):
-    return unary(tr, input, UN_RSQRT)
-
-
-def abs(tr, input):  # noqa: A001 - PyTorch's name
-    return unary(tr, input, UN_ABS)
+exp, log, sqrt, rsqrt, abs, erf = (  # noqa: A001 - PyTorch's names
+    _of_one(unary, kind, name) for name, kind in (
+        ("exp", UN_EXP), ("log", UN_LOG), ("sqrt", UN_SQRT), ("rsqrt", UN_RSQRT), ("abs", UN_ABS),
+        ("erf", UN_ERF)))
 
 
 def neg(tr, input):
     return affine(tr, input, -1.0, 0.0)
-
-
-def erf(tr, input):
-    return unary(tr, input, UN_ERF)
 
 
 def pow(tr, input, exponent):  # noqa: A001 - PyTorch's name
@@ -234,16 +224,8 @@ def act(tr, input, kind: int, alpha: float = 0.0):
     return tr.emit1("act", [input], act=kind, alpha=alpha)
 
 
-def relu(tr, input):
-    return act(tr, input, ACT_RELU)
-
-
-def sigmoid(tr, input):
-    return act(tr, input, ACT_SIGMOID)
-
-
-def tanh(tr, input):
-    return act(tr, input, ACT_TANH)
+relu, sigmoid, tanh = (_of_one(act, kind, name) for name, kind in
+                       (("relu", ACT_RELU), ("sigmoid", ACT_SIGMOID), ("tanh", ACT_TANH)))
 
 
 def softmax(tr, input, dim: int = None, log: bool = False):
