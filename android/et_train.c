@@ -553,7 +553,7 @@ static int evaluate(et_session *s, const model_io *io, const et_mnist_split *tes
     if (!io->mask) {
         printf("accuracy = %.6f\n", test->count ? (double)correct / (double)test->count : 0.0);
     } else if (counts[1] > 0) { /* IoU of the digit pixels, pooled over the test set */
-        int64_t pixels = test->count * (io->data_ndim == 2 ? ET_MNIST_PIXELS : io->side * io->side);
+        int64_t pixels = test->count * io->side * io->side; /* [B,784] has side 28 */
         printf("iou = %.6f (digit pixels: output > %g against pixel/255 > 0.5)\n",
                (double)counts[0] / (double)counts[1], threshold);
         printf("pixel accuracy = %.6f\n", (double)counts[2] / (double)pixels);
