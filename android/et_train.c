@@ -3,6 +3,10 @@
  * model's own training program (forward, backward, optimizer update), report loss, time and test
  * accuracy, checkpoint and save — all through the runtime API of et_runtime.h.
  *
+ * Two kinds of model, told apart by the training program's label input: a classifier (integer
+ * label [B]: the digit) and a segmenter (f32 label shaped like the image: the digit mask
+ * pixel/255 > 0.5, as tests/families.py seg_target; evaluated by IoU instead of accuracy).
+ *
  * Exit codes: 0 ok, 2 bad arguments, 3 a file cannot be read (data or model), 4 the model file is
  * corrupt or not usable here, 5 runtime error. Messages go to stderr, one line each.
  */
@@ -48,7 +52,12 @@ static const char USAGE[] =
     "      --check-data           validate the MNIST files, print a summary and exit\n"
     "      --skip-nonfinite       skip (and count) a step whose loss or gradient is NaN/Inf\n"
     "                             instead of stopping; either way such a step changes nothing\n"
-    "  -h, --help                 this text\n";
+    "      --mask-threshold T     a mask model's output is digit where output > T (default 0:\n"
+    "                             logits, as BCEWithLogitsLoss; 0.5 for sigmoid outputs)\n"
+    "  -h, --help                 this text\n"
+    "The model's label input decides the target: integer [B] is the digit (classification,\n"
+    "test accuracy); f32 shaped like the image is the digit mask, 1 where pixel/255 > 0.5 else\n"
+    "0 (segmentation, test IoU and pixel accuracy).\n";
 
 typedef struct options {
     const char *model;
@@ -70,6 +79,7 @@ typedef struct options {
     int skip_nonfinite;
     unsigned long long seed;
     double mean, std;
+    double mask_threshold; /* a mask model's output > this is digit */
 } options;
 
 /* ---- messages ----------------------------------------------------------------------------- */
@@ -147,7 +157,8 @@ static int parse_double(const char *opt, const char *text, double *out) {
 enum opt_id {
     OPT_MODEL, OPT_DATA, OPT_EPOCHS, OPT_ITERS, OPT_BATCH, OPT_THREADS, OPT_PRINT, OPT_CKPT,
     OPT_SAVE, OPT_RESUME, OPT_EVAL_ONLY, OPT_NO_SHUFFLE, OPT_SEED, OPT_MEAN, OPT_STD, OPT_LIMIT,
-    OPT_TEST_LIMIT, OPT_CHECK_DATA, OPT_MAX_MEMORY, OPT_SKIP_NONFINITE, OPT_HELP
+    OPT_TEST_LIMIT, OPT_CHECK_DATA, OPT_MAX_MEMORY, OPT_SKIP_NONFINITE, OPT_MASK_THRESHOLD,
+    OPT_HELP
 };
 
 static const struct {
@@ -166,6 +177,7 @@ static const struct {
     {0, "std", 1, OPT_STD},                {0, "limit", 1, OPT_LIMIT},
     {0, "test-limit", 1, OPT_TEST_LIMIT},  {0, "check-data", 0, OPT_CHECK_DATA},
     {0, "max-memory", 1, OPT_MAX_MEMORY},  {0, "skip-nonfinite", 0, OPT_SKIP_NONFINITE},
+    {0, "mask-threshold", 1, OPT_MASK_THRESHOLD},
     {'h', "help", 0, OPT_HELP},
 };
 #define N_OPTS ((int)(sizeof OPTS / sizeof OPTS[0]))
@@ -238,6 +250,7 @@ static int parse_args(int argc, char **argv, options *o) {
             if (!rc && o->max_memory == 0) rc = usage_error("%s expects a byte count >= 1", arg);
             break;
         case OPT_SKIP_NONFINITE: o->skip_nonfinite = 1; break;
+        case OPT_MASK_THRESHOLD: rc = parse_double(arg, val, &o->mask_threshold); break;
         case OPT_HELP: fputs(USAGE, stdout); return -1;
         }
         if (rc) return rc;
@@ -259,7 +272,8 @@ static int parse_args(int argc, char **argv, options *o) {
 /* ---- model inputs ------------------------------------------------------------------------- */
 typedef struct model_io {
     int data;          /* INPUT f32 tensor index */
-    int label;         /* INPUT integer tensor index, -1 if the model has none */
+    int label;         /* INPUT label tensor index (integer, or f32 mask), -1 if none */
+    int mask;          /* 1: segmentation, the label is an f32 mask shaped like the image */
     const char *data_name, *label_name;
     int data_ndim;     /* 4: [B, 1, S, S]; 2: [B, 784] */
     int64_t side;      /* S (28, or 32 for LeNet-5) */
@@ -281,7 +295,8 @@ static void shape_str(const et_tensor_info *ti, char *buf, size_t n) {
     if (used < n) snprintf(buf + used, n - used, "]");
 }
 
-/* Find the f32 data input and the integer label input of `kind`. */
+/* Find the f32 data input (the first f32 INPUT) and the label input of `kind`: an integer INPUT,
+ * or a second f32 INPUT (a mask; its shape is checked by inspect_model). */
 static int find_inputs(et_session *s, et_program_kind kind, int *data, int *label) {
     et_status st = et_session_set_program(s, kind);
     if (st != ET_OK) return runtime_fail(s, st, "selecting a program");
@@ -295,11 +310,13 @@ static int find_inputs(et_session *s, et_program_kind kind, int *data, int *labe
             return fail(EXIT_MODEL, "program input %d has no valid tensor", i);
         if (ti.dtype == ET_F32 && *data < 0) {
             *data = t;
-        } else if ((ti.dtype == ET_I32 || ti.dtype == ET_I64) && *label < 0) {
+        } else if ((ti.dtype == ET_I32 || ti.dtype == ET_I64 || ti.dtype == ET_F32) &&
+                   *label < 0) {
             *label = t;
         } else {
             return fail(EXIT_MODEL, "unexpected %s input '%s': et_train feeds one f32 image input "
-                        "and one integer label input", dtype_name(ti.dtype), ti.name);
+                        "and one label input (integer class indices, or an f32 digit mask shaped "
+                        "like the image)", dtype_name(ti.dtype), ti.name);
         }
     }
     if (*data < 0) return fail(EXIT_MODEL, "the model has no f32 image input");
@@ -315,6 +332,47 @@ static int find_output(et_session *s, const char *name) {
     return -1;
 }
 
+static int same_shape(const et_tensor_info *a, const et_tensor_info *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return 1;
+}
+
+/* The label input: integer [B] (class indices), or f32 with the image's shape (digit mask).
+ * image/image_shape: the image input's info and shape text. */
+static int check_label(et_session *s, model_io *io, const et_tensor_info *image,
+                       const char *image_shape) {
+    et_tensor_info ti;
+    char shape[96];
+    if (et_session_tensor_info(s, io->label, &ti) != ET_OK)
+        return fail(EXIT_MODEL, "cannot read the label input's shape");
+    shape_str(&ti, shape, sizeof shape);
+    if (ti.dtype == ET_F32) {
+        if (!same_shape(&ti, image))
+            return fail(EXIT_MODEL, "label input '%s' is f32 %s; et_train feeds an f32 label as "
+                        "the digit mask, shaped like the image input %s (or integer class "
+                        "indices [%lld])", ti.name, shape, image_shape, (long long)io->batch);
+        io->mask = 1;
+    } else if (ti.ndim != 1 || ti.shape[0] != io->batch) {
+        return fail(EXIT_MODEL, "label input '%s' has shape %s; et_train feeds class indices "
+                    "[%lld]", ti.name, shape, (long long)io->batch);
+    }
+    io->label_name = ti.name;
+    return 0;
+}
+
+/* A model with no label input anywhere (an inference-only file, --eval-only): an eval output
+ * shaped like the image makes it a segmenter, evaluated against the digit mask. */
+static int mask_output(et_session *s, model_io *io, const et_tensor_info *image) {
+    et_tensor_info ti;
+    if (et_session_set_program(s, ET_PROGRAM_EVAL) != ET_OK ||
+        et_session_tensor_info(s, find_output(s, "output"), &ti) != ET_OK)
+        return fail(EXIT_MODEL, "cannot read the eval output's shape");
+    io->mask = ti.dtype == ET_F32 && same_shape(&ti, image);
+    return 0;
+}
+
 static int inspect_model(et_session *s, int eval_only, model_io *io) {
     int rc, data, label;
     memset(io, 0, sizeof *io);
@@ -325,7 +383,7 @@ static int inspect_model(et_session *s, int eval_only, model_io *io) {
             return fail(EXIT_MODEL, "the model has no training program (inference-only file?); "
                         "only --eval-only works with it");
         if ((rc = find_inputs(s, ET_PROGRAM_TRAIN, &data, &label))) return rc;
-        if (label < 0) return fail(EXIT_MODEL, "the training program has no integer label input");
+        if (label < 0) return fail(EXIT_MODEL, "the training program has no label input");
         io->loss = find_output(s, "loss");
         if (io->loss < 0) return fail(EXIT_MODEL, "the training program has no output 'loss'");
         io->label = label;
@@ -373,26 +431,19 @@ static int inspect_model(et_session *s, int eval_only, model_io *io) {
     }
     if (io->batch < 1) return fail(EXIT_MODEL, "image input '%s' has batch %lld", ti.name,
                                    (long long)io->batch);
-    if (io->label >= 0) {
-        if (et_session_tensor_info(s, io->label, &ti) != ET_OK)
-            return fail(EXIT_MODEL, "cannot read the label input's shape");
-        shape_str(&ti, shape, sizeof shape);
-        if (ti.ndim != 1 || ti.shape[0] != io->batch)
-            return fail(EXIT_MODEL, "label input '%s' has shape %s; et_train feeds class indices "
-                        "[%lld]", ti.name, shape, (long long)io->batch);
-        io->label_name = ti.name;
-    }
-    return 0;
+    if (io->label >= 0) return check_label(s, io, &ti, shape);
+    return mask_output(s, io, &ti);
 }
 
-/* Re-plan for batch n (the image input and, if present, the label input). */
+/* Re-plan for batch n (the image input and, if present, the label input: [n], or a mask shaped
+ * like the image). */
 static int resize_batch(et_session *s, const model_io *io, int64_t n) {
     int64_t dshape[4] = {n, 1, io->side, io->side};
     if (io->data_ndim == 2) dshape[1] = ET_MNIST_PIXELS;
     int64_t lshape[1] = {n};
     const char *names[2] = {io->data_name, io->label_name};
-    int ndims[2] = {io->data_ndim, 1};
-    const int64_t *shapes[2] = {dshape, lshape};
+    int ndims[2] = {io->data_ndim, io->mask ? io->data_ndim : 1};
+    const int64_t *shapes[2] = {dshape, io->mask ? dshape : lshape};
     et_status st = et_session_resize(s, io->label >= 0 ? 2 : 1, names, ndims, shapes);
     if (st != ET_OK) {
         char what[64];
@@ -402,8 +453,10 @@ static int resize_batch(et_session *s, const model_io *io, int64_t n) {
     return 0;
 }
 
-/* Feed the current program's inputs from a prepared batch of n samples. */
-static int feed(et_session *s, const model_io *io, int64_t n, const float *x, const int32_t *y) {
+/* Feed the current program's inputs from a prepared batch of n samples: images x, and labels y
+ * (classifier) or masks m (segmenter) if the program reads the label input. */
+static int feed(et_session *s, const model_io *io, int64_t n, const float *x, const int32_t *y,
+                const float *m) {
     int64_t dshape[4] = {n, 1, io->side, io->side};
     if (io->data_ndim == 2) dshape[1] = ET_MNIST_PIXELS;
     et_status st = et_session_set_input(s, io->data_name, ET_F32, x, io->data_ndim, dshape);
@@ -412,21 +465,63 @@ static int feed(et_session *s, const model_io *io, int64_t n, const float *x, co
     for (int i = 0; i < ninp; i++) {
         if (et_session_input_tensor(s, i) != io->label) continue;
         int64_t lshape[1] = {n};
-        st = et_session_set_input(s, io->label_name, ET_I32, y, 1, lshape);
+        if (io->mask)
+            st = et_session_set_input(s, io->label_name, ET_F32, m, io->data_ndim, dshape);
+        else
+            st = et_session_set_input(s, io->label_name, ET_I32, y, 1, lshape);
         if (st != ET_OK) return runtime_fail(s, st, "setting the label input");
     }
     return 0;
 }
 
 /* ---- evaluation ---------------------------------------------------------------------------- */
+typedef struct eval_buf {
+    float *x, *m; /* a batch of images, and of digit masks (segmenters) */
+    int32_t *y;
+    int64_t *order;
+} eval_buf;
+
+/* Correct argmax predictions of a classifier's output [n, classes] (first maximum, as
+ * numpy.argmax); -1 if the output has another shape. */
+static int64_t count_correct(const et_tensor_info *ti, const float *scores, int64_t n,
+                             const int32_t *y) {
+    if (ti->dtype != ET_F32 || ti->ndim != 2 || ti->shape[0] != n || ti->shape[1] < 1) return -1;
+    int64_t classes = ti->shape[1], correct = 0;
+    for (int64_t b = 0; b < n; b++) {
+        const float *row = scores + b * classes;
+        int64_t best = 0;
+        for (int64_t c = 1; c < classes; c++)
+            if (row[c] > row[best]) best = c;
+        correct += best == y[b];
+    }
+    return correct;
+}
+
+/* A segmenter's output (shaped like the image) against the masks m: adds the pixels predicted
+ * digit (output > threshold) and in the mask (inter), in either (uni), and predicted right
+ * (right). Returns -1 if the output has another shape. */
+static int count_mask(const et_tensor_info *ti, const et_tensor_info *image, const float *out,
+                      const float *m, double threshold, int64_t counts[3]) {
+    if (ti->dtype != ET_F32 || !same_shape(ti, image)) return -1;
+    int64_t size = 1;
+    for (int d = 0; d < ti->ndim; d++) size *= ti->shape[d];
+    for (int64_t k = 0; k < size; k++) {
+        int pred = (double)out[k] > threshold, truth = m[k] > 0.5f;
+        counts[0] += pred && truth;
+        counts[1] += pred || truth;
+        counts[2] += pred == truth;
+    }
+    return 0;
+}
+
 static int evaluate(et_session *s, const model_io *io, const et_mnist_split *test, int64_t batch,
-                    const float *lut, float *x, int32_t *y, int64_t *order) {
+                    const float *lut, double threshold, const eval_buf *buf) {
     et_status st = et_session_set_program(s, ET_PROGRAM_EVAL);
     if (st != ET_OK) return runtime_fail(s, st, "selecting the eval program");
     int out = find_output(s, "output");
-    int64_t correct = 0, planned = batch, batches = 0;
+    int64_t correct = 0, planned = batch, batches = 0, counts[3] = {0, 0, 0};
     double t0 = now_seconds();
-    for (int64_t i = 0; i < test->count; i++) order[i] = i;
+    for (int64_t i = 0; i < test->count; i++) buf->order[i] = i;
     for (int64_t start = 0; start < test->count; start += batch) {
         int64_t n = test->count - start < batch ? test->count - start : batch;
         int rc;
@@ -434,26 +529,37 @@ static int evaluate(et_session *s, const model_io *io, const et_mnist_split *tes
             if ((rc = resize_batch(s, io, n))) return rc;
             planned = n;
         }
-        et_mnist_fill_batch(test, order + start, n, lut, io->pad, x, y);
-        if ((rc = feed(s, io, n, x, y))) return rc;
+        et_mnist_fill_batch(test, buf->order + start, n, lut, io->pad, buf->x, buf->y);
+        if (io->mask) et_mnist_fill_mask(test, buf->order + start, n, io->pad, buf->m);
+        if ((rc = feed(s, io, n, buf->x, buf->y, buf->m))) return rc;
         if ((st = et_session_run(s)) != ET_OK) return runtime_fail(s, st, "running the eval program");
-        et_tensor_info ti;
+        et_tensor_info ti, image;
         const float *scores = (const float *)et_session_tensor_data(s, out);
-        if (et_session_tensor_info(s, out, &ti) != ET_OK || !scores || ti.dtype != ET_F32 ||
-            ti.ndim != 2 || ti.shape[0] != n || ti.shape[1] < 1)
-            return fail(EXIT_MODEL, "eval output 'output' is not f32 [batch, classes]");
-        int64_t classes = ti.shape[1];
-        for (int64_t b = 0; b < n; b++) {
-            const float *row = scores + b * classes;
-            int64_t best = 0;
-            for (int64_t c = 1; c < classes; c++)
-                if (row[c] > row[best]) best = c; /* first maximum, as numpy.argmax */
-            correct += best == y[b];
+        if (et_session_tensor_info(s, out, &ti) != ET_OK || !scores ||
+            et_session_tensor_info(s, io->data, &image) != ET_OK)
+            return fail(EXIT_MODEL, "cannot read the eval output 'output'");
+        if (io->mask) {
+            if (count_mask(&ti, &image, scores, buf->m, threshold, counts) < 0)
+                return fail(EXIT_MODEL, "eval output 'output' of a mask model is not f32 shaped "
+                            "like the image");
+        } else {
+            int64_t c = count_correct(&ti, scores, n, buf->y);
+            if (c < 0) return fail(EXIT_MODEL, "eval output 'output' is not f32 [batch, classes]");
+            correct += c;
         }
         batches++;
     }
     double dt = now_seconds() - t0;
-    printf("accuracy = %.6f\n", test->count ? (double)correct / (double)test->count : 0.0);
+    if (!io->mask) {
+        printf("accuracy = %.6f\n", test->count ? (double)correct / (double)test->count : 0.0);
+    } else if (counts[1] > 0) { /* IoU of the digit pixels, pooled over the test set */
+        int64_t pixels = test->count * io->side * io->side; /* [B,784] has side 28 */
+        printf("iou = %.6f (digit pixels: output > %g against pixel/255 > 0.5)\n",
+               (double)counts[0] / (double)counts[1], threshold);
+        printf("pixel accuracy = %.6f\n", (double)counts[2] / (double)pixels);
+    } else {
+        printf("iou: undefined (no digit pixel in the test masks or the predictions)\n");
+    }
     printf("eval time: %.3f s, %.3f ms/batch (%lld samples, batch %lld)\n", dt,
            batches ? 1e3 * dt / (double)batches : 0.0, (long long)test->count, (long long)batch);
     return 0;
@@ -545,6 +651,7 @@ typedef struct run_ctx {
     int64_t batch;
     float *x;
     int32_t *y;
+    float *m; /* digit masks of a batch (segmenters only) */
     int64_t *order;
     float lut[256];
     char *default_save, *ckpt_path;
@@ -592,7 +699,8 @@ static int alloc_buffers(const options *o, run_ctx *r) {
     r->x = (float *)malloc((size_t)r->batch * plane * sizeof *r->x);
     r->y = (int32_t *)malloc((size_t)r->batch * sizeof *r->y);
     r->order = (int64_t *)malloc((size_t)(norder > 0 ? norder : 1) * sizeof *r->order);
-    if (!r->x || !r->y || !r->order)
+    if (r->io.mask) r->m = (float *)malloc((size_t)r->batch * plane * sizeof *r->m);
+    if (!r->x || !r->y || !r->order || (r->io.mask && !r->m))
         return fail(EXIT_RUNTIME, "out of memory for a batch of %lld", (long long)r->batch);
     et_mnist_make_lut(o->mean, o->std, r->lut);
     return 0;
@@ -610,6 +718,12 @@ static void print_setup(const options *o, const run_ctx *r) {
            (double)mem.total_bytes / (1024.0 * 1024.0));
     printf("data: %s: %lld train, %lld test images\n", o->data_dir, (long long)r->train.count,
            (long long)r->test.count);
+    if (r->io.mask && r->io.label_name)
+        printf("target: input '%s' gets the digit mask (f32 shaped like the image): 1 where "
+               "pixel/255 > 0.5, else 0\n", r->io.label_name);
+    else if (r->io.mask)
+        printf("target: the digit mask (no label input; the output is shaped like the image): 1 "
+               "where pixel/255 > 0.5, else 0\n");
 }
 
 /* The trained model's path (-s, else MODEL.etm -> MODEL_trained.etm) and its checkpoint's. */
@@ -635,8 +749,10 @@ static int save_paths(const options *o, run_ctx *r, const char **save_path) {
 /* Step k (0-based) of the run: feed batch i of the epoch, run, check and print the loss, and
  * checkpoint when due. */
 static int train_step(const options *o, run_ctx *r, int64_t k, int64_t i, int64_t total) {
-    et_mnist_fill_batch(&r->train, r->order + i * r->batch, r->batch, r->lut, r->io.pad, r->x, r->y);
-    int rc = feed(r->s, &r->io, r->batch, r->x, r->y);
+    const int64_t *order = r->order + i * r->batch;
+    et_mnist_fill_batch(&r->train, order, r->batch, r->lut, r->io.pad, r->x, r->y);
+    if (r->io.mask) et_mnist_fill_mask(&r->train, order, r->batch, r->io.pad, r->m);
+    int rc = feed(r->s, &r->io, r->batch, r->x, r->y, r->m);
     if (rc) return rc;
     et_status st = et_session_run(r->s);
     if (st != ET_OK) {
@@ -714,6 +830,7 @@ static void run_free(run_ctx *r) {
     et_mnist_free(&r->test);
     free(r->x);
     free(r->y);
+    free(r->m);
     free(r->order);
     free(r->default_save);
     free(r->ckpt_path);
@@ -727,7 +844,10 @@ static int run(const options *o) {
     if (!rc) rc = alloc_buffers(o, &r);
     if (!rc) print_setup(o, &r);
     if (!rc && !o->eval_only) rc = train(o, &r);
-    if (!rc && r.test.count > 0) rc = evaluate(r.s, &r.io, &r.test, r.batch, r.lut, r.x, r.y, r.order);
+    if (!rc && r.test.count > 0) {
+        eval_buf buf = {r.x, r.m, r.y, r.order};
+        rc = evaluate(r.s, &r.io, &r.test, r.batch, r.lut, o->mask_threshold, &buf);
+    }
     fflush(stdout);
     run_free(&r);
     return rc;

@@ -233,6 +233,24 @@ void et_mnist_fill_batch(const et_mnist_split *s, const int64_t *order, int64_t 
     }
 }
 
+void et_mnist_fill_mask(const et_mnist_split *s, const int64_t *order, int64_t n, int pad,
+                        float *m) {
+    const int side = ET_MNIST_SIDE + 2 * pad;
+    const size_t plane = (size_t)side * side;
+    for (int64_t b = 0; b < n; b++) {
+        const uint8_t *src = s->images + (size_t)order[b] * ET_MNIST_PIXELS;
+        float *dst = m + (size_t)b * plane;
+        if (pad) {
+            for (size_t k = 0; k < plane; k++) dst[k] = 0.0f; /* background */
+        }
+        for (int r = 0; r < ET_MNIST_SIDE; r++) {
+            float *row = dst + (size_t)(r + pad) * side + pad;
+            for (int c = 0; c < ET_MNIST_SIDE; c++)
+                row[c] = src[r * ET_MNIST_SIDE + c] >= ET_MNIST_MASK_MIN ? 1.0f : 0.0f;
+        }
+    }
+}
+
 #define SPLITMIX64_GAMMA 0x9E3779B97F4A7C15ull
 
 uint64_t et_splitmix64_next(uint64_t *state) {

@@ -52,6 +52,17 @@ void et_mnist_make_lut(double mean, double std, float lut[256]);
 void et_mnist_fill_batch(const et_mnist_split *s, const int64_t *order, int64_t n,
                          const float lut[256], int pad, float *x, int32_t *y);
 
+/* The digit mask of a segmentation target (tests/families.py seg_target: the image > 0.5 on the
+ * [0, 1] scale): 1 where pixel/255 > 0.5, i.e. pixel >= ET_MNIST_MASK_MIN, else 0. Decided on the
+ * raw byte, so it does not depend on --mean/--std; with the default ones it is bit-identical to
+ * seg_target of the normalised batch (tests/test_families_arm64.py checks all 256 values). */
+#define ET_MNIST_MASK_MIN 128
+
+/* Fill m (float32, laid out as et_mnist_fill_batch's x: [n, 1, side, side], border 0) with the
+ * digit masks of the samples order[0..n-1]. */
+void et_mnist_fill_mask(const et_mnist_split *s, const int64_t *order, int64_t n, int pad,
+                        float *m);
+
 /* ---- sample order -----------------------------------------------------------------------
  * splitmix64 (Steele, Lea, Flood 2014): state += 0x9E3779B97F4A7C15, then the output mix.
  * Epoch e of a shuffled run is a Fisher-Yates shuffle of the identity [0, n):

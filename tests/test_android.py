@@ -279,6 +279,8 @@ BAD_ARGS = [
     ["-f", "m.etm", "-d", "D", "--eval-only", "-i", "3"],
     ["-f", "m.etm", "-d", "D", "-t", "-2"],
     ["-f", "m.etm", "-d", "D", "-i", "99999999999999999999999"],
+    ["-f", "m.etm", "-d", "D", "--mask-threshold", "inf"],
+    ["-f", "m.etm", "-d", "D", "--mask-threshold"],
 ]
 
 
