@@ -164,16 +164,43 @@ class _QDQ:
             self.grid[nd.outputs[0]] = self.grid[nd.inputs[0]]
 
     def fake_quant(self, nd: ir.Node) -> None:
-        """A per-tensor fake_quant left in float (a layer off the integer path): Q -> DQ."""
+        """A fake_quant left in float (a layer off the integer path): of a constant (weights,
+        per channel) its integer levels under DequantizeLinear; of an activation (per tensor,
+        uint8) a QuantizeLinear -> DequantizeLinear pair."""
         axis, qmin, qmax = nd.iattr[:3]
+        if nd.outputs[0] in self.values:
+            self.const_fake_quant(nd, axis, qmin, qmax)
+            return
         if axis != -1:
-            raise UnsupportedError(f"layer '{nd.layer}': a per-channel fake_quant on a computed "
+            raise UnsupportedError(f"layer '{nd.layer}': a per-channel fake_quant of a computed "
                                    "tensor has no QDQ form in this export")
         self._u8_range(nd, qmin, qmax)
         s, z = self.scale(nd.inputs[1], nd.layer), self.zero_point(nd.inputs[2], nd.layer)
         q = self.w.fresh(self.w.name(nd.outputs[0]) + "_q")
         self.w.node("QuantizeLinear", [self.w.name(nd.inputs[0]), s, z], [q], nd.layer)
         self.w.node("DequantizeLinear", [q, s, z], [self.w.name(nd.outputs[0])], nd.layer)
+
+    def const_fake_quant(self, nd: ir.Node, axis: int, qmin: int, qmax: int) -> None:
+        """fake_quant of a constant: the runtime's output y = (q - zp) * s gives back its
+        levels q exactly (|q| <= 255), written as int8 / uint8 under DequantizeLinear."""
+        w, layer = self.w, nd.layer
+        s = _data(self.g, nd.inputs[1], layer, "scale").astype(np.float32).reshape(-1)
+        zp = _data(self.g, nd.inputs[2], layer, "zero point").astype(np.float32).reshape(-1)
+        signed = qmin < 0
+        if not (-128 <= qmin and qmax <= 127 if signed else qmax <= 255):
+            raise QuantConfigError(f"layer '{layer}': fake_quant range {qmin}..{qmax} has no "
+                                   "8-bit QDQ form")
+        y = self.values[nd.outputs[0]].astype(np.float64)
+        shape = [1] * y.ndim
+        if axis >= 0:
+            shape[axis] = -1
+        q = np.rint(y / s.astype(np.float64).reshape(shape)) + zp.astype(np.float64).reshape(shape)
+        dt = np.int8 if signed else np.uint8
+        name = w.name(nd.outputs[0])
+        ins = [w.const(np.clip(q, qmin, qmax).astype(dt), name + "_int", dt),
+               w.const(s if axis >= 0 else s[0], name + "_scale"),
+               w.const((zp if axis >= 0 else zp[0]).astype(dt), name + "_zp", dt)]
+        w.node("DequantizeLinear", ins, [name], layer, **({"axis": axis} if axis >= 0 else {}))
 
     def emit(self, nd: ir.Node) -> None:
         if nd.op in ("quantize", "dequantize", "qrelu", "qmaxpool2d", "fake_quant"):
@@ -210,7 +237,10 @@ def to_onnx_qdq(graph: ir.Graph, run, opset: int = 17, producer: str = "edgetrai
             if t >= 0 and g.tensors[t].data is None:
                 raise QuantConfigError(f"layer '{g.nodes[i].layer}': weight quantization "
                                        "depends on a computed tensor; cannot fold it")
-    values = _run_qprep(g, prep_ids, run)
+    # fake_quant of constants (weights of layers off the integer path) run with the prep
+    const_fq = [i for i in prog.nodes if g.nodes[i].op == "fake_quant"
+                and all(t < 0 or g.tensors[t].data is not None for t in g.nodes[i].inputs)]
+    values = _run_qprep(g, prep_ids + const_fq, run)
     preps = {t: g.nodes[i] for i in prep_ids for t in g.nodes[i].outputs if t >= 0}
     w = onnx_export._Writer(g, int(opset))
     qdq = _QDQ(w, preps, values)
