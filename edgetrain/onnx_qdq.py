@@ -59,7 +59,7 @@ class _QDQ:
                 raise QuantConfigError(f"layer '{layer}': activation scale "
                                        f"'{self.g.tensors[t].name}' must be one finite value "
                                        f"> 0, got {v.tolist()}")
-            self._scalars[key] = self.w.const(np.float32(v[0]), self._hint(t, "scale"))
+            self._scalars[key] = self.named(np.float32(v[0]), self._hint(t, "scale"))
         return self._scalars[key]
 
     def zero_point(self, t: int, layer: str) -> str:
@@ -70,9 +70,18 @@ class _QDQ:
                 raise QuantConfigError(f"layer '{layer}': zero point "
                                        f"'{self.g.tensors[t].name}' must be one integer in "
                                        f"0..255, got {v.tolist()}")
-            self._scalars[key] = self.w.const(np.uint8(v[0]), self._hint(t, "zero_point"),
+            self._scalars[key] = self.named(np.uint8(v[0]), self._hint(t, "zero_point"),
                                               np.uint8)
         return self._scalars[key]
+
+    def named(self, value, name: str, dtype=np.float32) -> str:
+        """An initializer under ``name`` (the int8 file's tensor names), or a fresh one."""
+        w = self.w
+        if name in w._used or name in w.inits:
+            return w.const(value, name, dtype)
+        w._used.add(name)
+        w.inits[name] = w.numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+        return name
 
     def _hint(self, t: int, kind: str) -> str:
         return self.g.tensors[t].name or kind
@@ -119,18 +128,18 @@ class _QDQ:
         s_in = _data(self.g, prep.inputs[3], layer, "input scale").astype(np.float32).reshape(-1)
         name = layer or nd.op
         channels = len(s_w)
-        w_i8 = w.const(self.values[wq].astype(np.int8), name + ".weight_int8", np.int8)
+        w_i8 = self.named(self.values[wq].astype(np.int8), name + ".weight_int8", np.int8)
         w_f = w.fresh(name + ".weight_dq")
-        w.node("DequantizeLinear", [w_i8, w.const(s_w, name + ".weight_scale"),
-                                    w.const(np.zeros(channels, np.int8), name + ".weight_zp",
+        w.node("DequantizeLinear", [w_i8, self.named(s_w, name + ".weight_scale"),
+                                    self.named(np.zeros(channels, np.int8), name + ".weight_zp",
                                             np.int8)], [w_f], layer, axis=0)
         ins = [self.dq(x, layer), w_f]
         if bq >= 0:
-            b_i32 = w.const(self.values[bq].astype(np.int32), name + ".bias_int32", np.int32)
+            b_i32 = self.named(self.values[bq].astype(np.int32), name + ".bias_int32", np.int32)
             b_f = w.fresh(name + ".bias_dq")
             bias_scale = (s_in[0] * s_w).astype(np.float32)   # qprep's s_in * s_w[c] in f32
-            w.node("DequantizeLinear", [b_i32, w.const(bias_scale, name + ".bias_scale"),
-                                        w.const(np.zeros(channels, np.int32), name + ".bias_zp",
+            w.node("DequantizeLinear", [b_i32, self.named(bias_scale, name + ".bias_scale"),
+                                        self.named(np.zeros(channels, np.int32), name + ".bias_zp",
                                                 np.int32)], [b_f], layer, axis=0)
             ins.append(b_f)
         y = w.fresh(name + "_float")
@@ -197,9 +206,9 @@ class _QDQ:
         q = np.rint(y / s.astype(np.float64).reshape(shape)) + zp.astype(np.float64).reshape(shape)
         dt = np.int8 if signed else np.uint8
         name = w.name(nd.outputs[0])
-        ins = [w.const(np.clip(q, qmin, qmax).astype(dt), name + "_int", dt),
-               w.const(s if axis >= 0 else s[0], name + "_scale"),
-               w.const((zp if axis >= 0 else zp[0]).astype(dt), name + "_zp", dt)]
+        ins = [self.named(np.clip(q, qmin, qmax).astype(dt), name + "_int", dt),
+               self.named(s if axis >= 0 else s[0], name + "_scale"),
+               self.named((zp if axis >= 0 else zp[0]).astype(dt), name + "_zp", dt)]
         w.node("DequantizeLinear", ins, [name], layer, **({"axis": axis} if axis >= 0 else {}))
 
     def emit(self, nd: ir.Node) -> None:
