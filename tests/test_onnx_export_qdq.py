@@ -175,3 +175,17 @@ def test_cli_export_onnx_int8(exported, tmp_path, capsys):
     assert out.read_bytes() == (d / "q.onnx").read_bytes()
     assert main(["export", str(ckpt), "--onnx", "--int8", "-o", str(tmp_path / "z.onnx")]) != 0
     assert "--inference-only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+def test_other_opsets(exported, tmp_path, opset):
+    sess, _, want = exported
+    sess.export_onnx(tmp_path / "q.onnx", opset=opset, inference_only=True, int8=True)
+    assert onnx.load(str(tmp_path / "q.onnx")).opset_import[0].version == opset
+    x, _ = mnist_arrays(False)
+    step = float(sess.get_tensor("fc2.activation_post_process.scale")[0])
+    for level in LEVELS:
+        got = ort_predict(ort_session(tmp_path / "q.onnx", level), x[:1000])
+        assert np.abs(got - want[:1000]).max() <= step * (1 + 1e-3)
+    with pytest.raises(ValueError, match="opset 13..21"):
+        sess.export_onnx(tmp_path / "old.onnx", opset=12, inference_only=True, int8=True)
