@@ -46,7 +46,7 @@ class _QDQ:
     def __init__(self, w: "onnx_export._Writer", preps: dict, values: dict):
         self.w, self.g = w, w.g
         self.preps = preps        # qprep output tensor -> qprep node
-        self.values = values      # qprep output tensor -> array (int8 w, int32 b, f32 mult)
+        self.values = values      # qprep / constant fake_quant output tensor -> array
         self.grid = {}            # u8 tensor -> (scale name, zero point name)
         self._scalars = {}
 
@@ -71,7 +71,7 @@ class _QDQ:
                                        f"'{self.g.tensors[t].name}' must be one integer in "
                                        f"0..255, got {v.tolist()}")
             self._scalars[key] = self.named(np.uint8(v[0]), self._hint(t, "zero_point"),
-                                              np.uint8)
+                                            np.uint8)
         return self._scalars[key]
 
     def named(self, value, name: str, dtype=np.float32) -> str:
@@ -130,17 +130,17 @@ class _QDQ:
         channels = len(s_w)
         w_i8 = self.named(self.values[wq].astype(np.int8), name + ".weight_int8", np.int8)
         w_f = w.fresh(name + ".weight_dq")
-        w.node("DequantizeLinear", [w_i8, self.named(s_w, name + ".weight_scale"),
-                                    self.named(np.zeros(channels, np.int8), name + ".weight_zp",
-                                            np.int8)], [w_f], layer, axis=0)
+        w_zp = self.named(np.zeros(channels, np.int8), name + ".weight_zp", np.int8)
+        w.node("DequantizeLinear", [w_i8, self.named(s_w, name + ".weight_scale"), w_zp], [w_f],
+               layer, axis=0)
         ins = [self.dq(x, layer), w_f]
         if bq >= 0:
             b_i32 = self.named(self.values[bq].astype(np.int32), name + ".bias_int32", np.int32)
             b_f = w.fresh(name + ".bias_dq")
             bias_scale = (s_in[0] * s_w).astype(np.float32)   # qprep's s_in * s_w[c] in f32
-            w.node("DequantizeLinear", [b_i32, self.named(bias_scale, name + ".bias_scale"),
-                                        self.named(np.zeros(channels, np.int32), name + ".bias_zp",
-                                                np.int32)], [b_f], layer, axis=0)
+            b_zp = self.named(np.zeros(channels, np.int32), name + ".bias_zp", np.int32)
+            w.node("DequantizeLinear", [b_i32, self.named(bias_scale, name + ".bias_scale"), b_zp],
+                   [b_f], layer, axis=0)
             ins.append(b_f)
         y = w.fresh(name + "_float")
         if nd.op == "qconv2d":
