@@ -27,7 +27,7 @@ import numpy as np
 
 from . import ir, onnx_export
 from .errors import UnsupportedError
-from .quant import QuantConfigError, _run_qprep
+from .quant import QuantConfigError
 
 MIN_OPSET = 13   # per-axis DequantizeLinear
 
@@ -225,6 +225,61 @@ class _QDQ:
                                    "ONNX mapping")
 
 
+def _constant_nodes(g: ir.Graph, nodes) -> set:
+    """The nodes (in program order) whose inputs are all constants or outputs of such nodes."""
+    known, const = set(), set()
+    for i in nodes:
+        nd = g.nodes[i]
+        if all(t < 0 or t in known or g.tensors[t].data is not None for t in nd.inputs):
+            const.add(i)
+            known.update(t for t in nd.outputs if t >= 0)
+    return const
+
+
+def _needed(g: ir.Graph, prog: ir.Program, folded: set) -> list:
+    """The program's nodes the outputs need, in order; a folded node (written as constants)
+    needs none of its inputs."""
+    producer = {t: i for i in prog.nodes for t in g.nodes[i].outputs if t >= 0}
+    need, todo = set(), list(prog.outputs.values())
+    while todo:
+        i = producer.get(todo.pop())
+        if i is None or i in need:
+            continue
+        need.add(i)
+        if i not in folded:
+            todo.extend(t for t in g.nodes[i].inputs if t >= 0)
+    return [i for i in prog.nodes if i in need]
+
+
+def _run_nodes(g: ir.Graph, nodes, wanted, run) -> dict:
+    """{tensor: array} of the ``wanted`` outputs of constant-only ``nodes`` (program order),
+    computed by the runtime's kernels through ``run(graph)``."""
+    mini, remap = ir.Graph(), {}
+    produced = {t for i in nodes for t in g.nodes[i].outputs if t >= 0}
+
+    def tensor(t):
+        if t < 0:
+            return -1
+        if t not in remap:
+            td = g.tensors[t]
+            remap[t] = (mini.add_tensor("", td.dtype, ir.ACT, td.shape) if t in produced else
+                        mini.add_tensor(td.name or f"t{t}", td.dtype, ir.CONST, td.shape,
+                                        data=td.data)).index
+        return remap[t]
+
+    for i in nodes:
+        nd = g.nodes[i]
+        ins = [tensor(t) for t in nd.inputs]
+        mini.add_node(ir.Node(nd.op, ins, [tensor(t) for t in nd.outputs], list(nd.iattr),
+                              list(nd.fattr), nd.layer))
+    outs = {f"o{t}": remap[t] for t in wanted}
+    for i in outs.values():
+        mini.tensors[i].is_output = True
+    mini.programs[ir.EVAL] = ir.Program(ir.EVAL, list(range(len(mini.nodes))), [], outs)
+    res = run(mini)
+    return {t: np.asarray(res[f"o{t}"]) for t in wanted}
+
+
 def to_onnx_qdq(graph: ir.Graph, run, opset: int = 17, producer: str = "edgetrain"):
     """The QDQ ``onnx.ModelProto`` of a QAT session's graph (checked by ``onnx.checker``).
     ``run(graph)`` evaluates a graph's eval program (as for :func:`quant.int8_graph`); it
@@ -246,14 +301,16 @@ def to_onnx_qdq(graph: ir.Graph, run, opset: int = 17, producer: str = "edgetrai
             if t >= 0 and g.tensors[t].data is None:
                 raise QuantConfigError(f"layer '{g.nodes[i].layer}': weight quantization "
                                        "depends on a computed tensor; cannot fold it")
-    # fake_quant of constants (weights of layers off the integer path) run with the prep
-    const_fq = [i for i in prog.nodes if g.nodes[i].op == "fake_quant"
-                and all(t < 0 or g.tensors[t].data is not None for t in g.nodes[i].inputs)]
-    values = _run_qprep(g, prep_ids + const_fq, run)
+    # qprep and the fake_quant of constants (weights of layers off the integer path, possibly
+    # computed from constants, e.g. a simulated Conv+BatchNorm fold) run in the runtime
+    const = _constant_nodes(g, prog.nodes)
+    folded = prep_ids + [i for i in prog.nodes if i in const and g.nodes[i].op == "fake_quant"]
+    wanted = [t for i in folded for t in g.nodes[i].outputs if t >= 0]
+    values = _run_nodes(g, [i for i in prog.nodes if i in const], wanted, run)
     preps = {t: g.nodes[i] for i in prep_ids for t in g.nodes[i].outputs if t >= 0}
     w = onnx_export._Writer(g, int(opset))
     qdq = _QDQ(w, preps, values)
-    for i in prog.nodes:
+    for i in _needed(g, prog, set(folded)):
         if i not in prep_ids:
             qdq.emit(g.nodes[i])
     inputs = [onnx_export._value_info(w, t, True) for t in prog.inputs]
