@@ -15,9 +15,11 @@ fuses into its integer kernels (QLinearConv, QGemm / QLinearMatMul, uint8 MaxPoo
 
 The int8 weights and int32 biases are the int8 file's bytes (the same ``qprep`` kernel
 computes them, :func:`edgetrain.quant.int8_graph`); activations are per-tensor uint8 with the
-observers' scale and zero point; weights per output channel, symmetric (zero point 0). Float
-nodes the integer path does not cover (a first layer without ``quantize_input``) keep their
-float ops, their per-tensor ``fake_quant`` written as a QuantizeLinear / DequantizeLinear pair.
+observers' scale and zero point; weights per output channel, symmetric (zero point 0). Layers
+the integer path does not cover (a first layer without ``quantize_input``, simulated Conv+BN
+folds, depthwise convolutions, residual adds) keep their float ops: a ``fake_quant`` of weights
+(constants, or computed from constants) becomes its integer levels under DequantizeLinear,
+one of activations a QuantizeLinear / DequantizeLinear pair.
 Only 8-bit activation ranges (0..255) have a QDQ form; other ranges raise
 :class:`QuantConfigError`.
 """

@@ -11,7 +11,7 @@ import pytest
 
 import edgetrain as et
 from edgetrain import errors, fileformat, nn, optim, quant
-from edgetrain.models import LeNet
+from edgetrain.models import LeNet, get_model
 from conftest import mnist_arrays
 from test_int8 import lenet_qat, train
 
@@ -189,3 +189,32 @@ def test_other_opsets(exported, tmp_path, opset):
         assert np.abs(got - want[:1000]).max() <= step * (1 + 1e-3)
     with pytest.raises(ValueError, match="opset 13..21"):
         sess.export_onnx(tmp_path / "old.onnx", opset=12, inference_only=True, int8=True)
+
+
+def test_qat_mobilenetv2_conv_bn_folds_and_residual_adds(tmp_path):
+    """Layers off the integer path (simulated Conv+BatchNorm folds, depthwise convs, residual
+    adds, ReLU6) stay float fake-quant simulations as in Eval(): the folded weights' int8 levels
+    under DequantizeLinear, the float weights not in the file; within one step of Eval()."""
+    et.manual_seed(0)
+    m = get_model("mobilenetv2", num_classes=10, input_size=32, width_mult=0.35)
+    sess = et.TrainSession.from_module(
+        m, inputs={"x": (None, 3, 32, 32)}, loss=nn.CrossEntropyLoss(),
+        labels={"y": ((None,), "int64")}, optimizer=optim.SGD(m.parameters(), lr=0.01),
+        quantize=quant.QConfig(quantize_input=True), max_batch=8)
+    rng = np.random.default_rng(0)
+    sess.Train()
+    for _ in range(5):
+        sess.RunGraph({"x": rng.standard_normal((8, 3, 32, 32)).astype(np.float32),
+                       "y": rng.integers(0, 10, 8)})
+    sess.Eval()
+    sess.export_onnx(tmp_path / "q.onnx", inference_only=True, int8=True)
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert not [n for n, a in inits.items() if a.dtype == np.float32 and a.ndim == 4]
+    assert sum(a.dtype == np.int8 and a.ndim == 4 for a in inits.values()) == 52
+    x = rng.standard_normal((8, 3, 32, 32)).astype(np.float32)
+    want = sess.RunGraph({"x": x})["output"]
+    step = float(sess.get_tensor("classifier.1.activation_post_process.scale")[0])
+    for level in LEVELS:
+        got = ort_session(tmp_path / "q.onnx", level).run(None, {"x": x})[0]
+        assert np.abs(got - want).max() <= step * (1 + 1e-3)
