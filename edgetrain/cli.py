@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the eval program as ONNX (needs the 'onnx' extra)")
     x.add_argument("--int8", action="store_true",
                    help="with --inference-only, for a QAT model: the int8 model (int8 weights, "
-                        "the eval program's integer kernels; logits identical to its eval)")
+                        "the eval program's integer kernels; logits identical to its eval); "
+                        "with --onnx: QDQ ONNX that onnxruntime runs with integer kernels")
     x.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (13-21)")
 
     i = sub.add_parser("info", help="layers, parameters, programs and planned memory")
@@ -803,11 +804,14 @@ def cmd_export(args, out=None) -> int:
     sess = load_session(args.model_file, 1)
     if os.path.abspath(args.output) == os.path.abspath(args.model_file):
         raise CLIError("the output would overwrite the input model; choose another -o")
-    if args.int8 and (args.onnx or not args.inference_only):
-        raise CLIError("--int8 writes an int8 .etm inference file: use it with --inference-only "
-                       "and without --onnx")
+    if args.int8 and not args.inference_only:
+        raise CLIError("--int8 writes an int8 inference model (.etm, or QDQ ONNX with --onnx): "
+                       "use it with --inference-only")
     prepare_output(args.output, "-o")
-    if args.int8:
+    if args.int8 and args.onnx:
+        sess.export_onnx(args.output, opset=args.opset, inference_only=True, int8=True)
+        kind = f"int8 QDQ ONNX opset {args.opset}"
+    elif args.int8:
         sess.SaveToFile(args.output, inference_only=True, int8=True)
         kind = "int8 inference-only"
     elif args.onnx:

@@ -453,8 +453,10 @@ def _check_supported(graph: ir.Graph, prog: ir.Program) -> None:
     missing = Counter(graph.nodes[i].op for i in prog.nodes if graph.nodes[i].op not in EMITTERS)
     if missing:
         listed = ", ".join(f"{op} ({n}×)" for op, n in sorted(missing.items()))
+        hint = ("; this QAT model's eval program runs the int8 kernels: export it with "
+                "int8=True, inference_only=True (QDQ ONNX)" if "qprep" in missing else "")
         raise UnsupportedError(f"ONNX export: the eval program uses ops without an ONNX "
-                                f"mapping: {listed}")
+                                f"mapping: {listed}{hint}")
 
 
 def _value_info(w: _Writer, t: int, batch_dynamic: bool):

@@ -278,14 +278,30 @@ class TrainSession:
         fileformat.save_atomic(path, fileformat.dumps(inference_graph(graph), inference_only=True),
                                context="SaveToFile(inference_only=True)")
 
-    def export_onnx(self, path, opset: int = 17, inference_only: bool = False) -> None:
+    def export_onnx(self, path, opset: int = 17, inference_only: bool = False,
+                    int8: bool = False) -> None:
         """Write the eval program as an ONNX model (``onnx`` optional extra) that onnxruntime
         runs with the session's current weights; with ``inference_only`` BatchNorm is folded
         into the convolutions first, as in :meth:`SaveToFile`. The batch dimension stays
-        symbolic. Written atomically; the old file stays on error."""
+        symbolic. Written atomically; the old file stays on error.
+
+        ``int8=True`` (with ``inference_only``, for a QAT session) writes the int8 eval program
+        in QDQ form (``edgetrain.onnx_qdq``): uint8 QuantizeLinear / DequantizeLinear around
+        float Conv / Gemm / Relu / MaxPool, int8 per-channel weights and int32 biases (the int8
+        file's values), which onnxruntime fuses into its integer kernels (docs/int8.md)."""
         from . import onnx_export
         from .export import inference_graph
 
+        if int8:
+            if not inference_only:
+                raise ValueError("int8=True writes an inference model: pass inference_only=True")
+            from . import onnx_qdq
+
+            def run(g):
+                return TrainSession.from_graph(g, threads=1).RunGraph({})
+
+            onnx_qdq.save(self.to_graph(), os.fspath(path), run, opset=opset)
+            return
         graph = self.to_graph()
         onnx_export.save(inference_graph(graph) if inference_only else graph, os.fspath(path),
                          opset=opset)
