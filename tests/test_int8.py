@@ -402,6 +402,37 @@ def test_observer_state_gone_bad_still_saves_loads_and_names_the_value(tmp_path)
         back.RunGraph({"x": x})
 
 
+def test_layers_without_bias_quantize(tmp_path):
+    # qprep without a bias has no bq output (was refused at load: "output 1 is required");
+    # LeNet5 and MobileNetV1 have such layers.
+    class NoBias(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, bias=False)
+            self.fc = nn.Linear(4 * 6 * 6, 10, bias=False)
+
+        def forward(self, x):
+            return self.fc(nn.functional.max_pool2d(nn.functional.relu(self.conv(x)), 2).flatten(1))
+
+    et.manual_seed(0)
+    model = NoBias()
+    sess = et.TrainSession.from_module(
+        model, inputs={"x": (None, 1, 14, 14)}, loss=nn.CrossEntropyLoss(),
+        labels={"y": ((None,), "int64")}, optimizer=optim.SGD(model.parameters(), lr=0.05),
+        quantize=QC, threads=2, max_batch=16)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 1, 14, 14), np.float32), np.arange(16) % 10
+    sess.Train()
+    for _ in range(3):
+        sess.RunGraph({"x": x, "y": y})
+    sess.Eval()
+    want = sess.RunGraph({"x": x})["output"]
+    sess.SaveToFile(tmp_path / "nb.etm", inference_only=True, int8=True)
+    assert not [t for t in fileformat.load(tmp_path / "nb.etm").tensors if "bias" in t.name]
+    got = et.TrainSession.load(tmp_path / "nb.etm").RunGraph({"x": x})["output"]
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_cli_export_int8(trained, tmp_path, capsys):
     from edgetrain.cli import main
 

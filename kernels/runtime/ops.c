@@ -1570,6 +1570,8 @@ static et_status dequantize_run(const et_node_io *io, const et_run_env *e) {
 static et_status qprep_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     const et_tshape *w = io->in[0];
     TRY(want_present(io, 3, 5, msg, cap));
+    if (!io->out[2]) return shape_error(msg, cap, "output 2 (multiplier mult) is required but absent");
+    if (io->in[2] && !io->out[1]) return shape_error(msg, cap, "bias b (input 2) needs output 1 (bq)");
     TRY(want(w, ET_F32, -1, "weight w", msg, cap));
     if (w->ndim < 2) return shape_error(msg, cap, "weight w must have rank >= 2, got %d", w->ndim);
     TRY(want_vec(io->in[1], w->dim[0], "weight scale", msg, cap));
@@ -1585,6 +1587,7 @@ static et_status qprep_infer(const et_node_io *io, et_tshape *out, char *msg, si
 static et_status qprep_run(const et_node_io *io, const et_run_env *e) {
     (void)e;
     const int64_t oc = io->in[0]->dim[0], k = oc ? et_shape_numel(io->in[0]) / oc : 0;
+    if (!io->in[2] && io->out[1]) memset(io->out_data[1], 0, (size_t)oc * sizeof(int32_t)); /* no bias: bq = 0 */
     return et_q_prep_weights__ref(oc, k, io->in_data[0], io->in_data[1], io->in[2] ? io->in_data[2] : NULL,
                                   q_f(io->in_data[3]), q_f(io->in_data[4]), (int32_t)io->node->iattr[0],
                                   (int32_t)io->node->iattr[1], io->out_data[0],
@@ -2526,7 +2529,7 @@ static const et_op_desc op_table[] = {
         .min_iattr = 2, .max_iattr = 2, .infer = quantize_infer, .run = quantize_run},
     [ET_OP_DEQUANTIZE] = {.name = "dequantize", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
         .infer = dequantize_infer, .run = dequantize_run},
-    [ET_OP_QPREP] = {.name = "qprep", .min_in = 2, .max_in = 5, .min_out = 3, .max_out = 3,
+    [ET_OP_QPREP] = {.name = "qprep", .min_in = 2, .max_in = 5, .min_out = 1, .max_out = 3,
         .min_iattr = 2, .max_iattr = 2, .infer = qprep_infer, .run = qprep_run},
     [ET_OP_QCONV2D] = {.name = "qconv2d", .min_in = 2, .max_in = 6, .min_out = 1, .max_out = 1,
         .min_iattr = 11, .max_iattr = 11, .infer = qconv2d_infer, .ws_bytes = qconv2d_ws, .run = qconv2d_run},
