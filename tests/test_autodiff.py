@@ -408,3 +408,61 @@ def test_batch_one_parameter_broadcast_is_reduced_after_a_batch_change():
     params = sess.get_parameters()
     for k, v in tm.state_dict().items():
         np.testing.assert_allclose(params[k], v.numpy(), rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def _pieces(lib):
+    """Slices that tile a tensor (per step, with and without the dim; chunk) and slices that
+    overlap (they keep the slice_bwd + add gradient). ``lib``: Module, Linear and cat of
+    edgetrain or PyTorch."""
+
+    class Pieces(lib.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = lib.Linear(3, 8), lib.Linear(3, 8)
+
+        def forward(self, x):                                   # x [N, 6, 3]
+            h1, h2 = self.fc1(x), self.fc2(x)                   # [N, 6, 8]
+            out = h1[:, 0] * 1.0
+            for t in range(1, 5):
+                out = out + h1[:, t] * float(t + 1)             # dim dropped
+            out = out + h1[:, 5:6].sum(1) * 0.5                 # dim kept
+            a, b = h2.chunk(2, dim=2)                           # tiles dim 2 of h2
+            out = out + lib.cat([b, a], 2)[:, 1]
+            h3 = h2 * 2.0
+            return out + (h3[:, :, :5].sum(2) - h3[:, :, 3:].sum(2)).sum(1, keepdim=True)
+
+    return Pieces()
+
+
+def test_tiling_slices_get_one_concat_gradient_equal_to_torch():
+    import torch
+
+    import edgetrain as et
+
+    et.manual_seed(0)
+    model = _pieces(type("Lib", (), {"Module": nn.Module, "Linear": nn.Linear,
+                                     "cat": staticmethod(et.cat)}))
+    sess = et.TrainSession.from_module(model, inputs={"x": (None, 6, 3)}, loss=nn.MSELoss(),
+                                       labels={"y": ((None, 8), "float32")},
+                                       optimizer=optim.SGD(model.parameters(), lr=0.1))
+    g = sess.to_graph()
+    used = [g.nodes[n].op for n in g.programs[ir.GRAD_PROGRAM].nodes]
+    assert used.count("slice_bwd") == 3  # h3's overlapping slices; the lone [:, 1] of the cat
+    assert used.count("concat") == 3     # the forward's cat; h1's 6 steps and h2's 2 chunks joined
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((5, 6, 3), np.float32), rng.standard_normal((5, 8), np.float32)
+    sess.Grad()
+    sess.RunGraph({"x": x, "y": y})
+    got = sess.get_gradients()
+
+    ref = _pieces(type("Lib", (), {"Module": torch.nn.Module, "Linear": torch.nn.Linear,
+                                   "cat": staticmethod(torch.cat)})).double()
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            p.copy_(torch.from_numpy(sess.get_tensor(name).astype(np.float64)))
+    loss = torch.nn.functional.mse_loss(ref(torch.from_numpy(x).double()),
+                                        torch.from_numpy(y).double())
+    loss.backward()
+    for name, p in ref.named_parameters():
+        np.testing.assert_allclose(got[name], p.grad.numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
