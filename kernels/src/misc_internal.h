@@ -170,4 +170,24 @@ static inline double et_misc_sum_f64(const float *ET_RESTRICT x, int64_t n) {
  * depend on the thread count, and partials are combined in order, so loss values are bitwise
  * identical for every thread count. */
 #define ET_MISC_NPART 64
+/* ---- unary math (binary.c: __ref; unary_simd.c: the fast rows) -------------------------- */
+/* y[i] = fn(x[i]; a, b) over [0, n), single-threaded; y == x allowed. The fast rows compute
+ * exp and erf in double with polynomials (same double value as libm's to ~1e-15, then rounded
+ * to float: equal to __ref but for rare last-bit differences) and run __ref for the others. */
+void et_f32_unary__ref(et_unary fn, float a, float b, int64_t n, const float *x, float *y);
+#if defined(ET_HAVE_X86_SIMD)
+void et_f32_unary__avx2(et_unary fn, float a, float b, int64_t n, const float *x, float *y);
+void et_f32_unary__avx512(et_unary fn, float a, float b, int64_t n, const float *x, float *y);
+#endif
+#if defined(ET_HAVE_NEON)
+void et_f32_unary__neon(et_unary fn, float a, float b, int64_t n, const float *x, float *y);
+#endif
+typedef void (*et_f32_unary_fn)(et_unary fn, float a, float b, int64_t n, const float *x,
+                                float *y);
+typedef struct et_f32_unary_variant {
+    et_variant_head head;
+    et_f32_unary_fn run;
+} et_f32_unary_variant;
+extern const et_f32_unary_variant et_f32_unary_variants[];
+
 #endif
