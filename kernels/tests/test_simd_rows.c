@@ -15,6 +15,7 @@
 #include "edgetrain/et_kernels.h"
 #include "et_test.h"
 #include "misc_internal.h"
+#include "norm_internal.h"
 
 static const int64_t kSizes[] = {0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 1000, 4097};
 #define NSIZES ((int)(sizeof kSizes / sizeof kSizes[0]))
@@ -97,6 +98,54 @@ static void test_unary_rows(void) {
     free(x); free(r); free(v);
 }
 
+static int same_bits(const float *a, const float *b, int64_t n) { return count_diff(a, b, n) == 0; }
+
+static void test_normrows_rows(void) {
+    const int64_t rows = 5, kmax = 4097;
+    float *x = fbuf(rows * kmax), *dy = fbuf(rows * kmax), *y = fbuf(rows * kmax);
+    float *yv = fbuf(rows * kmax), *dx = fbuf(rows * kmax), *dxv = fbuf(rows * kmax);
+    float is[5], isv[5];
+    const et_f32_normrows_variant *ref = &et_f32_normrows_variants[0];
+    et_check_variant_table("normrows", et_f32_normrows_variants, sizeof et_f32_normrows_variants[0]);
+    for (int si = 0; si < NSIZES; si++) {
+        const int64_t k = kSizes[si], n = rows * k;
+        if (k == 0) continue;
+        et_fill_random(x, n, 500 + si, -3.0f, 7.0f); /* mean far from 0 */
+        et_fill_random(dy, n, 600 + si, -1.0f, 1.0f);
+        for (int64_t j = 0; j < k; j++) x[2 * k + j] = 1.25f; /* a constant row: var 0 */
+        /* a row and its gradient with magnitudes 1e-3..1e9: the double sums then depend on their
+         * order (a changed lane or tail order shows in the float results) */
+        for (int64_t j = 0; j < k; j++) {
+            const float m = (j % 3 == 0) ? 1e9f : ((j % 3 == 1) ? -7e8f : 1e-3f);
+            x[4 * k + j] = m * (1.0f + x[4 * k + j]);
+            dy[4 * k + j] = m * dy[4 * k + j];
+        }
+        ref->fwd(0, rows, k, 1e-5f, x, y, is);
+        ref->bwd(0, rows, k, y, is, dy, dx);
+        for (const et_f32_normrows_variant *row = ref + 1; row->head.name; row++) {
+            if (!et_isa_supported(row->head.isa)) continue;
+            memset(yv, 0, (size_t)n * sizeof(float));
+            row->fwd(0, rows, k, 1e-5f, x, yv, isv);
+            ET_CHECK(same_bits(yv, y, n) && same_bits(isv, is, rows),
+                     "normalize fwd %s k=%lld not bitwise", row->head.name, (long long)k);
+            row->fwd(1, 3, k, 1e-5f, x, yv, isv); /* a sub-range of rows */
+            ET_CHECK(same_bits(yv + k, y + k, 2 * k), "normalize fwd %s rows 1..3", row->head.name);
+            row->bwd(0, rows, k, y, is, dy, dxv);
+            ET_CHECK(same_bits(dxv, dx, n), "normalize bwd %s k=%lld not bitwise", row->head.name,
+                     (long long)k);
+        }
+        /* the dispatching entry points, 1 and 3 threads */
+        for (int nt = 1; nt <= 3; nt += 2) {
+            ET_CHECK(et_f32_normalize_rows_fwd(rows, k, 1e-5f, x, yv, isv, nt) == ET_OK, "fwd status");
+            ET_CHECK(same_bits(yv, y, n) && same_bits(isv, is, rows), "normalize fwd dispatch");
+            ET_CHECK(et_f32_normalize_rows_bwd(rows, k, y, is, dy, dxv, nt) == ET_OK, "bwd status");
+            ET_CHECK(same_bits(dxv, dx, n), "normalize bwd dispatch k=%lld", (long long)k);
+        }
+    }
+    free(x); free(dy); free(y); free(yv); free(dx); free(dxv);
+}
+
 void test_simd_rows(void) {
     test_unary_rows();
+    test_normrows_rows();
 }
