@@ -55,7 +55,7 @@ ET_INLINE float exp_f64(float xf) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    const int64_t bits = ((int64_t)kd + 1023) << 52; /* k in [-174, 145]: a normal double */
+    const int64_t bits = ((int64_t)(int32_t)kd + 1023) << 52; /* k in [-174, 145]: normal */
     double scale;
     memcpy(&scale, &bits, sizeof scale);
     double e = p * scale;
