@@ -1,68 +1,34 @@
-/* edgetrain — SIMD variants of the unary math kernel (et_f32_unary): exp and erf.
+/* edgetrain — SIMD rows of the unary math kernel (et_f32_unary): exp and erf.
  *
  * __ref (binary.c) evaluates (float)exp((double)x) and (float)erf((double)x) with libm, one
- * element at a time. The fast rows here compute the same double value with a branch-free
+ * element at a time. The fast rows compute the same double value with a branch-free
  * polynomial (error ~3e-16 for exp, ~8e-16 absolute for erf, far below the float rounding
  * step of 6e-8) and round it to float, so they agree with __ref except when the exact value
- * sits within ~1e-15 of a float rounding boundary (checked in kernels/tests/test_misc.c with the
- * tolerance of the activation family's smooth functions, 4e-7 relative, plus a bound on the
- * number of elements that differ at all). The other unary functions run __ref's loop.
- *   exp: x = k ln2 + r (k = round(x / ln2), ln2 split in two for an exact k * ln2_hi),
- *        exp(r) by its degree-13 Taylor polynomial (|r| <= 0.347), times 2^k from the bits.
- *   erf: odd, erf(x) = copysign(erf(|x|), x); a = |x| in [0, 0.5): a * q(a^2) (Taylor series); in
- *        [k/2, k/2 + 1/2), k = 1..11: a degree-12 fit in a - centre (kernels/tools/
- *        gen_erf_coefs.py); a >= 6: 1 (erfc(6) = 2e-17).
- * One body, act_*-style (activation.c): plain loops the compiler vectorises (the coefficient
- * lookups become gathers), force-inlined into target("avx2") / target("avx512...") wrappers on
- * x86 and compiled for the aarch64 baseline (__neon). Double arithmetic with no FP contraction
- * (-ffp-contract=off) gives the same bits on every ISA, so x86 and arm64 agree.
+ * sits within ~1e-15 of a float rounding boundary. kernels/tests/test_simd_rows.c checks them
+ * with the activation family's tolerance for smooth functions (4e-7 relative) and bounds how
+ * many elements differ at all (0 of 2^20 on x86 and arm64 when written). The other unary
+ * functions run __ref's loop.
+ *   exp: exp_f64 (simd_math_internal.h), in a plain loop the compiler vectorises (the act_*
+ *        style of activation.c), force-inlined into the target("avx2") / target("avx512...")
+ *        wrappers and compiled for the aarch64 baseline (__neon).
+ *   erf: odd, erf(x) = copysign(erf(|x|), x); a = |x| in [0, 0.5): a * q(a^2) (Taylor series);
+ *        in [k/2, k/2 + 1/2), k = 1..11: a degree-12 fit in a - centre (kernels/tools/
+ *        gen_erf_coefs.py); a >= 6: 1 (erfc(6) = 2e-17). gcc does not vectorise the table
+ *        lookups, so erf has intrinsics (gathers on x86, two lanes on NEON) doing erf_f64's
+ *        double operations lane by lane; the scalar erf_f64 does the tails.
+ * Double arithmetic with no FP contraction (-ffp-contract=off) gives the same bits on every
+ * ISA, so x86 and arm64 agree.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "misc_internal.h"
+#include "simd_math_internal.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
-
-#if defined(__GNUC__) || defined(__clang__)
-#define ET_INLINE static inline __attribute__((always_inline))
-#else
-#define ET_INLINE static inline
-#endif
-
-/* exp((double)x) rounded to float. x > 100: inf; x < -120: 0 (both far past float's range:
- * exp(89) > FLT_MAX, exp(-104) < half the least subnormal); NaN stays NaN. */
-ET_INLINE float exp_f64(float xf) {
-    const double x = (double)xf;
-    double xc = x < 100.0 ? x : 100.0;
-    xc = xc > -120.0 ? xc : -120.0; /* NaN -> -120 (then replaced below) */
-    const double kd = (xc * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
-    const double r = (xc - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;             /* 1/13! */
-    p = p * r + 1.0 / 479001600.0;             /* 1/12! */
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    const int64_t bits = ((int64_t)(int32_t)kd + 1023) << 52; /* k in [-174, 145]: normal */
-    double scale;
-    memcpy(&scale, &bits, sizeof scale);
-    double e = p * scale;
-    e = x > 100.0 ? INFINITY : e;
-    e = x < -120.0 ? 0.0 : e;
-    return x == x ? (float)e : xf;
-}
 
 /* [j][k]: coefficient of power j, interval k (kernels/tools/gen_erf_coefs.py) */
 static const double ERF_C[13][12] = {
