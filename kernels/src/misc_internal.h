@@ -190,4 +190,36 @@ typedef struct et_f32_unary_variant {
 } et_f32_unary_variant;
 extern const et_f32_unary_variant et_f32_unary_variants[];
 
+/* ---- softmax over contiguous rows (softmax.c: __ref; softmax_simd.c: the fast rows) ----- */
+/* rows [r0, r1) of x[rows, len] (inner == 1); single-threaded. */
+void et_f32_softmax_rows_fwd__ref(int64_t r0, int64_t r1, int64_t len, const float *x, float *y,
+                                  int log_softmax);
+void et_f32_softmax_rows_bwd__ref(int64_t r0, int64_t r1, int64_t len, const float *y,
+                                  const float *dy, float *dx, int log_softmax);
+#if defined(ET_HAVE_X86_SIMD)
+void et_f32_softmax_rows_fwd__avx2(int64_t r0, int64_t r1, int64_t len, const float *x, float *y,
+                                   int log_softmax);
+void et_f32_softmax_rows_bwd__avx2(int64_t r0, int64_t r1, int64_t len, const float *y,
+                                   const float *dy, float *dx, int log_softmax);
+void et_f32_softmax_rows_fwd__avx512(int64_t r0, int64_t r1, int64_t len, const float *x,
+                                     float *y, int log_softmax);
+void et_f32_softmax_rows_bwd__avx512(int64_t r0, int64_t r1, int64_t len, const float *y,
+                                     const float *dy, float *dx, int log_softmax);
+#endif
+#if defined(ET_HAVE_NEON)
+void et_f32_softmax_rows_fwd__neon(int64_t r0, int64_t r1, int64_t len, const float *x, float *y,
+                                   int log_softmax);
+void et_f32_softmax_rows_bwd__neon(int64_t r0, int64_t r1, int64_t len, const float *y,
+                                   const float *dy, float *dx, int log_softmax);
+#endif
+typedef void (*et_f32_softmax_rows_fwd_fn)(int64_t r0, int64_t r1, int64_t len, const float *x,
+                                           float *y, int log_softmax);
+typedef void (*et_f32_softmax_rows_bwd_fn)(int64_t r0, int64_t r1, int64_t len, const float *y,
+                                           const float *dy, float *dx, int log_softmax);
+typedef struct et_f32_softmax_rows_variant {
+    et_variant_head head;
+    et_f32_softmax_rows_fwd_fn fwd;
+    et_f32_softmax_rows_bwd_fn bwd;
+} et_f32_softmax_rows_variant;
+extern const et_f32_softmax_rows_variant et_f32_softmax_rows_variants[];
 #endif
