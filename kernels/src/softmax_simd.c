@@ -25,16 +25,39 @@
 
 #define SMR_CHUNK 256 /* log-softmax: exponentials computed this many at a time */
 
+/* __ref's max: the largest element, or the last NaN when there is one. Here in 8 lanes
+ * combined after (vectorised); only the sign of a zero maximum can differ from __ref's
+ * sequential scan, and it changes no result (x - m and m + log(s) are the same for m = +-0). */
+ET_INLINE float row_max(int64_t len, const float *xr) {
+    float mx[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                   -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int nan = 0;
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        for (int l = 0; l < 8; l++) {
+            const float v = xr[i + l];
+            mx[l] = v > mx[l] ? v : mx[l];
+            nan |= v != v;
+        }
+    float m = -INFINITY;
+    for (int l = 0; l < 8; l++) m = mx[l] > m ? mx[l] : m;
+    for (; i < len; i++) {
+        m = xr[i] > m ? xr[i] : m;
+        nan |= xr[i] != xr[i];
+    }
+    if (nan)
+        for (i = 0; i < len; i++)
+            if (isnan(xr[i])) m = xr[i];
+    return m;
+}
+
 /* Aliasing: y == x and dx == dy are allowed, as for __ref. */
 ET_INLINE void sm_fwd_body(int64_t r0, int64_t r1, int64_t len, const float *x, float *y,
                            int log_softmax) {
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = x + r * len;
         float *yr = y + r * len;
-        float m = -INFINITY;
-        for (int64_t i = 0; i < len; i++) m = xr[i] > m ? xr[i] : m;
-        for (int64_t i = 0; i < len; i++)
-            if (isnan(xr[i])) m = xr[i];
+        const float m = row_max(len, xr);
         double s = 0.0;
         if (log_softmax) { /* y is not written before x is read for the last time (y == x) */
             float e[SMR_CHUNK];
