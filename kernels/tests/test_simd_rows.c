@@ -12,6 +12,8 @@
  *          log-softmax backward as smooth functions (4e-7 relative, 1e-6 absolute for
  *          log-softmax values near 0; at most 1 % of the elements differ at all, ~0.1 % when
  *          written); the softmax backward bit-identical.
+ * The sweeps also check that the fast rows of a table give the same bits as each other, and
+ * print an FNV hash of their outputs: the x86 and the arm64 (qemu) runs print the same hashes.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -26,6 +28,14 @@ static const int64_t kSizes[] = {0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 10
 #define NSIZES ((int)(sizeof kSizes / sizeof kSizes[0]))
 
 static float *fbuf(int64_t n) { return (float *)calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+
+/* FNV-1a of the bytes: the sweeps print it so the x86 and arm64 runs can be compared. */
+static uint64_t fnv(const float *a, int64_t n) {
+    const unsigned char *p = (const unsigned char *)a;
+    uint64_t h = 1469598103934665603ULL;
+    for (int64_t i = 0; i < n * (int64_t)sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
 
 static int64_t count_diff(const float *a, const float *b, int64_t n) {
     int64_t d = 0;
@@ -86,17 +96,21 @@ static void test_unary_rows(void) {
         /* sweep: how many elements differ from __ref at all */
         fill_unary(x, nsweep, fn, 77 + f);
         ref->run(fn, a, b, nsweep, x, r);
+        uint64_t first = 0; /* the fast rows share one computation: the same bits on every ISA */
         for (const et_f32_unary_variant *row = ref + 1; row->head.name; row++) {
             if (!et_isa_supported(row->head.isa)) continue;
             row->run(fn, a, b, nsweep, x, v);
             const int64_t d = count_diff(v, r, nsweep);
+            if (!first) first = fnv(v, nsweep);
+            ET_CHECK(fnv(v, nsweep) == first, "unary %d %s: other bits than the first fast row",
+                     f, row->head.name);
             ET_CHECK(et_allclose(v, r, nsweep, 4e-7f, 1e-37f, "unary sweep"), "unary %d %s sweep",
                      f, row->head.name);
             ET_CHECK(d <= nsweep / 10000, "unary %d %s: %lld of %lld differ from __ref", f,
                      row->head.name, (long long)d, (long long)nsweep);
-            printf("  unary %s %s: %lld of %lld elements differ from __ref (last bit)\n",
-                   fn == ET_UN_EXP ? "exp" : "erf", row->head.name, (long long)d,
-                   (long long)nsweep);
+            printf("  unary %s %s: %lld of %lld elements differ from __ref (last bit), "
+                   "fnv %016llx\n", fn == ET_UN_EXP ? "exp" : "erf", row->head.name,
+                   (long long)d, (long long)nsweep, (unsigned long long)fnv(v, nsweep));
         }
     }
     (void)nmax;
@@ -208,19 +222,24 @@ static void test_softmax_rows(void) {
         et_fill_random(dy, nsweep, 950 + lg, -1.0f, 1.0f);
         ref->fwd(0, nsweep / 16, 16, x, r, lg);
         ref->bwd(0, nsweep / 16, 16, r, dy, rb, lg);
+        uint64_t first = 0;
         for (const et_f32_softmax_rows_variant *row = ref + 1; row->head.name; row++) {
             if (!et_isa_supported(row->head.isa)) continue;
             row->fwd(0, nsweep / 16, 16, x, v, lg);
             row->bwd(0, nsweep / 16, 16, r, dy, vb, lg);
+            if (!first) first = fnv(v, nsweep) ^ fnv(vb, nsweep);
+            ET_CHECK((fnv(v, nsweep) ^ fnv(vb, nsweep)) == first,
+                     "softmax rows %s: other bits than the first fast row", row->head.name);
             const int64_t d = count_diff(v, r, nsweep), db = count_diff(vb, rb, nsweep);
             /* glibc's expf is within 0.502 ulp, not always correctly rounded: exp_f64 (within
              * ~1e-15 of exact) differs from it in ~0.1 % of the elements, by one ulp */
             ET_CHECK(d <= nsweep / 100 && db <= nsweep / 100,
                      "softmax rows %s log %d: %lld / %lld of %lld differ", row->head.name, lg,
                      (long long)d, (long long)db, (long long)nsweep);
-            printf("  %s rows %s: fwd %lld, bwd %lld of %lld elements differ from __ref\n",
-                   lg ? "log_softmax" : "softmax", row->head.name, (long long)d, (long long)db,
-                   (long long)nsweep);
+            printf("  %s rows %s: fwd %lld, bwd %lld of %lld elements differ from __ref, "
+                   "fnv %016llx %016llx\n", lg ? "log_softmax" : "softmax", row->head.name,
+                   (long long)d, (long long)db, (long long)nsweep,
+                   (unsigned long long)fnv(v, nsweep), (unsigned long long)fnv(vb, nsweep));
         }
     }
     free(x); free(dy); free(r); free(v); free(rb); free(vb);
