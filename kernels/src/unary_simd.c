@@ -14,7 +14,8 @@
  *   erf: odd, erf(x) = copysign(erf(|x|), x); a = |x| in [0, 0.5): a * q(a^2) (Taylor series);
  *        in [k/2, k/2 + 1/2), k = 1..11: a degree-12 fit in a - centre (kernels/tools/
  *        gen_erf_coefs.py); a >= 6: 1 (erfc(6) = 2e-17). gcc does not vectorise the table
- *        lookups, so erf has intrinsics (gathers on x86, two lanes on NEON) doing erf_f64's
+ *        lookups, so erf has intrinsics (AVX2 gathers, AVX-512 two-register permutes, two
+ *        lanes on NEON) doing erf_f64's
  *        double operations lane by lane; the scalar erf_f64 does the tails.
  * Double arithmetic with no FP contraction (-ffp-contract=off) gives the same bits on every
  * ISA, so x86 and arm64 agree.
@@ -118,6 +119,12 @@ ET_TARGET_AVX2 static void erf__avx2(int64_t n, const float *x, float *y) {
     for (; i < n; i++) y[i] = erf_f64(x[i]);
 }
 
+/* ERF_C[j][k] for 8 lanes of k in [0, 12): entries 0-7 and 8-11 in two registers. */
+ET_TARGET_AVX512 static inline __m512d erf_coef_avx512(int j, __m512i k) {
+    return _mm512_permutex2var_pd(_mm512_loadu_pd(ERF_C[j]), k,
+                                  _mm512_maskz_loadu_pd(0x0F, ERF_C[j] + 8));
+}
+
 ET_TARGET_AVX512 static void erf__avx512(int64_t n, const float *x, float *y) {
     const __m512d six = _mm512_set1_pd(6.0), two = _mm512_set1_pd(2.0);
     const __m512d half = _mm512_set1_pd(0.5), quarter = _mm512_set1_pd(0.25);
@@ -132,9 +139,9 @@ ET_TARGET_AVX512 static void erf__avx512(int64_t n, const float *x, float *y) {
         const __mmask8 k0 = _mm256_cmpeq_epi32_mask(k, _mm256_setzero_si256());
         const __m512d c = _mm512_add_pd(_mm512_mul_pd(_mm512_cvtepi32_pd(k), half), quarter);
         const __m512d t = _mm512_mask_blend_pd(k0, _mm512_sub_pd(ac, c), _mm512_mul_pd(ac, ac));
-        __m512d p = _mm512_i32gather_pd(k, ERF_C[12], 8);
-        for (int j = 11; j >= 0; j--)
-            p = _mm512_add_pd(_mm512_mul_pd(p, t), _mm512_i32gather_pd(k, ERF_C[j], 8));
+        const __m512i k64 = _mm512_cvtepi32_epi64(k); /* lookups: ERF_C[j][k] of 12 by permutes */
+        __m512d p = erf_coef_avx512(12, k64);
+        for (int j = 11; j >= 0; j--) p = _mm512_add_pd(_mm512_mul_pd(p, t), erf_coef_avx512(j, k64));
         __m512d r = _mm512_mask_blend_pd(k0, p, _mm512_mul_pd(p, ac));
         r = _mm512_mask_blend_pd(in, one, r);
         r = _mm512_or_pd(r, _mm512_and_pd(xd, sign)); /* copysign: r >= 0 */
