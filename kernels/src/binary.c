@@ -190,6 +190,7 @@ typedef struct ew_job {
     float *y;
     float alpha, beta;
     et_unary fn;
+    const et_f32_unary_variant *row; /* unary: the chosen row of et_f32_unary_variants */
 } ew_job;
 
 static void affine_range(void *ctx, int64_t beg, int64_t end, int tid) {
@@ -206,7 +207,7 @@ et_status et_f32_affine(int64_t n, float alpha, float beta, const float *x, floa
     if (n < 0) return ET_ERR_ARG;
     if (n == 0) return ET_OK;
     if (!x || !y) return ET_ERR_ARG;
-    ew_job k = {x, y, alpha, beta, 0};
+    ew_job k = {x, y, alpha, beta, 0, NULL};
     et_parallel_ranges(n, et_misc_nchunks(n, nthreads, BIN_GRAIN), nthreads, affine_range, &k);
     return ET_OK;
 }
@@ -229,10 +230,14 @@ static float unary_one(et_unary fn, double a, double b, float xf) {
     }
 }
 
+void et_f32_unary__ref(et_unary fn, float a, float b, int64_t n, const float *x, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = unary_one(fn, a, b, x[i]);
+}
+
 static void unary_range(void *ctx, int64_t beg, int64_t end, int tid) {
     const ew_job *k = (const ew_job *)ctx;
     (void)tid;
-    for (int64_t i = beg; i < end; i++) k->y[i] = unary_one(k->fn, k->alpha, k->beta, k->x[i]);
+    k->row->run(k->fn, k->alpha, k->beta, end - beg, k->x + beg, k->y + beg);
 }
 
 et_status et_f32_unary(et_unary fn, float a, float b, int64_t n, const float *x, float *y,
@@ -240,7 +245,7 @@ et_status et_f32_unary(et_unary fn, float a, float b, int64_t n, const float *x,
     if (n < 0 || (int)fn < 0 || fn >= ET_UNARY_COUNT_) return ET_ERR_ARG;
     if (n == 0) return ET_OK;
     if (!x || !y) return ET_ERR_ARG;
-    ew_job k = {x, y, a, b, fn};
+    ew_job k = {x, y, a, b, fn, ET_VARIANT_PICK(et_f32_unary_variants)};
     et_parallel_ranges(n, et_misc_nchunks(n, nthreads, BIN_GRAIN / 8), nthreads, unary_range, &k);
     return ET_OK;
 }
@@ -380,7 +385,7 @@ et_status et_f32_reduce_sum_to(int ndim, const int64_t *x_shape, const float *x,
     const double sc = (double)scale;
 
     if (rtotal == 1) { /* nothing summed: y = scale * x */
-        ew_job k = {x, y, scale, 0.0f, 0};
+        ew_job k = {x, y, scale, 0.0f, 0, NULL};
         et_parallel_ranges(xtotal, et_misc_nchunks(xtotal, nthreads, BIN_GRAIN), nthreads,
                            affine_range, &k);
         return ET_OK;

@@ -5,7 +5,8 @@
  *   dx = invstd * (dy - mean(dy) - y * mean(dy * y)).
  * Sums run in double over one row in a fixed order (et_misc_sum_f64 lanes); rows are split
  * into contiguous chunks (et_parallel_ranges), each row computed by one thread, so results are bitwise
- * the same for every thread count.
+ * the same for every thread count. The rows run the et_f32_normrows_variants row picked by
+ * et_get_isa() (layernorm_simd.c: AVX2 / AVX-512 / NEON, bit-identical to the __ref here).
  */
 #include <math.h>
 
@@ -63,6 +64,7 @@ void et_f32_normalize_rows_bwd__ref(int64_t r0, int64_t r1, int64_t k, const flo
 }
 
 typedef struct norm_rows_job {
+    const et_f32_normrows_variant *row; /* et_f32_normrows_variants (layernorm_simd.c) */
     int64_t k;
     float eps;
     const float *x, *y, *invstd, *dy;
@@ -72,13 +74,13 @@ typedef struct norm_rows_job {
 static void norm_fwd_rows(void *ctx, int64_t b, int64_t e, int tid) {
     const norm_rows_job *j = (const norm_rows_job *)ctx;
     (void)tid;
-    et_f32_normalize_rows_fwd__ref(b, e, j->k, j->eps, j->x, j->out, j->out_invstd);
+    j->row->fwd(b, e, j->k, j->eps, j->x, j->out, j->out_invstd);
 }
 
 static void norm_bwd_rows(void *ctx, int64_t b, int64_t e, int tid) {
     const norm_rows_job *j = (const norm_rows_job *)ctx;
     (void)tid;
-    et_f32_normalize_rows_bwd__ref(b, e, j->k, j->y, j->invstd, j->dy, j->out);
+    j->row->bwd(b, e, j->k, j->y, j->invstd, j->dy, j->out);
 }
 
 static int row_chunks(int64_t rows, int64_t k, int nthreads) {
@@ -91,7 +93,8 @@ et_status et_f32_normalize_rows_fwd(int64_t rows, int64_t k, float eps, const fl
     if (rows < 0 || k <= 0 || !(eps >= 0.0f) || !isfinite(eps)) return ET_ERR_ARG;
     if (rows == 0) return ET_OK;
     if (!x || !y || !invstd) return ET_ERR_ARG;
-    norm_rows_job j = {k, eps, x, NULL, NULL, NULL, y, invstd};
+    norm_rows_job j = {ET_VARIANT_PICK(et_f32_normrows_variants), k, eps, x, NULL, NULL, NULL, y,
+                       invstd};
     et_parallel_ranges(rows, row_chunks(rows, k, nthreads), nthreads, norm_fwd_rows, &j);
     return ET_OK;
 }
@@ -101,7 +104,8 @@ et_status et_f32_normalize_rows_bwd(int64_t rows, int64_t k, const float *y, con
     if (rows < 0 || k <= 0) return ET_ERR_ARG;
     if (rows == 0) return ET_OK;
     if (!y || !invstd || !dy || !dx) return ET_ERR_ARG;
-    norm_rows_job j = {k, 0.0f, NULL, y, invstd, dy, dx, NULL};
+    norm_rows_job j = {ET_VARIANT_PICK(et_f32_normrows_variants), k, 0.0f, NULL, y, invstd, dy, dx,
+                       NULL};
     et_parallel_ranges(rows, row_chunks(rows, k, nthreads), nthreads, norm_bwd_rows, &j);
     return ET_OK;
 }

@@ -170,4 +170,56 @@ static inline double et_misc_sum_f64(const float *ET_RESTRICT x, int64_t n) {
  * depend on the thread count, and partials are combined in order, so loss values are bitwise
  * identical for every thread count. */
 #define ET_MISC_NPART 64
+/* ---- unary math (binary.c: __ref; unary_simd.c: the fast rows) -------------------------- */
+/* y[i] = fn(x[i]; a, b) over [0, n), single-threaded; y == x allowed. The fast rows compute
+ * exp and erf in double with polynomials (same double value as libm's to ~1e-15, then rounded
+ * to float: equal to __ref but for rare last-bit differences) and run __ref for the others. */
+void et_f32_unary__ref(et_unary fn, float a, float b, int64_t n, const float *x, float *y);
+#if defined(ET_HAVE_X86_SIMD)
+void et_f32_unary__avx2(et_unary fn, float a, float b, int64_t n, const float *x, float *y);
+void et_f32_unary__avx512(et_unary fn, float a, float b, int64_t n, const float *x, float *y);
+#endif
+#if defined(ET_HAVE_NEON)
+void et_f32_unary__neon(et_unary fn, float a, float b, int64_t n, const float *x, float *y);
+#endif
+typedef void (*et_f32_unary_fn)(et_unary fn, float a, float b, int64_t n, const float *x,
+                                float *y);
+typedef struct et_f32_unary_variant {
+    et_variant_head head;
+    et_f32_unary_fn run;
+} et_f32_unary_variant;
+extern const et_f32_unary_variant et_f32_unary_variants[];
+
+/* ---- softmax over contiguous rows (softmax.c: __ref; softmax_simd.c: the fast rows) ----- */
+/* rows [r0, r1) of x[rows, len] (inner == 1); single-threaded. */
+void et_f32_softmax_rows_fwd__ref(int64_t r0, int64_t r1, int64_t len, const float *x, float *y,
+                                  int log_softmax);
+void et_f32_softmax_rows_bwd__ref(int64_t r0, int64_t r1, int64_t len, const float *y,
+                                  const float *dy, float *dx, int log_softmax);
+#if defined(ET_HAVE_X86_SIMD)
+void et_f32_softmax_rows_fwd__avx2(int64_t r0, int64_t r1, int64_t len, const float *x, float *y,
+                                   int log_softmax);
+void et_f32_softmax_rows_bwd__avx2(int64_t r0, int64_t r1, int64_t len, const float *y,
+                                   const float *dy, float *dx, int log_softmax);
+void et_f32_softmax_rows_fwd__avx512(int64_t r0, int64_t r1, int64_t len, const float *x,
+                                     float *y, int log_softmax);
+void et_f32_softmax_rows_bwd__avx512(int64_t r0, int64_t r1, int64_t len, const float *y,
+                                     const float *dy, float *dx, int log_softmax);
+#endif
+#if defined(ET_HAVE_NEON)
+void et_f32_softmax_rows_fwd__neon(int64_t r0, int64_t r1, int64_t len, const float *x, float *y,
+                                   int log_softmax);
+void et_f32_softmax_rows_bwd__neon(int64_t r0, int64_t r1, int64_t len, const float *y,
+                                   const float *dy, float *dx, int log_softmax);
+#endif
+typedef void (*et_f32_softmax_rows_fwd_fn)(int64_t r0, int64_t r1, int64_t len, const float *x,
+                                           float *y, int log_softmax);
+typedef void (*et_f32_softmax_rows_bwd_fn)(int64_t r0, int64_t r1, int64_t len, const float *y,
+                                           const float *dy, float *dx, int log_softmax);
+typedef struct et_f32_softmax_rows_variant {
+    et_variant_head head;
+    et_f32_softmax_rows_fwd_fn fwd;
+    et_f32_softmax_rows_bwd_fn bwd;
+} et_f32_softmax_rows_variant;
+extern const et_f32_softmax_rows_variant et_f32_softmax_rows_variants[];
 #endif

@@ -3,7 +3,8 @@
  * Numerically stable (the row maximum is subtracted), sums in double. inner == 1 walks
  * contiguous rows; inner > 1 processes blocks of SM_BLOCK neighbouring columns at once so all
  * loads stay contiguous. One (outer, block) item per loop iteration: deterministic for any
- * thread count.
+ * thread count. Contiguous rows (inner == 1) run the row of et_f32_softmax_rows_variants
+ * picked by et_get_isa() (softmax_simd.c: AVX2 / AVX-512 / NEON; __ref rows here).
  */
 #include <math.h>
 
@@ -79,9 +80,17 @@ static int64_t block_at(int64_t it, int64_t nblk, int64_t bw, int64_t len, int64
     return o * len * inner + j0;
 }
 
+/* __ref rows of et_f32_softmax_rows_variants (softmax_simd.c has the SIMD rows). */
+void et_f32_softmax_rows_fwd__ref(int64_t r0, int64_t r1, int64_t len, const float *x, float *y,
+                                  int log_softmax) {
+    for (int64_t o = r0; o < r1; o++)
+        et_misc_softmax_row(len, x + o * len, y + o * len, log_softmax);
+}
+
 /* Rows (inner == 1) or blocks of columns, each computed on its own: any split gives the
  * same bits. x: the input (forward) or y (backward); d: dy (backward); out: y or dx. */
 typedef struct sm_job {
+    const et_f32_softmax_rows_variant *row; /* inner == 1: et_f32_softmax_rows_variants */
     int64_t len, inner, nblk, bw;
     int log_softmax;
     const float *x, *d;
@@ -108,6 +117,12 @@ static void softmax_bwd_block(int64_t len, int64_t inner, int64_t nb, const floa
         }
 }
 
+void et_f32_softmax_rows_bwd__ref(int64_t r0, int64_t r1, int64_t len, const float *y,
+                                  const float *dy, float *dx, int log_softmax) {
+    for (int64_t o = r0; o < r1; o++)
+        softmax_bwd_block(len, 1, 1, y + o * len, dy + o * len, dx + o * len, log_softmax);
+}
+
 /* Items (o, block of up to bw inner positions): softmax_block, or with k->d (dy) its backward. */
 static void sm_blocks(void *ctx, int64_t i0, int64_t i1, int tid) {
     const sm_job *k = (const sm_job *)ctx;
@@ -126,16 +141,26 @@ static void sm_blocks(void *ctx, int64_t i0, int64_t i1, int tid) {
 static et_status run_blocks(int64_t outer, int64_t len, int64_t inner, int64_t bw, int log_softmax,
                             const float *x, const float *d, float *out, int nthreads) {
     const int64_t nblk = (inner + bw - 1) / bw, items = outer * nblk;
-    sm_job k = {len, inner, nblk, bw, log_softmax, x, d, out};
+    sm_job k = {NULL, len, inner, nblk, bw, log_softmax, x, d, out};
     et_parallel_ranges(items, et_split_chunks(items, nthreads), nthreads, sm_blocks, &k);
     return ET_OK;
 }
 
-static void sm_fwd_rows(void *ctx, int64_t o0, int64_t o1, int tid) {
+/* Rows (inner == 1) through the variant table: the forward, or with k->d (dy) the backward. */
+static void sm_rows(void *ctx, int64_t o0, int64_t o1, int tid) {
     const sm_job *k = (const sm_job *)ctx;
     (void)tid;
-    for (int64_t o = o0; o < o1; o++)
-        et_misc_softmax_row(k->len, k->x + o * k->len, k->out + o * k->len, k->log_softmax);
+    if (k->d)
+        k->row->bwd(o0, o1, k->len, k->x, k->d, k->out, k->log_softmax);
+    else
+        k->row->fwd(o0, o1, k->len, k->x, k->out, k->log_softmax);
+}
+
+static et_status run_rows(int64_t outer, int64_t len, int log_softmax, const float *x, const float *d,
+                          float *out, int nthreads) {
+    sm_job k = {ET_VARIANT_PICK(et_f32_softmax_rows_variants), len, 1, 0, 0, log_softmax, x, d, out};
+    et_parallel_ranges(outer, et_split_chunks(outer, nthreads), nthreads, sm_rows, &k);
+    return ET_OK;
 }
 
 et_status et_f32_softmax_fwd(int64_t outer, int64_t len, int64_t inner, int log_softmax,
@@ -143,11 +168,7 @@ et_status et_f32_softmax_fwd(int64_t outer, int64_t len, int64_t inner, int log_
     if (outer < 0 || len < 0 || inner < 0) return ET_ERR_ARG;
     if (outer * len * inner == 0) return ET_OK;
     if (!x || !y) return ET_ERR_ARG;
-    if (inner == 1) {
-        sm_job k = {len, inner, 0, 0, log_softmax, x, NULL, y};
-        et_parallel_ranges(outer, et_split_chunks(outer, nthreads), nthreads, sm_fwd_rows, &k);
-        return ET_OK;
-    }
+    if (inner == 1) return run_rows(outer, len, log_softmax, x, NULL, y, nthreads);
     return run_blocks(outer, len, inner, SM_BLOCK, log_softmax, x, NULL, y, nthreads);
 }
 
@@ -156,5 +177,6 @@ et_status et_f32_softmax_bwd(int64_t outer, int64_t len, int64_t inner, int log_
     if (outer < 0 || len < 0 || inner < 0) return ET_ERR_ARG;
     if (outer * len * inner == 0) return ET_OK;
     if (!y || !dy || !dx) return ET_ERR_ARG;
-    return run_blocks(outer, len, inner, inner == 1 ? 1 : SM_BLOCK, log_softmax, y, dy, dx, nthreads);
+    if (inner == 1) return run_rows(outer, len, log_softmax, y, dy, dx, nthreads);
+    return run_blocks(outer, len, inner, SM_BLOCK, log_softmax, y, dy, dx, nthreads);
 }

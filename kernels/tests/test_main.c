@@ -83,6 +83,7 @@ void test_norm(void);
 void test_tensor(void);
 void test_threadpool(void);
 void test_qgemm(void);
+void test_simd_rows(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -99,6 +100,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"tensor", test_tensor},
     {"threadpool", test_threadpool},
     {"qgemm", test_qgemm},
+    {"simd", test_simd_rows},
 };
 
 int main(int argc, char **argv) {
