@@ -81,7 +81,8 @@ class QConfig:
     freeze their BatchNorm (``freeze_bn_step``, ``None``: never; PyTorch's
     ``torch.ao.nn.intrinsic.qat.freeze_bn_stats``: running statistics no longer updated and
     used in training too, read from the runtime's step counter so it also holds in
-    ``et_train``; other BatchNorm layers are not affected, as in PyTorch) and whether Conv2d + BatchNorm2d pairs simulate their fold (``fold_bn``,
+    ``et_train``; other BatchNorm layers are not affected, as in PyTorch, so with
+    ``fold_bn=False`` it changes nothing) and whether Conv2d + BatchNorm2d pairs simulate their fold (``fold_bn``,
     torch.ao.nn.intrinsic.qat.ConvBn2d semantics). ``quantize_input`` fake-quantizes the input
     of the first Conv2d / Linear (PyTorch's QuantStub), so that in eval the whole chain runs the
     int8 kernels."""

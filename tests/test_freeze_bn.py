@@ -198,3 +198,47 @@ def test_bad_freeze_bn_step(bad):
 def test_freeze_bn_step_zero_and_numpy_int_accepted():
     assert quant.QConfig(freeze_bn_step=0).freeze_bn_step == 0
     assert quant.QConfig(freeze_bn_step=np.int64(4)).freeze_bn_step == 4
+
+
+def test_et_train_freezes_the_running_stats_at_the_step(tmp_path):
+    """et_train (host build, no Python in the loop) trains a QAT Conv+BN model exported with
+    freeze_bn_step=3: its running statistics move over steps 0..2 and not after; the file it
+    saves after 5 steps is a Python session's on the same batches, bit for bit."""
+    from test_android import _make, _python_losses, _run, _write_idx
+
+    et_train = _make("host")
+    rng = np.random.default_rng(1)
+    data = tmp_path / "tiny"
+    data.mkdir()
+    images = rng.integers(0, 256, (64, 28, 28))
+    labels = rng.integers(0, 10, 64)
+    _write_idx(data / "train-images-idx3-ubyte", images)
+    _write_idx(data / "train-labels-idx1-ubyte", labels)
+    _write_idx(data / "t10k-images-idx3-ubyte", images[:8])
+    _write_idx(data / "t10k-labels-idx1-ubyte", labels[:8])
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.MaxPool2d(4), nn.Flatten(), nn.Linear(4 * 7 * 7, 10))
+    sess = et.TrainSession.from_module(
+        model, inputs={"data": (8, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
+        labels={"label": ((8,), "int64")}, optimizer=optim.SGD(model.parameters(), lr=0.05),
+        quantize=quant.QConfig(freeze_bn_step=FREEZE), threads=1)
+    src = tmp_path / "qat.etm"
+    sess.SaveToFile(str(src))
+    stats = {}
+    for steps in (2, 3, 5):
+        out = tmp_path / f"after{steps}.etm"
+        proc = _run([et_train, "-f", src, "-d", data, "-i", steps, "-t", 1, "-p", 1,
+                     "--test-limit", 0, "-s", out])
+        assert proc.returncode == 0, proc.stderr
+        trained = et.TrainSession.load(str(out), threads=1)
+        assert trained.step == steps
+        p = trained.get_parameters()
+        stats[steps] = np.concatenate([p["1.running_mean"], p["1.running_var"]])
+    assert not np.array_equal(stats[2], stats[3])      # step 2 still updates them
+    bits_equal(stats[5], stats[3], "running stats moved after freeze_bn_step in et_train")
+    py, _ = _python_losses(et, src, images, labels, 5, 8)
+    p_py = py.get_parameters()
+    c5 = et.TrainSession.load(str(tmp_path / "after5.etm"), threads=1).get_parameters()
+    assert set(c5) == set(p_py)
+    for k in p_py:
+        bits_equal(c5[k], p_py[k], k)
