@@ -242,3 +242,33 @@ def test_et_train_freezes_the_running_stats_at_the_step(tmp_path):
     assert set(c5) == set(p_py)
     for k in p_py:
         bits_equal(c5[k], p_py[k], k)
+
+
+def test_files_without_freeze_step_load_and_never_freeze():
+    """A file written before the attribute (batchnorm nodes with no iattr) loads and trains
+    exactly as freeze_bn_step=None."""
+    p, xs, ws = _data()
+    sess = _session(p, freeze=None)
+    g = sess.to_graph()
+    bn = [n for n in range(len(g.nodes)) if g.nodes[n].op in ("batchnorm_train", "batchnorm_bwd")]
+    assert bn
+    for n in bn:
+        g.nodes[n].iattr = []
+    old = et.TrainSession.from_graph(g, threads=2)
+    sess.Train()
+    old.Train()
+    for x, w in zip(xs, ws):
+        bits_equal(sess.RunGraph({"x": x, "wout": w})["loss"],
+                   old.RunGraph({"x": x, "wout": w})["loss"], "loss")
+    a, b = sess.get_parameters(), old.get_parameters()
+    for k in a:
+        bits_equal(a[k], b[k], k)
+
+
+def test_bad_freeze_step_in_a_file_is_refused():
+    p, _, _ = _data()
+    g = _session(p).to_graph()
+    n = next(n for n in range(len(g.nodes)) if g.nodes[n].op == "batchnorm_train")
+    g.nodes[n].iattr = [-2]
+    with pytest.raises(et.errors.EdgetrainError, match="freeze_step must be >= 0"):
+        et.TrainSession.from_graph(g, threads=1)
