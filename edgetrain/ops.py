@@ -15,7 +15,7 @@ returns one gradient tensor index (or ``None``) per input. Ops without a rule ra
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AbstractSet, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import ir
@@ -56,6 +56,7 @@ class OpDef:
     kind: str = "forward"                 # "forward", "backward", "update" or "inference"
     mutates: Tuple[str, ...] = ()         # inputs written in place
     int_inputs: Tuple[str, ...] = ()      # inputs of dtype i32 (labels)
+    defaults: Dict[str, float] = field(default_factory=dict)   # attribute values when not given (0)
 
     def input_name(self, i: int) -> str:
         return self.inputs[i].rstrip("?")
@@ -70,8 +71,9 @@ class OpDef:
         unknown = set(attrs) - set(self.iattrs) - set(self.fattrs)
         if unknown:
             raise ValueError(f"op '{self.name}' has no attribute(s) {sorted(unknown)}")
-        iattr = [int(attrs.get(k, 0)) for k in self.iattrs]
-        fattr = [float(attrs.get(k, 0.0)) for k in self.fattrs]
+        d = self.defaults
+        iattr = [int(attrs.get(k, d.get(k, 0))) for k in self.iattrs]
+        fattr = [float(attrs.get(k, d.get(k, 0.0))) for k in self.fattrs]
         return iattr, fattr
 
 
@@ -241,8 +243,9 @@ def _bw_bn_train(ctx, node, dys):
         if ctx.need(i):
             ctx.fail(ctx.op.input_name(i))
     skip = [k for k, i in ((1, 1), (2, 2)) if not ctx.need(i)]
+    freeze = ctx.attrs(node).get("freeze_step", -1)   # absent in files written before it
     dx, dg, db = ctx.emit("batchnorm_bwd", [dys[0], x, gamma, save_mean, save_invstd],
-                          skip_outputs=skip)
+                          skip_outputs=skip, freeze_step=freeze)
     return [dx if ctx.need(0) else None, dg if dg >= 0 else None, db if db >= 0 else None,
             None, None]
 
@@ -563,12 +566,13 @@ OPS: List[OpDef] = [
     OpDef(18, "avgpool2d_bwd", ("dy", "x"), ("dx",), _AVGPOOL_I, (), kind="backward"),
     OpDef(19, "global_avgpool", ("x",), ("y",), (), (), _bw_global_avgpool),
     OpDef(20, "global_avgpool_bwd", ("dy", "x"), ("dx",), (), (), kind="backward"),
-    OpDef(21, "batchnorm_train", _BN_IN, ("y", "save_mean", "save_invstd"), (),
+    OpDef(21, "batchnorm_train", _BN_IN, ("y", "save_mean", "save_invstd"), ("freeze_step",),
           ("momentum", "eps"), _bw_bn_train,
-          mutates=("running_mean", "running_var")),
+          mutates=("running_mean", "running_var"), defaults={"freeze_step": -1}),
     OpDef(22, "batchnorm_infer", _BN_IN, ("y",), (), ("eps",)),
     OpDef(23, "batchnorm_bwd", ("dy", "x", "gamma", "save_mean", "save_invstd"),
-          ("dx", "dgamma?", "dbeta?"), (), (), kind="backward"),
+          ("dx", "dgamma?", "dbeta?"), ("freeze_step",), (), kind="backward",
+          defaults={"freeze_step": -1}),
     OpDef(24, "dropout", ("x",), ("y",), ("stream",), ("p",), _bw_dropout),
     OpDef(25, "dropout_bwd", ("dy",), ("dx",), ("stream",), ("p",), kind="backward"),
     OpDef(26, "softmax", ("x",), ("y",), ("axis", "log"), (), _bw_softmax),

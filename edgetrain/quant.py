@@ -10,7 +10,9 @@ never moves a scale) from running min / max ("minmax", PyTorch's MinMaxObserver)
 moving average ("ema", MovingAverageMinMaxObserver), and computed as PyTorch's observers do.
 Their state (``scale``, ``zero_point``, ``min_val``, ``max_val``) is a buffer of the model, saved
 and resumed like BatchNorm running statistics. ``observe_until_step`` stops the observers at an
-optimizer step, read from the runtime's step counter (so it also holds in ``et_train``).
+optimizer step, read from the runtime's step counter (so it also holds in ``et_train``);
+``freeze_bn_step`` likewise freezes the BatchNorm of the folded Conv+BN pairs (op
+``batchnorm_train`` / ``batchnorm_bwd`` attribute ``freeze_step``).
 
 :func:`prepare_qat` (used by ``TrainSession.from_module(..., quantize=QConfig(...))``) returns a
 copy of a model in which Conv2d and Linear weights are fake-quantized per output channel
@@ -75,8 +77,12 @@ def activation_range(bits: int):
 class QConfig:
     """How to quantize: bits of weights and activations (2..8 each), the observer ("ema" or
     "minmax"), its averaging constant, the optimizer step at which observers stop
-    (``None``: never), the step at which BatchNorm freezes (not implemented yet: must be
-    ``None``) and whether Conv2d + BatchNorm2d pairs simulate their fold (``fold_bn``,
+    (``None``: never), the optimizer step from which the folded Conv2d + BatchNorm2d pairs
+    freeze their BatchNorm (``freeze_bn_step``, ``None``: never; PyTorch's
+    ``torch.ao.nn.intrinsic.qat.freeze_bn_stats``: running statistics no longer updated and
+    used in training too, read from the runtime's step counter so it also holds in
+    ``et_train``; other BatchNorm layers are not affected, as in PyTorch, so with
+    ``fold_bn=False`` it changes nothing) and whether Conv2d + BatchNorm2d pairs simulate their fold (``fold_bn``,
     torch.ao.nn.intrinsic.qat.ConvBn2d semantics). ``quantize_input`` fake-quantizes the input
     of the first Conv2d / Linear (PyTorch's QuantStub), so that in eval the whole chain runs the
     int8 kernels."""
@@ -97,13 +103,11 @@ class QConfig:
         c = self.averaging_constant
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.0 < float(c) <= 1.0:
             raise QuantConfigError(f"averaging_constant must be a number in (0, 1], got {c!r}")
-        s = self.observe_until_step
-        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0):
-            raise QuantConfigError(f"observe_until_step must be None or an integer >= 0, "
-                                   f"got {s!r}")
-        if self.freeze_bn_step is not None:
-            raise QuantConfigError("freeze_bn_step: Conv+BatchNorm fold simulation is not "
-                                   "implemented yet; leave it None")
+        for name in ("observe_until_step", "freeze_bn_step"):
+            s = getattr(self, name)
+            if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))
+                                  or s < 0):
+                raise QuantConfigError(f"{name} must be None or an integer >= 0, got {s!r}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -312,7 +316,11 @@ class QATConvBn2d(Conv2d):
     torch.ao.nn.intrinsic.qat.ConvBn2d does: the weight is scaled by gamma / sqrt(running_var +
     eps) and fake-quantized as it will be folded, the convolution's output is divided by that
     factor again (plus the conv bias) and batch-normalised (batch statistics in training,
-    running ones in eval); the BatchNorm module stays in place (same names) as an identity."""
+    running ones in eval, and in training too from the optimizer step ``freeze_bn_step`` on:
+    PyTorch's ``freeze_bn_stats``); the BatchNorm module stays in place (same names) as an
+    identity."""
+
+    freeze_bn_step = -1   # -1: never
 
     def forward(self, x):
         bn = self._folded_bn
@@ -323,8 +331,18 @@ class QATConvBn2d(Conv2d):
         y = y / factor.reshape(1, -1, 1, 1)
         if self.bias is not None:
             y = y + tracing.require().as_tensor(self.bias).reshape(1, -1, 1, 1)
-        y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                         training=self.training, momentum=bn.momentum, eps=bn.eps)
+        if self.training and self.freeze_bn_step >= 0:
+            # batchnorm_train switches to the running statistics at that step (C: bn_frozen)
+            if bn.momentum is None:
+                raise NotImplementedError("batch_norm(momentum=None) (cumulative moving "
+                                          "average) is not supported")
+            y = tracing.require().emit("batchnorm_train", [y, bn.weight, bn.bias,
+                                                           bn.running_mean, bn.running_var],
+                                       freeze_step=self.freeze_bn_step,
+                                       momentum=bn.momentum, eps=bn.eps)[0]
+        else:
+            y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                             training=self.training, momentum=bn.momentum, eps=bn.eps)
         return self.activation_post_process(y)
 
 
@@ -348,6 +366,8 @@ def _fold_conv_bn(m: Module, qc: QConfig) -> None:
             object.__setattr__(conv, "_folded_bn", bn)   # not a child: names stay the same
             conv.weight_fake_quant = _weight_fq(qc, conv.out_channels)
             conv.activation_post_process = _act_fq(qc)
+            if qc.freeze_bn_step is not None:
+                conv.freeze_bn_step = int(qc.freeze_bn_step)
             bn.__class__ = FoldedBatchNorm2d
 
 

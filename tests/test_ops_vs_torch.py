@@ -985,6 +985,43 @@ CASES["bmm"] += [
 ]
 
 
+def _bn_frozen(name, shape, affine=True, eps=1e-5):
+    """batchnorm_train with freeze_step 0 (QConfig.freeze_bn_step): eval-mode batch norm with
+    the gradient of x through constant running statistics, which stay unchanged."""
+    c = shape[1]
+
+    def setup(m):
+        m.bn = nn.BatchNorm2d(c, eps=eps, affine=False)  # buffers only
+        m.bn.running_mean.data = rnd(c, scale=0.5)
+        m.bn.running_var.data = pos(c)
+
+    inputs = {"x": rnd(*shape, scale=2.0, offset=0.5)}
+    if affine:
+        inputs.update(g=pos(c), b=rnd(c))
+
+    def et_fn(m):
+        gamma = m.g if affine else tracing.require().const(np.ones(c, np.float32))
+        beta = m.b if affine else tracing.require().const(np.zeros(c, np.float32))
+        return tracing.require().emit("batchnorm_train", [m.x, gamma, beta, m.bn.running_mean,
+                                                            m.bn.running_var],
+                                        freeze_step=0, momentum=0.1, eps=eps)[0]
+
+    def ref(t, module=None):
+        rm = torch.tensor(module.bn.running_mean.data, dtype=torch.float64)
+        rv = torch.tensor(module.bn.running_var.data, dtype=torch.float64)
+        ref.running = {"bn.running_mean": rm.numpy().copy(), "bn.running_var": rv.numpy().copy()}
+        return TF.batch_norm(t["x"], rm, rv, t.get("g"), t.get("b"), training=False, eps=eps)
+    return Case(name, inputs, et_fn, ref, setup=setup, tol=(1e-4, 1e-4),
+                extra={"needs_module": True})
+
+
+CASES["batchnorm_train"] += [
+    _bn_frozen("frozen_small_planes", (3, 5, 7, 1)),
+    _bn_frozen("frozen_large_planes", (1, 4, 23, 29), eps=1e-3),
+    _bn_frozen("frozen_no_affine", (2, 3, 5, 5), affine=False),
+]
+
+
 def _torch_distill(s, temp, alpha):
     q = torch.softmax(torch.tensor(TEACHER, dtype=torch.float64) / temp, 1)
     soft = TF.kl_div(torch.log_softmax(s / temp, 1), q, reduction="batchmean")

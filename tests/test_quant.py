@@ -385,7 +385,7 @@ def test_lenet_w8a8_qat_on_mnist_matches_the_float_control():
     ({"averaging_constant": 0.0}, "averaging_constant"),
     ({"averaging_constant": 1.5}, "averaging_constant"),
     ({"observe_until_step": -1}, "observe_until_step"),
-    ({"freeze_bn_step": 10}, "not implemented"),
+    ({"freeze_bn_step": -1}, "freeze_bn_step"),
 ])
 def test_bad_qconfig(kw, text):
     with pytest.raises(quant.QuantConfigError, match=text) as e:

@@ -777,9 +777,21 @@ static et_status want_eps(float eps, char *msg, size_t cap) {
     if (isfinite(eps) && eps >= 0.0f) return ET_OK;
     return shape_error(msg, cap, "eps must be finite and >= 0, got %g", (double)eps);
 }
+/* Optional iattr freeze_step (QAT freeze_bn_step) of batchnorm_train / batchnorm_bwd: from that
+ * optimizer step on (the session's step counter) the running statistics normalise and stay
+ * unchanged; absent or -1: never. */
+static et_status want_freeze_step(const et_node_def *nd, char *msg, size_t cap) {
+    if (nd->n_iattr < 1 || nd->iattr[0] >= -1) return ET_OK;
+    return shape_error(msg, cap, "freeze_step must be >= 0 (or -1: never freeze), got %lld",
+                       (long long)nd->iattr[0]);
+}
+static int bn_frozen(const et_node_def *nd, const et_run_env *e) {
+    return nd->n_iattr > 0 && nd->iattr[0] >= 0 && e->step >= (uint64_t)nd->iattr[0];
+}
 static et_status batchnorm_train_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     bn_view v = {0};
     TRY(bn_params_infer(io, &v, msg, cap));
+    TRY(want_freeze_step(io->node, msg, cap));
     TRY(want_finite(io->node->fattr[0], "momentum", msg, cap));
     TRY(want_eps(io->node->fattr[1], msg, cap));
     set_like(&out[0], io->in[0], ET_F32);
@@ -790,6 +802,10 @@ static et_status batchnorm_train_infer(const et_node_io *io, et_tshape *out, cha
 static et_status batchnorm_train_run(const et_node_io *io, const et_run_env *e) {
     bn_view v = {0};
     TRY(bn_view_of(io->in[0], &v, NULL, 0));
+    if (bn_frozen(io->node, e))
+        return et_f32_batchnorm_frozen_fwd(v.n, v.c, v.hw, io->in_data[0], io->in_data[1], io->in_data[2],
+                                           io->in_data[3], io->in_data[4], io->node->fattr[1], io->out_data[0],
+                                           io->out_data[1], io->out_data[2], e->nthreads);
     return et_f32_batchnorm_train_fwd(v.n, v.c, v.hw, io->in_data[0], io->in_data[1], io->in_data[2], io->in_data[3],
                                       io->in_data[4], io->node->fattr[0], io->node->fattr[1], io->out_data[0],
                                       io->out_data[1], io->out_data[2], e->nthreads);
@@ -812,6 +828,7 @@ static et_status batchnorm_bwd_infer(const et_node_io *io, et_tshape *out, char 
     static const char *names[] = {"dy", "x", "gamma", "save_mean", "save_invstd"};
     bn_view v = {0};
     TRY(bn_view_of(io->in[1], &v, msg, cap));
+    TRY(want_freeze_step(io->node, msg, cap));
     TRY(want(io->in[0], ET_F32, -1, "gradient dy", msg, cap));
     TRY(want_same(io->in[0], io->in[1], "dy", "x", msg, cap));
     for (int k = 2; k < 5; k++) TRY(want_vec(io->in[k], v.c, names[k], msg, cap));
@@ -823,6 +840,10 @@ static et_status batchnorm_bwd_infer(const et_node_io *io, et_tshape *out, char 
 static et_status batchnorm_bwd_run(const et_node_io *io, const et_run_env *e) {
     bn_view v = {0};
     TRY(bn_view_of(io->in[1], &v, NULL, 0));
+    if (bn_frozen(io->node, e))
+        return et_f32_batchnorm_frozen_bwd(v.n, v.c, v.hw, io->in_data[1], io->in_data[0], io->in_data[2],
+                                           io->in_data[3], io->in_data[4], io->out_data[0], io->out_data[1],
+                                           io->out_data[2], e->nthreads);
     return et_f32_batchnorm_bwd(v.n, v.c, v.hw, io->in_data[1], io->in_data[0], io->in_data[2], io->in_data[3],
                                 io->in_data[4], io->out_data[0], io->out_data[1], io->out_data[2], e->nthreads);
 }
@@ -2381,12 +2402,13 @@ static const et_op_desc op_table[] = {
     [ET_OP_GLOBAL_AVGPOOL_BWD] = {.name = "global_avgpool_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
         .infer = global_avgpool_bwd_infer, .run = global_avgpool_bwd_run},
     [ET_OP_BATCHNORM_TRAIN] = {.name = "batchnorm_train", .min_in = 5, .max_in = 5, .min_out = 3, .max_out = 3,
-        .min_fattr = 2, .max_fattr = 2, .mut_in_mask = (1u << 3) | (1u << 4), .infer = batchnorm_train_infer,
+        .min_iattr = 0, .max_iattr = 1, .min_fattr = 2, .max_fattr = 2, .mut_in_mask = (1u << 3) | (1u << 4),
+        .infer = batchnorm_train_infer,
         .run = batchnorm_train_run},
     [ET_OP_BATCHNORM_INFER] = {.name = "batchnorm_infer", .min_in = 5, .max_in = 5, .min_out = 1, .max_out = 1,
         .min_fattr = 1, .max_fattr = 1, .infer = batchnorm_infer_infer, .run = batchnorm_infer_run},
     [ET_OP_BATCHNORM_BWD] = {.name = "batchnorm_bwd", .min_in = 5, .max_in = 5, .min_out = 1, .max_out = 3,
-        .infer = batchnorm_bwd_infer, .run = batchnorm_bwd_run},
+        .min_iattr = 0, .max_iattr = 1, .infer = batchnorm_bwd_infer, .run = batchnorm_bwd_run},
     [ET_OP_DROPOUT] = {.name = "dropout", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
         .min_iattr = 1, .max_iattr = 1, .min_fattr = 1, .max_fattr = 1, .infer = dropout_infer, .run = dropout_run},
     [ET_OP_DROPOUT_BWD] = {.name = "dropout_bwd", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,

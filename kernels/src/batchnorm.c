@@ -5,6 +5,10 @@
  * reproducible for a given thread count and no atomics are needed. The per-element transforms
  * follow PyTorch's CPU kernels: y = x * alpha + shift with alpha = invstd * gamma,
  * shift = beta - mean * alpha. gamma / beta may be NULL (1 / 0).
+ *
+ * Frozen statistics (QConfig.freeze_bn_step, PyTorch's ConvBn2d.freeze_bn_stats): a training
+ * step that normalises with the running statistics, which it leaves alone; they are constants
+ * of the backward, so dx = dy * gamma * invstd (dgamma, dbeta as usual).
  */
 #include <math.h>
 
@@ -135,7 +139,8 @@ static void bn_train_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t
 
 static void bn_bwd_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb, const float *x,
                          const float *dy, const float *gamma, const float *save_mean,
-                         const float *save_invstd, float *dx, float *dgamma, float *dbeta) {
+                         const float *save_invstd, int frozen, float *dx, float *dgamma,
+                         float *dbeta) {
     double as[BN_BLOCK], ad[BN_BLOCK];
     float mf[BN_BLOCK], gm[BN_BLOCK], pr[BN_BLOCK], gs[BN_BLOCK];
     const int64_t len = cb * hw, count = n * hw, is = c * hw;
@@ -161,8 +166,8 @@ static void bn_bwd_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t c
         if (dgamma) dgamma[ch] = (float)(dotp * invstd);
         if (dbeta) dbeta[ch] = (float)sum;
         const double g = gamma ? (double)gamma[ch] : 1.0;
-        const float fg = (float)(sum / (double)count);
-        const float fp = (float)(dotp * invstd * invstd / (double)count);
+        const float fg = frozen ? 0.0f : (float)(sum / (double)count);
+        const float fp = frozen ? 0.0f : (float)(dotp * invstd * invstd / (double)count);
         const float fs = (float)(invstd * g);
         for (int64_t j = k * hw; j < (k + 1) * hw; j++) {
             gm[j] = fg;
@@ -174,7 +179,10 @@ static void bn_bwd_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t c
         const float *ET_RESTRICT xp = x + c0 * hw + i * is;
         const float *ET_RESTRICT gp = dy + c0 * hw + i * is;
         float *ET_RESTRICT dp = dx + c0 * hw + i * is;
-        for (int64_t j = 0; j < len; j++) dp[j] = (gp[j] - gm[j] - (xp[j] - mf[j]) * pr[j]) * gs[j];
+        if (frozen)
+            for (int64_t j = 0; j < len; j++) dp[j] = gp[j] * gs[j];
+        else
+            for (int64_t j = 0; j < len; j++) dp[j] = (gp[j] - gm[j] - (xp[j] - mf[j]) * pr[j]) * gs[j];
     }
 }
 
@@ -187,6 +195,7 @@ typedef struct bn_job {
     const float *rmean, *rvar, *save_mean_in, *save_invstd_in; /* infer / bwd inputs */
     double mom, unbias;
     float eps;
+    int frozen; /* backward with the running statistics (constants) */
     float *y, *save_mean, *save_invstd, *dgamma, *dbeta;
 } bn_job;
 
@@ -298,10 +307,9 @@ et_status et_f32_batchnorm_infer_fwd(int64_t n, int64_t c, int64_t hw, const flo
 static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid);
 static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid);
 
-et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
-                               const float *gamma, const float *save_mean,
-                               const float *save_invstd, float *dx, float *dgamma, float *dbeta,
-                               int nthreads) {
+static et_status bn_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
+                        const float *gamma, const float *save_mean, const float *save_invstd,
+                        int frozen, float *dx, float *dgamma, float *dbeta, int nthreads) {
     if (n < 0 || c < 0 || hw < 0) return ET_ERR_ARG;
     if (c == 0) return ET_OK;
     if (!save_mean || !save_invstd) return ET_ERR_ARG;
@@ -309,8 +317,40 @@ et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x,
     if (count > 0 && (!x || !dy || !dx)) return ET_ERR_ARG;
     bn_job k = {0};
     k.n = n, k.c = c, k.hw = hw, k.x = x, k.dy = dy, k.gamma = gamma, k.save_mean_in = save_mean;
-    k.save_invstd_in = save_invstd, k.y = dx, k.dgamma = dgamma, k.dbeta = dbeta;
+    k.save_invstd_in = save_invstd, k.y = dx, k.dgamma = dgamma, k.dbeta = dbeta, k.frozen = frozen;
     return run_bn(&k, count > 0 && hw <= BN_BLOCK, bn_bwd_blocks, bn_bwd_channels, nthreads);
+}
+
+et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
+                               const float *gamma, const float *save_mean,
+                               const float *save_invstd, float *dx, float *dgamma, float *dbeta,
+                               int nthreads) {
+    return bn_bwd(n, c, hw, x, dy, gamma, save_mean, save_invstd, 0, dx, dgamma, dbeta, nthreads);
+}
+
+et_status et_f32_batchnorm_frozen_bwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                      const float *dy, const float *gamma, const float *save_mean,
+                                      const float *save_invstd, float *dx, float *dgamma,
+                                      float *dbeta, int nthreads) {
+    return bn_bwd(n, c, hw, x, dy, gamma, save_mean, save_invstd, 1, dx, dgamma, dbeta, nthreads);
+}
+
+/* A training step with frozen statistics: y as in eval, save_mean / save_invstd from the
+ * running statistics (left unchanged) for et_f32_batchnorm_frozen_bwd. */
+et_status et_f32_batchnorm_frozen_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                      const float *gamma, const float *beta,
+                                      const float *running_mean, const float *running_var,
+                                      float eps, float *y, float *save_mean, float *save_invstd,
+                                      int nthreads) {
+    et_status st = et_f32_batchnorm_infer_fwd(n, c, hw, x, gamma, beta, running_mean, running_var,
+                                              eps, y, nthreads);
+    if (st != ET_OK || c == 0) return st;
+    if (!running_mean || !running_var) return ET_ERR_ARG;
+    for (int64_t ch = 0; ch < c; ch++) {
+        if (save_mean) save_mean[ch] = running_mean[ch];
+        if (save_invstd) save_invstd[ch] = (float)(1.0 / sqrt((double)running_var[ch] + (double)eps));
+    }
+    return ET_OK;
 }
 
 static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
@@ -319,7 +359,7 @@ static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
     for (int64_t bi = b0; bi < b1; bi++) {
         const int64_t c0 = bi * k->cb, m = k->c - c0 < k->cb ? k->c - c0 : k->cb;
         bn_bwd_block(k->n, k->c, k->hw, c0, m, k->x, k->dy, k->gamma, k->save_mean_in,
-                     k->save_invstd_in, k->y, k->dgamma, k->dbeta);
+                     k->save_invstd_in, k->frozen, k->y, k->dgamma, k->dbeta);
     }
 }
 
@@ -347,8 +387,11 @@ static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
             const float *ET_RESTRICT xp = x + (i * c + ch) * hw;
             const float *ET_RESTRICT gp = dy + (i * c + ch) * hw;
             float *ET_RESTRICT dp = dx + (i * c + ch) * hw;
-            for (int64_t j = 0; j < hw; j++)
-                dp[j] = (gp[j] - grad_mean - (xp[j] - mean) * proj) * gscale;
+            if (k->frozen)
+                for (int64_t j = 0; j < hw; j++) dp[j] = gp[j] * gscale;
+            else
+                for (int64_t j = 0; j < hw; j++)
+                    dp[j] = (gp[j] - grad_mean - (xp[j] - mean) * proj) * gscale;
         }
     }
 }

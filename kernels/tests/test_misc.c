@@ -490,6 +490,53 @@ static void test_batchnorm(void) {
     }
 }
 
+/* Frozen statistics (QAT freeze_bn_step): y = eval's, save_* from the running statistics
+ * (unchanged), backward with constant statistics: dx = dy * g * invstd. */
+static void test_batchnorm_frozen(void) {
+    static const int64_t shapes[][3] = {{4, 3, 35}, {8, 5, 1}, {1, 7, 17}, {3, 2, 1000}, {3, 5, 513}};
+    for (int si = 0; si < 5; si++) {
+        const int64_t n = shapes[si][0], c = shapes[si][1], hw = shapes[si][2], t = n * c * hw;
+        float *x = fbuf(t), *dy = fbuf(t), *y = fbuf(t), *yi = fbuf(t), *dx = fbuf(t), *dx1 = fbuf(t);
+        float g[8], b[8], rm[8], rv[8], rm0[8], rv0[8], sm[8], sinv[8], dg[8], db[8], dg1[8], db1[8];
+        double *rdx = dbuf(t), rdg[8], rdb[8];
+        et_fill_random(x, t, 900 + si, -3.0f, 5.0f);
+        et_fill_random(dy, t, 910 + si, -1.0f, 1.0f);
+        et_fill_random(g, c, 920 + si, 0.5f, 1.5f);
+        et_fill_random(b, c, 930 + si, -0.5f, 0.5f);
+        et_fill_random(rm0, c, 940 + si, -1.0f, 1.0f);
+        et_fill_random(rv0, c, 950 + si, 0.5f, 1.5f);
+        memcpy(rm, rm0, sizeof rm);
+        memcpy(rv, rv0, sizeof rv);
+        const float eps = 1e-3f;
+        ET_CHECK(et_f32_batchnorm_frozen_fwd(n, c, hw, x, g, b, rm, rv, eps, y, sm, sinv, 2) == ET_OK,
+                 "bn frozen fwd status");
+        ET_CHECK(et_f32_batchnorm_infer_fwd(n, c, hw, x, g, b, rm0, rv0, eps, yi, 1) == ET_OK &&
+                 bitwise_equal(y, yi, t), "bn frozen y != eval y %d", si);
+        ET_CHECK(bitwise_equal(rm, rm0, c) && bitwise_equal(rv, rv0, c), "bn frozen moved stats");
+        ET_CHECK(bitwise_equal(sm, rm0, c), "bn frozen save_mean");
+        for (int64_t ch = 0; ch < c; ch++) {
+            rdg[ch] = rdb[ch] = 0.0;
+            ET_CHECK(fabs(sinv[ch] - 1.0 / sqrt((double)rv0[ch] + eps)) < 1e-6, "bn frozen invstd");
+        }
+        for (int64_t k = 0; k < t; k++) {
+            const int64_t ch = (k / hw) % c;
+            const double inv = 1.0 / sqrt((double)rv0[ch] + eps);
+            rdx[k] = (double)dy[k] * g[ch] * inv;
+            rdg[ch] += (double)dy[k] * ((double)x[k] - rm0[ch]) * inv;
+            rdb[ch] += dy[k];
+        }
+        ET_CHECK(et_f32_batchnorm_frozen_bwd(n, c, hw, x, dy, g, sm, sinv, dx, dg, db, 3) == ET_OK,
+                 "bn frozen bwd status");
+        ET_CHECK(close_to_f64(dx, rdx, t, 1e-5, 1e-6, "bn frozen dx"), "bn frozen dx %d", si);
+        ET_CHECK(close_to_f64(dg, rdg, c, 1e-5, 1e-5, "bn frozen dgamma"), "bn frozen dg %d", si);
+        ET_CHECK(close_to_f64(db, rdb, c, 1e-6, 1e-6, "bn frozen dbeta"), "bn frozen db %d", si);
+        ET_CHECK(et_f32_batchnorm_frozen_bwd(n, c, hw, x, dy, g, sm, sinv, dx1, dg1, db1, 1) == ET_OK &&
+                 bitwise_equal(dx, dx1, t) && bitwise_equal(dg, dg1, c) && bitwise_equal(db, db1, c),
+                 "bn frozen bwd depends on thread count");
+        free(x); free(dy); free(y); free(yi); free(dx); free(dx1); free(rdx);
+    }
+}
+
 /* ========================================================================================= */
 /* dropout                                                                                   */
 /* ========================================================================================= */
@@ -1153,4 +1200,5 @@ void test_misc(void) {
     test_losses();
     test_optim();
     test_optim_adaptive();
+    test_batchnorm_frozen();
 }

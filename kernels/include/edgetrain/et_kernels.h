@@ -214,6 +214,18 @@ et_status et_f32_batchnorm_infer_fwd(int64_t n, int64_t c, int64_t hw, const flo
 et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
                                const float *gamma, const float *save_mean, const float *save_invstd,
                                float *dx, float *dgamma, float *dbeta, int nthreads);
+/* Frozen statistics (QAT freeze_bn_step): y = eval's, save_mean = running_mean, save_invstd =
+ * 1 / sqrt(running_var + eps), running statistics untouched; the backward treats them as
+ * constants: dx = dy * gamma * save_invstd, dgamma = sum(dy * xhat), dbeta = sum(dy). */
+et_status et_f32_batchnorm_frozen_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                      const float *gamma, const float *beta,
+                                      const float *running_mean, const float *running_var,
+                                      float eps, float *y, float *save_mean, float *save_invstd,
+                                      int nthreads);
+et_status et_f32_batchnorm_frozen_bwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                      const float *dy, const float *gamma, const float *save_mean,
+                                      const float *save_invstd, float *dx, float *dgamma,
+                                      float *dbeta, int nthreads);
 
 /* ======================================================================= */
 /* Dropout with a counter-based RNG: element i keeps with probability 1-p,  */
