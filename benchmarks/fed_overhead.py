@@ -104,9 +104,10 @@ def main(argv=None):
             if new:
                 w.writerow(["clients", "rounds", "partition", "train_limit", "central_s",
                             "central_eval_s", "federation_s", "ratio", "ratio_with_eval"])
+            skip = a.skip_central_eval
             w.writerow([a.clients, a.rounds, a.partition, a.train_limit or 60000,
-                        round(best["central"], 2), round(best["central+eval"], 2),
-                        round(best["federation"], 2), round(r1, 3), round(r2, 3)])
+                        round(best["central"], 2), "" if skip else round(best["central+eval"], 2),
+                        round(best["federation"], 2), round(r1, 3), "" if skip else round(r2, 3)])
     return 0
 
 
