@@ -215,40 +215,36 @@ void et_mnist_make_lut(double mean, double std, float lut[256]) {
     for (int p = 0; p < 256; p++) lut[p] = (float)(((double)p / 255.0 - mean) / std);
 }
 
-void et_mnist_fill_batch(const et_mnist_split *s, const int64_t *order, int64_t n,
-                         const float lut[256], int pad, float *x, int32_t *y) {
+/* Images order[0..n) through lut into x [n, 1, side, side]; the border of a padded input gets
+ * lut[0] (the background). */
+static void fill_planes(const et_mnist_split *s, const int64_t *order, int64_t n, const float lut[256],
+                        int pad, float *x) {
     const int side = ET_MNIST_SIDE + 2 * pad;
     const size_t plane = (size_t)side * side;
     for (int64_t b = 0; b < n; b++) {
         const uint8_t *src = s->images + (size_t)order[b] * ET_MNIST_PIXELS;
         float *dst = x + (size_t)b * plane;
         if (pad) {
-            for (size_t k = 0; k < plane; k++) dst[k] = lut[0]; /* background */
+            for (size_t k = 0; k < plane; k++) dst[k] = lut[0];
         }
         for (int r = 0; r < ET_MNIST_SIDE; r++) {
             float *row = dst + (size_t)(r + pad) * side + pad;
             for (int c = 0; c < ET_MNIST_SIDE; c++) row[c] = lut[src[r * ET_MNIST_SIDE + c]];
         }
-        y[b] = s->labels[order[b]];
     }
+}
+
+void et_mnist_fill_batch(const et_mnist_split *s, const int64_t *order, int64_t n,
+                         const float lut[256], int pad, float *x, int32_t *y) {
+    fill_planes(s, order, n, lut, pad, x);
+    for (int64_t b = 0; b < n; b++) y[b] = s->labels[order[b]];
 }
 
 void et_mnist_fill_mask(const et_mnist_split *s, const int64_t *order, int64_t n, int pad,
                         float *m) {
-    const int side = ET_MNIST_SIDE + 2 * pad;
-    const size_t plane = (size_t)side * side;
-    for (int64_t b = 0; b < n; b++) {
-        const uint8_t *src = s->images + (size_t)order[b] * ET_MNIST_PIXELS;
-        float *dst = m + (size_t)b * plane;
-        if (pad) {
-            for (size_t k = 0; k < plane; k++) dst[k] = 0.0f; /* background */
-        }
-        for (int r = 0; r < ET_MNIST_SIDE; r++) {
-            float *row = dst + (size_t)(r + pad) * side + pad;
-            for (int c = 0; c < ET_MNIST_SIDE; c++)
-                row[c] = src[r * ET_MNIST_SIDE + c] >= ET_MNIST_MASK_MIN ? 1.0f : 0.0f;
-        }
-    }
+    float lut[256]; /* digit where the raw byte >= ET_MNIST_MASK_MIN; lut[0] = 0: the border */
+    for (int p = 0; p < 256; p++) lut[p] = p >= ET_MNIST_MASK_MIN ? 1.0f : 0.0f;
+    fill_planes(s, order, n, lut, pad, m);
 }
 
 #define SPLITMIX64_GAMMA 0x9E3779B97F4A7C15ull

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import ir, onnx_export
 from .errors import UnsupportedError
-from .quant import QuantConfigError
+from .quant import QuantConfigError, foldable_qpreps
 
 MIN_OPSET = 13   # per-axis DequantizeLinear
 
@@ -294,15 +294,7 @@ def to_onnx_qdq(graph: ir.Graph, run, opset: int = 17, producer: str = "edgetrai
                          f"not {opset}")
     g = inference_graph(graph)
     prog = g.programs.get(ir.EVAL)
-    prep_ids = [i for i in prog.nodes if g.nodes[i].op == "qprep"]
-    if not prep_ids:
-        raise QuantConfigError("int8=True needs a QAT model whose eval program runs the int8 "
-                               "kernels (a session built with quantize=QConfig(...))")
-    for i in prep_ids:
-        for t in g.nodes[i].inputs:
-            if t >= 0 and g.tensors[t].data is None:
-                raise QuantConfigError(f"layer '{g.nodes[i].layer}': weight quantization "
-                                       "depends on a computed tensor; cannot fold it")
+    prep_ids = foldable_qpreps(g, prog.nodes)
     # qprep and the fake_quant of constants (weights of layers off the integer path, possibly
     # computed from constants, e.g. a simulated Conv+BatchNorm fold) run in the runtime
     const = _constant_nodes(g, prog.nodes)

@@ -469,6 +469,22 @@ def _run_qprep(graph, nodes, run):
     return {t: np.asarray(res[k]) for k, (t, _) in outs.items()}
 
 
+def foldable_qpreps(g, nodes) -> list:
+    """The ``qprep`` nodes among ``nodes`` (indices into g.nodes) of an inference graph, each
+    reading stored tensors only, so that its outputs can be folded to constants; a clear
+    QuantConfigError when there is none (not a QAT model) or one reads a computed tensor."""
+    preps = [i for i in nodes if g.nodes[i].op == "qprep"]
+    if not preps:
+        raise QuantConfigError("int8=True needs a QAT model whose eval program runs the int8 "
+                               "kernels (a session built with quantize=QConfig(...))")
+    for i in preps:
+        for t in g.nodes[i].inputs:
+            if t >= 0 and g.tensors[t].data is None:
+                raise QuantConfigError(f"layer '{g.nodes[i].layer}': weight quantization "
+                                       "depends on a computed tensor; cannot fold it")
+    return preps
+
+
 def int8_graph(graph, run):
     """The int8 inference graph of a QAT session's graph: its eval program (as
     ``export.inference_graph``) with every ``qprep`` node replaced by its outputs — int8
@@ -480,15 +496,7 @@ def int8_graph(graph, run):
     from .export import _compact, inference_graph
 
     g = inference_graph(graph)
-    preps = [i for i, nd in enumerate(g.nodes) if nd.op == "qprep"]
-    if not preps:
-        raise QuantConfigError("int8=True needs a QAT model whose eval program runs the int8 "
-                               "kernels (a session built with quantize=QConfig(...))")
-    for i in preps:
-        for t in g.nodes[i].inputs:
-            if t >= 0 and g.tensors[t].data is None:
-                raise QuantConfigError(f"layer '{g.nodes[i].layer}': weight quantization "
-                                       "depends on a computed tensor; cannot fold it")
+    preps = foldable_qpreps(g, range(len(g.nodes)))
     values = _run_qprep(g, preps, run)
     suffix = (".weight_int8", ".bias_int32", ".multiplier")
     for i in preps:
