@@ -86,10 +86,10 @@ class QConfig:
     torch.ao.nn.intrinsic.qat.ConvBn2d semantics). ``quantize_input`` fake-quantizes the input
     of the first Conv2d / Linear (PyTorch's QuantStub), so that in eval the whole chain runs the
     int8 kernels. ``output_bits`` (``None``: ``act_bits``) sets the bits of the output of the
-    last Conv2d / Linear in module order (as ``quantize_input``'s first), the model's logits: with 4-bit activations a 16-level logit grid ties
-    the argmax on many inputs (LeNet W4A4 on MNIST: 121 of 200 errors were ties holding the
-    true class), so low-bit recipes keep the last layer's output at 8 bits (MNN leaves it
-    float)."""
+    last Conv2d / Linear in module order (as ``quantize_input``'s first), the model's logits:
+    with 4-bit activations a 16-level logit grid ties the argmax on many inputs (LeNet W4A4 on
+    MNIST: 121 of 200 errors were ties holding the true class), so low-bit recipes keep the
+    last layer's output at 8 bits (MNN leaves it float)."""
     weight_bits: int = 8
     act_bits: int = 8
     observer: str = "ema"
