@@ -470,3 +470,32 @@ def test_low_bit_int8_file_is_bit_identical_to_eval(tmp_path, wb, ab):
     g = fileformat.load(tmp_path / "q.etm")
     w = g.find("fc1.weight_int8").data
     assert np.abs(w).max() <= 2 ** (wb - 1) - 1
+
+
+def test_output_bits_puts_the_logits_on_their_own_grid(tmp_path):
+    """QConfig(output_bits=8) with 4-bit activations: the last layer's output (the logits) on
+    0..255, every other activation on 0..15; the int8 file is still Eval() bit for bit."""
+    with pytest.raises(quant.QuantConfigError, match="output_bits"):
+        quant.QConfig(output_bits=9)
+    et.manual_seed(5)
+    model = LeNet()
+    qc = quant.QConfig(weight_bits=4, act_bits=4, quantize_input=True, output_bits=8)
+    qat = quant.prepare_qat(model, qc)
+    assert (qat.fc2.activation_post_process.quant_max, qat.fc1.activation_post_process.quant_max,
+            qat.conv1.input_fake_quant.quant_max) == (255, 15, 15)
+    assert quant.prepare_qat(model, quant.QConfig(act_bits=4)).fc2.activation_post_process \
+        .quant_max == 15
+    sess = et.TrainSession.from_module(
+        model, inputs={"x": (None, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
+        labels={"y": ((None,), "int64")},
+        optimizer=optim.SGD(model.parameters(), lr=0.02, momentum=0.9), quantize=qc, threads=2,
+        max_batch=64)
+    train(sess, 5)
+    sess.SaveToFile(tmp_path / "q.etm", inference_only=True, int8=True)
+    x, _ = mnist_arrays(False)
+    want = sess.RunGraph({"x": x[:17]})["output"]
+    got = et.TrainSession.load(tmp_path / "q.etm").RunGraph({"x": x[:17]})["output"]
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert len(np.unique(want)) > 16       # more logit levels than a 4-bit grid has
+    g = fileformat.load(tmp_path / "q.etm")
+    assert [n.iattr[-2:] for n in g.nodes if n.op == "qlinear"] == [[0, 15], [0, 255]]
