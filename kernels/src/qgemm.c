@@ -18,8 +18,9 @@
  * a packed variant subtracts a_zp * colsum(w) instead, the same integer). The GEMM has a
  * variant table (qgemm_internal.h): __avx2 widens a - a_zp and w to int16 and sums pairs with
  * vpmaddwd (|pair| <= 2 * 255 * 128, no saturation) into int32 lanes, __avx512 the same on
- * zmm registers, __neon with vmlal_s16 (aarch64); the requantization is
- * the same scalar code. et_q_gemm_requant / et_q_conv2d dispatch on et_get_isa().
+ * zmm registers, __neon with vmlal_s16 (aarch64); __avx512vnni / __avxvnni use vpdpbusd
+ * (u8 x s8) and __neondot sdot with the +128 trick, each with a second dot against the
+ * broadcast zero point (exactness notes at each); the requantization is the same scalar code. et_q_gemm_requant / et_q_conv2d dispatch on et_get_isa().
  */
 #include <math.h>
 #include <stdint.h>
@@ -195,6 +196,68 @@ ET_TARGET_AVX512 static et_status et_q_gemm_requant__avx512(int64_t M, int64_t N
                                                             int nthreads) {
     Q_GEMM_BODY(q_dot__avx512)
 }
+
+/* vpdpbusd multiplies u8 a by s8 w directly (no +128 trick) and adds each group of four
+ * products to an int32 lane, without saturation. Two accumulators: sum a*w and sum a_zp*w
+ * (a_zp broadcast as u8); their difference is sum (a - a_zp)*w. Every partial and total sum
+ * here is at most 255 * 128 * K < 2^31 in size (K <= ET_Q_MAX_K), and the lane adds, the
+ * subtraction and the reduction wrap modulo 2^32 at worst, so the int32 result is the exact
+ * integer of __ref. The tail (K % 64) is a masked load: zero bytes add zero products. */
+ET_TARGET_AVX512VNNI static int64_t q_dot__avx512vnni(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    __m512i aw = _mm512_setzero_si512(), zw = _mm512_setzero_si512();
+    const __m512i zp = _mm512_set1_epi8((char)a_zp);
+    int64_t k = 0;
+    for (; k + 64 <= K; k += 64) {
+        const __m512i wv = _mm512_loadu_si512((const void *)(w + k));
+        aw = _mm512_dpbusd_epi32(aw, _mm512_loadu_si512((const void *)(a + k)), wv);
+        zw = _mm512_dpbusd_epi32(zw, zp, wv);
+    }
+    if (k < K) {
+        const __mmask64 m = ~0ULL >> (64 - (K - k));
+        const __m512i wv = _mm512_maskz_loadu_epi8(m, w + k);
+        aw = _mm512_dpbusd_epi32(aw, _mm512_maskz_loadu_epi8(m, a + k), wv);
+        zw = _mm512_dpbusd_epi32(zw, zp, wv);
+    }
+    return _mm512_reduce_add_epi32(_mm512_sub_epi32(aw, zw));
+}
+
+ET_TARGET_AVX512VNNI static et_status et_q_gemm_requant__avx512vnni(int64_t M, int64_t N, int64_t K, const uint8_t *a,
+                                                                    int32_t a_zp, const int8_t *w, const int32_t *bias,
+                                                                    const float *mult, int32_t y_zp, int32_t qmin,
+                                                                    int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
+                                                                    int nthreads) {
+    Q_GEMM_BODY(q_dot__avx512vnni)
+}
+#endif
+
+#if defined(ET_HAVE_AVXVNNI)
+/* The AVX-VNNI (VEX, ymm) form of __avx512vnni: the same two sums, 32 bytes a step, and an
+ * int64 scalar tail (AVX2 has no byte-masked load). */
+ET_TARGET_AVXVNNI static int64_t q_dot__avxvnni(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    __m256i aw = _mm256_setzero_si256(), zw = _mm256_setzero_si256();
+    const __m256i zp = _mm256_set1_epi8((char)a_zp);
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + k));
+        aw = _mm256_dpbusd_avx_epi32(aw, _mm256_loadu_si256((const __m256i *)(a + k)), wv);
+        zw = _mm256_dpbusd_avx_epi32(zw, zp, wv);
+    }
+    const __m256i d = _mm256_sub_epi32(aw, zw);
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    int64_t r = _mm_cvtsi128_si32(s);
+    for (; k < K; k++) r += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return r;
+}
+
+ET_TARGET_AVXVNNI static et_status et_q_gemm_requant__avxvnni(int64_t M, int64_t N, int64_t K, const uint8_t *a,
+                                                              int32_t a_zp, const int8_t *w, const int32_t *bias,
+                                                              const float *mult, int32_t y_zp, int32_t qmin,
+                                                              int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
+                                                              int nthreads) {
+    Q_GEMM_BODY(q_dot__avxvnni)
+}
 #endif
 
 #if defined(ET_HAVE_NEON)
@@ -221,6 +284,36 @@ static et_status et_q_gemm_requant__neon(int64_t M, int64_t N, int64_t K, const 
 }
 #endif
 
+#if defined(ET_HAVE_NEON_DOT)
+/* sdot multiplies s8 by s8 (four products into an int32 lane). The +128 trick, done on both
+ * sides: a - 128 (a XOR 0x80, as s8) and a_zp - 128 (broadcast s8) are each in [-128, 127];
+ * sum (a - 128)*w - sum (a_zp - 128)*w = sum (a - a_zp)*w. Each sum is at most 128 * 128 * K
+ * and the difference at most 255 * 128 * K < 2^31 in size (K <= ET_Q_MAX_K): the wrapping
+ * lane subtraction and reduction give the exact integer of __ref. int64 scalar tail. */
+ET_TARGET_NEONDOT static int64_t q_dot__neondot(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    int32x4_t aw = vdupq_n_s32(0), zw = vdupq_n_s32(0);
+    const int8x16_t zp = vdupq_n_s8((int8_t)(a_zp - 128));
+    const uint8x16_t flip = vdupq_n_u8(0x80);
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        const int8x16_t wv = vld1q_s8(w + k);
+        aw = vdotq_s32(aw, vreinterpretq_s8_u8(veorq_u8(vld1q_u8(a + k), flip)), wv);
+        zw = vdotq_s32(zw, zp, wv);
+    }
+    int64_t r = vaddvq_s32(vsubq_s32(aw, zw));
+    for (; k < K; k++) r += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return r;
+}
+
+ET_TARGET_NEONDOT static et_status et_q_gemm_requant__neondot(int64_t M, int64_t N, int64_t K, const uint8_t *a,
+                                                              int32_t a_zp, const int8_t *w, const int32_t *bias,
+                                                              const float *mult, int32_t y_zp, int32_t qmin,
+                                                              int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
+                                                              int nthreads) {
+    Q_GEMM_BODY(q_dot__neondot)
+}
+#endif
+
 const et_q_gemm_variant et_q_gemm_variants[] = {
     {{ET_ISA_REF, "ref"}, et_q_gemm_requant__ref},
 #if defined(ET_HAVE_X86_SIMD)
@@ -229,6 +322,15 @@ const et_q_gemm_variant et_q_gemm_variants[] = {
 #endif
 #if defined(ET_HAVE_NEON)
     {{ET_ISA_NEON, "neon"}, et_q_gemm_requant__neon},
+#endif
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX512VNNI, "avx512vnni"}, et_q_gemm_requant__avx512vnni},
+#endif
+#if defined(ET_HAVE_AVXVNNI)
+    {{ET_ISA_AVXVNNI, "avxvnni"}, et_q_gemm_requant__avxvnni},
+#endif
+#if defined(ET_HAVE_NEON_DOT)
+    {{ET_ISA_NEONDOT, "neondot"}, et_q_gemm_requant__neondot},
 #endif
     {{ET_ISA_REF, NULL}, NULL},
 };
