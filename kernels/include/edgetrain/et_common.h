@@ -149,7 +149,7 @@ static inline void et_thread_range(int64_t total, int ith, int nth, int64_t *b, 
 #define ET_TARGET_NEONDOT __attribute__((target("dotprod")))
 #elif !defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10
 #define ET_HAVE_NEON_DOT 1
-#define ET_TARGET_NEONDOT __attribute__((target("+dotprod")))
+#define ET_TARGET_NEONDOT __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
 #endif
 
