@@ -125,23 +125,26 @@ typedef struct q_gemm_job {
     q_dot_fn dot;
 } q_gemm_job;
 
+/* y[m, n] from the exact dot sum_k (a[m, k] - a_zp) * w[n, k]: + bias, one fp32 multiply */
+static inline void q_out(const q_gemm_job *k, int64_t m, int64_t n, int64_t dot) {
+    const int64_t acc = (k->bias ? k->bias[n] : 0) + dot;
+    k->y[m * k->y_rs + n * k->y_cs] = (uint8_t)q_clamp(nearbyintf((float)acc * k->mult[n]), k->y_zp, k->qmin, k->qmax);
+}
+
 static void q_gemm_rows(void *ctx, int64_t m0, int64_t m1, int tid) {
     const q_gemm_job *k = (const q_gemm_job *)ctx;
     (void)tid;
     for (int64_t m = m0; m < m1; m++)
-        for (int64_t n = 0; n < k->N; n++) {
-            const int64_t acc = (k->bias ? k->bias[n] : 0) + k->dot(k->K, k->a + m * k->K, k->a_zp, k->w + n * k->K);
-            k->y[m * k->y_rs + n * k->y_cs] =
-                (uint8_t)q_clamp(nearbyintf((float)acc * k->mult[n]), k->y_zp, k->qmin, k->qmax);
-        }
+        for (int64_t n = 0; n < k->N; n++) q_out(k, m, n, k->dot(k->K, k->a + m * k->K, k->a_zp, k->w + n * k->K));
 }
 
-#define Q_GEMM_BODY(DOT)                                                                                   \
+#define Q_GEMM_BODY(DOT) Q_GEMM_BODY_ROWS(DOT, q_gemm_rows)
+#define Q_GEMM_BODY_ROWS(DOT, ROWS)                                                                        \
     if (M < 0 || N < 0 || K < 0 || K > ET_Q_MAX_K || !a || !w || !y || a_zp < 0 || a_zp > 255 ||           \
         !requant_ok(N, mult, y_zp, qmin, qmax))                                                            \
         return ET_ERR_ARG;                                                                                 \
     const q_gemm_job job = {N, K, y_rs, y_cs, a, w, bias, mult, y, a_zp, y_zp, qmin, qmax, DOT};          \
-    et_parallel_ranges(M, et_split_chunks(M, nthreads), nthreads, q_gemm_rows, (void *)&job);             \
+    et_parallel_ranges(M, et_split_chunks(M, nthreads), nthreads, ROWS, (void *)&job);                    \
     return ET_OK;
 
 et_status et_q_gemm_requant__ref(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w,
@@ -221,12 +224,59 @@ ET_TARGET_AVX512VNNI static int64_t q_dot__avx512vnni(int64_t K, const uint8_t *
     return _mm512_reduce_add_epi32(_mm512_sub_epi32(aw, zw));
 }
 
+/* Rows [m0, m1) four columns at a time (one load of a feeds four vpdpbusd), the zero-point
+ * term a_zp * sum_k w[n, k] formed once per column block in int64 (exact: an integer sum in any
+ * order) and subtracted from the u8 x s8 sum (at most 255 * 128 * K < 2^31 in size, so its
+ * int32 lanes and reduction are exact, as above). Leftover columns use q_dot__avx512vnni. */
+ET_TARGET_AVX512VNNI static void q_gemm_rows__avx512vnni(void *ctx, int64_t m0, int64_t m1, int tid) {
+    const q_gemm_job *k = (const q_gemm_job *)ctx;
+    const int64_t K = k->K, kv = K & ~(int64_t)63;
+    const __mmask64 tm = K > kv ? ~0ULL >> (64 - (K - kv)) : 0;
+    int64_t zterm[64];
+    (void)tid;
+    for (int64_t n0 = 0; n0 < k->N; n0 += 64) {
+        const int64_t nb = k->N - n0 < 64 ? k->N - n0 : 64, n4 = nb & ~(int64_t)3;
+        for (int64_t j = 0; j < n4; j++) {
+            const int8_t *wn = k->w + (n0 + j) * K;
+            int64_t sw = 0;
+            for (int64_t i = 0; i < K; i++) sw += wn[i];
+            zterm[j] = (int64_t)k->a_zp * sw;
+        }
+        for (int64_t m = m0; m < m1; m++) {
+            const uint8_t *am = k->a + m * K;
+            for (int64_t j = 0; j < n4; j += 4) {
+                const int8_t *w0 = k->w + (n0 + j) * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+                __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+                for (int64_t i = 0; i < kv; i += 64) {
+                    const __m512i av = _mm512_loadu_si512((const void *)(am + i));
+                    c0 = _mm512_dpbusd_epi32(c0, av, _mm512_loadu_si512((const void *)(w0 + i)));
+                    c1 = _mm512_dpbusd_epi32(c1, av, _mm512_loadu_si512((const void *)(w1 + i)));
+                    c2 = _mm512_dpbusd_epi32(c2, av, _mm512_loadu_si512((const void *)(w2 + i)));
+                    c3 = _mm512_dpbusd_epi32(c3, av, _mm512_loadu_si512((const void *)(w3 + i)));
+                }
+                if (tm) { /* masked-off bytes load as 0 and add 0 */
+                    const __m512i av = _mm512_maskz_loadu_epi8(tm, am + kv);
+                    c0 = _mm512_dpbusd_epi32(c0, av, _mm512_maskz_loadu_epi8(tm, w0 + kv));
+                    c1 = _mm512_dpbusd_epi32(c1, av, _mm512_maskz_loadu_epi8(tm, w1 + kv));
+                    c2 = _mm512_dpbusd_epi32(c2, av, _mm512_maskz_loadu_epi8(tm, w2 + kv));
+                    c3 = _mm512_dpbusd_epi32(c3, av, _mm512_maskz_loadu_epi8(tm, w3 + kv));
+                }
+                q_out(k, m, n0 + j, (int64_t)_mm512_reduce_add_epi32(c0) - zterm[j]);
+                q_out(k, m, n0 + j + 1, (int64_t)_mm512_reduce_add_epi32(c1) - zterm[j + 1]);
+                q_out(k, m, n0 + j + 2, (int64_t)_mm512_reduce_add_epi32(c2) - zterm[j + 2]);
+                q_out(k, m, n0 + j + 3, (int64_t)_mm512_reduce_add_epi32(c3) - zterm[j + 3]);
+            }
+            for (int64_t j = n4; j < nb; j++) q_out(k, m, n0 + j, q_dot__avx512vnni(K, am, k->a_zp, k->w + (n0 + j) * K));
+        }
+    }
+}
+
 ET_TARGET_AVX512VNNI static et_status et_q_gemm_requant__avx512vnni(int64_t M, int64_t N, int64_t K, const uint8_t *a,
                                                                     int32_t a_zp, const int8_t *w, const int32_t *bias,
                                                                     const float *mult, int32_t y_zp, int32_t qmin,
                                                                     int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
                                                                     int nthreads) {
-    Q_GEMM_BODY(q_dot__avx512vnni)
+    Q_GEMM_BODY_ROWS(q_dot__avx512vnni, q_gemm_rows__avx512vnni)
 }
 #endif
 

@@ -236,8 +236,38 @@ static void test_dot_exact(void) {
         }
 }
 
+/* wide GEMMs: N over the 64-column blocks and not a multiple of 4 (the rows that work on
+ * column blocks), an output with strides (y_cs), 1 and 2 threads, every row == __ref */
+static void test_wide(void) {
+    static const int64_t shapes[][3] = {{5, 131, 25}, {3, 64, 800}, {7, 67, 65}, {2, 200, 129}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const int64_t M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
+        uint8_t *a = malloc((size_t)(M * K)), *y0 = malloc((size_t)(M * N)), *y1 = malloc((size_t)(M * N));
+        int8_t *w = malloc((size_t)(N * K));
+        int32_t *b = malloc(sizeof(int32_t) * (size_t)N);
+        float *m = malloc(sizeof(float) * (size_t)N);
+        for (int64_t i = 0; i < M * K; i++) a[i] = (uint8_t)(q_next() % 256);
+        for (int64_t i = 0; i < N * K; i++) w[i] = (int8_t)(q_next() % 256 - 128);
+        for (int64_t i = 0; i < N; i++) {
+            b[i] = (int32_t)(q_next() % 20001) - 10000;
+            m[i] = 1.0f / (float)(64 * K + (int64_t)(q_next() % 1000));
+        }
+        const int32_t zp = (int32_t)(q_next() % 256);
+        ET_CHECK(et_q_gemm_variants[0].gemm(M, N, K, a, zp, w, b, m, 128, 0, 255, y0, 1, M, 1) == ET_OK, "ref");
+        for (const et_q_gemm_variant *row = et_q_gemm_variants + 1; row->head.name; row++)
+            for (int th = 1; th <= 2 && et_isa_supported(row->head.isa); th++) {
+                memset(y1, 0, (size_t)(M * N));
+                ET_CHECK(row->gemm(M, N, K, a, zp, w, b, m, 128, 0, 255, y1, 1, M, th) == ET_OK, "%s", row->head.name);
+                ET_CHECK(memcmp(y0, y1, (size_t)(M * N)) == 0, "qgemm %s != ref at M=%lld N=%lld K=%lld th%d",
+                         row->head.name, (long long)M, (long long)N, (long long)K, th);
+            }
+        free(a), free(y0), free(y1), free(w), free(b), free(m);
+    }
+}
+
 void test_qgemm(void) {
     test_variants();
+    test_wide();
     test_dot_exact();
     test_quantize_rules();
     test_prep();
