@@ -301,12 +301,53 @@ ET_TARGET_AVXVNNI static int64_t q_dot__avxvnni(int64_t K, const uint8_t *a, int
     return r;
 }
 
+/* Rows [m0, m1) as q_gemm_rows__avx512vnni, on ymm: four columns per load of a, the zero-point
+ * term once per column block, the K % 32 tail as int64 scalar products a * w. */
+ET_TARGET_AVXVNNI static void q_gemm_rows__avxvnni(void *ctx, int64_t m0, int64_t m1, int tid) {
+    const q_gemm_job *k = (const q_gemm_job *)ctx;
+    const int64_t K = k->K, kv = K & ~(int64_t)31;
+    int64_t zterm[64];
+    (void)tid;
+    for (int64_t n0 = 0; n0 < k->N; n0 += 64) {
+        const int64_t nb = k->N - n0 < 64 ? k->N - n0 : 64, n4 = nb & ~(int64_t)3;
+        for (int64_t j = 0; j < n4; j++) {
+            const int8_t *wn = k->w + (n0 + j) * K;
+            int64_t sw = 0;
+            for (int64_t i = 0; i < K; i++) sw += wn[i];
+            zterm[j] = (int64_t)k->a_zp * sw;
+        }
+        for (int64_t m = m0; m < m1; m++) {
+            const uint8_t *am = k->a + m * K;
+            for (int64_t j = 0; j < n4; j += 4) {
+                const int8_t *wj[4] = {k->w + (n0 + j) * K, k->w + (n0 + j + 1) * K, k->w + (n0 + j + 2) * K,
+                                       k->w + (n0 + j + 3) * K};
+                __m256i c[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                                _mm256_setzero_si256()};
+                for (int64_t i = 0; i < kv; i += 32) {
+                    const __m256i av = _mm256_loadu_si256((const __m256i *)(am + i));
+                    for (int q = 0; q < 4; q++)
+                        c[q] = _mm256_dpbusd_avx_epi32(c[q], av, _mm256_loadu_si256((const __m256i *)(wj[q] + i)));
+                }
+                for (int q = 0; q < 4; q++) {
+                    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(c[q]), _mm256_extracti128_si256(c[q], 1));
+                    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+                    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+                    int64_t r = _mm_cvtsi128_si32(s);
+                    for (int64_t i = kv; i < K; i++) r += (int64_t)am[i] * wj[q][i];
+                    q_out(k, m, n0 + j + q, r - zterm[j + q]);
+                }
+            }
+            for (int64_t j = n4; j < nb; j++) q_out(k, m, n0 + j, q_dot__avxvnni(K, am, k->a_zp, k->w + (n0 + j) * K));
+        }
+    }
+}
+
 ET_TARGET_AVXVNNI static et_status et_q_gemm_requant__avxvnni(int64_t M, int64_t N, int64_t K, const uint8_t *a,
                                                               int32_t a_zp, const int8_t *w, const int32_t *bias,
                                                               const float *mult, int32_t y_zp, int32_t qmin,
                                                               int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
                                                               int nthreads) {
-    Q_GEMM_BODY(q_dot__avxvnni)
+    Q_GEMM_BODY_ROWS(q_dot__avxvnni, q_gemm_rows__avxvnni)
 }
 #endif
 
