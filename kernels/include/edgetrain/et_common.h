@@ -150,6 +150,9 @@ static inline void et_thread_range(int64_t total, int ith, int nth, int64_t *b, 
 #elif !defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10
 #define ET_HAVE_NEON_DOT 1
 #define ET_TARGET_NEONDOT __attribute__((target("arch=armv8.2-a+dotprod")))
+#elif defined(__ARM_FEATURE_DOTPROD) /* older clang: only when the whole build targets it */
+#define ET_HAVE_NEON_DOT 1
+#define ET_TARGET_NEONDOT
 #endif
 #endif
 
