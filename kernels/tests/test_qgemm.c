@@ -265,7 +265,27 @@ static void test_wide(void) {
     }
 }
 
+/* The dot-product ISA levels: et_set_isa accepts exactly the supported levels, each level maps
+ * to its parent, and a supported child implies its parent. */
+static void test_isa_levels(void) {
+    const et_isa saved = et_get_isa();
+    for (int i = 0; i < ET_ISA_COUNT_; i++) {
+        const et_isa isa = (et_isa)i, parent = et_isa_parent(isa);
+        const int sup = et_isa_supported(isa);
+        ET_CHECK((et_set_isa(isa) == ET_OK) == sup, "set_isa %s vs supported %d", et_isa_name(isa), sup);
+        ET_CHECK(!sup || et_isa_supported(parent), "%s without its parent %s", et_isa_name(isa), et_isa_name(parent));
+        ET_CHECK(et_isa_parent(parent) == parent, "parent of %s", et_isa_name(isa));
+    }
+    ET_CHECK(et_isa_parent(ET_ISA_AVX512VNNI) == ET_ISA_AVX512 && et_isa_parent(ET_ISA_AVXVNNI) == ET_ISA_AVX2 &&
+                 et_isa_parent(ET_ISA_NEONDOT) == ET_ISA_NEON && et_isa_parent(ET_ISA_REF) == ET_ISA_REF,
+             "isa parents");
+    ET_CHECK(et_set_isa(ET_ISA_COUNT_) == ET_ERR_UNSUPPORTED, "set_isa past the enum");
+    ET_CHECK(!(et_isa_supported(ET_ISA_NEONDOT) && et_isa_supported(ET_ISA_AVX2)), "neondot and avx2 together");
+    et_set_isa(saved);
+}
+
 void test_qgemm(void) {
+    test_isa_levels();
     test_variants();
     test_wide();
     test_dot_exact();
