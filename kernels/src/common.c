@@ -129,7 +129,7 @@ et_isa et_cpu_best_isa(void) {
 
 const char *et_isa_name(et_isa isa) {
     static const char *names[ET_ISA_COUNT_] = {"ref",     "avx2",       "avx512", "neon",
-                                                      "avxvnni", "avx512vnni", "neondot"};
+                                               "avxvnni", "avx512vnni", "neondot"};
     return (isa >= 0 && isa < ET_ISA_COUNT_) ? names[isa] : "unknown";
 }
 

@@ -396,12 +396,57 @@ ET_TARGET_NEONDOT static int64_t q_dot__neondot(int64_t K, const uint8_t *a, int
     return r;
 }
 
+/* Rows [m0, m1) four columns per load of a (as q_gemm_rows__avx512vnni): S = sum (a - 128) * w
+ * by sdot (at most 128 * 128 * K < 2^31 in size: exact in int32 lanes), minus the term
+ * (a_zp - 128) * sum_k w formed once per column block in int64; the K % 16 tail adds
+ * (a - 128) * w as int64 scalars. */
+ET_TARGET_NEONDOT static void q_gemm_rows__neondot(void *ctx, int64_t m0, int64_t m1, int tid) {
+    const q_gemm_job *k = (const q_gemm_job *)ctx;
+    const int64_t K = k->K, kv = K & ~(int64_t)15;
+    const uint8x16_t flip = vdupq_n_u8(0x80);
+    int64_t zterm[64];
+    (void)tid;
+    for (int64_t n0 = 0; n0 < k->N; n0 += 64) {
+        const int64_t nb = k->N - n0 < 64 ? k->N - n0 : 64, n4 = nb & ~(int64_t)3;
+        for (int64_t j = 0; j < n4; j++) {
+            const int8_t *wn = k->w + (n0 + j) * K;
+            int64_t sw = 0;
+            for (int64_t i = 0; i < K; i++) sw += wn[i];
+            zterm[j] = (int64_t)(k->a_zp - 128) * sw;
+        }
+        for (int64_t m = m0; m < m1; m++) {
+            const uint8_t *am = k->a + m * K;
+            for (int64_t j = 0; j < n4; j += 4) {
+                const int8_t *w0 = k->w + (n0 + j) * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+                int32x4_t c0 = vdupq_n_s32(0), c1 = c0, c2 = c0, c3 = c0;
+                for (int64_t i = 0; i < kv; i += 16) {
+                    const int8x16_t av = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(am + i), flip));
+                    c0 = vdotq_s32(c0, av, vld1q_s8(w0 + i));
+                    c1 = vdotq_s32(c1, av, vld1q_s8(w1 + i));
+                    c2 = vdotq_s32(c2, av, vld1q_s8(w2 + i));
+                    c3 = vdotq_s32(c3, av, vld1q_s8(w3 + i));
+                }
+                int64_t r0 = vaddvq_s32(c0), r1 = vaddvq_s32(c1), r2 = vaddvq_s32(c2), r3 = vaddvq_s32(c3);
+                for (int64_t i = kv; i < K; i++) {
+                    const int64_t ai = (int64_t)am[i] - 128;
+                    r0 += ai * w0[i], r1 += ai * w1[i], r2 += ai * w2[i], r3 += ai * w3[i];
+                }
+                q_out(k, m, n0 + j, r0 - zterm[j]);
+                q_out(k, m, n0 + j + 1, r1 - zterm[j + 1]);
+                q_out(k, m, n0 + j + 2, r2 - zterm[j + 2]);
+                q_out(k, m, n0 + j + 3, r3 - zterm[j + 3]);
+            }
+            for (int64_t j = n4; j < nb; j++) q_out(k, m, n0 + j, q_dot__neondot(K, am, k->a_zp, k->w + (n0 + j) * K));
+        }
+    }
+}
+
 ET_TARGET_NEONDOT static et_status et_q_gemm_requant__neondot(int64_t M, int64_t N, int64_t K, const uint8_t *a,
                                                               int32_t a_zp, const int8_t *w, const int32_t *bias,
                                                               const float *mult, int32_t y_zp, int32_t qmin,
                                                               int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
                                                               int nthreads) {
-    Q_GEMM_BODY(q_dot__neondot)
+    Q_GEMM_BODY_ROWS(q_dot__neondot, q_gemm_rows__neondot)
 }
 #endif
 
