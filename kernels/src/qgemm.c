@@ -19,8 +19,8 @@
  * variant table (qgemm_internal.h): __avx2 widens a - a_zp and w to int16 and sums pairs with
  * vpmaddwd (|pair| <= 2 * 255 * 128, no saturation) into int32 lanes, __avx512 the same on
  * zmm registers, __neon with vmlal_s16 (aarch64); __avx512vnni / __avxvnni use vpdpbusd
- * (u8 x s8) and __neondot sdot with the +128 trick, each with a second dot against the
- * broadcast zero point (exactness notes at each); the requantization is the same scalar code. et_q_gemm_requant / et_q_conv2d dispatch on et_get_isa().
+ * (u8 x s8) and __neondot sdot with the +128 trick, four columns per load of a, minus the
+ * zero-point term a_zp * sum_k w (exactness notes at each); the requantization is the same scalar code. et_q_gemm_requant / et_q_conv2d dispatch on et_get_isa().
  */
 #include <math.h>
 #include <stdint.h>
