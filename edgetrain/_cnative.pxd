@@ -16,6 +16,10 @@ cdef extern from "edgetrain/et_common.h":
         ET_ISA_AVX2
         ET_ISA_AVX512
         ET_ISA_NEON
+        ET_ISA_AVXVNNI
+        ET_ISA_AVX512VNNI
+        ET_ISA_NEONDOT
+        ET_ISA_COUNT_
     const char *et_status_str(et_status s)
     et_isa et_cpu_best_isa()
     int et_isa_supported(et_isa isa)

@@ -86,8 +86,9 @@ def best_isa():
 
 
 def set_isa(str name):
-    """Choose the SIMD variant set used by kernels ('ref', 'avx2', 'avx512', 'neon')."""
-    names = {et_isa_name(<et_isa>i).decode(): i for i in range(4)}
+    """Choose the SIMD variant set used by kernels ('ref', 'avx2', 'avx512', 'neon', 'avxvnni',
+    'avx512vnni', 'neondot'; the last three add dot-product rows of the int8 GEMM to their base)."""
+    names = {et_isa_name(<et_isa>i).decode(): i for i in range(<int>ET_ISA_COUNT_)}
     if name not in names:
         raise ValueError(f"unknown ISA {name!r}; one of {sorted(names)}")
     cdef et_status st = et_set_isa(<et_isa>names[name])

@@ -239,7 +239,7 @@ def test_lenet_int8_file_is_bit_identical_to_eval(trained, batch, threads):
 def _isas():
     from edgetrain import _native
     out = []
-    for name in ("ref", "avx2", "avx512", "neon"):
+    for name in ("ref", "avx2", "avx512", "neon", "avxvnni", "avx512vnni", "neondot"):
         try:
             _native.set_isa(name)
             out.append(name)
@@ -249,8 +249,9 @@ def _isas():
 
 
 def test_int8_file_and_eval_identical_under_every_isa(trained):
-    """The int8 GEMM has ref / avx2 / avx512 rows: Eval() and the file give the same bits
-    under each ISA the CPU runs (and the same as under 'ref')."""
+    """The int8 GEMM has ref / avx2 / avx512 / avxvnni / avx512vnni (/ neon / neondot) rows:
+    Eval() and the file give the same bits under each ISA the CPU runs (and the same as
+    under 'ref')."""
     from edgetrain import _native
 
     _, sess, d = trained
@@ -499,3 +500,41 @@ def test_output_bits_puts_the_logits_on_their_own_grid(tmp_path):
     assert len(np.unique(want)) > 16       # more logit levels than a 4-bit grid has
     g = fileformat.load(tmp_path / "q.etm")
     assert [n.iattr[-2:] for n in g.nodes if n.op == "qlinear"] == [[0, 15], [0, 255]]
+
+
+def test_isa_levels_dot_product_rows():
+    """The dot-product levels are named ISAs: set_isa accepts exactly the supported ones
+    (refusing the others), and EDGETRAIN_ISA chooses one at start-up."""
+    import os
+    import subprocess
+    import sys
+
+    from edgetrain import _native
+
+    before = _native.isa()
+    names = ("ref", "avx2", "avx512", "neon", "avxvnni", "avx512vnni", "neondot")
+    ok = []
+    try:
+        for name in names:
+            try:
+                _native.set_isa(name)
+            except Exception as e:
+                assert not isinstance(e, ValueError), e   # a known name: unsupported, not unknown
+                assert _native.isa() != name
+                continue
+            assert _native.isa() == name
+            ok.append(name)
+        with pytest.raises(ValueError):
+            _native.set_isa("avx512vnnx")
+    finally:
+        _native.set_isa(before)
+    assert "ref" in ok and not ({"neon", "neondot"} & set(ok) and {"avx2", "avx512"} & set(ok))
+    best = _native.best_isa()
+    assert best in ok
+    if "avx512vnni" in ok:
+        assert best == "avx512vnni"
+    for name in ok:
+        env = dict(os.environ, EDGETRAIN_ISA=name)
+        out = subprocess.run([sys.executable, "-c", "from edgetrain import _native; print(_native.isa())"],
+                             env=env, capture_output=True, text=True, check=True).stdout.strip()
+        assert out == name

@@ -73,6 +73,27 @@ static int cpu_has_avx512(void) {
     int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
     return f && dq && bw && vl;
 }
+static int cpu_has_avx512vnni(void) { /* CPUID.(7,0):ECX bit 11 */
+    unsigned a, b, c, d;
+    if (!cpu_has_avx512() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (c >> 11) & 1;
+}
+static int cpu_has_avxvnni(void) { /* CPUID.(7,1):EAX bit 4 */
+    unsigned a, b, c, d;
+    if (!cpu_has_avx2_fma() || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return 0;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+    return (a >> 4) & 1;
+}
+#endif
+#if defined(ET_HAVE_NEON_DOT)
+#if defined(__ARM_FEATURE_DOTPROD)
+static int cpu_has_neondot(void) { return 1; } /* the whole build targets it */
+#elif defined(__linux__)
+#include <sys/auxv.h>
+static int cpu_has_neondot(void) { return (getauxval(AT_HWCAP) >> 20) & 1; } /* HWCAP_ASIMDDP */
+#else
+static int cpu_has_neondot(void) { return 0; }
+#endif
 #endif
 
 int et_isa_supported(et_isa isa) {
@@ -81,24 +102,44 @@ int et_isa_supported(et_isa isa) {
 #if defined(ET_HAVE_X86_SIMD)
     case ET_ISA_AVX2: return cpu_has_avx2_fma();
     case ET_ISA_AVX512: return cpu_has_avx512();
+    case ET_ISA_AVX512VNNI: return cpu_has_avx512vnni();
+#endif
+#if defined(ET_HAVE_AVXVNNI)
+    case ET_ISA_AVXVNNI: return cpu_has_avxvnni();
 #endif
 #if defined(ET_HAVE_NEON)
     case ET_ISA_NEON: return 1;
+#endif
+#if defined(ET_HAVE_NEON_DOT)
+    case ET_ISA_NEONDOT: return cpu_has_neondot();
 #endif
     default: return 0;
     }
 }
 
 et_isa et_cpu_best_isa(void) {
+    if (et_isa_supported(ET_ISA_AVX512VNNI)) return ET_ISA_AVX512VNNI;
     if (et_isa_supported(ET_ISA_AVX512)) return ET_ISA_AVX512;
+    if (et_isa_supported(ET_ISA_AVXVNNI)) return ET_ISA_AVXVNNI;
     if (et_isa_supported(ET_ISA_AVX2)) return ET_ISA_AVX2;
+    if (et_isa_supported(ET_ISA_NEONDOT)) return ET_ISA_NEONDOT;
     if (et_isa_supported(ET_ISA_NEON)) return ET_ISA_NEON;
     return ET_ISA_REF;
 }
 
 const char *et_isa_name(et_isa isa) {
-    static const char *names[ET_ISA_COUNT_] = {"ref", "avx2", "avx512", "neon"};
+    static const char *names[ET_ISA_COUNT_] = {"ref",     "avx2",       "avx512", "neon",
+                                               "avxvnni", "avx512vnni", "neondot"};
     return (isa >= 0 && isa < ET_ISA_COUNT_) ? names[isa] : "unknown";
+}
+
+et_isa et_isa_parent(et_isa isa) {
+    switch (isa) {
+    case ET_ISA_AVXVNNI: return ET_ISA_AVX2;
+    case ET_ISA_AVX512VNNI: return ET_ISA_AVX512;
+    case ET_ISA_NEONDOT: return ET_ISA_NEON;
+    default: return isa;
+    }
 }
 
 static int g_isa = -1; /* chosen once on first use */
@@ -133,5 +174,9 @@ const void *et_variant_pick(const void *table, size_t row_size) {
     /* a row begins with its et_variant_head, so the cast reads that first member */
     for (const char *r = table; ((const et_variant_head *)r)->name; r += row_size)
         if (((const et_variant_head *)r)->isa == isa) return r;
+    const et_isa parent = et_isa_parent(isa); /* e.g. avx512vnni runs the avx512 row */
+    if (parent != isa)
+        for (const char *r = table; ((const et_variant_head *)r)->name; r += row_size)
+            if (((const et_variant_head *)r)->isa == parent) return r;
     return table; /* the __ref row */
 }

@@ -18,8 +18,9 @@
  * a packed variant subtracts a_zp * colsum(w) instead, the same integer). The GEMM has a
  * variant table (qgemm_internal.h): __avx2 widens a - a_zp and w to int16 and sums pairs with
  * vpmaddwd (|pair| <= 2 * 255 * 128, no saturation) into int32 lanes, __avx512 the same on
- * zmm registers, __neon with vmlal_s16 (aarch64); the requantization is
- * the same scalar code. et_q_gemm_requant / et_q_conv2d dispatch on et_get_isa().
+ * zmm registers, __neon with vmlal_s16 (aarch64); __avx512vnni / __avxvnni use vpdpbusd
+ * (u8 x s8) and __neondot sdot with the +128 trick, four columns per load of a, minus the
+ * zero-point term a_zp * sum_k w (exactness notes at each); the requantization is the same scalar code. et_q_gemm_requant / et_q_conv2d dispatch on et_get_isa().
  */
 #include <math.h>
 #include <stdint.h>
@@ -124,23 +125,26 @@ typedef struct q_gemm_job {
     q_dot_fn dot;
 } q_gemm_job;
 
+/* y[m, n] from the exact dot sum_k (a[m, k] - a_zp) * w[n, k]: + bias, one fp32 multiply */
+static inline void q_out(const q_gemm_job *k, int64_t m, int64_t n, int64_t dot) {
+    const int64_t acc = (k->bias ? k->bias[n] : 0) + dot;
+    k->y[m * k->y_rs + n * k->y_cs] = (uint8_t)q_clamp(nearbyintf((float)acc * k->mult[n]), k->y_zp, k->qmin, k->qmax);
+}
+
 static void q_gemm_rows(void *ctx, int64_t m0, int64_t m1, int tid) {
     const q_gemm_job *k = (const q_gemm_job *)ctx;
     (void)tid;
     for (int64_t m = m0; m < m1; m++)
-        for (int64_t n = 0; n < k->N; n++) {
-            const int64_t acc = (k->bias ? k->bias[n] : 0) + k->dot(k->K, k->a + m * k->K, k->a_zp, k->w + n * k->K);
-            k->y[m * k->y_rs + n * k->y_cs] =
-                (uint8_t)q_clamp(nearbyintf((float)acc * k->mult[n]), k->y_zp, k->qmin, k->qmax);
-        }
+        for (int64_t n = 0; n < k->N; n++) q_out(k, m, n, k->dot(k->K, k->a + m * k->K, k->a_zp, k->w + n * k->K));
 }
 
-#define Q_GEMM_BODY(DOT)                                                                                   \
+#define Q_GEMM_BODY(DOT) Q_GEMM_BODY_ROWS(DOT, q_gemm_rows)
+#define Q_GEMM_BODY_ROWS(DOT, ROWS)                                                                        \
     if (M < 0 || N < 0 || K < 0 || K > ET_Q_MAX_K || !a || !w || !y || a_zp < 0 || a_zp > 255 ||           \
         !requant_ok(N, mult, y_zp, qmin, qmax))                                                            \
         return ET_ERR_ARG;                                                                                 \
     const q_gemm_job job = {N, K, y_rs, y_cs, a, w, bias, mult, y, a_zp, y_zp, qmin, qmax, DOT};          \
-    et_parallel_ranges(M, et_split_chunks(M, nthreads), nthreads, q_gemm_rows, (void *)&job);             \
+    et_parallel_ranges(M, et_split_chunks(M, nthreads), nthreads, ROWS, (void *)&job);                    \
     return ET_OK;
 
 et_status et_q_gemm_requant__ref(int64_t M, int64_t N, int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w,
@@ -195,6 +199,156 @@ ET_TARGET_AVX512 static et_status et_q_gemm_requant__avx512(int64_t M, int64_t N
                                                             int nthreads) {
     Q_GEMM_BODY(q_dot__avx512)
 }
+
+/* vpdpbusd multiplies u8 a by s8 w directly (no +128 trick) and adds each group of four
+ * products to an int32 lane, without saturation. Two accumulators: sum a*w and sum a_zp*w
+ * (a_zp broadcast as u8); their difference is sum (a - a_zp)*w. Every partial and total sum
+ * here is at most 255 * 128 * K < 2^31 in size (K <= ET_Q_MAX_K), and the lane adds, the
+ * subtraction and the reduction wrap modulo 2^32 at worst, so the int32 result is the exact
+ * integer of __ref. The tail (K % 64) is a masked load: zero bytes add zero products. */
+ET_TARGET_AVX512VNNI static int64_t q_dot__avx512vnni(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    __m512i aw = _mm512_setzero_si512(), zw = _mm512_setzero_si512();
+    const __m512i zp = _mm512_set1_epi8((char)a_zp);
+    int64_t k = 0;
+    for (; k + 64 <= K; k += 64) {
+        const __m512i wv = _mm512_loadu_si512((const void *)(w + k));
+        aw = _mm512_dpbusd_epi32(aw, _mm512_loadu_si512((const void *)(a + k)), wv);
+        zw = _mm512_dpbusd_epi32(zw, zp, wv);
+    }
+    if (k < K) {
+        const __mmask64 m = ~0ULL >> (64 - (K - k));
+        const __m512i wv = _mm512_maskz_loadu_epi8(m, w + k);
+        aw = _mm512_dpbusd_epi32(aw, _mm512_maskz_loadu_epi8(m, a + k), wv);
+        zw = _mm512_dpbusd_epi32(zw, zp, wv);
+    }
+    return _mm512_reduce_add_epi32(_mm512_sub_epi32(aw, zw));
+}
+
+/* Rows [m0, m1) four columns at a time (one load of a feeds four vpdpbusd), the zero-point
+ * term a_zp * sum_k w[n, k] formed once per column block in int64 (exact: an integer sum in any
+ * order) and subtracted from the u8 x s8 sum (at most 255 * 128 * K < 2^31 in size, so its
+ * int32 lanes and reduction are exact, as above). Leftover columns use q_dot__avx512vnni. */
+ET_TARGET_AVX512VNNI static void q_gemm_rows__avx512vnni(void *ctx, int64_t m0, int64_t m1, int tid) {
+    const q_gemm_job *k = (const q_gemm_job *)ctx;
+    const int64_t K = k->K, kv = K & ~(int64_t)63;
+    const __mmask64 tm = K > kv ? ~0ULL >> (64 - (K - kv)) : 0;
+    int64_t zterm[64];
+    (void)tid;
+    for (int64_t n0 = 0; n0 < k->N; n0 += 64) {
+        const int64_t nb = k->N - n0 < 64 ? k->N - n0 : 64, n4 = nb & ~(int64_t)3;
+        for (int64_t j = 0; j < n4; j++) {
+            const int8_t *wn = k->w + (n0 + j) * K;
+            int64_t sw = 0;
+            for (int64_t i = 0; i < K; i++) sw += wn[i];
+            zterm[j] = (int64_t)k->a_zp * sw;
+        }
+        for (int64_t m = m0; m < m1; m++) {
+            const uint8_t *am = k->a + m * K;
+            for (int64_t j = 0; j < n4; j += 4) {
+                const int8_t *w0 = k->w + (n0 + j) * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+                __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+                for (int64_t i = 0; i < kv; i += 64) {
+                    const __m512i av = _mm512_loadu_si512((const void *)(am + i));
+                    c0 = _mm512_dpbusd_epi32(c0, av, _mm512_loadu_si512((const void *)(w0 + i)));
+                    c1 = _mm512_dpbusd_epi32(c1, av, _mm512_loadu_si512((const void *)(w1 + i)));
+                    c2 = _mm512_dpbusd_epi32(c2, av, _mm512_loadu_si512((const void *)(w2 + i)));
+                    c3 = _mm512_dpbusd_epi32(c3, av, _mm512_loadu_si512((const void *)(w3 + i)));
+                }
+                if (tm) { /* masked-off bytes load as 0 and add 0 */
+                    const __m512i av = _mm512_maskz_loadu_epi8(tm, am + kv);
+                    c0 = _mm512_dpbusd_epi32(c0, av, _mm512_maskz_loadu_epi8(tm, w0 + kv));
+                    c1 = _mm512_dpbusd_epi32(c1, av, _mm512_maskz_loadu_epi8(tm, w1 + kv));
+                    c2 = _mm512_dpbusd_epi32(c2, av, _mm512_maskz_loadu_epi8(tm, w2 + kv));
+                    c3 = _mm512_dpbusd_epi32(c3, av, _mm512_maskz_loadu_epi8(tm, w3 + kv));
+                }
+                q_out(k, m, n0 + j, (int64_t)_mm512_reduce_add_epi32(c0) - zterm[j]);
+                q_out(k, m, n0 + j + 1, (int64_t)_mm512_reduce_add_epi32(c1) - zterm[j + 1]);
+                q_out(k, m, n0 + j + 2, (int64_t)_mm512_reduce_add_epi32(c2) - zterm[j + 2]);
+                q_out(k, m, n0 + j + 3, (int64_t)_mm512_reduce_add_epi32(c3) - zterm[j + 3]);
+            }
+            for (int64_t j = n4; j < nb; j++) q_out(k, m, n0 + j, q_dot__avx512vnni(K, am, k->a_zp, k->w + (n0 + j) * K));
+        }
+    }
+}
+
+ET_TARGET_AVX512VNNI static et_status et_q_gemm_requant__avx512vnni(int64_t M, int64_t N, int64_t K, const uint8_t *a,
+                                                                    int32_t a_zp, const int8_t *w, const int32_t *bias,
+                                                                    const float *mult, int32_t y_zp, int32_t qmin,
+                                                                    int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
+                                                                    int nthreads) {
+    Q_GEMM_BODY_ROWS(q_dot__avx512vnni, q_gemm_rows__avx512vnni)
+}
+#endif
+
+#if defined(ET_HAVE_AVXVNNI)
+/* The AVX-VNNI (VEX, ymm) form of __avx512vnni: the same two sums, 32 bytes a step, and an
+ * int64 scalar tail (AVX2 has no byte-masked load). */
+ET_TARGET_AVXVNNI static int64_t q_dot__avxvnni(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    __m256i aw = _mm256_setzero_si256(), zw = _mm256_setzero_si256();
+    const __m256i zp = _mm256_set1_epi8((char)a_zp);
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + k));
+        aw = _mm256_dpbusd_avx_epi32(aw, _mm256_loadu_si256((const __m256i *)(a + k)), wv);
+        zw = _mm256_dpbusd_avx_epi32(zw, zp, wv);
+    }
+    const __m256i d = _mm256_sub_epi32(aw, zw);
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    int64_t r = _mm_cvtsi128_si32(s);
+    for (; k < K; k++) r += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return r;
+}
+
+/* Rows [m0, m1) as q_gemm_rows__avx512vnni, on ymm: four columns per load of a, the zero-point
+ * term once per column block, the K % 32 tail as int64 scalar products a * w. */
+ET_TARGET_AVXVNNI static void q_gemm_rows__avxvnni(void *ctx, int64_t m0, int64_t m1, int tid) {
+    const q_gemm_job *k = (const q_gemm_job *)ctx;
+    const int64_t K = k->K, kv = K & ~(int64_t)31;
+    int64_t zterm[64];
+    (void)tid;
+    for (int64_t n0 = 0; n0 < k->N; n0 += 64) {
+        const int64_t nb = k->N - n0 < 64 ? k->N - n0 : 64, n4 = nb & ~(int64_t)3;
+        for (int64_t j = 0; j < n4; j++) {
+            const int8_t *wn = k->w + (n0 + j) * K;
+            int64_t sw = 0;
+            for (int64_t i = 0; i < K; i++) sw += wn[i];
+            zterm[j] = (int64_t)k->a_zp * sw;
+        }
+        for (int64_t m = m0; m < m1; m++) {
+            const uint8_t *am = k->a + m * K;
+            for (int64_t j = 0; j < n4; j += 4) {
+                const int8_t *wj[4] = {k->w + (n0 + j) * K, k->w + (n0 + j + 1) * K, k->w + (n0 + j + 2) * K,
+                                       k->w + (n0 + j + 3) * K};
+                __m256i c[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                                _mm256_setzero_si256()};
+                for (int64_t i = 0; i < kv; i += 32) {
+                    const __m256i av = _mm256_loadu_si256((const __m256i *)(am + i));
+                    for (int q = 0; q < 4; q++)
+                        c[q] = _mm256_dpbusd_avx_epi32(c[q], av, _mm256_loadu_si256((const __m256i *)(wj[q] + i)));
+                }
+                for (int q = 0; q < 4; q++) {
+                    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(c[q]), _mm256_extracti128_si256(c[q], 1));
+                    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+                    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+                    int64_t r = _mm_cvtsi128_si32(s);
+                    for (int64_t i = kv; i < K; i++) r += (int64_t)am[i] * wj[q][i];
+                    q_out(k, m, n0 + j + q, r - zterm[j + q]);
+                }
+            }
+            for (int64_t j = n4; j < nb; j++) q_out(k, m, n0 + j, q_dot__avxvnni(K, am, k->a_zp, k->w + (n0 + j) * K));
+        }
+    }
+}
+
+ET_TARGET_AVXVNNI static et_status et_q_gemm_requant__avxvnni(int64_t M, int64_t N, int64_t K, const uint8_t *a,
+                                                              int32_t a_zp, const int8_t *w, const int32_t *bias,
+                                                              const float *mult, int32_t y_zp, int32_t qmin,
+                                                              int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
+                                                              int nthreads) {
+    Q_GEMM_BODY_ROWS(q_dot__avxvnni, q_gemm_rows__avxvnni)
+}
 #endif
 
 #if defined(ET_HAVE_NEON)
@@ -221,6 +375,81 @@ static et_status et_q_gemm_requant__neon(int64_t M, int64_t N, int64_t K, const 
 }
 #endif
 
+#if defined(ET_HAVE_NEON_DOT)
+/* sdot multiplies s8 by s8 (four products into an int32 lane). The +128 trick, done on both
+ * sides: a - 128 (a XOR 0x80, as s8) and a_zp - 128 (broadcast s8) are each in [-128, 127];
+ * sum (a - 128)*w - sum (a_zp - 128)*w = sum (a - a_zp)*w. Each sum is at most 128 * 128 * K
+ * and the difference at most 255 * 128 * K < 2^31 in size (K <= ET_Q_MAX_K): the wrapping
+ * lane subtraction and reduction give the exact integer of __ref. int64 scalar tail. */
+ET_TARGET_NEONDOT static int64_t q_dot__neondot(int64_t K, const uint8_t *a, int32_t a_zp, const int8_t *w) {
+    int32x4_t aw = vdupq_n_s32(0), zw = vdupq_n_s32(0);
+    const int8x16_t zp = vdupq_n_s8((int8_t)(a_zp - 128));
+    const uint8x16_t flip = vdupq_n_u8(0x80);
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        const int8x16_t wv = vld1q_s8(w + k);
+        aw = vdotq_s32(aw, vreinterpretq_s8_u8(veorq_u8(vld1q_u8(a + k), flip)), wv);
+        zw = vdotq_s32(zw, zp, wv);
+    }
+    int64_t r = vaddvq_s32(vsubq_s32(aw, zw));
+    for (; k < K; k++) r += (int64_t)((int32_t)a[k] - a_zp) * w[k];
+    return r;
+}
+
+/* Rows [m0, m1) four columns per load of a (as q_gemm_rows__avx512vnni): S = sum (a - 128) * w
+ * by sdot (at most 128 * 128 * K < 2^31 in size: exact in int32 lanes), minus the term
+ * (a_zp - 128) * sum_k w formed once per column block in int64; the K % 16 tail adds
+ * (a - 128) * w as int64 scalars. */
+ET_TARGET_NEONDOT static void q_gemm_rows__neondot(void *ctx, int64_t m0, int64_t m1, int tid) {
+    const q_gemm_job *k = (const q_gemm_job *)ctx;
+    const int64_t K = k->K, kv = K & ~(int64_t)15;
+    const uint8x16_t flip = vdupq_n_u8(0x80);
+    int64_t zterm[64];
+    (void)tid;
+    for (int64_t n0 = 0; n0 < k->N; n0 += 64) {
+        const int64_t nb = k->N - n0 < 64 ? k->N - n0 : 64, n4 = nb & ~(int64_t)3;
+        for (int64_t j = 0; j < n4; j++) {
+            const int8_t *wn = k->w + (n0 + j) * K;
+            int64_t sw = 0;
+            for (int64_t i = 0; i < K; i++) sw += wn[i];
+            zterm[j] = (int64_t)(k->a_zp - 128) * sw;
+        }
+        for (int64_t m = m0; m < m1; m++) {
+            const uint8_t *am = k->a + m * K;
+            for (int64_t j = 0; j < n4; j += 4) {
+                const int8_t *w0 = k->w + (n0 + j) * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+                int32x4_t c0 = vdupq_n_s32(0), c1 = c0, c2 = c0, c3 = c0;
+                for (int64_t i = 0; i < kv; i += 16) {
+                    const int8x16_t av = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(am + i), flip));
+                    c0 = vdotq_s32(c0, av, vld1q_s8(w0 + i));
+                    c1 = vdotq_s32(c1, av, vld1q_s8(w1 + i));
+                    c2 = vdotq_s32(c2, av, vld1q_s8(w2 + i));
+                    c3 = vdotq_s32(c3, av, vld1q_s8(w3 + i));
+                }
+                int64_t r0 = vaddvq_s32(c0), r1 = vaddvq_s32(c1), r2 = vaddvq_s32(c2), r3 = vaddvq_s32(c3);
+                for (int64_t i = kv; i < K; i++) {
+                    const int64_t ai = (int64_t)am[i] - 128;
+                    r0 += ai * w0[i], r1 += ai * w1[i], r2 += ai * w2[i], r3 += ai * w3[i];
+                }
+                q_out(k, m, n0 + j, r0 - zterm[j]);
+                q_out(k, m, n0 + j + 1, r1 - zterm[j + 1]);
+                q_out(k, m, n0 + j + 2, r2 - zterm[j + 2]);
+                q_out(k, m, n0 + j + 3, r3 - zterm[j + 3]);
+            }
+            for (int64_t j = n4; j < nb; j++) q_out(k, m, n0 + j, q_dot__neondot(K, am, k->a_zp, k->w + (n0 + j) * K));
+        }
+    }
+}
+
+ET_TARGET_NEONDOT static et_status et_q_gemm_requant__neondot(int64_t M, int64_t N, int64_t K, const uint8_t *a,
+                                                              int32_t a_zp, const int8_t *w, const int32_t *bias,
+                                                              const float *mult, int32_t y_zp, int32_t qmin,
+                                                              int32_t qmax, uint8_t *y, int64_t y_rs, int64_t y_cs,
+                                                              int nthreads) {
+    Q_GEMM_BODY_ROWS(q_dot__neondot, q_gemm_rows__neondot)
+}
+#endif
+
 const et_q_gemm_variant et_q_gemm_variants[] = {
     {{ET_ISA_REF, "ref"}, et_q_gemm_requant__ref},
 #if defined(ET_HAVE_X86_SIMD)
@@ -229,6 +458,15 @@ const et_q_gemm_variant et_q_gemm_variants[] = {
 #endif
 #if defined(ET_HAVE_NEON)
     {{ET_ISA_NEON, "neon"}, et_q_gemm_requant__neon},
+#endif
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX512VNNI, "avx512vnni"}, et_q_gemm_requant__avx512vnni},
+#endif
+#if defined(ET_HAVE_AVXVNNI)
+    {{ET_ISA_AVXVNNI, "avxvnni"}, et_q_gemm_requant__avxvnni},
+#endif
+#if defined(ET_HAVE_NEON_DOT)
+    {{ET_ISA_NEONDOT, "neondot"}, et_q_gemm_requant__neondot},
 #endif
     {{ET_ISA_REF, NULL}, NULL},
 };

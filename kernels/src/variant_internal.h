@@ -30,7 +30,8 @@ typedef struct et_variant_head {
 } et_variant_head;
 
 /* The row of `table` (rows of `row_size` bytes, see above) for the ISA chosen now
- * (et_get_isa()); the first row (__ref) when the table has none for it. */
+ * (et_get_isa()); else the row of its et_isa_parent (avx512vnni -> avx512, ...); else the
+ * first row (__ref). */
 const void *et_variant_pick(const void *table, size_t row_size);
 #define ET_VARIANT_PICK(table) et_variant_pick((table), sizeof (table)[0])
 

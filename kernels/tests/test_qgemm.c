@@ -147,10 +147,10 @@ static void test_maxpool(void) {
 }
 
 /* every GEMM row the CPU runs == the __ref row, K below, at, above and not divisible by the
- * SIMD widths (16, 32), extreme values (a - a_zp = -255 / 255, w = -128 / 127) */
+ * SIMD widths (16, 32, 64), extreme values (a - a_zp = -255 / 255, w = -128 / 127) */
 static void test_variants(void) {
     et_check_variant_table("qgemm", et_q_gemm_variants, sizeof et_q_gemm_variants[0]);
-    static const int64_t Ks[] = {1, 7, 15, 16, 17, 31, 32, 33, 64, 100, 801, 65536};
+    static const int64_t Ks[] = {1, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 129, 801, 65536};
     for (size_t t = 0; t < sizeof Ks / sizeof Ks[0]; t++) {
         const int64_t M = 3, N = 5, K = Ks[t];
         uint8_t *a = malloc((size_t)(M * K)), y0[15], y1[15];
@@ -178,8 +178,117 @@ static void test_variants(void) {
     }
 }
 
+/* Each row's integer dot, seen exactly: bias[n] = -sum_k (a - a_zp) * w (computed here in
+ * int64) and mult 1, so every output is y_zp = 128 unless the row's sum is off (by any amount:
+ * 128 + the error, clamped). K below, at and above every vector width (16, 32, 64) and up to
+ * ET_Q_MAX_K; data random, or extreme: activations 0 / 255 with a_zp 0 / 255, weights 127 / -128,
+ * whole rows of one value (the largest sums, 255 * 128 * K) and alternating / random mixes. */
+static void test_dot_exact(void) {
+    static const int64_t Ks[] = {1, 3, 4, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 800, 801,
+                                 4099, 65535, 65536};
+    enum { M = 4, N = 6 };
+    for (size_t t = 0; t < sizeof Ks / sizeof Ks[0]; t++)
+        for (int mode = 0; mode < 3; mode++) {
+            const int64_t K = Ks[t];
+            uint8_t *a = malloc((size_t)(M * K)), y[N];
+            int8_t *w = malloc((size_t)(N * K));
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t k = 0; k < K; k++) {
+                    const uint32_t r = q_next();
+                    a[m * K + k] = mode == 0 ? (uint8_t)(r % 256)
+                                   : m == 0  ? 255
+                                   : m == 1  ? 0
+                                   : m == 2  ? (uint8_t)(k % 2 ? 255 : 0)
+                                             : (uint8_t)(r % 2 ? 255 : 0);
+                }
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t k = 0; k < K; k++) {
+                    const uint32_t r = q_next();
+                    w[n * K + k] = mode == 0 ? (int8_t)(r % 256 - 128)
+                                   : n == 0  ? -128
+                                   : n == 1  ? 127
+                                   : n == 2  ? (int8_t)(k % 2 ? 127 : -128)
+                                   : n == 3  ? (int8_t)(k % 3 ? -128 : 127)
+                                             : (int8_t)(r % 2 ? 127 : -128);
+                }
+            const int32_t zp = mode == 1 ? 0 : mode == 2 ? 255 : (int32_t)(q_next() % 256);
+            const float one[N] = {1, 1, 1, 1, 1, 1};
+            for (int64_t m = 0; m < M; m++) {
+                int32_t b[N];
+                for (int64_t n = 0; n < N; n++) {
+                    int64_t acc = 0;
+                    for (int64_t k = 0; k < K; k++) acc += (int64_t)(a[m * K + k] - zp) * w[n * K + k];
+                    b[n] = (int32_t)-acc; /* |acc| <= 255 * 128 * K < 2^31 */
+                }
+                for (const et_q_gemm_variant *row = et_q_gemm_variants; row->head.name; row++) {
+                    if (!et_isa_supported(row->head.isa)) continue;
+                    memset(y, 0, sizeof y);
+                    ET_CHECK(row->gemm(1, N, K, a + m * K, zp, w, b, one, 128, 0, 255, y, N, 1, 1) == ET_OK, "%s",
+                             row->head.name);
+                    int ok = 1;
+                    for (int n = 0; n < N; n++) ok &= y[n] == 128;
+                    ET_CHECK(ok, "qgemm %s: dot off at K=%lld mode %d row %lld (y %d %d %d %d %d %d, 128 = exact)",
+                             row->head.name, (long long)K, mode, (long long)m, y[0], y[1], y[2], y[3], y[4], y[5]);
+                }
+            }
+            free(a);
+            free(w);
+        }
+}
+
+/* wide GEMMs: N over the 64-column blocks and not a multiple of 4 (the rows that work on
+ * column blocks), an output with strides (y_cs), 1 and 2 threads, every row == __ref */
+static void test_wide(void) {
+    static const int64_t shapes[][3] = {{5, 131, 25}, {3, 64, 800}, {7, 67, 65}, {2, 200, 129}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const int64_t M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
+        uint8_t *a = malloc((size_t)(M * K)), *y0 = malloc((size_t)(M * N)), *y1 = malloc((size_t)(M * N));
+        int8_t *w = malloc((size_t)(N * K));
+        int32_t *b = malloc(sizeof(int32_t) * (size_t)N);
+        float *m = malloc(sizeof(float) * (size_t)N);
+        for (int64_t i = 0; i < M * K; i++) a[i] = (uint8_t)(q_next() % 256);
+        for (int64_t i = 0; i < N * K; i++) w[i] = (int8_t)(q_next() % 256 - 128);
+        for (int64_t i = 0; i < N; i++) {
+            b[i] = (int32_t)(q_next() % 20001) - 10000;
+            m[i] = 1.0f / (float)(64 * K + (int64_t)(q_next() % 1000));
+        }
+        const int32_t zp = (int32_t)(q_next() % 256);
+        ET_CHECK(et_q_gemm_variants[0].gemm(M, N, K, a, zp, w, b, m, 128, 0, 255, y0, 1, M, 1) == ET_OK, "ref");
+        for (const et_q_gemm_variant *row = et_q_gemm_variants + 1; row->head.name; row++)
+            for (int th = 1; th <= 2 && et_isa_supported(row->head.isa); th++) {
+                memset(y1, 0, (size_t)(M * N));
+                ET_CHECK(row->gemm(M, N, K, a, zp, w, b, m, 128, 0, 255, y1, 1, M, th) == ET_OK, "%s", row->head.name);
+                ET_CHECK(memcmp(y0, y1, (size_t)(M * N)) == 0, "qgemm %s != ref at M=%lld N=%lld K=%lld th%d",
+                         row->head.name, (long long)M, (long long)N, (long long)K, th);
+            }
+        free(a), free(y0), free(y1), free(w), free(b), free(m);
+    }
+}
+
+/* The dot-product ISA levels: et_set_isa accepts exactly the supported levels, each level maps
+ * to its parent, and a supported child implies its parent. */
+static void test_isa_levels(void) {
+    const et_isa saved = et_get_isa();
+    for (int i = 0; i < ET_ISA_COUNT_; i++) {
+        const et_isa isa = (et_isa)i, parent = et_isa_parent(isa);
+        const int sup = et_isa_supported(isa);
+        ET_CHECK((et_set_isa(isa) == ET_OK) == sup, "set_isa %s vs supported %d", et_isa_name(isa), sup);
+        ET_CHECK(!sup || et_isa_supported(parent), "%s without its parent %s", et_isa_name(isa), et_isa_name(parent));
+        ET_CHECK(et_isa_parent(parent) == parent, "parent of %s", et_isa_name(isa));
+    }
+    ET_CHECK(et_isa_parent(ET_ISA_AVX512VNNI) == ET_ISA_AVX512 && et_isa_parent(ET_ISA_AVXVNNI) == ET_ISA_AVX2 &&
+                 et_isa_parent(ET_ISA_NEONDOT) == ET_ISA_NEON && et_isa_parent(ET_ISA_REF) == ET_ISA_REF,
+             "isa parents");
+    ET_CHECK(et_set_isa(ET_ISA_COUNT_) == ET_ERR_UNSUPPORTED, "set_isa past the enum");
+    ET_CHECK(!(et_isa_supported(ET_ISA_NEONDOT) && et_isa_supported(ET_ISA_AVX2)), "neondot and avx2 together");
+    et_set_isa(saved);
+}
+
 void test_qgemm(void) {
+    test_isa_levels();
     test_variants();
+    test_wide();
+    test_dot_exact();
     test_quantize_rules();
     test_prep();
     test_maxpool();

@@ -49,13 +49,19 @@ size_t et_dtype_size(et_dtype t); /* 0 for an invalid dtype */
 
 /* ---- instruction-set selection ----------------------------------------- */
 /* Kernels with SIMD variants dispatch on et_get_isa(); it is chosen once from
- * CPU features (or the EDGETRAIN_ISA environment variable: ref|avx2|avx512|neon)
+ * CPU features (or the EDGETRAIN_ISA environment variable:
+ * ref|avx2|avx512|neon|avxvnni|avx512vnni|neondot)
  * and may be lowered by tests with et_set_isa(). */
 typedef enum et_isa {
     ET_ISA_REF = 0,
     ET_ISA_AVX2 = 1,   /* AVX2 + FMA */
     ET_ISA_AVX512 = 2, /* AVX-512 F (+VL) */
     ET_ISA_NEON = 3,   /* aarch64 Advanced SIMD */
+    /* levels that add dot-product instructions to a base level (et_isa_parent): only families with
+     * a row of their own (the int8 GEMM) use them; every other family runs the parent's row */
+    ET_ISA_AVXVNNI = 4,    /* AVX2 + AVX-VNNI (VEX vpdpbusd) */
+    ET_ISA_AVX512VNNI = 5, /* AVX-512 (F, VL, DQ, BW) + AVX512_VNNI */
+    ET_ISA_NEONDOT = 6,    /* aarch64 Advanced SIMD + dot product (sdot, FEAT_DotProd) */
     ET_ISA_COUNT_
 } et_isa;
 
@@ -64,6 +70,9 @@ int et_isa_supported(et_isa isa);   /* 1 if this CPU and build can run it */
 et_isa et_get_isa(void);            /* current choice */
 et_status et_set_isa(et_isa isa);   /* ET_ERR_UNSUPPORTED if not supported */
 const char *et_isa_name(et_isa isa);
+/* the level whose rows serve `isa` in a family without a row for it (avxvnni -> avx2,
+ * avx512vnni -> avx512, neondot -> neon); `isa` itself for the base levels */
+et_isa et_isa_parent(et_isa isa);
 
 /* ---- threads ------------------------------------------------------------- */
 /* Kernels parallelise with the edgetrain thread pool (kernels/src/threadpool.c, docs/threads.md):
@@ -125,9 +134,26 @@ static inline void et_thread_range(int64_t total, int ith, int nth, int64_t *b, 
 #define ET_HAVE_X86_SIMD 1
 #define ET_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define ET_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
+#define ET_TARGET_AVX512VNNI __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx512vnni,avx2,fma")))
+/* AVX-VNNI (VEX-encoded vpdpbusd, _mm256_dpbusd_avx_epi32): gcc >= 11, clang >= 12 */
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
+#define ET_HAVE_AVXVNNI 1
+#define ET_TARGET_AVXVNNI __attribute__((target("avxvnni,avx2,fma")))
+#endif
 #endif
 #if defined(__aarch64__)
 #define ET_HAVE_NEON 1
+/* sdot (vdotq_s32) on a baseline armv8-a build: a target attribute, chosen at run time */
+#if defined(__clang__) && __clang_major__ >= 16
+#define ET_HAVE_NEON_DOT 1
+#define ET_TARGET_NEONDOT __attribute__((target("dotprod")))
+#elif !defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10
+#define ET_HAVE_NEON_DOT 1
+#define ET_TARGET_NEONDOT __attribute__((target("arch=armv8.2-a+dotprod")))
+#elif defined(__ARM_FEATURE_DOTPROD) /* older clang: only when the whole build targets it */
+#define ET_HAVE_NEON_DOT 1
+#define ET_TARGET_NEONDOT
+#endif
 #endif
 
 #ifdef __cplusplus
