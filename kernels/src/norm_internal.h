@@ -1,6 +1,7 @@
 /* edgetrain — internal declarations of the row-normalisation, max-reduction and batched-matmul
- * kernels (layernorm.c, reduce_max.c, bmm.c): the single-threaded __ref bodies the dispatching
- * entry points of et_kernels.h split across threads. Tests call them directly.
+ * kernels (layernorm.c, reduce_max.c, bmm.c) and of the BatchNorm training kernels (batchnorm.c):
+ * the single-threaded __ref bodies the dispatching entry points of et_kernels.h split across
+ * threads, and their variant tables. Tests call them directly.
  */
 #ifndef EDGETRAIN_NORM_INTERNAL_H
 #define EDGETRAIN_NORM_INTERNAL_H
