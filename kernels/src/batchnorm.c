@@ -57,30 +57,37 @@ void et_f32_bn_affine_v__ref(int64_t len, const float *x, const float *a, const 
     for (int64_t j = 0; j < len; j++) yp[j] = xp[j] * a[j] + s[j];
 }
 
-void et_f32_bn_acc_sum__ref(int64_t len, const float *x, double *acc) {
-    const float *ET_RESTRICT xp = x;
+void et_f32_bn_acc_sum__ref(int64_t n, int64_t is, int64_t len, const float *x, double *acc) {
     double *ET_RESTRICT ap = acc;
-    for (int64_t j = 0; j < len; j++) ap[j] += (double)xp[j];
-}
-
-void et_f32_bn_acc_sqdev__ref(int64_t len, const float *x, const double *mean, double *acc) {
-    const float *ET_RESTRICT xp = x;
-    double *ET_RESTRICT ap = acc;
-    for (int64_t j = 0; j < len; j++) {
-        double d = (double)xp[j] - mean[j];
-        ap[j] += d * d;
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = x + i * is;
+        for (int64_t j = 0; j < len; j++) ap[j] += (double)xp[j];
     }
 }
 
-void et_f32_bn_acc_bwd__ref(int64_t len, const float *x, const float *dy, const float *mean,
-                            double *as, double *ad) {
-    const float *ET_RESTRICT xp = x;
-    const float *ET_RESTRICT gp = dy;
+void et_f32_bn_acc_sqdev__ref(int64_t n, int64_t is, int64_t len, const float *x,
+                              const double *mean, double *acc) {
+    double *ET_RESTRICT ap = acc;
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = x + i * is;
+        for (int64_t j = 0; j < len; j++) {
+            double d = (double)xp[j] - mean[j];
+            ap[j] += d * d;
+        }
+    }
+}
+
+void et_f32_bn_acc_bwd__ref(int64_t n, int64_t is, int64_t len, const float *x, const float *dy,
+                            const float *mean, double *as, double *ad) {
     double *ET_RESTRICT sp = as;
     double *ET_RESTRICT dp = ad;
-    for (int64_t j = 0; j < len; j++) {
-        sp[j] += (double)gp[j];
-        dp[j] += (double)gp[j] * ((double)xp[j] - (double)mean[j]);
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = x + i * is;
+        const float *ET_RESTRICT gp = dy + i * is;
+        for (int64_t j = 0; j < len; j++) {
+            sp[j] += (double)gp[j];
+            dp[j] += (double)gp[j] * ((double)xp[j] - (double)mean[j]);
+        }
     }
 }
 
@@ -153,14 +160,14 @@ static void bn_train_block(const et_f32_bn_variant *row, int64_t n, int64_t c, i
     const int64_t len = cb * hw, count = n * hw, is = c * hw;
     const float *xb = x + c0 * hw;
     for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
-    for (int64_t i = 0; i < n; i++) row->acc_sum(len, xb + i * is, acc);
+    row->acc_sum(n, is, len, xb, acc);
     for (int64_t k = 0; k < cb; k++) {
         double s = 0.0;
         for (int64_t j = k * hw; j < (k + 1) * hw; j++) s += acc[j];
         for (int64_t j = k * hw; j < (k + 1) * hw; j++) mj[j] = s / (double)count;
     }
     for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
-    for (int64_t i = 0; i < n; i++) row->acc_sqdev(len, xb + i * is, mj, acc);
+    row->acc_sqdev(n, is, len, xb, mj, acc);
     for (int64_t k = 0; k < cb; k++) {
         const int64_t ch = c0 + k;
         double s = 0.0;
@@ -191,11 +198,11 @@ static void bn_bwd_block(const et_f32_bn_variant *row, int64_t n, int64_t c, int
     double as[BN_BLOCK], ad[BN_BLOCK];
     float mf[BN_BLOCK], gm[BN_BLOCK], pr[BN_BLOCK], gs[BN_BLOCK];
     const int64_t len = cb * hw, count = n * hw, is = c * hw;
-    for (int64_t k = 0; k < cb; k++)
-        for (int64_t j = k * hw; j < (k + 1) * hw; j++) mf[j] = save_mean[c0 + k];
-    for (int64_t j = 0; j < len; j++) as[j] = ad[j] = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        row->acc_bwd(len, x + c0 * hw + i * is, dy + c0 * hw + i * is, mf, as, ad);
+    for (int64_t j = 0; j < len; j++) {
+        mf[j] = save_mean[c0 + j / hw];
+        as[j] = ad[j] = 0.0;
+    }
+    row->acc_bwd(n, is, len, x + c0 * hw, dy + c0 * hw, mf, as, ad);
     for (int64_t k = 0; k < cb; k++) {
         const int64_t ch = c0 + k;
         double sum = 0.0, dotp = 0.0;

@@ -25,6 +25,7 @@
 #define BN_TARGET ET_TARGET_AVX2
 #define VD __m256d
 #define WD 4
+#define BN_CH 4
 #define D_LD(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
 #define D_LDD(p) _mm256_loadu_pd(p)
 #define D_STD(p, v) _mm256_storeu_pd((p), (v))
@@ -45,6 +46,7 @@
 #undef BN_TARGET
 #undef VD
 #undef WD
+#undef BN_CH
 #undef D_LD
 #undef D_LDD
 #undef D_STD
@@ -66,6 +68,7 @@
 #define BN_TARGET ET_TARGET_AVX512
 #define VD __m512d
 #define WD 8
+#define BN_CH 4
 #define D_LD(p) _mm512_cvtps_pd(_mm256_loadu_ps(p))
 #define D_LDD(p) _mm512_loadu_pd(p)
 #define D_STD(p, v) _mm512_storeu_pd((p), (v))
@@ -86,6 +89,7 @@
 #undef BN_TARGET
 #undef VD
 #undef WD
+#undef BN_CH
 #undef D_LD
 #undef D_LDD
 #undef D_STD
@@ -111,6 +115,7 @@
 #define BN_TARGET
 #define VD float64x2_t
 #define WD 2
+#define BN_CH 8
 #define D_LD(p) vcvt_f64_f32(vld1_f32(p))
 #define D_LDD(p) vld1q_f64(p)
 #define D_STD(p, v) vst1q_f64((p), (v))

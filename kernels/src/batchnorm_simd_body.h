@@ -1,7 +1,8 @@
 /* edgetrain — the body of the BatchNorm SIMD rows (batchnorm_simd.c includes it once per ISA).
  *
  * The includer defines: BN_NAME(f) (the row's function name), BN_TARGET (target attribute),
- * VD / WD (a vector of WD doubles; WD divides 8), D_LD (WD floats widened to double), D_LDD /
+ * VD / WD (a vector of WD doubles; WD divides 8), BN_CH (vectors of accumulators kept in
+ * registers over the images), D_LD (WD floats widened to double), D_LDD /
  * D_STD (WD doubles), D_ADD, D_SUB, D_MUL, D_SET; VF / WF (a vector of WF floats), F_LD, F_ST,
  * F_ADD, F_SUB, F_MUL, F_SET. Every lane does __ref's operation (batchnorm.c) on its element,
  * in __ref's order; the 8 lanes of the plane sums are 8 / WD vectors, stored and combined by
@@ -64,37 +65,103 @@ BN_TARGET static void BN_NAME(affine_v)(int64_t len, const float *x, const float
     for (; j < len; j++) y[j] = x[j] * a[j] + s[j];
 }
 
-BN_TARGET static void BN_NAME(acc_sum)(int64_t len, const float *x, double *acc) {
+/* The accumulators: chunks of BN_CH vectors held in registers over the n images (each element
+ * still adds the images in order), then single vectors, then __ref's scalar loop. */
+BN_TARGET static void BN_NAME(acc_sum)(int64_t n, int64_t is, int64_t len, const float *x,
+                                       double *acc) {
     int64_t j = 0;
-    for (; j + WD <= len; j += WD) D_STD(acc + j, D_ADD(D_LDD(acc + j), D_LD(x + j)));
-    for (; j < len; j++) acc[j] += (double)x[j];
+    for (; j + BN_CH * WD <= len; j += BN_CH * WD) {
+        VD a[BN_CH];
+        for (int v = 0; v < BN_CH; v++) a[v] = D_LDD(acc + j + v * WD);
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + i * is + j;
+            for (int v = 0; v < BN_CH; v++) a[v] = D_ADD(a[v], D_LD(p + v * WD));
+        }
+        for (int v = 0; v < BN_CH; v++) D_STD(acc + j + v * WD, a[v]);
+    }
+    for (; j + WD <= len; j += WD) {
+        VD a = D_LDD(acc + j);
+        for (int64_t i = 0; i < n; i++) a = D_ADD(a, D_LD(x + i * is + j));
+        D_STD(acc + j, a);
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = j; k < len; k++) acc[k] += (double)x[i * is + k];
 }
 
-BN_TARGET static void BN_NAME(acc_sqdev)(int64_t len, const float *x, const double *mean,
-                                         double *acc) {
+BN_TARGET static void BN_NAME(acc_sqdev)(int64_t n, int64_t is, int64_t len, const float *x,
+                                         const double *mean, double *acc) {
     int64_t j = 0;
+    for (; j + BN_CH * WD <= len; j += BN_CH * WD) {
+        VD a[BN_CH], m[BN_CH];
+        for (int v = 0; v < BN_CH; v++) {
+            a[v] = D_LDD(acc + j + v * WD);
+            m[v] = D_LDD(mean + j + v * WD);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + i * is + j;
+            for (int v = 0; v < BN_CH; v++) {
+                const VD d = D_SUB(D_LD(p + v * WD), m[v]);
+                a[v] = D_ADD(a[v], D_MUL(d, d));
+            }
+        }
+        for (int v = 0; v < BN_CH; v++) D_STD(acc + j + v * WD, a[v]);
+    }
     for (; j + WD <= len; j += WD) {
-        const VD d = D_SUB(D_LD(x + j), D_LDD(mean + j));
-        D_STD(acc + j, D_ADD(D_LDD(acc + j), D_MUL(d, d)));
+        VD a = D_LDD(acc + j);
+        const VD m = D_LDD(mean + j);
+        for (int64_t i = 0; i < n; i++) {
+            const VD d = D_SUB(D_LD(x + i * is + j), m);
+            a = D_ADD(a, D_MUL(d, d));
+        }
+        D_STD(acc + j, a);
     }
-    for (; j < len; j++) {
-        const double d = (double)x[j] - mean[j];
-        acc[j] += d * d;
-    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = j; k < len; k++) {
+            const double d = (double)x[i * is + k] - mean[k];
+            acc[k] += d * d;
+        }
 }
 
-BN_TARGET static void BN_NAME(acc_bwd)(int64_t len, const float *x, const float *dy,
-                                       const float *mean, double *as, double *ad) {
+BN_TARGET static void BN_NAME(acc_bwd)(int64_t n, int64_t is, int64_t len, const float *x,
+                                       const float *dy, const float *mean, double *as,
+                                       double *ad) {
     int64_t j = 0;
+    for (; j + BN_CH * WD <= len; j += BN_CH * WD) {
+        VD s[BN_CH], d[BN_CH], m[BN_CH];
+        for (int v = 0; v < BN_CH; v++) {
+            s[v] = D_LDD(as + j + v * WD);
+            d[v] = D_LDD(ad + j + v * WD);
+            m[v] = D_LD(mean + j + v * WD);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + i * is + j, *q = dy + i * is + j;
+            for (int v = 0; v < BN_CH; v++) {
+                const VD g = D_LD(q + v * WD);
+                s[v] = D_ADD(s[v], g);
+                d[v] = D_ADD(d[v], D_MUL(g, D_SUB(D_LD(p + v * WD), m[v])));
+            }
+        }
+        for (int v = 0; v < BN_CH; v++) {
+            D_STD(as + j + v * WD, s[v]);
+            D_STD(ad + j + v * WD, d[v]);
+        }
+    }
     for (; j + WD <= len; j += WD) {
-        const VD g = D_LD(dy + j);
-        D_STD(as + j, D_ADD(D_LDD(as + j), g));
-        D_STD(ad + j, D_ADD(D_LDD(ad + j), D_MUL(g, D_SUB(D_LD(x + j), D_LD(mean + j)))));
+        VD s = D_LDD(as + j), d = D_LDD(ad + j);
+        const VD m = D_LD(mean + j);
+        for (int64_t i = 0; i < n; i++) {
+            const VD g = D_LD(dy + i * is + j);
+            s = D_ADD(s, g);
+            d = D_ADD(d, D_MUL(g, D_SUB(D_LD(x + i * is + j), m)));
+        }
+        D_STD(as + j, s);
+        D_STD(ad + j, d);
     }
-    for (; j < len; j++) {
-        as[j] += (double)dy[j];
-        ad[j] += (double)dy[j] * ((double)x[j] - (double)mean[j]);
-    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = j; k < len; k++) {
+            as[k] += (double)dy[i * is + k];
+            ad[k] += (double)dy[i * is + k] * ((double)x[i * is + k] - (double)mean[k]);
+        }
 }
 
 BN_TARGET static void BN_NAME(dx)(int64_t len, const float *x, const float *dy, float gm,

@@ -67,13 +67,14 @@ typedef struct et_f32_bn_variant {
     void (*affine)(int64_t len, const float *x, float a, float s, float *y);
     /* the same with per-element a[j], s[j] */
     void (*affine_v)(int64_t len, const float *x, const float *a, const float *s, float *y);
-    /* acc[j] += x[j] */
-    void (*acc_sum)(int64_t len, const float *x, double *acc);
+    /* over the n images i (x + i * is, in order): acc[j] += x[j] */
+    void (*acc_sum)(int64_t n, int64_t is, int64_t len, const float *x, double *acc);
     /* acc[j] += (x[j] - mean[j])^2 */
-    void (*acc_sqdev)(int64_t len, const float *x, const double *mean, double *acc);
-    /* as[j] += dy[j]; ad[j] += dy[j] * (x[j] - mean[j]) (in double) */
-    void (*acc_bwd)(int64_t len, const float *x, const float *dy, const float *mean, double *as,
-                    double *ad);
+    void (*acc_sqdev)(int64_t n, int64_t is, int64_t len, const float *x, const double *mean,
+                      double *acc);
+    /* as[j] += dy[j]; ad[j] += dy[j] * (x[j] - mean[j]) (in double; dy + i * is) */
+    void (*acc_bwd)(int64_t n, int64_t is, int64_t len, const float *x, const float *dy,
+                    const float *mean, double *as, double *ad);
     /* dx = (dy - gm - (x - mean) * pr) * gs (float) */
     void (*dx)(int64_t len, const float *x, const float *dy, float gm, float mean, float pr,
                float gs, float *dx);
@@ -87,10 +88,11 @@ double et_f32_bn_plane_sum__ref(int64_t hw, const float *x);
 double et_f32_bn_plane_dev__ref(int64_t hw, const float *x, const float *dy, double mean);
 void et_f32_bn_affine__ref(int64_t len, const float *x, float a, float s, float *y);
 void et_f32_bn_affine_v__ref(int64_t len, const float *x, const float *a, const float *s, float *y);
-void et_f32_bn_acc_sum__ref(int64_t len, const float *x, double *acc);
-void et_f32_bn_acc_sqdev__ref(int64_t len, const float *x, const double *mean, double *acc);
-void et_f32_bn_acc_bwd__ref(int64_t len, const float *x, const float *dy, const float *mean,
-                            double *as, double *ad);
+void et_f32_bn_acc_sum__ref(int64_t n, int64_t is, int64_t len, const float *x, double *acc);
+void et_f32_bn_acc_sqdev__ref(int64_t n, int64_t is, int64_t len, const float *x,
+                              const double *mean, double *acc);
+void et_f32_bn_acc_bwd__ref(int64_t n, int64_t is, int64_t len, const float *x, const float *dy,
+                            const float *mean, double *as, double *ad);
 void et_f32_bn_dx__ref(int64_t len, const float *x, const float *dy, float gm, float mean,
                        float pr, float gs, float *dx);
 void et_f32_bn_dx_v__ref(int64_t len, const float *x, const float *dy, const float *gm,

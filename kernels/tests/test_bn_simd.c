@@ -1,7 +1,8 @@
 /* edgetrain — tests of the BatchNorm SIMD rows (et_f32_bn_variants, batchnorm_simd.c).
  *   kernels: every supported row against the __ref row at lengths below, at, above and not
  *            divisible by the vector widths (2, 4, 8, 16), with magnitudes 1e-3..1e9 (so a
- *            changed summation order shows), and with NaN / inf: bitwise (a NaN where __ref has
+ *            changed summation order shows), the accumulators over 3 strided images, and with
+ *            NaN / inf: bitwise (a NaN where __ref has
  *            a NaN; x86 and arm64 give different NaN signs, as in __ref).
  *   entry points: et_f32_batchnorm_train_fwd / _bwd / _frozen_* / _infer_fwd under et_set_isa()
  *            of each row against ET_ISA_REF, on the channel-block path (hw <= 512: planes of
@@ -58,6 +59,7 @@ static void test_bn_kernels(void) {
     float *mf = calloc(nmax, 4), *pr = calloc(nmax, 4), *y = calloc(nmax, 4), *yv = calloc(nmax, 4);
     double *md = calloc(nmax, 8), *acc = calloc(nmax, 8), *accv = calloc(nmax, 8);
     double *acc2 = calloc(nmax, 8), *acc2v = calloc(nmax, 8);
+    float *xi = calloc(3 * (nmax + 5), 4), *gi = calloc(3 * (nmax + 5), 4);
     const et_f32_bn_variant *ref = &et_f32_bn_variants[0];
     et_check_variant_table("batchnorm", et_f32_bn_variants, sizeof et_f32_bn_variants[0]);
     for (int sp = 0; sp < 2; sp++)
@@ -91,28 +93,34 @@ static void test_bn_kernels(void) {
                 ref->dx_v(n, x, g, s, mf, pr, a, y);
                 row->dx_v(n, x, g, s, mf, pr, a, yv);
                 ET_CHECK(same_f(y, yv, n), "bn dx_v %s n=%lld sp=%d", nm, (long long)n, sp);
-                /* accumulators: three rounds from the same start */
+                /* accumulators over 3 images (stride n + 5, x and g as images), twice from
+                 * the same start */
+                const int64_t is = n + 5;
+                for (int64_t j = 0; j < 3 * is; j++) {
+                    xi[j] = x[j % (n ? n : 1)] * (float)(1 + j / is);
+                    gi[j] = g[j % (n ? n : 1)] * (float)(3 - j / is);
+                }
                 for (int64_t j = 0; j < n; j++) acc[j] = accv[j] = acc2[j] = acc2v[j] = 0.1 * j;
-                for (int k = 0; k < 3; k++) {
-                    ref->acc_sum(n, x, acc);
-                    row->acc_sum(n, x, accv);
+                for (int k = 0; k < 2; k++) {
+                    ref->acc_sum(3, is, n, xi, acc);
+                    row->acc_sum(3, is, n, xi, accv);
                 }
                 ET_CHECK(same_d(acc, accv, n), "bn acc_sum %s n=%lld sp=%d", nm, (long long)n, sp);
-                for (int k = 0; k < 3; k++) {
-                    ref->acc_sqdev(n, x, md, acc);
-                    row->acc_sqdev(n, x, md, accv);
+                for (int k = 0; k < 2; k++) {
+                    ref->acc_sqdev(3, is, n, xi, md, acc);
+                    row->acc_sqdev(3, is, n, xi, md, accv);
                 }
                 ET_CHECK(same_d(acc, accv, n), "bn acc_sqdev %s n=%lld sp=%d", nm, (long long)n, sp);
-                for (int k = 0; k < 3; k++) {
-                    ref->acc_bwd(n, x, g, mf, acc, acc2);
-                    row->acc_bwd(n, x, g, mf, accv, acc2v);
+                for (int k = 0; k < 2; k++) {
+                    ref->acc_bwd(3, is, n, xi, gi, mf, acc, acc2);
+                    row->acc_bwd(3, is, n, xi, gi, mf, accv, acc2v);
                 }
                 ET_CHECK(same_d(acc, accv, n) && same_d(acc2, acc2v, n), "bn acc_bwd %s n=%lld sp=%d",
                          nm, (long long)n, sp);
             }
         }
     free(x); free(g); free(a); free(s); free(mf); free(pr); free(y); free(yv);
-    free(md); free(acc); free(accv); free(acc2); free(acc2v);
+    free(xi); free(gi); free(md); free(acc); free(accv); free(acc2); free(acc2v);
 }
 
 /* All outputs of the training forward / backward, frozen and eval passes of one shape. */
