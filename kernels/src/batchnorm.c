@@ -107,6 +107,12 @@ void et_f32_bn_dx_v__ref(int64_t len, const float *x, const float *dy, const flo
     for (int64_t j = 0; j < len; j++) dp[j] = (gp[j] - gm[j] - (xp[j] - mean[j]) * pr[j]) * gs[j];
 }
 
+void et_f32_bn_plane_bwd__ref(int64_t hw, const float *x, const float *dy, double mean,
+                              double *sum, double *dot) {
+    *sum = et_f32_bn_plane_sum__ref(hw, dy);
+    *dot = et_f32_bn_plane_dev__ref(hw, x, dy, mean);
+}
+
 /* Sum over the n planes of channel ch of x, then of (x - mean)^2 or dy * (x - mean). */
 static double sum_channel(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw,
                           int64_t ch, const float *x) {
@@ -425,8 +431,14 @@ static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
     for (int64_t ch = c0; ch < c1; ch++) {
         const float mean = save_mean[ch];
         const double invstd = (double)save_invstd[ch];
-        const double sum = count ? sum_channel(k->row, n, c, hw, ch, dy) : 0.0;
-        const double dotp = count ? sum_dev(k->row, n, c, hw, ch, x, dy, mean) : 0.0;
+        double sum = 0.0, dotp = 0.0; /* two sums over the planes, each in plane order */
+        for (int64_t i = 0; i < n && count; i++) {
+            const int64_t off = (i * c + ch) * hw;
+            double ps, pd;
+            k->row->plane_bwd(hw, x + off, dy + off, mean, &ps, &pd);
+            sum += ps;
+            dotp += pd;
+        }
         if (dgamma) dgamma[ch] = (float)(dotp * invstd);
         if (dbeta) dbeta[ch] = (float)sum;
         if (count == 0) continue;

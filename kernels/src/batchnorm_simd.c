@@ -14,7 +14,7 @@
         {isa, #name}, et_f32_bn_plane_sum__##name, et_f32_bn_plane_dev__##name,                 \
             et_f32_bn_affine__##name, et_f32_bn_affine_v__##name, et_f32_bn_acc_sum__##name,    \
             et_f32_bn_acc_sqdev__##name, et_f32_bn_acc_bwd__##name, et_f32_bn_dx__##name,       \
-            et_f32_bn_dx_v__##name                                                              \
+            et_f32_bn_dx_v__##name, et_f32_bn_plane_bwd__##name                                 \
     }
 
 #if defined(ET_HAVE_X86_SIMD)
@@ -144,5 +144,5 @@ const et_f32_bn_variant et_f32_bn_variants[] = {
 #if defined(ET_HAVE_NEON)
     ET_BN_ROW(ET_ISA_NEON, neon),
 #endif
-    {{ET_ISA_REF, NULL}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}, /* end */
+    {{ET_ISA_REF, NULL}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}, /* end */
 };

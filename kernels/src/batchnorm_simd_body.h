@@ -50,6 +50,32 @@ BN_TARGET static double BN_NAME(plane_dev)(int64_t hw, const float *x, const flo
     return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
 }
 
+BN_TARGET static void BN_NAME(plane_bwd)(int64_t hw, const float *x, const float *dy,
+                                          double mean, double *sum, double *dot) {
+    VD s[BN_NV], q[BN_NV];
+    const VD vm = D_SET(mean);
+    double a[8], b[8], tail = 0.0;
+    int64_t j = 0;
+    for (int v = 0; v < BN_NV; v++) s[v] = q[v] = D_SET(0.0);
+    for (; j + 8 <= hw; j += 8)
+        for (int v = 0; v < BN_NV; v++) {
+            const int64_t o = j + v * WD;
+            const VD g = D_LD(dy + o);
+            s[v] = D_ADD(s[v], g);
+            q[v] = D_ADD(q[v], D_MUL(g, D_SUB(D_LD(x + o), vm)));
+        }
+    for (int v = 0; v < BN_NV; v++) {
+        D_STD(a + v * WD, s[v]);
+        D_STD(b + v * WD, q[v]);
+    }
+    for (; j < hw; j++) {
+        tail += (double)dy[j];
+        b[0] += (double)dy[j] * ((double)x[j] - mean);
+    }
+    *sum = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+    *dot = ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
+}
+
 BN_TARGET static void BN_NAME(affine)(int64_t len, const float *x, float a, float s, float *y) {
     const VF va = F_SET(a), vs = F_SET(s);
     int64_t j = 0;

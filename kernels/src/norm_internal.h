@@ -81,6 +81,9 @@ typedef struct et_f32_bn_variant {
     /* the same with per-element gm, mean, pr, gs */
     void (*dx_v)(int64_t len, const float *x, const float *dy, const float *gm, const float *mean,
                  const float *pr, const float *gs, float *dx);
+    /* plane_sum(dy) and plane_dev(x, dy, mean) in one pass (the same bits) */
+    void (*plane_bwd)(int64_t hw, const float *x, const float *dy, double mean, double *sum,
+                      double *dot);
 } et_f32_bn_variant;
 extern const et_f32_bn_variant et_f32_bn_variants[];
 /* the __ref row's kernels (batchnorm.c) */
@@ -97,4 +100,6 @@ void et_f32_bn_dx__ref(int64_t len, const float *x, const float *dy, float gm, f
                        float pr, float gs, float *dx);
 void et_f32_bn_dx_v__ref(int64_t len, const float *x, const float *dy, const float *gm,
                          const float *mean, const float *pr, const float *gs, float *dx);
+void et_f32_bn_plane_bwd__ref(int64_t hw, const float *x, const float *dy, double mean,
+                              double *sum, double *dot);
 #endif

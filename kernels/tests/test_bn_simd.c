@@ -81,6 +81,13 @@ static void test_bn_kernels(void) {
                 ET_CHECK(same_d(&r, &v, 1), "bn plane_dev sq %s n=%lld sp=%d", nm, (long long)n, sp);
                 r = ref->plane_dev(n, x, g, -3.25), v = row->plane_dev(n, x, g, -3.25);
                 ET_CHECK(same_d(&r, &v, 1), "bn plane_dev dy %s n=%lld sp=%d", nm, (long long)n, sp);
+                double rs, rd, vs, vd;
+                ref->plane_bwd(n, x, g, -3.25, &rs, &rd);
+                row->plane_bwd(n, x, g, -3.25, &vs, &vd);
+                ET_CHECK(same_d(&rs, &vs, 1) && same_d(&rd, &vd, 1), "bn plane_bwd %s n=%lld sp=%d",
+                         nm, (long long)n, sp);
+                r = ref->plane_sum(n, g);
+                ET_CHECK(same_d(&rs, &r, 1), "bn plane_bwd sum = plane_sum %s", nm);
                 ref->affine(n, x, 0.37f, -1.5f, y);
                 row->affine(n, x, 0.37f, -1.5f, yv);
                 ET_CHECK(same_f(y, yv, n), "bn affine %s n=%lld sp=%d", nm, (long long)n, sp);
