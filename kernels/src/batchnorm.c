@@ -9,53 +9,126 @@
  * Frozen statistics (QConfig.freeze_bn_step, PyTorch's ConvBn2d.freeze_bn_stats): a training
  * step that normalises with the running statistics, which it leaves alone; they are constants
  * of the backward, so dx = dy * gamma * invstd (dgamma, dbeta as usual).
+ *
+ * The per-element loops are the kernels of a variant table (et_f32_bn_variants, norm_internal.h):
+ * the __ref row is below, the AVX2 / AVX-512 / NEON rows (batchnorm_simd.c) do the same double
+ * and float operations per lane in the same order, so every row gives __ref's bits.
  */
 #include <math.h>
 
 #include "misc_internal.h"
+#include "norm_internal.h"
 
-/* Sum over the n planes of channel ch of (x - mean)^2, or of dy * (x - mean) when dy != NULL. */
-static double sum_dev(int64_t n, int64_t c, int64_t hw, int64_t ch, const float *x,
-                      const float *dy, double mean) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const float *ET_RESTRICT xp = x + (i * c + ch) * hw;
-        const float *ET_RESTRICT gp = dy ? dy + (i * c + ch) * hw : xp;
-        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        int64_t j = 0;
-        if (dy) {
-            for (; j + 8 <= hw; j += 8)
-                for (int l = 0; l < 8; l++) acc[l] += (double)gp[j + l] * ((double)xp[j + l] - mean);
-            for (; j < hw; j++) acc[0] += (double)gp[j] * ((double)xp[j] - mean);
-        } else {
-            for (; j + 8 <= hw; j += 8)
-                for (int l = 0; l < 8; l++) {
-                    double d = (double)xp[j + l] - mean;
-                    acc[l] += d * d;
-                }
-            for (; j < hw; j++) {
-                double d = (double)xp[j] - mean;
-                acc[0] += d * d;
+/* ---- __ref row ---------------------------------------------------------------------------- */
+double et_f32_bn_plane_sum__ref(int64_t hw, const float *x) { return et_misc_sum_f64(x, hw); }
+
+double et_f32_bn_plane_dev__ref(int64_t hw, const float *x, const float *dy, double mean) {
+    const float *ET_RESTRICT xp = x;
+    const float *ET_RESTRICT gp = dy ? dy : x;
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    if (dy) {
+        for (; j + 8 <= hw; j += 8)
+            for (int l = 0; l < 8; l++) acc[l] += (double)gp[j + l] * ((double)xp[j + l] - mean);
+        for (; j < hw; j++) acc[0] += (double)gp[j] * ((double)xp[j] - mean);
+    } else {
+        for (; j + 8 <= hw; j += 8)
+            for (int l = 0; l < 8; l++) {
+                double d = (double)xp[j + l] - mean;
+                acc[l] += d * d;
             }
+        for (; j < hw; j++) {
+            double d = (double)xp[j] - mean;
+            acc[0] += d * d;
         }
-        s += ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     }
-    return s;
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-static double sum_channel(int64_t n, int64_t c, int64_t hw, int64_t ch, const float *x) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += et_misc_sum_f64(x + (i * c + ch) * hw, hw);
-    return s;
+void et_f32_bn_affine__ref(int64_t len, const float *x, float a, float s, float *y) {
+    const float *ET_RESTRICT xp = x;
+    float *ET_RESTRICT yp = y;
+    for (int64_t j = 0; j < len; j++) yp[j] = xp[j] * a + s;
 }
 
-static void scale_shift_channel(int64_t n, int64_t c, int64_t hw, int64_t ch, const float *x,
-                                float alpha, float shift, float *y) {
+void et_f32_bn_affine_v__ref(int64_t len, const float *x, const float *a, const float *s, float *y) {
+    const float *ET_RESTRICT xp = x;
+    float *ET_RESTRICT yp = y;
+    for (int64_t j = 0; j < len; j++) yp[j] = xp[j] * a[j] + s[j];
+}
+
+void et_f32_bn_acc_sum__ref(int64_t n, int64_t is, int64_t len, const float *x, double *acc) {
+    double *ET_RESTRICT ap = acc;
     for (int64_t i = 0; i < n; i++) {
-        const float *ET_RESTRICT xp = x + (i * c + ch) * hw;
-        float *ET_RESTRICT yp = y + (i * c + ch) * hw;
-        for (int64_t j = 0; j < hw; j++) yp[j] = xp[j] * alpha + shift;
+        const float *ET_RESTRICT xp = x + i * is;
+        for (int64_t j = 0; j < len; j++) ap[j] += (double)xp[j];
     }
+}
+
+void et_f32_bn_acc_sqdev__ref(int64_t n, int64_t is, int64_t len, const float *x,
+                              const double *mean, double *acc) {
+    double *ET_RESTRICT ap = acc;
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = x + i * is;
+        for (int64_t j = 0; j < len; j++) {
+            double d = (double)xp[j] - mean[j];
+            ap[j] += d * d;
+        }
+    }
+}
+
+void et_f32_bn_acc_bwd__ref(int64_t n, int64_t is, int64_t len, const float *x, const float *dy,
+                            const float *mean, double *as, double *ad) {
+    double *ET_RESTRICT sp = as;
+    double *ET_RESTRICT dp = ad;
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = x + i * is;
+        const float *ET_RESTRICT gp = dy + i * is;
+        for (int64_t j = 0; j < len; j++) {
+            sp[j] += (double)gp[j];
+            dp[j] += (double)gp[j] * ((double)xp[j] - (double)mean[j]);
+        }
+    }
+}
+
+void et_f32_bn_dx__ref(int64_t len, const float *x, const float *dy, float gm, float mean,
+                       float pr, float gs, float *dx) {
+    const float *ET_RESTRICT xp = x;
+    const float *ET_RESTRICT gp = dy;
+    float *ET_RESTRICT dp = dx;
+    for (int64_t j = 0; j < len; j++) dp[j] = (gp[j] - gm - (xp[j] - mean) * pr) * gs;
+}
+
+void et_f32_bn_dx_v__ref(int64_t len, const float *x, const float *dy, const float *gm,
+                         const float *mean, const float *pr, const float *gs, float *dx) {
+    const float *ET_RESTRICT xp = x;
+    const float *ET_RESTRICT gp = dy;
+    float *ET_RESTRICT dp = dx;
+    for (int64_t j = 0; j < len; j++) dp[j] = (gp[j] - gm[j] - (xp[j] - mean[j]) * pr[j]) * gs[j];
+}
+
+void et_f32_bn_plane_bwd__ref(int64_t hw, const float *x, const float *dy, double mean,
+                              double *sum, double *dot) {
+    *sum = et_f32_bn_plane_sum__ref(hw, dy);
+    *dot = et_f32_bn_plane_dev__ref(hw, x, dy, mean);
+}
+
+/* Sum over the n planes of channel ch of x, then of (x - mean)^2 or dy * (x - mean). */
+static double sum_channel(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw,
+                          int64_t ch, const float *x) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += row->plane_sum(hw, x + (i * c + ch) * hw);
+    return s;
+}
+
+static double sum_dev(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw, int64_t ch,
+                      const float *x, const float *dy, double mean) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t off = (i * c + ch) * hw;
+        s += row->plane_dev(hw, x + off, dy ? dy + off : NULL, mean);
+    }
+    return s;
 }
 
 /* ---- small planes: channel blocks --------------------------------------------------------
@@ -84,7 +157,7 @@ static bn_blocks bn_blocks_of(int64_t n, int64_t c, int64_t hw, int nthreads) {
     return bb;
 }
 
-static void bn_train_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb,
+static void bn_train_block(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb,
                            const float *x, const float *gamma, const float *beta,
                            float *running_mean, float *running_var, double mom, double unbias,
                            float eps, float *y, float *save_mean, float *save_invstd) {
@@ -93,23 +166,14 @@ static void bn_train_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t
     const int64_t len = cb * hw, count = n * hw, is = c * hw;
     const float *xb = x + c0 * hw;
     for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const float *ET_RESTRICT xp = xb + i * is;
-        for (int64_t j = 0; j < len; j++) acc[j] += (double)xp[j];
-    }
+    row->acc_sum(n, is, len, xb, acc);
     for (int64_t k = 0; k < cb; k++) {
         double s = 0.0;
         for (int64_t j = k * hw; j < (k + 1) * hw; j++) s += acc[j];
         for (int64_t j = k * hw; j < (k + 1) * hw; j++) mj[j] = s / (double)count;
     }
     for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const float *ET_RESTRICT xp = xb + i * is;
-        for (int64_t j = 0; j < len; j++) {
-            double d = (double)xp[j] - mj[j];
-            acc[j] += d * d;
-        }
-    }
+    row->acc_sqdev(n, is, len, xb, mj, acc);
     for (int64_t k = 0; k < cb; k++) {
         const int64_t ch = c0 + k;
         double s = 0.0;
@@ -130,31 +194,21 @@ static void bn_train_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t
             running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * var * unbias);
         }
     }
-    for (int64_t i = 0; i < n; i++) {
-        const float *ET_RESTRICT xp = xb + i * is;
-        float *ET_RESTRICT yp = y + c0 * hw + i * is;
-        for (int64_t j = 0; j < len; j++) yp[j] = xp[j] * a[j] + sh[j];
-    }
+    for (int64_t i = 0; i < n; i++) row->affine_v(len, xb + i * is, a, sh, y + c0 * hw + i * is);
 }
 
-static void bn_bwd_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb, const float *x,
+static void bn_bwd_block(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb, const float *x,
                          const float *dy, const float *gamma, const float *save_mean,
                          const float *save_invstd, int frozen, float *dx, float *dgamma,
                          float *dbeta) {
     double as[BN_BLOCK], ad[BN_BLOCK];
     float mf[BN_BLOCK], gm[BN_BLOCK], pr[BN_BLOCK], gs[BN_BLOCK];
     const int64_t len = cb * hw, count = n * hw, is = c * hw;
-    for (int64_t k = 0; k < cb; k++)
-        for (int64_t j = k * hw; j < (k + 1) * hw; j++) mf[j] = save_mean[c0 + k];
-    for (int64_t j = 0; j < len; j++) as[j] = ad[j] = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const float *ET_RESTRICT xp = x + c0 * hw + i * is;
-        const float *ET_RESTRICT gp = dy + c0 * hw + i * is;
-        for (int64_t j = 0; j < len; j++) {
-            as[j] += (double)gp[j];
-            ad[j] += (double)gp[j] * ((double)xp[j] - (double)mf[j]);
-        }
+    for (int64_t j = 0; j < len; j++) {
+        mf[j] = save_mean[c0 + j / hw];
+        as[j] = ad[j] = 0.0;
     }
+    row->acc_bwd(n, is, len, x + c0 * hw, dy + c0 * hw, mf, as, ad);
     for (int64_t k = 0; k < cb; k++) {
         const int64_t ch = c0 + k;
         double sum = 0.0, dotp = 0.0;
@@ -182,7 +236,7 @@ static void bn_bwd_block(int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t c
         if (frozen)
             for (int64_t j = 0; j < len; j++) dp[j] = gp[j] * gs[j];
         else
-            for (int64_t j = 0; j < len; j++) dp[j] = (gp[j] - gm[j] - (xp[j] - mf[j]) * pr[j]) * gs[j];
+            row->dx_v(len, xp, gp, gm, mf, pr, gs, dp);
     }
 }
 
@@ -196,6 +250,7 @@ typedef struct bn_job {
     double mom, unbias;
     float eps;
     int frozen; /* backward with the running statistics (constants) */
+    const et_f32_bn_variant *row; /* et_f32_bn_variants (batchnorm_simd.c) */
     float *y, *save_mean, *save_invstd, *dgamma, *dbeta;
 } bn_job;
 
@@ -203,6 +258,7 @@ typedef struct bn_job {
  * (blocked, small planes) or one channel at a time. */
 static et_status run_bn(bn_job *k, int blocked, et_range_body blocks, et_range_body channels,
                         int nthreads) {
+    k->row = (const et_f32_bn_variant *)ET_VARIANT_PICK(et_f32_bn_variants);
     if (blocked) {
         const bn_blocks bb = bn_blocks_of(k->n, k->c, k->hw, nthreads);
         k->cb = bb.cb;
@@ -242,7 +298,7 @@ static void bn_train_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     for (int64_t bi = b0; bi < b1; bi++) {
         const int64_t c0 = bi * k->cb, m = k->c - c0 < k->cb ? k->c - c0 : k->cb;
-        bn_train_block(k->n, k->c, k->hw, c0, m, k->x, k->gamma, k->beta, k->running_mean,
+        bn_train_block(k->row, k->n, k->c, k->hw, c0, m, k->x, k->gamma, k->beta, k->running_mean,
                        k->running_var, k->mom, k->unbias, k->eps, k->y, k->save_mean,
                        k->save_invstd);
     }
@@ -258,12 +314,14 @@ static void bn_train_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
     const float eps = k->eps;
     (void)tid;
     for (int64_t ch = c0; ch < c1; ch++) {
-        const double mean = sum_channel(n, c, hw, ch, x) / (double)count;
-        const double var = sum_dev(n, c, hw, ch, x, NULL, mean) / (double)count;
+        const double mean = sum_channel(k->row, n, c, hw, ch, x) / (double)count;
+        const double var = sum_dev(k->row, n, c, hw, ch, x, NULL, mean) / (double)count;
         const double invstd = 1.0 / sqrt(var + (double)eps);
         const double g = gamma ? (double)gamma[ch] : 1.0, b = beta ? (double)beta[ch] : 0.0;
         const double alpha = invstd * g;
-        scale_shift_channel(n, c, hw, ch, x, (float)alpha, (float)(b - mean * alpha), y);
+        const float fa = (float)alpha, fs = (float)(b - mean * alpha);
+        for (int64_t i = 0; i < n; i++)
+            k->row->affine(hw, x + (i * c + ch) * hw, fa, fs, y + (i * c + ch) * hw);
         if (save_mean) save_mean[ch] = (float)mean;
         if (save_invstd) save_invstd[ch] = (float)invstd;
         if (running_mean) {
@@ -284,8 +342,7 @@ static void bn_infer_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
         const double alpha = invstd * g;
         const float a = (float)alpha, sh = (float)(b - (double)k->rmean[ch] * alpha);
         const float *ET_RESTRICT xp = k->x + pl * hw;
-        float *ET_RESTRICT yp = k->y + pl * hw;
-        for (int64_t j = 0; j < hw; j++) yp[j] = xp[j] * a + sh;
+        k->row->affine(hw, xp, a, sh, k->y + pl * hw);
     }
 }
 
@@ -300,6 +357,7 @@ et_status et_f32_batchnorm_infer_fwd(int64_t n, int64_t c, int64_t hw, const flo
     bn_job k = {0};
     k.c = c, k.hw = hw, k.x = x, k.gamma = gamma, k.beta = beta, k.rmean = running_mean;
     k.rvar = running_var, k.eps = eps, k.y = y;
+    k.row = (const et_f32_bn_variant *)ET_VARIANT_PICK(et_f32_bn_variants);
     et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, bn_infer_planes, &k);
     return ET_OK;
 }
@@ -358,7 +416,7 @@ static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     for (int64_t bi = b0; bi < b1; bi++) {
         const int64_t c0 = bi * k->cb, m = k->c - c0 < k->cb ? k->c - c0 : k->cb;
-        bn_bwd_block(k->n, k->c, k->hw, c0, m, k->x, k->dy, k->gamma, k->save_mean_in,
+        bn_bwd_block(k->row, k->n, k->c, k->hw, c0, m, k->x, k->dy, k->gamma, k->save_mean_in,
                      k->save_invstd_in, k->frozen, k->y, k->dgamma, k->dbeta);
     }
 }
@@ -373,8 +431,14 @@ static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
     for (int64_t ch = c0; ch < c1; ch++) {
         const float mean = save_mean[ch];
         const double invstd = (double)save_invstd[ch];
-        const double sum = count ? sum_channel(n, c, hw, ch, dy) : 0.0;
-        const double dotp = count ? sum_dev(n, c, hw, ch, x, dy, mean) : 0.0;
+        double sum = 0.0, dotp = 0.0; /* two sums over the planes, each in plane order */
+        for (int64_t i = 0; i < n && count; i++) {
+            const int64_t off = (i * c + ch) * hw;
+            double ps, pd;
+            k->row->plane_bwd(hw, x + off, dy + off, mean, &ps, &pd);
+            sum += ps;
+            dotp += pd;
+        }
         if (dgamma) dgamma[ch] = (float)(dotp * invstd);
         if (dbeta) dbeta[ch] = (float)sum;
         if (count == 0) continue;
@@ -390,8 +454,7 @@ static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
             if (k->frozen)
                 for (int64_t j = 0; j < hw; j++) dp[j] = gp[j] * gscale;
             else
-                for (int64_t j = 0; j < hw; j++)
-                    dp[j] = (gp[j] - grad_mean - (xp[j] - mean) * proj) * gscale;
+                k->row->dx(hw, xp, gp, grad_mean, mean, proj, gscale, dp);
         }
     }
 }

@@ -1,6 +1,7 @@
 /* edgetrain — internal declarations of the row-normalisation, max-reduction and batched-matmul
- * kernels (layernorm.c, reduce_max.c, bmm.c): the single-threaded __ref bodies the dispatching
- * entry points of et_kernels.h split across threads. Tests call them directly.
+ * kernels (layernorm.c, reduce_max.c, bmm.c) and of the BatchNorm training kernels (batchnorm.c):
+ * the single-threaded __ref bodies the dispatching entry points of et_kernels.h split across
+ * threads, and their variant tables. Tests call them directly.
  */
 #ifndef EDGETRAIN_NORM_INTERNAL_H
 #define EDGETRAIN_NORM_INTERNAL_H
@@ -48,4 +49,57 @@ typedef struct et_f32_normrows_variant {
     et_f32_normalize_rows_bwd_fn bwd;
 } et_f32_normrows_variant;
 extern const et_f32_normrows_variant et_f32_normrows_variants[];
+
+/* ---- BatchNorm training (batchnorm.c; SIMD rows in batchnorm_simd.c) ---------------------
+ * The per-element kernels of the training forward / backward, single-threaded; batchnorm.c
+ * splits channels over threads and runs the et_f32_bn_variants row picked by et_get_isa().
+ * __ref defines the bits: the plane sums use 8 double lanes (element j of each run of 8 in
+ * lane j, the tail after, combined ((0+4)+(1+5))+((2+6)+(3+7))), the other kernels are per
+ * element (double accumulators over the images, float transforms), so vector rows doing the
+ * same operations per lane give the same bits on every ISA. */
+typedef struct et_f32_bn_variant {
+    et_variant_head head;
+    /* sum of x[0..hw) (et_misc_sum_f64's order) */
+    double (*plane_sum)(int64_t hw, const float *x);
+    /* sum of (x - mean)^2, or of dy * (x - mean) when dy != NULL (tail into lane 0) */
+    double (*plane_dev)(int64_t hw, const float *x, const float *dy, double mean);
+    /* y = x * a + s */
+    void (*affine)(int64_t len, const float *x, float a, float s, float *y);
+    /* the same with per-element a[j], s[j] */
+    void (*affine_v)(int64_t len, const float *x, const float *a, const float *s, float *y);
+    /* over the n images i (x + i * is, in order): acc[j] += x[j] */
+    void (*acc_sum)(int64_t n, int64_t is, int64_t len, const float *x, double *acc);
+    /* acc[j] += (x[j] - mean[j])^2 */
+    void (*acc_sqdev)(int64_t n, int64_t is, int64_t len, const float *x, const double *mean,
+                      double *acc);
+    /* as[j] += dy[j]; ad[j] += dy[j] * (x[j] - mean[j]) (in double; dy + i * is) */
+    void (*acc_bwd)(int64_t n, int64_t is, int64_t len, const float *x, const float *dy,
+                    const float *mean, double *as, double *ad);
+    /* dx = (dy - gm - (x - mean) * pr) * gs (float) */
+    void (*dx)(int64_t len, const float *x, const float *dy, float gm, float mean, float pr,
+               float gs, float *dx);
+    /* the same with per-element gm, mean, pr, gs */
+    void (*dx_v)(int64_t len, const float *x, const float *dy, const float *gm, const float *mean,
+                 const float *pr, const float *gs, float *dx);
+    /* plane_sum(dy) and plane_dev(x, dy, mean) in one pass (the same bits) */
+    void (*plane_bwd)(int64_t hw, const float *x, const float *dy, double mean, double *sum,
+                      double *dot);
+} et_f32_bn_variant;
+extern const et_f32_bn_variant et_f32_bn_variants[];
+/* the __ref row's kernels (batchnorm.c) */
+double et_f32_bn_plane_sum__ref(int64_t hw, const float *x);
+double et_f32_bn_plane_dev__ref(int64_t hw, const float *x, const float *dy, double mean);
+void et_f32_bn_affine__ref(int64_t len, const float *x, float a, float s, float *y);
+void et_f32_bn_affine_v__ref(int64_t len, const float *x, const float *a, const float *s, float *y);
+void et_f32_bn_acc_sum__ref(int64_t n, int64_t is, int64_t len, const float *x, double *acc);
+void et_f32_bn_acc_sqdev__ref(int64_t n, int64_t is, int64_t len, const float *x,
+                              const double *mean, double *acc);
+void et_f32_bn_acc_bwd__ref(int64_t n, int64_t is, int64_t len, const float *x, const float *dy,
+                            const float *mean, double *as, double *ad);
+void et_f32_bn_dx__ref(int64_t len, const float *x, const float *dy, float gm, float mean,
+                       float pr, float gs, float *dx);
+void et_f32_bn_dx_v__ref(int64_t len, const float *x, const float *dy, const float *gm,
+                         const float *mean, const float *pr, const float *gs, float *dx);
+void et_f32_bn_plane_bwd__ref(int64_t hw, const float *x, const float *dy, double mean,
+                              double *sum, double *dot);
 #endif

@@ -15,7 +15,8 @@
  * Tables: et_f32_gemm_variants (gemm_internal.h), et_f32_act_variants, et_f32_dropout_variants,
  * et_f32_optim_variants (misc_internal.h), et_f32_dwconv2d_variants (conv_internal.h),
  * et_f32_maxpool2d_k2s2_variants (pool_internal.h), et_f32_unary_variants,
- * et_f32_softmax_rows_variants (misc_internal.h), et_f32_normrows_variants (norm_internal.h).
+ * et_f32_softmax_rows_variants (misc_internal.h), et_f32_normrows_variants (norm_internal.h),
+ * et_f32_bn_variants (norm_internal.h: the BatchNorm training kernels).
  */
 #ifndef EDGETRAIN_VARIANT_INTERNAL_H
 #define EDGETRAIN_VARIANT_INTERNAL_H

@@ -89,6 +89,7 @@ void test_tensor(void);
 void test_threadpool(void);
 void test_qgemm(void);
 void test_simd_rows(void);
+void test_bn_simd(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -106,6 +107,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"threadpool", test_threadpool},
     {"qgemm", test_qgemm},
     {"simd", test_simd_rows},
+    {"bnsimd", test_bn_simd},
 };
 
 int main(int argc, char **argv) {

@@ -1,0 +1,216 @@
+/* edgetrain — the body of the BatchNorm SIMD rows (batchnorm_simd.c includes it once per ISA).
+ *
+ * The includer defines: BN_NAME(f) (the row's function name), BN_TARGET (target attribute),
+ * VD / WD (a vector of WD doubles; WD divides 8), BN_CH (vectors of accumulators kept in
+ * registers over the images), D_LD (WD floats widened to double), D_LDD /
+ * D_STD (WD doubles), D_ADD, D_SUB, D_MUL, D_SET; VF / WF (a vector of WF floats), F_LD, F_ST,
+ * F_ADD, F_SUB, F_MUL, F_SET. Every lane does __ref's operation (batchnorm.c) on its element,
+ * in __ref's order; the 8 lanes of the plane sums are 8 / WD vectors, stored and combined by
+ * __ref's scalar expression; the tails are __ref's scalar loops. No fused multiply-add.
+ */
+#define BN_NV (8 / WD)
+
+BN_TARGET static double BN_NAME(plane_sum)(int64_t hw, const float *x) {
+    VD s[BN_NV];
+    double a[8], tail = 0.0;
+    int64_t j = 0;
+    for (int v = 0; v < BN_NV; v++) s[v] = D_SET(0.0);
+    for (; j + 8 <= hw; j += 8)
+        for (int v = 0; v < BN_NV; v++) s[v] = D_ADD(s[v], D_LD(x + j + v * WD));
+    for (; j < hw; j++) tail += (double)x[j];
+    for (int v = 0; v < BN_NV; v++) D_STD(a + v * WD, s[v]);
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+}
+
+BN_TARGET static double BN_NAME(plane_dev)(int64_t hw, const float *x, const float *dy,
+                                           double mean) {
+    VD s[BN_NV];
+    const VD vm = D_SET(mean);
+    double a[8];
+    int64_t j = 0;
+    for (int v = 0; v < BN_NV; v++) s[v] = D_SET(0.0);
+    if (dy) {
+        for (; j + 8 <= hw; j += 8)
+            for (int v = 0; v < BN_NV; v++) {
+                const int64_t o = j + v * WD;
+                s[v] = D_ADD(s[v], D_MUL(D_LD(dy + o), D_SUB(D_LD(x + o), vm)));
+            }
+    } else {
+        for (; j + 8 <= hw; j += 8)
+            for (int v = 0; v < BN_NV; v++) {
+                const VD d = D_SUB(D_LD(x + j + v * WD), vm);
+                s[v] = D_ADD(s[v], D_MUL(d, d));
+            }
+    }
+    for (int v = 0; v < BN_NV; v++) D_STD(a + v * WD, s[v]);
+    for (; j < hw; j++) {
+        const double d = (double)x[j] - mean;
+        a[0] += dy ? (double)dy[j] * d : d * d;
+    }
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
+BN_TARGET static void BN_NAME(plane_bwd)(int64_t hw, const float *x, const float *dy,
+                                          double mean, double *sum, double *dot) {
+    VD s[BN_NV], q[BN_NV];
+    const VD vm = D_SET(mean);
+    double a[8], b[8], tail = 0.0;
+    int64_t j = 0;
+    for (int v = 0; v < BN_NV; v++) s[v] = q[v] = D_SET(0.0);
+    for (; j + 8 <= hw; j += 8)
+        for (int v = 0; v < BN_NV; v++) {
+            const int64_t o = j + v * WD;
+            const VD g = D_LD(dy + o);
+            s[v] = D_ADD(s[v], g);
+            q[v] = D_ADD(q[v], D_MUL(g, D_SUB(D_LD(x + o), vm)));
+        }
+    for (int v = 0; v < BN_NV; v++) {
+        D_STD(a + v * WD, s[v]);
+        D_STD(b + v * WD, q[v]);
+    }
+    for (; j < hw; j++) {
+        tail += (double)dy[j];
+        b[0] += (double)dy[j] * ((double)x[j] - mean);
+    }
+    *sum = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+    *dot = ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
+}
+
+BN_TARGET static void BN_NAME(affine)(int64_t len, const float *x, float a, float s, float *y) {
+    const VF va = F_SET(a), vs = F_SET(s);
+    int64_t j = 0;
+    for (; j + WF <= len; j += WF) F_ST(y + j, F_ADD(F_MUL(F_LD(x + j), va), vs));
+    for (; j < len; j++) y[j] = x[j] * a + s;
+}
+
+BN_TARGET static void BN_NAME(affine_v)(int64_t len, const float *x, const float *a,
+                                        const float *s, float *y) {
+    int64_t j = 0;
+    for (; j + WF <= len; j += WF)
+        F_ST(y + j, F_ADD(F_MUL(F_LD(x + j), F_LD(a + j)), F_LD(s + j)));
+    for (; j < len; j++) y[j] = x[j] * a[j] + s[j];
+}
+
+/* The accumulators: chunks of BN_CH vectors held in registers over the n images (each element
+ * still adds the images in order), then single vectors, then __ref's scalar loop. */
+BN_TARGET static void BN_NAME(acc_sum)(int64_t n, int64_t is, int64_t len, const float *x,
+                                       double *acc) {
+    int64_t j = 0;
+    for (; j + BN_CH * WD <= len; j += BN_CH * WD) {
+        VD a[BN_CH];
+        for (int v = 0; v < BN_CH; v++) a[v] = D_LDD(acc + j + v * WD);
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + i * is + j;
+            for (int v = 0; v < BN_CH; v++) a[v] = D_ADD(a[v], D_LD(p + v * WD));
+        }
+        for (int v = 0; v < BN_CH; v++) D_STD(acc + j + v * WD, a[v]);
+    }
+    for (; j + WD <= len; j += WD) {
+        VD a = D_LDD(acc + j);
+        for (int64_t i = 0; i < n; i++) a = D_ADD(a, D_LD(x + i * is + j));
+        D_STD(acc + j, a);
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = j; k < len; k++) acc[k] += (double)x[i * is + k];
+}
+
+BN_TARGET static void BN_NAME(acc_sqdev)(int64_t n, int64_t is, int64_t len, const float *x,
+                                         const double *mean, double *acc) {
+    int64_t j = 0;
+    for (; j + BN_CH * WD <= len; j += BN_CH * WD) {
+        VD a[BN_CH], m[BN_CH];
+        for (int v = 0; v < BN_CH; v++) {
+            a[v] = D_LDD(acc + j + v * WD);
+            m[v] = D_LDD(mean + j + v * WD);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + i * is + j;
+            for (int v = 0; v < BN_CH; v++) {
+                const VD d = D_SUB(D_LD(p + v * WD), m[v]);
+                a[v] = D_ADD(a[v], D_MUL(d, d));
+            }
+        }
+        for (int v = 0; v < BN_CH; v++) D_STD(acc + j + v * WD, a[v]);
+    }
+    for (; j + WD <= len; j += WD) {
+        VD a = D_LDD(acc + j);
+        const VD m = D_LDD(mean + j);
+        for (int64_t i = 0; i < n; i++) {
+            const VD d = D_SUB(D_LD(x + i * is + j), m);
+            a = D_ADD(a, D_MUL(d, d));
+        }
+        D_STD(acc + j, a);
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = j; k < len; k++) {
+            const double d = (double)x[i * is + k] - mean[k];
+            acc[k] += d * d;
+        }
+}
+
+BN_TARGET static void BN_NAME(acc_bwd)(int64_t n, int64_t is, int64_t len, const float *x,
+                                       const float *dy, const float *mean, double *as,
+                                       double *ad) {
+    int64_t j = 0;
+    for (; j + BN_CH * WD <= len; j += BN_CH * WD) {
+        VD s[BN_CH], d[BN_CH], m[BN_CH];
+        for (int v = 0; v < BN_CH; v++) {
+            s[v] = D_LDD(as + j + v * WD);
+            d[v] = D_LDD(ad + j + v * WD);
+            m[v] = D_LD(mean + j + v * WD);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + i * is + j, *q = dy + i * is + j;
+            for (int v = 0; v < BN_CH; v++) {
+                const VD g = D_LD(q + v * WD);
+                s[v] = D_ADD(s[v], g);
+                d[v] = D_ADD(d[v], D_MUL(g, D_SUB(D_LD(p + v * WD), m[v])));
+            }
+        }
+        for (int v = 0; v < BN_CH; v++) {
+            D_STD(as + j + v * WD, s[v]);
+            D_STD(ad + j + v * WD, d[v]);
+        }
+    }
+    for (; j + WD <= len; j += WD) {
+        VD s = D_LDD(as + j), d = D_LDD(ad + j);
+        const VD m = D_LD(mean + j);
+        for (int64_t i = 0; i < n; i++) {
+            const VD g = D_LD(dy + i * is + j);
+            s = D_ADD(s, g);
+            d = D_ADD(d, D_MUL(g, D_SUB(D_LD(x + i * is + j), m)));
+        }
+        D_STD(as + j, s);
+        D_STD(ad + j, d);
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = j; k < len; k++) {
+            as[k] += (double)dy[i * is + k];
+            ad[k] += (double)dy[i * is + k] * ((double)x[i * is + k] - (double)mean[k]);
+        }
+}
+
+BN_TARGET static void BN_NAME(dx)(int64_t len, const float *x, const float *dy, float gm,
+                                  float mean, float pr, float gs, float *dx) {
+    const VF vg = F_SET(gm), vm = F_SET(mean), vp = F_SET(pr), vs = F_SET(gs);
+    int64_t j = 0;
+    for (; j + WF <= len; j += WF) {
+        const VF t = F_SUB(F_SUB(F_LD(dy + j), vg), F_MUL(F_SUB(F_LD(x + j), vm), vp));
+        F_ST(dx + j, F_MUL(t, vs));
+    }
+    for (; j < len; j++) dx[j] = (dy[j] - gm - (x[j] - mean) * pr) * gs;
+}
+
+BN_TARGET static void BN_NAME(dx_v)(int64_t len, const float *x, const float *dy, const float *gm,
+                                    const float *mean, const float *pr, const float *gs,
+                                    float *dx) {
+    int64_t j = 0;
+    for (; j + WF <= len; j += WF) {
+        const VF t = F_SUB(F_SUB(F_LD(dy + j), F_LD(gm + j)),
+                           F_MUL(F_SUB(F_LD(x + j), F_LD(mean + j)), F_LD(pr + j)));
+        F_ST(dx + j, F_MUL(t, F_LD(gs + j)));
+    }
+    for (; j < len; j++) dx[j] = (dy[j] - gm[j] - (x[j] - mean[j]) * pr[j]) * gs[j];
+}
+
+#undef BN_NV
