@@ -42,26 +42,6 @@
 #define F_MUL _mm256_mul_ps
 #define F_SET _mm256_set1_ps
 #include "batchnorm_simd_body.h"
-#undef BN_NAME
-#undef BN_TARGET
-#undef VD
-#undef WD
-#undef BN_CH
-#undef D_LD
-#undef D_LDD
-#undef D_STD
-#undef D_ADD
-#undef D_SUB
-#undef D_MUL
-#undef D_SET
-#undef VF
-#undef WF
-#undef F_LD
-#undef F_ST
-#undef F_ADD
-#undef F_SUB
-#undef F_MUL
-#undef F_SET
 
 /* ---- AVX-512 ---------------------------------------------------------------------------- */
 #define BN_NAME(f) et_f32_bn_##f##__avx512
@@ -85,26 +65,6 @@
 #define F_MUL _mm512_mul_ps
 #define F_SET _mm512_set1_ps
 #include "batchnorm_simd_body.h"
-#undef BN_NAME
-#undef BN_TARGET
-#undef VD
-#undef WD
-#undef BN_CH
-#undef D_LD
-#undef D_LDD
-#undef D_STD
-#undef D_ADD
-#undef D_SUB
-#undef D_MUL
-#undef D_SET
-#undef VF
-#undef WF
-#undef F_LD
-#undef F_ST
-#undef F_ADD
-#undef F_SUB
-#undef F_MUL
-#undef F_SET
 #endif /* ET_HAVE_X86_SIMD */
 
 #if defined(ET_HAVE_NEON)

@@ -214,3 +214,26 @@ BN_TARGET static void BN_NAME(dx_v)(int64_t len, const float *x, const float *dy
 }
 
 #undef BN_NV
+
+/* The parameters above are this instantiation's only: undefined here, so the next ISA defines
+ * its own. */
+#undef BN_NAME
+#undef BN_TARGET
+#undef VD
+#undef WD
+#undef BN_CH
+#undef D_LD
+#undef D_LDD
+#undef D_STD
+#undef D_ADD
+#undef D_SUB
+#undef D_MUL
+#undef D_SET
+#undef VF
+#undef WF
+#undef F_LD
+#undef F_ST
+#undef F_ADD
+#undef F_SUB
+#undef F_MUL
+#undef F_SET
