@@ -331,18 +331,22 @@ static void bn_train_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
     }
 }
 
-static void bn_infer_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+/* Channels ch in [c0, c1): the affine factors once per channel (small planes are common: a
+ * MobileNetV2 head has 1x1 maps, so per-plane factors cost more than the planes), then every
+ * image's plane of that channel. Each element's value does not depend on the partition. */
+static void bn_infer_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
     const bn_job *k = (const bn_job *)ctx;
     const int64_t c = k->c, hw = k->hw;
     (void)tid;
-    for (int64_t pl = p0; pl < p1; pl++) {
-        const int64_t ch = pl % c;
+    for (int64_t ch = c0; ch < c1; ch++) {
         const double invstd = 1.0 / sqrt((double)k->rvar[ch] + (double)k->eps);
         const double g = k->gamma ? (double)k->gamma[ch] : 1.0, b = k->beta ? (double)k->beta[ch] : 0.0;
         const double alpha = invstd * g;
         const float a = (float)alpha, sh = (float)(b - (double)k->rmean[ch] * alpha);
-        const float *ET_RESTRICT xp = k->x + pl * hw;
-        k->row->affine(hw, xp, a, sh, k->y + pl * hw);
+        for (int64_t img = 0; img < k->n; img++) {
+            const int64_t pl = img * c + ch;
+            k->row->affine(hw, k->x + pl * hw, a, sh, k->y + pl * hw);
+        }
     }
 }
 
@@ -353,12 +357,11 @@ et_status et_f32_batchnorm_infer_fwd(int64_t n, int64_t c, int64_t hw, const flo
     if (n < 0 || c < 0 || hw < 0 || !(eps >= 0.0f)) return ET_ERR_ARG;
     if (n * c * hw == 0) return ET_OK;
     if (!x || !y || !running_mean || !running_var) return ET_ERR_ARG;
-    const int64_t planes = n * c;
     bn_job k = {0};
-    k.c = c, k.hw = hw, k.x = x, k.gamma = gamma, k.beta = beta, k.rmean = running_mean;
+    k.n = n, k.c = c, k.hw = hw, k.x = x, k.gamma = gamma, k.beta = beta, k.rmean = running_mean;
     k.rvar = running_var, k.eps = eps, k.y = y;
     k.row = (const et_f32_bn_variant *)ET_VARIANT_PICK(et_f32_bn_variants);
-    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, bn_infer_planes, &k);
+    et_parallel_ranges(c, et_split_chunks(c, nthreads), nthreads, bn_infer_channels, &k);
     return ET_OK;
 }
 
