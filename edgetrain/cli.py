@@ -10,6 +10,8 @@
     edgetrain eval lenet.etm --data data/mnist
     edgetrain predict shapes.etm a.png b.png --top-k 3
     edgetrain export lenet.etm --inference-only -o lenet_infer.etm
+    edgetrain train lenet --qat-bits 4,8 --init lenet.etm --out qat.etm   # QAT (docs/int8.md)
+    edgetrain export qat.etm --inference-only --int8 -o lenet_int8.etm
     edgetrain info lenet.etm
 
 ``--epochs`` and ``--iterations`` are totals: a run resumed from a checkpoint continues the step

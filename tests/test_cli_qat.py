@@ -50,7 +50,8 @@ def test_cli_qat_default_is_the_integer_recipe_and_int8_file_equals_eval(tmp_pat
         observe_until_step=None, freeze_bn_step=None, fold_bn=True, quantize_input=True,
         output_bits=8)
     code, out, err = _cli(capsys, "info", qat)
-    assert code == 0 and "trained with --qat-bits 4,4: quantize_input True, output_bits 8, observer ema" in out, err
+    assert code == 0, err
+    assert "trained with --qat-bits 4,4: quantize_input True, output_bits 8, observer ema" in out
 
     int8 = tmp_path / "int8.etm"
     code, out, err = _cli(capsys, "export", qat, "--inference-only", "--int8", "-o", int8)
@@ -109,13 +110,17 @@ def test_cli_qat_freeze_bn(tmp_path, capsys, monkeypatch):
     assert cli.read_meta(str(path))["qconfig"]["freeze_bn_step"] == 2
 
 
+BITS = "expected bits from 2 to 8, got "
+NONNEG = "expected an integer >= 0, got "
+
+
 @pytest.mark.parametrize("flags, words", [
-    (["--qat-bits", "8", "--qat-output-bits", "9"], "--qat-output-bits: expected bits from 2 to 8, got '9'"),
-    (["--qat-bits", "8", "--qat-output-bits", "1"], "--qat-output-bits: expected bits from 2 to 8, got '1'"),
-    (["--qat-bits", "8", "--qat-output-bits", "x"], "--qat-output-bits: expected bits from 2 to 8, got 'x'"),
+    (["--qat-bits", "8", "--qat-output-bits", "9"], f"--qat-output-bits: {BITS}'9'"),
+    (["--qat-bits", "8", "--qat-output-bits", "1"], f"--qat-output-bits: {BITS}'1'"),
+    (["--qat-bits", "8", "--qat-output-bits", "x"], f"--qat-output-bits: {BITS}'x'"),
     (["--qat-bits", "8", "--qat-observer", "mean"], "--qat-observer: invalid choice: 'mean'"),
-    (["--qat-bits", "8", "--qat-observe-until", "-1"], "--qat-observe-until"),
-    (["--qat-bits", "8", "--qat-freeze-bn", "two"], "--qat-freeze-bn"),
+    (["--qat-bits", "8", "--qat-observe-until", "-1"], f"--qat-observe-until: {NONNEG}-1"),
+    (["--qat-bits", "8", "--qat-freeze-bn", "two"], f"--qat-freeze-bn: {NONNEG}'two'"),
     (["--qat-bits", "9,8"], "--qat-bits: expected W or W,A with bits from 2 to 8"),
 ])
 def test_cli_qat_bad_values_are_usage_errors(flags, words, capsys):

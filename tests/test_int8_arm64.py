@@ -23,14 +23,9 @@ STEPS, BATCH, TEST_N = 8, 16, 100
 QEMU = {"arm64-max": ("max", "neondot"), "arm64-a53": ("cortex-a53", "neon")}
 
 
-def _qconfig(et):
-    from edgetrain import quant
-    return quant.QConfig(8, 8, quantize_input=True)
-
-
 def _export_qat(path):
     et = _python_session()
-    from edgetrain import nn, optim
+    from edgetrain import nn, optim, quant
     from edgetrain.models import LeNet
 
     et.manual_seed(0)
@@ -38,7 +33,8 @@ def _export_qat(path):
     sess = et.TrainSession.from_module(
         model, inputs={"data": (BATCH, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
         labels={"label": ((BATCH,), "int64")},
-        optimizer=optim.SGD(model.parameters(), lr=0.05, momentum=0.9), quantize=_qconfig(et),
+        optimizer=optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        quantize=quant.QConfig(8, 8, quantize_input=True),
         threads=1)
     sess.SaveToFile(str(path))
     return et
@@ -147,9 +143,8 @@ def test_int8_file_eval_only_equals_python_eval(isa, int8_file, host_bin, arm64_
     assert f"outputs: {out}" in proc.stdout
 
 
-def test_et_train_refuses_int8_files_for_training_and_corrupt_ones(int8_file, host_bin,  # noqa: F811
-                                                                   arm64_bin, mnist_dir,
-                                                                   tmp_path):
+def test_et_train_refuses_int8_files_for_training_and_bad_ones(int8_file, host_bin,  # noqa: F811
+                                                               arm64_bin, mnist_dir, tmp_path):
     et, path, _, _ = int8_file
     from edgetrain import fileformat
 
