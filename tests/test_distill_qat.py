@@ -60,6 +60,7 @@ def _module_from(path):
     return model
 
 
+@pytest.mark.slow   # 600 MNIST steps and three 10,000-image evaluations: about 25 s
 def test_distill_qat_int8_equals_eval_and_stays_close_to_the_teacher(float_lenet, tmp_path):
     path, teacher_logits = float_lenet
     xt, yt = mnist_arrays(False)
