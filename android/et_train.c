@@ -54,6 +54,8 @@ static const char USAGE[] =
     "                             instead of stopping; either way such a step changes nothing\n"
     "      --mask-threshold T     a mask model's output is digit where output > T (default 0:\n"
     "                             logits, as BCEWithLogitsLoss; 0.5 for sigmoid outputs)\n"
+    "      --save-outputs PATH    write the eval output 'output' of every test sample to PATH\n"
+    "                             (raw float32, native byte order, in test order)\n"
     "  -h, --help                 this text\n"
     "The model's label input decides the target: integer [B] is the digit (classification,\n"
     "test accuracy); f32 shaped like the image is the digit mask, 1 where pixel/255 > 0.5 else\n"
@@ -64,6 +66,7 @@ typedef struct options {
     const char *data_dir;
     const char *save_path;
     const char *resume;
+    const char *save_outputs; /* eval outputs as raw f32, or NULL */
     long long epochs;     /* -1: not given */
     long long iterations; /* -1: not given */
     long long batch;      /* 0: the model's */
@@ -158,7 +161,7 @@ enum opt_id {
     OPT_MODEL, OPT_DATA, OPT_EPOCHS, OPT_ITERS, OPT_BATCH, OPT_THREADS, OPT_PRINT, OPT_CKPT,
     OPT_SAVE, OPT_RESUME, OPT_EVAL_ONLY, OPT_NO_SHUFFLE, OPT_SEED, OPT_MEAN, OPT_STD, OPT_LIMIT,
     OPT_TEST_LIMIT, OPT_CHECK_DATA, OPT_MAX_MEMORY, OPT_SKIP_NONFINITE, OPT_MASK_THRESHOLD,
-    OPT_HELP
+    OPT_SAVE_OUTPUTS, OPT_HELP
 };
 
 static const struct {
@@ -177,7 +180,7 @@ static const struct {
     {0, "std", 1, OPT_STD},                {0, "limit", 1, OPT_LIMIT},
     {0, "test-limit", 1, OPT_TEST_LIMIT},  {0, "check-data", 0, OPT_CHECK_DATA},
     {0, "max-memory", 1, OPT_MAX_MEMORY},  {0, "skip-nonfinite", 0, OPT_SKIP_NONFINITE},
-    {0, "mask-threshold", 1, OPT_MASK_THRESHOLD},
+    {0, "mask-threshold", 1, OPT_MASK_THRESHOLD}, {0, "save-outputs", 1, OPT_SAVE_OUTPUTS},
     {'h', "help", 0, OPT_HELP},
 };
 #define N_OPTS ((int)(sizeof OPTS / sizeof OPTS[0]))
@@ -251,11 +254,13 @@ static int parse_args(int argc, char **argv, options *o) {
             break;
         case OPT_SKIP_NONFINITE: o->skip_nonfinite = 1; break;
         case OPT_MASK_THRESHOLD: rc = parse_double(arg, val, &o->mask_threshold); break;
+        case OPT_SAVE_OUTPUTS: o->save_outputs = val; break;
         case OPT_HELP: fputs(USAGE, stdout); return -1;
         }
         if (rc) return rc;
         if (val && !*val && (OPTS[k].id == OPT_MODEL || OPTS[k].id == OPT_DATA ||
-                             OPTS[k].id == OPT_SAVE || OPTS[k].id == OPT_RESUME))
+                             OPTS[k].id == OPT_SAVE || OPTS[k].id == OPT_RESUME ||
+                             OPTS[k].id == OPT_SAVE_OUTPUTS))
             return usage_error("option '%s' needs a non-empty path", arg);
     }
     if (seen_seed && seen_no_shuffle) return usage_error("--seed and --no-shuffle exclude each other");
@@ -266,6 +271,8 @@ static int parse_args(int argc, char **argv, options *o) {
     if (o->eval_only && (o->resume || o->checkpoint_every || o->iterations >= 0 || o->epochs >= 0))
         return usage_error("--eval-only trains nothing: drop -e/-i/-c/-r");
     if (o->test_limit < 0) o->test_limit = o->limit;
+    if (o->save_outputs && o->test_limit == 0)
+        return usage_error("--save-outputs writes the test outputs: drop --test-limit 0");
     return 0;
 }
 
@@ -479,6 +486,7 @@ typedef struct eval_buf {
     float *x, *m; /* a batch of images, and of digit masks (segmenters) */
     int32_t *y;
     int64_t *order;
+    FILE *outputs; /* --save-outputs: each batch's output, or NULL */
 } eval_buf;
 
 /* Correct argmax predictions of a classifier's output [n, classes] (first maximum, as
@@ -514,6 +522,14 @@ static int count_mask(const et_tensor_info *ti, const et_tensor_info *image, con
     return 0;
 }
 
+/* Append an f32 output tensor's values to f (--save-outputs); nonzero on a write error. */
+static int write_outputs(FILE *f, const et_tensor_info *ti, const float *out) {
+    size_t size = 1;
+    if (ti->dtype != ET_F32) return errno = EINVAL, -1;
+    for (int d = 0; d < ti->ndim; d++) size *= (size_t)ti->shape[d];
+    return fwrite(out, sizeof *out, size, f) == size ? 0 : -1;
+}
+
 static int evaluate(et_session *s, const model_io *io, const et_mnist_split *test, int64_t batch,
                     const float *lut, double threshold, const eval_buf *buf) {
     et_status st = et_session_set_program(s, ET_PROGRAM_EVAL);
@@ -538,6 +554,9 @@ static int evaluate(et_session *s, const model_io *io, const et_mnist_split *tes
         if (et_session_tensor_info(s, out, &ti) != ET_OK || !scores ||
             et_session_tensor_info(s, io->data, &image) != ET_OK)
             return fail(EXIT_MODEL, "cannot read the eval output 'output'");
+        if (buf->outputs && write_outputs(buf->outputs, &ti, scores) != 0)
+            return fail(EXIT_DATA, "--save-outputs: cannot write the eval outputs (%s)",
+                        strerror(errno));
         if (io->mask) {
             if (count_mask(&ti, &image, scores, buf->m, threshold, counts) < 0)
                 return fail(EXIT_MODEL, "eval output 'output' of a mask model is not f32 shaped "
@@ -845,8 +864,15 @@ static int run(const options *o) {
     if (!rc) print_setup(o, &r);
     if (!rc && !o->eval_only) rc = train(o, &r);
     if (!rc && r.test.count > 0) {
-        eval_buf buf = {r.x, r.m, r.y, r.order};
-        rc = evaluate(r.s, &r.io, &r.test, r.batch, r.lut, o->mask_threshold, &buf);
+        eval_buf buf = {r.x, r.m, r.y, r.order, NULL};
+        if (o->save_outputs && !(buf.outputs = fopen(o->save_outputs, "wb")))
+            rc = fail(EXIT_DATA, "--save-outputs %s: cannot open for writing (%s)",
+                      o->save_outputs, strerror(errno));
+        if (!rc) rc = evaluate(r.s, &r.io, &r.test, r.batch, r.lut, o->mask_threshold, &buf);
+        if (buf.outputs && fclose(buf.outputs) != 0 && !rc)
+            rc = fail(EXIT_DATA, "--save-outputs %s: cannot write (%s)", o->save_outputs,
+                      strerror(errno));
+        if (!rc && buf.outputs) printf("outputs: %s\n", o->save_outputs);
     }
     fflush(stdout);
     run_free(&r);

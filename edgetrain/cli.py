@@ -10,6 +10,8 @@
     edgetrain eval lenet.etm --data data/mnist
     edgetrain predict shapes.etm a.png b.png --top-k 3
     edgetrain export lenet.etm --inference-only -o lenet_infer.etm
+    edgetrain train lenet --qat-bits 4,8 --init lenet.etm --out qat.etm   # QAT (docs/int8.md)
+    edgetrain export qat.etm --inference-only --int8 -o lenet_int8.etm
     edgetrain info lenet.etm
 
 ``--epochs`` and ``--iterations`` are totals: a run resumed from a checkpoint continues the step
@@ -20,6 +22,7 @@ data, corrupt model, bad argument values) print one line to stderr and exit with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -34,7 +37,8 @@ from .cli_federate import add_federate_parser, cmd_federate
 from .cli_inputs import (CLIError, Preprocess, _finite_float, _nonneg_float, _nonneg_int,
                          _positive_float, _positive_int, cli_meta, default_data_dir, image_size_flag, load_session,
                          open_source, programs, read_class_names, read_meta, resolve_model,
-                         resolve_preprocess, split_for_validation, qat_bits, init_from_file)
+                         resolve_preprocess, split_for_validation, qat_bits, init_from_file,
+                         META_KEY)
 
 EXIT_ERROR = 2
 MODEL_CHOICES = ("lenet", "lenet5", "mobilenetv1", "mobilenetv2")
@@ -118,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _qat_output_bits(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if not 2 <= v <= 8:
+        raise argparse.ArgumentTypeError(f"expected bits from 2 to 8, got {text!r}")
+    return v
+
+
 def _train_parser(sub) -> None:
     t = sub.add_parser("train", help="train a model",
                        description="Train a model with the C runtime.")
@@ -177,7 +191,24 @@ def _train_parser(sub) -> None:
     t.add_argument("--limit", type=_positive_int, default=None, help=argparse.SUPPRESS)
     t.add_argument("--qat-bits", type=qat_bits, default=None, metavar="W[,A]",
                    help="quantization-aware training: weights fake-quantized per channel to W "
-                        "bits, activations per tensor to A bits (default W; 2..8)")
+                        "bits, activations per tensor to A bits (default W; 2..8); by default "
+                        "the input is quantized too and the logits keep 8 bits (docs/int8.md's "
+                        "recipe: the whole model runs in integers after 'export --int8')")
+    t.add_argument("--qat-float-input", action="store_true",
+                   help="with --qat-bits: leave the model's input float (the first layer keeps "
+                        "its float fake-quant simulation, also in the int8 file)")
+    t.add_argument("--qat-output-bits", type=_qat_output_bits, default=None, metavar="N",
+                   help="with --qat-bits: bits of the last layer's output, the logits (2..8, "
+                        "default 8)")
+    t.add_argument("--qat-observer", choices=("ema", "minmax"), default=None,
+                   help="with --qat-bits: scales from the moving average of min / max (ema, "
+                        "default, constant 0.01) or from the running min / max")
+    t.add_argument("--qat-observe-until", type=_nonneg_int, default=None, metavar="STEP",
+                   help="with --qat-bits: stop the observers at this optimizer step (default: "
+                        "never; scales then stay fixed)")
+    t.add_argument("--qat-freeze-bn", type=_nonneg_int, default=None, metavar="STEP",
+                   help="with --qat-bits: from this step on, Conv2d + BatchNorm2d pairs use "
+                        "their running statistics and stop updating them (default: never)")
     t.add_argument("--init", default=None, metavar="MODEL.etm",
                    help="initial weights (and BatchNorm statistics) from a model file, e.g. "
                         "the float model a --qat-bits run starts from")
@@ -415,10 +446,27 @@ def cmd_train(args, out=None) -> int:
     return run.run()
 
 
+QAT_FLAGS = ("qat_float_input", "qat_output_bits", "qat_observer", "qat_observe_until",
+             "qat_freeze_bn")
+
+
+QCONFIG_INFO = ("quantize_input", "output_bits", "observer", "averaging_constant",
+                "observe_until_step", "freeze_bn_step", "fold_bn")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
 def _check_qat_flags(args, spec) -> None:
     if args.resume and (args.qat_bits or args.init):
         raise CLIError("--resume continues the checkpoint's own program and weights; drop "
                        "--qat-bits / --init")
+    extra = [d for d in QAT_FLAGS if getattr(args, d) not in (None, False)]
+    if extra and not args.qat_bits:
+        raise CLIError(f"{_flag(extra[0])} sets up quantization-aware training: give --qat-bits "
+                       f"W[,A] too" + (" (--resume keeps the checkpoint's)" if args.resume
+                                       else ""))
     if args.qat_bits and spec.kind == "file":
         raise CLIError(f"--qat-bits needs a zoo or factory model to quantize, not the program "
                        f"{args.model}; start from the float weights with "
@@ -482,10 +530,10 @@ def _new_session(args, spec, source, prep, n_train: int):
     batch = args.batch_size or 64
     nn.init.manual_seed(args.seed)
     model = spec.build(source.num_classes, prep)
-    if args.qat_bits:
-        from .quant import QConfig, prepare_qat
-        model = prepare_qat(model, QConfig(weight_bits=args.qat_bits[0],
-                                           act_bits=args.qat_bits[1]))
+    qconfig = qat_config(args)
+    if qconfig is not None:
+        from .quant import prepare_qat
+        model = prepare_qat(model, qconfig)
     opt = _make_optimizer(args, model)
     sched = _make_schedule(args, opt, n_train // batch // (args.accumulate or 1))
     try:
@@ -498,7 +546,29 @@ def _new_session(args, spec, source, prep, n_train: int):
                        f"{[batch, *prep.shape]}: {_one_line(e)}") from None
     graph.state.seed = args.seed
     graph.meta.update(cli_meta(spec.name, prep, source.classes))
+    if qconfig is not None:   # what the --qat-* flags chose, for 'info' and later readers
+        graph.meta[META_KEY]["qconfig"] = dataclasses.asdict(qconfig)
     return et.TrainSession.from_graph(graph, threads=args.threads), batch
+
+
+def qat_config(args):
+    """The QConfig of the --qat-* flags (None without --qat-bits): docs/int8.md's recipe by
+    default — input quantized (the whole model runs the int8 kernels) and 8-bit logits —
+    changed by --qat-float-input, --qat-output-bits, --qat-observer, --qat-observe-until and
+    --qat-freeze-bn."""
+    if not args.qat_bits:
+        return None
+    from .quant import QConfig, QuantConfigError
+
+    w, a = args.qat_bits
+    try:
+        return QConfig(weight_bits=w, act_bits=a, observer=args.qat_observer or "ema",
+                       observe_until_step=args.qat_observe_until,
+                       freeze_bn_step=args.qat_freeze_bn,
+                       quantize_input=not args.qat_float_input,
+                       output_bits=8 if args.qat_output_bits is None else args.qat_output_bits)
+    except QuantConfigError as e:
+        raise CLIError(f"--qat-*: {e}") from None
 
 
 def _file_session(args, spec, source, prep):
@@ -847,6 +917,10 @@ def cmd_info(args, out=None) -> int:
         lines.append(f"trained as: {meta['model_name']}"
                      + (f", classes {', '.join(map(str, meta['classes']))}"
                         if isinstance(meta.get("classes"), list) else ""))
+    qc = meta.get("qconfig")
+    if isinstance(qc, dict):
+        lines.append(f"trained with --qat-bits {qc.get('weight_bits')},{qc.get('act_bits')}: "
+                     + ", ".join(f"{k} {qc[k]}" for k in QCONFIG_INFO if k in qc))
     mem = sess.memory_info()
     lines.append("planned memory: " + ", ".join(f"{k} {_human_bytes(int(v))}"
                                                  for k, v in mem.items()))

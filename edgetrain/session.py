@@ -91,12 +91,17 @@ class TrainSession:
         ``loss(output, teacher_output, *labels)`` (e.g. ``nn.DistillLoss(20, 0.9)``); the
         teacher runs forward only, in eval form, inside each training step, as constants.
         ``quantize`` (an :class:`edgetrain.quant.QConfig`) traces a copy of ``model`` prepared
-        for quantization-aware training (:func:`edgetrain.quant.prepare_qat`).
+        for quantization-aware training (:func:`edgetrain.quant.prepare_qat`). With both,
+        ``teacher=model`` is distill-QAT (MNN's distillTrainQuant): the float model, as it is
+        now, teaches its own QAT copy (the teacher is a frozen snapshot of its weights).
         """
         from .export import build_graph
 
         if quantize is not None:
             from .quant import prepare_qat
+            if teacher is not None and teacher is model:
+                import copy
+                teacher = copy.deepcopy(model)   # the QAT copy shares model's parameters
             model = prepare_qat(model, quantize)
         graph = build_graph(model, inputs=dict(inputs), loss=loss,
                             labels=dict(labels) if labels else None,
