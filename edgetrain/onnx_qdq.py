@@ -9,15 +9,17 @@ fuses into its integer kernels (QLinearConv, QGemm / QLinearMatMul, uint8 MaxPoo
                                    DequantizeLinear(b_i32, s_in*s_w[C], 0, axis=0) (bias)
                                    Conv / Gemm(transB=1)
                                    QuantizeLinear(y, s_out, zp_out)
-    qrelu / qmaxpool2d          -> DequantizeLinear -> Relu / MaxPool -> QuantizeLinear
+    qrelu / qmaxpool2d / qclamp -> DequantizeLinear -> Relu / MaxPool / Clip / GlobalAveragePool
+      / qglobal_avgpool            -> QuantizeLinear (same grid)
+    qadd                        -> DequantizeLinear x 2 -> Add -> QuantizeLinear
     reshape (of a u8 tensor)    -> Reshape on the u8 tensor
     dequantize(q; s, zp)        -> DequantizeLinear(q, s, zp)
 
 The int8 weights and int32 biases are the int8 file's bytes (the same ``qprep`` kernel
 computes them, :func:`edgetrain.quant.int8_graph`); activations are per-tensor uint8 with the
 observers' scale and zero point; weights per output channel, symmetric (zero point 0). Layers
-the integer path does not cover (a first layer without ``quantize_input``, simulated Conv+BN
-folds, depthwise convolutions, residual adds) keep their float ops: a ``fake_quant`` of weights
+the integer path does not cover (a first layer without ``quantize_input``) keep their float
+ops: a ``fake_quant`` of weights
 (constants, or computed from constants) becomes its integer levels under DequantizeLinear,
 one of activations a QuantizeLinear / DequantizeLinear pair.
 Only 8-bit activation ranges (0..255) have a QDQ form; other ranges raise
@@ -29,7 +31,8 @@ import numpy as np
 
 from . import ir, onnx_export
 from .errors import UnsupportedError
-from .quant import QuantConfigError, foldable_qpreps
+from .quant import (QuantConfigError, constant_nodes, foldable_qpreps, needed_nodes,
+                    run_constant_nodes)
 
 MIN_OPSET = 13   # per-axis DequantizeLinear
 
@@ -169,6 +172,32 @@ class _QDQ:
                     ceil_mode=int(a["ceil_mode"]))
         self.q(y, nd.outputs[0], *self.grid[nd.inputs[0]], nd.layer)
 
+    def qclamp(self, nd: ir.Node) -> None:
+        """clamp(q, Q(lo), Q(hi)) = Q(clamp(dq(q), lo, hi)) (docs/int8.md): Clip in float."""
+        self._u8_range(nd, *nd.iattr[:2])
+        lo, hi = nd.fattr[:2]
+        bounds = [self.w.const(np.float32(lo), (nd.layer or "qclamp") + ".clip_min")]
+        if np.isfinite(hi):
+            bounds.append(self.w.const(np.float32(hi), (nd.layer or "qclamp") + ".clip_max"))
+        y = self.w.fresh(self.w.name(nd.outputs[0]) + "_float")
+        self.w.node("Clip", [self.dq(nd.inputs[0], nd.layer)] + bounds, [y], nd.layer)
+        self.q(y, nd.outputs[0], *self.grid[nd.inputs[0]], nd.layer)
+
+    def qglobal_avgpool(self, nd: ir.Node) -> None:
+        self._u8_range(nd, *nd.iattr[:2])
+        y = self.w.fresh(self.w.name(nd.outputs[0]) + "_float")
+        self.w.node("GlobalAveragePool", [self.dq(nd.inputs[0], nd.layer)], [y], nd.layer)
+        self.q(y, nd.outputs[0], *self.grid[nd.inputs[0]], nd.layer)
+
+    def qadd(self, nd: ir.Node) -> None:
+        """DQ(a) + DQ(b) -> Q(y): onnxruntime fuses it into QLinearAdd."""
+        self._u8_range(nd, *nd.iattr[:2])
+        a, b, layer = nd.inputs[0], nd.inputs[3], nd.layer
+        y = self.w.fresh(self.w.name(nd.outputs[0]) + "_float")
+        self.w.node("Add", [self.dq(a, layer), self.dq(b, layer)], [y], layer)
+        self.q(y, nd.outputs[0], self.scale(nd.inputs[6], layer),
+               self.zero_point(nd.inputs[7], layer), layer)
+
     def reshape(self, nd: ir.Node) -> None:
         onnx_export._reshape(self.w, nd)
         if nd.inputs[0] in self.grid:
@@ -214,7 +243,8 @@ class _QDQ:
         w.node("DequantizeLinear", ins, [name], layer, **({"axis": axis} if axis >= 0 else {}))
 
     def emit(self, nd: ir.Node) -> None:
-        if nd.op in ("quantize", "dequantize", "qrelu", "qmaxpool2d", "fake_quant"):
+        if nd.op in ("quantize", "dequantize", "qrelu", "qmaxpool2d", "qclamp", "qglobal_avgpool",
+                     "qadd", "fake_quant"):
             getattr(self, nd.op)(nd)
         elif nd.op in ("qconv2d", "qlinear"):
             self.qlayer(nd)
@@ -225,61 +255,6 @@ class _QDQ:
         else:
             raise UnsupportedError(f"QDQ ONNX export: layer '{nd.layer}': op '{nd.op}' has no "
                                    "ONNX mapping")
-
-
-def _constant_nodes(g: ir.Graph, nodes) -> set:
-    """The nodes (in program order) whose inputs are all constants or outputs of such nodes."""
-    known, const = set(), set()
-    for i in nodes:
-        nd = g.nodes[i]
-        if all(t < 0 or t in known or g.tensors[t].data is not None for t in nd.inputs):
-            const.add(i)
-            known.update(t for t in nd.outputs if t >= 0)
-    return const
-
-
-def _needed(g: ir.Graph, prog: ir.Program, folded: set) -> list:
-    """The program's nodes the outputs need, in order; a folded node (written as constants)
-    needs none of its inputs."""
-    producer = {t: i for i in prog.nodes for t in g.nodes[i].outputs if t >= 0}
-    need, todo = set(), list(prog.outputs.values())
-    while todo:
-        i = producer.get(todo.pop())
-        if i is None or i in need:
-            continue
-        need.add(i)
-        if i not in folded:
-            todo.extend(t for t in g.nodes[i].inputs if t >= 0)
-    return [i for i in prog.nodes if i in need]
-
-
-def _run_nodes(g: ir.Graph, nodes, wanted, run) -> dict:
-    """{tensor: array} of the ``wanted`` outputs of constant-only ``nodes`` (program order),
-    computed by the runtime's kernels through ``run(graph)``."""
-    mini, remap = ir.Graph(), {}
-    produced = {t for i in nodes for t in g.nodes[i].outputs if t >= 0}
-
-    def tensor(t):
-        if t < 0:
-            return -1
-        if t not in remap:
-            td = g.tensors[t]
-            remap[t] = (mini.add_tensor("", td.dtype, ir.ACT, td.shape) if t in produced else
-                        mini.add_tensor(td.name or f"t{t}", td.dtype, ir.CONST, td.shape,
-                                        data=td.data)).index
-        return remap[t]
-
-    for i in nodes:
-        nd = g.nodes[i]
-        ins = [tensor(t) for t in nd.inputs]
-        mini.add_node(ir.Node(nd.op, ins, [tensor(t) for t in nd.outputs], list(nd.iattr),
-                              list(nd.fattr), nd.layer))
-    outs = {f"o{t}": remap[t] for t in wanted}
-    for i in outs.values():
-        mini.tensors[i].is_output = True
-    mini.programs[ir.EVAL] = ir.Program(ir.EVAL, list(range(len(mini.nodes))), [], outs)
-    res = run(mini)
-    return {t: np.asarray(res[f"o{t}"]) for t in wanted}
 
 
 def to_onnx_qdq(graph: ir.Graph, run, opset: int = 17, producer: str = "edgetrain"):
@@ -297,14 +272,14 @@ def to_onnx_qdq(graph: ir.Graph, run, opset: int = 17, producer: str = "edgetrai
     prep_ids = foldable_qpreps(g, prog.nodes)
     # qprep and the fake_quant of constants (weights of layers off the integer path, possibly
     # computed from constants, e.g. a simulated Conv+BatchNorm fold) run in the runtime
-    const = _constant_nodes(g, prog.nodes)
+    const = constant_nodes(g, prog.nodes)
     folded = prep_ids + [i for i in prog.nodes if i in const and g.nodes[i].op == "fake_quant"]
     wanted = [t for i in folded for t in g.nodes[i].outputs if t >= 0]
-    values = _run_nodes(g, [i for i in prog.nodes if i in const], wanted, run)
+    values = run_constant_nodes(g, [i for i in prog.nodes if i in const], wanted, run)
     preps = {t: g.nodes[i] for i in prep_ids for t in g.nodes[i].outputs if t >= 0}
     w = onnx_export._Writer(g, int(opset))
     qdq = _QDQ(w, preps, values)
-    for i in _needed(g, prog, set(folded)):
+    for i in needed_nodes(g, prog, set(folded)):
         if i not in prep_ids:
             qdq.emit(g.nodes[i])
     inputs = [onnx_export._value_info(w, t, True) for t in prog.inputs]

@@ -39,6 +39,7 @@ import numpy as np
 
 from . import tracing
 from .errors import InvalidArgumentError
+from .ops import ACT_RELU, ACT_RELU6
 from .nn import functional as F
 from .nn.layers import Add, BatchNorm2d, Conv2d, Linear, Sequential
 from .nn.module import Buffer, Module
@@ -215,14 +216,30 @@ def _act_fq(qc: QConfig, bits: Optional[int] = None) -> FakeQuantize:
 # lies on a known per-tensor grid runs the int8 kernels (kernels/src/qgemm.c) instead of the
 # float simulation, and an int8 file (export.int8_graph) is that program with qprep folded.
 # ------------------------------------------------------------------------------------------
-# ops through which a tensor on a quantization grid stays on it (relu: 0 is on every grid)
-_GRID_KEEPING = ("maxpool2d", "reshape")
+# The ops a quantized eval program may pass between a grid and the next integer layer, and the
+# integer op each becomes on the u8 tensor (integer_chains). Exact (the float chain's bits):
+# relu and max pooling commute with dequantize (s > 0, 0 on every grid), reshape moves no value,
+# and for relu6 quantize(clamp(v, 0, 6)) = clamp(q, Q(0), Q(6)) as quantize is monotone
+# (qclamp). Defined in integers (not the float chain's bits, within one level of them): global
+# average pooling, the exact mean of q - zp rounded half to even (qglobal_avgpool).
+_TO_INT = {"maxpool2d": "qmaxpool2d", "reshape": "reshape", "relu": "qrelu", "relu6": "qclamp",
+           "global_avgpool": "qglobal_avgpool"}
+# the integer ops whose u8 output a dequantize turns back to float: their last two int
+# attributes are the output's (qmin, qmax)
+_INT_PRODUCERS = ("qconv2d", "qlinear", "quantize", "qadd", "qclamp", "qglobal_avgpool")
+
+
+def _chain_kind(nd) -> Optional[str]:
+    """The _TO_INT key of a node that keeps a tensor on its quantization grid, or None."""
+    if nd.op == "act":
+        return {ACT_RELU: "relu", ACT_RELU6: "relu6"}.get(nd.iattr[0])
+    return nd.op if nd.op in _TO_INT else None
 
 
 def _grid_of(tr, x):
     """(scale, zero_point, qmin, qmax) tensors / ints of the per-tensor grid ``x`` lies on —
-    the output of a per-tensor ``fake_quant`` or of a ``dequantize``, possibly through relu,
-    max pooling and reshapes — or None."""
+    the output of a per-tensor ``fake_quant`` or of a ``dequantize``, possibly through the
+    ops of ``_TO_INT`` — or None."""
     if not isinstance(x, tracing.Tensor):
         return None
     g, t = tr.graph, x.index
@@ -236,19 +253,18 @@ def _grid_of(tr, x):
             return tr.wrap(nd.inputs[1]), tr.wrap(nd.inputs[2]), qmin, qmax
         if nd.op == "dequantize":
             q = producer.get(nd.inputs[0])
-            lim = q.iattr[-2:] if q is not None and q.op in ("qconv2d", "qlinear", "quantize") \
-                else None
+            lim = q.iattr[-2:] if q is not None and q.op in _INT_PRODUCERS else None
             return None if lim is None else (tr.wrap(nd.inputs[1]), tr.wrap(nd.inputs[2]),
                                              lim[0], lim[1])
-        relu = nd.op == "act" and nd.iattr[0] == 1   # ACT_RELU
-        if not (relu or nd.op in _GRID_KEEPING):
+        if _chain_kind(nd) is None:
             return None
         t = nd.inputs[0]
     return None
 
 
-def _int_layer(m, x, conv: bool):
-    """The integer eval path of a QATConv2d / QATLinear, or None when it does not apply."""
+def _int_layer(m, x, conv: bool, weight=None, bias=None):
+    """The integer eval path of a QATConv2d / QATLinear (or of a QATConvBn2d, whose folded
+    ``weight`` and ``bias`` are given), or None when it does not apply."""
     tr = tracing.require()
     grid = _grid_of(tr, x)
     apq, wfq = m.activation_post_process, m.weight_fake_quant
@@ -271,9 +287,11 @@ def _int_layer(m, x, conv: bool):
     elif x.ndim != 2:
         return None
     xq = tr.emit1("quantize", [x, s_in, zp_in], qmin=qmin_in, qmax=qmax_in)
-    wq, bq, mult = tr.emit("qprep", [m.weight, wfq.scale, m.bias, s_in, apq.scale],
+    weight = m.weight if weight is None else weight
+    bias = m.bias if bias is None else bias
+    wq, bq, mult = tr.emit("qprep", [weight, wfq.scale, bias, s_in, apq.scale],
                            wqmin=wfq.quant_min, wqmax=wfq.quant_max,
-                           skip_outputs=() if m.bias is not None else (1,))
+                           skip_outputs=() if bias is not None else (1,))
     ins = [xq, wq, bq, mult, zp_in, apq.zero_point]
     lim = dict(qmin=apq.quant_min, qmax=apq.quant_max)
     yq = tr.emit1("qconv2d", ins, **geom, **lim) if conv else tr.emit1("qlinear", ins, **lim)
@@ -330,10 +348,23 @@ class QATConvBn2d(Conv2d):
     freeze_bn_step = -1   # -1: never
 
     def forward(self, x):
+        if hasattr(self, "input_fake_quant"):
+            x = self.input_fake_quant(x)
         bn = self._folded_bn
         std = (tracing.require().as_tensor(bn.running_var) + bn.eps).sqrt()
         factor = tracing.require().as_tensor(bn.weight) / std
-        w = self.weight_fake_quant(self.weight * factor.reshape(-1, 1, 1, 1))
+        w_folded = self.weight * factor.reshape(-1, 1, 1, 1)
+        if not self.training:
+            # eval: the fold itself (running statistics), on the int8 kernels when x is on a grid:
+            # BN(conv(x, w) + b) = conv(x, w * factor) + beta + (b - mean) * factor
+            shift = tracing.require().as_tensor(bn.running_mean)
+            if self.bias is not None:
+                shift = shift - tracing.require().as_tensor(self.bias)
+            b_folded = tracing.require().as_tensor(bn.bias) - shift * factor
+            y = _int_layer(self, x, conv=True, weight=w_folded, bias=b_folded)
+            if y is not None:
+                return y
+        w = self.weight_fake_quant(w_folded)
         y = F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
         y = y / factor.reshape(1, -1, 1, 1)
         if self.bias is not None:
@@ -430,7 +461,8 @@ def prepare_qat(model: Module, qconfig: QConfig) -> Module:
     qat = copy.deepcopy(model, memo)
     _convert(qat, qconfig)
     if qconfig.quantize_input:
-        first = next((m for m in qat.modules() if isinstance(m, (QATConv2d, QATLinear))), None)
+        first = next((m for m in qat.modules()
+                      if isinstance(m, (QATConv2d, QATLinear, QATConvBn2d))), None)
         if first is not None:
             first.input_fake_quant = _act_fq(qconfig)
     if qconfig.output_bits is not None:
@@ -443,56 +475,79 @@ def prepare_qat(model: Module, qconfig: QConfig) -> Module:
 # ------------------------------------------------------------------------------------------
 # the int8 file: the eval program with the weight quantization folded to constants
 # ------------------------------------------------------------------------------------------
-def _run_qprep(graph, nodes, run):
-    """Outputs of the ``qprep`` nodes (indices into graph.nodes), computed by the runtime's own
-    kernel (the one the session's eval program runs) through ``run(graph) -> outputs`` (the
-    session layer passes a one-thread session's eval): {tensor index: array}."""
+def constant_nodes(g, nodes) -> set:
+    """The nodes (in program order) whose inputs are all stored tensors or outputs of such
+    nodes: what an exporter may compute once and store (weight quantization, a folded BN)."""
+    known, const = set(), set()
+    for i in nodes:
+        nd = g.nodes[i]
+        if all(t < 0 or t in known or g.tensors[t].data is not None for t in nd.inputs):
+            const.add(i)
+            known.update(t for t in nd.outputs if t >= 0)
+    return const
+
+
+def needed_nodes(g, prog, folded: set) -> list:
+    """The program's nodes its outputs need, in order; a folded node (written as constants)
+    needs none of its inputs."""
+    producer = {t: i for i in prog.nodes for t in g.nodes[i].outputs if t >= 0}
+    need, todo = set(), list(prog.outputs.values())
+    while todo:
+        i = producer.get(todo.pop())
+        if i is None or i in need:
+            continue
+        need.add(i)
+        if i not in folded:
+            todo.extend(t for t in g.nodes[i].inputs if t >= 0)
+    return [i for i in prog.nodes if i in need]
+
+
+def run_constant_nodes(g, nodes, wanted, run) -> dict:
+    """{tensor: array} of the ``wanted`` outputs of constant-only ``nodes`` (program order),
+    computed by the runtime's own kernels (the ones the session's eval program runs) through
+    ``run(graph) -> outputs`` (the session layer passes a one-thread session's eval)."""
     from . import ir
 
-    mini = ir.Graph()
-    remap, outs = {}, {}
-    for ni in nodes:
-        nd = graph.nodes[ni]
-        ins = []
-        for t in nd.inputs:
-            if t < 0:
-                ins.append(-1)
-                continue
-            if t not in remap:
-                td = graph.tensors[t]
-                remap[t] = mini.add_tensor(td.name or f"t{t}", td.dtype, ir.CONST, td.shape,
-                                           data=td.data).index
-            ins.append(remap[t])
-        new_outs = []
-        for t in nd.outputs:
-            if t < 0:
-                new_outs.append(-1)
-                continue
-            td = graph.tensors[t]
-            new_outs.append(mini.add_tensor("", td.dtype, ir.ACT, td.shape).index)
-            outs[f"o{t}"] = (t, new_outs[-1])
-        mini.add_node(ir.Node(nd.op, ins, new_outs, list(nd.iattr), list(nd.fattr), nd.layer))
-    for _, i in outs.values():
+    mini, remap = ir.Graph(), {}
+    produced = {t for i in nodes for t in g.nodes[i].outputs if t >= 0}
+
+    def tensor(t):
+        if t < 0:
+            return -1
+        if t not in remap:
+            td = g.tensors[t]
+            remap[t] = (mini.add_tensor("", td.dtype, ir.ACT, td.shape) if t in produced else
+                        mini.add_tensor(td.name or f"t{t}", td.dtype, ir.CONST, td.shape,
+                                        data=td.data)).index
+        return remap[t]
+
+    for i in nodes:
+        nd = g.nodes[i]
+        ins = [tensor(t) for t in nd.inputs]
+        mini.add_node(ir.Node(nd.op, ins, [tensor(t) for t in nd.outputs], list(nd.iattr),
+                              list(nd.fattr), nd.layer))
+    outs = {f"o{t}": remap[t] for t in wanted}
+    for i in outs.values():
         mini.tensors[i].is_output = True
-    mini.programs[ir.EVAL] = ir.Program(ir.EVAL, list(range(len(mini.nodes))), [],
-                                        {k: i for k, (_, i) in outs.items()})
+    mini.programs[ir.EVAL] = ir.Program(ir.EVAL, list(range(len(mini.nodes))), [], outs)
     res = run(mini)
-    return {t: np.asarray(res[k]) for k, (t, _) in outs.items()}
+    return {t: np.asarray(res[f"o{t}"]) for t in wanted}
 
 
 def foldable_qpreps(g, nodes) -> list:
-    """The ``qprep`` nodes among ``nodes`` (indices into g.nodes) of an inference graph, each
-    reading stored tensors only, so that its outputs can be folded to constants; a clear
+    """The ``qprep`` nodes among ``nodes`` (indices into g.nodes, program order) of an inference
+    graph, each reading stored tensors or tensors computed from them only (a folded
+    Conv+BatchNorm's weights), so that its outputs can be folded to constants; a clear
     QuantConfigError when there is none (not a QAT model) or one reads a computed tensor."""
     preps = [i for i in nodes if g.nodes[i].op == "qprep"]
     if not preps:
         raise QuantConfigError("int8=True needs a QAT model whose eval program runs the int8 "
                                "kernels (a session built with quantize=QConfig(...))")
+    const = constant_nodes(g, nodes)
     for i in preps:
-        for t in g.nodes[i].inputs:
-            if t >= 0 and g.tensors[t].data is None:
-                raise QuantConfigError(f"layer '{g.nodes[i].layer}': weight quantization "
-                                       "depends on a computed tensor; cannot fold it")
+        if i not in const:
+            raise QuantConfigError(f"layer '{g.nodes[i].layer}': weight quantization "
+                                   "depends on a computed tensor; cannot fold it")
     return preps
 
 
@@ -507,8 +562,11 @@ def int8_graph(graph, run):
     from .export import _compact, inference_graph
 
     g = inference_graph(graph)
-    preps = foldable_qpreps(g, range(len(g.nodes)))
-    values = _run_qprep(g, preps, run)
+    prog = g.programs[ir.EVAL]
+    preps = foldable_qpreps(g, prog.nodes)
+    const = constant_nodes(g, prog.nodes)
+    values = run_constant_nodes(g, [i for i in prog.nodes if i in const],
+                                [t for i in preps for t in g.nodes[i].outputs if t >= 0], run)
     suffix = (".weight_int8", ".bias_int32", ".multiplier")
     for i in preps:
         nd = g.nodes[i]
@@ -518,8 +576,8 @@ def int8_graph(graph, run):
             td = g.tensors[t]
             td.kind, td.data = ir.CONST, values[t].astype(ir.NUMPY_DTYPE[td.dtype]).reshape(td.shape)
             td.name = (nd.layer or "qprep") + suffix[k]
-    nodes = [nd for i, nd in enumerate(g.nodes) if i not in set(preps)]
-    out = _compact(g, [], nodes, g.programs[ir.EVAL])
+    nodes = [g.nodes[i] for i in needed_nodes(g, prog, set(preps)) if i not in set(preps)]
+    out = _compact(g, [], nodes, prog)
     out.meta = dict(out.meta, int8=True)
     return out
 
@@ -527,25 +585,74 @@ def int8_graph(graph, run):
 # ------------------------------------------------------------------------------------------
 # integer chains in the eval program
 # ------------------------------------------------------------------------------------------
-_TO_INT = {"maxpool2d": "qmaxpool2d", "reshape": "reshape", "act": "qrelu"}
-
-
-def integer_chains(graph, node_ids, outputs):
-    """Rewrite the eval program's ``dequantize -> (relu | maxpool2d | reshape)* -> quantize``
-    chains on one grid (same scale and zero-point tensors) into the integer ops on the u8
-    tensor (qrelu = max(q, zp), qmaxpool2d, reshape), and ``fake_quant -> quantize`` on one
-    grid into ``quantize``. Exact: on a grid, relu and max pooling commute with dequantize
-    (s > 0, zp on the grid) and requantizing a grid value gives its level back. Applied when
-    the eval program is built, so the session's Eval() and the int8 file run the same nodes.
-    Returns the new node list."""
-    nodes = list(node_ids)
-    keep_out = set(outputs)
-    producer = {o: n for n in nodes for o in graph.nodes[n].outputs if o >= 0}
+def _readers(graph, nodes) -> dict:
     readers = {}
     for n in nodes:
         for t in graph.nodes[n].inputs:
             if t >= 0:
                 readers.setdefault(t, []).append(n)
+    return readers
+
+
+def _integer_adds(graph, nodes, keep_out) -> None:
+    """``dequantize(a) + dequantize(b) -> fake_quant`` (per tensor, same shapes) becomes
+    ``qadd(a, b) -> dequantize``: qadd computes the float chain's level in the same float
+    operations, so the dequantized sum keeps its bits (and the next integer layer finds the
+    u8 sum to read, integer_chains)."""
+    producer = {o: n for n in nodes for o in graph.nodes[n].outputs if o >= 0}
+    readers = _readers(graph, nodes)
+    for fn in nodes:
+        f = graph.nodes[fn]
+        if f.op != "fake_quant" or f.iattr[0] != -1 or f.iattr[1] < 0 or f.iattr[2] > 255:
+            continue
+        t = f.inputs[0]
+        if t in keep_out or readers.get(t) != [fn] or t not in producer:
+            continue
+        a = graph.nodes[producer[t]]
+        if a.op != "add" or len(a.inputs) != 2:
+            continue
+        deq = [graph.nodes[producer[x]] if x in producer else None for x in a.inputs]
+        if any(d is None or d.op != "dequantize" for d in deq) or \
+                graph.tensors[a.inputs[0]].shape != graph.tensors[a.inputs[1]].shape:
+            continue
+        a.op, a.iattr, a.fattr = "qadd", list(f.iattr[1:3]), []
+        a.inputs = [x for d in deq for x in d.inputs] + list(f.inputs[1:3])
+        graph.tensors[t].dtype = "u8"
+        f.op, f.inputs, f.iattr, f.fattr = "dequantize", [t] + list(f.inputs[1:3]), [], []
+
+
+def _int_node(nd, x, q) -> None:
+    """Rewrites the grid-keeping node ``nd`` (in a chain ending in the quantize node ``q``)
+    into its integer op on the u8 tensor ``x``."""
+    kind = _chain_kind(nd)
+    s, zp = q.inputs[1:3]
+    lim = list(q.iattr[:2])
+    nd.op = _TO_INT[kind]
+    if kind == "relu":
+        nd.inputs, nd.iattr, nd.fattr = [x, zp], [], []
+    elif kind == "relu6":
+        nd.inputs, nd.iattr, nd.fattr = [x, s, zp], lim, [0.0, 6.0]
+    elif kind == "global_avgpool":
+        nd.inputs, nd.iattr, nd.fattr = [x, zp], lim, []
+    else:
+        nd.inputs = [x]
+
+
+def integer_chains(graph, node_ids, outputs):
+    """Rewrite the eval program's ``dequantize -> (relu | relu6 | maxpool2d | global_avgpool |
+    reshape)* -> quantize`` chains on one grid (same scale and zero-point tensors) into the
+    integer ops on the u8 tensor (``_TO_INT``: qrelu = max(q, zp), qclamp, qmaxpool2d,
+    qglobal_avgpool, reshape), a bare ``dequantize -> quantize`` into the u8 tensor itself,
+    ``dequantize + dequantize -> fake_quant`` into ``qadd`` (:func:`_integer_adds`) and
+    ``fake_quant -> quantize`` on one grid into ``quantize``. Exact (requantizing a grid value
+    gives its level back) except global average pooling, which the integer op defines
+    (see ``_TO_INT``). Applied when the eval program is built, so the session's Eval() and
+    the int8 file run the same nodes. Returns the new node list."""
+    nodes = list(node_ids)
+    keep_out = set(outputs)
+    _integer_adds(graph, nodes, keep_out)
+    producer = {o: n for n in nodes for o in graph.nodes[n].outputs if o >= 0}
+    readers = _readers(graph, nodes)
 
     def sole_reader(t, n):
         return t not in keep_out and readers.get(t) == [n]
@@ -558,31 +665,46 @@ def integer_chains(graph, node_ids, outputs):
         chain, t, cur = [], q.inputs[0], qn
         while t in producer and sole_reader(t, cur):
             nd = graph.nodes[producer[t]]
-            relu = nd.op == "act" and nd.iattr[0] == 1
-            if not (relu or nd.op in ("maxpool2d", "reshape")):
+            if _chain_kind(nd) is None:
                 break
             chain.append(producer[t])
             cur, t = producer[t], nd.inputs[0]
-        src = graph.nodes[producer[t]] if t in producer and sole_reader(t, cur) else None
+        src = graph.nodes[producer[t]] if t in producer else None
         if src is None or list(src.inputs[1:3]) != list(q.inputs[1:3]):
             continue
-        if src.op == "fake_quant" and not chain and src.iattr[:3] == [-1] + list(q.iattr[:2]):
+        if src.op == "fake_quant" and not chain and sole_reader(t, cur) and \
+                src.iattr[:3] == [-1] + list(q.iattr[:2]):
             q.inputs = [src.inputs[0]] + list(q.inputs[1:])
             dropped.add(producer[t])
             continue
-        if src.op != "dequantize" or not chain:
+        if src.op != "dequantize":
             continue
-        u8, zp = src.inputs[0], q.inputs[2]
+        u8 = src.inputs[0]
+        if not chain:                     # the u8 tensor itself
+            if q.outputs[0] in keep_out:
+                continue
+            for r in readers.get(q.outputs[0], []):
+                nd = graph.nodes[r]
+                nd.inputs = [u8 if x == q.outputs[0] else x for x in nd.inputs]
+                readers.setdefault(u8, []).append(r)
+            dropped.add(qn)
+            continue
+        x = u8
         for k, n in enumerate(reversed(chain)):      # from the dequantize towards the quantize
             nd = graph.nodes[n]
-            x = u8 if k == 0 else graph.nodes[list(reversed(chain))[k - 1]].outputs[0]
-            if nd.op == "act":
-                nd.op, nd.inputs, nd.iattr, nd.fattr = "qrelu", [x, zp], [], []
-            else:
-                nd.op, nd.inputs = _TO_INT[nd.op], [x]
+            _int_node(nd, x, q)
             if k == len(chain) - 1:
                 nd.outputs = list(q.outputs)
             else:
                 graph.tensors[nd.outputs[0]].dtype = "u8"
-        dropped.update((producer[t], qn))
+            x = nd.outputs[0]
+        dropped.add(qn)
+        readers[t] = [r for r in readers.get(t, []) if r != cur]
+        readers.setdefault(u8, []).append(chain[-1])
+    # dequantize nodes nobody reads any more (their readers now take the u8 tensor)
+    for n in nodes:
+        nd = graph.nodes[n]
+        if nd.op == "dequantize" and nd.outputs[0] not in keep_out and \
+                not [r for r in readers.get(nd.outputs[0], []) if r not in dropped]:
+            dropped.add(n)
     return [n for n in nodes if n not in dropped]
