@@ -21,6 +21,12 @@
  * zmm registers, __neon with vmlal_s16 (aarch64); __avx512vnni / __avxvnni use vpdpbusd
  * (u8 x s8) and __neondot sdot with the +128 trick, four columns per load of a, minus the
  * zero-point term a_zp * sum_k w (exactness notes at each); the requantization is the same scalar code. et_q_gemm_requant / et_q_conv2d dispatch on et_get_isa().
+ * A depthwise qconv2d (groups == c == oc) runs a direct loop per (image, channel) plane instead
+ * of im2col + one GEMM per channel: the same integer sums and the same q_requant, so the same bytes.
+ *
+ * MobileNetV2's other int8 ops: qadd (dequantize both, add, quantize: each step in float, as
+ * the float composition), qclamp (clamp to the levels of lo and hi: ReLU6 on the grid),
+ * qglobal_avgpool (the plane's mean rounded half to even in integers).
  */
 #include <math.h>
 #include <stdint.h>
@@ -43,6 +49,17 @@ static inline int32_t q_clamp(float r, int32_t zp, int32_t qmin, int32_t qmax) {
     return (int32_t)r + zp;
 }
 
+/* The quantize level of v: clamp(nearbyintf(v * inv_s) + zp, qmin, qmax), NaN -> the zero point. */
+static inline int32_t q_level(float v, float inv_s, int32_t zp, int32_t qmin, int32_t qmax) {
+    const float r = nearbyintf(v * inv_s);
+    return q_clamp(r != r ? 0.0f : r, zp, qmin, qmax);
+}
+
+/* Requantize: the one float operation per output of a GEMM / convolution, acc exact. */
+static inline uint8_t q_requant(int64_t acc, float mult, int32_t y_zp, int32_t qmin, int32_t qmax) {
+    return (uint8_t)q_clamp(nearbyintf((float)acc * mult), y_zp, qmin, qmax);
+}
+
 static int q_params_ok(float s, int32_t zp, int32_t qmin, int32_t qmax) {
     return isfinite(s) && s > 0.0f && qmin >= 0 && qmax <= 255 && qmin < qmax && zp >= qmin && zp <= qmax;
 }
@@ -62,10 +79,7 @@ static void q_quantize_range(void *ctx, int64_t i0, int64_t i1, int tid) {
     const q_elem_job *k = (const q_elem_job *)ctx;
     const float inv_s = 1.0f / k->scale;
     (void)tid;
-    for (int64_t i = i0; i < i1; i++) {
-        const float r = nearbyintf(k->xf[i] * inv_s);
-        k->yq[i] = (uint8_t)q_clamp(r != r ? 0.0f : r, k->zp, k->qmin, k->qmax); /* NaN -> the zero point */
-    }
+    for (int64_t i = i0; i < i1; i++) k->yq[i] = (uint8_t)q_level(k->xf[i], inv_s, k->zp, k->qmin, k->qmax);
 }
 
 static void q_dequantize_range(void *ctx, int64_t i0, int64_t i1, int tid) {
@@ -128,7 +142,7 @@ typedef struct q_gemm_job {
 /* y[m, n] from the exact dot sum_k (a[m, k] - a_zp) * w[n, k]: + bias, one fp32 multiply */
 static inline void q_out(const q_gemm_job *k, int64_t m, int64_t n, int64_t dot) {
     const int64_t acc = (k->bias ? k->bias[n] : 0) + dot;
-    k->y[m * k->y_rs + n * k->y_cs] = (uint8_t)q_clamp(nearbyintf((float)acc * k->mult[n]), k->y_zp, k->qmin, k->qmax);
+    k->y[m * k->y_rs + n * k->y_cs] = q_requant(acc, k->mult[n], k->y_zp, k->qmin, k->qmax);
 }
 
 static void q_gemm_rows(void *ctx, int64_t m0, int64_t m1, int tid) {
@@ -478,8 +492,18 @@ et_status et_q_gemm_requant(int64_t M, int64_t N, int64_t K, const uint8_t *a, i
     return row->gemm(M, N, K, a, a_zp, w, bias, mult, y_zp, qmin, qmax, y, y_rs, y_cs, nthreads);
 }
 
-size_t et_q_conv2d_ws_bytes(const et_conv2d_params *p) {
+/* One [KH, KW] filter per channel (the depthwise case): the direct path, no workspace. */
+static int q_is_depthwise(const et_conv2d_params *p) { return p->groups == p->c && p->oc == p->c; }
+
+size_t et_q_conv2d_im2col_ws_bytes(const et_conv2d_params *p) {
     return (size_t)(p->oh * p->ow * (p->c / p->groups) * p->kh * p->kw);
+}
+
+size_t et_q_conv2d_ws_bytes(const et_conv2d_params *p) { return q_is_depthwise(p) ? 0 : et_q_conv2d_im2col_ws_bytes(p); }
+
+static int q_conv_args_ok(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                          const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax, const uint8_t *y) {
+    return p && x && w && y && x_zp >= 0 && x_zp <= 255 && requant_ok(p->oc, mult, y_zp, qmin, qmax);
 }
 
 /* Patches of group g of image x[c, h, w]: cols[pixel, (ci, i, j)], padding = the zero point. */
@@ -502,11 +526,11 @@ static void q_im2col(const et_conv2d_params *p, const uint8_t *x, int64_t g, uin
         }
 }
 
-static et_status q_conv2d(et_q_gemm_fn gemm, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
-                           const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
-                           uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
-    if (!p || !x || !w || !y || !mult || x_zp < 0 || x_zp > 255) return ET_ERR_ARG;
-    if (!ws || ws_bytes < et_q_conv2d_ws_bytes(p)) return ET_ERR_WORKSPACE;
+et_status et_q_conv2d_im2col(et_q_gemm_fn gemm, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp,
+                             const int8_t *w, const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin,
+                             int32_t qmax, uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
+    if (!gemm || !q_conv_args_ok(p, x, x_zp, w, mult, y_zp, qmin, qmax, y)) return ET_ERR_ARG;
+    if (!ws || ws_bytes < et_q_conv2d_im2col_ws_bytes(p)) return ET_ERR_WORKSPACE;
     const int64_t cg = p->c / p->groups, ocg = p->oc / p->groups, K = cg * p->kh * p->kw, P = p->oh * p->ow;
     uint8_t *cols = (uint8_t *)ws;
     for (int64_t n = 0; n < p->n; n++)
@@ -518,6 +542,109 @@ static et_status q_conv2d(et_q_gemm_fn gemm, const et_conv2d_params *p, const ui
             if (st != ET_OK) return st;
         }
     return ET_OK;
+}
+
+/* The direct depthwise convolution: one job per (image, channel) plane. The plane's outputs go
+ * in blocks of at most Q_DW_COLS columns by as many rows as fit Q_DW_ACC int32 accumulators on
+ * the stack: acc[oy, ox] = sum over the window of (x[iy, ix] - x_zp) * w[c, i, j] for the taps
+ * inside the image (padding = x_zp adds 0), at most 255 * 128 * KH * KW < 2^31 in size
+ * (KH * KW <= ET_Q_MAX_K); then + bias in int64 and the same q_requant as the GEMM path. The
+ * same integers as im2col + GEMM, so the same bytes, for every partition of the planes. Tap
+ * column j covers the same output columns in every row, found once per block; with stride 1
+ * the loop over them reads the input row contiguously (the compiler vectorises it). */
+#define Q_DW_COLS 256
+#define Q_DW_ACC 4096
+typedef struct q_dw_job {
+    const et_conv2d_params *p;
+    const uint8_t *x;
+    const int8_t *w;
+    const int32_t *bias;
+    const float *mult;
+    uint8_t *y;
+    int32_t x_zp, y_zp, qmin, qmax;
+} q_dw_job;
+
+/* Columns [*t0, *t1) of the block [ox0, ox0 + nb) whose input column ox * sw + off is in [0, W). */
+static void q_dw_cols(int64_t ox0, int64_t nb, int64_t sw, int64_t off, int64_t W, int64_t *t0, int64_t *t1) {
+    const int64_t first = off >= 0 ? 0 : (-off + sw - 1) / sw;     /* first ox with ix >= 0 */
+    const int64_t end = W - off > 0 ? (W - off - 1) / sw + 1 : 0; /* first ox with ix >= W */
+    *t0 = first > ox0 ? first - ox0 : 0;
+    *t1 = end - ox0 < nb ? end - ox0 : nb;
+    if (*t1 < *t0) *t1 = *t0;
+}
+
+/* acc[t] += (src[t * sw] - zp) * wv for t in [0, n): one tap over a row of a block */
+static inline void q_dw_tap(int32_t *ET_RESTRICT acc, const uint8_t *ET_RESTRICT src, int64_t n, int64_t sw,
+                            int32_t zp, int32_t wv) {
+    if (sw == 1)
+        for (int64_t t = 0; t < n; t++) acc[t] += ((int32_t)src[t] - zp) * wv;
+    else
+        for (int64_t t = 0; t < n; t++) acc[t] += ((int32_t)src[t * sw] - zp) * wv;
+}
+
+/* Output rows [oy0, oy0 + nr) x columns [ox0, ox0 + nb) of one plane. */
+static void q_dw_block(const q_dw_job *k, const uint8_t *xp, const int8_t *wc, int64_t c, uint8_t *yp, int64_t oy0,
+                       int64_t nr, int64_t ox0, int64_t nb, int32_t *ET_RESTRICT acc) {
+    const et_conv2d_params *p = k->p;
+    const int64_t W = p->w, sw = p->stride_w;
+    memset(acc, 0, (size_t)(nr * nb) * sizeof acc[0]);
+    for (int64_t j = 0; j < p->kw; j++) {
+        const int64_t off = j * p->dil_w - p->pad_l;
+        int64_t t0, t1;
+        q_dw_cols(ox0, nb, sw, off, W, &t0, &t1);
+        if (t1 == t0) continue;
+        const uint8_t *xcol = xp + (ox0 + t0) * sw + off;
+        for (int64_t i = 0; i < p->kh; i++) {
+            const int32_t wv = wc[i * p->kw + j];
+            for (int64_t r = 0; r < nr; r++) {
+                const int64_t iy = (oy0 + r) * p->stride_h - p->pad_t + i * p->dil_h;
+                if (iy >= 0 && iy < p->h) q_dw_tap(acc + r * nb + t0, xcol + iy * W, t1 - t0, sw, k->x_zp, wv);
+            }
+        }
+    }
+    const int64_t bias = k->bias ? k->bias[c] : 0;
+    const float mult = k->mult[c];
+    for (int64_t r = 0; r < nr; r++) {
+        uint8_t *yr = yp + (oy0 + r) * p->ow + ox0;
+        const int32_t *ar = acc + r * nb;
+        for (int64_t t = 0; t < nb; t++) yr[t] = q_requant(bias + ar[t], mult, k->y_zp, k->qmin, k->qmax);
+    }
+}
+
+static void q_dw_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const q_dw_job *k = (const q_dw_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    int32_t acc[Q_DW_ACC];
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const int64_t c = pl % p->c;
+        const uint8_t *xp = k->x + pl * p->h * p->w;
+        uint8_t *yp = k->y + pl * p->oh * p->ow;
+        for (int64_t ox0 = 0; ox0 < p->ow; ox0 += Q_DW_COLS) {
+            const int64_t nb = p->ow - ox0 < Q_DW_COLS ? p->ow - ox0 : Q_DW_COLS, rows = Q_DW_ACC / nb;
+            for (int64_t oy0 = 0; oy0 < p->oh; oy0 += rows)
+                q_dw_block(k, xp, k->w + c * p->kh * p->kw, c, yp, oy0, p->oh - oy0 < rows ? p->oh - oy0 : rows, ox0,
+                           nb, acc);
+        }
+    }
+}
+
+static et_status q_dwconv2d(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                            const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                            uint8_t *y, int nthreads) {
+    if (p->kh * p->kw > ET_Q_MAX_K) return ET_ERR_ARG;
+    const q_dw_job job = {p, x, w, bias, mult, y, x_zp, y_zp, qmin, qmax};
+    const int64_t planes = p->n * p->c;
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, q_dw_planes, (void *)&job);
+    return ET_OK;
+}
+
+static et_status q_conv2d(et_q_gemm_fn gemm, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                           const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                           uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
+    if (!q_conv_args_ok(p, x, x_zp, w, mult, y_zp, qmin, qmax, y)) return ET_ERR_ARG;
+    if (q_is_depthwise(p)) return q_dwconv2d(p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, nthreads);
+    return et_q_conv2d_im2col(gemm, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
 }
 
 et_status et_q_conv2d__ref(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
@@ -601,5 +728,94 @@ et_status et_q_prep_weights__ref(int64_t oc, int64_t k, const float *w, const fl
             bq[c] = (int32_t)r;
         }
     }
+    return ET_OK;
+}
+
+/* qadd: y = quantize_y(dequantize_a(a) + dequantize_b(b)), each term and the sum in float in
+ * this order (the float composition dequantize, add, fake_quant, bit for bit). */
+typedef struct q_add_job {
+    const uint8_t *a, *b;
+    uint8_t *y;
+    float a_s, b_s, y_s;
+    int32_t a_zp, b_zp, y_zp, qmin, qmax;
+} q_add_job;
+
+static void q_add_range(void *ctx, int64_t i0, int64_t i1, int tid) {
+    const q_add_job *k = (const q_add_job *)ctx;
+    const float inv_s = 1.0f / k->y_s;
+    (void)tid;
+    for (int64_t i = i0; i < i1; i++) {
+        const float fa = (float)((int32_t)k->a[i] - k->a_zp) * k->a_s;
+        const float fb = (float)((int32_t)k->b[i] - k->b_zp) * k->b_s;
+        k->y[i] = (uint8_t)q_level(fa + fb, inv_s, k->y_zp, k->qmin, k->qmax);
+    }
+}
+
+et_status et_q_add__ref(int64_t n, const uint8_t *a, float a_s, int32_t a_zp, const uint8_t *b, float b_s,
+                        int32_t b_zp, float y_s, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y, int nthreads) {
+    if (n < 0 || !a || !b || !y || !q_params_ok(a_s, a_zp, 0, 255) || !q_params_ok(b_s, b_zp, 0, 255) ||
+        !q_params_ok(y_s, y_zp, qmin, qmax))
+        return ET_ERR_ARG;
+    const q_add_job k = {a, b, y, a_s, b_s, y_s, a_zp, b_zp, y_zp, qmin, qmax};
+    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, q_add_range, (void *)&k);
+    return ET_OK;
+}
+
+/* qclamp: the levels of lo and hi (quantize's rule; hi = +inf gives qmax) bound x. On the
+ * grid this is quantize(clamp(dequantize(x), lo, hi)): multiplying by 1/s is monotonic and
+ * (x - zp) * s * (1/s) rounds back to x - zp. The bounds ride in the job's qmin / qmax. */
+static void q_clamp_range(void *ctx, int64_t i0, int64_t i1, int tid) {
+    const q_elem_job *k = (const q_elem_job *)ctx;
+    const uint8_t lo = (uint8_t)k->qmin, hi = (uint8_t)k->qmax;
+    (void)tid;
+    for (int64_t i = i0; i < i1; i++) k->yq[i] = k->xq[i] < lo ? lo : (k->xq[i] > hi ? hi : k->xq[i]);
+}
+
+et_status et_q_clamp__ref(int64_t n, const uint8_t *x, float scale, int32_t zp, int32_t qmin, int32_t qmax, float lo,
+                          float hi, uint8_t *y, int nthreads) {
+    if (n < 0 || !x || !y || !q_params_ok(scale, zp, qmin, qmax) || !isfinite(lo) || !(hi >= lo) ||
+        (isinf(hi) && hi < 0.0f))
+        return ET_ERR_ARG;
+    const float inv_s = 1.0f / scale;
+    const q_elem_job k = {NULL, x, NULL, y, scale, zp, q_level(lo, inv_s, zp, qmin, qmax),
+                          q_level(hi, inv_s, zp, qmin, qmax)};
+    q_elem_run(q_clamp_range, n, &k, nthreads);
+    return ET_OK;
+}
+
+/* qglobal_avgpool: per plane S = sum (x - zp) (exact, int64) and y = zp + S / hw rounded half
+ * to even, in integers: floor division, then up when the remainder is above half, or exactly
+ * half and the floor odd; clamped to [qmin, qmax]. No float, so no rounding but the one. */
+typedef struct q_gap_job {
+    int64_t hw;
+    const uint8_t *x;
+    uint8_t *y;
+    int32_t zp, qmin, qmax;
+} q_gap_job;
+
+static int64_t q_div_round_even(int64_t s, int64_t n) {
+    int64_t q = s / n, r = s % n; /* C99: q truncated toward 0, r with the sign of s */
+    if (r < 0) q -= 1, r += n;    /* floor, 0 <= r < n */
+    if (2 * r > n || (2 * r == n && (q & 1))) q += 1;
+    return q;
+}
+
+static void q_gap_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const q_gap_job *k = (const q_gap_job *)ctx;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const uint8_t *xp = k->x + pl * k->hw;
+        int64_t sum = 0;
+        for (int64_t i = 0; i < k->hw; i++) sum += xp[i];
+        const int64_t q = k->zp + q_div_round_even(sum - (int64_t)k->zp * k->hw, k->hw);
+        k->y[pl] = (uint8_t)(q < k->qmin ? k->qmin : (q > k->qmax ? k->qmax : q));
+    }
+}
+
+et_status et_q_global_avgpool__ref(int64_t planes, int64_t hw, const uint8_t *x, int32_t zp, int32_t qmin,
+                                   int32_t qmax, uint8_t *y, int nthreads) {
+    if (planes < 0 || hw < 1 || !x || !y || !q_params_ok(1.0f, zp, qmin, qmax)) return ET_ERR_ARG;
+    const q_gap_job k = {hw, x, y, zp, qmin, qmax};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, q_gap_planes, (void *)&k);
     return ET_OK;
 }
