@@ -544,16 +544,21 @@ et_status et_q_conv2d_im2col(et_q_gemm_fn gemm, const et_conv2d_params *p, const
     return ET_OK;
 }
 
-/* The direct depthwise convolution: one job per (image, channel) plane. The plane's outputs go
- * in blocks of at most Q_DW_COLS columns by as many rows as fit Q_DW_ACC int32 accumulators on
- * the stack: acc[oy, ox] = sum over the window of (x[iy, ix] - x_zp) * w[c, i, j] for the taps
- * inside the image (padding = x_zp adds 0), at most 255 * 128 * KH * KW < 2^31 in size
- * (KH * KW <= ET_Q_MAX_K); then + bias in int64 and the same q_requant as the GEMM path. The
- * same integers as im2col + GEMM, so the same bytes, for every partition of the planes. Tap
- * column j covers the same output columns in every row, found once per block; with stride 1
- * the loop over them reads the input row contiguously (the compiler vectorises it). */
-#define Q_DW_COLS 256
-#define Q_DW_ACC 4096
+/* The direct depthwise convolution: one job per (image, channel) plane, in blocks of output
+ * rows. A block's input rows are first copied into a stack buffer padded with the zero point
+ * (column u of the copy = input column u - pad_l), so every tap reads inside it and padding
+ * adds (x_zp - x_zp) * w = 0, as in im2col. acc[oy, ox] = sum_{i,j} (x[..] - x_zp) * w[c, i, j]
+ * in int32 (at most 255 * 128 * KH * KW < 2^31 in size, KH * KW <= ET_Q_MAX_K), then + bias in
+ * int64 and the same q_requant as the GEMM path: the same integers as im2col + GEMM, so the
+ * same bytes, for every partition of the planes. With stride 1 the accumulators of a block are
+ * laid out with the padded row width, so each tap is ONE contiguous loop over the whole block
+ * (rows and columns; the columns past the output width are computed and dropped), which the
+ * compiler vectorises even for 7-pixel rows; other strides loop per output row. Rows too wide
+ * for the stack buffers take q_dw_block_cols (output columns in blocks, taps clipped to the
+ * image). */
+#define Q_DW_PAD 16384 /* bytes of padded input rows per block */
+#define Q_DW_ACC 4096  /* int32 accumulators per block */
+#define Q_DW_COLS 256  /* columns per block of q_dw_block_cols */
 typedef struct q_dw_job {
     const et_conv2d_params *p;
     const uint8_t *x;
@@ -562,7 +567,84 @@ typedef struct q_dw_job {
     const float *mult;
     uint8_t *y;
     int32_t x_zp, y_zp, qmin, qmax;
+    int64_t wp, rows; /* padded row width; output rows per padded block (0: use q_dw_block_cols) */
 } q_dw_job;
+
+/* acc[t] += (src[t * sw] - zp) * wv for t in [0, n): one tap over a row or a block. With stride
+ * 1 the product, at most 255 * 128 = 32640 in size, is formed in int16 (exact; a 16-bit
+ * multiply for the vectoriser) and added in int32; strided rows stay scalar. */
+static inline void q_dw_tap(int32_t *ET_RESTRICT acc, const uint8_t *ET_RESTRICT src, int64_t n, int64_t sw,
+                            int32_t zp, int32_t wv) {
+    const int16_t z = (int16_t)zp, w = (int16_t)wv;
+    if (sw == 1)
+        for (int64_t t = 0; t < n; t++) acc[t] += (int16_t)((int16_t)(src[t] - z) * w);
+    else
+        for (int64_t t = 0; t < n; t++) acc[t] += ((int32_t)src[t * sw] - zp) * wv;
+}
+
+/* y rows [oy0, oy0 + nr) of the plane from acc (row stride as) */
+static void q_dw_store(const q_dw_job *k, int64_t c, uint8_t *yp, int64_t oy0, int64_t nr, const int32_t *acc,
+                       int64_t as) {
+    const int64_t ow = k->p->ow, bias = k->bias ? k->bias[c] : 0;
+    const float mult = k->mult[c];
+    for (int64_t r = 0; r < nr; r++) {
+        uint8_t *yr = yp + (oy0 + r) * ow;
+        const int32_t *ar = acc + r * as;
+        for (int64_t t = 0; t < ow; t++) yr[t] = q_requant(bias + ar[t], mult, k->y_zp, k->qmin, k->qmax);
+    }
+}
+
+/* The output rows per padded block: (rows - 1) * sh + the kernel's height in input rows of wp
+ * bytes must fit Q_DW_PAD, the accumulators Q_DW_ACC; 0 when not even one row fits. */
+static int64_t q_dw_rows_per_block(const et_conv2d_params *p, int64_t wp) {
+    const int64_t ext_h = (p->kh - 1) * p->dil_h + 1, as = p->stride_w == 1 ? wp : p->ow;
+    if (wp > Q_DW_PAD || ext_h > Q_DW_PAD / wp || as > Q_DW_ACC) return 0;
+    int64_t rows = (Q_DW_PAD / wp - ext_h) / p->stride_h + 1;
+    if (rows > Q_DW_ACC / as) rows = Q_DW_ACC / as;
+    return rows < p->oh ? rows : p->oh;
+}
+
+/* R input rows from iy0 into pad (wp bytes each), the zero point outside the image */
+static void q_dw_pad_rows(const q_dw_job *k, const uint8_t *xp, int64_t iy0, int64_t R, uint8_t *pad) {
+    const et_conv2d_params *p = k->p;
+    const int64_t wp = k->wp, c0 = p->pad_l < wp ? p->pad_l : wp, c1 = p->pad_l + p->w < wp ? p->pad_l + p->w : wp;
+    const int z = k->x_zp;
+    for (int64_t r = 0; r < R; r++) {
+        uint8_t *d = pad + r * wp;
+        const int64_t iy = iy0 + r;
+        if (iy < 0 || iy >= p->h || c1 <= c0) {
+            memset(d, z, (size_t)wp);
+            continue;
+        }
+        memset(d, z, (size_t)c0);
+        memcpy(d + c0, xp + iy * p->w + (c0 - p->pad_l), (size_t)(c1 - c0));
+        memset(d + c1, z, (size_t)(wp - c1));
+    }
+}
+
+static void q_dw_block_padded(const q_dw_job *k, const uint8_t *xp, int64_t c, uint8_t *yp, int64_t oy0, int64_t nr,
+                              uint8_t *ET_RESTRICT pad, int32_t *ET_RESTRICT acc) {
+    const et_conv2d_params *p = k->p;
+    const int64_t wp = k->wp, sh = p->stride_h, sw = p->stride_w, ow = p->ow;
+    const int8_t *wc = k->w + c * p->kh * p->kw;
+    q_dw_pad_rows(k, xp, oy0 * sh - p->pad_t, (nr - 1) * sh + (p->kh - 1) * p->dil_h + 1, pad);
+    if (sw == 1) { /* acc[r * wp + t]: one loop per tap over the whole block */
+        const int64_t n = (nr - 1) * wp + ow;
+        memset(acc, 0, (size_t)n * sizeof acc[0]);
+        for (int64_t i = 0; i < p->kh; i++)
+            for (int64_t j = 0; j < p->kw; j++)
+                q_dw_tap(acc, pad + i * p->dil_h * wp + j * p->dil_w, n, 1, k->x_zp, wc[i * p->kw + j]);
+        q_dw_store(k, c, yp, oy0, nr, acc, wp);
+        return;
+    }
+    memset(acc, 0, (size_t)(nr * ow) * sizeof acc[0]);
+    for (int64_t i = 0; i < p->kh; i++)
+        for (int64_t j = 0; j < p->kw; j++)
+            for (int64_t r = 0; r < nr; r++)
+                q_dw_tap(acc + r * ow, pad + (r * sh + i * p->dil_h) * wp + j * p->dil_w, ow, sw, k->x_zp,
+                         wc[i * p->kw + j]);
+    q_dw_store(k, c, yp, oy0, nr, acc, ow);
+}
 
 /* Columns [*t0, *t1) of the block [ox0, ox0 + nb) whose input column ox * sw + off is in [0, W). */
 static void q_dw_cols(int64_t ox0, int64_t nb, int64_t sw, int64_t off, int64_t W, int64_t *t0, int64_t *t1) {
@@ -573,59 +655,46 @@ static void q_dw_cols(int64_t ox0, int64_t nb, int64_t sw, int64_t off, int64_t 
     if (*t1 < *t0) *t1 = *t0;
 }
 
-/* acc[t] += (src[t * sw] - zp) * wv for t in [0, n): one tap over a row of a block */
-static inline void q_dw_tap(int32_t *ET_RESTRICT acc, const uint8_t *ET_RESTRICT src, int64_t n, int64_t sw,
-                            int32_t zp, int32_t wv) {
-    if (sw == 1)
-        for (int64_t t = 0; t < n; t++) acc[t] += ((int32_t)src[t] - zp) * wv;
-    else
-        for (int64_t t = 0; t < n; t++) acc[t] += ((int32_t)src[t * sw] - zp) * wv;
-}
-
-/* Output rows [oy0, oy0 + nr) x columns [ox0, ox0 + nb) of one plane. */
-static void q_dw_block(const q_dw_job *k, const uint8_t *xp, const int8_t *wc, int64_t c, uint8_t *yp, int64_t oy0,
-                       int64_t nr, int64_t ox0, int64_t nb, int32_t *ET_RESTRICT acc) {
+/* Wide rows: output row oy, columns [ox0, ox0 + nb), each tap clipped to the image. */
+static void q_dw_block_cols(const q_dw_job *k, const uint8_t *xp, int64_t c, uint8_t *yp, int64_t oy, int64_t ox0,
+                            int64_t nb, int32_t *ET_RESTRICT acc) {
     const et_conv2d_params *p = k->p;
-    const int64_t W = p->w, sw = p->stride_w;
-    memset(acc, 0, (size_t)(nr * nb) * sizeof acc[0]);
-    for (int64_t j = 0; j < p->kw; j++) {
-        const int64_t off = j * p->dil_w - p->pad_l;
-        int64_t t0, t1;
-        q_dw_cols(ox0, nb, sw, off, W, &t0, &t1);
-        if (t1 == t0) continue;
-        const uint8_t *xcol = xp + (ox0 + t0) * sw + off;
-        for (int64_t i = 0; i < p->kh; i++) {
-            const int32_t wv = wc[i * p->kw + j];
-            for (int64_t r = 0; r < nr; r++) {
-                const int64_t iy = (oy0 + r) * p->stride_h - p->pad_t + i * p->dil_h;
-                if (iy >= 0 && iy < p->h) q_dw_tap(acc + r * nb + t0, xcol + iy * W, t1 - t0, sw, k->x_zp, wv);
-            }
+    const int64_t W = p->w, sw = p->stride_w, bias = k->bias ? k->bias[c] : 0;
+    const int8_t *wc = k->w + c * p->kh * p->kw;
+    memset(acc, 0, (size_t)nb * sizeof acc[0]);
+    for (int64_t i = 0; i < p->kh; i++) {
+        const int64_t iy = oy * p->stride_h - p->pad_t + i * p->dil_h;
+        if (iy < 0 || iy >= p->h) continue;
+        for (int64_t j = 0; j < p->kw; j++) {
+            const int64_t off = j * p->dil_w - p->pad_l;
+            int64_t t0, t1;
+            q_dw_cols(ox0, nb, sw, off, W, &t0, &t1);
+            if (t1 > t0)
+                q_dw_tap(acc + t0, xp + iy * W + (ox0 + t0) * sw + off, t1 - t0, sw, k->x_zp, wc[i * p->kw + j]);
         }
     }
-    const int64_t bias = k->bias ? k->bias[c] : 0;
-    const float mult = k->mult[c];
-    for (int64_t r = 0; r < nr; r++) {
-        uint8_t *yr = yp + (oy0 + r) * p->ow + ox0;
-        const int32_t *ar = acc + r * nb;
-        for (int64_t t = 0; t < nb; t++) yr[t] = q_requant(bias + ar[t], mult, k->y_zp, k->qmin, k->qmax);
-    }
+    uint8_t *yr = yp + oy * p->ow + ox0;
+    for (int64_t t = 0; t < nb; t++) yr[t] = q_requant(bias + acc[t], k->mult[c], k->y_zp, k->qmin, k->qmax);
 }
 
 static void q_dw_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
     const q_dw_job *k = (const q_dw_job *)ctx;
     const et_conv2d_params *p = k->p;
+    uint8_t pad[Q_DW_PAD];
     int32_t acc[Q_DW_ACC];
     (void)tid;
     for (int64_t pl = p0; pl < p1; pl++) {
         const int64_t c = pl % p->c;
         const uint8_t *xp = k->x + pl * p->h * p->w;
         uint8_t *yp = k->y + pl * p->oh * p->ow;
-        for (int64_t ox0 = 0; ox0 < p->ow; ox0 += Q_DW_COLS) {
-            const int64_t nb = p->ow - ox0 < Q_DW_COLS ? p->ow - ox0 : Q_DW_COLS, rows = Q_DW_ACC / nb;
-            for (int64_t oy0 = 0; oy0 < p->oh; oy0 += rows)
-                q_dw_block(k, xp, k->w + c * p->kh * p->kw, c, yp, oy0, p->oh - oy0 < rows ? p->oh - oy0 : rows, ox0,
-                           nb, acc);
+        if (k->rows > 0) {
+            for (int64_t oy0 = 0; oy0 < p->oh; oy0 += k->rows)
+                q_dw_block_padded(k, xp, c, yp, oy0, p->oh - oy0 < k->rows ? p->oh - oy0 : k->rows, pad, acc);
+            continue;
         }
+        for (int64_t oy = 0; oy < p->oh; oy++)
+            for (int64_t ox0 = 0; ox0 < p->ow; ox0 += Q_DW_COLS)
+                q_dw_block_cols(k, xp, c, yp, oy, ox0, p->ow - ox0 < Q_DW_COLS ? p->ow - ox0 : Q_DW_COLS, acc);
     }
 }
 
@@ -633,7 +702,8 @@ static et_status q_dwconv2d(const et_conv2d_params *p, const uint8_t *x, int32_t
                             const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
                             uint8_t *y, int nthreads) {
     if (p->kh * p->kw > ET_Q_MAX_K) return ET_ERR_ARG;
-    const q_dw_job job = {p, x, w, bias, mult, y, x_zp, y_zp, qmin, qmax};
+    const int64_t wp = (p->ow - 1) * p->stride_w + (p->kw - 1) * p->dil_w + 1;
+    const q_dw_job job = {p, x, w, bias, mult, y, x_zp, y_zp, qmin, qmax, wp, q_dw_rows_per_block(p, wp)};
     const int64_t planes = p->n * p->c;
     et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, q_dw_planes, (void *)&job);
     return ET_OK;

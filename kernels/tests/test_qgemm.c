@@ -355,8 +355,11 @@ static void test_depthwise(void) {
     }
     check_dw(1, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0);   /* 1x1 */
     check_dw(1, 2, 2, 2, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 0);   /* kernel larger than the image */
-    check_dw(2, 3, 3, 601, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0); /* rows wider than a column block (256) */
-    check_dw(1, 2, 70, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0); /* more rows than one block holds */
+    check_dw(2, 3, 3, 601, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0); /* wide rows, still in the padded buffer */
+    check_dw(1, 2, 70, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0); /* more rows than one padded block holds */
+    check_dw(2, 2, 90, 33, 3, 3, 2, 2, 1, 2, 0, 1, 1, 1, 0); /* stride 2 over several padded blocks */
+    check_dw(1, 2, 4, 6001, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0); /* too wide for the buffer: column blocks */
+    check_dw(1, 2, 5, 9001, 3, 3, 2, 2, 2, 1, 0, 2, 2, 1, 1); /* the same, stride 2, dilation 2 */
     check_dw(1, 4, 5, 515, 3, 3, 2, 2, 1, 1, 1, 1, 2, 1, 1); /* wide, stride 2, dilation 2, extreme */
     check_dw(32, 8, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0); /* MobileNetV2-like */
 }
