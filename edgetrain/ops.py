@@ -689,6 +689,13 @@ OPS: List[OpDef] = [
           kind="inference"),
     OpDef(91, "qmaxpool2d", ("x",), ("y",), _MAXPOOL_I, (), kind="inference"),
     OpDef(92, "qrelu", ("x", "zero_point"), ("y",), (), (), kind="inference"),
+    # MobileNetV2's int8 ops (kernels/src/qgemm.c; contracts checked in tests/test_int8_ops.py)
+    OpDef(93, "qadd", ("a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale",
+                       "y_zero_point"), ("y",), ("qmin", "qmax"), (), kind="inference"),
+    OpDef(94, "qclamp", ("x", "scale", "zero_point"), ("y",), ("qmin", "qmax"), ("lo", "hi"),
+          kind="inference"),
+    OpDef(95, "qglobal_avgpool", ("x", "zero_point"), ("y",), ("qmin", "qmax"), (),
+          kind="inference"),
 ]
 
 OP_BY_NAME: Dict[str, OpDef] = {op.name: op for op in OPS}

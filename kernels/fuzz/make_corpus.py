@@ -81,6 +81,35 @@ def qat_int8(img):
     sess.SaveToFile(os.path.join(OUT, "qat_conv_int8.etm"), inference_only=True, int8=True)
 
 
+def int8_mbv2_ops():
+    """An int8 inference graph of MobileNetV2's int8 ops (depthwise qconv2d, qclamp, qadd,
+    qglobal_avgpool) with stored quantization parameters."""
+    from edgetrain import fileformat, ir
+    from edgetrain import ops as O
+
+    g = ir.Graph()
+    c = lambda a, dt=ir.F32: g.add_tensor("", dt, ir.CONST, a.shape, data=a).index
+    f1 = lambda v: c(np.array([v], np.float32))
+    emit = lambda op, ins, **a: O.emit(g, op, ins, layer="blk", **a)[0]
+    x = g.add_tensor("data", ir.F32, ir.INPUT, (1, 2, 4, 4)).index
+    s, zp = f1(0.05), f1(128.0)
+    q = emit("quantize", [x, s, zp], qmin=0, qmax=255)
+    w = np.array([[[[1, -2, 3], [4, 5, -6], [7, -8, 9]]], [[[-1, 2, 0], [3, 0, -4], [0, 5, 1]]]], np.int8)
+    y = emit("qconv2d", [q, c(w, ir.I8), c(np.array([10, -20], np.int32), ir.I32),
+                         c(np.array([0.01, 0.02], np.float32)), zp, zp],
+             stride_h=1, stride_w=1, pad_t=1, pad_l=1, pad_b=1, pad_r=1, dil_h=1, dil_w=1, groups=2,
+             qmin=0, qmax=255)
+    y = emit("qclamp", [y, s, zp], qmin=0, qmax=255, lo=0.0, hi=6.0)
+    y = emit("qadd", [y, s, zp, q, s, zp, f1(0.1), f1(100.0)], qmin=0, qmax=255)
+    y = emit("qglobal_avgpool", [y, f1(100.0)], qmin=0, qmax=255)
+    out = emit("dequantize", [y, f1(0.1), f1(100.0)])
+    g.tensors[out].is_output = True
+    g.programs[ir.EVAL] = ir.Program(ir.EVAL, list(range(len(g.nodes))), [x], {"output": out})
+    g.state.max_batch = 1
+    with open(os.path.join(OUT, "int8_mbv2_ops.etm"), "wb") as f:
+        f.write(fileformat.dumps(g, inference_only=True))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     et.manual_seed(0)
@@ -108,6 +137,7 @@ def main():
         if name == "conv_bn_sgd":
             sess.SaveToFile(os.path.join(OUT, name + "_inference.etm"), inference_only=True)
     qat_int8(img)
+    int8_mbv2_ops()
     eval_only = et.TrainSession.from_module(ConvNet(bn=False), inputs={"data": (1, *img)}, threads=1)
     eval_only.SaveToFile(os.path.join(OUT, "conv_eval_only.etm"))
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))

@@ -1726,6 +1726,77 @@ static et_status qrelu_run(const et_node_io *io, const et_run_env *e) {
     return et_q_relu__ref(et_shape_numel(io->in[0]), io->in_data[0], zp, io->out_data[0], e->nthreads);
 }
 
+/* qadd: a u8, a_scale, a_zero_point, b u8, b_scale, b_zero_point, y_scale, y_zero_point -> y u8;
+ * iattr qmin, qmax; a and b of one shape (no broadcasting) */
+static et_status qadd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char sa[128], sb[128];
+    static const char *const qn[8] = {NULL, "a_scale", "a_zero_point", NULL, "b_scale", "b_zero_point", "y_scale",
+                                      "y_zero_point"};
+    TRY(want_dtype(io->in[0], ET_U8, "input a", msg, cap));
+    TRY(want_dtype(io->in[3], ET_U8, "input b", msg, cap));
+    for (int k = 1; k < 8; k++)
+        if (qn[k]) TRY(want_q1(io->in[k], qn[k], msg, cap));
+    if (!same_dims(io->in[0], io->in[3]))
+        return shape_error(msg, cap, "input a %s and input b %s must have the same shape (qadd does not broadcast)",
+                           et_shape_str(io->in[0], sa, sizeof sa), et_shape_str(io->in[3], sb, sizeof sb));
+    TRY(want_qrange(io->node, 0, 0, 255, msg, cap));
+    set_like(&out[0], io->in[0], ET_U8);
+    return ET_OK;
+}
+static et_status qadd_run(const et_node_io *io, const et_run_env *e) {
+    const int32_t qmin = (int32_t)io->node->iattr[0], qmax = (int32_t)io->node->iattr[1];
+    int32_t a_zp, b_zp, y_zp;
+    TRY(q_zp(io->in_data[2], 0, 255, &a_zp));
+    TRY(q_zp(io->in_data[5], 0, 255, &b_zp));
+    TRY(q_zp(io->in_data[7], qmin, qmax, &y_zp));
+    return et_q_add__ref(et_shape_numel(io->in[0]), io->in_data[0], q_f(io->in_data[1]), a_zp, io->in_data[3],
+                         q_f(io->in_data[4]), b_zp, q_f(io->in_data[6]), y_zp, qmin, qmax, io->out_data[0],
+                         e->nthreads);
+}
+
+/* qclamp: x u8, scale, zero_point -> y u8; iattr qmin, qmax; fattr lo, hi (lo finite <= hi, hi finite or +inf) */
+static et_status qclamp_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    const float lo = io->node->fattr[0], hi = io->node->fattr[1];
+    TRY(want_dtype(io->in[0], ET_U8, "input x", msg, cap));
+    TRY(want_q1(io->in[1], "scale", msg, cap));
+    TRY(want_q1(io->in[2], "zero_point", msg, cap));
+    TRY(want_qrange(io->node, 0, 0, 255, msg, cap));
+    if (!isfinite(lo) || !(hi >= lo))
+        return shape_error(msg, cap, "clamp bounds lo %g .. hi %g must satisfy lo <= hi with lo finite (hi may be +inf)",
+                           (double)lo, (double)hi);
+    set_like(&out[0], io->in[0], ET_U8);
+    return ET_OK;
+}
+static et_status qclamp_run(const et_node_io *io, const et_run_env *e) {
+    const int32_t qmin = (int32_t)io->node->iattr[0], qmax = (int32_t)io->node->iattr[1];
+    int32_t zp;
+    TRY(q_zp(io->in_data[2], qmin, qmax, &zp));
+    return et_q_clamp__ref(et_shape_numel(io->in[0]), io->in_data[0], q_f(io->in_data[1]), zp, qmin, qmax,
+                           io->node->fattr[0], io->node->fattr[1], io->out_data[0], e->nthreads);
+}
+
+/* qglobal_avgpool: x u8 [N,C,H,W], zero_point -> y u8 [N,C,1,1]; iattr qmin, qmax */
+static et_status qglobal_avgpool_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
+    char b[128];
+    const et_tshape *x = io->in[0];
+    TRY(want_dtype(x, ET_U8, "input x", msg, cap));
+    if (x->ndim != 4 || x->dim[2] < 1 || x->dim[3] < 1)
+        return shape_error(msg, cap, "input x must be [N,C,H,W] with H, W >= 1, got %s", et_shape_str(x, b, sizeof b));
+    TRY(want_q1(io->in[1], "zero_point", msg, cap));
+    TRY(want_qrange(io->node, 0, 0, 255, msg, cap));
+    int64_t dims[4] = {x->dim[0], x->dim[1], 1, 1};
+    set_shape(&out[0], ET_U8, 4, dims);
+    return ET_OK;
+}
+static et_status qglobal_avgpool_run(const et_node_io *io, const et_run_env *e) {
+    const int32_t qmin = (int32_t)io->node->iattr[0], qmax = (int32_t)io->node->iattr[1];
+    const int64_t *d = io->in[0]->dim;
+    int32_t zp;
+    TRY(q_zp(io->in_data[1], qmin, qmax, &zp));
+    return et_q_global_avgpool__ref(d[0] * d[1], d[2] * d[3], io->in_data[0], zp, qmin, qmax, io->out_data[0],
+                                    e->nthreads);
+}
+
 /* ======================================================================= */
 /* Fake quantization and observers (quant.c)                                */
 /* ======================================================================= */
@@ -2561,6 +2632,12 @@ static const et_op_desc op_table[] = {
         .min_iattr = 9, .max_iattr = 9, .infer = qmaxpool2d_infer, .run = qmaxpool2d_run},
     [ET_OP_QRELU] = {.name = "qrelu", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
         .infer = qrelu_infer, .run = qrelu_run},
+    [ET_OP_QADD] = {.name = "qadd", .min_in = 8, .max_in = 8, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .infer = qadd_infer, .run = qadd_run},
+    [ET_OP_QCLAMP] = {.name = "qclamp", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .min_fattr = 2, .max_fattr = 2, .infer = qclamp_infer, .run = qclamp_run},
+    [ET_OP_QGLOBAL_AVGPOOL] = {.name = "qglobal_avgpool", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .infer = qglobal_avgpool_infer, .run = qglobal_avgpool_run},
 };
 
 /* C99 static assert: one table entry per enum value (a new op without an entry

@@ -121,7 +121,7 @@ static et_status plan_at_load(et_session *s) {
 
 /* The quantization parameters an int8 node reads from stored tensors that no node writes
  * (the constants of an int8 file): zero points integers in range, scales and requantize
- * multipliers finite and > 0 (docs/ops.md, ops 86-92). Checked at load so that a bad file is
+ * multipliers finite and > 0 (the int8 ops of docs/ops.md). Checked at load so that a bad file is
  * rejected with the node, the tensor and the value, not at its first run. A tensor some node
  * updates in place (the observer buffers of a QAT file) is state: a TRAIN or GRAD run may give
  * it any value, so the int8 kernels check it at each run instead; refusing it here would make
@@ -133,7 +133,16 @@ static const q_rule q_rules[] = {
     {ET_OP_QPREP, 4, 0, -1},      {ET_OP_QCONV2D, 3, 0, -1},   {ET_OP_QCONV2D, 4, 1, -1},
     {ET_OP_QCONV2D, 5, 1, 9},     {ET_OP_QLINEAR, 3, 0, -1},   {ET_OP_QLINEAR, 4, 1, -1},
     {ET_OP_QLINEAR, 5, 1, 0},     {ET_OP_QRELU, 1, 1, -1},
+    {ET_OP_QADD, 1, 0, -1},       {ET_OP_QADD, 2, 1, -1},      {ET_OP_QADD, 4, 0, -1},
+    {ET_OP_QADD, 5, 1, -1},       {ET_OP_QADD, 6, 0, -1},      {ET_OP_QADD, 7, 1, 0},
+    {ET_OP_QCLAMP, 1, 0, -1},     {ET_OP_QCLAMP, 2, 1, 0},     {ET_OP_QGLOBAL_AVGPOOL, 1, 1, 0},
 };
+/* 1 if op reads quantization parameters (has a row above): its ET_ERR_ARG is explained by them. */
+static int reads_qparams(int op) {
+    for (size_t r = 0; r < sizeof q_rules / sizeof q_rules[0]; r++)
+        if (q_rules[r].op == op) return 1;
+    return 0;
+}
 /* 1 if some node of the model updates tensor t in place. */
 static int written_in_place(const et_model *m, int32_t t) {
     for (uint32_t ni = 0; ni < m->n_nodes; ni++) {
@@ -614,9 +623,9 @@ static et_status node_failed(et_session *s, uint32_t ni, const et_node_io *io, e
                             "must hold values in [0, size of the gathered dim)", ni, op, nd->layer,
                             s->model.tensors[nd->in[1]].name[0] ? ", " : "", s->model.tensors[nd->in[1]].name);
     char why[ET_MSG_CAP];
-    if (st == ET_ERR_ARG && nd->op >= ET_OP_QUANTIZE && nd->op <= ET_OP_QRELU && bad_qparam(s, ni, 0, why, sizeof why))
+    if (st == ET_ERR_ARG && reads_qparams(nd->op) && bad_qparam(s, ni, 0, why, sizeof why))
         return session_fail(s, st, "%s", why);
-    if (st == ET_ERR_ARG && nd->op >= ET_OP_QUANTIZE && nd->op <= ET_OP_QRELU)
+    if (st == ET_ERR_ARG && reads_qparams(nd->op))
         return session_fail(s, st, "node %u (%s in layer '%s'): bad quantization parameters: zero points must be "
                             "integers inside the quantization range, scales and multipliers finite and > 0", ni, op,
                             nd->layer);

@@ -21,6 +21,12 @@
  * zmm registers, __neon with vmlal_s16 (aarch64); __avx512vnni / __avxvnni use vpdpbusd
  * (u8 x s8) and __neondot sdot with the +128 trick, four columns per load of a, minus the
  * zero-point term a_zp * sum_k w (exactness notes at each); the requantization is the same scalar code. et_q_gemm_requant / et_q_conv2d dispatch on et_get_isa().
+ * A depthwise qconv2d (groups == c == oc) runs a direct loop per (image, channel) plane instead
+ * of im2col + one GEMM per channel: the same integer sums and the same q_requant, so the same bytes.
+ *
+ * MobileNetV2's other int8 ops: qadd (dequantize both, add, quantize: each step in float, as
+ * the float composition), qclamp (clamp to the levels of lo and hi: ReLU6 on the grid),
+ * qglobal_avgpool (the plane's mean rounded half to even in integers).
  */
 #include <math.h>
 #include <stdint.h>
@@ -43,6 +49,17 @@ static inline int32_t q_clamp(float r, int32_t zp, int32_t qmin, int32_t qmax) {
     return (int32_t)r + zp;
 }
 
+/* The quantize level of v: clamp(nearbyintf(v * inv_s) + zp, qmin, qmax), NaN -> the zero point. */
+static inline int32_t q_level(float v, float inv_s, int32_t zp, int32_t qmin, int32_t qmax) {
+    const float r = nearbyintf(v * inv_s);
+    return q_clamp(r != r ? 0.0f : r, zp, qmin, qmax);
+}
+
+/* Requantize: the one float operation per output of a GEMM / convolution, acc exact. */
+static inline uint8_t q_requant(int64_t acc, float mult, int32_t y_zp, int32_t qmin, int32_t qmax) {
+    return (uint8_t)q_clamp(nearbyintf((float)acc * mult), y_zp, qmin, qmax);
+}
+
 static int q_params_ok(float s, int32_t zp, int32_t qmin, int32_t qmax) {
     return isfinite(s) && s > 0.0f && qmin >= 0 && qmax <= 255 && qmin < qmax && zp >= qmin && zp <= qmax;
 }
@@ -62,10 +79,7 @@ static void q_quantize_range(void *ctx, int64_t i0, int64_t i1, int tid) {
     const q_elem_job *k = (const q_elem_job *)ctx;
     const float inv_s = 1.0f / k->scale;
     (void)tid;
-    for (int64_t i = i0; i < i1; i++) {
-        const float r = nearbyintf(k->xf[i] * inv_s);
-        k->yq[i] = (uint8_t)q_clamp(r != r ? 0.0f : r, k->zp, k->qmin, k->qmax); /* NaN -> the zero point */
-    }
+    for (int64_t i = i0; i < i1; i++) k->yq[i] = (uint8_t)q_level(k->xf[i], inv_s, k->zp, k->qmin, k->qmax);
 }
 
 static void q_dequantize_range(void *ctx, int64_t i0, int64_t i1, int tid) {
@@ -128,7 +142,7 @@ typedef struct q_gemm_job {
 /* y[m, n] from the exact dot sum_k (a[m, k] - a_zp) * w[n, k]: + bias, one fp32 multiply */
 static inline void q_out(const q_gemm_job *k, int64_t m, int64_t n, int64_t dot) {
     const int64_t acc = (k->bias ? k->bias[n] : 0) + dot;
-    k->y[m * k->y_rs + n * k->y_cs] = (uint8_t)q_clamp(nearbyintf((float)acc * k->mult[n]), k->y_zp, k->qmin, k->qmax);
+    k->y[m * k->y_rs + n * k->y_cs] = q_requant(acc, k->mult[n], k->y_zp, k->qmin, k->qmax);
 }
 
 static void q_gemm_rows(void *ctx, int64_t m0, int64_t m1, int tid) {
@@ -478,8 +492,18 @@ et_status et_q_gemm_requant(int64_t M, int64_t N, int64_t K, const uint8_t *a, i
     return row->gemm(M, N, K, a, a_zp, w, bias, mult, y_zp, qmin, qmax, y, y_rs, y_cs, nthreads);
 }
 
-size_t et_q_conv2d_ws_bytes(const et_conv2d_params *p) {
+/* One [KH, KW] filter per channel (the depthwise case): the direct path, no workspace. */
+static int q_is_depthwise(const et_conv2d_params *p) { return p->groups == p->c && p->oc == p->c; }
+
+size_t et_q_conv2d_im2col_ws_bytes(const et_conv2d_params *p) {
     return (size_t)(p->oh * p->ow * (p->c / p->groups) * p->kh * p->kw);
+}
+
+size_t et_q_conv2d_ws_bytes(const et_conv2d_params *p) { return q_is_depthwise(p) ? 0 : et_q_conv2d_im2col_ws_bytes(p); }
+
+static int q_conv_args_ok(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                          const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax, const uint8_t *y) {
+    return p && x && w && y && x_zp >= 0 && x_zp <= 255 && requant_ok(p->oc, mult, y_zp, qmin, qmax);
 }
 
 /* Patches of group g of image x[c, h, w]: cols[pixel, (ci, i, j)], padding = the zero point. */
@@ -502,11 +526,11 @@ static void q_im2col(const et_conv2d_params *p, const uint8_t *x, int64_t g, uin
         }
 }
 
-static et_status q_conv2d(et_q_gemm_fn gemm, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
-                           const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
-                           uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
-    if (!p || !x || !w || !y || !mult || x_zp < 0 || x_zp > 255) return ET_ERR_ARG;
-    if (!ws || ws_bytes < et_q_conv2d_ws_bytes(p)) return ET_ERR_WORKSPACE;
+et_status et_q_conv2d_im2col(et_q_gemm_fn gemm, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp,
+                             const int8_t *w, const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin,
+                             int32_t qmax, uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
+    if (!gemm || !q_conv_args_ok(p, x, x_zp, w, mult, y_zp, qmin, qmax, y)) return ET_ERR_ARG;
+    if (!ws || ws_bytes < et_q_conv2d_im2col_ws_bytes(p)) return ET_ERR_WORKSPACE;
     const int64_t cg = p->c / p->groups, ocg = p->oc / p->groups, K = cg * p->kh * p->kw, P = p->oh * p->ow;
     uint8_t *cols = (uint8_t *)ws;
     for (int64_t n = 0; n < p->n; n++)
@@ -518,6 +542,179 @@ static et_status q_conv2d(et_q_gemm_fn gemm, const et_conv2d_params *p, const ui
             if (st != ET_OK) return st;
         }
     return ET_OK;
+}
+
+/* The direct depthwise convolution: one job per (image, channel) plane, in blocks of output
+ * rows. A block's input rows are first copied into a stack buffer padded with the zero point
+ * (column u of the copy = input column u - pad_l), so every tap reads inside it and padding
+ * adds (x_zp - x_zp) * w = 0, as in im2col. acc[oy, ox] = sum_{i,j} (x[..] - x_zp) * w[c, i, j]
+ * in int32 (at most 255 * 128 * KH * KW < 2^31 in size, KH * KW <= ET_Q_MAX_K), then + bias in
+ * int64 and the same q_requant as the GEMM path: the same integers as im2col + GEMM, so the
+ * same bytes, for every partition of the planes. With stride 1 the accumulators of a block are
+ * laid out with the padded row width, so each tap is ONE contiguous loop over the whole block
+ * (rows and columns; the columns past the output width are computed and dropped), which the
+ * compiler vectorises even for 7-pixel rows; other strides loop per output row. Rows too wide
+ * for the stack buffers take q_dw_block_cols (output columns in blocks, taps clipped to the
+ * image). */
+#define Q_DW_PAD 16384 /* bytes of padded input rows per block */
+#define Q_DW_ACC 4096  /* int32 accumulators per block */
+#define Q_DW_COLS 256  /* columns per block of q_dw_block_cols */
+typedef struct q_dw_job {
+    const et_conv2d_params *p;
+    const uint8_t *x;
+    const int8_t *w;
+    const int32_t *bias;
+    const float *mult;
+    uint8_t *y;
+    int32_t x_zp, y_zp, qmin, qmax;
+    int64_t wp, rows; /* padded row width; output rows per padded block (0: use q_dw_block_cols) */
+} q_dw_job;
+
+/* acc[t] += (src[t * sw] - zp) * wv for t in [0, n): one tap over a row or a block. With stride
+ * 1 the product, at most 255 * 128 = 32640 in size, is formed in int16 (exact; a 16-bit
+ * multiply for the vectoriser) and added in int32; strided rows stay scalar. */
+static inline void q_dw_tap(int32_t *ET_RESTRICT acc, const uint8_t *ET_RESTRICT src, int64_t n, int64_t sw,
+                            int32_t zp, int32_t wv) {
+    const int16_t z = (int16_t)zp, w = (int16_t)wv;
+    if (sw == 1)
+        for (int64_t t = 0; t < n; t++) acc[t] += (int16_t)((int16_t)(src[t] - z) * w);
+    else
+        for (int64_t t = 0; t < n; t++) acc[t] += ((int32_t)src[t * sw] - zp) * wv;
+}
+
+/* y rows [oy0, oy0 + nr) of the plane from acc (row stride as) */
+static void q_dw_store(const q_dw_job *k, int64_t c, uint8_t *yp, int64_t oy0, int64_t nr, const int32_t *acc,
+                       int64_t as) {
+    const int64_t ow = k->p->ow, bias = k->bias ? k->bias[c] : 0;
+    const float mult = k->mult[c];
+    for (int64_t r = 0; r < nr; r++) {
+        uint8_t *yr = yp + (oy0 + r) * ow;
+        const int32_t *ar = acc + r * as;
+        for (int64_t t = 0; t < ow; t++) yr[t] = q_requant(bias + ar[t], mult, k->y_zp, k->qmin, k->qmax);
+    }
+}
+
+/* The output rows per padded block: (rows - 1) * sh + the kernel's height in input rows of wp
+ * bytes must fit Q_DW_PAD, the accumulators Q_DW_ACC; 0 when not even one row fits. */
+static int64_t q_dw_rows_per_block(const et_conv2d_params *p, int64_t wp) {
+    const int64_t ext_h = (p->kh - 1) * p->dil_h + 1, as = p->stride_w == 1 ? wp : p->ow;
+    if (wp > Q_DW_PAD || ext_h > Q_DW_PAD / wp || as > Q_DW_ACC) return 0;
+    int64_t rows = (Q_DW_PAD / wp - ext_h) / p->stride_h + 1;
+    if (rows > Q_DW_ACC / as) rows = Q_DW_ACC / as;
+    return rows < p->oh ? rows : p->oh;
+}
+
+/* R input rows from iy0 into pad (wp bytes each), the zero point outside the image */
+static void q_dw_pad_rows(const q_dw_job *k, const uint8_t *xp, int64_t iy0, int64_t R, uint8_t *pad) {
+    const et_conv2d_params *p = k->p;
+    const int64_t wp = k->wp, c0 = p->pad_l < wp ? p->pad_l : wp, c1 = p->pad_l + p->w < wp ? p->pad_l + p->w : wp;
+    const int z = k->x_zp;
+    for (int64_t r = 0; r < R; r++) {
+        uint8_t *d = pad + r * wp;
+        const int64_t iy = iy0 + r;
+        if (iy < 0 || iy >= p->h || c1 <= c0) {
+            memset(d, z, (size_t)wp);
+            continue;
+        }
+        memset(d, z, (size_t)c0);
+        memcpy(d + c0, xp + iy * p->w + (c0 - p->pad_l), (size_t)(c1 - c0));
+        memset(d + c1, z, (size_t)(wp - c1));
+    }
+}
+
+static void q_dw_block_padded(const q_dw_job *k, const uint8_t *xp, int64_t c, uint8_t *yp, int64_t oy0, int64_t nr,
+                              uint8_t *ET_RESTRICT pad, int32_t *ET_RESTRICT acc) {
+    const et_conv2d_params *p = k->p;
+    const int64_t wp = k->wp, sh = p->stride_h, sw = p->stride_w, ow = p->ow;
+    const int8_t *wc = k->w + c * p->kh * p->kw;
+    q_dw_pad_rows(k, xp, oy0 * sh - p->pad_t, (nr - 1) * sh + (p->kh - 1) * p->dil_h + 1, pad);
+    if (sw == 1) { /* acc[r * wp + t]: one loop per tap over the whole block */
+        const int64_t n = (nr - 1) * wp + ow;
+        memset(acc, 0, (size_t)n * sizeof acc[0]);
+        for (int64_t i = 0; i < p->kh; i++)
+            for (int64_t j = 0; j < p->kw; j++)
+                q_dw_tap(acc, pad + i * p->dil_h * wp + j * p->dil_w, n, 1, k->x_zp, wc[i * p->kw + j]);
+        q_dw_store(k, c, yp, oy0, nr, acc, wp);
+        return;
+    }
+    memset(acc, 0, (size_t)(nr * ow) * sizeof acc[0]);
+    for (int64_t i = 0; i < p->kh; i++)
+        for (int64_t j = 0; j < p->kw; j++)
+            for (int64_t r = 0; r < nr; r++)
+                q_dw_tap(acc + r * ow, pad + (r * sh + i * p->dil_h) * wp + j * p->dil_w, ow, sw, k->x_zp,
+                         wc[i * p->kw + j]);
+    q_dw_store(k, c, yp, oy0, nr, acc, ow);
+}
+
+/* Columns [*t0, *t1) of the block [ox0, ox0 + nb) whose input column ox * sw + off is in [0, W). */
+static void q_dw_cols(int64_t ox0, int64_t nb, int64_t sw, int64_t off, int64_t W, int64_t *t0, int64_t *t1) {
+    const int64_t first = off >= 0 ? 0 : (-off + sw - 1) / sw;     /* first ox with ix >= 0 */
+    const int64_t end = W - off > 0 ? (W - off - 1) / sw + 1 : 0; /* first ox with ix >= W */
+    *t0 = first > ox0 ? first - ox0 : 0;
+    *t1 = end - ox0 < nb ? end - ox0 : nb;
+    if (*t1 < *t0) *t1 = *t0;
+}
+
+/* Wide rows: output row oy, columns [ox0, ox0 + nb), each tap clipped to the image. */
+static void q_dw_block_cols(const q_dw_job *k, const uint8_t *xp, int64_t c, uint8_t *yp, int64_t oy, int64_t ox0,
+                            int64_t nb, int32_t *ET_RESTRICT acc) {
+    const et_conv2d_params *p = k->p;
+    const int64_t W = p->w, sw = p->stride_w, bias = k->bias ? k->bias[c] : 0;
+    const int8_t *wc = k->w + c * p->kh * p->kw;
+    memset(acc, 0, (size_t)nb * sizeof acc[0]);
+    for (int64_t i = 0; i < p->kh; i++) {
+        const int64_t iy = oy * p->stride_h - p->pad_t + i * p->dil_h;
+        if (iy < 0 || iy >= p->h) continue;
+        for (int64_t j = 0; j < p->kw; j++) {
+            const int64_t off = j * p->dil_w - p->pad_l;
+            int64_t t0, t1;
+            q_dw_cols(ox0, nb, sw, off, W, &t0, &t1);
+            if (t1 > t0)
+                q_dw_tap(acc + t0, xp + iy * W + (ox0 + t0) * sw + off, t1 - t0, sw, k->x_zp, wc[i * p->kw + j]);
+        }
+    }
+    uint8_t *yr = yp + oy * p->ow + ox0;
+    for (int64_t t = 0; t < nb; t++) yr[t] = q_requant(bias + acc[t], k->mult[c], k->y_zp, k->qmin, k->qmax);
+}
+
+static void q_dw_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const q_dw_job *k = (const q_dw_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    uint8_t pad[Q_DW_PAD];
+    int32_t acc[Q_DW_ACC];
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const int64_t c = pl % p->c;
+        const uint8_t *xp = k->x + pl * p->h * p->w;
+        uint8_t *yp = k->y + pl * p->oh * p->ow;
+        if (k->rows > 0) {
+            for (int64_t oy0 = 0; oy0 < p->oh; oy0 += k->rows)
+                q_dw_block_padded(k, xp, c, yp, oy0, p->oh - oy0 < k->rows ? p->oh - oy0 : k->rows, pad, acc);
+            continue;
+        }
+        for (int64_t oy = 0; oy < p->oh; oy++)
+            for (int64_t ox0 = 0; ox0 < p->ow; ox0 += Q_DW_COLS)
+                q_dw_block_cols(k, xp, c, yp, oy, ox0, p->ow - ox0 < Q_DW_COLS ? p->ow - ox0 : Q_DW_COLS, acc);
+    }
+}
+
+static et_status q_dwconv2d(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                            const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                            uint8_t *y, int nthreads) {
+    if (p->kh * p->kw > ET_Q_MAX_K) return ET_ERR_ARG;
+    const int64_t wp = (p->ow - 1) * p->stride_w + (p->kw - 1) * p->dil_w + 1;
+    const q_dw_job job = {p, x, w, bias, mult, y, x_zp, y_zp, qmin, qmax, wp, q_dw_rows_per_block(p, wp)};
+    const int64_t planes = p->n * p->c;
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, q_dw_planes, (void *)&job);
+    return ET_OK;
+}
+
+static et_status q_conv2d(et_q_gemm_fn gemm, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                           const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                           uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
+    if (!q_conv_args_ok(p, x, x_zp, w, mult, y_zp, qmin, qmax, y)) return ET_ERR_ARG;
+    if (q_is_depthwise(p)) return q_dwconv2d(p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, nthreads);
+    return et_q_conv2d_im2col(gemm, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
 }
 
 et_status et_q_conv2d__ref(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
@@ -601,5 +798,94 @@ et_status et_q_prep_weights__ref(int64_t oc, int64_t k, const float *w, const fl
             bq[c] = (int32_t)r;
         }
     }
+    return ET_OK;
+}
+
+/* qadd: y = quantize_y(dequantize_a(a) + dequantize_b(b)), each term and the sum in float in
+ * this order (the float composition dequantize, add, fake_quant, bit for bit). */
+typedef struct q_add_job {
+    const uint8_t *a, *b;
+    uint8_t *y;
+    float a_s, b_s, y_s;
+    int32_t a_zp, b_zp, y_zp, qmin, qmax;
+} q_add_job;
+
+static void q_add_range(void *ctx, int64_t i0, int64_t i1, int tid) {
+    const q_add_job *k = (const q_add_job *)ctx;
+    const float inv_s = 1.0f / k->y_s;
+    (void)tid;
+    for (int64_t i = i0; i < i1; i++) {
+        const float fa = (float)((int32_t)k->a[i] - k->a_zp) * k->a_s;
+        const float fb = (float)((int32_t)k->b[i] - k->b_zp) * k->b_s;
+        k->y[i] = (uint8_t)q_level(fa + fb, inv_s, k->y_zp, k->qmin, k->qmax);
+    }
+}
+
+et_status et_q_add__ref(int64_t n, const uint8_t *a, float a_s, int32_t a_zp, const uint8_t *b, float b_s,
+                        int32_t b_zp, float y_s, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y, int nthreads) {
+    if (n < 0 || !a || !b || !y || !q_params_ok(a_s, a_zp, 0, 255) || !q_params_ok(b_s, b_zp, 0, 255) ||
+        !q_params_ok(y_s, y_zp, qmin, qmax))
+        return ET_ERR_ARG;
+    const q_add_job k = {a, b, y, a_s, b_s, y_s, a_zp, b_zp, y_zp, qmin, qmax};
+    et_parallel_ranges(n, et_split_chunks(n, nthreads), nthreads, q_add_range, (void *)&k);
+    return ET_OK;
+}
+
+/* qclamp: the levels of lo and hi (quantize's rule; hi = +inf gives qmax) bound x. On the
+ * grid this is quantize(clamp(dequantize(x), lo, hi)): multiplying by 1/s is monotonic and
+ * (x - zp) * s * (1/s) rounds back to x - zp. The bounds ride in the job's qmin / qmax. */
+static void q_clamp_range(void *ctx, int64_t i0, int64_t i1, int tid) {
+    const q_elem_job *k = (const q_elem_job *)ctx;
+    const uint8_t lo = (uint8_t)k->qmin, hi = (uint8_t)k->qmax;
+    (void)tid;
+    for (int64_t i = i0; i < i1; i++) k->yq[i] = k->xq[i] < lo ? lo : (k->xq[i] > hi ? hi : k->xq[i]);
+}
+
+et_status et_q_clamp__ref(int64_t n, const uint8_t *x, float scale, int32_t zp, int32_t qmin, int32_t qmax, float lo,
+                          float hi, uint8_t *y, int nthreads) {
+    if (n < 0 || !x || !y || !q_params_ok(scale, zp, qmin, qmax) || !isfinite(lo) || !(hi >= lo) ||
+        (isinf(hi) && hi < 0.0f))
+        return ET_ERR_ARG;
+    const float inv_s = 1.0f / scale;
+    const q_elem_job k = {NULL, x, NULL, y, scale, zp, q_level(lo, inv_s, zp, qmin, qmax),
+                          q_level(hi, inv_s, zp, qmin, qmax)};
+    q_elem_run(q_clamp_range, n, &k, nthreads);
+    return ET_OK;
+}
+
+/* qglobal_avgpool: per plane S = sum (x - zp) (exact, int64) and y = zp + S / hw rounded half
+ * to even, in integers: floor division, then up when the remainder is above half, or exactly
+ * half and the floor odd; clamped to [qmin, qmax]. No float, so no rounding but the one. */
+typedef struct q_gap_job {
+    int64_t hw;
+    const uint8_t *x;
+    uint8_t *y;
+    int32_t zp, qmin, qmax;
+} q_gap_job;
+
+static int64_t q_div_round_even(int64_t s, int64_t n) {
+    int64_t q = s / n, r = s % n; /* C99: q truncated toward 0, r with the sign of s */
+    if (r < 0) q -= 1, r += n;    /* floor, 0 <= r < n */
+    if (2 * r > n || (2 * r == n && (q & 1))) q += 1;
+    return q;
+}
+
+static void q_gap_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const q_gap_job *k = (const q_gap_job *)ctx;
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const uint8_t *xp = k->x + pl * k->hw;
+        int64_t sum = 0;
+        for (int64_t i = 0; i < k->hw; i++) sum += xp[i];
+        const int64_t q = k->zp + q_div_round_even(sum - (int64_t)k->zp * k->hw, k->hw);
+        k->y[pl] = (uint8_t)(q < k->qmin ? k->qmin : (q > k->qmax ? k->qmax : q));
+    }
+}
+
+et_status et_q_global_avgpool__ref(int64_t planes, int64_t hw, const uint8_t *x, int32_t zp, int32_t qmin,
+                                   int32_t qmax, uint8_t *y, int nthreads) {
+    if (planes < 0 || hw < 1 || !x || !y || !q_params_ok(1.0f, zp, qmin, qmax)) return ET_ERR_ARG;
+    const q_gap_job k = {hw, x, y, zp, qmin, qmax};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, q_gap_planes, (void *)&k);
     return ET_OK;
 }

@@ -74,8 +74,9 @@ static void check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, i
              "p%lld d%lld g%lld)", (long long)n, (long long)c, (long long)h, (long long)w, (long long)oc,
              (long long)k, (long long)stride, (long long)pad, (long long)dil, (long long)groups);
     ET_CHECK(memcmp(y1, y3, (size_t)ny) == 0, "1 and 3 threads differ");
-    ET_CHECK(et_q_conv2d__ref(&p, x, xz, wt, b, m, yz, 3, 250, y1, ws, wsb ? wsb - 1 : 0, 1) == ET_ERR_WORKSPACE,
-             "small workspace");
+    if (wsb) /* the depthwise path (groups == c == oc, e.g. the 1x1 case) needs none */
+        ET_CHECK(et_q_conv2d__ref(&p, x, xz, wt, b, m, yz, 3, 250, y1, ws, wsb - 1, 1) == ET_ERR_WORKSPACE,
+                 "small workspace");
     free(x); free(y1); free(y3); free(yr); free(wt); free(b); free(m); free(ws);
 }
 
@@ -284,6 +285,187 @@ static void test_isa_levels(void) {
     et_set_isa(saved);
 }
 
+/* The direct depthwise path (groups == c == oc) of et_q_conv2d and et_q_conv2d__ref against the
+ * generic im2col + GEMM path (et_q_conv2d_im2col with the __ref GEMM) and the plain reference
+ * above, byte for byte, 1 and 3 threads; random data, or extreme (x 0 / 255, w -128 / 127,
+ * zero points 0 / 255: the largest sums, saturated outputs). */
+static void check_dw(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                     int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t dil, int bias, int extreme) {
+    et_conv2d_params p;
+    memset(&p, 0, sizeof p);
+    p.n = n; p.c = c; p.h = h; p.w = w; p.oc = c; p.kh = kh; p.kw = kw;
+    p.stride_h = sh; p.stride_w = sw; p.pad_t = pt; p.pad_l = pl; p.pad_b = pb; p.pad_r = pr;
+    p.dil_h = p.dil_w = dil; p.groups = c;
+    ET_CHECK(et_conv2d_params_init(&p) == ET_OK, "dw params");
+    ET_CHECK(et_q_conv2d_ws_bytes(&p) == 0, "the depthwise path needs no workspace");
+    const int64_t nx = n * c * h * w, nw = c * kh * kw, ny = n * c * p.oh * p.ow;
+    uint8_t *x = malloc((size_t)nx), *yr = malloc((size_t)ny), *yg = malloc((size_t)ny), *y = malloc((size_t)ny);
+    int8_t *wt = malloc((size_t)nw);
+    int32_t *b = malloc((size_t)c * sizeof *b);
+    float *m = malloc((size_t)c * sizeof *m);
+    for (int64_t i = 0; i < nx; i++) x[i] = extreme ? (uint8_t)(q_next() % 2 ? 255 : 0) : (uint8_t)(q_next() % 256);
+    for (int64_t i = 0; i < nw; i++) wt[i] = extreme ? (int8_t)(q_next() % 2 ? 127 : -128) : (int8_t)(q_next() % 256 - 128);
+    for (int64_t i = 0; i < c; i++) {
+        b[i] = (int32_t)(q_next() % 20001) - 10000;
+        m[i] = extreme ? (float)(q_next() % 100 + 1) * 1e-5f : (float)(q_next() % 1000 + 1) * 2e-5f;
+    }
+    const int32_t xz = extreme ? (q_next() % 2 ? 255 : 0) : (int32_t)(q_next() % 256);
+    const int32_t yz = (int32_t)(q_next() % 200) + 20;
+    const int32_t *bb = bias ? b : NULL;
+    const size_t wsb = et_q_conv2d_im2col_ws_bytes(&p);
+    void *ws = malloc(wsb ? wsb : 1);
+    ref_conv(&p, x, xz, wt, bb, m, yz, 3, 250, yr);
+    ET_CHECK(et_q_conv2d_im2col(et_q_gemm_variants[0].gemm, &p, x, xz, wt, bb, m, yz, 3, 250, yg, ws, wsb, 1) == ET_OK,
+             "im2col");
+    ET_CHECK(memcmp(yg, yr, (size_t)ny) == 0, "im2col path vs reference");
+    for (int th = 1; th <= 3; th += 2)
+        for (int fast = 0; fast < 2; fast++) {
+            memset(y, 0, (size_t)ny);
+            const et_status st = fast ? et_q_conv2d(&p, x, xz, wt, bb, m, yz, 3, 250, y, NULL, 0, th)
+                                      : et_q_conv2d__ref(&p, x, xz, wt, bb, m, yz, 3, 250, y, NULL, 0, th);
+            ET_CHECK(st == ET_OK, "dw conv");
+            ET_CHECK(memcmp(y, yg, (size_t)ny) == 0,
+                     "depthwise %s != im2col path (n%lld c%lld %lldx%lld k%lldx%lld s%lld,%lld pad %lld %lld %lld %lld "
+                     "d%lld bias %d extreme %d, %d threads)", fast ? "et_q_conv2d" : "et_q_conv2d__ref", (long long)n,
+                     (long long)c, (long long)h, (long long)w, (long long)kh, (long long)kw, (long long)sh,
+                     (long long)sw, (long long)pt, (long long)pl, (long long)pb, (long long)pr, (long long)dil, bias,
+                     extreme, th);
+        }
+    m[0] = -1.0f;
+    ET_CHECK(et_q_conv2d(&p, x, xz, wt, bb, m, yz, 3, 250, y, NULL, 0, 1) == ET_ERR_ARG, "dw: negative multiplier");
+    m[0] = 1e-3f;
+    ET_CHECK(et_q_conv2d(&p, x, 256, wt, bb, m, yz, 3, 250, y, NULL, 0, 1) == ET_ERR_ARG, "dw: x_zp 256");
+    free(x); free(yr); free(yg); free(y); free(wt); free(b); free(m); free(ws);
+}
+
+static void test_depthwise(void) {
+    static const int64_t cs[] = {1, 3, 17};
+    for (size_t i = 0; i < 3; i++) {
+        const int64_t c = cs[i];
+        check_dw(1, c, 7, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0);  /* stride 1, pad 1 */
+        check_dw(3, c, 9, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0);  /* stride 2, batch 3 */
+        check_dw(1, c, 11, 13, 5, 5, 1, 1, 2, 2, 2, 2, 1, 0, 0); /* kernel 5, no bias */
+        check_dw(3, c, 13, 11, 5, 5, 2, 2, 2, 2, 2, 2, 1, 1, 0); /* kernel 5, stride 2 */
+        check_dw(1, c, 9, 10, 3, 3, 1, 1, 0, 2, 1, 0, 1, 1, 0); /* asymmetric padding */
+        check_dw(3, c, 10, 9, 3, 3, 2, 2, 2, 0, 0, 1, 1, 1, 0); /* asymmetric, stride 2 */
+        check_dw(1, c, 11, 11, 3, 3, 1, 1, 2, 2, 2, 2, 2, 1, 0); /* dilation 2 */
+        check_dw(3, c, 12, 9, 5, 5, 2, 2, 3, 1, 4, 2, 2, 1, 0); /* dilation 2, kernel 5, stride 2 */
+        check_dw(1, c, 5, 3, 3, 5, 1, 2, 1, 2, 1, 2, 1, 1, 0);  /* 3x5 kernel, strides 1, 2 */
+        check_dw(3, c, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);  /* extreme values */
+    }
+    check_dw(1, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0);   /* 1x1 */
+    check_dw(1, 2, 2, 2, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 0);   /* kernel larger than the image */
+    check_dw(2, 3, 3, 601, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0); /* wide rows, still in the padded buffer */
+    check_dw(1, 2, 70, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0); /* more rows than one padded block holds */
+    check_dw(2, 2, 90, 33, 3, 3, 2, 2, 1, 2, 0, 1, 1, 1, 0); /* stride 2 over several padded blocks */
+    check_dw(1, 2, 4, 6001, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0); /* too wide for the buffer: column blocks */
+    check_dw(1, 2, 5, 9001, 3, 3, 2, 2, 2, 1, 0, 2, 2, 1, 1); /* the same, stride 2, dilation 2 */
+    check_dw(1, 4, 5, 515, 3, 3, 2, 2, 1, 1, 1, 1, 2, 1, 1); /* wide, stride 2, dilation 2, extreme */
+    check_dw(32, 8, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0); /* MobileNetV2-like */
+}
+
+/* qadd: ties (half to even), saturation at both ends, the float order; threads; bad parameters */
+static void test_qadd(void) {
+    /* a: s 0.5 zp 10, b: s 0.25 zp 0, y: s 1 zp 0 -> fa + fb = 0.5, 1.5, 2.5, -0.5, -1.5, 186.25 */
+    const uint8_t a[6] = {11, 13, 15, 9, 7, 255}, b[6] = {0, 0, 0, 0, 0, 255};
+    uint8_t y[6];
+    ET_CHECK(et_q_add__ref(6, a, 0.5f, 10, b, 0.25f, 0, 1.0f, 5, 0, 255, y, 1) == ET_OK, "qadd");
+    const uint8_t want[6] = {5, 7, 7, 5, 3, 191};
+    ET_CHECK(memcmp(y, want, 6) == 0, "qadd ties: %d %d %d %d %d %d", y[0], y[1], y[2], y[3], y[4], y[5]);
+    ET_CHECK(et_q_add__ref(6, a, 0.5f, 10, b, 0.25f, 0, 0.5f, 5, 4, 250, y, 1) == ET_OK && y[5] == 250 && y[4] == 4,
+             "qadd saturation: %d %d", y[5], y[4]);
+    enum { N = 100003 };
+    uint8_t *ra = malloc(N), *rb = malloc(N), *y1 = malloc(N), *y3 = malloc(N);
+    for (int i = 0; i < N; i++) ra[i] = (uint8_t)(q_next() % 256), rb[i] = (uint8_t)(q_next() % 256);
+    ET_CHECK(et_q_add__ref(N, ra, 0.013f, 77, rb, 13.1f, 200, 0.7f, 128, 0, 255, y1, 1) == ET_OK &&
+                 et_q_add__ref(N, ra, 0.013f, 77, rb, 13.1f, 200, 0.7f, 128, 0, 255, y3, 3) == ET_OK &&
+                 memcmp(y1, y3, N) == 0, "qadd 1 vs 3 threads");
+    int ok = 1;
+    for (int i = 0; i < N; i++) {
+        const float s = (float)(ra[i] - 77) * 0.013f + (float)(rb[i] - 200) * 13.1f;
+        const float r = nearbyintf(s * (1.0f / 0.7f)) + 128.0f;
+        ok &= y1[i] == (uint8_t)(r < 0.0f ? 0.0f : (r > 255.0f ? 255.0f : r));
+    }
+    ET_CHECK(ok, "qadd vs the float formula");
+    ET_CHECK(et_q_add__ref(6, a, 0.0f, 10, b, 0.25f, 0, 1.0f, 5, 0, 255, y, 1) == ET_ERR_ARG, "qadd a_s 0");
+    ET_CHECK(et_q_add__ref(6, a, 0.5f, 256, b, 0.25f, 0, 1.0f, 5, 0, 255, y, 1) == ET_ERR_ARG, "qadd a_zp 256");
+    ET_CHECK(et_q_add__ref(6, a, 0.5f, 1, b, INFINITY, 0, 1.0f, 5, 0, 255, y, 1) == ET_ERR_ARG, "qadd b_s inf");
+    ET_CHECK(et_q_add__ref(6, a, 0.5f, 1, b, 1.0f, 0, 1.0f, 3, 4, 255, y, 1) == ET_ERR_ARG, "qadd y_zp < qmin");
+    free(ra), free(rb), free(y1), free(y3);
+}
+
+/* qclamp: the bounds' levels (ties, +inf, clamped to the range), threads, bad bounds */
+static void test_qclamp(void) {
+    const uint8_t x[8] = {0, 19, 20, 25, 32, 33, 200, 255};
+    uint8_t y[8];
+    /* s 0.5, zp 20: Q(0) = 20, Q(6) = 32 */
+    ET_CHECK(et_q_clamp__ref(8, x, 0.5f, 20, 0, 255, 0.0f, 6.0f, y, 1) == ET_OK, "qclamp");
+    const uint8_t relu6[8] = {20, 20, 20, 25, 32, 32, 32, 32};
+    ET_CHECK(memcmp(y, relu6, 8) == 0, "qclamp relu6");
+    /* lo 1.25 / 0.5 = 2.5 -> 2 (tie to even): 22; hi +inf -> qmax 240 */
+    ET_CHECK(et_q_clamp__ref(8, x, 0.5f, 20, 10, 240, 1.25f, INFINITY, y, 1) == ET_OK && y[0] == 22 && y[3] == 25 &&
+                 y[7] == 240, "qclamp tie / inf: %d %d %d", y[0], y[3], y[7]);
+    /* hi below the range: Q(hi) = qmin; lo = hi */
+    ET_CHECK(et_q_clamp__ref(8, x, 0.5f, 20, 10, 240, -100.0f, -100.0f, y, 1) == ET_OK && y[7] == 10, "qclamp low");
+    ET_CHECK(et_q_clamp__ref(8, x, 0.5f, 20, 0, 255, 1.0f, 0.5f, y, 1) == ET_ERR_ARG, "qclamp lo > hi");
+    ET_CHECK(et_q_clamp__ref(8, x, 0.5f, 20, 0, 255, -INFINITY, 0.5f, y, 1) == ET_ERR_ARG, "qclamp lo -inf");
+    ET_CHECK(et_q_clamp__ref(8, x, 0.5f, 20, 0, 255, 0.0f, NAN, y, 1) == ET_ERR_ARG, "qclamp hi NaN");
+    ET_CHECK(et_q_clamp__ref(8, x, 0.5f, 9, 10, 255, 0.0f, 1.0f, y, 1) == ET_ERR_ARG, "qclamp zp < qmin");
+    enum { N = 70001 };
+    uint8_t *r = malloc(N), *y1 = malloc(N), *y3 = malloc(N);
+    for (int i = 0; i < N; i++) r[i] = (uint8_t)(q_next() % 256);
+    ET_CHECK(et_q_clamp__ref(N, r, 0.03f, 100, 0, 255, -1.0f, 2.0f, y1, 1) == ET_OK &&
+                 et_q_clamp__ref(N, r, 0.03f, 100, 0, 255, -1.0f, 2.0f, y3, 3) == ET_OK && memcmp(y1, y3, N) == 0,
+             "qclamp 1 vs 3 threads");
+    free(r), free(y1), free(y3);
+}
+
+/* round half to even of s / n by another route: floor((2s + n) / 2n), one down at an exact odd tie */
+static int64_t gap_ref_round(int64_t s, int64_t n) {
+    const int64_t num = 2 * s + n, den = 2 * n;
+    int64_t q = num / den;
+    if (num % den != 0 && num < 0) q -= 1; /* floor */
+    if (num % den == 0 && (q % 2 != 0)) q -= 1;
+    return q;
+}
+
+/* qglobal_avgpool: exact ties of both parities and signs, hw = 1, large planes, clamping, threads */
+static void test_qgap(void) {
+    /* zp 100, hw 4: S = 2, 6, 10, -2, -6, -10 -> 0.5, 1.5, 2.5, -0.5, -1.5, -2.5 -> 0, 2, 2, 0, -2, -2 */
+    const uint8_t x[24] = {100, 100, 100, 102, 100, 100, 100, 106, 100, 100, 100, 110,
+                           100, 100, 100, 98,  100, 100, 100, 94,  100, 100, 100, 90};
+    uint8_t y[24];
+    ET_CHECK(et_q_global_avgpool__ref(6, 4, x, 100, 0, 255, y, 1) == ET_OK, "qgap");
+    const uint8_t want[6] = {100, 102, 102, 100, 98, 98};
+    ET_CHECK(memcmp(y, want, 6) == 0, "qgap ties: %d %d %d %d %d %d", y[0], y[1], y[2], y[3], y[4], y[5]);
+    ET_CHECK(et_q_global_avgpool__ref(24, 1, x, 100, 95, 105, y, 1) == ET_OK && y[0] == 100 && y[3] == 102 &&
+                 y[11] == 105 && y[23] == 95, "qgap hw 1 / clamp");
+    ET_CHECK(et_q_global_avgpool__ref(6, 0, x, 100, 0, 255, y, 1) == ET_ERR_ARG, "qgap hw 0");
+    ET_CHECK(et_q_global_avgpool__ref(6, 4, x, 100, 0, 99, y, 1) == ET_ERR_ARG, "qgap zp > qmax");
+    const int64_t hws[] = {1, 2, 3, 49, 196, 65536 + 7};
+    for (size_t t = 0; t < sizeof hws / sizeof hws[0]; t++) {
+        const int64_t hw = hws[t], planes = 37;
+        uint8_t *r = malloc((size_t)(planes * hw)), y1[37], y3[37];
+        for (int64_t pl = 0; pl < planes; pl++) {
+            const int spread = (int)(q_next() % 256) + 1, base = (int)(q_next() % (257 - spread));
+            for (int64_t i = 0; i < hw; i++) r[pl * hw + i] = (uint8_t)(base + (int)(q_next() % (uint32_t)spread));
+        }
+        const int32_t zp = (int32_t)(q_next() % 256);
+        ET_CHECK(et_q_global_avgpool__ref(planes, hw, r, zp, 0, 255, y1, 1) == ET_OK &&
+                     et_q_global_avgpool__ref(planes, hw, r, zp, 0, 255, y3, 3) == ET_OK && memcmp(y1, y3, 37) == 0,
+                 "qgap threads");
+        int ok = 1;
+        for (int64_t pl = 0; pl < planes; pl++) {
+            int64_t s = 0;
+            for (int64_t i = 0; i < hw; i++) s += (int64_t)r[pl * hw + i] - zp;
+            const int64_t q = zp + gap_ref_round(s, hw);
+            ok &= y1[pl] == (q < 0 ? 0 : (q > 255 ? 255 : q));
+        }
+        ET_CHECK(ok, "qgap vs integer reference at hw %lld", (long long)hw);
+        free(r);
+    }
+}
+
 void test_qgemm(void) {
     test_isa_levels();
     test_variants();
@@ -297,4 +479,8 @@ void test_qgemm(void) {
     check_conv(3, 3, 7, 5, 5, 3, 2, 1, 1, 1, 0);     /* odd sizes, stride, padding, no bias */
     check_conv(1, 4, 9, 9, 6, 3, 1, 2, 2, 2, 1);     /* dilation, groups */
     check_conv(1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1);     /* 1x1 */
+    test_depthwise();
+    test_qadd();
+    test_qclamp();
+    test_qgap();
 }

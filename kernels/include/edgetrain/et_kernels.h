@@ -547,6 +547,15 @@ et_status et_q_relu__ref(int64_t n, const uint8_t *x, int32_t zp, uint8_t *y, in
 et_status et_q_prep_weights__ref(int64_t oc, int64_t k, const float *w, const float *w_scale, const float *b,
                                  float s_in, float s_out, int32_t wqmin, int32_t wqmax, int8_t *wq, int32_t *bq,
                                  float *mult);
+/* y = clamp(nearbyint(((a - a_zp) * a_s + (b - b_zp) * b_s) * (1/y_s)) + y_zp, qmin, qmax), each step in float */
+et_status et_q_add__ref(int64_t n, const uint8_t *a, float a_s, int32_t a_zp, const uint8_t *b, float b_s,
+                        int32_t b_zp, float y_s, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y, int nthreads);
+/* y = clamp(x, Q(lo), Q(hi)), Q = quantize's level on (scale, zp, qmin, qmax); lo finite <= hi (hi may be +inf) */
+et_status et_q_clamp__ref(int64_t n, const uint8_t *x, float scale, int32_t zp, int32_t qmin, int32_t qmax, float lo,
+                          float hi, uint8_t *y, int nthreads);
+/* y[p] = clamp(zp + round_half_even(sum_i (x[p, i] - zp) / hw), qmin, qmax) in integers; x [planes, hw], hw >= 1 */
+et_status et_q_global_avgpool__ref(int64_t planes, int64_t hw, const uint8_t *x, int32_t zp, int32_t qmin,
+                                   int32_t qmax, uint8_t *y, int nthreads);
 
 #ifdef __cplusplus
 }

@@ -104,6 +104,9 @@ typedef enum et_op {
     ET_OP_QLINEAR = 90,
     ET_OP_QMAXPOOL2D = 91,
     ET_OP_QRELU = 92,
+    ET_OP_QADD = 93,
+    ET_OP_QCLAMP = 94,
+    ET_OP_QGLOBAL_AVGPOOL = 95,
     ET_OP_COUNT
 } et_op;
 
