@@ -112,6 +112,7 @@ def test_integer_rewrites_equal_the_float_chains_they_replace(trained, monkeypat
     monkeypatch.setattr(quant, "integer_chains", lambda g, nodes, outs: list(nodes))
     plain = _session(model)
     plain.set_parameters(params)
+    plain.Eval()
     ops = {plain.to_graph().nodes[n].op for n in plain.to_graph().programs[ir.EVAL].nodes}
     assert not ops & {"qclamp", "qadd", "qglobal_avgpool"} and "qconv2d" in ops
     x, _ = mnist_arrays(False)
@@ -132,6 +133,7 @@ def test_int8_eval_close_to_the_fake_quant_simulation(trained, monkeypatch):
     fq = _session(model)
     assert "qconv2d" not in [n.op for n in fq.to_graph().nodes]
     fq.set_parameters(params)
+    fq.Eval()
     want = fq.predict(xs, batch_size=250)
     agree = float((got.argmax(1) == want.argmax(1)).mean())
     print(f"\nMobileNetV2 int8 vs fake-quant argmax agreement: {agree:.4f}")
