@@ -548,6 +548,17 @@ et_status et_q_prep_weights__ref(int64_t oc, int64_t k, const float *w, const fl
                                  float s_in, float s_out, int32_t wqmin, int32_t wqmax, int8_t *wq, int32_t *bq,
                                  float *mult);
 
+/* Fake quantization and observers dispatched to the et_f32_fq_variants row of et_get_isa()
+ * (quant_simd.c): the same arguments and the same bits as the __ref versions above. */
+et_status et_f32_fake_quant_fwd(int64_t outer, int64_t c, int64_t inner, const float *x, const float *scale,
+                                const float *zero_point, int64_t qmin, int64_t qmax, float *y, int nthreads);
+et_status et_f32_fake_quant_bwd(int64_t outer, int64_t c, int64_t inner, const float *dy, const float *x,
+                                const float *scale, const float *zero_point, int64_t qmin, int64_t qmax, float *dx,
+                                int nthreads);
+et_status et_f32_quant_observe(int64_t outer, int64_t c, int64_t inner, const float *x, float *min_val,
+                               float *max_val, float *scale, float *zero_point, int64_t qmin, int64_t qmax,
+                               int symmetric, int ema, float averaging_constant, int nthreads);
+
 #ifdef __cplusplus
 }
 #endif
