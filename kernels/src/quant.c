@@ -35,6 +35,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <string.h>
 
 #include "misc_internal.h"
 #include "quant_internal.h"
@@ -74,8 +75,6 @@ void et_f32_fq_minmax__ref(int64_t n, const float *x, float *mn, float *mx) {
     *mx = b;
 }
 
-static int is_neg_zero(float v) { return v == 0.0f && signbit(v); }
-
 float et_fq_zero_fold(int64_t n, const float *x, int is_max) {
     volatile float pz = 0.0f, nz = -0.0f; /* volatile: this library's fminf, not a folded one */
     const float pn = is_max ? fmaxf(pz, nz) : fminf(pz, nz), np = is_max ? fmaxf(nz, pz) : fminf(nz, pz);
@@ -87,11 +86,20 @@ float et_fq_zero_fold(int64_t n, const float *x, int is_max) {
         }
         return 0.0f; /* not reached: the fold's result is a zero of x */
     }
-    /* one sign wins in both orders (pn == np): it, when x has a zero of that sign */
-    const int want_neg = signbit(pn) != 0;
-    int64_t found = 0;
-    for (int64_t k = 0; k < n; k++) found |= (x[k] == 0.0f) & (is_neg_zero(x[k]) == want_neg);
-    return found ? pn : (want_neg ? 0.0f : -0.0f);
+    /* one sign wins in both orders (pn == np): it, when x has a zero of that sign (its bits
+     * compared in blocks: a loop the compiler vectorises, left at the first block with one) */
+    const uint32_t want = signbit(pn) ? 0x80000000u : 0u;
+    for (int64_t k0 = 0; k0 < n; k0 += 256) {
+        const int64_t k1 = n - k0 < 256 ? n : k0 + 256;
+        uint32_t hit = 0;
+        for (int64_t k = k0; k < k1; k++) {
+            uint32_t u;
+            memcpy(&u, x + k, sizeof u);
+            hit |= u == want;
+        }
+        if (hit) return pn;
+    }
+    return want ? 0.0f : -0.0f;
 }
 
 /* ---- fake quant ------------------------------------------------------------------------- */
