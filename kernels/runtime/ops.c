@@ -1855,8 +1855,8 @@ static et_status fake_quant_infer(const et_node_io *io, et_tshape *out, char *ms
 static et_status fake_quant_run(const et_node_io *io, const et_run_env *e) {
     fq_view v;
     TRY(fq_params(io, 0, 1, 2, &v, NULL, 0));
-    return et_f32_fake_quant_fwd__ref(v.outer, v.c, v.inner, io->in_data[0], io->in_data[1], io->in_data[2],
-                                      io->node->iattr[1], io->node->iattr[2], io->out_data[0], e->nthreads);
+    return et_f32_fake_quant_fwd(v.outer, v.c, v.inner, io->in_data[0], io->in_data[1], io->in_data[2],
+                                 io->node->iattr[1], io->node->iattr[2], io->out_data[0], e->nthreads);
 }
 /* fake_quant_bwd: dy, x, scale, zero_point -> dx */
 static et_status fake_quant_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
@@ -1870,9 +1870,9 @@ static et_status fake_quant_bwd_infer(const et_node_io *io, et_tshape *out, char
 static et_status fake_quant_bwd_run(const et_node_io *io, const et_run_env *e) {
     fq_view v;
     TRY(fq_params(io, 1, 2, 2, &v, NULL, 0));
-    return et_f32_fake_quant_bwd__ref(v.outer, v.c, v.inner, io->in_data[0], io->in_data[1], io->in_data[2],
-                                      io->in_data[3], io->node->iattr[1], io->node->iattr[2], io->out_data[0],
-                                      e->nthreads);
+    return et_f32_fake_quant_bwd(v.outer, v.c, v.inner, io->in_data[0], io->in_data[1], io->in_data[2],
+                                 io->in_data[3], io->node->iattr[1], io->node->iattr[2], io->out_data[0],
+                                 e->nthreads);
 }
 /* quant_observe: x, min_val, max_val, scale, zero_point (all four mut); iattr axis, qmin, qmax,
  * symmetric, ema, until_step (-1: always); fattr averaging_constant. Does nothing once the
@@ -1900,9 +1900,9 @@ static et_status quant_observe_run(const et_node_io *io, const et_run_env *e) {
     const int64_t *a = io->node->iattr;
     if (a[5] >= 0 && e->step >= (uint64_t)a[5]) return ET_OK;
     TRY(fq_params(io, 0, 1, 4, &v, NULL, 0));
-    return et_f32_quant_observe__ref(v.outer, v.c, v.inner, io->in_data[0], io->in_data[1], io->in_data[2],
-                                     io->in_data[3], io->in_data[4], a[1], a[2], (int)a[3], (int)a[4],
-                                     io->node->fattr[0], e->nthreads);
+    return et_f32_quant_observe(v.outer, v.c, v.inner, io->in_data[0], io->in_data[1], io->in_data[2],
+                                io->in_data[3], io->in_data[4], a[1], a[2], (int)a[3], (int)a[4],
+                                io->node->fattr[0], e->nthreads);
 }
 
 /* ======================================================================= */

@@ -21,12 +21,28 @@
  *   symmetric: s = max(max(-lo, hi) / ((qmax - qmin) / 2), eps), zp = 0
  *   affine:    s = max((hi - lo) / (qmax - qmin), eps), zp = clamp(qmin - round(lo / s), qmin, qmax)
  * with eps = FLT_EPSILON, everything in float. Minimum and maximum are exact, so the result does
- * not depend on the partition of the work.
+ * not depend on the partition of the work (quant_internal.h: the zero sign and NaN rules of
+ * fminf / fmaxf that the chunked and vector reductions keep).
+ *
+ * Rows and threads: the per-element work is done by the rows of et_f32_fq_variants
+ * (quant_internal.h; __ref below, SIMD in quant_simd.c). The fake quant splits the elements of
+ * x into chunks that may cut rows (a per-tensor fake quant of a 2-D tensor is one long row);
+ * elementwise, so the bits do not depend on the split. The observer reduces a per-tensor x
+ * (c = 1) in fixed chunks (count from the size only), each chunk's min / max folded in chunk
+ * order on the calling thread; per channel, channels are split over threads and each channel
+ * folds its outer runs in order. The __ref entry points run the __ref row through the same
+ * code; the entry points without suffix run the row of et_get_isa().
  */
 #include <float.h>
 #include <math.h>
+#include <string.h>
 
 #include "misc_internal.h"
+#include "quant_internal.h"
+
+#define FQ_GRAIN 8192          /* fake quant: elements per chunk at least (elementwise) */
+#define OBS_GRAIN 16384        /* per-tensor observer: elements per chunk at least */
+#define OBS_MAX_CHUNKS 64      /* ... and at most this many chunks (both from the size only) */
 
 /* The unclamped level nearbyint(x * inv_s) + zp (an integer-valued float, or NaN). */
 static inline float fq_level(float x, float inv_s, float zp) { return nearbyintf(x * inv_s) + zp; }
@@ -35,80 +51,138 @@ static inline float fq_clamp(float q, float qmin, float qmax) {
     return q < qmin ? qmin : (q > qmax ? qmax : q);
 }
 
+/* ---- the __ref row ---------------------------------------------------------------------- */
+void et_f32_fq_fwd__ref(int64_t n, const float *x, float s, float inv_s, float zp, float lo,
+                        float hi, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = (fq_clamp(fq_level(x[i], inv_s, zp), lo, hi) - zp) * s;
+}
+
+void et_f32_fq_bwd__ref(int64_t n, const float *dy, const float *x, float inv_s, float zp,
+                        float lo, float hi, float *dx) {
+    for (int64_t i = 0; i < n; i++) {
+        const float q = fq_level(x[i], inv_s, zp);
+        dx[i] = dy[i] * (q >= lo && q <= hi ? 1.0f : 0.0f);
+    }
+}
+
+void et_f32_fq_minmax__ref(int64_t n, const float *x, float *mn, float *mx) {
+    float a = INFINITY, b = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        a = fminf(a, x[i]);
+        b = fmaxf(b, x[i]);
+    }
+    *mn = a;
+    *mx = b;
+}
+
+float et_fq_zero_fold(int64_t n, const float *x, int is_max) {
+    volatile float pz = 0.0f, nz = -0.0f; /* volatile: this library's fminf, not a folded one */
+    const float pn = is_max ? fmaxf(pz, nz) : fminf(pz, nz), np = is_max ? fmaxf(nz, pz) : fminf(nz, pz);
+    const int first_wins = !signbit(pn) && signbit(np), last_wins = signbit(pn) && !signbit(np);
+    if (first_wins || last_wins) { /* the sign of the first (last) zero of x */
+        for (int64_t k = 0; k < n; k++) {
+            const float v = x[first_wins ? k : n - 1 - k];
+            if (v == 0.0f) return v;
+        }
+        return 0.0f; /* not reached: the fold's result is a zero of x */
+    }
+    /* one sign wins in both orders (pn == np): it, when x has a zero of that sign (its bits
+     * compared in blocks: a loop the compiler vectorises, left at the first block with one) */
+    const uint32_t want = signbit(pn) ? 0x80000000u : 0u;
+    for (int64_t k0 = 0; k0 < n; k0 += 256) {
+        const int64_t k1 = n - k0 < 256 ? n : k0 + 256;
+        uint32_t hit = 0;
+        for (int64_t k = k0; k < k1; k++) {
+            uint32_t u;
+            memcpy(&u, x + k, sizeof u);
+            hit |= u == want;
+        }
+        if (hit) return pn;
+    }
+    return want ? 0.0f : -0.0f;
+}
+
+/* ---- fake quant ------------------------------------------------------------------------- */
 static et_status fq_check(int64_t outer, int64_t c, int64_t inner, int64_t qmin, int64_t qmax) {
     if (outer < 0 || c < 1 || inner < 0 || qmin >= qmax) return ET_ERR_ARG;
     return ET_OK;
 }
 
 typedef struct fq_job {
+    const et_f32_fq_variant *row;
     int64_t c, inner;
     float lo, hi;
     const float *x, *dy, *scale, *zero_point; /* dy NULL: the forward */
     float *out; /* y (forward) or dx (backward) */
 } fq_job;
 
-/* Rows r = (o, k) of x: the forward y = (clamp(q) - zp) * s, or with dy the straight-through
- * backward dx = dy * (lo <= q <= hi), q = fq_level(x). */
-static void fq_rows(void *ctx, int64_t beg, int64_t end, int tid) {
+/* Elements [beg, end) of x as [outer * c rows, inner]: the pieces of the rows (o, k) they cut,
+ * each with channel k's s, zp and inv_s = 1 / s. */
+static void fq_range(void *ctx, int64_t beg, int64_t end, int tid) {
     const fq_job *j = (const fq_job *)ctx;
     const int64_t c = j->c, inner = j->inner;
-    const float lo = j->lo, hi = j->hi;
     (void)tid;
-    for (int64_t r = beg; r < end; r++) {
-        const int64_t k = r % c;
+    for (int64_t i = beg; i < end;) {
+        const int64_t r = i / inner, k = r % c;
+        const int64_t stop = (r + 1) * inner < end ? (r + 1) * inner : end;
         const float s = j->scale[k], zp = j->zero_point[k], inv_s = 1.0f / s;
-        const float *ET_RESTRICT xr = j->x + r * inner;
-        float *ET_RESTRICT dst = j->out + r * inner;
-        if (!j->dy) {
-            for (int64_t i = 0; i < inner; i++) dst[i] = (fq_clamp(fq_level(xr[i], inv_s, zp), lo, hi) - zp) * s;
-            continue;
-        }
-        const float *ET_RESTRICT gr = j->dy + r * inner;
-        for (int64_t i = 0; i < inner; i++) {
-            const float q = fq_level(xr[i], inv_s, zp);
-            dst[i] = gr[i] * (q >= lo && q <= hi ? 1.0f : 0.0f);
-        }
+        if (!j->dy)
+            j->row->fwd(stop - i, j->x + i, s, inv_s, zp, j->lo, j->hi, j->out + i);
+        else
+            j->row->bwd(stop - i, j->dy + i, j->x + i, inv_s, zp, j->lo, j->hi, j->out + i);
+        i = stop;
     }
 }
 
-static et_status run_fq(int64_t outer, int64_t c, int64_t inner, const float *x, const float *dy,
-                        const float *scale, const float *zero_point, int64_t qmin, int64_t qmax,
-                        float *out, int nthreads) {
-    const int64_t rows = outer * c;
-    fq_job j = {c, inner, (float)qmin, (float)qmax, x, dy, scale, zero_point, out};
-    et_parallel_ranges(rows, et_split_chunks(rows, nthreads), nthreads, fq_rows, &j);
+static et_status run_fq(const et_f32_fq_variant *row, int64_t outer, int64_t c, int64_t inner,
+                        const float *x, const float *dy, const float *scale, const float *zero_point,
+                        int64_t qmin, int64_t qmax, float *out, int nthreads) {
+    const int64_t total = outer * c * inner;
+    fq_job j = {row, c, inner, (float)qmin, (float)qmax, x, dy, scale, zero_point, out};
+    if (total > 0) et_parallel_ranges(total, et_misc_nchunks(total, nthreads, FQ_GRAIN), nthreads, fq_range, &j);
     return ET_OK;
+}
+
+static et_status fq_fwd(const et_f32_fq_variant *row, int64_t outer, int64_t c, int64_t inner, const float *x,
+                        const float *scale, const float *zero_point, int64_t qmin, int64_t qmax, float *y,
+                        int nthreads) {
+    if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || !x || !scale || !zero_point || !y) return ET_ERR_ARG;
+    return run_fq(row, outer, c, inner, x, NULL, scale, zero_point, qmin, qmax, y, nthreads);
+}
+
+static et_status fq_bwd(const et_f32_fq_variant *row, int64_t outer, int64_t c, int64_t inner, const float *dy,
+                        const float *x, const float *scale, const float *zero_point, int64_t qmin, int64_t qmax,
+                        float *dx, int nthreads) {
+    if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || !dy || !x || !scale || !zero_point || !dx)
+        return ET_ERR_ARG;
+    return run_fq(row, outer, c, inner, x, dy, scale, zero_point, qmin, qmax, dx, nthreads);
 }
 
 et_status et_f32_fake_quant_fwd__ref(int64_t outer, int64_t c, int64_t inner, const float *x, const float *scale,
                                      const float *zero_point, int64_t qmin, int64_t qmax, float *y, int nthreads) {
-    if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || !x || !scale || !zero_point || !y) return ET_ERR_ARG;
-    return run_fq(outer, c, inner, x, NULL, scale, zero_point, qmin, qmax, y, nthreads);
+    return fq_fwd(&et_f32_fq_variants[0], outer, c, inner, x, scale, zero_point, qmin, qmax, y, nthreads);
 }
 
 et_status et_f32_fake_quant_bwd__ref(int64_t outer, int64_t c, int64_t inner, const float *dy, const float *x,
                                      const float *scale, const float *zero_point, int64_t qmin, int64_t qmax,
                                      float *dx, int nthreads) {
-    if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || !dy || !x || !scale || !zero_point || !dx)
-        return ET_ERR_ARG;
-    return run_fq(outer, c, inner, x, dy, scale, zero_point, qmin, qmax, dx, nthreads);
+    return fq_bwd(&et_f32_fq_variants[0], outer, c, inner, dy, x, scale, zero_point, qmin, qmax, dx, nthreads);
 }
 
-/* min and max of channel k over [outer, c, inner] (NaN ignored, as fminf / fmaxf). */
-static void channel_minmax(int64_t outer, int64_t c, int64_t inner, const float *x, int64_t k, float *mn,
-                           float *mx) {
-    float a = INFINITY, b = -INFINITY;
-    for (int64_t o = 0; o < outer; o++) {
-        const float *ET_RESTRICT xr = x + (o * c + k) * inner;
-        for (int64_t i = 0; i < inner; i++) {
-            a = fminf(a, xr[i]);
-            b = fmaxf(b, xr[i]);
-        }
-    }
-    *mn = a;
-    *mx = b;
+et_status et_f32_fake_quant_fwd(int64_t outer, int64_t c, int64_t inner, const float *x, const float *scale,
+                                const float *zero_point, int64_t qmin, int64_t qmax, float *y, int nthreads) {
+    return fq_fwd(ET_VARIANT_PICK(et_f32_fq_variants), outer, c, inner, x, scale, zero_point, qmin, qmax, y,
+                  nthreads);
 }
 
+et_status et_f32_fake_quant_bwd(int64_t outer, int64_t c, int64_t inner, const float *dy, const float *x,
+                                const float *scale, const float *zero_point, int64_t qmin, int64_t qmax, float *dx,
+                                int nthreads) {
+    return fq_bwd(ET_VARIANT_PICK(et_f32_fq_variants), outer, c, inner, dy, x, scale, zero_point, qmin, qmax, dx,
+                  nthreads);
+}
+
+/* ---- observers -------------------------------------------------------------------------- */
 /* scale and zero point of one channel from its running min / max (torch's _calculate_qparams). */
 static void qparams(float min_val, float max_val, int64_t qmin, int64_t qmax, int symmetric, float *scale,
                     float *zero_point) {
@@ -128,42 +202,91 @@ static void qparams(float min_val, float max_val, int64_t qmin, int64_t qmax, in
 }
 
 typedef struct observe_job {
+    const et_f32_fq_variant *row;
     int64_t outer, c, inner, qmin, qmax;
     int symmetric, ema;
     float averaging_constant;
     const float *x;
     float *min_val, *max_val, *scale, *zero_point;
+    int64_t nchunks;         /* per tensor: chunks of the flat x */
+    float *part_mn, *part_mx; /* their folds */
 } observe_job;
 
+/* Channel k's running min / max updated with this observation's mn / mx, then its qparams. */
+static void observe_update(const observe_job *j, int64_t k, float mn, float mx) {
+    float *min_val = j->min_val, *max_val = j->max_val;
+    const int first = min_val[k] == INFINITY && max_val[k] == -INFINITY;
+    if (j->ema && !first) {
+        mn = min_val[k] + j->averaging_constant * (mn - min_val[k]);
+        mx = max_val[k] + j->averaging_constant * (mx - max_val[k]);
+    } else if (!j->ema) {
+        mn = fminf(mn, min_val[k]);
+        mx = fmaxf(mx, max_val[k]);
+    }
+    min_val[k] = mn;
+    max_val[k] = mx;
+    qparams(mn, mx, j->qmin, j->qmax, j->symmetric, &j->scale[k], &j->zero_point[k]);
+}
+
+/* Channels [beg, end): each folds its outer runs of inner elements in order. */
 static void observe_channels(void *ctx, int64_t beg, int64_t end, int tid) {
     const observe_job *j = (const observe_job *)ctx;
-    float *min_val = j->min_val, *max_val = j->max_val;
     (void)tid;
     for (int64_t k = beg; k < end; k++) {
-        float mn, mx;
-        channel_minmax(j->outer, j->c, j->inner, j->x, k, &mn, &mx);
-        const int first = min_val[k] == INFINITY && max_val[k] == -INFINITY;
-        if (j->ema && !first) {
-            mn = min_val[k] + j->averaging_constant * (mn - min_val[k]);
-            mx = max_val[k] + j->averaging_constant * (mx - max_val[k]);
-        } else if (!j->ema) {
-            mn = fminf(mn, min_val[k]);
-            mx = fmaxf(mx, max_val[k]);
+        float mn = INFINITY, mx = -INFINITY;
+        for (int64_t o = 0; o < j->outer; o++) {
+            float a, b;
+            j->row->minmax(j->inner, j->x + (o * j->c + k) * j->inner, &a, &b);
+            mn = fminf(mn, a);
+            mx = fmaxf(mx, b);
         }
-        min_val[k] = mn;
-        max_val[k] = mx;
-        qparams(mn, mx, j->qmin, j->qmax, j->symmetric, &j->scale[k], &j->zero_point[k]);
+        observe_update(j, k, mn, mx);
     }
+}
+
+/* Chunk ch of the flat per-tensor x. */
+static void observe_chunk(void *ctx, int64_t ch, int tid) {
+    const observe_job *j = (const observe_job *)ctx;
+    int64_t b, e;
+    (void)tid;
+    et_thread_range(j->outer * j->inner, (int)ch, (int)j->nchunks, &b, &e);
+    j->row->minmax(e - b, j->x + b, &j->part_mn[ch], &j->part_mx[ch]);
+}
+
+static et_status observe(const et_f32_fq_variant *row, int64_t outer, int64_t c, int64_t inner, const float *x,
+                         float *min_val, float *max_val, float *scale, float *zero_point, int64_t qmin,
+                         int64_t qmax, int symmetric, int ema, float averaging_constant, int nthreads) {
+    if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || outer * inner < 1 || !x || !min_val || !max_val ||
+        !scale || !zero_point)
+        return ET_ERR_ARG;
+    float part_mn[OBS_MAX_CHUNKS], part_mx[OBS_MAX_CHUNKS];
+    observe_job j = {row, outer, c, inner, qmin, qmax, symmetric, ema, averaging_constant, x, min_val, max_val,
+                     scale, zero_point, 0, part_mn, part_mx};
+    if (c > 1) {
+        et_parallel_ranges(c, et_split_chunks(c, nthreads), nthreads, observe_channels, &j);
+        return ET_OK;
+    }
+    j.nchunks = et_chunk_count(outer * inner, OBS_GRAIN, OBS_MAX_CHUNKS);
+    et_parallel_for(j.nchunks, nthreads, observe_chunk, &j);
+    float mn = INFINITY, mx = -INFINITY;
+    for (int64_t ch = 0; ch < j.nchunks; ch++) {
+        mn = fminf(mn, part_mn[ch]);
+        mx = fmaxf(mx, part_mx[ch]);
+    }
+    observe_update(&j, 0, mn, mx);
+    return ET_OK;
 }
 
 et_status et_f32_quant_observe__ref(int64_t outer, int64_t c, int64_t inner, const float *x, float *min_val,
                                     float *max_val, float *scale, float *zero_point, int64_t qmin, int64_t qmax,
                                     int symmetric, int ema, float averaging_constant, int nthreads) {
-    if (fq_check(outer, c, inner, qmin, qmax) != ET_OK || outer * inner < 1 || !x || !min_val || !max_val ||
-        !scale || !zero_point)
-        return ET_ERR_ARG;
-    observe_job j = {outer, c, inner, qmin, qmax, symmetric, ema, averaging_constant, x, min_val, max_val,
-                     scale, zero_point};
-    et_parallel_ranges(c, et_split_chunks(c, nthreads), nthreads, observe_channels, &j);
-    return ET_OK;
+    return observe(&et_f32_fq_variants[0], outer, c, inner, x, min_val, max_val, scale, zero_point, qmin, qmax,
+                   symmetric, ema, averaging_constant, nthreads);
+}
+
+et_status et_f32_quant_observe(int64_t outer, int64_t c, int64_t inner, const float *x, float *min_val,
+                               float *max_val, float *scale, float *zero_point, int64_t qmin, int64_t qmax,
+                               int symmetric, int ema, float averaging_constant, int nthreads) {
+    return observe(ET_VARIANT_PICK(et_f32_fq_variants), outer, c, inner, x, min_val, max_val, scale, zero_point,
+                   qmin, qmax, symmetric, ema, averaging_constant, nthreads);
 }

@@ -90,6 +90,7 @@ void test_threadpool(void);
 void test_qgemm(void);
 void test_simd_rows(void);
 void test_bn_simd(void);
+void test_quant_simd(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -108,6 +109,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"qgemm", test_qgemm},
     {"simd", test_simd_rows},
     {"bnsimd", test_bn_simd},
+    {"qsimd", test_quant_simd},
 };
 
 int main(int argc, char **argv) {

@@ -557,6 +557,17 @@ et_status et_q_clamp__ref(int64_t n, const uint8_t *x, float scale, int32_t zp, 
 et_status et_q_global_avgpool__ref(int64_t planes, int64_t hw, const uint8_t *x, int32_t zp, int32_t qmin,
                                    int32_t qmax, uint8_t *y, int nthreads);
 
+/* Fake quantization and observers dispatched to the et_f32_fq_variants row of et_get_isa()
+ * (quant_simd.c): the same arguments and the same bits as the __ref versions above. */
+et_status et_f32_fake_quant_fwd(int64_t outer, int64_t c, int64_t inner, const float *x, const float *scale,
+                                const float *zero_point, int64_t qmin, int64_t qmax, float *y, int nthreads);
+et_status et_f32_fake_quant_bwd(int64_t outer, int64_t c, int64_t inner, const float *dy, const float *x,
+                                const float *scale, const float *zero_point, int64_t qmin, int64_t qmax, float *dx,
+                                int nthreads);
+et_status et_f32_quant_observe(int64_t outer, int64_t c, int64_t inner, const float *x, float *min_val,
+                               float *max_val, float *scale, float *zero_point, int64_t qmin, int64_t qmax,
+                               int symmetric, int ema, float averaging_constant, int nthreads);
+
 #ifdef __cplusplus
 }
 #endif
