@@ -218,6 +218,7 @@ def mnn_step(model_name, batch, threads, train=True):
 # The README's ORT column is the ratio from these interleaved rounds, not absolute times.
 ORT_SPIN = "1"
 
+
 def ort_available():
     try:
         import importlib.util
