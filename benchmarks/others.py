@@ -197,7 +197,8 @@ def mnn_step(model_name, batch, threads, train=True):
 # - Threads: intra_op_num_threads=1, inter_op_num_threads=1, ORT_SEQUENTIAL, and now
 #   `session.intra_op.allow_spinning` / `session.inter_op.allow_spinning` set explicitly to
 #   ORT_SPIN ("1", ORT's default: workers spin, then block; edgetrain's pool spins 20 us, then
-#   sleeps). At 1 thread neither has a worker thread, so spinning changes nothing there. ORT
+#   sleeps). At 1 thread neither has a worker thread, so spinning changes nothing there (ORT
+#   S8S8 LeNet eval, interleaved: 2.53 ms with "0", 2.56 ms with "1"). ORT
 #   left at its default thread count (intra_op_num_threads=0: one per core, 2 here) gave
 #   1.95-2.15x in the same pairing, and its spinning workers doubled the interleaved edgetrain
 #   step (11.3 -> 23-36 ms); that, or a quieter host, may explain the outside 1.95x (we could
@@ -206,12 +207,13 @@ def mnn_step(model_name, batch, threads, train=True):
 #   forward, backward, the loss copied out), `Optimizer.step()` and `lazy_reset_grad()` (10 us):
 #   the step and nothing else. No data conversion, no lazy initialisation, no per-step
 #   allocation: 0 minor page faults per step for ORT (its arena), 0.1 for edgetrain, 0 for MNN,
-#   ~2,000 for PyTorch (about 8 MB of fresh pages per step: glibc mmap's large tensors; that is
+#   560-2,000 for PyTorch (2-8 MB of fresh pages per step: glibc mmap's large tensors; that is
 #   PyTorch's default allocator, so it is counted). edgetrain's RunGraph copies x into its arena
 #   inside the timed region.
 # - Neighbours: in the four-framework rounds ORT measured 2.24x; paired with edgetrain alone
 #   2.14-2.16x (the other frameworks' steps evict more of ORT's working set); CPU time of 20
-#   back-to-back steps 24.0 vs 9.9 ms (2.43x). Run-to-run spread on the loaded host: 1.9-2.3x.
+#   back-to-back steps, all on plain SGD: 23.4 vs 9.5 ms (2.47x). Run-to-run spread of the
+#   interleaved ratio on the loaded host: 1.9-2.3x.
 # - Where ORT's step goes (its profiler): ConvGrad of conv2 8.7 ms, ReluGrad after conv1 4.8,
 #   Conv conv2 4.5, the first MaxPool 3.6 (training mode: it also writes the argmax indices),
 #   MaxPoolGrad 2.0, ... -- kernel time, not the harness.
