@@ -16,6 +16,18 @@ call (lazy evaluation, needed for `Optimizer.step` to find the gradients), so it
 includes that Python-side graph construction -- that is how MNN trains from Python. MNN's
 dropout draws the same mask on every call (its random op has a fixed seed); the work is the same.
 
+Fairness of the PyTorch and MNN columns (checked 2026-12-05 with the ORT questions below): same
+optimizer (plain SGD), same warm-up (the benchmark's untimed step / rounds), same thread count.
+PyTorch: `torch.set_num_threads(threads)`, tensors made from the numpy batch once outside the
+timed region (`torch.from_numpy`, no copy); the timed step is `zero_grad(set_to_none=True)`,
+forward, loss, backward, `opt.step()`. Its default allocator maps fresh pages for large
+tensors on every step (560-2,000 minor page faults per LeNet b64 step), and at 2 threads its
+OpenMP workers spin while they wait, which a shared host punishes (a sequential 2-thread LeNet
+step took 555 ms on 2026-12-05 with three other jobs running): both are PyTorch's defaults and
+are counted. MNN: `set_global_executor_config(0, 0, threads)` (CPU, normal precision); the data
+and one-hot labels are constants made once outside; the timed step builds the graph in Python
+(see the MNN notes above), computes it and updates (`Optimizer.step`): 0 page faults per step.
+
 The ORT training artifacts (training / eval / optimizer graphs and the checkpoint) are made from
 an ONNX export of the same torch models `workloads.torch_step` builds (same seed, so the same
 initial weights). The export runs in a child process (`python others.py export ...`), so the
