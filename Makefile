@@ -55,13 +55,18 @@ test: $(BUILT)
 	$(PY) -m pytest -q
 
 # Optional baselines for `make bench` only (not CI): their benchmarks skip when these are missing.
-BENCH_OPTIONAL_DEPS := MNN==3.6.1 onnxruntime-training==1.19.2 onnx
+# onnxruntime-training ships its own `onnxruntime` package (1.19.2), which would overwrite the
+# venv's onnxruntime 1.32 (the onnx extra, tests/test_onnx_*.py, benchmarks/test_bench_int8.py),
+# so the baselines go to a folder of their own that only the training benchmarks see.
+BENCH_OPTIONAL_DEPS := MNN==3.6.1 onnxruntime-training==1.19.2
+BENCH_OPTIONAL_DIR := $(VENV)/bench-optional
 
 bench-deps: $(STAMP)
-	$(PY) -m pip install -q $(BENCH_OPTIONAL_DEPS) || echo "bench: MNN / onnxruntime-training optional baselines not installed; their benchmarks will skip"
+	$(PY) -m pip install -q --no-deps --target $(BENCH_OPTIONAL_DIR) $(BENCH_OPTIONAL_DEPS) || echo "bench: MNN / onnxruntime-training optional baselines not installed; their benchmarks will skip"
 
 bench: $(BUILT) bench-deps
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) -m pytest benchmarks -q --benchmark-columns=median,iqr,ops --benchmark-sort=name
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) -m pytest benchmarks -q --benchmark-columns=median,iqr,ops --benchmark-sort=name --ignore=benchmarks/test_bench_training.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=$(abspath $(BENCH_OPTIONAL_DIR)) $(PY) -m pytest benchmarks/test_bench_training.py -q --benchmark-columns=median,iqr,ops --benchmark-sort=name
 
 bench-quick: $(BUILT)
 	EDGETRAIN_BENCH_QUICK=1 $(PY) -m pytest benchmarks -q --benchmark-disable

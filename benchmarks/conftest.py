@@ -58,7 +58,8 @@ def pytest_terminal_summary(terminalreporter):
         parts = []
         for impl, v in sorted(r.items()):
             if isinstance(v, float) and impl not in ("edgetrain",):
-                if et and v and impl in ("numpy", "torch", "mnn", "onnxruntime"):
+                if et and v and impl.startswith(("numpy", "torch", "mnn", "onnxruntime",
+                                                  "edgetrain_")):
                     parts.append(f"{impl} {v * 1e3:.2f} ms (x{v / et:.2f})")
                 else:
                     parts.append(f"{impl} {v:.4g}")

@@ -32,11 +32,13 @@ def _require(impl):
         pytest.importorskip("torch")  # a benchmark dependency; `make bench` installs it
     elif impl == "mnn":
         if not others.mnn_available():
-            pytest.skip("MNN not installed (optional baseline: pip install MNN==3.6.1)")
+            pytest.skip("MNN not installed (optional baseline: `make bench-deps` puts it in "
+                        ".venv/bench-optional, on PYTHONPATH for this file in `make bench`)")
     elif impl == "onnxruntime":
         if not others.ort_available():
-            pytest.skip("onnxruntime-training not installed (optional baseline: "
-                        "pip install onnxruntime-training==1.19.2 onnx)")
+            pytest.skip("onnxruntime-training not installed (optional baseline: `make "
+                        "bench-deps` puts it in .venv/bench-optional, on PYTHONPATH for this "
+                        "file in `make bench`; it replaces onnxruntime if installed in the venv)")
         if not others.ort_export_available():
             pytest.skip("onnxruntime-training baseline needs onnx and torch to export the "
                         "model and generate the training artifacts")
