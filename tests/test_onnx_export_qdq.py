@@ -192,9 +192,10 @@ def test_other_opsets(exported, tmp_path, opset):
 
 
 def test_qat_mobilenetv2_conv_bn_folds_and_residual_adds(tmp_path):
-    """Layers off the integer path (simulated Conv+BatchNorm folds, depthwise convs, residual
-    adds, ReLU6) stay float fake-quant simulations as in Eval(): the folded weights' int8 levels
-    under DequantizeLinear, the float weights not in the file; within one step of Eval()."""
+    """MobileNetV2 on the integer path from input to logits (Conv+BatchNorm folds computed
+    from the running statistics, depthwise convolutions, ReLU6 as Clip, residual adds as
+    QDQ Add, global average pooling): the int8 file's weights under per-channel
+    DequantizeLinear, no float weight in the file; onnxruntime within one step of Eval()."""
     et.manual_seed(0)
     m = get_model("mobilenetv2", num_classes=10, input_size=32, width_mult=0.35)
     sess = et.TrainSession.from_module(
