@@ -71,35 +71,8 @@ void et_f32_fq_minmax__ref(int64_t n, const float *x, float *mn, float *mx) {
         a = fminf(a, x[i]);
         b = fmaxf(b, x[i]);
     }
-    *mn = a;
-    *mx = b;
-}
-
-float et_fq_zero_fold(int64_t n, const float *x, int is_max) {
-    volatile float pz = 0.0f, nz = -0.0f; /* volatile: this library's fminf, not a folded one */
-    const float pn = is_max ? fmaxf(pz, nz) : fminf(pz, nz), np = is_max ? fmaxf(nz, pz) : fminf(nz, pz);
-    const int first_wins = !signbit(pn) && signbit(np), last_wins = signbit(pn) && !signbit(np);
-    if (first_wins || last_wins) { /* the sign of the first (last) zero of x */
-        for (int64_t k = 0; k < n; k++) {
-            const float v = x[first_wins ? k : n - 1 - k];
-            if (v == 0.0f) return v;
-        }
-        return 0.0f; /* not reached: the fold's result is a zero of x */
-    }
-    /* one sign wins in both orders (pn == np): it, when x has a zero of that sign (its bits
-     * compared in blocks: a loop the compiler vectorises, left at the first block with one) */
-    const uint32_t want = signbit(pn) ? 0x80000000u : 0u;
-    for (int64_t k0 = 0; k0 < n; k0 += 256) {
-        const int64_t k1 = n - k0 < 256 ? n : k0 + 256;
-        uint32_t hit = 0;
-        for (int64_t k = k0; k < k1; k++) {
-            uint32_t u;
-            memcpy(&u, x + k, sizeof u);
-            hit |= u == want;
-        }
-        if (hit) return pn;
-    }
-    return want ? 0.0f : -0.0f;
+    *mn = et_fq_plus_zero(a);
+    *mx = et_fq_plus_zero(b);
 }
 
 /* ---- fake quant ------------------------------------------------------------------------- */
@@ -223,6 +196,8 @@ static void observe_update(const observe_job *j, int64_t k, float mn, float mx) 
         mn = fminf(mn, min_val[k]);
         mx = fmaxf(mx, max_val[k]);
     }
+    mn = et_fq_plus_zero(mn); /* a stored -0 from an older file, or the EMA's arithmetic */
+    mx = et_fq_plus_zero(mx);
     min_val[k] = mn;
     max_val[k] = mx;
     qparams(mn, mx, j->qmin, j->qmax, j->symmetric, &j->scale[k], &j->zero_point[k]);

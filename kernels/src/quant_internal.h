@@ -7,14 +7,12 @@
  *   fwd / bwd: per element, __ref's float operations in __ref's order (the multiply by inv_s,
  *     round half to even, + zp, the two comparisons of the clamp or of the mask, - zp, * s or
  *     dy * mask), no fused multiply-add; a NaN input gives a NaN (forward) or dy * 0 (backward).
- *   minmax: the left-to-right fold a = fminf(a, x[i]) from +inf (b = fmaxf(b, x[i]) from -inf).
- *     Minimum and maximum are exact, so lanes and chunks may reduce in any order, except for
- *     two details of fminf / fmaxf that depend on the C library: NaN is ignored (the vector
- *     rows ignore it too), and the sign of a zero result (glibc x86-64: fminf(+0, -0) = +0, the
- *     first argument, so the fold keeps the first zero; aarch64 fminnm: -0 wins whatever the
- *     order). A vector row whose minimum (maximum) is a zero therefore asks et_fq_zero_fold for
- *     the sign the fold gives. The fold is associative, so per-chunk folds combined with
- *     fminf / fmaxf in chunk order equal the fold over the whole run.
+ *   minmax: the minimum (maximum) of the elements, NaN ignored (fminf / fmaxf), +inf (-inf)
+ *     for none, and a zero result always +0: minimum and maximum are exact, so lanes and
+ *     chunks may reduce in any order, except for the sign of a zero, which fminf / fmaxf leave
+ *     to the C library (glibc x86-64: fminf(+0, -0) = +0, the first argument; aarch64 fminnm:
+ *     -0 whatever the order). Defining it as +0 makes the observers' stored min_val / max_val
+ *     the same bits on every platform (lo = min(min_val, 0) ignores the sign anyway).
  *   Not reproduced: signalling NaNs (never produced by arithmetic; fminf turns them into NaN,
  *     the rows ignore them as quiet NaNs).
  */
@@ -29,7 +27,7 @@ typedef void (*et_f32_fq_fwd_fn)(int64_t n, const float *x, float s, float inv_s
 /* dx[i] = dy[i] * (lo <= nearbyint(x[i] * inv_s) + zp <= hi ? 1 : 0); dx == dy allowed */
 typedef void (*et_f32_fq_bwd_fn)(int64_t n, const float *dy, const float *x, float inv_s,
                                  float zp, float lo, float hi, float *dx);
-/* *mn = the fold fminf(...fminf(+inf, x[0])..., x[n-1]), *mx likewise with fmaxf from -inf */
+/* *mn = min(x) and *mx = max(x), NaN ignored, +inf / -inf for none, a zero as +0 */
 typedef void (*et_f32_fq_minmax_fn)(int64_t n, const float *x, float *mn, float *mx);
 
 typedef struct et_f32_fq_variant {
@@ -46,9 +44,7 @@ void et_f32_fq_bwd__ref(int64_t n, const float *dy, const float *x, float inv_s,
                         float lo, float hi, float *dx);
 void et_f32_fq_minmax__ref(int64_t n, const float *x, float *mn, float *mx);
 
-/* The fold of fminf (is_max 0) or fmaxf (1) over x[0..n) when its result is a zero: the zero
- * (+0 or -0) that fold gives, from the zeros of x in order and this C library's fminf / fmaxf
- * on (+0, -0) and (-0, +0). Compiled in quant.c with __ref's flags. */
-float et_fq_zero_fold(int64_t n, const float *x, int is_max);
+/* v, with a zero (either sign) as +0: the minmax rule above. */
+static inline float et_fq_plus_zero(float v) { return v == 0.0f ? 0.0f : v; }
 
 #endif

@@ -11,8 +11,8 @@
  *     q), on NEON compare-and-select (vmaxq / vminq would give the default NaN);
  *   - the straight-through mask is the and of the two ordered comparisons (false for NaN),
  *     as 1.0f / +0.0f, multiplied into dy as __ref does (a masked negative dy gives -0);
- *   - minmax: x86 min_ps(x, a) / NEON vminnmq keep a when x is NaN (fminf's rule); the zero
- *     sign comes from et_fq_zero_fold (quant_internal.h).
+ *   - minmax: x86 min_ps(x, a) / NEON vminnmq keep a when x is NaN (fminf's rule); a zero
+ *     result is +0 (quant_internal.h).
  */
 #include <math.h>
 

@@ -45,7 +45,7 @@ FQ_TARGET static void FQ_NAME(bwd)(int64_t n, const float *dy, const float *x, f
 }
 
 /* 4 vectors of running minima / maxima (NaN ignored), reduced lane by lane, then the tail; a
- * zero result gets the sign of __ref's fold (et_fq_zero_fold). */
+ * zero result is +0 (quant_internal.h). */
 FQ_TARGET static void FQ_NAME(minmax)(int64_t n, const float *x, float *mn, float *mx) {
     VF a0 = F_SET(INFINITY), a1 = a0, a2 = a0, a3 = a0;
     VF b0 = F_SET(-INFINITY), b1 = b0, b2 = b0, b3 = b0;
@@ -73,8 +73,8 @@ FQ_TARGET static void FQ_NAME(minmax)(int64_t n, const float *x, float *mn, floa
         a = x[i] < a ? x[i] : a;
         b = x[i] > b ? x[i] : b;
     }
-    *mn = a == 0.0f ? et_fq_zero_fold(n, x, 0) : a;
-    *mx = b == 0.0f ? et_fq_zero_fold(n, x, 1) : b;
+    *mn = et_fq_plus_zero(a);
+    *mx = et_fq_plus_zero(b);
 }
 
 /* The parameters above are this instantiation's only: undefined here, so the next ISA defines

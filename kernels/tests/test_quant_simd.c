@@ -6,13 +6,13 @@
  *         (x * inv_s = k + 0.5 for even and odd, positive and negative k) and random scales;
  *         inputs far outside the range, NaN, +-inf, +-0, subnormals; the backward with
  *         negative, NaN and infinite dy; in place.
- *   minmax: the rows against __ref's fminf / fmaxf fold: zero minima / maxima with zeros of
- *         both signs in every order (the sign depends on the C library: the rows give __ref's),
- *         NaN anywhere, all NaN, +-inf.
+ *   minmax: the rows against __ref: zero minima / maxima with zeros of both signs in every
+ *         order (always +0), NaN anywhere, all NaN, +-inf.
  *   entry points: et_f32_fake_quant_fwd / _bwd / et_f32_quant_observe under et_set_isa() of
  *         every row against the __ref entry points, 1 and 3 threads, per tensor (long rows,
  *         several observer chunks) and per channel; the per-tensor observer's min / max also
- *         against a plain sequential fminf / fmaxf fold (the chunks combine to the same bits).
+ *         against a plain sequential fminf / fmaxf fold with a zero as +0 (the chunks combine to
+ *         the same bits).
  *         An FNV hash of the outputs on finite inputs is printed: x86 and arm64 print the same.
  */
 #include <math.h>
@@ -164,6 +164,8 @@ static void test_minmax_rows(void) {
                         if (x[i] == 0.0f) x[i] = -x[i];
                 float rm, rM;
                 ref->minmax(n, x, &rm, &rM);
+                ET_CHECK(!(rm == 0.0f && signbit(rm)) && !(rM == 0.0f && signbit(rM)),
+                         "fq minmax ref n=%lld kind %d flip %d: a zero result must be +0", (long long)n, kind, flip);
                 for (const et_f32_fq_variant *row = ref + 1; row->head.name; row++) {
                     if (!et_isa_supported(row->head.isa)) continue;
                     float vm, vM;
@@ -235,12 +237,11 @@ static void test_fq_entries(void) {
                 for (int64_t i = 3; i < t; i += 101) dy[i] = NAN;
             et_set_isa(ET_ISA_REF);
             run_entries(1, n, c, in, x, dy, scale, zp, 0, 255, 1, o[0]);
-            if (sp != 1) { /* finite inputs; with zeros of both signs (sp 2) a zero min / max
-                            * has the C library's sign (quant_internal.h): scale and zp only */
+            if (sp != 1) { /* finite inputs (a zero min / max is +0 everywhere) */
                 h = fnv_mix(h, o[0]->y, (size_t)t * 4);
                 h = fnv_mix(h, o[0]->dx, (size_t)t * 4);
                 for (int m = 0; m < 4; m++)
-                    for (int q = sp == 2 ? 2 : 0; q < 4; q++) h = fnv_mix(h, o[0]->st[m][q], (size_t)c * 4);
+                    for (int q = 0; q < 4; q++) h = fnv_mix(h, o[0]->st[m][q], (size_t)c * 4);
             }
             if (c == 1) { /* the chunked per-tensor observer equals one sequential fold */
                 float fm[2] = {INFINITY, INFINITY}, fM[2] = {-INFINITY, -INFINITY}; /* of x, of dy */
@@ -248,6 +249,7 @@ static void test_fq_entries(void) {
                     fm[0] = fminf(fm[0], x[i]), fM[0] = fmaxf(fM[0], x[i]);
                     fm[1] = fminf(fm[1], dy[i]), fM[1] = fmaxf(fM[1], dy[i]);
                 }
+                for (int u = 0; u < 2; u++) fm[u] = et_fq_plus_zero(fm[u]), fM[u] = et_fq_plus_zero(fM[u]);
                 const float a = fminf(fm[1], fm[0]), b = fmaxf(fM[1], fM[0]); /* minmax: both */
                 ET_CHECK(same_bits1(o[0]->st[2][0][0], a) && same_bits1(o[0]->st[2][1][0], b),
                          "observer fold [%lld,%lld,%lld] sp %d: %g %g want %g %g", (long long)n, (long long)c,
