@@ -123,7 +123,7 @@ class _QDQ:
     def qlayer(self, nd: ir.Node) -> None:
         """qconv2d / qlinear: DQ(x), DQ(w) per channel, DQ(b) per channel, Conv / Gemm, Q."""
         w, layer = self.w, nd.layer
-        x, wq, bq, _, _, zp_out = nd.inputs
+        x, wq, bq, _, _, zp_out = nd.inputs[:6]
         a = w.attrs(nd)
         self._u8_range(nd, int(a["qmin"]), int(a["qmax"]))
         prep = self.preps.get(wq)
@@ -156,6 +156,8 @@ class _QDQ:
                    kernel_shape=list(self.g.tensors[wq].shape[2:]))
         else:
             w.node("Gemm", ins, [y], layer, transB=1)
+        if nd.fattr:       # the fused clamp: Q(clip(y)) = clamp(Q(y), Q(lo), Q(hi))
+            y = self._clip(y, nd.fattr[0], nd.fattr[1], layer)
         self.q(y, nd.outputs[0], self.scale(prep.inputs[4], layer),
                self.zero_point(zp_out, layer), layer)
 
@@ -175,13 +177,20 @@ class _QDQ:
     def qclamp(self, nd: ir.Node) -> None:
         """clamp(q, Q(lo), Q(hi)) = Q(clamp(dq(q), lo, hi)) (docs/int8.md): Clip in float."""
         self._u8_range(nd, *nd.iattr[:2])
-        lo, hi = nd.fattr[:2]
-        bounds = [self.w.const(np.float32(lo), (nd.layer or "qclamp") + ".clip_min")]
-        if np.isfinite(hi):
-            bounds.append(self.w.const(np.float32(hi), (nd.layer or "qclamp") + ".clip_max"))
-        y = self.w.fresh(self.w.name(nd.outputs[0]) + "_float")
-        self.w.node("Clip", [self.dq(nd.inputs[0], nd.layer)] + bounds, [y], nd.layer)
+        y = self._clip(self.dq(nd.inputs[0], nd.layer), nd.fattr[0], nd.fattr[1], nd.layer)
         self.q(y, nd.outputs[0], *self.grid[nd.inputs[0]], nd.layer)
+
+    def _clip(self, x: str, lo: float, hi: float, layer: str) -> str:
+        """Relu (lo 0, hi inf) or Clip(x, lo, hi) in float."""
+        y = self.w.fresh(x + "_clip")
+        if lo == 0.0 and not np.isfinite(hi):
+            self.w.node("Relu", [x], [y], layer)
+            return y
+        bounds = [self.w.const(np.float32(lo), (layer or "clip") + ".clip_min")]
+        if np.isfinite(hi):
+            bounds.append(self.w.const(np.float32(hi), (layer or "clip") + ".clip_max"))
+        self.w.node("Clip", [x] + bounds, [y], layer)
+        return y
 
     def qglobal_avgpool(self, nd: ir.Node) -> None:
         self._u8_range(nd, *nd.iattr[:2])

@@ -638,6 +638,30 @@ def _int_node(nd, x, q) -> None:
         nd.inputs = [x]
 
 
+FUSE_TODO = False   # TEMP until qspeed lands
+
+
+def _fuse_clamp(graph, producer, readers, keep_out, first, deq, q) -> bool:
+    """When the chain's first node ``first`` (after the dequantize node ``deq``) is a relu or
+    relu6 and the u8 tensor comes from a qconv2d / qlinear read by nothing else, that layer
+    clamps its own output (its optional ``y_scale`` input and ``(lo, hi)`` attributes: the
+    bounds Q(lo), Q(hi) of qclamp, so the bytes are those of the separate op) and ``first``
+    goes. Returns whether it did."""
+    kind = _chain_kind(graph.nodes[first])
+    dq = graph.nodes[deq]
+    u8 = dq.inputs[0]
+    layer = graph.nodes[producer[u8]] if u8 in producer else None
+    if kind not in ("relu", "relu6") or layer is None or layer.op not in ("qconv2d", "qlinear") \
+            or layer.fattr or list(layer.iattr[-2:]) != list(q.iattr[:2]) \
+            or list(layer.inputs[5:6]) != [q.inputs[2]] \
+            or readers.get(u8) != [deq] or readers.get(dq.outputs[0]) != [first] \
+            or u8 in keep_out or dq.outputs[0] in keep_out:
+        return False
+    layer.inputs = list(layer.inputs) + [q.inputs[1]]
+    layer.fattr = [0.0, 6.0 if kind == "relu6" else math.inf]
+    return True
+
+
 def integer_chains(graph, node_ids, outputs):
     """Rewrite the eval program's ``dequantize -> (relu | relu6 | maxpool2d | global_avgpool |
     reshape)* -> quantize`` chains on one grid (same scale and zero-point tensors) into the
@@ -689,11 +713,15 @@ def integer_chains(graph, node_ids, outputs):
                 readers.setdefault(u8, []).append(r)
             dropped.add(qn)
             continue
-        x = u8
-        for k, n in enumerate(reversed(chain)):      # from the dequantize towards the quantize
+        x, order = u8, list(reversed(chain))         # from the dequantize towards the quantize
+        if FUSE_TODO and _fuse_clamp(graph, producer, readers, keep_out, order[0], producer[t], q):
+            dropped.add(order.pop(0))
+            if not order:
+                graph.nodes[producer[u8]].outputs = list(q.outputs)
+        for k, n in enumerate(order):
             nd = graph.nodes[n]
             _int_node(nd, x, q)
-            if k == len(chain) - 1:
+            if k == len(order) - 1:
                 nd.outputs = list(q.outputs)
             else:
                 graph.tensors[nd.outputs[0]].dtype = "u8"

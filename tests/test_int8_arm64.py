@@ -170,3 +170,43 @@ def test_et_train_refuses_int8_files_for_training_and_bad_ones(int8_file, host_b
         proc = _run(cmd + ["-f", path, "-d", mnist_dir, "--eval-only", "--test-limit", 10,
                            "--save-outputs", tmp_path / "no_dir" / "x.f32"])
         assert proc.returncode == 3 and "--save-outputs" in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def mobilenet_int8(mnist_dir, tmp_path_factory):  # noqa: F811
+    """A QAT MobileNetV2 (width 0.35, every layer integer) trained a few steps in Python, its
+    int8 file and its Eval() logits on the first 48 test images."""
+    et = _python_session()
+    from edgetrain import nn, optim, quant
+    from edgetrain.models import MobileNetV2
+
+    et.manual_seed(1)
+    model = MobileNetV2(num_classes=10, in_channels=1, width_mult=0.35, input_size=28)
+    sess = et.TrainSession.from_module(
+        model, inputs={"data": (BATCH, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
+        labels={"label": ((BATCH,), "int64")},
+        optimizer=optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        quantize=quant.QConfig(8, 8, quantize_input=True), threads=2)
+    x, y = _batches(mnist_dir, "train", BATCH * 6)
+    sess.Train()
+    for i in range(6):
+        sess.RunGraph({"data": x[i * BATCH:(i + 1) * BATCH], "label": y[i * BATCH:(i + 1) * BATCH]})
+    xt, _ = _batches(mnist_dir, "test", 48)
+    logits = _eval(sess, xt)
+    path = tmp_path_factory.mktemp("mnv2_int8") / "mnv2_int8.etm"
+    sess.SaveToFile(str(path), inference_only=True, int8=True)
+    return path, logits
+
+
+@pytest.mark.parametrize("isa", ["x86", "arm64-max", "arm64-a53"])
+def test_mobilenetv2_int8_file_eval_only_equals_python_eval(isa, mobilenet_int8, host_bin,  # noqa: F811
+                                                            arm64_bin, mnist_dir, tmp_path):
+    """qclamp, qadd, qglobal_avgpool and the direct depthwise qconv2d on arm64 too."""
+    path, logits = mobilenet_int8
+    cmd = [host_bin] if isa == "x86" else ["qemu-aarch64-static", "-cpu", QEMU[isa][0], arm64_bin]
+    out = tmp_path / "outputs.f32"
+    proc = _run(cmd + ["-f", path, "-d", mnist_dir, "--eval-only", "--test-limit", len(logits),
+                       "--save-outputs", out], timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    got = np.fromfile(out, np.float32).reshape(logits.shape)
+    assert np.array_equal(got.view(np.uint32), logits.view(np.uint32)), isa

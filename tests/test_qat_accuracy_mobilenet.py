@@ -25,7 +25,7 @@ from edgetrain.models import MobileNetV2
 from conftest import mnist_arrays
 
 BATCH, LR, MOMENTUM, WD, WIDTH = 64, 0.05, 0.9, 4e-5, 0.5
-PRE, STEPS = 400, 300
+PRE, STEPS = 937, 600
 pytestmark = pytest.mark.slow
 
 CONFIGS = {(8, 8): 0.3, (4, 8): 1.0}   # (W, A): allowed loss, points
