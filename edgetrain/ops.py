@@ -218,8 +218,17 @@ def _bw_act(ctx, node, dys):
     act, alpha = node.iattr[0], node.fattr[0]
     if act == ACT_NONE:
         return [dys[0]]
-    t = node.outputs[0] if act in (ACT_SIGMOID, ACT_TANH) else node.inputs[0]
+    t = node.outputs[0] if _bwd_reads_output(act, alpha) else node.inputs[0]
     return [ctx.emit("act_bwd", [dys[0], t], act=act, alpha=alpha)[0]]
+
+
+def _bwd_reads_output(act: int, alpha: float) -> bool:
+    """Whether act_bwd takes the activation's output: sigmoid and tanh need it; for relu,
+    relu6 and leaky relu (alpha >= 0) the output gives the input's mask bit for bit (y > 0
+    exactly when x > 0, 0 < y < 6 exactly when 0 < x < 6, NaN both ways), so the input — often a
+    BatchNorm output — need not be kept for the backward (less activation memory)."""
+    return act in (ACT_SIGMOID, ACT_TANH, ACT_RELU, ACT_RELU6) or \
+        (act == ACT_LEAKY_RELU and alpha >= 0.0)
 
 
 def _bw_maxpool(ctx, node, dys):

@@ -1,0 +1,62 @@
+"""Activation memory (issue 15): the backward of relu / relu6 / leaky relu reads the
+activation's output, which gives the same mask as its input bit for bit, so the input (in
+MobileNetV2 a BatchNorm output) is not kept for the backward: the same bits with a smaller
+activation arena."""
+import hashlib
+
+import numpy as np
+import pytest
+
+import edgetrain as et
+from edgetrain import nn, ops, optim
+from edgetrain.models import MobileNetV2
+
+
+def _train(model_fn, x, y, steps=2):
+    et.manual_seed(0)
+    m = model_fn()
+    s = et.TrainSession.from_module(
+        m, inputs={"x": x.shape}, loss=nn.CrossEntropyLoss(), labels={"y": (y.shape, "int64")},
+        optimizer=optim.SGD(m.parameters(), lr=0.05, momentum=0.9), threads=2)
+    s.Train()
+    losses = [s.RunGraph({"x": x, "y": y})["loss"] for _ in range(steps)]
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(v).tobytes()
+                                     for _, v in sorted(s.get_parameters().items()))).hexdigest()
+    return s.memory_info()["activations"], np.array(losses), digest
+
+
+class _Acts(nn.Module):
+    """Conv -> BN -> act for every activation whose backward may read the output."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c2, self.b2 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c3, self.b3 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = nn.functional.relu(self.b1(self.c1(x)))
+        x = nn.functional.relu6(self.b2(self.c2(x)) * 4.0)
+        x = nn.functional.leaky_relu(self.b3(self.c3(x)), 0.1)
+        return self.fc(x.reshape(x.shape[0], -1))
+
+
+@pytest.mark.parametrize("name", ["acts", "mobilenetv2"])
+def test_act_backward_from_the_output_same_bits_less_memory(name, monkeypatch):
+    rng = np.random.default_rng(0)
+    if name == "acts":
+        fn, x = _Acts, rng.standard_normal((16, 3, 8, 8)).astype(np.float32)
+        x[0, 0, :2, :2] = [[0.0, -0.0], [6.0, np.float32(1e-30)]]   # boundaries of the masks
+    else:
+        fn = lambda: MobileNetV2(num_classes=10, width_mult=0.35, input_size=32)  # noqa: E731
+        x = rng.standard_normal((8, 3, 32, 32)).astype(np.float32)
+    y = np.arange(len(x)) % 10
+    mem, losses, digest = _train(fn, x, y)
+    monkeypatch.setattr(ops, "_bwd_reads_output",
+                        lambda act, alpha: act in (ops.ACT_SIGMOID, ops.ACT_TANH))
+    mem_in, losses_in, digest_in = _train(fn, x, y)
+    np.testing.assert_array_equal(losses.view(np.uint32), losses_in.view(np.uint32))
+    assert digest == digest_in
+    print(f"\n{name}: activation arena {mem_in / 2**20:.2f} -> {mem / 2**20:.2f} MiB")
+    assert mem < 0.85 * mem_in
