@@ -1653,9 +1653,8 @@ static et_status qconv2d_infer(const et_node_io *io, et_tshape *out, char *msg, 
     return ET_OK;
 }
 static size_t qconv2d_ws(const et_node_io *io, int nthreads) {
-    (void)nthreads;
     et_conv2d_params p = {0};
-    return qconv_params(io, &p, NULL, 0) == ET_OK ? et_q_conv2d_ws_bytes(&p) : 0;
+    return qconv_params(io, &p, NULL, 0) == ET_OK ? et_q_conv2d_ws_bytes_nt(&p, nthreads) : 0;
 }
 static et_status qconv2d_run(const et_node_io *io, const et_run_env *e) {
     et_conv2d_params p = {0};

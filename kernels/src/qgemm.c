@@ -55,9 +55,10 @@ static inline int32_t q_level(float v, float inv_s, int32_t zp, int32_t qmin, in
     return q_clamp(r != r ? 0.0f : r, zp, qmin, qmax);
 }
 
-/* Requantize: the one float operation per output of a GEMM / convolution, acc exact. */
+/* Requantize: the one float operation per output of a GEMM / convolution, acc exact;
+ * = q_clamp(nearbyintf((float)acc * mult), ...) without the libm call (et_q_requant1). */
 static inline uint8_t q_requant(int64_t acc, float mult, int32_t y_zp, int32_t qmin, int32_t qmax) {
-    return (uint8_t)q_clamp(nearbyintf((float)acc * mult), y_zp, qmin, qmax);
+    return et_q_requant1(acc, mult, y_zp, qmin, qmax);
 }
 
 static int q_params_ok(float s, int32_t zp, int32_t qmin, int32_t qmax) {
@@ -499,7 +500,8 @@ size_t et_q_conv2d_im2col_ws_bytes(const et_conv2d_params *p) {
     return (size_t)(p->oh * p->ow * (p->c / p->groups) * p->kh * p->kw);
 }
 
-size_t et_q_conv2d_ws_bytes(const et_conv2d_params *p) { return q_is_depthwise(p) ? 0 : et_q_conv2d_im2col_ws_bytes(p); }
+size_t et_q_conv2d_ws_bytes_nt(const et_conv2d_params *p, int nthreads);
+size_t et_q_conv2d_ws_bytes(const et_conv2d_params *p) { return et_q_conv2d_ws_bytes_nt(p, 1); }
 
 static int q_conv_args_ok(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
                           const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax, const uint8_t *y) {
@@ -723,9 +725,210 @@ et_status et_q_conv2d__ref(const et_conv2d_params *p, const uint8_t *x, int32_t 
     return q_conv2d(et_q_gemm_requant__ref, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
 }
 
+/* The tiled convolution (the SIMD rows of et_q_conv2d_variants; every qconv2d but the
+ * depthwise one). One parallel job over tiles of Q_TILE output pixels of one (image, group);
+ * each tile's patches are packed into the thread's workspace slot as A[k / 4][pixel][k % 4]
+ * (the u8 operand of a dot-product instruction: 4 consecutive k of one pixel in each 32-bit
+ * lane), and the micro-kernel forms y[oc, pixels] with the pixels in vector lanes and 4 bytes
+ * of w[oc] broadcast: sum_k a * w (u8 x s8), at most 255 * 128 * K < 2^31 in size, so exact in
+ * int32 lanes. zterm[oc] = bias[oc] - x_zp * sum_k w[oc, k] (once per call) turns it into
+ * acc = bias + sum_k (a - x_zp) * w, exact in int32 when |bias| + 255 * 128 * K < 2^31 (checked
+ * per call; otherwise the im2col path runs). The last group of 4 weights of each row is read
+ * from wtail[oc] (zero-padded, so the packed bytes past K add nothing). Requantize per vector:
+ * (float)acc (cvtdq2ps rounds like the int64 -> float conversion: both exact-or-nearest-even of
+ * the same integer), times mult[oc], clamped to [qmin - y_zp, qmax - y_zp], rounded to nearest
+ * even (cvtps2dq in the default rounding mode), + y_zp: et_q_requant1's bits. Each output
+ * depends on its own tile only, so every thread count gives the same bytes. */
+#define Q_TILE 64 /* output pixels per tile (4 zmm of 16 int32 lanes) */
+typedef struct q_tile_job q_tile_job;
+typedef void (*q_tile_fn)(const q_tile_job *k, const uint8_t *A, int64_t n, int64_t g, int64_t p0, int64_t np);
+struct q_tile_job {
+    const et_conv2d_params *p;
+    const uint8_t *x;
+    const int8_t *w;
+    const float *mult;
+    uint8_t *y;
+    const int32_t *zterm, *wtail;
+    uint8_t *bufs;
+    int64_t K, K4, cg, ocg, P, tiles_img, buf_bytes;
+    int32_t x_zp, y_zp, qmin, qmax;
+    q_tile_fn tile;
+};
+
+static int64_t q_tile_K4(const et_conv2d_params *p) { return ((p->c / p->groups) * p->kh * p->kw + 3) / 4; }
+static int64_t q_tile_fixed_bytes(const et_conv2d_params *p) { return (p->oc * 8 + 63) & ~(int64_t)63; }
+static int64_t q_tile_buf_bytes(const et_conv2d_params *p) { return q_tile_K4(p) * 4 * Q_TILE; }
+
+size_t et_q_conv2d_ws_bytes_nt(const et_conv2d_params *p, int nthreads) {
+    if (q_is_depthwise(p)) return 0;
+    const size_t a = et_q_conv2d_im2col_ws_bytes(p);
+    const size_t t = (size_t)(q_tile_fixed_bytes(p) + (nthreads > 1 ? nthreads : 1) * q_tile_buf_bytes(p));
+    return a > t ? a : t;
+}
+
+/* Patches of pixels [p0, p0 + np) of image n, group g into A[k / 4][t][k % 4], the zero point
+ * outside the image; pixels past np and bytes past K are zero (never stored / times 0). */
+static void q_tile_pack(const q_tile_job *k, int64_t n, int64_t g, int64_t p0, int64_t np, uint8_t *A) {
+    const et_conv2d_params *p = k->p;
+    const int64_t K = k->K, khw = p->kh * p->kw, hw = p->h * p->w;
+    const uint8_t z = (uint8_t)k->x_zp;
+    const uint8_t *xg = k->x + (n * p->c + g * k->cg) * hw;
+    if (np < Q_TILE) memset(A, 0, (size_t)k->buf_bytes);
+    else if (K & 3) memset(A + (k->K4 - 1) * 4 * Q_TILE, 0, 4 * Q_TILE);
+    const int direct = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
+                       p->pad_l == 0 && p->oh == p->h && p->ow == p->w;
+    for (int64_t kk = 0; kk < K; kk++) {
+        const int64_t ci = kk / khw, r = kk % khw, i = r / p->kw, j = r % p->kw;
+        const uint8_t *xc = xg + ci * hw;
+        uint8_t *d = A + (kk >> 2) * 4 * Q_TILE + (kk & 3);
+        if (direct) {
+            for (int64_t t = 0; t < np; t++) d[t * 4] = xc[p0 + t];
+            continue;
+        }
+        int64_t oy = p0 / p->ow, ox = p0 % p->ow;
+        const int64_t dy = i * p->dil_h - p->pad_t, dx = j * p->dil_w - p->pad_l;
+        for (int64_t t = 0; t < np;) {
+            /* one output row segment: columns [ox, ox + len) */
+            const int64_t len = p->ow - ox < np - t ? p->ow - ox : np - t, iy = oy * p->stride_h + dy;
+            if (iy < 0 || iy >= p->h) {
+                for (int64_t u = 0; u < len; u++) d[(t + u) * 4] = z;
+            } else {
+                const uint8_t *xr = xc + iy * p->w;
+                for (int64_t u = 0; u < len; u++) {
+                    const int64_t ix = (ox + u) * p->stride_w + dx;
+                    d[(t + u) * 4] = ix >= 0 && ix < p->w ? xr[ix] : z;
+                }
+            }
+            t += len, ox = 0, oy++;
+        }
+    }
+}
+
+static void q_tile_range(void *ctx, int64_t t0, int64_t t1, int tid) {
+    const q_tile_job *k = (const q_tile_job *)ctx;
+    uint8_t *A = k->bufs + (int64_t)tid * k->buf_bytes;
+    for (int64_t t = t0; t < t1; t++) {
+        const int64_t img = t / k->tiles_img, pb = t % k->tiles_img;
+        const int64_t n = img / k->p->groups, g = img % k->p->groups, p0 = pb * Q_TILE;
+        const int64_t np = k->P - p0 < Q_TILE ? k->P - p0 : Q_TILE;
+        q_tile_pack(k, n, g, p0, np, A);
+        k->tile(k, A, n, g, p0, np);
+    }
+}
+
+/* The tiled path with micro-kernel `tile`; falls back to the im2col path (et_q_gemm_requant)
+ * when a bias is too large for int32 accumulators or the workspace holds no tile slot. */
+static et_status q_conv2d_tiled(q_tile_fn tile, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp,
+                                const int8_t *w, const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin,
+                                int32_t qmax, uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
+    if (!q_conv_args_ok(p, x, x_zp, w, mult, y_zp, qmin, qmax, y)) return ET_ERR_ARG;
+    if (q_is_depthwise(p)) return q_dwconv2d(p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, nthreads);
+    const int64_t cg = p->c / p->groups, K = cg * p->kh * p->kw, fixed = q_tile_fixed_bytes(p);
+    const int64_t buf = q_tile_buf_bytes(p), dmax = (int64_t)255 * 128 * K;
+    int64_t slots = ws && (int64_t)ws_bytes > fixed ? ((int64_t)ws_bytes - fixed) / buf : 0;
+    int ok = K <= ET_Q_MAX_K && slots > 0;
+    for (int64_t o = 0; ok && bias && o < p->oc; o++) ok = (bias[o] < 0 ? -(int64_t)bias[o] : bias[o]) + dmax <= INT32_MAX;
+    if (!ok) return et_q_conv2d_im2col(et_q_gemm_requant, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes,
+                                       nthreads);
+    int32_t *zterm = (int32_t *)ws, *wtail = zterm + p->oc;
+    for (int64_t o = 0; o < p->oc; o++) {
+        const int8_t *wo = w + o * K;
+        int64_t sw = 0;
+        for (int64_t i = 0; i < K; i++) sw += wo[i];
+        zterm[o] = (int32_t)((bias ? bias[o] : 0) - (int64_t)x_zp * sw); /* |.| <= |bias| + dmax < 2^31 */
+        uint8_t t4[4] = {0, 0, 0, 0};
+        for (int64_t i = K & ~(int64_t)3; i < K; i++) t4[i & 3] = (uint8_t)wo[i];
+        memcpy(wtail + o, t4, 4);
+    }
+    const int64_t tiles_img = (p->oh * p->ow + Q_TILE - 1) / Q_TILE, tiles = p->n * p->groups * tiles_img;
+    if (slots > nthreads) slots = nthreads > 1 ? nthreads : 1;
+    const q_tile_job job = {p, x, w, mult, y, zterm, wtail, (uint8_t *)ws + fixed, K, q_tile_K4(p), cg,
+                            p->oc / p->groups, p->oh * p->ow, tiles_img, buf, x_zp, y_zp, qmin, qmax, tile};
+    et_parallel_ranges(tiles, et_split_chunks(tiles, (int)slots), (int)slots, q_tile_range, (void *)&job);
+    return ET_OK;
+}
+
+#if defined(ET_HAVE_X86_SIMD)
+/* Requantize 16 int32 sums of output channel oc and store np (<= 16) bytes at dst. */
+ET_TARGET_AVX512VNNI static inline void q_tile_store16(const q_tile_job *k, __m512i acc, int64_t oc, uint8_t *dst,
+                                                        int64_t np) {
+    const __m512 lo = _mm512_set1_ps((float)(k->qmin - k->y_zp)), hi = _mm512_set1_ps((float)(k->qmax - k->y_zp));
+    acc = _mm512_add_epi32(acc, _mm512_set1_epi32(k->zterm[oc]));
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(k->mult[oc]));
+    f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+    const __m128i b = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(k->y_zp)));
+    if (np >= 16) _mm_storeu_si128((__m128i *)dst, b);
+    else if (np > 0) _mm_mask_storeu_epi8(dst, (__mmask16)((1u << np) - 1), b);
+}
+
+/* 4 output channels x 64 pixels per pass: 16 zmm accumulators, one vpdpbusd per (channel,
+ * 16 pixels, 4 k). Channels past the group's last repeat it (computed, not stored). */
+ET_TARGET_AVX512VNNI static void q_tile__avx512vnni(const q_tile_job *k, const uint8_t *A, int64_t n, int64_t g,
+                                                    int64_t p0, int64_t np) {
+    const int64_t K = k->K, Kf = K >> 2, ocg = k->ocg;
+    for (int64_t o0 = 0; o0 < ocg; o0 += 4) {
+        const int64_t no = ocg - o0 < 4 ? ocg - o0 : 4;
+        const int64_t oc0 = g * ocg + o0, oc1 = oc0 + (no > 1), oc2 = oc0 + (no > 2 ? 2 : no - 1),
+                      oc3 = oc0 + (no > 3 ? 3 : no - 1);
+        const int8_t *w0 = k->w + oc0 * K, *w1 = k->w + oc1 * K, *w2 = k->w + oc2 * K, *w3 = k->w + oc3 * K;
+        __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
+                c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+#define Q_T512_STEP(B0, B1, B2, B3, AP)                                                                            \
+    do {                                                                                                         \
+        const __m512i a0 = _mm512_loadu_si512((const void *)(AP)), a1 = _mm512_loadu_si512((const void *)((AP) + 64)), \
+                      a2 = _mm512_loadu_si512((const void *)((AP) + 128)),                                       \
+                      a3 = _mm512_loadu_si512((const void *)((AP) + 192));                                       \
+        const __m512i b0 = _mm512_set1_epi32(B0), b1 = _mm512_set1_epi32(B1), b2 = _mm512_set1_epi32(B2),       \
+                      b3 = _mm512_set1_epi32(B3);                                                                \
+        c00 = _mm512_dpbusd_epi32(c00, a0, b0), c01 = _mm512_dpbusd_epi32(c01, a1, b0);                           \
+        c02 = _mm512_dpbusd_epi32(c02, a2, b0), c03 = _mm512_dpbusd_epi32(c03, a3, b0);                           \
+        c10 = _mm512_dpbusd_epi32(c10, a0, b1), c11 = _mm512_dpbusd_epi32(c11, a1, b1);                           \
+        c12 = _mm512_dpbusd_epi32(c12, a2, b1), c13 = _mm512_dpbusd_epi32(c13, a3, b1);                           \
+        c20 = _mm512_dpbusd_epi32(c20, a0, b2), c21 = _mm512_dpbusd_epi32(c21, a1, b2);                           \
+        c22 = _mm512_dpbusd_epi32(c22, a2, b2), c23 = _mm512_dpbusd_epi32(c23, a3, b2);                           \
+        c30 = _mm512_dpbusd_epi32(c30, a0, b3), c31 = _mm512_dpbusd_epi32(c31, a1, b3);                           \
+        c32 = _mm512_dpbusd_epi32(c32, a2, b3), c33 = _mm512_dpbusd_epi32(c33, a3, b3);                           \
+    } while (0)
+        for (int64_t kk = 0; kk < Kf; kk++) {
+            int32_t v0, v1, v2, v3;
+            memcpy(&v0, w0 + 4 * kk, 4), memcpy(&v1, w1 + 4 * kk, 4), memcpy(&v2, w2 + 4 * kk, 4);
+            memcpy(&v3, w3 + 4 * kk, 4);
+            Q_T512_STEP(v0, v1, v2, v3, A + kk * 4 * Q_TILE);
+        }
+        if (Kf < k->K4) Q_T512_STEP(k->wtail[oc0], k->wtail[oc1], k->wtail[oc2], k->wtail[oc3], A + Kf * 4 * Q_TILE);
+#undef Q_T512_STEP
+        const __m512i cs[4][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},
+                                  {c30, c31, c32, c33}};
+        for (int64_t q = 0; q < no; q++) {
+            uint8_t *yo = k->y + (n * k->p->oc + oc0 + q) * k->P + p0;
+            for (int64_t v = 0; v < 4; v++) q_tile_store16(k, cs[q][v], oc0 + q, yo + v * 16, np - v * 16);
+        }
+    }
+}
+
+ET_TARGET_AVX512VNNI static et_status et_q_conv2d__avx512vnni(const et_conv2d_params *p, const uint8_t *x,
+                                                              int32_t x_zp, const int8_t *w, const int32_t *bias,
+                                                              const float *mult, int32_t y_zp, int32_t qmin,
+                                                              int32_t qmax, uint8_t *y, void *ws, size_t ws_bytes,
+                                                              int nthreads) {
+    return q_conv2d_tiled(q_tile__avx512vnni, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
+}
+#endif
+
+const et_q_conv2d_variant et_q_conv2d_variants[] = {
+    {{ET_ISA_REF, "ref"}, et_q_conv2d__ref},
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX512VNNI, "avx512vnni"}, et_q_conv2d__avx512vnni},
+#endif
+    {{ET_ISA_REF, NULL}, NULL},
+};
+
 et_status et_q_conv2d(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w, const int32_t *bias,
                       const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y, void *ws,
                       size_t ws_bytes, int nthreads) {
+    const et_q_conv2d_variant *row = ET_VARIANT_PICK(et_q_conv2d_variants);
+    if (row != et_q_conv2d_variants) /* a tiled SIMD row */
+        return row->conv(p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
     return q_conv2d(et_q_gemm_requant, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
 }
 

@@ -62,6 +62,8 @@ static void check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, i
     for (int64_t i = 0; i < nw; i++) wt[i] = (int8_t)((int)(q_next() % 255) - 127);
     for (int64_t i = 0; i < oc; i++) {
         b[i] = (int32_t)(q_next() % 20001) - 10000;
+        if (bias == 2) /* too large for the tiled rows' int32 sums: their im2col fallback */
+            b[i] = (i % 2 ? 1 : -1) * (INT32_MAX - (int32_t)(q_next() % 1000));
         m[i] = (float)(q_next() % 1000 + 1) * 1e-6f;
     }
     const int32_t xz = (int32_t)(q_next() % 256), yz = (int32_t)(q_next() % 200) + 20;
@@ -74,8 +76,25 @@ static void check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, i
              "p%lld d%lld g%lld)", (long long)n, (long long)c, (long long)h, (long long)w, (long long)oc,
              (long long)k, (long long)stride, (long long)pad, (long long)dil, (long long)groups);
     ET_CHECK(memcmp(y1, y3, (size_t)ny) == 0, "1 and 3 threads differ");
+    /* every conv row the CPU runs (the tiled SIMD rows) == __ref, 1 and 3 threads, with the
+     * workspace for 3 threads and with the 1-thread one (fewer slots than threads) */
+    size_t wsn = et_q_conv2d_ws_bytes_nt(&p, 3);
+    void *ws3 = malloc(wsn ? wsn : 1);
+    for (const et_q_conv2d_variant *row = et_q_conv2d_variants + 1; row->head.name; row++)
+        for (int th = 1; th <= 3 && et_isa_supported(row->head.isa); th += 2)
+            for (int big = 0; big < 2; big++) {
+                memset(y3, 0, (size_t)ny);
+                ET_CHECK(row->conv(&p, x, xz, wt, bias ? b : NULL, m, yz, 3, 250, y3, big ? ws3 : ws,
+                                   big ? wsn : wsb, th) == ET_OK, "conv %s", row->head.name);
+                ET_CHECK(memcmp(y1, y3, (size_t)ny) == 0, "qconv2d %s != ref (n%lld c%lld %lldx%lld oc%lld k%lld s%lld "
+                         "p%lld d%lld g%lld) th%d ws%d", row->head.name, (long long)n, (long long)c, (long long)h,
+                         (long long)w, (long long)oc, (long long)k, (long long)stride, (long long)pad, (long long)dil,
+                         (long long)groups, th, big);
+            }
+    free(ws3);
     if (wsb) /* the depthwise path (groups == c == oc, e.g. the 1x1 case) needs none */
-        ET_CHECK(et_q_conv2d__ref(&p, x, xz, wt, b, m, yz, 3, 250, y1, ws, wsb - 1, 1) == ET_ERR_WORKSPACE,
+        ET_CHECK(et_q_conv2d__ref(&p, x, xz, wt, b, m, yz, 3, 250, y1, ws, et_q_conv2d_im2col_ws_bytes(&p) - 1, 1) ==
+                     ET_ERR_WORKSPACE && et_q_conv2d(&p, x, xz, wt, b, m, yz, 3, 250, y1, ws, 1, 1) == ET_ERR_WORKSPACE,
                  "small workspace");
     free(x); free(y1); free(y3); free(yr); free(wt); free(b); free(m); free(ws);
 }
@@ -466,7 +485,31 @@ static void test_qgap(void) {
     }
 }
 
+/* et_q_requant1 (clamp, then round by adding 1.5 * 2^23) == clamp(nearbyintf(acc * mult) + zp):
+ * exact ties (acc * mult = k + 0.5, both signs, even and odd k), values near the clamp bounds,
+ * huge products (inf), random accs and multipliers. */
+static void test_requant_round(void) {
+    int bad = 0;
+    for (int64_t acc = -1100; acc <= 1100; acc++) {
+        const float ms[4] = {0.5f, 0.25f, 1.0f, 0.125f};
+        for (int i = 0; i < 4; i++)
+            for (int32_t zp = 0; zp <= 255; zp += 51)
+                bad += et_q_requant1(acc, ms[i], zp, 3, 250) != ref_requant(acc, ms[i], zp, 3, 250);
+    }
+    for (int i = 0; i < 200000; i++) {
+        const int64_t acc = (int64_t)(int32_t)(q_next() ^ (q_next() << 16)) >> (q_next() % 31);
+        const float m = (float)(q_next() % 100000 + 1) * powf(2.0f, (float)((int)(q_next() % 40) - 36));
+        const int32_t zp = (int32_t)(q_next() % 256), lo = (int32_t)(q_next() % (zp + 1));
+        const int32_t hi = zp + (int32_t)(q_next() % (256 - zp));
+        if (lo < hi) bad += et_q_requant1(acc, m, zp, lo, hi) != ref_requant(acc, m, zp, lo, hi);
+    }
+    bad += et_q_requant1(INT32_MAX, 3e38f, 7, 0, 255) != 255 || et_q_requant1(INT32_MIN, 3e38f, 7, 0, 255) != 0;
+    ET_CHECK(bad == 0, "et_q_requant1 != nearbyintf requantize in %d cases", bad);
+}
+
 void test_qgemm(void) {
+    test_requant_round();
+    et_check_variant_table("qconv2d", et_q_conv2d_variants, sizeof et_q_conv2d_variants[0]);
     test_isa_levels();
     test_variants();
     test_wide();
@@ -479,6 +522,13 @@ void test_qgemm(void) {
     check_conv(3, 3, 7, 5, 5, 3, 2, 1, 1, 1, 0);     /* odd sizes, stride, padding, no bias */
     check_conv(1, 4, 9, 9, 6, 3, 1, 2, 2, 2, 1);     /* dilation, groups */
     check_conv(1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1);     /* 1x1 */
+    check_conv(3, 7, 5, 9, 13, 1, 1, 0, 1, 1, 1);    /* pointwise (the direct pack), odd channels */
+    check_conv(2, 16, 11, 13, 9, 1, 2, 0, 1, 1, 0);  /* 1x1 stride 2 */
+    check_conv(2, 3, 17, 19, 70, 3, 2, 1, 1, 1, 1);  /* K = 27 (tail), 70 channels, partial tiles */
+    check_conv(1, 6, 10, 10, 6, 3, 1, 1, 1, 3, 1);   /* groups, 2 channels per group */
+    check_conv(65, 2, 3, 3, 5, 2, 1, 0, 1, 1, 1);    /* many images, 4 pixels each */
+    check_conv(1, 64, 8, 8, 3, 3, 1, 1, 1, 1, 0);    /* K = 576 */
+    check_conv(2, 5, 6, 6, 7, 3, 1, 1, 1, 1, 2);     /* biases near +-2^31 */
     test_depthwise();
     test_qadd();
     test_qclamp();

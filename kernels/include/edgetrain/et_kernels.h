@@ -567,6 +567,9 @@ et_status et_f32_fake_quant_bwd(int64_t outer, int64_t c, int64_t inner, const f
 et_status et_f32_quant_observe(int64_t outer, int64_t c, int64_t inner, const float *x, float *min_val,
                                float *max_val, float *scale, float *zero_point, int64_t qmin, int64_t qmax,
                                int symmetric, int ema, float averaging_constant, int nthreads);
+/* The workspace of et_q_conv2d for up to nthreads threads (the tiled rows use one slot per
+ * thread; with fewer slots they run on fewer threads, same bytes). */
+size_t et_q_conv2d_ws_bytes_nt(const et_conv2d_params *p, int nthreads);
 
 #ifdef __cplusplus
 }
