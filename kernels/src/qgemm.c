@@ -51,8 +51,11 @@ static inline int32_t q_clamp(float r, int32_t zp, int32_t qmin, int32_t qmax) {
 
 /* The quantize level of v: clamp(nearbyintf(v * inv_s) + zp, qmin, qmax), NaN -> the zero point. */
 static inline int32_t q_level(float v, float inv_s, int32_t zp, int32_t qmin, int32_t qmax) {
-    const float r = nearbyintf(v * inv_s);
-    return q_clamp(r != r ? 0.0f : r, zp, qmin, qmax);
+    /* clamp, then round: the bounds are integers (et_q_requant1's argument); NaN -> 0 */
+    const float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
+    float r = v * inv_s;
+    r = r != r ? 0.0f : (r < lo ? lo : (r > hi ? hi : r));
+    return (int32_t)et_q_round_even(r) + zp;
 }
 
 /* Requantize: the one float operation per output of a GEMM / convolution, acc exact;
@@ -89,10 +92,14 @@ static void q_dequantize_range(void *ctx, int64_t i0, int64_t i1, int tid) {
     for (int64_t i = i0; i < i1; i++) k->yf[i] = (float)((int32_t)k->xq[i] - k->zp) * k->scale;
 }
 
+/* u8 loops read the job into locals first: a store through uint8_t * may alias the job, which
+ * would keep the compiler from vectorising (pmaxub / pminub are exact). */
 static void q_relu_range(void *ctx, int64_t i0, int64_t i1, int tid) {
     const q_elem_job *k = (const q_elem_job *)ctx;
+    const uint8_t *x = k->xq, z = (uint8_t)k->zp;
+    uint8_t *y = k->yq;
     (void)tid;
-    for (int64_t i = i0; i < i1; i++) k->yq[i] = k->xq[i] < k->zp ? (uint8_t)k->zp : k->xq[i];
+    for (int64_t i = i0; i < i1; i++) y[i] = x[i] > z ? x[i] : z;
 }
 
 static void q_elem_run(et_range_body body, int64_t n, const q_elem_job *k, int nthreads) {
@@ -938,12 +945,35 @@ typedef struct q_pool_job {
     uint8_t *y;
 } q_pool_job;
 
+/* 2x2 stride 2, no padding / dilation: each output the max of two pairs of two rows (exact) */
+static int q_maxpool_is_k2s2(const et_pool2d_params *p) {
+    return p->kh == 2 && p->kw == 2 && p->stride_h == 2 && p->stride_w == 2 && p->pad_h == 0 && p->pad_w == 0 &&
+           p->dil_h == 1 && p->dil_w == 1 && 2 * p->oh <= p->h && 2 * p->ow <= p->w;
+}
+
+static void q_maxpool_k2s2(const et_pool2d_params *p, const uint8_t *xp, uint8_t *yp) {
+    const int64_t ow = p->ow, W = p->w;
+    for (int64_t oy = 0; oy < p->oh; oy++) {
+        const uint8_t *r0 = xp + 2 * oy * W, *r1 = r0 + W;
+        uint8_t *yr = yp + oy * ow;
+        for (int64_t ox = 0; ox < ow; ox++) {
+            const uint8_t a = r0[2 * ox] > r0[2 * ox + 1] ? r0[2 * ox] : r0[2 * ox + 1];
+            const uint8_t b = r1[2 * ox] > r1[2 * ox + 1] ? r1[2 * ox] : r1[2 * ox + 1];
+            yr[ox] = a > b ? a : b;
+        }
+    }
+}
+
 static void q_maxpool_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
     const q_pool_job *k = (const q_pool_job *)ctx;
     const et_pool2d_params *p = k->p;
     const uint8_t *x = k->x;
     uint8_t *y = k->y;
     (void)tid;
+    if (q_maxpool_is_k2s2(p)) {
+        for (int64_t pl = p0; pl < p1; pl++) q_maxpool_k2s2(p, x + pl * p->h * p->w, y + pl * p->oh * p->ow);
+        return;
+    }
     for (int64_t pl = p0; pl < p1; pl++) {
         const uint8_t *xp = x + pl * p->h * p->w;
         uint8_t *yp = y + pl * p->oh * p->ow;
@@ -1039,9 +1069,13 @@ et_status et_q_add__ref(int64_t n, const uint8_t *a, float a_s, int32_t a_zp, co
  * (x - zp) * s * (1/s) rounds back to x - zp. The bounds ride in the job's qmin / qmax. */
 static void q_clamp_range(void *ctx, int64_t i0, int64_t i1, int tid) {
     const q_elem_job *k = (const q_elem_job *)ctx;
-    const uint8_t lo = (uint8_t)k->qmin, hi = (uint8_t)k->qmax;
+    const uint8_t lo = (uint8_t)k->qmin, hi = (uint8_t)k->qmax, *x = k->xq;
+    uint8_t *y = k->yq;
     (void)tid;
-    for (int64_t i = i0; i < i1; i++) k->yq[i] = k->xq[i] < lo ? lo : (k->xq[i] > hi ? hi : k->xq[i]);
+    for (int64_t i = i0; i < i1; i++) {
+        const uint8_t v = x[i] > lo ? x[i] : lo;
+        y[i] = v < hi ? v : hi;
+    }
 }
 
 et_status et_q_clamp__ref(int64_t n, const uint8_t *x, float scale, int32_t zp, int32_t qmin, int32_t qmax, float lo,

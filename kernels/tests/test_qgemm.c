@@ -166,6 +166,36 @@ static void test_maxpool(void) {
     ET_CHECK(memcmp(y, y3, (size_t)(p.n * p.c * p.oh * p.ow)) == 0, "pool threads");
 }
 
+/* the 2x2 stride-2 fast path (and its neighbours on the generic loop: ceil mode past the
+ * edge, padding) against a plain window max, odd sizes, 1 and 3 threads */
+static void check_maxpool_k2(int64_t h, int64_t w, int64_t pad, int ceil) {
+    et_pool2d_params p;
+    memset(&p, 0, sizeof p);
+    p.n = 3; p.c = 5; p.h = h; p.w = w; p.kh = 2; p.kw = 2; p.stride_h = 2; p.stride_w = 2;
+    p.pad_h = pad; p.pad_w = pad; p.dil_h = 1; p.dil_w = 1; p.ceil_mode = ceil;
+    ET_CHECK(et_pool2d_params_init(&p) == ET_OK, "pool params");
+    const int64_t nx = p.n * p.c * h * w, ny = p.n * p.c * p.oh * p.ow;
+    uint8_t *x = malloc((size_t)nx), *y = malloc((size_t)ny), *y3 = malloc((size_t)ny);
+    for (int64_t i = 0; i < nx; i++) x[i] = (uint8_t)(q_next() % 256);
+    ET_CHECK(et_q_maxpool2d__ref(&p, x, y, 1) == ET_OK && et_q_maxpool2d__ref(&p, x, y3, 3) == ET_OK, "pool k2");
+    int ok = 1;
+    for (int64_t pl = 0; pl < p.n * p.c; pl++)
+        for (int64_t oy = 0; oy < p.oh; oy++)
+            for (int64_t ox = 0; ox < p.ow; ox++) {
+                int best = -1;
+                for (int64_t i = 0; i < 2; i++)
+                    for (int64_t j = 0; j < 2; j++) {
+                        int64_t iy = oy * 2 - pad + i, ix = ox * 2 - pad + j;
+                        if (iy >= 0 && iy < h && ix >= 0 && ix < w && x[(pl * h + iy) * w + ix] > best)
+                            best = x[(pl * h + iy) * w + ix];
+                    }
+                ok &= y[(pl * p.oh + oy) * p.ow + ox] == best;
+            }
+    ET_CHECK(ok && memcmp(y, y3, (size_t)ny) == 0, "qmaxpool2d k2s2 %lldx%lld pad %lld ceil %d", (long long)h,
+             (long long)w, (long long)pad, ceil);
+    free(x), free(y), free(y3);
+}
+
 /* every GEMM row the CPU runs == the __ref row, K below, at, above and not divisible by the
  * SIMD widths (16, 32, 64), extreme values (a - a_zp = -255 / 255, w = -128 / 127) */
 static void test_variants(void) {
@@ -517,6 +547,11 @@ void test_qgemm(void) {
     test_quantize_rules();
     test_prep();
     test_maxpool();
+    check_maxpool_k2(24, 24, 0, 0);
+    check_maxpool_k2(7, 9, 0, 0);
+    check_maxpool_k2(7, 9, 0, 1);
+    check_maxpool_k2(1, 33, 0, 1);
+    check_maxpool_k2(6, 5, 1, 0);
     check_conv(1, 1, 28, 28, 20, 5, 1, 0, 1, 1, 1);  /* LeNet conv1 */
     check_conv(2, 20, 12, 12, 50, 5, 1, 0, 1, 1, 1); /* LeNet conv2, batch 2 */
     check_conv(3, 3, 7, 5, 5, 3, 2, 1, 1, 1, 0);     /* odd sizes, stride, padding, no bias */
