@@ -752,63 +752,171 @@ typedef void (*q_tile_fn)(const q_tile_job *k, const uint8_t *A, int64_t n, int6
 struct q_tile_job {
     const et_conv2d_params *p;
     const uint8_t *x;
-    const int8_t *w;
+    const int8_t *w; /* rows of K bytes: the weights (1x1), or repacked in the HWC4 order */
     const float *mult;
     uint8_t *y;
     const int32_t *zterm, *wtail;
     uint8_t *bufs;
-    int64_t K, K4, cg, ocg, P, tiles_img, buf_bytes;
+    int64_t K, K4, cg, c4, ocg, P, tiles_img, buf_bytes;
     int32_t x_zp, y_zp, qmin, qmax;
+    int mode; /* Q_TILE_DIRECT, Q_TILE_ROWS, Q_TILE_HWC */
     q_tile_fn tile;
 };
 
-static int64_t q_tile_K4(const et_conv2d_params *p) { return ((p->c / p->groups) * p->kh * p->kw + 3) / 4; }
-static int64_t q_tile_fixed_bytes(const et_conv2d_params *p) { return (p->oc * 8 + 63) & ~(int64_t)63; }
-static int64_t q_tile_buf_bytes(const et_conv2d_params *p) { return q_tile_K4(p) * 4 * Q_TILE; }
+/* Two packings. A 1x1 stride-1 unpadded convolution ("direct") reads rows of the patch matrix
+ * straight from x (k = input channel; w as given, its last partial group in wtail). Every other
+ * one ("HWC4") first copies the tile's input window into T[row][col][c4 * 4] (channels in
+ * groups of 4, the zero point outside the image, channels past cg zero) and orders k as
+ * (i, j, channel): each 32-bit word of A is then one load from T. Its weights are repacked per
+ * call in the same order, zero for the channels past cg (so those add nothing). */
+enum { Q_TILE_DIRECT, Q_TILE_ROWS, Q_TILE_HWC };
+static int q_tile_mode(const et_conv2d_params *p) {
+    if (p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 && p->pad_l == 0 &&
+        p->oh == p->h && p->ow == p->w)
+        return Q_TILE_DIRECT;
+    return p->c / p->groups >= 4 ? Q_TILE_HWC : Q_TILE_ROWS;
+}
+static int q_tile_direct(const et_conv2d_params *p) { return q_tile_mode(p) != Q_TILE_HWC; }
+static int64_t q_tile_c4(const et_conv2d_params *p) { return (p->c / p->groups + 3) / 4; }
+static int64_t q_tile_Kp(const et_conv2d_params *p) {
+    return p->kh * p->kw * (q_tile_direct(p) ? p->c / p->groups : 4 * q_tile_c4(p));
+}
+static int64_t q_tile_K4(const et_conv2d_params *p) { return (q_tile_Kp(p) + 3) / 4; }
+static int64_t q_tile_wp(const et_conv2d_params *p) { return (p->ow - 1) * p->stride_w + (p->kw - 1) * p->dil_w + 1; }
+/* input rows of the window of a tile: its output rows (at most (Q_TILE - 1) / ow + 2) */
+static int64_t q_tile_rows(const et_conv2d_params *p) {
+    int64_t span = (Q_TILE - 1) / p->ow + 2;
+    span = span < p->oh ? span : p->oh;
+    return (span - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
+}
+static int64_t q_tile_fixed_bytes(const et_conv2d_params *p) {
+    const int64_t wbytes = q_tile_direct(p) ? 0 : p->oc * q_tile_Kp(p);
+    return ((p->oc * 8 + 63) & ~(int64_t)63) + ((wbytes + 63) & ~(int64_t)63);
+}
+static int64_t q_tile_buf_bytes(const et_conv2d_params *p) {
+    const int64_t t = q_tile_direct(p) ? 0 : q_tile_rows(p) * q_tile_wp(p) * 4 * q_tile_c4(p);
+    return ((q_tile_K4(p) * 4 * Q_TILE + t + 63) & ~(int64_t)63);
+}
 
 size_t et_q_conv2d_ws_bytes_nt(const et_conv2d_params *p, int nthreads) {
     if (q_is_depthwise(p)) return 0;
     const size_t a = et_q_conv2d_im2col_ws_bytes(p);
-    const size_t t = (size_t)(q_tile_fixed_bytes(p) + (nthreads > 1 ? nthreads : 1) * q_tile_buf_bytes(p));
+    const size_t t = (size_t)(q_tile_fixed_bytes(p) + 64 + (nthreads > 1 ? nthreads : 1) * q_tile_buf_bytes(p));
     return a > t ? a : t;
 }
 
-/* Patches of pixels [p0, p0 + np) of image n, group g into A[k / 4][t][k % 4], the zero point
- * outside the image; pixels past np and bytes past K are zero (never stored / times 0). */
-static void q_tile_pack(const q_tile_job *k, int64_t n, int64_t g, int64_t p0, int64_t np, uint8_t *A) {
+/* direct: rows kk of x (pixels [p0, p0 + np)) four at a time, interleaved as 32-bit words (byte
+ * q = row q: little-endian, as every target of the SIMD rows); pixels past np and rows past K
+ * are zero (never stored / times 0 through wtail). */
+static void q_tile_pack_direct(const q_tile_job *k, const uint8_t *xg, int64_t p0, int64_t np, uint8_t *A) {
+    const int64_t K = k->K, hw = k->P;
+    uint8_t rows[4][Q_TILE];
+    uint32_t words[Q_TILE];
+    memset(rows, 0, sizeof rows);
+    for (int64_t k4 = 0; k4 < k->K4; k4++) {
+        const uint8_t *src[4];
+        for (int q = 0; q < 4; q++) {
+            const int64_t kk = 4 * k4 + q;
+            src[q] = rows[q];
+            if (kk < K && np == Q_TILE) src[q] = xg + kk * hw + p0;
+            else if (kk < K) memcpy(rows[q], xg + kk * hw + p0, (size_t)np);
+            else memset(rows[q], 0, Q_TILE);
+        }
+        for (int64_t t = 0; t < Q_TILE; t++)
+            words[t] = (uint32_t)src[0][t] | (uint32_t)src[1][t] << 8 | (uint32_t)src[2][t] << 16 |
+                       (uint32_t)src[3][t] << 24;
+        memcpy(A + k4 * 4 * Q_TILE, words, sizeof words);
+    }
+}
+
+/* Row kk = (ci, i, j) of the patch matrix at pixels [p0, p0 + np) into r, the zero point
+ * outside the image. */
+static void q_tile_row(const q_tile_job *k, const uint8_t *xc, int64_t i, int64_t j, int64_t p0, int64_t np,
+                       uint8_t *r) {
+    const et_conv2d_params *p = k->p;
+    const int64_t ow = p->ow, sw = p->stride_w, dy = i * p->dil_h - p->pad_t, dx = j * p->dil_w - p->pad_l;
+    const uint8_t z = (uint8_t)k->x_zp;
+    const uint64_t W = (uint64_t)p->w;
+    int64_t oy = p0 / ow, ox = p0 % ow;
+    for (int64_t t = 0; t < np;) {
+        const int64_t len = ow - ox < np - t ? ow - ox : np - t, iy = oy * p->stride_h + dy;
+        uint8_t *d = r + t;
+        const uint8_t *xr = xc + iy * p->w;
+        const int row_in = iy >= 0 && iy < p->h;
+        if (row_in && len >= 16) { /* long rows: copy the inside part, the zero point around it */
+            int64_t u0, u1;
+            q_dw_cols(ox, len, sw, dx, p->w, &u0, &u1);
+            u0 = u0 < len ? u0 : len, u1 = u1 < len ? u1 : len; /* q_dw_cols may give t0 = t1 > nb */
+            memset(d, z, (size_t)u0);
+            if (sw == 1) memcpy(d + u0, xr + ox + u0 + dx, (size_t)(u1 - u0));
+            else
+                for (int64_t u = u0; u < u1; u++) d[u] = xr[(ox + u) * sw + dx];
+            memset(d + u1, z, (size_t)(len - u1));
+        } else { /* short rows: one select per byte, no library calls */
+            for (int64_t u = 0; u < len; u++) {
+                const int64_t ix = (ox + u) * sw + dx;
+                d[u] = row_in && (uint64_t)ix < W ? xr[ix] : z;
+            }
+        }
+        t += len, ox = 0, oy++;
+    }
+}
+
+/* rows (fewer than 4 channels per group): rows kk = (ci, i, j) of the patch matrix four at a
+ * time, interleaved as q_tile_pack_direct does. */
+static void q_tile_pack_rows(const q_tile_job *k, const uint8_t *xg, int64_t p0, int64_t np, uint8_t *A) {
     const et_conv2d_params *p = k->p;
     const int64_t K = k->K, khw = p->kh * p->kw, hw = p->h * p->w;
-    const uint8_t z = (uint8_t)k->x_zp;
-    const uint8_t *xg = k->x + (n * p->c + g * k->cg) * hw;
-    if (np < Q_TILE) memset(A, 0, (size_t)k->buf_bytes);
-    else if (K & 3) memset(A + (k->K4 - 1) * 4 * Q_TILE, 0, 4 * Q_TILE);
-    const int direct = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
-                       p->pad_l == 0 && p->oh == p->h && p->ow == p->w;
-    for (int64_t kk = 0; kk < K; kk++) {
-        const int64_t ci = kk / khw, r = kk % khw, i = r / p->kw, j = r % p->kw;
-        const uint8_t *xc = xg + ci * hw;
-        uint8_t *d = A + (kk >> 2) * 4 * Q_TILE + (kk & 3);
-        if (direct) {
-            for (int64_t t = 0; t < np; t++) d[t * 4] = xc[p0 + t];
-            continue;
+    uint8_t rows[4][Q_TILE];
+    uint32_t words[Q_TILE];
+    memset(rows, 0, sizeof rows);
+    for (int64_t k4 = 0; k4 < k->K4; k4++) {
+        for (int q = 0; q < 4; q++) {
+            const int64_t kk = 4 * k4 + q, r = kk % khw;
+            if (kk < K) q_tile_row(k, xg + (kk / khw) * hw, r / p->kw, r % p->kw, p0, np, rows[q]);
+            else memset(rows[q], 0, Q_TILE);
         }
-        int64_t oy = p0 / p->ow, ox = p0 % p->ow;
-        const int64_t dy = i * p->dil_h - p->pad_t, dx = j * p->dil_w - p->pad_l;
-        for (int64_t t = 0; t < np;) {
-            /* one output row segment: columns [ox, ox + len) */
-            const int64_t len = p->ow - ox < np - t ? p->ow - ox : np - t, iy = oy * p->stride_h + dy;
-            if (iy < 0 || iy >= p->h) {
-                for (int64_t u = 0; u < len; u++) d[(t + u) * 4] = z;
-            } else {
-                const uint8_t *xr = xc + iy * p->w;
-                for (int64_t u = 0; u < len; u++) {
-                    const int64_t ix = (ox + u) * p->stride_w + dx;
-                    d[(t + u) * 4] = ix >= 0 && ix < p->w ? xr[ix] : z;
-                }
+        for (int64_t t = 0; t < Q_TILE; t++)
+            words[t] = (uint32_t)rows[0][t] | (uint32_t)rows[1][t] << 8 | (uint32_t)rows[2][t] << 16 |
+                       (uint32_t)rows[3][t] << 24;
+        memcpy(A + k4 * 4 * Q_TILE, words, sizeof words);
+    }
+}
+
+/* HWC4: the window T of output rows [oy0, oy1], then A[(i, j, c4)][t] = the word of T at the
+ * tap (i, j) of pixel t; pixels past np repeat pixel 0's words (computed, never stored). */
+static void q_tile_pack_hwc(const q_tile_job *k, const uint8_t *xg, int64_t p0, int64_t np, uint8_t *A) {
+    const et_conv2d_params *p = k->p;
+    const int64_t wp = q_tile_wp(p), c4b = 4 * k->c4, ow = p->ow, oy0 = p0 / ow, oy1 = (p0 + np - 1) / ow;
+    const int64_t R = (oy1 - oy0) * p->stride_h + (p->kh - 1) * p->dil_h + 1, iy0 = oy0 * p->stride_h - p->pad_t;
+    const uint8_t z = (uint8_t)k->x_zp;
+    uint8_t *T = A + k->K4 * 4 * Q_TILE;
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t iy = iy0 + r;
+        uint8_t *tr = T + r * wp * c4b;
+        memset(tr, 0, (size_t)(wp * c4b));
+        for (int64_t ci = 0; ci < k->cg; ci++) {
+            const uint8_t *xr = xg + (ci * p->h + iy) * p->w;
+            const int row_in = iy >= 0 && iy < p->h;
+            for (int64_t c = 0; c < wp; c++) {
+                const int64_t ix = c - p->pad_l;
+                tr[c * c4b + ci] = row_in && ix >= 0 && ix < p->w ? xr[ix] : z;
             }
-            t += len, ox = 0, oy++;
         }
     }
+    uint32_t *words = (uint32_t *)(void *)A; /* A is 64-byte aligned within the slot */
+    for (int64_t i = 0; i < p->kh; i++)
+        for (int64_t j = 0; j < p->kw; j++) {
+            uint32_t *d = words + (i * p->kw + j) * k->c4 * Q_TILE;
+            int64_t oy = oy0, ox = p0 % ow;
+            for (int64_t t = 0; t < Q_TILE; t++) {
+                const int64_t tt = t < np ? t : 0, ty = tt ? oy : oy0, tx = tt ? ox : p0 % ow;
+                const uint8_t *src = T + (((ty - oy0) * p->stride_h + i * p->dil_h) * wp + tx * p->stride_w +
+                                          j * p->dil_w) * c4b;
+                for (int64_t c = 0; c < k->c4; c++) memcpy(d + c * Q_TILE + t, src + 4 * c, 4);
+                if (t < np && ++ox == ow) ox = 0, oy++;
+            }
+        }
 }
 
 static void q_tile_range(void *ctx, int64_t t0, int64_t t1, int tid) {
@@ -818,7 +926,10 @@ static void q_tile_range(void *ctx, int64_t t0, int64_t t1, int tid) {
         const int64_t img = t / k->tiles_img, pb = t % k->tiles_img;
         const int64_t n = img / k->p->groups, g = img % k->p->groups, p0 = pb * Q_TILE;
         const int64_t np = k->P - p0 < Q_TILE ? k->P - p0 : Q_TILE;
-        q_tile_pack(k, n, g, p0, np, A);
+        const uint8_t *xg = k->x + (n * k->p->c + g * k->cg) * k->p->h * k->p->w;
+        if (k->mode == Q_TILE_HWC) q_tile_pack_hwc(k, xg, p0, np, A);
+        else if (k->mode == Q_TILE_ROWS) q_tile_pack_rows(k, xg, p0, np, A);
+        else q_tile_pack_direct(k, xg, p0, np, A);
         k->tile(k, A, n, g, p0, np);
     }
 }
@@ -830,14 +941,18 @@ static et_status q_conv2d_tiled(q_tile_fn tile, const et_conv2d_params *p, const
                                 int32_t qmax, uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
     if (!q_conv_args_ok(p, x, x_zp, w, mult, y_zp, qmin, qmax, y)) return ET_ERR_ARG;
     if (q_is_depthwise(p)) return q_dwconv2d(p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, nthreads);
-    const int64_t cg = p->c / p->groups, K = cg * p->kh * p->kw, fixed = q_tile_fixed_bytes(p);
-    const int64_t buf = q_tile_buf_bytes(p), dmax = (int64_t)255 * 128 * K;
-    int64_t slots = ws && (int64_t)ws_bytes > fixed ? ((int64_t)ws_bytes - fixed) / buf : 0;
-    int ok = K <= ET_Q_MAX_K && slots > 0;
+    const int64_t cg = p->c / p->groups, khw = p->kh * p->kw, K = cg * khw, fixed = q_tile_fixed_bytes(p);
+    const int64_t buf = q_tile_buf_bytes(p), dmax = (int64_t)255 * 128 * K, Kp = q_tile_Kp(p), c4 = q_tile_c4(p);
+    /* the slots start 64-byte aligned (the HWC4 pack stores A as 32-bit words) */
+    const int64_t skip = (int64_t)((64 - ((uintptr_t)ws + (uintptr_t)fixed) % 64) % 64);
+    int64_t slots = ws && (int64_t)ws_bytes > fixed + skip ? ((int64_t)ws_bytes - fixed - skip) / buf : 0;
+    int ok = K <= ET_Q_MAX_K && slots > 0 && ((uintptr_t)ws % 4) == 0;
     for (int64_t o = 0; ok && bias && o < p->oc; o++) ok = (bias[o] < 0 ? -(int64_t)bias[o] : bias[o]) + dmax <= INT32_MAX;
     if (!ok) return et_q_conv2d_im2col(et_q_gemm_requant, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes,
                                        nthreads);
     int32_t *zterm = (int32_t *)ws, *wtail = zterm + p->oc;
+    int8_t *wk = (int8_t *)ws + ((p->oc * 8 + 63) & ~(int64_t)63);
+    const int hwc = !q_tile_direct(p);
     for (int64_t o = 0; o < p->oc; o++) {
         const int8_t *wo = w + o * K;
         int64_t sw = 0;
@@ -846,11 +961,17 @@ static et_status q_conv2d_tiled(q_tile_fn tile, const et_conv2d_params *p, const
         uint8_t t4[4] = {0, 0, 0, 0};
         for (int64_t i = K & ~(int64_t)3; i < K; i++) t4[i & 3] = (uint8_t)wo[i];
         memcpy(wtail + o, t4, 4);
+        if (!hwc) continue;
+        int8_t *d = wk + o * Kp; /* [i][j][c4 * 4] from [ci][i][j] */
+        memset(d, 0, (size_t)Kp);
+        for (int64_t ci = 0; ci < cg; ci++)
+            for (int64_t r = 0; r < khw; r++) d[r * 4 * c4 + ci] = wo[ci * khw + r];
     }
     const int64_t tiles_img = (p->oh * p->ow + Q_TILE - 1) / Q_TILE, tiles = p->n * p->groups * tiles_img;
     if (slots > nthreads) slots = nthreads > 1 ? nthreads : 1;
-    const q_tile_job job = {p, x, w, mult, y, zterm, wtail, (uint8_t *)ws + fixed, K, q_tile_K4(p), cg,
-                            p->oc / p->groups, p->oh * p->ow, tiles_img, buf, x_zp, y_zp, qmin, qmax, tile};
+    const q_tile_job job = {p, x, hwc ? wk : w, mult, y, zterm, wtail, (uint8_t *)ws + fixed + skip, Kp,
+                            q_tile_K4(p), cg, c4, p->oc / p->groups, p->oh * p->ow, tiles_img, buf, x_zp, y_zp,
+                            qmin, qmax, q_tile_mode(p), tile};
     et_parallel_ranges(tiles, et_split_chunks(tiles, (int)slots), (int)slots, q_tile_range, (void *)&job);
     return ET_OK;
 }
