@@ -579,29 +579,7 @@ typedef struct q_dw_job {
     int64_t wp, rows; /* padded row width; output rows per padded block (0: use q_dw_block_cols) */
 } q_dw_job;
 
-/* acc[t] += (src[t * sw] - zp) * wv for t in [0, n): one tap over a row or a block. With stride
- * 1 the product, at most 255 * 128 = 32640 in size, is formed in int16 (exact; a 16-bit
- * multiply for the vectoriser) and added in int32; strided rows stay scalar. */
-static inline void q_dw_tap(int32_t *ET_RESTRICT acc, const uint8_t *ET_RESTRICT src, int64_t n, int64_t sw,
-                            int32_t zp, int32_t wv) {
-    const int16_t z = (int16_t)zp, w = (int16_t)wv;
-    if (sw == 1)
-        for (int64_t t = 0; t < n; t++) acc[t] += (int16_t)((int16_t)(src[t] - z) * w);
-    else
-        for (int64_t t = 0; t < n; t++) acc[t] += ((int32_t)src[t * sw] - zp) * wv;
-}
 
-/* y rows [oy0, oy0 + nr) of the plane from acc (row stride as) */
-static void q_dw_store(const q_dw_job *k, int64_t c, uint8_t *yp, int64_t oy0, int64_t nr, const int32_t *acc,
-                       int64_t as) {
-    const int64_t ow = k->p->ow, bias = k->bias ? k->bias[c] : 0;
-    const float mult = k->mult[c];
-    for (int64_t r = 0; r < nr; r++) {
-        uint8_t *yr = yp + (oy0 + r) * ow;
-        const int32_t *ar = acc + r * as;
-        for (int64_t t = 0; t < ow; t++) yr[t] = q_requant(bias + ar[t], mult, k->y_zp, k->qmin, k->qmax);
-    }
-}
 
 /* The output rows per padded block: (rows - 1) * sh + the kernel's height in input rows of wp
  * bytes must fit Q_DW_PAD, the accumulators Q_DW_ACC; 0 when not even one row fits. */
@@ -613,47 +591,7 @@ static int64_t q_dw_rows_per_block(const et_conv2d_params *p, int64_t wp) {
     return rows < p->oh ? rows : p->oh;
 }
 
-/* R input rows from iy0 into pad (wp bytes each), the zero point outside the image */
-static void q_dw_pad_rows(const q_dw_job *k, const uint8_t *xp, int64_t iy0, int64_t R, uint8_t *pad) {
-    const et_conv2d_params *p = k->p;
-    const int64_t wp = k->wp, c0 = p->pad_l < wp ? p->pad_l : wp, c1 = p->pad_l + p->w < wp ? p->pad_l + p->w : wp;
-    const int z = k->x_zp;
-    for (int64_t r = 0; r < R; r++) {
-        uint8_t *d = pad + r * wp;
-        const int64_t iy = iy0 + r;
-        if (iy < 0 || iy >= p->h || c1 <= c0) {
-            memset(d, z, (size_t)wp);
-            continue;
-        }
-        memset(d, z, (size_t)c0);
-        memcpy(d + c0, xp + iy * p->w + (c0 - p->pad_l), (size_t)(c1 - c0));
-        memset(d + c1, z, (size_t)(wp - c1));
-    }
-}
 
-static void q_dw_block_padded(const q_dw_job *k, const uint8_t *xp, int64_t c, uint8_t *yp, int64_t oy0, int64_t nr,
-                              uint8_t *ET_RESTRICT pad, int32_t *ET_RESTRICT acc) {
-    const et_conv2d_params *p = k->p;
-    const int64_t wp = k->wp, sh = p->stride_h, sw = p->stride_w, ow = p->ow;
-    const int8_t *wc = k->w + c * p->kh * p->kw;
-    q_dw_pad_rows(k, xp, oy0 * sh - p->pad_t, (nr - 1) * sh + (p->kh - 1) * p->dil_h + 1, pad);
-    if (sw == 1) { /* acc[r * wp + t]: one loop per tap over the whole block */
-        const int64_t n = (nr - 1) * wp + ow;
-        memset(acc, 0, (size_t)n * sizeof acc[0]);
-        for (int64_t i = 0; i < p->kh; i++)
-            for (int64_t j = 0; j < p->kw; j++)
-                q_dw_tap(acc, pad + i * p->dil_h * wp + j * p->dil_w, n, 1, k->x_zp, wc[i * p->kw + j]);
-        q_dw_store(k, c, yp, oy0, nr, acc, wp);
-        return;
-    }
-    memset(acc, 0, (size_t)(nr * ow) * sizeof acc[0]);
-    for (int64_t i = 0; i < p->kh; i++)
-        for (int64_t j = 0; j < p->kw; j++)
-            for (int64_t r = 0; r < nr; r++)
-                q_dw_tap(acc + r * ow, pad + (r * sh + i * p->dil_h) * wp + j * p->dil_w, ow, sw, k->x_zp,
-                         wc[i * p->kw + j]);
-    q_dw_store(k, c, yp, oy0, nr, acc, ow);
-}
 
 /* Columns [*t0, *t1) of the block [ox0, ox0 + nb) whose input column ox * sw + off is in [0, W). */
 static void q_dw_cols(int64_t ox0, int64_t nb, int64_t sw, int64_t off, int64_t W, int64_t *t0, int64_t *t1) {
@@ -664,65 +602,75 @@ static void q_dw_cols(int64_t ox0, int64_t nb, int64_t sw, int64_t off, int64_t 
     if (*t1 < *t0) *t1 = *t0;
 }
 
-/* Wide rows: output row oy, columns [ox0, ox0 + nb), each tap clipped to the image. */
-static void q_dw_block_cols(const q_dw_job *k, const uint8_t *xp, int64_t c, uint8_t *yp, int64_t oy, int64_t ox0,
-                            int64_t nb, int32_t *ET_RESTRICT acc) {
-    const et_conv2d_params *p = k->p;
-    const int64_t W = p->w, sw = p->stride_w, bias = k->bias ? k->bias[c] : 0;
-    const int8_t *wc = k->w + c * p->kh * p->kw;
-    memset(acc, 0, (size_t)nb * sizeof acc[0]);
-    for (int64_t i = 0; i < p->kh; i++) {
-        const int64_t iy = oy * p->stride_h - p->pad_t + i * p->dil_h;
-        if (iy < 0 || iy >= p->h) continue;
-        for (int64_t j = 0; j < p->kw; j++) {
-            const int64_t off = j * p->dil_w - p->pad_l;
-            int64_t t0, t1;
-            q_dw_cols(ox0, nb, sw, off, W, &t0, &t1);
-            if (t1 > t0)
-                q_dw_tap(acc + t0, xp + iy * W + (ox0 + t0) * sw + off, t1 - t0, sw, k->x_zp, wc[i * p->kw + j]);
-        }
-    }
-    uint8_t *yr = yp + oy * p->ow + ox0;
-    for (int64_t t = 0; t < nb; t++) yr[t] = q_requant(bias + acc[t], k->mult[c], k->y_zp, k->qmin, k->qmax);
+
+
+#define QDW(f) f##__ref
+#define QDW_TARGET
+#include "qdw_body.h"
+#undef QDW
+#undef QDW_TARGET
+#if defined(ET_HAVE_X86_SIMD)
+#define QDW(f) f##__avx2
+#define QDW_TARGET ET_TARGET_AVX2
+#include "qdw_body.h"
+#undef QDW
+#undef QDW_TARGET
+#define QDW(f) f##__avx512
+#define QDW_TARGET ET_TARGET_AVX512
+#include "qdw_body.h"
+#undef QDW
+#undef QDW_TARGET
+#endif
+
+static et_status q_dwconv2d_with(et_range_body planes, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp,
+                                 const int8_t *w, const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin,
+                                 int32_t qmax, uint8_t *y, int nthreads) {
+    if (p->kh * p->kw > ET_Q_MAX_K) return ET_ERR_ARG;
+    const int64_t wp = (p->ow - 1) * p->stride_w + (p->kw - 1) * p->dil_w + 1;
+    const q_dw_job job = {p, x, w, bias, mult, y, x_zp, y_zp, qmin, qmax, wp, q_dw_rows_per_block(p, wp)};
+    const int64_t n_planes = p->n * p->c;
+    et_parallel_ranges(n_planes, et_split_chunks(n_planes, nthreads), nthreads, planes, (void *)&job);
+    return ET_OK;
 }
 
-static void q_dw_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const q_dw_job *k = (const q_dw_job *)ctx;
-    const et_conv2d_params *p = k->p;
-    uint8_t pad[Q_DW_PAD];
-    int32_t acc[Q_DW_ACC];
-    (void)tid;
-    for (int64_t pl = p0; pl < p1; pl++) {
-        const int64_t c = pl % p->c;
-        const uint8_t *xp = k->x + pl * p->h * p->w;
-        uint8_t *yp = k->y + pl * p->oh * p->ow;
-        if (k->rows > 0) {
-            for (int64_t oy0 = 0; oy0 < p->oh; oy0 += k->rows)
-                q_dw_block_padded(k, xp, c, yp, oy0, p->oh - oy0 < k->rows ? p->oh - oy0 : k->rows, pad, acc);
-            continue;
-        }
-        for (int64_t oy = 0; oy < p->oh; oy++)
-            for (int64_t ox0 = 0; ox0 < p->ow; ox0 += Q_DW_COLS)
-                q_dw_block_cols(k, xp, c, yp, oy, ox0, p->ow - ox0 < Q_DW_COLS ? p->ow - ox0 : Q_DW_COLS, acc);
+/* Depthwise rows: the same loops compiled for each target (qdw_body.h); q_dwconv2d runs the
+ * picked one, et_q_conv2d__ref the __ref one. */
+#define Q_DW_ROW(SFX)                                                                                          \
+    static et_status q_dwconv2d_##SFX(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w, \
+                                      const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin,      \
+                                      int32_t qmax, uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {       \
+        (void)ws, (void)ws_bytes;                                                                              \
+        if (!q_conv_args_ok(p, x, x_zp, w, mult, y_zp, qmin, qmax, y) || !q_is_depthwise(p)) return ET_ERR_ARG;  \
+        return q_dwconv2d_with(q_dw_planes__##SFX, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, nthreads);  \
     }
-}
+Q_DW_ROW(ref)
+#if defined(ET_HAVE_X86_SIMD)
+Q_DW_ROW(avx2)
+Q_DW_ROW(avx512)
+#endif
+const et_q_conv2d_variant et_q_dwconv2d_variants[] = {
+    {{ET_ISA_REF, "ref"}, q_dwconv2d_ref},
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX2, "avx2"}, q_dwconv2d_avx2},
+    {{ET_ISA_AVX512, "avx512"}, q_dwconv2d_avx512},
+#endif
+    {{ET_ISA_REF, NULL}, NULL},
+};
 
 static et_status q_dwconv2d(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
                             const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
                             uint8_t *y, int nthreads) {
-    if (p->kh * p->kw > ET_Q_MAX_K) return ET_ERR_ARG;
-    const int64_t wp = (p->ow - 1) * p->stride_w + (p->kw - 1) * p->dil_w + 1;
-    const q_dw_job job = {p, x, w, bias, mult, y, x_zp, y_zp, qmin, qmax, wp, q_dw_rows_per_block(p, wp)};
-    const int64_t planes = p->n * p->c;
-    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, q_dw_planes, (void *)&job);
-    return ET_OK;
+    const et_q_conv2d_variant *row = ET_VARIANT_PICK(et_q_dwconv2d_variants);
+    return row->conv(p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, NULL, 0, nthreads);
 }
 
 static et_status q_conv2d(et_q_gemm_fn gemm, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
                            const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
                            uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
     if (!q_conv_args_ok(p, x, x_zp, w, mult, y_zp, qmin, qmax, y)) return ET_ERR_ARG;
-    if (q_is_depthwise(p)) return q_dwconv2d(p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, nthreads);
+    if (q_is_depthwise(p))
+        return gemm == et_q_gemm_requant__ref ? q_dwconv2d_ref(p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, NULL, 0, nthreads)
+                                              : q_dwconv2d(p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, nthreads);
     return et_q_conv2d_im2col(gemm, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
 }
 
@@ -748,7 +696,8 @@ et_status et_q_conv2d__ref(const et_conv2d_params *p, const uint8_t *x, int32_t 
  * depends on its own tile only, so every thread count gives the same bytes. */
 #define Q_TILE 64 /* output pixels per tile (4 zmm of 16 int32 lanes) */
 typedef struct q_tile_job q_tile_job;
-typedef void (*q_tile_fn)(const q_tile_job *k, const uint8_t *A, int64_t n, int64_t g, int64_t p0, int64_t np);
+/* out(oc, t) = yb[oc * ys + t] for the group's channels, lanes t < np */
+typedef void (*q_tile_fn)(const q_tile_job *k, const uint8_t *A, int64_t g, uint8_t *yb, int64_t ys, int64_t np);
 struct q_tile_job {
     const et_conv2d_params *p;
     const uint8_t *x;
@@ -760,6 +709,7 @@ struct q_tile_job {
     int64_t K, K4, cg, c4, ocg, P, tiles_img, buf_bytes;
     int32_t x_zp, y_zp, qmin, qmax;
     int mode; /* Q_TILE_DIRECT, Q_TILE_ROWS, Q_TILE_HWC */
+    int span; /* direct, one group, images of fewer than Q_TILE pixels: tiles run across images */
     q_tile_fn tile;
 };
 
@@ -793,8 +743,13 @@ static int64_t q_tile_fixed_bytes(const et_conv2d_params *p) {
     const int64_t wbytes = q_tile_direct(p) ? 0 : p->oc * q_tile_Kp(p);
     return ((p->oc * 8 + 63) & ~(int64_t)63) + ((wbytes + 63) & ~(int64_t)63);
 }
+static int q_tile_span(const et_conv2d_params *p) {
+    return q_tile_mode(p) == Q_TILE_DIRECT && p->groups == 1 && p->oh * p->ow < Q_TILE;
+}
+/* a slot: A, then the HWC4 window T or the spanning tiles' outputs [oc][Q_TILE] */
 static int64_t q_tile_buf_bytes(const et_conv2d_params *p) {
-    const int64_t t = q_tile_direct(p) ? 0 : q_tile_rows(p) * q_tile_wp(p) * 4 * q_tile_c4(p);
+    int64_t t = q_tile_direct(p) ? 0 : q_tile_rows(p) * q_tile_wp(p) * 4 * q_tile_c4(p);
+    if (q_tile_span(p)) t = p->oc * Q_TILE;
     return ((q_tile_K4(p) * 4 * Q_TILE + t + 63) & ~(int64_t)63);
 }
 
@@ -919,9 +874,46 @@ static void q_tile_pack_hwc(const q_tile_job *k, const uint8_t *xg, int64_t p0, 
         }
 }
 
+/* A tile of pixels [m0, m0 + np) of all images (pixel m = image m / P, pixel m % P): rows of x
+ * gathered, interleaved as q_tile_pack_direct; the outputs go to ybuf, then to y. */
+static void q_tile_span_one(const q_tile_job *k, int64_t m0, int64_t np, uint8_t *A) {
+    const int64_t P = k->P, C = k->p->c, OC = k->p->oc;
+    int64_t xo[Q_TILE], yo[Q_TILE];
+    for (int64_t t = 0; t < Q_TILE; t++) {
+        const int64_t m = m0 + (t < np ? t : 0), n = m / P, pp = m % P;
+        xo[t] = n * C * P + pp, yo[t] = n * OC * P + pp;
+    }
+    uint32_t words[Q_TILE];
+    for (int64_t k4 = 0; k4 < k->K4; k4++) {
+        const uint8_t *x0 = k->x + 4 * k4 * P;
+        if (4 * k4 + 4 <= k->K)
+            for (int64_t t = 0; t < Q_TILE; t++) {
+                const uint8_t *s0 = x0 + xo[t];
+                words[t] = (uint32_t)s0[0] | (uint32_t)s0[P] << 8 | (uint32_t)s0[2 * P] << 16 |
+                           (uint32_t)s0[3 * P] << 24;
+            }
+        else
+            for (int64_t t = 0; t < Q_TILE; t++) {
+                uint32_t v = 0;
+                for (int64_t q = 0; 4 * k4 + q < k->K; q++) v |= (uint32_t)x0[xo[t] + q * P] << (8 * q);
+                words[t] = v;
+            }
+        memcpy(A + k4 * 4 * Q_TILE, words, sizeof words);
+    }
+    uint8_t *yb = A + k->K4 * 4 * Q_TILE;
+    k->tile(k, A, 0, yb, Q_TILE, np);
+    for (int64_t oc = 0; oc < OC; oc++)
+        for (int64_t t = 0; t < np; t++) k->y[yo[t] + oc * P] = yb[oc * Q_TILE + t];
+}
+
 static void q_tile_range(void *ctx, int64_t t0, int64_t t1, int tid) {
     const q_tile_job *k = (const q_tile_job *)ctx;
     uint8_t *A = k->bufs + (int64_t)tid * k->buf_bytes;
+    if (k->span) {
+        const int64_t M = k->p->n * k->P;
+        for (int64_t t = t0; t < t1; t++) q_tile_span_one(k, t * Q_TILE, M - t * Q_TILE < Q_TILE ? M - t * Q_TILE : Q_TILE, A);
+        return;
+    }
     for (int64_t t = t0; t < t1; t++) {
         const int64_t img = t / k->tiles_img, pb = t % k->tiles_img;
         const int64_t n = img / k->p->groups, g = img % k->p->groups, p0 = pb * Q_TILE;
@@ -930,7 +922,7 @@ static void q_tile_range(void *ctx, int64_t t0, int64_t t1, int tid) {
         if (k->mode == Q_TILE_HWC) q_tile_pack_hwc(k, xg, p0, np, A);
         else if (k->mode == Q_TILE_ROWS) q_tile_pack_rows(k, xg, p0, np, A);
         else q_tile_pack_direct(k, xg, p0, np, A);
-        k->tile(k, A, n, g, p0, np);
+        k->tile(k, A, g, k->y + n * k->p->oc * k->P + p0, k->P, np);
     }
 }
 
@@ -967,11 +959,12 @@ static et_status q_conv2d_tiled(q_tile_fn tile, const et_conv2d_params *p, const
         for (int64_t ci = 0; ci < cg; ci++)
             for (int64_t r = 0; r < khw; r++) d[r * 4 * c4 + ci] = wo[ci * khw + r];
     }
-    const int64_t tiles_img = (p->oh * p->ow + Q_TILE - 1) / Q_TILE, tiles = p->n * p->groups * tiles_img;
+    const int64_t tiles_img = (p->oh * p->ow + Q_TILE - 1) / Q_TILE;
+    const int64_t tiles = q_tile_span(p) ? (p->n * p->oh * p->ow + Q_TILE - 1) / Q_TILE : p->n * p->groups * tiles_img;
     if (slots > nthreads) slots = nthreads > 1 ? nthreads : 1;
     const q_tile_job job = {p, x, hwc ? wk : w, mult, y, zterm, wtail, (uint8_t *)ws + fixed + skip, Kp,
                             q_tile_K4(p), cg, c4, p->oc / p->groups, p->oh * p->ow, tiles_img, buf, x_zp, y_zp,
-                            qmin, qmax, q_tile_mode(p), tile};
+                            qmin, qmax, q_tile_mode(p), q_tile_span(p), tile};
     et_parallel_ranges(tiles, et_split_chunks(tiles, (int)slots), (int)slots, q_tile_range, (void *)&job);
     return ET_OK;
 }
@@ -991,8 +984,8 @@ ET_TARGET_AVX512VNNI static inline void q_tile_store16(const q_tile_job *k, __m5
 
 /* 4 output channels x 64 pixels per pass: 16 zmm accumulators, one vpdpbusd per (channel,
  * 16 pixels, 4 k). Channels past the group's last repeat it (computed, not stored). */
-ET_TARGET_AVX512VNNI static void q_tile__avx512vnni(const q_tile_job *k, const uint8_t *A, int64_t n, int64_t g,
-                                                    int64_t p0, int64_t np) {
+ET_TARGET_AVX512VNNI static void q_tile__avx512vnni(const q_tile_job *k, const uint8_t *A, int64_t g, uint8_t *yb,
+                                                    int64_t ys, int64_t np) {
     const int64_t K = k->K, Kf = K >> 2, ocg = k->ocg;
     for (int64_t o0 = 0; o0 < ocg; o0 += 4) {
         const int64_t no = ocg - o0 < 4 ? ocg - o0 : 4;
@@ -1028,7 +1021,7 @@ ET_TARGET_AVX512VNNI static void q_tile__avx512vnni(const q_tile_job *k, const u
         const __m512i cs[4][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},
                                   {c30, c31, c32, c33}};
         for (int64_t q = 0; q < no; q++) {
-            uint8_t *yo = k->y + (n * k->p->oc + oc0 + q) * k->P + p0;
+            uint8_t *yo = yb + (oc0 + q) * ys;
             for (int64_t v = 0; v < 4; v++) q_tile_store16(k, cs[q][v], oc0 + q, yo + v * 16, np - v * 16);
         }
     }

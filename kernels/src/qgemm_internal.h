@@ -32,6 +32,9 @@ typedef struct et_q_conv2d_variant {
     et_q_conv2d_fn conv;
 } et_q_conv2d_variant;
 extern const et_q_conv2d_variant et_q_conv2d_variants[];
+/* The direct depthwise convolution (groups == c == oc, no workspace): the same loops
+ * (src/qdw_body.h) compiled per target; ET_ERR_ARG for other shapes. */
+extern const et_q_conv2d_variant et_q_dwconv2d_variants[];
 
 /* Round half to even of |v| < 2^22 in the default rounding mode, no libm call: v + 1.5 * 2^23
  * lies in [2^22, 2^24), where the float spacing is 1, so the add rounds v to an integer (ties

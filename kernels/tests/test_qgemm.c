@@ -380,6 +380,15 @@ static void check_dw(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int
                      (long long)sw, (long long)pt, (long long)pl, (long long)pb, (long long)pr, (long long)dil, bias,
                      extreme, th);
         }
+    for (const et_q_conv2d_variant *row = et_q_dwconv2d_variants; row->head.name; row++) /* every depthwise row */
+        for (int th = 1; th <= 3 && et_isa_supported(row->head.isa); th += 2) {
+            memset(y, 0, (size_t)ny);
+            ET_CHECK(row->conv(&p, x, xz, wt, bb, m, yz, 3, 250, y, NULL, 0, th) == ET_OK, "dw %s", row->head.name);
+            ET_CHECK(memcmp(y, yg, (size_t)ny) == 0, "depthwise row %s != im2col path (n%lld c%lld %lldx%lld k%lldx%lld "
+                     "s%lld,%lld d%lld extreme %d, %d threads)", row->head.name, (long long)n, (long long)c,
+                     (long long)h, (long long)w, (long long)kh, (long long)kw, (long long)sh, (long long)sw,
+                     (long long)dil, extreme, th);
+        }
     m[0] = -1.0f;
     ET_CHECK(et_q_conv2d(&p, x, xz, wt, bb, m, yz, 3, 250, y, NULL, 0, 1) == ET_ERR_ARG, "dw: negative multiplier");
     m[0] = 1e-3f;
@@ -540,6 +549,7 @@ static void test_requant_round(void) {
 void test_qgemm(void) {
     test_requant_round();
     et_check_variant_table("qconv2d", et_q_conv2d_variants, sizeof et_q_conv2d_variants[0]);
+    et_check_variant_table("qdwconv2d", et_q_dwconv2d_variants, sizeof et_q_dwconv2d_variants[0]);
     test_isa_levels();
     test_variants();
     test_wide();
