@@ -648,11 +648,104 @@ Q_DW_ROW(ref)
 Q_DW_ROW(avx2)
 Q_DW_ROW(avx512)
 #endif
+#if defined(ET_HAVE_X86_SIMD)
+/* The channels-in-lanes depthwise row (avx512): per (image, block of 16 channels) the input
+ * planes are copied into a zero-point-padded window T[row][col][16] (channels interleaved), then
+ * each output pixel is 16 channels at once: acc = sum_taps (T - x_zp) * w[c, tap] in int32 lanes
+ * (exact: at most 255 * 128 * KH * KW < 2^31), + bias (exact in int32 when |bias| + that bound
+ * < 2^31, checked; otherwise, or when the window does not fit the stack buffers, the plane
+ * loops run), requantized as q_tile_store16 does (et_q_requant1's bits), and written back to
+ * the channel planes. Small planes (7x7, 4x4, 1x1) are many short loops for the plane path;
+ * here the work per pixel is a fixed number of vector instructions. */
+#define Q_DWH_PIX 1024 /* padded input pixels and output pixels per window */
+typedef struct q_dwh_job {
+    const et_conv2d_params *p;
+    const uint8_t *x;
+    const int8_t *w;
+    const int32_t *bias;
+    const float *mult;
+    uint8_t *y;
+    int32_t x_zp, y_zp, qmin, qmax;
+    int64_t hp, wp; /* the padded window's size */
+} q_dwh_job;
+
+ET_TARGET_AVX512 static void q_dwh_block(const q_dwh_job *k, int64_t n, int64_t c0, uint8_t *T, uint8_t *O) {
+    const et_conv2d_params *p = k->p;
+    const int64_t cb = p->c - c0 < 16 ? p->c - c0 : 16, khw = p->kh * p->kw, ohw = p->oh * p->ow, hw = p->h * p->w;
+    memset(T, k->x_zp, (size_t)(k->hp * k->wp * 16));
+    for (int64_t c = 0; c < cb; c++) {
+        const uint8_t *xc = k->x + (n * p->c + c0 + c) * hw;
+        for (int64_t iy = 0; iy < p->h; iy++) {
+            uint8_t *tr = T + ((iy + p->pad_t) * k->wp + p->pad_l) * 16 + c;
+            for (int64_t ix = 0; ix < p->w; ix++) tr[ix * 16] = xc[iy * p->w + ix];
+        }
+    }
+    __m512i wv[64]; /* khw <= 64 (checked) */
+    for (int64_t t = 0; t < khw; t++) {
+        int32_t ws[16] = {0};
+        for (int64_t c = 0; c < cb; c++) ws[c] = k->w[(c0 + c) * khw + t];
+        wv[t] = _mm512_loadu_si512((const void *)ws);
+    }
+    int32_t bs[16] = {0};
+    float ms[16] = {0};
+    for (int64_t c = 0; c < cb; c++) bs[c] = k->bias ? k->bias[c0 + c] : 0, ms[c] = k->mult[c0 + c];
+    const __m512i bias = _mm512_loadu_si512((const void *)bs), zx = _mm512_set1_epi32(k->x_zp);
+    const __m512i zy = _mm512_set1_epi32(k->y_zp);
+    const __m512 mult = _mm512_loadu_ps(ms), lo = _mm512_set1_ps((float)(k->qmin - k->y_zp));
+    const __m512 hi = _mm512_set1_ps((float)(k->qmax - k->y_zp));
+    for (int64_t oy = 0; oy < p->oh; oy++)
+        for (int64_t ox = 0; ox < p->ow; ox++) {
+            __m512i acc = bias;
+            for (int64_t i = 0; i < p->kh; i++) {
+                const uint8_t *tr = T + ((oy * p->stride_h + i * p->dil_h) * k->wp + ox * p->stride_w) * 16;
+                for (int64_t j = 0; j < p->kw; j++) {
+                    const __m512i a = _mm512_sub_epi32(
+                        _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(tr + j * p->dil_w * 16))), zx);
+                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(a, wv[i * p->kw + j]));
+                }
+            }
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult);
+            f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+            _mm_storeu_si128((__m128i *)(O + (oy * p->ow + ox) * 16),
+                             _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zy)));
+        }
+    for (int64_t c = 0; c < cb; c++) {
+        uint8_t *yc = k->y + (n * p->c + c0 + c) * ohw;
+        for (int64_t t = 0; t < ohw; t++) yc[t] = O[t * 16 + c];
+    }
+}
+
+ET_TARGET_AVX512 static void q_dwh_range(void *ctx, int64_t b0, int64_t b1, int tid) {
+    const q_dwh_job *k = (const q_dwh_job *)ctx;
+    const int64_t nb = (k->p->c + 15) / 16;
+    uint8_t T[Q_DWH_PIX * 16], O[Q_DWH_PIX * 16];
+    (void)tid;
+    for (int64_t b = b0; b < b1; b++) q_dwh_block(k, b / nb, (b % nb) * 16, T, O);
+}
+
+static et_status q_dwconv2d_avx512h(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                                    const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax,
+                                    uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
+    if (!q_conv_args_ok(p, x, x_zp, w, mult, y_zp, qmin, qmax, y) || !q_is_depthwise(p)) return ET_ERR_ARG;
+    const int64_t khw = p->kh * p->kw, hp = (p->oh - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
+    const int64_t wp = (p->ow - 1) * p->stride_w + (p->kw - 1) * p->dil_w + 1;
+    /* the window covers the padded input the outputs read, and at least the image */
+    const int64_t hpp = hp > p->pad_t + p->h ? hp : p->pad_t + p->h, wpp = wp > p->pad_l + p->w ? wp : p->pad_l + p->w;
+    int ok = khw <= 64 && hpp * wpp <= Q_DWH_PIX && p->oh * p->ow <= Q_DWH_PIX;
+    const int64_t dmax = (int64_t)255 * 128 * khw;
+    for (int64_t c = 0; ok && bias && c < p->c; c++) ok = (bias[c] < 0 ? -(int64_t)bias[c] : bias[c]) + dmax <= INT32_MAX;
+    if (!ok) return q_dwconv2d_avx512(p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
+    const q_dwh_job job = {p, x, w, bias, mult, y, x_zp, y_zp, qmin, qmax, hpp, wpp};
+    const int64_t blocks = p->n * ((p->c + 15) / 16);
+    et_parallel_ranges(blocks, et_split_chunks(blocks, nthreads), nthreads, q_dwh_range, (void *)&job);
+    return ET_OK;
+}
+#endif
 const et_q_conv2d_variant et_q_dwconv2d_variants[] = {
     {{ET_ISA_REF, "ref"}, q_dwconv2d_ref},
 #if defined(ET_HAVE_X86_SIMD)
     {{ET_ISA_AVX2, "avx2"}, q_dwconv2d_avx2},
-    {{ET_ISA_AVX512, "avx512"}, q_dwconv2d_avx512},
+    {{ET_ISA_AVX512, "avx512"}, q_dwconv2d_avx512h},
 #endif
     {{ET_ISA_REF, NULL}, NULL},
 };
