@@ -693,9 +693,21 @@ ET_TARGET_AVX512 static void q_dwh_block(const q_dwh_job *k, int64_t n, int64_t 
     const __m512i zy = _mm512_set1_epi32(k->y_zp);
     const __m512 mult = _mm512_loadu_ps(ms), lo = _mm512_set1_ps((float)(k->qmin - k->y_zp));
     const __m512 hi = _mm512_set1_ps((float)(k->qmax - k->y_zp));
+#define Q_DWH_TAP(OFF, W) \
+    _mm512_mullo_epi32(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(OFF))), zx), W)
+    const int k3 = p->kh == 3 && p->kw == 3 && p->dil_h == 1 && p->dil_w == 1;
     for (int64_t oy = 0; oy < p->oh; oy++)
         for (int64_t ox = 0; ox < p->ow; ox++) {
             __m512i acc = bias;
+            if (k3) { /* 3x3: nine taps unrolled, two sums */
+                const uint8_t *t0 = T + (oy * p->stride_h * k->wp + ox * p->stride_w) * 16, *t1 = t0 + k->wp * 16;
+                const uint8_t *t2 = t1 + k->wp * 16;
+                __m512i s0 = _mm512_add_epi32(Q_DWH_TAP(t0, wv[0]), Q_DWH_TAP(t0 + 16, wv[1]));
+                __m512i s1 = _mm512_add_epi32(Q_DWH_TAP(t0 + 32, wv[2]), Q_DWH_TAP(t1, wv[3]));
+                s0 = _mm512_add_epi32(s0, _mm512_add_epi32(Q_DWH_TAP(t1 + 16, wv[4]), Q_DWH_TAP(t1 + 32, wv[5])));
+                s1 = _mm512_add_epi32(s1, _mm512_add_epi32(Q_DWH_TAP(t2, wv[6]), Q_DWH_TAP(t2 + 16, wv[7])));
+                acc = _mm512_add_epi32(_mm512_add_epi32(acc, Q_DWH_TAP(t2 + 32, wv[8])), _mm512_add_epi32(s0, s1));
+            } else
             for (int64_t i = 0; i < p->kh; i++) {
                 const uint8_t *tr = T + ((oy * p->stride_h + i * p->dil_h) * k->wp + ox * p->stride_w) * 16;
                 for (int64_t j = 0; j < p->kw; j++) {
@@ -704,11 +716,12 @@ ET_TARGET_AVX512 static void q_dwh_block(const q_dwh_job *k, int64_t n, int64_t 
                     acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(a, wv[i * p->kw + j]));
                 }
             }
-            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult);
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult); /* int32 adds in any order: exact */
             f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
             _mm_storeu_si128((__m128i *)(O + (oy * p->ow + ox) * 16),
                              _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zy)));
         }
+#undef Q_DWH_TAP
     for (int64_t c = 0; c < cb; c++) {
         uint8_t *yc = k->y + (n * p->c + c0 + c) * ohw;
         for (int64_t t = 0; t < ohw; t++) yc[t] = O[t * 16 + c];
@@ -1040,7 +1053,7 @@ static et_status q_conv2d_tiled(q_tile_fn tile, const et_conv2d_params *p, const
     const int hwc = !q_tile_direct(p);
     for (int64_t o = 0; o < p->oc; o++) {
         const int8_t *wo = w + o * K;
-        int64_t sw = 0;
+        int32_t sw = 0; /* |sum| <= 128 * K < 2^31: int32, so the compiler vectorises it */
         for (int64_t i = 0; i < K; i++) sw += wo[i];
         zterm[o] = (int32_t)((bias ? bias[o] : 0) - (int64_t)x_zp * sw); /* |.| <= |bias| + dmax < 2^31 */
         uint8_t t4[4] = {0, 0, 0, 0};
