@@ -121,8 +121,10 @@ et_status et_q_dequantize__ref(int64_t n, const uint8_t *x, float scale, int32_t
     return ET_OK;
 }
 
+/* The output range of a requantize may be narrower than the zero point's (a fused clamp:
+ * [Q(lo), Q(hi)], maybe one level, maybe above or below y_zp): any 0 <= qmin <= qmax <= 255. */
 static int requant_ok(int64_t n, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax) {
-    if (!mult || !q_params_ok(1.0f, y_zp, qmin, qmax)) return 0;
+    if (!mult || y_zp < 0 || y_zp > 255 || qmin < 0 || qmax > 255 || qmin > qmax) return 0;
     for (int64_t j = 0; j < n; j++)
         if (!isfinite(mult[j]) || !(mult[j] > 0.0f)) return 0;
     return 1;
@@ -1298,14 +1300,20 @@ static void q_clamp_range(void *ctx, int64_t i0, int64_t i1, int tid) {
     }
 }
 
-et_status et_q_clamp__ref(int64_t n, const uint8_t *x, float scale, int32_t zp, int32_t qmin, int32_t qmax, float lo,
-                          float hi, uint8_t *y, int nthreads) {
-    if (n < 0 || !x || !y || !q_params_ok(scale, zp, qmin, qmax) || !isfinite(lo) || !(hi >= lo) ||
-        (isinf(hi) && hi < 0.0f))
+et_status et_q_clamp_levels(float scale, int32_t zp, int32_t qmin, int32_t qmax, float lo, float hi, int32_t *qlo,
+                            int32_t *qhi) {
+    if (!qlo || !qhi || !q_params_ok(scale, zp, qmin, qmax) || !isfinite(lo) || !(hi >= lo) || (isinf(hi) && hi < 0.0f))
         return ET_ERR_ARG;
     const float inv_s = 1.0f / scale;
-    const q_elem_job k = {NULL, x, NULL, y, scale, zp, q_level(lo, inv_s, zp, qmin, qmax),
-                          q_level(hi, inv_s, zp, qmin, qmax)};
+    *qlo = q_level(lo, inv_s, zp, qmin, qmax), *qhi = q_level(hi, inv_s, zp, qmin, qmax);
+    return ET_OK;
+}
+
+et_status et_q_clamp__ref(int64_t n, const uint8_t *x, float scale, int32_t zp, int32_t qmin, int32_t qmax, float lo,
+                          float hi, uint8_t *y, int nthreads) {
+    int32_t qlo, qhi;
+    if (n < 0 || !x || !y || et_q_clamp_levels(scale, zp, qmin, qmax, lo, hi, &qlo, &qhi) != ET_OK) return ET_ERR_ARG;
+    const q_elem_job k = {NULL, x, NULL, y, scale, zp, qlo, qhi};
     q_elem_run(q_clamp_range, n, &k, nthreads);
     return ET_OK;
 }
