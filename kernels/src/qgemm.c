@@ -910,11 +910,11 @@ static void q_tile_row(const q_tile_job *k, const uint8_t *xc, int64_t i, int64_
             int64_t u0, u1;
             q_dw_cols(ox, len, sw, dx, p->w, &u0, &u1);
             u0 = u0 < len ? u0 : len, u1 = u1 < len ? u1 : len; /* q_dw_cols may give t0 = t1 > nb */
-            memset(d, z, (size_t)u0);
+            if (u0 > 0) memset(d, z, (size_t)u0);
             if (sw == 1) memcpy(d + u0, xr + ox + u0 + dx, (size_t)(u1 - u0));
             else
                 for (int64_t u = u0; u < u1; u++) d[u] = xr[(ox + u) * sw + dx];
-            memset(d + u1, z, (size_t)(len - u1));
+            if (len > u1) memset(d + u1, z, (size_t)(len - u1));
         } else { /* short rows: one select per byte, no library calls */
             for (int64_t u = 0; u < len; u++) {
                 const int64_t ix = (ox + u) * sw + dx;
@@ -968,17 +968,17 @@ static void q_tile_pack_hwc(const q_tile_job *k, const uint8_t *xg, int64_t p0, 
         }
     }
     uint32_t *words = (uint32_t *)(void *)A; /* A is 64-byte aligned within the slot */
+    int64_t base[Q_TILE]; /* T offset of each pixel's window corner; pixels past np repeat pixel 0 */
+    for (int64_t t = 0, oy = oy0, ox = p0 % ow; t < Q_TILE; t++) {
+        base[t] = t < np ? ((oy - oy0) * p->stride_h * wp + ox * p->stride_w) * c4b : base[0];
+        if (t < np && ++ox == ow) ox = 0, oy++;
+    }
     for (int64_t i = 0; i < p->kh; i++)
         for (int64_t j = 0; j < p->kw; j++) {
             uint32_t *d = words + (i * p->kw + j) * k->c4 * Q_TILE;
-            int64_t oy = oy0, ox = p0 % ow;
-            for (int64_t t = 0; t < Q_TILE; t++) {
-                const int64_t tt = t < np ? t : 0, ty = tt ? oy : oy0, tx = tt ? ox : p0 % ow;
-                const uint8_t *src = T + (((ty - oy0) * p->stride_h + i * p->dil_h) * wp + tx * p->stride_w +
-                                          j * p->dil_w) * c4b;
-                for (int64_t c = 0; c < k->c4; c++) memcpy(d + c * Q_TILE + t, src + 4 * c, 4);
-                if (t < np && ++ox == ow) ox = 0, oy++;
-            }
+            const uint8_t *tap = T + (i * p->dil_h * wp + j * p->dil_w) * c4b;
+            for (int64_t c = 0; c < k->c4; c++, d += Q_TILE, tap += 4)
+                for (int64_t t = 0; t < Q_TILE; t++) memcpy(d + t, tap + base[t], 4);
         }
 }
 
