@@ -266,7 +266,42 @@ ET_TARGET_AVX512VNNI static void q_gemm_rows__avx512vnni(void *ctx, int64_t m0, 
             for (int64_t i = 0; i < K; i++) sw += wn[i];
             zterm[j] = (int64_t)k->a_zp * sw;
         }
-        for (int64_t m = m0; m < m1; m++) {
+        int64_t m = m0;
+        for (; m + 4 <= m1; m += 4) /* four rows per load of w (a quarter of the w traffic) */
+            for (int64_t j = 0; j < n4; j += 4) {
+                const int8_t *w0 = k->w + (n0 + j) * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+                const uint8_t *a0 = k->a + m * K, *a1 = a0 + K, *a2 = a1 + K, *a3 = a2 + K;
+                __m512i c[4][4];
+                for (int r = 0; r < 4; r++)
+                    for (int q = 0; q < 4; q++) c[r][q] = _mm512_setzero_si512();
+#define Q_G4_STEP(LOADA, LOADW)                                                                     \
+    do {                                                                                          \
+        const __m512i v0 = LOADW(w0), v1 = LOADW(w1), v2 = LOADW(w2), v3 = LOADW(w3);            \
+        const __m512i u0 = LOADA(a0), u1 = LOADA(a1), u2 = LOADA(a2), u3 = LOADA(a3);            \
+        c[0][0] = _mm512_dpbusd_epi32(c[0][0], u0, v0), c[0][1] = _mm512_dpbusd_epi32(c[0][1], u0, v1); \
+        c[0][2] = _mm512_dpbusd_epi32(c[0][2], u0, v2), c[0][3] = _mm512_dpbusd_epi32(c[0][3], u0, v3); \
+        c[1][0] = _mm512_dpbusd_epi32(c[1][0], u1, v0), c[1][1] = _mm512_dpbusd_epi32(c[1][1], u1, v1); \
+        c[1][2] = _mm512_dpbusd_epi32(c[1][2], u1, v2), c[1][3] = _mm512_dpbusd_epi32(c[1][3], u1, v3); \
+        c[2][0] = _mm512_dpbusd_epi32(c[2][0], u2, v0), c[2][1] = _mm512_dpbusd_epi32(c[2][1], u2, v1); \
+        c[2][2] = _mm512_dpbusd_epi32(c[2][2], u2, v2), c[2][3] = _mm512_dpbusd_epi32(c[2][3], u2, v3); \
+        c[3][0] = _mm512_dpbusd_epi32(c[3][0], u3, v0), c[3][1] = _mm512_dpbusd_epi32(c[3][1], u3, v1); \
+        c[3][2] = _mm512_dpbusd_epi32(c[3][2], u3, v2), c[3][3] = _mm512_dpbusd_epi32(c[3][3], u3, v3); \
+    } while (0)
+#define Q_G4_LD(P) _mm512_loadu_si512((const void *)((P) + i))
+#define Q_G4_LDM(P) _mm512_maskz_loadu_epi8(tm, (P) + kv)
+                for (int64_t i = 0; i < kv; i += 64) Q_G4_STEP(Q_G4_LD, Q_G4_LD);
+                if (tm) Q_G4_STEP(Q_G4_LDM, Q_G4_LDM); /* masked-off bytes load as 0 and add 0 */
+#undef Q_G4_STEP
+#undef Q_G4_LD
+#undef Q_G4_LDM
+                for (int r = 0; r < 4; r++)
+                    for (int q = 0; q < 4; q++)
+                        q_out(k, m + r, n0 + j + q, (int64_t)_mm512_reduce_add_epi32(c[r][q]) - zterm[j + q]);
+            }
+        for (int64_t r = m0; r < m; r++) /* the leftover columns of those rows */
+            for (int64_t j = n4; j < nb; j++)
+                q_out(k, r, n0 + j, q_dot__avx512vnni(K, k->a + r * K, k->a_zp, k->w + (n0 + j) * K));
+        for (; m < m1; m++) {
             const uint8_t *am = k->a + m * K;
             for (int64_t j = 0; j < n4; j += 4) {
                 const int8_t *w0 = k->w + (n0 + j) * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;

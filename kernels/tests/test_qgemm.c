@@ -289,7 +289,7 @@ static void test_dot_exact(void) {
 /* wide GEMMs: N over the 64-column blocks and not a multiple of 4 (the rows that work on
  * column blocks), an output with strides (y_cs), 1 and 2 threads, every row == __ref */
 static void test_wide(void) {
-    static const int64_t shapes[][3] = {{5, 131, 25}, {3, 64, 800}, {7, 67, 65}, {2, 200, 129}};
+    static const int64_t shapes[][3] = {{5, 131, 25}, {3, 64, 800}, {7, 67, 65}, {2, 200, 129}, {9, 70, 801}, {12, 9, 64}};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         const int64_t M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
         uint8_t *a = malloc((size_t)(M * K)), *y0 = malloc((size_t)(M * N)), *y1 = malloc((size_t)(M * N));
