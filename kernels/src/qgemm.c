@@ -694,7 +694,8 @@ Q_DW_ROW(avx512)
  * loops run), requantized as q_tile_store16 does (et_q_requant1's bits), and written back to
  * the channel planes. Small planes (7x7, 4x4, 1x1) are many short loops for the plane path;
  * here the work per pixel is a fixed number of vector instructions. */
-#define Q_DWH_PIX 1024 /* padded input pixels and output pixels per window */
+#define Q_DWH_PIX 1024  /* padded input pixels and output pixels per window */
+#define Q_DWH_TAB 16384 /* int32 entries of the per-call weight / bias / multiplier table */
 typedef struct q_dwh_job {
     const et_conv2d_params *p;
     const uint8_t *x;
@@ -704,6 +705,9 @@ typedef struct q_dwh_job {
     uint8_t *y;
     int32_t x_zp, y_zp, qmin, qmax;
     int64_t hp, wp; /* the padded window's size */
+    int64_t cpad;   /* channels rounded up to 16 */
+    const int32_t *wt, *bs; /* weights [tap][cpad], biases [cpad] (zero past c) */
+    const float *ms;        /* multipliers [cpad] */
 } q_dwh_job;
 
 ET_TARGET_AVX512 static void q_dwh_block(const q_dwh_job *k, int64_t n, int64_t c0, uint8_t *T, uint8_t *O) {
@@ -718,17 +722,10 @@ ET_TARGET_AVX512 static void q_dwh_block(const q_dwh_job *k, int64_t n, int64_t 
         }
     }
     __m512i wv[64]; /* khw <= 64 (checked) */
-    for (int64_t t = 0; t < khw; t++) {
-        int32_t ws[16] = {0};
-        for (int64_t c = 0; c < cb; c++) ws[c] = k->w[(c0 + c) * khw + t];
-        wv[t] = _mm512_loadu_si512((const void *)ws);
-    }
-    int32_t bs[16] = {0};
-    float ms[16] = {0};
-    for (int64_t c = 0; c < cb; c++) bs[c] = k->bias ? k->bias[c0 + c] : 0, ms[c] = k->mult[c0 + c];
-    const __m512i bias = _mm512_loadu_si512((const void *)bs), zx = _mm512_set1_epi32(k->x_zp);
+    for (int64_t t = 0; t < khw; t++) wv[t] = _mm512_loadu_si512((const void *)(k->wt + t * k->cpad + c0));
+    const __m512i bias = _mm512_loadu_si512((const void *)(k->bs + c0)), zx = _mm512_set1_epi32(k->x_zp);
     const __m512i zy = _mm512_set1_epi32(k->y_zp);
-    const __m512 mult = _mm512_loadu_ps(ms), lo = _mm512_set1_ps((float)(k->qmin - k->y_zp));
+    const __m512 mult = _mm512_loadu_ps(k->ms + c0), lo = _mm512_set1_ps((float)(k->qmin - k->y_zp));
     const __m512 hi = _mm512_set1_ps((float)(k->qmax - k->y_zp));
 #define Q_DWH_TAP(OFF, W) \
     _mm512_mullo_epi32(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(OFF))), zx), W)
@@ -781,11 +778,20 @@ static et_status q_dwconv2d_avx512h(const et_conv2d_params *p, const uint8_t *x,
     const int64_t wp = (p->ow - 1) * p->stride_w + (p->kw - 1) * p->dil_w + 1;
     /* the window covers the padded input the outputs read, and at least the image */
     const int64_t hpp = hp > p->pad_t + p->h ? hp : p->pad_t + p->h, wpp = wp > p->pad_l + p->w ? wp : p->pad_l + p->w;
-    int ok = khw <= 64 && hpp * wpp <= Q_DWH_PIX && p->oh * p->ow <= Q_DWH_PIX;
+    const int64_t cpad = (p->c + 15) & ~(int64_t)15;
+    int ok = khw <= 64 && hpp * wpp <= Q_DWH_PIX && p->oh * p->ow <= Q_DWH_PIX && cpad * (khw + 2) <= Q_DWH_TAB;
     const int64_t dmax = (int64_t)255 * 128 * khw;
     for (int64_t c = 0; ok && bias && c < p->c; c++) ok = (bias[c] < 0 ? -(int64_t)bias[c] : bias[c]) + dmax <= INT32_MAX;
     if (!ok) return q_dwconv2d_avx512(p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
-    const q_dwh_job job = {p, x, w, bias, mult, y, x_zp, y_zp, qmin, qmax, hpp, wpp};
+    int32_t tab[Q_DWH_TAB]; /* the weights by tap, biases, multipliers: read by every block */
+    int32_t *wt = tab, *bs = tab + khw * cpad;
+    float *ms = (float *)(void *)(bs + cpad);
+    memset(tab, 0, sizeof(int32_t) * (size_t)(cpad * (khw + 2)));
+    for (int64_t c = 0; c < p->c; c++) {
+        for (int64_t t = 0; t < khw; t++) wt[t * cpad + c] = w[c * khw + t];
+        bs[c] = bias ? bias[c] : 0, ms[c] = mult[c];
+    }
+    const q_dwh_job job = {p, x, w, bias, mult, y, x_zp, y_zp, qmin, qmax, hpp, wpp, cpad, wt, bs, ms};
     const int64_t blocks = p->n * ((p->c + 15) / 16);
     et_parallel_ranges(blocks, et_split_chunks(blocks, nthreads), nthreads, q_dwh_range, (void *)&job);
     return ET_OK;
