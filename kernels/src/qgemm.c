@@ -710,15 +710,50 @@ typedef struct q_dwh_job {
     const float *ms;        /* multipliers [cpad] */
 } q_dwh_job;
 
+/* dst[j * ds + i] = src[i * ss + j], i, j < 16 (unpacks of bytes, words, dwords, qwords) */
+ET_TARGET_AVX512 static inline void q_tr16x16(const uint8_t *src, int64_t ss, uint8_t *dst, int64_t ds) {
+    __m128i a[16], b[16], c[16];
+    for (int i = 0; i < 16; i++) a[i] = _mm_loadu_si128((const __m128i *)(src + i * ss));
+    for (int k = 0; k < 8; k++) {
+        b[k] = _mm_unpacklo_epi8(a[2 * k], a[2 * k + 1]);
+        b[k + 8] = _mm_unpackhi_epi8(a[2 * k], a[2 * k + 1]);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++) {
+            c[8 * h + k] = _mm_unpacklo_epi16(b[8 * h + 2 * k], b[8 * h + 2 * k + 1]);
+            c[8 * h + 4 + k] = _mm_unpackhi_epi16(b[8 * h + 2 * k], b[8 * h + 2 * k + 1]);
+        }
+    for (int g = 0; g < 4; g++) {
+        const __m128i d0 = _mm_unpacklo_epi32(c[4 * g], c[4 * g + 1]), d1 = _mm_unpackhi_epi32(c[4 * g], c[4 * g + 1]);
+        const __m128i d2 = _mm_unpacklo_epi32(c[4 * g + 2], c[4 * g + 3]);
+        const __m128i d3 = _mm_unpackhi_epi32(c[4 * g + 2], c[4 * g + 3]);
+        _mm_storeu_si128((__m128i *)(dst + (4 * g) * ds), _mm_unpacklo_epi64(d0, d2));
+        _mm_storeu_si128((__m128i *)(dst + (4 * g + 1) * ds), _mm_unpackhi_epi64(d0, d2));
+        _mm_storeu_si128((__m128i *)(dst + (4 * g + 2) * ds), _mm_unpacklo_epi64(d1, d3));
+        _mm_storeu_si128((__m128i *)(dst + (4 * g + 3) * ds), _mm_unpackhi_epi64(d1, d3));
+    }
+}
+
 ET_TARGET_AVX512 static void q_dwh_block(const q_dwh_job *k, int64_t n, int64_t c0, uint8_t *T, uint8_t *O) {
     const et_conv2d_params *p = k->p;
     const int64_t cb = p->c - c0 < 16 ? p->c - c0 : 16, khw = p->kh * p->kw, ohw = p->oh * p->ow, hw = p->h * p->w;
+    /* locals: a uint8_t store may alias the job, which would reload its fields per byte */
+    const int64_t H = p->h, W = p->w, pt = p->pad_t, pl = p->pad_l, wpad = k->wp;
     memset(T, k->x_zp, (size_t)(k->hp * k->wp * 16));
+    if (cb == 16) { /* the planes to [pixel][16] in O (16x16 transposes), then row by row into T */
+        const uint8_t *xb = k->x + (n * p->c + c0) * hw;
+        int64_t t = 0;
+        for (; t + 16 <= hw; t += 16) q_tr16x16(xb + t, hw, O + t * 16, 16);
+        for (; t < hw; t++)
+            for (int64_t c = 0; c < 16; c++) O[t * 16 + c] = xb[c * hw + t];
+        for (int64_t iy = 0; iy < H; iy++) memcpy(T + ((iy + pt) * wpad + pl) * 16, O + iy * W * 16, (size_t)(W * 16));
+    } else
     for (int64_t c = 0; c < cb; c++) {
         const uint8_t *xc = k->x + (n * p->c + c0 + c) * hw;
-        for (int64_t iy = 0; iy < p->h; iy++) {
-            uint8_t *tr = T + ((iy + p->pad_t) * k->wp + p->pad_l) * 16 + c;
-            for (int64_t ix = 0; ix < p->w; ix++) tr[ix * 16] = xc[iy * p->w + ix];
+        for (int64_t iy = 0; iy < H; iy++) {
+            uint8_t *tr = T + ((iy + pt) * wpad + pl) * 16 + c;
+            const uint8_t *xr = xc + iy * W;
+            for (int64_t ix = 0; ix < W; ix++) tr[ix * 16] = xr[ix];
         }
     }
     __m512i wv[64]; /* khw <= 64 (checked) */
@@ -756,9 +791,13 @@ ET_TARGET_AVX512 static void q_dwh_block(const q_dwh_job *k, int64_t n, int64_t 
                              _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zy)));
         }
 #undef Q_DWH_TAP
+    uint8_t *yn = k->y + (n * p->c + c0) * ohw;
+    int64_t t0 = 0;
+    if (cb == 16)
+        for (; t0 + 16 <= ohw; t0 += 16) q_tr16x16(O + t0 * 16, 16, yn + t0, ohw);
     for (int64_t c = 0; c < cb; c++) {
-        uint8_t *yc = k->y + (n * p->c + c0 + c) * ohw;
-        for (int64_t t = 0; t < ohw; t++) yc[t] = O[t * 16 + c];
+        uint8_t *yc = yn + c * ohw;
+        for (int64_t t = t0; t < ohw; t++) yc[t] = O[t * 16 + c];
     }
 }
 

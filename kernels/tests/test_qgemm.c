@@ -420,6 +420,13 @@ static void test_depthwise(void) {
     check_dw(1, 2, 5, 9001, 3, 3, 2, 2, 2, 1, 0, 2, 2, 1, 1); /* the same, stride 2, dilation 2 */
     check_dw(1, 4, 5, 515, 3, 3, 2, 2, 1, 1, 1, 1, 2, 1, 1); /* wide, stride 2, dilation 2, extreme */
     check_dw(32, 8, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0); /* MobileNetV2-like */
+    /* full blocks of 16 channels (the transposed copies), planes below / at / over 16 pixels */
+    check_dw(2, 32, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0);
+    check_dw(3, 48, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    check_dw(2, 16, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0);
+    check_dw(1, 33, 2, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0);
+    check_dw(2, 16, 9, 11, 3, 3, 2, 2, 1, 0, 1, 1, 1, 1, 1);
+    check_dw(1, 32, 17, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 0);
 }
 
 /* qadd: ties (half to even), saturation at both ends, the float order; threads; bad parameters */
