@@ -991,7 +991,11 @@ static void q_tile_row(const q_tile_job *k, const uint8_t *xc, int64_t i, int64_
             q_dw_cols(ox, len, sw, dx, p->w, &u0, &u1);
             u0 = u0 < len ? u0 : len, u1 = u1 < len ? u1 : len; /* q_dw_cols may give t0 = t1 > nb */
             if (u0 > 0) memset(d, z, (size_t)u0);
-            if (sw == 1) memcpy(d + u0, xr + ox + u0 + dx, (size_t)(u1 - u0));
+            if (sw == 1 && u1 - u0 >= 16 && u1 - u0 <= 32) { /* two overlapping 16-byte moves, inlined */
+                const uint8_t *sr = xr + ox + u0 + dx;
+                memcpy(d + u0, sr, 16);
+                memcpy(d + u1 - 16, sr + (u1 - u0) - 16, 16);
+            } else if (sw == 1) memcpy(d + u0, xr + ox + u0 + dx, (size_t)(u1 - u0));
             else
                 for (int64_t u = u0; u < u1; u++) d[u] = xr[(ox + u) * sw + dx];
             if (len > u1) memset(d + u1, z, (size_t)(len - u1));
@@ -1255,9 +1259,15 @@ static int q_maxpool_is_k2s2(const et_pool2d_params *p) {
 
 static void q_maxpool_k2s2(const et_pool2d_params *p, const uint8_t *xp, uint8_t *yp) {
     const int64_t ow = p->ow, W = p->w;
+    uint8_t t[512];
     for (int64_t oy = 0; oy < p->oh; oy++) {
         const uint8_t *r0 = xp + 2 * oy * W, *r1 = r0 + W;
         uint8_t *yr = yp + oy * ow;
+        if (2 * ow <= (int64_t)sizeof t) { /* the rows' max first (one vector loop), then pairs */
+            for (int64_t i = 0; i < 2 * ow; i++) t[i] = r0[i] > r1[i] ? r0[i] : r1[i];
+            for (int64_t ox = 0; ox < ow; ox++) yr[ox] = t[2 * ox] > t[2 * ox + 1] ? t[2 * ox] : t[2 * ox + 1];
+            continue;
+        }
         for (int64_t ox = 0; ox < ow; ox++) {
             const uint8_t a = r0[2 * ox] > r0[2 * ox + 1] ? r0[2 * ox] : r0[2 * ox + 1];
             const uint8_t b = r1[2 * ox] > r1[2 * ox + 1] ? r1[2 * ox] : r1[2 * ox + 1];

@@ -569,6 +569,7 @@ void test_qgemm(void) {
     check_maxpool_k2(7, 9, 0, 1);
     check_maxpool_k2(1, 33, 0, 1);
     check_maxpool_k2(6, 5, 1, 0);
+    check_maxpool_k2(4, 1101, 0, 0); /* rows wider than the row-max buffer */
     check_conv(1, 1, 28, 28, 20, 5, 1, 0, 1, 1, 1);  /* LeNet conv1 */
     check_conv(2, 20, 12, 12, 50, 5, 1, 0, 1, 1, 1); /* LeNet conv2, batch 2 */
     check_conv(3, 3, 7, 5, 5, 3, 2, 1, 1, 1, 0);     /* odd sizes, stride, padding, no bias */
