@@ -898,6 +898,7 @@ struct q_tile_job {
     int32_t x_zp, y_zp, qmin, qmax;
     int mode; /* Q_TILE_DIRECT, Q_TILE_ROWS, Q_TILE_HWC */
     int span; /* direct, one group, images of fewer than Q_TILE pixels: tiles run across images */
+    int gather; /* the HWC4 words by vpgatherdd (the avx512vnni row) */
     q_tile_fn tile;
 };
 
@@ -1030,6 +1031,30 @@ static void q_tile_pack_rows(const q_tile_job *k, const uint8_t *xg, int64_t p0,
     }
 }
 
+#if defined(ET_HAVE_X86_SIMD)
+/* the words of q_tile_pack_hwc, 16 pixels per vpgatherdd (offsets < 2^31: the window is small) */
+ET_TARGET_AVX512 static void q_tile_hwc_words__avx512(const q_tile_job *k, const uint8_t *T, const int64_t *base,
+                                                     uint32_t *words) {
+    const et_conv2d_params *p = k->p;
+    const int64_t wp = q_tile_wp(p), c4b = 4 * k->c4;
+    int32_t b32[Q_TILE];
+    for (int64_t t = 0; t < Q_TILE; t++) b32[t] = (int32_t)base[t];
+    const __m512i o0 = _mm512_loadu_si512((const void *)b32), o1 = _mm512_loadu_si512((const void *)(b32 + 16));
+    const __m512i o2 = _mm512_loadu_si512((const void *)(b32 + 32)), o3 = _mm512_loadu_si512((const void *)(b32 + 48));
+    for (int64_t i = 0; i < p->kh; i++)
+        for (int64_t j = 0; j < p->kw; j++) {
+            uint32_t *d = words + (i * p->kw + j) * k->c4 * Q_TILE;
+            const uint8_t *tap = T + (i * p->dil_h * wp + j * p->dil_w) * c4b;
+            for (int64_t c = 0; c < k->c4; c++, d += Q_TILE, tap += 4) {
+                _mm512_storeu_si512((void *)d, _mm512_i32gather_epi32(o0, (const void *)tap, 1));
+                _mm512_storeu_si512((void *)(d + 16), _mm512_i32gather_epi32(o1, (const void *)tap, 1));
+                _mm512_storeu_si512((void *)(d + 32), _mm512_i32gather_epi32(o2, (const void *)tap, 1));
+                _mm512_storeu_si512((void *)(d + 48), _mm512_i32gather_epi32(o3, (const void *)tap, 1));
+            }
+        }
+}
+#endif
+
 /* HWC4: the window T of output rows [oy0, oy1], then A[(i, j, c4)][t] = the word of T at the
  * tap (i, j) of pixel t; pixels past np repeat pixel 0's words (computed, never stored). */
 static void q_tile_pack_hwc(const q_tile_job *k, const uint8_t *xg, int64_t p0, int64_t np, uint8_t *A) {
@@ -1057,6 +1082,12 @@ static void q_tile_pack_hwc(const q_tile_job *k, const uint8_t *xg, int64_t p0, 
         base[t] = t < np ? ((oy - oy0) * p->stride_h * wp + ox * p->stride_w) * c4b : base[0];
         if (t < np && ++ox == ow) ox = 0, oy++;
     }
+#if defined(ET_HAVE_X86_SIMD)
+    if (k->gather) {
+        q_tile_hwc_words__avx512(k, T, base, words);
+        return;
+    }
+#endif
     for (int64_t i = 0; i < p->kh; i++)
         for (int64_t j = 0; j < p->kw; j++) {
             uint32_t *d = words + (i * p->kw + j) * k->c4 * Q_TILE;
@@ -1120,7 +1151,7 @@ static void q_tile_range(void *ctx, int64_t t0, int64_t t1, int tid) {
 
 /* The tiled path with micro-kernel `tile`; falls back to the im2col path (et_q_gemm_requant)
  * when a bias is too large for int32 accumulators or the workspace holds no tile slot. */
-static et_status q_conv2d_tiled(q_tile_fn tile, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp,
+static et_status q_conv2d_tiled(q_tile_fn tile, int gather, const et_conv2d_params *p, const uint8_t *x, int32_t x_zp,
                                 const int8_t *w, const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin,
                                 int32_t qmax, uint8_t *y, void *ws, size_t ws_bytes, int nthreads) {
     if (!q_conv_args_ok(p, x, x_zp, w, mult, y_zp, qmin, qmax, y)) return ET_ERR_ARG;
@@ -1156,7 +1187,7 @@ static et_status q_conv2d_tiled(q_tile_fn tile, const et_conv2d_params *p, const
     if (slots > nthreads) slots = nthreads > 1 ? nthreads : 1;
     const q_tile_job job = {p, x, hwc ? wk : w, mult, y, zterm, wtail, (uint8_t *)ws + fixed + skip, Kp,
                             q_tile_K4(p), cg, c4, p->oc / p->groups, p->oh * p->ow, tiles_img, buf, x_zp, y_zp,
-                            qmin, qmax, q_tile_mode(p), q_tile_span(p), tile};
+                            qmin, qmax, q_tile_mode(p), q_tile_span(p), gather, tile};
     et_parallel_ranges(tiles, et_split_chunks(tiles, (int)slots), (int)slots, q_tile_range, (void *)&job);
     return ET_OK;
 }
@@ -1224,7 +1255,7 @@ ET_TARGET_AVX512VNNI static et_status et_q_conv2d__avx512vnni(const et_conv2d_pa
                                                               const float *mult, int32_t y_zp, int32_t qmin,
                                                               int32_t qmax, uint8_t *y, void *ws, size_t ws_bytes,
                                                               int nthreads) {
-    return q_conv2d_tiled(q_tile__avx512vnni, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
+    return q_conv2d_tiled(q_tile__avx512vnni, 1, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
 }
 #endif
 
