@@ -896,7 +896,7 @@ struct q_tile_job {
     uint8_t *bufs;
     int64_t K, K4, cg, c4, ocg, P, tiles_img, buf_bytes;
     int32_t x_zp, y_zp, qmin, qmax;
-    int mode; /* Q_TILE_DIRECT, Q_TILE_ROWS, Q_TILE_HWC */
+    int mode; /* Q_TILE_DIRECT, Q_TILE_ROWS, Q_TILE_HWC, Q_TILE_WIN */
     int span; /* direct, one group, images of fewer than Q_TILE pixels: tiles run across images */
     int gather; /* the HWC4 words by vpgatherdd (the avx512vnni row) */
     q_tile_fn tile;
@@ -908,16 +908,27 @@ struct q_tile_job {
  * groups of 4, the zero point outside the image, channels past cg zero) and orders k as
  * (i, j, channel): each 32-bit word of A is then one load from T. Its weights are repacked per
  * call in the same order, zero for the channels past cg (so those add nothing). */
-enum { Q_TILE_DIRECT, Q_TILE_ROWS, Q_TILE_HWC };
+enum { Q_TILE_DIRECT, Q_TILE_ROWS, Q_TILE_HWC, Q_TILE_WIN };
 static int q_tile_mode(const et_conv2d_params *p) {
     if (p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 && p->pad_l == 0 &&
         p->oh == p->h && p->ow == p->w)
         return Q_TILE_DIRECT;
-    return p->c / p->groups >= 4 ? Q_TILE_HWC : Q_TILE_ROWS;
+    if (p->c / p->groups >= 4) return Q_TILE_HWC;
+    return p->dil_w == 1 ? Q_TILE_WIN : Q_TILE_ROWS;
 }
-static int q_tile_direct(const et_conv2d_params *p) { return q_tile_mode(p) != Q_TILE_HWC; }
+/* 1: the weights as given (k = (ci, i, j)); 0: repacked per call (HWC4, WIN) */
+static int q_tile_direct(const et_conv2d_params *p) {
+    const int m = q_tile_mode(p);
+    return m == Q_TILE_DIRECT || m == Q_TILE_ROWS;
+}
+/* WIN (fewer than 4 channels per group, no column dilation): k = (ci, i, j) with j padded to
+ * kw4 = a multiple of 4 (zero weights), so 4 consecutive k are 4 adjacent input columns: each
+ * word of A is one 32-bit load from the tile's input window T[ci][row][col] (rows of wq bytes,
+ * the zero point outside the image, 3 spare bytes at the end for the padded taps). */
+static int64_t q_tile_kw4(const et_conv2d_params *p) { return (p->kw + 3) & ~(int64_t)3; }
 static int64_t q_tile_c4(const et_conv2d_params *p) { return (p->c / p->groups + 3) / 4; }
 static int64_t q_tile_Kp(const et_conv2d_params *p) {
+    if (q_tile_mode(p) == Q_TILE_WIN) return (p->c / p->groups) * p->kh * q_tile_kw4(p);
     return p->kh * p->kw * (q_tile_direct(p) ? p->c / p->groups : 4 * q_tile_c4(p));
 }
 static int64_t q_tile_K4(const et_conv2d_params *p) { return (q_tile_Kp(p) + 3) / 4; }
@@ -938,6 +949,7 @@ static int q_tile_span(const et_conv2d_params *p) {
 /* a slot: A, then the HWC4 window T or the spanning tiles' outputs [oc][Q_TILE] */
 static int64_t q_tile_buf_bytes(const et_conv2d_params *p) {
     int64_t t = q_tile_direct(p) ? 0 : q_tile_rows(p) * q_tile_wp(p) * 4 * q_tile_c4(p);
+    if (q_tile_mode(p) == Q_TILE_WIN) t = (p->c / p->groups) * q_tile_rows(p) * (q_tile_wp(p) + 3);
     if (q_tile_span(p)) t = p->oc * Q_TILE;
     return ((q_tile_K4(p) * 4 * Q_TILE + t + 63) & ~(int64_t)63);
 }
@@ -1129,6 +1141,68 @@ static void q_tile_span_one(const q_tile_job *k, int64_t m0, int64_t np, uint8_t
         for (int64_t t = 0; t < np; t++) k->y[yo[t] + oc * P] = yb[oc * Q_TILE + t];
 }
 
+#if defined(ET_HAVE_X86_SIMD)
+/* the words of q_tile_pack_win, 16 pixels per vpgatherdd */
+ET_TARGET_AVX512 static void q_tile_win_words__avx512(const q_tile_job *k, const uint8_t *T, const int64_t *base,
+                                                     int64_t rmax, int64_t wq, uint32_t *words) {
+    const et_conv2d_params *p = k->p;
+    const int64_t g4 = q_tile_kw4(p) / 4;
+    int32_t b32[Q_TILE];
+    for (int64_t t = 0; t < Q_TILE; t++) b32[t] = (int32_t)base[t];
+    const __m512i o0 = _mm512_loadu_si512((const void *)b32), o1 = _mm512_loadu_si512((const void *)(b32 + 16));
+    const __m512i o2 = _mm512_loadu_si512((const void *)(b32 + 32)), o3 = _mm512_loadu_si512((const void *)(b32 + 48));
+    uint32_t *d = words;
+    for (int64_t ci = 0; ci < k->cg; ci++)
+        for (int64_t i = 0; i < p->kh; i++)
+            for (int64_t jg = 0; jg < g4; jg++, d += Q_TILE) {
+                const uint8_t *tap = T + (ci * rmax + i * p->dil_h) * wq + 4 * jg;
+                _mm512_storeu_si512((void *)d, _mm512_i32gather_epi32(o0, (const void *)tap, 1));
+                _mm512_storeu_si512((void *)(d + 16), _mm512_i32gather_epi32(o1, (const void *)tap, 1));
+                _mm512_storeu_si512((void *)(d + 32), _mm512_i32gather_epi32(o2, (const void *)tap, 1));
+                _mm512_storeu_si512((void *)(d + 48), _mm512_i32gather_epi32(o3, (const void *)tap, 1));
+            }
+}
+#endif
+
+/* WIN: the window T[ci][row][col] of output rows [oy0, oy1], then A[(ci, i, j / 4)][t] = the word
+ * at the tap's 4 columns of pixel t; pixels past np repeat pixel 0's words. */
+static void q_tile_pack_win(const q_tile_job *k, const uint8_t *xg, int64_t p0, int64_t np, uint8_t *A) {
+    const et_conv2d_params *p = k->p;
+    const int64_t wq = q_tile_wp(p) + 3, rmax = q_tile_rows(p), ow = p->ow, oy0 = p0 / ow, oy1 = (p0 + np - 1) / ow;
+    const int64_t R = (oy1 - oy0) * p->stride_h + (p->kh - 1) * p->dil_h + 1, iy0 = oy0 * p->stride_h - p->pad_t;
+    const int64_t c0 = p->pad_l < wq ? p->pad_l : wq, c1 = p->pad_l + p->w < wq ? p->pad_l + p->w : wq;
+    const int z = k->x_zp;
+    uint8_t *T = A + k->K4 * 4 * Q_TILE;
+    for (int64_t ci = 0; ci < k->cg; ci++)
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t iy = iy0 + r;
+            uint8_t *tr = T + (ci * rmax + r) * wq;
+            memset(tr, z, (size_t)wq);
+            if (iy >= 0 && iy < p->h && c1 > c0)
+                memcpy(tr + c0, xg + (ci * p->h + iy) * p->w + (c0 - p->pad_l), (size_t)(c1 - c0));
+        }
+    int64_t base[Q_TILE];
+    for (int64_t t = 0, oy = oy0, ox = p0 % ow; t < Q_TILE; t++) {
+        base[t] = t < np ? (oy - oy0) * p->stride_h * wq + ox * p->stride_w : base[0];
+        if (t < np && ++ox == ow) ox = 0, oy++;
+    }
+    uint32_t *words = (uint32_t *)(void *)A;
+#if defined(ET_HAVE_X86_SIMD)
+    if (k->gather) {
+        q_tile_win_words__avx512(k, T, base, rmax, wq, words);
+        return;
+    }
+#endif
+    const int64_t g4 = q_tile_kw4(p) / 4;
+    uint32_t *d = words;
+    for (int64_t ci = 0; ci < k->cg; ci++)
+        for (int64_t i = 0; i < p->kh; i++)
+            for (int64_t jg = 0; jg < g4; jg++, d += Q_TILE) {
+                const uint8_t *tap = T + (ci * rmax + i * p->dil_h) * wq + 4 * jg;
+                for (int64_t t = 0; t < Q_TILE; t++) memcpy(d + t, tap + base[t], 4);
+            }
+}
+
 static void q_tile_range(void *ctx, int64_t t0, int64_t t1, int tid) {
     const q_tile_job *k = (const q_tile_job *)ctx;
     uint8_t *A = k->bufs + (int64_t)tid * k->buf_bytes;
@@ -1143,6 +1217,7 @@ static void q_tile_range(void *ctx, int64_t t0, int64_t t1, int tid) {
         const int64_t np = k->P - p0 < Q_TILE ? k->P - p0 : Q_TILE;
         const uint8_t *xg = k->x + (n * k->p->c + g * k->cg) * k->p->h * k->p->w;
         if (k->mode == Q_TILE_HWC) q_tile_pack_hwc(k, xg, p0, np, A);
+        else if (k->mode == Q_TILE_WIN) q_tile_pack_win(k, xg, p0, np, A);
         else if (k->mode == Q_TILE_ROWS) q_tile_pack_rows(k, xg, p0, np, A);
         else q_tile_pack_direct(k, xg, p0, np, A);
         k->tile(k, A, g, k->y + n * k->p->oc * k->P + p0, k->P, np);
@@ -1177,9 +1252,14 @@ static et_status q_conv2d_tiled(q_tile_fn tile, int gather, const et_conv2d_para
         for (int64_t i = K & ~(int64_t)3; i < K; i++) t4[i & 3] = (uint8_t)wo[i];
         memcpy(wtail + o, t4, 4);
         if (!hwc) continue;
-        int8_t *d = wk + o * Kp; /* [i][j][c4 * 4] from [ci][i][j] */
+        int8_t *d = wk + o * Kp;
         memset(d, 0, (size_t)Kp);
-        for (int64_t ci = 0; ci < cg; ci++)
+        if (q_tile_mode(p) == Q_TILE_WIN) { /* [ci][i][kw4] from [ci][i][kw] */
+            const int64_t kw4 = q_tile_kw4(p);
+            for (int64_t r = 0; r < cg * p->kh; r++) memcpy(d + r * kw4, wo + r * p->kw, (size_t)p->kw);
+            continue;
+        }
+        for (int64_t ci = 0; ci < cg; ci++) /* [i][j][c4 * 4] from [ci][i][j] */
             for (int64_t r = 0; r < khw; r++) d[r * 4 * c4 + ci] = wo[ci * khw + r];
     }
     const int64_t tiles_img = (p->oh * p->ow + Q_TILE - 1) / Q_TILE;
