@@ -1376,7 +1376,12 @@ static void q_maxpool_k2s2(const et_pool2d_params *p, const uint8_t *xp, uint8_t
         uint8_t *yr = yp + oy * ow;
         if (2 * ow <= (int64_t)sizeof t) { /* the rows' max first (one vector loop), then pairs */
             for (int64_t i = 0; i < 2 * ow; i++) t[i] = r0[i] > r1[i] ? r0[i] : r1[i];
-            for (int64_t ox = 0; ox < ow; ox++) yr[ox] = t[2 * ox] > t[2 * ox + 1] ? t[2 * ox] : t[2 * ox + 1];
+            for (int64_t ox = 0; ox < ow; ox++) { /* a pair as one 16-bit word: max of its bytes (either order) */
+                uint16_t v;
+                memcpy(&v, t + 2 * ox, 2);
+                const uint8_t a = (uint8_t)(v & 0xFF), b = (uint8_t)(v >> 8);
+                yr[ox] = a > b ? a : b;
+            }
             continue;
         }
         for (int64_t ox = 0; ox < ow; ox++) {
