@@ -692,10 +692,14 @@ OPS: List[OpDef] = [
     OpDef(87, "dequantize", ("x", "scale", "zero_point"), ("y",), (), (), kind="inference"),
     OpDef(88, "qprep", ("w", "w_scale", "b?", "s_in", "s_out"), ("wq", "bq?", "mult"),
           ("wqmin", "wqmax"), (), kind="inference"),
-    OpDef(89, "qconv2d", ("x", "w", "b?", "mult", "x_zp", "y_zp"), ("y",),
-          _CONV_I[:9] + ("qmin", "qmax"), (), kind="inference"),
-    OpDef(90, "qlinear", ("x", "w", "b?", "mult", "x_zp", "y_zp"), ("y",), ("qmin", "qmax"), (),
-          kind="inference"),
+    # optional fused clamp: with y_scale, the output is clamped to qclamp's levels of
+    # (clamp_lo, clamp_hi) on the output grid (= the op then qclamp; ReLU: 0, +inf)
+    OpDef(89, "qconv2d", ("x", "w", "b?", "mult", "x_zp", "y_zp", "y_scale?"), ("y",),
+          _CONV_I[:9] + ("qmin", "qmax"), ("clamp_lo", "clamp_hi"), kind="inference",
+          defaults={"clamp_lo": 0.0, "clamp_hi": float("inf")}),
+    OpDef(90, "qlinear", ("x", "w", "b?", "mult", "x_zp", "y_zp", "y_scale?"), ("y",),
+          ("qmin", "qmax"), ("clamp_lo", "clamp_hi"), kind="inference",
+          defaults={"clamp_lo": 0.0, "clamp_hi": float("inf")}),
     OpDef(91, "qmaxpool2d", ("x",), ("y",), _MAXPOOL_I, (), kind="inference"),
     OpDef(92, "qrelu", ("x", "zero_point"), ("y",), (), (), kind="inference"),
     # MobileNetV2's int8 ops (kernels/src/qgemm.c; contracts checked in tests/test_int8_ops.py)
@@ -743,7 +747,12 @@ def emit(graph: ir.Graph, op_name: str, inputs: Sequence[int], *, layer: str = "
     if op is None:
         raise ValueError(f"unknown op {op_name!r}")
     inputs = list(inputs)
-    if len(inputs) != len(op.inputs):
+    # trailing optional inputs may be left out (the node then has fewer inputs, as files
+    # written before those inputs existed)
+    n_req = len(op.inputs)
+    while n_req > 0 and op.inputs[n_req - 1].endswith("?") and n_req > len(inputs):
+        n_req -= 1
+    if not n_req <= len(inputs) <= len(op.inputs):
         raise ValueError(f"op '{op_name}' takes {len(op.inputs)} inputs, got {len(inputs)}")
     for i, t in enumerate(inputs):
         if t < 0 and not op.inputs[i].endswith("?"):

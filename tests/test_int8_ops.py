@@ -434,3 +434,127 @@ def test_bad_fed_parameters_refused_at_run_time():
     sess = gap_net((1, 1, 2, 2), 10, 20).session()
     with pytest.raises(errors.InvalidArgumentError, match="qglobal_avgpool in layer 'blk'"):
         sess.RunGraph({"x": np.zeros((1, 1, 2, 2), np.float32), "s": f1(0.1), "zp": f1(5)})
+
+
+# ---------------------------------------------------------------------------------------------
+# qconv2d / qlinear with a fused clamp (optional input 6 y_scale, fattr clamp_lo, clamp_hi)
+# ---------------------------------------------------------------------------------------------
+FUSED_BOUNDS = [(0.0, np.inf), (0.0, 6.0), (-1.0, 1.0), (0.5, 0.5), (-1e6, 1e6), (3.0, np.inf),
+                (-2.5, -0.5)]
+FUSED_CONVS = [  # (n, c, h, w), oc, k, stride, pads, dil, groups
+    ((2, 5, 9, 7), 11, 3, 1, (1, 1, 1, 1), 1, 1),
+    ((3, 8, 5, 5), 13, 1, 1, (0, 0, 0, 0), 1, 1),
+    ((2, 6, 8, 9), 6, 3, 2, (1, 0, 1, 1), 1, 6),
+    ((1, 8, 10, 10), 4, 3, 1, (2, 2, 2, 2), 2, 2),
+]
+
+
+def fused_net(kind, spec, lo, hi, qmin, qmax):
+    """the op with the fused clamp ("fused") and the op then qclamp ("plain"), same constants"""
+    net = Net()
+    if kind == "conv":
+        shape, oc, k, stride, pads, dil, groups = spec
+        w = RNG.integers(-128, 128, (oc, shape[1] // groups, k, k)).astype(np.int8)
+        attrs = conv_attrs(stride, pads, dil, groups, qmin, qmax)
+    else:
+        shape, oc = spec
+        w = RNG.integers(-128, 128, (oc, shape[1])).astype(np.int8)
+        attrs = dict(qmin=qmin, qmax=qmax)
+    x = net.u8("x", shape)
+    b = net.const(RNG.integers(-20000, 20000, oc).astype(np.int32), ir.I32)
+    m = net.const(RNG.uniform(1e-4, 3e-3, oc).astype(np.float32))
+    xz, yz, ys = net.input("xz", (1,)), net.input("yz", (1,)), net.input("ys", (1,))
+    ins = [x, net.const(w, ir.I8), b, m, xz, yz]
+    op = "qconv2d" if kind == "conv" else "qlinear"
+    net.out("fused", net.op(op, ins + [ys], clamp_lo=lo, clamp_hi=hi, **attrs))
+    y = net.op(op, ins, **attrs)
+    net.out("plain", net.op("qclamp", [y, ys, yz], qmin=qmin, qmax=qmax, lo=lo, hi=hi))
+    net.out("noclamp", y)
+    return net, shape
+
+
+@pytest.mark.parametrize("kind,spec", [("conv", s) for s in FUSED_CONVS] +
+                         [("linear", ((7, 33), 19)), ("linear", ((64, 800), 10))])
+def test_fused_clamp_equals_op_then_qclamp(kind, spec):
+    for lo, hi in FUSED_BOUNDS + [(float(a), float(a) + float(RNG.uniform(0, 4)))
+                                  for a in RNG.uniform(-4, 4, 3).astype(np.float32)]:
+        qmin, qmax = [(0, 255), (10, 200), (3, 250)][int(RNG.integers(0, 3))]
+        net, shape = fused_net(kind, spec, lo, hi, qmin, qmax)
+        sessions = [net.session(threads=t) for t in (1, 2)]
+        xv = RNG.integers(0, 256, shape).astype(np.float32)
+        for ys, yz in [(0.05, qmin), (1.0 / 42.5, (qmin + qmax) // 2), (random_scale(1e-3, 2.0), qmax)]:
+            outs = [s.RunGraph({"x": xv, "xz": f1(RNG.integers(0, 256)), "yz": f1(yz), "ys": f1(ys)})
+                    for s in sessions[:1]]
+            r = outs[0]
+            same_bits(r["fused"], r["plain"])
+            if lo <= 0.0 <= hi and np.isinf(hi):  # ReLU-like: never below the zero point
+                assert (r["fused"] >= yz).all()
+        feeds = {"x": xv, "xz": f1(7), "yz": f1(qmin), "ys": f1(0.05)}
+        same_bits(sessions[0].RunGraph(feeds)["fused"], sessions[1].RunGraph(feeds)["fused"])
+
+
+def test_fused_clamp_relu_is_qrelu():
+    net, shape = fused_net("conv", FUSED_CONVS[0], 0.0, np.inf, 0, 255)
+    y = net.outputs["noclamp"]
+    net.out("relu", net.op("qrelu", [y, net.inputs[2]]))  # "yz" (inputs: x, xz, yz, ys)
+    r = net.session().RunGraph({"x": RNG.integers(0, 256, shape).astype(np.float32), "xz": f1(9),
+                                "yz": f1(100), "ys": f1(0.02)})
+    same_bits(r["fused"], r["relu"])
+
+
+def test_old_form_files_without_the_fused_clamp_load_and_run():
+    """a qconv2d / qlinear node of 6 inputs and no float attributes (files written before the
+    fused clamp) loads and gives the same bytes as today's form without y_scale"""
+    net = Net()
+    x = net.u8("x", (2, 4, 6, 6))
+    w = net.const(RNG.integers(-128, 128, (5, 4, 3, 3)).astype(np.int8), ir.I8)
+    m = net.const(RNG.uniform(1e-4, 3e-3, 5).astype(np.float32))
+    z1, z2 = net.const(f1(3)), net.const(f1(120))
+    net.out("y", net.op("qconv2d", [x, w, -1, m, z1, z2], **conv_attrs(1, (1, 1, 1, 1), 1, 1)))
+    xl = net.u8("xl", (3, 8))
+    wl = net.const(RNG.integers(-128, 128, (4, 8)).astype(np.int8), ir.I8)
+    net.out("yl", net.op("qlinear", [xl, wl, -1, net.const(RNG.uniform(1e-3, 1e-2, 4).astype(np.float32)),
+                                     z1, z2], qmin=0, qmax=255))
+    net.g.programs[ir.EVAL] = ir.Program(ir.EVAL, list(range(len(net.g.nodes))), net.inputs,
+                                         dict(net.outputs))
+    net.g.state.max_batch = 3
+    new = et.TrainSession.from_bytes(fileformat.dumps(net.g))
+    for node in net.g.nodes:
+        if node.op in ("qconv2d", "qlinear"):
+            node.fattr = []
+    old = et.TrainSession.from_bytes(fileformat.dumps(net.g))
+    feeds = {"x": RNG.integers(0, 256, (2, 4, 6, 6)).astype(np.float32),
+             "xl": RNG.integers(0, 256, (3, 8)).astype(np.float32)}
+    a, b = old.RunGraph(feeds), new.RunGraph(feeds)
+    same_bits(a["y"], b["y"])
+    same_bits(a["yl"], b["yl"])
+
+
+def test_fused_clamp_errors():
+    net = Net()
+    x = net.u8("x", (2, 8))
+    w = net.const(np.ones((3, 8), np.int8), ir.I8)
+    m, z = net.const(f1(0.01) * np.ones(3, np.float32)), net.const(f1(0))
+    with pytest.raises(errors.ShapeError, match=r"layer 'blk'.*lo 1 .. hi 0.5.*lo <= hi"):
+        net.op("qlinear", [x, w, -1, m, z, z, net.const(f1(0.1))], qmin=0, qmax=255, clamp_lo=1.0,
+               clamp_hi=0.5)
+    with pytest.raises(errors.ShapeError, match=r"y_scale must be \[\] or \[1\] f32"):
+        net.op("qlinear", [x, w, -1, m, z, z, net.const(np.ones(2, np.float32))], qmin=0, qmax=255)
+    with pytest.raises(errors.ShapeError, match=r"lo -inf"):
+        net.op("qlinear", [x, w, -1, m, z, z, net.const(f1(0.1))], qmin=0, qmax=255,
+               clamp_lo=-np.inf, clamp_hi=1.0)
+
+
+@pytest.mark.parametrize("value,text", [(0.0, "holds 0 at 0"), (np.nan, "holds nan")])
+def test_bad_stored_y_scale_refused_at_load(value, text):
+    net = Net()
+    x = net.u8("x", (2, 8))
+    w = net.const(np.ones((3, 8), np.int8), ir.I8)
+    m, z = net.const(np.full(3, 0.01, np.float32)), net.const(f1(0))
+    net.out("y", net.op("qlinear", [x, w, -1, m, z, z, net.const(f1(value), name="ys")], qmin=0,
+                        qmax=255, clamp_lo=0.0, clamp_hi=6.0))
+    net.g.programs[ir.EVAL] = ir.Program(ir.EVAL, list(range(len(net.g.nodes))), net.inputs,
+                                         dict(net.outputs))
+    net.g.state.max_batch = 2
+    with pytest.raises(errors.ModelFormatError, match=rf"\(qlinear in layer 'blk'\): input 6 \('ys.*{text}"):
+        et.TrainSession.from_bytes(fileformat.dumps(net.g))

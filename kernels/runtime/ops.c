@@ -1616,7 +1616,24 @@ static et_status qprep_run(const et_node_io *io, const et_run_env *e) {
 }
 
 /* The requantize inputs shared by qconv2d and qlinear: b i32 [OC]? (slot 2), mult f32 [OC] (3),
- * x_zp (4), y_zp (5); iattr qmin, qmax at `at`. */
+ * x_zp (4), y_zp (5), y_scale (6)?; iattr qmin, qmax at `at`. Optional fused clamp: with
+ * y_scale the output is clamped to qclamp's levels [Q(clamp_lo), Q(clamp_hi)] of fattr 0, 1
+ * (= the op then qclamp(lo, hi) on the output grid, byte for byte; ReLU: 0, +inf). fattr: none
+ * (files before the fused clamp) or two, lo finite <= hi; ignored without y_scale. */
+static int q_has_yscale(const et_node_io *io) { return io->node->n_in > 6 && io->in[6]; }
+static et_status want_fused_clamp(const et_node_io *io, char *msg, size_t cap) {
+    const et_node_def *n = io->node;
+    if (q_has_yscale(io)) TRY(want_q1(io->in[6], "output scale y_scale", msg, cap));
+    if (n->n_fattr != 0 && n->n_fattr != 2)
+        return shape_error(msg, cap, "the fused clamp takes 0 or 2 float attributes (clamp_lo, clamp_hi), got %d",
+                           n->n_fattr);
+    if (q_has_yscale(io) && n->n_fattr != 2)
+        return shape_error(msg, cap, "the output scale y_scale (input 6) needs clamp_lo, clamp_hi");
+    if (n->n_fattr == 2 && (!isfinite(n->fattr[0]) || !(n->fattr[1] >= n->fattr[0])))
+        return shape_error(msg, cap, "clamp bounds lo %g .. hi %g must satisfy lo <= hi with lo finite (hi may be +inf)",
+                           (double)n->fattr[0], (double)n->fattr[1]);
+    return ET_OK;
+}
 static et_status want_requant(const et_node_io *io, int64_t oc, int at, char *msg, size_t cap) {
     char b[128];
     TRY(want_present(io, 3, 6, msg, cap));
@@ -1626,11 +1643,17 @@ static et_status want_requant(const et_node_io *io, int64_t oc, int at, char *ms
     TRY(want_vec(io->in[3], oc, "multiplier", msg, cap));
     TRY(want_q1(io->in[4], "input zero_point", msg, cap));
     TRY(want_q1(io->in[5], "output zero_point", msg, cap));
+    TRY(want_fused_clamp(io, msg, cap));
     return want_qrange(io->node, at, 0, 255, msg, cap);
 }
-static et_status q_zps(const et_node_io *io, int at, int32_t *x_zp, int32_t *y_zp) {
+/* the zero points and the output range: [qmin, qmax], or with y_scale [Q(lo), Q(hi)] */
+static et_status q_zps(const et_node_io *io, int at, int32_t *x_zp, int32_t *y_zp, int32_t *qmin, int32_t *qmax) {
+    *qmin = (int32_t)io->node->iattr[at], *qmax = (int32_t)io->node->iattr[at + 1];
     TRY(q_zp(io->in_data[4], 0, 255, x_zp));
-    return q_zp(io->in_data[5], (int32_t)io->node->iattr[at], (int32_t)io->node->iattr[at + 1], y_zp);
+    TRY(q_zp(io->in_data[5], *qmin, *qmax, y_zp));
+    if (!q_has_yscale(io)) return ET_OK;
+    return et_q_clamp_levels(q_f(io->in_data[6]), *y_zp, *qmin, *qmax, io->node->fattr[0], io->node->fattr[1], qmin,
+                             qmax);
 }
 
 /* qconv2d: x u8 [N,C,H,W], w i8, b i32?, mult, x_zp, y_zp -> y u8; iattr as conv2d (without act), qmin, qmax */
@@ -1653,18 +1676,16 @@ static et_status qconv2d_infer(const et_node_io *io, et_tshape *out, char *msg, 
     return ET_OK;
 }
 static size_t qconv2d_ws(const et_node_io *io, int nthreads) {
-    (void)nthreads;
     et_conv2d_params p = {0};
-    return qconv_params(io, &p, NULL, 0) == ET_OK ? et_q_conv2d_ws_bytes(&p) : 0;
+    return qconv_params(io, &p, NULL, 0) == ET_OK ? et_q_conv2d_ws_bytes_nt(&p, nthreads) : 0;
 }
 static et_status qconv2d_run(const et_node_io *io, const et_run_env *e) {
     et_conv2d_params p = {0};
-    int32_t x_zp, y_zp;
+    int32_t x_zp, y_zp, qmin, qmax;
     TRY(qconv_params(io, &p, NULL, 0));
-    TRY(q_zps(io, 9, &x_zp, &y_zp));
-    return et_q_conv2d(&p, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3], y_zp,
-                            (int32_t)io->node->iattr[9], (int32_t)io->node->iattr[10], io->out_data[0], e->ws,
-                            e->ws_bytes, e->nthreads);
+    TRY(q_zps(io, 9, &x_zp, &y_zp, &qmin, &qmax));
+    return et_q_conv2d(&p, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3], y_zp, qmin, qmax,
+                       io->out_data[0], e->ws, e->ws_bytes, e->nthreads);
 }
 
 /* qlinear: x u8 [N,K], w i8 [OC,K], b i32?, mult, x_zp, y_zp -> y u8 [N,OC]; iattr qmin, qmax */
@@ -1685,12 +1706,11 @@ static et_status qlinear_infer(const et_node_io *io, et_tshape *out, char *msg, 
     return ET_OK;
 }
 static et_status qlinear_run(const et_node_io *io, const et_run_env *e) {
-    int32_t x_zp, y_zp;
-    TRY(q_zps(io, 0, &x_zp, &y_zp));
+    int32_t x_zp, y_zp, qmin, qmax;
+    TRY(q_zps(io, 0, &x_zp, &y_zp, &qmin, &qmax));
     const int64_t N = io->in[0]->dim[0], OC = io->in[1]->dim[0], K = io->in[1]->dim[1];
-    return et_q_gemm_requant(N, OC, K, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3],
-                                  y_zp, (int32_t)io->node->iattr[0], (int32_t)io->node->iattr[1], io->out_data[0],
-                                  OC, 1, e->nthreads);
+    return et_q_gemm_requant(N, OC, K, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3], y_zp,
+                             qmin, qmax, io->out_data[0], OC, 1, e->nthreads);
 }
 
 /* qmaxpool2d: x u8 -> y u8; iattr as maxpool2d */
@@ -2624,10 +2644,10 @@ static const et_op_desc op_table[] = {
         .infer = dequantize_infer, .run = dequantize_run},
     [ET_OP_QPREP] = {.name = "qprep", .min_in = 2, .max_in = 5, .min_out = 1, .max_out = 3,
         .min_iattr = 2, .max_iattr = 2, .infer = qprep_infer, .run = qprep_run},
-    [ET_OP_QCONV2D] = {.name = "qconv2d", .min_in = 2, .max_in = 6, .min_out = 1, .max_out = 1,
-        .min_iattr = 11, .max_iattr = 11, .infer = qconv2d_infer, .ws_bytes = qconv2d_ws, .run = qconv2d_run},
-    [ET_OP_QLINEAR] = {.name = "qlinear", .min_in = 2, .max_in = 6, .min_out = 1, .max_out = 1,
-        .min_iattr = 2, .max_iattr = 2, .infer = qlinear_infer, .run = qlinear_run},
+    [ET_OP_QCONV2D] = {.name = "qconv2d", .min_in = 2, .max_in = 7, .min_out = 1, .max_out = 1,
+        .min_iattr = 11, .max_iattr = 11, .min_fattr = 0, .max_fattr = 2, .infer = qconv2d_infer, .ws_bytes = qconv2d_ws, .run = qconv2d_run},
+    [ET_OP_QLINEAR] = {.name = "qlinear", .min_in = 2, .max_in = 7, .min_out = 1, .max_out = 1,
+        .min_iattr = 2, .max_iattr = 2, .min_fattr = 0, .max_fattr = 2, .infer = qlinear_infer, .run = qlinear_run},
     [ET_OP_QMAXPOOL2D] = {.name = "qmaxpool2d", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
         .min_iattr = 9, .max_iattr = 9, .infer = qmaxpool2d_infer, .run = qmaxpool2d_run},
     [ET_OP_QRELU] = {.name = "qrelu", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,

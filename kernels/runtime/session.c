@@ -136,6 +136,7 @@ static const q_rule q_rules[] = {
     {ET_OP_QADD, 1, 0, -1},       {ET_OP_QADD, 2, 1, -1},      {ET_OP_QADD, 4, 0, -1},
     {ET_OP_QADD, 5, 1, -1},       {ET_OP_QADD, 6, 0, -1},      {ET_OP_QADD, 7, 1, 0},
     {ET_OP_QCLAMP, 1, 0, -1},     {ET_OP_QCLAMP, 2, 1, 0},     {ET_OP_QGLOBAL_AVGPOOL, 1, 1, 0},
+    {ET_OP_QCONV2D, 6, 0, -1},    {ET_OP_QLINEAR, 6, 0, -1},
 };
 /* 1 if op reads quantization parameters (has a row above): its ET_ERR_ARG is explained by them. */
 static int reads_qparams(int op) {

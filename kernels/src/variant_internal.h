@@ -17,7 +17,8 @@
  * et_f32_maxpool2d_k2s2_variants (pool_internal.h), et_f32_unary_variants,
  * et_f32_softmax_rows_variants (misc_internal.h), et_f32_normrows_variants (norm_internal.h),
  * et_f32_bn_variants (norm_internal.h: the BatchNorm training kernels), et_f32_fq_variants
- * (quant_internal.h: fake quantization and the observers' min / max).
+ * (quant_internal.h: fake quantization and the observers' min / max), et_q_gemm_variants,
+ * et_q_conv2d_variants, et_q_dwconv2d_variants (qgemm_internal.h: the int8 kernels).
  */
 #ifndef EDGETRAIN_VARIANT_INTERNAL_H
 #define EDGETRAIN_VARIANT_INTERNAL_H

@@ -62,6 +62,8 @@ static void check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, i
     for (int64_t i = 0; i < nw; i++) wt[i] = (int8_t)((int)(q_next() % 255) - 127);
     for (int64_t i = 0; i < oc; i++) {
         b[i] = (int32_t)(q_next() % 20001) - 10000;
+        if (bias == 2) /* too large for the tiled rows' int32 sums: their im2col fallback */
+            b[i] = (i % 2 ? 1 : -1) * (INT32_MAX - (int32_t)(q_next() % 1000));
         m[i] = (float)(q_next() % 1000 + 1) * 1e-6f;
     }
     const int32_t xz = (int32_t)(q_next() % 256), yz = (int32_t)(q_next() % 200) + 20;
@@ -74,8 +76,25 @@ static void check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, i
              "p%lld d%lld g%lld)", (long long)n, (long long)c, (long long)h, (long long)w, (long long)oc,
              (long long)k, (long long)stride, (long long)pad, (long long)dil, (long long)groups);
     ET_CHECK(memcmp(y1, y3, (size_t)ny) == 0, "1 and 3 threads differ");
+    /* every conv row the CPU runs (the tiled SIMD rows) == __ref, 1 and 3 threads, with the
+     * workspace for 3 threads and with the 1-thread one (fewer slots than threads) */
+    size_t wsn = et_q_conv2d_ws_bytes_nt(&p, 3);
+    void *ws3 = malloc(wsn ? wsn : 1);
+    for (const et_q_conv2d_variant *row = et_q_conv2d_variants + 1; row->head.name; row++)
+        for (int th = 1; th <= 3 && et_isa_supported(row->head.isa); th += 2)
+            for (int big = 0; big < 2; big++) {
+                memset(y3, 0, (size_t)ny);
+                ET_CHECK(row->conv(&p, x, xz, wt, bias ? b : NULL, m, yz, 3, 250, y3, big ? ws3 : ws,
+                                   big ? wsn : wsb, th) == ET_OK, "conv %s", row->head.name);
+                ET_CHECK(memcmp(y1, y3, (size_t)ny) == 0, "qconv2d %s != ref (n%lld c%lld %lldx%lld oc%lld k%lld s%lld "
+                         "p%lld d%lld g%lld) th%d ws%d", row->head.name, (long long)n, (long long)c, (long long)h,
+                         (long long)w, (long long)oc, (long long)k, (long long)stride, (long long)pad, (long long)dil,
+                         (long long)groups, th, big);
+            }
+    free(ws3);
     if (wsb) /* the depthwise path (groups == c == oc, e.g. the 1x1 case) needs none */
-        ET_CHECK(et_q_conv2d__ref(&p, x, xz, wt, b, m, yz, 3, 250, y1, ws, wsb - 1, 1) == ET_ERR_WORKSPACE,
+        ET_CHECK(et_q_conv2d__ref(&p, x, xz, wt, b, m, yz, 3, 250, y1, ws, et_q_conv2d_im2col_ws_bytes(&p) - 1, 1) ==
+                     ET_ERR_WORKSPACE && et_q_conv2d(&p, x, xz, wt, b, m, yz, 3, 250, y1, ws, 1, 1) == ET_ERR_WORKSPACE,
                  "small workspace");
     free(x); free(y1); free(y3); free(yr); free(wt); free(b); free(m); free(ws);
 }
@@ -145,6 +164,36 @@ static void test_maxpool(void) {
             }
     ET_CHECK(ok, "qmaxpool2d vs reference");
     ET_CHECK(memcmp(y, y3, (size_t)(p.n * p.c * p.oh * p.ow)) == 0, "pool threads");
+}
+
+/* the 2x2 stride-2 fast path (and its neighbours on the generic loop: ceil mode past the
+ * edge, padding) against a plain window max, odd sizes, 1 and 3 threads */
+static void check_maxpool_k2(int64_t h, int64_t w, int64_t pad, int ceil) {
+    et_pool2d_params p;
+    memset(&p, 0, sizeof p);
+    p.n = 3; p.c = 5; p.h = h; p.w = w; p.kh = 2; p.kw = 2; p.stride_h = 2; p.stride_w = 2;
+    p.pad_h = pad; p.pad_w = pad; p.dil_h = 1; p.dil_w = 1; p.ceil_mode = ceil;
+    ET_CHECK(et_pool2d_params_init(&p) == ET_OK, "pool params");
+    const int64_t nx = p.n * p.c * h * w, ny = p.n * p.c * p.oh * p.ow;
+    uint8_t *x = malloc((size_t)nx), *y = malloc((size_t)ny), *y3 = malloc((size_t)ny);
+    for (int64_t i = 0; i < nx; i++) x[i] = (uint8_t)(q_next() % 256);
+    ET_CHECK(et_q_maxpool2d__ref(&p, x, y, 1) == ET_OK && et_q_maxpool2d__ref(&p, x, y3, 3) == ET_OK, "pool k2");
+    int ok = 1;
+    for (int64_t pl = 0; pl < p.n * p.c; pl++)
+        for (int64_t oy = 0; oy < p.oh; oy++)
+            for (int64_t ox = 0; ox < p.ow; ox++) {
+                int best = -1;
+                for (int64_t i = 0; i < 2; i++)
+                    for (int64_t j = 0; j < 2; j++) {
+                        int64_t iy = oy * 2 - pad + i, ix = ox * 2 - pad + j;
+                        if (iy >= 0 && iy < h && ix >= 0 && ix < w && x[(pl * h + iy) * w + ix] > best)
+                            best = x[(pl * h + iy) * w + ix];
+                    }
+                ok &= y[(pl * p.oh + oy) * p.ow + ox] == best;
+            }
+    ET_CHECK(ok && memcmp(y, y3, (size_t)ny) == 0, "qmaxpool2d k2s2 %lldx%lld pad %lld ceil %d", (long long)h,
+             (long long)w, (long long)pad, ceil);
+    free(x), free(y), free(y3);
 }
 
 /* every GEMM row the CPU runs == the __ref row, K below, at, above and not divisible by the
@@ -240,7 +289,7 @@ static void test_dot_exact(void) {
 /* wide GEMMs: N over the 64-column blocks and not a multiple of 4 (the rows that work on
  * column blocks), an output with strides (y_cs), 1 and 2 threads, every row == __ref */
 static void test_wide(void) {
-    static const int64_t shapes[][3] = {{5, 131, 25}, {3, 64, 800}, {7, 67, 65}, {2, 200, 129}};
+    static const int64_t shapes[][3] = {{5, 131, 25}, {3, 64, 800}, {7, 67, 65}, {2, 200, 129}, {9, 70, 801}, {12, 9, 64}};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         const int64_t M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
         uint8_t *a = malloc((size_t)(M * K)), *y0 = malloc((size_t)(M * N)), *y1 = malloc((size_t)(M * N));
@@ -331,6 +380,15 @@ static void check_dw(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int
                      (long long)sw, (long long)pt, (long long)pl, (long long)pb, (long long)pr, (long long)dil, bias,
                      extreme, th);
         }
+    for (const et_q_conv2d_variant *row = et_q_dwconv2d_variants; row->head.name; row++) /* every depthwise row */
+        for (int th = 1; th <= 3 && et_isa_supported(row->head.isa); th += 2) {
+            memset(y, 0, (size_t)ny);
+            ET_CHECK(row->conv(&p, x, xz, wt, bb, m, yz, 3, 250, y, NULL, 0, th) == ET_OK, "dw %s", row->head.name);
+            ET_CHECK(memcmp(y, yg, (size_t)ny) == 0, "depthwise row %s != im2col path (n%lld c%lld %lldx%lld k%lldx%lld "
+                     "s%lld,%lld d%lld extreme %d, %d threads)", row->head.name, (long long)n, (long long)c,
+                     (long long)h, (long long)w, (long long)kh, (long long)kw, (long long)sh, (long long)sw,
+                     (long long)dil, extreme, th);
+        }
     m[0] = -1.0f;
     ET_CHECK(et_q_conv2d(&p, x, xz, wt, bb, m, yz, 3, 250, y, NULL, 0, 1) == ET_ERR_ARG, "dw: negative multiplier");
     m[0] = 1e-3f;
@@ -362,6 +420,13 @@ static void test_depthwise(void) {
     check_dw(1, 2, 5, 9001, 3, 3, 2, 2, 2, 1, 0, 2, 2, 1, 1); /* the same, stride 2, dilation 2 */
     check_dw(1, 4, 5, 515, 3, 3, 2, 2, 1, 1, 1, 1, 2, 1, 1); /* wide, stride 2, dilation 2, extreme */
     check_dw(32, 8, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0); /* MobileNetV2-like */
+    /* full blocks of 16 channels (the transposed copies), planes below / at / over 16 pixels */
+    check_dw(2, 32, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0);
+    check_dw(3, 48, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    check_dw(2, 16, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0);
+    check_dw(1, 33, 2, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0);
+    check_dw(2, 16, 9, 11, 3, 3, 2, 2, 1, 0, 1, 1, 1, 1, 1);
+    check_dw(1, 32, 17, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 0);
 }
 
 /* qadd: ties (half to even), saturation at both ends, the float order; threads; bad parameters */
@@ -466,7 +531,32 @@ static void test_qgap(void) {
     }
 }
 
+/* et_q_requant1 (clamp, then round by adding 1.5 * 2^23) == clamp(nearbyintf(acc * mult) + zp):
+ * exact ties (acc * mult = k + 0.5, both signs, even and odd k), values near the clamp bounds,
+ * huge products (inf), random accs and multipliers. */
+static void test_requant_round(void) {
+    int bad = 0;
+    for (int64_t acc = -1100; acc <= 1100; acc++) {
+        const float ms[4] = {0.5f, 0.25f, 1.0f, 0.125f};
+        for (int i = 0; i < 4; i++)
+            for (int32_t zp = 0; zp <= 255; zp += 51)
+                bad += et_q_requant1(acc, ms[i], zp, 3, 250) != ref_requant(acc, ms[i], zp, 3, 250);
+    }
+    for (int i = 0; i < 200000; i++) {
+        const int64_t acc = (int64_t)(int32_t)(q_next() ^ (q_next() << 16)) >> (q_next() % 31);
+        const float m = (float)(q_next() % 100000 + 1) * powf(2.0f, (float)((int)(q_next() % 40) - 36));
+        const int32_t zp = (int32_t)(q_next() % 256), lo = (int32_t)(q_next() % (zp + 1));
+        const int32_t hi = zp + (int32_t)(q_next() % (256 - zp));
+        if (lo < hi) bad += et_q_requant1(acc, m, zp, lo, hi) != ref_requant(acc, m, zp, lo, hi);
+    }
+    bad += et_q_requant1(INT32_MAX, 3e38f, 7, 0, 255) != 255 || et_q_requant1(INT32_MIN, 3e38f, 7, 0, 255) != 0;
+    ET_CHECK(bad == 0, "et_q_requant1 != nearbyintf requantize in %d cases", bad);
+}
+
 void test_qgemm(void) {
+    test_requant_round();
+    et_check_variant_table("qconv2d", et_q_conv2d_variants, sizeof et_q_conv2d_variants[0]);
+    et_check_variant_table("qdwconv2d", et_q_dwconv2d_variants, sizeof et_q_dwconv2d_variants[0]);
     test_isa_levels();
     test_variants();
     test_wide();
@@ -474,11 +564,24 @@ void test_qgemm(void) {
     test_quantize_rules();
     test_prep();
     test_maxpool();
+    check_maxpool_k2(24, 24, 0, 0);
+    check_maxpool_k2(7, 9, 0, 0);
+    check_maxpool_k2(7, 9, 0, 1);
+    check_maxpool_k2(1, 33, 0, 1);
+    check_maxpool_k2(6, 5, 1, 0);
+    check_maxpool_k2(4, 1101, 0, 0); /* rows wider than the row-max buffer */
     check_conv(1, 1, 28, 28, 20, 5, 1, 0, 1, 1, 1);  /* LeNet conv1 */
     check_conv(2, 20, 12, 12, 50, 5, 1, 0, 1, 1, 1); /* LeNet conv2, batch 2 */
     check_conv(3, 3, 7, 5, 5, 3, 2, 1, 1, 1, 0);     /* odd sizes, stride, padding, no bias */
     check_conv(1, 4, 9, 9, 6, 3, 1, 2, 2, 2, 1);     /* dilation, groups */
     check_conv(1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1);     /* 1x1 */
+    check_conv(3, 7, 5, 9, 13, 1, 1, 0, 1, 1, 1);    /* pointwise (the direct pack), odd channels */
+    check_conv(2, 16, 11, 13, 9, 1, 2, 0, 1, 1, 0);  /* 1x1 stride 2 */
+    check_conv(2, 3, 17, 19, 70, 3, 2, 1, 1, 1, 1);  /* K = 27 (tail), 70 channels, partial tiles */
+    check_conv(1, 6, 10, 10, 6, 3, 1, 1, 1, 3, 1);   /* groups, 2 channels per group */
+    check_conv(65, 2, 3, 3, 5, 2, 1, 0, 1, 1, 1);    /* many images, 4 pixels each */
+    check_conv(1, 64, 8, 8, 3, 3, 1, 1, 1, 1, 0);    /* K = 576 */
+    check_conv(2, 5, 6, 6, 7, 3, 1, 1, 1, 1, 2);     /* biases near +-2^31 */
     test_depthwise();
     test_qadd();
     test_qclamp();

@@ -567,6 +567,14 @@ et_status et_f32_fake_quant_bwd(int64_t outer, int64_t c, int64_t inner, const f
 et_status et_f32_quant_observe(int64_t outer, int64_t c, int64_t inner, const float *x, float *min_val,
                                float *max_val, float *scale, float *zero_point, int64_t qmin, int64_t qmax,
                                int symmetric, int ema, float averaging_constant, int nthreads);
+/* The workspace of et_q_conv2d for up to nthreads threads (the tiled rows use one slot per
+ * thread; with fewer slots they run on fewer threads, same bytes). */
+size_t et_q_conv2d_ws_bytes_nt(const et_conv2d_params *p, int nthreads);
+/* qclamp's bounds: the quantize levels Q(lo), Q(hi) on the grid (scale, zp, [qmin, qmax]); lo
+ * finite <= hi (hi may be +inf). A qconv2d / qlinear with a fused clamp requantizes into
+ * [Q(lo), Q(hi)] (the same bytes as the op followed by qclamp). */
+et_status et_q_clamp_levels(float scale, int32_t zp, int32_t qmin, int32_t qmax, float lo, float hi, int32_t *qlo,
+                            int32_t *qhi);
 
 #ifdef __cplusplus
 }
