@@ -156,10 +156,16 @@ class _QDQ:
                    kernel_shape=list(self.g.tensors[wq].shape[2:]))
         else:
             w.node("Gemm", ins, [y], layer, transB=1)
-        if nd.fattr:       # the fused clamp: Q(clip(y)) = clamp(Q(y), Q(lo), Q(hi))
+        s, z = self.scale(prep.inputs[4], layer), self.zero_point(zp_out, layer)
+        if [t for t in nd.inputs[6:] if t >= 0]:
+            # the layer's own clamp written unfused, Q -> DQ -> Relu / Clip -> Q on one grid
+            # (clamp(Q(y), Q(lo), Q(hi)) exactly), the pattern onnxruntime fuses
+            q = w.fresh(name + "_q")
+            w.node("QuantizeLinear", [y, s, z], [q], layer)
+            y = w.fresh(name + "_dq")
+            w.node("DequantizeLinear", [q, s, z], [y], layer)
             y = self._clip(y, nd.fattr[0], nd.fattr[1], layer)
-        self.q(y, nd.outputs[0], self.scale(prep.inputs[4], layer),
-               self.zero_point(zp_out, layer), layer)
+        self.q(y, nd.outputs[0], s, z, layer)
 
     def qrelu(self, nd: ir.Node) -> None:
         y = self.w.fresh(self.w.name(nd.outputs[0]) + "_float")

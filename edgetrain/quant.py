@@ -638,9 +638,6 @@ def _int_node(nd, x, q) -> None:
         nd.inputs = [x]
 
 
-FUSE_TODO = False   # TEMP until qspeed lands
-
-
 def _fuse_clamp(graph, producer, readers, keep_out, first, deq, q) -> bool:
     """When the chain's first node ``first`` (after the dequantize node ``deq``) is a relu or
     relu6 and the u8 tensor comes from a qconv2d / qlinear read by nothing else, that layer
@@ -652,12 +649,12 @@ def _fuse_clamp(graph, producer, readers, keep_out, first, deq, q) -> bool:
     u8 = dq.inputs[0]
     layer = graph.nodes[producer[u8]] if u8 in producer else None
     if kind not in ("relu", "relu6") or layer is None or layer.op not in ("qconv2d", "qlinear") \
-            or layer.fattr or list(layer.iattr[-2:]) != list(q.iattr[:2]) \
+            or [t for t in layer.inputs[6:] if t >= 0] or list(layer.iattr[-2:]) != list(q.iattr[:2]) \
             or list(layer.inputs[5:6]) != [q.inputs[2]] \
             or readers.get(u8) != [deq] or readers.get(dq.outputs[0]) != [first] \
             or u8 in keep_out or dq.outputs[0] in keep_out:
         return False
-    layer.inputs = list(layer.inputs) + [q.inputs[1]]
+    layer.inputs = list(layer.inputs[:6]) + [q.inputs[1]]
     layer.fattr = [0.0, 6.0 if kind == "relu6" else math.inf]
     return True
 
@@ -714,7 +711,7 @@ def integer_chains(graph, node_ids, outputs):
             dropped.add(qn)
             continue
         x, order = u8, list(reversed(chain))         # from the dequantize towards the quantize
-        if FUSE_TODO and _fuse_clamp(graph, producer, readers, keep_out, order[0], producer[t], q):
+        if _fuse_clamp(graph, producer, readers, keep_out, order[0], producer[t], q):
             dropped.add(order.pop(0))
             if not order:
                 graph.nodes[producer[u8]].outputs = list(q.outputs)

@@ -213,8 +213,12 @@ def test_lenet_eval_program_is_all_integer(trained):
     _, sess, d = trained
     g = fileformat.load(d / "int8.etm")
     ops = [n.op for n in g.nodes]
-    assert ops == ["quantize", "qconv2d", "qrelu", "qmaxpool2d", "qconv2d", "qrelu", "qmaxpool2d",
-                   "reshape", "qlinear", "qrelu", "qlinear", "dequantize"]
+    # each relu became its layer's own clamp (input y_scale, (lo, hi) = (0, inf))
+    assert ops == ["quantize", "qconv2d", "qmaxpool2d", "qconv2d", "qmaxpool2d",
+                   "reshape", "qlinear", "qlinear", "dequantize"]
+    fused = [n for n in g.nodes if n.op in ("qconv2d", "qlinear") and len(n.inputs) > 6
+             and n.inputs[6] >= 0]
+    assert len(fused) == 3 and all(list(n.fattr) == [0.0, float("inf")] for n in fused)
     dt = {t.name: t.dtype for t in g.tensors if t.kind == ir.CONST}
     assert dt["conv1.weight_int8"] == "i8" and dt["fc2.bias_int32"] == "i32"
     assert dt["fc1.multiplier"] == "f32"

@@ -1,7 +1,7 @@
 """MobileNetV2's int8 path (issue 14): with ``QConfig(quantize_input=True)`` the QAT session's
 eval program runs every layer on the integer kernels — the Conv+BatchNorm folds (qprep of the
 folded weights and biases, computed from the running statistics), depthwise convolutions
-(qconv2d with groups = channels), ReLU6 (qclamp), the residual adds (qadd), global average
+(qconv2d with groups = channels), ReLU6 (the convolution's own clamp, or qclamp), the residual adds (qadd), global average
 pooling (qglobal_avgpool) and the classifier (qlinear) — and the int8 file is that program with
 the weight quantization folded to constants: its logits equal ``Eval()`` bit for bit for every
 batch, thread count and ISA. At 28x28 the last feature map is 1x1, so the integer rewrites are
@@ -19,8 +19,7 @@ from conftest import mnist_arrays
 
 QC = quant.QConfig(weight_bits=8, act_bits=8, quantize_input=True)
 WIDTH = 0.5
-INT8_OPS = {"quantize", "qconv2d", "qclamp", "qadd", "qglobal_avgpool", "reshape", "qlinear",
-            "dequantize"}
+INT8_OPS = {"quantize", "qconv2d", "qadd", "qglobal_avgpool", "reshape", "qlinear", "dequantize"}
 
 
 def _model():
@@ -57,7 +56,10 @@ def test_every_layer_runs_on_the_integer_kernels(trained):
     ops = [n.op for n in g.nodes]
     assert set(ops) == INT8_OPS, sorted(set(ops) ^ INT8_OPS)
     assert ops.count("qadd") == 10                 # MobileNetV2's residual blocks
-    assert ops.count("qconv2d") == 52 and ops.count("qclamp") == 35
+    assert ops.count("qconv2d") == 52
+    # every ReLU6 is its convolution's own clamp (y_scale input, (lo, hi) = (0, 6))
+    relu6 = [n for n in g.nodes if n.op == "qconv2d" and len(n.inputs) > 6 and n.inputs[6] >= 0]
+    assert len(relu6) == 35 and all(list(n.fattr) == [0.0, 6.0] for n in relu6)
     assert ops.count("quantize") == 1 and ops.count("dequantize") == 1
     depthwise = [n for n in g.nodes if n.op == "qconv2d" and n.iattr[-3] > 1]
     assert len(depthwise) == 17
@@ -67,6 +69,20 @@ def test_every_layer_runs_on_the_integer_kernels(trained):
     assert not big_f32
     ev = sess.to_graph()
     assert set(ev.nodes[n].op for n in ev.programs[ir.EVAL].nodes) >= INT8_OPS | {"qprep"}
+
+
+def test_relu6_as_qclamp_or_as_the_layers_clamp_same_bits(trained, monkeypatch):
+    """The fused clamp against the separate qclamp op (the rewrite without the fusion)."""
+    model, sess, _ = trained
+    monkeypatch.setattr(quant, "_fuse_clamp", lambda *a: False)
+    plain = _session(model)
+    plain.set_parameters(sess.get_parameters())
+    plain.Eval()
+    ops = [plain.to_graph().nodes[n].op for n in plain.to_graph().programs[ir.EVAL].nodes]
+    assert ops.count("qclamp") == 35
+    x, _ = mnist_arrays(False)
+    np.testing.assert_array_equal(plain.RunGraph({"x": x[:64]})["output"].view(np.uint32),
+                                  sess.RunGraph({"x": x[:64]})["output"].view(np.uint32))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
