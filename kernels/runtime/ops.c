@@ -1709,8 +1709,11 @@ static et_status qlinear_run(const et_node_io *io, const et_run_env *e) {
     int32_t x_zp, y_zp, qmin, qmax;
     TRY(q_zps(io, 0, &x_zp, &y_zp, &qmin, &qmax));
     const int64_t N = io->in[0]->dim[0], OC = io->in[1]->dim[0], K = io->in[1]->dim[1];
-    return et_q_gemm_requant(N, OC, K, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3], y_zp,
-                             qmin, qmax, io->out_data[0], OC, 1, e->nthreads);
+    return et_q_linear(N, OC, K, io->in_data[0], x_zp, io->in_data[1], io->in_data[2], io->in_data[3], y_zp, qmin,
+                       qmax, io->out_data[0], e->ws, e->ws_bytes, e->nthreads);
+}
+static size_t qlinear_ws(const et_node_io *io, int nthreads) {
+    return et_q_linear_ws_bytes(io->in[0]->dim[0], io->in[1]->dim[0], io->in[1]->dim[1], nthreads);
 }
 
 /* qmaxpool2d: x u8 -> y u8; iattr as maxpool2d */
@@ -2647,7 +2650,8 @@ static const et_op_desc op_table[] = {
     [ET_OP_QCONV2D] = {.name = "qconv2d", .min_in = 2, .max_in = 7, .min_out = 1, .max_out = 1,
         .min_iattr = 11, .max_iattr = 11, .min_fattr = 0, .max_fattr = 2, .infer = qconv2d_infer, .ws_bytes = qconv2d_ws, .run = qconv2d_run},
     [ET_OP_QLINEAR] = {.name = "qlinear", .min_in = 2, .max_in = 7, .min_out = 1, .max_out = 1,
-        .min_iattr = 2, .max_iattr = 2, .min_fattr = 0, .max_fattr = 2, .infer = qlinear_infer, .run = qlinear_run},
+        .min_iattr = 2, .max_iattr = 2, .min_fattr = 0, .max_fattr = 2, .infer = qlinear_infer,
+        .ws_bytes = qlinear_ws, .run = qlinear_run},
     [ET_OP_QMAXPOOL2D] = {.name = "qmaxpool2d", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
         .min_iattr = 9, .max_iattr = 9, .infer = qmaxpool2d_infer, .run = qmaxpool2d_run},
     [ET_OP_QRELU] = {.name = "qrelu", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,

@@ -1356,6 +1356,35 @@ et_status et_q_conv2d(const et_conv2d_params *p, const uint8_t *x, int32_t x_zp,
     return q_conv2d(et_q_gemm_requant, p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
 }
 
+/* qlinear y[N, OC] (row stride OC) as the 1x1 convolution of x viewed [N, K, 1, 1] (the same
+ * layout): the tiled row, when this ISA has one, packs 64 images per tile and runs the conv
+ * kernel instead of the GEMM row; the same integer sums and requantize, so the same bytes. */
+static int q_linear_as_conv(int64_t N, int64_t OC, int64_t K, et_conv2d_params *p) {
+    memset(p, 0, sizeof *p);
+    p->n = N, p->c = K, p->h = p->w = 1, p->oc = OC, p->kh = p->kw = 1;
+    p->stride_h = p->stride_w = p->dil_h = p->dil_w = p->groups = 1;
+    return et_conv2d_params_init(p) == ET_OK && ET_VARIANT_PICK(et_q_conv2d_variants) != et_q_conv2d_variants;
+}
+
+size_t et_q_linear_ws_bytes(int64_t N, int64_t OC, int64_t K, int nthreads) {
+    et_conv2d_params p;
+    if (N < 1 || OC < 1 || K < 1) return 0;
+    memset(&p, 0, sizeof p);
+    p.n = N, p.c = K, p.h = p.w = 1, p.oc = OC, p.kh = p.kw = 1;
+    p.stride_h = p.stride_w = p.dil_h = p.dil_w = p.groups = 1;
+    return et_conv2d_params_init(&p) == ET_OK ? et_q_conv2d_ws_bytes_nt(&p, nthreads) : 0;
+}
+
+et_status et_q_linear(int64_t N, int64_t OC, int64_t K, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                      const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y,
+                      void *ws, size_t ws_bytes, int nthreads) {
+    et_conv2d_params p;
+    if (N > 0 && OC > 0 && K > 0 && ws && ws_bytes >= et_q_linear_ws_bytes(N, OC, K, nthreads) &&
+        q_linear_as_conv(N, OC, K, &p))
+        return et_q_conv2d(&p, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, ws, ws_bytes, nthreads);
+    return et_q_gemm_requant(N, OC, K, x, x_zp, w, bias, mult, y_zp, qmin, qmax, y, OC, 1, nthreads);
+}
+
 typedef struct q_pool_job {
     const et_pool2d_params *p;
     const uint8_t *x;

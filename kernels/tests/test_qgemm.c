@@ -553,6 +553,42 @@ static void test_requant_round(void) {
     ET_CHECK(bad == 0, "et_q_requant1 != nearbyintf requantize in %d cases", bad);
 }
 
+/* et_q_linear (the tiled 1x1 conv row across images when the ISA has one, else the GEMM row)
+ * against the __ref GEMM under every ISA, with and without workspace, 1 and 3 threads. */
+static void test_qlinear(void) {
+    static const int64_t shapes[][3] = {{64, 500, 800}, {1, 10, 500}, {65, 7, 3}, {130, 33, 129}, {3, 1, 1}};
+    const et_isa saved = et_get_isa();
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const int64_t N = shapes[t][0], OC = shapes[t][1], K = shapes[t][2];
+        uint8_t *x = malloc((size_t)(N * K)), *y0 = malloc((size_t)(N * OC)), *y1 = malloc((size_t)(N * OC));
+        int8_t *w = malloc((size_t)(OC * K));
+        int32_t *b = malloc((size_t)OC * sizeof *b);
+        float *m = malloc((size_t)OC * sizeof *m);
+        for (int64_t i = 0; i < N * K; i++) x[i] = (uint8_t)(q_next() % 256);
+        for (int64_t i = 0; i < OC * K; i++) w[i] = (int8_t)(q_next() % 255 - 127);
+        for (int64_t i = 0; i < OC; i++) b[i] = (int32_t)(q_next() % 20001) - 10000, m[i] = 3e-5f * (float)(1 + i % 7);
+        const int32_t zp = (int32_t)(q_next() % 256);
+        ET_CHECK(et_q_gemm_requant__ref(N, OC, K, x, zp, w, b, m, 100, 0, 255, y0, OC, 1, 1) == ET_OK, "qlinear ref");
+        for (int isa = 0; isa < ET_ISA_COUNT_; isa++) {
+            if (!et_isa_supported((et_isa)isa)) continue;
+            et_set_isa((et_isa)isa);
+            for (int nt = 1; nt <= 3; nt += 2)
+                for (int with_ws = 0; with_ws < 2; with_ws++) {
+                    const size_t ws_bytes = with_ws ? et_q_linear_ws_bytes(N, OC, K, nt) : 0;
+                    void *ws = ws_bytes ? malloc(ws_bytes) : NULL;
+                    memset(y1, 0, (size_t)(N * OC));
+                    ET_CHECK(et_q_linear(N, OC, K, x, zp, w, b, m, 100, 0, 255, y1, ws, ws_bytes, nt) == ET_OK,
+                             "qlinear status");
+                    ET_CHECK(memcmp(y0, y1, (size_t)(N * OC)) == 0, "qlinear %s [%lld,%lld,%lld] ws %d nt %d != ref",
+                             et_isa_name((et_isa)isa), (long long)N, (long long)OC, (long long)K, with_ws, nt);
+                    free(ws);
+                }
+        }
+        et_set_isa(saved);
+        free(x), free(y0), free(y1), free(w), free(b), free(m);
+    }
+}
+
 void test_qgemm(void) {
     test_requant_round();
     et_check_variant_table("qconv2d", et_q_conv2d_variants, sizeof et_q_conv2d_variants[0]);
@@ -586,4 +622,5 @@ void test_qgemm(void) {
     test_qadd();
     test_qclamp();
     test_qgap();
+    test_qlinear();
 }

@@ -570,6 +570,12 @@ et_status et_f32_quant_observe(int64_t outer, int64_t c, int64_t inner, const fl
 /* The workspace of et_q_conv2d for up to nthreads threads (the tiled rows use one slot per
  * thread; with fewer slots they run on fewer threads, same bytes). */
 size_t et_q_conv2d_ws_bytes_nt(const et_conv2d_params *p, int nthreads);
+/* qlinear y[N, OC] = requant(x[N, K] . w[OC, K]^T + b): the tiled conv row (1x1) when the ISA
+ * has one and ws holds et_q_linear_ws_bytes, else the GEMM row; the same bytes either way. */
+size_t et_q_linear_ws_bytes(int64_t N, int64_t OC, int64_t K, int nthreads);
+et_status et_q_linear(int64_t N, int64_t OC, int64_t K, const uint8_t *x, int32_t x_zp, const int8_t *w,
+                      const int32_t *bias, const float *mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y,
+                      void *ws, size_t ws_bytes, int nthreads);
 /* qclamp's bounds: the quantize levels Q(lo), Q(hi) on the grid (scale, zp, [qmin, qmax]); lo
  * finite <= hi (hi may be +inf). A qconv2d / qlinear with a fused clamp requantizes into
  * [Q(lo), Q(hi)] (the same bytes as the op followed by qclamp). */
