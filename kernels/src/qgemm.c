@@ -42,13 +42,6 @@
 #include <arm_neon.h>
 #endif
 
-static inline int32_t q_clamp(float r, int32_t zp, int32_t qmin, int32_t qmax) {
-    /* r is an integer-valued float; clamp before converting so that huge values stay defined */
-    const float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
-    r = r < lo ? lo : (r > hi ? hi : r);
-    return (int32_t)r + zp;
-}
-
 /* The quantize level of v: clamp(nearbyintf(v * inv_s) + zp, qmin, qmax), NaN -> the zero point. */
 static inline int32_t q_level(float v, float inv_s, int32_t zp, int32_t qmin, int32_t qmax) {
     /* clamp, then round: the bounds are integers (et_q_requant1's argument); NaN -> 0 */
@@ -59,7 +52,7 @@ static inline int32_t q_level(float v, float inv_s, int32_t zp, int32_t qmin, in
 }
 
 /* Requantize: the one float operation per output of a GEMM / convolution, acc exact;
- * = q_clamp(nearbyintf((float)acc * mult), ...) without the libm call (et_q_requant1). */
+ * = clamp(nearbyintf((float)acc * mult) + zp, qmin, qmax) without the libm call (et_q_requant1). */
 static inline uint8_t q_requant(int64_t acc, float mult, int32_t y_zp, int32_t qmin, int32_t qmax) {
     return et_q_requant1(acc, mult, y_zp, qmin, qmax);
 }
