@@ -3,7 +3,9 @@ step time at threads=1 and threads=2 in the same run, with and without another p
 a session uses while it waits between steps.
 
     python benchmarks/threads_under_load.py [--model lenet|mobilenetv2] [--steps 100]
-                                            [--rounds 3] [--no-busy]
+                                            [--rounds 3] [--no-busy] [--eval]
+
+``--eval`` times the eval program (a forward pass) instead of a training step.
 
 Prints median ms/step per (load, threads), the ratio threads=2 / threads=1 (the issue's goal:
 <= 1.05 under load) and the idle CPU in % of one core (goal: < 1 %). The busy process is a
@@ -69,6 +71,7 @@ def main():
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-busy", action="store_true", help="skip the loaded measurement")
+    ap.add_argument("--eval", action="store_true", help="time Eval() runs, not training steps")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     shape = SHAPES[args.model]
@@ -76,7 +79,10 @@ def main():
              "label": rng.integers(0, 10, shape[0]).astype(np.int64)}
     sessions = {t: make_session(t, args.model) for t in (1, 2)}
     for sess in sessions.values():
-        sess.Train()
+        sess.Eval() if args.eval else sess.Train()
+    if args.eval:
+        feeds = {"data": feeds["data"]}
+    what = "eval" if args.eval else "step"
     print(f"edgetrain {os.path.dirname(et.__file__)}; cores {os.cpu_count()}; "
           f"load average {os.getloadavg()[0]:.1f}")
     loads = [("idle", False)] + ([] if args.no_busy else [("busy core", True)])
@@ -88,10 +94,10 @@ def main():
             if proc is not None:
                 proc.kill()
                 proc.wait()
-        print(f"{name:>10}: {args.model} b{shape[0]} step  threads=1 {ms[1]:7.2f} ms   threads=2 "
+        print(f"{name:>10}: {args.model} b{shape[0]} {what}  threads=1 {ms[1]:7.2f} ms   threads=2 "
               f"{ms[2]:7.2f} ms   ratio t2/t1 {ms[2] / ms[1]:.2f}")
     for t, sess in sessions.items():
-        print(f"idle between steps, threads={t}: {idle_cpu_percent(sess, feeds):.2f} % of a core")
+        print(f"idle between runs, threads={t}: {idle_cpu_percent(sess, feeds):.2f} % of a core")
 
 
 if __name__ == "__main__":
