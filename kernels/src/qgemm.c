@@ -1037,25 +1037,36 @@ static void q_tile_pack_rows(const q_tile_job *k, const uint8_t *xg, int64_t p0,
 }
 
 #if defined(ET_HAVE_X86_SIMD)
-/* the words of q_tile_pack_hwc, 16 pixels per vpgatherdd (offsets < 2^31: the window is small) */
+/* The 64 pixels' byte offsets (< 2^31: the window is small) as four vectors of 16. */
+typedef struct q_tile_offsets {
+    __m512i o[4];
+} q_tile_offsets;
+
+ET_TARGET_AVX512 static q_tile_offsets q_tile_offsets_of(const int64_t *base) {
+    int32_t b32[Q_TILE];
+    q_tile_offsets v;
+    for (int64_t t = 0; t < Q_TILE; t++) b32[t] = (int32_t)base[t];
+    for (int q = 0; q < 4; q++) v.o[q] = _mm512_loadu_si512((const void *)(b32 + 16 * q));
+    return v;
+}
+
+/* d[t] = the 32-bit word at tap + offset of pixel t, 16 pixels per vpgatherdd */
+ET_TARGET_AVX512 static inline void q_tile_gather(uint32_t *d, const q_tile_offsets *v, const uint8_t *tap) {
+    for (int q = 0; q < 4; q++)
+        _mm512_storeu_si512((void *)(d + 16 * q), _mm512_i32gather_epi32(v->o[q], (const void *)tap, 1));
+}
+
+/* the words of q_tile_pack_hwc */
 ET_TARGET_AVX512 static void q_tile_hwc_words__avx512(const q_tile_job *k, const uint8_t *T, const int64_t *base,
                                                      uint32_t *words) {
     const et_conv2d_params *p = k->p;
     const int64_t wp = q_tile_wp(p), c4b = 4 * k->c4;
-    int32_t b32[Q_TILE];
-    for (int64_t t = 0; t < Q_TILE; t++) b32[t] = (int32_t)base[t];
-    const __m512i o0 = _mm512_loadu_si512((const void *)b32), o1 = _mm512_loadu_si512((const void *)(b32 + 16));
-    const __m512i o2 = _mm512_loadu_si512((const void *)(b32 + 32)), o3 = _mm512_loadu_si512((const void *)(b32 + 48));
+    const q_tile_offsets v = q_tile_offsets_of(base);
     for (int64_t i = 0; i < p->kh; i++)
         for (int64_t j = 0; j < p->kw; j++) {
             uint32_t *d = words + (i * p->kw + j) * k->c4 * Q_TILE;
             const uint8_t *tap = T + (i * p->dil_h * wp + j * p->dil_w) * c4b;
-            for (int64_t c = 0; c < k->c4; c++, d += Q_TILE, tap += 4) {
-                _mm512_storeu_si512((void *)d, _mm512_i32gather_epi32(o0, (const void *)tap, 1));
-                _mm512_storeu_si512((void *)(d + 16), _mm512_i32gather_epi32(o1, (const void *)tap, 1));
-                _mm512_storeu_si512((void *)(d + 32), _mm512_i32gather_epi32(o2, (const void *)tap, 1));
-                _mm512_storeu_si512((void *)(d + 48), _mm512_i32gather_epi32(o3, (const void *)tap, 1));
-            }
+            for (int64_t c = 0; c < k->c4; c++, d += Q_TILE, tap += 4) q_tile_gather(d, &v, tap);
         }
 }
 #endif
@@ -1135,25 +1146,17 @@ static void q_tile_span_one(const q_tile_job *k, int64_t m0, int64_t np, uint8_t
 }
 
 #if defined(ET_HAVE_X86_SIMD)
-/* the words of q_tile_pack_win, 16 pixels per vpgatherdd */
+/* the words of q_tile_pack_win */
 ET_TARGET_AVX512 static void q_tile_win_words__avx512(const q_tile_job *k, const uint8_t *T, const int64_t *base,
                                                      int64_t rmax, int64_t wq, uint32_t *words) {
     const et_conv2d_params *p = k->p;
     const int64_t g4 = q_tile_kw4(p) / 4;
-    int32_t b32[Q_TILE];
-    for (int64_t t = 0; t < Q_TILE; t++) b32[t] = (int32_t)base[t];
-    const __m512i o0 = _mm512_loadu_si512((const void *)b32), o1 = _mm512_loadu_si512((const void *)(b32 + 16));
-    const __m512i o2 = _mm512_loadu_si512((const void *)(b32 + 32)), o3 = _mm512_loadu_si512((const void *)(b32 + 48));
+    const q_tile_offsets v = q_tile_offsets_of(base);
     uint32_t *d = words;
     for (int64_t ci = 0; ci < k->cg; ci++)
         for (int64_t i = 0; i < p->kh; i++)
-            for (int64_t jg = 0; jg < g4; jg++, d += Q_TILE) {
-                const uint8_t *tap = T + (ci * rmax + i * p->dil_h) * wq + 4 * jg;
-                _mm512_storeu_si512((void *)d, _mm512_i32gather_epi32(o0, (const void *)tap, 1));
-                _mm512_storeu_si512((void *)(d + 16), _mm512_i32gather_epi32(o1, (const void *)tap, 1));
-                _mm512_storeu_si512((void *)(d + 32), _mm512_i32gather_epi32(o2, (const void *)tap, 1));
-                _mm512_storeu_si512((void *)(d + 48), _mm512_i32gather_epi32(o3, (const void *)tap, 1));
-            }
+            for (int64_t jg = 0; jg < g4; jg++, d += Q_TILE)
+                q_tile_gather(d, &v, T + (ci * rmax + i * p->dil_h) * wq + 4 * jg);
 }
 #endif
 
