@@ -28,6 +28,16 @@
  * chunks inline on the calling thread (same chunks, same bits) with tid 0 — tids index the
  * workspace passed to THIS call, and a nested call's workspace comes from its caller's chunk.
  * So a second concurrent session runs single-threaded instead of waiting, and nesting is safe.
+ *
+ * Late workers (another process on the worker's core): a worker that the OS preempts while it
+ * holds a chunk makes the caller wait, after its own chunks, for the rest of the other
+ * process's time slice (milliseconds) — on every job, so a step at 2 threads ends up slower
+ * than at 1. The caller therefore times each job: when its wait for the chunks in flight
+ * exceeds LATE_FACTOR of its own chunks' average time plus LATE_NS, the job counts as late and
+ * the pool runs the following calls inline on the caller (same chunks, same bits) for a
+ * backoff time: SOLO_MIN_NS at first, doubled (up to SOLO_MAX_NS) for each late job that
+ * follows within SOLO_RECENT of the last backoff. When the other process stops, the first
+ * call after the backoff uses the workers again.
  */
 #include "edgetrain/et_common.h"
 
@@ -69,6 +79,19 @@ static struct {
     void *ctx;
 } P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
        0, 0, 0, 0, 0, NULL, NULL};
+
+/* Late-worker detection (see the file-top note); only the pool owner touches `solo`. */
+#define LATE_NS INT64_C(200000)        /* a wait beyond the chunks' time by this much ... */
+#define LATE_FACTOR 3                  /* ... and beyond this many average chunk times */
+#define SOLO_MIN_NS INT64_C(2000000)   /* first backoff: 2 ms inline */
+#define SOLO_MAX_NS INT64_C(1000000000) /* longest backoff: 1 s */
+#define SOLO_RECENT 4                  /* a late job within 4 backoffs of the last doubles it */
+
+static struct {
+    int64_t until;    /* calls before this time run inline */
+    int64_t backoff;  /* the last backoff */
+    int64_t last_late;
+} solo = {0, 0, 0};
 
 static int64_t spin_ns(void) {
     static int64_t ns = -1;
@@ -114,10 +137,11 @@ static int64_t claim(uint32_t gen) {
     }
 }
 
-/* Runs chunks of job `gen` until none are left. */
-static void work(uint32_t gen, int tid) {
-    int64_t c;
+/* Runs chunks of job `gen` until none are left; returns how many this thread ran. */
+static int64_t work(uint32_t gen, int tid) {
+    int64_t c, ran = 0;
     while ((c = claim(gen)) >= 0) {
+        ran++;
         P.body(P.ctx, c, tid);
         if (__atomic_sub_fetch(&P.pending, 1, __ATOMIC_ACQ_REL) == 0) {
             pthread_mutex_lock(&P.mu);
@@ -125,6 +149,7 @@ static void work(uint32_t gen, int tid) {
             pthread_mutex_unlock(&P.mu);
         }
     }
+    return ran;
 }
 
 typedef struct { uint32_t seen; } gen_wait;
@@ -144,7 +169,7 @@ static void *worker_main(void *arg) {
         }
         uint64_t t = __atomic_load_n(&P.ticket, __ATOMIC_ACQUIRE);
         g.seen = ticket_gen(t);
-        if (tid < ticket_team(t)) work(g.seen, tid);
+        if (tid < ticket_team(t)) (void)work(g.seen, tid);
     }
     return NULL;
 }
@@ -182,6 +207,18 @@ static void offset_body(void *ctx, int64_t chunk, int tid) {
     o->body(o->ctx, o->first + chunk, tid);
 }
 
+/* After a job: the caller waited `wait` ns for the chunks in flight, its own chunks took
+ * `per_chunk` ns each on average. A late job starts (or lengthens) an inline backoff. */
+static void note_wait(int64_t now, int64_t wait, int64_t per_chunk) {
+    if (wait <= LATE_NS + LATE_FACTOR * per_chunk) return;
+    int64_t b = solo.backoff;
+    b = b > 0 && now - solo.last_late < SOLO_RECENT * b ? 2 * b : SOLO_MIN_NS;
+    if (b > SOLO_MAX_NS) b = SOLO_MAX_NS;
+    solo.backoff = b;
+    solo.last_late = now;
+    solo.until = now + b;
+}
+
 static void run_job(int64_t n_chunks, int team, et_pool_body body, void *ctx) {
     P.body = body;
     P.ctx = ctx;
@@ -191,7 +228,9 @@ static void run_job(int64_t n_chunks, int team, et_pool_body body, void *ctx) {
     pthread_mutex_lock(&P.mu);
     pthread_cond_broadcast(&P.wake);
     pthread_mutex_unlock(&P.mu);
-    work(gen, 0);
+    const int64_t t0 = now_ns();
+    const int64_t mine = work(gen, 0);
+    const int64_t t1 = now_ns();
     if (!spin_until(pending_zero, NULL)) {
         pthread_mutex_lock(&P.mu);
         P.caller_waiting = 1;
@@ -199,6 +238,8 @@ static void run_job(int64_t n_chunks, int team, et_pool_body body, void *ctx) {
         P.caller_waiting = 0;
         pthread_mutex_unlock(&P.mu);
     }
+    const int64_t t2 = now_ns();
+    if (mine > 0) note_wait(t2, t2 - t1, (t1 - t0) / mine);
 }
 
 void et_parallel_for(int64_t n_chunks, int nthreads, et_pool_body body, void *ctx) {
@@ -212,7 +253,7 @@ void et_parallel_for(int64_t n_chunks, int nthreads, et_pool_body body, void *ct
         return;
     }
     team = grow(team);
-    if (team <= 1) {
+    if (team <= 1 || now_ns() < solo.until) {
         run_inline(n_chunks, body, ctx);
     } else if (n_chunks <= MAX_JOB_CHUNKS) {
         run_job(n_chunks, team, body, ctx);

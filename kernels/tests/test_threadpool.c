@@ -155,6 +155,58 @@ static void test_converted_bits(void) {
     free(a), free(b), free(c), free(d), free(y), free(z), free(idx);
 }
 
+/* ---- a late worker (preempted while it holds a chunk) ------------------------------ */
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+typedef struct late_job {
+    int64_t sleep_ns, spin_ns;
+    int by_worker; /* chunks run by a tid other than 0 */
+} late_job;
+
+/* A worker's chunk sleeps (as if the OS had preempted it), the caller's chunks spin. */
+static void late_body(void *ctx, int64_t chunk, int tid) {
+    late_job *j = (late_job *)ctx;
+    (void)chunk;
+    if (tid != 0) {
+        __atomic_add_fetch(&j->by_worker, 1, __ATOMIC_RELAXED);
+        struct timespec ts = {0, (long)j->sleep_ns};
+        if (j->sleep_ns) nanosleep(&ts, NULL);
+        return;
+    }
+    const int64_t end = mono_ns() + j->spin_ns;
+    while (mono_ns() < end) {
+    }
+}
+
+/* After a job whose worker came back late, the next calls run inline on the caller; once the
+ * backoff is over the workers take chunks again. Results never depend on it (same chunks). */
+static void test_late_worker(void) {
+    late_job j = {0};
+    int tries = 0;
+    do { /* until a worker took a chunk (it must wake up while the caller spins) */
+        j.sleep_ns = 20 * 1000 * 1000, j.spin_ns = 300 * 1000, j.by_worker = 0;
+        et_parallel_for(4, 2, late_body, &j);
+    } while (j.by_worker == 0 && ++tries < 20);
+    ET_CHECK(j.by_worker > 0, "late worker: no worker took a chunk in 20 tries");
+    j.sleep_ns = 0, j.spin_ns = 100 * 1000, j.by_worker = 0;
+    et_parallel_for(64, 2, late_body, &j); /* 6.4 ms: time enough for a worker to wake */
+    ET_CHECK(j.by_worker == 0, "after a late worker the next call still used workers (%d chunks)",
+             j.by_worker);
+    int back = 0;
+    for (int k = 0; k < 60 && !back; k++) { /* the backoff is at most 1 s */
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        j.by_worker = 0;
+        et_parallel_for(64, 2, late_body, &j);
+        back = j.by_worker > 0;
+    }
+    ET_CHECK(back, "the workers were not used again within 3 s of a late job");
+}
+
 void test_threadpool(void) {
     static const int64_t ns[] = {0, 1, 7, 1000};
     for (int k = 0; k < 4; k++)
@@ -207,4 +259,5 @@ void test_threadpool(void) {
     printf("  threadpool: %d workers, idle CPU %.3f ms over 200 ms\n", et_pool_workers(), used * 1e3);
     ET_CHECK(used < 0.002, "idle pool used %.3f ms of CPU in 200 ms (>= 1%% of a core)", used * 1e3);
     test_converted_bits();
+    test_late_worker();
 }
