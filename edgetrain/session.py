@@ -137,8 +137,10 @@ class TrainSession:
              max_memory: Optional[int] = None) -> "TrainSession":
         """Load an ``.etm`` file (full training state or inference-only). ``max_memory``:
         see :meth:`from_module`."""
-        return cls(_native.Session.from_file(os.fspath(path), _threads(threads),
-                                             _max_memory(max_memory)))
+        native = _native.Session.from_file(os.fspath(path), _threads(threads),
+                                           _max_memory(max_memory))
+        _native.release_free_memory()  # the runtime's read buffer (the whole file) is freed
+        return cls(native)
 
     @classmethod
     def from_bytes(cls, data: bytes, threads: Optional[int] = None,

@@ -71,9 +71,10 @@ def test_from_module_peak_rss_is_bounded_by_the_weights_and_the_plan():
     # (before: five transient copies while serialising, +51.6 MiB for MobileNetV2)
     assert during < 2.5 * params + 4 * MiB
     # the session's one copy of the weights (before: +15.7 MiB of the export's freed pages)
-    assert kept < 1.25 * params + 2 * MiB
+    assert kept < 1.25 * params + 3 * MiB
     # training adds the planned blocks (grads, activations, workspace, inputs) and no more
-    assert step < total + 4 * MiB
+    # (before: the export's leftovers stayed under them, +52.5 MiB)
+    assert step < total + 6 * MiB
 
 
 def _lenet_graph():
