@@ -154,6 +154,7 @@ cdef extern from "edgetrain/et_runtime.h":
     int et_session_profiling(const et_session *s)
     int et_session_profile(const et_session *s, et_node_profile *out, int cap)
     int64_t et_debug_alloc_count()
+    void et_release_free_memory() nogil
     int64_t et_session_max_batch(const et_session *s)
     int et_session_cached_plans(const et_session *s)
     ctypedef enum et_nonfinite_policy:

@@ -133,6 +133,12 @@ def debug_alloc_count():
     return et_debug_alloc_count()
 
 
+def release_free_memory():
+    """Give the C library's free heap pages back to the system (glibc; else a no-op)."""
+    with nogil:
+        et_release_free_memory()
+
+
 # ---- kernels called directly (benchmarks and kernel tests) -----------------------------------
 def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c=None, bint trans_a=False,
          bint trans_b=False, float alpha=1.0, float beta=0.0, int threads=1):
@@ -296,10 +302,15 @@ cdef class Session:
                                    f"{context}: {et_status_str(st).decode()}")
 
     @staticmethod
-    def from_bytes(bytes data, int threads=0, uint64_t max_memory=0):
+    def from_bytes(data, int threads=0, uint64_t max_memory=0):
+        """Load a model from ``data`` (bytes, a bytearray or any contiguous byte buffer);
+        the runtime copies what it keeps, so ``data`` may be freed afterwards."""
         cdef Session self = Session.__new__(Session)
-        cdef const char *p = PyBytes_AS_STRING(data)
-        cdef size_t n = PyBytes_GET_SIZE(data)
+        cdef const unsigned char[::1] view = data
+        cdef size_t n = view.shape[0]
+        cdef const char *p = ""
+        if n:
+            p = <const char *>&view[0]
         cdef et_status st
         cdef et_load_options opts
         opts.nthreads = threads

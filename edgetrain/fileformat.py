@@ -80,10 +80,18 @@ class _Strings:
 
 def dumps(graph: ir.Graph, *, inference_only: bool = False) -> bytes:
     """Serialise ``graph`` to the bytes of a ``.etm`` file."""
+    return bytes(dumps_buffer(graph, inference_only=inference_only))
+
+
+def dumps_buffer(graph: ir.Graph, *, inference_only: bool = False) -> bytearray:
+    """The bytes of :func:`dumps` in a new bytearray, built in place: the tensor data is
+    copied once, straight into the file's DATA section (a training session of a large model
+    is loaded from this without a second transient copy of its weights)."""
     from .ops import OP_BY_NAME  # the op table gives the numeric op ids
 
     strings = _Strings()
-    data = bytearray()
+    data_end = 0
+    stored = []   # (offset in DATA, tensor) of every tensor with data, in file order
     tensors = bytearray(struct.pack("<II", len(graph.tensors), 0))
     for t in graph.tensors:
         off, ln = strings.ref(t.name)
@@ -91,14 +99,9 @@ def dumps(graph: ir.Graph, *, inference_only: bool = False) -> bytes:
         shape = list(t.shape) + [0] * (ir.MAX_DIMS - len(t.shape))
         data_off = data_size = 0
         if t.kind in ir.KINDS_WITH_DATA:
-            if t.data is None:
-                raise ValueError(f"tensor {t.name!r} of kind {ir.KIND_NAMES[t.kind]} has no data")
-            arr = np.ascontiguousarray(t.data, dtype=ir.NUMPY_DTYPE[t.dtype])
-            if arr.size != t.numel:
-                raise ValueError(f"tensor {t.name!r}: data has {arr.size} elements, shape {t.shape}")
-            data += b"\0" * (_align(len(data)) - len(data))
-            data_off, data_size = len(data), arr.nbytes
-            data += arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            data_size = _stored_array(t).nbytes
+            data_off, data_end = _align(data_end), _align(data_end) + data_size
+            stored.append((data_off, t))
         owner = NONE32 if t.owner is None else t.owner
         r = bytearray(TENSOR_RECORD)
         _put(r, TREC_NAME_OFF, "I", off)
@@ -156,10 +159,31 @@ def dumps(graph: ir.Graph, *, inference_only: bool = False) -> bytes:
 
     sections = [(STRINGS, bytes(strings.buf)), (TENSORS, bytes(tensors)), (NODES, bytes(nodes)),
                 (PROGRAMS, bytes(programs)), (STATE, _state_record(graph.state)),
-                (DATA, bytes(data))]
+                (DATA, data_end)]
     if graph.meta:
         sections.append((META, json.dumps(graph.meta, sort_keys=True).encode("utf-8")))
-    return _assemble(sections, FLAG_INFERENCE_ONLY if inference_only else 0)
+    out, data_pos = _assemble(sections, FLAG_INFERENCE_ONLY if inference_only else 0)
+    for off, t in stored:
+        _write_array(out, data_pos + off, _stored_array(t))
+    _seal(out, len(sections))
+    return out
+
+
+def _stored_array(t: ir.TensorDef) -> np.ndarray:
+    """The data of a tensor of a kind with data, as the contiguous array the file stores."""
+    if t.data is None:
+        raise ValueError(f"tensor {t.name!r} of kind {ir.KIND_NAMES[t.kind]} has no data")
+    arr = np.ascontiguousarray(t.data, dtype=ir.NUMPY_DTYPE[t.dtype])
+    if arr.size != t.numel:
+        raise ValueError(f"tensor {t.name!r}: data has {arr.size} elements, shape {t.shape}")
+    return arr
+
+
+def _write_array(out: bytearray, pos: int, arr: np.ndarray) -> None:
+    """Copy ``arr`` (little endian) into ``out`` at byte ``pos``, with no temporary copy."""
+    if arr.nbytes:
+        dst = np.frombuffer(out, dtype=arr.dtype.newbyteorder("<"), count=arr.size, offset=pos)
+        dst[...] = arr.reshape(-1)
 
 
 def _state_record(s: ir.TrainState) -> bytes:
@@ -178,31 +202,47 @@ def _state_record(s: ir.TrainState) -> bytes:
     return bytes(r)
 
 
-def _assemble(sections: List[Tuple[int, bytes]], flags: int) -> bytes:
-    table = bytearray()
-    body = bytearray()
+def _assemble(sections: List[Tuple[int, object]], flags: int) -> Tuple[bytearray, int]:
+    """The file in one zeroed buffer: header, section table, then each payload at its
+    64-byte aligned offset. A payload given as an int (the DATA section) is only reserved:
+    the caller writes it, then :func:`_seal` puts in the CRCs. Returns the buffer and the
+    position of the reserved payload."""
     pos = _align(HEADER_SIZE + SECTION_ENTRY_SIZE * len(sections))
+    entries, body, reserved = [], 0, 0
     for kind, payload in sections:
-        e = bytearray(SECTION_ENTRY_SIZE)
-        _put(e, SENT_TYPE, "I", kind)
-        _put(e, SENT_OFFSET, "Q", pos + len(body))
-        _put(e, SENT_SIZE, "Q", len(payload))
-        _put(e, SENT_CRC, "I", zlib.crc32(payload))
-        table += e
-        body += payload
-        body += b"\0" * (_align(len(body)) - len(body))
-    head = bytearray(HEADER_SIZE)
-    head[HDR_MAGIC:HDR_MAGIC + len(MAGIC)] = MAGIC
-    _put(head, HDR_MAJOR, "I", VERSION_MAJOR)
-    _put(head, HDR_MINOR, "I", VERSION_MINOR)
-    _put(head, HDR_FILE_SIZE, "Q", pos + len(body))
-    _put(head, HDR_NSECTIONS, "I", len(sections))
-    _put(head, HDR_FLAGS, "I", flags)
-    _put(head, HDR_TABLE_CRC, "I", zlib.crc32(bytes(table)))
-    _put(head, HDR_CRC, "I", zlib.crc32(bytes(head[:HDR_CRC])))
-    out = bytes(head) + bytes(table)
-    out += b"\0" * (pos - len(out))
-    return out + bytes(body)
+        size = payload if isinstance(payload, int) else len(payload)
+        entries.append((kind, pos + body, size, payload))
+        body = _align(body + size)
+    out = bytearray(pos + body)
+    for i, (kind, off, size, payload) in enumerate(entries):
+        e = HEADER_SIZE + SECTION_ENTRY_SIZE * i
+        _put(out, e + SENT_TYPE, "I", kind)
+        _put(out, e + SENT_OFFSET, "Q", off)
+        _put(out, e + SENT_SIZE, "Q", size)
+        if isinstance(payload, int):
+            reserved = off
+        else:
+            out[off:off + size] = payload
+    out[HDR_MAGIC:HDR_MAGIC + len(MAGIC)] = MAGIC
+    _put(out, HDR_MAJOR, "I", VERSION_MAJOR)
+    _put(out, HDR_MINOR, "I", VERSION_MINOR)
+    _put(out, HDR_FILE_SIZE, "Q", len(out))
+    _put(out, HDR_NSECTIONS, "I", len(sections))
+    _put(out, HDR_FLAGS, "I", flags)
+    return out, reserved
+
+
+def _seal(out: bytearray, n_sections: int) -> None:
+    """Section CRCs, then the table's and the header's CRC, once every payload is written."""
+    view = memoryview(out)
+    for i in range(n_sections):
+        e = HEADER_SIZE + SECTION_ENTRY_SIZE * i
+        off, size = _get(out, e + SENT_OFFSET, "Q"), _get(out, e + SENT_SIZE, "Q")
+        _put(out, e + SENT_CRC, "I", zlib.crc32(view[off:off + size]))
+    table = view[HEADER_SIZE:HEADER_SIZE + SECTION_ENTRY_SIZE * n_sections]
+    _put(out, HDR_TABLE_CRC, "I", zlib.crc32(table))
+    _put(out, HDR_CRC, "I", zlib.crc32(view[:HDR_CRC]))
+    view.release()
 
 
 # ---------------------------------------------------------------------------------------

@@ -109,21 +109,38 @@ class TrainSession:
                             output=output, teacher=teacher)
         if seed is not None:
             graph.state.seed = int(seed)
-        return cls.from_graph(graph, threads=threads, max_memory=max_memory)
+        buf = fileformat.dumps_buffer(graph)
+        del graph  # its copies of the weights: the file bytes hold them now
+        return cls._from_buffer(buf, threads, max_memory)
 
     @classmethod
     def from_graph(cls, graph: ir.Graph, threads: Optional[int] = None,
                    max_memory: Optional[int] = None) -> "TrainSession":
-        return cls(_native.Session.from_bytes(fileformat.dumps(graph), _threads(threads),
-                                              _max_memory(max_memory)))
+        return cls._from_buffer(fileformat.dumps_buffer(graph), threads, max_memory)
+
+    @classmethod
+    def _from_buffer(cls, buf: bytearray, threads, max_memory) -> "TrainSession":
+        """Load the file bytes ``buf``, then empty it: past this point the session holds the
+        only copy of the weights the export made, and the heap pages freed by the export go
+        back to the system (they would otherwise stay in the process's peak RSS)."""
+        threads, max_memory = _threads(threads), _max_memory(max_memory)
+        _native.release_free_memory()
+        try:
+            native = _native.Session.from_bytes(buf, threads, max_memory)
+        finally:
+            buf.clear()
+            _native.release_free_memory()
+        return cls(native)
 
     @classmethod
     def load(cls, path, threads: Optional[int] = None,
              max_memory: Optional[int] = None) -> "TrainSession":
         """Load an ``.etm`` file (full training state or inference-only). ``max_memory``:
         see :meth:`from_module`."""
-        return cls(_native.Session.from_file(os.fspath(path), _threads(threads),
-                                             _max_memory(max_memory)))
+        native = _native.Session.from_file(os.fspath(path), _threads(threads),
+                                           _max_memory(max_memory))
+        _native.release_free_memory()  # the runtime's read buffer (the whole file) is freed
+        return cls(native)
 
     @classmethod
     def from_bytes(cls, data: bytes, threads: Optional[int] = None,

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "runtime_internal.h"
 
@@ -39,6 +42,12 @@ void *et_calloc(size_t count, size_t size) {
 }
 
 void et_free(void *p) { free(p); }
+
+void et_release_free_memory(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0); /* also returns free pages inside the heap, not only its top */
+#endif
+}
 
 /* 64-byte aligned and zeroed; the malloc'd base pointer is stored just before. */
 void *et_aligned_calloc(size_t bytes) {

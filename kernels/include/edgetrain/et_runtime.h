@@ -225,6 +225,11 @@ int et_session_profile(const et_session *s, et_node_profile *out, int cap);
  * so far (process-wide). Returns -1 when not counting. */
 int64_t et_debug_alloc_count(void);
 
+/* Gives the C library's free heap pages back to the system (glibc: malloc_trim; a no-op
+ * elsewhere). Called after a session is built, so that the transient buffers of its
+ * construction do not stay in the process's resident set. Changes no setting. */
+void et_release_free_memory(void);
+
 #ifdef __cplusplus
 }
 #endif
