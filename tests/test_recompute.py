@@ -177,3 +177,18 @@ def test_cli_memory_budget(tmp_path, capsys):
                           "--iterations", 1, "--num-workers", 0, "--no-eval",
                           "--memory-budget", least, "--out", tmp_path / "c.etm")
     assert code == 2 and "--memory-budget applies when a model is traced" in err
+
+
+def test_what_may_be_copied():
+    from edgetrain.recompute import _copyable
+    model, shape = _model("mnv2")   # its classifier has dropout
+    g = build_graph(model, {"data": (2,) + shape}, loss=nn.CrossEntropyLoss(),
+                    labels={"label": ((2,), "int64")})
+    bn = next(nd for nd in g.nodes if nd.op == "batchnorm_train")
+    assert _copyable(bn)
+    bn.iattr[0] = 3   # freeze_step: normalises with the running statistics from step 3
+    assert not _copyable(bn)
+    for op in ("dropout", "batchnorm_bwd", "act_bwd", "softmax_xent"):
+        nodes = [nd for nd in g.nodes if nd.op == op]
+        assert nodes and not any(_copyable(nd) for nd in nodes), op
+    assert all(_copyable(nd) for nd in g.nodes if nd.op in ("act", "add", "conv2d"))
