@@ -48,7 +48,8 @@ def check_budget(budget) -> int:
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
         raise InvalidArgumentError(f"memory_budget must be a byte count (an int), got {budget!r}")
     if not 1 <= int(budget) < 2 ** 63:
-        raise InvalidArgumentError(f"memory_budget must be >= 1 byte, got {budget}")
+        raise InvalidArgumentError(f"memory_budget must be a byte count in 1..2^63-1, got "
+                                   f"{budget}")
     return int(budget)
 
 
@@ -263,5 +264,6 @@ def apply_budget(graph: ir.Graph, budget: int, n_forward: int) -> dict:
         raise ResourceLimitError(
             f"memory_budget={budget:,} bytes cannot be met: recomputing {len(prog.recomputed)} "
             f"activations brings the activation arena from {before:,} to {arena:,} bytes, "
-            f"the smallest this model reaches by recomputation; give memory_budget >= {arena:,}")
+            f"the smallest the recompute planner reaches for this model; give memory_budget >= "
+            f"{arena:,}")
     return plan
