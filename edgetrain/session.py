@@ -129,8 +129,11 @@ class TrainSession:
              max_memory: Optional[int] = None) -> "TrainSession":
         """Load an ``.etm`` file (full training state or inference-only). ``max_memory``:
         see :meth:`from_module`."""
-        return cls(_native.Session.from_file(os.fspath(path), _threads(threads),
+        sess = cls(_native.Session.from_file(os.fspath(path), _threads(threads),
                                              _max_memory(max_memory)))
+        sess._recompute = None   # read from the file's META when memory_info asks
+        sess._path = os.fspath(path)
+        return sess
 
     @classmethod
     def from_bytes(cls, data: bytes, threads: Optional[int] = None,
@@ -507,6 +510,12 @@ class TrainSession:
         for a session built with ``memory_budget`` also the recompute plan: memory_budget,
         arena_unconstrained, recomputed_tensors, recomputed_bytes, recompute_nodes."""
         info = self._s.memory_info()
+        if self._recompute is None:   # loaded from a file: its plan, if it has one
+            try:
+                plan = fileformat.load(self._path).meta.get("recompute")
+            except Exception:   # the file changed since: no plan to report
+                plan = None
+            self._recompute = dict(plan) if isinstance(plan, dict) else {}
         info.update({k: v for k, v in self._recompute.items() if k != "arena"})
         return info
 

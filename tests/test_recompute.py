@@ -94,7 +94,9 @@ def test_saved_file_keeps_plan_and_bits(tmp_path, capsys):
     tight.SaveToFile(str(path))
     loaded = et.TrainSession.load(str(path), threads=1)
     loaded.Train()
-    assert loaded.memory_info()["activations"] <= budget
+    info = loaded.memory_info()
+    assert info["activations"] <= budget and info["memory_budget"] == budget
+    assert info["recomputed_tensors"] == tight.memory_info()["recomputed_tensors"] > 0
     assert fileformat.load(str(path)).meta["recompute"]["memory_budget"] == budget
     _same_training(free, loaded, shape, batch, steps=2)
     assert cli.main(["info", str(path)]) == 0
