@@ -158,6 +158,10 @@ def _train_parser(sub) -> None:
                    help="evaluation batch size (default: the training batch size)")
     t.add_argument("--threads", type=_positive_int, default=None,
                    help="runtime threads (default: all cores)")
+    t.add_argument("--memory-budget", type=_positive_int, default=None, metavar="BYTES",
+                   help="bound the activation arena of a new model's training program: cheap "
+                        "forward segments are recomputed in the backward (same results, more "
+                        "time); 'info' shows the plan")
     t.add_argument("--optimizer", choices=("sgd", "adam", "rmsprop", "adagrad"), default="sgd")
     t.add_argument("--lr", type=_nonneg_float, default=None,
                    help="learning rate (default 0.01 for sgd and adagrad, 0.001 for adam and "
@@ -431,6 +435,9 @@ def cmd_train(args, out=None) -> int:
     prep = _train_preprocess(args, source, spec, resumed)
     train_ds, val_ds = _train_data(args, source, prep)
     prepare_output(args.out)  # model, checkpoint and curve all go next to --out
+    if args.memory_budget is not None and (resumed is not None or spec.kind == "file"):
+        raise CLIError("--memory-budget applies when a model is traced (a zoo model or a "
+                       "factory); a saved model file keeps the plan it was exported with")
     if resumed is not None:
         sess, batch = _resumed_session(args, resumed)
     elif spec.kind == "file":
@@ -539,7 +546,10 @@ def _new_session(args, spec, source, prep, n_train: int):
     try:
         graph = build_graph(model, inputs={"data": (batch,) + prep.shape},
                             loss=nn.CrossEntropyLoss(), labels={"label": ((batch,), "int64")},
-                            optimizer=opt, scheduler=sched)
+                            optimizer=opt, scheduler=sched,
+                            memory_budget=getattr(args, "memory_budget", None))
+    except MemoryError as e:   # ResourceLimitError: the budget is below what recompute reaches
+        raise CLIError(f"model {spec.text}: {_one_line(e)}") from None
     except (ValueError, TypeError, RuntimeError, AttributeError, IndexError, KeyError,
             NotImplementedError) as e:
         raise CLIError(f"model {spec.text}: cannot build its training program for input "
@@ -924,10 +934,32 @@ def cmd_info(args, out=None) -> int:
     mem = sess.memory_info()
     lines.append("planned memory: " + ", ".join(f"{k} {_human_bytes(int(v))}"
                                                  for k, v in mem.items()))
+    plan = _recompute_plan(args.model_file)
+    if plan:
+        lines.append(f"recompute plan (memory_budget {_human_bytes(plan['memory_budget'])}): "
+                     f"{plan['recomputed_tensors']} activations "
+                     f"({_human_bytes(plan['recomputed_bytes'])}) recomputed by "
+                     f"{plan['recompute_nodes']} nodes; activation arena "
+                     f"{_human_bytes(plan['arena_unconstrained'])} -> "
+                     f"{_human_bytes(plan['arena'])}")
     lines.append("")
     lines.append(sess.summary().rstrip())
     out.write("\n".join(lines) + "\n")
     return 0
+
+
+def _recompute_plan(path: str) -> dict:
+    """The memory_budget plan in a file's META (edgetrain.recompute), or {}."""
+    from . import fileformat
+    try:
+        plan = fileformat.load(path).meta.get("recompute")
+    except (Exception, RecursionError):   # the C reader has already judged the file
+        return {}
+    keys = ("memory_budget", "recomputed_tensors", "recomputed_bytes", "recompute_nodes",
+            "arena_unconstrained", "arena")
+    if not isinstance(plan, dict) or not all(isinstance(plan.get(k), int) for k in keys):
+        return {}
+    return plan
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,

@@ -154,7 +154,8 @@ def _program_inputs(graph: ir.Graph, nodes: Sequence[int]) -> List[int]:
 def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
                 labels: Optional[Mapping[str, Tuple[Sequence[int], str]]] = None,
                 optimizer=None, scheduler=None, max_batch: Optional[int] = None,
-                output=None, teacher: Optional[Module] = None) -> ir.Graph:
+                output=None, teacher: Optional[Module] = None,
+                memory_budget: Optional[int] = None) -> ir.Graph:
     """Trace ``model`` into a graph with EVAL, and with ``loss`` GRAD (and with
     ``optimizer`` TRAIN) programs.
 
@@ -171,6 +172,11 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
     ("output0", "output1", ... or the dict keys); ``output`` (a name or index) says which one
     the loss is applied to.
 
+    ``memory_budget`` (bytes) bounds the activation arena of the training programs: when the
+    plan exceeds it, cheap forward segments are recomputed in the backward instead of kept
+    (:mod:`edgetrain.recompute`; the same bits, more time); the plan is
+    ``graph.meta["recompute"]``. A budget no recomputation reaches raises ResourceLimitError.
+
     With a ``teacher`` module (distillation), the loss is called as
     ``loss(output, teacher_output, *labels)``: the teacher runs forward only, in eval form,
     on the same inputs inside the GRAD/TRAIN programs; its parameters and buffers are CONST
@@ -178,6 +184,11 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
     program, inference-only saves and exports hold the student only.
     """
     _check_build_args(model, loss, optimizer, scheduler)
+    if memory_budget is not None:
+        from .recompute import check_budget
+        memory_budget = check_budget(memory_budget)
+        if loss is None:
+            raise ValueError("memory_budget needs a loss (it bounds the training programs)")
     _check_teacher(model, loss, teacher)
     labels = dict(labels or {})
     planned_batch, stored_max_batch = _plan_batch(inputs, labels, max_batch)
@@ -198,8 +209,14 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
         for m, mode in modes:
             object.__setattr__(m, "training", mode)
     _drop_unused_nodes(graph)
+    plan = None
+    if memory_budget is not None:
+        from .recompute import apply_budget
+        plan = apply_budget(graph, memory_budget, ctx.n_forward)
     graph.meta = _graph_meta(model, loss, optimizer, scheduler, in_tensors, label_tensors,
                              stored_max_batch)
+    if plan is not None:
+        graph.meta["recompute"] = plan
     if teacher is not None:
         graph.meta["teacher"] = type(teacher).__name__
     return graph
@@ -230,6 +247,7 @@ class _TraceContext:
         self.streams = [0]
         self.teacher = teacher
         self.constants: set = set()
+        self.n_forward = 0   # forward nodes at the start of the grad / train programs
         _register(self.names, self.paths, model, "")
         if isinstance(loss, Module):
             _register(self.names, self.paths, loss, "loss")
@@ -334,6 +352,7 @@ def _grad_program(ctx: _TraceContext, model: Module, loss, output, in_tensors, l
     outs = OrderedDict([("loss", value.index)] + [(k, v.index) for k, v in named.items()])
     keep = list(outs.values())
     fwd_nodes = fold_conv_activations(graph.nodes, tr.nodes, keep)
+    ctx.n_forward = len(fwd_nodes)
     bwd_nodes, param_grads = autodiff.backward(graph, value.index, fwd_nodes)
     bwd_nodes = mask_before_maxpool_bwd(graph, fwd_nodes, bwd_nodes, keep)
     grad_nodes = fwd_nodes + bwd_nodes

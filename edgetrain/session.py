@@ -56,6 +56,7 @@ class TrainSession:
 
     def __init__(self, native: "_native.Session"):
         self._s = native
+        self._recompute = {}   # the memory_budget plan (edgetrain.recompute), if any
         self._names = {}
         for i in range(native.tensor_count()):
             info = native.info(i)
@@ -74,7 +75,8 @@ class TrainSession:
                     scheduler=None, threads: Optional[int] = None,
                     seed: Optional[int] = None, max_batch: Optional[int] = None,
                     output=None, max_memory: Optional[int] = None,
-                    teacher=None, quantize=None) -> "TrainSession":
+                    teacher=None, quantize=None,
+                    memory_budget: Optional[int] = None) -> "TrainSession":
         """Trace ``model`` into a trainable program and load it.
 
         ``inputs`` maps input names to shapes (float32; ``(shape, "int64")`` for integer data
@@ -94,6 +96,9 @@ class TrainSession:
         for quantization-aware training (:func:`edgetrain.quant.prepare_qat`). With both,
         ``teacher=model`` is distill-QAT (MNN's distillTrainQuant): the float model, as it is
         now, teaches its own QAT copy (the teacher is a frozen snapshot of its weights).
+        ``memory_budget`` (bytes) bounds the activation arena: cheap forward segments are
+        recomputed in the backward when the plan exceeds it (the same bits, more time;
+        :mod:`edgetrain.recompute`); :meth:`memory_info` shows the plan.
         """
         from .export import build_graph
 
@@ -106,20 +111,22 @@ class TrainSession:
         graph = build_graph(model, inputs=dict(inputs), loss=loss,
                             labels=dict(labels) if labels else None,
                             optimizer=optimizer, scheduler=scheduler, max_batch=max_batch,
-                            output=output, teacher=teacher)
+                            output=output, teacher=teacher, memory_budget=memory_budget)
         if seed is not None:
             graph.state.seed = int(seed)
+        recompute = dict(graph.meta.get("recompute") or {})
         buf = fileformat.dumps_buffer(graph)
         del graph  # its copies of the weights: the file bytes hold them now
-        return cls._from_buffer(buf, threads, max_memory)
+        return cls._from_buffer(buf, threads, max_memory, recompute)
 
     @classmethod
     def from_graph(cls, graph: ir.Graph, threads: Optional[int] = None,
                    max_memory: Optional[int] = None) -> "TrainSession":
-        return cls._from_buffer(fileformat.dumps_buffer(graph), threads, max_memory)
+        recompute = dict(graph.meta.get("recompute") or {})
+        return cls._from_buffer(fileformat.dumps_buffer(graph), threads, max_memory, recompute)
 
     @classmethod
-    def _from_buffer(cls, buf: bytearray, threads, max_memory) -> "TrainSession":
+    def _from_buffer(cls, buf: bytearray, threads, max_memory, recompute) -> "TrainSession":
         """Load the file bytes ``buf``, then empty it: past this point the session holds the
         only copy of the weights the export made, and the heap pages freed by the export go
         back to the system (they would otherwise stay in the process's peak RSS)."""
@@ -130,7 +137,9 @@ class TrainSession:
         finally:
             buf.clear()
             _native.release_free_memory()
-        return cls(native)
+        sess = cls(native)
+        sess._recompute = recompute   # the memory_budget plan (graph.meta), for memory_info
+        return sess
 
     @classmethod
     def load(cls, path, threads: Optional[int] = None,
@@ -140,7 +149,10 @@ class TrainSession:
         native = _native.Session.from_file(os.fspath(path), _threads(threads),
                                            _max_memory(max_memory))
         _native.release_free_memory()  # the runtime's read buffer (the whole file) is freed
-        return cls(native)
+        sess = cls(native)
+        sess._recompute = None   # read from the file's META when memory_info asks
+        sess._path = os.fspath(path)
+        return sess
 
     @classmethod
     def from_bytes(cls, data: bytes, threads: Optional[int] = None,
@@ -513,8 +525,18 @@ class TrainSession:
         self._s.max_memory = _max_memory(n)
 
     def memory_info(self) -> Dict[str, int]:
-        """Planned arena bytes: params, grads, optimizer, activations, workspace, total."""
-        return self._s.memory_info()
+        """Planned arena bytes: params, grads, optimizer, activations, workspace, total;
+        for a session built with ``memory_budget`` also the recompute plan: memory_budget,
+        arena_unconstrained, recomputed_tensors, recomputed_bytes, recompute_nodes."""
+        info = self._s.memory_info()
+        if self._recompute is None:   # loaded from a file: its plan, if it has one
+            try:
+                plan = fileformat.load(self._path).meta.get("recompute")
+            except Exception:   # the file changed since: no plan to report
+                plan = None
+            self._recompute = dict(plan) if isinstance(plan, dict) else {}
+        info.update({k: v for k, v in self._recompute.items() if k != "arena"})
+        return info
 
     # ---- profiling -----------------------------------------------------------------
     @property

@@ -24,7 +24,7 @@ LAYERS = [
     ("edgetrain.tracing",),
     ("edgetrain.nn", "edgetrain.optim"),
     ("edgetrain.autodiff", "edgetrain.export", "edgetrain.models", "edgetrain.onnx_export",
-     "edgetrain.quant", "edgetrain.convert", "edgetrain.onnx_qdq"),
+     "edgetrain.quant", "edgetrain.convert", "edgetrain.onnx_qdq", "edgetrain.recompute"),
     ("edgetrain.session", "edgetrain"),  # the package re-exports TrainSession (lazily)
     ("edgetrain.federated",),
     ("edgetrain.cli_inputs",),

@@ -770,7 +770,8 @@ static et_status bn_view_of(const et_tshape *x, bn_view *v, char *msg, size_t ca
 static et_status bn_params_infer(const et_node_io *io, bn_view *v, char *msg, size_t cap) {
     static const char *names[] = {"x", "gamma", "beta", "running_mean", "running_var"};
     TRY(bn_view_of(io->in[0], v, msg, cap));
-    for (int k = 1; k < 5; k++) TRY(want_vec(io->in[k], v->c, names[k], msg, cap));
+    for (int k = 1; k < 5; k++)  /* running stats absent: batchnorm_train's recompute form */
+        if (k < 3 || io->in[k]) TRY(want_vec(io->in[k], v->c, names[k], msg, cap));
     return ET_OK;
 }
 static et_status want_eps(float eps, char *msg, size_t cap) {
@@ -792,6 +793,10 @@ static et_status batchnorm_train_infer(const et_node_io *io, et_tshape *out, cha
     bn_view v = {0};
     TRY(bn_params_infer(io, &v, msg, cap));
     TRY(want_freeze_step(io->node, msg, cap));
+    if ((io->in[3] == NULL) != (io->in[4] == NULL))
+        return shape_error(msg, cap, "running_mean and running_var must be both given or both absent");
+    if (!io->in[3] && io->node->n_iattr > 0 && io->node->iattr[0] >= 0)
+        return shape_error(msg, cap, "freeze_step needs the running statistics (inputs 3 and 4)");
     TRY(want_finite(io->node->fattr[0], "momentum", msg, cap));
     TRY(want_eps(io->node->fattr[1], msg, cap));
     set_like(&out[0], io->in[0], ET_F32);
@@ -2495,7 +2500,7 @@ static const et_op_desc op_table[] = {
         .infer = global_avgpool_infer, .run = global_avgpool_run},
     [ET_OP_GLOBAL_AVGPOOL_BWD] = {.name = "global_avgpool_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
         .infer = global_avgpool_bwd_infer, .run = global_avgpool_bwd_run},
-    [ET_OP_BATCHNORM_TRAIN] = {.name = "batchnorm_train", .min_in = 5, .max_in = 5, .min_out = 3, .max_out = 3,
+    [ET_OP_BATCHNORM_TRAIN] = {.name = "batchnorm_train", .min_in = 3, .max_in = 5, .min_out = 3, .max_out = 3,
         .min_iattr = 0, .max_iattr = 1, .min_fattr = 2, .max_fattr = 2, .mut_in_mask = (1u << 3) | (1u << 4),
         .infer = batchnorm_train_infer,
         .run = batchnorm_train_run},
