@@ -1,6 +1,7 @@
 """Run one workload for a few steps in a fresh process and print its peak RSS in bytes.
 
 Usage: python rss_probe.py edgetrain|torch|mnn|onnxruntime lenet|mobilenetv2 BATCH THREADS STEPS
+                           [MEMORY_BUDGET]   (edgetrain only: bytes, recomputation)
 Exits with status 3 (reason on stderr) when the framework cannot run the workload.
 """
 import sys
@@ -14,8 +15,13 @@ elif impl == "mnn":
     import others
     builder = others.mnn_step
 else:
+    import functools
+
     import workloads
-    builder = workloads.edgetrain_step if impl == "edgetrain" else workloads.torch_step
+    builder = workloads.torch_step
+    if impl == "edgetrain":
+        budget = int(sys.argv[6]) if len(sys.argv) > 6 else None
+        builder = functools.partial(workloads.edgetrain_step, memory_budget=budget)
 try:
     step, _ = builder(model, int(batch), int(threads))
 except Exception as e:  # others.Unsupported

@@ -154,13 +154,27 @@ def test_lenet_eval(benchmark, impl, threads):
         record(f"eval lenet b{batch} t{threads}", impl, s)
 
 
-@pytest.mark.parametrize("case", CASES[:1] if QUICK else [("lenet", 64, 1), ("lenet", 64, 2),
-                                                          ("mobilenetv2", 32, 1)],
-                         ids=lambda c: f"{c[0]}-b{c[1]}-t{c[2]}")
-@pytest.mark.parametrize("impl", IMPLS)
+RSS_CASES = CASES[:1] if QUICK else [("lenet", 64, 1), ("lenet", 64, 2), ("mobilenetv2", 32, 1)]
+# With a memory budget: MobileNetV2 only (LeNet's peak is conv1's backward, which must read
+# conv1's output, so recomputation cannot lower it; tests/test_recompute.py).
+RSS_RUNS = [(impl, case) for case in RSS_CASES for impl in IMPLS] + \
+    [("edgetrain_half_budget", case) for case in RSS_CASES if case[0] == "mobilenetv2"]
+
+
+@pytest.mark.parametrize("impl, case", RSS_RUNS,
+                         ids=lambda v: v if isinstance(v, str) else f"{v[0]}-b{v[1]}-t{v[2]}")
 def test_peak_rss(benchmark, impl, case):
-    """Peak resident memory of a fresh process training the workload (bytes)."""
-    _require(impl)
+    """Peak resident memory of a fresh process training the workload (bytes).
+    ``edgetrain_half_budget``: edgetrain with ``memory_budget`` at half of its unconstrained
+    activation arena (recomputation, the same bits)."""
+    budget = []
+    if impl == "edgetrain_half_budget":
+        _, sess = workloads.edgetrain_step(*case)
+        budget = [str(sess.memory_info()["activations"] // 2)]
+        del sess
+        gc.collect()
+    else:
+        _require(impl)
     model, batch, threads = case
     steps = 2 if QUICK else 10
 
@@ -171,8 +185,9 @@ def test_peak_rss(benchmark, impl, case):
                                         if p)
 
     def probe():
-        out = subprocess.run([sys.executable, str(HERE / "rss_probe.py"), impl, model,
-                              str(batch), str(threads), str(steps)], capture_output=True,
+        out = subprocess.run([sys.executable, str(HERE / "rss_probe.py"), impl.split("_")[0],
+                              model, str(batch), str(threads), str(steps)] + budget,
+                             capture_output=True,
                              text=True, cwd=HERE, env=env)
         if out.returncode == 3:  # rss_probe: this framework cannot run the workload
             return out.stderr.strip().splitlines()[-1]
@@ -191,6 +206,52 @@ def test_peak_rss(benchmark, impl, case):
         arena = sess.memory_info()["total"]
         benchmark.extra_info["arena_mib"] = arena / 2**20
         record(f"peak RSS MiB {model} b{batch} t{threads}", "arena_MiB", round(arena / 2**20, 1))
+
+
+@pytest.mark.parametrize("threads", [1] if QUICK else [1, 2])
+def test_memory_budget_step(benchmark, threads):
+    """MobileNetV2 b32 training with ``memory_budget`` at half of the unconstrained
+    activation arena vs without, interleaved: the time ratio (issue 15: <= 1.35) and the same
+    loss bits at every step."""
+    import edgetrain as et
+    from edgetrain import nn, optim
+    from edgetrain.models import MobileNetV2
+
+    batch = 4 if QUICK else 32
+    x, y = workloads._data(batch, (3, 32, 32))
+    sessions = {}
+    for name in ("unconstrained", "half_budget"):
+        budget = None if name == "unconstrained" else \
+            sessions["unconstrained"].memory_info()["activations"] // 2
+        et.manual_seed(0)
+        model = MobileNetV2(num_classes=10, input_size=32)
+        sess = et.TrainSession.from_module(
+            model, inputs={"data": x.shape}, loss=nn.CrossEntropyLoss(),
+            labels={"label": ((batch,), "int64")},
+            optimizer=optim.SGD(model.parameters(), **workloads.STEP_SGD), threads=threads,
+            memory_budget=budget)
+        sess.Train()
+        sessions[name] = sess
+    info = sessions["half_budget"].memory_info()
+    assert info["activations"] <= info["memory_budget"]
+    times = {name: [] for name in sessions}
+    losses = {name: [] for name in sessions}
+
+    def one_round():
+        for name, sess in sessions.items():
+            t0 = time.perf_counter()
+            out = sess.RunGraph({"data": x, "label": y})
+            times[name].append(time.perf_counter() - t0)
+            losses[name].append(np.asarray(out["loss"]).tobytes())
+
+    one_round()
+    benchmark.pedantic(one_round, rounds=3 if QUICK else 20, iterations=1)
+    assert losses["half_budget"] == losses["unconstrained"], "recomputation changed the loss bits"
+    label = f"train mobilenetv2 b{batch} t{threads}, memory_budget = arena/2"
+    for name, t in times.items():
+        record(label, name, float(np.median(t[1:])))
+    benchmark.extra_info["arena_mib"] = {n: s.memory_info()["activations"] / 2**20
+                                         for n, s in sessions.items()}
 
 
 def _mnist_arrays():

@@ -21,7 +21,7 @@ def _data(batch, shape, classes=10, seed=0):
     return x, y
 
 
-def edgetrain_step(model_name, batch, threads, train=True):
+def edgetrain_step(model_name, batch, threads, train=True, memory_budget=None):
     import edgetrain as et
     from edgetrain import nn, optim
     from edgetrain.models import LeNet, MobileNetV2
@@ -34,7 +34,8 @@ def edgetrain_step(model_name, batch, threads, train=True):
     opt = optim.SGD(model.parameters(), **STEP_SGD)
     sess = et.TrainSession.from_module(
         model, inputs={"data": (batch,) + shape}, loss=nn.CrossEntropyLoss(),
-        labels={"label": ((batch,), "int64")}, optimizer=opt, threads=threads)
+        labels={"label": ((batch,), "int64")}, optimizer=opt, threads=threads,
+        memory_budget=memory_budget)
     x, y = _data(batch, shape)
     feeds = {"data": x, "label": y}
     if train:
