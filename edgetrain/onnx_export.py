@@ -113,7 +113,7 @@ def _conv2d(w: _Writer, nd: ir.Node) -> None:
     out = w.name(nd.outputs[0])
     act = int(a["act"])
     bn = len(nd.inputs) > 5 and nd.inputs[5] >= 0   # a fused eval BatchNorm: Conv + BatchNormalization
-    y = out if act == ops.ACT_NONE and not bn else w.fresh(out + "_preact")
+    y = out if act == ops.ACT_NONE else w.fresh(out + "_preact")
     conv_y = w.fresh(out + "_prebn") if bn else y
     w.node("Conv", ins, [conv_y], nd.layer,
            strides=[int(a["stride_h"]), int(a["stride_w"])],
