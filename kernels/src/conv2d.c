@@ -565,6 +565,7 @@ static void gather_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, i
 
 /* dst[i, r, j] = act(src[r, i*np + j] + bias[r]) (the inverse of gather_rows, with the
  * fused bias + activation of fwd_image when b or act is set). */
+#define SCATTER_ROW_EPI 256
 static void scatter_range(void *ctx, int64_t r0, int64_t r1, int tid) {
     const rows_job *k = (const rows_job *)ctx;
     const float *ET_RESTRICT src = k->src;
@@ -576,14 +577,18 @@ static void scatter_range(void *ctx, int64_t r0, int64_t r1, int tid) {
     for (int64_t r = r0; r < r1; r++) {
         const float *s = src + r * nn;
         float *d = dst + r * np;
-        if (np == 1 && !fuse) {
+        /* small planes: the epilogue once over the row's n * np values (the GEMM output in
+         * the workspace, written in place) instead of once per image */
+        const int row_epi = fuse && np < SCATTER_ROW_EPI;
+        if (row_epi) et_conv_epilogue_(k->epi, r, b ? b[r] : 0.0f, (float *)(uintptr_t)s, nn);
+        if (np == 1 && (!fuse || row_epi)) {
             for (int64_t i = 0; i < n; i++) d[i * rows] = s[i];
             continue;
         }
         for (int64_t i = 0; i < n; i++) {
             float *di = d + i * rows * np;
             memcpy(di, s + i * np, (size_t)np * sizeof(float));
-            if (fuse) et_conv_epilogue_(k->epi, r, b ? b[r] : 0.0f, di, np);
+            if (fuse && !row_epi) et_conv_epilogue_(k->epi, r, b ? b[r] : 0.0f, di, np);
         }
     }
 }
