@@ -563,8 +563,8 @@ static void gather_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, i
     et_parallel_ranges(rows, et_split_chunks(rows, nth), nth, gather_range, &k);
 }
 
-/* dst[i, r, j] = act(src[r, i*np + j] + bias[r]) (the inverse of gather_rows, with the
- * fused bias + activation of fwd_image when b or act is set). */
+/* dst[i, r, j] = epilogue(src[r, i*np + j]) (the inverse of gather_rows, with the forward's
+ * epilogue et_conv_epilogue_ -- bias, fused BatchNorm, activation -- when epi has one). */
 #define SCATTER_ROW_EPI 256
 static void scatter_range(void *ctx, int64_t r0, int64_t r1, int tid) {
     const rows_job *k = (const rows_job *)ctx;
