@@ -112,7 +112,7 @@ def _conv2d(w: _Writer, nd: ir.Node) -> None:
     ins = [w.name(t) for t in nd.inputs[:3] if t >= 0]
     out = w.name(nd.outputs[0])
     act = int(a["act"])
-    bn = len(nd.inputs) > 5 and nd.inputs[5] >= 0   # a fused eval BatchNorm: Conv + BatchNormalization
+    bn = len(nd.inputs) > 5 and nd.inputs[5] >= 0   # fused eval BatchNorm: + BatchNormalization
     y = out if act == ops.ACT_NONE else w.fresh(out + "_preact")
     conv_y = w.fresh(out + "_prebn") if bn else y
     w.node("Conv", ins, [conv_y], nd.layer,

@@ -125,7 +125,8 @@ def test_mobilenetv2_224_fused_equals_unfused_bitwise():
 
 
 def test_fused_program_has_no_batchnorm_or_act_nodes():
-    fused, plain = eval_ops(small_model(), (3, 13, 11), True), eval_ops(small_model(), (3, 13, 11), False)
+    fused = eval_ops(small_model(), (3, 13, 11), True)
+    plain = eval_ops(small_model(), (3, 13, 11), False)
     assert plain["batchnorm_infer"] == 6 and plain["act"] == 4
     assert fused["batchnorm_infer"] == 0 and fused["act"] == 0 and fused["conv2d"] == 6
     fused = eval_ops(mobilenet(28, 1), (1, 28, 28), True)
@@ -149,7 +150,8 @@ def fused_conv_graph():
     """A graph with one conv2d of 4 output channels and f32 vectors of 4 and 3 values."""
     g = ir.Graph()
     x = g.add_tensor("x", ir.F32, ir.INPUT, (2, 3, 5, 5)).index
-    w = g.add_tensor("w", ir.F32, ir.PARAM, (4, 3, 3, 3), data=np.ones((4, 3, 3, 3), np.float32)).index
+    w = g.add_tensor("w", ir.F32, ir.PARAM, (4, 3, 3, 3),
+                     data=np.ones((4, 3, 3, 3), np.float32)).index
     v4 = [g.add_tensor(f"v{k}", ir.F32, ir.PARAM, (4,), data=np.ones(4, np.float32)).index
           for k in range(4)]
     v3 = g.add_tensor("v3", ir.F32, ir.PARAM, (3,), data=np.ones(3, np.float32)).index

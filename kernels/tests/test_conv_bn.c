@@ -68,7 +68,8 @@ static void check_cbn_case(int ci, const cbn_case *k) {
     et_fill_random(bnv[3], p.oc, 900 + ci, 0.1f, 2.0f);   /* running var */
     const float eps = 1e-5f;
     const float *bn[4] = {bnv[0], bnv[1], bnv[2], bnv[3]};
-    for (int64_t o = 0; o < p.oc; o++) et_f32_bn_infer_factor(bn[0], bn[1], bn[2], bn[3], eps, o, &scale[o], &shift[o]);
+    for (int64_t o = 0; o < p.oc; o++)
+        et_f32_bn_infer_factor(bn[0], bn[1], bn[2], bn[3], eps, o, &scale[o], &shift[o]);
     const size_t ws_bytes = et_f32_conv2d_fwd_ws_bytes(&p, 2);
     void *ws = ws_bytes ? malloc(ws_bytes) : NULL;
     for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
@@ -103,5 +104,6 @@ static void check_cbn_case(int ci, const cbn_case *k) {
 }
 
 void test_conv_bn(void) {
-    for (size_t i = 0; i < sizeof cbn_cases / sizeof cbn_cases[0]; i++) check_cbn_case((int)i, &cbn_cases[i]);
+    for (size_t i = 0; i < sizeof cbn_cases / sizeof cbn_cases[0]; i++)
+        check_cbn_case((int)i, &cbn_cases[i]);
 }
