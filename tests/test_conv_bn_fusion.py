@@ -218,3 +218,16 @@ def test_onnx_export_of_the_fused_eval_program_matches_eval(tmp_path):
         got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
             None, {"x": x})[0]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_saved_file_with_fused_convs_reloads_with_the_same_bits(tmp_path):
+    m = small_model()
+    sess = et.TrainSession.from_module(m, inputs={"x": (None, 3, 13, 11)})
+    sess.Eval()
+    x = np.random.RandomState(4).randn(2, 3, 13, 11).astype(np.float32)
+    want = sess.RunGraph({"x": x})["output"]
+    sess.SaveToFile(tmp_path / "m.etm")
+    back = et.TrainSession.load(tmp_path / "m.etm")
+    back.Eval()
+    got = back.RunGraph({"x": x})["output"]
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
