@@ -297,8 +297,10 @@ def _eval_program(ctx: _TraceContext, model: Module, in_tensors) -> None:
     if any(ctx.graph.nodes[n].op == "quantize" for n in nodes):   # a QAT model's int8 path
         from .quant import integer_chains
         nodes = integer_chains(ctx.graph, nodes, list(outs.values()))
-    _add_program(ctx.graph, ir.EVAL,
-                 fold_conv_activations(ctx.graph.nodes, nodes, list(outs.values())), outs)
+    keep = list(outs.values())
+    if FUSE_CONV_BATCHNORM:
+        nodes = fuse_conv_batchnorm(ctx.graph.nodes, nodes, keep)
+    _add_program(ctx.graph, ir.EVAL, fold_conv_activations(ctx.graph.nodes, nodes, keep), outs)
 
 
 def _trace_loss(ctx: _TraceContext, model: Module, loss, output, in_tensors, label_tensors):
@@ -406,6 +408,40 @@ def _producers_and_readers(nodes: Sequence[ir.Node], node_ids: List[int]):
         for t in nd.inputs:
             readers[t] = readers.get(t, 0) + 1
     return producer, readers
+
+
+# Eval programs fuse conv2d -> batchnorm_infer into one conv2d (then the act, as for any conv);
+# a switch so tests can build the unfused program and compare the bits.
+FUSE_CONV_BATCHNORM = True
+
+
+def fuse_conv_batchnorm(nodes: Sequence[ir.Node], node_ids: List[int],
+                        keep: Sequence[int]) -> List[int]:
+    """Fuse a ``batchnorm_infer`` into the ``conv2d`` (no fused act, no BatchNorm yet) whose
+    output only it reads (and that is not in ``keep``): the conv takes the BatchNorm's inputs
+    as bn_weight / bn_bias / bn_mean / bn_var and its eps as bn_eps, and writes the BatchNorm's
+    output. The kernels' epilogue (et_conv_epilogue_) computes the separate ops' bits. Only for
+    eval programs: the backward of such a conv is an error. Returns the new node list."""
+    conv_def = ops.OP_BY_NAME["conv2d"]
+    act_pos = conv_def.iattrs.index("act")
+    producer, readers = _producers_and_readers(nodes, node_ids)
+    dropped = set()
+    for n in node_ids:
+        bn = nodes[n]
+        if bn.op != "batchnorm_infer":
+            continue
+        x = bn.inputs[0]
+        conv = nodes[producer[x]] if x in producer else None
+        if conv is None or conv.op != "conv2d" or conv.iattr[act_pos] != ops.ACT_NONE or \
+                any(t >= 0 for t in conv.inputs[3:]) or readers.get(x) != 1 or x in keep:
+            continue
+        ins = list(conv.inputs[:3]) + [-1] * (3 - len(conv.inputs[:3]))
+        conv.inputs = ins + list(bn.inputs[1:5])
+        conv.fattr = [conv.fattr[0] if conv.fattr else 0.0, bn.fattr[0]]
+        conv.outputs = list(bn.outputs)
+        producer[bn.outputs[0]] = producer[x]
+        dropped.add(n)
+    return [n for n in node_ids if n not in dropped]
 
 
 def fold_conv_activations(nodes: Sequence[ir.Node], node_ids: List[int],
@@ -520,23 +556,15 @@ def inference_graph(graph: ir.Graph, fold_activations: bool = True) -> ir.Graph:
     def tensor(i: int) -> ir.TensorDef:
         return graph.tensors[i] if i < len(graph.tensors) else extra[i - len(graph.tensors)]
 
-    for i, nd in enumerate(nodes):
-        if nd is None or nd.op != "batchnorm_infer":
-            continue
-        x = nd.inputs[0]
-        prod = [j for j, c in enumerate(nodes) if c is not None and x in c.outputs]
-        if not prod or nodes[prod[0]].op != "conv2d" or x in outputs or consumers(x) != [i]:
-            continue
-        conv = nodes[prod[0]]
-        if conv.iattr[ops.OP_BY_NAME["conv2d"].iattrs.index("act")] != ops.ACT_NONE:
-            continue
+    def fold_into_weights(conv: ir.Node, bn_inputs: List[int], eps: float) -> bool:
+        """conv's weights and bias times the BatchNorm (gamma, beta, mean, var) in float64."""
         w_idx, b_idx = conv.inputs[1], conv.inputs[2]
-        vals = [tensor(t).data if t >= 0 else None for t in [w_idx, b_idx] + nd.inputs[1:]]
+        vals = [tensor(t).data if t >= 0 else None for t in [w_idx, b_idx] + bn_inputs]
         if any(v is None for k, v in enumerate(vals) if k != 1):
-            continue  # data unknown (e.g. a computed weight)
+            return False  # data unknown (e.g. a computed weight)
         w, b, gamma, beta, mean, var = [None if v is None else v.astype(np.float64)
                                         for v in vals]
-        scale = gamma / np.sqrt(var + np.float64(nd.fattr[0]))
+        scale = gamma / np.sqrt(var + np.float64(eps))
         w_new = w * scale[:, None, None, None]
         b_new = ((b if b is not None else 0.0) - mean) * scale + beta
         w_name = tensor(w_idx).name
@@ -545,10 +573,34 @@ def inference_graph(graph: ir.Graph, fold_activations: bool = True) -> ir.Graph:
         bt = _new_param(graph, extra, tensor(b_idx).name if b_idx >= 0 else base + ".bias",
                         b_new)
         conv.inputs = [conv.inputs[0], wt, bt]
+        return True
+
+    for i, nd in enumerate(nodes):
+        if nd is not None and nd.op == "conv2d" and len(nd.inputs) > 5 and nd.inputs[5] >= 0 \
+                and all(t >= 0 for t in nd.inputs[3:7]):
+            # an eval conv with a fused BatchNorm (fuse_conv_batchnorm): fold it into the weights
+            if fold_into_weights(nd, list(nd.inputs[3:7]), nd.fattr[1]):
+                nd.fattr = nd.fattr[:1]
+            continue
+        if nd is None or nd.op != "batchnorm_infer":
+            continue
+        x = nd.inputs[0]
+        prod = [j for j, c in enumerate(nodes) if c is not None and x in c.outputs]
+        if not prod or nodes[prod[0]].op != "conv2d" or x in outputs or consumers(x) != [i]:
+            continue
+        conv = nodes[prod[0]]
+        if conv.iattr[ops.OP_BY_NAME["conv2d"].iattrs.index("act")] != ops.ACT_NONE or \
+                any(t >= 0 for t in conv.inputs[3:]):
+            continue
+        if not fold_into_weights(conv, list(nd.inputs[1:]), nd.fattr[0]):
+            continue
         conv.outputs = list(nd.outputs)
         nodes[i] = None
 
     nodes = [nd for nd in nodes if nd is not None]
+    if FUSE_CONV_BATCHNORM:   # what could not be folded into weights: the fused epilogue
+        kept = fuse_conv_batchnorm(nodes, list(range(len(nodes))), list(outputs))
+        nodes = [nodes[i] for i in kept]
     if fold_activations:
         kept = fold_conv_activations(nodes, list(range(len(nodes))), list(outputs))
         nodes = [nodes[i] for i in kept]

@@ -109,15 +109,24 @@ def _act(w: _Writer, nd: ir.Node) -> None:
 # ---- convolution, pooling, normalisation ---------------------------------------------------
 def _conv2d(w: _Writer, nd: ir.Node) -> None:
     a = w.attrs(nd)
-    ins = [w.name(t) for t in nd.inputs if t >= 0]
+    ins = [w.name(t) for t in nd.inputs[:3] if t >= 0]
     out = w.name(nd.outputs[0])
     act = int(a["act"])
+    bn = len(nd.inputs) > 5 and nd.inputs[5] >= 0   # fused eval BatchNorm: + BatchNormalization
     y = out if act == ops.ACT_NONE else w.fresh(out + "_preact")
-    w.node("Conv", ins, [y], nd.layer,
+    conv_y = w.fresh(out + "_prebn") if bn else y
+    w.node("Conv", ins, [conv_y], nd.layer,
            strides=[int(a["stride_h"]), int(a["stride_w"])],
            pads=[int(a["pad_t"]), int(a["pad_l"]), int(a["pad_b"]), int(a["pad_r"])],
            dilations=[int(a["dil_h"]), int(a["dil_w"])], group=int(a["groups"]),
            kernel_shape=list(w.g.tensors[nd.inputs[1]].shape[2:]))
+    if bn:
+        c = w.g.tensors[nd.inputs[5]].shape[0]
+        gamma, beta = nd.inputs[3:5]
+        g = w.name(gamma) if gamma >= 0 else w.const(np.ones(c), "bn_scale")
+        b = w.name(beta) if beta >= 0 else w.const(np.zeros(c), "bn_bias")
+        w.node("BatchNormalization", [conv_y, g, b, w.name(nd.inputs[5]), w.name(nd.inputs[6])],
+               [y], nd.layer, epsilon=float(a["bn_eps"]))
     if act != ops.ACT_NONE:
         _activation(w, act, a["act_alpha"], y, out, nd.layer)
 

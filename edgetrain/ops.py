@@ -96,7 +96,10 @@ def reduce_axes(ndim: int, axis_mask: int) -> List[int]:
 # Backward rules: (ctx, node, dys) -> list of input gradients (tensor index or None)
 # =====================================================================================
 def _bw_conv2d(ctx, node, dys):
-    x, w, b = node.inputs
+    x, w, b = node.inputs[:3]
+    if any(t >= 0 for t in node.inputs[3:]):
+        # a fused BatchNorm only appears in eval programs (export.fuse_conv_batchnorm)
+        ctx.fail("y", "fused BatchNorm (an eval-only conv2d)")
     a = ctx.attrs(node)
     dy = dys[0]
     act = a["act"]
@@ -106,7 +109,7 @@ def _bw_conv2d(ctx, node, dys):
         if act == ACT_HARDSWISH or (act == ACT_LEAKY_RELU and a["act_alpha"] <= 0):
             ctx.fail("y", f"fused {ACT_NAMES[act]} activation")
         dy = ctx.emit("act_bwd", [dy, node.outputs[0]], act=act, alpha=a["act_alpha"])[0]
-    conv = {k: a[k] for k in a if k not in ("act", "act_alpha")}
+    conv = {k: a[k] for k in a if k not in ("act", "act_alpha", "bn_eps")}
     dx = dw = db = None
     if ctx.need(0):
         dx = ctx.emit("conv2d_bwd_input", [dy, w, x], **conv)[0]
@@ -550,8 +553,10 @@ _BIN = (("a", "b"), ("y",))
 _FQ_I = ("axis", "qmin", "qmax")
 
 OPS: List[OpDef] = [
-    OpDef(0, "conv2d", ("x", "w", "b?"), ("y",), _CONV_I, ("act_alpha",),
-          _bw_conv2d),
+    # optional fused eval BatchNorm (export.fuse_conv_batchnorm; kernels: et_conv_epilogue_):
+    # y = act(batchnorm_infer(conv(x) + b)) with bn_mean / bn_var present, eps = bn_eps
+    OpDef(0, "conv2d", ("x", "w", "b?", "bn_weight?", "bn_bias?", "bn_mean?", "bn_var?"), ("y",),
+          _CONV_I, ("act_alpha", "bn_eps"), _bw_conv2d),
     OpDef(1, "conv2d_bwd_input", ("dy", "w", "x"), ("dx",), _CONV_I, (),
           kind="backward"),
     OpDef(2, "conv2d_bwd_weight", ("dy", "x", "w"), ("dw",), _CONV_I, (),

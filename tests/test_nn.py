@@ -187,7 +187,10 @@ def test_eval_and_train_traces_share_parameters():
 def test_batchnorm_and_dropout_modes():
     g = _graph()
     ev, gr = _ops(g, ir.EVAL), _ops(g, ir.GRAD_PROGRAM)
-    assert ev.count("batchnorm_infer") == 2 and "batchnorm_train" not in ev
+    # eval: each BatchNorm is fused into its conv2d (export.fuse_conv_batchnorm)
+    assert "batchnorm_infer" not in ev and "batchnorm_train" not in ev
+    assert sum(1 for n in g.programs[ir.EVAL].nodes if g.nodes[n].op == "conv2d"
+               and len(g.nodes[n].inputs) == 7 and g.nodes[n].inputs[5] >= 0) == 2
     assert gr.count("batchnorm_train") == 2 and "batchnorm_infer" not in gr
     assert "dropout" not in ev and gr.count("dropout") == 1
     assert gr.count("dropout_bwd") == 1

@@ -243,23 +243,56 @@ static et_status want_conv_dy(const et_tshape *dy, const et_conv2d_params *p, ch
     return want_dy4(dy, p->n, p->oc, p->oh, p->ow, "convolution", msg, cap);
 }
 
+static et_status want_eps(float eps, char *msg, size_t cap);
+/* conv2d's fused eval BatchNorm (inputs 3..6: bn_weight?, bn_bias?, bn_mean?, bn_var?; fattr[1]
+ * eps): present when bn_mean is; its per-channel factors sit at the start of the workspace. */
+static int conv_has_bn(const et_node_io *io) { return io->node->n_in > 5 && io->in[5] != NULL; }
+static size_t conv_bn_bytes(const et_node_io *io, int64_t oc) {
+    return conv_has_bn(io) ? ((size_t)(2 * oc) * sizeof(float) + 63) & ~(size_t)63 : 0;
+}
+static et_status want_conv_bn(const et_node_io *io, int64_t oc, char *msg, size_t cap) {
+    static const char *names[] = {"BatchNorm weight bn_weight", "BatchNorm bias bn_bias",
+                                  "BatchNorm running mean bn_mean", "BatchNorm running var bn_var"};
+    const int n_in = io->node->n_in;
+    for (int k = 3; k < n_in; k++)
+        if (io->in[k]) TRY(want_vec(io->in[k], oc, names[k - 3], msg, cap));
+    const int has_mean = n_in > 5 && io->in[5], has_var = n_in > 6 && io->in[6];
+    if (has_mean != has_var || (!has_mean && n_in > 3 && (io->in[3] || io->in[4])))
+        return shape_error(msg, cap, "a fused BatchNorm needs both bn_mean and bn_var (bn_weight / bn_bias "
+                           "are optional), got %s", has_mean ? "no bn_var" : has_var ? "no bn_mean" :
+                           "bn_weight / bn_bias alone");
+    if (has_mean) TRY(want_eps(io->node->fattr[1], msg, cap));
+    return ET_OK;
+}
+
 static et_status conv2d_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     et_conv2d_params p = {0};
     TRY(conv_params(io->node, io->in[0], io->in[1], 1, &p, msg, cap));
     if (io->in[2]) TRY(want_vec(io->in[2], p.oc, "bias b", msg, cap));
+    TRY(want_conv_bn(io, p.oc, msg, cap));
     int64_t dims[4] = {p.n, p.oc, p.oh, p.ow};
     set_shape(&out[0], ET_F32, 4, dims);
     return ET_OK;
 }
 static size_t conv2d_ws(const et_node_io *io, int nthreads) {
     et_conv2d_params p = {0};
-    return conv_params(io->node, io->in[0], io->in[1], 1, &p, NULL, 0) == ET_OK ? et_f32_conv2d_fwd_ws_bytes(&p, nthreads) : 0;
+    if (conv_params(io->node, io->in[0], io->in[1], 1, &p, NULL, 0) != ET_OK) return 0;
+    return conv_bn_bytes(io, p.oc) + et_f32_conv2d_fwd_ws_bytes(&p, nthreads);
 }
 static et_status conv2d_run(const et_node_io *io, const et_run_env *e) {
     et_conv2d_params p = {0};
     TRY(conv_params(io->node, io->in[0], io->in[1], 1, &p, NULL, 0));
-    return et_f32_conv2d_fwd(&p, io->in_data[0], io->in_data[1], io->in_data[2], io->out_data[0], e->ws, e->ws_bytes,
-                             e->nthreads);
+    const size_t bn = conv_bn_bytes(io, p.oc);
+    if (bn) {
+        if (e->ws_bytes < bn) return ET_ERR_ARG;
+        float *a = (float *)e->ws, *sh = a + p.oc;
+        for (int64_t o = 0; o < p.oc; o++)
+            et_f32_bn_infer_factor(io->in_data[3], io->in_data[4], io->in_data[5], io->in_data[6],
+                                   io->node->fattr[1], o, &a[o], &sh[o]);
+        p.bn_scale = a, p.bn_shift = sh;
+    }
+    return et_f32_conv2d_fwd(&p, io->in_data[0], io->in_data[1], io->in_data[2], io->out_data[0],
+                             bn ? (char *)e->ws + bn : e->ws, e->ws_bytes - bn, e->nthreads);
 }
 
 /* The two convolution input gradients: dy = in[0], x = in[xi], w = in[wi]; the output has
@@ -2455,8 +2488,8 @@ static et_status expand_run(const et_node_io *io, const et_run_env *e) {
 /* One row per op, fields named (et_op_desc in runtime_internal.h); omitted
  * counts are 0, an omitted ws_bytes means the op needs no workspace. */
 static const et_op_desc op_table[] = {
-    [ET_OP_CONV2D] = {.name = "conv2d", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
-        .min_iattr = 10, .max_iattr = 10, .min_fattr = 1, .max_fattr = 1, .infer = conv2d_infer,
+    [ET_OP_CONV2D] = {.name = "conv2d", .min_in = 2, .max_in = 7, .min_out = 1, .max_out = 1,
+        .min_iattr = 10, .max_iattr = 10, .min_fattr = 1, .max_fattr = 2, .infer = conv2d_infer,
         .ws_bytes = conv2d_ws, .run = conv2d_run},
     [ET_OP_CONV2D_BWD_INPUT] = {.name = "conv2d_bwd_input", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
         .min_iattr = 9, .max_iattr = 10, .min_fattr = 0, .max_fattr = 1, .infer = conv2d_bwd_input_infer,

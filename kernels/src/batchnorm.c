@@ -331,6 +331,15 @@ static void bn_train_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
     }
 }
 
+void et_f32_bn_infer_factor(const float *gamma, const float *beta, const float *mean,
+                            const float *var, float eps, int64_t ch, float *a, float *sh) {
+    const double invstd = 1.0 / sqrt((double)var[ch] + (double)eps);
+    const double g = gamma ? (double)gamma[ch] : 1.0, b = beta ? (double)beta[ch] : 0.0;
+    const double alpha = invstd * g;
+    *a = (float)alpha;
+    *sh = (float)(b - (double)mean[ch] * alpha);
+}
+
 /* Channels ch in [c0, c1): the affine factors once per channel (small planes are common: a
  * MobileNetV2 head has 1x1 maps, so per-plane factors cost more than the planes), then every
  * image's plane of that channel. Each element's value does not depend on the partition. */
@@ -339,10 +348,8 @@ static void bn_infer_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
     const int64_t c = k->c, hw = k->hw;
     (void)tid;
     for (int64_t ch = c0; ch < c1; ch++) {
-        const double invstd = 1.0 / sqrt((double)k->rvar[ch] + (double)k->eps);
-        const double g = k->gamma ? (double)k->gamma[ch] : 1.0, b = k->beta ? (double)k->beta[ch] : 0.0;
-        const double alpha = invstd * g;
-        const float a = (float)alpha, sh = (float)(b - (double)k->rmean[ch] * alpha);
+        float a, sh;
+        et_f32_bn_infer_factor(k->gamma, k->beta, k->rmean, k->rvar, k->eps, ch, &a, &sh);
         for (int64_t img = 0; img < k->n; img++) {
             const int64_t pl = img * c + ch;
             k->row->affine(hw, k->x + pl * hw, a, sh, k->y + pl * hw);

@@ -52,6 +52,7 @@ et_status et_conv2d_params_init(et_conv2d_params *p) {
     if (p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1) return ET_ERR_ARG;
     if (p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0) return ET_ERR_ARG;
     if ((int)p->act < 0 || p->act >= ET_ACT_COUNT_) return ET_ERR_ARG;
+    if ((p->bn_scale == NULL) != (p->bn_shift == NULL)) return ET_ERR_ARG;
     int64_t nh = p->h + p->pad_t + p->pad_b - p->dil_h * (p->kh - 1) - 1;
     int64_t nw = p->w + p->pad_l + p->pad_r - p->dil_w * (p->kw - 1) - 1;
     if (nh < 0 || nw < 0) return ET_ERR_ARG; /* output would be empty */
@@ -463,9 +464,9 @@ static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const
                                           y + g * cp->ocg * np + p0, np, s.gws, s.gws_bytes, nth);
             if (st != ET_OK) return st;
         }
-        if (b || p->act != ET_ACT_NONE) {
+        if (et_conv_has_epilogue_(p, b)) {
             for (int64_t o = 0; o < p->oc; o++)
-                et_conv_bias_act_(y + o * np + p0, pt, b ? b[o] : 0.0f, p->act, p->act_alpha);
+                et_conv_epilogue_(p, o, b ? b[o] : 0.0f, y + o * np + p0, pt);
         }
     }
     return ET_OK;
@@ -535,8 +536,7 @@ typedef struct rows_job {
     float *dst;
     int64_t n, rows, np;
     const float *b;
-    et_act act;
-    float alpha;
+    const et_conv2d_params *epi; /* scatter: the forward whose epilogue applies; NULL = none */
 } rows_job;
 
 static void gather_range(void *ctx, int64_t r0, int64_t r1, int tid) {
@@ -559,38 +559,43 @@ static void gather_range(void *ctx, int64_t r0, int64_t r1, int tid) {
 
 static void gather_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, int64_t np,
                         float *ET_RESTRICT dst, int nth) {
-    rows_job k = {src, dst, n, rows, np, NULL, ET_ACT_NONE, 0.0f};
+    rows_job k = {src, dst, n, rows, np, NULL, NULL};
     et_parallel_ranges(rows, et_split_chunks(rows, nth), nth, gather_range, &k);
 }
 
-/* dst[i, r, j] = act(src[r, i*np + j] + bias[r]) (the inverse of gather_rows, with the
- * fused bias + activation of fwd_image when b or act is set). */
+/* dst[i, r, j] = epilogue(src[r, i*np + j]) (the inverse of gather_rows, with the forward's
+ * epilogue et_conv_epilogue_ -- bias, fused BatchNorm, activation -- when epi has one). */
+#define SCATTER_ROW_EPI 256
 static void scatter_range(void *ctx, int64_t r0, int64_t r1, int tid) {
     const rows_job *k = (const rows_job *)ctx;
     const float *ET_RESTRICT src = k->src;
     float *ET_RESTRICT dst = k->dst;
     const float *b = k->b;
     const int64_t n = k->n, rows = k->rows, np = k->np, nn = n * np;
-    const int fuse = b || k->act != ET_ACT_NONE;
+    const int fuse = k->epi && et_conv_has_epilogue_(k->epi, b);
     (void)tid;
     for (int64_t r = r0; r < r1; r++) {
         const float *s = src + r * nn;
         float *d = dst + r * np;
-        if (np == 1 && !fuse) {
+        /* small planes: the epilogue once over the row's n * np values (the GEMM output in
+         * the workspace, written in place) instead of once per image */
+        const int row_epi = fuse && np < SCATTER_ROW_EPI;
+        if (row_epi) et_conv_epilogue_(k->epi, r, b ? b[r] : 0.0f, (float *)(uintptr_t)s, nn);
+        if (np == 1 && (!fuse || row_epi)) {
             for (int64_t i = 0; i < n; i++) d[i * rows] = s[i];
             continue;
         }
         for (int64_t i = 0; i < n; i++) {
             float *di = d + i * rows * np;
             memcpy(di, s + i * np, (size_t)np * sizeof(float));
-            if (fuse) et_conv_bias_act_(di, np, b ? b[r] : 0.0f, k->act, k->alpha);
+            if (fuse && !row_epi) et_conv_epilogue_(k->epi, r, b ? b[r] : 0.0f, di, np);
         }
     }
 }
 
 static void scatter_rows(const float *ET_RESTRICT src, int64_t n, int64_t rows, int64_t np,
-                         float *ET_RESTRICT dst, const float *b, et_act act, float alpha, int nth) {
-    rows_job k = {src, dst, n, rows, np, b, act, alpha};
+                         float *ET_RESTRICT dst, const float *b, const et_conv2d_params *epi, int nth) {
+    rows_job k = {src, dst, n, rows, np, b, epi};
     et_parallel_ranges(rows, et_split_chunks(rows, nth), nth, scatter_range, &k);
 }
 
@@ -608,7 +613,7 @@ static et_status pointwise_batched(const et_conv2d_params *p, const conv_plan *c
     et_status st = et_f32_gemm(trans_w, 0, rout, nn, rin, 1.0f, w, p->c, X, nn, 0.0f, Y, nn, gws,
                                cp->gemm_bytes, nth);
     if (st != ET_OK) return st;
-    scatter_rows(Y, p->n, rout, cp->np, dst, b, trans_w ? ET_ACT_NONE : p->act, p->act_alpha, nth);
+    scatter_rows(Y, p->n, rout, cp->np, dst, b, trans_w ? NULL : p, nth);
     return ET_OK;
 }
 
@@ -838,8 +843,13 @@ et_status et_f32_conv2d_fwd__ref(const et_conv2d_params *p, const float *x, cons
                                        (double)w[((o * cg + ci) * p->kh + ky) * p->kw + kx];
                             }
                         }
-                    float v = (float)acc + (b ? b[o] : 0.0f);
-                    y[((i * p->oc + o) * p->oh + oy) * p->ow + ox] = et_conv_act_(p->act, p->act_alpha, v);
+                    float *yo = y + ((i * p->oc + o) * p->oh + oy) * p->ow + ox;
+                    if (p->bn_scale) { /* the fused BatchNorm: the epilogue's bits */
+                        *yo = (float)acc;
+                        et_conv_epilogue_(p, o, b ? b[o] : 0.0f, yo, 1);
+                        continue;
+                    }
+                    *yo = et_conv_act_(p->act, p->act_alpha, (float)acc + (b ? b[o] : 0.0f));
                 }
         }
     return ET_OK;

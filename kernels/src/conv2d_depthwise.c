@@ -150,7 +150,7 @@ static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
         float bias = b ? b[o] : 0.0f;
         for (int64_t j = 0; j < ys; j++) yp[j] = bias;
         k->plane(k->g, xp, w + o * ks, yp);
-        if (p->act != ET_ACT_NONE) et_conv_bias_act_(yp, ys, 0.0f, p->act, p->act_alpha);
+        if (p->act != ET_ACT_NONE || p->bn_scale) et_conv_epilogue_(p, o, 0.0f, yp, ys);
     }
 }
 
@@ -701,18 +701,22 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
                 for (int j = 0; j < DWS_IMGS; j++)
                     if (j < ni) _mm512_mask_storeu_ps(d + j * ds + k * 16, vm, acc[j]);
             }
-            if (act != ET_ACT_NONE)
+            if (act != ET_ACT_NONE && !j->p)
                 for (int64_t j = 0; j < ni; j++) et_conv_bias_act_(d + j * ds, gc * hw, 0.0f, act, alpha);
+            if (j->p) /* the fused BatchNorm: the epilogue per channel */
+                for (int64_t i = 0; i < ni; i++)
+                    for (int64_t ch = 0; ch < gc; ch++)
+                        et_conv_epilogue_(j->p, c0 + ch, 0.0f, d + i * ds + ch * hw, hw);
         }
     }
 }
 
 ET_TARGET_AVX512 static void dws_apply(const dws_table *t, int64_t n, int64_t c, const float *src,
                                        const float *w, const float *b, et_act act, float alpha,
-                                       float *dst, int nthreads) {
+                                       const et_conv2d_params *bn, float *dst, int nthreads) {
     const int64_t units = (c + t->g - 1) / t->g;
     const int nth = t->work * n < 16384 ? 1 : nthreads;
-    dws_job j = {t, NULL, n, c, src, w, b, NULL, act, alpha, dst};
+    dws_job j = {t, bn, n, c, src, w, b, NULL, act, alpha, dst};
     et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws_apply_units, &j);
 }
 
@@ -769,7 +773,7 @@ et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x,
                                       const float *b, float *y, int nthreads) {
     dws_table t;
     if (dws_build(p, 0, &t)) {
-        dws_apply(&t, p->n, p->c, x, w, b, p->act, p->act_alpha, y, nthreads);
+        dws_apply(&t, p->n, p->c, x, w, b, p->act, p->act_alpha, p->bn_scale ? p : NULL, y, nthreads);
         return ET_OK;
     }
     dw_fwd(p, x, w, b, y, nthreads, dw_plane__avx512);
@@ -779,7 +783,7 @@ et_status et_f32_dwconv2d_bwd_input__avx512(const et_conv2d_params *p, const flo
                                             const float *w, float *dx, int nthreads) {
     dws_table t;
     if (dws_build(p, 1, &t)) {
-        dws_apply(&t, p->n, p->c, dy, w, NULL, ET_ACT_NONE, 0.0f, dx, nthreads);
+        dws_apply(&t, p->n, p->c, dy, w, NULL, ET_ACT_NONE, 0.0f, NULL, dx, nthreads);
         return ET_OK;
     }
     dw_bwd_input(p, dy, w, dx, nthreads, dw_plane__avx512);

@@ -103,4 +103,46 @@ static inline void et_conv_bias_act_(float *row, int64_t n, float bias, et_act a
     }
 }
 
+/* ---- the epilogue of every conv forward path (im2col, batched pointwise, depthwise) ------
+ * Row `row` (n values) of output channel o, bias already in the values or given in `bias`:
+ * without a fused BatchNorm, et_conv_bias_act_; with one (p->bn_scale, eval programs), the
+ * bits of conv2d (act none) -> batchnorm_infer -> act as separate ops: the bias added only
+ * when non-zero (as et_conv_bias_act_ with ET_ACT_NONE), then batchnorm_infer's affine as
+ * one float mul and one float add (no fma: et_f32_bn_affine__ref and its SIMD rows), then
+ * the act op's relu / relu6 (et_f32_act_fwd__ref: relu6 maps -0 to +0). */
+static inline int et_conv_has_epilogue_(const et_conv2d_params *p, const float *b) {
+    return b || p->act != ET_ACT_NONE || p->bn_scale;
+}
+
+static inline void et_conv_epilogue_(const et_conv2d_params *p, int64_t o, float bias, float *row,
+                                     int64_t n) {
+    if (!p->bn_scale) {
+        et_conv_bias_act_(row, n, bias, p->act, p->act_alpha);
+        return;
+    }
+    const float a = p->bn_scale[o], s = p->bn_shift[o];
+    if (bias != 0.0f)
+        for (int64_t i = 0; i < n; i++) row[i] += bias;
+    switch (p->act) {
+    case ET_ACT_NONE:
+        for (int64_t i = 0; i < n; i++) row[i] = row[i] * a + s;
+        break;
+    case ET_ACT_RELU:
+        for (int64_t i = 0; i < n; i++) {
+            float v = row[i] * a + s;
+            row[i] = v < 0.0f ? 0.0f : v;
+        }
+        break;
+    case ET_ACT_RELU6:
+        for (int64_t i = 0; i < n; i++) {
+            float v = row[i] * a + s;
+            row[i] = v <= 0.0f ? 0.0f : (v >= 6.0f ? 6.0f : v);
+        }
+        break;
+    default:
+        for (int64_t i = 0; i < n; i++) row[i] = et_conv_act_(p->act, p->act_alpha, row[i] * a + s);
+        break;
+    }
+}
+
 #endif /* EDGETRAIN_CONV_INTERNAL_H */

@@ -91,6 +91,7 @@ void test_qgemm(void);
 void test_simd_rows(void);
 void test_bn_simd(void);
 void test_quant_simd(void);
+void test_conv_bn(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -110,6 +111,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"simd", test_simd_rows},
     {"bnsimd", test_bn_simd},
     {"qsimd", test_quant_simd},
+    {"convbn", test_conv_bn},
 };
 
 int main(int argc, char **argv) {

@@ -91,6 +91,9 @@ typedef struct et_conv2d_params {
     et_act act;                       /* fused activation after bias (fwd only); alpha below */
     float act_alpha;
     int64_t oh, ow;                   /* output, filled by et_conv2d_params_init */
+    /* fused eval BatchNorm (fwd only; NULL = none): after the bias, y = y * bn_scale[o] +
+     * bn_shift[o] (et_f32_bn_infer_factor's factors), then act: batchnorm_infer's bits. */
+    const float *bn_scale, *bn_shift;
 } et_conv2d_params;
 
 /* Validates all fields (positive sizes, c and oc divisible by groups, output
@@ -581,6 +584,12 @@ et_status et_q_linear(int64_t N, int64_t OC, int64_t K, const uint8_t *x, int32_
  * [Q(lo), Q(hi)] (the same bytes as the op followed by qclamp). */
 et_status et_q_clamp_levels(float scale, int32_t zp, int32_t qmin, int32_t qmax, float lo, float hi, int32_t *qlo,
                             int32_t *qhi);
+
+/* The eval BatchNorm of channel ch as y = x * a + sh (one float mul, one float add): in double
+ * a = invstd * gamma, sh = beta - mean * a, each rounded to float once; gamma / beta may be
+ * NULL (1 / 0). batchnorm_infer and conv2d's fused BatchNorm both use it (same bits). */
+void et_f32_bn_infer_factor(const float *gamma, const float *beta, const float *mean,
+                            const float *var, float eps, int64_t ch, float *a, float *sh);
 
 #ifdef __cplusplus
 }
