@@ -35,10 +35,12 @@ typedef float (*dw_dot_fn)(const float *a, const float *b, int64_t s, int64_t cn
 /* A plane convolution out[oy, ox] += sum_{ky,kx} w0[ky*wsy + kx*wsx] *
  * in[oy*sh - pt + ky*dh, ox*sw - pl + kx*dw] (zero outside in). Negative pads are allowed
  * (bwd_input runs the flipped kernel with pads (k-1)*d - pad). */
+struct dwp_plan;
 typedef struct dw_geom {
     int64_t ih, iw, oh, ow;
     int64_t kh, kw, wsy, wsx;
     int64_t sh, sw, dh, dw, pt, pl;
+    const struct dwp_plan *plan; /* AVX-512 padded-plane plan for this geometry, or NULL */
 } dw_geom;
 typedef void (*dw_plane_fn)(const dw_geom *g, const float *in, const float *w0, float *out);
 /* dwo[kh*kw] = weight gradient of output channel o. */
@@ -154,13 +156,32 @@ static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
-static void dw_fwd(const et_conv2d_params *p, const float *x, const float *w, const float *b,
-                   float *y, int nthreads, dw_plane_fn plane) {
-    const int64_t planes = p->n * p->oc;
+static dw_geom dw_fwd_geom(const et_conv2d_params *p) {
     const dw_geom g = {p->h, p->w, p->oh, p->ow, p->kh, p->kw, p->kw, 1,
-                       p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l};
+                       p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l, NULL};
+    return g;
+}
+
+/* The flipped-kernel geometry of the stride-1 input gradient (see dw_bwd_input). */
+static dw_geom dw_flip_geom(const et_conv2d_params *p) {
+    const dw_geom g = {p->oh, p->ow, p->h, p->w, p->kh, p->kw, -p->kw, -1, 1, 1, p->dil_h, p->dil_w,
+                       (p->kh - 1) * p->dil_h - p->pad_t, (p->kw - 1) * p->dil_w - p->pad_l, NULL};
+    return g;
+}
+
+/* g: dw_fwd_geom(p), possibly with a plan. */
+static void dw_fwd_g(const et_conv2d_params *p, const dw_geom *gp, const float *x, const float *w,
+                     const float *b, float *y, int nthreads, dw_plane_fn plane) {
+    const int64_t planes = p->n * p->oc;
+    const dw_geom g = *gp;
     dw_job k = {p, &g, plane, NULL, x, w, b, NULL, y, 0};
     et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw_fwd_planes, &k);
+}
+
+static void dw_fwd(const et_conv2d_params *p, const float *x, const float *w, const float *b,
+                   float *y, int nthreads, dw_plane_fn plane) {
+    const dw_geom g = dw_fwd_geom(p);
+    dw_fwd_g(p, &g, x, w, b, y, nthreads, plane);
 }
 
 /* dx plane += scatter of dy plane through kernel wk (any stride). */
@@ -204,15 +225,21 @@ static void dw_bwd_input_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
-static void dw_bwd_input(const et_conv2d_params *p, const float *dy, const float *w, float *dx,
-                         int nthreads, dw_plane_fn plane) {
+/* g: dw_flip_geom(p), possibly with a plan. */
+static void dw_bwd_input_g(const et_conv2d_params *p, const dw_geom *gp, const float *dy,
+                           const float *w, float *dx, int nthreads, dw_plane_fn plane) {
     const int64_t planes = p->n * p->c;
     /* stride 1: forward conv of dy with the flipped kernel */
     const int flip = plane != NULL && p->stride_h == 1 && p->stride_w == 1;
-    const dw_geom g = {p->oh, p->ow, p->h, p->w, p->kh, p->kw, -p->kw, -1, 1, 1, p->dil_h, p->dil_w,
-                       (p->kh - 1) * p->dil_h - p->pad_t, (p->kw - 1) * p->dil_w - p->pad_l};
+    const dw_geom g = *gp;
     dw_job k = {p, &g, plane, NULL, NULL, w, NULL, dy, dx, flip};
     et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw_bwd_input_planes, &k);
+}
+
+static void dw_bwd_input(const et_conv2d_params *p, const float *dy, const float *w, float *dx,
+                         int nthreads, dw_plane_fn plane) {
+    const dw_geom g = dw_flip_geom(p);
+    dw_bwd_input_g(p, &g, dy, w, dx, nthreads, plane);
 }
 
 /* Weight gradient of output channel o with a dot primitive: one dot per (tap, image, row). */
@@ -462,10 +489,147 @@ ET_TARGET_AVX512 static inline __m512 load_masked(const float *base, int64_t s, 
                                   _mm512_maskz_loadu_ps((__mmask16)(m >> 16), base + 16));
 }
 
+/* ---- AVX-512, padded planes ------------------------------------------------------------
+ * Any plane size, stride 1 or 2 along x, any kernel and dilation (at most DWP_MAX_TAPS taps).
+ * A band of output rows is computed from a stack buffer that holds the band's input rows
+ * zero-padded and, for stride 2, split into even and odd columns ("phases"): buffer row r
+ * (input row oy0 * sh - pt + r), phase ph, column t holds in[.., t * sw + ph - pl] (0 outside).
+ * Tap (ky, kx) of output (oy, ox) is then buffer row (oy - oy0) * sh + ky * dh, phase
+ * (kx * dw) % sw, column ox + (kx * dw) / sw: the tap of 16 consecutive outputs is one unmasked
+ * load at a fixed offset from the piece (toff[tap]), with no edge cases. DWP_UNITS 16-wide
+ * pieces (a row's pieces, then the next rows') run as independent FMA chains.
+ * Bits: per output element one FMA chain from out[] (the bias, or the partial input gradient)
+ * over the taps in the order of dw_accum_plane (ky, then kx); a padding tap adds w * 0, which
+ * changes no sum that does not start from -0. */
+#define DWP_BUF 8192 /* floats of band buffer (32 KiB, on the stack) */
+#define DWP_MAX_TAPS 64
+#define DWP_UNITS 8
+#define DWP_MAX_PW 1024 /* widest phase */
+
+typedef struct dwp_plan {
+    int64_t chunks, pw, rs, band; /* pieces per row, phase width, buffer row stride, rows per band */
+    int64_t nt;                   /* taps */
+    int64_t toff[DWP_MAX_TAPS];   /* buffer offset of each tap from the piece's first element */
+    uint64_t fm[DWP_MAX_PW / 16]; /* per 16-column piece: mask of the 16 * sw input elements
+                                     in the row (bit e: column t0 * sw - pl + e) */
+} dwp_plan;
+
+/* 0 if the geometry is not handled (stride along x not 1 or 2, too many taps, rows too wide). */
+static int dwp_make(const dw_geom *g, dwp_plan *pl) {
+    const int64_t nt = g->kh * g->kw, sw = g->sw;
+    if (nt > DWP_MAX_TAPS || (sw != 1 && sw != 2) || g->oh < 1 || g->ow < 1) return 0;
+    const int64_t chunks = (g->ow + 15) / 16, maxoff = (g->kw - 1) * g->dw / sw;
+    const int64_t pw = (chunks * 16 + maxoff + 15) / 16 * 16, rs = sw * pw;
+    const int64_t cap = DWP_BUF / rs, span = (g->kh - 1) * g->dh + 1;
+    if (cap < span || pw > DWP_MAX_PW) return 0;
+    for (int64_t t0 = 0; t0 < pw; t0 += 16) {
+        int64_t a, b; /* elements inside the row */
+        interior(t0 * sw - g->pl, 0, 1, g->iw, 16 * sw, &a, &b);
+        pl->fm[t0 / 16] = a < b ? ((1ull << b) - 1) & ~((1ull << a) - 1) : 0;
+    }
+    pl->chunks = chunks;
+    pl->pw = pw;
+    pl->rs = rs;
+    pl->band = (cap - span) / g->sh + 1;
+    if (pl->band > g->oh) pl->band = g->oh;
+    pl->nt = nt;
+    for (int64_t t = 0; t < nt; t++) {
+        const int64_t ky = t / g->kw, kx = t % g->kw;
+        pl->toff[t] = ky * g->dh * rs + (kx * g->dw % sw) * pw + kx * g->dw / sw;
+    }
+    return 1;
+}
+
+/* One buffer row: the phases of input row `row` (NULL: a padding row, all zero). */
+ET_TARGET_AVX512 static void dwp_fill_row(const dw_geom *g, const dwp_plan *pl, const float *row,
+                                          float *dst) {
+    const int64_t sw = g->sw;
+    if (!row) {
+        memset(dst, 0, (size_t)pl->rs * sizeof(float));
+        return;
+    }
+    /* address arithmetic only; elements outside the row are masked off */
+    const float *src = row - g->pl;
+    if (sw == 1) {
+        for (int64_t t0 = 0; t0 < pl->pw; t0 += 16)
+            _mm512_storeu_ps(dst + t0, _mm512_maskz_loadu_ps((__mmask16)pl->fm[t0 / 16], src + t0));
+        return;
+    }
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (int64_t t0 = 0; t0 < pl->pw; t0 += 16) {
+        const uint64_t m = pl->fm[t0 / 16];
+        const __m512 lo = _mm512_maskz_loadu_ps((__mmask16)m, src + 2 * t0);
+        const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), src + 2 * t0 + 16);
+        _mm512_storeu_ps(dst + t0, _mm512_permutex2var_ps(lo, ev, hi));
+        _mm512_storeu_ps(dst + pl->pw + t0, _mm512_permutex2var_ps(lo, od, hi));
+    }
+}
+
+/* Pieces u0 .. u0 + U - 1 of the band starting at output row oy0 (pieces past n_units are
+ * computed on piece u0 and not stored). Inlined with constant U and nt. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dwp_units(const dw_geom *g, const dwp_plan *pl, const float *buf, const float *wts, float *out,
+          int64_t oy0, int64_t u0, int64_t n_units, const int U, const int64_t nt) {
+    const float *bp[DWP_UNITS];
+    float *op[DWP_UNITS];
+    __mmask16 mo[DWP_UNITS];
+    __m512 acc[DWP_UNITS];
+    for (int k = 0; k < U; k++) {
+        const int64_t u = u0 + k < n_units ? u0 + k : u0;
+        const int64_t r = u / pl->chunks, j0 = (u % pl->chunks) * 16;
+        const int64_t n = g->ow - j0 < 16 ? g->ow - j0 : 16;
+        bp[k] = buf + r * g->sh * pl->rs + j0;
+        op[k] = out + (oy0 + r) * g->ow + j0;
+        mo[k] = u0 + k < n_units ? (__mmask16)((1u << n) - 1u) : 0;
+        acc[k] = _mm512_maskz_loadu_ps(mo[k], op[k]);
+    }
+    for (int64_t t = 0; t < nt; t++) {
+        const __m512 wv = _mm512_set1_ps(wts[t]);
+        const int64_t off = pl->toff[t];
+        for (int k = 0; k < U; k++) acc[k] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(bp[k] + off), acc[k]);
+    }
+    for (int k = 0; k < U; k++) _mm512_mask_storeu_ps(op[k], mo[k], acc[k]);
+}
+
+/* The pieces of one band, DWP_UNITS (or 4 for the last few) at a time. */
+ET_TARGET_AVX512 static void dwp_band(const dw_geom *g, const dwp_plan *pl, const float *buf,
+                                      const float *wts, float *out, int64_t oy0, int64_t n_units) {
+    int64_t u = 0;
+    if (pl->nt == 9) { /* 3x3: unrolled, weights in registers */
+        for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, 9);
+        for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, 9);
+        return;
+    }
+    for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, pl->nt);
+    for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, pl->nt);
+}
+
+/* out += the plane convolution of g (g->plan set). */
+ET_TARGET_AVX512 static void dwp_plane(const dw_geom *g, const float *in, const float *w0, float *out) {
+    const dwp_plan *pl = g->plan;
+    float buf[DWP_BUF];
+    float wts[DWP_MAX_TAPS];
+    for (int64_t t = 0; t < pl->nt; t++) wts[t] = w0[(t / g->kw) * g->wsy + (t % g->kw) * g->wsx];
+    for (int64_t oy0 = 0; oy0 < g->oh; oy0 += pl->band) {
+        const int64_t rows = g->oh - oy0 < pl->band ? g->oh - oy0 : pl->band;
+        const int64_t brows = (rows - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+        for (int64_t r = 0; r < brows; r++) {
+            const int64_t iy = oy0 * g->sh - g->pt + r;
+            dwp_fill_row(g, pl, iy >= 0 && iy < g->ih ? in + iy * g->iw : NULL, buf + r * pl->rs);
+        }
+        dwp_band(g, pl, buf, wts, out, oy0, rows * pl->chunks);
+    }
+}
+
 #define DW_UNITS 4 /* 16-wide output pieces computed together (independent FMA chains) */
 
 ET_TARGET_AVX512 static void dw_plane__avx512(const dw_geom *g, const float *in, const float *w0,
                                               float *out) {
+    if (g->plan) {
+        dwp_plane(g, in, w0, out);
+        return;
+    }
     if (g->ow >= 32 || (g->sw != 1 && g->sw != 2) || g->kw > 16) { /* wide rows: row driver */
         dw_accum_plane(g, in, w0, out, dw_row__avx512);
         return;
@@ -772,7 +936,10 @@ et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x,
         dws_apply(&t, p->n, p->c, x, w, b, p->act, p->act_alpha, y, nthreads);
         return ET_OK;
     }
-    dw_fwd(p, x, w, b, y, nthreads, dw_plane__avx512);
+    dw_geom g = dw_fwd_geom(p);
+    dwp_plan pl;
+    if (dwp_make(&g, &pl)) g.plan = &pl;
+    dw_fwd_g(p, &g, x, w, b, y, nthreads, dw_plane__avx512);
     return ET_OK;
 }
 et_status et_f32_dwconv2d_bwd_input__avx512(const et_conv2d_params *p, const float *dy,
@@ -782,7 +949,10 @@ et_status et_f32_dwconv2d_bwd_input__avx512(const et_conv2d_params *p, const flo
         dws_apply(&t, p->n, p->c, dy, w, NULL, ET_ACT_NONE, 0.0f, dx, nthreads);
         return ET_OK;
     }
-    dw_bwd_input(p, dy, w, dx, nthreads, dw_plane__avx512);
+    dw_geom g = dw_flip_geom(p);
+    dwp_plan pl;
+    if (dwp_make(&g, &pl)) g.plan = &pl;
+    dw_bwd_input_g(p, &g, dy, w, dx, nthreads, dw_plane__avx512);
     return ET_OK;
 }
 et_status et_f32_dwconv2d_bwd_weight__avx512(const et_conv2d_params *p, const float *dy,
