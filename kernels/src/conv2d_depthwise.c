@@ -422,8 +422,9 @@ ET_TARGET_AVX512 static inline __m512 evens16(const float *q) {
     return _mm512_permutex2var_ps(_mm512_loadu_ps(q), idx, _mm512_loadu_ps(q + 16));
 }
 
-/* AVX-512: wide planes use the row driver (measured faster on Zen 4 for ow >= 32). Narrow
- * planes (7, 14, 28 wide in MobileNetV2) and the weight gradient use masked loads instead:
+/* AVX-512: planes of at most DWS_MAX_HW elements use the flat table path (dws, below); larger
+ * ones the padded-plane path (dwp), else (stride along x > 2) the row driver or, for narrow
+ * planes, masked loads. The weight gradient uses masked loads:
  * lanes whose input falls in the padding are masked off (masked lanes never fault), so there
  * are no scalar edge loops and several 16-wide output pieces run as independent FMA chains. */
 ET_TARGET_AVX512 static void dw_row__avx512(float *out, const float *const *in,
@@ -710,12 +711,12 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
         }
 }
 
-/* ---- AVX-512, small power-of-two planes -------------------------------------------------
- * MobileNetV2 on 32x32 inputs runs its depthwise convs on 16x16 ... 1x1 planes with up to 960
- * channels, where one plane row fills a few lanes of a vector. Here the lanes run over the flat
- * NCHW data instead: with a plane of hw = 2^k <= 256 elements, a 16-lane chunk holds 16 / hw
- * whole channels (hw < 16) or 16 elements of one channel (hw >= 16). A "unit" is the
- * chunks covering max(1, 16 / hw) channels. A table built once per call gives, for every chunk
+/* ---- AVX-512, planes of at most DWS_MAX_HW elements --------------------------------------
+ * MobileNetV2 runs its depthwise convs on 28x28 ... 1x1 planes with up to 960 channels, where
+ * one plane row fills a few lanes of a vector. Here the lanes run over the flat NCHW data
+ * instead: with a plane of hw <= DWS_MAX_HW elements, a 16-lane chunk holds floor(16 / hw)
+ * whole channels (hw < 16) or 16 elements of one channel (hw >= 16; the last chunk of a plane
+ * is masked, cm[]). A "unit" is the chunks covering max(1, floor(16 / hw)) channels. A table built once per call gives, for every chunk
  * of a unit and every tap, the source element of each lane (relative to the unit's source
  * base) and a mask of lanes whose source lies inside the plane. Taps whose sources are
  * contiguous use a masked load, others (stride 2) a masked gather; masked lanes never fault.
@@ -727,13 +728,14 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
  * Units are independent (parallel over units), so results do not depend on the thread count.
  * Only for channel multiplier 1 and at most DWS_MAX_TAPS taps; other shapes use the drivers. */
 #define DWS_MAX_TAPS 16
-#define DWS_MAX_HW 256
+#define DWS_MAX_HW 1024
 #define DWS_IMGS 4 /* images per pass (independent accumulators); the code assumes 4 */
 
 typedef struct dws_table {
     int64_t hw, src_hw;    /* lane plane size, source plane size */
     int64_t g, chunks, ks; /* channels per unit, 16-lane chunks per unit, taps */
     __mmask16 m[DWS_MAX_HW / 16][DWS_MAX_TAPS];
+    __mmask16 cm[DWS_MAX_HW / 16]; /* lanes of the chunk inside the unit's planes */
     uint8_t contig[DWS_MAX_HW / 16][DWS_MAX_TAPS]; /* 1: source = lane + off[][] */
     int32_t off[DWS_MAX_HW / 16][DWS_MAX_TAPS];
     int32_t idx[DWS_MAX_HW / 16][DWS_MAX_TAPS][16];
@@ -747,14 +749,16 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     const int64_t lh = bwd_input ? p->h : p->oh, lw = bwd_input ? p->w : p->ow;
     const int64_t srch = bwd_input ? p->oh : p->h, srcw = bwd_input ? p->ow : p->w;
     const int64_t hw = lh * lw;
-    if (p->oc != p->c || ks > DWS_MAX_TAPS || hw > DWS_MAX_HW || (hw & (hw - 1)) != 0) return 0;
+    if (p->oc != p->c || ks > DWS_MAX_TAPS || hw > DWS_MAX_HW) return 0;
     t->hw = hw;
     t->src_hw = srch * srcw;
     t->g = hw < 16 ? 16 / hw : 1;
-    t->chunks = hw < 16 ? 1 : hw / 16;
+    t->chunks = hw < 16 ? 1 : (hw + 15) / 16;
     t->ks = ks;
     t->work = 0;
-    for (int64_t k = 0; k < t->chunks; k++)
+    for (int64_t k = 0; k < t->chunks; k++) {
+        const int64_t nl = t->g * hw - k * 16; /* lanes inside the unit's planes */
+        t->cm[k] = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1u);
         for (int64_t tap = 0; tap < ks; tap++) {
             const int64_t ky = tap / p->kw, kx = tap % p->kw;
             unsigned m = 0;
@@ -776,6 +780,7 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
                     sx = nx / p->stride_w;
                     ok = ok && sy < srch && sx < srcw;
                 }
+                ok = ok && flat < t->g * hw;
                 const int32_t src = (int32_t)(ch * t->src_hw + sy * srcw + sx);
                 t->idx[k][tap][l] = ok ? src : 0;
                 if (!ok) continue;
@@ -789,6 +794,7 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
             t->off[k][tap] = off;
             if (m) t->work++;
         }
+    }
     t->work *= (p->c + t->g - 1) / t->g;
     return 1;
 }
@@ -863,7 +869,7 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
                         if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], dws_load(t, k, tap, m, s + j * ss), acc[j]);
                 }
                 for (int j = 0; j < DWS_IMGS; j++)
-                    if (j < ni) _mm512_mask_storeu_ps(d + j * ds + k * 16, vm, acc[j]);
+                    if (j < ni) _mm512_mask_storeu_ps(d + j * ds + k * 16, vm & t->cm[k], acc[j]);
             }
             if (act != ET_ACT_NONE)
                 for (int64_t j = 0; j < ni; j++) et_conv_bias_act_(d + j * ds, gc * hw, 0.0f, act, alpha);
@@ -898,7 +904,7 @@ ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, 
         for (int64_t i = 0; i < n; i++) {
             const float *s = x + (i * c + c0) * src_hw, *g = dy + (i * c + c0) * hw;
             for (int64_t k = 0; k < t->chunks; k++) {
-                const __m512 gv = _mm512_maskz_loadu_ps(vm, g + k * 16);
+                const __m512 gv = _mm512_maskz_loadu_ps(vm & t->cm[k], g + k * 16);
                 for (int64_t tap = 0; tap < ks; tap++) {
                     const __mmask16 m = t->m[k][tap] & vm;
                     if (m) acc[tap] = _mm512_fmadd_ps(gv, dws_load(t, k, tap, m, s), acc[tap]);
