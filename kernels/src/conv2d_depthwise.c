@@ -740,7 +740,42 @@ typedef struct dws_table {
     int32_t off[DWS_MAX_HW / 16][DWS_MAX_TAPS];
     int32_t idx[DWS_MAX_HW / 16][DWS_MAX_TAPS][16];
     int64_t work; /* masked tap loads per image, all units (for the threading decision) */
+    int upsampled; /* 1: the source is dy spread out (dws_upsample_fill), all taps contiguous */
 } dws_table;
+
+/* Input gradient, stride 2: dy[oy, ox] spread out to u[oy * 2, ox * 2] of an h x w plane (0
+ * between), laid out like the lanes (plane stride hw). Tap (ky, kx) of lane (y, x) then reads
+ * u[y + pt - ky * dh, x + pl - kx * dw]: a fixed offset from the lane, so a masked load instead
+ * of a gather (lanes of the other parity read a 0: w * 0 changes no sum that does not start
+ * from -0). 0 (t unchanged) if some valid source lies outside h x w. */
+static int dws_try_upsampled(const et_conv2d_params *p, dws_table *t) {
+    const int64_t hw = t->hw, w = p->w;
+    int32_t off[DWS_MAX_HW / 16][DWS_MAX_TAPS];
+    /* every dy element lands inside the plane */
+    if (p->stride_h != 2 || p->stride_w != 2 || 2 * (p->oh - 1) >= p->h || 2 * (p->ow - 1) >= w) return 0;
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < t->ks; tap++) {
+            const int64_t ky = tap / p->kw, kx = tap % p->kw;
+            int have = 0;
+            off[k][tap] = 0;
+            for (int64_t l = 0; l < 16; l++) {
+                if (!((t->m[k][tap] >> l) & 1)) continue;
+                const int64_t flat = k * 16 + l, ch = flat / hw, pos = flat % hw;
+                const int64_t ny = pos / w + p->pad_t - ky * p->dil_h, nx = pos % w + p->pad_l - kx * p->dil_w;
+                if (ny >= p->h || nx >= w) return 0; /* ny, nx >= 0: the lane is valid */
+                const int32_t src = (int32_t)(ch * hw + ny * w + nx);
+                if (!have) off[k][tap] = src - (int32_t)l;
+                else if (src - (int32_t)l != off[k][tap]) return 0;
+                have = 1;
+            }
+        }
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < t->ks; tap++) {
+            t->off[k][tap] = off[k][tap];
+            t->contig[k][tap] = 1;
+        }
+    return 1;
+}
 
 /* Fills t for the forward / weight gradient (bwd_input = 0: lanes over the output) or the
  * input gradient (bwd_input = 1: lanes over the input). 0 if the shape is not handled. */
@@ -796,6 +831,7 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
         }
     }
     t->work *= (p->c + t->g - 1) / t->g;
+    t->upsampled = bwd_input && dws_try_upsampled(p, t);
     return 1;
 }
 
@@ -825,6 +861,24 @@ ET_TARGET_AVX512 static inline __m512 dws_lane_vec(const dws_table *t, const flo
     return _mm512_loadu_ps(tmp);
 }
 
+/* u = the spread-out dy planes (t->upsampled) of the gc channels of one image at dy. */
+ET_TARGET_AVX512 static void dws_upsample_fill(const dws_table *t, const et_conv2d_params *p,
+                                               const float *dy, int64_t gc, float *u) {
+    const int64_t oh = p->oh, ow = p->ow, w = p->w, hw = t->hw;
+    memset(u, 0, (size_t)(gc * hw) * sizeof(float));
+    for (int64_t ch = 0; ch < gc; ch++)
+        for (int64_t oy = 0; oy < oh; oy++) {
+            const float *r = dy + (ch * oh + oy) * ow;
+            float *d = u + ch * hw + 2 * oy * w;
+            for (int64_t ox0 = 0; ox0 < ow; ox0 += 8) {
+                const int64_t n = ow - ox0 < 8 ? ow - ox0 : 8, room = w - 2 * ox0;
+                const __mmask16 take = (__mmask16)(0x5555u & ((1u << (2 * n)) - 1u));
+                const __mmask16 put = room >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << room) - 1u);
+                _mm512_mask_storeu_ps(d + 2 * ox0, put, _mm512_maskz_expandloadu_ps(take, r + ox0));
+            }
+        }
+}
+
 /* dst = act(b + sum_t w[t] * src[tap t]) over n images: the forward (b, act) and bwd_input. */
 typedef struct dws_job {
     const dws_table *t;
@@ -844,7 +898,9 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
     const float *src = j->src, *w = j->w, *b = j->b;
     const et_act act = j->act;
     const float alpha = j->alpha;
+    const et_conv2d_params *jp = j->p;
     float *dst = j->dst;
+    float q[DWS_IMGS * DWS_MAX_HW]; /* spread-out dy planes (t->upsampled) */
     (void)tid;
     for (int64_t u = u0; u < u1; u++) {
         int64_t gc;
@@ -858,7 +914,13 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
             const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;
             const float *s = src + (i0 * c + c0) * src_hw;
             float *d = dst + (i0 * c + c0) * hw;
-            const int64_t ss = c * src_hw, ds = c * hw; /* image strides */
+            int64_t ss = c * src_hw; /* image strides */
+            const int64_t ds = c * hw;
+            if (t->upsampled) {
+                for (int64_t j = 0; j < ni; j++) dws_upsample_fill(t, jp, s + j * ss, gc, q + j * DWS_MAX_HW);
+                s = q;
+                ss = DWS_MAX_HW;
+            }
             for (int64_t k = 0; k < t->chunks; k++) {
                 __m512 acc[DWS_IMGS];
                 for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
@@ -877,12 +939,12 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
     }
 }
 
-ET_TARGET_AVX512 static void dws_apply(const dws_table *t, int64_t n, int64_t c, const float *src,
+ET_TARGET_AVX512 static void dws_apply(const dws_table *t, const et_conv2d_params *p, const float *src,
                                        const float *w, const float *b, et_act act, float alpha,
                                        float *dst, int nthreads) {
-    const int64_t units = (c + t->g - 1) / t->g;
+    const int64_t n = p->n, c = p->c, units = (c + t->g - 1) / t->g;
     const int nth = t->work * n < 16384 ? 1 : nthreads;
-    dws_job j = {t, NULL, n, c, src, w, b, NULL, act, alpha, dst};
+    dws_job j = {t, p, n, c, src, w, b, NULL, act, alpha, dst};
     et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws_apply_units, &j);
 }
 
@@ -939,7 +1001,7 @@ et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x,
                                       const float *b, float *y, int nthreads) {
     dws_table t;
     if (dws_build(p, 0, &t)) {
-        dws_apply(&t, p->n, p->c, x, w, b, p->act, p->act_alpha, y, nthreads);
+        dws_apply(&t, p, x, w, b, p->act, p->act_alpha, y, nthreads);
         return ET_OK;
     }
     dw_geom g = dw_fwd_geom(p);
@@ -952,7 +1014,7 @@ et_status et_f32_dwconv2d_bwd_input__avx512(const et_conv2d_params *p, const flo
                                             const float *w, float *dx, int nthreads) {
     dws_table t;
     if (dws_build(p, 1, &t)) {
-        dws_apply(&t, p->n, p->c, dy, w, NULL, ET_ACT_NONE, 0.0f, dx, nthreads);
+        dws_apply(&t, p, dy, w, NULL, ET_ACT_NONE, 0.0f, dx, nthreads);
         return ET_OK;
     }
     dw_geom g = dw_flip_geom(p);

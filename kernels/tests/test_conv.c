@@ -91,6 +91,9 @@ static const conv_case cases[] = {
     {2, 30, 41, 2, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 2},     /* strides (2, 1) */
     {1, 3, 1100, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* rows too wide: row driver */
     {2, 34, 35, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 2},     /* stride 3: row driver */
+    {3, 9, 11, 3, 3, 3, 2, 2, 3, 3, 3, 3, 1, 1, 3},      /* stride 2, pad 3: dy rows off dx */
+    {18, 3, 5, 18, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 18},   /* 3x5 -> 2x3: input grad, 1 ch/unit */
+    {9, 7, 7, 9, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 9},       /* 7x7 -> 4x4 */
 };
 
 static const et_act acts[] = {ET_ACT_NONE, ET_ACT_RELU, ET_ACT_RELU6, ET_ACT_LEAKY_RELU,
