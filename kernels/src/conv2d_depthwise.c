@@ -751,8 +751,10 @@ typedef struct dws_table {
 static int dws_try_upsampled(const et_conv2d_params *p, dws_table *t) {
     const int64_t hw = t->hw, w = p->w;
     int32_t off[DWS_MAX_HW / 16][DWS_MAX_TAPS];
-    /* every dy element lands inside the plane */
-    if (p->stride_h != 2 || p->stride_w != 2 || 2 * (p->oh - 1) >= p->h || 2 * (p->ow - 1) >= w) return 0;
+    /* every dy element lands inside the plane; planes of a few elements: gathers (measured) */
+    if (p->stride_h != 2 || p->stride_w != 2 || 2 * (p->oh - 1) >= p->h || 2 * (p->ow - 1) >= w ||
+        hw < 16)
+        return 0;
     for (int64_t k = 0; k < t->chunks; k++)
         for (int64_t tap = 0; tap < t->ks; tap++) {
             const int64_t ky = tap / p->kw, kx = tap % p->kw;
