@@ -13,6 +13,14 @@
  *              across threads, so the result does not depend on the thread count.
  * SIMD rows exist for stride 1 and 2 (stride 2 deinterleaves two vector loads); other strides
  * use the scalar rows.
+ * AVX-512 replaces the drivers where it can: planes of at most DWS_MAX_HW elements (channel
+ * multiplier 1) run on the flat table path (dws), larger forward / stride-1 input-gradient
+ * planes on the padded-plane path (dwp). Both add each output's taps in (ky, kx) order in one
+ * FMA chain (kernels/tests/test_conv.c checks the forward's bits against an fmaf chain).
+ * Bias and activation of the forward (where a fused epilogue goes): dws starts its accumulators
+ * at the bias and applies act per image after the stores (dws_apply_units); every other path
+ * fills the output plane with the bias before the plane and applies act after it
+ * (dw_fwd_planes).
  */
 #include <string.h>
 
