@@ -13,6 +13,14 @@
  *              across threads, so the result does not depend on the thread count.
  * SIMD rows exist for stride 1 and 2 (stride 2 deinterleaves two vector loads); other strides
  * use the scalar rows.
+ * AVX-512 replaces the drivers where it can: planes of at most DWS_MAX_HW elements (channel
+ * multiplier 1) run on the flat table path (dws), larger forward / stride-1 input-gradient
+ * planes on the padded-plane path (dwp). Both add each output's taps in (ky, kx) order in one
+ * FMA chain (kernels/tests/test_conv.c checks the forward's bits against an fmaf chain).
+ * Bias and activation of the forward (where a fused epilogue goes): dws starts its accumulators
+ * at the bias and applies act per image after the stores (dws_apply_units); every other path
+ * fills the output plane with the bias before the plane and applies act after it
+ * (dw_fwd_planes).
  */
 #include <string.h>
 
@@ -35,10 +43,12 @@ typedef float (*dw_dot_fn)(const float *a, const float *b, int64_t s, int64_t cn
 /* A plane convolution out[oy, ox] += sum_{ky,kx} w0[ky*wsy + kx*wsx] *
  * in[oy*sh - pt + ky*dh, ox*sw - pl + kx*dw] (zero outside in). Negative pads are allowed
  * (bwd_input runs the flipped kernel with pads (k-1)*d - pad). */
+struct dwp_plan;
 typedef struct dw_geom {
     int64_t ih, iw, oh, ow;
     int64_t kh, kw, wsy, wsx;
     int64_t sh, sw, dh, dw, pt, pl;
+    const struct dwp_plan *plan; /* AVX-512 padded-plane plan for this geometry, or NULL */
 } dw_geom;
 typedef void (*dw_plane_fn)(const dw_geom *g, const float *in, const float *w0, float *out);
 /* dwo[kh*kw] = weight gradient of output channel o. */
@@ -154,13 +164,32 @@ static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
-static void dw_fwd(const et_conv2d_params *p, const float *x, const float *w, const float *b,
-                   float *y, int nthreads, dw_plane_fn plane) {
-    const int64_t planes = p->n * p->oc;
+static dw_geom dw_fwd_geom(const et_conv2d_params *p) {
     const dw_geom g = {p->h, p->w, p->oh, p->ow, p->kh, p->kw, p->kw, 1,
-                       p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l};
+                       p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l, NULL};
+    return g;
+}
+
+/* The flipped-kernel geometry of the stride-1 input gradient (see dw_bwd_input). */
+static dw_geom dw_flip_geom(const et_conv2d_params *p) {
+    const dw_geom g = {p->oh, p->ow, p->h, p->w, p->kh, p->kw, -p->kw, -1, 1, 1, p->dil_h, p->dil_w,
+                       (p->kh - 1) * p->dil_h - p->pad_t, (p->kw - 1) * p->dil_w - p->pad_l, NULL};
+    return g;
+}
+
+/* g: dw_fwd_geom(p), possibly with a plan. */
+static void dw_fwd_g(const et_conv2d_params *p, const dw_geom *gp, const float *x, const float *w,
+                     const float *b, float *y, int nthreads, dw_plane_fn plane) {
+    const int64_t planes = p->n * p->oc;
+    const dw_geom g = *gp;
     dw_job k = {p, &g, plane, NULL, x, w, b, NULL, y, 0};
     et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw_fwd_planes, &k);
+}
+
+static void dw_fwd(const et_conv2d_params *p, const float *x, const float *w, const float *b,
+                   float *y, int nthreads, dw_plane_fn plane) {
+    const dw_geom g = dw_fwd_geom(p);
+    dw_fwd_g(p, &g, x, w, b, y, nthreads, plane);
 }
 
 /* dx plane += scatter of dy plane through kernel wk (any stride). */
@@ -204,15 +233,21 @@ static void dw_bwd_input_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
-static void dw_bwd_input(const et_conv2d_params *p, const float *dy, const float *w, float *dx,
-                         int nthreads, dw_plane_fn plane) {
+/* g: dw_flip_geom(p), possibly with a plan. */
+static void dw_bwd_input_g(const et_conv2d_params *p, const dw_geom *gp, const float *dy,
+                           const float *w, float *dx, int nthreads, dw_plane_fn plane) {
     const int64_t planes = p->n * p->c;
     /* stride 1: forward conv of dy with the flipped kernel */
     const int flip = plane != NULL && p->stride_h == 1 && p->stride_w == 1;
-    const dw_geom g = {p->oh, p->ow, p->h, p->w, p->kh, p->kw, -p->kw, -1, 1, 1, p->dil_h, p->dil_w,
-                       (p->kh - 1) * p->dil_h - p->pad_t, (p->kw - 1) * p->dil_w - p->pad_l};
+    const dw_geom g = *gp;
     dw_job k = {p, &g, plane, NULL, NULL, w, NULL, dy, dx, flip};
     et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw_bwd_input_planes, &k);
+}
+
+static void dw_bwd_input(const et_conv2d_params *p, const float *dy, const float *w, float *dx,
+                         int nthreads, dw_plane_fn plane) {
+    const dw_geom g = dw_flip_geom(p);
+    dw_bwd_input_g(p, &g, dy, w, dx, nthreads, plane);
 }
 
 /* Weight gradient of output channel o with a dot primitive: one dot per (tap, image, row). */
@@ -395,8 +430,9 @@ ET_TARGET_AVX512 static inline __m512 evens16(const float *q) {
     return _mm512_permutex2var_ps(_mm512_loadu_ps(q), idx, _mm512_loadu_ps(q + 16));
 }
 
-/* AVX-512: wide planes use the row driver (measured faster on Zen 4 for ow >= 32). Narrow
- * planes (7, 14, 28 wide in MobileNetV2) and the weight gradient use masked loads instead:
+/* AVX-512: planes of at most DWS_MAX_HW elements use the flat table path (dws, below); larger
+ * ones the padded-plane path (dwp), else (stride along x > 2) the row driver or, for narrow
+ * planes, masked loads. The weight gradient uses masked loads:
  * lanes whose input falls in the padding are masked off (masked lanes never fault), so there
  * are no scalar edge loops and several 16-wide output pieces run as independent FMA chains. */
 ET_TARGET_AVX512 static void dw_row__avx512(float *out, const float *const *in,
@@ -462,10 +498,147 @@ ET_TARGET_AVX512 static inline __m512 load_masked(const float *base, int64_t s, 
                                   _mm512_maskz_loadu_ps((__mmask16)(m >> 16), base + 16));
 }
 
+/* ---- AVX-512, padded planes ------------------------------------------------------------
+ * Any plane size, stride 1 or 2 along x, any kernel and dilation (at most DWP_MAX_TAPS taps).
+ * A band of output rows is computed from a stack buffer that holds the band's input rows
+ * zero-padded and, for stride 2, split into even and odd columns ("phases"): buffer row r
+ * (input row oy0 * sh - pt + r), phase ph, column t holds in[.., t * sw + ph - pl] (0 outside).
+ * Tap (ky, kx) of output (oy, ox) is then buffer row (oy - oy0) * sh + ky * dh, phase
+ * (kx * dw) % sw, column ox + (kx * dw) / sw: the tap of 16 consecutive outputs is one unmasked
+ * load at a fixed offset from the piece (toff[tap]), with no edge cases. DWP_UNITS 16-wide
+ * pieces (a row's pieces, then the next rows') run as independent FMA chains.
+ * Bits: per output element one FMA chain from out[] (the bias, or the partial input gradient)
+ * over the taps in the order of dw_accum_plane (ky, then kx); a padding tap adds w * 0, which
+ * changes no sum that does not start from -0. */
+#define DWP_BUF 8192 /* floats of band buffer (32 KiB, on the stack) */
+#define DWP_MAX_TAPS 64
+#define DWP_UNITS 8
+#define DWP_MAX_PW 1024 /* widest phase */
+
+typedef struct dwp_plan {
+    int64_t chunks, pw, rs, band; /* pieces per row, phase width, buffer row stride, rows per band */
+    int64_t nt;                   /* taps */
+    int64_t toff[DWP_MAX_TAPS];   /* buffer offset of each tap from the piece's first element */
+    uint64_t fm[DWP_MAX_PW / 16]; /* per 16-column piece: mask of the 16 * sw input elements
+                                     in the row (bit e: column t0 * sw - pl + e) */
+} dwp_plan;
+
+/* 0 if the geometry is not handled (stride along x not 1 or 2, too many taps, rows too wide). */
+static int dwp_make(const dw_geom *g, dwp_plan *pl) {
+    const int64_t nt = g->kh * g->kw, sw = g->sw;
+    if (nt > DWP_MAX_TAPS || (sw != 1 && sw != 2) || g->oh < 1 || g->ow < 1) return 0;
+    const int64_t chunks = (g->ow + 15) / 16, maxoff = (g->kw - 1) * g->dw / sw;
+    const int64_t pw = (chunks * 16 + maxoff + 15) / 16 * 16, rs = sw * pw;
+    const int64_t cap = DWP_BUF / rs, span = (g->kh - 1) * g->dh + 1;
+    if (cap < span || pw > DWP_MAX_PW) return 0;
+    for (int64_t t0 = 0; t0 < pw; t0 += 16) {
+        int64_t a, b; /* elements inside the row */
+        interior(t0 * sw - g->pl, 0, 1, g->iw, 16 * sw, &a, &b);
+        pl->fm[t0 / 16] = a < b ? ((1ull << b) - 1) & ~((1ull << a) - 1) : 0;
+    }
+    pl->chunks = chunks;
+    pl->pw = pw;
+    pl->rs = rs;
+    pl->band = (cap - span) / g->sh + 1;
+    if (pl->band > g->oh) pl->band = g->oh;
+    pl->nt = nt;
+    for (int64_t t = 0; t < nt; t++) {
+        const int64_t ky = t / g->kw, kx = t % g->kw;
+        pl->toff[t] = ky * g->dh * rs + (kx * g->dw % sw) * pw + kx * g->dw / sw;
+    }
+    return 1;
+}
+
+/* One buffer row: the phases of input row `row` (NULL: a padding row, all zero). */
+ET_TARGET_AVX512 static void dwp_fill_row(const dw_geom *g, const dwp_plan *pl, const float *row,
+                                          float *dst) {
+    const int64_t sw = g->sw;
+    if (!row) {
+        memset(dst, 0, (size_t)pl->rs * sizeof(float));
+        return;
+    }
+    /* address arithmetic only; elements outside the row are masked off */
+    const float *src = row - g->pl;
+    if (sw == 1) {
+        for (int64_t t0 = 0; t0 < pl->pw; t0 += 16)
+            _mm512_storeu_ps(dst + t0, _mm512_maskz_loadu_ps((__mmask16)pl->fm[t0 / 16], src + t0));
+        return;
+    }
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (int64_t t0 = 0; t0 < pl->pw; t0 += 16) {
+        const uint64_t m = pl->fm[t0 / 16];
+        const __m512 lo = _mm512_maskz_loadu_ps((__mmask16)m, src + 2 * t0);
+        const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), src + 2 * t0 + 16);
+        _mm512_storeu_ps(dst + t0, _mm512_permutex2var_ps(lo, ev, hi));
+        _mm512_storeu_ps(dst + pl->pw + t0, _mm512_permutex2var_ps(lo, od, hi));
+    }
+}
+
+/* Pieces u0 .. u0 + U - 1 of the band starting at output row oy0 (pieces past n_units are
+ * computed on piece u0 and not stored). Inlined with constant U and nt. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dwp_units(const dw_geom *g, const dwp_plan *pl, const float *buf, const float *wts, float *out,
+          int64_t oy0, int64_t u0, int64_t n_units, const int U, const int64_t nt) {
+    const float *bp[DWP_UNITS];
+    float *op[DWP_UNITS];
+    __mmask16 mo[DWP_UNITS];
+    __m512 acc[DWP_UNITS];
+    for (int k = 0; k < U; k++) {
+        const int64_t u = u0 + k < n_units ? u0 + k : u0;
+        const int64_t r = u / pl->chunks, j0 = (u % pl->chunks) * 16;
+        const int64_t n = g->ow - j0 < 16 ? g->ow - j0 : 16;
+        bp[k] = buf + r * g->sh * pl->rs + j0;
+        op[k] = out + (oy0 + r) * g->ow + j0;
+        mo[k] = u0 + k < n_units ? (__mmask16)((1u << n) - 1u) : 0;
+        acc[k] = _mm512_maskz_loadu_ps(mo[k], op[k]);
+    }
+    for (int64_t t = 0; t < nt; t++) {
+        const __m512 wv = _mm512_set1_ps(wts[t]);
+        const int64_t off = pl->toff[t];
+        for (int k = 0; k < U; k++) acc[k] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(bp[k] + off), acc[k]);
+    }
+    for (int k = 0; k < U; k++) _mm512_mask_storeu_ps(op[k], mo[k], acc[k]);
+}
+
+/* The pieces of one band, DWP_UNITS (or 4 for the last few) at a time. */
+ET_TARGET_AVX512 static void dwp_band(const dw_geom *g, const dwp_plan *pl, const float *buf,
+                                      const float *wts, float *out, int64_t oy0, int64_t n_units) {
+    int64_t u = 0;
+    if (pl->nt == 9) { /* 3x3: unrolled, weights in registers */
+        for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, 9);
+        for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, 9);
+        return;
+    }
+    for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, pl->nt);
+    for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, pl->nt);
+}
+
+/* out += the plane convolution of g (g->plan set). */
+ET_TARGET_AVX512 static void dwp_plane(const dw_geom *g, const float *in, const float *w0, float *out) {
+    const dwp_plan *pl = g->plan;
+    float buf[DWP_BUF];
+    float wts[DWP_MAX_TAPS];
+    for (int64_t t = 0; t < pl->nt; t++) wts[t] = w0[(t / g->kw) * g->wsy + (t % g->kw) * g->wsx];
+    for (int64_t oy0 = 0; oy0 < g->oh; oy0 += pl->band) {
+        const int64_t rows = g->oh - oy0 < pl->band ? g->oh - oy0 : pl->band;
+        const int64_t brows = (rows - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+        for (int64_t r = 0; r < brows; r++) {
+            const int64_t iy = oy0 * g->sh - g->pt + r;
+            dwp_fill_row(g, pl, iy >= 0 && iy < g->ih ? in + iy * g->iw : NULL, buf + r * pl->rs);
+        }
+        dwp_band(g, pl, buf, wts, out, oy0, rows * pl->chunks);
+    }
+}
+
 #define DW_UNITS 4 /* 16-wide output pieces computed together (independent FMA chains) */
 
 ET_TARGET_AVX512 static void dw_plane__avx512(const dw_geom *g, const float *in, const float *w0,
                                               float *out) {
+    if (g->plan) {
+        dwp_plane(g, in, w0, out);
+        return;
+    }
     if (g->ow >= 32 || (g->sw != 1 && g->sw != 2) || g->kw > 16) { /* wide rows: row driver */
         dw_accum_plane(g, in, w0, out, dw_row__avx512);
         return;
@@ -546,12 +719,12 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
         }
 }
 
-/* ---- AVX-512, small power-of-two planes -------------------------------------------------
- * MobileNetV2 on 32x32 inputs runs its depthwise convs on 16x16 ... 1x1 planes with up to 960
- * channels, where one plane row fills a few lanes of a vector. Here the lanes run over the flat
- * NCHW data instead: with a plane of hw = 2^k <= 256 elements, a 16-lane chunk holds 16 / hw
- * whole channels (hw < 16) or 16 elements of one channel (hw >= 16). A "unit" is the
- * chunks covering max(1, 16 / hw) channels. A table built once per call gives, for every chunk
+/* ---- AVX-512, planes of at most DWS_MAX_HW elements --------------------------------------
+ * MobileNetV2 runs its depthwise convs on 28x28 ... 1x1 planes with up to 960 channels, where
+ * one plane row fills a few lanes of a vector. Here the lanes run over the flat NCHW data
+ * instead: with a plane of hw <= DWS_MAX_HW elements, a 16-lane chunk holds floor(16 / hw)
+ * whole channels (hw < 16) or 16 elements of one channel (hw >= 16; the last chunk of a plane
+ * is masked, cm[]). A "unit" is the chunks covering max(1, floor(16 / hw)) channels. A table built once per call gives, for every chunk
  * of a unit and every tap, the source element of each lane (relative to the unit's source
  * base) and a mask of lanes whose source lies inside the plane. Taps whose sources are
  * contiguous use a masked load, others (stride 2) a masked gather; masked lanes never fault.
@@ -563,18 +736,56 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
  * Units are independent (parallel over units), so results do not depend on the thread count.
  * Only for channel multiplier 1 and at most DWS_MAX_TAPS taps; other shapes use the drivers. */
 #define DWS_MAX_TAPS 16
-#define DWS_MAX_HW 256
+#define DWS_MAX_HW 1024
 #define DWS_IMGS 4 /* images per pass (independent accumulators); the code assumes 4 */
 
 typedef struct dws_table {
     int64_t hw, src_hw;    /* lane plane size, source plane size */
     int64_t g, chunks, ks; /* channels per unit, 16-lane chunks per unit, taps */
     __mmask16 m[DWS_MAX_HW / 16][DWS_MAX_TAPS];
+    __mmask16 cm[DWS_MAX_HW / 16]; /* lanes of the chunk inside the unit's planes */
     uint8_t contig[DWS_MAX_HW / 16][DWS_MAX_TAPS]; /* 1: source = lane + off[][] */
     int32_t off[DWS_MAX_HW / 16][DWS_MAX_TAPS];
     int32_t idx[DWS_MAX_HW / 16][DWS_MAX_TAPS][16];
     int64_t work; /* masked tap loads per image, all units (for the threading decision) */
+    int upsampled; /* 1: the source is dy spread out (dws_upsample_fill), all taps contiguous */
 } dws_table;
+
+/* Input gradient, stride 2: dy[oy, ox] spread out to u[oy * 2, ox * 2] of an h x w plane (0
+ * between), laid out like the lanes (plane stride hw). Tap (ky, kx) of lane (y, x) then reads
+ * u[y + pt - ky * dh, x + pl - kx * dw]: a fixed offset from the lane, so a masked load instead
+ * of a gather (lanes of the other parity read a 0: w * 0 changes no sum that does not start
+ * from -0). 0 (t unchanged) if some valid source lies outside h x w. */
+static int dws_try_upsampled(const et_conv2d_params *p, dws_table *t) {
+    const int64_t hw = t->hw, w = p->w;
+    int32_t off[DWS_MAX_HW / 16][DWS_MAX_TAPS];
+    /* every dy element lands inside the plane; planes of a few elements: gathers (measured) */
+    if (p->stride_h != 2 || p->stride_w != 2 || 2 * (p->oh - 1) >= p->h || 2 * (p->ow - 1) >= w ||
+        hw < 16)
+        return 0;
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < t->ks; tap++) {
+            const int64_t ky = tap / p->kw, kx = tap % p->kw;
+            int have = 0;
+            off[k][tap] = 0;
+            for (int64_t l = 0; l < 16; l++) {
+                if (!((t->m[k][tap] >> l) & 1)) continue;
+                const int64_t flat = k * 16 + l, ch = flat / hw, pos = flat % hw;
+                const int64_t ny = pos / w + p->pad_t - ky * p->dil_h, nx = pos % w + p->pad_l - kx * p->dil_w;
+                if (ny >= p->h || nx >= w) return 0; /* ny, nx >= 0: the lane is valid */
+                const int32_t src = (int32_t)(ch * hw + ny * w + nx);
+                if (!have) off[k][tap] = src - (int32_t)l;
+                else if (src - (int32_t)l != off[k][tap]) return 0;
+                have = 1;
+            }
+        }
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < t->ks; tap++) {
+            t->off[k][tap] = off[k][tap];
+            t->contig[k][tap] = 1;
+        }
+    return 1;
+}
 
 /* Fills t for the forward / weight gradient (bwd_input = 0: lanes over the output) or the
  * input gradient (bwd_input = 1: lanes over the input). 0 if the shape is not handled. */
@@ -583,14 +794,16 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     const int64_t lh = bwd_input ? p->h : p->oh, lw = bwd_input ? p->w : p->ow;
     const int64_t srch = bwd_input ? p->oh : p->h, srcw = bwd_input ? p->ow : p->w;
     const int64_t hw = lh * lw;
-    if (p->oc != p->c || ks > DWS_MAX_TAPS || hw > DWS_MAX_HW || (hw & (hw - 1)) != 0) return 0;
+    if (p->oc != p->c || ks > DWS_MAX_TAPS || hw > DWS_MAX_HW) return 0;
     t->hw = hw;
     t->src_hw = srch * srcw;
     t->g = hw < 16 ? 16 / hw : 1;
-    t->chunks = hw < 16 ? 1 : hw / 16;
+    t->chunks = hw < 16 ? 1 : (hw + 15) / 16;
     t->ks = ks;
     t->work = 0;
-    for (int64_t k = 0; k < t->chunks; k++)
+    for (int64_t k = 0; k < t->chunks; k++) {
+        const int64_t nl = t->g * hw - k * 16; /* lanes inside the unit's planes */
+        t->cm[k] = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1u);
         for (int64_t tap = 0; tap < ks; tap++) {
             const int64_t ky = tap / p->kw, kx = tap % p->kw;
             unsigned m = 0;
@@ -612,6 +825,7 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
                     sx = nx / p->stride_w;
                     ok = ok && sy < srch && sx < srcw;
                 }
+                ok = ok && flat < t->g * hw;
                 const int32_t src = (int32_t)(ch * t->src_hw + sy * srcw + sx);
                 t->idx[k][tap][l] = ok ? src : 0;
                 if (!ok) continue;
@@ -625,7 +839,9 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
             t->off[k][tap] = off;
             if (m) t->work++;
         }
+    }
     t->work *= (p->c + t->g - 1) / t->g;
+    t->upsampled = bwd_input && dws_try_upsampled(p, t);
     return 1;
 }
 
@@ -655,6 +871,24 @@ ET_TARGET_AVX512 static inline __m512 dws_lane_vec(const dws_table *t, const flo
     return _mm512_loadu_ps(tmp);
 }
 
+/* u = the spread-out dy planes (t->upsampled) of the gc channels of one image at dy. */
+ET_TARGET_AVX512 static void dws_upsample_fill(const dws_table *t, const et_conv2d_params *p,
+                                               const float *dy, int64_t gc, float *u) {
+    const int64_t oh = p->oh, ow = p->ow, w = p->w, hw = t->hw;
+    memset(u, 0, (size_t)(gc * hw) * sizeof(float));
+    for (int64_t ch = 0; ch < gc; ch++)
+        for (int64_t oy = 0; oy < oh; oy++) {
+            const float *r = dy + (ch * oh + oy) * ow;
+            float *d = u + ch * hw + 2 * oy * w;
+            for (int64_t ox0 = 0; ox0 < ow; ox0 += 8) {
+                const int64_t n = ow - ox0 < 8 ? ow - ox0 : 8, room = w - 2 * ox0;
+                const __mmask16 take = (__mmask16)(0x5555u & ((1u << (2 * n)) - 1u));
+                const __mmask16 put = room >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << room) - 1u);
+                _mm512_mask_storeu_ps(d + 2 * ox0, put, _mm512_maskz_expandloadu_ps(take, r + ox0));
+            }
+        }
+}
+
 /* dst = act(b + sum_t w[t] * src[tap t]) over n images: the forward (b, act) and bwd_input. */
 typedef struct dws_job {
     const dws_table *t;
@@ -674,7 +908,9 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
     const float *src = j->src, *w = j->w, *b = j->b;
     const et_act act = j->act;
     const float alpha = j->alpha;
+    const et_conv2d_params *jp = j->p;
     float *dst = j->dst;
+    float q[DWS_IMGS * DWS_MAX_HW]; /* spread-out dy planes (t->upsampled) */
     (void)tid;
     for (int64_t u = u0; u < u1; u++) {
         int64_t gc;
@@ -688,7 +924,13 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
             const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;
             const float *s = src + (i0 * c + c0) * src_hw;
             float *d = dst + (i0 * c + c0) * hw;
-            const int64_t ss = c * src_hw, ds = c * hw; /* image strides */
+            int64_t ss = c * src_hw; /* image strides */
+            const int64_t ds = c * hw;
+            if (t->upsampled) {
+                for (int64_t j = 0; j < ni; j++) dws_upsample_fill(t, jp, s + j * ss, gc, q + j * DWS_MAX_HW);
+                s = q;
+                ss = DWS_MAX_HW;
+            }
             for (int64_t k = 0; k < t->chunks; k++) {
                 __m512 acc[DWS_IMGS];
                 for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
@@ -699,24 +941,24 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
                         if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], dws_load(t, k, tap, m, s + j * ss), acc[j]);
                 }
                 for (int j = 0; j < DWS_IMGS; j++)
-                    if (j < ni) _mm512_mask_storeu_ps(d + j * ds + k * 16, vm, acc[j]);
+                    if (j < ni) _mm512_mask_storeu_ps(d + j * ds + k * 16, vm & t->cm[k], acc[j]);
             }
-            if (act != ET_ACT_NONE && !j->p)
-                for (int64_t j = 0; j < ni; j++) et_conv_bias_act_(d + j * ds, gc * hw, 0.0f, act, alpha);
-            if (j->p) /* the fused BatchNorm: the epilogue per channel */
+            if (act != ET_ACT_NONE && !jp->bn_scale)
+                for (int64_t i = 0; i < ni; i++) et_conv_bias_act_(d + i * ds, gc * hw, 0.0f, act, alpha);
+            if (jp->bn_scale) /* the fused BatchNorm: the epilogue per channel */
                 for (int64_t i = 0; i < ni; i++)
                     for (int64_t ch = 0; ch < gc; ch++)
-                        et_conv_epilogue_(j->p, c0 + ch, 0.0f, d + i * ds + ch * hw, hw);
+                        et_conv_epilogue_(jp, c0 + ch, 0.0f, d + i * ds + ch * hw, hw);
         }
     }
 }
 
-ET_TARGET_AVX512 static void dws_apply(const dws_table *t, int64_t n, int64_t c, const float *src,
+ET_TARGET_AVX512 static void dws_apply(const dws_table *t, const et_conv2d_params *p, const float *src,
                                        const float *w, const float *b, et_act act, float alpha,
-                                       const et_conv2d_params *bn, float *dst, int nthreads) {
-    const int64_t units = (c + t->g - 1) / t->g;
+                                       float *dst, int nthreads) {
+    const int64_t n = p->n, c = p->c, units = (c + t->g - 1) / t->g;
     const int nth = t->work * n < 16384 ? 1 : nthreads;
-    dws_job j = {t, bn, n, c, src, w, b, NULL, act, alpha, dst};
+    dws_job j = {t, p, n, c, src, w, b, NULL, act, alpha, dst};
     et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws_apply_units, &j);
 }
 
@@ -738,7 +980,7 @@ ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, 
         for (int64_t i = 0; i < n; i++) {
             const float *s = x + (i * c + c0) * src_hw, *g = dy + (i * c + c0) * hw;
             for (int64_t k = 0; k < t->chunks; k++) {
-                const __m512 gv = _mm512_maskz_loadu_ps(vm, g + k * 16);
+                const __m512 gv = _mm512_maskz_loadu_ps(vm & t->cm[k], g + k * 16);
                 for (int64_t tap = 0; tap < ks; tap++) {
                     const __mmask16 m = t->m[k][tap] & vm;
                     if (m) acc[tap] = _mm512_fmadd_ps(gv, dws_load(t, k, tap, m, s), acc[tap]);
@@ -773,20 +1015,26 @@ et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x,
                                       const float *b, float *y, int nthreads) {
     dws_table t;
     if (dws_build(p, 0, &t)) {
-        dws_apply(&t, p->n, p->c, x, w, b, p->act, p->act_alpha, p->bn_scale ? p : NULL, y, nthreads);
+        dws_apply(&t, p, x, w, b, p->act, p->act_alpha, y, nthreads);
         return ET_OK;
     }
-    dw_fwd(p, x, w, b, y, nthreads, dw_plane__avx512);
+    dw_geom g = dw_fwd_geom(p);
+    dwp_plan pl;
+    if (dwp_make(&g, &pl)) g.plan = &pl;
+    dw_fwd_g(p, &g, x, w, b, y, nthreads, dw_plane__avx512);
     return ET_OK;
 }
 et_status et_f32_dwconv2d_bwd_input__avx512(const et_conv2d_params *p, const float *dy,
                                             const float *w, float *dx, int nthreads) {
     dws_table t;
     if (dws_build(p, 1, &t)) {
-        dws_apply(&t, p->n, p->c, dy, w, NULL, ET_ACT_NONE, 0.0f, NULL, dx, nthreads);
+        dws_apply(&t, p, dy, w, NULL, ET_ACT_NONE, 0.0f, dx, nthreads);
         return ET_OK;
     }
-    dw_bwd_input(p, dy, w, dx, nthreads, dw_plane__avx512);
+    dw_geom g = dw_flip_geom(p);
+    dwp_plan pl;
+    if (dwp_make(&g, &pl)) g.plan = &pl;
+    dw_bwd_input_g(p, &g, dy, w, dx, nthreads, dw_plane__avx512);
     return ET_OK;
 }
 et_status et_f32_dwconv2d_bwd_weight__avx512(const et_conv2d_params *p, const float *dy,

@@ -1,5 +1,6 @@
 /* edgetrain — conv2d tests: public entry points (every ISA, 1 and 2 threads) and the
  * depthwise variants against the naive __ref oracle, over awkward shapes. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +73,27 @@ static const conv_case cases[] = {
     {6, 4, 4, 6, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 6},       /* 25 taps: driver path */
     {4, 4, 8, 4, 1, 3, 1, 2, 0, 1, 0, 1, 1, 1, 4},       /* 1x3, stride (1, 2) */
     {4, 4, 4, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4},       /* multiplier 2: driver path */
+    /* dw on any plane size (AVX-512: flat path up to 1024 elements, padded planes above) */
+    {6, 7, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6},       /* 7x7 (hw 49) */
+    {5, 14, 14, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 5},     /* 14x14 -> 7x7 */
+    {7, 3, 3, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 7},       /* hw 9: one channel per unit */
+    {7, 3, 2, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 7},       /* hw 6: two channels, 4 lanes idle */
+    {3, 28, 28, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},     /* 28x28 (hw 784) */
+    {3, 30, 34, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},     /* hw 1020 */
+    {2, 33, 33, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},     /* hw 1089: padded planes */
+    {2, 112, 112, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},   /* several bands */
+    {3, 112, 112, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 3},   /* 112 -> 56, several bands */
+    {2, 56, 57, 2, 3, 3, 2, 2, 0, 0, 1, 1, 1, 1, 2},     /* stride 2, asymmetric pads, odd */
+    {2, 40, 37, 2, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 2},     /* 5x5 (generic tap loop) */
+    {2, 36, 45, 2, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2},     /* stride 2, dilation 2 */
+    {2, 36, 40, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},     /* multiplier 2 */
+    {2, 33, 40, 2, 3, 3, 1, 1, 3, 3, 3, 3, 1, 1, 2},     /* pad 3: negative flipped pads */
+    {2, 30, 41, 2, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 2},     /* strides (2, 1) */
+    {1, 3, 1100, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* rows too wide: row driver */
+    {2, 34, 35, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 2},     /* stride 3: row driver */
+    {3, 9, 11, 3, 3, 3, 2, 2, 3, 3, 3, 3, 1, 1, 3},      /* stride 2, pad 3: dy rows off dx */
+    {18, 3, 5, 18, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 18},   /* 3x5 -> 2x3: input grad, 1 ch/unit */
+    {9, 7, 7, 9, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 9},       /* 7x7 -> 4x4 */
 };
 
 static const et_act acts[] = {ET_ACT_NONE, ET_ACT_RELU, ET_ACT_RELU6, ET_ACT_LEAKY_RELU,
@@ -288,6 +310,46 @@ static void check_pw_threads(int ci, const conv_case *k, int64_t n) {
     free(x); free(dy); free(dw1); free(dw2); free(w1); free(w2);
 }
 
+/* The AVX-512 depthwise forward (flat and padded-plane paths: stride along x 1 or 2) adds, per
+ * output element, the taps in (ky, kx) order to the bias in one FMA chain: the same bits as
+ * this fmaf chain. */
+static void check_dw_fma_chain(int ci, const conv_case *k, int64_t n) {
+    const et_f32_dwconv2d_variant *row = et_f32_dwconv2d_variants;
+    while (row->head.name && row->head.isa != ET_ISA_AVX512) row++;
+    et_conv2d_params p = make_params(k, n);
+    if (!row->head.name || !et_isa_supported(ET_ISA_AVX512) || et_conv2d_params_init(&p) != ET_OK ||
+        !et_conv2d_is_depthwise(&p) || p.stride_w > 2 || p.ow > 1000)
+        return;
+    const int64_t nx = p.n * p.c * p.h * p.w, nw = p.oc * p.kh * p.kw, ny = p.n * p.oc * p.oh * p.ow;
+    float *x = alloc_f(nx), *w = alloc_f(nw), *b = alloc_f(p.oc), *y = alloc_f(ny), *want = alloc_f(ny);
+    et_fill_random(x, nx, 3 + ci, -1.0f, 1.0f);
+    et_fill_random(w, nw, 5 + ci, -1.0f, 1.0f);
+    et_fill_random(b, p.oc, 7 + ci, -1.0f, 1.0f);
+    const int64_t mult = p.oc / p.c;
+    for (int64_t i = 0; i < p.n; i++)
+        for (int64_t o = 0; o < p.oc; o++)
+            for (int64_t oy = 0; oy < p.oh; oy++)
+                for (int64_t ox = 0; ox < p.ow; ox++) {
+                    float acc = b[o];
+                    for (int64_t ky = 0; ky < p.kh; ky++)
+                        for (int64_t kx = 0; kx < p.kw; kx++) {
+                            int64_t iy = oy * p.stride_h - p.pad_t + ky * p.dil_h;
+                            int64_t ix = ox * p.stride_w - p.pad_l + kx * p.dil_w;
+                            if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) continue;
+                            acc = fmaf(w[(o * p.kh + ky) * p.kw + kx],
+                                       x[((i * p.c + o / mult) * p.h + iy) * p.w + ix], acc);
+                        }
+                    want[((i * p.oc + o) * p.oh + oy) * p.ow + ox] = acc;
+                }
+    for (int th = 1; th <= 2; th++) {
+        fill_nan(y, ny);
+        et_status st = row->fwd(&p, x, w, b, y, th);
+        ET_CHECK(st == ET_OK && memcmp(y, want, (size_t)ny * sizeof(float)) == 0,
+                 "case %d n%lld dw fwd__avx512 th%d: not the bits of the FMA chain", ci, (long long)n, th);
+    }
+    free(x); free(w); free(b); free(y); free(want);
+}
+
 void test_conv(void) {
     et_check_variant_table("dwconv2d", et_f32_dwconv2d_variants,
                            sizeof et_f32_dwconv2d_variants[0]);
@@ -296,6 +358,7 @@ void test_conv(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_case((int)i, &cases[i], 1);
         check_case((int)i, &cases[i], 3);
+        check_dw_fma_chain((int)i, &cases[i], 5);
     }
     for (size_t i = 0; i < sizeof pw_cases / sizeof pw_cases[0]; i++) {
         int ci = 100 + (int)i;
