@@ -265,14 +265,7 @@ static void im2col_t(const et_conv2d_params *p, const float *ET_RESTRICT x, int6
                 }
                 const float *src = x + (ci * h + iy) * w;
                 if (dw == 1 && p->pad_l == 0 && (ow - 1) * sw + kw <= w) {
-                    /* every window inside the row; short windows as single 8-float moves
-                     * whose tail lands in the next column of the row (written after this one,
-                     * or padding) while the source stays inside the plane */
-                    int64_t ox = 0;
-                    if (kw < 8 && ci * khw + ky * kw + 8 <= kall)
-                        for (; ox < ow && iy * w + ox * sw + 8 <= h * w; ox++)
-                            memcpy(d + ox * kall, src + ox * sw, 8 * sizeof(float));
-                    copy_rows(d + ox * kall, kall, src + ox * sw, sw, ow - ox, kw);
+                    copy_rows(d, kall, src, sw, ow, kw); /* every window inside the row */
                     continue;
                 }
                 for (int64_t ox = 0; ox < ow; ox++, d += kall) {
