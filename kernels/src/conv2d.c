@@ -244,6 +244,40 @@ static void col2im_add(const et_conv2d_params *p, const float *ET_RESTRICT col, 
     }
 }
 
+/* Most window rows per output pixel (c * kh) im2col_t_inside takes (offset table size). */
+#define CONV_COLT_ROWS_MAX 1024
+
+/* im2col_t for windows that never leave x (conv_inside) with dil_w 1: each output pixel's colt
+ * row is c*kh window rows of kw floats laid end to end, so it is written front to back from an
+ * offset table (few long loops instead of one short loop per (row, channel, ky)). */
+static void im2col_t_inside(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_t oy0,
+                            int64_t oy1, float *ET_RESTRICT colt, int64_t kall) {
+    const int64_t h = p->h, w = p->w, ow = p->ow, kw = p->kw, nt = p->c * p->kh;
+    int64_t off[CONV_COLT_ROWS_MAX];
+    for (int64_t ci = 0; ci < p->c; ci++)
+        for (int64_t ky = 0; ky < p->kh; ky++) off[ci * p->kh + ky] = (ci * h + ky * p->dil_h) * w;
+    for (int64_t oy = oy0; oy < oy1; oy++) {
+        for (int64_t ox = 0; ox < ow; ox++) {
+            float *d = colt + ((oy - oy0) * ow + ox) * kall;
+            const float *s = x + oy * p->stride_h * w + ox;
+            if (kw == 5) {
+                for (int64_t t = 0; t < nt; t++, d += 5) {
+                    memcpy(d, s + off[t], 4 * sizeof(float));
+                    d[4] = s[off[t] + 4];
+                }
+            } else if (kw == 3) {
+                for (int64_t t = 0; t < nt; t++, d += 3) {
+                    d[0] = s[off[t]];
+                    d[1] = s[off[t] + 1];
+                    d[2] = s[off[t] + 2];
+                }
+            } else {
+                for (int64_t t = 0; t < nt; t++, d += kw) copy_row(d, s + off[t], kw);
+            }
+        }
+    }
+}
+
 /* Transposed columns for output rows [oy0, oy1): colt[q * kall + ci*kh*kw + ky*kw + kx] for
  * output pixel q of the band (row stride kall >= c*kh*kw; columns past c*kh*kw untouched),
  * so the weight gradient dw = dy * colt reads colt in place as a plain (not transposed) GEMM
@@ -252,6 +286,12 @@ static void im2col_t(const et_conv2d_params *p, const float *ET_RESTRICT x, int6
                      int64_t oy1, float *ET_RESTRICT colt, int64_t kall) {
     const int64_t h = p->h, w = p->w, ow = p->ow, kw = p->kw, khw = p->kh * p->kw;
     const int64_t sw = p->stride_w, dw = p->dil_w;
+    /* (per output row and window row, the loops below copy ow windows: long enough when ow
+     * is; otherwise one loop per output pixel over its c*kh window rows) */
+    if (conv_inside(p) && dw == 1 && p->c * p->kh <= CONV_COLT_ROWS_MAX && p->c * p->kh > ow) {
+        im2col_t_inside(p, x, oy0, oy1, colt, kall);
+        return;
+    }
     for (int64_t oy = oy0; oy < oy1; oy++) {
         float *rowq = colt + (oy - oy0) * ow * kall;
         for (int64_t ci = 0; ci < p->c; ci++) {
@@ -537,9 +577,10 @@ static et_status bwd_weight_image(const et_conv2d_params *p, const conv_plan *cp
         if (cp->colt) {
             im2col_t(p, x, oy0, oy1, s.col, cp->ldt);
             if (pad) /* zero padding columns: whole panels, finite products */
-                for (int64_t q = 0; q < pt; q++)
-                    memset(s.col + q * cp->ldt + cp->kall, 0,
-                           (size_t)(cp->ldt - cp->kall) * sizeof(float));
+                for (int64_t q = 0; q < pt; q++) {
+                    float *z = s.col + q * cp->ldt;
+                    for (int64_t j = cp->kall; j < cp->ldt; j++) z[j] = 0.0f;
+                }
             B = s.col, ldb = cp->ldt, gstep = cp->kg;
         } else {
             B = band_columns(p, cp, x, oy0, oy1, s.col, &ldb);

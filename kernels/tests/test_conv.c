@@ -30,6 +30,7 @@ static const conv_case cases[] = {
     {3, 12, 22, 4, 3, 3, 1, 1, 0, 0, 0, 0, 2, 2, 1},     /* dilation 2: rows of 18 */
     {2, 9, 14, 3, 2, 4, 1, 1, 0, 0, 0, 0, 1, 1, 1},      /* kw 4, rows of 11 */
     {70, 6, 6, 3, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1},      /* Kg = 630: transposed columns */
+    {16, 11, 10, 8, 2, 4, 2, 1, 0, 0, 0, 0, 2, 1, 1},    /* Kg 128, kw 4, dil_h 2, stride_h 2 */
     /* depthwise */
     {5, 6, 7, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},
     {5, 6, 8, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},
@@ -289,7 +290,7 @@ static void check_pw_threads(int ci, const conv_case *k, int64_t n) {
 }
 
 /* bwd_weight of narrow first layers (Kg < 32, groups 1: padded transposed columns, read in
- * place) must keep the bits of the recipe it replaced: per image, im2col columns [Kg, P] and one
+ * place) and of transposed-column shapes (Kg >= 64) must keep the bits of this recipe: per image, im2col columns [Kg, P] and one
  * GEMM dw_chunk (+)= dy * col^T (B transposed); images summed in order within each of
  * min(n, 8) fixed chunks, the chunk partials added in chunk order. Every ISA, 1 and 2 threads,
  * byte for byte. The shapes keep one column band per image (small planes). */
@@ -300,6 +301,8 @@ static const conv_case narrow_cases[] = {
     {3, 12, 15, 16, 3, 3, 2, 2, 1, 0, 1, 1, 1, 1, 1},    /* Kg 27, stride 2 */
     {2, 10, 11, 33, 2, 3, 1, 1, 0, 0, 0, 0, 1, 2, 1},    /* Kg 12, dilation, oc 33 */
     {1, 32, 32, 6, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* LeNet-5 conv1 */
+    {20, 12, 12, 50, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},   /* LeNet conv2: Kg 500, unpadded colt */
+    {16, 11, 10, 8, 2, 4, 2, 1, 0, 0, 0, 0, 2, 1, 1},    /* Kg 128, kw 4 */
 };
 
 static void im2col_plain(const et_conv2d_params *p, const float *x, float *col) {
