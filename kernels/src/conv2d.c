@@ -135,7 +135,10 @@ static inline void copy_rows(float *ET_RESTRICT d, int64_t dstep, const float *E
 /* d[r*dstep + i] += s[r*sstep + i] for i < n, r < rows (col2im's short rows, as copy_rows). */
 static inline void add_rows(float *ET_RESTRICT d, int64_t dstep, const float *ET_RESTRICT s,
                             int64_t sstep, int64_t rows, int64_t n) {
-    if (n % 8 == 0) {
+    if (n == 8) {
+        for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep)
+            for (int j = 0; j < 8; j++) d[j] += s[j];
+    } else if (n % 8 == 0) {
         for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep)
             for (int64_t i = 0; i < n; i += 8)
                 for (int j = 0; j < 8; j++) d[i + j] += s[i + j];
