@@ -8,9 +8,10 @@
  * [g*Kg, (g+1)*Kg). fwd and bwd_input pack w_g (the GEMM's A) once per call, not per image
  * (et_f32_gemm_pa). bwd_weight with Kg >= CONV_COLT_MIN_K builds the transposed columns
  * colt[P, Kg] instead, which the GEMM reads in place (dw_g += dy_g * colt_g; the same FMA
- * order, so the same bits). The output is processed in bands of whole output rows so the column
- * buffer stays near L2 size (CONV_COL_TILE_FLOATS). 1x1 / stride 1 / no pad convs use x (dx)
- * directly as the column matrix.
+ * order, so the same bits); below CONV_COLT_PAD (groups 1) the transposed columns are padded to
+ * whole GEMM panels and dw goes through a padded copy in the slot. The output is processed in
+ * bands of whole output rows so the column buffer stays near L2 size (CONV_COL_TILE_FLOATS).
+ * 1x1 / stride 1 / no pad convs use x (dx) directly as the column matrix.
  * Threads: with n >= nthreads each thread takes whole images with its own column buffer and
  * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
  * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw
