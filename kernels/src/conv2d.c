@@ -609,8 +609,9 @@ static et_status bwd_weight_images(const et_conv2d_params *p, const conv_plan *c
         et_status st = bwd_weight_image(p, cp, dy + i * ys, x + i * xs, dw, i > i0, s, nth);
         if (st != ET_OK) return st;
     }
-    if (cp->dwp_bytes && i1 > i0)
-        copy_rows(dw, cp->kg, s.dwp, cp->ldt, p->oc, cp->kg); /* the padded dw, unpadded */
+    if (cp->dwp_bytes && i1 > i0) /* the padded dw, unpadded */
+        for (int64_t o = 0; o < p->oc; o++)
+            memcpy(dw + o * cp->kg, s.dwp + o * cp->ldt, (size_t)cp->kg * sizeof(float));
     return ET_OK;
 }
 
