@@ -8,9 +8,10 @@
  * [g*Kg, (g+1)*Kg). fwd and bwd_input pack w_g (the GEMM's A) once per call, not per image
  * (et_f32_gemm_pa). bwd_weight with Kg >= CONV_COLT_MIN_K builds the transposed columns
  * colt[P, Kg] instead, which the GEMM reads in place (dw_g += dy_g * colt_g; the same FMA
- * order, so the same bits). The output is processed in bands of whole output rows so the column
- * buffer stays near L2 size (CONV_COL_TILE_FLOATS). 1x1 / stride 1 / no pad convs use x (dx)
- * directly as the column matrix.
+ * order, so the same bits); below CONV_COLT_PAD (groups 1) the transposed columns are padded to
+ * whole GEMM panels and dw goes through a padded copy in the slot. The output is processed in
+ * bands of whole output rows so the column buffer stays near L2 size (CONV_COL_TILE_FLOATS).
+ * 1x1 / stride 1 / no pad convs use x (dx) directly as the column matrix.
  * Threads: with n >= nthreads each thread takes whole images with its own column buffer and
  * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
  * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw
@@ -27,6 +28,7 @@
 #include <string.h>
 
 #include "conv_internal.h"
+#include "gemm_internal.h" /* et_f32_gemm_is_small: the padded-colt path keeps the packed GEMM */
 
 #define CONV_COL_TILE_FLOATS ((int64_t)128 * 1024) /* 512 KiB column band per thread */
 #define CONV_ALIGN 64
@@ -35,6 +37,11 @@
 #define CONV_BATCH_MAX_BYTES ((size_t)16 << 20)
 /* bwd_weight builds transposed columns from this Kg on (see conv_plan_make). */
 #define CONV_COLT_MIN_K 64
+/* bwd_weight with Kg below this (groups 1; a first layer: c * kh * kw of a few dozen) builds
+ * transposed columns with rows padded to CONV_COLT_PAD floats and lets the GEMM write a padded
+ * dw [OC, CONV_COLT_PAD] in the slot (copied out per chunk): B is then whole NR-wide panels read
+ * in place instead of columns packed transposed. Each dw element is the same FMA chain. */
+#define CONV_COLT_PAD 32
 /* bwd_weight sums the images of each of at most CONV_WCHUNKS fixed chunks into its own partial
  * dw (combined in chunk order), when one partial is at most CONV_WPART_MAX_BYTES; larger dw
  * sum the images one after the other with the GEMM threaded. Both depend on the shapes only,
@@ -130,7 +137,10 @@ static inline void copy_rows(float *ET_RESTRICT d, int64_t dstep, const float *E
 /* d[r*dstep + i] += s[r*sstep + i] for i < n, r < rows (col2im's short rows, as copy_rows). */
 static inline void add_rows(float *ET_RESTRICT d, int64_t dstep, const float *ET_RESTRICT s,
                             int64_t sstep, int64_t rows, int64_t n) {
-    if (n % 8 == 0) {
+    if (n == 8) {
+        for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep)
+            for (int j = 0; j < 8; j++) d[j] += s[j];
+    } else if (n % 8 == 0) {
         for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep)
             for (int64_t i = 0; i < n; i += 8)
                 for (int j = 0; j < 8; j++) d[i + j] += s[i + j];
@@ -239,13 +249,54 @@ static void col2im_add(const et_conv2d_params *p, const float *ET_RESTRICT col, 
     }
 }
 
-/* Transposed columns for output rows [oy0, oy1): colt[q, ci*kh*kw + ky*kw + kx] for output
- * pixel q of the band, so the weight gradient dw = dy * colt reads colt in place as a plain
- * (not transposed) GEMM operand instead of packing a transposed one. */
+/* Most window rows per output pixel (c * kh) im2col_t_inside takes (offset table size). */
+#define CONV_COLT_ROWS_MAX 1024
+
+/* im2col_t for windows that never leave x (conv_inside) with dil_w 1: each output pixel's colt
+ * row is c*kh window rows of kw floats laid end to end, so it is written front to back from an
+ * offset table (few long loops instead of one short loop per (row, channel, ky)). */
+static void im2col_t_inside(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_t oy0,
+                            int64_t oy1, float *ET_RESTRICT colt, int64_t kall) {
+    const int64_t h = p->h, w = p->w, ow = p->ow, kw = p->kw, nt = p->c * p->kh;
+    int64_t off[CONV_COLT_ROWS_MAX];
+    for (int64_t ci = 0; ci < p->c; ci++)
+        for (int64_t ky = 0; ky < p->kh; ky++) off[ci * p->kh + ky] = (ci * h + ky * p->dil_h) * w;
+    for (int64_t oy = oy0; oy < oy1; oy++) {
+        for (int64_t ox = 0; ox < ow; ox++) {
+            float *d = colt + ((oy - oy0) * ow + ox) * kall;
+            const float *s = x + oy * p->stride_h * w + ox;
+            if (kw == 5) {
+                for (int64_t t = 0; t < nt; t++, d += 5) {
+                    memcpy(d, s + off[t], 4 * sizeof(float));
+                    d[4] = s[off[t] + 4];
+                }
+            } else if (kw == 3) {
+                for (int64_t t = 0; t < nt; t++, d += 3) {
+                    d[0] = s[off[t]];
+                    d[1] = s[off[t] + 1];
+                    d[2] = s[off[t] + 2];
+                }
+            } else {
+                for (int64_t t = 0; t < nt; t++, d += kw) copy_row(d, s + off[t], kw);
+            }
+        }
+    }
+}
+
+/* Transposed columns for output rows [oy0, oy1): colt[q * kall + ci*kh*kw + ky*kw + kx] for
+ * output pixel q of the band (row stride kall >= c*kh*kw; columns past c*kh*kw untouched),
+ * so the weight gradient dw = dy * colt reads colt in place as a plain (not transposed) GEMM
+ * operand instead of packing a transposed one. */
 static void im2col_t(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_t oy0,
-                     int64_t oy1, float *ET_RESTRICT colt) {
+                     int64_t oy1, float *ET_RESTRICT colt, int64_t kall) {
     const int64_t h = p->h, w = p->w, ow = p->ow, kw = p->kw, khw = p->kh * p->kw;
-    const int64_t kall = p->c * khw, sw = p->stride_w, dw = p->dil_w;
+    const int64_t sw = p->stride_w, dw = p->dil_w;
+    /* (per output row and window row, the loops below copy ow windows: long enough when ow
+     * is; otherwise one loop per output pixel over its c*kh window rows) */
+    if (conv_inside(p) && dw == 1 && p->c * p->kh <= CONV_COLT_ROWS_MAX && p->c * p->kh > ow) {
+        im2col_t_inside(p, x, oy0, oy1, colt, kall);
+        return;
+    }
     for (int64_t oy = oy0; oy < oy1; oy++) {
         float *rowq = colt + (oy - oy0) * ow * kall;
         for (int64_t ci = 0; ci < p->c; ci++) {
@@ -291,6 +342,8 @@ typedef struct conv_plan {
     int gemm_threads;
     int batched;                   /* batched pointwise path (see the header comment) */
     int colt;                      /* bwd_weight: transposed columns, read in place */
+    int64_t ldt;                   /* their row stride: kall, or CONV_COLT_PAD (padded) */
+    size_t dwp_bytes;              /* padded: the slot's dw [OC, CONV_COLT_PAD] */
     size_t in_bytes, out_bytes;    /* batched: gathered input / output matrices */
     size_t pa_one, pa_bytes;       /* the weights packed once per call, per group / in all */
     size_t col_bytes, gemm_bytes, slot_bytes, part_bytes, total;
@@ -300,7 +353,7 @@ static size_t gemm_ws_for(int kind, const conv_plan *cp, int64_t pt, int nth) {
     switch (kind) {
     case CONV_FWD: return et_f32_gemm_ws_bytes(cp->ocg, pt, cp->kg, nth);
     case CONV_BWD_INPUT: return et_f32_gemm_ws_bytes(cp->kg, pt, cp->ocg, nth);
-    default: return et_f32_gemm_ws_bytes(cp->ocg, cp->kg, pt, nth);
+    default: return et_f32_gemm_ws_bytes(cp->ocg, cp->dwp_bytes ? cp->ldt : cp->kg, pt, nth);
     }
 }
 
@@ -346,6 +399,18 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
      * them in place); for narrow dw (a first layer: c * kh * kw of a few dozen) building them
      * costs more short copies than packing ordinary columns transposed. */
     cp->colt = kind == CONV_BWD_WEIGHT && !cp->direct && cp->kg >= CONV_COLT_MIN_K;
+    cp->ldt = cp->kall;
+    if (kind == CONV_BWD_WEIGHT && !cp->direct && p->groups == 1 && cp->kg < CONV_COLT_PAD) {
+        /* only where today's GEMMs (every band) take the packed path: the unpacked one sums
+         * in another order, and padding N could move a band from it to the packed one */
+        const int64_t last = p->oh % cp->band;
+        if (!et_f32_gemm_is_small(cp->ocg, cp->kg, cp->band * p->ow) &&
+            (!last || !et_f32_gemm_is_small(cp->ocg, cp->kg, last * p->ow))) {
+            cp->colt = 1;
+            cp->ldt = CONV_COLT_PAD;
+            cp->dwp_bytes = align_up((size_t)(p->oc * CONV_COLT_PAD) * sizeof(float));
+        }
+    }
     cp->batch_par = nthreads > 1 && p->n >= nthreads;
     if (kind == CONV_BWD_WEIGHT) {
         const size_t part = (size_t)(p->oc * cp->kg) * sizeof(float);
@@ -363,12 +428,12 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
     int nslots = cp->batch_par ? nthreads : 1;
     if (kind == CONV_BWD_WEIGHT && cp->wchunks > 1 && nslots > cp->wchunks) nslots = cp->wchunks;
     cp->nslots = nslots;
-    cp->col_bytes = cp->direct ? 0 : align_up((size_t)(cp->kall * cp->band * p->ow) * sizeof(float));
+    cp->col_bytes = cp->direct ? 0 : align_up((size_t)(cp->ldt * cp->band * p->ow) * sizeof(float));
     int64_t last = p->oh % cp->band;
     size_t g1 = gemm_ws_for(kind, cp, cp->band * p->ow, cp->gemm_threads);
     size_t g2 = last ? gemm_ws_for(kind, cp, last * p->ow, cp->gemm_threads) : 0;
     cp->gemm_bytes = align_up(g1 > g2 ? g1 : g2);
-    cp->slot_bytes = cp->col_bytes + cp->gemm_bytes;
+    cp->slot_bytes = cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes;
     cp->part_bytes = (kind == CONV_BWD_WEIGHT && cp->wchunks > 1)
                          ? align_up((size_t)(p->oc * cp->kg) * sizeof(float))
                          : 0;
@@ -400,6 +465,7 @@ typedef struct conv_slot {
     float *col;
     void *gws;
     size_t gws_bytes;
+    float *dwp; /* bwd_weight, padded columns: the padded dw */
 } conv_slot;
 
 static char *ws_base(void *ws) {
@@ -413,6 +479,7 @@ static conv_slot slot_at(const conv_plan *cp, char *base, int t) {
     s.col = (b && cp->col_bytes) ? (float *)b : NULL;
     s.gws = (b && cp->gemm_bytes) ? b + cp->col_bytes : NULL;
     s.gws_bytes = cp->gemm_bytes;
+    s.dwp = (b && cp->dwp_bytes) ? (float *)(b + cp->col_bytes + cp->gemm_bytes) : NULL;
     return s;
 }
 
@@ -495,33 +562,57 @@ static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp,
     return ET_OK;
 }
 
-/* dw = (accumulate ? dw : 0) + contribution of this image. */
+/* dw = (accumulate ? dw : 0) + contribution of this image; dw is s.dwp [OC, ldt] when the
+ * plan pads the transposed columns. */
 static et_status bwd_weight_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
                                   const float *x, float *dw, int accumulate, conv_slot s, int nth) {
     const int64_t ow = p->ow, np = cp->np;
+    const int pad = cp->dwp_bytes != 0;
+    const int64_t n_out = pad ? cp->ldt : cp->kg; /* GEMM columns = dw's row stride */
+    if (pad) dw = s.dwp;
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
         int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
         float beta = (accumulate || oy0 > 0) ? 1.0f : 0.0f;
-        /* dw_g += dy_g[:, band] * op(B): B = the band's transposed columns [pt, kall], read
+        /* dw_g += dy_g[:, band] * op(B): B = the band's transposed columns [pt, ldt], read
          * in place, or its columns [kall, pt] (x itself for 1x1), read transposed */
         const int tb = !cp->colt;
         int64_t ldb, gstep;
         const float *B;
         if (cp->colt) {
-            im2col_t(p, x, oy0, oy1, s.col);
-            B = s.col, ldb = cp->kall, gstep = cp->kg;
+            im2col_t(p, x, oy0, oy1, s.col, cp->ldt);
+            if (pad) /* zero padding columns: whole panels, finite products */
+                for (int64_t q = 0; q < pt; q++) {
+                    float *z = s.col + q * cp->ldt;
+                    for (int64_t j = cp->kall; j < cp->ldt; j++) z[j] = 0.0f;
+                }
+            B = s.col, ldb = cp->ldt, gstep = cp->kg;
         } else {
             B = band_columns(p, cp, x, oy0, oy1, s.col, &ldb);
             gstep = cp->kg * ldb;
         }
         for (int64_t g = 0; g < p->groups; g++) {
-            et_status st = et_f32_gemm(0, tb, cp->ocg, cp->kg, pt, 1.0f,
+            et_status st = et_f32_gemm(0, tb, cp->ocg, n_out, pt, 1.0f,
                                        dy + g * cp->ocg * np + p0, np, B + g * gstep, ldb, beta,
-                                       dw + g * cp->ocg * cp->kg, cp->kg, s.gws, s.gws_bytes, nth);
+                                       dw + g * cp->ocg * n_out, n_out, s.gws, s.gws_bytes, nth);
             if (st != ET_OK) return st;
         }
     }
+    return ET_OK;
+}
+
+/* dw = the sum of images [i0, i1) (in order), with the slot s. */
+static et_status bwd_weight_images(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
+                                   const float *x, int64_t i0, int64_t i1, float *dw, conv_slot s,
+                                   int nth) {
+    const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp->np;
+    for (int64_t i = i0; i < i1; i++) {
+        et_status st = bwd_weight_image(p, cp, dy + i * ys, x + i * xs, dw, i > i0, s, nth);
+        if (st != ET_OK) return st;
+    }
+    if (cp->dwp_bytes && i1 > i0) /* the padded dw, unpadded */
+        for (int64_t o = 0; o < p->oc; o++)
+            memcpy(dw + o * cp->kg, s.dwp + o * cp->ldt, (size_t)cp->kg * sizeof(float));
     return ET_OK;
 }
 
@@ -736,12 +827,9 @@ static void wchunk_sum(void *ctx, int64_t c, int tid) {
     wchunk_job *k = (wchunk_job *)ctx;
     int64_t i0, i1;
     et_thread_range(k->p->n, (int)c, k->cp->wchunks, &i0, &i1);
-    float *dst = wchunk_dst(k, c);
     conv_slot s = slot_at(k->cp, k->base, tid);
     const int nth = k->cp->batch_par ? 1 : k->gemm_threads;
-    for (int64_t i = i0; i < i1; i++)
-        note_error(&k->err, bwd_weight_image(k->p, k->cp, k->dy + i * k->ys, k->x + i * k->xs, dst,
-                                             i > i0, s, nth));
+    note_error(&k->err, bwd_weight_images(k->p, k->cp, k->dy, k->x, i0, i1, wchunk_dst(k, c), s, nth));
 }
 
 /* dw[j] = ((dw[j] + part1[j]) + part2[j]) + ... for j in [j0, j1). */
@@ -764,15 +852,8 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     if (plan_in(p, CONV_BWD_WEIGHT, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
     if (cp.batched) return bwd_weight_batched(p, &cp, dy, x, dw, base, nthreads);
     const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np, wsz = p->oc * cp.kg;
-    if (cp.wchunks == 1) {
-        conv_slot s = slot_at(&cp, base, 0);
-        for (int64_t i = 0; i < p->n; i++) {
-            et_status st = bwd_weight_image(p, &cp, dy + i * ys, x + i * xs, dw, i > 0, s,
-                                            cp.gemm_threads);
-            if (st != ET_OK) return st;
-        }
-        return ET_OK;
-    }
+    if (cp.wchunks == 1)
+        return bwd_weight_images(p, &cp, dy, x, 0, p->n, dw, slot_at(&cp, base, 0), cp.gemm_threads);
     /* Chunk c (a fixed range of images) sums its images into dw (c = 0) or its partial; the
      * partials are then added in chunk order: the same bits for every thread count. */
     wchunk_job k = {p, &cp, dy, x, dw, base, base + cp.pa_bytes + (size_t)cp.nslots * cp.slot_bytes,

@@ -31,6 +31,7 @@ static const conv_case cases[] = {
     {3, 12, 22, 4, 3, 3, 1, 1, 0, 0, 0, 0, 2, 2, 1},     /* dilation 2: rows of 18 */
     {2, 9, 14, 3, 2, 4, 1, 1, 0, 0, 0, 0, 1, 1, 1},      /* kw 4, rows of 11 */
     {70, 6, 6, 3, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1},      /* Kg = 630: transposed columns */
+    {16, 11, 10, 8, 2, 4, 2, 1, 0, 0, 0, 0, 2, 1, 1},    /* Kg 128, kw 4, dil_h 2, stride_h 2 */
     /* depthwise */
     {5, 6, 7, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},
     {5, 6, 8, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},
@@ -350,6 +351,84 @@ static void check_dw_fma_chain(int ci, const conv_case *k, int64_t n) {
     free(x); free(w); free(b); free(y); free(want);
 }
 
+/* bwd_weight of narrow first layers (Kg < 32, groups 1: padded transposed columns, read in
+ * place) and of transposed-column shapes (Kg >= 64) must keep the bits of this recipe: per image, im2col columns [Kg, P] and one
+ * GEMM dw_chunk (+)= dy * col^T (B transposed); images summed in order within each of
+ * min(n, 8) fixed chunks, the chunk partials added in chunk order. Every ISA, 1 and 2 threads,
+ * byte for byte. The shapes keep one column band per image (small planes). */
+static const conv_case narrow_cases[] = {
+    /*  c   h   w  oc kh kw sh sw pt pl pb pr dh dw g */
+    {1, 28, 28, 20, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},    /* LeNet conv1 */
+    {1, 13, 17, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     /* Kg 9, padding */
+    {3, 12, 15, 16, 3, 3, 2, 2, 1, 0, 1, 1, 1, 1, 1},    /* Kg 27, stride 2 */
+    {2, 10, 11, 33, 2, 3, 1, 1, 0, 0, 0, 0, 1, 2, 1},    /* Kg 12, dilation, oc 33 */
+    {1, 32, 32, 6, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* LeNet-5 conv1 */
+    {20, 12, 12, 50, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},   /* LeNet conv2: Kg 500, unpadded colt */
+    {16, 11, 10, 8, 2, 4, 2, 1, 0, 0, 0, 0, 2, 1, 1},    /* Kg 128, kw 4 */
+};
+
+static void im2col_plain(const et_conv2d_params *p, const float *x, float *col) {
+    const int64_t np = p->oh * p->ow;
+    for (int64_t ci = 0; ci < p->c; ci++)
+        for (int64_t ky = 0; ky < p->kh; ky++)
+            for (int64_t kx = 0; kx < p->kw; kx++) {
+                float *r = col + ((ci * p->kh + ky) * p->kw + kx) * np;
+                for (int64_t oy = 0; oy < p->oh; oy++)
+                    for (int64_t ox = 0; ox < p->ow; ox++) {
+                        int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                        int64_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
+                        r[oy * p->ow + ox] = iy >= 0 && iy < p->h && ix >= 0 && ix < p->w
+                                                 ? x[(ci * p->h + iy) * p->w + ix]
+                                                 : 0.0f;
+                    }
+            }
+}
+
+static void check_narrow_bits(int ci, const conv_case *k, int64_t n) {
+    et_conv2d_params p = make_params(k, n);
+    if (et_conv2d_params_init(&p) != ET_OK) {
+        ET_CHECK(0, "narrow case %d: params", ci);
+        return;
+    }
+    const int64_t kg = p.c * p.kh * p.kw, np = p.oh * p.ow, nw = p.oc * kg;
+    const int64_t nx = p.n * p.c * p.h * p.w, ny = p.n * p.oc * np;
+    float *x = alloc_f(nx), *dy = alloc_f(ny), *col = alloc_f(kg * np);
+    float *want = alloc_f(nw * 8), *dw = alloc_f(nw);
+    et_fill_random(x, nx, 71 + ci, -1.0f, 1.0f);
+    et_fill_random(dy, ny, 73 + ci, -1.0f, 1.0f);
+    for (et_isa isa = ET_ISA_REF + 1; isa < ET_ISA_COUNT_; isa++) {
+        if (!et_isa_supported(isa)) continue;
+        et_set_isa(isa);
+        const int wc = p.n < 8 ? (int)p.n : 8;
+        size_t gb = et_f32_gemm_ws_bytes(p.oc, kg, np, 1);
+        void *gws = gb ? malloc(gb) : NULL;
+        for (int c = 0; c < wc; c++) {
+            int64_t i0, i1;
+            et_thread_range(p.n, c, wc, &i0, &i1);
+            for (int64_t i = i0; i < i1; i++) {
+                im2col_plain(&p, x + i * p.c * p.h * p.w, col);
+                et_f32_gemm(0, 1, p.oc, kg, np, 1.0f, dy + i * p.oc * np, np, col, np,
+                            i > i0 ? 1.0f : 0.0f, want + c * nw, kg, gws, gb, 1);
+            }
+        }
+        for (int c = 1; c < wc; c++)
+            for (int64_t j = 0; j < nw; j++) want[j] += want[c * nw + j];
+        free(gws);
+        for (int th = 1; th <= 2; th++) {
+            size_t wsb = et_f32_conv2d_bwd_weight_ws_bytes(&p, th);
+            void *ws = wsb ? malloc(wsb) : NULL;
+            fill_nan(dw, nw);
+            et_status st = et_f32_conv2d_bwd_weight(&p, dy, x, dw, ws, wsb, th);
+            ET_CHECK(st == ET_OK && memcmp(dw, want, (size_t)nw * sizeof(float)) == 0,
+                     "narrow case %d n%lld %s th%d: bwd_weight bits differ from the GEMM recipe",
+                     ci, (long long)n, et_isa_name(isa), th);
+            free(ws);
+        }
+    }
+    et_set_isa(et_cpu_best_isa());
+    free(x); free(dy); free(col); free(want); free(dw);
+}
+
 void test_conv(void) {
     et_check_variant_table("dwconv2d", et_f32_dwconv2d_variants,
                            sizeof et_f32_dwconv2d_variants[0]);
@@ -366,6 +445,11 @@ void test_conv(void) {
         check_case(ci, &pw_cases[i], 3);
         check_case(ci, &pw_cases[i], 32);
         check_pw_threads(ci, &pw_cases[i], 32);
+    }
+    for (size_t i = 0; i < sizeof narrow_cases / sizeof narrow_cases[0]; i++) {
+        check_narrow_bits((int)i, &narrow_cases[i], 1);
+        check_narrow_bits((int)i, &narrow_cases[i], 5);
+        check_narrow_bits((int)i, &narrow_cases[i], 19);
     }
     et_set_isa(et_cpu_best_isa());
 }
