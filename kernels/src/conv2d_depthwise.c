@@ -900,6 +900,21 @@ typedef struct dws_job {
     float *dst;
 } dws_job;
 
+/* The fused BatchNorm and relu / relu6 of et_conv_epilogue_ on a register: v * a + s (a
+ * multiply, then an add), then the act op's own comparisons (relu: v < 0 -> 0; relu6: v <= 0
+ * -> 0, v >= 6 -> 6; NaN passes), so the same bits as the epilogue's scalar loop. */
+ET_TARGET_AVX512 static inline __m512 dws_bn_act(__m512 v, __m512 a, __m512 s, et_act act) {
+    const __m512 zero = _mm512_setzero_ps();
+    v = _mm512_add_ps(_mm512_mul_ps(v, a), s);
+    if (act == ET_ACT_RELU) return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
+    if (act == ET_ACT_RELU6) {
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ), v, zero);
+        const __m512 six = _mm512_set1_ps(6.0f);
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, six, _CMP_GE_OQ), v, six);
+    }
+    return v;
+}
+
 /* Units [u0, u1) (groups of channels, each computed on its own). */
 ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, int tid) {
     const dws_job *j = (const dws_job *)ctx;
@@ -919,6 +934,11 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
         __m512 wv[DWS_MAX_TAPS];
         for (int64_t tap = 0; tap < ks; tap++) wv[tap] = dws_lane_vec(t, w + c0 * ks + tap, ks, gc);
         const __m512 bv = b ? dws_lane_vec(t, b + c0, 1, gc) : _mm512_setzero_ps();
+        /* a fused BatchNorm with relu / relu6 / no act is applied in registers (tiny planes
+         * would otherwise pay one epilogue call per channel and image) */
+        const int bn_vec = jp->bn_scale && (act == ET_ACT_NONE || act == ET_ACT_RELU || act == ET_ACT_RELU6);
+        const __m512 av = bn_vec ? dws_lane_vec(t, jp->bn_scale + c0, 1, gc) : _mm512_setzero_ps();
+        const __m512 sv = bn_vec ? dws_lane_vec(t, jp->bn_shift + c0, 1, gc) : _mm512_setzero_ps();
         /* DWS_IMGS images at a time: independent FMA chains, table entries read once */
         for (int64_t i0 = 0; i0 < n; i0 += DWS_IMGS) {
             const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;
@@ -940,12 +960,14 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
                     for (int j = 0; j < DWS_IMGS; j++)
                         if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], dws_load(t, k, tap, m, s + j * ss), acc[j]);
                 }
+                if (bn_vec)
+                    for (int j = 0; j < DWS_IMGS; j++) acc[j] = dws_bn_act(acc[j], av, sv, act);
                 for (int j = 0; j < DWS_IMGS; j++)
                     if (j < ni) _mm512_mask_storeu_ps(d + j * ds + k * 16, vm & t->cm[k], acc[j]);
             }
             if (act != ET_ACT_NONE && !jp->bn_scale)
                 for (int64_t i = 0; i < ni; i++) et_conv_bias_act_(d + i * ds, gc * hw, 0.0f, act, alpha);
-            if (jp->bn_scale) /* the fused BatchNorm: the epilogue per channel */
+            if (jp->bn_scale && !bn_vec) /* the fused BatchNorm: the epilogue per channel */
                 for (int64_t i = 0; i < ni; i++)
                     for (int64_t ch = 0; ch < gc; ch++)
                         et_conv_epilogue_(jp, c0 + ch, 0.0f, d + i * ds + ch * hw, hw);
