@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "conv_internal.h"
+#include "gemm_internal.h"
 
 #define CONV_COL_TILE_FLOATS ((int64_t)128 * 1024) /* 512 KiB column band per thread */
 #define CONV_ALIGN 64
@@ -289,6 +290,7 @@ typedef struct conv_plan {
     int nslots;                    /* workspace slots (one per thread that may run at once) */
     int gemm_threads;
     int batched;                   /* batched pointwise path (see the header comment) */
+    int pw;                        /* pointwise NCHW GEMM path (fwd, bwd_input) */
     int colt;                      /* bwd_weight: transposed columns, read in place */
     size_t in_bytes, out_bytes;    /* batched: gathered input / output matrices */
     size_t pa_one, pa_bytes;       /* the weights packed once per call, per group / in all */
@@ -303,6 +305,30 @@ static size_t gemm_ws_for(int kind, const conv_plan *cp, int64_t pt, int nth) {
     }
 }
 
+/* Pointwise NCHW path (fwd, bwd_input of 1x1 / stride 1 / no pad / groups 1 convs): one GEMM
+ * over the batch that packs its B panels straight from the images and stores C straight into
+ * them, with the bias + activation applied per strip (et_f32_gemm_nchw). It gives the packed
+ * GEMM's bits, so it is taken exactly when the older paths (batched or per image) would have
+ * run the packed GEMM, not its unpacked small-problem path; the choice depends on the shapes
+ * only, so the workspace does not depend on the ISA. Returns 1 when cp is this plan. */
+static int pw_plan(const et_conv2d_params *p, int kind, int nthreads, conv_plan *cp) {
+    if (!cp->direct || p->groups != 1 || kind == CONV_BWD_WEIGHT) return 0;
+    const int64_t rin = kind == CONV_BWD_INPUT ? p->oc : p->c;
+    const int64_t rout = kind == CONV_BWD_INPUT ? p->c : p->oc;
+    const int64_t nn = p->n * cp->np;
+    const size_t gathered = align_up((size_t)(rin * nn) * sizeof(float)) +
+                            align_up((size_t)(rout * nn) * sizeof(float));
+    const int old_batched =
+        p->n > 1 && cp->np < CONV_BATCH_MAX_NP && gathered <= CONV_BATCH_MAX_BYTES;
+    if (et_f32_gemm_is_small(rout, old_batched ? nn : cp->np, rin)) return 0;
+    cp->pw = 1;
+    cp->gemm_threads = nthreads;
+    cp->pa_one = cp->pa_bytes = align_up(et_f32_gemm_pack_a_bytes(rout, rin));
+    cp->gemm_bytes = align_up(et_f32_gemm_nchw_ws_bytes(rout, rin, p->n, cp->np, nthreads));
+    cp->total = cp->pa_bytes + cp->gemm_bytes + CONV_ALIGN;
+    return 1;
+}
+
 static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, conv_plan *cp) {
     memset(cp, 0, sizeof *cp);
     if (nthreads < 1) nthreads = 1;
@@ -313,6 +339,7 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
     cp->np = p->oh * p->ow;
     cp->direct = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
                  p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
+    if (pw_plan(p, kind, nthreads, cp)) return;
     if (cp->direct && p->groups == 1 && p->n > 1 && cp->np < CONV_BATCH_MAX_NP) {
         int64_t nn = p->n * cp->np;
         /* fwd: in = X' [C, nn], out = Y' [OC, nn]; bwd_input: in = dY' [OC, nn], out = dX'
@@ -624,6 +651,46 @@ static et_status bwd_weight_batched(const et_conv2d_params *p, const conv_plan *
                        cp->gemm_bytes, nth);
 }
 
+/* ---- pointwise NCHW path (pw_plan) -------------------------------------------------- */
+typedef struct pw_epi {
+    const float *b;
+    et_act act;
+    float alpha;
+} pw_epi;
+
+/* The forward's fused bias + activation on a final strip of y (rows row0.. of the output). */
+static void pw_epilogue(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
+                        int64_t ncols) {
+    const pw_epi *e = (const pw_epi *)ctx;
+    for (int64_t r = 0; r < rows; r++)
+        et_conv_bias_act_(c + r * ldc, ncols, e->b ? e->b[row0 + r] : 0.0f, e->act, e->alpha);
+}
+
+/* dst_i = op(W) src_i for every image (op = W for the forward, with bias + activation;
+ * W^T for the input gradient). The scalar reference ISA has no packed GEMM: it runs the
+ * reference GEMM image by image (the same bits as before, it accumulates in double). */
+static et_status pointwise_nchw(const et_conv2d_params *p, const conv_plan *cp, int trans_w,
+                                const float *src, const float *w, const float *b, float *dst,
+                                char *base, int nth) {
+    const int64_t rin = trans_w ? p->oc : p->c, rout = trans_w ? p->c : p->oc, np = cp->np;
+    const int fuse = !trans_w && (b || p->act != ET_ACT_NONE);
+    pw_epi e = {b, p->act, p->act_alpha};
+    if (!et_f32_gemm_nchw_available()) {
+        for (int64_t i = 0; i < p->n; i++) {
+            float *di = dst + i * rout * np;
+            et_f32_gemm__ref(trans_w, 0, rout, np, rin, 1.0f, w, p->c, src + i * rin * np, np,
+                             0.0f, di, np);
+            if (fuse) pw_epilogue(&e, 0, rout, di, np, np);
+        }
+        return ET_OK;
+    }
+    et_status st = et_f32_gemm_pack_a(trans_w, rout, rin, w, p->c, base, cp->pa_one);
+    if (st != ET_OK) return st;
+    return et_f32_gemm_nchw(trans_w, rout, rin, p->n, np, base, src, rin * np, dst, rout * np,
+                            fuse ? pw_epilogue : NULL, &e, base + cp->pa_bytes, cp->gemm_bytes,
+                            nth);
+}
+
 /* ---- per-image driver (forward and input gradient) ---------------------------------- */
 typedef et_status (*image_fn)(const et_conv2d_params *p, const conv_plan *cp, const float *src,
                               const float *w, const float *b, float *dst, conv_slot s,
@@ -686,6 +753,7 @@ static et_status data_pass(const et_conv2d_params *p, int kind, const float *src
     conv_plan cp;
     char *base;
     if (plan_in(p, kind, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
+    if (cp.pw) return pointwise_nchw(p, &cp, bwd, src, w, b, dst, base, nthreads);
     if (cp.batched) return pointwise_batched(p, &cp, bwd, src, w, b, dst, base, nthreads);
     et_status pst = pack_weights(p, &cp, w, base, bwd);
     if (pst != ET_OK) return pst;

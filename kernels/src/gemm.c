@@ -499,3 +499,183 @@ et_status et_f32_gemm_pa(int trans_a, int trans_b, int64_t M, int64_t N, int64_t
     return gemm_packed_pre(cfg, trans_a, trans_b, M, N, K, alpha, A, lda, &pre, B, ldb, beta, C,
                            ldc, ws, ws_bytes, nthreads);
 }
+
+/* ---- batched NCHW operands (gemm_internal.h) -------------------------------------- */
+/* Floats of packed B one task keeps (all K rows of nc columns): about 512 KiB, half of L2. */
+#define ET_GEMM_NCHW_B_FLOATS ((int64_t)128 * 1024)
+
+/* Columns of packed B per block: all K rows of it fit ET_GEMM_NCHW_B_FLOATS. */
+static int64_t nchw_nc(const et_f32_gemm_config *cfg, int64_t K) {
+    int64_t nc = ET_GEMM_NCHW_B_FLOATS / K / cfg->nr * cfg->nr;
+    if (nc < cfg->nr) nc = cfg->nr;
+    return min_i64(nc, cfg->nc);
+}
+
+/* One thread's slice: packed B block (K x nc), then the strip buffer (mc x NR). */
+static size_t nchw_pb_bytes(const et_f32_gemm_config *cfg, int64_t K, int64_t N) {
+    const int64_t nc = min_i64(nchw_nc(cfg, K), round_up(N, cfg->nr));
+    return (size_t)round_up(K * nc * (int64_t)sizeof(float), ET_GEMM_ALIGN);
+}
+static size_t nchw_strip_bytes(const et_f32_gemm_config *cfg, int64_t M) {
+    const int64_t mc = min_i64(cfg->mc, round_up(M, cfg->mr));
+    return (size_t)round_up(mc * cfg->nr * (int64_t)sizeof(float), ET_GEMM_ALIGN);
+}
+
+size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, int nthreads) {
+    if (M <= 0 || K <= 0 || n <= 0 || np <= 0) return 0;
+    if (nthreads < 1) nthreads = 1;
+    size_t bytes = 0;
+    for (const et_f32_gemm_variant *row = et_f32_gemm_variants + 1; row->head.name; row++) {
+        const size_t b = (nchw_pb_bytes(row->cfg, K, n * np) + nchw_strip_bytes(row->cfg, M)) *
+                         (size_t)nthreads;
+        if (b > bytes) bytes = b;
+    }
+    return bytes ? bytes + ET_GEMM_ALIGN : 0;
+}
+
+int et_f32_gemm_nchw_available(void) { return current_config() != NULL; }
+
+typedef struct nchw_job {
+    const et_f32_gemm_config *cfg;
+    int64_t M, K, n, np;
+    const float *pa; /* packed op(A) panels (packed_a layout) */
+    int64_t mp;
+    const float *x;
+    int64_t xs;
+    float *y;
+    int64_t ys;
+    et_f32_gemm_epilogue *epi;
+    void *epi_ctx;
+    char *base;
+    size_t pb_bytes, slice;
+    int64_t mt, nt;
+    int tm, tn;
+    int direct_b;
+} nchw_job;
+
+/* dst[k*NR + c] = B[k, j + c] for k < K, c < nr (zeros for nr <= c < NR), B's column j + c
+ * being pixel (j + c) % np of image (j + c) / np. */
+static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, float *ET_RESTRICT dst) {
+    const int64_t NR = jb->cfg->nr, K = jb->K, np = jb->np;
+    if (nr == NR && j % np + NR <= np) { /* one image: a plain row-copy panel */
+        jb->cfg->pack_copy(NR, NR, K, jb->x + (j / np) * jb->xs + j % np, np, dst);
+        return;
+    }
+    for (int64_t off = 0; off < nr;) {
+        const int64_t img = (j + off) / np, pix = (j + off) % np;
+        const int64_t len = min_i64(np - pix, nr - off);
+        const float *ET_RESTRICT s = jb->x + img * jb->xs + pix;
+        float *ET_RESTRICT d = dst + off;
+        if (len == 1)
+            for (int64_t k = 0; k < K; k++) d[k * NR] = s[k * np];
+        else
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t c = 0; c < len; c++) d[k * NR + c] = s[k * np + c];
+        off += len;
+    }
+    if (nr < NR)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t c = nr; c < NR; c++) dst[k * NR + c] = 0.0f;
+}
+
+/* The strip (rows rows, nr columns from column j, row stride NR) to y, image by image. */
+static void nchw_scatter(const nchw_job *jb, const float *ET_RESTRICT strip, int64_t row0,
+                         int64_t rows, int64_t j, int64_t nr) {
+    const int64_t NR = jb->cfg->nr, np = jb->np;
+    for (int64_t off = 0; off < nr;) {
+        const int64_t img = (j + off) / np, pix = (j + off) % np;
+        const int64_t len = min_i64(np - pix, nr - off);
+        float *ET_RESTRICT d = jb->y + img * jb->ys + row0 * np + pix;
+        const float *ET_RESTRICT s = strip + off;
+        if (len == 1)
+            for (int64_t r = 0; r < rows; r++) d[r * np] = s[r * NR];
+        else
+            for (int64_t r = 0; r < rows; r++)
+                memcpy(d + r * np, s + r * NR, (size_t)len * sizeof(float));
+        off += len;
+    }
+}
+
+/* Rows [i0, i1) x columns [j0, j1) of C (tile aligned). Loop nest: column blocks (B packed
+ * once per block, all K rows), row blocks, NR panels, MR tiles, K blocks innermost, so a tile's
+ * K blocks run back to back and each strip is final (epilogue, scatter) while in L1. */
+static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                       float *pb, float *strip) {
+    const et_f32_gemm_config *cfg = jb->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, K = jb->K, np = jb->np;
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    const int64_t mc_blk = balanced_block(i1 - i0, cfg->mc, MR);
+    const int64_t nc_blk = balanced_block(j1 - j0, nchw_nc(cfg, K), NR);
+    for (int64_t jc = j0; jc < j1; jc += nc_blk) {
+        const int64_t nc = min_i64(nc_blk, j1 - jc);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+            const int64_t jj = jc + jr, nr = min_i64(NR, nc - jr);
+            if (!(jb->direct_b && nr == NR && jj % np + NR <= np))
+                nchw_pack_b(jb, jj, nr, pb + jr * K);
+        }
+        for (int64_t ic = i0; ic < i1; ic += mc_blk) {
+            const int64_t mc = min_i64(mc_blk, i1 - ic);
+            for (int64_t jr = 0; jr < nc; jr += NR) {
+                const int64_t jj = jc + jr, nr = min_i64(NR, nc - jr);
+                const int64_t img = jj / np, pix = jj % np;
+                const int inside = pix + nr <= np;
+                const int in_place = jb->direct_b && nr == NR && inside;
+                const float *bp = in_place ? jb->x + img * jb->xs + pix : pb + jr * K;
+                const int64_t bs = in_place ? np : NR;
+                float *c = inside ? jb->y + img * jb->ys + ic * np + pix : strip;
+                const int64_t ldc = inside ? np : NR;
+                for (int64_t ir = 0; ir < mc; ir += MR) {
+                    const int64_t mr = min_i64(MR, mc - ir);
+                    for (int64_t pc = 0; pc < K; pc += kc_blk) {
+                        const int64_t kc = min_i64(kc_blk, K - pc);
+                        cfg->ukernel(kc, jb->pa + pc * jb->mp + (ic + ir) * kc, bp + pc * bs, bs,
+                                     c + ir * ldc, ldc, mr, nr, 1.0f, pc == 0 ? 0.0f : 1.0f);
+                    }
+                }
+                if (jb->epi) jb->epi(jb->epi_ctx, ic, mc, c, ldc, nr);
+                if (!inside) nchw_scatter(jb, strip, ic, mc, jj, nr);
+            }
+        }
+    }
+}
+
+static void nchw_task(void *ctx, int64_t t, int tid) {
+    const nchw_job *jb = (const nchw_job *)ctx;
+    const et_f32_gemm_config *cfg = jb->cfg;
+    int64_t mb, me, nb, ne;
+    et_thread_range(jb->mt, (int)(t / jb->tn), jb->tm, &mb, &me);
+    et_thread_range(jb->nt, (int)(t % jb->tn), jb->tn, &nb, &ne);
+    const int64_t i0 = mb * cfg->mr, i1 = min_i64(me * cfg->mr, jb->M);
+    const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, jb->n * jb->np);
+    if (i1 <= i0 || j1 <= j0) return;
+    float *pb = (float *)(jb->base + (size_t)tid * jb->slice);
+    float *strip = (float *)(jb->base + (size_t)tid * jb->slice + jb->pb_bytes);
+    nchw_block(jb, i0, i1, j0, j1, pb, strip);
+}
+
+et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
+                           const void *pa, const float *x, int64_t xs, float *y, int64_t ys,
+                           et_f32_gemm_epilogue *epi, void *epi_ctx, void *ws, size_t ws_bytes,
+                           int nthreads) {
+    const et_f32_gemm_config *cfg = current_config();
+    if (nthreads < 1) nthreads = 1;
+    if (!cfg || M <= 0 || K <= 0 || n <= 0 || np <= 0 || !pa || !x || !y) return ET_ERR_ARG;
+    pa_header h;
+    memcpy(&h, pa, sizeof h);
+    if (h.magic != ET_PA_MAGIC || h.cfg != cfg || h.m != M || h.k != K ||
+        h.trans_a != (trans_a != 0))
+        return ET_ERR_ARG;
+    if (!ws || ws_bytes < et_f32_gemm_nchw_ws_bytes(M, K, n, np, nthreads))
+        return ET_ERR_WORKSPACE;
+    const int64_t N = n * np;
+    char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
+    const size_t pb_bytes = nchw_pb_bytes(cfg, K, N);
+    int tm, tn;
+    choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
+    nchw_job jb = {cfg, M, K, n, np, pa_data(pa), round_up(M, cfg->mr), x, xs, y, ys, epi,
+                   epi_ctx, base, pb_bytes, pb_bytes + nchw_strip_bytes(cfg, M),
+                   ceil_div(M, cfg->mr), ceil_div(N, cfg->nr), tm, tn,
+                   M <= ET_GEMM_DIRECT_B_MAX_M && direct_b_stride_ok(np)};
+    et_parallel_for(tm * tn, nthreads, nchw_task, &jb);
+    return ET_OK;
+}

@@ -106,6 +106,30 @@ void et_f32_gemm_small(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K
 /* Portable packers (gemm.c). */
 et_f32_gemm_pack et_f32_gemm_pack_interleave__scalar, et_f32_gemm_pack_copy__scalar;
 
+/* ---- batched NCHW operands (1x1 convolutions) ----------------------------------------------
+ * For each image i < n: y_i[M, np] = op(A)[M, K] * x_i[K, np] with x_i = x + i * xs and
+ * y_i = y + i * ys (row strides np), i.e. the product C = op(A) B over the n * np columns
+ * j = i * np + p, without gathering B or scattering C: B's NR-wide panels are packed straight
+ * from the images (or read in place), C tiles inside one image are stored straight into y,
+ * tiles across images go through a small strip buffer. A must be pre-packed by
+ * et_f32_gemm_pack_a(trans_a, M, K, ...) for the current ISA. After a strip of C (rows
+ * [row0, row0 + rows) of one column panel) holds its final values, epi (if not NULL) is
+ * called on it: epi(ctx, row0, rows, c, ldc, ncols), elementwise in place.
+ * Bits: each element is the packed path's k-ordered FMA chain (K blocks of
+ * balanced_block(K, ET_GEMM_KC), alpha = 1, beta = 0), so the result equals et_f32_gemm's
+ * packed path for any column count and thread count. Returns ET_ERR_ARG when the current ISA
+ * has no packed config (the scalar reference: callers run et_f32_gemm per image instead). */
+typedef void et_f32_gemm_epilogue(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
+                                  int64_t ncols);
+et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
+                           const void *pa, const float *x, int64_t xs, float *y, int64_t ys,
+                           et_f32_gemm_epilogue *epi, void *epi_ctx, void *ws, size_t ws_bytes,
+                           int nthreads);
+/* Workspace of et_f32_gemm_nchw for every config compiled in (ISA independent). */
+size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, int nthreads);
+/* 1 if the current ISA runs et_f32_gemm_nchw (has a packed config). */
+int et_f32_gemm_nchw_available(void);
+
 /* ---- variant table (variant_internal.h) ------------------------------------ */
 /* One row per ISA: its packed-GEMM config, NULL in the __ref row (et_f32_gemm__ref,
  * which needs no workspace). et_f32_gemm runs et_f32_gemm_run(row->cfg, ...) for the
