@@ -511,14 +511,14 @@ static int64_t nchw_nc(const et_f32_gemm_config *cfg, int64_t K) {
     return min_i64(nc, cfg->nc);
 }
 
-/* One thread's slice: packed B block (K x nc), then the strip buffer (mc x NR). */
+/* One thread's slice: packed B block (K x nc), then the tile buffer (MR x NR). */
 static size_t nchw_pb_bytes(const et_f32_gemm_config *cfg, int64_t K, int64_t N) {
     const int64_t nc = min_i64(nchw_nc(cfg, K), round_up(N, cfg->nr));
     return (size_t)round_up(K * nc * (int64_t)sizeof(float), ET_GEMM_ALIGN);
 }
-static size_t nchw_strip_bytes(const et_f32_gemm_config *cfg, int64_t M) {
-    const int64_t mc = min_i64(cfg->mc, round_up(M, cfg->mr));
-    return (size_t)round_up(mc * cfg->nr * (int64_t)sizeof(float), ET_GEMM_ALIGN);
+static size_t nchw_tile_bytes(const et_f32_gemm_config *cfg, int64_t M) {
+    (void)M;
+    return (size_t)round_up(cfg->mr * cfg->nr * (int64_t)sizeof(float), ET_GEMM_ALIGN);
 }
 
 size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, int nthreads) {
@@ -526,7 +526,7 @@ size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, in
     if (nthreads < 1) nthreads = 1;
     size_t bytes = 0;
     for (const et_f32_gemm_variant *row = et_f32_gemm_variants + 1; row->head.name; row++) {
-        const size_t b = (nchw_pb_bytes(row->cfg, K, n * np) + nchw_strip_bytes(row->cfg, M)) *
+        const size_t b = (nchw_pb_bytes(row->cfg, K, n * np) + nchw_tile_bytes(row->cfg, M)) *
                          (size_t)nthreads;
         if (b > bytes) bytes = b;
     }
@@ -561,6 +561,10 @@ static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, float *ET_RES
         jb->cfg->pack_copy(NR, NR, K, jb->x + (j / np) * jb->xs + j % np, np, dst);
         return;
     }
+    if (np == 1) { /* column c is image j + c's vector of K floats: a transposing pack */
+        jb->cfg->pack_interleave(NR, nr, K, jb->x + j * jb->xs, jb->xs, dst);
+        return;
+    }
     for (int64_t off = 0; off < nr;) {
         const int64_t img = (j + off) / np, pix = (j + off) % np;
         const int64_t len = min_i64(np - pix, nr - off);
@@ -578,15 +582,15 @@ static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, float *ET_RES
             for (int64_t c = nr; c < NR; c++) dst[k * NR + c] = 0.0f;
 }
 
-/* The strip (rows rows, nr columns from column j, row stride NR) to y, image by image. */
-static void nchw_scatter(const nchw_job *jb, const float *ET_RESTRICT strip, int64_t row0,
+/* A tile (rows rows, nr columns from column j, row stride NR) to y, image by image. */
+static void nchw_scatter(const nchw_job *jb, const float *ET_RESTRICT tile, int64_t row0,
                          int64_t rows, int64_t j, int64_t nr) {
     const int64_t NR = jb->cfg->nr, np = jb->np;
     for (int64_t off = 0; off < nr;) {
         const int64_t img = (j + off) / np, pix = (j + off) % np;
         const int64_t len = min_i64(np - pix, nr - off);
         float *ET_RESTRICT d = jb->y + img * jb->ys + row0 * np + pix;
-        const float *ET_RESTRICT s = strip + off;
+        const float *ET_RESTRICT s = tile + off;
         if (len == 1)
             for (int64_t r = 0; r < rows; r++) d[r * np] = s[r * NR];
         else
@@ -597,14 +601,15 @@ static void nchw_scatter(const nchw_job *jb, const float *ET_RESTRICT strip, int
 }
 
 /* Rows [i0, i1) x columns [j0, j1) of C (tile aligned). Loop nest: column blocks (B packed
- * once per block, all K rows), row blocks, NR panels, MR tiles, K blocks innermost, so a tile's
- * K blocks run back to back and each strip is final (epilogue, scatter) while in L1. */
+ * once per block, all K rows), row blocks, MR row tiles, NR column panels, K blocks innermost:
+ * a tile's K blocks run back to back, so each tile is final (epilogue, scatter) while in L1,
+ * and consecutive tiles continue the same MR output rows (few store streams; the A panel
+ * stays in L1 while the B block streams from L2). */
 static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
-                       float *pb, float *strip) {
+                       float *pb, float *tile) {
     const et_f32_gemm_config *cfg = jb->cfg;
     const int64_t MR = cfg->mr, NR = cfg->nr, K = jb->K, np = jb->np;
     const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
-    const int64_t mc_blk = balanced_block(i1 - i0, cfg->mc, MR);
     const int64_t nc_blk = balanced_block(j1 - j0, nchw_nc(cfg, K), NR);
     for (int64_t jc = j0; jc < j1; jc += nc_blk) {
         const int64_t nc = min_i64(nc_blk, j1 - jc);
@@ -613,8 +618,9 @@ static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, i
             if (!(jb->direct_b && nr == NR && jj % np + NR <= np))
                 nchw_pack_b(jb, jj, nr, pb + jr * K);
         }
-        for (int64_t ic = i0; ic < i1; ic += mc_blk) {
-            const int64_t mc = min_i64(mc_blk, i1 - ic);
+        for (int64_t ir = i0; ir < i1; ir += MR) {
+            const int64_t mr = min_i64(MR, i1 - ir);
+            const float *ap = jb->pa; /* K block pc: panel at ap + pc * mp + ir * kc */
             for (int64_t jr = 0; jr < nc; jr += NR) {
                 const int64_t jj = jc + jr, nr = min_i64(NR, nc - jr);
                 const int64_t img = jj / np, pix = jj % np;
@@ -622,18 +628,15 @@ static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, i
                 const int in_place = jb->direct_b && nr == NR && inside;
                 const float *bp = in_place ? jb->x + img * jb->xs + pix : pb + jr * K;
                 const int64_t bs = in_place ? np : NR;
-                float *c = inside ? jb->y + img * jb->ys + ic * np + pix : strip;
+                float *c = inside ? jb->y + img * jb->ys + ir * np + pix : tile;
                 const int64_t ldc = inside ? np : NR;
-                for (int64_t ir = 0; ir < mc; ir += MR) {
-                    const int64_t mr = min_i64(MR, mc - ir);
-                    for (int64_t pc = 0; pc < K; pc += kc_blk) {
-                        const int64_t kc = min_i64(kc_blk, K - pc);
-                        cfg->ukernel(kc, jb->pa + pc * jb->mp + (ic + ir) * kc, bp + pc * bs, bs,
-                                     c + ir * ldc, ldc, mr, nr, 1.0f, pc == 0 ? 0.0f : 1.0f);
-                    }
+                for (int64_t pc = 0; pc < K; pc += kc_blk) {
+                    const int64_t kc = min_i64(kc_blk, K - pc);
+                    cfg->ukernel(kc, ap + pc * jb->mp + ir * kc, bp + pc * bs, bs, c, ldc, mr, nr,
+                                 1.0f, pc == 0 ? 0.0f : 1.0f);
                 }
-                if (jb->epi) jb->epi(jb->epi_ctx, ic, mc, c, ldc, nr);
-                if (!inside) nchw_scatter(jb, strip, ic, mc, jj, nr);
+                if (jb->epi) jb->epi(jb->epi_ctx, ir, mr, c, ldc, nr);
+                if (!inside) nchw_scatter(jb, tile, ir, mr, jj, nr);
             }
         }
     }
@@ -649,8 +652,8 @@ static void nchw_task(void *ctx, int64_t t, int tid) {
     const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, jb->n * jb->np);
     if (i1 <= i0 || j1 <= j0) return;
     float *pb = (float *)(jb->base + (size_t)tid * jb->slice);
-    float *strip = (float *)(jb->base + (size_t)tid * jb->slice + jb->pb_bytes);
-    nchw_block(jb, i0, i1, j0, j1, pb, strip);
+    float *tile = (float *)(jb->base + (size_t)tid * jb->slice + jb->pb_bytes);
+    nchw_block(jb, i0, i1, j0, j1, pb, tile);
 }
 
 et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
@@ -673,7 +676,7 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
     int tm, tn;
     choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
     nchw_job jb = {cfg, M, K, n, np, pa_data(pa), round_up(M, cfg->mr), x, xs, y, ys, epi,
-                   epi_ctx, base, pb_bytes, pb_bytes + nchw_strip_bytes(cfg, M),
+                   epi_ctx, base, pb_bytes, pb_bytes + nchw_tile_bytes(cfg, M),
                    ceil_div(M, cfg->mr), ceil_div(N, cfg->nr), tm, tn,
                    M <= ET_GEMM_DIRECT_B_MAX_M && direct_b_stride_ok(np)};
     et_parallel_for(tm * tn, nthreads, nchw_task, &jb);

@@ -111,10 +111,11 @@ et_f32_gemm_pack et_f32_gemm_pack_interleave__scalar, et_f32_gemm_pack_copy__sca
  * y_i = y + i * ys (row strides np), i.e. the product C = op(A) B over the n * np columns
  * j = i * np + p, without gathering B or scattering C: B's NR-wide panels are packed straight
  * from the images (or read in place), C tiles inside one image are stored straight into y,
- * tiles across images go through a small strip buffer. A must be pre-packed by
- * et_f32_gemm_pack_a(trans_a, M, K, ...) for the current ISA. After a strip of C (rows
- * [row0, row0 + rows) of one column panel) holds its final values, epi (if not NULL) is
- * called on it: epi(ctx, row0, rows, c, ldc, ncols), elementwise in place.
+ * tiles across images go through a small tile buffer. A must be pre-packed by
+ * et_f32_gemm_pack_a(trans_a, M, K, ...) for the current ISA. After a tile of C (rows
+ * [row0, row0 + rows), ncols columns, all in one image or the tile buffer) holds its final
+ * values, epi (if not NULL) is called on it: epi(ctx, row0, rows, c, ldc, ncols), which must
+ * work elementwise in place.
  * Bits: each element is the packed path's k-ordered FMA chain (K blocks of
  * balanced_block(K, ET_GEMM_KC), alpha = 1, beta = 0), so the result equals et_f32_gemm's
  * packed path for any column count and thread count. Returns ET_ERR_ARG when the current ISA
