@@ -307,7 +307,7 @@ static size_t gemm_ws_for(int kind, const conv_plan *cp, int64_t pt, int nth) {
 
 /* Pointwise NCHW path (fwd, bwd_input of 1x1 / stride 1 / no pad / groups 1 convs): one GEMM
  * over the batch that packs its B panels straight from the images and stores C straight into
- * them, with the bias + activation applied per strip (et_f32_gemm_nchw). It gives the packed
+ * them, with the bias + activation applied per tile (et_f32_gemm_nchw). It gives the packed
  * GEMM's bits, so it is taken exactly when the older paths (batched or per image) would have
  * run the packed GEMM, not its unpacked small-problem path; the choice depends on the shapes
  * only, so the workspace does not depend on the ISA. Returns 1 when cp is this plan. */
@@ -658,13 +658,38 @@ typedef struct pw_epi {
     float alpha;
 } pw_epi;
 
-/* The forward's fused bias + activation on a final strip of y (rows row0.. of the output). */
-static void pw_epilogue(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
-                        int64_t ncols) {
+/* The forward's fused bias + activation on a final tile of y (rows row0.. of the output). */
+static inline void pw_epilogue_body(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
+                                    int64_t ncols) {
     const pw_epi *e = (const pw_epi *)ctx;
     for (int64_t r = 0; r < rows; r++)
         et_conv_bias_act_(c + r * ldc, ncols, e->b ? e->b[row0 + r] : 0.0f, e->act, e->alpha);
 }
+static void pw_epilogue(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
+                        int64_t ncols) {
+    pw_epilogue_body(ctx, row0, rows, c, ldc, ncols);
+}
+#if defined(ET_HAVE_X86_SIMD)
+/* The same elementwise code compiled for AVX-512 (tiles of 32-float rows: two vectors a row
+ * instead of eight SSE ones); elementwise, so the same bits. */
+ET_TARGET_AVX512 static void pw_epilogue_avx512(void *ctx, int64_t row0, int64_t rows, float *c,
+                                                int64_t ldc, int64_t ncols) {
+    pw_epilogue_body(ctx, row0, rows, c, ldc, ncols);
+}
+#endif
+
+/* The epilogue compiled for the ISA in use (a variant table, variant_internal.h). */
+typedef struct pw_epi_variant {
+    et_variant_head head;
+    et_f32_gemm_epilogue *fn;
+} pw_epi_variant;
+static const pw_epi_variant pw_epi_variants[] = {
+    {{ET_ISA_REF, "ref"}, pw_epilogue},
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX512, "avx512"}, pw_epilogue_avx512},
+#endif
+    {{ET_ISA_REF, NULL}, NULL}, /* end */
+};
 
 /* dst_i = op(W) src_i for every image (op = W for the forward, with bias + activation;
  * W^T for the input gradient). The scalar reference ISA has no packed GEMM: it runs the
@@ -686,9 +711,9 @@ static et_status pointwise_nchw(const et_conv2d_params *p, const conv_plan *cp, 
     }
     et_status st = et_f32_gemm_pack_a(trans_w, rout, rin, w, p->c, base, cp->pa_one);
     if (st != ET_OK) return st;
+    const pw_epi_variant *ev = (const pw_epi_variant *)ET_VARIANT_PICK(pw_epi_variants);
     return et_f32_gemm_nchw(trans_w, rout, rin, p->n, np, base, src, rin * np, dst, rout * np,
-                            fuse ? pw_epilogue : NULL, &e, base + cp->pa_bytes, cp->gemm_bytes,
-                            nth);
+                            fuse ? ev->fn : NULL, &e, base + cp->pa_bytes, cp->gemm_bytes, nth);
 }
 
 /* ---- per-image driver (forward and input gradient) ---------------------------------- */
