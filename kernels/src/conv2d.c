@@ -15,9 +15,15 @@
  * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
  * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw
  * itself) and sums them in thread order, so it is deterministic for a thread count.
+ * Pointwise NCHW path (pw_plan): fwd and bwd_input of 1x1 / stride 1 / no pad / groups 1
+ * convs, whenever the paths below would run the packed GEMM (not its unpacked small-problem
+ * path), run one et_f32_gemm_nchw over the whole batch: B panels packed straight from the
+ * images (or read in place), C tiles stored straight into y (dx), bias + activation applied
+ * per tile while it is in L1; no gather / scatter passes and the same bits.
  * Batched pointwise path: 1x1 / stride 1 / no pad / groups 1 convs with a small plane
  * (np < CONV_BATCH_MAX_NP, n > 1, gathered matrices within CONV_BATCH_MAX_BYTES) gather the
- * whole batch into [C, n*np] / [OC, n*np] workspace matrices and run one GEMM with all threads:
+ * whole batch into [C, n*np] / [OC, n*np] workspace matrices and run one GEMM with all threads
+ * (today bwd_weight, and fwd / bwd_input shapes of the small-problem GEMM path):
  *   fwd        Y'[OC, n*np]  = w[OC, C] * X'[C, n*np], scattered to y with bias + activation
  *   bwd_input  dX'[C, n*np]  = w^T * dY'[OC, n*np], scattered to dx
  *   bwd_weight dw[OC, C]     = dY'[OC, n*np] * X'^T (K = n*np: one FMA chain per element, so
@@ -709,7 +715,7 @@ static et_status pointwise_nchw(const et_conv2d_params *p, const conv_plan *cp, 
         }
         return ET_OK;
     }
-    et_status st = et_f32_gemm_pack_a(trans_w, rout, rin, w, p->c, base, cp->pa_one);
+    et_status st = et_f32_gemm_pack_a_threads(trans_w, rout, rin, w, p->c, base, cp->pa_one, nth);
     if (st != ET_OK) return st;
     const pw_epi_variant *ev = (const pw_epi_variant *)ET_VARIANT_PICK(pw_epi_variants);
     return et_f32_gemm_nchw(trans_w, rout, rin, p->n, np, base, src, rin * np, dst, rout * np,

@@ -462,23 +462,48 @@ size_t et_f32_gemm_pack_a_bytes(int64_t M, int64_t K) {
     return bytes + sizeof(pa_header) + ET_GEMM_ALIGN;
 }
 
-et_status et_f32_gemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, int64_t lda,
-                             void *pa, size_t pa_bytes) {
+typedef struct pack_a_job {
+    const et_f32_gemm_config *cfg;
+    int trans_a;
+    int64_t M, K;
+    const float *A;
+    int64_t lda;
+    float *data;
+} pack_a_job;
+
+/* Row panels [p0, p1) (MR rows each) of every K block. */
+static void pack_a_range(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const pack_a_job *j = (const pack_a_job *)ctx;
+    const int64_t MR = j->cfg->mr, mp = round_up(j->M, MR);
+    const int64_t kc_blk = balanced_block(j->K, ET_GEMM_KC, 1);
+    (void)tid;
+    for (int64_t pc = 0; pc < j->K; pc += kc_blk) {
+        const int64_t kc = min_i64(kc_blk, j->K - pc);
+        for (int64_t r = p0 * MR; r < p1 * MR; r += MR)
+            pack_a_panel(j->cfg, j->trans_a, min_i64(MR, j->M - r), kc, j->A, j->lda, r, pc,
+                         j->data + pc * mp + r * kc);
+    }
+}
+
+et_status et_f32_gemm_pack_a_threads(int trans_a, int64_t M, int64_t K, const float *A,
+                                     int64_t lda, void *pa, size_t pa_bytes, int nthreads) {
     if (M <= 0 || K <= 0 || !A || !pa || lda < (trans_a ? M : K)) return ET_ERR_ARG;
     if (pa_bytes < et_f32_gemm_pack_a_bytes(M, K)) return ET_ERR_WORKSPACE;
     const et_f32_gemm_config *cfg = current_config();
     pa_header h = {ET_PA_MAGIC, cfg, M, K, trans_a != 0};
     memcpy(pa, &h, sizeof h);
     if (!cfg) return ET_OK; /* nothing to pack for the scalar reference */
-    float *data = pa_data(pa);
-    const int64_t MR = cfg->mr, mp = round_up(M, MR), kc_blk = balanced_block(K, ET_GEMM_KC, 1);
-    for (int64_t pc = 0; pc < K; pc += kc_blk) {
-        const int64_t kc = min_i64(kc_blk, K - pc);
-        for (int64_t r = 0; r < mp; r += MR)
-            pack_a_panel(cfg, trans_a, min_i64(MR, M - r), kc, A, lda, r, pc,
-                         data + pc * mp + r * kc);
-    }
+    pack_a_job j = {cfg, trans_a, M, K, A, lda, pa_data(pa)};
+    const int64_t panels = ceil_div(M, cfg->mr);
+    /* threads only for real work (a copy: the split changes no value) */
+    const int nth = nthreads > 1 && M * K >= 32768 ? nthreads : 1;
+    et_parallel_ranges(panels, nth > 1 ? et_split_chunks(panels, nth) : 1, nth, pack_a_range, &j);
     return ET_OK;
+}
+
+et_status et_f32_gemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, int64_t lda,
+                             void *pa, size_t pa_bytes) {
+    return et_f32_gemm_pack_a_threads(trans_a, M, K, A, lda, pa, pa_bytes, 1);
 }
 
 et_status et_f32_gemm_pa(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
