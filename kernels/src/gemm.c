@@ -575,7 +575,8 @@ typedef struct nchw_job {
     size_t pb_bytes, slice;
     int64_t mt, nt;
     int tm, tn;
-    int direct_b;
+    int direct_b; /* whole panels read in place: only with one row tile (M <= MR), else each
+                   * row tile would stream them from memory again */
 } nchw_job;
 
 /* dst[k*NR + c] = B[k, j + c] for k < K, c < nr (zeros for nr <= c < NR), B's column j + c
@@ -605,6 +606,37 @@ static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, float *ET_RES
     if (nr < NR)
         for (int64_t k = 0; k < K; k++)
             for (int64_t c = nr; c < NR; c++) dst[k * NR + c] = 0.0f;
+}
+
+/* The B block of columns [jc, jc + nc) into pb (panel jr at pb + jr * K). Runs of whole
+ * panels inside one image are copied 8 image rows at a time across the run (8 read streams,
+ * not K of them, and 1 KiB written per panel, not 128 bytes at a power-of-two stride); they
+ * are skipped when B is read in place. Other panels (across
+ * images, partial) go through nchw_pack_b. */
+static void nchw_pack_block(const nchw_job *jb, int64_t jc, int64_t nc, float *pb) {
+    const int64_t NR = jb->cfg->nr, K = jb->K, np = jb->np;
+    for (int64_t jr = 0; jr < nc;) {
+        const int64_t jj = jc + jr, pix = jj % np;
+        if (nc - jr < NR || pix + NR > np) {
+            nchw_pack_b(jb, jj, min_i64(NR, nc - jr), pb + jr * K);
+            jr += NR;
+            continue;
+        }
+        int64_t q = 1; /* whole panels in this run */
+        while (jr + (q + 1) * NR <= nc && pix + (q + 1) * NR <= np) q++;
+        if (!jb->direct_b) {
+            const float *ET_RESTRICT src = jb->x + (jj / np) * jb->xs + pix;
+            float *ET_RESTRICT dst = pb + jr * K;
+            for (int64_t k0 = 0; k0 < K; k0 += 8) {
+                const int64_t k1 = min_i64(k0 + 8, K);
+                for (int64_t t = 0; t < q; t++)
+                    for (int64_t k = k0; k < k1; k++)
+                        memcpy(dst + t * K * NR + k * NR, src + k * np + t * NR,
+                               (size_t)NR * sizeof(float));
+            }
+        }
+        jr += q * NR;
+    }
 }
 
 /* A tile (rows rows, nr columns from column j, row stride NR) to y, image by image. */
@@ -638,11 +670,7 @@ static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, i
     const int64_t nc_blk = balanced_block(j1 - j0, nchw_nc(cfg, K), NR);
     for (int64_t jc = j0; jc < j1; jc += nc_blk) {
         const int64_t nc = min_i64(nc_blk, j1 - jc);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-            const int64_t jj = jc + jr, nr = min_i64(NR, nc - jr);
-            if (!(jb->direct_b && nr == NR && jj % np + NR <= np))
-                nchw_pack_b(jb, jj, nr, pb + jr * K);
-        }
+        nchw_pack_block(jb, jc, nc, pb);
         for (int64_t ir = i0; ir < i1; ir += MR) {
             const int64_t mr = min_i64(MR, i1 - ir);
             const float *ap = jb->pa; /* K block pc: panel at ap + pc * mp + ir * kc */
@@ -703,7 +731,7 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
     nchw_job jb = {cfg, M, K, n, np, pa_data(pa), round_up(M, cfg->mr), x, xs, y, ys, epi,
                    epi_ctx, base, pb_bytes, pb_bytes + nchw_tile_bytes(cfg, M),
                    ceil_div(M, cfg->mr), ceil_div(N, cfg->nr), tm, tn,
-                   M <= ET_GEMM_DIRECT_B_MAX_M && direct_b_stride_ok(np)};
+                   M <= cfg->mr && direct_b_stride_ok(np)};
     et_parallel_for(tm * tn, nthreads, nchw_task, &jb);
     return ET_OK;
 }
