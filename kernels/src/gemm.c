@@ -579,6 +579,21 @@ typedef struct nchw_job {
                    * row tile would stream them from memory again */
 } nchw_job;
 
+/* d[0..n) = s[0..n) for the short pieces of panels across images (n <= NR): fixed-size
+ * moves, the last one overlapping, instead of a memcpy call of variable length. */
+static inline void copy_short(float *ET_RESTRICT d, const float *ET_RESTRICT s, int64_t n) {
+    if (n >= 8) {
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) memcpy(d + i, s + i, 8 * sizeof(float));
+        if (i < n) memcpy(d + n - 8, s + n - 8, 8 * sizeof(float));
+    } else if (n >= 4) {
+        memcpy(d, s, 4 * sizeof(float));
+        memcpy(d + n - 4, s + n - 4, 4 * sizeof(float));
+    } else {
+        for (int64_t i = 0; i < n; i++) d[i] = s[i];
+    }
+}
+
 /* dst[k*NR + c] = B[k, j + c] for k < K, c < nr (zeros for nr <= c < NR), B's column j + c
  * being pixel (j + c) % np of image (j + c) / np. */
 static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, float *ET_RESTRICT dst) {
@@ -599,8 +614,7 @@ static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, float *ET_RES
         if (len == 1)
             for (int64_t k = 0; k < K; k++) d[k * NR] = s[k * np];
         else
-            for (int64_t k = 0; k < K; k++)
-                for (int64_t c = 0; c < len; c++) d[k * NR + c] = s[k * np + c];
+            for (int64_t k = 0; k < K; k++) copy_short(d + k * NR, s + k * np, len);
         off += len;
     }
     if (nr < NR)
@@ -651,8 +665,7 @@ static void nchw_scatter(const nchw_job *jb, const float *ET_RESTRICT tile, int6
         if (len == 1)
             for (int64_t r = 0; r < rows; r++) d[r * np] = s[r * NR];
         else
-            for (int64_t r = 0; r < rows; r++)
-                memcpy(d + r * np, s + r * NR, (size_t)len * sizeof(float));
+            for (int64_t r = 0; r < rows; r++) copy_short(d + r * np, s + r * NR, len);
         off += len;
     }
 }
