@@ -27,7 +27,8 @@
  *   fwd        Y'[OC, n*np]  = w[OC, C] * X'[C, n*np], scattered to y with bias + activation
  *   bwd_input  dX'[C, n*np]  = w^T * dY'[OC, n*np], scattered to dx
  *   bwd_weight dw[OC, C]     = dY'[OC, n*np] * X'^T (K = n*np: one FMA chain per element, so
- *              it does not depend on the thread count)
+ *              it does not depend on the thread count); when that GEMM packs, its panels are
+ *              packed straight from dy and x instead (et_f32_gemm_nchw_wgrad, no gather)
  * Depthwise shapes (groups == c) go to the direct kernels in conv2d_depthwise.c.
  */
 #include <string.h>
@@ -651,6 +652,10 @@ static et_status bwd_weight_batched(const et_conv2d_params *p, const conv_plan *
     const int64_t nn = p->n * cp->np;
     float *X = (float *)base, *DY = (float *)(base + cp->in_bytes);
     void *gws = cp->gemm_bytes ? base + cp->in_bytes + cp->out_bytes : NULL;
+    /* packed straight from the images when the GEMM would pack (the same bits, no gather) */
+    if (et_f32_gemm_nchw_available() && !et_f32_gemm_is_small(p->oc, p->c, nn))
+        return et_f32_gemm_nchw_wgrad(p->oc, p->c, p->n, cp->np, dy, p->oc * cp->np, x,
+                                      p->c * cp->np, dw, p->c, gws, cp->gemm_bytes, nth);
     gather_rows(x, p->n, p->c, cp->np, X, nth);
     gather_rows(dy, p->n, p->oc, cp->np, DY, nth);
     return et_f32_gemm(0, 1, p->oc, p->c, nn, 1.0f, DY, nn, X, nn, 0.0f, dw, p->c, gws,

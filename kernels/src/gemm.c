@@ -748,3 +748,105 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
     et_parallel_for(tm * tn, nthreads, nchw_task, &jb);
     return ET_OK;
 }
+
+/* ---- weight gradient of a 1x1 convolution over NCHW images ---------------------------- */
+typedef struct wgrad_job {
+    const et_f32_gemm_config *cfg;
+    int64_t M, N, K, np;
+    const float *dy;
+    int64_t ys;
+    const float *x;
+    int64_t xs;
+    float *C;
+    int64_t ldc;
+    char *base;
+    size_t a_bytes, slice;
+    int64_t mt, nt;
+    int tm, tn;
+} wgrad_job;
+
+/* A w-wide panel of rows [r0, r0 + m) of an operand whose columns are the batch's pixels
+ * (column k: pixel k % np of image k / np, src + image * ss + row * np), columns
+ * [pc, pc + kc): dst[k*w + r], zeros for r >= m. The interleave pack per piece of one image
+ * (np == 1: the rows of a transposed matrix, the copy pack). */
+static void wgrad_pack(const et_f32_gemm_config *cfg, int64_t w, int64_t m, const float *src,
+                       int64_t ss, int64_t np, int64_t r0, int64_t pc, int64_t kc, float *dst) {
+    if (np == 1) {
+        cfg->pack_copy(w, m, kc, src + pc * ss + r0, ss, dst);
+        return;
+    }
+    for (int64_t k = 0; k < kc;) {
+        const int64_t img = (pc + k) / np, pix = (pc + k) % np, len = min_i64(np - pix, kc - k);
+        cfg->pack_interleave(w, m, len, src + img * ss + r0 * np + pix, np, dst + k * w);
+        k += len;
+    }
+}
+
+/* C rows [i0, i1) x columns [j0, j1): gemm_packed_block's loop nest and arithmetic for
+ * C = dY' X'^T, with both operands packed straight from the images. */
+static void wgrad_block(const wgrad_job *j, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                        float *pa, float *pb) {
+    const et_f32_gemm_config *cfg = j->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, K = j->K;
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    const int64_t mc_blk = balanced_block(i1 - i0, cfg->mc, MR);
+    const int64_t nc_blk = balanced_block(j1 - j0, cfg->nc, NR);
+    for (int64_t jc = j0; jc < j1; jc += nc_blk) {
+        const int64_t nc = min_i64(nc_blk, j1 - jc);
+        for (int64_t pc = 0; pc < K; pc += kc_blk) {
+            const int64_t kc = min_i64(kc_blk, K - pc);
+            for (int64_t jr = 0; jr < nc; jr += NR)
+                wgrad_pack(cfg, NR, min_i64(NR, nc - jr), j->x, j->xs, j->np, jc + jr, pc, kc,
+                           pb + jr * kc);
+            const float beta_k = pc == 0 ? 0.0f : 1.0f;
+            for (int64_t ic = i0; ic < i1; ic += mc_blk) {
+                const int64_t mc = min_i64(mc_blk, i1 - ic);
+                for (int64_t ir = 0; ir < mc; ir += MR)
+                    wgrad_pack(cfg, MR, min_i64(MR, mc - ir), j->dy, j->ys, j->np, ic + ir, pc, kc,
+                               pa + ir * kc);
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    const int64_t nr = min_i64(NR, nc - jr);
+                    float *cp = j->C + ic * j->ldc + jc + jr;
+                    for (int64_t ir = 0; ir < mc; ir += MR)
+                        cfg->ukernel(kc, pa + ir * kc, pb + jr * kc, NR, cp + ir * j->ldc, j->ldc,
+                                     min_i64(MR, mc - ir), nr, 1.0f, beta_k);
+                }
+            }
+        }
+    }
+}
+
+static void wgrad_task(void *ctx, int64_t t, int tid) {
+    const wgrad_job *j = (const wgrad_job *)ctx;
+    const et_f32_gemm_config *cfg = j->cfg;
+    int64_t mb, me, nb, ne;
+    et_thread_range(j->mt, (int)(t / j->tn), j->tm, &mb, &me);
+    et_thread_range(j->nt, (int)(t % j->tn), j->tn, &nb, &ne);
+    const int64_t i0 = mb * cfg->mr, i1 = min_i64(me * cfg->mr, j->M);
+    const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, j->N);
+    if (i1 <= i0 || j1 <= j0) return;
+    float *pa = (float *)(j->base + (size_t)tid * j->slice);
+    float *pb = (float *)(j->base + (size_t)tid * j->slice + j->a_bytes);
+    wgrad_block(j, i0, i1, j0, j1, pa, pb);
+}
+
+et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, const float *dy,
+                                 int64_t ys, const float *x, int64_t xs, float *C, int64_t ldc,
+                                 void *ws, size_t ws_bytes, int nthreads) {
+    const et_f32_gemm_config *cfg = current_config();
+    const int64_t K = n * np;
+    if (nthreads < 1) nthreads = 1;
+    if (!cfg || M <= 0 || N <= 0 || K <= 0 || !dy || !x || !C || ldc < N ||
+        et_f32_gemm_is_small(M, N, K))
+        return ET_ERR_ARG;
+    if (!ws || ws_bytes < et_f32_gemm_ws_bytes(M, N, K, nthreads)) return ET_ERR_WORKSPACE;
+    char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
+    const size_t a_bytes = pack_a_bytes(cfg, M, K);
+    int tm, tn;
+    choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
+    wgrad_job j = {cfg, M, N, K, np, dy, ys, x, xs, C, ldc, base, a_bytes,
+                   a_bytes + pack_b_bytes(cfg, N, K), ceil_div(M, cfg->mr), ceil_div(N, cfg->nr),
+                   tm, tn};
+    et_parallel_for(tm * tn, nthreads, wgrad_task, &j);
+    return ET_OK;
+}

@@ -126,6 +126,15 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
                            const void *pa, const float *x, int64_t xs, float *y, int64_t ys,
                            et_f32_gemm_epilogue *epi, void *epi_ctx, void *ws, size_t ws_bytes,
                            int nthreads);
+/* The weight gradient of a 1x1 convolution without gathering: C[M, N] (row stride ldc) =
+ * dY' X'^T with dY'[M, n*np] and X'[N, n*np] the batch's images side by side (image i of dy
+ * at dy + i * ys, of x at x + i * xs, rows of np pixels), K = n * np in image order. The same
+ * bits as et_f32_gemm(0, 1, M, N, K, 1, dY', K, X', K, 0, C, ldc) on its packed path, with
+ * et_f32_gemm_ws_bytes(M, N, K, nthreads) of workspace. ET_ERR_ARG when the current ISA has
+ * no packed config or (M, N, K) takes et_f32_gemm's small path. */
+et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, const float *dy,
+                                 int64_t ys, const float *x, int64_t xs, float *C, int64_t ldc,
+                                 void *ws, size_t ws_bytes, int nthreads);
 /* et_f32_gemm_pack_a with the panels split over nthreads (the same bytes). */
 et_status et_f32_gemm_pack_a_threads(int trans_a, int64_t M, int64_t K, const float *A,
                                      int64_t lda, void *pa, size_t pa_bytes, int nthreads);

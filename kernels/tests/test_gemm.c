@@ -417,6 +417,51 @@ static void test_nchw(void) {
                      ET_ERR_ARG, "gemm_nchw with an unpacked A");
 }
 
+/* et_f32_gemm_nchw_wgrad against et_f32_gemm_packed(0, 1) on the gathered matrices. */
+static int wgrad_case(const variant *v, int64_t M, int64_t N, int64_t n, int64_t np, int nth) {
+    const int64_t K = n * np, ys = M * np + 2, xs = N * np + 3, ldc = N + 1;
+    float *dy = malloc(sizeof(float) * (size_t)(n * ys)), *x = malloc(sizeof(float) * (size_t)(n * xs));
+    float *DY = malloc(sizeof(float) * (size_t)(M * K)), *X = malloc(sizeof(float) * (size_t)(N * K));
+    float *C1 = malloc(sizeof(float) * (size_t)(M * ldc)), *C2 = malloc(sizeof(float) * (size_t)(M * ldc));
+    et_fill_random(dy, n * ys, (uint64_t)(M + np), -1.0f, 1.0f);
+    et_fill_random(x, n * xs, (uint64_t)(N * 3 + n), -1.0f, 1.0f);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t r = 0; r < M; r++)
+            memcpy(DY + r * K + i * np, dy + i * ys + r * np, sizeof(float) * (size_t)np);
+        for (int64_t r = 0; r < N; r++)
+            memcpy(X + r * K + i * np, x + i * xs + r * np, sizeof(float) * (size_t)np);
+    }
+    for (int64_t i = 0; i < M * ldc; i++) C1[i] = C2[i] = g_nan;
+    const size_t gwb = et_f32_gemm_packed_ws_bytes(v->cfg, M, N, K, nth);
+    const size_t wsb = et_f32_gemm_ws_bytes(M, N, K, nth);
+    void *gws = malloc(gwb + 64), *ws = malloc(wsb + 1);
+    int ok = et_f32_gemm_packed(v->cfg, 0, 1, M, N, K, 1.0f, DY, K, X, K, 0.0f, C1, ldc, gws, gwb,
+                                nth) == ET_OK;
+    ok = ok && et_f32_gemm_nchw_wgrad(M, N, n, np, dy, ys, x, xs, C2, ldc, (char *)ws + 1, wsb,
+                                      nth) == ET_OK;
+    for (int64_t i = 0; ok && i < M * ldc; i++)
+        ok = i % ldc == N ? C2[i] != C2[i] : memcmp(C1 + i, C2 + i, sizeof(float)) == 0;
+    ET_CHECK(ok, "gemm_nchw_wgrad %s: M=%lld N=%lld n=%lld np=%lld nth=%d", v->cfg->name,
+             (long long)M, (long long)N, (long long)n, (long long)np, nth);
+    free(dy), free(x), free(DY), free(X), free(C1), free(C2), free(gws), free(ws);
+    return ok;
+}
+
+static void test_nchw_wgrad(void) {
+    /* {M, N, n, np}: np 1 (the copy pack), pieces of images inside K blocks, two K blocks */
+    static const int64_t shapes[][4] = {{24, 96, 32, 1}, {144, 24, 3, 4},  {15, 33, 5, 49},
+                                        {40, 70, 3, 300}, {29, 17, 7, 16}, {200, 40, 9, 1}};
+    for (const variant *v = FIRST_SIMD; v->head.name; v++) {
+        if (et_set_isa(v->head.isa) != ET_OK) continue;
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (int nth = 1; nth <= 3; nth += 2)
+                wgrad_case(v, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], nth);
+        float a[8] = {0}, c[8];
+        ET_CHECK(et_f32_gemm_nchw_wgrad(2, 2, 1, 2, a, 4, a, 4, c, 2, c, sizeof c, 1) == ET_ERR_ARG,
+                 "gemm_nchw_wgrad small problem");
+    }
+}
+
 void test_gemm(void) {
     const uint32_t nan_bits = 0x7fc00000u;
     memcpy(&g_nan, &nan_bits, sizeof g_nan);
@@ -442,6 +487,7 @@ void test_gemm(void) {
     }
     test_pack_a();
     test_nchw();
+    test_nchw_wgrad();
     /* the same bits on every SIMD ISA and architecture, any thread count */
     for (const variant *v = FIRST_SIMD; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
