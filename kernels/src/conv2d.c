@@ -16,13 +16,20 @@
  * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
  * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw
  * itself) and sums them in thread order, so it is deterministic for a thread count.
+ * Pointwise NCHW path (pw_plan): fwd and bwd_input of 1x1 / stride 1 / no pad / groups 1
+ * convs, whenever the paths below would run the packed GEMM (not its unpacked small-problem
+ * path), run one et_f32_gemm_nchw over the whole batch: B panels packed straight from the
+ * images (or read in place), C tiles stored straight into y (dx), bias + activation applied
+ * per tile while it is in L1; no gather / scatter passes and the same bits.
  * Batched pointwise path: 1x1 / stride 1 / no pad / groups 1 convs with a small plane
  * (np < CONV_BATCH_MAX_NP, n > 1, gathered matrices within CONV_BATCH_MAX_BYTES) gather the
- * whole batch into [C, n*np] / [OC, n*np] workspace matrices and run one GEMM with all threads:
+ * whole batch into [C, n*np] / [OC, n*np] workspace matrices and run one GEMM with all threads
+ * (today bwd_weight, and fwd / bwd_input shapes of the small-problem GEMM path):
  *   fwd        Y'[OC, n*np]  = w[OC, C] * X'[C, n*np], scattered to y with bias + activation
  *   bwd_input  dX'[C, n*np]  = w^T * dY'[OC, n*np], scattered to dx
  *   bwd_weight dw[OC, C]     = dY'[OC, n*np] * X'^T (K = n*np: one FMA chain per element, so
- *              it does not depend on the thread count)
+ *              it does not depend on the thread count); when that GEMM packs, its panels are
+ *              packed straight from dy and x instead (et_f32_gemm_nchw_wgrad, no gather)
  * Depthwise shapes (groups == c) go to the direct kernels in conv2d_depthwise.c.
  */
 #include <string.h>
@@ -341,6 +348,7 @@ typedef struct conv_plan {
     int nslots;                    /* workspace slots (one per thread that may run at once) */
     int gemm_threads;
     int batched;                   /* batched pointwise path (see the header comment) */
+    int pw;                        /* pointwise NCHW GEMM path (fwd, bwd_input) */
     int colt;                      /* bwd_weight: transposed columns, read in place */
     int64_t ldt;                   /* their row stride: kall, or CONV_COLT_PAD (padded) */
     size_t dwp_bytes;              /* padded: the slot's dw [OC, CONV_COLT_PAD] */
@@ -357,6 +365,30 @@ static size_t gemm_ws_for(int kind, const conv_plan *cp, int64_t pt, int nth) {
     }
 }
 
+/* Pointwise NCHW path (fwd, bwd_input of 1x1 / stride 1 / no pad / groups 1 convs): one GEMM
+ * over the batch that packs its B panels straight from the images and stores C straight into
+ * them, with the bias + activation applied per tile (et_f32_gemm_nchw). It gives the packed
+ * GEMM's bits, so it is taken exactly when the older paths (batched or per image) would have
+ * run the packed GEMM, not its unpacked small-problem path; the choice depends on the shapes
+ * only, so the workspace does not depend on the ISA. Returns 1 when cp is this plan. */
+static int pw_plan(const et_conv2d_params *p, int kind, int nthreads, conv_plan *cp) {
+    if (!cp->direct || p->groups != 1 || kind == CONV_BWD_WEIGHT) return 0;
+    const int64_t rin = kind == CONV_BWD_INPUT ? p->oc : p->c;
+    const int64_t rout = kind == CONV_BWD_INPUT ? p->c : p->oc;
+    const int64_t nn = p->n * cp->np;
+    const size_t gathered = align_up((size_t)(rin * nn) * sizeof(float)) +
+                            align_up((size_t)(rout * nn) * sizeof(float));
+    const int old_batched =
+        p->n > 1 && cp->np < CONV_BATCH_MAX_NP && gathered <= CONV_BATCH_MAX_BYTES;
+    if (et_f32_gemm_is_small(rout, old_batched ? nn : cp->np, rin)) return 0;
+    cp->pw = 1;
+    cp->gemm_threads = nthreads;
+    cp->pa_one = cp->pa_bytes = align_up(et_f32_gemm_pack_a_bytes(rout, rin));
+    cp->gemm_bytes = align_up(et_f32_gemm_nchw_ws_bytes(rout, rin, p->n, cp->np, nthreads));
+    cp->total = cp->pa_bytes + cp->gemm_bytes + CONV_ALIGN;
+    return 1;
+}
+
 static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, conv_plan *cp) {
     memset(cp, 0, sizeof *cp);
     if (nthreads < 1) nthreads = 1;
@@ -367,6 +399,7 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
     cp->np = p->oh * p->ow;
     cp->direct = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
                  p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
+    if (pw_plan(p, kind, nthreads, cp)) return;
     if (cp->direct && p->groups == 1 && p->n > 1 && cp->np < CONV_BATCH_MAX_NP) {
         int64_t nn = p->n * cp->np;
         /* fwd: in = X' [C, nn], out = Y' [OC, nn]; bwd_input: in = dY' [OC, nn], out = dX'
@@ -714,10 +747,79 @@ static et_status bwd_weight_batched(const et_conv2d_params *p, const conv_plan *
     const int64_t nn = p->n * cp->np;
     float *X = (float *)base, *DY = (float *)(base + cp->in_bytes);
     void *gws = cp->gemm_bytes ? base + cp->in_bytes + cp->out_bytes : NULL;
+    /* packed straight from the images when the GEMM would pack (the same bits, no gather) */
+    if (et_f32_gemm_nchw_available() && !et_f32_gemm_is_small(p->oc, p->c, nn))
+        return et_f32_gemm_nchw_wgrad(p->oc, p->c, p->n, cp->np, dy, p->oc * cp->np, x,
+                                      p->c * cp->np, dw, p->c, gws, cp->gemm_bytes, nth);
     gather_rows(x, p->n, p->c, cp->np, X, nth);
     gather_rows(dy, p->n, p->oc, cp->np, DY, nth);
     return et_f32_gemm(0, 1, p->oc, p->c, nn, 1.0f, DY, nn, X, nn, 0.0f, dw, p->c, gws,
                        cp->gemm_bytes, nth);
+}
+
+/* ---- pointwise NCHW path (pw_plan) -------------------------------------------------- */
+typedef struct pw_epi {
+    const et_conv2d_params *p;
+    const float *b;
+} pw_epi;
+
+/* The forward's epilogue (bias, fused BatchNorm, activation: et_conv_epilogue_) on a final
+ * tile of y (rows row0.. of the output). */
+static inline void pw_epilogue_body(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
+                                    int64_t ncols) {
+    const pw_epi *e = (const pw_epi *)ctx;
+    for (int64_t r = 0; r < rows; r++)
+        et_conv_epilogue_(e->p, row0 + r, e->b ? e->b[row0 + r] : 0.0f, c + r * ldc, ncols);
+}
+static void pw_epilogue(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
+                        int64_t ncols) {
+    pw_epilogue_body(ctx, row0, rows, c, ldc, ncols);
+}
+#if defined(ET_HAVE_X86_SIMD)
+/* The same elementwise code compiled for AVX-512 (tiles of 32-float rows: two vectors a row
+ * instead of eight SSE ones); elementwise, so the same bits. */
+ET_TARGET_AVX512 static void pw_epilogue_avx512(void *ctx, int64_t row0, int64_t rows, float *c,
+                                                int64_t ldc, int64_t ncols) {
+    pw_epilogue_body(ctx, row0, rows, c, ldc, ncols);
+}
+#endif
+
+/* The epilogue compiled for the ISA in use (a variant table, variant_internal.h). */
+typedef struct pw_epi_variant {
+    et_variant_head head;
+    et_f32_gemm_epilogue *fn;
+} pw_epi_variant;
+static const pw_epi_variant pw_epi_variants[] = {
+    {{ET_ISA_REF, "ref"}, pw_epilogue},
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX512, "avx512"}, pw_epilogue_avx512},
+#endif
+    {{ET_ISA_REF, NULL}, NULL}, /* end */
+};
+
+/* dst_i = op(W) src_i for every image (op = W for the forward, with bias + activation;
+ * W^T for the input gradient). The scalar reference ISA has no packed GEMM: it runs the
+ * reference GEMM image by image (the same bits as before, it accumulates in double). */
+static et_status pointwise_nchw(const et_conv2d_params *p, const conv_plan *cp, int trans_w,
+                                const float *src, const float *w, const float *b, float *dst,
+                                char *base, int nth) {
+    const int64_t rin = trans_w ? p->oc : p->c, rout = trans_w ? p->c : p->oc, np = cp->np;
+    const int fuse = !trans_w && et_conv_has_epilogue_(p, b);
+    pw_epi e = {p, b};
+    if (!et_f32_gemm_nchw_available()) {
+        for (int64_t i = 0; i < p->n; i++) {
+            float *di = dst + i * rout * np;
+            et_f32_gemm__ref(trans_w, 0, rout, np, rin, 1.0f, w, p->c, src + i * rin * np, np,
+                             0.0f, di, np);
+            if (fuse) pw_epilogue(&e, 0, rout, di, np, np);
+        }
+        return ET_OK;
+    }
+    et_status st = et_f32_gemm_pack_a_threads(trans_w, rout, rin, w, p->c, base, cp->pa_one, nth);
+    if (st != ET_OK) return st;
+    const pw_epi_variant *ev = (const pw_epi_variant *)ET_VARIANT_PICK(pw_epi_variants);
+    return et_f32_gemm_nchw(trans_w, rout, rin, p->n, np, base, src, rin * np, dst, rout * np,
+                            fuse ? ev->fn : NULL, &e, base + cp->pa_bytes, cp->gemm_bytes, nth);
 }
 
 /* ---- per-image driver (forward and input gradient) ---------------------------------- */
@@ -782,6 +884,7 @@ static et_status data_pass(const et_conv2d_params *p, int kind, const float *src
     conv_plan cp;
     char *base;
     if (plan_in(p, kind, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
+    if (cp.pw) return pointwise_nchw(p, &cp, bwd, src, w, b, dst, base, nthreads);
     if (cp.batched) return pointwise_batched(p, &cp, bwd, src, w, b, dst, base, nthreads);
     et_status pst = pack_weights(p, &cp, w, base, bwd);
     if (pst != ET_OK) return pst;

@@ -462,23 +462,48 @@ size_t et_f32_gemm_pack_a_bytes(int64_t M, int64_t K) {
     return bytes + sizeof(pa_header) + ET_GEMM_ALIGN;
 }
 
-et_status et_f32_gemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, int64_t lda,
-                             void *pa, size_t pa_bytes) {
+typedef struct pack_a_job {
+    const et_f32_gemm_config *cfg;
+    int trans_a;
+    int64_t M, K;
+    const float *A;
+    int64_t lda;
+    float *data;
+} pack_a_job;
+
+/* Row panels [p0, p1) (MR rows each) of every K block. */
+static void pack_a_range(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const pack_a_job *j = (const pack_a_job *)ctx;
+    const int64_t MR = j->cfg->mr, mp = round_up(j->M, MR);
+    const int64_t kc_blk = balanced_block(j->K, ET_GEMM_KC, 1);
+    (void)tid;
+    for (int64_t pc = 0; pc < j->K; pc += kc_blk) {
+        const int64_t kc = min_i64(kc_blk, j->K - pc);
+        for (int64_t r = p0 * MR; r < p1 * MR; r += MR)
+            pack_a_panel(j->cfg, j->trans_a, min_i64(MR, j->M - r), kc, j->A, j->lda, r, pc,
+                         j->data + pc * mp + r * kc);
+    }
+}
+
+et_status et_f32_gemm_pack_a_threads(int trans_a, int64_t M, int64_t K, const float *A,
+                                     int64_t lda, void *pa, size_t pa_bytes, int nthreads) {
     if (M <= 0 || K <= 0 || !A || !pa || lda < (trans_a ? M : K)) return ET_ERR_ARG;
     if (pa_bytes < et_f32_gemm_pack_a_bytes(M, K)) return ET_ERR_WORKSPACE;
     const et_f32_gemm_config *cfg = current_config();
     pa_header h = {ET_PA_MAGIC, cfg, M, K, trans_a != 0};
     memcpy(pa, &h, sizeof h);
     if (!cfg) return ET_OK; /* nothing to pack for the scalar reference */
-    float *data = pa_data(pa);
-    const int64_t MR = cfg->mr, mp = round_up(M, MR), kc_blk = balanced_block(K, ET_GEMM_KC, 1);
-    for (int64_t pc = 0; pc < K; pc += kc_blk) {
-        const int64_t kc = min_i64(kc_blk, K - pc);
-        for (int64_t r = 0; r < mp; r += MR)
-            pack_a_panel(cfg, trans_a, min_i64(MR, M - r), kc, A, lda, r, pc,
-                         data + pc * mp + r * kc);
-    }
+    pack_a_job j = {cfg, trans_a, M, K, A, lda, pa_data(pa)};
+    const int64_t panels = ceil_div(M, cfg->mr);
+    /* threads only for real work (a copy: the split changes no value) */
+    const int nth = nthreads > 1 && M * K >= 32768 ? nthreads : 1;
+    et_parallel_ranges(panels, nth > 1 ? et_split_chunks(panels, nth) : 1, nth, pack_a_range, &j);
     return ET_OK;
+}
+
+et_status et_f32_gemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, int64_t lda,
+                             void *pa, size_t pa_bytes) {
+    return et_f32_gemm_pack_a_threads(trans_a, M, K, A, lda, pa, pa_bytes, 1);
 }
 
 et_status et_f32_gemm_pa(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -498,4 +523,330 @@ et_status et_f32_gemm_pa(int trans_a, int trans_b, int64_t M, int64_t N, int64_t
     const packed_a pre = {pa_data(pa), round_up(M, cfg->mr)};
     return gemm_packed_pre(cfg, trans_a, trans_b, M, N, K, alpha, A, lda, &pre, B, ldb, beta, C,
                            ldc, ws, ws_bytes, nthreads);
+}
+
+/* ---- batched NCHW operands (gemm_internal.h) -------------------------------------- */
+/* Floats of packed B one task keeps (all K rows of nc columns): about 512 KiB, half of L2. */
+#define ET_GEMM_NCHW_B_FLOATS ((int64_t)128 * 1024)
+
+/* Columns of packed B per block: all K rows of it fit ET_GEMM_NCHW_B_FLOATS. */
+static int64_t nchw_nc(const et_f32_gemm_config *cfg, int64_t K) {
+    int64_t nc = ET_GEMM_NCHW_B_FLOATS / K / cfg->nr * cfg->nr;
+    if (nc < cfg->nr) nc = cfg->nr;
+    return min_i64(nc, cfg->nc);
+}
+
+/* One thread's slice: packed B block (K x nc), then the tile buffer (MR x NR). */
+static size_t nchw_pb_bytes(const et_f32_gemm_config *cfg, int64_t K, int64_t N) {
+    const int64_t nc = min_i64(nchw_nc(cfg, K), round_up(N, cfg->nr));
+    return (size_t)round_up(K * nc * (int64_t)sizeof(float), ET_GEMM_ALIGN);
+}
+static size_t nchw_tile_bytes(const et_f32_gemm_config *cfg, int64_t M) {
+    (void)M;
+    return (size_t)round_up(cfg->mr * cfg->nr * (int64_t)sizeof(float), ET_GEMM_ALIGN);
+}
+
+size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, int nthreads) {
+    if (M <= 0 || K <= 0 || n <= 0 || np <= 0) return 0;
+    if (nthreads < 1) nthreads = 1;
+    size_t bytes = 0;
+    for (const et_f32_gemm_variant *row = et_f32_gemm_variants + 1; row->head.name; row++) {
+        const size_t b = (nchw_pb_bytes(row->cfg, K, n * np) + nchw_tile_bytes(row->cfg, M)) *
+                         (size_t)nthreads;
+        if (b > bytes) bytes = b;
+    }
+    return bytes ? bytes + ET_GEMM_ALIGN : 0;
+}
+
+int et_f32_gemm_nchw_available(void) { return current_config() != NULL; }
+
+typedef struct nchw_job {
+    const et_f32_gemm_config *cfg;
+    int64_t M, K, n, np;
+    const float *pa; /* packed op(A) panels (packed_a layout) */
+    int64_t mp;
+    const float *x;
+    int64_t xs;
+    float *y;
+    int64_t ys;
+    et_f32_gemm_epilogue *epi;
+    void *epi_ctx;
+    char *base;
+    size_t pb_bytes, slice;
+    int64_t mt, nt;
+    int tm, tn;
+    int direct_b; /* whole panels read in place: only with one row tile (M <= MR), else each
+                   * row tile would stream them from memory again */
+} nchw_job;
+
+/* d[0..n) = s[0..n) for the short pieces of panels across images (n <= NR): fixed-size
+ * moves, the last one overlapping, instead of a memcpy call of variable length. */
+static inline void copy_short(float *ET_RESTRICT d, const float *ET_RESTRICT s, int64_t n) {
+    if (n >= 8) {
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) memcpy(d + i, s + i, 8 * sizeof(float));
+        if (i < n) memcpy(d + n - 8, s + n - 8, 8 * sizeof(float));
+    } else if (n >= 4) {
+        memcpy(d, s, 4 * sizeof(float));
+        memcpy(d + n - 4, s + n - 4, 4 * sizeof(float));
+    } else {
+        for (int64_t i = 0; i < n; i++) d[i] = s[i];
+    }
+}
+
+/* dst[k*NR + c] = B[k, j + c] for k < K, c < nr (zeros for nr <= c < NR), B's column j + c
+ * being pixel (j + c) % np of image (j + c) / np. */
+static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, float *ET_RESTRICT dst) {
+    const int64_t NR = jb->cfg->nr, K = jb->K, np = jb->np;
+    if (nr == NR && j % np + NR <= np) { /* one image: a plain row-copy panel */
+        jb->cfg->pack_copy(NR, NR, K, jb->x + (j / np) * jb->xs + j % np, np, dst);
+        return;
+    }
+    if (np == 1) { /* column c is image j + c's vector of K floats: a transposing pack */
+        jb->cfg->pack_interleave(NR, nr, K, jb->x + j * jb->xs, jb->xs, dst);
+        return;
+    }
+    for (int64_t off = 0; off < nr;) {
+        const int64_t img = (j + off) / np, pix = (j + off) % np;
+        const int64_t len = min_i64(np - pix, nr - off);
+        const float *ET_RESTRICT s = jb->x + img * jb->xs + pix;
+        float *ET_RESTRICT d = dst + off;
+        if (len == 1)
+            for (int64_t k = 0; k < K; k++) d[k * NR] = s[k * np];
+        else
+            for (int64_t k = 0; k < K; k++) copy_short(d + k * NR, s + k * np, len);
+        off += len;
+    }
+    if (nr < NR)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t c = nr; c < NR; c++) dst[k * NR + c] = 0.0f;
+}
+
+/* The B block of columns [jc, jc + nc) into pb (panel jr at pb + jr * K). Runs of whole
+ * panels inside one image are copied 8 image rows at a time across the run (8 read streams,
+ * not K of them, and 1 KiB written per panel, not 128 bytes at a power-of-two stride); they
+ * are skipped when B is read in place. Other panels (across
+ * images, partial) go through nchw_pack_b. */
+static void nchw_pack_block(const nchw_job *jb, int64_t jc, int64_t nc, float *pb) {
+    const int64_t NR = jb->cfg->nr, K = jb->K, np = jb->np;
+    for (int64_t jr = 0; jr < nc;) {
+        const int64_t jj = jc + jr, pix = jj % np;
+        if (nc - jr < NR || pix + NR > np) {
+            nchw_pack_b(jb, jj, min_i64(NR, nc - jr), pb + jr * K);
+            jr += NR;
+            continue;
+        }
+        int64_t q = 1; /* whole panels in this run */
+        while (jr + (q + 1) * NR <= nc && pix + (q + 1) * NR <= np) q++;
+        if (!jb->direct_b) {
+            const float *ET_RESTRICT src = jb->x + (jj / np) * jb->xs + pix;
+            float *ET_RESTRICT dst = pb + jr * K;
+            for (int64_t k0 = 0; k0 < K; k0 += 8) {
+                const int64_t k1 = min_i64(k0 + 8, K);
+                for (int64_t t = 0; t < q; t++)
+                    for (int64_t k = k0; k < k1; k++)
+                        memcpy(dst + t * K * NR + k * NR, src + k * np + t * NR,
+                               (size_t)NR * sizeof(float));
+            }
+        }
+        jr += q * NR;
+    }
+}
+
+/* A tile (rows rows, nr columns from column j, row stride NR) to y, image by image. */
+static void nchw_scatter(const nchw_job *jb, const float *ET_RESTRICT tile, int64_t row0,
+                         int64_t rows, int64_t j, int64_t nr) {
+    const int64_t NR = jb->cfg->nr, np = jb->np;
+    for (int64_t off = 0; off < nr;) {
+        const int64_t img = (j + off) / np, pix = (j + off) % np;
+        const int64_t len = min_i64(np - pix, nr - off);
+        float *ET_RESTRICT d = jb->y + img * jb->ys + row0 * np + pix;
+        const float *ET_RESTRICT s = tile + off;
+        if (len == 1)
+            for (int64_t r = 0; r < rows; r++) d[r * np] = s[r * NR];
+        else
+            for (int64_t r = 0; r < rows; r++) copy_short(d + r * np, s + r * NR, len);
+        off += len;
+    }
+}
+
+/* Rows [i0, i1) x columns [j0, j1) of C (tile aligned). Loop nest: column blocks (B packed
+ * once per block, all K rows), row blocks, MR row tiles, NR column panels, K blocks innermost:
+ * a tile's K blocks run back to back, so each tile is final (epilogue, scatter) while in L1,
+ * and consecutive tiles continue the same MR output rows (few store streams; the A panel
+ * stays in L1 while the B block streams from L2). */
+static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                       float *pb, float *tile) {
+    const et_f32_gemm_config *cfg = jb->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, K = jb->K, np = jb->np;
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    const int64_t nc_blk = balanced_block(j1 - j0, nchw_nc(cfg, K), NR);
+    for (int64_t jc = j0; jc < j1; jc += nc_blk) {
+        const int64_t nc = min_i64(nc_blk, j1 - jc);
+        nchw_pack_block(jb, jc, nc, pb);
+        for (int64_t ir = i0; ir < i1; ir += MR) {
+            const int64_t mr = min_i64(MR, i1 - ir);
+            const float *ap = jb->pa; /* K block pc: panel at ap + pc * mp + ir * kc */
+            for (int64_t jr = 0; jr < nc; jr += NR) {
+                const int64_t jj = jc + jr, nr = min_i64(NR, nc - jr);
+                const int64_t img = jj / np, pix = jj % np;
+                const int inside = pix + nr <= np;
+                const int in_place = jb->direct_b && nr == NR && inside;
+                const float *bp = in_place ? jb->x + img * jb->xs + pix : pb + jr * K;
+                const int64_t bs = in_place ? np : NR;
+                float *c = inside ? jb->y + img * jb->ys + ir * np + pix : tile;
+                const int64_t ldc = inside ? np : NR;
+                for (int64_t pc = 0; pc < K; pc += kc_blk) {
+                    const int64_t kc = min_i64(kc_blk, K - pc);
+                    cfg->ukernel(kc, ap + pc * jb->mp + ir * kc, bp + pc * bs, bs, c, ldc, mr, nr,
+                                 1.0f, pc == 0 ? 0.0f : 1.0f);
+                }
+                if (jb->epi) jb->epi(jb->epi_ctx, ir, mr, c, ldc, nr);
+                if (!inside) nchw_scatter(jb, tile, ir, mr, jj, nr);
+            }
+        }
+    }
+}
+
+static void nchw_task(void *ctx, int64_t t, int tid) {
+    const nchw_job *jb = (const nchw_job *)ctx;
+    const et_f32_gemm_config *cfg = jb->cfg;
+    int64_t mb, me, nb, ne;
+    et_thread_range(jb->mt, (int)(t / jb->tn), jb->tm, &mb, &me);
+    et_thread_range(jb->nt, (int)(t % jb->tn), jb->tn, &nb, &ne);
+    const int64_t i0 = mb * cfg->mr, i1 = min_i64(me * cfg->mr, jb->M);
+    const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, jb->n * jb->np);
+    if (i1 <= i0 || j1 <= j0) return;
+    float *pb = (float *)(jb->base + (size_t)tid * jb->slice);
+    float *tile = (float *)(jb->base + (size_t)tid * jb->slice + jb->pb_bytes);
+    nchw_block(jb, i0, i1, j0, j1, pb, tile);
+}
+
+et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
+                           const void *pa, const float *x, int64_t xs, float *y, int64_t ys,
+                           et_f32_gemm_epilogue *epi, void *epi_ctx, void *ws, size_t ws_bytes,
+                           int nthreads) {
+    const et_f32_gemm_config *cfg = current_config();
+    if (nthreads < 1) nthreads = 1;
+    if (!cfg || M <= 0 || K <= 0 || n <= 0 || np <= 0 || !pa || !x || !y) return ET_ERR_ARG;
+    pa_header h;
+    memcpy(&h, pa, sizeof h);
+    if (h.magic != ET_PA_MAGIC || h.cfg != cfg || h.m != M || h.k != K ||
+        h.trans_a != (trans_a != 0))
+        return ET_ERR_ARG;
+    if (!ws || ws_bytes < et_f32_gemm_nchw_ws_bytes(M, K, n, np, nthreads))
+        return ET_ERR_WORKSPACE;
+    const int64_t N = n * np;
+    char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
+    const size_t pb_bytes = nchw_pb_bytes(cfg, K, N);
+    int tm, tn;
+    choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
+    nchw_job jb = {cfg, M, K, n, np, pa_data(pa), round_up(M, cfg->mr), x, xs, y, ys, epi,
+                   epi_ctx, base, pb_bytes, pb_bytes + nchw_tile_bytes(cfg, M),
+                   ceil_div(M, cfg->mr), ceil_div(N, cfg->nr), tm, tn,
+                   M <= cfg->mr && direct_b_stride_ok(np)};
+    et_parallel_for(tm * tn, nthreads, nchw_task, &jb);
+    return ET_OK;
+}
+
+/* ---- weight gradient of a 1x1 convolution over NCHW images ---------------------------- */
+typedef struct wgrad_job {
+    const et_f32_gemm_config *cfg;
+    int64_t M, N, K, np;
+    const float *dy;
+    int64_t ys;
+    const float *x;
+    int64_t xs;
+    float *C;
+    int64_t ldc;
+    char *base;
+    size_t a_bytes, slice;
+    int64_t mt, nt;
+    int tm, tn;
+} wgrad_job;
+
+/* A w-wide panel of rows [r0, r0 + m) of an operand whose columns are the batch's pixels
+ * (column k: pixel k % np of image k / np, src + image * ss + row * np), columns
+ * [pc, pc + kc): dst[k*w + r], zeros for r >= m. The interleave pack per piece of one image
+ * (np == 1: the rows of a transposed matrix, the copy pack). */
+static void wgrad_pack(const et_f32_gemm_config *cfg, int64_t w, int64_t m, const float *src,
+                       int64_t ss, int64_t np, int64_t r0, int64_t pc, int64_t kc, float *dst) {
+    if (np == 1) {
+        cfg->pack_copy(w, m, kc, src + pc * ss + r0, ss, dst);
+        return;
+    }
+    for (int64_t k = 0; k < kc;) {
+        const int64_t img = (pc + k) / np, pix = (pc + k) % np, len = min_i64(np - pix, kc - k);
+        cfg->pack_interleave(w, m, len, src + img * ss + r0 * np + pix, np, dst + k * w);
+        k += len;
+    }
+}
+
+/* C rows [i0, i1) x columns [j0, j1): gemm_packed_block's loop nest and arithmetic for
+ * C = dY' X'^T, with both operands packed straight from the images. */
+static void wgrad_block(const wgrad_job *j, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                        float *pa, float *pb) {
+    const et_f32_gemm_config *cfg = j->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, K = j->K;
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    const int64_t mc_blk = balanced_block(i1 - i0, cfg->mc, MR);
+    const int64_t nc_blk = balanced_block(j1 - j0, cfg->nc, NR);
+    for (int64_t jc = j0; jc < j1; jc += nc_blk) {
+        const int64_t nc = min_i64(nc_blk, j1 - jc);
+        for (int64_t pc = 0; pc < K; pc += kc_blk) {
+            const int64_t kc = min_i64(kc_blk, K - pc);
+            for (int64_t jr = 0; jr < nc; jr += NR)
+                wgrad_pack(cfg, NR, min_i64(NR, nc - jr), j->x, j->xs, j->np, jc + jr, pc, kc,
+                           pb + jr * kc);
+            const float beta_k = pc == 0 ? 0.0f : 1.0f;
+            for (int64_t ic = i0; ic < i1; ic += mc_blk) {
+                const int64_t mc = min_i64(mc_blk, i1 - ic);
+                for (int64_t ir = 0; ir < mc; ir += MR)
+                    wgrad_pack(cfg, MR, min_i64(MR, mc - ir), j->dy, j->ys, j->np, ic + ir, pc, kc,
+                               pa + ir * kc);
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    const int64_t nr = min_i64(NR, nc - jr);
+                    float *cp = j->C + ic * j->ldc + jc + jr;
+                    for (int64_t ir = 0; ir < mc; ir += MR)
+                        cfg->ukernel(kc, pa + ir * kc, pb + jr * kc, NR, cp + ir * j->ldc, j->ldc,
+                                     min_i64(MR, mc - ir), nr, 1.0f, beta_k);
+                }
+            }
+        }
+    }
+}
+
+static void wgrad_task(void *ctx, int64_t t, int tid) {
+    const wgrad_job *j = (const wgrad_job *)ctx;
+    const et_f32_gemm_config *cfg = j->cfg;
+    int64_t mb, me, nb, ne;
+    et_thread_range(j->mt, (int)(t / j->tn), j->tm, &mb, &me);
+    et_thread_range(j->nt, (int)(t % j->tn), j->tn, &nb, &ne);
+    const int64_t i0 = mb * cfg->mr, i1 = min_i64(me * cfg->mr, j->M);
+    const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, j->N);
+    if (i1 <= i0 || j1 <= j0) return;
+    float *pa = (float *)(j->base + (size_t)tid * j->slice);
+    float *pb = (float *)(j->base + (size_t)tid * j->slice + j->a_bytes);
+    wgrad_block(j, i0, i1, j0, j1, pa, pb);
+}
+
+et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, const float *dy,
+                                 int64_t ys, const float *x, int64_t xs, float *C, int64_t ldc,
+                                 void *ws, size_t ws_bytes, int nthreads) {
+    const et_f32_gemm_config *cfg = current_config();
+    const int64_t K = n * np;
+    if (nthreads < 1) nthreads = 1;
+    if (!cfg || M <= 0 || N <= 0 || K <= 0 || !dy || !x || !C || ldc < N ||
+        et_f32_gemm_is_small(M, N, K))
+        return ET_ERR_ARG;
+    if (!ws || ws_bytes < et_f32_gemm_ws_bytes(M, N, K, nthreads)) return ET_ERR_WORKSPACE;
+    char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
+    const size_t a_bytes = pack_a_bytes(cfg, M, K);
+    int tm, tn;
+    choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
+    wgrad_job j = {cfg, M, N, K, np, dy, ys, x, xs, C, ldc, base, a_bytes,
+                   a_bytes + pack_b_bytes(cfg, N, K), ceil_div(M, cfg->mr), ceil_div(N, cfg->nr),
+                   tm, tn};
+    et_parallel_for(tm * tn, nthreads, wgrad_task, &j);
+    return ET_OK;
 }

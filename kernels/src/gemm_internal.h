@@ -106,6 +106,43 @@ void et_f32_gemm_small(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K
 /* Portable packers (gemm.c). */
 et_f32_gemm_pack et_f32_gemm_pack_interleave__scalar, et_f32_gemm_pack_copy__scalar;
 
+/* ---- batched NCHW operands (1x1 convolutions) ----------------------------------------------
+ * For each image i < n: y_i[M, np] = op(A)[M, K] * x_i[K, np] with x_i = x + i * xs and
+ * y_i = y + i * ys (row strides np), i.e. the product C = op(A) B over the n * np columns
+ * j = i * np + p, without gathering B or scattering C: B's NR-wide panels are packed straight
+ * from the images (or read in place), C tiles inside one image are stored straight into y,
+ * tiles across images go through a small tile buffer. A must be pre-packed by
+ * et_f32_gemm_pack_a(trans_a, M, K, ...) for the current ISA. After a tile of C (rows
+ * [row0, row0 + rows), ncols columns, all in one image or the tile buffer) holds its final
+ * values, epi (if not NULL) is called on it: epi(ctx, row0, rows, c, ldc, ncols), which must
+ * work elementwise in place.
+ * Bits: each element is the packed path's k-ordered FMA chain (K blocks of
+ * balanced_block(K, ET_GEMM_KC), alpha = 1, beta = 0), so the result equals et_f32_gemm's
+ * packed path for any column count and thread count. Returns ET_ERR_ARG when the current ISA
+ * has no packed config (the scalar reference: callers run et_f32_gemm per image instead). */
+typedef void et_f32_gemm_epilogue(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
+                                  int64_t ncols);
+et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
+                           const void *pa, const float *x, int64_t xs, float *y, int64_t ys,
+                           et_f32_gemm_epilogue *epi, void *epi_ctx, void *ws, size_t ws_bytes,
+                           int nthreads);
+/* The weight gradient of a 1x1 convolution without gathering: C[M, N] (row stride ldc) =
+ * dY' X'^T with dY'[M, n*np] and X'[N, n*np] the batch's images side by side (image i of dy
+ * at dy + i * ys, of x at x + i * xs, rows of np pixels), K = n * np in image order. The same
+ * bits as et_f32_gemm(0, 1, M, N, K, 1, dY', K, X', K, 0, C, ldc) on its packed path, with
+ * et_f32_gemm_ws_bytes(M, N, K, nthreads) of workspace. ET_ERR_ARG when the current ISA has
+ * no packed config or (M, N, K) takes et_f32_gemm's small path. */
+et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, const float *dy,
+                                 int64_t ys, const float *x, int64_t xs, float *C, int64_t ldc,
+                                 void *ws, size_t ws_bytes, int nthreads);
+/* et_f32_gemm_pack_a with the panels split over nthreads (the same bytes). */
+et_status et_f32_gemm_pack_a_threads(int trans_a, int64_t M, int64_t K, const float *A,
+                                     int64_t lda, void *pa, size_t pa_bytes, int nthreads);
+/* Workspace of et_f32_gemm_nchw for every config compiled in (ISA independent). */
+size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, int nthreads);
+/* 1 if the current ISA runs et_f32_gemm_nchw (has a packed config). */
+int et_f32_gemm_nchw_available(void);
+
 /* ---- variant table (variant_internal.h) ------------------------------------ */
 /* One row per ISA: its packed-GEMM config, NULL in the __ref row (et_f32_gemm__ref,
  * which needs no workspace). et_f32_gemm runs et_f32_gemm_run(row->cfg, ...) for the

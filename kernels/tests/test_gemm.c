@@ -347,6 +347,121 @@ static void test_pack_a(void) {
                  ET_ERR_ARG, "gemm_pa lda");
 }
 
+/* ---- et_f32_gemm_nchw: the packed path's bits over a batch of NCHW images ---------------- */
+/* Test epilogue: c = c * 0.5 + row (elementwise, row-dependent). */
+static void nchw_test_epi(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
+                          int64_t ncols) {
+    (void)ctx;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < ncols; j++) c[r * ldc + j] = c[r * ldc + j] * 0.5f + (float)(row0 + r);
+}
+
+/* y_i = op(A) x_i for n images of np pixels (image strides with padding), against
+ * et_f32_gemm_packed on the gathered [K, n*np] matrix: bitwise equal, padding untouched. */
+static int nchw_case(const variant *v, int ta, int64_t M, int64_t K, int64_t n, int64_t np,
+                     int epi, int nth) {
+    const int64_t N = n * np, lda = ta ? M : K, xs = K * np + 5, ys = M * np + 3;
+    float *A = malloc(sizeof(float) * (size_t)(M * K)), *x = malloc(sizeof(float) * (size_t)(n * xs));
+    float *y = malloc(sizeof(float) * (size_t)(n * ys)), *X = malloc(sizeof(float) * (size_t)(K * N));
+    float *C = malloc(sizeof(float) * (size_t)(M * N));
+    et_fill_random(A, M * K, (uint64_t)(M * 3 + K), -1.0f, 1.0f);
+    et_fill_random(x, n * xs, (uint64_t)(np * 11 + n), -1.0f, 1.0f);
+    for (int64_t i = 0; i < n * ys; i++) y[i] = g_nan;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < K; k++)
+            memcpy(X + k * N + i * np, x + i * xs + k * np, sizeof(float) * (size_t)np);
+    const size_t gwb = et_f32_gemm_packed_ws_bytes(v->cfg, M, N, K, nth);
+    const size_t wsb = et_f32_gemm_nchw_ws_bytes(M, K, n, np, nth);
+    const size_t pab = et_f32_gemm_pack_a_bytes(M, K);
+    void *gws = malloc(gwb + 64), *ws = malloc(wsb + 1), *pa = malloc(pab);
+    int ok = et_f32_gemm_packed(v->cfg, ta, 0, M, N, K, 1.0f, A, lda, X, N, 0.0f, C, N, gws, gwb,
+                                nth) == ET_OK;
+    if (epi) nchw_test_epi(NULL, 0, M, C, N, N);
+    ok = ok && et_f32_gemm_pack_a(ta, M, K, A, lda, pa, pab) == ET_OK;
+    ok = ok && et_f32_gemm_nchw(ta, M, K, n, np, pa, x, xs, y, ys, epi ? nchw_test_epi : NULL,
+                                NULL, (char *)ws + 1, wsb, nth) == ET_OK;
+    for (int64_t i = 0; ok && i < n; i++) {
+        for (int64_t r = 0; r < M; r++)
+            ok = ok && memcmp(y + i * ys + r * np, C + r * N + i * np, sizeof(float) * (size_t)np) == 0;
+        for (int64_t t = M * np; t < ys; t++) ok = ok && y[i * ys + t] != y[i * ys + t]; /* NaN */
+    }
+    ET_CHECK(ok, "gemm_nchw %s: ta=%d M=%lld K=%lld n=%lld np=%lld epi=%d nth=%d", v->cfg->name, ta,
+             (long long)M, (long long)K, (long long)n, (long long)np, epi, nth);
+    free(A), free(x), free(y), free(X), free(C), free(gws), free(ws), free(pa);
+    return ok;
+}
+
+static void test_nchw(void) {
+    /* {M, K, n, np}: tile edges in M, one and two K blocks, planes below / at / above NR,
+     * panels across images, np == 1, in-place B (M <= 128) and packed B */
+    static const int64_t shapes[][4] = {
+        {14, 16, 2, 32},  {15, 7, 3, 33},  {5, 96, 4, 1},    {29, 24, 5, 4},  {130, 9, 2, 16},
+        {24, 144, 3, 49}, {1, 5, 2, 300},  {40, 769, 2, 7},  {9, 3, 1, 64},   {160, 40, 3, 1},
+    };
+    for (const variant *v = FIRST_SIMD; v->head.name; v++) {
+        if (et_set_isa(v->head.isa) != ET_OK) continue;
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (int t = 0; t < 4; t++)
+                nchw_case(v, t & 1, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], t >> 1,
+                          1 + (int)((i + (size_t)t) % 3));
+    }
+    /* the scalar reference has no packed config; bad arguments */
+    float a[4] = {1, 2, 3, 4}, y[4], ws[64];
+    if (et_set_isa(ET_ISA_REF) == ET_OK) {
+        ET_CHECK(!et_f32_gemm_nchw_available(), "gemm_nchw available under ref");
+        ET_CHECK(et_f32_gemm_nchw(0, 2, 2, 1, 2, a, a, 4, y, 4, NULL, NULL, ws, sizeof ws, 1) ==
+                     ET_ERR_ARG, "gemm_nchw under ref");
+    }
+    if (et_set_isa(FIRST_SIMD->head.isa) == ET_OK)
+        ET_CHECK(et_f32_gemm_nchw(0, 2, 2, 1, 2, a, a, 4, y, 4, NULL, NULL, ws, sizeof ws, 1) ==
+                     ET_ERR_ARG, "gemm_nchw with an unpacked A");
+}
+
+/* et_f32_gemm_nchw_wgrad against et_f32_gemm_packed(0, 1) on the gathered matrices. */
+static int wgrad_case(const variant *v, int64_t M, int64_t N, int64_t n, int64_t np, int nth) {
+    const int64_t K = n * np, ys = M * np + 2, xs = N * np + 3, ldc = N + 1;
+    float *dy = malloc(sizeof(float) * (size_t)(n * ys)), *x = malloc(sizeof(float) * (size_t)(n * xs));
+    float *DY = malloc(sizeof(float) * (size_t)(M * K)), *X = malloc(sizeof(float) * (size_t)(N * K));
+    float *C1 = malloc(sizeof(float) * (size_t)(M * ldc)), *C2 = malloc(sizeof(float) * (size_t)(M * ldc));
+    et_fill_random(dy, n * ys, (uint64_t)(M + np), -1.0f, 1.0f);
+    et_fill_random(x, n * xs, (uint64_t)(N * 3 + n), -1.0f, 1.0f);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t r = 0; r < M; r++)
+            memcpy(DY + r * K + i * np, dy + i * ys + r * np, sizeof(float) * (size_t)np);
+        for (int64_t r = 0; r < N; r++)
+            memcpy(X + r * K + i * np, x + i * xs + r * np, sizeof(float) * (size_t)np);
+    }
+    for (int64_t i = 0; i < M * ldc; i++) C1[i] = C2[i] = g_nan;
+    const size_t gwb = et_f32_gemm_packed_ws_bytes(v->cfg, M, N, K, nth);
+    const size_t wsb = et_f32_gemm_ws_bytes(M, N, K, nth);
+    void *gws = malloc(gwb + 64), *ws = malloc(wsb + 1);
+    int ok = et_f32_gemm_packed(v->cfg, 0, 1, M, N, K, 1.0f, DY, K, X, K, 0.0f, C1, ldc, gws, gwb,
+                                nth) == ET_OK;
+    ok = ok && et_f32_gemm_nchw_wgrad(M, N, n, np, dy, ys, x, xs, C2, ldc, (char *)ws + 1, wsb,
+                                      nth) == ET_OK;
+    for (int64_t i = 0; ok && i < M * ldc; i++)
+        ok = i % ldc == N ? C2[i] != C2[i] : memcmp(C1 + i, C2 + i, sizeof(float)) == 0;
+    ET_CHECK(ok, "gemm_nchw_wgrad %s: M=%lld N=%lld n=%lld np=%lld nth=%d", v->cfg->name,
+             (long long)M, (long long)N, (long long)n, (long long)np, nth);
+    free(dy), free(x), free(DY), free(X), free(C1), free(C2), free(gws), free(ws);
+    return ok;
+}
+
+static void test_nchw_wgrad(void) {
+    /* {M, N, n, np}: np 1 (the copy pack), pieces of images inside K blocks, two K blocks */
+    static const int64_t shapes[][4] = {{24, 96, 32, 1}, {144, 24, 3, 4},  {15, 33, 5, 49},
+                                        {40, 70, 3, 300}, {29, 17, 7, 16}, {200, 40, 9, 1}};
+    for (const variant *v = FIRST_SIMD; v->head.name; v++) {
+        if (et_set_isa(v->head.isa) != ET_OK) continue;
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (int nth = 1; nth <= 3; nth += 2)
+                wgrad_case(v, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], nth);
+        float a[8] = {0}, c[8];
+        ET_CHECK(et_f32_gemm_nchw_wgrad(2, 2, 1, 2, a, 4, a, 4, c, 2, c, sizeof c, 1) == ET_ERR_ARG,
+                 "gemm_nchw_wgrad small problem");
+    }
+}
+
 void test_gemm(void) {
     const uint32_t nan_bits = 0x7fc00000u;
     memcpy(&g_nan, &nan_bits, sizeof g_nan);
@@ -371,6 +486,8 @@ void test_gemm(void) {
         }
     }
     test_pack_a();
+    test_nchw();
+    test_nchw_wgrad();
     /* the same bits on every SIMD ISA and architecture, any thread count */
     for (const variant *v = FIRST_SIMD; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
