@@ -48,13 +48,14 @@ class MLP(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-def session(model, shape, batch, loss=None, opt=None, sched=None, label="int64"):
+def session(model, shape, batch, loss=None, opt=None, sched=None, label="int64",
+            memory_budget=None):
     lab = ((batch,), "int64") if label == "int64" else ((batch, 3), "float32")
     o = opt(model.parameters()) if opt else None
     return et.TrainSession.from_module(
         model, inputs={"data": (batch, *shape)}, loss=loss or nn.CrossEntropyLoss(),
         labels={"label": lab} if o or loss else None, optimizer=o,
-        scheduler=sched(o) if sched else None, threads=1)
+        scheduler=sched(o) if sched else None, threads=1, memory_budget=memory_budget)
 
 
 def step(sess, batch, shape, label="int64", n=2):
@@ -65,6 +66,18 @@ def step(sess, batch, shape, label="int64", n=2):
              else rng.standard_normal((batch, 3)).astype(np.float32))
         sess.RunGraph({"data": rng.standard_normal((batch, *shape)).astype(np.float32),
                        "label": y})
+
+
+def recompute(img):
+    """A training file whose backward recomputes forward segments (memory_budget): copies of
+    conv / batchnorm_train (without running statistics) / act nodes in the grad program."""
+    full = session(ConvNet(depthwise=True), img, 4, opt=lambda p: optim.SGD(p, lr=0.1))
+    budget = full.memory_info()["activations"] - 1  # just below: at least one recompute
+    sess = session(ConvNet(depthwise=True), img, 4, opt=lambda p: optim.SGD(p, lr=0.1),
+                   memory_budget=budget)
+    assert sess.memory_info().get("recomputed_tensors"), "the budget recomputes nothing"
+    step(sess, 4, img)
+    sess.SaveToFile(os.path.join(OUT, "conv_recompute.etm"))
 
 
 def qat_int8(img):
@@ -136,6 +149,7 @@ def main():
         sess.SaveToFile(os.path.join(OUT, name + ".etm"))
         if name == "conv_bn_sgd":
             sess.SaveToFile(os.path.join(OUT, name + "_inference.etm"), inference_only=True)
+    recompute(img)
     qat_int8(img)
     int8_mbv2_ops()
     eval_only = et.TrainSession.from_module(ConvNet(bn=False), inputs={"data": (1, *img)}, threads=1)
