@@ -580,7 +580,9 @@ OPS: List[OpDef] = [
     OpDef(18, "avgpool2d_bwd", ("dy", "x"), ("dx",), _AVGPOOL_I, (), kind="backward"),
     OpDef(19, "global_avgpool", ("x",), ("y",), (), (), _bw_global_avgpool),
     OpDef(20, "global_avgpool_bwd", ("dy", "x"), ("dx",), (), (), kind="backward"),
-    OpDef(21, "batchnorm_train", _BN_IN, ("y", "save_mean", "save_invstd"), ("freeze_step",),
+    # without running statistics (both absent): the recompute form, which updates nothing
+    OpDef(21, "batchnorm_train", ("x", "gamma", "beta", "running_mean?", "running_var?"),
+          ("y", "save_mean", "save_invstd"), ("freeze_step",),
           ("momentum", "eps"), _bw_bn_train,
           mutates=("running_mean", "running_var"), defaults={"freeze_step": -1}),
     OpDef(22, "batchnorm_infer", _BN_IN, ("y",), (), ("eps",)),
