@@ -9,6 +9,12 @@
 #ifndef ET_GEMM_DIRECT_B_MAX_M
 #define ET_GEMM_DIRECT_B_MAX_M 128 /* rows up to which a plain B is read in place */
 #endif
+/* Packed products of fewer multiply-adds run on one thread (a few us of work: about what
+ * waking a sleeping worker costs; LeNet's fc2, 64 x 10 x 500, ran slower on 2 threads).
+ * Any split gives the same bits. */
+#define ET_GEMM_THREAD_MIN_MACS 524288.0
+/* Tasks per thread of a threaded product: a worker that joins late takes fewer of them. */
+#define ET_GEMM_TASKS_PER_THREAD 2
 
 static int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -156,12 +162,19 @@ static size_t pack_b_bytes(const et_f32_gemm_config *cfg, int64_t N, int64_t K) 
     return (size_t)round_up(kc * nc * (int64_t)sizeof(float), ET_GEMM_ALIGN);
 }
 
+/* All of op(A) packed once (the layout of packed_a, below) for a threaded call whose tasks
+ * share rows of A: each task would otherwise pack the same panels again. */
+static size_t shared_a_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t K) {
+    return (size_t)round_up(round_up(M, cfg->mr) * K * (int64_t)sizeof(float), ET_GEMM_ALIGN);
+}
+
 size_t et_f32_gemm_packed_ws_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t N,
                                    int64_t K, int nthreads) {
     if (M <= 0 || N <= 0 || K <= 0) return 0;
     if (nthreads < 1) nthreads = 1;
-    /* one slice per task + slack to align the start */
-    return (size_t)nthreads * (pack_a_bytes(cfg, M, K) + pack_b_bytes(cfg, N, K)) + ET_GEMM_ALIGN;
+    /* one slice per task + slack to align the start (+ the shared packed A, see shared_a_bytes) */
+    return (size_t)nthreads * (pack_a_bytes(cfg, M, K) + pack_b_bytes(cfg, N, K)) + ET_GEMM_ALIGN +
+           (nthreads > 1 ? shared_a_bytes(cfg, M, K) : 0);
 }
 
 /* Reading B in place walks its rows at stride ldb for every k: fine for short rows, but a
@@ -323,6 +336,29 @@ static void packed_task(void *ctx, int64_t t, int tid) {
     }
 }
 
+typedef struct pack_a_job {
+    const et_f32_gemm_config *cfg;
+    int trans_a;
+    int64_t M, K;
+    const float *A;
+    int64_t lda;
+    float *data;
+} pack_a_job;
+
+/* Row panels [p0, p1) (MR rows each) of every K block. */
+static void pack_a_range(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const pack_a_job *j = (const pack_a_job *)ctx;
+    const int64_t MR = j->cfg->mr, mp = round_up(j->M, MR);
+    const int64_t kc_blk = balanced_block(j->K, ET_GEMM_KC, 1);
+    (void)tid;
+    for (int64_t pc = 0; pc < j->K; pc += kc_blk) {
+        const int64_t kc = min_i64(kc_blk, j->K - pc);
+        for (int64_t r = p0 * MR; r < p1 * MR; r += MR)
+            pack_a_panel(j->cfg, j->trans_a, min_i64(MR, j->M - r), kc, j->A, j->lda, r, pc,
+                         j->data + pc * mp + r * kc);
+    }
+}
+
 static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int trans_b,
                                  int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                                  int64_t lda, const packed_a *pre, const float *B, int64_t ldb,
@@ -339,11 +375,25 @@ static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int
     /* align the workspace; each task owns one slice */
     char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
     const size_t a_bytes = pack_a_bytes(cfg, M, K), slice = a_bytes + pack_b_bytes(cfg, N, K);
-    /* more tasks than threads: a thread preempted by another process holds up one task only
-     * (the grid changes no result bit: every element of C is the same K loop) */
+    /* a small product is done before a sleeping worker has woken up: one thread */
+    if ((double)M * (double)N * (double)K < ET_GEMM_THREAD_MIN_MACS) nthreads = 1;
+    /* more tasks than threads: a thread preempted by another process or a worker that joins
+     * late holds up one task only (the grid changes no result bit: every element of C is the
+     * same K loop) */
     int tm, tn;
-    choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
+    choose_grid(cfg, M, N, nthreads > 1 ? ET_GEMM_TASKS_PER_THREAD * nthreads : 1, &tm, &tn);
     const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
+    /* tasks that share rows of A (tn > 1) would each pack them again: pack op(A) once, in
+     * parallel, into the workspace after the slices (the same panels, so the same bits) */
+    packed_a shared;
+    if (!pre && tn > 1 && nthreads > 1) {
+        float *data = (float *)(base + (size_t)nthreads * slice);
+        pack_a_job pj = {cfg, trans_a, M, K, A, lda, data};
+        et_parallel_ranges(mt, et_split_chunks(mt, nthreads), nthreads, pack_a_range, &pj);
+        shared.data = data;
+        shared.mp = round_up(M, cfg->mr);
+        pre = &shared;
+    }
     packed_job j = {cfg, trans_a, trans_b, M, N, K, alpha, A, lda, pre, B, ldb, beta, C, ldc,
                     base, a_bytes, slice, mt, nt, tm, tn};
     et_parallel_for(tm * tn, nthreads, packed_task, &j);
@@ -460,29 +510,6 @@ size_t et_f32_gemm_pack_a_bytes(int64_t M, int64_t K) {
         if (b > bytes) bytes = b;
     }
     return bytes + sizeof(pa_header) + ET_GEMM_ALIGN;
-}
-
-typedef struct pack_a_job {
-    const et_f32_gemm_config *cfg;
-    int trans_a;
-    int64_t M, K;
-    const float *A;
-    int64_t lda;
-    float *data;
-} pack_a_job;
-
-/* Row panels [p0, p1) (MR rows each) of every K block. */
-static void pack_a_range(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const pack_a_job *j = (const pack_a_job *)ctx;
-    const int64_t MR = j->cfg->mr, mp = round_up(j->M, MR);
-    const int64_t kc_blk = balanced_block(j->K, ET_GEMM_KC, 1);
-    (void)tid;
-    for (int64_t pc = 0; pc < j->K; pc += kc_blk) {
-        const int64_t kc = min_i64(kc_blk, j->K - pc);
-        for (int64_t r = p0 * MR; r < p1 * MR; r += MR)
-            pack_a_panel(j->cfg, j->trans_a, min_i64(MR, j->M - r), kc, j->A, j->lda, r, pc,
-                         j->data + pc * mp + r * kc);
-    }
 }
 
 et_status et_f32_gemm_pack_a_threads(int trans_a, int64_t M, int64_t K, const float *A,

@@ -32,7 +32,8 @@ ET_TARGET_AVX512 static inline void col_masks(int64_t nr, __mmask16 *m0, __mmask
                    : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1u);
 }
 
-/* Short edge tiles (mr <= ROWS < MR: M = 50 leaves 8 rows, M = 20 leaves 6): the same k-ordered
+/* Short edge tiles (mr <= ROWS < MR: M = 50 leaves 8 rows, M = 20 leaves 6 - conv1's weight
+ * gradient, where the 8-row kernel spent a third of the time on 6 rows): the same k-ordered
  * FMA chain per element as the full kernel, so the same bits, without computing the zero rows
  * of the packed panel (its stride stays MR). */
 #define SHORT_KERNEL(ROWS, ...)                                                                   \
@@ -63,6 +64,7 @@ ET_TARGET_AVX512 static inline void col_masks(int64_t nr, __mmask16 *m0, __mmask
         }                                                                                         \
     }
 SHORT_KERNEL(4)
+SHORT_KERNEL(6)
 SHORT_KERNEL(8)
 
 ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float *a,
@@ -71,6 +73,10 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float 
                                                         float alpha, float beta) {
     if (mr <= 4) {
         ukernel_4x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    if (mr <= 6) {
+        ukernel_6x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
         return;
     }
     if (mr <= 8) {

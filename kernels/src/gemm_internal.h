@@ -22,9 +22,12 @@
  * clipped to (mr, nr). When M is small and B is not transposed, full B panels
  * are read in place (row stride ldb) instead of being copied.
  *
- * Threads: C is cut along tile boundaries into an nthreads = tm x tn grid
- * (the grid with the least compute + packing per task); each task runs the
- * loop nest above on its block with its own slice of the workspace.
+ * Threads: C is cut along tile boundaries into a tm x tn grid of 2 * nthreads
+ * tasks (the grid with the least compute + packing per task; a worker that joins
+ * late takes fewer tasks); each task runs the loop nest above on its block with
+ * its own slice of the workspace. When tasks share rows of A (tn > 1), op(A) is
+ * packed once first, in parallel, into the workspace's tail and the tasks read
+ * it. Products under ET_GEMM_THREAD_MIN_MACS multiply-adds run on one thread.
  *
  * Determinism: every C element is computed by one thread with an FMA chain in
  * k order (starting from 0) whose KC split depends only on K (ET_GEMM_KC, the

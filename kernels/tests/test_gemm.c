@@ -495,6 +495,7 @@ void test_gemm(void) {
                  v->cfg->name, (long long)v->cfg->kc);
         test_golden_bits(v->cfg->name, 1);
         test_golden_bits(v->cfg->name, 2);
+        test_golden_bits(v->cfg->name, 3); /* 6 tasks; A packed once, shared by them */
     }
     et_set_isa(saved);
 }
