@@ -738,11 +738,11 @@ static void nchw_pack_task(void *ctx, int64_t u, int tid) {
     nchw_pack_block(jb, jr, min_i64(NR, N - jr), k0, k1, (float *)jb->base + jr * jb->K);
 }
 
-/* Whole B in one packed block (it fits slot 0's buffer) and more than one row tile: packed
- * once by all threads (panels x K strips), then the row tiles split over tasks that all read
- * it, instead of every task of a column range packing the same block again (small N: 1x1
- * planes, the late MobileNetV2 blocks). Each tile is the same ukernel calls on the same
- * packed values, so the bits do not change. */
+/* When the task grid splits the rows (tm > 1) and the whole B is one packed block (it fits
+ * slot 0's buffer): B is packed once by all threads (panels x K strips), then the row tiles
+ * split over tasks that all read it, instead of every row task of a column range packing the
+ * same block again (small N: 1x1 planes, the late MobileNetV2 blocks). Each tile is the same
+ * ukernel calls on the same packed values, so the bits do not change. */
 static int nchw_shared_b(const et_f32_gemm_config *cfg, int64_t M, int64_t K, int64_t N) {
     return M > cfg->mr && nchw_nc(cfg, K) >= round_up(N, cfg->nr);
 }
@@ -768,13 +768,12 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
     char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
     const size_t pb_bytes = nchw_pb_bytes(cfg, K, N);
     const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
-    const int shared = nchw_shared_b(cfg, M, K, N);
     int tm, tn;
+    choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
+    const int shared = tm > 1 && nchw_shared_b(cfg, M, K, N);
     if (shared) { /* row tasks only: up to ET_POOL_CHUNKS_PER_THREAD per thread */
-        tm = (int)min_i64(mt, nthreads > 1 ? (int64_t)nthreads * ET_POOL_CHUNKS_PER_THREAD : 1);
+        tm = (int)min_i64(mt, (int64_t)nthreads * ET_POOL_CHUNKS_PER_THREAD);
         tn = 1;
-    } else {
-        choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
     }
     nchw_job jb = {cfg, M, K, n, np, pa_data(pa), round_up(M, cfg->mr), x, xs, y, ys, epi,
                    epi_ctx, base, pb_bytes, pb_bytes + nchw_tile_bytes(cfg, M), mt, nt, tm, tn,
