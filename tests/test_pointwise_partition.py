@@ -4,7 +4,8 @@ When the task grid of et_f32_gemm_nchw splits the rows and the whole B (K x n*np
 packed block, B is packed once by all threads (panels x K strips) and the row tiles are split
 over tasks that share it (1x1 planes, the late MobileNetV2 blocks). These shapes take that path
 at threads > 1 (M > MR = 14, n * np <= 1024, K * n * np <= 128K) and the plain grid at 1 thread:
-training must give the same bytes at threads 1, 2 and 3, and match PyTorch (float64).
+training must give the same bytes at threads 1, 2 and 3, and match PyTorch (float64). The
+input gradient packs W^T (et_f32_gemm_pack_a_threads, transposed) in strips of K rows.
 """
 import numpy as np
 import pytest
@@ -17,10 +18,12 @@ LR = 0.05
 
 
 class Net(nn.Module):
-    """1x1 expand (c -> hidden) + relu6, 1x1 project (hidden -> classes), averaged over pixels."""
+    """1x1 pre (c -> c), 1x1 expand (c -> hidden) + relu6, 1x1 project (hidden -> classes),
+    averaged over pixels (pre makes the expand's input gradient run: A = W^T, K strips)."""
 
     def __init__(self, c, hidden, classes):
         super().__init__()
+        self.pre = nn.Conv2d(c, c, 1, bias=False)
         self.expand = nn.Conv2d(c, hidden, 1)
         self.act = nn.ReLU6()
         self.project = nn.Conv2d(hidden, classes, 1, bias=False)
@@ -28,7 +31,7 @@ class Net(nn.Module):
         self.flat = nn.Flatten()
 
     def forward(self, x):
-        return self.flat(self.pool(self.project(self.act(self.expand(x)))))
+        return self.flat(self.pool(self.project(self.act(self.expand(self.pre(x))))))
 
 
 def run(state, shape, hidden, classes, threads, x, y):
@@ -47,8 +50,8 @@ def torch_step(state, x, y):
     """One SGD step in float64: the loss before it and the parameters after it."""
     p = {k: torch.tensor(np.asarray(v), dtype=torch.float64, requires_grad=True)
          for k, v in state.items()}
-    h = torch.nn.functional.conv2d(torch.tensor(x, dtype=torch.float64), p["expand.weight"],
-                                   p["expand.bias"])
+    h = torch.nn.functional.conv2d(torch.tensor(x, dtype=torch.float64), p["pre.weight"])
+    h = torch.nn.functional.conv2d(h, p["expand.weight"], p["expand.bias"])
     h = torch.clamp(h, 0.0, 6.0)
     o = torch.nn.functional.conv2d(h, p["project.weight"]).mean(dim=(2, 3))
     loss = torch.nn.functional.cross_entropy(o, torch.tensor(y))
@@ -61,6 +64,7 @@ def torch_step(state, x, y):
     ((7, 23, 2, 2), 97, 17),     # N = 28: a partial panel across images, odd sizes
     ((9, 64, 3, 3), 150, 30),    # N = 81: three panels, the last partial
     ((5, 33, 5, 7), 45, 15),     # N = 175: panels across image boundaries
+    ((16, 190, 1, 1), 333, 12),  # expand input gradient: W^T packed in K strips (M*K >= 32768)
 ])
 def test_pointwise_shared_b_bits_and_values(shape, hidden, classes):
     et.manual_seed(3)
