@@ -4,8 +4,7 @@ When the task grid of et_f32_gemm_nchw splits the rows and the whole B (K x n*np
 packed block, B is packed once by all threads (panels x K strips) and the row tiles are split
 over tasks that share it (1x1 planes, the late MobileNetV2 blocks). These shapes take that path
 at threads > 1 (M > MR = 14, n * np <= 1024, K * n * np <= 128K) and the plain grid at 1 thread:
-training must give the same bytes at threads 1, 2 and 3, and match PyTorch (float64). The
-input gradient packs W^T (et_f32_gemm_pack_a_threads, transposed) in strips of K rows.
+training must give the same bytes at threads 1, 2 and 3, and match PyTorch (float64).
 """
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ LR = 0.05
 
 class Net(nn.Module):
     """1x1 pre (c -> c), 1x1 expand (c -> hidden) + relu6, 1x1 project (hidden -> classes),
-    averaged over pixels (pre makes the expand's input gradient run: A = W^T, K strips)."""
+    averaged over pixels (pre makes the expand's input gradient run: A = W^T)."""
 
     def __init__(self, c, hidden, classes):
         super().__init__()
@@ -64,7 +63,7 @@ def torch_step(state, x, y):
     ((7, 23, 2, 2), 97, 17),     # N = 28: a partial panel across images, odd sizes
     ((9, 64, 3, 3), 150, 30),    # N = 81: three panels, the last partial
     ((5, 33, 5, 7), 45, 15),     # N = 175: panels across image boundaries
-    ((16, 190, 1, 1), 333, 12),  # expand input gradient: W^T packed in K strips (M*K >= 32768)
+    ((16, 190, 1, 1), 333, 12),  # expand input gradient: W^T packed by threads (M*K >= 32768)
 ])
 def test_pointwise_shared_b_bits_and_values(shape, hidden, classes):
     et.manual_seed(3)

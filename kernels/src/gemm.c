@@ -485,26 +485,6 @@ static void pack_a_range(void *ctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
-/* Transposed A, rows [k0, k1) of op(A) (rows of A itself) in every panel: the panels of a
- * K block take MR floats of each row, so panel chunks would each stream all of A (shared
- * cache lines fetched by every thread); strips of rows read disjoint parts of A. */
-#define PACK_A_STRIP 32
-static void pack_a_strip(void *ctx, int64_t s, int tid) {
-    const pack_a_job *j = (const pack_a_job *)ctx;
-    const int64_t MR = j->cfg->mr, mp = round_up(j->M, MR);
-    const int64_t kc_blk = balanced_block(j->K, ET_GEMM_KC, 1);
-    const int64_t k0 = s * PACK_A_STRIP, k1 = min_i64(k0 + PACK_A_STRIP, j->K);
-    (void)tid;
-    for (int64_t k = k0; k < k1;) { /* the pieces of the strip in each K block */
-        const int64_t pc = k / kc_blk * kc_blk, kc = min_i64(kc_blk, j->K - pc);
-        const int64_t e = min_i64(k1, pc + kc);
-        for (int64_t r = 0; r < j->M; r += MR)
-            pack_a_panel(j->cfg, 1, min_i64(MR, j->M - r), e - k, j->A, j->lda, r, k,
-                         j->data + pc * mp + r * kc + (k - pc) * MR);
-        k = e;
-    }
-}
-
 et_status et_f32_gemm_pack_a_threads(int trans_a, int64_t M, int64_t K, const float *A,
                                      int64_t lda, void *pa, size_t pa_bytes, int nthreads) {
     if (M <= 0 || K <= 0 || !A || !pa || lda < (trans_a ? M : K)) return ET_ERR_ARG;
@@ -517,10 +497,6 @@ et_status et_f32_gemm_pack_a_threads(int trans_a, int64_t M, int64_t K, const fl
     const int64_t panels = ceil_div(M, cfg->mr);
     /* threads only for real work (a copy: the split changes no value) */
     const int nth = nthreads > 1 && M * K >= 32768 ? nthreads : 1;
-    if (trans_a && nth > 1) {
-        et_parallel_for(ceil_div(K, PACK_A_STRIP), nth, pack_a_strip, &j);
-        return ET_OK;
-    }
     et_parallel_ranges(panels, nth > 1 ? et_split_chunks(panels, nth) : 1, nth, pack_a_range, &j);
     return ET_OK;
 }
