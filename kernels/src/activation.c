@@ -229,7 +229,7 @@ const et_f32_act_variant et_f32_act_variants[] = {
     {{ET_ISA_REF, NULL}, NULL, NULL}, /* end */
 };
 
-#define ACT_GRAIN 16384
+#define ACT_GRAIN 8192
 
 typedef struct act_job {
     const et_f32_act_variant *row;

@@ -140,7 +140,7 @@ static double sum_dev(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_
  * not depend on the thread count. Work below BN_SERIAL elements runs on one thread (a pool job
  * costs more than the loop). */
 #define BN_BLOCK 512
-#define BN_SERIAL 32768
+#define BN_SERIAL 8192
 
 /* The channel blocks of the small-plane path: cb channels each, on one thread below
  * BN_SERIAL elements. */

@@ -738,6 +738,11 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
 #define DWS_MAX_TAPS 16
 #define DWS_MAX_HW 1024
 #define DWS_IMGS 4 /* images per pass (independent accumulators); the code assumes 4 */
+/* Below this many masked vector FMAs (t->work per image times the images) a call runs on one
+ * thread. A vector FMA here often costs a gather (strided or padded taps), about 1-2 ns, so
+ * 4096 of them are a few microseconds: more than a pool job (1-2 us) costs. Only the thread
+ * count depends on it; the units and their results do not. */
+#define DWS_SERIAL_WORK 4096
 
 typedef struct dws_table {
     int64_t hw, src_hw;    /* lane plane size, source plane size */
@@ -979,7 +984,7 @@ ET_TARGET_AVX512 static void dws_apply(const dws_table *t, const et_conv2d_param
                                        const float *w, const float *b, et_act act, float alpha,
                                        float *dst, int nthreads) {
     const int64_t n = p->n, c = p->c, units = (c + t->g - 1) / t->g;
-    const int nth = t->work * n < 16384 ? 1 : nthreads;
+    const int nth = t->work * n < DWS_SERIAL_WORK ? 1 : nthreads;
     dws_job j = {t, p, n, c, src, w, b, NULL, act, alpha, dst};
     et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws_apply_units, &j);
 }
@@ -1028,7 +1033,7 @@ ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, 
 ET_TARGET_AVX512 static void dws_wgrad(const dws_table *t, const et_conv2d_params *p,
                                        const float *dy, const float *x, float *dw, int nthreads) {
     const int64_t units = (p->c + t->g - 1) / t->g;
-    const int nth = t->work * p->n < 16384 ? 1 : nthreads;
+    const int nth = t->work * p->n < DWS_SERIAL_WORK ? 1 : nthreads;
     dws_job j = {t, p, p->n, p->c, x, NULL, NULL, dy, ET_ACT_NONE, 0.0f, dw};
     et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws_wgrad_units, &j);
 }

@@ -604,6 +604,8 @@ typedef struct nchw_job {
     int tm, tn;
     int direct_b; /* whole panels read in place: only with one row tile (M <= MR), else each
                    * row tile would stream them from memory again */
+    int shared_b;    /* all of B packed once (slot 0) before the row tasks run (nchw_shared_b) */
+    int64_t kstrips; /* shared_b: K strips per panel in the packing pass */
 } nchw_job;
 
 /* d[0..n) = s[0..n) for the short pieces of panels across images (n <= NR): fixed-size
@@ -621,16 +623,18 @@ static inline void copy_short(float *ET_RESTRICT d, const float *ET_RESTRICT s, 
     }
 }
 
-/* dst[k*NR + c] = B[k, j + c] for k < K, c < nr (zeros for nr <= c < NR), B's column j + c
- * being pixel (j + c) % np of image (j + c) / np. */
-static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, float *ET_RESTRICT dst) {
-    const int64_t NR = jb->cfg->nr, K = jb->K, np = jb->np;
+/* dst[k*NR + c] = B[k, j + c] for k0 <= k < k1, c < nr (zeros for nr <= c < NR), B's column
+ * j + c being pixel (j + c) % np of image (j + c) / np. */
+static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, int64_t k0, int64_t k1,
+                        float *ET_RESTRICT dst) {
+    const int64_t NR = jb->cfg->nr, np = jb->np, kc = k1 - k0;
     if (nr == NR && j % np + NR <= np) { /* one image: a plain row-copy panel */
-        jb->cfg->pack_copy(NR, NR, K, jb->x + (j / np) * jb->xs + j % np, np, dst);
+        jb->cfg->pack_copy(NR, NR, kc, jb->x + (j / np) * jb->xs + k0 * np + j % np, np,
+                           dst + k0 * NR);
         return;
     }
     if (np == 1) { /* column c is image j + c's vector of K floats: a transposing pack */
-        jb->cfg->pack_interleave(NR, nr, K, jb->x + j * jb->xs, jb->xs, dst);
+        jb->cfg->pack_interleave(NR, nr, kc, jb->x + j * jb->xs + k0, jb->xs, dst + k0 * NR);
         return;
     }
     for (int64_t off = 0; off < nr;) {
@@ -639,27 +643,28 @@ static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, float *ET_RES
         const float *ET_RESTRICT s = jb->x + img * jb->xs + pix;
         float *ET_RESTRICT d = dst + off;
         if (len == 1)
-            for (int64_t k = 0; k < K; k++) d[k * NR] = s[k * np];
+            for (int64_t k = k0; k < k1; k++) d[k * NR] = s[k * np];
         else
-            for (int64_t k = 0; k < K; k++) copy_short(d + k * NR, s + k * np, len);
+            for (int64_t k = k0; k < k1; k++) copy_short(d + k * NR, s + k * np, len);
         off += len;
     }
     if (nr < NR)
-        for (int64_t k = 0; k < K; k++)
+        for (int64_t k = k0; k < k1; k++)
             for (int64_t c = nr; c < NR; c++) dst[k * NR + c] = 0.0f;
 }
 
-/* The B block of columns [jc, jc + nc) into pb (panel jr at pb + jr * K). Runs of whole
- * panels inside one image are copied 8 image rows at a time across the run (8 read streams,
- * not K of them, and 1 KiB written per panel, not 128 bytes at a power-of-two stride); they
- * are skipped when B is read in place. Other panels (across
- * images, partial) go through nchw_pack_b. */
-static void nchw_pack_block(const nchw_job *jb, int64_t jc, int64_t nc, float *pb) {
+/* Rows [k0, k1) of the B block of columns [jc, jc + nc) into pb (panel jr at pb + jr * K).
+ * Runs of whole panels inside one image are copied 8 image rows at a time across the run (8
+ * read streams, not K of them, and 1 KiB written per panel, not 128 bytes at a power-of-two
+ * stride); they are skipped when B is read in place. Other panels (across images, partial)
+ * go through nchw_pack_b. */
+static void nchw_pack_block(const nchw_job *jb, int64_t jc, int64_t nc, int64_t k0, int64_t k1,
+                            float *pb) {
     const int64_t NR = jb->cfg->nr, K = jb->K, np = jb->np;
     for (int64_t jr = 0; jr < nc;) {
         const int64_t jj = jc + jr, pix = jj % np;
         if (nc - jr < NR || pix + NR > np) {
-            nchw_pack_b(jb, jj, min_i64(NR, nc - jr), pb + jr * K);
+            nchw_pack_b(jb, jj, min_i64(NR, nc - jr), k0, k1, pb + jr * K);
             jr += NR;
             continue;
         }
@@ -668,10 +673,10 @@ static void nchw_pack_block(const nchw_job *jb, int64_t jc, int64_t nc, float *p
         if (!jb->direct_b) {
             const float *ET_RESTRICT src = jb->x + (jj / np) * jb->xs + pix;
             float *ET_RESTRICT dst = pb + jr * K;
-            for (int64_t k0 = 0; k0 < K; k0 += 8) {
-                const int64_t k1 = min_i64(k0 + 8, K);
+            for (int64_t r0 = k0; r0 < k1; r0 += 8) {
+                const int64_t r1 = min_i64(r0 + 8, k1);
                 for (int64_t t = 0; t < q; t++)
-                    for (int64_t k = k0; k < k1; k++)
+                    for (int64_t k = r0; k < r1; k++)
                         memcpy(dst + t * K * NR + k * NR, src + k * np + t * NR,
                                (size_t)NR * sizeof(float));
             }
@@ -710,7 +715,7 @@ static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, i
     const int64_t nc_blk = balanced_block(j1 - j0, nchw_nc(cfg, K), NR);
     for (int64_t jc = j0; jc < j1; jc += nc_blk) {
         const int64_t nc = min_i64(nc_blk, j1 - jc);
-        nchw_pack_block(jb, jc, nc, pb);
+        if (!jb->shared_b) nchw_pack_block(jb, jc, nc, 0, K, pb);
         for (int64_t ir = i0; ir < i1; ir += MR) {
             const int64_t mr = min_i64(MR, i1 - ir);
             const float *ap = jb->pa; /* K block pc: panel at ap + pc * mp + ir * kc */
@@ -744,10 +749,33 @@ static void nchw_task(void *ctx, int64_t t, int tid) {
     const int64_t i0 = mb * cfg->mr, i1 = min_i64(me * cfg->mr, jb->M);
     const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, jb->n * jb->np);
     if (i1 <= i0 || j1 <= j0) return;
-    float *pb = (float *)(jb->base + (size_t)tid * jb->slice);
+    float *pb = (float *)(jb->base + (size_t)(jb->shared_b ? 0 : tid) * jb->slice);
     float *tile = (float *)(jb->base + (size_t)tid * jb->slice + jb->pb_bytes);
     nchw_block(jb, i0, i1, j0, j1, pb, tile);
 }
+
+/* Shared B (packing pass): unit u = K strip u % kstrips of column panel u / kstrips. */
+static void nchw_pack_task(void *ctx, int64_t u, int tid) {
+    const nchw_job *jb = (const nchw_job *)ctx;
+    const int64_t NR = jb->cfg->nr, N = jb->n * jb->np;
+    const int64_t jr = (u / jb->kstrips) * NR;
+    int64_t k0, k1;
+    (void)tid;
+    et_thread_range(jb->K, (int)(u % jb->kstrips), (int)jb->kstrips, &k0, &k1);
+    nchw_pack_block(jb, jr, min_i64(NR, N - jr), k0, k1, (float *)jb->base + jr * jb->K);
+}
+
+/* When the task grid splits the rows (tm > 1) and the whole B is one packed block (it fits
+ * slot 0's buffer): B is packed once by all threads (panels x K strips), then the row tiles
+ * split over tasks that all read it, instead of every row task of a column range packing the
+ * same block again (small N: 1x1 planes, the late MobileNetV2 blocks). Each tile is the same
+ * ukernel calls on the same packed values, so the bits do not change. */
+static int nchw_shared_b(const et_f32_gemm_config *cfg, int64_t M, int64_t K, int64_t N) {
+    return M > cfg->mr && nchw_nc(cfg, K) >= round_up(N, cfg->nr);
+}
+
+/* Packing pass strips: about this many K rows each (a panel is K x NR floats). */
+#define NCHW_PACK_STRIP 64
 
 et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
                            const void *pa, const float *x, int64_t xs, float *y, int64_t ys,
@@ -766,12 +794,21 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
     const int64_t N = n * np;
     char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
     const size_t pb_bytes = nchw_pb_bytes(cfg, K, N);
+    const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
     int tm, tn;
     choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
+    const int shared = tm > 1 && nchw_shared_b(cfg, M, K, N);
+    if (shared) { /* row tasks only: up to ET_POOL_CHUNKS_PER_THREAD per thread */
+        tm = (int)min_i64(mt, (int64_t)nthreads * ET_POOL_CHUNKS_PER_THREAD);
+        tn = 1;
+    }
     nchw_job jb = {cfg, M, K, n, np, pa_data(pa), round_up(M, cfg->mr), x, xs, y, ys, epi,
-                   epi_ctx, base, pb_bytes, pb_bytes + nchw_tile_bytes(cfg, M),
-                   ceil_div(M, cfg->mr), ceil_div(N, cfg->nr), tm, tn,
-                   M <= cfg->mr && direct_b_stride_ok(np)};
+                   epi_ctx, base, pb_bytes, pb_bytes + nchw_tile_bytes(cfg, M), mt, nt, tm, tn,
+                   M <= cfg->mr && direct_b_stride_ok(np), shared, 1};
+    if (shared) {
+        jb.kstrips = nthreads > 1 ? ceil_div(K, NCHW_PACK_STRIP) : 1;
+        et_parallel_for(nt * jb.kstrips, nthreads, nchw_pack_task, &jb);
+    }
     et_parallel_for(tm * tn, nthreads, nchw_task, &jb);
     return ET_OK;
 }
