@@ -98,26 +98,9 @@ static void valid_cols(int64_t off, int64_t sw, int64_t w, int64_t ow, int64_t *
     *hi = h;
 }
 
-/* d[0..n) = s[0..n) for short rows (a few to a few dozen floats), without a memcpy call per
- * row: fixed-size block copies (inlined as vector moves), the last block overlapping. */
-static inline void copy_row(float *ET_RESTRICT d, const float *ET_RESTRICT s, int64_t n) {
-    if (n >= 8) {
-        int64_t i = 0;
-        for (; i + 8 <= n; i += 8) memcpy(d + i, s + i, 8 * sizeof(float));
-        if (i < n) memcpy(d + n - 8, s + n - 8, 8 * sizeof(float));
-    } else if (n >= 4) {
-        memcpy(d, s, 4 * sizeof(float));
-        memcpy(d + n - 4, s + n - 4, 4 * sizeof(float));
-    } else {
-        if (n > 0) d[0] = s[0];
-        if (n > 1) d[1] = s[1];
-        if (n > 2) d[2] = s[2];
-    }
-}
-
 /* rows short rows of n floats: d[r*dstep ..] = s[r*sstep ..]. The per-row cost dominates
  * for short rows (im2col of small planes copies thousands of them per image), so the common
- * widths get straight-line fixed-size moves instead of copy_row's length tests. */
+ * widths get straight-line fixed-size moves instead of et_copy_short_'s length tests. */
 static inline void copy_rows(float *ET_RESTRICT d, int64_t dstep, const float *ET_RESTRICT s,
                              int64_t sstep, int64_t rows, int64_t n) {
     if (n == 8) {
@@ -137,7 +120,7 @@ static inline void copy_rows(float *ET_RESTRICT d, int64_t dstep, const float *E
             d[2] = s[2];
         }
     } else {
-        for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep) copy_row(d, s, n);
+        for (int64_t r = 0; r < rows; r++, d += dstep, s += sstep) et_copy_short_(d, s, n);
     }
 }
 
@@ -207,7 +190,7 @@ static void im2col(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_
                     const float *src = xc + iy * w + off;
                     for (int64_t ox = 0; ox < lo; ox++) col[ox] = 0.0f;
                     if (sw == 1) {
-                        copy_row(col + lo, src + lo, hi - lo);
+                        et_copy_short_(col + lo, src + lo, hi - lo);
                     } else {
                         for (int64_t ox = lo; ox < hi; ox++) col[ox] = src[ox * sw];
                     }
@@ -284,7 +267,7 @@ static void im2col_t_inside(const et_conv2d_params *p, const float *ET_RESTRICT 
                     d[2] = s[off[t] + 2];
                 }
             } else {
-                for (int64_t t = 0; t < nt; t++, d += kw) copy_row(d, s + off[t], kw);
+                for (int64_t t = 0; t < nt; t++, d += kw) et_copy_short_(d, s + off[t], kw);
             }
         }
     }
@@ -323,7 +306,7 @@ static void im2col_t(const et_conv2d_params *p, const float *ET_RESTRICT x, int6
                 for (int64_t ox = 0; ox < ow; ox++, d += kall) {
                     int64_t ix0 = ox * sw - p->pad_l;
                     if (dw == 1 && ix0 >= 0 && ix0 + kw <= w) {
-                        copy_row(d, src + ix0, kw);
+                        et_copy_short_(d, src + ix0, kw);
                     } else {
                         for (int64_t kx = 0; kx < kw; kx++) {
                             int64_t ix = ix0 + kx * dw;

@@ -316,16 +316,23 @@ typedef struct packed_job {
     int tm, tn;
 } packed_job;
 
+/* Rows [i0, i1) and columns [j0, j1) of C for task t of a tm x tn grid over mt x nt tiles. */
+static void grid_block(const et_f32_gemm_config *cfg, int64_t M, int64_t N, int64_t mt, int64_t nt,
+                       int tm, int tn, int64_t t, int64_t *i0, int64_t *i1, int64_t *j0, int64_t *j1) {
+    int64_t mb, me, nb, ne;
+    et_thread_range(mt, (int)(t / tn), tm, &mb, &me);
+    et_thread_range(nt, (int)(t % tn), tn, &nb, &ne);
+    *i0 = mb * cfg->mr, *i1 = min_i64(me * cfg->mr, M);
+    *j0 = nb * cfg->nr, *j1 = min_i64(ne * cfg->nr, N);
+}
+
 /* Task t of the tm x tn grid of C blocks (whole MR x NR tiles; every element of C is the same
  * K loop whatever the grid). Packing buffers: the slice of the thread running it. */
 static void packed_task(void *ctx, int64_t t, int tid) {
     const packed_job *j = (const packed_job *)ctx;
     const et_f32_gemm_config *cfg = j->cfg;
-    int64_t mb, me, nb, ne;
-    et_thread_range(j->mt, (int)(t / j->tn), j->tm, &mb, &me);
-    et_thread_range(j->nt, (int)(t % j->tn), j->tn, &nb, &ne);
-    const int64_t i0 = mb * cfg->mr, i1 = min_i64(me * cfg->mr, j->M);
-    const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, j->N);
+    int64_t i0, i1, j0, j1;
+    grid_block(cfg, j->M, j->N, j->mt, j->nt, j->tm, j->tn, t, &i0, &i1, &j0, &j1);
     if (i1 > i0 && j1 > j0) {
         float *pa = (float *)(j->base + (size_t)tid * j->slice);
         float *pb = (float *)(j->base + (size_t)tid * j->slice + j->a_bytes);
@@ -608,21 +615,6 @@ typedef struct nchw_job {
     int64_t kstrips; /* shared_b: K strips per panel in the packing pass */
 } nchw_job;
 
-/* d[0..n) = s[0..n) for the short pieces of panels across images (n <= NR): fixed-size
- * moves, the last one overlapping, instead of a memcpy call of variable length. */
-static inline void copy_short(float *ET_RESTRICT d, const float *ET_RESTRICT s, int64_t n) {
-    if (n >= 8) {
-        int64_t i = 0;
-        for (; i + 8 <= n; i += 8) memcpy(d + i, s + i, 8 * sizeof(float));
-        if (i < n) memcpy(d + n - 8, s + n - 8, 8 * sizeof(float));
-    } else if (n >= 4) {
-        memcpy(d, s, 4 * sizeof(float));
-        memcpy(d + n - 4, s + n - 4, 4 * sizeof(float));
-    } else {
-        for (int64_t i = 0; i < n; i++) d[i] = s[i];
-    }
-}
-
 /* dst[k*NR + c] = B[k, j + c] for k0 <= k < k1, c < nr (zeros for nr <= c < NR), B's column
  * j + c being pixel (j + c) % np of image (j + c) / np. */
 static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, int64_t k0, int64_t k1,
@@ -645,7 +637,7 @@ static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, int64_t k0, i
         if (len == 1)
             for (int64_t k = k0; k < k1; k++) d[k * NR] = s[k * np];
         else
-            for (int64_t k = k0; k < k1; k++) copy_short(d + k * NR, s + k * np, len);
+            for (int64_t k = k0; k < k1; k++) et_copy_short_(d + k * NR, s + k * np, len);
         off += len;
     }
     if (nr < NR)
@@ -697,7 +689,7 @@ static void nchw_scatter(const nchw_job *jb, const float *ET_RESTRICT tile, int6
         if (len == 1)
             for (int64_t r = 0; r < rows; r++) d[r * np] = s[r * NR];
         else
-            for (int64_t r = 0; r < rows; r++) copy_short(d + r * np, s + r * NR, len);
+            for (int64_t r = 0; r < rows; r++) et_copy_short_(d + r * np, s + r * NR, len);
         off += len;
     }
 }
@@ -882,12 +874,8 @@ static void wgrad_block(const wgrad_job *j, int64_t i0, int64_t i1, int64_t j0, 
 
 static void wgrad_task(void *ctx, int64_t t, int tid) {
     const wgrad_job *j = (const wgrad_job *)ctx;
-    const et_f32_gemm_config *cfg = j->cfg;
-    int64_t mb, me, nb, ne;
-    et_thread_range(j->mt, (int)(t / j->tn), j->tm, &mb, &me);
-    et_thread_range(j->nt, (int)(t % j->tn), j->tn, &nb, &ne);
-    const int64_t i0 = mb * cfg->mr, i1 = min_i64(me * cfg->mr, j->M);
-    const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, j->N);
+    int64_t i0, i1, j0, j1;
+    grid_block(j->cfg, j->M, j->N, j->mt, j->nt, j->tm, j->tn, t, &i0, &i1, &j0, &j1);
     if (i1 <= i0 || j1 <= j0) return;
     float *pa = (float *)(j->base + (size_t)tid * j->slice);
     float *pb = (float *)(j->base + (size_t)tid * j->slice + j->a_bytes);

@@ -41,6 +41,8 @@
  */
 #ifndef EDGETRAIN_GEMM_INTERNAL_H
 #define EDGETRAIN_GEMM_INTERNAL_H
+#include <string.h>
+
 #include "edgetrain/et_kernels.h"
 #include "variant_internal.h"
 
@@ -169,5 +171,22 @@ extern const et_f32_gemm_config et_f32_gemm_config_neon;
 et_f32_gemm_pack et_f32_gemm_pack_interleave__neon, et_f32_gemm_pack_copy__neon;
 et_f32_gemm_ukernel et_f32_gemm_ukernel_8x12__neon;
 #endif
+
+/* d[0..n) = s[0..n) for short rows (a few to a few dozen floats: im2col rows, GEMM panels across
+ * images), without a memcpy call per row: fixed-size block copies (inlined as vector moves), the last block overlapping. */
+static inline void et_copy_short_(float *ET_RESTRICT d, const float *ET_RESTRICT s, int64_t n) {
+    if (n >= 8) {
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) memcpy(d + i, s + i, 8 * sizeof(float));
+        if (i < n) memcpy(d + n - 8, s + n - 8, 8 * sizeof(float));
+    } else if (n >= 4) {
+        memcpy(d, s, 4 * sizeof(float));
+        memcpy(d + n - 4, s + n - 4, 4 * sizeof(float));
+    } else {
+        if (n > 0) d[0] = s[0];
+        if (n > 1) d[1] = s[1];
+        if (n > 2) d[2] = s[2];
+    }
+}
 
 #endif
