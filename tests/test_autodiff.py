@@ -212,7 +212,10 @@ def test_requires_grad_propagation():
     m.conv1.weight.requires_grad = False
     m.conv1.bias.requires_grad = False
     g = _build(m)
-    fwd = [n for n in g.programs[ir.EVAL].nodes]
+    # the training forward (the eval program fuses conv1 with its BatchNorm, whose affine
+    # parameters do require a gradient)
+    gr = g.programs[ir.GRAD_PROGRAM].nodes
+    fwd = gr[:next(i for i, n in enumerate(gr) if g.nodes[n].op == "softmax_xent") + 1]
     req = autodiff.requires_grad(g, fwd)
     conv1 = [g.nodes[n] for n in fwd if g.nodes[n].op == "conv2d"][0]
     assert conv1.outputs[0] not in req
@@ -231,8 +234,11 @@ def test_relu_after_conv_is_folded_into_the_conv():
     act_pos = ops.OP_BY_NAME["conv2d"].iattrs.index("act")
     for kind in (ir.EVAL, ir.GRAD_PROGRAM, ir.TRAIN):
         convs = [g.nodes[n] for n in g.programs[kind].nodes if g.nodes[n].op == "conv2d"]
-        # conv1 feeds BatchNorm (not folded); conv2 feeds relu (folded)
-        assert [c.iattr[act_pos] for c in convs] == [ops.ACT_NONE, ops.ACT_RELU]
+        # training: conv1 feeds BatchNorm (not folded); conv2 feeds relu (folded). Eval: conv1,
+        # its BatchNorm and the relu are one conv2d (export.fuse_conv_batchnorm)
+        conv1_act = ops.ACT_RELU if kind == ir.EVAL else ops.ACT_NONE
+        assert [c.iattr[act_pos] for c in convs] == [conv1_act, ops.ACT_RELU]
+        assert (len(convs[0].inputs) > 3) == (kind == ir.EVAL)   # the fused BatchNorm inputs
         assert _acts_after_conv(g, kind) == []
     # the backward reads the relu derivative from the fused conv's output
     conv2 = [g.nodes[n] for n in g.programs[ir.GRAD_PROGRAM].nodes
