@@ -95,7 +95,9 @@ def test_int8_file_is_bit_identical_to_eval(trained, batch, threads):
     want = sess.RunGraph({"x": xb})["output"]
     got = et.TrainSession.load(d / "int8.etm", threads=threads).RunGraph({"x": xb})["output"]
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
-    assert len(np.unique(got)) > 5
+    # not a trivial output: the 30-step QAT model's logits sit on a coarse int8 grid, so one
+    # image's 10 logits may share a few levels; across a batch they spread out
+    assert len(np.unique(got)) > (5 if batch > 1 else 1)
 
 
 def test_int8_file_and_eval_identical_under_every_isa(trained):
