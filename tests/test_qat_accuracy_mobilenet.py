@@ -10,13 +10,20 @@ test_qat_accuracy.py, shortened to fit the suite).
    adds and the classifier quantized) trained STEPS steps with the control's optimizer,
    schedule and batch order.
 
+   From step STEPS/2 on, the QAT runs freeze their BatchNorm statistics and their observers
+   (PyTorch's QAT recipe: ``freeze_bn_stats`` and ``disable_observer`` late in fine-tuning).
 The accuracy is the real int8 model's (the int8 file on the 10,000 test images, which runs
 every layer on the integer kernels and equals the session's ``Eval()`` bit for bit — checked
 for W8A8). Done when W8A8 >= control - 0.3 points, W4A8 >= control - 1.0.
 
-Measured (2 threads, a machine shared with other jobs; 3 min): fp32 after one epoch 96.12 %,
+Measured at issue 14 (without the freezing; 2 threads, 3 min): fp32 after one epoch 96.12 %,
 control (+600 steps) 96.80 %; W8A8 int8 file 97.01 % (+0.21), W4A8 97.12 % (+0.32); 45 s per
-600-step QAT run.
+600-step QAT run. Issue 15's depthwise kernels changed the fp32 bits, and with them the
+pretrained model: 96.93 % after one epoch, control 97.29 %. Without the freezing W8A8 then
+lost 0.37 points and W4A8 1.35 (2.5-2.9 on two other batch orders), while the same QAT code
+from the old fp32 model reached 96.63 % W4A8 (old code: 96.85 %): 4-bit QAT from a given
+fp32 model varies by points, the code did not regress. With the freezing: W8A8 97.14 %
+(-0.15), W4A8 96.39 % (-0.90).
 """
 import time
 
@@ -30,6 +37,7 @@ from conftest import mnist_arrays
 
 BATCH, LR, MOMENTUM, WD, WIDTH = 64, 0.05, 0.9, 4e-5, 0.5
 PRE, STEPS = 937, 600
+FREEZE = STEPS // 2   # QAT: BatchNorm statistics and observers frozen from here (see above)
 pytestmark = pytest.mark.slow
 
 CONFIGS = {(8, 8): 0.3, (4, 8): 1.0}   # (W, A): allowed loss, points
@@ -77,7 +85,8 @@ def protocol(tmp_path_factory):
     for (wb, ab) in CONFIGS:
         t = time.time()
         sess = _session(STEPS, quant.QConfig(weight_bits=wb, act_bits=ab, quantize_input=True,
-                                             output_bits=8))
+                                             output_bits=8, freeze_bn_step=FREEZE,
+                                             observe_until_step=FREEZE))
         sess.set_parameters(fp32)
         _train(sess, STEPS, seed=2)
         path = d / f"w{wb}a{ab}_int8.etm"
