@@ -412,8 +412,10 @@ static void test_nchw(void) {
         ET_CHECK(et_f32_gemm_nchw(0, 2, 2, 1, 2, a, a, 4, y, 4, NULL, NULL, ws, sizeof ws, 1) ==
                      ET_ERR_ARG, "gemm_nchw under ref");
     }
+    /* a buffer that is not a packed A (as large as a packed header, which is read first) */
+    static float unpacked[64] = {1, 2, 3, 4};
     if (et_set_isa(FIRST_SIMD->head.isa) == ET_OK)
-        ET_CHECK(et_f32_gemm_nchw(0, 2, 2, 1, 2, a, a, 4, y, 4, NULL, NULL, ws, sizeof ws, 1) ==
+        ET_CHECK(et_f32_gemm_nchw(0, 2, 2, 1, 2, unpacked, a, 4, y, 4, NULL, NULL, ws, sizeof ws, 1) ==
                      ET_ERR_ARG, "gemm_nchw with an unpacked A");
 }
 
