@@ -822,6 +822,21 @@ static et_status want_freeze_step(const et_node_def *nd, char *msg, size_t cap) 
 static int bn_frozen(const et_node_def *nd, const et_run_env *e) {
     return nd->n_iattr > 0 && nd->iattr[0] >= 0 && e->step >= (uint64_t)nd->iattr[0];
 }
+/* Optional iattr[1] act and fattr[alpha_at] alpha of batchnorm_train / batchnorm_bwd: a fused
+ * relu / relu6 (export.fuse_batchnorm_activations); absent or 0: none. Not with freeze_step
+ * (frozen BatchNorms are not fused). alpha is the act op's attribute, unused by relu / relu6. */
+static et_act bn_act(const et_node_def *nd) { return nd->n_iattr > 1 ? (et_act)nd->iattr[1] : ET_ACT_NONE; }
+static et_status want_bn_act(const et_node_def *nd, int alpha_at, char *msg, size_t cap) {
+    if (nd->n_iattr < 2 || nd->iattr[1] == ET_ACT_NONE) return ET_OK;
+    if (nd->iattr[1] != ET_ACT_RELU && nd->iattr[1] != ET_ACT_RELU6)
+        return shape_error(msg, cap, "act must be 0 (none), 1 (relu) or 2 (relu6), got %lld",
+                           (long long)nd->iattr[1]);
+    if (nd->iattr[0] >= 0)
+        return shape_error(msg, cap, "a fused act cannot be combined with freeze_step %lld (frozen "
+                           "BatchNorms are not fused)", (long long)nd->iattr[0]);
+    if (nd->n_fattr > alpha_at) TRY(want_finite(nd->fattr[alpha_at], "alpha", msg, cap));
+    return ET_OK;
+}
 static et_status batchnorm_train_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     bn_view v = {0};
     TRY(bn_params_infer(io, &v, msg, cap));
@@ -832,6 +847,7 @@ static et_status batchnorm_train_infer(const et_node_io *io, et_tshape *out, cha
         return shape_error(msg, cap, "freeze_step needs the running statistics (inputs 3 and 4)");
     TRY(want_finite(io->node->fattr[0], "momentum", msg, cap));
     TRY(want_eps(io->node->fattr[1], msg, cap));
+    TRY(want_bn_act(io->node, 2, msg, cap));
     set_like(&out[0], io->in[0], ET_F32);
     set_shape(&out[1], ET_F32, 1, &v.c);
     set_shape(&out[2], ET_F32, 1, &v.c);
@@ -844,9 +860,10 @@ static et_status batchnorm_train_run(const et_node_io *io, const et_run_env *e) 
         return et_f32_batchnorm_frozen_fwd(v.n, v.c, v.hw, io->in_data[0], io->in_data[1], io->in_data[2],
                                            io->in_data[3], io->in_data[4], io->node->fattr[1], io->out_data[0],
                                            io->out_data[1], io->out_data[2], e->nthreads);
-    return et_f32_batchnorm_train_fwd(v.n, v.c, v.hw, io->in_data[0], io->in_data[1], io->in_data[2], io->in_data[3],
-                                      io->in_data[4], io->node->fattr[0], io->node->fattr[1], io->out_data[0],
-                                      io->out_data[1], io->out_data[2], e->nthreads);
+    return et_f32_batchnorm_train_act_fwd(v.n, v.c, v.hw, io->in_data[0], io->in_data[1], io->in_data[2],
+                                          io->in_data[3], io->in_data[4], io->node->fattr[0], io->node->fattr[1],
+                                          bn_act(io->node), io->out_data[0], io->out_data[1], io->out_data[2],
+                                          e->nthreads);
 }
 static et_status batchnorm_infer_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     bn_view v = {0};
@@ -861,15 +878,25 @@ static et_status batchnorm_infer_run(const et_node_io *io, const et_run_env *e) 
     return et_f32_batchnorm_infer_fwd(v.n, v.c, v.hw, io->in_data[0], io->in_data[1], io->in_data[2], io->in_data[3],
                                       io->in_data[4], io->node->fattr[0], io->out_data[0], e->nthreads);
 }
-/* batchnorm_bwd: dy, x, gamma, save_mean, save_invstd -> dx, dgamma?, dbeta? */
+/* batchnorm_bwd: dy, x, gamma, save_mean, save_invstd, y? -> dx, dgamma?, dbeta?; with a fused
+ * act, y is the forward's (activated) output and dy is masked from it. */
 static et_status batchnorm_bwd_infer(const et_node_io *io, et_tshape *out, char *msg, size_t cap) {
     static const char *names[] = {"dy", "x", "gamma", "save_mean", "save_invstd"};
     bn_view v = {0};
     TRY(bn_view_of(io->in[1], &v, msg, cap));
     TRY(want_freeze_step(io->node, msg, cap));
+    TRY(want_bn_act(io->node, 0, msg, cap));
     TRY(want(io->in[0], ET_F32, -1, "gradient dy", msg, cap));
     TRY(want_same(io->in[0], io->in[1], "dy", "x", msg, cap));
     for (int k = 2; k < 5; k++) TRY(want_vec(io->in[k], v.c, names[k], msg, cap));
+    const int has_y = io->node->n_in > 5 && io->in[5] != NULL;
+    if (has_y != (bn_act(io->node) != ET_ACT_NONE))
+        return shape_error(msg, cap, has_y ? "input y (the fused act's output) needs act 1 (relu) or 2 (relu6)"
+                                           : "act %d needs input y (the fused act's output)", (int)bn_act(io->node));
+    if (has_y) {
+        TRY(want(io->in[5], ET_F32, -1, "y (the fused act's output)", msg, cap));
+        TRY(want_same(io->in[5], io->in[1], "y", "x", msg, cap));
+    }
     set_like(&out[0], io->in[1], ET_F32);
     set_shape(&out[1], ET_F32, 1, &v.c);
     set_shape(&out[2], ET_F32, 1, &v.c);
@@ -882,8 +909,10 @@ static et_status batchnorm_bwd_run(const et_node_io *io, const et_run_env *e) {
         return et_f32_batchnorm_frozen_bwd(v.n, v.c, v.hw, io->in_data[1], io->in_data[0], io->in_data[2],
                                            io->in_data[3], io->in_data[4], io->out_data[0], io->out_data[1],
                                            io->out_data[2], e->nthreads);
-    return et_f32_batchnorm_bwd(v.n, v.c, v.hw, io->in_data[1], io->in_data[0], io->in_data[2], io->in_data[3],
-                                io->in_data[4], io->out_data[0], io->out_data[1], io->out_data[2], e->nthreads);
+    const float *y = io->node->n_in > 5 ? io->in_data[5] : NULL;
+    return et_f32_batchnorm_act_bwd(v.n, v.c, v.hw, io->in_data[1], y, io->in_data[0], bn_act(io->node),
+                                    io->in_data[2], io->in_data[3], io->in_data[4], io->out_data[0], io->out_data[1],
+                                    io->out_data[2], e->nthreads);
 }
 
 /* ======================================================================= */
@@ -2534,13 +2563,14 @@ static const et_op_desc op_table[] = {
     [ET_OP_GLOBAL_AVGPOOL_BWD] = {.name = "global_avgpool_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
         .infer = global_avgpool_bwd_infer, .run = global_avgpool_bwd_run},
     [ET_OP_BATCHNORM_TRAIN] = {.name = "batchnorm_train", .min_in = 3, .max_in = 5, .min_out = 3, .max_out = 3,
-        .min_iattr = 0, .max_iattr = 1, .min_fattr = 2, .max_fattr = 2, .mut_in_mask = (1u << 3) | (1u << 4),
+        .min_iattr = 0, .max_iattr = 2, .min_fattr = 2, .max_fattr = 3, .mut_in_mask = (1u << 3) | (1u << 4),
         .infer = batchnorm_train_infer,
         .run = batchnorm_train_run},
     [ET_OP_BATCHNORM_INFER] = {.name = "batchnorm_infer", .min_in = 5, .max_in = 5, .min_out = 1, .max_out = 1,
         .min_fattr = 1, .max_fattr = 1, .infer = batchnorm_infer_infer, .run = batchnorm_infer_run},
-    [ET_OP_BATCHNORM_BWD] = {.name = "batchnorm_bwd", .min_in = 5, .max_in = 5, .min_out = 1, .max_out = 3,
-        .min_iattr = 0, .max_iattr = 1, .infer = batchnorm_bwd_infer, .run = batchnorm_bwd_run},
+    [ET_OP_BATCHNORM_BWD] = {.name = "batchnorm_bwd", .min_in = 5, .max_in = 6, .min_out = 1, .max_out = 3,
+        .min_iattr = 0, .max_iattr = 2, .min_fattr = 0, .max_fattr = 1, .infer = batchnorm_bwd_infer,
+        .run = batchnorm_bwd_run},
     [ET_OP_DROPOUT] = {.name = "dropout", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
         .min_iattr = 1, .max_iattr = 1, .min_fattr = 1, .max_fattr = 1, .infer = dropout_infer, .run = dropout_run},
     [ET_OP_DROPOUT_BWD] = {.name = "dropout_bwd", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,

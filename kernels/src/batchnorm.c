@@ -113,6 +113,84 @@ void et_f32_bn_plane_bwd__ref(int64_t hw, const float *x, const float *dy, doubl
     *dot = et_f32_bn_plane_dev__ref(hw, x, dy, mean);
 }
 
+/* ---- __ref row: the fused relu / relu6 (batchnorm_train / batchnorm_bwd's act) ----------
+ * affine_act: y = act(x * a + s), the act op's comparisons on the affine's float (et_bn_act_).
+ * The *_m kernels are the backward kernels above on dy masked as act_bwd masks it from the
+ * act's output t (et_bn_mask_: +0 where masked), each element's double / float operations and
+ * every sum in the unmasked kernel's order: the bits of act_bwd then batchnorm_bwd. */
+void et_f32_bn_affine_act__ref(int64_t len, const float *x, float a, float s, et_act act,
+                               float *y) {
+    const float *ET_RESTRICT xp = x;
+    float *ET_RESTRICT yp = y;
+    for (int64_t j = 0; j < len; j++) yp[j] = et_bn_act_(act, xp[j] * a + s);
+}
+
+void et_f32_bn_affine_v_act__ref(int64_t len, const float *x, const float *a, const float *s,
+                                 et_act act, float *y) {
+    const float *ET_RESTRICT xp = x;
+    float *ET_RESTRICT yp = y;
+    for (int64_t j = 0; j < len; j++) yp[j] = et_bn_act_(act, xp[j] * a[j] + s[j]);
+}
+
+void et_f32_bn_acc_bwd_m__ref(int64_t n, int64_t is, int64_t len, const float *x, const float *dy,
+                              const float *t, et_act act, const float *mean, double *as,
+                              double *ad) {
+    double *ET_RESTRICT sp = as;
+    double *ET_RESTRICT dp = ad;
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT xp = x + i * is;
+        const float *ET_RESTRICT gp = dy + i * is;
+        const float *ET_RESTRICT tp = t + i * is;
+        for (int64_t j = 0; j < len; j++) {
+            const double g = (double)et_bn_mask_(act, tp[j], gp[j]);
+            sp[j] += g;
+            dp[j] += g * ((double)xp[j] - (double)mean[j]);
+        }
+    }
+}
+
+void et_f32_bn_dx_m__ref(int64_t len, const float *x, const float *dy, const float *t, et_act act,
+                         float gm, float mean, float pr, float gs, float *dx) {
+    const float *ET_RESTRICT xp = x;
+    const float *ET_RESTRICT gp = dy;
+    const float *ET_RESTRICT tp = t;
+    float *ET_RESTRICT dp = dx;
+    for (int64_t j = 0; j < len; j++)
+        dp[j] = (et_bn_mask_(act, tp[j], gp[j]) - gm - (xp[j] - mean) * pr) * gs;
+}
+
+void et_f32_bn_dx_v_m__ref(int64_t len, const float *x, const float *dy, const float *t,
+                           et_act act, const float *gm, const float *mean, const float *pr,
+                           const float *gs, float *dx) {
+    const float *ET_RESTRICT xp = x;
+    const float *ET_RESTRICT gp = dy;
+    const float *ET_RESTRICT tp = t;
+    float *ET_RESTRICT dp = dx;
+    for (int64_t j = 0; j < len; j++)
+        dp[j] = (et_bn_mask_(act, tp[j], gp[j]) - gm[j] - (xp[j] - mean[j]) * pr[j]) * gs[j];
+}
+
+/* plane_sum's order for the sum (8 lanes, a separate tail), plane_dev's for the dot (the tail
+ * into lane 0), as et_f32_bn_plane_bwd__ref computes them on the masked dy. */
+void et_f32_bn_plane_bwd_m__ref(int64_t hw, const float *x, const float *dy, const float *t,
+                                et_act act, double mean, double *sum, double *dot) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, d[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0.0;
+    int64_t j = 0;
+    for (; j + 8 <= hw; j += 8)
+        for (int l = 0; l < 8; l++) {
+            const double g = (double)et_bn_mask_(act, t[j + l], dy[j + l]);
+            s[l] += g;
+            d[l] += g * ((double)x[j + l] - mean);
+        }
+    for (; j < hw; j++) {
+        const double g = (double)et_bn_mask_(act, t[j], dy[j]);
+        tail += g;
+        d[0] += g * ((double)x[j] - mean);
+    }
+    *sum = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail;
+    *dot = ((d[0] + d[4]) + (d[1] + d[5])) + ((d[2] + d[6]) + (d[3] + d[7]));
+}
+
 /* Sum over the n planes of channel ch of x, then of (x - mean)^2 or dy * (x - mean). */
 static double sum_channel(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw,
                           int64_t ch, const float *x) {
@@ -160,7 +238,7 @@ static bn_blocks bn_blocks_of(int64_t n, int64_t c, int64_t hw, int nthreads) {
 static void bn_train_block(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb,
                            const float *x, const float *gamma, const float *beta,
                            float *running_mean, float *running_var, double mom, double unbias,
-                           float eps, float *y, float *save_mean, float *save_invstd) {
+                           float eps, et_act act, float *y, float *save_mean, float *save_invstd) {
     double acc[BN_BLOCK], mj[BN_BLOCK];
     float a[BN_BLOCK], sh[BN_BLOCK];
     const int64_t len = cb * hw, count = n * hw, is = c * hw;
@@ -194,13 +272,19 @@ static void bn_train_block(const et_f32_bn_variant *row, int64_t n, int64_t c, i
             running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * var * unbias);
         }
     }
-    for (int64_t i = 0; i < n; i++) row->affine_v(len, xb + i * is, a, sh, y + c0 * hw + i * is);
+    for (int64_t i = 0; i < n; i++) {
+        if (act != ET_ACT_NONE)
+            row->affine_v_act(len, xb + i * is, a, sh, act, y + c0 * hw + i * is);
+        else
+            row->affine_v(len, xb + i * is, a, sh, y + c0 * hw + i * is);
+    }
 }
 
+/* t != NULL: dy masked by act from t (the act's output), frozen == 0 */
 static void bn_bwd_block(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb, const float *x,
-                         const float *dy, const float *gamma, const float *save_mean,
-                         const float *save_invstd, int frozen, float *dx, float *dgamma,
-                         float *dbeta) {
+                         const float *dy, const float *t, et_act act, const float *gamma,
+                         const float *save_mean, const float *save_invstd, int frozen, float *dx,
+                         float *dgamma, float *dbeta) {
     double as[BN_BLOCK], ad[BN_BLOCK];
     float mf[BN_BLOCK], gm[BN_BLOCK], pr[BN_BLOCK], gs[BN_BLOCK];
     const int64_t len = cb * hw, count = n * hw, is = c * hw;
@@ -208,7 +292,10 @@ static void bn_bwd_block(const et_f32_bn_variant *row, int64_t n, int64_t c, int
         mf[j] = save_mean[c0 + j / hw];
         as[j] = ad[j] = 0.0;
     }
-    row->acc_bwd(n, is, len, x + c0 * hw, dy + c0 * hw, mf, as, ad);
+    if (t)
+        row->acc_bwd_m(n, is, len, x + c0 * hw, dy + c0 * hw, t + c0 * hw, act, mf, as, ad);
+    else
+        row->acc_bwd(n, is, len, x + c0 * hw, dy + c0 * hw, mf, as, ad);
     for (int64_t k = 0; k < cb; k++) {
         const int64_t ch = c0 + k;
         double sum = 0.0, dotp = 0.0;
@@ -235,6 +322,8 @@ static void bn_bwd_block(const et_f32_bn_variant *row, int64_t n, int64_t c, int
         float *ET_RESTRICT dp = dx + c0 * hw + i * is;
         if (frozen)
             for (int64_t j = 0; j < len; j++) dp[j] = gp[j] * gs[j];
+        else if (t)
+            row->dx_v_m(len, xp, gp, t + c0 * hw + i * is, act, gm, mf, pr, gs, dp);
         else
             row->dx_v(len, xp, gp, gm, mf, pr, gs, dp);
     }
@@ -245,6 +334,8 @@ static void bn_bwd_block(const et_f32_bn_variant *row, int64_t n, int64_t c, int
 typedef struct bn_job {
     int64_t n, c, hw, cb;
     const float *x, *dy, *gamma, *beta;
+    const float *t; /* the fused act's output (backward with act), else NULL */
+    et_act act;     /* fused relu / relu6, or ET_ACT_NONE */
     float *running_mean, *running_var;
     const float *rmean, *rvar, *save_mean_in, *save_invstd_in; /* infer / bwd inputs */
     double mom, unbias;
@@ -277,7 +368,21 @@ et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const flo
                                      float *running_mean, float *running_var, float momentum,
                                      float eps, float *y, float *save_mean, float *save_invstd,
                                      int nthreads) {
-    if (n < 0 || c < 0 || hw < 0 || !(eps >= 0.0f)) return ET_ERR_ARG;
+    return et_f32_batchnorm_train_act_fwd(n, c, hw, x, gamma, beta, running_mean, running_var,
+                                          momentum, eps, ET_ACT_NONE, y, save_mean, save_invstd,
+                                          nthreads);
+}
+
+static int bn_act_ok(et_act act) {
+    return act == ET_ACT_NONE || act == ET_ACT_RELU || act == ET_ACT_RELU6;
+}
+
+et_status et_f32_batchnorm_train_act_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                         const float *gamma, const float *beta,
+                                         float *running_mean, float *running_var, float momentum,
+                                         float eps, et_act act, float *y, float *save_mean,
+                                         float *save_invstd, int nthreads) {
+    if (n < 0 || c < 0 || hw < 0 || !(eps >= 0.0f) || !bn_act_ok(act)) return ET_ERR_ARG;
     if (c == 0) return ET_OK;
     /* PyTorch: "Expected more than 1 value per channel when training". */
     if (n * hw <= 1) return ET_ERR_SHAPE;
@@ -289,7 +394,7 @@ et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const flo
     bn_job k = {0};
     k.n = n, k.c = c, k.hw = hw, k.x = x, k.gamma = gamma, k.beta = beta;
     k.running_mean = running_mean, k.running_var = running_var, k.mom = mom, k.unbias = unbias;
-    k.eps = eps, k.y = y, k.save_mean = save_mean, k.save_invstd = save_invstd;
+    k.eps = eps, k.act = act, k.y = y, k.save_mean = save_mean, k.save_invstd = save_invstd;
     return run_bn(&k, hw <= BN_BLOCK, bn_train_blocks, bn_train_channels, nthreads);
 }
 
@@ -299,7 +404,7 @@ static void bn_train_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
     for (int64_t bi = b0; bi < b1; bi++) {
         const int64_t c0 = bi * k->cb, m = k->c - c0 < k->cb ? k->c - c0 : k->cb;
         bn_train_block(k->row, k->n, k->c, k->hw, c0, m, k->x, k->gamma, k->beta, k->running_mean,
-                       k->running_var, k->mom, k->unbias, k->eps, k->y, k->save_mean,
+                       k->running_var, k->mom, k->unbias, k->eps, k->act, k->y, k->save_mean,
                        k->save_invstd);
     }
 }
@@ -320,8 +425,13 @@ static void bn_train_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
         const double g = gamma ? (double)gamma[ch] : 1.0, b = beta ? (double)beta[ch] : 0.0;
         const double alpha = invstd * g;
         const float fa = (float)alpha, fs = (float)(b - mean * alpha);
-        for (int64_t i = 0; i < n; i++)
-            k->row->affine(hw, x + (i * c + ch) * hw, fa, fs, y + (i * c + ch) * hw);
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t off = (i * c + ch) * hw;
+            if (k->act != ET_ACT_NONE)
+                k->row->affine_act(hw, x + off, fa, fs, k->act, y + off);
+            else
+                k->row->affine(hw, x + off, fa, fs, y + off);
+        }
         if (save_mean) save_mean[ch] = (float)mean;
         if (save_invstd) save_invstd[ch] = (float)invstd;
         if (running_mean) {
@@ -375,16 +485,20 @@ et_status et_f32_batchnorm_infer_fwd(int64_t n, int64_t c, int64_t hw, const flo
 static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid);
 static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid);
 
+/* t, act: the fused act's output and kind (t NULL and act ET_ACT_NONE without one). */
 static et_status bn_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
-                        const float *gamma, const float *save_mean, const float *save_invstd,
-                        int frozen, float *dx, float *dgamma, float *dbeta, int nthreads) {
-    if (n < 0 || c < 0 || hw < 0) return ET_ERR_ARG;
+                        const float *t, et_act act, const float *gamma, const float *save_mean,
+                        const float *save_invstd, int frozen, float *dx, float *dgamma,
+                        float *dbeta, int nthreads) {
+    if (n < 0 || c < 0 || hw < 0 || !bn_act_ok(act)) return ET_ERR_ARG;
+    if ((act == ET_ACT_NONE) != (t == NULL) && n * c * hw > 0) return ET_ERR_ARG;
     if (c == 0) return ET_OK;
     if (!save_mean || !save_invstd) return ET_ERR_ARG;
     const int64_t count = n * hw;
     if (count > 0 && (!x || !dy || !dx)) return ET_ERR_ARG;
     bn_job k = {0};
     k.n = n, k.c = c, k.hw = hw, k.x = x, k.dy = dy, k.gamma = gamma, k.save_mean_in = save_mean;
+    k.t = count > 0 && act != ET_ACT_NONE ? t : NULL, k.act = act;
     k.save_invstd_in = save_invstd, k.y = dx, k.dgamma = dgamma, k.dbeta = dbeta, k.frozen = frozen;
     return run_bn(&k, count > 0 && hw <= BN_BLOCK, bn_bwd_blocks, bn_bwd_channels, nthreads);
 }
@@ -393,14 +507,25 @@ et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x,
                                const float *gamma, const float *save_mean,
                                const float *save_invstd, float *dx, float *dgamma, float *dbeta,
                                int nthreads) {
-    return bn_bwd(n, c, hw, x, dy, gamma, save_mean, save_invstd, 0, dx, dgamma, dbeta, nthreads);
+    return bn_bwd(n, c, hw, x, dy, NULL, ET_ACT_NONE, gamma, save_mean, save_invstd, 0, dx, dgamma,
+                  dbeta, nthreads);
+}
+
+et_status et_f32_batchnorm_act_bwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                   const float *y, const float *dy, et_act act,
+                                   const float *gamma, const float *save_mean,
+                                   const float *save_invstd, float *dx, float *dgamma,
+                                   float *dbeta, int nthreads) {
+    return bn_bwd(n, c, hw, x, dy, act == ET_ACT_NONE ? NULL : y, act, gamma, save_mean,
+                  save_invstd, 0, dx, dgamma, dbeta, nthreads);
 }
 
 et_status et_f32_batchnorm_frozen_bwd(int64_t n, int64_t c, int64_t hw, const float *x,
                                       const float *dy, const float *gamma, const float *save_mean,
                                       const float *save_invstd, float *dx, float *dgamma,
                                       float *dbeta, int nthreads) {
-    return bn_bwd(n, c, hw, x, dy, gamma, save_mean, save_invstd, 1, dx, dgamma, dbeta, nthreads);
+    return bn_bwd(n, c, hw, x, dy, NULL, ET_ACT_NONE, gamma, save_mean, save_invstd, 1, dx, dgamma,
+                  dbeta, nthreads);
 }
 
 /* A training step with frozen statistics: y as in eval, save_mean / save_invstd from the
@@ -426,8 +551,8 @@ static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     for (int64_t bi = b0; bi < b1; bi++) {
         const int64_t c0 = bi * k->cb, m = k->c - c0 < k->cb ? k->c - c0 : k->cb;
-        bn_bwd_block(k->row, k->n, k->c, k->hw, c0, m, k->x, k->dy, k->gamma, k->save_mean_in,
-                     k->save_invstd_in, k->frozen, k->y, k->dgamma, k->dbeta);
+        bn_bwd_block(k->row, k->n, k->c, k->hw, c0, m, k->x, k->dy, k->t, k->act, k->gamma,
+                     k->save_mean_in, k->save_invstd_in, k->frozen, k->y, k->dgamma, k->dbeta);
     }
 }
 
@@ -445,7 +570,10 @@ static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
         for (int64_t i = 0; i < n && count; i++) {
             const int64_t off = (i * c + ch) * hw;
             double ps, pd;
-            k->row->plane_bwd(hw, x + off, dy + off, mean, &ps, &pd);
+            if (k->t)
+                k->row->plane_bwd_m(hw, x + off, dy + off, k->t + off, k->act, mean, &ps, &pd);
+            else
+                k->row->plane_bwd(hw, x + off, dy + off, mean, &ps, &pd);
             sum += ps;
             dotp += pd;
         }
@@ -463,6 +591,9 @@ static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
             float *ET_RESTRICT dp = dx + (i * c + ch) * hw;
             if (k->frozen)
                 for (int64_t j = 0; j < hw; j++) dp[j] = gp[j] * gscale;
+            else if (k->t)
+                k->row->dx_m(hw, xp, gp, k->t + (i * c + ch) * hw, k->act, grad_mean, mean, proj,
+                             gscale, dp);
             else
                 k->row->dx(hw, xp, gp, grad_mean, mean, proj, gscale, dp);
         }

@@ -4,7 +4,9 @@
  * VD / WD (a vector of WD doubles; WD divides 8), BN_CH (vectors of accumulators kept in
  * registers over the images), D_LD (WD floats widened to double), D_LDD /
  * D_STD (WD doubles), D_ADD, D_SUB, D_MUL, D_SET; VF / WF (a vector of WF floats), F_LD, F_ST,
- * F_ADD, F_SUB, F_MUL, F_SET. Every lane does __ref's operation (batchnorm.c) on its element,
+ * F_ADD, F_SUB, F_MUL, F_SET; for the fused relu / relu6: D_LDM(g, t, act) (WD floats of dy
+ * masked from t, widened), F_MASK(g, t, act) and F_ACT(v, act) on VF vectors (et_bn_mask_ and
+ * et_bn_act_ per lane). Every lane does __ref's operation (batchnorm.c) on its element,
  * in __ref's order; the 8 lanes of the plane sums are 8 / WD vectors, stored and combined by
  * __ref's scalar expression; the tails are __ref's scalar loops. No fused multiply-add.
  */
@@ -213,6 +215,123 @@ BN_TARGET static void BN_NAME(dx_v)(int64_t len, const float *x, const float *dy
     for (; j < len; j++) dx[j] = (dy[j] - gm[j] - (x[j] - mean[j]) * pr[j]) * gs[j];
 }
 
+/* ---- the fused relu / relu6: the kernels above with act on the affine's output, or with dy
+ * masked from the act's output t (the same operations on the masked value) ---------------- */
+BN_TARGET static void BN_NAME(affine_act)(int64_t len, const float *x, float a, float s,
+                                          et_act act, float *y) {
+    const VF va = F_SET(a), vs = F_SET(s);
+    int64_t j = 0;
+    for (; j + WF <= len; j += WF) F_ST(y + j, F_ACT(F_ADD(F_MUL(F_LD(x + j), va), vs), act));
+    for (; j < len; j++) y[j] = et_bn_act_(act, x[j] * a + s);
+}
+
+BN_TARGET static void BN_NAME(affine_v_act)(int64_t len, const float *x, const float *a,
+                                            const float *s, et_act act, float *y) {
+    int64_t j = 0;
+    for (; j + WF <= len; j += WF)
+        F_ST(y + j, F_ACT(F_ADD(F_MUL(F_LD(x + j), F_LD(a + j)), F_LD(s + j)), act));
+    for (; j < len; j++) y[j] = et_bn_act_(act, x[j] * a[j] + s[j]);
+}
+
+BN_TARGET static void BN_NAME(acc_bwd_m)(int64_t n, int64_t is, int64_t len, const float *x,
+                                         const float *dy, const float *t, et_act act,
+                                         const float *mean, double *as, double *ad) {
+    int64_t j = 0;
+    for (; j + BN_CH * WD <= len; j += BN_CH * WD) {
+        VD s[BN_CH], d[BN_CH], m[BN_CH];
+        for (int v = 0; v < BN_CH; v++) {
+            s[v] = D_LDD(as + j + v * WD);
+            d[v] = D_LDD(ad + j + v * WD);
+            m[v] = D_LD(mean + j + v * WD);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + i * is + j, *q = dy + i * is + j, *r = t + i * is + j;
+            for (int v = 0; v < BN_CH; v++) {
+                const VD g = D_LDM(q + v * WD, r + v * WD, act);
+                s[v] = D_ADD(s[v], g);
+                d[v] = D_ADD(d[v], D_MUL(g, D_SUB(D_LD(p + v * WD), m[v])));
+            }
+        }
+        for (int v = 0; v < BN_CH; v++) {
+            D_STD(as + j + v * WD, s[v]);
+            D_STD(ad + j + v * WD, d[v]);
+        }
+    }
+    for (; j + WD <= len; j += WD) {
+        VD s = D_LDD(as + j), d = D_LDD(ad + j);
+        const VD m = D_LD(mean + j);
+        for (int64_t i = 0; i < n; i++) {
+            const VD g = D_LDM(dy + i * is + j, t + i * is + j, act);
+            s = D_ADD(s, g);
+            d = D_ADD(d, D_MUL(g, D_SUB(D_LD(x + i * is + j), m)));
+        }
+        D_STD(as + j, s);
+        D_STD(ad + j, d);
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = j; k < len; k++) {
+            const double g = (double)et_bn_mask_(act, t[i * is + k], dy[i * is + k]);
+            as[k] += g;
+            ad[k] += g * ((double)x[i * is + k] - (double)mean[k]);
+        }
+}
+
+BN_TARGET static void BN_NAME(dx_m)(int64_t len, const float *x, const float *dy, const float *t,
+                                    et_act act, float gm, float mean, float pr, float gs,
+                                    float *dx) {
+    const VF vg = F_SET(gm), vm = F_SET(mean), vp = F_SET(pr), vs = F_SET(gs);
+    int64_t j = 0;
+    for (; j + WF <= len; j += WF) {
+        const VF g = F_MASK(F_LD(dy + j), F_LD(t + j), act);
+        const VF u = F_SUB(F_SUB(g, vg), F_MUL(F_SUB(F_LD(x + j), vm), vp));
+        F_ST(dx + j, F_MUL(u, vs));
+    }
+    for (; j < len; j++) dx[j] = (et_bn_mask_(act, t[j], dy[j]) - gm - (x[j] - mean) * pr) * gs;
+}
+
+BN_TARGET static void BN_NAME(dx_v_m)(int64_t len, const float *x, const float *dy,
+                                      const float *t, et_act act, const float *gm,
+                                      const float *mean, const float *pr, const float *gs,
+                                      float *dx) {
+    int64_t j = 0;
+    for (; j + WF <= len; j += WF) {
+        const VF g = F_MASK(F_LD(dy + j), F_LD(t + j), act);
+        const VF u = F_SUB(F_SUB(g, F_LD(gm + j)),
+                           F_MUL(F_SUB(F_LD(x + j), F_LD(mean + j)), F_LD(pr + j)));
+        F_ST(dx + j, F_MUL(u, F_LD(gs + j)));
+    }
+    for (; j < len; j++)
+        dx[j] = (et_bn_mask_(act, t[j], dy[j]) - gm[j] - (x[j] - mean[j]) * pr[j]) * gs[j];
+}
+
+BN_TARGET static void BN_NAME(plane_bwd_m)(int64_t hw, const float *x, const float *dy,
+                                           const float *t, et_act act, double mean, double *sum,
+                                           double *dot) {
+    VD s[BN_NV], q[BN_NV];
+    const VD vm = D_SET(mean);
+    double a[8], b[8], tail = 0.0;
+    int64_t j = 0;
+    for (int v = 0; v < BN_NV; v++) s[v] = q[v] = D_SET(0.0);
+    for (; j + 8 <= hw; j += 8)
+        for (int v = 0; v < BN_NV; v++) {
+            const int64_t o = j + v * WD;
+            const VD g = D_LDM(dy + o, t + o, act);
+            s[v] = D_ADD(s[v], g);
+            q[v] = D_ADD(q[v], D_MUL(g, D_SUB(D_LD(x + o), vm)));
+        }
+    for (int v = 0; v < BN_NV; v++) {
+        D_STD(a + v * WD, s[v]);
+        D_STD(b + v * WD, q[v]);
+    }
+    for (; j < hw; j++) {
+        const double g = (double)et_bn_mask_(act, t[j], dy[j]);
+        tail += g;
+        b[0] += g * ((double)x[j] - mean);
+    }
+    *sum = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+    *dot = ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
+}
+
 #undef BN_NV
 
 /* The parameters above are this instantiation's only: undefined here, so the next ISA defines
@@ -237,3 +356,6 @@ BN_TARGET static void BN_NAME(dx_v)(int64_t len, const float *x, const float *dy
 #undef F_SUB
 #undef F_MUL
 #undef F_SET
+#undef D_LDM
+#undef F_MASK
+#undef F_ACT

@@ -84,7 +84,37 @@ typedef struct et_f32_bn_variant {
     /* plane_sum(dy) and plane_dev(x, dy, mean) in one pass (the same bits) */
     void (*plane_bwd)(int64_t hw, const float *x, const float *dy, double mean, double *sum,
                       double *dot);
+    /* The fused relu / relu6 (act is ET_ACT_RELU or ET_ACT_RELU6): y = et_bn_act_(x * a + s) */
+    void (*affine_act)(int64_t len, const float *x, float a, float s, et_act act, float *y);
+    void (*affine_v_act)(int64_t len, const float *x, const float *a, const float *s, et_act act,
+                         float *y);
+    /* acc_bwd, dx, dx_v and plane_bwd on dy masked from t (et_bn_mask_), the same bits as the
+     * unmasked kernel on act_bwd's output */
+    void (*acc_bwd_m)(int64_t n, int64_t is, int64_t len, const float *x, const float *dy,
+                      const float *t, et_act act, const float *mean, double *as, double *ad);
+    void (*dx_m)(int64_t len, const float *x, const float *dy, const float *t, et_act act,
+                 float gm, float mean, float pr, float gs, float *dx);
+    void (*dx_v_m)(int64_t len, const float *x, const float *dy, const float *t, et_act act,
+                   const float *gm, const float *mean, const float *pr, const float *gs,
+                   float *dx);
+    void (*plane_bwd_m)(int64_t hw, const float *x, const float *dy, const float *t, et_act act,
+                        double mean, double *sum, double *dot);
 } et_f32_bn_variant;
+
+/* The act op's relu / relu6 (activation.c) on one float: v < 0 -> 0 (relu: -0 and NaN pass);
+ * v <= 0 -> +0, v >= 6 -> 6 (relu6: NaN passes). */
+static inline float et_bn_act_(et_act act, float v) {
+    if (act == ET_ACT_RELU6) return v <= 0.0f ? 0.0f : (v >= 6.0f ? 6.0f : v);
+    if (act == ET_ACT_RELU) return v < 0.0f ? 0.0f : v;
+    return v;
+}
+/* act_bwd's relu / relu6 on dy g from the act's output t: +0 where t <= 0 (relu6: or t >= 6),
+ * else g (NaN t passes g). */
+static inline float et_bn_mask_(et_act act, float t, float g) {
+    if (act == ET_ACT_RELU6) return (t <= 0.0f || t >= 6.0f) ? 0.0f : g;
+    if (act == ET_ACT_RELU) return t <= 0.0f ? 0.0f : g;
+    return g;
+}
 extern const et_f32_bn_variant et_f32_bn_variants[];
 /* the __ref row's kernels (batchnorm.c) */
 double et_f32_bn_plane_sum__ref(int64_t hw, const float *x);
@@ -102,4 +132,18 @@ void et_f32_bn_dx_v__ref(int64_t len, const float *x, const float *dy, const flo
                          const float *mean, const float *pr, const float *gs, float *dx);
 void et_f32_bn_plane_bwd__ref(int64_t hw, const float *x, const float *dy, double mean,
                               double *sum, double *dot);
+void et_f32_bn_affine_act__ref(int64_t len, const float *x, float a, float s, et_act act,
+                               float *y);
+void et_f32_bn_affine_v_act__ref(int64_t len, const float *x, const float *a, const float *s,
+                                 et_act act, float *y);
+void et_f32_bn_acc_bwd_m__ref(int64_t n, int64_t is, int64_t len, const float *x, const float *dy,
+                              const float *t, et_act act, const float *mean, double *as,
+                              double *ad);
+void et_f32_bn_dx_m__ref(int64_t len, const float *x, const float *dy, const float *t, et_act act,
+                         float gm, float mean, float pr, float gs, float *dx);
+void et_f32_bn_dx_v_m__ref(int64_t len, const float *x, const float *dy, const float *t,
+                           et_act act, const float *gm, const float *mean, const float *pr,
+                           const float *gs, float *dx);
+void et_f32_bn_plane_bwd_m__ref(int64_t hw, const float *x, const float *dy, const float *t,
+                                et_act act, double mean, double *sum, double *dot);
 #endif

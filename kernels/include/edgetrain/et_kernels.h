@@ -591,6 +591,23 @@ et_status et_q_clamp_levels(float scale, int32_t zp, int32_t qmin, int32_t qmax,
 void et_f32_bn_infer_factor(const float *gamma, const float *beta, const float *mean,
                             const float *var, float eps, int64_t ch, float *a, float *sh);
 
+/* BatchNorm training with a fused relu / relu6 (batchnorm_train / batchnorm_bwd's act; act
+ * ET_ACT_NONE is the plain kernel): the forward writes y = act(x * alpha + shift) with the act
+ * op's comparisons, the bits of et_f32_batchnorm_train_fwd then et_f32_act_fwd; the backward
+ * reads the act's output y and masks dy as et_f32_act_bwd does (+0 where y <= 0, relu6: or
+ * y >= 6) inside its sums and its dx pass, the bits of et_f32_act_bwd then
+ * et_f32_batchnorm_bwd. Any other act is ET_ERR_ARG. */
+et_status et_f32_batchnorm_train_act_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                         const float *gamma, const float *beta,
+                                         float *running_mean, float *running_var, float momentum,
+                                         float eps, et_act act, float *y, float *save_mean,
+                                         float *save_invstd, int nthreads);
+et_status et_f32_batchnorm_act_bwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                   const float *y, const float *dy, et_act act,
+                                   const float *gamma, const float *save_mean,
+                                   const float *save_invstd, float *dx, float *dgamma,
+                                   float *dbeta, int nthreads);
+
 #ifdef __cplusplus
 }
 #endif
