@@ -354,6 +354,8 @@ def _grad_program(ctx: _TraceContext, model: Module, loss, output, in_tensors, l
     outs = OrderedDict([("loss", value.index)] + [(k, v.index) for k, v in named.items()])
     keep = list(outs.values())
     fwd_nodes = fold_conv_activations(graph.nodes, tr.nodes, keep)
+    if FUSE_BATCHNORM_ACT:
+        fwd_nodes = fuse_batchnorm_activations(graph.nodes, fwd_nodes, keep)
     ctx.n_forward = len(fwd_nodes)
     bwd_nodes, param_grads = autodiff.backward(graph, value.index, fwd_nodes)
     bwd_nodes = mask_before_maxpool_bwd(graph, fwd_nodes, bwd_nodes, keep)
@@ -469,6 +471,42 @@ def fold_conv_activations(nodes: Sequence[ir.Node], node_ids: List[int],
         conv.iattr[act_pos] = nd.iattr[0]
         conv.fattr[0] = nd.fattr[0]
         conv.outputs = list(nd.outputs)
+        producer[nd.outputs[0]] = producer[x]
+        dropped.add(n)
+    return [n for n in node_ids if n not in dropped]
+
+
+# Training programs fuse batchnorm_train -> act (relu / relu6) into one batchnorm_train; a
+# switch so tests and benchmarks can build the unfused program and compare the bits.
+FUSE_BATCHNORM_ACT = True
+
+
+def fuse_batchnorm_activations(nodes: Sequence[ir.Node], node_ids: List[int],
+                               keep: Sequence[int]) -> List[int]:
+    """Fuse an ``act`` (relu / relu6) into the ``batchnorm_train`` whose output only it reads
+    (and that is not in ``keep``): the BatchNorm takes the act's kind as its ``act`` / ``alpha``
+    attributes and writes the act's output; the BatchNorm output tensor is no longer computed.
+    Its backward (ops._bw_bn_train) is one ``batchnorm_bwd`` that reads the activated output
+    and masks dy from it as act_bwd would (relu: y > 0, relu6: 0 < y < 6) inside its sums and
+    its dx pass. The kernels compute the separate ops' bits, forward and backward. BatchNorms
+    with ``freeze_step`` (QAT's frozen statistics) are left alone. Returns the new node list;
+    the dropped act node stays in ``nodes`` until build_graph drops the nodes no program runs."""
+    bn_def = ops.OP_BY_NAME["batchnorm_train"]
+    producer, readers = _producers_and_readers(nodes, node_ids)
+    dropped = set()
+    for n in node_ids:
+        nd = nodes[n]
+        if nd.op != "act" or nd.iattr[0] not in _FOLDABLE_ACTS:
+            continue
+        x = nd.inputs[0]
+        bn = nodes[producer[x]] if x in producer else None
+        if bn is None or bn.op != "batchnorm_train" or readers.get(x) != 1 or x in keep:
+            continue
+        a = bn_def.attrs(bn)
+        if a.get("freeze_step", -1) >= 0 or a.get("act", ops.ACT_NONE) != ops.ACT_NONE:
+            continue
+        bn.iattr, bn.fattr = bn_def.pack_attrs({**a, "act": nd.iattr[0], "alpha": nd.fattr[0]})
+        bn.outputs = [nd.outputs[0]] + list(bn.outputs[1:])
         producer[nd.outputs[0]] = producer[x]
         dropped.add(n)
     return [n for n in node_ids if n not in dropped]

@@ -57,6 +57,9 @@ class OpDef:
     mutates: Tuple[str, ...] = ()         # inputs written in place
     int_inputs: Tuple[str, ...] = ()      # inputs of dtype i32 (labels)
     defaults: Dict[str, float] = field(default_factory=dict)   # attribute values when not given (0)
+    # trailing attributes written only when given (files before them have none, and a node
+    # without them is written as before): e.g. batchnorm_train's fused act / alpha
+    optional_attrs: Tuple[str, ...] = ()
 
     def input_name(self, i: int) -> str:
         return self.inputs[i].rstrip("?")
@@ -74,6 +77,11 @@ class OpDef:
         d = self.defaults
         iattr = [int(attrs.get(k, d.get(k, 0))) for k in self.iattrs]
         fattr = [float(attrs.get(k, d.get(k, 0.0))) for k in self.fattrs]
+        for names, vals in ((self.iattrs, iattr), (self.fattrs, fattr)):
+            n = len(names)
+            while n and names[n - 1] in self.optional_attrs and names[n - 1] not in attrs:
+                n -= 1
+            del vals[n:]
         return iattr, fattr
 
 
@@ -255,9 +263,16 @@ def _bw_bn_train(ctx, node, dys):
         if ctx.need(i):
             ctx.fail(ctx.op.input_name(i))
     skip = [k for k, i in ((1, 1), (2, 2)) if not ctx.need(i)]
-    freeze = ctx.attrs(node).get("freeze_step", -1)   # absent in files written before it
-    dx, dg, db = ctx.emit("batchnorm_bwd", [dys[0], x, gamma, save_mean, save_invstd],
-                          skip_outputs=skip, freeze_step=freeze)
+    a = ctx.attrs(node)
+    freeze = a.get("freeze_step", -1)   # absent in files written before it
+    ins = [dys[0], x, gamma, save_mean, save_invstd]
+    fused = {}
+    if a.get("act", ACT_NONE) != ACT_NONE:
+        # a fused relu / relu6 (export.fuse_batchnorm_activations): y is the activated output;
+        # the backward masks dy from it (act_bwd's rule) inside its sums and its dx pass
+        ins.append(node.outputs[0])
+        fused = {"act": a["act"], "alpha": a.get("alpha", 0.0)}
+    dx, dg, db = ctx.emit("batchnorm_bwd", ins, skip_outputs=skip, freeze_step=freeze, **fused)
     return [dx if ctx.need(0) else None, dg if dg >= 0 else None, db if db >= 0 else None,
             None, None]
 
@@ -580,15 +595,18 @@ OPS: List[OpDef] = [
     OpDef(18, "avgpool2d_bwd", ("dy", "x"), ("dx",), _AVGPOOL_I, (), kind="backward"),
     OpDef(19, "global_avgpool", ("x",), ("y",), (), (), _bw_global_avgpool),
     OpDef(20, "global_avgpool_bwd", ("dy", "x"), ("dx",), (), (), kind="backward"),
-    # without running statistics (both absent): the recompute form, which updates nothing
+    # without running statistics (both absent): the recompute form, which updates nothing;
+    # act / alpha: a fused relu / relu6 (export.fuse_batchnorm_activations), y = act(bn(x)),
+    # whose backward is batchnorm_bwd with act and the input y (the activated output)
     OpDef(21, "batchnorm_train", ("x", "gamma", "beta", "running_mean?", "running_var?"),
-          ("y", "save_mean", "save_invstd"), ("freeze_step",),
-          ("momentum", "eps"), _bw_bn_train,
-          mutates=("running_mean", "running_var"), defaults={"freeze_step": -1}),
+          ("y", "save_mean", "save_invstd"), ("freeze_step", "act"),
+          ("momentum", "eps", "alpha"), _bw_bn_train,
+          mutates=("running_mean", "running_var"), defaults={"freeze_step": -1},
+          optional_attrs=("act", "alpha")),
     OpDef(22, "batchnorm_infer", _BN_IN, ("y",), (), ("eps",)),
-    OpDef(23, "batchnorm_bwd", ("dy", "x", "gamma", "save_mean", "save_invstd"),
-          ("dx", "dgamma?", "dbeta?"), ("freeze_step",), (), kind="backward",
-          defaults={"freeze_step": -1}),
+    OpDef(23, "batchnorm_bwd", ("dy", "x", "gamma", "save_mean", "save_invstd", "y?"),
+          ("dx", "dgamma?", "dbeta?"), ("freeze_step", "act"), ("alpha",), kind="backward",
+          defaults={"freeze_step": -1}, optional_attrs=("act", "alpha")),
     OpDef(24, "dropout", ("x",), ("y",), ("stream",), ("p",), _bw_dropout),
     OpDef(25, "dropout_bwd", ("dy",), ("dx",), ("stream",), ("p",), kind="backward"),
     OpDef(26, "softmax", ("x",), ("y",), ("axis", "log"), (), _bw_softmax),

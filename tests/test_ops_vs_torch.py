@@ -1022,6 +1022,36 @@ CASES["batchnorm_train"] += [
 ]
 
 
+def _bn_act(name, shape, act, affine=True, gamma_scale=1.0):
+    """batchnorm_train then relu / relu6, which the training export fuses into one
+    batchnorm_train with act (export.fuse_batchnorm_activations) whose backward is one
+    batchnorm_bwd masking dy from the activated output (tests/test_bn_act_fusion.py checks the
+    fusion happens for these modules). gamma_scale > 1 makes relu6 clip at 6 too."""
+    case = _bn(name, shape, affine=affine)
+    if affine:
+        case.inputs["g"] = case.inputs["g"] * np.float32(gamma_scale)
+    fn = {"relu": F.relu, "relu6": F.relu6}[act]
+    tfn = {"relu": TF.relu, "relu6": TF.relu6}[act]
+    bn_et, bn_ref = case.et, case.ref
+
+    def ref(t, module=None):
+        y = tfn(bn_ref(t, module=module))
+        ref.running = bn_ref.running
+        return y
+    case.et, case.ref = (lambda m: fn(bn_et(m))), ref
+    return case
+
+
+CASES["batchnorm_train"] += [
+    _bn_act("act_relu", (4, 3, 5, 5), "relu"),
+    _bn_act("act_relu6_clips", (4, 3, 5, 5), "relu6", gamma_scale=4.0),
+    _bn_act("act_relu6_c1_hw1", (7, 1, 1, 1), "relu6", gamma_scale=4.0),
+    _bn_act("act_relu_hw1", (5, 3, 1, 1), "relu"),
+    _bn_act("act_relu_no_affine", (3, 2, 3, 5), "relu", affine=False),
+    _bn_act("act_relu6_large_planes", (2, 3, 23, 29), "relu6", gamma_scale=3.0),
+]
+
+
 def _torch_distill(s, temp, alpha):
     q = torch.softmax(torch.tensor(TEACHER, dtype=torch.float64) / temp, 1)
     soft = TF.kl_div(torch.log_softmax(s / temp, 1), q, reduction="batchmean")
