@@ -190,8 +190,15 @@ def test_what_may_be_copied():
     assert _copyable(bn)
     bn.iattr[0] = 3   # freeze_step: normalises with the running statistics from step 3
     assert not _copyable(bn)
+    from edgetrain import export   # unfused BatchNorm + act: act_bwd nodes too
+    export.FUSE_BATCHNORM_ACT = False
+    try:
+        plain = build_graph(model, {"data": (2,) + shape}, loss=nn.CrossEntropyLoss(),
+                            labels={"label": ((2,), "int64")})
+    finally:
+        export.FUSE_BATCHNORM_ACT = True
     for op in ("dropout", "batchnorm_bwd", "act_bwd", "softmax_xent"):
-        nodes = [nd for nd in g.nodes if nd.op == op]
+        nodes = [nd for nd in g.nodes + plain.nodes if nd.op == op]
         assert nodes and not any(_copyable(nd) for nd in nodes), op
     assert all(_copyable(nd) for nd in g.nodes if nd.op in ("act", "add", "conv2d"))
 
