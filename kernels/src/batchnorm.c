@@ -10,6 +10,12 @@
  * step that normalises with the running statistics, which it leaves alone; they are constants
  * of the backward, so dx = dy * gamma * invstd (dgamma, dbeta as usual).
  *
+ * A fused relu / relu6 (batchnorm_train / batchnorm_bwd's act, export.fuse_batchnorm_activations):
+ * the forward applies the act op's comparisons to the affine's float before storing it; the
+ * backward reads the act's output y and masks dy as act_bwd does (+0 where y <= 0, relu6: or
+ * y >= 6) in its sums and its dx pass (the *_m kernels), never storing the masked dy. Each
+ * element sees the unfused ops' operations in their order, so the bits are theirs.
+ *
  * The per-element loops are the kernels of a variant table (et_f32_bn_variants, norm_internal.h):
  * the __ref row is below, the AVX2 / AVX-512 / NEON rows (batchnorm_simd.c) do the same double
  * and float operations per lane in the same order, so every row gives __ref's bits.
