@@ -222,9 +222,14 @@ static double sum_dev(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_
  * (long contiguous loops that vectorise), then a short per-channel reduction, then per-element
  * scale / shift arrays. Same two-pass double statistics; blocks are independent, so results do
  * not depend on the thread count. Work below BN_SERIAL elements runs on one thread (a pool job
- * costs more than the loop). */
+ * costs more than the loop). A channel's values do not depend on its block either (per-element
+ * accumulators, then its own reduction), so blocks are also made small enough that there are
+ * BN_MIN_BLOCKS of them when each keeps BN_MIN_LEN elements per image: the head of MobileNetV2
+ * (c = 384..1280 at 2x2 and 1x1) otherwise has 2 or 3 blocks, which 2 threads share unevenly. */
 #define BN_BLOCK 512
 #define BN_SERIAL 8192
+#define BN_MIN_BLOCKS 8
+#define BN_MIN_LEN 64
 
 /* The channel blocks of the small-plane path: cb channels each, on one thread below
  * BN_SERIAL elements. */
@@ -236,6 +241,10 @@ typedef struct bn_blocks {
 static bn_blocks bn_blocks_of(int64_t n, int64_t c, int64_t hw, int nthreads) {
     bn_blocks bb;
     bb.cb = BN_BLOCK / hw;
+    int64_t even = (c + BN_MIN_BLOCKS - 1) / BN_MIN_BLOCKS;  /* channels for BN_MIN_BLOCKS */
+    const int64_t least = (BN_MIN_LEN + hw - 1) / hw;        /* channels for BN_MIN_LEN */
+    if (even < least) even = least;
+    if (even < bb.cb) bb.cb = even;
     bb.count = (c + bb.cb - 1) / bb.cb;
     bb.nth = n * c * hw < BN_SERIAL ? 1 : nthreads;
     return bb;
