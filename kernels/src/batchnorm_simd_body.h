@@ -233,47 +233,26 @@ BN_TARGET static void BN_NAME(affine_v_act)(int64_t len, const float *x, const f
     for (; j < len; j++) y[j] = et_bn_act_(act, x[j] * a[j] + s[j]);
 }
 
+/* Image by image (each element still adds the images in order): the three rows of an image
+ * are contiguous streams, where chunks held in registers over the images would read 3 x n rows
+ * at once (with image strides of a multiple of 4 KiB all in the same cache sets). */
 BN_TARGET static void BN_NAME(acc_bwd_m)(int64_t n, int64_t is, int64_t len, const float *x,
                                          const float *dy, const float *t, et_act act,
                                          const float *mean, double *as, double *ad) {
-    int64_t j = 0;
-    for (; j + BN_CH * WD <= len; j += BN_CH * WD) {
-        VD s[BN_CH], d[BN_CH], m[BN_CH];
-        for (int v = 0; v < BN_CH; v++) {
-            s[v] = D_LDD(as + j + v * WD);
-            d[v] = D_LDD(ad + j + v * WD);
-            m[v] = D_LD(mean + j + v * WD);
+    for (int64_t i = 0; i < n; i++) {
+        const float *p = x + i * is, *q = dy + i * is, *r = t + i * is;
+        int64_t j = 0;
+        for (; j + WD <= len; j += WD) {
+            const VD g = D_LDM(q + j, r + j, act);
+            D_STD(as + j, D_ADD(D_LDD(as + j), g));
+            D_STD(ad + j, D_ADD(D_LDD(ad + j), D_MUL(g, D_SUB(D_LD(p + j), D_LD(mean + j)))));
         }
-        for (int64_t i = 0; i < n; i++) {
-            const float *p = x + i * is + j, *q = dy + i * is + j, *r = t + i * is + j;
-            for (int v = 0; v < BN_CH; v++) {
-                const VD g = D_LDM(q + v * WD, r + v * WD, act);
-                s[v] = D_ADD(s[v], g);
-                d[v] = D_ADD(d[v], D_MUL(g, D_SUB(D_LD(p + v * WD), m[v])));
-            }
-        }
-        for (int v = 0; v < BN_CH; v++) {
-            D_STD(as + j + v * WD, s[v]);
-            D_STD(ad + j + v * WD, d[v]);
+        for (; j < len; j++) {
+            const double g = (double)et_bn_mask_(act, r[j], q[j]);
+            as[j] += g;
+            ad[j] += g * ((double)p[j] - (double)mean[j]);
         }
     }
-    for (; j + WD <= len; j += WD) {
-        VD s = D_LDD(as + j), d = D_LDD(ad + j);
-        const VD m = D_LD(mean + j);
-        for (int64_t i = 0; i < n; i++) {
-            const VD g = D_LDM(dy + i * is + j, t + i * is + j, act);
-            s = D_ADD(s, g);
-            d = D_ADD(d, D_MUL(g, D_SUB(D_LD(x + i * is + j), m)));
-        }
-        D_STD(as + j, s);
-        D_STD(ad + j, d);
-    }
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t k = j; k < len; k++) {
-            const double g = (double)et_bn_mask_(act, t[i * is + k], dy[i * is + k]);
-            as[k] += g;
-            ad[k] += g * ((double)x[i * is + k] - (double)mean[k]);
-        }
 }
 
 BN_TARGET static void BN_NAME(dx_m)(int64_t len, const float *x, const float *dy, const float *t,
