@@ -339,9 +339,9 @@ static size_t workspace_bytes(const et_model *m, const et_tshape *shape, int nth
     return ws;
 }
 
-/* Places the workspace of program pg's node at position k in the arena gap lowest among
- * the activations alive there (items: the program's, with their offsets), if one below
- * the arena's top holds it; returns ET_NO_OFFSET otherwise. */
+/* Arena offset for `bytes` of workspace at node position k: the lowest gap among the
+ * activations alive there (items: the program's, with their offsets) if it ends below the
+ * arena's top, else ET_NO_OFFSET. */
 static size_t workspace_gap(const act_item *items, uint32_t n, int64_t k, size_t bytes, size_t arena, span *busy) {
     uint32_t nb = 0;
     for (uint32_t j = 0; j < n; j++)
@@ -393,8 +393,10 @@ static void scratch_free(plan_scratch *s) {
 /* Per program: 2 entries per node (workspace offset, bytes); ET_OK or ET_ERR_NOMEM. */
 static et_status ws_at_alloc(const et_model *m, size_t **ws_at) {
     et_status st = ET_OK;
-    for (int k = 0; k < ET_PROGRAM_COUNT_; k++)
-        if (!(ws_at[k] = (size_t *)et_calloc(2 * (size_t)m->programs[k].n_nodes + 1, sizeof(size_t)))) st = ET_ERR_NOMEM;
+    for (int k = 0; k < ET_PROGRAM_COUNT_; k++) {
+        ws_at[k] = (size_t *)et_calloc(2 * (size_t)m->programs[k].n_nodes + 1, sizeof(size_t));
+        if (!ws_at[k]) st = ET_ERR_NOMEM;
+    }
     return st;
 }
 
