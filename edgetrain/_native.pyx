@@ -550,7 +550,8 @@ cdef class Session:
                 "optimizer": mi.optimizer_bytes, "consts": mi.const_bytes,
                 "inputs": mi.inputs_bytes, "activations": mi.activations_bytes,
                 "workspace": mi.workspace_bytes, "total": mi.total_bytes,
-                "activations_without_reuse": mi.activations_unplanned_bytes}
+                "activations_without_reuse": mi.activations_unplanned_bytes,
+                "workspace_without_reuse": mi.workspace_unplanned_bytes}
 
     @_locked
     def node_count(self, str program):

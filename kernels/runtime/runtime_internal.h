@@ -343,9 +343,12 @@ typedef struct et_plan {
     size_t inputs_bytes;
     uint8_t *arena;
     size_t arena_bytes;                        /* max over programs */
-    uint8_t *ws;
+    size_t *ws_at[ET_PROGRAM_COUNT_];          /* per node position k: [2k] arena offset of its workspace
+                                                  (ET_NO_OFFSET: the ws block), [2k + 1] its bytes */
+    uint8_t *ws;                               /* for the nodes whose workspace has no room in the arena */
     size_t ws_bytes;
     size_t act_unplanned_bytes;                /* max over programs of the sum of ACT sizes */
+    size_t ws_unplanned_bytes;                 /* the largest workspace of any node */
 } et_plan;
 
 /* Infers every shape from `base` (shapes of all non-ACT tensors; ACT entries
@@ -359,9 +362,10 @@ et_status et_plan_build_checked(const et_model *m, const et_tshape *base, int nt
                                 void *ctx, et_plan *out, char *err, size_t cap);
 /* Bytes of the persistent blocks et_persist_build would allocate. */
 uint64_t et_persist_total_bytes(const et_model *m);
-/* Workspace the plan's shapes need with nthreads threads. */
+/* Bytes of the ws block the plan's shapes need with nthreads threads (the workspaces with no
+ * room in the arena). */
 size_t et_plan_workspace_bytes(const et_model *m, const et_plan *p, int nthreads);
-/* Grows the workspace if the new thread count needs more. */
+/* Places every node's workspace for a new thread count; grows the ws block if needed. */
 et_status et_plan_set_threads(const et_model *m, et_plan *p, int nthreads, char *err, size_t cap);
 void et_plan_free(et_plan *p);
 

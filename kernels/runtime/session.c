@@ -656,6 +656,19 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The workspace of the current program's node at position k: its place in the arena
+ * (plan.c), or the ws block. */
+static void set_workspace(const et_session *s, uint32_t k, et_run_env *env) {
+    const size_t *at = s->plan.ws_at[s->program];
+    if (at && at[2 * k] != ET_NO_OFFSET) {
+        env->ws = s->plan.arena + at[2 * k];
+        env->ws_bytes = at[2 * k + 1];
+    } else {
+        env->ws = s->plan.ws;
+        env->ws_bytes = s->plan.ws_bytes;
+    }
+}
+
 /* Runs nodes [from, to) of the current program. */
 static et_status run_nodes(et_session *s, uint32_t from, uint32_t to, et_run_env *env) {
     const et_model *m = &s->model;
@@ -675,6 +688,7 @@ static et_status run_nodes(et_session *s, uint32_t from, uint32_t to, et_run_env
         }
         const et_op_desc *d = et_op_desc_get(nd->op);
         env->nthreads = node_threads(d, &io, s->nthreads);
+        set_workspace(s, k, env);
         uint64_t t0 = s->profiling ? now_ns() : 0;
         et_status st = d->run(&io, env);
         if (s->profiling) {
@@ -854,6 +868,7 @@ et_status et_session_memory_info(const et_session *s, et_memory_info *info) {
     info->total_bytes = info->params_bytes + info->grads_bytes + info->optimizer_bytes + info->const_bytes +
                         info->inputs_bytes + info->activations_bytes + info->workspace_bytes;
     info->activations_unplanned_bytes = s->plan.act_unplanned_bytes;
+    info->workspace_unplanned_bytes = s->plan.ws_unplanned_bytes;
     return ET_OK;
 }
 

@@ -450,6 +450,8 @@ static void test_load_and_introspect(const uint8_t *img, size_t size) {
     ET_CHECK(mi.activations_bytes > 0 && mi.activations_bytes < mi.activations_unplanned_bytes,
              "activations reuse memory (%zu planned, %zu unplanned)", mi.activations_bytes,
              mi.activations_unplanned_bytes);
+    ET_CHECK(mi.workspace_bytes <= mi.workspace_unplanned_bytes, "workspace block %zu above the largest workspace %zu",
+             mi.workspace_bytes, mi.workspace_unplanned_bytes);
     ET_CHECK(fabsf(et_session_lr(s) - 0.1f) < 1e-7f, "lr at step 0");
     et_session_set_step(s, 3);
     ET_CHECK(fabsf(et_session_lr(s) - 0.0125f) < 1e-7f, "step schedule lr at step 3: %g", (double)et_session_lr(s));

@@ -55,9 +55,11 @@ typedef struct et_memory_info {
     size_t const_bytes;
     size_t inputs_bytes;
     size_t activations_bytes; /* planned activation arena (max over programs) */
-    size_t workspace_bytes;   /* kernel scratch */
+    size_t workspace_bytes;   /* kernel scratch outside the arena (workspaces with no room in it) */
     size_t total_bytes;       /* sum of the above */
     size_t activations_unplanned_bytes; /* what activations would take without reuse */
+    size_t workspace_unplanned_bytes;   /* the largest workspace of any node: the scratch block
+                                           without workspaces in the arena */
 } et_memory_info;
 
 /* ---- lifetime ----------------------------------------------------------- */
