@@ -30,6 +30,7 @@ MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dims
 LABELS_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dim
+
 # IDX element type byte -> big-endian numpy dtype
 _IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
                0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
