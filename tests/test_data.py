@@ -682,3 +682,12 @@ def test_mnist_batch_gather_is_bitwise_the_lookup_table(tmp_path, monkeypatch):
         lut_gather_u8(ds.images, good, ds._lut, np.empty((2, 784), np.float64))
     assert lut_gather_u8(ds.images, good, ds._lut, out).tobytes() == \
         ds._lut[ds.images[good]].tobytes()
+    # rows longer than the copy buffer (16 KiB) go in pieces; empty rows and batches work
+    rng = np.random.default_rng(1)
+    big = rng.integers(0, 256, size=(5, 3, 97, 61), dtype=np.uint8)  # 17751-byte rows
+    pick = np.array([4, 0, 4, 2], np.int64)
+    got = lut_gather_u8(big, pick, ds._lut, np.empty((4, 3, 97, 61), np.float32))
+    assert got.tobytes() == ds._lut[big[pick]].tobytes()
+    assert lut_gather_u8(np.zeros((3, 0), np.uint8), pick[:2] % 3, ds._lut,
+                         np.empty((2, 0), np.float32)).size == 0
+    assert lut_gather_u8(big, pick[:0], ds._lut, np.empty((0, 3), np.float32)).size == 0
