@@ -2,9 +2,9 @@
 """Hot loops of the data pipeline (DESIGN.md decision 1: Cython for the Python-side loops).
 
 ``lut_gather_u8``: the rows ``idx`` of a uint8 image table mapped through a 256-entry float32
-lookup table into a float32 batch, in one pass without the GIL. The values are the table's, so
-the result is bit-for-bit ``lut[images[idx]]`` (numpy's fancy indexing makes an intp copy of
-every pixel first and costs ~10x more). Arguments are checked here: the loop trusts them.
+lookup table into a float32 batch, without the GIL. The values are the table's, so the result is
+bit-for-bit ``lut[images[idx]]`` (numpy's fancy indexing makes an intp copy of every pixel first:
+~5x the CPU time for an MNIST batch of 64). Arguments are checked here: the loop trusts them.
 """
 from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memcpy
