@@ -600,7 +600,8 @@ int et_f32_gemm_pa_current(const void *pa, int trans_a, int64_t M, int64_t K);
  * et_f32_conv2d_fwd_packed_bytes: bytes of the packed weights, 0 when this forward packs
  * none (depthwise, small products, the scalar reference ISA); they do not depend on the
  * thread count. et_f32_conv2d_fwd_pack packs w into pk (the layout et_f32_conv2d_fwd packs
- * into its workspace on every call; the same bytes for every thread count).
+ * into its workspace on every call; the same bytes for every thread count at the same
+ * address alignment: the panels start on a cache line after a header).
  * et_f32_conv2d_fwd_packed computes exactly et_f32_conv2d_fwd (the same bits, the same
  * workspace rule) reading pk instead of packing w: w must still hold the values that were
  * packed; when pk is NULL or was packed for other shapes or another ISA, it packs w itself. */
