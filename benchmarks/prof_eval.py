@@ -29,7 +29,8 @@ kinds, total = {}, sum(v["ms"] for v in rows.values()) / n
 for k, v in rows.items():
     layer = k.split(" ", 2)[2] if k.count(" ") >= 2 else ""
     w = shapes.get(layer)
-    kind = ("other" if w is None else "depthwise" if w[1] == 1 and w[0] > 1 else
+    kind = ("other" if w is None else "first conv" if layer == "features.0.0" else
+            "depthwise" if w[1] == 1 and w[0] > 1 else
             "pointwise" if w[2] == w[3] == 1 else "conv kxk") if "conv2d" in k else "not conv"
     kinds[kind] = kinds.get(kind, 0.0) + v["ms"] / n
 for kind, ms in sorted(kinds.items(), key=lambda r: -r[1]):
