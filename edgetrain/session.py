@@ -533,7 +533,8 @@ class TrainSession:
         self._s.max_memory = _max_memory(n)
 
     def memory_info(self) -> Dict[str, int]:
-        """Planned arena bytes: params, grads, optimizer, activations, workspace, total;
+        """Planned arena bytes: params, grads, optimizer, activations, workspace, eval_cache
+        (the eval program's packed conv weights, made at its first run; README), total;
         for a session built with ``memory_budget`` also the recompute plan: memory_budget,
         arena_unconstrained, recomputed_tensors, recomputed_bytes, recompute_nodes."""
         info = self._s.memory_info()

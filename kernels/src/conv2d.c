@@ -337,6 +337,8 @@ typedef struct conv_plan {
     size_t dwp_bytes;              /* padded: the slot's dw [OC, CONV_COLT_PAD] */
     size_t in_bytes, out_bytes;    /* batched: gathered input / output matrices */
     size_t pa_one, pa_bytes;       /* the weights packed once per call, per group / in all */
+    const char *pre;               /* fwd: those packed before the call, in the same layout
+                                    * (et_f32_conv2d_fwd_packed), else NULL: packed in ws */
     size_t col_bytes, gemm_bytes, slot_bytes, part_bytes, total;
 } conv_plan;
 
@@ -515,7 +517,7 @@ static const float *band_columns(const et_conv2d_params *p, const conv_plan *cp,
 
 /* The packed weights of group g (NULL when the plan packs none). */
 static const void *packed_w(const conv_plan *cp, const char *base, int64_t g) {
-    return cp->pa_bytes ? base + (size_t)g * cp->pa_one : NULL;
+    return cp->pa_bytes ? (cp->pre ? cp->pre : base) + (size_t)g * cp->pa_one : NULL;
 }
 
 /* Packs each group's weight matrix (op(A) of the per-image GEMMs) once per call. */
@@ -798,10 +800,13 @@ static et_status pointwise_nchw(const et_conv2d_params *p, const conv_plan *cp, 
         }
         return ET_OK;
     }
-    et_status st = et_f32_gemm_pack_a_threads(trans_w, rout, rin, w, p->c, base, cp->pa_one, nth);
-    if (st != ET_OK) return st;
+    if (!cp->pre) {
+        et_status st = et_f32_gemm_pack_a_threads(trans_w, rout, rin, w, p->c, base, cp->pa_one, nth);
+        if (st != ET_OK) return st;
+    }
     const pw_epi_variant *ev = (const pw_epi_variant *)ET_VARIANT_PICK(pw_epi_variants);
-    return et_f32_gemm_nchw(trans_w, rout, rin, p->n, np, base, src, rin * np, dst, rout * np,
+    return et_f32_gemm_nchw(trans_w, rout, rin, p->n, np, cp->pre ? cp->pre : base, src, rin * np,
+                            dst, rout * np,
                             fuse ? ev->fn : NULL, &e, base + cp->pa_bytes, cp->gemm_bytes, nth);
 }
 
@@ -860,16 +865,19 @@ static et_status plan_in(const et_conv2d_params *p, int kind, int nthreads, void
 }
 
 /* The forward (CONV_FWD: x -> y, bias + activation) and the input gradient (CONV_BWD_INPUT:
- * dy -> dx, W transposed) of a non-depthwise convolution: the same plan, packing and drivers. */
+ * dy -> dx, W transposed) of a non-depthwise convolution: the same plan, packing and drivers.
+ * pre: the weights packed before (fwd_packed), or NULL to pack them into ws. */
 static et_status data_pass(const et_conv2d_params *p, int kind, const float *src, const float *w,
-                           const float *b, float *dst, void *ws, size_t ws_bytes, int nthreads) {
+                           const void *pre, const float *b, float *dst, void *ws, size_t ws_bytes,
+                           int nthreads) {
     const int bwd = kind == CONV_BWD_INPUT;
     conv_plan cp;
     char *base;
     if (plan_in(p, kind, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
+    cp.pre = cp.pa_bytes ? (const char *)pre : NULL;
     if (cp.pw) return pointwise_nchw(p, &cp, bwd, src, w, b, dst, base, nthreads);
     if (cp.batched) return pointwise_batched(p, &cp, bwd, src, w, b, dst, base, nthreads);
-    et_status pst = pack_weights(p, &cp, w, base, bwd);
+    et_status pst = cp.pre ? ET_OK : pack_weights(p, &cp, w, base, bwd);
     if (pst != ET_OK) return pst;
     const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np;
     return per_image(p, &cp, bwd ? bwd_input_image : fwd_image, src, bwd ? ys : xs, w, b, dst,
@@ -882,7 +890,7 @@ et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const flo
     if (!params_ok(p) || !x || !w || !y) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
     if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_fwd(p, x, w, b, y, nthreads);
-    return data_pass(p, CONV_FWD, x, w, b, y, ws, ws_bytes, nthreads);
+    return data_pass(p, CONV_FWD, x, w, NULL, b, y, ws, ws_bytes, nthreads);
 }
 
 et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, const float *w,
@@ -890,7 +898,51 @@ et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, co
     if (!params_ok(p) || !dy || !w || !dx) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
     if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_bwd_input(p, dy, w, dx, nthreads);
-    return data_pass(p, CONV_BWD_INPUT, dy, w, NULL, dx, ws, ws_bytes, nthreads);
+    return data_pass(p, CONV_BWD_INPUT, dy, w, NULL, NULL, dx, ws, ws_bytes, nthreads);
+}
+
+/* ---- forward with weights packed before the call (an eval program's cache) ------------
+ * The packed bytes are what data_pass packs into the start of its workspace on every call
+ * (pw path: op(W) once; im2col path: one matrix per group, pa_one bytes apart), for the ISA
+ * chosen at packing time; they depend on the shapes only, not on the thread count. */
+size_t et_f32_conv2d_fwd_packed_bytes(const et_conv2d_params *p) {
+    if (!params_ok(p) || et_conv2d_is_depthwise(p) || !et_f32_gemm_nchw_available()) return 0;
+    conv_plan cp;
+    conv_plan_make(p, CONV_FWD, 1, &cp);
+    return cp.pa_bytes;
+}
+
+et_status et_f32_conv2d_fwd_pack(const et_conv2d_params *p, const float *w, void *pk,
+                                 size_t pk_bytes, int nthreads) {
+    if (!params_ok(p) || !w || !pk) return ET_ERR_ARG;
+    if (et_conv2d_is_depthwise(p)) return ET_ERR_ARG;
+    conv_plan cp;
+    conv_plan_make(p, CONV_FWD, 1, &cp);
+    if (!cp.pa_bytes || pk_bytes < cp.pa_bytes) return ET_ERR_WORKSPACE;
+    if (cp.pw)
+        return et_f32_gemm_pack_a_threads(0, p->oc, p->c, w, p->c, pk, cp.pa_one,
+                                          nthreads < 1 ? 1 : nthreads);
+    return pack_weights(p, &cp, w, (char *)pk, 0);
+}
+
+/* 1 if pk holds packed weights of p's plan for the ISA in use (each group's header). */
+static int packed_current(const et_conv2d_params *p, const char *pk) {
+    conv_plan cp;
+    conv_plan_make(p, CONV_FWD, 1, &cp);
+    if (!cp.pa_bytes) return 0;
+    for (int64_t g = 0; g < p->groups; g++)
+        if (!et_f32_gemm_pa_current(pk + (size_t)g * cp.pa_one, 0, cp.ocg, cp.kg)) return 0;
+    return 1;
+}
+
+et_status et_f32_conv2d_fwd_packed(const et_conv2d_params *p, const float *x, const float *w,
+                                   const void *pk, const float *b, float *y, void *ws,
+                                   size_t ws_bytes, int nthreads) {
+    if (!params_ok(p) || !x || !w || !y) return ET_ERR_ARG;
+    if (nthreads < 1) nthreads = 1;
+    if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_fwd(p, x, w, b, y, nthreads);
+    const void *pre = pk && packed_current(p, (const char *)pk) ? pk : NULL;
+    return data_pass(p, CONV_FWD, x, w, pre, b, y, ws, ws_bytes, nthreads);
 }
 
 typedef struct wchunk_job {

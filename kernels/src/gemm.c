@@ -540,6 +540,15 @@ et_status et_f32_gemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, 
     return et_f32_gemm_pack_a_threads(trans_a, M, K, A, lda, pa, pa_bytes, 1);
 }
 
+int et_f32_gemm_pa_current(const void *pa, int trans_a, int64_t M, int64_t K) {
+    const et_f32_gemm_config *cfg = current_config();
+    pa_header h;
+    if (!pa || !cfg) return 0;
+    memcpy(&h, pa, sizeof h);
+    return h.magic == ET_PA_MAGIC && h.cfg == cfg && h.m == M && h.k == K &&
+           h.trans_a == (trans_a != 0);
+}
+
 et_status et_f32_gemm_pa(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const void *pa, const float *B, int64_t ldb,
                          float beta, float *C, int64_t ldc, void *ws, size_t ws_bytes,
