@@ -3,16 +3,27 @@
  * Output channel o reads input channel o / k. Every variant shares the scalar drivers below;
  * an ISA only supplies two row primitives:
  *   row: out[j] += sum_t sum_kx wt[t][kx*wsx] * in[t][j*s + kx*d]  (j < cnt, all taps in bounds)
- *   dot: sum_j a[j] * b[j*s]
+ *   lanes: acc[j % 16] += g[j] * x[j*s] (the weight gradient's rows, dw_wgrad_canon)
  * The drivers handle padding: the plane interior (all horizontal taps in bounds) goes to the
  * row primitive, the few edge columns are done with bounds checks.
  *   fwd        per (n, o) plane: y = bias; y += rows; act.
  *   bwd_input  per (n, ci) plane: stride 1 is a forward conv of dy with the flipped kernel
  *              (pads (k-1)*d - pad); other strides scatter dy into dx (scalar).
- *   bwd_weight per o: one dot per (tap, image, output row), summed in double. No reduction
- *              across threads, so the result does not depend on the thread count.
+ *   bwd_weight per o: dw_wgrad_canon. No reduction across threads, so the result does not
+ *              depend on the thread count.
  * SIMD rows exist for stride 1 and 2 (stride 2 deinterleaves two vector loads); other strides
  * use the scalar rows.
+ * Bits: x86 (any ISA) and arm64 compute the same bits, __ref included (the kernel test
+ * "dwbits" compares every variant with __ref byte for byte). Every multiply-add is one fused
+ * fmaf / vector FMA (the build has -ffp-contract=off, so nothing else is fused), in one order:
+ *   fwd        per output one chain from the bias (+0 without one) over the taps whose input
+ *              exists, (ky, kx) ascending; then et_conv_epilogue_ (BatchNorm as mul then add).
+ *   bwd_input  per dx element one chain from +0: channel multiplier m ascending, then the taps
+ *              whose dy exists in (ky, kx) DEscending order (dy positions ascending: the
+ *              flipped-kernel conv's order; the scatter runs kx downwards for it).
+ *   bwd_weight the AVX-512 kernels' lane structure, see dw_wgrad_canon.
+ * A padding tap some paths add as w * 0 changes only a chain at -0 (a bias of -0) or a
+ * non-finite weight.
  * AVX-512 replaces the drivers where it can: planes of at most DWS_MAX_HW elements (channel
  * multiplier 1) run on the flat table path (dws), larger forward / stride-1 input-gradient
  * planes on the padded-plane path (dwp). Both add each output's taps in (ky, kx) order in one
@@ -35,6 +46,10 @@
 
 #define DW_MAX_ROWS 8  /* kernel rows handed to one row call */
 #define DW_MAX_TAPS 64 /* bwd_weight accumulators per pass */
+/* The AVX-512 flat path (dws): channel multiplier 1, at most DWS_MAX_TAPS taps, planes of at
+ * most DWS_MAX_HW elements. The weight gradient's order depends on it (dw_wgrad_canon). */
+#define DWS_MAX_TAPS 16
+#define DWS_MAX_HW 1024
 
 typedef void (*dw_row_fn)(float *out, const float *const *in, const float *const *wt, int nt,
                           int64_t kw, int64_t wsx, int64_t s, int64_t d, int64_t cnt);
@@ -62,7 +77,7 @@ static void dw_row_scalar(float *out, const float *const *in, const float *const
         float acc = out[j];
         for (int t = 0; t < nt; t++) {
             const float *r = in[t] + j * s;
-            for (int64_t kx = 0; kx < kw; kx++) acc += wt[t][kx * wsx] * r[kx * d];
+            for (int64_t kx = 0; kx < kw; kx++) acc = fmaf(wt[t][kx * wsx], r[kx * d], acc);
         }
         out[j] = acc;
     }
@@ -75,7 +90,7 @@ static void dw_row__ref(float *out, const float *const *in, const float *const *
 
 static float dw_dot__ref(const float *a, const float *b, int64_t s, int64_t cnt) {
     float acc = 0.0f;
-    for (int64_t j = 0; j < cnt; j++) acc += a[j] * b[j * s];
+    for (int64_t j = 0; j < cnt; j++) acc = fmaf(a[j], b[j * s], acc);
     return acc;
 }
 
@@ -116,7 +131,7 @@ static void dw_accum_plane(const dw_geom *g, const float *in, const float *w0, f
                 float acc = orow[ox];
                 for (int64_t kx = 0; kx < kw; kx++) {
                     int64_t ix = ox * sw - pl + kx * dw;
-                    if (ix >= 0 && ix < iw) acc += wr[kx * wsx] * r[ix];
+                    if (ix >= 0 && ix < iw) acc = fmaf(wr[kx * wsx], r[ix], acc);
                 }
                 orow[ox] = acc;
             }
@@ -200,11 +215,14 @@ static void dw_scatter_plane(const et_conv2d_params *p, const float *dyp, const 
             if (iy < 0 || iy >= p->h) continue;
             float *drow = dxp + iy * p->w;
             const float *g = dyp + oy * p->ow;
-            for (int64_t kx = 0; kx < p->kw; kx++) {
+            for (int64_t kx = p->kw - 1; kx >= 0; kx--) { /* descending: the canonical order */
                 float wv = wk[ky * p->kw + kx];
                 int64_t off = kx * p->dil_w - p->pad_l, lo, hi;
                 interior(off, 0, p->stride_w, p->w, p->ow, &lo, &hi);
-                for (int64_t ox = lo; ox < hi; ox++) drow[ox * p->stride_w + off] += wv * g[ox];
+                for (int64_t ox = lo; ox < hi; ox++) {
+                    float *d = drow + ox * p->stride_w + off;
+                    *d = fmaf(wv, g[ox], *d);
+                }
             }
         }
 }
@@ -278,6 +296,94 @@ static void dw_wgrad_dot(const et_conv2d_params *p, const float *dy, const float
     }
 }
 
+/* ---- the weight gradient's canonical order ---------------------------------------------
+ * Every variant computes these bits (the AVX-512 kernels' order; here in scalar fmaf, the SIMD
+ * variants' lane primitive vectorises the rows case). Per output channel o and tap (ky, kx):
+ *   flat (dw_flat_ok): 16 float lanes; lane e % 16 takes output position e of each image
+ *     (images, then e, ascending; positions whose input is padding skipped) in one fmaf chain;
+ *     oh * ow > 8: the lanes summed in dw_sum16's tree; oh * ow <= 8 (the AVX-512 vector holds
+ *     several channels): the oh * ow lanes added in order.
+ *   rows (stride along x 1 or 2): per image two 16-lane sets, used by turns for the output rows
+ *     whose input row exists; lane (ox - lo) % 16 of a row (lo: the first output column whose
+ *     input is inside); per image dw_sum16(set0 + set1), added in double over the images.
+ *   other strides along x: dw_wgrad_dot with dw_dot__ref (one fmaf chain per image row).
+ * A skipped lane or position would add g * 0 to an accumulator that starts at +0 and so is
+ * never -0: no change (for finite g). */
+static int dw_flat_ok(const et_conv2d_params *p, int64_t hw) {
+    return p->oc == p->c && p->kh * p->kw <= DWS_MAX_TAPS && hw <= DWS_MAX_HW;
+}
+
+/* The 16 lanes of a vector summed as _mm512_reduce_add_ps does in GCC: halves, quarters,
+ * then (0 + 2) + (1 + 3). */
+static inline float dw_sum16(const float *v) {
+    float a[8], b[4];
+    for (int i = 0; i < 8; i++) a[i] = v[i + 8] + v[i];
+    for (int i = 0; i < 4; i++) b[i] = a[i + 4] + a[i];
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+/* acc[j % 16] = fmaf(g[j], x[j * s], acc[j % 16]) for j < cnt in order (s = 1 or 2). */
+typedef void (*dw_lanes_fn)(float *acc, const float *g, const float *x, int64_t s, int64_t cnt);
+
+static void dw_lanes__ref(float *acc, const float *g, const float *x, int64_t s, int64_t cnt) {
+    for (int64_t j = 0; j < cnt; j++) acc[j & 15] = fmaf(g[j], x[j * s], acc[j & 15]);
+}
+
+static float dw_wgrad_flat_tap(const et_conv2d_params *p, const float *dy, const float *x,
+                               int64_t o, int64_t ky, int64_t kx) {
+    const int64_t hw = p->oh * p->ow, xs = p->h * p->w;
+    float lane[16] = {0.0f};
+    for (int64_t i = 0; i < p->n; i++) {
+        const float *g = dy + (i * p->oc + o) * hw, *xp = x + (i * p->c + o) * xs;
+        for (int64_t e = 0; e < hw; e++) {
+            const int64_t iy = (e / p->ow) * p->stride_h - p->pad_t + ky * p->dil_h;
+            const int64_t ix = (e % p->ow) * p->stride_w - p->pad_l + kx * p->dil_w;
+            if (iy >= 0 && iy < p->h && ix >= 0 && ix < p->w)
+                lane[e & 15] = fmaf(g[e], xp[iy * p->w + ix], lane[e & 15]);
+        }
+    }
+    if (hw > 8) return dw_sum16(lane);
+    float s = 0.0f;
+    for (int64_t e = 0; e < hw; e++) s += lane[e];
+    return s;
+}
+
+static float dw_wgrad_rows_tap(const et_conv2d_params *p, const float *dy, const float *x,
+                               int64_t o, int64_t ky, int64_t kx, dw_lanes_fn lanes) {
+    const int64_t ci = o / (p->oc / p->c), xs = p->h * p->w, ys = p->oh * p->ow, sw = p->stride_w;
+    const int64_t off = kx * p->dil_w - p->pad_l;
+    int64_t lo, hi;
+    interior(off, 0, sw, p->w, p->ow, &lo, &hi);
+    double acc = 0.0;
+    for (int64_t i = 0; i < p->n && hi > lo; i++) {
+        const float *dyp = dy + (i * p->oc + o) * ys, *xp = x + (i * p->c + ci) * xs;
+        float a[2][16] = {{0.0f}}, s[16];
+        int cur = 0;
+        for (int64_t oy = 0; oy < p->oh; oy++) {
+            const int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+            if (iy < 0 || iy >= p->h) continue;
+            lanes(a[cur], dyp + oy * p->ow + lo, xp + iy * p->w + lo * sw + off, sw, hi - lo);
+            cur ^= 1;
+        }
+        for (int l = 0; l < 16; l++) s[l] = a[0][l] + a[1][l];
+        acc += (double)dw_sum16(s);
+    }
+    return (float)acc;
+}
+
+static void dw_wgrad_canon(const et_conv2d_params *p, const float *dy, const float *x, int64_t o,
+                           float *dwo, dw_lanes_fn lanes) {
+    if (!dw_flat_ok(p, p->oh * p->ow) && p->stride_w != 1 && p->stride_w != 2) {
+        dw_wgrad_dot(p, dy, x, o, dwo, dw_dot__ref);
+        return;
+    }
+    for (int64_t ky = 0; ky < p->kh; ky++)
+        for (int64_t kx = 0; kx < p->kw; kx++)
+            dwo[ky * p->kw + kx] = dw_flat_ok(p, p->oh * p->ow)
+                                       ? dw_wgrad_flat_tap(p, dy, x, o, ky, kx)
+                                       : dw_wgrad_rows_tap(p, dy, x, o, ky, kx, lanes);
+}
+
 static void dw_bwd_weight_channels(void *ctx, int64_t o0, int64_t o1, int tid) {
     const dw_job *k = (const dw_job *)ctx;
     const int64_t ks = k->p->kh * k->p->kw;
@@ -292,7 +398,7 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
 }
 
 /* The plane and weight-gradient helpers and the three entry points of the variant X, built
- * from its row kernel dw_row__X and dot kernel dw_dot__X (the AVX2 and NEON rows; __ref uses
+ * from its row kernel dw_row__X and lane kernel dw_lanes__X (the AVX2 and NEON rows; __ref uses
  * the scatter for its input gradient and AVX-512 adds its table path, so theirs are written
  * out). */
 #define DW_VARIANT(X)                                                                          \
@@ -301,7 +407,7 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
     }                                                                                          \
     static void dw_wgrad__##X(const et_conv2d_params *p, const float *dy, const float *x,      \
                               int64_t o, float *dwo) {                                         \
-        dw_wgrad_dot(p, dy, x, o, dwo, dw_dot__##X);                                           \
+        dw_wgrad_canon(p, dy, x, o, dwo, dw_lanes__##X);                                      \
     }                                                                                          \
     et_status et_f32_dwconv2d_fwd__##X(const et_conv2d_params *p, const float *x,              \
                                        const float *w, const float *b, float *y, int nth) {    \
@@ -325,7 +431,7 @@ static void dw_plane__ref(const dw_geom *g, const float *in, const float *w0, fl
 }
 static void dw_wgrad__ref(const et_conv2d_params *p, const float *dy, const float *x, int64_t o,
                           float *dwo) {
-    dw_wgrad_dot(p, dy, x, o, dwo, dw_dot__ref);
+    dw_wgrad_canon(p, dy, x, o, dwo, dw_lanes__ref);
 }
 
 et_status et_f32_dwconv2d_fwd__ref(const et_conv2d_params *p, const float *x, const float *w,
@@ -381,45 +487,37 @@ ET_TARGET_AVX2 static void dw_row__avx2(float *out, const float *const *in, cons
     } else if (s == 2) {
         /* evens8 reads one element past the last one used: keep one output in reserve. */
         for (; j + 8 <= cnt - 1; j += 8) {
-            __m256 a0 = _mm256_loadu_ps(out + j), a1 = _mm256_setzero_ps();
+            __m256 a0 = _mm256_loadu_ps(out + j); /* one FMA chain per output */
             for (int t = 0; t < nt; t++) {
                 const float *r = in[t] + 2 * j;
-                int64_t kx = 0;
-                for (; kx + 2 <= kw; kx += 2) {
+                for (int64_t kx = 0; kx < kw; kx++)
                     a0 = _mm256_fmadd_ps(_mm256_set1_ps(wt[t][kx * wsx]), evens8(r + kx * d), a0);
-                    a1 = _mm256_fmadd_ps(_mm256_set1_ps(wt[t][(kx + 1) * wsx]),
-                                         evens8(r + (kx + 1) * d), a1);
-                }
-                if (kx < kw) a0 = _mm256_fmadd_ps(_mm256_set1_ps(wt[t][kx * wsx]), evens8(r + kx * d), a0);
             }
-            _mm256_storeu_ps(out + j, _mm256_add_ps(a0, a1));
+            _mm256_storeu_ps(out + j, a0);
         }
     }
     dw_row_scalar(out, in, wt, nt, kw, wsx, s, d, j, cnt);
 }
 
-ET_TARGET_AVX2 static float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-ET_TARGET_AVX2 static float dw_dot__avx2(const float *a, const float *b, int64_t s, int64_t cnt) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+/* dw_lanes__ref on two 8-lane vectors per 16 lanes. */
+ET_TARGET_AVX2 static void dw_lanes__avx2(float *acc, const float *g, const float *x, int64_t s,
+                                          int64_t cnt) {
+    __m256 a0 = _mm256_loadu_ps(acc), a1 = _mm256_loadu_ps(acc + 8);
     int64_t j = 0;
     if (s == 1) {
         for (; j + 16 <= cnt; j += 16) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), _mm256_loadu_ps(b + j + 8), a1);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j), _mm256_loadu_ps(x + j), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j + 8), _mm256_loadu_ps(x + j + 8), a1);
         }
-        for (; j + 8 <= cnt; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), a0);
-    } else if (s == 2) {
-        for (; j + 8 <= cnt - 1; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), evens8(b + 2 * j), a0);
+    } else if (s == 2) { /* evens8 reads one element past the last one used */
+        for (; j + 16 <= cnt - 1; j += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j), evens8(x + 2 * j), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j + 8), evens8(x + 2 * j + 16), a1);
+        }
     }
-    float acc = hsum8(_mm256_add_ps(a0, a1));
-    for (; j < cnt; j++) acc += a[j] * b[j * s];
-    return acc;
+    _mm256_storeu_ps(acc, a0);
+    _mm256_storeu_ps(acc + 8, a1);
+    for (; j < cnt; j++) acc[j & 15] = fmaf(g[j], x[j * s], acc[j & 15]);
 }
 
 DW_VARIANT(avx2)
@@ -466,21 +564,23 @@ ET_TARGET_AVX512 static void dw_row__avx512(float *out, const float *const *in,
     }
     if (s == 2) {
         for (; j + 16 <= cnt - 1; j += 16) {
-            __m512 a0 = _mm512_loadu_ps(out + j), a1 = _mm512_setzero_ps();
+            __m512 a0 = _mm512_loadu_ps(out + j); /* one FMA chain per output */
             for (int t = 0; t < nt; t++) {
                 const float *r = in[t] + 2 * j;
-                int64_t kx = 0;
-                for (; kx + 2 <= kw; kx += 2) {
+                for (int64_t kx = 0; kx < kw; kx++)
                     a0 = _mm512_fmadd_ps(_mm512_set1_ps(wt[t][kx * wsx]), evens16(r + kx * d), a0);
-                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(wt[t][(kx + 1) * wsx]),
-                                         evens16(r + (kx + 1) * d), a1);
-                }
-                if (kx < kw) a0 = _mm512_fmadd_ps(_mm512_set1_ps(wt[t][kx * wsx]), evens16(r + kx * d), a0);
             }
-            _mm512_storeu_ps(out + j, _mm512_add_ps(a0, a1));
+            _mm512_storeu_ps(out + j, a0);
         }
     }
     dw_row_scalar(out, in, wt, nt, kw, wsx, s, d, j, cnt);
+}
+
+/* The lanes of v added in dw_sum16's tree. */
+ET_TARGET_AVX512 static inline float dw_reduce16(__m512 v) {
+    float l[16];
+    _mm512_storeu_ps(l, v);
+    return dw_sum16(l);
 }
 
 /* Lanes [a, b) as a load mask: 16 bits for stride 1, 32 bits (elements [2a, 2b-1)) for
@@ -713,7 +813,7 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
                     a0 = a1;
                     a1 = t;
                 }
-                acc += (double)_mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+                acc += (double)dw_reduce16(_mm512_add_ps(a0, a1));
             }
             dwo[ky * p->kw + kx] = (float)acc;
         }
@@ -735,8 +835,6 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
  *               vector accumulator per tap over the images, then the lanes of each channel.
  * Units are independent (parallel over units), so results do not depend on the thread count.
  * Only for channel multiplier 1 and at most DWS_MAX_TAPS taps; other shapes use the drivers. */
-#define DWS_MAX_TAPS 16
-#define DWS_MAX_HW 1024
 #define DWS_IMGS 4 /* images per pass (independent accumulators); the code assumes 4 */
 /* Below this many masked vector FMAs (t->work per image times the images) a call runs on one
  * thread. A vector FMA here often costs a gather (strided or padded taps), about 1-2 ns, so
@@ -754,6 +852,7 @@ typedef struct dws_table {
     int32_t idx[DWS_MAX_HW / 16][DWS_MAX_TAPS][16];
     int64_t work; /* masked tap loads per image, all units (for the threading decision) */
     int upsampled; /* 1: the source is dy spread out (dws_upsample_fill), all taps contiguous */
+    int rev;       /* 1: taps in descending order (the input gradient's canonical order) */
 } dws_table;
 
 /* Input gradient, stride 2: dy[oy, ox] spread out to u[oy * 2, ox * 2] of an h x w plane (0
@@ -847,6 +946,7 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     }
     t->work *= (p->c + t->g - 1) / t->g;
     t->upsampled = bwd_input && dws_try_upsampled(p, t);
+    t->rev = bwd_input;
     return 1;
 }
 
@@ -959,7 +1059,8 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
             for (int64_t k = 0; k < t->chunks; k++) {
                 __m512 acc[DWS_IMGS];
                 for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
-                for (int64_t tap = 0; tap < ks; tap++) {
+                for (int64_t q = 0; q < ks; q++) {
+                    const int64_t tap = t->rev ? ks - 1 - q : q;
                     const __mmask16 m = t->m[k][tap] & vm;
                     if (!m) continue;
                     for (int j = 0; j < DWS_IMGS; j++)
@@ -1016,7 +1117,7 @@ ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, 
         }
         for (int64_t tap = 0; tap < ks; tap++) {
             if (t->g == 1) {
-                dw[c0 * ks + tap] = _mm512_reduce_add_ps(acc[tap]);
+                dw[c0 * ks + tap] = dw_reduce16(acc[tap]);
                 continue;
             }
             float tmp[16];
@@ -1109,20 +1210,31 @@ static void dw_row__neon(float *out, const float *const *in, const float *const 
     dw_row_scalar(out, in, wt, nt, kw, wsx, s, d, j, cnt);
 }
 
-static float dw_dot__neon(const float *a, const float *b, int64_t s, int64_t cnt) {
-    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+/* dw_lanes__ref on four 4-lane vectors per 16 lanes. */
+static void dw_lanes__neon(float *acc, const float *g, const float *x, int64_t s, int64_t cnt) {
+    float32x4_t a0 = vld1q_f32(acc), a1 = vld1q_f32(acc + 4), a2 = vld1q_f32(acc + 8),
+                a3 = vld1q_f32(acc + 12);
     int64_t j = 0;
     if (s == 1) {
-        for (; j + 8 <= cnt; j += 8) {
-            a0 = vfmaq_f32(a0, vld1q_f32(a + j), vld1q_f32(b + j));
-            a1 = vfmaq_f32(a1, vld1q_f32(a + j + 4), vld1q_f32(b + j + 4));
+        for (; j + 16 <= cnt; j += 16) {
+            a0 = vfmaq_f32(a0, vld1q_f32(g + j), vld1q_f32(x + j));
+            a1 = vfmaq_f32(a1, vld1q_f32(g + j + 4), vld1q_f32(x + j + 4));
+            a2 = vfmaq_f32(a2, vld1q_f32(g + j + 8), vld1q_f32(x + j + 8));
+            a3 = vfmaq_f32(a3, vld1q_f32(g + j + 12), vld1q_f32(x + j + 12));
         }
-    } else if (s == 2) {
-        for (; j + 4 <= cnt - 1; j += 4) a0 = vfmaq_f32(a0, vld1q_f32(a + j), vld2q_f32(b + 2 * j).val[0]);
+    } else if (s == 2) { /* vld2q reads one element past the last one used */
+        for (; j + 16 <= cnt - 1; j += 16) {
+            a0 = vfmaq_f32(a0, vld1q_f32(g + j), vld2q_f32(x + 2 * j).val[0]);
+            a1 = vfmaq_f32(a1, vld1q_f32(g + j + 4), vld2q_f32(x + 2 * j + 8).val[0]);
+            a2 = vfmaq_f32(a2, vld1q_f32(g + j + 8), vld2q_f32(x + 2 * j + 16).val[0]);
+            a3 = vfmaq_f32(a3, vld1q_f32(g + j + 12), vld2q_f32(x + 2 * j + 24).val[0]);
+        }
     }
-    float acc = vaddvq_f32(vaddq_f32(a0, a1));
-    for (; j < cnt; j++) acc += a[j] * b[j * s];
-    return acc;
+    vst1q_f32(acc, a0);
+    vst1q_f32(acc + 4, a1);
+    vst1q_f32(acc + 8, a2);
+    vst1q_f32(acc + 12, a3);
+    for (; j < cnt; j++) acc[j & 15] = fmaf(g[j], x[j * s], acc[j & 15]);
 }
 
 DW_VARIANT(neon)

@@ -92,6 +92,7 @@ void test_simd_rows(void);
 void test_bn_simd(void);
 void test_quant_simd(void);
 void test_conv_bn(void);
+void test_dwbits(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -112,6 +113,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"bnsimd", test_bn_simd},
     {"qsimd", test_quant_simd},
     {"convbn", test_conv_bn},
+    {"dwbits", test_dwbits},
 };
 
 int main(int argc, char **argv) {
