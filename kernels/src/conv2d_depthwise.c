@@ -19,8 +19,9 @@
  *   fwd        per output one chain from the bias (+0 without one) over the taps whose input
  *              exists, (ky, kx) ascending; then et_conv_epilogue_ (BatchNorm as mul then add).
  *   bwd_input  per dx element one chain from +0: channel multiplier m ascending, then the taps
- *              whose dy exists in (ky, kx) DEscending order (dy positions ascending: the
- *              flipped-kernel conv's order; the scatter runs kx downwards for it).
+ *              whose dy exists in (ky, kx) ascending order (dy positions descending: the
+ *              flipped-kernel conv runs its taps backwards, g->rev; the scatter runs oy
+ *              downwards).
  *   bwd_weight the AVX-512 kernels' lane structure, see dw_wgrad_canon.
  * A padding tap some paths add as w * 0 changes only a chain at -0 (a bias of -0) or a
  * non-finite weight.
@@ -64,6 +65,7 @@ typedef struct dw_geom {
     int64_t kh, kw, wsy, wsx;
     int64_t sh, sw, dh, dw, pt, pl;
     const struct dwp_plan *plan; /* AVX-512 padded-plane plan for this geometry, or NULL */
+    int rev; /* 1: add the taps in descending (ky, kx) order (the flipped kernel of bwd_input) */
 } dw_geom;
 typedef void (*dw_plane_fn)(const dw_geom *g, const float *in, const float *w0, float *out);
 /* dwo[kh*kw] = weight gradient of output channel o. */
@@ -108,19 +110,23 @@ static void interior(int64_t off, int64_t span, int64_t s, int64_t iw, int64_t o
     *hi = h;
 }
 
-/* The plane convolution of dw_geom with a row primitive: interior by rows, edges scalar. */
+/* The plane convolution of dw_geom with a row primitive: interior by rows, edges scalar.
+ * g->rev: the rows in descending ky, each handed to the row primitive from its last tap with
+ * negated steps (so kx descending too). */
 static void dw_accum_plane(const dw_geom *g, const float *in, const float *w0, float *out,
                            dw_row_fn row) {
     const int64_t ih = g->ih, iw = g->iw, oh = g->oh, ow = g->ow, kh = g->kh, kw = g->kw;
     const int64_t wsy = g->wsy, wsx = g->wsx, sh = g->sh, sw = g->sw, dh = g->dh, dw = g->dw;
-    const int64_t pt = g->pt, pl = g->pl;
+    const int64_t pt = g->pt, pl = g->pl, rev = g->rev;
+    const int64_t last = rev ? kw - 1 : 0; /* the row primitive's first tap */
     int64_t lo, hi;
     interior(-pl, (kw - 1) * dw, sw, iw, ow, &lo, &hi);
     for (int64_t oy = 0; oy < oh; oy++) {
         float *orow = out + oy * ow;
         const float *rows[DW_MAX_ROWS], *wts[DW_MAX_ROWS];
         int nt = 0;
-        for (int64_t ky = 0; ky < kh; ky++) {
+        for (int64_t q = 0; q < kh; q++) {
+            const int64_t ky = rev ? kh - 1 - q : q;
             int64_t iy = oy * sh - pt + ky * dh;
             if (iy < 0 || iy >= ih) continue;
             const float *r = in + iy * iw, *wr = w0 + ky * wsy;
@@ -129,22 +135,23 @@ static void dw_accum_plane(const dw_geom *g, const float *in, const float *w0, f
                 if (ox == lo) ox = hi;
                 if (ox >= ow) break;
                 float acc = orow[ox];
-                for (int64_t kx = 0; kx < kw; kx++) {
+                for (int64_t qx = 0; qx < kw; qx++) {
+                    const int64_t kx = rev ? kw - 1 - qx : qx;
                     int64_t ix = ox * sw - pl + kx * dw;
                     if (ix >= 0 && ix < iw) acc = fmaf(wr[kx * wsx], r[ix], acc);
                 }
                 orow[ox] = acc;
             }
             if (hi > lo) {
-                rows[nt] = r + lo * sw - pl;
-                wts[nt] = wr;
+                rows[nt] = r + lo * sw - pl + last * dw;
+                wts[nt] = wr + last * wsx;
                 if (++nt == DW_MAX_ROWS) {
-                    row(orow + lo, rows, wts, nt, kw, wsx, sw, dw, hi - lo);
+                    row(orow + lo, rows, wts, nt, kw, rev ? -wsx : wsx, sw, rev ? -dw : dw, hi - lo);
                     nt = 0;
                 }
             }
         }
-        if (nt > 0) row(orow + lo, rows, wts, nt, kw, wsx, sw, dw, hi - lo);
+        if (nt > 0) row(orow + lo, rows, wts, nt, kw, rev ? -wsx : wsx, sw, rev ? -dw : dw, hi - lo);
     }
 }
 
@@ -181,14 +188,14 @@ static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
 
 static dw_geom dw_fwd_geom(const et_conv2d_params *p) {
     const dw_geom g = {p->h, p->w, p->oh, p->ow, p->kh, p->kw, p->kw, 1,
-                       p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l, NULL};
+                       p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l, NULL, 0};
     return g;
 }
 
 /* The flipped-kernel geometry of the stride-1 input gradient (see dw_bwd_input). */
 static dw_geom dw_flip_geom(const et_conv2d_params *p) {
     const dw_geom g = {p->oh, p->ow, p->h, p->w, p->kh, p->kw, -p->kw, -1, 1, 1, p->dil_h, p->dil_w,
-                       (p->kh - 1) * p->dil_h - p->pad_t, (p->kw - 1) * p->dil_w - p->pad_l, NULL};
+                       (p->kh - 1) * p->dil_h - p->pad_t, (p->kw - 1) * p->dil_w - p->pad_l, NULL, 1};
     return g;
 }
 
@@ -209,13 +216,13 @@ static void dw_fwd(const et_conv2d_params *p, const float *x, const float *w, co
 
 /* dx plane += scatter of dy plane through kernel wk (any stride). */
 static void dw_scatter_plane(const et_conv2d_params *p, const float *dyp, const float *wk, float *dxp) {
-    for (int64_t oy = 0; oy < p->oh; oy++)
+    for (int64_t oy = p->oh - 1; oy >= 0; oy--) /* per dx element: ky ascending */
         for (int64_t ky = 0; ky < p->kh; ky++) {
             int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
             if (iy < 0 || iy >= p->h) continue;
             float *drow = dxp + iy * p->w;
             const float *g = dyp + oy * p->ow;
-            for (int64_t kx = p->kw - 1; kx >= 0; kx--) { /* descending: the canonical order */
+            for (int64_t kx = 0; kx < p->kw; kx++) { /* ox descending: kx ascending */
                 float wv = wk[ky * p->kw + kx];
                 int64_t off = kx * p->dil_w - p->pad_l, lo, hi;
                 interior(off, 0, p->stride_w, p->w, p->ow, &lo, &hi);
@@ -644,7 +651,7 @@ static int dwp_make(const dw_geom *g, dwp_plan *pl) {
     pl->nt = nt;
     for (int64_t t = 0; t < nt; t++) {
         const int64_t ky = t / g->kw, kx = t % g->kw;
-        pl->toff[t] = ky * g->dh * rs + (kx * g->dw % sw) * pw + kx * g->dw / sw;
+        pl->toff[g->rev ? nt - 1 - t : t] = ky * g->dh * rs + (kx * g->dw % sw) * pw + kx * g->dw / sw;
     }
     return 1;
 }
@@ -719,7 +726,8 @@ ET_TARGET_AVX512 static void dwp_plane(const dw_geom *g, const float *in, const 
     const dwp_plan *pl = g->plan;
     float buf[DWP_BUF];
     float wts[DWP_MAX_TAPS];
-    for (int64_t t = 0; t < pl->nt; t++) wts[t] = w0[(t / g->kw) * g->wsy + (t % g->kw) * g->wsx];
+    for (int64_t t = 0; t < pl->nt; t++) /* in the order of pl->toff */
+        wts[g->rev ? pl->nt - 1 - t : t] = w0[(t / g->kw) * g->wsy + (t % g->kw) * g->wsx];
     for (int64_t oy0 = 0; oy0 < g->oh; oy0 += pl->band) {
         const int64_t rows = g->oh - oy0 < pl->band ? g->oh - oy0 : pl->band;
         const int64_t brows = (rows - 1) * g->sh + (g->kh - 1) * g->dh + 1;
@@ -764,7 +772,8 @@ ET_TARGET_AVX512 static void dw_plane__avx512(const dw_geom *g, const float *in,
             }
             acc[k] = _mm512_maskz_loadu_ps(mo[k], out + oy[k] * g->ow + j0[k]);
         }
-        for (int64_t ky = 0; ky < g->kh; ky++) {
+        for (int64_t qy = 0; qy < g->kh; qy++) {
+            const int64_t ky = g->rev ? g->kh - 1 - qy : qy;
             const float *wr = w0 + ky * g->wsy;
             const float *r[DW_UNITS];
             int valid[DW_UNITS];
@@ -774,7 +783,8 @@ ET_TARGET_AVX512 static void dw_plane__avx512(const dw_geom *g, const float *in,
                 /* address arithmetic only; lanes outside the row are masked off */
                 r[k] = in + (valid[k] ? iy : 0) * g->iw + j0[k] * g->sw - g->pl;
             }
-            for (int64_t kx = 0; kx < g->kw; kx++) {
+            for (int64_t qx = 0; qx < g->kw; qx++) {
+                const int64_t kx = g->rev ? g->kw - 1 - qx : qx;
                 __m512 wv = _mm512_set1_ps(wr[kx * g->wsx]);
                 for (int k = 0; k < DW_UNITS; k++)
                     if (valid[k]) acc[k] = _mm512_fmadd_ps(wv, load_masked(r[k] + kx * g->dw, g->sw, m[k][kx]), acc[k]);
@@ -852,7 +862,6 @@ typedef struct dws_table {
     int32_t idx[DWS_MAX_HW / 16][DWS_MAX_TAPS][16];
     int64_t work; /* masked tap loads per image, all units (for the threading decision) */
     int upsampled; /* 1: the source is dy spread out (dws_upsample_fill), all taps contiguous */
-    int rev;       /* 1: taps in descending order (the input gradient's canonical order) */
 } dws_table;
 
 /* Input gradient, stride 2: dy[oy, ox] spread out to u[oy * 2, ox * 2] of an h x w plane (0
@@ -946,7 +955,6 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     }
     t->work *= (p->c + t->g - 1) / t->g;
     t->upsampled = bwd_input && dws_try_upsampled(p, t);
-    t->rev = bwd_input;
     return 1;
 }
 
@@ -1059,8 +1067,7 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
             for (int64_t k = 0; k < t->chunks; k++) {
                 __m512 acc[DWS_IMGS];
                 for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
-                for (int64_t q = 0; q < ks; q++) {
-                    const int64_t tap = t->rev ? ks - 1 - q : q;
+                for (int64_t tap = 0; tap < ks; tap++) {
                     const __mmask16 m = t->m[k][tap] & vm;
                     if (!m) continue;
                     for (int j = 0; j < DWS_IMGS; j++)

@@ -90,7 +90,7 @@ static void dwb_fwd_chain(const et_conv2d_params *p, const float *x, const float
                 }
 }
 
-/* The canonical input gradient: one fmaf chain from +0, multiplier ascending, taps descending. */
+/* The canonical input gradient: one fmaf chain from +0, multiplier ascending, taps ascending. */
 static void dwb_bwd_input_chain(const et_conv2d_params *p, const float *dy, const float *w,
                                 float *dx) {
     const int64_t mult = p->oc / p->c;
@@ -101,8 +101,8 @@ static void dwb_bwd_input_chain(const et_conv2d_params *p, const float *dy, cons
                     float acc = 0.0f;
                     for (int64_t m = 0; m < mult; m++) {
                         const int64_t o = ci * mult + m;
-                        for (int64_t ky = p->kh - 1; ky >= 0; ky--)
-                            for (int64_t kx = p->kw - 1; kx >= 0; kx--) {
+                        for (int64_t ky = 0; ky < p->kh; ky++)
+                            for (int64_t kx = 0; kx < p->kw; kx++) {
                                 const int64_t ny = iy + p->pad_t - ky * p->dil_h;
                                 const int64_t nx = ix + p->pad_l - kx * p->dil_w;
                                 if (ny < 0 || nx < 0 || ny % p->stride_h || nx % p->stride_w) continue;
