@@ -336,17 +336,25 @@ static void dw_lanes__ref(float *acc, const float *g, const float *x, int64_t s,
     for (int64_t j = 0; j < cnt; j++) acc[j & 15] = fmaf(g[j], x[j * s], acc[j & 15]);
 }
 
-static float dw_wgrad_flat_tap(const et_conv2d_params *p, const float *dy, const float *x,
-                               int64_t o, int64_t ky, int64_t kx) {
-    const int64_t hw = p->oh * p->ow, xs = p->h * p->w;
+/* Inlined into each variant's wgrad (dw_wgrad__X carries the ISA's target, so fmaf is one FMA
+ * instruction there). */
+#define DW_INLINE static inline __attribute__((always_inline))
+
+DW_INLINE float dw_wgrad_flat_tap(const et_conv2d_params *p, const float *dy, const float *x,
+                                  int64_t o, int64_t ky, int64_t kx) {
+    const int64_t ow = p->ow, hw = p->oh * ow, xs = p->h * p->w, sw = p->stride_w;
+    const int64_t off = kx * p->dil_w - p->pad_l;
+    int64_t lo, hi; /* output columns whose input column exists */
+    interior(off, 0, sw, p->w, ow, &lo, &hi);
     float lane[16] = {0.0f};
     for (int64_t i = 0; i < p->n; i++) {
         const float *g = dy + (i * p->oc + o) * hw, *xp = x + (i * p->c + o) * xs;
-        for (int64_t e = 0; e < hw; e++) {
-            const int64_t iy = (e / p->ow) * p->stride_h - p->pad_t + ky * p->dil_h;
-            const int64_t ix = (e % p->ow) * p->stride_w - p->pad_l + kx * p->dil_w;
-            if (iy >= 0 && iy < p->h && ix >= 0 && ix < p->w)
-                lane[e & 15] = fmaf(g[e], xp[iy * p->w + ix], lane[e & 15]);
+        for (int64_t oy = 0; oy < p->oh; oy++) {
+            const int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+            if (iy < 0 || iy >= p->h) continue;
+            const float *gr = g + oy * ow, *xr = xp + iy * p->w + off;
+            for (int64_t ox = lo, e = oy * ow + lo; ox < hi; ox++, e++)
+                lane[e & 15] = fmaf(gr[ox], xr[ox * sw], lane[e & 15]);
         }
     }
     if (hw > 8) return dw_sum16(lane);
@@ -355,7 +363,7 @@ static float dw_wgrad_flat_tap(const et_conv2d_params *p, const float *dy, const
     return s;
 }
 
-static float dw_wgrad_rows_tap(const et_conv2d_params *p, const float *dy, const float *x,
+DW_INLINE float dw_wgrad_rows_tap(const et_conv2d_params *p, const float *dy, const float *x,
                                int64_t o, int64_t ky, int64_t kx, dw_lanes_fn lanes) {
     const int64_t ci = o / (p->oc / p->c), xs = p->h * p->w, ys = p->oh * p->ow, sw = p->stride_w;
     const int64_t off = kx * p->dil_w - p->pad_l;
@@ -378,7 +386,7 @@ static float dw_wgrad_rows_tap(const et_conv2d_params *p, const float *dy, const
     return (float)acc;
 }
 
-static void dw_wgrad_canon(const et_conv2d_params *p, const float *dy, const float *x, int64_t o,
+DW_INLINE void dw_wgrad_canon(const et_conv2d_params *p, const float *dy, const float *x, int64_t o,
                            float *dwo, dw_lanes_fn lanes) {
     if (!dw_flat_ok(p, p->oh * p->ow) && p->stride_w != 1 && p->stride_w != 2) {
         dw_wgrad_dot(p, dy, x, o, dwo, dw_dot__ref);
@@ -404,16 +412,17 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
     et_parallel_ranges(p->oc, et_split_chunks(p->oc, nthreads), nthreads, dw_bwd_weight_channels, &k);
 }
 
-/* The plane and weight-gradient helpers and the three entry points of the variant X, built
+/* The plane and weight-gradient helpers and the three entry points of the variant X (TARGET:
+ * its target attribute, for the inlined scalar fmaf of the weight gradient), built
  * from its row kernel dw_row__X and lane kernel dw_lanes__X (the AVX2 and NEON rows; __ref uses
  * the scatter for its input gradient and AVX-512 adds its table path, so theirs are written
  * out). */
-#define DW_VARIANT(X)                                                                          \
+#define DW_VARIANT(X, TARGET)                                                                  \
     static void dw_plane__##X(const dw_geom *g, const float *in, const float *w0, float *out) { \
         dw_accum_plane(g, in, w0, out, dw_row__##X);                                           \
     }                                                                                          \
-    static void dw_wgrad__##X(const et_conv2d_params *p, const float *dy, const float *x,      \
-                              int64_t o, float *dwo) {                                         \
+    TARGET static void dw_wgrad__##X(const et_conv2d_params *p, const float *dy,               \
+                                     const float *x, int64_t o, float *dwo) {                  \
         dw_wgrad_canon(p, dy, x, o, dwo, dw_lanes__##X);                                      \
     }                                                                                          \
     et_status et_f32_dwconv2d_fwd__##X(const et_conv2d_params *p, const float *x,              \
@@ -527,7 +536,7 @@ ET_TARGET_AVX2 static void dw_lanes__avx2(float *acc, const float *g, const floa
     for (; j < cnt; j++) acc[j & 15] = fmaf(g[j], x[j * s], acc[j & 15]);
 }
 
-DW_VARIANT(avx2)
+DW_VARIANT(avx2, ET_TARGET_AVX2)
 
 /* ---- AVX-512 --------------------------------------------------------------------------- */
 ET_TARGET_AVX512 static inline __m512 evens16(const float *q) {
@@ -1244,7 +1253,7 @@ static void dw_lanes__neon(float *acc, const float *g, const float *x, int64_t s
     for (; j < cnt; j++) acc[j & 15] = fmaf(g[j], x[j * s], acc[j & 15]);
 }
 
-DW_VARIANT(neon)
+DW_VARIANT(neon, )
 #endif /* ET_HAVE_NEON */
 
 /* ---- variant table (variant_internal.h) and dispatch ---------------------------------- */
