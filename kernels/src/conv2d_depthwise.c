@@ -340,27 +340,122 @@ static void dw_lanes__ref(float *acc, const float *g, const float *x, int64_t s,
  * instruction there). */
 #define DW_INLINE static inline __attribute__((always_inline))
 
-DW_INLINE float dw_wgrad_flat_tap(const et_conv2d_params *p, const float *dy, const float *x,
-                                  int64_t o, int64_t ky, int64_t kx) {
-    const int64_t ow = p->ow, hw = p->oh * ow, xs = p->h * p->w, sw = p->stride_w;
-    const int64_t off = kx * p->dil_w - p->pad_l;
+/* One image's positions of tap (ky, kx) into the 16 lanes, in the canonical order (g, xp: the
+ * image's dy and x planes of the channel). */
+DW_INLINE void dw_flat_image(const et_conv2d_params *p, const float *g, const float *xp, int64_t ky,
+                             int64_t kx, float *lane) {
+    const int64_t ow = p->ow, sw = p->stride_w, off = kx * p->dil_w - p->pad_l;
     int64_t lo, hi; /* output columns whose input column exists */
     interior(off, 0, sw, p->w, ow, &lo, &hi);
-    float lane[16] = {0.0f};
-    for (int64_t i = 0; i < p->n; i++) {
-        const float *g = dy + (i * p->oc + o) * hw, *xp = x + (i * p->c + o) * xs;
-        for (int64_t oy = 0; oy < p->oh; oy++) {
-            const int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
-            if (iy < 0 || iy >= p->h) continue;
-            const float *gr = g + oy * ow, *xr = xp + iy * p->w + off;
-            for (int64_t ox = lo, e = oy * ow + lo; ox < hi; ox++, e++)
-                lane[e & 15] = fmaf(gr[ox], xr[ox * sw], lane[e & 15]);
-        }
+    for (int64_t oy = 0; oy < p->oh; oy++) {
+        const int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+        if (iy < 0 || iy >= p->h) continue;
+        const float *gr = g + oy * ow, *xr = xp + iy * p->w + off;
+        for (int64_t ox = lo, e = oy * ow + lo; ox < hi; ox++, e++)
+            lane[e & 15] = fmaf(gr[ox], xr[ox * sw], lane[e & 15]);
     }
+}
+
+/* The lanes of a flat tap summed (plane of hw elements). */
+static inline float dw_flat_sum(const float *lane, int64_t hw) {
     if (hw > 8) return dw_sum16(lane);
     float s = 0.0f;
     for (int64_t e = 0; e < hw; e++) s += lane[e];
     return s;
+}
+
+DW_INLINE float dw_wgrad_flat_tap(const et_conv2d_params *p, const float *dy, const float *x,
+                                  int64_t o, int64_t ky, int64_t kx) {
+    const int64_t hw = p->oh * p->ow, xs = p->h * p->w;
+    float lane[16] = {0.0f};
+    for (int64_t i = 0; i < p->n; i++)
+        dw_flat_image(p, dy + (i * p->oc + o) * hw, x + (i * p->c + o) * xs, ky, kx, lane);
+    return dw_flat_sum(lane, hw);
+}
+
+/* ---- the flat order on vectors (AVX2, NEON) ----------------------------------------------
+ * Per image and horizontal tap kx, a buffer holds the tap's input in the output's layout: row
+ * r of phase ph (ph < sh) is input row r * sh + ph - pt at the columns ox * sw + kx * dw - pl
+ * (ox < ow; 0 outside the input). Tap (ky, kx) of output position e = oy * ow + ox is then
+ * element e + q * ow of phase ph (ky * dh = q * sh + ph): one contiguous run over the
+ * positions, so the lane primitive (s = 1, starting at a multiple of 16) does the flat path's
+ * fmaf chains with vectors, positions of the output rows whose input row exists.
+ * The canonical order skips padding columns; here they add g * 0, the same bits for finite g
+ * (the accumulators start at +0 and are never -0). An image whose dy plane is not all finite
+ * runs the scalar order (dw_flat_image). */
+#define DW_TBUF 8192 /* floats of tap buffer (32 KiB, on the stack) */
+
+/* dst[j] = src[j * s] for j < cnt. */
+typedef void (*dw_cols_fn)(float *dst, const float *src, int64_t s, int64_t cnt);
+
+static inline int dw_all_finite(const float *g, int64_t n) {
+    uint32_t bad = 0;
+    for (int64_t j = 0; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, g + j, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
+
+/* The phases of tap column kx of one image (R rows each; ph_used[ph]: fill phase ph). */
+DW_INLINE void dw_flat_fill(const et_conv2d_params *p, const float *xp, int64_t kx, int64_t R,
+                            const unsigned char *ph_used, float *buf, dw_cols_fn cols) {
+    const int64_t ow = p->ow, sw = p->stride_w, off = kx * p->dil_w - p->pad_l;
+    int64_t lo, hi;
+    interior(off, 0, sw, p->w, ow, &lo, &hi);
+    for (int64_t ph = 0; ph < p->stride_h; ph++) {
+        if (!ph_used[ph]) continue;
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t iy = r * p->stride_h + ph - p->pad_t;
+            float *d = buf + (ph * R + r) * ow;
+            if (iy < 0 || iy >= p->h || hi <= lo) {
+                memset(d, 0, (size_t)ow * sizeof(float));
+                continue;
+            }
+            memset(d, 0, (size_t)lo * sizeof(float));
+            cols(d + lo, xp + iy * p->w + lo * sw + off, sw, hi - lo);
+            memset(d + hi, 0, (size_t)(ow - hi) * sizeof(float));
+        }
+    }
+}
+
+/* The flat order of output channel o (dw_flat_ok) with vectors; 0 (nothing written) if the
+ * buffer is too small. */
+DW_INLINE int dw_wgrad_flat_vec(const et_conv2d_params *p, const float *dy, const float *x,
+                                int64_t o, float *dwo, dw_lanes_fn lanes, dw_cols_fn cols) {
+    const int64_t oh = p->oh, ow = p->ow, hw = oh * ow, xs = p->h * p->w, sh = p->stride_h;
+    const int64_t kh = p->kh, kw = p->kw, dh = p->dil_h;
+    const int64_t R = oh + (kh - 1) * dh / sh; /* rows per phase */
+    if (sh > 64 || sh * R * ow > DW_TBUF) return 0;
+    float buf[DW_TBUF];
+    float acc[DWS_MAX_TAPS][16];
+    unsigned char ph_used[64] = {0};
+    int64_t e0[DWS_MAX_TAPS], e1[DWS_MAX_TAPS], toff[DWS_MAX_TAPS]; /* per ky */
+    for (int64_t ky = 0; ky < kh; ky++) {
+        int64_t lo, hi; /* output rows whose input row exists */
+        interior(ky * dh - p->pad_t, 0, sh, p->h, oh, &lo, &hi);
+        ph_used[ky * dh % sh] = 1;
+        toff[ky] = (ky * dh % sh * R + ky * dh / sh) * ow;
+        e0[ky] = lo * ow / 16 * 16; /* lane 0 */
+        e1[ky] = hi * ow;
+    }
+    memset(acc, 0, sizeof acc);
+    for (int64_t i = 0; i < p->n; i++) {
+        const float *g = dy + (i * p->oc + o) * hw, *xp = x + (i * p->c + o) * xs;
+        if (!dw_all_finite(g, hw)) {
+            for (int64_t t = 0; t < kh * kw; t++) dw_flat_image(p, g, xp, t / kw, t % kw, acc[t]);
+            continue;
+        }
+        for (int64_t kx = 0; kx < kw; kx++) {
+            dw_flat_fill(p, xp, kx, R, ph_used, buf, cols);
+            for (int64_t ky = 0; ky < kh; ky++)
+                if (e1[ky] > e0[ky])
+                    lanes(acc[ky * kw + kx], g + e0[ky], buf + toff[ky] + e0[ky], 1, e1[ky] - e0[ky]);
+        }
+    }
+    for (int64_t t = 0; t < kh * kw; t++) dwo[t] = dw_flat_sum(acc[t], hw);
+    return 1;
 }
 
 DW_INLINE float dw_wgrad_rows_tap(const et_conv2d_params *p, const float *dy, const float *x,
@@ -414,7 +509,8 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
 
 /* The plane and weight-gradient helpers and the three entry points of the variant X (TARGET:
  * its target attribute, for the inlined scalar fmaf of the weight gradient), built
- * from its row kernel dw_row__X and lane kernel dw_lanes__X (the AVX2 and NEON rows; __ref uses
+ * from its row kernel dw_row__X, lane kernel dw_lanes__X and column copy dw_cols__X (the AVX2
+ * and NEON rows; __ref uses
  * the scatter for its input gradient and AVX-512 adds its table path, so theirs are written
  * out). */
 #define DW_VARIANT(X, TARGET)                                                                  \
@@ -423,6 +519,9 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
     }                                                                                          \
     TARGET static void dw_wgrad__##X(const et_conv2d_params *p, const float *dy,               \
                                      const float *x, int64_t o, float *dwo) {                  \
+        if (dw_flat_ok(p, p->oh * p->ow) &&                                                    \
+            dw_wgrad_flat_vec(p, dy, x, o, dwo, dw_lanes__##X, dw_cols__##X))                  \
+            return;                                                                            \
         dw_wgrad_canon(p, dy, x, o, dwo, dw_lanes__##X);                                      \
     }                                                                                          \
     et_status et_f32_dwconv2d_fwd__##X(const et_conv2d_params *p, const float *x,              \
@@ -525,15 +624,34 @@ ET_TARGET_AVX2 static void dw_lanes__avx2(float *acc, const float *g, const floa
             a0 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j), _mm256_loadu_ps(x + j), a0);
             a1 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j + 8), _mm256_loadu_ps(x + j + 8), a1);
         }
+        if (j + 8 <= cnt) { /* lanes 0-7 of the last 16 */
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j), _mm256_loadu_ps(x + j), a0);
+            j += 8;
+        }
     } else if (s == 2) { /* evens8 reads one element past the last one used */
         for (; j + 16 <= cnt - 1; j += 16) {
             a0 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j), evens8(x + 2 * j), a0);
             a1 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j + 8), evens8(x + 2 * j + 16), a1);
         }
+        if (j + 8 <= cnt - 1) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j), evens8(x + 2 * j), a0);
+            j += 8;
+        }
     }
     _mm256_storeu_ps(acc, a0);
     _mm256_storeu_ps(acc + 8, a1);
     for (; j < cnt; j++) acc[j & 15] = fmaf(g[j], x[j * s], acc[j & 15]);
+}
+
+ET_TARGET_AVX2 static void dw_cols__avx2(float *dst, const float *src, int64_t s, int64_t cnt) {
+    int64_t j = 0;
+    if (s == 1) {
+        memcpy(dst, src, (size_t)cnt * sizeof(float));
+        return;
+    }
+    if (s == 2) /* evens8 reads one element past the last one used */
+        for (; j + 8 <= cnt - 1; j += 8) _mm256_storeu_ps(dst + j, evens8(src + 2 * j));
+    for (; j < cnt; j++) dst[j] = src[j * s];
 }
 
 DW_VARIANT(avx2, ET_TARGET_AVX2)
@@ -1238,6 +1356,10 @@ static void dw_lanes__neon(float *acc, const float *g, const float *x, int64_t s
             a2 = vfmaq_f32(a2, vld1q_f32(g + j + 8), vld1q_f32(x + j + 8));
             a3 = vfmaq_f32(a3, vld1q_f32(g + j + 12), vld1q_f32(x + j + 12));
         }
+        /* the last < 16: lanes 0-3, 4-7, 8-11 */
+        float32x4_t *tail[3] = {&a0, &a1, &a2};
+        for (int q = 0; q < 3 && j + 4 <= cnt; q++, j += 4)
+            *tail[q] = vfmaq_f32(*tail[q], vld1q_f32(g + j), vld1q_f32(x + j));
     } else if (s == 2) { /* vld2q reads one element past the last one used */
         for (; j + 16 <= cnt - 1; j += 16) {
             a0 = vfmaq_f32(a0, vld1q_f32(g + j), vld2q_f32(x + 2 * j).val[0]);
@@ -1245,12 +1367,26 @@ static void dw_lanes__neon(float *acc, const float *g, const float *x, int64_t s
             a2 = vfmaq_f32(a2, vld1q_f32(g + j + 8), vld2q_f32(x + 2 * j + 16).val[0]);
             a3 = vfmaq_f32(a3, vld1q_f32(g + j + 12), vld2q_f32(x + 2 * j + 24).val[0]);
         }
+        float32x4_t *tail[3] = {&a0, &a1, &a2};
+        for (int q = 0; q < 3 && j + 4 <= cnt - 1; q++, j += 4)
+            *tail[q] = vfmaq_f32(*tail[q], vld1q_f32(g + j), vld2q_f32(x + 2 * j).val[0]);
     }
     vst1q_f32(acc, a0);
     vst1q_f32(acc + 4, a1);
     vst1q_f32(acc + 8, a2);
     vst1q_f32(acc + 12, a3);
     for (; j < cnt; j++) acc[j & 15] = fmaf(g[j], x[j * s], acc[j & 15]);
+}
+
+static void dw_cols__neon(float *dst, const float *src, int64_t s, int64_t cnt) {
+    int64_t j = 0;
+    if (s == 1) {
+        memcpy(dst, src, (size_t)cnt * sizeof(float));
+        return;
+    }
+    if (s == 2) /* vld2q reads one element past the last one used */
+        for (; j + 4 <= cnt - 1; j += 4) vst1q_f32(dst + j, vld2q_f32(src + 2 * j).val[0]);
+    for (; j < cnt; j++) dst[j] = src[j * s];
 }
 
 DW_VARIANT(neon, )
