@@ -1245,7 +1245,8 @@ ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, 
                 const __m512 gv = _mm512_maskz_loadu_ps(vm & t->cm[k], g + k * 16);
                 for (int64_t tap = 0; tap < ks; tap++) {
                     const __mmask16 m = t->m[k][tap] & vm;
-                    if (m) acc[tap] = _mm512_fmadd_ps(gv, dws_load(t, k, tap, m, s), acc[tap]);
+                    /* masked-off lanes (padding) keep their value: dy * 0 is not added */
+                    if (m) acc[tap] = _mm512_mask3_fmadd_ps(gv, dws_load(t, k, tap, m, s), acc[tap], m);
                 }
             }
         }

@@ -188,7 +188,50 @@ static void dwb_check(int ci, const dwb_case *k, int64_t n) {
     free(y_ref); free(y); free(dx_ref); free(dx); free(dw_ref); free(dw);
 }
 
+/* The weight gradient with non-finite dy (inf, -inf, NaN) at positions whose input is padding
+ * for some taps: every variant still gives __ref's bits (the canonical order skips those
+ * positions; a vector path that added dy * 0 there would turn inf into NaN). Any NaN matches
+ * any NaN: where two NaNs meet, which one an add returns depends on the compiler's operand
+ * order (x86 returns the first), not on the operation order. */
+static void dwb_check_nonfinite(int ci, const dwb_case *k) {
+    et_conv2d_params p;
+    memset(&p, 0, sizeof p);
+    p.n = 3; p.c = k->c; p.h = k->h; p.w = k->w; p.oc = k->c * k->mult; p.kh = k->kh; p.kw = k->kw;
+    p.stride_h = k->sh; p.stride_w = k->sw;
+    p.pad_t = k->pt; p.pad_l = k->pl; p.pad_b = k->pb; p.pad_r = k->pr;
+    p.dil_h = k->dh; p.dil_w = k->dw; p.groups = k->c;
+    if (et_conv2d_params_init(&p) != ET_OK) {
+        ET_CHECK(0, "dwbits nonfinite case %d: bad shape", ci);
+        return;
+    }
+    const int64_t nx = p.n * p.c * p.h * p.w, nw = p.oc * p.kh * p.kw, ny = p.n * p.oc * p.oh * p.ow;
+    float *x = dwb_alloc(nx), *dy = dwb_alloc(ny), *dw_ref = dwb_alloc(nw), *dw = dwb_alloc(nw);
+    dwb_fill(x, nx, 201 + ci);
+    dwb_fill(dy, ny, 203 + ci);
+    const int64_t hw = p.oh * p.ow;
+    /* image 1: the first and last position of channel 0 (padding for the edge taps), image 2:
+     * a NaN in the middle of channel 0 */
+    dy[(1 * p.oc) * hw] = INFINITY;
+    dy[(1 * p.oc) * hw + hw - 1] = -INFINITY;
+    dy[(2 * p.oc) * hw + hw / 2] = NAN;
+    const et_f32_dwconv2d_variant *ref = et_f32_dwconv2d_variants;
+    ref->bwd_weight(&p, dy, x, dw_ref, 1);
+    for (const et_f32_dwconv2d_variant *row = et_f32_dwconv2d_variants; row->head.name; row++) {
+        if (!et_isa_supported(row->head.isa)) continue;
+        for (int64_t j = 0; j < nw; j++) dw[j] = 0.5f;
+        et_status st = row->bwd_weight(&p, dy, x, dw, 2);
+        int same = 1;
+        for (int64_t j = 0; j < nw; j++)
+            same &= (isnan(dw[j]) && isnan(dw_ref[j])) || dwb_same(dw + j, dw_ref + j, 1);
+        ET_CHECK(st == ET_OK && same, "dwbits nonfinite case %d: bwd_weight__%s differs from __ref", ci, row->head.name);
+    }
+    free(x); free(dy); free(dw_ref); free(dw);
+}
+
 void test_dwbits(void) {
+    static const int nonfinite[] = {0, 2, 4, 8, 9, 12, 19, 20, 22, 23};
+    for (size_t i = 0; i < sizeof nonfinite / sizeof nonfinite[0]; i++)
+        dwb_check_nonfinite(nonfinite[i], &dwb_cases[nonfinite[i]]);
     for (size_t i = 0; i < sizeof dwb_cases / sizeof dwb_cases[0]; i++) {
         dwb_check((int)i, &dwb_cases[i], 1);
         dwb_check((int)i, &dwb_cases[i], 5);
