@@ -398,9 +398,10 @@ static inline int dw_all_finite(const float *g, int64_t n) {
     return !bad;
 }
 
-/* The phases of tap column kx of one image (R rows each; ph_used[ph]: fill phase ph). */
+/* The phases of tap column kx of one image (R rows each; ph_used[ph]: fill phase ph). zero: also
+ * write the zeros (else buf holds them from an earlier fill: only the input is copied). */
 DW_INLINE void dw_flat_fill(const et_conv2d_params *p, const float *xp, int64_t kx, int64_t R,
-                            const unsigned char *ph_used, float *buf, dw_cols_fn cols) {
+                            const unsigned char *ph_used, int zero, float *buf, dw_cols_fn cols) {
     const int64_t ow = p->ow, sw = p->stride_w, off = kx * p->dil_w - p->pad_l;
     int64_t lo, hi;
     interior(off, 0, sw, p->w, ow, &lo, &hi);
@@ -410,12 +411,14 @@ DW_INLINE void dw_flat_fill(const et_conv2d_params *p, const float *xp, int64_t 
             const int64_t iy = r * p->stride_h + ph - p->pad_t;
             float *d = buf + (ph * R + r) * ow;
             if (iy < 0 || iy >= p->h || hi <= lo) {
-                memset(d, 0, (size_t)ow * sizeof(float));
+                if (zero) memset(d, 0, (size_t)ow * sizeof(float));
                 continue;
             }
-            memset(d, 0, (size_t)lo * sizeof(float));
+            if (zero) {
+                memset(d, 0, (size_t)lo * sizeof(float));
+                memset(d + hi, 0, (size_t)(ow - hi) * sizeof(float));
+            }
             cols(d + lo, xp + iy * p->w + lo * sw + off, sw, hi - lo);
-            memset(d + hi, 0, (size_t)(ow - hi) * sizeof(float));
         }
     }
 }
@@ -427,8 +430,12 @@ DW_INLINE int dw_wgrad_flat_vec(const et_conv2d_params *p, const float *dy, cons
     const int64_t oh = p->oh, ow = p->ow, hw = oh * ow, xs = p->h * p->w, sh = p->stride_h;
     const int64_t kh = p->kh, kw = p->kw, dh = p->dil_h;
     const int64_t R = oh + (kh - 1) * dh / sh; /* rows per phase */
-    if (sh > 64 || sh * R * ow > DW_TBUF) return 0;
+    const int64_t plane = sh * R * ow; /* the phases of one kx */
+    if (sh > 64 || plane > DW_TBUF) return 0;
+    /* one buffer per kx if they fit: the zeros are written once */
+    const int per_kx = kw * plane <= DW_TBUF;
     float buf[DW_TBUF];
+    if (per_kx) memset(buf, 0, (size_t)(kw * plane) * sizeof(float));
     float acc[DWS_MAX_TAPS][16];
     unsigned char ph_used[64] = {0};
     int64_t e0[DWS_MAX_TAPS], e1[DWS_MAX_TAPS], toff[DWS_MAX_TAPS]; /* per ky */
@@ -448,10 +455,11 @@ DW_INLINE int dw_wgrad_flat_vec(const et_conv2d_params *p, const float *dy, cons
             continue;
         }
         for (int64_t kx = 0; kx < kw; kx++) {
-            dw_flat_fill(p, xp, kx, R, ph_used, buf, cols);
+            float *b = per_kx ? buf + kx * plane : buf;
+            dw_flat_fill(p, xp, kx, R, ph_used, !per_kx, b, cols);
             for (int64_t ky = 0; ky < kh; ky++)
                 if (e1[ky] > e0[ky])
-                    lanes(acc[ky * kw + kx], g + e0[ky], buf + toff[ky] + e0[ky], 1, e1[ky] - e0[ky]);
+                    lanes(acc[ky * kw + kx], g + e0[ky], b + toff[ky] + e0[ky], 1, e1[ky] - e0[ky]);
         }
     }
     for (int64_t t = 0; t < kh * kw; t++) dwo[t] = dw_flat_sum(acc[t], hw);
@@ -645,11 +653,10 @@ ET_TARGET_AVX2 static void dw_lanes__avx2(float *acc, const float *g, const floa
 
 ET_TARGET_AVX2 static void dw_cols__avx2(float *dst, const float *src, int64_t s, int64_t cnt) {
     int64_t j = 0;
-    if (s == 1) {
-        memcpy(dst, src, (size_t)cnt * sizeof(float));
-        return;
-    }
-    if (s == 2) /* evens8 reads one element past the last one used */
+    if (s == 1) { /* short rows: no memcpy call */
+        for (; j + 8 <= cnt; j += 8) _mm256_storeu_ps(dst + j, _mm256_loadu_ps(src + j));
+        for (; j + 4 <= cnt; j += 4) _mm_storeu_ps(dst + j, _mm_loadu_ps(src + j));
+    } else if (s == 2) /* evens8 reads one element past the last one used */
         for (; j + 8 <= cnt - 1; j += 8) _mm256_storeu_ps(dst + j, evens8(src + 2 * j));
     for (; j < cnt; j++) dst[j] = src[j * s];
 }
@@ -1381,11 +1388,9 @@ static void dw_lanes__neon(float *acc, const float *g, const float *x, int64_t s
 
 static void dw_cols__neon(float *dst, const float *src, int64_t s, int64_t cnt) {
     int64_t j = 0;
-    if (s == 1) {
-        memcpy(dst, src, (size_t)cnt * sizeof(float));
-        return;
-    }
-    if (s == 2) /* vld2q reads one element past the last one used */
+    if (s == 1) /* short rows: no memcpy call */
+        for (; j + 4 <= cnt; j += 4) vst1q_f32(dst + j, vld1q_f32(src + j));
+    else if (s == 2) /* vld2q reads one element past the last one used */
         for (; j + 4 <= cnt - 1; j += 4) vst1q_f32(dst + j, vld2q_f32(src + 2 * j).val[0]);
     for (; j < cnt; j++) dst[j] = src[j * s];
 }
