@@ -340,13 +340,16 @@ static void dw_lanes__ref(float *acc, const float *g, const float *x, int64_t s,
  * instruction there). */
 #define DW_INLINE static inline __attribute__((always_inline))
 
+/* Output columns [lo, hi) whose input column exists for tap column kx. */
+static inline void dw_flat_cols(const et_conv2d_params *p, int64_t kx, int64_t *lo, int64_t *hi) {
+    interior(kx * p->dil_w - p->pad_l, 0, p->stride_w, p->w, p->ow, lo, hi);
+}
+
 /* One image's positions of tap (ky, kx) into the 16 lanes, in the canonical order (g, xp: the
- * image's dy and x planes of the channel). */
+ * image's dy and x planes of the channel; lo, hi: dw_flat_cols). */
 DW_INLINE void dw_flat_image(const et_conv2d_params *p, const float *g, const float *xp, int64_t ky,
-                             int64_t kx, float *lane) {
+                             int64_t kx, int64_t lo, int64_t hi, float *lane) {
     const int64_t ow = p->ow, sw = p->stride_w, off = kx * p->dil_w - p->pad_l;
-    int64_t lo, hi; /* output columns whose input column exists */
-    interior(off, 0, sw, p->w, ow, &lo, &hi);
     for (int64_t oy = 0; oy < p->oh; oy++) {
         const int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
         if (iy < 0 || iy >= p->h) continue;
@@ -368,8 +371,10 @@ DW_INLINE float dw_wgrad_flat_tap(const et_conv2d_params *p, const float *dy, co
                                   int64_t o, int64_t ky, int64_t kx) {
     const int64_t hw = p->oh * p->ow, xs = p->h * p->w;
     float lane[16] = {0.0f};
+    int64_t lo, hi;
+    dw_flat_cols(p, kx, &lo, &hi);
     for (int64_t i = 0; i < p->n; i++)
-        dw_flat_image(p, dy + (i * p->oc + o) * hw, x + (i * p->c + o) * xs, ky, kx, lane);
+        dw_flat_image(p, dy + (i * p->oc + o) * hw, x + (i * p->c + o) * xs, ky, kx, lo, hi, lane);
     return dw_flat_sum(lane, hw);
 }
 
@@ -398,13 +403,13 @@ static inline int dw_all_finite(const float *g, int64_t n) {
     return !bad;
 }
 
-/* The phases of tap column kx of one image (R rows each; ph_used[ph]: fill phase ph). zero: also
- * write the zeros (else buf holds them from an earlier fill: only the input is copied). */
-DW_INLINE void dw_flat_fill(const et_conv2d_params *p, const float *xp, int64_t kx, int64_t R,
-                            const unsigned char *ph_used, int zero, float *buf, dw_cols_fn cols) {
+/* The phases of tap column kx of one image (R rows each; ph_used[ph]: fill phase ph; lo, hi:
+ * dw_flat_cols). zero: also write the zeros (else buf holds them from an earlier fill: only the
+ * input is copied). */
+DW_INLINE void dw_flat_fill(const et_conv2d_params *p, const float *xp, int64_t kx, int64_t lo,
+                            int64_t hi, int64_t R, const unsigned char *ph_used, int zero,
+                            float *buf, dw_cols_fn cols) {
     const int64_t ow = p->ow, sw = p->stride_w, off = kx * p->dil_w - p->pad_l;
-    int64_t lo, hi;
-    interior(off, 0, sw, p->w, ow, &lo, &hi);
     for (int64_t ph = 0; ph < p->stride_h; ph++) {
         if (!ph_used[ph]) continue;
         for (int64_t r = 0; r < R; r++) {
@@ -423,6 +428,14 @@ DW_INLINE void dw_flat_fill(const et_conv2d_params *p, const float *xp, int64_t 
     }
 }
 
+/* Planes where the buffers pay off (fewer instructions than the scalar order, counted on
+ * arm64 and timed with AVX2): the fills cost about as much as the lanes save below 4x4 (rows
+ * copied with stride 1) or 6x6 (stride 2 copies: strided short rows). */
+static int dw_flat_vec_ok(const et_conv2d_params *p) {
+    const int64_t hw = p->oh * p->ow;
+    return dw_flat_ok(p, hw) && hw >= (p->stride_w == 1 ? 16 : 36);
+}
+
 /* The flat order of output channel o (dw_flat_ok) with vectors; 0 (nothing written) if the
  * buffer is too small. */
 DW_INLINE int dw_wgrad_flat_vec(const et_conv2d_params *p, const float *dy, const float *x,
@@ -439,6 +452,8 @@ DW_INLINE int dw_wgrad_flat_vec(const et_conv2d_params *p, const float *dy, cons
     float acc[DWS_MAX_TAPS][16];
     unsigned char ph_used[64] = {0};
     int64_t e0[DWS_MAX_TAPS], e1[DWS_MAX_TAPS], toff[DWS_MAX_TAPS]; /* per ky */
+    int64_t clo[DWS_MAX_TAPS], chi[DWS_MAX_TAPS];                     /* per kx */
+    for (int64_t kx = 0; kx < kw; kx++) dw_flat_cols(p, kx, &clo[kx], &chi[kx]);
     for (int64_t ky = 0; ky < kh; ky++) {
         int64_t lo, hi; /* output rows whose input row exists */
         interior(ky * dh - p->pad_t, 0, sh, p->h, oh, &lo, &hi);
@@ -451,12 +466,13 @@ DW_INLINE int dw_wgrad_flat_vec(const et_conv2d_params *p, const float *dy, cons
     for (int64_t i = 0; i < p->n; i++) {
         const float *g = dy + (i * p->oc + o) * hw, *xp = x + (i * p->c + o) * xs;
         if (!dw_all_finite(g, hw)) {
-            for (int64_t t = 0; t < kh * kw; t++) dw_flat_image(p, g, xp, t / kw, t % kw, acc[t]);
+            for (int64_t t = 0; t < kh * kw; t++)
+                dw_flat_image(p, g, xp, t / kw, t % kw, clo[t % kw], chi[t % kw], acc[t]);
             continue;
         }
         for (int64_t kx = 0; kx < kw; kx++) {
             float *b = per_kx ? buf + kx * plane : buf;
-            dw_flat_fill(p, xp, kx, R, ph_used, !per_kx, b, cols);
+            dw_flat_fill(p, xp, kx, clo[kx], chi[kx], R, ph_used, !per_kx, b, cols);
             for (int64_t ky = 0; ky < kh; ky++)
                 if (e1[ky] > e0[ky])
                     lanes(acc[ky * kw + kx], g + e0[ky], b + toff[ky] + e0[ky], 1, e1[ky] - e0[ky]);
@@ -527,7 +543,7 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
     }                                                                                          \
     TARGET static void dw_wgrad__##X(const et_conv2d_params *p, const float *dy,               \
                                      const float *x, int64_t o, float *dwo) {                  \
-        if (dw_flat_ok(p, p->oh * p->ow) &&                                                    \
+        if (dw_flat_vec_ok(p) &&                                                               \
             dw_wgrad_flat_vec(p, dy, x, o, dwo, dw_lanes__##X, dw_cols__##X))                  \
             return;                                                                            \
         dw_wgrad_canon(p, dy, x, o, dwo, dw_lanes__##X);                                      \
@@ -578,6 +594,12 @@ et_status et_f32_dwconv2d_bwd_weight__ref(const et_conv2d_params *p, const float
 /* Even elements of q[0..15]. */
 ET_TARGET_AVX2 static inline __m256 evens8(const float *q) {
     __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(q + 8), 0x88);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
+
+/* Odd elements of q[0..15]. */
+ET_TARGET_AVX2 static inline __m256 odds8(const float *q) {
+    __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(q + 8), 0xDD);
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
 }
 
@@ -656,8 +678,13 @@ ET_TARGET_AVX2 static void dw_cols__avx2(float *dst, const float *src, int64_t s
     if (s == 1) { /* short rows: no memcpy call */
         for (; j + 8 <= cnt; j += 8) _mm256_storeu_ps(dst + j, _mm256_loadu_ps(src + j));
         for (; j + 4 <= cnt; j += 4) _mm_storeu_ps(dst + j, _mm_loadu_ps(src + j));
-    } else if (s == 2) /* evens8 reads one element past the last one used */
+    } else if (s == 2) { /* evens8 reads one element past the last one used */
         for (; j + 8 <= cnt - 1; j += 8) _mm256_storeu_ps(dst + j, evens8(src + 2 * j));
+        if (j < cnt && cnt >= 9) { /* the last 8 again, as the odd elements from one before */
+            _mm256_storeu_ps(dst + cnt - 8, odds8(src + 2 * (cnt - 8) - 1));
+            j = cnt;
+        }
+    }
     for (; j < cnt; j++) dst[j] = src[j * s];
 }
 
@@ -1390,8 +1417,13 @@ static void dw_cols__neon(float *dst, const float *src, int64_t s, int64_t cnt) 
     int64_t j = 0;
     if (s == 1) /* short rows: no memcpy call */
         for (; j + 4 <= cnt; j += 4) vst1q_f32(dst + j, vld1q_f32(src + j));
-    else if (s == 2) /* vld2q reads one element past the last one used */
+    else if (s == 2) { /* vld2q reads one element past the last one used */
         for (; j + 4 <= cnt - 1; j += 4) vst1q_f32(dst + j, vld2q_f32(src + 2 * j).val[0]);
+        if (j < cnt && cnt >= 5) { /* the last 4 again, as the odd elements from one before */
+            vst1q_f32(dst + cnt - 4, vld2q_f32(src + 2 * (cnt - 4) - 1).val[1]);
+            j = cnt;
+        }
+    }
     for (; j < cnt; j++) dst[j] = src[j * s];
 }
 
