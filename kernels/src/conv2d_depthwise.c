@@ -1,9 +1,11 @@
 /* edgetrain — depthwise 2-D convolution (groups == c, oc = k*c), direct kernels.
  *
  * Output channel o reads input channel o / k. Every variant shares the scalar drivers below;
- * an ISA only supplies two row primitives:
+ * an ISA only supplies three row primitives:
  *   row: out[j] += sum_t sum_kx wt[t][kx*wsx] * in[t][j*s + kx*d]  (j < cnt, all taps in bounds)
- *   lanes: acc[j % 16] += g[j] * x[j*s] (the weight gradient's rows, dw_wgrad_canon)
+ *   lanes: acc[j % 16] += g[j] * x[j*s] (the weight gradient's rows, dw_wgrad_canon, and its
+ *          flat planes on tap buffers, dw_wgrad_flat_vec)
+ *   cols: dst[j] = x[j*s] (filling those tap buffers)
  * The drivers handle padding: the plane interior (all horizontal taps in bounds) goes to the
  * row primitive, the few edge columns are done with bounds checks.
  *   fwd        per (n, o) plane: y = bias; y += rows; act.
@@ -305,7 +307,8 @@ static void dw_wgrad_dot(const et_conv2d_params *p, const float *dy, const float
 
 /* ---- the weight gradient's canonical order ---------------------------------------------
  * Every variant computes these bits (the AVX-512 kernels' order; here in scalar fmaf, the SIMD
- * variants' lane primitive vectorises the rows case). Per output channel o and tap (ky, kx):
+ * variants' lane primitive vectorises the rows case and, on tap buffers, the flat case:
+ * dw_wgrad_flat_vec). Per output channel o and tap (ky, kx):
  *   flat (dw_flat_ok): 16 float lanes; lane e % 16 takes output position e of each image
  *     (images, then e, ascending; positions whose input is padding skipped) in one fmaf chain;
  *     oh * ow > 8: the lanes summed in dw_sum16's tree; oh * ow <= 8 (the AVX-512 vector holds
