@@ -93,6 +93,7 @@ void test_bn_simd(void);
 void test_quant_simd(void);
 void test_conv_bn(void);
 void test_conv_packed(void);
+void test_dwbits(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -114,6 +115,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"qsimd", test_quant_simd},
     {"convbn", test_conv_bn},
     {"convpk", test_conv_packed},
+    {"dwbits", test_dwbits},
 };
 
 int main(int argc, char **argv) {
