@@ -597,7 +597,10 @@ static et_status bwd_weight_image(const et_conv2d_params *p, const conv_plan *cp
         const float *B;
         if (cp->colt) {
             im2col_t(p, x, oy0, oy1, s.col, cp->ldt);
-            if (pad) /* zero padding columns: whole panels, finite products */
+            /* zero padding columns (whole panels, finite products): once per call of
+             * bwd_weight_images, at its first image's first band (the longest); im2col_t
+             * leaves them alone */
+            if (pad && !accumulate && oy0 == 0)
                 for (int64_t q = 0; q < pt; q++) {
                     float *z = s.col + q * cp->ldt;
                     for (int64_t j = cp->kall; j < cp->ldt; j++) z[j] = 0.0f;

@@ -222,6 +222,10 @@ static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int tr
      * non-transposed B are then read in place (row stride ldb). The result
      * is the same bits either way. */
     const int direct_b = !trans_b && M <= ET_GEMM_DIRECT_B_MAX_M && direct_b_stride_ok(ldb);
+    /* With a single B panel each A panel serves one ukernel call: packing A would copy (and
+     * transpose) all of it to read it once, so a plain A is read in place when the ISA has
+     * the kernel (the same bits; strides as for an in-place B, the rows' L1 sets) */
+    const int sa = cfg->ukernel_sa && !trans_a && !pre && N <= NR && direct_b_stride_ok(lda);
     for (int64_t jc = 0; jc < N; jc += nc_blk) {
         const int64_t nc = min_i64(nc_blk, N - jc);
         for (int64_t pc = 0; pc < K; pc += kc_blk) {
@@ -240,7 +244,7 @@ static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int tr
                 const int64_t mc = min_i64(mc_blk, M - ic);
                 /* A block op(A)[ic:ic+mc, pc:pc+kc] -> MR-wide panels (or packed before) */
                 const float *ap = pre ? pre->data + pc * pre->mp + (row0 + ic) * kc : pa;
-                for (int64_t ir = 0; ir < mc && !pre; ir += MR)
+                for (int64_t ir = 0; ir < mc && !pre && !sa; ir += MR)
                     pack_a_panel(cfg, trans_a, min_i64(MR, mc - ir), kc, A, lda, ic + ir, pc,
                                  pa + ir * kc);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -251,8 +255,12 @@ static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int tr
                     float *cp = C + ic * ldc + jc + jr;
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int64_t mr = min_i64(MR, mc - ir);
-                        cfg->ukernel(kc, ap + ir * kc, bp, bs, cp + ir * ldc, ldc, mr, nr, alpha,
-                                     beta_k);
+                        if (sa)
+                            cfg->ukernel_sa(kc, A + (ic + ir) * lda + pc, lda, bp, bs,
+                                            cp + ir * ldc, ldc, mr, nr, alpha, beta_k);
+                        else
+                            cfg->ukernel(kc, ap + ir * kc, bp, bs, cp + ir * ldc, ldc, mr, nr,
+                                         alpha, beta_k);
                     }
                 }
             }

@@ -65,6 +65,13 @@ typedef void et_f32_gemm_ukernel(int64_t kc, const float *a, const float *b, int
                                  float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
                                  float beta);
 typedef et_f32_gemm_ukernel *et_f32_gemm_ukernel_fn;
+/* The same product with A read in place (not packed): row r of the panel at a + r * lda,
+ * element k at a[r * lda + k]; rows >= mr are never read. The same FMA chain per element as
+ * the packed ukernel, so the same bits. */
+typedef void et_f32_gemm_ukernel_sa(int64_t kc, const float *a, int64_t lda, const float *b,
+                                    int64_t ldb, float *c, int64_t ldc, int64_t mr, int64_t nr,
+                                    float alpha, float beta);
+typedef et_f32_gemm_ukernel_sa *et_f32_gemm_ukernel_sa_fn;
 
 /* Packing primitives. Both write `w`-wide panels, dst[k*w + r] for k < kc,
  * r < w, with zeros for r >= n (n <= w):
@@ -84,6 +91,9 @@ typedef struct et_f32_gemm_config {
     et_f32_gemm_ukernel_fn ukernel;
     et_f32_gemm_pack_fn pack_interleave;
     et_f32_gemm_pack_fn pack_copy;
+    /* optional (NULL: always pack A): A read in place when each A panel would serve a single
+     * B panel (N <= NR, gemm.c), where packing it costs as much as the product */
+    et_f32_gemm_ukernel_sa_fn ukernel_sa;
 } et_f32_gemm_config;
 
 /* Shared drivers (gemm.c); arguments already validated (et_f32_gemm's checks).
@@ -165,6 +175,7 @@ extern const et_f32_gemm_config et_f32_gemm_config_avx2;
 /* AVX2 packers (gemm_avx2.c), shared by the AVX-512 config. */
 et_f32_gemm_pack et_f32_gemm_pack_interleave__avx2, et_f32_gemm_pack_copy__avx2;
 et_f32_gemm_ukernel et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_ukernel_6x16__avx2;
+et_f32_gemm_ukernel_sa et_f32_gemm_ukernel_sa_14x32__avx512;
 #endif
 #if defined(ET_HAVE_NEON)
 extern const et_f32_gemm_config et_f32_gemm_config_neon;
