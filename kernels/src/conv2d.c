@@ -415,7 +415,10 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
      * them in place); for narrow dw (a first layer: c * kh * kw of a few dozen) building them
      * costs more short copies than packing ordinary columns transposed. */
     cp->colt = kind == CONV_BWD_WEIGHT && !cp->direct && cp->kg >= CONV_COLT_MIN_K;
-    cp->ldt = cp->kall;
+    /* transposed columns read in place: rows start on a 64-byte line (no split vector loads)
+     * at an odd number of lines apart (rows spread over the L1 sets); the row stride changes
+     * no arithmetic */
+    cp->ldt = cp->colt ? (cp->kall + 15) / 16 * 16 | 16 : cp->kall;
     if (kind == CONV_BWD_WEIGHT && !cp->direct && p->groups == 1 && cp->kg < CONV_COLT_PAD) {
         /* only where today's GEMMs (every band) take the packed path: the unpacked one sums
          * in another order, and padding N could move a band from it to the packed one */
