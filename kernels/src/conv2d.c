@@ -333,12 +333,45 @@ typedef struct conv_plan {
     int batched;                   /* batched pointwise path (see the header comment) */
     int pw;                        /* pointwise NCHW GEMM path (fwd, bwd_input) */
     int colt;                      /* bwd_weight: transposed columns, read in place */
+    int implicit;                  /* fwd: shifted copies + B rows through a table (below) */
+    size_t off_bytes;              /* implicit: the slot's row-offset table */
     int64_t ldt;                   /* their row stride: kall, or CONV_COLT_PAD (padded) */
     size_t dwp_bytes;              /* padded: the slot's dw [OC, CONV_COLT_PAD] */
     size_t in_bytes, out_bytes;    /* batched: gathered input / output matrices */
     size_t pa_one, pa_bytes;       /* the weights packed once per call, per group / in all */
     size_t col_bytes, gemm_bytes, slot_bytes, part_bytes, total;
 } conv_plan;
+
+/* ---- implicit im2col (forward) -------------------------------------------------------
+ * With stride 1, no padding and no dilation, window column kx of every output pixel reads
+ * x shifted by kx: xs[(ci*kw + kx)*h*ow + iy*ow + ox] = x[ci, iy, ox + kx] (kw copies of
+ * the image, not kh*kw), and the im2col row k = (ci*kh + ky)*kw + kx is xs + off[k] with
+ * off[k] = (ci*kw + kx)*h*ow + ky*ow, its np pixels contiguous (pixel q = oy*ow + ox sits at
+ * (oy + ky)*ow + ox). The GEMM reads B's rows through that table (et_f32_gemm_pa_offb): the
+ * same FMA chains as the GEMM over the im2col columns, so the same bits. */
+static int64_t implicit_floats(const et_conv2d_params *p) { return p->c * p->kw * p->h * p->ow; }
+
+static int implicit_ok(const et_conv2d_params *p, const conv_plan *cp) {
+    return p->groups == 1 && !cp->direct && conv_inside(p) && p->stride_h == 1 &&
+           p->dil_h == 1 && p->dil_w == 1 && cp->band == p->oh &&
+           implicit_floats(p) + ET_GEMM_NR_MAX < ((int64_t)1 << 31) &&
+           !et_f32_gemm_is_small(cp->ocg, cp->np, cp->kg);
+}
+
+/* The shifted copies of image x into xs (zeros past them: the last panel's columns past np
+ * are read, never stored) and the row table. */
+static void implicit_columns(const et_conv2d_params *p, const float *ET_RESTRICT x,
+                             float *ET_RESTRICT xs, int32_t *off) {
+    const int64_t h = p->h, w = p->w, ow = p->ow, kh = p->kh, kw = p->kw, hw = h * ow;
+    for (int64_t ci = 0; ci < p->c; ci++)
+        for (int64_t kx = 0; kx < kw; kx++)
+            copy_rows(xs + (ci * kw + kx) * hw, ow, x + ci * h * w + kx, w, h, ow);
+    memset(xs + implicit_floats(p), 0, ET_GEMM_NR_MAX * sizeof(float));
+    for (int64_t ci = 0; ci < p->c; ci++)
+        for (int64_t ky = 0; ky < kh; ky++)
+            for (int64_t kx = 0; kx < kw; kx++)
+                off[(ci * kh + ky) * kw + kx] = (int32_t)((ci * kw + kx) * hw + ky * ow);
+}
 
 static size_t gemm_ws_for(int kind, const conv_plan *cp, int64_t pt, int nth) {
     switch (kind) {
@@ -452,7 +485,15 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
     size_t g1 = gemm_ws_for(kind, cp, cp->band * p->ow, cp->gemm_threads);
     size_t g2 = last ? gemm_ws_for(kind, cp, last * p->ow, cp->gemm_threads) : 0;
     cp->gemm_bytes = align_up(g1 > g2 ? g1 : g2);
-    cp->slot_bytes = cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes;
+    if (kind == CONV_FWD && implicit_ok(p, cp)) {
+        /* the column buffer holds the shifted copies instead (sized for both paths, so the
+         * workspace does not depend on the ISA) */
+        const size_t xs = align_up((size_t)(implicit_floats(p) + ET_GEMM_NR_MAX) * sizeof(float));
+        if (xs > cp->col_bytes) cp->col_bytes = xs;
+        cp->implicit = 1;
+        cp->off_bytes = align_up((size_t)cp->kg * sizeof(int32_t));
+    }
+    cp->slot_bytes = cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes + cp->off_bytes;
     cp->part_bytes = (kind == CONV_BWD_WEIGHT && cp->wchunks > 1)
                          ? align_up((size_t)(p->oc * cp->kg) * sizeof(float))
                          : 0;
@@ -485,6 +526,7 @@ typedef struct conv_slot {
     void *gws;
     size_t gws_bytes;
     float *dwp; /* bwd_weight, padded columns: the padded dw */
+    int32_t *off; /* fwd, implicit: the row-offset table */
 } conv_slot;
 
 static char *ws_base(void *ws) {
@@ -499,6 +541,9 @@ static conv_slot slot_at(const conv_plan *cp, char *base, int t) {
     s.gws = (b && cp->gemm_bytes) ? b + cp->col_bytes : NULL;
     s.gws_bytes = cp->gemm_bytes;
     s.dwp = (b && cp->dwp_bytes) ? (float *)(b + cp->col_bytes + cp->gemm_bytes) : NULL;
+    s.off = (b && cp->off_bytes)
+                ? (int32_t *)(b + cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes)
+                : NULL;
     return s;
 }
 
@@ -538,6 +583,15 @@ static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const
                            const float *w, const float *b, float *y, conv_slot s,
                            const char *base, int nth) {
     const int64_t ow = p->ow, np = cp->np;
+    if (cp->implicit && nth == 1 && et_f32_gemm_offb_available()) {
+        implicit_columns(p, x, s.col, s.off);
+        et_status st = et_f32_gemm_pa_offb(cp->ocg, np, cp->kg, packed_w(cp, base, 0), s.col,
+                                           s.off, y, np);
+        if (st != ET_OK) return st;
+        if (et_conv_has_epilogue_(p, b))
+            for (int64_t o = 0; o < p->oc; o++) et_conv_epilogue_(p, o, b ? b[o] : 0.0f, y + o * np, np);
+        return ET_OK;
+    }
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
         int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;

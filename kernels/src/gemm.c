@@ -567,6 +567,41 @@ et_status et_f32_gemm_pa(int trans_a, int trans_b, int64_t M, int64_t N, int64_t
                            ldc, ws, ws_bytes, nthreads);
 }
 
+/* ---- B rows through a table (gemm_internal.h) ------------------------------------------ */
+int et_f32_gemm_offb_available(void) {
+    const et_f32_gemm_config *cfg = current_config();
+    return cfg && cfg->ukernel_off;
+}
+
+et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, const float *b,
+                              const int32_t *off, float *C, int64_t ldc) {
+    const et_f32_gemm_config *cfg = current_config();
+    if (!cfg || !cfg->ukernel_off || cfg->nr > ET_GEMM_NR_MAX || M <= 0 || N <= 0 || K <= 0 ||
+        !pa || !b || !off || !C || ldc < N)
+        return ET_ERR_ARG;
+    pa_header h;
+    memcpy(&h, pa, sizeof h);
+    if (h.magic != ET_PA_MAGIC || h.cfg != cfg || h.m != M || h.k != K || h.trans_a != 0)
+        return ET_ERR_ARG;
+    const int64_t MR = cfg->mr, NR = cfg->nr, mp = round_up(M, MR);
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    const float *ap = pa_data(pa); /* K block pc: panel of rows ir at ap + pc * mp + ir * kc */
+    /* per tile its K blocks back to back (the first sets C, later ones add): the packed
+     * path's epilogue sequence */
+    for (int64_t jr = 0; jr < N; jr += NR) {
+        const int64_t nr = min_i64(NR, N - jr);
+        for (int64_t ir = 0; ir < M; ir += MR) {
+            const int64_t mr = min_i64(MR, M - ir);
+            for (int64_t pc = 0; pc < K; pc += kc_blk) {
+                const int64_t kc = min_i64(kc_blk, K - pc);
+                cfg->ukernel_off(kc, ap + pc * mp + ir * kc, b + jr, off + pc, C + ir * ldc + jr,
+                                 ldc, mr, nr, 1.0f, pc == 0 ? 0.0f : 1.0f);
+            }
+        }
+    }
+    return ET_OK;
+}
+
 /* ---- batched NCHW operands (gemm_internal.h) -------------------------------------- */
 /* Floats of packed B one task keeps (all K rows of nc columns): about 512 KiB, half of L2. */
 #define ET_GEMM_NCHW_B_FLOATS ((int64_t)128 * 1024)

@@ -72,6 +72,12 @@ typedef void et_f32_gemm_ukernel_sa(int64_t kc, const float *a, int64_t lda, con
                                     int64_t ldb, float *c, int64_t ldc, int64_t mr, int64_t nr,
                                     float alpha, float beta);
 typedef et_f32_gemm_ukernel_sa *et_f32_gemm_ukernel_sa_fn;
+/* The packed ukernel with B's rows found through a table: row k of the panel at b + off[k]
+ * (NR floats; an implicit im2col). The same FMA chain per element, so the same bits. */
+typedef void et_f32_gemm_ukernel_off(int64_t kc, const float *a, const float *b,
+                                     const int32_t *off, float *c, int64_t ldc, int64_t mr,
+                                     int64_t nr, float alpha, float beta);
+typedef et_f32_gemm_ukernel_off *et_f32_gemm_ukernel_off_fn;
 
 /* Packing primitives. Both write `w`-wide panels, dst[k*w + r] for k < kc,
  * r < w, with zeros for r >= n (n <= w):
@@ -94,6 +100,8 @@ typedef struct et_f32_gemm_config {
     /* optional (NULL: always pack A): A read in place when each A panel would serve a single
      * B panel (N <= NR, gemm.c), where packing it costs as much as the product */
     et_f32_gemm_ukernel_sa_fn ukernel_sa;
+    /* optional (NULL: et_f32_gemm_pa_offb is not available): B rows through a table */
+    et_f32_gemm_ukernel_off_fn ukernel_off;
 } et_f32_gemm_config;
 
 /* Shared drivers (gemm.c); arguments already validated (et_f32_gemm's checks).
@@ -150,6 +158,19 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
 et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, const float *dy,
                                  int64_t ys, const float *x, int64_t xs, float *C, int64_t ldc,
                                  void *ws, size_t ws_bytes, int nthreads);
+/* C[M, N] (row stride ldc) = op(A) B with op(A) pre-packed by et_f32_gemm_pack_a(0, M, K, ...)
+ * and B[k, j] = b[off[k] + j] (an implicit im2col: b must be readable up to
+ * b[max(off) + round_up(N, 32) - 1]), alpha 1, beta 0, one thread: the bits of et_f32_gemm's
+ * packed path (K blocks of balanced_block(K, ET_GEMM_KC), k-ordered FMA chains). ET_ERR_ARG
+ * when the current ISA has no table ukernel (callers then build the columns and run
+ * et_f32_gemm_pa) or pa does not fit. */
+et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, const float *b,
+                              const int32_t *off, float *C, int64_t ldc);
+/* 1 if the current ISA runs et_f32_gemm_pa_offb. */
+int et_f32_gemm_offb_available(void);
+/* Widest B panel any config reads (et_f32_gemm_pa_offb's over-read past N). */
+#define ET_GEMM_NR_MAX 32
+
 /* et_f32_gemm_pack_a with the panels split over nthreads (the same bytes). */
 et_status et_f32_gemm_pack_a_threads(int trans_a, int64_t M, int64_t K, const float *A,
                                      int64_t lda, void *pa, size_t pa_bytes, int nthreads);
@@ -176,6 +197,7 @@ extern const et_f32_gemm_config et_f32_gemm_config_avx2;
 et_f32_gemm_pack et_f32_gemm_pack_interleave__avx2, et_f32_gemm_pack_copy__avx2;
 et_f32_gemm_ukernel et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_ukernel_6x16__avx2;
 et_f32_gemm_ukernel_sa et_f32_gemm_ukernel_sa_14x32__avx512;
+et_f32_gemm_ukernel_off et_f32_gemm_ukernel_off_14x32__avx512;
 #endif
 #if defined(ET_HAVE_NEON)
 extern const et_f32_gemm_config et_f32_gemm_config_neon;
