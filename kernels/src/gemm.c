@@ -588,10 +588,10 @@ et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, c
     const float *ap = pa_data(pa); /* K block pc: panel of rows ir at ap + pc * mp + ir * kc */
     /* per tile its K blocks back to back (the first sets C, later ones add): the packed
      * path's epilogue sequence */
-    for (int64_t jr = 0; jr < N; jr += NR) {
-        const int64_t nr = min_i64(NR, N - jr);
-        for (int64_t ir = 0; ir < M; ir += MR) {
-            const int64_t mr = min_i64(MR, M - ir);
+    for (int64_t ir = 0; ir < M; ir += MR) {
+        const int64_t mr = min_i64(MR, M - ir);
+        for (int64_t jr = 0; jr < N; jr += NR) {
+            const int64_t nr = min_i64(NR, N - jr);
             for (int64_t pc = 0; pc < K; pc += kc_blk) {
                 const int64_t kc = min_i64(kc_blk, K - pc);
                 cfg->ukernel_off(kc, ap + pc * mp + ir * kc, b + jr, off + pc, C + ir * ldc + jr,
