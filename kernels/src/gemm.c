@@ -374,6 +374,72 @@ static void pack_a_range(void *ctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
+/* ---- C^T for a few rows times a transposed B ---------------------------------------------
+ * C[M, N] = A B^T with few rows (a batch through a linear layer: x W^T) packs all of B^T (a
+ * transpose of the whole weight matrix) to use it for a few row tiles. Computed as
+ * C^T = B A^T instead: B's rows are the kernel's A rows, read in place (ukernel_sa), A^T is
+ * the packed B side (a transpose of the few rows), and each MR x NR tile of C^T is kept in a
+ * small buffer over the K blocks (loaded transposed when beta reads C) and stored transposed.
+ * Every element is the same k-ordered FMA chain (x*w == w*x) with the same per-block epilogue,
+ * so the same bits. */
+#define CT_MAX_ROWS 64 /* M up to this */
+
+typedef struct ct_job {
+    const et_f32_gemm_config *cfg;
+    int64_t M, N, K;
+    float alpha;
+    const float *A;
+    int64_t lda;
+    const float *B;
+    int64_t ldb;
+    float beta;
+    float *C;
+    int64_t ldc;
+    char *base;
+    size_t slice;
+    int64_t nt; /* MR tiles of C^T's rows (C's columns) */
+    int ntasks;
+} ct_job;
+
+static int ct_fits(const et_f32_gemm_config *cfg, int64_t M, int64_t K, size_t slice) {
+    return (size_t)(round_up(M, cfg->nr) * K + cfg->mr * cfg->nr) * sizeof(float) <= slice;
+}
+
+static void ct_task(void *ctx, int64_t t, int tid) {
+    const ct_job *j = (const ct_job *)ctx;
+    const et_f32_gemm_config *cfg = j->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, M = j->M, K = j->K, mp = round_up(M, NR);
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    int64_t tb, te;
+    et_thread_range(j->nt, (int)t, j->ntasks, &tb, &te);
+    if (te <= tb) return;
+    /* A^T's NR-wide panels for every K block: block pc, panel of columns i at pb + pc*mp + i*kc */
+    float *pb = (float *)(j->base + (size_t)tid * j->slice), *tile = pb + mp * K;
+    for (int64_t pc = 0; pc < K; pc += kc_blk) {
+        const int64_t kc = min_i64(kc_blk, K - pc);
+        for (int64_t i = 0; i < M; i += NR)
+            cfg->pack_interleave(NR, min_i64(NR, M - i), kc, j->A + i * j->lda + pc, j->lda,
+                                 pb + pc * mp + i * kc);
+    }
+    for (int64_t r0 = tb * MR; r0 < min_i64(te * MR, j->N); r0 += MR) {
+        const int64_t mr = min_i64(MR, j->N - r0);
+        for (int64_t i = 0; i < M; i += NR) {
+            const int64_t nr = min_i64(NR, M - i);
+            float *c = j->C + i * j->ldc + r0; /* C^T tile (r, q) is C[i + q, r0 + r] */
+            if (j->beta != 0.0f)
+                for (int64_t r = 0; r < mr; r++)
+                    for (int64_t q = 0; q < nr; q++) tile[r * NR + q] = c[q * j->ldc + r];
+            for (int64_t pc = 0; pc < K; pc += kc_blk) {
+                const int64_t kc = min_i64(kc_blk, K - pc);
+                cfg->ukernel_sa(kc, j->B + r0 * j->ldb + pc, j->ldb, pb + pc * mp + i * kc, NR,
+                                tile, NR, mr, nr, j->alpha, pc == 0 ? j->beta : 1.0f);
+            }
+            for (int64_t q = 0; q < nr; q++)
+                for (int64_t r = 0; r < mr; r++) c[q * j->ldc + r] = tile[r * NR + q];
+        }
+    }
+}
+
 static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int trans_b,
                                  int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                                  int64_t lda, const packed_a *pre, const float *B, int64_t ldb,
@@ -392,6 +458,14 @@ static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int
     const size_t a_bytes = pack_a_bytes(cfg, M, K), slice = a_bytes + pack_b_bytes(cfg, N, K);
     /* a small product is done before a sleeping worker has woken up: one thread */
     if ((double)M * (double)N * (double)K < ET_GEMM_THREAD_MIN_MACS) nthreads = 1;
+    if (!pre && !trans_a && trans_b && cfg->ukernel_sa && M <= CT_MAX_ROWS && N >= 4 * cfg->mr &&
+        direct_b_stride_ok(ldb) && ct_fits(cfg, M, K, slice)) {
+        const int64_t nt = ceil_div(N, cfg->mr);
+        const int ntasks = (int)min_i64(nt, nthreads > 1 ? ET_GEMM_TASKS_PER_THREAD * nthreads : 1);
+        ct_job cj = {cfg, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, base, slice, nt, ntasks};
+        et_parallel_for(ntasks, nthreads, ct_task, &cj);
+        return ET_OK;
+    }
     /* more tasks than threads: a thread preempted by another process or a worker that joins
      * late holds up one task only (the grid changes no result bit: every element of C is the
      * same K loop) */
