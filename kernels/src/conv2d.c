@@ -579,18 +579,16 @@ static et_status pack_weights(const et_conv2d_params *p, const conv_plan *cp, co
     return ET_OK;
 }
 
+static et_status fwd_implicit_gemm(const et_conv2d_params *p, const conv_plan *cp,
+                                   const void *pw, conv_slot s, const float *b, float *y);
+
 static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const float *x,
                            const float *w, const float *b, float *y, conv_slot s,
                            const char *base, int nth) {
     const int64_t ow = p->ow, np = cp->np;
     if (cp->implicit && nth == 1 && et_f32_gemm_offb_available()) {
         implicit_columns(p, x, s.col, s.off);
-        et_status st = et_f32_gemm_pa_offb(cp->ocg, np, cp->kg, packed_w(cp, base, 0), s.col,
-                                           s.off, y, np);
-        if (st != ET_OK) return st;
-        if (et_conv_has_epilogue_(p, b))
-            for (int64_t o = 0; o < p->oc; o++) et_conv_epilogue_(p, o, b ? b[o] : 0.0f, y + o * np, np);
-        return ET_OK;
+        return fwd_implicit_gemm(p, cp, packed_w(cp, base, 0), s, b, y);
     }
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
@@ -839,6 +837,16 @@ static const pw_epi_variant pw_epi_variants[] = {
 #endif
     {{ET_ISA_REF, NULL}, NULL}, /* end */
 };
+
+/* The implicit-im2col forward's GEMM (fwd_image), with the bias + activation applied per
+ * final tile while it is in L1 (elementwise: the same bits). */
+static et_status fwd_implicit_gemm(const et_conv2d_params *p, const conv_plan *cp,
+                                   const void *pw, conv_slot s, const float *b, float *y) {
+    pw_epi e = {p, b};
+    const pw_epi_variant *ev = (const pw_epi_variant *)ET_VARIANT_PICK(pw_epi_variants);
+    return et_f32_gemm_pa_offb(cp->ocg, cp->np, cp->kg, pw, s.col, s.off, y, cp->np,
+                               et_conv_has_epilogue_(p, b) ? ev->fn : NULL, &e);
+}
 
 /* dst_i = op(W) src_i for every image (op = W for the forward, with bias + activation;
  * W^T for the input gradient). The scalar reference ISA has no packed GEMM: it runs the

@@ -648,7 +648,8 @@ int et_f32_gemm_offb_available(void) {
 }
 
 et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, const float *b,
-                              const int32_t *off, float *C, int64_t ldc) {
+                              const int32_t *off, float *C, int64_t ldc,
+                              et_f32_gemm_epilogue *epi, void *epi_ctx) {
     const et_f32_gemm_config *cfg = current_config();
     if (!cfg || !cfg->ukernel_off || cfg->nr > ET_GEMM_NR_MAX || M <= 0 || N <= 0 || K <= 0 ||
         !pa || !b || !off || !C || ldc < N)
@@ -671,6 +672,7 @@ et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, c
                 cfg->ukernel_off(kc, ap + pc * mp + ir * kc, b + jr, off + pc, C + ir * ldc + jr,
                                  ldc, mr, nr, 1.0f, pc == 0 ? 0.0f : 1.0f);
             }
+            if (epi) epi(epi_ctx, ir, mr, C + ir * ldc + jr, ldc, nr);
         }
     }
     return ET_OK;

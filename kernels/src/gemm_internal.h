@@ -161,11 +161,13 @@ et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, co
 /* C[M, N] (row stride ldc) = op(A) B with op(A) pre-packed by et_f32_gemm_pack_a(0, M, K, ...)
  * and B[k, j] = b[off[k] + j] (an implicit im2col: b must be readable up to
  * b[max(off) + round_up(N, 32) - 1]), alpha 1, beta 0, one thread: the bits of et_f32_gemm's
- * packed path (K blocks of balanced_block(K, ET_GEMM_KC), k-ordered FMA chains). ET_ERR_ARG
+ * packed path (K blocks of balanced_block(K, ET_GEMM_KC), k-ordered FMA chains); epi (if not
+ * NULL) runs on each final tile as in et_f32_gemm_nchw. ET_ERR_ARG
  * when the current ISA has no table ukernel (callers then build the columns and run
  * et_f32_gemm_pa) or pa does not fit. */
 et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, const float *b,
-                              const int32_t *off, float *C, int64_t ldc);
+                              const int32_t *off, float *C, int64_t ldc,
+                              et_f32_gemm_epilogue *epi, void *epi_ctx);
 /* 1 if the current ISA runs et_f32_gemm_pa_offb. */
 int et_f32_gemm_offb_available(void);
 /* Widest B panel any config reads (et_f32_gemm_pa_offb's over-read past N). */
