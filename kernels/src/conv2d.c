@@ -334,6 +334,7 @@ typedef struct conv_plan {
     int pw;                        /* pointwise NCHW GEMM path (fwd, bwd_input) */
     int colt;                      /* bwd_weight: transposed columns, read in place */
     int implicit;                  /* fwd: shifted copies + B rows through a table (below) */
+    int bands;                     /* bwd_input: col2im per band of GEMM rows (col2im_band) */
     size_t off_bytes;              /* implicit: the slot's row-offset table */
     int64_t ldt;                   /* their row stride: kall, or CONV_COLT_PAD (padded) */
     size_t dwp_bytes;              /* padded: the slot's dw [OC, CONV_COLT_PAD] */
@@ -493,6 +494,12 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
         cp->implicit = 1;
         cp->off_bytes = align_up((size_t)cp->kg * sizeof(int32_t));
     }
+    if (kind == CONV_BWD_INPUT && p->groups == 1 && !cp->direct && conv_inside(p) &&
+        cp->band == p->oh && !et_f32_gemm_is_small(cp->kg, cp->np, cp->ocg)) {
+        const size_t bb = align_up((size_t)et_f32_gemm_bands_floats(cp->np, cp->ocg) * sizeof(float));
+        if (bb > cp->col_bytes) cp->col_bytes = bb;
+        cp->bands = 1;
+    }
     cp->slot_bytes = cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes + cp->off_bytes;
     cp->part_bytes = (kind == CONV_BWD_WEIGHT && cp->wchunks > 1)
                          ? align_up((size_t)(p->oc * cp->kg) * sizeof(float))
@@ -610,12 +617,42 @@ static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const
     return ET_OK;
 }
 
+/* The input gradient one band of dcol rows at a time (plan bands: conv_inside windows, the
+ * image in one band): after the GEMM has finished rows [k0, k0 + rows) of dcol (in buf, row
+ * stride ldc), they are added into dx as col2im_inside_rows adds them -- every dx element
+ * still gets its contributions in k order, one addition each, so the same bits -- while the
+ * band is in L1, instead of through a column buffer of the whole image. */
+typedef struct band_job {
+    const et_conv2d_params *p;
+    float *dx;
+} band_job;
+
+static void col2im_band(void *ctx, int64_t k0, int64_t rows, float *buf, int64_t ldc,
+                        int64_t ncols) {
+    const band_job *j = (const band_job *)ctx;
+    const et_conv2d_params *p = j->p;
+    const int64_t khw = p->kh * p->kw, step = p->stride_h * p->w;
+    (void)ncols;
+    for (int64_t k = k0; k < k0 + rows; k++) {
+        const int64_t ci = k / khw, ky = k % khw / p->kw, kx = k % p->kw;
+        add_rows(j->dx + (ci * p->h + ky * p->dil_h) * p->w + kx * p->dil_w, step,
+                 buf + (k - k0) * ldc, p->ow, p->oh, p->ow);
+    }
+}
+
 static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
                                  const float *w, const float *b_unused, float *dx, conv_slot s,
                                  const char *base, int nth) {
     (void)b_unused;
     const int64_t ow = p->ow, np = cp->np;
     if (!cp->direct) memset(dx, 0, (size_t)(p->c * p->h * p->w) * sizeof(float));
+    if (cp->bands && nth == 1) {
+        band_job j = {p, dx};
+        if (et_f32_gemm_pa_bands(cp->kg, np, cp->ocg, packed_w(cp, base, 0), dy, np, s.col,
+                                 col2im_band, &j) == ET_OK)
+            return ET_OK;
+        /* no packed config or a stride it would not read in place: nothing done yet */
+    }
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
         int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
