@@ -12,6 +12,11 @@
  * whole GEMM panels and dw goes through a padded copy in the slot. The output is processed in
  * bands of whole output rows so the column buffer stays near L2 size (CONV_COL_TILE_FLOATS).
  * 1x1 / stride 1 / no pad convs use x (dx) directly as the column matrix.
+ * Stride 1 / no pad / no dilation, the image in one band, one GEMM thread: fwd builds kw
+ * shifted copies of the image instead of im2col and the GEMM reads B's rows through a table
+ * (implicit_columns, et_f32_gemm_pa_offb; bias + activation per tile), bwd_input runs col2im
+ * per band of GEMM rows (col2im_band, et_f32_gemm_pa_bands). Same FMA chains and additions
+ * in the same order, so the same bits (kernels/tests/test_conv.c check_fwd_bits).
  * Threads: with n >= nthreads each thread takes whole images with its own column buffer and
  * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
  * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw

@@ -5,7 +5,9 @@
  *   gemm.c         et_f32_gemm: argument checks, ISA dispatch, the shared
  *                  BLIS-style packed driver (et_f32_gemm_packed), the thread
  *                  partition and an unpacked path for tiny / vector problems.
- *   gemm_avx512.c  14x32 zmm microkernel, compiled with ET_TARGET_AVX512.
+ *   gemm_avx512.c  14x32 zmm microkernel, compiled with ET_TARGET_AVX512, and its two
+ *                  forms with A read in place (one-panel products, C^T of x W^T) and with
+ *                  B's rows through a table (the convolution's implicit im2col).
  *   gemm_avx2.c    6x16 ymm microkernel + AVX2 packers (also used by the
  *                  AVX-512 config), compiled with ET_TARGET_AVX2.
  *   gemm_neon.c    8x12 aarch64 Advanced SIMD microkernel + packers.
