@@ -37,6 +37,10 @@ extensions = [
     Extension("edgetrain._native", ["edgetrain/_native.pyx"] + c_sources(),
               include_dirs=include_dirs, define_macros=macros,
               extra_compile_args=compile_args, extra_link_args=link_args),
+    # the data pipeline's hot loops (no C runtime inside)
+    Extension("edgetrain.data._batch", ["edgetrain/data/_batch.pyx"],
+              include_dirs=[np.get_include()], define_macros=macros[1:],
+              extra_compile_args=compile_args, extra_link_args=link_args),
 ]
 
 setup(

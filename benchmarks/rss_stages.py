@@ -3,8 +3,9 @@
 Usage: python rss_stages.py [lenet|mobilenetv2] [BATCH] [THREADS] [STEPS]
 
 Prints, for each stage of ``workloads.edgetrain_step`` (imports, model, TrainSession.from_module,
-the first steps), the resident set after it and the peak inside it (VmHWM reset before each
-stage through /proc/self/clear_refs), then the session's planned blocks (``memory_info``).
+the model dropped as that function returns, the first steps), the resident set after it and
+the peak inside it (VmHWM reset before each stage through /proc/self/clear_refs), then the
+session's planned blocks (``memory_info``).
 Linux only; run it in a fresh process (rss_probe.py gives the one number the README quotes).
 """
 import sys
@@ -53,6 +54,9 @@ def main(model_name="mobilenetv2", batch=32, threads=1, steps=3):
         model, inputs={"data": (batch,) + shape}, loss=nn.CrossEntropyLoss(),
         labels={"label": ((batch,), "int64")}, optimizer=opt, threads=threads)
     stage("TrainSession.from_module")
+    params = sum(p.data.nbytes for p in model.parameters())
+    del model, opt   # as when workloads.edgetrain_step returns (the probe's case)
+    stage("model dropped")
     x, y = workloads._data(batch, shape)
     sess.Train()
     for i in range(steps):
@@ -65,7 +69,6 @@ def main(model_name="mobilenetv2", batch=32, threads=1, steps=3):
     print(f"{'peak of the process':28s} {overall / MiB:19.1f} MiB")
     print("session blocks (MiB): " + ", ".join(
         f"{k} {v / MiB:.2f}" for k, v in sess.memory_info().items() if v))
-    params = sum(p.data.nbytes for p in model.parameters())
     print(f"the model's own parameters (Python): {params / MiB:.2f} MiB")
 
 

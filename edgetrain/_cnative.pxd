@@ -92,6 +92,8 @@ cdef extern from "edgetrain/et_runtime.h":
         size_t workspace_bytes
         size_t total_bytes
         size_t activations_unplanned_bytes
+        size_t workspace_unplanned_bytes
+        size_t eval_cache_bytes
 
     et_status et_session_load_file(const char *path, int nthreads, et_session **out) nogil
     et_status et_session_load_memory(const void *data, size_t size, int nthreads,
@@ -123,6 +125,7 @@ cdef extern from "edgetrain/et_runtime.h":
     int et_session_find_tensor(const et_session *s, const char *name)
     et_status et_session_tensor_info(const et_session *s, int index, et_tensor_info *info)
     void *et_session_tensor_data(et_session *s, int index)
+    const void *et_session_tensor_read(const et_session *s, int index)
     et_status et_session_set_input(et_session *s, const char *name, et_dtype dtype,
                                    const void *data, int ndim, const int64_t *shape)
     int et_session_input_count(const et_session *s)

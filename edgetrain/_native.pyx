@@ -422,7 +422,7 @@ cdef class Session:
         self._check(et_session_tensor_info(self.s, index, &ti), f"tensor {index}")
         shape = tuple(ti.shape[k] for k in range(ti.ndim))
         out = np.empty(shape, _NP_OF_DTYPE[ti.dtype])
-        cdef void *src = et_session_tensor_data(self.s, index)
+        cdef const void *src = et_session_tensor_read(self.s, index)
         if src == NULL:
             raise NotFoundError(f"tensor {ti.name.decode()!r} has no data")
         cdef char *dst = <char *>cnp.PyArray_DATA(out)
@@ -550,7 +550,9 @@ cdef class Session:
                 "optimizer": mi.optimizer_bytes, "consts": mi.const_bytes,
                 "inputs": mi.inputs_bytes, "activations": mi.activations_bytes,
                 "workspace": mi.workspace_bytes, "total": mi.total_bytes,
-                "activations_without_reuse": mi.activations_unplanned_bytes}
+                "activations_without_reuse": mi.activations_unplanned_bytes,
+                "workspace_without_reuse": mi.workspace_unplanned_bytes,
+                "eval_cache": mi.eval_cache_bytes}
 
     @_locked
     def node_count(self, str program):

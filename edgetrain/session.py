@@ -57,6 +57,7 @@ class TrainSession:
     def __init__(self, native: "_native.Session"):
         self._s = native
         self._recompute = {}   # the memory_budget plan (edgetrain.recompute), if any
+        self._release_at_run = False   # give freed heap pages back before the first run
         self._names = {}
         for i in range(native.tensor_count()):
             info = native.info(i)
@@ -139,6 +140,10 @@ class TrainSession:
             _native.release_free_memory()
         sess = cls(native)
         sess._recompute = recompute   # the memory_budget plan (graph.meta), for memory_info
+        # The caller usually drops the traced module (and its optimizer) after construction:
+        # glibc keeps the heap pages its arrays freed, so they would sit under the activation
+        # arena the first run fills. That run gives them back first (once; malloc_trim).
+        sess._release_at_run = True
         return sess
 
     @classmethod
@@ -206,6 +211,9 @@ class TrainSession:
                                 f"the program reads {needed}")
         for name in needed:
             self._s.set_input(name, _as_input(name, feeds[name]))
+        if self._release_at_run:
+            self._release_at_run = False
+            _native.release_free_memory()
         self._s.run()
         return {name: self._s.get(t) for name, t in self._s.outputs().items()}
 
@@ -525,7 +533,8 @@ class TrainSession:
         self._s.max_memory = _max_memory(n)
 
     def memory_info(self) -> Dict[str, int]:
-        """Planned arena bytes: params, grads, optimizer, activations, workspace, total;
+        """Planned arena bytes: params, grads, optimizer, activations, workspace, eval_cache
+        (the eval program's packed conv weights, made at its first run; README), total;
         for a session built with ``memory_budget`` also the recompute plan: memory_budget,
         arena_unconstrained, recomputed_tensors, recomputed_bytes, recompute_nodes."""
         info = self._s.memory_info()

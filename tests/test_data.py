@@ -648,3 +648,46 @@ def test_data_and_nn_import_without_the_native_extension():
             "    raise AssertionError('TrainSession without the extension')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_mnist_batch_gather_is_bitwise_the_lookup_table(tmp_path, monkeypatch):
+    """get_batch's one-pass gather (_batch.lut_gather_u8) gives numpy's lut[images[idx]] bit for
+    bit, refuses bad arguments, and the numpy fallback (no extension built) is the same."""
+    from edgetrain.data import mnist
+    from edgetrain.data._batch import lut_gather_u8
+    write_mnist(str(tmp_path), fake_mnist())
+    ds = MnistDataset(str(tmp_path), mean=0.3, std=0.7)
+    idx = np.array([5, -1, 0, 5, 19])
+    fast, y = ds.get_batch(idx)
+    expect = ds._lut[ds.images[np.where(idx < 0, idx + len(ds), idx)]][:, None]
+    assert fast.tobytes() == expect.tobytes()
+    monkeypatch.setattr(mnist, "lut_gather_u8", None)
+    slow, y2 = ds.get_batch(idx)
+    assert slow.tobytes() == fast.tobytes() and (y == y2).all()
+    out = np.empty((2, 784), np.float32)
+    good = np.array([0, 3], np.int64)
+    with pytest.raises(IndexError, match="out of range"):
+        lut_gather_u8(ds.images, np.array([0, len(ds)], np.int64), ds._lut, out)
+    with pytest.raises(IndexError, match="out of range"):
+        lut_gather_u8(ds.images, np.array([-1, 0], np.int64), ds._lut, out)
+    with pytest.raises(ValueError, match="elements"):
+        lut_gather_u8(ds.images, good, ds._lut, np.empty((3, 784), np.float32))
+    with pytest.raises(TypeError, match="idx"):
+        lut_gather_u8(ds.images, good.astype(np.int32), ds._lut, out)
+    with pytest.raises(TypeError, match="lut"):
+        lut_gather_u8(ds.images, good, ds._lut[:255], out)
+    with pytest.raises(TypeError, match="images"):
+        lut_gather_u8(ds.images.astype(np.int16), good, ds._lut, out)
+    with pytest.raises(TypeError, match="out"):
+        lut_gather_u8(ds.images, good, ds._lut, np.empty((2, 784), np.float64))
+    assert lut_gather_u8(ds.images, good, ds._lut, out).tobytes() == \
+        ds._lut[ds.images[good]].tobytes()
+    # rows longer than the copy buffer (16 KiB) go in pieces; empty rows and batches work
+    rng = np.random.default_rng(1)
+    big = rng.integers(0, 256, size=(5, 3, 97, 61), dtype=np.uint8)  # 17751-byte rows
+    pick = np.array([4, 0, 4, 2], np.int64)
+    got = lut_gather_u8(big, pick, ds._lut, np.empty((4, 3, 97, 61), np.float32))
+    assert got.tobytes() == ds._lut[big[pick]].tobytes()
+    assert lut_gather_u8(np.zeros((3, 0), np.uint8), pick[:2] % 3, ds._lut,
+                         np.empty((2, 0), np.float32)).size == 0
+    assert lut_gather_u8(big, pick[:0], ds._lut, np.empty((0, 3), np.float32)).size == 0

@@ -63,9 +63,12 @@ def check_index(index, n: int) -> int:
 def check_indices(indices, n: int) -> np.ndarray:
     """Return ``indices`` as an int64 array, each in ``[0, n)``."""
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if idx.size and (idx.min() < -n or idx.max() >= n):
+    if not idx.size:
+        return idx
+    lo, hi = idx.min(), idx.max()
+    if lo < -n or hi >= n:
         raise IndexError(f"batch indices out of range for a dataset of {n} samples")
-    return np.where(idx < 0, idx + n, idx)
+    return np.where(idx < 0, idx + n, idx) if lo < 0 else idx.copy()
 
 
 def accepts_rng(get_batch: Callable) -> bool:

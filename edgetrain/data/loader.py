@@ -82,8 +82,9 @@ class DataLoader:
         stop = n - n % self.batch_size if self.drop_last else n
         return [order[i:i + self.batch_size] for i in range(0, stop, self.batch_size)]
 
-    def load_batch(self, indices: np.ndarray, rng: np.random.Generator):
-        """Build one batch (runs in a worker thread when ``num_workers > 0``)."""
+    def load_batch(self, indices: np.ndarray, rng: Optional[np.random.Generator]):
+        """Build one batch (runs in a worker thread when ``num_workers > 0``); ``rng`` is the
+        batch's generator when the dataset's ``get_batch`` takes one, else None (unused)."""
         if self._get_batch is not None:
             if self._batch_takes_rng:
                 batch = self._get_batch(indices, rng=rng)
@@ -98,8 +99,8 @@ class DataLoader:
         batches = self.batch_indices(epoch)
         jobs = [(b, batches[b]) for b in range(int(start), len(batches))]
 
-        def rng_for(b):
-            return epoch_rng(self.seed, epoch, 1 + b)
+        def rng_for(b):  # only a get_batch that takes one gets a generator (costly to make)
+            return epoch_rng(self.seed, epoch, 1 + b) if self._batch_takes_rng else None
 
         if self.num_workers == 0:
             return (self.load_batch(idx, rng_for(b)) for b, idx in jobs)

@@ -283,6 +283,15 @@ static et_status conv2d_run(const et_node_io *io, const et_run_env *e) {
     et_conv2d_params p = {0};
     TRY(conv_params(io->node, io->in[0], io->in[1], 1, &p, NULL, 0));
     const size_t bn = conv_bn_bytes(io, p.oc);
+    if (e->cache) { /* the eval cache's entry (conv2d_cache_fill): factors, packed weights */
+        if (e->ws_bytes < bn || e->cache_bytes < bn) return ET_ERR_ARG;
+        const float *a = (const float *)e->cache;
+        if (bn) p.bn_scale = a, p.bn_shift = a + p.oc;
+        const void *pk = e->cache_bytes > bn ? (const char *)e->cache + bn : NULL;
+        return et_f32_conv2d_fwd_packed(&p, io->in_data[0], io->in_data[1], pk, io->in_data[2],
+                                        io->out_data[0], bn ? (char *)e->ws + bn : e->ws,
+                                        e->ws_bytes - bn, e->nthreads);
+    }
     if (bn) {
         if (e->ws_bytes < bn) return ET_ERR_ARG;
         float *a = (float *)e->ws, *sh = a + p.oc;
@@ -294,6 +303,28 @@ static et_status conv2d_run(const et_node_io *io, const et_run_env *e) {
     return et_f32_conv2d_fwd(&p, io->in_data[0], io->in_data[1], io->in_data[2], io->out_data[0],
                              bn ? (char *)e->ws + bn : e->ws, e->ws_bytes - bn, e->nthreads);
 }
+
+/* An EVAL program's cache entry (eval_cache.c): the fused BatchNorm's factors (as conv2d_run
+ * puts them at the start of its workspace), then the weights packed as et_f32_conv2d_fwd packs
+ * them on every call. Derived from w and the BatchNorm inputs (conv2d_cache_in). */
+static size_t conv2d_cache_bytes(const et_node_io *io) {
+    et_conv2d_params p = {0};
+    if (conv_params(io->node, io->in[0], io->in[1], 1, &p, NULL, 0) != ET_OK) return 0;
+    return conv_bn_bytes(io, p.oc) + et_f32_conv2d_fwd_packed_bytes(&p);
+}
+static et_status conv2d_cache_fill(const et_node_io *io, void *cache, size_t bytes, int nthreads) {
+    et_conv2d_params p = {0};
+    TRY(conv_params(io->node, io->in[0], io->in[1], 1, &p, NULL, 0));
+    const size_t bn = conv_bn_bytes(io, p.oc);
+    if (bytes < bn) return ET_ERR_ARG;
+    float *a = (float *)cache, *sh = a + p.oc;
+    for (int64_t o = 0; bn && o < p.oc; o++)
+        et_f32_bn_infer_factor(io->in_data[3], io->in_data[4], io->in_data[5], io->in_data[6],
+                               io->node->fattr[1], o, &a[o], &sh[o]);
+    if (bytes == bn) return ET_OK;
+    return et_f32_conv2d_fwd_pack(&p, io->in_data[1], (char *)cache + bn, bytes - bn, nthreads);
+}
+#define conv2d_cache_in ((1u << 1) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6))
 
 /* The two convolution input gradients: dy = in[0], x = in[xi], w = in[wi]; the output has
  * in[2]'s shape (the tensor whose gradient it is). */
@@ -2519,7 +2550,8 @@ static et_status expand_run(const et_node_io *io, const et_run_env *e) {
 static const et_op_desc op_table[] = {
     [ET_OP_CONV2D] = {.name = "conv2d", .min_in = 2, .max_in = 7, .min_out = 1, .max_out = 1,
         .min_iattr = 10, .max_iattr = 10, .min_fattr = 1, .max_fattr = 2, .infer = conv2d_infer,
-        .ws_bytes = conv2d_ws, .run = conv2d_run},
+        .ws_bytes = conv2d_ws, .run = conv2d_run, .cache_bytes = conv2d_cache_bytes,
+        .cache_fill = conv2d_cache_fill, .cache_in_mask = conv2d_cache_in},
     [ET_OP_CONV2D_BWD_INPUT] = {.name = "conv2d_bwd_input", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
         .min_iattr = 9, .max_iattr = 10, .min_fattr = 0, .max_fattr = 1, .infer = conv2d_bwd_input_infer,
         .ws_bytes = conv2d_bwd_input_ws, .run = conv2d_bwd_input_run},

@@ -5,7 +5,10 @@
  * node that computes it to its last reader (program outputs to the end), and
  * tensors are placed largest first at the lowest 64-byte aligned offset that
  * does not overlap any already placed tensor whose lifetime overlaps. The
- * arena is the maximum over programs; the workspace the maximum over nodes.
+ * arena is the maximum over programs. A node's kernel workspace goes into the
+ * arena too, at the lowest offset free of every activation alive at that node
+ * (below the arena's top); the separate ws block is the largest workspace that
+ * found no such room (often none).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,19 +279,24 @@ static uint32_t collect_lifetimes(const et_model *m, const et_program_def *pg, c
     return n;
 }
 
+/* Lowest offset where `size` bytes overlap none of the nb busy spans. */
+static size_t first_gap(span *busy, uint32_t nb, size_t size) {
+    qsort(busy, nb, sizeof *busy, cmp_span);
+    size_t off = 0;
+    for (uint32_t j = 0; j < nb; j++) {
+        if (off + size <= busy[j].off) break;
+        if (busy[j].end > off) off = busy[j].end;
+    }
+    return off;
+}
+
 /* Lowest offset for item i that avoids every placed item alive at the same time. */
 static size_t lowest_free_offset(const act_item *items, uint32_t i, span *busy) {
     uint32_t nb = 0;
     for (uint32_t j = 0; j < i; j++)
         if (items[j].first <= items[i].last && items[i].first <= items[j].last)
             busy[nb++] = (span){items[j].off, items[j].off + items[j].size};
-    qsort(busy, nb, sizeof *busy, cmp_span);
-    size_t off = 0;
-    for (uint32_t j = 0; j < nb; j++) {
-        if (off + items[i].size <= busy[j].off) break;
-        if (busy[j].end > off) off = busy[j].end;
-    }
-    return off;
+    return first_gap(busy, nb, items[i].size);
 }
 
 static void plan_program(const et_model *m, const et_program_def *pg, const et_tshape *shape, plan_scratch *s,
@@ -310,22 +318,93 @@ static void plan_program(const et_model *m, const et_program_def *pg, const et_t
 /* ======================================================================= */
 /* Workspace, inputs, the whole plan                                        */
 /* ======================================================================= */
+static size_t node_ws_bytes(const et_model *m, const et_node_def *nd, const et_tshape *shape, int nthreads) {
+    const et_op_desc *d = et_op_desc_get(nd->op);
+    if (!d->ws_bytes) return 0;
+    et_node_io io;
+    node_io_shapes(m, nd, shape, &io);
+    return d->ws_bytes(&io, nthreads);
+}
+
 /* Largest workspace any node of any program needs (a node listed by several
  * programs is simply asked again). */
 static size_t workspace_bytes(const et_model *m, const et_tshape *shape, int nthreads) {
     size_t ws = 0;
     for (int p = 0; p < ET_PROGRAM_COUNT_; p++) {
         for (uint32_t k = 0; k < m->programs[p].n_nodes; k++) {
-            const et_node_def *nd = &m->nodes[m->programs[p].nodes[k]];
-            const et_op_desc *d = et_op_desc_get(nd->op);
-            if (!d->ws_bytes) continue;
-            et_node_io io;
-            node_io_shapes(m, nd, shape, &io);
-            size_t b = d->ws_bytes(&io, nthreads);
+            size_t b = node_ws_bytes(m, &m->nodes[m->programs[p].nodes[k]], shape, nthreads);
             if (b > ws) ws = b;
         }
     }
     return ws;
+}
+
+/* Arena offset for `bytes` of workspace at node position k: the lowest gap among the
+ * activations alive there (items: the program's, with their offsets) if it ends below the
+ * arena's top, else ET_NO_OFFSET. */
+static size_t workspace_gap(const act_item *items, uint32_t n, int64_t k, size_t bytes, size_t arena, span *busy) {
+    uint32_t nb = 0;
+    for (uint32_t j = 0; j < n; j++)
+        if (items[j].first <= k && k <= items[j].last) busy[nb++] = (span){items[j].off, items[j].off + items[j].size};
+    size_t off = first_gap(busy, nb, bytes);
+    return off + bytes <= arena ? off : ET_NO_OFFSET;
+}
+
+/* Places every node's workspace for nthreads threads (ws_at: per program, 2 entries per node,
+ * or NULL to measure only); returns the bytes of the ws block: the largest workspace without
+ * room in the arena. */
+static size_t place_workspaces(const et_model *m, const et_plan *p, int nthreads, plan_scratch *s,
+                               size_t *const *ws_at) {
+    size_t block = 0;
+    for (int pi = 0; pi < ET_PROGRAM_COUNT_; pi++) {
+        const et_program_def *pg = &m->programs[pi];
+        if (!pg->present) continue;
+        uint32_t n = collect_lifetimes(m, pg, p->shape, s);
+        for (uint32_t i = 0; i < n; i++) s->items[i].off = p->act_off[pi][s->items[i].t];
+        for (uint32_t k = 0; k < pg->n_nodes; k++) {
+            size_t b = node_ws_bytes(m, &m->nodes[pg->nodes[k]], p->shape, nthreads), off = ET_NO_OFFSET;
+            if (b) off = workspace_gap(s->items, n, k, et_align_up(b), p->arena_bytes, s->busy);
+            if (off == ET_NO_OFFSET && b > block) block = b;
+            if (ws_at) {
+                ws_at[pi][2 * k] = off;
+                ws_at[pi][2 * k + 1] = b;
+            }
+        }
+    }
+    return block;
+}
+
+static et_status scratch_alloc(const et_model *m, plan_scratch *s) {
+    size_t n = (size_t)m->n_tensors + 1;
+    s->first = (int64_t *)et_calloc(n, sizeof(int64_t));
+    s->last = (int64_t *)et_calloc(n, sizeof(int64_t));
+    s->items = (act_item *)et_calloc(n, sizeof(act_item));
+    s->busy = (span *)et_calloc(n, sizeof(span));
+    return s->first && s->last && s->items && s->busy ? ET_OK : ET_ERR_NOMEM;
+}
+
+static void scratch_free(plan_scratch *s) {
+    et_free(s->first);
+    et_free(s->last);
+    et_free(s->items);
+    et_free(s->busy);
+}
+
+/* Per program: 2 entries per node (workspace offset, bytes); ET_OK or ET_ERR_NOMEM. */
+static et_status ws_at_alloc(const et_model *m, size_t **ws_at) {
+    et_status st = ET_OK;
+    for (int k = 0; k < ET_PROGRAM_COUNT_; k++) {
+        ws_at[k] = (size_t *)et_calloc(2 * (size_t)m->programs[k].n_nodes + 1, sizeof(size_t));
+        if (!ws_at[k]) st = ET_ERR_NOMEM;
+    }
+    return st;
+}
+
+static void ws_at_free(size_t **ws_at) {
+    for (int k = 0; k < ET_PROGRAM_COUNT_; k++) {
+        et_free(ws_at[k]);
+        ws_at[k] = NULL;
+    }
 }
 
 static size_t layout_inputs(const et_model *m, const et_tshape *shape, size_t *off) {
@@ -343,12 +422,8 @@ static et_status plan_memory(const et_model *m, int nthreads, et_plan_check_fn c
                              char *err, size_t cap) {
     plan_scratch s;
     size_t n = (size_t)m->n_tensors + 1;
-    s.first = (int64_t *)et_calloc(n, sizeof(int64_t));
-    s.last = (int64_t *)et_calloc(n, sizeof(int64_t));
-    s.items = (act_item *)et_calloc(n, sizeof(act_item));
-    s.busy = (span *)et_calloc(n, sizeof(span));
     et_status st = ET_ERR_NOMEM;
-    if (!s.first || !s.last || !s.items || !s.busy) goto done;
+    if (scratch_alloc(m, &s) != ET_OK || ws_at_alloc(m, p->ws_at) != ET_OK) goto done;
     for (int k = 0; k < ET_PROGRAM_COUNT_; k++) {
         if (!(p->act_off[k] = (size_t *)et_calloc(n, sizeof(size_t)))) goto done;
         for (size_t i = 0; i < n; i++) p->act_off[k][i] = ET_NO_OFFSET;
@@ -360,7 +435,8 @@ static et_status plan_memory(const et_model *m, int nthreads, et_plan_check_fn c
     }
     if (!(p->input_off = (size_t *)et_calloc(n, sizeof(size_t)))) goto done;
     p->inputs_bytes = layout_inputs(m, p->shape, p->input_off);
-    p->ws_bytes = workspace_bytes(m, p->shape, nthreads);
+    p->ws_bytes = place_workspaces(m, p, nthreads, &s, p->ws_at);
+    p->ws_unplanned_bytes = workspace_bytes(m, p->shape, nthreads);
     if ((uint64_t)p->arena_bytes + p->inputs_bytes + p->ws_bytes > ET_MAX_BYTES) {
         et_msgf(err, cap, "the plan needs %llu bytes of activations, inputs and workspace, more than 2^40",
                 (unsigned long long)((uint64_t)p->arena_bytes + p->inputs_bytes + p->ws_bytes));
@@ -378,10 +454,7 @@ done:
         et_msgf(err, cap, "out of memory planning %llu bytes of activations, %llu of inputs and %llu of workspace",
                 (unsigned long long)p->arena_bytes, (unsigned long long)p->inputs_bytes, (unsigned long long)p->ws_bytes);
 out:
-    et_free(s.first);
-    et_free(s.last);
-    et_free(s.items);
-    et_free(s.busy);
+    scratch_free(&s);
     return st;
 }
 
@@ -415,26 +488,43 @@ et_status et_plan_build_checked(const et_model *m, const et_tshape *base, int nt
 }
 
 size_t et_plan_workspace_bytes(const et_model *m, const et_plan *p, int nthreads) {
-    return workspace_bytes(m, p->shape, nthreads);
+    plan_scratch s;
+    size_t ws = workspace_bytes(m, p->shape, nthreads); /* without scratch: no workspace in the arena */
+    if (scratch_alloc(m, &s) == ET_OK) ws = place_workspaces(m, p, nthreads, &s, NULL);
+    scratch_free(&s);
+    return ws;
 }
 
 et_status et_plan_set_threads(const et_model *m, et_plan *p, int nthreads, char *err, size_t cap) {
-    size_t ws = workspace_bytes(m, p->shape, nthreads);
-    if (ws <= p->ws_bytes) return ET_OK;
-    uint8_t *buf = (uint8_t *)et_aligned_calloc(ws);
-    if (!buf) {
-        et_msgf(err, cap, "out of memory for a %llu byte workspace (%d threads)", (unsigned long long)ws, nthreads);
-        return ET_ERR_NOMEM;
+    plan_scratch s;
+    size_t *ws_at[ET_PROGRAM_COUNT_] = {NULL}, ws = 0;
+    uint8_t *buf = NULL;
+    et_status st = ET_ERR_NOMEM;
+    if (scratch_alloc(m, &s) == ET_OK && ws_at_alloc(m, ws_at) == ET_OK) {
+        ws = place_workspaces(m, p, nthreads, &s, ws_at);
+        if (ws <= p->ws_bytes || (buf = (uint8_t *)et_aligned_calloc(ws))) st = ET_OK;
     }
-    et_aligned_free(p->ws);
-    p->ws = buf;
-    p->ws_bytes = ws;
+    scratch_free(&s);
+    if (st != ET_OK) {
+        ws_at_free(ws_at);
+        et_msgf(err, cap, "out of memory for a %llu byte workspace (%d threads)", (unsigned long long)ws, nthreads);
+        return st;
+    }
+    ws_at_free(p->ws_at);
+    memcpy(p->ws_at, ws_at, sizeof ws_at);
+    p->ws_unplanned_bytes = workspace_bytes(m, p->shape, nthreads);
+    if (buf) {
+        et_aligned_free(p->ws);
+        p->ws = buf;
+        p->ws_bytes = ws;
+    }
     return ET_OK;
 }
 
 void et_plan_free(et_plan *p) {
     et_free(p->shape);
     for (int k = 0; k < ET_PROGRAM_COUNT_; k++) et_free(p->act_off[k]);
+    ws_at_free(p->ws_at);
     et_free(p->input_off);
     et_aligned_free(p->inputs);
     et_aligned_free(p->arena);

@@ -292,6 +292,8 @@ typedef struct et_run_env {
     int nthreads;
     void *ws;
     size_t ws_bytes;
+    const void *cache;        /* this node's entry of the eval cache (eval_cache.c), NULL: none */
+    size_t cache_bytes;
 } et_run_env;
 
 /* A node's tensors: shapes (and, when running, data). Absent slots are NULL. */
@@ -314,6 +316,13 @@ typedef struct et_op_desc {
     et_status (*infer)(const et_node_io *io, et_tshape *out, char *msg, size_t cap);
     size_t (*ws_bytes)(const et_node_io *io, int nthreads); /* NULL: needs none */
     et_status (*run)(const et_node_io *io, const et_run_env *env);
+    /* Data the op derives from its stored inputs in cache_in_mask (packed weights, BatchNorm
+     * factors) on every run, kept by an EVAL program while they are unchanged (eval_cache.c):
+     * its bytes for these shapes (0: none) and how to make it; run then finds it in
+     * env->cache and must compute the same bits as without it. NULL: the op keeps none. */
+    size_t (*cache_bytes)(const et_node_io *io);
+    et_status (*cache_fill)(const et_node_io *io, void *cache, size_t bytes, int nthreads);
+    uint8_t cache_in_mask;
 } et_op_desc;
 
 const et_op_desc *et_op_desc_get(int op); /* NULL if out of range */
@@ -343,9 +352,12 @@ typedef struct et_plan {
     size_t inputs_bytes;
     uint8_t *arena;
     size_t arena_bytes;                        /* max over programs */
-    uint8_t *ws;
+    size_t *ws_at[ET_PROGRAM_COUNT_];          /* per node position k: [2k] arena offset of its workspace
+                                                  (ET_NO_OFFSET: the ws block), [2k + 1] its bytes */
+    uint8_t *ws;                               /* for the nodes whose workspace has no room in the arena */
     size_t ws_bytes;
     size_t act_unplanned_bytes;                /* max over programs of the sum of ACT sizes */
+    size_t ws_unplanned_bytes;                 /* the largest workspace of any node */
 } et_plan;
 
 /* Infers every shape from `base` (shapes of all non-ACT tensors; ACT entries
@@ -359,9 +371,10 @@ et_status et_plan_build_checked(const et_model *m, const et_tshape *base, int nt
                                 void *ctx, et_plan *out, char *err, size_t cap);
 /* Bytes of the persistent blocks et_persist_build would allocate. */
 uint64_t et_persist_total_bytes(const et_model *m);
-/* Workspace the plan's shapes need with nthreads threads. */
+/* Bytes of the ws block the plan's shapes need with nthreads threads (the workspaces with no
+ * room in the arena). */
 size_t et_plan_workspace_bytes(const et_model *m, const et_plan *p, int nthreads);
-/* Grows the workspace if the new thread count needs more. */
+/* Places every node's workspace for a new thread count; grows the ws block if needed. */
 et_status et_plan_set_threads(const et_model *m, et_plan *p, int nthreads, char *err, size_t cap);
 void et_plan_free(et_plan *p);
 
@@ -403,6 +416,36 @@ et_status et_plan_cache_use(et_plan_cache *c, const et_model *m, const et_tshape
                             size_t cap);
 void et_plan_cache_drop_spares(et_plan_cache *c); /* e.g. after the thread count grew the workspace */
 int et_plan_cache_count(const et_plan_cache *c);   /* spare plans held */
+
+/* ---- the EVAL program's cache of data derived from the weights (eval_cache.c) ---- */
+/* A node's io (shapes and data) for the tensors' current shapes and pointers. */
+void et_node_io_bind(const et_model *m, const et_tshape *shape, void *const *ptr, uint32_t ni,
+                     et_node_io *io);
+
+typedef struct et_eval_cache {
+    uint8_t *block;    /* every entry, each 64-byte aligned; NULL: none */
+    size_t bytes;
+    size_t *off;       /* per node of the model: its entry's offset, ET_NO_OFFSET: none */
+    size_t *len;       /* per node: its entry's bytes */
+    uint64_t version;  /* the session's weight version the entries were made from */
+    int isa;           /* and the ISA */
+    int valid;         /* the entries (or no entries) match version and isa */
+} et_eval_cache;
+
+/* Lays out the entries of the EVAL program's nodes for the current shapes (c->off, c->len) and
+ * returns the bytes of the block they need: 0 when nothing is cached (no op keeps data, an
+ * input it derives from is not a stored tensor, or a node of the program writes stored
+ * tensors). ET_NO_OFFSET on out of memory. */
+size_t et_eval_cache_layout(et_eval_cache *c, const et_model *m, const et_tshape *shape,
+                            void *const *ptr);
+/* Allocates the block (kept when the size is unchanged) and fills every entry. On failure
+ * the block is freed and no entry is used. */
+et_status et_eval_cache_fill(et_eval_cache *c, const et_model *m, const et_tshape *shape,
+                             void *const *ptr, size_t bytes, int nthreads);
+/* Node ni's entry (NULL: none) and its bytes. */
+const void *et_eval_cache_entry(const et_eval_cache *c, uint32_t ni, size_t *bytes);
+void et_eval_cache_release(et_eval_cache *c); /* frees the block; the next run makes it again */
+void et_eval_cache_free(et_eval_cache *c);
 
 /* ---- the non-finite guard of a TRAIN step (guard.c) ---------------------------- */
 /* Before the first node that updates a PARAM or OPTSTATE tensor, the loss and

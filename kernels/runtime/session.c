@@ -32,6 +32,9 @@ struct et_session {
     et_program_kind program;
     uint64_t *prof;          /* per node: ns, calls (2 * n_nodes); NULL unless profiling was enabled */
     int profiling;
+    uint64_t version;        /* bumped by every write of a stored tensor and every re-plan */
+    et_eval_cache ecache;    /* the EVAL program's data derived from the weights (eval_cache.c) */
+    int no_eval_cache;       /* EDGETRAIN_EVAL_CACHE=0 at load: compute it on every run */
     char err[ET_MSG_CAP];
 };
 
@@ -239,6 +242,8 @@ et_status et_session_load_memory_ex(const void *data, size_t size, const et_load
     }
     const char *prof_env = getenv("EDGETRAIN_PROFILE");
     if (prof_env && prof_env[0] && strcmp(prof_env, "0") != 0) et_session_set_profiling(s, 1);
+    const char *cache_env = getenv("EDGETRAIN_EVAL_CACHE");
+    s->no_eval_cache = cache_env && strcmp(cache_env, "0") == 0;
     *out = s;
     return ET_OK;
 }
@@ -310,6 +315,7 @@ void et_session_free(et_session *s) {
     et_guard_free(&s->guard);
     et_persist_free(&s->persist);
     et_model_free(&s->model);
+    et_eval_cache_free(&s->ecache);
     et_free(s->ptr);
     et_free(s->prof);
     et_free(s);
@@ -338,6 +344,7 @@ et_status et_session_set_max_memory(et_session *s, uint64_t max_memory) {
     uint64_t limit = max_memory ? max_memory : et_default_max_memory();
     et_status st = et_plan_check_memory(&s->model, &s->plan, s->plan.ws_bytes, limit, s->err, sizeof s->err);
     if (st == ET_OK) s->max_memory = limit;
+    if (st == ET_OK) et_eval_cache_release(&s->ecache); /* made again under the new limit */
     return st;
 }
 
@@ -354,6 +361,7 @@ et_status et_session_set_program(et_session *s, et_program_kind kind) {
         return session_fail(s, ET_ERR_STATE, "this model has no %s program%s", et_program_name(kind),
                             (s->model.flags & 1u) ? " (it is an inference-only file)" : "");
     s->program = kind;
+    if (kind != ET_PROGRAM_EVAL) et_eval_cache_release(&s->ecache);
     bind_pointers(s);
     return ET_OK;
 }
@@ -422,6 +430,7 @@ et_status et_session_resize(et_session *s, int count, const char *const *names, 
     if (st != ET_OK) return st;
     resized_explicitly(s);
     bind_pointers(s);
+    s->version++; /* new shapes: the eval cache is laid out again */
     return ET_OK;
 }
 
@@ -453,6 +462,12 @@ et_status et_session_tensor_info(const et_session *s, int index, et_tensor_info 
 }
 
 void *et_session_tensor_data(et_session *s, int index) {
+    if (!s || index < 0 || (uint32_t)index >= s->model.n_tensors) return NULL;
+    if (et_kind_has_data(s->model.tensors[index].kind)) s->version++; /* may be written through */
+    return s->ptr[index];
+}
+
+const void *et_session_tensor_read(const et_session *s, int index) {
     if (!s || index < 0 || (uint32_t)index >= s->model.n_tensors) return NULL;
     return s->ptr[index];
 }
@@ -495,6 +510,7 @@ static et_status switch_batch(et_session *s, int i, int ndim, const int64_t *sha
                                      s->err, sizeof s->err);
     if (st != ET_OK) return st;
     bind_pointers(s);
+    s->version++;
     for (uint32_t t = 0; t < m->n_tensors; t++) s->cache.stale[t] = m->tensors[t].kind == ET_KIND_INPUT;
     return ET_OK;
 }
@@ -656,25 +672,53 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The workspace of the current program's node at position k: its place in the arena
+ * (plan.c), or the ws block. */
+static void set_workspace(const et_session *s, uint32_t k, et_run_env *env) {
+    const size_t *at = s->plan.ws_at[s->program];
+    if (at && at[2 * k] != ET_NO_OFFSET) {
+        env->ws = s->plan.arena + at[2 * k];
+        env->ws_bytes = at[2 * k + 1];
+    } else {
+        env->ws = s->plan.ws;
+        env->ws_bytes = s->plan.ws_bytes;
+    }
+}
+
+/* Makes the eval cache current for the session's weight version and ISA (eval_cache.c): laid
+ * out and filled when either changed; without room under the memory limit, or on any
+ * failure, the program runs without it (computing per run, the same bits). */
+static void eval_cache_update(et_session *s) {
+    et_eval_cache *c = &s->ecache;
+    const int isa = (int)et_get_isa();
+    if (s->no_eval_cache || (c->valid && c->version == s->version && c->isa == isa)) return;
+    c->valid = 0;
+    const size_t bytes = et_eval_cache_layout(c, &s->model, s->plan.shape, s->ptr);
+    char msg[ET_MSG_CAP];
+    if (bytes == 0 || bytes == ET_NO_OFFSET ||
+        et_plan_check_memory(&s->model, &s->plan, s->plan.ws_bytes + bytes, s->max_memory, msg, sizeof msg) !=
+            ET_OK ||
+        et_eval_cache_fill(c, &s->model, s->plan.shape, s->ptr, bytes, s->nthreads) != ET_OK)
+        et_eval_cache_release(c); /* no entries until the next change */
+    c->version = s->version;
+    c->isa = isa;
+    c->valid = 1;
+}
+
 /* Runs nodes [from, to) of the current program. */
 static et_status run_nodes(et_session *s, uint32_t from, uint32_t to, et_run_env *env) {
     const et_model *m = &s->model;
     const et_program_def *pg = current(s);
+    const int cached = s->program == ET_PROGRAM_EVAL && s->ecache.block;
     for (uint32_t k = from; k < to; k++) {
         uint32_t ni = pg->nodes[k];
         const et_node_def *nd = &m->nodes[ni];
         et_node_io io;
-        io.node = nd;
-        for (int j = 0; j < ET_NODE_MAX_IN; j++) {
-            io.in[j] = nd->in[j] >= 0 ? &s->plan.shape[nd->in[j]] : NULL;
-            io.in_data[j] = nd->in[j] >= 0 ? s->ptr[nd->in[j]] : NULL;
-        }
-        for (int j = 0; j < ET_NODE_MAX_OUT; j++) {
-            io.out[j] = nd->out[j] >= 0 ? &s->plan.shape[nd->out[j]] : NULL;
-            io.out_data[j] = nd->out[j] >= 0 ? s->ptr[nd->out[j]] : NULL;
-        }
+        et_node_io_bind(m, s->plan.shape, s->ptr, ni, &io);
         const et_op_desc *d = et_op_desc_get(nd->op);
+        env->cache = cached ? et_eval_cache_entry(&s->ecache, ni, &env->cache_bytes) : NULL;
         env->nthreads = node_threads(d, &io, s->nthreads);
+        set_workspace(s, k, env);
         uint64_t t0 = s->profiling ? now_ns() : 0;
         et_status st = d->run(&io, env);
         if (s->profiling) {
@@ -764,7 +808,9 @@ et_status et_session_run(et_session *s) {
     if (s->program == ET_PROGRAM_TRAIN && et_lr_check_step(lr, state->step, s->err, sizeof s->err) != ET_OK)
         return ET_ERR_STATE;
     et_run_env env = {lr_as_float(lr), state->step, state->seed, state->rng_counter,
-                      s->nthreads, s->plan.ws, s->plan.ws_bytes};
+                      s->nthreads, s->plan.ws, s->plan.ws_bytes, NULL, 0};
+    if (s->program == ET_PROGRAM_EVAL) eval_cache_update(s);
+    else s->version++; /* TRAIN and GRAD write stored tensors (weights, BatchNorm statistics) */
     const int train = s->program == ET_PROGRAM_TRAIN;
     int guarded = train && s->guard.policy != ET_NONFINITE_OFF, skip = 0;
     uint32_t at = guarded ? s->guard.at : train ? 0 : pg->n_nodes;
@@ -851,9 +897,12 @@ et_status et_session_memory_info(const et_session *s, et_memory_info *info) {
     info->inputs_bytes = s->plan.inputs_bytes;
     info->activations_bytes = s->plan.arena_bytes;
     info->workspace_bytes = s->plan.ws_bytes;
+    info->eval_cache_bytes = s->ecache.block ? s->ecache.bytes : 0;
     info->total_bytes = info->params_bytes + info->grads_bytes + info->optimizer_bytes + info->const_bytes +
-                        info->inputs_bytes + info->activations_bytes + info->workspace_bytes;
+                        info->inputs_bytes + info->activations_bytes + info->workspace_bytes +
+                        info->eval_cache_bytes;
     info->activations_unplanned_bytes = s->plan.act_unplanned_bytes;
+    info->workspace_unplanned_bytes = s->plan.ws_unplanned_bytes;
     return ET_OK;
 }
 

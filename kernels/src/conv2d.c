@@ -12,6 +12,11 @@
  * whole GEMM panels and dw goes through a padded copy in the slot. The output is processed in
  * bands of whole output rows so the column buffer stays near L2 size (CONV_COL_TILE_FLOATS).
  * 1x1 / stride 1 / no pad convs use x (dx) directly as the column matrix.
+ * Stride 1 / no pad / no dilation, the image in one band, one GEMM thread: fwd builds kw
+ * shifted copies of the image instead of im2col and the GEMM reads B's rows through a table
+ * (implicit_columns, et_f32_gemm_pa_offb; bias + activation per tile), bwd_input runs col2im
+ * per band of GEMM rows (col2im_band, et_f32_gemm_pa_bands). Same FMA chains and additions
+ * in the same order, so the same bits (kernels/tests/test_conv.c check_fwd_bits).
  * Threads: with n >= nthreads each thread takes whole images with its own column buffer and
  * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
  * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw
@@ -333,12 +338,48 @@ typedef struct conv_plan {
     int batched;                   /* batched pointwise path (see the header comment) */
     int pw;                        /* pointwise NCHW GEMM path (fwd, bwd_input) */
     int colt;                      /* bwd_weight: transposed columns, read in place */
+    int implicit;                  /* fwd: shifted copies + B rows through a table (below) */
+    int bands;                     /* bwd_input: col2im per band of GEMM rows (col2im_band) */
+    size_t off_bytes;              /* implicit: the slot's row-offset table */
     int64_t ldt;                   /* their row stride: kall, or CONV_COLT_PAD (padded) */
     size_t dwp_bytes;              /* padded: the slot's dw [OC, CONV_COLT_PAD] */
     size_t in_bytes, out_bytes;    /* batched: gathered input / output matrices */
     size_t pa_one, pa_bytes;       /* the weights packed once per call, per group / in all */
+    const char *pre;               /* fwd: those packed before the call, in the same layout
+                                    * (et_f32_conv2d_fwd_packed), else NULL: packed in ws */
     size_t col_bytes, gemm_bytes, slot_bytes, part_bytes, total;
 } conv_plan;
+
+/* ---- implicit im2col (forward) -------------------------------------------------------
+ * With stride 1, no padding and no dilation, window column kx of every output pixel reads
+ * x shifted by kx: xs[(ci*kw + kx)*h*ow + iy*ow + ox] = x[ci, iy, ox + kx] (kw copies of
+ * the image, not kh*kw), and the im2col row k = (ci*kh + ky)*kw + kx is xs + off[k] with
+ * off[k] = (ci*kw + kx)*h*ow + ky*ow, its np pixels contiguous (pixel q = oy*ow + ox sits at
+ * (oy + ky)*ow + ox). The GEMM reads B's rows through that table (et_f32_gemm_pa_offb): the
+ * same FMA chains as the GEMM over the im2col columns, so the same bits. */
+static int64_t implicit_floats(const et_conv2d_params *p) { return p->c * p->kw * p->h * p->ow; }
+
+static int implicit_ok(const et_conv2d_params *p, const conv_plan *cp) {
+    return p->groups == 1 && !cp->direct && conv_inside(p) && p->stride_h == 1 &&
+           p->dil_h == 1 && p->dil_w == 1 && cp->band == p->oh &&
+           implicit_floats(p) + ET_GEMM_NR_MAX < ((int64_t)1 << 31) &&
+           !et_f32_gemm_is_small(cp->ocg, cp->np, cp->kg);
+}
+
+/* The shifted copies of image x into xs (zeros past them: the last panel's columns past np
+ * are read, never stored) and the row table. */
+static void implicit_columns(const et_conv2d_params *p, const float *ET_RESTRICT x,
+                             float *ET_RESTRICT xs, int32_t *off) {
+    const int64_t h = p->h, w = p->w, ow = p->ow, kh = p->kh, kw = p->kw, hw = h * ow;
+    for (int64_t ci = 0; ci < p->c; ci++)
+        for (int64_t kx = 0; kx < kw; kx++)
+            copy_rows(xs + (ci * kw + kx) * hw, ow, x + ci * h * w + kx, w, h, ow);
+    memset(xs + implicit_floats(p), 0, ET_GEMM_NR_MAX * sizeof(float));
+    for (int64_t ci = 0; ci < p->c; ci++)
+        for (int64_t ky = 0; ky < kh; ky++)
+            for (int64_t kx = 0; kx < kw; kx++)
+                off[(ci * kh + ky) * kw + kx] = (int32_t)((ci * kw + kx) * hw + ky * ow);
+}
 
 static size_t gemm_ws_for(int kind, const conv_plan *cp, int64_t pt, int nth) {
     switch (kind) {
@@ -415,7 +456,10 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
      * them in place); for narrow dw (a first layer: c * kh * kw of a few dozen) building them
      * costs more short copies than packing ordinary columns transposed. */
     cp->colt = kind == CONV_BWD_WEIGHT && !cp->direct && cp->kg >= CONV_COLT_MIN_K;
-    cp->ldt = cp->kall;
+    /* transposed columns read in place: rows start on a 64-byte line (no split vector loads)
+     * at an odd number of lines apart (rows spread over the L1 sets); the row stride changes
+     * no arithmetic */
+    cp->ldt = cp->colt ? (cp->kall + 15) / 16 * 16 | 16 : cp->kall;
     if (kind == CONV_BWD_WEIGHT && !cp->direct && p->groups == 1 && cp->kg < CONV_COLT_PAD) {
         /* only where today's GEMMs (every band) take the packed path: the unpacked one sums
          * in another order, and padding N could move a band from it to the packed one */
@@ -449,7 +493,21 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
     size_t g1 = gemm_ws_for(kind, cp, cp->band * p->ow, cp->gemm_threads);
     size_t g2 = last ? gemm_ws_for(kind, cp, last * p->ow, cp->gemm_threads) : 0;
     cp->gemm_bytes = align_up(g1 > g2 ? g1 : g2);
-    cp->slot_bytes = cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes;
+    if (kind == CONV_FWD && implicit_ok(p, cp)) {
+        /* the column buffer holds the shifted copies instead (sized for both paths, so the
+         * workspace does not depend on the ISA) */
+        const size_t xs = align_up((size_t)(implicit_floats(p) + ET_GEMM_NR_MAX) * sizeof(float));
+        if (xs > cp->col_bytes) cp->col_bytes = xs;
+        cp->implicit = 1;
+        cp->off_bytes = align_up((size_t)cp->kg * sizeof(int32_t));
+    }
+    if (kind == CONV_BWD_INPUT && p->groups == 1 && !cp->direct && conv_inside(p) &&
+        cp->band == p->oh && !et_f32_gemm_is_small(cp->kg, cp->np, cp->ocg)) {
+        const size_t bb = align_up((size_t)et_f32_gemm_bands_floats(cp->np, cp->ocg) * sizeof(float));
+        if (bb > cp->col_bytes) cp->col_bytes = bb;
+        cp->bands = 1;
+    }
+    cp->slot_bytes = cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes + cp->off_bytes;
     cp->part_bytes = (kind == CONV_BWD_WEIGHT && cp->wchunks > 1)
                          ? align_up((size_t)(p->oc * cp->kg) * sizeof(float))
                          : 0;
@@ -482,6 +540,7 @@ typedef struct conv_slot {
     void *gws;
     size_t gws_bytes;
     float *dwp; /* bwd_weight, padded columns: the padded dw */
+    int32_t *off; /* fwd, implicit: the row-offset table */
 } conv_slot;
 
 static char *ws_base(void *ws) {
@@ -496,6 +555,9 @@ static conv_slot slot_at(const conv_plan *cp, char *base, int t) {
     s.gws = (b && cp->gemm_bytes) ? b + cp->col_bytes : NULL;
     s.gws_bytes = cp->gemm_bytes;
     s.dwp = (b && cp->dwp_bytes) ? (float *)(b + cp->col_bytes + cp->gemm_bytes) : NULL;
+    s.off = (b && cp->off_bytes)
+                ? (int32_t *)(b + cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes)
+                : NULL;
     return s;
 }
 
@@ -515,7 +577,7 @@ static const float *band_columns(const et_conv2d_params *p, const conv_plan *cp,
 
 /* The packed weights of group g (NULL when the plan packs none). */
 static const void *packed_w(const conv_plan *cp, const char *base, int64_t g) {
-    return cp->pa_bytes ? base + (size_t)g * cp->pa_one : NULL;
+    return cp->pa_bytes ? (cp->pre ? cp->pre : base) + (size_t)g * cp->pa_one : NULL;
 }
 
 /* Packs each group's weight matrix (op(A) of the per-image GEMMs) once per call. */
@@ -531,10 +593,17 @@ static et_status pack_weights(const et_conv2d_params *p, const conv_plan *cp, co
     return ET_OK;
 }
 
+static et_status fwd_implicit_gemm(const et_conv2d_params *p, const conv_plan *cp,
+                                   const void *pw, conv_slot s, const float *b, float *y);
+
 static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const float *x,
                            const float *w, const float *b, float *y, conv_slot s,
                            const char *base, int nth) {
     const int64_t ow = p->ow, np = cp->np;
+    if (cp->implicit && nth == 1 && et_f32_gemm_offb_available()) {
+        implicit_columns(p, x, s.col, s.off);
+        return fwd_implicit_gemm(p, cp, packed_w(cp, base, 0), s, b, y);
+    }
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
         int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
@@ -555,12 +624,42 @@ static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const
     return ET_OK;
 }
 
+/* The input gradient one band of dcol rows at a time (plan bands: conv_inside windows, the
+ * image in one band): after the GEMM has finished rows [k0, k0 + rows) of dcol (in buf, row
+ * stride ldc), they are added into dx as col2im_inside_rows adds them -- every dx element
+ * still gets its contributions in k order, one addition each, so the same bits -- while the
+ * band is in L1, instead of through a column buffer of the whole image. */
+typedef struct band_job {
+    const et_conv2d_params *p;
+    float *dx;
+} band_job;
+
+static void col2im_band(void *ctx, int64_t k0, int64_t rows, float *buf, int64_t ldc,
+                        int64_t ncols) {
+    const band_job *j = (const band_job *)ctx;
+    const et_conv2d_params *p = j->p;
+    const int64_t khw = p->kh * p->kw, step = p->stride_h * p->w;
+    (void)ncols;
+    for (int64_t k = k0; k < k0 + rows; k++) {
+        const int64_t ci = k / khw, ky = k % khw / p->kw, kx = k % p->kw;
+        add_rows(j->dx + (ci * p->h + ky * p->dil_h) * p->w + kx * p->dil_w, step,
+                 buf + (k - k0) * ldc, p->ow, p->oh, p->ow);
+    }
+}
+
 static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
                                  const float *w, const float *b_unused, float *dx, conv_slot s,
                                  const char *base, int nth) {
     (void)b_unused;
     const int64_t ow = p->ow, np = cp->np;
     if (!cp->direct) memset(dx, 0, (size_t)(p->c * p->h * p->w) * sizeof(float));
+    if (cp->bands && nth == 1) {
+        band_job j = {p, dx};
+        if (et_f32_gemm_pa_bands(cp->kg, np, cp->ocg, packed_w(cp, base, 0), dy, np, s.col,
+                                 col2im_band, &j) == ET_OK)
+            return ET_OK;
+        /* no packed config or a stride it would not read in place: nothing done yet */
+    }
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
         int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
@@ -597,7 +696,10 @@ static et_status bwd_weight_image(const et_conv2d_params *p, const conv_plan *cp
         const float *B;
         if (cp->colt) {
             im2col_t(p, x, oy0, oy1, s.col, cp->ldt);
-            if (pad) /* zero padding columns: whole panels, finite products */
+            /* zero padding columns (whole panels, finite products): once per call of
+             * bwd_weight_images, at its first image's first band (the longest); im2col_t
+             * leaves them alone */
+            if (pad && !accumulate && oy0 == 0)
                 for (int64_t q = 0; q < pt; q++) {
                     float *z = s.col + q * cp->ldt;
                     for (int64_t j = cp->kall; j < cp->ldt; j++) z[j] = 0.0f;
@@ -780,6 +882,16 @@ static const pw_epi_variant pw_epi_variants[] = {
     {{ET_ISA_REF, NULL}, NULL}, /* end */
 };
 
+/* The implicit-im2col forward's GEMM (fwd_image), with the bias + activation applied per
+ * final tile while it is in L1 (elementwise: the same bits). */
+static et_status fwd_implicit_gemm(const et_conv2d_params *p, const conv_plan *cp,
+                                   const void *pw, conv_slot s, const float *b, float *y) {
+    pw_epi e = {p, b};
+    const pw_epi_variant *ev = (const pw_epi_variant *)ET_VARIANT_PICK(pw_epi_variants);
+    return et_f32_gemm_pa_offb(cp->ocg, cp->np, cp->kg, pw, s.col, s.off, y, cp->np,
+                               et_conv_has_epilogue_(p, b) ? ev->fn : NULL, &e);
+}
+
 /* dst_i = op(W) src_i for every image (op = W for the forward, with bias + activation;
  * W^T for the input gradient). The scalar reference ISA has no packed GEMM: it runs the
  * reference GEMM image by image (the same bits as before, it accumulates in double). */
@@ -798,10 +910,13 @@ static et_status pointwise_nchw(const et_conv2d_params *p, const conv_plan *cp, 
         }
         return ET_OK;
     }
-    et_status st = et_f32_gemm_pack_a_threads(trans_w, rout, rin, w, p->c, base, cp->pa_one, nth);
-    if (st != ET_OK) return st;
+    if (!cp->pre) {
+        et_status st = et_f32_gemm_pack_a_threads(trans_w, rout, rin, w, p->c, base, cp->pa_one, nth);
+        if (st != ET_OK) return st;
+    }
     const pw_epi_variant *ev = (const pw_epi_variant *)ET_VARIANT_PICK(pw_epi_variants);
-    return et_f32_gemm_nchw(trans_w, rout, rin, p->n, np, base, src, rin * np, dst, rout * np,
+    return et_f32_gemm_nchw(trans_w, rout, rin, p->n, np, cp->pre ? cp->pre : base, src, rin * np,
+                            dst, rout * np,
                             fuse ? ev->fn : NULL, &e, base + cp->pa_bytes, cp->gemm_bytes, nth);
 }
 
@@ -860,16 +975,19 @@ static et_status plan_in(const et_conv2d_params *p, int kind, int nthreads, void
 }
 
 /* The forward (CONV_FWD: x -> y, bias + activation) and the input gradient (CONV_BWD_INPUT:
- * dy -> dx, W transposed) of a non-depthwise convolution: the same plan, packing and drivers. */
+ * dy -> dx, W transposed) of a non-depthwise convolution: the same plan, packing and drivers.
+ * pre: the weights packed before (fwd_packed), or NULL to pack them into ws. */
 static et_status data_pass(const et_conv2d_params *p, int kind, const float *src, const float *w,
-                           const float *b, float *dst, void *ws, size_t ws_bytes, int nthreads) {
+                           const void *pre, const float *b, float *dst, void *ws, size_t ws_bytes,
+                           int nthreads) {
     const int bwd = kind == CONV_BWD_INPUT;
     conv_plan cp;
     char *base;
     if (plan_in(p, kind, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
+    cp.pre = cp.pa_bytes ? (const char *)pre : NULL;
     if (cp.pw) return pointwise_nchw(p, &cp, bwd, src, w, b, dst, base, nthreads);
     if (cp.batched) return pointwise_batched(p, &cp, bwd, src, w, b, dst, base, nthreads);
-    et_status pst = pack_weights(p, &cp, w, base, bwd);
+    et_status pst = cp.pre ? ET_OK : pack_weights(p, &cp, w, base, bwd);
     if (pst != ET_OK) return pst;
     const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np;
     return per_image(p, &cp, bwd ? bwd_input_image : fwd_image, src, bwd ? ys : xs, w, b, dst,
@@ -882,7 +1000,7 @@ et_status et_f32_conv2d_fwd(const et_conv2d_params *p, const float *x, const flo
     if (!params_ok(p) || !x || !w || !y) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
     if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_fwd(p, x, w, b, y, nthreads);
-    return data_pass(p, CONV_FWD, x, w, b, y, ws, ws_bytes, nthreads);
+    return data_pass(p, CONV_FWD, x, w, NULL, b, y, ws, ws_bytes, nthreads);
 }
 
 et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, const float *w,
@@ -890,7 +1008,51 @@ et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, co
     if (!params_ok(p) || !dy || !w || !dx) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
     if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_bwd_input(p, dy, w, dx, nthreads);
-    return data_pass(p, CONV_BWD_INPUT, dy, w, NULL, dx, ws, ws_bytes, nthreads);
+    return data_pass(p, CONV_BWD_INPUT, dy, w, NULL, NULL, dx, ws, ws_bytes, nthreads);
+}
+
+/* ---- forward with weights packed before the call (an eval program's cache) ------------
+ * The packed bytes are what data_pass packs into the start of its workspace on every call
+ * (pw path: op(W) once; im2col path: one matrix per group, pa_one bytes apart), for the ISA
+ * chosen at packing time; they depend on the shapes only, not on the thread count. */
+size_t et_f32_conv2d_fwd_packed_bytes(const et_conv2d_params *p) {
+    if (!params_ok(p) || et_conv2d_is_depthwise(p) || !et_f32_gemm_nchw_available()) return 0;
+    conv_plan cp;
+    conv_plan_make(p, CONV_FWD, 1, &cp);
+    return cp.pa_bytes;
+}
+
+et_status et_f32_conv2d_fwd_pack(const et_conv2d_params *p, const float *w, void *pk,
+                                 size_t pk_bytes, int nthreads) {
+    if (!params_ok(p) || !w || !pk) return ET_ERR_ARG;
+    if (et_conv2d_is_depthwise(p)) return ET_ERR_ARG;
+    conv_plan cp;
+    conv_plan_make(p, CONV_FWD, 1, &cp);
+    if (!cp.pa_bytes || pk_bytes < cp.pa_bytes) return ET_ERR_WORKSPACE;
+    if (cp.pw)
+        return et_f32_gemm_pack_a_threads(0, p->oc, p->c, w, p->c, pk, cp.pa_one,
+                                          nthreads < 1 ? 1 : nthreads);
+    return pack_weights(p, &cp, w, (char *)pk, 0);
+}
+
+/* 1 if pk holds packed weights of p's plan for the ISA in use (each group's header). */
+static int packed_current(const et_conv2d_params *p, const char *pk) {
+    conv_plan cp;
+    conv_plan_make(p, CONV_FWD, 1, &cp);
+    if (!cp.pa_bytes) return 0;
+    for (int64_t g = 0; g < p->groups; g++)
+        if (!et_f32_gemm_pa_current(pk + (size_t)g * cp.pa_one, 0, cp.ocg, cp.kg)) return 0;
+    return 1;
+}
+
+et_status et_f32_conv2d_fwd_packed(const et_conv2d_params *p, const float *x, const float *w,
+                                   const void *pk, const float *b, float *y, void *ws,
+                                   size_t ws_bytes, int nthreads) {
+    if (!params_ok(p) || !x || !w || !y) return ET_ERR_ARG;
+    if (nthreads < 1) nthreads = 1;
+    if (et_conv2d_is_depthwise(p)) return et_f32_dwconv2d_fwd(p, x, w, b, y, nthreads);
+    const void *pre = pk && packed_current(p, (const char *)pk) ? pk : NULL;
+    return data_pass(p, CONV_FWD, x, w, pre, b, y, ws, ws_bytes, nthreads);
 }
 
 typedef struct wchunk_job {

@@ -1,18 +1,32 @@
 /* edgetrain — depthwise 2-D convolution (groups == c, oc = k*c), direct kernels.
  *
  * Output channel o reads input channel o / k. Every variant shares the scalar drivers below;
- * an ISA only supplies two row primitives:
+ * an ISA only supplies three row primitives:
  *   row: out[j] += sum_t sum_kx wt[t][kx*wsx] * in[t][j*s + kx*d]  (j < cnt, all taps in bounds)
- *   dot: sum_j a[j] * b[j*s]
+ *   lanes: acc[j % 16] += g[j] * x[j*s] (the weight gradient's rows, dw_wgrad_canon, and its
+ *          flat planes on tap buffers, dw_wgrad_flat_vec)
+ *   cols: dst[j] = x[j*s] (filling those tap buffers)
  * The drivers handle padding: the plane interior (all horizontal taps in bounds) goes to the
  * row primitive, the few edge columns are done with bounds checks.
  *   fwd        per (n, o) plane: y = bias; y += rows; act.
  *   bwd_input  per (n, ci) plane: stride 1 is a forward conv of dy with the flipped kernel
  *              (pads (k-1)*d - pad); other strides scatter dy into dx (scalar).
- *   bwd_weight per o: one dot per (tap, image, output row), summed in double. No reduction
- *              across threads, so the result does not depend on the thread count.
+ *   bwd_weight per o: dw_wgrad_canon. No reduction across threads, so the result does not
+ *              depend on the thread count.
  * SIMD rows exist for stride 1 and 2 (stride 2 deinterleaves two vector loads); other strides
  * use the scalar rows.
+ * Bits: x86 (any ISA) and arm64 compute the same bits, __ref included (the kernel test
+ * "dwbits" compares every variant with __ref byte for byte). Every multiply-add is one fused
+ * fmaf / vector FMA (the build has -ffp-contract=off, so nothing else is fused), in one order:
+ *   fwd        per output one chain from the bias (+0 without one) over the taps whose input
+ *              exists, (ky, kx) ascending; then et_conv_epilogue_ (BatchNorm as mul then add).
+ *   bwd_input  per dx element one chain from +0: channel multiplier m ascending, then the taps
+ *              whose dy exists in (ky, kx) ascending order (dy positions descending: the
+ *              flipped-kernel conv runs its taps backwards, g->rev; the scatter runs oy
+ *              downwards).
+ *   bwd_weight the AVX-512 kernels' lane structure, see dw_wgrad_canon.
+ * A padding tap some paths add as w * 0 changes only a chain at -0 (a bias of -0) or a
+ * non-finite weight.
  * AVX-512 replaces the drivers where it can: planes of at most DWS_MAX_HW elements (channel
  * multiplier 1) run on the flat table path (dws), larger forward / stride-1 input-gradient
  * planes on the padded-plane path (dwp). Both add each output's taps in (ky, kx) order in one
@@ -35,6 +49,10 @@
 
 #define DW_MAX_ROWS 8  /* kernel rows handed to one row call */
 #define DW_MAX_TAPS 64 /* bwd_weight accumulators per pass */
+/* The AVX-512 flat path (dws): channel multiplier 1, at most DWS_MAX_TAPS taps, planes of at
+ * most DWS_MAX_HW elements. The weight gradient's order depends on it (dw_wgrad_canon). */
+#define DWS_MAX_TAPS 16
+#define DWS_MAX_HW 1024
 
 typedef void (*dw_row_fn)(float *out, const float *const *in, const float *const *wt, int nt,
                           int64_t kw, int64_t wsx, int64_t s, int64_t d, int64_t cnt);
@@ -49,6 +67,7 @@ typedef struct dw_geom {
     int64_t kh, kw, wsy, wsx;
     int64_t sh, sw, dh, dw, pt, pl;
     const struct dwp_plan *plan; /* AVX-512 padded-plane plan for this geometry, or NULL */
+    int rev; /* 1: add the taps in descending (ky, kx) order (the flipped kernel of bwd_input) */
 } dw_geom;
 typedef void (*dw_plane_fn)(const dw_geom *g, const float *in, const float *w0, float *out);
 /* dwo[kh*kw] = weight gradient of output channel o. */
@@ -62,7 +81,7 @@ static void dw_row_scalar(float *out, const float *const *in, const float *const
         float acc = out[j];
         for (int t = 0; t < nt; t++) {
             const float *r = in[t] + j * s;
-            for (int64_t kx = 0; kx < kw; kx++) acc += wt[t][kx * wsx] * r[kx * d];
+            for (int64_t kx = 0; kx < kw; kx++) acc = fmaf(wt[t][kx * wsx], r[kx * d], acc);
         }
         out[j] = acc;
     }
@@ -75,7 +94,7 @@ static void dw_row__ref(float *out, const float *const *in, const float *const *
 
 static float dw_dot__ref(const float *a, const float *b, int64_t s, int64_t cnt) {
     float acc = 0.0f;
-    for (int64_t j = 0; j < cnt; j++) acc += a[j] * b[j * s];
+    for (int64_t j = 0; j < cnt; j++) acc = fmaf(a[j], b[j * s], acc);
     return acc;
 }
 
@@ -93,19 +112,23 @@ static void interior(int64_t off, int64_t span, int64_t s, int64_t iw, int64_t o
     *hi = h;
 }
 
-/* The plane convolution of dw_geom with a row primitive: interior by rows, edges scalar. */
+/* The plane convolution of dw_geom with a row primitive: interior by rows, edges scalar.
+ * g->rev: the rows in descending ky, each handed to the row primitive from its last tap with
+ * negated steps (so kx descending too). */
 static void dw_accum_plane(const dw_geom *g, const float *in, const float *w0, float *out,
                            dw_row_fn row) {
     const int64_t ih = g->ih, iw = g->iw, oh = g->oh, ow = g->ow, kh = g->kh, kw = g->kw;
     const int64_t wsy = g->wsy, wsx = g->wsx, sh = g->sh, sw = g->sw, dh = g->dh, dw = g->dw;
-    const int64_t pt = g->pt, pl = g->pl;
+    const int64_t pt = g->pt, pl = g->pl, rev = g->rev;
+    const int64_t last = rev ? kw - 1 : 0; /* the row primitive's first tap */
     int64_t lo, hi;
     interior(-pl, (kw - 1) * dw, sw, iw, ow, &lo, &hi);
     for (int64_t oy = 0; oy < oh; oy++) {
         float *orow = out + oy * ow;
         const float *rows[DW_MAX_ROWS], *wts[DW_MAX_ROWS];
         int nt = 0;
-        for (int64_t ky = 0; ky < kh; ky++) {
+        for (int64_t q = 0; q < kh; q++) {
+            const int64_t ky = rev ? kh - 1 - q : q;
             int64_t iy = oy * sh - pt + ky * dh;
             if (iy < 0 || iy >= ih) continue;
             const float *r = in + iy * iw, *wr = w0 + ky * wsy;
@@ -114,22 +137,23 @@ static void dw_accum_plane(const dw_geom *g, const float *in, const float *w0, f
                 if (ox == lo) ox = hi;
                 if (ox >= ow) break;
                 float acc = orow[ox];
-                for (int64_t kx = 0; kx < kw; kx++) {
+                for (int64_t qx = 0; qx < kw; qx++) {
+                    const int64_t kx = rev ? kw - 1 - qx : qx;
                     int64_t ix = ox * sw - pl + kx * dw;
-                    if (ix >= 0 && ix < iw) acc += wr[kx * wsx] * r[ix];
+                    if (ix >= 0 && ix < iw) acc = fmaf(wr[kx * wsx], r[ix], acc);
                 }
                 orow[ox] = acc;
             }
             if (hi > lo) {
-                rows[nt] = r + lo * sw - pl;
-                wts[nt] = wr;
+                rows[nt] = r + lo * sw - pl + last * dw;
+                wts[nt] = wr + last * wsx;
                 if (++nt == DW_MAX_ROWS) {
-                    row(orow + lo, rows, wts, nt, kw, wsx, sw, dw, hi - lo);
+                    row(orow + lo, rows, wts, nt, kw, rev ? -wsx : wsx, sw, rev ? -dw : dw, hi - lo);
                     nt = 0;
                 }
             }
         }
-        if (nt > 0) row(orow + lo, rows, wts, nt, kw, wsx, sw, dw, hi - lo);
+        if (nt > 0) row(orow + lo, rows, wts, nt, kw, rev ? -wsx : wsx, sw, rev ? -dw : dw, hi - lo);
     }
 }
 
@@ -166,14 +190,14 @@ static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
 
 static dw_geom dw_fwd_geom(const et_conv2d_params *p) {
     const dw_geom g = {p->h, p->w, p->oh, p->ow, p->kh, p->kw, p->kw, 1,
-                       p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l, NULL};
+                       p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l, NULL, 0};
     return g;
 }
 
 /* The flipped-kernel geometry of the stride-1 input gradient (see dw_bwd_input). */
 static dw_geom dw_flip_geom(const et_conv2d_params *p) {
     const dw_geom g = {p->oh, p->ow, p->h, p->w, p->kh, p->kw, -p->kw, -1, 1, 1, p->dil_h, p->dil_w,
-                       (p->kh - 1) * p->dil_h - p->pad_t, (p->kw - 1) * p->dil_w - p->pad_l, NULL};
+                       (p->kh - 1) * p->dil_h - p->pad_t, (p->kw - 1) * p->dil_w - p->pad_l, NULL, 1};
     return g;
 }
 
@@ -194,17 +218,20 @@ static void dw_fwd(const et_conv2d_params *p, const float *x, const float *w, co
 
 /* dx plane += scatter of dy plane through kernel wk (any stride). */
 static void dw_scatter_plane(const et_conv2d_params *p, const float *dyp, const float *wk, float *dxp) {
-    for (int64_t oy = 0; oy < p->oh; oy++)
+    for (int64_t oy = p->oh - 1; oy >= 0; oy--) /* per dx element: ky ascending */
         for (int64_t ky = 0; ky < p->kh; ky++) {
             int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
             if (iy < 0 || iy >= p->h) continue;
             float *drow = dxp + iy * p->w;
             const float *g = dyp + oy * p->ow;
-            for (int64_t kx = 0; kx < p->kw; kx++) {
+            for (int64_t kx = 0; kx < p->kw; kx++) { /* ox descending: kx ascending */
                 float wv = wk[ky * p->kw + kx];
                 int64_t off = kx * p->dil_w - p->pad_l, lo, hi;
                 interior(off, 0, p->stride_w, p->w, p->ow, &lo, &hi);
-                for (int64_t ox = lo; ox < hi; ox++) drow[ox * p->stride_w + off] += wv * g[ox];
+                for (int64_t ox = lo; ox < hi; ox++) {
+                    float *d = drow + ox * p->stride_w + off;
+                    *d = fmaf(wv, g[ox], *d);
+                }
             }
         }
 }
@@ -278,6 +305,222 @@ static void dw_wgrad_dot(const et_conv2d_params *p, const float *dy, const float
     }
 }
 
+/* ---- the weight gradient's canonical order ---------------------------------------------
+ * Every variant computes these bits (the AVX-512 kernels' order; here in scalar fmaf, the SIMD
+ * variants' lane primitive vectorises the rows case and, on tap buffers, the flat case:
+ * dw_wgrad_flat_vec). Per output channel o and tap (ky, kx):
+ *   flat (dw_flat_ok): 16 float lanes; lane e % 16 takes output position e of each image
+ *     (images, then e, ascending; positions whose input is padding skipped) in one fmaf chain;
+ *     oh * ow > 8: the lanes summed in dw_sum16's tree; oh * ow <= 8 (the AVX-512 vector holds
+ *     several channels): the oh * ow lanes added in order.
+ *   rows (stride along x 1 or 2): per image two 16-lane sets, used by turns for the output rows
+ *     whose input row exists; lane (ox - lo) % 16 of a row (lo: the first output column whose
+ *     input is inside); per image dw_sum16(set0 + set1), added in double over the images.
+ *   other strides along x: dw_wgrad_dot with dw_dot__ref (one fmaf chain per image row).
+ * A skipped lane or position would add g * 0 to an accumulator that starts at +0 and so is
+ * never -0: no change (for finite g). */
+static int dw_flat_ok(const et_conv2d_params *p, int64_t hw) {
+    return p->oc == p->c && p->kh * p->kw <= DWS_MAX_TAPS && hw <= DWS_MAX_HW;
+}
+
+/* The 16 lanes of a vector summed as _mm512_reduce_add_ps does in GCC: halves, quarters,
+ * then (0 + 2) + (1 + 3). */
+static inline float dw_sum16(const float *v) {
+    float a[8], b[4];
+    for (int i = 0; i < 8; i++) a[i] = v[i + 8] + v[i];
+    for (int i = 0; i < 4; i++) b[i] = a[i + 4] + a[i];
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+/* acc[j % 16] = fmaf(g[j], x[j * s], acc[j % 16]) for j < cnt in order (s = 1 or 2). */
+typedef void (*dw_lanes_fn)(float *acc, const float *g, const float *x, int64_t s, int64_t cnt);
+
+static void dw_lanes__ref(float *acc, const float *g, const float *x, int64_t s, int64_t cnt) {
+    for (int64_t j = 0; j < cnt; j++) acc[j & 15] = fmaf(g[j], x[j * s], acc[j & 15]);
+}
+
+/* Inlined into each variant's wgrad (dw_wgrad__X carries the ISA's target, so fmaf is one FMA
+ * instruction there). */
+#define DW_INLINE static inline __attribute__((always_inline))
+
+/* Output columns [lo, hi) whose input column exists for tap column kx. */
+static inline void dw_flat_cols(const et_conv2d_params *p, int64_t kx, int64_t *lo, int64_t *hi) {
+    interior(kx * p->dil_w - p->pad_l, 0, p->stride_w, p->w, p->ow, lo, hi);
+}
+
+/* One image's positions of tap (ky, kx) into the 16 lanes, in the canonical order (g, xp: the
+ * image's dy and x planes of the channel; lo, hi: dw_flat_cols). */
+DW_INLINE void dw_flat_image(const et_conv2d_params *p, const float *g, const float *xp, int64_t ky,
+                             int64_t kx, int64_t lo, int64_t hi, float *lane) {
+    const int64_t ow = p->ow, sw = p->stride_w, off = kx * p->dil_w - p->pad_l;
+    for (int64_t oy = 0; oy < p->oh; oy++) {
+        const int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+        if (iy < 0 || iy >= p->h) continue;
+        const float *gr = g + oy * ow, *xr = xp + iy * p->w + off;
+        for (int64_t ox = lo, e = oy * ow + lo; ox < hi; ox++, e++)
+            lane[e & 15] = fmaf(gr[ox], xr[ox * sw], lane[e & 15]);
+    }
+}
+
+/* The lanes of a flat tap summed (plane of hw elements). */
+static inline float dw_flat_sum(const float *lane, int64_t hw) {
+    if (hw > 8) return dw_sum16(lane);
+    float s = 0.0f;
+    for (int64_t e = 0; e < hw; e++) s += lane[e];
+    return s;
+}
+
+DW_INLINE float dw_wgrad_flat_tap(const et_conv2d_params *p, const float *dy, const float *x,
+                                  int64_t o, int64_t ky, int64_t kx) {
+    const int64_t hw = p->oh * p->ow, xs = p->h * p->w;
+    float lane[16] = {0.0f};
+    int64_t lo, hi;
+    dw_flat_cols(p, kx, &lo, &hi);
+    for (int64_t i = 0; i < p->n; i++)
+        dw_flat_image(p, dy + (i * p->oc + o) * hw, x + (i * p->c + o) * xs, ky, kx, lo, hi, lane);
+    return dw_flat_sum(lane, hw);
+}
+
+/* ---- the flat order on vectors (AVX2, NEON) ----------------------------------------------
+ * Per image and horizontal tap kx, a buffer holds the tap's input in the output's layout: row
+ * r of phase ph (ph < sh) is input row r * sh + ph - pt at the columns ox * sw + kx * dw - pl
+ * (ox < ow; 0 outside the input). Tap (ky, kx) of output position e = oy * ow + ox is then
+ * element e + q * ow of phase ph (ky * dh = q * sh + ph): one contiguous run over the
+ * positions, so the lane primitive (s = 1, starting at a multiple of 16) does the flat path's
+ * fmaf chains with vectors, positions of the output rows whose input row exists.
+ * The canonical order skips padding columns; here they add g * 0, the same bits for finite g
+ * (the accumulators start at +0 and are never -0). An image whose dy plane is not all finite
+ * runs the scalar order (dw_flat_image). */
+#define DW_TBUF 8192 /* floats of tap buffer (32 KiB, on the stack) */
+
+/* dst[j] = src[j * s] for j < cnt. */
+typedef void (*dw_cols_fn)(float *dst, const float *src, int64_t s, int64_t cnt);
+
+static inline int dw_all_finite(const float *g, int64_t n) {
+    uint32_t bad = 0;
+    for (int64_t j = 0; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, g + j, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
+
+/* The phases of tap column kx of one image (R rows each; ph_used[ph]: fill phase ph; lo, hi:
+ * dw_flat_cols). zero: also write the zeros (else buf holds them from an earlier fill: only the
+ * input is copied). */
+DW_INLINE void dw_flat_fill(const et_conv2d_params *p, const float *xp, int64_t kx, int64_t lo,
+                            int64_t hi, int64_t R, const unsigned char *ph_used, int zero,
+                            float *buf, dw_cols_fn cols) {
+    const int64_t ow = p->ow, sw = p->stride_w, off = kx * p->dil_w - p->pad_l;
+    for (int64_t ph = 0; ph < p->stride_h; ph++) {
+        if (!ph_used[ph]) continue;
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t iy = r * p->stride_h + ph - p->pad_t;
+            float *d = buf + (ph * R + r) * ow;
+            if (iy < 0 || iy >= p->h || hi <= lo) {
+                if (zero) memset(d, 0, (size_t)ow * sizeof(float));
+                continue;
+            }
+            if (zero) {
+                memset(d, 0, (size_t)lo * sizeof(float));
+                memset(d + hi, 0, (size_t)(ow - hi) * sizeof(float));
+            }
+            cols(d + lo, xp + iy * p->w + lo * sw + off, sw, hi - lo);
+        }
+    }
+}
+
+/* Planes where the buffers pay off (fewer instructions than the scalar order, counted on
+ * arm64 and timed with AVX2): the fills cost about as much as the lanes save below 4x4 (rows
+ * copied with stride 1) or 6x6 (stride 2 copies: strided short rows). */
+static int dw_flat_vec_ok(const et_conv2d_params *p) {
+    const int64_t hw = p->oh * p->ow;
+    return dw_flat_ok(p, hw) && hw >= (p->stride_w == 1 ? 16 : 36);
+}
+
+/* The flat order of output channel o (dw_flat_ok) with vectors; 0 (nothing written) if the
+ * buffer is too small. */
+DW_INLINE int dw_wgrad_flat_vec(const et_conv2d_params *p, const float *dy, const float *x,
+                                int64_t o, float *dwo, dw_lanes_fn lanes, dw_cols_fn cols) {
+    const int64_t oh = p->oh, ow = p->ow, hw = oh * ow, xs = p->h * p->w, sh = p->stride_h;
+    const int64_t kh = p->kh, kw = p->kw, dh = p->dil_h;
+    const int64_t R = oh + (kh - 1) * dh / sh; /* rows per phase */
+    const int64_t plane = sh * R * ow; /* the phases of one kx */
+    if (sh > 64 || plane > DW_TBUF) return 0;
+    /* one buffer per kx if they fit: the zeros are written once */
+    const int per_kx = kw * plane <= DW_TBUF;
+    float buf[DW_TBUF];
+    if (per_kx) memset(buf, 0, (size_t)(kw * plane) * sizeof(float));
+    float acc[DWS_MAX_TAPS][16];
+    unsigned char ph_used[64] = {0};
+    int64_t e0[DWS_MAX_TAPS], e1[DWS_MAX_TAPS], toff[DWS_MAX_TAPS]; /* per ky */
+    int64_t clo[DWS_MAX_TAPS], chi[DWS_MAX_TAPS];                     /* per kx */
+    for (int64_t kx = 0; kx < kw; kx++) dw_flat_cols(p, kx, &clo[kx], &chi[kx]);
+    for (int64_t ky = 0; ky < kh; ky++) {
+        int64_t lo, hi; /* output rows whose input row exists */
+        interior(ky * dh - p->pad_t, 0, sh, p->h, oh, &lo, &hi);
+        ph_used[ky * dh % sh] = 1;
+        toff[ky] = (ky * dh % sh * R + ky * dh / sh) * ow;
+        e0[ky] = lo * ow / 16 * 16; /* lane 0 */
+        e1[ky] = hi * ow;
+    }
+    memset(acc, 0, sizeof acc);
+    for (int64_t i = 0; i < p->n; i++) {
+        const float *g = dy + (i * p->oc + o) * hw, *xp = x + (i * p->c + o) * xs;
+        if (!dw_all_finite(g, hw)) {
+            for (int64_t t = 0; t < kh * kw; t++)
+                dw_flat_image(p, g, xp, t / kw, t % kw, clo[t % kw], chi[t % kw], acc[t]);
+            continue;
+        }
+        for (int64_t kx = 0; kx < kw; kx++) {
+            float *b = per_kx ? buf + kx * plane : buf;
+            dw_flat_fill(p, xp, kx, clo[kx], chi[kx], R, ph_used, !per_kx, b, cols);
+            for (int64_t ky = 0; ky < kh; ky++)
+                if (e1[ky] > e0[ky])
+                    lanes(acc[ky * kw + kx], g + e0[ky], b + toff[ky] + e0[ky], 1, e1[ky] - e0[ky]);
+        }
+    }
+    for (int64_t t = 0; t < kh * kw; t++) dwo[t] = dw_flat_sum(acc[t], hw);
+    return 1;
+}
+
+DW_INLINE float dw_wgrad_rows_tap(const et_conv2d_params *p, const float *dy, const float *x,
+                               int64_t o, int64_t ky, int64_t kx, dw_lanes_fn lanes) {
+    const int64_t ci = o / (p->oc / p->c), xs = p->h * p->w, ys = p->oh * p->ow, sw = p->stride_w;
+    const int64_t off = kx * p->dil_w - p->pad_l;
+    int64_t lo, hi;
+    interior(off, 0, sw, p->w, p->ow, &lo, &hi);
+    double acc = 0.0;
+    for (int64_t i = 0; i < p->n && hi > lo; i++) {
+        const float *dyp = dy + (i * p->oc + o) * ys, *xp = x + (i * p->c + ci) * xs;
+        float a[2][16] = {{0.0f}}, s[16];
+        int cur = 0;
+        for (int64_t oy = 0; oy < p->oh; oy++) {
+            const int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+            if (iy < 0 || iy >= p->h) continue;
+            lanes(a[cur], dyp + oy * p->ow + lo, xp + iy * p->w + lo * sw + off, sw, hi - lo);
+            cur ^= 1;
+        }
+        for (int l = 0; l < 16; l++) s[l] = a[0][l] + a[1][l];
+        acc += (double)dw_sum16(s);
+    }
+    return (float)acc;
+}
+
+DW_INLINE void dw_wgrad_canon(const et_conv2d_params *p, const float *dy, const float *x, int64_t o,
+                           float *dwo, dw_lanes_fn lanes) {
+    if (!dw_flat_ok(p, p->oh * p->ow) && p->stride_w != 1 && p->stride_w != 2) {
+        dw_wgrad_dot(p, dy, x, o, dwo, dw_dot__ref);
+        return;
+    }
+    for (int64_t ky = 0; ky < p->kh; ky++)
+        for (int64_t kx = 0; kx < p->kw; kx++)
+            dwo[ky * p->kw + kx] = dw_flat_ok(p, p->oh * p->ow)
+                                       ? dw_wgrad_flat_tap(p, dy, x, o, ky, kx)
+                                       : dw_wgrad_rows_tap(p, dy, x, o, ky, kx, lanes);
+}
+
 static void dw_bwd_weight_channels(void *ctx, int64_t o0, int64_t o1, int tid) {
     const dw_job *k = (const dw_job *)ctx;
     const int64_t ks = k->p->kh * k->p->kw;
@@ -291,17 +534,22 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
     et_parallel_ranges(p->oc, et_split_chunks(p->oc, nthreads), nthreads, dw_bwd_weight_channels, &k);
 }
 
-/* The plane and weight-gradient helpers and the three entry points of the variant X, built
- * from its row kernel dw_row__X and dot kernel dw_dot__X (the AVX2 and NEON rows; __ref uses
+/* The plane and weight-gradient helpers and the three entry points of the variant X (TARGET:
+ * its target attribute, for the inlined scalar fmaf of the weight gradient), built
+ * from its row kernel dw_row__X, lane kernel dw_lanes__X and column copy dw_cols__X (the AVX2
+ * and NEON rows; __ref uses
  * the scatter for its input gradient and AVX-512 adds its table path, so theirs are written
  * out). */
-#define DW_VARIANT(X)                                                                          \
+#define DW_VARIANT(X, TARGET)                                                                  \
     static void dw_plane__##X(const dw_geom *g, const float *in, const float *w0, float *out) { \
         dw_accum_plane(g, in, w0, out, dw_row__##X);                                           \
     }                                                                                          \
-    static void dw_wgrad__##X(const et_conv2d_params *p, const float *dy, const float *x,      \
-                              int64_t o, float *dwo) {                                         \
-        dw_wgrad_dot(p, dy, x, o, dwo, dw_dot__##X);                                           \
+    TARGET static void dw_wgrad__##X(const et_conv2d_params *p, const float *dy,               \
+                                     const float *x, int64_t o, float *dwo) {                  \
+        if (dw_flat_vec_ok(p) &&                                                               \
+            dw_wgrad_flat_vec(p, dy, x, o, dwo, dw_lanes__##X, dw_cols__##X))                  \
+            return;                                                                            \
+        dw_wgrad_canon(p, dy, x, o, dwo, dw_lanes__##X);                                      \
     }                                                                                          \
     et_status et_f32_dwconv2d_fwd__##X(const et_conv2d_params *p, const float *x,              \
                                        const float *w, const float *b, float *y, int nth) {    \
@@ -325,7 +573,7 @@ static void dw_plane__ref(const dw_geom *g, const float *in, const float *w0, fl
 }
 static void dw_wgrad__ref(const et_conv2d_params *p, const float *dy, const float *x, int64_t o,
                           float *dwo) {
-    dw_wgrad_dot(p, dy, x, o, dwo, dw_dot__ref);
+    dw_wgrad_canon(p, dy, x, o, dwo, dw_lanes__ref);
 }
 
 et_status et_f32_dwconv2d_fwd__ref(const et_conv2d_params *p, const float *x, const float *w,
@@ -349,6 +597,12 @@ et_status et_f32_dwconv2d_bwd_weight__ref(const et_conv2d_params *p, const float
 /* Even elements of q[0..15]. */
 ET_TARGET_AVX2 static inline __m256 evens8(const float *q) {
     __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(q + 8), 0x88);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
+
+/* Odd elements of q[0..15]. */
+ET_TARGET_AVX2 static inline __m256 odds8(const float *q) {
+    __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(q + 8), 0xDD);
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
 }
 
@@ -381,48 +635,63 @@ ET_TARGET_AVX2 static void dw_row__avx2(float *out, const float *const *in, cons
     } else if (s == 2) {
         /* evens8 reads one element past the last one used: keep one output in reserve. */
         for (; j + 8 <= cnt - 1; j += 8) {
-            __m256 a0 = _mm256_loadu_ps(out + j), a1 = _mm256_setzero_ps();
+            __m256 a0 = _mm256_loadu_ps(out + j); /* one FMA chain per output */
             for (int t = 0; t < nt; t++) {
                 const float *r = in[t] + 2 * j;
-                int64_t kx = 0;
-                for (; kx + 2 <= kw; kx += 2) {
+                for (int64_t kx = 0; kx < kw; kx++)
                     a0 = _mm256_fmadd_ps(_mm256_set1_ps(wt[t][kx * wsx]), evens8(r + kx * d), a0);
-                    a1 = _mm256_fmadd_ps(_mm256_set1_ps(wt[t][(kx + 1) * wsx]),
-                                         evens8(r + (kx + 1) * d), a1);
-                }
-                if (kx < kw) a0 = _mm256_fmadd_ps(_mm256_set1_ps(wt[t][kx * wsx]), evens8(r + kx * d), a0);
             }
-            _mm256_storeu_ps(out + j, _mm256_add_ps(a0, a1));
+            _mm256_storeu_ps(out + j, a0);
         }
     }
     dw_row_scalar(out, in, wt, nt, kw, wsx, s, d, j, cnt);
 }
 
-ET_TARGET_AVX2 static float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-ET_TARGET_AVX2 static float dw_dot__avx2(const float *a, const float *b, int64_t s, int64_t cnt) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+/* dw_lanes__ref on two 8-lane vectors per 16 lanes. */
+ET_TARGET_AVX2 static void dw_lanes__avx2(float *acc, const float *g, const float *x, int64_t s,
+                                          int64_t cnt) {
+    __m256 a0 = _mm256_loadu_ps(acc), a1 = _mm256_loadu_ps(acc + 8);
     int64_t j = 0;
     if (s == 1) {
         for (; j + 16 <= cnt; j += 16) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), _mm256_loadu_ps(b + j + 8), a1);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j), _mm256_loadu_ps(x + j), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j + 8), _mm256_loadu_ps(x + j + 8), a1);
         }
-        for (; j + 8 <= cnt; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), a0);
-    } else if (s == 2) {
-        for (; j + 8 <= cnt - 1; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), evens8(b + 2 * j), a0);
+        if (j + 8 <= cnt) { /* lanes 0-7 of the last 16 */
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j), _mm256_loadu_ps(x + j), a0);
+            j += 8;
+        }
+    } else if (s == 2) { /* evens8 reads one element past the last one used */
+        for (; j + 16 <= cnt - 1; j += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j), evens8(x + 2 * j), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j + 8), evens8(x + 2 * j + 16), a1);
+        }
+        if (j + 8 <= cnt - 1) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j), evens8(x + 2 * j), a0);
+            j += 8;
+        }
     }
-    float acc = hsum8(_mm256_add_ps(a0, a1));
-    for (; j < cnt; j++) acc += a[j] * b[j * s];
-    return acc;
+    _mm256_storeu_ps(acc, a0);
+    _mm256_storeu_ps(acc + 8, a1);
+    for (; j < cnt; j++) acc[j & 15] = fmaf(g[j], x[j * s], acc[j & 15]);
 }
 
-DW_VARIANT(avx2)
+ET_TARGET_AVX2 static void dw_cols__avx2(float *dst, const float *src, int64_t s, int64_t cnt) {
+    int64_t j = 0;
+    if (s == 1) { /* short rows: no memcpy call */
+        for (; j + 8 <= cnt; j += 8) _mm256_storeu_ps(dst + j, _mm256_loadu_ps(src + j));
+        for (; j + 4 <= cnt; j += 4) _mm_storeu_ps(dst + j, _mm_loadu_ps(src + j));
+    } else if (s == 2) { /* evens8 reads one element past the last one used */
+        for (; j + 8 <= cnt - 1; j += 8) _mm256_storeu_ps(dst + j, evens8(src + 2 * j));
+        if (j < cnt && cnt >= 9) { /* the last 8 again, as the odd elements from one before */
+            _mm256_storeu_ps(dst + cnt - 8, odds8(src + 2 * (cnt - 8) - 1));
+            j = cnt;
+        }
+    }
+    for (; j < cnt; j++) dst[j] = src[j * s];
+}
+
+DW_VARIANT(avx2, ET_TARGET_AVX2)
 
 /* ---- AVX-512 --------------------------------------------------------------------------- */
 ET_TARGET_AVX512 static inline __m512 evens16(const float *q) {
@@ -466,21 +735,23 @@ ET_TARGET_AVX512 static void dw_row__avx512(float *out, const float *const *in,
     }
     if (s == 2) {
         for (; j + 16 <= cnt - 1; j += 16) {
-            __m512 a0 = _mm512_loadu_ps(out + j), a1 = _mm512_setzero_ps();
+            __m512 a0 = _mm512_loadu_ps(out + j); /* one FMA chain per output */
             for (int t = 0; t < nt; t++) {
                 const float *r = in[t] + 2 * j;
-                int64_t kx = 0;
-                for (; kx + 2 <= kw; kx += 2) {
+                for (int64_t kx = 0; kx < kw; kx++)
                     a0 = _mm512_fmadd_ps(_mm512_set1_ps(wt[t][kx * wsx]), evens16(r + kx * d), a0);
-                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(wt[t][(kx + 1) * wsx]),
-                                         evens16(r + (kx + 1) * d), a1);
-                }
-                if (kx < kw) a0 = _mm512_fmadd_ps(_mm512_set1_ps(wt[t][kx * wsx]), evens16(r + kx * d), a0);
             }
-            _mm512_storeu_ps(out + j, _mm512_add_ps(a0, a1));
+            _mm512_storeu_ps(out + j, a0);
         }
     }
     dw_row_scalar(out, in, wt, nt, kw, wsx, s, d, j, cnt);
+}
+
+/* The lanes of v added in dw_sum16's tree. */
+ET_TARGET_AVX512 static inline float dw_reduce16(__m512 v) {
+    float l[16];
+    _mm512_storeu_ps(l, v);
+    return dw_sum16(l);
 }
 
 /* Lanes [a, b) as a load mask: 16 bits for stride 1, 32 bits (elements [2a, 2b-1)) for
@@ -544,7 +815,7 @@ static int dwp_make(const dw_geom *g, dwp_plan *pl) {
     pl->nt = nt;
     for (int64_t t = 0; t < nt; t++) {
         const int64_t ky = t / g->kw, kx = t % g->kw;
-        pl->toff[t] = ky * g->dh * rs + (kx * g->dw % sw) * pw + kx * g->dw / sw;
+        pl->toff[g->rev ? nt - 1 - t : t] = ky * g->dh * rs + (kx * g->dw % sw) * pw + kx * g->dw / sw;
     }
     return 1;
 }
@@ -619,7 +890,8 @@ ET_TARGET_AVX512 static void dwp_plane(const dw_geom *g, const float *in, const 
     const dwp_plan *pl = g->plan;
     float buf[DWP_BUF];
     float wts[DWP_MAX_TAPS];
-    for (int64_t t = 0; t < pl->nt; t++) wts[t] = w0[(t / g->kw) * g->wsy + (t % g->kw) * g->wsx];
+    for (int64_t t = 0; t < pl->nt; t++) /* in the order of pl->toff */
+        wts[g->rev ? pl->nt - 1 - t : t] = w0[(t / g->kw) * g->wsy + (t % g->kw) * g->wsx];
     for (int64_t oy0 = 0; oy0 < g->oh; oy0 += pl->band) {
         const int64_t rows = g->oh - oy0 < pl->band ? g->oh - oy0 : pl->band;
         const int64_t brows = (rows - 1) * g->sh + (g->kh - 1) * g->dh + 1;
@@ -664,7 +936,8 @@ ET_TARGET_AVX512 static void dw_plane__avx512(const dw_geom *g, const float *in,
             }
             acc[k] = _mm512_maskz_loadu_ps(mo[k], out + oy[k] * g->ow + j0[k]);
         }
-        for (int64_t ky = 0; ky < g->kh; ky++) {
+        for (int64_t qy = 0; qy < g->kh; qy++) {
+            const int64_t ky = g->rev ? g->kh - 1 - qy : qy;
             const float *wr = w0 + ky * g->wsy;
             const float *r[DW_UNITS];
             int valid[DW_UNITS];
@@ -674,7 +947,8 @@ ET_TARGET_AVX512 static void dw_plane__avx512(const dw_geom *g, const float *in,
                 /* address arithmetic only; lanes outside the row are masked off */
                 r[k] = in + (valid[k] ? iy : 0) * g->iw + j0[k] * g->sw - g->pl;
             }
-            for (int64_t kx = 0; kx < g->kw; kx++) {
+            for (int64_t qx = 0; qx < g->kw; qx++) {
+                const int64_t kx = g->rev ? g->kw - 1 - qx : qx;
                 __m512 wv = _mm512_set1_ps(wr[kx * g->wsx]);
                 for (int k = 0; k < DW_UNITS; k++)
                     if (valid[k]) acc[k] = _mm512_fmadd_ps(wv, load_masked(r[k] + kx * g->dw, g->sw, m[k][kx]), acc[k]);
@@ -713,7 +987,7 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
                     a0 = a1;
                     a1 = t;
                 }
-                acc += (double)_mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+                acc += (double)dw_reduce16(_mm512_add_ps(a0, a1));
             }
             dwo[ky * p->kw + kx] = (float)acc;
         }
@@ -735,8 +1009,6 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
  *               vector accumulator per tap over the images, then the lanes of each channel.
  * Units are independent (parallel over units), so results do not depend on the thread count.
  * Only for channel multiplier 1 and at most DWS_MAX_TAPS taps; other shapes use the drivers. */
-#define DWS_MAX_TAPS 16
-#define DWS_MAX_HW 1024
 #define DWS_IMGS 4 /* images per pass (independent accumulators); the code assumes 4 */
 /* Below this many masked vector FMAs (t->work per image times the images) a call runs on one
  * thread. A vector FMA here often costs a gather (strided or padded taps), about 1-2 ns, so
@@ -1010,13 +1282,14 @@ ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, 
                 const __m512 gv = _mm512_maskz_loadu_ps(vm & t->cm[k], g + k * 16);
                 for (int64_t tap = 0; tap < ks; tap++) {
                     const __mmask16 m = t->m[k][tap] & vm;
-                    if (m) acc[tap] = _mm512_fmadd_ps(gv, dws_load(t, k, tap, m, s), acc[tap]);
+                    /* masked-off lanes (padding) keep their value: dy * 0 is not added */
+                    if (m) acc[tap] = _mm512_mask3_fmadd_ps(gv, dws_load(t, k, tap, m, s), acc[tap], m);
                 }
             }
         }
         for (int64_t tap = 0; tap < ks; tap++) {
             if (t->g == 1) {
-                dw[c0 * ks + tap] = _mm512_reduce_add_ps(acc[tap]);
+                dw[c0 * ks + tap] = dw_reduce16(acc[tap]);
                 continue;
             }
             float tmp[16];
@@ -1109,23 +1382,55 @@ static void dw_row__neon(float *out, const float *const *in, const float *const 
     dw_row_scalar(out, in, wt, nt, kw, wsx, s, d, j, cnt);
 }
 
-static float dw_dot__neon(const float *a, const float *b, int64_t s, int64_t cnt) {
-    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+/* dw_lanes__ref on four 4-lane vectors per 16 lanes. */
+static void dw_lanes__neon(float *acc, const float *g, const float *x, int64_t s, int64_t cnt) {
+    float32x4_t a0 = vld1q_f32(acc), a1 = vld1q_f32(acc + 4), a2 = vld1q_f32(acc + 8),
+                a3 = vld1q_f32(acc + 12);
     int64_t j = 0;
     if (s == 1) {
-        for (; j + 8 <= cnt; j += 8) {
-            a0 = vfmaq_f32(a0, vld1q_f32(a + j), vld1q_f32(b + j));
-            a1 = vfmaq_f32(a1, vld1q_f32(a + j + 4), vld1q_f32(b + j + 4));
+        for (; j + 16 <= cnt; j += 16) {
+            a0 = vfmaq_f32(a0, vld1q_f32(g + j), vld1q_f32(x + j));
+            a1 = vfmaq_f32(a1, vld1q_f32(g + j + 4), vld1q_f32(x + j + 4));
+            a2 = vfmaq_f32(a2, vld1q_f32(g + j + 8), vld1q_f32(x + j + 8));
+            a3 = vfmaq_f32(a3, vld1q_f32(g + j + 12), vld1q_f32(x + j + 12));
         }
-    } else if (s == 2) {
-        for (; j + 4 <= cnt - 1; j += 4) a0 = vfmaq_f32(a0, vld1q_f32(a + j), vld2q_f32(b + 2 * j).val[0]);
+        /* the last < 16: lanes 0-3, 4-7, 8-11 */
+        float32x4_t *tail[3] = {&a0, &a1, &a2};
+        for (int q = 0; q < 3 && j + 4 <= cnt; q++, j += 4)
+            *tail[q] = vfmaq_f32(*tail[q], vld1q_f32(g + j), vld1q_f32(x + j));
+    } else if (s == 2) { /* vld2q reads one element past the last one used */
+        for (; j + 16 <= cnt - 1; j += 16) {
+            a0 = vfmaq_f32(a0, vld1q_f32(g + j), vld2q_f32(x + 2 * j).val[0]);
+            a1 = vfmaq_f32(a1, vld1q_f32(g + j + 4), vld2q_f32(x + 2 * j + 8).val[0]);
+            a2 = vfmaq_f32(a2, vld1q_f32(g + j + 8), vld2q_f32(x + 2 * j + 16).val[0]);
+            a3 = vfmaq_f32(a3, vld1q_f32(g + j + 12), vld2q_f32(x + 2 * j + 24).val[0]);
+        }
+        float32x4_t *tail[3] = {&a0, &a1, &a2};
+        for (int q = 0; q < 3 && j + 4 <= cnt - 1; q++, j += 4)
+            *tail[q] = vfmaq_f32(*tail[q], vld1q_f32(g + j), vld2q_f32(x + 2 * j).val[0]);
     }
-    float acc = vaddvq_f32(vaddq_f32(a0, a1));
-    for (; j < cnt; j++) acc += a[j] * b[j * s];
-    return acc;
+    vst1q_f32(acc, a0);
+    vst1q_f32(acc + 4, a1);
+    vst1q_f32(acc + 8, a2);
+    vst1q_f32(acc + 12, a3);
+    for (; j < cnt; j++) acc[j & 15] = fmaf(g[j], x[j * s], acc[j & 15]);
 }
 
-DW_VARIANT(neon)
+static void dw_cols__neon(float *dst, const float *src, int64_t s, int64_t cnt) {
+    int64_t j = 0;
+    if (s == 1) /* short rows: no memcpy call */
+        for (; j + 4 <= cnt; j += 4) vst1q_f32(dst + j, vld1q_f32(src + j));
+    else if (s == 2) { /* vld2q reads one element past the last one used */
+        for (; j + 4 <= cnt - 1; j += 4) vst1q_f32(dst + j, vld2q_f32(src + 2 * j).val[0]);
+        if (j < cnt && cnt >= 5) { /* the last 4 again, as the odd elements from one before */
+            vst1q_f32(dst + cnt - 4, vld2q_f32(src + 2 * (cnt - 4) - 1).val[1]);
+            j = cnt;
+        }
+    }
+    for (; j < cnt; j++) dst[j] = src[j * s];
+}
+
+DW_VARIANT(neon, )
 #endif /* ET_HAVE_NEON */
 
 /* ---- variant table (variant_internal.h) and dispatch ---------------------------------- */

@@ -222,6 +222,10 @@ static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int tr
      * non-transposed B are then read in place (row stride ldb). The result
      * is the same bits either way. */
     const int direct_b = !trans_b && M <= ET_GEMM_DIRECT_B_MAX_M && direct_b_stride_ok(ldb);
+    /* With a single B panel each A panel serves one ukernel call: packing A would copy (and
+     * transpose) all of it to read it once, so a plain A is read in place when the ISA has
+     * the kernel (the same bits; strides as for an in-place B, the rows' L1 sets) */
+    const int sa = cfg->ukernel_sa && !trans_a && !pre && N <= NR && direct_b_stride_ok(lda);
     for (int64_t jc = 0; jc < N; jc += nc_blk) {
         const int64_t nc = min_i64(nc_blk, N - jc);
         for (int64_t pc = 0; pc < K; pc += kc_blk) {
@@ -240,7 +244,7 @@ static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int tr
                 const int64_t mc = min_i64(mc_blk, M - ic);
                 /* A block op(A)[ic:ic+mc, pc:pc+kc] -> MR-wide panels (or packed before) */
                 const float *ap = pre ? pre->data + pc * pre->mp + (row0 + ic) * kc : pa;
-                for (int64_t ir = 0; ir < mc && !pre; ir += MR)
+                for (int64_t ir = 0; ir < mc && !pre && !sa; ir += MR)
                     pack_a_panel(cfg, trans_a, min_i64(MR, mc - ir), kc, A, lda, ic + ir, pc,
                                  pa + ir * kc);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -251,8 +255,12 @@ static void gemm_packed_block(const et_f32_gemm_config *cfg, int trans_a, int tr
                     float *cp = C + ic * ldc + jc + jr;
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int64_t mr = min_i64(MR, mc - ir);
-                        cfg->ukernel(kc, ap + ir * kc, bp, bs, cp + ir * ldc, ldc, mr, nr, alpha,
-                                     beta_k);
+                        if (sa)
+                            cfg->ukernel_sa(kc, A + (ic + ir) * lda + pc, lda, bp, bs,
+                                            cp + ir * ldc, ldc, mr, nr, alpha, beta_k);
+                        else
+                            cfg->ukernel(kc, ap + ir * kc, bp, bs, cp + ir * ldc, ldc, mr, nr,
+                                         alpha, beta_k);
                     }
                 }
             }
@@ -366,6 +374,72 @@ static void pack_a_range(void *ctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
+/* ---- C^T for a few rows times a transposed B ---------------------------------------------
+ * C[M, N] = A B^T with few rows (a batch through a linear layer: x W^T) packs all of B^T (a
+ * transpose of the whole weight matrix) to use it for a few row tiles. Computed as
+ * C^T = B A^T instead: B's rows are the kernel's A rows, read in place (ukernel_sa), A^T is
+ * the packed B side (a transpose of the few rows), and each MR x NR tile of C^T is kept in a
+ * small buffer over the K blocks (loaded transposed when beta reads C) and stored transposed.
+ * Every element is the same k-ordered FMA chain (x*w == w*x) with the same per-block epilogue,
+ * so the same bits. */
+#define CT_MAX_ROWS 64 /* M up to this */
+
+typedef struct ct_job {
+    const et_f32_gemm_config *cfg;
+    int64_t M, N, K;
+    float alpha;
+    const float *A;
+    int64_t lda;
+    const float *B;
+    int64_t ldb;
+    float beta;
+    float *C;
+    int64_t ldc;
+    char *base;
+    size_t slice;
+    int64_t nt; /* MR tiles of C^T's rows (C's columns) */
+    int ntasks;
+} ct_job;
+
+static int ct_fits(const et_f32_gemm_config *cfg, int64_t M, int64_t K, size_t slice) {
+    return (size_t)(round_up(M, cfg->nr) * K + cfg->mr * cfg->nr) * sizeof(float) <= slice;
+}
+
+static void ct_task(void *ctx, int64_t t, int tid) {
+    const ct_job *j = (const ct_job *)ctx;
+    const et_f32_gemm_config *cfg = j->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, M = j->M, K = j->K, mp = round_up(M, NR);
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    int64_t tb, te;
+    et_thread_range(j->nt, (int)t, j->ntasks, &tb, &te);
+    if (te <= tb) return;
+    /* A^T's NR-wide panels for every K block: block pc, panel of columns i at pb + pc*mp + i*kc */
+    float *pb = (float *)(j->base + (size_t)tid * j->slice), *tile = pb + mp * K;
+    for (int64_t pc = 0; pc < K; pc += kc_blk) {
+        const int64_t kc = min_i64(kc_blk, K - pc);
+        for (int64_t i = 0; i < M; i += NR)
+            cfg->pack_interleave(NR, min_i64(NR, M - i), kc, j->A + i * j->lda + pc, j->lda,
+                                 pb + pc * mp + i * kc);
+    }
+    for (int64_t r0 = tb * MR; r0 < min_i64(te * MR, j->N); r0 += MR) {
+        const int64_t mr = min_i64(MR, j->N - r0);
+        for (int64_t i = 0; i < M; i += NR) {
+            const int64_t nr = min_i64(NR, M - i);
+            float *c = j->C + i * j->ldc + r0; /* C^T tile (r, q) is C[i + q, r0 + r] */
+            if (j->beta != 0.0f)
+                for (int64_t r = 0; r < mr; r++)
+                    for (int64_t q = 0; q < nr; q++) tile[r * NR + q] = c[q * j->ldc + r];
+            for (int64_t pc = 0; pc < K; pc += kc_blk) {
+                const int64_t kc = min_i64(kc_blk, K - pc);
+                cfg->ukernel_sa(kc, j->B + r0 * j->ldb + pc, j->ldb, pb + pc * mp + i * kc, NR,
+                                tile, NR, mr, nr, j->alpha, pc == 0 ? j->beta : 1.0f);
+            }
+            for (int64_t q = 0; q < nr; q++)
+                for (int64_t r = 0; r < mr; r++) c[q * j->ldc + r] = tile[r * NR + q];
+        }
+    }
+}
+
 static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int trans_b,
                                  int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                                  int64_t lda, const packed_a *pre, const float *B, int64_t ldb,
@@ -384,6 +458,14 @@ static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int
     const size_t a_bytes = pack_a_bytes(cfg, M, K), slice = a_bytes + pack_b_bytes(cfg, N, K);
     /* a small product is done before a sleeping worker has woken up: one thread */
     if ((double)M * (double)N * (double)K < ET_GEMM_THREAD_MIN_MACS) nthreads = 1;
+    if (!pre && !trans_a && trans_b && cfg->ukernel_sa && M <= CT_MAX_ROWS && N >= 4 * cfg->mr &&
+        direct_b_stride_ok(ldb) && ct_fits(cfg, M, K, slice)) {
+        const int64_t nt = ceil_div(N, cfg->mr);
+        const int ntasks = (int)min_i64(nt, nthreads > 1 ? ET_GEMM_TASKS_PER_THREAD * nthreads : 1);
+        ct_job cj = {cfg, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, base, slice, nt, ntasks};
+        et_parallel_for(ntasks, nthreads, ct_task, &cj);
+        return ET_OK;
+    }
     /* more tasks than threads: a thread preempted by another process or a worker that joins
      * late holds up one task only (the grid changes no result bit: every element of C is the
      * same K loop) */
@@ -540,6 +622,15 @@ et_status et_f32_gemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, 
     return et_f32_gemm_pack_a_threads(trans_a, M, K, A, lda, pa, pa_bytes, 1);
 }
 
+int et_f32_gemm_pa_current(const void *pa, int trans_a, int64_t M, int64_t K) {
+    const et_f32_gemm_config *cfg = current_config();
+    pa_header h;
+    if (!pa || !cfg) return 0;
+    memcpy(&h, pa, sizeof h);
+    return h.magic == ET_PA_MAGIC && h.cfg == cfg && h.m == M && h.k == K &&
+           h.trans_a == (trans_a != 0);
+}
+
 et_status et_f32_gemm_pa(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const void *pa, const float *B, int64_t ldb,
                          float beta, float *C, int64_t ldc, void *ws, size_t ws_bytes,
@@ -557,6 +648,88 @@ et_status et_f32_gemm_pa(int trans_a, int trans_b, int64_t M, int64_t N, int64_t
     const packed_a pre = {pa_data(pa), round_up(M, cfg->mr)};
     return gemm_packed_pre(cfg, trans_a, trans_b, M, N, K, alpha, A, lda, &pre, B, ldb, beta, C,
                            ldc, ws, ws_bytes, nthreads);
+}
+
+/* ---- B rows through a table (gemm_internal.h) ------------------------------------------ */
+int et_f32_gemm_offb_available(void) {
+    const et_f32_gemm_config *cfg = current_config();
+    return cfg && cfg->ukernel_off;
+}
+
+et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, const float *b,
+                              const int32_t *off, float *C, int64_t ldc,
+                              et_f32_gemm_epilogue *epi, void *epi_ctx) {
+    const et_f32_gemm_config *cfg = current_config();
+    if (!cfg || !cfg->ukernel_off || cfg->nr > ET_GEMM_NR_MAX || M <= 0 || N <= 0 || K <= 0 ||
+        !pa || !b || !off || !C || ldc < N)
+        return ET_ERR_ARG;
+    pa_header h;
+    memcpy(&h, pa, sizeof h);
+    if (h.magic != ET_PA_MAGIC || h.cfg != cfg || h.m != M || h.k != K || h.trans_a != 0)
+        return ET_ERR_ARG;
+    const int64_t MR = cfg->mr, NR = cfg->nr, mp = round_up(M, MR);
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    const float *ap = pa_data(pa); /* K block pc: panel of rows ir at ap + pc * mp + ir * kc */
+    /* per tile its K blocks back to back (the first sets C, later ones add): the packed
+     * path's epilogue sequence */
+    for (int64_t ir = 0; ir < M; ir += MR) {
+        const int64_t mr = min_i64(MR, M - ir);
+        for (int64_t jr = 0; jr < N; jr += NR) {
+            const int64_t nr = min_i64(NR, N - jr);
+            for (int64_t pc = 0; pc < K; pc += kc_blk) {
+                const int64_t kc = min_i64(kc_blk, K - pc);
+                cfg->ukernel_off(kc, ap + pc * mp + ir * kc, b + jr, off + pc, C + ir * ldc + jr,
+                                 ldc, mr, nr, 1.0f, pc == 0 ? 0.0f : 1.0f);
+            }
+            if (epi) epi(epi_ctx, ir, mr, C + ir * ldc + jr, ldc, nr);
+        }
+    }
+    return ET_OK;
+}
+
+/* ---- one band of rows at a time (gemm_internal.h) ---------------------------------------- */
+#define ET_GEMM_MR_MAX 16 /* the tallest register tile of any config */
+
+int64_t et_f32_gemm_bands_floats(int64_t N, int64_t K) {
+    /* the band, then one packed B panel (the partial last one), each 64-byte aligned */
+    return round_up(ET_GEMM_MR_MAX * N, 16) + K * ET_GEMM_NR_MAX + 16;
+}
+
+et_status et_f32_gemm_pa_bands(int64_t M, int64_t N, int64_t K, const void *pa, const float *B,
+                               int64_t ldb, float *buf, et_f32_gemm_epilogue *band_fn,
+                               void *ctx) {
+    const et_f32_gemm_config *cfg = current_config();
+    if (!cfg || cfg->mr > ET_GEMM_MR_MAX || cfg->nr > ET_GEMM_NR_MAX || M <= 0 || N <= 0 ||
+        K <= 0 || !pa || !B || !buf || !band_fn || ldb < N || !direct_b_stride_ok(ldb))
+        return ET_ERR_ARG;
+    pa_header h;
+    memcpy(&h, pa, sizeof h);
+    if (h.magic != ET_PA_MAGIC || h.cfg != cfg || h.m != M || h.k != K) return ET_ERR_ARG;
+    const int64_t MR = cfg->mr, NR = cfg->nr, mp = round_up(M, MR);
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    const float *ap = pa_data(pa);
+    float *pb = buf + round_up(ET_GEMM_MR_MAX * N, 16);
+    pb += (ET_GEMM_ALIGN - (uintptr_t)pb % ET_GEMM_ALIGN) % ET_GEMM_ALIGN / sizeof(float);
+    /* whole B panels read in place, the partial last one packed once */
+    const int64_t jlast = (N - 1) / NR * NR;
+    const int pack_last = N - jlast < NR;
+    if (pack_last) cfg->pack_copy(NR, N - jlast, K, B + jlast, ldb, pb);
+    for (int64_t ir = 0; ir < M; ir += MR) {
+        const int64_t mr = min_i64(MR, M - ir);
+        for (int64_t jr = 0; jr < N; jr += NR) {
+            const int64_t nr = min_i64(NR, N - jr);
+            const int packed = jr == jlast && pack_last;
+            const float *bp = packed ? pb : B + jr;
+            const int64_t bs = packed ? NR : ldb;
+            for (int64_t pc = 0; pc < K; pc += kc_blk) {
+                const int64_t kc = min_i64(kc_blk, K - pc);
+                cfg->ukernel(kc, ap + pc * mp + ir * kc, bp + pc * bs, bs, buf + jr, N, mr, nr,
+                             1.0f, pc == 0 ? 0.0f : 1.0f);
+            }
+        }
+        band_fn(ctx, ir, mr, buf, N, N);
+    }
+    return ET_OK;
 }
 
 /* ---- batched NCHW operands (gemm_internal.h) -------------------------------------- */

@@ -162,6 +162,8 @@ const et_f32_gemm_config et_f32_gemm_config_avx2 = {
      * mc / nc do not change the bits. Not re-tuned on an AVX2-only core. */
     "avx2", MR, NR, /* mc */ 60, /* kc */ ET_GEMM_KC, /* nc */ 1024,
     et_f32_gemm_ukernel_6x16__avx2, et_f32_gemm_pack_interleave__avx2, et_f32_gemm_pack_copy__avx2,
+    NULL, /* no in-place A kernel */
+    NULL, /* no B-through-a-table kernel */
 };
 
 #else

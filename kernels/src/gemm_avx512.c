@@ -137,13 +137,220 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float 
     }
 }
 
+/* ---- A read in place (et_f32_gemm_ukernel_sa) -------------------------------------------
+ * The kernels above with a[i] (packed panel, stride MR per k) replaced by row i's element k,
+ * ar[i][k]; rows past mr alias the last real row (computed, never stored). */
+#define SA_ROWS(ROWS)                                                                             \
+    const float *ar[ROWS];                                                                        \
+    for (int i = 0; i < ROWS; i++) ar[i] = a + (i < mr ? i : mr - 1) * lda
+
+#define SA_SHORT_KERNEL(ROWS)                                                                     \
+    ET_TARGET_AVX512 static void ukernel_sa_##ROWS##x32(                                          \
+        int64_t kc, const float *a, int64_t lda, const float *b, int64_t ldb, float *c,          \
+        int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {                           \
+        SA_ROWS(ROWS);                                                                            \
+        __m512 acc[ROWS][2];                                                                      \
+        for (int i = 0; i < ROWS; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();              \
+        for (int64_t k = 0; k < kc; k++) {                                                        \
+            const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);                   \
+            for (int i = 0; i < ROWS; i++) {                                                      \
+                const __m512 ai = _mm512_set1_ps(ar[i][k]);                                       \
+                acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);                                   \
+                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);                                   \
+            }                                                                                     \
+            b += ldb;                                                                             \
+        }                                                                                         \
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                       \
+        const int bz = beta == 0.0f;                                                              \
+        __mmask16 m0, m1;                                                                         \
+        col_masks(nr, &m0, &m1);                                                                  \
+        for (int64_t i = 0; i < mr; i++) {                                                        \
+            float *ci = c + i * ldc;                                                              \
+            update16(ci, acc[i][0], va, vb, bz, m0);                                              \
+            if (m1) update16(ci + 16, acc[i][1], va, vb, bz, m1);                                 \
+        }                                                                                         \
+    }
+SA_SHORT_KERNEL(4)
+SA_SHORT_KERNEL(6)
+SA_SHORT_KERNEL(8)
+
+#define SA_ROW_FMA(i)                                 \
+    do {                                              \
+        const __m512 ai = _mm512_set1_ps(ar[i][k]);   \
+        c##i##_0 = _mm512_fmadd_ps(ai, b0, c##i##_0); \
+        c##i##_1 = _mm512_fmadd_ps(ai, b1, c##i##_1); \
+    } while (0)
+
+ET_TARGET_AVX512 void et_f32_gemm_ukernel_sa_14x32__avx512(int64_t kc, const float *a,
+                                                           int64_t lda, const float *b,
+                                                           int64_t ldb, float *c, int64_t ldc,
+                                                           int64_t mr, int64_t nr, float alpha,
+                                                           float beta) {
+    if (mr <= 4) {
+        ukernel_sa_4x32(kc, a, lda, b, ldb, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    if (mr <= 6) {
+        ukernel_sa_6x32(kc, a, lda, b, ldb, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    if (mr <= 8) {
+        ukernel_sa_8x32(kc, a, lda, b, ldb, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    SA_ROWS(MR);
+    __m512 c0_0 = _mm512_setzero_ps(), c0_1 = _mm512_setzero_ps();
+    __m512 c1_0 = _mm512_setzero_ps(), c1_1 = _mm512_setzero_ps();
+    __m512 c2_0 = _mm512_setzero_ps(), c2_1 = _mm512_setzero_ps();
+    __m512 c3_0 = _mm512_setzero_ps(), c3_1 = _mm512_setzero_ps();
+    __m512 c4_0 = _mm512_setzero_ps(), c4_1 = _mm512_setzero_ps();
+    __m512 c5_0 = _mm512_setzero_ps(), c5_1 = _mm512_setzero_ps();
+    __m512 c6_0 = _mm512_setzero_ps(), c6_1 = _mm512_setzero_ps();
+    __m512 c7_0 = _mm512_setzero_ps(), c7_1 = _mm512_setzero_ps();
+    __m512 c8_0 = _mm512_setzero_ps(), c8_1 = _mm512_setzero_ps();
+    __m512 c9_0 = _mm512_setzero_ps(), c9_1 = _mm512_setzero_ps();
+    __m512 c10_0 = _mm512_setzero_ps(), c10_1 = _mm512_setzero_ps();
+    __m512 c11_0 = _mm512_setzero_ps(), c11_1 = _mm512_setzero_ps();
+    __m512 c12_0 = _mm512_setzero_ps(), c12_1 = _mm512_setzero_ps();
+    __m512 c13_0 = _mm512_setzero_ps(), c13_1 = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        SA_ROW_FMA(0);
+        SA_ROW_FMA(1);
+        SA_ROW_FMA(2);
+        SA_ROW_FMA(3);
+        SA_ROW_FMA(4);
+        SA_ROW_FMA(5);
+        SA_ROW_FMA(6);
+        SA_ROW_FMA(7);
+        SA_ROW_FMA(8);
+        SA_ROW_FMA(9);
+        SA_ROW_FMA(10);
+        SA_ROW_FMA(11);
+        SA_ROW_FMA(12);
+        SA_ROW_FMA(13);
+        b += ldb;
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const int bz = beta == 0.0f;
+    const __m512 acc[MR][2] = {
+        {c0_0, c0_1},   {c1_0, c1_1},   {c2_0, c2_1},   {c3_0, c3_1},   {c4_0, c4_1},
+        {c5_0, c5_1},   {c6_0, c6_1},   {c7_0, c7_1},   {c8_0, c8_1},   {c9_0, c9_1},
+        {c10_0, c10_1}, {c11_0, c11_1}, {c12_0, c12_1}, {c13_0, c13_1},
+    };
+    __mmask16 m0, m1;
+    col_masks(nr, &m0, &m1);
+    for (int64_t i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+        update16(ci, acc[i][0], va, vb, bz, m0);
+        if (m1) update16(ci + 16, acc[i][1], va, vb, bz, m1);
+    }
+}
+
+/* ---- B rows through a table (et_f32_gemm_ukernel_off) ------------------------------------- */
+#define OFF_SHORT_KERNEL(ROWS)                                                                    \
+    ET_TARGET_AVX512 static void ukernel_off_##ROWS##x32(                                         \
+        int64_t kc, const float *a, const float *b, const int32_t *off, float *c, int64_t ldc,   \
+        int64_t mr, int64_t nr, float alpha, float beta) {                                        \
+        __m512 acc[ROWS][2];                                                                      \
+        for (int i = 0; i < ROWS; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();              \
+        for (int64_t k = 0; k < kc; k++) {                                                        \
+            const float *bk = b + off[k];                                                         \
+            const __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16);                 \
+            for (int i = 0; i < ROWS; i++) {                                                      \
+                const __m512 ai = _mm512_set1_ps(a[i]);                                           \
+                acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);                                   \
+                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);                                   \
+            }                                                                                     \
+            a += MR;                                                                              \
+        }                                                                                         \
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                       \
+        const int bz = beta == 0.0f;                                                              \
+        __mmask16 m0, m1;                                                                         \
+        col_masks(nr, &m0, &m1);                                                                  \
+        for (int64_t i = 0; i < mr; i++) {                                                        \
+            float *ci = c + i * ldc;                                                              \
+            update16(ci, acc[i][0], va, vb, bz, m0);                                              \
+            if (m1) update16(ci + 16, acc[i][1], va, vb, bz, m1);                                 \
+        }                                                                                         \
+    }
+OFF_SHORT_KERNEL(4)
+OFF_SHORT_KERNEL(6)
+OFF_SHORT_KERNEL(8)
+
+ET_TARGET_AVX512 void et_f32_gemm_ukernel_off_14x32__avx512(int64_t kc, const float *a,
+                                                            const float *b, const int32_t *off,
+                                                            float *c, int64_t ldc, int64_t mr,
+                                                            int64_t nr, float alpha, float beta) {
+    if (mr <= 4) {
+        ukernel_off_4x32(kc, a, b, off, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    if (mr <= 6) {
+        ukernel_off_6x32(kc, a, b, off, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    if (mr <= 8) {
+        ukernel_off_8x32(kc, a, b, off, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    __m512 c0_0 = _mm512_setzero_ps(), c0_1 = _mm512_setzero_ps();
+    __m512 c1_0 = _mm512_setzero_ps(), c1_1 = _mm512_setzero_ps();
+    __m512 c2_0 = _mm512_setzero_ps(), c2_1 = _mm512_setzero_ps();
+    __m512 c3_0 = _mm512_setzero_ps(), c3_1 = _mm512_setzero_ps();
+    __m512 c4_0 = _mm512_setzero_ps(), c4_1 = _mm512_setzero_ps();
+    __m512 c5_0 = _mm512_setzero_ps(), c5_1 = _mm512_setzero_ps();
+    __m512 c6_0 = _mm512_setzero_ps(), c6_1 = _mm512_setzero_ps();
+    __m512 c7_0 = _mm512_setzero_ps(), c7_1 = _mm512_setzero_ps();
+    __m512 c8_0 = _mm512_setzero_ps(), c8_1 = _mm512_setzero_ps();
+    __m512 c9_0 = _mm512_setzero_ps(), c9_1 = _mm512_setzero_ps();
+    __m512 c10_0 = _mm512_setzero_ps(), c10_1 = _mm512_setzero_ps();
+    __m512 c11_0 = _mm512_setzero_ps(), c11_1 = _mm512_setzero_ps();
+    __m512 c12_0 = _mm512_setzero_ps(), c12_1 = _mm512_setzero_ps();
+    __m512 c13_0 = _mm512_setzero_ps(), c13_1 = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        const float *bk = b + off[k];
+        const __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16);
+        ROW_FMA(0);
+        ROW_FMA(1);
+        ROW_FMA(2);
+        ROW_FMA(3);
+        ROW_FMA(4);
+        ROW_FMA(5);
+        ROW_FMA(6);
+        ROW_FMA(7);
+        ROW_FMA(8);
+        ROW_FMA(9);
+        ROW_FMA(10);
+        ROW_FMA(11);
+        ROW_FMA(12);
+        ROW_FMA(13);
+        a += MR;
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const int bz = beta == 0.0f;
+    const __m512 acc[MR][2] = {
+        {c0_0, c0_1},   {c1_0, c1_1},   {c2_0, c2_1},   {c3_0, c3_1},   {c4_0, c4_1},
+        {c5_0, c5_1},   {c6_0, c6_1},   {c7_0, c7_1},   {c8_0, c8_1},   {c9_0, c9_1},
+        {c10_0, c10_1}, {c11_0, c11_1}, {c12_0, c12_1}, {c13_0, c13_1},
+    };
+    __mmask16 m0, m1;
+    col_masks(nr, &m0, &m1);
+    for (int64_t i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+        update16(ci, acc[i][0], va, vb, bz, m0);
+        if (m1) update16(ci + 16, acc[i][1], va, vb, bz, m1);
+    }
+}
+
 const et_f32_gemm_config et_f32_gemm_config_avx512 = {
     /* Zen 5 (48 KiB L1d, 1 MiB L2), measured with tests/bench_gemm.c: a long kc
      * amortises the C tile update; the 14 x kc A panel (43 KiB) stays near L1,
      * the kc x 32 B panel streams from L2, the packed A block (504 KiB) in L2. */
     "avx512", MR, NR, /* mc */ 168, /* kc */ ET_GEMM_KC, /* nc */ 1024,
     et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_pack_interleave__avx2,
-    et_f32_gemm_pack_copy__avx2,
+    et_f32_gemm_pack_copy__avx2, et_f32_gemm_ukernel_sa_14x32__avx512,
+    et_f32_gemm_ukernel_off_14x32__avx512,
 };
 
 #else

@@ -5,7 +5,9 @@
  *   gemm.c         et_f32_gemm: argument checks, ISA dispatch, the shared
  *                  BLIS-style packed driver (et_f32_gemm_packed), the thread
  *                  partition and an unpacked path for tiny / vector problems.
- *   gemm_avx512.c  14x32 zmm microkernel, compiled with ET_TARGET_AVX512.
+ *   gemm_avx512.c  14x32 zmm microkernel, compiled with ET_TARGET_AVX512, and its two
+ *                  forms with A read in place (one-panel products, C^T of x W^T) and with
+ *                  B's rows through a table (the convolution's implicit im2col).
  *   gemm_avx2.c    6x16 ymm microkernel + AVX2 packers (also used by the
  *                  AVX-512 config), compiled with ET_TARGET_AVX2.
  *   gemm_neon.c    8x12 aarch64 Advanced SIMD microkernel + packers.
@@ -65,6 +67,19 @@ typedef void et_f32_gemm_ukernel(int64_t kc, const float *a, const float *b, int
                                  float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
                                  float beta);
 typedef et_f32_gemm_ukernel *et_f32_gemm_ukernel_fn;
+/* The same product with A read in place (not packed): row r of the panel at a + r * lda,
+ * element k at a[r * lda + k]; rows >= mr are never read. The same FMA chain per element as
+ * the packed ukernel, so the same bits. */
+typedef void et_f32_gemm_ukernel_sa(int64_t kc, const float *a, int64_t lda, const float *b,
+                                    int64_t ldb, float *c, int64_t ldc, int64_t mr, int64_t nr,
+                                    float alpha, float beta);
+typedef et_f32_gemm_ukernel_sa *et_f32_gemm_ukernel_sa_fn;
+/* The packed ukernel with B's rows found through a table: row k of the panel at b + off[k]
+ * (NR floats; an implicit im2col). The same FMA chain per element, so the same bits. */
+typedef void et_f32_gemm_ukernel_off(int64_t kc, const float *a, const float *b,
+                                     const int32_t *off, float *c, int64_t ldc, int64_t mr,
+                                     int64_t nr, float alpha, float beta);
+typedef et_f32_gemm_ukernel_off *et_f32_gemm_ukernel_off_fn;
 
 /* Packing primitives. Both write `w`-wide panels, dst[k*w + r] for k < kc,
  * r < w, with zeros for r >= n (n <= w):
@@ -84,6 +99,11 @@ typedef struct et_f32_gemm_config {
     et_f32_gemm_ukernel_fn ukernel;
     et_f32_gemm_pack_fn pack_interleave;
     et_f32_gemm_pack_fn pack_copy;
+    /* optional (NULL: always pack A): A read in place when each A panel would serve a single
+     * B panel (N <= NR, gemm.c), where packing it costs as much as the product */
+    et_f32_gemm_ukernel_sa_fn ukernel_sa;
+    /* optional (NULL: et_f32_gemm_pa_offb is not available): B rows through a table */
+    et_f32_gemm_ukernel_off_fn ukernel_off;
 } et_f32_gemm_config;
 
 /* Shared drivers (gemm.c); arguments already validated (et_f32_gemm's checks).
@@ -140,6 +160,32 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
 et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, const float *dy,
                                  int64_t ys, const float *x, int64_t xs, float *C, int64_t ldc,
                                  void *ws, size_t ws_bytes, int nthreads);
+/* C[M, N] (row stride ldc) = op(A) B with op(A) pre-packed by et_f32_gemm_pack_a(0, M, K, ...)
+ * and B[k, j] = b[off[k] + j] (an implicit im2col: b must be readable up to
+ * b[max(off) + round_up(N, 32) - 1]), alpha 1, beta 0, one thread: the bits of et_f32_gemm's
+ * packed path (K blocks of balanced_block(K, ET_GEMM_KC), k-ordered FMA chains); epi (if not
+ * NULL) runs on each final tile as in et_f32_gemm_nchw. ET_ERR_ARG
+ * when the current ISA has no table ukernel (callers then build the columns and run
+ * et_f32_gemm_pa) or pa does not fit. */
+et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, const float *b,
+                              const int32_t *off, float *C, int64_t ldc,
+                              et_f32_gemm_epilogue *epi, void *epi_ctx);
+/* C = op(A) B (alpha 1, beta 0, one thread) with op(A) pre-packed by et_f32_gemm_pack_a,
+ * one band of MR rows at a time into buf (row stride N): after each band [row0, row0 + rows)
+ * holds its final values, band_fn(ctx, row0, rows, buf, N, N) consumes it. The bits of
+ * et_f32_gemm's packed path. buf: et_f32_gemm_bands_floats(N, K) floats. ET_ERR_ARG when the
+ * current ISA has no packed config, pa does not fit or B's row stride is one the packed path
+ * would not read in place (callers then run et_f32_gemm_pa). */
+et_status et_f32_gemm_pa_bands(int64_t M, int64_t N, int64_t K, const void *pa, const float *B,
+                               int64_t ldb, float *buf, et_f32_gemm_epilogue *band_fn,
+                               void *ctx);
+int64_t et_f32_gemm_bands_floats(int64_t N, int64_t K);
+
+/* 1 if the current ISA runs et_f32_gemm_pa_offb. */
+int et_f32_gemm_offb_available(void);
+/* Widest B panel any config reads (et_f32_gemm_pa_offb's over-read past N). */
+#define ET_GEMM_NR_MAX 32
+
 /* et_f32_gemm_pack_a with the panels split over nthreads (the same bytes). */
 et_status et_f32_gemm_pack_a_threads(int trans_a, int64_t M, int64_t K, const float *A,
                                      int64_t lda, void *pa, size_t pa_bytes, int nthreads);
@@ -165,6 +211,8 @@ extern const et_f32_gemm_config et_f32_gemm_config_avx2;
 /* AVX2 packers (gemm_avx2.c), shared by the AVX-512 config. */
 et_f32_gemm_pack et_f32_gemm_pack_interleave__avx2, et_f32_gemm_pack_copy__avx2;
 et_f32_gemm_ukernel et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_ukernel_6x16__avx2;
+et_f32_gemm_ukernel_sa et_f32_gemm_ukernel_sa_14x32__avx512;
+et_f32_gemm_ukernel_off et_f32_gemm_ukernel_off_14x32__avx512;
 #endif
 #if defined(ET_HAVE_NEON)
 extern const et_f32_gemm_config et_f32_gemm_config_neon;

@@ -153,6 +153,8 @@ const et_f32_gemm_config et_f32_gemm_config_neon = {
      * under qemu only; not yet tuned on hardware. */
     "neon", MR, NR, /* mc */ 64, /* kc */ ET_GEMM_KC, /* nc */ 1032,
     et_f32_gemm_ukernel_8x12__neon, et_f32_gemm_pack_interleave__neon, et_f32_gemm_pack_copy__neon,
+    NULL, /* no in-place A kernel */
+    NULL, /* no B-through-a-table kernel */
 };
 
 #else

@@ -954,6 +954,9 @@ size_t et_q_conv2d_ws_bytes_nt(const et_conv2d_params *p, int nthreads) {
     return a > t ? a : t;
 }
 
+/* The tiled path below runs only as the avx512vnni row (x86); its sizes above are used on every
+ * target (et_q_conv2d_ws_bytes_nt). */
+#if defined(ET_HAVE_X86_SIMD)
 /* direct: rows kk of x (pixels [p0, p0 + np)) four at a time, interleaved as 32-bit words (byte
  * q = row q: little-endian, as every target of the SIMD rows); pixels past np and rows past K
  * are zero (never stored / times 0 through wtail). */
@@ -1267,6 +1270,7 @@ static et_status q_conv2d_tiled(q_tile_fn tile, int gather, const et_conv2d_para
     et_parallel_ranges(tiles, et_split_chunks(tiles, (int)slots), (int)slots, q_tile_range, (void *)&job);
     return ET_OK;
 }
+#endif /* ET_HAVE_X86_SIMD: the tiled path */
 
 #if defined(ET_HAVE_X86_SIMD)
 /* Requantize 16 int32 sums of output channel oc and store np (<= 16) bytes at dst. */

@@ -429,6 +429,90 @@ static void check_narrow_bits(int ci, const conv_case *k, int64_t n) {
     free(x); free(dy); free(col); free(want); free(dw);
 }
 
+/* The forward's and the input gradient's bits are the GEMM recipe's on every SIMD ISA and
+ * thread count: per image y_i = et_f32_gemm(w, im2col(x_i)), dx_i = col2im(W^T dy_i),
+ * whatever path the convolution takes (the implicit im2col with B rows through a table on
+ * AVX-512, col2im per band of GEMM rows, or the column buffer). */
+static const conv_case fwd_bits_cases[] = {
+    /*  c   h   w  oc kh kw sh sw pt pl pb pr dh dw g */
+    {1, 28, 28, 20, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},    /* LeNet conv1: 14 + 6 rows */
+    {20, 12, 12, 50, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},   /* LeNet conv2: 3 x 14 + 8 rows */
+    {3, 9, 13, 17, 3, 4, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* 14 + 3 rows, 70 pixels */
+    {40, 7, 7, 9, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},      /* Kg 1000: two K blocks */
+    {2, 10, 37, 6, 2, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* 6 rows, 315 pixels */
+};
+
+static void check_fwd_bits(int ci, const conv_case *k, int64_t n) {
+    et_conv2d_params p = make_params(k, n);
+    if (et_conv2d_params_init(&p) != ET_OK) {
+        ET_CHECK(0, "fwd bits case %d: params", ci);
+        return;
+    }
+    const int64_t kg = p.c * p.kh * p.kw, np = p.oh * p.ow, nw = p.oc * kg;
+    const int64_t nx = p.n * p.c * p.h * p.w, ny = p.n * p.oc * np;
+    float *x = alloc_f(nx), *w = alloc_f(nw), *col = alloc_f(kg * np);
+    float *want = alloc_f(ny), *y = alloc_f(ny);
+    et_fill_random(x, nx, 81 + ci, -1.0f, 1.0f);
+    et_fill_random(w, nw, 83 + ci, -1.0f, 1.0f);
+    for (et_isa isa = ET_ISA_REF + 1; isa < ET_ISA_COUNT_; isa++) {
+        if (!et_isa_supported(isa)) continue;
+        et_set_isa(isa);
+        size_t gb = et_f32_gemm_ws_bytes(p.oc, np, kg, 1);
+        void *gws = gb ? malloc(gb) : NULL;
+        for (int64_t i = 0; i < p.n; i++) {
+            im2col_plain(&p, x + i * p.c * p.h * p.w, col);
+            et_f32_gemm(0, 0, p.oc, np, kg, 1.0f, w, kg, col, np, 0.0f, want + i * p.oc * np, np,
+                        gws, gb, 1);
+        }
+        free(gws);
+        for (int th = 1; th <= 3; th++) {
+            size_t wsb = et_f32_conv2d_fwd_ws_bytes(&p, th);
+            void *ws = wsb ? malloc(wsb) : NULL;
+            fill_nan(y, ny);
+            et_status st = et_f32_conv2d_fwd(&p, x, w, NULL, y, ws, wsb, th);
+            ET_CHECK(st == ET_OK && memcmp(y, want, (size_t)ny * sizeof(float)) == 0,
+                     "fwd bits case %d n%lld %s th%d: forward bits differ from the GEMM recipe",
+                     ci, (long long)n, et_isa_name(isa), th);
+            free(ws);
+        }
+    }
+    /* the input gradient: per image dcol = W^T dy_i (the GEMM), then col2im adding rows in
+     * (ci, ky, kx, oy) order onto zeros -- whatever path the convolution takes */
+    float *dy = alloc_f(ny), *dxw = alloc_f(nx), *dx = alloc_f(nx);
+    et_fill_random(dy, ny, 87 + ci, -1.0f, 1.0f);
+    for (et_isa isa = ET_ISA_REF + 1; isa < ET_ISA_COUNT_; isa++) {
+        if (!et_isa_supported(isa)) continue;
+        et_set_isa(isa);
+        size_t gb = et_f32_gemm_ws_bytes(kg, np, p.oc, 1);
+        void *gws = gb ? malloc(gb) : NULL;
+        memset(dxw, 0, (size_t)nx * sizeof(float));
+        for (int64_t i = 0; i < p.n; i++) {
+            et_f32_gemm(1, 0, kg, np, p.oc, 1.0f, w, kg, dy + i * p.oc * np, np, 0.0f, col, np,
+                        gws, gb, 1);
+            float *d = dxw + i * p.c * p.h * p.w;
+            for (int64_t k = 0; k < kg; k++) {
+                const int64_t c0 = k / (p.kh * p.kw), ky = k / p.kw % p.kh, kx = k % p.kw;
+                for (int64_t oy = 0; oy < p.oh; oy++)
+                    for (int64_t ox = 0; ox < p.ow; ox++)
+                        d[(c0 * p.h + oy + ky) * p.w + ox + kx] += col[k * np + oy * p.ow + ox];
+            }
+        }
+        free(gws);
+        for (int th = 1; th <= 3; th++) {
+            size_t wsb = et_f32_conv2d_bwd_input_ws_bytes(&p, th);
+            void *ws = wsb ? malloc(wsb) : NULL;
+            fill_nan(dx, nx);
+            et_status st = et_f32_conv2d_bwd_input(&p, dy, w, dx, ws, wsb, th);
+            ET_CHECK(st == ET_OK && memcmp(dx, dxw, (size_t)nx * sizeof(float)) == 0,
+                     "bwd_input bits case %d n%lld %s th%d: bits differ from GEMM + col2im", ci,
+                     (long long)n, et_isa_name(isa), th);
+            free(ws);
+        }
+    }
+    et_set_isa(et_cpu_best_isa());
+    free(x); free(w); free(col); free(want); free(y); free(dy); free(dxw); free(dx);
+}
+
 void test_conv(void) {
     et_check_variant_table("dwconv2d", et_f32_dwconv2d_variants,
                            sizeof et_f32_dwconv2d_variants[0]);
@@ -450,6 +534,10 @@ void test_conv(void) {
         check_narrow_bits((int)i, &narrow_cases[i], 1);
         check_narrow_bits((int)i, &narrow_cases[i], 5);
         check_narrow_bits((int)i, &narrow_cases[i], 19);
+    }
+    for (size_t i = 0; i < sizeof fwd_bits_cases / sizeof fwd_bits_cases[0]; i++) {
+        check_fwd_bits((int)i, &fwd_bits_cases[i], 1);
+        check_fwd_bits((int)i, &fwd_bits_cases[i], 3);
     }
     et_set_isa(et_cpu_best_isa());
 }

@@ -257,6 +257,11 @@ static const golden_case g_golden[] = {
     {1, 1, 1, 300, 1000, 0.5f, 0.0f, 0xd5772d12e6d36cd4ULL},
     {0, 1, 33, 1, 513, 1.0f, -1.0f, 0xdb52b0002feec770ULL},
     {1, 0, 20, 25, 8, 1.0f, 0.0f, 0x170f3b92a2a5664aULL},
+    /* one B panel: A read in place where the ISA has the kernel (AVX-512), packed elsewhere;
+     * LeNet conv1 dW per image (beta 1), the 6-row edge, two K blocks */
+    {0, 0, 20, 32, 576, 1.0f, 1.0f, 0xdb846c8d912b0693ULL},
+    {0, 0, 50, 20, 300, 1.0f, 0.0f, 0x915d2de4dfcebd8dULL},
+    {0, 0, 9, 32, 1000, 0.5f, -1.0f, 0xcc6f047200e9d773ULL},
 };
 
 static uint64_t fnv1a64(const void *p, size_t n) {

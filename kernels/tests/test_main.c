@@ -92,6 +92,8 @@ void test_simd_rows(void);
 void test_bn_simd(void);
 void test_quant_simd(void);
 void test_conv_bn(void);
+void test_conv_packed(void);
+void test_dwbits(void);
 void test_bn_act(void);
 
 /* One row a family (append new families at the end). */
@@ -113,6 +115,8 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"bnsimd", test_bn_simd},
     {"qsimd", test_quant_simd},
     {"convbn", test_conv_bn},
+    {"convpk", test_conv_packed},
+    {"dwbits", test_dwbits},
     {"bnact", test_bn_act},
 };
 

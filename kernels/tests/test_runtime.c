@@ -450,6 +450,8 @@ static void test_load_and_introspect(const uint8_t *img, size_t size) {
     ET_CHECK(mi.activations_bytes > 0 && mi.activations_bytes < mi.activations_unplanned_bytes,
              "activations reuse memory (%zu planned, %zu unplanned)", mi.activations_bytes,
              mi.activations_unplanned_bytes);
+    ET_CHECK(mi.workspace_bytes <= mi.workspace_unplanned_bytes, "workspace block %zu above the largest workspace %zu",
+             mi.workspace_bytes, mi.workspace_unplanned_bytes);
     ET_CHECK(fabsf(et_session_lr(s) - 0.1f) < 1e-7f, "lr at step 0");
     et_session_set_step(s, 3);
     ET_CHECK(fabsf(et_session_lr(s) - 0.0125f) < 1e-7f, "step schedule lr at step 3: %g", (double)et_session_lr(s));
@@ -1005,6 +1007,111 @@ static void test_minor_version_roundtrip(const uint8_t *img, size_t size) {
     free(b);
 }
 
+/* ======================================================================= */
+/* The eval cache (runtime/eval_cache.c): a 1x1 conv with a fused BatchNorm  */
+/* ======================================================================= */
+enum { EC_N = 2, EC_C = 8, EC_HW = 5, EC_OC = 16 };
+enum { E_X, E_W, E_G, E_B, E_M, E_V, E_Y };
+static float ec_w[EC_OC * EC_C], ec_g[EC_OC], ec_b[EC_OC], ec_m[EC_OC], ec_v[EC_OC];
+
+/* conv2d x [2,8,5,5] * w [16,8,1,1], BatchNorm (weight, bias, running mean / var), relu6: the
+ * eval program only (the pointwise path packs w: M 16, N 50, K 8). */
+static void build_conv_bn(tt_model *m) {
+    memset(m, 0, sizeof *m);
+    et_fill_random(ec_w, EC_OC * EC_C, 31, -1.0f, 1.0f);
+    et_fill_random(ec_g, EC_OC, 32, 0.5f, 1.5f);
+    et_fill_random(ec_b, EC_OC, 33, -0.5f, 0.5f);
+    et_fill_random(ec_m, EC_OC, 34, -0.5f, 0.5f);
+    et_fill_random(ec_v, EC_OC, 35, 0.2f, 2.0f);
+    const uint32_t no = 0xFFFFFFFFu;
+    add_tensor(m, E_X, "x", ET_F32, ET_KIND_INPUT, 4, EC_N, EC_C, no, NULL);
+    m->t[E_X].shape[2] = m->t[E_X].shape[3] = EC_HW;
+    add_tensor(m, E_W, "conv.weight", ET_F32, ET_KIND_PARAM, 4, EC_OC, EC_C, no, ec_w);
+    m->t[E_W].shape[2] = m->t[E_W].shape[3] = 1;
+    add_tensor(m, E_G, "bn.weight", ET_F32, ET_KIND_PARAM, 1, EC_OC, 0, no, ec_g);
+    add_tensor(m, E_B, "bn.bias", ET_F32, ET_KIND_PARAM, 1, EC_OC, 0, no, ec_b);
+    add_tensor(m, E_M, "bn.running_mean", ET_F32, ET_KIND_BUFFER, 1, EC_OC, 0, no, ec_m);
+    add_tensor(m, E_V, "bn.running_var", ET_F32, ET_KIND_BUFFER, 1, EC_OC, 0, no, ec_v);
+    add_tensor(m, E_Y, "y", ET_F32, ET_KIND_ACT, 4, EC_N, EC_OC, no, NULL);
+    m->t[E_Y].shape[2] = m->t[E_Y].shape[3] = EC_HW;
+    int n = add_node(m, ET_OP_CONV2D, "conv", 7, (int32_t[]){E_X, E_W, -1, E_G, E_B, E_M, E_V}, 1,
+                     (int32_t[]){E_Y});
+    m->nd[n].n_ia = 10; /* stride 1, 1, pads 0, dilation 1, 1, groups 1, relu6 */
+    m->nd[n].ia[0] = m->nd[n].ia[1] = m->nd[n].ia[6] = m->nd[n].ia[7] = m->nd[n].ia[8] = 1;
+    m->nd[n].ia[9] = ET_ACT_RELU6;
+    m->nd[n].n_fa = 2; m->nd[n].fa[1] = 1e-5f; /* act alpha, BatchNorm eps */
+    tt_prog *ev = &m->pg[0];
+    ev->kind = ET_PROGRAM_EVAL; ev->n_nodes = 1; ev->nodes[0] = 0; ev->n_in = 1; ev->in[0] = E_X;
+    ev->n_out = 1; ev->out_name[0] = "output"; ev->out_t[0] = E_Y;
+    m->n_progs = 1;
+    m->base_lr = 0.1f;
+}
+
+static void ec_run(et_session *s, const float *x, float *y) {
+    const int64_t shape[4] = {EC_N, EC_C, EC_HW, EC_HW};
+    ET_CHECK(et_session_set_input(s, "x", ET_F32, x, 4, shape) == ET_OK && et_session_run(s) == ET_OK,
+             "eval cache: run: %s", et_session_error(s));
+    memcpy(y, et_session_tensor_read(s, et_session_output_tensor(s, 0)),
+           sizeof(float) * EC_N * EC_OC * EC_HW * EC_HW);
+}
+
+/* Runs with the cache give the bits of runs without it (EDGETRAIN_EVAL_CACHE=0 at load); a write
+ * through et_session_tensor_data (a weight, a running statistic) is seen by the next run; a
+ * thread count change keeps the bits; memory_info reports the cache in the total. */
+static void test_eval_cache(void) {
+    tt_model m;
+    build_conv_bn(&m);
+    size_t size = 0;
+    uint8_t *img = tt_write(&m, &size);
+    et_session *on = NULL, *off = NULL;
+    setenv("EDGETRAIN_EVAL_CACHE", "0", 1);
+    ET_CHECK(et_session_load_memory(img, size, 2, &off) == ET_OK, "eval cache: load: %s", et_load_error());
+    unsetenv("EDGETRAIN_EVAL_CACHE");
+    ET_CHECK(et_session_load_memory(img, size, 2, &on) == ET_OK, "eval cache: load: %s", et_load_error());
+    free(img);
+    if (!on || !off) {
+        et_session_free(on);
+        et_session_free(off);
+        return;
+    }
+    enum { NY = EC_N * EC_OC * EC_HW * EC_HW };
+    static float x[EC_N * EC_C * EC_HW * EC_HW], a[NY], b[NY], prev[NY];
+    et_fill_random(x, EC_N * EC_C * EC_HW * EC_HW, 36, -1.0f, 1.0f);
+    et_memory_info mi;
+    et_session_memory_info(on, &mi);
+    ET_CHECK(mi.eval_cache_bytes == 0, "eval cache: none before the first run");
+    for (int round = 0; round < 4; round++) {
+        ec_run(on, x, a);
+        ec_run(on, x, a); /* the run after the one that made it */
+        ec_run(off, x, b);
+        ET_CHECK(memcmp(a, b, sizeof a) == 0, "eval cache round %d: bits differ from a run without it", round);
+        ET_CHECK(round == 0 || memcmp(a, prev, sizeof a) != 0, "eval cache round %d: the write was not seen",
+                 round);
+        memcpy(prev, a, sizeof a);
+        et_session_memory_info(on, &mi);
+        const size_t low = sizeof(float) * (EC_OC * EC_C + 2 * EC_OC);
+        ET_CHECK(mi.eval_cache_bytes >= low &&
+                     mi.total_bytes == mi.params_bytes + mi.grads_bytes + mi.optimizer_bytes + mi.const_bytes +
+                                           mi.inputs_bytes + mi.activations_bytes + mi.workspace_bytes +
+                                           mi.eval_cache_bytes,
+                 "eval cache: memory_info %zu bytes (at least %zu), in the total", mi.eval_cache_bytes, low);
+        /* the next round: a weight, a running variance, then a thread count change */
+        if (round == 0 || round == 2) {
+            float *wa = (float *)et_session_tensor_data(on, E_W), *wb = (float *)et_session_tensor_data(off, E_W);
+            for (int i = 0; i < EC_OC * EC_C; i++) wa[i] *= -1.25f, wb[i] *= -1.25f;
+        } else if (round == 1) {
+            float *va = (float *)et_session_tensor_data(on, E_V), *vb = (float *)et_session_tensor_data(off, E_V);
+            for (int i = 0; i < EC_OC; i++) va[i] *= 3.0f, vb[i] *= 3.0f;
+        }
+        if (round == 2) {
+            et_session_set_threads(on, 1);
+            et_session_set_threads(off, 1);
+        }
+    }
+    et_session_free(on);
+    et_session_free(off);
+}
+
 void test_runtime(void) {
     tt_model m;
     build_mlp(&m);
@@ -1023,5 +1130,6 @@ void test_runtime(void) {
     test_memory_limit(img, size);
     test_thread_limit(img, size);
     test_schedules_and_file_limits(&m);
+    test_eval_cache();
     free(img);
 }

@@ -591,6 +591,27 @@ et_status et_q_clamp_levels(float scale, int32_t zp, int32_t qmin, int32_t qmax,
 void et_f32_bn_infer_factor(const float *gamma, const float *beta, const float *mean,
                             const float *var, float eps, int64_t ch, float *a, float *sh);
 
+/* 1 if pa holds op(A) packed by et_f32_gemm_pack_a(trans_a, M, K, ...) for the ISA in use (so
+ * et_f32_gemm_pa would read it rather than pack A itself). */
+int et_f32_gemm_pa_current(const void *pa, int trans_a, int64_t M, int64_t K);
+
+/* The convolution forward with its weights packed before the call, for callers that run it
+ * many times with unchanged weights (an eval program, kernels/runtime/eval_cache.c).
+ * et_f32_conv2d_fwd_packed_bytes: bytes of the packed weights, 0 when this forward packs
+ * none (depthwise, small products, the scalar reference ISA); they do not depend on the
+ * thread count. et_f32_conv2d_fwd_pack packs w into pk (the layout et_f32_conv2d_fwd packs
+ * into its workspace on every call; the same bytes for every thread count at the same
+ * address alignment: the panels start on a cache line after a header).
+ * et_f32_conv2d_fwd_packed computes exactly et_f32_conv2d_fwd (the same bits, the same
+ * workspace rule) reading pk instead of packing w: w must still hold the values that were
+ * packed; when pk is NULL or was packed for other shapes or another ISA, it packs w itself. */
+size_t et_f32_conv2d_fwd_packed_bytes(const et_conv2d_params *p);
+et_status et_f32_conv2d_fwd_pack(const et_conv2d_params *p, const float *w, void *pk,
+                                 size_t pk_bytes, int nthreads);
+et_status et_f32_conv2d_fwd_packed(const et_conv2d_params *p, const float *x, const float *w,
+                                   const void *pk, const float *b, float *y, void *ws,
+                                   size_t ws_bytes, int nthreads);
+
 /* BatchNorm training with a fused relu / relu6 (batchnorm_train / batchnorm_bwd's act; act
  * ET_ACT_NONE is the plain kernel): the forward writes y = act(x * alpha + shift) with the act
  * op's comparisons, the bits of et_f32_batchnorm_train_fwd then et_f32_act_fwd; the backward

@@ -55,9 +55,14 @@ typedef struct et_memory_info {
     size_t const_bytes;
     size_t inputs_bytes;
     size_t activations_bytes; /* planned activation arena (max over programs) */
-    size_t workspace_bytes;   /* kernel scratch */
+    size_t workspace_bytes;   /* kernel scratch outside the arena (workspaces with no room in it) */
     size_t total_bytes;       /* sum of the above */
     size_t activations_unplanned_bytes; /* what activations would take without reuse */
+    size_t workspace_unplanned_bytes;   /* the largest workspace of any node: the scratch block
+                                           without workspaces in the arena */
+    size_t eval_cache_bytes;  /* the EVAL program's packed weights and BatchNorm factors, kept
+                               * between runs while the weights are unchanged (in total_bytes);
+                               * made at the first EVAL run, freed by selecting another program */
 } et_memory_info;
 
 /* ---- lifetime ----------------------------------------------------------- */
@@ -112,8 +117,13 @@ int et_session_tensor_count(const et_session *s);
 int et_session_find_tensor(const et_session *s, const char *name); /* -1 if absent */
 et_status et_session_tensor_info(const et_session *s, int index, et_tensor_info *info);
 /* Pointer to the tensor's current data (planned arena / persistent block).
- * For ACT tensors the content is only meaningful right after a run. */
+ * For ACT tensors the content is only meaningful right after a run. For a stored
+ * tensor (PARAM, BUFFER, OPTSTATE, CONST) the call counts as a write: data the
+ * eval program derives from the weights is made again at its next run, so after
+ * a run get the pointer again before writing through it.
+ * et_session_tensor_read: the same pointer, for reading only (not a write). */
 void *et_session_tensor_data(et_session *s, int index);
+const void *et_session_tensor_read(const et_session *s, int index);
 
 /* Copy user data into an INPUT tensor. `dtype` may be ET_F32 for f32 inputs and
  * ET_I64 or ET_I32 for i32 label inputs (converted, range-checked: a label that
