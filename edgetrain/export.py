@@ -457,6 +457,24 @@ def fold_conv_activations(nodes: Sequence[ir.Node], node_ids: List[int],
     a fused activation. Returns the program's new node list; the dropped act node stays in
     ``nodes`` (e.g. ``graph.nodes``) until build_graph drops the nodes no program runs."""
     act_pos = ops.OP_BY_NAME["conv2d"].iattrs.index("act")
+
+    def fold(conv, act):
+        if conv.iattr[act_pos] != ops.ACT_NONE:
+            return False
+        conv.iattr[act_pos] = act.iattr[0]
+        conv.fattr[0] = act.fattr[0]
+        conv.outputs = list(act.outputs)
+        return True
+    return _fold_activations(nodes, node_ids, keep, "conv2d", fold)
+
+
+def _fold_activations(nodes: Sequence[ir.Node], node_ids: List[int], keep: Sequence[int],
+                      op: str, fold) -> List[int]:
+    """The scan both activation fusions share: each relu / relu6 ``act`` whose input only it
+    reads (and is not in ``keep``) and comes from an ``op`` node is offered to
+    ``fold(producer, act)``, which rewrites the producer to write the act's output and returns
+    True, or returns False to leave the pair alone. Returns the node list without the folded
+    act nodes."""
     producer, readers = _producers_and_readers(nodes, node_ids)
     dropped = set()
     for n in node_ids:
@@ -464,13 +482,9 @@ def fold_conv_activations(nodes: Sequence[ir.Node], node_ids: List[int],
         if nd.op != "act" or nd.iattr[0] not in _FOLDABLE_ACTS:
             continue
         x = nd.inputs[0]
-        conv = nodes[producer[x]] if x in producer else None
-        if conv is None or conv.op != "conv2d" or conv.iattr[act_pos] != ops.ACT_NONE or \
-                readers.get(x) != 1 or x in keep:
+        p = nodes[producer[x]] if x in producer else None
+        if p is None or p.op != op or readers.get(x) != 1 or x in keep or not fold(p, nd):
             continue
-        conv.iattr[act_pos] = nd.iattr[0]
-        conv.fattr[0] = nd.fattr[0]
-        conv.outputs = list(nd.outputs)
         producer[nd.outputs[0]] = producer[x]
         dropped.add(n)
     return [n for n in node_ids if n not in dropped]
@@ -492,24 +506,15 @@ def fuse_batchnorm_activations(nodes: Sequence[ir.Node], node_ids: List[int],
     with ``freeze_step`` (QAT's frozen statistics) are left alone. Returns the new node list;
     the dropped act node stays in ``nodes`` until build_graph drops the nodes no program runs."""
     bn_def = ops.OP_BY_NAME["batchnorm_train"]
-    producer, readers = _producers_and_readers(nodes, node_ids)
-    dropped = set()
-    for n in node_ids:
-        nd = nodes[n]
-        if nd.op != "act" or nd.iattr[0] not in _FOLDABLE_ACTS:
-            continue
-        x = nd.inputs[0]
-        bn = nodes[producer[x]] if x in producer else None
-        if bn is None or bn.op != "batchnorm_train" or readers.get(x) != 1 or x in keep:
-            continue
+
+    def fold(bn, act):
         a = bn_def.attrs(bn)
         if a.get("freeze_step", -1) >= 0 or a.get("act", ops.ACT_NONE) != ops.ACT_NONE:
-            continue
-        bn.iattr, bn.fattr = bn_def.pack_attrs({**a, "act": nd.iattr[0], "alpha": nd.fattr[0]})
-        bn.outputs = [nd.outputs[0]] + list(bn.outputs[1:])
-        producer[nd.outputs[0]] = producer[x]
-        dropped.add(n)
-    return [n for n in node_ids if n not in dropped]
+            return False
+        bn.iattr, bn.fattr = bn_def.pack_attrs({**a, "act": act.iattr[0], "alpha": act.fattr[0]})
+        bn.outputs = [act.outputs[0]] + list(bn.outputs[1:])
+        return True
+    return _fold_activations(nodes, node_ids, keep, "batchnorm_train", fold)
 
 
 def mask_before_maxpool_bwd(graph: ir.Graph, fwd_nodes: List[int], bwd_nodes: List[int],
