@@ -1,7 +1,8 @@
 """Run one workload for a few steps in a fresh process and print its peak RSS in bytes.
 
 Usage: python rss_probe.py edgetrain|torch|mnn|onnxruntime lenet|mobilenetv2 BATCH THREADS STEPS
-                           [MEMORY_BUDGET]   (edgetrain only: bytes, recomputation)
+                           [MEMORY_BUDGET]   (edgetrain only: bytes, "auto" (the default)
+                                              or "none": recomputation)
 Exits with status 3 (reason on stderr) when the framework cannot run the workload.
 """
 import sys
@@ -20,7 +21,8 @@ else:
     import workloads
     builder = workloads.torch_step
     if impl == "edgetrain":
-        budget = int(sys.argv[6]) if len(sys.argv) > 6 else None
+        budget = sys.argv[6] if len(sys.argv) > 6 else "auto"   # bytes, "auto" or "none"
+        budget = None if budget == "none" else (budget if budget == "auto" else int(budget))
         builder = functools.partial(workloads.edgetrain_step, memory_budget=budget)
 try:
     step, _ = builder(model, int(batch), int(threads))

@@ -158,18 +158,23 @@ RSS_CASES = CASES[:1] if QUICK else [("lenet", 64, 1), ("lenet", 64, 2), ("mobil
 # With a memory budget: MobileNetV2 only (LeNet's peak is conv1's backward, which must read
 # conv1's output, so recomputation cannot lower it; tests/test_recompute.py).
 RSS_RUNS = [(impl, case) for case in RSS_CASES for impl in IMPLS] + \
-    [("edgetrain_half_budget", case) for case in RSS_CASES if case[0] == "mobilenetv2"]
+    [(impl, case) for case in RSS_CASES if case[0] == "mobilenetv2"
+     for impl in ("edgetrain_unconstrained", "edgetrain_half_budget")]
 
 
 @pytest.mark.parametrize("impl, case", RSS_RUNS,
                          ids=lambda v: v if isinstance(v, str) else f"{v[0]}-b{v[1]}-t{v[2]}")
 def test_peak_rss(benchmark, impl, case):
     """Peak resident memory of a fresh process training the workload (bytes).
-    ``edgetrain_half_budget``: edgetrain with ``memory_budget`` at half of its unconstrained
-    activation arena (recomputation, the same bits)."""
+    ``edgetrain``: its default, ``memory_budget="auto"`` (BatchNorm / elementwise segments
+    recomputed); ``edgetrain_unconstrained``: ``memory_budget=None`` (no recomputation);
+    ``edgetrain_half_budget``: ``memory_budget`` at half of the unconstrained activation arena
+    (recomputation, the same bits)."""
     budget = []
-    if impl == "edgetrain_half_budget":
-        _, sess = workloads.edgetrain_step(*case)
+    if impl == "edgetrain_unconstrained":
+        budget = ["none"]
+    elif impl == "edgetrain_half_budget":
+        _, sess = workloads.edgetrain_step(*case, memory_budget=None)
         budget = [str(sess.memory_info()["activations"] // 2)]
         del sess
         gc.collect()
@@ -211,8 +216,8 @@ def test_peak_rss(benchmark, impl, case):
 @pytest.mark.parametrize("threads", [1] if QUICK else [1, 2])
 def test_memory_budget_step(benchmark, threads):
     """MobileNetV2 b32 training with ``memory_budget`` at half of the unconstrained
-    activation arena vs without, interleaved: the time ratio (issue 15: <= 1.35) and the same
-    loss bits at every step."""
+    activation arena, and with the default ``"auto"``, vs without, interleaved: the time
+    ratios (issue 15: <= 1.35) and the same loss bits at every step."""
     import edgetrain as et
     from edgetrain import nn, optim
     from edgetrain.models import MobileNetV2
@@ -220,8 +225,8 @@ def test_memory_budget_step(benchmark, threads):
     batch = 4 if QUICK else 32
     x, y = workloads._data(batch, (3, 32, 32))
     sessions = {}
-    for name in ("unconstrained", "half_budget"):
-        budget = None if name == "unconstrained" else \
+    for name in ("unconstrained", "auto", "half_budget"):
+        budget = {"unconstrained": None, "auto": "auto"}.get(name) or \
             sessions["unconstrained"].memory_info()["activations"] // 2
         et.manual_seed(0)
         model = MobileNetV2(num_classes=10, input_size=32)
@@ -246,8 +251,10 @@ def test_memory_budget_step(benchmark, threads):
 
     one_round()
     benchmark.pedantic(one_round, rounds=3 if QUICK else 20, iterations=1)
-    assert losses["half_budget"] == losses["unconstrained"], "recomputation changed the loss bits"
-    label = f"train mobilenetv2 b{batch} t{threads}, memory_budget = arena/2"
+    for name in ("auto", "half_budget"):
+        assert losses[name] == losses["unconstrained"], f"recomputation ({name}) changed the " \
+                                                        f"loss bits"
+    label = f"train mobilenetv2 b{batch} t{threads}, memory_budget auto / arena/2"
     for name, t in times.items():
         record(label, name, float(np.median(t[1:])))
     benchmark.extra_info["arena_mib"] = {n: s.memory_info()["activations"] / 2**20

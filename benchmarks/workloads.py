@@ -21,7 +21,7 @@ def _data(batch, shape, classes=10, seed=0):
     return x, y
 
 
-def edgetrain_step(model_name, batch, threads, train=True, memory_budget=None):
+def edgetrain_step(model_name, batch, threads, train=True, memory_budget="auto"):
     import edgetrain as et
     from edgetrain import nn, optim
     from edgetrain.models import LeNet, MobileNetV2

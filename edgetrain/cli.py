@@ -41,6 +41,23 @@ from .cli_inputs import (CLIError, Preprocess, _finite_float, _nonneg_float, _no
                          META_KEY)
 
 EXIT_ERROR = 2
+
+
+def _memory_budget(text: str):
+    """--memory-budget: BYTES, 'auto' or 'none'."""
+    if text.lower() in ("auto", "none"):
+        return text.lower()
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a byte count (a positive integer), 'auto' "
+                                         f"or 'none', got {text}") from None
+
+
+def _budget_arg(value):
+    """build_graph's memory_budget for --memory-budget (absent: 'auto')."""
+    return None if value == "none" else ("auto" if value is None else value)
+
 MODEL_CHOICES = ("lenet", "lenet5", "mobilenetv1", "mobilenetv2")
 __all__ = ["main", "CLIError", "default_data_dir", "evaluate", "prepare_output"]
 
@@ -158,10 +175,12 @@ def _train_parser(sub) -> None:
                    help="evaluation batch size (default: the training batch size)")
     t.add_argument("--threads", type=_positive_int, default=None,
                    help="runtime threads (default: all cores)")
-    t.add_argument("--memory-budget", type=_positive_int, default=None, metavar="BYTES",
+    t.add_argument("--memory-budget", type=_memory_budget, default=None, metavar="BYTES",
                    help="bound the activation arena of a new model's training program: cheap "
                         "forward segments are recomputed in the backward (same results, more "
-                        "time); 'info' shows the plan")
+                        "time); 'auto' (the default) recomputes BatchNorm / elementwise "
+                        "segments within 2%% of the step's work, 'none' keeps every "
+                        "activation; 'info' shows the plan")
     t.add_argument("--optimizer", choices=("sgd", "adam", "rmsprop", "adagrad"), default="sgd")
     t.add_argument("--lr", type=_nonneg_float, default=None,
                    help="learning rate (default 0.01 for sgd and adagrad, 0.001 for adam and "
@@ -547,7 +566,7 @@ def _new_session(args, spec, source, prep, n_train: int):
         graph = build_graph(model, inputs={"data": (batch,) + prep.shape},
                             loss=nn.CrossEntropyLoss(), labels={"label": ((batch,), "int64")},
                             optimizer=opt, scheduler=sched,
-                            memory_budget=getattr(args, "memory_budget", None))
+                            memory_budget=_budget_arg(getattr(args, "memory_budget", None)))
     except MemoryError as e:   # ResourceLimitError: the budget is below what recompute reaches
         raise CLIError(f"model {spec.text}: {_one_line(e)}") from None
     except (ValueError, TypeError, RuntimeError, AttributeError, IndexError, KeyError,
@@ -936,7 +955,10 @@ def cmd_info(args, out=None) -> int:
                                                  for k, v in mem.items()))
     plan = _recompute_plan(args.model_file)
     if plan:
-        lines.append(f"recompute plan (memory_budget {_human_bytes(plan['memory_budget'])}): "
+        budget = _human_bytes(plan["memory_budget"])
+        if plan.get("auto") == 1:
+            budget = f"auto, {budget}"
+        lines.append(f"recompute plan (memory_budget {budget}): "
                      f"{plan['recomputed_tensors']} activations "
                      f"({_human_bytes(plan['recomputed_bytes'])}) recomputed by "
                      f"{plan['recompute_nodes']} nodes; activation arena "

@@ -155,7 +155,7 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
                 labels: Optional[Mapping[str, Tuple[Sequence[int], str]]] = None,
                 optimizer=None, scheduler=None, max_batch: Optional[int] = None,
                 output=None, teacher: Optional[Module] = None,
-                memory_budget: Optional[int] = None) -> ir.Graph:
+                memory_budget="auto") -> ir.Graph:
     """Trace ``model`` into a graph with EVAL, and with ``loss`` GRAD (and with
     ``optimizer`` TRAIN) programs.
 
@@ -176,6 +176,8 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
     plan exceeds it, cheap forward segments are recomputed in the backward instead of kept
     (:mod:`edgetrain.recompute`; the same bits, more time); the plan is
     ``graph.meta["recompute"]``. A budget no recomputation reaches raises ResourceLimitError.
+    The default ``"auto"`` recomputes only BatchNorm / elementwise segments, within 2 % of the
+    step's work (:func:`edgetrain.recompute.apply_auto`); ``None`` keeps every activation.
 
     With a ``teacher`` module (distillation), the loss is called as
     ``loss(output, teacher_output, *labels)``: the teacher runs forward only, in eval form,
@@ -185,9 +187,9 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
     """
     _check_build_args(model, loss, optimizer, scheduler)
     if memory_budget is not None:
-        from .recompute import check_budget
+        from .recompute import AUTO, check_budget
         memory_budget = check_budget(memory_budget)
-        if loss is None:
+        if loss is None and memory_budget != AUTO:
             raise ValueError("memory_budget needs a loss (it bounds the training programs)")
     _check_teacher(model, loss, teacher)
     labels = dict(labels or {})
@@ -210,9 +212,10 @@ def build_graph(model: Module, inputs: Mapping[str, Sequence[int]], loss=None,
             object.__setattr__(m, "training", mode)
     _drop_unused_nodes(graph)
     plan = None
-    if memory_budget is not None:
-        from .recompute import apply_budget
-        plan = apply_budget(graph, memory_budget, ctx.n_forward)
+    if memory_budget is not None and loss is not None:
+        from .recompute import AUTO, apply_auto, apply_budget
+        plan = (apply_auto(graph, ctx.n_forward) if memory_budget == AUTO
+                else apply_budget(graph, memory_budget, ctx.n_forward))
     graph.meta = _graph_meta(model, loss, optimizer, scheduler, in_tensors, label_tensors,
                              stored_max_batch)
     if plan is not None:

@@ -77,7 +77,7 @@ class TrainSession:
                     seed: Optional[int] = None, max_batch: Optional[int] = None,
                     output=None, max_memory: Optional[int] = None,
                     teacher=None, quantize=None,
-                    memory_budget: Optional[int] = None) -> "TrainSession":
+                    memory_budget="auto") -> "TrainSession":
         """Trace ``model`` into a trainable program and load it.
 
         ``inputs`` maps input names to shapes (float32; ``(shape, "int64")`` for integer data
@@ -99,7 +99,9 @@ class TrainSession:
         now, teaches its own QAT copy (the teacher is a frozen snapshot of its weights).
         ``memory_budget`` (bytes) bounds the activation arena: cheap forward segments are
         recomputed in the backward when the plan exceeds it (the same bits, more time;
-        :mod:`edgetrain.recompute`); :meth:`memory_info` shows the plan.
+        :mod:`edgetrain.recompute`); :meth:`memory_info` shows the plan. The default
+        ``"auto"`` recomputes BatchNorm / elementwise segments within 2 % of the step's work;
+        ``None`` keeps every activation the backward reads.
         """
         from .export import build_graph
 
@@ -535,8 +537,9 @@ class TrainSession:
     def memory_info(self) -> Dict[str, int]:
         """Planned arena bytes: params, grads, optimizer, activations, workspace, eval_cache
         (the eval program's packed conv weights, made at its first run; README), total;
-        for a session built with ``memory_budget`` also the recompute plan: memory_budget,
-        arena_unconstrained, recomputed_tensors, recomputed_bytes, recompute_nodes."""
+        for a session whose plan recomputes activations (``memory_budget``) also the recompute
+        plan: memory_budget, arena_unconstrained, recomputed_tensors, recomputed_bytes,
+        recompute_nodes (and auto = 1 when ``"auto"`` chose it)."""
         info = self._s.memory_info()
         if self._recompute is None:   # loaded from a file: its plan, if it has one
             try:

@@ -65,7 +65,7 @@ def test_copies_are_side_effect_free():
     kw = dict(inputs={"data": (4,) + shape}, loss=nn.CrossEntropyLoss(),
               labels={"label": ((4,), "int64")},
               optimizer=optim.SGD(model.parameters(), lr=0.1))
-    free = build_graph(model, **kw)
+    free = build_graph(model, memory_budget=None, **kw)
     g = build_graph(model, memory_budget=int(measure_arena(free) * 0.6), **kw)
     plan = g.meta["recompute"]
     train = g.programs[ir.TRAIN].nodes
@@ -130,7 +130,7 @@ def test_unreachable_budget_names_the_minimum():
     assert ok.memory_info()["activations"] <= least
 
 
-@pytest.mark.parametrize("bad", [0, -5, 1.5, True, "1M", 2 ** 64])
+@pytest.mark.parametrize("bad", [0, -5, 1.5, True, "1M", "Auto", 2 ** 64])
 def test_invalid_budget(bad):
     with pytest.raises(InvalidArgumentError, match="memory_budget"):
         _session("lenet", 2, bad)
@@ -214,3 +214,95 @@ def test_other_batch_and_eval_keep_bits():
         s.Eval()
     a, b = free.RunGraph({"data": x}), tight.RunGraph({"data": x})
     assert all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+
+# -- memory_budget="auto" (the default) ----------------------------------------------------
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_auto_is_the_default_and_keeps_bits(threads):
+    batch, shape = 4, (3, 32, 32)
+
+    def _model(_):   # the full-width MobileNetV2 (the 0.25 one's convolutions are cheap)
+        et.manual_seed(0)
+        return MobileNetV2(num_classes=10, input_size=32), shape
+    model, _ = _model("mnv2")
+    kw = dict(inputs={"data": (batch,) + shape}, loss=nn.CrossEntropyLoss(),
+              labels={"label": ((batch,), "int64")}, threads=threads)
+    free = et.TrainSession.from_module(model, memory_budget=None,
+                                       optimizer=optim.SGD(model.parameters(), lr=0.05,
+                                                           momentum=0.9), **kw)
+    model, _ = _model("mnv2")
+    auto = et.TrainSession.from_module(model, optimizer=optim.SGD(model.parameters(), lr=0.05,
+                                                                  momentum=0.9), **kw)
+    free.Train()
+    auto.Train()
+    a, f = auto.memory_info(), free.memory_info()
+    assert "auto" not in f and "recomputed_tensors" not in f
+    assert a["auto"] == 1 and a["recomputed_tensors"] > 0
+    # BatchNorm segments alone halve MobileNetV2's activation arena
+    assert a["activations"] <= 0.6 * f["activations"]
+    # the plan's liveness estimates are the runtime planner's arenas to within a page
+    assert abs(a["arena_unconstrained"] - f["activations"]) <= 4096
+    assert abs(a["memory_budget"] - a["activations"]) <= 4096
+    _same_training(free, auto, shape, batch)
+
+
+def test_auto_copies_only_cheap_ops_within_its_work_share():
+    from edgetrain import recompute
+    model, shape = _model("mnv2")
+    kw = dict(inputs={"data": (4,) + shape}, loss=nn.CrossEntropyLoss(),
+              labels={"label": ((4,), "int64")},
+              optimizer=optim.SGD(model.parameters(), lr=0.1))
+    free = build_graph(model, memory_budget=None, **kw)
+    g = build_graph(model, **kw)
+    plan = g.meta["recompute"]
+    copied = [g.nodes[n] for n in g.programs[ir.TRAIN].nodes
+              if g.nodes[n].outputs and g.nodes[n].outputs[0] >= len(free.tensors)]
+    assert len(copied) == plan["recompute_nodes"] > 0
+    assert {nd.op for nd in copied} <= set(recompute._AUTO_OPS)
+    train = free.programs[ir.TRAIN].nodes   # the forward ends with the loss node
+    n_forward = 1 + next(i for i, n in enumerate(train) if free.nodes[n].op == "softmax_xent")
+    prog = recompute._Program(free, n_forward)
+    work = sum(recompute._Program(g, 0).cost([g.nodes.index(nd)]) for nd in copied)
+    assert work <= recompute._AUTO_WORK * prog.step_work()
+
+
+def test_auto_leaves_a_model_without_cheap_segments_alone():
+    # LeNet's saved activations are conv / pool / matmul inputs: nothing for "auto" to copy,
+    # so the program is the unconstrained one, byte for byte
+    model, shape = _model("lenet")
+    kw = dict(inputs={"data": (8,) + shape}, loss=nn.CrossEntropyLoss(),
+              labels={"label": ((8,), "int64")},
+              optimizer=optim.SGD(model.parameters(), lr=0.1))
+    auto = build_graph(model, **kw)
+    assert "recompute" not in auto.meta
+    assert fileformat.dumps(auto) == fileformat.dumps(build_graph(model, memory_budget=None,
+                                                                  **kw))
+    # no loss: nothing to bound, and "auto" is not an error there (an explicit budget is)
+    assert "recompute" not in build_graph(model, {"data": (2,) + shape}).meta
+
+
+def test_cli_memory_budget_auto_and_none(tmp_path, capsys):
+    import os
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    mnist = os.path.join(repo, "data", "mnist")
+    if not os.path.isdir(mnist):
+        mnist = os.path.join(os.path.dirname(repo), "shared", "data", "mnist")
+    base = ["train", "mobilenetv2", "--data", mnist, "--limit", 16, "--batch-size", 8,
+            "--iterations", 1, "--threads", 1, "--num-workers", 0, "--no-eval"]
+    infos = {}
+    for flag in ([], ["--memory-budget", "none"], ["--memory-budget", "auto"]):
+        path = tmp_path / f"m{len(infos)}.etm"
+        code, out, err = _cli(capsys, *base, *flag, "--out", path)
+        assert code == 0, err
+        code, out, err = _cli(capsys, "info", path)
+        assert code == 0, err
+        infos[" ".join(flag)] = out
+    assert "recompute plan (memory_budget auto" in infos[""]
+    assert "recompute plan (memory_budget auto" in infos["--memory-budget auto"]
+    assert "recompute plan" not in infos["--memory-budget none"]
+    with pytest.raises(SystemExit) as e:
+        _cli(capsys, *base, "--memory-budget", "lots", "--out", tmp_path / "x")
+    assert e.value.code == 2
+    assert "expected a byte count (a positive integer), 'auto' or 'none', got lots" in \
+        capsys.readouterr().err

@@ -19,7 +19,8 @@ def _session(threads, batch=32, width=0.5):
     return et.TrainSession.from_module(
         m, inputs={"x": (batch, 3, 32, 32)}, loss=nn.CrossEntropyLoss(),
         labels={"y": ((batch,), "int64")},
-        optimizer=optim.SGD(m.parameters(), lr=0.05, momentum=0.9), threads=threads)
+        optimizer=optim.SGD(m.parameters(), lr=0.05, momentum=0.9), threads=threads,
+        memory_budget=None)   # recomputation ("auto") leaves the workspaces little room
 
 
 def _digest(sess, batch=32):
