@@ -843,9 +843,18 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
             b = pb;
             off = offp;
         }
-        for (int64_t ir = 0; ir < M; ir += MR)
-            cfg->ukernel_off(K, pa + ir * K, b, off, dw + ir * N + jr, N,
-                             M - ir < MR ? M - ir : MR, nr, 1.0f, beta);
+        for (int64_t ir = 0; ir < M; ir += MR) {
+            const int64_t mr = M - ir < MR ? M - ir : MR;
+            float *ct = dw + ir * N + jr;
+            /* the C tile (in L2 between images) towards L1 while the k loop runs */
+#if defined(__GNUC__)
+            for (int64_t i = 0; i < mr; i++) {
+                __builtin_prefetch(ct + i * N);
+                __builtin_prefetch(ct + i * N + nr - 1);
+            }
+#endif
+            cfg->ukernel_off(K, pa + ir * K, b, off, ct, N, mr, nr, 1.0f, beta);
+        }
     }
 }
 
