@@ -829,15 +829,22 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
             b = xt + ky * p->dil_h * w * c + (jr - ky * run);
             off = offq;
         } else {
-            /* columns [jr, jr + nr) from the runs of window rows ky, ky + 1, ... */
+            /* columns [jr, jr + nr) from the runs of window rows ky, ky + 1, ...: pieces
+             * (destination column, offset from the pixel's start, length), the same for
+             * every pixel */
+            int64_t pd[ET_GEMM_NR_MAX + 1], ps[ET_GEMM_NR_MAX + 1], pl[ET_GEMM_NR_MAX + 1];
+            int np_ = 0;
+            for (int64_t j = jr; j < jr + nr; np_++) {
+                const int64_t r = j / run, j1 = (r + 1) * run < jr + nr ? (r + 1) * run : jr + nr;
+                pd[np_] = j - jr;
+                ps[np_] = r * p->dil_h * w * c + (j - r * run);
+                pl[np_] = j1 - j;
+                j = j1;
+            }
             for (int64_t q = 0; q < K; q++) {
                 float *d = pb + q * NR;
-                for (int64_t j = jr; j < jr + nr;) {
-                    const int64_t r = j / run, j1 = (r + 1) * run < jr + nr ? (r + 1) * run : jr + nr;
-                    et_copy_short_(d + (j - jr), xt + offq[q] + r * p->dil_h * w * c + (j - r * run),
-                                   j1 - j);
-                    j = j1;
-                }
+                const float *sq = xt + offq[q];
+                for (int i = 0; i < np_; i++) et_copy_short_(d + pd[i], sq + ps[i], pl[i]);
                 for (int64_t j = nr; j < NR; j++) d[j] = 0.0f;
             }
             b = pb;
