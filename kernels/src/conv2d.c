@@ -797,6 +797,33 @@ ET_TARGET_AVX512 static void channels_last_avx512(const float *ET_RESTRICT x, in
 }
 #endif
 
+#if defined(ET_HAVE_X86_SIMD)
+/* A straddling 32-wide B panel (the AVX-512 config's NR): row q = the pieces (destination
+ * column pd, source xt + offq[q] + ps, pl floats), zeros elsewhere, as two masked loads a
+ * piece and two stores a row. */
+ET_TARGET_AVX512 static void pack_pieces_avx512(int64_t K, const float *xt, const int32_t *offq,
+                                                const int64_t *pd, const int64_t *ps,
+                                                const int64_t *pl, int np_, float *pb) {
+    __mmask16 m0[ET_GEMM_NR_MAX + 1], m1[ET_GEMM_NR_MAX + 1];
+    for (int i = 0; i < np_; i++) {
+        const uint32_t bits = (uint32_t)(((uint64_t)1 << (pd[i] + pl[i])) - ((uint64_t)1 << pd[i]));
+        m0[i] = (__mmask16)(bits & 0xFFFFu);
+        m1[i] = (__mmask16)(bits >> 16);
+    }
+    for (int64_t q = 0; q < K; q++) {
+        const float *sq = xt + offq[q];
+        __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
+        for (int i = 0; i < np_; i++) {
+            const float *src = sq + ps[i] - pd[i]; /* column j at src[j] */
+            if (m0[i]) v0 = _mm512_mask_loadu_ps(v0, m0[i], src);
+            if (m1[i]) v1 = _mm512_mask_loadu_ps(v1, m1[i], src + 16);
+        }
+        _mm512_storeu_ps(pb + q * 32, v0);
+        _mm512_storeu_ps(pb + q * 32 + 16, v1);
+    }
+}
+#endif
+
 static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
                            const float *x, float *dw, int accumulate, conv_slot s) {
     const et_f32_gemm_config *cfg = ((const et_f32_gemm_variant *)ET_VARIANT_PICK(et_f32_gemm_variants))->cfg;
@@ -841,12 +868,17 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
                 pl[np_] = j1 - j;
                 j = j1;
             }
-            for (int64_t q = 0; q < K; q++) {
-                float *d = pb + q * NR;
-                const float *sq = xt + offq[q];
-                for (int i = 0; i < np_; i++) et_copy_short_(d + pd[i], sq + ps[i], pl[i]);
-                for (int64_t j = nr; j < NR; j++) d[j] = 0.0f;
-            }
+#if defined(ET_HAVE_X86_SIMD)
+            if (cfg == &et_f32_gemm_config_avx512)
+                pack_pieces_avx512(K, xt, offq, pd, ps, pl, np_, pb);
+            else
+#endif
+                for (int64_t q = 0; q < K; q++) {
+                    float *d = pb + q * NR;
+                    const float *sq = xt + offq[q];
+                    for (int i = 0; i < np_; i++) et_copy_short_(d + pd[i], sq + ps[i], pl[i]);
+                    for (int64_t j = nr; j < NR; j++) d[j] = 0.0f;
+                }
             b = pb;
             off = offp;
         }
