@@ -35,12 +35,19 @@
  *   bwd_weight dw[OC, C]     = dY'[OC, n*np] * X'^T (K = n*np: one FMA chain per element, so
  *              it does not depend on the thread count); when that GEMM packs, its panels are
  *              packed straight from dy and x instead (et_f32_gemm_nchw_wgrad, no gather)
+ * Channels-last weight gradient (plan hwc: no padding, dil_w 1, groups 1, one band, one K
+ * block, one GEMM thread, a config with a table ukernel): B panels read straight from the image
+ * stored channels-last, dw's columns permuted while summed and put back at the end (see
+ * hwc_offb_image); the same FMA chains and sums, so the same bits (tests/test_conv_fast.c).
  * Depthwise shapes (groups == c) go to the direct kernels in conv2d_depthwise.c.
  */
 #include <string.h>
 
 #include "conv_internal.h"
 #include "gemm_internal.h" /* et_f32_gemm_is_small: the padded-colt path keeps the packed GEMM */
+#if defined(ET_HAVE_X86_SIMD)
+#include <immintrin.h>
+#endif
 
 #define CONV_COL_TILE_FLOATS ((int64_t)128 * 1024) /* 512 KiB column band per thread */
 #define CONV_ALIGN 64
@@ -61,7 +68,12 @@
 #define CONV_WCHUNKS 8
 #define CONV_WPART_MAX_BYTES ((size_t)1 << 20)
 
+static int64_t round_up_i64(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 static size_t align_up(size_t v) { return (v + CONV_ALIGN - 1) & ~(size_t)(CONV_ALIGN - 1); }
+
+/* Tests: 0 runs the older paths the faster ones give the same bits as (conv_internal.h). */
+static int conv_fast = 1;
+void et_conv2d_fast_paths_(int on) { conv_fast = on; }
 
 et_status et_conv2d_params_init(et_conv2d_params *p) {
     if (!p) return ET_ERR_ARG;
@@ -324,6 +336,27 @@ static void im2col_t(const et_conv2d_params *p, const float *ET_RESTRICT x, int6
     }
 }
 
+/* ---- channels-last columns (bwd_weight, plan hwc) ------------------------------------
+ * With no padding and dil_w 1, the window of output pixel q = (oy, ox) at window row ky reads
+ * x[ci, oy*sh + ky*dh, ox*sw + kx] for kx < kw, ci < c: in the image stored channels-last,
+ * xt[(iy*w + ix)*c + ci], that is one run of kw*c floats. With the columns of the transposed
+ * columns permuted, j' = (ky*kw + kx)*c + ci instead of j = (ci*kh + ky)*kw + kx, the GEMM's
+ * B panels are then read straight from xt through a row table (hwc_offb_image) instead of
+ * being copied out of x in runs of kw floats. The product computes dw with its columns
+ * permuted the same way -- each element the same FMA chain, summed over images and chunks in
+ * the same order -- and dw_unpermute puts them back in place at the end. */
+/* dw[o, (ci*kh + ky)*kw + kx] = dwp[o, (ky*kw + kx)*c + ci] (dwp: oc * kg floats). */
+static void dw_unpermute(const et_conv2d_params *p, const float *ET_RESTRICT dwp,
+                         float *ET_RESTRICT dw) {
+    const int64_t c = p->c, khw = p->kh * p->kw, kg = c * khw;
+    for (int64_t o = 0; o < p->oc; o++) {
+        const float *sr = dwp + o * kg;
+        float *dr = dw + o * kg;
+        for (int64_t ci = 0; ci < c; ci++)
+            for (int64_t t = 0; t < khw; t++) dr[ci * khw + t] = sr[t * c + ci];
+    }
+}
+
 /* ---- plan: sizes, bands, workspace layout --------------------------------------------- */
 enum { CONV_FWD = 0, CONV_BWD_INPUT = 1, CONV_BWD_WEIGHT = 2 };
 
@@ -343,6 +376,11 @@ typedef struct conv_plan {
     size_t off_bytes;              /* implicit: the slot's row-offset table */
     int64_t ldt;                   /* their row stride: kall, or CONV_COLT_PAD (padded) */
     size_t dwp_bytes;              /* padded: the slot's dw [OC, CONV_COLT_PAD] */
+    int hwc;                       /* bwd_weight: B read from a channels-last image, dw's
+                                    * columns permuted (hwc_offb_image); the call clears it
+                                    * when it cannot run that path */
+    size_t xt_bytes;               /* hwc: the slot's channels-last image */
+    size_t perm_bytes;             /* hwc: dw before its columns are put back in order */
     size_t in_bytes, out_bytes;    /* batched: gathered input / output matrices */
     size_t pa_one, pa_bytes;       /* the weights packed once per call, per group / in all */
     const char *pre;               /* fwd: those packed before the call, in the same layout
@@ -471,6 +509,13 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
             cp->dwp_bytes = align_up((size_t)(p->oc * CONV_COLT_PAD) * sizeof(float));
         }
     }
+    if (kind == CONV_BWD_WEIGHT && cp->colt && !cp->dwp_bytes && p->groups == 1 &&
+        p->pad_t == 0 && p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0 && p->dil_w == 1 &&
+        p->c > 1) {
+        cp->hwc = 1;
+        cp->xt_bytes = align_up((size_t)(p->c * p->h * p->w + ET_GEMM_NR_MAX) * sizeof(float));
+        cp->perm_bytes = align_up((size_t)(p->oc * cp->kg) * sizeof(float));
+    }
     cp->batch_par = nthreads > 1 && p->n >= nthreads;
     if (kind == CONV_BWD_WEIGHT) {
         const size_t part = (size_t)(p->oc * cp->kg) * sizeof(float);
@@ -507,12 +552,13 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
         if (bb > cp->col_bytes) cp->col_bytes = bb;
         cp->bands = 1;
     }
-    cp->slot_bytes = cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes + cp->off_bytes;
+    cp->slot_bytes = cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes + cp->off_bytes + cp->xt_bytes;
     cp->part_bytes = (kind == CONV_BWD_WEIGHT && cp->wchunks > 1)
                          ? align_up((size_t)(p->oc * cp->kg) * sizeof(float))
                          : 0;
     size_t total = cp->pa_bytes + (size_t)nslots * cp->slot_bytes +
-                   (size_t)(cp->wchunks > 1 ? cp->wchunks - 1 : 0) * cp->part_bytes;
+                   (size_t)(cp->wchunks > 1 ? cp->wchunks - 1 : 0) * cp->part_bytes +
+                   cp->perm_bytes;
     cp->total = total ? total + CONV_ALIGN : 0;
 }
 
@@ -541,6 +587,7 @@ typedef struct conv_slot {
     size_t gws_bytes;
     float *dwp; /* bwd_weight, padded columns: the padded dw */
     int32_t *off; /* fwd, implicit: the row-offset table */
+    float *xt;    /* bwd_weight, hwc: the image channels-last */
 } conv_slot;
 
 static char *ws_base(void *ws) {
@@ -558,6 +605,9 @@ static conv_slot slot_at(const conv_plan *cp, char *base, int t) {
     s.off = (b && cp->off_bytes)
                 ? (int32_t *)(b + cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes)
                 : NULL;
+    s.xt = (b && cp->xt_bytes)
+               ? (float *)(b + cp->col_bytes + cp->gemm_bytes + cp->dwp_bytes + cp->off_bytes)
+               : NULL;
     return s;
 }
 
@@ -677,6 +727,176 @@ static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp,
     return ET_OK;
 }
 
+/* The hwc weight gradient of one image without transposed columns (plan hwc, one band, one
+ * K block, one thread, a config with a table ukernel): dw' [OC, kg] (columns permuted, j')
+ * (+)= dy [OC, np] * colt' read straight from the channels-last image. Column panel
+ * [jr, jr + NR) of colt' lies inside window row ky's run of kw*c floats of every pixel (but
+ * for the panels straddling two runs, packed), so its row q is xt + off[q] + (jr - ky*run) +
+ * ky*dh*w*c with off[q] the pixel's start: the table ukernel reads it there. dy is packed once
+ * per image as the GEMM packs it; each element is the packed GEMM's FMA chain over the np
+ * pixels (one K block) and its (beta) update, so the same bits as the colt path. */
+static int hwc_offb_ok(const et_conv2d_params *p, const conv_plan *cp, int nth) {
+    const et_f32_gemm_config *cfg = ((const et_f32_gemm_variant *)ET_VARIANT_PICK(et_f32_gemm_variants))->cfg;
+    return cp->hwc && nth == 1 && cp->band == p->oh && cp->np <= ET_GEMM_KC && cfg &&
+           cfg->ukernel_off && cfg->nr <= ET_GEMM_NR_MAX &&
+           !et_f32_gemm_is_small(cp->ocg, cp->kg, cp->np) &&
+           (size_t)(round_up_i64(p->oc, cfg->mr) * cp->np + cfg->nr * cp->np) * sizeof(float) +
+                   (size_t)(2 * cp->np) * sizeof(int32_t) + 256 <=
+               cp->col_bytes &&
+           p->c * p->h * p->w < ((int64_t)1 << 30);
+}
+
+/* xt[q*c + ci] = x[ci*hw + q]: the image channels-last. */
+static void channels_last(const float *ET_RESTRICT x, int64_t c, int64_t hw, float *ET_RESTRICT xt) {
+    for (int64_t ci = 0; ci < c; ci++)
+        for (int64_t q = 0; q < hw; q++) xt[q * c + ci] = x[ci * hw + q];
+}
+#if defined(ET_HAVE_X86_SIMD)
+/* The same moves in 16 x 16 blocks transposed in registers (the table-ukernel path runs on the
+ * AVX-512 config only). */
+ET_TARGET_AVX512 static void channels_last_avx512(const float *ET_RESTRICT x, int64_t c,
+                                                  int64_t hw, float *ET_RESTRICT xt) {
+    for (int64_t ci0 = 0; ci0 < c; ci0 += 16) {
+        const int64_t nc = c - ci0 < 16 ? c - ci0 : 16;
+        const __mmask16 mc = (__mmask16)(nc == 16 ? 0xFFFFu : (1u << nc) - 1u);
+        for (int64_t q0 = 0; q0 < hw; q0 += 16) {
+            const int64_t nq = hw - q0 < 16 ? hw - q0 : 16;
+            const __mmask16 mq = (__mmask16)(nq == 16 ? 0xFFFFu : (1u << nq) - 1u);
+            __m512 r[16], t[16], u[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < nc ? _mm512_maskz_loadu_ps(mq, x + (ci0 + i) * hw + q0)
+                              : _mm512_setzero_ps();
+            for (int i = 0; i < 16; i += 2) {
+                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (int i = 0; i < 16; i += 4) {
+                const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+                const __m512d cc = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+                u[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, cc));     /* element 0 of lanes */
+                u[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, cc)); /* element 1 */
+                u[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));  /* element 2 */
+                u[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));  /* element 3 */
+            }
+            for (int e = 0; e < 4; e++) {
+                const __m512 s0 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);
+                const __m512 s1 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xDD);
+                const __m512 s2 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
+                const __m512 s3 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xDD);
+                const __m512 o[4] = {_mm512_shuffle_f32x4(s0, s2, 0x88),
+                                     _mm512_shuffle_f32x4(s1, s3, 0x88),
+                                     _mm512_shuffle_f32x4(s0, s2, 0xDD),
+                                     _mm512_shuffle_f32x4(s1, s3, 0xDD)};
+                for (int l = 0; l < 4; l++) { /* pixel 4*l + e */
+                    const int64_t j = 4 * l + e;
+                    if (j < nq) _mm512_mask_storeu_ps(xt + (q0 + j) * c + ci0, mc, o[l]);
+                }
+            }
+        }
+    }
+}
+#endif
+
+#if defined(ET_HAVE_X86_SIMD)
+/* A straddling 32-wide B panel (the AVX-512 config's NR): row q = the pieces (destination
+ * column pd, source xt + offq[q] + ps, pl floats), zeros elsewhere, as two masked loads a
+ * piece and two stores a row. */
+ET_TARGET_AVX512 static void pack_pieces_avx512(int64_t K, const float *xt, const int32_t *offq,
+                                                const int64_t *pd, const int64_t *ps,
+                                                const int64_t *pl, int np_, float *pb) {
+    __mmask16 m0[ET_GEMM_NR_MAX + 1], m1[ET_GEMM_NR_MAX + 1];
+    for (int i = 0; i < np_; i++) {
+        const uint32_t bits = (uint32_t)(((uint64_t)1 << (pd[i] + pl[i])) - ((uint64_t)1 << pd[i]));
+        m0[i] = (__mmask16)(bits & 0xFFFFu);
+        m1[i] = (__mmask16)(bits >> 16);
+    }
+    for (int64_t q = 0; q < K; q++) {
+        const float *sq = xt + offq[q];
+        __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
+        for (int i = 0; i < np_; i++) {
+            const float *src = sq + ps[i] - pd[i]; /* column j at src[j] */
+            if (m0[i]) v0 = _mm512_mask_loadu_ps(v0, m0[i], src);
+            if (m1[i]) v1 = _mm512_mask_loadu_ps(v1, m1[i], src + 16);
+        }
+        _mm512_storeu_ps(pb + q * 32, v0);
+        _mm512_storeu_ps(pb + q * 32 + 16, v1);
+    }
+}
+#endif
+
+static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
+                           const float *x, float *dw, int accumulate, conv_slot s) {
+    const et_f32_gemm_config *cfg = ((const et_f32_gemm_variant *)ET_VARIANT_PICK(et_f32_gemm_variants))->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, M = p->oc, N = cp->kg, K = cp->np;
+    const int64_t c = p->c, w = p->w, ow = p->ow, run = p->kw * c, hw = p->h * w;
+    float *pa = s.col;                                /* dy packed: round_up(M, MR) x K */
+    float *pb = pa + round_up_i64(M, MR) * K;         /* a straddling panel: K x NR */
+    int32_t *offq = (int32_t *)(pb + NR * K);         /* pixel starts in xt */
+    int32_t *offp = offq + K;                         /* rows of pb */
+    float *xt = s.xt;
+#if defined(ET_HAVE_X86_SIMD)
+    if (cfg == &et_f32_gemm_config_avx512)
+        channels_last_avx512(x, c, hw, xt);
+    else
+#endif
+        channels_last(x, c, hw, xt);
+    memset(xt + c * hw, 0, ET_GEMM_NR_MAX * sizeof(float)); /* the last panel reads past */
+    for (int64_t ir = 0; ir < M; ir += MR)
+        cfg->pack_interleave(MR, M - ir < MR ? M - ir : MR, K, dy + ir * K, K, pa + ir * K);
+    for (int64_t oy = 0; oy < p->oh; oy++)
+        for (int64_t ox = 0; ox < ow; ox++)
+            offq[oy * ow + ox] = (int32_t)((oy * p->stride_h * w + ox * p->stride_w) * c);
+    for (int64_t q = 0; q < K; q++) offp[q] = (int32_t)(q * NR);
+    const float beta = accumulate ? 1.0f : 0.0f;
+    for (int64_t jr = 0; jr < N; jr += NR) {
+        const int64_t nr = N - jr < NR ? N - jr : NR, ky = jr / run;
+        const float *b;
+        const int32_t *off;
+        if (jr + nr <= (ky + 1) * run) {
+            b = xt + ky * p->dil_h * w * c + (jr - ky * run);
+            off = offq;
+        } else {
+            /* columns [jr, jr + nr) from the runs of window rows ky, ky + 1, ...: pieces
+             * (destination column, offset from the pixel's start, length), the same for
+             * every pixel */
+            int64_t pd[ET_GEMM_NR_MAX + 1], ps[ET_GEMM_NR_MAX + 1], pl[ET_GEMM_NR_MAX + 1];
+            int np_ = 0;
+            for (int64_t j = jr; j < jr + nr; np_++) {
+                const int64_t r = j / run, j1 = (r + 1) * run < jr + nr ? (r + 1) * run : jr + nr;
+                pd[np_] = j - jr;
+                ps[np_] = r * p->dil_h * w * c + (j - r * run);
+                pl[np_] = j1 - j;
+                j = j1;
+            }
+#if defined(ET_HAVE_X86_SIMD)
+            if (cfg == &et_f32_gemm_config_avx512)
+                pack_pieces_avx512(K, xt, offq, pd, ps, pl, np_, pb);
+            else
+#endif
+                for (int64_t q = 0; q < K; q++) {
+                    float *d = pb + q * NR;
+                    const float *sq = xt + offq[q];
+                    for (int i = 0; i < np_; i++) et_copy_short_(d + pd[i], sq + ps[i], pl[i]);
+                    for (int64_t j = nr; j < NR; j++) d[j] = 0.0f;
+                }
+            b = pb;
+            off = offp;
+        }
+        for (int64_t ir = 0; ir < M; ir += MR) {
+            const int64_t mr = M - ir < MR ? M - ir : MR;
+            float *ct = dw + ir * N + jr;
+            /* the C tile (in L2 between images) towards L1 while the k loop runs */
+#if defined(__GNUC__)
+            for (int64_t i = 0; i < mr; i++) {
+                __builtin_prefetch(ct + i * N);
+                __builtin_prefetch(ct + i * N + nr - 1);
+            }
+#endif
+            cfg->ukernel_off(K, pa + ir * K, b, off, ct, N, mr, nr, 1.0f, beta);
+        }
+    }
+}
+
 /* dw = (accumulate ? dw : 0) + contribution of this image; dw is s.dwp [OC, ldt] when the
  * plan pads the transposed columns. */
 static et_status bwd_weight_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
@@ -685,6 +905,10 @@ static et_status bwd_weight_image(const et_conv2d_params *p, const conv_plan *cp
     const int pad = cp->dwp_bytes != 0;
     const int64_t n_out = pad ? cp->ldt : cp->kg; /* GEMM columns = dw's row stride */
     if (pad) dw = s.dwp;
+    if (cp->hwc) { /* the call checked hwc_offb_ok */
+        hwc_offb_image(p, cp, dy, x, dw, accumulate, s);
+        return ET_OK;
+    }
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
         int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
@@ -1100,8 +1324,16 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     if (plan_in(p, CONV_BWD_WEIGHT, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
     if (cp.batched) return bwd_weight_batched(p, &cp, dy, x, dw, base, nthreads);
     const int64_t xs = p->c * p->h * p->w, ys = p->oc * cp.np, wsz = p->oc * cp.kg;
-    if (cp.wchunks == 1)
-        return bwd_weight_images(p, &cp, dy, x, 0, p->n, dw, slot_at(&cp, base, 0), cp.gemm_threads);
+    /* hwc: dw is computed with its columns permuted in the workspace's tail, then put back */
+    float *dwo = dw;
+    cp.hwc = conv_fast && hwc_offb_ok(p, &cp, cp.batch_par ? 1 : cp.gemm_threads);
+    if (cp.hwc) dw = (float *)(base + cp.total - CONV_ALIGN - cp.perm_bytes);
+    if (cp.wchunks == 1) {
+        et_status st =
+            bwd_weight_images(p, &cp, dy, x, 0, p->n, dw, slot_at(&cp, base, 0), cp.gemm_threads);
+        if (st == ET_OK && cp.hwc) dw_unpermute(p, dw, dwo);
+        return st;
+    }
     /* Chunk c (a fixed range of images) sums its images into dw (c = 0) or its partial; the
      * partials are then added in chunk order: the same bits for every thread count. */
     wchunk_job k = {p, &cp, dy, x, dw, base, base + cp.pa_bytes + (size_t)cp.nslots * cp.slot_bytes,
@@ -1109,6 +1341,7 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     et_parallel_for(cp.wchunks, cp.batch_par ? nthreads : 1, wchunk_sum, &k);
     if (k.err != ET_OK) return (et_status)k.err;
     et_parallel_ranges(wsz, et_split_chunks(wsz, nthreads), nthreads, wchunk_combine, &k);
+    if (cp.hwc) dw_unpermute(p, dw, dwo);
     return ET_OK;
 }
 

@@ -145,4 +145,8 @@ static inline void et_conv_epilogue_(const et_conv2d_params *p, int64_t o, float
     }
 }
 
+/* Tests: 0 runs the convolution's older paths where a faster one gives the same bits (today:
+ * bwd_weight's channels-last transposed columns); 1, the default, the faster ones. */
+void et_conv2d_fast_paths_(int on);
+
 #endif /* EDGETRAIN_CONV_INTERNAL_H */

@@ -95,6 +95,7 @@ void test_conv_bn(void);
 void test_conv_packed(void);
 void test_dwbits(void);
 void test_bn_act(void);
+void test_conv_fast(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -118,6 +119,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"convpk", test_conv_packed},
     {"dwbits", test_dwbits},
     {"bnact", test_bn_act},
+    {"convfast", test_conv_fast},
 };
 
 int main(int argc, char **argv) {

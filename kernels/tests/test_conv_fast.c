@@ -1,0 +1,74 @@
+/* edgetrain — the convolution's faster same-bits paths (et_conv2d_fast_paths_) against the
+ * paths they replace, byte for byte: bwd_weight's channels-last path (plan hwc: B panels read
+ * straight from the channels-last image by the table ukernel, dw's columns permuted back) on
+ * every SIMD ISA, 1..3 threads; the shapes reach its branches and the places it stands down. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv_internal.h"
+#include "et_test.h"
+
+typedef struct fast_case {
+    int64_t n, c, h, w, oc, kh, kw, sh, sw, dh, dw;
+} fast_case;
+
+static const fast_case fast_cases[] = {
+    /*  n   c   h   w   oc kh kw sh sw dh dw */
+    {64, 20, 12, 12, 50, 5, 5, 1, 1, 1, 1},  /* LeNet conv2 b64: panels straddling runs of 100 */
+    {9, 20, 12, 12, 50, 5, 5, 1, 1, 1, 1},   /* 8 chunks of uneven size */
+    {1, 3, 9, 11, 17, 5, 5, 1, 1, 1, 1},     /* runs of 15 < NR: panels over three runs */
+    {5, 8, 10, 13, 15, 3, 3, 2, 2, 1, 1},    /* stride 2 both ways, runs of 24 */
+    {3, 6, 11, 9, 29, 3, 4, 1, 1, 2, 1},     /* dil_h 2, kw 4 */
+    {5, 70, 6, 6, 3, 3, 3, 1, 1, 1, 1},      /* Kg 630, 3 rows of dw */
+    {3, 40, 7, 7, 9, 5, 5, 1, 1, 1, 1},      /* Kg 1000, 9 pixels */
+    {2, 4, 40, 40, 5, 4, 4, 1, 1, 1, 1},     /* 1369 pixels: two K blocks (old path) */
+    {3, 16, 40, 40, 8, 3, 3, 1, 1, 1, 1},    /* several column bands (old path) */
+    {3, 40, 7, 7, 300, 5, 5, 1, 1, 1, 1},    /* dw > 1 MiB: one chunk (old path at th > 1) */
+    {4, 2, 9, 9, 7, 6, 6, 1, 1, 1, 1},       /* Kg 72 from 2 channels, runs of 12 */
+};
+
+static void check_fast(int ci, const fast_case *k) {
+    et_conv2d_params p = {0};
+    p.n = k->n, p.c = k->c, p.h = k->h, p.w = k->w, p.oc = k->oc, p.kh = k->kh, p.kw = k->kw;
+    p.stride_h = k->sh, p.stride_w = k->sw, p.dil_h = k->dh, p.dil_w = k->dw, p.groups = 1;
+    if (et_conv2d_params_init(&p) != ET_OK) {
+        ET_CHECK(0, "fast case %d: params", ci);
+        return;
+    }
+    const int64_t nx = p.n * p.c * p.h * p.w, ny = p.n * p.oc * p.oh * p.ow;
+    const int64_t nw = p.oc * p.c * p.kh * p.kw;
+    float *x = malloc((size_t)nx * sizeof(float)), *dy = malloc((size_t)ny * sizeof(float));
+    float *want = malloc((size_t)nw * sizeof(float)), *dw = malloc((size_t)nw * sizeof(float));
+    et_fill_random(x, nx, 301 + ci, -1.0f, 1.0f);
+    et_fill_random(dy, ny, 307 + ci, -1.0f, 1.0f);
+    int have = 0;
+    for (et_isa isa = ET_ISA_REF + 1; isa < ET_ISA_COUNT_; isa++) {
+        if (!et_isa_supported(isa)) continue;
+        et_set_isa(isa);
+        for (int fast = 0; fast <= 1; fast++)
+            for (int th = 1; th <= 3; th++) {
+                et_conv2d_fast_paths_(fast);
+                size_t wsb = et_f32_conv2d_bwd_weight_ws_bytes(&p, th);
+                void *ws = wsb ? malloc(wsb) : NULL;
+                float *out = have ? dw : want;
+                for (int64_t i = 0; i < nw; i++) out[i] = (float)i * 1e30f; /* overwritten */
+                et_status st = et_f32_conv2d_bwd_weight(&p, dy, x, out, ws, wsb, th);
+                ET_CHECK(st == ET_OK, "fast case %d %s fast%d th%d: status %d", ci,
+                         et_isa_name(isa), fast, th, (int)st);
+                if (have)
+                    ET_CHECK(memcmp(dw, want, (size_t)nw * sizeof(float)) == 0,
+                             "fast case %d %s fast%d th%d: bwd_weight bits differ", ci,
+                             et_isa_name(isa), fast, th);
+                have = 1;
+                free(ws);
+            }
+    }
+    et_conv2d_fast_paths_(1);
+    et_set_isa(et_cpu_best_isa());
+    free(x); free(dy); free(want); free(dw);
+}
+
+void test_conv_fast(void) {
+    for (size_t i = 0; i < sizeof fast_cases / sizeof fast_cases[0]; i++)
+        check_fast((int)i, &fast_cases[i]);
+}
