@@ -846,11 +846,23 @@ ET_TARGET_AVX512 static void dwp_fill_row(const dw_geom *g, const dwp_plan *pl, 
     }
 }
 
+/* The forward's bias and epilogue in registers (dwp_fwd_planes): mode 0: the accumulators start
+ * from out[] (the input gradient, or a plane already holding the bias); 1: from bias; 2: from
+ * bias, then dws_bn_act(a, s, act) before the store (the fused BatchNorm with relu / relu6 / no
+ * act: the bits of et_conv_epilogue_). */
+typedef struct dwp_ep {
+    int mode;
+    et_act act;
+    float bias, a, s;
+} dwp_ep;
+
+ET_TARGET_AVX512 static inline __m512 dws_bn_act(__m512 v, __m512 a, __m512 s, et_act act);
+
 /* Pieces u0 .. u0 + U - 1 of the band starting at output row oy0 (pieces past n_units are
  * computed on piece u0 and not stored). Inlined with constant U and nt. */
 ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
 dwp_units(const dw_geom *g, const dwp_plan *pl, const float *buf, const float *wts, float *out,
-          int64_t oy0, int64_t u0, int64_t n_units, const int U, const int64_t nt) {
+          int64_t oy0, int64_t u0, int64_t n_units, const int U, const int64_t nt, const dwp_ep *ep) {
     const float *bp[DWP_UNITS];
     float *op[DWP_UNITS];
     __mmask16 mo[DWP_UNITS];
@@ -862,31 +874,37 @@ dwp_units(const dw_geom *g, const dwp_plan *pl, const float *buf, const float *w
         bp[k] = buf + r * g->sh * pl->rs + j0;
         op[k] = out + (oy0 + r) * g->ow + j0;
         mo[k] = u0 + k < n_units ? (__mmask16)((1u << n) - 1u) : 0;
-        acc[k] = _mm512_maskz_loadu_ps(mo[k], op[k]);
+        acc[k] = ep->mode ? _mm512_set1_ps(ep->bias) : _mm512_maskz_loadu_ps(mo[k], op[k]);
     }
     for (int64_t t = 0; t < nt; t++) {
         const __m512 wv = _mm512_set1_ps(wts[t]);
         const int64_t off = pl->toff[t];
         for (int k = 0; k < U; k++) acc[k] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(bp[k] + off), acc[k]);
     }
+    if (ep->mode == 2) {
+        const __m512 a = _mm512_set1_ps(ep->a), s = _mm512_set1_ps(ep->s);
+        for (int k = 0; k < U; k++) acc[k] = dws_bn_act(acc[k], a, s, ep->act);
+    }
     for (int k = 0; k < U; k++) _mm512_mask_storeu_ps(op[k], mo[k], acc[k]);
 }
 
 /* The pieces of one band, DWP_UNITS (or 4 for the last few) at a time. */
 ET_TARGET_AVX512 static void dwp_band(const dw_geom *g, const dwp_plan *pl, const float *buf,
-                                      const float *wts, float *out, int64_t oy0, int64_t n_units) {
+                                      const float *wts, float *out, int64_t oy0, int64_t n_units,
+                                      const dwp_ep *ep) {
     int64_t u = 0;
     if (pl->nt == 9) { /* 3x3: unrolled, weights in registers */
-        for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, 9);
-        for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, 9);
+        for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, 9, ep);
+        for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, 9, ep);
         return;
     }
-    for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, pl->nt);
-    for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, pl->nt);
+    for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, pl->nt, ep);
+    for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, pl->nt, ep);
 }
 
-/* out += the plane convolution of g (g->plan set). */
-ET_TARGET_AVX512 static void dwp_plane(const dw_geom *g, const float *in, const float *w0, float *out) {
+/* out = the plane convolution of g (g->plan set) with ep's start and epilogue (mode 0: out +=). */
+ET_TARGET_AVX512 static void dwp_plane_ep(const dw_geom *g, const float *in, const float *w0, float *out,
+                                          const dwp_ep *ep) {
     const dwp_plan *pl = g->plan;
     float buf[DWP_BUF];
     float wts[DWP_MAX_TAPS];
@@ -899,7 +917,33 @@ ET_TARGET_AVX512 static void dwp_plane(const dw_geom *g, const float *in, const 
             const int64_t iy = oy0 * g->sh - g->pt + r;
             dwp_fill_row(g, pl, iy >= 0 && iy < g->ih ? in + iy * g->iw : NULL, buf + r * pl->rs);
         }
-        dwp_band(g, pl, buf, wts, out, oy0, rows * pl->chunks);
+        dwp_band(g, pl, buf, wts, out, oy0, rows * pl->chunks, ep);
+    }
+}
+
+/* out += the plane convolution of g (g->plan set). */
+ET_TARGET_AVX512 static void dwp_plane(const dw_geom *g, const float *in, const float *w0, float *out) {
+    const dwp_ep ep = {0, ET_ACT_NONE, 0.0f, 0.0f, 0.0f};
+    dwp_plane_ep(g, in, w0, out, &ep);
+}
+
+/* The forward's planes on the padded-plane path: the bias and (where dws_bn_act covers it) the
+ * epilogue in registers, so the plane is written once; other epilogues run after the plane as
+ * in dw_fwd_planes. */
+ET_TARGET_AVX512 static void dwp_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dw_job *k = (const dw_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    const int64_t mult = p->oc / p->c;
+    const int64_t xs = p->h * p->w, ys = p->oh * p->ow, ks = p->kh * p->kw;
+    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const int64_t i = pl / p->oc, o = pl % p->oc;
+        float *yp = k->out + pl * ys;
+        const dwp_ep ep = {bn_vec ? 2 : 1, p->act, k->b ? k->b[o] : 0.0f,
+                           bn_vec ? p->bn_scale[o] : 0.0f, bn_vec ? p->bn_shift[o] : 0.0f};
+        dwp_plane_ep(k->g, k->x + (i * p->c + o / mult) * xs, k->w + o * ks, yp, &ep);
+        if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
     }
 }
 
@@ -1320,7 +1364,13 @@ et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x,
     }
     dw_geom g = dw_fwd_geom(p);
     dwp_plan pl;
-    if (dwp_make(&g, &pl)) g.plan = &pl;
+    if (dwp_make(&g, &pl)) {
+        g.plan = &pl;
+        const int64_t planes = p->n * p->oc;
+        dw_job k = {p, &g, NULL, NULL, x, w, b, NULL, y, 0};
+        et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dwp_fwd_planes, &k);
+        return ET_OK;
+    }
     dw_fwd_g(p, &g, x, w, b, y, nthreads, dw_plane__avx512);
     return ET_OK;
 }
