@@ -1070,6 +1070,7 @@ typedef struct dws_table {
     int32_t idx[DWS_MAX_HW / 16][DWS_MAX_TAPS][16];
     int64_t work; /* masked tap loads per image, all units (for the threading decision) */
     int upsampled; /* 1: the source is dy spread out (dws_upsample_fill), all taps contiguous */
+    int all_contig; /* 1: every tap of every chunk is a masked load (no gather) */
 } dws_table;
 
 /* Input gradient, stride 2: dy[oy, ox] spread out to u[oy * 2, ox * 2] of an h x w plane (0
@@ -1163,6 +1164,9 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     }
     t->work *= (p->c + t->g - 1) / t->g;
     t->upsampled = bwd_input && dws_try_upsampled(p, t);
+    t->all_contig = 1;
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < ks; tap++) t->all_contig &= t->contig[k][tap] != 0;
     return 1;
 }
 
@@ -1236,6 +1240,35 @@ ET_TARGET_AVX512 static inline __m512 dws_bn_act(__m512 v, __m512 a, __m512 s, e
     return v;
 }
 
+/* The chunks of one unit on ni images (sources s + j * ss, outputs d + j * ds): per lane one FMA
+ * chain from bv over the taps in order, then (bn_vec) dws_bn_act. Inlined with constant ni, ks
+ * and contig (1: the table has no gather, t->all_contig). */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dws_fwd_chunks(const dws_table *t, __mmask16 vm, const __m512 *wv, __m512 bv, const float *s,
+               int64_t ss, float *d, int64_t ds, int bn_vec, __m512 av, __m512 sv, et_act act,
+               const int64_t ni, const int64_t ks, const int contig) {
+    for (int64_t k = 0; k < t->chunks; k++) {
+        __m512 acc[DWS_IMGS];
+        for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
+        for (int64_t tap = 0; tap < ks; tap++) {
+            const __mmask16 m = t->m[k][tap] & vm;
+            if (!m) continue;
+            if (contig) {
+                const float *q = s + t->off[k][tap];
+                for (int j = 0; j < DWS_IMGS; j++)
+                    if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], _mm512_maskz_loadu_ps(m, q + j * ss), acc[j]);
+            } else {
+                for (int j = 0; j < DWS_IMGS; j++)
+                    if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], dws_load(t, k, tap, m, s + j * ss), acc[j]);
+            }
+        }
+        if (bn_vec)
+            for (int j = 0; j < DWS_IMGS; j++) acc[j] = dws_bn_act(acc[j], av, sv, act);
+        for (int j = 0; j < DWS_IMGS; j++)
+            if (j < ni) _mm512_mask_storeu_ps(d + j * ds + k * 16, vm & t->cm[k], acc[j]);
+    }
+}
+
 /* Units [u0, u1) (groups of channels, each computed on its own). */
 ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, int tid) {
     const dws_job *j = (const dws_job *)ctx;
@@ -1272,20 +1305,13 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
                 s = q;
                 ss = DWS_MAX_HW;
             }
-            for (int64_t k = 0; k < t->chunks; k++) {
-                __m512 acc[DWS_IMGS];
-                for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
-                for (int64_t tap = 0; tap < ks; tap++) {
-                    const __mmask16 m = t->m[k][tap] & vm;
-                    if (!m) continue;
-                    for (int j = 0; j < DWS_IMGS; j++)
-                        if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], dws_load(t, k, tap, m, s + j * ss), acc[j]);
-                }
-                if (bn_vec)
-                    for (int j = 0; j < DWS_IMGS; j++) acc[j] = dws_bn_act(acc[j], av, sv, act);
-                for (int j = 0; j < DWS_IMGS; j++)
-                    if (j < ni) _mm512_mask_storeu_ps(d + j * ds + k * 16, vm & t->cm[k], acc[j]);
-            }
+            /* 3x3 on DWS_IMGS images: the taps unrolled, the weights in registers */
+            if (ni == DWS_IMGS && ks == 9 && t->all_contig)
+                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 1);
+            else if (ni == DWS_IMGS && ks == 9)
+                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 0);
+            else
+                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, ni, ks, 0);
             if (act != ET_ACT_NONE && !jp->bn_scale)
                 for (int64_t i = 0; i < ni; i++) et_conv_bias_act_(d + i * ds, gc * hw, 0.0f, act, alpha);
             if (jp->bn_scale && !bn_vec) /* the fused BatchNorm: the epilogue per channel */
