@@ -1385,8 +1385,99 @@ ET_TARGET_AVX512 static void dws_wgrad(const dws_table *t, const et_conv2d_param
     et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws_wgrad_units, &j);
 }
 
+/* ---- AVX-512, stride-2 forward on narrow planes ------------------------------------------
+ * Input rows of at most 16 floats, output rows of 4 .. 8 (14 -> 7, 7 -> 4 in MobileNetV2): one
+ * vector holds two output rows (lane r * ow + x, r < 2). For each kernel row the two input rows
+ * they read are two masked loads (a missing row is a zero vector), and each tap's 16 inputs are
+ * one two-source permute of them (dwq_plan.idx: element r * 16 + 2x - pl + kx * dw), zeroing
+ * the lanes whose column is padding (dwq_plan.cm). Bits: per output one FMA chain from the bias
+ * over the taps in (ky, kx) order, the epilogue in registers where dws_bn_act covers it (else
+ * et_conv_epilogue_ after the plane); a kernel row missing for both output rows is skipped, a
+ * padding tap of one of them adds w * 0 as the flat table path does. */
+#define DWQ_MAX_TAPS 16
+
+typedef struct dwq_plan {
+    __m512i idx[DWQ_MAX_TAPS]; /* per kx */
+    __mmask16 cm[DWQ_MAX_TAPS]; /* per kx: lanes whose column is inside the row */
+    __mmask16 rm;               /* the row's elements */
+} dwq_plan;
+
+static int dwq_ok(const et_conv2d_params *p) {
+    return p->stride_h == 2 && p->stride_w == 2 && p->w <= 16 && p->ow >= 4 && p->ow <= 8 &&
+           p->kw <= DWQ_MAX_TAPS && p->kh * p->kw <= DWQ_MAX_TAPS;
+}
+
+ET_TARGET_AVX512 static void dwq_make(const et_conv2d_params *p, dwq_plan *q) {
+    for (int64_t kx = 0; kx < p->kw; kx++) {
+        int32_t id[16];
+        unsigned m = 0;
+        for (int l = 0; l < 16; l++) {
+            const int64_t r = l / p->ow, x = l % p->ow, ix = 2 * x - p->pad_l + kx * p->dil_w;
+            const int ok = r < 2 && ix >= 0 && ix < p->w;
+            id[l] = ok ? (int32_t)(r * 16 + ix) : 0;
+            m |= (unsigned)ok << l;
+        }
+        q->idx[kx] = _mm512_loadu_si512((const void *)id);
+        q->cm[kx] = (__mmask16)m;
+    }
+    q->rm = (__mmask16)((1u << p->w) - 1u);
+}
+
+typedef struct dwq_job {
+    const et_conv2d_params *p;
+    const dwq_plan *q;
+    const float *x, *w, *b;
+    float *out;
+} dwq_job;
+
+ET_TARGET_AVX512 static void dwq_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dwq_job *k = (const dwq_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    const dwq_plan *q = k->q;
+    const int64_t mult = p->oc / p->c, h = p->h, w = p->w, oh = p->oh, ow = p->ow;
+    const int64_t kh = p->kh, kw = p->kw, xs = h * w, ys = oh * ow, ks = kh * kw;
+    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
+    const __m512 zero = _mm512_setzero_ps();
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const int64_t i = pl / p->oc, o = pl % p->oc;
+        const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * ks;
+        float *yp = k->out + pl * ys;
+        __m512 wv[DWQ_MAX_TAPS];
+        for (int64_t t = 0; t < ks; t++) wv[t] = _mm512_set1_ps(wo[t]);
+        const __m512 bv = _mm512_set1_ps(k->b ? k->b[o] : 0.0f);
+        const __m512 av = _mm512_set1_ps(bn_vec ? p->bn_scale[o] : 0.0f);
+        const __m512 sv = _mm512_set1_ps(bn_vec ? p->bn_shift[o] : 0.0f);
+        for (int64_t y0 = 0; y0 < oh; y0 += 2) {
+            __m512 acc = bv;
+            for (int64_t ky = 0; ky < kh; ky++) {
+                const int64_t ia = 2 * y0 - p->pad_t + ky * p->dil_h, ib = ia + 2;
+                const int va = ia >= 0 && ia < h, vb = y0 + 1 < oh && ib >= 0 && ib < h;
+                if (!va && !vb) continue;
+                const __m512 A = va ? _mm512_maskz_loadu_ps(q->rm, xp + ia * w) : zero;
+                const __m512 B = vb ? _mm512_maskz_loadu_ps(q->rm, xp + ib * w) : zero;
+                for (int64_t kx = 0; kx < kw; kx++)
+                    acc = _mm512_fmadd_ps(wv[ky * kw + kx],
+                                          _mm512_maskz_permutex2var_ps(q->cm[kx], A, q->idx[kx], B), acc);
+            }
+            if (bn_vec) acc = dws_bn_act(acc, av, sv, p->act);
+            const int64_t n = (y0 + 1 < oh ? 2 : 1) * ow;
+            _mm512_mask_storeu_ps(yp + y0 * ow, (__mmask16)((1u << n) - 1u), acc);
+        }
+        if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
+    }
+}
+
 et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x, const float *w,
                                       const float *b, float *y, int nthreads) {
+    if (dwq_ok(p)) {
+        dwq_plan q;
+        dwq_make(p, &q);
+        const int64_t planes = p->n * p->oc;
+        dwq_job k = {p, &q, x, w, b, y};
+        et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dwq_fwd_planes, &k);
+        return ET_OK;
+    }
     dws_table t;
     if (!(p->stride_h == 2 && p->stride_w == 2 && p->ow >= DWS_S2_MIN_OW) && dws_build(p, 0, &t)) {
         dws_apply(&t, p, x, w, b, p->act, p->act_alpha, y, nthreads);

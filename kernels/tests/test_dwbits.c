@@ -67,6 +67,11 @@ static const dwb_case dwb_cases[] = {
     {6, 14, 14, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* 14 -> 7: the table's gathers */
     {4, 15, 13, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* multiplier 2, stride 2, odd */
     {3, 29, 31, 1, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1},    /* pad 0, 27x29 flat */
+    /* the AVX-512 stride-2 narrow-plane forward (rows <= 16 wide, two output rows a vector) */
+    {5, 16, 16, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* 16 -> 8 */
+    {3, 12, 16, 1, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2},    /* dilation 2, pad 2 */
+    {2, 9, 9, 1, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1},      /* 9 -> 4, pad 0 */
+    {3, 11, 9, 1, 1, 5, 2, 2, 0, 2, 0, 2, 1, 1},     /* 1x5 kernel */
 };
 
 static const et_act dwb_acts[] = {ET_ACT_NONE, ET_ACT_RELU, ET_ACT_RELU6, ET_ACT_HARDSWISH};
