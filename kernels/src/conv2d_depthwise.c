@@ -27,14 +27,17 @@
  *   bwd_weight the AVX-512 kernels' lane structure, see dw_wgrad_canon.
  * A padding tap some paths add as w * 0 changes only a chain at -0 (a bias of -0) or a
  * non-finite weight.
- * AVX-512 replaces the drivers where it can: planes of at most DWS_MAX_HW elements (channel
- * multiplier 1) run on the flat table path (dws), larger forward / stride-1 input-gradient
- * planes on the padded-plane path (dwp). Both add each output's taps in (ky, kx) order in one
- * FMA chain (kernels/tests/test_conv.c checks the forward's bits against an fmaf chain).
- * Bias and activation of the forward (where a fused epilogue goes): dws starts its accumulators
- * at the bias and applies act per image after the stores (dws_apply_units); every other path
- * fills the output plane with the bias before the plane and applies act after it
- * (dw_fwd_planes).
+ * AVX-512 replaces the drivers where it can: the forward with stride 2 on narrow planes (input
+ * rows <= 16 floats, output rows 4..8) on permuted row pairs (dwq), planes of at most
+ * DWS_MAX_HW elements (channel multiplier 1; stride 2 only with output rows < DWS_S2_MIN_OW)
+ * on the flat table path (dws), larger forward / stride-1 input-gradient planes on the
+ * padded-plane path (dwp). All add each output's taps in (ky, kx) order in one FMA chain
+ * (kernels/tests/test_conv.c and test_dwbits.c check the forward's bits).
+ * Bias and activation of the forward (where a fused epilogue goes): dws, dwq and dwp start
+ * their accumulators at the bias and apply a fused BatchNorm with relu / relu6 / no act in
+ * registers before the store (dws_bn_act), other epilogues after the plane; the generic
+ * drivers (__ref, AVX2, NEON) fill the output plane with the bias before the plane and apply
+ * the epilogue after it (dw_fwd_planes).
  */
 #include <string.h>
 
