@@ -172,7 +172,10 @@ typedef struct dw_job {
     int flip;
 } dw_job;
 
-static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+/* Inlined into each variant's planes job (dw_fwd_planes__X carries the ISA's target, so the
+ * bias fill and the epilogue's loops are vectorised for it; elementwise, the same bits). */
+static inline __attribute__((always_inline)) void dw_fwd_planes_body(void *ctx, int64_t p0, int64_t p1,
+                                                                     int tid) {
     const dw_job *k = (const dw_job *)ctx;
     const et_conv2d_params *p = k->p;
     const float *x = k->x, *w = k->w, *b = k->b;
@@ -191,6 +194,12 @@ static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
+static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    dw_fwd_planes_body(ctx, p0, p1, tid);
+}
+
+typedef void (*dw_planes_job)(void *ctx, int64_t p0, int64_t p1, int tid);
+
 static dw_geom dw_fwd_geom(const et_conv2d_params *p) {
     const dw_geom g = {p->h, p->w, p->oh, p->ow, p->kh, p->kw, p->kw, 1,
                        p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l, NULL, 0};
@@ -206,17 +215,17 @@ static dw_geom dw_flip_geom(const et_conv2d_params *p) {
 
 /* g: dw_fwd_geom(p), possibly with a plan. */
 static void dw_fwd_g(const et_conv2d_params *p, const dw_geom *gp, const float *x, const float *w,
-                     const float *b, float *y, int nthreads, dw_plane_fn plane) {
+                     const float *b, float *y, int nthreads, dw_plane_fn plane, dw_planes_job job) {
     const int64_t planes = p->n * p->oc;
     const dw_geom g = *gp;
     dw_job k = {p, &g, plane, NULL, x, w, b, NULL, y, 0};
-    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw_fwd_planes, &k);
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, job, &k);
 }
 
 static void dw_fwd(const et_conv2d_params *p, const float *x, const float *w, const float *b,
-                   float *y, int nthreads, dw_plane_fn plane) {
+                   float *y, int nthreads, dw_plane_fn plane, dw_planes_job job) {
     const dw_geom g = dw_fwd_geom(p);
-    dw_fwd_g(p, &g, x, w, b, y, nthreads, plane);
+    dw_fwd_g(p, &g, x, w, b, y, nthreads, plane, job);
 }
 
 /* dx plane += scatter of dy plane through kernel wk (any stride). */
@@ -547,6 +556,9 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
     static void dw_plane__##X(const dw_geom *g, const float *in, const float *w0, float *out) { \
         dw_accum_plane(g, in, w0, out, dw_row__##X);                                           \
     }                                                                                          \
+    TARGET static void dw_fwd_planes__##X(void *ctx, int64_t p0, int64_t p1, int tid) {         \
+        dw_fwd_planes_body(ctx, p0, p1, tid);                                                  \
+    }                                                                                          \
     TARGET static void dw_wgrad__##X(const et_conv2d_params *p, const float *dy,               \
                                      const float *x, int64_t o, float *dwo) {                  \
         if (dw_flat_vec_ok(p) &&                                                               \
@@ -556,7 +568,7 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
     }                                                                                          \
     et_status et_f32_dwconv2d_fwd__##X(const et_conv2d_params *p, const float *x,              \
                                        const float *w, const float *b, float *y, int nth) {    \
-        dw_fwd(p, x, w, b, y, nth, dw_plane__##X);                                             \
+        dw_fwd(p, x, w, b, y, nth, dw_plane__##X, dw_fwd_planes__##X);                         \
         return ET_OK;                                                                          \
     }                                                                                          \
     et_status et_f32_dwconv2d_bwd_input__##X(const et_conv2d_params *p, const float *dy,       \
@@ -581,7 +593,7 @@ static void dw_wgrad__ref(const et_conv2d_params *p, const float *dy, const floa
 
 et_status et_f32_dwconv2d_fwd__ref(const et_conv2d_params *p, const float *x, const float *w,
                                    const float *b, float *y, int nthreads) {
-    dw_fwd(p, x, w, b, y, nthreads, dw_plane__ref);
+    dw_fwd(p, x, w, b, y, nthreads, dw_plane__ref, dw_fwd_planes);
     return ET_OK;
 }
 et_status et_f32_dwconv2d_bwd_input__ref(const et_conv2d_params *p, const float *dy,
@@ -1495,7 +1507,7 @@ et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x,
         et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dwp_fwd_planes, &k);
         return ET_OK;
     }
-    dw_fwd_g(p, &g, x, w, b, y, nthreads, dw_plane__avx512);
+    dw_fwd_g(p, &g, x, w, b, y, nthreads, dw_plane__avx512, dw_fwd_planes);
     return ET_OK;
 }
 et_status et_f32_dwconv2d_bwd_input__avx512(const et_conv2d_params *p, const float *dy,
