@@ -568,6 +568,7 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
     }                                                                                          \
     et_status et_f32_dwconv2d_fwd__##X(const et_conv2d_params *p, const float *x,              \
                                        const float *w, const float *b, float *y, int nth) {    \
+        if (dw_fwd_fast__##X(p, x, w, b, y, nth)) return ET_OK;                                \
         dw_fwd(p, x, w, b, y, nth, dw_plane__##X, dw_fwd_planes__##X);                         \
         return ET_OK;                                                                          \
     }                                                                                          \
@@ -706,6 +707,9 @@ ET_TARGET_AVX2 static void dw_cols__avx2(float *dst, const float *src, int64_t s
     for (; j < cnt; j++) dst[j] = src[j * s];
 }
 
+/* The flat table path for AVX2 (dws2, with the AVX-512 section's table): 1 if it ran. */
+static int dw_fwd_fast__avx2(const et_conv2d_params *p, const float *x, const float *w,
+                             const float *b, float *y, int nthreads);
 DW_VARIANT(avx2, ET_TARGET_AVX2)
 
 /* ---- AVX-512 --------------------------------------------------------------------------- */
@@ -1400,6 +1404,121 @@ ET_TARGET_AVX512 static void dws_wgrad(const dws_table *t, const et_conv2d_param
     et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws_wgrad_units, &j);
 }
 
+/* ---- AVX2, the flat table path (dws2) ------------------------------------------------------
+ * The forward of dws (the same table, units, lanes and per-lane FMA chains) on 8-lane vectors:
+ * each 16-lane chunk as two halves, masked loads (vmaskmovps, masked lanes never fault) or
+ * gathers, the fused BatchNorm + relu / relu6 in registers as dws_bn_act. A half whose lanes
+ * all read padding for a tap skips it (the canonical order); other padding lanes add w * 0 as
+ * the AVX-512 path does. */
+
+/* Lanes of the 8-bit mask m8 as a vector mask. */
+ET_TARGET_AVX2 static inline __m256i dws2_mask(unsigned m8) {
+    const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)m8), bits), bits);
+}
+
+ET_TARGET_AVX2 static inline __m256 dws2_bn_act(__m256 v, __m256 a, __m256 s, et_act act) {
+    const __m256 zero = _mm256_setzero_ps();
+    v = _mm256_add_ps(_mm256_mul_ps(v, a), s);
+    if (act == ET_ACT_RELU) return _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+    if (act == ET_ACT_RELU6) {
+        v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LE_OQ));
+        const __m256 six = _mm256_set1_ps(6.0f);
+        v = _mm256_blendv_ps(v, six, _mm256_cmp_ps(v, six, _CMP_GE_OQ));
+    }
+    return v;
+}
+
+/* Half h of per-lane values v[c0 + lane's channel] (as dws_lane_vec). */
+ET_TARGET_AVX2 static inline __m256 dws2_lane_vec(const dws_table *t, const float *v, int64_t vs,
+                                                  int64_t gc, int h) {
+    if (t->g == 1) return _mm256_set1_ps(v[0]);
+    float tmp[8];
+    for (int64_t l = 0; l < 8; l++) {
+        const int64_t ch = (l + 8 * h) / t->hw;
+        tmp[l] = ch < gc ? v[ch * vs] : 0.0f;
+    }
+    return _mm256_loadu_ps(tmp);
+}
+
+ET_TARGET_AVX2 static void dws2_fwd_units(void *ctx, int64_t u0, int64_t u1, int tid) {
+    const dws_job *j = (const dws_job *)ctx;
+    const dws_table *t = j->t;
+    const et_conv2d_params *jp = j->p;
+    const int64_t n = j->n, c = j->c, ks = t->ks, hw = t->hw, src_hw = t->src_hw;
+    const et_act act = jp->act;
+    const int bn_vec = jp->bn_scale && (act == ET_ACT_NONE || act == ET_ACT_RELU || act == ET_ACT_RELU6);
+    (void)tid;
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t gc;
+        const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
+        const int64_t c0 = u * t->g;
+        __m256 wv[2][DWS_MAX_TAPS], bv[2], av[2], sv[2];
+        for (int h = 0; h < 2; h++) {
+            for (int64_t tap = 0; tap < ks; tap++) wv[h][tap] = dws2_lane_vec(t, j->w + c0 * ks + tap, ks, gc, h);
+            bv[h] = j->b ? dws2_lane_vec(t, j->b + c0, 1, gc, h) : _mm256_setzero_ps();
+            av[h] = bn_vec ? dws2_lane_vec(t, jp->bn_scale + c0, 1, gc, h) : _mm256_setzero_ps();
+            sv[h] = bn_vec ? dws2_lane_vec(t, jp->bn_shift + c0, 1, gc, h) : _mm256_setzero_ps();
+        }
+        for (int64_t i0 = 0; i0 < n; i0 += DWS_IMGS) {
+            const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;
+            const float *s = j->src + (i0 * c + c0) * src_hw;
+            float *d = j->dst + (i0 * c + c0) * hw;
+            const int64_t ss = c * src_hw, ds = c * hw;
+            for (int64_t k = 0; k < t->chunks; k++)
+                for (int h = 0; h < 2; h++) {
+                    const unsigned om = (unsigned)((vm & t->cm[k]) >> (8 * h)) & 0xFFu;
+                    if (!om) continue;
+                    __m256 acc[DWS_IMGS];
+                    for (int q = 0; q < DWS_IMGS; q++) acc[q] = bv[h];
+                    for (int64_t tap = 0; tap < ks; tap++) {
+                        const unsigned m8 = (unsigned)((t->m[k][tap] & vm) >> (8 * h)) & 0xFFu;
+                        if (!m8) continue;
+                        const __m256i mi = dws2_mask(m8);
+                        if (t->contig[k][tap]) {
+                            const float *src = s + t->off[k][tap] + 8 * h;
+                            for (int q = 0; q < DWS_IMGS; q++)
+                                if (q < ni)
+                                    acc[q] = _mm256_fmadd_ps(wv[h][tap], _mm256_maskload_ps(src + q * ss, mi), acc[q]);
+                        } else {
+                            const __m256i idx = _mm256_loadu_si256((const __m256i *)(const void *)(t->idx[k][tap] + 8 * h));
+                            for (int q = 0; q < DWS_IMGS; q++)
+                                if (q < ni)
+                                    acc[q] = _mm256_fmadd_ps(
+                                        wv[h][tap],
+                                        _mm256_mask_i32gather_ps(_mm256_setzero_ps(), s + q * ss, idx,
+                                                                 _mm256_castsi256_ps(mi), 4),
+                                        acc[q]);
+                        }
+                    }
+                    const __m256i mo = dws2_mask(om);
+                    for (int q = 0; q < DWS_IMGS; q++)
+                        if (q < ni) {
+                            if (bn_vec) acc[q] = dws2_bn_act(acc[q], av[h], sv[h], act);
+                            _mm256_maskstore_ps(d + q * ds + k * 16 + 8 * h, mo, acc[q]);
+                        }
+                }
+            if (act != ET_ACT_NONE && !jp->bn_scale)
+                for (int64_t i = 0; i < ni; i++) et_conv_bias_act_(d + i * ds, gc * hw, 0.0f, act, jp->act_alpha);
+            if (jp->bn_scale && !bn_vec)
+                for (int64_t i = 0; i < ni; i++)
+                    for (int64_t ch = 0; ch < gc; ch++)
+                        et_conv_epilogue_(jp, c0 + ch, 0.0f, d + i * ds + ch * hw, hw);
+        }
+    }
+}
+
+static int dw_fwd_fast__avx2(const et_conv2d_params *p, const float *x, const float *w,
+                             const float *b, float *y, int nthreads) {
+    dws_table t;
+    if (!dws_build(p, 0, &t)) return 0;
+    const int64_t units = (p->c + t.g - 1) / t.g;
+    const int nth = t.work * p->n < DWS_SERIAL_WORK ? 1 : nthreads;
+    dws_job j = {&t, p, p->n, p->c, x, w, b, NULL, p->act, p->act_alpha, y};
+    et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws2_fwd_units, &j);
+    return 1;
+}
+
 /* ---- AVX-512, stride-2 forward on narrow planes ------------------------------------------
  * Input rows of at most 16 floats, output rows of 4 .. 8 (14 -> 7, 7 -> 4 in MobileNetV2): one
  * vector holds two output rows (lane r * ow + x, r < 2). For each kernel row the two input rows
@@ -1616,6 +1735,11 @@ static void dw_cols__neon(float *dst, const float *src, int64_t s, int64_t cnt) 
     for (; j < cnt; j++) dst[j] = src[j * s];
 }
 
+static inline int dw_fwd_fast__neon(const et_conv2d_params *p, const float *x, const float *w,
+                                    const float *b, float *y, int nthreads) {
+    (void)p, (void)x, (void)w, (void)b, (void)y, (void)nthreads;
+    return 0;
+}
 DW_VARIANT(neon, )
 #endif /* ET_HAVE_NEON */
 
