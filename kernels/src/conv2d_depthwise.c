@@ -923,7 +923,7 @@ ET_TARGET_AVX512 static void dwp_band(const dw_geom *g, const dwp_plan *pl, cons
 
 /* out = the plane convolution of g (g->plan set) with ep's start and epilogue (mode 0: out +=). */
 ET_TARGET_AVX512 static void dwp_plane_ep(const dw_geom *g, const float *in, const float *w0, float *out,
-                                          const dwp_ep *ep) {
+                                          const dwp_ep *ep, const float *next_in) {
     const dwp_plan *pl = g->plan;
     float buf[DWP_BUF];
     float wts[DWP_MAX_TAPS];
@@ -935,6 +935,9 @@ ET_TARGET_AVX512 static void dwp_plane_ep(const dw_geom *g, const float *in, con
         for (int64_t r = 0; r < brows; r++) {
             const int64_t iy = oy0 * g->sh - g->pt + r;
             dwp_fill_row(g, pl, iy >= 0 && iy < g->ih ? in + iy * g->iw : NULL, buf + r * pl->rs);
+            if (next_in && iy >= 0 && iy < g->ih) /* the next plane's row, into L2 */
+                for (int64_t e = 0; e < g->iw; e += 16)
+                    _mm_prefetch((const char *)(next_in + iy * g->iw + e), _MM_HINT_T1);
         }
         dwp_band(g, pl, buf, wts, out, oy0, rows * pl->chunks, ep);
     }
@@ -943,7 +946,7 @@ ET_TARGET_AVX512 static void dwp_plane_ep(const dw_geom *g, const float *in, con
 /* out += the plane convolution of g (g->plan set). */
 ET_TARGET_AVX512 static void dwp_plane(const dw_geom *g, const float *in, const float *w0, float *out) {
     const dwp_ep ep = {0, ET_ACT_NONE, 0.0f, 0.0f, 0.0f};
-    dwp_plane_ep(g, in, w0, out, &ep);
+    dwp_plane_ep(g, in, w0, out, &ep, NULL);
 }
 
 /* The forward's planes on the padded-plane path: the bias and (where dws_bn_act covers it) the
@@ -961,7 +964,9 @@ ET_TARGET_AVX512 static void dwp_fwd_planes(void *ctx, int64_t p0, int64_t p1, i
         float *yp = k->out + pl * ys;
         const dwp_ep ep = {bn_vec ? 2 : 1, p->act, k->b ? k->b[o] : 0.0f,
                            bn_vec ? p->bn_scale[o] : 0.0f, bn_vec ? p->bn_shift[o] : 0.0f};
-        dwp_plane_ep(k->g, k->x + (i * p->c + o / mult) * xs, k->w + o * ks, yp, &ep);
+        const int64_t i1 = (pl + 1) / p->oc, o1 = (pl + 1) % p->oc;
+        dwp_plane_ep(k->g, k->x + (i * p->c + o / mult) * xs, k->w + o * ks, yp, &ep,
+                     pl + 1 < p1 ? k->x + (i1 * p->c + o1 / mult) * xs : NULL);
         if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
     }
 }
