@@ -37,7 +37,8 @@
  * their accumulators at the bias and apply a fused BatchNorm with relu / relu6 / no act in
  * registers before the store (dws_bn_act), other epilogues after the plane; the generic
  * drivers (__ref, AVX2, NEON) fill the output plane with the bias before the plane and apply
- * the epilogue after it (dw_fwd_planes).
+ * the epilogue after it (dw_fwd_planes). AVX2 runs the forward of planes of at most DWS_MAX_HW
+ * elements on the AVX-512 section's table too (dws2: 8-lane halves of its chunks).
  */
 #include <string.h>
 
