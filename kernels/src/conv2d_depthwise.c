@@ -27,14 +27,18 @@
  *   bwd_weight the AVX-512 kernels' lane structure, see dw_wgrad_canon.
  * A padding tap some paths add as w * 0 changes only a chain at -0 (a bias of -0) or a
  * non-finite weight.
- * AVX-512 replaces the drivers where it can: planes of at most DWS_MAX_HW elements (channel
- * multiplier 1) run on the flat table path (dws), larger forward / stride-1 input-gradient
- * planes on the padded-plane path (dwp). Both add each output's taps in (ky, kx) order in one
- * FMA chain (kernels/tests/test_conv.c checks the forward's bits against an fmaf chain).
- * Bias and activation of the forward (where a fused epilogue goes): dws starts its accumulators
- * at the bias and applies act per image after the stores (dws_apply_units); every other path
- * fills the output plane with the bias before the plane and applies act after it
- * (dw_fwd_planes).
+ * AVX-512 replaces the drivers where it can: the forward with stride 2 on narrow planes (input
+ * rows <= 16 floats, output rows 4..8) on permuted row pairs (dwq), planes of at most
+ * DWS_MAX_HW elements (channel multiplier 1; stride 2 only with output rows < DWS_S2_MIN_OW)
+ * on the flat table path (dws), larger forward / stride-1 input-gradient planes on the
+ * padded-plane path (dwp). All add each output's taps in (ky, kx) order in one FMA chain
+ * (kernels/tests/test_conv.c and test_dwbits.c check the forward's bits).
+ * Bias and activation of the forward (where a fused epilogue goes): dws, dwq and dwp start
+ * their accumulators at the bias and apply a fused BatchNorm with relu / relu6 / no act in
+ * registers before the store (dws_bn_act), other epilogues after the plane; the generic
+ * drivers (__ref, AVX2, NEON) fill the output plane with the bias before the plane and apply
+ * the epilogue after it (dw_fwd_planes). AVX2 runs the forward of planes of at most DWS_MAX_HW
+ * elements on the AVX-512 section's table too (dws2: 8-lane halves of its chunks).
  */
 #include <string.h>
 
@@ -169,7 +173,10 @@ typedef struct dw_job {
     int flip;
 } dw_job;
 
-static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+/* Inlined into each variant's planes job (dw_fwd_planes__X carries the ISA's target, so the
+ * bias fill and the epilogue's loops are vectorised for it; elementwise, the same bits). */
+static inline __attribute__((always_inline)) void dw_fwd_planes_body(void *ctx, int64_t p0, int64_t p1,
+                                                                     int tid) {
     const dw_job *k = (const dw_job *)ctx;
     const et_conv2d_params *p = k->p;
     const float *x = k->x, *w = k->w, *b = k->b;
@@ -188,6 +195,12 @@ static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
+static void dw_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    dw_fwd_planes_body(ctx, p0, p1, tid);
+}
+
+typedef void (*dw_planes_job)(void *ctx, int64_t p0, int64_t p1, int tid);
+
 static dw_geom dw_fwd_geom(const et_conv2d_params *p) {
     const dw_geom g = {p->h, p->w, p->oh, p->ow, p->kh, p->kw, p->kw, 1,
                        p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_t, p->pad_l, NULL, 0};
@@ -203,17 +216,17 @@ static dw_geom dw_flip_geom(const et_conv2d_params *p) {
 
 /* g: dw_fwd_geom(p), possibly with a plan. */
 static void dw_fwd_g(const et_conv2d_params *p, const dw_geom *gp, const float *x, const float *w,
-                     const float *b, float *y, int nthreads, dw_plane_fn plane) {
+                     const float *b, float *y, int nthreads, dw_plane_fn plane, dw_planes_job job) {
     const int64_t planes = p->n * p->oc;
     const dw_geom g = *gp;
     dw_job k = {p, &g, plane, NULL, x, w, b, NULL, y, 0};
-    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw_fwd_planes, &k);
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, job, &k);
 }
 
 static void dw_fwd(const et_conv2d_params *p, const float *x, const float *w, const float *b,
-                   float *y, int nthreads, dw_plane_fn plane) {
+                   float *y, int nthreads, dw_plane_fn plane, dw_planes_job job) {
     const dw_geom g = dw_fwd_geom(p);
-    dw_fwd_g(p, &g, x, w, b, y, nthreads, plane);
+    dw_fwd_g(p, &g, x, w, b, y, nthreads, plane, job);
 }
 
 /* dx plane += scatter of dy plane through kernel wk (any stride). */
@@ -544,6 +557,9 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
     static void dw_plane__##X(const dw_geom *g, const float *in, const float *w0, float *out) { \
         dw_accum_plane(g, in, w0, out, dw_row__##X);                                           \
     }                                                                                          \
+    TARGET static void dw_fwd_planes__##X(void *ctx, int64_t p0, int64_t p1, int tid) {         \
+        dw_fwd_planes_body(ctx, p0, p1, tid);                                                  \
+    }                                                                                          \
     TARGET static void dw_wgrad__##X(const et_conv2d_params *p, const float *dy,               \
                                      const float *x, int64_t o, float *dwo) {                  \
         if (dw_flat_vec_ok(p) &&                                                               \
@@ -553,7 +569,8 @@ static void dw_bwd_weight(const et_conv2d_params *p, const float *dy, const floa
     }                                                                                          \
     et_status et_f32_dwconv2d_fwd__##X(const et_conv2d_params *p, const float *x,              \
                                        const float *w, const float *b, float *y, int nth) {    \
-        dw_fwd(p, x, w, b, y, nth, dw_plane__##X);                                             \
+        if (dw_fwd_fast__##X(p, x, w, b, y, nth)) return ET_OK;                                \
+        dw_fwd(p, x, w, b, y, nth, dw_plane__##X, dw_fwd_planes__##X);                         \
         return ET_OK;                                                                          \
     }                                                                                          \
     et_status et_f32_dwconv2d_bwd_input__##X(const et_conv2d_params *p, const float *dy,       \
@@ -578,7 +595,7 @@ static void dw_wgrad__ref(const et_conv2d_params *p, const float *dy, const floa
 
 et_status et_f32_dwconv2d_fwd__ref(const et_conv2d_params *p, const float *x, const float *w,
                                    const float *b, float *y, int nthreads) {
-    dw_fwd(p, x, w, b, y, nthreads, dw_plane__ref);
+    dw_fwd(p, x, w, b, y, nthreads, dw_plane__ref, dw_fwd_planes);
     return ET_OK;
 }
 et_status et_f32_dwconv2d_bwd_input__ref(const et_conv2d_params *p, const float *dy,
@@ -691,6 +708,9 @@ ET_TARGET_AVX2 static void dw_cols__avx2(float *dst, const float *src, int64_t s
     for (; j < cnt; j++) dst[j] = src[j * s];
 }
 
+/* The flat table path for AVX2 (dws2, with the AVX-512 section's table): 1 if it ran. */
+static int dw_fwd_fast__avx2(const et_conv2d_params *p, const float *x, const float *w,
+                             const float *b, float *y, int nthreads);
 DW_VARIANT(avx2, ET_TARGET_AVX2)
 
 /* ---- AVX-512 --------------------------------------------------------------------------- */
@@ -846,11 +866,23 @@ ET_TARGET_AVX512 static void dwp_fill_row(const dw_geom *g, const dwp_plan *pl, 
     }
 }
 
+/* The forward's bias and epilogue in registers (dwp_fwd_planes): mode 0: the accumulators start
+ * from out[] (the input gradient, or a plane already holding the bias); 1: from bias; 2: from
+ * bias, then dws_bn_act(a, s, act) before the store (the fused BatchNorm with relu / relu6 / no
+ * act: the bits of et_conv_epilogue_). */
+typedef struct dwp_ep {
+    int mode;
+    et_act act;
+    float bias, a, s;
+} dwp_ep;
+
+ET_TARGET_AVX512 static inline __m512 dws_bn_act(__m512 v, __m512 a, __m512 s, et_act act);
+
 /* Pieces u0 .. u0 + U - 1 of the band starting at output row oy0 (pieces past n_units are
  * computed on piece u0 and not stored). Inlined with constant U and nt. */
 ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
 dwp_units(const dw_geom *g, const dwp_plan *pl, const float *buf, const float *wts, float *out,
-          int64_t oy0, int64_t u0, int64_t n_units, const int U, const int64_t nt) {
+          int64_t oy0, int64_t u0, int64_t n_units, const int U, const int64_t nt, const dwp_ep *ep) {
     const float *bp[DWP_UNITS];
     float *op[DWP_UNITS];
     __mmask16 mo[DWP_UNITS];
@@ -862,31 +894,37 @@ dwp_units(const dw_geom *g, const dwp_plan *pl, const float *buf, const float *w
         bp[k] = buf + r * g->sh * pl->rs + j0;
         op[k] = out + (oy0 + r) * g->ow + j0;
         mo[k] = u0 + k < n_units ? (__mmask16)((1u << n) - 1u) : 0;
-        acc[k] = _mm512_maskz_loadu_ps(mo[k], op[k]);
+        acc[k] = ep->mode ? _mm512_set1_ps(ep->bias) : _mm512_maskz_loadu_ps(mo[k], op[k]);
     }
     for (int64_t t = 0; t < nt; t++) {
         const __m512 wv = _mm512_set1_ps(wts[t]);
         const int64_t off = pl->toff[t];
         for (int k = 0; k < U; k++) acc[k] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(bp[k] + off), acc[k]);
     }
+    if (ep->mode == 2) {
+        const __m512 a = _mm512_set1_ps(ep->a), s = _mm512_set1_ps(ep->s);
+        for (int k = 0; k < U; k++) acc[k] = dws_bn_act(acc[k], a, s, ep->act);
+    }
     for (int k = 0; k < U; k++) _mm512_mask_storeu_ps(op[k], mo[k], acc[k]);
 }
 
 /* The pieces of one band, DWP_UNITS (or 4 for the last few) at a time. */
 ET_TARGET_AVX512 static void dwp_band(const dw_geom *g, const dwp_plan *pl, const float *buf,
-                                      const float *wts, float *out, int64_t oy0, int64_t n_units) {
+                                      const float *wts, float *out, int64_t oy0, int64_t n_units,
+                                      const dwp_ep *ep) {
     int64_t u = 0;
     if (pl->nt == 9) { /* 3x3: unrolled, weights in registers */
-        for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, 9);
-        for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, 9);
+        for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, 9, ep);
+        for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, 9, ep);
         return;
     }
-    for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, pl->nt);
-    for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, pl->nt);
+    for (; u + 4 < n_units; u += DWP_UNITS) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, DWP_UNITS, pl->nt, ep);
+    for (; u < n_units; u += 4) dwp_units(g, pl, buf, wts, out, oy0, u, n_units, 4, pl->nt, ep);
 }
 
-/* out += the plane convolution of g (g->plan set). */
-ET_TARGET_AVX512 static void dwp_plane(const dw_geom *g, const float *in, const float *w0, float *out) {
+/* out = the plane convolution of g (g->plan set) with ep's start and epilogue (mode 0: out +=). */
+ET_TARGET_AVX512 static void dwp_plane_ep(const dw_geom *g, const float *in, const float *w0, float *out,
+                                          const dwp_ep *ep, const float *next_in) {
     const dwp_plan *pl = g->plan;
     float buf[DWP_BUF];
     float wts[DWP_MAX_TAPS];
@@ -898,8 +936,39 @@ ET_TARGET_AVX512 static void dwp_plane(const dw_geom *g, const float *in, const 
         for (int64_t r = 0; r < brows; r++) {
             const int64_t iy = oy0 * g->sh - g->pt + r;
             dwp_fill_row(g, pl, iy >= 0 && iy < g->ih ? in + iy * g->iw : NULL, buf + r * pl->rs);
+            if (next_in && iy >= 0 && iy < g->ih) /* the next plane's row, into L2 */
+                for (int64_t e = 0; e < g->iw; e += 16)
+                    _mm_prefetch((const char *)(next_in + iy * g->iw + e), _MM_HINT_T1);
         }
-        dwp_band(g, pl, buf, wts, out, oy0, rows * pl->chunks);
+        dwp_band(g, pl, buf, wts, out, oy0, rows * pl->chunks, ep);
+    }
+}
+
+/* out += the plane convolution of g (g->plan set). */
+ET_TARGET_AVX512 static void dwp_plane(const dw_geom *g, const float *in, const float *w0, float *out) {
+    const dwp_ep ep = {0, ET_ACT_NONE, 0.0f, 0.0f, 0.0f};
+    dwp_plane_ep(g, in, w0, out, &ep, NULL);
+}
+
+/* The forward's planes on the padded-plane path: the bias and (where dws_bn_act covers it) the
+ * epilogue in registers, so the plane is written once; other epilogues run after the plane as
+ * in dw_fwd_planes. */
+ET_TARGET_AVX512 static void dwp_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dw_job *k = (const dw_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    const int64_t mult = p->oc / p->c;
+    const int64_t xs = p->h * p->w, ys = p->oh * p->ow, ks = p->kh * p->kw;
+    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const int64_t i = pl / p->oc, o = pl % p->oc;
+        float *yp = k->out + pl * ys;
+        const dwp_ep ep = {bn_vec ? 2 : 1, p->act, k->b ? k->b[o] : 0.0f,
+                           bn_vec ? p->bn_scale[o] : 0.0f, bn_vec ? p->bn_shift[o] : 0.0f};
+        const int64_t i1 = (pl + 1) / p->oc, o1 = (pl + 1) % p->oc;
+        dwp_plane_ep(k->g, k->x + (i * p->c + o / mult) * xs, k->w + o * ks, yp, &ep,
+                     pl + 1 < p1 ? k->x + (i1 * p->c + o1 / mult) * xs : NULL);
+        if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
     }
 }
 
@@ -1009,6 +1078,10 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
  *               vector accumulator per tap over the images, then the lanes of each channel.
  * Units are independent (parallel over units), so results do not depend on the thread count.
  * Only for channel multiplier 1 and at most DWS_MAX_TAPS taps; other shapes use the drivers. */
+/* The forward with stride 2 and output rows at least this wide runs on the padded-plane path
+ * (dwp: deinterleaved band buffer, no gathers) instead of this table's gathers: about 1.2-1.4x
+ * faster at 56 -> 28 and 28 -> 14, slower at 14 -> 7 (timed in MobileNetV2's shapes). */
+#define DWS_S2_MIN_OW 14
 #define DWS_IMGS 4 /* images per pass (independent accumulators); the code assumes 4 */
 /* Below this many masked vector FMAs (t->work per image times the images) a call runs on one
  * thread. A vector FMA here often costs a gather (strided or padded taps), about 1-2 ns, so
@@ -1026,6 +1099,7 @@ typedef struct dws_table {
     int32_t idx[DWS_MAX_HW / 16][DWS_MAX_TAPS][16];
     int64_t work; /* masked tap loads per image, all units (for the threading decision) */
     int upsampled; /* 1: the source is dy spread out (dws_upsample_fill), all taps contiguous */
+    int all_contig; /* 1: every tap of every chunk is a masked load (no gather) */
 } dws_table;
 
 /* Input gradient, stride 2: dy[oy, ox] spread out to u[oy * 2, ox * 2] of an h x w plane (0
@@ -1119,6 +1193,9 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     }
     t->work *= (p->c + t->g - 1) / t->g;
     t->upsampled = bwd_input && dws_try_upsampled(p, t);
+    t->all_contig = 1;
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < ks; tap++) t->all_contig &= t->contig[k][tap] != 0;
     return 1;
 }
 
@@ -1192,6 +1269,35 @@ ET_TARGET_AVX512 static inline __m512 dws_bn_act(__m512 v, __m512 a, __m512 s, e
     return v;
 }
 
+/* The chunks of one unit on ni images (sources s + j * ss, outputs d + j * ds): per lane one FMA
+ * chain from bv over the taps in order, then (bn_vec) dws_bn_act. Inlined with constant ni, ks
+ * and contig (1: the table has no gather, t->all_contig). */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dws_fwd_chunks(const dws_table *t, __mmask16 vm, const __m512 *wv, __m512 bv, const float *s,
+               int64_t ss, float *d, int64_t ds, int bn_vec, __m512 av, __m512 sv, et_act act,
+               const int64_t ni, const int64_t ks, const int contig) {
+    for (int64_t k = 0; k < t->chunks; k++) {
+        __m512 acc[DWS_IMGS];
+        for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
+        for (int64_t tap = 0; tap < ks; tap++) {
+            const __mmask16 m = t->m[k][tap] & vm;
+            if (!m) continue;
+            if (contig) {
+                const float *q = s + t->off[k][tap];
+                for (int j = 0; j < DWS_IMGS; j++)
+                    if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], _mm512_maskz_loadu_ps(m, q + j * ss), acc[j]);
+            } else {
+                for (int j = 0; j < DWS_IMGS; j++)
+                    if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], dws_load(t, k, tap, m, s + j * ss), acc[j]);
+            }
+        }
+        if (bn_vec)
+            for (int j = 0; j < DWS_IMGS; j++) acc[j] = dws_bn_act(acc[j], av, sv, act);
+        for (int j = 0; j < DWS_IMGS; j++)
+            if (j < ni) _mm512_mask_storeu_ps(d + j * ds + k * 16, vm & t->cm[k], acc[j]);
+    }
+}
+
 /* Units [u0, u1) (groups of channels, each computed on its own). */
 ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, int tid) {
     const dws_job *j = (const dws_job *)ctx;
@@ -1228,20 +1334,13 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
                 s = q;
                 ss = DWS_MAX_HW;
             }
-            for (int64_t k = 0; k < t->chunks; k++) {
-                __m512 acc[DWS_IMGS];
-                for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
-                for (int64_t tap = 0; tap < ks; tap++) {
-                    const __mmask16 m = t->m[k][tap] & vm;
-                    if (!m) continue;
-                    for (int j = 0; j < DWS_IMGS; j++)
-                        if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], dws_load(t, k, tap, m, s + j * ss), acc[j]);
-                }
-                if (bn_vec)
-                    for (int j = 0; j < DWS_IMGS; j++) acc[j] = dws_bn_act(acc[j], av, sv, act);
-                for (int j = 0; j < DWS_IMGS; j++)
-                    if (j < ni) _mm512_mask_storeu_ps(d + j * ds + k * 16, vm & t->cm[k], acc[j]);
-            }
+            /* 3x3 on DWS_IMGS images: the taps unrolled, the weights in registers */
+            if (ni == DWS_IMGS && ks == 9 && t->all_contig)
+                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 1);
+            else if (ni == DWS_IMGS && ks == 9)
+                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 0);
+            else
+                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, ni, ks, 0);
             if (act != ET_ACT_NONE && !jp->bn_scale)
                 for (int64_t i = 0; i < ni; i++) et_conv_bias_act_(d + i * ds, gc * hw, 0.0f, act, alpha);
             if (jp->bn_scale && !bn_vec) /* the fused BatchNorm: the epilogue per channel */
@@ -1311,17 +1410,229 @@ ET_TARGET_AVX512 static void dws_wgrad(const dws_table *t, const et_conv2d_param
     et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws_wgrad_units, &j);
 }
 
+/* ---- AVX2, the flat table path (dws2) ------------------------------------------------------
+ * The forward of dws (the same table, units, lanes and per-lane FMA chains) on 8-lane vectors:
+ * each 16-lane chunk as two halves, masked loads (vmaskmovps, masked lanes never fault) or
+ * gathers, the fused BatchNorm + relu / relu6 in registers as dws_bn_act. A half whose lanes
+ * all read padding for a tap skips it (the canonical order); other padding lanes add w * 0 as
+ * the AVX-512 path does. */
+
+/* Lanes of the 8-bit mask m8 as a vector mask. */
+ET_TARGET_AVX2 static inline __m256i dws2_mask(unsigned m8) {
+    const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)m8), bits), bits);
+}
+
+ET_TARGET_AVX2 static inline __m256 dws2_bn_act(__m256 v, __m256 a, __m256 s, et_act act) {
+    const __m256 zero = _mm256_setzero_ps();
+    v = _mm256_add_ps(_mm256_mul_ps(v, a), s);
+    if (act == ET_ACT_RELU) return _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+    if (act == ET_ACT_RELU6) {
+        v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LE_OQ));
+        const __m256 six = _mm256_set1_ps(6.0f);
+        v = _mm256_blendv_ps(v, six, _mm256_cmp_ps(v, six, _CMP_GE_OQ));
+    }
+    return v;
+}
+
+/* Half h of per-lane values v[c0 + lane's channel] (as dws_lane_vec). */
+ET_TARGET_AVX2 static inline __m256 dws2_lane_vec(const dws_table *t, const float *v, int64_t vs,
+                                                  int64_t gc, int h) {
+    if (t->g == 1) return _mm256_set1_ps(v[0]);
+    float tmp[8];
+    for (int64_t l = 0; l < 8; l++) {
+        const int64_t ch = (l + 8 * h) / t->hw;
+        tmp[l] = ch < gc ? v[ch * vs] : 0.0f;
+    }
+    return _mm256_loadu_ps(tmp);
+}
+
+ET_TARGET_AVX2 static void dws2_fwd_units(void *ctx, int64_t u0, int64_t u1, int tid) {
+    const dws_job *j = (const dws_job *)ctx;
+    const dws_table *t = j->t;
+    const et_conv2d_params *jp = j->p;
+    const int64_t n = j->n, c = j->c, ks = t->ks, hw = t->hw, src_hw = t->src_hw;
+    const et_act act = jp->act;
+    const int bn_vec = jp->bn_scale && (act == ET_ACT_NONE || act == ET_ACT_RELU || act == ET_ACT_RELU6);
+    (void)tid;
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t gc;
+        const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
+        const int64_t c0 = u * t->g;
+        __m256 wv[2][DWS_MAX_TAPS], bv[2], av[2], sv[2];
+        for (int h = 0; h < 2; h++) {
+            for (int64_t tap = 0; tap < ks; tap++) wv[h][tap] = dws2_lane_vec(t, j->w + c0 * ks + tap, ks, gc, h);
+            bv[h] = j->b ? dws2_lane_vec(t, j->b + c0, 1, gc, h) : _mm256_setzero_ps();
+            av[h] = bn_vec ? dws2_lane_vec(t, jp->bn_scale + c0, 1, gc, h) : _mm256_setzero_ps();
+            sv[h] = bn_vec ? dws2_lane_vec(t, jp->bn_shift + c0, 1, gc, h) : _mm256_setzero_ps();
+        }
+        for (int64_t i0 = 0; i0 < n; i0 += DWS_IMGS) {
+            const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;
+            const float *s = j->src + (i0 * c + c0) * src_hw;
+            float *d = j->dst + (i0 * c + c0) * hw;
+            const int64_t ss = c * src_hw, ds = c * hw;
+            for (int64_t k = 0; k < t->chunks; k++)
+                for (int h = 0; h < 2; h++) {
+                    const unsigned om = (unsigned)((vm & t->cm[k]) >> (8 * h)) & 0xFFu;
+                    if (!om) continue;
+                    __m256 acc[DWS_IMGS];
+                    for (int q = 0; q < DWS_IMGS; q++) acc[q] = bv[h];
+                    for (int64_t tap = 0; tap < ks; tap++) {
+                        const unsigned m8 = (unsigned)((t->m[k][tap] & vm) >> (8 * h)) & 0xFFu;
+                        if (!m8) continue;
+                        const __m256i mi = dws2_mask(m8);
+                        if (t->contig[k][tap]) {
+                            const float *src = s + t->off[k][tap] + 8 * h;
+                            for (int q = 0; q < DWS_IMGS; q++)
+                                if (q < ni)
+                                    acc[q] = _mm256_fmadd_ps(wv[h][tap], _mm256_maskload_ps(src + q * ss, mi), acc[q]);
+                        } else {
+                            const __m256i idx = _mm256_loadu_si256((const __m256i *)(const void *)(t->idx[k][tap] + 8 * h));
+                            for (int q = 0; q < DWS_IMGS; q++)
+                                if (q < ni)
+                                    acc[q] = _mm256_fmadd_ps(
+                                        wv[h][tap],
+                                        _mm256_mask_i32gather_ps(_mm256_setzero_ps(), s + q * ss, idx,
+                                                                 _mm256_castsi256_ps(mi), 4),
+                                        acc[q]);
+                        }
+                    }
+                    const __m256i mo = dws2_mask(om);
+                    for (int q = 0; q < DWS_IMGS; q++)
+                        if (q < ni) {
+                            if (bn_vec) acc[q] = dws2_bn_act(acc[q], av[h], sv[h], act);
+                            _mm256_maskstore_ps(d + q * ds + k * 16 + 8 * h, mo, acc[q]);
+                        }
+                }
+            if (act != ET_ACT_NONE && !jp->bn_scale)
+                for (int64_t i = 0; i < ni; i++) et_conv_bias_act_(d + i * ds, gc * hw, 0.0f, act, jp->act_alpha);
+            if (jp->bn_scale && !bn_vec)
+                for (int64_t i = 0; i < ni; i++)
+                    for (int64_t ch = 0; ch < gc; ch++)
+                        et_conv_epilogue_(jp, c0 + ch, 0.0f, d + i * ds + ch * hw, hw);
+        }
+    }
+}
+
+static int dw_fwd_fast__avx2(const et_conv2d_params *p, const float *x, const float *w,
+                             const float *b, float *y, int nthreads) {
+    dws_table t;
+    if (!dws_build(p, 0, &t)) return 0;
+    const int64_t units = (p->c + t.g - 1) / t.g;
+    const int nth = t.work * p->n < DWS_SERIAL_WORK ? 1 : nthreads;
+    dws_job j = {&t, p, p->n, p->c, x, w, b, NULL, p->act, p->act_alpha, y};
+    et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws2_fwd_units, &j);
+    return 1;
+}
+
+/* ---- AVX-512, stride-2 forward on narrow planes ------------------------------------------
+ * Input rows of at most 16 floats, output rows of 4 .. 8 (14 -> 7, 7 -> 4 in MobileNetV2): one
+ * vector holds two output rows (lane r * ow + x, r < 2). For each kernel row the two input rows
+ * they read are two masked loads (a missing row is a zero vector), and each tap's 16 inputs are
+ * one two-source permute of them (dwq_plan.idx: element r * 16 + 2x - pl + kx * dw), zeroing
+ * the lanes whose column is padding (dwq_plan.cm). Bits: per output one FMA chain from the bias
+ * over the taps in (ky, kx) order, the epilogue in registers where dws_bn_act covers it (else
+ * et_conv_epilogue_ after the plane); a kernel row missing for both output rows is skipped, a
+ * padding tap of one of them adds w * 0 as the flat table path does. */
+#define DWQ_MAX_TAPS 16
+
+typedef struct dwq_plan {
+    __m512i idx[DWQ_MAX_TAPS]; /* per kx */
+    __mmask16 cm[DWQ_MAX_TAPS]; /* per kx: lanes whose column is inside the row */
+    __mmask16 rm;               /* the row's elements */
+} dwq_plan;
+
+static int dwq_ok(const et_conv2d_params *p) {
+    return p->stride_h == 2 && p->stride_w == 2 && p->w <= 16 && p->ow >= 4 && p->ow <= 8 &&
+           p->kw <= DWQ_MAX_TAPS && p->kh * p->kw <= DWQ_MAX_TAPS;
+}
+
+ET_TARGET_AVX512 static void dwq_make(const et_conv2d_params *p, dwq_plan *q) {
+    for (int64_t kx = 0; kx < p->kw; kx++) {
+        int32_t id[16];
+        unsigned m = 0;
+        for (int l = 0; l < 16; l++) {
+            const int64_t r = l / p->ow, x = l % p->ow, ix = 2 * x - p->pad_l + kx * p->dil_w;
+            const int ok = r < 2 && ix >= 0 && ix < p->w;
+            id[l] = ok ? (int32_t)(r * 16 + ix) : 0;
+            m |= (unsigned)ok << l;
+        }
+        q->idx[kx] = _mm512_loadu_si512((const void *)id);
+        q->cm[kx] = (__mmask16)m;
+    }
+    q->rm = (__mmask16)((1u << p->w) - 1u);
+}
+
+typedef struct dwq_job {
+    const et_conv2d_params *p;
+    const dwq_plan *q;
+    const float *x, *w, *b;
+    float *out;
+} dwq_job;
+
+ET_TARGET_AVX512 static void dwq_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dwq_job *k = (const dwq_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    const dwq_plan *q = k->q;
+    const int64_t mult = p->oc / p->c, h = p->h, w = p->w, oh = p->oh, ow = p->ow;
+    const int64_t kh = p->kh, kw = p->kw, xs = h * w, ys = oh * ow, ks = kh * kw;
+    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
+    const __m512 zero = _mm512_setzero_ps();
+    (void)tid;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const int64_t i = pl / p->oc, o = pl % p->oc;
+        const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * ks;
+        float *yp = k->out + pl * ys;
+        __m512 wv[DWQ_MAX_TAPS];
+        for (int64_t t = 0; t < ks; t++) wv[t] = _mm512_set1_ps(wo[t]);
+        const __m512 bv = _mm512_set1_ps(k->b ? k->b[o] : 0.0f);
+        const __m512 av = _mm512_set1_ps(bn_vec ? p->bn_scale[o] : 0.0f);
+        const __m512 sv = _mm512_set1_ps(bn_vec ? p->bn_shift[o] : 0.0f);
+        for (int64_t y0 = 0; y0 < oh; y0 += 2) {
+            __m512 acc = bv;
+            for (int64_t ky = 0; ky < kh; ky++) {
+                const int64_t ia = 2 * y0 - p->pad_t + ky * p->dil_h, ib = ia + 2;
+                const int va = ia >= 0 && ia < h, vb = y0 + 1 < oh && ib >= 0 && ib < h;
+                if (!va && !vb) continue;
+                const __m512 A = va ? _mm512_maskz_loadu_ps(q->rm, xp + ia * w) : zero;
+                const __m512 B = vb ? _mm512_maskz_loadu_ps(q->rm, xp + ib * w) : zero;
+                for (int64_t kx = 0; kx < kw; kx++)
+                    acc = _mm512_fmadd_ps(wv[ky * kw + kx],
+                                          _mm512_maskz_permutex2var_ps(q->cm[kx], A, q->idx[kx], B), acc);
+            }
+            if (bn_vec) acc = dws_bn_act(acc, av, sv, p->act);
+            const int64_t n = (y0 + 1 < oh ? 2 : 1) * ow;
+            _mm512_mask_storeu_ps(yp + y0 * ow, (__mmask16)((1u << n) - 1u), acc);
+        }
+        if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
+    }
+}
+
 et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x, const float *w,
                                       const float *b, float *y, int nthreads) {
+    if (dwq_ok(p)) {
+        dwq_plan q;
+        dwq_make(p, &q);
+        const int64_t planes = p->n * p->oc;
+        dwq_job k = {p, &q, x, w, b, y};
+        et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dwq_fwd_planes, &k);
+        return ET_OK;
+    }
     dws_table t;
-    if (dws_build(p, 0, &t)) {
+    if (!(p->stride_h == 2 && p->stride_w == 2 && p->ow >= DWS_S2_MIN_OW) && dws_build(p, 0, &t)) {
         dws_apply(&t, p, x, w, b, p->act, p->act_alpha, y, nthreads);
         return ET_OK;
     }
     dw_geom g = dw_fwd_geom(p);
     dwp_plan pl;
-    if (dwp_make(&g, &pl)) g.plan = &pl;
-    dw_fwd_g(p, &g, x, w, b, y, nthreads, dw_plane__avx512);
+    if (dwp_make(&g, &pl)) {
+        g.plan = &pl;
+        const int64_t planes = p->n * p->oc;
+        dw_job k = {p, &g, NULL, NULL, x, w, b, NULL, y, 0};
+        et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dwp_fwd_planes, &k);
+        return ET_OK;
+    }
+    dw_fwd_g(p, &g, x, w, b, y, nthreads, dw_plane__avx512, dw_fwd_planes);
     return ET_OK;
 }
 et_status et_f32_dwconv2d_bwd_input__avx512(const et_conv2d_params *p, const float *dy,
@@ -1430,6 +1741,11 @@ static void dw_cols__neon(float *dst, const float *src, int64_t s, int64_t cnt) 
     for (; j < cnt; j++) dst[j] = src[j * s];
 }
 
+static inline int dw_fwd_fast__neon(const et_conv2d_params *p, const float *x, const float *w,
+                                    const float *b, float *y, int nthreads) {
+    (void)p, (void)x, (void)w, (void)b, (void)y, (void)nthreads;
+    return 0;
+}
 DW_VARIANT(neon, )
 #endif /* ET_HAVE_NEON */
 

@@ -53,6 +53,25 @@ static const dwb_case dwb_cases[] = {
     {2, 12, 20, 1, 9, 9, 1, 1, 4, 4, 4, 4, 1, 1},    /* 81 taps, narrow: masked rows */
     {2, 12, 21, 1, 9, 9, 2, 2, 4, 4, 4, 4, 1, 1},    /* ... stride 2 */
     {2, 9, 40, 1, 1, 17, 1, 1, 0, 8, 0, 8, 1, 1},    /* 1x17 kernel */
+    /* the AVX-512 forward's 3x3 flat path (four images, taps unrolled) and stride 2 with output
+     * rows >= 14 on the padded planes */
+    {19, 28, 28, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},   /* 28 -> 14, padded planes */
+    {5, 29, 27, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* odd, 15x14 */
+    {3, 27, 29, 1, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1},    /* pad 0, 13x14 */
+    {3, 30, 28, 1, 3, 3, 2, 2, 2, 2, 2, 2, 1, 1},    /* pad 2, 16x15 */
+    {17, 14, 14, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   /* 14x14, 17 channels */
+    {18, 13, 13, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   /* 13x13 */
+    {20, 15, 17, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   /* 15x17 */
+    {33, 7, 7, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},     /* 7x7, 33 channels */
+    {7, 2, 3, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},      /* 2x3 */
+    {6, 14, 14, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* 14 -> 7: the table's gathers */
+    {4, 15, 13, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* multiplier 2, stride 2, odd */
+    {3, 29, 31, 1, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1},    /* pad 0, 27x29 flat */
+    /* the AVX-512 stride-2 narrow-plane forward (rows <= 16 wide, two output rows a vector) */
+    {5, 16, 16, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* 16 -> 8 */
+    {3, 12, 16, 1, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2},    /* dilation 2, pad 2 */
+    {2, 9, 9, 1, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1},      /* 9 -> 4, pad 0 */
+    {3, 11, 9, 1, 1, 5, 2, 2, 0, 2, 0, 2, 1, 1},     /* 1x5 kernel */
 };
 
 static const et_act dwb_acts[] = {ET_ACT_NONE, ET_ACT_RELU, ET_ACT_RELU6, ET_ACT_HARDSWISH};
@@ -228,7 +247,63 @@ static void dwb_check_nonfinite(int ci, const dwb_case *k) {
     free(x); free(dy); free(dw_ref); free(dw);
 }
 
+/* The forward with inf, -inf and NaN in x (at plane corners, edges and the middle, so in
+ * padding-adjacent and interior taps): every variant gives __ref's bits for every act and
+ * epilogue mode, 1 and 2 threads (any NaN matches any NaN, as above). */
+static void dwb_check_fwd_nonfinite(int ci, const dwb_case *k) {
+    et_conv2d_params p;
+    memset(&p, 0, sizeof p);
+    p.n = 5; p.c = k->c; p.h = k->h; p.w = k->w; p.oc = k->c * k->mult; p.kh = k->kh; p.kw = k->kw;
+    p.stride_h = k->sh; p.stride_w = k->sw;
+    p.pad_t = k->pt; p.pad_l = k->pl; p.pad_b = k->pb; p.pad_r = k->pr;
+    p.dil_h = k->dh; p.dil_w = k->dw; p.groups = k->c; p.act_alpha = 0.1f;
+    if (et_conv2d_params_init(&p) != ET_OK) {
+        ET_CHECK(0, "dwbits fwd nonfinite case %d: bad shape", ci);
+        return;
+    }
+    const int64_t nx = p.n * p.c * p.h * p.w, nw = p.oc * p.kh * p.kw, ny = p.n * p.oc * p.oh * p.ow;
+    const int64_t hw = p.h * p.w;
+    float *x = dwb_alloc(nx), *w = dwb_alloc(nw), *b = dwb_alloc(p.oc), *y_ref = dwb_alloc(ny), *y = dwb_alloc(ny);
+    float *bn_a = dwb_alloc(p.oc), *bn_s = dwb_alloc(p.oc);
+    dwb_fill(x, nx, 301 + ci);
+    dwb_fill(w, nw, 303 + ci);
+    et_fill_random(b, p.oc, 307 + ci, -1.0f, 1.0f);
+    et_fill_random(bn_a, p.oc, 311 + ci, 0.5f, 2.0f);
+    et_fill_random(bn_s, p.oc, 313 + ci, -0.5f, 0.5f);
+    for (int64_t pl = 0; pl < p.n * p.c; pl += 3) { /* every third plane */
+        float *xp = x + pl * hw;
+        xp[0] = INFINITY;
+        xp[hw - 1] = -INFINITY;
+        xp[hw / 2] = NAN;
+        xp[p.w - 1] = pl % 2 ? NAN : -INFINITY;
+    }
+    const et_f32_dwconv2d_variant *ref = et_f32_dwconv2d_variants;
+    for (const et_f32_dwconv2d_variant *row = et_f32_dwconv2d_variants; row->head.name; row++) {
+        if (!et_isa_supported(row->head.isa)) continue;
+        for (int th = 1; th <= 2; th++)
+            for (int a = 0; a < (int)(sizeof dwb_acts / sizeof dwb_acts[0]); a++)
+                for (int mode = 0; mode < 3; mode++) {
+                    p.act = dwb_acts[a];
+                    p.bn_scale = mode == 2 ? bn_a : NULL;
+                    p.bn_shift = mode == 2 ? bn_s : NULL;
+                    const float *bb = mode ? b : NULL;
+                    ref->fwd(&p, x, w, bb, y_ref, 1);
+                    for (int64_t j = 0; j < ny; j++) y[j] = 0.5f;
+                    et_status st = row->fwd(&p, x, w, bb, y, th);
+                    int same = 1;
+                    for (int64_t j = 0; j < ny; j++)
+                        same &= (isnan(y[j]) && isnan(y_ref[j])) || dwb_same(y + j, y_ref + j, 1);
+                    ET_CHECK(st == ET_OK && same,
+                             "dwbits fwd nonfinite case %d: fwd__%s th%d act%d mode%d differs from __ref",
+                             ci, row->head.name, th, (int)p.act, mode);
+                }
+    }
+    free(x); free(w); free(b); free(y_ref); free(y); free(bn_a); free(bn_s);
+}
+
 void test_dwbits(void) {
+    for (size_t i = 0; i < sizeof dwb_cases / sizeof dwb_cases[0]; i++)
+        dwb_check_fwd_nonfinite((int)i, &dwb_cases[i]);
     static const int nonfinite[] = {0, 2, 4, 8, 9, 12, 19, 20, 22, 23};
     for (size_t i = 0; i < sizeof nonfinite / sizeof nonfinite[0]; i++)
         dwb_check_nonfinite(nonfinite[i], &dwb_cases[nonfinite[i]]);
