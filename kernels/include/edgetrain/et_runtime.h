@@ -50,7 +50,7 @@ typedef struct et_tensor_info {
 
 typedef struct et_memory_info {
     size_t params_bytes;      /* PARAM + BUFFER data */
-    size_t grads_bytes;       /* GRAD block */
+    size_t grads_bytes;       /* GRAD block (gradients outside the activation arena) */
     size_t optimizer_bytes;   /* OPTSTATE block */
     size_t const_bytes;
     size_t inputs_bytes;
@@ -63,6 +63,10 @@ typedef struct et_memory_info {
     size_t eval_cache_bytes;  /* the EVAL program's packed weights and BatchNorm factors, kept
                                * between runs while the weights are unchanged (in total_bytes);
                                * made at the first EVAL run, freed by selecting another program */
+    size_t grads_in_arena_bytes; /* gradients planned inside the activation arena (part of
+                                  * activations_bytes; grads_bytes is then 0); 0 with the GRAD block
+                                  * (EDGETRAIN_GRADS_IN_ARENA=0 at load, or a model that reads a
+                                  * gradient before writing it) */
 } et_memory_info;
 
 /* ---- lifetime ----------------------------------------------------------- */
