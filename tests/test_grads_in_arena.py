@@ -39,10 +39,15 @@ def _same(a, b):
 def test_the_arena_holds_the_gradients(monkeypatch):
     out, inside = _lenet(monkeypatch, False).memory_info(), _lenet(monkeypatch, True).memory_info()
     assert out["grads_in_arena"] == 0 and out["grads"] > 0
-    assert inside["grads"] == 0 and inside["grads_in_arena"] == out["grads"]
-    assert inside["activations"] > out["activations"]           # they are planned there ...
-    assert inside["activations"] < out["activations"] + out["grads"]   # ... sharing its room
+    assert inside["grads"] == inside["grads_in_arena"] == out["grads"]
+    # "activations" is the arena less the gradients it holds, so the keys add up to the total
+    arena_in, arena_out = inside["activations"] + inside["grads"], out["activations"]
+    assert arena_out < arena_in < arena_out + out["grads"]    # planned there, sharing its room
     assert inside["total"] < out["total"]
+    for info in (inside, out):
+        assert info["total"] == sum(info[k] for k in ("params", "grads", "optimizer", "consts",
+                                                      "inputs", "activations", "workspace",
+                                                      "eval_cache"))
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

@@ -118,10 +118,9 @@ def test_mobilenetv2_arena_is_the_live_bytes_bound(budget):
                            optimizer=optim.SGD(m.parameters(), lr=0.01),
                            memory_budget=memory_budget)
     g = graph()
-    if budget:   # half the activations; the gradients in the arena are not recomputable
-        info = et.TrainSession.from_graph(g, threads=1).memory_info()
-        g = graph((info["activations"] - info["grads_in_arena"]) // 2 + info["grads_in_arena"])
+    if budget:
+        g = graph(et.TrainSession.from_graph(g, threads=1).memory_info()["activations"] // 2)
     info = et.TrainSession.from_graph(g, threads=1).memory_info()
-    arena = info["activations"]
+    arena = info["activations"] + info["grads_in_arena"]
     bound = _live_bytes_bound(g, grads=info["grads_in_arena"] > 0)
     assert bound <= arena <= bound + (384 * 1024 if info["grads_in_arena"] else 4096), (arena, bound)

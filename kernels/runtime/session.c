@@ -899,18 +899,19 @@ et_status et_session_memory_info(const et_session *s, et_memory_info *info) {
     if (!s || !info) return ET_ERR_ARG;
     memset(info, 0, sizeof *info);
     info->params_bytes = s->persist.bytes[ET_BLOCK_PARAMS];
-    info->grads_bytes = s->persist.bytes[ET_BLOCK_GRADS];
+    /* gradients in the arena count as grads, not as activations: the keys still add up to the total */
     info->grads_in_arena_bytes = s->model.grads_in_arena ? (size_t)et_grads_bytes(&s->model) : 0;
+    info->grads_bytes = s->persist.bytes[ET_BLOCK_GRADS] + info->grads_in_arena_bytes;
     info->optimizer_bytes = s->persist.bytes[ET_BLOCK_OPTIMIZER];
     info->const_bytes = s->persist.bytes[ET_BLOCK_CONSTS];
     info->inputs_bytes = s->plan.inputs_bytes;
-    info->activations_bytes = s->plan.arena_bytes;
+    info->activations_bytes = s->plan.arena_bytes - info->grads_in_arena_bytes;
     info->workspace_bytes = s->plan.ws_bytes;
     info->eval_cache_bytes = s->ecache.block ? s->ecache.bytes : 0;
     info->total_bytes = info->params_bytes + info->grads_bytes + info->optimizer_bytes + info->const_bytes +
                         info->inputs_bytes + info->activations_bytes + info->workspace_bytes +
                         info->eval_cache_bytes;
-    info->activations_unplanned_bytes = s->plan.act_unplanned_bytes;
+    info->activations_unplanned_bytes = s->plan.act_unplanned_bytes - info->grads_in_arena_bytes;
     info->workspace_unplanned_bytes = s->plan.ws_unplanned_bytes;
     return ET_OK;
 }
