@@ -535,6 +535,8 @@ class TrainSession:
     def memory_info(self) -> Dict[str, int]:
         """Planned arena bytes: params, grads, optimizer, activations, workspace, eval_cache
         (the eval program's packed conv weights, made at its first run; README), total;
+        grads_in_arena: the part of grads planned in the activation arena (README; the arena is
+        activations + grads_in_arena);
         for a session built with ``memory_budget`` also the recompute plan: memory_budget,
         arena_unconstrained, recomputed_tensors, recomputed_bytes, recompute_nodes."""
         info = self._s.memory_info()
