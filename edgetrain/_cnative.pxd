@@ -94,6 +94,7 @@ cdef extern from "edgetrain/et_runtime.h":
         size_t activations_unplanned_bytes
         size_t workspace_unplanned_bytes
         size_t eval_cache_bytes
+        size_t grads_in_arena_bytes
 
     et_status et_session_load_file(const char *path, int nthreads, et_session **out) nogil
     et_status et_session_load_memory(const void *data, size_t size, int nthreads,

@@ -552,7 +552,8 @@ cdef class Session:
                 "workspace": mi.workspace_bytes, "total": mi.total_bytes,
                 "activations_without_reuse": mi.activations_unplanned_bytes,
                 "workspace_without_reuse": mi.workspace_unplanned_bytes,
-                "eval_cache": mi.eval_cache_bytes}
+                "eval_cache": mi.eval_cache_bytes,
+                "grads_in_arena": mi.grads_in_arena_bytes}
 
     @_locked
     def node_count(self, str program):

@@ -66,9 +66,13 @@ def check_budget(budget):
 
 
 def measure_arena(graph: ir.Graph) -> int:
-    """The activation arena (bytes) the runtime plans for ``graph`` (all its programs)."""
+    """The activation arena (bytes) the runtime plans for ``graph`` (all its programs), less the
+    gradients it holds (memory_info()["activations"]; gradients are never recomputed)."""
     sess = _native.Session.from_bytes(fileformat.dumps(graph), 1, 0)
-    return int(sess.memory_info()["activations"])
+    arena = int(sess.memory_info()["activations"])
+    del sess
+    _native.release_free_memory()   # its copy of the parameters, before the next measure
+    return arena
 
 
 class _Program:

@@ -537,6 +537,8 @@ class TrainSession:
     def memory_info(self) -> Dict[str, int]:
         """Planned arena bytes: params, grads, optimizer, activations, workspace, eval_cache
         (the eval program's packed conv weights, made at its first run; README), total;
+        grads_in_arena: the part of grads planned in the activation arena (README; the arena is
+        activations + grads_in_arena);
         for a session whose plan recomputes activations (``memory_budget``) also the recompute
         plan: memory_budget, arena_unconstrained, recomputed_tensors, recomputed_bytes,
         recompute_nodes (and auto = 1 when ``"auto"`` chose it)."""

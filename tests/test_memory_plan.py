@@ -66,18 +66,21 @@ def test_act_backward_from_the_output_same_bits_less_memory(name, monkeypatch):
     assert mem < 0.85 * mem_in
 
 
-def _live_bytes_bound(graph):
+def _live_bytes_bound(graph, grads=False):
     """The largest sum of live activation bytes over any program's schedule (the rule of
     kernels/runtime/plan.c: from the first node writing a tensor to its last reader, program
-    outputs to the end, sizes rounded up to 64 bytes): no arena can be smaller."""
+    outputs to the end, sizes rounded up to 64 bytes): no arena can be smaller. With ``grads``
+    (gradients in the arena) each GRAD tensor lives from its first writer (the program's start
+    when it has none) to the end of every program."""
     from edgetrain import ir
     bound = 0
     for pg in graph.programs.values():
         span = {}
+        kinds = (ir.ACT, ir.GRAD) if grads else (ir.ACT,)
         for pos, n in enumerate(pg.nodes):
             nd = graph.nodes[n]
             for t in nd.outputs:
-                if t >= 0 and graph.tensors[t].kind == ir.ACT:
+                if t >= 0 and graph.tensors[t].kind in kinds:
                     span.setdefault(t, [pos, pos])
             for t in list(nd.inputs) + list(nd.outputs):
                 if t in span:
@@ -85,6 +88,9 @@ def _live_bytes_bound(graph):
         for t in pg.outputs.values():
             if t in span:
                 span[t][1] = len(pg.nodes)
+        for td in graph.tensors if grads else ():
+            if td.kind == ir.GRAD:
+                span[td.index] = [span.get(td.index, [0])[0], len(pg.nodes)]
         live = np.zeros(len(pg.nodes) + 2, np.int64)
         for t, (a, b) in span.items():
             td = graph.tensors[t]
@@ -99,7 +105,10 @@ def _live_bytes_bound(graph):
 def test_mobilenetv2_arena_is_the_live_bytes_bound(budget):
     """The planner packs MobileNetV2 b32's activations all but losslessly: the arena is within
     4 KiB of the largest sum of live activations (measured: 512 bytes above 33.7 MiB, 128
-    above 16.6 MiB at half the budget), so a better placement has nothing to win there."""
+    above 16.6 MiB at half the budget), so a better placement has nothing to win there. With
+    the gradients in the arena (the default) the bound counts them too and the greedy
+    placement loses a little more: 43.5 KiB above 38.10 MiB, 287 KiB above 23.02 MiB at the
+    half budget (384 KiB allowed; the gradients are long-lived blocks in the backward's tail)."""
     from edgetrain.export import build_graph
 
     def graph(memory_budget=None):
@@ -112,6 +121,7 @@ def test_mobilenetv2_arena_is_the_live_bytes_bound(budget):
     g = graph()
     if budget:
         g = graph(et.TrainSession.from_graph(g, threads=1).memory_info()["activations"] // 2)
-    arena = et.TrainSession.from_graph(g, threads=1).memory_info()["activations"]
-    bound = _live_bytes_bound(g)
-    assert bound <= arena <= bound + 4096, (arena, bound)
+    info = et.TrainSession.from_graph(g, threads=1).memory_info()
+    arena = info["activations"] + info["grads_in_arena"]
+    bound = _live_bytes_bound(g, grads=info["grads_in_arena"] > 0)
+    assert bound <= arena <= bound + (384 * 1024 if info["grads_in_arena"] else 4096), (arena, bound)

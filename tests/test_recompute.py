@@ -50,7 +50,9 @@ def test_mobilenet_half_budget_same_bits(opt):
     batch = 8
     free, shape = _session("mnv2", batch, opt=opt)
     arena = free.memory_info()["activations"]
-    budget = int(arena * 0.55)
+    # 0.65: this small MobileNetV2's gradients (in the arena, not in "activations", never
+    # recomputed) fill the backward's tail with the first layers' activations (reachable 0.59)
+    budget = int(arena * 0.65)
     tight, _ = _session("mnv2", batch, budget, opt=opt)
     info = tight.memory_info()
     assert info["activations"] <= budget < arena
@@ -66,7 +68,7 @@ def test_copies_are_side_effect_free():
               labels={"label": ((4,), "int64")},
               optimizer=optim.SGD(model.parameters(), lr=0.1))
     free = build_graph(model, memory_budget=None, **kw)
-    g = build_graph(model, memory_budget=int(measure_arena(free) * 0.6), **kw)
+    g = build_graph(model, memory_budget=int(measure_arena(free) * 0.7), **kw)   # batch 4: 0.63 reachable
     plan = g.meta["recompute"]
     train = g.programs[ir.TRAIN].nodes
     assert len(train) == len(free.programs[ir.TRAIN].nodes) + plan["recompute_nodes"]
@@ -88,7 +90,7 @@ def test_copies_are_side_effect_free():
 def test_saved_file_keeps_plan_and_bits(tmp_path, capsys):
     batch = 4
     free, shape = _session("mnv2", batch)
-    budget = int(free.memory_info()["activations"] * 0.6)
+    budget = int(free.memory_info()["activations"] * 0.7)
     tight, _ = _session("mnv2", batch, budget)
     path = tmp_path / "m.etm"
     tight.SaveToFile(str(path))
@@ -205,7 +207,7 @@ def test_what_may_be_copied():
 
 def test_other_batch_and_eval_keep_bits():
     free, shape = _session("mnv2", 4)
-    tight, _ = _session("mnv2", 4, int(free.memory_info()["activations"] * 0.6))
+    tight, _ = _session("mnv2", 4, int(free.memory_info()["activations"] * 0.7))
     for s in (free, tight):
         s.Resize({"data": (3,) + shape, "label": (3,)})
     _same_training(free, tight, shape, 3, steps=2)

@@ -3,7 +3,8 @@
  * One NaN image turns the loss into NaN, the gradients into NaN and, after
  * the optimizer update, every weight. The guard stops the step between the
  * backward pass and the first update node: it checks the loss output and the
- * whole gradient block (one pass over the exponent bits, no branch per value).
+ * whole gradient block (one pass over the exponent bits, no branch per value;
+ * one pass per gradient when the gradients live in the activation arena).
  * The only state a forward writes in place, BUFFER tensors (BatchNorm running
  * statistics), is copied at the start of the step into a backup allocated at
  * load and copied back when the check fails. So a failed step leaves weights,
@@ -148,6 +149,17 @@ static size_t first_nonfinite(const void *data, size_t n) {
     return n;
 }
 
+/* 1 if a gradient holds a non-finite value: one scan of the gradient block (GRAD tensors back
+ * to back, padding zero), or with the gradients in the activation arena one per GRAD tensor. */
+static int any_nonfinite_grads(const et_model *m, const et_persist *p, void *const *ptr) {
+    if (!m->grads_in_arena) return any_nonfinite(p->block[ET_BLOCK_GRADS], p->bytes[ET_BLOCK_GRADS] / sizeof(float));
+    int any = 0;
+    for (uint32_t t = 0; t < m->n_tensors; t++)
+        if (m->tensors[t].kind == ET_KIND_GRAD)
+            any |= any_nonfinite(ptr[t], et_shape_bytes(&m->tensors[t].shape) / sizeof(float));
+    return any;
+}
+
 et_status et_guard_check(const et_guard *g, const et_model *m, const et_persist *p, void *const *ptr,
                          const et_tshape *shape, char *err, size_t cap) {
     if (g->loss >= 0 && shape[g->loss].dtype == ET_F32) {
@@ -162,9 +174,7 @@ et_status et_guard_check(const et_guard *g, const et_model *m, const et_persist 
         et_status st = et_guard_check_norm(g, ptr, err, cap);
         if (st != ET_OK) return st;
     }
-    /* the gradient block: GRAD tensors back to back, padding zero */
-    size_t n = p->bytes[ET_BLOCK_GRADS] / sizeof(float);
-    if (!any_nonfinite(p->block[ET_BLOCK_GRADS], n)) return ET_OK;
+    if (!any_nonfinite_grads(m, p, ptr)) return ET_OK;
     for (uint32_t t = 0; t < m->n_tensors; t++) {
         if (m->tensors[t].kind != ET_KIND_GRAD || m->tensors[t].shape.dtype != ET_F32) continue;
         size_t c = (size_t)et_shape_numel(&m->tensors[t].shape);

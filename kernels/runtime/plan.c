@@ -9,6 +9,14 @@
  * arena too, at the lowest offset free of every activation alive at that node
  * (below the arena's top); the separate ws block is the largest workspace that
  * found no such room (often none).
+ *
+ * Gradients in the arena (m->grads_in_arena, decided at load: et_grads_arena_ok and
+ * EDGETRAIN_GRADS_IN_ARENA != "0"): a GRAD tensor is written by one backward node of every
+ * TRAIN/GRAD run and read after the run (get_gradients), so it is planned like an activation
+ * living from its first writer to the end of the program. The program that owns the gradients
+ * (TRAIN, else GRAD) places them first; every other program pins them at the same offsets, alive
+ * from its own first write (GRAD) or for the whole program (EVAL), so no program overwrites the
+ * last run's gradients. Otherwise they get the persistent GRAD block, as before.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +80,8 @@ void et_aligned_free(void *p) {
 /* ======================================================================= */
 /* Persistent blocks                                                        */
 /* ======================================================================= */
-static int block_of(et_tensor_kind k) {
+static int block_of(const et_model *m, et_tensor_kind k) {
+    if (k == ET_KIND_GRAD && m->grads_in_arena) return -1;
     switch (k) {
     case ET_KIND_PARAM:
     case ET_KIND_BUFFER: return ET_BLOCK_PARAMS;
@@ -95,7 +104,7 @@ static int cmp_persist_item(const void *a, const void *b) {
 uint64_t et_persist_total_bytes(const et_model *m) {
     uint64_t total = 0;
     for (uint32_t i = 0; i < m->n_tensors; i++)
-        if (block_of(m->tensors[i].kind) >= 0) total += et_align_up(et_shape_bytes(&m->tensors[i].shape));
+        if (block_of(m, m->tensors[i].kind) >= 0) total += et_align_up(et_shape_bytes(&m->tensors[i].shape));
     return total;
 }
 
@@ -108,7 +117,7 @@ et_status et_persist_build(const et_model *m, et_persist *p, char *err, size_t c
     uint32_t n = 0;
     for (uint32_t i = 0; i < m->n_tensors; i++) {
         const et_tensor_def *t = &m->tensors[i];
-        if (block_of(t->kind) < 0) continue;
+        if (block_of(m, t->kind) < 0) continue;
         uint64_t pos = (t->kind == ET_KIND_GRAD || t->kind == ET_KIND_OPTSTATE) ? t->owner : i;
         items[n].key = (pos << 32) | i;
         items[n++].t = i;
@@ -116,7 +125,7 @@ et_status et_persist_build(const et_model *m, et_persist *p, char *err, size_t c
     qsort(items, n, sizeof *items, cmp_persist_item);
     for (uint32_t k = 0; k < n; k++) {
         const et_tensor_def *t = &m->tensors[items[k].t];
-        int b = block_of(t->kind);
+        int b = block_of(m, t->kind);
         off[items[k].t] = p->bytes[b];
         p->bytes[b] += et_align_up(et_shape_bytes(&t->shape));
     }
@@ -124,7 +133,7 @@ et_status et_persist_build(const et_model *m, et_persist *p, char *err, size_t c
         if (!(p->block[b] = (uint8_t *)et_aligned_calloc(p->bytes[b]))) goto nomem;
     for (uint32_t i = 0; i < m->n_tensors; i++) {
         const et_tensor_def *t = &m->tensors[i];
-        int b = block_of(t->kind);
+        int b = block_of(m, t->kind);
         if (b < 0) continue;
         p->ptr[i] = p->block[b] + off[i];
         if (et_kind_has_data(t->kind)) memcpy(p->ptr[i], m->data + t->data_off, (size_t)t->data_size);
@@ -231,12 +240,14 @@ typedef struct act_item {
     size_t size, off;
     int64_t first, last; /* node positions; outputs live to n_nodes */
     uint32_t t;
+    int pinned;          /* a gradient at the owning program's offset (placed before the others) */
 } act_item;
 
 typedef struct span { size_t off, end; } span;
 
 static int cmp_act_item(const void *a, const void *b) {
     const act_item *x = (const act_item *)a, *y = (const act_item *)b;
+    if (x->pinned != y->pinned) return x->pinned ? -1 : 1;
     if (x->size != y->size) return x->size > y->size ? -1 : 1;
     if (x->first != y->first) return x->first < y->first ? -1 : 1;
     return x->t < y->t ? -1 : x->t > y->t;
@@ -253,7 +264,20 @@ typedef struct plan_scratch {
     span *busy;            /* per tensor (at most) */
 } plan_scratch;
 
-/* Lifetimes of the program's activations; returns how many. */
+/* The program whose plan places the gradients (TRAIN, else GRAD), -1 if none. */
+static int grads_owner(const et_model *m) {
+    if (!m->grads_in_arena) return -1;
+    if (m->programs[ET_PROGRAM_TRAIN].present) return ET_PROGRAM_TRAIN;
+    return m->programs[ET_PROGRAM_GRAD].present ? ET_PROGRAM_GRAD : -1;
+}
+
+/* 1 if tensor i is planned in the arena: an activation, or a gradient with grads_in_arena. */
+static int in_arena(const et_model *m, uint32_t i) {
+    return m->tensors[i].kind == ET_KIND_ACT || (m->tensors[i].kind == ET_KIND_GRAD && m->grads_in_arena);
+}
+
+/* Lifetimes of the program's activations (and gradients in the arena: from their first
+ * writer, or the program's start when it writes none, to the end); returns how many. */
 static uint32_t collect_lifetimes(const et_model *m, const et_program_def *pg, const et_tshape *shape,
                                   plan_scratch *s) {
     for (uint32_t i = 0; i < m->n_tensors; i++) s->first[i] = s->last[i] = -1;
@@ -271,9 +295,14 @@ static uint32_t collect_lifetimes(const et_model *m, const et_program_def *pg, c
     for (uint32_t k = 0; k < pg->n_outputs; k++) s->last[pg->outputs[k].tensor] = pg->n_nodes;
     uint32_t n = 0;
     for (uint32_t i = 0; i < m->n_tensors; i++) {
-        if (m->tensors[i].kind != ET_KIND_ACT || s->first[i] < 0) continue;
+        if (!in_arena(m, i)) continue;
+        if (m->tensors[i].kind == ET_KIND_GRAD) {
+            if (s->first[i] < 0) s->first[i] = 0;
+            s->last[i] = pg->n_nodes;
+        }
+        if (s->first[i] < 0) continue;
         size_t bytes = et_align_up(et_shape_bytes(&shape[i]));
-        s->items[n] = (act_item){bytes ? bytes : ET_ALIGN, 0, s->first[i], s->last[i], i};
+        s->items[n] = (act_item){bytes ? bytes : ET_ALIGN, 0, s->first[i], s->last[i], i, 0};
         n++;
     }
     return n;
@@ -299,13 +328,19 @@ static size_t lowest_free_offset(const act_item *items, uint32_t i, span *busy) 
     return first_gap(busy, nb, items[i].size);
 }
 
-static void plan_program(const et_model *m, const et_program_def *pg, const et_tshape *shape, plan_scratch *s,
-                         size_t *off, size_t *arena_bytes, size_t *unplanned) {
+/* pin: the gradients' offsets planned by their owning program, NULL when this is it. */
+static void plan_program(const et_model *m, const et_program_def *pg, const et_tshape *shape, const size_t *pin,
+                         plan_scratch *s, size_t *off, size_t *arena_bytes, size_t *unplanned) {
     uint32_t n = collect_lifetimes(m, pg, shape, s);
+    for (uint32_t i = 0; pin && i < n; i++)
+        if (m->tensors[s->items[i].t].kind == ET_KIND_GRAD) {
+            s->items[i].pinned = 1;
+            s->items[i].off = pin[s->items[i].t];
+        }
     qsort(s->items, n, sizeof *s->items, cmp_act_item);
     size_t top = 0, sum = 0;
     for (uint32_t i = 0; i < n; i++) {
-        s->items[i].off = lowest_free_offset(s->items, i, s->busy);
+        if (!s->items[i].pinned) s->items[i].off = lowest_free_offset(s->items, i, s->busy);
         if (s->items[i].off + s->items[i].size > top) top = s->items[i].off + s->items[i].size;
         sum += s->items[i].size;
     }
@@ -313,6 +348,64 @@ static void plan_program(const et_model *m, const et_program_def *pg, const et_t
     for (uint32_t i = 0; i < n; i++) off[s->items[i].t] = s->items[i].off;
     *arena_bytes = top;
     *unplanned = sum;
+}
+
+/* 1 if tensor t is an input of node nd (any slot). */
+static int reads(const et_node_def *nd, int32_t t) {
+    for (int j = 0; j < nd->n_in; j++)
+        if (nd->in[j] == t) return 1;
+    return 0;
+}
+
+/* 1 if tensor t is an output of node nd. */
+static int writes(const et_node_def *nd, int32_t t) {
+    for (int j = 0; j < nd->n_out; j++)
+        if (nd->out[j] == t) return 1;
+    return 0;
+}
+
+/* Position of the first node of pg that reads (*read = 1) or writes tensor t, or -1. */
+static int64_t first_use(const et_model *m, const et_program_def *pg, int32_t t, int *read) {
+    for (uint32_t k = 0; k < pg->n_nodes; k++) {
+        const et_node_def *nd = &m->nodes[pg->nodes[k]];
+        *read = reads(nd, t);
+        if (*read || writes(nd, t)) return k;
+    }
+    return -1;
+}
+
+int et_grads_arena_ok(const et_model *m) {
+    const int owner = m->programs[ET_PROGRAM_TRAIN].present ? ET_PROGRAM_TRAIN
+                      : m->programs[ET_PROGRAM_GRAD].present ? ET_PROGRAM_GRAD : -1;
+    int any = 0;
+    for (uint32_t t = 0; t < m->n_tensors && owner >= 0; t++) {
+        if (m->tensors[t].kind != ET_KIND_GRAD) continue;
+        any = 1;
+        for (int k = 0; k < ET_PROGRAM_COUNT_; k++) {
+            if (!m->programs[k].present) continue;
+            int read = 0;
+            int64_t at = first_use(m, &m->programs[k], (int32_t)t, &read);
+            if (read || (k == owner && at < 0)) return 0; /* a run would see the previous value */
+        }
+    }
+    return any && owner >= 0;
+}
+
+uint64_t et_grads_bytes(const et_model *m) {
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].kind == ET_KIND_GRAD) total += et_align_up(et_shape_bytes(&m->tensors[i].shape));
+    return total;
+}
+
+void et_plan_copy_grads(const et_model *m, const et_plan *from, et_plan *to) {
+    const int owner = grads_owner(m);
+    if (owner < 0 || !from->arena || !to->arena) return;
+    for (uint32_t t = 0; t < m->n_tensors; t++) {
+        size_t a = from->act_off[owner][t], b = to->act_off[owner][t];
+        if (m->tensors[t].kind == ET_KIND_GRAD && a != ET_NO_OFFSET && b != ET_NO_OFFSET)
+            memcpy(to->arena + b, from->arena + a, et_shape_bytes(&m->tensors[t].shape));
+    }
 }
 
 /* ======================================================================= */
@@ -424,12 +517,16 @@ static et_status plan_memory(const et_model *m, int nthreads, et_plan_check_fn c
     size_t n = (size_t)m->n_tensors + 1;
     et_status st = ET_ERR_NOMEM;
     if (scratch_alloc(m, &s) != ET_OK || ws_at_alloc(m, p->ws_at) != ET_OK) goto done;
-    for (int k = 0; k < ET_PROGRAM_COUNT_; k++) {
+    const int owner = grads_owner(m);
+    for (int j = -1; j < ET_PROGRAM_COUNT_; j++) { /* the gradients' owner first */
+        const int k = j < 0 ? owner : j;
+        if (k < 0 || (j >= 0 && k == owner)) continue;
         if (!(p->act_off[k] = (size_t *)et_calloc(n, sizeof(size_t)))) goto done;
         for (size_t i = 0; i < n; i++) p->act_off[k][i] = ET_NO_OFFSET;
         if (!m->programs[k].present) continue;
         size_t bytes, unplanned;
-        plan_program(m, &m->programs[k], p->shape, &s, p->act_off[k], &bytes, &unplanned);
+        plan_program(m, &m->programs[k], p->shape, k == owner ? NULL : p->act_off[owner], &s, p->act_off[k], &bytes,
+                     &unplanned);
         if (bytes > p->arena_bytes) p->arena_bytes = bytes;
         if (unplanned > p->act_unplanned_bytes) p->act_unplanned_bytes = unplanned;
     }

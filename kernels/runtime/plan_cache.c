@@ -6,8 +6,9 @@
  * shapes of the INPUT tensors (everything else follows from them). Using a
  * spare swaps it with the current plan: no allocation, no planning. A shape
  * not seen recently builds a plan; the current one becomes the first spare
- * and the least recently used spare is freed. Parameters, gradients and
- * optimizer state live in the persistent blocks and do not depend on a plan.
+ * and the least recently used spare is freed. Parameters and optimizer state
+ * live in the persistent blocks and do not depend on a plan; gradients in the
+ * activation arena (plan.c) are copied to the new current plan at each switch.
  */
 #include <string.h>
 
@@ -87,6 +88,7 @@ et_status et_plan_cache_use(et_plan_cache *c, const et_model *m, const et_tshape
     for (int k = 0; k < ET_PLAN_CACHE - 1; k++) {
         if (c->spare[k].shape && same_inputs(m, &c->spare[k], base)) {
             promote(c, k, cur);
+            et_plan_copy_grads(m, &c->spare[0], cur);
             trim_to(c, cur, budget);
             return ET_OK;
         }
@@ -97,6 +99,7 @@ et_status et_plan_cache_use(et_plan_cache *c, const et_model *m, const et_tshape
     et_plan_free(&c->spare[ET_PLAN_CACHE - 2]); /* the least recently used */
     c->spare[ET_PLAN_CACHE - 2] = fresh;
     promote(c, ET_PLAN_CACHE - 2, cur);
+    et_plan_copy_grads(m, &c->spare[0], cur);
     trim_to(c, cur, budget);
     return ET_OK;
 }

@@ -245,6 +245,8 @@ typedef struct et_model {
     char *name_pool[2 + ET_PROGRAM_COUNT_]; /* name copies: tensors, nodes, outputs per program */
     const uint8_t *data;            /* DATA section inside the loaded bytes: valid during load only */
     uint64_t data_size;
+    int grads_in_arena;             /* set by the session at load: GRAD tensors are planned in the
+                                       activation arena, not the GRAD block (plan.c) */
 } et_model;
 
 static inline int et_kind_has_data(et_tensor_kind k) {
@@ -330,7 +332,8 @@ const et_op_desc *et_op_desc_get(int op); /* NULL if out of range */
 /* ---- memory (plan.c) ------------------------------------------------------------ */
 /* Persistent blocks, allocated once at load, 64-byte aligned, zeroed, then
  * filled from the file: params (PARAM + BUFFER, file order), grads (GRAD, in
- * the order of their PARAM owners), optimizer (OPTSTATE, same order), consts. */
+ * the order of their PARAM owners; empty with m->grads_in_arena), optimizer
+ * (OPTSTATE, same order), consts. */
 enum { ET_BLOCK_PARAMS, ET_BLOCK_GRADS, ET_BLOCK_OPTIMIZER, ET_BLOCK_CONSTS, ET_BLOCK_COUNT_ };
 
 typedef struct et_persist {
@@ -374,6 +377,12 @@ uint64_t et_persist_total_bytes(const et_model *m);
 /* Bytes of the ws block the plan's shapes need with nthreads threads (the workspaces with no
  * room in the arena). */
 size_t et_plan_workspace_bytes(const et_model *m, const et_plan *p, int nthreads);
+/* 1 if the gradients may live in the activation arena: the model has GRAD tensors, the
+ * TRAIN (else GRAD) program writes each of them, and no program reads one before writing it. */
+int et_grads_arena_ok(const et_model *m);
+uint64_t et_grads_bytes(const et_model *m); /* every GRAD tensor, 64-byte aligned */
+/* With grads_in_arena: copies the gradients from one plan's arena to another's (a re-plan keeps them). */
+void et_plan_copy_grads(const et_model *m, const et_plan *from, et_plan *to);
 /* Places every node's workspace for a new thread count; grows the ws block if needed. */
 et_status et_plan_set_threads(const et_model *m, et_plan *p, int nthreads, char *err, size_t cap);
 void et_plan_free(et_plan *p);
@@ -449,7 +458,7 @@ void et_eval_cache_free(et_eval_cache *c);
 
 /* ---- the non-finite guard of a TRAIN step (guard.c) ---------------------------- */
 /* Before the first node that updates a PARAM or OPTSTATE tensor, the loss and
- * the gradient block are checked; BUFFER tensors the forward writes in place
+ * the gradient block (or each gradient, when they are in the arena) are checked; BUFFER tensors the forward writes in place
  * (BatchNorm running statistics) are backed up at the start of the step into a
  * buffer allocated at load, and restored when the check fails. */
 typedef struct et_guard {

@@ -66,7 +66,8 @@ static void bind_pointers(et_session *s) {
     for (uint32_t i = 0; i < m->n_tensors; i++) {
         et_tensor_kind k = m->tensors[i].kind;
         if (k == ET_KIND_INPUT) s->ptr[i] = s->plan.inputs + s->plan.input_off[i];
-        else if (k == ET_KIND_ACT) s->ptr[i] = act[i] == ET_NO_OFFSET ? NULL : s->plan.arena + act[i];
+        else if (k == ET_KIND_ACT || (k == ET_KIND_GRAD && m->grads_in_arena))
+            s->ptr[i] = act[i] == ET_NO_OFFSET ? NULL : s->plan.arena + act[i];
         else s->ptr[i] = s->persist.ptr[i];
     }
 }
@@ -193,6 +194,12 @@ static et_status check_qparams(et_session *s) {
     return ET_OK;
 }
 
+/* Gradients in the activation arena (plan.c) unless EDGETRAIN_GRADS_IN_ARENA=0 at load. */
+static int grads_in_arena_wanted(const et_model *m) {
+    const char *env = getenv("EDGETRAIN_GRADS_IN_ARENA");
+    return !(env && strcmp(env, "0") == 0) && et_grads_arena_ok(m);
+}
+
 et_status et_session_load_memory(const void *data, size_t size, int nthreads, et_session **out) {
     et_load_options opts = {nthreads, 0};
     return et_session_load_memory_ex(data, size, &opts, out);
@@ -220,6 +227,7 @@ et_status et_session_load_memory_ex(const void *data, size_t size, const et_load
     /* every check, the memory limit included, comes before the large allocations */
     et_status st = et_model_parse((const uint8_t *)data, size, &s->model, load_err, sizeof load_err);
     if (st == ET_OK) st = et_model_check_limits(&s->model, load_err, sizeof load_err);
+    if (st == ET_OK) s->model.grads_in_arena = grads_in_arena_wanted(&s->model);
     if (st == ET_OK) st = plan_at_load(s);
     if (st == ET_OK) st = et_persist_build(&s->model, &s->persist, load_err, sizeof load_err);
     if (st == ET_OK) st = et_plan_cache_init(&s->cache, &s->model, &s->plan, load_err, sizeof load_err);
@@ -891,17 +899,19 @@ et_status et_session_memory_info(const et_session *s, et_memory_info *info) {
     if (!s || !info) return ET_ERR_ARG;
     memset(info, 0, sizeof *info);
     info->params_bytes = s->persist.bytes[ET_BLOCK_PARAMS];
-    info->grads_bytes = s->persist.bytes[ET_BLOCK_GRADS];
+    /* gradients in the arena count as grads, not as activations: the keys still add up to the total */
+    info->grads_in_arena_bytes = s->model.grads_in_arena ? (size_t)et_grads_bytes(&s->model) : 0;
+    info->grads_bytes = s->persist.bytes[ET_BLOCK_GRADS] + info->grads_in_arena_bytes;
     info->optimizer_bytes = s->persist.bytes[ET_BLOCK_OPTIMIZER];
     info->const_bytes = s->persist.bytes[ET_BLOCK_CONSTS];
     info->inputs_bytes = s->plan.inputs_bytes;
-    info->activations_bytes = s->plan.arena_bytes;
+    info->activations_bytes = s->plan.arena_bytes - info->grads_in_arena_bytes;
     info->workspace_bytes = s->plan.ws_bytes;
     info->eval_cache_bytes = s->ecache.block ? s->ecache.bytes : 0;
     info->total_bytes = info->params_bytes + info->grads_bytes + info->optimizer_bytes + info->const_bytes +
                         info->inputs_bytes + info->activations_bytes + info->workspace_bytes +
                         info->eval_cache_bytes;
-    info->activations_unplanned_bytes = s->plan.act_unplanned_bytes;
+    info->activations_unplanned_bytes = s->plan.act_unplanned_bytes - info->grads_in_arena_bytes;
     info->workspace_unplanned_bytes = s->plan.ws_unplanned_bytes;
     return ET_OK;
 }

@@ -50,11 +50,12 @@ typedef struct et_tensor_info {
 
 typedef struct et_memory_info {
     size_t params_bytes;      /* PARAM + BUFFER data */
-    size_t grads_bytes;       /* GRAD block */
+    size_t grads_bytes;       /* gradients: the GRAD block, or their part of the activation arena */
     size_t optimizer_bytes;   /* OPTSTATE block */
     size_t const_bytes;
     size_t inputs_bytes;
-    size_t activations_bytes; /* planned activation arena (max over programs) */
+    size_t activations_bytes; /* planned activation arena (max over programs), less the
+                               * gradients it holds (grads_in_arena_bytes) */
     size_t workspace_bytes;   /* kernel scratch outside the arena (workspaces with no room in it) */
     size_t total_bytes;       /* sum of the above */
     size_t activations_unplanned_bytes; /* what activations would take without reuse */
@@ -63,6 +64,10 @@ typedef struct et_memory_info {
     size_t eval_cache_bytes;  /* the EVAL program's packed weights and BatchNorm factors, kept
                                * between runs while the weights are unchanged (in total_bytes);
                                * made at the first EVAL run, freed by selecting another program */
+    size_t grads_in_arena_bytes; /* of grads_bytes, those planned inside the activation arena (the
+                                  * arena is activations_bytes + this); 0 with the GRAD block
+                                  * (EDGETRAIN_GRADS_IN_ARENA=0 at load, or a model that reads a
+                                  * gradient before writing it) */
 } et_memory_info;
 
 /* ---- lifetime ----------------------------------------------------------- */
