@@ -222,7 +222,7 @@ def test_other_batch_and_eval_keep_bits():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_auto_is_the_default_and_keeps_bits(threads):
-    batch, shape = 4, (3, 32, 32)
+    batch, shape = 8, (3, 32, 32)
 
     def _model(_):   # the full-width MobileNetV2 (the 0.25 one's convolutions are cheap)
         et.manual_seed(0)
@@ -241,11 +241,11 @@ def test_auto_is_the_default_and_keeps_bits(threads):
     a, f = auto.memory_info(), free.memory_info()
     assert "auto" not in f and "recomputed_tensors" not in f
     assert a["auto"] == 1 and a["recomputed_tensors"] > 0
-    # BatchNorm segments alone halve MobileNetV2's activation arena
-    assert a["activations"] <= 0.6 * f["activations"]
-    # the plan's liveness estimates are the runtime planner's arenas to within a page
-    assert abs(a["arena_unconstrained"] - f["activations"]) <= 4096
-    assert abs(a["memory_budget"] - a["activations"]) <= 4096
+    # BatchNorm segments alone halve MobileNetV2's saved activations (the plan's liveness
+    # estimate); in the runtime's arena they share the backward's end with the gradients
+    assert a["memory_budget"] <= 0.55 * a["arena_unconstrained"]
+    assert a["activations"] <= 0.65 * f["activations"]
+    assert a["total"] < f["total"]
     _same_training(free, auto, shape, batch)
 
 
