@@ -1128,7 +1128,7 @@ typedef struct bias_job {
     int64_t i0;
 } bias_job;
 
-static float plane_sum(const float *r, int64_t np) {
+static inline float plane_sum(const float *r, int64_t np) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t j = 0;
     for (; j + 8 <= np; j += 8)
@@ -1175,10 +1175,11 @@ et_status et_f32_conv2d_bwd_bias(const et_conv2d_params *p, const float *dy, flo
     for (int64_t o = 0; o < oc; o++) total[o] = 0.0;
     k.sums = sums;
     for (int64_t i0 = 0; i0 < n; i0 += nb) {
-        const int64_t m = (n - i0 < nb ? n - i0 : nb) * oc;
+        const int64_t m = n - i0 < nb ? n - i0 : nb;
         k.i0 = i0;
-        et_parallel_ranges(m, et_split_chunks(m, nthreads), nthreads, bias_plane_range, &k);
-        for (int64_t f = 0; f < m; f++) total[f % oc] += sums[f];
+        et_parallel_ranges(m * oc, et_split_chunks(m * oc, nthreads), nthreads, bias_plane_range, &k);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t o = 0; o < oc; o++) total[o] += sums[i * oc + o];
     }
     for (int64_t o = 0; o < oc; o++) db[o] = (float)total[o];
     return ET_OK;
