@@ -1345,42 +1345,77 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     return ET_OK;
 }
 
+/* Bias gradient db[o] = sum over images i of s(i, o), s = the float sum of dy's plane (i, o)
+ * (8 lanes + tail, fixed order), added in image order in double. The planes' sums are split
+ * over the flat plane index i * oc + o, in address order like the elementwise kernel that
+ * wrote dy (each thread reads mostly what it wrote), into a buffer of BIAS_BUF sums; the
+ * totals then add them in image order: the same bits for every thread count and split. */
+#define BIAS_BUF 4096
+#define BIAS_MAX_OC 512 /* more channels: one channel range per chunk, all images */
+
 typedef struct bias_job {
     const et_conv2d_params *p;
     const float *dy;
     float *db;
+    float *sums; /* plane sums of images [i0, ...), flat (i - i0) * oc + o */
+    int64_t i0;
 } bias_job;
 
-static void bias_grad_range(void *ctx, int64_t o0, int64_t o1, int tid);
+static inline float plane_sum(const float *r, int64_t np) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= np; j += 8)
+        for (int k = 0; k < 8; k++) acc[k] += r[j + k];
+    float s = 0.0f;
+    for (; j < np; j++) s += r[j];
+    for (int k = 0; k < 8; k++) s += acc[k];
+    return s;
+}
+
+/* Planes [f0, f1) of the block of images starting at i0 -> sums. */
+static void bias_plane_range(void *ctx, int64_t f0, int64_t f1, int tid) {
+    const bias_job *k = (const bias_job *)ctx;
+    const int64_t np = k->p->oh * k->p->ow, oc = k->p->oc;
+    const float *dy = k->dy + k->i0 * oc * np;
+    (void)tid;
+    for (int64_t f = f0; f < f1; f++) k->sums[f] = plane_sum(dy + f * np, np);
+}
+
+/* Channels [o0, o1), all images (the many-channel case). */
+static void bias_grad_range(void *ctx, int64_t o0, int64_t o1, int tid) {
+    const bias_job *k = (const bias_job *)ctx;
+    const int64_t np = k->p->oh * k->p->ow, oc = k->p->oc, n = k->p->n;
+    (void)tid;
+    for (int64_t o = o0; o < o1; o++) {
+        double total = 0.0;
+        for (int64_t i = 0; i < n; i++) total += plane_sum(k->dy + (i * oc + o) * np, np);
+        k->db[o] = (float)total;
+    }
+}
 
 et_status et_f32_conv2d_bwd_bias(const et_conv2d_params *p, const float *dy, float *db, int nthreads) {
     if (!params_ok(p) || !dy || !db) return ET_ERR_ARG;
     if (nthreads < 1) nthreads = 1;
-    bias_job k = {p, dy, db};
-    et_parallel_ranges(p->oc, et_split_chunks(p->oc, nthreads), nthreads, bias_grad_range, &k);
-    return ET_OK;
-}
-
-static void bias_grad_range(void *ctx, int64_t o0, int64_t o1, int tid) {
-    const bias_job *k = (const bias_job *)ctx;
-    const int64_t np = k->p->oh * k->p->ow, oc = k->p->oc, n = k->p->n;
-    const float *dy = k->dy;
-    (void)tid;
-    for (int64_t o = o0; o < o1; o++) {
-        double total = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            const float *r = dy + (i * oc + o) * np;
-            float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            int64_t j = 0;
-            for (; j + 8 <= np; j += 8)
-                for (int k = 0; k < 8; k++) acc[k] += r[j + k];
-            float s = 0.0f;
-            for (; j < np; j++) s += r[j];
-            for (int k = 0; k < 8; k++) s += acc[k];
-            total += s;
-        }
-        k->db[o] = (float)total;
+    const int64_t oc = p->oc, n = p->n;
+    bias_job k = {p, dy, db, NULL, 0};
+    if (oc > BIAS_MAX_OC) {
+        et_parallel_ranges(oc, et_split_chunks(oc, nthreads), nthreads, bias_grad_range, &k);
+        return ET_OK;
     }
+    float sums[BIAS_BUF];
+    double total[BIAS_MAX_OC];
+    const int64_t nb = BIAS_BUF / oc; /* images per block, >= 8 */
+    for (int64_t o = 0; o < oc; o++) total[o] = 0.0;
+    k.sums = sums;
+    for (int64_t i0 = 0; i0 < n; i0 += nb) {
+        const int64_t m = n - i0 < nb ? n - i0 : nb;
+        k.i0 = i0;
+        et_parallel_ranges(m * oc, et_split_chunks(m * oc, nthreads), nthreads, bias_plane_range, &k);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t o = 0; o < oc; o++) total[o] += sums[i * oc + o];
+    }
+    for (int64_t o = 0; o < oc; o++) db[o] = (float)total[o];
+    return ET_OK;
 }
 
 /* ---- naive references ------------------------------------------------------------------ */

@@ -399,6 +399,7 @@ typedef struct ct_job {
     size_t slice;
     int64_t nt; /* MR tiles of C^T's rows (C's columns) */
     int ntasks;
+    unsigned char packed[ET_POOL_MAX_THREADS]; /* thread tid's slot holds A^T already */
 } ct_job;
 
 static int ct_fits(const et_f32_gemm_config *cfg, int64_t M, int64_t K, size_t slice) {
@@ -406,21 +407,23 @@ static int ct_fits(const et_f32_gemm_config *cfg, int64_t M, int64_t K, size_t s
 }
 
 static void ct_task(void *ctx, int64_t t, int tid) {
-    const ct_job *j = (const ct_job *)ctx;
+    ct_job *j = (ct_job *)ctx;
     const et_f32_gemm_config *cfg = j->cfg;
     const int64_t MR = cfg->mr, NR = cfg->nr, M = j->M, K = j->K, mp = round_up(M, NR);
     const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
     int64_t tb, te;
     et_thread_range(j->nt, (int)t, j->ntasks, &tb, &te);
     if (te <= tb) return;
-    /* A^T's NR-wide panels for every K block: block pc, panel of columns i at pb + pc*mp + i*kc */
+    /* A^T's NR-wide panels for every K block: block pc, panel of columns i at pb + pc*mp + i*kc;
+     * packed once per thread (its slot) for all the tasks it runs (the same panels) */
     float *pb = (float *)(j->base + (size_t)tid * j->slice), *tile = pb + mp * K;
-    for (int64_t pc = 0; pc < K; pc += kc_blk) {
+    for (int64_t pc = 0; pc < K && !j->packed[tid]; pc += kc_blk) {
         const int64_t kc = min_i64(kc_blk, K - pc);
         for (int64_t i = 0; i < M; i += NR)
             cfg->pack_interleave(NR, min_i64(NR, M - i), kc, j->A + i * j->lda + pc, j->lda,
                                  pb + pc * mp + i * kc);
     }
+    j->packed[tid] = 1;
     for (int64_t r0 = tb * MR; r0 < min_i64(te * MR, j->N); r0 += MR) {
         const int64_t mr = min_i64(MR, j->N - r0);
         for (int64_t i = 0; i < M; i += NR) {
@@ -462,7 +465,7 @@ static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int
         direct_b_stride_ok(ldb) && ct_fits(cfg, M, K, slice)) {
         const int64_t nt = ceil_div(N, cfg->mr);
         const int ntasks = (int)min_i64(nt, nthreads > 1 ? ET_GEMM_TASKS_PER_THREAD * nthreads : 1);
-        ct_job cj = {cfg, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, base, slice, nt, ntasks};
+        ct_job cj = {cfg, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, base, slice, nt, ntasks, {0}};
         et_parallel_for(ntasks, nthreads, ct_task, &cj);
         return ET_OK;
     }

@@ -18,8 +18,9 @@
  * when the chunks are gone, waits (spin, then sleep) until the chunks in flight are done — never
  * for a worker that has not woken up yet.
  *
- * Job hand-out: one 64-bit ticket = generation (32 bits) | team size (8) | chunks left (24).
- * A thread claims chunk `left - 1` by compare-and-swap while the generation is its job's, so a
+ * Job hand-out: one 64-bit ticket = generation (24 bits) | team size (8) | lo (16) | hi (16).
+ * The caller claims chunk `lo` and a worker chunk `hi - 1` by compare-and-swap while the
+ * generation is its job's (chunks in address order stay with one thread per end), so a
  * late worker can never take a chunk of a newer job by mistake; the job's body and ctx are
  * read only after a successful claim, while the job cannot complete.
  *
@@ -53,18 +54,25 @@
 #define ET_CPU_RELAX() ((void)0)
 #endif
 
-#define LEFT_BITS 24
+#define GEN_BITS 24
+#define END_BITS 16
 #define TEAM_BITS 8
-#define LEFT_MASK ((UINT64_C(1) << LEFT_BITS) - 1)
+#define GEN_SHIFT (2 * END_BITS + TEAM_BITS)
+#define END_MASK ((UINT64_C(1) << END_BITS) - 1)
 #define TEAM_MASK ((UINT64_C(1) << TEAM_BITS) - 1)
-#define MAX_JOB_CHUNKS ((int64_t)LEFT_MASK)
+#define GEN_MASK ((UINT32_C(1) << GEN_BITS) - 1)
+#define MAX_JOB_CHUNKS ((int64_t)END_MASK)
 
-static uint64_t ticket_make(uint32_t gen, int team, int64_t left) {
-    return ((uint64_t)gen << (LEFT_BITS + TEAM_BITS)) | ((uint64_t)team << LEFT_BITS) | (uint64_t)left;
+/* lo: the next chunk from the front (taken by the caller), hi: one past the next chunk from
+ * the back (taken by the workers); the job has hi - lo chunks left. */
+static uint64_t ticket_make(uint32_t gen, int team, int64_t lo, int64_t hi) {
+    return ((uint64_t)gen << GEN_SHIFT) | ((uint64_t)team << (2 * END_BITS)) |
+           ((uint64_t)lo << END_BITS) | (uint64_t)hi;
 }
-static uint32_t ticket_gen(uint64_t t) { return (uint32_t)(t >> (LEFT_BITS + TEAM_BITS)); }
-static int ticket_team(uint64_t t) { return (int)((t >> LEFT_BITS) & TEAM_MASK); }
-static int64_t ticket_left(uint64_t t) { return (int64_t)(t & LEFT_MASK); }
+static uint32_t ticket_gen(uint64_t t) { return (uint32_t)(t >> GEN_SHIFT); }
+static int ticket_team(uint64_t t) { return (int)((t >> (2 * END_BITS)) & TEAM_MASK); }
+static int64_t ticket_lo(uint64_t t) { return (int64_t)((t >> END_BITS) & END_MASK); }
+static int64_t ticket_hi(uint64_t t) { return (int64_t)(t & END_MASK); }
 
 static struct {
     pthread_mutex_t mu;     /* guards sleeping workers' wake-up and the caller's done wait */
@@ -127,20 +135,26 @@ static int spin_until(int (*pred)(const void *), const void *arg) {
     }
 }
 
-/* Claims one chunk of job `gen`; returns its index or -1 when the job has none left. */
-static int64_t claim(uint32_t gen) {
+/* Claims one chunk of job `gen`; returns its index or -1 when the job has none left. The
+ * caller (tid 0) takes chunks from the front, the workers from the back: with two threads
+ * each keeps to its own end of the chunk range, so consecutive kernels over the same memory
+ * (chunks in address order) tend to find their part in their own core's cache. Which thread
+ * runs a chunk never changes its result. */
+static int64_t claim(uint32_t gen, int tid) {
     uint64_t t = __atomic_load_n(&P.ticket, __ATOMIC_ACQUIRE);
     for (;;) {
-        if (ticket_gen(t) != gen || ticket_left(t) == 0) return -1;
-        if (__atomic_compare_exchange_n(&P.ticket, &t, t - 1, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            return ticket_left(t) - 1;
+        const int64_t lo = ticket_lo(t), hi = ticket_hi(t);
+        if (ticket_gen(t) != gen || hi <= lo) return -1;
+        const uint64_t next = tid == 0 ? t + (UINT64_C(1) << END_BITS) : t - 1;
+        if (__atomic_compare_exchange_n(&P.ticket, &t, next, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return tid == 0 ? lo : hi - 1;
     }
 }
 
 /* Runs chunks of job `gen` until none are left; returns how many this thread ran. */
 static int64_t work(uint32_t gen, int tid) {
     int64_t c, ran = 0;
-    while ((c = claim(gen)) >= 0) {
+    while ((c = claim(gen, tid)) >= 0) {
         ran++;
         P.body(P.ctx, c, tid);
         if (__atomic_sub_fetch(&P.pending, 1, __ATOMIC_ACQ_REL) == 0) {
@@ -223,8 +237,8 @@ static void run_job(int64_t n_chunks, int team, et_pool_body body, void *ctx) {
     P.body = body;
     P.ctx = ctx;
     __atomic_store_n(&P.pending, n_chunks, __ATOMIC_RELAXED);
-    uint32_t gen = ticket_gen(__atomic_load_n(&P.ticket, __ATOMIC_RELAXED)) + 1;
-    __atomic_store_n(&P.ticket, ticket_make(gen, team, n_chunks), __ATOMIC_RELEASE);
+    uint32_t gen = (ticket_gen(__atomic_load_n(&P.ticket, __ATOMIC_RELAXED)) + 1) & GEN_MASK;
+    __atomic_store_n(&P.ticket, ticket_make(gen, team, 0, n_chunks), __ATOMIC_RELEASE);
     pthread_mutex_lock(&P.mu);
     pthread_cond_broadcast(&P.wake);
     pthread_mutex_unlock(&P.mu);

@@ -513,6 +513,46 @@ static void check_fwd_bits(int ci, const conv_case *k, int64_t n) {
     free(x); free(w); free(col); free(want); free(y); free(dy); free(dxw); free(dx);
 }
 
+/* The bias gradient's documented order (conv2d.c): per plane a float sum (8 lanes, tail, lanes
+ * added in order), planes added in image order in double. The kernel splits the planes over
+ * threads in blocks of images (several blocks when n * oc > its buffer, one channel range per
+ * chunk when oc is large): the same bits for threads 1, 2, 3. */
+static void check_bias_bits(void) {
+    static const int64_t shapes[][4] = {{70, 64, 7, 3}, {9, 600, 2, 3}, {5, 3, 1, 1}, {2, 5, 5, 5},
+                                        {64, 20, 24, 24}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        et_conv2d_params p;
+        memset(&p, 0, sizeof p);
+        p.n = shapes[si][0], p.c = p.oc = shapes[si][1], p.h = shapes[si][2], p.w = shapes[si][3];
+        p.kh = p.kw = 1, p.stride_h = p.stride_w = p.dil_h = p.dil_w = p.groups = 1;
+        ET_CHECK(et_conv2d_params_init(&p) == ET_OK, "bias bits %zu: params", si);
+        const int64_t np = p.oh * p.ow, ny = p.n * p.oc * np;
+        float *dy = alloc_f(ny), *db = alloc_f(p.oc), *ref = alloc_f(p.oc);
+        et_fill_random(dy, ny, 91 + (int)si, -1.0f, 1.0f);
+        for (int64_t o = 0; o < p.oc; o++) {
+            double total = 0.0;
+            for (int64_t i = 0; i < p.n; i++) {
+                const float *r = dy + (i * p.oc + o) * np;
+                float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t = 0.0f;
+                int64_t j = 0;
+                for (; j + 8 <= np; j += 8)
+                    for (int l = 0; l < 8; l++) acc[l] += r[j + l];
+                for (; j < np; j++) t += r[j];
+                for (int l = 0; l < 8; l++) t += acc[l];
+                total += t;
+            }
+            ref[o] = (float)total;
+        }
+        for (int th = 1; th <= 3; th++) {
+            fill_nan(db, p.oc);
+            et_status st = et_f32_conv2d_bwd_bias(&p, dy, db, th);
+            ET_CHECK(st == ET_OK && memcmp(db, ref, (size_t)p.oc * sizeof(float)) == 0,
+                     "bias bits %zu th%d: not the documented order's bits", si, th);
+        }
+        free(dy), free(db), free(ref);
+    }
+}
+
 void test_conv(void) {
     et_check_variant_table("dwconv2d", et_f32_dwconv2d_variants,
                            sizeof et_f32_dwconv2d_variants[0]);
@@ -539,5 +579,6 @@ void test_conv(void) {
         check_fwd_bits((int)i, &fwd_bits_cases[i], 1);
         check_fwd_bits((int)i, &fwd_bits_cases[i], 3);
     }
+    check_bias_bits();
     et_set_isa(et_cpu_best_isa());
 }

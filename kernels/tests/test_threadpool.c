@@ -207,6 +207,46 @@ static void test_late_worker(void) {
     ET_CHECK(back, "the workers were not used again within 3 s of a late job");
 }
 
+/* ---- who takes which chunk ----------------------------------------------------------------
+ * The caller (tid 0) takes chunks from the front, the workers from the back: the chunks tid 0
+ * ran are a prefix of the job (whatever the timing, the backoff or a busy pool), and a job of
+ * more chunks than one ticket holds (65535) still runs every chunk once. */
+#define OWN_CHUNKS 70007
+static int own_spin; /* work per chunk (a few us), so that the workers join in */
+static void own_body(void *ctx, int64_t chunk, int tid) {
+    int *who = (int *)ctx;
+    volatile double x = 1.0;
+    for (int i = 0; i < own_spin; i++) x = x * 1.0000001 + 1e-9;
+    __atomic_add_fetch(&who[chunk], 1 + (tid == 0 ? 0 : 10), __ATOMIC_RELAXED);
+}
+
+static void test_chunk_ends(void) {
+    static int who[OWN_CHUNKS];
+    static const int64_t sizes[] = {2, 8, 64, OWN_CHUNKS};
+    int64_t shared = 0; /* chunks the workers ran */
+    for (int s = 0; s < 4; s++)
+        for (int nth = 2; nth <= 3; nth++)
+            for (int round = 0; round < 20; round++) {
+                const int64_t n = sizes[s];
+                memset(who, 0, sizeof who);
+                own_spin = n > 64 ? 0 : 2000;
+                et_parallel_for(n, nth, own_body, who);
+                for (int64_t c = 0; c < n; c++) shared += who[c] == 11;
+                int once = 1, prefix = 1, in_prefix = 1;
+                for (int64_t c = 0; c < n && n <= 65535; c++) {
+                    once &= who[c] == 1 || who[c] == 11;
+                    if (who[c] != 1) in_prefix = 0;
+                    else if (!in_prefix) prefix = 0;
+                }
+                for (int64_t c = 0; c < n && n > 65535; c++) once &= who[c] == 1 || who[c] == 11;
+                ET_CHECK(once, "chunk ends n %lld nth %d: a chunk did not run exactly once",
+                         (long long)n, nth);
+                ET_CHECK(prefix, "chunk ends n %lld nth %d: the caller's chunks are not a prefix",
+                         (long long)n, nth);
+            }
+    printf("  threadpool: workers ran %lld of the chunk-end test's chunks\n", (long long)shared);
+}
+
 void test_threadpool(void) {
     static const int64_t ns[] = {0, 1, 7, 1000};
     for (int k = 0; k < 4; k++)
@@ -258,6 +298,7 @@ void test_threadpool(void) {
     const double used = cpu_seconds() - c0;
     printf("  threadpool: %d workers, idle CPU %.3f ms over 200 ms\n", et_pool_workers(), used * 1e3);
     ET_CHECK(used < 0.002, "idle pool used %.3f ms of CPU in 200 ms (>= 1%% of a core)", used * 1e3);
+    test_chunk_ends(); /* before the late-worker test's inline backoff */
     test_converted_bits();
     test_late_worker();
 }
