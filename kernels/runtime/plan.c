@@ -525,8 +525,8 @@ static et_status plan_memory(const et_model *m, int nthreads, et_plan_check_fn c
         for (size_t i = 0; i < n; i++) p->act_off[k][i] = ET_NO_OFFSET;
         if (!m->programs[k].present) continue;
         size_t bytes, unplanned;
-        plan_program(m, &m->programs[k], p->shape, k == owner ? NULL : p->act_off[owner], &s, p->act_off[k], &bytes,
-                     &unplanned);
+        const size_t *pin = owner < 0 || k == owner ? NULL : p->act_off[owner];
+        plan_program(m, &m->programs[k], p->shape, pin, &s, p->act_off[k], &bytes, &unplanned);
         if (bytes > p->arena_bytes) p->arena_bytes = bytes;
         if (unplanned > p->act_unplanned_bytes) p->act_unplanned_bytes = unplanned;
     }
