@@ -43,8 +43,9 @@ _MAX_SEGMENT = 6   # nodes per segment
 # memory_budget="auto" (the default of build_graph / from_module / `edgetrain train`): only
 # BatchNorm and elementwise segments (never a convolution or a pooling), and only while their
 # work stays within _AUTO_WORK of the training step's estimated work. MobileNetV2 32x32 b32:
-# the arena 33.7 -> 17.4 MiB, 0.95x / 1.01x the step time at 1 / 2 threads (interleaved; a
-# smaller working set of saved activations costs fewer cache misses than the copies' work).
+# the saved activations 33.7 -> 17.2 MiB, 0.97x / 0.99x the step time at 1 / 2 threads
+# (test_memory_budget_step; a smaller working set of saved activations costs fewer cache
+# misses than the copies' work).
 AUTO = "auto"
 _AUTO_OPS = frozenset(_ELEMENTWISE)
 _AUTO_WORK = 0.02
@@ -256,6 +257,28 @@ def _copyable(nd: ir.Node, allowed=None) -> bool:
     return not ops.OP_BY_NAME[nd.op].mutates
 
 
+def _best_candidate(prog: _Program, pos: int, rng, allowed=None):
+    """(score, tensor, segment, first backward reader) of the saved tensor alive across the
+    estimated peak at ``pos`` (``rng``: the live ranges) that frees the most bytes per recompute
+    operation with a segment of ``allowed`` ops; None when there is none."""
+    producer, readers = prog.producers(), prog.backward_readers()
+    best = None
+    for t, positions in readers.items():
+        if t in prog.recomputed or t in prog.keep or t not in producer:
+            continue
+        a, _ = rng[t]
+        first = positions[0]
+        if not a <= pos < first:   # not alive across the peak, or read there
+            continue
+        seg = prog.segment(t, producer, readers, allowed)
+        if seg is None:
+            continue
+        score = prog.nbytes(t) / max(prog.cost(seg), 1.0)
+        if best is None or score > best[0]:
+            best = (score, t, seg, first)
+    return best
+
+
 def _greedy(prog: _Program, target: int, allowed=None, work: Optional[float] = None) -> bool:
     """Recompute saved tensors until the estimated peak is at most ``target``; False when no
     saved tensor alive at the peak can be recomputed (from ``allowed`` ops, within ``work``
@@ -264,21 +287,7 @@ def _greedy(prog: _Program, target: int, allowed=None, work: Optional[float] = N
         peak, pos, rng = prog.peak()
         if peak <= target:
             return True
-        producer, readers = prog.producers(), prog.backward_readers()
-        best = None
-        for t, positions in readers.items():
-            if t in prog.recomputed or t in prog.keep or t not in producer:
-                continue
-            a, _ = rng[t]
-            first = positions[0]
-            if not a <= pos < first:   # not alive across the peak, or read there
-                continue
-            seg = prog.segment(t, producer, readers, allowed)
-            if seg is None:
-                continue
-            score = prog.nbytes(t) / max(prog.cost(seg), 1.0)
-            if best is None or score > best[0]:
-                best = (score, t, seg, first)
+        best = _best_candidate(prog, pos, rng, allowed)
         if best is None:
             return False
         _, t, seg, first = best
@@ -298,12 +307,12 @@ def apply_auto(graph: ir.Graph, n_forward: int) -> Optional[dict]:
     if ir.GRAD_PROGRAM not in graph.programs:
         return None
     prog = _Program(graph, n_forward)
-    if not _any_candidate(prog, _AUTO_OPS):
+    before, pos, rng = prog.peak()
+    if _best_candidate(prog, pos, rng, _AUTO_OPS) is None:
         return None
     # No measure_arena here: loading a second session would add the parameters' and
     # gradients' bytes to the process's peak while the model is still alive. The liveness
     # estimate matches the runtime's planner to within a few KiB (tests/test_recompute.py).
-    before = prog.peak()[0]
     undo = _snapshot(graph)
     _greedy(prog, 0, _AUTO_OPS, _AUTO_WORK * prog.step_work())
     arena = prog.peak()[0]
@@ -332,18 +341,6 @@ def _restore(graph: ir.Graph, snap) -> None:
         graph.programs[k].nodes[:] = nodes
     for nd, ins in zip(graph.nodes, inputs):
         nd.inputs = ins
-
-
-def _any_candidate(prog: _Program, allowed) -> bool:
-    """Whether a saved tensor alive at the estimated peak has a segment of ``allowed`` ops."""
-    _, pos, rng = prog.peak()
-    producer, readers = prog.producers(), prog.backward_readers()
-    for t, positions in readers.items():
-        if t in prog.keep or t not in producer or not rng[t][0] <= pos < positions[0]:
-            continue
-        if prog.segment(t, producer, readers, allowed) is not None:
-            return True
-    return False
 
 
 def apply_budget(graph: ir.Graph, budget: int, n_forward: int) -> dict:
