@@ -25,7 +25,9 @@
  * convs, whenever the paths below would run the packed GEMM (not its unpacked small-problem
  * path), run one et_f32_gemm_nchw over the whole batch: B panels packed straight from the
  * images (or read in place), C tiles stored straight into y (dx), bias + activation applied
- * per tile while it is in L1; no gather / scatter passes and the same bits.
+ * per tile while it is in L1; no gather / scatter passes and the same bits. Weights packing
+ * to more than PW_A_MIN_BYTES are packed by the GEMM's row tasks, a few hundred KiB at a
+ * time (et_f32_gemm_nchw_a), unless an eval program packed them before the call.
  * Batched pointwise path: 1x1 / stride 1 / no pad / groups 1 convs with a small plane
  * (np < CONV_BATCH_MAX_NP, n > 1, gathered matrices within CONV_BATCH_MAX_BYTES) gather the
  * whole batch into [C, n*np] / [OC, n*np] workspace matrices and run one GEMM with all threads
@@ -54,6 +56,8 @@
 /* Batched pointwise path: planes smaller than this, gathered matrices up to this size. */
 #define CONV_BATCH_MAX_NP 256
 #define CONV_BATCH_MAX_BYTES ((size_t)16 << 20)
+/* Pointwise path: weights packing to more than this are packed per row task (pw_plan). */
+#define PW_A_MIN_BYTES ((size_t)512 << 10)
 /* bwd_weight builds transposed columns from this Kg on (see conv_plan_make). */
 #define CONV_COLT_MIN_K 64
 /* bwd_weight with Kg below this (groups 1; a first layer: c * kh * kw of a few dozen) builds
@@ -383,6 +387,8 @@ typedef struct conv_plan {
     size_t perm_bytes;             /* hwc: dw before its columns are put back in order */
     size_t in_bytes, out_bytes;    /* batched: gathered input / output matrices */
     size_t pa_one, pa_bytes;       /* the weights packed once per call, per group / in all */
+    size_t pw_a;                   /* pw: when not 0, a call without packed weights packs them
+                                    * per row task instead (et_f32_gemm_nchw_a, this workspace) */
     const char *pre;               /* fwd: those packed before the call, in the same layout
                                     * (et_f32_conv2d_fwd_packed), else NULL: packed in ws */
     size_t col_bytes, gemm_bytes, slot_bytes, part_bytes, total;
@@ -448,6 +454,17 @@ static int pw_plan(const et_conv2d_params *p, int kind, int nthreads, conv_plan 
     cp->pa_one = cp->pa_bytes = align_up(et_f32_gemm_pack_a_bytes(rout, rin));
     cp->gemm_bytes = align_up(et_f32_gemm_nchw_ws_bytes(rout, rin, p->n, cp->np, nthreads));
     cp->total = cp->pa_bytes + cp->gemm_bytes + CONV_ALIGN;
+    /* A wide layer's packed weights (MobileNetV2's last block: 1.6 MiB) would be the step's
+     * largest workspace; the row tasks pack them piece by piece instead (the same bits). The
+     * plan keeps pa_bytes: an eval program's cache still packs them once before the call. */
+    const size_t pw_a =
+        cp->pa_bytes > PW_A_MIN_BYTES
+            ? align_up(et_f32_gemm_nchw_a_ws_bytes(rout, rin, p->n, cp->np, nthreads))
+            : 0;
+    if (pw_a && pw_a < cp->pa_bytes + cp->gemm_bytes) {
+        cp->pw_a = pw_a;
+        cp->total = (pw_a > cp->gemm_bytes ? pw_a : cp->gemm_bytes) + CONV_ALIGN;
+    }
     return 1;
 }
 
@@ -1134,14 +1151,19 @@ static et_status pointwise_nchw(const et_conv2d_params *p, const conv_plan *cp, 
         }
         return ET_OK;
     }
+    const pw_epi_variant *ev = (const pw_epi_variant *)ET_VARIANT_PICK(pw_epi_variants);
+    et_f32_gemm_epilogue *epi = fuse ? ev->fn : NULL;
+    if (cp->pw_a && !cp->pre)
+        return et_f32_gemm_nchw_a(trans_w, rout, rin, p->n, np, w, p->c, src, rin * np, dst,
+                                  rout * np, epi, &e, base, cp->pw_a, nth);
     if (!cp->pre) {
         et_status st = et_f32_gemm_pack_a_threads(trans_w, rout, rin, w, p->c, base, cp->pa_one, nth);
         if (st != ET_OK) return st;
     }
-    const pw_epi_variant *ev = (const pw_epi_variant *)ET_VARIANT_PICK(pw_epi_variants);
+    /* the GEMM's workspace after the packed weights (none in ws when pw_a: pre holds them) */
+    char *gws = cp->pw_a ? base : base + cp->pa_bytes;
     return et_f32_gemm_nchw(trans_w, rout, rin, p->n, np, cp->pre ? cp->pre : base, src, rin * np,
-                            dst, rout * np,
-                            fuse ? ev->fn : NULL, &e, base + cp->pa_bytes, cp->gemm_bytes, nth);
+                            dst, rout * np, epi, &e, gws, cp->gemm_bytes, nth);
 }
 
 /* ---- per-image driver (forward and input gradient) ---------------------------------- */

@@ -789,6 +789,11 @@ typedef struct nchw_job {
                    * row tile would stream them from memory again */
     int shared_b;    /* all of B packed once (slot 0) before the row tasks run (nchw_shared_b) */
     int64_t kstrips; /* shared_b: K strips per panel in the packing pass */
+    /* et_f32_gemm_nchw_a: A unpacked (pa NULL), each row task packs its a_rows rows */
+    int trans_a;
+    const float *A;
+    int64_t lda, a_rows;
+    size_t a_bytes;
 } nchw_job;
 
 /* dst[k*NR + c] = B[k, j + c] for k0 <= k < k1, c < nr (zeros for nr <= c < NR), B's column
@@ -875,8 +880,10 @@ static void nchw_scatter(const nchw_job *jb, const float *ET_RESTRICT tile, int6
  * a tile's K blocks run back to back, so each tile is final (epilogue, scatter) while in L1,
  * and consecutive tiles continue the same MR output rows (few store streams; the A panel
  * stays in L1 while the B block streams from L2). */
+/* ap: packed A holding rows [a0, a0 + mp) (K block pc of rows ir at ap + pc * mp +
+ * (ir - a0) * kc). */
 static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
-                       float *pb, float *tile) {
+                       float *pb, float *tile, const float *ap, int64_t mp, int64_t a0) {
     const et_f32_gemm_config *cfg = jb->cfg;
     const int64_t MR = cfg->mr, NR = cfg->nr, K = jb->K, np = jb->np;
     const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
@@ -886,7 +893,6 @@ static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, i
         if (!jb->shared_b) nchw_pack_block(jb, jc, nc, 0, K, pb);
         for (int64_t ir = i0; ir < i1; ir += MR) {
             const int64_t mr = min_i64(MR, i1 - ir);
-            const float *ap = jb->pa; /* K block pc: panel at ap + pc * mp + ir * kc */
             for (int64_t jr = 0; jr < nc; jr += NR) {
                 const int64_t jj = jc + jr, nr = min_i64(NR, nc - jr);
                 const int64_t img = jj / np, pix = jj % np;
@@ -898,8 +904,8 @@ static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, i
                 const int64_t ldc = inside ? np : NR;
                 for (int64_t pc = 0; pc < K; pc += kc_blk) {
                     const int64_t kc = min_i64(kc_blk, K - pc);
-                    cfg->ukernel(kc, ap + pc * jb->mp + ir * kc, bp + pc * bs, bs, c, ldc, mr, nr,
-                                 1.0f, pc == 0 ? 0.0f : 1.0f);
+                    cfg->ukernel(kc, ap + pc * mp + (ir - a0) * kc, bp + pc * bs, bs, c, ldc,
+                                 mr, nr, 1.0f, pc == 0 ? 0.0f : 1.0f);
                 }
                 if (jb->epi) jb->epi(jb->epi_ctx, ir, mr, c, ldc, nr);
                 if (!inside) nchw_scatter(jb, tile, ir, mr, jj, nr);
@@ -919,7 +925,7 @@ static void nchw_task(void *ctx, int64_t t, int tid) {
     if (i1 <= i0 || j1 <= j0) return;
     float *pb = (float *)(jb->base + (size_t)(jb->shared_b ? 0 : tid) * jb->slice);
     float *tile = (float *)(jb->base + (size_t)tid * jb->slice + jb->pb_bytes);
-    nchw_block(jb, i0, i1, j0, j1, pb, tile);
+    nchw_block(jb, i0, i1, j0, j1, pb, tile, jb->pa, jb->mp, 0);
 }
 
 /* Shared B (packing pass): unit u = K strip u % kstrips of column panel u / kstrips. */
@@ -972,12 +978,87 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
     }
     nchw_job jb = {cfg, M, K, n, np, pa_data(pa), round_up(M, cfg->mr), x, xs, y, ys, epi,
                    epi_ctx, base, pb_bytes, pb_bytes + nchw_tile_bytes(cfg, M), mt, nt, tm, tn,
-                   M <= cfg->mr && direct_b_stride_ok(np), shared, 1};
+                   M <= cfg->mr && direct_b_stride_ok(np), shared, 1, 0, NULL, 0, 0, 0};
     if (shared) {
         jb.kstrips = nthreads > 1 ? ceil_div(K, NCHW_PACK_STRIP) : 1;
         et_parallel_for(nt * jb.kstrips, nthreads, nchw_pack_task, &jb);
     }
     et_parallel_for(tm * tn, nthreads, nchw_task, &jb);
+    return ET_OK;
+}
+
+/* ---- batched NCHW operands, A packed by the row tasks ------------------------------------
+ * et_f32_gemm_nchw with a large A (a wide 1x1 convolution's weights: 1280 x 320 in
+ * MobileNetV2's last block, 1.6 MiB packed) needs all of packed A in its workspace, the
+ * largest block of a training step's plan. When all of B fits one packed block (small planes,
+ * exactly where A is large), B is packed once (the shared pass) and each row task packs its
+ * own NCHW_A_TASK_BYTES of A rows into its thread's slot just before using them: the same
+ * total packing, a few hundred KiB of workspace, and each tile the same ukernel calls on the
+ * same packed values, so the same bits as et_f32_gemm_nchw. */
+#define NCHW_A_TASK_BYTES ((int64_t)256 * 1024)
+
+/* Rows of A per task: whole register tiles, about NCHW_A_TASK_BYTES of them. */
+static int64_t nchw_a_rows(const et_f32_gemm_config *cfg, int64_t K) {
+    const int64_t rows = NCHW_A_TASK_BYTES / ((int64_t)sizeof(float) * K) / cfg->mr * cfg->mr;
+    return rows > cfg->mr ? rows : cfg->mr;
+}
+static size_t nchw_a_slot_bytes(const et_f32_gemm_config *cfg, int64_t K) {
+    return (size_t)round_up(nchw_a_rows(cfg, K) * K * (int64_t)sizeof(float), ET_GEMM_ALIGN);
+}
+
+size_t et_f32_gemm_nchw_a_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, int nthreads) {
+    if (M <= 0 || K <= 0 || n <= 0 || np <= 0) return 0;
+    if (nthreads < 1) nthreads = 1;
+    size_t bytes = 0;
+    for (const et_f32_gemm_variant *row = et_f32_gemm_variants + 1; row->head.name; row++) {
+        const et_f32_gemm_config *cfg = row->cfg;
+        if (nchw_nc(cfg, K) < round_up(n * np, cfg->nr)) return 0; /* B is not one block */
+        const size_t b = nchw_pb_bytes(cfg, K, n * np) +
+                         (nchw_a_slot_bytes(cfg, K) + nchw_tile_bytes(cfg, M)) * (size_t)nthreads;
+        if (b > bytes) bytes = b;
+    }
+    return bytes ? bytes + ET_GEMM_ALIGN : 0;
+}
+
+/* Row task t: rows [t * a_rows, ...) of A packed into this thread's slot, then every column. */
+static void nchw_a_task(void *ctx, int64_t t, int tid) {
+    const nchw_job *jb = (const nchw_job *)ctx;
+    const et_f32_gemm_config *cfg = jb->cfg;
+    const int64_t MR = cfg->mr, i0 = t * jb->a_rows, i1 = min_i64(i0 + jb->a_rows, jb->M);
+    const int64_t mp = round_up(i1 - i0, MR), kc_blk = balanced_block(jb->K, ET_GEMM_KC, 1);
+    char *slot = jb->base + jb->pb_bytes + (size_t)tid * jb->slice;
+    float *ap = (float *)slot, *tile = (float *)(slot + jb->a_bytes);
+    for (int64_t pc = 0; pc < jb->K; pc += kc_blk) {
+        const int64_t kc = min_i64(kc_blk, jb->K - pc);
+        for (int64_t r = i0; r < i1; r += MR)
+            pack_a_panel(cfg, jb->trans_a, min_i64(MR, i1 - r), kc, jb->A, jb->lda, r, pc,
+                         ap + pc * mp + (r - i0) * kc);
+    }
+    nchw_block(jb, i0, i1, 0, jb->n * jb->np, (float *)jb->base, tile, ap, mp, i0);
+}
+
+et_status et_f32_gemm_nchw_a(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
+                             const float *A, int64_t lda, const float *x, int64_t xs, float *y,
+                             int64_t ys, et_f32_gemm_epilogue *epi, void *epi_ctx, void *ws,
+                             size_t ws_bytes, int nthreads) {
+    const et_f32_gemm_config *cfg = current_config();
+    if (nthreads < 1) nthreads = 1;
+    if (!cfg || M <= 0 || K <= 0 || n <= 0 || np <= 0 || !A || lda < (trans_a ? M : K) || !x ||
+        !y)
+        return ET_ERR_ARG;
+    const size_t need = et_f32_gemm_nchw_a_ws_bytes(M, K, n, np, nthreads);
+    if (!need) return ET_ERR_ARG;
+    if (!ws || ws_bytes < need) return ET_ERR_WORKSPACE;
+    const int64_t N = n * np;
+    char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
+    const size_t pb_bytes = nchw_pb_bytes(cfg, K, N), a_bytes = nchw_a_slot_bytes(cfg, K);
+    const int64_t a_rows = nchw_a_rows(cfg, K);
+    nchw_job jb = {cfg, M, K, n, np, NULL, 0, x, xs, y, ys, epi, epi_ctx, base, pb_bytes,
+                   a_bytes + nchw_tile_bytes(cfg, M), 0, ceil_div(N, cfg->nr), 0, 0, 0, 1,
+                   nthreads > 1 ? ceil_div(K, NCHW_PACK_STRIP) : 1, trans_a != 0, A, lda, a_rows,
+                   a_bytes};
+    et_parallel_for(jb.nt * jb.kstrips, nthreads, nchw_pack_task, &jb);
+    et_parallel_for(ceil_div(M, a_rows), nthreads, nchw_a_task, &jb);
     return ET_OK;
 }
 

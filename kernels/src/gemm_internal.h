@@ -189,6 +189,16 @@ int et_f32_gemm_offb_available(void);
 /* et_f32_gemm_pack_a with the panels split over nthreads (the same bytes). */
 et_status et_f32_gemm_pack_a_threads(int trans_a, int64_t M, int64_t K, const float *A,
                                      int64_t lda, void *pa, size_t pa_bytes, int nthreads);
+/* et_f32_gemm_nchw with A given unpacked (A[M, K], or A^T with trans_a, row stride lda):
+ * each row task packs its own rows of A (about 256 KiB) just before using them, so the
+ * workspace holds no whole packed A. Same bits as et_f32_gemm_nchw. Only when all of B fits
+ * one packed block for every config: et_f32_gemm_nchw_a_ws_bytes is 0 otherwise (and the
+ * call ET_ERR_ARG). */
+et_status et_f32_gemm_nchw_a(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
+                             const float *A, int64_t lda, const float *x, int64_t xs, float *y,
+                             int64_t ys, et_f32_gemm_epilogue *epi, void *epi_ctx, void *ws,
+                             size_t ws_bytes, int nthreads);
+size_t et_f32_gemm_nchw_a_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, int nthreads);
 /* Workspace of et_f32_gemm_nchw for every config compiled in (ISA independent). */
 size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, int nthreads);
 /* 1 if the current ISA runs et_f32_gemm_nchw (has a packed config). */

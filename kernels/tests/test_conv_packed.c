@@ -139,7 +139,28 @@ static void check_pk_case(int ci, const pk_case *k) {
     free(x); free(w); free(b); free(want); free(got); free(bn_a); free(bn_s);
 }
 
+/* A wide 1x1 layer (MobileNetV2's last, 320 -> 1280 at 32x32: 1.6 MiB of packed weights): a
+ * forward or input gradient without a cache packs the weights per row task, so its workspace
+ * is below the packed weights on every ISA and thread count (it held them and more: the
+ * largest workspace of a MobileNetV2 training step), and under half of them at 1 thread. */
+static void check_wide_ws(void) {
+    et_conv2d_params p = pk_params(&pk_cases[1]);
+    if (et_conv2d_params_init(&p) != ET_OK) return;
+    const et_isa isas[] = {ET_ISA_AVX2, ET_ISA_AVX512, ET_ISA_NEON};
+    for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
+        if (!et_isa_supported(isas[ii]) || et_set_isa(isas[ii]) != ET_OK) continue;
+        const size_t packed = et_f32_conv2d_fwd_packed_bytes(&p);
+        for (int nth = 1; nth <= 3; nth++)
+            ET_CHECK(packed > 0 && (nth == 1 ? 2 : 1) * et_f32_conv2d_fwd_ws_bytes(&p, nth) < packed &&
+                         (nth == 1 ? 2 : 1) * et_f32_conv2d_bwd_input_ws_bytes(&p, nth) < packed,
+                     "%s th%d: wide 1x1 workspace %zu / %zu for %zu packed bytes",
+                     et_isa_name(isas[ii]), nth, et_f32_conv2d_fwd_ws_bytes(&p, nth),
+                     et_f32_conv2d_bwd_input_ws_bytes(&p, nth), packed);
+    }
+}
+
 void test_conv_packed(void) {
     for (size_t i = 0; i < sizeof pk_cases / sizeof pk_cases[0]; i++) check_pk_case((int)i, &pk_cases[i]);
+    check_wide_ws();
     et_set_isa(et_cpu_best_isa());
 }

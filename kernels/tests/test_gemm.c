@@ -361,6 +361,20 @@ static void nchw_test_epi(void *ctx, int64_t row0, int64_t rows, float *c, int64
         for (int64_t j = 0; j < ncols; j++) c[r * ldc + j] = c[r * ldc + j] * 0.5f + (float)(row0 + r);
 }
 
+/* 1 if image i's rows in y (stride ys) are C's columns [i * np, (i + 1) * np) bit for bit and
+ * the padding after them is still NaN. */
+static int nchw_same(const float *y, int64_t ys, const float *C, int64_t M, int64_t n,
+                     int64_t np) {
+    const int64_t N = n * np;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t r = 0; r < M; r++)
+            if (memcmp(y + i * ys + r * np, C + r * N + i * np, sizeof(float) * (size_t)np)) return 0;
+        for (int64_t t = M * np; t < ys; t++)
+            if (y[i * ys + t] == y[i * ys + t]) return 0; /* not NaN */
+    }
+    return 1;
+}
+
 /* y_i = op(A) x_i for n images of np pixels (image strides with padding), against
  * et_f32_gemm_packed on the gathered [K, n*np] matrix: bitwise equal, padding untouched. */
 static int nchw_case(const variant *v, int ta, int64_t M, int64_t K, int64_t n, int64_t np,
@@ -385,13 +399,27 @@ static int nchw_case(const variant *v, int ta, int64_t M, int64_t K, int64_t n, 
     ok = ok && et_f32_gemm_pack_a(ta, M, K, A, lda, pa, pab) == ET_OK;
     ok = ok && et_f32_gemm_nchw(ta, M, K, n, np, pa, x, xs, y, ys, epi ? nchw_test_epi : NULL,
                                 NULL, (char *)ws + 1, wsb, nth) == ET_OK;
-    for (int64_t i = 0; ok && i < n; i++) {
-        for (int64_t r = 0; r < M; r++)
-            ok = ok && memcmp(y + i * ys + r * np, C + r * N + i * np, sizeof(float) * (size_t)np) == 0;
-        for (int64_t t = M * np; t < ys; t++) ok = ok && y[i * ys + t] != y[i * ys + t]; /* NaN */
-    }
+    ok = ok && nchw_same(y, ys, C, M, n, np);
     ET_CHECK(ok, "gemm_nchw %s: ta=%d M=%lld K=%lld n=%lld np=%lld epi=%d nth=%d", v->cfg->name, ta,
              (long long)M, (long long)K, (long long)n, (long long)np, epi, nth);
+    /* A packed by the row tasks (when all of B is one block): the same bytes */
+    const size_t awb = et_f32_gemm_nchw_a_ws_bytes(M, K, n, np, nth);
+    if (awb) {
+        void *aws = malloc(awb + 1);
+        for (int64_t i = 0; i < n * ys; i++) y[i] = g_nan;
+        int ok_a = et_f32_gemm_nchw_a(ta, M, K, n, np, A, lda, x, xs, y, ys,
+                                      epi ? nchw_test_epi : NULL, NULL, (char *)aws + 1, awb,
+                                      nth) == ET_OK &&
+                   nchw_same(y, ys, C, M, n, np);
+        ET_CHECK(ok_a, "gemm_nchw_a %s: ta=%d M=%lld K=%lld n=%lld np=%lld epi=%d nth=%d",
+                 v->cfg->name, ta, (long long)M, (long long)K, (long long)n, (long long)np, epi,
+                 nth);
+        ET_CHECK(et_f32_gemm_nchw_a(ta, M, K, n, np, A, lda, x, xs, y, ys, NULL, NULL, aws,
+                                    awb - 65, nth) == ET_ERR_WORKSPACE,
+                 "gemm_nchw_a small workspace");
+        ok = ok && ok_a;
+        free(aws);
+    }
     free(A), free(x), free(y), free(X), free(C), free(gws), free(ws), free(pa);
     return ok;
 }
@@ -402,6 +430,9 @@ static void test_nchw(void) {
     static const int64_t shapes[][4] = {
         {14, 16, 2, 32},  {15, 7, 3, 33},  {5, 96, 4, 1},    {29, 24, 5, 4},  {130, 9, 2, 16},
         {24, 144, 3, 49}, {1, 5, 2, 300},  {40, 769, 2, 7},  {9, 3, 1, 64},   {160, 40, 3, 1},
+        /* wide layers (MobileNetV2's last blocks at 32x32): A packed per row task, several
+         * tasks, a partial last one, several K blocks */
+        {320, 1280, 32, 1}, {1280, 320, 32, 1}, {160, 960, 32, 4}, {45, 3000, 3, 2},
     };
     for (const variant *v = FIRST_SIMD; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
@@ -410,6 +441,10 @@ static void test_nchw(void) {
                 nchw_case(v, t & 1, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], t >> 1,
                           1 + (int)((i + (size_t)t) % 3));
     }
+    /* the row-task packing holds a few hundred KiB, not all of A; none when B is not one block */
+    ET_CHECK(et_f32_gemm_nchw_a_ws_bytes(320, 1280, 32, 1, 2) * 2 < et_f32_gemm_pack_a_bytes(320, 1280),
+             "gemm_nchw_a workspace");
+    ET_CHECK(et_f32_gemm_nchw_a_ws_bytes(64, 1280, 32, 16, 1) == 0, "gemm_nchw_a with a large B");
     /* the scalar reference has no packed config; bad arguments */
     float a[4] = {1, 2, 3, 4}, y[4], ws[64];
     if (et_set_isa(ET_ISA_REF) == ET_OK) {
