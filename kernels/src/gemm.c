@@ -571,8 +571,8 @@ et_status et_f32_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
     et_status st = check_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, ws, ws_bytes,
                               nthreads);
     if (st != ET_OK || M == 0 || N == 0) return st;
-    return et_f32_gemm_run(current_config(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-                           ws, ws_bytes, nthreads);
+    return et_f32_gemm_run(current_config(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                           beta, C, ldc, ws, ws_bytes, nthreads);
 }
 
 /* ---- pre-packed A ------------------------------------------------------------- */
