@@ -1134,23 +1134,13 @@ static et_status fwd_implicit_gemm(const et_conv2d_params *p, const conv_plan *c
 }
 
 /* dst_i = op(W) src_i for every image (op = W for the forward, with bias + activation;
- * W^T for the input gradient). The scalar reference ISA has no packed GEMM: it runs the
- * reference GEMM image by image (the same bits as before, it accumulates in double). */
+ * W^T for the input gradient). */
 static et_status pointwise_nchw(const et_conv2d_params *p, const conv_plan *cp, int trans_w,
                                 const float *src, const float *w, const float *b, float *dst,
                                 char *base, int nth) {
     const int64_t rin = trans_w ? p->oc : p->c, rout = trans_w ? p->c : p->oc, np = cp->np;
     const int fuse = !trans_w && et_conv_has_epilogue_(p, b);
     pw_epi e = {p, b};
-    if (!et_f32_gemm_nchw_available()) {
-        for (int64_t i = 0; i < p->n; i++) {
-            float *di = dst + i * rout * np;
-            et_f32_gemm__ref(trans_w, 0, rout, np, rin, 1.0f, w, p->c, src + i * rin * np, np,
-                             0.0f, di, np);
-            if (fuse) pw_epilogue(&e, 0, rout, di, np, np);
-        }
-        return ET_OK;
-    }
     const pw_epi_variant *ev = (const pw_epi_variant *)ET_VARIANT_PICK(pw_epi_variants);
     et_f32_gemm_epilogue *epi = fuse ? ev->fn : NULL;
     if (cp->pw_a && !cp->pre)

@@ -521,7 +521,7 @@ et_status et_f32_gemm_run(const et_f32_gemm_config *cfg, int trans_a, int trans_
 /* ---- public entry points ------------------------------------------------------ */
 
 const et_f32_gemm_variant et_f32_gemm_variants[] = {
-    {{ET_ISA_REF, "ref"}, NULL},
+    {{ET_ISA_REF, "ref"}, &et_f32_gemm_config_scalar},
 #if defined(ET_HAVE_X86_SIMD)
     {{ET_ISA_AVX512, "avx512"}, &et_f32_gemm_config_avx512},
     {{ET_ISA_AVX2, "avx2"}, &et_f32_gemm_config_avx2},
@@ -537,14 +537,14 @@ const et_f32_gemm_variant et_f32_gemm_variants[] = {
 size_t et_f32_gemm_ws_bytes(int64_t M, int64_t N, int64_t K, int nthreads) {
     size_t bytes = 0;
     if (et_f32_gemm_is_small(M, N, K)) return 0;
-    for (const et_f32_gemm_variant *row = et_f32_gemm_variants + 1; row->head.name; row++) {
+    for (const et_f32_gemm_variant *row = et_f32_gemm_variants; row->head.name; row++) {
         const size_t b = et_f32_gemm_packed_ws_bytes(row->cfg, M, N, K, nthreads);
         if (b > bytes) bytes = b;
     }
     return bytes;
 }
 
-/* The packed-GEMM recipe of the ISA chosen now; NULL for the scalar reference. */
+/* The packed-GEMM recipe of the ISA chosen now. */
 static const et_f32_gemm_config *current_config(void) {
     const et_f32_gemm_variant *row = ET_VARIANT_PICK(et_f32_gemm_variants);
     return row->cfg;
@@ -571,13 +571,8 @@ et_status et_f32_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
     et_status st = check_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, ws, ws_bytes,
                               nthreads);
     if (st != ET_OK || M == 0 || N == 0) return st;
-    const et_f32_gemm_config *cfg = current_config();
-    if (!cfg) {
-        et_f32_gemm__ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return ET_OK;
-    }
-    return et_f32_gemm_run(cfg, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-                           ws, ws_bytes, nthreads);
+    return et_f32_gemm_run(current_config(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                           beta, C, ldc, ws, ws_bytes, nthreads);
 }
 
 /* ---- pre-packed A ------------------------------------------------------------- */
@@ -597,7 +592,7 @@ static float *pa_data(const void *pa) {
 size_t et_f32_gemm_pack_a_bytes(int64_t M, int64_t K) {
     if (M <= 0 || K <= 0) return 0;
     size_t bytes = 0;
-    for (const et_f32_gemm_variant *row = et_f32_gemm_variants + 1; row->head.name; row++) {
+    for (const et_f32_gemm_variant *row = et_f32_gemm_variants; row->head.name; row++) {
         const size_t b = (size_t)(round_up(M, row->cfg->mr) * K) * sizeof(float);
         if (b > bytes) bytes = b;
     }
@@ -611,7 +606,6 @@ et_status et_f32_gemm_pack_a_threads(int trans_a, int64_t M, int64_t K, const fl
     const et_f32_gemm_config *cfg = current_config();
     pa_header h = {ET_PA_MAGIC, cfg, M, K, trans_a != 0};
     memcpy(pa, &h, sizeof h);
-    if (!cfg) return ET_OK; /* nothing to pack for the scalar reference */
     pack_a_job j = {cfg, trans_a, M, K, A, lda, pa_data(pa)};
     const int64_t panels = ceil_div(M, cfg->mr);
     /* threads only for real work (a copy: the split changes no value) */
@@ -760,7 +754,7 @@ size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, in
     if (M <= 0 || K <= 0 || n <= 0 || np <= 0) return 0;
     if (nthreads < 1) nthreads = 1;
     size_t bytes = 0;
-    for (const et_f32_gemm_variant *row = et_f32_gemm_variants + 1; row->head.name; row++) {
+    for (const et_f32_gemm_variant *row = et_f32_gemm_variants; row->head.name; row++) {
         const size_t b = (nchw_pb_bytes(row->cfg, K, n * np) + nchw_tile_bytes(row->cfg, M)) *
                          (size_t)nthreads;
         if (b > bytes) bytes = b;
@@ -1010,7 +1004,7 @@ size_t et_f32_gemm_nchw_a_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, 
     if (M <= 0 || K <= 0 || n <= 0 || np <= 0) return 0;
     if (nthreads < 1) nthreads = 1;
     size_t bytes = 0;
-    for (const et_f32_gemm_variant *row = et_f32_gemm_variants + 1; row->head.name; row++) {
+    for (const et_f32_gemm_variant *row = et_f32_gemm_variants; row->head.name; row++) {
         const et_f32_gemm_config *cfg = row->cfg;
         if (nchw_nc(cfg, K) < round_up(n * np, cfg->nr)) return 0; /* B is not one block */
         const size_t b = nchw_pb_bytes(cfg, K, n * np) +

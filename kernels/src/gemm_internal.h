@@ -2,6 +2,8 @@
  *
  * Layout of the family
  *   gemm_ref.c     et_f32_gemm__ref: scalar, double accumulation; the test oracle.
+ *                  et_f32_gemm_config_scalar: 4x16 plain-C fmaf microkernel, the config of
+ *                  the ref ISA (EDGETRAIN_ISA=ref), so that ISA computes the SIMD bits.
  *   gemm.c         et_f32_gemm: argument checks, ISA dispatch, the shared
  *                  BLIS-style packed driver (et_f32_gemm_packed), the thread
  *                  partition and an unpacked path for tiny / vector problems.
@@ -38,8 +40,9 @@
  *   later blocks:   c = fma(1, c_old, alpha * acc)
  * and the unpacked path is plain C built with -ffp-contract=off. So results
  * are bitwise identical for any thread count and on every ISA (AVX-512, AVX2,
- * NEON); kernels/tests/test_gemm.c pins the bits. (The scalar reference,
- * et_f32_gemm__ref, accumulates in double and is not bit-compatible.)
+ * NEON, and ref through the scalar config); kernels/tests/test_gemm.c pins the bits.
+ * (The oracle, et_f32_gemm__ref, accumulates in double and is not bit-compatible; no
+ * ISA runs it.)
  */
 #ifndef EDGETRAIN_GEMM_INTERNAL_H
 #define EDGETRAIN_GEMM_INTERNAL_H
@@ -144,7 +147,7 @@ et_f32_gemm_pack et_f32_gemm_pack_interleave__scalar, et_f32_gemm_pack_copy__sca
  * Bits: each element is the packed path's k-ordered FMA chain (K blocks of
  * balanced_block(K, ET_GEMM_KC), alpha = 1, beta = 0), so the result equals et_f32_gemm's
  * packed path for any column count and thread count. Returns ET_ERR_ARG when the current ISA
- * has no packed config (the scalar reference: callers run et_f32_gemm per image instead). */
+ * has no packed config (none today: every row, ref included, has one). */
 typedef void et_f32_gemm_epilogue(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
                                   int64_t ncols);
 et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
@@ -205,9 +208,10 @@ size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, in
 int et_f32_gemm_nchw_available(void);
 
 /* ---- variant table (variant_internal.h) ------------------------------------ */
-/* One row per ISA: its packed-GEMM config, NULL in the __ref row (et_f32_gemm__ref,
- * which needs no workspace). et_f32_gemm runs et_f32_gemm_run(row->cfg, ...) for the
- * row of et_get_isa(); only run a row when et_isa_supported(row->head.isa). */
+/* One row per ISA: its packed-GEMM config (the ref row: et_f32_gemm_config_scalar, the
+ * SIMD bits in plain C; the oracle et_f32_gemm__ref is in no row). et_f32_gemm runs
+ * et_f32_gemm_run(row->cfg, ...) for the row of et_get_isa(); only run a row when
+ * et_isa_supported(row->head.isa). */
 typedef struct et_f32_gemm_variant {
     et_variant_head head;
     const et_f32_gemm_config *cfg;
@@ -215,6 +219,7 @@ typedef struct et_f32_gemm_variant {
 extern const et_f32_gemm_variant et_f32_gemm_variants[];
 
 /* ---- per-ISA configs and kernels ---------------------------------------- */
+extern const et_f32_gemm_config et_f32_gemm_config_scalar;
 #if defined(ET_HAVE_X86_SIMD)
 extern const et_f32_gemm_config et_f32_gemm_config_avx512;
 extern const et_f32_gemm_config et_f32_gemm_config_avx2;

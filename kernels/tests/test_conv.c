@@ -396,7 +396,7 @@ static void check_narrow_bits(int ci, const conv_case *k, int64_t n) {
     float *want = alloc_f(nw * 8), *dw = alloc_f(nw);
     et_fill_random(x, nx, 71 + ci, -1.0f, 1.0f);
     et_fill_random(dy, ny, 73 + ci, -1.0f, 1.0f);
-    for (et_isa isa = ET_ISA_REF + 1; isa < ET_ISA_COUNT_; isa++) {
+    for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
         if (!et_isa_supported(isa)) continue;
         et_set_isa(isa);
         const int wc = p.n < 8 ? (int)p.n : 8;
@@ -454,7 +454,7 @@ static void check_fwd_bits(int ci, const conv_case *k, int64_t n) {
     float *want = alloc_f(ny), *y = alloc_f(ny);
     et_fill_random(x, nx, 81 + ci, -1.0f, 1.0f);
     et_fill_random(w, nw, 83 + ci, -1.0f, 1.0f);
-    for (et_isa isa = ET_ISA_REF + 1; isa < ET_ISA_COUNT_; isa++) {
+    for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
         if (!et_isa_supported(isa)) continue;
         et_set_isa(isa);
         size_t gb = et_f32_gemm_ws_bytes(p.oc, np, kg, 1);
@@ -480,7 +480,7 @@ static void check_fwd_bits(int ci, const conv_case *k, int64_t n) {
      * (ci, ky, kx, oy) order onto zeros -- whatever path the convolution takes */
     float *dy = alloc_f(ny), *dxw = alloc_f(nx), *dx = alloc_f(nx);
     et_fill_random(dy, ny, 87 + ci, -1.0f, 1.0f);
-    for (et_isa isa = ET_ISA_REF + 1; isa < ET_ISA_COUNT_; isa++) {
+    for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
         if (!et_isa_supported(isa)) continue;
         et_set_isa(isa);
         size_t gb = et_f32_gemm_ws_bytes(kg, np, p.oc, 1);

@@ -42,7 +42,7 @@ static void check_fast(int ci, const fast_case *k) {
     et_fill_random(x, nx, 301 + ci, -1.0f, 1.0f);
     et_fill_random(dy, ny, 307 + ci, -1.0f, 1.0f);
     int have = 0;
-    for (et_isa isa = ET_ISA_REF + 1; isa < ET_ISA_COUNT_; isa++) {
+    for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
         if (!et_isa_supported(isa)) continue;
         et_set_isa(isa);
         for (int fast = 0; fast <= 1; fast++)

@@ -80,7 +80,7 @@ static void check_pk_case(int ci, const pk_case *k) {
         if (!et_isa_supported(isas[ii]) || et_set_isa(isas[ii]) != ET_OK) continue;
         const char *isa = et_isa_name(isas[ii]);
         const size_t bytes = et_f32_conv2d_fwd_packed_bytes(&p);
-        ET_CHECK(!bytes || (!et_conv2d_is_depthwise(&p) && isas[ii] != ET_ISA_REF),
+        ET_CHECK(!bytes || !et_conv2d_is_depthwise(&p),
                  "case %d %s: %zu packed bytes for a forward that packs nothing", ci, isa, bytes);
         void *pk1 = bytes ? alloc64(bytes) : NULL, *pk2 = bytes ? alloc64(bytes) : NULL;
         if (bytes) {

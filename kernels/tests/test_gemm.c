@@ -1,4 +1,4 @@
-/* edgetrain — GEMM tests: every SIMD variant this CPU runs against
+/* edgetrain — GEMM tests: every variant this CPU runs (ref's scalar config included) against
  * et_f32_gemm__ref at sizes equal to, one below, one above and not divisible
  * by the register tile (MR, NR) and the cache blocks (MC, KC, NC), with all
  * transposes, alpha / beta variants, padded leading dimensions, 1 and 2
@@ -13,10 +13,8 @@
 typedef et_status (*gemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
                              const float *, int64_t, float, float *, int64_t, void *, size_t, int);
 
-/* One variant under test: a row of et_f32_gemm_variants (its isa and config; the first row,
- * __ref, has no config). */
+/* One variant under test: a row of et_f32_gemm_variants (its isa and config). */
 typedef et_f32_gemm_variant variant;
-#define FIRST_SIMD (et_f32_gemm_variants + 1)
 
 /* How a case is run. */
 enum mode {
@@ -226,10 +224,10 @@ static void test_edge_args(void) {
 }
 
 /* ---- golden bits ------------------------------------------------------------
- * Every SIMD variant computes the same float expression (gemm_internal.h:
+ * Every variant computes the same float expression (gemm_internal.h:
  * the same K split, FMA chains in k order, the same epilogue; the unpacked
  * path in plain C without contraction), so its output bits are the same on
- * x86 (AVX-512, AVX2) and aarch64 (NEON). The hashes below were computed on
+ * x86 (AVX-512, AVX2), aarch64 (NEON) and ref (plain C fmaf). The hashes below were computed on
  * x86 with AVX-512; the same test binary checks them on every ISA it can run
  * (make -C kernels test, make -C kernels TARGET=aarch64 test under qemu). A
  * change of the arithmetic must update them on purpose. */
@@ -434,7 +432,7 @@ static void test_nchw(void) {
          * tasks, a partial last one, several K blocks */
         {320, 1280, 32, 1}, {1280, 320, 32, 1}, {160, 960, 32, 4}, {45, 3000, 3, 2},
     };
-    for (const variant *v = FIRST_SIMD; v->head.name; v++) {
+    for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
             for (int t = 0; t < 4; t++)
@@ -445,16 +443,13 @@ static void test_nchw(void) {
     ET_CHECK(et_f32_gemm_nchw_a_ws_bytes(320, 1280, 32, 1, 2) * 2 < et_f32_gemm_pack_a_bytes(320, 1280),
              "gemm_nchw_a workspace");
     ET_CHECK(et_f32_gemm_nchw_a_ws_bytes(64, 1280, 32, 16, 1) == 0, "gemm_nchw_a with a large B");
-    /* the scalar reference has no packed config; bad arguments */
+    /* every ISA, ref included, has a packed config; bad arguments */
     float a[4] = {1, 2, 3, 4}, y[4], ws[64];
-    if (et_set_isa(ET_ISA_REF) == ET_OK) {
-        ET_CHECK(!et_f32_gemm_nchw_available(), "gemm_nchw available under ref");
-        ET_CHECK(et_f32_gemm_nchw(0, 2, 2, 1, 2, a, a, 4, y, 4, NULL, NULL, ws, sizeof ws, 1) ==
-                     ET_ERR_ARG, "gemm_nchw under ref");
-    }
+    if (et_set_isa(ET_ISA_REF) == ET_OK)
+        ET_CHECK(et_f32_gemm_nchw_available(), "gemm_nchw not available under ref");
     /* a buffer that is not a packed A (as large as a packed header, which is read first) */
     static float unpacked[64] = {1, 2, 3, 4};
-    if (et_set_isa(FIRST_SIMD->head.isa) == ET_OK)
+    if (et_set_isa(et_f32_gemm_variants[0].head.isa) == ET_OK)
         ET_CHECK(et_f32_gemm_nchw(0, 2, 2, 1, 2, unpacked, a, 4, y, 4, NULL, NULL, ws, sizeof ws, 1) ==
                      ET_ERR_ARG, "gemm_nchw with an unpacked A");
 }
@@ -493,7 +488,7 @@ static void test_nchw_wgrad(void) {
     /* {M, N, n, np}: np 1 (the copy pack), pieces of images inside K blocks, two K blocks */
     static const int64_t shapes[][4] = {{24, 96, 32, 1}, {144, 24, 3, 4},  {15, 33, 5, 49},
                                         {40, 70, 3, 300}, {29, 17, 7, 16}, {200, 40, 9, 1}};
-    for (const variant *v = FIRST_SIMD; v->head.name; v++) {
+    for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
             for (int nth = 1; nth <= 3; nth += 2)
@@ -510,7 +505,7 @@ void test_gemm(void) {
     const et_isa saved = et_get_isa();
     test_edge_args();
     et_check_variant_table("gemm", et_f32_gemm_variants, sizeof et_f32_gemm_variants[0]);
-    for (const variant *v = FIRST_SIMD; v->head.name; v++) {
+    for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
         if (!et_isa_supported(v->head.isa)) {
             printf("  gemm: %s not supported here, skipped\n", v->cfg->name);
             continue;
@@ -519,19 +514,14 @@ void test_gemm(void) {
         test_variant_shapes(v, MODE_RUN);
         test_repeatable(v);
     }
-    /* the public entry point on every ISA, ref included */
-    for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
-        if (et_set_isa(v->head.isa) == ET_OK) {
-            /* __ref has no tile: its shapes are those of the first SIMD config */
-            const variant any = {v->head, v->cfg ? v->cfg : FIRST_SIMD->cfg};
-            if (any.cfg) test_variant_shapes(&any, MODE_PUBLIC);
-        }
-    }
+    /* the public entry point on every ISA */
+    for (const variant *v = et_f32_gemm_variants; v->head.name; v++)
+        if (et_set_isa(v->head.isa) == ET_OK) test_variant_shapes(v, MODE_PUBLIC);
     test_pack_a();
     test_nchw();
     test_nchw_wgrad();
-    /* the same bits on every SIMD ISA and architecture, any thread count */
-    for (const variant *v = FIRST_SIMD; v->head.name; v++) {
+    /* the same bits on every ISA (ref's scalar config too) and architecture, any thread count */
+    for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
         ET_CHECK(v->cfg->kc == ET_GEMM_KC, "%s: kc %lld is not the shared ET_GEMM_KC",
                  v->cfg->name, (long long)v->cfg->kc);

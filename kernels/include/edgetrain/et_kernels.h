@@ -598,7 +598,7 @@ int et_f32_gemm_pa_current(const void *pa, int trans_a, int64_t M, int64_t K);
 /* The convolution forward with its weights packed before the call, for callers that run it
  * many times with unchanged weights (an eval program, kernels/runtime/eval_cache.c).
  * et_f32_conv2d_fwd_packed_bytes: bytes of the packed weights, 0 when this forward packs
- * none (depthwise, small products, the scalar reference ISA); they do not depend on the
+ * none (depthwise, small products); they do not depend on the
  * thread count. et_f32_conv2d_fwd_pack packs w into pk (the layout et_f32_conv2d_fwd packs
  * into its workspace on every call; the same bytes for every thread count at the same
  * address alignment: the panels start on a cache line after a header).
