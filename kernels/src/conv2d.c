@@ -39,6 +39,10 @@
  * block, one GEMM thread, a config with a table ukernel): B panels read straight from the image
  * stored channels-last, dw's columns permuted while summed and put back at the end (see
  * hwc_offb_image); the same FMA chains and sums, so the same bits (tests/test_conv_fast.c).
+ * First-layer weight gradient (padded-colt shapes, no padding, one band and one K block, on
+ * the AVX-512 config): colt built FL_BLOCK pixels at a time into L1 with constant-mask loads
+ * and dw's rows run over each block in passes (fl_image); the same FMA chains and sums, so the
+ * same bits (tests/test_conv_fast.c).
  * Depthwise shapes (groups == c) go to the direct kernels in conv2d_depthwise.c.
  */
 #include <string.h>
@@ -900,8 +904,8 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
 }
 
 /* ---- first-layer weight gradient, colt built in blocks (padded plan, AVX-512) -------------
- * The padded plan's GEMM per image, dw[OC, 32] (+)= dy[OC, np] * colt[np, 32], spent as long
- * building colt (c*kh short copies of kw floats per pixel: im2col_t) as multiplying. With no
+ * The padded plan spends two fifths of LeNet conv1's time building colt (c*kh short copies of
+ * kw floats per pixel: im2col_t) before the GEMM dw[OC, 32] (+)= dy[OC, np] * colt[np, 32]. With no
  * padding, dil_w 1, one band and one K block (np <= ET_GEMM_KC) and OC <= FL_MAX_OC, fl_image
  * instead builds colt FL_BLOCK pixels at a time into L1 (fl_build_*: window row t = (ci, ky)
  * of pixel (oy, ox), kw floats at x + (ci*h + ky*dil_h)*w + oy*sh*w + ox*sw, goes to columns
@@ -951,7 +955,7 @@ FL_BUILD(9, 3)
 /* Row i's two accumulators are named variables (an array of 28 zmm would live in memory). */
 #define FL_LOAD(i)                                                                                \
     __m512 c##i##_0 = _mm512_setzero_ps(), c##i##_1 = _mm512_setzero_ps();                        \
-    if (i < RR && !first) {                                                                       \
+    if (i < RR && i < mr && !first) {                                                             \
         c##i##_0 = _mm512_loadu_ps(acc + i * 32);                                                 \
         c##i##_1 = _mm512_loadu_ps(acc + i * 32 + 16);                                            \
     }
@@ -965,7 +969,7 @@ FL_BUILD(9, 3)
 #define FL_STORE1(d, v, m)                                                                        \
     _mm512_mask_storeu_ps(d, m, accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), v) : v)
 #define FL_SAVE(i)                                                                                \
-    if (i < RR && !last) {                                                                        \
+    if (i < RR && i < mr && !last) {                                                              \
         _mm512_storeu_ps(acc + i * 32, c##i##_0);                                                 \
         _mm512_storeu_ps(acc + i * 32 + 16, c##i##_1);                                            \
     }                                                                                             \
@@ -975,9 +979,10 @@ FL_BUILD(9, 3)
     }
 #define FL_ROWS14(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11) OP(12) OP(13)
 /* Rows [0, mr) (mr <= R; row i of dy at a + i * lda, rows past mr alias row mr - 1: computed,
- * never stored) over the K pixels of a block (colt rows b): the accumulators start at zero
- * (first) or from acc [R, 32], and go back to acc or (last) through the epilogue into c [mr,
- * nj] (row stride ldc). TWO: the right half of colt holds columns (nj > 16). */
+ * never stored) over the K pixels of a block (colt rows b): the accumulators of rows < mr
+ * start at zero (first) or from acc [mr, 32], and go back to acc or (last) through the
+ * epilogue into c [mr, nj] (row stride ldc). TWO: the right half of colt holds columns
+ * (nj > 16). */
 #define FL_PASS(R, T)                                                                             \
     ET_TARGET_AVX512 static void fl_pass_##R##_##T(int64_t K, const float *a, int64_t lda,       \
                                                    const float *b, float *acc, int first,        \
