@@ -41,6 +41,10 @@
  * block, one GEMM thread, a config with a table ukernel): B panels read straight from the image
  * stored channels-last, dw's columns permuted while summed and put back at the end (see
  * hwc_offb_image); the same FMA chains and sums, so the same bits (tests/test_conv_fast.c).
+ * First-layer weight gradient (padded-colt shapes, no padding, one band and one K block, on
+ * the AVX-512 config): colt built FL_BLOCK pixels at a time into L1 with constant-mask loads
+ * and dw's rows run over each block in passes (fl_image); the same FMA chains and sums, so the
+ * same bits (tests/test_conv_fast.c).
  * Depthwise shapes (groups == c) go to the direct kernels in conv2d_depthwise.c.
  */
 #include <string.h>
@@ -384,6 +388,8 @@ typedef struct conv_plan {
                                     * columns permuted (hwc_offb_image); the call clears it
                                     * when it cannot run that path */
     size_t xt_bytes;               /* hwc: the slot's channels-last image */
+    int fl;                        /* bwd_weight: 1 + the fl_table row of fl_image, or 0 (the
+                                    * call sets it: fl_pick) */
     size_t perm_bytes;             /* hwc: dw before its columns are put back in order */
     size_t in_bytes, out_bytes;    /* batched: gathered input / output matrices */
     size_t pa_one, pa_bytes;       /* the weights packed once per call, per group / in all */
@@ -914,6 +920,165 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
     }
 }
 
+/* ---- first-layer weight gradient, colt built in blocks (padded plan, AVX-512) -------------
+ * The padded plan spends two fifths of LeNet conv1's time building colt (c*kh short copies of
+ * kw floats per pixel: im2col_t) before the GEMM dw[OC, 32] (+)= dy[OC, np] * colt[np, 32]. With no
+ * padding, dil_w 1, one band and one K block (np <= ET_GEMM_KC) and OC <= FL_MAX_OC, fl_image
+ * instead builds colt FL_BLOCK pixels at a time into L1 (fl_build_*: window row t = (ci, ky)
+ * of pixel (oy, ox), kw floats at x + (ci*h + ky*dil_h)*w + oy*sh*w + ox*sw, goes to columns
+ * [t*kw, (t+1)*kw) by zero-masked loads whose masks are constants of the instantiation: c*kh
+ * and kw are template parameters) and runs the rows of dw over each block in passes of at
+ * most FL_MAX_ROWS (fl_pass_*), the accumulators kept in a buffer between blocks (stored and
+ * reloaded exactly). Each element is the packed GEMM's FMA chain over the pixels in order
+ * from 0 and its epilogue with alpha 1 (c = acc, or c_old + acc when accumulating), so the
+ * same bits as the colt path -- which the other ISAs keep (tests/test_conv_fast.c). */
+#define FL_BLOCK 64
+#define FL_MAX_ROWS 14 /* 28 accumulators + the two halves + a broadcast: 31 zmm */
+#define FL_MAX_OC 64   /* the accumulator buffer (on the stack): FL_MAX_OC x 32 floats */
+#if defined(ET_HAVE_X86_SIMD)
+/* colt rows of pixels [q0, q1) (row q - q0 at b + (q - q0) * 32; zeros from column NT*KW on). */
+#define FL_BUILD(NT, KW)                                                                          \
+    ET_TARGET_AVX512 static void fl_build_##NT##_##KW(const et_conv2d_params *p, const float *x, \
+                                                      const int64_t *ps, int64_t q0, int64_t q1, \
+                                                      float *b) {                                 \
+        const int64_t ow = p->ow, sw = p->stride_w, rstep = p->stride_h * p->w;                   \
+        int64_t oy = q0 / ow, ox = q0 % ow;                                                       \
+        const float *r[NT];                                                                       \
+        for (int t = 0; t < NT; t++) r[t] = x + oy * rstep + ps[t] - t * KW;                      \
+        for (int64_t q = q0; q < q1; q++, b += CONV_COLT_PAD) {                                   \
+            const int64_t xo = ox * sw;                                                           \
+            __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();                            \
+            _Pragma("GCC unroll 16") for (int t = 0; t < NT; t++) {                               \
+                const uint32_t bits = (uint32_t)((1ull << (t * KW + KW)) - (1ull << (t * KW)));   \
+                if (bits & 0xFFFFu)                                                               \
+                    b0 = _mm512_or_ps(                                                            \
+                        b0, _mm512_maskz_loadu_ps((__mmask16)(bits & 0xFFFFu), r[t] + xo));       \
+                if (bits >> 16)                                                                   \
+                    b1 = _mm512_or_ps(                                                            \
+                        b1, _mm512_maskz_loadu_ps((__mmask16)(bits >> 16), r[t] + xo + 16));      \
+            }                                                                                     \
+            _mm512_storeu_ps(b, b0);                                                              \
+            _mm512_storeu_ps(b + 16, b1);                                                         \
+            if (++ox == ow) {                                                                     \
+                ox = 0;                                                                           \
+                for (int t = 0; t < NT; t++) r[t] += rstep;                                       \
+            }                                                                                     \
+        }                                                                                         \
+    }
+FL_BUILD(5, 5)
+FL_BUILD(3, 3)
+FL_BUILD(9, 3)
+
+/* Row i's two accumulators are named variables (an array of 28 zmm would live in memory). */
+#define FL_LOAD(i)                                                                                \
+    __m512 c##i##_0 = _mm512_setzero_ps(), c##i##_1 = _mm512_setzero_ps();                        \
+    if (i < RR && i < mr && !first) {                                                             \
+        c##i##_0 = _mm512_loadu_ps(acc + i * 32);                                                 \
+        c##i##_1 = _mm512_loadu_ps(acc + i * 32 + 16);                                            \
+    }
+#define FL_FMA(i)                                                                                 \
+    if (i < RR) {                                                                                 \
+        const __m512 ai = _mm512_set1_ps(ar[i][k]);                                               \
+        c##i##_0 = _mm512_fmadd_ps(ai, b0, c##i##_0);                                             \
+        if (TWO) c##i##_1 = _mm512_fmadd_ps(ai, b1, c##i##_1);                                    \
+    }
+/* c = acc (c_old + acc when accumulating) under mask m: the GEMM's epilogue, alpha = beta = 1 */
+#define FL_STORE1(d, v, m)                                                                        \
+    _mm512_mask_storeu_ps(d, m, accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), v) : v)
+#define FL_SAVE(i)                                                                                \
+    if (i < RR && i < mr && !last) {                                                              \
+        _mm512_storeu_ps(acc + i * 32, c##i##_0);                                                 \
+        _mm512_storeu_ps(acc + i * 32 + 16, c##i##_1);                                            \
+    }                                                                                             \
+    if (i < RR && last && i < mr) {                                                               \
+        FL_STORE1(c + i * ldc, c##i##_0, m0);                                                     \
+        if (TWO) FL_STORE1(c + i * ldc + 16, c##i##_1, m1);                                       \
+    }
+#define FL_ROWS14(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11) OP(12) OP(13)
+/* Rows [0, mr) (mr <= R; row i of dy at a + i * lda, rows past mr alias row mr - 1: computed,
+ * never stored) over the K pixels of a block (colt rows b): the accumulators of rows < mr
+ * start at zero (first) or from acc [mr, 32], and go back to acc or (last) through the
+ * epilogue into c [mr, nj] (row stride ldc). TWO: the right half of colt holds columns
+ * (nj > 16). */
+#define FL_PASS(R, T)                                                                             \
+    ET_TARGET_AVX512 static void fl_pass_##R##_##T(int64_t K, const float *a, int64_t lda,       \
+                                                   const float *b, float *acc, int first,        \
+                                                   int last, float *c, int64_t ldc, int64_t mr,  \
+                                                   int64_t nj, int accumulate) {                  \
+        enum { RR = R, TWO = T };                                                                 \
+        const float *ar[R];                                                                       \
+        for (int i = 0; i < R; i++) ar[i] = a + (i < mr ? i : mr - 1) * lda;                      \
+        FL_ROWS14(FL_LOAD)                                                                        \
+        for (int64_t k = 0; k < K; k++, b += CONV_COLT_PAD) {                                     \
+            const __m512 b0 = _mm512_loadu_ps(b), b1 = TWO ? _mm512_loadu_ps(b + 16) : b0;       \
+            FL_ROWS14(FL_FMA)                                                                     \
+        }                                                                                         \
+        const uint32_t cols = (uint32_t)((1ull << nj) - 1u);                                      \
+        const __mmask16 m0 = (__mmask16)(cols & 0xFFFFu), m1 = (__mmask16)(cols >> 16);           \
+        FL_ROWS14(FL_SAVE)                                                                        \
+    }
+#define FL_PASSES(R) FL_PASS(R, 0) FL_PASS(R, 1)
+FL_PASSES(2) FL_PASSES(4) FL_PASSES(6) FL_PASSES(8) FL_PASSES(10) FL_PASSES(12) FL_PASSES(14)
+typedef void fl_pass_fn(int64_t, const float *, int64_t, const float *, float *, int, int,
+                        float *, int64_t, int64_t, int64_t, int);
+static fl_pass_fn *const fl_passes[2][FL_MAX_ROWS / 2] = { /* [TWO][rows / 2 - 1] */
+    {fl_pass_2_0, fl_pass_4_0, fl_pass_6_0, fl_pass_8_0, fl_pass_10_0, fl_pass_12_0, fl_pass_14_0},
+    {fl_pass_2_1, fl_pass_4_1, fl_pass_6_1, fl_pass_8_1, fl_pass_10_1, fl_pass_12_1, fl_pass_14_1},
+};
+typedef void fl_build_fn(const et_conv2d_params *, const float *, const int64_t *, int64_t,
+                         int64_t, float *);
+/* (c*kh, kw) instantiated: LeNet's conv1 (1, 5x5), 1 x 3x3 and 3 x 3x3 first layers */
+static const struct {
+    int nt, kw;
+    fl_build_fn *build;
+} fl_table[] = {{5, 5, fl_build_5_5}, {3, 3, fl_build_3_3}, {9, 3, fl_build_9_3}};
+#endif
+
+/* The fl_table row for this call (the AVX-512 config, the shape's (c*kh, kw) instantiated, no
+ * padding, dil_w 1, the padded plan's one band and one K block), else -1: the colt path. */
+static int fl_pick(const et_conv2d_params *p, const conv_plan *cp) {
+#if defined(ET_HAVE_X86_SIMD)
+    const et_f32_gemm_config *cfg =
+        ((const et_f32_gemm_variant *)ET_VARIANT_PICK(et_f32_gemm_variants))->cfg;
+    if (!conv_fast || cfg != &et_f32_gemm_config_avx512 || !cp->dwp_bytes || p->pad_t ||
+        p->pad_l || p->pad_b || p->pad_r || p->dil_w != 1 || cp->band != p->oh ||
+        cp->np > ET_GEMM_KC || p->oc > FL_MAX_OC)
+        return -1;
+    for (int e = 0; e < (int)(sizeof fl_table / sizeof fl_table[0]); e++)
+        if (fl_table[e].nt == p->c * p->kh && fl_table[e].kw == p->kw) return e;
+#else
+    (void)p, (void)cp;
+#endif
+    return -1;
+}
+
+#if defined(ET_HAVE_X86_SIMD)
+/* dw (s.dwp [OC, 32]) (+)= image (dy, x) with fl_table[e]; colt blocks in s.col. Rows in
+ * near-equal passes of at most FL_MAX_ROWS (OC = 20: two of 10). */
+static void fl_image(const et_conv2d_params *p, const conv_plan *cp, int e, const float *dy,
+                     const float *x, float *dw, int accumulate, conv_slot s) {
+    const int64_t M = p->oc, np = cp->np, nj = cp->kg;
+    float acc[FL_MAX_OC * CONV_COLT_PAD];
+    int64_t ps[CONV_COLT_PAD];
+    for (int64_t ci = 0; ci < p->c; ci++)
+        for (int64_t ky = 0; ky < p->kh; ky++)
+            ps[ci * p->kh + ky] = (ci * p->h + ky * p->dil_h) * p->w;
+    const int64_t passes = (M + FL_MAX_ROWS - 1) / FL_MAX_ROWS;
+    const int64_t rows = ((M + passes - 1) / passes + 1) / 2 * 2;
+    for (int64_t q0 = 0; q0 < np; q0 += FL_BLOCK) {
+        const int64_t q1 = np - q0 < FL_BLOCK ? np : q0 + FL_BLOCK;
+        fl_table[e].build(p, x, ps, q0, q1, s.col);
+        for (int64_t o0 = 0; o0 < M; o0 += rows) {
+            const int64_t mr = M - o0 < rows ? M - o0 : rows;
+            fl_passes[nj > 16][(mr + 1) / 2 - 1](q1 - q0, dy + o0 * np + q0, np, s.col,
+                                                  acc + o0 * CONV_COLT_PAD, q0 == 0, q1 == np,
+                                                  dw + o0 * CONV_COLT_PAD, CONV_COLT_PAD, mr,
+                                                  nj, accumulate);
+        }
+    }
+}
+#endif
+
 /* dw = (accumulate ? dw : 0) + contribution of this image; dw is s.dwp [OC, ldt] when the
  * plan pads the transposed columns. */
 static et_status bwd_weight_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
@@ -922,6 +1087,12 @@ static et_status bwd_weight_image(const et_conv2d_params *p, const conv_plan *cp
     const int pad = cp->dwp_bytes != 0;
     const int64_t n_out = pad ? cp->ldt : cp->kg; /* GEMM columns = dw's row stride */
     if (pad) dw = s.dwp;
+#if defined(ET_HAVE_X86_SIMD)
+    if (cp->fl) { /* the call checked fl_pick */
+        fl_image(p, cp, cp->fl - 1, dy, x, dw, accumulate, s);
+        return ET_OK;
+    }
+#endif
     if (cp->hwc) { /* the call checked hwc_offb_ok */
         hwc_offb_image(p, cp, dy, x, dw, accumulate, s);
         return ET_OK;
@@ -1339,6 +1510,7 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     /* hwc: dw is computed with its columns permuted in the workspace's tail, then put back */
     float *dwo = dw;
     cp.hwc = conv_fast && hwc_offb_ok(p, &cp, cp.batch_par ? 1 : cp.gemm_threads);
+    cp.fl = fl_pick(p, &cp) + 1;
     if (cp.hwc) dw = (float *)(base + cp.total - CONV_ALIGN - cp.perm_bytes);
     if (cp.wchunks == 1) {
         et_status st =

@@ -1,7 +1,8 @@
 /* edgetrain — the convolution's faster same-bits paths (et_conv2d_fast_paths_) against the
  * paths they replace, byte for byte: bwd_weight's channels-last path (plan hwc: B panels read
- * straight from the channels-last image by the table ukernel, dw's columns permuted back) on
- * every SIMD ISA, 1..3 threads; the shapes reach its branches and the places it stands down. */
+ * straight from the channels-last image by the table ukernel, dw's columns permuted back) and
+ * its first-layer path (plan fl: transposed columns built in blocks, rows in passes) on every
+ * SIMD ISA, 1..3 threads; the shapes reach their branches and the places they stand down. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,18 @@ static const fast_case fast_cases[] = {
     {3, 16, 40, 40, 8, 3, 3, 1, 1, 1, 1},    /* several column bands (old path) */
     {3, 40, 7, 7, 300, 5, 5, 1, 1, 1, 1},    /* dw > 1 MiB: one chunk (old path at th > 1) */
     {4, 2, 9, 9, 7, 6, 6, 1, 1, 1, 1},       /* Kg 72 from 2 channels, runs of 12 */
+    /* first layers (Kg < 32: padded colt, plan fl on AVX-512: colt built in blocks of 64) */
+    {64, 1, 28, 28, 20, 5, 5, 1, 1, 1, 1},   /* LeNet conv1 b64: two passes of 10 rows */
+    {9, 1, 28, 28, 20, 5, 5, 1, 1, 1, 1},    /* uneven chunks */
+    {3, 1, 13, 17, 7, 5, 5, 1, 1, 1, 1},     /* 117 pixels: a short last block; 7 rows */
+    {2, 1, 21, 15, 29, 5, 5, 2, 1, 2, 1},    /* 7 x 11 pixels, sh 2, dil_h 2; 3 passes */
+    {4, 1, 30, 30, 16, 3, 3, 1, 1, 1, 1},    /* Kg 9: the left half only; 784 px: 2 K blocks */
+    {4, 1, 20, 22, 13, 3, 3, 1, 2, 1, 1},    /* sw 2; an odd row count */
+    {5, 3, 16, 16, 32, 3, 3, 1, 1, 1, 1},    /* Kg 27 from 3 channels; 3 passes */
+    {3, 3, 17, 15, 64, 3, 3, 2, 2, 1, 1},    /* OC 64 = FL_MAX_OC, stride 2 */
+    {2, 3, 12, 12, 65, 3, 3, 1, 1, 1, 1},    /* OC 65 (old path) */
+    {3, 1, 16, 16, 6, 4, 4, 1, 1, 1, 1},     /* (c*kh, kw) not instantiated (old path) */
+    {1, 1, 5, 5, 1, 5, 5, 1, 1, 1, 1},       /* one pixel (the GEMM's unpacked path) */
 };
 
 static void check_fast(int ci, const fast_case *k) {
