@@ -455,7 +455,7 @@ static void ct_task(void *ctx, int64_t t, int tid) {
  * groups tm): the grid then gets about GRID_TASK_MACS multiply-adds per task (tn raised, whole
  * NR panels, at most one task per panel) instead of 2 tasks per thread, so a worker that joins
  * late or a thread that another process holds up leaves the other a panel or two to finish,
- * not a whole task (LeNet's fc1 dX, 64 x 800 x 500: 25 tasks of one ~11 us panel, was 4 of
+ * not a whole task (LeNet's fc1 dX, 64 x 800 x 500: 24 tasks over its 25 ~11 us panels, was 4 of
  * ~70 us; dW, 500 x 800 x 64: 2 x 12, was 2 x 2). */
 #define GRID_TASK_MACS 1048576.0
 
