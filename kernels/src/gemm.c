@@ -381,8 +381,15 @@ static void pack_a_range(void *ctx, int64_t p0, int64_t p1, int tid) {
  * the packed B side (a transpose of the few rows), and each MR x NR tile of C^T is kept in a
  * small buffer over the K blocks (loaded transposed when beta reads C) and stored transposed.
  * Every element is the same k-ordered FMA chain (x*w == w*x) with the same per-block epilogue,
- * so the same bits. */
-#define CT_MAX_ROWS 64 /* M up to this */
+ * so the same bits.
+ * Threads: every thread packs all of A^T into its own slot (once, for all the tasks it runs):
+ * packing it once for all threads measured slower (LeNet's fc1, 64 x 800 at 2 threads: a
+ * 16 us packing pass plus ~10 us in each thread's first tiles reading the half the other core
+ * packed, against 10 us of packing each thread does anyway). The MR tiles of C^T are split into
+ * tasks of CT_TILES_PER_TASK tiles, so a worker that joins late leaves the caller a tile or two
+ * to finish, not a quarter of the product. */
+#define CT_MAX_ROWS 64      /* M up to this */
+#define CT_TILES_PER_TASK 2 /* MR tiles of C^T per task (LeNet fc1: 2 x ~7 us) */
 
 typedef struct ct_job {
     const et_f32_gemm_config *cfg;
@@ -397,8 +404,8 @@ typedef struct ct_job {
     int64_t ldc;
     char *base;
     size_t slice;
-    int64_t nt; /* MR tiles of C^T's rows (C's columns) */
-    int ntasks;
+    int64_t nt;     /* MR tiles of C^T's rows (C's columns) */
+    int64_t ntasks; /* tasks over the nt tiles */
     unsigned char packed[ET_POOL_MAX_THREADS]; /* thread tid's slot holds A^T already */
 } ct_job;
 
@@ -412,7 +419,7 @@ static void ct_task(void *ctx, int64_t t, int tid) {
     const int64_t MR = cfg->mr, NR = cfg->nr, M = j->M, K = j->K, mp = round_up(M, NR);
     const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
     int64_t tb, te;
-    et_thread_range(j->nt, (int)t, j->ntasks, &tb, &te);
+    et_thread_range(j->nt, (int)t, (int)j->ntasks, &tb, &te);
     if (te <= tb) return;
     /* A^T's NR-wide panels for every K block: block pc, panel of columns i at pb + pc*mp + i*kc;
      * packed once per thread (its slot) for all the tasks it runs (the same panels) */
@@ -443,6 +450,49 @@ static void ct_task(void *ctx, int64_t t, int tid) {
     }
 }
 
+/* When the tasks share packed A (packed once before them, or pre-packed), more column tasks
+ * pack nothing more (each packs only its own columns of B, as many times as there are row
+ * groups tm): the grid then gets about GRID_TASK_MACS multiply-adds per task (tn raised, whole
+ * NR panels, at most one task per panel) instead of 2 tasks per thread, so a worker that joins
+ * late or a thread that another process holds up leaves the other a panel or two to finish,
+ * not a whole task (LeNet's fc1 dX, 64 x 800 x 500: 24 tasks over its 25 ~11 us panels, was 4 of
+ * ~70 us; dW, 500 x 800 x 64: 2 x 12, was 2 x 2). */
+#define GRID_TASK_MACS 1048576.0
+
+void et_f32_gemm_plan_of(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
+                         int64_t N, int64_t K, int64_t ldb, int has_pre, int nthreads,
+                         et_f32_gemm_plan *p) {
+    memset(p, 0, sizeof *p);
+    if (nthreads < 1) nthreads = 1;
+    if ((double)M * (double)N * (double)K < ET_GEMM_THREAD_MIN_MACS) nthreads = 1;
+    p->nthreads = nthreads;
+    const size_t slice = pack_a_bytes(cfg, M, K) + pack_b_bytes(cfg, N, K);
+    if (!has_pre && !trans_a && trans_b && cfg->ukernel_sa && M <= CT_MAX_ROWS &&
+        N >= 4 * cfg->mr && direct_b_stride_ok(ldb) && ct_fits(cfg, M, K, slice)) {
+        const int64_t nt = ceil_div(N, cfg->mr);
+        p->ct = 1;
+        p->tm = 1;
+        p->tn = nthreads > 1 ? ceil_div(nt, CT_TILES_PER_TASK) : 1;
+        return;
+    }
+    /* more tasks than threads: a thread preempted by another process or a worker that joins
+     * late holds up one task only (the grid changes no result bit: every element of C is the
+     * same K loop) */
+    int tm, tn;
+    choose_grid(cfg, M, N, nthreads > 1 ? ET_GEMM_TASKS_PER_THREAD * nthreads : 1, &tm, &tn);
+    const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
+    /* tasks that share rows of A (tn > 1) would each pack them again: op(A) is packed once, in
+     * parallel, first (pack_a_range) */
+    p->shared_a = !has_pre && tn > 1 && nthreads > 1;
+    p->pack_units = p->shared_a ? et_split_chunks(mt, nthreads) : 0;
+    if (nthreads > 1 && (has_pre || p->shared_a)) {
+        const double per = (double)M * (double)N * (double)K / GRID_TASK_MACS / tm;
+        if (per > (double)tn) tn = (int)min_i64(nt, (int64_t)per);
+    }
+    p->tm = tm;
+    p->tn = tn;
+}
+
 static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int trans_b,
                                  int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                                  int64_t lda, const packed_a *pre, const float *B, int64_t ldb,
@@ -459,36 +509,28 @@ static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int
     /* align the workspace; each task owns one slice */
     char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
     const size_t a_bytes = pack_a_bytes(cfg, M, K), slice = a_bytes + pack_b_bytes(cfg, N, K);
-    /* a small product is done before a sleeping worker has woken up: one thread */
-    if ((double)M * (double)N * (double)K < ET_GEMM_THREAD_MIN_MACS) nthreads = 1;
-    if (!pre && !trans_a && trans_b && cfg->ukernel_sa && M <= CT_MAX_ROWS && N >= 4 * cfg->mr &&
-        direct_b_stride_ok(ldb) && ct_fits(cfg, M, K, slice)) {
-        const int64_t nt = ceil_div(N, cfg->mr);
-        const int ntasks = (int)min_i64(nt, nthreads > 1 ? ET_GEMM_TASKS_PER_THREAD * nthreads : 1);
-        ct_job cj = {cfg, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, base, slice, nt, ntasks, {0}};
-        et_parallel_for(ntasks, nthreads, ct_task, &cj);
+    et_f32_gemm_plan plan;
+    et_f32_gemm_plan_of(cfg, trans_a, trans_b, M, N, K, ldb, pre != NULL, nthreads, &plan);
+    nthreads = plan.nthreads;
+    if (plan.ct) {
+        ct_job cj = {cfg, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, base, slice,
+                     ceil_div(N, cfg->mr), plan.tn, {0}};
+        et_parallel_for(plan.tn, nthreads, ct_task, &cj);
         return ET_OK;
     }
-    /* more tasks than threads: a thread preempted by another process or a worker that joins
-     * late holds up one task only (the grid changes no result bit: every element of C is the
-     * same K loop) */
-    int tm, tn;
-    choose_grid(cfg, M, N, nthreads > 1 ? ET_GEMM_TASKS_PER_THREAD * nthreads : 1, &tm, &tn);
     const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
-    /* tasks that share rows of A (tn > 1) would each pack them again: pack op(A) once, in
-     * parallel, into the workspace after the slices (the same panels, so the same bits) */
     packed_a shared;
-    if (!pre && tn > 1 && nthreads > 1) {
+    if (plan.shared_a) { /* into the workspace after the slices (the same panels, the same bits) */
         float *data = (float *)(base + (size_t)nthreads * slice);
         pack_a_job pj = {cfg, trans_a, M, K, A, lda, data};
-        et_parallel_ranges(mt, et_split_chunks(mt, nthreads), nthreads, pack_a_range, &pj);
+        et_parallel_ranges(mt, plan.pack_units, nthreads, pack_a_range, &pj);
         shared.data = data;
         shared.mp = round_up(M, cfg->mr);
         pre = &shared;
     }
     packed_job j = {cfg, trans_a, trans_b, M, N, K, alpha, A, lda, pre, B, ldb, beta, C, ldc,
-                    base, a_bytes, slice, mt, nt, tm, tn};
-    et_parallel_for(tm * tn, nthreads, packed_task, &j);
+                    base, a_bytes, slice, mt, nt, plan.tm, plan.tn};
+    et_parallel_for((int64_t)plan.tm * plan.tn, nthreads, packed_task, &j);
     return ET_OK;
 }
 

@@ -31,7 +31,9 @@
  * late takes fewer tasks); each task runs the loop nest above on its block with
  * its own slice of the workspace. When tasks share rows of A (tn > 1), op(A) is
  * packed once first, in parallel, into the workspace's tail and the tasks read
- * it. Products under ET_GEMM_THREAD_MIN_MACS multiply-adds run on one thread.
+ * it; the grid then has more columns, about 1 M multiply-adds per task, since
+ * more column tasks pack nothing more (et_f32_gemm_plan_of, gemm.c). Products
+ * under ET_GEMM_THREAD_MIN_MACS multiply-adds run on one thread.
  *
  * Determinism: every C element is computed by one thread with an FMA chain in
  * k order (starting from 0) whose KC split depends only on K (ET_GEMM_KC, the
@@ -121,6 +123,18 @@ et_status et_f32_gemm_packed(const et_f32_gemm_config *cfg, int trans_a, int tra
                              int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                              const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                              void *ws, size_t ws_bytes, int nthreads);
+/* How et_f32_gemm_packed splits a product over threads (tests pin it for known shapes):
+ * nthreads: the threads it uses (1 under ET_GEMM_THREAD_MIN_MACS multiply-adds); ct: the C^T
+ * path (x W^T with few rows; tn tasks over C^T's MR tiles, tm == 1); shared_a: op(A) is packed
+ * once, by pack_units chunks, before the tasks; tm x tn: the task grid over C's MR x NR tiles.
+ * has_pre: op(A) comes pre-packed (et_f32_gemm_pa). */
+typedef struct et_f32_gemm_plan {
+    int nthreads, ct, shared_a, tm, tn;
+    int64_t pack_units;
+} et_f32_gemm_plan;
+void et_f32_gemm_plan_of(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
+                         int64_t N, int64_t K, int64_t ldb, int has_pre, int nthreads,
+                         et_f32_gemm_plan *p);
 /* Workspace bytes et_f32_gemm_packed needs with `cfg` (0 if M, N or K is 0). */
 size_t et_f32_gemm_packed_ws_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t N,
                                    int64_t K, int nthreads);

@@ -499,6 +499,45 @@ static void test_nchw_wgrad(void) {
     }
 }
 
+/* The thread split of LeNet's fc1 products (b64) for every config compiled in: at 2 threads
+ * fine tasks (a late worker or a preempted thread then leaves the other at most a task of ~1 M
+ * multiply-adds to finish, where 2 tasks per thread left it a quarter of the product); op(A)
+ * packed once when the tasks share rows of it; at 1 thread a single task. The bits of every
+ * split are pinned by test_golden_bits. */
+static void test_thread_plan(void) {
+    static const struct { int ta, tb; int64_t M, N, K; } fc1[] = {
+        {0, 1, 64, 500, 800}, /* forward x W^T */
+        {0, 0, 64, 800, 500}, /* dX = dY W */
+        {1, 0, 500, 800, 64}, /* dW = dY^T X */
+    };
+    for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
+        const et_f32_gemm_config *cfg = v->cfg;
+        for (size_t s = 0; s < sizeof fc1 / sizeof fc1[0]; s++) {
+            const int64_t M = fc1[s].M, N = fc1[s].N, K = fc1[s].K;
+            const int64_t ldb = fc1[s].tb ? K : N;
+            et_f32_gemm_plan p1, p2;
+            et_f32_gemm_plan_of(cfg, fc1[s].ta, fc1[s].tb, M, N, K, ldb, 0, 1, &p1);
+            et_f32_gemm_plan_of(cfg, fc1[s].ta, fc1[s].tb, M, N, K, ldb, 0, 2, &p2);
+            ET_CHECK(p1.nthreads == 1 && p1.tm == 1 && p1.tn == 1 && !p1.shared_a,
+                     "%s fc1 %lldx%lldx%lld, 1 thread: %d threads, grid %dx%d, shared A %d",
+                     cfg->name, (long long)M, (long long)N, (long long)K, p1.nthreads, p1.tm,
+                     p1.tn, p1.shared_a);
+            const int64_t tasks = (int64_t)p2.tm * p2.tn;
+            /* the C^T path: tasks of 2 MR tiles (each thread packs A^T once for its tasks) */
+            const int64_t want = p2.ct ? (N + 2 * cfg->mr - 1) / (2 * cfg->mr) : 24;
+            ET_CHECK(p2.nthreads == 2 && (p2.ct ? tasks == want : tasks >= want && p2.shared_a),
+                     "%s fc1 %lldx%lldx%lld, 2 threads: %d threads, ct %d, grid %dx%d (want %s%lld "
+                     "tasks), shared A %d",
+                     cfg->name, (long long)M, (long long)N, (long long)K, p2.nthreads, p2.ct,
+                     p2.tm, p2.tn, p2.ct ? "" : ">= ", (long long)want, p2.shared_a);
+        }
+        /* AVX-512 (the in-place A kernel) runs the forward on the C^T path */
+        et_f32_gemm_plan p;
+        et_f32_gemm_plan_of(cfg, 0, 1, 64, 500, 800, 800, 0, 2, &p);
+        ET_CHECK(p.ct == (cfg->ukernel_sa != NULL), "%s fc1 forward: ct %d", cfg->name, p.ct);
+    }
+}
+
 void test_gemm(void) {
     const uint32_t nan_bits = 0x7fc00000u;
     memcpy(&g_nan, &nan_bits, sizeof g_nan);
@@ -520,6 +559,7 @@ void test_gemm(void) {
     test_pack_a();
     test_nchw();
     test_nchw_wgrad();
+    test_thread_plan();
     /* the same bits on every ISA (ref's scalar config too) and architecture, any thread count */
     for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
