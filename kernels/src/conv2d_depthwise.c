@@ -1537,11 +1537,16 @@ static int dw_fwd_fast__avx2(const et_conv2d_params *p, const float *x, const fl
  * et_conv_epilogue_ after the plane); a kernel row missing for both output rows is skipped, a
  * padding tap of one of them adds w * 0 as the flat table path does. */
 #define DWQ_MAX_TAPS 16
+#define DWQ_PAIRS 4 /* row pairs of the unrolled 3x3 body (outputs up to 8 rows) */
 
 typedef struct dwq_plan {
     __m512i idx[DWQ_MAX_TAPS]; /* per kx */
     __mmask16 cm[DWQ_MAX_TAPS]; /* per kx: lanes whose column is inside the row */
     __mmask16 rm;               /* the row's elements */
+    /* 3x3 with oh <= 2 * DWQ_PAIRS: per row pair and ky the offsets of its two input rows in
+     * the plane and their load masks (rm, or 0 for a missing row: a zero vector) */
+    int32_t off[DWQ_PAIRS][3][2];
+    __mmask16 lm[DWQ_PAIRS][3][2];
 } dwq_plan;
 
 static int dwq_ok(const et_conv2d_params *p) {
@@ -1563,6 +1568,14 @@ ET_TARGET_AVX512 static void dwq_make(const et_conv2d_params *p, dwq_plan *q) {
         q->cm[kx] = (__mmask16)m;
     }
     q->rm = (__mmask16)((1u << p->w) - 1u);
+    for (int64_t pr = 0; pr < DWQ_PAIRS; pr++)
+        for (int64_t ky = 0; ky < 3; ky++)
+            for (int64_t r = 0; r < 2; r++) {
+                const int64_t oy = 2 * pr + r, iy = 2 * oy - p->pad_t + ky * p->dil_h;
+                const int ok = oy < p->oh && iy >= 0 && iy < p->h;
+                q->off[pr][ky][r] = ok ? (int32_t)(iy * p->w) : 0;
+                q->lm[pr][ky][r] = ok ? q->rm : 0;
+            }
 }
 
 typedef struct dwq_job {
@@ -1610,13 +1623,60 @@ dwq_planes_body(const dwq_job *k, int64_t p0, int64_t p1, const int64_t kh, cons
     }
 }
 
+/* 3x3 with np = ceil(oh / 2) <= DWQ_PAIRS row pairs: the np pairs' chains side by side, no
+ * branches (a missing row is a masked-off load, so its taps add w * 0 where the body above
+ * skips a row missing for both outputs; see the file top for w * 0). Inlined with constant np. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dwq3_planes_body(const dwq_job *k, int64_t p0, int64_t p1, const int np) {
+    const et_conv2d_params *p = k->p;
+    const dwq_plan *q = k->q;
+    const int64_t mult = p->oc / p->c, oh = p->oh, ow = p->ow, xs = p->h * p->w, ys = oh * ow;
+    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
+    const et_act act = p->act;
+    const __m512i idx0 = q->idx[0], idx1 = q->idx[1], idx2 = q->idx[2];
+    const __mmask16 cm0 = q->cm[0], cm1 = q->cm[1], cm2 = q->cm[2];
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const int64_t i = pl / p->oc, o = pl % p->oc;
+        const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * 9;
+        float *yp = k->out + pl * ys;
+        __m512 wv[9], acc[DWQ_PAIRS];
+        for (int t = 0; t < 9; t++) wv[t] = _mm512_set1_ps(wo[t]);
+        const __m512 bv = _mm512_set1_ps(k->b ? k->b[o] : 0.0f);
+        for (int pr = 0; pr < np; pr++) acc[pr] = bv;
+        for (int ky = 0; ky < 3; ky++)
+            for (int pr = 0; pr < np; pr++) {
+                const __m512 A = _mm512_maskz_loadu_ps(q->lm[pr][ky][0], xp + q->off[pr][ky][0]);
+                const __m512 B = _mm512_maskz_loadu_ps(q->lm[pr][ky][1], xp + q->off[pr][ky][1]);
+                acc[pr] = _mm512_fmadd_ps(wv[ky * 3], _mm512_maskz_permutex2var_ps(cm0, A, idx0, B), acc[pr]);
+                acc[pr] = _mm512_fmadd_ps(wv[ky * 3 + 1], _mm512_maskz_permutex2var_ps(cm1, A, idx1, B), acc[pr]);
+                acc[pr] = _mm512_fmadd_ps(wv[ky * 3 + 2], _mm512_maskz_permutex2var_ps(cm2, A, idx2, B), acc[pr]);
+            }
+        if (bn_vec) {
+            const __m512 av = _mm512_set1_ps(p->bn_scale[o]), sv = _mm512_set1_ps(p->bn_shift[o]);
+            for (int pr = 0; pr < np; pr++) acc[pr] = dws_bn_act(acc[pr], av, sv, act);
+        }
+        for (int pr = 0; pr < np; pr++) {
+            const int64_t n = (2 * pr + 1 < oh ? 2 : 1) * ow;
+            _mm512_mask_storeu_ps(yp + 2 * pr * ow, (__mmask16)((1u << n) - 1u), acc[pr]);
+        }
+        if (!bn_vec && (act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
+    }
+}
+
 ET_TARGET_AVX512 static void dwq_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
     const dwq_job *k = (const dwq_job *)ctx;
+    const int64_t np = (k->p->oh + 1) / 2;
     (void)tid;
-    if (k->p->kh == 3 && k->p->kw == 3)
+    if (k->p->kh == 3 && k->p->kw == 3 && np <= DWQ_PAIRS) {
+        if (np == 4) dwq3_planes_body(k, p0, p1, 4);
+        else if (np == 3) dwq3_planes_body(k, p0, p1, 3);
+        else if (np == 2) dwq3_planes_body(k, p0, p1, 2);
+        else dwq3_planes_body(k, p0, p1, 1);
+    } else if (k->p->kh == 3 && k->p->kw == 3) {
         dwq_planes_body(k, p0, p1, 3, 3);
-    else
+    } else {
         dwq_planes_body(k, p0, p1, k->p->kh, k->p->kw);
+    }
 }
 
 /* ---- AVX-512, stride-2 3x3 forward on wide planes (dw3) ----------------------------------

@@ -72,6 +72,8 @@ static const dwb_case dwb_cases[] = {
     {3, 12, 16, 1, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2},    /* dilation 2, pad 2 */
     {2, 9, 9, 1, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1},      /* 9 -> 4, pad 0 */
     {3, 11, 9, 1, 1, 5, 2, 2, 0, 2, 0, 2, 1, 1},     /* 1x5 kernel */
+    {3, 4, 15, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},     /* 2x8: one row pair */
+    {2, 20, 14, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* 10x7: more pairs than unrolled */
     /* the AVX-512 stride-2 3x3 forward (dw3): output rows below / at / above a vector, odd
      * heights (the last row alone), pads 0 / 1 / 2, rows narrower than the table limit */
     {3, 32, 31, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* 16x16 */
