@@ -32,14 +32,15 @@
  * forwards with output rows >= DW3_MIN_OW on rows split into their taps in registers (dw3),
  * planes of at most DWS_MAX_HW elements (channel multiplier 1; stride 2 only with output rows
  * < DWS_S2_MIN_OW) on the flat table path (dws), larger forward / stride-1 input-gradient
- * planes on the padded-plane path (dwp). All add each output's taps in (ky, kx) order in one FMA chain
- * (kernels/tests/test_conv.c and test_dwbits.c check the forward's bits).
+ * planes on the padded-plane path (dwp). All add each output's taps in (ky, kx) order in one
+ * FMA chain (kernels/tests/test_conv.c and test_dwbits.c check the forward's bits).
  * Bias and activation of the forward (where a fused epilogue goes): dws, dwq, dw3 and dwp start
  * their accumulators at the bias and apply a fused BatchNorm with relu / relu6 / no act in
  * registers before the store (dws_bn_act), other epilogues after the plane; the generic
  * drivers (__ref, AVX2, NEON) fill the output plane with the bias before the plane and apply
  * the epilogue after it (dw_fwd_planes). AVX2 runs the forward of planes of at most DWS_MAX_HW
- * elements on the AVX-512 section's table too (dws2: 8-lane halves of its chunks).
+ * elements on the AVX-512 section's table too (dws2: 8-lane halves of its chunks), and dw3's
+ * shapes on its 8-lane twin first (dw3_fwd_planes__avx2).
  */
 #include <string.h>
 
@@ -1516,8 +1517,11 @@ ET_TARGET_AVX2 static void dws2_fwd_units(void *ctx, int64_t u0, int64_t u1, int
     }
 }
 
+static int dw3_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w, const float *b,
+                         float *y, int nthreads);
 static int dw_fwd_fast__avx2(const et_conv2d_params *p, const float *x, const float *w,
                              const float *b, float *y, int nthreads) {
+    if (dw3_fwd__avx2(p, x, w, b, y, nthreads)) return 1;
     dws_table t;
     if (!dws_build(p, 0, &t)) return 0;
     const int64_t units = (p->c + t.g - 1) / t.g;
@@ -1787,6 +1791,117 @@ ET_TARGET_AVX512 static void dw3_fwd_planes(void *ctx, int64_t p0, int64_t p1, i
         }
         if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
     }
+}
+
+/* dw3 with AVX2 (8-wide pieces; masked loads are vmaskmovps, which does not fault on masked-off
+ * lanes either). The same chains as the AVX-512 dw3. */
+ET_TARGET_AVX2 static inline __m256i dw3_mask8(int64_t c, int64_t iw) {
+    const __m256i col = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)c));
+    return _mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_set1_epi32(-1)),
+                            _mm256_cmpgt_epi32(_mm256_set1_epi32((int)iw), col));
+}
+
+/* The even / odd elements of (a, b): 8 of the 16. */
+ET_TARGET_AVX2 static inline __m256 dw3_evens8(__m256 a, __m256 b) {
+    const __m256 e = _mm256_shuffle_ps(a, b, 0x88);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
+ET_TARGET_AVX2 static inline __m256 dw3_odds8(__m256 a, __m256 b) {
+    const __m256 e = _mm256_shuffle_ps(a, b, 0xDD);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
+
+ET_TARGET_AVX2 static inline __attribute__((always_inline)) void
+dw3_split8(const float *r, int64_t c0, const __m256i *m, __m256 *t) {
+    if (!r) {
+        t[0] = t[1] = t[2] = _mm256_setzero_ps();
+        return;
+    }
+    const __m256 a = _mm256_maskload_ps(r + c0, m[0]), b = _mm256_maskload_ps(r + c0 + 8, m[1]);
+    const __m256 a2 = _mm256_maskload_ps(r + c0 + 2, m[2]), b2 = _mm256_maskload_ps(r + c0 + 10, m[3]);
+    t[0] = dw3_evens8(a, b);
+    t[1] = dw3_odds8(a, b);
+    t[2] = dw3_evens8(a2, b2);
+}
+
+ET_TARGET_AVX2 static inline __attribute__((always_inline)) __m256
+dw3_row8(__m256 acc, const __m256 *w, const __m256 *t) {
+    acc = _mm256_fmadd_ps(w[0], t[0], acc);
+    acc = _mm256_fmadd_ps(w[1], t[1], acc);
+    return _mm256_fmadd_ps(w[2], t[2], acc);
+}
+
+/* Output piece of n <= 8 floats stored (the masked-off lanes untouched). */
+ET_TARGET_AVX2 static inline void dw3_store8(float *d, __m256 v, int64_t n, __m256i mo) {
+    if (n == 8) _mm256_storeu_ps(d, v);
+    else _mm256_maskstore_ps(d, mo, v);
+}
+
+ET_TARGET_AVX2 static void dw3_fwd_planes__avx2(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dw_job *k = (const dw_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    const int64_t mult = p->oc / p->c, h = p->h, iw = p->w, oh = p->oh, ow = p->ow;
+    const int64_t pt = p->pad_t, pl = p->pad_l, xs = h * iw, ys = oh * ow;
+    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
+    (void)tid;
+    for (int64_t q = p0; q < p1; q++) {
+        const int64_t i = q / p->oc, o = q % p->oc;
+        const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * 9;
+        float *yp = k->out + q * ys;
+        __m256 wv[9];
+        for (int t = 0; t < 9; t++) wv[t] = _mm256_set1_ps(wo[t]);
+        const __m256 bv = _mm256_set1_ps(k->b ? k->b[o] : 0.0f);
+        const __m256 av = _mm256_set1_ps(bn_vec ? p->bn_scale[o] : 0.0f);
+        const __m256 sv = _mm256_set1_ps(bn_vec ? p->bn_shift[o] : 0.0f);
+        for (int64_t j0 = 0; j0 < ow; j0 += 8) {
+            const int64_t c0 = 2 * j0 - pl, n = ow - j0 < 8 ? ow - j0 : 8;
+            const __m256i mo = dw3_mask8(0, n);
+            const __m256i m[4] = {dw3_mask8(c0, iw), dw3_mask8(c0 + 8, iw), dw3_mask8(c0 + 2, iw),
+                                  dw3_mask8(c0 + 10, iw)};
+#define DW3_ROW(iy) ((iy) >= 0 && (iy) < h ? xp + (iy) * iw : NULL)
+            __m256 t0[3], t1[3], t2[3], t3[3], t4[3];
+            dw3_split8(DW3_ROW(-pt), c0, m, t0);
+            int64_t oy = 0;
+            for (; oy + 2 <= oh; oy += 2) {
+                const int64_t r = 2 * oy - pt;
+                dw3_split8(DW3_ROW(r + 1), c0, m, t1);
+                dw3_split8(DW3_ROW(r + 2), c0, m, t2);
+                dw3_split8(DW3_ROW(r + 3), c0, m, t3);
+                dw3_split8(DW3_ROW(r + 4), c0, m, t4);
+                __m256 a0 = dw3_row8(dw3_row8(dw3_row8(bv, wv, t0), wv + 3, t1), wv + 6, t2);
+                __m256 a1 = dw3_row8(dw3_row8(dw3_row8(bv, wv, t2), wv + 3, t3), wv + 6, t4);
+                if (bn_vec) {
+                    a0 = dws2_bn_act(a0, av, sv, p->act);
+                    a1 = dws2_bn_act(a1, av, sv, p->act);
+                }
+                dw3_store8(yp + oy * ow + j0, a0, n, mo);
+                dw3_store8(yp + (oy + 1) * ow + j0, a1, n, mo);
+                t0[0] = t4[0];
+                t0[1] = t4[1];
+                t0[2] = t4[2];
+            }
+            if (oy < oh) {
+                const int64_t r = 2 * oy - pt;
+                dw3_split8(DW3_ROW(r + 1), c0, m, t1);
+                dw3_split8(DW3_ROW(r + 2), c0, m, t2);
+                __m256 a0 = dw3_row8(dw3_row8(dw3_row8(bv, wv, t0), wv + 3, t1), wv + 6, t2);
+                if (bn_vec) a0 = dws2_bn_act(a0, av, sv, p->act);
+                dw3_store8(yp + oy * ow + j0, a0, n, mo);
+            }
+#undef DW3_ROW
+        }
+        if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
+    }
+}
+
+static int dw3_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w, const float *b,
+                         float *y, int nthreads) {
+    if (!dw3_ok(p)) return 0;
+    const dw_geom g = dw_fwd_geom(p);
+    const int64_t planes = p->n * p->oc;
+    dw_job k = {p, &g, NULL, NULL, x, w, b, NULL, y, 0};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw3_fwd_planes__avx2, &k);
+    return 1;
 }
 
 et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x, const float *w,
