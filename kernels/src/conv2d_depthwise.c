@@ -1651,9 +1651,11 @@ dwq3_planes_body(const dwq_job *k, int64_t p0, int64_t p1, const int np) {
             for (int pr = 0; pr < np; pr++) {
                 const __m512 A = _mm512_maskz_loadu_ps(q->lm[pr][ky][0], xp + q->off[pr][ky][0]);
                 const __m512 B = _mm512_maskz_loadu_ps(q->lm[pr][ky][1], xp + q->off[pr][ky][1]);
-                acc[pr] = _mm512_fmadd_ps(wv[ky * 3], _mm512_maskz_permutex2var_ps(cm0, A, idx0, B), acc[pr]);
-                acc[pr] = _mm512_fmadd_ps(wv[ky * 3 + 1], _mm512_maskz_permutex2var_ps(cm1, A, idx1, B), acc[pr]);
-                acc[pr] = _mm512_fmadd_ps(wv[ky * 3 + 2], _mm512_maskz_permutex2var_ps(cm2, A, idx2, B), acc[pr]);
+                const __m512 *w3 = wv + ky * 3;
+                __m512 a = acc[pr];
+                a = _mm512_fmadd_ps(w3[0], _mm512_maskz_permutex2var_ps(cm0, A, idx0, B), a);
+                a = _mm512_fmadd_ps(w3[1], _mm512_maskz_permutex2var_ps(cm1, A, idx1, B), a);
+                acc[pr] = _mm512_fmadd_ps(w3[2], _mm512_maskz_permutex2var_ps(cm2, A, idx2, B), a);
             }
         if (bn_vec) {
             const __m512 av = _mm512_set1_ps(p->bn_scale[o]), sv = _mm512_set1_ps(p->bn_shift[o]);
@@ -1720,7 +1722,8 @@ dw3_split(const float *r, int64_t c0, const __mmask16 *m, __m512 *t) {
     }
     const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    const __m512 a = _mm512_maskz_loadu_ps(m[0], r + c0), b = _mm512_maskz_loadu_ps(m[1], r + c0 + 16);
+    const __m512 a = _mm512_maskz_loadu_ps(m[0], r + c0);
+    const __m512 b = _mm512_maskz_loadu_ps(m[1], r + c0 + 16);
     const __m512 a2 = _mm512_maskz_loadu_ps(m[2], r + c0 + 2);
     const __m512 b2 = _mm512_maskz_loadu_ps(m[3], r + c0 + 18);
     t[0] = _mm512_permutex2var_ps(a, ev, b);
@@ -1796,7 +1799,8 @@ ET_TARGET_AVX512 static void dw3_fwd_planes(void *ctx, int64_t p0, int64_t p1, i
 /* dw3 with AVX2 (8-wide pieces; masked loads are vmaskmovps, which does not fault on masked-off
  * lanes either). The same chains as the AVX-512 dw3. */
 ET_TARGET_AVX2 static inline __m256i dw3_mask8(int64_t c, int64_t iw) {
-    const __m256i col = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)c));
+    const __m256i col =
+        _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)c));
     return _mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_set1_epi32(-1)),
                             _mm256_cmpgt_epi32(_mm256_set1_epi32((int)iw), col));
 }
@@ -1818,7 +1822,8 @@ dw3_split8(const float *r, int64_t c0, const __m256i *m, __m256 *t) {
         return;
     }
     const __m256 a = _mm256_maskload_ps(r + c0, m[0]), b = _mm256_maskload_ps(r + c0 + 8, m[1]);
-    const __m256 a2 = _mm256_maskload_ps(r + c0 + 2, m[2]), b2 = _mm256_maskload_ps(r + c0 + 10, m[3]);
+    const __m256 a2 = _mm256_maskload_ps(r + c0 + 2, m[2]);
+    const __m256 b2 = _mm256_maskload_ps(r + c0 + 10, m[3]);
     t[0] = dw3_evens8(a, b);
     t[1] = dw3_odds8(a, b);
     t[2] = dw3_evens8(a2, b2);
