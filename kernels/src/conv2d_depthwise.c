@@ -28,17 +28,19 @@
  * A padding tap some paths add as w * 0 changes only a chain at -0 (a bias of -0) or a
  * non-finite weight.
  * AVX-512 replaces the drivers where it can: the forward with stride 2 on narrow planes (input
- * rows <= 16 floats, output rows 4..8) on permuted row pairs (dwq), planes of at most
- * DWS_MAX_HW elements (channel multiplier 1; stride 2 only with output rows < DWS_S2_MIN_OW)
- * on the flat table path (dws), larger forward / stride-1 input-gradient planes on the
- * padded-plane path (dwp). All add each output's taps in (ky, kx) order in one FMA chain
- * (kernels/tests/test_conv.c and test_dwbits.c check the forward's bits).
- * Bias and activation of the forward (where a fused epilogue goes): dws, dwq and dwp start
+ * rows <= 16 floats, output rows 4..8) on permuted row pairs (dwq), the other stride-2 3x3
+ * forwards with output rows >= DW3_MIN_OW on rows split into their taps in registers (dw3),
+ * planes of at most DWS_MAX_HW elements (channel multiplier 1; stride 2 only with output rows
+ * < DWS_S2_MIN_OW) on the flat table path (dws), larger forward / stride-1 input-gradient
+ * planes on the padded-plane path (dwp). All add each output's taps in (ky, kx) order in one
+ * FMA chain (kernels/tests/test_conv.c and test_dwbits.c check the forward's bits).
+ * Bias and activation of the forward (where a fused epilogue goes): dws, dwq, dw3 and dwp start
  * their accumulators at the bias and apply a fused BatchNorm with relu / relu6 / no act in
  * registers before the store (dws_bn_act), other epilogues after the plane; the generic
  * drivers (__ref, AVX2, NEON) fill the output plane with the bias before the plane and apply
  * the epilogue after it (dw_fwd_planes). AVX2 runs the forward of planes of at most DWS_MAX_HW
- * elements on the AVX-512 section's table too (dws2: 8-lane halves of its chunks).
+ * elements on the AVX-512 section's table too (dws2: 8-lane halves of its chunks), and dw3's
+ * shapes on its 8-lane twin first (dw3_fwd_planes__avx2).
  */
 #include <string.h>
 
@@ -1080,7 +1082,8 @@ ET_TARGET_AVX512 static void dw_wgrad__avx512(const et_conv2d_params *p, const f
  * Only for channel multiplier 1 and at most DWS_MAX_TAPS taps; other shapes use the drivers. */
 /* The forward with stride 2 and output rows at least this wide runs on the padded-plane path
  * (dwp: deinterleaved band buffer, no gathers) instead of this table's gathers: about 1.2-1.4x
- * faster at 56 -> 28 and 28 -> 14, slower at 14 -> 7 (timed in MobileNetV2's shapes). */
+ * faster at 56 -> 28 and 28 -> 14, slower at 14 -> 7 (timed in MobileNetV2's shapes). 3x3
+ * kernels (dw3) take stride 2 before either. */
 #define DWS_S2_MIN_OW 14
 #define DWS_IMGS 4 /* images per pass (independent accumulators); the code assumes 4 */
 /* Below this many masked vector FMAs (t->work per image times the images) a call runs on one
@@ -1514,8 +1517,11 @@ ET_TARGET_AVX2 static void dws2_fwd_units(void *ctx, int64_t u0, int64_t u1, int
     }
 }
 
+static int dw3_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w, const float *b,
+                         float *y, int nthreads);
 static int dw_fwd_fast__avx2(const et_conv2d_params *p, const float *x, const float *w,
                              const float *b, float *y, int nthreads) {
+    if (dw3_fwd__avx2(p, x, w, b, y, nthreads)) return 1;
     dws_table t;
     if (!dws_build(p, 0, &t)) return 0;
     const int64_t units = (p->c + t.g - 1) / t.g;
@@ -1535,11 +1541,16 @@ static int dw_fwd_fast__avx2(const et_conv2d_params *p, const float *x, const fl
  * et_conv_epilogue_ after the plane); a kernel row missing for both output rows is skipped, a
  * padding tap of one of them adds w * 0 as the flat table path does. */
 #define DWQ_MAX_TAPS 16
+#define DWQ_PAIRS 4 /* row pairs of the unrolled 3x3 body (outputs up to 8 rows) */
 
 typedef struct dwq_plan {
     __m512i idx[DWQ_MAX_TAPS]; /* per kx */
     __mmask16 cm[DWQ_MAX_TAPS]; /* per kx: lanes whose column is inside the row */
     __mmask16 rm;               /* the row's elements */
+    /* 3x3 with oh <= 2 * DWQ_PAIRS: per row pair and ky the offsets of its two input rows in
+     * the plane and their load masks (rm, or 0 for a missing row: a zero vector) */
+    int32_t off[DWQ_PAIRS][3][2];
+    __mmask16 lm[DWQ_PAIRS][3][2];
 } dwq_plan;
 
 static int dwq_ok(const et_conv2d_params *p) {
@@ -1561,6 +1572,14 @@ ET_TARGET_AVX512 static void dwq_make(const et_conv2d_params *p, dwq_plan *q) {
         q->cm[kx] = (__mmask16)m;
     }
     q->rm = (__mmask16)((1u << p->w) - 1u);
+    for (int64_t pr = 0; pr < DWQ_PAIRS; pr++)
+        for (int64_t ky = 0; ky < 3; ky++)
+            for (int64_t r = 0; r < 2; r++) {
+                const int64_t oy = 2 * pr + r, iy = 2 * oy - p->pad_t + ky * p->dil_h;
+                const int ok = oy < p->oh && iy >= 0 && iy < p->h;
+                q->off[pr][ky][r] = ok ? (int32_t)(iy * p->w) : 0;
+                q->lm[pr][ky][r] = ok ? q->rm : 0;
+            }
 }
 
 typedef struct dwq_job {
@@ -1570,15 +1589,15 @@ typedef struct dwq_job {
     float *out;
 } dwq_job;
 
-ET_TARGET_AVX512 static void dwq_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const dwq_job *k = (const dwq_job *)ctx;
+/* Inlined with constant kh, kw for 3x3 (the loops unrolled, the weights in registers). */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dwq_planes_body(const dwq_job *k, int64_t p0, int64_t p1, const int64_t kh, const int64_t kw) {
     const et_conv2d_params *p = k->p;
     const dwq_plan *q = k->q;
     const int64_t mult = p->oc / p->c, h = p->h, w = p->w, oh = p->oh, ow = p->ow;
-    const int64_t kh = p->kh, kw = p->kw, xs = h * w, ys = oh * ow, ks = kh * kw;
+    const int64_t xs = h * w, ys = oh * ow, ks = kh * kw;
     const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
     const __m512 zero = _mm512_setzero_ps();
-    (void)tid;
     for (int64_t pl = p0; pl < p1; pl++) {
         const int64_t i = pl / p->oc, o = pl % p->oc;
         const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * ks;
@@ -1608,6 +1627,288 @@ ET_TARGET_AVX512 static void dwq_fwd_planes(void *ctx, int64_t p0, int64_t p1, i
     }
 }
 
+/* 3x3 with np = ceil(oh / 2) <= DWQ_PAIRS row pairs: the np pairs' chains side by side, no
+ * branches (a missing row is a masked-off load, so its taps add w * 0 where the body above
+ * skips a row missing for both outputs; see the file top for w * 0). Inlined with constant np. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dwq3_planes_body(const dwq_job *k, int64_t p0, int64_t p1, const int np) {
+    const et_conv2d_params *p = k->p;
+    const dwq_plan *q = k->q;
+    const int64_t mult = p->oc / p->c, oh = p->oh, ow = p->ow, xs = p->h * p->w, ys = oh * ow;
+    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
+    const et_act act = p->act;
+    const __m512i idx0 = q->idx[0], idx1 = q->idx[1], idx2 = q->idx[2];
+    const __mmask16 cm0 = q->cm[0], cm1 = q->cm[1], cm2 = q->cm[2];
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const int64_t i = pl / p->oc, o = pl % p->oc;
+        const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * 9;
+        float *yp = k->out + pl * ys;
+        __m512 wv[9], acc[DWQ_PAIRS];
+        for (int t = 0; t < 9; t++) wv[t] = _mm512_set1_ps(wo[t]);
+        const __m512 bv = _mm512_set1_ps(k->b ? k->b[o] : 0.0f);
+        for (int pr = 0; pr < np; pr++) acc[pr] = bv;
+        for (int ky = 0; ky < 3; ky++)
+            for (int pr = 0; pr < np; pr++) {
+                const __m512 A = _mm512_maskz_loadu_ps(q->lm[pr][ky][0], xp + q->off[pr][ky][0]);
+                const __m512 B = _mm512_maskz_loadu_ps(q->lm[pr][ky][1], xp + q->off[pr][ky][1]);
+                const __m512 *w3 = wv + ky * 3;
+                __m512 a = acc[pr];
+                a = _mm512_fmadd_ps(w3[0], _mm512_maskz_permutex2var_ps(cm0, A, idx0, B), a);
+                a = _mm512_fmadd_ps(w3[1], _mm512_maskz_permutex2var_ps(cm1, A, idx1, B), a);
+                acc[pr] = _mm512_fmadd_ps(w3[2], _mm512_maskz_permutex2var_ps(cm2, A, idx2, B), a);
+            }
+        if (bn_vec) {
+            const __m512 av = _mm512_set1_ps(p->bn_scale[o]), sv = _mm512_set1_ps(p->bn_shift[o]);
+            for (int pr = 0; pr < np; pr++) acc[pr] = dws_bn_act(acc[pr], av, sv, act);
+        }
+        for (int pr = 0; pr < np; pr++) {
+            const int64_t n = (2 * pr + 1 < oh ? 2 : 1) * ow;
+            _mm512_mask_storeu_ps(yp + 2 * pr * ow, (__mmask16)((1u << n) - 1u), acc[pr]);
+        }
+        if (!bn_vec && (act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
+    }
+}
+
+ET_TARGET_AVX512 static void dwq_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dwq_job *k = (const dwq_job *)ctx;
+    const int64_t np = (k->p->oh + 1) / 2;
+    (void)tid;
+    if (k->p->kh == 3 && k->p->kw == 3 && np <= DWQ_PAIRS) {
+        if (np == 4) dwq3_planes_body(k, p0, p1, 4);
+        else if (np == 3) dwq3_planes_body(k, p0, p1, 3);
+        else if (np == 2) dwq3_planes_body(k, p0, p1, 2);
+        else dwq3_planes_body(k, p0, p1, 1);
+    } else if (k->p->kh == 3 && k->p->kw == 3) {
+        dwq_planes_body(k, p0, p1, 3, 3);
+    } else {
+        dwq_planes_body(k, p0, p1, k->p->kh, k->p->kw);
+    }
+}
+
+/* ---- AVX-512, stride-2 3x3 forward on wide planes (dw3) ----------------------------------
+ * Stride 2, 3x3, dilation 1, pads 0 .. 2 (MobileNetV2's 112 -> 56 ... 28 -> 14). No buffer:
+ * for a 16-wide output piece at column j0, an input row's three taps are the elements
+ * c0 + 2j + kx (c0 = 2 * j0 - pl): two permutes of the masked loads at c0 and c0 + 16 (kx 0
+ * and 1) and one of the loads at c0 + 2 and c0 + 18 (kx 2); columns outside the row are masked
+ * off (zeros). Each input row is loaded and split once per piece: the last row of output row
+ * oy is the first of oy + 1 (carried over). Two output rows per step (independent FMA chains).
+ * Bits: per output one FMA chain from the bias over the taps in (ky, kx) order, then the
+ * epilogue in registers where dws_bn_act covers it (else et_conv_epilogue_ after the plane); a
+ * padding tap adds w * 0 (a missing row is a zero vector), as the padded-plane path does. */
+/* Narrower outputs stay on the flat table (dws), whose vectors hold several rows or channels
+ * (timed: 4x4 -> 2x2 2x faster there, 6x6 -> 3x3 the same; 18x18 -> 9x9 2.5x faster here). The
+ * narrow-plane path (dwq) goes first. */
+#define DW3_MIN_OW 3
+
+static int dw3_ok(const et_conv2d_params *p) {
+    return p->stride_h == 2 && p->stride_w == 2 && p->kh == 3 && p->kw == 3 && p->dil_h == 1 &&
+           p->dil_w == 1 && p->pad_t >= 0 && p->pad_t <= 2 && p->pad_l >= 0 && p->pad_l <= 2 &&
+           p->ow >= DW3_MIN_OW && p->oh >= 1;
+}
+
+/* Lanes e of a load at column c whose column c + e is inside a row of iw. */
+static inline __mmask16 dw3_mask(int64_t c, int64_t iw) {
+    const int64_t lo = c < 0 ? -c : 0, hi = iw - c < 16 ? iw - c : 16;
+    if (hi <= lo) return 0;
+    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+/* The three taps (kx = 0, 1, 2) of input row r (NULL: padding) for the piece at column c0. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dw3_split(const float *r, int64_t c0, const __mmask16 *m, __m512 *t) {
+    if (!r) {
+        t[0] = t[1] = t[2] = _mm512_setzero_ps();
+        return;
+    }
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512 a = _mm512_maskz_loadu_ps(m[0], r + c0);
+    const __m512 b = _mm512_maskz_loadu_ps(m[1], r + c0 + 16);
+    const __m512 a2 = _mm512_maskz_loadu_ps(m[2], r + c0 + 2);
+    const __m512 b2 = _mm512_maskz_loadu_ps(m[3], r + c0 + 18);
+    t[0] = _mm512_permutex2var_ps(a, ev, b);
+    t[1] = _mm512_permutex2var_ps(a, od, b);
+    t[2] = _mm512_permutex2var_ps(a2, ev, b2);
+}
+
+/* acc + the three taps of one kernel row (weights w[0..2]) in kx order. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) __m512
+dw3_row(__m512 acc, const __m512 *w, const __m512 *t) {
+    acc = _mm512_fmadd_ps(w[0], t[0], acc);
+    acc = _mm512_fmadd_ps(w[1], t[1], acc);
+    return _mm512_fmadd_ps(w[2], t[2], acc);
+}
+
+ET_TARGET_AVX512 static void dw3_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dw_job *k = (const dw_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    const int64_t mult = p->oc / p->c, h = p->h, iw = p->w, oh = p->oh, ow = p->ow;
+    const int64_t pt = p->pad_t, pl = p->pad_l, xs = h * iw, ys = oh * ow;
+    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
+    (void)tid;
+    for (int64_t q = p0; q < p1; q++) {
+        const int64_t i = q / p->oc, o = q % p->oc;
+        const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * 9;
+        float *yp = k->out + q * ys;
+        __m512 wv[9];
+        for (int t = 0; t < 9; t++) wv[t] = _mm512_set1_ps(wo[t]);
+        const __m512 bv = _mm512_set1_ps(k->b ? k->b[o] : 0.0f);
+        const __m512 av = _mm512_set1_ps(bn_vec ? p->bn_scale[o] : 0.0f);
+        const __m512 sv = _mm512_set1_ps(bn_vec ? p->bn_shift[o] : 0.0f);
+        for (int64_t j0 = 0; j0 < ow; j0 += 16) {
+            const int64_t c0 = 2 * j0 - pl, n = ow - j0 < 16 ? ow - j0 : 16;
+            const __mmask16 mo = (__mmask16)((1u << n) - 1u);
+            const __mmask16 m[4] = {dw3_mask(c0, iw), dw3_mask(c0 + 16, iw), dw3_mask(c0 + 2, iw),
+                                    dw3_mask(c0 + 18, iw)};
+#define DW3_ROW(iy) ((iy) >= 0 && (iy) < h ? xp + (iy) * iw : NULL)
+            __m512 t0[3], t1[3], t2[3], t3[3], t4[3];
+            dw3_split(DW3_ROW(-pt), c0, m, t0);
+            int64_t oy = 0;
+            for (; oy + 2 <= oh; oy += 2) { /* input rows 2oy - pt .. 2oy - pt + 4 */
+                const int64_t r = 2 * oy - pt;
+                dw3_split(DW3_ROW(r + 1), c0, m, t1);
+                dw3_split(DW3_ROW(r + 2), c0, m, t2);
+                dw3_split(DW3_ROW(r + 3), c0, m, t3);
+                dw3_split(DW3_ROW(r + 4), c0, m, t4);
+                __m512 a0 = dw3_row(dw3_row(dw3_row(bv, wv, t0), wv + 3, t1), wv + 6, t2);
+                __m512 a1 = dw3_row(dw3_row(dw3_row(bv, wv, t2), wv + 3, t3), wv + 6, t4);
+                if (bn_vec) {
+                    a0 = dws_bn_act(a0, av, sv, p->act);
+                    a1 = dws_bn_act(a1, av, sv, p->act);
+                }
+                _mm512_mask_storeu_ps(yp + oy * ow + j0, mo, a0);
+                _mm512_mask_storeu_ps(yp + (oy + 1) * ow + j0, mo, a1);
+                t0[0] = t4[0];
+                t0[1] = t4[1];
+                t0[2] = t4[2];
+            }
+            if (oy < oh) {
+                const int64_t r = 2 * oy - pt;
+                dw3_split(DW3_ROW(r + 1), c0, m, t1);
+                dw3_split(DW3_ROW(r + 2), c0, m, t2);
+                __m512 a0 = dw3_row(dw3_row(dw3_row(bv, wv, t0), wv + 3, t1), wv + 6, t2);
+                if (bn_vec) a0 = dws_bn_act(a0, av, sv, p->act);
+                _mm512_mask_storeu_ps(yp + oy * ow + j0, mo, a0);
+            }
+#undef DW3_ROW
+        }
+        if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
+    }
+}
+
+/* dw3 with AVX2 (8-wide pieces; masked loads are vmaskmovps, which does not fault on masked-off
+ * lanes either). The same chains as the AVX-512 dw3. */
+ET_TARGET_AVX2 static inline __m256i dw3_mask8(int64_t c, int64_t iw) {
+    const __m256i col =
+        _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)c));
+    return _mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_set1_epi32(-1)),
+                            _mm256_cmpgt_epi32(_mm256_set1_epi32((int)iw), col));
+}
+
+/* The even / odd elements of (a, b): 8 of the 16. */
+ET_TARGET_AVX2 static inline __m256 dw3_evens8(__m256 a, __m256 b) {
+    const __m256 e = _mm256_shuffle_ps(a, b, 0x88);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
+ET_TARGET_AVX2 static inline __m256 dw3_odds8(__m256 a, __m256 b) {
+    const __m256 e = _mm256_shuffle_ps(a, b, 0xDD);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
+
+ET_TARGET_AVX2 static inline __attribute__((always_inline)) void
+dw3_split8(const float *r, int64_t c0, const __m256i *m, __m256 *t) {
+    if (!r) {
+        t[0] = t[1] = t[2] = _mm256_setzero_ps();
+        return;
+    }
+    const __m256 a = _mm256_maskload_ps(r + c0, m[0]), b = _mm256_maskload_ps(r + c0 + 8, m[1]);
+    const __m256 a2 = _mm256_maskload_ps(r + c0 + 2, m[2]);
+    const __m256 b2 = _mm256_maskload_ps(r + c0 + 10, m[3]);
+    t[0] = dw3_evens8(a, b);
+    t[1] = dw3_odds8(a, b);
+    t[2] = dw3_evens8(a2, b2);
+}
+
+ET_TARGET_AVX2 static inline __attribute__((always_inline)) __m256
+dw3_row8(__m256 acc, const __m256 *w, const __m256 *t) {
+    acc = _mm256_fmadd_ps(w[0], t[0], acc);
+    acc = _mm256_fmadd_ps(w[1], t[1], acc);
+    return _mm256_fmadd_ps(w[2], t[2], acc);
+}
+
+/* Output piece of n <= 8 floats stored (the masked-off lanes untouched). */
+ET_TARGET_AVX2 static inline void dw3_store8(float *d, __m256 v, int64_t n, __m256i mo) {
+    if (n == 8) _mm256_storeu_ps(d, v);
+    else _mm256_maskstore_ps(d, mo, v);
+}
+
+ET_TARGET_AVX2 static void dw3_fwd_planes__avx2(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dw_job *k = (const dw_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    const int64_t mult = p->oc / p->c, h = p->h, iw = p->w, oh = p->oh, ow = p->ow;
+    const int64_t pt = p->pad_t, pl = p->pad_l, xs = h * iw, ys = oh * ow;
+    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
+    (void)tid;
+    for (int64_t q = p0; q < p1; q++) {
+        const int64_t i = q / p->oc, o = q % p->oc;
+        const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * 9;
+        float *yp = k->out + q * ys;
+        __m256 wv[9];
+        for (int t = 0; t < 9; t++) wv[t] = _mm256_set1_ps(wo[t]);
+        const __m256 bv = _mm256_set1_ps(k->b ? k->b[o] : 0.0f);
+        const __m256 av = _mm256_set1_ps(bn_vec ? p->bn_scale[o] : 0.0f);
+        const __m256 sv = _mm256_set1_ps(bn_vec ? p->bn_shift[o] : 0.0f);
+        for (int64_t j0 = 0; j0 < ow; j0 += 8) {
+            const int64_t c0 = 2 * j0 - pl, n = ow - j0 < 8 ? ow - j0 : 8;
+            const __m256i mo = dw3_mask8(0, n);
+            const __m256i m[4] = {dw3_mask8(c0, iw), dw3_mask8(c0 + 8, iw), dw3_mask8(c0 + 2, iw),
+                                  dw3_mask8(c0 + 10, iw)};
+#define DW3_ROW(iy) ((iy) >= 0 && (iy) < h ? xp + (iy) * iw : NULL)
+            __m256 t0[3], t1[3], t2[3], t3[3], t4[3];
+            dw3_split8(DW3_ROW(-pt), c0, m, t0);
+            int64_t oy = 0;
+            for (; oy + 2 <= oh; oy += 2) {
+                const int64_t r = 2 * oy - pt;
+                dw3_split8(DW3_ROW(r + 1), c0, m, t1);
+                dw3_split8(DW3_ROW(r + 2), c0, m, t2);
+                dw3_split8(DW3_ROW(r + 3), c0, m, t3);
+                dw3_split8(DW3_ROW(r + 4), c0, m, t4);
+                __m256 a0 = dw3_row8(dw3_row8(dw3_row8(bv, wv, t0), wv + 3, t1), wv + 6, t2);
+                __m256 a1 = dw3_row8(dw3_row8(dw3_row8(bv, wv, t2), wv + 3, t3), wv + 6, t4);
+                if (bn_vec) {
+                    a0 = dws2_bn_act(a0, av, sv, p->act);
+                    a1 = dws2_bn_act(a1, av, sv, p->act);
+                }
+                dw3_store8(yp + oy * ow + j0, a0, n, mo);
+                dw3_store8(yp + (oy + 1) * ow + j0, a1, n, mo);
+                t0[0] = t4[0];
+                t0[1] = t4[1];
+                t0[2] = t4[2];
+            }
+            if (oy < oh) {
+                const int64_t r = 2 * oy - pt;
+                dw3_split8(DW3_ROW(r + 1), c0, m, t1);
+                dw3_split8(DW3_ROW(r + 2), c0, m, t2);
+                __m256 a0 = dw3_row8(dw3_row8(dw3_row8(bv, wv, t0), wv + 3, t1), wv + 6, t2);
+                if (bn_vec) a0 = dws2_bn_act(a0, av, sv, p->act);
+                dw3_store8(yp + oy * ow + j0, a0, n, mo);
+            }
+#undef DW3_ROW
+        }
+        if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
+    }
+}
+
+static int dw3_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w, const float *b,
+                         float *y, int nthreads) {
+    if (!dw3_ok(p)) return 0;
+    const dw_geom g = dw_fwd_geom(p);
+    const int64_t planes = p->n * p->oc;
+    dw_job k = {p, &g, NULL, NULL, x, w, b, NULL, y, 0};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw3_fwd_planes__avx2, &k);
+    return 1;
+}
+
 et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x, const float *w,
                                       const float *b, float *y, int nthreads) {
     if (dwq_ok(p)) {
@@ -1616,6 +1917,13 @@ et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x,
         const int64_t planes = p->n * p->oc;
         dwq_job k = {p, &q, x, w, b, y};
         et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dwq_fwd_planes, &k);
+        return ET_OK;
+    }
+    if (dw3_ok(p)) {
+        const dw_geom g = dw_fwd_geom(p);
+        const int64_t planes = p->n * p->oc;
+        dw_job k = {p, &g, NULL, NULL, x, w, b, NULL, y, 0};
+        et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw3_fwd_planes, &k);
         return ET_OK;
     }
     dws_table t;

@@ -72,6 +72,16 @@ static const dwb_case dwb_cases[] = {
     {3, 12, 16, 1, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2},    /* dilation 2, pad 2 */
     {2, 9, 9, 1, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1},      /* 9 -> 4, pad 0 */
     {3, 11, 9, 1, 1, 5, 2, 2, 0, 2, 0, 2, 1, 1},     /* 1x5 kernel */
+    {3, 4, 15, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},     /* 2x8: one row pair */
+    {2, 20, 14, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* 10x7: more pairs than unrolled */
+    /* the AVX-512 stride-2 3x3 forward (dw3): output rows below / at / above a vector, odd
+     * heights (the last row alone), pads 0 / 1 / 2, rows narrower than the table limit */
+    {3, 32, 31, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* 16x16 */
+    {2, 35, 34, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* 18x17 */
+    {2, 18, 18, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},    /* 9x9 */
+    {3, 6, 6, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},      /* 3x3, the narrowest */
+    {2, 21, 26, 1, 3, 3, 2, 2, 0, 2, 0, 1, 1, 1},    /* pads (0, 2), 10x13 */
+    {2, 25, 23, 1, 3, 3, 2, 2, 2, 0, 1, 0, 1, 1},    /* pads (2, 0), 13x11 */
 };
 
 static const et_act dwb_acts[] = {ET_ACT_NONE, ET_ACT_RELU, ET_ACT_RELU6, ET_ACT_HARDSWISH};
@@ -82,6 +92,13 @@ static float *dwb_alloc(int64_t n) { return (float *)malloc((size_t)(n > 0 ? n :
 static void dwb_fill(float *x, int64_t n, uint64_t seed) {
     et_fill_random(x, n, seed, -1.0f, 1.0f);
     for (int64_t i = 0; i < n; i += 3) x[i] = 0.0f;
+}
+
+/* Weights: every seventh one an exact zero (every third would zero the same tap of every 3x3
+ * kernel, and a path that moved that tap in the chain would go unnoticed). */
+static void dwb_fill_w(float *w, int64_t n, uint64_t seed) {
+    et_fill_random(w, n, seed, -1.0f, 1.0f);
+    for (int64_t i = 0; i < n; i += 7) w[i] = 0.0f;
 }
 
 static int dwb_same(const float *a, const float *b, int64_t n) {
@@ -153,7 +170,7 @@ static void dwb_check(int ci, const dwb_case *k, int64_t n) {
     float *y_ref = dwb_alloc(ny), *y = dwb_alloc(ny), *dx_ref = dwb_alloc(nx), *dx = dwb_alloc(nx);
     float *dw_ref = dwb_alloc(nw), *dw = dwb_alloc(nw);
     dwb_fill(x, nx, 101 + ci);
-    dwb_fill(w, nw, 103 + ci);
+    dwb_fill_w(w, nw, 103 + ci);
     et_fill_random(b, p.oc, 107 + ci, -1.0f, 1.0f);
     dwb_fill(dy, ny, 109 + ci);
     et_fill_random(bn_a, p.oc, 113 + ci, 0.5f, 2.0f);
@@ -266,7 +283,7 @@ static void dwb_check_fwd_nonfinite(int ci, const dwb_case *k) {
     float *x = dwb_alloc(nx), *w = dwb_alloc(nw), *b = dwb_alloc(p.oc), *y_ref = dwb_alloc(ny), *y = dwb_alloc(ny);
     float *bn_a = dwb_alloc(p.oc), *bn_s = dwb_alloc(p.oc);
     dwb_fill(x, nx, 301 + ci);
-    dwb_fill(w, nw, 303 + ci);
+    dwb_fill_w(w, nw, 303 + ci);
     et_fill_random(b, p.oc, 307 + ci, -1.0f, 1.0f);
     et_fill_random(bn_a, p.oc, 311 + ci, 0.5f, 2.0f);
     et_fill_random(bn_s, p.oc, 313 + ci, -0.5f, 0.5f);
