@@ -22,7 +22,10 @@
  * The caller claims chunk `lo` and a worker chunk `hi - 1` by compare-and-swap while the
  * generation is its job's (chunks in address order stay with one thread per end), so a
  * late worker can never take a chunk of a newer job by mistake; the job's body and ctx are
- * read only after a successful claim, while the job cannot complete.
+ * read only after a successful claim, while the job cannot complete. The generation wraps
+ * after 2^24 jobs; a worker stalled that long whose stale ticket then equals the current one
+ * bit for bit (generation, team, lo, hi) claims a chunk the current job really has left, runs
+ * the current body on it and is within its team: wrapping loses nothing.
  *
  * Two callers at once (two sessions run from two threads, or a body that calls
  * et_parallel_for): the pool serves one call at a time; a call that finds it busy runs its
