@@ -731,7 +731,7 @@ static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp,
         if (et_f32_gemm_pa_bands(cp->kg, np, cp->ocg, packed_w(cp, base, 0), dy, np, s.col,
                                  col2im_band, &j) == ET_OK)
             return ET_OK;
-        /* no packed config or a stride it would not read in place: nothing done yet */
+        /* a stride the packed path would not read in place: nothing done yet */
     }
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
@@ -1245,7 +1245,7 @@ static et_status bwd_weight_batched(const et_conv2d_params *p, const conv_plan *
     float *X = (float *)base, *DY = (float *)(base + cp->in_bytes);
     void *gws = cp->gemm_bytes ? base + cp->in_bytes + cp->out_bytes : NULL;
     /* packed straight from the images when the GEMM would pack (the same bits, no gather) */
-    if (et_f32_gemm_nchw_available() && !et_f32_gemm_is_small(p->oc, p->c, nn))
+    if (!et_f32_gemm_is_small(p->oc, p->c, nn))
         return et_f32_gemm_nchw_wgrad(p->oc, p->c, p->n, cp->np, dy, p->oc * cp->np, x,
                                       p->c * cp->np, dw, p->c, gws, cp->gemm_bytes, nth);
     gather_rows(x, p->n, p->c, cp->np, X, nth);
@@ -1423,7 +1423,7 @@ et_status et_f32_conv2d_bwd_input(const et_conv2d_params *p, const float *dy, co
  * (pw path: op(W) once; im2col path: one matrix per group, pa_one bytes apart), for the ISA
  * chosen at packing time; they depend on the shapes only, not on the thread count. */
 size_t et_f32_conv2d_fwd_packed_bytes(const et_conv2d_params *p) {
-    if (!params_ok(p) || et_conv2d_is_depthwise(p) || !et_f32_gemm_nchw_available()) return 0;
+    if (!params_ok(p) || et_conv2d_is_depthwise(p)) return 0;
     conv_plan cp;
     conv_plan_make(p, CONV_FWD, 1, &cp);
     return cp.pa_bytes;

@@ -804,7 +804,6 @@ size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, in
     return bytes ? bytes + ET_GEMM_ALIGN : 0;
 }
 
-int et_f32_gemm_nchw_available(void) { return current_config() != NULL; }
 
 typedef struct nchw_job {
     const et_f32_gemm_config *cfg;

@@ -160,8 +160,8 @@ et_f32_gemm_pack et_f32_gemm_pack_interleave__scalar, et_f32_gemm_pack_copy__sca
  * work elementwise in place.
  * Bits: each element is the packed path's k-ordered FMA chain (K blocks of
  * balanced_block(K, ET_GEMM_KC), alpha = 1, beta = 0), so the result equals et_f32_gemm's
- * packed path for any column count and thread count. Returns ET_ERR_ARG when the current ISA
- * has no packed config (none today: every row, ref included, has one). */
+ * packed path for any column count and thread count (every ISA, ref included, has a packed
+ * config). */
 typedef void et_f32_gemm_epilogue(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
                                   int64_t ncols);
 et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
@@ -172,8 +172,8 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
  * dY' X'^T with dY'[M, n*np] and X'[N, n*np] the batch's images side by side (image i of dy
  * at dy + i * ys, of x at x + i * xs, rows of np pixels), K = n * np in image order. The same
  * bits as et_f32_gemm(0, 1, M, N, K, 1, dY', K, X', K, 0, C, ldc) on its packed path, with
- * et_f32_gemm_ws_bytes(M, N, K, nthreads) of workspace. ET_ERR_ARG when the current ISA has
- * no packed config or (M, N, K) takes et_f32_gemm's small path. */
+ * et_f32_gemm_ws_bytes(M, N, K, nthreads) of workspace. ET_ERR_ARG when (M, N, K) takes
+ * et_f32_gemm's small path. */
 et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, const float *dy,
                                  int64_t ys, const float *x, int64_t xs, float *C, int64_t ldc,
                                  void *ws, size_t ws_bytes, int nthreads);
@@ -190,9 +190,9 @@ et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, c
 /* C = op(A) B (alpha 1, beta 0, one thread) with op(A) pre-packed by et_f32_gemm_pack_a,
  * one band of MR rows at a time into buf (row stride N): after each band [row0, row0 + rows)
  * holds its final values, band_fn(ctx, row0, rows, buf, N, N) consumes it. The bits of
- * et_f32_gemm's packed path. buf: et_f32_gemm_bands_floats(N, K) floats. ET_ERR_ARG when the
- * current ISA has no packed config, pa does not fit or B's row stride is one the packed path
- * would not read in place (callers then run et_f32_gemm_pa). */
+ * et_f32_gemm's packed path. buf: et_f32_gemm_bands_floats(N, K) floats. ET_ERR_ARG when pa
+ * does not fit or B's row stride is one the packed path would not read in place (callers then
+ * run et_f32_gemm_pa). */
 et_status et_f32_gemm_pa_bands(int64_t M, int64_t N, int64_t K, const void *pa, const float *B,
                                int64_t ldb, float *buf, et_f32_gemm_epilogue *band_fn,
                                void *ctx);
@@ -218,8 +218,6 @@ et_status et_f32_gemm_nchw_a(int trans_a, int64_t M, int64_t K, int64_t n, int64
 size_t et_f32_gemm_nchw_a_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, int nthreads);
 /* Workspace of et_f32_gemm_nchw for every config compiled in (ISA independent). */
 size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, int nthreads);
-/* 1 if the current ISA runs et_f32_gemm_nchw (has a packed config). */
-int et_f32_gemm_nchw_available(void);
 
 /* ---- variant table (variant_internal.h) ------------------------------------ */
 /* One row per ISA: its packed-GEMM config (the ref row: et_f32_gemm_config_scalar, the
