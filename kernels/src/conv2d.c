@@ -720,6 +720,75 @@ static void col2im_band(void *ctx, int64_t k0, int64_t rows, float *buf, int64_t
     }
 }
 
+#define BAND_ROWS_MAX 64 /* col2im_band_avx512: most dx rows (h) */
+#if defined(ET_HAVE_X86_SIMD)
+/* col2im_band for dx rows of at most 16 floats (w <= 16, dil_w 1), AVX-512, one vector per
+ * dx row. col2im_band stalls twice per window row: window column kx + 1 reads the dx row kx
+ * has just written one float further on (a partial overlap: no store forwarding), and each
+ * element's additions form one long dependent chain. Here a channel's dx rows that the band
+ * reaches are copied into whole aligned vectors (rows), window row (ky, kx) adds its output
+ * row oy -- moved kx lanes up by a masked load from kx floats before it; the masked-off lanes
+ * are not read -- into vector ky*dh + oy*sh, oy innermost (oh independent chains), and the
+ * rows are copied back after all were read (a masked store's 64 bytes would overlap the next
+ * row's load). Every dx element gets the same additions in the same (k) order: the same
+ * bits. */
+ET_TARGET_AVX512 static void col2im_band_avx512(void *ctx, int64_t k0, int64_t rows, float *buf,
+                                                int64_t ldc, int64_t ncols) {
+    const band_job *j = (const band_job *)ctx;
+    const et_conv2d_params *p = j->p;
+    const int64_t kw = p->kw, khw = p->kh * kw, w = p->w, ow = p->ow, oh = p->oh;
+    const int64_t sh = p->stride_h, dh = p->dil_h, k1 = k0 + rows;
+    const __mmask16 wm = (__mmask16)((1u << w) - 1u), om = (__mmask16)((1u << ow) - 1u);
+    float rowv[BAND_ROWS_MAX][16] ET_ALIGNED(64);
+    (void)ncols;
+    for (int64_t ci = k0 / khw; ci * khw < k1; ci++) {
+        /* this channel's window rows in the band: (kya, kxa) .. (kyb, kxb), both included */
+        const int64_t ra = (ci * khw > k0 ? ci * khw : k0) - ci * khw;
+        const int64_t rb = ((ci + 1) * khw < k1 ? (ci + 1) * khw : k1) - 1 - ci * khw;
+        const int64_t kya = ra / kw, kxa = ra % kw, kyb = rb / kw, kxb = rb % kw;
+        const float *bc = buf + (ci * khw - k0) * ldc; /* window row r at bc + r * ldc */
+        float *dxc = j->dx + ci * p->h * w;
+        const int64_t iy0 = kya * dh, iy1 = kyb * dh + (oh - 1) * sh + 1;
+        for (int64_t iy = iy0; iy < iy1; iy++)
+            _mm512_store_ps(rowv[iy - iy0], _mm512_maskz_loadu_ps(wm, dxc + iy * w));
+        for (int64_t ky = kya; ky <= kyb; ky++) {
+            const int64_t x0 = ky == kya ? kxa : 0, x1 = ky == kyb ? kxb : kw - 1;
+            float *r0 = rowv[ky * dh - iy0];
+            for (int64_t kx = x0; kx <= x1; kx++) {
+                const __mmask16 m = (__mmask16)(om << kx);
+                const float *src = bc + (ky * kw + kx) * ldc - kx;
+                for (int64_t oy = 0; oy < oh; oy++) {
+                    float *r = r0 + oy * sh * 16;
+                    const __m512 v = _mm512_maskz_loadu_ps(m, src + oy * ow);
+                    _mm512_store_ps(r, _mm512_mask_add_ps(_mm512_load_ps(r), m, _mm512_load_ps(r), v));
+                }
+            }
+        }
+        for (int64_t iy = iy0; iy < iy1; iy++)
+            _mm512_mask_storeu_ps(dxc + iy * w, wm, _mm512_load_ps(rowv[iy - iy0]));
+    }
+}
+#endif
+
+/* col2im_band compiled for the ISA in use where that has one (a variant table,
+ * variant_internal.h); the AVX-512 row takes dx rows of at most 16 floats and dil_w 1. */
+typedef struct band_variant {
+    et_variant_head head;
+    et_f32_gemm_epilogue *fn;
+} band_variant;
+static const band_variant band_variants[] = {
+    {{ET_ISA_REF, "ref"}, col2im_band},
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX512, "avx512"}, col2im_band_avx512},
+#endif
+    {{ET_ISA_REF, NULL}, NULL}, /* end */
+};
+
+static et_f32_gemm_epilogue *band_fn_for(const et_conv2d_params *p) {
+    const band_variant *v = (const band_variant *)ET_VARIANT_PICK(band_variants);
+    return conv_fast && p->w <= 16 && p->h <= BAND_ROWS_MAX && p->dil_w == 1 ? v->fn : col2im_band;
+}
+
 static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
                                  const float *w, const float *b_unused, float *dx, conv_slot s,
                                  const char *base, int nth) {
@@ -729,7 +798,7 @@ static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp,
     if (cp->bands && nth == 1) {
         band_job j = {p, dx};
         if (et_f32_gemm_pa_bands(cp->kg, np, cp->ocg, packed_w(cp, base, 0), dy, np, s.col,
-                                 col2im_band, &j) == ET_OK)
+                                 band_fn_for(p), &j) == ET_OK)
             return ET_OK;
         /* a stride the packed path would not read in place: nothing done yet */
     }

@@ -1,8 +1,9 @@
 /* edgetrain — the convolution's faster same-bits paths (et_conv2d_fast_paths_) against the
  * paths they replace, byte for byte: bwd_weight's channels-last path (plan hwc: B panels read
  * straight from the channels-last image by the table ukernel, dw's columns permuted back) and
- * its first-layer path (plan fl: transposed columns built in blocks, rows in passes) on every
- * SIMD ISA, 1..3 threads; the shapes reach their branches and the places they stand down. */
+ * its first-layer path (plan fl: transposed columns built in blocks, rows in passes), and
+ * bwd_input's col2im per band in vectors (col2im_band_avx512), on every SIMD ISA, 1..3
+ * threads; the shapes reach their branches and the places they stand down. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,7 +82,63 @@ static void check_fast(int ci, const fast_case *k) {
     free(x); free(dy); free(want); free(dw);
 }
 
+/* bwd_input's col2im per band of GEMM rows (plan bands; col2im_band_avx512 on AVX-512: dx
+ * rows of at most 16 floats in vectors) against the old paths, byte for byte: every ISA, fast
+ * paths off and on, 1..3 threads. The LeNet case's channels straddle the 14-row bands. */
+static const fast_case bwd_input_cases[] = {
+    /*  n   c   h   w   oc kh kw sh sw dh dw */
+    {64, 20, 12, 12, 50, 5, 5, 1, 1, 1, 1},  /* LeNet conv2 b64 */
+    {3, 7, 11, 16, 33, 4, 3, 1, 1, 1, 1},    /* w 16 (a whole vector), kh != kw */
+    {2, 5, 13, 9, 40, 3, 3, 2, 1, 1, 1},     /* stride_h 2: rows without a contribution */
+    {2, 6, 14, 10, 21, 3, 2, 1, 1, 2, 1},    /* dil_h 2 */
+    {2, 3, 10, 17, 30, 3, 3, 1, 1, 1, 1},    /* w 17 (col2im_band) */
+    {2, 4, 9, 9, 24, 3, 3, 1, 1, 1, 2},      /* dil_w 2 (col2im_band) */
+};
+
+static void check_bwd_input(int ci, const fast_case *k) {
+    et_conv2d_params p = {0};
+    p.n = k->n, p.c = k->c, p.h = k->h, p.w = k->w, p.oc = k->oc, p.kh = k->kh, p.kw = k->kw;
+    p.stride_h = k->sh, p.stride_w = k->sw, p.dil_h = k->dh, p.dil_w = k->dw, p.groups = 1;
+    if (et_conv2d_params_init(&p) != ET_OK) {
+        ET_CHECK(0, "bwd_input case %d: params", ci);
+        return;
+    }
+    const int64_t nx = p.n * p.c * p.h * p.w, ny = p.n * p.oc * p.oh * p.ow;
+    const int64_t nw = p.oc * p.c * p.kh * p.kw;
+    float *w = malloc((size_t)nw * sizeof(float)), *dy = malloc((size_t)ny * sizeof(float));
+    float *want = malloc((size_t)nx * sizeof(float)), *dx = malloc((size_t)nx * sizeof(float));
+    et_fill_random(w, nw, 401 + ci, -1.0f, 1.0f);
+    et_fill_random(dy, ny, 409 + ci, -1.0f, 1.0f);
+    int have = 0;
+    for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
+        if (!et_isa_supported(isa)) continue;
+        et_set_isa(isa);
+        for (int fast = 0; fast <= 1; fast++)
+            for (int th = 1; th <= 3; th++) {
+                et_conv2d_fast_paths_(fast);
+                size_t wsb = et_f32_conv2d_bwd_input_ws_bytes(&p, th);
+                void *ws = wsb ? malloc(wsb) : NULL;
+                float *out = have ? dx : want;
+                for (int64_t i = 0; i < nx; i++) out[i] = (float)i * 1e30f; /* overwritten */
+                et_status st = et_f32_conv2d_bwd_input(&p, dy, w, out, ws, wsb, th);
+                ET_CHECK(st == ET_OK, "bwd_input case %d %s fast%d th%d: status %d", ci,
+                         et_isa_name(isa), fast, th, (int)st);
+                if (have)
+                    ET_CHECK(memcmp(dx, want, (size_t)nx * sizeof(float)) == 0,
+                             "bwd_input case %d %s fast%d th%d: dx bits differ", ci,
+                             et_isa_name(isa), fast, th);
+                have = 1;
+                free(ws);
+            }
+    }
+    et_conv2d_fast_paths_(1);
+    et_set_isa(et_cpu_best_isa());
+    free(w); free(dy); free(want); free(dx);
+}
+
 void test_conv_fast(void) {
     for (size_t i = 0; i < sizeof fast_cases / sizeof fast_cases[0]; i++)
         check_fast((int)i, &fast_cases[i]);
+    for (size_t i = 0; i < sizeof bwd_input_cases / sizeof bwd_input_cases[0]; i++)
+        check_bwd_input((int)i, &bwd_input_cases[i]);
 }
