@@ -732,6 +732,41 @@ static void col2im_band(void *ctx, int64_t k0, int64_t rows, float *buf, int64_t
  * rows are copied back after all were read (a masked store's 64 bytes would overlap the next
  * row's load). Every dx element gets the same additions in the same (k) order: the same
  * bits. */
+/* One channel of col2im_band_avx512 for stride_h = dil_h = 1 and constant kh, oh (inlined
+ * into an instantiation): all kh + oh - 1 dx rows in registers, window row (ky, kx) adding
+ * into rows ky .. ky + oh - 1 (oh independent chains); the rows the band does not reach are
+ * stored back unchanged. The same additions in the same order as the loop above. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void band_channel_fixed(
+    const int KH, const int OH, const float *bc, int64_t ldc, int64_t ow, int64_t kw,
+    int64_t kya, int64_t kxa, int64_t kyb, int64_t kxb, float *dxc, int64_t w) {
+    const __mmask16 wm = (__mmask16)((1u << w) - 1u), om = (__mmask16)((1u << ow) - 1u);
+    __m512 acc[BAND_ROWS_MAX];
+#pragma GCC unroll 64
+    for (int r = 0; r < KH + OH - 1; r++) acc[r] = _mm512_maskz_loadu_ps(wm, dxc + r * w);
+#pragma GCC unroll 16
+    for (int ky = 0; ky < KH; ky++) {
+        if (ky < kya || ky > kyb) continue;
+        const int64_t x0 = ky == kya ? kxa : 0, x1 = ky == kyb ? kxb : kw - 1;
+        for (int64_t kx = x0; kx <= x1; kx++) {
+            const __mmask16 m = (__mmask16)(om << kx);
+            const float *src = bc + (ky * kw + kx) * ldc - kx;
+#pragma GCC unroll 64
+            for (int oy = 0; oy < OH; oy++)
+                acc[ky + oy] = _mm512_mask_add_ps(acc[ky + oy], m, acc[ky + oy],
+                                                  _mm512_maskz_loadu_ps(m, src + oy * ow));
+        }
+    }
+#pragma GCC unroll 64
+    for (int r = 0; r < KH + OH - 1; r++) _mm512_mask_storeu_ps(dxc + r * w, wm, acc[r]);
+}
+
+/* The instantiated (kh, oh): LeNet's conv2 (5, 8). */
+ET_TARGET_AVX512 static void band_channel_5_8(const float *bc, int64_t ldc, int64_t ow, int64_t kw,
+                                              int64_t kya, int64_t kxa, int64_t kyb,
+                                              int64_t kxb, float *dxc, int64_t w) {
+    band_channel_fixed(5, 8, bc, ldc, ow, kw, kya, kxa, kyb, kxb, dxc, w);
+}
+
 ET_TARGET_AVX512 static void col2im_band_avx512(void *ctx, int64_t k0, int64_t rows, float *buf,
                                                 int64_t ldc, int64_t ncols) {
     const band_job *j = (const band_job *)ctx;
@@ -740,6 +775,7 @@ ET_TARGET_AVX512 static void col2im_band_avx512(void *ctx, int64_t k0, int64_t r
     const int64_t sh = p->stride_h, dh = p->dil_h, k1 = k0 + rows;
     const __mmask16 wm = (__mmask16)((1u << w) - 1u), om = (__mmask16)((1u << ow) - 1u);
     float rowv[BAND_ROWS_MAX][16] ET_ALIGNED(64);
+    const int fixed58 = sh == 1 && dh == 1 && p->kh == 5 && oh == 8;
     (void)ncols;
     for (int64_t ci = k0 / khw; ci * khw < k1; ci++) {
         /* this channel's window rows in the band: (kya, kxa) .. (kyb, kxb), both included */
@@ -748,6 +784,10 @@ ET_TARGET_AVX512 static void col2im_band_avx512(void *ctx, int64_t k0, int64_t r
         const int64_t kya = ra / kw, kxa = ra % kw, kyb = rb / kw, kxb = rb % kw;
         const float *bc = buf + (ci * khw - k0) * ldc; /* window row r at bc + r * ldc */
         float *dxc = j->dx + ci * p->h * w;
+        if (fixed58) {
+            band_channel_5_8(bc, ldc, ow, kw, kya, kxa, kyb, kxb, dxc, w);
+            continue;
+        }
         const int64_t iy0 = kya * dh, iy1 = kyb * dh + (oh - 1) * sh + 1;
         for (int64_t iy = iy0; iy < iy1; iy++)
             _mm512_store_ps(rowv[iy - iy0], _mm512_maskz_loadu_ps(wm, dxc + iy * w));
