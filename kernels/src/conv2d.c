@@ -571,7 +571,8 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
     }
     if (kind == CONV_BWD_INPUT && p->groups == 1 && !cp->direct && conv_inside(p) &&
         cp->band == p->oh && !et_f32_gemm_is_small(cp->kg, cp->np, cp->ocg)) {
-        const size_t bb = align_up((size_t)et_f32_gemm_bands_floats(cp->np, cp->ocg) * sizeof(float));
+        const size_t bb = align_up(
+            (size_t)et_f32_gemm_bands_floats(cp->np, cp->ocg, p->kh * p->kw) * sizeof(float));
         if (bb > cp->col_bytes) cp->col_bytes = bb;
         cp->bands = 1;
     }
@@ -697,11 +698,12 @@ static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const
     return ET_OK;
 }
 
-/* The input gradient one band of dcol rows at a time (plan bands: conv_inside windows, the
- * image in one band): after the GEMM has finished rows [k0, k0 + rows) of dcol (in buf, row
- * stride ldc), they are added into dx as col2im_inside_rows adds them -- every dx element
- * still gets its contributions in k order, one addition each, so the same bits -- while the
- * band is in L1, instead of through a column buffer of the whole image. */
+/* The input gradient one input channel's dcol rows at a time (plan bands: conv_inside
+ * windows, the image in one band; the GEMM hands on its bands in units of kh*kw rows): after
+ * the GEMM has finished rows [k0, k0 + rows) of dcol (in buf, row stride ldc), they are added
+ * into dx as col2im_inside_rows adds them -- every dx element still gets its contributions in
+ * k order, one addition each, so the same bits -- while they are in L1, instead of through a
+ * column buffer of the whole image. */
 typedef struct band_job {
     const et_conv2d_params *p;
     float *dx;
@@ -725,69 +727,27 @@ static void col2im_band(void *ctx, int64_t k0, int64_t rows, float *buf, int64_t
 /* col2im_band for dx rows of at most 16 floats (w <= 16, dil_w 1), AVX-512, one vector per
  * dx row. col2im_band stalls twice per window row: window column kx + 1 reads the dx row kx
  * has just written one float further on (a partial overlap: no store forwarding), and each
- * element's additions form one long dependent chain. Here a channel's dx rows that the band
- * reaches are copied into whole aligned vectors (rows), window row (ky, kx) adds its output
- * row oy -- moved kx lanes up by a masked load from kx floats before it; the masked-off lanes
- * are not read -- into vector ky*dh + oy*sh, oy innermost (oh independent chains), and the
- * rows are copied back after all were read (a masked store's 64 bytes would overlap the next
- * row's load). Every dx element gets the same additions in the same (k) order: the same
- * bits. */
-/* One channel of col2im_band_avx512 for stride_h = dil_h = 1 and constant kh, oh (inlined
- * into an instantiation): all kh + oh - 1 dx rows in registers, window row (ky, kx) adding
- * into rows ky .. ky + oh - 1 (oh independent chains); the rows the band does not reach are
- * stored back unchanged. The same additions in the same order as the loop above. */
-ET_TARGET_AVX512 static inline __attribute__((always_inline)) void band_channel_fixed(
-    const int KH, const int OH, const float *bc, int64_t ldc, int64_t ow, int64_t kw,
-    int64_t kya, int64_t kxa, int64_t kyb, int64_t kxb, float *dxc, int64_t w) {
-    const __mmask16 wm = (__mmask16)((1u << w) - 1u), om = (__mmask16)((1u << ow) - 1u);
-    __m512 acc[BAND_ROWS_MAX];
-#pragma GCC unroll 64
-    for (int r = 0; r < KH + OH - 1; r++) acc[r] = _mm512_maskz_loadu_ps(wm, dxc + r * w);
-#pragma GCC unroll 16
-    for (int ky = 0; ky < KH; ky++) {
-        if (ky < kya || ky > kyb) continue;
-        const int64_t x0 = ky == kya ? kxa : 0, x1 = ky == kyb ? kxb : kw - 1;
-        for (int64_t kx = x0; kx <= x1; kx++) {
-            const __mmask16 m = (__mmask16)(om << kx);
-            const float *src = bc + (ky * kw + kx) * ldc - kx;
-#pragma GCC unroll 64
-            for (int oy = 0; oy < OH; oy++)
-                acc[ky + oy] = _mm512_mask_add_ps(acc[ky + oy], m, acc[ky + oy],
-                                                  _mm512_maskz_loadu_ps(m, src + oy * ow));
-        }
-    }
-#pragma GCC unroll 64
-    for (int r = 0; r < KH + OH - 1; r++) _mm512_mask_storeu_ps(dxc + r * w, wm, acc[r]);
-}
-
-/* The instantiated (kh, oh): LeNet's conv2 (5, 8). */
-ET_TARGET_AVX512 static void band_channel_5_8(const float *bc, int64_t ldc, int64_t ow, int64_t kw,
-                                              int64_t kya, int64_t kxa, int64_t kyb,
-                                              int64_t kxb, float *dxc, int64_t w) {
-    band_channel_fixed(5, 8, bc, ldc, ow, kw, kya, kxa, kyb, kxb, dxc, w);
-}
-
-ET_TARGET_AVX512 static void col2im_band_avx512(void *ctx, int64_t k0, int64_t rows, float *buf,
-                                                int64_t ldc, int64_t ncols) {
-    const band_job *j = (const band_job *)ctx;
-    const et_conv2d_params *p = j->p;
+ * element's additions form one long dependent chain. Here a channel's dx rows that the rows
+ * [k0, k0 + rows) reach are copied into whole aligned vectors (rowv), window row (ky, kx)
+ * adds its output row oy -- moved kx lanes up by a masked load from kx floats before it; the
+ * masked-off lanes are not read -- into vector ky*dh + oy*sh, oy innermost (oh independent
+ * chains), and the rows are copied back after all were read (a masked store's 64 bytes would
+ * overlap the next row's load). Every dx element gets the same additions in the same (k)
+ * order: the same bits. */
+ET_TARGET_AVX512 static void band_rows_avx512(const et_conv2d_params *p, int64_t k0,
+                                              int64_t rows, const float *buf, int64_t ldc,
+                                              float *dx) {
     const int64_t kw = p->kw, khw = p->kh * kw, w = p->w, ow = p->ow, oh = p->oh;
     const int64_t sh = p->stride_h, dh = p->dil_h, k1 = k0 + rows;
     const __mmask16 wm = (__mmask16)((1u << w) - 1u), om = (__mmask16)((1u << ow) - 1u);
     float rowv[BAND_ROWS_MAX][16] ET_ALIGNED(64);
-    const int fixed58 = sh == 1 && dh == 1 && p->kh == 5 && oh == 8;
-    (void)ncols;
     for (int64_t ci = k0 / khw; ci * khw < k1; ci++) {
-        /* this channel's window rows in the band: (kya, kxa) .. (kyb, kxb), both included */
+        /* this channel's window rows here: (kya, kxa) .. (kyb, kxb), both included */
         const int64_t ra = (ci * khw > k0 ? ci * khw : k0) - ci * khw;
         const int64_t rb = ((ci + 1) * khw < k1 ? (ci + 1) * khw : k1) - 1 - ci * khw;
         const int64_t kya = ra / kw, kxa = ra % kw, kyb = rb / kw, kxb = rb % kw;
         const float *bc = buf + (ci * khw - k0) * ldc; /* window row r at bc + r * ldc */
-        float *dxc = j->dx + ci * p->h * w;
-        if (fixed58) {
-            band_channel_5_8(bc, ldc, ow, kw, kya, kxa, kyb, kxb, dxc, w);
-            continue;
-        }
+        float *dxc = dx + ci * p->h * w;
         const int64_t iy0 = kya * dh, iy1 = kyb * dh + (oh - 1) * sh + 1;
         for (int64_t iy = iy0; iy < iy1; iy++)
             _mm512_store_ps(rowv[iy - iy0], _mm512_maskz_loadu_ps(wm, dxc + iy * w));
@@ -807,6 +767,50 @@ ET_TARGET_AVX512 static void col2im_band_avx512(void *ctx, int64_t k0, int64_t r
         for (int64_t iy = iy0; iy < iy1; iy++)
             _mm512_mask_storeu_ps(dxc + iy * w, wm, _mm512_load_ps(rowv[iy - iy0]));
     }
+}
+
+/* One whole channel (window rows at bc, row stride ldc) for stride_h = dil_h = 1 and
+ * constant kh, kw, oh (inlined into an instantiation): the kh + oh - 1 dx rows in registers,
+ * window row (ky, kx) adding into rows ky .. ky + oh - 1 as above; no branch. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void channel_fixed(
+    const int KH, const int KW, const int OH, const float *bc, int64_t ldc, float *dxc) {
+    const int W = OH + KW - 1;
+    const __mmask16 wm = (__mmask16)((1u << W) - 1u), om = (__mmask16)((1u << OH) - 1u);
+    __m512 acc[BAND_ROWS_MAX];
+#pragma GCC unroll 64
+    for (int r = 0; r < KH + OH - 1; r++) acc[r] = _mm512_maskz_loadu_ps(wm, dxc + r * W);
+#pragma GCC unroll 16
+    for (int ky = 0; ky < KH; ky++)
+#pragma GCC unroll 16
+        for (int kx = 0; kx < KW; kx++) {
+            const __mmask16 m = (__mmask16)(om << kx);
+            const float *src = bc + (ky * KW + kx) * ldc - kx;
+#pragma GCC unroll 64
+            for (int oy = 0; oy < OH; oy++)
+                acc[ky + oy] = _mm512_mask_add_ps(acc[ky + oy], m, acc[ky + oy],
+                                                  _mm512_maskz_loadu_ps(m, src + oy * OH));
+        }
+#pragma GCC unroll 64
+    for (int r = 0; r < KH + OH - 1; r++) _mm512_mask_storeu_ps(dxc + r * W, wm, acc[r]);
+}
+
+/* The instantiated (kh, kw, oh) with ow = oh, no padding: LeNet's conv2 (5, 5, 8). */
+ET_TARGET_AVX512 static void channel_5x5_8(const float *bc, int64_t ldc, float *dxc) {
+    channel_fixed(5, 5, 8, bc, ldc, dxc);
+}
+
+/* band_fn of et_f32_gemm_pa_bands with units of one channel (band_unit). */
+ET_TARGET_AVX512 static void col2im_band_avx512(void *ctx, int64_t k0, int64_t rows, float *buf,
+                                                int64_t ldc, int64_t ncols) {
+    const band_job *j = (const band_job *)ctx;
+    const et_conv2d_params *p = j->p;
+    const int64_t khw = p->kh * p->kw;
+    (void)ncols;
+    if (p->kh == 5 && p->kw == 5 && p->oh == 8 && p->ow == 8 && p->stride_h == 1 &&
+        p->dil_h == 1 && rows == khw && k0 % khw == 0)
+        channel_5x5_8(buf, ldc, j->dx + k0 / khw * p->h * p->w);
+    else
+        band_rows_avx512(p, k0, rows, buf, ldc, j->dx);
 }
 #endif
 
@@ -837,8 +841,8 @@ static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp,
     if (!cp->direct) memset(dx, 0, (size_t)(p->c * p->h * p->w) * sizeof(float));
     if (cp->bands && nth == 1) {
         band_job j = {p, dx};
-        if (et_f32_gemm_pa_bands(cp->kg, np, cp->ocg, packed_w(cp, base, 0), dy, np, s.col,
-                                 band_fn_for(p), &j) == ET_OK)
+        if (et_f32_gemm_pa_bands(cp->kg, np, cp->ocg, packed_w(cp, base, 0), dy, np,
+                                 p->kh * p->kw, s.col, band_fn_for(p), &j) == ET_OK)
             return ET_OK;
         /* a stride the packed path would not read in place: nothing done yet */
     }

@@ -729,17 +729,19 @@ et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, c
 /* ---- one band of rows at a time (gemm_internal.h) ---------------------------------------- */
 #define ET_GEMM_MR_MAX 16 /* the tallest register tile of any config */
 
-int64_t et_f32_gemm_bands_floats(int64_t N, int64_t K) {
-    /* the band, then one packed B panel (the partial last one), each 64-byte aligned */
-    return round_up(ET_GEMM_MR_MAX * N, 16) + K * ET_GEMM_NR_MAX + 16;
+int64_t et_f32_gemm_bands_floats(int64_t N, int64_t K, int64_t unit) {
+    /* unit - 1 rows waiting for their unit and one band, then one packed B panel (the partial
+     * last one), each 64-byte aligned */
+    return round_up((unit - 1 + ET_GEMM_MR_MAX) * N, 16) + K * ET_GEMM_NR_MAX + 16;
 }
 
 et_status et_f32_gemm_pa_bands(int64_t M, int64_t N, int64_t K, const void *pa, const float *B,
-                               int64_t ldb, float *buf, et_f32_gemm_epilogue *band_fn,
-                               void *ctx) {
+                               int64_t ldb, int64_t unit, float *buf,
+                               et_f32_gemm_epilogue *band_fn, void *ctx) {
     const et_f32_gemm_config *cfg = current_config();
     if (!cfg || cfg->mr > ET_GEMM_MR_MAX || cfg->nr > ET_GEMM_NR_MAX || M <= 0 || N <= 0 ||
-        K <= 0 || !pa || !B || !buf || !band_fn || ldb < N || !direct_b_stride_ok(ldb))
+        K <= 0 || unit <= 0 || !pa || !B || !buf || !band_fn || ldb < N ||
+        !direct_b_stride_ok(ldb))
         return ET_ERR_ARG;
     pa_header h;
     memcpy(&h, pa, sizeof h);
@@ -747,14 +749,16 @@ et_status et_f32_gemm_pa_bands(int64_t M, int64_t N, int64_t K, const void *pa, 
     const int64_t MR = cfg->mr, NR = cfg->nr, mp = round_up(M, MR);
     const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
     const float *ap = pa_data(pa);
-    float *pb = buf + round_up(ET_GEMM_MR_MAX * N, 16);
+    float *pb = buf + round_up((unit - 1 + ET_GEMM_MR_MAX) * N, 16);
     pb += (ET_GEMM_ALIGN - (uintptr_t)pb % ET_GEMM_ALIGN) % ET_GEMM_ALIGN / sizeof(float);
     /* whole B panels read in place, the partial last one packed once */
     const int64_t jlast = (N - 1) / NR * NR;
     const int pack_last = N - jlast < NR;
     if (pack_last) cfg->pack_copy(NR, N - jlast, K, B + jlast, ldb, pb);
+    int64_t base = 0; /* buf's row 0 is row base of C; rows [base, ir) are computed */
     for (int64_t ir = 0; ir < M; ir += MR) {
         const int64_t mr = min_i64(MR, M - ir);
+        float *cb = buf + (ir - base) * N;
         for (int64_t jr = 0; jr < N; jr += NR) {
             const int64_t nr = min_i64(NR, N - jr);
             const int packed = jr == jlast && pack_last;
@@ -762,11 +766,19 @@ et_status et_f32_gemm_pa_bands(int64_t M, int64_t N, int64_t K, const void *pa, 
             const int64_t bs = packed ? NR : ldb;
             for (int64_t pc = 0; pc < K; pc += kc_blk) {
                 const int64_t kc = min_i64(kc_blk, K - pc);
-                cfg->ukernel(kc, ap + pc * mp + ir * kc, bp + pc * bs, bs, buf + jr, N, mr, nr,
+                cfg->ukernel(kc, ap + pc * mp + ir * kc, bp + pc * bs, bs, cb + jr, N, mr, nr,
                              1.0f, pc == 0 ? 0.0f : 1.0f);
             }
         }
-        band_fn(ctx, ir, mr, buf, N, N);
+        const int64_t done = ir + mr;
+        int64_t row = base;
+        for (; done - row >= unit || (done == M && row < M); row += unit)
+            band_fn(ctx, row, min_i64(unit, M - row), buf + (row - base) * N, N, N);
+        if (row > base) {
+            /* the rows still waiting for their unit move to the front (fewer than unit) */
+            memmove(buf, buf + (row - base) * N, (size_t)((done - row) * N) * sizeof(float));
+            base = row;
+        }
     }
     return ET_OK;
 }
