@@ -431,6 +431,19 @@ static void implicit_columns(const et_conv2d_params *p, const float *ET_RESTRICT
                 off[(ci * kh + ky) * kw + kx] = (int32_t)((ci * kw + kx) * hw + ky * ow);
 }
 
+#define BAND_ROWS_MAX 64 /* col2im_band_avx512: most dx rows (h) */
+/* 1 if col2im_band_avx512 takes p's input gradient (on the AVX-512 config). */
+static int band_avx512_ok(const et_conv2d_params *p) {
+    return conv_fast && p->w <= 16 && p->h <= BAND_ROWS_MAX && p->dil_w == 1;
+}
+
+/* Rows of dcol et_f32_gemm_pa_bands hands on at a time: one input channel's kh*kw window rows
+ * for the shapes col2im_band_avx512 takes (small planes: a few KiB of rows wait for their
+ * channel), else each band as it is done. The same on every ISA (the workspace's size). */
+static int64_t band_unit(const et_conv2d_params *p) {
+    return band_avx512_ok(p) ? p->kh * p->kw : 0;
+}
+
 static size_t gemm_ws_for(int kind, const conv_plan *cp, int64_t pt, int nth) {
     switch (kind) {
     case CONV_FWD: return et_f32_gemm_ws_bytes(cp->ocg, pt, cp->kg, nth);
@@ -572,7 +585,7 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
     if (kind == CONV_BWD_INPUT && p->groups == 1 && !cp->direct && conv_inside(p) &&
         cp->band == p->oh && !et_f32_gemm_is_small(cp->kg, cp->np, cp->ocg)) {
         const size_t bb = align_up(
-            (size_t)et_f32_gemm_bands_floats(cp->np, cp->ocg, p->kh * p->kw) * sizeof(float));
+            (size_t)et_f32_gemm_bands_floats(cp->np, cp->ocg, band_unit(p)) * sizeof(float));
         if (bb > cp->col_bytes) cp->col_bytes = bb;
         cp->bands = 1;
     }
@@ -722,7 +735,6 @@ static void col2im_band(void *ctx, int64_t k0, int64_t rows, float *buf, int64_t
     }
 }
 
-#define BAND_ROWS_MAX 64 /* col2im_band_avx512: most dx rows (h) */
 #if defined(ET_HAVE_X86_SIMD)
 /* col2im_band for dx rows of at most 16 floats (w <= 16, dil_w 1), AVX-512, one vector per
  * dx row. col2im_band stalls twice per window row: window column kx + 1 reads the dx row kx
@@ -830,7 +842,7 @@ static const band_variant band_variants[] = {
 
 static et_f32_gemm_epilogue *band_fn_for(const et_conv2d_params *p) {
     const band_variant *v = (const band_variant *)ET_VARIANT_PICK(band_variants);
-    return conv_fast && p->w <= 16 && p->h <= BAND_ROWS_MAX && p->dil_w == 1 ? v->fn : col2im_band;
+    return band_avx512_ok(p) ? v->fn : col2im_band;
 }
 
 static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
@@ -842,7 +854,7 @@ static et_status bwd_input_image(const et_conv2d_params *p, const conv_plan *cp,
     if (cp->bands && nth == 1) {
         band_job j = {p, dx};
         if (et_f32_gemm_pa_bands(cp->kg, np, cp->ocg, packed_w(cp, base, 0), dy, np,
-                                 p->kh * p->kw, s.col, band_fn_for(p), &j) == ET_OK)
+                                 band_unit(p), s.col, band_fn_for(p), &j) == ET_OK)
             return ET_OK;
         /* a stride the packed path would not read in place: nothing done yet */
     }

@@ -729,10 +729,12 @@ et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, c
 /* ---- one band of rows at a time (gemm_internal.h) ---------------------------------------- */
 #define ET_GEMM_MR_MAX 16 /* the tallest register tile of any config */
 
+/* Rows of buf before the packed B panel: unit - 1 rows waiting for their unit and one band. */
+static int64_t bands_rows(int64_t unit) { return (unit > 1 ? unit - 1 : 0) + ET_GEMM_MR_MAX; }
+
 int64_t et_f32_gemm_bands_floats(int64_t N, int64_t K, int64_t unit) {
-    /* unit - 1 rows waiting for their unit and one band, then one packed B panel (the partial
-     * last one), each 64-byte aligned */
-    return round_up((unit - 1 + ET_GEMM_MR_MAX) * N, 16) + K * ET_GEMM_NR_MAX + 16;
+    /* the rows, then one packed B panel (the partial last one), each 64-byte aligned */
+    return round_up(bands_rows(unit) * N, 16) + K * ET_GEMM_NR_MAX + 16;
 }
 
 et_status et_f32_gemm_pa_bands(int64_t M, int64_t N, int64_t K, const void *pa, const float *B,
@@ -740,7 +742,7 @@ et_status et_f32_gemm_pa_bands(int64_t M, int64_t N, int64_t K, const void *pa, 
                                et_f32_gemm_epilogue *band_fn, void *ctx) {
     const et_f32_gemm_config *cfg = current_config();
     if (!cfg || cfg->mr > ET_GEMM_MR_MAX || cfg->nr > ET_GEMM_NR_MAX || M <= 0 || N <= 0 ||
-        K <= 0 || unit <= 0 || !pa || !B || !buf || !band_fn || ldb < N ||
+        K <= 0 || unit < 0 || !pa || !B || !buf || !band_fn || ldb < N ||
         !direct_b_stride_ok(ldb))
         return ET_ERR_ARG;
     pa_header h;
@@ -749,7 +751,7 @@ et_status et_f32_gemm_pa_bands(int64_t M, int64_t N, int64_t K, const void *pa, 
     const int64_t MR = cfg->mr, NR = cfg->nr, mp = round_up(M, MR);
     const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
     const float *ap = pa_data(pa);
-    float *pb = buf + round_up((unit - 1 + ET_GEMM_MR_MAX) * N, 16);
+    float *pb = buf + round_up(bands_rows(unit) * N, 16);
     pb += (ET_GEMM_ALIGN - (uintptr_t)pb % ET_GEMM_ALIGN) % ET_GEMM_ALIGN / sizeof(float);
     /* whole B panels read in place, the partial last one packed once */
     const int64_t jlast = (N - 1) / NR * NR;
@@ -771,6 +773,11 @@ et_status et_f32_gemm_pa_bands(int64_t M, int64_t N, int64_t K, const void *pa, 
             }
         }
         const int64_t done = ir + mr;
+        if (unit == 0) {
+            band_fn(ctx, ir, mr, cb, N, N);
+            base = done;
+            continue;
+        }
         int64_t row = base;
         for (; done - row >= unit || (done == M && row < M); row += unit)
             band_fn(ctx, row, min_i64(unit, M - row), buf + (row - base) * N, N, N);
