@@ -947,24 +947,31 @@ ET_TARGET_AVX512 static void channels_last_avx512(const float *ET_RESTRICT x, in
 
 #if defined(ET_HAVE_X86_SIMD)
 /* A straddling 32-wide B panel (the AVX-512 config's NR): row q = the pieces (destination
- * column pd, source xt + offq[q] + ps, pl floats), zeros elsewhere, as two masked loads a
- * piece and two stores a row. */
+ * column pd, source xt + offq[q] + ps, pl floats), zeros elsewhere. Zero-masked loads (a
+ * masked-off lane reads nothing) OR-ed together: with at most PACK_PIECES_MAX pieces (more:
+ * the scalar copies) the masks and source offsets stay in registers and the rows carry no
+ * dependence, where merging loads under masks read from memory chained each row's loads. */
+#define PACK_PIECES_MAX 3
 ET_TARGET_AVX512 static void pack_pieces_avx512(int64_t K, const float *xt, const int32_t *offq,
                                                 const int64_t *pd, const int64_t *ps,
                                                 const int64_t *pl, int np_, float *pb) {
-    __mmask16 m0[ET_GEMM_NR_MAX + 1], m1[ET_GEMM_NR_MAX + 1];
+    __mmask16 m0[PACK_PIECES_MAX] = {0}, m1[PACK_PIECES_MAX] = {0};
+    int64_t so[PACK_PIECES_MAX] = {0}; /* column j of piece i at xt + offq[q] + so[i] + j */
     for (int i = 0; i < np_; i++) {
         const uint32_t bits = (uint32_t)(((uint64_t)1 << (pd[i] + pl[i])) - ((uint64_t)1 << pd[i]));
         m0[i] = (__mmask16)(bits & 0xFFFFu);
         m1[i] = (__mmask16)(bits >> 16);
+        so[i] = ps[i] - pd[i];
     }
     for (int64_t q = 0; q < K; q++) {
         const float *sq = xt + offq[q];
-        __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
-        for (int i = 0; i < np_; i++) {
-            const float *src = sq + ps[i] - pd[i]; /* column j at src[j] */
-            if (m0[i]) v0 = _mm512_mask_loadu_ps(v0, m0[i], src);
-            if (m1[i]) v1 = _mm512_mask_loadu_ps(v1, m1[i], src + 16);
+        __m512 v0 = _mm512_maskz_loadu_ps(m0[0], sq + so[0]);
+        __m512 v1 = _mm512_maskz_loadu_ps(m1[0], sq + so[0] + 16);
+        v0 = _mm512_or_ps(v0, _mm512_maskz_loadu_ps(m0[1], sq + so[1]));
+        v1 = _mm512_or_ps(v1, _mm512_maskz_loadu_ps(m1[1], sq + so[1] + 16));
+        if (np_ > 2) {
+            v0 = _mm512_or_ps(v0, _mm512_maskz_loadu_ps(m0[2], sq + so[2]));
+            v1 = _mm512_or_ps(v1, _mm512_maskz_loadu_ps(m1[2], sq + so[2] + 16));
         }
         _mm512_storeu_ps(pb + q * 32, v0);
         _mm512_storeu_ps(pb + q * 32 + 16, v1);
@@ -989,8 +996,18 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
 #endif
         channels_last(x, c, hw, xt);
     memset(xt + c * hw, 0, ET_GEMM_NR_MAX * sizeof(float)); /* the last panel reads past */
-    for (int64_t ir = 0; ir < M; ir += MR)
-        cfg->pack_interleave(MR, M - ir < MR ? M - ir : MR, K, dy + ir * K, K, pa + ir * K);
+    for (int64_t ir = 0; ir < M; ir += MR) {
+        const int64_t mr = M - ir < MR ? M - ir : MR;
+#if defined(ET_HAVE_X86_SIMD)
+        /* a whole panel, pa[k*MR + i] = dy[(ir + i)*K + k], is dy's rows stored
+         * channels-last (the 16 x 16 register transposes; the AVX2 packer works 8 x 8) */
+        if (cfg == &et_f32_gemm_config_avx512 && mr == MR && MR <= 16) {
+            channels_last_avx512(dy + ir * K, MR, K, pa + ir * K);
+            continue;
+        }
+#endif
+        cfg->pack_interleave(MR, mr, K, dy + ir * K, K, pa + ir * K);
+    }
     for (int64_t oy = 0; oy < p->oh; oy++)
         for (int64_t ox = 0; ox < ow; ox++)
             offq[oy * ow + ox] = (int32_t)((oy * p->stride_h * w + ox * p->stride_w) * c);
@@ -1017,7 +1034,7 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
                 j = j1;
             }
 #if defined(ET_HAVE_X86_SIMD)
-            if (cfg == &et_f32_gemm_config_avx512)
+            if (cfg == &et_f32_gemm_config_avx512 && np_ <= PACK_PIECES_MAX)
                 pack_pieces_avx512(K, xt, offq, pd, ps, pl, np_, pb);
             else
 #endif
@@ -1612,13 +1629,19 @@ static void wchunk_sum(void *ctx, int64_t c, int tid) {
     note_error(&k->err, bwd_weight_images(k->p, k->cp, k->dy, k->x, i0, i1, wchunk_dst(k, c), s, nth));
 }
 
-/* dw[j] = ((dw[j] + part1[j]) + part2[j]) + ... for j in [j0, j1). */
+/* dw[j] = ((dw[j] + part1[j]) + part2[j]) + ... for j in [j0, j1), in blocks of
+ * WCHUNK_BLOCK floats that stay in L1 while every partial is added (dw then crosses L2 once,
+ * not once per partial). */
+#define WCHUNK_BLOCK 1024
 static void wchunk_combine(void *ctx, int64_t j0, int64_t j1, int tid) {
     const wchunk_job *k = (const wchunk_job *)ctx;
     (void)tid;
-    for (int64_t c = 1; c < k->cp->wchunks; c++) {
-        const float *part = wchunk_dst(k, c);
-        for (int64_t j = j0; j < j1; j++) k->dw[j] += part[j];
+    for (int64_t b0 = j0; b0 < j1; b0 += WCHUNK_BLOCK) {
+        const int64_t b1 = j1 - b0 < WCHUNK_BLOCK ? j1 : b0 + WCHUNK_BLOCK;
+        for (int64_t c = 1; c < k->cp->wchunks; c++) {
+            const float *part = wchunk_dst(k, c);
+            for (int64_t j = b0; j < b1; j++) k->dw[j] += part[j];
+        }
     }
 }
 
