@@ -361,6 +361,8 @@ def _grad_program(ctx: _TraceContext, model: Module, loss, output, in_tensors, l
         fwd_nodes = fuse_batchnorm_activations(graph.nodes, fwd_nodes, keep)
     ctx.n_forward = len(fwd_nodes)
     bwd_nodes, param_grads = autodiff.backward(graph, value.index, fwd_nodes)
+    if FUSE_MAXPOOL_ACT_BWD:
+        bwd_nodes = fuse_maxpool_act_bwd(graph, bwd_nodes, keep)
     bwd_nodes = mask_before_maxpool_bwd(graph, fwd_nodes, bwd_nodes, keep)
     grad_nodes = fwd_nodes + bwd_nodes
     _add_program(graph, ir.GRAD_PROGRAM, grad_nodes, outs)
@@ -518,6 +520,41 @@ def fuse_batchnorm_activations(nodes: Sequence[ir.Node], node_ids: List[int],
         bn.outputs = [act.outputs[0]] + list(bn.outputs[1:])
         return True
     return _fold_activations(nodes, node_ids, keep, "batchnorm_train", fold)
+
+
+# Training programs fuse act_bwd (relu / relu6) after a maxpool2d_bwd into the pool's backward;
+# a switch so tests and benchmarks can build the unfused program and compare the bits.
+FUSE_MAXPOOL_ACT_BWD = True
+
+
+def fuse_maxpool_act_bwd(graph: ir.Graph, bwd_nodes: List[int], keep: List[int]) -> List[int]:
+    """Fuse ``act_bwd(maxpool2d_bwd(g, y), y)`` (relu / relu6) into one ``maxpool2d_bwd`` with
+    ``act``: the kernel drops a window's gradient when the act's derivative at the winning value
+    is 0 (see mask_before_maxpool_bwd for why the winner's test is every cell's), the same bits
+    without the act_bwd pass and its tensor. The fused node writes the act_bwd's output; the
+    act_bwd node stays in ``graph.nodes`` until build_graph drops the nodes no program runs.
+    Returns the new backward node list."""
+    producer, readers = _producers_and_readers(graph.nodes, bwd_nodes)
+    dropped = set()
+    for n in bwd_nodes:
+        act = graph.nodes[n]
+        if act.op != "act_bwd" or act.iattr[0] not in _FOLDABLE_ACTS:
+            continue
+        d_full, y = act.inputs
+        pn = producer.get(d_full)
+        pool_bwd = graph.nodes[pn] if pn is not None else None
+        if pool_bwd is None or pool_bwd.op != "maxpool2d_bwd" or pool_bwd.inputs[1] != y or \
+                len(pool_bwd.iattr) != len(_MAXPOOL_BWD_IATTRS) - 1 or \
+                readers.get(d_full) != 1 or d_full in keep:
+            continue
+        pool_bwd.iattr = list(pool_bwd.iattr) + [act.iattr[0]]
+        pool_bwd.outputs = list(act.outputs)
+        producer[act.outputs[0]] = pn
+        dropped.add(n)
+    return [n for n in bwd_nodes if n not in dropped]
+
+
+_MAXPOOL_BWD_IATTRS = ops.OP_BY_NAME["maxpool2d_bwd"].iattrs
 
 
 def mask_before_maxpool_bwd(graph: ir.Graph, fwd_nodes: List[int], bwd_nodes: List[int],

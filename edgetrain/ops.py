@@ -590,7 +590,9 @@ OPS: List[OpDef] = [
     OpDef(13, "act", ("x",), ("y",), ("act",), ("alpha",), _bw_act),
     OpDef(14, "act_bwd", ("dy", "t"), ("dx",), ("act",), ("alpha",), kind="backward"),
     OpDef(15, "maxpool2d", ("x",), ("y",), _MAXPOOL_I, (), _bw_maxpool),
-    OpDef(16, "maxpool2d_bwd", ("dy", "x"), ("dx",), _MAXPOOL_I, (), kind="backward"),
+    # act: a fused relu / relu6 derivative read from x (export.fuse_maxpool_act_bwd)
+    OpDef(16, "maxpool2d_bwd", ("dy", "x"), ("dx",), _MAXPOOL_I + ("act",), (), kind="backward",
+          optional_attrs=("act",)),
     OpDef(17, "avgpool2d", ("x",), ("y",), _AVGPOOL_I, (), _bw_avgpool),
     OpDef(18, "avgpool2d_bwd", ("dy", "x"), ("dx",), _AVGPOOL_I, (), kind="backward"),
     OpDef(19, "global_avgpool", ("x",), ("y",), (), (), _bw_global_avgpool),

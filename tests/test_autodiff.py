@@ -313,19 +313,22 @@ def test_folded_activation_gradients_match_torch(act):
 
 # ---- relu derivative applied to the pooled gradient ---------------------------------------
 class ConvPool(nn.Module):
-    def __init__(self, act="relu"):
+    def __init__(self, act="relu", pool=(2, 2), pooled=3):
         super().__init__()
-        self.act = act
+        self.act, self.pool = act, pool
         self.conv = nn.Conv2d(2, 4, 3)
-        self.fc = nn.Linear(4 * 3 * 3, 3)
+        self.fc = nn.Linear(4 * pooled * pooled, 3)
 
     def forward(self, x):
         h = self.conv(x)
         h = F.relu(h) if self.act == "relu" else F.relu6(h)
-        return self.fc(F.flatten(F.max_pool2d(h, 2), 1))
+        return self.fc(F.flatten(F.max_pool2d(h, self.pool[0], self.pool[1]), 1))
 
 
-def test_activation_derivative_moves_before_the_max_pool_backward():
+def test_activation_derivative_moves_before_the_max_pool_backward(monkeypatch):
+    from edgetrain import export
+
+    monkeypatch.setattr(export, "FUSE_MAXPOOL_ACT_BWD", False)
     g = build_graph(ConvPool(), {"x": (2, 2, 8, 8)}, loss=nn.CrossEntropyLoss(),
                     labels={"y": ((2,), "int64")})
     nodes = [g.nodes[n] for n in g.programs[ir.GRAD_PROGRAM].nodes]
@@ -339,32 +342,60 @@ def test_activation_derivative_moves_before_the_max_pool_backward():
     assert g.tensors[act_bwd.outputs[0]].shape == (2, 4, 3, 3)
 
 
+def test_activation_derivative_fuses_into_the_max_pool_backward():
+    g = build_graph(ConvPool(), {"x": (2, 2, 8, 8)}, loss=nn.CrossEntropyLoss(),
+                    labels={"y": ((2,), "int64")})
+    nodes = [g.nodes[n] for n in g.programs[ir.GRAD_PROGRAM].nodes]
+    assert not any(n.op == "act_bwd" for n in nodes)
+    conv = next(n for n in nodes if n.op == "conv2d")
+    pool_bwd = next(n for n in nodes if n.op == "maxpool2d_bwd")
+    assert pool_bwd.iattr[-1] == ops.ACT_RELU and len(pool_bwd.iattr) == 10
+    assert pool_bwd.inputs[1] == conv.outputs[0]  # the mask is read from the pool's input
+    conv_bwd = next(n for n in nodes if n.op == "conv2d_bwd_weight")
+    assert conv_bwd.inputs[0] == pool_bwd.outputs[0]
+
+
+# (model args, input hw): LeNet's 2x2 pool at 3x3 and at 18x18 (SIMD paths; 33 and 32 wide with
+# an uncovered column), an overlapping 3x3 / stride 2 pool (the general kernel, summed cells)
+_POOL_CASES = [({}, 8), ({"pooled": 9}, 20), ({"pooled": 16}, 35),
+               ({"pool": (3, 2), "pooled": 4}, 11)]
+
+
+@pytest.mark.parametrize("case", range(len(_POOL_CASES)))
 @pytest.mark.parametrize("act", ["relu", "relu6"])
-def test_pooled_activation_derivative_gives_the_same_bits(act, monkeypatch):
+def test_pooled_activation_derivative_gives_the_same_bits(act, case, monkeypatch):
     import edgetrain as et
     from edgetrain import export
 
+    kw, hw = _POOL_CASES[case]
     rng = np.random.default_rng(0)
-    # wide range: values below 0 and above 6, ties from rounding to a coarse grid
-    xs = [np.round(rng.standard_normal((4, 2, 8, 8)) * 4).astype(np.float32) for _ in range(4)]
+    # wide range: values below 0 and above 6, windows whose max is 0, ties from rounding to a
+    # coarse grid (conv of integer inputs with integer-rounded weights below)
+    xs = [np.round(rng.standard_normal((4, 2, hw, hw)) * 4).astype(np.float32) for _ in range(4)]
     y = rng.integers(0, 3, 4)
 
     def train():
         et.manual_seed(3)
-        model = ConvPool(act)
+        model = ConvPool(act, **kw)
         sess = et.TrainSession.from_module(
-            model, inputs={"x": (4, 2, 8, 8)}, loss=nn.CrossEntropyLoss(),
+            model, inputs={"x": (4, 2, hw, hw)}, loss=nn.CrossEntropyLoss(),
             labels={"y": ((4,), "int64")}, optimizer=optim.SGD(model.parameters(), lr=0.5))
+        p = sess.get_parameters()
+        sess.set_parameters({k: (np.round(v * 8) / 8 if k == "conv.weight" else v).astype(np.float32)
+                             for k, v in p.items()})
         sess.Train()
         for x in xs:
             sess.RunGraph({"x": x, "y": y})
         return sess.get_parameters()
 
+    fused = train()
+    monkeypatch.setattr(export, "FUSE_MAXPOOL_ACT_BWD", False)
     moved = train()
     monkeypatch.setattr(export, "mask_before_maxpool_bwd", lambda g, f, b, k: b)
     plain = train()
-    assert moved.keys() == plain.keys()
-    for k in moved:
+    assert fused.keys() == moved.keys() == plain.keys()
+    for k in fused:
+        assert np.array_equal(fused[k], plain[k]), k
         assert np.array_equal(moved[k], plain[k]), k
 
 

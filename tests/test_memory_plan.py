@@ -125,3 +125,63 @@ def test_mobilenetv2_arena_is_the_live_bytes_bound(budget):
     arena = info["activations"] + info["grads_in_arena"]
     bound = _live_bytes_bound(g, grads=info["grads_in_arena"] > 0)
     assert bound <= arena <= bound + (384 * 1024 if info["grads_in_arena"] else 4096), (arena, bound)
+
+
+class _Flat(nn.Module):
+    """conv -> flatten -> fc, and (chain) the flattened tensor reshaped twice more while the
+    conv output is read again after the reshapes (its bytes must outlive them)."""
+
+    def __init__(self, chain=False):
+        super().__init__()
+        self.chain = chain
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 16 * 16, 2)
+
+    def forward(self, x):
+        h = self.conv(x)
+        f = nn.functional.flatten(h, 1)
+        if not self.chain:
+            return self.fc(f)
+        g = f.reshape(x.shape[0], 8, 256).reshape(x.shape[0], 2048)
+        return self.fc(g) + (h * h).sum(dim=(1, 2, 3), keepdim=False).reshape(-1, 1)
+
+
+def test_reshape_output_shares_its_input_bytes():
+    s = et.TrainSession.from_module(_Flat(), inputs={"x": (4, 1, 16, 16)})
+    s.Eval()
+    # the conv output (4*8*16*16 floats) once, not again for the flattened copy, plus the logits
+    assert s.memory_info()["activations"] == 4 * 8 * 16 * 16 * 4 + 64
+
+
+def test_reshape_aliases_train_like_pytorch():
+    import torch
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 1, 16, 16)).astype(np.float32)
+    y = rng.integers(0, 2, 4)
+    et.manual_seed(2)
+    m = _Flat(chain=True)
+    s = et.TrainSession.from_module(
+        m, inputs={"x": x.shape}, loss=nn.CrossEntropyLoss(), labels={"y": (y.shape, "int64")},
+        optimizer=optim.SGD(m.parameters(), lr=0.01), memory_budget=None)
+    p0 = s.get_parameters()
+    s.Train()
+    losses = [float(s.RunGraph({"x": x, "y": y})["loss"]) for _ in range(3)]
+
+    tconv, tfc = torch.nn.Conv2d(1, 8, 3, padding=1).double(), torch.nn.Linear(2048, 2).double()
+    with torch.no_grad():
+        for mod, name in ((tconv, "conv"), (tfc, "fc")):
+            mod.weight.copy_(torch.from_numpy(p0[name + ".weight"]))
+            mod.bias.copy_(torch.from_numpy(p0[name + ".bias"]))
+    opt = torch.optim.SGD(list(tconv.parameters()) + list(tfc.parameters()), lr=0.01)
+    tx, ty = torch.from_numpy(x).double(), torch.from_numpy(y)
+    want = []
+    for _ in range(3):
+        opt.zero_grad()
+        h = tconv(tx)
+        out = tfc(h.flatten(1)) + (h * h).sum(dim=(1, 2, 3)).reshape(-1, 1)
+        loss = torch.nn.functional.cross_entropy(out, ty)
+        loss.backward()
+        opt.step()
+        want.append(loss.item())
+    np.testing.assert_allclose(losses, want, rtol=1e-4)

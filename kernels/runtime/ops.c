@@ -763,7 +763,6 @@ static et_status pool_bwd_infer(const et_node_io *io, et_tshape *out, int is_max
 }
 static et_status maxpool2d_infer(const et_node_io *io, et_tshape *o, char *m, size_t c) { return pool_infer(io, o, 1, m, c); }
 static et_status avgpool2d_infer(const et_node_io *io, et_tshape *o, char *m, size_t c) { return pool_infer(io, o, 0, m, c); }
-static et_status maxpool2d_bwd_infer(const et_node_io *io, et_tshape *o, char *m, size_t c) { return pool_bwd_infer(io, o, 1, m, c); }
 static et_status avgpool2d_bwd_infer(const et_node_io *io, et_tshape *o, char *m, size_t c) { return pool_bwd_infer(io, o, 0, m, c); }
 
 static et_status maxpool2d_run(const et_node_io *io, const et_run_env *e) {
@@ -771,10 +770,20 @@ static et_status maxpool2d_run(const et_node_io *io, const et_run_env *e) {
     TRY(pool_params(io, io->in[0], 1, &p, NULL, 0));
     return et_f32_maxpool2d_fwd(&p, io->in_data[0], io->out_data[0], e->nthreads);
 }
+/* maxpool2d_bwd's optional iattr[9] act: a fused relu / relu6 derivative (export.fuse_maxpool_act_bwd);
+ * absent or 0: none. */
+static et_act maxpool_bwd_act(const et_node_def *nd) { return nd->n_iattr > 9 ? (et_act)nd->iattr[9] : ET_ACT_NONE; }
+static et_status maxpool2d_bwd_infer(const et_node_io *io, et_tshape *o, char *m, size_t c) {
+    et_act act = maxpool_bwd_act(io->node);
+    if (act != ET_ACT_NONE && act != ET_ACT_RELU && act != ET_ACT_RELU6)
+        return shape_error(m, c, "act must be 0 (none), 1 (relu) or 2 (relu6), got %lld", (long long)act);
+    return pool_bwd_infer(io, o, 1, m, c);
+}
 static et_status maxpool2d_bwd_run(const et_node_io *io, const et_run_env *e) {
     et_pool2d_params p = {0};
     TRY(pool_params(io, io->in[1], 1, &p, NULL, 0));
-    return et_f32_maxpool2d_bwd(&p, io->in_data[1], io->in_data[0], io->out_data[0], e->nthreads);
+    return et_f32_maxpool2d_act_bwd(&p, maxpool_bwd_act(io->node), io->in_data[1], io->in_data[0], io->out_data[0],
+                                    e->nthreads);
 }
 static et_status avgpool2d_run(const et_node_io *io, const et_run_env *e) {
     et_pool2d_params p = {0};
@@ -2585,7 +2594,7 @@ static const et_op_desc op_table[] = {
     [ET_OP_MAXPOOL2D] = {.name = "maxpool2d", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
         .min_iattr = 9, .max_iattr = 9, .infer = maxpool2d_infer, .run = maxpool2d_run},
     [ET_OP_MAXPOOL2D_BWD] = {.name = "maxpool2d_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-        .min_iattr = 9, .max_iattr = 9, .infer = maxpool2d_bwd_infer, .run = maxpool2d_bwd_run},
+        .min_iattr = 9, .max_iattr = 10, .infer = maxpool2d_bwd_infer, .run = maxpool2d_bwd_run},
     [ET_OP_AVGPOOL2D] = {.name = "avgpool2d", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
         .min_iattr = 8, .max_iattr = 8, .infer = avgpool2d_infer, .run = avgpool2d_run},
     [ET_OP_AVGPOOL2D_BWD] = {.name = "avgpool2d_bwd", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,

@@ -17,6 +17,10 @@
  * (TRAIN, else GRAD) places them first; every other program pins them at the same offsets, alive
  * from its own first write (GRAD) or for the whole program (EVAL), so no program overwrites the
  * last run's gradients. Otherwise they get the persistent GRAD block, as before.
+ *
+ * A reshape's output shares its input's bytes when both are activations each written once by
+ * the program (reshape_run then copies nothing): the pair is one item living from the input's
+ * writer to the last reader of either.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,6 +264,8 @@ static int cmp_span(const void *a, const void *b) {
 
 typedef struct plan_scratch {
     int64_t *first, *last; /* per tensor */
+    int32_t *alias;        /* per tensor: the tensor whose bytes it shares (a reshape's input), or -1 */
+    uint8_t *writes;       /* per tensor: how many nodes of the program write it (saturating) */
     act_item *items;       /* per tensor (at most) */
     span *busy;            /* per tensor (at most) */
 } plan_scratch;
@@ -276,11 +282,29 @@ static int in_arena(const et_model *m, uint32_t i) {
     return m->tensors[i].kind == ET_KIND_ACT || (m->tensors[i].kind == ET_KIND_GRAD && m->grads_in_arena);
 }
 
+/* Reshape outputs that can share their input's bytes (s->alias), the input's lifetime extended
+ * over the output's. Only activations written exactly once, the input before the reshape: no
+ * later write can then change one through the other (in-place updates only write persistent
+ * tensors). A chain of reshapes shares the first input's bytes. */
+static void alias_reshapes(const et_model *m, const et_program_def *pg, plan_scratch *s) {
+    for (uint32_t k = 0; k < pg->n_nodes; k++) {
+        const et_node_def *nd = &m->nodes[pg->nodes[k]];
+        if (nd->op != ET_OP_RESHAPE || nd->n_in < 1 || nd->n_out < 1) continue;
+        int32_t x = nd->in[0], y = nd->out[0];
+        if (x < 0 || y < 0 || x == y || m->tensors[x].kind != ET_KIND_ACT || m->tensors[y].kind != ET_KIND_ACT)
+            continue;
+        if (s->writes[x] != 1 || s->writes[y] != 1 || s->first[x] >= (int64_t)k) continue;
+        int32_t root = s->alias[x] >= 0 ? s->alias[x] : x;
+        s->alias[y] = root;
+        if (s->last[y] > s->last[root]) s->last[root] = s->last[y];
+    }
+}
+
 /* Lifetimes of the program's activations (and gradients in the arena: from their first
  * writer, or the program's start when it writes none, to the end); returns how many. */
 static uint32_t collect_lifetimes(const et_model *m, const et_program_def *pg, const et_tshape *shape,
                                   plan_scratch *s) {
-    for (uint32_t i = 0; i < m->n_tensors; i++) s->first[i] = s->last[i] = -1;
+    for (uint32_t i = 0; i < m->n_tensors; i++) s->first[i] = s->last[i] = -1, s->alias[i] = -1, s->writes[i] = 0;
     for (uint32_t k = 0; k < pg->n_nodes; k++) {
         const et_node_def *nd = &m->nodes[pg->nodes[k]];
         for (int j = 0; j < nd->n_in; j++)
@@ -290,12 +314,14 @@ static uint32_t collect_lifetimes(const et_model *m, const et_program_def *pg, c
             if (t < 0) continue;
             if (s->first[t] < 0) s->first[t] = k;
             if (s->last[t] < (int64_t)k) s->last[t] = k;
+            if (s->writes[t] < 2) s->writes[t]++;
         }
     }
     for (uint32_t k = 0; k < pg->n_outputs; k++) s->last[pg->outputs[k].tensor] = pg->n_nodes;
+    alias_reshapes(m, pg, s);
     uint32_t n = 0;
     for (uint32_t i = 0; i < m->n_tensors; i++) {
-        if (!in_arena(m, i)) continue;
+        if (!in_arena(m, i) || s->alias[i] >= 0) continue;
         if (m->tensors[i].kind == ET_KIND_GRAD) {
             if (s->first[i] < 0) s->first[i] = 0;
             s->last[i] = pg->n_nodes;
@@ -346,6 +372,8 @@ static void plan_program(const et_model *m, const et_program_def *pg, const et_t
     }
     for (uint32_t i = 0; i < m->n_tensors; i++) off[i] = ET_NO_OFFSET;
     for (uint32_t i = 0; i < n; i++) off[s->items[i].t] = s->items[i].off;
+    for (uint32_t i = 0; i < m->n_tensors; i++)
+        if (s->alias[i] >= 0) off[i] = off[s->alias[i]];
     *arena_bytes = top;
     *unplanned = sum;
 }
@@ -473,7 +501,9 @@ static et_status scratch_alloc(const et_model *m, plan_scratch *s) {
     s->last = (int64_t *)et_calloc(n, sizeof(int64_t));
     s->items = (act_item *)et_calloc(n, sizeof(act_item));
     s->busy = (span *)et_calloc(n, sizeof(span));
-    return s->first && s->last && s->items && s->busy ? ET_OK : ET_ERR_NOMEM;
+    s->alias = (int32_t *)et_calloc(n, sizeof(int32_t));
+    s->writes = (uint8_t *)et_calloc(n, sizeof(uint8_t));
+    return s->first && s->last && s->items && s->busy && s->alias && s->writes ? ET_OK : ET_ERR_NOMEM;
 }
 
 static void scratch_free(plan_scratch *s) {
@@ -481,6 +511,8 @@ static void scratch_free(plan_scratch *s) {
     et_free(s->last);
     et_free(s->items);
     et_free(s->busy);
+    et_free(s->alias);
+    et_free(s->writes);
 }
 
 /* Per program: 2 entries per node (workspace offset, bytes); ET_OK or ET_ERR_NOMEM. */

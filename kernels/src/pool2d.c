@@ -11,6 +11,9 @@
  * Every op runs one (n, c) plane per iteration of a static parallel loop, so results do not
  * depend on the thread count. Backward kernels overwrite dx. The 2x2 / stride 2 max pool has
  * SIMD plane kernels, listed in et_f32_maxpool2d_k2s2_variants (pool_internal.h).
+ * The max pool's backward can apply a following relu / relu6's derivative (act_bwd reading the
+ * pool's input x): every cell but a window's winner gets +0 from the pool, and act_bwd keeps
+ * +0 or turns it into +0, so only the winner's test counts, and the winner's value is at hand.
  */
 #include <math.h>
 #include <string.h>
@@ -119,7 +122,7 @@ static inline void k2s2_fwd_cols(const float *ET_RESTRICT r0, const float *ET_RE
 /* Backward, output columns [ox0, ow) of one output row: writes d0/d1[2*ox0, 2*ow). */
 static inline void k2s2_bwd_cols(const float *ET_RESTRICT r0, const float *ET_RESTRICT r1,
                                  const float *ET_RESTRICT gr, float *ET_RESTRICT d0,
-                                 float *ET_RESTRICT d1, int64_t ox0, int64_t ow) {
+                                 float *ET_RESTRICT d1, int64_t ox0, int64_t ow, float lo, float hi) {
     for (int64_t ox = ox0; ox < ow; ox++) {
         /* Branch-free (the data decides the winner, so branches mispredict): without NaN the
          * winner is the first cell equal to the max, with NaN the last NaN cell (the rule
@@ -134,8 +137,11 @@ static inline void k2s2_bwd_cols(const float *ET_RESTRICT r0, const float *ET_RE
         uint32_t wb = (mn & nb & ~(nc | nd)) | (~mn & eb & ~ea);
         uint32_t wc = (mn & nc & ~nd) | (~mn & ec & ~(ea | eb));
         uint32_t wd = (mn & nd) | (~mn & ~(ea | eb | ec));
+        /* the act's mask: a NaN winner (mn) passes, else the winner's value is m */
+        uint32_t kill = ~mn & ((uint32_t)(m <= lo) | (uint32_t)(m >= hi)) & 1u;
         uint32_t gb, o[4];
         memcpy(&gb, &g, sizeof gb);
+        gb &= kill - 1u;
         o[0] = gb & (0u - (wa & 1u));
         o[1] = gb & (0u - (wb & 1u));
         o[2] = gb & (0u - (wc & 1u));
@@ -160,12 +166,12 @@ static void maxpool_fwd_plane_k2s2__ref(const float *ET_RESTRICT xp, float *ET_R
 
 static void maxpool_bwd_plane_k2s2__ref(const float *ET_RESTRICT xp, const float *ET_RESTRICT gp,
                                         float *ET_RESTRICT dp, int64_t h, int64_t w, int64_t oh,
-                                        int64_t ow) {
+                                        int64_t ow, float lo, float hi) {
     if (2 * oh != h || 2 * ow != w) memset(dp, 0, (size_t)(h * w) * sizeof(float));
     for (int64_t oy = 0; oy < oh; oy++) {
         const float *r0 = xp + 2 * oy * w;
         float *d0 = dp + 2 * oy * w;
-        k2s2_bwd_cols(r0, r0 + w, gp + oy * ow, d0, d0 + w, 0, ow);
+        k2s2_bwd_cols(r0, r0 + w, gp + oy * ow, d0, d0 + w, 0, ow, lo, hi);
     }
 }
 
@@ -182,6 +188,13 @@ ET_TARGET_AVX2 static inline __m256 k2s2_takes8(__m256 v, __m256 m) {
 }
 ET_TARGET_AVX2 static inline __m128 k2s2_takes4(__m128 v, __m128 m) {
     return _mm_or_ps(_mm_cmpgt_ps(v, m), _mm_cmpunord_ps(v, v));
+}
+/* The act's mask of winning values m (lo / hi as in pool_internal.h; ordered: NaN passes). */
+ET_TARGET_AVX2 static inline __m256 k2s2_kill8(__m256 m, __m256 lo, __m256 hi) {
+    return _mm256_or_ps(_mm256_cmp_ps(m, lo, _CMP_LE_OQ), _mm256_cmp_ps(m, hi, _CMP_GE_OQ));
+}
+ET_TARGET_AVX2 static inline __m128 k2s2_kill4(__m128 m, __m128 lo, __m128 hi) {
+    return _mm_or_ps(_mm_cmp_ps(m, lo, _CMP_LE_OQ), _mm_cmp_ps(m, hi, _CMP_GE_OQ));
 }
 
 /* 8 windows: the 4 windows of the 8 columns at u0 / v0 (top / bottom row) and the 4 at u1 / v1.
@@ -226,7 +239,7 @@ ET_TARGET_AVX2 static inline void k2s2_fwd8__avx2(const float *u0, const float *
 ET_TARGET_AVX2 static inline void k2s2_bwd8__avx2(const float *u0, const float *u1,
                                                   const float *v0, const float *v1,
                                                   const float *gs, float *du0, float *du1,
-                                                  float *dv0, float *dv1) {
+                                                  float *dv0, float *dv1, __m256 lo, __m256 hi) {
     __m256 m, b, c, d;
     k2s2_split8__avx2(u0, u1, v0, v1, &m, &b, &c, &d);
     __m256 tb = k2s2_takes8(b, m);
@@ -234,7 +247,9 @@ ET_TARGET_AVX2 static inline void k2s2_bwd8__avx2(const float *u0, const float *
     __m256 tc = k2s2_takes8(c, m);
     m = _mm256_blendv_ps(m, c, tc);
     __m256 td = k2s2_takes8(d, m);
+    m = _mm256_blendv_ps(m, d, td);
     __m256 g = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_loadu_ps(gs)), K2S2_P4_0213));
+    g = _mm256_andnot_ps(k2s2_kill8(m, lo, hi), g);
     __m256 tcd = _mm256_or_ps(tc, td);
     __m256 ga = _mm256_andnot_ps(_mm256_or_ps(tb, tcd), g);
     __m256 gb = _mm256_and_ps(_mm256_andnot_ps(tcd, tb), g);
@@ -269,10 +284,11 @@ ET_TARGET_AVX2 static inline void k2s2_bwd_row__avx2(const float *ET_RESTRICT r0
                                                      const float *ET_RESTRICT r1,
                                                      const float *ET_RESTRICT gr,
                                                      float *ET_RESTRICT d0, float *ET_RESTRICT d1,
-                                                     int64_t ox, int64_t ow) {
+                                                     int64_t ox, int64_t ow, float lo, float hi) {
+    const __m256 lo8 = _mm256_set1_ps(lo), hi8 = _mm256_set1_ps(hi);
     for (; ox + 8 <= ow; ox += 8)
         k2s2_bwd8__avx2(r0 + 2 * ox, r0 + 2 * ox + 8, r1 + 2 * ox, r1 + 2 * ox + 8, gr + ox,
-                        d0 + 2 * ox, d0 + 2 * ox + 8, d1 + 2 * ox, d1 + 2 * ox + 8);
+                        d0 + 2 * ox, d0 + 2 * ox + 8, d1 + 2 * ox, d1 + 2 * ox + 8, lo8, hi8);
     if (ox + 4 <= ow) {
         __m128 m, b, c, d;
         k2s2_split4__avx2(r0 + 2 * ox, r1 + 2 * ox, &m, &b, &c, &d);
@@ -281,7 +297,9 @@ ET_TARGET_AVX2 static inline void k2s2_bwd_row__avx2(const float *ET_RESTRICT r0
         __m128 tc = k2s2_takes4(c, m);
         m = _mm_blendv_ps(m, c, tc);
         __m128 td = k2s2_takes4(d, m);
-        __m128 g = _mm_loadu_ps(gr + ox), tcd = _mm_or_ps(tc, td);
+        m = _mm_blendv_ps(m, d, td);
+        __m128 g = _mm_andnot_ps(k2s2_kill4(m, _mm_set1_ps(lo), _mm_set1_ps(hi)), _mm_loadu_ps(gr + ox));
+        __m128 tcd = _mm_or_ps(tc, td);
         __m128 ga = _mm_andnot_ps(_mm_or_ps(tb, tcd), g);
         __m128 gb = _mm_and_ps(_mm_andnot_ps(tcd, tb), g);
         __m128 gc = _mm_and_ps(_mm_andnot_ps(td, tc), g);
@@ -292,7 +310,7 @@ ET_TARGET_AVX2 static inline void k2s2_bwd_row__avx2(const float *ET_RESTRICT r0
         _mm_storeu_ps(d1 + 2 * ox + 4, _mm_unpackhi_ps(gc, gd));
         ox += 4;
     }
-    k2s2_bwd_cols(r0, r1, gr, d0, d1, ox, ow);
+    k2s2_bwd_cols(r0, r1, gr, d0, d1, ox, ow, lo, hi);
 }
 
 /* Output rows [oy0, oh) of a plane; ow == 4 (LeNet's 8x8 pool) goes two rows per step. */
@@ -314,19 +332,22 @@ ET_TARGET_AVX2 static inline void k2s2_fwd_plane_rows__avx2(const float *ET_REST
 ET_TARGET_AVX2 static inline void k2s2_bwd_plane_rows__avx2(const float *ET_RESTRICT xp,
                                                             const float *ET_RESTRICT gp,
                                                             float *ET_RESTRICT dp, int64_t w,
-                                                            int64_t oh, int64_t ow) {
+                                                            int64_t oh, int64_t ow, float lo,
+                                                            float hi) {
+    const __m256 lo8 = _mm256_set1_ps(lo), hi8 = _mm256_set1_ps(hi);
     int64_t oy = 0;
     if (ow == 4)
         for (; oy + 2 <= oh; oy += 2) {
             const float *r = xp + 2 * oy * w;
             float *d = dp + 2 * oy * w;
-            k2s2_bwd8__avx2(r, r + 2 * w, r + w, r + 3 * w, gp + oy * 4, d, d + 2 * w, d + w, d + 3 * w);
+            k2s2_bwd8__avx2(r, r + 2 * w, r + w, r + 3 * w, gp + oy * 4, d, d + 2 * w, d + w, d + 3 * w,
+                            lo8, hi8);
             for (int64_t i = 0; i < 4; i++) k2s2_zero_tail_cols(d + i * w, d + i * w, w, ow);
         }
     for (; oy < oh; oy++) {
         const float *r0 = xp + 2 * oy * w;
         float *d0 = dp + 2 * oy * w;
-        k2s2_bwd_row__avx2(r0, r0 + w, gp + oy * ow, d0, d0 + w, 0, ow);
+        k2s2_bwd_row__avx2(r0, r0 + w, gp + oy * ow, d0, d0 + w, 0, ow, lo, hi);
         k2s2_zero_tail_cols(d0, d0 + w, w, ow);
     }
 }
@@ -340,8 +361,9 @@ ET_TARGET_AVX2 static void maxpool_fwd_plane_k2s2__avx2(const float *ET_RESTRICT
 ET_TARGET_AVX2 static void maxpool_bwd_plane_k2s2__avx2(const float *ET_RESTRICT xp,
                                                         const float *ET_RESTRICT gp,
                                                         float *ET_RESTRICT dp, int64_t h,
-                                                        int64_t w, int64_t oh, int64_t ow) {
-    k2s2_bwd_plane_rows__avx2(xp, gp, dp, w, oh, ow);
+                                                        int64_t w, int64_t oh, int64_t ow,
+                                                        float lo, float hi) {
+    k2s2_bwd_plane_rows__avx2(xp, gp, dp, w, oh, ow, lo, hi);
     if (2 * oh < h) memset(dp + 2 * oh * w, 0, (size_t)((h - 2 * oh) * w) * sizeof(float));
 }
 
@@ -408,13 +430,15 @@ ET_TARGET_AVX512 static void maxpool_fwd_plane_k2s2__avx512(const float *ET_REST
 ET_TARGET_AVX512 static void maxpool_bwd_plane_k2s2__avx512(const float *ET_RESTRICT xp,
                                                             const float *ET_RESTRICT gp,
                                                             float *ET_RESTRICT dp, int64_t h,
-                                                            int64_t w, int64_t oh, int64_t ow) {
+                                                            int64_t w, int64_t oh, int64_t ow,
+                                                            float lo, float hi) {
+    const __m512 lo16 = _mm512_set1_ps(lo), hi16 = _mm512_set1_ps(hi);
     const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     const __m512i il = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     const __m512i ih = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
     if (ow <= 8) {
-        k2s2_bwd_plane_rows__avx2(xp, gp, dp, w, oh, ow);
+        k2s2_bwd_plane_rows__avx2(xp, gp, dp, w, oh, ow, lo, hi);
         if (2 * oh < h) memset(dp + 2 * oh * w, 0, (size_t)((h - 2 * oh) * w) * sizeof(float));
         return;
     }
@@ -427,7 +451,7 @@ ET_TARGET_AVX512 static void maxpool_bwd_plane_k2s2__avx512(const float *ET_REST
         for (;; ox += 16) {
             const int full = ox + 16 <= ow;
             if (!full && ow - ox <= 8) {
-                k2s2_bwd_row__avx2(r0, r1, gr, d0, d1, ox, ow);
+                k2s2_bwd_row__avx2(r0, r1, gr, d0, d1, ox, ow, lo, hi);
                 break;
             }
             __m512 p0, p1, q0, q1, g;
@@ -447,6 +471,9 @@ ET_TARGET_AVX512 static void maxpool_bwd_plane_k2s2__avx512(const float *ET_REST
             __mmask16 tc = k2s2_takes16(c, m);
             m = _mm512_mask_mov_ps(m, tc, c);
             __mmask16 td = k2s2_takes16(d, m);
+            m = _mm512_mask_mov_ps(m, td, d);
+            g = _mm512_maskz_mov_ps((__mmask16)~(_mm512_cmp_ps_mask(m, lo16, _CMP_LE_OQ) |
+                                                 _mm512_cmp_ps_mask(m, hi16, _CMP_GE_OQ)), g);
             __m512 ga = _mm512_maskz_mov_ps((__mmask16)~(tb | tc | td), g);
             __m512 gb = _mm512_maskz_mov_ps((__mmask16)(tb & ~(tc | td)), g);
             __m512 gc = _mm512_maskz_mov_ps((__mmask16)(tc & ~td), g);
@@ -496,7 +523,8 @@ static void maxpool_fwd_plane_k2s2__neon(const float *ET_RESTRICT xp, float *ET_
 
 static void maxpool_bwd_plane_k2s2__neon(const float *ET_RESTRICT xp, const float *ET_RESTRICT gp,
                                          float *ET_RESTRICT dp, int64_t h, int64_t w, int64_t oh,
-                                         int64_t ow) {
+                                         int64_t ow, float lo, float hi) {
+    const float32x4_t lo4 = vdupq_n_f32(lo), hi4 = vdupq_n_f32(hi);
     for (int64_t oy = 0; oy < oh; oy++) {
         const float *r0 = xp + 2 * oy * w, *r1 = r0 + w, *gr = gp + oy * ow;
         float *d0 = dp + 2 * oy * w, *d1 = d0 + w;
@@ -509,7 +537,11 @@ static void maxpool_bwd_plane_k2s2__neon(const float *ET_RESTRICT xp, const floa
             uint32x4_t tc = k2s2_takes_neon(q.val[0], m);
             m = vbslq_f32(tc, q.val[0], m);
             uint32x4_t td = k2s2_takes_neon(q.val[1], m);
-            uint32x4_t g = vreinterpretq_u32_f32(vld1q_f32(gr + ox)), tcd = vorrq_u32(tc, td);
+            m = vbslq_f32(td, q.val[1], m);
+            /* the act's mask; vcle / vcge are false for NaN, so a NaN winner passes */
+            uint32x4_t kill = vorrq_u32(vcleq_f32(m, lo4), vcgeq_f32(m, hi4));
+            uint32x4_t g = vbicq_u32(vreinterpretq_u32_f32(vld1q_f32(gr + ox)), kill);
+            uint32x4_t tcd = vorrq_u32(tc, td);
             float32x4x2_t o0, o1;
             o0.val[0] = vreinterpretq_f32_u32(vbicq_u32(g, vorrq_u32(tb, tcd)));
             o0.val[1] = vreinterpretq_f32_u32(vandq_u32(vbicq_u32(tb, tcd), g));
@@ -518,7 +550,7 @@ static void maxpool_bwd_plane_k2s2__neon(const float *ET_RESTRICT xp, const floa
             vst2q_f32(d0 + 2 * ox, o0);
             vst2q_f32(d1 + 2 * ox, o1);
         }
-        k2s2_bwd_cols(r0, r1, gr, d0, d1, ox, ow);
+        k2s2_bwd_cols(r0, r1, gr, d0, d1, ox, ow, lo, hi);
         k2s2_zero_tail_cols(d0, d1, w, ow);
     }
     if (2 * oh < h) memset(dp + 2 * oh * w, 0, (size_t)((h - 2 * oh) * w) * sizeof(float));
@@ -549,6 +581,7 @@ struct pool_job {
     const float *x, *dy;
     float *y, *dx;
     int64_t xs, ys, hw; /* input / output plane sizes; hw: global pool */
+    float lo, hi;       /* max pool backward: the fused act's bounds (pool_internal.h) */
 };
 
 static void pool_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
@@ -568,7 +601,7 @@ static et_status run_planes(pool_job *k, int64_t planes, int nthreads) {
 static et_status run_pool(const et_pool2d_params *p, pool_plane_fn plane,
                           const et_f32_maxpool2d_k2s2_variant *row, const float *x,
                           const float *dy, float *y, float *dx, int nthreads) {
-    pool_job k = {plane, p, row, x, dy, y, dx, p->h * p->w, p->oh * p->ow, 0};
+    pool_job k = {plane, p, row, x, dy, y, dx, p->h * p->w, p->oh * p->ow, 0, NAN, NAN};
     return run_planes(&k, p->n * p->c, nthreads);
 }
 
@@ -592,7 +625,7 @@ static void maxpool_fwd_plane(const pool_job *k, int64_t pl) {
 static void maxpool_k2s2_bwd_plane(const pool_job *k, int64_t pl) {
     const et_pool2d_params *p = k->p;
     k->row->bwd(k->x + pl * k->xs, k->dy + pl * k->ys, k->dx + pl * k->xs, p->h, p->w, p->oh,
-                p->ow);
+                p->ow, k->lo, k->hi);
 }
 
 static void maxpool_bwd_plane(const pool_job *k, int64_t pl) {
@@ -604,7 +637,8 @@ static void maxpool_bwd_plane(const pool_job *k, int64_t pl) {
         for (int64_t ox = 0; ox < p->ow; ox++) {
             float m;
             int64_t idx = max_index(p, xp, oy, ox, &m);
-            if (idx >= 0) dp[idx] += gp[oy * p->ow + ox];
+            /* act_bwd would zero the sum at a cell that fails its test: skip its terms */
+            if (idx >= 0 && !(xp[idx] <= k->lo || xp[idx] >= k->hi)) dp[idx] += gp[oy * p->ow + ox];
         }
 }
 
@@ -616,13 +650,21 @@ et_status et_f32_maxpool2d_fwd(const et_pool2d_params *p, const float *x, float 
     return run_pool(p, maxpool_fwd_plane, NULL, x, NULL, y, NULL, nthreads);
 }
 
+et_status et_f32_maxpool2d_act_bwd(const et_pool2d_params *p, et_act act, const float *x,
+                                   const float *dy, float *dx, int nthreads) {
+    if (!params_ok(p) || !x || !dy || !dx) return ET_ERR_ARG;
+    if (act != ET_ACT_NONE && act != ET_ACT_RELU && act != ET_ACT_RELU6) return ET_ERR_ARG;
+    /* act_bwd's tests as bounds: relu zeroes v <= 0, relu6 v <= 0 or v >= 6; NaN never kills */
+    pool_job k = {is_k2s2(p) ? maxpool_k2s2_bwd_plane : maxpool_bwd_plane, p,
+                  is_k2s2(p) ? ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants) : NULL,
+                  x, dy, NULL, dx, p->h * p->w, p->oh * p->ow, 0,
+                  act == ET_ACT_NONE ? NAN : 0.0f, act == ET_ACT_RELU6 ? 6.0f : NAN};
+    return run_planes(&k, p->n * p->c, nthreads);
+}
+
 et_status et_f32_maxpool2d_bwd(const et_pool2d_params *p, const float *x, const float *dy,
                                float *dx, int nthreads) {
-    if (!params_ok(p) || !x || !dy || !dx) return ET_ERR_ARG;
-    if (is_k2s2(p))
-        return run_pool(p, maxpool_k2s2_bwd_plane, ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants),
-                        x, dy, NULL, dx, nthreads);
-    return run_pool(p, maxpool_bwd_plane, NULL, x, dy, NULL, dx, nthreads);
+    return et_f32_maxpool2d_act_bwd(p, ET_ACT_NONE, x, dy, dx, nthreads);
 }
 
 /* ---- average pool ---------------------------------------------------------------------- */
@@ -712,13 +754,13 @@ static void gavg_bwd_plane(const pool_job *k, int64_t pl) {
 et_status et_f32_global_avgpool_fwd(int64_t n, int64_t c, int64_t hw, const float *x, float *y,
                                     int nthreads) {
     if (n <= 0 || c <= 0 || hw <= 0 || !x || !y) return ET_ERR_ARG;
-    pool_job k = {gavg_fwd_plane, NULL, NULL, x, NULL, y, NULL, 0, 0, hw};
+    pool_job k = {gavg_fwd_plane, NULL, NULL, x, NULL, y, NULL, 0, 0, hw, NAN, NAN};
     return run_planes(&k, n * c, nthreads);
 }
 
 et_status et_f32_global_avgpool_bwd(int64_t n, int64_t c, int64_t hw, const float *dy, float *dx,
                                     int nthreads) {
     if (n <= 0 || c <= 0 || hw <= 0 || !dy || !dx) return ET_ERR_ARG;
-    pool_job k = {gavg_bwd_plane, NULL, NULL, NULL, dy, NULL, dx, 0, 0, hw};
+    pool_job k = {gavg_bwd_plane, NULL, NULL, NULL, dy, NULL, dx, 0, 0, hw, NAN, NAN};
     return run_planes(&k, n * c, nthreads);
 }

@@ -12,13 +12,15 @@
 #include "variant_internal.h"
 
 /* One plane: xp is h x w (row stride w), yp / gp are oh x ow; 2*oh <= h, 2*ow <= w.
- * fwd writes yp; bwd overwrites all of dp (h x w; cells no window covers get +0.0). */
+ * fwd writes yp; bwd overwrites all of dp (h x w; cells no window covers get +0.0). bwd drops
+ * (writes +0.0 for) the gradient of a window whose winning value v has v <= lo or v >= hi (ordered
+ * compares, a NaN v keeps it): the fused relu / relu6 derivative, lo = hi = NaN for none. */
 typedef void (*et_f32_maxpool2d_k2s2_fwd_fn)(const float *ET_RESTRICT xp, float *ET_RESTRICT yp,
                                              int64_t w, int64_t oh, int64_t ow);
 typedef void (*et_f32_maxpool2d_k2s2_bwd_fn)(const float *ET_RESTRICT xp,
                                              const float *ET_RESTRICT gp,
                                              float *ET_RESTRICT dp, int64_t h, int64_t w,
-                                             int64_t oh, int64_t ow);
+                                             int64_t oh, int64_t ow, float lo, float hi);
 
 typedef struct et_f32_maxpool2d_k2s2_variant {
     et_variant_head head;

@@ -1,6 +1,8 @@
 /* edgetrain — benchmark of the LeNet b64 training step's small ops (issue 15): max pool 2x2
  * forward / backward after conv1 ([64, 20, 24, 24]) and conv2 ([64, 50, 8, 8]), the relu
- * backward, the conv bias gradients, SGD (momentum, weight decay) over fc1's 400k weights and
+ * backward (on the full map, and on the pooled gradient as export.mask_before_maxpool_bwd runs
+ * it), the max pool backward with the relu fused (export.fuse_maxpool_act_bwd, which replaces
+ * the pooled relu backward + max pool backward pair), the conv bias gradients, SGD (momentum, weight decay) over fc1's 400k weights and
  * dropout over [64, 500], at 1 and 2 threads. Each op runs `runs` times in a row (its data warm
  * in the caches, as in the step); the median and the minimum are printed (ms).
  *
@@ -47,6 +49,18 @@ static void relu1_bwd(bench_ctx *b) {
 }
 static void relu2_bwd(bench_ctx *b) {
     et_f32_act_bwd(ET_ACT_RELU, 0.0f, b->p2.n * 50 * 64, b->x2, b->d2, b->d2, b->threads);
+}
+static void relu1p_bwd(bench_ctx *b) {
+    et_f32_act_bwd(ET_ACT_RELU, 0.0f, b->p1.n * 20 * 144, b->y1, b->g1, b->g1, b->threads);
+}
+static void relu2p_bwd(bench_ctx *b) {
+    et_f32_act_bwd(ET_ACT_RELU, 0.0f, b->p2.n * 50 * 16, b->y2, b->g2, b->g2, b->threads);
+}
+static void pool1_relu_bwd(bench_ctx *b) {
+    et_f32_maxpool2d_act_bwd(&b->p1, ET_ACT_RELU, b->x1, b->g1, b->d1, b->threads);
+}
+static void pool2_relu_bwd(bench_ctx *b) {
+    et_f32_maxpool2d_act_bwd(&b->p2, ET_ACT_RELU, b->x2, b->g2, b->d2, b->threads);
 }
 static void bias1(bench_ctx *b) { et_f32_conv2d_bwd_bias(&b->c1, b->d1, b->db, b->threads); }
 static void bias2(bench_ctx *b) { et_f32_conv2d_bwd_bias(&b->c2, b->d2, b->db, b->threads); }
@@ -102,10 +116,16 @@ int main(int argc, char **argv) {
         b.mom[i] = 0.0f;
     }
     for (int64_t i = 0; i < 32000; i++) b.fx[i] = (float)i;
+    b.threads = 1;
+    pool1_fwd(&b); /* y1 / y2: the pooled outputs the pooled relu backward reads */
+    pool2_fwd(&b);
     struct { const char *name; bench_fn fn; } ops[] = {
         {"maxpool fwd [64,20,24,24]", pool1_fwd}, {"maxpool bwd [64,20,24,24]", pool1_bwd},
         {"maxpool fwd [64,50,8,8]", pool2_fwd},   {"maxpool bwd [64,50,8,8]", pool2_bwd},
         {"relu bwd [64,20,24,24]", relu1_bwd},    {"relu bwd [64,50,8,8]", relu2_bwd},
+        {"relu bwd pooled [64,20,12,12]", relu1p_bwd}, {"relu bwd pooled [64,50,4,4]", relu2p_bwd},
+        {"maxpool+relu bwd [64,20,24,24]", pool1_relu_bwd},
+        {"maxpool+relu bwd [64,50,8,8]", pool2_relu_bwd},
         {"bias grad conv1", bias1},               {"bias grad conv2", bias2},
         {"sgd fc1 [400000]", sgd_fc1},            {"dropout fwd [64,500]", drop_fwd},
     };

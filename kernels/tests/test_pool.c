@@ -107,6 +107,31 @@ static void fill_nan(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = NAN;
 }
 
+/* The fused relu / relu6 backward (et_f32_maxpool2d_act_bwd) against its definition, the two
+ * ops one after the other, bit for bit at 1..3 threads. x must hold negatives, zeros and
+ * windows whose maximum is 0 or (relu6) >= 6, or a fusion that ignores the act would pass. */
+static int64_t act_dropped[2]; /* gradients the fused relu / relu6 dropped: the tests mean something */
+static void check_act_fused(const et_pool2d_params *p, const float *x, const float *dy, float *dx,
+                            float *dx_ref, const char *tag) {
+    const int64_t nx = p->n * p->c * p->h * p->w;
+    static const et_act acts[] = {ET_ACT_RELU, ET_ACT_RELU6};
+    char what[200];
+    for (size_t a = 0; a < 2; a++) {
+        fill_nan(dx_ref, nx);
+        ET_CHECK(et_f32_maxpool2d_bwd(p, x, dy, dx_ref, 1) == ET_OK, "%s: unfused pool bwd", tag);
+        ET_CHECK(et_f32_act_bwd(acts[a], 0.0f, nx, x, dx_ref, dx_ref, 1) == ET_OK, "%s: act bwd", tag);
+        for (int th = 1; th <= 3; th++) {
+            fill_nan(dx, nx);
+            et_status st = et_f32_maxpool2d_act_bwd(p, acts[a], x, dy, dx, th);
+            snprintf(what, sizeof what, "%s act %d th%d: fused pool+act bwd", tag, (int)acts[a], th);
+            ET_CHECK(st == ET_OK && memcmp(dx, dx_ref, (size_t)nx * sizeof(float)) == 0, "%s", what);
+        }
+        ET_CHECK(et_f32_maxpool2d_bwd(p, x, dy, dx, 1) == ET_OK, "%s: plain bwd", tag);
+        for (int64_t i = 0; i < nx; i++) act_dropped[a] += memcmp(&dx[i], &dx_ref[i], sizeof(float)) != 0;
+    }
+    ET_CHECK(et_f32_maxpool2d_act_bwd(p, ET_ACT_SIGMOID, x, dy, dx, 1) == ET_ERR_ARG, "%s: sigmoid accepted", tag);
+}
+
 static void check_case(int ci, const pool_case *k, int64_t n) {
     const int64_t c = 3;
     et_pool2d_params p = make_params(k, n, c);
@@ -138,6 +163,10 @@ static void check_case(int ci, const pool_case *k, int64_t n) {
         snprintf(what, sizeof what, "pool case %d n%lld maxpool bwd th%d", ci, (long long)n, th);
         ET_CHECK(st == ET_OK && et_allclose(dx, dx_ref, nx, 1e-6f, 1e-6f, what), "%s", what);
     }
+    /* integers in [-4, 8) (windows of max 0, ties, >= 6) and one NaN */
+    for (int64_t i = 0; i < nx; i++) x[i] = floorf(x[i] * 1.5f + 2.0f);
+    snprintf(what, sizeof what, "pool case %d n%lld", ci, (long long)n);
+    check_act_fused(&p, x, dy, dx, dx_ref, what);
     if (p.dil_h == 1 && p.dil_w == 1) {
         et_fill_random(x, nx, 5 + ci, -1.0f, 1.0f);
         for (int cip = 0; cip <= 1; cip++) {
@@ -271,6 +300,7 @@ static void check_k2s2_isas(void) {
         float *y = malloc((size_t)ny * sizeof(float)), *y_ref = malloc((size_t)ny * sizeof(float));
         float *dx = malloc((size_t)nx * sizeof(float)), *dx_ref = malloc((size_t)nx * sizeof(float));
         float *y_or = malloc((size_t)ny * sizeof(float)), *dx_or = malloc((size_t)nx * sizeof(float));
+        float *xa = malloc((size_t)nx * sizeof(float));
         for (int variant = 0; variant < 3; variant++) {
             /* 0: mostly ties, 1: many specials, 2: all specials */
             fill_specials(x, nx, 100 + si * 3 + variant, variant == 0 ? 10 : variant == 1 ? 45 : 100);
@@ -296,7 +326,7 @@ static void check_k2s2_isas(void) {
                 for (int64_t pl = 0; pl < n * c; pl++) {
                     const int64_t xo = pl * p.h * p.w, yo = pl * p.oh * p.ow;
                     row->fwd(x + xo, y + yo, p.w, p.oh, p.ow);
-                    row->bwd(x + xo, dy + yo, dx + xo, p.h, p.w, p.oh, p.ow);
+                    row->bwd(x + xo, dy + yo, dx + xo, p.h, p.w, p.oh, p.ow, NAN, NAN);
                 }
                 snprintf(what, sizeof what, "k2s2 %lldx%lld v%d row %s", (long long)p.h,
                          (long long)p.w, variant, row->head.name);
@@ -316,6 +346,27 @@ static void check_k2s2_isas(void) {
                              (long long)p.w, variant, et_isa_name(isa), th);
                     ET_CHECK(st == ET_OK && memcmp(dx, dx_ref, (size_t)nx * sizeof(float)) == 0, "%s", what);
                 }
+                /* the fused act: specials (NaN winners, -0, inf) and -2..2 shifted up to 4 so
+                 * relu6's upper bound and windows of max 0 both occur */
+                if (variant < 2) {
+                    for (int64_t i = 0; i < nx; i++) xa[i] = x[i] + (variant == 1 ? 4.0f : 0.0f);
+                    snprintf(what, sizeof what, "k2s2 %lldx%lld v%d %s", (long long)p.h, (long long)p.w,
+                             variant, et_isa_name(isa));
+                    check_act_fused(&p, xa, dy, dx, dx_or, what);
+                    et_set_isa(ET_ISA_REF);
+                    float lo[2] = {0.0f, 0.0f}, hi[2] = {NAN, 6.0f};
+                    for (int a = 0; a < 2; a++) {
+                        fill_nan(dx_or, nx);
+                        ET_CHECK(et_f32_maxpool2d_act_bwd(&p, a ? ET_ACT_RELU6 : ET_ACT_RELU, xa, dy, dx_or, 1) == ET_OK, "ref act");
+                        fill_nan(dx, nx);
+                        for (int64_t pl = 0; pl < n * c; pl++) {
+                            const int64_t xo = pl * p.h * p.w, yo = pl * p.oh * p.ow;
+                            row->bwd(xa + xo, dy + yo, dx + xo, p.h, p.w, p.oh, p.ow, lo[a], hi[a]);
+                        }
+                        ET_CHECK(memcmp(dx, dx_or, (size_t)nx * sizeof(float)) == 0, "%s act row %d", what, a);
+                    }
+                    et_set_isa(ET_ISA_REF);
+                }
             }
         }
         /* the uncovered last row / column of an odd shape is exactly +0.0 */
@@ -331,7 +382,7 @@ static void check_k2s2_isas(void) {
                     }
             ET_CHECK(ok, "k2s2 %lldx%lld: uncovered dx cells not +0", (long long)p.h, (long long)p.w);
         }
-        free(x); free(dy); free(y); free(y_ref); free(dx); free(dx_ref); free(y_or); free(dx_or);
+        free(x); free(dy); free(y); free(y_ref); free(dx); free(dx_ref); free(y_or); free(dx_or); free(xa);
     }
     et_set_isa(saved);
 }
@@ -346,4 +397,6 @@ void test_pool(void) {
         check_case((int)i, &cases[i], 1);
         check_case((int)i, &cases[i], 2);
     }
+    ET_CHECK(act_dropped[0] > 100 && act_dropped[1] > act_dropped[0], "fused act dropped %lld / %lld gradients",
+             (long long)act_dropped[0], (long long)act_dropped[1]);
 }

@@ -138,6 +138,11 @@ et_status et_pool2d_params_init(et_pool2d_params *p); /* validates; pad <= kerne
 et_status et_f32_maxpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads);
 et_status et_f32_maxpool2d_bwd(const et_pool2d_params *p, const float *x, const float *dy,
                                float *dx, int nthreads);
+/* maxpool2d_bwd then act_bwd(act, ., x) in one pass: a window's gradient reaches its winning
+ * cell only where the act passes gradient at the winner's value (relu: > 0, relu6: in (0, 6),
+ * NaN passes); the same bits as the two ops. act: ET_ACT_NONE, ET_ACT_RELU or ET_ACT_RELU6. */
+et_status et_f32_maxpool2d_act_bwd(const et_pool2d_params *p, et_act act, const float *x,
+                                   const float *dy, float *dx, int nthreads);
 et_status et_f32_avgpool2d_fwd(const et_pool2d_params *p, const float *x, float *y, int nthreads);
 et_status et_f32_avgpool2d_bwd(const et_pool2d_params *p, const float *dy, float *dx, int nthreads);
 /* Global average pool: x[n,c,hw] -> y[n,c]. */
