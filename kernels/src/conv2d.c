@@ -497,7 +497,12 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
             size_t g;
             if (kind == CONV_FWD) g = et_f32_gemm_ws_bytes(p->oc, nn, p->c, nthreads);
             else if (kind == CONV_BWD_INPUT) g = et_f32_gemm_ws_bytes(p->c, nn, p->oc, nthreads);
-            else g = et_f32_gemm_ws_bytes(p->oc, p->c, nn, nthreads);
+            else if (et_f32_gemm_is_small(p->oc, p->c, nn))
+                g = et_f32_gemm_ws_bytes(p->oc, p->c, nn, nthreads);
+            else { /* et_f32_gemm_nchw_wgrad packs from the images: nothing gathered */
+                g = et_f32_gemm_nchw_wgrad_ws_bytes(p->oc, p->c, p->n, cp->np, nthreads);
+                in_b = out_b = 0;
+            }
             cp->batched = 1;
             cp->gemm_threads = nthreads;
             cp->in_bytes = in_b;
