@@ -26,7 +26,7 @@
  * path), run one et_f32_gemm_nchw over the whole batch: B panels packed straight from the
  * images (or read in place), C tiles stored straight into y (dx), bias + activation applied
  * per tile while it is in L1; no gather / scatter passes and the same bits. Weights packing
- * to more than PW_A_MIN_BYTES are packed by the GEMM's row tasks, a few hundred KiB at a
+ * to more than PW_A_MIN_BYTES are packed by the GEMM's row tasks, about 64 KiB at a
  * time (et_f32_gemm_nchw_a), unless an eval program packed them before the call.
  * Batched pointwise path: 1x1 / stride 1 / no pad / groups 1 convs with a small plane
  * (np < CONV_BATCH_MAX_NP, n > 1, gathered matrices within CONV_BATCH_MAX_BYTES) gather the

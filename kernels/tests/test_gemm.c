@@ -431,6 +431,7 @@ static void test_nchw(void) {
         /* wide layers (MobileNetV2's last blocks at 32x32): A packed per row task, several
          * tasks, a partial last one, several K blocks */
         {320, 1280, 32, 1}, {1280, 320, 32, 1}, {160, 960, 32, 4}, {45, 3000, 3, 2},
+        {960, 160, 32, 1},
     };
     for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
