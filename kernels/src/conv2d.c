@@ -26,7 +26,7 @@
  * path), run one et_f32_gemm_nchw over the whole batch: B panels packed straight from the
  * images (or read in place), C tiles stored straight into y (dx), bias + activation applied
  * per tile while it is in L1; no gather / scatter passes and the same bits. Weights packing
- * to more than PW_A_MIN_BYTES are packed by the GEMM's row tasks, a few hundred KiB at a
+ * to more than PW_A_MIN_BYTES are packed by the GEMM's row tasks, about 64 KiB at a
  * time (et_f32_gemm_nchw_a), unless an eval program packed them before the call.
  * Batched pointwise path: 1x1 / stride 1 / no pad / groups 1 convs with a small plane
  * (np < CONV_BATCH_MAX_NP, n > 1, gathered matrices within CONV_BATCH_MAX_BYTES) gather the
@@ -510,7 +510,12 @@ static void conv_plan_make(const et_conv2d_params *p, int kind, int nthreads, co
             size_t g;
             if (kind == CONV_FWD) g = et_f32_gemm_ws_bytes(p->oc, nn, p->c, nthreads);
             else if (kind == CONV_BWD_INPUT) g = et_f32_gemm_ws_bytes(p->c, nn, p->oc, nthreads);
-            else g = et_f32_gemm_ws_bytes(p->oc, p->c, nn, nthreads);
+            else if (et_f32_gemm_is_small(p->oc, p->c, nn))
+                g = et_f32_gemm_ws_bytes(p->oc, p->c, nn, nthreads);
+            else { /* et_f32_gemm_nchw_wgrad packs from the images: nothing gathered */
+                g = et_f32_gemm_nchw_wgrad_ws_bytes(p->oc, p->c, p->n, cp->np, nthreads);
+                in_b = out_b = 0;
+            }
             cp->batched = 1;
             cp->gemm_threads = nthreads;
             cp->in_bytes = in_b;

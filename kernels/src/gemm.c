@@ -1047,9 +1047,10 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
  * largest block of a training step's plan. When all of B fits one packed block (small planes,
  * exactly where A is large), B is packed once (the shared pass) and each row task packs its
  * own NCHW_A_TASK_BYTES of A rows into its thread's slot just before using them: the same
- * total packing, a few hundred KiB of workspace, and each tile the same ukernel calls on the
- * same packed values, so the same bits as et_f32_gemm_nchw. */
-#define NCHW_A_TASK_BYTES ((int64_t)256 * 1024)
+ * total packing, one such slot per thread, and each tile the same ukernel calls on the same
+ * packed values, so the same bits as et_f32_gemm_nchw. The tasks are small (~10 us each): at
+ * 256 KiB MobileNetV2's 960 x 160 weights made 3 row tasks, which 2 threads share 2 : 1. */
+#define NCHW_A_TASK_BYTES ((int64_t)64 * 1024)
 
 /* Rows of A per task: whole register tiles, about NCHW_A_TASK_BYTES of them. */
 static int64_t nchw_a_rows(const et_f32_gemm_config *cfg, int64_t K) {
@@ -1130,6 +1131,10 @@ typedef struct wgrad_job {
     size_t a_bytes, slice;
     int64_t mt, nt;
     int tm, tn;
+    /* threads > 1 (wgrad_shared_*): both operands packed whole, packed_a's layout (K block pc
+     * of the panel of rows r at sa + pc * mp + r * kc, of columns c at sb + pc * npad + c * kc) */
+    float *sa, *sb;
+    int64_t mp, npad, kblocks, ntasks;
 } wgrad_job;
 
 /* A w-wide panel of rows [r0, r0 + m) of an operand whose columns are the batch's pixels
@@ -1193,6 +1198,74 @@ static void wgrad_task(void *ctx, int64_t t, int tid) {
     wgrad_block(j, i0, i1, j0, j1, pa, pb);
 }
 
+/* ---- the weight gradient on several threads ----
+ * The product is short and wide in K (MobileNetV2 at 32x32: 144 x 24 x 2048), so C has few
+ * register tiles (11 x 1 here) and a task grid over them (4 x 1) packs the operand its tasks
+ * share once per task (B four times) and leaves a thread a whole task behind the other. So
+ * both operands are packed whole, once, by all threads (units: one MR or NR panel times one K
+ * block), then the tiles are handed out in tasks of about WGRAD_TASK_MACS multiply-adds, each
+ * tile running its K blocks back to back. Every element is the same ukernel calls on the same
+ * packed values in the same K order as wgrad_block's, so the bits of one thread. */
+#define WGRAD_TASK_MACS 262144.0
+
+static size_t wgrad_shared_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t N, int64_t K) {
+    return (size_t)((round_up(M, cfg->mr) + round_up(N, cfg->nr)) * K * (int64_t)sizeof(float));
+}
+
+size_t et_f32_gemm_nchw_wgrad_ws_bytes(int64_t M, int64_t N, int64_t n, int64_t np,
+                                       int nthreads) {
+    const int64_t K = n * np;
+    if (nthreads <= 1 || M <= 0 || N <= 0 || K <= 0) return et_f32_gemm_ws_bytes(M, N, K, 1);
+    size_t bytes = 0;
+    for (const et_f32_gemm_variant *row = et_f32_gemm_variants; row->head.name; row++) {
+        const size_t b = wgrad_shared_bytes(row->cfg, M, N, K);
+        if (b > bytes) bytes = b;
+    }
+    return bytes + ET_GEMM_ALIGN;
+}
+
+/* Packing unit u: K block u % kblocks of panel u / kblocks (the A panels, then the B ones). */
+static void wgrad_pack_range(void *ctx, int64_t u0, int64_t u1, int tid) {
+    const wgrad_job *j = (const wgrad_job *)ctx;
+    const et_f32_gemm_config *cfg = j->cfg;
+    const int64_t kc_blk = balanced_block(j->K, ET_GEMM_KC, 1);
+    (void)tid;
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t panel = u / j->kblocks, pc = (u % j->kblocks) * kc_blk;
+        const int64_t kc = min_i64(kc_blk, j->K - pc);
+        if (panel < j->mt) {
+            const int64_t r = panel * cfg->mr;
+            wgrad_pack(cfg, cfg->mr, min_i64(cfg->mr, j->M - r), j->dy, j->ys, j->np, r, pc, kc,
+                       j->sa + pc * j->mp + r * kc);
+        } else {
+            const int64_t c = (panel - j->mt) * cfg->nr;
+            wgrad_pack(cfg, cfg->nr, min_i64(cfg->nr, j->N - c), j->x, j->xs, j->np, c, pc, kc,
+                       j->sb + pc * j->npad + c * kc);
+        }
+    }
+}
+
+/* Task t: a run of tiles in row-major order (consecutive tiles share their A panel). */
+static void wgrad_shared_task(void *ctx, int64_t t, int tid) {
+    const wgrad_job *j = (const wgrad_job *)ctx;
+    const et_f32_gemm_config *cfg = j->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, K = j->K;
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    int64_t t0, t1;
+    (void)tid;
+    et_thread_range(j->mt * j->nt, (int)t, (int)j->ntasks, &t0, &t1);
+    for (int64_t q = t0; q < t1; q++) {
+        const int64_t i = q / j->nt * MR, c = q % j->nt * NR;
+        const int64_t mr = min_i64(MR, j->M - i), nr = min_i64(NR, j->N - c);
+        float *cp = j->C + i * j->ldc + c;
+        for (int64_t pc = 0; pc < K; pc += kc_blk) {
+            const int64_t kc = min_i64(kc_blk, K - pc);
+            cfg->ukernel(kc, j->sa + pc * j->mp + i * kc, j->sb + pc * j->npad + c * kc, NR, cp,
+                         j->ldc, mr, nr, 1.0f, pc == 0 ? 0.0f : 1.0f);
+        }
+    }
+}
+
 et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, const float *dy,
                                  int64_t ys, const float *x, int64_t xs, float *C, int64_t ldc,
                                  void *ws, size_t ws_bytes, int nthreads) {
@@ -1202,14 +1275,26 @@ et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, co
     if (!cfg || M <= 0 || N <= 0 || K <= 0 || !dy || !x || !C || ldc < N ||
         et_f32_gemm_is_small(M, N, K))
         return ET_ERR_ARG;
-    if (!ws || ws_bytes < et_f32_gemm_ws_bytes(M, N, K, nthreads)) return ET_ERR_WORKSPACE;
+    if (!ws || ws_bytes < et_f32_gemm_nchw_wgrad_ws_bytes(M, N, n, np, nthreads))
+        return ET_ERR_WORKSPACE;
     char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
     const size_t a_bytes = pack_a_bytes(cfg, M, K);
-    int tm, tn;
-    choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
+    const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
     wgrad_job j = {cfg, M, N, K, np, dy, ys, x, xs, C, ldc, base, a_bytes,
-                   a_bytes + pack_b_bytes(cfg, N, K), ceil_div(M, cfg->mr), ceil_div(N, cfg->nr),
-                   tm, tn};
-    et_parallel_for(tm * tn, nthreads, wgrad_task, &j);
+                   a_bytes + pack_b_bytes(cfg, N, K), mt, nt, 1, 1, NULL, NULL, 0, 0, 0, 0};
+    if (nthreads == 1) {
+        wgrad_task(&j, 0, 0);
+        return ET_OK;
+    }
+    j.sa = (float *)base;
+    j.mp = round_up(M, cfg->mr);
+    j.sb = j.sa + j.mp * K;
+    j.npad = round_up(N, cfg->nr);
+    j.kblocks = ceil_div(K, balanced_block(K, ET_GEMM_KC, 1));
+    const int64_t units = (mt + nt) * j.kblocks;
+    et_parallel_ranges(units, et_split_chunks(units, nthreads), nthreads, wgrad_pack_range, &j);
+    const double tasks = (double)M * (double)N * (double)K / WGRAD_TASK_MACS;
+    j.ntasks = tasks < 1.0 ? 1 : min_i64(mt * nt, (int64_t)tasks);
+    et_parallel_for(j.ntasks, nthreads, wgrad_shared_task, &j);
     return ET_OK;
 }

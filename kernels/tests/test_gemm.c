@@ -431,6 +431,7 @@ static void test_nchw(void) {
         /* wide layers (MobileNetV2's last blocks at 32x32): A packed per row task, several
          * tasks, a partial last one, several K blocks */
         {320, 1280, 32, 1}, {1280, 320, 32, 1}, {160, 960, 32, 4}, {45, 3000, 3, 2},
+        {960, 160, 32, 1},
     };
     for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
@@ -468,7 +469,7 @@ static int wgrad_case(const variant *v, int64_t M, int64_t N, int64_t n, int64_t
     }
     for (int64_t i = 0; i < M * ldc; i++) C1[i] = C2[i] = g_nan;
     const size_t gwb = et_f32_gemm_packed_ws_bytes(v->cfg, M, N, K, nth);
-    const size_t wsb = et_f32_gemm_ws_bytes(M, N, K, nth);
+    const size_t wsb = et_f32_gemm_nchw_wgrad_ws_bytes(M, N, n, np, nth);
     void *gws = malloc(gwb + 64), *ws = malloc(wsb + 1);
     int ok = et_f32_gemm_packed(v->cfg, 0, 1, M, N, K, 1.0f, DY, K, X, K, 0.0f, C1, ldc, gws, gwb,
                                 nth) == ET_OK;
@@ -478,18 +479,25 @@ static int wgrad_case(const variant *v, int64_t M, int64_t N, int64_t n, int64_t
         ok = i % ldc == N ? C2[i] != C2[i] : memcmp(C1 + i, C2 + i, sizeof(float)) == 0;
     ET_CHECK(ok, "gemm_nchw_wgrad %s: M=%lld N=%lld n=%lld np=%lld nth=%d", v->cfg->name,
              (long long)M, (long long)N, (long long)n, (long long)np, nth);
+    ET_CHECK(et_f32_gemm_nchw_wgrad(M, N, n, np, dy, ys, x, xs, C2, ldc, ws, wsb - 65, nth) ==
+                 ET_ERR_WORKSPACE,
+             "gemm_nchw_wgrad small workspace: nth=%d", nth);
     free(dy), free(x), free(DY), free(X), free(C1), free(C2), free(gws), free(ws);
     return ok;
 }
 
 static void test_nchw_wgrad(void) {
-    /* {M, N, n, np}: np 1 (the copy pack), pieces of images inside K blocks, two K blocks */
-    static const int64_t shapes[][4] = {{24, 96, 32, 1}, {144, 24, 3, 4},  {15, 33, 5, 49},
-                                        {40, 70, 3, 300}, {29, 17, 7, 16}, {200, 40, 9, 1}};
+    /* {M, N, n, np}: np 1 (the copy pack), pieces of images inside K blocks, two K blocks;
+     * MobileNetV2's at 32x32 (one column or one row of tiles, three K blocks; many tiles of
+     * one K block): on 2 and 3 threads the shared packing and the tile tasks */
+    static const int64_t shapes[][4] = {
+        {24, 96, 32, 1},  {144, 24, 3, 4},  {15, 33, 5, 49},  {40, 70, 3, 300},
+        {29, 17, 7, 16},  {200, 40, 9, 1},  {144, 24, 32, 64}, {24, 144, 32, 64},
+        {960, 160, 32, 1}, {192, 64, 32, 4}};
     for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-            for (int nth = 1; nth <= 3; nth += 2)
+            for (int nth = 1; nth <= 3; nth++)
                 wgrad_case(v, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], nth);
         float a[8] = {0}, c[8];
         ET_CHECK(et_f32_gemm_nchw_wgrad(2, 2, 1, 2, a, 4, a, 4, c, 2, c, sizeof c, 1) == ET_ERR_ARG,
