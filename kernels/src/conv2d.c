@@ -906,12 +906,13 @@ static void channels_last(const float *ET_RESTRICT x, int64_t c, int64_t hw, flo
 }
 #if defined(ET_HAVE_X86_SIMD)
 /* The same moves in 16 x 16 blocks transposed in registers (the table-ukernel path runs on the
- * AVX-512 config only). */
+ * AVX-512 config only), with rows of ldt >= c floats: xt[q*ldt + ci], zeros for c <= ci < ldt
+ * (ldt - c < 16; ldt = MR > c: the last row panel of dy packed as the GEMM packs it). */
 ET_TARGET_AVX512 static void channels_last_avx512(const float *ET_RESTRICT x, int64_t c,
-                                                  int64_t hw, float *ET_RESTRICT xt) {
-    for (int64_t ci0 = 0; ci0 < c; ci0 += 16) {
-        const int64_t nc = c - ci0 < 16 ? c - ci0 : 16;
-        const __mmask16 mc = (__mmask16)(nc == 16 ? 0xFFFFu : (1u << nc) - 1u);
+                                                  int64_t hw, int64_t ldt, float *ET_RESTRICT xt) {
+    for (int64_t ci0 = 0; ci0 < ldt; ci0 += 16) {
+        const int64_t nc = c - ci0 < 16 ? c - ci0 : 16, nl = ldt - ci0 < 16 ? ldt - ci0 : 16;
+        const __mmask16 mc = (__mmask16)(nl == 16 ? 0xFFFFu : (1u << nl) - 1u);
         for (int64_t q0 = 0; q0 < hw; q0 += 16) {
             const int64_t nq = hw - q0 < 16 ? hw - q0 : 16;
             const __mmask16 mq = (__mmask16)(nq == 16 ? 0xFFFFu : (1u << nq) - 1u);
@@ -942,7 +943,7 @@ ET_TARGET_AVX512 static void channels_last_avx512(const float *ET_RESTRICT x, in
                                      _mm512_shuffle_f32x4(s1, s3, 0xDD)};
                 for (int l = 0; l < 4; l++) { /* pixel 4*l + e */
                     const int64_t j = 4 * l + e;
-                    if (j < nq) _mm512_mask_storeu_ps(xt + (q0 + j) * c + ci0, mc, o[l]);
+                    if (j < nq) _mm512_mask_storeu_ps(xt + (q0 + j) * ldt + ci0, mc, o[l]);
                 }
             }
         }
@@ -996,7 +997,7 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
     float *xt = s.xt;
 #if defined(ET_HAVE_X86_SIMD)
     if (cfg == &et_f32_gemm_config_avx512)
-        channels_last_avx512(x, c, hw, xt);
+        channels_last_avx512(x, c, hw, c, xt);
     else
 #endif
         channels_last(x, c, hw, xt);
@@ -1004,10 +1005,10 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
     for (int64_t ir = 0; ir < M; ir += MR) {
         const int64_t mr = M - ir < MR ? M - ir : MR;
 #if defined(ET_HAVE_X86_SIMD)
-        /* a whole panel, pa[k*MR + i] = dy[(ir + i)*K + k], is dy's rows stored
+        /* the panel, pa[k*MR + i] = dy[(ir + i)*K + k] (0 for i >= mr), is dy's rows stored
          * channels-last (the 16 x 16 register transposes; the AVX2 packer works 8 x 8) */
-        if (cfg == &et_f32_gemm_config_avx512 && mr == MR && MR <= 16) {
-            channels_last_avx512(dy + ir * K, MR, K, pa + ir * K);
+        if (cfg == &et_f32_gemm_config_avx512 && MR <= 16) {
+            channels_last_avx512(dy + ir * K, mr, K, MR, pa + ir * K);
             continue;
         }
 #endif
