@@ -1215,13 +1215,15 @@ static size_t wgrad_shared_bytes(const et_f32_gemm_config *cfg, int64_t M, int64
 size_t et_f32_gemm_nchw_wgrad_ws_bytes(int64_t M, int64_t N, int64_t n, int64_t np,
                                        int nthreads) {
     const int64_t K = n * np;
-    if (nthreads <= 1 || M <= 0 || N <= 0 || K <= 0) return et_f32_gemm_ws_bytes(M, N, K, 1);
+    /* one thread's need too: a plan made for more threads serves a call on fewer */
+    const size_t one = et_f32_gemm_ws_bytes(M, N, K, 1);
+    if (nthreads <= 1 || M <= 0 || N <= 0 || K <= 0) return one;
     size_t bytes = 0;
     for (const et_f32_gemm_variant *row = et_f32_gemm_variants; row->head.name; row++) {
-        const size_t b = wgrad_shared_bytes(row->cfg, M, N, K);
+        const size_t b = wgrad_shared_bytes(row->cfg, M, N, K) + ET_GEMM_ALIGN;
         if (b > bytes) bytes = b;
     }
-    return bytes + ET_GEMM_ALIGN;
+    return bytes > one ? bytes : one;
 }
 
 /* Packing unit u: K block u % kblocks of panel u / kblocks (the A panels, then the B ones). */

@@ -482,6 +482,9 @@ static int wgrad_case(const variant *v, int64_t M, int64_t N, int64_t n, int64_t
     ET_CHECK(et_f32_gemm_nchw_wgrad(M, N, n, np, dy, ys, x, xs, C2, ldc, ws, wsb - 65, nth) ==
                  ET_ERR_WORKSPACE,
              "gemm_nchw_wgrad small workspace: nth=%d", nth);
+    /* a workspace planned for nth threads serves one thread */
+    ET_CHECK(et_f32_gemm_nchw_wgrad(M, N, n, np, dy, ys, x, xs, C2, ldc, ws, wsb, 1) == ET_OK,
+             "gemm_nchw_wgrad on fewer threads than planned: nth=%d", nth);
     free(dy), free(x), free(DY), free(X), free(C1), free(C2), free(gws), free(ws);
     return ok;
 }
