@@ -15,8 +15,10 @@
  * Stride 1 / no pad / no dilation, the image in one band, one GEMM thread: fwd builds kw
  * shifted copies of the image instead of im2col and the GEMM reads B's rows through a table
  * (implicit_columns, et_f32_gemm_pa_offb; bias + activation per tile), bwd_input runs col2im
- * per band of GEMM rows (col2im_band, et_f32_gemm_pa_bands). Same FMA chains and additions
- * in the same order, so the same bits (kernels/tests/test_conv.c check_fwd_bits).
+ * per band of GEMM rows (col2im_band, et_f32_gemm_pa_bands; planes of rows up to 16 floats:
+ * per input channel, its dx rows in AVX-512 vectors, col2im_band_avx512). Same FMA chains and
+ * additions in the same order, so the same bits (kernels/tests/test_conv.c check_fwd_bits,
+ * tests/test_conv_fast.c check_bwd_input).
  * Threads: with n >= nthreads each thread takes whole images with its own column buffer and
  * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
  * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw
@@ -716,9 +718,9 @@ static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const
     return ET_OK;
 }
 
-/* The input gradient one input channel's dcol rows at a time (plan bands: conv_inside
- * windows, the image in one band; the GEMM hands on its bands in units of kh*kw rows): after
- * the GEMM has finished rows [k0, k0 + rows) of dcol (in buf, row stride ldc), they are added
+/* The input gradient a band of dcol rows at a time (plan bands: conv_inside windows, the
+ * image in one band; band_unit: whole input channels for small planes): after the GEMM has
+ * finished rows [k0, k0 + rows) of dcol (in buf, row stride ldc), they are added
  * into dx as col2im_inside_rows adds them -- every dx element still gets its contributions in
  * k order, one addition each, so the same bits -- while they are in L1, instead of through a
  * column buffer of the whole image. */

@@ -193,9 +193,9 @@ et_status et_f32_gemm_pa_offb(int64_t M, int64_t N, int64_t K, const void *pa, c
  * one band of MR rows at a time into buf (row stride N), handed on in units of `unit` rows
  * (0: each band as it is done): once rows [row0, row0 + rows) (rows = unit, or what is left at
  * the end) hold their final values, band_fn(ctx, row0, rows, buf', N, N) consumes them (buf'
- * their first row), in row order. The bits of et_f32_gemm's packed path. buf: et_f32_gemm_bands_floats(N, K, unit)
- * floats. ET_ERR_ARG when pa does not fit or B's row stride is one the packed path would not
- * read in place (callers then run et_f32_gemm_pa). */
+ * their first row), in row order. The bits of et_f32_gemm's packed path. buf:
+ * et_f32_gemm_bands_floats(N, K, unit) floats. ET_ERR_ARG when pa does not fit or B's row
+ * stride is one the packed path would not read in place (callers then run et_f32_gemm_pa). */
 et_status et_f32_gemm_pa_bands(int64_t M, int64_t N, int64_t K, const void *pa, const float *B,
                                int64_t ldb, int64_t unit, float *buf,
                                et_f32_gemm_epilogue *band_fn, void *ctx);
