@@ -124,8 +124,10 @@ def test_training_peak_excludes_the_dropped_modules_weights():
     peak = r["trained"]["VmHWM"] - r["before"]["VmRSS"]
     print(f"\nplan {total / MiB:.1f} MiB, params {params / MiB:.1f} MiB: peak over the "
           f"baseline +{peak / MiB:.1f} MiB")
-    # measured: total + 2.1 MiB (the tracer's modules, the file's tables); before: + 10.8
-    assert peak < total + params / 2
+    # measured: total + 4.6-4.8 MiB on 2026-12-06 (the tracer's modules, the file's tables,
+    # malloc's arenas; + 2.1 when the plan still counted workspace pages no kernel touched);
+    # with the module's weights kept: + 10.8, a whole `params` more
+    assert peak < total + 0.75 * params
 
 
 def _lenet_graph():
