@@ -522,6 +522,30 @@ def fuse_batchnorm_activations(nodes: Sequence[ir.Node], node_ids: List[int],
     return _fold_activations(nodes, node_ids, keep, "batchnorm_train", fold)
 
 
+_MAXPOOL_BWD_IATTRS = ops.OP_BY_NAME["maxpool2d_bwd"].iattrs
+
+
+def _act_bwd_after_maxpool_bwd(graph: ir.Graph, scan: List[int], bwd_nodes: List[int],
+                               keep: Sequence[int]):
+    """Yields (act_bwd node, maxpool2d_bwd node) for each relu / relu6 ``act_bwd`` in
+    ``bwd_nodes`` whose gradient input is the output of a ``maxpool2d_bwd`` over the same
+    activation ``y`` (``act_bwd(maxpool2d_bwd(g, y), y)``), read by nothing else (producers and
+    readers counted over ``scan``) and not in ``keep``. Lazy: the caller may rewrite a pair
+    before the next is looked for."""
+    producer, readers = _producers_and_readers(graph.nodes, scan)
+    for n in bwd_nodes:
+        act = graph.nodes[n]
+        if act.op != "act_bwd" or act.iattr[0] not in _FOLDABLE_ACTS:
+            continue
+        d_full, y = act.inputs
+        pn = producer.get(d_full)
+        if pn is None or readers.get(d_full) != 1 or d_full in keep:
+            continue
+        pool_bwd = graph.nodes[pn]
+        if pool_bwd.op == "maxpool2d_bwd" and pool_bwd.inputs[1] == y:
+            yield n, pn
+
+
 # Training programs fuse act_bwd (relu / relu6) after a maxpool2d_bwd into the pool's backward;
 # a switch so tests and benchmarks can build the unfused program and compare the bits.
 FUSE_MAXPOOL_ACT_BWD = True
@@ -534,27 +558,15 @@ def fuse_maxpool_act_bwd(graph: ir.Graph, bwd_nodes: List[int], keep: List[int])
     without the act_bwd pass and its tensor. The fused node writes the act_bwd's output; the
     act_bwd node stays in ``graph.nodes`` until build_graph drops the nodes no program runs.
     Returns the new backward node list."""
-    producer, readers = _producers_and_readers(graph.nodes, bwd_nodes)
     dropped = set()
-    for n in bwd_nodes:
-        act = graph.nodes[n]
-        if act.op != "act_bwd" or act.iattr[0] not in _FOLDABLE_ACTS:
-            continue
-        d_full, y = act.inputs
-        pn = producer.get(d_full)
-        pool_bwd = graph.nodes[pn] if pn is not None else None
-        if pool_bwd is None or pool_bwd.op != "maxpool2d_bwd" or pool_bwd.inputs[1] != y or \
-                len(pool_bwd.iattr) != len(_MAXPOOL_BWD_IATTRS) - 1 or \
-                readers.get(d_full) != 1 or d_full in keep:
-            continue
+    for n, pn in _act_bwd_after_maxpool_bwd(graph, bwd_nodes, bwd_nodes, keep):
+        act, pool_bwd = graph.nodes[n], graph.nodes[pn]
+        if len(pool_bwd.iattr) != len(_MAXPOOL_BWD_IATTRS) - 1:
+            continue  # already carries an act
         pool_bwd.iattr = list(pool_bwd.iattr) + [act.iattr[0]]
         pool_bwd.outputs = list(act.outputs)
-        producer[act.outputs[0]] = pn
         dropped.add(n)
     return [n for n in bwd_nodes if n not in dropped]
-
-
-_MAXPOOL_BWD_IATTRS = ops.OP_BY_NAME["maxpool2d_bwd"].iattrs
 
 
 def mask_before_maxpool_bwd(graph: ir.Graph, fwd_nodes: List[int], bwd_nodes: List[int],
@@ -568,23 +580,17 @@ def mask_before_maxpool_bwd(graph: ir.Graph, fwd_nodes: List[int], bwd_nodes: Li
     elsewhere, and the winner's value is the window's output pool(y), so the derivative mask
     read from pool(y) is the one read from y at every cell that receives a gradient: the same
     bits. Returns the new backward node list (the two nodes swap places)."""
-    producer, readers = _producers_and_readers(graph.nodes, fwd_nodes + bwd_nodes)
     pooled = {}  # (input tensor, attrs) -> output of the forward maxpool2d
     for n in fwd_nodes:
         nd = graph.nodes[n]
         if nd.op == "maxpool2d":
             pooled[(nd.inputs[0], tuple(nd.iattr))] = nd.outputs[0]
     order = list(bwd_nodes)
-    for n in bwd_nodes:
-        act = graph.nodes[n]
-        if act.op != "act_bwd" or act.iattr[0] not in _FOLDABLE_ACTS:
+    for n, pn in _act_bwd_after_maxpool_bwd(graph, fwd_nodes + bwd_nodes, bwd_nodes, keep):
+        act, pool_bwd = graph.nodes[n], graph.nodes[pn]
+        if pn not in order:
             continue
-        d_full, y = act.inputs
-        pn = producer.get(d_full)
-        pool_bwd = graph.nodes[pn] if pn is not None else None
-        if pool_bwd is None or pool_bwd.op != "maxpool2d_bwd" or pool_bwd.inputs[1] != y or \
-                readers.get(d_full) != 1 or d_full in keep or pn not in order:
-            continue
+        y = act.inputs[1]
         y_pool = pooled.get((y, tuple(pool_bwd.iattr)))
         if y_pool is None:
             continue
