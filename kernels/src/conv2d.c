@@ -18,7 +18,9 @@
  * per band of GEMM rows (col2im_band, et_f32_gemm_pa_bands; planes of rows up to 16 floats:
  * per input channel, its dx rows in AVX-512 vectors, col2im_band_avx512). Same FMA chains and
  * additions in the same order, so the same bits (kernels/tests/test_conv.c check_fwd_bits,
- * tests/test_conv_fast.c check_bwd_input).
+ * tests/test_conv_fast.c check_bwd_input). With Kg <= DIRECT_MAX_K (a first layer) fwd runs
+ * those chains in registers with the bias + relu before the one store instead (direct_fwd, on
+ * AVX-512; tests/test_conv_fast.c check_fwd_direct).
  * Threads: with n >= nthreads each thread takes whole images with its own column buffer and
  * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
  * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw
@@ -690,10 +692,136 @@ static et_status pack_weights(const et_conv2d_params *p, const conv_plan *cp, co
 static et_status fwd_implicit_gemm(const et_conv2d_params *p, const conv_plan *cp,
                                    const void *pw, conv_slot s, const float *b, float *y);
 
+/* ---- direct forward of a few-tap window ----------------------------------------------
+ * On the implicit plan with Kg <= DIRECT_MAX_K (a first layer: LeNet's conv1, Kg 25) the GEMM
+ * stores each C tile after only Kg FMAs per element and the epilogue passes over it again.
+ * direct_fwd runs each y element's k-ordered FMA chain from +0 over the same shifted copies
+ * (the GEMM's chain: alpha 1, beta 0) in registers, DIRECT_O channels x DIRECT_V vectors at a
+ * time, and applies the bias + relu (et_conv_bias_act_'s arithmetic) before the one store: the
+ * same bits. Only where a variant has the kernel (AVX-512); other ISAs keep the GEMM. */
+#define DIRECT_MAX_K 32
+#define DIRECT_O 4 /* channels per tile */
+#define DIRECT_V 6 /* 16-float vectors of pixels per tile: 24 accumulators + 6 rows of B */
+
+/* The y rows of one image from its shifted copies xs and row table off (implicit_columns). */
+typedef void direct_fwd_fn(const et_conv2d_params *p, const float *w, const float *b,
+                           const float *xs, const int32_t *off, float *y);
+
+/* 1 if the plan's forward can run direct_fwd (shapes, and an epilogue it applies in registers:
+ * bias and relu or none, no fused BatchNorm). */
+static int direct_ok(const et_conv2d_params *p, const conv_plan *cp) {
+    return conv_fast && cp->implicit && cp->kg <= DIRECT_MAX_K && !p->bn_scale &&
+           (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU);
+}
+
+#if defined(ET_HAVE_X86_SIMD)
+/* Channels [o, o + O) x pixels [q, q + 16 * V) of y (the last vector's pixels under ml); add[i]:
+ * channel o + i adds bias[i]. The loops unrolled, so the accumulators stay in registers. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void direct_tile_avx512(
+    const int O, const int V, int64_t kg, const float *ET_RESTRICT w, const float *ET_RESTRICT xs,
+    const int32_t *ET_RESTRICT off, int64_t q, __mmask16 ml, const float *ET_RESTRICT bias,
+    const int *add, int relu, float *ET_RESTRICT y, int64_t np) {
+    __m512 acc[DIRECT_O][DIRECT_V];
+    _Pragma("GCC unroll 8") for (int i = 0; i < O; i++)
+        _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kg; k++) {
+        const float *bk = xs + off[k] + q;
+        __m512 bv[DIRECT_V];
+        _Pragma("GCC unroll 8") for (int v = 0; v < V; v++)
+            bv[v] = _mm512_maskz_loadu_ps(v == V - 1 ? ml : (__mmask16)0xFFFF, bk + 16 * v);
+        _Pragma("GCC unroll 8") for (int i = 0; i < O; i++) {
+            const __m512 a = _mm512_set1_ps(w[i * kg + k]);
+            _Pragma("GCC unroll 8") for (int v = 0; v < V; v++)
+                acc[i][v] = _mm512_fmadd_ps(a, bv[v], acc[i][v]);
+        }
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    _Pragma("GCC unroll 8") for (int i = 0; i < O; i++) {
+        const __m512 vb = _mm512_set1_ps(bias[i]);
+        const int addi = add[i];
+        _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) {
+            __m512 r = acc[i][v];
+            if (addi) r = _mm512_add_ps(r, vb);
+            /* v < 0 ? 0 : v (NaN and -0 kept; max_ps would turn -0 into +0) */
+            if (relu) r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, zero, _CMP_LT_OQ), zero);
+            _mm512_mask_storeu_ps(y + i * np + q + 16 * v, v == V - 1 ? ml : (__mmask16)0xFFFF, r);
+        }
+    }
+}
+
+#define DIRECT_TILE(O, V)                                                                        \
+    ET_TARGET_AVX512 static void direct_tile_##O##x##V(                                          \
+        int64_t kg, const float *w, const float *xs, const int32_t *off, int64_t q, __mmask16 ml, \
+        const float *bias, const int *add, int relu, float *y, int64_t np) {                     \
+        direct_tile_avx512(O, V, kg, w, xs, off, q, ml, bias, add, relu, y, np);                  \
+    }
+DIRECT_TILE(4, 6)
+DIRECT_TILE(1, 6)
+DIRECT_TILE(4, 1)
+DIRECT_TILE(1, 1)
+
+ET_TARGET_AVX512 static void direct_fwd_avx512(const et_conv2d_params *p, const float *w,
+                                               const float *b, const float *xs,
+                                               const int32_t *off, float *y) {
+    const int64_t np = p->oh * p->ow, kg = p->c * p->kh * p->kw, oc = p->oc;
+    const int relu = p->act == ET_ACT_RELU;
+    float bias[DIRECT_O];
+    int add[DIRECT_O];
+    for (int64_t q = 0; q < np;) {
+        /* a DIRECT_V tile while more than DIRECT_V - 1 vectors are left (its last vector may be
+         * partial), then one vector at a time */
+        const int64_t left = np - q;
+        const int wide = left > 16 * (DIRECT_V - 1);
+        const int64_t span = wide ? (left < 16 * DIRECT_V ? left : 16 * DIRECT_V)
+                                  : (left < 16 ? left : 16);
+        const int64_t tail = span % 16;
+        const __mmask16 ml = tail ? (__mmask16)((1u << tail) - 1u) : (__mmask16)0xFFFF;
+        for (int64_t o = 0; o < oc;) {
+            const int O = oc - o >= DIRECT_O ? DIRECT_O : 1;
+            for (int i = 0; i < O; i++) {
+                bias[i] = b ? b[o + i] : 0.0f;
+                /* et_conv_bias_act_: relu adds every bias, none only non-zero ones (adding +0
+                 * would turn -0 into +0) */
+                add[i] = relu || bias[i] != 0.0f;
+            }
+            if (O == DIRECT_O)
+                (wide ? direct_tile_4x6 : direct_tile_4x1)(kg, w + o * kg, xs, off, q, ml, bias,
+                                                           add, relu, y + o * np, np);
+            else
+                (wide ? direct_tile_1x6 : direct_tile_1x1)(kg, w + o * kg, xs, off, q, ml, bias,
+                                                           add, relu, y + o * np, np);
+            o += O;
+        }
+        q += span;
+    }
+}
+#endif
+
+typedef struct direct_variant {
+    et_variant_head head;
+    direct_fwd_fn *fn; /* NULL: the GEMM path */
+} direct_variant;
+static const direct_variant direct_variants[] = {
+    {{ET_ISA_REF, "ref"}, NULL},
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX512, "avx512"}, direct_fwd_avx512},
+#endif
+    {{ET_ISA_REF, NULL}, NULL}, /* end */
+};
+
 static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const float *x,
                            const float *w, const float *b, float *y, conv_slot s,
                            const char *base, int nth) {
     const int64_t ow = p->ow, np = cp->np;
+    direct_fwd_fn *dfn =
+        nth == 1 && direct_ok(p, cp)
+            ? ((const direct_variant *)ET_VARIANT_PICK(direct_variants))->fn
+            : NULL;
+    if (dfn) {
+        implicit_columns(p, x, s.col, s.off);
+        dfn(p, w, b, s.col, s.off, y);
+        return ET_OK;
+    }
     if (cp->implicit && nth == 1 && et_f32_gemm_offb_available()) {
         implicit_columns(p, x, s.col, s.off);
         return fwd_implicit_gemm(p, cp, packed_w(cp, base, 0), s, b, y);

@@ -2,8 +2,8 @@
  * paths they replace, byte for byte: bwd_weight's channels-last path (plan hwc: B panels read
  * straight from the channels-last image by the table ukernel, dw's columns permuted back) and
  * its first-layer path (plan fl: transposed columns built in blocks, rows in passes), and
- * bwd_input's col2im per band in vectors (col2im_band_avx512), on every SIMD ISA, 1..3
- * threads; the shapes reach their branches and the places they stand down. */
+ * bwd_input's col2im per band in vectors (col2im_band_avx512), and the forward's direct path
+ * for few-tap windows (direct_fwd), on every SIMD ISA, 1..3 threads; the shapes reach their branches and the places they stand down. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,9 +139,82 @@ static void check_bwd_input(int ci, const fast_case *k) {
     free(w); free(dy); free(want); free(dx);
 }
 
+/* The forward's direct path for few-tap windows (direct_fwd on AVX-512: Kg <= 32 on the
+ * implicit plan, each element's FMA chain in registers, bias + relu before the store) against
+ * the GEMM paths, byte for byte: every ISA, fast paths off and on, 1..3 threads. Pixel counts
+ * reach whole and partial 96-pixel tiles and single vectors; channel counts leave 1..3 rows
+ * after the 4-row tiles; the biases mix zeros (act none adds only non-zero ones). */
+typedef struct fwd_case {
+    int64_t n, c, h, w, oc, kh, kw;
+    et_act act;
+    int bias; /* 0: none, 1: every channel, 2: every third channel zero */
+} fwd_case;
+
+static const fwd_case fwd_cases[] = {
+    /*  n  c   h   w  oc kh kw  act            bias */
+    {64, 1, 28, 28, 20, 5, 5, ET_ACT_RELU, 1},  /* LeNet conv1 b64: 576 = 6 tiles of 96 */
+    {3, 1, 28, 28, 20, 5, 5, ET_ACT_NONE, 2},   /* act none, zero biases among the others */
+    {3, 1, 14, 15, 7, 5, 5, ET_ACT_RELU, 0},    /* 10 x 11 = 110: 96 + a 14-pixel vector; 4+3 */
+    {2, 2, 13, 14, 6, 4, 4, ET_ACT_NONE, 1},    /* 10 x 11 px, Kg 32 (the most); 4 + 2 rows */
+    {3, 1, 13, 14, 9, 4, 5, ET_ACT_RELU, 2},    /* 10 x 10 = 100: 96 + 4; 4 + 4 + 1 rows */
+    {2, 1, 13, 14, 5, 4, 4, ET_ACT_NONE, 0},    /* 10 x 11 = 110 (no epilogue) */
+    {2, 3, 12, 12, 17, 3, 3, ET_ACT_RELU, 1},   /* 10 x 10, Kg 27 from 3 channels */
+    {2, 1, 12, 14, 8, 3, 3, ET_ACT_RELU, 1},    /* 10 x 12 = 120: 96 + 16 + 8 */
+    {2, 1, 13, 12, 8, 4, 3, ET_ACT_RELU, 1},    /* 10 x 10 with kh != kw */
+    {2, 1, 14, 12, 8, 2, 3, ET_ACT_RELU, 1},    /* 13 x 10 = 130 */
+    {2, 1, 12, 14, 8, 3, 4, ET_ACT_RELU6, 1},   /* relu6 (GEMM path) */
+    {2, 4, 12, 12, 8, 3, 3, ET_ACT_RELU, 1},    /* Kg 36 (GEMM path) */
+};
+
+static void check_fwd_direct(int ci, const fwd_case *k) {
+    et_conv2d_params p = {0};
+    p.n = k->n, p.c = k->c, p.h = k->h, p.w = k->w, p.oc = k->oc, p.kh = k->kh, p.kw = k->kw;
+    p.stride_h = p.stride_w = p.dil_h = p.dil_w = 1, p.groups = 1, p.act = k->act;
+    if (et_conv2d_params_init(&p) != ET_OK) {
+        ET_CHECK(0, "fwd case %d: params", ci);
+        return;
+    }
+    const int64_t nx = p.n * p.c * p.h * p.w, ny = p.n * p.oc * p.oh * p.ow;
+    const int64_t nw = p.oc * p.c * p.kh * p.kw;
+    float *x = malloc((size_t)nx * sizeof(float)), *w = malloc((size_t)nw * sizeof(float));
+    float *b = malloc((size_t)p.oc * sizeof(float));
+    float *want = malloc((size_t)ny * sizeof(float)), *y = malloc((size_t)ny * sizeof(float));
+    et_fill_random(x, nx, 501 + ci, -1.0f, 1.0f);
+    et_fill_random(w, nw, 503 + ci, -1.0f, 1.0f);
+    et_fill_random(b, p.oc, 509 + ci, -1.0f, 1.0f);
+    for (int64_t o = 0; o < p.oc && k->bias == 2; o += 3) b[o] = 0.0f;
+    int have = 0;
+    for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
+        if (!et_isa_supported(isa)) continue;
+        et_set_isa(isa);
+        for (int fast = 0; fast <= 1; fast++)
+            for (int th = 1; th <= 3; th++) {
+                et_conv2d_fast_paths_(fast);
+                size_t wsb = et_f32_conv2d_fwd_ws_bytes(&p, th);
+                void *ws = wsb ? malloc(wsb) : NULL;
+                float *out = have ? y : want;
+                for (int64_t i = 0; i < ny; i++) out[i] = (float)i * 1e30f; /* overwritten */
+                et_status st = et_f32_conv2d_fwd(&p, x, w, k->bias ? b : NULL, out, ws, wsb, th);
+                ET_CHECK(st == ET_OK, "fwd case %d %s fast%d th%d: status %d", ci,
+                         et_isa_name(isa), fast, th, (int)st);
+                if (have)
+                    ET_CHECK(memcmp(y, want, (size_t)ny * sizeof(float)) == 0,
+                             "fwd case %d %s fast%d th%d: y bits differ", ci, et_isa_name(isa),
+                             fast, th);
+                have = 1;
+                free(ws);
+            }
+    }
+    et_conv2d_fast_paths_(1);
+    et_set_isa(et_cpu_best_isa());
+    free(x); free(w); free(b); free(want); free(y);
+}
+
 void test_conv_fast(void) {
     for (size_t i = 0; i < sizeof fast_cases / sizeof fast_cases[0]; i++)
         check_fast((int)i, &fast_cases[i]);
     for (size_t i = 0; i < sizeof bwd_input_cases / sizeof bwd_input_cases[0]; i++)
         check_bwd_input((int)i, &bwd_input_cases[i]);
+    for (size_t i = 0; i < sizeof fwd_cases / sizeof fwd_cases[0]; i++)
+        check_fwd_direct((int)i, &fwd_cases[i]);
 }
