@@ -25,7 +25,8 @@
 #define PWD_VECS 3 /* 16-pixel vectors a register block (PWD_ROWS * PWD_VECS accumulators) */
 #define PWD_COLS (16 * PWD_VECS)
 #define PWD_SPAN (8 * PWD_COLS) /* pixels a unit */
-/* Above, the GEMM is as fast or faster (timed: 64 and 96 channels at 14x14, 96 at 112x112). */
+/* Above, the GEMM is as fast or faster (timed: 64 and 96 channels at 14x14 within 5%, 96 at
+ * 112x112 slower here). */
 #define PWD_MAX_OC 32
 
 typedef struct pwd_job {
@@ -35,11 +36,11 @@ typedef struct pwd_job {
     int64_t np, units_per_image;
 } pwd_job;
 
-/* Output channels o0 .. o0 + PWD_ROWS - 1 of pixels j0 .. j0 + cols - 1 (cols <= PWD_COLS) of
- * one image (xs, ys: its planes at pixel 0; np pixels a plane). */
+/* Output channels o0 .. o0 + PWD_ROWS - 1 of pixels j0 .. j0 + cols - 1 (cols <= 16 * V) of
+ * one image (xs, ys: its planes at pixel 0; np pixels a plane). Inlined with constant V. */
 ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
 pwd_tile(const float *xs, const float *wr, float *ys, int64_t np, int64_t K, int64_t j0,
-         int64_t cols) {
+         int64_t cols, const int V) {
     __mmask16 m[PWD_VECS];
     for (int v = 0; v < PWD_VECS; v++) {
         const int64_t n = cols - 16 * v;
@@ -47,21 +48,21 @@ pwd_tile(const float *xs, const float *wr, float *ys, int64_t np, int64_t K, int
     }
     __m512 acc[PWD_ROWS][PWD_VECS];
     for (int r = 0; r < PWD_ROWS; r++)
-        for (int v = 0; v < PWD_VECS; v++) acc[r][v] = _mm512_setzero_ps();
+        for (int v = 0; v < V; v++) acc[r][v] = _mm512_setzero_ps();
     const float *xk = xs + j0;
     for (int64_t kk = 0; kk < K; kk++, xk += np) {
         __m512 xv[PWD_VECS];
-        for (int v = 0; v < PWD_VECS; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], xk + 16 * v);
-        for (int v = 0; v < PWD_VECS; v++) /* the next tile's row k */
+        for (int v = 0; v < V; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], xk + 16 * v);
+        for (int v = 0; v < V; v++) /* the next tile's row k */
             _mm_prefetch((const char *)(xk + PWD_COLS + 16 * v), _MM_HINT_T0);
         for (int r = 0; r < PWD_ROWS; r++) {
             const __m512 wv = _mm512_set1_ps(wr[r * K + kk]);
-            for (int v = 0; v < PWD_VECS; v++)
+            for (int v = 0; v < V; v++)
                 acc[r][v] = _mm512_fmadd_ps(wv, xv[v], acc[r][v]);
         }
     }
     for (int r = 0; r < PWD_ROWS; r++)
-        for (int v = 0; v < PWD_VECS; v++)
+        for (int v = 0; v < V; v++)
             _mm512_mask_storeu_ps(ys + r * np + j0 + 16 * v, m[v], acc[r][v]);
 }
 
@@ -77,9 +78,16 @@ ET_TARGET_AVX512 static void pwd_units(void *ctx, int64_t u0, int64_t u1, int ti
         const float *xs = k->x + i * K * np;
         float *ys = k->y + i * M * np;
         for (int64_t o0 = 0; o0 < M; o0 += PWD_ROWS) {
-            for (int64_t j0 = s0; j0 < s0 + span; j0 += PWD_COLS)
-                pwd_tile(xs, k->w + o0 * K, ys + o0 * np, np, K, j0,
-                         s0 + span - j0 < PWD_COLS ? s0 + span - j0 : PWD_COLS);
+            for (int64_t j0 = s0; j0 < s0 + span; j0 += PWD_COLS) {
+                const int64_t cols = s0 + span - j0 < PWD_COLS ? s0 + span - j0 : PWD_COLS;
+                const float *wr = k->w + o0 * K;
+                if (cols > 32) /* the last tile: only the vectors it needs */
+                    pwd_tile(xs, wr, ys + o0 * np, np, K, j0, cols, 3);
+                else if (cols > 16)
+                    pwd_tile(xs, wr, ys + o0 * np, np, K, j0, cols, 2);
+                else
+                    pwd_tile(xs, wr, ys + o0 * np, np, K, j0, cols, 1);
+            }
             for (int r = 0; r < PWD_ROWS && epi; r++)
                 et_conv_epilogue_(p, o0 + r, k->b ? k->b[o0 + r] : 0.0f, ys + (o0 + r) * np + s0,
                                   span);
