@@ -1875,15 +1875,20 @@ ET_TARGET_AVX512 static void dw1_fwd_planes(void *ctx, int64_t p0, int64_t p1, i
             for (int64_t j0 = 0; j0 < ow; j0 += 16) {
                 const int64_t c0 = j0 - pl, n = ow - j0 < 16 ? ow - j0 : 16;
                 const __mmask16 mo = (__mmask16)((1u << n) - 1u);
-                const __mmask16 m[3] = {dw3_mask(c0, iw), dw3_mask(c0 + 1, iw), dw3_mask(c0 + 2, iw)};
+                const __mmask16 m[3] = {dw3_mask(c0, iw), dw3_mask(c0 + 1, iw),
+                                        dw3_mask(c0 + 2, iw)};
                 if (R == 8)
-                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0, 8);
+                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                             8);
                 else if (R == 4)
-                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0, 4);
+                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                             4);
                 else if (R == 2)
-                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0, 2);
+                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                             2);
                 else
-                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0, 1);
+                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                             1);
             }
             oy0 += R;
         }
@@ -2024,7 +2029,8 @@ dw1_band8(const float *xp, int64_t h, int64_t iw, int64_t ow, int64_t pt, int64_
         }
     }
     for (int r = 0; r < R; r++)
-        dw3_store8(yp + (oy0 + r) * ow + j0, bn_vec ? dws2_bn_act(acc[r], av, sv, act) : acc[r], n, mo);
+        dw3_store8(yp + (oy0 + r) * ow + j0, bn_vec ? dws2_bn_act(acc[r], av, sv, act) : acc[r], n,
+                   mo);
 }
 
 ET_TARGET_AVX2 static void dw1_fwd_planes__avx2(void *ctx, int64_t p0, int64_t p1, int tid) {
@@ -2049,13 +2055,17 @@ ET_TARGET_AVX2 static void dw1_fwd_planes__avx2(void *ctx, int64_t p0, int64_t p
             for (int64_t j0 = 0; j0 < ow; j0 += 8) {
                 const int64_t c0 = j0 - pl, n = ow - j0 < 8 ? ow - j0 : 8;
                 const __m256i mo = dw3_mask8(0, n);
-                const __m256i m[3] = {dw3_mask8(c0, iw), dw3_mask8(c0 + 1, iw), dw3_mask8(c0 + 2, iw)};
+                const __m256i m[3] = {dw3_mask8(c0, iw), dw3_mask8(c0 + 1, iw),
+                                      dw3_mask8(c0 + 2, iw)};
                 if (R == 4)
-                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0, 4);
+                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                              4);
                 else if (R == 2)
-                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0, 2);
+                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                              2);
                 else
-                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0, 1);
+                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                              1);
             }
             oy0 += R;
         }
