@@ -10,11 +10,12 @@
  * done a channel block at a time so each output row gets PWD_SPAN contiguous floats (tiles of
  * single vector sets wrote 16 .. 32 rows a few cache lines each: 2x slower); the epilogue runs
  * on a channel block's rows while they are in L1.
- * Bits: those of the GEMM path for K <= ET_GEMM_KC (one K block): per output one FMA chain
- * from +0 over k ascending, then the GEMM's alpha = 1 multiply (exact, so left out), then
+ * Bits: those of the GEMM's packed path for K <= ET_GEMM_KC (one K block): per output one FMA
+ * chain from +0 over k ascending, then the GEMM's alpha = 1 multiply (exact, so left out), then
  * et_conv_epilogue_ on the output rows (elementwise). Units are independent, so any thread
  * split gives the same bits. kernels/tests/test_conv_pw.c compares this path with the GEMM
- * path byte for byte. AVX-512 only (other ISAs run the GEMM). */
+ * path byte for byte. AVX-512 only (other ISAs run the GEMM). Products the GEMM runs unpacked
+ * (et_f32_gemm_is_small: separate multiplies and adds, 8 partial sums) stay there. */
 #include "conv_internal.h"
 #include "gemm_internal.h" /* ET_GEMM_KC */
 
@@ -123,7 +124,8 @@ et_status et_f32_conv2d_pw_direct_fwd(const et_conv2d_params *p, const float *x,
 #if defined(ET_HAVE_X86_SIMD)
     if (row->fwd && p->groups == 1 && p->kh == 1 && p->kw == 1 && p->stride_h == 1 &&
         p->stride_w == 1 && !p->pad_t && !p->pad_l && !p->pad_b && !p->pad_r &&
-        p->c <= ET_GEMM_KC && p->oc % PWD_ROWS == 0 && p->oc <= PWD_MAX_OC)
+        p->c <= ET_GEMM_KC && p->oc % PWD_ROWS == 0 && p->oc <= PWD_MAX_OC &&
+        !et_f32_gemm_is_small(p->oc, p->h * p->w, p->c))
         return row->fwd(p, x, w, b, y, nthreads < 1 ? 1 : nthreads);
 #endif
     (void)row, (void)p, (void)x, (void)w, (void)b, (void)y, (void)nthreads;

@@ -30,6 +30,8 @@ static const pw_case pw_cases[] = {
     {2, 16, 20, 20, 12, 1, 0},   /* not a multiple of 8 (GEMM) */
     {2, 16, 21, 21, 16, 2, 0},   /* stride 2 (GEMM) */
     {2, 16, 20, 20, 16, 1, 1},   /* padding (GEMM) */
+    {2, 4, 10, 10, 8, 1, 0},     /* 8 x 100 x 4 <= 4096: the GEMM's unpacked path (no FMA) */
+    {2, 16, 1, 1, 8, 1, 0},      /* one pixel: the GEMM's unpacked path */
 };
 
 static void pw_run(const et_conv2d_params *p, int packed, const float *x, const float *w,
