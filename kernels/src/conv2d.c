@@ -1670,6 +1670,9 @@ static et_status data_pass(const et_conv2d_params *p, int kind, const float *src
     char *base;
     if (plan_in(p, kind, nthreads, ws, ws_bytes, &cp, &base) != ET_OK) return ET_ERR_WORKSPACE;
     cp.pre = cp.pa_bytes ? (const char *)pre : NULL;
+    /* few output channels: without the GEMM, the same bits (conv2d_pointwise.c) */
+    if (!bwd && conv_fast && et_f32_conv2d_pw_direct_fwd(p, src, w, b, dst, nthreads) == ET_OK)
+        return ET_OK;
     if (cp.pw) return pointwise_nchw(p, &cp, bwd, src, w, b, dst, base, nthreads);
     if (cp.batched) return pointwise_batched(p, &cp, bwd, src, w, b, dst, base, nthreads);
     et_status pst = cp.pre ? ET_OK : pack_weights(p, &cp, w, base, bwd);

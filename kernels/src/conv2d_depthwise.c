@@ -31,16 +31,17 @@
  * rows <= 16 floats, output rows 4..8) on permuted row pairs (dwq), the other stride-2 3x3
  * forwards with output rows >= DW3_MIN_OW on rows split into their taps in registers (dw3),
  * planes of at most DWS_MAX_HW elements (channel multiplier 1; stride 2 only with output rows
- * < DWS_S2_MIN_OW) on the flat table path (dws), larger forward / stride-1 input-gradient
- * planes on the padded-plane path (dwp). All add each output's taps in (ky, kx) order in one
- * FMA chain (kernels/tests/test_conv.c and test_dwbits.c check the forward's bits).
- * Bias and activation of the forward (where a fused epilogue goes): dws, dwq, dw3 and dwp start
- * their accumulators at the bias and apply a fused BatchNorm with relu / relu6 / no act in
- * registers before the store (dws_bn_act), other epilogues after the plane; the generic
+ * < DWS_S2_MIN_OW) on the flat table path (dws), larger stride-1 3x3 forwards on bands of rows
+ * streamed through registers (dw1), other larger forward / stride-1 input-gradient planes on
+ * the padded-plane path (dwp). All add each output's taps in (ky, kx) order in one FMA chain
+ * (kernels/tests/test_conv.c and test_dwbits.c check the forward's bits).
+ * Bias and activation of the forward (where a fused epilogue goes): dws, dwq, dw3, dw1 and dwp
+ * start their accumulators at the bias and apply a fused BatchNorm with relu / relu6 / no act
+ * in registers before the store (dws_bn_act), other epilogues after the plane; the generic
  * drivers (__ref, AVX2, NEON) fill the output plane with the bias before the plane and apply
  * the epilogue after it (dw_fwd_planes). AVX2 runs the forward of planes of at most DWS_MAX_HW
  * elements on the AVX-512 section's table too (dws2: 8-lane halves of its chunks), and dw3's
- * shapes on its 8-lane twin first (dw3_fwd_planes__avx2).
+ * and dw1's shapes on their 8-lane twins (dw3_fwd_planes__avx2, dw1_fwd_planes__avx2).
  */
 #include <string.h>
 
@@ -1519,11 +1520,13 @@ ET_TARGET_AVX2 static void dws2_fwd_units(void *ctx, int64_t u0, int64_t u1, int
 
 static int dw3_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w, const float *b,
                          float *y, int nthreads);
+static int dw1_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w, const float *b,
+                         float *y, int nthreads);
 static int dw_fwd_fast__avx2(const et_conv2d_params *p, const float *x, const float *w,
                              const float *b, float *y, int nthreads) {
     if (dw3_fwd__avx2(p, x, w, b, y, nthreads)) return 1;
     dws_table t;
-    if (!dws_build(p, 0, &t)) return 0;
+    if (!dws_build(p, 0, &t)) return dw1_fwd__avx2(p, x, w, b, y, nthreads);
     const int64_t units = (p->c + t.g - 1) / t.g;
     const int nth = t.work * p->n < DWS_SERIAL_WORK ? 1 : nthreads;
     dws_job j = {&t, p, p->n, p->c, x, w, b, NULL, p->act, p->act_alpha, y};
@@ -1796,6 +1799,103 @@ ET_TARGET_AVX512 static void dw3_fwd_planes(void *ctx, int64_t p0, int64_t p1, i
     }
 }
 
+/* ---- AVX-512, stride-1 3x3 forward on large planes (dw1) ---------------------------------
+ * Stride 1, 3x3, dilation 1, pads 0 .. 2, planes above the flat table's limit (MobileNetV2's
+ * 112x112 and 56x56). No buffer: for a 16-wide output piece at column j0, input row r's taps are
+ * the masked loads at c0 + kx (c0 = j0 - pl; columns outside the row masked off, zeros). A band
+ * of DW1_ROWS output rows is done piece by piece, streaming its DW1_ROWS + 2 input rows in
+ * ascending order: row r adds its three taps to the outputs it is kernel row ky = r - oy of, so
+ * each output's chain runs ky, then kx, ascending, and the band's rows are independent FMA
+ * chains. The band's input rows stay in L1 across its pieces; each is loaded once per piece
+ * (the padded-plane path copied each row into a buffer and loaded every tap from it).
+ * Bits: those of the padded-plane path it replaces here: per output one FMA chain from the bias
+ * over all nine taps in (ky, kx) order, a padding tap adding w * 0 (a missing row is a zero
+ * vector), then the epilogue in registers where dws_bn_act covers it (else et_conv_epilogue_
+ * after the plane). */
+#define DW1_ROWS 8 /* output rows a band (the unrolled body's chains) */
+
+static int dw1_ok(const et_conv2d_params *p) {
+    return p->stride_h == 1 && p->stride_w == 1 && p->kh == 3 && p->kw == 3 && p->dil_h == 1 &&
+           p->dil_w == 1 && p->pad_t >= 0 && p->pad_t <= 2 && p->pad_l >= 0 && p->pad_l <= 2 &&
+           p->oh >= 1 && p->ow >= 1 && p->oh * p->ow > DWS_MAX_HW;
+}
+
+/* Output rows oy0 .. oy0 + R - 1 of the piece at column j0 (mask mo of its n columns); m: the
+ * load masks of the taps kx = 0, 1, 2. Inlined with constant R. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dw1_band(const float *xp, int64_t h, int64_t iw, int64_t ow, int64_t pt, int64_t c0, int64_t j0,
+         __mmask16 mo, const __mmask16 *m, const __m512 *wv, __m512 bv, __m512 av, __m512 sv,
+         int bn_vec, et_act act, float *yp, int64_t oy0, const int R) {
+    __m512 acc[DW1_ROWS];
+    for (int r = 0; r < R; r++) acc[r] = bv;
+    for (int q = 0; q < R + 2; q++) {
+        const int64_t iy = oy0 - pt + q;
+        __m512 t0, t1, t2;
+        if (iy >= 0 && iy < h) {
+            const float *row = xp + iy * iw + c0;
+            t0 = _mm512_maskz_loadu_ps(m[0], row);
+            t1 = _mm512_maskz_loadu_ps(m[1], row + 1);
+            t2 = _mm512_maskz_loadu_ps(m[2], row + 2);
+        } else {
+            t0 = t1 = t2 = _mm512_setzero_ps();
+        }
+        for (int ky = 2; ky >= 0; ky--) { /* the output whose kernel row ky this input row is */
+            const int r = q - ky;
+            if (r < 0 || r >= R) continue;
+            acc[r] = _mm512_fmadd_ps(wv[3 * ky], t0, acc[r]);
+            acc[r] = _mm512_fmadd_ps(wv[3 * ky + 1], t1, acc[r]);
+            acc[r] = _mm512_fmadd_ps(wv[3 * ky + 2], t2, acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const __m512 v = bn_vec ? dws_bn_act(acc[r], av, sv, act) : acc[r];
+        _mm512_mask_storeu_ps(yp + (oy0 + r) * ow + j0, mo, v);
+    }
+}
+
+ET_TARGET_AVX512 static void dw1_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dw_job *k = (const dw_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    const int64_t mult = p->oc / p->c, h = p->h, iw = p->w, oh = p->oh, ow = p->ow;
+    const int64_t pt = p->pad_t, pl = p->pad_l, xs = h * iw, ys = oh * ow;
+    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
+    (void)tid;
+    for (int64_t q = p0; q < p1; q++) {
+        const int64_t i = q / p->oc, o = q % p->oc;
+        const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * 9;
+        float *yp = k->out + q * ys;
+        __m512 wv[9];
+        for (int t = 0; t < 9; t++) wv[t] = _mm512_set1_ps(wo[t]);
+        const __m512 bv = _mm512_set1_ps(k->b ? k->b[o] : 0.0f);
+        const __m512 av = _mm512_set1_ps(bn_vec ? p->bn_scale[o] : 0.0f);
+        const __m512 sv = _mm512_set1_ps(bn_vec ? p->bn_shift[o] : 0.0f);
+        for (int64_t oy0 = 0; oy0 < oh;) {
+            const int64_t left = oh - oy0;
+            const int R = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+            for (int64_t j0 = 0; j0 < ow; j0 += 16) {
+                const int64_t c0 = j0 - pl, n = ow - j0 < 16 ? ow - j0 : 16;
+                const __mmask16 mo = (__mmask16)((1u << n) - 1u);
+                const __mmask16 m[3] = {dw3_mask(c0, iw), dw3_mask(c0 + 1, iw),
+                                        dw3_mask(c0 + 2, iw)};
+                if (R == 8)
+                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                             8);
+                else if (R == 4)
+                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                             4);
+                else if (R == 2)
+                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                             2);
+                else
+                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                             1);
+            }
+            oy0 += R;
+        }
+        if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
+    }
+}
+
 /* dw3 with AVX2 (8-wide pieces; masked loads are vmaskmovps, which does not fault on masked-off
  * lanes either). The same chains as the AVX-512 dw3. */
 ET_TARGET_AVX2 static inline __m256i dw3_mask8(int64_t c, int64_t iw) {
@@ -1899,6 +1999,90 @@ ET_TARGET_AVX2 static void dw3_fwd_planes__avx2(void *ctx, int64_t p0, int64_t p
     }
 }
 
+/* dw1 with AVX2: 8-wide pieces, bands of DW1_ROWS8 output rows (16 ymm registers: the band's
+ * accumulators, three taps, the nine weights). The same chains as the AVX-512 dw1. */
+#define DW1_ROWS8 4
+
+ET_TARGET_AVX2 static inline __attribute__((always_inline)) void
+dw1_band8(const float *xp, int64_t h, int64_t iw, int64_t ow, int64_t pt, int64_t c0, int64_t j0,
+          int64_t n, __m256i mo, const __m256i *m, const __m256 *wv, __m256 bv, __m256 av,
+          __m256 sv, int bn_vec, et_act act, float *yp, int64_t oy0, const int R) {
+    __m256 acc[DW1_ROWS8];
+    for (int r = 0; r < R; r++) acc[r] = bv;
+    for (int q = 0; q < R + 2; q++) {
+        const int64_t iy = oy0 - pt + q;
+        __m256 t0, t1, t2;
+        if (iy >= 0 && iy < h) {
+            const float *row = xp + iy * iw + c0;
+            t0 = _mm256_maskload_ps(row, m[0]);
+            t1 = _mm256_maskload_ps(row + 1, m[1]);
+            t2 = _mm256_maskload_ps(row + 2, m[2]);
+        } else {
+            t0 = t1 = t2 = _mm256_setzero_ps();
+        }
+        for (int ky = 2; ky >= 0; ky--) {
+            const int r = q - ky;
+            if (r < 0 || r >= R) continue;
+            acc[r] = _mm256_fmadd_ps(wv[3 * ky], t0, acc[r]);
+            acc[r] = _mm256_fmadd_ps(wv[3 * ky + 1], t1, acc[r]);
+            acc[r] = _mm256_fmadd_ps(wv[3 * ky + 2], t2, acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        dw3_store8(yp + (oy0 + r) * ow + j0, bn_vec ? dws2_bn_act(acc[r], av, sv, act) : acc[r], n,
+                   mo);
+}
+
+ET_TARGET_AVX2 static void dw1_fwd_planes__avx2(void *ctx, int64_t p0, int64_t p1, int tid) {
+    const dw_job *k = (const dw_job *)ctx;
+    const et_conv2d_params *p = k->p;
+    const int64_t mult = p->oc / p->c, h = p->h, iw = p->w, oh = p->oh, ow = p->ow;
+    const int64_t pt = p->pad_t, pl = p->pad_l, xs = h * iw, ys = oh * ow;
+    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
+    (void)tid;
+    for (int64_t q = p0; q < p1; q++) {
+        const int64_t i = q / p->oc, o = q % p->oc;
+        const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * 9;
+        float *yp = k->out + q * ys;
+        __m256 wv[9];
+        for (int t = 0; t < 9; t++) wv[t] = _mm256_set1_ps(wo[t]);
+        const __m256 bv = _mm256_set1_ps(k->b ? k->b[o] : 0.0f);
+        const __m256 av = _mm256_set1_ps(bn_vec ? p->bn_scale[o] : 0.0f);
+        const __m256 sv = _mm256_set1_ps(bn_vec ? p->bn_shift[o] : 0.0f);
+        for (int64_t oy0 = 0; oy0 < oh;) {
+            const int64_t left = oh - oy0;
+            const int R = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+            for (int64_t j0 = 0; j0 < ow; j0 += 8) {
+                const int64_t c0 = j0 - pl, n = ow - j0 < 8 ? ow - j0 : 8;
+                const __m256i mo = dw3_mask8(0, n);
+                const __m256i m[3] = {dw3_mask8(c0, iw), dw3_mask8(c0 + 1, iw),
+                                      dw3_mask8(c0 + 2, iw)};
+                if (R == 4)
+                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                              4);
+                else if (R == 2)
+                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                              2);
+                else
+                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
+                              1);
+            }
+            oy0 += R;
+        }
+        if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
+    }
+}
+
+static int dw1_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w, const float *b,
+                         float *y, int nthreads) {
+    if (!dw1_ok(p)) return 0;
+    const dw_geom g = dw_fwd_geom(p);
+    const int64_t planes = p->n * p->oc;
+    dw_job k = {p, &g, NULL, NULL, x, w, b, NULL, y, 0};
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw1_fwd_planes__avx2, &k);
+    return 1;
+}
+
 static int dw3_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w, const float *b,
                          float *y, int nthreads) {
     if (!dw3_ok(p)) return 0;
@@ -1929,6 +2113,13 @@ et_status et_f32_dwconv2d_fwd__avx512(const et_conv2d_params *p, const float *x,
     dws_table t;
     if (!(p->stride_h == 2 && p->stride_w == 2 && p->ow >= DWS_S2_MIN_OW) && dws_build(p, 0, &t)) {
         dws_apply(&t, p, x, w, b, p->act, p->act_alpha, y, nthreads);
+        return ET_OK;
+    }
+    if (dw1_ok(p)) {
+        const dw_geom g = dw_fwd_geom(p);
+        const int64_t planes = p->n * p->oc;
+        dw_job k = {p, &g, NULL, NULL, x, w, b, NULL, y, 0};
+        et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, dw1_fwd_planes, &k);
         return ET_OK;
     }
     dw_geom g = dw_fwd_geom(p);

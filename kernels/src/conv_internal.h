@@ -17,6 +17,12 @@ et_status et_f32_conv2d_bwd_input__ref(const et_conv2d_params *p, const float *d
 et_status et_f32_conv2d_bwd_weight__ref(const et_conv2d_params *p, const float *dy, const float *x,
                                         float *dw);
 
+/* The pointwise forward without the GEMM, the GEMM path's bits (conv2d_pointwise.c): 1x1,
+ * stride 1, no padding, groups 1, few output channels, AVX-512. ET_ERR_UNSUPPORTED for other
+ * shapes and ISAs (the caller then runs the GEMM). */
+et_status et_f32_conv2d_pw_direct_fwd(const et_conv2d_params *p, const float *x, const float *w,
+                                      const float *b, float *y, int nthreads);
+
 /* 1 if p is a depthwise shape (groups == c, so one input channel per group; oc = k*c). */
 int et_conv2d_is_depthwise(const et_conv2d_params *p);
 

@@ -82,6 +82,12 @@ static const dwb_case dwb_cases[] = {
     {3, 6, 6, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},      /* 3x3, the narrowest */
     {2, 21, 26, 1, 3, 3, 2, 2, 0, 2, 0, 1, 1, 1},    /* pads (0, 2), 10x13 */
     {2, 25, 23, 1, 3, 3, 2, 2, 2, 0, 1, 0, 1, 1},    /* pads (2, 0), 13x11 */
+    /* the AVX-512 stride-1 3x3 forward on planes above the flat limit (dw1): bands of 8 output
+     * rows with 4 / 2 / 1 left over, rows not a multiple of 16, pads 0 / 1 / 2, asymmetric */
+    {3, 41, 37, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},    /* 41x37: 5 bands + 1 row */
+    {2, 41, 45, 1, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1},    /* pad 2, 43x47: 5 bands + 2 + 1 */
+    {2, 45, 35, 1, 3, 3, 1, 1, 0, 1, 2, 0, 1, 1},    /* pads (0, 1) / (2, 0), 45x34 */
+    {2, 36, 36, 1, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1},    /* pad 0, 34x34 */
 };
 
 static const et_act dwb_acts[] = {ET_ACT_NONE, ET_ACT_RELU, ET_ACT_RELU6, ET_ACT_HARDSWISH};
@@ -318,7 +324,55 @@ static void dwb_check_fwd_nonfinite(int ci, const dwb_case *k) {
     free(x); free(w); free(b); free(y_ref); free(y); free(bn_a); free(bn_s);
 }
 
+/* MobileNetV2's depthwise forwards at 224x224 (one image, all channels), as its eval program
+ * runs them (no bias, fused BatchNorm, relu6) and plain (no bias, no epilogue): every variant
+ * gives __ref's bits at 1, 2 and 3 threads. */
+static void dwb_check_mnv2_224(void) {
+    static const int64_t shapes[][3] = { /* c, h (= w), stride */
+        {32, 112, 1}, {96, 112, 2}, {144, 56, 1}, {144, 56, 2}, {192, 28, 1}, {192, 28, 2},
+        {384, 14, 1}, {576, 14, 2}, {960, 7, 1}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        et_conv2d_params p;
+        memset(&p, 0, sizeof p);
+        p.n = 1; p.c = shapes[si][0]; p.h = p.w = shapes[si][1]; p.oc = p.c; p.kh = p.kw = 3;
+        p.stride_h = p.stride_w = shapes[si][2];
+        p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
+        p.dil_h = p.dil_w = 1; p.groups = p.c;
+        if (et_conv2d_params_init(&p) != ET_OK) {
+            ET_CHECK(0, "dwbits mnv2 shape %d: bad shape", (int)si);
+            continue;
+        }
+        const int64_t nx = p.c * p.h * p.w, nw = p.oc * 9, ny = p.oc * p.oh * p.ow;
+        float *x = dwb_alloc(nx), *w = dwb_alloc(nw), *y_ref = dwb_alloc(ny), *y = dwb_alloc(ny);
+        float *bn_a = dwb_alloc(p.oc), *bn_s = dwb_alloc(p.oc);
+        dwb_fill(x, nx, 401 + si);
+        dwb_fill_w(w, nw, 403 + si);
+        et_fill_random(bn_a, p.oc, 409 + si, 0.5f, 2.0f);
+        et_fill_random(bn_s, p.oc, 419 + si, -0.5f, 0.5f);
+        const et_f32_dwconv2d_variant *ref = et_f32_dwconv2d_variants;
+        for (int eval = 0; eval <= 1; eval++) {
+            p.act = eval ? ET_ACT_RELU6 : ET_ACT_NONE;
+            p.bn_scale = eval ? bn_a : NULL;
+            p.bn_shift = eval ? bn_s : NULL;
+            ref->fwd(&p, x, w, NULL, y_ref, 1);
+            for (const et_f32_dwconv2d_variant *row = et_f32_dwconv2d_variants; row->head.name; row++) {
+                if (!et_isa_supported(row->head.isa)) continue;
+                for (int th = 1; th <= 3; th++) {
+                    for (int64_t j = 0; j < ny; j++) y[j] = NAN;
+                    et_status st = row->fwd(&p, x, w, NULL, y, th);
+                    ET_CHECK(st == ET_OK && dwb_same(y, y_ref, ny),
+                             "dwbits mnv2 c%lld %lldx%lld s%lld: fwd__%s th%d eval%d differs from __ref",
+                             (long long)p.c, (long long)p.h, (long long)p.w, (long long)p.stride_h,
+                             row->head.name, th, eval);
+                }
+            }
+        }
+        free(x); free(w); free(y_ref); free(y); free(bn_a); free(bn_s);
+    }
+}
+
 void test_dwbits(void) {
+    dwb_check_mnv2_224();
     for (size_t i = 0; i < sizeof dwb_cases / sizeof dwb_cases[0]; i++)
         dwb_check_fwd_nonfinite((int)i, &dwb_cases[i]);
     static const int nonfinite[] = {0, 2, 4, 8, 9, 12, 19, 20, 22, 23};

@@ -96,6 +96,7 @@ void test_conv_packed(void);
 void test_dwbits(void);
 void test_bn_act(void);
 void test_conv_fast(void);
+void test_conv_pw(void);
 
 /* One row a family (append new families at the end). */
 static const struct { const char *name; void (*fn)(void); } families[] = {
@@ -120,6 +121,7 @@ static const struct { const char *name; void (*fn)(void); } families[] = {
     {"dwbits", test_dwbits},
     {"bnact", test_bn_act},
     {"convfast", test_conv_fast},
+    {"convpw", test_conv_pw},
 };
 
 int main(int argc, char **argv) {
