@@ -907,6 +907,34 @@ static void channels_last(const float *ET_RESTRICT x, int64_t c, int64_t hw, flo
         for (int64_t q = 0; q < hw; q++) xt[q * c + ci] = x[ci * hw + q];
 }
 #if defined(ET_HAVE_X86_SIMD)
+/* Rows [0, nc) (nc <= 4) of x into xt[q*ldt + i], mask mc (<= 4 lanes: zeros for nc <= i). */
+ET_TARGET_AVX512 static void channels_last4_avx512(const float *ET_RESTRICT x, int64_t nc,
+                                                   int64_t hw, int64_t ldt, __mmask16 mc,
+                                                   float *ET_RESTRICT xt) {
+    for (int64_t q0 = 0; q0 < hw; q0 += 16) {
+        const int64_t nq = hw - q0 < 16 ? hw - q0 : 16;
+        const __mmask16 mq = (__mmask16)(nq == 16 ? 0xFFFFu : (1u << nq) - 1u);
+        __m512 r[4];
+        for (int i = 0; i < 4; i++)
+            r[i] = i < nc ? _mm512_maskz_loadu_ps(mq, x + i * hw + q0) : _mm512_setzero_ps();
+        const __m512 t0 = _mm512_unpacklo_ps(r[0], r[1]), t1 = _mm512_unpackhi_ps(r[0], r[1]);
+        const __m512 t2 = _mm512_unpacklo_ps(r[2], r[3]), t3 = _mm512_unpackhi_ps(r[2], r[3]);
+        const __m512d a = _mm512_castps_pd(t0), b = _mm512_castps_pd(t1);
+        const __m512d cc = _mm512_castps_pd(t2), d = _mm512_castps_pd(t3);
+        const __m512 u[4] = {_mm512_castpd_ps(_mm512_unpacklo_pd(a, cc)), /* pixel 4l + 0 */
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(a, cc)), /* 4l + 1 */
+                             _mm512_castpd_ps(_mm512_unpacklo_pd(b, d)),  /* 4l + 2 */
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(b, d))}; /* 4l + 3 */
+        /* pixel 4l + e is 128-bit lane l of u[e]: stored under the mask shifted to lane l, at
+         * its row's address less 4l floats (masked-off lanes are not touched) */
+        for (int64_t j = 0; j < nq; j++) {
+            const int l = (int)(j >> 2);
+            _mm512_mask_storeu_ps(xt + (q0 + j) * ldt - 4 * l, (__mmask16)(mc << (4 * l)),
+                                  u[j & 3]);
+        }
+    }
+}
+
 /* The same moves in 16 x 16 blocks transposed in registers (the table-ukernel path runs on the
  * AVX-512 config only), with rows of ldt >= c floats: xt[q*ldt + ci], zeros for c <= ci < ldt
  * (ldt - c < 16; ldt = MR > c: the last row panel of dy packed as the GEMM packs it). */
@@ -915,6 +943,10 @@ ET_TARGET_AVX512 static void channels_last_avx512(const float *ET_RESTRICT x, in
     for (int64_t ci0 = 0; ci0 < ldt; ci0 += 16) {
         const int64_t nc = c - ci0 < 16 ? c - ci0 : 16, nl = ldt - ci0 < 16 ? ldt - ci0 : 16;
         const __mmask16 mc = (__mmask16)(nl == 16 ? 0xFFFFu : (1u << nl) - 1u);
+        if (nl <= 4) { /* c = 20: the last 4 channels in 4 x 16 transposes, not 16 x 16 */
+            channels_last4_avx512(x + ci0 * hw, nc, hw, ldt, mc, xt + ci0);
+            continue;
+        }
         for (int64_t q0 = 0; q0 < hw; q0 += 16) {
             const int64_t nq = hw - q0 < 16 ? hw - q0 : 16;
             const __mmask16 mq = (__mmask16)(nq == 16 ? 0xFFFFu : (1u << nq) - 1u);

@@ -30,6 +30,7 @@ static const fast_case fast_cases[] = {
     {3, 4, 9, 10, 14, 4, 5, 1, 1, 1, 1},     /* runs of 20: a piece over both halves; dy one
                                               * whole row panel (OC 14 = the AVX-512 MR) */
     {2, 3, 8, 9, 28, 5, 5, 1, 1, 1, 1},      /* runs of 15, dy two whole row panels */
+    {3, 17, 7, 9, 11, 3, 3, 1, 1, 1, 1},     /* channels 16..: one (4 x 16 transposes) */
     /* first layers (Kg < 32: padded colt, plan fl on AVX-512: colt built in blocks of 64) */
     {64, 1, 28, 28, 20, 5, 5, 1, 1, 1, 1},   /* LeNet conv1 b64: two passes of 10 rows */
     {9, 1, 28, 28, 20, 5, 5, 1, 1, 1, 1},    /* uneven chunks */
