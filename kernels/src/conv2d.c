@@ -354,16 +354,31 @@ static void im2col_t(const et_conv2d_params *p, const float *ET_RESTRICT x, int6
  * B panels are then read straight from xt through a row table (hwc_offb_image) instead of
  * being copied out of x in runs of kw floats. The product computes dw with its columns
  * permuted the same way -- each element the same FMA chain, summed over images and chunks in
- * the same order -- and dw_unpermute puts them back in place at the end. */
-/* dw[o, (ci*kh + ky)*kw + kx] = dwp[o, (ky*kw + kx)*c + ci] (dwp: oc * kg floats). */
+ * the same order -- and dw_unpermute puts them back in place at the end.
+ * The product's columns go in this order: first, run by run, the whole NR-wide panels
+ * of each run (read in place), then the runs' leftovers (run % NR columns each, run after run)
+ * in panels packed from pieces of several runs. A panel straddling two runs costs a packing
+ * pass per image; with runs of 100 (LeNet conv2: 5 x 20 channels) and NR 32, plain order has
+ * four such panels, this order one. Where a column lands changes no arithmetic. */
+/* dw[o, (ci*kh + ky)*kw + kx] = dwp[o, the product's column of j' = (ky*kw + kx)*c + ci]
+ * (dwp: oc * kg floats; nr: the GEMM config's NR). With full = run rounded down to NR, column
+ * j' = ky*run + o sits at ky*full + o (o < full) or kh*full + ky*(run - full) + (o - full). */
 static void dw_unpermute(const et_conv2d_params *p, const float *ET_RESTRICT dwp,
-                         float *ET_RESTRICT dw) {
-    const int64_t c = p->c, khw = p->kh * p->kw, kg = c * khw;
+                         float *ET_RESTRICT dw, int64_t nr) {
+    const int64_t c = p->c, kh = p->kh, kw = p->kw, khw = kh * kw, kg = c * khw;
+    const int64_t run = kw * c, full = run / nr * nr, left = run - full;
     for (int64_t o = 0; o < p->oc; o++) {
         const float *sr = dwp + o * kg;
         float *dr = dw + o * kg;
-        for (int64_t ci = 0; ci < c; ci++)
-            for (int64_t t = 0; t < khw; t++) dr[ci * khw + t] = sr[t * c + ci];
+        for (int64_t ky = 0; ky < kh; ky++)
+            for (int64_t kx = 0; kx < kw; kx++) {
+                /* channels [0, split) in the whole panels, the rest in the leftovers */
+                const int64_t o0 = kx * c, t = ky * kw + kx;
+                const int64_t split = full - o0 < 0 ? 0 : (full - o0 > c ? c : full - o0);
+                const float *a = sr + ky * full + o0, *b = sr + kh * full + ky * left + o0 - full;
+                for (int64_t ci = 0; ci < split; ci++) dr[ci * khw + t] = a[ci];
+                for (int64_t ci = split; ci < c; ci++) dr[ci * khw + t] = b[ci];
+            }
     }
 }
 
@@ -901,6 +916,11 @@ static int hwc_offb_ok(const et_conv2d_params *p, const conv_plan *cp, int nth) 
            p->c * p->h * p->w < ((int64_t)1 << 30);
 }
 
+/* The NR of the config hwc_offb_image runs with (the order of dw's columns, dw_unpermute). */
+static int64_t hwc_nr(void) {
+    return ((const et_f32_gemm_variant *)ET_VARIANT_PICK(et_f32_gemm_variants))->cfg->nr;
+}
+
 /* xt[q*c + ci] = x[ci*hw + q]: the image channels-last. */
 static void channels_last(const float *ET_RESTRICT x, int64_t c, int64_t hw, float *ET_RESTRICT xt) {
     for (int64_t ci = 0; ci < c; ci++)
@@ -1017,6 +1037,35 @@ ET_TARGET_AVX512 static void pack_pieces_avx512(int64_t K, const float *xt, cons
         _mm512_storeu_ps(pb + q * 32 + 16, v1);
     }
 }
+
+/* The same for more pieces (the leftovers of runs shorter than 16 floats past their whole
+ * panels: LeNet conv2's five runs leave 4 columns each): each half ORs only the loads of the
+ * pieces that reach it. */
+ET_TARGET_AVX512 static void pack_pieces_n_avx512(int64_t K, const float *xt, const int32_t *offq,
+                                                  const int64_t *pd, const int64_t *ps,
+                                                  const int64_t *pl, int np_, float *pb) {
+    __mmask16 m[2][ET_GEMM_NR_MAX + 1];
+    int64_t so[2][ET_GEMM_NR_MAX + 1]; /* half h, piece i: lanes m[h][i] at xt + offq[q] + so */
+    int n[2] = {0, 0};
+    for (int i = 0; i < np_; i++) {
+        const uint32_t bits = (uint32_t)(((uint64_t)1 << (pd[i] + pl[i])) - ((uint64_t)1 << pd[i]));
+        for (int h = 0; h < 2; h++) {
+            const uint32_t hb = h ? bits >> 16 : bits & 0xFFFFu;
+            if (!hb) continue;
+            m[h][n[h]] = (__mmask16)hb;
+            so[h][n[h]++] = ps[i] - pd[i] + 16 * h;
+        }
+    }
+    for (int64_t q = 0; q < K; q++) {
+        const float *sq = xt + offq[q];
+        for (int h = 0; h < 2; h++) {
+            __m512 v = _mm512_setzero_ps();
+            for (int i = 0; i < n[h]; i++)
+                v = _mm512_or_ps(v, _mm512_maskz_loadu_ps(m[h][i], sq + so[h][i]));
+            _mm512_storeu_ps(pb + q * 32 + 16 * h, v);
+        }
+    }
+}
 #endif
 
 static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
@@ -1053,29 +1102,39 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
             offq[oy * ow + ox] = (int32_t)((oy * p->stride_h * w + ox * p->stride_w) * c);
     for (int64_t q = 0; q < K; q++) offp[q] = (int32_t)(q * NR);
     const float beta = accumulate ? 1.0f : 0.0f;
+    /* the product's columns (see dw_unpermute): [0, nfull) the runs' whole panels, then the
+     * runs' leftovers of `left` columns each */
+    const int64_t full = run / NR * NR, left = run - full, nfull = p->kh * full;
+    const int64_t rstep = p->dil_h * w * c; /* window row ky's run starts ky * rstep further */
     for (int64_t jr = 0; jr < N; jr += NR) {
-        const int64_t nr = N - jr < NR ? N - jr : NR, ky = jr / run;
+        const int64_t nr = N - jr < NR ? N - jr : NR;
         const float *b;
         const int32_t *off;
-        if (jr + nr <= (ky + 1) * run) {
-            b = xt + ky * p->dil_h * w * c + (jr - ky * run);
-            off = offq;
+        /* columns [jr, jr + nr) as pieces (destination column, offset from the pixel's start,
+         * length), the same for every pixel */
+        int64_t pd[ET_GEMM_NR_MAX + 1], ps[ET_GEMM_NR_MAX + 1], pl[ET_GEMM_NR_MAX + 1];
+        int np_ = 0;
+        if (jr < nfull) { /* a whole panel of run jr / full */
+            pd[0] = 0, ps[0] = jr / full * rstep + jr % full, pl[0] = nr, np_ = 1;
         } else {
-            /* columns [jr, jr + nr) from the runs of window rows ky, ky + 1, ...: pieces
-             * (destination column, offset from the pixel's start, length), the same for
-             * every pixel */
-            int64_t pd[ET_GEMM_NR_MAX + 1], ps[ET_GEMM_NR_MAX + 1], pl[ET_GEMM_NR_MAX + 1];
-            int np_ = 0;
-            for (int64_t j = jr; j < jr + nr; np_++) {
-                const int64_t r = j / run, j1 = (r + 1) * run < jr + nr ? (r + 1) * run : jr + nr;
-                pd[np_] = j - jr;
-                ps[np_] = r * p->dil_h * w * c + (j - r * run);
+            const int64_t l0 = jr - nfull; /* leftover columns [l0, l0 + nr) */
+            for (int64_t j = l0; j < l0 + nr; np_++) {
+                const int64_t r = j / left, j1 = (r + 1) * left < l0 + nr ? (r + 1) * left : l0 + nr;
+                pd[np_] = j - l0;
+                ps[np_] = r * rstep + full + (j - r * left);
                 pl[np_] = j1 - j;
                 j = j1;
             }
+        }
+        if (np_ == 1) {
+            b = xt + ps[0];
+            off = offq;
+        } else {
 #if defined(ET_HAVE_X86_SIMD)
             if (cfg == &et_f32_gemm_config_avx512 && np_ <= PACK_PIECES_MAX)
                 pack_pieces_avx512(K, xt, offq, pd, ps, pl, np_, pb);
+            else if (cfg == &et_f32_gemm_config_avx512 && NR == 32)
+                pack_pieces_n_avx512(K, xt, offq, pd, ps, pl, np_, pb);
             else
 #endif
                 for (int64_t q = 0; q < K; q++) {
@@ -1703,7 +1762,7 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     if (cp.wchunks == 1) {
         et_status st =
             bwd_weight_images(p, &cp, dy, x, 0, p->n, dw, slot_at(&cp, base, 0), cp.gemm_threads);
-        if (st == ET_OK && cp.hwc) dw_unpermute(p, dw, dwo);
+        if (st == ET_OK && cp.hwc) dw_unpermute(p, dw, dwo, hwc_nr());
         return st;
     }
     /* Chunk c (a fixed range of images) sums its images into dw (c = 0) or its partial; the
@@ -1713,7 +1772,7 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     et_parallel_for(cp.wchunks, cp.batch_par ? nthreads : 1, wchunk_sum, &k);
     if (k.err != ET_OK) return (et_status)k.err;
     et_parallel_ranges(wsz, et_split_chunks(wsz, nthreads), nthreads, wchunk_combine, &k);
-    if (cp.hwc) dw_unpermute(p, dw, dwo);
+    if (cp.hwc) dw_unpermute(p, dw, dwo, hwc_nr());
     return ET_OK;
 }
 
