@@ -1712,6 +1712,7 @@ typedef struct wchunk_job {
     int64_t xs, ys, wsz;
     int gemm_threads;
     int err;
+    float *dwo; /* hwc: dw's columns put back here (wchunk_combine_rows) */
 } wchunk_job;
 
 static float *wchunk_dst(const wchunk_job *k, int64_t c) {
@@ -1744,6 +1745,17 @@ static void wchunk_combine(void *ctx, int64_t j0, int64_t j1, int tid) {
     }
 }
 
+/* hwc: rows [o0, o1) of dw combined as above, then their columns put back (dw_unpermute), in
+ * one pass of the threads. */
+static void wchunk_combine_rows(void *ctx, int64_t o0, int64_t o1, int tid) {
+    const wchunk_job *k = (const wchunk_job *)ctx;
+    const int64_t kg = k->cp->kg;
+    wchunk_combine(ctx, o0 * kg, o1 * kg, tid);
+    et_conv2d_params rows = *k->p;
+    rows.oc = o1 - o0;
+    dw_unpermute(&rows, k->dw + o0 * kg, k->dwo + o0 * kg, hwc_nr());
+}
+
 et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, const float *x,
                                    float *dw, void *ws, size_t ws_bytes, int nthreads) {
     if (!params_ok(p) || !dy || !x || !dw) return ET_ERR_ARG;
@@ -1768,11 +1780,14 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     /* Chunk c (a fixed range of images) sums its images into dw (c = 0) or its partial; the
      * partials are then added in chunk order: the same bits for every thread count. */
     wchunk_job k = {p, &cp, dy, x, dw, base, base + cp.pa_bytes + (size_t)cp.nslots * cp.slot_bytes,
-                    xs, ys, wsz, cp.gemm_threads, ET_OK};
+                    xs, ys, wsz, cp.gemm_threads, ET_OK, dwo};
     et_parallel_for(cp.wchunks, cp.batch_par ? nthreads : 1, wchunk_sum, &k);
     if (k.err != ET_OK) return (et_status)k.err;
-    et_parallel_ranges(wsz, et_split_chunks(wsz, nthreads), nthreads, wchunk_combine, &k);
-    if (cp.hwc) dw_unpermute(p, dw, dwo, hwc_nr());
+    if (cp.hwc)
+        et_parallel_ranges(p->oc, et_split_chunks(p->oc, nthreads), nthreads, wchunk_combine_rows,
+                           &k);
+    else
+        et_parallel_ranges(wsz, et_split_chunks(wsz, nthreads), nthreads, wchunk_combine, &k);
     return ET_OK;
 }
 
