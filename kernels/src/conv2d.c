@@ -71,11 +71,10 @@
  * dw [OC, CONV_COLT_PAD] in the slot (copied out per chunk): B is then whole NR-wide panels read
  * in place instead of columns packed transposed. Each dw element is the same FMA chain. */
 #define CONV_COLT_PAD 32
-/* bwd_weight sums the images of each of at most CONV_WCHUNKS fixed chunks into its own partial
- * dw (combined in chunk order), when one partial is at most CONV_WPART_MAX_BYTES; larger dw
- * sum the images one after the other with the GEMM threaded. Both depend on the shapes only,
- * so dw is bit-identical for every thread count. */
-#define CONV_WCHUNKS 8
+/* bwd_weight sums the images of each of at most CONV_WCHUNKS (conv_internal.h) fixed chunks
+ * into its own partial dw (combined in chunk order), when one partial is at most
+ * CONV_WPART_MAX_BYTES; larger dw sum the images one after the other with the GEMM threaded.
+ * Both depend on the shapes only, so dw is bit-identical for every thread count. */
 #define CONV_WPART_MAX_BYTES ((size_t)1 << 20)
 
 static int64_t round_up_i64(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
