@@ -1118,7 +1118,8 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
         } else {
             const int64_t l0 = jr - nfull; /* leftover columns [l0, l0 + nr) */
             for (int64_t j = l0; j < l0 + nr; np_++) {
-                const int64_t r = j / left, j1 = (r + 1) * left < l0 + nr ? (r + 1) * left : l0 + nr;
+                const int64_t r = j / left, e = (r + 1) * left;
+                const int64_t j1 = e < l0 + nr ? e : l0 + nr;
                 pd[np_] = j - l0;
                 ps[np_] = r * rstep + full + (j - r * left);
                 pl[np_] = j1 - j;
