@@ -1729,6 +1729,14 @@ static void wchunk_sum(void *ctx, int64_t c, int tid) {
     note_error(&k->err, bwd_weight_images(k->p, k->cp, k->dy, k->x, i0, i1, wchunk_dst(k, c), s, nth));
 }
 
+/* d[j] += s[j], j < n (not inlined: in the combining loops it kept its bound in memory) */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void add_to(float *ET_RESTRICT d, const float *ET_RESTRICT s, int64_t n) {
+    for (int64_t j = 0; j < n; j++) d[j] += s[j];
+}
+
 /* dw[j] = ((dw[j] + part1[j]) + part2[j]) + ... for j in [j0, j1), in blocks of
  * WCHUNK_BLOCK floats that stay in L1 while every partial is added (dw then crosses L2 once,
  * not once per partial). */
@@ -1738,10 +1746,8 @@ static void wchunk_combine(void *ctx, int64_t j0, int64_t j1, int tid) {
     (void)tid;
     for (int64_t b0 = j0; b0 < j1; b0 += WCHUNK_BLOCK) {
         const int64_t b1 = j1 - b0 < WCHUNK_BLOCK ? j1 : b0 + WCHUNK_BLOCK;
-        for (int64_t c = 1; c < k->cp->wchunks; c++) {
-            const float *part = wchunk_dst(k, c);
-            for (int64_t j = b0; j < b1; j++) k->dw[j] += part[j];
-        }
+        for (int64_t c = 1; c < k->cp->wchunks; c++)
+            add_to(k->dw + b0, wchunk_dst(k, c) + b0, b1 - b0);
     }
 }
 
