@@ -73,11 +73,10 @@
  * dw [OC, CONV_COLT_PAD] in the slot (copied out per chunk): B is then whole NR-wide panels read
  * in place instead of columns packed transposed. Each dw element is the same FMA chain. */
 #define CONV_COLT_PAD 32
-/* bwd_weight sums the images of each of at most CONV_WCHUNKS fixed chunks into its own partial
- * dw (combined in chunk order), when one partial is at most CONV_WPART_MAX_BYTES; larger dw
- * sum the images one after the other with the GEMM threaded. Both depend on the shapes only,
- * so dw is bit-identical for every thread count. */
-#define CONV_WCHUNKS 8
+/* bwd_weight sums the images of each of at most CONV_WCHUNKS (conv_internal.h) fixed chunks
+ * into its own partial dw (combined in chunk order), when one partial is at most
+ * CONV_WPART_MAX_BYTES; larger dw sum the images one after the other with the GEMM threaded.
+ * Both depend on the shapes only, so dw is bit-identical for every thread count. */
 #define CONV_WPART_MAX_BYTES ((size_t)1 << 20)
 
 static int64_t round_up_i64(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
@@ -356,16 +355,31 @@ static void im2col_t(const et_conv2d_params *p, const float *ET_RESTRICT x, int6
  * B panels are then read straight from xt through a row table (hwc_offb_image) instead of
  * being copied out of x in runs of kw floats. The product computes dw with its columns
  * permuted the same way -- each element the same FMA chain, summed over images and chunks in
- * the same order -- and dw_unpermute puts them back in place at the end. */
-/* dw[o, (ci*kh + ky)*kw + kx] = dwp[o, (ky*kw + kx)*c + ci] (dwp: oc * kg floats). */
+ * the same order -- and dw_unpermute puts them back in place at the end.
+ * The product's columns go in this order: first, run by run, the whole NR-wide panels
+ * of each run (read in place), then the runs' leftovers (run % NR columns each, run after run)
+ * in panels packed from pieces of several runs. A panel straddling two runs costs a packing
+ * pass per image; with runs of 100 (LeNet conv2: 5 x 20 channels) and NR 32, plain order has
+ * four such panels, this order one. Where a column lands changes no arithmetic. */
+/* dw[o, (ci*kh + ky)*kw + kx] = dwp[o, the product's column of j' = (ky*kw + kx)*c + ci]
+ * (dwp: oc * kg floats; nr: the GEMM config's NR). With full = run rounded down to NR, column
+ * j' = ky*run + o sits at ky*full + o (o < full) or kh*full + ky*(run - full) + (o - full). */
 static void dw_unpermute(const et_conv2d_params *p, const float *ET_RESTRICT dwp,
-                         float *ET_RESTRICT dw) {
-    const int64_t c = p->c, khw = p->kh * p->kw, kg = c * khw;
+                         float *ET_RESTRICT dw, int64_t nr) {
+    const int64_t c = p->c, kh = p->kh, kw = p->kw, khw = kh * kw, kg = c * khw;
+    const int64_t run = kw * c, full = run / nr * nr, left = run - full;
     for (int64_t o = 0; o < p->oc; o++) {
         const float *sr = dwp + o * kg;
         float *dr = dw + o * kg;
-        for (int64_t ci = 0; ci < c; ci++)
-            for (int64_t t = 0; t < khw; t++) dr[ci * khw + t] = sr[t * c + ci];
+        for (int64_t ky = 0; ky < kh; ky++)
+            for (int64_t kx = 0; kx < kw; kx++) {
+                /* channels [0, split) in the whole panels, the rest in the leftovers */
+                const int64_t o0 = kx * c, t = ky * kw + kx;
+                const int64_t split = full - o0 < 0 ? 0 : (full - o0 > c ? c : full - o0);
+                const float *a = sr + ky * full + o0, *b = sr + kh * full + ky * left + o0 - full;
+                for (int64_t ci = 0; ci < split; ci++) dr[ci * khw + t] = a[ci];
+                for (int64_t ci = split; ci < c; ci++) dr[ci * khw + t] = b[ci];
+            }
     }
 }
 
@@ -1029,12 +1043,45 @@ static int hwc_offb_ok(const et_conv2d_params *p, const conv_plan *cp, int nth) 
            p->c * p->h * p->w < ((int64_t)1 << 30);
 }
 
+/* The NR of the config hwc_offb_image runs with (the order of dw's columns, dw_unpermute). */
+static int64_t hwc_nr(void) {
+    return ((const et_f32_gemm_variant *)ET_VARIANT_PICK(et_f32_gemm_variants))->cfg->nr;
+}
+
 /* xt[q*c + ci] = x[ci*hw + q]: the image channels-last. */
 static void channels_last(const float *ET_RESTRICT x, int64_t c, int64_t hw, float *ET_RESTRICT xt) {
     for (int64_t ci = 0; ci < c; ci++)
         for (int64_t q = 0; q < hw; q++) xt[q * c + ci] = x[ci * hw + q];
 }
 #if defined(ET_HAVE_X86_SIMD)
+/* Rows [0, nc) (nc <= 4) of x into xt[q*ldt + i], mask mc (<= 4 lanes: zeros for nc <= i). */
+ET_TARGET_AVX512 static void channels_last4_avx512(const float *ET_RESTRICT x, int64_t nc,
+                                                   int64_t hw, int64_t ldt, __mmask16 mc,
+                                                   float *ET_RESTRICT xt) {
+    for (int64_t q0 = 0; q0 < hw; q0 += 16) {
+        const int64_t nq = hw - q0 < 16 ? hw - q0 : 16;
+        const __mmask16 mq = (__mmask16)(nq == 16 ? 0xFFFFu : (1u << nq) - 1u);
+        __m512 r[4];
+        for (int i = 0; i < 4; i++)
+            r[i] = i < nc ? _mm512_maskz_loadu_ps(mq, x + i * hw + q0) : _mm512_setzero_ps();
+        const __m512 t0 = _mm512_unpacklo_ps(r[0], r[1]), t1 = _mm512_unpackhi_ps(r[0], r[1]);
+        const __m512 t2 = _mm512_unpacklo_ps(r[2], r[3]), t3 = _mm512_unpackhi_ps(r[2], r[3]);
+        const __m512d a = _mm512_castps_pd(t0), b = _mm512_castps_pd(t1);
+        const __m512d cc = _mm512_castps_pd(t2), d = _mm512_castps_pd(t3);
+        const __m512 u[4] = {_mm512_castpd_ps(_mm512_unpacklo_pd(a, cc)), /* pixel 4l + 0 */
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(a, cc)), /* 4l + 1 */
+                             _mm512_castpd_ps(_mm512_unpacklo_pd(b, d)),  /* 4l + 2 */
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(b, d))}; /* 4l + 3 */
+        /* pixel 4l + e is 128-bit lane l of u[e]: stored under the mask shifted to lane l, at
+         * its row's address less 4l floats (masked-off lanes are not touched) */
+        for (int64_t j = 0; j < nq; j++) {
+            const int l = (int)(j >> 2);
+            _mm512_mask_storeu_ps(xt + (q0 + j) * ldt - 4 * l, (__mmask16)(mc << (4 * l)),
+                                  u[j & 3]);
+        }
+    }
+}
+
 /* The same moves in 16 x 16 blocks transposed in registers (the table-ukernel path runs on the
  * AVX-512 config only), with rows of ldt >= c floats: xt[q*ldt + ci], zeros for c <= ci < ldt
  * (ldt - c < 16; ldt = MR > c: the last row panel of dy packed as the GEMM packs it). */
@@ -1043,6 +1090,10 @@ ET_TARGET_AVX512 static void channels_last_avx512(const float *ET_RESTRICT x, in
     for (int64_t ci0 = 0; ci0 < ldt; ci0 += 16) {
         const int64_t nc = c - ci0 < 16 ? c - ci0 : 16, nl = ldt - ci0 < 16 ? ldt - ci0 : 16;
         const __mmask16 mc = (__mmask16)(nl == 16 ? 0xFFFFu : (1u << nl) - 1u);
+        if (nl <= 4) { /* c = 20: the last 4 channels in 4 x 16 transposes, not 16 x 16 */
+            channels_last4_avx512(x + ci0 * hw, nc, hw, ldt, mc, xt + ci0);
+            continue;
+        }
         for (int64_t q0 = 0; q0 < hw; q0 += 16) {
             const int64_t nq = hw - q0 < 16 ? hw - q0 : 16;
             const __mmask16 mq = (__mmask16)(nq == 16 ? 0xFFFFu : (1u << nq) - 1u);
@@ -1113,6 +1164,35 @@ ET_TARGET_AVX512 static void pack_pieces_avx512(int64_t K, const float *xt, cons
         _mm512_storeu_ps(pb + q * 32 + 16, v1);
     }
 }
+
+/* The same for more pieces (the leftovers of runs shorter than 16 floats past their whole
+ * panels: LeNet conv2's five runs leave 4 columns each): each half ORs only the loads of the
+ * pieces that reach it. */
+ET_TARGET_AVX512 static void pack_pieces_n_avx512(int64_t K, const float *xt, const int32_t *offq,
+                                                  const int64_t *pd, const int64_t *ps,
+                                                  const int64_t *pl, int np_, float *pb) {
+    __mmask16 m[2][ET_GEMM_NR_MAX + 1];
+    int64_t so[2][ET_GEMM_NR_MAX + 1]; /* half h, piece i: lanes m[h][i] at xt + offq[q] + so */
+    int n[2] = {0, 0};
+    for (int i = 0; i < np_; i++) {
+        const uint32_t bits = (uint32_t)(((uint64_t)1 << (pd[i] + pl[i])) - ((uint64_t)1 << pd[i]));
+        for (int h = 0; h < 2; h++) {
+            const uint32_t hb = h ? bits >> 16 : bits & 0xFFFFu;
+            if (!hb) continue;
+            m[h][n[h]] = (__mmask16)hb;
+            so[h][n[h]++] = ps[i] - pd[i] + 16 * h;
+        }
+    }
+    for (int64_t q = 0; q < K; q++) {
+        const float *sq = xt + offq[q];
+        for (int h = 0; h < 2; h++) {
+            __m512 v = _mm512_setzero_ps();
+            for (int i = 0; i < n[h]; i++)
+                v = _mm512_or_ps(v, _mm512_maskz_loadu_ps(m[h][i], sq + so[h][i]));
+            _mm512_storeu_ps(pb + q * 32 + 16 * h, v);
+        }
+    }
+}
 #endif
 
 static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const float *dy,
@@ -1149,29 +1229,40 @@ static void hwc_offb_image(const et_conv2d_params *p, const conv_plan *cp, const
             offq[oy * ow + ox] = (int32_t)((oy * p->stride_h * w + ox * p->stride_w) * c);
     for (int64_t q = 0; q < K; q++) offp[q] = (int32_t)(q * NR);
     const float beta = accumulate ? 1.0f : 0.0f;
+    /* the product's columns (see dw_unpermute): [0, nfull) the runs' whole panels, then the
+     * runs' leftovers of `left` columns each */
+    const int64_t full = run / NR * NR, left = run - full, nfull = p->kh * full;
+    const int64_t rstep = p->dil_h * w * c; /* window row ky's run starts ky * rstep further */
     for (int64_t jr = 0; jr < N; jr += NR) {
-        const int64_t nr = N - jr < NR ? N - jr : NR, ky = jr / run;
+        const int64_t nr = N - jr < NR ? N - jr : NR;
         const float *b;
         const int32_t *off;
-        if (jr + nr <= (ky + 1) * run) {
-            b = xt + ky * p->dil_h * w * c + (jr - ky * run);
-            off = offq;
+        /* columns [jr, jr + nr) as pieces (destination column, offset from the pixel's start,
+         * length), the same for every pixel */
+        int64_t pd[ET_GEMM_NR_MAX + 1], ps[ET_GEMM_NR_MAX + 1], pl[ET_GEMM_NR_MAX + 1];
+        int np_ = 0;
+        if (jr < nfull) { /* a whole panel of run jr / full */
+            pd[0] = 0, ps[0] = jr / full * rstep + jr % full, pl[0] = nr, np_ = 1;
         } else {
-            /* columns [jr, jr + nr) from the runs of window rows ky, ky + 1, ...: pieces
-             * (destination column, offset from the pixel's start, length), the same for
-             * every pixel */
-            int64_t pd[ET_GEMM_NR_MAX + 1], ps[ET_GEMM_NR_MAX + 1], pl[ET_GEMM_NR_MAX + 1];
-            int np_ = 0;
-            for (int64_t j = jr; j < jr + nr; np_++) {
-                const int64_t r = j / run, j1 = (r + 1) * run < jr + nr ? (r + 1) * run : jr + nr;
-                pd[np_] = j - jr;
-                ps[np_] = r * p->dil_h * w * c + (j - r * run);
+            const int64_t l0 = jr - nfull; /* leftover columns [l0, l0 + nr) */
+            for (int64_t j = l0; j < l0 + nr; np_++) {
+                const int64_t r = j / left, e = (r + 1) * left;
+                const int64_t j1 = e < l0 + nr ? e : l0 + nr;
+                pd[np_] = j - l0;
+                ps[np_] = r * rstep + full + (j - r * left);
                 pl[np_] = j1 - j;
                 j = j1;
             }
+        }
+        if (np_ == 1) {
+            b = xt + ps[0];
+            off = offq;
+        } else {
 #if defined(ET_HAVE_X86_SIMD)
             if (cfg == &et_f32_gemm_config_avx512 && np_ <= PACK_PIECES_MAX)
                 pack_pieces_avx512(K, xt, offq, pd, ps, pl, np_, pb);
+            else if (cfg == &et_f32_gemm_config_avx512 && NR == 32)
+                pack_pieces_n_avx512(K, xt, offq, pd, ps, pl, np_, pb);
             else
 #endif
                 for (int64_t q = 0; q < K; q++) {
@@ -1752,6 +1843,7 @@ typedef struct wchunk_job {
     int64_t xs, ys, wsz;
     int gemm_threads;
     int err;
+    float *dwo; /* hwc: dw's columns put back here (wchunk_combine_rows) */
 } wchunk_job;
 
 static float *wchunk_dst(const wchunk_job *k, int64_t c) {
@@ -1768,6 +1860,14 @@ static void wchunk_sum(void *ctx, int64_t c, int tid) {
     note_error(&k->err, bwd_weight_images(k->p, k->cp, k->dy, k->x, i0, i1, wchunk_dst(k, c), s, nth));
 }
 
+/* d[j] += s[j], j < n (not inlined: in the combining loops it kept its bound in memory) */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void add_to(float *ET_RESTRICT d, const float *ET_RESTRICT s, int64_t n) {
+    for (int64_t j = 0; j < n; j++) d[j] += s[j];
+}
+
 /* dw[j] = ((dw[j] + part1[j]) + part2[j]) + ... for j in [j0, j1), in blocks of
  * WCHUNK_BLOCK floats that stay in L1 while every partial is added (dw then crosses L2 once,
  * not once per partial). */
@@ -1777,11 +1877,20 @@ static void wchunk_combine(void *ctx, int64_t j0, int64_t j1, int tid) {
     (void)tid;
     for (int64_t b0 = j0; b0 < j1; b0 += WCHUNK_BLOCK) {
         const int64_t b1 = j1 - b0 < WCHUNK_BLOCK ? j1 : b0 + WCHUNK_BLOCK;
-        for (int64_t c = 1; c < k->cp->wchunks; c++) {
-            const float *part = wchunk_dst(k, c);
-            for (int64_t j = b0; j < b1; j++) k->dw[j] += part[j];
-        }
+        for (int64_t c = 1; c < k->cp->wchunks; c++)
+            add_to(k->dw + b0, wchunk_dst(k, c) + b0, b1 - b0);
     }
+}
+
+/* hwc: rows [o0, o1) of dw combined as above, then their columns put back (dw_unpermute), in
+ * one pass of the threads. */
+static void wchunk_combine_rows(void *ctx, int64_t o0, int64_t o1, int tid) {
+    const wchunk_job *k = (const wchunk_job *)ctx;
+    const int64_t kg = k->cp->kg;
+    wchunk_combine(ctx, o0 * kg, o1 * kg, tid);
+    et_conv2d_params rows = *k->p;
+    rows.oc = o1 - o0;
+    dw_unpermute(&rows, k->dw + o0 * kg, k->dwo + o0 * kg, hwc_nr());
 }
 
 et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, const float *x,
@@ -1802,17 +1911,20 @@ et_status et_f32_conv2d_bwd_weight(const et_conv2d_params *p, const float *dy, c
     if (cp.wchunks == 1) {
         et_status st =
             bwd_weight_images(p, &cp, dy, x, 0, p->n, dw, slot_at(&cp, base, 0), cp.gemm_threads);
-        if (st == ET_OK && cp.hwc) dw_unpermute(p, dw, dwo);
+        if (st == ET_OK && cp.hwc) dw_unpermute(p, dw, dwo, hwc_nr());
         return st;
     }
     /* Chunk c (a fixed range of images) sums its images into dw (c = 0) or its partial; the
      * partials are then added in chunk order: the same bits for every thread count. */
     wchunk_job k = {p, &cp, dy, x, dw, base, base + cp.pa_bytes + (size_t)cp.nslots * cp.slot_bytes,
-                    xs, ys, wsz, cp.gemm_threads, ET_OK};
+                    xs, ys, wsz, cp.gemm_threads, ET_OK, dwo};
     et_parallel_for(cp.wchunks, cp.batch_par ? nthreads : 1, wchunk_sum, &k);
     if (k.err != ET_OK) return (et_status)k.err;
-    et_parallel_ranges(wsz, et_split_chunks(wsz, nthreads), nthreads, wchunk_combine, &k);
-    if (cp.hwc) dw_unpermute(p, dw, dwo);
+    if (cp.hwc)
+        et_parallel_ranges(p->oc, et_split_chunks(p->oc, nthreads), nthreads, wchunk_combine_rows,
+                           &k);
+    else
+        et_parallel_ranges(wsz, et_split_chunks(wsz, nthreads), nthreads, wchunk_combine, &k);
     return ET_OK;
 }
 

@@ -23,6 +23,12 @@ et_status et_f32_conv2d_bwd_weight__ref(const et_conv2d_params *p, const float *
 et_status et_f32_conv2d_pw_direct_fwd(const et_conv2d_params *p, const float *x, const float *w,
                                       const float *b, float *y, int nthreads);
 
+/* bwd_weight (conv2d.c, per-image paths, dw of at most 1 MiB, n > 1): images are summed in
+ * min(n, CONV_WCHUNKS) chunks, chunk c = et_thread_range(n, c, chunks), each in image order,
+ * the chunks' sums added in chunk order -- whatever the thread count
+ * (tests/test_conv_fast.c check_order). */
+#define CONV_WCHUNKS 8
+
 /* 1 if p is a depthwise shape (groups == c, so one input channel per group; oc = k*c). */
 int et_conv2d_is_depthwise(const et_conv2d_params *p);
 

@@ -9,10 +9,12 @@
 #define MR 14
 #define NR 32
 
-/* c[0:16] under mask m = alpha * acc + beta * c (beta == 0: c not read). */
-ET_TARGET_AVX512 static inline void update16(float *c, __m512 acc, __m512 valpha, __m512 vbeta,
-                                             int beta_zero, __mmask16 m) {
-    __m512 r = _mm512_mul_ps(acc, valpha);
+/* c[0:16] under mask m = alpha * acc + beta * c (beta == 0: c not read; alpha == 1: acc not
+ * multiplied -- acc * 1 is acc, the same bits, one FP op less per vector: a short-K call's
+ * epilogue, the weight gradient's per image, is a visible share of it). */
+ET_TARGET_AVX512 static inline void update16(float *c, __m512 acc, __m512 valpha, int alpha_one,
+                                             __m512 vbeta, int beta_zero, __mmask16 m) {
+    __m512 r = alpha_one ? acc : _mm512_mul_ps(acc, valpha);
     if (!beta_zero) r = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m, c), r);
     _mm512_mask_storeu_ps(c, m, r);
 }
@@ -54,13 +56,13 @@ ET_TARGET_AVX512 static inline void col_masks(int64_t nr, __mmask16 *m0, __mmask
             b += ldb;                                                                             \
         }                                                                                         \
         const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                       \
-        const int bz = beta == 0.0f;                                                              \
+        const int bz = beta == 0.0f, a1 = alpha == 1.0f;                                          \
         __mmask16 m0, m1;                                                                         \
         col_masks(nr, &m0, &m1);                                                                  \
         for (int64_t i = 0; i < mr; i++) {                                                        \
             float *ci = c + i * ldc;                                                              \
-            update16(ci, acc[i][0], va, vb, bz, m0);                                              \
-            if (m1) update16(ci + 16, acc[i][1], va, vb, bz, m1);                                 \
+            update16(ci, acc[i][0], va, a1, vb, bz, m0);                                          \
+            if (m1) update16(ci + 16, acc[i][1], va, a1, vb, bz, m1);                             \
         }                                                                                         \
     }
 SHORT_KERNEL(4)
@@ -122,7 +124,7 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float 
         b += ldb;
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const int bz = beta == 0.0f;
+    const int bz = beta == 0.0f, a1 = alpha == 1.0f;
     const __m512 acc[MR][2] = {
         {c0_0, c0_1},   {c1_0, c1_1},   {c2_0, c2_1},   {c3_0, c3_1},   {c4_0, c4_1},
         {c5_0, c5_1},   {c6_0, c6_1},   {c7_0, c7_1},   {c8_0, c8_1},   {c9_0, c9_1},
@@ -132,8 +134,8 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float 
     col_masks(nr, &m0, &m1);
     for (int64_t i = 0; i < mr; i++) {
         float *ci = c + i * ldc;
-        update16(ci, acc[i][0], va, vb, bz, m0);
-        if (m1) update16(ci + 16, acc[i][1], va, vb, bz, m1);
+        update16(ci, acc[i][0], va, a1, vb, bz, m0);
+        if (m1) update16(ci + 16, acc[i][1], va, a1, vb, bz, m1);
     }
 }
 
@@ -161,13 +163,13 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float 
             b += ldb;                                                                             \
         }                                                                                         \
         const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                       \
-        const int bz = beta == 0.0f;                                                              \
+        const int bz = beta == 0.0f, a1 = alpha == 1.0f;                                          \
         __mmask16 m0, m1;                                                                         \
         col_masks(nr, &m0, &m1);                                                                  \
         for (int64_t i = 0; i < mr; i++) {                                                        \
             float *ci = c + i * ldc;                                                              \
-            update16(ci, acc[i][0], va, vb, bz, m0);                                              \
-            if (m1) update16(ci + 16, acc[i][1], va, vb, bz, m1);                                 \
+            update16(ci, acc[i][0], va, a1, vb, bz, m0);                                          \
+            if (m1) update16(ci + 16, acc[i][1], va, a1, vb, bz, m1);                             \
         }                                                                                         \
     }
 SA_SHORT_KERNEL(4)
@@ -232,7 +234,7 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_sa_14x32__avx512(int64_t kc, const flo
         b += ldb;
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const int bz = beta == 0.0f;
+    const int bz = beta == 0.0f, a1 = alpha == 1.0f;
     const __m512 acc[MR][2] = {
         {c0_0, c0_1},   {c1_0, c1_1},   {c2_0, c2_1},   {c3_0, c3_1},   {c4_0, c4_1},
         {c5_0, c5_1},   {c6_0, c6_1},   {c7_0, c7_1},   {c8_0, c8_1},   {c9_0, c9_1},
@@ -242,8 +244,8 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_sa_14x32__avx512(int64_t kc, const flo
     col_masks(nr, &m0, &m1);
     for (int64_t i = 0; i < mr; i++) {
         float *ci = c + i * ldc;
-        update16(ci, acc[i][0], va, vb, bz, m0);
-        if (m1) update16(ci + 16, acc[i][1], va, vb, bz, m1);
+        update16(ci, acc[i][0], va, a1, vb, bz, m0);
+        if (m1) update16(ci + 16, acc[i][1], va, a1, vb, bz, m1);
     }
 }
 
@@ -265,13 +267,13 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_sa_14x32__avx512(int64_t kc, const flo
             a += MR;                                                                              \
         }                                                                                         \
         const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                       \
-        const int bz = beta == 0.0f;                                                              \
+        const int bz = beta == 0.0f, a1 = alpha == 1.0f;                                          \
         __mmask16 m0, m1;                                                                         \
         col_masks(nr, &m0, &m1);                                                                  \
         for (int64_t i = 0; i < mr; i++) {                                                        \
             float *ci = c + i * ldc;                                                              \
-            update16(ci, acc[i][0], va, vb, bz, m0);                                              \
-            if (m1) update16(ci + 16, acc[i][1], va, vb, bz, m1);                                 \
+            update16(ci, acc[i][0], va, a1, vb, bz, m0);                                          \
+            if (m1) update16(ci + 16, acc[i][1], va, a1, vb, bz, m1);                             \
         }                                                                                         \
     }
 OFF_SHORT_KERNEL(4)
@@ -328,7 +330,7 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_off_14x32__avx512(int64_t kc, const fl
         a += MR;
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const int bz = beta == 0.0f;
+    const int bz = beta == 0.0f, a1 = alpha == 1.0f;
     const __m512 acc[MR][2] = {
         {c0_0, c0_1},   {c1_0, c1_1},   {c2_0, c2_1},   {c3_0, c3_1},   {c4_0, c4_1},
         {c5_0, c5_1},   {c6_0, c6_1},   {c7_0, c7_1},   {c8_0, c8_1},   {c9_0, c9_1},
@@ -338,8 +340,8 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_off_14x32__avx512(int64_t kc, const fl
     col_masks(nr, &m0, &m1);
     for (int64_t i = 0; i < mr; i++) {
         float *ci = c + i * ldc;
-        update16(ci, acc[i][0], va, vb, bz, m0);
-        if (m1) update16(ci + 16, acc[i][1], va, vb, bz, m1);
+        update16(ci, acc[i][0], va, a1, vb, bz, m0);
+        if (m1) update16(ci + 16, acc[i][1], va, a1, vb, bz, m1);
     }
 }
 

@@ -30,6 +30,7 @@ static const fast_case fast_cases[] = {
     {3, 4, 9, 10, 14, 4, 5, 1, 1, 1, 1},     /* runs of 20: a piece over both halves; dy one
                                               * whole row panel (OC 14 = the AVX-512 MR) */
     {2, 3, 8, 9, 28, 5, 5, 1, 1, 1, 1},      /* runs of 15, dy two whole row panels */
+    {3, 17, 7, 9, 11, 3, 3, 1, 1, 1, 1},     /* channels 16..: one (4 x 16 transposes) */
     /* first layers (Kg < 32: padded colt, plan fl on AVX-512: colt built in blocks of 64) */
     {64, 1, 28, 28, 20, 5, 5, 1, 1, 1, 1},   /* LeNet conv1 b64: two passes of 10 rows */
     {9, 1, 28, 28, 20, 5, 5, 1, 1, 1, 1},    /* uneven chunks */
@@ -210,6 +211,76 @@ static void check_fwd_direct(int ci, const fwd_case *k) {
     free(x); free(w); free(b); free(want); free(y);
 }
 
+/* bwd_weight's summation order (conv_internal.h, CONV_WCHUNKS) pinned byte for byte on every
+ * ISA, fast paths off and on, 1..3 threads: image i's term is the n = 1 call's dw (one band,
+ * so one FMA chain per element, added to the sum as c + acc); the images of chunk c,
+ * et_thread_range(n, c, chunks), summed in order; dw = the chunks' sums added in chunk order.
+ * Reversing the images of a chunk or the chunks, or cutting chunks by thread count, fails. */
+static const fast_case order_cases[] = {
+    /*  n   c   h   w   oc kh kw sh sw dh dw */
+    {64, 20, 12, 12, 50, 5, 5, 1, 1, 1, 1}, /* LeNet conv2 b64: 8 chunks of 8 (plan hwc) */
+    {11, 20, 12, 12, 50, 5, 5, 1, 1, 1, 1}, /* chunks of 2 and 1 */
+    {5, 20, 12, 12, 50, 5, 5, 1, 1, 1, 1},  /* fewer images than CONV_WCHUNKS */
+    {64, 1, 28, 28, 20, 5, 5, 1, 1, 1, 1},  /* LeNet conv1 b64 (padded colt, plan fl) */
+};
+
+static void check_order(int ci, const fast_case *k) {
+    et_conv2d_params p = {0}, p1;
+    p.n = k->n, p.c = k->c, p.h = k->h, p.w = k->w, p.oc = k->oc, p.kh = k->kh, p.kw = k->kw;
+    p.stride_h = k->sh, p.stride_w = k->sw, p.dil_h = k->dh, p.dil_w = k->dw, p.groups = 1;
+    if (et_conv2d_params_init(&p) != ET_OK) {
+        ET_CHECK(0, "order case %d: params", ci);
+        return;
+    }
+    p1 = p;
+    p1.n = 1;
+    const int64_t xs = p.c * p.h * p.w, ys = p.oc * p.oh * p.ow, nw = p.oc * p.c * p.kh * p.kw;
+    float *x = malloc((size_t)(p.n * xs) * sizeof(float));
+    float *dy = malloc((size_t)(p.n * ys) * sizeof(float));
+    float *terms = malloc((size_t)(p.n * nw) * sizeof(float));
+    float *want = malloc((size_t)nw * sizeof(float)), *part = malloc((size_t)nw * sizeof(float));
+    float *dw = malloc((size_t)nw * sizeof(float));
+    et_fill_random(x, p.n * xs, 401 + ci, -1.0f, 1.0f);
+    et_fill_random(dy, p.n * ys, 409 + ci, -1.0f, 1.0f);
+    const int chunks = p.n < CONV_WCHUNKS ? (int)p.n : CONV_WCHUNKS;
+    for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
+        if (!et_isa_supported(isa)) continue;
+        et_set_isa(isa);
+        for (int fast = 0; fast <= 1; fast++) {
+            et_conv2d_fast_paths_(fast);
+            size_t wsb = et_f32_conv2d_bwd_weight_ws_bytes(&p1, 1);
+            void *ws = wsb ? malloc(wsb) : NULL;
+            for (int64_t i = 0; i < p.n; i++)
+                ET_CHECK(et_f32_conv2d_bwd_weight(&p1, dy + i * ys, x + i * xs, terms + i * nw,
+                                                  ws, wsb, 1) == ET_OK,
+                         "order case %d: image %lld", ci, (long long)i);
+            free(ws);
+            for (int c = 0; c < chunks; c++) {
+                int64_t i0, i1;
+                et_thread_range(p.n, c, chunks, &i0, &i1);
+                float *sum = c == 0 ? want : part;
+                memcpy(sum, terms + i0 * nw, (size_t)nw * sizeof(float));
+                for (int64_t i = i0 + 1; i < i1; i++)
+                    for (int64_t j = 0; j < nw; j++) sum[j] += terms[i * nw + j];
+                if (c > 0)
+                    for (int64_t j = 0; j < nw; j++) want[j] += part[j];
+            }
+            for (int th = 1; th <= 3; th++) {
+                wsb = et_f32_conv2d_bwd_weight_ws_bytes(&p, th);
+                ws = wsb ? malloc(wsb) : NULL;
+                et_status st = et_f32_conv2d_bwd_weight(&p, dy, x, dw, ws, wsb, th);
+                ET_CHECK(st == ET_OK && memcmp(dw, want, (size_t)nw * sizeof(float)) == 0,
+                         "order case %d %s fast%d th%d: dw is not the sums in order", ci,
+                         et_isa_name(isa), fast, th);
+                free(ws);
+            }
+        }
+    }
+    et_conv2d_fast_paths_(1);
+    et_set_isa(et_cpu_best_isa());
+    free(x); free(dy); free(terms); free(want); free(part); free(dw);
+}
+
 void test_conv_fast(void) {
     for (size_t i = 0; i < sizeof fast_cases / sizeof fast_cases[0]; i++)
         check_fast((int)i, &fast_cases[i]);
@@ -217,4 +288,6 @@ void test_conv_fast(void) {
         check_bwd_input((int)i, &bwd_input_cases[i]);
     for (size_t i = 0; i < sizeof fwd_cases / sizeof fwd_cases[0]; i++)
         check_fwd_direct((int)i, &fwd_cases[i]);
+    for (size_t i = 0; i < sizeof order_cases / sizeof order_cases[0]; i++)
+        check_order((int)i, &order_cases[i]);
 }
