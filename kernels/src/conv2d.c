@@ -19,8 +19,9 @@
  * per input channel, its dx rows in AVX-512 vectors, col2im_band_avx512). Same FMA chains and
  * additions in the same order, so the same bits (kernels/tests/test_conv.c check_fwd_bits,
  * tests/test_conv_fast.c check_bwd_input). With Kg <= DIRECT_MAX_K (a first layer) fwd runs
- * those chains in registers with the bias + relu before the one store instead (direct_fwd, on
- * AVX-512; tests/test_conv_fast.c check_fwd_direct).
+ * those chains in registers with the bias + relu / relu6 before the one store instead, over
+ * the shifted copies or each band's im2col columns (direct_fwd, on AVX-512;
+ * tests/test_conv_fast.c check_fwd_direct).
  * Threads: with n >= nthreads each thread takes whole images with its own column buffer and
  * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
  * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw
@@ -693,25 +694,28 @@ static et_status fwd_implicit_gemm(const et_conv2d_params *p, const conv_plan *c
                                    const void *pw, conv_slot s, const float *b, float *y);
 
 /* ---- direct forward of a few-tap window ----------------------------------------------
- * On the implicit plan with Kg <= DIRECT_MAX_K (a first layer: LeNet's conv1, Kg 25) the GEMM
- * stores each C tile after only Kg FMAs per element and the epilogue passes over it again.
- * direct_fwd runs each y element's k-ordered FMA chain from +0 over the same shifted copies
- * (the GEMM's chain: alpha 1, beta 0) in registers, DIRECT_O channels x DIRECT_V vectors at a
- * time, and applies the bias + relu (et_conv_bias_act_'s arithmetic) before the one store: the
- * same bits. Only where a variant has the kernel (AVX-512); other ISAs keep the GEMM. */
+ * With Kg <= DIRECT_MAX_K (a first layer: LeNet's conv1, Kg 25; MobileNetV2's stem, Kg 27)
+ * the GEMM stores each C tile after only Kg FMAs per element and the epilogue passes over it
+ * again. direct_fwd runs each y element's k-ordered FMA chain from +0 over the same B rows
+ * (the implicit plan's shifted copies, or a band's im2col columns) -- the packed GEMM's chain:
+ * alpha 1, beta 0 -- in registers, DIRECT_O channels x DIRECT_V vectors at a time, and applies
+ * the bias + relu / relu6 (et_conv_bias_act_'s arithmetic) before the one store: the same
+ * bits. Only where a variant has the kernel (AVX-512); other ISAs keep the GEMM. */
 #define DIRECT_MAX_K 32
 #define DIRECT_O 4 /* channels per tile */
 #define DIRECT_V 6 /* 16-float vectors of pixels per tile: 24 accumulators + 6 rows of B */
 
-/* The y rows of one image from its shifted copies xs and row table off (implicit_columns). */
+/* npix pixels of y (row stride ldy) from B rows xs + off[k] (k < Kg), npix floats each. */
 typedef void direct_fwd_fn(const et_conv2d_params *p, const float *w, const float *b,
-                           const float *xs, const int32_t *off, float *y);
+                           const float *xs, const int32_t *off, int64_t npix, float *y,
+                           int64_t ldy);
 
 /* 1 if the plan's forward can run direct_fwd (shapes, and an epilogue it applies in registers:
- * bias and relu or none, no fused BatchNorm). */
+ * bias and relu, relu6 or none, no fused BatchNorm); the band path also needs each band's GEMM
+ * to be a packed one (et_f32_gemm_is_small sums in another order). */
 static int direct_ok(const et_conv2d_params *p, const conv_plan *cp) {
-    return conv_fast && cp->implicit && cp->kg <= DIRECT_MAX_K && !p->bn_scale &&
-           (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU);
+    return conv_fast && p->groups == 1 && !cp->direct && cp->kg <= DIRECT_MAX_K && !p->bn_scale &&
+           (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
 }
 
 #if defined(ET_HAVE_X86_SIMD)
@@ -720,7 +724,7 @@ static int direct_ok(const et_conv2d_params *p, const conv_plan *cp) {
 ET_TARGET_AVX512 static inline __attribute__((always_inline)) void direct_tile_avx512(
     const int O, const int V, int64_t kg, const float *ET_RESTRICT w, const float *ET_RESTRICT xs,
     const int32_t *ET_RESTRICT off, int64_t q, __mmask16 ml, const float *ET_RESTRICT bias,
-    const int *add, int relu, float *ET_RESTRICT y, int64_t np) {
+    const int *add, int act, float *ET_RESTRICT y, int64_t ldy) {
     __m512 acc[DIRECT_O][DIRECT_V];
     _Pragma("GCC unroll 8") for (int i = 0; i < O; i++)
         _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) acc[i][v] = _mm512_setzero_ps();
@@ -735,16 +739,18 @@ ET_TARGET_AVX512 static inline __attribute__((always_inline)) void direct_tile_a
                 acc[i][v] = _mm512_fmadd_ps(a, bv[v], acc[i][v]);
         }
     }
-    const __m512 zero = _mm512_setzero_ps();
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
     _Pragma("GCC unroll 8") for (int i = 0; i < O; i++) {
         const __m512 vb = _mm512_set1_ps(bias[i]);
         const int addi = add[i];
         _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) {
             __m512 r = acc[i][v];
             if (addi) r = _mm512_add_ps(r, vb);
-            /* v < 0 ? 0 : v (NaN and -0 kept; max_ps would turn -0 into +0) */
-            if (relu) r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, zero, _CMP_LT_OQ), zero);
-            _mm512_mask_storeu_ps(y + i * np + q + 16 * v, v == V - 1 ? ml : (__mmask16)0xFFFF, r);
+            /* v < 0 ? 0 : (v > 6 ? 6 : v), ordered compares: NaN and -0 kept (max_ps would turn
+             * -0 into +0) */
+            if (act) r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, zero, _CMP_LT_OQ), zero);
+            if (act == 2) r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, six, _CMP_GT_OQ), six);
+            _mm512_mask_storeu_ps(y + i * ldy + q + 16 * v, v == V - 1 ? ml : (__mmask16)0xFFFF, r);
         }
     }
 }
@@ -752,8 +758,8 @@ ET_TARGET_AVX512 static inline __attribute__((always_inline)) void direct_tile_a
 #define DIRECT_TILE(O, V)                                                                        \
     ET_TARGET_AVX512 static void direct_tile_##O##x##V(                                          \
         int64_t kg, const float *w, const float *xs, const int32_t *off, int64_t q, __mmask16 ml, \
-        const float *bias, const int *add, int relu, float *y, int64_t np) {                     \
-        direct_tile_avx512(O, V, kg, w, xs, off, q, ml, bias, add, relu, y, np);                  \
+        const float *bias, const int *add, int act, float *y, int64_t ldy) {                     \
+        direct_tile_avx512(O, V, kg, w, xs, off, q, ml, bias, add, act, y, ldy);                  \
     }
 DIRECT_TILE(4, 6)
 DIRECT_TILE(1, 6)
@@ -762,9 +768,11 @@ DIRECT_TILE(1, 1)
 
 ET_TARGET_AVX512 static void direct_fwd_avx512(const et_conv2d_params *p, const float *w,
                                                const float *b, const float *xs,
-                                               const int32_t *off, float *y) {
-    const int64_t np = p->oh * p->ow, kg = p->c * p->kh * p->kw, oc = p->oc;
-    const int relu = p->act == ET_ACT_RELU;
+                                               const int32_t *off, int64_t np, float *y,
+                                               int64_t ldy) {
+    const int64_t kg = p->c * p->kh * p->kw, oc = p->oc;
+    /* 0: none, 1: relu, 2: relu6 (direct_ok) */
+    const int act = p->act == ET_ACT_RELU ? 1 : p->act == ET_ACT_RELU6 ? 2 : 0;
     float bias[DIRECT_O];
     int add[DIRECT_O];
     for (int64_t q = 0; q < np;) {
@@ -780,16 +788,16 @@ ET_TARGET_AVX512 static void direct_fwd_avx512(const et_conv2d_params *p, const 
             const int O = oc - o >= DIRECT_O ? DIRECT_O : 1;
             for (int i = 0; i < O; i++) {
                 bias[i] = b ? b[o + i] : 0.0f;
-                /* et_conv_bias_act_: relu adds every bias, none only non-zero ones (adding +0
-                 * would turn -0 into +0) */
-                add[i] = relu || bias[i] != 0.0f;
+                /* et_conv_bias_act_: relu / relu6 add every bias, none only non-zero ones
+                 * (adding +0 would turn -0 into +0) */
+                add[i] = act || bias[i] != 0.0f;
             }
             if (O == DIRECT_O)
                 (wide ? direct_tile_4x6 : direct_tile_4x1)(kg, w + o * kg, xs, off, q, ml, bias,
-                                                           add, relu, y + o * np, np);
+                                                           add, act, y + o * ldy, ldy);
             else
                 (wide ? direct_tile_1x6 : direct_tile_1x1)(kg, w + o * kg, xs, off, q, ml, bias,
-                                                           add, relu, y + o * np, np);
+                                                           add, act, y + o * ldy, ldy);
             o += O;
         }
         q += span;
@@ -817,20 +825,27 @@ static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const
         nth == 1 && direct_ok(p, cp)
             ? ((const direct_variant *)ET_VARIANT_PICK(direct_variants))->fn
             : NULL;
-    if (dfn) {
+    if (dfn && cp->implicit) {
         implicit_columns(p, x, s.col, s.off);
-        dfn(p, w, b, s.col, s.off, y);
+        dfn(p, w, b, s.col, s.off, np, y, np);
         return ET_OK;
     }
     if (cp->implicit && nth == 1 && et_f32_gemm_offb_available()) {
         implicit_columns(p, x, s.col, s.off);
         return fwd_implicit_gemm(p, cp, packed_w(cp, base, 0), s, b, y);
     }
+    int32_t off[DIRECT_MAX_K];
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
         int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
         int64_t ldb;
         const float *B = band_columns(p, cp, x, oy0, oy1, s.col, &ldb);
+        if (dfn && !et_f32_gemm_is_small(cp->ocg, pt, cp->kg)) {
+            /* the band's im2col columns: row k at k * ldb */
+            for (int64_t k = 0; k < cp->kg; k++) off[k] = (int32_t)(k * ldb);
+            dfn(p, w, b, B, off, pt, y + p0, np);
+            continue;
+        }
         for (int64_t g = 0; g < p->groups; g++) {
             et_status st = et_f32_gemm_pa(0, 0, cp->ocg, pt, cp->kg, 1.0f,
                                           w + g * cp->ocg * cp->kg, cp->kg, packed_w(cp, base, g),
