@@ -699,8 +699,9 @@ static et_status fwd_implicit_gemm(const et_conv2d_params *p, const conv_plan *c
  * again. direct_fwd runs each y element's k-ordered FMA chain from +0 over the same B rows
  * (the implicit plan's shifted copies, or a band's im2col columns) -- the packed GEMM's chain:
  * alpha 1, beta 0 -- in registers, DIRECT_O channels x DIRECT_V vectors at a time, and applies
- * the bias + relu / relu6 (et_conv_bias_act_'s arithmetic) before the one store: the same
- * bits. Only where a variant has the kernel (AVX-512); other ISAs keep the GEMM. */
+ * the epilogue (bias, fused BatchNorm, relu / relu6: et_conv_epilogue_'s arithmetic) before
+ * the one store: the same bits. Only where a variant has the kernel (AVX-512); other ISAs keep
+ * the GEMM. */
 #define DIRECT_MAX_K 32
 #define DIRECT_O 4 /* channels per tile */
 #define DIRECT_V 6 /* 16-float vectors of pixels per tile: 24 accumulators + 6 rows of B */
@@ -711,20 +712,29 @@ typedef void direct_fwd_fn(const et_conv2d_params *p, const float *w, const floa
                            int64_t ldy);
 
 /* 1 if the plan's forward can run direct_fwd (shapes, and an epilogue it applies in registers:
- * bias and relu, relu6 or none, no fused BatchNorm); the band path also needs each band's GEMM
- * to be a packed one (et_f32_gemm_is_small sums in another order). */
+ * bias, a fused BatchNorm, relu, relu6 or none); the band path also needs each band's GEMM to
+ * be a packed one (et_f32_gemm_is_small sums in another order). */
 static int direct_ok(const et_conv2d_params *p, const conv_plan *cp) {
-    return conv_fast && p->groups == 1 && !cp->direct && cp->kg <= DIRECT_MAX_K && !p->bn_scale &&
+    return conv_fast && p->groups == 1 && !cp->direct && cp->kg <= DIRECT_MAX_K &&
            (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
 }
 
 #if defined(ET_HAVE_X86_SIMD)
-/* Channels [o, o + O) x pixels [q, q + 16 * V) of y (the last vector's pixels under ml); add[i]:
- * channel o + i adds bias[i]. The loops unrolled, so the accumulators stay in registers. */
+/* The epilogue of DIRECT_O channels (et_conv_epilogue_'s arithmetic): channel i adds bias[i]
+ * when add[i]; with a fused BatchNorm (bn) then * sc[i] and + sh[i] (a mul and an add, no
+ * fma); then act: 0 none, 1 relu, 2 relu6. */
+typedef struct direct_ep {
+    float bias[DIRECT_O], sc[DIRECT_O], sh[DIRECT_O];
+    int add[DIRECT_O];
+    int bn, act;
+} direct_ep;
+
+/* Channels [o, o + O) x pixels [q, q + 16 * V) of y (the last vector's pixels under ml), ep
+ * their epilogue. The loops unrolled, so the accumulators stay in registers. */
 ET_TARGET_AVX512 static inline __attribute__((always_inline)) void direct_tile_avx512(
     const int O, const int V, int64_t kg, const float *ET_RESTRICT w, const float *ET_RESTRICT xs,
-    const int32_t *ET_RESTRICT off, int64_t q, __mmask16 ml, const float *ET_RESTRICT bias,
-    const int *add, int act, float *ET_RESTRICT y, int64_t ldy) {
+    const int32_t *ET_RESTRICT off, int64_t q, __mmask16 ml, const direct_ep *ep,
+    float *ET_RESTRICT y, int64_t ldy) {
     __m512 acc[DIRECT_O][DIRECT_V];
     _Pragma("GCC unroll 8") for (int i = 0; i < O; i++)
         _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) acc[i][v] = _mm512_setzero_ps();
@@ -740,15 +750,21 @@ ET_TARGET_AVX512 static inline __attribute__((always_inline)) void direct_tile_a
         }
     }
     const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    const int act = ep->act, bn = ep->bn;
     _Pragma("GCC unroll 8") for (int i = 0; i < O; i++) {
-        const __m512 vb = _mm512_set1_ps(bias[i]);
-        const int addi = add[i];
+        const __m512 vb = _mm512_set1_ps(ep->bias[i]), va = _mm512_set1_ps(ep->sc[i]);
+        const __m512 vs = _mm512_set1_ps(ep->sh[i]);
+        const int addi = ep->add[i];
         _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) {
             __m512 r = acc[i][v];
             if (addi) r = _mm512_add_ps(r, vb);
-            /* v < 0 ? 0 : (v > 6 ? 6 : v), ordered compares: NaN and -0 kept (max_ps would turn
-             * -0 into +0) */
-            if (act) r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, zero, _CMP_LT_OQ), zero);
+            if (bn) r = _mm512_add_ps(_mm512_mul_ps(r, va), vs);
+            /* v < 0 ? 0 : (v > 6 ? 6 : v) by ordered compares: NaN and -0 kept (max_ps would
+             * turn -0 into +0); after a BatchNorm relu6 tests v <= 0 (-0 to +0) */
+            if (act == 2 && bn)
+                r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, zero, _CMP_LE_OQ), zero);
+            else if (act)
+                r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, zero, _CMP_LT_OQ), zero);
             if (act == 2) r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, six, _CMP_GT_OQ), six);
             _mm512_mask_storeu_ps(y + i * ldy + q + 16 * v, v == V - 1 ? ml : (__mmask16)0xFFFF, r);
         }
@@ -758,8 +774,8 @@ ET_TARGET_AVX512 static inline __attribute__((always_inline)) void direct_tile_a
 #define DIRECT_TILE(O, V)                                                                        \
     ET_TARGET_AVX512 static void direct_tile_##O##x##V(                                          \
         int64_t kg, const float *w, const float *xs, const int32_t *off, int64_t q, __mmask16 ml, \
-        const float *bias, const int *add, int act, float *y, int64_t ldy) {                     \
-        direct_tile_avx512(O, V, kg, w, xs, off, q, ml, bias, add, act, y, ldy);                  \
+        const direct_ep *ep, float *y, int64_t ldy) {                                             \
+        direct_tile_avx512(O, V, kg, w, xs, off, q, ml, ep, y, ldy);                              \
     }
 DIRECT_TILE(4, 6)
 DIRECT_TILE(1, 6)
@@ -771,10 +787,9 @@ ET_TARGET_AVX512 static void direct_fwd_avx512(const et_conv2d_params *p, const 
                                                const int32_t *off, int64_t np, float *y,
                                                int64_t ldy) {
     const int64_t kg = p->c * p->kh * p->kw, oc = p->oc;
-    /* 0: none, 1: relu, 2: relu6 (direct_ok) */
-    const int act = p->act == ET_ACT_RELU ? 1 : p->act == ET_ACT_RELU6 ? 2 : 0;
-    float bias[DIRECT_O];
-    int add[DIRECT_O];
+    direct_ep ep;
+    ep.act = p->act == ET_ACT_RELU ? 1 : p->act == ET_ACT_RELU6 ? 2 : 0; /* direct_ok */
+    ep.bn = p->bn_scale != NULL;
     for (int64_t q = 0; q < np;) {
         /* a DIRECT_V tile while more than DIRECT_V - 1 vectors are left (its last vector may be
          * partial), then one vector at a time */
@@ -787,17 +802,19 @@ ET_TARGET_AVX512 static void direct_fwd_avx512(const et_conv2d_params *p, const 
         for (int64_t o = 0; o < oc;) {
             const int O = oc - o >= DIRECT_O ? DIRECT_O : 1;
             for (int i = 0; i < O; i++) {
-                bias[i] = b ? b[o + i] : 0.0f;
+                ep.bias[i] = b ? b[o + i] : 0.0f;
+                ep.sc[i] = ep.bn ? p->bn_scale[o + i] : 1.0f;
+                ep.sh[i] = ep.bn ? p->bn_shift[o + i] : 0.0f;
                 /* et_conv_bias_act_: relu / relu6 add every bias, none only non-zero ones
-                 * (adding +0 would turn -0 into +0) */
-                add[i] = act || bias[i] != 0.0f;
+                 * (adding +0 would turn -0 into +0); with a BatchNorm only non-zero ones */
+                ep.add[i] = (ep.act && !ep.bn) || ep.bias[i] != 0.0f;
             }
             if (O == DIRECT_O)
-                (wide ? direct_tile_4x6 : direct_tile_4x1)(kg, w + o * kg, xs, off, q, ml, bias,
-                                                           add, act, y + o * ldy, ldy);
+                (wide ? direct_tile_4x6 : direct_tile_4x1)(kg, w + o * kg, xs, off, q, ml, &ep,
+                                                           y + o * ldy, ldy);
             else
-                (wide ? direct_tile_1x6 : direct_tile_1x1)(kg, w + o * kg, xs, off, q, ml, bias,
-                                                           add, act, y + o * ldy, ldy);
+                (wide ? direct_tile_1x6 : direct_tile_1x1)(kg, w + o * kg, xs, off, q, ml, &ep,
+                                                           y + o * ldy, ldy);
             o += O;
         }
         q += span;

@@ -152,6 +152,7 @@ typedef struct fwd_case {
     int bias;        /* 0: none, 1: every channel, 2: every third channel zero */
     int stride, pad; /* 0: 1 and 0 */
     int ints;        /* small integers and a NaN in x */
+    int bn;          /* a fused BatchNorm (eval programs): scales of both signs, shifts with -0 */
 } fwd_case;
 
 static const fwd_case fwd_cases[] = {
@@ -175,6 +176,12 @@ static const fwd_case fwd_cases[] = {
     {2, 3, 33, 31, 7, 3, 3, ET_ACT_RELU6, 1, 2, 1, 1},   /* 17 x 16 = 272 px */
     {2, 1, 12, 14, 8, 3, 4, ET_ACT_RELU6, 1, 1, 0, 1},   /* exact 0 / 6, NaN: implicit plan */
     {2, 2, 13, 11, 6, 3, 3, ET_ACT_NONE, 2, 2, 1, 1},    /* act none, stride 2 */
+    /* the stem as an eval program runs it: BatchNorm fused, no bias */
+    {8, 3, 224, 224, 32, 3, 3, ET_ACT_RELU6, 0, 2, 1, 0, 1},
+    {3, 3, 15, 17, 10, 3, 3, ET_ACT_RELU6, 2, 2, 1, 1, 1}, /* bn relu6: -0 to +0 */
+    {3, 3, 15, 17, 10, 3, 3, ET_ACT_RELU, 1, 2, 1, 1, 1},
+    {3, 3, 15, 17, 10, 3, 3, ET_ACT_NONE, 0, 2, 1, 1, 1},
+    {2, 1, 12, 14, 9, 3, 4, ET_ACT_RELU6, 2, 1, 0, 1, 1}, /* implicit plan */
 };
 
 static void check_fwd_direct(int ci, const fwd_case *k) {
@@ -189,12 +196,20 @@ static void check_fwd_direct(int ci, const fwd_case *k) {
     const int64_t nx = p.n * p.c * p.h * p.w, ny = p.n * p.oc * p.oh * p.ow;
     const int64_t nw = p.oc * p.c * p.kh * p.kw;
     float *x = malloc((size_t)nx * sizeof(float)), *w = malloc((size_t)nw * sizeof(float));
-    float *b = malloc((size_t)p.oc * sizeof(float));
+    float *b = malloc((size_t)p.oc * sizeof(float)), *bn = malloc(2 * (size_t)p.oc * sizeof(float));
     float *want = malloc((size_t)ny * sizeof(float)), *y = malloc((size_t)ny * sizeof(float));
     et_fill_random(x, nx, 501 + ci, -1.0f, 1.0f);
     et_fill_random(w, nw, 503 + ci, -1.0f, 1.0f);
     et_fill_random(b, p.oc, 509 + ci, -1.0f, 1.0f);
     for (int64_t o = 0; o < p.oc && k->bias == 2; o += 3) b[o] = 0.0f;
+    et_fill_random(bn, 2 * p.oc, 511 + ci, -1.0f, 1.0f);
+    for (int64_t o = 0; o < p.oc; o++) {
+        bn[o] = o % 3 == 1 ? -0.5f - bn[o] * bn[o] : 0.5f + bn[o] * bn[o];
+        if (k->ints) bn[o] = o % 3 == 1 ? -1.0f : 1.0f + (float)(o % 2);
+        if (k->ints) bn[p.oc + o] = (float)(int)(bn[p.oc + o] * 3.0f);
+        if (o % 4 == 3) bn[p.oc + o] = -0.0f;
+    }
+    if (k->bn) p.bn_scale = bn, p.bn_shift = bn + p.oc;
     if (k->ints) {
         for (int64_t i = 0; i < nx; i++) x[i] = (float)(int)(x[i] * 2.5f); /* -2 .. 2 */
         for (int64_t i = 0; i < nw; i++) w[i] = (float)(int)(w[i] * 1.5f); /* -1 .. 1 */
@@ -235,7 +250,7 @@ static void check_fwd_direct(int ci, const fwd_case *k) {
     }
     et_conv2d_fast_paths_(1);
     et_set_isa(et_cpu_best_isa());
-    free(x); free(w); free(b); free(want); free(y);
+    free(x); free(w); free(b); free(bn); free(want); free(y);
 }
 
 void test_conv_fast(void) {
