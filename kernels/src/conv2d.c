@@ -19,8 +19,9 @@
  * per input channel, its dx rows in AVX-512 vectors, col2im_band_avx512). Same FMA chains and
  * additions in the same order, so the same bits (kernels/tests/test_conv.c check_fwd_bits,
  * tests/test_conv_fast.c check_bwd_input). With Kg <= DIRECT_MAX_K (a first layer) fwd runs
- * those chains in registers with the bias + relu before the one store instead (direct_fwd, on
- * AVX-512; tests/test_conv_fast.c check_fwd_direct).
+ * those chains in registers with the bias + relu / relu6 before the one store instead, over
+ * the shifted copies or each band's im2col columns (direct_fwd, on AVX-512;
+ * tests/test_conv_fast.c check_fwd_direct).
  * Threads: with n >= nthreads each thread takes whole images with its own column buffer and
  * gemm workspace slot (gemm runs single threaded); otherwise images run one after the other
  * and gemm gets the threads. bwd_weight keeps one partial dw per thread (thread 0 writes dw
@@ -196,6 +197,45 @@ static void im2col_inside(const et_conv2d_params *p, const float *ET_RESTRICT x,
     }
 }
 
+/* dst[i] = src[2 * i] for i < n: im2col's stride-2 rows (a first layer's stem: the copy took
+ * 40% of MobileNetV2's stem conv as a scalar loop). A plain copy, so ISA-specific variants
+ * change no bits. */
+typedef void gather2_fn(float *ET_RESTRICT dst, const float *ET_RESTRICT src, int64_t n);
+
+static void gather2_ref(float *ET_RESTRICT dst, const float *ET_RESTRICT src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = src[2 * i];
+}
+
+#if defined(ET_HAVE_X86_SIMD)
+/* The even lanes of two vectors per 16 floats; masked loads read no float past src[2n - 2]. */
+ET_TARGET_AVX512 static void gather2_avx512(float *ET_RESTRICT dst, const float *ET_RESTRICT src,
+                                            int64_t n) {
+    const __m512i even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int64_t i = 0; i < n; i += 16) {
+        const int64_t m = n - i < 16 ? n - i : 16, need = 2 * m - 1;
+        const __mmask16 m0 = need >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << need) - 1u);
+        const __mmask16 m1 = need > 16 ? (__mmask16)((1u << (need - 16)) - 1u) : (__mmask16)0;
+        const __m512 a = _mm512_maskz_loadu_ps(m0, src + 2 * i);
+        const __m512 b = _mm512_maskz_loadu_ps(m1, src + 2 * i + 16);
+        _mm512_mask_storeu_ps(dst + i, (__mmask16)((1u << m) - 1u),
+                              _mm512_permutex2var_ps(a, even, b));
+    }
+}
+#endif
+
+typedef struct gather2_variant {
+    et_variant_head head;
+    gather2_fn *fn;
+} gather2_variant;
+static const gather2_variant gather2_variants[] = {
+    {{ET_ISA_REF, "ref"}, gather2_ref},
+#if defined(ET_HAVE_X86_SIMD)
+    {{ET_ISA_AVX512, "avx512"}, gather2_avx512},
+#endif
+    {{ET_ISA_REF, NULL}, NULL}, /* end */
+};
+
 static void im2col(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_t oy0, int64_t oy1,
                    float *ET_RESTRICT col) {
     const int64_t h = p->h, w = p->w, ow = p->ow, sw = p->stride_w;
@@ -203,6 +243,8 @@ static void im2col(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_
         im2col_inside(p, x, oy0, oy1, col);
         return;
     }
+    gather2_fn *g2 =
+        sw == 2 ? ((const gather2_variant *)ET_VARIANT_PICK(gather2_variants))->fn : NULL;
     for (int64_t ci = 0; ci < p->c; ci++) {
         const float *xc = x + ci * h * w;
         for (int64_t ky = 0; ky < p->kh; ky++) {
@@ -219,6 +261,8 @@ static void im2col(const et_conv2d_params *p, const float *ET_RESTRICT x, int64_
                     for (int64_t ox = 0; ox < lo; ox++) col[ox] = 0.0f;
                     if (sw == 1) {
                         et_copy_short_(col + lo, src + lo, hi - lo);
+                    } else if (g2) {
+                        g2(col + lo, src + 2 * lo, hi - lo);
                     } else {
                         for (int64_t ox = lo; ox < hi; ox++) col[ox] = src[ox * sw];
                     }
@@ -707,34 +751,47 @@ static et_status fwd_implicit_gemm(const et_conv2d_params *p, const conv_plan *c
                                    const void *pw, conv_slot s, const float *b, float *y);
 
 /* ---- direct forward of a few-tap window ----------------------------------------------
- * On the implicit plan with Kg <= DIRECT_MAX_K (a first layer: LeNet's conv1, Kg 25) the GEMM
- * stores each C tile after only Kg FMAs per element and the epilogue passes over it again.
- * direct_fwd runs each y element's k-ordered FMA chain from +0 over the same shifted copies
- * (the GEMM's chain: alpha 1, beta 0) in registers, DIRECT_O channels x DIRECT_V vectors at a
- * time, and applies the bias + relu (et_conv_bias_act_'s arithmetic) before the one store: the
- * same bits. Only where a variant has the kernel (AVX-512); other ISAs keep the GEMM. */
+ * With Kg <= DIRECT_MAX_K (a first layer: LeNet's conv1, Kg 25; MobileNetV2's stem, Kg 27)
+ * the GEMM stores each C tile after only Kg FMAs per element and the epilogue passes over it
+ * again. direct_fwd runs each y element's k-ordered FMA chain from +0 over the same B rows
+ * (the implicit plan's shifted copies, or a band's im2col columns) -- the packed GEMM's chain:
+ * alpha 1, beta 0 -- in registers, DIRECT_O channels x DIRECT_V vectors at a time, and applies
+ * the epilogue (bias, fused BatchNorm, relu / relu6: et_conv_epilogue_'s arithmetic) before
+ * the one store: the same bits. Only where a variant has the kernel (AVX-512); other ISAs keep
+ * the GEMM. */
 #define DIRECT_MAX_K 32
 #define DIRECT_O 4 /* channels per tile */
 #define DIRECT_V 6 /* 16-float vectors of pixels per tile: 24 accumulators + 6 rows of B */
 
-/* The y rows of one image from its shifted copies xs and row table off (implicit_columns). */
+/* npix pixels of y (row stride ldy) from B rows xs + off[k] (k < Kg), npix floats each. */
 typedef void direct_fwd_fn(const et_conv2d_params *p, const float *w, const float *b,
-                           const float *xs, const int32_t *off, float *y);
+                           const float *xs, const int32_t *off, int64_t npix, float *y,
+                           int64_t ldy);
 
 /* 1 if the plan's forward can run direct_fwd (shapes, and an epilogue it applies in registers:
- * bias and relu or none, no fused BatchNorm). */
+ * bias, a fused BatchNorm, relu, relu6 or none); the band path also needs each band's GEMM to
+ * be a packed one (et_f32_gemm_is_small sums in another order). */
 static int direct_ok(const et_conv2d_params *p, const conv_plan *cp) {
-    return conv_fast && cp->implicit && cp->kg <= DIRECT_MAX_K && !p->bn_scale &&
-           (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU);
+    return conv_fast && p->groups == 1 && !cp->direct && cp->kg <= DIRECT_MAX_K &&
+           (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
 }
 
 #if defined(ET_HAVE_X86_SIMD)
-/* Channels [o, o + O) x pixels [q, q + 16 * V) of y (the last vector's pixels under ml); add[i]:
- * channel o + i adds bias[i]. The loops unrolled, so the accumulators stay in registers. */
+/* The epilogue of DIRECT_O channels (et_conv_epilogue_'s arithmetic): channel i adds bias[i]
+ * when add[i]; with a fused BatchNorm (bn) then * sc[i] and + sh[i] (a mul and an add, no
+ * fma); then act: 0 none, 1 relu, 2 relu6. */
+typedef struct direct_ep {
+    float bias[DIRECT_O], sc[DIRECT_O], sh[DIRECT_O];
+    int add[DIRECT_O];
+    int bn, act;
+} direct_ep;
+
+/* Channels [o, o + O) x pixels [q, q + 16 * V) of y (the last vector's pixels under ml), ep
+ * their epilogue. The loops unrolled, so the accumulators stay in registers. */
 ET_TARGET_AVX512 static inline __attribute__((always_inline)) void direct_tile_avx512(
     const int O, const int V, int64_t kg, const float *ET_RESTRICT w, const float *ET_RESTRICT xs,
-    const int32_t *ET_RESTRICT off, int64_t q, __mmask16 ml, const float *ET_RESTRICT bias,
-    const int *add, int relu, float *ET_RESTRICT y, int64_t np) {
+    const int32_t *ET_RESTRICT off, int64_t q, __mmask16 ml, const direct_ep *ep,
+    float *ET_RESTRICT y, int64_t ldy) {
     __m512 acc[DIRECT_O][DIRECT_V];
     _Pragma("GCC unroll 8") for (int i = 0; i < O; i++)
         _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) acc[i][v] = _mm512_setzero_ps();
@@ -749,16 +806,24 @@ ET_TARGET_AVX512 static inline __attribute__((always_inline)) void direct_tile_a
                 acc[i][v] = _mm512_fmadd_ps(a, bv[v], acc[i][v]);
         }
     }
-    const __m512 zero = _mm512_setzero_ps();
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    const int act = ep->act, bn = ep->bn;
     _Pragma("GCC unroll 8") for (int i = 0; i < O; i++) {
-        const __m512 vb = _mm512_set1_ps(bias[i]);
-        const int addi = add[i];
+        const __m512 vb = _mm512_set1_ps(ep->bias[i]), va = _mm512_set1_ps(ep->sc[i]);
+        const __m512 vs = _mm512_set1_ps(ep->sh[i]);
+        const int addi = ep->add[i];
         _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) {
             __m512 r = acc[i][v];
             if (addi) r = _mm512_add_ps(r, vb);
-            /* v < 0 ? 0 : v (NaN and -0 kept; max_ps would turn -0 into +0) */
-            if (relu) r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, zero, _CMP_LT_OQ), zero);
-            _mm512_mask_storeu_ps(y + i * np + q + 16 * v, v == V - 1 ? ml : (__mmask16)0xFFFF, r);
+            if (bn) r = _mm512_add_ps(_mm512_mul_ps(r, va), vs);
+            /* v < 0 ? 0 : (v > 6 ? 6 : v) by ordered compares: NaN and -0 kept (max_ps would
+             * turn -0 into +0); after a BatchNorm relu6 tests v <= 0 (-0 to +0) */
+            if (act == 2 && bn)
+                r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, zero, _CMP_LE_OQ), zero);
+            else if (act)
+                r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, zero, _CMP_LT_OQ), zero);
+            if (act == 2) r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, six, _CMP_GT_OQ), six);
+            _mm512_mask_storeu_ps(y + i * ldy + q + 16 * v, v == V - 1 ? ml : (__mmask16)0xFFFF, r);
         }
     }
 }
@@ -766,8 +831,8 @@ ET_TARGET_AVX512 static inline __attribute__((always_inline)) void direct_tile_a
 #define DIRECT_TILE(O, V)                                                                        \
     ET_TARGET_AVX512 static void direct_tile_##O##x##V(                                          \
         int64_t kg, const float *w, const float *xs, const int32_t *off, int64_t q, __mmask16 ml, \
-        const float *bias, const int *add, int relu, float *y, int64_t np) {                     \
-        direct_tile_avx512(O, V, kg, w, xs, off, q, ml, bias, add, relu, y, np);                  \
+        const direct_ep *ep, float *y, int64_t ldy) {                                             \
+        direct_tile_avx512(O, V, kg, w, xs, off, q, ml, ep, y, ldy);                              \
     }
 DIRECT_TILE(4, 6)
 DIRECT_TILE(1, 6)
@@ -776,11 +841,12 @@ DIRECT_TILE(1, 1)
 
 ET_TARGET_AVX512 static void direct_fwd_avx512(const et_conv2d_params *p, const float *w,
                                                const float *b, const float *xs,
-                                               const int32_t *off, float *y) {
-    const int64_t np = p->oh * p->ow, kg = p->c * p->kh * p->kw, oc = p->oc;
-    const int relu = p->act == ET_ACT_RELU;
-    float bias[DIRECT_O];
-    int add[DIRECT_O];
+                                               const int32_t *off, int64_t np, float *y,
+                                               int64_t ldy) {
+    const int64_t kg = p->c * p->kh * p->kw, oc = p->oc;
+    direct_ep ep;
+    ep.act = p->act == ET_ACT_RELU ? 1 : p->act == ET_ACT_RELU6 ? 2 : 0; /* direct_ok */
+    ep.bn = p->bn_scale != NULL;
     for (int64_t q = 0; q < np;) {
         /* a DIRECT_V tile while more than DIRECT_V - 1 vectors are left (its last vector may be
          * partial), then one vector at a time */
@@ -793,17 +859,19 @@ ET_TARGET_AVX512 static void direct_fwd_avx512(const et_conv2d_params *p, const 
         for (int64_t o = 0; o < oc;) {
             const int O = oc - o >= DIRECT_O ? DIRECT_O : 1;
             for (int i = 0; i < O; i++) {
-                bias[i] = b ? b[o + i] : 0.0f;
-                /* et_conv_bias_act_: relu adds every bias, none only non-zero ones (adding +0
-                 * would turn -0 into +0) */
-                add[i] = relu || bias[i] != 0.0f;
+                ep.bias[i] = b ? b[o + i] : 0.0f;
+                ep.sc[i] = ep.bn ? p->bn_scale[o + i] : 1.0f;
+                ep.sh[i] = ep.bn ? p->bn_shift[o + i] : 0.0f;
+                /* et_conv_bias_act_: relu / relu6 add every bias, none only non-zero ones
+                 * (adding +0 would turn -0 into +0); with a BatchNorm only non-zero ones */
+                ep.add[i] = (ep.act && !ep.bn) || ep.bias[i] != 0.0f;
             }
             if (O == DIRECT_O)
-                (wide ? direct_tile_4x6 : direct_tile_4x1)(kg, w + o * kg, xs, off, q, ml, bias,
-                                                           add, relu, y + o * np, np);
+                (wide ? direct_tile_4x6 : direct_tile_4x1)(kg, w + o * kg, xs, off, q, ml, &ep,
+                                                           y + o * ldy, ldy);
             else
-                (wide ? direct_tile_1x6 : direct_tile_1x1)(kg, w + o * kg, xs, off, q, ml, bias,
-                                                           add, relu, y + o * np, np);
+                (wide ? direct_tile_1x6 : direct_tile_1x1)(kg, w + o * kg, xs, off, q, ml, &ep,
+                                                           y + o * ldy, ldy);
             o += O;
         }
         q += span;
@@ -831,20 +899,27 @@ static et_status fwd_image(const et_conv2d_params *p, const conv_plan *cp, const
         nth == 1 && direct_ok(p, cp)
             ? ((const direct_variant *)ET_VARIANT_PICK(direct_variants))->fn
             : NULL;
-    if (dfn) {
+    if (dfn && cp->implicit) {
         implicit_columns(p, x, s.col, s.off);
-        dfn(p, w, b, s.col, s.off, y);
+        dfn(p, w, b, s.col, s.off, np, y, np);
         return ET_OK;
     }
     if (cp->implicit && nth == 1 && et_f32_gemm_offb_available()) {
         implicit_columns(p, x, s.col, s.off);
         return fwd_implicit_gemm(p, cp, packed_w(cp, base, 0), s, b, y);
     }
+    int32_t off[DIRECT_MAX_K];
     for (int64_t oy0 = 0; oy0 < p->oh; oy0 += cp->band) {
         int64_t oy1 = oy0 + cp->band < p->oh ? oy0 + cp->band : p->oh;
         int64_t pt = (oy1 - oy0) * ow, p0 = oy0 * ow;
         int64_t ldb;
         const float *B = band_columns(p, cp, x, oy0, oy1, s.col, &ldb);
+        if (dfn && !et_f32_gemm_is_small(cp->ocg, pt, cp->kg)) {
+            /* the band's im2col columns: row k at k * ldb */
+            for (int64_t k = 0; k < cp->kg; k++) off[k] = (int32_t)(k * ldb);
+            dfn(p, w, b, B, off, pt, y + p0, np);
+            continue;
+        }
         for (int64_t g = 0; g < p->groups; g++) {
             et_status st = et_f32_gemm_pa(0, 0, cp->ocg, pt, cp->kg, 1.0f,
                                           w + g * cp->ocg * cp->kg, cp->kg, packed_w(cp, base, g),

@@ -141,14 +141,19 @@ static void check_bwd_input(int ci, const fast_case *k) {
 }
 
 /* The forward's direct path for few-tap windows (direct_fwd on AVX-512: Kg <= 32 on the
- * implicit plan, each element's FMA chain in registers, bias + relu before the store) against
- * the GEMM paths, byte for byte: every ISA, fast paths off and on, 1..3 threads. Pixel counts
- * reach whole and partial 96-pixel tiles and single vectors; channel counts leave 1..3 rows
- * after the 4-row tiles; the biases mix zeros (act none adds only non-zero ones). */
+ * implicit plan or over im2col bands, each element's FMA chain in registers, bias + relu /
+ * relu6 before the store) against the GEMM paths, byte for byte: every ISA, fast paths off
+ * and on, 1..3 threads. Pixel counts reach whole and partial 96-pixel tiles and single
+ * vectors; channel counts leave 1..3 rows after the 4-row tiles; the biases mix zeros (act
+ * none adds only non-zero ones). Integer data (ints) makes sums land on exactly 0 and 6 (relu6's
+ * bounds) and one NaN input reaches outputs; the case checks that it got all three. */
 typedef struct fwd_case {
     int64_t n, c, h, w, oc, kh, kw;
     et_act act;
-    int bias; /* 0: none, 1: every channel, 2: every third channel zero */
+    int bias;        /* 0: none, 1: every channel, 2: every third channel zero */
+    int stride, pad; /* 0: 1 and 0 */
+    int ints;        /* small integers and a NaN in x */
+    int bn;          /* a fused BatchNorm (eval programs): scales of both signs, shifts with -0 */
 } fwd_case;
 
 static const fwd_case fwd_cases[] = {
@@ -163,14 +168,28 @@ static const fwd_case fwd_cases[] = {
     {2, 1, 12, 14, 8, 3, 3, ET_ACT_RELU, 1},    /* 10 x 12 = 120: 96 + 16 + 8 */
     {2, 1, 13, 12, 8, 4, 3, ET_ACT_RELU, 1},    /* 10 x 10 with kh != kw */
     {2, 1, 14, 12, 8, 2, 3, ET_ACT_RELU, 1},    /* 13 x 10 = 130 */
-    {2, 1, 12, 14, 8, 3, 4, ET_ACT_RELU6, 1},   /* relu6 (GEMM path) */
+    {2, 1, 12, 14, 8, 3, 4, ET_ACT_RELU6, 1},   /* relu6 */
     {2, 4, 12, 12, 8, 3, 3, ET_ACT_RELU, 1},    /* Kg 36 (GEMM path) */
+    /* MobileNetV2's stem (BN folded into the bias): stride 2, pad 1, im2col in 3 bands */
+    {8, 3, 224, 224, 32, 3, 3, ET_ACT_RELU6, 1, 2, 1, 0},
+    {3, 3, 15, 17, 10, 3, 3, ET_ACT_RELU6, 2, 2, 1, 0},  /* 8 x 9 = 72 px; 4 + 4 + 2 rows */
+    {3, 3, 15, 17, 10, 3, 3, ET_ACT_RELU6, 1, 2, 1, 1},  /* exact 0 / 6, NaN */
+    {2, 3, 33, 31, 7, 3, 3, ET_ACT_RELU6, 1, 2, 1, 1},   /* 17 x 16 = 272 px */
+    {2, 1, 12, 14, 8, 3, 4, ET_ACT_RELU6, 1, 1, 0, 1},   /* exact 0 / 6, NaN: implicit plan */
+    {2, 2, 13, 11, 6, 3, 3, ET_ACT_NONE, 2, 2, 1, 1},    /* act none, stride 2 */
+    /* the stem as an eval program runs it: BatchNorm fused, no bias */
+    {8, 3, 224, 224, 32, 3, 3, ET_ACT_RELU6, 0, 2, 1, 0, 1},
+    {3, 3, 15, 17, 10, 3, 3, ET_ACT_RELU6, 2, 2, 1, 1, 1}, /* bn relu6: -0 to +0 */
+    {3, 3, 15, 17, 10, 3, 3, ET_ACT_RELU, 1, 2, 1, 1, 1},
+    {3, 3, 15, 17, 10, 3, 3, ET_ACT_NONE, 0, 2, 1, 1, 1},
+    {2, 1, 12, 14, 9, 3, 4, ET_ACT_RELU6, 2, 1, 0, 1, 1}, /* implicit plan */
 };
 
 static void check_fwd_direct(int ci, const fwd_case *k) {
     et_conv2d_params p = {0};
     p.n = k->n, p.c = k->c, p.h = k->h, p.w = k->w, p.oc = k->oc, p.kh = k->kh, p.kw = k->kw;
-    p.stride_h = p.stride_w = p.dil_h = p.dil_w = 1, p.groups = 1, p.act = k->act;
+    p.stride_h = p.stride_w = k->stride ? k->stride : 1, p.dil_h = p.dil_w = 1, p.groups = 1;
+    p.pad_t = p.pad_l = p.pad_b = p.pad_r = k->pad, p.act = k->act;
     if (et_conv2d_params_init(&p) != ET_OK) {
         ET_CHECK(0, "fwd case %d: params", ci);
         return;
@@ -178,12 +197,26 @@ static void check_fwd_direct(int ci, const fwd_case *k) {
     const int64_t nx = p.n * p.c * p.h * p.w, ny = p.n * p.oc * p.oh * p.ow;
     const int64_t nw = p.oc * p.c * p.kh * p.kw;
     float *x = malloc((size_t)nx * sizeof(float)), *w = malloc((size_t)nw * sizeof(float));
-    float *b = malloc((size_t)p.oc * sizeof(float));
+    float *b = malloc((size_t)p.oc * sizeof(float)), *bn = malloc(2 * (size_t)p.oc * sizeof(float));
     float *want = malloc((size_t)ny * sizeof(float)), *y = malloc((size_t)ny * sizeof(float));
     et_fill_random(x, nx, 501 + ci, -1.0f, 1.0f);
     et_fill_random(w, nw, 503 + ci, -1.0f, 1.0f);
     et_fill_random(b, p.oc, 509 + ci, -1.0f, 1.0f);
     for (int64_t o = 0; o < p.oc && k->bias == 2; o += 3) b[o] = 0.0f;
+    et_fill_random(bn, 2 * p.oc, 511 + ci, -1.0f, 1.0f);
+    for (int64_t o = 0; o < p.oc; o++) {
+        bn[o] = o % 3 == 1 ? -0.5f - bn[o] * bn[o] : 0.5f + bn[o] * bn[o];
+        if (k->ints) bn[o] = o % 3 == 1 ? -1.0f : 1.0f + (float)(o % 2);
+        if (k->ints) bn[p.oc + o] = (float)(int)(bn[p.oc + o] * 3.0f);
+        if (o % 4 == 3) bn[p.oc + o] = -0.0f;
+    }
+    if (k->bn) p.bn_scale = bn, p.bn_shift = bn + p.oc;
+    if (k->ints) {
+        for (int64_t i = 0; i < nx; i++) x[i] = (float)(int)(x[i] * 2.5f); /* -2 .. 2 */
+        for (int64_t i = 0; i < nw; i++) w[i] = (float)(int)(w[i] * 1.5f); /* -1 .. 1 */
+        for (int64_t o = 0; o < p.oc; o++) b[o] = (float)(int)(b[o] * 3.0f);
+        x[nx / 2 + p.w / 2] = NAN;
+    }
     int have = 0;
     for (et_isa isa = ET_ISA_REF; isa < ET_ISA_COUNT_; isa++) {
         if (!et_isa_supported(isa)) continue;
@@ -206,9 +239,19 @@ static void check_fwd_direct(int ci, const fwd_case *k) {
                 free(ws);
             }
     }
+    if (k->ints) {
+        int zero = 0, six = 0, nan = 0;
+        for (int64_t i = 0; i < ny; i++) {
+            zero |= want[i] == 0.0f;
+            six |= want[i] == 6.0f;
+            nan |= want[i] != want[i];
+        }
+        ET_CHECK(zero && nan && (six || k->act != ET_ACT_RELU6),
+                 "fwd case %d: data reach 0 %d, 6 %d, NaN %d", ci, zero, six, nan);
+    }
     et_conv2d_fast_paths_(1);
     et_set_isa(et_cpu_best_isa());
-    free(x); free(w); free(b); free(want); free(y);
+    free(x); free(w); free(b); free(bn); free(want); free(y);
 }
 
 /* bwd_weight's summation order (conv_internal.h, CONV_WCHUNKS) pinned byte for byte on every
