@@ -1820,81 +1820,35 @@ static int dw1_ok(const et_conv2d_params *p) {
            p->oh >= 1 && p->ow >= 1 && p->oh * p->ow > DWS_MAX_HW;
 }
 
-/* Output rows oy0 .. oy0 + R - 1 of the piece at column j0 (mask mo of its n columns); m: the
- * load masks of the taps kx = 0, 1, 2. Inlined with constant R. */
-ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
-dw1_band(const float *xp, int64_t h, int64_t iw, int64_t ow, int64_t pt, int64_t c0, int64_t j0,
-         __mmask16 mo, const __mmask16 *m, const __m512 *wv, __m512 bv, __m512 av, __m512 sv,
-         int bn_vec, et_act act, float *yp, int64_t oy0, const int R) {
-    __m512 acc[DW1_ROWS];
-    for (int r = 0; r < R; r++) acc[r] = bv;
-    for (int q = 0; q < R + 2; q++) {
-        const int64_t iy = oy0 - pt + q;
-        __m512 t0, t1, t2;
-        if (iy >= 0 && iy < h) {
-            const float *row = xp + iy * iw + c0;
-            t0 = _mm512_maskz_loadu_ps(m[0], row);
-            t1 = _mm512_maskz_loadu_ps(m[1], row + 1);
-            t2 = _mm512_maskz_loadu_ps(m[2], row + 2);
-        } else {
-            t0 = t1 = t2 = _mm512_setzero_ps();
-        }
-        for (int ky = 2; ky >= 0; ky--) { /* the output whose kernel row ky this input row is */
-            const int r = q - ky;
-            if (r < 0 || r >= R) continue;
-            acc[r] = _mm512_fmadd_ps(wv[3 * ky], t0, acc[r]);
-            acc[r] = _mm512_fmadd_ps(wv[3 * ky + 1], t1, acc[r]);
-            acc[r] = _mm512_fmadd_ps(wv[3 * ky + 2], t2, acc[r]);
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        const __m512 v = bn_vec ? dws_bn_act(acc[r], av, sv, act) : acc[r];
-        _mm512_mask_storeu_ps(yp + (oy0 + r) * ow + j0, mo, v);
-    }
-}
-
-ET_TARGET_AVX512 static void dw1_fwd_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const dw_job *k = (const dw_job *)ctx;
-    const et_conv2d_params *p = k->p;
-    const int64_t mult = p->oc / p->c, h = p->h, iw = p->w, oh = p->oh, ow = p->ow;
-    const int64_t pt = p->pad_t, pl = p->pad_l, xs = h * iw, ys = oh * ow;
-    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
-    (void)tid;
-    for (int64_t q = p0; q < p1; q++) {
-        const int64_t i = q / p->oc, o = q % p->oc;
-        const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * 9;
-        float *yp = k->out + q * ys;
-        __m512 wv[9];
-        for (int t = 0; t < 9; t++) wv[t] = _mm512_set1_ps(wo[t]);
-        const __m512 bv = _mm512_set1_ps(k->b ? k->b[o] : 0.0f);
-        const __m512 av = _mm512_set1_ps(bn_vec ? p->bn_scale[o] : 0.0f);
-        const __m512 sv = _mm512_set1_ps(bn_vec ? p->bn_shift[o] : 0.0f);
-        for (int64_t oy0 = 0; oy0 < oh;) {
-            const int64_t left = oh - oy0;
-            const int R = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-            for (int64_t j0 = 0; j0 < ow; j0 += 16) {
-                const int64_t c0 = j0 - pl, n = ow - j0 < 16 ? ow - j0 : 16;
-                const __mmask16 mo = (__mmask16)((1u << n) - 1u);
-                const __mmask16 m[3] = {dw3_mask(c0, iw), dw3_mask(c0 + 1, iw),
-                                        dw3_mask(c0 + 2, iw)};
-                if (R == 8)
-                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
-                             8);
-                else if (R == 4)
-                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
-                             4);
-                else if (R == 2)
-                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
-                             2);
-                else
-                    dw1_band(xp, h, iw, ow, pt, c0, j0, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
-                             1);
-            }
-            oy0 += R;
-        }
-        if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
-    }
-}
+#define DW1(f) f
+#define DW1_TARGET ET_TARGET_AVX512
+#define DW1_ROWS_MAX DW1_ROWS
+#define V __m512
+#define VW 16
+#define VM __mmask16
+#define V_SET1(f) _mm512_set1_ps(f)
+#define V_ZERO() _mm512_setzero_ps()
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_LOADM(ptr, m) _mm512_maskz_loadu_ps(m, ptr)
+#define V_STOREM(ptr, v, n, mo) _mm512_mask_storeu_ps(ptr, mo, v)
+#define MASK_COLS(c, iw) dw3_mask(c, iw)
+#define MASK_FIRST(n) ((__mmask16)((1u << (n)) - 1u))
+#define V_BN_ACT(v, a, s, act) dws_bn_act(v, a, s, act)
+#include "dw1_body.h"
+#undef DW1
+#undef DW1_TARGET
+#undef DW1_ROWS_MAX
+#undef V
+#undef VW
+#undef VM
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+#undef V_LOADM
+#undef V_STOREM
+#undef MASK_COLS
+#undef MASK_FIRST
+#undef V_BN_ACT
 
 /* dw3 with AVX2 (8-wide pieces; masked loads are vmaskmovps, which does not fault on masked-off
  * lanes either). The same chains as the AVX-512 dw3. */
@@ -2003,75 +1957,35 @@ ET_TARGET_AVX2 static void dw3_fwd_planes__avx2(void *ctx, int64_t p0, int64_t p
  * accumulators, three taps, the nine weights). The same chains as the AVX-512 dw1. */
 #define DW1_ROWS8 4
 
-ET_TARGET_AVX2 static inline __attribute__((always_inline)) void
-dw1_band8(const float *xp, int64_t h, int64_t iw, int64_t ow, int64_t pt, int64_t c0, int64_t j0,
-          int64_t n, __m256i mo, const __m256i *m, const __m256 *wv, __m256 bv, __m256 av,
-          __m256 sv, int bn_vec, et_act act, float *yp, int64_t oy0, const int R) {
-    __m256 acc[DW1_ROWS8];
-    for (int r = 0; r < R; r++) acc[r] = bv;
-    for (int q = 0; q < R + 2; q++) {
-        const int64_t iy = oy0 - pt + q;
-        __m256 t0, t1, t2;
-        if (iy >= 0 && iy < h) {
-            const float *row = xp + iy * iw + c0;
-            t0 = _mm256_maskload_ps(row, m[0]);
-            t1 = _mm256_maskload_ps(row + 1, m[1]);
-            t2 = _mm256_maskload_ps(row + 2, m[2]);
-        } else {
-            t0 = t1 = t2 = _mm256_setzero_ps();
-        }
-        for (int ky = 2; ky >= 0; ky--) {
-            const int r = q - ky;
-            if (r < 0 || r >= R) continue;
-            acc[r] = _mm256_fmadd_ps(wv[3 * ky], t0, acc[r]);
-            acc[r] = _mm256_fmadd_ps(wv[3 * ky + 1], t1, acc[r]);
-            acc[r] = _mm256_fmadd_ps(wv[3 * ky + 2], t2, acc[r]);
-        }
-    }
-    for (int r = 0; r < R; r++)
-        dw3_store8(yp + (oy0 + r) * ow + j0, bn_vec ? dws2_bn_act(acc[r], av, sv, act) : acc[r], n,
-                   mo);
-}
-
-ET_TARGET_AVX2 static void dw1_fwd_planes__avx2(void *ctx, int64_t p0, int64_t p1, int tid) {
-    const dw_job *k = (const dw_job *)ctx;
-    const et_conv2d_params *p = k->p;
-    const int64_t mult = p->oc / p->c, h = p->h, iw = p->w, oh = p->oh, ow = p->ow;
-    const int64_t pt = p->pad_t, pl = p->pad_l, xs = h * iw, ys = oh * ow;
-    const int bn_vec = p->bn_scale && (p->act == ET_ACT_NONE || p->act == ET_ACT_RELU || p->act == ET_ACT_RELU6);
-    (void)tid;
-    for (int64_t q = p0; q < p1; q++) {
-        const int64_t i = q / p->oc, o = q % p->oc;
-        const float *xp = k->x + (i * p->c + o / mult) * xs, *wo = k->w + o * 9;
-        float *yp = k->out + q * ys;
-        __m256 wv[9];
-        for (int t = 0; t < 9; t++) wv[t] = _mm256_set1_ps(wo[t]);
-        const __m256 bv = _mm256_set1_ps(k->b ? k->b[o] : 0.0f);
-        const __m256 av = _mm256_set1_ps(bn_vec ? p->bn_scale[o] : 0.0f);
-        const __m256 sv = _mm256_set1_ps(bn_vec ? p->bn_shift[o] : 0.0f);
-        for (int64_t oy0 = 0; oy0 < oh;) {
-            const int64_t left = oh - oy0;
-            const int R = left >= 4 ? 4 : left >= 2 ? 2 : 1;
-            for (int64_t j0 = 0; j0 < ow; j0 += 8) {
-                const int64_t c0 = j0 - pl, n = ow - j0 < 8 ? ow - j0 : 8;
-                const __m256i mo = dw3_mask8(0, n);
-                const __m256i m[3] = {dw3_mask8(c0, iw), dw3_mask8(c0 + 1, iw),
-                                      dw3_mask8(c0 + 2, iw)};
-                if (R == 4)
-                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
-                              4);
-                else if (R == 2)
-                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
-                              2);
-                else
-                    dw1_band8(xp, h, iw, ow, pt, c0, j0, n, mo, m, wv, bv, av, sv, bn_vec, p->act, yp, oy0,
-                              1);
-            }
-            oy0 += R;
-        }
-        if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
-    }
-}
+#define DW1(f) f##__avx2
+#define DW1_TARGET ET_TARGET_AVX2
+#define DW1_ROWS_MAX DW1_ROWS8
+#define V __m256
+#define VW 8
+#define VM __m256i
+#define V_SET1(f) _mm256_set1_ps(f)
+#define V_ZERO() _mm256_setzero_ps()
+#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_LOADM(ptr, m) _mm256_maskload_ps(ptr, m)
+#define V_STOREM(ptr, v, n, mo) dw3_store8(ptr, v, n, mo)
+#define MASK_COLS(c, iw) dw3_mask8(c, iw)
+#define MASK_FIRST(n) dw3_mask8(0, n)
+#define V_BN_ACT(v, a, s, act) dws2_bn_act(v, a, s, act)
+#include "dw1_body.h"
+#undef DW1
+#undef DW1_TARGET
+#undef DW1_ROWS_MAX
+#undef V
+#undef VW
+#undef VM
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+#undef V_LOADM
+#undef V_STOREM
+#undef MASK_COLS
+#undef MASK_FIRST
+#undef V_BN_ACT
 
 static int dw1_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w, const float *b,
                          float *y, int nthreads) {
