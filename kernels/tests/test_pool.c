@@ -243,6 +243,49 @@ static void check_global(void) {
     free(x); free(dx);
 }
 
+/* The plane sum as the kernel states it (8 lanes from +0, the tail, the lanes added in order),
+ * the rule small planes (hw < 8, their own loop) must keep bit for bit. */
+static float global_plane_rule(const float *r, int64_t hw) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0.0f;
+    int64_t j = 0;
+    for (; j + 8 <= hw; j += 8)
+        for (int i = 0; i < 8; i++) acc[i] += r[j + i];
+    for (; j < hw; j++) s += r[j];
+    for (int i = 0; i < 8; i++) s += acc[i];
+    return s / (float)hw;
+}
+
+/* Every plane size around the small-plane loop's bound, with -0, infinities, NaNs and values
+ * whose sums round, at 1..3 threads: the bits of global_plane_rule, and dx = dy / hw. */
+static void check_global_bits(void) {
+    const int64_t n = 5, c = 37;
+    const float special[] = {-0.0f, 0.0f, INFINITY, -INFINITY, NAN, 1e-45f, -3.5f, 16777217.0f};
+    for (int64_t hw = 1; hw <= 10; hw++) {
+        const int64_t tot = n * c * hw;
+        float *x = malloc(tot * sizeof(float)), *dx = malloc(tot * sizeof(float));
+        float y[n * c], want[n * c], dy[n * c];
+        et_fill_random(x, tot, (uint64_t)(40 + hw), -100.0f, 100.0f);
+        et_fill_random(dy, n * c, 7, -1.0f, 1.0f);
+        for (int64_t i = 0; i < tot; i += 3) x[i] = special[(i / 3) % 8];
+        for (int64_t i = 0; i < n * c; i++) want[i] = global_plane_rule(x + i * hw, hw);
+        for (int th = 1; th <= 3; th++) {
+            memset(y, 0xA5, sizeof y);
+            ET_CHECK(et_f32_global_avgpool_fwd(n, c, hw, x, y, th) == ET_OK &&
+                         memcmp(y, want, sizeof y) == 0,
+                     "global fwd bits hw %d th%d", (int)hw, th);
+            ET_CHECK(et_f32_global_avgpool_bwd(n, c, hw, dy, dx, th) == ET_OK, "global bwd hw %d", (int)hw);
+            int ok = 1;
+            for (int64_t i = 0; i < tot; i++) {
+                const float g = dy[i / hw] / (float)hw;
+                ok &= memcmp(&dx[i], &g, sizeof g) == 0;
+            }
+            ET_CHECK(ok, "global bwd bits hw %d th%d", (int)hw, th);
+        }
+        free(x);
+        free(dx);
+    }
+}
+
 /* ---- 2x2 / stride 2 fast path: every table row bitwise equal to the __ref row ----
  * Inputs are dense in ties, signed zeros, infinities and NaNs with distinct payloads / signs
  * (so "the last NaN wins" shows in the forward bits); gradients include -0.0, NaN and inf.
@@ -392,6 +435,7 @@ void test_pool(void) {
                            sizeof et_f32_maxpool2d_k2s2_variants[0]);
     check_torch_values();
     check_global();
+    check_global_bits();
     check_k2s2_isas();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_case((int)i, &cases[i], 1);
