@@ -1263,11 +1263,12 @@ typedef void (*dws_units_fn)(const dws_job *j, int64_t u0, int64_t u1, int64_t i
 
 /* The forward's and input gradient's tasks: image parts (whole groups of DWS_IMGS images, one
  * part per thread, so each unit's weights are set up once per part) times unit ranges, the
- * image part outermost. Units alone gave each thread a share of the channels of every image,
- * while the ops around (elementwise, pools, BatchNorm) split by images in address order and
- * leave each thread's images in its own core's cache: the caller takes the front tasks (the
- * first images), a worker the back ones. Every output is the same per-lane chain whichever
- * task computes it (the image groups do not move), so the split changes no bit. */
+ * image part outermost (one part when a vector holds several channels: dws_run). Units alone
+ * gave each thread a share of the channels of every image, while the ops around (elementwise,
+ * pools, the pointwise GEMMs) split by images in address order and leave each thread's images
+ * in its own core's cache: the caller takes the front tasks (the first images), a worker the
+ * back ones. Every output is the same per-lane chain whichever task computes it (the image
+ * groups do not move), so the split changes no bit. */
 typedef struct dws_split {
     const dws_job *j;
     dws_units_fn fn;
@@ -1286,7 +1287,9 @@ static void dws_split_task(void *ctx, int64_t task, int tid) {
 
 static void dws_run(const dws_job *j, int64_t units, int nth, dws_units_fn fn) {
     const int64_t groups = (j->n + DWS_IMGS - 1) / DWS_IMGS;
-    const int64_t parts = nth < groups ? nth : groups;
+    /* several channels a vector (planes under 16 floats): setting up a unit's lane vectors
+     * costs more than a part's images save (timed: 2x2 planes, 32 images) */
+    const int64_t parts = j->t->g > 1 ? 1 : nth < groups ? nth : groups;
     int64_t ranges = (et_split_chunks(units * groups, nth) + parts - 1) / parts;
     if (ranges > units) ranges = units;
     dws_split s = {j, fn, units, groups, parts, ranges};
