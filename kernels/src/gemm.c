@@ -1008,6 +1008,9 @@ static int nchw_shared_b(const et_f32_gemm_config *cfg, int64_t M, int64_t K, in
 
 /* Packing pass strips: about this many K rows each (a panel is K x NR floats). */
 #define NCHW_PACK_STRIP 64
+/* Column panels per thread from which et_f32_gemm_nchw splits by columns alone. */
+#define NCHW_COL_PANELS 4
+#define NCHW_COL_A_BYTES (1024.0 * 1024.0)
 
 et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
                            const void *pa, const float *x, int64_t xs, float *y, int64_t ys,
@@ -1027,8 +1030,15 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
     char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
     const size_t pb_bytes = nchw_pb_bytes(cfg, K, N);
     const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
-    int tm, tn;
-    choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
+    int tm = 1, tn = nthreads > 1 ? 2 * nthreads : 1;
+    /* Split by columns (images) alone when every thread gets a few panels and A, which every
+     * column task reads whole, is not both the larger operand and larger than NCHW_COL_A_BYTES:
+     * a thread then reads and writes only its images, which the ops around it (split by images)
+     * leave in its core's cache, and packs each B panel once. Otherwise the grid of the least
+     * compute plus packing. */
+    if (nthreads == 1 || nt < NCHW_COL_PANELS * (int64_t)nthreads ||
+        (M > N && (double)M * (double)K * sizeof(float) > NCHW_COL_A_BYTES))
+        choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
     const int shared = tm > 1 && nchw_shared_b(cfg, M, K, N);
     if (shared) { /* row tasks only: up to ET_POOL_CHUNKS_PER_THREAD per thread */
         tm = (int)min_i64(mt, (int64_t)nthreads * ET_POOL_CHUNKS_PER_THREAD);
