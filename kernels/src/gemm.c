@@ -1149,7 +1149,6 @@ typedef struct wgrad_job {
      * of the panel of rows r at sa + pc * mp + r * kc, of columns c at sb + pc * npad + c * kc) */
     float *sa, *sb;
     int64_t mp, npad, kblocks, ntasks;
-    int64_t kstrips; /* packing: strips of columns per K block (WGRAD_PACK_STRIP) */
     float *parts; /* K blocks 1.. : their products, M x N each (see wgrad_shared_task) */
 } wgrad_job;
 
@@ -1218,21 +1217,19 @@ static void wgrad_task(void *ctx, int64_t t, int tid) {
  * The product is short and wide in K (MobileNetV2 at 32x32: 144 x 24 x 2048), so C has few
  * register tiles (11 x 1 here) and a task grid over them (4 x 1) packs the operand its tasks
  * share once per task (B four times) and leaves a thread a whole task behind the other. So
- * both operands are packed whole, once, by all threads (units: one MR or NR panel times a
- * strip of a K block), then the tiles are handed out in tasks of about WGRAD_TASK_MACS
- * multiply-adds per K block. K is the batch's pixels, so a K block is a run of images: block kb
- * of a tile stores its product (beta 0) into C (kb 0) or its own partial, and the partials are
- * added to C in K order afterwards: C = (P0 + P1) + P2 ..., the very sums the ukernel's
- * beta = 1 (fma(1, c, acc)) makes when one task runs a tile's K blocks back to back as
- * wgrad_block does; each block is the same ukernel call on the same packed values, so the bits
- * of one thread. Packing units and tasks go in image order (strips, then K blocks): the caller
- * (the front chunks) packs and multiplies the first images, a worker (the back ones) the last,
- * the images the ops around (split by images) leave in each core's cache; panels packed across
- * all images and tiles running all K blocks read half their data from the other core. */
+ * both operands are packed whole, once, by all threads (units: one MR or NR panel times one K
+ * block), then the tiles are handed out in tasks of about WGRAD_TASK_MACS multiply-adds, each
+ * tile running its K blocks back to back. Every element is the same ukernel calls on the same
+ * packed values in the same K order as wgrad_block's, so the bits of one thread.
+ * K is the batch's pixels, so a K block is a run of images. With several K blocks, block kb of
+ * a tile is its own task, storing its product (beta 0) into C (kb 0) or its partial, and the
+ * partials are added to C in K order afterwards: C = (P0 + P1) + P2 ..., the very sums the
+ * ukernel's beta = 1 (fma(1, c, acc)) makes when one task runs the blocks back to back, so
+ * the same bits again. Tasks and packing units go K block by K block: the caller (the front
+ * chunks) packs and multiplies the first images, a worker (the back ones) the last, the images
+ * the ops around (split by images) leave in each core's cache; a tile running all K blocks read
+ * half of its operands from the other core's cache. */
 #define WGRAD_TASK_MACS 262144.0
-/* Packing units: panels times strips of about this many columns (a few images) per K block, so
- * one K block (MobileNetV2's 4x4 and smaller planes) too is packed image by image. */
-#define WGRAD_PACK_STRIP 64
 
 static int64_t wgrad_kblocks(int64_t K) { return ceil_div(K, balanced_block(K, ET_GEMM_KC, 1)); }
 
@@ -1255,27 +1252,23 @@ size_t et_f32_gemm_nchw_wgrad_ws_bytes(int64_t M, int64_t N, int64_t n, int64_t 
     return bytes > one ? bytes : one;
 }
 
-/* Packing unit u: panel u % (mt + nt) (the A panels, then the B ones) of strip u / (mt + nt)
- * (strip s % kstrips of K block s / kstrips): columns [k0, k1) of the block's panel. */
+/* Packing unit u: panel u % (mt + nt) (the A panels, then the B ones) of K block u / (mt + nt). */
 static void wgrad_pack_range(void *ctx, int64_t u0, int64_t u1, int tid) {
     const wgrad_job *j = (const wgrad_job *)ctx;
     const et_f32_gemm_config *cfg = j->cfg;
     const int64_t kc_blk = balanced_block(j->K, ET_GEMM_KC, 1);
     (void)tid;
     for (int64_t u = u0; u < u1; u++) {
-        const int64_t panel = u % (j->mt + j->nt), strip = u / (j->mt + j->nt);
-        const int64_t pc = strip / j->kstrips * kc_blk, kc = min_i64(kc_blk, j->K - pc);
-        int64_t k0, k1;
-        et_thread_range(kc, (int)(strip % j->kstrips), (int)j->kstrips, &k0, &k1);
-        if (k1 <= k0) continue;
+        const int64_t panel = u % (j->mt + j->nt), pc = u / (j->mt + j->nt) * kc_blk;
+        const int64_t kc = min_i64(kc_blk, j->K - pc);
         if (panel < j->mt) {
             const int64_t r = panel * cfg->mr;
-            wgrad_pack(cfg, cfg->mr, min_i64(cfg->mr, j->M - r), j->dy, j->ys, j->np, r, pc + k0,
-                       k1 - k0, j->sa + pc * j->mp + r * kc + k0 * cfg->mr);
+            wgrad_pack(cfg, cfg->mr, min_i64(cfg->mr, j->M - r), j->dy, j->ys, j->np, r, pc, kc,
+                       j->sa + pc * j->mp + r * kc);
         } else {
             const int64_t c = (panel - j->mt) * cfg->nr;
-            wgrad_pack(cfg, cfg->nr, min_i64(cfg->nr, j->N - c), j->x, j->xs, j->np, c, pc + k0,
-                       k1 - k0, j->sb + pc * j->npad + c * kc + k0 * cfg->nr);
+            wgrad_pack(cfg, cfg->nr, min_i64(cfg->nr, j->N - c), j->x, j->xs, j->np, c, pc, kc,
+                       j->sb + pc * j->npad + c * kc);
         }
     }
 }
@@ -1329,7 +1322,7 @@ et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, co
     const size_t a_bytes = pack_a_bytes(cfg, M, K);
     const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
     wgrad_job j = {cfg, M, N, K, np, dy, ys, x, xs, C, ldc, base, a_bytes,
-                   a_bytes + pack_b_bytes(cfg, N, K), mt, nt, 1, 1, NULL, NULL, 0, 0, 0, 0, 0, NULL};
+                   a_bytes + pack_b_bytes(cfg, N, K), mt, nt, 1, 1, NULL, NULL, 0, 0, 0, 0, NULL};
     if (nthreads == 1) {
         wgrad_task(&j, 0, 0);
         return ET_OK;
@@ -1340,8 +1333,7 @@ et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, co
     j.npad = round_up(N, cfg->nr);
     j.parts = j.sb + j.npad * K;
     j.kblocks = wgrad_kblocks(K);
-    j.kstrips = ceil_div(balanced_block(K, ET_GEMM_KC, 1), WGRAD_PACK_STRIP);
-    const int64_t units = (mt + nt) * j.kblocks * j.kstrips;
+    const int64_t units = (mt + nt) * j.kblocks;
     et_parallel_ranges(units, et_split_chunks(units, nthreads), nthreads, wgrad_pack_range, &j);
     /* tasks per K block */
     const double tasks = (double)M * (double)N * (double)balanced_block(K, ET_GEMM_KC, 1) /
