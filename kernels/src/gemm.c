@@ -1218,17 +1218,16 @@ static void wgrad_task(void *ctx, int64_t t, int tid) {
  * register tiles (11 x 1 here) and a task grid over them (4 x 1) packs the operand its tasks
  * share once per task (B four times) and leaves a thread a whole task behind the other. So
  * both operands are packed whole, once, by all threads (units: one MR or NR panel times one K
- * block), then the tiles are handed out in tasks of about WGRAD_TASK_MACS multiply-adds, each
- * tile running its K blocks back to back. Every element is the same ukernel calls on the same
- * packed values in the same K order as wgrad_block's, so the bits of one thread.
- * K is the batch's pixels, so a K block is a run of images. With several K blocks, block kb of
- * a tile is its own task, storing its product (beta 0) into C (kb 0) or its partial, and the
- * partials are added to C in K order afterwards: C = (P0 + P1) + P2 ..., the very sums the
- * ukernel's beta = 1 (fma(1, c, acc)) makes when one task runs the blocks back to back, so
- * the same bits again. Tasks and packing units go K block by K block: the caller (the front
- * chunks) packs and multiplies the first images, a worker (the back ones) the last, the images
- * the ops around (split by images) leave in each core's cache; a tile running all K blocks read
- * half of its operands from the other core's cache. */
+ * block), then the tiles are handed out in tasks of about WGRAD_TASK_MACS multiply-adds per K
+ * block. K is the batch's pixels, so a K block is a run of images: block kb of a tile stores
+ * its product (beta 0) into C (kb 0) or its own partial, and the partials are added to C in K
+ * order afterwards: C = (P0 + P1) + P2 ..., the very sums the ukernel's beta = 1
+ * (fma(1, c, acc)) makes when one task runs a tile's K blocks back to back as wgrad_block
+ * does; each block is the same ukernel call on the same packed values, so the bits of one
+ * thread. Packing units and tasks go K block by K block: the caller (the front chunks) packs
+ * and multiplies the first images, a worker (the back ones) the last, the images the ops
+ * around (split by images) leave in each core's cache, where tiles running all K blocks read
+ * half their operands from the other core (timed, 2 threads, 144 x 24 x 2048: 150 -> 102 us). */
 #define WGRAD_TASK_MACS 262144.0
 
 static int64_t wgrad_kblocks(int64_t K) { return ceil_div(K, balanced_block(K, ET_GEMM_KC, 1)); }
