@@ -1258,6 +1258,44 @@ typedef struct dws_job {
     float *dst;
 } dws_job;
 
+/* Units [u0, u1) of images [i0, i1) (i0 a multiple of DWS_IMGS, i1 one or n). */
+typedef void (*dws_units_fn)(const dws_job *j, int64_t u0, int64_t u1, int64_t i0, int64_t i1);
+
+/* The forward's and input gradient's tasks: image parts (whole groups of DWS_IMGS images, one
+ * part per thread, so each unit's weights are set up once per part) times unit ranges, the
+ * image part outermost (one part when a vector holds several channels: dws_run). Units alone
+ * gave each thread a share of the channels of every image, while the ops around (elementwise,
+ * pools, the pointwise GEMMs) split by images in address order and leave each thread's images
+ * in its own core's cache: the caller takes the front tasks (the first images), a worker the
+ * back ones. Every output is the same per-lane chain whichever task computes it (the image
+ * groups do not move), so the split changes no bit. */
+typedef struct dws_split {
+    const dws_job *j;
+    dws_units_fn fn;
+    int64_t units, groups, parts, ranges;
+} dws_split;
+
+static void dws_split_task(void *ctx, int64_t task, int tid) {
+    const dws_split *s = (const dws_split *)ctx;
+    int64_t g0, g1, u0, u1;
+    (void)tid;
+    et_thread_range(s->groups, (int)(task / s->ranges), (int)s->parts, &g0, &g1);
+    et_thread_range(s->units, (int)(task % s->ranges), (int)s->ranges, &u0, &u1);
+    const int64_t i1 = g1 * DWS_IMGS < s->j->n ? g1 * DWS_IMGS : s->j->n;
+    if (g1 > g0 && u1 > u0) s->fn(s->j, u0, u1, g0 * DWS_IMGS, i1);
+}
+
+static void dws_run(const dws_job *j, int64_t units, int nth, dws_units_fn fn) {
+    const int64_t groups = (j->n + DWS_IMGS - 1) / DWS_IMGS;
+    /* several channels a vector (planes under 16 floats): setting up a unit's lane vectors
+     * costs more than a part's images save (timed: 2x2 planes, 32 images) */
+    const int64_t parts = j->t->g > 1 ? 1 : nth < groups ? nth : groups;
+    int64_t ranges = (et_split_chunks(units * groups, nth) + parts - 1) / parts;
+    if (ranges > units) ranges = units;
+    dws_split s = {j, fn, units, groups, parts, ranges};
+    et_parallel_for(parts * ranges, nth, dws_split_task, &s);
+}
+
 /* The fused BatchNorm and relu / relu6 of et_conv_epilogue_ on a register: v * a + s (a
  * multiply, then an add), then the act op's own comparisons (relu: v < 0 -> 0; relu6: v <= 0
  * -> 0, v >= 6 -> 6; NaN passes), so the same bits as the epilogue's scalar loop. */
@@ -1303,17 +1341,16 @@ dws_fwd_chunks(const dws_table *t, __mmask16 vm, const __m512 *wv, __m512 bv, co
 }
 
 /* Units [u0, u1) (groups of channels, each computed on its own). */
-ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, int tid) {
-    const dws_job *j = (const dws_job *)ctx;
+ET_TARGET_AVX512 static void dws_apply_units(const dws_job *j, int64_t u0, int64_t u1, int64_t n0,
+                                             int64_t n) {
     const dws_table *t = j->t;
-    const int64_t n = j->n, c = j->c, ks = t->ks, hw = t->hw, src_hw = t->src_hw;
+    const int64_t c = j->c, ks = t->ks, hw = t->hw, src_hw = t->src_hw;
     const float *src = j->src, *w = j->w, *b = j->b;
     const et_act act = j->act;
     const float alpha = j->alpha;
     const et_conv2d_params *jp = j->p;
     float *dst = j->dst;
     float q[DWS_IMGS * DWS_MAX_HW]; /* spread-out dy planes (t->upsampled) */
-    (void)tid;
     for (int64_t u = u0; u < u1; u++) {
         int64_t gc;
         const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
@@ -1327,7 +1364,7 @@ ET_TARGET_AVX512 static void dws_apply_units(void *ctx, int64_t u0, int64_t u1, 
         const __m512 av = bn_vec ? dws_lane_vec(t, jp->bn_scale + c0, 1, gc) : _mm512_setzero_ps();
         const __m512 sv = bn_vec ? dws_lane_vec(t, jp->bn_shift + c0, 1, gc) : _mm512_setzero_ps();
         /* DWS_IMGS images at a time: independent FMA chains, table entries read once */
-        for (int64_t i0 = 0; i0 < n; i0 += DWS_IMGS) {
+        for (int64_t i0 = n0; i0 < n; i0 += DWS_IMGS) {
             const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;
             const float *s = src + (i0 * c + c0) * src_hw;
             float *d = dst + (i0 * c + c0) * hw;
@@ -1361,7 +1398,7 @@ ET_TARGET_AVX512 static void dws_apply(const dws_table *t, const et_conv2d_param
     const int64_t n = p->n, c = p->c, units = (c + t->g - 1) / t->g;
     const int nth = t->work * n < DWS_SERIAL_WORK ? 1 : nthreads;
     dws_job j = {t, p, n, c, src, w, b, NULL, act, alpha, dst};
-    et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws_apply_units, &j);
+    dws_run(&j, units, nth, dws_apply_units);
 }
 
 ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, int tid) {
@@ -1451,14 +1488,13 @@ ET_TARGET_AVX2 static inline __m256 dws2_lane_vec(const dws_table *t, const floa
     return _mm256_loadu_ps(tmp);
 }
 
-ET_TARGET_AVX2 static void dws2_fwd_units(void *ctx, int64_t u0, int64_t u1, int tid) {
-    const dws_job *j = (const dws_job *)ctx;
+ET_TARGET_AVX2 static void dws2_fwd_units(const dws_job *j, int64_t u0, int64_t u1, int64_t n0,
+                                          int64_t n) {
     const dws_table *t = j->t;
     const et_conv2d_params *jp = j->p;
-    const int64_t n = j->n, c = j->c, ks = t->ks, hw = t->hw, src_hw = t->src_hw;
+    const int64_t c = j->c, ks = t->ks, hw = t->hw, src_hw = t->src_hw;
     const et_act act = jp->act;
     const int bn_vec = jp->bn_scale && (act == ET_ACT_NONE || act == ET_ACT_RELU || act == ET_ACT_RELU6);
-    (void)tid;
     for (int64_t u = u0; u < u1; u++) {
         int64_t gc;
         const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
@@ -1470,7 +1506,7 @@ ET_TARGET_AVX2 static void dws2_fwd_units(void *ctx, int64_t u0, int64_t u1, int
             av[h] = bn_vec ? dws2_lane_vec(t, jp->bn_scale + c0, 1, gc, h) : _mm256_setzero_ps();
             sv[h] = bn_vec ? dws2_lane_vec(t, jp->bn_shift + c0, 1, gc, h) : _mm256_setzero_ps();
         }
-        for (int64_t i0 = 0; i0 < n; i0 += DWS_IMGS) {
+        for (int64_t i0 = n0; i0 < n; i0 += DWS_IMGS) {
             const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;
             const float *s = j->src + (i0 * c + c0) * src_hw;
             float *d = j->dst + (i0 * c + c0) * hw;
@@ -1530,7 +1566,7 @@ static int dw_fwd_fast__avx2(const et_conv2d_params *p, const float *x, const fl
     const int64_t units = (p->c + t.g - 1) / t.g;
     const int nth = t.work * p->n < DWS_SERIAL_WORK ? 1 : nthreads;
     dws_job j = {&t, p, p->n, p->c, x, w, b, NULL, p->act, p->act_alpha, y};
-    et_parallel_ranges(units, et_split_chunks(units, nth), nth, dws2_fwd_units, &j);
+    dws_run(&j, units, nth, dws2_fwd_units);
     return 1;
 }
 

@@ -968,12 +968,16 @@ static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, i
     }
 }
 
+/* Task t: column block t / tm, row block t % tm. The columns are the images in address order,
+ * so the front tasks (the caller's) are all rows of the first images and the back ones (a
+ * worker's) all rows of the last: each thread reads and writes the images the ops around it
+ * (split by images) leave in its core's cache. The grid, not the order, sets the bits. */
 static void nchw_task(void *ctx, int64_t t, int tid) {
     const nchw_job *jb = (const nchw_job *)ctx;
     const et_f32_gemm_config *cfg = jb->cfg;
     int64_t mb, me, nb, ne;
-    et_thread_range(jb->mt, (int)(t / jb->tn), jb->tm, &mb, &me);
-    et_thread_range(jb->nt, (int)(t % jb->tn), jb->tn, &nb, &ne);
+    et_thread_range(jb->mt, (int)(t % jb->tm), jb->tm, &mb, &me);
+    et_thread_range(jb->nt, (int)(t / jb->tm), jb->tn, &nb, &ne);
     const int64_t i0 = mb * cfg->mr, i1 = min_i64(me * cfg->mr, jb->M);
     const int64_t j0 = nb * cfg->nr, j1 = min_i64(ne * cfg->nr, jb->n * jb->np);
     if (i1 <= i0 || j1 <= j0) return;
@@ -1004,6 +1008,9 @@ static int nchw_shared_b(const et_f32_gemm_config *cfg, int64_t M, int64_t K, in
 
 /* Packing pass strips: about this many K rows each (a panel is K x NR floats). */
 #define NCHW_PACK_STRIP 64
+/* Column panels per thread from which et_f32_gemm_nchw splits by columns alone. */
+#define NCHW_COL_PANELS 4
+#define NCHW_COL_A_BYTES (1024.0 * 1024.0)
 
 et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
                            const void *pa, const float *x, int64_t xs, float *y, int64_t ys,
@@ -1023,8 +1030,15 @@ et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t
     char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
     const size_t pb_bytes = nchw_pb_bytes(cfg, K, N);
     const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
-    int tm, tn;
-    choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
+    int tm = 1, tn = nthreads > 1 ? 2 * nthreads : 1;
+    /* Split by columns (images) alone when every thread gets a few panels and A, which every
+     * column task reads whole, is not both the larger operand and larger than NCHW_COL_A_BYTES:
+     * a thread then reads and writes only its images, which the ops around it (split by images)
+     * leave in its core's cache, and packs each B panel once. Otherwise the grid of the least
+     * compute plus packing. */
+    if (nthreads == 1 || nt < NCHW_COL_PANELS * (int64_t)nthreads ||
+        (M > N && (double)M * (double)K * sizeof(float) > NCHW_COL_A_BYTES))
+        choose_grid(cfg, M, N, nthreads > 1 ? 2 * nthreads : 1, &tm, &tn);
     const int shared = tm > 1 && nchw_shared_b(cfg, M, K, N);
     if (shared) { /* row tasks only: up to ET_POOL_CHUNKS_PER_THREAD per thread */
         tm = (int)min_i64(mt, (int64_t)nthreads * ET_POOL_CHUNKS_PER_THREAD);
@@ -1135,6 +1149,7 @@ typedef struct wgrad_job {
      * of the panel of rows r at sa + pc * mp + r * kc, of columns c at sb + pc * npad + c * kc) */
     float *sa, *sb;
     int64_t mp, npad, kblocks, ntasks;
+    float *parts; /* K blocks 1.. : their products, M x N each (see wgrad_shared_task) */
 } wgrad_job;
 
 /* A w-wide panel of rows [r0, r0 + m) of an operand whose columns are the batch's pixels
@@ -1203,13 +1218,23 @@ static void wgrad_task(void *ctx, int64_t t, int tid) {
  * register tiles (11 x 1 here) and a task grid over them (4 x 1) packs the operand its tasks
  * share once per task (B four times) and leaves a thread a whole task behind the other. So
  * both operands are packed whole, once, by all threads (units: one MR or NR panel times one K
- * block), then the tiles are handed out in tasks of about WGRAD_TASK_MACS multiply-adds, each
- * tile running its K blocks back to back. Every element is the same ukernel calls on the same
- * packed values in the same K order as wgrad_block's, so the bits of one thread. */
+ * block), then the tiles are handed out in tasks of about WGRAD_TASK_MACS multiply-adds per K
+ * block. K is the batch's pixels, so a K block is a run of images: block kb of a tile stores
+ * its product (beta 0) into C (kb 0) or its own partial, and the partials are added to C in K
+ * order afterwards: C = (P0 + P1) + P2 ..., the very sums the ukernel's beta = 1
+ * (fma(1, c, acc)) makes when one task runs a tile's K blocks back to back as wgrad_block
+ * does; each block is the same ukernel call on the same packed values, so the bits of one
+ * thread. Packing units and tasks go K block by K block: the caller (the front chunks) packs
+ * and multiplies the first images, a worker (the back ones) the last, the images the ops
+ * around (split by images) leave in each core's cache, where tiles running all K blocks read
+ * half their operands from the other core (timed, 2 threads, 144 x 24 x 2048: 150 -> 102 us). */
 #define WGRAD_TASK_MACS 262144.0
 
+static int64_t wgrad_kblocks(int64_t K) { return ceil_div(K, balanced_block(K, ET_GEMM_KC, 1)); }
+
 static size_t wgrad_shared_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t N, int64_t K) {
-    return (size_t)((round_up(M, cfg->mr) + round_up(N, cfg->nr)) * K * (int64_t)sizeof(float));
+    return (size_t)((round_up(M, cfg->mr) + round_up(N, cfg->nr)) * K * (int64_t)sizeof(float)) +
+           (size_t)((wgrad_kblocks(K) - 1) * M * N * (int64_t)sizeof(float));
 }
 
 size_t et_f32_gemm_nchw_wgrad_ws_bytes(int64_t M, int64_t N, int64_t n, int64_t np,
@@ -1226,14 +1251,14 @@ size_t et_f32_gemm_nchw_wgrad_ws_bytes(int64_t M, int64_t N, int64_t n, int64_t 
     return bytes > one ? bytes : one;
 }
 
-/* Packing unit u: K block u % kblocks of panel u / kblocks (the A panels, then the B ones). */
+/* Packing unit u: panel u % (mt + nt) (the A panels, then the B ones) of K block u / (mt + nt). */
 static void wgrad_pack_range(void *ctx, int64_t u0, int64_t u1, int tid) {
     const wgrad_job *j = (const wgrad_job *)ctx;
     const et_f32_gemm_config *cfg = j->cfg;
     const int64_t kc_blk = balanced_block(j->K, ET_GEMM_KC, 1);
     (void)tid;
     for (int64_t u = u0; u < u1; u++) {
-        const int64_t panel = u / j->kblocks, pc = (u % j->kblocks) * kc_blk;
+        const int64_t panel = u % (j->mt + j->nt), pc = u / (j->mt + j->nt) * kc_blk;
         const int64_t kc = min_i64(kc_blk, j->K - pc);
         if (panel < j->mt) {
             const int64_t r = panel * cfg->mr;
@@ -1247,23 +1272,36 @@ static void wgrad_pack_range(void *ctx, int64_t u0, int64_t u1, int tid) {
     }
 }
 
-/* Task t: a run of tiles in row-major order (consecutive tiles share their A panel). */
+/* Task t: K block t / ntasks, a run of tiles in row-major order (consecutive tiles share their
+ * A panel), into C (K block 0) or the block's partial (row stride N). */
 static void wgrad_shared_task(void *ctx, int64_t t, int tid) {
     const wgrad_job *j = (const wgrad_job *)ctx;
     const et_f32_gemm_config *cfg = j->cfg;
-    const int64_t MR = cfg->mr, NR = cfg->nr, K = j->K;
+    const int64_t MR = cfg->mr, NR = cfg->nr, K = j->K, kb = t / j->ntasks;
     const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    const int64_t pc = kb * kc_blk, kc = min_i64(kc_blk, K - pc);
+    float *dst = kb == 0 ? j->C : j->parts + (kb - 1) * j->M * j->N;
+    const int64_t ld = kb == 0 ? j->ldc : j->N;
     int64_t t0, t1;
     (void)tid;
-    et_thread_range(j->mt * j->nt, (int)t, (int)j->ntasks, &t0, &t1);
+    et_thread_range(j->mt * j->nt, (int)(t % j->ntasks), (int)j->ntasks, &t0, &t1);
     for (int64_t q = t0; q < t1; q++) {
         const int64_t i = q / j->nt * MR, c = q % j->nt * NR;
-        const int64_t mr = min_i64(MR, j->M - i), nr = min_i64(NR, j->N - c);
-        float *cp = j->C + i * j->ldc + c;
-        for (int64_t pc = 0; pc < K; pc += kc_blk) {
-            const int64_t kc = min_i64(kc_blk, K - pc);
-            cfg->ukernel(kc, j->sa + pc * j->mp + i * kc, j->sb + pc * j->npad + c * kc, NR, cp,
-                         j->ldc, mr, nr, 1.0f, pc == 0 ? 0.0f : 1.0f);
+        cfg->ukernel(kc, j->sa + pc * j->mp + i * kc, j->sb + pc * j->npad + c * kc, NR,
+                     dst + i * ld + c, ld, min_i64(MR, j->M - i), min_i64(NR, j->N - c), 1.0f,
+                     0.0f);
+    }
+}
+
+/* Rows [r0, r1) of C: the K blocks' partials added in K order. */
+static void wgrad_combine_rows(void *ctx, int64_t r0, int64_t r1, int tid) {
+    const wgrad_job *j = (const wgrad_job *)ctx;
+    (void)tid;
+    for (int64_t r = r0; r < r1; r++) {
+        float *ET_RESTRICT c = j->C + r * j->ldc;
+        for (int64_t kb = 1; kb < j->kblocks; kb++) {
+            const float *ET_RESTRICT p = j->parts + (kb - 1) * j->M * j->N + r * j->N;
+            for (int64_t e = 0; e < j->N; e++) c[e] += p[e];
         }
     }
 }
@@ -1283,7 +1321,7 @@ et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, co
     const size_t a_bytes = pack_a_bytes(cfg, M, K);
     const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
     wgrad_job j = {cfg, M, N, K, np, dy, ys, x, xs, C, ldc, base, a_bytes,
-                   a_bytes + pack_b_bytes(cfg, N, K), mt, nt, 1, 1, NULL, NULL, 0, 0, 0, 0};
+                   a_bytes + pack_b_bytes(cfg, N, K), mt, nt, 1, 1, NULL, NULL, 0, 0, 0, 0, NULL};
     if (nthreads == 1) {
         wgrad_task(&j, 0, 0);
         return ET_OK;
@@ -1292,11 +1330,16 @@ et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, co
     j.mp = round_up(M, cfg->mr);
     j.sb = j.sa + j.mp * K;
     j.npad = round_up(N, cfg->nr);
-    j.kblocks = ceil_div(K, balanced_block(K, ET_GEMM_KC, 1));
+    j.parts = j.sb + j.npad * K;
+    j.kblocks = wgrad_kblocks(K);
     const int64_t units = (mt + nt) * j.kblocks;
     et_parallel_ranges(units, et_split_chunks(units, nthreads), nthreads, wgrad_pack_range, &j);
-    const double tasks = (double)M * (double)N * (double)K / WGRAD_TASK_MACS;
+    /* tasks per K block */
+    const double tasks = (double)M * (double)N * (double)balanced_block(K, ET_GEMM_KC, 1) /
+                         WGRAD_TASK_MACS;
     j.ntasks = tasks < 1.0 ? 1 : min_i64(mt * nt, (int64_t)tasks);
-    et_parallel_for(j.ntasks, nthreads, wgrad_shared_task, &j);
+    et_parallel_for(j.kblocks * j.ntasks, nthreads, wgrad_shared_task, &j);
+    if (j.kblocks > 1)
+        et_parallel_ranges(M, et_split_chunks(M, nthreads), nthreads, wgrad_combine_rows, &j);
     return ET_OK;
 }

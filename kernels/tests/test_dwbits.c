@@ -371,8 +371,75 @@ static void dwb_check_mnv2_224(void) {
     }
 }
 
+/* MobileNetV2's depthwise convolutions at 32x32 as a training step runs them (9 and 32 images:
+ * the AVX-512 / AVX2 table path's image parts, whole groups of four images and a remainder, on
+ * several threads; smaller shapes run on one): forward (plain and eval's fused BatchNorm +
+ * relu6) and input gradient give __ref's bits at 1, 2 and 3 threads. */
+static void dwb_check_mnv2_32(void) {
+    static const int64_t shapes[][3] = { /* c, h (= w), stride */
+        {32, 16, 1}, {96, 16, 2}, {144, 8, 1}, {144, 8, 2}, {192, 4, 1}, {192, 4, 2},
+        {384, 2, 1}, {576, 2, 2}, {960, 1, 1}};
+    static const int64_t batches[] = {9, 32};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            et_conv2d_params p;
+            memset(&p, 0, sizeof p);
+            p.n = batches[bi]; p.c = shapes[si][0]; p.h = p.w = shapes[si][1]; p.oc = p.c;
+            p.kh = p.kw = 3; p.stride_h = p.stride_w = shapes[si][2];
+            p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
+            p.dil_h = p.dil_w = 1; p.groups = p.c;
+            if (et_conv2d_params_init(&p) != ET_OK) {
+                ET_CHECK(0, "dwbits mnv2-32 shape %d: bad shape", (int)si);
+                continue;
+            }
+            const int64_t nx = p.n * p.c * p.h * p.w, nw = p.oc * 9, ny = p.n * p.oc * p.oh * p.ow;
+            float *x = dwb_alloc(nx), *w = dwb_alloc(nw), *y_ref = dwb_alloc(ny), *y = dwb_alloc(ny);
+            float *dy = dwb_alloc(ny), *dx_ref = dwb_alloc(nx), *dx = dwb_alloc(nx);
+            float *bn_a = dwb_alloc(p.oc), *bn_s = dwb_alloc(p.oc);
+            dwb_fill(x, nx, 431 + si);
+            dwb_fill(dy, ny, 433 + si);
+            dwb_fill_w(w, nw, 437 + si);
+            et_fill_random(bn_a, p.oc, 439 + si, 0.5f, 2.0f);
+            et_fill_random(bn_s, p.oc, 443 + si, -0.5f, 0.5f);
+            const et_f32_dwconv2d_variant *ref = et_f32_dwconv2d_variants;
+            ref->bwd_input(&p, dy, w, dx_ref, 1);
+            for (int eval = 0; eval <= 1; eval++) {
+                p.act = eval ? ET_ACT_RELU6 : ET_ACT_NONE;
+                p.bn_scale = eval ? bn_a : NULL;
+                p.bn_shift = eval ? bn_s : NULL;
+                ref->fwd(&p, x, w, NULL, y_ref, 1);
+                for (const et_f32_dwconv2d_variant *row = et_f32_dwconv2d_variants; row->head.name;
+                     row++) {
+                    if (!et_isa_supported(row->head.isa)) continue;
+                    for (int th = 1; th <= 3; th++) {
+                        for (int64_t j = 0; j < ny; j++) y[j] = NAN;
+                        et_status st = row->fwd(&p, x, w, NULL, y, th);
+                        ET_CHECK(st == ET_OK && dwb_same(y, y_ref, ny),
+                                 "dwbits mnv2-32 n%lld c%lld %lldx%lld s%lld: fwd__%s th%d eval%d "
+                                 "differs from __ref", (long long)p.n, (long long)p.c,
+                                 (long long)p.h, (long long)p.w, (long long)p.stride_h,
+                                 row->head.name, th, eval);
+                        if (eval) continue;
+                        for (int64_t j = 0; j < nx; j++) dx[j] = NAN;
+                        st = row->bwd_input(&p, dy, w, dx, th);
+                        ET_CHECK(st == ET_OK && dwb_same(dx, dx_ref, nx),
+                                 "dwbits mnv2-32 n%lld c%lld %lldx%lld s%lld: bwd_input__%s th%d "
+                                 "differs from __ref", (long long)p.n, (long long)p.c,
+                                 (long long)p.h, (long long)p.w, (long long)p.stride_h,
+                                 row->head.name, th);
+                    }
+                }
+            }
+            p.act = ET_ACT_NONE;
+            p.bn_scale = p.bn_shift = NULL;
+            free(x); free(w); free(y_ref); free(y); free(dy); free(dx_ref); free(dx);
+            free(bn_a); free(bn_s);
+        }
+}
+
 void test_dwbits(void) {
     dwb_check_mnv2_224();
+    dwb_check_mnv2_32();
     for (size_t i = 0; i < sizeof dwb_cases / sizeof dwb_cases[0]; i++)
         dwb_check_fwd_nonfinite((int)i, &dwb_cases[i]);
     static const int nonfinite[] = {0, 2, 4, 8, 9, 12, 19, 20, 22, 23};
