@@ -158,25 +158,25 @@ typedef struct fwd_case {
 
 static const fwd_case fwd_cases[] = {
     /*  n  c   h   w  oc kh kw  act            bias */
-    {64, 1, 28, 28, 20, 5, 5, ET_ACT_RELU, 1},  /* LeNet conv1 b64: 576 = 6 tiles of 96 */
-    {3, 1, 28, 28, 20, 5, 5, ET_ACT_NONE, 2},   /* act none, zero biases among the others */
-    {3, 1, 14, 15, 7, 5, 5, ET_ACT_RELU, 0},    /* 10 x 11 = 110: 96 + a 14-pixel vector; 4+3 */
-    {2, 2, 13, 14, 6, 4, 4, ET_ACT_NONE, 1},    /* 10 x 11 px, Kg 32 (the most); 4 + 2 rows */
-    {3, 1, 13, 14, 9, 4, 5, ET_ACT_RELU, 2},    /* 10 x 10 = 100: 96 + 4; 4 + 4 + 1 rows */
-    {2, 1, 13, 14, 5, 4, 4, ET_ACT_NONE, 0},    /* 10 x 11 = 110 (no epilogue) */
-    {2, 3, 12, 12, 17, 3, 3, ET_ACT_RELU, 1},   /* 10 x 10, Kg 27 from 3 channels */
-    {2, 1, 12, 14, 8, 3, 3, ET_ACT_RELU, 1},    /* 10 x 12 = 120: 96 + 16 + 8 */
-    {2, 1, 13, 12, 8, 4, 3, ET_ACT_RELU, 1},    /* 10 x 10 with kh != kw */
-    {2, 1, 14, 12, 8, 2, 3, ET_ACT_RELU, 1},    /* 13 x 10 = 130 */
-    {2, 1, 12, 14, 8, 3, 4, ET_ACT_RELU6, 1},   /* relu6 */
-    {2, 4, 12, 12, 8, 3, 3, ET_ACT_RELU, 1},    /* Kg 36 (GEMM path) */
+    {64, 1, 28, 28, 20, 5, 5, ET_ACT_RELU, 1, 0, 0, 0, 0},  /* LeNet conv1 b64: 576 = 6 tiles of 96 */
+    {3, 1, 28, 28, 20, 5, 5, ET_ACT_NONE, 2, 0, 0, 0, 0},   /* act none, zero biases among the others */
+    {3, 1, 14, 15, 7, 5, 5, ET_ACT_RELU, 0, 0, 0, 0, 0},    /* 10 x 11 = 110: 96 + a 14-pixel vector; 4+3 */
+    {2, 2, 13, 14, 6, 4, 4, ET_ACT_NONE, 1, 0, 0, 0, 0},    /* 10 x 11 px, Kg 32 (the most); 4 + 2 rows */
+    {3, 1, 13, 14, 9, 4, 5, ET_ACT_RELU, 2, 0, 0, 0, 0},    /* 10 x 10 = 100: 96 + 4; 4 + 4 + 1 rows */
+    {2, 1, 13, 14, 5, 4, 4, ET_ACT_NONE, 0, 0, 0, 0, 0},    /* 10 x 11 = 110 (no epilogue) */
+    {2, 3, 12, 12, 17, 3, 3, ET_ACT_RELU, 1, 0, 0, 0, 0},   /* 10 x 10, Kg 27 from 3 channels */
+    {2, 1, 12, 14, 8, 3, 3, ET_ACT_RELU, 1, 0, 0, 0, 0},    /* 10 x 12 = 120: 96 + 16 + 8 */
+    {2, 1, 13, 12, 8, 4, 3, ET_ACT_RELU, 1, 0, 0, 0, 0},    /* 10 x 10 with kh != kw */
+    {2, 1, 14, 12, 8, 2, 3, ET_ACT_RELU, 1, 0, 0, 0, 0},    /* 13 x 10 = 130 */
+    {2, 1, 12, 14, 8, 3, 4, ET_ACT_RELU6, 1, 0, 0, 0, 0},   /* relu6 */
+    {2, 4, 12, 12, 8, 3, 3, ET_ACT_RELU, 1, 0, 0, 0, 0},    /* Kg 36 (GEMM path) */
     /* MobileNetV2's stem (BN folded into the bias): stride 2, pad 1, im2col in 3 bands */
-    {8, 3, 224, 224, 32, 3, 3, ET_ACT_RELU6, 1, 2, 1, 0},
-    {3, 3, 15, 17, 10, 3, 3, ET_ACT_RELU6, 2, 2, 1, 0},  /* 8 x 9 = 72 px; 4 + 4 + 2 rows */
-    {3, 3, 15, 17, 10, 3, 3, ET_ACT_RELU6, 1, 2, 1, 1},  /* exact 0 / 6, NaN */
-    {2, 3, 33, 31, 7, 3, 3, ET_ACT_RELU6, 1, 2, 1, 1},   /* 17 x 16 = 272 px */
-    {2, 1, 12, 14, 8, 3, 4, ET_ACT_RELU6, 1, 1, 0, 1},   /* exact 0 / 6, NaN: implicit plan */
-    {2, 2, 13, 11, 6, 3, 3, ET_ACT_NONE, 2, 2, 1, 1},    /* act none, stride 2 */
+    {8, 3, 224, 224, 32, 3, 3, ET_ACT_RELU6, 1, 2, 1, 0, 0},
+    {3, 3, 15, 17, 10, 3, 3, ET_ACT_RELU6, 2, 2, 1, 0, 0},  /* 8 x 9 = 72 px; 4 + 4 + 2 rows */
+    {3, 3, 15, 17, 10, 3, 3, ET_ACT_RELU6, 1, 2, 1, 1, 0},  /* exact 0 / 6, NaN */
+    {2, 3, 33, 31, 7, 3, 3, ET_ACT_RELU6, 1, 2, 1, 1, 0},   /* 17 x 16 = 272 px */
+    {2, 1, 12, 14, 8, 3, 4, ET_ACT_RELU6, 1, 1, 0, 1, 0},   /* exact 0 / 6, NaN: implicit plan */
+    {2, 2, 13, 11, 6, 3, 3, ET_ACT_NONE, 2, 2, 1, 1, 0},    /* act none, stride 2 */
     /* the stem as an eval program runs it: BatchNorm fused, no bias */
     {8, 3, 224, 224, 32, 3, 3, ET_ACT_RELU6, 0, 2, 1, 0, 1},
     {3, 3, 15, 17, 10, 3, 3, ET_ACT_RELU6, 2, 2, 1, 1, 1}, /* bn relu6: -0 to +0 */
