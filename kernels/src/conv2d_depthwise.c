@@ -1871,20 +1871,6 @@ static int dw1_ok(const et_conv2d_params *p) {
 #define MASK_FIRST(n) ((__mmask16)((1u << (n)) - 1u))
 #define V_BN_ACT(v, a, s, act) dws_bn_act(v, a, s, act)
 #include "dw1_body.h"
-#undef DW1
-#undef DW1_TARGET
-#undef DW1_ROWS_MAX
-#undef V
-#undef VW
-#undef VM
-#undef V_SET1
-#undef V_ZERO
-#undef V_FMA
-#undef V_LOADM
-#undef V_STOREM
-#undef MASK_COLS
-#undef MASK_FIRST
-#undef V_BN_ACT
 
 /* dw3 with AVX2 (8-wide pieces; masked loads are vmaskmovps, which does not fault on masked-off
  * lanes either). The same chains as the AVX-512 dw3. */
@@ -2008,20 +1994,6 @@ ET_TARGET_AVX2 static void dw3_fwd_planes__avx2(void *ctx, int64_t p0, int64_t p
 #define MASK_FIRST(n) dw3_mask8(0, n)
 #define V_BN_ACT(v, a, s, act) dws2_bn_act(v, a, s, act)
 #include "dw1_body.h"
-#undef DW1
-#undef DW1_TARGET
-#undef DW1_ROWS_MAX
-#undef V
-#undef VW
-#undef VM
-#undef V_SET1
-#undef V_ZERO
-#undef V_FMA
-#undef V_LOADM
-#undef V_STOREM
-#undef MASK_COLS
-#undef MASK_FIRST
-#undef V_BN_ACT
 
 static int dw1_fwd__avx2(const et_conv2d_params *p, const float *x, const float *w, const float *b,
                          float *y, int nthreads) {

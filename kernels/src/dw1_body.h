@@ -8,7 +8,8 @@
  * read as zeros and never fault), V_STOREM(p, v, n, mo) (the first n lanes of v; the rest of
  * p untouched), MASK_COLS(c, iw) (lane l on when 0 <= c + l < iw), MASK_FIRST(n) (the first n
  * lanes), V_BN_ACT(v, a, s, act) (the fused BatchNorm + act in registers, dws_bn_act's bits).
- * Every width runs the same FMA chains in the same order, so the same bits. */
+ * Every width runs the same FMA chains in the same order, so the same bits. The header
+ * undefines these names at its end, ready for the next width. */
 
 /* Output rows oy0 .. oy0 + R - 1 of the piece at column j0 (n columns, mask mo); m: the load
  * masks of the taps kx = 0, 1, 2. Inlined with constant R. */
@@ -84,3 +85,18 @@ DW1_TARGET static void DW1(dw1_fwd_planes)(void *ctx, int64_t p0, int64_t p1, in
         if (!bn_vec && (p->act != ET_ACT_NONE || p->bn_scale)) et_conv_epilogue_(p, o, 0.0f, yp, ys);
     }
 }
+
+#undef DW1
+#undef DW1_TARGET
+#undef DW1_ROWS_MAX
+#undef V
+#undef VW
+#undef VM
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+#undef V_LOADM
+#undef V_STOREM
+#undef MASK_COLS
+#undef MASK_FIRST
+#undef V_BN_ACT
