@@ -590,10 +590,12 @@ static void pool_planes(void *ctx, int64_t p0, int64_t p1, int tid) {
     for (int64_t pl = p0; pl < p1; pl++) k->plane(k, pl);
 }
 
-/* Runs k->plane on every one of `planes` planes, split in fixed chunks. */
-static et_status run_planes(pool_job *k, int64_t planes, int nthreads) {
+/* Runs k->plane on every one of `planes` planes, split in fixed chunks; or, with `ranges`, that
+ * body once per chunk of planes (one loop, no call per plane). */
+static et_status run_planes(pool_job *k, int64_t planes, et_range_body ranges, int nthreads) {
     if (nthreads < 1) nthreads = 1;
-    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads, pool_planes, k);
+    et_parallel_ranges(planes, et_split_chunks(planes, nthreads), nthreads,
+                       ranges ? ranges : pool_planes, k);
     return ET_OK;
 }
 
@@ -602,7 +604,7 @@ static et_status run_pool(const et_pool2d_params *p, pool_plane_fn plane,
                           const et_f32_maxpool2d_k2s2_variant *row, const float *x,
                           const float *dy, float *y, float *dx, int nthreads) {
     pool_job k = {plane, p, row, x, dy, y, dx, p->h * p->w, p->oh * p->ow, 0, NAN, NAN};
-    return run_planes(&k, p->n * p->c, nthreads);
+    return run_planes(&k, p->n * p->c, NULL, nthreads);
 }
 
 static void maxpool_k2s2_fwd_plane(const pool_job *k, int64_t pl) {
@@ -659,7 +661,7 @@ et_status et_f32_maxpool2d_act_bwd(const et_pool2d_params *p, et_act act, const 
                   is_k2s2(p) ? ET_VARIANT_PICK(et_f32_maxpool2d_k2s2_variants) : NULL,
                   x, dy, NULL, dx, p->h * p->w, p->oh * p->ow, 0,
                   act == ET_ACT_NONE ? NAN : 0.0f, act == ET_ACT_RELU6 ? 6.0f : NAN};
-    return run_planes(&k, p->n * p->c, nthreads);
+    return run_planes(&k, p->n * p->c, NULL, nthreads);
 }
 
 et_status et_f32_maxpool2d_bwd(const et_pool2d_params *p, const float *x, const float *dy,
@@ -791,18 +793,12 @@ et_status et_f32_global_avgpool_fwd(int64_t n, int64_t c, int64_t hw, const floa
                                     int nthreads) {
     if (n <= 0 || c <= 0 || hw <= 0 || !x || !y) return ET_ERR_ARG;
     pool_job k = {gavg_fwd_plane, NULL, NULL, x, NULL, y, NULL, 0, 0, hw, NAN, NAN};
-    if (hw >= GAVG_SMALL) return run_planes(&k, n * c, nthreads);
-    if (nthreads < 1) nthreads = 1;
-    et_parallel_ranges(n * c, et_split_chunks(n * c, nthreads), nthreads, gavg_fwd_small, &k);
-    return ET_OK;
+    return run_planes(&k, n * c, hw < GAVG_SMALL ? gavg_fwd_small : NULL, nthreads);
 }
 
 et_status et_f32_global_avgpool_bwd(int64_t n, int64_t c, int64_t hw, const float *dy, float *dx,
                                     int nthreads) {
     if (n <= 0 || c <= 0 || hw <= 0 || !dy || !dx) return ET_ERR_ARG;
     pool_job k = {gavg_bwd_plane, NULL, NULL, NULL, dy, NULL, dx, 0, 0, hw, NAN, NAN};
-    if (hw >= GAVG_SMALL) return run_planes(&k, n * c, nthreads);
-    if (nthreads < 1) nthreads = 1;
-    et_parallel_ranges(n * c, et_split_chunks(n * c, nthreads), nthreads, gavg_bwd_small, &k);
-    return ET_OK;
+    return run_planes(&k, n * c, hw < GAVG_SMALL ? gavg_bwd_small : NULL, nthreads);
 }
