@@ -850,6 +850,24 @@ typedef struct nchw_job {
     size_t a_bytes;
 } nchw_job;
 
+/* Whole images of NP pixels (a constant: one vector move per row for 4 .. 16 instead of
+ * et_copy_short_'s tests and overlapping moves): image img0 + q's rows k0 .. k1 - 1, back to
+ * back in x, to columns q * NP .. of the panel's rows (stride NR). Row by row: each packed row
+ * (a cache line or two) is written whole while the images are read as parallel streams. */
+#define NCHW_PACK_WHOLE(NP)                                                                   \
+    static void nchw_pack_whole_##NP(const nchw_job *jb, int64_t img0, int64_t imgs,        \
+                                     int64_t k0, int64_t k1, float *ET_RESTRICT dst) {      \
+        const int64_t NR = jb->cfg->nr;                                                      \
+        const float *ET_RESTRICT s = jb->x + img0 * jb->xs;                                  \
+        for (int64_t k = k0; k < k1; k++)                                                    \
+            for (int64_t q = 0; q < imgs; q++)                                               \
+                memcpy(dst + k * NR + q * NP, s + q * jb->xs + k * NP, NP * sizeof(float));  \
+    }
+NCHW_PACK_WHOLE(2)
+NCHW_PACK_WHOLE(4)
+NCHW_PACK_WHOLE(8)
+NCHW_PACK_WHOLE(16)
+
 /* dst[k*NR + c] = B[k, j + c] for k0 <= k < k1, c < nr (zeros for nr <= c < NR), B's column
  * j + c being pixel (j + c) % np of image (j + c) / np. */
 static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, int64_t k0, int64_t k1,
@@ -863,6 +881,15 @@ static void nchw_pack_b(const nchw_job *jb, int64_t j, int64_t nr, int64_t k0, i
     if (np == 1) { /* column c is image j + c's vector of K floats: a transposing pack */
         jb->cfg->pack_interleave(NR, nr, kc, jb->x + j * jb->xs + k0, jb->xs, dst + k0 * NR);
         return;
+    }
+    if (nr == NR && j % np == 0 && NR % np == 0) { /* whole images of a small plane */
+        switch (np) {
+        case 2: nchw_pack_whole_2(jb, j / np, NR / np, k0, k1, dst); return;
+        case 4: nchw_pack_whole_4(jb, j / np, NR / np, k0, k1, dst); return;
+        case 8: nchw_pack_whole_8(jb, j / np, NR / np, k0, k1, dst); return;
+        case 16: nchw_pack_whole_16(jb, j / np, NR / np, k0, k1, dst); return;
+        default: break;
+        }
     }
     for (int64_t off = 0; off < nr;) {
         const int64_t img = (j + off) / np, pix = (j + off) % np;
@@ -912,10 +939,41 @@ static void nchw_pack_block(const nchw_job *jb, int64_t jc, int64_t nc, int64_t 
     }
 }
 
+/* Whole images of NP pixels (a constant: one move a row, none of et_copy_short_'s length
+ * tests, no division per image): image q of the tile is rows x NP floats at tile + q * NP (row
+ * stride NR) and goes to y's rows row0.. of image img0 + q, which lie back to back. */
+#define NCHW_SCATTER_WHOLE(NP)                                                                \
+    static void nchw_scatter_whole_##NP(const nchw_job *jb, const float *ET_RESTRICT tile,   \
+                                        int64_t row0, int64_t rows, int64_t img0,            \
+                                        int64_t imgs, int64_t NR) {                          \
+        for (int64_t q = 0; q < imgs; q++) {                                                  \
+            float *ET_RESTRICT d = jb->y + (img0 + q) * jb->ys + row0 * NP;                   \
+            const float *ET_RESTRICT s = tile + q * NP;                                       \
+            for (int64_t r = 0; r < rows; r++)                                                \
+                memcpy(d + r * NP, s + r * NR, NP * sizeof(float));                          \
+        }                                                                                     \
+    }
+NCHW_SCATTER_WHOLE(1)
+NCHW_SCATTER_WHOLE(2)
+NCHW_SCATTER_WHOLE(4)
+NCHW_SCATTER_WHOLE(8)
+NCHW_SCATTER_WHOLE(16)
+
 /* A tile (rows rows, nr columns from column j, row stride NR) to y, image by image. */
 static void nchw_scatter(const nchw_job *jb, const float *ET_RESTRICT tile, int64_t row0,
                          int64_t rows, int64_t j, int64_t nr) {
     const int64_t NR = jb->cfg->nr, np = jb->np;
+    if (j % np == 0 && nr % np == 0) { /* whole images: small planes, the late layers */
+        const int64_t img0 = j / np, imgs = nr / np;
+        switch (np) {
+        case 1: nchw_scatter_whole_1(jb, tile, row0, rows, img0, imgs, NR); return;
+        case 2: nchw_scatter_whole_2(jb, tile, row0, rows, img0, imgs, NR); return;
+        case 4: nchw_scatter_whole_4(jb, tile, row0, rows, img0, imgs, NR); return;
+        case 8: nchw_scatter_whole_8(jb, tile, row0, rows, img0, imgs, NR); return;
+        case 16: nchw_scatter_whole_16(jb, tile, row0, rows, img0, imgs, NR); return;
+        default: break;
+        }
+    }
     for (int64_t off = 0; off < nr;) {
         const int64_t img = (j + off) / np, pix = (j + off) % np;
         const int64_t len = min_i64(np - pix, nr - off);

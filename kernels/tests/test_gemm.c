@@ -432,6 +432,9 @@ static void test_nchw(void) {
          * tasks, a partial last one, several K blocks */
         {320, 1280, 32, 1}, {1280, 320, 32, 1}, {160, 960, 32, 4}, {45, 3000, 3, 2},
         {960, 160, 32, 1},
+        /* whole images in a panel (np divides NR: packed and scattered per image), a partial
+         * last panel */
+        {50, 40, 9, 8}, {29, 33, 20, 2}, {43, 70, 11, 4},
     };
     for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
