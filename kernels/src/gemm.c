@@ -390,6 +390,9 @@ static void pack_a_range(void *ctx, int64_t p0, int64_t p1, int tid) {
  * to finish, not a quarter of the product. */
 #define CT_MAX_ROWS 64      /* M up to this */
 #define CT_TILES_PER_TASK 2 /* MR tiles of C^T per task (LeNet fc1: 2 x ~7 us) */
+/* It also serves products with at most MR columns (a classifier: 10 classes): the packed path
+ * computes ceil(M / MR) row tiles on an NR-wide panel of which N columns are real (MobileNetV2's
+ * head, 32 x 10 x 1280: 3 tiles, 31 % of the panel), C^T one MR tile per NR images. */
 
 typedef struct ct_job {
     const et_f32_gemm_config *cfg;
@@ -468,7 +471,8 @@ void et_f32_gemm_plan_of(const et_f32_gemm_config *cfg, int trans_a, int trans_b
     p->nthreads = nthreads;
     const size_t slice = pack_a_bytes(cfg, M, K) + pack_b_bytes(cfg, N, K);
     if (!has_pre && !trans_a && trans_b && cfg->ukernel_sa && M <= CT_MAX_ROWS &&
-        N >= 4 * cfg->mr && direct_b_stride_ok(ldb) && ct_fits(cfg, M, K, slice)) {
+        (N >= 4 * cfg->mr || N <= cfg->mr) && direct_b_stride_ok(ldb) &&
+        ct_fits(cfg, M, K, slice)) {
         const int64_t nt = ceil_div(N, cfg->mr);
         p->ct = 1;
         p->tm = 1;

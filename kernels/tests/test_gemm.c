@@ -260,6 +260,10 @@ static const golden_case g_golden[] = {
     {0, 0, 20, 32, 576, 1.0f, 1.0f, 0xdb846c8d912b0693ULL},
     {0, 0, 50, 20, 300, 1.0f, 0.0f, 0x915d2de4dfcebd8dULL},
     {0, 0, 9, 32, 1000, 0.5f, -1.0f, 0xcc6f047200e9d773ULL},
+    /* at most MR columns times a transposed B: C^T where the ISA has the in-place kernel
+     * (MobileNetV2's classifier at b32, LeNet's fc2 at b64 with beta 1) */
+    {0, 1, 32, 10, 1280, 1.0f, 0.0f, 0xdc6fa89926da79b4ULL},
+    {0, 1, 64, 10, 500, 1.0f, 1.0f, 0x298395a4dbc0b237ULL},
 };
 
 static uint64_t fnv1a64(const void *p, size_t n) {
@@ -548,6 +552,10 @@ static void test_thread_plan(void) {
         et_f32_gemm_plan p;
         et_f32_gemm_plan_of(cfg, 0, 1, 64, 500, 800, 800, 0, 2, &p);
         ET_CHECK(p.ct == (cfg->ukernel_sa != NULL), "%s fc1 forward: ct %d", cfg->name, p.ct);
+        /* and a classifier's (10 columns: at most MR), whose bits test_golden_bits pins */
+        et_f32_gemm_plan_of(cfg, 0, 1, 32, 10, 1280, 1280, 0, 1, &p);
+        ET_CHECK(p.ct == (cfg->ukernel_sa != NULL), "%s classifier forward: ct %d", cfg->name,
+                 p.ct);
     }
 }
 
