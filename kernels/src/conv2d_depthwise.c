@@ -1101,6 +1101,12 @@ typedef struct dws_table {
     uint8_t contig[DWS_MAX_HW / 16][DWS_MAX_TAPS]; /* 1: source = lane + off[][] */
     int32_t off[DWS_MAX_HW / 16][DWS_MAX_TAPS];
     int32_t idx[DWS_MAX_HW / 16][DWS_MAX_TAPS][16];
+    /* lane l's channel in its unit (l / hw; g > 1): the index of the per-channel vectors'
+     * gathers (dws_lane_vec), so a unit's set-up is a few gathers, not 16 divisions and a
+     * store-forwarding stall per vector (it was most of the time on 1x1 and 2x2 planes) */
+    int32_t lch[16];
+    uint8_t tap_used[DWS_MAX_TAPS]; /* 1: some chunk reads tap (a tap that none reads, e.g.
+                                     * all but the centre on 1x1 planes, needs no weights) */
     int64_t work; /* masked tap loads per image, all units (for the threading decision) */
     int upsampled; /* 1: the source is dy spread out (dws_upsample_fill), all taps contiguous */
     int all_contig; /* 1: every tap of every chunk is a masked load (no gather) */
@@ -1156,6 +1162,8 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     t->chunks = hw < 16 ? 1 : (hw + 15) / 16;
     t->ks = ks;
     t->work = 0;
+    for (int64_t l = 0; l < 16; l++) t->lch[l] = (int32_t)(l / hw);
+    memset(t->tap_used, 0, sizeof t->tap_used);
     for (int64_t k = 0; k < t->chunks; k++) {
         const int64_t nl = t->g * hw - k * 16; /* lanes inside the unit's planes */
         t->cm[k] = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1u);
@@ -1193,6 +1201,7 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
             t->contig[k][tap] = (uint8_t)contig;
             t->off[k][tap] = off;
             if (m) t->work++;
+            if (m) t->tap_used[tap] = 1;
         }
     }
     t->work *= (p->c + t->g - 1) / t->g;
@@ -1217,16 +1226,14 @@ ET_TARGET_AVX512 static inline __m512 dws_load(const dws_table *t, int64_t k, in
                                     _mm512_loadu_si512((const void *)t->idx[k][tap]), src, 4);
 }
 
-/* Per-lane values v[c0 + lane's channel] (stride vs between channels, tap offset added). */
+/* Per-lane values v[c0 + lane's channel] (stride vs between channels, tap offset added), 0 in
+ * the lanes past the unit's gc channels (vm, dws_unit_mask). */
 ET_TARGET_AVX512 static inline __m512 dws_lane_vec(const dws_table *t, const float *v, int64_t vs,
-                                                   int64_t gc) {
+                                                   __mmask16 vm) {
     if (t->g == 1) return _mm512_set1_ps(v[0]);
-    float tmp[16];
-    for (int64_t l = 0; l < 16; l++) {
-        int64_t ch = l / t->hw;
-        tmp[l] = ch < gc ? v[ch * vs] : 0.0f;
-    }
-    return _mm512_loadu_ps(tmp);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_loadu_si512((const void *)t->lch),
+                                           _mm512_set1_epi32((int)vs));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), vm, idx, v, 4);
 }
 
 /* u = the spread-out dy planes (t->upsampled) of the gc channels of one image at dy. */
@@ -1356,13 +1363,14 @@ ET_TARGET_AVX512 static void dws_apply_units(const dws_job *j, int64_t u0, int64
         const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
         const int64_t c0 = u * t->g;
         __m512 wv[DWS_MAX_TAPS];
-        for (int64_t tap = 0; tap < ks; tap++) wv[tap] = dws_lane_vec(t, w + c0 * ks + tap, ks, gc);
-        const __m512 bv = b ? dws_lane_vec(t, b + c0, 1, gc) : _mm512_setzero_ps();
+        for (int64_t tap = 0; tap < ks; tap++)
+            wv[tap] = t->tap_used[tap] ? dws_lane_vec(t, w + c0 * ks + tap, ks, vm) : _mm512_setzero_ps();
+        const __m512 bv = b ? dws_lane_vec(t, b + c0, 1, vm) : _mm512_setzero_ps();
         /* a fused BatchNorm with relu / relu6 / no act is applied in registers (tiny planes
          * would otherwise pay one epilogue call per channel and image) */
         const int bn_vec = jp->bn_scale && (act == ET_ACT_NONE || act == ET_ACT_RELU || act == ET_ACT_RELU6);
-        const __m512 av = bn_vec ? dws_lane_vec(t, jp->bn_scale + c0, 1, gc) : _mm512_setzero_ps();
-        const __m512 sv = bn_vec ? dws_lane_vec(t, jp->bn_shift + c0, 1, gc) : _mm512_setzero_ps();
+        const __m512 av = bn_vec ? dws_lane_vec(t, jp->bn_scale + c0, 1, vm) : _mm512_setzero_ps();
+        const __m512 sv = bn_vec ? dws_lane_vec(t, jp->bn_shift + c0, 1, vm) : _mm512_setzero_ps();
         /* DWS_IMGS images at a time: independent FMA chains, table entries read once */
         for (int64_t i0 = n0; i0 < n; i0 += DWS_IMGS) {
             const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;
@@ -1476,16 +1484,14 @@ ET_TARGET_AVX2 static inline __m256 dws2_bn_act(__m256 v, __m256 a, __m256 s, et
     return v;
 }
 
-/* Half h of per-lane values v[c0 + lane's channel] (as dws_lane_vec). */
+/* Half h of per-lane values v[c0 + lane's channel] (as dws_lane_vec; vm the unit's lanes). */
 ET_TARGET_AVX2 static inline __m256 dws2_lane_vec(const dws_table *t, const float *v, int64_t vs,
-                                                  int64_t gc, int h) {
+                                                  __mmask16 vm, int h) {
     if (t->g == 1) return _mm256_set1_ps(v[0]);
-    float tmp[8];
-    for (int64_t l = 0; l < 8; l++) {
-        const int64_t ch = (l + 8 * h) / t->hw;
-        tmp[l] = ch < gc ? v[ch * vs] : 0.0f;
-    }
-    return _mm256_loadu_ps(tmp);
+    const __m256i idx = _mm256_mullo_epi32(
+        _mm256_loadu_si256((const __m256i *)(const void *)(t->lch + 8 * h)), _mm256_set1_epi32((int)vs));
+    const __m256 m = _mm256_castsi256_ps(dws2_mask((unsigned)(vm >> (8 * h)) & 0xFFu));
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), v, idx, m, 4);
 }
 
 ET_TARGET_AVX2 static void dws2_fwd_units(const dws_job *j, int64_t u0, int64_t u1, int64_t n0,
@@ -1501,10 +1507,12 @@ ET_TARGET_AVX2 static void dws2_fwd_units(const dws_job *j, int64_t u0, int64_t 
         const int64_t c0 = u * t->g;
         __m256 wv[2][DWS_MAX_TAPS], bv[2], av[2], sv[2];
         for (int h = 0; h < 2; h++) {
-            for (int64_t tap = 0; tap < ks; tap++) wv[h][tap] = dws2_lane_vec(t, j->w + c0 * ks + tap, ks, gc, h);
-            bv[h] = j->b ? dws2_lane_vec(t, j->b + c0, 1, gc, h) : _mm256_setzero_ps();
-            av[h] = bn_vec ? dws2_lane_vec(t, jp->bn_scale + c0, 1, gc, h) : _mm256_setzero_ps();
-            sv[h] = bn_vec ? dws2_lane_vec(t, jp->bn_shift + c0, 1, gc, h) : _mm256_setzero_ps();
+            for (int64_t tap = 0; tap < ks; tap++)
+                wv[h][tap] = t->tap_used[tap] ? dws2_lane_vec(t, j->w + c0 * ks + tap, ks, vm, h)
+                                              : _mm256_setzero_ps();
+            bv[h] = j->b ? dws2_lane_vec(t, j->b + c0, 1, vm, h) : _mm256_setzero_ps();
+            av[h] = bn_vec ? dws2_lane_vec(t, jp->bn_scale + c0, 1, vm, h) : _mm256_setzero_ps();
+            sv[h] = bn_vec ? dws2_lane_vec(t, jp->bn_shift + c0, 1, vm, h) : _mm256_setzero_ps();
         }
         for (int64_t i0 = n0; i0 < n; i0 += DWS_IMGS) {
             const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;
