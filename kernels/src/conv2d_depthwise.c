@@ -1110,6 +1110,12 @@ typedef struct dws_table {
     int64_t work; /* masked tap loads per image, all units (for the threading decision) */
     int upsampled; /* 1: the source is dy spread out (dws_upsample_fill), all taps contiguous */
     int all_contig; /* 1: every tap of every chunk is a masked load (no gather) */
+    /* 1: one chunk a unit whose taps all read inside the unit's own 16 source floats (stride
+     * 1 planes of at most 16 floats, lanes = source positions): each image's block is loaded
+     * once and every tap's vector is a zero-masked permute of it (pidx), the values the
+     * masked loads would give, instead of a load per tap that mostly splits cache lines */
+    int perm;
+    int32_t pidx[DWS_MAX_TAPS][16];
 } dws_table;
 
 /* Input gradient, stride 2: dy[oy, ox] spread out to u[oy * 2, ox * 2] of an h x w plane (0
@@ -1209,6 +1215,14 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     t->all_contig = 1;
     for (int64_t k = 0; k < t->chunks; k++)
         for (int64_t tap = 0; tap < ks; tap++) t->all_contig &= t->contig[k][tap] != 0;
+    t->perm = t->chunks == 1 && t->src_hw == hw && t->all_contig && !t->upsampled;
+    for (int64_t tap = 0; tap < ks && t->perm; tap++)
+        for (int64_t l = 0; l < 16; l++) {
+            const int64_t src = l + t->off[0][tap]; /* the lane's source in the unit's block */
+            const int valid = (t->m[0][tap] >> l) & 1;
+            if (valid && (src < 0 || src >= 16)) t->perm = 0;
+            t->pidx[tap][l] = valid ? (int32_t)src : 0;
+        }
     return 1;
 }
 
@@ -1320,18 +1334,25 @@ ET_TARGET_AVX512 static inline __m512 dws_bn_act(__m512 v, __m512 a, __m512 s, e
 
 /* The chunks of one unit on ni images (sources s + j * ss, outputs d + j * ds): per lane one FMA
  * chain from bv over the taps in order, then (bn_vec) dws_bn_act. Inlined with constant ni, ks
- * and contig (1: the table has no gather, t->all_contig). */
+ * and contig (1: the table has no gather, t->all_contig; 2: permutes of one block, t->perm). */
 ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
 dws_fwd_chunks(const dws_table *t, __mmask16 vm, const __m512 *wv, __m512 bv, const float *s,
                int64_t ss, float *d, int64_t ds, int bn_vec, __m512 av, __m512 sv, et_act act,
                const int64_t ni, const int64_t ks, const int contig) {
     for (int64_t k = 0; k < t->chunks; k++) {
-        __m512 acc[DWS_IMGS];
+        __m512 acc[DWS_IMGS], blk[DWS_IMGS];
         for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
+        if (contig == 2) /* t->perm: one chunk, the unit's source block */
+            for (int j = 0; j < DWS_IMGS; j++)
+                if (j < ni) blk[j] = _mm512_maskz_loadu_ps(vm & t->cm[0], s + j * ss);
         for (int64_t tap = 0; tap < ks; tap++) {
             const __mmask16 m = t->m[k][tap] & vm;
             if (!m) continue;
-            if (contig) {
+            if (contig == 2) {
+                const __m512i ix = _mm512_loadu_si512((const void *)t->pidx[tap]);
+                for (int j = 0; j < DWS_IMGS; j++)
+                    if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], _mm512_maskz_permutexvar_ps(m, ix, blk[j]), acc[j]);
+            } else if (contig) {
                 const float *q = s + t->off[k][tap];
                 for (int j = 0; j < DWS_IMGS; j++)
                     if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], _mm512_maskz_loadu_ps(m, q + j * ss), acc[j]);
@@ -1384,7 +1405,9 @@ ET_TARGET_AVX512 static void dws_apply_units(const dws_job *j, int64_t u0, int64
                 ss = DWS_MAX_HW;
             }
             /* 3x3 on DWS_IMGS images: the taps unrolled, the weights in registers */
-            if (ni == DWS_IMGS && ks == 9 && t->all_contig)
+            if (ni == DWS_IMGS && ks == 9 && t->perm)
+                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 2);
+            else if (ni == DWS_IMGS && ks == 9 && t->all_contig)
                 dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 1);
             else if (ni == DWS_IMGS && ks == 9)
                 dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 0);
