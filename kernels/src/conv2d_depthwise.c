@@ -1110,12 +1110,14 @@ typedef struct dws_table {
     int64_t work; /* masked tap loads per image, all units (for the threading decision) */
     int upsampled; /* 1: the source is dy spread out (dws_upsample_fill), all taps contiguous */
     int all_contig; /* 1: every tap of every chunk is a masked load (no gather) */
-    /* 1: one chunk a unit whose taps all read inside the unit's own 16 source floats (stride
-     * 1 planes of at most 16 floats, lanes = source positions): each image's block is loaded
-     * once and every tap's vector is a zero-masked permute of it (pidx), the values the
-     * masked loads would give, instead of a load per tap that mostly splits cache lines */
+    /* perm > 0: one chunk a unit whose taps all read inside the unit's first 16 * perm (<= 64)
+     * source floats (planes of at most 16 floats; with stride 2 sources of up to 64): each
+     * image's block is loaded once (perm vectors) and every tap's vector is a zero-masked
+     * permute of it (pidx: the source of each lane), the values the masked loads or gathers
+     * would give, instead of a load per tap that mostly splits cache lines or a gather */
     int perm;
     int32_t pidx[DWS_MAX_TAPS][16];
+    __mmask16 phi[DWS_MAX_TAPS]; /* perm > 2: lanes whose source is in the second 32 floats */
 } dws_table;
 
 /* Input gradient, stride 2: dy[oy, ox] spread out to u[oy * 2, ox * 2] of an h x w plane (0
@@ -1215,14 +1217,22 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     t->all_contig = 1;
     for (int64_t k = 0; k < t->chunks; k++)
         for (int64_t tap = 0; tap < ks; tap++) t->all_contig &= t->contig[k][tap] != 0;
-    t->perm = t->chunks == 1 && t->src_hw == hw && t->all_contig && !t->upsampled;
-    for (int64_t tap = 0; tap < ks && t->perm; tap++)
+    int64_t top = 0; /* one past the highest source any lane reads */
+    int ok = t->chunks == 1 && !t->upsampled;
+    for (int64_t tap = 0; tap < ks && ok; tap++) {
+        t->phi[tap] = 0;
         for (int64_t l = 0; l < 16; l++) {
-            const int64_t src = l + t->off[0][tap]; /* the lane's source in the unit's block */
+            /* the lane's source in the unit's block */
+            const int64_t src = t->contig[0][tap] ? l + t->off[0][tap] : t->idx[0][tap][l];
             const int valid = (t->m[0][tap] >> l) & 1;
-            if (valid && (src < 0 || src >= 16)) t->perm = 0;
-            t->pidx[tap][l] = valid ? (int32_t)src : 0;
+            if (valid && (src < 0 || src >= 64)) ok = 0;
+            if (valid && src >= top) top = src + 1;
+            if (valid && src >= 32) t->phi[tap] |= (__mmask16)(1u << l);
+            t->pidx[tap][l] = valid ? (int32_t)(src & 31) : 0;
         }
+    }
+    t->perm = ok ? (int)((top + 15) / 16) : 0;
+    if (t->perm == 3) t->perm = 4; /* the two-permute form reads vectors 2 and 3 */
     return 1;
 }
 
@@ -1334,24 +1344,42 @@ ET_TARGET_AVX512 static inline __m512 dws_bn_act(__m512 v, __m512 a, __m512 s, e
 
 /* The chunks of one unit on ni images (sources s + j * ss, outputs d + j * ds): per lane one FMA
  * chain from bv over the taps in order, then (bn_vec) dws_bn_act. Inlined with constant ni, ks
- * and contig (1: the table has no gather, t->all_contig; 2: permutes of one block, t->perm). */
+ * and contig (1: the table has no gather, t->all_contig; 2, 3, 5: permutes of the unit's t->perm
+ * = contig - 1 source vectors). */
 ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
-dws_fwd_chunks(const dws_table *t, __mmask16 vm, const __m512 *wv, __m512 bv, const float *s,
-               int64_t ss, float *d, int64_t ds, int bn_vec, __m512 av, __m512 sv, et_act act,
-               const int64_t ni, const int64_t ks, const int contig) {
+dws_fwd_chunks(const dws_table *t, __mmask16 vm, int64_t gc, const __m512 *wv, __m512 bv,
+               const float *s, int64_t ss, float *d, int64_t ds, int bn_vec, __m512 av, __m512 sv,
+               et_act act, const int64_t ni, const int64_t ks, const int contig) {
     for (int64_t k = 0; k < t->chunks; k++) {
-        __m512 acc[DWS_IMGS], blk[DWS_IMGS];
+        __m512 acc[DWS_IMGS], blk[DWS_IMGS][4];
         for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
-        if (contig == 2) /* t->perm: one chunk, the unit's source block */
+        if (contig >= 2) { /* t->perm (= contig - 1) vectors: the unit's source block */
+            const int64_t have = gc * t->src_hw; /* source floats of the unit's channels */
             for (int j = 0; j < DWS_IMGS; j++)
-                if (j < ni) blk[j] = _mm512_maskz_loadu_ps(vm & t->cm[0], s + j * ss);
+                for (int v = 0; v < contig - 1; v++) {
+                    const int64_t left = have - 16 * v;
+                    const __mmask16 lm = left >= 16 ? (__mmask16)0xFFFF
+                                                    : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
+                    if (j < ni) blk[j][v] = _mm512_maskz_loadu_ps(lm, s + j * ss + 16 * v);
+                }
+        }
         for (int64_t tap = 0; tap < ks; tap++) {
             const __mmask16 m = t->m[k][tap] & vm;
             if (!m) continue;
-            if (contig == 2) {
+            if (contig >= 2) {
                 const __m512i ix = _mm512_loadu_si512((const void *)t->pidx[tap]);
-                for (int j = 0; j < DWS_IMGS; j++)
-                    if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], _mm512_maskz_permutexvar_ps(m, ix, blk[j]), acc[j]);
+                for (int j = 0; j < DWS_IMGS; j++) {
+                    if (j >= ni) continue;
+                    __m512 x;
+                    if (contig == 2) x = _mm512_maskz_permutexvar_ps(m, ix, blk[j][0]);
+                    else if (contig == 3) x = _mm512_maskz_permutex2var_ps(m, blk[j][0], ix, blk[j][1]);
+                    else
+                        x = _mm512_maskz_mov_ps(
+                            m, _mm512_mask_blend_ps(t->phi[tap],
+                                                    _mm512_permutex2var_ps(blk[j][0], ix, blk[j][1]),
+                                                    _mm512_permutex2var_ps(blk[j][2], ix, blk[j][3])));
+                    acc[j] = _mm512_fmadd_ps(wv[tap], x, acc[j]);
+                }
             } else if (contig) {
                 const float *q = s + t->off[k][tap];
                 for (int j = 0; j < DWS_IMGS; j++)
@@ -1405,14 +1433,18 @@ ET_TARGET_AVX512 static void dws_apply_units(const dws_job *j, int64_t u0, int64
                 ss = DWS_MAX_HW;
             }
             /* 3x3 on DWS_IMGS images: the taps unrolled, the weights in registers */
-            if (ni == DWS_IMGS && ks == 9 && t->perm)
-                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 2);
+            if (ni == DWS_IMGS && ks == 9 && t->perm == 1)
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 2);
+            else if (ni == DWS_IMGS && ks == 9 && t->perm == 2)
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 3);
+            else if (ni == DWS_IMGS && ks == 9 && t->perm == 4)
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 5);
             else if (ni == DWS_IMGS && ks == 9 && t->all_contig)
-                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 1);
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 1);
             else if (ni == DWS_IMGS && ks == 9)
-                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 0);
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 0);
             else
-                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, ni, ks, 0);
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, ni, ks, 0);
             if (act != ET_ACT_NONE && !jp->bn_scale)
                 for (int64_t i = 0; i < ni; i++) et_conv_bias_act_(d + i * ds, gc * hw, 0.0f, act, alpha);
             if (jp->bn_scale && !bn_vec) /* the fused BatchNorm: the epilogue per channel */
