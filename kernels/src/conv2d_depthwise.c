@@ -1355,13 +1355,14 @@ dws_fwd_chunks(const dws_table *t, __mmask16 vm, int64_t gc, const __m512 *wv, _
         for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
         if (contig >= 2) { /* t->perm (= contig - 1) vectors: the unit's source block */
             const int64_t have = gc * t->src_hw; /* source floats of the unit's channels */
+            __mmask16 lm[4];
+            for (int v = 0; v < contig - 1; v++) {
+                const int64_t left = have - 16 * v;
+                lm[v] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
+            }
             for (int j = 0; j < DWS_IMGS; j++)
-                for (int v = 0; v < contig - 1; v++) {
-                    const int64_t left = have - 16 * v;
-                    const __mmask16 lm = left >= 16 ? (__mmask16)0xFFFF
-                                                    : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
-                    if (j < ni) blk[j][v] = _mm512_maskz_loadu_ps(lm, s + j * ss + 16 * v);
-                }
+                for (int v = 0; v < contig - 1; v++)
+                    if (j < ni) blk[j][v] = _mm512_maskz_loadu_ps(lm[v], s + j * ss + 16 * v);
         }
         for (int64_t tap = 0; tap < ks; tap++) {
             const __mmask16 m = t->m[k][tap] & vm;
