@@ -1101,9 +1101,23 @@ typedef struct dws_table {
     uint8_t contig[DWS_MAX_HW / 16][DWS_MAX_TAPS]; /* 1: source = lane + off[][] */
     int32_t off[DWS_MAX_HW / 16][DWS_MAX_TAPS];
     int32_t idx[DWS_MAX_HW / 16][DWS_MAX_TAPS][16];
+    /* lane l's channel in its unit (l / hw; g > 1): the index of the per-channel vectors'
+     * gathers (dws_lane_vec), so a unit's set-up is a few gathers, not 16 divisions and a
+     * store-forwarding stall per vector (it was most of the time on 1x1 and 2x2 planes) */
+    int32_t lch[16];
+    uint8_t tap_used[DWS_MAX_TAPS]; /* 1: some chunk reads tap (a tap that none reads, e.g.
+                                     * all but the centre on 1x1 planes, needs no weights) */
     int64_t work; /* masked tap loads per image, all units (for the threading decision) */
     int upsampled; /* 1: the source is dy spread out (dws_upsample_fill), all taps contiguous */
     int all_contig; /* 1: every tap of every chunk is a masked load (no gather) */
+    /* perm > 0: one chunk a unit whose taps all read inside the unit's first 16 * perm (<= 64)
+     * source floats (planes of at most 16 floats; with stride 2 sources of up to 64): each
+     * image's block is loaded once (perm vectors) and every tap's vector is a zero-masked
+     * permute of it (pidx: the source of each lane), the values the masked loads or gathers
+     * would give, instead of a load per tap that mostly splits cache lines or a gather */
+    int perm;
+    int32_t pidx[DWS_MAX_TAPS][16];
+    __mmask16 phi[DWS_MAX_TAPS]; /* perm > 2: lanes whose source is in the second 32 floats */
 } dws_table;
 
 /* Input gradient, stride 2: dy[oy, ox] spread out to u[oy * 2, ox * 2] of an h x w plane (0
@@ -1156,6 +1170,8 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     t->chunks = hw < 16 ? 1 : (hw + 15) / 16;
     t->ks = ks;
     t->work = 0;
+    for (int64_t l = 0; l < 16; l++) t->lch[l] = (int32_t)(l / hw);
+    memset(t->tap_used, 0, sizeof t->tap_used);
     for (int64_t k = 0; k < t->chunks; k++) {
         const int64_t nl = t->g * hw - k * 16; /* lanes inside the unit's planes */
         t->cm[k] = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1u);
@@ -1193,6 +1209,7 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
             t->contig[k][tap] = (uint8_t)contig;
             t->off[k][tap] = off;
             if (m) t->work++;
+            if (m) t->tap_used[tap] = 1;
         }
     }
     t->work *= (p->c + t->g - 1) / t->g;
@@ -1200,6 +1217,22 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     t->all_contig = 1;
     for (int64_t k = 0; k < t->chunks; k++)
         for (int64_t tap = 0; tap < ks; tap++) t->all_contig &= t->contig[k][tap] != 0;
+    int64_t top = 0; /* one past the highest source any lane reads */
+    int ok = t->chunks == 1 && !t->upsampled;
+    for (int64_t tap = 0; tap < ks && ok; tap++) {
+        t->phi[tap] = 0;
+        for (int64_t l = 0; l < 16; l++) {
+            /* the lane's source in the unit's block */
+            const int64_t src = t->contig[0][tap] ? l + t->off[0][tap] : t->idx[0][tap][l];
+            const int valid = (t->m[0][tap] >> l) & 1;
+            if (valid && (src < 0 || src >= 64)) ok = 0;
+            if (valid && src >= top) top = src + 1;
+            if (valid && src >= 32) t->phi[tap] |= (__mmask16)(1u << l);
+            t->pidx[tap][l] = valid ? (int32_t)(src & 31) : 0;
+        }
+    }
+    t->perm = ok ? (int)((top + 15) / 16) : 0;
+    if (t->perm == 3) t->perm = 4; /* the two-permute form reads vectors 2 and 3 */
     return 1;
 }
 
@@ -1217,16 +1250,14 @@ ET_TARGET_AVX512 static inline __m512 dws_load(const dws_table *t, int64_t k, in
                                     _mm512_loadu_si512((const void *)t->idx[k][tap]), src, 4);
 }
 
-/* Per-lane values v[c0 + lane's channel] (stride vs between channels, tap offset added). */
+/* Per-lane values v[c0 + lane's channel] (stride vs between channels, tap offset added), 0 in
+ * the lanes past the unit's gc channels (vm, dws_unit_mask). */
 ET_TARGET_AVX512 static inline __m512 dws_lane_vec(const dws_table *t, const float *v, int64_t vs,
-                                                   int64_t gc) {
+                                                   __mmask16 vm) {
     if (t->g == 1) return _mm512_set1_ps(v[0]);
-    float tmp[16];
-    for (int64_t l = 0; l < 16; l++) {
-        int64_t ch = l / t->hw;
-        tmp[l] = ch < gc ? v[ch * vs] : 0.0f;
-    }
-    return _mm512_loadu_ps(tmp);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_loadu_si512((const void *)t->lch),
+                                           _mm512_set1_epi32((int)vs));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), vm, idx, v, 4);
 }
 
 /* u = the spread-out dy planes (t->upsampled) of the gc channels of one image at dy. */
@@ -1313,18 +1344,44 @@ ET_TARGET_AVX512 static inline __m512 dws_bn_act(__m512 v, __m512 a, __m512 s, e
 
 /* The chunks of one unit on ni images (sources s + j * ss, outputs d + j * ds): per lane one FMA
  * chain from bv over the taps in order, then (bn_vec) dws_bn_act. Inlined with constant ni, ks
- * and contig (1: the table has no gather, t->all_contig). */
+ * and contig (1: the table has no gather, t->all_contig; 2, 3, 5: permutes of the unit's t->perm
+ * = contig - 1 source vectors). */
 ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
-dws_fwd_chunks(const dws_table *t, __mmask16 vm, const __m512 *wv, __m512 bv, const float *s,
-               int64_t ss, float *d, int64_t ds, int bn_vec, __m512 av, __m512 sv, et_act act,
-               const int64_t ni, const int64_t ks, const int contig) {
+dws_fwd_chunks(const dws_table *t, __mmask16 vm, int64_t gc, const __m512 *wv, __m512 bv,
+               const float *s, int64_t ss, float *d, int64_t ds, int bn_vec, __m512 av, __m512 sv,
+               et_act act, const int64_t ni, const int64_t ks, const int contig) {
     for (int64_t k = 0; k < t->chunks; k++) {
-        __m512 acc[DWS_IMGS];
+        __m512 acc[DWS_IMGS], blk[DWS_IMGS][4];
         for (int j = 0; j < DWS_IMGS; j++) acc[j] = bv;
+        if (contig >= 2) { /* t->perm (= contig - 1) vectors: the unit's source block */
+            const int64_t have = gc * t->src_hw; /* source floats of the unit's channels */
+            __mmask16 lm[4];
+            for (int v = 0; v < contig - 1; v++) {
+                const int64_t left = have - 16 * v;
+                lm[v] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
+            }
+            for (int j = 0; j < DWS_IMGS; j++)
+                for (int v = 0; v < contig - 1; v++)
+                    if (j < ni) blk[j][v] = _mm512_maskz_loadu_ps(lm[v], s + j * ss + 16 * v);
+        }
         for (int64_t tap = 0; tap < ks; tap++) {
             const __mmask16 m = t->m[k][tap] & vm;
             if (!m) continue;
-            if (contig) {
+            if (contig >= 2) {
+                const __m512i ix = _mm512_loadu_si512((const void *)t->pidx[tap]);
+                for (int j = 0; j < DWS_IMGS; j++) {
+                    if (j >= ni) continue;
+                    __m512 x;
+                    if (contig == 2) x = _mm512_maskz_permutexvar_ps(m, ix, blk[j][0]);
+                    else if (contig == 3) x = _mm512_maskz_permutex2var_ps(m, blk[j][0], ix, blk[j][1]);
+                    else
+                        x = _mm512_maskz_mov_ps(
+                            m, _mm512_mask_blend_ps(t->phi[tap],
+                                                    _mm512_permutex2var_ps(blk[j][0], ix, blk[j][1]),
+                                                    _mm512_permutex2var_ps(blk[j][2], ix, blk[j][3])));
+                    acc[j] = _mm512_fmadd_ps(wv[tap], x, acc[j]);
+                }
+            } else if (contig) {
                 const float *q = s + t->off[k][tap];
                 for (int j = 0; j < DWS_IMGS; j++)
                     if (j < ni) acc[j] = _mm512_fmadd_ps(wv[tap], _mm512_maskz_loadu_ps(m, q + j * ss), acc[j]);
@@ -1356,13 +1413,14 @@ ET_TARGET_AVX512 static void dws_apply_units(const dws_job *j, int64_t u0, int64
         const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
         const int64_t c0 = u * t->g;
         __m512 wv[DWS_MAX_TAPS];
-        for (int64_t tap = 0; tap < ks; tap++) wv[tap] = dws_lane_vec(t, w + c0 * ks + tap, ks, gc);
-        const __m512 bv = b ? dws_lane_vec(t, b + c0, 1, gc) : _mm512_setzero_ps();
+        for (int64_t tap = 0; tap < ks; tap++)
+            wv[tap] = t->tap_used[tap] ? dws_lane_vec(t, w + c0 * ks + tap, ks, vm) : _mm512_setzero_ps();
+        const __m512 bv = b ? dws_lane_vec(t, b + c0, 1, vm) : _mm512_setzero_ps();
         /* a fused BatchNorm with relu / relu6 / no act is applied in registers (tiny planes
          * would otherwise pay one epilogue call per channel and image) */
         const int bn_vec = jp->bn_scale && (act == ET_ACT_NONE || act == ET_ACT_RELU || act == ET_ACT_RELU6);
-        const __m512 av = bn_vec ? dws_lane_vec(t, jp->bn_scale + c0, 1, gc) : _mm512_setzero_ps();
-        const __m512 sv = bn_vec ? dws_lane_vec(t, jp->bn_shift + c0, 1, gc) : _mm512_setzero_ps();
+        const __m512 av = bn_vec ? dws_lane_vec(t, jp->bn_scale + c0, 1, vm) : _mm512_setzero_ps();
+        const __m512 sv = bn_vec ? dws_lane_vec(t, jp->bn_shift + c0, 1, vm) : _mm512_setzero_ps();
         /* DWS_IMGS images at a time: independent FMA chains, table entries read once */
         for (int64_t i0 = n0; i0 < n; i0 += DWS_IMGS) {
             const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;
@@ -1376,12 +1434,18 @@ ET_TARGET_AVX512 static void dws_apply_units(const dws_job *j, int64_t u0, int64
                 ss = DWS_MAX_HW;
             }
             /* 3x3 on DWS_IMGS images: the taps unrolled, the weights in registers */
-            if (ni == DWS_IMGS && ks == 9 && t->all_contig)
-                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 1);
+            if (ni == DWS_IMGS && ks == 9 && t->perm == 1)
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 2);
+            else if (ni == DWS_IMGS && ks == 9 && t->perm == 2)
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 3);
+            else if (ni == DWS_IMGS && ks == 9 && t->perm == 4)
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 5);
+            else if (ni == DWS_IMGS && ks == 9 && t->all_contig)
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 1);
             else if (ni == DWS_IMGS && ks == 9)
-                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 0);
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, DWS_IMGS, 9, 0);
             else
-                dws_fwd_chunks(t, vm, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, ni, ks, 0);
+                dws_fwd_chunks(t, vm, gc, wv, bv, s, ss, d, ds, bn_vec, av, sv, act, ni, ks, 0);
             if (act != ET_ACT_NONE && !jp->bn_scale)
                 for (int64_t i = 0; i < ni; i++) et_conv_bias_act_(d + i * ds, gc * hw, 0.0f, act, alpha);
             if (jp->bn_scale && !bn_vec) /* the fused BatchNorm: the epilogue per channel */
@@ -1476,16 +1540,14 @@ ET_TARGET_AVX2 static inline __m256 dws2_bn_act(__m256 v, __m256 a, __m256 s, et
     return v;
 }
 
-/* Half h of per-lane values v[c0 + lane's channel] (as dws_lane_vec). */
+/* Half h of per-lane values v[c0 + lane's channel] (as dws_lane_vec; vm the unit's lanes). */
 ET_TARGET_AVX2 static inline __m256 dws2_lane_vec(const dws_table *t, const float *v, int64_t vs,
-                                                  int64_t gc, int h) {
+                                                  __mmask16 vm, int h) {
     if (t->g == 1) return _mm256_set1_ps(v[0]);
-    float tmp[8];
-    for (int64_t l = 0; l < 8; l++) {
-        const int64_t ch = (l + 8 * h) / t->hw;
-        tmp[l] = ch < gc ? v[ch * vs] : 0.0f;
-    }
-    return _mm256_loadu_ps(tmp);
+    const __m256i idx = _mm256_mullo_epi32(
+        _mm256_loadu_si256((const __m256i *)(const void *)(t->lch + 8 * h)), _mm256_set1_epi32((int)vs));
+    const __m256 m = _mm256_castsi256_ps(dws2_mask((unsigned)(vm >> (8 * h)) & 0xFFu));
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), v, idx, m, 4);
 }
 
 ET_TARGET_AVX2 static void dws2_fwd_units(const dws_job *j, int64_t u0, int64_t u1, int64_t n0,
@@ -1501,10 +1563,12 @@ ET_TARGET_AVX2 static void dws2_fwd_units(const dws_job *j, int64_t u0, int64_t 
         const int64_t c0 = u * t->g;
         __m256 wv[2][DWS_MAX_TAPS], bv[2], av[2], sv[2];
         for (int h = 0; h < 2; h++) {
-            for (int64_t tap = 0; tap < ks; tap++) wv[h][tap] = dws2_lane_vec(t, j->w + c0 * ks + tap, ks, gc, h);
-            bv[h] = j->b ? dws2_lane_vec(t, j->b + c0, 1, gc, h) : _mm256_setzero_ps();
-            av[h] = bn_vec ? dws2_lane_vec(t, jp->bn_scale + c0, 1, gc, h) : _mm256_setzero_ps();
-            sv[h] = bn_vec ? dws2_lane_vec(t, jp->bn_shift + c0, 1, gc, h) : _mm256_setzero_ps();
+            for (int64_t tap = 0; tap < ks; tap++)
+                wv[h][tap] = t->tap_used[tap] ? dws2_lane_vec(t, j->w + c0 * ks + tap, ks, vm, h)
+                                              : _mm256_setzero_ps();
+            bv[h] = j->b ? dws2_lane_vec(t, j->b + c0, 1, vm, h) : _mm256_setzero_ps();
+            av[h] = bn_vec ? dws2_lane_vec(t, jp->bn_scale + c0, 1, vm, h) : _mm256_setzero_ps();
+            sv[h] = bn_vec ? dws2_lane_vec(t, jp->bn_shift + c0, 1, vm, h) : _mm256_setzero_ps();
         }
         for (int64_t i0 = n0; i0 < n; i0 += DWS_IMGS) {
             const int64_t ni = n - i0 < DWS_IMGS ? n - i0 : DWS_IMGS;

@@ -88,6 +88,17 @@ static const dwb_case dwb_cases[] = {
     {2, 41, 45, 1, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1},    /* pad 2, 43x47: 5 bands + 2 + 1 */
     {2, 45, 35, 1, 3, 3, 1, 1, 0, 1, 2, 0, 1, 1},    /* pads (0, 1) / (2, 0), 45x34 */
     {2, 36, 36, 1, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1},    /* pad 0, 34x34 */
+    /* the flat table's permuted taps (stride 1, planes of at most 16 floats, dws_table.perm)
+     * and its per-lane channel gathers (dws_lane_vec), units of 1, 2 and 16 channels with a
+     * short last one */
+    {9, 4, 4, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},      /* 4x4: one channel a vector */
+    {11, 2, 4, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},     /* 2x4: two channels a vector */
+    {37, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},     /* 1x1, 37 channels: units of 16 + 5 */
+    {5, 3, 5, 1, 2, 2, 1, 1, 0, 0, 1, 1, 1, 1},      /* 2x2 kernel, asymmetric pads, hw 15 */
+    {7, 4, 4, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},      /* 4x4 -> 2x2: 64 source floats a unit */
+    {19, 2, 2, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},     /* 2x2 -> 1x1, units of 16 + 3 */
+    {6, 3, 4, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},      /* 3x4 -> 2x2: 36 source floats */
+    {9, 5, 5, 1, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1},      /* 5x5 -> 2x2, pad 0: 25 a unit */
 };
 
 static const et_act dwb_acts[] = {ET_ACT_NONE, ET_ACT_RELU, ET_ACT_RELU6, ET_ACT_HARDSWISH};
