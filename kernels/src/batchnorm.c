@@ -208,8 +208,8 @@ void et_f32_bn_plane_bwd_m__ref(int64_t hw, const float *x, const float *dy, con
  * Planes of hw >= BN_GROUP_HW elements: `groups` image groups (BN_GROUPS, fewer only with
  * fewer images), a function of the shape only. A pass is two parallel regions over the same
  * chunks (group g, part h of the channels): (1) each chunk sums its images of each of its
- * channels into the (g, channel) slot, (2) after the caller has combined the slots of each
- * channel in group order, each chunk writes y or dx. The channel parts and slabs do not
+ * channels into the (g, channel) slot, and the last chunk of a part to finish combines the
+ * part's slots in group order, (2) each chunk writes y or dx. The channel parts and slabs do not
  * change a channel's sums, so they may depend on the thread count: one thread runs one block
  * of channels at a time (its data stays in cache from its sums to y), several threads a slab
  * of channels whose data fits in their caches (BN_CACHE each), cut into parts for balance.
@@ -264,6 +264,7 @@ typedef struct bn_job {
     bn_slot *part; /* slot (g, ch): part[g * (s1 - s0) + ch - s0] */
     void (*combine)(const struct bn_job *k, int64_t c0, int64_t c1);
     et_pool_body stats, apply;
+    int done[BN_CHUNKS]; /* per part: its chunks whose sums are in (several groups) */
 } bn_job;
 
 /* The grid of a pass over `tensors` arrays of the shape's size (x, y; x, dy, t, dx): groups
@@ -325,7 +326,19 @@ static void bn_whole(void *ctx, int64_t chunk, int tid) {
     k->apply(ctx, chunk, tid);
 }
 
-/* Runs a pass: slab by slab, stats over the grid's chunks, the combine, then apply. */
+/* Several groups: a chunk sums its part of the channels; the last of the part's chunks to
+ * finish (on any thread) combines them, so no thread waits for a serial combine between the
+ * two regions. The combine reads the groups' slots in group order, whoever runs it. */
+static void bn_stats_part(void *ctx, int64_t chunk, int tid) {
+    bn_job *k = (bn_job *)ctx;
+    int64_t i0, i1, c0, c1;
+    bn_rect(k, chunk, &i0, &i1, &c0, &c1);
+    k->stats(ctx, chunk, tid);
+    if (__atomic_add_fetch(&k->done[chunk % k->parts], 1, __ATOMIC_ACQ_REL) == k->groups)
+        k->combine(k, c0, c1);
+}
+
+/* Runs a pass: slab by slab, the sums over the grid's chunks and the combine, then apply. */
 static void run_bn(bn_job *k, int64_t c, const bn_grid *gr, bn_slot *part) {
     k->row = (const et_f32_bn_variant *)ET_VARIANT_PICK(et_f32_bn_variants);
     k->groups = gr->groups;
@@ -339,8 +352,8 @@ static void run_bn(bn_job *k, int64_t c, const bn_grid *gr, bn_slot *part) {
             et_parallel_for(chunks, gr->nth, bn_whole, k);
             continue;
         }
-        et_parallel_for(chunks, gr->nth, k->stats, k);
-        k->combine(k, k->s0, k->s1);
+        for (int64_t h = 0; h < k->parts; h++) k->done[h] = 0;
+        et_parallel_for(chunks, gr->nth, bn_stats_part, k);
         et_parallel_for(chunks, gr->nth, k->apply, k);
     }
 }
