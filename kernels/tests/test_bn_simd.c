@@ -9,6 +9,10 @@
  *            size 1, many channels) and the per-channel path (large planes), 1 and 3 threads:
  *            every output bitwise. The FNV hash of the outputs on finite inputs is printed: the
  *            x86 and arm64 (qemu) runs print the same hash.
+ *   split rule: the training forward / backward outputs of every row at 1, 2 and 3 threads
+ *            against batchnorm.c's statistics rule (image groups, their sums' order, the
+ *            groups' combine) written out as plain loops, with a channel whose sums depend on
+ *            the order: bitwise.
  */
 #include <math.h>
 #include <stdio.h>
