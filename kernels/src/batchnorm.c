@@ -436,37 +436,46 @@ static void bn_fwd_stats(void *ctx, int64_t chunk, int tid) {
 
 /* The slab's statistics, outputs and factors (alpha, shift) from the groups' partials. */
 static void bn_fwd_combine(const bn_job *k, int64_t c0, int64_t c1) {
-    const int64_t w = k->s1 - k->s0, count = k->n * k->hw;
+    const int64_t w = k->s1 - k->s0, groups = k->groups;
+    const double count = (double)(k->n * k->hw), eps = (double)k->eps, mom = k->mom;
+    const double unbias = k->unbias;
+    const float *gamma = k->gamma, *beta = k->beta;
+    float *save_mean = k->save_mean, *save_invstd = k->save_invstd;
+    float *running_mean = k->running_mean, *running_var = k->running_var;
     double inv[BN_GROUPS], cnt[BN_GROUPS];
-    for (int64_t g = 0; g < k->groups; g++) {
-        inv[g] = bn_group_inv(k, g);
+    for (int64_t g = 0; g < groups; g++) {
         int64_t i0, i1;
-        et_thread_range(k->n, (int)g, (int)k->groups, &i0, &i1);
+        et_thread_range(k->n, (int)g, (int)groups, &i0, &i1);
+        inv[g] = bn_group_inv(k, g);
         cnt[g] = (double)((i1 - i0) * k->hw);
     }
+    bn_slot *p = k->part - k->s0; /* p[g * w + ch]: slot (g, ch) */
     for (int64_t ch = c0; ch < c1; ch++) {
-        bn_slot *p = k->part + (ch - k->s0);
-        double s = 0.0, m2 = 0.0;
-        for (int64_t g = 0; g < k->groups; g++) s += p[g * w].d[0];
-        const double mean = s / (double)count;
-        for (int64_t g = 0; g < k->groups; g++) {
-            const double d = p[g * w].d[0] * inv[g] - mean;
-            m2 += p[g * w].d[1] + cnt[g] * d * d;
+        double s = 0.0, m2 = 0.0, mean;
+        if (groups == 1) { /* the loops' values (a sum from +0 is never -0) */
+            s = p[ch].d[0];
+            mean = s / count;
+            const double d = s * inv[0] - mean;
+            m2 = p[ch].d[1] + cnt[0] * d * d;
+        } else {
+            for (int64_t g = 0; g < groups; g++) s += p[g * w + ch].d[0];
+            mean = s / count;
+            for (int64_t g = 0; g < groups; g++) {
+                const double d = p[g * w + ch].d[0] * inv[g] - mean;
+                m2 += p[g * w + ch].d[1] + cnt[g] * d * d;
+            }
         }
-        const double var = m2 / (double)count;
-        const double invstd = 1.0 / sqrt(var + (double)k->eps);
-        const double gm = k->gamma ? (double)k->gamma[ch] : 1.0;
-        const double b = k->beta ? (double)k->beta[ch] : 0.0;
+        const double var = m2 / count;
+        const double invstd = 1.0 / sqrt(var + eps);
+        const double gm = gamma ? (double)gamma[ch] : 1.0, b = beta ? (double)beta[ch] : 0.0;
         const double alpha = invstd * gm;
-        p->f[0] = (float)alpha;
-        p->f[1] = (float)(b - mean * alpha);
-        if (k->save_mean) k->save_mean[ch] = (float)mean;
-        if (k->save_invstd) k->save_invstd[ch] = (float)invstd;
-        if (k->running_mean) {
-            const double mom = k->mom;
-            k->running_mean[ch] = (float)((1.0 - mom) * (double)k->running_mean[ch] + mom * mean);
-            k->running_var[ch] =
-                (float)((1.0 - mom) * (double)k->running_var[ch] + mom * var * k->unbias);
+        p[ch].f[0] = (float)alpha;
+        p[ch].f[1] = (float)(b - mean * alpha);
+        if (save_mean) save_mean[ch] = (float)mean;
+        if (save_invstd) save_invstd[ch] = (float)invstd;
+        if (running_mean) {
+            running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] + mom * mean);
+            running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * var * unbias);
         }
     }
 }
