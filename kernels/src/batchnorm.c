@@ -222,7 +222,7 @@ void et_f32_bn_plane_bwd_m__ref(int64_t hw, const float *x, const float *dy, con
  * contiguous in every image): per-element double accumulators over the images in order, then
  * each channel's hw accumulators (bn_block_sums); larger planes: plane_sum / plane_dev /
  * plane_bwd of each plane, added in image order.
- * Forward: group g's sum S_g, its mean m_g = S_g * (1 / n_g) (n_g = its images * hw) and
+ * Forward: group g's sum S_g, its mean m_g = S_g / n_g (n_g = its images * hw) and
  * M2_g = sum (x - m_g)^2, a second pass over data still in the core's cache; combined as
  * mean = (sum_g S_g) / count, var = sum_g (M2_g + n_g (m_g - mean)^2) / count (terms >= 0:
  * two-pass quality with one pass over memory). Backward: sums of dy and dy * (x - mean)
@@ -264,6 +264,7 @@ typedef struct bn_job {
     bn_slot *part; /* slot (g, ch): part[g * (s1 - s0) + ch - s0] */
     void (*combine)(const struct bn_job *k, int64_t c0, int64_t c1);
     et_pool_body stats, apply;
+    void (*apply_rect)(const struct bn_job *k, int64_t i0, int64_t i1, int64_t c0, int64_t c1);
     int done[BN_CHUNKS]; /* per part: its chunks whose sums are in (several groups) */
 } bn_job;
 
@@ -352,6 +353,12 @@ static void run_bn(bn_job *k, int64_t c, const bn_grid *gr, bn_slot *part) {
             et_parallel_for(chunks, gr->nth, bn_whole, k);
             continue;
         }
+        if (gr->nth == 1) { /* one thread, one part: each group's sums, then y / dx at once */
+            for (int64_t g = 0; g < k->groups; g++) k->stats(k, g, 0);
+            k->combine(k, k->s0, k->s1);
+            k->apply_rect(k, 0, k->n, k->s0, k->s1);
+            continue;
+        }
         for (int64_t h = 0; h < k->parts; h++) k->done[h] = 0;
         et_parallel_for(chunks, gr->nth, bn_stats_part, k);
         et_parallel_for(chunks, gr->nth, k->apply, k);
@@ -384,12 +391,13 @@ static inline void bn_block_sums(int64_t nb, int64_t hw, const double *acc, doub
     }
 }
 
-/* 1 / the element count of group g (images et_thread_range(n, g, groups) times hw): the chunk
- * centres its squared deviations on S_g * this, the combine uses the same value. */
-static double bn_group_inv(const bn_job *k, int64_t g) {
+/* The element count n_g of group g (images et_thread_range(n, g, groups) times hw): the chunk
+ * centres its squared deviations on S_g / n_g, the combine uses the same value (one group:
+ * S / count, the mean, so M2 is the two-pass sum of squared deviations). */
+static double bn_group_count(const bn_job *k, int64_t g) {
     int64_t i0, i1;
     et_thread_range(k->n, (int)g, (int)k->groups, &i0, &i1);
-    return 1.0 / (double)((i1 - i0) * k->hw);
+    return (double)((i1 - i0) * k->hw);
 }
 
 /* ---- training forward ---------------------------------------------------------------------- */
@@ -398,7 +406,7 @@ static void bn_fwd_stats(void *ctx, int64_t chunk, int tid) {
     int64_t i0, i1, c0, c1;
     const int64_t g = bn_rect(k, chunk, &i0, &i1, &c0, &c1);
     const int64_t m = i1 - i0, hw = k->hw, is = k->c * hw;
-    const double inv = bn_group_inv(k, g);
+    const double ng = bn_group_count(k, g);
     const float *x = k->x + i0 * is;
     bn_slot *p = k->part + g * (k->s1 - k->s0) - k->s0;
     (void)tid;
@@ -406,7 +414,7 @@ static void bn_fwd_stats(void *ctx, int64_t chunk, int tid) {
         for (int64_t ch = c0; ch < c1; ch++) {
             double s = 0.0, q = 0.0;
             for (int64_t i = 0; i < m; i++) s += k->row->plane_sum(hw, x + i * is + ch * hw);
-            const double mg = s * inv;
+            const double mg = s / ng;
             for (int64_t i = 0; i < m; i++)
                 q += k->row->plane_dev(hw, x + i * is + ch * hw, NULL, mg);
             p[ch].d[0] = s;
@@ -423,7 +431,7 @@ static void bn_fwd_stats(void *ctx, int64_t chunk, int tid) {
         k->row->acc_sum(m, is, len, xb, acc);
         bn_block_sums(nb, hw, acc, sums);
         for (int64_t q = 0; q < nb; q++) {
-            const double mg = sums[q] * inv;
+            const double mg = sums[q] / ng;
             p[b0 + q].d[0] = sums[q];
             for (int64_t j = q * hw; j < (q + 1) * hw; j++) mj[j] = mg;
         }
@@ -442,26 +450,20 @@ static void bn_fwd_combine(const bn_job *k, int64_t c0, int64_t c1) {
     const float *gamma = k->gamma, *beta = k->beta;
     float *save_mean = k->save_mean, *save_invstd = k->save_invstd;
     float *running_mean = k->running_mean, *running_var = k->running_var;
-    double inv[BN_GROUPS], cnt[BN_GROUPS];
-    for (int64_t g = 0; g < groups; g++) {
-        int64_t i0, i1;
-        et_thread_range(k->n, (int)g, (int)groups, &i0, &i1);
-        inv[g] = bn_group_inv(k, g);
-        cnt[g] = (double)((i1 - i0) * k->hw);
-    }
+    double cnt[BN_GROUPS];
+    for (int64_t g = 0; g < groups; g++) cnt[g] = bn_group_count(k, g);
     bn_slot *p = k->part - k->s0; /* p[g * w + ch]: slot (g, ch) */
     for (int64_t ch = c0; ch < c1; ch++) {
         double s = 0.0, m2 = 0.0, mean;
-        if (groups == 1) { /* the loops' values (a sum from +0 is never -0) */
+        if (groups == 1) { /* the loops' values: S / n_0 - mean = 0, and M2 >= +0 */
             s = p[ch].d[0];
             mean = s / count;
-            const double d = s * inv[0] - mean;
-            m2 = p[ch].d[1] + cnt[0] * d * d;
+            m2 = p[ch].d[1];
         } else {
             for (int64_t g = 0; g < groups; g++) s += p[g * w + ch].d[0];
             mean = s / count;
             for (int64_t g = 0; g < groups; g++) {
-                const double d = p[g * w + ch].d[0] * inv[g] - mean;
+                const double d = p[g * w + ch].d[0] / cnt[g] - mean;
                 m2 += p[g * w + ch].d[1] + cnt[g] * d * d;
             }
         }
@@ -480,13 +482,10 @@ static void bn_fwd_combine(const bn_job *k, int64_t c0, int64_t c1) {
     }
 }
 
-static void bn_fwd_apply(void *ctx, int64_t chunk, int tid) {
-    const bn_job *k = (const bn_job *)ctx;
-    int64_t i0, i1, c0, c1;
-    bn_rect(k, chunk, &i0, &i1, &c0, &c1);
+/* images [i0, i1) x channels [c0, c1) of the slab */
+static void bn_fwd_apply_rect(const bn_job *k, int64_t i0, int64_t i1, int64_t c0, int64_t c1) {
     const int64_t hw = k->hw, is = k->c * hw;
     const bn_slot *p = k->part - k->s0; /* p[ch]: the factors */
-    (void)tid;
     if (hw > BN_BLOCK) {
         for (int64_t i = i0; i < i1; i++)
             for (int64_t ch = c0; ch < c1; ch++) {
@@ -515,6 +514,14 @@ static void bn_fwd_apply(void *ctx, int64_t chunk, int tid) {
                 k->row->affine_v(len, k->x + off, a, sh, k->y + off);
         }
     }
+}
+
+static void bn_fwd_apply(void *ctx, int64_t chunk, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    int64_t i0, i1, c0, c1;
+    bn_rect(k, chunk, &i0, &i1, &c0, &c1);
+    (void)tid;
+    bn_fwd_apply_rect(k, i0, i1, c0, c1);
 }
 
 static int bn_act_ok(et_act act) {
@@ -549,6 +556,7 @@ et_status et_f32_batchnorm_train_act_fwd(int64_t n, int64_t c, int64_t hw, const
     k.unbias = (double)count / (double)(count - 1);
     k.eps = eps, k.act = act, k.y = y, k.save_mean = save_mean, k.save_invstd = save_invstd;
     k.stats = bn_fwd_stats, k.combine = bn_fwd_combine, k.apply = bn_fwd_apply;
+    k.apply_rect = bn_fwd_apply_rect;
     const bn_grid gr = bn_grid_of(n, c, hw, 2, nthreads);
     bn_slot part[BN_SLOTS];
     run_bn(&k, c, &gr, part);
@@ -688,14 +696,11 @@ static void bn_bwd_combine(const bn_job *k, int64_t c0, int64_t c1) {
     }
 }
 
-static void bn_bwd_apply(void *ctx, int64_t chunk, int tid) {
-    const bn_job *k = (const bn_job *)ctx;
-    int64_t i0, i1, c0, c1;
-    bn_rect(k, chunk, &i0, &i1, &c0, &c1);
+/* images [i0, i1) x channels [c0, c1) of the slab */
+static void bn_bwd_apply_rect(const bn_job *k, int64_t i0, int64_t i1, int64_t c0, int64_t c1) {
     const int64_t hw = k->hw, is = k->c * hw;
     const float *save_mean = k->save_mean_in;
     const bn_slot *p = k->part - k->s0; /* p[ch]: the factors */
-    (void)tid;
     if (hw > BN_BLOCK) {
         for (int64_t i = i0; i < i1; i++)
             for (int64_t ch = c0; ch < c1; ch++) {
@@ -738,6 +743,14 @@ static void bn_bwd_apply(void *ctx, int64_t chunk, int tid) {
     }
 }
 
+static void bn_bwd_apply(void *ctx, int64_t chunk, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    int64_t i0, i1, c0, c1;
+    bn_rect(k, chunk, &i0, &i1, &c0, &c1);
+    (void)tid;
+    bn_bwd_apply_rect(k, i0, i1, c0, c1);
+}
+
 /* t, act: the fused act's output and kind (t NULL and act ET_ACT_NONE without one). */
 static et_status bn_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
                         const float *t, et_act act, const float *gamma, const float *save_mean,
@@ -761,6 +774,7 @@ static et_status bn_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const 
     k.t = act != ET_ACT_NONE ? t : NULL, k.act = act;
     k.save_invstd_in = save_invstd, k.y = dx, k.dgamma = dgamma, k.dbeta = dbeta, k.frozen = frozen;
     k.stats = bn_bwd_stats, k.combine = bn_bwd_combine, k.apply = bn_bwd_apply;
+    k.apply_rect = bn_bwd_apply_rect;
     const bn_grid gr = bn_grid_of(n, c, hw, k.t ? 4 : 3, nthreads);
     bn_slot part[BN_SLOTS];
     run_bn(&k, c, &gr, part);

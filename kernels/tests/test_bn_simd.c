@@ -226,7 +226,7 @@ static void test_bn_entry(void) {
  * batchnorm.c's statistics: per image group (et_f32_bn_groups), each channel's sums over the
  * group's images (planes <= 512: per-element double accumulators over the images, then the
  * plane_sum order over the plane; larger planes: plane_sum / plane_dev per plane in image
- * order), the forward's squared deviations from the group's mean S_g * (1 / n_g), combined
+ * order), the forward's squared deviations from the group's mean S_g / n_g, combined
  * over the groups in order (mean = sum S_g / count, var = sum (M2_g + n_g d_g^2) / count).
  * The outputs must equal these loops bit for bit on every row and thread count (the old split
  * by channel blocks summed each element over all images at once: other bits). */
@@ -337,18 +337,18 @@ static void test_bn_rule(void) {
         ET_CHECK(groups >= 1 && groups <= n, "bn groups %lld of %lld images", (long long)groups,
                  (long long)n);
         for (int64_t ch = 0; ch < c; ch++) { /* the rule: forward, then backward */
-            double sg[64], m2g[64], invg[64], ng[64], s = 0.0, m2 = 0.0;
+            double sg[64], m2g[64], ng[64], s = 0.0, m2 = 0.0;
             for (int64_t g = 0; g < groups; g++) {
                 int64_t i0, i1;
                 et_thread_range(n, (int)g, (int)groups, &i0, &i1);
-                ng[g] = (double)((i1 - i0) * hw), invg[g] = 1.0 / ng[g];
+                ng[g] = (double)((i1 - i0) * hw);
                 sg[g] = rule_group(x, NULL, c, hw, ch, i0, i1, 0, 0.0, acc, pl);
-                m2g[g] = rule_group(x, NULL, c, hw, ch, i0, i1, 1, sg[g] * invg[g], acc, pl);
+                m2g[g] = rule_group(x, NULL, c, hw, ch, i0, i1, 1, sg[g] / ng[g], acc, pl);
                 s += sg[g];
             }
             const double mean = s / (double)count;
             for (int64_t g = 0; g < groups; g++) {
-                const double d = sg[g] * invg[g] - mean;
+                const double d = sg[g] / ng[g] - mean;
                 m2 += m2g[g] + ng[g] * d * d;
             }
             const double var = m2 / (double)count, invstd = 1.0 / sqrt(var + (double)1e-5f);
