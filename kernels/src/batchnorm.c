@@ -261,6 +261,7 @@ typedef struct bn_job {
     /* the grid: chunk = group * parts + part; group g is images et_thread_range(n, g, groups),
      * part h channels et_thread_range(s1 - s0, h, parts) of the slab [s0, s1) */
     int64_t groups, parts, s0, s1;
+    int64_t cb; /* one group, planes <= BN_BLOCK: channels per block (bn_blocks_of) */
     bn_slot *part; /* slot (g, ch): part[g * (s1 - s0) + ch - s0] */
     void (*combine)(const struct bn_job *k, int64_t c0, int64_t c1);
     et_pool_body stats, apply;
@@ -389,6 +390,143 @@ static inline void bn_block_sums(int64_t nb, int64_t hw, const double *acc, doub
         for (; j < hw; j++) tail += a[j];
         sums[q] = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7])) + tail;
     }
+}
+
+/* ---- one group, planes <= BN_BLOCK: fused channel blocks ----------------------------------
+ * (MobileNetV2 at 32x32: the 2x2 and 1x1 maps of its head.) A block of cb channels (cb * hw <=
+ * BN_BLOCK elements, contiguous in every image) sums, combines and writes its channels in one
+ * call, with no slots: per-element accumulators over all images, each channel's sums
+ * (bn_block_sums), its factors, then the per-element y / dx pass. These are the grid's sums and
+ * factors for one group (mean S / count, M2 about it), so the bits are the rule's. A channel's
+ * values do not depend on its block, so blocks are also made small enough that there are
+ * BN_MIN_BLOCKS of them when each keeps BN_MIN_LEN elements per image: the head (c = 384..1280
+ * at 2x2 and 1x1) otherwise has 2 or 3 blocks, which 2 threads share unevenly. */
+#define BN_MIN_BLOCKS 8
+#define BN_MIN_LEN 64
+
+static int64_t bn_blocks_of(int64_t c, int64_t hw) {
+    int64_t cb = BN_BLOCK / hw;
+    int64_t even = (c + BN_MIN_BLOCKS - 1) / BN_MIN_BLOCKS; /* channels for BN_MIN_BLOCKS */
+    const int64_t least = (BN_MIN_LEN + hw - 1) / hw;       /* channels for BN_MIN_LEN */
+    if (even < least) even = least;
+    return even < cb ? even : cb;
+}
+
+static void bn_train_block(const bn_job *k, int64_t c0, int64_t cb) {
+    double acc[BN_BLOCK], mj[BN_BLOCK], sums[BN_BLOCK];
+    float a[BN_BLOCK], sh[BN_BLOCK];
+    const int64_t n = k->n, hw = k->hw, len = cb * hw, is = k->c * hw;
+    const double count = (double)(n * hw), mom = k->mom, unbias = k->unbias;
+    const float *xb = k->x + c0 * hw;
+    for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
+    k->row->acc_sum(n, is, len, xb, acc);
+    bn_block_sums(cb, hw, acc, sums);
+    for (int64_t q = 0; q < cb; q++) {
+        const double mean = sums[q] / count;
+        for (int64_t j = q * hw; j < (q + 1) * hw; j++) mj[j] = mean;
+    }
+    for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
+    k->row->acc_sqdev(n, is, len, xb, mj, acc);
+    bn_block_sums(cb, hw, acc, sums);
+    for (int64_t q = 0; q < cb; q++) {
+        const int64_t ch = c0 + q;
+        const double mean = mj[q * hw], var = sums[q] / count;
+        const double invstd = 1.0 / sqrt(var + (double)k->eps);
+        const double g = k->gamma ? (double)k->gamma[ch] : 1.0;
+        const double b = k->beta ? (double)k->beta[ch] : 0.0;
+        const double alpha = invstd * g;
+        const float fa = (float)alpha, fs = (float)(b - mean * alpha);
+        for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
+            a[j] = fa;
+            sh[j] = fs;
+        }
+        if (k->save_mean) k->save_mean[ch] = (float)mean;
+        if (k->save_invstd) k->save_invstd[ch] = (float)invstd;
+        if (k->running_mean) {
+            float *rm = k->running_mean, *rv = k->running_var;
+            rm[ch] = (float)((1.0 - mom) * (double)rm[ch] + mom * mean);
+            rv[ch] = (float)((1.0 - mom) * (double)rv[ch] + mom * var * unbias);
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (k->act != ET_ACT_NONE)
+            k->row->affine_v_act(len, xb + i * is, a, sh, k->act, k->y + c0 * hw + i * is);
+        else
+            k->row->affine_v(len, xb + i * is, a, sh, k->y + c0 * hw + i * is);
+    }
+}
+
+static void bn_bwd_block(const bn_job *k, int64_t c0, int64_t cb) {
+    double as[BN_BLOCK], ad[BN_BLOCK], sums[BN_BLOCK], dots[BN_BLOCK];
+    float mf[BN_BLOCK], gm[BN_BLOCK], pr[BN_BLOCK], gs[BN_BLOCK];
+    const int64_t n = k->n, hw = k->hw, len = cb * hw, is = k->c * hw, o = c0 * hw;
+    const double count = (double)(n * hw);
+    const float *x = k->x + o, *dy = k->dy + o, *t = k->t ? k->t + o : NULL;
+    for (int64_t j = 0; j < len; j++) {
+        mf[j] = k->save_mean_in[c0 + j / hw];
+        as[j] = ad[j] = 0.0;
+    }
+    if (t)
+        k->row->acc_bwd_m(n, is, len, x, dy, t, k->act, mf, as, ad);
+    else
+        k->row->acc_bwd(n, is, len, x, dy, mf, as, ad);
+    bn_block_sums(cb, hw, as, sums);
+    bn_block_sums(cb, hw, ad, dots);
+    for (int64_t q = 0; q < cb; q++) {
+        const int64_t ch = c0 + q;
+        const double invstd = (double)k->save_invstd_in[ch];
+        if (k->dgamma) k->dgamma[ch] = (float)(dots[q] * invstd);
+        if (k->dbeta) k->dbeta[ch] = (float)sums[q];
+        const double g = k->gamma ? (double)k->gamma[ch] : 1.0;
+        const float fg = k->frozen ? 0.0f : (float)(sums[q] / count);
+        const float fp = k->frozen ? 0.0f : (float)(dots[q] * invstd * invstd / count);
+        const float fs = (float)(invstd * g);
+        for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
+            gm[j] = fg;
+            pr[j] = fp;
+            gs[j] = fs;
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT gp = dy + i * is;
+        float *ET_RESTRICT dp = k->y + o + i * is;
+        if (k->frozen)
+            for (int64_t j = 0; j < len; j++) dp[j] = gp[j] * gs[j];
+        else if (t)
+            k->row->dx_v_m(len, x + i * is, gp, t + i * is, k->act, gm, mf, pr, gs, dp);
+        else
+            k->row->dx_v(len, x + i * is, gp, gm, mf, pr, gs, dp);
+    }
+}
+
+static void bn_train_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    (void)tid;
+    for (int64_t bi = b0; bi < b1; bi++) {
+        const int64_t c0 = bi * k->cb;
+        bn_train_block(k, c0, k->c - c0 < k->cb ? k->c - c0 : k->cb);
+    }
+}
+
+static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    (void)tid;
+    for (int64_t bi = b0; bi < b1; bi++) {
+        const int64_t c0 = bi * k->cb;
+        bn_bwd_block(k, c0, k->c - c0 < k->cb ? k->c - c0 : k->cb);
+    }
+}
+
+/* Runs a pass in fused blocks when the shape has one group and planes <= BN_BLOCK; returns 0
+ * (nothing done) otherwise. */
+static int run_bn_blocks(bn_job *k, et_range_body blocks, int nthreads) {
+    if (et_f32_bn_groups(k->n, k->hw) != 1 || k->hw > BN_BLOCK) return 0;
+    k->row = (const et_f32_bn_variant *)ET_VARIANT_PICK(et_f32_bn_variants);
+    k->cb = bn_blocks_of(k->c, k->hw);
+    const int64_t count = (k->c + k->cb - 1) / k->cb;
+    const int nth = k->n * k->c * k->hw < BN_SERIAL ? 1 : nthreads;
+    et_parallel_ranges(count, et_split_chunks(count, nth), nth, blocks, k);
+    return 1;
 }
 
 /* The element count n_g of group g (images et_thread_range(n, g, groups) times hw): the chunk
@@ -557,6 +695,7 @@ et_status et_f32_batchnorm_train_act_fwd(int64_t n, int64_t c, int64_t hw, const
     k.eps = eps, k.act = act, k.y = y, k.save_mean = save_mean, k.save_invstd = save_invstd;
     k.stats = bn_fwd_stats, k.combine = bn_fwd_combine, k.apply = bn_fwd_apply;
     k.apply_rect = bn_fwd_apply_rect;
+    if (run_bn_blocks(&k, bn_train_blocks, nthreads)) return ET_OK;
     const bn_grid gr = bn_grid_of(n, c, hw, 2, nthreads);
     bn_slot part[BN_SLOTS];
     run_bn(&k, c, &gr, part);
@@ -775,6 +914,7 @@ static et_status bn_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const 
     k.save_invstd_in = save_invstd, k.y = dx, k.dgamma = dgamma, k.dbeta = dbeta, k.frozen = frozen;
     k.stats = bn_bwd_stats, k.combine = bn_bwd_combine, k.apply = bn_bwd_apply;
     k.apply_rect = bn_bwd_apply_rect;
+    if (run_bn_blocks(&k, bn_bwd_blocks, nthreads)) return ET_OK;
     const bn_grid gr = bn_grid_of(n, c, hw, k.t ? 4 : 3, nthreads);
     bn_slot part[BN_SLOTS];
     run_bn(&k, c, &gr, part);
