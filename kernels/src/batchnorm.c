@@ -211,11 +211,13 @@ void et_f32_bn_plane_bwd_m__ref(int64_t hw, const float *x, const float *dy, con
  * channels into the (g, channel) slot, and the last chunk of a part to finish combines the
  * part's slots in group order, (2) each chunk writes y or dx. The channel parts and slabs do not
  * change a channel's sums, so they may depend on the thread count: one thread runs one block
- * of channels at a time (its data stays in cache from its sums to y), several threads a slab
- * of channels whose data fits in their caches (BN_CACHE each), cut into parts for balance.
+ * of channels at a time, each group's sums, the combine, then y / dx of all images in one
+ * pass (its data stays in cache from its sums to y), several threads a slab of channels whose
+ * data fits in their caches (BN_CACHE each), cut into parts for balance.
  * Smaller planes (MobileNetV2's 2x2 and 1x1 maps) have too little data per image for a group
  * to pay for its sums: one group (all images), and each chunk is a block of channels that
- * sums, combines and writes its own channels in one region.
+ * sums, combines and writes its own channels in one call (bn_train_block / bn_bwd_block, no
+ * slots; planes above BN_BLOCK with one image: the grid with one group).
  *
  * A chunk's sums of channel ch over its images, the same on every ISA (the row kernels and
  * plain C): planes of hw <= BN_BLOCK elements in blocks of channels (cb * hw <= BN_BLOCK,
