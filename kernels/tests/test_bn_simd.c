@@ -299,12 +299,12 @@ static double rule_group(const float *x, const float *dy, int64_t c, int64_t hw,
 }
 
 static void test_bn_rule(void) {
-    /* (n, c, hw): one group (hw < 16, or one image), two groups (even and odd n, planes at and
-     * off the lane width, above 512: the plane path; 1100 channels: two slabs), serial and
-     * parallel sizes */
+    /* (n, c, hw): one group (hw < 16, or one image; one image above 512: the grid's one-group
+     * path), two groups (even and odd n, planes at and off the lane width, above 512: the plane
+     * path; 1100 channels: two slabs), serial and parallel sizes */
     static const int64_t shapes[][3] = {{7, 3, 1},   {32, 300, 1}, {5, 40, 4},  {1, 9, 100},
-                                        {2, 5, 16},  {5, 40, 64},  {3, 7, 33},  {32, 24, 16},
-                                        {4, 3, 513}, {3, 5, 1031}, {2, 1100, 16}};
+                                        {1, 3, 600}, {2, 5, 16},   {5, 40, 64}, {3, 7, 33},
+                                        {32, 24, 16}, {4, 3, 513}, {3, 5, 1031}, {2, 1100, 16}};
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     const int64_t maxt = 2 * 1100 * 16, maxc = 1100;
     float *x = calloc(maxt, 4), *dy = calloc(maxt, 4), *y = calloc(maxt, 4), *dx = calloc(maxt, 4);
