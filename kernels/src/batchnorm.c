@@ -1,8 +1,9 @@
 /* edgetrain — batch normalisation over (N, HW) per channel, NCHW (BatchNorm1d: hw = 1).
  *
- * Statistics are accumulated in double (two passes: mean, then squared deviations), channels
- * are independent and processed one per loop iteration (static schedule), so results are
- * reproducible for a given thread count and no atomics are needed. The per-element transforms
+ * Statistics are accumulated in double (per group of images: sum, then squared deviations from
+ * the group's mean; the groups combined in order), over a split that depends on the shape only
+ * (see "the split over threads" below), so results are the same for every thread count and no
+ * atomics are needed. The per-element transforms
  * follow PyTorch's CPU kernels: y = x * alpha + shift with alpha = invstd * gamma,
  * shift = beta - mean * alpha. gamma / beta may be NULL (1 / 0).
  *
@@ -197,157 +198,61 @@ void et_f32_bn_plane_bwd_m__ref(int64_t hw, const float *x, const float *dy, con
     *dot = ((d[0] + d[4]) + (d[1] + d[5])) + ((d[2] + d[6]) + (d[3] + d[7]));
 }
 
-/* Sum over the n planes of channel ch of x, then of (x - mean)^2 or dy * (x - mean). */
-static double sum_channel(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw,
-                          int64_t ch, const float *x) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += row->plane_sum(hw, x + (i * c + ch) * hw);
-    return s;
-}
-
-static double sum_dev(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw, int64_t ch,
-                      const float *x, const float *dy, double mean) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const int64_t off = (i * c + ch) * hw;
-        s += row->plane_dev(hw, x + off, dy ? dy + off : NULL, mean);
-    }
-    return s;
-}
-
-/* ---- small planes: channel blocks --------------------------------------------------------
- * With hw <= BN_BLOCK (MobileNetV2 at 32x32: [32, C, 16x16 ... 1x1]) the per-channel loops
- * above run a few elements per call. Here a block of cb channels (cb * hw <= BN_BLOCK elements,
- * contiguous in every image) is handled at once: per-element accumulators over the images
- * (long contiguous loops that vectorise), then a short per-channel reduction, then per-element
- * scale / shift arrays. Same two-pass double statistics; blocks are independent, so results do
- * not depend on the thread count. Work below BN_SERIAL elements runs on one thread (a pool job
- * costs more than the loop). A channel's values do not depend on its block either (per-element
- * accumulators, then its own reduction), so blocks are also made small enough that there are
- * BN_MIN_BLOCKS of them when each keeps BN_MIN_LEN elements per image: the head of MobileNetV2
- * (c = 384..1280 at 2x2 and 1x1) otherwise has 2 or 3 blocks, which 2 threads share unevenly. */
+/* ---- the split over threads ----------------------------------------------------------------
+ * Chunks are rectangles of images x channels, in address order. The pool hands the calling
+ * thread chunks from the front and a worker chunks from the back, as it does for the
+ * elementwise ops, pools, depthwise and per-image convolutions around a BatchNorm, so when
+ * the chunks are groups of images each thread reads the images its own core's cache holds
+ * (a split by channels reads half of every image from the other core).
+ *
+ * Planes of hw >= BN_GROUP_HW elements: `groups` image groups (BN_GROUPS, fewer only with
+ * fewer images), a function of the shape only. A pass is two parallel regions over the same
+ * chunks (group g, part h of the channels): (1) each chunk sums its images of each of its
+ * channels into the (g, channel) slot, and the last chunk of a part to finish combines the
+ * part's slots in group order, (2) each chunk writes y or dx. The channel parts and slabs do not
+ * change a channel's sums, so they may depend on the thread count: one thread runs one block
+ * of channels at a time, each group's sums, the combine, then y / dx of all images in one
+ * pass (its data stays in cache from its sums to y), several threads a slab of channels whose
+ * data fits in their caches (BN_CACHE each), cut into parts for balance.
+ * Smaller planes (MobileNetV2's 2x2 and 1x1 maps) have too little data per image for a group
+ * to pay for its sums: one group (all images), and each chunk is a block of channels that
+ * sums, combines and writes its own channels in one call (bn_train_block / bn_bwd_block, no
+ * slots; planes above BN_BLOCK with one image: the grid with one group).
+ *
+ * A chunk's sums of channel ch over its images, the same on every ISA (the row kernels and
+ * plain C): planes of hw <= BN_BLOCK elements in blocks of channels (cb * hw <= BN_BLOCK,
+ * contiguous in every image): per-element double accumulators over the images in order, then
+ * each channel's hw accumulators (bn_block_sums); larger planes: plane_sum / plane_dev /
+ * plane_bwd of each plane, added in image order.
+ * Forward: group g's sum S_g, its mean m_g = S_g / n_g (n_g = its images * hw) and
+ * M2_g = sum (x - m_g)^2, a second pass over data still in the core's cache; combined as
+ * mean = (sum_g S_g) / count, var = sum_g (M2_g + n_g (m_g - mean)^2) / count (terms >= 0:
+ * two-pass quality with one pass over memory). Backward: sums of dy and dy * (x - mean)
+ * (dy masked with a fused act), added over the groups in order.
+ * The slots are on the caller's stack (BN_SLOTS); the combine leaves each channel's factors
+ * in its group-0 slot. Work below BN_SERIAL elements runs on one thread (a job costs more). */
+/* elements of a channel block: its accumulators and per-element factors are stack arrays,
+ * 64-byte aligned so the SIMD rows' loads never split a cache line (unaligned, the y pass of a
+ * 16-element-plane block ran ~14% slower) */
 #define BN_BLOCK 512
-#define BN_SERIAL 8192
-#define BN_MIN_BLOCKS 8
-#define BN_MIN_LEN 64
+#define BN_SERIAL 8192     /* elements below which one thread runs the chunks */
+#define BN_GRAIN 4096      /* elements per chunk, at least */
+#define BN_CHUNKS 8        /* chunks per slab, at most */
+#define BN_SLOTS 2048      /* (group, channel) slots (32 KiB) */
+#define BN_CACHE (1 << 20) /* bytes of a slab's data per thread (half a core's L2) */
+#define BN_GROUPS 2        /* image groups (two threads: each its half of the images) */
+#define BN_GROUP_HW 16     /* smallest planes split into image groups */
 
-/* The channel blocks of the small-plane path: cb channels each, on one thread below
- * BN_SERIAL elements. */
-typedef struct bn_blocks {
-    int64_t cb, count;
-    int nth;
-} bn_blocks;
+/* The partials of (group, channel): forward S, M2; backward sum of dy, of dy * (x - mean).
+ * After the combine, group 0's slot holds the channel's factors: forward alpha, shift;
+ * backward grad_mean, proj, gscale. */
+typedef union bn_slot {
+    double d[2];
+    float f[4];
+} bn_slot;
 
-static bn_blocks bn_blocks_of(int64_t n, int64_t c, int64_t hw, int nthreads) {
-    bn_blocks bb;
-    bb.cb = BN_BLOCK / hw;
-    int64_t even = (c + BN_MIN_BLOCKS - 1) / BN_MIN_BLOCKS;  /* channels for BN_MIN_BLOCKS */
-    const int64_t least = (BN_MIN_LEN + hw - 1) / hw;        /* channels for BN_MIN_LEN */
-    if (even < least) even = least;
-    if (even < bb.cb) bb.cb = even;
-    bb.count = (c + bb.cb - 1) / bb.cb;
-    bb.nth = n * c * hw < BN_SERIAL ? 1 : nthreads;
-    return bb;
-}
-
-static void bn_train_block(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb,
-                           const float *x, const float *gamma, const float *beta,
-                           float *running_mean, float *running_var, double mom, double unbias,
-                           float eps, et_act act, float *y, float *save_mean, float *save_invstd) {
-    double acc[BN_BLOCK], mj[BN_BLOCK];
-    float a[BN_BLOCK], sh[BN_BLOCK];
-    const int64_t len = cb * hw, count = n * hw, is = c * hw;
-    const float *xb = x + c0 * hw;
-    for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
-    row->acc_sum(n, is, len, xb, acc);
-    for (int64_t k = 0; k < cb; k++) {
-        double s = 0.0;
-        for (int64_t j = k * hw; j < (k + 1) * hw; j++) s += acc[j];
-        for (int64_t j = k * hw; j < (k + 1) * hw; j++) mj[j] = s / (double)count;
-    }
-    for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
-    row->acc_sqdev(n, is, len, xb, mj, acc);
-    for (int64_t k = 0; k < cb; k++) {
-        const int64_t ch = c0 + k;
-        double s = 0.0;
-        for (int64_t j = k * hw; j < (k + 1) * hw; j++) s += acc[j];
-        const double mean = mj[k * hw], var = s / (double)count;
-        const double invstd = 1.0 / sqrt(var + (double)eps);
-        const double g = gamma ? (double)gamma[ch] : 1.0, b = beta ? (double)beta[ch] : 0.0;
-        const double alpha = invstd * g;
-        const float fa = (float)alpha, fs = (float)(b - mean * alpha);
-        for (int64_t j = k * hw; j < (k + 1) * hw; j++) {
-            a[j] = fa;
-            sh[j] = fs;
-        }
-        if (save_mean) save_mean[ch] = (float)mean;
-        if (save_invstd) save_invstd[ch] = (float)invstd;
-        if (running_mean) {
-            running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] + mom * mean);
-            running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * var * unbias);
-        }
-    }
-    for (int64_t i = 0; i < n; i++) {
-        if (act != ET_ACT_NONE)
-            row->affine_v_act(len, xb + i * is, a, sh, act, y + c0 * hw + i * is);
-        else
-            row->affine_v(len, xb + i * is, a, sh, y + c0 * hw + i * is);
-    }
-}
-
-/* t != NULL: dy masked by act from t (the act's output), frozen == 0 */
-static void bn_bwd_block(const et_f32_bn_variant *row, int64_t n, int64_t c, int64_t hw, int64_t c0, int64_t cb, const float *x,
-                         const float *dy, const float *t, et_act act, const float *gamma,
-                         const float *save_mean, const float *save_invstd, int frozen, float *dx,
-                         float *dgamma, float *dbeta) {
-    double as[BN_BLOCK], ad[BN_BLOCK];
-    float mf[BN_BLOCK], gm[BN_BLOCK], pr[BN_BLOCK], gs[BN_BLOCK];
-    const int64_t len = cb * hw, count = n * hw, is = c * hw;
-    for (int64_t j = 0; j < len; j++) {
-        mf[j] = save_mean[c0 + j / hw];
-        as[j] = ad[j] = 0.0;
-    }
-    if (t)
-        row->acc_bwd_m(n, is, len, x + c0 * hw, dy + c0 * hw, t + c0 * hw, act, mf, as, ad);
-    else
-        row->acc_bwd(n, is, len, x + c0 * hw, dy + c0 * hw, mf, as, ad);
-    for (int64_t k = 0; k < cb; k++) {
-        const int64_t ch = c0 + k;
-        double sum = 0.0, dotp = 0.0;
-        for (int64_t j = k * hw; j < (k + 1) * hw; j++) {
-            sum += as[j];
-            dotp += ad[j];
-        }
-        const double invstd = (double)save_invstd[ch];
-        if (dgamma) dgamma[ch] = (float)(dotp * invstd);
-        if (dbeta) dbeta[ch] = (float)sum;
-        const double g = gamma ? (double)gamma[ch] : 1.0;
-        const float fg = frozen ? 0.0f : (float)(sum / (double)count);
-        const float fp = frozen ? 0.0f : (float)(dotp * invstd * invstd / (double)count);
-        const float fs = (float)(invstd * g);
-        for (int64_t j = k * hw; j < (k + 1) * hw; j++) {
-            gm[j] = fg;
-            pr[j] = fp;
-            gs[j] = fs;
-        }
-    }
-    for (int64_t i = 0; i < n; i++) {
-        const float *ET_RESTRICT xp = x + c0 * hw + i * is;
-        const float *ET_RESTRICT gp = dy + c0 * hw + i * is;
-        float *ET_RESTRICT dp = dx + c0 * hw + i * is;
-        if (frozen)
-            for (int64_t j = 0; j < len; j++) dp[j] = gp[j] * gs[j];
-        else if (t)
-            row->dx_v_m(len, xp, gp, t + c0 * hw + i * is, act, gm, mf, pr, gs, dp);
-        else
-            row->dx_v(len, xp, gp, gm, mf, pr, gs, dp);
-    }
-}
-
-/* Every channel is computed on its own (fixed blocks of channels): any split of the channels
- * over threads gives the same bits. */
 typedef struct bn_job {
-    int64_t n, c, hw, cb;
+    int64_t n, c, hw;
     const float *x, *dy, *gamma, *beta;
     const float *t; /* the fused act's output (backward with act), else NULL */
     et_act act;     /* fused relu / relu6, or ET_ACT_NONE */
@@ -355,28 +260,418 @@ typedef struct bn_job {
     const float *rmean, *rvar, *save_mean_in, *save_invstd_in; /* infer / bwd inputs */
     double mom, unbias;
     float eps;
-    int frozen; /* backward with the running statistics (constants) */
+    int frozen;                   /* backward with the running statistics (constants) */
     const et_f32_bn_variant *row; /* et_f32_bn_variants (batchnorm_simd.c) */
     float *y, *save_mean, *save_invstd, *dgamma, *dbeta;
+    /* the grid: chunk = group * parts + part; group g is images et_thread_range(n, g, groups),
+     * part h channels et_thread_range(s1 - s0, h, parts) of the slab [s0, s1) */
+    int64_t groups, parts, s0, s1;
+    int64_t cb; /* one group, planes <= BN_BLOCK: channels per block (bn_blocks_of) */
+    bn_slot *part; /* slot (g, ch): part[g * (s1 - s0) + ch - s0] */
+    void (*combine)(const struct bn_job *k, int64_t c0, int64_t c1);
+    et_pool_body stats, apply;
+    void (*apply_rect)(const struct bn_job *k, int64_t i0, int64_t i1, int64_t c0, int64_t c1);
+    int done[BN_CHUNKS]; /* per part: its chunks whose sums are in (several groups) */
 } bn_job;
 
-/* A training-mode pass (forward or backward) over the channels: in blocks of k->cb channels
- * (blocked, small planes) or one channel at a time. */
-static et_status run_bn(bn_job *k, int blocked, et_range_body blocks, et_range_body channels,
-                        int nthreads) {
-    k->row = (const et_f32_bn_variant *)ET_VARIANT_PICK(et_f32_bn_variants);
-    if (blocked) {
-        const bn_blocks bb = bn_blocks_of(k->n, k->c, k->hw, nthreads);
-        k->cb = bb.cb;
-        et_parallel_ranges(bb.count, et_split_chunks(bb.count, bb.nth), bb.nth, blocks, k);
-        return ET_OK;
-    }
-    et_parallel_ranges(k->c, et_split_chunks(k->c, nthreads), nthreads, channels, k);
-    return ET_OK;
+/* The grid of a pass over `tensors` arrays of the shape's size (x, y; x, dy, t, dx): groups
+ * (a function of the shape), channel parts (at most; fewer in a narrow slab), slab width. */
+typedef struct bn_grid {
+    int64_t groups, parts, slab;
+    int nth;
+} bn_grid;
+
+int64_t et_f32_bn_groups(int64_t n, int64_t hw) {
+    return hw < BN_GROUP_HW || n < 2 ? 1 : (n < BN_GROUPS ? n : BN_GROUPS);
 }
 
-static void bn_train_blocks(void *ctx, int64_t b0, int64_t b1, int tid);
-static void bn_train_channels(void *ctx, int64_t c0, int64_t c1, int tid);
+static bn_grid bn_grid_of(int64_t n, int64_t c, int64_t hw, int tensors, int nthreads) {
+    bn_grid gr;
+    const int64_t total = n * c * hw, cb = hw > BN_BLOCK ? 1 : BN_BLOCK / hw;
+    gr.groups = et_f32_bn_groups(n, hw);
+    gr.nth = total < BN_SERIAL ? 1 : nthreads;
+    gr.parts = 1;
+    if (gr.groups == 1) { /* chunks of whole blocks, each in one region */
+        gr.slab = c;
+        gr.parts = (c + cb - 1) / cb;
+        if (gr.nth > 1) { /* at least BN_CHUNKS parts of BN_GRAIN elements, when there are */
+            const int64_t want = et_chunk_count(total, BN_GRAIN, BN_CHUNKS);
+            if (gr.parts < want) gr.parts = want < c ? want : c;
+        }
+    } else if (gr.nth == 1) { /* block by block: its data stays in cache from its sums to y */
+        gr.slab = c < cb ? c : cb;
+    } else { /* slabs whose data fits in the threads' caches */
+        const int64_t per_ch = n * hw * (int64_t)sizeof(float) * tensors;
+        gr.slab = (int64_t)BN_CACHE * gr.nth / per_ch;
+        if (gr.slab < 1) gr.slab = 1;
+        if (gr.slab > c) gr.slab = c;
+        const int64_t chunks = et_chunk_count(n * gr.slab * hw, BN_GRAIN, BN_CHUNKS);
+        if (chunks > gr.groups) gr.parts = (chunks + gr.groups - 1) / gr.groups;
+    }
+    if (gr.slab > BN_SLOTS / gr.groups) gr.slab = BN_SLOTS / gr.groups;
+    return gr;
+}
+
+/* Chunk `chunk`'s group (returned), images [*i0, *i1) and channels [*c0, *c1). */
+static int64_t bn_rect(const bn_job *k, int64_t chunk, int64_t *i0, int64_t *i1, int64_t *c0,
+                       int64_t *c1) {
+    const int64_t g = chunk / k->parts;
+    et_thread_range(k->n, (int)g, (int)k->groups, i0, i1);
+    et_thread_range(k->s1 - k->s0, (int)(chunk % k->parts), (int)k->parts, c0, c1);
+    *c0 += k->s0;
+    *c1 += k->s0;
+    return g;
+}
+
+/* One group: a chunk's channels are complete, so it sums, combines and writes them. */
+static void bn_whole(void *ctx, int64_t chunk, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    int64_t i0, i1, c0, c1;
+    bn_rect(k, chunk, &i0, &i1, &c0, &c1);
+    k->stats(ctx, chunk, tid);
+    k->combine(k, c0, c1);
+    k->apply(ctx, chunk, tid);
+}
+
+/* Several groups: a chunk sums its part of the channels; the last of the part's chunks to
+ * finish (on any thread) combines them, so no thread waits for a serial combine between the
+ * two regions. The combine reads the groups' slots in group order, whoever runs it. */
+static void bn_stats_part(void *ctx, int64_t chunk, int tid) {
+    bn_job *k = (bn_job *)ctx;
+    int64_t i0, i1, c0, c1;
+    bn_rect(k, chunk, &i0, &i1, &c0, &c1);
+    k->stats(ctx, chunk, tid);
+    if (__atomic_add_fetch(&k->done[chunk % k->parts], 1, __ATOMIC_ACQ_REL) == k->groups)
+        k->combine(k, c0, c1);
+}
+
+/* Runs a pass: slab by slab, the sums over the grid's chunks and the combine, then apply. */
+static void run_bn(bn_job *k, int64_t c, const bn_grid *gr, bn_slot *part) {
+    k->row = (const et_f32_bn_variant *)ET_VARIANT_PICK(et_f32_bn_variants);
+    k->groups = gr->groups;
+    k->part = part;
+    for (int64_t s0 = 0; s0 < c; s0 += gr->slab) {
+        k->s0 = s0;
+        k->s1 = c - s0 < gr->slab ? c : s0 + gr->slab;
+        k->parts = k->s1 - s0 < gr->parts ? k->s1 - s0 : gr->parts;
+        const int64_t chunks = k->groups * k->parts;
+        if (k->groups == 1) {
+            et_parallel_for(chunks, gr->nth, bn_whole, k);
+            continue;
+        }
+        if (gr->nth == 1) { /* one thread, one part: each group's sums, then y / dx at once */
+            for (int64_t g = 0; g < k->groups; g++) k->stats(k, g, 0);
+            k->combine(k, k->s0, k->s1);
+            k->apply_rect(k, 0, k->n, k->s0, k->s1);
+            continue;
+        }
+        for (int64_t h = 0; h < k->parts; h++) k->done[h] = 0;
+        et_parallel_for(chunks, gr->nth, bn_stats_part, k);
+        et_parallel_for(chunks, gr->nth, k->apply, k);
+    }
+}
+
+/* Sum of the hw accumulators of each of the nb channels of a block, plane_sum's order: in
+ * order (from +0) below 8, else 8 lanes (element j of each run of 8 in lane j) combined
+ * ((0+4)+(1+5))+((2+6)+(3+7)), plus the tail summed in order. Plain C: one order, one result
+ * whatever the ISA. (hw = 1: the accumulator itself, never -0, is that sum.) */
+static inline void bn_block_sums(int64_t nb, int64_t hw, const double *acc, double *sums) {
+    if (hw == 1) {
+        for (int64_t q = 0; q < nb; q++) sums[q] = acc[q];
+        return;
+    }
+    for (int64_t q = 0; q < nb; q++) {
+        const double *a = acc + q * hw;
+        double tail = 0.0;
+        int64_t j = 0;
+        if (hw < 8) {
+            for (; j < hw; j++) tail += a[j];
+            sums[q] = tail;
+            continue;
+        }
+        double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (; j + 8 <= hw; j += 8)
+            for (int r = 0; r < 8; r++) l[r] += a[j + r];
+        for (; j < hw; j++) tail += a[j];
+        sums[q] = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7])) + tail;
+    }
+}
+
+/* ---- one group, planes <= BN_BLOCK: fused channel blocks ----------------------------------
+ * (MobileNetV2 at 32x32: the 2x2 and 1x1 maps of its head.) A block of cb channels (cb * hw <=
+ * BN_BLOCK elements, contiguous in every image) sums, combines and writes its channels in one
+ * call, with no slots: per-element accumulators over all images, each channel's sums
+ * (bn_block_sums), its factors, then the per-element y / dx pass. These are the grid's sums and
+ * factors for one group (mean S / count, M2 about it), so the bits are the rule's. A channel's
+ * values do not depend on its block, so blocks are also made small enough that there are
+ * BN_MIN_BLOCKS of them when each keeps BN_MIN_LEN elements per image: the head (c = 384..1280
+ * at 2x2 and 1x1) otherwise has 2 or 3 blocks, which 2 threads share unevenly. */
+#define BN_MIN_BLOCKS 8
+#define BN_MIN_LEN 64
+
+static int64_t bn_blocks_of(int64_t c, int64_t hw) {
+    int64_t cb = BN_BLOCK / hw;
+    int64_t even = (c + BN_MIN_BLOCKS - 1) / BN_MIN_BLOCKS; /* channels for BN_MIN_BLOCKS */
+    const int64_t least = (BN_MIN_LEN + hw - 1) / hw;       /* channels for BN_MIN_LEN */
+    if (even < least) even = least;
+    return even < cb ? even : cb;
+}
+
+static void bn_train_block(const bn_job *k, int64_t c0, int64_t cb) {
+    double acc[BN_BLOCK] ET_ALIGNED(64), mj[BN_BLOCK] ET_ALIGNED(64), sums[BN_BLOCK] ET_ALIGNED(64);
+    float a[BN_BLOCK] ET_ALIGNED(64), sh[BN_BLOCK] ET_ALIGNED(64);
+    const int64_t n = k->n, hw = k->hw, len = cb * hw, is = k->c * hw;
+    const double count = (double)(n * hw), mom = k->mom, unbias = k->unbias;
+    const float *xb = k->x + c0 * hw;
+    for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
+    k->row->acc_sum(n, is, len, xb, acc);
+    bn_block_sums(cb, hw, acc, sums);
+    for (int64_t q = 0; q < cb; q++) {
+        const double mean = sums[q] / count;
+        for (int64_t j = q * hw; j < (q + 1) * hw; j++) mj[j] = mean;
+    }
+    for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
+    k->row->acc_sqdev(n, is, len, xb, mj, acc);
+    bn_block_sums(cb, hw, acc, sums);
+    for (int64_t q = 0; q < cb; q++) {
+        const int64_t ch = c0 + q;
+        const double mean = mj[q * hw], var = sums[q] / count;
+        const double invstd = 1.0 / sqrt(var + (double)k->eps);
+        const double g = k->gamma ? (double)k->gamma[ch] : 1.0;
+        const double b = k->beta ? (double)k->beta[ch] : 0.0;
+        const double alpha = invstd * g;
+        const float fa = (float)alpha, fs = (float)(b - mean * alpha);
+        for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
+            a[j] = fa;
+            sh[j] = fs;
+        }
+        if (k->save_mean) k->save_mean[ch] = (float)mean;
+        if (k->save_invstd) k->save_invstd[ch] = (float)invstd;
+        if (k->running_mean) {
+            float *rm = k->running_mean, *rv = k->running_var;
+            rm[ch] = (float)((1.0 - mom) * (double)rm[ch] + mom * mean);
+            rv[ch] = (float)((1.0 - mom) * (double)rv[ch] + mom * var * unbias);
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (k->act != ET_ACT_NONE)
+            k->row->affine_v_act(len, xb + i * is, a, sh, k->act, k->y + c0 * hw + i * is);
+        else
+            k->row->affine_v(len, xb + i * is, a, sh, k->y + c0 * hw + i * is);
+    }
+}
+
+static void bn_bwd_block(const bn_job *k, int64_t c0, int64_t cb) {
+    double as[BN_BLOCK] ET_ALIGNED(64), ad[BN_BLOCK] ET_ALIGNED(64);
+    double sums[BN_BLOCK] ET_ALIGNED(64), dots[BN_BLOCK] ET_ALIGNED(64);
+    float mf[BN_BLOCK] ET_ALIGNED(64), gm[BN_BLOCK] ET_ALIGNED(64);
+    float pr[BN_BLOCK] ET_ALIGNED(64), gs[BN_BLOCK] ET_ALIGNED(64);
+    const int64_t n = k->n, hw = k->hw, len = cb * hw, is = k->c * hw, o = c0 * hw;
+    const double count = (double)(n * hw);
+    const float *x = k->x + o, *dy = k->dy + o, *t = k->t ? k->t + o : NULL;
+    for (int64_t j = 0; j < len; j++) {
+        mf[j] = k->save_mean_in[c0 + j / hw];
+        as[j] = ad[j] = 0.0;
+    }
+    if (t)
+        k->row->acc_bwd_m(n, is, len, x, dy, t, k->act, mf, as, ad);
+    else
+        k->row->acc_bwd(n, is, len, x, dy, mf, as, ad);
+    bn_block_sums(cb, hw, as, sums);
+    bn_block_sums(cb, hw, ad, dots);
+    for (int64_t q = 0; q < cb; q++) {
+        const int64_t ch = c0 + q;
+        const double invstd = (double)k->save_invstd_in[ch];
+        if (k->dgamma) k->dgamma[ch] = (float)(dots[q] * invstd);
+        if (k->dbeta) k->dbeta[ch] = (float)sums[q];
+        const double g = k->gamma ? (double)k->gamma[ch] : 1.0;
+        const float fg = k->frozen ? 0.0f : (float)(sums[q] / count);
+        const float fp = k->frozen ? 0.0f : (float)(dots[q] * invstd * invstd / count);
+        const float fs = (float)(invstd * g);
+        for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
+            gm[j] = fg;
+            pr[j] = fp;
+            gs[j] = fs;
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float *ET_RESTRICT gp = dy + i * is;
+        float *ET_RESTRICT dp = k->y + o + i * is;
+        if (k->frozen)
+            for (int64_t j = 0; j < len; j++) dp[j] = gp[j] * gs[j];
+        else if (t)
+            k->row->dx_v_m(len, x + i * is, gp, t + i * is, k->act, gm, mf, pr, gs, dp);
+        else
+            k->row->dx_v(len, x + i * is, gp, gm, mf, pr, gs, dp);
+    }
+}
+
+static void bn_train_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    (void)tid;
+    for (int64_t bi = b0; bi < b1; bi++) {
+        const int64_t c0 = bi * k->cb;
+        bn_train_block(k, c0, k->c - c0 < k->cb ? k->c - c0 : k->cb);
+    }
+}
+
+static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    (void)tid;
+    for (int64_t bi = b0; bi < b1; bi++) {
+        const int64_t c0 = bi * k->cb;
+        bn_bwd_block(k, c0, k->c - c0 < k->cb ? k->c - c0 : k->cb);
+    }
+}
+
+/* Runs a pass in fused blocks when the shape has one group and planes <= BN_BLOCK; returns 0
+ * (nothing done) otherwise. */
+static int run_bn_blocks(bn_job *k, et_range_body blocks, int nthreads) {
+    if (et_f32_bn_groups(k->n, k->hw) != 1 || k->hw > BN_BLOCK) return 0;
+    k->row = (const et_f32_bn_variant *)ET_VARIANT_PICK(et_f32_bn_variants);
+    k->cb = bn_blocks_of(k->c, k->hw);
+    const int64_t count = (k->c + k->cb - 1) / k->cb;
+    const int nth = k->n * k->c * k->hw < BN_SERIAL ? 1 : nthreads;
+    et_parallel_ranges(count, et_split_chunks(count, nth), nth, blocks, k);
+    return 1;
+}
+
+/* The element count n_g of group g (images et_thread_range(n, g, groups) times hw): the chunk
+ * centres its squared deviations on S_g / n_g, the combine uses the same value (one group:
+ * S / count, the mean, so M2 is the two-pass sum of squared deviations). */
+static double bn_group_count(const bn_job *k, int64_t g) {
+    int64_t i0, i1;
+    et_thread_range(k->n, (int)g, (int)k->groups, &i0, &i1);
+    return (double)((i1 - i0) * k->hw);
+}
+
+/* ---- training forward ---------------------------------------------------------------------- */
+static void bn_fwd_stats(void *ctx, int64_t chunk, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    int64_t i0, i1, c0, c1;
+    const int64_t g = bn_rect(k, chunk, &i0, &i1, &c0, &c1);
+    const int64_t m = i1 - i0, hw = k->hw, is = k->c * hw;
+    const double ng = bn_group_count(k, g);
+    const float *x = k->x + i0 * is;
+    bn_slot *p = k->part + g * (k->s1 - k->s0) - k->s0;
+    (void)tid;
+    if (hw > BN_BLOCK) {
+        for (int64_t ch = c0; ch < c1; ch++) {
+            double s = 0.0, q = 0.0;
+            for (int64_t i = 0; i < m; i++) s += k->row->plane_sum(hw, x + i * is + ch * hw);
+            const double mg = s / ng;
+            for (int64_t i = 0; i < m; i++)
+                q += k->row->plane_dev(hw, x + i * is + ch * hw, NULL, mg);
+            p[ch].d[0] = s;
+            p[ch].d[1] = q;
+        }
+        return;
+    }
+    double acc[BN_BLOCK] ET_ALIGNED(64), mj[BN_BLOCK] ET_ALIGNED(64), sums[BN_BLOCK] ET_ALIGNED(64);
+    const int64_t cb = BN_BLOCK / hw;
+    for (int64_t b0 = c0; b0 < c1; b0 += cb) {
+        const int64_t nb = c1 - b0 < cb ? c1 - b0 : cb, len = nb * hw;
+        const float *xb = x + b0 * hw;
+        for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
+        k->row->acc_sum(m, is, len, xb, acc);
+        bn_block_sums(nb, hw, acc, sums);
+        for (int64_t q = 0; q < nb; q++) {
+            const double mg = sums[q] / ng;
+            p[b0 + q].d[0] = sums[q];
+            for (int64_t j = q * hw; j < (q + 1) * hw; j++) mj[j] = mg;
+        }
+        for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
+        k->row->acc_sqdev(m, is, len, xb, mj, acc);
+        bn_block_sums(nb, hw, acc, sums);
+        for (int64_t q = 0; q < nb; q++) p[b0 + q].d[1] = sums[q];
+    }
+}
+
+/* The slab's statistics, outputs and factors (alpha, shift) from the groups' partials. */
+static void bn_fwd_combine(const bn_job *k, int64_t c0, int64_t c1) {
+    const int64_t w = k->s1 - k->s0, groups = k->groups;
+    const double count = (double)(k->n * k->hw), eps = (double)k->eps, mom = k->mom;
+    const double unbias = k->unbias;
+    const float *gamma = k->gamma, *beta = k->beta;
+    float *save_mean = k->save_mean, *save_invstd = k->save_invstd;
+    float *running_mean = k->running_mean, *running_var = k->running_var;
+    double cnt[BN_GROUPS];
+    for (int64_t g = 0; g < groups; g++) cnt[g] = bn_group_count(k, g);
+    bn_slot *p = k->part - k->s0; /* p[g * w + ch]: slot (g, ch) */
+    for (int64_t ch = c0; ch < c1; ch++) {
+        double s = 0.0, m2 = 0.0, mean;
+        if (groups == 1) { /* the loops' values: S / n_0 - mean = 0, and M2 >= +0 */
+            s = p[ch].d[0];
+            mean = s / count;
+            m2 = p[ch].d[1];
+        } else {
+            for (int64_t g = 0; g < groups; g++) s += p[g * w + ch].d[0];
+            mean = s / count;
+            for (int64_t g = 0; g < groups; g++) {
+                const double d = p[g * w + ch].d[0] / cnt[g] - mean;
+                m2 += p[g * w + ch].d[1] + cnt[g] * d * d;
+            }
+        }
+        const double var = m2 / count;
+        const double invstd = 1.0 / sqrt(var + eps);
+        const double gm = gamma ? (double)gamma[ch] : 1.0, b = beta ? (double)beta[ch] : 0.0;
+        const double alpha = invstd * gm;
+        p[ch].f[0] = (float)alpha;
+        p[ch].f[1] = (float)(b - mean * alpha);
+        if (save_mean) save_mean[ch] = (float)mean;
+        if (save_invstd) save_invstd[ch] = (float)invstd;
+        if (running_mean) {
+            running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] + mom * mean);
+            running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * var * unbias);
+        }
+    }
+}
+
+/* images [i0, i1) x channels [c0, c1) of the slab */
+static void bn_fwd_apply_rect(const bn_job *k, int64_t i0, int64_t i1, int64_t c0, int64_t c1) {
+    const int64_t hw = k->hw, is = k->c * hw;
+    const bn_slot *p = k->part - k->s0; /* p[ch]: the factors */
+    if (hw > BN_BLOCK) {
+        for (int64_t i = i0; i < i1; i++)
+            for (int64_t ch = c0; ch < c1; ch++) {
+                const int64_t off = i * is + ch * hw;
+                if (k->act != ET_ACT_NONE)
+                    k->row->affine_act(hw, k->x + off, p[ch].f[0], p[ch].f[1], k->act, k->y + off);
+                else
+                    k->row->affine(hw, k->x + off, p[ch].f[0], p[ch].f[1], k->y + off);
+            }
+        return;
+    }
+    float a[BN_BLOCK] ET_ALIGNED(64), sh[BN_BLOCK] ET_ALIGNED(64);
+    const int64_t cb = BN_BLOCK / hw;
+    for (int64_t b0 = c0; b0 < c1; b0 += cb) {
+        const int64_t nb = c1 - b0 < cb ? c1 - b0 : cb, len = nb * hw;
+        for (int64_t q = 0; q < nb; q++)
+            for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
+                a[j] = p[b0 + q].f[0];
+                sh[j] = p[b0 + q].f[1];
+            }
+        for (int64_t i = i0; i < i1; i++) {
+            const int64_t off = i * is + b0 * hw;
+            if (k->act != ET_ACT_NONE)
+                k->row->affine_v_act(len, k->x + off, a, sh, k->act, k->y + off);
+            else
+                k->row->affine_v(len, k->x + off, a, sh, k->y + off);
+        }
+    }
+}
+
+static void bn_fwd_apply(void *ctx, int64_t chunk, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    int64_t i0, i1, c0, c1;
+    bn_rect(k, chunk, &i0, &i1, &c0, &c1);
+    (void)tid;
+    bn_fwd_apply_rect(k, i0, i1, c0, c1);
+}
+
+static int bn_act_ok(et_act act) {
+    return act == ET_ACT_NONE || act == ET_ACT_RELU || act == ET_ACT_RELU6;
+}
 
 et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
                                      const float *gamma, const float *beta,
@@ -386,10 +681,6 @@ et_status et_f32_batchnorm_train_fwd(int64_t n, int64_t c, int64_t hw, const flo
     return et_f32_batchnorm_train_act_fwd(n, c, hw, x, gamma, beta, running_mean, running_var,
                                           momentum, eps, ET_ACT_NONE, y, save_mean, save_invstd,
                                           nthreads);
-}
-
-static int bn_act_ok(et_act act) {
-    return act == ET_ACT_NONE || act == ET_ACT_RELU || act == ET_ACT_RELU6;
 }
 
 et_status et_f32_batchnorm_train_act_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
@@ -404,58 +695,21 @@ et_status et_f32_batchnorm_train_act_fwd(int64_t n, int64_t c, int64_t hw, const
     if (!x || !y) return ET_ERR_ARG;
     if ((running_mean == NULL) != (running_var == NULL)) return ET_ERR_ARG;
     const int64_t count = n * hw;
-    const double mom = (double)momentum;
-    const double unbias = (double)count / (double)(count - 1);
     bn_job k = {0};
     k.n = n, k.c = c, k.hw = hw, k.x = x, k.gamma = gamma, k.beta = beta;
-    k.running_mean = running_mean, k.running_var = running_var, k.mom = mom, k.unbias = unbias;
+    k.running_mean = running_mean, k.running_var = running_var, k.mom = (double)momentum;
+    k.unbias = (double)count / (double)(count - 1);
     k.eps = eps, k.act = act, k.y = y, k.save_mean = save_mean, k.save_invstd = save_invstd;
-    return run_bn(&k, hw <= BN_BLOCK, bn_train_blocks, bn_train_channels, nthreads);
+    k.stats = bn_fwd_stats, k.combine = bn_fwd_combine, k.apply = bn_fwd_apply;
+    k.apply_rect = bn_fwd_apply_rect;
+    if (run_bn_blocks(&k, bn_train_blocks, nthreads)) return ET_OK;
+    const bn_grid gr = bn_grid_of(n, c, hw, 2, nthreads);
+    bn_slot part[BN_SLOTS];
+    run_bn(&k, c, &gr, part);
+    return ET_OK;
 }
 
-static void bn_train_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
-    const bn_job *k = (const bn_job *)ctx;
-    (void)tid;
-    for (int64_t bi = b0; bi < b1; bi++) {
-        const int64_t c0 = bi * k->cb, m = k->c - c0 < k->cb ? k->c - c0 : k->cb;
-        bn_train_block(k->row, k->n, k->c, k->hw, c0, m, k->x, k->gamma, k->beta, k->running_mean,
-                       k->running_var, k->mom, k->unbias, k->eps, k->act, k->y, k->save_mean,
-                       k->save_invstd);
-    }
-}
-
-static void bn_train_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
-    const bn_job *k = (const bn_job *)ctx;
-    const int64_t n = k->n, c = k->c, hw = k->hw, count = n * hw;
-    const float *x = k->x, *gamma = k->gamma, *beta = k->beta;
-    float *y = k->y, *save_mean = k->save_mean, *save_invstd = k->save_invstd;
-    float *running_mean = k->running_mean, *running_var = k->running_var;
-    const double mom = k->mom, unbias = k->unbias;
-    const float eps = k->eps;
-    (void)tid;
-    for (int64_t ch = c0; ch < c1; ch++) {
-        const double mean = sum_channel(k->row, n, c, hw, ch, x) / (double)count;
-        const double var = sum_dev(k->row, n, c, hw, ch, x, NULL, mean) / (double)count;
-        const double invstd = 1.0 / sqrt(var + (double)eps);
-        const double g = gamma ? (double)gamma[ch] : 1.0, b = beta ? (double)beta[ch] : 0.0;
-        const double alpha = invstd * g;
-        const float fa = (float)alpha, fs = (float)(b - mean * alpha);
-        for (int64_t i = 0; i < n; i++) {
-            const int64_t off = (i * c + ch) * hw;
-            if (k->act != ET_ACT_NONE)
-                k->row->affine_act(hw, x + off, fa, fs, k->act, y + off);
-            else
-                k->row->affine(hw, x + off, fa, fs, y + off);
-        }
-        if (save_mean) save_mean[ch] = (float)mean;
-        if (save_invstd) save_invstd[ch] = (float)invstd;
-        if (running_mean) {
-            running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] + mom * mean);
-            running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * var * unbias);
-        }
-    }
-}
-
+/* ---- eval forward and the frozen-statistics forward (elementwise: any split, same bits) ---- */
 void et_f32_bn_infer_factor(const float *gamma, const float *beta, const float *mean,
                             const float *var, float eps, int64_t ch, float *a, float *sh) {
     const double invstd = 1.0 / sqrt((double)var[ch] + (double)eps);
@@ -497,8 +751,152 @@ et_status et_f32_batchnorm_infer_fwd(int64_t n, int64_t c, int64_t hw, const flo
     return ET_OK;
 }
 
-static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid);
-static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid);
+
+/* A training step with frozen statistics: y as in eval, save_mean / save_invstd from the
+ * running statistics (left unchanged) for et_f32_batchnorm_frozen_bwd. */
+et_status et_f32_batchnorm_frozen_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
+                                      const float *gamma, const float *beta,
+                                      const float *running_mean, const float *running_var,
+                                      float eps, float *y, float *save_mean, float *save_invstd,
+                                      int nthreads) {
+    et_status st = et_f32_batchnorm_infer_fwd(n, c, hw, x, gamma, beta, running_mean, running_var,
+                                              eps, y, nthreads);
+    if (st != ET_OK || c == 0) return st;
+    if (!running_mean || !running_var) return ET_ERR_ARG;
+    for (int64_t ch = 0; ch < c; ch++) {
+        if (save_mean) save_mean[ch] = running_mean[ch];
+        if (save_invstd) save_invstd[ch] = (float)(1.0 / sqrt((double)running_var[ch] + (double)eps));
+    }
+    return ET_OK;
+}
+
+
+/* ---- training backward ----------------------------------------------------------------------
+ * t != NULL: dy masked by act from t (the act's output); frozen: dx = dy * gscale. */
+static void bn_bwd_stats(void *ctx, int64_t chunk, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    int64_t i0, i1, c0, c1;
+    const int64_t g = bn_rect(k, chunk, &i0, &i1, &c0, &c1);
+    const int64_t m = i1 - i0, hw = k->hw, is = k->c * hw;
+    const float *x = k->x + i0 * is, *dy = k->dy + i0 * is, *t = k->t ? k->t + i0 * is : NULL;
+    const float *save_mean = k->save_mean_in;
+    bn_slot *p = k->part + g * (k->s1 - k->s0) - k->s0;
+    (void)tid;
+    if (hw > BN_BLOCK) {
+        for (int64_t ch = c0; ch < c1; ch++) {
+            double sum = 0.0, dot = 0.0; /* two sums over the planes, each in image order */
+            for (int64_t i = 0; i < m; i++) {
+                const int64_t off = i * is + ch * hw;
+                double ps, pd;
+                if (t)
+                    k->row->plane_bwd_m(hw, x + off, dy + off, t + off, k->act, save_mean[ch],
+                                        &ps, &pd);
+                else
+                    k->row->plane_bwd(hw, x + off, dy + off, save_mean[ch], &ps, &pd);
+                sum += ps;
+                dot += pd;
+            }
+            p[ch].d[0] = sum;
+            p[ch].d[1] = dot;
+        }
+        return;
+    }
+    double as[BN_BLOCK] ET_ALIGNED(64), ad[BN_BLOCK] ET_ALIGNED(64), sums[BN_BLOCK] ET_ALIGNED(64);
+    float mf[BN_BLOCK] ET_ALIGNED(64);
+    const int64_t cb = BN_BLOCK / hw;
+    for (int64_t b0 = c0; b0 < c1; b0 += cb) {
+        const int64_t nb = c1 - b0 < cb ? c1 - b0 : cb, len = nb * hw, o = b0 * hw;
+        for (int64_t q = 0; q < nb; q++)
+            for (int64_t j = q * hw; j < (q + 1) * hw; j++) mf[j] = save_mean[b0 + q];
+        for (int64_t j = 0; j < len; j++) as[j] = ad[j] = 0.0;
+        if (t)
+            k->row->acc_bwd_m(m, is, len, x + o, dy + o, t + o, k->act, mf, as, ad);
+        else
+            k->row->acc_bwd(m, is, len, x + o, dy + o, mf, as, ad);
+        bn_block_sums(nb, hw, as, sums);
+        for (int64_t q = 0; q < nb; q++) p[b0 + q].d[0] = sums[q];
+        bn_block_sums(nb, hw, ad, sums);
+        for (int64_t q = 0; q < nb; q++) p[b0 + q].d[1] = sums[q];
+    }
+}
+
+/* dgamma, dbeta of the slab from the groups' partials, and the dx factors:
+ * dx = (dy - mean(dy) - (x - mean) * invstd^2 * mean(dy * (x - mean))) * invstd * gamma
+ *    = (dy - grad_mean - (x - mean) * proj) * gscale (frozen: dy * gscale). */
+static void bn_bwd_combine(const bn_job *k, int64_t c0, int64_t c1) {
+    const int64_t w = k->s1 - k->s0, count = k->n * k->hw;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        bn_slot *p = k->part + (ch - k->s0);
+        double sum = 0.0, dot = 0.0;
+        for (int64_t g = 0; g < k->groups; g++) {
+            sum += p[g * w].d[0];
+            dot += p[g * w].d[1];
+        }
+        const double invstd = (double)k->save_invstd_in[ch];
+        if (k->dgamma) k->dgamma[ch] = (float)(dot * invstd);
+        if (k->dbeta) k->dbeta[ch] = (float)sum;
+        const double g = k->gamma ? (double)k->gamma[ch] : 1.0;
+        p->f[0] = k->frozen ? 0.0f : (float)(sum / (double)count);
+        p->f[1] = k->frozen ? 0.0f : (float)(dot * invstd * invstd / (double)count);
+        p->f[2] = (float)(invstd * g);
+    }
+}
+
+/* images [i0, i1) x channels [c0, c1) of the slab */
+static void bn_bwd_apply_rect(const bn_job *k, int64_t i0, int64_t i1, int64_t c0, int64_t c1) {
+    const int64_t hw = k->hw, is = k->c * hw;
+    const float *save_mean = k->save_mean_in;
+    const bn_slot *p = k->part - k->s0; /* p[ch]: the factors */
+    if (hw > BN_BLOCK) {
+        for (int64_t i = i0; i < i1; i++)
+            for (int64_t ch = c0; ch < c1; ch++) {
+                const int64_t off = i * is + ch * hw;
+                const float *ET_RESTRICT gp = k->dy + off;
+                float *ET_RESTRICT dp = k->y + off;
+                const float gm = p[ch].f[0], pr = p[ch].f[1], gs = p[ch].f[2];
+                if (k->frozen)
+                    for (int64_t j = 0; j < hw; j++) dp[j] = gp[j] * gs;
+                else if (k->t)
+                    k->row->dx_m(hw, k->x + off, gp, k->t + off, k->act, gm, save_mean[ch], pr,
+                                 gs, dp);
+                else
+                    k->row->dx(hw, k->x + off, gp, gm, save_mean[ch], pr, gs, dp);
+            }
+        return;
+    }
+    float mf[BN_BLOCK] ET_ALIGNED(64), gm[BN_BLOCK] ET_ALIGNED(64);
+    float pr[BN_BLOCK] ET_ALIGNED(64), gs[BN_BLOCK] ET_ALIGNED(64);
+    const int64_t cb = BN_BLOCK / hw;
+    for (int64_t b0 = c0; b0 < c1; b0 += cb) {
+        const int64_t nb = c1 - b0 < cb ? c1 - b0 : cb, len = nb * hw;
+        for (int64_t q = 0; q < nb; q++)
+            for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
+                mf[j] = save_mean[b0 + q];
+                gm[j] = p[b0 + q].f[0];
+                pr[j] = p[b0 + q].f[1];
+                gs[j] = p[b0 + q].f[2];
+            }
+        for (int64_t i = i0; i < i1; i++) {
+            const int64_t off = i * is + b0 * hw;
+            const float *ET_RESTRICT gp = k->dy + off;
+            float *ET_RESTRICT dp = k->y + off;
+            if (k->frozen)
+                for (int64_t j = 0; j < len; j++) dp[j] = gp[j] * gs[j];
+            else if (k->t)
+                k->row->dx_v_m(len, k->x + off, gp, k->t + off, k->act, gm, mf, pr, gs, dp);
+            else
+                k->row->dx_v(len, k->x + off, gp, gm, mf, pr, gs, dp);
+        }
+    }
+}
+
+static void bn_bwd_apply(void *ctx, int64_t chunk, int tid) {
+    const bn_job *k = (const bn_job *)ctx;
+    int64_t i0, i1, c0, c1;
+    bn_rect(k, chunk, &i0, &i1, &c0, &c1);
+    (void)tid;
+    bn_bwd_apply_rect(k, i0, i1, c0, c1);
+}
 
 /* t, act: the fused act's output and kind (t NULL and act ET_ACT_NONE without one). */
 static et_status bn_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
@@ -510,12 +908,25 @@ static et_status bn_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const 
     if (c == 0) return ET_OK;
     if (!save_mean || !save_invstd) return ET_ERR_ARG;
     const int64_t count = n * hw;
-    if (count > 0 && (!x || !dy || !dx)) return ET_ERR_ARG;
+    if (count == 0) { /* empty sums */
+        for (int64_t ch = 0; ch < c; ch++) {
+            if (dgamma) dgamma[ch] = (float)(0.0 * (double)save_invstd[ch]);
+            if (dbeta) dbeta[ch] = 0.0f;
+        }
+        return ET_OK;
+    }
+    if (!x || !dy || !dx) return ET_ERR_ARG;
     bn_job k = {0};
     k.n = n, k.c = c, k.hw = hw, k.x = x, k.dy = dy, k.gamma = gamma, k.save_mean_in = save_mean;
-    k.t = count > 0 && act != ET_ACT_NONE ? t : NULL, k.act = act;
+    k.t = act != ET_ACT_NONE ? t : NULL, k.act = act;
     k.save_invstd_in = save_invstd, k.y = dx, k.dgamma = dgamma, k.dbeta = dbeta, k.frozen = frozen;
-    return run_bn(&k, count > 0 && hw <= BN_BLOCK, bn_bwd_blocks, bn_bwd_channels, nthreads);
+    k.stats = bn_bwd_stats, k.combine = bn_bwd_combine, k.apply = bn_bwd_apply;
+    k.apply_rect = bn_bwd_apply_rect;
+    if (run_bn_blocks(&k, bn_bwd_blocks, nthreads)) return ET_OK;
+    const bn_grid gr = bn_grid_of(n, c, hw, k.t ? 4 : 3, nthreads);
+    bn_slot part[BN_SLOTS];
+    run_bn(&k, c, &gr, part);
+    return ET_OK;
 }
 
 et_status et_f32_batchnorm_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
@@ -541,76 +952,4 @@ et_status et_f32_batchnorm_frozen_bwd(int64_t n, int64_t c, int64_t hw, const fl
                                       float *dbeta, int nthreads) {
     return bn_bwd(n, c, hw, x, dy, NULL, ET_ACT_NONE, gamma, save_mean, save_invstd, 1, dx, dgamma,
                   dbeta, nthreads);
-}
-
-/* A training step with frozen statistics: y as in eval, save_mean / save_invstd from the
- * running statistics (left unchanged) for et_f32_batchnorm_frozen_bwd. */
-et_status et_f32_batchnorm_frozen_fwd(int64_t n, int64_t c, int64_t hw, const float *x,
-                                      const float *gamma, const float *beta,
-                                      const float *running_mean, const float *running_var,
-                                      float eps, float *y, float *save_mean, float *save_invstd,
-                                      int nthreads) {
-    et_status st = et_f32_batchnorm_infer_fwd(n, c, hw, x, gamma, beta, running_mean, running_var,
-                                              eps, y, nthreads);
-    if (st != ET_OK || c == 0) return st;
-    if (!running_mean || !running_var) return ET_ERR_ARG;
-    for (int64_t ch = 0; ch < c; ch++) {
-        if (save_mean) save_mean[ch] = running_mean[ch];
-        if (save_invstd) save_invstd[ch] = (float)(1.0 / sqrt((double)running_var[ch] + (double)eps));
-    }
-    return ET_OK;
-}
-
-static void bn_bwd_blocks(void *ctx, int64_t b0, int64_t b1, int tid) {
-    const bn_job *k = (const bn_job *)ctx;
-    (void)tid;
-    for (int64_t bi = b0; bi < b1; bi++) {
-        const int64_t c0 = bi * k->cb, m = k->c - c0 < k->cb ? k->c - c0 : k->cb;
-        bn_bwd_block(k->row, k->n, k->c, k->hw, c0, m, k->x, k->dy, k->t, k->act, k->gamma,
-                     k->save_mean_in, k->save_invstd_in, k->frozen, k->y, k->dgamma, k->dbeta);
-    }
-}
-
-static void bn_bwd_channels(void *ctx, int64_t c0, int64_t c1, int tid) {
-    const bn_job *k = (const bn_job *)ctx;
-    const int64_t n = k->n, c = k->c, hw = k->hw, count = n * hw;
-    const float *x = k->x, *dy = k->dy, *gamma = k->gamma;
-    const float *save_mean = k->save_mean_in, *save_invstd = k->save_invstd_in;
-    float *dx = k->y, *dgamma = k->dgamma, *dbeta = k->dbeta;
-    (void)tid;
-    for (int64_t ch = c0; ch < c1; ch++) {
-        const float mean = save_mean[ch];
-        const double invstd = (double)save_invstd[ch];
-        double sum = 0.0, dotp = 0.0; /* two sums over the planes, each in plane order */
-        for (int64_t i = 0; i < n && count; i++) {
-            const int64_t off = (i * c + ch) * hw;
-            double ps, pd;
-            if (k->t)
-                k->row->plane_bwd_m(hw, x + off, dy + off, k->t + off, k->act, mean, &ps, &pd);
-            else
-                k->row->plane_bwd(hw, x + off, dy + off, mean, &ps, &pd);
-            sum += ps;
-            dotp += pd;
-        }
-        if (dgamma) dgamma[ch] = (float)(dotp * invstd);
-        if (dbeta) dbeta[ch] = (float)sum;
-        if (count == 0) continue;
-        const double g = gamma ? (double)gamma[ch] : 1.0;
-        /* dx = (dy - mean(dy) - (x - mean) * invstd^2 * mean(dy * (x - mean))) * invstd * g */
-        const float grad_mean = (float)(sum / (double)count);
-        const float proj = (float)(dotp * invstd * invstd / (double)count);
-        const float gscale = (float)(invstd * g);
-        for (int64_t i = 0; i < n; i++) {
-            const float *ET_RESTRICT xp = x + (i * c + ch) * hw;
-            const float *ET_RESTRICT gp = dy + (i * c + ch) * hw;
-            float *ET_RESTRICT dp = dx + (i * c + ch) * hw;
-            if (k->frozen)
-                for (int64_t j = 0; j < hw; j++) dp[j] = gp[j] * gscale;
-            else if (k->t)
-                k->row->dx_m(hw, xp, gp, k->t + (i * c + ch) * hw, k->act, grad_mean, mean, proj,
-                             gscale, dp);
-            else
-                k->row->dx(hw, xp, gp, grad_mean, mean, proj, gscale, dp);
-        }
-    }
 }

@@ -52,7 +52,8 @@ extern const et_f32_normrows_variant et_f32_normrows_variants[];
 
 /* ---- BatchNorm training (batchnorm.c; SIMD rows in batchnorm_simd.c) ---------------------
  * The per-element kernels of the training forward / backward, single-threaded; batchnorm.c
- * splits channels over threads and runs the et_f32_bn_variants row picked by et_get_isa().
+ * splits images and channels over threads and runs the et_f32_bn_variants row picked by
+ * et_get_isa().
  * __ref defines the bits: the plane sums use 8 double lanes (element j of each run of 8 in
  * lane j, the tail after, combined ((0+4)+(1+5))+((2+6)+(3+7))), the other kernels are per
  * element (double accumulators over the images, float transforms), so vector rows doing the
@@ -116,6 +117,9 @@ static inline float et_bn_mask_(et_act act, float t, float g) {
     return g;
 }
 extern const et_f32_bn_variant et_f32_bn_variants[];
+/* The image groups of the training passes' statistics (batchnorm.c): group g of n images is
+ * et_thread_range(n, g, groups); a function of the shape only, so are the bits. */
+int64_t et_f32_bn_groups(int64_t n, int64_t hw);
 /* the __ref row's kernels (batchnorm.c) */
 double et_f32_bn_plane_sum__ref(int64_t hw, const float *x);
 double et_f32_bn_plane_dev__ref(int64_t hw, const float *x, const float *dy, double mean);

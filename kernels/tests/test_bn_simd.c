@@ -9,6 +9,10 @@
  *            size 1, many channels) and the per-channel path (large planes), 1 and 3 threads:
  *            every output bitwise. The FNV hash of the outputs on finite inputs is printed: the
  *            x86 and arm64 (qemu) runs print the same hash.
+ *   split rule: the training forward / backward outputs of every row at 1, 2 and 3 threads
+ *            against batchnorm.c's statistics rule (image groups, their sums' order, the
+ *            groups' combine) written out as plain loops, with a channel whose sums depend on
+ *            the order: bitwise.
  */
 #include <math.h>
 #include <stdio.h>
@@ -217,7 +221,189 @@ static void test_bn_entry(void) {
     }
 }
 
+
+/* ---- the split rule, written out as plain loops -------------------------------------------
+ * batchnorm.c's statistics: per image group (et_f32_bn_groups), each channel's sums over the
+ * group's images (planes <= 512: per-element double accumulators over the images, then the
+ * plane_sum order over the plane; larger planes: plane_sum / plane_dev per plane in image
+ * order), the forward's squared deviations from the group's mean S_g / n_g, combined
+ * over the groups in order (mean = sum S_g / count, var = sum (M2_g + n_g d_g^2) / count).
+ * The outputs must equal these loops bit for bit on every row and thread count (the old split
+ * by channel blocks summed each element over all images at once: other bits). */
+static double rule_lanes(const double *l, double tail) {
+    return ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7])) + tail;
+}
+
+/* v[0..len) in plane_sum's order (from +0 in order below 8) */
+static double rule_sum(const double *v, int64_t len) {
+    double l[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0.0;
+    int64_t j = 0;
+    if (len < 8) {
+        for (; j < len; j++) tail += v[j];
+        return tail;
+    }
+    for (; j + 8 <= len; j += 8)
+        for (int r = 0; r < 8; r++) l[r] += v[j + r];
+    for (; j < len; j++) tail += v[j];
+    return rule_lanes(l, tail);
+}
+
+/* one plane's plane_dev (dy NULL: (x - m)^2, else dy * (x - m)): the tail into lane 0 */
+static double rule_dev(const float *x, const float *dy, int64_t hw, double m) {
+    double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= hw; j += 8)
+        for (int r = 0; r < 8; r++) {
+            const double d = (double)x[j + r] - m;
+            l[r] += dy ? (double)dy[j + r] * d : d * d;
+        }
+    for (; j < hw; j++) {
+        const double d = (double)x[j] - m;
+        l[0] += dy ? (double)dy[j] * d : d * d;
+    }
+    return rule_lanes(l, 0.0);
+}
+
+/* Group g's sums of channel ch: what = 0: x (forward S), 1: (x - m)^2, 2: dy, 3: dy * (x - m) */
+static double rule_group(const float *x, const float *dy, int64_t c, int64_t hw, int64_t ch,
+                         int64_t i0, int64_t i1, int what, double m, double *acc, double *pl) {
+    const int64_t is = c * hw;
+    if (hw > 512) {
+        double s = 0.0;
+        for (int64_t i = i0; i < i1; i++) {
+            const float *xp = x + i * is + ch * hw, *gp = dy ? dy + i * is + ch * hw : NULL;
+            if (what == 0 || what == 2) {
+                const float *v = what == 0 ? xp : gp;
+                for (int64_t j = 0; j < hw; j++) pl[j] = (double)v[j];
+                double l[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0.0;
+                int64_t j = 0;
+                for (; j + 8 <= hw; j += 8)
+                    for (int r = 0; r < 8; r++) l[r] += pl[j + r];
+                for (; j < hw; j++) tail += pl[j];
+                s += rule_lanes(l, tail);
+            } else {
+                s += rule_dev(xp, what == 3 ? gp : NULL, hw, m);
+            }
+        }
+        return s;
+    }
+    for (int64_t j = 0; j < hw; j++) acc[j] = 0.0;
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t j = 0; j < hw; j++) {
+            const int64_t e = i * is + ch * hw + j;
+            const double d = (double)x[e] - m;
+            acc[j] += what == 0 ? (double)x[e] : what == 1 ? d * d
+                    : what == 2 ? (double)dy[e] : (double)dy[e] * d;
+        }
+    return rule_sum(acc, hw);
+}
+
+static void test_bn_rule(void) {
+    /* (n, c, hw): one group (hw < 16, or one image; one image above 512: the grid's one-group
+     * path), two groups (even and odd n, planes at and off the lane width, above 512: the plane
+     * path; 1100 channels: two slabs), serial and parallel sizes */
+    static const int64_t shapes[][3] = {{7, 3, 1},   {32, 300, 1}, {5, 40, 4},  {1, 9, 100},
+                                        {1, 3, 600}, {2, 5, 16},   {5, 40, 64}, {3, 7, 33},
+                                        {32, 24, 16}, {4, 3, 513}, {3, 5, 1031}, {2, 1100, 16}};
+    const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
+    const int64_t maxt = 2 * 1100 * 16, maxc = 1100;
+    float *x = calloc(maxt, 4), *dy = calloc(maxt, 4), *y = calloc(maxt, 4), *dx = calloc(maxt, 4);
+    float *ry = calloc(maxt, 4), *rdx = calloc(maxt, 4), *gamma = calloc(maxc, 4);
+    float *beta = calloc(maxc, 4), *rm = calloc(maxc, 4), *rv = calloc(maxc, 4);
+    float *sm = calloc(maxc, 4), *si = calloc(maxc, 4), *dg = calloc(maxc, 4), *db = calloc(maxc, 4);
+    float *rrm = calloc(maxc, 4), *rrv = calloc(maxc, 4), *rsm = calloc(maxc, 4);
+    float *rsi = calloc(maxc, 4), *rdg = calloc(maxc, 4), *rdb = calloc(maxc, 4);
+    double *acc = calloc(1031, 8), *pl = calloc(1031, 8);
+    const et_isa best = et_get_isa();
+    for (int si_ = 0; si_ < nshapes; si_++) {
+        const int64_t n = shapes[si_][0], c = shapes[si_][1], hw = shapes[si_][2], t = n * c * hw;
+        const int64_t groups = et_f32_bn_groups(n, hw), count = n * hw;
+        fill_bn(x, t, 2100 + si_, 0); /* magnitudes 1e-3..1e9 */
+        fill_bn(dy, t, 2200 + si_, 0);
+        /* channel 0, where the order of the sums shows in save_mean and dbeta: image 0 holds
+         * 1e17, the first image of the second group -1e17 (the middle one with one group),
+         * the others 1: 1e17 + 1 rounds to 1e17, so summing each group first loses the ones
+         * the order over all images keeps */
+        int64_t h0 = n / 2, h1;
+        if (groups > 1) et_thread_range(n, 1, (int)groups, &h0, &h1);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < hw; j++) {
+                const float v = i == 0 ? 1e17f : (i == h0 ? -1e17f : 1.0f);
+                x[i * c * hw + j] = dy[i * c * hw + j] = v;
+            }
+        et_fill_random(gamma, c, 2300 + si_, 0.5f, 1.5f);
+        et_fill_random(beta, c, 2400 + si_, -0.5f, 0.5f);
+        beta[0] = 0.0f;
+        ET_CHECK(groups >= 1 && groups <= n, "bn groups %lld of %lld images", (long long)groups,
+                 (long long)n);
+        for (int64_t ch = 0; ch < c; ch++) { /* the rule: forward, then backward */
+            double sg[64], m2g[64], ng[64], s = 0.0, m2 = 0.0;
+            for (int64_t g = 0; g < groups; g++) {
+                int64_t i0, i1;
+                et_thread_range(n, (int)g, (int)groups, &i0, &i1);
+                ng[g] = (double)((i1 - i0) * hw);
+                sg[g] = rule_group(x, NULL, c, hw, ch, i0, i1, 0, 0.0, acc, pl);
+                m2g[g] = rule_group(x, NULL, c, hw, ch, i0, i1, 1, sg[g] / ng[g], acc, pl);
+                s += sg[g];
+            }
+            const double mean = s / (double)count;
+            for (int64_t g = 0; g < groups; g++) {
+                const double d = sg[g] / ng[g] - mean;
+                m2 += m2g[g] + ng[g] * d * d;
+            }
+            const double var = m2 / (double)count, invstd = 1.0 / sqrt(var + (double)1e-5f);
+            const double alpha = invstd * (double)gamma[ch];
+            const float fa = (float)alpha, fs = (float)((double)beta[ch] - mean * alpha);
+            rsm[ch] = (float)mean, rsi[ch] = (float)invstd;
+            const double mom = (double)0.1f, unbias = (double)count / (double)(count - 1);
+            rrm[ch] = (float)((1.0 - mom) * 0.0 + mom * mean);
+            rrv[ch] = (float)((1.0 - mom) * 1.0 + mom * var * unbias);
+            double sum = 0.0, dot = 0.0;
+            for (int64_t g = 0; g < groups; g++) {
+                int64_t i0, i1;
+                et_thread_range(n, (int)g, (int)groups, &i0, &i1);
+                sum += rule_group(x, dy, c, hw, ch, i0, i1, 2, 0.0, acc, pl);
+                dot += rule_group(x, dy, c, hw, ch, i0, i1, 3, (double)rsm[ch], acc, pl);
+            }
+            const double isd = (double)rsi[ch];
+            rdg[ch] = (float)(dot * isd), rdb[ch] = (float)sum;
+            const float gm = (float)(sum / (double)count);
+            const float pr = (float)(dot * isd * isd / (double)count);
+            const float gs = (float)(isd * (double)gamma[ch]);
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < hw; j++) {
+                    const int64_t e = (i * c + ch) * hw + j;
+                    ry[e] = x[e] * fa + fs;
+                    rdx[e] = (dy[e] - gm - (x[e] - rsm[ch]) * pr) * gs;
+                }
+        }
+        for (const et_f32_bn_variant *row = et_f32_bn_variants; row->head.name; row++) {
+            if (!et_isa_supported(row->head.isa)) continue;
+            et_set_isa(row->head.isa);
+            for (int nt = 1; nt <= 3; nt++) {
+                for (int64_t k = 0; k < c; k++) rm[k] = 0.0f, rv[k] = 1.0f;
+                ET_CHECK(et_f32_batchnorm_train_fwd(n, c, hw, x, gamma, beta, rm, rv, 0.1f, 1e-5f,
+                                                    y, sm, si, nt) == ET_OK, "bn rule fwd status");
+                ET_CHECK(et_f32_batchnorm_bwd(n, c, hw, x, dy, gamma, sm, si, dx, dg, db, nt)
+                             == ET_OK, "bn rule bwd status");
+                ET_CHECK(same_f(y, ry, t) && same_f(sm, rsm, c) && same_f(si, rsi, c) &&
+                             same_f(rm, rrm, c) && same_f(rv, rrv, c),
+                         "bn rule fwd %s [%lld,%lld,%lld] t%d", row->head.name, (long long)n,
+                         (long long)c, (long long)hw, nt);
+                ET_CHECK(same_f(dx, rdx, t) && same_f(dg, rdg, c) && same_f(db, rdb, c),
+                         "bn rule bwd %s [%lld,%lld,%lld] t%d", row->head.name, (long long)n,
+                         (long long)c, (long long)hw, nt);
+            }
+        }
+    }
+    et_set_isa(best);
+    free(x); free(dy); free(y); free(dx); free(ry); free(rdx); free(gamma); free(beta);
+    free(rm); free(rv); free(sm); free(si); free(dg); free(db); free(rrm); free(rrv);
+    free(rsm); free(rsi); free(rdg); free(rdb); free(acc); free(pl);
+}
+
 void test_bn_simd(void) {
     test_bn_kernels();
     test_bn_entry();
+    test_bn_rule();
 }
