@@ -1150,6 +1150,12 @@ typedef struct wgrad_job {
     float *sa, *sb;
     int64_t mp, npad, kblocks, ntasks;
     float *parts; /* K blocks 1.. : their products, M x N each (see wgrad_shared_task) */
+    /* threads > 1, one K block (wgrad_split_*): the tasks split rows of C (split_rows) or its
+     * columns; each thread's slot (slot bytes from sa) holds the other operand packed whole,
+     * packed by the thread's first task (ready[tid]), then one panel of the split operand */
+    int split_rows;
+    size_t slot;
+    int ready[ET_POOL_MAX_THREADS];
 } wgrad_job;
 
 /* A w-wide panel of rows [r0, r0 + m) of an operand whose columns are the batch's pixels
@@ -1213,7 +1219,7 @@ static void wgrad_task(void *ctx, int64_t t, int tid) {
     wgrad_block(j, i0, i1, j0, j1, pa, pb);
 }
 
-/* ---- the weight gradient on several threads ----
+/* ---- the weight gradient on several threads, K in several blocks ----
  * The product is short and wide in K (MobileNetV2 at 32x32: 144 x 24 x 2048), so C has few
  * register tiles (11 x 1 here) and a task grid over them (4 x 1) packs the operand its tasks
  * share once per task (B four times) and leaves a thread a whole task behind the other. So
@@ -1237,6 +1243,58 @@ static size_t wgrad_shared_bytes(const et_f32_gemm_config *cfg, int64_t M, int64
            (size_t)((wgrad_kblocks(K) - 1) * M * N * (int64_t)sizeof(float));
 }
 
+/* ---- the weight gradient of one K block on several threads ----
+ * With K in one block (the planes of 4x4 and less at b32: K <= 512), the shared packing costs
+ * a job of its own and hands each thread operands packed on the other core. Instead one job:
+ * the operand of more padded rows (the "split" one) is cut into runs of panels, one task each;
+ * a thread packs the other operand whole into its slot at its first task (a second copy of the
+ * smaller operand, made while the other thread does the same) and then, panel by panel of its
+ * run, packs the panel and multiplies it with every panel of the other operand: wgrad_block's
+ * ukernel calls (beta 0) on the same packed values, so the bits of one thread. */
+static int wgrad_split_rows(const et_f32_gemm_config *cfg, int64_t M, int64_t N) {
+    return round_up(M, cfg->mr) > round_up(N, cfg->nr);
+}
+
+static size_t wgrad_split_slot_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t N,
+                                     int64_t K) {
+    const int rows = wgrad_split_rows(cfg, M, N);
+    const int64_t other = rows ? round_up(N, cfg->nr) : round_up(M, cfg->mr);
+    const int64_t w = rows ? cfg->mr : cfg->nr;
+    return (size_t)round_up((other + w) * K * (int64_t)sizeof(float), ET_GEMM_ALIGN);
+}
+
+/* Task t: run t of the split operand's panels, times every panel of the other operand. */
+static void wgrad_split_task(void *ctx, int64_t t, int tid) {
+    wgrad_job *j = (wgrad_job *)ctx;
+    const et_f32_gemm_config *cfg = j->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, K = j->K;
+    const int rows = j->split_rows;
+    /* o: the operand packed whole (width ow per panel, no rows), s: the split one */
+    const int64_t ow = rows ? NR : MR, sw = rows ? MR : NR;
+    const int64_t on = rows ? j->N : j->M, sn = rows ? j->M : j->N;
+    const float *osrc = rows ? j->x : j->dy, *ssrc = rows ? j->dy : j->x;
+    const int64_t oss = rows ? j->xs : j->ys, sss = rows ? j->ys : j->xs;
+    const int64_t opad = round_up(on, ow);
+    float *op = (float *)((char *)j->sa + (size_t)tid * j->slot), *sp = op + opad * K;
+    if (!j->ready[tid]) {
+        for (int64_t r = 0; r < on; r += ow)
+            wgrad_pack(cfg, ow, min_i64(ow, on - r), osrc, oss, j->np, r, 0, K, op + r * K);
+        j->ready[tid] = 1;
+    }
+    int64_t p0, p1;
+    et_thread_range(ceil_div(sn, sw), (int)t, (int)j->ntasks, &p0, &p1);
+    for (int64_t p = p0; p < p1; p++) {
+        const int64_t s = p * sw;
+        wgrad_pack(cfg, sw, min_i64(sw, sn - s), ssrc, sss, j->np, s, 0, K, sp);
+        for (int64_t r = 0; r < on; r += ow) {
+            const int64_t i = rows ? s : r, c = rows ? r : s;
+            cfg->ukernel(K, rows ? sp : op + r * K, rows ? op + r * K : sp, NR,
+                         j->C + i * j->ldc + c, j->ldc, min_i64(MR, j->M - i),
+                         min_i64(NR, j->N - c), 1.0f, 0.0f);
+        }
+    }
+}
+
 size_t et_f32_gemm_nchw_wgrad_ws_bytes(int64_t M, int64_t N, int64_t n, int64_t np,
                                        int nthreads) {
     const int64_t K = n * np;
@@ -1245,7 +1303,10 @@ size_t et_f32_gemm_nchw_wgrad_ws_bytes(int64_t M, int64_t N, int64_t n, int64_t 
     if (nthreads <= 1 || M <= 0 || N <= 0 || K <= 0) return one;
     size_t bytes = 0;
     for (const et_f32_gemm_variant *row = et_f32_gemm_variants; row->head.name; row++) {
-        const size_t b = wgrad_shared_bytes(row->cfg, M, N, K) + ET_GEMM_ALIGN;
+        const size_t b = (wgrad_kblocks(K) == 1
+                              ? wgrad_split_slot_bytes(row->cfg, M, N, K) * (size_t)nthreads
+                              : wgrad_shared_bytes(row->cfg, M, N, K)) +
+                         ET_GEMM_ALIGN;
         if (b > bytes) bytes = b;
     }
     return bytes > one ? bytes : one;
@@ -1321,12 +1382,22 @@ et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, co
     const size_t a_bytes = pack_a_bytes(cfg, M, K);
     const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
     wgrad_job j = {cfg, M, N, K, np, dy, ys, x, xs, C, ldc, base, a_bytes,
-                   a_bytes + pack_b_bytes(cfg, N, K), mt, nt, 1, 1, NULL, NULL, 0, 0, 0, 0, NULL};
+                   a_bytes + pack_b_bytes(cfg, N, K), mt, nt, 1, 1, NULL, NULL, 0, 0, 0, 0, NULL,
+                   0, 0, {0}};
     if (nthreads == 1) {
         wgrad_task(&j, 0, 0);
         return ET_OK;
     }
     j.sa = (float *)base;
+    if (wgrad_kblocks(K) == 1) {
+        j.split_rows = wgrad_split_rows(cfg, M, N);
+        j.slot = wgrad_split_slot_bytes(cfg, M, N, K);
+        const int64_t panels = j.split_rows ? mt : nt;
+        const double tasks = (double)M * (double)N * (double)K / WGRAD_TASK_MACS;
+        j.ntasks = min_i64(panels, tasks < nthreads ? nthreads : (int64_t)tasks);
+        et_parallel_for(j.ntasks, nthreads, wgrad_split_task, &j);
+        return ET_OK;
+    }
     j.mp = round_up(M, cfg->mr);
     j.sb = j.sa + j.mp * K;
     j.npad = round_up(N, cfg->nr);
