@@ -1219,16 +1219,16 @@ static void wgrad_task(void *ctx, int64_t t, int tid) {
 
 /* ---- the weight gradient on several threads ----
  * The product is short and wide in K (MobileNetV2 at 32x32: 144 x 24 x 2048, 32 x 192 x 512),
- * so C has few register tiles. The operand of more padded rows (the "split" one) is cut into
+ * so C has few register tiles. One operand (the "split" one, wgrad_split_rows) is cut into
  * runs of panels; a task is one run times one K block. K is the batch's pixels, so a K block
  * is a run of images: block kb of a tile stores its product (beta 0) into C (kb 0) or its own
  * partial, and the partials are added to C in K order afterwards: C = (P0 + P1) + P2 ..., the
  * very sums the ukernel's beta = 1 (fma(1, c, acc)) makes when one task runs a tile's K blocks
- * back to back as wgrad_block does. A thread packs the other (smaller) operand's K block into
+ * back to back as wgrad_block does. A thread packs the other operand's K block into
  * its slot when its task's block is not the one there (ready), then, panel by panel of the
  * run, packs the panel and multiplies it with every panel of the other operand: the same
  * ukernel calls on the same packed values, so the bits of one thread. One job (and the K
- * order sum when there are several blocks), and no packed value crosses cores; the smaller
+ * order sum when there are several blocks), and no packed value crosses cores; the other
  * operand is packed once more per thread. Tasks go K block by K block: the caller (the front
  * chunks) multiplies the first images, a worker (the back ones) the last, the images the ops
  * around (split by images) leave in each core's cache. */
