@@ -1207,11 +1207,15 @@ typedef struct wgrad_job {
     size_t a_bytes, slice;
     int64_t mt, nt;
     int tm, tn;
-    /* threads > 1 (wgrad_shared_*): both operands packed whole, packed_a's layout (K block pc
-     * of the panel of rows r at sa + pc * mp + r * kc, of columns c at sb + pc * npad + c * kc) */
-    float *sa, *sb;
-    int64_t mp, npad, kblocks, ntasks;
-    float *parts; /* K blocks 1.. : their products, M x N each (see wgrad_shared_task) */
+    /* threads > 1 (wgrad_split_task): the tasks split rows of C (split_rows) or its columns;
+     * thread tid's slot (slot bytes from sp) holds K block ready[tid] - 1 of the other operand
+     * packed whole, then one panel of the split operand */
+    float *sp;
+    size_t slot;
+    int split_rows;
+    int64_t kblocks, ntasks;
+    float *parts; /* K blocks 1.. : their products, M x N each */
+    int64_t ready[ET_POOL_MAX_THREADS];
 } wgrad_job;
 
 /* A w-wide panel of rows [r0, r0 + m) of an operand whose columns are the batch's pixels
@@ -1276,26 +1280,44 @@ static void wgrad_task(void *ctx, int64_t t, int tid) {
 }
 
 /* ---- the weight gradient on several threads ----
- * The product is short and wide in K (MobileNetV2 at 32x32: 144 x 24 x 2048), so C has few
- * register tiles (11 x 1 here) and a task grid over them (4 x 1) packs the operand its tasks
- * share once per task (B four times) and leaves a thread a whole task behind the other. So
- * both operands are packed whole, once, by all threads (units: one MR or NR panel times one K
- * block), then the tiles are handed out in tasks of about WGRAD_TASK_MACS multiply-adds per K
- * block. K is the batch's pixels, so a K block is a run of images: block kb of a tile stores
- * its product (beta 0) into C (kb 0) or its own partial, and the partials are added to C in K
- * order afterwards: C = (P0 + P1) + P2 ..., the very sums the ukernel's beta = 1
- * (fma(1, c, acc)) makes when one task runs a tile's K blocks back to back as wgrad_block
- * does; each block is the same ukernel call on the same packed values, so the bits of one
- * thread. Packing units and tasks go K block by K block: the caller (the front chunks) packs
- * and multiplies the first images, a worker (the back ones) the last, the images the ops
- * around (split by images) leave in each core's cache, where tiles running all K blocks read
- * half their operands from the other core (timed, 2 threads, 144 x 24 x 2048: 150 -> 102 us). */
+ * The product is short and wide in K (MobileNetV2 at 32x32: 144 x 24 x 2048, 32 x 192 x 512),
+ * so C has few register tiles. One operand (the "split" one, wgrad_split_rows) is cut into
+ * runs of panels; a task is one run times one K block. K is the batch's pixels, so a K block
+ * is a run of images: block kb of a tile stores its product (beta 0) into C (kb 0) or its own
+ * partial, and the partials are added to C in K order afterwards: C = (P0 + P1) + P2 ..., the
+ * very sums the ukernel's beta = 1 (fma(1, c, acc)) makes when one task runs a tile's K blocks
+ * back to back as wgrad_block does. A thread packs the other operand's K block into
+ * its slot when its task's block is not the one there (ready), then, panel by panel of the
+ * run, packs the panel and multiplies it with every panel of the other operand: the same
+ * ukernel calls on the same packed values, so the bits of one thread. One job (and the K
+ * order sum when there are several blocks), and no packed value crosses cores; the other
+ * operand is packed once more per thread. Tasks go K block by K block: the caller (the front
+ * chunks) multiplies the first images, a worker (the back ones) the last, the images the ops
+ * around (split by images) leave in each core's cache. */
 #define WGRAD_TASK_MACS 262144.0
 
 static int64_t wgrad_kblocks(int64_t K) { return ceil_div(K, balanced_block(K, ET_GEMM_KC, 1)); }
 
-static size_t wgrad_shared_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t N, int64_t K) {
-    return (size_t)((round_up(M, cfg->mr) + round_up(N, cfg->nr)) * K * (int64_t)sizeof(float)) +
+/* Rows when A has more padded rows, and when the product (C) is larger than the B block each
+ * thread then packs: a thread writes whole rows of C, not a run of columns of every row
+ * (MobileNetV2 at 32x32 on 1x1 planes: 160 x 960 x 32, C 600 KiB, B 120 KiB). */
+static int wgrad_split_rows(const et_f32_gemm_config *cfg, int64_t M, int64_t N, int64_t K) {
+    const int64_t npad = round_up(N, cfg->nr);
+    return round_up(M, cfg->mr) > npad || M * N > npad * balanced_block(K, ET_GEMM_KC, 1);
+}
+
+/* A thread's slot: one K block of the other operand and one panel of the split one. */
+static size_t wgrad_slot_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t N, int64_t K) {
+    const int rows = wgrad_split_rows(cfg, M, N, K);
+    const int64_t other = rows ? round_up(N, cfg->nr) : round_up(M, cfg->mr);
+    const int64_t w = rows ? cfg->mr : cfg->nr;
+    return (size_t)round_up((other + w) * balanced_block(K, ET_GEMM_KC, 1) * (int64_t)sizeof(float),
+                            ET_GEMM_ALIGN);
+}
+
+static size_t wgrad_threads_bytes(const et_f32_gemm_config *cfg, int64_t M, int64_t N, int64_t K,
+                                  int nthreads) {
+    return wgrad_slot_bytes(cfg, M, N, K) * (size_t)nthreads +
            (size_t)((wgrad_kblocks(K) - 1) * M * N * (int64_t)sizeof(float));
 }
 
@@ -1307,51 +1329,46 @@ size_t et_f32_gemm_nchw_wgrad_ws_bytes(int64_t M, int64_t N, int64_t n, int64_t 
     if (nthreads <= 1 || M <= 0 || N <= 0 || K <= 0) return one;
     size_t bytes = 0;
     for (const et_f32_gemm_variant *row = et_f32_gemm_variants; row->head.name; row++) {
-        const size_t b = wgrad_shared_bytes(row->cfg, M, N, K) + ET_GEMM_ALIGN;
+        const size_t b = wgrad_threads_bytes(row->cfg, M, N, K, nthreads) + ET_GEMM_ALIGN;
         if (b > bytes) bytes = b;
     }
     return bytes > one ? bytes : one;
 }
 
-/* Packing unit u: panel u % (mt + nt) (the A panels, then the B ones) of K block u / (mt + nt). */
-static void wgrad_pack_range(void *ctx, int64_t u0, int64_t u1, int tid) {
-    const wgrad_job *j = (const wgrad_job *)ctx;
-    const et_f32_gemm_config *cfg = j->cfg;
-    const int64_t kc_blk = balanced_block(j->K, ET_GEMM_KC, 1);
-    (void)tid;
-    for (int64_t u = u0; u < u1; u++) {
-        const int64_t panel = u % (j->mt + j->nt), pc = u / (j->mt + j->nt) * kc_blk;
-        const int64_t kc = min_i64(kc_blk, j->K - pc);
-        if (panel < j->mt) {
-            const int64_t r = panel * cfg->mr;
-            wgrad_pack(cfg, cfg->mr, min_i64(cfg->mr, j->M - r), j->dy, j->ys, j->np, r, pc, kc,
-                       j->sa + pc * j->mp + r * kc);
-        } else {
-            const int64_t c = (panel - j->mt) * cfg->nr;
-            wgrad_pack(cfg, cfg->nr, min_i64(cfg->nr, j->N - c), j->x, j->xs, j->np, c, pc, kc,
-                       j->sb + pc * j->npad + c * kc);
-        }
-    }
-}
-
-/* Task t: K block t / ntasks, a run of tiles in row-major order (consecutive tiles share their
- * A panel), into C (K block 0) or the block's partial (row stride N). */
-static void wgrad_shared_task(void *ctx, int64_t t, int tid) {
-    const wgrad_job *j = (const wgrad_job *)ctx;
+/* Task t: K block t / ntasks of run t % ntasks of the split operand's panels, times every
+ * panel of the other operand, into C (K block 0) or the block's partial (row stride N). */
+static void wgrad_split_task(void *ctx, int64_t t, int tid) {
+    wgrad_job *j = (wgrad_job *)ctx;
     const et_f32_gemm_config *cfg = j->cfg;
     const int64_t MR = cfg->mr, NR = cfg->nr, K = j->K, kb = t / j->ntasks;
     const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
     const int64_t pc = kb * kc_blk, kc = min_i64(kc_blk, K - pc);
+    const int rows = j->split_rows;
+    /* o: the other operand (panel width ow, on rows), s: the split one */
+    const int64_t ow = rows ? NR : MR, sw = rows ? MR : NR;
+    const int64_t on = rows ? j->N : j->M, sn = rows ? j->M : j->N;
+    const float *osrc = rows ? j->x : j->dy, *ssrc = rows ? j->dy : j->x;
+    const int64_t oss = rows ? j->xs : j->ys, sss = rows ? j->ys : j->xs;
+    float *op = (float *)((char *)j->sp + (size_t)tid * j->slot);
+    float *sp = op + round_up(on, ow) * kc_blk;
+    if (j->ready[tid] != kb + 1) {
+        for (int64_t r = 0; r < on; r += ow)
+            wgrad_pack(cfg, ow, min_i64(ow, on - r), osrc, oss, j->np, r, pc, kc, op + r * kc);
+        j->ready[tid] = kb + 1;
+    }
     float *dst = kb == 0 ? j->C : j->parts + (kb - 1) * j->M * j->N;
     const int64_t ld = kb == 0 ? j->ldc : j->N;
-    int64_t t0, t1;
-    (void)tid;
-    et_thread_range(j->mt * j->nt, (int)(t % j->ntasks), (int)j->ntasks, &t0, &t1);
-    for (int64_t q = t0; q < t1; q++) {
-        const int64_t i = q / j->nt * MR, c = q % j->nt * NR;
-        cfg->ukernel(kc, j->sa + pc * j->mp + i * kc, j->sb + pc * j->npad + c * kc, NR,
-                     dst + i * ld + c, ld, min_i64(MR, j->M - i), min_i64(NR, j->N - c), 1.0f,
-                     0.0f);
+    int64_t p0, p1;
+    et_thread_range(ceil_div(sn, sw), (int)(t % j->ntasks), (int)j->ntasks, &p0, &p1);
+    for (int64_t p = p0; p < p1; p++) {
+        const int64_t s = p * sw;
+        wgrad_pack(cfg, sw, min_i64(sw, sn - s), ssrc, sss, j->np, s, pc, kc, sp);
+        for (int64_t r = 0; r < on; r += ow) {
+            const int64_t i = rows ? s : r, c = rows ? r : s;
+            cfg->ukernel(kc, rows ? sp : op + r * kc, rows ? op + r * kc : sp, NR,
+                         dst + i * ld + c, ld, min_i64(MR, j->M - i), min_i64(NR, j->N - c),
+                         1.0f, 0.0f);
+        }
     }
 }
 
@@ -1383,24 +1400,21 @@ et_status et_f32_gemm_nchw_wgrad(int64_t M, int64_t N, int64_t n, int64_t np, co
     const size_t a_bytes = pack_a_bytes(cfg, M, K);
     const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);
     wgrad_job j = {cfg, M, N, K, np, dy, ys, x, xs, C, ldc, base, a_bytes,
-                   a_bytes + pack_b_bytes(cfg, N, K), mt, nt, 1, 1, NULL, NULL, 0, 0, 0, 0, NULL};
+                   a_bytes + pack_b_bytes(cfg, N, K), mt, nt, 1, 1, NULL, 0, 0, 0, 0, NULL, {0}};
     if (nthreads == 1) {
         wgrad_task(&j, 0, 0);
         return ET_OK;
     }
-    j.sa = (float *)base;
-    j.mp = round_up(M, cfg->mr);
-    j.sb = j.sa + j.mp * K;
-    j.npad = round_up(N, cfg->nr);
-    j.parts = j.sb + j.npad * K;
+    j.split_rows = wgrad_split_rows(cfg, M, N, K);
+    j.slot = wgrad_slot_bytes(cfg, M, N, K);
+    j.sp = (float *)base;
+    j.parts = (float *)(base + j.slot * (size_t)nthreads);
     j.kblocks = wgrad_kblocks(K);
-    const int64_t units = (mt + nt) * j.kblocks;
-    et_parallel_ranges(units, et_split_chunks(units, nthreads), nthreads, wgrad_pack_range, &j);
-    /* tasks per K block */
+    /* runs per K block: about WGRAD_TASK_MACS each, at least one per thread, at most a panel */
     const double tasks = (double)M * (double)N * (double)balanced_block(K, ET_GEMM_KC, 1) /
                          WGRAD_TASK_MACS;
-    j.ntasks = tasks < 1.0 ? 1 : min_i64(mt * nt, (int64_t)tasks);
-    et_parallel_for(j.kblocks * j.ntasks, nthreads, wgrad_shared_task, &j);
+    j.ntasks = min_i64(j.split_rows ? mt : nt, tasks < nthreads ? nthreads : (int64_t)tasks);
+    et_parallel_for(j.kblocks * j.ntasks, nthreads, wgrad_split_task, &j);
     if (j.kblocks > 1)
         et_parallel_ranges(M, et_split_chunks(M, nthreads), nthreads, wgrad_combine_rows, &j);
     return ET_OK;

@@ -499,12 +499,17 @@ static int wgrad_case(const variant *v, int64_t M, int64_t N, int64_t n, int64_t
 static void test_nchw_wgrad(void) {
     /* {M, N, n, np}: np 1 (the copy pack), pieces of images inside K blocks, two K blocks;
      * MobileNetV2's at 32x32 (one column or one row of tiles, three K blocks; many tiles of
-     * one K block; five K blocks): on 2 and 3 threads the shared packing and the tile tasks,
-     * each K block's product apart and added in K order */
+     * one K block; five K blocks): on 2 and 3 threads the tasks of wgrad_split_task (runs of
+     * panels of the larger operand per K block, each thread packing the other one), each K
+     * block's product apart and added in K order */
     static const int64_t shapes[][4] = {
         {24, 96, 32, 1},  {144, 24, 3, 4},  {15, 33, 5, 49},  {40, 70, 3, 300},
         {29, 17, 7, 16},  {200, 40, 9, 1},  {144, 24, 32, 64}, {24, 144, 32, 64},
-        {960, 160, 32, 1}, {192, 64, 32, 4}, {16, 48, 8, 400}};
+        {960, 160, 32, 1}, {192, 64, 32, 4}, {16, 48, 8, 400},
+        /* one K block: MobileNetV2's at 32x32 on 4x4, 2x2 and 1x1 planes; split by columns
+         * and by rows, partial panels on both sides */
+        {32, 144, 32, 16}, {32, 192, 32, 16}, {192, 32, 32, 16}, {96, 384, 32, 4},
+        {576, 160, 32, 1}, {160, 960, 32, 1}, {45, 70, 5, 20}, {100, 20, 4, 30}};
     for (const variant *v = et_f32_gemm_variants; v->head.name; v++) {
         if (et_set_isa(v->head.isa) != ET_OK) continue;
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
