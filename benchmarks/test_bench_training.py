@@ -117,25 +117,36 @@ def test_paired_rounds(benchmark, case):
     impls = IMPLS if threads == 1 else [i for i in IMPLS if i != "onnxruntime"]
     steps, handles = _available_steps(model, batch, threads, train, impls)
     times = {impl: [] for impl in steps}
+    per_round = {impl: [] for impl in steps}   # each round's median: the same-round ratios
     block, settle = (1, 0) if threads == 1 else (BLOCK, SETTLE)
 
     def one_round():
         for impl, step in steps.items():
+            mine = []
             for k in range(block):
                 t0 = time.perf_counter()
                 step()
                 if k >= settle:
-                    times[impl].append(time.perf_counter() - t0)
+                    mine.append(time.perf_counter() - t0)
+            times[impl] += mine
+            per_round[impl].append(float(np.median(mine)))
 
     for _ in range(2 if threads == 1 else 1):
         one_round()  # warm up
-    for t in times.values():
+    for t in (*times.values(), *per_round.values()):
         t.clear()
-    rounds = 3 if QUICK else (40 if threads == 1 else 8)
+    # 30 rounds of blocks at 2 threads (8 gave ratios from 2.5x to 3.7x run to run on a
+    # drifting host); the quartiles of the per-round ratios show the spread of each figure
+    rounds = 3 if QUICK else (40 if threads == 1 else 30)
     benchmark.pedantic(one_round, rounds=rounds, iterations=1)
     label = f"paired {'train' if train else 'eval'} {model} b{batch} t{threads}"
+    et_rounds = np.array(per_round.get("edgetrain", []))
     for impl, t in times.items():
-        record(label, impl, float(np.median(t)))
+        extra = {}
+        if impl != "edgetrain" and len(et_rounds):
+            q = np.percentile(np.array(per_round[impl]) / et_rounds, [25, 50, 75])
+            extra[f"{impl} per-round ratio"] = f"q25 {q[0]:.2f} median {q[1]:.2f} q75 {q[2]:.2f}"
+        record(label, impl, float(np.median(t)), **extra)
         benchmark.extra_info[f"{impl}_median_ms"] = float(np.median(t)) * 1e3
     for h in handles:
         _release(h)
