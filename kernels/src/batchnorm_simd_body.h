@@ -6,7 +6,8 @@
  * D_STD (WD doubles), D_ADD, D_SUB, D_MUL, D_SET; VF / WF (a vector of WF floats), F_LD, F_ST,
  * F_ADD, F_SUB, F_MUL, F_SET; for the fused relu / relu6: D_LDM(g, t, act) (WD floats of dy
  * masked from t, widened), F_MASK(g, t, act) and F_ACT(v, act) on VF vectors (et_bn_mask_ and
- * et_bn_act_ per lane). Every lane does __ref's operation (batchnorm.c) on its element,
+ * et_bn_act_ per lane); D_DIV, D_SQRT (WD doubles), D_STF(p, v) (WD doubles stored as floats).
+ * Every lane does __ref's operation (batchnorm.c) on its element,
  * in __ref's order; the 8 lanes of the plane sums are 8 / WD vectors, stored and combined by
  * __ref's scalar expression; the tails are __ref's scalar loops. No fused multiply-add.
  */
@@ -311,6 +312,69 @@ BN_TARGET static void BN_NAME(plane_bwd_m)(int64_t hw, const float *x, const flo
     *dot = ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
 }
 
+/* ---- the per-channel factors of a small-plane block: __ref's expressions per lane (the
+ * divisions and square roots are correctly rounded, so a lane gives the scalar bits) ------ */
+BN_TARGET static void BN_NAME(div)(int64_t nc, const double *s, double d, double *q_out) {
+    const VD vd = D_SET(d);
+    int64_t q = 0;
+    for (; q + WD <= nc; q += WD) D_STD(q_out + q, D_DIV(D_LDD(s + q), vd));
+    for (; q < nc; q++) q_out[q] = s[q] / d;
+}
+
+BN_TARGET static void BN_NAME(fwd_factors)(int64_t nc, const double *mean, const double *var,
+                                           double eps, const float *gamma, const float *beta,
+                                           double *invstd, float *a, float *sh) {
+    const VD one = D_SET(1.0), zero = D_SET(0.0), ve = D_SET(eps);
+    int64_t q = 0;
+    for (; q + WD <= nc; q += WD) {
+        const VD is = D_DIV(one, D_SQRT(D_ADD(D_LDD(var + q), ve)));
+        const VD g = gamma ? D_LD(gamma + q) : one, b = beta ? D_LD(beta + q) : zero;
+        const VD alpha = D_MUL(is, g);
+        D_STD(invstd + q, is);
+        D_STF(a + q, alpha);
+        D_STF(sh + q, D_SUB(b, D_MUL(D_LDD(mean + q), alpha)));
+    }
+    for (; q < nc; q++) {
+        const double is = 1.0 / sqrt(var[q] + eps);
+        const double g = gamma ? (double)gamma[q] : 1.0, b = beta ? (double)beta[q] : 0.0;
+        const double alpha = is * g;
+        invstd[q] = is;
+        a[q] = (float)alpha;
+        sh[q] = (float)(b - mean[q] * alpha);
+    }
+}
+
+BN_TARGET static void BN_NAME(bwd_factors)(int64_t nc, const double *sum, const double *dot,
+                                           double count, const float *invstd, const float *gamma,
+                                           int frozen, float *dgamma, float *dbeta, float *gm,
+                                           float *pr, float *gs) {
+    const VD one = D_SET(1.0), vc = D_SET(count);
+    int64_t q = 0;
+    for (; q + WD <= nc; q += WD) {
+        const VD is = D_LD(invstd + q), s = D_LDD(sum + q), di = D_MUL(D_LDD(dot + q), is);
+        if (dgamma) D_STF(dgamma + q, di);
+        if (dbeta) D_STF(dbeta + q, s);
+        const VD g = gamma ? D_LD(gamma + q) : one;
+        if (frozen) {
+            D_STF(gm + q, D_SET(0.0));
+            D_STF(pr + q, D_SET(0.0));
+        } else {
+            D_STF(gm + q, D_DIV(s, vc));
+            D_STF(pr + q, D_DIV(D_MUL(di, is), vc));
+        }
+        D_STF(gs + q, D_MUL(is, g));
+    }
+    for (; q < nc; q++) {
+        const double is = (double)invstd[q], di = dot[q] * is;
+        if (dgamma) dgamma[q] = (float)di;
+        if (dbeta) dbeta[q] = (float)sum[q];
+        const double g = gamma ? (double)gamma[q] : 1.0;
+        gm[q] = frozen ? 0.0f : (float)(sum[q] / count);
+        pr[q] = frozen ? 0.0f : (float)(di * is / count);
+        gs[q] = (float)(is * g);
+    }
+}
+
 #undef BN_NV
 
 /* The parameters above are this instantiation's only: undefined here, so the next ISA defines
@@ -327,6 +391,9 @@ BN_TARGET static void BN_NAME(plane_bwd_m)(int64_t hw, const float *x, const flo
 #undef D_SUB
 #undef D_MUL
 #undef D_SET
+#undef D_DIV
+#undef D_SQRT
+#undef D_STF
 #undef VF
 #undef WF
 #undef F_LD
