@@ -529,7 +529,7 @@ static void bn_bwd_block(const bn_job *k, int64_t c0, int64_t cb) {
         for (int64_t j = q * hw; j < (q + 1) * hw; j++) mf[j] = k->save_mean_in[c0 + q];
     for (int64_t j = 0; j < len; j++) as[j] = ad[j] = 0.0;
     if (t)
-        row->acc_bwd_m(n, is, len, x, dy, t, k->act, mf, as, ad);
+        row->acc_bwd_mr(n, is, len, x, dy, t, k->act, mf, as, ad);
     else
         row->acc_bwd(n, is, len, x, dy, mf, as, ad);
     bn_block_sums(cb, hw, as, sums);

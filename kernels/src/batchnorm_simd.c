@@ -17,6 +17,9 @@
 
 #include "norm_internal.h"
 
+/* __ref's acc_bwd_mr is its acc_bwd_m (one loop order, the same sums) */
+#define et_f32_bn_acc_bwd_mr__ref et_f32_bn_acc_bwd_m__ref
+
 #define ET_BN_ROW(isa, name)                                                                    \
     {                                                                                           \
         {isa, #name}, et_f32_bn_plane_sum__##name, et_f32_bn_plane_dev__##name,                 \
@@ -24,7 +27,8 @@
             et_f32_bn_acc_sqdev__##name, et_f32_bn_acc_bwd__##name, et_f32_bn_dx__##name,       \
             et_f32_bn_dx_v__##name, et_f32_bn_plane_bwd__##name, et_f32_bn_affine_act__##name,  \
             et_f32_bn_affine_v_act__##name, et_f32_bn_acc_bwd_m__##name, et_f32_bn_dx_m__##name, \
-            et_f32_bn_dx_v_m__##name, et_f32_bn_plane_bwd_m__##name, et_f32_bn_div__##name,     \
+            et_f32_bn_dx_v_m__##name, et_f32_bn_plane_bwd_m__##name, et_f32_bn_acc_bwd_mr__##name, \
+            et_f32_bn_div__##name,                                                              \
             et_f32_bn_fwd_factors__##name, et_f32_bn_bwd_factors__##name                        \
     }
 
@@ -191,5 +195,5 @@ const et_f32_bn_variant et_f32_bn_variants[] = {
     ET_BN_ROW(ET_ISA_NEON, neon),
 #endif
     {{ET_ISA_REF, NULL}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-     NULL, NULL, NULL, NULL, NULL, NULL, NULL}, /* end */
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}, /* end */
 };

@@ -256,6 +256,36 @@ BN_TARGET static void BN_NAME(acc_bwd_m)(int64_t n, int64_t is, int64_t len, con
     }
 }
 
+/* acc_bwd_m's sums with acc_bwd's loop: chunks of accumulators held in registers over the
+ * images. For the small-plane blocks (rows of at most BN_BLOCK elements, image strides of
+ * c * hw floats), where it ran ~20% faster than the image-by-image loop. */
+BN_TARGET static void BN_NAME(acc_bwd_mr)(int64_t n, int64_t is, int64_t len, const float *x,
+                                          const float *dy, const float *t, et_act act,
+                                          const float *mean, double *as, double *ad) {
+    int64_t j = 0;
+    for (; j + BN_CH * WD <= len; j += BN_CH * WD) {
+        VD s[BN_CH], d[BN_CH], m[BN_CH];
+        for (int v = 0; v < BN_CH; v++) {
+            s[v] = D_LDD(as + j + v * WD);
+            d[v] = D_LDD(ad + j + v * WD);
+            m[v] = D_LD(mean + j + v * WD);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = x + i * is + j, *q = dy + i * is + j, *r = t + i * is + j;
+            for (int v = 0; v < BN_CH; v++) {
+                const VD g = D_LDM(q + v * WD, r + v * WD, act);
+                s[v] = D_ADD(s[v], g);
+                d[v] = D_ADD(d[v], D_MUL(g, D_SUB(D_LD(p + v * WD), m[v])));
+            }
+        }
+        for (int v = 0; v < BN_CH; v++) {
+            D_STD(as + j + v * WD, s[v]);
+            D_STD(ad + j + v * WD, d[v]);
+        }
+    }
+    if (j < len) BN_NAME(acc_bwd_m)(n, is, len - j, x + j, dy + j, t + j, act, mean + j, as + j, ad + j);
+}
+
 BN_TARGET static void BN_NAME(dx_m)(int64_t len, const float *x, const float *dy, const float *t,
                                     et_act act, float gm, float mean, float pr, float gs,
                                     float *dx) {

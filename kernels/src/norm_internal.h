@@ -100,6 +100,9 @@ typedef struct et_f32_bn_variant {
                    float *dx);
     void (*plane_bwd_m)(int64_t hw, const float *x, const float *dy, const float *t, et_act act,
                         double mean, double *sum, double *dot);
+    /* acc_bwd_m's sums (the same bits), looped for short rows (the small-plane blocks) */
+    void (*acc_bwd_mr)(int64_t n, int64_t is, int64_t len, const float *x, const float *dy,
+                       const float *t, et_act act, const float *mean, double *as, double *ad);
     /* Per channel q of a block of nc (the small-plane blocks' factors, the scalar expressions
      * of bn_fwd_combine / bn_bwd_combine; division and square root are correctly rounded, so
      * a lane gives the scalar bits): q_out[q] = s[q] / d */
