@@ -17,6 +17,12 @@
 
 #include "norm_internal.h"
 
+/* d = +-2^k with 1 / d a double (exact): s / d == s * (1 / d) for every s */
+static inline int bn_pow2(double d) {
+    int e;
+    return isfinite(d) && fabs(frexp(d, &e)) == 0.5 && e > -1020 && e < 1020;
+}
+
 /* __ref's acc_bwd_mr is its acc_bwd_m (one loop order, the same sums) */
 #define et_f32_bn_acc_bwd_mr__ref et_f32_bn_acc_bwd_m__ref
 

@@ -343,11 +343,16 @@ BN_TARGET static void BN_NAME(plane_bwd_m)(int64_t hw, const float *x, const flo
 }
 
 /* ---- the per-channel factors of a small-plane block: __ref's expressions per lane (the
- * divisions and square roots are correctly rounded, so a lane gives the scalar bits) ------ */
+ * divisions and square roots are correctly rounded, so a lane gives the scalar bits). A
+ * division by a power of two d (the counts of batches of 32: 32 * hw) is a multiplication by
+ * 1 / d, exact: both round the same exact quotient once, and the multiplier's throughput is
+ * ~8x the divider's. ------------------------------------------------------------------------ */
 BN_TARGET static void BN_NAME(div)(int64_t nc, const double *s, double d, double *q_out) {
-    const VD vd = D_SET(d);
+    const VD vd = D_SET(d), vr = D_SET(1.0 / d);
+    const int pow2 = bn_pow2(d);
     int64_t q = 0;
-    for (; q + WD <= nc; q += WD) D_STD(q_out + q, D_DIV(D_LDD(s + q), vd));
+    for (; q + WD <= nc; q += WD)
+        D_STD(q_out + q, pow2 ? D_MUL(D_LDD(s + q), vr) : D_DIV(D_LDD(s + q), vd));
     for (; q < nc; q++) q_out[q] = s[q] / d;
 }
 
@@ -378,7 +383,8 @@ BN_TARGET static void BN_NAME(bwd_factors)(int64_t nc, const double *sum, const 
                                            double count, const float *invstd, const float *gamma,
                                            int frozen, float *dgamma, float *dbeta, float *gm,
                                            float *pr, float *gs) {
-    const VD one = D_SET(1.0), vc = D_SET(count);
+    const VD one = D_SET(1.0), vc = D_SET(count), vr = D_SET(1.0 / count);
+    const int pow2 = bn_pow2(count);
     int64_t q = 0;
     for (; q + WD <= nc; q += WD) {
         const VD is = D_LD(invstd + q), s = D_LDD(sum + q), di = D_MUL(D_LDD(dot + q), is);
@@ -389,8 +395,8 @@ BN_TARGET static void BN_NAME(bwd_factors)(int64_t nc, const double *sum, const 
             D_STF(gm + q, D_SET(0.0));
             D_STF(pr + q, D_SET(0.0));
         } else {
-            D_STF(gm + q, D_DIV(s, vc));
-            D_STF(pr + q, D_DIV(D_MUL(di, is), vc));
+            D_STF(gm + q, pow2 ? D_MUL(s, vr) : D_DIV(s, vc));
+            D_STF(pr + q, pow2 ? D_MUL(D_MUL(di, is), vr) : D_DIV(D_MUL(di, is), vc));
         }
         D_STF(gs + q, D_MUL(is, g));
     }

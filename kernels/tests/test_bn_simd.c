@@ -133,22 +133,27 @@ static void test_bn_kernels(void) {
                  * for sp's NaN / inf) as M2 / var and dots, x's magnitudes as gamma and beta,
                  * pr as invstd; with and without gamma / beta / dgamma / dbeta, frozen */
                 for (int64_t j = 0; j < n; j++) acc2[j] = (double)g[j] * (double)g[j] * 1e-3;
-                ref->div(n, md, 3.0, acc);
-                row->div(n, md, 3.0, accv);
-                ET_CHECK(same_d(acc, accv, n), "bn div %s n=%lld sp=%d", nm, (long long)n, sp);
+                for (int dv = 0; dv < 3; dv++) { /* the SIMD rows multiply by 1/32, 1/0.25 */
+                    const double d = dv == 0 ? 3.0 : (dv == 1 ? 32.0 : 0.25);
+                    ref->div(n, md, d, acc);
+                    row->div(n, md, d, accv);
+                    ET_CHECK(same_d(acc, accv, n), "bn div %s n=%lld sp=%d d=%g", nm, (long long)n,
+                             sp, d);
+                }
                 for (int wg = 0; wg < 2; wg++) {
                     const float *ga = wg ? x : NULL, *be = wg ? g : NULL;
                     ref->fwd_factors(n, md, acc2, 1e-5, ga, be, acc, y, a);
                     row->fwd_factors(n, md, acc2, 1e-5, ga, be, accv, yv, s);
                     ET_CHECK(same_d(acc, accv, n) && same_f(y, yv, n) && same_f(a, s, n),
                              "bn fwd_factors %s n=%lld sp=%d gamma=%d", nm, (long long)n, sp, wg);
-                    for (int fr = 0; fr < 2; fr++) {
+                    for (int fr = 0; fr < 3; fr++) { /* 2: not frozen, count 128 */
                         float *o[2][5];
                         for (int v = 0; v < 2; v++)
                             for (int e = 0; e < 5; e++) o[v][e] = fq[v] + e * nmax;
-                        ref->bwd_factors(n, md, acc2, 7.0, pr, ga, fr, wg ? o[0][0] : NULL,
+                        const double cnt = fr == 2 ? 128.0 : 7.0;
+                        ref->bwd_factors(n, md, acc2, cnt, pr, ga, fr == 1, wg ? o[0][0] : NULL,
                                          wg ? o[0][1] : NULL, o[0][2], o[0][3], o[0][4]);
-                        row->bwd_factors(n, md, acc2, 7.0, pr, ga, fr, wg ? o[1][0] : NULL,
+                        row->bwd_factors(n, md, acc2, cnt, pr, ga, fr == 1, wg ? o[1][0] : NULL,
                                          wg ? o[1][1] : NULL, o[1][2], o[1][3], o[1][4]);
                         int ok = 1;
                         for (int e = wg ? 0 : 2; e < 5; e++) ok = ok && same_f(o[0][e], o[1][e], n);
