@@ -459,14 +459,6 @@ static int64_t bn_blocks_of(int64_t c, int64_t hw) {
     return even < cb ? even : cb;
 }
 
-/* The factors of a block's nc channels from their sums (row->div, row->fwd_factors and
- * row->bwd_factors: vectors of channels; per channel the expressions of bn_fwd_combine and
- * bn_bwd_combine), then spread over each channel's hw elements of the per-element arrays. */
-static void bn_spread(int64_t nc, int64_t hw, const float *f, float *per_elem) {
-    for (int64_t q = 0; q < nc; q++)
-        for (int64_t j = q * hw; j < (q + 1) * hw; j++) per_elem[j] = f[q];
-}
-
 /* Stack use is kept near the blocks' per-element arrays: a block's frame is touched on every
  * call, and more of it evicts the block's data from L1 (a 32 KiB frame cost 2x2-plane blocks
  * ~10%). Per-channel float factors of planes hw > 1 need BN_BLOCK / 2 entries. */
@@ -492,12 +484,13 @@ static void bn_train_block(const bn_job *k, int64_t c0, int64_t cb) {
     row->div(cb, var, count, var);
     row->fwd_factors(cb, mean, var, (double)k->eps, k->gamma ? k->gamma + c0 : NULL,
                      k->beta ? k->beta + c0 : NULL, invstd, hw == 1 ? a : fa, hw == 1 ? sh : fs);
-    if (hw != 1) {
-        bn_spread(cb, hw, fa, a);
-        bn_spread(cb, hw, fs, sh);
-    }
     for (int64_t q = 0; q < cb; q++) {
         const int64_t ch = c0 + q;
+        if (hw != 1) /* spread over the channel's elements */
+            for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
+                a[j] = fa[q];
+                sh[j] = fs[q];
+            }
         if (k->save_mean) k->save_mean[ch] = (float)mean[q];
         if (k->save_invstd) k->save_invstd[ch] = (float)invstd[q];
         if (k->running_mean) {
@@ -538,11 +531,13 @@ static void bn_bwd_block(const bn_job *k, int64_t c0, int64_t cb) {
                      k->frozen, k->dgamma ? k->dgamma + c0 : NULL,
                      k->dbeta ? k->dbeta + c0 : NULL, hw == 1 ? gm : fg, hw == 1 ? pr : fp,
                      hw == 1 ? gs : fs);
-    if (hw != 1) {
-        bn_spread(cb, hw, fg, gm);
-        bn_spread(cb, hw, fp, pr);
-        bn_spread(cb, hw, fs, gs);
-    }
+    if (hw != 1) /* spread over each channel's elements */
+        for (int64_t q = 0; q < cb; q++)
+            for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
+                gm[j] = fg[q];
+                pr[j] = fp[q];
+                gs[j] = fs[q];
+            }
     for (int64_t i = 0; i < n; i++) {
         const float *ET_RESTRICT gp = dy + i * is;
         float *ET_RESTRICT dp = k->y + o + i * is;
