@@ -440,6 +440,11 @@ static inline void bn_block_sums(int64_t nb, int64_t hw, const double *acc, doub
  * at 2x2 and 1x1) otherwise has 2 or 3 blocks, which 2 threads share unevenly. */
 #define BN_MIN_BLOCKS 8
 #define BN_MIN_LEN 64
+/* Elements below which the blocks run on one thread: MobileNetV2 b32's 2x2 and 1x1 maps
+ * (40960 to 73728 elements, 9-35 us on one thread) took 10-60% longer on two threads of the
+ * session (per-node profile, 2 shared cores), the split's hand-out and wait costing more than
+ * the half of the blocks it moves. */
+#define BN_BLOCK_SERIAL (1 << 17)
 #define BN_ROW_ALIGN 32 /* elements: a multiple of every row's vector loop (AVX-512: 4 x 8) */
 
 static int64_t bn_blocks_of(int64_t c, int64_t hw) {
@@ -575,7 +580,7 @@ static int run_bn_blocks(bn_job *k, et_range_body blocks, int nthreads) {
     k->row = (const et_f32_bn_variant *)ET_VARIANT_PICK(et_f32_bn_variants);
     k->cb = bn_blocks_of(k->c, k->hw);
     const int64_t count = (k->c + k->cb - 1) / k->cb;
-    const int nth = k->n * k->c * k->hw < BN_SERIAL ? 1 : nthreads;
+    const int nth = k->n * k->c * k->hw < BN_BLOCK_SERIAL ? 1 : nthreads;
     et_parallel_ranges(count, et_split_chunks(count, nth), nth, blocks, k);
     return 1;
 }
