@@ -464,9 +464,12 @@ static int64_t bn_blocks_of(int64_t c, int64_t hw) {
     return even < cb ? even : cb;
 }
 
-/* Stack use is kept near the blocks' per-element arrays: a block's frame is touched on every
- * call, and more of it evicts the block's data from L1 (a 32 KiB frame cost 2x2-plane blocks
- * ~10%). Per-channel float factors of planes hw > 1 need BN_BLOCK / 2 entries. */
+/* The channels' factors come from the row's div / fwd_factors / bwd_factors (vectors of
+ * channels: 1x1 planes have as many channels as elements, and the scalar divisions and square
+ * roots were a third of the block). The per-channel arrays reuse per-element ones whose lives
+ * do not overlap (var in mj, invstd in acc) and, for planes hw > 1 (at most BN_BLOCK / 2
+ * channels), are spread over the elements in the per-channel loop: every call touches its
+ * whole frame, which stays near its size before these kernels. */
 static void bn_train_block(const bn_job *k, int64_t c0, int64_t cb) {
     double acc[BN_BLOCK] ET_ALIGNED(64), mean[BN_BLOCK] ET_ALIGNED(64);
     double mj[BN_BLOCK] ET_ALIGNED(64); /* per element: mean; after the M2 sums: var */
