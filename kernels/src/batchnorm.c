@@ -198,6 +198,38 @@ void et_f32_bn_plane_bwd_m__ref(int64_t hw, const float *x, const float *dy, con
     *dot = ((d[0] + d[4]) + (d[1] + d[5])) + ((d[2] + d[6]) + (d[3] + d[7]));
 }
 
+/* ---- __ref row: the per-channel factors of a small-plane block ---------------------------- */
+void et_f32_bn_div__ref(int64_t nc, const double *s, double d, double *q_out) {
+    for (int64_t q = 0; q < nc; q++) q_out[q] = s[q] / d;
+}
+
+void et_f32_bn_fwd_factors__ref(int64_t nc, const double *mean, const double *var, double eps,
+                                const float *gamma, const float *beta, double *invstd, float *a,
+                                float *sh) {
+    for (int64_t q = 0; q < nc; q++) {
+        const double is = 1.0 / sqrt(var[q] + eps);
+        const double g = gamma ? (double)gamma[q] : 1.0, b = beta ? (double)beta[q] : 0.0;
+        const double alpha = is * g;
+        invstd[q] = is;
+        a[q] = (float)alpha;
+        sh[q] = (float)(b - mean[q] * alpha);
+    }
+}
+
+void et_f32_bn_bwd_factors__ref(int64_t nc, const double *sum, const double *dot, double count,
+                                const float *invstd, const float *gamma, int frozen,
+                                float *dgamma, float *dbeta, float *gm, float *pr, float *gs) {
+    for (int64_t q = 0; q < nc; q++) {
+        const double is = (double)invstd[q], di = dot[q] * is;
+        if (dgamma) dgamma[q] = (float)di;
+        if (dbeta) dbeta[q] = (float)sum[q];
+        const double g = gamma ? (double)gamma[q] : 1.0;
+        gm[q] = frozen ? 0.0f : (float)(sum[q] / count);
+        pr[q] = frozen ? 0.0f : (float)(di * is / count);
+        gs[q] = (float)(is * g);
+    }
+}
+
 /* ---- the split over threads ----------------------------------------------------------------
  * Chunks are rectangles of images x channels, in address order. The pool hands the calling
  * thread chunks from the front and a worker chunks from the back, as it does for the
@@ -408,56 +440,78 @@ static inline void bn_block_sums(int64_t nb, int64_t hw, const double *acc, doub
  * at 2x2 and 1x1) otherwise has 2 or 3 blocks, which 2 threads share unevenly. */
 #define BN_MIN_BLOCKS 8
 #define BN_MIN_LEN 64
+/* Elements below which the blocks run on one thread: MobileNetV2 b32's 2x2 and 1x1 maps
+ * (40960 to 73728 elements, 9-35 us on one thread) took 10-60% longer on two threads of the
+ * session (per-node profile, 2 shared cores), the split's hand-out and wait costing more than
+ * the half of the blocks it moves. */
+#define BN_BLOCK_SERIAL (1 << 17)
+#define BN_ROW_ALIGN 32 /* elements: a multiple of every row's vector loop (AVX-512: 4 x 8) */
 
 static int64_t bn_blocks_of(int64_t c, int64_t hw) {
     int64_t cb = BN_BLOCK / hw;
     int64_t even = (c + BN_MIN_BLOCKS - 1) / BN_MIN_BLOCKS; /* channels for BN_MIN_BLOCKS */
     const int64_t least = (BN_MIN_LEN + hw - 1) / hw;       /* channels for BN_MIN_LEN */
     if (even < least) even = least;
+    /* Rows of a multiple of BN_ROW_ALIGN elements, when one fits: the row kernels' vector
+     * loops then cover every row, with no scalar tail (960 channels of 1x1 planes: blocks of
+     * 120 left 8 per image to the scalar loops, 25% of the block's time in the y pass). */
+    int64_t m = BN_ROW_ALIGN;
+    for (int64_t h = hw; m > 1 && h % 2 == 0; h /= 2) m /= 2; /* channels per aligned row */
+    if (m * hw <= BN_BLOCK) {
+        even = (even + m - 1) / m * m;
+        cb = cb / m * m;
+    }
     return even < cb ? even : cb;
 }
 
+/* The channels' factors come from the row's div / fwd_factors / bwd_factors (vectors of
+ * channels: 1x1 planes have as many channels as elements, and the scalar divisions and square
+ * roots were a third of the block). The per-channel arrays reuse per-element ones whose lives
+ * do not overlap (var in mj, invstd in acc) and, for planes hw > 1 (at most BN_BLOCK / 2
+ * channels), are spread over the elements in the per-channel loop: every call touches its
+ * whole frame, which stays near its size before these kernels. */
 static void bn_train_block(const bn_job *k, int64_t c0, int64_t cb) {
-    double acc[BN_BLOCK] ET_ALIGNED(64), mj[BN_BLOCK] ET_ALIGNED(64), sums[BN_BLOCK] ET_ALIGNED(64);
+    double acc[BN_BLOCK] ET_ALIGNED(64), mean[BN_BLOCK] ET_ALIGNED(64);
+    double mj[BN_BLOCK] ET_ALIGNED(64); /* per element: mean; after the M2 sums: var */
     float a[BN_BLOCK] ET_ALIGNED(64), sh[BN_BLOCK] ET_ALIGNED(64);
+    float fa[BN_BLOCK / 2] ET_ALIGNED(64), fs[BN_BLOCK / 2] ET_ALIGNED(64);
     const int64_t n = k->n, hw = k->hw, len = cb * hw, is = k->c * hw;
     const double count = (double)(n * hw), mom = k->mom, unbias = k->unbias;
     const float *xb = k->x + c0 * hw;
+    const et_f32_bn_variant *row = k->row;
+    double *var = mj, *invstd = acc;
     for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
-    k->row->acc_sum(n, is, len, xb, acc);
-    bn_block_sums(cb, hw, acc, sums);
-    for (int64_t q = 0; q < cb; q++) {
-        const double mean = sums[q] / count;
-        for (int64_t j = q * hw; j < (q + 1) * hw; j++) mj[j] = mean;
-    }
+    row->acc_sum(n, is, len, xb, acc);
+    bn_block_sums(cb, hw, acc, mean);
+    row->div(cb, mean, count, mean);
+    for (int64_t q = 0; q < cb; q++)
+        for (int64_t j = q * hw; j < (q + 1) * hw; j++) mj[j] = mean[q];
     for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
-    k->row->acc_sqdev(n, is, len, xb, mj, acc);
-    bn_block_sums(cb, hw, acc, sums);
+    row->acc_sqdev(n, is, len, xb, mj, acc);
+    bn_block_sums(cb, hw, acc, var);
+    row->div(cb, var, count, var);
+    row->fwd_factors(cb, mean, var, (double)k->eps, k->gamma ? k->gamma + c0 : NULL,
+                     k->beta ? k->beta + c0 : NULL, invstd, hw == 1 ? a : fa, hw == 1 ? sh : fs);
     for (int64_t q = 0; q < cb; q++) {
         const int64_t ch = c0 + q;
-        const double mean = mj[q * hw], var = sums[q] / count;
-        const double invstd = 1.0 / sqrt(var + (double)k->eps);
-        const double g = k->gamma ? (double)k->gamma[ch] : 1.0;
-        const double b = k->beta ? (double)k->beta[ch] : 0.0;
-        const double alpha = invstd * g;
-        const float fa = (float)alpha, fs = (float)(b - mean * alpha);
-        for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
-            a[j] = fa;
-            sh[j] = fs;
-        }
-        if (k->save_mean) k->save_mean[ch] = (float)mean;
-        if (k->save_invstd) k->save_invstd[ch] = (float)invstd;
+        if (hw != 1) /* spread over the channel's elements */
+            for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
+                a[j] = fa[q];
+                sh[j] = fs[q];
+            }
+        if (k->save_mean) k->save_mean[ch] = (float)mean[q];
+        if (k->save_invstd) k->save_invstd[ch] = (float)invstd[q];
         if (k->running_mean) {
             float *rm = k->running_mean, *rv = k->running_var;
-            rm[ch] = (float)((1.0 - mom) * (double)rm[ch] + mom * mean);
-            rv[ch] = (float)((1.0 - mom) * (double)rv[ch] + mom * var * unbias);
+            rm[ch] = (float)((1.0 - mom) * (double)rm[ch] + mom * mean[q]);
+            rv[ch] = (float)((1.0 - mom) * (double)rv[ch] + mom * var[q] * unbias);
         }
     }
     for (int64_t i = 0; i < n; i++) {
         if (k->act != ET_ACT_NONE)
-            k->row->affine_v_act(len, xb + i * is, a, sh, k->act, k->y + c0 * hw + i * is);
+            row->affine_v_act(len, xb + i * is, a, sh, k->act, k->y + c0 * hw + i * is);
         else
-            k->row->affine_v(len, xb + i * is, a, sh, k->y + c0 * hw + i * is);
+            row->affine_v(len, xb + i * is, a, sh, k->y + c0 * hw + i * is);
     }
 }
 
@@ -466,43 +520,41 @@ static void bn_bwd_block(const bn_job *k, int64_t c0, int64_t cb) {
     double sums[BN_BLOCK] ET_ALIGNED(64), dots[BN_BLOCK] ET_ALIGNED(64);
     float mf[BN_BLOCK] ET_ALIGNED(64), gm[BN_BLOCK] ET_ALIGNED(64);
     float pr[BN_BLOCK] ET_ALIGNED(64), gs[BN_BLOCK] ET_ALIGNED(64);
+    float fg[BN_BLOCK / 2] ET_ALIGNED(64), fp[BN_BLOCK / 2] ET_ALIGNED(64);
+    float fs[BN_BLOCK / 2] ET_ALIGNED(64);
     const int64_t n = k->n, hw = k->hw, len = cb * hw, is = k->c * hw, o = c0 * hw;
     const double count = (double)(n * hw);
     const float *x = k->x + o, *dy = k->dy + o, *t = k->t ? k->t + o : NULL;
-    for (int64_t j = 0; j < len; j++) {
-        mf[j] = k->save_mean_in[c0 + j / hw];
-        as[j] = ad[j] = 0.0;
-    }
+    const et_f32_bn_variant *row = k->row;
+    for (int64_t q = 0; q < cb; q++)
+        for (int64_t j = q * hw; j < (q + 1) * hw; j++) mf[j] = k->save_mean_in[c0 + q];
+    for (int64_t j = 0; j < len; j++) as[j] = ad[j] = 0.0;
     if (t)
-        k->row->acc_bwd_m(n, is, len, x, dy, t, k->act, mf, as, ad);
+        row->acc_bwd_mr(n, is, len, x, dy, t, k->act, mf, as, ad);
     else
-        k->row->acc_bwd(n, is, len, x, dy, mf, as, ad);
+        row->acc_bwd(n, is, len, x, dy, mf, as, ad);
     bn_block_sums(cb, hw, as, sums);
     bn_block_sums(cb, hw, ad, dots);
-    for (int64_t q = 0; q < cb; q++) {
-        const int64_t ch = c0 + q;
-        const double invstd = (double)k->save_invstd_in[ch];
-        if (k->dgamma) k->dgamma[ch] = (float)(dots[q] * invstd);
-        if (k->dbeta) k->dbeta[ch] = (float)sums[q];
-        const double g = k->gamma ? (double)k->gamma[ch] : 1.0;
-        const float fg = k->frozen ? 0.0f : (float)(sums[q] / count);
-        const float fp = k->frozen ? 0.0f : (float)(dots[q] * invstd * invstd / count);
-        const float fs = (float)(invstd * g);
-        for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
-            gm[j] = fg;
-            pr[j] = fp;
-            gs[j] = fs;
-        }
-    }
+    row->bwd_factors(cb, sums, dots, count, k->save_invstd_in + c0, k->gamma ? k->gamma + c0 : NULL,
+                     k->frozen, k->dgamma ? k->dgamma + c0 : NULL,
+                     k->dbeta ? k->dbeta + c0 : NULL, hw == 1 ? gm : fg, hw == 1 ? pr : fp,
+                     hw == 1 ? gs : fs);
+    if (hw != 1) /* spread over each channel's elements */
+        for (int64_t q = 0; q < cb; q++)
+            for (int64_t j = q * hw; j < (q + 1) * hw; j++) {
+                gm[j] = fg[q];
+                pr[j] = fp[q];
+                gs[j] = fs[q];
+            }
     for (int64_t i = 0; i < n; i++) {
         const float *ET_RESTRICT gp = dy + i * is;
         float *ET_RESTRICT dp = k->y + o + i * is;
         if (k->frozen)
             for (int64_t j = 0; j < len; j++) dp[j] = gp[j] * gs[j];
         else if (t)
-            k->row->dx_v_m(len, x + i * is, gp, t + i * is, k->act, gm, mf, pr, gs, dp);
+            row->dx_v_m(len, x + i * is, gp, t + i * is, k->act, gm, mf, pr, gs, dp);
         else
-            k->row->dx_v(len, x + i * is, gp, gm, mf, pr, gs, dp);
+            row->dx_v(len, x + i * is, gp, gm, mf, pr, gs, dp);
     }
 }
 
@@ -531,7 +583,7 @@ static int run_bn_blocks(bn_job *k, et_range_body blocks, int nthreads) {
     k->row = (const et_f32_bn_variant *)ET_VARIANT_PICK(et_f32_bn_variants);
     k->cb = bn_blocks_of(k->c, k->hw);
     const int64_t count = (k->c + k->cb - 1) / k->cb;
-    const int nth = k->n * k->c * k->hw < BN_SERIAL ? 1 : nthreads;
+    const int nth = k->n * k->c * k->hw < BN_BLOCK_SERIAL ? 1 : nthreads;
     et_parallel_ranges(count, et_split_chunks(count, nth), nth, blocks, k);
     return 1;
 }

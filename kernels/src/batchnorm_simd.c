@@ -13,7 +13,18 @@
  * writes +0 where the scalar code writes 0.0f. They act on the loaded floats, before the
  * widening to double, as __ref masks the float dy.
  */
+#include <math.h>
+
 #include "norm_internal.h"
+
+/* d = +-2^k with 1 / d a double (exact): s / d == s * (1 / d) for every s */
+static inline int bn_pow2(double d) {
+    int e;
+    return isfinite(d) && fabs(frexp(d, &e)) == 0.5 && e > -1020 && e < 1020;
+}
+
+/* __ref's acc_bwd_mr is its acc_bwd_m (one loop order, the same sums) */
+#define et_f32_bn_acc_bwd_mr__ref et_f32_bn_acc_bwd_m__ref
 
 #define ET_BN_ROW(isa, name)                                                                    \
     {                                                                                           \
@@ -22,7 +33,9 @@
             et_f32_bn_acc_sqdev__##name, et_f32_bn_acc_bwd__##name, et_f32_bn_dx__##name,       \
             et_f32_bn_dx_v__##name, et_f32_bn_plane_bwd__##name, et_f32_bn_affine_act__##name,  \
             et_f32_bn_affine_v_act__##name, et_f32_bn_acc_bwd_m__##name, et_f32_bn_dx_m__##name, \
-            et_f32_bn_dx_v_m__##name, et_f32_bn_plane_bwd_m__##name                              \
+            et_f32_bn_dx_v_m__##name, et_f32_bn_plane_bwd_m__##name, et_f32_bn_acc_bwd_mr__##name, \
+            et_f32_bn_div__##name,                                                              \
+            et_f32_bn_fwd_factors__##name, et_f32_bn_bwd_factors__##name                        \
     }
 
 #if defined(ET_HAVE_X86_SIMD)
@@ -60,6 +73,9 @@ ET_TARGET_AVX2 static inline __m256d bn_ldm4(const float *g, const float *t, et_
 #define D_SUB _mm256_sub_pd
 #define D_MUL _mm256_mul_pd
 #define D_SET _mm256_set1_pd
+#define D_DIV _mm256_div_pd
+#define D_SQRT _mm256_sqrt_pd
+#define D_STF(p, v) _mm_storeu_ps((p), _mm256_cvtpd_ps(v))
 #define VF __m256
 #define WF 8
 #define F_LD _mm256_loadu_ps
@@ -104,6 +120,9 @@ ET_TARGET_AVX512 static inline __m512d bn_ldm8(const float *g, const float *t, e
 #define D_SUB _mm512_sub_pd
 #define D_MUL _mm512_mul_pd
 #define D_SET _mm512_set1_pd
+#define D_DIV _mm512_div_pd
+#define D_SQRT _mm512_sqrt_pd
+#define D_STF(p, v) _mm256_storeu_ps((p), _mm512_cvtpd_ps(v))
 #define VF __m512
 #define WF 16
 #define F_LD _mm512_loadu_ps
@@ -154,6 +173,9 @@ static inline float64x2_t bn_ldm2(const float *g, const float *t, et_act act) {
 #define D_SUB vsubq_f64
 #define D_MUL vmulq_f64
 #define D_SET vdupq_n_f64
+#define D_DIV vdivq_f64
+#define D_SQRT vsqrtq_f64
+#define D_STF(p, v) vst1_f32((p), vcvt_f32_f64(v))
 #define VF float32x4_t
 #define WF 4
 #define F_LD vld1q_f32
@@ -179,5 +201,5 @@ const et_f32_bn_variant et_f32_bn_variants[] = {
     ET_BN_ROW(ET_ISA_NEON, neon),
 #endif
     {{ET_ISA_REF, NULL}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-     NULL, NULL, NULL, NULL}, /* end */
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}, /* end */
 };

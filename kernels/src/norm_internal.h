@@ -100,6 +100,24 @@ typedef struct et_f32_bn_variant {
                    float *dx);
     void (*plane_bwd_m)(int64_t hw, const float *x, const float *dy, const float *t, et_act act,
                         double mean, double *sum, double *dot);
+    /* acc_bwd_m's sums (the same bits), looped for short rows (the small-plane blocks) */
+    void (*acc_bwd_mr)(int64_t n, int64_t is, int64_t len, const float *x, const float *dy,
+                       const float *t, et_act act, const float *mean, double *as, double *ad);
+    /* Per channel q of a block of nc (the small-plane blocks' factors, the scalar expressions
+     * of bn_fwd_combine / bn_bwd_combine; division and square root are correctly rounded, so
+     * a lane gives the scalar bits): q_out[q] = s[q] / d */
+    void (*div)(int64_t nc, const double *s, double d, double *q_out);
+    /* invstd = 1 / sqrt(var + eps); alpha = invstd * gamma; a = (float)alpha,
+     * sh = (float)(beta - mean * alpha) (gamma / beta NULL: 1 / 0) */
+    void (*fwd_factors)(int64_t nc, const double *mean, const double *var, double eps,
+                        const float *gamma, const float *beta, double *invstd, float *a,
+                        float *sh);
+    /* with is = (double)invstd[q]: dgamma = (float)(dot * is), dbeta = (float)sum (either may
+     * be NULL); gm = (float)(sum / count), pr = (float)(dot * is * is / count) (frozen: 0);
+     * gs = (float)(is * gamma) */
+    void (*bwd_factors)(int64_t nc, const double *sum, const double *dot, double count,
+                        const float *invstd, const float *gamma, int frozen, float *dgamma,
+                        float *dbeta, float *gm, float *pr, float *gs);
 } et_f32_bn_variant;
 
 /* The act op's relu / relu6 (activation.c) on one float: v < 0 -> 0 (relu: -0 and NaN pass);
@@ -150,4 +168,11 @@ void et_f32_bn_dx_v_m__ref(int64_t len, const float *x, const float *dy, const f
                            const float *gs, float *dx);
 void et_f32_bn_plane_bwd_m__ref(int64_t hw, const float *x, const float *dy, const float *t,
                                 et_act act, double mean, double *sum, double *dot);
+void et_f32_bn_div__ref(int64_t nc, const double *s, double d, double *q_out);
+void et_f32_bn_fwd_factors__ref(int64_t nc, const double *mean, const double *var, double eps,
+                                const float *gamma, const float *beta, double *invstd, float *a,
+                                float *sh);
+void et_f32_bn_bwd_factors__ref(int64_t nc, const double *sum, const double *dot, double count,
+                                const float *invstd, const float *gamma, int frozen,
+                                float *dgamma, float *dbeta, float *gm, float *pr, float *gs);
 #endif

@@ -125,6 +125,11 @@ static void test_bn_act_kernels(void) {
                 }
                 ET_CHECK(same_d(acc, accv, n) && same_d(acc2, acc2v, n),
                          "bn acc_bwd_m %s %s n=%lld", nm, an, (long long)n);
+                for (int64_t j = 0; j < n; j++) accv[j] = acc2v[j] = 0.1 * j;
+                for (int k = 0; k < 2; k++)
+                    row->acc_bwd_mr(3, is, n, xi, gi, ti, act, mf, accv, acc2v);
+                ET_CHECK(same_d(acc, accv, n) && same_d(acc2, acc2v, n),
+                         "bn acc_bwd_mr %s %s n=%lld", nm, an, (long long)n);
             }
         }
     free(x); free(g); free(t); free(gm); free(a); free(s); free(mf); free(pr); free(y); free(yv);

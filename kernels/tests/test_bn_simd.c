@@ -64,6 +64,7 @@ static void test_bn_kernels(void) {
     double *md = calloc(nmax, 8), *acc = calloc(nmax, 8), *accv = calloc(nmax, 8);
     double *acc2 = calloc(nmax, 8), *acc2v = calloc(nmax, 8);
     float *xi = calloc(3 * (nmax + 5), 4), *gi = calloc(3 * (nmax + 5), 4);
+    float *fq[2] = {calloc(5 * nmax, 4), calloc(5 * nmax, 4)};
     const et_f32_bn_variant *ref = &et_f32_bn_variants[0];
     et_check_variant_table("batchnorm", et_f32_bn_variants, sizeof et_f32_bn_variants[0]);
     for (int sp = 0; sp < 2; sp++)
@@ -128,10 +129,43 @@ static void test_bn_kernels(void) {
                 }
                 ET_CHECK(same_d(acc, accv, n) && same_d(acc2, acc2v, n), "bn acc_bwd %s n=%lld sp=%d",
                          nm, (long long)n, sp);
+                /* the per-channel factors (n channels): md as sums / means, acc2 (>= 0 but
+                 * for sp's NaN / inf) as M2 / var and dots, x's magnitudes as gamma and beta,
+                 * pr as invstd; with and without gamma / beta / dgamma / dbeta, frozen */
+                for (int64_t j = 0; j < n; j++) acc2[j] = (double)g[j] * (double)g[j] * 1e-3;
+                for (int dv = 0; dv < 3; dv++) { /* the SIMD rows multiply by 1/32, 1/0.25 */
+                    const double d = dv == 0 ? 3.0 : (dv == 1 ? 32.0 : 0.25);
+                    ref->div(n, md, d, acc);
+                    row->div(n, md, d, accv);
+                    ET_CHECK(same_d(acc, accv, n), "bn div %s n=%lld sp=%d d=%g", nm, (long long)n,
+                             sp, d);
+                }
+                for (int wg = 0; wg < 2; wg++) {
+                    const float *ga = wg ? x : NULL, *be = wg ? g : NULL;
+                    ref->fwd_factors(n, md, acc2, 1e-5, ga, be, acc, y, a);
+                    row->fwd_factors(n, md, acc2, 1e-5, ga, be, accv, yv, s);
+                    ET_CHECK(same_d(acc, accv, n) && same_f(y, yv, n) && same_f(a, s, n),
+                             "bn fwd_factors %s n=%lld sp=%d gamma=%d", nm, (long long)n, sp, wg);
+                    for (int fr = 0; fr < 3; fr++) { /* 2: not frozen, count 128 */
+                        float *o[2][5];
+                        for (int v = 0; v < 2; v++)
+                            for (int e = 0; e < 5; e++) o[v][e] = fq[v] + e * nmax;
+                        const double cnt = fr == 2 ? 128.0 : 7.0;
+                        ref->bwd_factors(n, md, acc2, cnt, pr, ga, fr == 1, wg ? o[0][0] : NULL,
+                                         wg ? o[0][1] : NULL, o[0][2], o[0][3], o[0][4]);
+                        row->bwd_factors(n, md, acc2, cnt, pr, ga, fr == 1, wg ? o[1][0] : NULL,
+                                         wg ? o[1][1] : NULL, o[1][2], o[1][3], o[1][4]);
+                        int ok = 1;
+                        for (int e = wg ? 0 : 2; e < 5; e++) ok = ok && same_f(o[0][e], o[1][e], n);
+                        ET_CHECK(ok, "bn bwd_factors %s n=%lld sp=%d gamma=%d frozen=%d", nm,
+                                 (long long)n, sp, wg, fr);
+                    }
+                }
             }
         }
     free(x); free(g); free(a); free(s); free(mf); free(pr); free(y); free(yv);
     free(xi); free(gi); free(md); free(acc); free(accv); free(acc2); free(acc2v);
+    free(fq[0]); free(fq[1]);
 }
 
 /* All outputs of the training forward / backward, frozen and eval passes of one shape. */
@@ -298,15 +332,40 @@ static double rule_group(const float *x, const float *dy, int64_t c, int64_t hw,
     return rule_sum(acc, hw);
 }
 
-static void test_bn_rule(void) {
+/* Cases (n, c, hw, act, affine): the shapes below with no act and gamma / beta, then the small
+ * planes of MobileNetV2's head and off the vector widths (hw 1, 2, 4, 9, 16; c 37, 576, 960;
+ * n 1, 3, 32) with relu, relu6 and none, without gamma / beta for one act in three. */
+#define RULE_MAX_CASES 200
+static int rule_cases(int64_t (*cs)[5]) {
     /* (n, c, hw): one group (hw < 16, or one image; one image above 512: the grid's one-group
      * path), two groups (even and odd n, planes at and off the lane width, above 512: the plane
      * path; 1100 channels: two slabs), serial and parallel sizes */
     static const int64_t shapes[][3] = {{7, 3, 1},   {32, 300, 1}, {5, 40, 4},  {1, 9, 100},
                                         {1, 3, 600}, {2, 5, 16},   {5, 40, 64}, {3, 7, 33},
                                         {32, 24, 16}, {4, 3, 513}, {3, 5, 1031}, {2, 1100, 16}};
-    const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
-    const int64_t maxt = 2 * 1100 * 16, maxc = 1100;
+    static const int64_t hws[] = {1, 2, 4, 9, 16}, cs_[] = {37, 576, 960}, ns[] = {1, 3, 32};
+    static const et_act acts[] = {ET_ACT_RELU6, ET_ACT_RELU, ET_ACT_NONE};
+    int k = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++, k++) {
+        cs[k][0] = shapes[i][0], cs[k][1] = shapes[i][1], cs[k][2] = shapes[i][2];
+        cs[k][3] = ET_ACT_NONE, cs[k][4] = 1;
+    }
+    int r = 0;
+    for (int h = 0; h < 5; h++)
+        for (int ci = 0; ci < 3; ci++)
+            for (int ni = 0; ni < 3; ni++, r++) {
+                if (ns[ni] * hws[h] <= 1) continue; /* one value per channel: ET_ERR_SHAPE */
+                cs[k][0] = ns[ni], cs[k][1] = cs_[ci], cs[k][2] = hws[h];
+                cs[k][3] = acts[r % 3], cs[k][4] = r % 4 != 3;
+                k++;
+            }
+    return k;
+}
+
+static void test_bn_rule(void) {
+    static int64_t cases[RULE_MAX_CASES][5];
+    const int nshapes = rule_cases(cases);
+    const int64_t maxt = 32 * 960 * 16, maxc = 1100;
     float *x = calloc(maxt, 4), *dy = calloc(maxt, 4), *y = calloc(maxt, 4), *dx = calloc(maxt, 4);
     float *ry = calloc(maxt, 4), *rdx = calloc(maxt, 4), *gamma = calloc(maxc, 4);
     float *beta = calloc(maxc, 4), *rm = calloc(maxc, 4), *rv = calloc(maxc, 4);
@@ -314,9 +373,12 @@ static void test_bn_rule(void) {
     float *rrm = calloc(maxc, 4), *rrv = calloc(maxc, 4), *rsm = calloc(maxc, 4);
     float *rsi = calloc(maxc, 4), *rdg = calloc(maxc, 4), *rdb = calloc(maxc, 4);
     double *acc = calloc(1031, 8), *pl = calloc(1031, 8);
+    float *gmk = calloc(maxt, 4);
     const et_isa best = et_get_isa();
     for (int si_ = 0; si_ < nshapes; si_++) {
-        const int64_t n = shapes[si_][0], c = shapes[si_][1], hw = shapes[si_][2], t = n * c * hw;
+        const int64_t n = cases[si_][0], c = cases[si_][1], hw = cases[si_][2], t = n * c * hw;
+        const et_act act = (et_act)cases[si_][3];
+        const int affine = (int)cases[si_][4];
         const int64_t groups = et_f32_bn_groups(n, hw), count = n * hw;
         fill_bn(x, t, 2100 + si_, 0); /* magnitudes 1e-3..1e9 */
         fill_bn(dy, t, 2200 + si_, 0);
@@ -331,8 +393,9 @@ static void test_bn_rule(void) {
                 const float v = i == 0 ? 1e17f : (i == h0 ? -1e17f : 1.0f);
                 x[i * c * hw + j] = dy[i * c * hw + j] = v;
             }
-        et_fill_random(gamma, c, 2300 + si_, 0.5f, 1.5f);
-        et_fill_random(beta, c, 2400 + si_, -0.5f, 0.5f);
+        /* without an affine the kernels take NULL and the rule 1 / 0 */
+        et_fill_random(gamma, c, 2300 + si_, affine ? 0.5f : 1.0f, affine ? 1.5f : 1.0f);
+        et_fill_random(beta, c, 2400 + si_, affine ? -0.5f : 0.0f, affine ? 0.5f : 0.0f);
         beta[0] = 0.0f;
         ET_CHECK(groups >= 1 && groups <= n, "bn groups %lld of %lld images", (long long)groups,
                  (long long)n);
@@ -358,12 +421,23 @@ static void test_bn_rule(void) {
             const double mom = (double)0.1f, unbias = (double)count / (double)(count - 1);
             rrm[ch] = (float)((1.0 - mom) * 0.0 + mom * mean);
             rrv[ch] = (float)((1.0 - mom) * 1.0 + mom * var * unbias);
+            /* y through the act; the backward's dy masked from that y (act_bwd) */
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < hw; j++) {
+                    const int64_t e = (i * c + ch) * hw + j;
+                    ry[e] = x[e] * fa + fs;
+                    if (act == ET_ACT_RELU6) ry[e] = ry[e] <= 0.0f ? 0.0f : (ry[e] >= 6.0f ? 6.0f : ry[e]);
+                    if (act == ET_ACT_RELU) ry[e] = ry[e] < 0.0f ? 0.0f : ry[e];
+                    const int drop = act == ET_ACT_NONE ? 0
+                                     : (ry[e] <= 0.0f || (act == ET_ACT_RELU6 && ry[e] >= 6.0f));
+                    gmk[e] = drop ? 0.0f : dy[e];
+                }
             double sum = 0.0, dot = 0.0;
             for (int64_t g = 0; g < groups; g++) {
                 int64_t i0, i1;
                 et_thread_range(n, (int)g, (int)groups, &i0, &i1);
-                sum += rule_group(x, dy, c, hw, ch, i0, i1, 2, 0.0, acc, pl);
-                dot += rule_group(x, dy, c, hw, ch, i0, i1, 3, (double)rsm[ch], acc, pl);
+                sum += rule_group(x, gmk, c, hw, ch, i0, i1, 2, 0.0, acc, pl);
+                dot += rule_group(x, gmk, c, hw, ch, i0, i1, 3, (double)rsm[ch], acc, pl);
             }
             const double isd = (double)rsi[ch];
             rdg[ch] = (float)(dot * isd), rdb[ch] = (float)sum;
@@ -373,8 +447,7 @@ static void test_bn_rule(void) {
             for (int64_t i = 0; i < n; i++)
                 for (int64_t j = 0; j < hw; j++) {
                     const int64_t e = (i * c + ch) * hw + j;
-                    ry[e] = x[e] * fa + fs;
-                    rdx[e] = (dy[e] - gm - (x[e] - rsm[ch]) * pr) * gs;
+                    rdx[e] = (gmk[e] - gm - (x[e] - rsm[ch]) * pr) * gs;
                 }
         }
         for (const et_f32_bn_variant *row = et_f32_bn_variants; row->head.name; row++) {
@@ -382,24 +455,26 @@ static void test_bn_rule(void) {
             et_set_isa(row->head.isa);
             for (int nt = 1; nt <= 3; nt++) {
                 for (int64_t k = 0; k < c; k++) rm[k] = 0.0f, rv[k] = 1.0f;
-                ET_CHECK(et_f32_batchnorm_train_fwd(n, c, hw, x, gamma, beta, rm, rv, 0.1f, 1e-5f,
-                                                    y, sm, si, nt) == ET_OK, "bn rule fwd status");
-                ET_CHECK(et_f32_batchnorm_bwd(n, c, hw, x, dy, gamma, sm, si, dx, dg, db, nt)
-                             == ET_OK, "bn rule bwd status");
+                const float *ga = affine ? gamma : NULL, *be = affine ? beta : NULL;
+                ET_CHECK(et_f32_batchnorm_train_act_fwd(n, c, hw, x, ga, be, rm, rv, 0.1f, 1e-5f,
+                                                        act, y, sm, si, nt) == ET_OK,
+                         "bn rule fwd status");
+                ET_CHECK(et_f32_batchnorm_act_bwd(n, c, hw, x, y, dy, act, ga, sm, si, dx, dg, db,
+                                                  nt) == ET_OK, "bn rule bwd status");
                 ET_CHECK(same_f(y, ry, t) && same_f(sm, rsm, c) && same_f(si, rsi, c) &&
                              same_f(rm, rrm, c) && same_f(rv, rrv, c),
-                         "bn rule fwd %s [%lld,%lld,%lld] t%d", row->head.name, (long long)n,
-                         (long long)c, (long long)hw, nt);
+                         "bn rule fwd %s [%lld,%lld,%lld] act %d affine %d t%d", row->head.name,
+                         (long long)n, (long long)c, (long long)hw, (int)act, affine, nt);
                 ET_CHECK(same_f(dx, rdx, t) && same_f(dg, rdg, c) && same_f(db, rdb, c),
-                         "bn rule bwd %s [%lld,%lld,%lld] t%d", row->head.name, (long long)n,
-                         (long long)c, (long long)hw, nt);
+                         "bn rule bwd %s [%lld,%lld,%lld] act %d affine %d t%d", row->head.name,
+                         (long long)n, (long long)c, (long long)hw, (int)act, affine, nt);
             }
         }
     }
     et_set_isa(best);
     free(x); free(dy); free(y); free(dx); free(ry); free(rdx); free(gamma); free(beta);
     free(rm); free(rv); free(sm); free(si); free(dg); free(db); free(rrm); free(rrv);
-    free(rsm); free(rsi); free(rdg); free(rdb); free(acc); free(pl);
+    free(rsm); free(rsi); free(rdg); free(rdb); free(acc); free(pl); free(gmk);
 }
 
 void test_bn_simd(void) {
