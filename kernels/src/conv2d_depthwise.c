@@ -1465,6 +1465,118 @@ ET_TARGET_AVX512 static void dws_apply(const dws_table *t, const et_conv2d_param
     dws_run(&j, units, nth, dws_apply_units);
 }
 
+/* dw of the gc channels of a unit from its taps' accumulators (acc[tap]; t->tap_used[tap] == 0:
+ * never read, +0 as an all-zero accumulator sums to): g == 1 dw_sum16's tree, else per channel
+ * its hw lanes in order (dw_flat_sum). */
+ET_TARGET_AVX512 static inline void dws_wgrad_store(const dws_table *t, const __m512 *acc, int64_t gc,
+                                                    float *dwu) {
+    const int64_t ks = t->ks, hw = t->hw;
+    for (int64_t tap = 0; tap < ks; tap++) {
+        if (!t->tap_used[tap]) {
+            for (int64_t ch = 0; ch < gc; ch++) dwu[ch * ks + tap] = 0.0f;
+            continue;
+        }
+        if (t->g == 1) {
+            dwu[tap] = dw_reduce16(acc[tap]);
+            continue;
+        }
+        float tmp[16];
+        _mm512_storeu_ps(tmp, acc[tap]);
+        for (int64_t ch = 0; ch < gc; ch++) {
+            float s = 0.0f;
+            for (int64_t l = ch * hw; l < (ch + 1) * hw; l++) s += tmp[l];
+            dwu[ch * ks + tap] = s;
+        }
+    }
+}
+
+/* Units [u, u + NU) on the permuted-block tables (t->perm = PERM, one chunk a unit, at most NT
+ * taps used, listed in ut[]): per image each unit's source block is loaded once (PERM vectors)
+ * and each used tap's vector is a permute of it; the accumulators stay in registers and the NU
+ * units' chains run side by side (1x1 planes have one used tap: one unit alone would be a
+ * single chain of dependent FMAs). Per lane the same chain as dws_wgrad_units: one masked FMA
+ * per image, lanes whose source is padding keep their value. Inlined with constant NU, NT and
+ * PERM; ident[q]: the tap's source is the lane itself (no permute). */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dws_wgrad_perm(const dws_table *t, int64_t c, int64_t n, const float *dy, const float *x, int64_t u,
+               float *dw, const int *ut, int nt, const int *ident, const int NU, const int NT,
+               const int PERM) {
+    const int64_t ks = t->ks, hw = t->hw, src_hw = t->src_hw;
+    __m512 acc[4][DWS_MAX_TAPS], blk[4][4];
+    __m512i ix[DWS_MAX_TAPS];
+    __mmask16 um[4], lm[4][4], mm[4][DWS_MAX_TAPS];
+    int64_t gc[4] = {0};
+    for (int q = 0; q < NT; q++)
+        ix[q] = q < nt ? _mm512_loadu_si512((const void *)t->pidx[ut[q]]) : _mm512_setzero_si512();
+    for (int v = 0; v < NU; v++) {
+        um[v] = dws_unit_mask(t, c, u + v, &gc[v]);
+        for (int b = 0; b < PERM; b++) {
+            const int64_t left = gc[v] * src_hw - 16 * b;
+            lm[v][b] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
+        }
+        for (int q = 0; q < NT; q++) {
+            acc[v][q] = _mm512_setzero_ps();
+            mm[v][q] = q < nt ? t->m[0][ut[q]] & um[v] : 0;
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        for (int v = 0; v < NU; v++) {
+            const int64_t c0 = (u + v) * t->g;
+            const float *s = x + (i * c + c0) * src_hw;
+            const __m512 gv = _mm512_maskz_loadu_ps(um[v], dy + (i * c + c0) * hw);
+            for (int b = 0; b < PERM; b++) blk[v][b] = _mm512_maskz_loadu_ps(lm[v][b], s + 16 * b);
+            for (int q = 0; q < NT; q++) {
+                if (q >= nt) continue;
+                __m512 xv;
+                if (ident[q]) xv = blk[v][0];
+                else if (PERM == 1) xv = _mm512_permutexvar_ps(ix[q], blk[v][0]);
+                else if (PERM == 2) xv = _mm512_permutex2var_ps(blk[v][0], ix[q], blk[v][1]);
+                else
+                    xv = _mm512_mask_blend_ps(t->phi[ut[q]], _mm512_permutex2var_ps(blk[v][0], ix[q], blk[v][1]),
+                                              _mm512_permutex2var_ps(blk[v][2], ix[q], blk[v][3]));
+                acc[v][q] = _mm512_mask3_fmadd_ps(gv, xv, acc[v][q], mm[v][q]);
+            }
+        }
+    }
+    for (int v = 0; v < NU; v++) {
+        __m512 a[DWS_MAX_TAPS];
+        for (int q = 0; q < NT; q++)
+            if (q < nt) a[ut[q]] = acc[v][q];
+        dws_wgrad_store(t, a, gc[v], dw + (u + v) * t->g * ks);
+    }
+}
+
+/* The units [u0, u1) on dws_wgrad_perm if the table allows (t->perm, at most 9 used taps);
+ * returns the first unit not done. */
+ET_TARGET_AVX512 static int64_t dws_wgrad_perm_units(const dws_table *t, int64_t c, int64_t n,
+                                                     const float *dy, const float *x, int64_t u0,
+                                                     int64_t u1, float *dw) {
+    int ut[DWS_MAX_TAPS], ident[DWS_MAX_TAPS], nt = 0;
+    for (int tap = 0; tap < (int)t->ks; tap++) {
+        if (!t->tap_used[tap]) continue;
+        int id = t->phi[tap] == 0;
+        for (int l = 0; l < 16; l++)
+            if (((t->m[0][tap] >> l) & 1) && t->pidx[tap][l] != l) id = 0;
+        ident[nt] = id;
+        ut[nt++] = tap;
+    }
+    if (t->perm < 1 || t->perm > 4 || nt > 9) return u0;
+    int64_t u = u0;
+    if (nt == 1) { /* four units' chains side by side */
+        for (; u + 4 <= u1; u += 4) {
+            if (t->perm == 1) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 4, 1, 1);
+            else if (t->perm == 2) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 4, 1, 2);
+            else dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 4, 1, 4);
+        }
+    }
+    for (; u < u1; u++) {
+        if (t->perm == 1) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 1, 9, 1);
+        else if (t->perm == 2) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 1, 9, 2);
+        else dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 1, 9, 4);
+    }
+    return u;
+}
+
 ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, int tid) {
     const dws_job *j = (const dws_job *)ctx;
     const dws_table *t = j->t;
@@ -1474,6 +1586,7 @@ ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, 
     const float *dy = j->dy, *x = j->src;
     float *dw = j->dst;
     (void)tid;
+    u0 = dws_wgrad_perm_units(t, c, n, dy, x, u0, u1, dw);
     for (int64_t u = u0; u < u1; u++) {
         int64_t gc;
         const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
@@ -1491,19 +1604,7 @@ ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, 
                 }
             }
         }
-        for (int64_t tap = 0; tap < ks; tap++) {
-            if (t->g == 1) {
-                dw[c0 * ks + tap] = dw_reduce16(acc[tap]);
-                continue;
-            }
-            float tmp[16];
-            _mm512_storeu_ps(tmp, acc[tap]);
-            for (int64_t ch = 0; ch < gc; ch++) {
-                float s = 0.0f;
-                for (int64_t l = ch * hw; l < (ch + 1) * hw; l++) s += tmp[l];
-                dw[(c0 + ch) * ks + tap] = s;
-            }
-        }
+        dws_wgrad_store(t, acc, gc, dw + c0 * ks);
     }
 }
 
