@@ -1213,12 +1213,8 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
         }
     }
     t->work *= (p->c + t->g - 1) / t->g;
-    t->upsampled = bwd_input && dws_try_upsampled(p, t);
-    t->all_contig = 1;
-    for (int64_t k = 0; k < t->chunks; k++)
-        for (int64_t tap = 0; tap < ks; tap++) t->all_contig &= t->contig[k][tap] != 0;
     int64_t top = 0; /* one past the highest source any lane reads */
-    int ok = t->chunks == 1 && !t->upsampled;
+    int ok = t->chunks == 1;
     for (int64_t tap = 0; tap < ks && ok; tap++) {
         t->phi[tap] = 0;
         for (int64_t l = 0; l < 16; l++) {
@@ -1232,6 +1228,11 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
         }
     }
     t->perm = ok ? (int)((top + 15) / 16) : 0;
+    /* the permutes beat spreading dy out per image (4x4 -> 2x2: about 4x, timed) */
+    t->upsampled = bwd_input && !t->perm && dws_try_upsampled(p, t);
+    t->all_contig = 1;
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < ks; tap++) t->all_contig &= t->contig[k][tap] != 0;
     if (t->perm == 3) t->perm = 4; /* the two-permute form reads vectors 2 and 3 */
     return 1;
 }
