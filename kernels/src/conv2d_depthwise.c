@@ -1468,26 +1468,27 @@ ET_TARGET_AVX512 static void dws_apply(const dws_table *t, const et_conv2d_param
 
 /* dw of the gc channels of a unit from its taps' accumulators (acc[tap]; t->tap_used[tap] == 0:
  * never read, +0 as an all-zero accumulator sums to): g == 1 dw_sum16's tree, else per channel
- * its hw lanes in order (dw_flat_sum). */
+ * its hw lanes added in order from +0 (dw_flat_sum), all channels at once (lane ch of the sum
+ * takes lane ch * hw + e of acc at step e), scattered to dw[ch * ks + tap]. */
 ET_TARGET_AVX512 static inline void dws_wgrad_store(const dws_table *t, const __m512 *acc, int64_t gc,
                                                     float *dwu) {
     const int64_t ks = t->ks, hw = t->hw;
+    if (t->g == 1) {
+        for (int64_t tap = 0; tap < ks; tap++) dwu[tap] = t->tap_used[tap] ? dw_reduce16(acc[tap]) : 0.0f;
+        return;
+    }
+    memset(dwu, 0, (size_t)(gc * ks) * sizeof(float));
+    const __mmask16 cm = (__mmask16)((1u << gc) - 1u);
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i first = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)hw)); /* ch * hw */
+    const __m512i to = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ks));    /* ch * ks */
     for (int64_t tap = 0; tap < ks; tap++) {
-        if (!t->tap_used[tap]) {
-            for (int64_t ch = 0; ch < gc; ch++) dwu[ch * ks + tap] = 0.0f;
-            continue;
-        }
-        if (t->g == 1) {
-            dwu[tap] = dw_reduce16(acc[tap]);
-            continue;
-        }
-        float tmp[16];
-        _mm512_storeu_ps(tmp, acc[tap]);
-        for (int64_t ch = 0; ch < gc; ch++) {
-            float s = 0.0f;
-            for (int64_t l = ch * hw; l < (ch + 1) * hw; l++) s += tmp[l];
-            dwu[ch * ks + tap] = s;
-        }
+        if (!t->tap_used[tap]) continue;
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t e = 0; e < hw; e++)
+            sum = _mm512_add_ps(sum, _mm512_permutexvar_ps(
+                                         _mm512_add_epi32(first, _mm512_set1_epi32((int)e)), acc[tap]));
+        _mm512_mask_i32scatter_ps(dwu + tap, cm, to, sum, 4);
     }
 }
 
@@ -1569,6 +1570,11 @@ ET_TARGET_AVX512 static int64_t dws_wgrad_perm_units(const dws_table *t, int64_t
             else if (t->perm == 2) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 4, 1, 2);
             else dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 4, 1, 4);
         }
+    }
+    for (; u < u1 && nt == 9; u++) { /* every tap used (constant: the tap loop unrolled) */
+        if (t->perm == 1) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, 9, ident, 1, 9, 1);
+        else if (t->perm == 2) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, 9, ident, 1, 9, 2);
+        else dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, 9, ident, 1, 9, 4);
     }
     for (; u < u1; u++) {
         if (t->perm == 1) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 1, 9, 1);
