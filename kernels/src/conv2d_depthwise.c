@@ -1584,34 +1584,42 @@ ET_TARGET_AVX512 static int64_t dws_wgrad_perm_units(const dws_table *t, int64_t
     return u;
 }
 
+/* Unit u of any table: one accumulator per tap over the images and chunks (lane l of chunk k is
+ * position k * 16 + l: the canonical flat order). Inlined with constant KS (9: the accumulators
+ * in registers). */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dws_wgrad_unit(const dws_table *t, int64_t c, int64_t n, const float *dy, const float *x, int64_t u,
+               float *dw, const int64_t KS) {
+    const int64_t hw = t->hw, src_hw = t->src_hw;
+    int64_t gc;
+    const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
+    const int64_t c0 = u * t->g;
+    __m512 acc[DWS_MAX_TAPS];
+    for (int64_t tap = 0; tap < KS; tap++) acc[tap] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i++) {
+        const float *s = x + (i * c + c0) * src_hw, *g = dy + (i * c + c0) * hw;
+        for (int64_t k = 0; k < t->chunks; k++) {
+            const __m512 gv = _mm512_maskz_loadu_ps(vm & t->cm[k], g + k * 16);
+#pragma GCC unroll 16
+            for (int64_t tap = 0; tap < KS; tap++) {
+                const __mmask16 m = t->m[k][tap] & vm;
+                /* masked-off lanes (padding) keep their value: dy * 0 is not added */
+                if (m) acc[tap] = _mm512_mask3_fmadd_ps(gv, dws_load(t, k, tap, m, s), acc[tap], m);
+            }
+        }
+    }
+    dws_wgrad_store(t, acc, gc, dw + c0 * t->ks);
+}
+
 ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, int tid) {
     const dws_job *j = (const dws_job *)ctx;
     const dws_table *t = j->t;
-    const et_conv2d_params *p = j->p;
-    const int64_t c = p->c, n = p->n, ks = t->ks, hw = t->hw;
-    const int64_t src_hw = t->src_hw;
-    const float *dy = j->dy, *x = j->src;
-    float *dw = j->dst;
+    const int64_t c = j->p->c, n = j->p->n;
     (void)tid;
-    u0 = dws_wgrad_perm_units(t, c, n, dy, x, u0, u1, dw);
+    u0 = dws_wgrad_perm_units(t, c, n, j->dy, j->src, u0, u1, j->dst);
     for (int64_t u = u0; u < u1; u++) {
-        int64_t gc;
-        const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
-        const int64_t c0 = u * t->g;
-        __m512 acc[DWS_MAX_TAPS];
-        for (int64_t tap = 0; tap < ks; tap++) acc[tap] = _mm512_setzero_ps();
-        for (int64_t i = 0; i < n; i++) {
-            const float *s = x + (i * c + c0) * src_hw, *g = dy + (i * c + c0) * hw;
-            for (int64_t k = 0; k < t->chunks; k++) {
-                const __m512 gv = _mm512_maskz_loadu_ps(vm & t->cm[k], g + k * 16);
-                for (int64_t tap = 0; tap < ks; tap++) {
-                    const __mmask16 m = t->m[k][tap] & vm;
-                    /* masked-off lanes (padding) keep their value: dy * 0 is not added */
-                    if (m) acc[tap] = _mm512_mask3_fmadd_ps(gv, dws_load(t, k, tap, m, s), acc[tap], m);
-                }
-            }
-        }
-        dws_wgrad_store(t, acc, gc, dw + c0 * ks);
+        if (t->ks == 9) dws_wgrad_unit(t, c, n, j->dy, j->src, u, j->dst, 9);
+        else dws_wgrad_unit(t, c, n, j->dy, j->src, u, j->dst, t->ks);
     }
 }
 
