@@ -385,7 +385,7 @@ static void dwb_check_mnv2_224(void) {
 /* MobileNetV2's depthwise convolutions at 32x32 as a training step runs them (9 and 32 images:
  * the AVX-512 / AVX2 table path's image parts, whole groups of four images and a remainder, on
  * several threads; smaller shapes run on one): forward (plain and eval's fused BatchNorm +
- * relu6) and input gradient give __ref's bits at 1, 2 and 3 threads. */
+ * relu6), input and weight gradient give __ref's bits at 1, 2 and 3 threads. */
 static void dwb_check_mnv2_32(void) {
     static const int64_t shapes[][3] = { /* c, h (= w), stride */
         {32, 16, 1}, {96, 16, 2}, {144, 8, 1}, {144, 8, 2}, {192, 4, 1}, {192, 4, 2},
@@ -413,7 +413,9 @@ static void dwb_check_mnv2_32(void) {
             et_fill_random(bn_a, p.oc, 439 + si, 0.5f, 2.0f);
             et_fill_random(bn_s, p.oc, 443 + si, -0.5f, 0.5f);
             const et_f32_dwconv2d_variant *ref = et_f32_dwconv2d_variants;
+            float *dw_ref = dwb_alloc(nw), *dw = dwb_alloc(nw);
             ref->bwd_input(&p, dy, w, dx_ref, 1);
+            ref->bwd_weight(&p, dy, x, dw_ref, 1);
             for (int eval = 0; eval <= 1; eval++) {
                 p.act = eval ? ET_ACT_RELU6 : ET_ACT_NONE;
                 p.bn_scale = eval ? bn_a : NULL;
@@ -438,13 +440,20 @@ static void dwb_check_mnv2_32(void) {
                                  "differs from __ref", (long long)p.n, (long long)p.c,
                                  (long long)p.h, (long long)p.w, (long long)p.stride_h,
                                  row->head.name, th);
+                        for (int64_t j = 0; j < nw; j++) dw[j] = NAN;
+                        st = row->bwd_weight(&p, dy, x, dw, th);
+                        ET_CHECK(st == ET_OK && dwb_same(dw, dw_ref, nw),
+                                 "dwbits mnv2-32 n%lld c%lld %lldx%lld s%lld: bwd_weight__%s th%d "
+                                 "differs from __ref", (long long)p.n, (long long)p.c,
+                                 (long long)p.h, (long long)p.w, (long long)p.stride_h,
+                                 row->head.name, th);
                     }
                 }
             }
             p.act = ET_ACT_NONE;
             p.bn_scale = p.bn_shift = NULL;
             free(x); free(w); free(y_ref); free(y); free(dy); free(dx_ref); free(dx);
-            free(bn_a); free(bn_s);
+            free(bn_a); free(bn_s); free(dw_ref); free(dw);
         }
 }
 
