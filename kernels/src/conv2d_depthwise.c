@@ -1101,6 +1101,11 @@ typedef struct dws_table {
     uint8_t contig[DWS_MAX_HW / 16][DWS_MAX_TAPS]; /* 1: source = lane + off[][] */
     int32_t off[DWS_MAX_HW / 16][DWS_MAX_TAPS];
     int32_t idx[DWS_MAX_HW / 16][DWS_MAX_TAPS][16];
+    /* the weight gradient's gathered taps as two windows (dws_wgrad_windows): win 1: lane l is
+     * element idx[][][l] of the 32 floats loaded from woff[][][0] and woff[][][1] (masks wm) */
+    uint8_t win[DWS_MAX_HW / 16][DWS_MAX_TAPS];
+    int32_t woff[DWS_MAX_HW / 16][DWS_MAX_TAPS][2];
+    __mmask16 wm[DWS_MAX_HW / 16][DWS_MAX_TAPS][2];
     /* lane l's channel in its unit (l / hw; g > 1): the index of the per-channel vectors'
      * gathers (dws_lane_vec), so a unit's set-up is a few gathers, not 16 divisions and a
      * store-forwarding stall per vector (it was most of the time on 1x1 and 2x2 planes) */
@@ -1213,12 +1218,8 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
         }
     }
     t->work *= (p->c + t->g - 1) / t->g;
-    t->upsampled = bwd_input && dws_try_upsampled(p, t);
-    t->all_contig = 1;
-    for (int64_t k = 0; k < t->chunks; k++)
-        for (int64_t tap = 0; tap < ks; tap++) t->all_contig &= t->contig[k][tap] != 0;
     int64_t top = 0; /* one past the highest source any lane reads */
-    int ok = t->chunks == 1 && !t->upsampled;
+    int ok = t->chunks == 1;
     for (int64_t tap = 0; tap < ks && ok; tap++) {
         t->phi[tap] = 0;
         for (int64_t l = 0; l < 16; l++) {
@@ -1232,6 +1233,11 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
         }
     }
     t->perm = ok ? (int)((top + 15) / 16) : 0;
+    /* the permutes beat spreading dy out per image (4x4 -> 2x2: about 4x, timed) */
+    t->upsampled = bwd_input && !t->perm && dws_try_upsampled(p, t);
+    t->all_contig = 1;
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < ks; tap++) t->all_contig &= t->contig[k][tap] != 0;
     if (t->perm == 3) t->perm = 4; /* the two-permute form reads vectors 2 and 3 */
     return 1;
 }
@@ -1465,45 +1471,213 @@ ET_TARGET_AVX512 static void dws_apply(const dws_table *t, const et_conv2d_param
     dws_run(&j, units, nth, dws_apply_units);
 }
 
+/* dw of the gc channels of a unit from its taps' accumulators (acc[tap]; t->tap_used[tap] == 0:
+ * never read, +0 as an all-zero accumulator sums to): g == 1 dw_sum16's tree, else per channel
+ * its hw lanes added in order from +0 (dw_flat_sum), all channels at once (lane ch of the sum
+ * takes lane ch * hw + e of acc at step e), scattered to dw[ch * ks + tap]. */
+ET_TARGET_AVX512 static inline void dws_wgrad_store(const dws_table *t, const __m512 *acc, int64_t gc,
+                                                    float *dwu) {
+    const int64_t ks = t->ks, hw = t->hw;
+    if (t->g == 1) {
+        for (int64_t tap = 0; tap < ks; tap++) dwu[tap] = t->tap_used[tap] ? dw_reduce16(acc[tap]) : 0.0f;
+        return;
+    }
+    memset(dwu, 0, (size_t)(gc * ks) * sizeof(float));
+    const __mmask16 cm = (__mmask16)((1u << gc) - 1u);
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i first = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)hw)); /* ch * hw */
+    const __m512i to = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ks));    /* ch * ks */
+    for (int64_t tap = 0; tap < ks; tap++) {
+        if (!t->tap_used[tap]) continue;
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t e = 0; e < hw; e++)
+            sum = _mm512_add_ps(sum, _mm512_permutexvar_ps(
+                                         _mm512_add_epi32(first, _mm512_set1_epi32((int)e)), acc[tap]));
+        _mm512_mask_i32scatter_ps(dwu + tap, cm, to, sum, 4);
+    }
+}
+
+/* Units [u, u + NU) on the permuted-block tables (t->perm = PERM, one chunk a unit, at most NT
+ * taps used, listed in ut[]): per image each unit's source block is loaded once (PERM vectors)
+ * and each used tap's vector is a permute of it; the accumulators stay in registers and the NU
+ * units' chains run side by side (1x1 planes have one used tap: one unit alone would be a
+ * single chain of dependent FMAs). Per lane the same chain as dws_wgrad_units: one masked FMA
+ * per image, lanes whose source is padding keep their value. Inlined with constant NU, NT and
+ * PERM; ident[q]: the tap's source is the lane itself (no permute). */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dws_wgrad_perm(const dws_table *t, int64_t c, int64_t n, const float *dy, const float *x, int64_t u,
+               float *dw, const int *ut, int nt, const int *ident, const int NU, const int NT,
+               const int PERM) {
+    const int64_t ks = t->ks, hw = t->hw, src_hw = t->src_hw;
+    __m512 acc[4][DWS_MAX_TAPS], blk[4][4];
+    __m512i ix[DWS_MAX_TAPS];
+    __mmask16 um[4], lm[4][4], mm[4][DWS_MAX_TAPS];
+    int64_t gc[4] = {0};
+    for (int q = 0; q < NT; q++)
+        ix[q] = q < nt ? _mm512_loadu_si512((const void *)t->pidx[ut[q]]) : _mm512_setzero_si512();
+    for (int v = 0; v < NU; v++) {
+        um[v] = dws_unit_mask(t, c, u + v, &gc[v]);
+        for (int b = 0; b < PERM; b++) {
+            const int64_t left = gc[v] * src_hw - 16 * b;
+            lm[v][b] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
+        }
+        for (int q = 0; q < NT; q++) {
+            acc[v][q] = _mm512_setzero_ps();
+            mm[v][q] = q < nt ? t->m[0][ut[q]] & um[v] : 0;
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        for (int v = 0; v < NU; v++) {
+            const int64_t c0 = (u + v) * t->g;
+            const float *s = x + (i * c + c0) * src_hw;
+            const __m512 gv = _mm512_maskz_loadu_ps(um[v], dy + (i * c + c0) * hw);
+            for (int b = 0; b < PERM; b++) blk[v][b] = _mm512_maskz_loadu_ps(lm[v][b], s + 16 * b);
+            for (int q = 0; q < NT; q++) {
+                if (q >= nt) continue;
+                __m512 xv;
+                if (ident[q]) xv = blk[v][0];
+                else if (PERM == 1) xv = _mm512_permutexvar_ps(ix[q], blk[v][0]);
+                else if (PERM == 2) xv = _mm512_permutex2var_ps(blk[v][0], ix[q], blk[v][1]);
+                else
+                    xv = _mm512_mask_blend_ps(t->phi[ut[q]], _mm512_permutex2var_ps(blk[v][0], ix[q], blk[v][1]),
+                                              _mm512_permutex2var_ps(blk[v][2], ix[q], blk[v][3]));
+                acc[v][q] = _mm512_mask3_fmadd_ps(gv, xv, acc[v][q], mm[v][q]);
+            }
+        }
+    }
+    for (int v = 0; v < NU; v++) {
+        __m512 a[DWS_MAX_TAPS];
+        for (int q = 0; q < NT; q++)
+            if (q < nt) a[ut[q]] = acc[v][q];
+        dws_wgrad_store(t, a, gc[v], dw + (u + v) * t->g * ks);
+    }
+}
+
+/* The units [u0, u1) on dws_wgrad_perm if the table allows (t->perm, at most 9 used taps);
+ * returns the first unit not done. */
+ET_TARGET_AVX512 static int64_t dws_wgrad_perm_units(const dws_table *t, int64_t c, int64_t n,
+                                                     const float *dy, const float *x, int64_t u0,
+                                                     int64_t u1, float *dw) {
+    int ut[DWS_MAX_TAPS], ident[DWS_MAX_TAPS], nt = 0;
+    for (int tap = 0; tap < (int)t->ks; tap++) {
+        if (!t->tap_used[tap]) continue;
+        int id = t->phi[tap] == 0;
+        for (int l = 0; l < 16; l++)
+            if (((t->m[0][tap] >> l) & 1) && t->pidx[tap][l] != l) id = 0;
+        ident[nt] = id;
+        ut[nt++] = tap;
+    }
+    if (t->perm < 1 || t->perm > 4 || nt > 9) return u0;
+    int64_t u = u0;
+    if (nt == 1) { /* four units' chains side by side */
+        for (; u + 4 <= u1; u += 4) {
+            if (t->perm == 1) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 4, 1, 1);
+            else if (t->perm == 2) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 4, 1, 2);
+            else dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 4, 1, 4);
+        }
+    }
+    for (; u < u1 && nt == 9; u++) { /* every tap used (constant: the tap loop unrolled) */
+        if (t->perm == 1) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, 9, ident, 1, 9, 1);
+        else if (t->perm == 2) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, 9, ident, 1, 9, 2);
+        else dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, 9, ident, 1, 9, 4);
+    }
+    for (; u < u1; u++) {
+        if (t->perm == 1) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 1, 9, 1);
+        else if (t->perm == 2) dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 1, 9, 2);
+        else dws_wgrad_perm(t, c, n, dy, x, u, dw, ut, nt, ident, 1, 9, 4);
+    }
+    return u;
+}
+
+/* For the weight gradient: each gathered tap of a chunk (stride 2) whose sources lie in two
+ * runs of 16 floats (two output rows of up to 8 a chunk: two input rows) becomes two masked
+ * loads and a permute (dws_wgrad_load), the same values as the gather's, about a third of its
+ * cost (16x16 -> 8x8, timed). t->idx of such a tap then holds the permute's index. */
+static void dws_wgrad_windows(dws_table *t) {
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < t->ks; tap++) {
+            const unsigned m = t->m[k][tap];
+            const int32_t *idx = t->idx[k][tap];
+            t->win[k][tap] = 0;
+            if (t->contig[k][tap] || !m) continue;
+            int32_t a = INT32_MAX, b = INT32_MAX;
+            for (int l = 0; l < 16; l++)
+                if ((m >> l) & 1 && idx[l] < a) a = idx[l];
+            for (int l = 0; l < 16; l++)
+                if ((m >> l) & 1 && idx[l] >= a + 16 && idx[l] < b) b = idx[l];
+            if (b == INT32_MAX) b = a + 16;
+            int ok = 1;
+            unsigned ma = 0, mb = 0;
+            int32_t pidx[16];
+            for (int l = 0; l < 16; l++) {
+                pidx[l] = 0;
+                if (!((m >> l) & 1)) continue;
+                if (idx[l] < a + 16) {
+                    ma |= 1u << (idx[l] - a);
+                    pidx[l] = idx[l] - a;
+                } else if (idx[l] >= b && idx[l] < b + 16) {
+                    mb |= 1u << (idx[l] - b);
+                    pidx[l] = 16 + idx[l] - b;
+                } else {
+                    ok = 0;
+                }
+            }
+            if (!ok) continue;
+            t->win[k][tap] = 1;
+            t->woff[k][tap][0] = a;
+            t->woff[k][tap][1] = b;
+            t->wm[k][tap][0] = (__mmask16)ma;
+            t->wm[k][tap][1] = (__mmask16)mb;
+            memcpy(t->idx[k][tap], pidx, sizeof pidx);
+        }
+}
+
+/* Tap tap's source vector of chunk k (lanes m) for the weight gradient (dws_wgrad_windows). */
+ET_TARGET_AVX512 static inline __m512 dws_wgrad_load(const dws_table *t, int64_t k, int64_t tap,
+                                                     __mmask16 m, const float *src) {
+    if (t->win[k][tap])
+        return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(t->wm[k][tap][0], src + t->woff[k][tap][0]),
+                                      _mm512_loadu_si512((const void *)t->idx[k][tap]),
+                                      _mm512_maskz_loadu_ps(t->wm[k][tap][1], src + t->woff[k][tap][1]));
+    return dws_load(t, k, tap, m, src);
+}
+
+/* Unit u of any table: one accumulator per tap over the images and chunks (lane l of chunk k is
+ * position k * 16 + l: the canonical flat order). Inlined with constant KS (9: the accumulators
+ * in registers). */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dws_wgrad_unit(const dws_table *t, int64_t c, int64_t n, const float *dy, const float *x, int64_t u,
+               float *dw, const int64_t KS) {
+    const int64_t hw = t->hw, src_hw = t->src_hw;
+    int64_t gc;
+    const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
+    const int64_t c0 = u * t->g;
+    __m512 acc[DWS_MAX_TAPS];
+    for (int64_t tap = 0; tap < KS; tap++) acc[tap] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i++) {
+        const float *s = x + (i * c + c0) * src_hw, *g = dy + (i * c + c0) * hw;
+        for (int64_t k = 0; k < t->chunks; k++) {
+            const __m512 gv = _mm512_maskz_loadu_ps(vm & t->cm[k], g + k * 16);
+#pragma GCC unroll 16
+            for (int64_t tap = 0; tap < KS; tap++) {
+                const __mmask16 m = t->m[k][tap] & vm;
+                /* masked-off lanes (padding) keep their value: dy * 0 is not added */
+                if (m) acc[tap] = _mm512_mask3_fmadd_ps(gv, dws_wgrad_load(t, k, tap, m, s), acc[tap], m);
+            }
+        }
+    }
+    dws_wgrad_store(t, acc, gc, dw + c0 * t->ks);
+}
+
 ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, int tid) {
     const dws_job *j = (const dws_job *)ctx;
     const dws_table *t = j->t;
-    const et_conv2d_params *p = j->p;
-    const int64_t c = p->c, n = p->n, ks = t->ks, hw = t->hw;
-    const int64_t src_hw = t->src_hw;
-    const float *dy = j->dy, *x = j->src;
-    float *dw = j->dst;
+    const int64_t c = j->p->c, n = j->p->n;
     (void)tid;
+    u0 = dws_wgrad_perm_units(t, c, n, j->dy, j->src, u0, u1, j->dst);
     for (int64_t u = u0; u < u1; u++) {
-        int64_t gc;
-        const __mmask16 vm = dws_unit_mask(t, c, u, &gc);
-        const int64_t c0 = u * t->g;
-        __m512 acc[DWS_MAX_TAPS];
-        for (int64_t tap = 0; tap < ks; tap++) acc[tap] = _mm512_setzero_ps();
-        for (int64_t i = 0; i < n; i++) {
-            const float *s = x + (i * c + c0) * src_hw, *g = dy + (i * c + c0) * hw;
-            for (int64_t k = 0; k < t->chunks; k++) {
-                const __m512 gv = _mm512_maskz_loadu_ps(vm & t->cm[k], g + k * 16);
-                for (int64_t tap = 0; tap < ks; tap++) {
-                    const __mmask16 m = t->m[k][tap] & vm;
-                    /* masked-off lanes (padding) keep their value: dy * 0 is not added */
-                    if (m) acc[tap] = _mm512_mask3_fmadd_ps(gv, dws_load(t, k, tap, m, s), acc[tap], m);
-                }
-            }
-        }
-        for (int64_t tap = 0; tap < ks; tap++) {
-            if (t->g == 1) {
-                dw[c0 * ks + tap] = dw_reduce16(acc[tap]);
-                continue;
-            }
-            float tmp[16];
-            _mm512_storeu_ps(tmp, acc[tap]);
-            for (int64_t ch = 0; ch < gc; ch++) {
-                float s = 0.0f;
-                for (int64_t l = ch * hw; l < (ch + 1) * hw; l++) s += tmp[l];
-                dw[(c0 + ch) * ks + tap] = s;
-            }
-        }
+        if (t->ks == 9) dws_wgrad_unit(t, c, n, j->dy, j->src, u, j->dst, 9);
+        else dws_wgrad_unit(t, c, n, j->dy, j->src, u, j->dst, t->ks);
     }
 }
 
@@ -2137,6 +2311,7 @@ et_status et_f32_dwconv2d_bwd_weight__avx512(const et_conv2d_params *p, const fl
                                              const float *x, float *dw, int nthreads) {
     dws_table t;
     if (dws_build(p, 0, &t)) {
+        dws_wgrad_windows(&t);
         dws_wgrad(&t, p, dy, x, dw, nthreads);
         return ET_OK;
     }

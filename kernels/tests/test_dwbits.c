@@ -385,7 +385,7 @@ static void dwb_check_mnv2_224(void) {
 /* MobileNetV2's depthwise convolutions at 32x32 as a training step runs them (9 and 32 images:
  * the AVX-512 / AVX2 table path's image parts, whole groups of four images and a remainder, on
  * several threads; smaller shapes run on one): forward (plain and eval's fused BatchNorm +
- * relu6) and input gradient give __ref's bits at 1, 2 and 3 threads. */
+ * relu6), input and weight gradient give __ref's bits at 1, 2 and 3 threads. */
 static void dwb_check_mnv2_32(void) {
     static const int64_t shapes[][3] = { /* c, h (= w), stride */
         {32, 16, 1}, {96, 16, 2}, {144, 8, 1}, {144, 8, 2}, {192, 4, 1}, {192, 4, 2},
@@ -413,7 +413,9 @@ static void dwb_check_mnv2_32(void) {
             et_fill_random(bn_a, p.oc, 439 + si, 0.5f, 2.0f);
             et_fill_random(bn_s, p.oc, 443 + si, -0.5f, 0.5f);
             const et_f32_dwconv2d_variant *ref = et_f32_dwconv2d_variants;
+            float *dw_ref = dwb_alloc(nw), *dw = dwb_alloc(nw);
             ref->bwd_input(&p, dy, w, dx_ref, 1);
+            ref->bwd_weight(&p, dy, x, dw_ref, 1);
             for (int eval = 0; eval <= 1; eval++) {
                 p.act = eval ? ET_ACT_RELU6 : ET_ACT_NONE;
                 p.bn_scale = eval ? bn_a : NULL;
@@ -438,19 +440,79 @@ static void dwb_check_mnv2_32(void) {
                                  "differs from __ref", (long long)p.n, (long long)p.c,
                                  (long long)p.h, (long long)p.w, (long long)p.stride_h,
                                  row->head.name, th);
+                        for (int64_t j = 0; j < nw; j++) dw[j] = NAN;
+                        st = row->bwd_weight(&p, dy, x, dw, th);
+                        ET_CHECK(st == ET_OK && dwb_same(dw, dw_ref, nw),
+                                 "dwbits mnv2-32 n%lld c%lld %lldx%lld s%lld: bwd_weight__%s th%d "
+                                 "differs from __ref", (long long)p.n, (long long)p.c,
+                                 (long long)p.h, (long long)p.w, (long long)p.stride_h,
+                                 row->head.name, th);
                     }
                 }
             }
             p.act = ET_ACT_NONE;
             p.bn_scale = p.bn_shift = NULL;
             free(x); free(w); free(y_ref); free(y); free(dy); free(dx_ref); free(dx);
-            free(bn_a); free(bn_s);
+            free(bn_a); free(bn_s); free(dw_ref); free(dw);
         }
+}
+
+/* The gradients on planes of at most 16 floats (MobileNetV2's 4x4, 2x2 and 1x1 at 32x32; the
+ * AVX-512 weight gradient's permuted blocks, dws_wgrad_perm: units side by side when one tap is
+ * used, short last units): weight and input gradient give __ref's bits for 16, 37, 384 and
+ * 960 channels, 1, 3 and 32 images, 1, 2 and 3 threads. */
+static void dwb_check_tiny_grads(void) {
+    static const int64_t shapes[][3] = { /* h (= w), stride, pad */
+        {1, 1, 1}, {2, 1, 1}, {4, 2, 1}, {4, 1, 1}, {2, 2, 1}};
+    static const int64_t chans[] = {16, 37, 384, 960}, batches[] = {1, 3, 32};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (size_t ci = 0; ci < sizeof chans / sizeof chans[0]; ci++)
+            for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+                et_conv2d_params p;
+                memset(&p, 0, sizeof p);
+                p.n = batches[bi]; p.c = chans[ci]; p.h = p.w = shapes[si][0]; p.oc = p.c;
+                p.kh = p.kw = 3; p.stride_h = p.stride_w = shapes[si][1];
+                p.pad_t = p.pad_l = p.pad_b = p.pad_r = shapes[si][2];
+                p.dil_h = p.dil_w = 1; p.groups = p.c;
+                if (et_conv2d_params_init(&p) != ET_OK) {
+                    ET_CHECK(0, "dwbits tiny shape %d: bad shape", (int)si);
+                    continue;
+                }
+                const int64_t nx = p.n * p.c * p.h * p.w, nw = p.oc * 9, ny = p.n * p.oc * p.oh * p.ow;
+                float *x = dwb_alloc(nx), *w = dwb_alloc(nw), *dy = dwb_alloc(ny);
+                float *dx_ref = dwb_alloc(nx), *dx = dwb_alloc(nx), *dw_ref = dwb_alloc(nw), *dw = dwb_alloc(nw);
+                const uint64_t seed = 500 + 16 * si + 4 * ci + bi;
+                dwb_fill(x, nx, seed);
+                dwb_fill(dy, ny, seed + 1000);
+                dwb_fill_w(w, nw, seed + 2000);
+                const et_f32_dwconv2d_variant *ref = et_f32_dwconv2d_variants;
+                ref->bwd_input(&p, dy, w, dx_ref, 1);
+                ref->bwd_weight(&p, dy, x, dw_ref, 1);
+                for (const et_f32_dwconv2d_variant *row = et_f32_dwconv2d_variants; row->head.name; row++) {
+                    if (!et_isa_supported(row->head.isa)) continue;
+                    for (int th = 1; th <= 3; th++) {
+                        for (int64_t j = 0; j < nw; j++) dw[j] = NAN;
+                        et_status st = row->bwd_weight(&p, dy, x, dw, th);
+                        ET_CHECK(st == ET_OK && dwb_same(dw, dw_ref, nw),
+                                 "dwbits tiny n%lld c%lld %lldx%lld s%lld: bwd_weight__%s th%d differs "
+                                 "from __ref", (long long)p.n, (long long)p.c, (long long)p.h,
+                                 (long long)p.w, (long long)p.stride_h, row->head.name, th);
+                        for (int64_t j = 0; j < nx; j++) dx[j] = NAN;
+                        st = row->bwd_input(&p, dy, w, dx, th);
+                        ET_CHECK(st == ET_OK && dwb_same(dx, dx_ref, nx),
+                                 "dwbits tiny n%lld c%lld %lldx%lld s%lld: bwd_input__%s th%d differs "
+                                 "from __ref", (long long)p.n, (long long)p.c, (long long)p.h,
+                                 (long long)p.w, (long long)p.stride_h, row->head.name, th);
+                    }
+                }
+                free(x); free(w); free(dy); free(dx_ref); free(dx); free(dw_ref); free(dw);
+            }
 }
 
 void test_dwbits(void) {
     dwb_check_mnv2_224();
     dwb_check_mnv2_32();
+    dwb_check_tiny_grads();
     for (size_t i = 0; i < sizeof dwb_cases / sizeof dwb_cases[0]; i++)
         dwb_check_fwd_nonfinite((int)i, &dwb_cases[i]);
     static const int nonfinite[] = {0, 2, 4, 8, 9, 12, 19, 20, 22, 23};
