@@ -264,6 +264,14 @@ static const golden_case g_golden[] = {
      * (MobileNetV2's classifier at b32, LeNet's fc2 at b64 with beta 1) */
     {0, 1, 32, 10, 1280, 1.0f, 0.0f, 0xdc6fa89926da79b4ULL},
     {0, 1, 64, 10, 500, 1.0f, 1.0f, 0x298395a4dbc0b237ULL},
+    /* at most MR columns times a transposed A: C^T with A read in place (LeNet's fc2 dW at
+     * b64; two K blocks with a partial last panel and beta; B transposed, N == MR of
+     * AVX-512; N within AVX2's MR; many panels over threads) */
+    {1, 0, 500, 10, 64, 1.0f, 0.0f, 0x4fa88fed6a127655ULL},
+    {1, 0, 97, 13, 800, 0.75f, -0.5f, 0x08aa0b653de270c3ULL},
+    {1, 1, 70, 14, 300, 1.0f, 1.0f, 0x2dfb8e73d8ede8d8ULL},
+    {1, 0, 200, 5, 40, 1.0f, 0.0f, 0x3f9ed8b9833e9895ULL},
+    {1, 0, 700, 12, 200, 1.0f, 0.0f, 0x950a749b71c57587ULL},
 };
 
 static uint64_t fnv1a64(const void *p, size_t n) {
