@@ -125,11 +125,12 @@ et_status et_f32_gemm_packed(const et_f32_gemm_config *cfg, int trans_a, int tra
                              void *ws, size_t ws_bytes, int nthreads);
 /* How et_f32_gemm_packed splits a product over threads (tests pin it for known shapes):
  * nthreads: the threads it uses (1 under ET_GEMM_THREAD_MIN_MACS multiply-adds); ct: the C^T
- * path (x W^T with few rows; tn tasks over C^T's MR tiles, tm == 1); shared_a: op(A) is packed
- * once, by pack_units chunks, before the tasks; tm x tn: the task grid over C's MR x NR tiles.
- * has_pre: op(A) comes pre-packed (et_f32_gemm_pa). */
+ * path (x W^T with few rows; tn tasks over C^T's MR tiles, tm == 1); cta: the C^T path of a
+ * transposed A with at most MR columns (dY^T H; tn tasks over C^T's NR panels, tm == 1);
+ * shared_a: op(A) is packed once, by pack_units chunks, before the tasks; tm x tn: the task
+ * grid over C's MR x NR tiles. has_pre: op(A) comes pre-packed (et_f32_gemm_pa). */
 typedef struct et_f32_gemm_plan {
-    int nthreads, ct, shared_a, tm, tn;
+    int nthreads, ct, cta, shared_a, tm, tn;
     int64_t pack_units;
 } et_f32_gemm_plan;
 void et_f32_gemm_plan_of(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
