@@ -374,6 +374,18 @@ static void pack_a_range(void *ctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
+/* dst[q*ld + r] = src[r*ls + q] for r < m, q < n: a C^T tile to C (the config's store_t, else
+ * one float at a time). A copy: the bits of the tile. */
+static void store_tile_t(const et_f32_gemm_config *cfg, int64_t m, int64_t n, const float *src,
+                         int64_t ls, float *dst, int64_t ld) {
+    if (cfg->store_t) {
+        cfg->store_t(m, n, src, ls, dst, ld);
+        return;
+    }
+    for (int64_t q = 0; q < n; q++)
+        for (int64_t r = 0; r < m; r++) dst[q * ld + r] = src[r * ls + q];
+}
+
 /* ---- C^T for a few rows times a transposed B ---------------------------------------------
  * C[M, N] = A B^T with few rows (a batch through a linear layer: x W^T) packs all of B^T (a
  * transpose of the whole weight matrix) to use it for a few row tiles. Computed as
@@ -447,8 +459,7 @@ static void ct_task(void *ctx, int64_t t, int tid) {
                 cfg->ukernel_sa(kc, j->B + r0 * j->ldb + pc, j->ldb, pb + pc * mp + i * kc, NR,
                                 tile, NR, mr, nr, j->alpha, pc == 0 ? j->beta : 1.0f);
             }
-            for (int64_t q = 0; q < nr; q++)
-                for (int64_t r = 0; r < mr; r++) c[q * j->ldc + r] = tile[r * NR + q];
+            store_tile_t(cfg, mr, nr, tile, NR, c, j->ldc);
         }
     }
 }
@@ -529,8 +540,7 @@ static void cta_task(void *ctx, int64_t t, int tid) {
             cfg->ukernel(kc, pa + pc * MR, bp, bs, tile, NR, N, n, j->alpha,
                          pc == 0 ? j->beta : 1.0f);
         }
-        for (int64_t q = 0; q < n; q++)
-            for (int64_t r = 0; r < N; r++) c[q * j->ldc + r] = tile[r * NR + q];
+        store_tile_t(cfg, N, n, tile, NR, c, j->ldc);
     }
 }
 

@@ -373,7 +373,7 @@ const et_f32_gemm_config et_f32_gemm_config_avx512 = {
     "avx512", MR, NR, /* mc */ 168, /* kc */ ET_GEMM_KC, /* nc */ 1024,
     et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_pack_interleave__avx2,
     et_f32_gemm_pack_copy__avx2, et_f32_gemm_ukernel_sa_14x32__avx512,
-    et_f32_gemm_ukernel_off_14x32__avx512,
+    et_f32_gemm_ukernel_off_14x32__avx512, et_f32_gemm_store_t__avx2,
 };
 
 #else

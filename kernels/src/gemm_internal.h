@@ -95,6 +95,11 @@ typedef et_f32_gemm_ukernel_off *et_f32_gemm_ukernel_off_fn;
 typedef void et_f32_gemm_pack(int64_t w, int64_t n, int64_t kc, const float *src, int64_t ld,
                               float *dst);
 typedef et_f32_gemm_pack *et_f32_gemm_pack_fn;
+/* Transposing copy of a register tile (the C^T paths' store, gemm.c):
+ * dst[q*ld + r] = src[r*ls + q] for r < m, q < n (m, n up to the config's MR, NR). */
+typedef void et_f32_gemm_store_t(int64_t m, int64_t n, const float *src, int64_t ls, float *dst,
+                                 int64_t ld);
+typedef et_f32_gemm_store_t *et_f32_gemm_store_t_fn;
 
 /* One ISA's packed-GEMM recipe: tile (MR x NR), cache blocks, kernels. */
 typedef struct et_f32_gemm_config {
@@ -109,6 +114,8 @@ typedef struct et_f32_gemm_config {
     et_f32_gemm_ukernel_sa_fn ukernel_sa;
     /* optional (NULL: et_f32_gemm_pa_offb is not available): B rows through a table */
     et_f32_gemm_ukernel_off_fn ukernel_off;
+    /* optional (NULL: a plain C loop, one float at a time): the C^T paths' tile store */
+    et_f32_gemm_store_t_fn store_t;
 } et_f32_gemm_config;
 
 /* Shared drivers (gemm.c); arguments already validated (et_f32_gemm's checks).
@@ -241,6 +248,7 @@ extern const et_f32_gemm_config et_f32_gemm_config_avx512;
 extern const et_f32_gemm_config et_f32_gemm_config_avx2;
 /* AVX2 packers (gemm_avx2.c), shared by the AVX-512 config. */
 et_f32_gemm_pack et_f32_gemm_pack_interleave__avx2, et_f32_gemm_pack_copy__avx2;
+et_f32_gemm_store_t et_f32_gemm_store_t__avx2;
 et_f32_gemm_ukernel et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_ukernel_6x16__avx2;
 et_f32_gemm_ukernel_sa et_f32_gemm_ukernel_sa_14x32__avx512;
 et_f32_gemm_ukernel_off et_f32_gemm_ukernel_off_14x32__avx512;
