@@ -470,12 +470,13 @@ static void ct_task(void *ctx, int64_t t, int tid) {
  * tiles on an NR-wide B panel of which N columns are real (10 of 32). Computed as
  * C^T = op(B)^T A instead: op(B)^T is a single MR-row panel (N real rows, packed: N x K
  * floats) and A's rows are C^T's B panels, read in place (whole NR panels at a stride
- * direct_b_stride_ok accepts; the partial last one packed), so each kernel call fills N of MR rows instead of N of NR columns and A is not
- * copied. Each MR x NR tile of C^T is kept in a small buffer over the K blocks (loaded
- * transposed when beta reads C) and stored transposed, as on the C^T path above. Every element
- * is the same k-ordered FMA chain (b*a == a*b) with the same per-block epilogue, so the same
- * bits. Threads: tasks of CT_TILES_PER_TASK NR panels of C^T; each task packs op(B)^T itself
- * (N x K floats, against its 2 * NR * MR * K multiply-adds). */
+ * direct_b_stride_ok accepts; the partial last one packed), so each kernel call fills N of MR
+ * rows instead of N of NR columns and A is not copied. Each MR x NR tile of C^T is kept in a
+ * small buffer over the K blocks (loaded transposed when beta reads C) and stored transposed,
+ * as on the C^T path above. Every element is the same k-ordered FMA chain (b*a == a*b) with the
+ * same per-block epilogue, so the same bits. Threads: tasks of CT_TILES_PER_TASK NR panels of
+ * C^T; each task packs op(B)^T itself (N x K floats, against its 2 * NR * MR * K multiply-adds).
+ * Tiny K (where the tile buffer would not fit the workspace slice) keeps the packed path. */
 typedef struct cta_job {
     const et_f32_gemm_config *cfg;
     int trans_b;
