@@ -374,6 +374,18 @@ static void pack_a_range(void *ctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
+/* dst[q*ld + r] = src[r*ls + q] for r < m, q < n: a C^T tile to C (the config's store_t, else
+ * one float at a time). A copy: the bits of the tile. */
+static void store_tile_t(const et_f32_gemm_config *cfg, int64_t m, int64_t n, const float *src,
+                         int64_t ls, float *dst, int64_t ld) {
+    if (cfg->store_t) {
+        cfg->store_t(m, n, src, ls, dst, ld);
+        return;
+    }
+    for (int64_t q = 0; q < n; q++)
+        for (int64_t r = 0; r < m; r++) dst[q * ld + r] = src[r * ls + q];
+}
+
 /* ---- C^T for a few rows times a transposed B ---------------------------------------------
  * C[M, N] = A B^T with few rows (a batch through a linear layer: x W^T) packs all of B^T (a
  * transpose of the whole weight matrix) to use it for a few row tiles. Computed as
@@ -447,9 +459,89 @@ static void ct_task(void *ctx, int64_t t, int tid) {
                 cfg->ukernel_sa(kc, j->B + r0 * j->ldb + pc, j->ldb, pb + pc * mp + i * kc, NR,
                                 tile, NR, mr, nr, j->alpha, pc == 0 ? j->beta : 1.0f);
             }
-            for (int64_t q = 0; q < nr; q++)
-                for (int64_t r = 0; r < mr; r++) c[q * j->ldc + r] = tile[r * NR + q];
+            store_tile_t(cfg, mr, nr, tile, NR, c, j->ldc);
         }
+    }
+}
+
+/* ---- C^T for at most MR columns times a transposed A -----------------------------------
+ * C[M, N] = A^T op(B) with N <= MR (A stored [K, M]; a classifier's weight gradient dY^T H:
+ * LeNet's fc2, 500 x 10 x 64) on the packed path packs all of A and runs ceil(M / MR) row
+ * tiles on an NR-wide B panel of which N columns are real (10 of 32). Computed as
+ * C^T = op(B)^T A instead: op(B)^T is a single MR-row panel (N real rows, packed: N x K
+ * floats) and A's rows are C^T's B panels, read in place (whole NR panels at a stride
+ * direct_b_stride_ok accepts; the partial last one packed), so each kernel call fills N of MR
+ * rows instead of N of NR columns and A is not copied. Each MR x NR tile of C^T is kept in a
+ * small buffer over the K blocks (loaded transposed when beta reads C) and stored transposed,
+ * as on the C^T path above. Every element is the same k-ordered FMA chain (b*a == a*b) with the
+ * same per-block epilogue, so the same bits. Threads: tasks of CT_TILES_PER_TASK NR panels of
+ * C^T; each task packs op(B)^T itself (N x K floats, against its 2 * NR * MR * K multiply-adds).
+ * Tiny K (where the tile buffer would not fit the workspace slice) keeps the packed path. */
+typedef struct cta_job {
+    const et_f32_gemm_config *cfg;
+    int trans_b;
+    int64_t M, N, K;
+    float alpha;
+    const float *A;
+    int64_t lda;
+    const float *B;
+    int64_t ldb;
+    float beta;
+    float *C;
+    int64_t ldc;
+    char *base;
+    size_t slice;
+    int64_t nt;     /* NR panels of C^T's columns (C's rows) */
+    int64_t ntasks; /* tasks over the nt panels */
+    int in_place;   /* whole panels of A read in place (direct_b_stride_ok(lda)) */
+} cta_job;
+
+/* Floats of one task's buffers: op(B)^T's panels for all K blocks, the tile, one packed
+ * partial B panel; each part rounded to a cache line. */
+static int64_t cta_floats(const et_f32_gemm_config *cfg, int64_t K) {
+    const int64_t line = ET_GEMM_ALIGN / (int64_t)sizeof(float);
+    return round_up(cfg->mr * K, line) + round_up(cfg->mr * cfg->nr, line) +
+           round_up(cfg->nr * min_i64(ET_GEMM_KC, K), line);
+}
+
+static void cta_task(void *ctx, int64_t t, int tid) {
+    const cta_job *j = (const cta_job *)ctx;
+    const et_f32_gemm_config *cfg = j->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, M = j->M, N = j->N, K = j->K;
+    const int64_t line = ET_GEMM_ALIGN / (int64_t)sizeof(float);
+    const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
+    int64_t tb, te;
+    et_thread_range(j->nt, (int)t, (int)j->ntasks, &tb, &te);
+    if (te <= tb) return;
+    /* op(B)^T's MR-row panel of K block pc at pa + pc * MR */
+    float *pa = (float *)(j->base + (size_t)tid * j->slice);
+    float *tile = pa + round_up(MR * K, line), *pb = tile + round_up(MR * NR, line);
+    for (int64_t pc = 0; pc < K; pc += kc_blk) {
+        const int64_t kc = min_i64(kc_blk, K - pc);
+        if (j->trans_b) /* op(B)^T's row c is B's row c */
+            cfg->pack_interleave(MR, N, kc, j->B + pc, j->ldb, pa + pc * MR);
+        else
+            cfg->pack_copy(MR, N, kc, j->B + pc * j->ldb, j->ldb, pa + pc * MR);
+    }
+    for (int64_t i0 = tb * NR; i0 < min_i64(te * NR, M); i0 += NR) {
+        const int64_t n = min_i64(NR, M - i0);
+        float *c = j->C + i0 * j->ldc; /* C^T tile (r, q) is C[i0 + q, r] */
+        if (j->beta != 0.0f)
+            for (int64_t r = 0; r < N; r++)
+                for (int64_t q = 0; q < n; q++) tile[r * NR + q] = c[q * j->ldc + r];
+        for (int64_t pc = 0; pc < K; pc += kc_blk) {
+            const int64_t kc = min_i64(kc_blk, K - pc);
+            const float *bp = j->A + pc * j->lda + i0; /* A's rows: C^T's B panel, in place */
+            int64_t bs = j->lda;
+            if (n < NR || !j->in_place) {
+                cfg->pack_copy(NR, n, kc, bp, j->lda, pb);
+                bp = pb;
+                bs = NR;
+            }
+            cfg->ukernel(kc, pa + pc * MR, bp, bs, tile, NR, N, n, j->alpha,
+                         pc == 0 ? j->beta : 1.0f);
+        }
+        store_tile_t(cfg, N, n, tile, NR, c, j->ldc);
     }
 }
 
@@ -475,6 +567,14 @@ void et_f32_gemm_plan_of(const et_f32_gemm_config *cfg, int trans_a, int trans_b
         ct_fits(cfg, M, K, slice)) {
         const int64_t nt = ceil_div(N, cfg->mr);
         p->ct = 1;
+        p->tm = 1;
+        p->tn = nthreads > 1 ? ceil_div(nt, CT_TILES_PER_TASK) : 1;
+        return;
+    }
+    if (!has_pre && trans_a && N <= cfg->mr && M >= cfg->nr &&
+        (size_t)cta_floats(cfg, K) * sizeof(float) <= slice) {
+        const int64_t nt = ceil_div(M, cfg->nr);
+        p->cta = 1;
         p->tm = 1;
         p->tn = nthreads > 1 ? ceil_div(nt, CT_TILES_PER_TASK) : 1;
         return;
@@ -520,6 +620,12 @@ static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int
         ct_job cj = {cfg, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, base, slice,
                      ceil_div(N, cfg->mr), plan.tn, {0}};
         et_parallel_for(plan.tn, nthreads, ct_task, &cj);
+        return ET_OK;
+    }
+    if (plan.cta) {
+        cta_job cj = {cfg, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, base, slice,
+                      ceil_div(M, cfg->nr), plan.tn, direct_b_stride_ok(lda)};
+        et_parallel_for(plan.tn, nthreads, cta_task, &cj);
         return ET_OK;
     }
     const int64_t mt = ceil_div(M, cfg->mr), nt = ceil_div(N, cfg->nr);

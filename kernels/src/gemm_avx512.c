@@ -35,7 +35,8 @@ ET_TARGET_AVX512 static inline void col_masks(int64_t nr, __mmask16 *m0, __mmask
 }
 
 /* Short edge tiles (mr <= ROWS < MR: M = 50 leaves 8 rows, M = 20 leaves 6 - conv1's weight
- * gradient, where the 8-row kernel spent a third of the time on 6 rows): the same k-ordered
+ * gradient, where the 8-row kernel spent a third of the time on 6 rows; M = 500 leaves 10, and
+ * a classifier's C^T has 10 rows - LeNet's fc1 and fc2): the same k-ordered
  * FMA chain per element as the full kernel, so the same bits, without computing the zero rows
  * of the packed panel (its stride stays MR). */
 #define SHORT_KERNEL(ROWS, ...)                                                                   \
@@ -68,6 +69,8 @@ ET_TARGET_AVX512 static inline void col_masks(int64_t nr, __mmask16 *m0, __mmask
 SHORT_KERNEL(4)
 SHORT_KERNEL(6)
 SHORT_KERNEL(8)
+SHORT_KERNEL(10)
+SHORT_KERNEL(12)
 
 ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float *a,
                                                         const float *b, int64_t ldb, float *c,
@@ -83,6 +86,14 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float 
     }
     if (mr <= 8) {
         ukernel_8x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    if (mr <= 10) {
+        ukernel_10x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    if (mr <= 12) {
+        ukernel_12x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
         return;
     }
     __m512 c0_0 = _mm512_setzero_ps(), c0_1 = _mm512_setzero_ps();
@@ -175,6 +186,8 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float 
 SA_SHORT_KERNEL(4)
 SA_SHORT_KERNEL(6)
 SA_SHORT_KERNEL(8)
+SA_SHORT_KERNEL(10)
+SA_SHORT_KERNEL(12)
 
 #define SA_ROW_FMA(i)                                 \
     do {                                              \
@@ -198,6 +211,14 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_sa_14x32__avx512(int64_t kc, const flo
     }
     if (mr <= 8) {
         ukernel_sa_8x32(kc, a, lda, b, ldb, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    if (mr <= 10) {
+        ukernel_sa_10x32(kc, a, lda, b, ldb, c, ldc, mr, nr, alpha, beta);
+        return;
+    }
+    if (mr <= 12) {
+        ukernel_sa_12x32(kc, a, lda, b, ldb, c, ldc, mr, nr, alpha, beta);
         return;
     }
     SA_ROWS(MR);
@@ -352,7 +373,7 @@ const et_f32_gemm_config et_f32_gemm_config_avx512 = {
     "avx512", MR, NR, /* mc */ 168, /* kc */ ET_GEMM_KC, /* nc */ 1024,
     et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_pack_interleave__avx2,
     et_f32_gemm_pack_copy__avx2, et_f32_gemm_ukernel_sa_14x32__avx512,
-    et_f32_gemm_ukernel_off_14x32__avx512,
+    et_f32_gemm_ukernel_off_14x32__avx512, et_f32_gemm_store_t__avx2,
 };
 
 #else

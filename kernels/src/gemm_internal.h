@@ -95,6 +95,11 @@ typedef et_f32_gemm_ukernel_off *et_f32_gemm_ukernel_off_fn;
 typedef void et_f32_gemm_pack(int64_t w, int64_t n, int64_t kc, const float *src, int64_t ld,
                               float *dst);
 typedef et_f32_gemm_pack *et_f32_gemm_pack_fn;
+/* Transposing copy of a register tile (the C^T paths' store, gemm.c):
+ * dst[q*ld + r] = src[r*ls + q] for r < m, q < n (m, n up to the config's MR, NR). */
+typedef void et_f32_gemm_store_t(int64_t m, int64_t n, const float *src, int64_t ls, float *dst,
+                                 int64_t ld);
+typedef et_f32_gemm_store_t *et_f32_gemm_store_t_fn;
 
 /* One ISA's packed-GEMM recipe: tile (MR x NR), cache blocks, kernels. */
 typedef struct et_f32_gemm_config {
@@ -109,6 +114,8 @@ typedef struct et_f32_gemm_config {
     et_f32_gemm_ukernel_sa_fn ukernel_sa;
     /* optional (NULL: et_f32_gemm_pa_offb is not available): B rows through a table */
     et_f32_gemm_ukernel_off_fn ukernel_off;
+    /* optional (NULL: a plain C loop, one float at a time): the C^T paths' tile store */
+    et_f32_gemm_store_t_fn store_t;
 } et_f32_gemm_config;
 
 /* Shared drivers (gemm.c); arguments already validated (et_f32_gemm's checks).
@@ -125,11 +132,12 @@ et_status et_f32_gemm_packed(const et_f32_gemm_config *cfg, int trans_a, int tra
                              void *ws, size_t ws_bytes, int nthreads);
 /* How et_f32_gemm_packed splits a product over threads (tests pin it for known shapes):
  * nthreads: the threads it uses (1 under ET_GEMM_THREAD_MIN_MACS multiply-adds); ct: the C^T
- * path (x W^T with few rows; tn tasks over C^T's MR tiles, tm == 1); shared_a: op(A) is packed
- * once, by pack_units chunks, before the tasks; tm x tn: the task grid over C's MR x NR tiles.
- * has_pre: op(A) comes pre-packed (et_f32_gemm_pa). */
+ * path (x W^T with few rows; tn tasks over C^T's MR tiles, tm == 1); cta: the C^T path of a
+ * transposed A with at most MR columns (dY^T H; tn tasks over C^T's NR panels, tm == 1);
+ * shared_a: op(A) is packed once, by pack_units chunks, before the tasks; tm x tn: the task
+ * grid over C's MR x NR tiles. has_pre: op(A) comes pre-packed (et_f32_gemm_pa). */
 typedef struct et_f32_gemm_plan {
-    int nthreads, ct, shared_a, tm, tn;
+    int nthreads, ct, cta, shared_a, tm, tn;
     int64_t pack_units;
 } et_f32_gemm_plan;
 void et_f32_gemm_plan_of(const et_f32_gemm_config *cfg, int trans_a, int trans_b, int64_t M,
@@ -240,6 +248,7 @@ extern const et_f32_gemm_config et_f32_gemm_config_avx512;
 extern const et_f32_gemm_config et_f32_gemm_config_avx2;
 /* AVX2 packers (gemm_avx2.c), shared by the AVX-512 config. */
 et_f32_gemm_pack et_f32_gemm_pack_interleave__avx2, et_f32_gemm_pack_copy__avx2;
+et_f32_gemm_store_t et_f32_gemm_store_t__avx2;
 et_f32_gemm_ukernel et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_ukernel_6x16__avx2;
 et_f32_gemm_ukernel_sa et_f32_gemm_ukernel_sa_14x32__avx512;
 et_f32_gemm_ukernel_off et_f32_gemm_ukernel_off_14x32__avx512;

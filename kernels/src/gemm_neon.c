@@ -155,6 +155,7 @@ const et_f32_gemm_config et_f32_gemm_config_neon = {
     et_f32_gemm_ukernel_8x12__neon, et_f32_gemm_pack_interleave__neon, et_f32_gemm_pack_copy__neon,
     NULL, /* no in-place A kernel */
     NULL, /* no B-through-a-table kernel */
+    NULL, /* C^T tiles stored one float at a time */
 };
 
 #else

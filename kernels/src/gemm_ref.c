@@ -51,4 +51,5 @@ const et_f32_gemm_config et_f32_gemm_config_scalar = {
     ukernel_4x16__scalar, et_f32_gemm_pack_interleave__scalar, et_f32_gemm_pack_copy__scalar,
     NULL, /* no in-place A kernel */
     NULL, /* no B-through-a-table kernel */
+    NULL, /* C^T tiles stored one float at a time */
 };

@@ -264,6 +264,14 @@ static const golden_case g_golden[] = {
      * (MobileNetV2's classifier at b32, LeNet's fc2 at b64 with beta 1) */
     {0, 1, 32, 10, 1280, 1.0f, 0.0f, 0xdc6fa89926da79b4ULL},
     {0, 1, 64, 10, 500, 1.0f, 1.0f, 0x298395a4dbc0b237ULL},
+    /* at most MR columns times a transposed A: C^T with A read in place (LeNet's fc2 dW at
+     * b64; two K blocks with a partial last panel and beta; B transposed, N == MR of
+     * AVX-512; N within AVX2's MR; many panels over threads) */
+    {1, 0, 500, 10, 64, 1.0f, 0.0f, 0x4fa88fed6a127655ULL},
+    {1, 0, 97, 13, 800, 0.75f, -0.5f, 0x08aa0b653de270c3ULL},
+    {1, 1, 70, 14, 300, 1.0f, 1.0f, 0x2dfb8e73d8ede8d8ULL},
+    {1, 0, 200, 5, 40, 1.0f, 0.0f, 0x3f9ed8b9833e9895ULL},
+    {1, 0, 700, 12, 200, 1.0f, 0.0f, 0x950a749b71c57587ULL},
 };
 
 static uint64_t fnv1a64(const void *p, size_t n) {
@@ -521,6 +529,60 @@ static void test_nchw_wgrad(void) {
     }
 }
 
+/* The C^T path of a transposed A with at most MR columns (plan.cta, gemm.c) against the same
+ * product with A stored untransposed (which never takes it): byte for byte, every config, both
+ * B layouts, 1-3 threads, alpha / beta, tile-unaligned M (partial last NR panel), N up to MR,
+ * one or two K blocks, padded rows and a 4 KiB row stride of A (its panels then packed).
+ * Also run against the reference at the same shapes (run_case). */
+static void test_cta_bits(const variant *v) {
+    const et_f32_gemm_config *g = v->cfg;
+    const int64_t ms[] = {g->nr, g->nr + 1, 3 * g->nr + 5, 1024};
+    const int64_t ns[] = {1, g->mr - 1, g->mr};
+    const int64_t ks[] = {1, 17, ET_GEMM_KC + 3};
+    unsigned seed = 0;
+    for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++, seed++) {
+                const int64_t M = ms[mi], N = ns[ni], K = ks[ki];
+                if (M == 1024 && K > 17) continue; /* the stride case needs no long K */
+                const int tb = (int)(seed & 1), nth = 1 + (int)(seed % 3);
+                const float alpha = g_alpha[seed % N_AB], beta = g_beta[seed % N_AB];
+                const int64_t pad = M == 1024 ? 0 : (int64_t)(seed % 2) * 3;
+                const int64_t lda = M + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+                et_f32_gemm_plan plan;
+                et_f32_gemm_plan_of(g, 1, tb, M, N, K, ldb, 0, nth, &plan);
+                /* K = 1: C^T's tile buffer does not fit the workspace slice; the packed path */
+                ET_CHECK(plan.cta == (K > 1), "%s cta %lldx%lldx%lld: plan.cta %d", g->name,
+                         (long long)M, (long long)N, (long long)K, plan.cta);
+                float *A = malloc(sizeof(float) * (size_t)(K * lda)); /* stored [K, M] */
+                float *At = malloc(sizeof(float) * (size_t)(M * K));   /* the same, [M, K] */
+                float *B = malloc(sizeof(float) * (size_t)((tb ? N : K) * ldb));
+                float *C1 = malloc(sizeof(float) * (size_t)(M * ldc));
+                float *C2 = malloc(sizeof(float) * (size_t)(M * ldc));
+                et_fill_random(A, K * lda, 11 + seed, -1.0f, 1.0f);
+                et_fill_random(B, (tb ? N : K) * ldb, 13 + seed, -1.0f, 1.0f);
+                et_fill_random(C1, M * ldc, 17 + seed, -1.0f, 1.0f);
+                memcpy(C2, C1, sizeof(float) * (size_t)(M * ldc));
+                for (int64_t k = 0; k < K; k++)
+                    for (int64_t i = 0; i < M; i++) At[i * K + k] = A[k * lda + i];
+                const size_t wsb = et_f32_gemm_packed_ws_bytes(g, M, N, K, nth);
+                void *ws = malloc(wsb);
+                const et_status s1 = et_f32_gemm_packed(g, 1, tb, M, N, K, alpha, A, lda, B, ldb,
+                                                        beta, C1, ldc, ws, wsb, nth);
+                const et_status s2 = et_f32_gemm_packed(g, 0, tb, M, N, K, alpha, At, K, B, ldb,
+                                                        beta, C2, ldc, ws, wsb, nth);
+                ET_CHECK(s1 == ET_OK && s2 == ET_OK &&
+                             memcmp(C1, C2, sizeof(float) * (size_t)(M * ldc)) == 0,
+                         "%s cta %lldx%lldx%lld tb %d alpha %g beta %g pad %lld, %d threads: "
+                         "bits differ from A untransposed (st %d %d)",
+                         g->name, (long long)M, (long long)N, (long long)K, tb, (double)alpha,
+                         (double)beta, (long long)pad, nth, (int)s1, (int)s2);
+                gemm_case c = {1, tb, M, N, K, alpha, beta, pad, nth};
+                run_case(v, MODE_PACKED, c, NULL);
+                free(A), free(At), free(B), free(C1), free(C2), free(ws);
+            }
+}
+
 /* The thread split of LeNet's fc1 products (b64) for every config compiled in: at 2 threads
  * fine tasks (a late worker or a preempted thread then leaves the other at most a task of ~1 M
  * multiply-adds to finish, where 2 tasks per thread left it a quarter of the product); op(A)
@@ -561,6 +623,9 @@ static void test_thread_plan(void) {
         et_f32_gemm_plan_of(cfg, 0, 1, 32, 10, 1280, 1280, 0, 1, &p);
         ET_CHECK(p.ct == (cfg->ukernel_sa != NULL), "%s classifier forward: ct %d", cfg->name,
                  p.ct);
+        /* LeNet's fc2 weight gradient (dY^T H, 10 columns) on the C^T path where MR >= 10 */
+        et_f32_gemm_plan_of(cfg, 1, 0, 500, 10, 64, 10, 0, 1, &p);
+        ET_CHECK(p.cta == (cfg->mr >= 10), "%s fc2 dW: cta %d", cfg->name, p.cta);
     }
 }
 
@@ -576,6 +641,7 @@ void test_gemm(void) {
             continue;
         }
         test_variant_edges(v);
+        test_cta_bits(v);
         test_variant_shapes(v, MODE_RUN);
         test_repeatable(v);
     }
