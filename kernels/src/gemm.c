@@ -112,8 +112,12 @@ static void gemm_small_block(int trans_a, int trans_b, int64_t i0, int64_t i1, i
     }
 }
 
-typedef struct small_job {
-    int trans_a, trans_b, split_m;
+/* One product C = alpha op(A) op(B) + beta C, as the drivers below hand it to their tasks
+ * (the first member of each job); base and slice: the workspace, one slice per thread (none
+ * for the small path). */
+typedef struct gemm_args {
+    const et_f32_gemm_config *cfg;
+    int trans_a, trans_b;
     int64_t M, N, K;
     float alpha;
     const float *A;
@@ -123,18 +127,26 @@ typedef struct small_job {
     float beta;
     float *C;
     int64_t ldc;
+    char *base;
+    size_t slice;
+} gemm_args;
+
+typedef struct small_job {
+    gemm_args a;
+    int split_m;
 } small_job;
 
 /* Rows (split_m) or columns [b, e) of C. */
 static void small_range(void *ctx, int64_t b, int64_t e, int tid) {
     const small_job *j = (const small_job *)ctx;
+    const gemm_args *a = &j->a;
     (void)tid;
     if (j->split_m)
-        gemm_small_block(j->trans_a, j->trans_b, b, e, 0, j->N, j->K, j->alpha, j->A, j->lda, j->B,
-                         j->ldb, j->beta, j->C, j->ldc);
+        gemm_small_block(a->trans_a, a->trans_b, b, e, 0, a->N, a->K, a->alpha, a->A, a->lda, a->B,
+                         a->ldb, a->beta, a->C, a->ldc);
     else
-        gemm_small_block(j->trans_a, j->trans_b, 0, j->M, b, e, j->K, j->alpha, j->A, j->lda, j->B,
-                         j->ldb, j->beta, j->C, j->ldc);
+        gemm_small_block(a->trans_a, a->trans_b, 0, a->M, b, e, a->K, a->alpha, a->A, a->lda, a->B,
+                         a->ldb, a->beta, a->C, a->ldc);
 }
 
 void et_f32_gemm_small(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -144,7 +156,8 @@ void et_f32_gemm_small(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K
     int nth = (double)M * (double)N * (double)K >= 262144.0 ? nthreads : 1;
     const int split_m = M >= N;
     const int64_t len = split_m ? M : N;
-    small_job j = {trans_a, trans_b, split_m, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+    small_job j = {{NULL, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, 0},
+                   split_m};
     /* every element of C is one K loop whatever the split: any chunking gives the same bits */
     et_parallel_ranges(len, nth > 1 ? et_split_chunks(len, nth) : 1, nth, small_range, &j);
 }
@@ -306,20 +319,9 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
 }
 
 typedef struct packed_job {
-    const et_f32_gemm_config *cfg;
-    int trans_a, trans_b;
-    int64_t M, N, K;
-    float alpha;
-    const float *A;
-    int64_t lda;
+    gemm_args a;
     const packed_a *pre;
-    const float *B;
-    int64_t ldb;
-    float beta;
-    float *C;
-    int64_t ldc;
-    char *base;
-    size_t a_bytes, slice;
+    size_t a_bytes; /* the slice's packed-A part (packed B after it) */
     int64_t mt, nt;
     int tm, tn;
 } packed_job;
@@ -338,16 +340,17 @@ static void grid_block(const et_f32_gemm_config *cfg, int64_t M, int64_t N, int6
  * K loop whatever the grid). Packing buffers: the slice of the thread running it. */
 static void packed_task(void *ctx, int64_t t, int tid) {
     const packed_job *j = (const packed_job *)ctx;
-    const et_f32_gemm_config *cfg = j->cfg;
+    const gemm_args *a = &j->a;
+    const et_f32_gemm_config *cfg = a->cfg;
     int64_t i0, i1, j0, j1;
-    grid_block(cfg, j->M, j->N, j->mt, j->nt, j->tm, j->tn, t, &i0, &i1, &j0, &j1);
+    grid_block(cfg, a->M, a->N, j->mt, j->nt, j->tm, j->tn, t, &i0, &i1, &j0, &j1);
     if (i1 > i0 && j1 > j0) {
-        float *pa = (float *)(j->base + (size_t)tid * j->slice);
-        float *pb = (float *)(j->base + (size_t)tid * j->slice + j->a_bytes);
-        const float *At = j->trans_a ? j->A + i0 : j->A + i0 * j->lda;
-        const float *Bt = j->trans_b ? j->B + j0 * j->ldb : j->B + j0;
-        gemm_packed_block(cfg, j->trans_a, j->trans_b, i1 - i0, j1 - j0, j->K, j->alpha, At, j->lda,
-                          Bt, j->ldb, j->beta, j->C + i0 * j->ldc + j0, j->ldc, pa, pb, j->pre, i0);
+        float *pa = (float *)(a->base + (size_t)tid * a->slice);
+        float *pb = (float *)(a->base + (size_t)tid * a->slice + j->a_bytes);
+        const float *At = a->trans_a ? a->A + i0 : a->A + i0 * a->lda;
+        const float *Bt = a->trans_b ? a->B + j0 * a->ldb : a->B + j0;
+        gemm_packed_block(cfg, a->trans_a, a->trans_b, i1 - i0, j1 - j0, a->K, a->alpha, At, a->lda,
+                          Bt, a->ldb, a->beta, a->C + i0 * a->ldc + j0, a->ldc, pa, pb, j->pre, i0);
     }
 }
 
@@ -407,18 +410,7 @@ static void store_tile_t(const et_f32_gemm_config *cfg, int64_t m, int64_t n, co
  * head, 32 x 10 x 1280: 3 tiles, 31 % of the panel), C^T one MR tile per NR images. */
 
 typedef struct ct_job {
-    const et_f32_gemm_config *cfg;
-    int64_t M, N, K;
-    float alpha;
-    const float *A;
-    int64_t lda;
-    const float *B;
-    int64_t ldb;
-    float beta;
-    float *C;
-    int64_t ldc;
-    char *base;
-    size_t slice;
+    gemm_args a;
     int64_t nt;     /* MR tiles of C^T's rows (C's columns) */
     int64_t ntasks; /* tasks over the nt tiles */
     unsigned char packed[ET_POOL_MAX_THREADS]; /* thread tid's slot holds A^T already */
@@ -430,36 +422,37 @@ static int ct_fits(const et_f32_gemm_config *cfg, int64_t M, int64_t K, size_t s
 
 static void ct_task(void *ctx, int64_t t, int tid) {
     ct_job *j = (ct_job *)ctx;
-    const et_f32_gemm_config *cfg = j->cfg;
-    const int64_t MR = cfg->mr, NR = cfg->nr, M = j->M, K = j->K, mp = round_up(M, NR);
+    const gemm_args *a = &j->a;
+    const et_f32_gemm_config *cfg = a->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, M = a->M, K = a->K, mp = round_up(M, NR);
     const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
     int64_t tb, te;
     et_thread_range(j->nt, (int)t, (int)j->ntasks, &tb, &te);
     if (te <= tb) return;
     /* A^T's NR-wide panels for every K block: block pc, panel of columns i at pb + pc*mp + i*kc;
      * packed once per thread (its slot) for all the tasks it runs (the same panels) */
-    float *pb = (float *)(j->base + (size_t)tid * j->slice), *tile = pb + mp * K;
+    float *pb = (float *)(a->base + (size_t)tid * a->slice), *tile = pb + mp * K;
     for (int64_t pc = 0; pc < K && !j->packed[tid]; pc += kc_blk) {
         const int64_t kc = min_i64(kc_blk, K - pc);
         for (int64_t i = 0; i < M; i += NR)
-            cfg->pack_interleave(NR, min_i64(NR, M - i), kc, j->A + i * j->lda + pc, j->lda,
+            cfg->pack_interleave(NR, min_i64(NR, M - i), kc, a->A + i * a->lda + pc, a->lda,
                                  pb + pc * mp + i * kc);
     }
     j->packed[tid] = 1;
-    for (int64_t r0 = tb * MR; r0 < min_i64(te * MR, j->N); r0 += MR) {
-        const int64_t mr = min_i64(MR, j->N - r0);
+    for (int64_t r0 = tb * MR; r0 < min_i64(te * MR, a->N); r0 += MR) {
+        const int64_t mr = min_i64(MR, a->N - r0);
         for (int64_t i = 0; i < M; i += NR) {
             const int64_t nr = min_i64(NR, M - i);
-            float *c = j->C + i * j->ldc + r0; /* C^T tile (r, q) is C[i + q, r0 + r] */
-            if (j->beta != 0.0f)
+            float *c = a->C + i * a->ldc + r0; /* C^T tile (r, q) is C[i + q, r0 + r] */
+            if (a->beta != 0.0f)
                 for (int64_t r = 0; r < mr; r++)
-                    for (int64_t q = 0; q < nr; q++) tile[r * NR + q] = c[q * j->ldc + r];
+                    for (int64_t q = 0; q < nr; q++) tile[r * NR + q] = c[q * a->ldc + r];
             for (int64_t pc = 0; pc < K; pc += kc_blk) {
                 const int64_t kc = min_i64(kc_blk, K - pc);
-                cfg->ukernel_sa(kc, j->B + r0 * j->ldb + pc, j->ldb, pb + pc * mp + i * kc, NR,
-                                tile, NR, mr, nr, j->alpha, pc == 0 ? j->beta : 1.0f);
+                cfg->ukernel_sa(kc, a->B + r0 * a->ldb + pc, a->ldb, pb + pc * mp + i * kc, NR,
+                                tile, NR, mr, nr, a->alpha, pc == 0 ? a->beta : 1.0f);
             }
-            store_tile_t(cfg, mr, nr, tile, NR, c, j->ldc);
+            store_tile_t(cfg, mr, nr, tile, NR, c, a->ldc);
         }
     }
 }
@@ -478,19 +471,7 @@ static void ct_task(void *ctx, int64_t t, int tid) {
  * C^T; each task packs op(B)^T itself (N x K floats, against its 2 * NR * MR * K multiply-adds).
  * Tiny K (where the tile buffer would not fit the workspace slice) keeps the packed path. */
 typedef struct cta_job {
-    const et_f32_gemm_config *cfg;
-    int trans_b;
-    int64_t M, N, K;
-    float alpha;
-    const float *A;
-    int64_t lda;
-    const float *B;
-    int64_t ldb;
-    float beta;
-    float *C;
-    int64_t ldc;
-    char *base;
-    size_t slice;
+    gemm_args a;
     int64_t nt;     /* NR panels of C^T's columns (C's rows) */
     int64_t ntasks; /* tasks over the nt panels */
     int in_place;   /* whole panels of A read in place (direct_b_stride_ok(lda)) */
@@ -506,42 +487,43 @@ static int64_t cta_floats(const et_f32_gemm_config *cfg, int64_t K) {
 
 static void cta_task(void *ctx, int64_t t, int tid) {
     const cta_job *j = (const cta_job *)ctx;
-    const et_f32_gemm_config *cfg = j->cfg;
-    const int64_t MR = cfg->mr, NR = cfg->nr, M = j->M, N = j->N, K = j->K;
+    const gemm_args *a = &j->a;
+    const et_f32_gemm_config *cfg = a->cfg;
+    const int64_t MR = cfg->mr, NR = cfg->nr, M = a->M, N = a->N, K = a->K;
     const int64_t line = ET_GEMM_ALIGN / (int64_t)sizeof(float);
     const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
     int64_t tb, te;
     et_thread_range(j->nt, (int)t, (int)j->ntasks, &tb, &te);
     if (te <= tb) return;
     /* op(B)^T's MR-row panel of K block pc at pa + pc * MR */
-    float *pa = (float *)(j->base + (size_t)tid * j->slice);
+    float *pa = (float *)(a->base + (size_t)tid * a->slice);
     float *tile = pa + round_up(MR * K, line), *pb = tile + round_up(MR * NR, line);
     for (int64_t pc = 0; pc < K; pc += kc_blk) {
         const int64_t kc = min_i64(kc_blk, K - pc);
-        if (j->trans_b) /* op(B)^T's row c is B's row c */
-            cfg->pack_interleave(MR, N, kc, j->B + pc, j->ldb, pa + pc * MR);
+        if (a->trans_b) /* op(B)^T's row c is B's row c */
+            cfg->pack_interleave(MR, N, kc, a->B + pc, a->ldb, pa + pc * MR);
         else
-            cfg->pack_copy(MR, N, kc, j->B + pc * j->ldb, j->ldb, pa + pc * MR);
+            cfg->pack_copy(MR, N, kc, a->B + pc * a->ldb, a->ldb, pa + pc * MR);
     }
     for (int64_t i0 = tb * NR; i0 < min_i64(te * NR, M); i0 += NR) {
         const int64_t n = min_i64(NR, M - i0);
-        float *c = j->C + i0 * j->ldc; /* C^T tile (r, q) is C[i0 + q, r] */
-        if (j->beta != 0.0f)
+        float *c = a->C + i0 * a->ldc; /* C^T tile (r, q) is C[i0 + q, r] */
+        if (a->beta != 0.0f)
             for (int64_t r = 0; r < N; r++)
-                for (int64_t q = 0; q < n; q++) tile[r * NR + q] = c[q * j->ldc + r];
+                for (int64_t q = 0; q < n; q++) tile[r * NR + q] = c[q * a->ldc + r];
         for (int64_t pc = 0; pc < K; pc += kc_blk) {
             const int64_t kc = min_i64(kc_blk, K - pc);
-            const float *bp = j->A + pc * j->lda + i0; /* A's rows: C^T's B panel, in place */
-            int64_t bs = j->lda;
+            const float *bp = a->A + pc * a->lda + i0; /* A's rows: C^T's B panel, in place */
+            int64_t bs = a->lda;
             if (n < NR || !j->in_place) {
-                cfg->pack_copy(NR, n, kc, bp, j->lda, pb);
+                cfg->pack_copy(NR, n, kc, bp, a->lda, pb);
                 bp = pb;
                 bs = NR;
             }
-            cfg->ukernel(kc, pa + pc * MR, bp, bs, tile, NR, N, n, j->alpha,
-                         pc == 0 ? j->beta : 1.0f);
+            cfg->ukernel(kc, pa + pc * MR, bp, bs, tile, NR, N, n, a->alpha,
+                         pc == 0 ? a->beta : 1.0f);
         }
-        store_tile_t(cfg, N, n, tile, NR, c, j->ldc);
+        store_tile_t(cfg, N, n, tile, NR, c, a->ldc);
     }
 }
 
@@ -613,18 +595,18 @@ static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int
     /* align the workspace; each task owns one slice */
     char *base = (char *)ws + ((ET_GEMM_ALIGN - (uintptr_t)ws % ET_GEMM_ALIGN) % ET_GEMM_ALIGN);
     const size_t a_bytes = pack_a_bytes(cfg, M, K), slice = a_bytes + pack_b_bytes(cfg, N, K);
+    const gemm_args args = {cfg, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                            base, slice};
     et_f32_gemm_plan plan;
     et_f32_gemm_plan_of(cfg, trans_a, trans_b, M, N, K, ldb, pre != NULL, nthreads, &plan);
     nthreads = plan.nthreads;
     if (plan.ct) {
-        ct_job cj = {cfg, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, base, slice,
-                     ceil_div(N, cfg->mr), plan.tn, {0}};
+        ct_job cj = {args, ceil_div(N, cfg->mr), plan.tn, {0}};
         et_parallel_for(plan.tn, nthreads, ct_task, &cj);
         return ET_OK;
     }
     if (plan.cta) {
-        cta_job cj = {cfg, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, base, slice,
-                      ceil_div(M, cfg->nr), plan.tn, direct_b_stride_ok(lda)};
+        cta_job cj = {args, ceil_div(M, cfg->nr), plan.tn, direct_b_stride_ok(lda)};
         et_parallel_for(plan.tn, nthreads, cta_task, &cj);
         return ET_OK;
     }
@@ -638,8 +620,7 @@ static et_status gemm_packed_pre(const et_f32_gemm_config *cfg, int trans_a, int
         shared.mp = round_up(M, cfg->mr);
         pre = &shared;
     }
-    packed_job j = {cfg, trans_a, trans_b, M, N, K, alpha, A, lda, pre, B, ldb, beta, C, ldc,
-                    base, a_bytes, slice, mt, nt, plan.tm, plan.tn};
+    packed_job j = {args, pre, a_bytes, mt, nt, plan.tm, plan.tn};
     et_parallel_for((int64_t)plan.tm * plan.tn, nthreads, packed_task, &j);
     return ET_OK;
 }
