@@ -1137,15 +1137,22 @@ static int dws_try_upsampled(const et_conv2d_params *p, dws_table *t) {
     if (p->stride_h != 2 || p->stride_w != 2 || 2 * (p->oh - 1) >= p->h || 2 * (p->ow - 1) >= w ||
         hw < 16)
         return 0;
-    for (int64_t k = 0; k < t->chunks; k++)
+    for (int64_t k = 0; k < t->chunks; k++) {
+        int64_t lc[16], ly[16], lx[16]; /* each lane's channel, row, column (no division per tap) */
+        for (int64_t l = 0; l < 16; l++) {
+            const int64_t flat = k * 16 + l, pos = flat % hw;
+            lc[l] = flat / hw;
+            ly[l] = pos / w;
+            lx[l] = pos % w;
+        }
         for (int64_t tap = 0; tap < t->ks; tap++) {
             const int64_t ky = tap / p->kw, kx = tap % p->kw;
             int have = 0;
             off[k][tap] = 0;
             for (int64_t l = 0; l < 16; l++) {
                 if (!((t->m[k][tap] >> l) & 1)) continue;
-                const int64_t flat = k * 16 + l, ch = flat / hw, pos = flat % hw;
-                const int64_t ny = pos / w + p->pad_t - ky * p->dil_h, nx = pos % w + p->pad_l - kx * p->dil_w;
+                const int64_t ch = lc[l];
+                const int64_t ny = ly[l] + p->pad_t - ky * p->dil_h, nx = lx[l] + p->pad_l - kx * p->dil_w;
                 if (ny >= p->h || nx >= w) return 0; /* ny, nx >= 0: the lane is valid */
                 const int32_t src = (int32_t)(ch * hw + ny * w + nx);
                 if (!have) off[k][tap] = src - (int32_t)l;
@@ -1153,12 +1160,27 @@ static int dws_try_upsampled(const et_conv2d_params *p, dws_table *t) {
                 have = 1;
             }
         }
+    }
     for (int64_t k = 0; k < t->chunks; k++)
         for (int64_t tap = 0; tap < t->ks; tap++) {
             t->off[k][tap] = off[k][tap];
             t->contig[k][tap] = 1;
         }
     return 1;
+}
+
+/* q = a / s, r = a % s (C's), without a division for the common strides 1 and 2 (a >= 0). */
+static inline void dws_divmod(int64_t a, int64_t s, int64_t *q, int64_t *r) {
+    if (s == 1) {
+        *q = a;
+        *r = 0;
+    } else if (s == 2 && a >= 0) {
+        *q = a >> 1;
+        *r = a & 1;
+    } else {
+        *q = a / s;
+        *r = a % s;
+    }
 }
 
 /* Fills t for the forward / weight gradient (bwd_input = 0: lanes over the output) or the
@@ -1180,14 +1202,23 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     for (int64_t k = 0; k < t->chunks; k++) {
         const int64_t nl = t->g * hw - k * 16; /* lanes inside the unit's planes */
         t->cm[k] = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1u);
+        /* each lane's channel, row and column, once a chunk: the divisions per lane and tap
+         * were most of a call's fixed cost (about 35 us on 16x16 input gradients) */
+        int64_t lc[16], ly[16], lx[16];
+        for (int64_t l = 0; l < 16; l++) {
+            const int64_t flat = k * 16 + l, pos = flat % hw;
+            lc[l] = flat / hw;
+            ly[l] = pos / lw;
+            lx[l] = pos % lw;
+        }
         for (int64_t tap = 0; tap < ks; tap++) {
             const int64_t ky = tap / p->kw, kx = tap % p->kw;
             unsigned m = 0;
             int contig = 1, have = 0;
             int32_t off = 0;
             for (int64_t l = 0; l < 16; l++) {
-                const int64_t flat = k * 16 + l, ch = flat / hw, pos = flat % hw;
-                const int64_t y = pos / lw, x = pos % lw;
+                const int64_t flat = k * 16 + l, ch = lc[l];
+                const int64_t y = ly[l], x = lx[l];
                 int64_t sy, sx;
                 int ok;
                 if (!bwd_input) {
@@ -1196,10 +1227,10 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
                     ok = sy >= 0 && sy < srch && sx >= 0 && sx < srcw;
                 } else {
                     const int64_t ny = y + p->pad_t - ky * p->dil_h, nx = x + p->pad_l - kx * p->dil_w;
-                    ok = ny >= 0 && nx >= 0 && ny % p->stride_h == 0 && nx % p->stride_w == 0;
-                    sy = ny / p->stride_h;
-                    sx = nx / p->stride_w;
-                    ok = ok && sy < srch && sx < srcw;
+                    int64_t ry, rx;
+                    dws_divmod(ny, p->stride_h, &sy, &ry);
+                    dws_divmod(nx, p->stride_w, &sx, &rx);
+                    ok = ny >= 0 && nx >= 0 && ry == 0 && rx == 0 && sy < srch && sx < srcw;
                 }
                 ok = ok && flat < t->g * hw;
                 const int32_t src = (int32_t)(ch * t->src_hw + sy * srcw + sx);
@@ -1462,13 +1493,169 @@ ET_TARGET_AVX512 static void dws_apply_units(const dws_job *j, int64_t u0, int64
     }
 }
 
+/* Input gradient, stride 2, 16-float rows (dws_s2row_ok: t->upsampled, one channel a unit,
+ * chunk k = input row k): the tap vectors that dws_apply_units loads from the spread-out dy
+ * (u, dws_upsample_fill), built in registers instead. Tap (ky, kx) of row k reads u row
+ * r = k + pt - ky * dh, shifted by s = pl - kx * dw columns; u row r is dy row r / 2 spread to
+ * the even lanes (an expand), r odd or outside the plane: the tap's mask is empty and the tap
+ * skipped. So per dy row and kx one vector (expand, then a zero-filling alignr by s) serves
+ * every tap that reads it: the same value in every lane as the masked load (dws_s2row_ok checks
+ * each mask against the lanes the construction fills), no memset, no spread-out plane, no
+ * loads splitting cache lines. Per lane the same FMA chain (taps ascending, empty masks
+ * skipped, masked-off lanes adding w * +0). */
+#define DWS_S2R_KW 4   /* widest kernel */
+#define DWS_S2R_OH 32  /* dy rows (the plane's 1024 floats are 64 rows of 16) */
+
+/* Lanes l of a 16-float u row, shifted by s, that hold a dy element (of ow) of the row. */
+static unsigned dws_s2row_lanes(int64_t s, int64_t ow) {
+    unsigned m = 0;
+    for (int64_t l = 0; l < 16; l++) {
+        const int64_t col = l + s;
+        if (col >= 0 && col < 16 && col % 2 == 0 && col / 2 < ow) m |= 1u << l;
+    }
+    return m;
+}
+
+static int dws_s2row_ok(const et_conv2d_params *p, const dws_table *t) {
+    if (!t->upsampled || t->g != 1 || p->w != 16 || p->ow > 8 || p->kw > DWS_S2R_KW ||
+        p->oh > DWS_S2R_OH || t->chunks != p->h)
+        return 0;
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < t->ks; tap++) {
+            const unsigned m = t->m[k][tap];
+            if (!m) continue;
+            const int64_t ky = tap / p->kw, kx = tap % p->kw;
+            const int64_t r = k + p->pad_t - ky * p->dil_h, s = p->pad_l - kx * p->dil_w;
+            if (r < 0 || r % 2 || r / 2 >= p->oh || s <= -16 || s >= 16) return 0;
+            if (m != dws_s2row_lanes(s, p->ow)) return 0;
+        }
+    /* 2: MobileNetV2's 16x16 -> 8x8 (3x3, pads 1): the taps of row k are 3, 4, 5 (k even) or
+     * 0, 1, 2 (k odd, but the last) and 6, 7, 8, dws_s2row_33 unrolled */
+    if (p->kh != 3 || p->kw != 3 || p->pad_t != 1 || p->pad_l != 1 || p->dil_h != 1 ||
+        p->dil_w != 1 || p->h != 16 || p->oh != 8)
+        return 1;
+    for (int64_t k = 0; k < 16; k++)
+        for (int64_t tap = 0; tap < 9; tap++) {
+            const int64_t r = k + 1 - tap / 3;
+            if ((t->m[k][tap] != 0) != (r >= 0 && r < 16 && r % 2 == 0)) return 1;
+        }
+    return 2;
+}
+
+/* v shifted by s lanes (lane l = v[l + s], 0 outside 0..15). */
+ET_TARGET_AVX512 static inline __m512 dws_shift(__m512 v, int64_t s) {
+    const __m512i z = _mm512_setzero_si512(), vi = _mm512_castps_si512(v);
+    switch (s) { /* alignr takes an immediate */
+    case 0: return v;
+    case 1: return _mm512_castsi512_ps(_mm512_alignr_epi32(z, vi, 1));
+    case 2: return _mm512_castsi512_ps(_mm512_alignr_epi32(z, vi, 2));
+    case -1: return _mm512_castsi512_ps(_mm512_alignr_epi32(vi, z, 15));
+    case -2: return _mm512_castsi512_ps(_mm512_alignr_epi32(vi, z, 14));
+    default: {
+        const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        const __m512i src = _mm512_add_epi32(lane, _mm512_set1_epi32((int)s));
+        const __mmask16 in = _mm512_cmpge_epi32_mask(src, z) &
+                             _mm512_cmplt_epi32_mask(src, _mm512_set1_epi32(16));
+        return _mm512_maskz_permutexvar_ps(in, src, v);
+    }
+    }
+}
+
+/* dws_s2row_units on dws_s2row_ok's case 2, unrolled, every FMA on registers: dy row q's
+ * vectors (kx = 0, 1, 2) serve input rows 2q (taps 3, 4, 5), 2q - 1 (taps 0, 1, 2, before the
+ * taps 6, 7, 8 from row q - 1's vectors, kept) and 2q + 1 (taps 6, 7, 8). */
+ET_TARGET_AVX512 static void dws_s2row_33(const dws_job *j, int64_t u0, int64_t u1, int64_t n0,
+                                          int64_t n) {
+    const int64_t c = j->c, hw = 256, src_hw = 64;
+    const __m512i z = _mm512_setzero_si512();
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 wv[9];
+        for (int tap = 0; tap < 9; tap++) wv[tap] = _mm512_set1_ps(j->w[u * 9 + tap]);
+        for (int64_t i = n0; i < n; i++) {
+            const float *g = j->src + (i * c + u) * src_hw;
+            float *d = j->dst + (i * c + u) * hw;
+            __m512 p0 = zero, p1 = zero, p2 = zero; /* dy row q - 1's vectors */
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; q++) {
+                const __m512i e = _mm512_castps_si512(_mm512_maskz_expandloadu_ps(0x5555, g + q * 8));
+                const __m512 v0 = _mm512_castsi512_ps(_mm512_alignr_epi32(z, e, 1));
+                const __m512 v1 = _mm512_castsi512_ps(e);
+                const __m512 v2 = _mm512_castsi512_ps(_mm512_alignr_epi32(e, z, 15));
+                if (q > 0) {
+                    __m512 odd = _mm512_fmadd_ps(wv[0], v0, zero);
+                    odd = _mm512_fmadd_ps(wv[1], v1, odd);
+                    odd = _mm512_fmadd_ps(wv[2], v2, odd);
+                    odd = _mm512_fmadd_ps(wv[6], p0, odd);
+                    odd = _mm512_fmadd_ps(wv[7], p1, odd);
+                    odd = _mm512_fmadd_ps(wv[8], p2, odd);
+                    _mm512_storeu_ps(d + (2 * q - 1) * 16, odd);
+                }
+                __m512 even = _mm512_fmadd_ps(wv[3], v0, zero);
+                even = _mm512_fmadd_ps(wv[4], v1, even);
+                even = _mm512_fmadd_ps(wv[5], v2, even);
+                _mm512_storeu_ps(d + 2 * q * 16, even);
+                p0 = v0;
+                p1 = v1;
+                p2 = v2;
+            }
+            __m512 last = _mm512_fmadd_ps(wv[6], p0, zero); /* row 15: taps 0, 1, 2 past dy */
+            last = _mm512_fmadd_ps(wv[7], p1, last);
+            last = _mm512_fmadd_ps(wv[8], p2, last);
+            _mm512_storeu_ps(d + 15 * 16, last);
+        }
+    }
+}
+
+ET_TARGET_AVX512 static void dws_s2row_units(const dws_job *j, int64_t u0, int64_t u1, int64_t n0,
+                                             int64_t n) {
+    const dws_table *t = j->t;
+    const et_conv2d_params *p = j->p;
+    const int64_t c = j->c, ks = t->ks, hw = t->hw, src_hw = t->src_hw, oh = p->oh, ow = p->ow;
+    const int64_t kw = p->kw, h = p->h;
+    const __mmask16 take = (__mmask16)(0x5555u & ((1u << (2 * ow)) - 1u));
+    int64_t sh[DWS_S2R_KW];
+    for (int64_t kx = 0; kx < kw; kx++) sh[kx] = p->pad_l - kx * p->dil_w;
+    /* per row k its taps with a non-empty mask, ascending: the tap and its vector */
+    uint8_t nt[DWS_MAX_HW / 16], tl[DWS_MAX_HW / 16][DWS_MAX_TAPS], vi[DWS_MAX_HW / 16][DWS_MAX_TAPS];
+    for (int64_t k = 0; k < h; k++) {
+        nt[k] = 0;
+        for (int64_t tap = 0; tap < ks; tap++) {
+            if (!t->m[k][tap]) continue;
+            const int64_t r = k + p->pad_t - tap / kw * p->dil_h;
+            tl[k][nt[k]] = (uint8_t)tap;
+            vi[k][nt[k]++] = (uint8_t)(r / 2 * DWS_S2R_KW + tap % kw);
+        }
+    }
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 wv[DWS_MAX_TAPS];
+        for (int64_t tap = 0; tap < ks; tap++) wv[tap] = _mm512_set1_ps(j->w[u * ks + tap]);
+        for (int64_t i = n0; i < n; i++) {
+            const float *g = j->src + (i * c + u) * src_hw;
+            float *d = j->dst + (i * c + u) * hw;
+            __m512 v[DWS_S2R_OH * DWS_S2R_KW];
+            for (int64_t r = 0; r < oh; r++) {
+                const __m512 e = _mm512_maskz_expandloadu_ps(take, g + r * ow);
+                for (int64_t kx = 0; kx < kw; kx++) v[r * DWS_S2R_KW + kx] = dws_shift(e, sh[kx]);
+            }
+            for (int64_t k = 0; k < h; k++) {
+                __m512 acc = _mm512_setzero_ps();
+                for (int q = 0; q < nt[k]; q++) acc = _mm512_fmadd_ps(wv[tl[k][q]], v[vi[k][q]], acc);
+                _mm512_storeu_ps(d + k * 16, acc);
+            }
+        }
+    }
+}
+
 ET_TARGET_AVX512 static void dws_apply(const dws_table *t, const et_conv2d_params *p, const float *src,
                                        const float *w, const float *b, et_act act, float alpha,
                                        float *dst, int nthreads) {
     const int64_t n = p->n, c = p->c, units = (c + t->g - 1) / t->g;
     const int nth = t->work * n < DWS_SERIAL_WORK ? 1 : nthreads;
     dws_job j = {t, p, n, c, src, w, b, NULL, act, alpha, dst};
-    dws_run(&j, units, nth, dws_apply_units);
+    /* bwd_input (no bias, act or BatchNorm) on 16-float rows: the tap vectors in registers */
+    const int s2row = !b && act == ET_ACT_NONE && !p->bn_scale ? dws_s2row_ok(p, t) : 0;
+    dws_run(&j, units, nth, s2row == 2 ? dws_s2row_33 : s2row ? dws_s2row_units : dws_apply_units);
 }
 
 /* dw of the gc channels of a unit from its taps' accumulators (acc[tap]; t->tap_used[tap] == 0:
