@@ -1856,12 +1856,117 @@ dws_wgrad_unit(const dws_table *t, int64_t c, int64_t n, const float *dy, const 
     dws_wgrad_store(t, acc, gc, dw + c0 * t->ks);
 }
 
+/* dws_wgrad_unit on one-channel units of 3x3 tables whose taps are all masked loads (stride 1,
+ * t->all_contig): the masks and offsets of each chunk's taps in compact arrays (km, ko), the
+ * nine accumulators in registers and no branch: a tap whose mask is empty in a chunk runs as a
+ * zero-masked load and an FMA masked off, which leaves the accumulator as the skip does. The
+ * table path spilled the accumulators and branched per tap (about 4x slower on 8x8 planes). */
+ET_TARGET_AVX512 static void dws_wgrad_contig9(const dws_table *t, int64_t c, int64_t n,
+                                               const float *dy, const float *x, int64_t u0,
+                                               int64_t u1, float *dw) {
+    const int64_t hw = t->hw, src_hw = t->src_hw, chunks = t->chunks;
+    __mmask16 km[DWS_MAX_HW / 16][9];
+    int32_t ko[DWS_MAX_HW / 16][9];
+    for (int64_t k = 0; k < chunks; k++)
+        for (int tap = 0; tap < 9; tap++) {
+            km[k][tap] = t->m[k][tap];
+            ko[k][tap] = t->m[k][tap] ? t->off[k][tap] : 0;
+        }
+    /* nine named accumulators: an array of them stayed in memory (a store per FMA) */
+#define DWS_C9_TAP(q)                                                                              \
+    a##q = _mm512_mask3_fmadd_ps(gv, _mm512_maskz_loadu_ps(km[k][q], s + ko[k][q]), a##q, km[k][q])
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+               a7 = a0, a8 = a0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *s = x + (i * c + u) * src_hw, *g = dy + (i * c + u) * hw;
+            for (int64_t k = 0; k < chunks; k++) {
+                const __m512 gv = _mm512_maskz_loadu_ps(t->cm[k], g + k * 16);
+                DWS_C9_TAP(0); DWS_C9_TAP(1); DWS_C9_TAP(2);
+                DWS_C9_TAP(3); DWS_C9_TAP(4); DWS_C9_TAP(5);
+                DWS_C9_TAP(6); DWS_C9_TAP(7); DWS_C9_TAP(8);
+            }
+        }
+        const __m512 acc[9] = {a0, a1, a2, a3, a4, a5, a6, a7, a8};
+        /* dws_wgrad_store's one-channel case */
+        for (int tap = 0; tap < 9; tap++) dw[u * 9 + tap] = t->tap_used[tap] ? dw_reduce16(acc[tap]) : 0.0f;
+    }
+#undef DWS_C9_TAP
+}
+
+/* MobileNetV2's stride-1 3x3 weight gradients (pads 1) on W x W planes, W = 8 or 16: the masks
+ * and offsets of dws_wgrad_contig9 as constants (dws_s1_ok checks them against the table), so a
+ * tap is one masked load at a fixed offset and a masked FMA; taps with empty masks (the top
+ * and bottom rows) drop out at compile time. */
+static inline unsigned dws_s1_mask(int W, int k, int ky, int kx) {
+    const unsigned col = kx == 0 ? (W == 16 ? 0xFFFEu : 0xFEFEu)
+                         : kx == 2 ? (W == 16 ? 0x7FFFu : 0x7F7Fu) : 0xFFFFu;
+    const int rows = W * W / 16; /* chunks */
+    unsigned row = 0xFFFFu;
+    if (ky == 0 && k == 0) row = W == 16 ? 0u : 0xFF00u;
+    if (ky == 2 && k == rows - 1) row = W == 16 ? 0u : 0x00FFu;
+    return col & row;
+}
+
+static int dws_s1_ok(const et_conv2d_params *p, const dws_table *t) {
+    const int W = (int)p->w;
+    if ((W != 8 && W != 16) || p->h != W || t->ks != 9 || t->g != 1 || p->stride_h != 1 ||
+        p->stride_w != 1 || t->hw != W * W || t->src_hw != W * W || t->chunks != W * W / 16)
+        return 0;
+    for (int k = 0; k < W * W / 16; k++)
+        for (int tap = 0; tap < 9; tap++) {
+            const unsigned m = dws_s1_mask(W, k, tap / 3, tap % 3);
+            if (t->m[k][tap] != m) return 0;
+            if (m && t->off[k][tap] != 16 * k + (tap / 3 - 1) * W + tap % 3 - 1) return 0;
+        }
+    return 1;
+}
+
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dws_wgrad_s1(const dws_table *t, int64_t c, int64_t n, const float *dy, const float *x, int64_t u0,
+             int64_t u1, float *dw, const int W) {
+    const int64_t hw = W * W;
+#define DWS_S1_TAP(q)                                                                              \
+    do {                                                                                           \
+        const __mmask16 m = (__mmask16)dws_s1_mask(W, k, q / 3, q % 3);                          \
+        if (m)                                                                                     \
+            a##q = _mm512_mask3_fmadd_ps(                                                          \
+                gv, _mm512_maskz_loadu_ps(m, s + 16 * k + (q / 3 - 1) * W + q % 3 - 1), a##q, m);  \
+    } while (0)
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+               a7 = a0, a8 = a0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *s = x + (i * c + u) * hw, *g = dy + (i * c + u) * hw;
+#pragma GCC unroll 16
+            for (int k = 0; k < W * W / 16; k++) {
+                const __m512 gv = _mm512_loadu_ps(g + k * 16);
+                DWS_S1_TAP(0); DWS_S1_TAP(1); DWS_S1_TAP(2);
+                DWS_S1_TAP(3); DWS_S1_TAP(4); DWS_S1_TAP(5);
+                DWS_S1_TAP(6); DWS_S1_TAP(7); DWS_S1_TAP(8);
+            }
+        }
+        const __m512 acc[9] = {a0, a1, a2, a3, a4, a5, a6, a7, a8};
+        for (int tap = 0; tap < 9; tap++) dw[u * 9 + tap] = t->tap_used[tap] ? dw_reduce16(acc[tap]) : 0.0f;
+    }
+#undef DWS_S1_TAP
+}
+
 ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, int tid) {
     const dws_job *j = (const dws_job *)ctx;
     const dws_table *t = j->t;
     const int64_t c = j->p->c, n = j->p->n;
     (void)tid;
     u0 = dws_wgrad_perm_units(t, c, n, j->dy, j->src, u0, u1, j->dst);
+    if (dws_s1_ok(j->p, t)) { /* (cheap next to a unit range: 144 mask compares) */
+        if (j->p->w == 8) dws_wgrad_s1(t, c, n, j->dy, j->src, u0, u1, j->dst, 8);
+        else dws_wgrad_s1(t, c, n, j->dy, j->src, u0, u1, j->dst, 16);
+        return;
+    }
+    if (t->ks == 9 && t->g == 1 && t->all_contig) {
+        dws_wgrad_contig9(t, c, n, j->dy, j->src, u0, u1, j->dst);
+        return;
+    }
     for (int64_t u = u0; u < u1; u++) {
         if (t->ks == 9) dws_wgrad_unit(t, c, n, j->dy, j->src, u, j->dst, 9);
         else dws_wgrad_unit(t, c, n, j->dy, j->src, u, j->dst, t->ks);
