@@ -1952,12 +1952,76 @@ dws_wgrad_s1(const dws_table *t, int64_t c, int64_t n, const float *dy, const fl
 #undef DWS_S1_TAP
 }
 
+/* MobileNetV2's 16x16 -> 8x8 weight gradient (3x3, stride 2, pads 1): chunk k holds output
+ * rows 2k and 2k + 1, so tap (ky, kx) reads input rows 4k + ky - 1 (lanes 0-7) and 4k + ky + 1
+ * (lanes 8-15) at columns 2 ox + kx - 1: one two-source permute of the two rows (loaded once an
+ * image) instead of two window loads and a permute per tap, masks as constants (dws_s2w_ok
+ * checks them against the table). Per lane the chain of dws_wgrad_unit. */
+static inline unsigned dws_s2w_mask(int k, int ky, int kx) {
+    return (kx == 0 ? 0xFEFEu : 0xFFFFu) & (k == 0 && ky == 0 ? 0xFF00u : 0xFFFFu);
+}
+
+static int dws_s2w_ok(const et_conv2d_params *p, const dws_table *t) {
+    if (p->h != 16 || p->w != 16 || p->oh != 8 || p->ow != 8 || p->kh != 3 || p->kw != 3 ||
+        p->stride_h != 2 || p->stride_w != 2 || p->pad_t != 1 || p->pad_l != 1 || p->dil_h != 1 ||
+        p->dil_w != 1 || t->g != 1 || t->chunks != 4 || t->ks != 9)
+        return 0;
+    for (int k = 0; k < 4; k++)
+        for (int tap = 0; tap < 9; tap++)
+            if (t->m[k][tap] != dws_s2w_mask(k, tap / 3, tap % 3)) return 0;
+    return 1;
+}
+
+ET_TARGET_AVX512 static void dws_wgrad_s2w(const dws_table *t, int64_t c, int64_t n,
+                                           const float *dy, const float *x, int64_t u0, int64_t u1,
+                                           float *dw) {
+    __m512i ix[3]; /* per kx: lane l < 8 from the first row, l >= 8 from the second (+ 16) */
+    for (int kx = 0; kx < 3; kx++) {
+        int32_t e[16];
+        for (int l = 0; l < 16; l++) {
+            const int col = 2 * (l % 8) + kx - 1; /* -1: a masked-off lane */
+            e[l] = (col < 0 ? 0 : col) + (l >= 8 ? 16 : 0);
+        }
+        ix[kx] = _mm512_loadu_si512((const void *)e);
+    }
+#define DWS_S2W_TAP(q, A, B)                                                                       \
+    a##q = _mm512_mask3_fmadd_ps(gv, _mm512_permutex2var_ps(A, ix[q % 3], B), a##q,                 \
+                                 (__mmask16)dws_s2w_mask(k, q / 3, q % 3))
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+               a7 = a0, a8 = a0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *s = x + (i * c + u) * 256, *g = dy + (i * c + u) * 64;
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m512 gv = _mm512_loadu_ps(g + k * 16);
+                /* rows 4k - 1 .. 4k + 3 (row -1: lanes masked off, row 0 read instead) */
+                const __m512 r0 = _mm512_loadu_ps(s + (k == 0 ? 0 : 4 * k - 1) * 16);
+                const __m512 r1 = _mm512_loadu_ps(s + (4 * k) * 16);
+                const __m512 r2 = _mm512_loadu_ps(s + (4 * k + 1) * 16);
+                const __m512 r3 = _mm512_loadu_ps(s + (4 * k + 2) * 16);
+                const __m512 r4 = _mm512_loadu_ps(s + (4 * k + 3) * 16);
+                DWS_S2W_TAP(0, r0, r2); DWS_S2W_TAP(1, r0, r2); DWS_S2W_TAP(2, r0, r2);
+                DWS_S2W_TAP(3, r1, r3); DWS_S2W_TAP(4, r1, r3); DWS_S2W_TAP(5, r1, r3);
+                DWS_S2W_TAP(6, r2, r4); DWS_S2W_TAP(7, r2, r4); DWS_S2W_TAP(8, r2, r4);
+            }
+        }
+        const __m512 acc[9] = {a0, a1, a2, a3, a4, a5, a6, a7, a8};
+        for (int tap = 0; tap < 9; tap++) dw[u * 9 + tap] = t->tap_used[tap] ? dw_reduce16(acc[tap]) : 0.0f;
+    }
+#undef DWS_S2W_TAP
+}
+
 ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, int tid) {
     const dws_job *j = (const dws_job *)ctx;
     const dws_table *t = j->t;
     const int64_t c = j->p->c, n = j->p->n;
     (void)tid;
     u0 = dws_wgrad_perm_units(t, c, n, j->dy, j->src, u0, u1, j->dst);
+    if (dws_s2w_ok(j->p, t)) {
+        dws_wgrad_s2w(t, c, n, j->dy, j->src, u0, u1, j->dst);
+        return;
+    }
     if (dws_s1_ok(j->p, t)) { /* (cheap next to a unit range: 144 mask compares) */
         if (j->p->w == 8) dws_wgrad_s1(t, c, n, j->dy, j->src, u0, u1, j->dst, 8);
         else dws_wgrad_s1(t, c, n, j->dy, j->src, u0, u1, j->dst, 16);
