@@ -1647,6 +1647,73 @@ ET_TARGET_AVX512 static void dws_s2row_units(const dws_job *j, int64_t u0, int64
     }
 }
 
+/* Input gradient, stride 1, 3x3, pads 1, on W x W planes (W = 8 or 16, MobileNetV2's): the
+ * table's masks and offsets as constants (dws_s1i_ok checks them), so each tap is a masked load
+ * at a fixed offset and an FMA, taps with empty masks (top and bottom rows) dropped at compile
+ * time. Per lane the chain of dws_fwd_chunks (from +0, taps ascending, masked-off lanes adding
+ * w * 0). */
+static inline unsigned dws_s1i_mask(int W, int k, int ky, int kx) {
+    /* tap (ky, kx) of input (y, x) reads dy[y + 1 - ky][x + 1 - kx] */
+    const unsigned col = kx == 0 ? (W == 16 ? 0x7FFFu : 0x7F7Fu)
+                         : kx == 2 ? (W == 16 ? 0xFFFEu : 0xFEFEu) : 0xFFFFu;
+    unsigned row = 0xFFFFu;
+    if (ky == 0 && k == W * W / 16 - 1) row = W == 16 ? 0u : 0x00FFu;
+    if (ky == 2 && k == 0) row = W == 16 ? 0u : 0xFF00u;
+    return col & row;
+}
+
+static int dws_s1i_ok(const et_conv2d_params *p, const dws_table *t) {
+    const int W = (int)p->w;
+    if ((W != 8 && W != 16) || p->h != W || p->oh != W || p->ow != W || p->kh != 3 ||
+        p->kw != 3 || p->stride_h != 1 || p->stride_w != 1 || t->ks != 9 || t->g != 1 ||
+        t->upsampled || t->chunks != W * W / 16 || t->hw != W * W || t->src_hw != W * W)
+        return 0;
+    for (int k = 0; k < W * W / 16; k++)
+        for (int tap = 0; tap < 9; tap++) {
+            const unsigned m = dws_s1i_mask(W, k, tap / 3, tap % 3);
+            if (t->m[k][tap] != m || (m && !t->contig[k][tap])) return 0;
+            if (m && t->off[k][tap] != 16 * k + (1 - tap / 3) * W + 1 - tap % 3) return 0;
+        }
+    return 1;
+}
+
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dws_s1i_body(const dws_job *j, int64_t u0, int64_t u1, int64_t n0, int64_t n, const int W) {
+    const int64_t c = j->c, hw = W * W;
+#define DWS_S1I_TAP(q)                                                                             \
+    do {                                                                                           \
+        const __mmask16 m = (__mmask16)dws_s1i_mask(W, k, q / 3, q % 3);                         \
+        if (m)                                                                                     \
+            acc = _mm512_fmadd_ps(                                                                 \
+                wv[q], _mm512_maskz_loadu_ps(m, s + 16 * k + (1 - q / 3) * W + 1 - q % 3), acc);   \
+    } while (0)
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 wv[9];
+        for (int tap = 0; tap < 9; tap++) wv[tap] = _mm512_set1_ps(j->w[u * 9 + tap]);
+        for (int64_t i = n0; i < n; i++) {
+            const float *s = j->src + (i * c + u) * hw;
+            float *d = j->dst + (i * c + u) * hw;
+#pragma GCC unroll 16
+            for (int k = 0; k < W * W / 16; k++) {
+                __m512 acc = _mm512_setzero_ps();
+                DWS_S1I_TAP(0); DWS_S1I_TAP(1); DWS_S1I_TAP(2);
+                DWS_S1I_TAP(3); DWS_S1I_TAP(4); DWS_S1I_TAP(5);
+                DWS_S1I_TAP(6); DWS_S1I_TAP(7); DWS_S1I_TAP(8);
+                _mm512_storeu_ps(d + 16 * k, acc);
+            }
+        }
+    }
+#undef DWS_S1I_TAP
+}
+
+ET_TARGET_AVX512 static void dws_s1i_8(const dws_job *j, int64_t u0, int64_t u1, int64_t n0, int64_t n) {
+    dws_s1i_body(j, u0, u1, n0, n, 8);
+}
+
+ET_TARGET_AVX512 static void dws_s1i_16(const dws_job *j, int64_t u0, int64_t u1, int64_t n0, int64_t n) {
+    dws_s1i_body(j, u0, u1, n0, n, 16);
+}
+
 ET_TARGET_AVX512 static void dws_apply(const dws_table *t, const et_conv2d_params *p, const float *src,
                                        const float *w, const float *b, et_act act, float alpha,
                                        float *dst, int nthreads) {
@@ -1654,8 +1721,11 @@ ET_TARGET_AVX512 static void dws_apply(const dws_table *t, const et_conv2d_param
     const int nth = t->work * n < DWS_SERIAL_WORK ? 1 : nthreads;
     dws_job j = {t, p, n, c, src, w, b, NULL, act, alpha, dst};
     /* bwd_input (no bias, act or BatchNorm) on 16-float rows: the tap vectors in registers */
-    const int s2row = !b && act == ET_ACT_NONE && !p->bn_scale ? dws_s2row_ok(p, t) : 0;
-    dws_run(&j, units, nth, s2row == 2 ? dws_s2row_33 : s2row ? dws_s2row_units : dws_apply_units);
+    const int bwd = !b && act == ET_ACT_NONE && !p->bn_scale;
+    const int s2row = bwd ? dws_s2row_ok(p, t) : 0;
+    dws_units_fn fn = s2row == 2 ? dws_s2row_33 : s2row ? dws_s2row_units : dws_apply_units;
+    if (bwd && dws_s1i_ok(p, t)) fn = p->w == 8 ? dws_s1i_8 : dws_s1i_16;
+    dws_run(&j, units, nth, fn);
 }
 
 /* dw of the gc channels of a unit from its taps' accumulators (acc[tap]; t->tap_used[tap] == 0:
