@@ -1137,15 +1137,22 @@ static int dws_try_upsampled(const et_conv2d_params *p, dws_table *t) {
     if (p->stride_h != 2 || p->stride_w != 2 || 2 * (p->oh - 1) >= p->h || 2 * (p->ow - 1) >= w ||
         hw < 16)
         return 0;
-    for (int64_t k = 0; k < t->chunks; k++)
+    for (int64_t k = 0; k < t->chunks; k++) {
+        int64_t lc[16], ly[16], lx[16]; /* each lane's channel, row, column (no division per tap) */
+        for (int64_t l = 0; l < 16; l++) {
+            const int64_t flat = k * 16 + l, pos = flat % hw;
+            lc[l] = flat / hw;
+            ly[l] = pos / w;
+            lx[l] = pos % w;
+        }
         for (int64_t tap = 0; tap < t->ks; tap++) {
             const int64_t ky = tap / p->kw, kx = tap % p->kw;
             int have = 0;
             off[k][tap] = 0;
             for (int64_t l = 0; l < 16; l++) {
                 if (!((t->m[k][tap] >> l) & 1)) continue;
-                const int64_t flat = k * 16 + l, ch = flat / hw, pos = flat % hw;
-                const int64_t ny = pos / w + p->pad_t - ky * p->dil_h, nx = pos % w + p->pad_l - kx * p->dil_w;
+                const int64_t ch = lc[l];
+                const int64_t ny = ly[l] + p->pad_t - ky * p->dil_h, nx = lx[l] + p->pad_l - kx * p->dil_w;
                 if (ny >= p->h || nx >= w) return 0; /* ny, nx >= 0: the lane is valid */
                 const int32_t src = (int32_t)(ch * hw + ny * w + nx);
                 if (!have) off[k][tap] = src - (int32_t)l;
@@ -1153,12 +1160,27 @@ static int dws_try_upsampled(const et_conv2d_params *p, dws_table *t) {
                 have = 1;
             }
         }
+    }
     for (int64_t k = 0; k < t->chunks; k++)
         for (int64_t tap = 0; tap < t->ks; tap++) {
             t->off[k][tap] = off[k][tap];
             t->contig[k][tap] = 1;
         }
     return 1;
+}
+
+/* q = a / s, r = a % s (C's), without a division for the common strides 1 and 2 (a >= 0). */
+static inline void dws_divmod(int64_t a, int64_t s, int64_t *q, int64_t *r) {
+    if (s == 1) {
+        *q = a;
+        *r = 0;
+    } else if (s == 2 && a >= 0) {
+        *q = a >> 1;
+        *r = a & 1;
+    } else {
+        *q = a / s;
+        *r = a % s;
+    }
 }
 
 /* Fills t for the forward / weight gradient (bwd_input = 0: lanes over the output) or the
@@ -1180,14 +1202,23 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
     for (int64_t k = 0; k < t->chunks; k++) {
         const int64_t nl = t->g * hw - k * 16; /* lanes inside the unit's planes */
         t->cm[k] = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1u);
+        /* each lane's channel, row and column, once a chunk: the divisions per lane and tap
+         * were most of a call's fixed cost (about 35 us on 16x16 input gradients) */
+        int64_t lc[16], ly[16], lx[16];
+        for (int64_t l = 0; l < 16; l++) {
+            const int64_t flat = k * 16 + l, pos = flat % hw;
+            lc[l] = flat / hw;
+            ly[l] = pos / lw;
+            lx[l] = pos % lw;
+        }
         for (int64_t tap = 0; tap < ks; tap++) {
             const int64_t ky = tap / p->kw, kx = tap % p->kw;
             unsigned m = 0;
             int contig = 1, have = 0;
             int32_t off = 0;
             for (int64_t l = 0; l < 16; l++) {
-                const int64_t flat = k * 16 + l, ch = flat / hw, pos = flat % hw;
-                const int64_t y = pos / lw, x = pos % lw;
+                const int64_t flat = k * 16 + l, ch = lc[l];
+                const int64_t y = ly[l], x = lx[l];
                 int64_t sy, sx;
                 int ok;
                 if (!bwd_input) {
@@ -1196,10 +1227,10 @@ static int dws_build(const et_conv2d_params *p, int bwd_input, dws_table *t) {
                     ok = sy >= 0 && sy < srch && sx >= 0 && sx < srcw;
                 } else {
                     const int64_t ny = y + p->pad_t - ky * p->dil_h, nx = x + p->pad_l - kx * p->dil_w;
-                    ok = ny >= 0 && nx >= 0 && ny % p->stride_h == 0 && nx % p->stride_w == 0;
-                    sy = ny / p->stride_h;
-                    sx = nx / p->stride_w;
-                    ok = ok && sy < srch && sx < srcw;
+                    int64_t ry, rx;
+                    dws_divmod(ny, p->stride_h, &sy, &ry);
+                    dws_divmod(nx, p->stride_w, &sx, &rx);
+                    ok = ny >= 0 && nx >= 0 && ry == 0 && rx == 0 && sy < srch && sx < srcw;
                 }
                 ok = ok && flat < t->g * hw;
                 const int32_t src = (int32_t)(ch * t->src_hw + sy * srcw + sx);
@@ -1462,13 +1493,239 @@ ET_TARGET_AVX512 static void dws_apply_units(const dws_job *j, int64_t u0, int64
     }
 }
 
+/* Input gradient, stride 2, 16-float rows (dws_s2row_ok: t->upsampled, one channel a unit,
+ * chunk k = input row k): the tap vectors that dws_apply_units loads from the spread-out dy
+ * (u, dws_upsample_fill), built in registers instead. Tap (ky, kx) of row k reads u row
+ * r = k + pt - ky * dh, shifted by s = pl - kx * dw columns; u row r is dy row r / 2 spread to
+ * the even lanes (an expand), r odd or outside the plane: the tap's mask is empty and the tap
+ * skipped. So per dy row and kx one vector (expand, then a zero-filling alignr by s) serves
+ * every tap that reads it: the same value in every lane as the masked load (dws_s2row_ok checks
+ * each mask against the lanes the construction fills), no memset, no spread-out plane, no
+ * loads splitting cache lines. Per lane the same FMA chain (taps ascending, empty masks
+ * skipped, masked-off lanes adding w * +0). */
+#define DWS_S2R_KW 4   /* widest kernel */
+#define DWS_S2R_OH 32  /* dy rows (the plane's 1024 floats are 64 rows of 16) */
+
+/* Lanes l of a 16-float u row, shifted by s, that hold a dy element (of ow) of the row. */
+static unsigned dws_s2row_lanes(int64_t s, int64_t ow) {
+    unsigned m = 0;
+    for (int64_t l = 0; l < 16; l++) {
+        const int64_t col = l + s;
+        if (col >= 0 && col < 16 && col % 2 == 0 && col / 2 < ow) m |= 1u << l;
+    }
+    return m;
+}
+
+static int dws_s2row_ok(const et_conv2d_params *p, const dws_table *t) {
+    if (!t->upsampled || t->g != 1 || p->w != 16 || p->ow > 8 || p->kw > DWS_S2R_KW ||
+        p->oh > DWS_S2R_OH || t->chunks != p->h)
+        return 0;
+    for (int64_t k = 0; k < t->chunks; k++)
+        for (int64_t tap = 0; tap < t->ks; tap++) {
+            const unsigned m = t->m[k][tap];
+            if (!m) continue;
+            const int64_t ky = tap / p->kw, kx = tap % p->kw;
+            const int64_t r = k + p->pad_t - ky * p->dil_h, s = p->pad_l - kx * p->dil_w;
+            if (r < 0 || r % 2 || r / 2 >= p->oh || s <= -16 || s >= 16) return 0;
+            if (m != dws_s2row_lanes(s, p->ow)) return 0;
+        }
+    /* 2: MobileNetV2's 16x16 -> 8x8 (3x3, pads 1): the taps of row k are 3, 4, 5 (k even) or
+     * 0, 1, 2 (k odd, but the last) and 6, 7, 8, dws_s2row_33 unrolled */
+    if (p->kh != 3 || p->kw != 3 || p->pad_t != 1 || p->pad_l != 1 || p->dil_h != 1 ||
+        p->dil_w != 1 || p->h != 16 || p->oh != 8)
+        return 1;
+    for (int64_t k = 0; k < 16; k++)
+        for (int64_t tap = 0; tap < 9; tap++) {
+            const int64_t r = k + 1 - tap / 3;
+            if ((t->m[k][tap] != 0) != (r >= 0 && r < 16 && r % 2 == 0)) return 1;
+        }
+    return 2;
+}
+
+/* v shifted by s lanes (lane l = v[l + s], 0 outside 0..15). */
+ET_TARGET_AVX512 static inline __m512 dws_shift(__m512 v, int64_t s) {
+    const __m512i z = _mm512_setzero_si512(), vi = _mm512_castps_si512(v);
+    switch (s) { /* alignr takes an immediate */
+    case 0: return v;
+    case 1: return _mm512_castsi512_ps(_mm512_alignr_epi32(z, vi, 1));
+    case 2: return _mm512_castsi512_ps(_mm512_alignr_epi32(z, vi, 2));
+    case -1: return _mm512_castsi512_ps(_mm512_alignr_epi32(vi, z, 15));
+    case -2: return _mm512_castsi512_ps(_mm512_alignr_epi32(vi, z, 14));
+    default: {
+        const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        const __m512i src = _mm512_add_epi32(lane, _mm512_set1_epi32((int)s));
+        const __mmask16 in = _mm512_cmpge_epi32_mask(src, z) &
+                             _mm512_cmplt_epi32_mask(src, _mm512_set1_epi32(16));
+        return _mm512_maskz_permutexvar_ps(in, src, v);
+    }
+    }
+}
+
+/* dws_s2row_units on dws_s2row_ok's case 2, unrolled, every FMA on registers: dy row q's
+ * vectors (kx = 0, 1, 2) serve input rows 2q (taps 3, 4, 5), 2q - 1 (taps 0, 1, 2, before the
+ * taps 6, 7, 8 from row q - 1's vectors, kept) and 2q + 1 (taps 6, 7, 8). */
+ET_TARGET_AVX512 static void dws_s2row_33(const dws_job *j, int64_t u0, int64_t u1, int64_t n0,
+                                          int64_t n) {
+    const int64_t c = j->c, hw = 256, src_hw = 64;
+    const __m512i z = _mm512_setzero_si512();
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 wv[9];
+        for (int tap = 0; tap < 9; tap++) wv[tap] = _mm512_set1_ps(j->w[u * 9 + tap]);
+        for (int64_t i = n0; i < n; i++) {
+            const float *g = j->src + (i * c + u) * src_hw;
+            float *d = j->dst + (i * c + u) * hw;
+            __m512 p0 = zero, p1 = zero, p2 = zero; /* dy row q - 1's vectors */
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; q++) {
+                const __m512i e = _mm512_castps_si512(_mm512_maskz_expandloadu_ps(0x5555, g + q * 8));
+                const __m512 v0 = _mm512_castsi512_ps(_mm512_alignr_epi32(z, e, 1));
+                const __m512 v1 = _mm512_castsi512_ps(e);
+                const __m512 v2 = _mm512_castsi512_ps(_mm512_alignr_epi32(e, z, 15));
+                if (q > 0) {
+                    __m512 odd = _mm512_fmadd_ps(wv[0], v0, zero);
+                    odd = _mm512_fmadd_ps(wv[1], v1, odd);
+                    odd = _mm512_fmadd_ps(wv[2], v2, odd);
+                    odd = _mm512_fmadd_ps(wv[6], p0, odd);
+                    odd = _mm512_fmadd_ps(wv[7], p1, odd);
+                    odd = _mm512_fmadd_ps(wv[8], p2, odd);
+                    _mm512_storeu_ps(d + (2 * q - 1) * 16, odd);
+                }
+                __m512 even = _mm512_fmadd_ps(wv[3], v0, zero);
+                even = _mm512_fmadd_ps(wv[4], v1, even);
+                even = _mm512_fmadd_ps(wv[5], v2, even);
+                _mm512_storeu_ps(d + 2 * q * 16, even);
+                p0 = v0;
+                p1 = v1;
+                p2 = v2;
+            }
+            __m512 last = _mm512_fmadd_ps(wv[6], p0, zero); /* row 15: taps 0, 1, 2 past dy */
+            last = _mm512_fmadd_ps(wv[7], p1, last);
+            last = _mm512_fmadd_ps(wv[8], p2, last);
+            _mm512_storeu_ps(d + 15 * 16, last);
+        }
+    }
+}
+
+ET_TARGET_AVX512 static void dws_s2row_units(const dws_job *j, int64_t u0, int64_t u1, int64_t n0,
+                                             int64_t n) {
+    const dws_table *t = j->t;
+    const et_conv2d_params *p = j->p;
+    const int64_t c = j->c, ks = t->ks, hw = t->hw, src_hw = t->src_hw, oh = p->oh, ow = p->ow;
+    const int64_t kw = p->kw, h = p->h;
+    const __mmask16 take = (__mmask16)(0x5555u & ((1u << (2 * ow)) - 1u));
+    int64_t sh[DWS_S2R_KW];
+    for (int64_t kx = 0; kx < kw; kx++) sh[kx] = p->pad_l - kx * p->dil_w;
+    /* per row k its taps with a non-empty mask, ascending: the tap and its vector */
+    uint8_t nt[DWS_MAX_HW / 16], tl[DWS_MAX_HW / 16][DWS_MAX_TAPS], vi[DWS_MAX_HW / 16][DWS_MAX_TAPS];
+    for (int64_t k = 0; k < h; k++) {
+        nt[k] = 0;
+        for (int64_t tap = 0; tap < ks; tap++) {
+            if (!t->m[k][tap]) continue;
+            const int64_t r = k + p->pad_t - tap / kw * p->dil_h;
+            tl[k][nt[k]] = (uint8_t)tap;
+            vi[k][nt[k]++] = (uint8_t)(r / 2 * DWS_S2R_KW + tap % kw);
+        }
+    }
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 wv[DWS_MAX_TAPS];
+        for (int64_t tap = 0; tap < ks; tap++) wv[tap] = _mm512_set1_ps(j->w[u * ks + tap]);
+        for (int64_t i = n0; i < n; i++) {
+            const float *g = j->src + (i * c + u) * src_hw;
+            float *d = j->dst + (i * c + u) * hw;
+            __m512 v[DWS_S2R_OH * DWS_S2R_KW];
+            for (int64_t r = 0; r < oh; r++) {
+                const __m512 e = _mm512_maskz_expandloadu_ps(take, g + r * ow);
+                for (int64_t kx = 0; kx < kw; kx++) v[r * DWS_S2R_KW + kx] = dws_shift(e, sh[kx]);
+            }
+            for (int64_t k = 0; k < h; k++) {
+                __m512 acc = _mm512_setzero_ps();
+                for (int q = 0; q < nt[k]; q++) acc = _mm512_fmadd_ps(wv[tl[k][q]], v[vi[k][q]], acc);
+                _mm512_storeu_ps(d + k * 16, acc);
+            }
+        }
+    }
+}
+
+/* Input gradient, stride 1, 3x3, pads 1, on W x W planes (W = 8 or 16, MobileNetV2's): the
+ * table's masks and offsets as constants (dws_s1i_ok checks them), so each tap is a masked load
+ * at a fixed offset and an FMA, taps with empty masks (top and bottom rows) dropped at compile
+ * time. Per lane the chain of dws_fwd_chunks (from +0, taps ascending, masked-off lanes adding
+ * w * 0). */
+static inline unsigned dws_s1i_mask(int W, int k, int ky, int kx) {
+    /* tap (ky, kx) of input (y, x) reads dy[y + 1 - ky][x + 1 - kx] */
+    const unsigned col = kx == 0 ? (W == 16 ? 0x7FFFu : 0x7F7Fu)
+                         : kx == 2 ? (W == 16 ? 0xFFFEu : 0xFEFEu) : 0xFFFFu;
+    unsigned row = 0xFFFFu;
+    if (ky == 0 && k == W * W / 16 - 1) row = W == 16 ? 0u : 0x00FFu;
+    if (ky == 2 && k == 0) row = W == 16 ? 0u : 0xFF00u;
+    return col & row;
+}
+
+static int dws_s1i_ok(const et_conv2d_params *p, const dws_table *t) {
+    const int W = (int)p->w;
+    if ((W != 8 && W != 16) || p->h != W || p->oh != W || p->ow != W || p->kh != 3 ||
+        p->kw != 3 || p->stride_h != 1 || p->stride_w != 1 || t->ks != 9 || t->g != 1 ||
+        t->upsampled || t->chunks != W * W / 16 || t->hw != W * W || t->src_hw != W * W)
+        return 0;
+    for (int k = 0; k < W * W / 16; k++)
+        for (int tap = 0; tap < 9; tap++) {
+            const unsigned m = dws_s1i_mask(W, k, tap / 3, tap % 3);
+            if (t->m[k][tap] != m || (m && !t->contig[k][tap])) return 0;
+            if (m && t->off[k][tap] != 16 * k + (1 - tap / 3) * W + 1 - tap % 3) return 0;
+        }
+    return 1;
+}
+
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dws_s1i_body(const dws_job *j, int64_t u0, int64_t u1, int64_t n0, int64_t n, const int W) {
+    const int64_t c = j->c, hw = W * W;
+#define DWS_S1I_TAP(q)                                                                             \
+    do {                                                                                           \
+        const __mmask16 m = (__mmask16)dws_s1i_mask(W, k, q / 3, q % 3);                         \
+        if (m)                                                                                     \
+            acc = _mm512_fmadd_ps(                                                                 \
+                wv[q], _mm512_maskz_loadu_ps(m, s + 16 * k + (1 - q / 3) * W + 1 - q % 3), acc);   \
+    } while (0)
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 wv[9];
+        for (int tap = 0; tap < 9; tap++) wv[tap] = _mm512_set1_ps(j->w[u * 9 + tap]);
+        for (int64_t i = n0; i < n; i++) {
+            const float *s = j->src + (i * c + u) * hw;
+            float *d = j->dst + (i * c + u) * hw;
+#pragma GCC unroll 16
+            for (int k = 0; k < W * W / 16; k++) {
+                __m512 acc = _mm512_setzero_ps();
+                DWS_S1I_TAP(0); DWS_S1I_TAP(1); DWS_S1I_TAP(2);
+                DWS_S1I_TAP(3); DWS_S1I_TAP(4); DWS_S1I_TAP(5);
+                DWS_S1I_TAP(6); DWS_S1I_TAP(7); DWS_S1I_TAP(8);
+                _mm512_storeu_ps(d + 16 * k, acc);
+            }
+        }
+    }
+#undef DWS_S1I_TAP
+}
+
+ET_TARGET_AVX512 static void dws_s1i_8(const dws_job *j, int64_t u0, int64_t u1, int64_t n0, int64_t n) {
+    dws_s1i_body(j, u0, u1, n0, n, 8);
+}
+
+ET_TARGET_AVX512 static void dws_s1i_16(const dws_job *j, int64_t u0, int64_t u1, int64_t n0, int64_t n) {
+    dws_s1i_body(j, u0, u1, n0, n, 16);
+}
+
 ET_TARGET_AVX512 static void dws_apply(const dws_table *t, const et_conv2d_params *p, const float *src,
                                        const float *w, const float *b, et_act act, float alpha,
                                        float *dst, int nthreads) {
     const int64_t n = p->n, c = p->c, units = (c + t->g - 1) / t->g;
     const int nth = t->work * n < DWS_SERIAL_WORK ? 1 : nthreads;
     dws_job j = {t, p, n, c, src, w, b, NULL, act, alpha, dst};
-    dws_run(&j, units, nth, dws_apply_units);
+    /* bwd_input (no bias, act or BatchNorm) on 16-float rows: the tap vectors in registers */
+    const int bwd = !b && act == ET_ACT_NONE && !p->bn_scale;
+    const int s2row = bwd ? dws_s2row_ok(p, t) : 0;
+    dws_units_fn fn = s2row == 2 ? dws_s2row_33 : s2row ? dws_s2row_units : dws_apply_units;
+    if (bwd && dws_s1i_ok(p, t)) fn = p->w == 8 ? dws_s1i_8 : dws_s1i_16;
+    dws_run(&j, units, nth, fn);
 }
 
 /* dw of the gc channels of a unit from its taps' accumulators (acc[tap]; t->tap_used[tap] == 0:
@@ -1669,12 +1926,181 @@ dws_wgrad_unit(const dws_table *t, int64_t c, int64_t n, const float *dy, const 
     dws_wgrad_store(t, acc, gc, dw + c0 * t->ks);
 }
 
+/* dws_wgrad_unit on one-channel units of 3x3 tables whose taps are all masked loads (stride 1,
+ * t->all_contig): the masks and offsets of each chunk's taps in compact arrays (km, ko), the
+ * nine accumulators in registers and no branch: a tap whose mask is empty in a chunk runs as a
+ * zero-masked load and an FMA masked off, which leaves the accumulator as the skip does. The
+ * table path spilled the accumulators and branched per tap (about 4x slower on 8x8 planes). */
+ET_TARGET_AVX512 static void dws_wgrad_contig9(const dws_table *t, int64_t c, int64_t n,
+                                               const float *dy, const float *x, int64_t u0,
+                                               int64_t u1, float *dw) {
+    const int64_t hw = t->hw, src_hw = t->src_hw, chunks = t->chunks;
+    __mmask16 km[DWS_MAX_HW / 16][9];
+    int32_t ko[DWS_MAX_HW / 16][9];
+    for (int64_t k = 0; k < chunks; k++)
+        for (int tap = 0; tap < 9; tap++) {
+            km[k][tap] = t->m[k][tap];
+            ko[k][tap] = t->m[k][tap] ? t->off[k][tap] : 0;
+        }
+    /* nine named accumulators: an array of them stayed in memory (a store per FMA) */
+#define DWS_C9_TAP(q)                                                                              \
+    a##q = _mm512_mask3_fmadd_ps(gv, _mm512_maskz_loadu_ps(km[k][q], s + ko[k][q]), a##q, km[k][q])
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+               a7 = a0, a8 = a0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *s = x + (i * c + u) * src_hw, *g = dy + (i * c + u) * hw;
+            for (int64_t k = 0; k < chunks; k++) {
+                const __m512 gv = _mm512_maskz_loadu_ps(t->cm[k], g + k * 16);
+                DWS_C9_TAP(0); DWS_C9_TAP(1); DWS_C9_TAP(2);
+                DWS_C9_TAP(3); DWS_C9_TAP(4); DWS_C9_TAP(5);
+                DWS_C9_TAP(6); DWS_C9_TAP(7); DWS_C9_TAP(8);
+            }
+        }
+        const __m512 acc[9] = {a0, a1, a2, a3, a4, a5, a6, a7, a8};
+        /* dws_wgrad_store's one-channel case */
+        for (int tap = 0; tap < 9; tap++) dw[u * 9 + tap] = t->tap_used[tap] ? dw_reduce16(acc[tap]) : 0.0f;
+    }
+#undef DWS_C9_TAP
+}
+
+/* MobileNetV2's stride-1 3x3 weight gradients (pads 1) on W x W planes, W = 8 or 16: the masks
+ * and offsets of dws_wgrad_contig9 as constants (dws_s1_ok checks them against the table), so a
+ * tap is one masked load at a fixed offset and a masked FMA; taps with empty masks (the top
+ * and bottom rows) drop out at compile time. */
+static inline unsigned dws_s1_mask(int W, int k, int ky, int kx) {
+    const unsigned col = kx == 0 ? (W == 16 ? 0xFFFEu : 0xFEFEu)
+                         : kx == 2 ? (W == 16 ? 0x7FFFu : 0x7F7Fu) : 0xFFFFu;
+    const int rows = W * W / 16; /* chunks */
+    unsigned row = 0xFFFFu;
+    if (ky == 0 && k == 0) row = W == 16 ? 0u : 0xFF00u;
+    if (ky == 2 && k == rows - 1) row = W == 16 ? 0u : 0x00FFu;
+    return col & row;
+}
+
+static int dws_s1_ok(const et_conv2d_params *p, const dws_table *t) {
+    const int W = (int)p->w;
+    if ((W != 8 && W != 16) || p->h != W || t->ks != 9 || t->g != 1 || p->stride_h != 1 ||
+        p->stride_w != 1 || t->hw != W * W || t->src_hw != W * W || t->chunks != W * W / 16)
+        return 0;
+    for (int k = 0; k < W * W / 16; k++)
+        for (int tap = 0; tap < 9; tap++) {
+            const unsigned m = dws_s1_mask(W, k, tap / 3, tap % 3);
+            if (t->m[k][tap] != m) return 0;
+            if (m && t->off[k][tap] != 16 * k + (tap / 3 - 1) * W + tap % 3 - 1) return 0;
+        }
+    return 1;
+}
+
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+dws_wgrad_s1(const dws_table *t, int64_t c, int64_t n, const float *dy, const float *x, int64_t u0,
+             int64_t u1, float *dw, const int W) {
+    const int64_t hw = W * W;
+#define DWS_S1_TAP(q)                                                                              \
+    do {                                                                                           \
+        const __mmask16 m = (__mmask16)dws_s1_mask(W, k, q / 3, q % 3);                          \
+        if (m)                                                                                     \
+            a##q = _mm512_mask3_fmadd_ps(                                                          \
+                gv, _mm512_maskz_loadu_ps(m, s + 16 * k + (q / 3 - 1) * W + q % 3 - 1), a##q, m);  \
+    } while (0)
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+               a7 = a0, a8 = a0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *s = x + (i * c + u) * hw, *g = dy + (i * c + u) * hw;
+#pragma GCC unroll 16
+            for (int k = 0; k < W * W / 16; k++) {
+                const __m512 gv = _mm512_loadu_ps(g + k * 16);
+                DWS_S1_TAP(0); DWS_S1_TAP(1); DWS_S1_TAP(2);
+                DWS_S1_TAP(3); DWS_S1_TAP(4); DWS_S1_TAP(5);
+                DWS_S1_TAP(6); DWS_S1_TAP(7); DWS_S1_TAP(8);
+            }
+        }
+        const __m512 acc[9] = {a0, a1, a2, a3, a4, a5, a6, a7, a8};
+        for (int tap = 0; tap < 9; tap++) dw[u * 9 + tap] = t->tap_used[tap] ? dw_reduce16(acc[tap]) : 0.0f;
+    }
+#undef DWS_S1_TAP
+}
+
+/* MobileNetV2's 16x16 -> 8x8 weight gradient (3x3, stride 2, pads 1): chunk k holds output
+ * rows 2k and 2k + 1, so tap (ky, kx) reads input rows 4k + ky - 1 (lanes 0-7) and 4k + ky + 1
+ * (lanes 8-15) at columns 2 ox + kx - 1: one two-source permute of the two rows (loaded once an
+ * image) instead of two window loads and a permute per tap, masks as constants (dws_s2w_ok
+ * checks them against the table). Per lane the chain of dws_wgrad_unit. */
+static inline unsigned dws_s2w_mask(int k, int ky, int kx) {
+    return (kx == 0 ? 0xFEFEu : 0xFFFFu) & (k == 0 && ky == 0 ? 0xFF00u : 0xFFFFu);
+}
+
+static int dws_s2w_ok(const et_conv2d_params *p, const dws_table *t) {
+    if (p->h != 16 || p->w != 16 || p->oh != 8 || p->ow != 8 || p->kh != 3 || p->kw != 3 ||
+        p->stride_h != 2 || p->stride_w != 2 || p->pad_t != 1 || p->pad_l != 1 || p->dil_h != 1 ||
+        p->dil_w != 1 || t->g != 1 || t->chunks != 4 || t->ks != 9)
+        return 0;
+    for (int k = 0; k < 4; k++)
+        for (int tap = 0; tap < 9; tap++)
+            if (t->m[k][tap] != dws_s2w_mask(k, tap / 3, tap % 3)) return 0;
+    return 1;
+}
+
+ET_TARGET_AVX512 static void dws_wgrad_s2w(const dws_table *t, int64_t c, int64_t n,
+                                           const float *dy, const float *x, int64_t u0, int64_t u1,
+                                           float *dw) {
+    __m512i ix[3]; /* per kx: lane l < 8 from the first row, l >= 8 from the second (+ 16) */
+    for (int kx = 0; kx < 3; kx++) {
+        int32_t e[16];
+        for (int l = 0; l < 16; l++) {
+            const int col = 2 * (l % 8) + kx - 1; /* -1: a masked-off lane */
+            e[l] = (col < 0 ? 0 : col) + (l >= 8 ? 16 : 0);
+        }
+        ix[kx] = _mm512_loadu_si512((const void *)e);
+    }
+#define DWS_S2W_TAP(q, A, B)                                                                       \
+    a##q = _mm512_mask3_fmadd_ps(gv, _mm512_permutex2var_ps(A, ix[q % 3], B), a##q,                 \
+                                 (__mmask16)dws_s2w_mask(k, q / 3, q % 3))
+    for (int64_t u = u0; u < u1; u++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+               a7 = a0, a8 = a0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *s = x + (i * c + u) * 256, *g = dy + (i * c + u) * 64;
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m512 gv = _mm512_loadu_ps(g + k * 16);
+                /* rows 4k - 1 .. 4k + 3 (row -1: lanes masked off, row 0 read instead) */
+                const __m512 r0 = _mm512_loadu_ps(s + (k == 0 ? 0 : 4 * k - 1) * 16);
+                const __m512 r1 = _mm512_loadu_ps(s + (4 * k) * 16);
+                const __m512 r2 = _mm512_loadu_ps(s + (4 * k + 1) * 16);
+                const __m512 r3 = _mm512_loadu_ps(s + (4 * k + 2) * 16);
+                const __m512 r4 = _mm512_loadu_ps(s + (4 * k + 3) * 16);
+                DWS_S2W_TAP(0, r0, r2); DWS_S2W_TAP(1, r0, r2); DWS_S2W_TAP(2, r0, r2);
+                DWS_S2W_TAP(3, r1, r3); DWS_S2W_TAP(4, r1, r3); DWS_S2W_TAP(5, r1, r3);
+                DWS_S2W_TAP(6, r2, r4); DWS_S2W_TAP(7, r2, r4); DWS_S2W_TAP(8, r2, r4);
+            }
+        }
+        const __m512 acc[9] = {a0, a1, a2, a3, a4, a5, a6, a7, a8};
+        for (int tap = 0; tap < 9; tap++) dw[u * 9 + tap] = t->tap_used[tap] ? dw_reduce16(acc[tap]) : 0.0f;
+    }
+#undef DWS_S2W_TAP
+}
+
 ET_TARGET_AVX512 static void dws_wgrad_units(void *ctx, int64_t u0, int64_t u1, int tid) {
     const dws_job *j = (const dws_job *)ctx;
     const dws_table *t = j->t;
     const int64_t c = j->p->c, n = j->p->n;
     (void)tid;
     u0 = dws_wgrad_perm_units(t, c, n, j->dy, j->src, u0, u1, j->dst);
+    if (dws_s2w_ok(j->p, t)) {
+        dws_wgrad_s2w(t, c, n, j->dy, j->src, u0, u1, j->dst);
+        return;
+    }
+    if (dws_s1_ok(j->p, t)) { /* (cheap next to a unit range: 144 mask compares) */
+        if (j->p->w == 8) dws_wgrad_s1(t, c, n, j->dy, j->src, u0, u1, j->dst, 8);
+        else dws_wgrad_s1(t, c, n, j->dy, j->src, u0, u1, j->dst, 16);
+        return;
+    }
+    if (t->ks == 9 && t->g == 1 && t->all_contig) {
+        dws_wgrad_contig9(t, c, n, j->dy, j->src, u0, u1, j->dst);
+        return;
+    }
     for (int64_t u = u0; u < u1; u++) {
         if (t->ks == 9) dws_wgrad_unit(t, c, n, j->dy, j->src, u, j->dst, 9);
         else dws_wgrad_unit(t, c, n, j->dy, j->src, u, j->dst, t->ks);

@@ -457,16 +457,13 @@ static void dwb_check_mnv2_32(void) {
         }
 }
 
-/* The gradients on planes of at most 16 floats (MobileNetV2's 4x4, 2x2 and 1x1 at 32x32; the
- * AVX-512 weight gradient's permuted blocks, dws_wgrad_perm: units side by side when one tap is
- * used, short last units): weight and input gradient give __ref's bits for 16, 37, 384 and
- * 960 channels, 1, 3 and 32 images, 1, 2 and 3 threads. */
-static void dwb_check_tiny_grads(void) {
-    static const int64_t shapes[][3] = { /* h (= w), stride, pad */
-        {1, 1, 1}, {2, 1, 1}, {4, 2, 1}, {4, 1, 1}, {2, 2, 1}};
-    static const int64_t chans[] = {16, 37, 384, 960}, batches[] = {1, 3, 32};
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-        for (size_t ci = 0; ci < sizeof chans / sizeof chans[0]; ci++)
+/* Weight and input gradient (3x3) give __ref's bits for the shapes {h (= w), stride, pad}, the
+ * channel counts, 1, 3 and 32 images, 1, 2 and 3 threads. */
+static void dwb_check_grads(const char *what, const int64_t (*shapes)[3], size_t nshapes,
+                            const int64_t *chans, size_t nchans, uint64_t seed0) {
+    static const int64_t batches[] = {1, 3, 32};
+    for (size_t si = 0; si < nshapes; si++)
+        for (size_t ci = 0; ci < nchans; ci++)
             for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
                 et_conv2d_params p;
                 memset(&p, 0, sizeof p);
@@ -475,13 +472,13 @@ static void dwb_check_tiny_grads(void) {
                 p.pad_t = p.pad_l = p.pad_b = p.pad_r = shapes[si][2];
                 p.dil_h = p.dil_w = 1; p.groups = p.c;
                 if (et_conv2d_params_init(&p) != ET_OK) {
-                    ET_CHECK(0, "dwbits tiny shape %d: bad shape", (int)si);
+                    ET_CHECK(0, "dwbits %s shape %d: bad shape", what, (int)si);
                     continue;
                 }
                 const int64_t nx = p.n * p.c * p.h * p.w, nw = p.oc * 9, ny = p.n * p.oc * p.oh * p.ow;
                 float *x = dwb_alloc(nx), *w = dwb_alloc(nw), *dy = dwb_alloc(ny);
                 float *dx_ref = dwb_alloc(nx), *dx = dwb_alloc(nx), *dw_ref = dwb_alloc(nw), *dw = dwb_alloc(nw);
-                const uint64_t seed = 500 + 16 * si + 4 * ci + bi;
+                const uint64_t seed = seed0 + 16 * si + 4 * ci + bi;
                 dwb_fill(x, nx, seed);
                 dwb_fill(dy, ny, seed + 1000);
                 dwb_fill_w(w, nw, seed + 2000);
@@ -494,14 +491,14 @@ static void dwb_check_tiny_grads(void) {
                         for (int64_t j = 0; j < nw; j++) dw[j] = NAN;
                         et_status st = row->bwd_weight(&p, dy, x, dw, th);
                         ET_CHECK(st == ET_OK && dwb_same(dw, dw_ref, nw),
-                                 "dwbits tiny n%lld c%lld %lldx%lld s%lld: bwd_weight__%s th%d differs "
-                                 "from __ref", (long long)p.n, (long long)p.c, (long long)p.h,
+                                 "dwbits %s n%lld c%lld %lldx%lld s%lld: bwd_weight__%s th%d differs "
+                                 "from __ref", what, (long long)p.n, (long long)p.c, (long long)p.h,
                                  (long long)p.w, (long long)p.stride_h, row->head.name, th);
                         for (int64_t j = 0; j < nx; j++) dx[j] = NAN;
                         st = row->bwd_input(&p, dy, w, dx, th);
                         ET_CHECK(st == ET_OK && dwb_same(dx, dx_ref, nx),
-                                 "dwbits tiny n%lld c%lld %lldx%lld s%lld: bwd_input__%s th%d differs "
-                                 "from __ref", (long long)p.n, (long long)p.c, (long long)p.h,
+                                 "dwbits %s n%lld c%lld %lldx%lld s%lld: bwd_input__%s th%d differs "
+                                 "from __ref", what, (long long)p.n, (long long)p.c, (long long)p.h,
                                  (long long)p.w, (long long)p.stride_h, row->head.name, th);
                     }
                 }
@@ -509,10 +506,31 @@ static void dwb_check_tiny_grads(void) {
             }
 }
 
+/* Planes of at most 16 floats (MobileNetV2's 4x4, 2x2 and 1x1 at 32x32; the AVX-512 weight
+ * gradient's permuted blocks, dws_wgrad_perm: units side by side when one tap is used, short
+ * last units). */
+static void dwb_check_tiny_grads(void) {
+    static const int64_t shapes[][3] = {{1, 1, 1}, {2, 1, 1}, {4, 2, 1}, {4, 1, 1}, {2, 2, 1}};
+    static const int64_t chans[] = {16, 37, 384, 960};
+    dwb_check_grads("tiny", shapes, sizeof shapes / sizeof shapes[0], chans,
+                    sizeof chans / sizeof chans[0], 500);
+}
+
+/* MobileNetV2's 16x16 and 8x8 planes at 32x32 (the AVX-512 stride-2 input gradient on 16-float
+ * rows, dws_s2row_*, its unrolled 16x16 -> 8x8 case and the generic one at pad 0; the
+ * table-built weight gradients). */
+static void dwb_check_mid_grads(void) {
+    static const int64_t shapes[][3] = {{16, 2, 1}, {16, 1, 1}, {8, 1, 1}, {8, 2, 1}, {16, 2, 0}};
+    static const int64_t chans[] = {16, 37, 96, 144, 192};
+    dwb_check_grads("mid", shapes, sizeof shapes / sizeof shapes[0], chans,
+                    sizeof chans / sizeof chans[0], 700);
+}
+
 void test_dwbits(void) {
     dwb_check_mnv2_224();
     dwb_check_mnv2_32();
     dwb_check_tiny_grads();
+    dwb_check_mid_grads();
     for (size_t i = 0; i < sizeof dwb_cases / sizeof dwb_cases[0]; i++)
         dwb_check_fwd_nonfinite((int)i, &dwb_cases[i]);
     static const int nonfinite[] = {0, 2, 4, 8, 9, 12, 19, 20, 22, 23};
