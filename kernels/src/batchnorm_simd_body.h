@@ -250,7 +250,7 @@ BN_TARGET static void BN_NAME(affine_v_act)(int64_t len, const float *x, const f
 /* Image by image (each element still adds the images in order): the three rows of an image
  * are contiguous streams, where chunks held in registers over the images would read 3 x n rows
  * at once (with image strides of a multiple of 4 KiB all in the same cache sets). For the
- * larger planes' blocks (bn_bwd_stats): acc_bwd_mr's loop took 3-10% longer on 16x16 planes
+ * larger planes' blocks (bn_bwd_stats): acc_bwd_mr's loop took 1-10% longer on 16x16 planes
  * and 20-40% longer on 8x8 planes of 144 channels (16 images, AVX2 and AVX-512). */
 BN_TARGET static void BN_NAME(acc_bwd_m)(int64_t n, int64_t is, int64_t len, const float *x,
                                          const float *dy, const float *t, et_act act,
