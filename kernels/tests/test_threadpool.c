@@ -2,12 +2,14 @@
  * awkward chunk counts and thread counts, tids stay below the thread count, two pthreads may
  * call at once and a body may call et_parallel_for (nested: it runs inline), and an idle pool
  * sleeps (CPU time of the process over 200 ms of idling < 1 % of a core). The kernels converted
- * from OpenMP give the same bytes at 1, 2, 3 and 5 threads (test_converted_bits). */
+ * from OpenMP give the same bytes at 1, 2, 3 and 5 threads (test_converted_bits), and the
+ * spin before a thread sleeps is cut short while other threads need the cores (test_contention). */
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include <stdlib.h>
+#include <unistd.h>
 
 #include "edgetrain/et_kernels.h"
 #include "et_test.h"
@@ -207,6 +209,62 @@ static void test_late_worker(void) {
     ET_CHECK(back, "the workers were not used again within 3 s of a late job");
 }
 
+/* ---- spinning adapts to the machine's load ----------------------------------------------
+ * While the cores are free an idle pool thread spins ET_POOL_SPIN_US before it sleeps; while
+ * other threads need them (here: one busy thread per core, which the pool cannot tell from
+ * another process's) the spin is cut short, and it grows back once they stop. Where the run
+ * queue cannot be read (/proc/loadavg) the spin stays short. */
+static int busy_stop;
+static void *busy_main(void *arg) {
+    (void)arg;
+    volatile double x = 1;
+    while (!__atomic_load_n(&busy_stop, __ATOMIC_RELAXED)) x = x * 1.0000001 + 1e-9;
+    return NULL;
+}
+
+/* Small jobs 6 ms apart (the pool looks at the run queue at most every 5 ms) until the spin
+ * budget is `want` (1) or not (0), for at most `ms`; returns whether it got there. */
+static int spin_becomes(int64_t long_ns, int want_long, int ms) {
+    static double x[64];
+    for (int k = 0; k < ms / 6; k++) {
+        et_parallel_for(8, 2, spin_body, x);
+        if ((et_pool_spin_ns() == long_ns) == want_long) return 1;
+        struct timespec ts = {0, 6 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static void test_contention(void) {
+    const char *e = getenv("EDGETRAIN_SPIN_US");
+    const int64_t long_ns = e && *e ? -1 : (int64_t)ET_POOL_SPIN_US * 1000;
+    if (long_ns < 0) {
+        printf("  threadpool: contention test skipped (EDGETRAIN_SPIN_US is set)\n");
+        return;
+    }
+    int fd = open("/proc/loadavg", O_RDONLY);
+    const int readable = fd >= 0;
+    if (fd >= 0) close(fd);
+    if (!readable) {
+        ET_CHECK(!spin_becomes(long_ns, 1, 100), "no run queue to read, yet the spin grew long");
+        return;
+    }
+    ET_CHECK(spin_becomes(long_ns, 1, 3000), "idle machine: the spin stayed short for 3 s (%lld ns)",
+             (long long)et_pool_spin_ns());
+    enum { MAX_BUSY = 64 };
+    pthread_t th[MAX_BUSY];
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cores < 1 ? 1 : cores > MAX_BUSY ? MAX_BUSY : (int)cores, started = 0;
+    __atomic_store_n(&busy_stop, 0, __ATOMIC_RELAXED);
+    for (int i = 0; i < n; i++) started += pthread_create(&th[i], NULL, busy_main, NULL) == 0;
+    const int cut = spin_becomes(long_ns, 0, 1000);
+    __atomic_store_n(&busy_stop, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    ET_CHECK(started == n, "could not start the busy threads");
+    ET_CHECK(cut, "%d busy threads on %ld cores: the spin stayed long for 1 s", n, cores);
+    ET_CHECK(spin_becomes(long_ns, 1, 5000), "the busy threads stopped, yet the spin stayed short for 5 s");
+}
+
 /* ---- who takes which chunk ----------------------------------------------------------------
  * The caller (tid 0) takes chunks from the front, the workers from the back: the chunks tid 0
  * ran are a prefix of the job (whatever the timing, the backoff or a busy pool), and a job of
@@ -248,6 +306,7 @@ static void test_chunk_ends(void) {
 }
 
 void test_threadpool(void) {
+    test_contention(); /* first: run alone, it also sees the pool's state before any look */
     static const int64_t ns[] = {0, 1, 7, 1000};
     for (int k = 0; k < 4; k++)
         for (int nth = 1; nth <= 8; nth++)

@@ -86,10 +86,14 @@ et_isa et_isa_parent(et_isa isa);
  * No OpenMP is involved and no global thread setting of the process is changed. */
 typedef void (*et_pool_body)(void *ctx, int64_t chunk, int tid);
 #define ET_POOL_MAX_THREADS 64 /* threads one call may use (more are clamped) */
-#define ET_POOL_SPIN_US 20     /* default spin before an idle thread sleeps (EDGETRAIN_SPIN_US) */
+#define ET_POOL_SPIN_US 300    /* default spin before an idle thread sleeps (EDGETRAIN_SPIN_US); */
+                               /* shorter while other threads need the cores (threadpool.c) */
 void et_parallel_for(int64_t n_chunks, int nthreads, et_pool_body body, void *ctx);
 /* Workers the pool has created so far (lazily; the calling thread is not counted). */
 int et_pool_workers(void);
+/* How long an idle pool thread spins now before it sleeps, in ns: ET_POOL_SPIN_US (or
+ * EDGETRAIN_SPIN_US), or the short spin while the cores look contended (threadpool.c). */
+int64_t et_pool_spin_ns(void);
 /* ceil(total / grain) chunks, at most max_chunks (when >= 1); 0 for total <= 0. Use it with a
  * grain and cap that depend on the shapes only, never on the thread count, whenever chunks
  * hold partial sums. */
