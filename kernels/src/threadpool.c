@@ -170,15 +170,6 @@ static int other_runnable(void) {
     return (int)(running - 1 - awake);
 }
 
-static int online_cores(void) {
-    static int n;
-    if (!n) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        n = c > 0 ? (int)c : 1;
-    }
-    return n;
-}
-
 /* The pool owner, before a job of `team` threads: with more runnable threads than the cores
  * left beside the team in CONTEND_HITS looks running, spinning would only take time from them
  * (or from our own caller), so spins are cut to SHORT_SPIN_NS until CONTEND_HOLD_NS after the
@@ -188,7 +179,7 @@ static void sample_contention(int64_t now, int team) {
     contend.sampled = now;
     const int others = other_runnable();
     if (others < 0) return; /* unknown: stays as it is (short spins from the start) */
-    if (others <= online_cores() - team) {
+    if (others <= et_max_threads() - team) { /* et_max_threads: the online cores */
         contend.hits = 0;
         if (__atomic_load_n(&contend_until, __ATOMIC_RELAXED) == INT64_MAX) /* the first look */
             __atomic_store_n(&contend_until, 0, __ATOMIC_RELAXED);
