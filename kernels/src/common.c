@@ -1,10 +1,14 @@
 /* edgetrain — status names, dtype sizes, CPU feature detection, ISA choice and the variant-table
  * lookup (variant_internal.h). */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT (glibc, bionic) */
+#endif
 #include "edgetrain/et_common.h"
 
+#include <sched.h>
 #include <stdlib.h>
-#include <unistd.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "variant_internal.h"
 
@@ -43,8 +47,14 @@ int et_has_openmp(void) {
     return 0;
 }
 
+/* The cores this process may run on: its CPU affinity where the OS reports it (taskset, a
+ * container's cpuset, a phone's cluster pinning), else the processors online. */
 int et_max_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
+#if defined(__linux__) && defined(CPU_COUNT)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) n = CPU_COUNT(&set);
+#endif
     return n < 1 ? 1 : (n > ET_POOL_MAX_THREADS ? ET_POOL_MAX_THREADS : (int)n);
 }
 

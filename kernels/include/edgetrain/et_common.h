@@ -111,7 +111,7 @@ int64_t et_split_chunks(int64_t n, int nthreads);
 /* Always 0: no edgetrain build uses OpenMP any more (kept for the API: _native.has_openmp,
  * et_train --version). */
 int et_has_openmp(void);
-int et_max_threads(void); /* processors online (the default thread count) */
+int et_max_threads(void); /* cores this process may use: affinity, else online (default threads) */
 
 /* Split [0, total) into nth nearly equal contiguous parts; part ith is [*b, *e) (also the
  * bounds of chunk ith of nth chunks). */
