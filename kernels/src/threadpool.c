@@ -179,7 +179,7 @@ static void sample_contention(int64_t now, int team) {
     contend.sampled = now;
     const int others = other_runnable();
     if (others < 0) return; /* unknown: stays as it is (short spins from the start) */
-    if (others <= et_max_threads() - team) { /* et_max_threads: the online cores */
+    if (others <= et_max_threads() - team) { /* et_max_threads: the cores we may run on */
         contend.hits = 0;
         if (__atomic_load_n(&contend_until, __ATOMIC_RELAXED) == INT64_MAX) /* the first look */
             __atomic_store_n(&contend_until, 0, __ATOMIC_RELAXED);
