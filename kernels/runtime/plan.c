@@ -300,10 +300,32 @@ static void alias_reshapes(const et_model *m, const et_program_def *pg, plan_scr
     }
 }
 
+/* The EVAL program's segments (sp: the plan holding them) in its lifetimes: every arena tensor a
+ * segment reads or writes lives over the whole segment (its images run nodes in another order
+ * than the program lists them), and an internal tensor has no place in the arena (first = -1). */
+static void segment_lifetimes(const et_model *m, const et_program_def *pg, const et_plan *sp, plan_scratch *s) {
+    for (uint32_t i = 0; i < m->n_tensors; i++)
+        if (sp->seg_off[i] != ET_NO_OFFSET) s->first[i] = -1;
+    for (uint32_t g = 0; g < sp->n_segs; g++) {
+        const et_segment *sg = &sp->segs[g];
+        for (uint32_t k = sg->from; k < sg->to; k++) {
+            const et_node_def *nd = &m->nodes[pg->nodes[k]];
+            for (int j = 0; j < ET_NODE_MAX_IN + ET_NODE_MAX_OUT; j++) {
+                int32_t t = j < ET_NODE_MAX_IN ? nd->in[j] : nd->out[j - ET_NODE_MAX_IN];
+                if (t < 0 || sp->seg_off[t] != ET_NO_OFFSET) continue;
+                if (s->alias[t] >= 0) t = s->alias[t];
+                if (s->first[t] > (int64_t)sg->from) s->first[t] = sg->from;
+                if (s->last[t] < (int64_t)sg->to - 1) s->last[t] = sg->to - 1;
+            }
+        }
+    }
+}
+
 /* Lifetimes of the program's activations (and gradients in the arena: from their first
- * writer, or the program's start when it writes none, to the end); returns how many. */
+ * writer, or the program's start when it writes none, to the end); returns how many.
+ * sp: the plan whose segments the program runs (the EVAL program), else NULL. */
 static uint32_t collect_lifetimes(const et_model *m, const et_program_def *pg, const et_tshape *shape,
-                                  plan_scratch *s) {
+                                  const et_plan *sp, plan_scratch *s) {
     for (uint32_t i = 0; i < m->n_tensors; i++) s->first[i] = s->last[i] = -1, s->alias[i] = -1, s->writes[i] = 0;
     for (uint32_t k = 0; k < pg->n_nodes; k++) {
         const et_node_def *nd = &m->nodes[pg->nodes[k]];
@@ -319,6 +341,7 @@ static uint32_t collect_lifetimes(const et_model *m, const et_program_def *pg, c
     }
     for (uint32_t k = 0; k < pg->n_outputs; k++) s->last[pg->outputs[k].tensor] = pg->n_nodes;
     alias_reshapes(m, pg, s);
+    if (sp && sp->n_segs) segment_lifetimes(m, pg, sp, s);
     uint32_t n = 0;
     for (uint32_t i = 0; i < m->n_tensors; i++) {
         if (!in_arena(m, i) || s->alias[i] >= 0) continue;
@@ -356,8 +379,8 @@ static size_t lowest_free_offset(const act_item *items, uint32_t i, span *busy) 
 
 /* pin: the gradients' offsets planned by their owning program, NULL when this is it. */
 static void plan_program(const et_model *m, const et_program_def *pg, const et_tshape *shape, const size_t *pin,
-                         plan_scratch *s, size_t *off, size_t *arena_bytes, size_t *unplanned) {
-    uint32_t n = collect_lifetimes(m, pg, shape, s);
+                         const et_plan *sp, plan_scratch *s, size_t *off, size_t *arena_bytes, size_t *unplanned) {
+    uint32_t n = collect_lifetimes(m, pg, shape, sp, s);
     for (uint32_t i = 0; pin && i < n; i++)
         if (m->tensors[s->items[i].t].kind == ET_KIND_GRAD) {
             s->items[i].pinned = 1;
@@ -447,26 +470,189 @@ static size_t node_ws_bytes(const et_model *m, const et_node_def *nd, const et_t
     return d->ws_bytes(&io, nthreads);
 }
 
-/* Largest workspace any node of any program needs (a node listed by several
- * programs is simply asked again). */
-static size_t workspace_bytes(const et_model *m, const et_tshape *shape, int nthreads) {
+/* ---- image-first segments of the EVAL program (et_segment) ---- */
+static int batch_kind(const et_model *m, int32_t t) {
+    return t >= 0 && (m->tensors[t].kind == ET_KIND_ACT || m->tensors[t].kind == ET_KIND_INPUT);
+}
+
+/* The batch of node nd if it may join a segment, else 0: conv2d of a 4-d f32 activation with
+ * stored weights (and BatchNorm inputs), or add / act of activations shaped like the output;
+ * one f32 output written once by the program; batch >= 2. Every such node computes image i of
+ * its output from image i of its activation inputs alone. *big: input 0 or the output has at
+ * least ET_SEGMENT_MIN_BYTES. */
+static int64_t segment_batch(const et_model *m, const et_node_def *nd, const et_tshape *shape, const plan_scratch *s,
+                             int *big) {
+    if (nd->op != ET_OP_CONV2D && nd->op != ET_OP_ADD && nd->op != ET_OP_ACT) return 0;
+    if (nd->n_out != 1 || et_op_desc_get(nd->op)->mut_in_mask) return 0;
+    const int32_t y = nd->out[0], x = nd->in[0];
+    if (y < 0 || m->tensors[y].kind != ET_KIND_ACT || s->writes[y] != 1 || !batch_kind(m, x)) return 0;
+    const et_tshape *ys = &shape[y];
+    if (ys->dtype != ET_F32 || ys->ndim < 2 || ys->dim[0] < 2) return 0;
+    for (int j = 0; j < nd->n_in; j++) {
+        const int32_t t = nd->in[j];
+        if (t < 0) continue;
+        if (nd->op == ET_OP_CONV2D) {
+            if (j == 0 ? shape[t].ndim != 4 || shape[t].dtype != ET_F32 || shape[t].dim[0] != ys->dim[0]
+                       : !et_kind_has_data(m->tensors[t].kind))
+                return 0;
+        } else if (!batch_kind(m, t) || !et_shape_equal(&shape[t], ys)) {
+            return 0;
+        }
+    }
+    *big = et_shape_bytes(&shape[x]) >= ET_SEGMENT_MIN_BYTES || et_shape_bytes(ys) >= ET_SEGMENT_MIN_BYTES;
+    return ys->dim[0];
+}
+
+/* One image of an internal tensor: its place in a slot and its lifetime inside the segment. */
+static size_t image_bytes(const et_tshape *sh) { return et_align_up(et_shape_bytes(sh) / (size_t)sh->dim[0]); }
+
+/* Lays out one image of segment g's internal tensors (read by no node after it, not an
+ * output): lowest free offset, largest first, as the arena (s: the EVAL lifetimes). */
+static void segment_layout(const et_model *m, const et_program_def *pg, et_plan *p, et_segment *g, plan_scratch *s) {
+    uint32_t n = 0;
+    for (uint32_t k = g->from; k < g->to; k++) {
+        const int32_t y = m->nodes[pg->nodes[k]].out[0];
+        if (s->last[y] >= (int64_t)g->to) continue;
+        s->items[n++] = (act_item){image_bytes(&p->shape[y]), 0, k, s->last[y], (uint32_t)y, 0};
+    }
+    qsort(s->items, n, sizeof *s->items, cmp_act_item);
+    size_t top = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        s->items[i].off = lowest_free_offset(s->items, i, s->busy);
+        p->seg_off[s->items[i].t] = s->items[i].off;
+        if (s->items[i].off + s->items[i].size > top) top = s->items[i].off + s->items[i].size;
+    }
+    g->image_bytes = top;
+}
+
+/* Finds the EVAL program's segments: runs of consecutive nodes that may join one
+ * (segment_batch) with the same batch, starting and ending on a large node, with at least two
+ * of them; a small add / act (elementwise: as fast on one image as on the batch) between them
+ * joins too. */
+static et_status find_segments(const et_model *m, et_plan *p, plan_scratch *s) {
+    const et_program_def *pg = &m->programs[ET_PROGRAM_EVAL];
+    if (!pg->present) return ET_OK;
+    collect_lifetimes(m, pg, p->shape, NULL, s);
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < pg->n_nodes;) {
+        int big = 0;
+        const int64_t b = segment_batch(m, &m->nodes[pg->nodes[k]], p->shape, s, &big);
+        uint32_t end = k + 1, nbig = 1;
+        for (uint32_t e = k + 1; b && big && e < pg->n_nodes; e++) {
+            const et_node_def *nd = &m->nodes[pg->nodes[e]];
+            int large = 0;
+            if (segment_batch(m, nd, p->shape, s, &large) != b || (!large && nd->op == ET_OP_CONV2D)) break;
+            if (large) nbig++, end = e + 1;
+        }
+        if (!b || !big || nbig < 2) {
+            k++;
+            continue;
+        }
+        if (!p->segs && !(p->segs = (et_segment *)et_calloc(pg->n_nodes / 2 + 1, sizeof(et_segment))))
+            return ET_ERR_NOMEM;
+        p->segs[n++] = (et_segment){k, end, b, 0};
+        k = end;
+    }
+    if (!n) return ET_OK;
+    if (!(p->seg_off = (size_t *)et_calloc((size_t)m->n_tensors + 1, sizeof(size_t)))) return ET_ERR_NOMEM;
+    for (uint32_t i = 0; i <= m->n_tensors; i++) p->seg_off[i] = ET_NO_OFFSET;
+    p->n_segs = n;
+    for (uint32_t g = 0; g < n; g++) segment_layout(m, pg, p, &p->segs[g], s);
+    return ET_OK;
+}
+
+/* Node ni's shapes for one image of segment g: the activations with dim 0 = 1. */
+static void segment_io_shapes(const et_model *m, const et_plan *p, uint32_t ni,
+                              et_tshape img[ET_NODE_MAX_IN + ET_NODE_MAX_OUT], et_node_io *io) {
+    const et_node_def *nd = &m->nodes[ni];
+    node_io_shapes(m, nd, p->shape, io);
+    for (int j = 0; j < ET_NODE_MAX_IN + ET_NODE_MAX_OUT; j++) {
+        const int32_t t = j < ET_NODE_MAX_IN ? nd->in[j] : nd->out[j - ET_NODE_MAX_IN];
+        if (!batch_kind(m, t)) continue;
+        img[j] = p->shape[t];
+        img[j].dim[0] = 1;
+        if (j < ET_NODE_MAX_IN) io->in[j] = &img[j];
+        else io->out[j - ET_NODE_MAX_IN] = &img[j];
+    }
+}
+
+void et_segment_slots_get(const et_model *m, const et_plan *p, const et_segment *g, int nthreads,
+                          et_segment_slots *out) {
+    const et_program_def *pg = &m->programs[ET_PROGRAM_EVAL];
+    const int wide = g->batch >= nthreads; /* an image per thread, else every thread on each image */
+    out->slots = wide ? nthreads : 1;
+    out->kthreads = wide ? 1 : nthreads;
     size_t ws = 0;
-    for (int p = 0; p < ET_PROGRAM_COUNT_; p++) {
-        for (uint32_t k = 0; k < m->programs[p].n_nodes; k++) {
-            size_t b = node_ws_bytes(m, &m->nodes[m->programs[p].nodes[k]], shape, nthreads);
+    for (uint32_t k = g->from; k < g->to; k++) {
+        const et_op_desc *d = et_op_desc_get(m->nodes[pg->nodes[k]].op);
+        et_tshape img[ET_NODE_MAX_IN + ET_NODE_MAX_OUT];
+        et_node_io io;
+        segment_io_shapes(m, p, pg->nodes[k], img, &io);
+        size_t b = d->ws_bytes ? d->ws_bytes(&io, out->kthreads) : 0;
+        if (b > ws) ws = b;
+    }
+    out->ws_off = et_align_up(g->image_bytes);
+    out->slot_bytes = out->ws_off + et_align_up(ws ? ws : 1);
+}
+
+void et_segment_io_bind(const et_model *m, const et_plan *p, void *const *ptr, const et_segment *g, uint32_t ni,
+                        int64_t img, uint8_t *slot, et_tshape img_shape[ET_NODE_MAX_IN + ET_NODE_MAX_OUT],
+                        et_node_io *io) {
+    const et_node_def *nd = &m->nodes[ni];
+    segment_io_shapes(m, p, ni, img_shape, io);
+    for (int j = 0; j < ET_NODE_MAX_IN + ET_NODE_MAX_OUT; j++) {
+        const int32_t t = j < ET_NODE_MAX_IN ? nd->in[j] : nd->out[j - ET_NODE_MAX_IN];
+        void *d = NULL;
+        if (t >= 0 && p->seg_off[t] != ET_NO_OFFSET) d = slot + p->seg_off[t];
+        else if (batch_kind(m, t)) d = (uint8_t *)ptr[t] + (size_t)img * (et_shape_bytes(&p->shape[t]) / (size_t)g->batch);
+        else if (t >= 0) d = ptr[t];
+        if (j < ET_NODE_MAX_IN) io->in_data[j] = d;
+        else io->out_data[j - ET_NODE_MAX_IN] = d;
+    }
+}
+
+/* The workspace node position k of program pi needs and the positions it is used over
+ * ([k, *until]): its own, or at the first node of an EVAL segment the segment's slots (none at
+ * the segment's other nodes). */
+static size_t node_ws_need(const et_model *m, const et_plan *p, int pi, uint32_t k, int nthreads, int64_t *until) {
+    const et_program_def *pg = &m->programs[pi];
+    *until = k;
+    if (pi == ET_PROGRAM_EVAL && p->n_segs) {
+        for (uint32_t g = 0; g < p->n_segs; g++) {
+            const et_segment *sg = &p->segs[g];
+            if (k < sg->from || k >= sg->to) continue;
+            if (k != sg->from) return 0;
+            et_segment_slots sl;
+            et_segment_slots_get(m, p, sg, nthreads, &sl);
+            *until = sg->to - 1;
+            return (size_t)sl.slots * sl.slot_bytes;
+        }
+    }
+    return node_ws_bytes(m, &m->nodes[pg->nodes[k]], p->shape, nthreads);
+}
+
+/* Largest workspace any node (or segment) of any program needs (a node listed by several
+ * programs is simply asked again). */
+static size_t workspace_bytes(const et_model *m, const et_plan *p, int nthreads) {
+    size_t ws = 0;
+    int64_t until;
+    for (int pi = 0; pi < ET_PROGRAM_COUNT_; pi++) {
+        for (uint32_t k = 0; k < m->programs[pi].n_nodes; k++) {
+            size_t b = node_ws_need(m, p, pi, k, nthreads, &until);
             if (b > ws) ws = b;
         }
     }
     return ws;
 }
 
-/* Arena offset for `bytes` of workspace at node position k: the lowest gap among the
- * activations alive there (items: the program's, with their offsets) if it ends below the
+/* Arena offset for `bytes` of workspace over node positions [k0, k1]: the lowest gap among
+ * the activations alive there (items: the program's, with their offsets) if it ends below the
  * arena's top, else ET_NO_OFFSET. */
-static size_t workspace_gap(const act_item *items, uint32_t n, int64_t k, size_t bytes, size_t arena, span *busy) {
+static size_t workspace_gap(const act_item *items, uint32_t n, int64_t k0, int64_t k1, size_t bytes, size_t arena,
+                            span *busy) {
     uint32_t nb = 0;
     for (uint32_t j = 0; j < n; j++)
-        if (items[j].first <= k && k <= items[j].last) busy[nb++] = (span){items[j].off, items[j].off + items[j].size};
+        if (items[j].first <= k1 && k0 <= items[j].last) busy[nb++] = (span){items[j].off, items[j].off + items[j].size};
     size_t off = first_gap(busy, nb, bytes);
     return off + bytes <= arena ? off : ET_NO_OFFSET;
 }
@@ -480,11 +666,12 @@ static size_t place_workspaces(const et_model *m, const et_plan *p, int nthreads
     for (int pi = 0; pi < ET_PROGRAM_COUNT_; pi++) {
         const et_program_def *pg = &m->programs[pi];
         if (!pg->present) continue;
-        uint32_t n = collect_lifetimes(m, pg, p->shape, s);
+        uint32_t n = collect_lifetimes(m, pg, p->shape, pi == ET_PROGRAM_EVAL ? p : NULL, s);
         for (uint32_t i = 0; i < n; i++) s->items[i].off = p->act_off[pi][s->items[i].t];
         for (uint32_t k = 0; k < pg->n_nodes; k++) {
-            size_t b = node_ws_bytes(m, &m->nodes[pg->nodes[k]], p->shape, nthreads), off = ET_NO_OFFSET;
-            if (b) off = workspace_gap(s->items, n, k, et_align_up(b), p->arena_bytes, s->busy);
+            int64_t until;
+            size_t b = node_ws_need(m, p, pi, k, nthreads, &until), off = ET_NO_OFFSET;
+            if (b) off = workspace_gap(s->items, n, k, until, et_align_up(b), p->arena_bytes, s->busy);
             if (off == ET_NO_OFFSET && b > block) block = b;
             if (ws_at) {
                 ws_at[pi][2 * k] = off;
@@ -548,7 +735,8 @@ static et_status plan_memory(const et_model *m, int nthreads, et_plan_check_fn c
     plan_scratch s;
     size_t n = (size_t)m->n_tensors + 1;
     et_status st = ET_ERR_NOMEM;
-    if (scratch_alloc(m, &s) != ET_OK || ws_at_alloc(m, p->ws_at) != ET_OK) goto done;
+    if (scratch_alloc(m, &s) != ET_OK || ws_at_alloc(m, p->ws_at) != ET_OK || find_segments(m, p, &s) != ET_OK)
+        goto done;
     const int owner = grads_owner(m);
     for (int j = -1; j < ET_PROGRAM_COUNT_; j++) { /* the gradients' owner first */
         const int k = j < 0 ? owner : j;
@@ -558,14 +746,15 @@ static et_status plan_memory(const et_model *m, int nthreads, et_plan_check_fn c
         if (!m->programs[k].present) continue;
         size_t bytes, unplanned;
         const size_t *pin = owner < 0 || k == owner ? NULL : p->act_off[owner];
-        plan_program(m, &m->programs[k], p->shape, pin, &s, p->act_off[k], &bytes, &unplanned);
+        plan_program(m, &m->programs[k], p->shape, pin, k == ET_PROGRAM_EVAL ? p : NULL, &s, p->act_off[k], &bytes,
+                     &unplanned);
         if (bytes > p->arena_bytes) p->arena_bytes = bytes;
         if (unplanned > p->act_unplanned_bytes) p->act_unplanned_bytes = unplanned;
     }
     if (!(p->input_off = (size_t *)et_calloc(n, sizeof(size_t)))) goto done;
     p->inputs_bytes = layout_inputs(m, p->shape, p->input_off);
     p->ws_bytes = place_workspaces(m, p, nthreads, &s, p->ws_at);
-    p->ws_unplanned_bytes = workspace_bytes(m, p->shape, nthreads);
+    p->ws_unplanned_bytes = workspace_bytes(m, p, nthreads);
     if ((uint64_t)p->arena_bytes + p->inputs_bytes + p->ws_bytes > ET_MAX_BYTES) {
         et_msgf(err, cap, "the plan needs %llu bytes of activations, inputs and workspace, more than 2^40",
                 (unsigned long long)((uint64_t)p->arena_bytes + p->inputs_bytes + p->ws_bytes));
@@ -618,7 +807,7 @@ et_status et_plan_build_checked(const et_model *m, const et_tshape *base, int nt
 
 size_t et_plan_workspace_bytes(const et_model *m, const et_plan *p, int nthreads) {
     plan_scratch s;
-    size_t ws = workspace_bytes(m, p->shape, nthreads); /* without scratch: no workspace in the arena */
+    size_t ws = workspace_bytes(m, p, nthreads); /* without scratch: no workspace in the arena */
     if (scratch_alloc(m, &s) == ET_OK) ws = place_workspaces(m, p, nthreads, &s, NULL);
     scratch_free(&s);
     return ws;
@@ -641,7 +830,7 @@ et_status et_plan_set_threads(const et_model *m, et_plan *p, int nthreads, char 
     }
     ws_at_free(p->ws_at);
     memcpy(p->ws_at, ws_at, sizeof ws_at);
-    p->ws_unplanned_bytes = workspace_bytes(m, p->shape, nthreads);
+    p->ws_unplanned_bytes = workspace_bytes(m, p, nthreads);
     if (buf) {
         et_aligned_free(p->ws);
         p->ws = buf;
@@ -658,5 +847,7 @@ void et_plan_free(et_plan *p) {
     et_aligned_free(p->inputs);
     et_aligned_free(p->arena);
     et_aligned_free(p->ws);
+    et_free(p->segs);
+    et_free(p->seg_off);
     memset(p, 0, sizeof *p);
 }

@@ -345,6 +345,21 @@ typedef struct et_persist {
 et_status et_persist_build(const et_model *m, et_persist *p, char *err, size_t cap);
 void et_persist_free(et_persist *p);
 
+/* An image-first segment of the EVAL program (plan.c): consecutive nodes that compute each
+ * image from the same image only (conv2d on stored weights, add, act) on activations too large
+ * for the cache. A run takes the batch through it image by image: one image per chunk, each
+ * on one thread with single-thread kernels (or, with fewer images than threads, one image at a
+ * time with every thread), so an image's tensors stay in the cache from node to node. Tensors
+ * read only inside the segment ("internal") have no place in the arena: a slot per thread
+ * holds one image of them (et_plan.seg_off) and then the nodes' workspace. Chosen from the
+ * shapes only, so a run computes the same bits for every thread count. */
+#define ET_SEGMENT_MIN_BYTES ((size_t)8 << 20) /* a node joins when its input or output (whole batch) has this many bytes */
+typedef struct et_segment {
+    uint32_t from, to;  /* node positions [from, to) of the EVAL program */
+    int64_t batch;      /* dim 0 of every activation the segment reads or writes */
+    size_t image_bytes; /* one image of the internal tensors, laid out by et_plan.seg_off */
+} et_segment;
+
 /* What depends on the input shapes: every tensor's shape, the inputs block,
  * the activation arena (one layout per program) and the kernel workspace. */
 typedef struct et_plan {
@@ -361,6 +376,10 @@ typedef struct et_plan {
     size_t ws_bytes;
     size_t act_unplanned_bytes;                /* max over programs of the sum of ACT sizes */
     size_t ws_unplanned_bytes;                 /* the largest workspace of any node */
+    et_segment *segs;                          /* the EVAL program's image-first segments */
+    uint32_t n_segs;
+    size_t *seg_off;                           /* per tensor: an internal tensor's offset inside a slot,
+                                                  ET_NO_OFFSET: not internal (NULL without segments) */
 } et_plan;
 
 /* Infers every shape from `base` (shapes of all non-ACT tensors; ACT entries
@@ -386,6 +405,20 @@ void et_plan_copy_grads(const et_model *m, const et_plan *from, et_plan *to);
 /* Places every node's workspace for a new thread count; grows the ws block if needed. */
 et_status et_plan_set_threads(const et_model *m, et_plan *p, int nthreads, char *err, size_t cap);
 void et_plan_free(et_plan *p);
+/* How a segment runs with nthreads threads: `slots` slots of slot_bytes (the EVAL workspace of
+ * its first node: ws_at), each holding one image's internal tensors then, at ws_off, the
+ * workspace of its nodes run with kthreads threads. */
+typedef struct et_segment_slots {
+    int slots, kthreads;
+    size_t slot_bytes, ws_off;
+} et_segment_slots;
+void et_segment_slots_get(const et_model *m, const et_plan *p, const et_segment *g, int nthreads,
+                          et_segment_slots *out);
+/* Node ni of segment g for image img: shapes with dim 0 = 1 for the activations (kept in
+ * img_shape) and data in the arena (ptr), or in `slot` for the internal tensors. */
+void et_segment_io_bind(const et_model *m, const et_plan *p, void *const *ptr, const et_segment *g, uint32_t ni,
+                        int64_t img, uint8_t *slot, et_tshape img_shape[ET_NODE_MAX_IN + ET_NODE_MAX_OUT],
+                        et_node_io *io);
 
 /* ---- limits (limits.c) ----------------------------------------------------------- */
 /* ET_ERR_LIMIT if persistent blocks + the plan's inputs, arena and ws_bytes exceed limit. */

@@ -713,12 +713,86 @@ static void eval_cache_update(et_session *s) {
     c->valid = 1;
 }
 
+/* One run of an image-first segment (et_segment, plan.c): chunk = image. */
+typedef struct segment_run {
+    et_session *s;
+    const et_segment *g;
+    const et_run_env *env;
+    et_segment_slots sl;
+    uint8_t *slots;
+    int team;               /* threads taking images (profiled times are divided by it) */
+    uint32_t failed_k;      /* the first node position that failed (UINT32_MAX: none) */
+    et_status failed_st;
+} segment_run;
+
+/* Image img through every node of the segment, in the slot of thread tid. */
+static void segment_image(void *ctx, int64_t img, int tid) {
+    segment_run *r = (segment_run *)ctx;
+    et_session *s = r->s;
+    const et_program_def *pg = current(s);
+    uint8_t *slot = r->slots + (size_t)tid * r->sl.slot_bytes;
+    et_run_env env = *r->env;
+    env.nthreads = r->sl.kthreads;
+    env.ws = slot + r->sl.ws_off;
+    env.ws_bytes = r->sl.slot_bytes - r->sl.ws_off;
+    for (uint32_t k = r->g->from; k < r->g->to; k++) {
+        if (__atomic_load_n(&r->failed_k, __ATOMIC_RELAXED) <= k) return;
+        const uint32_t ni = pg->nodes[k];
+        et_tshape img_shape[ET_NODE_MAX_IN + ET_NODE_MAX_OUT];
+        et_node_io io;
+        et_segment_io_bind(&s->model, &s->plan, s->ptr, r->g, ni, img, slot, img_shape, &io);
+        env.cache = s->ecache.block ? et_eval_cache_entry(&s->ecache, ni, &env.cache_bytes) : NULL;
+        uint64_t t0 = s->profiling ? now_ns() : 0;
+        et_status st = et_op_desc_get(s->model.nodes[ni].op)->run(&io, &env);
+        if (s->profiling) __atomic_fetch_add(&s->prof[2 * ni], (now_ns() - t0) / (uint64_t)r->team, __ATOMIC_RELAXED);
+        if (st != ET_OK) {
+            uint32_t seen = __atomic_load_n(&r->failed_k, __ATOMIC_RELAXED);
+            while (k < seen && !__atomic_compare_exchange_n(&r->failed_k, &seen, k, 0, __ATOMIC_RELAXED,
+                                                             __ATOMIC_RELAXED)) {}
+            if (k <= seen) __atomic_store_n(&r->failed_st, st, __ATOMIC_RELAXED); /* the lowest failing node's */
+            return;
+        }
+    }
+}
+
+/* Runs segment g: its images in parallel (or one by one with every thread in each kernel), then
+ * reports the first failing node like run_nodes, with the whole batch's shapes. */
+static et_status run_segment(et_session *s, const et_segment *g, uint32_t k, const et_run_env *env) {
+    const size_t *at = s->plan.ws_at[ET_PROGRAM_EVAL];
+    segment_run r = {s, g, env, {0}, NULL, 1, UINT32_MAX, ET_OK};
+    et_segment_slots_get(&s->model, &s->plan, g, s->nthreads, &r.sl);
+    r.slots = at[2 * k] != ET_NO_OFFSET ? s->plan.arena + at[2 * k] : s->plan.ws;
+    if ((size_t)r.sl.slots * r.sl.slot_bytes > (at[2 * k] != ET_NO_OFFSET ? at[2 * k + 1] : s->plan.ws_bytes))
+        return session_fail(s, ET_ERR_STATE, "segment at node position %u: workspace not planned", k);
+    r.team = r.sl.slots < g->batch ? r.sl.slots : (int)g->batch;
+    et_parallel_for(g->batch, r.sl.slots, segment_image, &r);
+    const et_program_def *pg = current(s);
+    if (s->profiling)
+        for (uint32_t j = g->from; j < g->to; j++) s->prof[2 * pg->nodes[j] + 1]++;
+    if (r.failed_k == UINT32_MAX) return ET_OK;
+    et_node_io io;
+    et_node_io_bind(&s->model, s->plan.shape, s->ptr, pg->nodes[r.failed_k], &io);
+    return node_failed(s, pg->nodes[r.failed_k], &io, r.failed_st);
+}
+
 /* Runs nodes [from, to) of the current program. */
 static et_status run_nodes(et_session *s, uint32_t from, uint32_t to, et_run_env *env) {
     const et_model *m = &s->model;
     const et_program_def *pg = current(s);
-    const int cached = s->program == ET_PROGRAM_EVAL && s->ecache.block;
+    const int eval = s->program == ET_PROGRAM_EVAL, cached = eval && s->ecache.block;
+    uint32_t next_seg = 0;
     for (uint32_t k = from; k < to; k++) {
+        while (eval && next_seg < s->plan.n_segs && s->plan.segs[next_seg].to <= k) next_seg++;
+        if (eval && next_seg < s->plan.n_segs && s->plan.segs[next_seg].from <= k) {
+            const et_segment *g = &s->plan.segs[next_seg];
+            if (g->from != k || g->to > to) /* its internal tensors exist only inside a whole run */
+                return session_fail(s, ET_ERR_STATE, "nodes [%u, %u) cut the segment [%u, %u)", from, to, g->from,
+                                    g->to);
+            et_status st = run_segment(s, g, k, env);
+            if (st != ET_OK) return st;
+            k = g->to - 1;
+            continue;
+        }
         uint32_t ni = pg->nodes[k];
         const et_node_def *nd = &m->nodes[ni];
         et_node_io io;

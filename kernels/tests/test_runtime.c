@@ -1112,6 +1112,109 @@ static void test_eval_cache(void) {
     et_session_free(off);
 }
 
+/* An image-first segment (et_segment, plan.c): x [4,16,192,192] (9.4 MB) -> 1x1 conv with bias
+ * a -> relu b -> depthwise 3x3 c -> y = c + a, every node large. The eval program runs it image
+ * by image: the same bits as the file resized to batch 1 and run image by image (no segment:
+ * one image), for 1, 2 and 3 threads; a, b and c take no room in the arena. */
+enum { SG_N = 4, SG_C = 16, SG_HW = 192 };
+enum { S_X, S_W1, S_B1, S_A, S_R, S_W2, S_C, S_Y };
+static float sg_w1[SG_C * SG_C], sg_b1[SG_C], sg_w2[SG_C * 9];
+
+static void build_segment(tt_model *m) {
+    memset(m, 0, sizeof *m);
+    et_fill_random(sg_w1, SG_C * SG_C, 41, -0.5f, 0.5f);
+    et_fill_random(sg_b1, SG_C, 42, -0.5f, 0.5f);
+    et_fill_random(sg_w2, SG_C * 9, 43, -0.5f, 0.5f);
+    const uint32_t no = 0xFFFFFFFFu;
+    const int act4[] = {S_X, S_A, S_R, S_C, S_Y};
+    const char *names[] = {"x", "a", "b", "c", "y"};
+    for (int k = 0; k < 5; k++) {
+        add_tensor(m, act4[k], names[k], ET_F32, k ? ET_KIND_ACT : ET_KIND_INPUT, 4, SG_N, SG_C, no, NULL);
+        m->t[act4[k]].shape[2] = m->t[act4[k]].shape[3] = SG_HW;
+    }
+    add_tensor(m, S_W1, "pw.weight", ET_F32, ET_KIND_PARAM, 4, SG_C, SG_C, no, sg_w1);
+    m->t[S_W1].shape[2] = m->t[S_W1].shape[3] = 1;
+    add_tensor(m, S_B1, "pw.bias", ET_F32, ET_KIND_PARAM, 1, SG_C, 0, no, sg_b1);
+    add_tensor(m, S_W2, "dw.weight", ET_F32, ET_KIND_PARAM, 4, SG_C, 1, no, sg_w2);
+    m->t[S_W2].shape[2] = m->t[S_W2].shape[3] = 3;
+    int n = add_node(m, ET_OP_CONV2D, "pw", 3, (int32_t[]){S_X, S_W1, S_B1}, 1, (int32_t[]){S_A});
+    m->nd[n].n_ia = 10; /* stride 1, 1, pads 0, dilation 1, 1, groups 1, no act */
+    m->nd[n].ia[0] = m->nd[n].ia[1] = m->nd[n].ia[6] = m->nd[n].ia[7] = m->nd[n].ia[8] = 1;
+    m->nd[n].n_fa = 1;
+    n = add_node(m, ET_OP_ACT, "relu", 1, (int32_t[]){S_A}, 1, (int32_t[]){S_R});
+    m->nd[n].n_ia = 1; m->nd[n].ia[0] = ET_ACT_RELU; m->nd[n].n_fa = 1;
+    n = add_node(m, ET_OP_CONV2D, "dw", 2, (int32_t[]){S_R, S_W2}, 1, (int32_t[]){S_C});
+    m->nd[n].n_ia = 10; /* stride 1, 1, pads 1, dilation 1, 1, groups C */
+    for (int k = 0; k < 8; k++) m->nd[n].ia[k] = 1;
+    m->nd[n].ia[8] = SG_C;
+    m->nd[n].n_fa = 1;
+    add_node(m, ET_OP_ADD, "add", 2, (int32_t[]){S_C, S_A}, 1, (int32_t[]){S_Y});
+    tt_prog *ev = &m->pg[0];
+    ev->kind = ET_PROGRAM_EVAL; ev->n_nodes = 4;
+    for (int k = 0; k < 4; k++) ev->nodes[k] = (uint32_t)k;
+    ev->n_in = 1; ev->in[0] = S_X;
+    ev->n_out = 1; ev->out_name[0] = "output"; ev->out_t[0] = S_Y;
+    m->n_progs = 1;
+    m->base_lr = 0.1f;
+}
+
+static void test_segments(void) {
+    tt_model m;
+    build_segment(&m);
+    size_t size = 0;
+    uint8_t *img = tt_write(&m, &size);
+    enum { IMG = SG_C * SG_HW * SG_HW };
+    float *x = (float *)malloc(sizeof(float) * SG_N * IMG), *ref = (float *)malloc(sizeof(float) * SG_N * IMG);
+    et_fill_random(x, SG_N * IMG, 44, -1.0f, 1.0f);
+    et_session *one = NULL;
+    ET_CHECK(et_session_load_memory(img, size, 1, &one) == ET_OK, "segments: load: %s", et_load_error());
+    const int64_t shape1[4] = {1, SG_C, SG_HW, SG_HW}, shape[4] = {SG_N, SG_C, SG_HW, SG_HW};
+    for (int i = 0; one && i < SG_N; i++) { /* batch 1: no segment */
+        ET_CHECK(et_session_set_input(one, "x", ET_F32, x + (size_t)i * IMG, 4, shape1) == ET_OK &&
+                     et_session_run(one) == ET_OK,
+                 "segments: batch-1 run: %s", et_session_error(one));
+        memcpy(ref + (size_t)i * IMG, et_session_tensor_read(one, S_Y), sizeof(float) * IMG);
+    }
+    et_session_free(one);
+    /* a few values by hand: y = dw(relu(a)) + a, a = w1 x + b1, at image 3 channel 5 */
+    for (int p = 0; p < 3; p++) {
+        const int i = 3, o = 5, h = p * 95, w = SG_HW - 1 - p * 40;
+        double acc = 0, av = 0;
+        for (int dh = -1; dh <= 1; dh++)
+            for (int dw = -1; dw <= 1; dw++) {
+                const int hh = h + dh, ww = w + dw;
+                if (hh < 0 || ww < 0 || hh >= SG_HW || ww >= SG_HW) continue;
+                double a = sg_b1[o];
+                for (int c = 0; c < SG_C; c++)
+                    a += (double)sg_w1[o * SG_C + c] * x[(size_t)i * IMG + ((size_t)c * SG_HW + hh) * SG_HW + ww];
+                if (!dh && !dw) av = a;
+                acc += (double)sg_w2[o * 9 + (dh + 1) * 3 + dw + 1] * (a > 0 ? a : 0);
+            }
+        const float got = ref[(size_t)i * IMG + ((size_t)o * SG_HW + h) * SG_HW + w];
+        ET_CHECK(fabs(got - (acc + av)) < 1e-4 * (1 + fabs(acc + av)), "segments: y at (%d,%d) %g, by hand %g", h,
+                 w, got, acc + av);
+    }
+    for (int threads = 1; threads <= 3; threads++) {
+        et_session *s = NULL;
+        ET_CHECK(et_session_load_memory(img, size, threads, &s) == ET_OK, "segments: load: %s", et_load_error());
+        if (!s) continue;
+        ET_CHECK(et_session_set_input(s, "x", ET_F32, x, 4, shape) == ET_OK && et_session_run(s) == ET_OK,
+                 "segments: run (%d threads): %s", threads, et_session_error(s));
+        ET_CHECK(memcmp(et_session_tensor_read(s, S_Y), ref, sizeof(float) * SG_N * IMG) == 0,
+                 "segments: %d threads: bits differ from the images run one by one", threads);
+        ET_CHECK(et_session_tensor_read(s, S_A) == NULL && et_session_tensor_read(s, S_C) == NULL,
+                 "segments: the internal tensors have arena places");
+        et_memory_info mi;
+        et_session_memory_info(s, &mi);
+        ET_CHECK(mi.activations_bytes == sizeof(float) * SG_N * IMG, "segments: %zu bytes of activations, want y's %zu",
+                 mi.activations_bytes, sizeof(float) * SG_N * IMG);
+        et_session_free(s);
+    }
+    free(x);
+    free(ref);
+    free(img);
+}
+
 void test_runtime(void) {
     tt_model m;
     build_mlp(&m);
@@ -1131,5 +1234,6 @@ void test_runtime(void) {
     test_thread_limit(img, size);
     test_schedules_and_file_limits(&m);
     test_eval_cache();
+    test_segments();
     free(img);
 }
