@@ -161,3 +161,13 @@ def test_fewer_images_than_threads_and_odd_batches(batch):
     ref = _run(_session(_models(), 1, batch), x)
     for t in (2, 3):
         assert np.array_equal(_run(_session(_models(), t, batch), x).view(np.uint32), ref.view(np.uint32))
+
+
+def test_thread_count_change_keeps_bits():
+    """The segment's slots are planned for the thread count: changing it re-plans them."""
+    x = _x()
+    sess = _session(_models(), 1)
+    ref = _run(sess, x)
+    for t in (3, 2, 1, 2):
+        sess.threads = t
+        assert np.array_equal(_run(sess, x).view(np.uint32), ref.view(np.uint32)), t
