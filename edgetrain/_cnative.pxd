@@ -1,6 +1,6 @@
 # Mirrors kernels/include/edgetrain/et_common.h, et_runtime.h and the parts of et_kernels.h
 # that Python calls directly (benchmarks). Keep in step with the C headers.
-from libc.stdint cimport int64_t, uint64_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint64_t, uint32_t
 
 cdef extern from "edgetrain/et_common.h":
     ctypedef enum et_status:
@@ -157,6 +157,7 @@ cdef extern from "edgetrain/et_runtime.h":
     et_status et_session_set_profiling(et_session *s, int enabled)
     int et_session_profiling(const et_session *s)
     int et_session_profile(const et_session *s, et_node_profile *out, int cap)
+    int et_session_eval_segments(const et_session *s, int32_t *out, int cap)
     int64_t et_debug_alloc_count()
     void et_release_free_memory() nogil
     int64_t et_session_max_batch(const et_session *s)

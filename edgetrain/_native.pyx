@@ -4,7 +4,7 @@
 Converts arrays, checks dtypes and contiguity, releases the GIL while C runs and maps every
 ``et_status`` to an exception from :mod:`edgetrain.errors`. No logic lives here.
 """
-from libc.stdint cimport int64_t, uint64_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint64_t, uint32_t
 from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
@@ -618,6 +618,22 @@ cdef class Session:
             names = op_names()
             return [(names[buf[k].op], buf[k].layer.decode("utf-8", "replace"), buf[k].ns, buf[k].calls)
                     for k in range(n)]
+        finally:
+            free(buf)
+
+    @_locked
+    def eval_segments(self):
+        """The eval program's image-first segments for the current shapes: (first node id, last
+        node id, node count) each."""
+        cdef int n = et_session_eval_segments(self.s, NULL, 0), k
+        if n <= 0:
+            return []
+        cdef int32_t *buf = <int32_t *>malloc(3 * n * sizeof(int32_t))
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            et_session_eval_segments(self.s, buf, n)
+            return [(buf[3 * k], buf[3 * k + 1], buf[3 * k + 2]) for k in range(n)]
         finally:
             free(buf)
 

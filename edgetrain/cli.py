@@ -953,6 +953,10 @@ def cmd_info(args, out=None) -> int:
     mem = sess.memory_info()
     lines.append("planned memory: " + ", ".join(f"{k} {_human_bytes(int(v))}"
                                                  for k, v in mem.items()))
+    segs = sess.eval_segments()
+    if segs:
+        lines.append("eval image-first segments (each image through them in turn): " + "; ".join(
+            f"{g['layers'][0]} .. {g['layers'][1]} ({g['count']} nodes)" for g in segs))
     plan = _recompute_plan(args.model_file)
     if plan:
         budget = _human_bytes(plan["memory_budget"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import OrderedDict
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -584,6 +584,16 @@ class TrainSession:
         for r in rows.values():
             r["ms_per_call"] = r["ms"] / r["calls"]
         return dict(sorted(rows.items(), key=lambda kv: -kv[1]["ms"]))
+
+    @_serialised
+    def eval_segments(self) -> List[Dict[str, object]]:
+        """The eval program's image-first segments for the current input shapes: runs of large
+        convolutions, adds and activations that each image goes through before the next, one
+        image per thread (docs/threads.md). Each: ``nodes`` (node ids ``first`` .. ``last``,
+        ``count`` of them) and the ``layers`` of the first and last node."""
+        layers = [layer for _, layer, _, _ in self._s.profile()]
+        return [{"first": a, "last": b, "count": n, "layers": (layers[a], layers[b])}
+                for a, b, n in self._s.eval_segments()]
 
     @_serialised
     def summary(self) -> str:

@@ -108,6 +108,30 @@ def test_segment_output_equals_images_run_one_by_one():
         assert np.array_equal(_run(sess, x).view(np.uint32), ref.view(np.uint32))
 
 
+def test_segments_listed_for_the_current_shapes(tmp_path):
+    """The stem and the first block (its add included) at 128x128 form the segment; the second
+    block's expand and depthwise (input 16.8 MB) continue it; its projection (4.2 MB in) ends it.
+    Batch 1 has none. `edgetrain info` lists it."""
+    sess = _session(_models(), 2)
+    _run(sess, _x())
+    segs = sess.eval_segments()
+    assert [(g["layers"], g["count"]) for g in segs] == [
+        (("features.0.0", "features.2.conv.1.0"), 7)], segs
+    _run(sess, _x(1))
+    assert sess.eval_segments() == []
+    from edgetrain.cli import main
+
+    path = tmp_path / "m.etm"
+    et.TrainSession.from_module(_models(), inputs={"x": (N, 3, HW, HW)}).SaveToFile(str(path))
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["info", str(path)]) == 0
+    assert "eval image-first segments (each image through them in turn): features.0.0 .. " \
+           "features.2.conv.1.0 (7 nodes)" in buf.getvalue(), buf.getvalue()
+
+
 def test_internal_tensors_take_no_arena_room():
     sess = _session(_models(), 2)
     _run(sess, _x())

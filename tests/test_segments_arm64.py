@@ -61,6 +61,7 @@ def test_segment_eval_bits_x86_arm64_python(host_bin, arm64_bin, mnist_dir, tmp_
     et, sess = _export(path)
     x = _lut()[_read_idx(mnist_dir / "test" / "t10k-images-idx3-ubyte")[:TEST_N]].reshape(-1, 1, 28, 28)
     sess.Eval()
+    assert [g["count"] for g in sess.eval_segments()] == [3], sess.eval_segments()
     py = np.concatenate([sess.RunGraph({"data": x[i:i + BATCH]})["output"] for i in range(0, TEST_N, BATCH)])
     # the segment is there: in the inference-only file (the eval program alone plans the arena)
     # the 112x112 activations inside it have no room in the arena

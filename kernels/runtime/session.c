@@ -1014,6 +1014,18 @@ int et_session_profile(const et_session *s, et_node_profile *out, int cap) {
     return (int)s->model.n_nodes;
 }
 
+int et_session_eval_segments(const et_session *s, int32_t *out, int cap) {
+    if (!s || (cap > 0 && !out)) return -1;
+    const et_program_def *pg = &s->model.programs[ET_PROGRAM_EVAL];
+    for (uint32_t k = 0; k < s->plan.n_segs && (int64_t)k < cap; k++) {
+        const et_segment *g = &s->plan.segs[k];
+        out[3 * k] = (int32_t)pg->nodes[g->from];
+        out[3 * k + 1] = (int32_t)pg->nodes[g->to - 1];
+        out[3 * k + 2] = (int32_t)(g->to - g->from);
+    }
+    return (int)s->plan.n_segs;
+}
+
 int et_session_node_count(const et_session *s, et_program_kind kind) {
     if (!s || (unsigned)kind >= ET_PROGRAM_COUNT_) return -1;
     return s->model.programs[kind].present ? (int)s->model.programs[kind].n_nodes : 0;

@@ -236,6 +236,12 @@ int et_session_profiling(const et_session *s);
  * (all programs; index = node id); returns the node count (-1 on error). */
 int et_session_profile(const et_session *s, et_node_profile *out, int cap);
 
+/* The EVAL program's image-first segments for the current input shapes (docs/threads.md: runs
+ * of large convolutions, adds and activations that each image goes through before the next):
+ * for k < cap, out[3k] is segment k's first node id, out[3k + 1] its last node id and
+ * out[3k + 2] its number of nodes. Returns the number of segments (-1 on error). */
+int et_session_eval_segments(const et_session *s, int32_t *out, int cap);
+
 /* Debug build (ET_DEBUG_ALLOC): number of heap allocations made by the runtime
  * so far (process-wide). Returns -1 when not counting. */
 int64_t et_debug_alloc_count(void);
