@@ -45,20 +45,26 @@ def make_net(lib, base, pool, flatten, head=True):
     return Net
 
 
-def _models(head=True, seed=0):
-    et.nn.init.manual_seed(seed)
-    m = make_net(nn, nn.Module, F.adaptive_avg_pool2d, F.flatten, head)()
-    r = np.random.RandomState(seed + 1)
-    sd = m.state_dict()
-    for k, v in sd.items():  # BatchNorm statistics far from the identity: the fused epilogue works
+def random_statistics(model, seed, biases=False):
+    """BatchNorm statistics (and with `biases` every bias) far from a fresh layer's, so the
+    fused epilogue does real work; returns the model."""
+    r = np.random.RandomState(seed)
+    sd = model.state_dict()
+    for k, v in sd.items():
         if k.endswith("running_mean"):
             sd[k] = (r.randn(*v.shape) * 0.2).astype(np.float32)
         elif k.endswith("running_var"):
             sd[k] = r.uniform(0.5, 2.0, v.shape).astype(np.float32)
-        elif k.endswith("bias"):
+        elif biases and k.endswith("bias"):
             sd[k] = (r.randn(*v.shape) * 0.1).astype(np.float32)
-    m.load_state_dict(sd)
-    return m
+    model.load_state_dict(sd)
+    return model
+
+
+def _models(head=True, seed=0):
+    et.nn.init.manual_seed(seed)
+    return random_statistics(make_net(nn, nn.Module, F.adaptive_avg_pool2d, F.flatten, head)(), seed + 1,
+                             biases=True)
 
 
 def _session(model, threads, batch=N):

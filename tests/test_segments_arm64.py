@@ -11,6 +11,7 @@ import numpy as np
 
 from test_android import (_lut, _python_session, _read_idx, _run, arm64_bin,  # noqa: F401
                           host_bin, mnist_dir)
+from test_segments import random_statistics
 
 BATCH, TEST_N = 8, 16
 
@@ -35,15 +36,7 @@ def _export(path):
             return self.fc(F.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
     et.manual_seed(0)
-    model = Up()
-    r = np.random.RandomState(1)
-    sd = model.state_dict()
-    for k, v in sd.items():
-        if k.endswith("running_mean"):
-            sd[k] = (r.randn(*v.shape) * 0.2).astype(np.float32)
-        elif k.endswith("running_var"):
-            sd[k] = r.uniform(0.5, 2.0, v.shape).astype(np.float32)
-    model.load_state_dict(sd)
+    model = random_statistics(Up(), 1)
     sess = et.TrainSession.from_module(
         model, inputs={"data": (BATCH, 1, 28, 28)}, loss=nn.CrossEntropyLoss(),
         labels={"label": ((BATCH,), "int64")},
