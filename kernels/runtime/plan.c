@@ -170,6 +170,11 @@ static void node_io_shapes(const et_model *m, const et_node_def *nd, const et_ts
     for (int k = 0; k < ET_NODE_MAX_OUT; k++) io->out[k] = nd->out[k] >= 0 ? &shape[nd->out[k]] : NULL;
 }
 
+/* The tensor in a node's slot j: inputs 0 .. ET_NODE_MAX_IN - 1, then the outputs (-1: none). */
+static int32_t slot_tensor(const et_node_def *nd, int j) {
+    return j < ET_NODE_MAX_IN ? nd->in[j] : nd->out[j - ET_NODE_MAX_IN];
+}
+
 static et_status node_error(const et_model *m, uint32_t ni, char *err, size_t cap, const char *detail) {
     const et_node_def *nd = &m->nodes[ni];
     et_msgf(err, cap, "node %u (%s in layer '%s'): %s", ni, et_op_name(nd->op), nd->layer, detail);
@@ -311,7 +316,7 @@ static void segment_lifetimes(const et_model *m, const et_program_def *pg, const
         for (uint32_t k = sg->from; k < sg->to; k++) {
             const et_node_def *nd = &m->nodes[pg->nodes[k]];
             for (int j = 0; j < ET_NODE_MAX_IN + ET_NODE_MAX_OUT; j++) {
-                int32_t t = j < ET_NODE_MAX_IN ? nd->in[j] : nd->out[j - ET_NODE_MAX_IN];
+                int32_t t = slot_tensor(nd, j);
                 if (t < 0 || sp->seg_off[t] != ET_NO_OFFSET) continue;
                 if (s->alias[t] >= 0) t = s->alias[t];
                 if (s->first[t] > (int64_t)sg->from) s->first[t] = sg->from;
@@ -567,7 +572,7 @@ static void segment_io_shapes(const et_model *m, const et_plan *p, uint32_t ni,
     const et_node_def *nd = &m->nodes[ni];
     node_io_shapes(m, nd, p->shape, io);
     for (int j = 0; j < ET_NODE_MAX_IN + ET_NODE_MAX_OUT; j++) {
-        const int32_t t = j < ET_NODE_MAX_IN ? nd->in[j] : nd->out[j - ET_NODE_MAX_IN];
+        const int32_t t = slot_tensor(nd, j);
         if (!batch_kind(m, t)) continue;
         img[j] = p->shape[t];
         img[j].dim[0] = 1;
@@ -601,7 +606,7 @@ void et_segment_io_bind(const et_model *m, const et_plan *p, void *const *ptr, c
     const et_node_def *nd = &m->nodes[ni];
     segment_io_shapes(m, p, ni, img_shape, io);
     for (int j = 0; j < ET_NODE_MAX_IN + ET_NODE_MAX_OUT; j++) {
-        const int32_t t = j < ET_NODE_MAX_IN ? nd->in[j] : nd->out[j - ET_NODE_MAX_IN];
+        const int32_t t = slot_tensor(nd, j);
         void *d = NULL;
         if (t >= 0 && p->seg_off[t] != ET_NO_OFFSET) d = slot + p->seg_off[t];
         else if (batch_kind(m, t)) d = (uint8_t *)ptr[t] + (size_t)img * (et_shape_bytes(&p->shape[t]) / (size_t)g->batch);
