@@ -1748,6 +1748,25 @@ static et_status fwd_implicit_gemm(const et_conv2d_params *p, const conv_plan *c
                                et_conv_has_epilogue_(p, b) ? ev->fn : NULL, &e);
 }
 
+/* The epilogue et_conv_epilogue_ as a GEMM row epilogue, which the GEMM may apply in
+ * registers (the same bits): 1, or 0 for activations it has no clamp for. */
+static int pw_rowepi(const et_conv2d_params *p, const float *b, et_f32_gemm_rowepi *r) {
+    const int bn = p->bn_scale != NULL;
+    *r = (et_f32_gemm_rowepi){b, p->bn_scale, p->bn_shift, 0, ET_GEMM_CLAMP_NONE};
+    switch (p->act) {
+    case ET_ACT_NONE: return 1; /* a bias only when not 0, with or without BatchNorm */
+    case ET_ACT_RELU: /* et_conv_bias_act_ always adds the bias */
+        r->bias_always = !bn;
+        r->clamp = ET_GEMM_CLAMP_RELU;
+        return 1;
+    case ET_ACT_RELU6: /* after BatchNorm: the act op's relu6 (-0 -> +0) */
+        r->bias_always = !bn;
+        r->clamp = bn ? ET_GEMM_CLAMP_RELU6_LE : ET_GEMM_CLAMP_RELU6;
+        return 1;
+    default: return 0;
+    }
+}
+
 /* dst_i = op(W) src_i for every image (op = W for the forward, with bias + activation;
  * W^T for the input gradient). */
 static et_status pointwise_nchw(const et_conv2d_params *p, const conv_plan *cp, int trans_w,
@@ -1757,10 +1776,13 @@ static et_status pointwise_nchw(const et_conv2d_params *p, const conv_plan *cp, 
     const int fuse = !trans_w && et_conv_has_epilogue_(p, b);
     pw_epi e = {p, b};
     const pw_epi_variant *ev = (const pw_epi_variant *)ET_VARIANT_PICK(pw_epi_variants);
-    et_f32_gemm_epilogue *epi = fuse ? ev->fn : NULL;
+    et_f32_gemm_rowepi re;
+    const int rows = fuse && pw_rowepi(p, b, &re);
+    et_f32_gemm_epilogue *epi = rows ? et_f32_gemm_rowepi_apply : fuse ? ev->fn : NULL;
+    void *ctx = rows ? (void *)&re : (void *)&e;
     if (cp->pw_a && !cp->pre)
         return et_f32_gemm_nchw_a(trans_w, rout, rin, p->n, np, w, p->c, src, rin * np, dst,
-                                  rout * np, epi, &e, base, cp->pw_a, nth);
+                                  rout * np, epi, ctx, base, cp->pw_a, nth);
     if (!cp->pre) {
         et_status st = et_f32_gemm_pack_a_threads(trans_w, rout, rin, w, p->c, base, cp->pa_one, nth);
         if (st != ET_OK) return st;
@@ -1768,7 +1790,7 @@ static et_status pointwise_nchw(const et_conv2d_params *p, const conv_plan *cp, 
     /* the GEMM's workspace after the packed weights (none in ws when pw_a: pre holds them) */
     char *gws = cp->pw_a ? base : base + cp->pa_bytes;
     return et_f32_gemm_nchw(trans_w, rout, rin, p->n, np, cp->pre ? cp->pre : base, src, rin * np,
-                            dst, rout * np, epi, &e, gws, cp->gemm_bytes, nth);
+                            dst, rout * np, epi, ctx, gws, cp->gemm_bytes, nth);
 }
 
 /* ---- per-image driver (forward and input gradient) ---------------------------------- */

@@ -915,6 +915,36 @@ size_t et_f32_gemm_nchw_ws_bytes(int64_t M, int64_t K, int64_t n, int64_t np, in
 }
 
 
+void et_f32_gemm_rowepi_apply(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
+                              int64_t ncols) {
+    const et_f32_gemm_rowepi *e = (const et_f32_gemm_rowepi *)ctx;
+    for (int64_t r = 0; r < rows; r++) {
+        float *ET_RESTRICT v = c + r * ldc;
+        const int64_t o = row0 + r;
+        const float bias = e->bias ? e->bias[o] : 0.0f;
+        if (bias != 0.0f || e->bias_always)
+            for (int64_t j = 0; j < ncols; j++) v[j] += bias;
+        if (e->scale) {
+            const float a = e->scale[o], s = e->shift[o];
+            for (int64_t j = 0; j < ncols; j++) v[j] = v[j] * a + s;
+        }
+        switch (e->clamp) {
+        case ET_GEMM_CLAMP_RELU:
+            for (int64_t j = 0; j < ncols; j++) v[j] = v[j] < 0.0f ? 0.0f : v[j];
+            break;
+        case ET_GEMM_CLAMP_RELU6:
+            for (int64_t j = 0; j < ncols; j++)
+                v[j] = v[j] < 0.0f ? 0.0f : (v[j] > 6.0f ? 6.0f : v[j]);
+            break;
+        case ET_GEMM_CLAMP_RELU6_LE:
+            for (int64_t j = 0; j < ncols; j++)
+                v[j] = v[j] <= 0.0f ? 0.0f : (v[j] >= 6.0f ? 6.0f : v[j]);
+            break;
+        default: break;
+        }
+    }
+}
+
 typedef struct nchw_job {
     const et_f32_gemm_config *cfg;
     int64_t M, K, n, np;
@@ -1091,6 +1121,8 @@ static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, i
     const int64_t MR = cfg->mr, NR = cfg->nr, K = jb->K, np = jb->np;
     const int64_t kc_blk = balanced_block(K, ET_GEMM_KC, 1);
     const int64_t nc_blk = balanced_block(j1 - j0, nchw_nc(cfg, K), NR);
+    /* a row epilogue the ukernel applies in registers before its last store */
+    const int fused = jb->epi == et_f32_gemm_rowepi_apply && cfg->ukernel_epi;
     for (int64_t jc = j0; jc < j1; jc += nc_blk) {
         const int64_t nc = min_i64(nc_blk, j1 - jc);
         if (!jb->shared_b) nchw_pack_block(jb, jc, nc, 0, K, pb);
@@ -1107,10 +1139,15 @@ static void nchw_block(const nchw_job *jb, int64_t i0, int64_t i1, int64_t j0, i
                 const int64_t ldc = inside ? np : NR;
                 for (int64_t pc = 0; pc < K; pc += kc_blk) {
                     const int64_t kc = min_i64(kc_blk, K - pc);
-                    cfg->ukernel(kc, ap + pc * mp + (ir - a0) * kc, bp + pc * bs, bs, c, ldc,
-                                 mr, nr, 1.0f, pc == 0 ? 0.0f : 1.0f);
+                    const float *a = ap + pc * mp + (ir - a0) * kc, *b = bp + pc * bs;
+                    const float beta = pc == 0 ? 0.0f : 1.0f;
+                    if (fused && pc + kc == K)
+                        cfg->ukernel_epi(kc, a, b, bs, c, ldc, mr, nr, beta,
+                                         (const et_f32_gemm_rowepi *)jb->epi_ctx, ir);
+                    else
+                        cfg->ukernel(kc, a, b, bs, c, ldc, mr, nr, 1.0f, beta);
                 }
-                if (jb->epi) jb->epi(jb->epi_ctx, ir, mr, c, ldc, nr);
+                if (jb->epi && !fused) jb->epi(jb->epi_ctx, ir, mr, c, ldc, nr);
                 if (!inside) nchw_scatter(jb, tile, ir, mr, jj, nr);
             }
         }

@@ -199,6 +199,7 @@ const et_f32_gemm_config et_f32_gemm_config_avx2 = {
     NULL, /* no in-place A kernel */
     NULL, /* no B-through-a-table kernel */
     et_f32_gemm_store_t__avx2,
+    NULL, /* the row epilogue after the store */
 };
 
 #else

@@ -9,14 +9,103 @@
 #define MR 14
 #define NR 32
 
+/* Column masks for the (possibly partial) two halves of a 32-wide tile. */
+ET_TARGET_AVX512 static inline void col_masks(int64_t nr, __mmask16 *m0, __mmask16 *m1) {
+    *m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+    *m1 = nr >= 32 ? (__mmask16)0xFFFF
+                   : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1u);
+}
+
 /* c[0:16] under mask m = alpha * acc + beta * c (beta == 0: c not read; alpha == 1: acc not
  * multiplied -- acc * 1 is acc, the same bits, one FP op less per vector: a short-K call's
  * epilogue, the weight gradient's per image, is a visible share of it). */
-ET_TARGET_AVX512 static inline void update16(float *c, __m512 acc, __m512 valpha, int alpha_one,
-                                             __m512 vbeta, int beta_zero, __mmask16 m) {
+ET_TARGET_AVX512 static inline __m512 combine16(const float *c, __m512 acc, __m512 valpha,
+                                                int alpha_one, __m512 vbeta, int beta_zero,
+                                                __mmask16 m) {
     __m512 r = alpha_one ? acc : _mm512_mul_ps(acc, valpha);
     if (!beta_zero) r = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m, c), r);
-    _mm512_mask_storeu_ps(c, m, r);
+    return r;
+}
+ET_TARGET_AVX512 static inline void update16(float *c, __m512 acc, __m512 valpha, int alpha_one,
+                                             __m512 vbeta, int beta_zero, __mmask16 m) {
+    _mm512_mask_storeu_ps(c, m, combine16(c, acc, valpha, alpha_one, vbeta, beta_zero, m));
+}
+
+/* Row o's factors of a row epilogue (et_f32_gemm_rowepi), broadcast. */
+typedef struct epi_row {
+    __m512 bias, scale, shift;
+    int add_bias;
+} epi_row;
+ET_TARGET_AVX512 static inline epi_row epi_row_of(const et_f32_gemm_rowepi *e, int64_t o) {
+    const float bias = e->bias ? e->bias[o] : 0.0f;
+    epi_row r = {_mm512_set1_ps(bias), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                 bias != 0.0f || e->bias_always};
+    if (e->scale) r.scale = _mm512_set1_ps(e->scale[o]), r.shift = _mm512_set1_ps(e->shift[o]);
+    return r;
+}
+
+/* The epilogue on v: et_f32_gemm_rowepi_apply's operations in its order, one rounding each,
+ * so the same bits. clamp and affine are constants in each inlined copy. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) __m512
+epi16(const epi_row *r, int affine, int clamp, __m512 v) {
+    if (r->add_bias) v = _mm512_add_ps(v, r->bias);
+    if (affine) v = _mm512_add_ps(_mm512_mul_ps(v, r->scale), r->shift);
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    switch (clamp) {
+    case ET_GEMM_CLAMP_RELU:
+        return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+    case ET_GEMM_CLAMP_RELU6:
+        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+        return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, six, _CMP_GT_OQ), six);
+    case ET_GEMM_CLAMP_RELU6_LE:
+        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ), zero);
+        return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, six, _CMP_GE_OQ), six);
+    default: return v;
+    }
+}
+
+/* The tile's store: rows i < mr of acc, columns < nr, as update16; with e (affine, clamp:
+ * its kind, constants here) the epilogue of output row row0 + i before the store. */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+store_rows(float *c, int64_t ldc, const __m512 (*acc)[2], int64_t mr, int64_t nr, float alpha,
+           float beta, const et_f32_gemm_rowepi *e, int64_t row0, int affine, int clamp) {
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const int bz = beta == 0.0f, a1 = alpha == 1.0f;
+    __mmask16 m0, m1;
+    col_masks(nr, &m0, &m1);
+    for (int64_t i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+        epi_row r;
+        if (e) r = epi_row_of(e, row0 + i);
+        __m512 r0 = combine16(ci, acc[i][0], va, a1, vb, bz, m0);
+        if (e) r0 = epi16(&r, affine, clamp, r0);
+        _mm512_mask_storeu_ps(ci, m0, r0);
+        if (!m1) continue;
+        __m512 r1 = combine16(ci + 16, acc[i][1], va, a1, vb, bz, m1);
+        if (e) r1 = epi16(&r, affine, clamp, r1);
+        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    }
+}
+
+/* store_rows with e's affine and clamp as constants (e NULL: a plain store). */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+store_tile(float *c, int64_t ldc, const __m512 (*acc)[2], int64_t mr, int64_t nr, float alpha,
+           float beta, const et_f32_gemm_rowepi *e, int64_t row0) {
+    if (!e) {
+        store_rows(c, ldc, acc, mr, nr, alpha, beta, NULL, 0, 0, 0);
+        return;
+    }
+    const et_f32_gemm_rowepi le = *e; /* a copy the stores to c cannot alias */
+#define ET_STORE_EPI(AFF, CL) store_rows(c, ldc, acc, mr, nr, alpha, beta, &le, row0, AFF, CL)
+    switch ((le.scale ? 4 : 0) + le.clamp) {
+    case 0 + ET_GEMM_CLAMP_RELU: ET_STORE_EPI(0, ET_GEMM_CLAMP_RELU); break;
+    case 0 + ET_GEMM_CLAMP_RELU6: ET_STORE_EPI(0, ET_GEMM_CLAMP_RELU6); break;
+    case 4 + ET_GEMM_CLAMP_NONE: ET_STORE_EPI(1, ET_GEMM_CLAMP_NONE); break;
+    case 4 + ET_GEMM_CLAMP_RELU: ET_STORE_EPI(1, ET_GEMM_CLAMP_RELU); break;
+    case 4 + ET_GEMM_CLAMP_RELU6_LE: ET_STORE_EPI(1, ET_GEMM_CLAMP_RELU6_LE); break;
+    default: ET_STORE_EPI(le.scale != NULL, le.clamp); break; /* the rarer combinations */
+    }
+#undef ET_STORE_EPI
 }
 
 /* One k step of row i: both halves of the row accumulate a[i] * b[k, 0:32]. */
@@ -27,23 +116,16 @@ ET_TARGET_AVX512 static inline void update16(float *c, __m512 acc, __m512 valpha
         c##i##_1 = _mm512_fmadd_ps(ai, b1, c##i##_1); \
     } while (0)
 
-/* Column masks for the (possibly partial) two halves of a 32-wide tile. */
-ET_TARGET_AVX512 static inline void col_masks(int64_t nr, __mmask16 *m0, __mmask16 *m1) {
-    *m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
-    *m1 = nr >= 32 ? (__mmask16)0xFFFF
-                   : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1u);
-}
-
 /* Short edge tiles (mr <= ROWS < MR: M = 50 leaves 8 rows, M = 20 leaves 6 - conv1's weight
  * gradient, where the 8-row kernel spent a third of the time on 6 rows; M = 500 leaves 10, and
  * a classifier's C^T has 10 rows - LeNet's fc1 and fc2): the same k-ordered
  * FMA chain per element as the full kernel, so the same bits, without computing the zero rows
  * of the packed panel (its stride stays MR). */
 #define SHORT_KERNEL(ROWS, ...)                                                                   \
-    ET_TARGET_AVX512 static void ukernel_##ROWS##x32(int64_t kc, const float *a, const float *b,  \
-                                                     int64_t ldb, float *c, int64_t ldc,         \
-                                                     int64_t mr, int64_t nr, float alpha,        \
-                                                     float beta) {                               \
+    ET_TARGET_AVX512 static void ukernel_##ROWS##x32(                                             \
+        int64_t kc, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc,          \
+        int64_t mr, int64_t nr, float alpha, float beta, const et_f32_gemm_rowepi *e,            \
+        int64_t row0) {                                                                           \
         __m512 acc[ROWS][2];                                                                      \
         for (int i = 0; i < ROWS; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();              \
         for (int64_t k = 0; k < kc; k++) {                                                        \
@@ -56,15 +138,7 @@ ET_TARGET_AVX512 static inline void col_masks(int64_t nr, __mmask16 *m0, __mmask
             a += MR;                                                                              \
             b += ldb;                                                                             \
         }                                                                                         \
-        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                       \
-        const int bz = beta == 0.0f, a1 = alpha == 1.0f;                                          \
-        __mmask16 m0, m1;                                                                         \
-        col_masks(nr, &m0, &m1);                                                                  \
-        for (int64_t i = 0; i < mr; i++) {                                                        \
-            float *ci = c + i * ldc;                                                              \
-            update16(ci, acc[i][0], va, a1, vb, bz, m0);                                          \
-            if (m1) update16(ci + 16, acc[i][1], va, a1, vb, bz, m1);                             \
-        }                                                                                         \
+        store_tile(c, ldc, (const __m512(*)[2])acc, mr, nr, alpha, beta, e, row0);                \
     }
 SHORT_KERNEL(4)
 SHORT_KERNEL(6)
@@ -72,28 +146,30 @@ SHORT_KERNEL(8)
 SHORT_KERNEL(10)
 SHORT_KERNEL(12)
 
-ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float *a,
-                                                        const float *b, int64_t ldb, float *c,
-                                                        int64_t ldc, int64_t mr, int64_t nr,
-                                                        float alpha, float beta) {
+/* The 14x32 kernel; e: a row epilogue before the store (NULL: none; a constant in each
+ * caller, so each gets its own copy). */
+ET_TARGET_AVX512 static inline __attribute__((always_inline)) void
+ukernel_14x32(int64_t kc, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc,
+              int64_t mr, int64_t nr, float alpha, float beta, const et_f32_gemm_rowepi *e,
+              int64_t row0) {
     if (mr <= 4) {
-        ukernel_4x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+        ukernel_4x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta, e, row0);
         return;
     }
     if (mr <= 6) {
-        ukernel_6x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+        ukernel_6x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta, e, row0);
         return;
     }
     if (mr <= 8) {
-        ukernel_8x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+        ukernel_8x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta, e, row0);
         return;
     }
     if (mr <= 10) {
-        ukernel_10x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+        ukernel_10x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta, e, row0);
         return;
     }
     if (mr <= 12) {
-        ukernel_12x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+        ukernel_12x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta, e, row0);
         return;
     }
     __m512 c0_0 = _mm512_setzero_ps(), c0_1 = _mm512_setzero_ps();
@@ -134,20 +210,28 @@ ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float 
         a += MR;
         b += ldb;
     }
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const int bz = beta == 0.0f, a1 = alpha == 1.0f;
     const __m512 acc[MR][2] = {
         {c0_0, c0_1},   {c1_0, c1_1},   {c2_0, c2_1},   {c3_0, c3_1},   {c4_0, c4_1},
         {c5_0, c5_1},   {c6_0, c6_1},   {c7_0, c7_1},   {c8_0, c8_1},   {c9_0, c9_1},
         {c10_0, c10_1}, {c11_0, c11_1}, {c12_0, c12_1}, {c13_0, c13_1},
     };
-    __mmask16 m0, m1;
-    col_masks(nr, &m0, &m1);
-    for (int64_t i = 0; i < mr; i++) {
-        float *ci = c + i * ldc;
-        update16(ci, acc[i][0], va, a1, vb, bz, m0);
-        if (m1) update16(ci + 16, acc[i][1], va, a1, vb, bz, m1);
-    }
+    store_tile(c, ldc, acc, mr, nr, alpha, beta, e, row0);
+}
+
+ET_TARGET_AVX512 void et_f32_gemm_ukernel_14x32__avx512(int64_t kc, const float *a,
+                                                        const float *b, int64_t ldb, float *c,
+                                                        int64_t ldc, int64_t mr, int64_t nr,
+                                                        float alpha, float beta) {
+    ukernel_14x32(kc, a, b, ldb, c, ldc, mr, nr, alpha, beta, NULL, 0);
+}
+
+ET_TARGET_AVX512 void et_f32_gemm_ukernel_epi_14x32__avx512(int64_t kc, const float *a,
+                                                            const float *b, int64_t ldb,
+                                                            float *c, int64_t ldc, int64_t mr,
+                                                            int64_t nr, float beta,
+                                                            const et_f32_gemm_rowepi *e,
+                                                            int64_t row0) {
+    ukernel_14x32(kc, a, b, ldb, c, ldc, mr, nr, 1.0f, beta, e, row0);
 }
 
 /* ---- A read in place (et_f32_gemm_ukernel_sa) -------------------------------------------
@@ -374,6 +458,7 @@ const et_f32_gemm_config et_f32_gemm_config_avx512 = {
     et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_pack_interleave__avx2,
     et_f32_gemm_pack_copy__avx2, et_f32_gemm_ukernel_sa_14x32__avx512,
     et_f32_gemm_ukernel_off_14x32__avx512, et_f32_gemm_store_t__avx2,
+    et_f32_gemm_ukernel_epi_14x32__avx512,
 };
 
 #else

@@ -101,6 +101,28 @@ typedef void et_f32_gemm_store_t(int64_t m, int64_t n, const float *src, int64_t
                                  int64_t ld);
 typedef et_f32_gemm_store_t *et_f32_gemm_store_t_fn;
 
+/* A per-row epilogue a microkernel can apply in registers to a final tile (the pointwise
+ * convolution's bias, BatchNorm and ReLU / ReLU6). Output row r of the product, value v:
+ *   bias_r = bias ? bias[r] : 0;  if (bias_r != 0 || bias_always) v = v + bias_r;
+ *   if (scale) v = v * scale[r], then v = v + shift[r]   (two roundings, no fma);
+ *   clamp: RELU      v < 0 -> 0
+ *          RELU6     v < 0 -> 0, v > 6 -> 6
+ *          RELU6_LE  v <= 0 -> +0, v >= 6 -> 6
+ * NaN passes every clamp. et_f32_gemm_rowepi_apply is this in plain C (an et_f32_gemm_epilogue
+ * whose ctx is the struct); a ukernel_epi computes the same bits. */
+enum { ET_GEMM_CLAMP_NONE, ET_GEMM_CLAMP_RELU, ET_GEMM_CLAMP_RELU6, ET_GEMM_CLAMP_RELU6_LE };
+typedef struct et_f32_gemm_rowepi {
+    const float *bias, *scale, *shift;
+    int bias_always, clamp;
+} et_f32_gemm_rowepi;
+/* The packed ukernel (beta 0 or 1, alpha 1) followed by e's epilogue for output rows row0 ..
+ * row0 + mr - 1, applied before the store: the bits of the ukernel then
+ * et_f32_gemm_rowepi_apply. */
+typedef void et_f32_gemm_ukernel_epi(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                     float *c, int64_t ldc, int64_t mr, int64_t nr, float beta,
+                                     const et_f32_gemm_rowepi *e, int64_t row0);
+typedef et_f32_gemm_ukernel_epi *et_f32_gemm_ukernel_epi_fn;
+
 /* One ISA's packed-GEMM recipe: tile (MR x NR), cache blocks, kernels. */
 typedef struct et_f32_gemm_config {
     const char *name;
@@ -116,6 +138,9 @@ typedef struct et_f32_gemm_config {
     et_f32_gemm_ukernel_off_fn ukernel_off;
     /* optional (NULL: a plain C loop, one float at a time): the C^T paths' tile store */
     et_f32_gemm_store_t_fn store_t;
+    /* optional (NULL: the tile is stored, then et_f32_gemm_rowepi_apply runs on it): the
+     * packed ukernel with a row epilogue before the store (et_f32_gemm_nchw's final tiles) */
+    et_f32_gemm_ukernel_epi_fn ukernel_epi;
 } et_f32_gemm_config;
 
 /* Shared drivers (gemm.c); arguments already validated (et_f32_gemm's checks).
@@ -172,6 +197,11 @@ et_f32_gemm_pack et_f32_gemm_pack_interleave__scalar, et_f32_gemm_pack_copy__sca
  * config). */
 typedef void et_f32_gemm_epilogue(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
                                   int64_t ncols);
+/* The row epilogue (ctx: a const et_f32_gemm_rowepi *) in plain C. Passed as
+ * et_f32_gemm_nchw's epi, it lets a config with a ukernel_epi apply it in registers instead
+ * (the same bits). */
+void et_f32_gemm_rowepi_apply(void *ctx, int64_t row0, int64_t rows, float *c, int64_t ldc,
+                              int64_t ncols);
 et_status et_f32_gemm_nchw(int trans_a, int64_t M, int64_t K, int64_t n, int64_t np,
                            const void *pa, const float *x, int64_t xs, float *y, int64_t ys,
                            et_f32_gemm_epilogue *epi, void *epi_ctx, void *ws, size_t ws_bytes,
@@ -250,6 +280,7 @@ extern const et_f32_gemm_config et_f32_gemm_config_avx2;
 et_f32_gemm_pack et_f32_gemm_pack_interleave__avx2, et_f32_gemm_pack_copy__avx2;
 et_f32_gemm_store_t et_f32_gemm_store_t__avx2;
 et_f32_gemm_ukernel et_f32_gemm_ukernel_14x32__avx512, et_f32_gemm_ukernel_6x16__avx2;
+et_f32_gemm_ukernel_epi et_f32_gemm_ukernel_epi_14x32__avx512;
 et_f32_gemm_ukernel_sa et_f32_gemm_ukernel_sa_14x32__avx512;
 et_f32_gemm_ukernel_off et_f32_gemm_ukernel_off_14x32__avx512;
 #endif

@@ -156,6 +156,7 @@ const et_f32_gemm_config et_f32_gemm_config_neon = {
     NULL, /* no in-place A kernel */
     NULL, /* no B-through-a-table kernel */
     NULL, /* C^T tiles stored one float at a time */
+    NULL, /* the row epilogue after the store */
 };
 
 #else

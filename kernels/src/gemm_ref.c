@@ -52,4 +52,5 @@ const et_f32_gemm_config et_f32_gemm_config_scalar = {
     NULL, /* no in-place A kernel */
     NULL, /* no B-through-a-table kernel */
     NULL, /* C^T tiles stored one float at a time */
+    NULL, /* the row epilogue after the store */
 };

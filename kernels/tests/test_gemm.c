@@ -371,6 +371,79 @@ static void nchw_test_epi(void *ctx, int64_t row0, int64_t rows, float *c, int64
         for (int64_t j = 0; j < ncols; j++) c[r * ldc + j] = c[r * ldc + j] * 0.5f + (float)(row0 + r);
 }
 
+/* ---- row epilogues (et_f32_gemm_rowepi) ------------------------------------------------ */
+/* The epilogue's definition written out again: the oracle of et_f32_gemm_rowepi_apply and of
+ * every ukernel_epi. */
+static float rowepi_ref(const et_f32_gemm_rowepi *e, int64_t o, float v) {
+    const float bias = e->bias ? e->bias[o] : 0.0f;
+    if (bias != 0.0f || e->bias_always) v = v + bias;
+    if (e->scale) {
+        v = v * e->scale[o];
+        v = v + e->shift[o];
+    }
+    if (e->clamp == ET_GEMM_CLAMP_RELU && v < 0.0f) v = 0.0f;
+    if (e->clamp == ET_GEMM_CLAMP_RELU6) v = v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
+    if (e->clamp == ET_GEMM_CLAMP_RELU6_LE) v = v <= 0.0f ? 0.0f : v >= 6.0f ? 6.0f : v;
+    return v;
+}
+
+/* Epilogue kind t (0 .. 31) for M rows, its arrays in buf (3 * M floats): t & 3 the clamp, t & 4
+ * a BatchNorm affine, t & 8 a bias, t & 16 bias_always (with no bias: adds a zero). The values
+ * reach the clamps' edges: zero biases; scales of both signs, one NaN; shifts -0, 0, 6, 7.
+ * Row o = 1 (mod 12) of a zero row of A (acc +0): no bias, scale -1.5, shift -0, so -0 (relu
+ * and relu6 keep it, relu6_le makes it +0); row 5: scale NaN. */
+static et_f32_gemm_rowepi rowepi_kind(int t, int64_t M, float *buf) {
+    static const float shifts[] = {0.25f, -0.0f, 7.0f, 6.0f, 0.0f, -3.0f};
+    float *bias = buf, *scale = buf + M, *shift = buf + 2 * M;
+    for (int64_t o = 0; o < M; o++) {
+        bias[o] = o % 3 == 1 ? 0.0f : (float)(o % 7) - 2.5f;
+        scale[o] = o % 4 == 1 ? -1.5f : o % 4 == 2 ? 8.0f : 0.75f;
+        shift[o] = shifts[o % 6];
+    }
+    if (M > 5) scale[5] = g_nan;
+    et_f32_gemm_rowepi e = {(t & 8) ? bias : NULL, (t & 4) ? scale : NULL,
+                            (t & 4) ? shift : NULL, (t & 16) != 0, t & 3};
+    return e;
+}
+static float g_rowepi_buf[3 * 4096];
+
+/* A config's ukernel_epi against its ukernel then rowepi_ref, for every row and column count
+ * of the tile, beta 0 and 1 (C read: NaN, +-0, 6 and values near the edges in it), every
+ * epilogue kind: bitwise equal, nothing outside the tile written. */
+static void test_ukernel_epi(const variant *v) {
+    const et_f32_gemm_config *cfg = v->cfg;
+    if (!cfg->ukernel_epi) return;
+    const int64_t MR = cfg->mr, NR = cfg->nr, kc = 37, ldc = NR + 3;
+    static float a[64 * 37], b[37 * 64], c0[16 * 67], c1[16 * 67], c2[16 * 67];
+    static const float specials[] = {-0.0f, 0.0f, 6.0f, -1e-30f, 6.000001f, 5.999999f};
+    et_fill_random(a, kc * MR, 5, -1.0f, 1.0f);
+    for (int64_t k = 0; k < kc; k++) /* odd rows zero: acc +0 (rowepi_kind's -0 rows) */
+        for (int64_t r = 1; r < MR; r += 2) a[k * MR + r] = 0.0f;
+    et_fill_random(b, kc * NR, 6, -1.0f, 1.0f);
+    et_fill_random(c0, MR * ldc, 7, -8.0f, 8.0f);
+    for (int64_t i = 0; i < MR * ldc; i += 5) c0[i] = specials[(i / 5) % 6];
+    c0[7] = g_nan;
+    int bad = 0;
+    for (int t = 0; t < 32; t++) {
+        const et_f32_gemm_rowepi e = rowepi_kind(t, 40, g_rowepi_buf);
+        for (int64_t mr = 1; mr <= MR; mr++)
+            for (int64_t nr = 1; nr <= NR; nr += nr < 3 || nr > NR - 3 ? 1 : 7)
+                for (int beta = 0; beta <= 1; beta++) {
+                    const int64_t row0 = (t * 3 + mr) % 20;
+                    memcpy(c1, c0, sizeof(float) * (size_t)(MR * ldc));
+                    memcpy(c2, c0, sizeof(float) * (size_t)(MR * ldc));
+                    cfg->ukernel(kc, a, b, NR, c1, ldc, mr, nr, 1.0f, (float)beta);
+                    for (int64_t r = 0; r < mr; r++)
+                        for (int64_t j = 0; j < nr; j++)
+                            c1[r * ldc + j] = rowepi_ref(&e, row0 + r, c1[r * ldc + j]);
+                    cfg->ukernel_epi(kc, a, b, NR, c2, ldc, mr, nr, (float)beta, &e, row0);
+                    bad += memcmp(c1, c2, sizeof(float) * (size_t)(MR * ldc)) != 0;
+                }
+    }
+    ET_CHECK(bad == 0, "%s: ukernel_epi differs from ukernel + epilogue in %d tiles", cfg->name,
+             bad);
+}
+
 /* 1 if image i's rows in y (stride ys) are C's columns [i * np, (i + 1) * np) bit for bit and
  * the padding after them is still NaN. */
 static int nchw_same(const float *y, int64_t ys, const float *C, int64_t M, int64_t n,
@@ -386,7 +459,9 @@ static int nchw_same(const float *y, int64_t ys, const float *C, int64_t M, int6
 }
 
 /* y_i = op(A) x_i for n images of np pixels (image strides with padding), against
- * et_f32_gemm_packed on the gathered [K, n*np] matrix: bitwise equal, padding untouched. */
+ * et_f32_gemm_packed on the gathered [K, n*np] matrix: bitwise equal, padding untouched.
+ * epi: 0 none, 1 nchw_test_epi, 2 + t the row epilogue rowepi_kind(t) (every fourth row of A
+ * zero, from row 1), which a config with a ukernel_epi applies in registers. */
 static int nchw_case(const variant *v, int ta, int64_t M, int64_t K, int64_t n, int64_t np,
                      int epi, int nth) {
     const int64_t N = n * np, lda = ta ? M : K, xs = K * np + 5, ys = M * np + 3;
@@ -396,6 +471,14 @@ static int nchw_case(const variant *v, int ta, int64_t M, int64_t K, int64_t n, 
     et_fill_random(A, M * K, (uint64_t)(M * 3 + K), -1.0f, 1.0f);
     et_fill_random(x, n * xs, (uint64_t)(np * 11 + n), -1.0f, 1.0f);
     for (int64_t i = 0; i < n * ys; i++) y[i] = g_nan;
+    et_f32_gemm_rowepi re = {NULL, NULL, NULL, 0, 0};
+    et_f32_gemm_epilogue *epi_fn = epi == 1 ? nchw_test_epi : NULL;
+    if (epi >= 2) {
+        re = rowepi_kind(epi - 2, M, g_rowepi_buf);
+        epi_fn = et_f32_gemm_rowepi_apply;
+        for (int64_t r = 1; r < M; r += 4)
+            for (int64_t k = 0; k < K; k++) A[ta ? k * M + r : r * K + k] = 0.0f;
+    }
     for (int64_t i = 0; i < n; i++)
         for (int64_t k = 0; k < K; k++)
             memcpy(X + k * N + i * np, x + i * xs + k * np, sizeof(float) * (size_t)np);
@@ -405,10 +488,12 @@ static int nchw_case(const variant *v, int ta, int64_t M, int64_t K, int64_t n, 
     void *gws = malloc(gwb + 64), *ws = malloc(wsb + 1), *pa = malloc(pab);
     int ok = et_f32_gemm_packed(v->cfg, ta, 0, M, N, K, 1.0f, A, lda, X, N, 0.0f, C, N, gws, gwb,
                                 nth) == ET_OK;
-    if (epi) nchw_test_epi(NULL, 0, M, C, N, N);
+    if (epi == 1) nchw_test_epi(NULL, 0, M, C, N, N);
+    for (int64_t r = 0; r < M && epi >= 2; r++)
+        for (int64_t j = 0; j < N; j++) C[r * N + j] = rowepi_ref(&re, r, C[r * N + j]);
     ok = ok && et_f32_gemm_pack_a(ta, M, K, A, lda, pa, pab) == ET_OK;
-    ok = ok && et_f32_gemm_nchw(ta, M, K, n, np, pa, x, xs, y, ys, epi ? nchw_test_epi : NULL,
-                                NULL, (char *)ws + 1, wsb, nth) == ET_OK;
+    ok = ok && et_f32_gemm_nchw(ta, M, K, n, np, pa, x, xs, y, ys, epi_fn, &re, (char *)ws + 1,
+                                wsb, nth) == ET_OK;
     ok = ok && nchw_same(y, ys, C, M, n, np);
     ET_CHECK(ok, "gemm_nchw %s: ta=%d M=%lld K=%lld n=%lld np=%lld epi=%d nth=%d", v->cfg->name, ta,
              (long long)M, (long long)K, (long long)n, (long long)np, epi, nth);
@@ -417,9 +502,8 @@ static int nchw_case(const variant *v, int ta, int64_t M, int64_t K, int64_t n, 
     if (awb) {
         void *aws = malloc(awb + 1);
         for (int64_t i = 0; i < n * ys; i++) y[i] = g_nan;
-        int ok_a = et_f32_gemm_nchw_a(ta, M, K, n, np, A, lda, x, xs, y, ys,
-                                      epi ? nchw_test_epi : NULL, NULL, (char *)aws + 1, awb,
-                                      nth) == ET_OK &&
+        int ok_a = et_f32_gemm_nchw_a(ta, M, K, n, np, A, lda, x, xs, y, ys, epi_fn, &re,
+                                      (char *)aws + 1, awb, nth) == ET_OK &&
                    nchw_same(y, ys, C, M, n, np);
         ET_CHECK(ok_a, "gemm_nchw_a %s: ta=%d M=%lld K=%lld n=%lld np=%lld epi=%d nth=%d",
                  v->cfg->name, ta, (long long)M, (long long)K, (long long)n, (long long)np, epi,
@@ -454,6 +538,12 @@ static void test_nchw(void) {
             for (int t = 0; t < 4; t++)
                 nchw_case(v, t & 1, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], t >> 1,
                           1 + (int)((i + (size_t)t) % 3));
+        /* every row epilogue kind, on shapes with M edges, two K blocks, panels across images */
+        for (int t = 0; t < 32; t++) {
+            const int64_t *sh = shapes[(size_t)t % (sizeof shapes / sizeof shapes[0])];
+            nchw_case(v, t & 1, sh[0], sh[1], sh[2], sh[3], 2 + (t >> 1 | (t & 1) << 4),
+                      1 + t % 3);
+        }
     }
     /* the row-task packing holds a few hundred KiB, not all of A; none when B is not one block */
     ET_CHECK(et_f32_gemm_nchw_a_ws_bytes(320, 1280, 32, 1, 2) * 2 < et_f32_gemm_pack_a_bytes(320, 1280),
@@ -641,6 +731,7 @@ void test_gemm(void) {
             continue;
         }
         test_variant_edges(v);
+        test_ukernel_epi(v);
         test_cta_bits(v);
         test_variant_shapes(v, MODE_RUN);
         test_repeatable(v);
