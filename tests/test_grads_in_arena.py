@@ -121,3 +121,50 @@ def test_the_guard_checks_every_gradient(monkeypatch, inside):
         assert not np.isfinite(sess.get_gradients()[f"p{k}"][k])
         sess.set_parameters({f"p{k}": before[f"p{k}"]})
         sess.RunGraph(feeds)                              # fine again
+
+
+class _SqrtSizes(nn.Module):
+    """_Sqrt with parameters of the given sizes."""
+
+    def __init__(self, sizes):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        self.ps = [nn.Parameter(np.ones(n, np.float32)) for n in sizes]
+        for k, p in enumerate(self.ps):
+            setattr(self, f"p{k}", p)
+
+    def forward(self, x):
+        y = self.fc(x)
+        for p in self.ps:
+            y = y + F.sum(F.sqrt(F.abs(p)))
+        return y
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("inside", [False, True])
+def test_the_guard_scan_on_threads_finds_every_position(monkeypatch, inside, threads):
+    """Gradients of 1.2 M values: the scan runs in chunks of 2^18 values on the pool (in the
+    block, or across the GRAD tensors side by side). A non-finite value at a tensor's first or
+    last element, or at a chunk's edge inside a tensor, is found on every thread count."""
+    monkeypatch.setenv("EDGETRAIN_GRADS_IN_ARENA", "1" if inside else "0")
+    sizes = [300_000, 5, 400_000, 500_001]
+    et.manual_seed(0)
+    m = _SqrtSizes(sizes)
+    sess = et.TrainSession.from_module(
+        m, inputs={"x": (2, 4)}, loss=nn.MSELoss(), labels={"y": ((2, 2), "float32")},
+        optimizer=optim.SGD(m.parameters(), lr=0.0), threads=threads)
+    assert (sess.memory_info()["grads_in_arena"] > 0) == inside
+    feeds = {"x": np.ones((2, 4), np.float32), "y": np.zeros((2, 2), np.float32)}
+    sess.Train()
+    sess.RunGraph(feeds)
+    # chunk edges near 300 k, 600 k, 900 k values: inside p2 and p3, whatever fc's place
+    for k, i in [(0, 0), (0, sizes[0] - 1), (1, 4), (2, 0), (2, 299_995), (2, 300_004),
+                 (2, sizes[2] - 1), (3, 0), (3, 199_990), (3, 200_010), (3, sizes[3] - 1)]:
+        before = sess.get_parameters()[f"p{k}"]
+        bad = before.copy()
+        bad[i] = 0.0
+        sess.set_parameters({f"p{k}": bad})
+        with pytest.raises(NonFiniteError, match=f"gradient of 'p{k}' holds .* at element {i}"):
+            sess.RunGraph(feeds)
+        sess.set_parameters({f"p{k}": before})
+        sess.RunGraph(feeds)                              # fine again

@@ -507,6 +507,9 @@ typedef struct et_guard {
     uint32_t norm_after;       /* position after the node that computes it */
     int32_t accum_count;       /* gradient accumulation: the counter accum_step writes, -1 if none */
     uint32_t accum_after;      /* position after the accum_step node */
+    uint32_t n_grads;          /* GRAD tensors (scanned one by one when in the arena) */
+    uint32_t *grads;
+    size_t *grad_start;        /* n_grads + 1: value offset of each with the GRAD tensors side by side */
 } et_guard;
 
 et_status et_guard_init(et_guard *g, const et_model *m, char *err, size_t cap);
@@ -514,9 +517,10 @@ void et_guard_free(et_guard *g);
 void et_guard_backup(const et_guard *g, const et_model *m, void *const *ptr);
 void et_guard_restore(const et_guard *g, const et_model *m, void *const *ptr);
 /* ET_OK when the loss and every gradient are finite; else ET_ERR_NONFINITE with
- * a message naming the loss value or the first non-finite gradient. */
+ * a message naming the loss value or the first non-finite gradient. The gradient block's scan
+ * runs on up to nthreads threads of the pool. */
 et_status et_guard_check(const et_guard *g, const et_model *m, const et_persist *p, void *const *ptr,
-                         const et_tshape *shape, char *err, size_t cap);
+                         const et_tshape *shape, int nthreads, char *err, size_t cap);
 /* ET_OK when the "grad_norm" output (if any) is finite, else ET_ERR_NONFINITE naming it. */
 et_status et_guard_check_norm(const et_guard *g, void *const *ptr, char *err, size_t cap);
 

@@ -831,7 +831,8 @@ static et_status check_inputs_fed(et_session *s) {
  * gradient, undo the in-place buffer writes and stop (raise) or count (skip). */
 static et_status guard_step(et_session *s, int *skip) {
     char msg[ET_MSG_CAP];
-    et_status st = et_guard_check(&s->guard, &s->model, &s->persist, s->ptr, s->plan.shape, msg, sizeof msg);
+    et_status st = et_guard_check(&s->guard, &s->model, &s->persist, s->ptr, s->plan.shape, s->nthreads, msg,
+                                  sizeof msg);
     if (st == ET_OK) return ET_OK;
     et_guard_restore(&s->guard, &s->model, s->ptr);
     if (s->guard.policy == ET_NONFINITE_SKIP) {
