@@ -1074,7 +1074,6 @@ static void nchw_pack_block(const nchw_job *jb, int64_t jc, int64_t nc, int64_t 
                 memcpy(d + r * NP, s + r * NR, NP * sizeof(float));                          \
         }                                                                                     \
     }
-NCHW_SCATTER_WHOLE(1)
 NCHW_SCATTER_WHOLE(2)
 NCHW_SCATTER_WHOLE(4)
 NCHW_SCATTER_WHOLE(8)
@@ -1087,7 +1086,9 @@ static void nchw_scatter(const nchw_job *jb, const float *ET_RESTRICT tile, int6
     if (j % np == 0 && nr % np == 0) { /* whole images: small planes, the late layers */
         const int64_t img0 = j / np, imgs = nr / np;
         switch (np) {
-        case 1: nchw_scatter_whole_1(jb, tile, row0, rows, img0, imgs, NR); return;
+        case 1: /* C^T: each image's rows side by side, the config's transposing store */
+            store_tile_t(jb->cfg, rows, imgs, tile, NR, jb->y + img0 * jb->ys + row0, jb->ys);
+            return;
         case 2: nchw_scatter_whole_2(jb, tile, row0, rows, img0, imgs, NR); return;
         case 4: nchw_scatter_whole_4(jb, tile, row0, rows, img0, imgs, NR); return;
         case 8: nchw_scatter_whole_8(jb, tile, row0, rows, img0, imgs, NR); return;
