@@ -82,12 +82,12 @@ def test_same_bits_and_gradients_survive_eval_and_replans(monkeypatch, threads):
 
 class _Sqrt(nn.Module):
     """Finite loss; the gradient of parameter k is non-finite when p[k] holds a 0
-    (d sqrt|p| / dp at 0)."""
+    (d sqrt|p| / dp at 0). Parameter k has sizes[k] values."""
 
-    def __init__(self, n):
+    def __init__(self, sizes):
         super().__init__()
         self.fc = nn.Linear(4, 2)
-        self.ps = [nn.Parameter(np.ones(3 + k, np.float32)) for k in range(n)]
+        self.ps = [nn.Parameter(np.ones(n, np.float32)) for n in sizes]
         for k, p in enumerate(self.ps):
             setattr(self, f"p{k}", p)
 
@@ -103,7 +103,7 @@ def test_the_guard_checks_every_gradient(monkeypatch, inside):
     monkeypatch.setenv("EDGETRAIN_GRADS_IN_ARENA", "1" if inside else "0")
     n = 4
     et.manual_seed(0)
-    m = _Sqrt(n)
+    m = _Sqrt([3 + k for k in range(n)])
     sess = et.TrainSession.from_module(
         m, inputs={"x": (2, 4)}, loss=nn.MSELoss(), labels={"y": ((2, 2), "float32")},
         optimizer=optim.SGD(m.parameters(), lr=0.01), threads=1)
@@ -123,23 +123,6 @@ def test_the_guard_checks_every_gradient(monkeypatch, inside):
         sess.RunGraph(feeds)                              # fine again
 
 
-class _SqrtSizes(nn.Module):
-    """_Sqrt with parameters of the given sizes."""
-
-    def __init__(self, sizes):
-        super().__init__()
-        self.fc = nn.Linear(4, 2)
-        self.ps = [nn.Parameter(np.ones(n, np.float32)) for n in sizes]
-        for k, p in enumerate(self.ps):
-            setattr(self, f"p{k}", p)
-
-    def forward(self, x):
-        y = self.fc(x)
-        for p in self.ps:
-            y = y + F.sum(F.sqrt(F.abs(p)))
-        return y
-
-
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("inside", [False, True])
 def test_the_guard_scan_on_threads_finds_every_position(monkeypatch, inside, threads):
@@ -149,7 +132,7 @@ def test_the_guard_scan_on_threads_finds_every_position(monkeypatch, inside, thr
     monkeypatch.setenv("EDGETRAIN_GRADS_IN_ARENA", "1" if inside else "0")
     sizes = [300_000, 5, 400_000, 500_001]
     et.manual_seed(0)
-    m = _SqrtSizes(sizes)
+    m = _Sqrt(sizes)
     sess = et.TrainSession.from_module(
         m, inputs={"x": (2, 4)}, loss=nn.MSELoss(), labels={"y": ((2, 2), "float32")},
         optimizer=optim.SGD(m.parameters(), lr=0.0), threads=threads)
