@@ -85,7 +85,8 @@ et_status et_guard_init(et_guard *g, const et_model *m, char *err, size_t cap) {
     for (uint32_t t = 0; t < m->n_tensors; t++)
         if (mark[t]) g->saved[n++] = t;
     et_free(mark);
-    /* the GRAD tensors (f32: the trainer's gradients) and where each starts side by side */
+    /* the GRAD tensors in tensor order (the scan's and the message's), and where each starts
+     * with them side by side */
     for (uint32_t t = 0; t < m->n_tensors; t++) g->n_grads += m->tensors[t].kind == ET_KIND_GRAD;
     g->grads = (uint32_t *)et_calloc((size_t)g->n_grads + 1, sizeof(uint32_t));
     g->grad_start = (size_t *)et_calloc((size_t)g->n_grads + 1, sizeof(size_t));
@@ -233,8 +234,9 @@ et_status et_guard_check(const et_guard *g, const et_model *m, const et_persist 
         if (st != ET_OK) return st;
     }
     if (!any_nonfinite_grads(g, m, p, ptr, nthreads)) return ET_OK;
-    for (uint32_t t = 0; t < m->n_tensors; t++) {
-        if (m->tensors[t].kind != ET_KIND_GRAD || m->tensors[t].shape.dtype != ET_F32) continue;
+    for (uint32_t k = 0; k < g->n_grads; k++) {
+        const uint32_t t = g->grads[k];
+        if (m->tensors[t].shape.dtype != ET_F32) continue;
         size_t c = (size_t)et_shape_numel(&m->tensors[t].shape);
         size_t i = first_nonfinite(ptr[t], c);
         if (i < c) {
