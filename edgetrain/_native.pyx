@@ -637,6 +637,23 @@ cdef class Session:
         finally:
             free(buf)
 
+    @_locked
+    def node_groups(self, str name):
+        """The concurrent groups of the named program (train or grad) for the current shapes:
+        (first node id, last node id, node count) each."""
+        cdef et_program_kind kind = PROGRAMS[name]
+        cdef int n = et_session_node_groups(self.s, kind, NULL, 0), k
+        if n <= 0:
+            return []
+        cdef int32_t *buf = <int32_t *>malloc(3 * n * sizeof(int32_t))
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            et_session_node_groups(self.s, kind, buf, n)
+            return [(buf[3 * k], buf[3 * k + 1], buf[3 * k + 2]) for k in range(n)]
+        finally:
+            free(buf)
+
 
 cdef extern from "string.h":
     void *memcpy_ "memcpy"(void *dst, const void *src, size_t n) nogil

@@ -957,6 +957,11 @@ def cmd_info(args, out=None) -> int:
     if segs:
         lines.append("eval image-first segments (each image through them in turn): " + "; ".join(
             f"{g['layers'][0]} .. {g['layers'][1]} ({g['count']} nodes)" for g in segs))
+    for prog in ("train", "grad"):
+        groups = sess.node_groups(prog)
+        if groups:
+            lines.append(f"{prog} concurrent groups (independent small nodes side by side): "
+                         f"{len(groups)} groups of {sum(g['count'] for g in groups)} nodes")
     plan = _recompute_plan(args.model_file)
     if plan:
         budget = _human_bytes(plan["memory_budget"])

@@ -596,6 +596,21 @@ class TrainSession:
                 for a, b, n in self._s.eval_segments()]
 
     @_serialised
+    def node_groups(self, program: str = "train") -> List[Dict[str, object]]:
+        """The concurrent groups of the ``train`` (or ``grad``) program for the current input
+        shapes: consecutive independent small nodes -- a convolution's input and weight
+        gradients at small planes, runs of small optimizer updates -- that a run hands out side
+        by side, each on one thread (docs/threads.md). Each: ``nodes`` (node ids ``first`` ..
+        ``last``, ``count`` of them) and the ``layers`` of the first and last node."""
+        if program not in ("train", "grad"):
+            raise InvalidArgumentError(f"program must be 'train' or 'grad', got {program!r}")
+        if not self._s.has_program(program):
+            return []
+        layers = [layer for _, layer, _, _ in self._s.profile()]
+        return [{"first": a, "last": b, "count": n, "layers": (layers[a], layers[b])}
+                for a, b, n in self._s.node_groups(program)]
+
+    @_serialised
     def summary(self) -> str:
         from .export import graph_summary
 

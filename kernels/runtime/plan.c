@@ -273,6 +273,7 @@ typedef struct plan_scratch {
     uint8_t *writes;       /* per tensor: how many nodes of the program write it (saturating) */
     act_item *items;       /* per tensor (at most) */
     span *busy;            /* per tensor (at most) */
+    uint8_t *mark;         /* per tensor: read / written by the concurrent group being formed */
 } plan_scratch;
 
 /* The program whose plan places the gradients (TRAIN, else GRAD), -1 if none. */
@@ -326,11 +327,30 @@ static void segment_lifetimes(const et_model *m, const et_program_def *pg, const
     }
 }
 
+/* A concurrent group's nodes run side by side in any order: every arena tensor one of them
+ * reads or writes lives over the whole group, so no two of them share bytes. */
+static void group_lifetimes(const et_model *m, const et_program_def *pg, const et_group_pos *gp, plan_scratch *s) {
+    for (uint32_t k = 0; k < pg->n_nodes; k++) {
+        if (!gp[k].to) continue;
+        const et_node_def *nd = &m->nodes[pg->nodes[k]];
+        for (int j = 0; j < ET_NODE_MAX_IN + ET_NODE_MAX_OUT; j++) {
+            int32_t t = slot_tensor(nd, j);
+            if (t < 0) continue;
+            if (s->alias[t] >= 0) t = s->alias[t];
+            if (s->first[t] < 0) continue; /* not computed by the program: no place */
+            if (s->first[t] > (int64_t)gp[k].from) s->first[t] = gp[k].from;
+            if (s->last[t] < (int64_t)gp[k].to - 1) s->last[t] = gp[k].to - 1;
+        }
+    }
+}
+
 /* Lifetimes of the program's activations (and gradients in the arena: from their first
  * writer, or the program's start when it writes none, to the end); returns how many.
- * sp: the plan whose segments the program runs (the EVAL program), else NULL. */
-static uint32_t collect_lifetimes(const et_model *m, const et_program_def *pg, const et_tshape *shape,
-                                  const et_plan *sp, plan_scratch *s) {
+ * p: the plan whose segments (program pi = EVAL) or concurrent groups the program runs, or
+ * NULL for the plain node order. */
+static uint32_t collect_lifetimes(const et_model *m, int pi, const et_tshape *shape, const et_plan *p,
+                                  plan_scratch *s) {
+    const et_program_def *pg = &m->programs[pi];
     for (uint32_t i = 0; i < m->n_tensors; i++) s->first[i] = s->last[i] = -1, s->alias[i] = -1, s->writes[i] = 0;
     for (uint32_t k = 0; k < pg->n_nodes; k++) {
         const et_node_def *nd = &m->nodes[pg->nodes[k]];
@@ -346,7 +366,8 @@ static uint32_t collect_lifetimes(const et_model *m, const et_program_def *pg, c
     }
     for (uint32_t k = 0; k < pg->n_outputs; k++) s->last[pg->outputs[k].tensor] = pg->n_nodes;
     alias_reshapes(m, pg, s);
-    if (sp && sp->n_segs) segment_lifetimes(m, pg, sp, s);
+    if (p && pi == ET_PROGRAM_EVAL && p->n_segs) segment_lifetimes(m, pg, p, s);
+    if (p && p->grp[pi]) group_lifetimes(m, pg, p->grp[pi], s);
     uint32_t n = 0;
     for (uint32_t i = 0; i < m->n_tensors; i++) {
         if (!in_arena(m, i) || s->alias[i] >= 0) continue;
@@ -383,9 +404,9 @@ static size_t lowest_free_offset(const act_item *items, uint32_t i, span *busy) 
 }
 
 /* pin: the gradients' offsets planned by their owning program, NULL when this is it. */
-static void plan_program(const et_model *m, const et_program_def *pg, const et_tshape *shape, const size_t *pin,
-                         const et_plan *sp, plan_scratch *s, size_t *off, size_t *arena_bytes, size_t *unplanned) {
-    uint32_t n = collect_lifetimes(m, pg, shape, sp, s);
+static void plan_program(const et_model *m, int pi, const et_tshape *shape, const size_t *pin, const et_plan *p,
+                         plan_scratch *s, size_t *off, size_t *arena_bytes, size_t *unplanned) {
+    uint32_t n = collect_lifetimes(m, pi, shape, p, s);
     for (uint32_t i = 0; pin && i < n; i++)
         if (m->tensors[s->items[i].t].kind == ET_KIND_GRAD) {
             s->items[i].pinned = 1;
@@ -537,7 +558,7 @@ static void segment_layout(const et_model *m, const et_program_def *pg, et_plan 
 static et_status find_segments(const et_model *m, et_plan *p, plan_scratch *s) {
     const et_program_def *pg = &m->programs[ET_PROGRAM_EVAL];
     if (!pg->present) return ET_OK;
-    collect_lifetimes(m, pg, p->shape, NULL, s);
+    collect_lifetimes(m, ET_PROGRAM_EVAL, p->shape, NULL, s);
     uint32_t n = 0;
     for (uint32_t k = 0; k < pg->n_nodes;) {
         int big = 0;
@@ -616,12 +637,97 @@ void et_segment_io_bind(const et_model *m, const et_plan *p, void *const *ptr, c
     }
 }
 
+/* ---- concurrent groups of the TRAIN and GRAD programs (et_group_pos) ---- */
+#define GROUP_READ 1u
+#define GROUP_WRITE 2u
+
+/* 1 if node nd may join a group: not a reshape (its output may share its input's bytes), and
+ * no tensor larger than ET_GROUP_MAX_ELEMS (such a node gains more from every thread). */
+static int group_node_ok(const et_node_def *nd, const et_tshape *shape) {
+    if (nd->op == ET_OP_RESHAPE) return 0;
+    for (int j = 0; j < ET_NODE_MAX_IN + ET_NODE_MAX_OUT; j++) {
+        const int32_t t = slot_tensor(nd, j);
+        if (t >= 0 && et_shape_numel(&shape[t]) > ET_GROUP_MAX_ELEMS) return 0;
+    }
+    return 1;
+}
+
+/* 1 if node nd writes nothing the marked nodes read or write (its outputs and the inputs it
+ * updates in place) and reads nothing they write. */
+static int group_fits(const et_node_def *nd, const uint8_t *mark) {
+    const uint8_t mut = et_op_desc_get(nd->op)->mut_in_mask;
+    for (int j = 0; j < nd->n_in; j++) {
+        const int32_t t = nd->in[j];
+        if (t >= 0 && (mark[t] & GROUP_WRITE || ((mut >> j) & 1u && mark[t]))) return 0;
+    }
+    for (int j = 0; j < nd->n_out; j++)
+        if (nd->out[j] >= 0 && mark[nd->out[j]]) return 0;
+    return 1;
+}
+
+/* Marks node nd's reads and writes in mark (or clears them with on = 0). */
+static void group_mark(const et_node_def *nd, uint8_t *mark, int on) {
+    const uint8_t mut = et_op_desc_get(nd->op)->mut_in_mask;
+    for (int j = 0; j < nd->n_in; j++)
+        if (nd->in[j] >= 0) mark[nd->in[j]] = on ? mark[nd->in[j]] | ((mut >> j) & 1u ? GROUP_WRITE : GROUP_READ) : 0;
+    for (int j = 0; j < nd->n_out; j++)
+        if (nd->out[j] >= 0) mark[nd->out[j]] = on ? mark[nd->out[j]] | GROUP_WRITE : 0;
+}
+
+size_t et_group_ws_bytes(const et_group_pos *gp, uint32_t from) {
+    const et_group_pos *last = &gp[gp[from].to - 1];
+    return last->ws_off + et_align_up(last->ws_bytes);
+}
+
+/* Finds the concurrent groups of the TRAIN and GRAD programs: maximal runs of consecutive
+ * nodes that may join one (group_node_ok), each independent of the ones before it in the run
+ * (group_fits), at least two; each node's workspace for one thread after the previous one's. */
+static et_status find_groups(const et_model *m, et_plan *p, plan_scratch *s) {
+    static const int progs[] = {ET_PROGRAM_TRAIN, ET_PROGRAM_GRAD};
+    if (m->no_groups) return ET_OK;
+    for (size_t q = 0; q < sizeof progs / sizeof progs[0]; q++) {
+        const et_program_def *pg = &m->programs[progs[q]];
+        if (!pg->present) continue;
+        et_group_pos *gp = NULL;
+        for (uint32_t k = 0; k < pg->n_nodes;) {
+            uint32_t e = k;
+            while (e < pg->n_nodes && e - k < ET_GROUP_MAX_NODES) {
+                const et_node_def *nd = &m->nodes[pg->nodes[e]];
+                if (!group_node_ok(nd, p->shape) || !group_fits(nd, s->mark)) break;
+                group_mark(nd, s->mark, 1);
+                e++;
+            }
+            for (uint32_t j = k; j < e; j++) group_mark(&m->nodes[pg->nodes[j]], s->mark, 0);
+            if (e - k < 2) {
+                k++;
+                continue;
+            }
+            if (!gp && !(gp = (et_group_pos *)et_calloc((size_t)pg->n_nodes + 1, sizeof *gp))) return ET_ERR_NOMEM;
+            size_t off = 0;
+            for (uint32_t j = k; j < e; j++) {
+                const size_t b = node_ws_bytes(m, &m->nodes[pg->nodes[j]], p->shape, 1);
+                gp[j] = (et_group_pos){k, e, off, b};
+                off += et_align_up(b);
+            }
+            k = e;
+        }
+        p->grp[progs[q]] = gp;
+    }
+    return ET_OK;
+}
+
 /* The workspace node position k of program pi needs and the positions it is used over
  * ([k, *until]): its own, or at the first node of an EVAL segment the segment's slots (none at
  * the segment's other nodes). */
 static size_t node_ws_need(const et_model *m, const et_plan *p, int pi, uint32_t k, int nthreads, int64_t *until) {
     const et_program_def *pg = &m->programs[pi];
     *until = k;
+    if (p->grp[pi] && p->grp[pi][k].to) { /* the group's nodes' workspaces side by side, at its first */
+        const et_group_pos *g = &p->grp[pi][k];
+        if (k != g->from) return 0;
+        *until = g->to - 1;
+        return et_group_ws_bytes(p->grp[pi], g->from);
+    }
     if (pi == ET_PROGRAM_EVAL && p->n_segs) {
         for (uint32_t g = 0; g < p->n_segs; g++) {
             const et_segment *sg = &p->segs[g];
@@ -671,7 +777,7 @@ static size_t place_workspaces(const et_model *m, const et_plan *p, int nthreads
     for (int pi = 0; pi < ET_PROGRAM_COUNT_; pi++) {
         const et_program_def *pg = &m->programs[pi];
         if (!pg->present) continue;
-        uint32_t n = collect_lifetimes(m, pg, p->shape, pi == ET_PROGRAM_EVAL ? p : NULL, s);
+        uint32_t n = collect_lifetimes(m, pi, p->shape, p, s);
         for (uint32_t i = 0; i < n; i++) s->items[i].off = p->act_off[pi][s->items[i].t];
         for (uint32_t k = 0; k < pg->n_nodes; k++) {
             int64_t until;
@@ -695,7 +801,8 @@ static et_status scratch_alloc(const et_model *m, plan_scratch *s) {
     s->busy = (span *)et_calloc(n, sizeof(span));
     s->alias = (int32_t *)et_calloc(n, sizeof(int32_t));
     s->writes = (uint8_t *)et_calloc(n, sizeof(uint8_t));
-    return s->first && s->last && s->items && s->busy && s->alias && s->writes ? ET_OK : ET_ERR_NOMEM;
+    s->mark = (uint8_t *)et_calloc(n, sizeof(uint8_t));
+    return s->first && s->last && s->items && s->busy && s->alias && s->writes && s->mark ? ET_OK : ET_ERR_NOMEM;
 }
 
 static void scratch_free(plan_scratch *s) {
@@ -705,6 +812,7 @@ static void scratch_free(plan_scratch *s) {
     et_free(s->busy);
     et_free(s->alias);
     et_free(s->writes);
+    et_free(s->mark);
 }
 
 /* Per program: 2 entries per node (workspace offset, bytes); ET_OK or ET_ERR_NOMEM. */
@@ -740,7 +848,8 @@ static et_status plan_memory(const et_model *m, int nthreads, et_plan_check_fn c
     plan_scratch s;
     size_t n = (size_t)m->n_tensors + 1;
     et_status st = ET_ERR_NOMEM;
-    if (scratch_alloc(m, &s) != ET_OK || ws_at_alloc(m, p->ws_at) != ET_OK || find_segments(m, p, &s) != ET_OK)
+    if (scratch_alloc(m, &s) != ET_OK || ws_at_alloc(m, p->ws_at) != ET_OK || find_segments(m, p, &s) != ET_OK ||
+        find_groups(m, p, &s) != ET_OK)
         goto done;
     const int owner = grads_owner(m);
     for (int j = -1; j < ET_PROGRAM_COUNT_; j++) { /* the gradients' owner first */
@@ -751,7 +860,7 @@ static et_status plan_memory(const et_model *m, int nthreads, et_plan_check_fn c
         if (!m->programs[k].present) continue;
         size_t bytes, unplanned;
         const size_t *pin = owner < 0 || k == owner ? NULL : p->act_off[owner];
-        plan_program(m, &m->programs[k], p->shape, pin, k == ET_PROGRAM_EVAL ? p : NULL, &s, p->act_off[k], &bytes,
+        plan_program(m, k, p->shape, pin, p, &s, p->act_off[k], &bytes,
                      &unplanned);
         if (bytes > p->arena_bytes) p->arena_bytes = bytes;
         if (unplanned > p->act_unplanned_bytes) p->act_unplanned_bytes = unplanned;
@@ -854,5 +963,6 @@ void et_plan_free(et_plan *p) {
     et_aligned_free(p->ws);
     et_free(p->segs);
     et_free(p->seg_off);
+    for (int k = 0; k < ET_PROGRAM_COUNT_; k++) et_free(p->grp[k]);
     memset(p, 0, sizeof *p);
 }

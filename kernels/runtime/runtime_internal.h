@@ -247,6 +247,8 @@ typedef struct et_model {
     uint64_t data_size;
     int grads_in_arena;             /* set by the session at load: GRAD tensors are planned in the
                                        activation arena, not the GRAD block (plan.c) */
+    int no_groups;                  /* set by the session at load (EDGETRAIN_NODE_GROUPS=0): no
+                                       concurrent groups (plan.c) */
 } et_model;
 
 static inline int et_kind_has_data(et_tensor_kind k) {
@@ -360,6 +362,22 @@ typedef struct et_segment {
     size_t image_bytes; /* one image of the internal tensors, laid out by et_plan.seg_off */
 } et_segment;
 
+/* A concurrent group (plan.c) of the TRAIN or GRAD program: consecutive nodes none of which
+ * writes a tensor another one reads or writes, each with no tensor over ET_GROUP_MAX_ELEMS
+ * elements (a convolution's input and weight gradients at small planes, runs of small
+ * optimizer updates). A run hands its nodes out as the chunks of one pool job: each node runs
+ * on one thread with single-thread kernels, beside the others, in its own workspace (the
+ * group's, at the first node's place in ws_at, ws_off into it). Every arena tensor a node of
+ * the group reads or writes lives over the whole group. Chosen from the shapes only; a node's
+ * kernels compute the same bits at every thread count, so a run does too. Per node position:
+ * to == 0 outside groups. */
+#define ET_GROUP_MAX_ELEMS ((int64_t)1 << 17)
+#define ET_GROUP_MAX_NODES 4096
+typedef struct et_group_pos {
+    uint32_t from, to;       /* the group's node positions [from, to) */
+    size_t ws_off, ws_bytes; /* this node's workspace inside the group's */
+} et_group_pos;
+
 /* What depends on the input shapes: every tensor's shape, the inputs block,
  * the activation arena (one layout per program) and the kernel workspace. */
 typedef struct et_plan {
@@ -380,6 +398,8 @@ typedef struct et_plan {
     uint32_t n_segs;
     size_t *seg_off;                           /* per tensor: an internal tensor's offset inside a slot,
                                                   ET_NO_OFFSET: not internal (NULL without segments) */
+    et_group_pos *grp[ET_PROGRAM_COUNT_];      /* per node position of the program: its concurrent
+                                                  group (NULL: the program has none) */
 } et_plan;
 
 /* Infers every shape from `base` (shapes of all non-ACT tensors; ACT entries
@@ -405,6 +425,8 @@ void et_plan_copy_grads(const et_model *m, const et_plan *from, et_plan *to);
 /* Places every node's workspace for a new thread count; grows the ws block if needed. */
 et_status et_plan_set_threads(const et_model *m, et_plan *p, int nthreads, char *err, size_t cap);
 void et_plan_free(et_plan *p);
+/* Bytes of the workspace of the concurrent group starting at node position `from`. */
+size_t et_group_ws_bytes(const et_group_pos *gp, uint32_t from);
 /* How a segment runs with nthreads threads: `slots` slots of slot_bytes (the EVAL workspace of
  * its first node: ws_at), each holding one image's internal tensors then, at ws_off, the
  * workspace of its nodes run with kthreads threads. */

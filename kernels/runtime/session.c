@@ -228,6 +228,8 @@ et_status et_session_load_memory_ex(const void *data, size_t size, const et_load
     et_status st = et_model_parse((const uint8_t *)data, size, &s->model, load_err, sizeof load_err);
     if (st == ET_OK) st = et_model_check_limits(&s->model, load_err, sizeof load_err);
     if (st == ET_OK) s->model.grads_in_arena = grads_in_arena_wanted(&s->model);
+    const char *groups_env = getenv("EDGETRAIN_NODE_GROUPS"); /* 0: no concurrent groups (plan.c) */
+    s->model.no_groups = groups_env && strcmp(groups_env, "0") == 0;
     if (st == ET_OK) st = plan_at_load(s);
     if (st == ET_OK) st = et_persist_build(&s->model, &s->persist, load_err, sizeof load_err);
     if (st == ET_OK) st = et_plan_cache_init(&s->cache, &s->model, &s->plan, load_err, sizeof load_err);
@@ -775,13 +777,77 @@ static et_status run_segment(et_session *s, const et_segment *g, uint32_t k, con
     return node_failed(s, pg->nodes[r.failed_k], &io, r.failed_st);
 }
 
+/* One run of a concurrent group's nodes (et_group_pos, plan.c): chunk i = node position from + i. */
+typedef struct group_run {
+    et_session *s;
+    uint32_t from;
+    const et_run_env *env;
+    uint8_t *ws;            /* the group's workspace */
+    uint32_t failed_k;      /* the first node position that failed (UINT32_MAX: none) */
+    et_status failed_st;
+} group_run;
+
+static void group_node(void *ctx, int64_t i, int tid) {
+    group_run *r = (group_run *)ctx;
+    et_session *s = r->s;
+    const uint32_t k = r->from + (uint32_t)i, ni = current(s)->nodes[k];
+    const et_group_pos *g = &s->plan.grp[s->program][k];
+    (void)tid;
+    if (__atomic_load_n(&r->failed_k, __ATOMIC_RELAXED) < k) return; /* as a serial run would stop */
+    et_node_io io;
+    et_node_io_bind(&s->model, s->plan.shape, s->ptr, ni, &io);
+    et_run_env env = *r->env;
+    env.nthreads = 1;
+    env.ws = r->ws + g->ws_off;
+    env.ws_bytes = g->ws_bytes;
+    env.cache = NULL;
+    env.cache_bytes = 0;
+    uint64_t t0 = s->profiling ? now_ns() : 0;
+    et_status st = et_op_desc_get(s->model.nodes[ni].op)->run(&io, &env);
+    if (s->profiling) { /* each node of the group is one chunk: its entries are this thread's */
+        s->prof[2 * ni] += now_ns() - t0;
+        s->prof[2 * ni + 1]++;
+    }
+    if (st != ET_OK) {
+        uint32_t seen = __atomic_load_n(&r->failed_k, __ATOMIC_RELAXED);
+        while (k < seen && !__atomic_compare_exchange_n(&r->failed_k, &seen, k, 0, __ATOMIC_RELAXED,
+                                                         __ATOMIC_RELAXED)) {}
+        if (k <= seen) __atomic_store_n(&r->failed_st, st, __ATOMIC_RELAXED);
+    }
+}
+
+/* Runs node positions [k, end) of a concurrent group side by side, then reports the first
+ * failing node like run_nodes. */
+static et_status run_group(et_session *s, uint32_t k, uint32_t end, const et_run_env *env) {
+    const et_group_pos *g = &s->plan.grp[s->program][k];
+    const size_t *at = s->plan.ws_at[s->program];
+    const int in_arena = at[2 * g->from] != ET_NO_OFFSET;
+    group_run r = {s, k, env, in_arena ? s->plan.arena + at[2 * g->from] : s->plan.ws, UINT32_MAX, ET_OK};
+    if (et_group_ws_bytes(s->plan.grp[s->program], g->from) > (in_arena ? at[2 * g->from + 1] : s->plan.ws_bytes))
+        return session_fail(s, ET_ERR_STATE, "group at node position %u: workspace not planned", g->from);
+    et_parallel_for(end - k, s->nthreads, group_node, &r);
+    if (r.failed_k == UINT32_MAX) return ET_OK;
+    const uint32_t ni = current(s)->nodes[r.failed_k];
+    et_node_io io;
+    et_node_io_bind(&s->model, s->plan.shape, s->ptr, ni, &io);
+    return node_failed(s, ni, &io, r.failed_st);
+}
+
 /* Runs nodes [from, to) of the current program. */
 static et_status run_nodes(et_session *s, uint32_t from, uint32_t to, et_run_env *env) {
     const et_model *m = &s->model;
     const et_program_def *pg = current(s);
     const int eval = s->program == ET_PROGRAM_EVAL, cached = eval && s->ecache.block;
+    const et_group_pos *grp = s->plan.grp[s->program];
     uint32_t next_seg = 0;
     for (uint32_t k = from; k < to; k++) {
+        if (grp && grp[k].to) { /* [from, to) may cut it (the guard's stops): its part inside */
+            const uint32_t end = grp[k].to < to ? grp[k].to : to;
+            et_status st = run_group(s, k, end, env);
+            if (st != ET_OK) return st;
+            k = end - 1;
+            continue;
+        }
         while (eval && next_seg < s->plan.n_segs && s->plan.segs[next_seg].to <= k) next_seg++;
         if (eval && next_seg < s->plan.n_segs && s->plan.segs[next_seg].from <= k) {
             const et_segment *g = &s->plan.segs[next_seg];
@@ -1025,6 +1091,23 @@ int et_session_eval_segments(const et_session *s, int32_t *out, int cap) {
         out[3 * k + 2] = (int32_t)(g->to - g->from);
     }
     return (int)s->plan.n_segs;
+}
+
+int et_session_node_groups(const et_session *s, et_program_kind kind, int32_t *out, int cap) {
+    if (!s || (unsigned)kind >= ET_PROGRAM_COUNT_ || (cap > 0 && !out)) return -1;
+    const et_program_def *pg = &s->model.programs[kind];
+    const et_group_pos *gp = s->plan.grp[kind];
+    int n = 0;
+    for (uint32_t k = 0; gp && k < pg->n_nodes; k++) {
+        if (!gp[k].to || gp[k].from != k) continue;
+        if (n < cap) {
+            out[3 * n] = (int32_t)pg->nodes[k];
+            out[3 * n + 1] = (int32_t)pg->nodes[gp[k].to - 1];
+            out[3 * n + 2] = (int32_t)(gp[k].to - k);
+        }
+        n++;
+    }
+    return n;
 }
 
 int et_session_node_count(const et_session *s, et_program_kind kind) {

@@ -1215,6 +1215,51 @@ static void test_segments(void) {
     free(img);
 }
 
+/* Concurrent groups (plan.c): the MLP's train program has three -- fc2's bias, weight and input
+ * gradients, fc1's bias and weight gradients, the four updates -- and the grad program the
+ * first two. Five steps give the same bits at 1, 2 and 3 threads as without groups. */
+static void test_groups(const uint8_t *img, size_t size) {
+    snapshot ref, got;
+    for (int variant = 0; variant < 4; variant++) { /* no groups at 2 threads, then 1, 2, 3 threads */
+        const int threads = variant == 0 ? 2 : variant;
+        if (variant == 0) setenv("EDGETRAIN_NODE_GROUPS", "0", 1);
+        et_session *s = NULL;
+        et_status st = et_session_load_memory(img, size, threads, &s);
+        unsetenv("EDGETRAIN_NODE_GROUPS");
+        if (st != ET_OK) { ET_CHECK(0, "groups: load: %s", et_load_error()); return; }
+        int32_t g[3 * 4];
+        const int n = et_session_node_groups(s, ET_PROGRAM_TRAIN, g, 4);
+        if (variant == 0) {
+            ET_CHECK(n == 0, "groups: %d train groups with EDGETRAIN_NODE_GROUPS=0", n);
+        } else {
+            ET_CHECK(n == 3 && g[0] == 7 && g[1] == 9 && g[2] == 3 && g[3] == 11 && g[4] == 12 && g[5] == 2 &&
+                         g[6] == 13 && g[7] == 16 && g[8] == 4,
+                     "groups: train groups %d: [%d..%d] x%d, [%d..%d] x%d, [%d..%d] x%d", n, g[0], g[1], g[2], g[3],
+                     g[4], g[5], g[6], g[7], g[8]);
+            const int ng = et_session_node_groups(s, ET_PROGRAM_GRAD, g, 4);
+            ET_CHECK(ng == 2 && g[2] == 3 && g[5] == 2, "groups: %d grad groups", ng);
+            ET_CHECK(et_session_node_groups(s, ET_PROGRAM_EVAL, NULL, 0) == 0, "groups: the eval program has none");
+            ET_CHECK(et_session_node_groups(NULL, ET_PROGRAM_TRAIN, NULL, 0) == -1 &&
+                         et_session_node_groups(s, (et_program_kind)9, NULL, 0) == -1 &&
+                         et_session_node_groups(s, ET_PROGRAM_TRAIN, NULL, 2) == -1,
+                     "groups: bad arguments give -1");
+        }
+        for (int step = 0; step < 5; step++) {
+            float x[N0 * D];
+            int32_t y[N0];
+            int64_t y64[N0];
+            make_batch(N0, 70 + (uint64_t)step, x, y, y64);
+            ET_CHECK(feed(s, N0, x, y64) == ET_OK && et_session_run(s) == ET_OK, "groups: step %d (%d threads): %s",
+                     step, threads, et_session_error(s));
+        }
+        take(s, variant == 0 ? &ref : &got);
+        if (variant > 0)
+            ET_CHECK(memcmp(&ref, &got, sizeof ref) == 0, "groups: %d threads: bits differ from the run without groups",
+                     threads);
+        et_session_free(s);
+    }
+}
+
 void test_runtime(void) {
     tt_model m;
     build_mlp(&m);
@@ -1235,5 +1280,6 @@ void test_runtime(void) {
     test_schedules_and_file_limits(&m);
     test_eval_cache();
     test_segments();
+    test_groups(img, size);
     free(img);
 }
