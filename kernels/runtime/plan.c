@@ -722,11 +722,16 @@ static et_status find_groups(const et_model *m, et_plan *p, plan_scratch *s) {
 static size_t node_ws_need(const et_model *m, const et_plan *p, int pi, uint32_t k, int nthreads, int64_t *until) {
     const et_program_def *pg = &m->programs[pi];
     *until = k;
-    if (p->grp[pi] && p->grp[pi][k].to) { /* the group's nodes' workspaces side by side, at its first */
+    if (p->grp[pi] && p->grp[pi][k].to) { /* at its first node: the group's nodes' workspaces */
         const et_group_pos *g = &p->grp[pi][k];
         if (k != g->from) return 0;
         *until = g->to - 1;
-        return et_group_ws_bytes(p->grp[pi], g->from);
+        size_t b = et_group_ws_bytes(p->grp[pi], g->from); /* side by side, one thread each */
+        for (uint32_t j = g->from; j < g->to; j++) {      /* or one after another, every thread */
+            const size_t one = node_ws_bytes(m, &m->nodes[pg->nodes[j]], p->shape, nthreads);
+            if (one > b) b = one;
+        }
+        return b;
     }
     if (pi == ET_PROGRAM_EVAL && p->n_segs) {
         for (uint32_t g = 0; g < p->n_segs; g++) {

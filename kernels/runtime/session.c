@@ -777,6 +777,25 @@ static et_status run_segment(et_session *s, const et_segment *g, uint32_t k, con
     return node_failed(s, pg->nodes[r.failed_k], &io, r.failed_st);
 }
 
+/* Runs the node at position k of the current program with the session's threads, in the
+ * workspace env->ws. */
+static et_status run_node(et_session *s, uint32_t k, et_run_env *env) {
+    const uint32_t ni = current(s)->nodes[k];
+    const et_op_desc *d = et_op_desc_get(s->model.nodes[ni].op);
+    et_node_io io;
+    et_node_io_bind(&s->model, s->plan.shape, s->ptr, ni, &io);
+    const int cached = s->program == ET_PROGRAM_EVAL && s->ecache.block;
+    env->cache = cached ? et_eval_cache_entry(&s->ecache, ni, &env->cache_bytes) : NULL;
+    env->nthreads = node_threads(d, &io, s->nthreads);
+    uint64_t t0 = s->profiling ? now_ns() : 0;
+    et_status st = d->run(&io, env);
+    if (s->profiling) {
+        s->prof[2 * ni] += now_ns() - t0;
+        s->prof[2 * ni + 1]++;
+    }
+    return st == ET_OK ? ET_OK : node_failed(s, ni, &io, st);
+}
+
 /* One run of a concurrent group's nodes (et_group_pos, plan.c): chunk i = node position from + i. */
 typedef struct group_run {
     et_session *s;
@@ -817,14 +836,28 @@ static void group_node(void *ctx, int64_t i, int tid) {
 }
 
 /* Runs node positions [k, end) of a concurrent group side by side, then reports the first
- * failing node like run_nodes. */
-static et_status run_group(et_session *s, uint32_t k, uint32_t end, const et_run_env *env) {
+ * failing node like run_nodes. While the cores look contended (other processes want them) a
+ * worker preempted while it holds a whole node would stall the run for the rest of its time
+ * slice, where a node split into chunks loses only a chunk: the nodes then run one after
+ * another as outside groups, each on every thread (the group's workspace is planned for both). */
+static et_status run_group(et_session *s, uint32_t k, uint32_t end, et_run_env *env) {
     const et_group_pos *g = &s->plan.grp[s->program][k];
     const size_t *at = s->plan.ws_at[s->program];
     const int in_arena = at[2 * g->from] != ET_NO_OFFSET;
-    group_run r = {s, k, env, in_arena ? s->plan.arena + at[2 * g->from] : s->plan.ws, UINT32_MAX, ET_OK};
-    if (et_group_ws_bytes(s->plan.grp[s->program], g->from) > (in_arena ? at[2 * g->from + 1] : s->plan.ws_bytes))
+    uint8_t *ws = in_arena ? s->plan.arena + at[2 * g->from] : s->plan.ws;
+    const size_t ws_bytes = in_arena ? at[2 * g->from + 1] : s->plan.ws_bytes;
+    if (et_group_ws_bytes(s->plan.grp[s->program], g->from) > ws_bytes)
         return session_fail(s, ET_ERR_STATE, "group at node position %u: workspace not planned", g->from);
+    if (s->nthreads > 1 && et_pool_contended()) {
+        for (uint32_t j = k; j < end; j++) {
+            env->ws = ws;
+            env->ws_bytes = ws_bytes;
+            et_status st = run_node(s, j, env);
+            if (st != ET_OK) return st;
+        }
+        return ET_OK;
+    }
+    group_run r = {s, k, env, ws, UINT32_MAX, ET_OK};
     et_parallel_for(end - k, s->nthreads, group_node, &r);
     if (r.failed_k == UINT32_MAX) return ET_OK;
     const uint32_t ni = current(s)->nodes[r.failed_k];
@@ -835,9 +868,7 @@ static et_status run_group(et_session *s, uint32_t k, uint32_t end, const et_run
 
 /* Runs nodes [from, to) of the current program. */
 static et_status run_nodes(et_session *s, uint32_t from, uint32_t to, et_run_env *env) {
-    const et_model *m = &s->model;
-    const et_program_def *pg = current(s);
-    const int eval = s->program == ET_PROGRAM_EVAL, cached = eval && s->ecache.block;
+    const int eval = s->program == ET_PROGRAM_EVAL;
     const et_group_pos *grp = s->plan.grp[s->program];
     uint32_t next_seg = 0;
     for (uint32_t k = from; k < to; k++) {
@@ -859,21 +890,9 @@ static et_status run_nodes(et_session *s, uint32_t from, uint32_t to, et_run_env
             k = g->to - 1;
             continue;
         }
-        uint32_t ni = pg->nodes[k];
-        const et_node_def *nd = &m->nodes[ni];
-        et_node_io io;
-        et_node_io_bind(m, s->plan.shape, s->ptr, ni, &io);
-        const et_op_desc *d = et_op_desc_get(nd->op);
-        env->cache = cached ? et_eval_cache_entry(&s->ecache, ni, &env->cache_bytes) : NULL;
-        env->nthreads = node_threads(d, &io, s->nthreads);
         set_workspace(s, k, env);
-        uint64_t t0 = s->profiling ? now_ns() : 0;
-        et_status st = d->run(&io, env);
-        if (s->profiling) {
-            s->prof[2 * ni] += now_ns() - t0;
-            s->prof[2 * ni + 1]++;
-        }
-        if (st != ET_OK) return node_failed(s, ni, &io, st);
+        et_status st = run_node(s, k, env);
+        if (st != ET_OK) return st;
     }
     return ET_OK;
 }

@@ -198,6 +198,14 @@ static int64_t budget_at(int64_t t) {
 
 int64_t et_pool_spin_ns(void) { return budget_at(now_ns()); }
 
+static int force_contended; /* atomic; tests */
+void et_pool_force_contended_(int on) { __atomic_store_n(&force_contended, on, __ATOMIC_RELAXED); }
+
+int et_pool_contended(void) {
+    return __atomic_load_n(&force_contended, __ATOMIC_RELAXED) ||
+           now_ns() < __atomic_load_n(&contend_until, __ATOMIC_RELAXED);
+}
+
 /* Spins until pred(arg) holds or the spin budget is spent; returns the last pred value. */
 static int spin_until(int (*pred)(const void *), const void *arg) {
     const int64_t t = now_ns(), budget = budget_at(t);

@@ -1217,11 +1217,13 @@ static void test_segments(void) {
 
 /* Concurrent groups (plan.c): the MLP's train program has three -- fc2's bias, weight and input
  * gradients, fc1's bias and weight gradients, the four updates -- and the grad program the
- * first two. Five steps give the same bits at 1, 2 and 3 threads as without groups. */
+ * first two. Five steps give the same bits at 1, 2 and 3 threads as without groups, and at 2
+ * threads on contended cores (the nodes one after another, each on every thread). */
 static void test_groups(const uint8_t *img, size_t size) {
     snapshot ref, got;
-    for (int variant = 0; variant < 4; variant++) { /* no groups at 2 threads, then 1, 2, 3 threads */
-        const int threads = variant == 0 ? 2 : variant;
+    for (int variant = 0; variant < 5; variant++) { /* no groups at 2 threads, 1, 2, 3 threads, contended */
+        const int threads = variant == 0 || variant == 4 ? 2 : variant;
+        et_pool_force_contended_(variant == 4);
         if (variant == 0) setenv("EDGETRAIN_NODE_GROUPS", "0", 1);
         et_session *s = NULL;
         et_status st = et_session_load_memory(img, size, threads, &s);
@@ -1254,10 +1256,13 @@ static void test_groups(const uint8_t *img, size_t size) {
         }
         take(s, variant == 0 ? &ref : &got);
         if (variant > 0)
-            ET_CHECK(memcmp(&ref, &got, sizeof ref) == 0, "groups: %d threads: bits differ from the run without groups",
-                     threads);
+            ET_CHECK(memcmp(&ref, &got, sizeof ref) == 0,
+                     "groups: %d threads%s: bits differ from the run without groups", threads,
+                     variant == 4 ? " (contended)" : "");
         et_session_free(s);
     }
+    ET_CHECK(et_pool_contended(), "groups: a forced contention is seen");
+    et_pool_force_contended_(0);
 }
 
 void test_runtime(void) {

@@ -94,6 +94,11 @@ int et_pool_workers(void);
 /* How long an idle pool thread spins now before it sleeps, in ns: ET_POOL_SPIN_US (or
  * EDGETRAIN_SPIN_US), or the short spin while the cores look contended (threadpool.c). */
 int64_t et_pool_spin_ns(void);
+/* 1 while other threads look to need the cores (the contention look, threadpool.c; also
+ * before the first look), else 0: work that a preempted worker would hold up whole -- a
+ * concurrent group's nodes (session.c) -- then runs on the calling thread. */
+int et_pool_contended(void);
+void et_pool_force_contended_(int on); /* tests: et_pool_contended() is 1 while on */
 /* ceil(total / grain) chunks, at most max_chunks (when >= 1); 0 for total <= 0. Use it with a
  * grain and cap that depend on the shapes only, never on the thread count, whenever chunks
  * hold partial sums. */
