@@ -621,38 +621,36 @@ cdef class Session:
         finally:
             free(buf)
 
-    @_locked
-    def eval_segments(self):
-        """The eval program's image-first segments for the current shapes: (first node id, last
-        node id, node count) each."""
-        cdef int n = et_session_eval_segments(self.s, NULL, 0), k
+    cdef int _node_runs(self, int groups, et_program_kind kind, int32_t *out, int cap):
+        if groups:
+            return et_session_node_groups(self.s, kind, out, cap)
+        return et_session_eval_segments(self.s, out, cap)
+
+    cdef list _node_run_list(self, int groups, et_program_kind kind):
+        """(first node id, last node id, node count) of each eval segment or concurrent group."""
+        cdef int n = self._node_runs(groups, kind, NULL, 0), k
         if n <= 0:
             return []
         cdef int32_t *buf = <int32_t *>malloc(3 * n * sizeof(int32_t))
         if buf == NULL:
             raise MemoryError()
         try:
-            et_session_eval_segments(self.s, buf, n)
+            self._node_runs(groups, kind, buf, n)
             return [(buf[3 * k], buf[3 * k + 1], buf[3 * k + 2]) for k in range(n)]
         finally:
             free(buf)
 
     @_locked
+    def eval_segments(self):
+        """The eval program's image-first segments for the current shapes: (first node id, last
+        node id, node count) each."""
+        return self._node_run_list(0, ET_PROGRAM_EVAL)
+
+    @_locked
     def node_groups(self, str name):
         """The concurrent groups of the named program (train or grad) for the current shapes:
         (first node id, last node id, node count) each."""
-        cdef et_program_kind kind = PROGRAMS[name]
-        cdef int n = et_session_node_groups(self.s, kind, NULL, 0), k
-        if n <= 0:
-            return []
-        cdef int32_t *buf = <int32_t *>malloc(3 * n * sizeof(int32_t))
-        if buf == NULL:
-            raise MemoryError()
-        try:
-            et_session_node_groups(self.s, kind, buf, n)
-            return [(buf[3 * k], buf[3 * k + 1], buf[3 * k + 2]) for k in range(n)]
-        finally:
-            free(buf)
+        return self._node_run_list(1, PROGRAMS[name])
 
 
 cdef extern from "string.h":

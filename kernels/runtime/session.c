@@ -715,6 +715,27 @@ static void eval_cache_update(et_session *s) {
     c->valid = 1;
 }
 
+/* The first failing node of a run whose nodes run on several threads (segments, groups). */
+typedef struct run_failure {
+    uint32_t k;   /* its node position (UINT32_MAX: none) */
+    et_status st;
+} run_failure;
+
+static void failure_note(run_failure *f, uint32_t k, et_status st) {
+    uint32_t seen = __atomic_load_n(&f->k, __ATOMIC_RELAXED);
+    while (k < seen && !__atomic_compare_exchange_n(&f->k, &seen, k, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+    if (k <= seen) __atomic_store_n(&f->st, st, __ATOMIC_RELAXED); /* the lowest failing node's */
+}
+
+/* After the threads joined: ET_OK, or the lowest failing node reported like run_nodes. */
+static et_status failure_report(et_session *s, const run_failure *f) {
+    if (f->k == UINT32_MAX) return ET_OK;
+    const uint32_t ni = current(s)->nodes[f->k];
+    et_node_io io;
+    et_node_io_bind(&s->model, s->plan.shape, s->ptr, ni, &io);
+    return node_failed(s, ni, &io, f->st);
+}
+
 /* One run of an image-first segment (et_segment, plan.c): chunk = image. */
 typedef struct segment_run {
     et_session *s;
@@ -723,8 +744,7 @@ typedef struct segment_run {
     et_segment_slots sl;
     uint8_t *slots;
     int team;               /* threads taking images (profiled times are divided by it) */
-    uint32_t failed_k;      /* the first node position that failed (UINT32_MAX: none) */
-    et_status failed_st;
+    run_failure failed;
 } segment_run;
 
 /* Image img through every node of the segment, in the slot of thread tid. */
@@ -738,7 +758,7 @@ static void segment_image(void *ctx, int64_t img, int tid) {
     env.ws = slot + r->sl.ws_off;
     env.ws_bytes = r->sl.slot_bytes - r->sl.ws_off;
     for (uint32_t k = r->g->from; k < r->g->to; k++) {
-        if (__atomic_load_n(&r->failed_k, __ATOMIC_RELAXED) <= k) return;
+        if (__atomic_load_n(&r->failed.k, __ATOMIC_RELAXED) <= k) return;
         const uint32_t ni = pg->nodes[k];
         et_tshape img_shape[ET_NODE_MAX_IN + ET_NODE_MAX_OUT];
         et_node_io io;
@@ -748,10 +768,7 @@ static void segment_image(void *ctx, int64_t img, int tid) {
         et_status st = et_op_desc_get(s->model.nodes[ni].op)->run(&io, &env);
         if (s->profiling) __atomic_fetch_add(&s->prof[2 * ni], (now_ns() - t0) / (uint64_t)r->team, __ATOMIC_RELAXED);
         if (st != ET_OK) {
-            uint32_t seen = __atomic_load_n(&r->failed_k, __ATOMIC_RELAXED);
-            while (k < seen && !__atomic_compare_exchange_n(&r->failed_k, &seen, k, 0, __ATOMIC_RELAXED,
-                                                             __ATOMIC_RELAXED)) {}
-            if (k <= seen) __atomic_store_n(&r->failed_st, st, __ATOMIC_RELAXED); /* the lowest failing node's */
+            failure_note(&r->failed, k, st);
             return;
         }
     }
@@ -761,7 +778,7 @@ static void segment_image(void *ctx, int64_t img, int tid) {
  * reports the first failing node like run_nodes, with the whole batch's shapes. */
 static et_status run_segment(et_session *s, const et_segment *g, uint32_t k, const et_run_env *env) {
     const size_t *at = s->plan.ws_at[ET_PROGRAM_EVAL];
-    segment_run r = {s, g, env, {0}, NULL, 1, UINT32_MAX, ET_OK};
+    segment_run r = {s, g, env, {0}, NULL, 1, {UINT32_MAX, ET_OK}};
     et_segment_slots_get(&s->model, &s->plan, g, s->nthreads, &r.sl);
     r.slots = at[2 * k] != ET_NO_OFFSET ? s->plan.arena + at[2 * k] : s->plan.ws;
     if ((size_t)r.sl.slots * r.sl.slot_bytes > (at[2 * k] != ET_NO_OFFSET ? at[2 * k + 1] : s->plan.ws_bytes))
@@ -771,10 +788,7 @@ static et_status run_segment(et_session *s, const et_segment *g, uint32_t k, con
     const et_program_def *pg = current(s);
     if (s->profiling)
         for (uint32_t j = g->from; j < g->to; j++) s->prof[2 * pg->nodes[j] + 1]++;
-    if (r.failed_k == UINT32_MAX) return ET_OK;
-    et_node_io io;
-    et_node_io_bind(&s->model, s->plan.shape, s->ptr, pg->nodes[r.failed_k], &io);
-    return node_failed(s, pg->nodes[r.failed_k], &io, r.failed_st);
+    return failure_report(s, &r.failed);
 }
 
 /* Runs the node at position k of the current program with the session's threads, in the
@@ -802,8 +816,7 @@ typedef struct group_run {
     uint32_t from;
     const et_run_env *env;
     uint8_t *ws;            /* the group's workspace */
-    uint32_t failed_k;      /* the first node position that failed (UINT32_MAX: none) */
-    et_status failed_st;
+    run_failure failed;
 } group_run;
 
 static void group_node(void *ctx, int64_t i, int tid) {
@@ -812,7 +825,7 @@ static void group_node(void *ctx, int64_t i, int tid) {
     const uint32_t k = r->from + (uint32_t)i, ni = current(s)->nodes[k];
     const et_group_pos *g = &s->plan.grp[s->program][k];
     (void)tid;
-    if (__atomic_load_n(&r->failed_k, __ATOMIC_RELAXED) < k) return; /* as a serial run would stop */
+    if (__atomic_load_n(&r->failed.k, __ATOMIC_RELAXED) < k) return; /* as a serial run would stop */
     et_node_io io;
     et_node_io_bind(&s->model, s->plan.shape, s->ptr, ni, &io);
     et_run_env env = *r->env;
@@ -828,10 +841,7 @@ static void group_node(void *ctx, int64_t i, int tid) {
         s->prof[2 * ni + 1]++;
     }
     if (st != ET_OK) {
-        uint32_t seen = __atomic_load_n(&r->failed_k, __ATOMIC_RELAXED);
-        while (k < seen && !__atomic_compare_exchange_n(&r->failed_k, &seen, k, 0, __ATOMIC_RELAXED,
-                                                         __ATOMIC_RELAXED)) {}
-        if (k <= seen) __atomic_store_n(&r->failed_st, st, __ATOMIC_RELAXED);
+        failure_note(&r->failed, k, st);
     }
 }
 
@@ -857,13 +867,9 @@ static et_status run_group(et_session *s, uint32_t k, uint32_t end, et_run_env *
         }
         return ET_OK;
     }
-    group_run r = {s, k, env, ws, UINT32_MAX, ET_OK};
+    group_run r = {s, k, env, ws, {UINT32_MAX, ET_OK}};
     et_parallel_for(end - k, s->nthreads, group_node, &r);
-    if (r.failed_k == UINT32_MAX) return ET_OK;
-    const uint32_t ni = current(s)->nodes[r.failed_k];
-    et_node_io io;
-    et_node_io_bind(&s->model, s->plan.shape, s->ptr, ni, &io);
-    return node_failed(s, ni, &io, r.failed_st);
+    return failure_report(s, &r.failed);
 }
 
 /* Runs nodes [from, to) of the current program. */
