@@ -101,7 +101,8 @@ def test_eval_export_info(trained, tmp_path, capsys):
     assert out.startswith("test accuracy: ") and "/50)" in out  # 50 = 3 batches of 16 + 2
     code, out, err = run(capsys, "info", trained)
     assert code == 0, err
-    for word in ("parameters: 431,080", "programs:", "train", "planned memory", "step 3"):
+    for word in ("parameters: 431,080", "programs:", "train", "planned memory", "step 3",
+                 "train concurrent groups (independent small nodes side by side): "):
         assert word in out, word
     small = tmp_path / "infer.etm"
     code, out, err = run(capsys, "export", trained, "--inference-only", "-o", small)
@@ -109,6 +110,7 @@ def test_eval_export_info(trained, tmp_path, capsys):
     assert small.stat().st_size < trained.stat().st_size
     code, out, err = run(capsys, "info", small)
     assert code == 0, err and "eval" in out
+    assert "concurrent groups" not in out  # no train or grad program
     code, out, err = run(capsys, "eval", small, "--data", MNIST, "--limit", 20, "--batch-size", 7)
     assert code == 0, err and "/20)" in out
 
