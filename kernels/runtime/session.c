@@ -791,6 +791,17 @@ static et_status run_segment(et_session *s, const et_segment *g, uint32_t k, con
     return failure_report(s, &r.failed);
 }
 
+/* Runs node ni with env as set, adding its time to the profile; the op's status. */
+static et_status timed_run(et_session *s, uint32_t ni, const et_node_io *io, const et_run_env *env) {
+    uint64_t t0 = s->profiling ? now_ns() : 0;
+    et_status st = et_op_desc_get(s->model.nodes[ni].op)->run(io, env);
+    if (s->profiling) {
+        s->prof[2 * ni] += now_ns() - t0;
+        s->prof[2 * ni + 1]++;
+    }
+    return st;
+}
+
 /* Runs the node at position k of the current program with the session's threads, in the
  * workspace env->ws. */
 static et_status run_node(et_session *s, uint32_t k, et_run_env *env) {
@@ -801,12 +812,7 @@ static et_status run_node(et_session *s, uint32_t k, et_run_env *env) {
     const int cached = s->program == ET_PROGRAM_EVAL && s->ecache.block;
     env->cache = cached ? et_eval_cache_entry(&s->ecache, ni, &env->cache_bytes) : NULL;
     env->nthreads = node_threads(d, &io, s->nthreads);
-    uint64_t t0 = s->profiling ? now_ns() : 0;
-    et_status st = d->run(&io, env);
-    if (s->profiling) {
-        s->prof[2 * ni] += now_ns() - t0;
-        s->prof[2 * ni + 1]++;
-    }
+    et_status st = timed_run(s, ni, &io, env);
     return st == ET_OK ? ET_OK : node_failed(s, ni, &io, st);
 }
 
@@ -834,15 +840,9 @@ static void group_node(void *ctx, int64_t i, int tid) {
     env.ws_bytes = g->ws_bytes;
     env.cache = NULL;
     env.cache_bytes = 0;
-    uint64_t t0 = s->profiling ? now_ns() : 0;
-    et_status st = et_op_desc_get(s->model.nodes[ni].op)->run(&io, &env);
-    if (s->profiling) { /* each node of the group is one chunk: its entries are this thread's */
-        s->prof[2 * ni] += now_ns() - t0;
-        s->prof[2 * ni + 1]++;
-    }
-    if (st != ET_OK) {
-        failure_note(&r->failed, k, st);
-    }
+    /* each node of the group is one chunk: its profile entries are this thread's alone */
+    et_status st = timed_run(s, ni, &io, &env);
+    if (st != ET_OK) failure_note(&r->failed, k, st);
 }
 
 /* Runs node positions [k, end) of a concurrent group side by side, then reports the first
