@@ -158,6 +158,7 @@ cdef extern from "edgetrain/et_runtime.h":
     int et_session_profiling(const et_session *s)
     int et_session_profile(const et_session *s, et_node_profile *out, int cap)
     int et_session_eval_segments(const et_session *s, int32_t *out, int cap)
+    int et_session_eval_pairs(const et_session *s, int32_t *out, int cap)
     int et_session_node_groups(const et_session *s, et_program_kind kind, int32_t *out, int cap)
     int64_t et_debug_alloc_count()
     void et_release_free_memory() nogil

@@ -621,21 +621,25 @@ cdef class Session:
         finally:
             free(buf)
 
-    cdef int _node_runs(self, int groups, et_program_kind kind, int32_t *out, int cap):
-        if groups:
+    cdef int _node_runs(self, int what, et_program_kind kind, int32_t *out, int cap):
+        if what == 1:
             return et_session_node_groups(self.s, kind, out, cap)
+        if what == 2:
+            return et_session_eval_pairs(self.s, out, cap)
         return et_session_eval_segments(self.s, out, cap)
 
-    cdef list _node_run_list(self, int groups, et_program_kind kind):
-        """(first node id, last node id, node count) of each eval segment or concurrent group."""
-        cdef int n = self._node_runs(groups, kind, NULL, 0), k
+    cdef list _node_run_list(self, int what, et_program_kind kind):
+        """Three ints each: (first node id, last node id, node count) of each eval segment
+        (what 0) or concurrent group (1); (pointwise node id, depthwise node id, channels a
+        block) of each channel-blocked pair (2)."""
+        cdef int n = self._node_runs(what, kind, NULL, 0), k
         if n <= 0:
             return []
         cdef int32_t *buf = <int32_t *>malloc(3 * n * sizeof(int32_t))
         if buf == NULL:
             raise MemoryError()
         try:
-            self._node_runs(groups, kind, buf, n)
+            self._node_runs(what, kind, buf, n)
             return [(buf[3 * k], buf[3 * k + 1], buf[3 * k + 2]) for k in range(n)]
         finally:
             free(buf)
@@ -645,6 +649,12 @@ cdef class Session:
         """The eval program's image-first segments for the current shapes: (first node id, last
         node id, node count) each."""
         return self._node_run_list(0, ET_PROGRAM_EVAL)
+
+    @_locked
+    def eval_pairs(self):
+        """The channel-blocked pairs inside the eval segments: (pointwise node id, depthwise
+        node id, channels a block) each."""
+        return self._node_run_list(2, ET_PROGRAM_EVAL)
 
     @_locked
     def node_groups(self, str name):

@@ -956,7 +956,9 @@ def cmd_info(args, out=None) -> int:
     segs = sess.eval_segments()
     if segs:
         lines.append("eval image-first segments (each image through them in turn): " + "; ".join(
-            f"{g['layers'][0]} .. {g['layers'][1]} ({g['count']} nodes)" for g in segs))
+            f"{g['layers'][0]} .. {g['layers'][1]} ({g['count']} nodes"
+            + (f", {len(g['pairs'])} pointwise+depthwise pairs run a channel block at a time"
+               if g["pairs"] else "") + ")" for g in segs))
     for prog in ("train", "grad"):
         groups = sess.node_groups(prog)
         if groups:

@@ -590,9 +590,14 @@ class TrainSession:
         """The eval program's image-first segments for the current input shapes: runs of large
         convolutions, adds and activations that each image goes through before the next, one
         image per thread (docs/threads.md). Each: ``nodes`` (node ids ``first`` .. ``last``,
-        ``count`` of them) and the ``layers`` of the first and last node."""
+        ``count`` of them), the ``layers`` of the first and last node, and its ``pairs``: a
+        pointwise convolution and the depthwise one reading its output, run a block of
+        ``channels`` at a time (``layers``: theirs)."""
         layers = [layer for _, layer, _, _ in self._s.profile()]
-        return [{"first": a, "last": b, "count": n, "layers": (layers[a], layers[b])}
+        pairs = self._s.eval_pairs()
+        return [{"first": a, "last": b, "count": n, "layers": (layers[a], layers[b]),
+                 "pairs": [{"layers": (layers[p], layers[d]), "channels": c}
+                           for p, d, c in pairs if a <= p <= b]}
                 for a, b, n in self._s.eval_segments()]
 
     @_serialised

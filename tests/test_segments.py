@@ -123,6 +123,10 @@ def test_segments_listed_for_the_current_shapes(tmp_path):
     segs = sess.eval_segments()
     assert [(g["layers"], g["count"]) for g in segs] == [
         (("features.0.0", "features.2.conv.1.0"), 7)], segs
+    # both blocks' expand + depthwise, 8 channels (8 x 64 KiB planes) a block
+    assert segs[0]["pairs"] == [
+        {"layers": ("features.1.conv.0.0", "features.1.conv.1.0"), "channels": 8},
+        {"layers": ("features.2.conv.0.0", "features.2.conv.1.0"), "channels": 8}], segs
     _run(sess, _x(1))
     assert sess.eval_segments() == []
     from edgetrain.cli import main
@@ -135,7 +139,72 @@ def test_segments_listed_for_the_current_shapes(tmp_path):
     with contextlib.redirect_stdout(buf):
         assert main(["info", str(path)]) == 0
     assert "eval image-first segments (each image through them in turn): features.0.0 .. " \
-           "features.2.conv.1.0 (7 nodes)" in buf.getvalue(), buf.getvalue()
+           "features.2.conv.1.0 (7 nodes, 2 pointwise+depthwise pairs run a channel block at a " \
+           "time)" in buf.getvalue(), buf.getvalue()
+
+
+class _Pair(nn.Module):
+    """A stem, then pointwise 8 -> 36 channels at 128x128 (9.4 MB at batch 4) feeding a
+    depthwise 3x3: blocks of 8 channels, the last of 4."""
+
+    def __init__(self, stride):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.pw = nn.Conv2d(8, 36, 1)
+        self.bn = nn.BatchNorm2d(36)
+        self.dw = nn.Conv2d(36, 36, 3, stride=stride, padding=1, groups=36)
+
+    def forward(self, x):
+        return self.dw(F.relu6(self.bn(self.pw(F.relu(self.stem(x))))))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_channel_blocked_pairs_compute_the_bits_of_whole_images(monkeypatch, stride):
+    """A pointwise convolution whose output only a depthwise one reads runs with it a block of
+    channels at a time: the same bits as the segment without pairs (EDGETRAIN_SEGMENT_PAIRS=0
+    at load) at 1, 2 and 3 threads, close to PyTorch, and the slot holds one block of the
+    pointwise output instead of a whole image of it."""
+    et.nn.init.manual_seed(5)
+    model = random_statistics(_Pair(stride), 6, biases=True)
+    x = _x(seed=7)
+
+    def session(threads):
+        sess = et.TrainSession.from_module(model, inputs={"x": (None, 3, HW, HW)}, threads=threads,
+                                           max_batch=N)
+        sess.Eval()
+        return sess
+
+    monkeypatch.setenv("EDGETRAIN_SEGMENT_PAIRS", "0")
+    plain = session(1)
+    ref = _run(plain, x)
+    assert plain.eval_segments()[0]["pairs"] == []
+    plain_ws = plain.memory_info()["workspace_without_reuse"]
+    monkeypatch.delenv("EDGETRAIN_SEGMENT_PAIRS")
+    for t in (1, 2, 3):
+        sess = session(t)
+        got = _run(sess, x)
+        assert np.array_equal(got.view(np.uint32), ref.view(np.uint32)), t
+        assert sess.eval_segments()[0]["pairs"] == [{"layers": ("pw", "dw"), "channels": 8}]
+        if t == 1:  # one slot: 8 of the 36 channels of one image of the pointwise output, and
+            # the nodes' workspace (under 128 KiB here)
+            plane = HW * HW * 4
+            assert plain_ws >= 36 * plane
+            assert sess.memory_info()["workspace_without_reuse"] <= 8 * plane + (128 << 10)
+    tm = make_torch_pair(model, stride)
+    with torch.no_grad():
+        want = tm(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ref, want, rtol=1e-4, atol=1e-4)
+
+
+def make_torch_pair(model, stride):
+    tm = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 36, 1),
+                             torch.nn.BatchNorm2d(36), torch.nn.ReLU6(),
+                             torch.nn.Conv2d(36, 36, 3, stride=stride, padding=1, groups=36))
+    sd = model.state_dict()
+    names = {"0": "stem", "2": "pw", "3": "bn", "5": "dw"}
+    tm.load_state_dict({k: torch.from_numpy(np.asarray(sd[names[k.split(".")[0]] + "." + k.split(".", 1)[1]]))
+                        for k in tm.state_dict() if not k.endswith("num_batches_tracked")}, strict=False)
+    return tm.eval()
 
 
 def test_internal_tensors_take_no_arena_room():

@@ -532,14 +532,44 @@ static int64_t segment_batch(const et_model *m, const et_node_def *nd, const et_
 /* One image of an internal tensor: its place in a slot and its lifetime inside the segment. */
 static size_t image_bytes(const et_tshape *sh) { return et_align_up(et_shape_bytes(sh) / (size_t)sh->dim[0]); }
 
+/* The channel block (ET_SEGMENT_PAIR_BYTES) if the nodes at positions k, k + 1 of the EVAL
+ * program form a channel-blocked pair, else 0: k a pointwise conv2d (1x1, stride 1, no
+ * padding, one group) whose output y only k + 1 reads, as its input 0 alone; k + 1 a depthwise
+ * conv2d of y; more channels than one block. Both must be in one segment (the caller's). */
+static uint32_t pair_block(const et_model *m, const et_program_def *pg, const et_tshape *shape,
+                           const plan_scratch *s, uint32_t k) {
+    const et_node_def *a = &m->nodes[pg->nodes[k]], *b = &m->nodes[pg->nodes[k + 1]];
+    if (a->op != ET_OP_CONV2D || b->op != ET_OP_CONV2D) return 0;
+    const int64_t *ia = a->iattr, *ib = b->iattr;
+    const int32_t y = a->out[0];
+    if (y < 0 || b->in[0] != y || s->last[y] != (int64_t)k + 1 || a->in[1] < 0 || b->in[1] < 0) return 0;
+    for (int j = 1; j < ET_NODE_MAX_IN; j++)
+        if (b->in[j] == y) return 0;
+    const et_tshape *wa = &shape[a->in[1]], *wb = &shape[b->in[1]], *ys = &shape[y];
+    if (wa->ndim != 4 || wa->dim[2] != 1 || wa->dim[3] != 1 || ia[0] != 1 || ia[1] != 1 || ia[2] || ia[3] ||
+        ia[4] || ia[5] || ia[8] != 1)
+        return 0;
+    const int64_t oc = ys->dim[1];
+    if (wb->ndim != 4 || wb->dim[1] != 1 || ib[8] != oc || wb->dim[0] != oc) return 0;
+    const size_t plane = (size_t)ys->dim[2] * (size_t)ys->dim[3] * sizeof(float);
+    int64_t cb = 32;
+    while (cb > 8 && (size_t)cb * plane > ET_SEGMENT_PAIR_BYTES) cb -= 8;
+    return cb < oc ? (uint32_t)cb : 0;
+}
+
 /* Lays out one image of segment g's internal tensors (read by no node after it, not an
- * output): lowest free offset, largest first, as the arena (s: the EVAL lifetimes). */
+ * output): lowest free offset, largest first, as the arena (s: the EVAL lifetimes). The
+ * output of a channel-blocked pair's first node takes one block. */
 static void segment_layout(const et_model *m, const et_program_def *pg, et_plan *p, et_segment *g, plan_scratch *s) {
     uint32_t n = 0;
     for (uint32_t k = g->from; k < g->to; k++) {
         const int32_t y = m->nodes[pg->nodes[k]].out[0];
         if (s->last[y] >= (int64_t)g->to) continue;
-        s->items[n++] = (act_item){image_bytes(&p->shape[y]), 0, k, s->last[y], (uint32_t)y, 0};
+        const et_tshape *ys = &p->shape[y];
+        const size_t b = p->seg_cb[k] ? et_align_up(et_shape_bytes(ys) / (size_t)(ys->dim[0] * ys->dim[1]) *
+                                                    p->seg_cb[k])
+                                      : image_bytes(ys);
+        s->items[n++] = (act_item){b, 0, k, s->last[y], (uint32_t)y, 0};
     }
     qsort(s->items, n, sizeof *s->items, cmp_act_item);
     size_t top = 0;
@@ -580,9 +610,14 @@ static et_status find_segments(const et_model *m, et_plan *p, plan_scratch *s) {
         k = end;
     }
     if (!n) return ET_OK;
-    if (!(p->seg_off = (size_t *)et_calloc((size_t)m->n_tensors + 1, sizeof(size_t)))) return ET_ERR_NOMEM;
+    if (!(p->seg_off = (size_t *)et_calloc((size_t)m->n_tensors + 1, sizeof(size_t))) ||
+        !(p->seg_cb = (uint32_t *)et_calloc((size_t)pg->n_nodes + 1, sizeof(uint32_t))))
+        return ET_ERR_NOMEM;
     for (uint32_t i = 0; i <= m->n_tensors; i++) p->seg_off[i] = ET_NO_OFFSET;
     p->n_segs = n;
+    for (uint32_t g = 0; g < n; g++)
+        for (uint32_t k = p->segs[g].from; k + 1 < p->segs[g].to; k++)
+            if (!m->no_pairs && (p->seg_cb[k] = pair_block(m, pg, p->shape, s, k))) k++;
     for (uint32_t g = 0; g < n; g++) segment_layout(m, pg, p, &p->segs[g], s);
     return ET_OK;
 }
@@ -602,6 +637,33 @@ static void segment_io_shapes(const et_model *m, const et_plan *p, uint32_t ni,
     }
 }
 
+void et_segment_pair_bind(const et_model *m, const et_plan *p, void *const *ptr, const et_segment *g, uint32_t k,
+                          int64_t img, int64_t c0, int64_t cn, uint8_t *slot, et_node_def nd[2],
+                          et_tshape sh[2][ET_NODE_MAX_IN + ET_NODE_MAX_OUT], et_node_io io[2]) {
+    const et_program_def *pg = &m->programs[ET_PROGRAM_EVAL];
+    for (int j = 0; j < 2; j++) {
+        const uint32_t ni = pg->nodes[k + (uint32_t)j];
+        if (slot) et_segment_io_bind(m, p, ptr, g, ni, img, slot, sh[j], &io[j]);
+        else segment_io_shapes(m, p, ni, sh[j], &io[j]);
+        nd[j] = m->nodes[ni];
+        io[j].node = &nd[j];
+        for (int i = 1; i < ET_NODE_MAX_IN; i++) { /* weights, bias, BatchNorm: dim 0 is the channel */
+            if (!io[j].in[i]) continue;
+            sh[j][i] = *io[j].in[i];
+            const int64_t per = et_shape_numel(&sh[j][i]) / sh[j][i].dim[0];
+            sh[j][i].dim[0] = cn;
+            io[j].in[i] = &sh[j][i];
+            if (io[j].in_data[i]) io[j].in_data[i] = (float *)io[j].in_data[i] + c0 * per;
+        }
+    }
+    sh[0][ET_NODE_MAX_IN].dim[1] = cn; /* the block's buffer */
+    sh[1][0].dim[1] = cn;
+    et_tshape *ys = &sh[1][ET_NODE_MAX_IN];
+    ys->dim[1] = cn;
+    if (io[1].out_data[0]) io[1].out_data[0] = (float *)io[1].out_data[0] + c0 * ys->dim[2] * ys->dim[3];
+    nd[1].iattr[8] = cn;
+}
+
 void et_segment_slots_get(const et_model *m, const et_plan *p, const et_segment *g, int nthreads,
                           et_segment_slots *out) {
     const et_program_def *pg = &m->programs[ET_PROGRAM_EVAL];
@@ -610,11 +672,25 @@ void et_segment_slots_get(const et_model *m, const et_plan *p, const et_segment 
     out->kthreads = wide ? 1 : nthreads;
     size_t ws = 0;
     for (uint32_t k = g->from; k < g->to; k++) {
+        et_tshape img[2][ET_NODE_MAX_IN + ET_NODE_MAX_OUT];
+        et_node_io io[2];
+        et_node_def nd[2];
+        if (p->seg_cb[k]) { /* a pair: its blocks (the last one may be narrower) */
+            const int64_t oc = p->shape[m->nodes[pg->nodes[k]].out[0]].dim[1], cb = p->seg_cb[k];
+            for (int64_t cn = cb; cn; cn = cn == cb && oc % cb ? oc % cb : 0) {
+                et_segment_pair_bind(m, p, NULL, g, k, 0, 0, cn, NULL, nd, img, io);
+                for (int j = 0; j < 2; j++) {
+                    const et_op_desc *d = et_op_desc_get(nd[j].op);
+                    size_t b = d->ws_bytes ? d->ws_bytes(&io[j], out->kthreads) : 0;
+                    if (b > ws) ws = b;
+                }
+            }
+            k++;
+            continue;
+        }
         const et_op_desc *d = et_op_desc_get(m->nodes[pg->nodes[k]].op);
-        et_tshape img[ET_NODE_MAX_IN + ET_NODE_MAX_OUT];
-        et_node_io io;
-        segment_io_shapes(m, p, pg->nodes[k], img, &io);
-        size_t b = d->ws_bytes ? d->ws_bytes(&io, out->kthreads) : 0;
+        segment_io_shapes(m, p, pg->nodes[k], img[0], &io[0]);
+        size_t b = d->ws_bytes ? d->ws_bytes(&io[0], out->kthreads) : 0;
         if (b > ws) ws = b;
     }
     out->ws_off = et_align_up(g->image_bytes);
@@ -968,6 +1044,7 @@ void et_plan_free(et_plan *p) {
     et_aligned_free(p->ws);
     et_free(p->segs);
     et_free(p->seg_off);
+    et_free(p->seg_cb);
     for (int k = 0; k < ET_PROGRAM_COUNT_; k++) et_free(p->grp[k]);
     memset(p, 0, sizeof *p);
 }

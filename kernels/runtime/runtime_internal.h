@@ -249,6 +249,8 @@ typedef struct et_model {
                                        activation arena, not the GRAD block (plan.c) */
     int no_groups;                  /* set by the session at load (EDGETRAIN_NODE_GROUPS=0): no
                                        concurrent groups (plan.c) */
+    int no_pairs;                   /* set by the session at load (EDGETRAIN_SEGMENT_PAIRS=0): no
+                                       channel-blocked pairs in segments (plan.c) */
 } et_model;
 
 static inline int et_kind_has_data(et_tensor_kind k) {
@@ -356,6 +358,13 @@ void et_persist_free(et_persist *p);
  * holds one image of them (et_plan.seg_off) and then the nodes' workspace. Chosen from the
  * shapes only, so a run computes the same bits for every thread count. */
 #define ET_SEGMENT_MIN_BYTES ((size_t)8 << 20) /* a node joins when its input or output (whole batch) has this many bytes */
+/* Channel-blocked pairs inside a segment: a pointwise conv2d whose output only the next node, a
+ * depthwise conv2d, reads runs with it a block of channels at a time (plan.c, pair_block): the
+ * pointwise output of one block (at most ET_SEGMENT_PAIR_BYTES, a multiple of 8 channels, at
+ * most 32) stays in the cache for the depthwise pass instead of a whole image of it going
+ * through main memory. Each output channel of either conv depends on its own weights only, so
+ * the blocks compute the bits of the whole image. */
+#define ET_SEGMENT_PAIR_BYTES ((size_t)512 << 10)
 typedef struct et_segment {
     uint32_t from, to;  /* node positions [from, to) of the EVAL program */
     int64_t batch;      /* dim 0 of every activation the segment reads or writes */
@@ -398,6 +407,9 @@ typedef struct et_plan {
     uint32_t n_segs;
     size_t *seg_off;                           /* per tensor: an internal tensor's offset inside a slot,
                                                   ET_NO_OFFSET: not internal (NULL without segments) */
+    uint32_t *seg_cb;                          /* per EVAL node position: the channel block of the
+                                                  channel-blocked pair starting there, 0: none (NULL
+                                                  without segments) */
     et_group_pos *grp[ET_PROGRAM_COUNT_];      /* per node position of the program: its concurrent
                                                   group (NULL: the program has none) */
 } et_plan;
@@ -441,6 +453,13 @@ void et_segment_slots_get(const et_model *m, const et_plan *p, const et_segment 
 void et_segment_io_bind(const et_model *m, const et_plan *p, void *const *ptr, const et_segment *g, uint32_t ni,
                         int64_t img, uint8_t *slot, et_tshape img_shape[ET_NODE_MAX_IN + ET_NODE_MAX_OUT],
                         et_node_io *io);
+/* Channels [c0, c0 + cn) of the channel-blocked pair at node positions k, k + 1 of segment g
+ * (et_plan.seg_cb[k] > 0) for image img: node copies in nd[2] (the depthwise one with groups =
+ * cn), shapes in sh[2], io[2] reading and writing those channels (the pointwise output: the
+ * block's buffer in `slot`). With slot NULL (and ptr NULL) only the shapes are set. */
+void et_segment_pair_bind(const et_model *m, const et_plan *p, void *const *ptr, const et_segment *g, uint32_t k,
+                          int64_t img, int64_t c0, int64_t cn, uint8_t *slot, et_node_def nd[2],
+                          et_tshape sh[2][ET_NODE_MAX_IN + ET_NODE_MAX_OUT], et_node_io io[2]);
 
 /* ---- limits (limits.c) ----------------------------------------------------------- */
 /* ET_ERR_LIMIT if persistent blocks + the plan's inputs, arena and ws_bytes exceed limit. */

@@ -230,6 +230,8 @@ et_status et_session_load_memory_ex(const void *data, size_t size, const et_load
     if (st == ET_OK) s->model.grads_in_arena = grads_in_arena_wanted(&s->model);
     const char *groups_env = getenv("EDGETRAIN_NODE_GROUPS"); /* 0: no concurrent groups (plan.c) */
     s->model.no_groups = groups_env && strcmp(groups_env, "0") == 0;
+    const char *pairs_env = getenv("EDGETRAIN_SEGMENT_PAIRS"); /* 0: no channel-blocked pairs (plan.c) */
+    s->model.no_pairs = pairs_env && strcmp(pairs_env, "0") == 0;
     if (st == ET_OK) st = plan_at_load(s);
     if (st == ET_OK) st = et_persist_build(&s->model, &s->persist, load_err, sizeof load_err);
     if (st == ET_OK) st = et_plan_cache_init(&s->cache, &s->model, &s->plan, load_err, sizeof load_err);
@@ -747,6 +749,42 @@ typedef struct segment_run {
     run_failure failed;
 } segment_run;
 
+/* Node ni of a segment run with io and env, its time (divided by the team) added to the profile. */
+static et_status segment_node_run(const segment_run *r, uint32_t ni, const et_node_io *io, const et_run_env *env) {
+    et_session *s = r->s;
+    uint64_t t0 = s->profiling ? now_ns() : 0;
+    et_status st = et_op_desc_get(s->model.nodes[ni].op)->run(io, env);
+    if (s->profiling) __atomic_fetch_add(&s->prof[2 * ni], (now_ns() - t0) / (uint64_t)r->team, __ATOMIC_RELAXED);
+    return st;
+}
+
+/* The channel-blocked pair at node positions k, k + 1 for image img, a block of channels at a
+ * time (et_plan.seg_cb); env without cache entries (they hold whole-channel data). ET_OK, or
+ * the failing node's status with *at its position. */
+static et_status segment_pair(const segment_run *r, uint32_t k, int64_t img, uint8_t *slot, et_run_env *env,
+                              uint32_t *at) {
+    et_session *s = r->s;
+    const et_program_def *pg = current(s);
+    const int64_t cb = s->plan.seg_cb[k], oc = s->plan.shape[s->model.nodes[pg->nodes[k]].out[0]].dim[1];
+    env->cache = NULL;
+    env->cache_bytes = 0;
+    for (int64_t c0 = 0; c0 < oc; c0 += cb) {
+        et_node_def nd[2];
+        et_tshape sh[2][ET_NODE_MAX_IN + ET_NODE_MAX_OUT];
+        et_node_io io[2];
+        et_segment_pair_bind(&s->model, &s->plan, s->ptr, r->g, k, img, c0, oc - c0 < cb ? oc - c0 : cb, slot, nd,
+                             sh, io);
+        for (uint32_t j = 0; j < 2; j++) {
+            const et_status st = segment_node_run(r, pg->nodes[k + j], &io[j], env);
+            if (st != ET_OK) {
+                *at = k + j;
+                return st;
+            }
+        }
+    }
+    return ET_OK;
+}
+
 /* Image img through every node of the segment, in the slot of thread tid. */
 static void segment_image(void *ctx, int64_t img, int tid) {
     segment_run *r = (segment_run *)ctx;
@@ -759,16 +797,21 @@ static void segment_image(void *ctx, int64_t img, int tid) {
     env.ws_bytes = r->sl.slot_bytes - r->sl.ws_off;
     for (uint32_t k = r->g->from; k < r->g->to; k++) {
         if (__atomic_load_n(&r->failed.k, __ATOMIC_RELAXED) <= k) return;
-        const uint32_t ni = pg->nodes[k];
-        et_tshape img_shape[ET_NODE_MAX_IN + ET_NODE_MAX_OUT];
-        et_node_io io;
-        et_segment_io_bind(&s->model, &s->plan, s->ptr, r->g, ni, img, slot, img_shape, &io);
-        env.cache = s->ecache.block ? et_eval_cache_entry(&s->ecache, ni, &env.cache_bytes) : NULL;
-        uint64_t t0 = s->profiling ? now_ns() : 0;
-        et_status st = et_op_desc_get(s->model.nodes[ni].op)->run(&io, &env);
-        if (s->profiling) __atomic_fetch_add(&s->prof[2 * ni], (now_ns() - t0) / (uint64_t)r->team, __ATOMIC_RELAXED);
+        et_status st;
+        uint32_t at = k;
+        if (s->plan.seg_cb[k]) {
+            st = segment_pair(r, k, img, slot, &env, &at);
+            k++;
+        } else {
+            const uint32_t ni = pg->nodes[k];
+            et_tshape img_shape[ET_NODE_MAX_IN + ET_NODE_MAX_OUT];
+            et_node_io io;
+            et_segment_io_bind(&s->model, &s->plan, s->ptr, r->g, ni, img, slot, img_shape, &io);
+            env.cache = s->ecache.block ? et_eval_cache_entry(&s->ecache, ni, &env.cache_bytes) : NULL;
+            st = segment_node_run(r, ni, &io, &env);
+        }
         if (st != ET_OK) {
-            failure_note(&r->failed, k, st);
+            failure_note(&r->failed, at, st);
             return;
         }
     }
@@ -1104,6 +1147,22 @@ int et_session_profile(const et_session *s, et_node_profile *out, int cap) {
         out[i].calls = s->prof ? s->prof[2 * i + 1] : 0;
     }
     return (int)s->model.n_nodes;
+}
+
+int et_session_eval_pairs(const et_session *s, int32_t *out, int cap) {
+    if (!s || (cap > 0 && !out)) return -1;
+    const et_program_def *pg = &s->model.programs[ET_PROGRAM_EVAL];
+    int n = 0;
+    for (uint32_t k = 0; s->plan.seg_cb && k < pg->n_nodes; k++) {
+        if (!s->plan.seg_cb[k]) continue;
+        if (n < cap) {
+            out[3 * n] = (int32_t)pg->nodes[k];
+            out[3 * n + 1] = (int32_t)pg->nodes[k + 1];
+            out[3 * n + 2] = (int32_t)s->plan.seg_cb[k];
+        }
+        n++;
+    }
+    return n;
 }
 
 int et_session_eval_segments(const et_session *s, int32_t *out, int cap) {

@@ -1120,7 +1120,7 @@ enum { SG_N = 4, SG_C = 16, SG_HW = 192 };
 enum { S_X, S_W1, S_B1, S_A, S_R, S_W2, S_C, S_Y };
 static float sg_w1[SG_C * SG_C], sg_b1[SG_C], sg_w2[SG_C * 9];
 
-static void build_segment(tt_model *m) {
+static void build_segment(tt_model *m, int pair) {
     memset(m, 0, sizeof *m);
     et_fill_random(sg_w1, SG_C * SG_C, 41, -0.5f, 0.5f);
     et_fill_random(sg_b1, SG_C, 42, -0.5f, 0.5f);
@@ -1138,29 +1138,35 @@ static void build_segment(tt_model *m) {
     add_tensor(m, S_W2, "dw.weight", ET_F32, ET_KIND_PARAM, 4, SG_C, 1, no, sg_w2);
     m->t[S_W2].shape[2] = m->t[S_W2].shape[3] = 3;
     int n = add_node(m, ET_OP_CONV2D, "pw", 3, (int32_t[]){S_X, S_W1, S_B1}, 1, (int32_t[]){S_A});
-    m->nd[n].n_ia = 10; /* stride 1, 1, pads 0, dilation 1, 1, groups 1, no act */
+    m->nd[n].n_ia = 10; /* stride 1, 1, pads 0, dilation 1, 1, groups 1, no act (pair: relu) */
     m->nd[n].ia[0] = m->nd[n].ia[1] = m->nd[n].ia[6] = m->nd[n].ia[7] = m->nd[n].ia[8] = 1;
+    m->nd[n].ia[9] = pair ? ET_ACT_RELU : ET_ACT_NONE;
     m->nd[n].n_fa = 1;
-    n = add_node(m, ET_OP_ACT, "relu", 1, (int32_t[]){S_A}, 1, (int32_t[]){S_R});
-    m->nd[n].n_ia = 1; m->nd[n].ia[0] = ET_ACT_RELU; m->nd[n].n_fa = 1;
-    n = add_node(m, ET_OP_CONV2D, "dw", 2, (int32_t[]){S_R, S_W2}, 1, (int32_t[]){S_C});
+    if (!pair) {
+        n = add_node(m, ET_OP_ACT, "relu", 1, (int32_t[]){S_A}, 1, (int32_t[]){S_R});
+        m->nd[n].n_ia = 1; m->nd[n].ia[0] = ET_ACT_RELU; m->nd[n].n_fa = 1;
+    }
+    n = add_node(m, ET_OP_CONV2D, "dw", 2, (int32_t[]){pair ? S_A : S_R, S_W2}, 1, (int32_t[]){S_C});
     m->nd[n].n_ia = 10; /* stride 1, 1, pads 1, dilation 1, 1, groups C */
     for (int k = 0; k < 8; k++) m->nd[n].ia[k] = 1;
     m->nd[n].ia[8] = SG_C;
     m->nd[n].n_fa = 1;
-    add_node(m, ET_OP_ADD, "add", 2, (int32_t[]){S_C, S_A}, 1, (int32_t[]){S_Y});
+    add_node(m, ET_OP_ADD, "add", 2, (int32_t[]){S_C, pair ? S_X : S_A}, 1, (int32_t[]){S_Y});
     tt_prog *ev = &m->pg[0];
-    ev->kind = ET_PROGRAM_EVAL; ev->n_nodes = 4;
-    for (int k = 0; k < 4; k++) ev->nodes[k] = (uint32_t)k;
+    ev->kind = ET_PROGRAM_EVAL; ev->n_nodes = pair ? 3 : 4;
+    for (int k = 0; k < ev->n_nodes; k++) ev->nodes[k] = (uint32_t)k;
     ev->n_in = 1; ev->in[0] = S_X;
     ev->n_out = 1; ev->out_name[0] = "output"; ev->out_t[0] = S_Y;
     m->n_progs = 1;
     m->base_lr = 0.1f;
 }
 
-static void test_segments(void) {
+/* pair = 1: the model without the relu node (pw's epilogue applies it) and y = c + x: pw and
+ * dw then form a channel-blocked pair (8 channels a block, two blocks), whose bits must equal
+ * the images run one by one and the segment run without pairs (EDGETRAIN_SEGMENT_PAIRS=0). */
+static void test_segments(int pair) {
     tt_model m;
-    build_segment(&m);
+    build_segment(&m, pair);
     size_t size = 0;
     uint8_t *img = tt_write(&m, &size);
     enum { IMG = SG_C * SG_HW * SG_HW };
@@ -1176,7 +1182,8 @@ static void test_segments(void) {
         memcpy(ref + (size_t)i * IMG, et_session_tensor_read(one, S_Y), sizeof(float) * IMG);
     }
     et_session_free(one);
-    /* a few values by hand: y = dw(relu(a)) + a, a = w1 x + b1, at image 3 channel 5 */
+    /* a few values by hand: y = dw(relu(a)) + a, a = w1 x + b1, at image 3 channel 5 (pair:
+     * y = dw(relu(a)) + x) */
     for (int p = 0; p < 3; p++) {
         const int i = 3, o = 5, h = p * 95, w = SG_HW - 1 - p * 40;
         double acc = 0, av = 0;
@@ -1190,20 +1197,28 @@ static void test_segments(void) {
                 if (!dh && !dw) av = a;
                 acc += (double)sg_w2[o * 9 + (dh + 1) * 3 + dw + 1] * (a > 0 ? a : 0);
             }
+        if (pair) av = x[(size_t)i * IMG + ((size_t)o * SG_HW + h) * SG_HW + w];
         const float got = ref[(size_t)i * IMG + ((size_t)o * SG_HW + h) * SG_HW + w];
         ET_CHECK(fabs(got - (acc + av)) < 1e-4 * (1 + fabs(acc + av)), "segments: y at (%d,%d) %g, by hand %g", h,
                  w, got, acc + av);
     }
-    for (int threads = 1; threads <= 3; threads++) {
+    for (int variant = 0; variant < 4; variant++) { /* 1, 2, 3 threads; 2 threads without pairs */
+        const int threads = variant < 3 ? variant + 1 : 2;
         et_session *s = NULL;
+        if (variant == 3) setenv("EDGETRAIN_SEGMENT_PAIRS", "0", 1);
         ET_CHECK(et_session_load_memory(img, size, threads, &s) == ET_OK, "segments: load: %s", et_load_error());
+        unsetenv("EDGETRAIN_SEGMENT_PAIRS");
         if (!s) continue;
         ET_CHECK(et_session_set_input(s, "x", ET_F32, x, 4, shape) == ET_OK && et_session_run(s) == ET_OK,
                  "segments: run (%d threads): %s", threads, et_session_error(s));
         ET_CHECK(memcmp(et_session_tensor_read(s, S_Y), ref, sizeof(float) * SG_N * IMG) == 0,
-                 "segments: %d threads: bits differ from the images run one by one", threads);
+                 "segments: pair %d variant %d: bits differ from the images run one by one", pair, variant);
         ET_CHECK(et_session_tensor_read(s, S_A) == NULL && et_session_tensor_read(s, S_C) == NULL,
                  "segments: the internal tensors have arena places");
+        int32_t pr[3] = {-1, -1, -1};
+        const int np = et_session_eval_pairs(s, pr, 1), want = pair && variant < 3;
+        ET_CHECK(np == want && (!want || (pr[0] == 0 && pr[1] == 1 && pr[2] == 8)),
+                 "segments: pair %d variant %d: %d pairs, [%d, %d] x%d", pair, variant, np, pr[0], pr[1], pr[2]);
         et_memory_info mi;
         et_session_memory_info(s, &mi);
         ET_CHECK(mi.activations_bytes == sizeof(float) * SG_N * IMG, "segments: %zu bytes of activations, want y's %zu",
@@ -1284,7 +1299,8 @@ void test_runtime(void) {
     test_thread_limit(img, size);
     test_schedules_and_file_limits(&m);
     test_eval_cache();
-    test_segments();
+    test_segments(0);
+    test_segments(1);
     test_groups(img, size);
     free(img);
 }

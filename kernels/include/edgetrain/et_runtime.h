@@ -241,6 +241,11 @@ int et_session_profile(const et_session *s, et_node_profile *out, int cap);
  * for k < cap, out[3k] is segment k's first node id, out[3k + 1] its last node id and
  * out[3k + 2] its number of nodes. Returns the number of segments (-1 on error). */
 int et_session_eval_segments(const et_session *s, int32_t *out, int cap);
+/* The channel-blocked pairs inside those segments (docs/threads.md: a pointwise convolution
+ * and the depthwise one reading its output, run a block of channels at a time): for k < cap,
+ * out[3k] is pair k's pointwise node id, out[3k + 1] its depthwise node id and out[3k + 2] the
+ * channels of a block. Returns the number of pairs (-1 on error). */
+int et_session_eval_pairs(const et_session *s, int32_t *out, int cap);
 /* The concurrent groups of program `kind` (TRAIN or GRAD) for the current input shapes
  * (docs/threads.md: independent small nodes, each on one thread beside the others): for
  * k < cap, out[3k] is group k's first node id, out[3k + 1] its last node id and out[3k + 2] its
