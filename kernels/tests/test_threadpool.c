@@ -235,6 +235,28 @@ static int spin_becomes(int64_t long_ns, int want_long, int ms) {
     return 0;
 }
 
+/* The looks' rule: passing extra threads (an idle guest's kernel work, in bursts of a few
+ * looks) never make the cores contended; 6 of the last 8 looks do, for 500 ms after. */
+static void test_contention_window(void) {
+    for (int i = 0; i < 8; i++) et_pool_contention_look_(0);
+    const int bursts[] = {1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0};
+    int seen = 0;
+    for (size_t i = 0; i < sizeof bursts / sizeof bursts[0]; i++) {
+        et_pool_contention_look_(bursts[i]);
+        seen |= et_pool_contended();
+    }
+    ET_CHECK(!seen, "contention: bursts of passing threads (at most 5 of 8 looks) made the cores contended");
+    for (int i = 0; i < 5; i++) et_pool_contention_look_(1);
+    ET_CHECK(!et_pool_contended(), "contention: 5 looks of 8 made the cores contended");
+    et_pool_contention_look_(1);
+    ET_CHECK(et_pool_contended(), "contention: 6 looks of 8 did not make the cores contended");
+    for (int i = 0; i < 8; i++) et_pool_contention_look_(0);
+    ET_CHECK(et_pool_contended(), "contention: ended before its hold time");
+    struct timespec ts = {0, 520 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    ET_CHECK(!et_pool_contended(), "contention: still contended 520 ms after the last such look");
+}
+
 static void test_contention(void) {
     const char *e = getenv("EDGETRAIN_SPIN_US");
     const int64_t long_ns = e && *e ? -1 : (int64_t)ET_POOL_SPIN_US * 1000;
@@ -308,6 +330,7 @@ static void test_chunk_ends(void) {
 
 void test_threadpool(void) {
     test_contention(); /* first: run alone, it also sees the pool's state before any look */
+    test_contention_window();
     static const int64_t ns[] = {0, 1, 7, 1000};
     for (int k = 0; k < 4; k++)
         for (int nth = 1; nth <= 8; nth++)

@@ -99,6 +99,9 @@ int64_t et_pool_spin_ns(void);
  * concurrent group's nodes (session.c) -- then runs on the calling thread. */
 int et_pool_contended(void);
 void et_pool_force_contended_(int on); /* tests: et_pool_contended() is 1 while on */
+/* Tests: one look at the run queue that found the cores contended (hit) or not, as the pool
+ * owner's looks do (at least 6 of the last 8 make the cores contended for 500 ms). */
+void et_pool_contention_look_(int hit);
 /* ceil(total / grain) chunks, at most max_chunks (when >= 1); 0 for total <= 0. Use it with a
  * grain and cap that depend on the shapes only, never on the thread count, whenever chunks
  * hold partial sums. */
