@@ -150,7 +150,7 @@ static int64_t now_ns(void) {
 #define CONTEND_SAMPLE_NS INT64_C(5000000) /* look at the run queue at most every 5 ms; */
 #define CONTEND_LOOKS 8                    /* contended when, of this many last looks, */
 #define CONTEND_HITS 6                     /* at least this many say so, */
-#define CONTEND_HOLD_NS INT64_C(500000000) /* until no look has said so for 500 ms */
+#define CONTEND_HOLD_NS INT64_C(500000000) /* until 500 ms after the last look that kept the count */
 static int64_t contend_until = INT64_MAX; /* atomic; until the first look: short spins */
 static struct { int64_t sampled; uint32_t seen; } contend; /* seen: a bit per look, newest lowest */
 
