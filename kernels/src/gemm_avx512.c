@@ -8,6 +8,14 @@
 
 #define MR 14
 #define NR 32
+/* The full kernel prefetches the packed A panel this many k steps ahead (896 bytes: one line
+ * per k step, 14 floats). When N is a single column panel or two (1x1 and 2x2 planes: the last
+ * MobileNetV2 blocks, 1.6 MiB of weights for 32 images), each panel of A is read once, from L2
+ * or L3, and the hardware prefetcher alone left the kernel waiting on it. Measured on
+ * MobileNetV2 28x28 b32 eval at 1 thread, builds interleaved: 8 steps ahead 10 %, 16 steps
+ * 17 %, 32 steps 11 % faster than none. A prefetch never faults, so running past the panel's
+ * end (into the next tile's panel, or past the buffer) is harmless, and it changes no bit. */
+#define PREFETCH_A_STEPS 16
 
 /* Column masks for the (possibly partial) two halves of a 32-wide tile. */
 ET_TARGET_AVX512 static inline void col_masks(int64_t nr, __mmask16 *m0, __mmask16 *m1) {
@@ -193,6 +201,7 @@ ukernel_14x32(int64_t kc, const float *a, const float *b, int64_t ldb, float *c,
     }
     for (int64_t k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        _mm_prefetch((const char *)(a + MR * PREFETCH_A_STEPS), _MM_HINT_T0);
         ROW_FMA(0);
         ROW_FMA(1);
         ROW_FMA(2);
