@@ -9,12 +9,13 @@
 #define MR 14
 #define NR 32
 /* The full kernel prefetches the packed A panel this many k steps ahead (896 bytes; a k step
- * reads 56 of them, so one prefetch a step reaches every line). When N is a single column panel or two (1x1 and 2x2 planes: the last
- * MobileNetV2 blocks, 1.6 MiB of weights for 32 images), each panel of A is read once, from L2
- * or L3, and the hardware prefetcher alone left the kernel waiting on it. Measured on
- * MobileNetV2 28x28 b32 eval at 1 thread, builds interleaved: 8 steps ahead 10 %, 16 steps
- * 17 %, 32 steps 11 % faster than none. A prefetch never faults, so running past the panel's
- * end (into the next tile's panel, or past the buffer) is harmless, and it changes no bit. */
+ * reads 56 of them, so one prefetch a step reaches every line). When N is a single column
+ * panel or two (1x1 and 2x2 planes: the last MobileNetV2 blocks, 1.6 MiB of weights for 32
+ * images), each panel of A is read once, from L2 or L3, and the hardware prefetcher alone left
+ * the kernel waiting on it. Measured on MobileNetV2 28x28 b32 eval at 1 thread, builds
+ * interleaved: 8 steps ahead 10 %, 16 steps 17 %, 32 steps 11 % faster than none. A prefetch
+ * never faults, so running past the panel's end (into the next tile's panel, or past the
+ * buffer) is harmless, and it changes no bit. */
 #define PREFETCH_A_STEPS 16
 
 /* Column masks for the (possibly partial) two halves of a 32-wide tile. */
