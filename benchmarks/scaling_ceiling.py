@@ -74,9 +74,10 @@ def main():
               f"{pair[-1]:.2f} ms each: scaling {t1[-1] / t2[-1]:.2f}x, ceiling "
               f"{2 * t1[-1] / pair[-1]:.2f}x", flush=True)
     s, c = np.array(t1) / np.array(t2), 2 * np.array(t1) / np.array(pair)
-    print(f"{a.model}: scaling t1/t2 median {np.median(s):.2f}x (range {s.min():.2f}-{s.max():.2f}),"
-          f" host ceiling 2*t1/pair median {np.median(c):.2f}x (range {c.min():.2f}-{c.max():.2f}),"
-          f" scaling / ceiling {np.median(s / c):.2f}")
+    print(f"{a.model}: scaling t1/t2 median {np.median(s):.2f}x "
+          f"(range {s.min():.2f}-{s.max():.2f}), host ceiling 2*t1/pair median "
+          f"{np.median(c):.2f}x (range {c.min():.2f}-{c.max():.2f}), scaling / ceiling "
+          f"{np.median(s / c):.2f}")
 
 
 if __name__ == "__main__":
