@@ -32,6 +32,14 @@
  * and they come in bursts: two looks in a row, the rule until the fifteenth stop on issue 15,
  * put 8-14 % of an idle machine's MobileNetV2 steps in 500 ms spells of false contention.)
  * Where the run queue cannot be read, spins stay short. Spinning never changes a result.
+ * While the same rule finds threads other than the team's needing the cores, the pool also
+ * runs every call inline on the caller (same chunks, same bits): a worker that shares its core
+ * with another process starts each job late or is preempted inside it, and each of a run's
+ * many small jobs then waits for it (issue 15's seventeenth stop, one core kept busy,
+ * threads=2 / threads=1 in four interleaved runs each: MobileNetV2 b32 train 1.14-1.19 with
+ * short spins alone, 1.02-1.05 inline; its 28x28 eval 0.93-1.17 against 0.92-1.04; LeNet b64
+ * 0.97-1.09 against 1.01-1.06). A team larger than the cores (the user's choice) only shortens
+ * spins, and where the run queue cannot be read the workers run as before.
  *
  * Job hand-out: one 64-bit ticket = generation (24 bits) | team size (8) | lo (16) | hi (16).
  * The caller claims chunk `lo` and a worker chunk `hi - 1` by compare-and-swap while the
@@ -152,7 +160,12 @@ static int64_t now_ns(void) {
 #define CONTEND_HITS 6                     /* at least this many say so, */
 #define CONTEND_HOLD_NS INT64_C(500000000) /* until 500 ms after the last look that kept the count */
 static int64_t contend_until = INT64_MAX; /* atomic; until the first look: short spins */
-static struct { int64_t sampled; uint32_t seen; } contend; /* seen: a bit per look, newest lowest */
+static int64_t others_until;              /* atomic; the same for other threads alone (inline) */
+/* A bit per look, newest lowest: seen, more runnable threads than the cores left beside the
+ * team; others, the same for teams no larger than the cores (a user's oversubscription
+ * shortens spins, it does not go inline; and its workers between spin and sleep blur the
+ * count). */
+static struct { int64_t sampled; uint32_t seen, others; } contend;
 
 /* Threads runnable on the machine right now other than this pool's (the caller and its awake
  * workers), from /proc/loadavg's "running/total" field; -1 when it cannot be read. */
@@ -174,13 +187,18 @@ static int other_runnable(void) {
     return (int)(running - 1 - awake);
 }
 
-/* One look at the run queue at time now: hit = it found the cores contended. */
-static void contention_look(int64_t now, int hit) {
-    contend.seen = ((contend.seen << 1) | (uint32_t)hit) & ((1u << CONTEND_LOOKS) - 1u);
+/* One look at the run queue at time now: hit = it found the cores contended, others_hit = by
+ * threads other than the team's (-1: a team larger than the cores, no look for them). */
+static void contention_look(int64_t now, int hit, int others_hit) {
+    const uint32_t mask = (1u << CONTEND_LOOKS) - 1u;
+    contend.seen = ((contend.seen << 1) | (uint32_t)hit) & mask;
+    if (others_hit >= 0) contend.others = ((contend.others << 1) | (uint32_t)others_hit) & mask;
     if (__builtin_popcount(contend.seen) >= CONTEND_HITS)
         __atomic_store_n(&contend_until, now + CONTEND_HOLD_NS, __ATOMIC_RELAXED);
     else if (__atomic_load_n(&contend_until, __ATOMIC_RELAXED) == INT64_MAX) /* the first look */
         __atomic_store_n(&contend_until, 0, __ATOMIC_RELAXED);
+    if (__builtin_popcount(contend.others) >= CONTEND_HITS)
+        __atomic_store_n(&others_until, now + CONTEND_HOLD_NS, __ATOMIC_RELAXED);
 }
 
 /* The pool owner, before a job of `team` threads: with more runnable threads than the cores
@@ -192,10 +210,20 @@ static void sample_contention(int64_t now, int team) {
     contend.sampled = now;
     const int others = other_runnable();
     if (others < 0) return; /* unknown: stays as it is (short spins from the start) */
-    contention_look(now, others > et_max_threads() - team); /* et_max_threads: the cores we may run on */
+    const int left = et_max_threads() - team; /* et_max_threads: the cores we may run on */
+    contention_look(now, others > left, left >= 0 ? others > left : -1);
 }
 
-void et_pool_contention_look_(int hit) { contention_look(now_ns(), hit != 0); }
+void et_pool_contention_look_(int hit) { contention_look(now_ns(), hit != 0, hit != 0); }
+
+/* Whether the looks saw other threads needing the cores at time t (never while the run queue
+ * is unknown: before the first look, or without one to read), or a test forces contention. */
+static int force_contended, ignore_contention; /* atomic; tests */
+static int others_contend(int64_t t) {
+    if (__atomic_load_n(&ignore_contention, __ATOMIC_RELAXED)) return 0;
+    return __atomic_load_n(&force_contended, __ATOMIC_RELAXED) ||
+           t < __atomic_load_n(&others_until, __ATOMIC_RELAXED);
+}
 
 /* The spin budget in force at time t: the long one, or the short one while contended. */
 static int64_t budget_at(int64_t t) {
@@ -206,8 +234,8 @@ static int64_t budget_at(int64_t t) {
 
 int64_t et_pool_spin_ns(void) { return budget_at(now_ns()); }
 
-static int force_contended; /* atomic; tests */
 void et_pool_force_contended_(int on) { __atomic_store_n(&force_contended, on, __ATOMIC_RELAXED); }
+void et_pool_ignore_contention_(int on) { __atomic_store_n(&ignore_contention, on, __ATOMIC_RELAXED); }
 
 int et_pool_contended(void) {
     return __atomic_load_n(&force_contended, __ATOMIC_RELAXED) ||
@@ -364,7 +392,7 @@ void et_parallel_for(int64_t n_chunks, int nthreads, et_pool_body body, void *ct
     team = grow(team);
     const int64_t now = now_ns();
     sample_contention(now, team);
-    if (team <= 1 || now < solo.until) {
+    if (team <= 1 || now < solo.until || others_contend(now)) { /* the file-top note */
         run_inline(n_chunks, body, ctx);
     } else if (n_chunks <= MAX_JOB_CHUNKS) {
         run_job(n_chunks, team, body, ctx);

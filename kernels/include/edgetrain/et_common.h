@@ -99,6 +99,9 @@ int64_t et_pool_spin_ns(void);
  * concurrent group's nodes (session.c) -- then runs on the calling thread. */
 int et_pool_contended(void);
 void et_pool_force_contended_(int on); /* tests: et_pool_contended() is 1 while on */
+/* Tests that need the workers to take chunks whatever the machine's load: while on, contention
+ * only shortens spins (calls are not run inline on the caller). */
+void et_pool_ignore_contention_(int on);
 /* Tests: one look at the run queue that found the cores contended (hit) or not, as the pool
  * owner's looks do (at least 6 of the last 8 make the cores contended for 500 ms). */
 void et_pool_contention_look_(int hit);
