@@ -192,11 +192,12 @@ static int other_runnable(void) {
 static void contention_look(int64_t now, int hit, int others_hit) {
     const uint32_t mask = (1u << CONTEND_LOOKS) - 1u;
     contend.seen = ((contend.seen << 1) | (uint32_t)hit) & mask;
-    if (others_hit >= 0) contend.others = ((contend.others << 1) | (uint32_t)others_hit) & mask;
     if (__builtin_popcount(contend.seen) >= CONTEND_HITS)
         __atomic_store_n(&contend_until, now + CONTEND_HOLD_NS, __ATOMIC_RELAXED);
     else if (__atomic_load_n(&contend_until, __ATOMIC_RELAXED) == INT64_MAX) /* the first look */
         __atomic_store_n(&contend_until, 0, __ATOMIC_RELAXED);
+    if (others_hit < 0) return; /* a team larger than the cores: no look at the others */
+    contend.others = ((contend.others << 1) | (uint32_t)others_hit) & mask;
     if (__builtin_popcount(contend.others) >= CONTEND_HITS)
         __atomic_store_n(&others_until, now + CONTEND_HOLD_NS, __ATOMIC_RELAXED);
 }
@@ -214,8 +215,6 @@ static void sample_contention(int64_t now, int team) {
     contention_look(now, others > left, left >= 0 ? others > left : -1);
 }
 
-void et_pool_contention_look_(int hit) { contention_look(now_ns(), hit != 0, hit != 0); }
-
 /* Whether the looks saw other threads needing the cores at time t (never while the run queue
  * is unknown: before the first look, or without one to read), or a test forces contention. */
 static int force_contended, ignore_contention; /* atomic; tests */
@@ -230,6 +229,12 @@ static int64_t budget_at(int64_t t) {
     const int64_t budget = spin_ns();
     const int contended = t < __atomic_load_n(&contend_until, __ATOMIC_RELAXED);
     return contended && budget > SHORT_SPIN_NS ? SHORT_SPIN_NS : budget;
+}
+
+int et_pool_contention_look_(int hit, int others_hit) {
+    const int64_t now = now_ns();
+    contention_look(now, hit != 0, others_hit < 0 ? -1 : others_hit != 0);
+    return others_contend(now);
 }
 
 int64_t et_pool_spin_ns(void) { return budget_at(now_ns()); }

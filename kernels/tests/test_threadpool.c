@@ -253,28 +253,42 @@ static void tid_body(void *ctx, int64_t chunk, int tid) {
  * looks) never make the cores contended; 6 of the last 8 looks do, for 500 ms after, and
  * meanwhile every call runs inline on the caller. */
 static void test_contention_window(void) {
-    for (int i = 0; i < 8; i++) et_pool_contention_look_(0);
+    for (int i = 0; i < 8; i++) et_pool_contention_look_(0, 0);
     const int bursts[] = {1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0};
-    int seen = 0;
+    int seen = 0, inl = 0;
     for (size_t i = 0; i < sizeof bursts / sizeof bursts[0]; i++) {
-        et_pool_contention_look_(bursts[i]);
+        inl |= et_pool_contention_look_(bursts[i], bursts[i]);
         seen |= et_pool_contended();
     }
-    ET_CHECK(!seen, "contention: bursts of passing threads (at most 5 of 8 looks) made the cores contended");
-    for (int i = 0; i < 5; i++) et_pool_contention_look_(1);
-    ET_CHECK(!et_pool_contended(), "contention: 5 looks of 8 made the cores contended");
-    et_pool_contention_look_(1);
-    ET_CHECK(et_pool_contended(), "contention: 6 looks of 8 did not make the cores contended");
+    ET_CHECK(!seen && !inl,
+             "contention: bursts of passing threads (at most 5 of 8 looks) made the cores contended");
+    for (int i = 0; i < 5; i++) inl |= et_pool_contention_look_(1, 1);
+    ET_CHECK(!et_pool_contended() && !inl, "contention: 5 looks of 8 made the cores contended");
+    inl = et_pool_contention_look_(1, 1);
+    ET_CHECK(et_pool_contended() && inl,
+             "contention: 6 looks of 8 did not make the cores contended");
     for (int round = 0; round < 10; round++) {
         int max_tid = 0;
         et_parallel_for(64, 2, tid_body, &max_tid);
         ET_CHECK(max_tid == 0, "contention: a worker (tid %d) ran a chunk while contended", max_tid);
     }
-    for (int i = 0; i < 8; i++) et_pool_contention_look_(0);
+    for (int i = 0; i < 8; i++) et_pool_contention_look_(0, 0);
     ET_CHECK(et_pool_contended(), "contention: ended before its hold time");
     struct timespec ts = {0, 520 * 1000 * 1000};
     nanosleep(&ts, NULL);
     ET_CHECK(!et_pool_contended(), "contention: still contended 520 ms after the last such look");
+    ET_CHECK(!et_pool_contention_look_(0, 0),
+             "contention: calls still inline 520 ms after the last such look");
+
+    /* A team larger than the cores does not look at the others: after a contended spell, its
+     * looks must not keep calls inline (the others' history is left as it was, 6 hits). */
+    for (int i = 0; i < 6; i++) inl = et_pool_contention_look_(0, 1);
+    ET_CHECK(inl, "contention: 6 looks of 8 at the others did not make calls inline");
+    nanosleep(&ts, NULL);
+    inl = 0;
+    for (int i = 0; i < 8; i++) inl |= et_pool_contention_look_(0, -1);
+    ET_CHECK(!inl, "contention: looks of a team larger than the cores kept calls inline");
+    for (int i = 0; i < 8; i++) et_pool_contention_look_(0, 0);
 }
 
 static void test_contention(void) {

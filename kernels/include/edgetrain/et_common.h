@@ -102,9 +102,11 @@ void et_pool_force_contended_(int on); /* tests: et_pool_contended() is 1 while 
 /* Tests that need the workers to take chunks whatever the machine's load: while on, contention
  * only shortens spins (calls are not run inline on the caller). */
 void et_pool_ignore_contention_(int on);
-/* Tests: one look at the run queue that found the cores contended (hit) or not, as the pool
- * owner's looks do (at least 6 of the last 8 make the cores contended for 500 ms). */
-void et_pool_contention_look_(int hit);
+/* Tests: one look at the run queue that found the cores contended (hit) or not, and threads
+ * other than the team's needing them (others_hit 1 or 0; -1: a team larger than the cores,
+ * which does not look at them), as the pool owner's looks do: at least 6 of the last 8 make
+ * the cores contended for 500 ms. Returns 1 when calls now run inline on the caller. */
+int et_pool_contention_look_(int hit, int others_hit);
 /* ceil(total / grain) chunks, at most max_chunks (when >= 1); 0 for total <= 0. Use it with a
  * grain and cap that depend on the shapes only, never on the thread count, whenever chunks
  * hold partial sums. */
