@@ -105,18 +105,23 @@ static int64_t ticket_hi(uint64_t t) { return (int64_t)(t & END_MASK); }
 
 static struct {
     pthread_mutex_t mu;     /* guards sleeping workers' wake-up and the caller's done wait */
-    pthread_cond_t wake;    /* workers: a new job was published */
     pthread_cond_t done;    /* caller: the last chunk finished */
     uint64_t ticket;        /* atomic: the current job (see the file-top note) */
     int64_t pending;        /* atomic: chunks of the current job not finished yet */
     int busy;               /* atomic: 1 while a call owns the pool */
     int caller_waiting;     /* under mu */
     int nworkers;           /* workers created (only the pool owner changes it) */
-    int sleeping;           /* atomic, changed under mu: workers waiting for a wake (contention) */
+    uint64_t asleep;        /* a bit per worker tid waiting for a wake: changed under mu, read
+                             * relaxed by the contention look */
     et_pool_body body;      /* the current job; stable while it has chunks pending */
     void *ctx;
-} P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-       0, 0, 0, 0, 0, 0, NULL, NULL};
+} P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0, NULL, NULL};
+/* Each worker sleeps on its own condition (initialised before the worker starts), so a job
+ * wakes its own team alone: after a larger team grew the pool, a broadcast to every worker made
+ * the ones outside a 2-thread team wake and spin on the same two cores, the team's worker ran
+ * late, and the pool went inline for its backoffs (a 2-thread ViT step after an 8-thread
+ * session: 55 ms, all on the caller, against 31 ms in a fresh process). */
+static pthread_cond_t wake_of[ET_POOL_MAX_THREADS];
 
 /* Late-worker detection (see the file-top note); only the pool owner touches `solo`. */
 #define LATE_NS INT64_C(200000)        /* a wait beyond the chunks' time by this much ... */
@@ -182,8 +187,8 @@ static int other_runnable(void) {
     if (!r) return -1;
     long running = strtol(r + 1, NULL, 10);
     if (running <= 0) return -1;
-    const int awake =
-        __atomic_load_n(&P.nworkers, __ATOMIC_RELAXED) - __atomic_load_n(&P.sleeping, __ATOMIC_RELAXED);
+    const int awake = __atomic_load_n(&P.nworkers, __ATOMIC_RELAXED) -
+                      __builtin_popcountll(__atomic_load_n(&P.asleep, __ATOMIC_RELAXED));
     return (int)(running - 1 - awake);
 }
 
@@ -301,16 +306,22 @@ static int gen_changed(const void *a) {
 static void *worker_main(void *arg) {
     const int tid = (int)(intptr_t)arg;
     gen_wait g = {ticket_gen(__atomic_load_n(&P.ticket, __ATOMIC_ACQUIRE))};
+    const uint64_t bit = UINT64_C(1) << tid;
+    int spin = 1; /* 0 after a job outside its team (a spurious wake-up): back to sleep at once */
     for (;;) {
-        if (!spin_until(gen_changed, &g)) {
+        if (!spin || !spin_until(gen_changed, &g)) {
             pthread_mutex_lock(&P.mu);
-            __atomic_add_fetch(&P.sleeping, 1, __ATOMIC_RELAXED); /* the next broadcast clears it */
-            while (!gen_changed(&g)) pthread_cond_wait(&P.wake, &P.mu);
+            while (!gen_changed(&g)) { /* counted asleep only while it waits */
+                __atomic_store_n(&P.asleep, P.asleep | bit, __ATOMIC_RELAXED);
+                pthread_cond_wait(&wake_of[tid], &P.mu);
+            }
+            __atomic_store_n(&P.asleep, P.asleep & ~bit, __ATOMIC_RELAXED);
             pthread_mutex_unlock(&P.mu);
         }
         uint64_t t = __atomic_load_n(&P.ticket, __ATOMIC_ACQUIRE);
         g.seen = ticket_gen(t);
-        if (tid < ticket_team(t)) (void)work(g.seen, tid);
+        spin = tid < ticket_team(t);
+        if (spin) (void)work(g.seen, tid);
     }
     return NULL;
 }
@@ -327,6 +338,7 @@ static int grow(int team) {
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        pthread_cond_init(&wake_of[P.nworkers + 1], NULL);
         int rc = pthread_create(&th, &at, worker_main, (void *)(intptr_t)(P.nworkers + 1));
         pthread_attr_destroy(&at);
         if (rc != 0) break;
@@ -367,8 +379,11 @@ static void run_job(int64_t n_chunks, int team, et_pool_body body, void *ctx) {
     uint32_t gen = (ticket_gen(__atomic_load_n(&P.ticket, __ATOMIC_RELAXED)) + 1) & GEN_MASK;
     __atomic_store_n(&P.ticket, ticket_make(gen, team, 0, n_chunks), __ATOMIC_RELEASE);
     pthread_mutex_lock(&P.mu);
-    pthread_cond_broadcast(&P.wake);
-    __atomic_store_n(&P.sleeping, 0, __ATOMIC_RELAXED);
+    for (int w = 1; w < team; w++) /* the team's sleeping workers; the others sleep on */
+        if (P.asleep >> w & 1u) {
+            __atomic_store_n(&P.asleep, P.asleep & ~(UINT64_C(1) << w), __ATOMIC_RELAXED);
+            pthread_cond_signal(&wake_of[w]);
+        }
     pthread_mutex_unlock(&P.mu);
     const int64_t t0 = now_ns();
     const int64_t mine = work(gen, 0);
