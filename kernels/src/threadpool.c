@@ -13,8 +13,8 @@
  * Design: one process-wide pool of POSIX threads (no OpenMP; the user's OpenMP settings are
  * never touched). Workers are created lazily, up to the largest nthreads asked for (at most
  * ET_POOL_MAX_THREADS). Between jobs a worker spins for a bounded time (ET_POOL_SPIN_US, default
- * 300 µs, pausing the core each round; EDGETRAIN_SPIN_US overrides it) and then sleeps on a
- * condition variable, so an idle session uses no CPU. The caller takes part as thread 0 and,
+ * 300 µs, pausing the core each round; EDGETRAIN_SPIN_US overrides it) and then sleeps on its
+ * own condition variable (a job wakes its team alone), so an idle session uses no CPU. The caller takes part as thread 0 and,
  * when the chunks are gone, waits (spin, then sleep) until the chunks in flight are done — never
  * for a worker that has not woken up yet.
  *
@@ -307,7 +307,7 @@ static void *worker_main(void *arg) {
     const int tid = (int)(intptr_t)arg;
     gen_wait g = {ticket_gen(__atomic_load_n(&P.ticket, __ATOMIC_ACQUIRE))};
     const uint64_t bit = UINT64_C(1) << tid;
-    int spin = 1; /* 0 after a job outside its team (a spurious wake-up): back to sleep at once */
+    int spin = 1; /* 0 after a job outside its team: back to sleep without spinning */
     for (;;) {
         if (!spin || !spin_until(gen_changed, &g)) {
             pthread_mutex_lock(&P.mu);
